@@ -1,0 +1,105 @@
+/**
+ * libnetwork's remote driver API, as Docker speaks it (field names as on the
+ * wire), and the translation from those JSON bodies into the driver's typed
+ * requests. The API is documented in moby's libnetwork docs/remote.md.
+ */
+import { parseAddress, parsePrefix, type IpPrefix } from '../../ipam/address';
+import type { CreateEndpointRequest, CreateNetworkRequest, DriverKind, JoinResult, Subnet } from '../../driver/types';
+import { formatPrefix } from '../../ipam/address';
+import {
+  asObject,
+  optionalArray,
+  optionalBoolean,
+  optionalObject,
+  optionalString,
+  requiredString,
+  stringMap,
+  type JsonObject,
+} from './decode';
+
+/** Network option keys Docker puts beside the user's `-o` options. */
+export const GENERIC_OPTIONS = 'com.docker.network.generic';
+export const ENABLE_IPV6 = 'com.docker.network.enable_ipv6';
+export const INTERNAL = 'com.docker.network.internal';
+
+export function decodeCreateNetwork(driver: DriverKind, body: JsonObject): CreateNetworkRequest {
+  const options = optionalObject(body, 'Options');
+  const generic = optionalObject(options, GENERIC_OPTIONS);
+  return {
+    networkId: requiredString(body, 'NetworkID'),
+    driver,
+    options: stringMap(generic, 'option'),
+    ipv4: optionalArray(body, 'IPv4Data').map((d) => decodeIpamData(d, 'IPv4Data')),
+    ipv6: optionalArray(body, 'IPv6Data').map((d) => decodeIpamData(d, 'IPv6Data')),
+    // Docker 20.10 sends internal as a top-level option; some callers put it among the generic ones.
+    internal: optionalBoolean(options, INTERNAL) || generic[INTERNAL] === 'true',
+  };
+}
+
+/** `{"Pool":"172.16.86.0/24","Gateway":"172.16.86.1/24","AuxAddresses":{…}}` -> Subnet. */
+function decodeIpamData(value: unknown, what: string): Subnet {
+  const data = asObject(value, what);
+  const pool = parsePrefix(requiredString(data, 'Pool'), `${what} Pool`);
+  const gatewayText = optionalString(data, 'Gateway');
+  // The gateway arrives as a CIDR ("172.16.86.1/24"); the bare address is what a container uses.
+  const gateway = gatewayText === null ? null : gatewayText.includes('/') ? parsePrefix(gatewayText, `${what} Gateway`).address : parseAddress(gatewayText, `${what} Gateway`);
+  return { pool, gateway };
+}
+
+export function decodeCreateEndpoint(body: JsonObject): CreateEndpointRequest {
+  const iface = optionalObject(body, 'Interface');
+  const v4 = optionalString(iface, 'Address');
+  const v6 = optionalString(iface, 'AddressIPv6');
+  return {
+    networkId: requiredString(body, 'NetworkID'),
+    endpointId: requiredString(body, 'EndpointID'),
+    ipv4: v4 === null ? null : parsePrefix(v4, 'Interface Address'),
+    ipv6: v6 === null ? null : parsePrefix(v6, 'Interface AddressIPv6'),
+    mac: optionalString(iface, 'MacAddress'),
+  };
+}
+
+export interface EndpointRef {
+  networkId: string;
+  endpointId: string;
+}
+
+export function decodeEndpointRef(body: JsonObject): EndpointRef {
+  return { networkId: requiredString(body, 'NetworkID'), endpointId: requiredString(body, 'EndpointID') };
+}
+
+export function decodeNetworkRef(body: JsonObject): string {
+  return requiredString(body, 'NetworkID');
+}
+
+// ---- responses ----
+
+/** CreateEndpoint may only fill fields that were empty in the request: so only the MAC, only when we chose it. */
+export function encodeCreateEndpoint(assignedMac: string | null): JsonObject {
+  return assignedMac === null ? { Interface: null } : { Interface: { MacAddress: assignedMac } };
+}
+
+export function encodeJoin(result: JoinResult): JsonObject {
+  const response: JsonObject = {
+    InterfaceName: { SrcName: result.linkName, DstPrefix: 'eth' },
+    // Without this, Docker attaches docker_gwbridge to a network that has no gateway.
+    DisableGatewayService: true,
+  };
+  if (result.gatewayIpv4 !== null) response['Gateway'] = result.gatewayIpv4.text;
+  if (result.gatewayIpv6 !== null) response['GatewayIPv6'] = result.gatewayIpv6.text;
+  if (result.staticRoutes.length > 0) {
+    response['StaticRoutes'] = result.staticRoutes.map((route) => ({
+      Destination: formatPrefix(route.destination),
+      // libnetwork's types.NEXTHOP = 0, types.CONNECTED = 1
+      RouteType: route.type === 'connected' ? 1 : 0,
+      ...(route.nextHop === null ? {} : { NextHop: route.nextHop.text }),
+    }));
+  }
+  return response;
+}
+
+export function encodeEndpointOperInfo(endpoint: { linkName: string; mac: string | null; ipv4: IpPrefix | null; ipv6: IpPrefix | null }): JsonObject {
+  const value: JsonObject = { 'com.lanplug.link': endpoint.linkName };
+  if (endpoint.mac !== null) value['com.docker.network.endpoint.macaddress'] = endpoint.mac;
+  return { Value: value };
+}

@@ -1,0 +1,248 @@
+/**
+ * The macvlan/ipvlan driver: one implementation for both link types, the
+ * difference carried by LinkMode. Every operation takes a typed request and
+ * knows nothing of Docker's JSON.
+ *
+ * Every operation is synchronous (rtnetlink and SQLite calls both are), so a
+ * request runs start to finish without another interleaving: no locks needed.
+ *
+ * Order of effects: validate fully, write the intent to the store, then
+ * change the kernel; on a kernel failure undo both.
+ */
+import { conflict, invalidArgument, LanplugError, notFound, withContext } from '../errors';
+import { parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../ipam/address';
+import { macFromIpv4, parseMac, randomMac } from '../ipam/mac';
+import { EOPNOTSUPP } from '../netlink/errno';
+import type { LinkInfo, Rtnl } from '../netlink/rtnl';
+import type { EndpointRecord, NetworkRecord } from '../state/records';
+import type { Store } from '../state/store';
+import type { Logger } from '../log';
+import { checkDockerId, endpointLinkName, shortId } from './names';
+import { ensureParent, releaseParent } from './parent';
+import type {
+  CreateEndpointRequest,
+  CreateEndpointResult,
+  CreateNetworkRequest,
+  DriverKind,
+  JoinResult,
+  NetworkSpec,
+  StaticRoute,
+  Subnet,
+} from './types';
+import { validateNetwork } from './validate';
+
+export class VlanDriver {
+  constructor(
+    private readonly rtnl: Rtnl,
+    private readonly store: Store,
+    private readonly log: Logger,
+  ) {}
+
+  // ---- networks ----
+
+  createNetwork(request: CreateNetworkRequest): void {
+    checkDockerId(request.networkId, 'network id');
+    const known = this.store.getNetwork(request.networkId);
+    if (known !== null) {
+      // Docker may replay CreateNetwork for a network it already gave us.
+      if (known.spec.mode.kind !== request.driver) {
+        throw conflict(`network ${shortId(request.networkId)} already exists as a lanplug-${known.spec.mode.kind} network`);
+      }
+      return;
+    }
+    const { spec, parentCreated } = validateNetwork(request, this.rtnl, this.store.listNetworks());
+    const record: NetworkRecord = { spec, parentCreated };
+    this.store.insertNetwork(record);
+    try {
+      ensureParent(this.rtnl, spec.parent, spec.mtu);
+    } catch (err) {
+      this.store.deleteNetwork(spec.networkId);
+      // A parent this network would have owned is removed again if the failure came after creating it.
+      this.tryReleaseParent(record);
+      throw err;
+    }
+    this.log.info('network created', {
+      network: shortId(spec.networkId),
+      mode: spec.mode,
+      parent: spec.parent.name,
+      parentCreated,
+    });
+  }
+
+  /** Idempotent: an unknown network is already deleted. */
+  deleteNetwork(networkId: string): void {
+    const network = this.store.getNetwork(networkId);
+    if (network === null) return;
+    for (const endpoint of this.store.listEndpoints(networkId)) {
+      this.deleteEndpointLink(endpoint.linkName);
+    }
+    this.store.deleteNetwork(networkId);
+    const outcome = this.tryReleaseParent(network);
+    this.log.info('network deleted', { network: shortId(networkId), parent: network.spec.parent.name, parentLink: outcome });
+  }
+
+  // ---- endpoints ----
+
+  createEndpoint(driver: DriverKind, request: CreateEndpointRequest): CreateEndpointResult {
+    checkDockerId(request.endpointId, 'endpoint id');
+    const network = this.requireNetwork(request.networkId, driver);
+    const { spec } = network;
+    const requestedMac = request.mac === null ? null : parseMac(request.mac);
+    if (spec.mode.kind === 'ipvlan' && requestedMac !== null) {
+      throw invalidArgument('ipvlan interfaces do not support custom mac address assignment');
+    }
+    if (spec.mode.kind === 'macvlan' && spec.mode.mode === 'passthru') {
+      const others = this.store.listEndpoints(spec.networkId).filter((e) => e.endpointId !== request.endpointId);
+      if (others.length > 0) {
+        throw conflict(
+          `macvlan network ${shortId(spec.networkId)} is in mode passthru and parent ${spec.parent.name} is already given to endpoint ${shortId(others[0]?.endpointId ?? '')}; passthru allows one container per parent`,
+        );
+      }
+    }
+    const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? deriveMac(request));
+    this.store.putEndpoint({
+      networkId: spec.networkId,
+      endpointId: request.endpointId,
+      linkName: endpointLinkName(request.endpointId),
+      mac,
+      ipv4: request.ipv4,
+      ipv6: request.ipv6,
+    });
+    return { assignedMac: requestedMac === null ? mac : null };
+  }
+
+  /** Idempotent: a link or record already gone is success. */
+  deleteEndpoint(networkId: string, endpointId: string): void {
+    const endpoint = this.store.getEndpoint(networkId, endpointId);
+    // Docker hands the link back to our namespace after Leave; it is deleted here, as Docker's own driver does.
+    this.deleteEndpointLink(endpoint?.linkName ?? endpointLinkName(endpointId));
+    this.store.deleteEndpoint(networkId, endpointId);
+  }
+
+  endpointInfo(networkId: string, endpointId: string): EndpointRecord {
+    const endpoint = this.store.getEndpoint(networkId, endpointId);
+    if (endpoint === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
+    return endpoint;
+  }
+
+  /**
+   * Creates the endpoint's link in the daemon's namespace. The runtime
+   * (Docker) moves it into the container, names it eth<N> and configures
+   * addresses and routes.
+   */
+  join(driver: DriverKind, networkId: string, endpointId: string): JoinResult {
+    const network = this.requireNetwork(networkId, driver);
+    const endpoint = this.store.getEndpoint(networkId, endpointId);
+    if (endpoint === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
+    const { spec } = network;
+    const parent = this.requireParent(network);
+    // A link of this name can only be a leftover of an earlier attempt for this same endpoint.
+    this.deleteEndpointLink(endpoint.linkName);
+    const link = this.createEndpointLink(spec, endpoint, parent);
+    this.log.debug('endpoint link created', { endpoint: shortId(endpointId), link: link.name, index: link.index });
+    return joinAnswer(spec, endpoint);
+  }
+
+  /** Nothing to undo here: Docker moves the link back and then calls DeleteEndpoint. */
+  leave(networkId: string, endpointId: string): void {
+    if (this.store.getEndpoint(networkId, endpointId) === null) {
+      this.log.debug('leave for an endpoint lanplug does not know', { network: shortId(networkId), endpoint: shortId(endpointId) });
+    }
+  }
+
+  listNetworks(): NetworkRecord[] {
+    return this.store.listNetworks();
+  }
+
+  // ---- helpers ----
+
+  private requireNetwork(networkId: string, driver: DriverKind): NetworkRecord {
+    const network = this.store.getNetwork(networkId);
+    if (network === null || network.spec.mode.kind !== driver) {
+      throw notFound(`network ${shortId(networkId)} is not a lanplug-${driver} network known to this host`);
+    }
+    return network;
+  }
+
+  private requireParent(network: NetworkRecord): LinkInfo {
+    try {
+      return ensureParent(this.rtnl, network.spec.parent, network.spec.mtu);
+    } catch (err) {
+      throw withContext(`network ${shortId(network.spec.networkId)}`, err);
+    }
+  }
+
+  private createEndpointLink(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): LinkInfo {
+    const common = { name: endpoint.linkName, parentIndex: parent.index, ...(spec.mtu === null ? {} : { mtu: spec.mtu }) };
+    try {
+      if (spec.mode.kind === 'macvlan') {
+        return this.rtnl.createMacvlan({ ...common, mode: spec.mode.mode, ...(endpoint.mac === null ? {} : { mac: endpoint.mac }) });
+      }
+      return this.rtnl.createIpvlan({ ...common, mode: spec.mode.mode, flag: spec.mode.flag });
+    } catch (err) {
+      throw explainLinkFailure(spec, parent, err);
+    }
+  }
+
+  private deleteEndpointLink(name: string): void {
+    const link = this.rtnl.getLink(name);
+    if (link === null) return;
+    try {
+      this.rtnl.deleteLink(link.index);
+    } catch (err) {
+      throw withContext(`delete endpoint link ${name}`, err);
+    }
+  }
+
+  private tryReleaseParent(network: NetworkRecord): 'deleted' | 'kept' | 'failed' {
+    try {
+      return releaseParent(this.rtnl, network, this.store.listNetworks());
+    } catch (err) {
+      this.log.error('could not remove parent link', { parent: network.spec.parent.name, error: String(err) });
+      return 'failed';
+    }
+  }
+}
+
+/** Docker 20.10's rule: the MAC follows the IPv4 address; without one, a random local MAC. */
+function deriveMac(request: CreateEndpointRequest): string {
+  return request.ipv4 === null ? randomMac() : macFromIpv4(request.ipv4.address);
+}
+
+function joinAnswer(spec: NetworkSpec, endpoint: EndpointRecord): JoinResult {
+  const answer: JoinResult = { linkName: endpoint.linkName, gatewayIpv4: null, gatewayIpv6: null, staticRoutes: [] };
+  if (spec.internal) return answer;
+  if (spec.mode.kind === 'ipvlan' && spec.mode.mode !== 'l2') {
+    // l3/l3s route through the parent's stack: no gateway, an on-link default route.
+    answer.staticRoutes = [
+      ...(endpoint.ipv4 === null ? [] : [connectedDefault('0.0.0.0/0')]),
+      ...(endpoint.ipv6 === null ? [] : [connectedDefault('::/0')]),
+    ];
+    return answer;
+  }
+  answer.gatewayIpv4 = gatewayFor(spec.ipv4, endpoint.ipv4);
+  answer.gatewayIpv6 = gatewayFor(spec.ipv6, endpoint.ipv6);
+  return answer;
+}
+
+function connectedDefault(prefix: string): StaticRoute {
+  return { destination: parsePrefix(prefix), type: 'connected', nextHop: null };
+}
+
+/** The gateway of the subnet that holds the endpoint's address (same length, containing it). */
+function gatewayFor(subnets: readonly Subnet[], address: IpPrefix | null): IpAddress | null {
+  if (address === null) return null;
+  const subnet = subnets.find((s) => s.pool.prefixLength === address.prefixLength && prefixContains(s.pool, address.address));
+  return subnet?.gateway ?? null;
+}
+
+function explainLinkFailure(spec: NetworkSpec, parent: LinkInfo, err: unknown): LanplugError {
+  const kind = spec.mode.kind;
+  if (err instanceof LanplugError && err.errno === EOPNOTSUPP) {
+    return new LanplugError('Unsupported', `cannot create ${kind} link on ${parent.name}: this kernel has no ${kind} support (CONFIG_${kind.toUpperCase()})`, {
+      errno: err.errno,
+      cause: err,
+    });
+  }
+  return withContext(`create ${kind} link on parent ${parent.name} in mode ${spec.mode.mode}`, err);
+}

@@ -1,0 +1,52 @@
+/**
+ * Link names: the checks every interface name passes before it reaches the
+ * kernel, and the names lanplug gives the links it creates.
+ *
+ * Every link lanplug creates carries a name it can recognise after a crash:
+ * endpoint links `lp-<endpoint id>`, private parents `dm-<network id>` (as
+ * Docker's own driver names them), 802.1Q parents `<base>.<vlan id>`.
+ */
+import { invalidArgument } from '../errors';
+
+/** Linux IFNAMSIZ is 16 including the terminating NUL. */
+export const MAX_IFNAME_BYTES = 15;
+
+export const ENDPOINT_LINK_PREFIX = 'lp-';
+export const PRIVATE_PARENT_PREFIX = 'dm-';
+
+/**
+ * Throws unless `name` is a name the kernel would accept for a link
+ * (dev_valid_name): 1-15 bytes, not '.' or '..', no '/', ':' or whitespace.
+ * `what` prefixes the message, e.g. "-o parent interface name".
+ */
+export function checkInterfaceName(name: string, what: string): void {
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes === 0) throw invalidArgument(`${what} is empty; expected an interface name such as eth0`);
+  if (bytes > MAX_IFNAME_BYTES) {
+    throw invalidArgument(`${what} '${name}' is ${bytes} bytes long; Linux interface names are 1-${MAX_IFNAME_BYTES} bytes`);
+  }
+  if (name === '.' || name === '..') throw invalidArgument(`${what} '${name}' is not a valid interface name`);
+  if (/[/:\s]/.test(name) || /[\u0000-\u001f\u007f]/.test(name)) {
+    throw invalidArgument(`${what} '${name}' is not valid: interface names may not contain '/', ':' or whitespace`);
+  }
+}
+
+/** Docker ids are 64 hex characters; the first 12 are what `docker network ls` shows. */
+export function shortId(id: string): string {
+  return id.slice(0, 12);
+}
+
+export function endpointLinkName(endpointId: string): string {
+  return ENDPOINT_LINK_PREFIX + shortId(endpointId);
+}
+
+export function privateParentName(networkId: string): string {
+  return PRIVATE_PARENT_PREFIX + shortId(networkId);
+}
+
+/** Docker ids are hex; anything else is refused before it becomes part of a link name. */
+export function checkDockerId(id: string, what: string): void {
+  if (!/^[0-9a-zA-Z_-]{12,128}$/.test(id)) {
+    throw invalidArgument(`${what} '${id.slice(0, 80)}' is not valid; expected at least 12 letters or digits`);
+  }
+}

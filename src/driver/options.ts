@@ -1,0 +1,124 @@
+/**
+ * Pure parsers for the `-o key=value` options of `docker network create`.
+ * No kernel, no store: these only read strings. Every message names the
+ * option, the value and what would have been accepted.
+ *
+ * Docker's own drivers ignore keys they do not know, so a typo such as
+ * `macvlan_mod=private` silently yields bridge mode. lanplug refuses unknown
+ * keys instead. Keys in Docker's own `com.docker.network.` namespace are
+ * accepted (Docker and other tools set them); the MTU one is honoured.
+ */
+import { invalidArgument } from '../errors';
+import type { IpvlanFlag, IpvlanMode, MacvlanMode } from '../netlink/rtnl';
+import { checkInterfaceName } from './names';
+import type { DriverKind, LinkMode } from './types';
+
+export const OPT_PARENT = 'parent';
+export const OPT_MACVLAN_MODE = 'macvlan_mode';
+export const OPT_IPVLAN_MODE = 'ipvlan_mode';
+export const OPT_IPVLAN_FLAG = 'ipvlan_flag';
+export const OPT_MTU = 'com.docker.network.driver.mtu';
+const DOCKER_NAMESPACE = 'com.docker.network.';
+
+const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
+  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU],
+  ipvlan: [OPT_PARENT, OPT_IPVLAN_MODE, OPT_IPVLAN_FLAG, OPT_MTU],
+};
+
+const MACVLAN_MODES: readonly MacvlanMode[] = ['bridge', 'vepa', 'private', 'passthru'];
+const IPVLAN_MODES: readonly IpvlanMode[] = ['l2', 'l3', 'l3s'];
+const IPVLAN_FLAGS: readonly IpvlanFlag[] = ['bridge', 'private', 'vepa'];
+
+/** A parent as the user wrote it, before the kernel is asked about it. */
+export type ParentOption =
+  | { type: 'none' }
+  | { type: 'plain'; name: string }
+  | { type: 'vlan'; name: string; base: string; vlanId: number };
+
+export interface ParsedOptions {
+  mode: LinkMode;
+  parent: ParentOption;
+  mtu: number | null;
+}
+
+export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record<string, string>>): ParsedOptions {
+  checkKeys(driver, options);
+  return {
+    mode: driver === 'macvlan' ? parseMacvlanMode(options[OPT_MACVLAN_MODE]) : parseIpvlanMode(options),
+    parent: parseParent(options[OPT_PARENT]),
+    mtu: parseMtu(options[OPT_MTU]),
+  };
+}
+
+function checkKeys(driver: DriverKind, options: Readonly<Record<string, string>>): void {
+  const accepted = ACCEPTED_KEYS[driver];
+  for (const key of Object.keys(options)) {
+    if (accepted.includes(key) || key.startsWith(DOCKER_NAMESPACE)) continue;
+    throw invalidArgument(`unknown option '${key}' for lanplug-${driver}; accepted options: ${accepted.join(', ')}`);
+  }
+}
+
+export function parseMacvlanMode(value: string | undefined): LinkMode {
+  if (value === undefined || value === '') return { kind: 'macvlan', mode: 'bridge' };
+  const mode = MACVLAN_MODES.find((m) => m === value);
+  if (mode === undefined) {
+    throw invalidArgument(
+      `requested macvlan mode '${value}' is not valid, 'bridge' mode is the macvlan driver default; accepted: ${MACVLAN_MODES.join(', ')}`,
+    );
+  }
+  return { kind: 'macvlan', mode };
+}
+
+function parseIpvlanMode(options: Readonly<Record<string, string>>): LinkMode {
+  const modeText = options[OPT_IPVLAN_MODE];
+  const flagText = options[OPT_IPVLAN_FLAG];
+  const mode = modeText === undefined || modeText === '' ? 'l2' : IPVLAN_MODES.find((m) => m === modeText);
+  if (mode === undefined) {
+    throw invalidArgument(
+      `requested ipvlan mode '${modeText}' is not valid, 'l2' mode is the ipvlan driver default; accepted: ${IPVLAN_MODES.join(', ')}`,
+    );
+  }
+  const flag = flagText === undefined || flagText === '' ? 'bridge' : IPVLAN_FLAGS.find((f) => f === flagText);
+  if (flag === undefined) {
+    throw invalidArgument(
+      `requested ipvlan flag '${flagText}' is not valid, 'bridge' is the ipvlan driver default; accepted: ${IPVLAN_FLAGS.join(', ')}`,
+    );
+  }
+  return { kind: 'ipvlan', mode, flag };
+}
+
+/**
+ * `eth0` -> plain; `eth0.50` -> 802.1Q sub-interface 50 of eth0 (Docker's
+ * convention: a dot in the parent name means "VLAN sub-interface").
+ */
+export function parseParent(value: string | undefined): ParentOption {
+  if (value === undefined) return { type: 'none' };
+  if (value === '') throw invalidArgument(`-o parent is empty; expected an interface name such as -o parent=eth0`);
+  // Bounds the whole name (a VLAN parent `base.id` included) to 15 bytes.
+  checkInterfaceName(value, '-o parent interface name');
+  if (value === 'lo') {
+    throw invalidArgument(`-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0`);
+  }
+  if (!value.includes('.')) return { type: 'plain', name: value };
+
+  const parts = value.split('.');
+  const [base, idText] = parts;
+  if (parts.length !== 2 || base === undefined || base === '' || idText === undefined || !/^\d+$/.test(idText)) {
+    throw invalidArgument(`required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead received ${value}`);
+  }
+  const vlanId = Number(idText);
+  if (vlanId < 1 || vlanId > 4094) throw invalidArgument(`vlan id must be between 1-4094, received: ${idText}`);
+  return { type: 'vlan', name: value, base, vlanId };
+}
+
+export function parseMtu(value: string | undefined): number | null {
+  if (value === undefined || value === '') return null;
+  if (!/^\d{1,6}$/.test(value)) {
+    throw invalidArgument(`-o ${OPT_MTU}=${value} is not valid; expected a whole number such as 1500`);
+  }
+  return Number(value);
+}
+
+export function acceptedKeys(driver: DriverKind): readonly string[] {
+  return ACCEPTED_KEYS[driver];
+}

@@ -1,0 +1,144 @@
+/**
+ * validate(): from a create request, the kernel's links and the networks
+ * lanplug already has, to a complete NetworkSpec — or a one-line error.
+ * It reads the kernel but never changes it; setup acts only on its result.
+ */
+import { conflict, invalidArgument } from '../errors';
+import type { LinkInfo } from '../netlink/rtnl';
+import type { NetworkRecord } from '../state/records';
+import { shortId, privateParentName } from './names';
+import { OPT_MTU, parseNetworkOptions, type ParentOption } from './options';
+import type { CreateNetworkRequest, LinkMode, NetworkSpec, ParentPlan } from './types';
+
+/** What validation may ask the kernel: a read-only view of links by name. */
+export interface LinkView {
+  getLink(name: string): LinkInfo | null;
+}
+
+const MIN_MTU_IPV4 = 68;
+const MIN_MTU_IPV6 = 1280;
+const MAX_MTU = 65535;
+
+export interface ValidatedNetwork {
+  spec: NetworkSpec;
+  /** True when the parent is (or will be) a link lanplug made, and may delete when unused. */
+  parentCreated: boolean;
+}
+
+export function validateNetwork(
+  request: CreateNetworkRequest,
+  links: LinkView,
+  networks: readonly NetworkRecord[],
+): ValidatedNetwork {
+  const options = parseNetworkOptions(request.driver, request.options);
+  const { plan, parentCreated, parentMtu } = resolveParent(options.parent, request.networkId, links, networks);
+  checkParentSharing(request.driver, options.mode, plan.name, networks);
+  const mtu = options.mtu;
+  if (mtu !== null) checkMtu(mtu, plan, parentMtu, request.ipv6.length > 0);
+  return {
+    spec: {
+      networkId: request.networkId,
+      mode: options.mode,
+      parent: plan,
+      mtu,
+      // Docker's own drivers treat "no parent" as --internal: nothing leaves the host.
+      internal: request.internal || plan.type === 'private',
+      ipv4: request.ipv4,
+      ipv6: request.ipv6,
+    },
+    parentCreated,
+  };
+}
+
+interface ResolvedParent {
+  plan: ParentPlan;
+  parentCreated: boolean;
+  /** MTU of the parent (or, for a VLAN parent still to be made, of its base); null for private parents. */
+  parentMtu: number | null;
+}
+
+function resolveParent(
+  option: ParentOption,
+  networkId: string,
+  links: LinkView,
+  networks: readonly NetworkRecord[],
+): ResolvedParent {
+  if (option.type === 'none') {
+    return { plan: { type: 'private', name: privateParentName(networkId) }, parentCreated: true, parentMtu: null };
+  }
+  if (option.type === 'plain') {
+    const link = links.getLink(option.name);
+    if (link === null) throw invalidArgument(`-o parent interface was not found on the host: ${option.name}`);
+    return { plan: { type: 'existing', name: option.name }, parentCreated: false, parentMtu: link.mtu };
+  }
+  const existing = links.getLink(option.name);
+  if (existing !== null) {
+    // A sub-interface another lanplug network made stays lanplug's: whichever
+    // network is removed last removes it. One the user made is never touched.
+    const createdByLanplug = networks.some((n) => n.spec.parent.name === option.name && n.parentCreated);
+    const plan: ParentPlan = createdByLanplug
+      ? { type: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId }
+      : { type: 'existing', name: option.name };
+    return { plan, parentCreated: createdByLanplug, parentMtu: existing.mtu };
+  }
+  const base = links.getLink(option.base);
+  if (base === null) throw invalidArgument(`-o parent interface was not found on the host: ${option.base}`);
+  return {
+    plan: { type: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId },
+    parentCreated: true,
+    parentMtu: base.mtu,
+  };
+}
+
+/**
+ * Sharing rules for one parent, checked against lanplug's own networks:
+ * - macvlan passthru hands the whole parent to one network (Docker's wording);
+ * - the kernel refuses macvlan and ipvlan links on one parent;
+ * - the kernel keeps one ipvlan mode per parent, so ipvlan networks sharing a
+ *   parent must agree on mode and flag.
+ */
+function checkParentSharing(
+  driver: CreateNetworkRequest['driver'],
+  mode: LinkMode,
+  parent: string,
+  networks: readonly NetworkRecord[],
+): void {
+  for (const other of networks) {
+    if (other.spec.parent.name !== parent) continue;
+    const otherId = shortId(other.spec.networkId);
+    const otherMode = other.spec.mode;
+    if (mode.kind === 'macvlan' && mode.mode === 'passthru' && otherMode.kind === 'macvlan') {
+      throw conflict(`cannot use mode passthru, macvlan network ${otherId} is already using parent interface ${parent}`);
+    }
+    if (otherMode.kind === 'macvlan' && otherMode.mode === 'passthru') {
+      throw conflict(`macvlan network ${otherId} is already using parent interface ${parent} in mode passthru`);
+    }
+    if (otherMode.kind !== mode.kind) {
+      throw conflict(
+        `${otherMode.kind} network ${otherId} is already using parent interface ${parent}; ` +
+          `the kernel cannot hold macvlan and ipvlan links on one parent, so lanplug-${driver} cannot use it`,
+      );
+    }
+    if (otherMode.kind === 'ipvlan' && mode.kind === 'ipvlan' && (otherMode.mode !== mode.mode || otherMode.flag !== mode.flag)) {
+      throw conflict(
+        `ipvlan network ${otherId} is already using parent interface ${parent} in mode ${otherMode.mode} flag ${otherMode.flag}; ` +
+          `the kernel keeps one ipvlan mode per parent, so this network must use the same (requested ${mode.mode} flag ${mode.flag})`,
+      );
+    }
+  }
+}
+
+function checkMtu(mtu: number, plan: ParentPlan, parentMtu: number | null, ipv6: boolean): void {
+  const minimum = ipv6 ? MIN_MTU_IPV6 : MIN_MTU_IPV4;
+  if (mtu < minimum) {
+    throw invalidArgument(
+      `-o ${OPT_MTU}=${mtu} is below the minimum of ${minimum}` + (ipv6 ? ' for a network with IPv6' : ' for IPv4'),
+    );
+  }
+  if (parentMtu === null && mtu > MAX_MTU) {
+    throw invalidArgument(`-o ${OPT_MTU}=${mtu} is larger than ${MAX_MTU}, the largest MTU Linux accepts`);
+  }
+  if (parentMtu !== null && mtu > parentMtu) {
+    throw invalidArgument(`-o ${OPT_MTU}=${mtu} is larger than the MTU of parent ${plan.name} (${parentMtu})`);
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * One error type for the whole daemon. Callers branch on `code` (and, for
+ * kernel failures, on `errno`), never on message text. The message is a single
+ * line that stands on its own: Docker shows it to the user behind its own
+ * "NetworkDriver.CreateNetwork: " prefix.
+ */
+export type ErrorCode =
+  | 'InvalidArgument' // the user's input is wrong; nothing was changed
+  | 'NotFound' // a network, endpoint or link that was asked for does not exist
+  | 'Conflict' // the request clashes with something that exists (a passthru parent, a duplicate)
+  | 'Unsupported' // the running kernel lacks a feature (8021q, ipvlan, ...)
+  | 'Kernel' // the kernel refused an operation; see errno
+  | 'Internal'; // a bug or a broken invariant
+
+export class LanplugError extends Error {
+  readonly code: ErrorCode;
+  /** Positive errno from the kernel, when code is 'Kernel' (or a kernel error was translated). */
+  readonly errno: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { errno?: number; cause?: unknown } = {}) {
+    super(oneLine(message), options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'LanplugError';
+    this.code = code;
+    this.errno = options.errno;
+  }
+}
+
+export function invalidArgument(message: string): LanplugError {
+  return new LanplugError('InvalidArgument', message);
+}
+
+export function conflict(message: string): LanplugError {
+  return new LanplugError('Conflict', message);
+}
+
+export function notFound(message: string): LanplugError {
+  return new LanplugError('NotFound', message);
+}
+
+/** Wraps any failure with context ("create macvlan link lp-1234: ..."), keeping code and errno. */
+export function withContext(context: string, err: unknown): LanplugError {
+  if (err instanceof LanplugError) {
+    return new LanplugError(err.code, `${context}: ${err.message}`, { errno: err.errno, cause: err });
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new LanplugError('Internal', `${context}: ${message}`, { cause: err });
+}
+
+/** Messages cross a JSON API and end up on one terminal line. */
+function oneLine(message: string): string {
+  return message.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}

@@ -1,0 +1,166 @@
+/**
+ * What lanplug persists, and the strict decoders that read it back.
+ *
+ * Records are versioned JSON. A row that does not decode is reported and
+ * skipped, never trusted and never allowed to crash the daemon.
+ */
+import { parseAddress, parsePrefix, formatPrefix, type IpPrefix } from '../ipam/address';
+import type { LinkMode, NetworkSpec, ParentPlan, Subnet } from '../driver/types';
+
+export const RECORD_VERSION = 1;
+
+export interface NetworkRecord {
+  spec: NetworkSpec;
+  /**
+   * True when lanplug created the parent link (an 802.1Q sub-interface or a
+   * private parent). Only then may lanplug delete it, and only when no other
+   * network uses it.
+   */
+  parentCreated: boolean;
+}
+
+export interface EndpointRecord {
+  networkId: string;
+  endpointId: string;
+  linkName: string;
+  mac: string | null;
+  ipv4: IpPrefix | null;
+  ipv6: IpPrefix | null;
+}
+
+export class RecordDecodeError extends Error {}
+
+// ---- encoding: plain JSON with addresses as text ----
+
+export function encodeNetwork(record: NetworkRecord): string {
+  const { spec } = record;
+  return JSON.stringify({
+    v: RECORD_VERSION,
+    networkId: spec.networkId,
+    mode: spec.mode,
+    parent: spec.parent,
+    mtu: spec.mtu,
+    internal: spec.internal,
+    ipv4: spec.ipv4.map(encodeSubnet),
+    ipv6: spec.ipv6.map(encodeSubnet),
+    parentCreated: record.parentCreated,
+  });
+}
+
+export function encodeEndpoint(record: EndpointRecord): string {
+  return JSON.stringify({
+    v: RECORD_VERSION,
+    networkId: record.networkId,
+    endpointId: record.endpointId,
+    linkName: record.linkName,
+    mac: record.mac,
+    ipv4: record.ipv4 === null ? null : formatPrefix(record.ipv4),
+    ipv6: record.ipv6 === null ? null : formatPrefix(record.ipv6),
+  });
+}
+
+function encodeSubnet(subnet: Subnet): { pool: string; gateway: string | null } {
+  return { pool: formatPrefix(subnet.pool), gateway: subnet.gateway?.text ?? null };
+}
+
+// ---- decoding: every field checked ----
+
+export function decodeNetwork(text: string): NetworkRecord {
+  const o = object(JSON.parse(text), 'network');
+  version(o);
+  return {
+    spec: {
+      networkId: str(o, 'networkId'),
+      mode: decodeMode(o['mode']),
+      parent: decodeParent(o['parent']),
+      mtu: nullable(o, 'mtu', num),
+      internal: bool(o, 'internal'),
+      ipv4: array(o, 'ipv4').map(decodeSubnet),
+      ipv6: array(o, 'ipv6').map(decodeSubnet),
+    },
+    parentCreated: bool(o, 'parentCreated'),
+  };
+}
+
+export function decodeEndpoint(text: string): EndpointRecord {
+  const o = object(JSON.parse(text), 'endpoint');
+  version(o);
+  return {
+    networkId: str(o, 'networkId'),
+    endpointId: str(o, 'endpointId'),
+    linkName: str(o, 'linkName'),
+    mac: nullable(o, 'mac', str),
+    ipv4: nullable(o, 'ipv4', str) === null ? null : parsePrefix(str(o, 'ipv4')),
+    ipv6: nullable(o, 'ipv6', str) === null ? null : parsePrefix(str(o, 'ipv6')),
+  };
+}
+
+function decodeMode(value: unknown): LinkMode {
+  const o = object(value, 'mode');
+  const kind = str(o, 'kind');
+  const mode = str(o, 'mode');
+  if (kind === 'macvlan' && (mode === 'bridge' || mode === 'vepa' || mode === 'private' || mode === 'passthru')) {
+    return { kind, mode };
+  }
+  if (kind === 'ipvlan' && (mode === 'l2' || mode === 'l3' || mode === 'l3s')) {
+    const flag = str(o, 'flag');
+    if (flag === 'bridge' || flag === 'private' || flag === 'vepa') return { kind, mode, flag };
+  }
+  throw new RecordDecodeError(`unknown link mode ${JSON.stringify(value)}`);
+}
+
+function decodeParent(value: unknown): ParentPlan {
+  const o = object(value, 'parent');
+  const type = str(o, 'type');
+  const name = str(o, 'name');
+  if (type === 'existing' || type === 'private') return { type, name };
+  if (type === 'vlan') return { type, name, base: str(o, 'base'), vlanId: num(o, 'vlanId') };
+  throw new RecordDecodeError(`unknown parent type '${type}'`);
+}
+
+function decodeSubnet(value: unknown): Subnet {
+  const o = object(value, 'subnet');
+  const gateway = nullable(o, 'gateway', str);
+  return { pool: parsePrefix(str(o, 'pool')), gateway: gateway === null ? null : parseAddress(gateway) };
+}
+
+type Obj = Record<string, unknown>;
+
+function object(value: unknown, what: string): Obj {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new RecordDecodeError(`${what} is not an object`);
+  }
+  return value as Obj;
+}
+
+function version(o: Obj): void {
+  if (o['v'] !== RECORD_VERSION) throw new RecordDecodeError(`unsupported record version ${JSON.stringify(o['v'])}`);
+}
+
+function str(o: Obj, key: string): string {
+  const v = o[key];
+  if (typeof v !== 'string') throw new RecordDecodeError(`field '${key}' is not a string`);
+  return v;
+}
+
+function num(o: Obj, key: string): number {
+  const v = o[key];
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new RecordDecodeError(`field '${key}' is not an integer`);
+  return v;
+}
+
+function bool(o: Obj, key: string): boolean {
+  const v = o[key];
+  if (typeof v !== 'boolean') throw new RecordDecodeError(`field '${key}' is not a boolean`);
+  return v;
+}
+
+function array(o: Obj, key: string): unknown[] {
+  const v = o[key];
+  if (!Array.isArray(v)) throw new RecordDecodeError(`field '${key}' is not an array`);
+  return v;
+}
+
+function nullable<T>(o: Obj, key: string, read: (o: Obj, key: string) => T): T | null {
+  return o[key] === null ? null : read(o, key);
+}

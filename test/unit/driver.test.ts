@@ -1,0 +1,301 @@
+/**
+ * The driver's decisions against an in-memory link table (FakeRtnl) and the
+ * real SQLite store. The kernel lane and the Docker lane run the same paths
+ * against the real kernel.
+ */
+import { test, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { VlanDriver } from '../../src/driver/driver';
+import type { CreateNetworkRequest, DriverKind } from '../../src/driver/types';
+import { LanplugError } from '../../src/errors';
+import { parseAddress, parsePrefix } from '../../src/ipam/address';
+import { silentLogger } from '../../src/log';
+import { SqliteStore } from '../../src/state/sqlite';
+import { FakeRtnl, type FakeKernelFeatures } from '../support/fake-rtnl';
+
+const NET_A = 'a'.repeat(64);
+const NET_B = 'b'.repeat(64);
+const EP_1 = '1'.repeat(64);
+const EP_2 = '2'.repeat(64);
+
+let dir: string;
+let store: SqliteStore;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'lanplug-unit-'));
+  store = SqliteStore.open(dir, silentLogger);
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function setup(features?: FakeKernelFeatures): { rtnl: FakeRtnl; driver: VlanDriver } {
+  const rtnl = new FakeRtnl(features);
+  return { rtnl, driver: new VlanDriver(rtnl, store, silentLogger) };
+}
+
+function network(id: string, options: Record<string, string>, extra: Partial<CreateNetworkRequest> = {}, driver: DriverKind = 'macvlan'): CreateNetworkRequest {
+  return {
+    networkId: id,
+    driver,
+    options,
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    ...extra,
+  };
+}
+
+function endpoint(networkId: string, endpointId: string, address = '172.16.86.2/24', mac: string | null = null) {
+  return { networkId, endpointId, ipv4: parsePrefix(address), ipv6: null, mac };
+}
+
+function refusal(fn: () => unknown): LanplugError {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof LanplugError);
+    return err;
+  }
+  assert.fail('expected the call to be refused');
+}
+
+test('seed bridge tutorial: MAC derived and returned, link created in the network mode, gateway answered', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  const created = driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
+  assert.equal(created.assignedMac, '02:42:ac:10:56:02');
+  const joined = driver.join('macvlan', NET_A, EP_1);
+  assert.equal(joined.linkName, 'lp-111111111111');
+  assert.equal(joined.gatewayIpv4?.text, '172.16.86.1');
+  const link = rtnl.getLink('lp-111111111111');
+  assert.equal(link?.mac, '02:42:ac:10:56:02');
+  assert.equal(link?.macvlanMode, 'bridge');
+  assert.equal(link?.parentIndex, rtnl.getLink('eth0')?.index);
+  driver.leave(NET_A, EP_1);
+  driver.deleteEndpoint(NET_A, EP_1);
+  assert.equal(rtnl.getLink('lp-111111111111'), null);
+  driver.deleteEndpoint(NET_A, EP_1); // twice: still success
+  driver.deleteNetwork(NET_A);
+  driver.deleteNetwork(NET_A);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+  assert.equal(store.getNetwork(NET_A), null);
+});
+
+test('a user MAC is used as given and not echoed back', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  assert.equal(driver.createEndpoint('macvlan', endpoint(NET_A, EP_1, '172.16.86.9/24', '02:AA:bb:cc:dd:ee')).assignedMac, null);
+  driver.join('macvlan', NET_A, EP_1);
+  assert.equal(rtnl.getLink('lp-111111111111')?.mac, '02:aa:bb:cc:dd:ee');
+});
+
+test('a replayed CreateNetwork succeeds and changes nothing', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  assert.equal(store.listNetworks().length, 1);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+});
+
+test('bad input leaves no state row and no link', () => {
+  const { rtnl, driver } = setup();
+  const cases: [Record<string, string>, string][] = [
+    [{ parent: 'nosuch0' }, '-o parent interface was not found on the host: nosuch0'],
+    [{ parent: 'eth9.10' }, '-o parent interface was not found on the host: eth9'],
+    [{ parent: 'eth0', macvlan_mode: 'bogus' }, "requested macvlan mode 'bogus' is not valid, 'bridge' mode is the macvlan driver default; accepted: bridge, vepa, private, passthru"],
+    [{ parent: 'eth0', 'com.docker.network.driver.mtu': '9000' }, '-o com.docker.network.driver.mtu=9000 is larger than the MTU of parent eth0 (1500)'],
+    [{ parent: 'eth0', 'com.docker.network.driver.mtu': '60' }, '-o com.docker.network.driver.mtu=60 is below the minimum of 68 for IPv4'],
+  ];
+  for (const [options, message] of cases) {
+    assert.equal(refusal(() => driver.createNetwork(network(NET_A, options))).message, message);
+  }
+  assert.equal(store.listNetworks().length, 0);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+});
+
+test('passthru is exclusive both ways, in Docker wording', () => {
+  const { driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  assert.equal(
+    refusal(() => driver.createNetwork(network(NET_B, { parent: 'eth0', macvlan_mode: 'passthru' }))).message,
+    'cannot use mode passthru, macvlan network aaaaaaaaaaaa is already using parent interface eth0',
+  );
+  driver.deleteNetwork(NET_A);
+  driver.createNetwork(network(NET_A, { parent: 'eth0', macvlan_mode: 'passthru' }));
+  assert.equal(
+    refusal(() => driver.createNetwork(network(NET_B, { parent: 'eth0' }))).message,
+    'macvlan network aaaaaaaaaaaa is already using parent interface eth0 in mode passthru',
+  );
+  driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
+  const second = refusal(() => driver.createEndpoint('macvlan', endpoint(NET_A, EP_2, '172.16.86.3/24')));
+  assert.equal(second.code, 'Conflict');
+  assert.match(second.message, /passthru allows one container per parent/);
+});
+
+test('several networks share a parent in non-passthru modes', () => {
+  const { driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  driver.createNetwork(network(NET_B, { parent: 'eth0', macvlan_mode: 'private' }));
+  assert.equal(store.listNetworks().length, 2);
+});
+
+test('802.1Q parent on a kernel without 8021q: plain error, nothing left', () => {
+  const { rtnl, driver } = setup();
+  const err = refusal(() => driver.createNetwork(network(NET_A, { parent: 'eth0.50' })));
+  assert.equal(err.code, 'Unsupported');
+  assert.match(err.message, /^cannot create 802\.1Q sub-interface eth0\.50: this kernel has no 802\.1Q VLAN support/);
+  assert.equal(store.listNetworks().length, 0);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+});
+
+test('802.1Q parent: created once, kept while used, removed by the last network in either order', () => {
+  for (const order of [[NET_A, NET_B], [NET_B, NET_A]]) {
+    const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
+    driver.createNetwork(network(NET_A, { parent: 'eth0.50' }));
+    assert.equal(rtnl.getLink('eth0.50')?.vlanId, 50);
+    assert.equal(rtnl.getLink('eth0.50')?.up, true);
+    driver.createNetwork(network(NET_B, { parent: 'eth0.50' }));
+    driver.deleteNetwork(order[0] ?? '');
+    assert.notEqual(rtnl.getLink('eth0.50'), null);
+    driver.deleteNetwork(order[1] ?? '');
+    assert.equal(rtnl.getLink('eth0.50'), null);
+  }
+});
+
+test('a sub-interface the user made is used and never deleted', () => {
+  const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
+  const eth0 = rtnl.getLink('eth0');
+  rtnl.add({ name: 'eth0.60', kind: 'vlan', mtu: 1500, mac: null, up: true, parentIndex: eth0?.index ?? 0, vlanId: 60 });
+  driver.createNetwork(network(NET_A, { parent: 'eth0.60' }));
+  driver.deleteNetwork(NET_A);
+  assert.notEqual(rtnl.getLink('eth0.60'), null);
+});
+
+test('a sub-interface replaced by something else is not deleted', () => {
+  const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
+  driver.createNetwork(network(NET_A, { parent: 'eth0.50' }));
+  const made = rtnl.getLink('eth0.50');
+  rtnl.deleteLink(made?.index ?? 0);
+  rtnl.add({ name: 'eth0.50', kind: 'bridge', mtu: 1500, mac: null, up: true, parentIndex: null });
+  driver.deleteNetwork(NET_A);
+  assert.equal(rtnl.getLink('eth0.50')?.kind, 'bridge');
+});
+
+test('no parent: a private parent (bridge where the kernel lacks dummy), internal, removed with the network', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, {}));
+  assert.equal(rtnl.getLink('dm-aaaaaaaaaaaa')?.kind, 'bridge');
+  driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
+  const joined = driver.join('macvlan', NET_A, EP_1);
+  assert.equal(joined.gatewayIpv4, null, 'internal networks answer no gateway');
+  driver.deleteEndpoint(NET_A, EP_1);
+  driver.deleteNetwork(NET_A);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+  const withDummy = setup({ vlan: true, ipvlan: true, dummy: true });
+  withDummy.driver.createNetwork(network(NET_B, {}));
+  assert.equal(withDummy.rtnl.getLink('dm-bbbbbbbbbbbb')?.kind, 'dummy');
+});
+
+test('DeleteNetwork removes endpoint links Docker left behind', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
+  driver.join('macvlan', NET_A, EP_1);
+  driver.deleteNetwork(NET_A);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+});
+
+test('MTU is applied to endpoint links', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0', 'com.docker.network.driver.mtu': '1400' }));
+  driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
+  driver.join('macvlan', NET_A, EP_1);
+  assert.equal(rtnl.getLink('lp-111111111111')?.mtu, 1400);
+});
+
+test('dual stack: the gateway of the subnet holding each address; none for gateway-less subnets', () => {
+  const { driver } = setup();
+  driver.createNetwork(
+    network(NET_A, { parent: 'eth0' }, {
+      ipv4: [
+        { pool: parsePrefix('192.168.216.0/24'), gateway: parseAddress('192.168.216.1') },
+        { pool: parsePrefix('192.168.218.0/24'), gateway: null },
+      ],
+      ipv6: [{ pool: parsePrefix('2001:db8:abc8::/64'), gateway: parseAddress('2001:db8:abc8::10') }],
+    }),
+  );
+  driver.createEndpoint('macvlan', { networkId: NET_A, endpointId: EP_1, ipv4: parsePrefix('192.168.216.2/24'), ipv6: parsePrefix('2001:db8:abc8::2/64'), mac: null });
+  const first = driver.join('macvlan', NET_A, EP_1);
+  assert.equal(first.gatewayIpv4?.text, '192.168.216.1');
+  assert.equal(first.gatewayIpv6?.text, '2001:db8:abc8::10');
+  driver.createEndpoint('macvlan', { networkId: NET_A, endpointId: EP_2, ipv4: parsePrefix('192.168.218.2/24'), ipv6: null, mac: null });
+  const second = driver.join('macvlan', NET_A, EP_2);
+  assert.equal(second.gatewayIpv4, null);
+  assert.equal(second.gatewayIpv6, null);
+});
+
+test('IPv6-only endpoint gets a random locally administered MAC', () => {
+  const { driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }, { ipv4: [], ipv6: [{ pool: parsePrefix('2001:db8::/64'), gateway: null }] }));
+  const { assignedMac } = driver.createEndpoint('macvlan', { networkId: NET_A, endpointId: EP_1, ipv4: null, ipv6: parsePrefix('2001:db8::2/64'), mac: null });
+  assert.match(assignedMac ?? '', /^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/);
+});
+
+test('ipvlan: no MAC, custom MAC refused, l3 answers connected default routes and no gateway', () => {
+  const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
+  driver.createNetwork(network(NET_A, { parent: 'eth0', ipvlan_mode: 'l3' }, {}, 'ipvlan'));
+  assert.equal(
+    refusal(() => driver.createEndpoint('ipvlan', endpoint(NET_A, EP_2, '172.16.86.3/24', '02:42:ac:10:56:03'))).message,
+    'ipvlan interfaces do not support custom mac address assignment',
+  );
+  assert.equal(driver.createEndpoint('ipvlan', endpoint(NET_A, EP_1)).assignedMac, null);
+  const joined = driver.join('ipvlan', NET_A, EP_1);
+  assert.equal(joined.gatewayIpv4, null);
+  assert.deepEqual(joined.staticRoutes.map((r) => [r.destination.address.text, r.destination.prefixLength, r.type]), [['0.0.0.0', 0, 'connected']]);
+  assert.equal(rtnl.getLink('lp-111111111111')?.ipvlanMode, 'l3');
+});
+
+test('ipvlan sharing: same mode shares a parent; another mode or macvlan is refused', () => {
+  const { driver } = setup({ vlan: true, ipvlan: true, dummy: true });
+  driver.createNetwork(network(NET_A, { parent: 'eth0', ipvlan_mode: 'l2' }, {}, 'ipvlan'));
+  driver.createNetwork(network('c'.repeat(64), { parent: 'eth0', ipvlan_mode: 'l2' }, {}, 'ipvlan'));
+  assert.match(
+    refusal(() => driver.createNetwork(network(NET_B, { parent: 'eth0', ipvlan_mode: 'l3' }, {}, 'ipvlan'))).message,
+    /^ipvlan network aaaaaaaaaaaa is already using parent interface eth0 in mode l2 flag bridge/,
+  );
+  assert.match(
+    refusal(() => driver.createNetwork(network(NET_B, { parent: 'eth0' }))).message,
+    /^ipvlan network aaaaaaaaaaaa is already using parent interface eth0; the kernel cannot hold macvlan and ipvlan links on one parent/,
+  );
+});
+
+test('ipvlan on a kernel without ipvlan: a plain error at join', () => {
+  const { driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }, {}, 'ipvlan'));
+  driver.createEndpoint('ipvlan', endpoint(NET_A, EP_1));
+  const err = refusal(() => driver.join('ipvlan', NET_A, EP_1));
+  assert.equal(err.code, 'Unsupported');
+  assert.match(err.message, /this kernel has no ipvlan support/);
+});
+
+test('a network of one driver is not visible through the other', () => {
+  const { driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  assert.equal(refusal(() => driver.createEndpoint('ipvlan', endpoint(NET_A, EP_1))).code, 'NotFound');
+  assert.equal(refusal(() => driver.createNetwork(network(NET_A, { parent: 'eth0' }, {}, 'ipvlan'))).code, 'Conflict');
+});
+
+test('state survives reopening the store', () => {
+  const { driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0', macvlan_mode: 'vepa' }));
+  driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
+  store.close();
+  store = SqliteStore.open(dir, silentLogger);
+  assert.deepEqual(store.getNetwork(NET_A)?.spec.mode, { kind: 'macvlan', mode: 'vepa' });
+  assert.equal(store.getEndpoint(NET_A, EP_1)?.mac, '02:42:ac:10:56:02');
+});

@@ -1,0 +1,93 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseNetworkOptions, parseParent } from '../../src/driver/options';
+import { LanplugError } from '../../src/errors';
+
+function refuses(fn: () => unknown, message: string): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof LanplugError, `expected a LanplugError, got ${String(err)}`);
+    assert.equal(err.message, message);
+    assert.equal(err.code, 'InvalidArgument');
+    return true;
+  });
+}
+
+test('macvlan defaults: bridge mode, no parent, no mtu', () => {
+  assert.deepEqual(parseNetworkOptions('macvlan', {}), { mode: { kind: 'macvlan', mode: 'bridge' }, parent: { type: 'none' }, mtu: null });
+});
+
+test('every macvlan mode is accepted', () => {
+  for (const mode of ['bridge', 'vepa', 'private', 'passthru'] as const) {
+    assert.deepEqual(parseNetworkOptions('macvlan', { macvlan_mode: mode, parent: 'eth0' }).mode, { kind: 'macvlan', mode });
+  }
+});
+
+test('ipvlan defaults to l2 bridge and accepts every mode and flag', () => {
+  assert.deepEqual(parseNetworkOptions('ipvlan', { parent: 'eth0' }).mode, { kind: 'ipvlan', mode: 'l2', flag: 'bridge' });
+  for (const mode of ['l2', 'l3', 'l3s'] as const) {
+    for (const flag of ['bridge', 'private', 'vepa'] as const) {
+      assert.deepEqual(parseNetworkOptions('ipvlan', { ipvlan_mode: mode, ipvlan_flag: flag }).mode, { kind: 'ipvlan', mode, flag });
+    }
+  }
+});
+
+test('bad macvlan mode uses Docker wording', () => {
+  refuses(
+    () => parseNetworkOptions('macvlan', { parent: 'eth0', macvlan_mode: 'bogus' }),
+    "requested macvlan mode 'bogus' is not valid, 'bridge' mode is the macvlan driver default; accepted: bridge, vepa, private, passthru",
+  );
+});
+
+test('bad ipvlan mode and flag use Docker wording', () => {
+  refuses(
+    () => parseNetworkOptions('ipvlan', { ipvlan_mode: 'l4' }),
+    "requested ipvlan mode 'l4' is not valid, 'l2' mode is the ipvlan driver default; accepted: l2, l3, l3s",
+  );
+  refuses(
+    () => parseNetworkOptions('ipvlan', { ipvlan_flag: 'open' }),
+    "requested ipvlan flag 'open' is not valid, 'bridge' is the ipvlan driver default; accepted: bridge, private, vepa",
+  );
+});
+
+test('unknown option keys are refused with the accepted list; Docker namespace keys pass', () => {
+  refuses(
+    () => parseNetworkOptions('macvlan', { parent: 'eth0', macvlan_mod: 'private' }),
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu",
+  );
+  refuses(
+    () => parseNetworkOptions('macvlan', { ipvlan_mode: 'l2' }),
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu",
+  );
+  refuses(
+    () => parseNetworkOptions('ipvlan', { macvlan_mode: 'bridge' }),
+    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu",
+  );
+  assert.doesNotThrow(() => parseNetworkOptions('macvlan', { 'com.docker.network.bridge.name': 'x' }));
+});
+
+test('parent names are checked before the kernel sees them', () => {
+  refuses(() => parseParent(''), '-o parent is empty; expected an interface name such as -o parent=eth0');
+  refuses(() => parseParent('lo'), '-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0');
+  refuses(() => parseParent('abcdefghijklmnop'), "-o parent interface name 'abcdefghijklmnop' is 16 bytes long; Linux interface names are 1-15 bytes");
+  refuses(() => parseParent('eth0/1'), "-o parent interface name 'eth0/1' is not valid: interface names may not contain '/', ':' or whitespace");
+  refuses(() => parseParent('eth 0'), "-o parent interface name 'eth 0' is not valid: interface names may not contain '/', ':' or whitespace");
+  refuses(() => parseParent('..'), "-o parent interface name '..' is not a valid interface name");
+  assert.deepEqual(parseParent('eth0'), { type: 'plain', name: 'eth0' });
+});
+
+test('802.1Q parents: name.vlan_id with Docker wording for bad forms', () => {
+  assert.deepEqual(parseParent('eth0.50'), { type: 'vlan', name: 'eth0.50', base: 'eth0', vlanId: 50 });
+  refuses(() => parseParent('eth0.5000'), 'vlan id must be between 1-4094, received: 5000');
+  refuses(() => parseParent('eth0.0'), 'vlan id must be between 1-4094, received: 0');
+  for (const bad of ['eth0.x', 'eth0.1.2', '.10', 'eth0.']) {
+    refuses(() => parseParent(bad), `required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead received ${bad}`);
+  }
+});
+
+test('mtu must be a whole number', () => {
+  assert.equal(parseNetworkOptions('macvlan', { 'com.docker.network.driver.mtu': '1400' }).mtu, 1400);
+  refuses(
+    () => parseNetworkOptions('macvlan', { 'com.docker.network.driver.mtu': 'big' }),
+    '-o com.docker.network.driver.mtu=big is not valid; expected a whole number such as 1500',
+  );
+});
