@@ -3,6 +3,9 @@
  */
 import { createLogger, parseLevel, type Level } from '../log';
 import { startDaemon } from '../daemon';
+import { shortId } from '../driver/names';
+import { formatPrefix } from '../ipam/address';
+import { SqliteStore } from '../state/sqlite';
 
 const USAGE = `usage: lanplug <command> [options]
 
@@ -10,6 +13,8 @@ commands:
   daemon [--state-dir DIR] [--plugin-dir DIR] [--log-level debug|info|warn|error]
          serve the Docker network drivers lanplug-macvlan and lanplug-ipvlan
          (defaults: --state-dir /var/lib/lanplug --plugin-dir /run/docker/plugins)
+  status [--state-dir DIR]
+         list the networks and endpoints lanplug keeps
   help   show this text`;
 
 export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
@@ -71,6 +76,33 @@ async function runDaemon(args: readonly string[]): Promise<void> {
   process.once('SIGINT', () => shutdown('SIGINT'));
 }
 
+function runStatus(args: readonly string[]): number {
+  let stateDir = DEFAULT_STATE_DIR;
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--state-dir' && args[i + 1] !== undefined) stateDir = args[++i] ?? stateDir;
+    else throw new UsageError(`unknown option '${args[i] ?? ''}' for lanplug status`);
+  }
+  const store = SqliteStore.open(stateDir, createLogger('warn'));
+  try {
+    const networks = store.listNetworks();
+    if (networks.length === 0) process.stdout.write('no lanplug networks\n');
+    for (const { spec, parentCreated } of networks) {
+      const mode = spec.mode.kind === 'macvlan' ? spec.mode.mode : `${spec.mode.mode}/${spec.mode.flag}`;
+      const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => formatPrefix(s.pool)).join(',');
+      process.stdout.write(
+        `${shortId(spec.networkId)}  lanplug-${spec.mode.kind}  mode=${mode}  parent=${spec.parent.name}${parentCreated ? ' (created by lanplug)' : ''}  subnets=${subnets || '-'}${spec.internal ? '  internal' : ''}\n`,
+      );
+      for (const ep of store.listEndpoints(spec.networkId)) {
+        const addresses = [ep.ipv4, ep.ipv6].flatMap((a) => (a === null ? [] : [formatPrefix(a)])).join(',');
+        process.stdout.write(`  endpoint ${shortId(ep.endpointId)}  link=${ep.linkName}  mac=${ep.mac ?? '-'}  ${addresses}\n`);
+      }
+    }
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -78,6 +110,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'daemon':
         await runDaemon(rest);
         return -1; // keeps running
+      case 'status':
+        return runStatus(rest);
       case undefined:
       case 'help':
       case '--help':

@@ -92,6 +92,7 @@ function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res
   req.on('end', () => {
     if (res.writableEnded) return;
     const route = endpoint.routes.get(path);
+    const text = Buffer.concat(chunks).toString('utf8');
     let status = 200;
     let payload: Record<string, unknown>;
     if (req.method !== 'POST') {
@@ -102,7 +103,7 @@ function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res
       payload = { [endpoint.errorField]: `${path} is not implemented by ${endpoint.name}` };
     } else {
       try {
-        payload = route(parseBody(Buffer.concat(chunks).toString('utf8')));
+        payload = route(parseBody(text));
       } catch (err) {
         // Docker reads a non-200 reply's error field and shows it after "NetworkDriver.<Method>: ".
         status = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
@@ -113,7 +114,7 @@ function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res
     }
     reply(res, status, payload);
     const micros = Number((process.hrtime.bigint() - started) / 1000n);
-    log.debug('request', { plugin: endpoint.name, path, status, micros });
+    log.debug('request', { plugin: endpoint.name, path, status, micros, request: text, response: payload });
   });
 }
 

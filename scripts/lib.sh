@@ -1,0 +1,49 @@
+# Shared by scripts/start, scripts/demo and scripts/test: install what is
+# missing, or stop with one line that says exactly what to run.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+die() {
+  printf 'lanplug: %s\n' "$*" >&2
+  exit 1
+}
+
+require_root() {
+  [ "$(id -u)" = 0 ] || die "$1 needs root (it creates network namespaces and links); run: sudo npm $2"
+}
+
+# ensure_packages CMD:PACKAGE ... -> apt-get installs the packages whose command is missing.
+ensure_packages() {
+  local missing=() pair
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "${pair%%:*}" ] || missing+=("${pair#*:}")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]}; install them with your package manager"
+  [ "$(id -u)" = 0 ] || die "missing ${missing[*]}; run: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+  printf 'lanplug: installing %s\n' "${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_node_modules() {
+  if [ ! -d "$REPO_ROOT/node_modules/better-sqlite3" ] || [ ! -d "$REPO_ROOT/node_modules/koffi" ] || [ ! -d "$REPO_ROOT/node_modules/typescript" ]; then
+    printf 'lanplug: installing npm packages (npm ci)\n' >&2
+    (cd "$REPO_ROOT" && npm ci --no-audit --no-fund)
+  fi
+}
+
+# Rebuilds when any source is newer than the last build.
+ensure_built() {
+  ensure_node_modules
+  local stamp="$REPO_ROOT/dist/.built"
+  if [ ! -f "$stamp" ] || [ -n "$(find "$REPO_ROOT/src" "$REPO_ROOT/test" "$REPO_ROOT/tsconfig.json" -newer "$stamp" -print -quit)" ]; then
+    (cd "$REPO_ROOT" && npx tsc -p .) || die "build failed; see the TypeScript errors above"
+    touch "$stamp"
+  fi
+}
+
+# The Docker engine the lab runs: Debian's docker.io (dockerd 20.10 and its own client).
+LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux)
