@@ -69,7 +69,12 @@ export interface LinkInfo {
   mac: string | null;
   /** IFF_UP is set. */
   up: boolean;
-  /** IFLA_LINK: the lower device's index (macvlan/ipvlan/vlan parent; veth peer), or null. */
+  /**
+   * IFLA_LINK: the lower device's index (macvlan/ipvlan/vlan parent; veth peer), or null.
+   * When the kernel also reports IFLA_LINK_NETNSID (a macvlan moved into a
+   * container, a veth whose peer lives elsewhere) this index is one of *that*
+   * namespace, not of the namespace the socket looks at.
+   */
   parentIndex: number | null;
   /** Only for kind 'vlan'. */
   vlanId?: number;
@@ -237,7 +242,14 @@ class RtnlSocket implements Rtnl {
     const mode = MACVLAN_MODES[req.mode];
     if (mode === undefined) throw invalidArgument(`macvlan mode must be one of bridge, vepa, private, passthru, received: ${String(req.mode)}`);
     if (req.mac !== undefined) validateMac(req.mac);
-    return this.create({ ...req, kind: 'macvlan', data: [nlaU32(IFLA_MACVLAN_MODE, mode)] });
+    return this.create({
+      name: req.name,
+      kind: 'macvlan',
+      parentIndex: req.parentIndex,
+      mac: req.mac,
+      mtu: req.mtu,
+      data: [nlaU32(IFLA_MACVLAN_MODE, mode)],
+    });
   }
 
   createIpvlan(req: { name: string; parentIndex: number; mode: IpvlanMode; flag: IpvlanFlag; mtu?: number }): LinkInfo {
@@ -246,8 +258,10 @@ class RtnlSocket implements Rtnl {
     const flag = IPVLAN_FLAGS[req.flag];
     if (flag === undefined) throw invalidArgument(`ipvlan flag must be one of bridge, private, vepa, received: ${String(req.flag)}`);
     return this.create({
-      ...req,
+      name: req.name,
       kind: 'ipvlan',
+      parentIndex: req.parentIndex,
+      mtu: req.mtu,
       data: [nlaU16(IFLA_IPVLAN_MODE, mode), nlaU16(IFLA_IPVLAN_FLAGS, flag)],
     });
   }
@@ -256,15 +270,20 @@ class RtnlSocket implements Rtnl {
     if (!Number.isInteger(req.vlanId) || req.vlanId < 1 || req.vlanId > 4094) {
       throw invalidArgument(`vlan id must be between 1-4094, received: ${req.vlanId}`);
     }
-    return this.create({ ...req, kind: 'vlan', data: [nlaU16(IFLA_VLAN_ID, req.vlanId)] });
+    return this.create({
+      name: req.name,
+      kind: 'vlan',
+      parentIndex: req.parentIndex,
+      data: [nlaU16(IFLA_VLAN_ID, req.vlanId)],
+    });
   }
 
   createBridge(req: { name: string; mtu?: number }): LinkInfo {
-    return this.create({ ...req, kind: 'bridge' });
+    return this.create({ name: req.name, kind: 'bridge', mtu: req.mtu });
   }
 
   createDummy(req: { name: string; mtu?: number }): LinkInfo {
-    return this.create({ ...req, kind: 'dummy' });
+    return this.create({ name: req.name, kind: 'dummy', mtu: req.mtu });
   }
 
   setUp(index: number): void {

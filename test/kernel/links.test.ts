@@ -1,0 +1,281 @@
+/**
+ * Kernel lane: real links through src/netlink against the running kernel.
+ * Needs root. Everything happens inside a throw-away network namespace
+ * `lp-k-<random>` whose parents are veth pairs; the namespace is deleted in
+ * after() whatever happens. `ip` is used here only to build and inspect the
+ * lab (allowed in tests, never in src/).
+ *
+ * On this machine's kernel (macvlan, veth, bridge; no 8021q, ipvlan, dummy)
+ * creating vlan/ipvlan/dummy links answers EOPNOTSUPP "Unknown device type";
+ * on a kernel that has them (the VM lane) the same tests check the read-back.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readlinkSync, statSync } from 'node:fs';
+import { LanplugError } from '../../src/errors';
+import { EEXIST, EINVAL, ENOENT, EOPNOTSUPP } from '../../src/netlink/errno';
+import { openRtnl, type LinkInfo, type RtnlExtra } from '../../src/netlink/rtnl';
+
+const NS = `lp-k-${randomBytes(4).toString('hex')}`;
+const NS_PATH = `/run/netns/${NS}`;
+
+let rtnl: RtnlExtra | undefined;
+let parent: LinkInfo; // lp-p0, a veth in NS: parent of the shared-mode macvlans
+let passthruParent: LinkInfo; // lp-q0, a veth in NS reserved for passthru
+
+function ip(...args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** `ip -d -j link show` inside NS: an independent reading of what the kernel holds. */
+function ipShow(name: string): { ifindex: number; address: string; linkinfo?: { info_kind: string; info_data?: Record<string, unknown> } } {
+  const parsed: unknown = JSON.parse(ip('-n', NS, '-d', '-j', 'link', 'show', 'dev', name));
+  assert.ok(Array.isArray(parsed) && parsed.length === 1, `ip link show ${name}`);
+  return parsed[0] as ReturnType<typeof ipShow>;
+}
+
+function ns(): RtnlExtra {
+  assert.ok(rtnl, 'the namespace socket is open');
+  return rtnl;
+}
+
+/** A LanplugError with code Kernel and the given errno. */
+function kernelError(errno: number, text?: RegExp): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof LanplugError, `expected a LanplugError, got ${String(err)}`);
+    assert.equal(err.code, 'Kernel', err.message);
+    assert.equal(err.errno, errno, err.message);
+    if (text !== undefined) assert.match(err.message, text);
+    return true;
+  };
+}
+
+before(() => {
+  // A lane that cannot run must fail loudly, not pass silently.
+  assert.equal(process.getuid?.(), 0, 'the kernel lane needs root');
+  ip('netns', 'add', NS);
+  ip('-n', NS, 'link', 'add', 'lp-p0', 'type', 'veth', 'peer', 'name', 'lp-p1');
+  ip('-n', NS, 'link', 'add', 'lp-q0', 'type', 'veth', 'peer', 'name', 'lp-q1');
+  rtnl = openRtnl({ netns: NS_PATH });
+  const p = rtnl.getLink('lp-p0');
+  const q = rtnl.getLink('lp-q0');
+  assert.ok(p && q);
+  parent = p;
+  passthruParent = q;
+});
+
+after(() => {
+  rtnl?.close();
+  try {
+    ip('netns', 'del', NS);
+  } catch (err) {
+    // Say so, but do not hide the test's own failure behind this one.
+    process.stderr.write(`could not delete namespace ${NS}: ${String(err)}\n`);
+    throw err;
+  }
+});
+
+test('opening a socket in another namespace leaves this thread where it was', () => {
+  const before = readlinkSync('/proc/thread-self/ns/net');
+  const beforeProcess = readlinkSync('/proc/self/ns/net');
+  const other = openRtnl({ netns: NS_PATH });
+  try {
+    assert.equal(readlinkSync('/proc/thread-self/ns/net'), before);
+    assert.equal(readlinkSync('/proc/self/ns/net'), beforeProcess);
+    // ...and NS really is another namespace than this thread's.
+    assert.notEqual(`net:[${statSync(NS_PATH).ino}]`, before);
+    // The socket really is in NS: it sees the lab's veths, and only those plus lo.
+    const names = other.listLinks().map((l) => l.name).sort();
+    assert.deepEqual(names, ['lo', 'lp-p0', 'lp-p1', 'lp-q0', 'lp-q1']);
+  } finally {
+    other.close();
+  }
+});
+
+test('a link created through the namespace socket is invisible from the host socket', () => {
+  const name = `lp-v${randomBytes(3).toString('hex')}`;
+  const host = openRtnl();
+  try {
+    assert.equal(host.getLink(name), null, 'no such link on the host before');
+    const link = ns().createMacvlan({ name, parentIndex: parent.index, mode: 'bridge' });
+    try {
+      assert.equal(host.getLink(name), null, 'still none on the host after');
+      assert.equal(ns().getLink(name)?.index, link.index);
+    } finally {
+      ns().deleteLink(link.index);
+    }
+  } finally {
+    host.close();
+  }
+});
+
+test('opening a socket in a namespace that does not exist is NotFound', () => {
+  assert.throws(
+    () => openRtnl({ netns: `/run/netns/${NS}-missing` }),
+    (err: unknown) => err instanceof LanplugError && err.code === 'NotFound' && err.errno === ENOENT,
+  );
+});
+
+for (const [mode, mac] of [
+  ['bridge', '02:42:ac:10:56:02'],
+  ['vepa', '02:42:ac:10:56:03'],
+  ['private', '02:42:ac:10:56:04'],
+] as const) {
+  test(`macvlan in ${mode} mode with a given MAC is created and read back`, () => {
+    const name = `lp-m-${mode}`;
+    const link = ns().createMacvlan({ name, parentIndex: parent.index, mode, mac, mtu: 1400 });
+    try {
+      assert.equal(link.name, name);
+      assert.equal(link.kind, 'macvlan');
+      assert.equal(link.macvlanMode, mode);
+      assert.equal(link.mac, mac);
+      assert.equal(link.mtu, 1400);
+      assert.equal(link.parentIndex, parent.index);
+      assert.equal(link.up, false);
+      // Cross-check with iproute2's own reading of the kernel.
+      const shown = ipShow(name);
+      assert.equal(shown.ifindex, link.index);
+      assert.equal(shown.address, mac);
+      assert.equal(shown.linkinfo?.info_kind, 'macvlan');
+      assert.equal(shown.linkinfo?.info_data?.['mode'], mode);
+    } finally {
+      assert.equal(ns().deleteLink(link.index), true);
+    }
+  });
+}
+
+test('passthru works as the sole macvlan on its parent; a second macvlan there is refused', () => {
+  const pt = ns().createMacvlan({ name: 'lp-m-pt', parentIndex: passthruParent.index, mode: 'passthru' });
+  try {
+    assert.equal(pt.macvlanMode, 'passthru');
+    assert.equal(pt.parentIndex, passthruParent.index);
+    // Observed on this kernel: EINVAL, without extended-ACK text.
+    for (const mode of ['bridge', 'passthru'] as const) {
+      assert.throws(
+        () => ns().createMacvlan({ name: 'lp-m-pt2', parentIndex: passthruParent.index, mode }),
+        kernelError(EINVAL, /^create macvlan link lp-m-pt2 on parent #\d+: EINVAL \(Invalid argument\)/),
+      );
+    }
+    assert.equal(ns().getLink('lp-m-pt2'), null, 'nothing left behind');
+  } finally {
+    ns().deleteLink(pt.index);
+  }
+});
+
+test('deleting twice: the second delete answers false; getLink of a missing name is null', () => {
+  const link = ns().createMacvlan({ name: 'lp-m-del', parentIndex: parent.index, mode: 'bridge' });
+  assert.equal(ns().deleteLink(link.index), true);
+  assert.equal(ns().deleteLink(link.index), false);
+  assert.equal(ns().getLink('lp-m-del'), null);
+  assert.equal(ns().getLinkByIndex(link.index), null);
+  assert.equal(ns().getLink('lp-nothing-here'), null);
+});
+
+test('a duplicate name throws EEXIST', () => {
+  const link = ns().createMacvlan({ name: 'lp-m-dup', parentIndex: parent.index, mode: 'bridge' });
+  try {
+    assert.throws(
+      () => ns().createMacvlan({ name: 'lp-m-dup', parentIndex: parent.index, mode: 'vepa' }),
+      kernelError(EEXIST, /EEXIST \(File exists\)/),
+    );
+    // The same for a name held by a device of another kind.
+    assert.throws(() => ns().createBridge({ name: 'lp-p0' }), kernelError(EEXIST));
+    assert.equal(ns().getLink('lp-m-dup')?.macvlanMode, 'bridge', 'the original is untouched');
+  } finally {
+    ns().deleteLink(link.index);
+  }
+});
+
+/** Each kind this kernel may lack: created and read back where supported, else EOPNOTSUPP "Unknown device type". */
+const optionalKinds: { kind: string; create: () => LinkInfo; check: (l: LinkInfo) => void }[] = [
+  {
+    kind: 'vlan',
+    create: () => ns().createVlan({ name: 'lp-vl', parentIndex: parent.index, vlanId: 50 }),
+    check: (l) => assert.equal(l.vlanId, 50),
+  },
+  {
+    kind: 'ipvlan',
+    create: () => ns().createIpvlan({ name: 'lp-iv', parentIndex: parent.index, mode: 'l3', flag: 'private' }),
+    check: (l) => {
+      assert.equal(l.ipvlanMode, 'l3');
+      assert.equal(l.ipvlanFlag, 'private');
+    },
+  },
+  { kind: 'dummy', create: () => ns().createDummy({ name: 'lp-dm', mtu: 1400 }), check: (l) => assert.equal(l.mtu, 1400) },
+];
+
+for (const { kind, create, check } of optionalKinds) {
+  test(`${kind}: created where the kernel supports it, else EOPNOTSUPP with the kernel's reason`, (t) => {
+    let link: LinkInfo;
+    try {
+      link = create();
+    } catch (err) {
+      kernelError(EOPNOTSUPP, /EOPNOTSUPP \(Operation not supported\): Unknown device type/)(err);
+      t.diagnostic(`${kind}: ${(err as Error).message}`);
+      return;
+    }
+    try {
+      t.diagnostic(`${kind}: supported by this kernel`);
+      assert.equal(link.kind, kind);
+      check(link);
+    } finally {
+      ns().deleteLink(link.index);
+    }
+  });
+}
+
+test('bridge creation, setUp, setMtu, setMac, listLinks', () => {
+  const br = ns().createBridge({ name: 'lp-br', mtu: 1450 });
+  try {
+    assert.equal(br.kind, 'bridge');
+    assert.equal(br.mtu, 1450);
+    ns().setUp(br.index);
+    ns().setMtu(br.index, 1300);
+    ns().setMac(br.index, '02:00:00:00:01:01');
+    const now = ns().getLinkByIndex(br.index);
+    assert.equal(now?.up, true);
+    assert.equal(now?.mtu, 1300);
+    assert.equal(now?.mac, '02:00:00:00:01:01');
+    const listed = ns().listLinks().find((l) => l.index === br.index);
+    assert.deepEqual(listed, now);
+  } finally {
+    ns().deleteLink(br.index);
+  }
+});
+
+test('bad input is refused before the kernel sees it', () => {
+  for (const name of ['', 'x'.repeat(16), 'a/b', 'a b', '.', '..']) {
+    assert.throws(
+      () => ns().createMacvlan({ name, parentIndex: parent.index, mode: 'bridge' }),
+      (err: unknown) => err instanceof LanplugError && err.code === 'InvalidArgument',
+      JSON.stringify(name),
+    );
+  }
+  assert.throws(
+    () => ns().createMacvlan({ name: 'lp-m-bad', parentIndex: parent.index, mode: 'bridge', mac: '01:00:5e:00:00:01' }),
+    (err: unknown) => err instanceof LanplugError && err.code === 'InvalidArgument' && /unicast/.test(err.message),
+  );
+  assert.throws(
+    () => ns().createVlan({ name: 'lp-vl', parentIndex: parent.index, vlanId: 5000 }),
+    /vlan id must be between 1-4094, received: 5000/,
+  );
+  assert.equal(ns().getLink('lp-m-bad'), null);
+});
+
+test('create and delete of a macvlan are fast (diagnostic)', (t) => {
+  const create: number[] = [];
+  const remove: number[] = [];
+  for (let i = 0; i < 50; i++) {
+    const t0 = process.hrtime.bigint();
+    const l = ns().createMacvlan({ name: 'lp-m-perf', parentIndex: parent.index, mode: 'bridge' });
+    const t1 = process.hrtime.bigint();
+    ns().deleteLink(l.index);
+    create.push(Number(t1 - t0) / 1e6);
+    remove.push(Number(process.hrtime.bigint() - t1) / 1e6);
+  }
+  const p = (xs: number[], q: number): string => (xs.sort((a, b) => a - b)[Math.floor(q * (xs.length - 1))] ?? NaN).toFixed(2);
+  t.diagnostic(`create+read back: p50 ${p(create, 0.5)} ms, p99 ${p(create, 0.99)} ms`);
+  t.diagnostic(`delete: p50 ${p(remove, 0.5)} ms, p99 ${p(remove, 0.99)} ms (the kernel waits for RCU in unregister)`);
+});
