@@ -1,0 +1,52 @@
+/** Assertions shared by the Docker end-to-end tests. */
+import assert from 'node:assert/strict';
+import { runOk } from '../lab/proc';
+import { repoRoot } from '../lab/image';
+import { join } from 'node:path';
+import type { DockerHost, Lanplug } from '../lab/lab';
+
+export interface ContainerNetwork {
+  Gateway: string;
+  IPAddress: string;
+  IPPrefixLen: number;
+  IPv6Gateway: string;
+  GlobalIPv6Address: string;
+  GlobalIPv6PrefixLen: number;
+  MacAddress: string;
+}
+
+/** `docker container inspect` -> NetworkSettings.Networks[network]. */
+export function containerNetwork(host: DockerHost, container: string, network: string): ContainerNetwork {
+  const [inspected] = JSON.parse(host.dockerOk(['container', 'inspect', container])) as {
+    NetworkSettings: { Networks: Record<string, ContainerNetwork> };
+  }[];
+  const net = inspected?.NetworkSettings.Networks[network];
+  assert.ok(net, `container ${container} is not on network ${network}`);
+  return net;
+}
+
+/** No link lanplug makes (lp-*, dm-*) is left in the Docker host's namespace. */
+export function assertNoLanplugLinks(host: DockerHost): void {
+  const links = host.execOk(['ip', '-o', 'link', 'show']);
+  const ours = links.split('\n').filter((l) => /^\d+: (lp-|dm-)/.test(l));
+  assert.deepEqual(ours, [], 'links left behind in the Docker host namespace');
+}
+
+/** What `lanplug status` prints for the daemon's state directory. */
+export function lanplugStatus(host: DockerHost, plugin: Lanplug): string {
+  void host;
+  return runOk([process.execPath, join(repoRoot(), 'bin', 'lanplug'), 'status', '--state-dir', plugin.stateDir]).trim();
+}
+
+/** Output lines with trailing blanks removed (busybox pads some), empty lines dropped. */
+export function lines(text: string): string[] {
+  return text.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '');
+}
+
+/** Removes every container and every non-builtin network: a clean start for the next test. */
+export function resetDocker(host: DockerHost): void {
+  const containers = lines(host.dockerOk(['ps', '-aq']));
+  if (containers.length > 0) host.docker(['rm', '-f', ...containers]);
+  const networks = lines(host.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).filter((n) => !['bridge', 'host', 'none'].includes(n));
+  if (networks.length > 0) host.docker(['network', 'rm', ...networks]);
+}
