@@ -30,13 +30,18 @@ import type {
   Subnet,
 } from './types';
 import { validateNetwork } from './validate';
+import { KernelFeatures } from './features';
 
 export class VlanDriver {
+  private readonly features: KernelFeatures;
+
   constructor(
     private readonly rtnl: Rtnl,
     private readonly store: Store,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.features = new KernelFeatures(rtnl);
+  }
 
   // ---- networks ----
 
@@ -51,6 +56,7 @@ export class VlanDriver {
       return;
     }
     const { spec, parentCreated } = validateNetwork(request, this.rtnl, this.store.listNetworks());
+    this.features.require(spec.mode);
     const record: NetworkRecord = { spec, parentCreated };
     this.store.insertNetwork(record);
     try {

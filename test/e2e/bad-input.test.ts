@@ -84,3 +84,14 @@ function assertNothingLeft(): void {
   assertNoLanplugLinks(host);
   assert.equal(lanplugStatus(host, plugin), 'no lanplug networks');
 }
+
+test('refused: lanplug-ipvlan on a kernel without ipvlan says so at network create', () => {
+  const created = host.docker(['network', 'create', '-d', 'lanplug-ipvlan', ...SUBNET, '-o', 'parent=eth0', 'badnet']);
+  assert.notEqual(created.status, 0);
+  assert.equal(
+    created.stderr.trim(),
+    'Error response from daemon: NetworkDriver.CreateNetwork: this kernel has no ipvlan support (load the ipvlan module, or use a kernel built with CONFIG_IPVLAN); lanplug-ipvlan cannot create links',
+  );
+  assert.doesNotMatch(host.execOk(['ip', '-o', 'link', 'show']), /lp-probe/);
+  assertNothingLeft();
+});

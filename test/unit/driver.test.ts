@@ -274,13 +274,13 @@ test('ipvlan sharing: same mode shares a parent; another mode or macvlan is refu
   );
 });
 
-test('ipvlan on a kernel without ipvlan: a plain error at join', () => {
-  const { driver } = setup();
-  driver.createNetwork(network(NET_A, { parent: 'eth0' }, {}, 'ipvlan'));
-  driver.createEndpoint('ipvlan', endpoint(NET_A, EP_1));
-  const err = refusal(() => driver.join('ipvlan', NET_A, EP_1));
+test('ipvlan on a kernel without ipvlan: a plain error at network create, probe links gone', () => {
+  const { rtnl, driver } = setup();
+  const err = refusal(() => driver.createNetwork(network(NET_A, { parent: 'eth0' }, {}, 'ipvlan')));
   assert.equal(err.code, 'Unsupported');
-  assert.match(err.message, /this kernel has no ipvlan support/);
+  assert.match(err.message, /^this kernel has no ipvlan support/);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+  assert.equal(store.listNetworks().length, 0);
 });
 
 test('a network of one driver is not visible through the other', () => {
