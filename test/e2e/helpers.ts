@@ -50,3 +50,16 @@ export function resetDocker(host: DockerHost): void {
   const networks = lines(host.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).filter((n) => !['bridge', 'host', 'none'].includes(n));
   if (networks.length > 0) host.docker(['network', 'rm', ...networks]);
 }
+
+/** Retries `fn` until it stops throwing, for at most `ms` (for things the kernel finishes in the background, like DAD). */
+export async function eventually<T>(fn: () => T, ms = 5_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
