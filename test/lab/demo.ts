@@ -1,0 +1,50 @@
+/**
+ * `npm run demo`: the seed's bridge tutorial, step by step, against a real
+ * dockerd with lanplug on a lab LAN made of network namespaces. Prints each
+ * command and what it printed, then removes everything it made.
+ */
+import { createDockerHost, createLan, startLanplug, type DockerHost } from './lab';
+
+function show(host: DockerHost, args: string[], pick?: (out: string) => string): void {
+  process.stdout.write(`\n$ docker ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}\n`);
+  const out = host.dockerOk(args);
+  process.stdout.write(pick === undefined ? out : pick(out));
+}
+
+function networksSection(out: string): string {
+  const [container] = JSON.parse(out) as { NetworkSettings: { Networks: unknown } }[];
+  return `...\n"Networks": ${JSON.stringify(container?.NetworkSettings.Networks, null, 4)}\n...\n`;
+}
+
+async function main(): Promise<void> {
+  process.stdout.write('lanplug demo: a LAN (bridge br0 with gateway 172.16.86.1 and a host 172.16.86.10) in network namespaces,\n');
+  process.stdout.write('a Docker host whose eth0 is plugged into it, running dockerd and the lanplug daemon.\n');
+  const lan = createLan({ addresses: ['172.16.86.1/24'] });
+  try {
+    const peer = lan.addLanHost('peer', ['172.16.86.10/24']);
+    const host = await createDockerHost(lan);
+    const plugin = await startLanplug(host);
+    show(host, ['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'my-macvlan-net']);
+    show(host, ['network', 'ls']);
+    show(host, ['network', 'inspect', 'my-macvlan-net']);
+    show(host, ['run', '--rm', '-dit', '--network', 'my-macvlan-net', '--name', 'my-macvlan-alpine', 'alpine:latest', 'ash']);
+    show(host, ['container', 'inspect', 'my-macvlan-alpine'], networksSection);
+    show(host, ['exec', 'my-macvlan-alpine', 'ip', 'addr', 'show', 'eth0']);
+    show(host, ['exec', 'my-macvlan-alpine', 'ip', 'route']);
+    show(host, ['exec', 'my-macvlan-alpine', 'ping', '-c', '2', '172.16.86.10']);
+    process.stdout.write('\n# and from the LAN host 172.16.86.10, the container is a machine of its own:\n');
+    process.stdout.write(peer.execOk(['/bin/busybox', 'ping', '-c', '1', '172.16.86.2']));
+    process.stdout.write(peer.execOk(['ip', 'neigh', 'show', '172.16.86.2']));
+    show(host, ['container', 'stop', 'my-macvlan-alpine']);
+    show(host, ['network', 'rm', 'my-macvlan-net']);
+    await plugin.stop();
+  } finally {
+    lan.destroy();
+  }
+  process.stdout.write('\nlanplug demo: done; the lab namespaces, dockerd and the daemon are gone.\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`lanplug demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
