@@ -7,9 +7,7 @@
  * Docker's own driver names them), 802.1Q parents `<base>.<vlan id>`.
  */
 import { invalidArgument } from '../errors';
-
-/** Linux IFNAMSIZ is 16 including the terminating NUL. */
-export const MAX_IFNAME_BYTES = 15;
+import { ifnameProblem, MAX_IFNAME_BYTES } from '../netlink/ifname';
 
 export const ENDPOINT_LINK_PREFIX = 'lp-';
 export const PRIVATE_PARENT_PREFIX = 'dm-';
@@ -20,14 +18,17 @@ export const PRIVATE_PARENT_PREFIX = 'dm-';
  * `what` prefixes the message, e.g. "-o parent interface name".
  */
 export function checkInterfaceName(name: string, what: string): void {
-  const bytes = Buffer.byteLength(name, 'utf8');
-  if (bytes === 0) throw invalidArgument(`${what} is empty; expected an interface name such as eth0`);
-  if (bytes > MAX_IFNAME_BYTES) {
-    throw invalidArgument(`${what} '${name}' is ${bytes} bytes long; Linux interface names are 1-${MAX_IFNAME_BYTES} bytes`);
-  }
-  if (name === '.' || name === '..') throw invalidArgument(`${what} '${name}' is not a valid interface name`);
-  if (/[/:\s]/.test(name) || /[\u0000-\u001f\u007f]/.test(name)) {
-    throw invalidArgument(`${what} '${name}' is not valid: interface names may not contain '/', ':' or whitespace`);
+  switch (ifnameProblem(name)) {
+    case null:
+      return;
+    case 'empty':
+      throw invalidArgument(`${what} is empty; expected an interface name such as eth0`);
+    case 'too-long':
+      throw invalidArgument(`${what} '${name}' is ${Buffer.byteLength(name, 'utf8')} bytes long; Linux interface names are 1-${MAX_IFNAME_BYTES} bytes`);
+    case 'dots':
+      throw invalidArgument(`${what} '${name}' is not a valid interface name`);
+    case 'bad-character':
+      throw invalidArgument(`${what} '${name}' is not valid: interface names may not contain '/', ':' or whitespace`);
   }
 }
 

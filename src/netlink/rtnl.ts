@@ -6,6 +6,7 @@
  * synchronous call keeps the request/ACK pairing trivial. A receive timeout
  * (SO_RCVTIMEO) bounds a lost answer.
  */
+import { ifnameProblem } from './ifname';
 import { invalidArgument, LanplugError, withContext } from '../errors';
 import {
   attrMap,
@@ -124,8 +125,7 @@ const IPVLAN_FLAG_NAMES = reverse(IPVLAN_FLAGS);
 
 /** IFNAMSIZ is 16 including the NUL. Same rules as the kernel's dev_valid_name(). */
 export function validateLinkName(name: string): void {
-  const bytes = Buffer.byteLength(name, 'utf8');
-  if (bytes < 1 || bytes > 15 || name === '.' || name === '..' || /[\s/:]/.test(name) || name.includes('\0')) {
+  if (ifnameProblem(name) !== null) {
     throw invalidArgument(
       `interface name must be 1-15 bytes without '/', ':' or whitespace and not '.' or '..', received: ${JSON.stringify(name)}`,
     );

@@ -2,25 +2,11 @@
  * Bad input through the real `docker network create`: each case gets its
  * exact one-line error and leaves no network, no link and no state row.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDockerHost, createLan, startLanplug, type DockerHost, type Lan, type Lanplug } from '../lab/lab';
-import { assertNoLanplugLinks, lanplugStatus, resetDocker } from './helpers';
+import { assertNoLanplugLinks, lanplugStatus, resetDocker, useLab } from './helpers';
 
-let lan: Lan;
-let host: DockerHost;
-let plugin: Lanplug;
-
-before(async () => {
-  lan = createLan();
-  host = await createDockerHost(lan);
-  plugin = await startLanplug(host);
-});
-
-after(async () => {
-  await plugin?.stop();
-  lan?.destroy();
-});
+const lab = useLab();
 
 const SUBNET = ['--subnet=172.16.86.0/24', '--gateway=172.16.86.1'];
 
@@ -44,7 +30,7 @@ const CASES: [string, string[], string][] = [
 
 for (const [what, options, message] of CASES) {
   test(`refused: ${what}`, () => {
-    const created = host.docker(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, ...options.flatMap((o) => ['-o', o]), 'badnet']);
+    const created = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, ...options.flatMap((o) => ['-o', o]), 'badnet']);
     assert.notEqual(created.status, 0, `docker network create succeeded for ${what}`);
     assert.equal(created.stderr.trim(), `Error response from daemon: NetworkDriver.CreateNetwork: ${message}`);
     assertNothingLeft();
@@ -52,46 +38,46 @@ for (const [what, options, message] of CASES) {
 }
 
 test('refused: an 802.1Q parent on a kernel without 8021q says so plainly and leaves nothing', () => {
-  const created = host.docker(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, '-o', 'parent=eth0.10', 'badnet']);
+  const created = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, '-o', 'parent=eth0.10', 'badnet']);
   assert.notEqual(created.status, 0);
   assert.equal(
     created.stderr.trim(),
     'Error response from daemon: NetworkDriver.CreateNetwork: cannot create 802.1Q sub-interface eth0.10: this kernel has no 802.1Q VLAN support (load the 8021q module, or use a kernel built with CONFIG_VLAN_8021Q)',
   );
-  assert.doesNotMatch(host.execOk(['ip', '-o', 'link', 'show']), /eth0\.10/);
+  assert.doesNotMatch(lab.host.execOk(['ip', '-o', 'link', 'show']), /eth0\.10/);
   assertNothingLeft();
 });
 
 test('refused: passthru conflicts, both ways, in Docker wording', () => {
-  resetDocker(host);
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, '-o', 'parent=eth0', 'first']);
-  const id = host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'first']).trim().slice(0, 12);
-  const passthru = host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.9.0.0/24', '-o', 'parent=eth0', '-o', 'macvlan_mode=passthru', 'second']);
+  resetDocker(lab.host);
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, '-o', 'parent=eth0', 'first']);
+  const id = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'first']).trim().slice(0, 12);
+  const passthru = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.9.0.0/24', '-o', 'parent=eth0', '-o', 'macvlan_mode=passthru', 'second']);
   assert.equal(passthru.stderr.trim(), `Error response from daemon: NetworkDriver.CreateNetwork: cannot use mode passthru, macvlan network ${id} is already using parent interface eth0`);
-  host.dockerOk(['network', 'rm', 'first']);
+  lab.host.dockerOk(['network', 'rm', 'first']);
 
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, '-o', 'parent=eth0', '-o', 'macvlan_mode=passthru', 'first']);
-  const passId = host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'first']).trim().slice(0, 12);
-  const after = host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.9.0.0/24', '-o', 'parent=eth0', 'second']);
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...SUBNET, '-o', 'parent=eth0', '-o', 'macvlan_mode=passthru', 'first']);
+  const passId = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'first']).trim().slice(0, 12);
+  const after = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.9.0.0/24', '-o', 'parent=eth0', 'second']);
   assert.equal(after.stderr.trim(), `Error response from daemon: NetworkDriver.CreateNetwork: macvlan network ${passId} is already using parent interface eth0 in mode passthru`);
-  assert.doesNotMatch(host.dockerOk(['network', 'ls']), /second/);
-  host.dockerOk(['network', 'rm', 'first']);
+  assert.doesNotMatch(lab.host.dockerOk(['network', 'ls']), /second/);
+  lab.host.dockerOk(['network', 'rm', 'first']);
   assertNothingLeft();
 });
 
 function assertNothingLeft(): void {
-  assert.doesNotMatch(host.dockerOk(['network', 'ls']), /badnet/);
-  assertNoLanplugLinks(host);
-  assert.equal(lanplugStatus(host, plugin), 'no lanplug networks');
+  assert.doesNotMatch(lab.host.dockerOk(['network', 'ls']), /badnet/);
+  assertNoLanplugLinks(lab.host);
+  assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
 }
 
 test('refused: lanplug-ipvlan on a kernel without ipvlan says so at network create', () => {
-  const created = host.docker(['network', 'create', '-d', 'lanplug-ipvlan', ...SUBNET, '-o', 'parent=eth0', 'badnet']);
+  const created = lab.host.docker(['network', 'create', '-d', 'lanplug-ipvlan', ...SUBNET, '-o', 'parent=eth0', 'badnet']);
   assert.notEqual(created.status, 0);
   assert.equal(
     created.stderr.trim(),
     'Error response from daemon: NetworkDriver.CreateNetwork: this kernel has no ipvlan support (load the ipvlan module, or use a kernel built with CONFIG_IPVLAN); lanplug-ipvlan cannot create links',
   );
-  assert.doesNotMatch(host.execOk(['ip', '-o', 'link', 'show']), /lp-probe/);
+  assert.doesNotMatch(lab.host.execOk(['ip', '-o', 'link', 'show']), /lp-probe/);
   assertNothingLeft();
 });

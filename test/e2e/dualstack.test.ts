@@ -2,29 +2,11 @@
  * Issue 4 as a user sees it: IPv6 dual stack (the seed's example), several
  * subnets per family, internal networks with and without a parent, MTU.
  */
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDockerHost, createLan, startLanplug, type DockerHost, type Lan, type Lanplug } from '../lab/lab';
-import { assertNoLanplugLinks, containerNetwork, eventually, lines, resetDocker } from './helpers';
+import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
 
-let lan: Lan;
-let host: DockerHost;
-let plugin: Lanplug;
-
-before(async () => {
-  lan = createLan({
-    addresses: ['192.168.216.1/24', '192.168.218.1/24', '2001:db8:abc8::10/64', '172.28.100.1/24', '172.28.102.254/24', '2001:db8:abc2::1/64', '2001:db8:abc4::254/64'],
-  });
-  host = await createDockerHost(lan);
-  plugin = await startLanplug(host);
-});
-
-beforeEach(() => resetDocker(host));
-
-after(async () => {
-  await plugin?.stop();
-  lan?.destroy();
-});
+const lab = useLab({ addresses: ['192.168.216.1/24', '192.168.218.1/24', '2001:db8:abc8::10/64', '172.28.100.1/24', '172.28.102.254/24', '2001:db8:abc2::1/64', '2001:db8:abc4::254/64'] });
 
 const SEED_DUAL_STACK = [
   '--subnet=192.168.216.0/24', '--subnet=192.168.218.0/24',
@@ -33,22 +15,22 @@ const SEED_DUAL_STACK = [
 ];
 
 test('the seed\'s dual-stack command (with -o parent=eth0) creates the network as written', () => {
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...SEED_DUAL_STACK, '-o', 'parent=eth0', '-o', 'macvlan_mode=bridge', 'macvlan216']);
-  host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c1', 'alpine:latest', 'ash']);
-  const net = containerNetwork(host, 'c1', 'macvlan216');
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...SEED_DUAL_STACK, '-o', 'parent=eth0', '-o', 'macvlan_mode=bridge', 'macvlan216']);
+  lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c1', 'alpine:latest', 'ash']);
+  const net = containerNetwork(lab.host, 'c1', 'macvlan216');
   assertGatewayOfItsSubnet(net);
   // Docker 20.10 hands out IPv6 addresses only on networks created with --ipv6, whatever the driver.
   assert.equal(net.GlobalIPv6Address, '');
-  host.dockerOk(['rm', '-f', 'c1']);
-  host.dockerOk(['network', 'rm', 'macvlan216']);
-  assertNoLanplugLinks(host);
+  lab.host.dockerOk(['rm', '-f', 'c1']);
+  lab.host.dockerOk(['network', 'rm', 'macvlan216']);
+  assertNoLanplugLinks(lab.host);
 });
 
 test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over both families', async () => {
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--ipv6', ...SEED_DUAL_STACK, '-o', 'parent=eth0', '-o', 'macvlan_mode=bridge', 'macvlan216']);
-  host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c1', 'alpine:latest', 'ash']);
-  host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c2', 'alpine:latest', 'ash']);
-  const [n1, n2] = [containerNetwork(host, 'c1', 'macvlan216'), containerNetwork(host, 'c2', 'macvlan216')];
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--ipv6', ...SEED_DUAL_STACK, '-o', 'parent=eth0', '-o', 'macvlan_mode=bridge', 'macvlan216']);
+  lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c1', 'alpine:latest', 'ash']);
+  lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c2', 'alpine:latest', 'ash']);
+  const [n1, n2] = [containerNetwork(lab.host, 'c1', 'macvlan216'), containerNetwork(lab.host, 'c2', 'macvlan216')];
   // Docker's IPAM picks which of the two v4 subnets; the gateway must be that subnet's.
   assertGatewayOfItsSubnet(n1);
   assertGatewayOfItsSubnet(n2);
@@ -58,29 +40,29 @@ test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over bot
   assert.equal(n1.GlobalIPv6PrefixLen, 64);
   assert.equal(n1.IPv6Gateway, '2001:db8:abc8::10');
   assert.equal(n1.MacAddress, '02:42:' + n1.IPAddress.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':'));
-  assert.match(host.dockerOk(['exec', 'c1', 'ip', '-6', 'route']), /^default via 2001:db8:abc8::10 dev eth0/m);
-  assert.match(host.dockerOk(['exec', 'c1', 'ip', 'route']), new RegExp(`^default via ${n1.Gateway.replace(/\./g, '\\.')} dev eth0`, 'm'));
+  assert.match(lab.host.dockerOk(['exec', 'c1', 'ip', '-6', 'route']), /^default via 2001:db8:abc8::10 dev eth0/m);
+  assert.match(lab.host.dockerOk(['exec', 'c1', 'ip', 'route']), new RegExp(`^default via ${n1.Gateway.replace(/\./g, '\\.')} dev eth0`, 'm'));
   // IPv6 addresses become usable after duplicate address detection: allow it a few seconds.
-  await eventually(() => host.dockerOk(['exec', 'c1', 'ping', '-6', '-c', '1', '-W', '1', '2001:db8:abc8::10']));
-  await eventually(() => host.dockerOk(['exec', 'c1', 'ping', '-6', '-c', '1', '-W', '1', n2.GlobalIPv6Address]));
-  host.dockerOk(['exec', 'c1', 'ping', '-c', '1', '-W', '2', n1.Gateway]);
-  host.dockerOk(['exec', 'c1', 'ping', '-c', '1', '-W', '2', n2.IPAddress]);
-  host.dockerOk(['rm', '-f', 'c1', 'c2']);
-  host.dockerOk(['network', 'rm', 'macvlan216']);
-  assertNoLanplugLinks(host);
+  await eventually(() => lab.host.dockerOk(['exec', 'c1', 'ping', '-6', '-c', '1', '-W', '1', '2001:db8:abc8::10']));
+  await eventually(() => lab.host.dockerOk(['exec', 'c1', 'ping', '-6', '-c', '1', '-W', '1', n2.GlobalIPv6Address]));
+  lab.host.dockerOk(['exec', 'c1', 'ping', '-c', '1', '-W', '2', n1.Gateway]);
+  lab.host.dockerOk(['exec', 'c1', 'ping', '-c', '1', '-W', '2', n2.IPAddress]);
+  lab.host.dockerOk(['rm', '-f', 'c1', 'c2']);
+  lab.host.dockerOk(['network', 'rm', 'macvlan216']);
+  assertNoLanplugLinks(lab.host);
 });
 
 test('two v4 and two v6 subnets: each container gets the gateways of the subnets holding its addresses', () => {
-  host.dockerOk([
+  lab.host.dockerOk([
     'network', 'create', '-d', 'lanplug-macvlan', '--ipv6',
     '--subnet=172.28.100.0/24', '--subnet=172.28.102.0/24', '--gateway=172.28.102.254',
     '--subnet=2001:db8:abc2::/64', '--subnet=2001:db8:abc4::/64', '--gateway=2001:db8:abc4::254',
     '-o', 'parent=eth0', 'dualstackbridge',
   ]);
-  host.dockerOk(['run', '-dit', '--network', 'dualstackbridge', '--ip', '172.28.100.20', '--ip6', '2001:db8:abc2::20', '--name', 'first', 'alpine:latest', 'ash']);
-  host.dockerOk(['run', '-dit', '--network', 'dualstackbridge', '--ip', '172.28.102.20', '--ip6', '2001:db8:abc4::20', '--name', 'third', 'alpine:latest', 'ash']);
-  const first = containerNetwork(host, 'first', 'dualstackbridge');
-  const third = containerNetwork(host, 'third', 'dualstackbridge');
+  lab.host.dockerOk(['run', '-dit', '--network', 'dualstackbridge', '--ip', '172.28.100.20', '--ip6', '2001:db8:abc2::20', '--name', 'first', 'alpine:latest', 'ash']);
+  lab.host.dockerOk(['run', '-dit', '--network', 'dualstackbridge', '--ip', '172.28.102.20', '--ip6', '2001:db8:abc4::20', '--name', 'third', 'alpine:latest', 'ash']);
+  const first = containerNetwork(lab.host, 'first', 'dualstackbridge');
+  const third = containerNetwork(lab.host, 'third', 'dualstackbridge');
   assert.equal(first.IPAddress, '172.28.100.20');
   assert.equal(first.GlobalIPv6Address, '2001:db8:abc2::20');
   // Docker 20.10's default IPAM gives a subnet without --gateway its first address as gateway.
@@ -88,54 +70,54 @@ test('two v4 and two v6 subnets: each container gets the gateways of the subnets
   assert.equal(first.IPv6Gateway, '2001:db8:abc2::1');
   assert.equal(third.Gateway, '172.28.102.254');
   assert.equal(third.IPv6Gateway, '2001:db8:abc4::254');
-  assert.match(host.dockerOk(['exec', 'third', 'ip', 'route']), /^default via 172\.28\.102\.254 dev eth0/m);
-  host.dockerOk(['exec', 'third', 'ping', '-c', '1', '-W', '2', '172.28.102.254']);
-  host.dockerOk(['rm', '-f', 'first', 'third']);
-  host.dockerOk(['network', 'rm', 'dualstackbridge']);
-  assertNoLanplugLinks(host);
+  assert.match(lab.host.dockerOk(['exec', 'third', 'ip', 'route']), /^default via 172\.28\.102\.254 dev eth0/m);
+  lab.host.dockerOk(['exec', 'third', 'ping', '-c', '1', '-W', '2', '172.28.102.254']);
+  lab.host.dockerOk(['rm', '-f', 'first', 'third']);
+  lab.host.dockerOk(['network', 'rm', 'dualstackbridge']);
+  assertNoLanplugLinks(lab.host);
 });
 
 test('no parent: a private internal network; containers reach each other and nothing else', () => {
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.55.0.0/24', 'island']);
-  const id = host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'island']).trim();
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.55.0.0/24', 'island']);
+  const id = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'island']).trim();
   const parent = `dm-${id.slice(0, 12)}`;
-  assert.match(host.execOk(['ip', '-o', 'link', 'show', parent]), new RegExp(`^\\d+: ${parent}:`));
-  host.dockerOk(['run', '-dit', '--network', 'island', '--name', 'i1', 'alpine:latest', 'ash']);
-  host.dockerOk(['run', '-dit', '--network', 'island', '--name', 'i2', 'alpine:latest', 'ash']);
-  assert.equal(containerNetwork(host, 'i1', 'island').Gateway, '');
-  assert.deepEqual(lines(host.dockerOk(['exec', 'i1', 'ip', 'route'])), ['10.55.0.0/24 dev eth0 scope link  src 10.55.0.2']);
-  host.dockerOk(['exec', 'i1', 'ping', '-c', '1', '-W', '2', '10.55.0.3']);
+  assert.match(lab.host.execOk(['ip', '-o', 'link', 'show', parent]), new RegExp(`^\\d+: ${parent}:`));
+  lab.host.dockerOk(['run', '-dit', '--network', 'island', '--name', 'i1', 'alpine:latest', 'ash']);
+  lab.host.dockerOk(['run', '-dit', '--network', 'island', '--name', 'i2', 'alpine:latest', 'ash']);
+  assert.equal(containerNetwork(lab.host, 'i1', 'island').Gateway, '');
+  assert.deepEqual(lines(lab.host.dockerOk(['exec', 'i1', 'ip', 'route'])), ['10.55.0.0/24 dev eth0 scope link  src 10.55.0.2']);
+  lab.host.dockerOk(['exec', 'i1', 'ping', '-c', '1', '-W', '2', '10.55.0.3']);
   // No route: the kernel refuses before any packet leaves (TEST-NET-1, never a real host).
-  const outside = host.docker(['exec', 'i1', 'ping', '-c', '1', '-W', '1', '192.0.2.1']);
+  const outside = lab.host.docker(['exec', 'i1', 'ping', '-c', '1', '-W', '1', '192.0.2.1']);
   assert.notEqual(outside.status, 0);
   assert.match(outside.stdout + outside.stderr, /Network is unreachable/);
-  host.dockerOk(['rm', '-f', 'i1', 'i2']);
-  host.dockerOk(['network', 'rm', 'island']);
-  assert.equal(host.exec(['ip', 'link', 'show', parent]).status, 1, `${parent} must be gone after docker network rm`);
-  assertNoLanplugLinks(host);
+  lab.host.dockerOk(['rm', '-f', 'i1', 'i2']);
+  lab.host.dockerOk(['network', 'rm', 'island']);
+  assert.equal(lab.host.exec(['ip', 'link', 'show', parent]).status, 1, `${parent} must be gone after docker network rm`);
+  assertNoLanplugLinks(lab.host);
 });
 
 test('--internal with a parent: no gateway, no default route', () => {
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--internal', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'inside']);
-  host.dockerOk(['run', '-dit', '--network', 'inside', '--name', 'in1', 'alpine:latest', 'ash']);
-  assert.equal(containerNetwork(host, 'in1', 'inside').Gateway, '');
-  assert.deepEqual(lines(host.dockerOk(['exec', 'in1', 'ip', 'route'])), ['172.16.86.0/24 dev eth0 scope link  src 172.16.86.2']);
-  host.dockerOk(['rm', '-f', 'in1']);
-  host.dockerOk(['network', 'rm', 'inside']);
-  assertNoLanplugLinks(host);
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--internal', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'inside']);
+  lab.host.dockerOk(['run', '-dit', '--network', 'inside', '--name', 'in1', 'alpine:latest', 'ash']);
+  assert.equal(containerNetwork(lab.host, 'in1', 'inside').Gateway, '');
+  assert.deepEqual(lines(lab.host.dockerOk(['exec', 'in1', 'ip', 'route'])), ['172.16.86.0/24 dev eth0 scope link  src 172.16.86.2']);
+  lab.host.dockerOk(['rm', '-f', 'in1']);
+  lab.host.dockerOk(['network', 'rm', 'inside']);
+  assertNoLanplugLinks(lab.host);
 });
 
 test('MTU: applied to the container link; above the parent refused', () => {
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1400', 'small']);
-  host.dockerOk(['run', '-dit', '--network', 'small', '--name', 'm1', 'alpine:latest', 'ash']);
-  assert.match(host.dockerOk(['exec', 'm1', 'ip', 'link', 'show', 'eth0']), / mtu 1400 /);
-  host.dockerOk(['rm', '-f', 'm1']);
-  host.dockerOk(['network', 'rm', 'small']);
-  const big = host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1501', 'big']);
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1400', 'small']);
+  lab.host.dockerOk(['run', '-dit', '--network', 'small', '--name', 'm1', 'alpine:latest', 'ash']);
+  assert.match(lab.host.dockerOk(['exec', 'm1', 'ip', 'link', 'show', 'eth0']), / mtu 1400 /);
+  lab.host.dockerOk(['rm', '-f', 'm1']);
+  lab.host.dockerOk(['network', 'rm', 'small']);
+  const big = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1501', 'big']);
   assert.equal(big.stderr.trim(), 'Error response from daemon: NetworkDriver.CreateNetwork: -o com.docker.network.driver.mtu=1501 is larger than the MTU of parent eth0 (1500)');
-  const v6small = host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--ipv6', '--subnet=2001:db8:1::/64', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1200', 'v6small']);
+  const v6small = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--ipv6', '--subnet=2001:db8:1::/64', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1200', 'v6small']);
   assert.equal(v6small.stderr.trim(), 'Error response from daemon: NetworkDriver.CreateNetwork: -o com.docker.network.driver.mtu=1200 is below the minimum of 1280 for a network with IPv6');
-  assertNoLanplugLinks(host);
+  assertNoLanplugLinks(lab.host);
 });
 
 function assertGatewayOfItsSubnet(net: { IPAddress: string; Gateway: string; IPPrefixLen: number }): void {

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../lab/image';
 import { join } from 'node:path';
-import type { DockerHost, Lanplug } from '../lab/lab';
+import { after, before, beforeEach } from 'node:test';
+import { createDockerHost, createLan, startLanplug, type DockerHost, type Lan, type Lanplug } from '../lab/lab';
 
 export interface ContainerNetwork {
   Gateway: string;
@@ -33,8 +34,7 @@ export function assertNoLanplugLinks(host: DockerHost): void {
 }
 
 /** What `lanplug status` prints for the daemon's state directory. */
-export function lanplugStatus(host: DockerHost, plugin: Lanplug): string {
-  void host;
+export function lanplugStatus(plugin: Lanplug): string {
   return runOk([process.execPath, join(repoRoot(), 'bin', 'lanplug'), 'status', '--state-dir', plugin.stateDir]).trim();
 }
 
@@ -62,4 +62,32 @@ export async function eventually<T>(fn: () => T, ms = 5_000): Promise<T> {
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
+}
+
+export interface LabContext {
+  lan: Lan;
+  host: DockerHost;
+  plugin: Lanplug;
+}
+
+/**
+ * Registers the hooks every Docker test file needs: a LAN with `addresses` on
+ * its bridge, a Docker host plugged into it with the lanplug daemon, an empty
+ * Docker host before each test (unless resetEachTest is false), and
+ * everything torn down after the file. The returned object is filled in
+ * before the first test runs.
+ */
+export function useLab(opts: { addresses?: string[]; daemonArgs?: string[]; resetEachTest?: boolean } = {}): LabContext {
+  const lab = {} as LabContext;
+  before(async () => {
+    lab.lan = createLan(opts.addresses === undefined ? {} : { addresses: opts.addresses });
+    lab.host = await createDockerHost(lab.lan);
+    lab.plugin = await startLanplug(lab.host, opts.daemonArgs === undefined ? {} : { args: opts.daemonArgs });
+  });
+  if (opts.resetEachTest !== false) beforeEach(() => resetDocker(lab.host));
+  after(async () => {
+    await lab.plugin?.stop();
+    lab.lan?.destroy();
+  });
+  return lab;
 }

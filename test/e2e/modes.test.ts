@@ -1,43 +1,27 @@
 /**
  * macvlan modes as a user sees them: who can reach whom.
  */
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDockerHost, createLan, startLanplug, type DockerHost, type Lan, type Lanplug } from '../lab/lab';
-import { assertNoLanplugLinks, containerNetwork, resetDocker } from './helpers';
+import { assertNoLanplugLinks, containerNetwork, useLab } from './helpers';
 
-let lan: Lan;
-let host: DockerHost;
-let plugin: Lanplug;
-
-before(async () => {
-  lan = createLan({ addresses: ['172.16.86.1/24'] });
-  host = await createDockerHost(lan);
-  plugin = await startLanplug(host);
-});
-
-beforeEach(() => resetDocker(host));
-
-after(async () => {
-  await plugin?.stop();
-  lan?.destroy();
-});
+const lab = useLab({ addresses: ['172.16.86.1/24'] });
 
 function network(mode: string): void {
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', '-o', `macvlan_mode=${mode}`, 'net']);
-  host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'ca', 'alpine:latest', 'ash']);
-  host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'cb', 'alpine:latest', 'ash']);
-  assert.equal(containerNetwork(host, 'cb', 'net').IPAddress, '172.16.86.3');
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', '-o', `macvlan_mode=${mode}`, 'net']);
+  lab.host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'ca', 'alpine:latest', 'ash']);
+  lab.host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'cb', 'alpine:latest', 'ash']);
+  assert.equal(containerNetwork(lab.host, 'cb', 'net').IPAddress, '172.16.86.3');
 }
 
 function ping(from: string, to: string): boolean {
-  return host.docker(['exec', from, 'ping', '-c', '1', '-W', '1', to]).status === 0;
+  return lab.host.docker(['exec', from, 'ping', '-c', '1', '-W', '1', to]).status === 0;
 }
 
 function teardown(): void {
-  host.dockerOk(['rm', '-f', 'ca', 'cb']);
-  host.dockerOk(['network', 'rm', 'net']);
-  assertNoLanplugLinks(host);
+  lab.host.dockerOk(['rm', '-f', 'ca', 'cb']);
+  lab.host.dockerOk(['network', 'rm', 'net']);
+  assertNoLanplugLinks(lab.host);
 }
 
 test('bridge mode: two containers reach each other and the LAN', () => {
@@ -58,27 +42,27 @@ test('private mode: containers are kept apart but reach the LAN', () => {
 
 test('vepa mode: container to container only through the LAN switch, with hairpin on', () => {
   network('vepa');
-  host.setHairpin(false);
+  lab.host.setHairpin(false);
   assert.ok(ping('ca', '172.16.86.1'), 'a -> gateway');
   assert.ok(!ping('ca', '172.16.86.3'), 'without hairpin the switch does not send the frame back');
-  host.setHairpin(true);
+  lab.host.setHairpin(true);
   try {
     assert.ok(ping('ca', '172.16.86.3'), 'a -> b through the hairpin port');
   } finally {
-    host.setHairpin(false);
+    lab.host.setHairpin(false);
   }
   teardown();
 });
 
 test('passthru mode: the sole container owns the parent and reaches the LAN; a second one is refused', () => {
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', '-o', 'macvlan_mode=passthru', 'net']);
-  host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'ca', 'alpine:latest', 'ash']);
+  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', '-o', 'macvlan_mode=passthru', 'net']);
+  lab.host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'ca', 'alpine:latest', 'ash']);
   assert.ok(ping('ca', '172.16.86.1'), 'a -> gateway');
-  const second = host.docker(['run', '-dit', '--network', 'net', '--name', 'cb', 'alpine:latest', 'ash']);
+  const second = lab.host.docker(['run', '-dit', '--network', 'net', '--name', 'cb', 'alpine:latest', 'ash']);
   assert.notEqual(second.status, 0);
   assert.match(second.stderr, /is in mode passthru and parent eth0 is already given to endpoint [0-9a-f]{12}; passthru allows one container per parent/);
-  host.docker(['rm', '-f', 'cb']);
-  host.dockerOk(['rm', '-f', 'ca']);
-  host.dockerOk(['network', 'rm', 'net']);
-  assertNoLanplugLinks(host);
+  lab.host.docker(['rm', '-f', 'cb']);
+  lab.host.dockerOk(['rm', '-f', 'ca']);
+  lab.host.dockerOk(['network', 'rm', 'net']);
+  assertNoLanplugLinks(lab.host);
 });
