@@ -47,3 +47,18 @@ ensure_built() {
 
 # The Docker engine the lab runs: Debian's docker.io (dockerd 20.10 and its own client).
 LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux)
+# The full-kernel lane: qemu, and xz to unpack Debian's kernel (linux-image-amd64, checked apart).
+VM_PACKAGES=(qemu-system-x86_64:qemu-system-x86 xz:xz-utils)
+
+# The kernel the full-kernel lane boots: Debian's, with its modules (8021q, ipvlan, dummy).
+ensure_debian_kernel() {
+  local image
+  for image in /boot/vmlinuz-*; do
+    [ -f "$image" ] && [ -f "/lib/modules/${image#/boot/vmlinuz-}/modules.dep" ] && return 0
+  done
+  [ "$(id -u)" = 0 ] || die "no Debian kernel to boot; run: sudo apt-get update && sudo apt-get install -y linux-image-amd64"
+  printf 'lanplug: installing linux-image-amd64\n' >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends linux-image-amd64 >/dev/null
+}

@@ -91,7 +91,13 @@ export function destroyAll(): void {
 
 function nsExecArgv(ns: string, argv: readonly string[], mntNs?: string, wd = '/'): string[] {
   const a = ['nsenter', `--net=/run/netns/${ns}`];
-  if (mntNs !== undefined) a.push(`--mount=${mntNs}`, `--wd=${wd}`);
+  if (mntNs !== undefined) {
+    // setns into a mount namespace also moves the root to that namespace's root. Where the caller
+    // runs chrooted (the full-kernel VM runs everything in a chroot of the host root), that root is
+    // not the caller's: keep dockerd's own root, which nsenter opens before it switches.
+    const root = mntNs.replace(/\/ns\/mnt$/, '/root');
+    a.push(`--mount=${mntNs}`, ...(root !== mntNs ? [`--root=${root}`] : []), `--wd=${wd}`);
+  }
   return [...a, '--', ...argv];
 }
 

@@ -97,7 +97,6 @@ test('vm: Debian kernel boots; vlan/ipvlan/passthru work; dockerd 20.10 macvlan 
     `wall ${r.wallMs} ms; boot ${r.bootMs} ms; node checks ${since('script-start', 'node-checked')}; ` +
       `dockerd up ${since('node-checked', 'dockerd-up')}; docker part ${since('node-checked', 'docker-done')}`,
   );
-  process.stdout.write(`# vm wall ${r.wallMs} ms, boot ${r.bootMs} ms, dockerd up ${since('node-checked', 'dockerd-up')}\n`);
   assert.equal(r.exitCode, 0, `script failed:\n${r.output.slice(-8000)}`);
   for (const marker of EXPECTED) assert.ok(r.output.includes(marker), `missing "${marker}" in:\n${r.output.slice(-8000)}`);
 });

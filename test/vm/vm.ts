@@ -9,6 +9,10 @@
 // Boot recipe (what runInVm does):
 //   1. Kernel: the newest /boot/vmlinuz-<ver> that has /lib/modules/<ver>/modules.dep (Debian's
 //      linux-image-amd64; this machine's own kernel has no /boot image and no /lib/modules).
+//      Its XZ payload is unpacked once into an ELF vmlinux (cached in <repo>/.lab/vm/) and qemu
+//      boots that through its PVH entry (Debian sets CONFIG_PVH=y): the guest then skips
+//      decompressing itself, which under TCG took ~9 s of a ~16 s boot. If no ELF can be
+//      extracted, the bzImage is booted as is (slower, same result).
 //   2. Initramfs (a gzipped "newc" cpio written by this file, no cpio binary needed), cached in
 //      <repo>/.lab/vm/initramfs-<ver>-<hash>.cpio.gz, the hash covering the init template, the
 //      module files and /bin/busybox: /bin/busybox (busybox-static), /init (INIT_TEMPLATE), the
@@ -21,28 +25,42 @@
 //   3. qemu-system-x86_64 -accel tcg -cpu max -m 2048 -smp 2 -nographic -no-reboot -nic none,
 //      -append 'console=ttyS0 panic=-1 quiet', and two 9p exports: the host root (tag "host",
 //      readonly=on, multidevs=remap — without remap qemu warns about inode collisions between
-//      host mounts) and a per-run directory (tag "io", read-write) holding script.sh, the files
-//      the caller passes in, and, on the way out, `output` and `exit-code`.
-//   4. /init (busybox sh, PID 1): insmod the modules, mount both 9p exports, tmpfs over the
-//      directories listed in io/tmpfs-dirs (default /tmp /run /etc/docker /var/lib /var/log
-//      /var/tmp /var/cache /root /mnt), proc, sysfs, devtmpfs, devpts and /dev/shm inside the
-//      host root, cgroup v1 hierarchies by hand (tmpfs on /sys/fs/cgroup + one `mount -t cgroup`
-//      per controller: dockerd 20.10 wants them and nothing else mounts them), bind the io export
-//      at /run/vm-io, then `chroot /host env -i ... bash -euo pipefail /run/vm-io/script.sh`
-//      with stdout+stderr into io/output, write the status to io/exit-code, `poweroff -f`.
-//      If PID 1 ever dies, panic=-1 + -no-reboot still end qemu at once.
+//      host mounts) and a per-run directory <repo>/.lab/vm/runs/run-XXXX/io (tag "io",
+//      read-write) holding script.sh, the files the caller passes in, and, on the way out,
+//      `output` and `exit-code`. The serial console goes to run-XXXX/console.log.
+//   4. /init (busybox sh, PID 1): insmod the modules, mount both 9p exports (msize=512000; the
+//      root with cache=loose), tmpfs over the directories listed in io/tmpfs-dirs (default /tmp
+//      /run /etc/docker /var/lib /var/log /var/tmp /var/cache /root /mnt), proc, sysfs,
+//      devtmpfs, devpts and /dev/shm inside the host root, cgroup v1 hierarchies by hand (tmpfs
+//      on /sys/fs/cgroup + one `mount -t cgroup` per controller: dockerd 20.10 wants them and
+//      nothing else mounts them), bind the io export at /run/vm-io, then
+//      `chroot /host env -i ... bash -euo pipefail /run/vm-io/script.sh` with stdout+stderr into
+//      io/output, write the status to io/exit-code, `poweroff -f`. If PID 1 ever dies,
+//      panic=-1 + -no-reboot still end qemu at once.
 //
-// Facts found here (2 cores, TCG, Debian 6.1.0-56-amd64, Node 20, dockerd 20.10.24):
-//   - initramfs build ~0.2 s (cached afterwards); boot to "running script" ~3-4 s;
-//     `node -e` starts in ~2-3 s inside (9p reads dominate; msize=512000 helps);
-//     dockerd 20.10 is up (socket answers) ~8-10 s after launch; the smoke test (kernel features,
-//     native modules, docker import, built-in macvlan on eth0.10, run, exec, rm) ~50-70 s.
-//   - The host's /usr/bin/node, node_modules (better-sqlite3 built from source, koffi prebuilt)
-//     load unchanged: it is the same root file system. Use `-cpu max`: TCG's default qemu64
-//     model lacks instructions that host-built native code may use.
+// Facts found here (2 shared cores, TCG, Debian 6.1.0-56-amd64, qemu 7.2, Node 20.20, dockerd
+// 20.10.24, containerd 1.6.20), measured 2026-11-23:
+//   - First use: vmlinux extraction ~1 s, initramfs build ~0.3 s; both cached afterwards.
+//   - qemu spawn to "running script": 6.5-8.5 s (kernel reaches /init at ~3.3 s guest uptime).
+//   - `node -e` with better-sqlite3 + koffi inside: ~2-4 s cold. lanplug daemon sockets up in a
+//     few seconds. dockerd 20.10 answering: ~9-11 s after launch (containerd started first).
+//   - Smoke test (kernel features, native modules, docker import, built-in macvlan on eth0.10,
+//     run, exec, stop, network rm): ~60 s wall, of which ~48 s is the Docker part.
+//   - 9p with the default cache=none made every exec of a big Go binary re-read it: one
+//     `docker --version` took 14.6 s (12 s system time). cache=loose: 2.1 s cold, 1.3 s warm.
+//     A VM sees the host root as of first read; files the host changes mid-run may look stale.
+//   - dockerd 20.10 gives the containerd it spawns itself ~15 s to answer, then dies with
+//     "timeout waiting for containerd to start"; under TCG that was exceeded. VM_BASH_LIB
+//     starts containerd first (own --root/--state/--address under the dockerd dir), waits for
+//     its socket, and passes `--containerd` to dockerd.
+//   - Never use a try *count* for waiting inside the VM: one try of `docker version` can take
+//     seconds, so 600 tries of "0.2 s" became a 9-minute hang. vm_wait_for uses a deadline.
+//   - The host's /usr/bin/node and node_modules (better-sqlite3 built from source, koffi
+//     prebuilt) load unchanged: it is the same root file system. `-cpu max` so that host-built
+//     native code never meets a missing instruction (TCG's default qemu64 lacks many).
 //   - Everything in the chroot is read-only except the tmpfs directories: point every writer
 //     (dockerd --data-root/--exec-root, lanplug --state-dir, HOME) at /tmp, /run or /var/lib.
-//     /var/run is a symlink to /run on Debian, so it is writable too. Directories missing on the
+//     /var/run is a symlink to /run on Debian, so it is writable too. A directory missing on the
 //     host cannot be made writable (the mount point must exist on the read-only root).
 //   - Start dockerd with `nsenter --net=/run/netns/X`, not `ip netns exec` (which remounts /sys
 //     and hides the cgroup mounts). `ip netns add` works (it bind-mounts under the tmpfs /run).
@@ -50,7 +68,8 @@
 //     /usr/local/bin/docker that may be first on PATH on the host.
 //   - The guest has no NIC (-nic none): the lab network is namespaces, veth, dummy and bridges
 //     built by the script. Nothing touches the host's interfaces.
-//   - KVM is present but does not work nested here: -accel tcg only.
+//   - KVM is present but does not work nested here: -accel tcg only. Two VMs at once on 2 cores
+//     roughly double each one's time; keep timeouts generous (the smoke test allows 540 s).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -283,7 +302,9 @@ done < /modules.order
 opts=trans=virtio,version=9p2000.L,msize=512000
 mkdir -p /io /host
 mount -t 9p -o "$opts" io /io || fail "mount 9p io"
-mount -t 9p -o "$opts,ro" host /host || fail "mount 9p host root"
+# cache=loose: the host root is read-only here and changes little during a run; without a page
+# cache every exec of a big Go binary (docker, containerd) re-reads it over 9p (~10 s each)
+mount -t 9p -o "$opts,ro,cache=loose" host /host || fail "mount 9p host root"
 
 while read -r d; do
   [ -n "$d" ] || continue
@@ -517,6 +538,7 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
 
   const runsDir = path.join(repo, '.lab', 'vm', 'runs');
   fs.mkdirSync(runsDir, { recursive: true });
+  pruneOldRuns(runsDir);
   const runDir = fs.mkdtempSync(path.join(runsDir, 'run-'));
   const ioDir = path.join(runDir, 'io');
   fs.mkdirSync(ioDir);
@@ -553,6 +575,19 @@ export async function runInVmOk(opts: VmOptions): Promise<VmResult> {
   return r;
 }
 
+/** Failed runs keep their directory for debugging; drop those older than a day. */
+function pruneOldRuns(runsDir: string): void {
+  const dayAgo = Date.now() - 24 * 3600 * 1000;
+  for (const name of fs.readdirSync(runsDir)) {
+    const dir = path.join(runsDir, name);
+    try {
+      if (name.startsWith('run-') && fs.statSync(dir).mtimeMs < dayAgo) fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // another runner removed it first
+    }
+  }
+}
+
 function readOrUndefined(file: string): string | undefined {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -578,9 +613,10 @@ export const VM_BASH_LIB = String.raw`
 VM_T0=$(date +%s%3N)
 vm_mark() { echo "MARK $1 $(( $(date +%s%3N) - VM_T0 ))"; }
 vm_wait_for() {
-  local limit=$(( $1 * 5 )) i=0; shift
-  until "$@" >/dev/null 2>&1; do
-    i=$((i + 1)); [ "$i" -lt "$limit" ] || { echo "vm_wait_for: gave up on: $*" >&2; return 1; }
+  # a deadline, not a count: one try of a big binary can take seconds under TCG
+  local end=$(( $(date +%s) + $1 )); shift
+  until timeout 20 "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$end" ] || { echo "vm_wait_for: gave up on: $*" >&2; return 1; }
     sleep 0.2
   done
 }
@@ -589,11 +625,18 @@ vm_start_dockerd() {
   local ns=$1 dir=$2
   mkdir -p "$dir/data" "$dir/run"
   VM_DOCKER_DIR=$dir
+  # containerd first, waited for without limit: dockerd gives its own child containerd only
+  # ~15 s to answer, which a cold start over 9p under TCG can exceed
+  nsenter --net="/run/netns/$ns" /usr/bin/containerd --root "$dir/containerd/root" \
+    --state "$dir/containerd/state" --address "$dir/containerd.sock" > "$dir/containerd.log" 2>&1 &
+  VM_CONTAINERD_PID=$!
+  vm_wait_for 90 test -S "$dir/containerd.sock" \
+    || { echo "containerd did not come up; its log:" >&2; tail -n 40 "$dir/containerd.log" >&2; return 1; }
   nsenter --net="/run/netns/$ns" /usr/sbin/dockerd --iptables=false --ip6tables=false --bridge=none \
-    --data-root "$dir/data" --exec-root "$dir/run" --pidfile "$dir/docker.pid" \
+    --data-root "$dir/data" --exec-root "$dir/run" --pidfile "$dir/docker.pid" --containerd "$dir/containerd.sock" \
     -H "unix://$dir/docker.sock" > "$dir/dockerd.log" 2>&1 &
   VM_DOCKERD_PID=$!
-  vm_wait_for 120 /usr/bin/docker -H "unix://$dir/docker.sock" version \
+  vm_wait_for 90 /usr/bin/docker -H "unix://$dir/docker.sock" version \
     || { echo "dockerd did not come up; its log:" >&2; tail -n 40 "$dir/dockerd.log" >&2; return 1; }
 }
 dk() { /usr/bin/docker -H "unix://$VM_DOCKER_DIR/docker.sock" "$@"; }
