@@ -326,6 +326,12 @@ for c in cpuset cpu cpuacct blkio memory devices freezer net_cls pids; do
   mount -t cgroup -o "$c" cgroup "/host/sys/fs/cgroup/$c" || fail "cgroup $c"
 done
 
+# The repository comes as an export of its own, mounted at its host path: it may live under a
+# directory that is a fresh tmpfs here (a CI clone under /tmp, say), where the host root shows nothing.
+repo=$(cat /io/repo-path)
+mkdir -p "/host$repo" || fail "no mount point for the repository at $repo"
+mount -t 9p -o "$opts,ro,cache=loose" repo "/host$repo" || fail "mount 9p repo"
+
 mkdir -p /host/run/vm-io || fail "/run is not writable (missing from tmpfs-dirs?)"
 mount --bind /io /host/run/vm-io || fail "bind io"
 
@@ -431,6 +437,7 @@ function qemuArgs(kernelImage: string, initrd: string, ioDir: string, opts: VmOp
     '-append', 'console=ttyS0 panic=-1 quiet',
     '-virtfs', 'local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${ioDir},mount_tag=io,security_model=none`,
+    '-virtfs', `local,path=${repoRoot()},mount_tag=repo,security_model=none,readonly=on,multidevs=remap`,
   ];
 }
 
@@ -441,7 +448,7 @@ function checkOptions(opts: VmOptions): void {
   }
   if (opts.cpus !== undefined && (!Number.isInteger(opts.cpus) || opts.cpus < 1)) throw new Error('vm: cpus must be a positive integer');
   for (const name of Object.keys(opts.files ?? {})) {
-    if (name === '' || name.includes('/') || name === '.' || name === '..' || /^(script\.sh|output|exit-code|tmpfs-dirs)$/.test(name)) {
+    if (name === '' || name.includes('/') || name === '.' || name === '..' || /^(script\.sh|output|exit-code|tmpfs-dirs|repo-path)$/.test(name)) {
       throw new Error(`vm: files: bad or reserved name ${JSON.stringify(name)}`);
     }
   }
@@ -544,6 +551,7 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
   fs.mkdirSync(ioDir);
   fs.writeFileSync(path.join(ioDir, 'script.sh'), scriptWithPrelude(opts, repo));
   fs.writeFileSync(path.join(ioDir, 'tmpfs-dirs'), `${(opts.tmpfsDirs ?? DEFAULT_TMPFS_DIRS).join('\n')}\n`);
+  fs.writeFileSync(path.join(ioDir, 'repo-path'), `${repo}\n`);
   for (const [name, src] of Object.entries(opts.files ?? {})) fs.copyFileSync(src, path.join(ioDir, name));
 
   const consoleLog = path.join(runDir, 'console.log');
