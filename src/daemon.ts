@@ -16,7 +16,7 @@ export interface DaemonOptions {
   log: Logger;
 }
 
-export const DRIVER_KINDS: readonly DriverKind[] = ['macvlan', 'ipvlan'];
+const DRIVER_KINDS: readonly DriverKind[] = ['macvlan', 'ipvlan'];
 
 export interface RunningDaemon {
   stop(): Promise<void>;

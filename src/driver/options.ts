@@ -58,7 +58,7 @@ function checkKeys(driver: DriverKind, options: Readonly<Record<string, string>>
   }
 }
 
-export function parseMacvlanMode(value: string | undefined): LinkMode {
+function parseMacvlanMode(value: string | undefined): LinkMode {
   if (value === undefined || value === '') return { kind: 'macvlan', mode: 'bridge' };
   const mode = MACVLAN_MODES.find((m) => m === value);
   if (mode === undefined) {
@@ -117,8 +117,4 @@ export function parseMtu(value: string | undefined): number | null {
     throw invalidArgument(`-o ${OPT_MTU}=${value} is not valid; expected a whole number such as 1500`);
   }
   return Number(value);
-}
-
-export function acceptedKeys(driver: DriverKind): readonly string[] {
-  return ACCEPTED_KEYS[driver];
 }

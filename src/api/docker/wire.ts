@@ -3,9 +3,8 @@
  * wire), and the translation from those JSON bodies into the driver's typed
  * requests. The API is documented in moby's libnetwork docs/remote.md.
  */
-import { parseAddress, parsePrefix, type IpPrefix } from '../../ipam/address';
 import type { CreateEndpointRequest, CreateNetworkRequest, DriverKind, JoinResult, Subnet } from '../../driver/types';
-import { formatPrefix } from '../../ipam/address';
+import { formatPrefix, parseAddress, parsePrefix } from '../../ipam/address';
 import {
   asObject,
   optionalArray,
@@ -19,7 +18,6 @@ import {
 
 /** Network option keys Docker puts beside the user's `-o` options. */
 export const GENERIC_OPTIONS = 'com.docker.network.generic';
-export const ENABLE_IPV6 = 'com.docker.network.enable_ipv6';
 export const INTERNAL = 'com.docker.network.internal';
 
 export function decodeCreateNetwork(driver: DriverKind, body: JsonObject): CreateNetworkRequest {
@@ -98,7 +96,7 @@ export function encodeJoin(result: JoinResult): JsonObject {
   return response;
 }
 
-export function encodeEndpointOperInfo(endpoint: { linkName: string; mac: string | null; ipv4: IpPrefix | null; ipv6: IpPrefix | null }): JsonObject {
+export function encodeEndpointOperInfo(endpoint: { linkName: string; mac: string | null }): JsonObject {
   const value: JsonObject = { 'com.lanplug.link': endpoint.linkName };
   if (endpoint.mac !== null) value['com.docker.network.endpoint.macaddress'] = endpoint.mac;
   return { Value: value };
