@@ -111,6 +111,11 @@ export function parseParent(value: string | undefined): ParentOption {
   return { type: 'vlan', name: value, base, vlanId };
 }
 
+/** Docker's wording, used wherever a named parent (or a VLAN parent's base) is missing. */
+export function parentNotFound(name: string): string {
+  return `-o parent interface was not found on the host: ${name}`;
+}
+
 export function parseMtu(value: string | undefined): number | null {
   if (value === undefined || value === '') return null;
   if (!/^\d{1,6}$/.test(value)) {

@@ -8,6 +8,7 @@ import { LanplugError, withContext } from '../errors';
 import { ENODEV, EOPNOTSUPP } from '../netlink/errno';
 import type { LinkInfo, Rtnl } from '../netlink/rtnl';
 import type { NetworkRecord } from '../state/records';
+import { parentNotFound } from './options';
 import type { ParentPlan } from './types';
 
 /**
@@ -21,7 +22,7 @@ export function ensureParent(rtnl: Rtnl, plan: ParentPlan, mtu: number | null): 
     return present;
   }
   if (plan.type === 'existing') {
-    throw new LanplugError('NotFound', `-o parent interface was not found on the host: ${plan.name}`, { errno: ENODEV });
+    throw new LanplugError('NotFound', parentNotFound(plan.name), { errno: ENODEV });
   }
   const created = plan.type === 'vlan' ? createVlanParent(rtnl, plan) : createPrivateParent(rtnl, plan.name, mtu);
   rtnl.setUp(created.index);
@@ -30,7 +31,7 @@ export function ensureParent(rtnl: Rtnl, plan: ParentPlan, mtu: number | null): 
 
 function createVlanParent(rtnl: Rtnl, plan: Extract<ParentPlan, { type: 'vlan' }>): LinkInfo {
   const base = rtnl.getLink(plan.base);
-  if (base === null) throw new LanplugError('NotFound', `-o parent interface was not found on the host: ${plan.base}`);
+  if (base === null) throw new LanplugError('NotFound', parentNotFound(plan.base));
   if (!base.up) rtnl.setUp(base.index);
   try {
     return rtnl.createVlan({ name: plan.name, parentIndex: base.index, vlanId: plan.vlanId });

@@ -7,7 +7,7 @@ import { conflict, invalidArgument } from '../errors';
 import type { LinkInfo } from '../netlink/rtnl';
 import type { NetworkRecord } from '../state/records';
 import { shortId, privateParentName } from './names';
-import { OPT_MTU, parseNetworkOptions, type ParentOption } from './options';
+import { OPT_MTU, parentNotFound, parseNetworkOptions, type ParentOption } from './options';
 import type { CreateNetworkRequest, LinkMode, NetworkSpec, ParentPlan } from './types';
 
 /** What validation may ask the kernel: a read-only view of links by name. */
@@ -68,7 +68,7 @@ function resolveParent(
   }
   if (option.type === 'plain') {
     const link = links.getLink(option.name);
-    if (link === null) throw invalidArgument(`-o parent interface was not found on the host: ${option.name}`);
+    if (link === null) throw invalidArgument(parentNotFound(option.name));
     return { plan: { type: 'existing', name: option.name }, parentCreated: false, parentMtu: link.mtu };
   }
   const existing = links.getLink(option.name);
@@ -82,7 +82,7 @@ function resolveParent(
     return { plan, parentCreated: createdByLanplug, parentMtu: existing.mtu };
   }
   const base = links.getLink(option.base);
-  if (base === null) throw invalidArgument(`-o parent interface was not found on the host: ${option.base}`);
+  if (base === null) throw invalidArgument(parentNotFound(option.base));
   return {
     plan: { type: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId },
     parentCreated: true,

@@ -8,9 +8,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { invalidArgument } from '../errors';
+import { bytesToMac, isMac } from '../netlink/codec';
 import { ipv4Bytes, type IpAddress } from './address';
-
-const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 export function macFromIpv4(address: IpAddress): string {
   return formatMac([0x02, 0x42, ...ipv4Bytes(address)]);
@@ -30,7 +29,7 @@ export function randomMac(random: (size: number) => Uint8Array = randomBytes): s
 /** Accepts any case and '-' separators; returns the canonical lower-case ':' form. */
 export function parseMac(text: string): string {
   const canonical = text.trim().toLowerCase().replace(/-/g, ':');
-  if (!MAC_PATTERN.test(canonical)) {
+  if (!isMac(canonical)) {
     throw invalidArgument(`MAC address '${text}' is not valid; expected six hex bytes such as 02:42:ac:10:56:02`);
   }
   const first = parseInt(canonical.slice(0, 2), 16);
@@ -43,6 +42,6 @@ export function parseMac(text: string): string {
   return canonical;
 }
 
-export function formatMac(bytes: number[]): string {
-  return bytes.map((b) => b.toString(16).padStart(2, '0')).join(':');
+function formatMac(bytes: number[]): string {
+  return bytesToMac(Uint8Array.from(bytes));
 }
