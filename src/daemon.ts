@@ -4,10 +4,10 @@
  */
 import { networkDriverRoutes } from './api/docker/routes';
 import { PluginServer } from './api/docker/server';
-import { VlanDriver } from './driver/driver';
-import type { DriverKind } from './driver/types';
+import { NetworkDriver } from './driver/network-driver';
+import { openRtnl } from './link/rtnl';
 import type { Logger } from './log';
-import { openRtnl } from './netlink/rtnl';
+import type { DriverKind } from './model/network';
 import { SqliteStore } from './state/sqlite';
 
 export interface DaemonOptions {
@@ -24,9 +24,9 @@ export interface RunningDaemon {
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { log } = options;
-  const store = SqliteStore.open(options.stateDir, log);
+  const store = SqliteStore.open(options.stateDir);
   const rtnl = openRtnl();
-  const driver = new VlanDriver(rtnl, store, log);
+  const driver = new NetworkDriver(rtnl, store, log);
   const servers: PluginServer[] = [];
   try {
     for (const kind of DRIVER_KINDS) {

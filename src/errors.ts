@@ -50,3 +50,37 @@ export function withContext(context: string, err: unknown): LanplugError {
 function oneLine(message: string): string {
   return message.replace(/\s*[\r\n]+\s*/g, ' ').trim();
 }
+
+/**
+ * Runs every step of a teardown even when some fail, and reports all the
+ * failures at the end as one error (as netavark's NetavarkErrorList does):
+ * a link that will not go must not keep the next one, or the parent, alive.
+ */
+export class Teardown {
+  private readonly failures: LanplugError[] = [];
+
+  /** Runs `fn`; a failure is kept, with `what` as its context, and undefined is returned. */
+  step<T>(what: string, fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (err) {
+      this.failures.push(withContext(what, err));
+      return undefined;
+    }
+  }
+
+  get failed(): readonly LanplugError[] {
+    return this.failures;
+  }
+
+  /** Throws the single failure as it is, or all of them joined on one line. */
+  throwIfFailed(): void {
+    const [first, ...rest] = this.failures;
+    if (first === undefined) return;
+    if (rest.length === 0) throw first;
+    throw new LanplugError(first.code, `${this.failures.length} steps failed: ${this.failures.map((f) => f.message).join('; ')}`, {
+      errno: first.errno,
+      cause: first,
+    });
+  }
+}

@@ -4,7 +4,7 @@
 import { createLogger, parseLevel, type Level } from '../log';
 import { startDaemon } from '../daemon';
 import { shortId } from '../driver/names';
-import { formatPrefix } from '../ipam/address';
+import { formatPrefix } from '../net/address';
 import { SqliteStore } from '../state/sqlite';
 
 const USAGE = `usage: lanplug <command> [options]
@@ -82,7 +82,7 @@ function runStatus(args: readonly string[]): number {
     if (args[i] === '--state-dir' && args[i + 1] !== undefined) stateDir = args[++i] ?? stateDir;
     else throw new UsageError(`unknown option '${args[i] ?? ''}' for lanplug status`);
   }
-  const store = SqliteStore.open(stateDir, createLogger('warn'));
+  const store = SqliteStore.openReadOnly(stateDir);
   try {
     const networks = store.listNetworks();
     if (networks.length === 0) process.stdout.write('no lanplug networks\n');

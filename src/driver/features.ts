@@ -9,13 +9,11 @@
  * for the daemon's lifetime; a negative one is asked again, since a module
  * may be loaded meanwhile.
  */
-import { randomBytes } from 'node:crypto';
-import { LanplugError, withContext } from '../errors';
+import { LanplugError, Teardown, withContext } from '../errors';
+import type { LinkMode } from '../model/network';
 import { EOPNOTSUPP } from '../netlink/errno';
-import type { Rtnl } from '../netlink/rtnl';
-import type { LinkMode } from './types';
-
-const PROBE_PREFIX = 'lp-probe-';
+import type { Rtnl } from '../link/rtnl';
+import { probeLinkNames } from './names';
 
 export class KernelFeatures {
   private ipvlanKnown = false;
@@ -28,22 +26,30 @@ export class KernelFeatures {
 
   private requireIpvlan(): void {
     if (this.ipvlanKnown) return;
-    const suffix = randomBytes(3).toString('hex');
-    const bridge = this.rtnl.createBridge({ name: `${PROBE_PREFIX}${suffix}` });
+    const names = probeLinkNames();
+    const bridge = this.rtnl.createBridge({ name: names.bridge });
+    const cleanup = new Teardown();
+    let refusal: unknown = null;
     try {
-      const probe = this.rtnl.createIpvlan({ name: `lp-probe-i${suffix}`.slice(0, 15), parentIndex: bridge.index, mode: 'l2', flag: 'bridge' });
-      this.rtnl.deleteLink(probe.index);
-      this.ipvlanKnown = true;
+      const probe = this.rtnl.createIpvlan({ name: names.ipvlan, parentIndex: bridge.index, mode: 'l2', flag: 'bridge' });
+      cleanup.step('remove the ipvlan probe', () => this.rtnl.deleteLink(probe));
     } catch (err) {
-      if (err instanceof LanplugError && err.errno === EOPNOTSUPP) {
-        throw new LanplugError('Unsupported', 'this kernel has no ipvlan support (load the ipvlan module, or use a kernel built with CONFIG_IPVLAN); lanplug-ipvlan cannot create links', {
-          errno: EOPNOTSUPP,
-          cause: err,
-        });
-      }
-      throw withContext('check the kernel for ipvlan support', err);
-    } finally {
-      this.rtnl.deleteLink(bridge.index);
+      refusal = err;
     }
+    cleanup.step('remove the probe bridge', () => this.rtnl.deleteLink(bridge));
+    if (refusal !== null) throw explainProbeFailure(refusal);
+    cleanup.throwIfFailed();
+    this.ipvlanKnown = true;
   }
+}
+
+function explainProbeFailure(err: unknown): LanplugError {
+  if (err instanceof LanplugError && err.errno === EOPNOTSUPP) {
+    return new LanplugError(
+      'Unsupported',
+      'this kernel has no ipvlan support (load the ipvlan module, or use a kernel built with CONFIG_IPVLAN); lanplug-ipvlan cannot create links',
+      { errno: EOPNOTSUPP, cause: err },
+    );
+  }
+  return withContext('check the kernel for ipvlan support', err);
 }

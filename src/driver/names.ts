@@ -4,13 +4,17 @@
  *
  * Every link lanplug creates carries a name it can recognise after a crash:
  * endpoint links `lp-<endpoint id>`, private parents `dm-<network id>` (as
- * Docker's own driver names them), 802.1Q parents `<base>.<vlan id>`.
+ * Docker's own driver names them), 802.1Q parents `<base>.<vlan id>`, feature
+ * probes `lpp-<random>`.
  */
+import { randomBytes } from 'node:crypto';
 import { invalidArgument } from '../errors';
-import { ifnameProblem, MAX_IFNAME_BYTES } from '../netlink/ifname';
+import { ifnameProblem, MAX_IFNAME_BYTES } from '../net/ifname';
 
 export const ENDPOINT_LINK_PREFIX = 'lp-';
 export const PRIVATE_PARENT_PREFIX = 'dm-';
+/** Throw-away links of the kernel feature probe: `lpp-<6 hex><role>`. */
+export const PROBE_LINK_PREFIX = 'lpp-';
 
 /**
  * Throws unless `name` is a name the kernel would accept for a link
@@ -43,6 +47,12 @@ export function endpointLinkName(endpointId: string): string {
 
 export function privateParentName(networkId: string): string {
   return PRIVATE_PARENT_PREFIX + shortId(networkId);
+}
+
+/** Names for one probe: its links share a random part and differ by role ('b' bridge, 'i' ipvlan). */
+export function probeLinkNames(): { bridge: string; ipvlan: string } {
+  const id = PROBE_LINK_PREFIX + randomBytes(3).toString('hex');
+  return { bridge: `${id}b`, ipvlan: `${id}i` };
 }
 
 /** Docker ids are hex; anything else is refused before it becomes part of a link name. */

@@ -9,9 +9,11 @@
  * accepted (Docker and other tools set them); the MTU one is honoured.
  */
 import { invalidArgument } from '../errors';
-import type { IpvlanFlag, IpvlanMode, MacvlanMode } from '../netlink/rtnl';
+import { IPVLAN_FLAGS, IPVLAN_MODES, isIpvlanFlag, isIpvlanMode } from '../link/ipvlan';
+import { isMacvlanMode, MACVLAN_MODES } from '../link/macvlan';
+import { isVlanId, VLAN_ID_MAX, VLAN_ID_MIN } from '../link/vlan';
+import type { DriverKind, LinkMode } from '../model/network';
 import { checkInterfaceName } from './names';
-import type { DriverKind, LinkMode } from './types';
 
 export const OPT_PARENT = 'parent';
 export const OPT_MACVLAN_MODE = 'macvlan_mode';
@@ -25,15 +27,11 @@ const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
   ipvlan: [OPT_PARENT, OPT_IPVLAN_MODE, OPT_IPVLAN_FLAG, OPT_MTU],
 };
 
-const MACVLAN_MODES: readonly MacvlanMode[] = ['bridge', 'vepa', 'private', 'passthru'];
-const IPVLAN_MODES: readonly IpvlanMode[] = ['l2', 'l3', 'l3s'];
-const IPVLAN_FLAGS: readonly IpvlanFlag[] = ['bridge', 'private', 'vepa'];
-
 /** A parent as the user wrote it, before the kernel is asked about it. */
 export type ParentOption =
-  | { type: 'none' }
-  | { type: 'plain'; name: string }
-  | { type: 'vlan'; name: string; base: string; vlanId: number };
+  | { kind: 'none' }
+  | { kind: 'plain'; name: string }
+  | { kind: 'vlan'; name: string; base: string; vlanId: number };
 
 export interface ParsedOptions {
   mode: LinkMode;
@@ -60,25 +58,24 @@ function checkKeys(driver: DriverKind, options: Readonly<Record<string, string>>
 
 function parseMacvlanMode(value: string | undefined): LinkMode {
   if (value === undefined || value === '') return { kind: 'macvlan', mode: 'bridge' };
-  const mode = MACVLAN_MODES.find((m) => m === value);
-  if (mode === undefined) {
+  if (!isMacvlanMode(value)) {
     throw invalidArgument(
       `requested macvlan mode '${value}' is not valid, 'bridge' mode is the macvlan driver default; accepted: ${MACVLAN_MODES.join(', ')}`,
     );
   }
-  return { kind: 'macvlan', mode };
+  return { kind: 'macvlan', mode: value };
 }
 
 function parseIpvlanMode(options: Readonly<Record<string, string>>): LinkMode {
   const modeText = options[OPT_IPVLAN_MODE];
   const flagText = options[OPT_IPVLAN_FLAG];
-  const mode = modeText === undefined || modeText === '' ? 'l2' : IPVLAN_MODES.find((m) => m === modeText);
+  const mode = modeText === undefined || modeText === '' ? 'l2' : isIpvlanMode(modeText) ? modeText : undefined;
   if (mode === undefined) {
     throw invalidArgument(
       `requested ipvlan mode '${modeText}' is not valid, 'l2' mode is the ipvlan driver default; accepted: ${IPVLAN_MODES.join(', ')}`,
     );
   }
-  const flag = flagText === undefined || flagText === '' ? 'bridge' : IPVLAN_FLAGS.find((f) => f === flagText);
+  const flag = flagText === undefined || flagText === '' ? 'bridge' : isIpvlanFlag(flagText) ? flagText : undefined;
   if (flag === undefined) {
     throw invalidArgument(
       `requested ipvlan flag '${flagText}' is not valid, 'bridge' is the ipvlan driver default; accepted: ${IPVLAN_FLAGS.join(', ')}`,
@@ -92,14 +89,14 @@ function parseIpvlanMode(options: Readonly<Record<string, string>>): LinkMode {
  * convention: a dot in the parent name means "VLAN sub-interface").
  */
 export function parseParent(value: string | undefined): ParentOption {
-  if (value === undefined) return { type: 'none' };
+  if (value === undefined) return { kind: 'none' };
   if (value === '') throw invalidArgument(`-o parent is empty; expected an interface name such as -o parent=eth0`);
   // Bounds the whole name (a VLAN parent `base.id` included) to 15 bytes.
   checkInterfaceName(value, '-o parent interface name');
   if (value === 'lo') {
     throw invalidArgument(`-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0`);
   }
-  if (!value.includes('.')) return { type: 'plain', name: value };
+  if (!value.includes('.')) return { kind: 'plain', name: value };
 
   const parts = value.split('.');
   const [base, idText] = parts;
@@ -107,8 +104,8 @@ export function parseParent(value: string | undefined): ParentOption {
     throw invalidArgument(`required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead received ${value}`);
   }
   const vlanId = Number(idText);
-  if (vlanId < 1 || vlanId > 4094) throw invalidArgument(`vlan id must be between 1-4094, received: ${idText}`);
-  return { type: 'vlan', name: value, base, vlanId };
+  if (!isVlanId(vlanId)) throw invalidArgument(`vlan id must be between ${VLAN_ID_MIN}-${VLAN_ID_MAX}, received: ${idText}`);
+  return { kind: 'vlan', name: value, base, vlanId };
 }
 
 /** Docker's wording, used wherever a named parent (or a VLAN parent's base) is missing. */

@@ -3,13 +3,17 @@
  * private parents) and removing them again — only when lanplug made them, no
  * other lanplug network uses them, and the kernel still shows the very link
  * lanplug made (a user may have replaced it meanwhile).
+ *
+ * Errors carry the kernel layer's words ("create vlan link eth0.50: EEXIST …");
+ * the network driver adds which network and parent they were for.
  */
-import { LanplugError, withContext } from '../errors';
+import { LanplugError } from '../errors';
+import type { LinkInfo } from '../link/link';
+import { createPrivateParent, isPrivateParentKind } from '../link/private-parent';
+import type { Rtnl } from '../link/rtnl';
+import type { NetworkRecord, ParentPlan } from '../model/network';
 import { ENODEV, EOPNOTSUPP } from '../netlink/errno';
-import type { LinkInfo, Rtnl } from '../netlink/rtnl';
-import type { NetworkRecord } from '../state/records';
 import { parentNotFound } from './options';
-import type { ParentPlan } from './types';
 
 /**
  * Makes sure the parent exists and is up; creates it when the plan says it
@@ -18,21 +22,21 @@ import type { ParentPlan } from './types';
 export function ensureParent(rtnl: Rtnl, plan: ParentPlan, mtu: number | null): LinkInfo {
   const present = rtnl.getLink(plan.name);
   if (present !== null) {
-    if (!present.up) rtnl.setUp(present.index);
+    if (!present.up) rtnl.setUp(present);
     return present;
   }
-  if (plan.type === 'existing') {
+  if (plan.kind === 'existing') {
     throw new LanplugError('NotFound', parentNotFound(plan.name), { errno: ENODEV });
   }
-  const created = plan.type === 'vlan' ? createVlanParent(rtnl, plan) : createPrivateParent(rtnl, plan.name, mtu);
-  rtnl.setUp(created.index);
+  const created = plan.kind === 'vlan' ? createVlanParent(rtnl, plan) : createPrivateParent(rtnl, plan.name, mtu);
+  rtnl.setUp(created);
   return created;
 }
 
-function createVlanParent(rtnl: Rtnl, plan: Extract<ParentPlan, { type: 'vlan' }>): LinkInfo {
+function createVlanParent(rtnl: Rtnl, plan: Extract<ParentPlan, { kind: 'vlan' }>): LinkInfo {
   const base = rtnl.getLink(plan.base);
-  if (base === null) throw new LanplugError('NotFound', parentNotFound(plan.base));
-  if (!base.up) rtnl.setUp(base.index);
+  if (base === null) throw new LanplugError('NotFound', parentNotFound(plan.base), { errno: ENODEV });
+  if (!base.up) rtnl.setUp(base);
   try {
     return rtnl.createVlan({ name: plan.name, parentIndex: base.index, vlanId: plan.vlanId });
   } catch (err) {
@@ -43,28 +47,7 @@ function createVlanParent(rtnl: Rtnl, plan: Extract<ParentPlan, { type: 'vlan' }
         { errno: EOPNOTSUPP, cause: err },
       );
     }
-    throw withContext(`create 802.1Q sub-interface ${plan.name} (vlan ${plan.vlanId} on ${plan.base})`, err);
-  }
-}
-
-/**
- * A network without a parent gets one of its own that reaches nothing
- * outside the host. Docker uses a dummy link; kernels without the dummy
- * driver get an empty bridge, which parents macvlan and ipvlan links alike.
- */
-function createPrivateParent(rtnl: Rtnl, name: string, mtu: number | null): LinkInfo {
-  const request = mtu === null ? { name } : { name, mtu };
-  try {
-    return rtnl.createDummy(request);
-  } catch (err) {
-    if (!(err instanceof LanplugError && err.errno === EOPNOTSUPP)) {
-      throw withContext(`create private parent ${name}`, err);
-    }
-  }
-  try {
-    return rtnl.createBridge(request);
-  } catch (err) {
-    throw withContext(`create private parent ${name} (this kernel has no dummy driver; tried a bridge)`, err);
+    throw err;
   }
 }
 
@@ -74,21 +57,17 @@ function createPrivateParent(rtnl: Rtnl, name: string, mtu: number | null): Link
  */
 export function releaseParent(rtnl: Rtnl, network: NetworkRecord, others: readonly NetworkRecord[]): 'deleted' | 'kept' {
   const plan = network.spec.parent;
-  if (!network.parentCreated || plan.type === 'existing') return 'kept';
+  if (!network.parentCreated || plan.kind === 'existing') return 'kept';
   if (others.some((n) => n.spec.parent.name === plan.name)) return 'kept';
   const link = rtnl.getLink(plan.name);
   if (link === null) return 'kept';
   if (!isStillOurs(rtnl, plan, link)) return 'kept';
-  try {
-    rtnl.deleteLink(link.index);
-  } catch (err) {
-    throw withContext(`delete parent ${plan.name}`, err);
-  }
+  rtnl.deleteLink(link);
   return 'deleted';
 }
 
-function isStillOurs(rtnl: Rtnl, plan: Exclude<ParentPlan, { type: 'existing' }>, link: LinkInfo): boolean {
-  if (plan.type === 'private') return link.kind === 'dummy' || link.kind === 'bridge';
+function isStillOurs(rtnl: Rtnl, plan: Exclude<ParentPlan, { kind: 'existing' }>, link: LinkInfo): boolean {
+  if (plan.kind === 'private') return isPrivateParentKind(link.kind);
   if (link.kind !== 'vlan' || link.vlanId !== plan.vlanId || link.parentIndex === null) return false;
   const base = rtnl.getLink(plan.base);
   return base !== null && base.index === link.parentIndex;

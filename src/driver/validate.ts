@@ -4,20 +4,17 @@
  * It reads the kernel but never changes it; setup acts only on its result.
  */
 import { conflict, invalidArgument } from '../errors';
-import type { LinkInfo } from '../netlink/rtnl';
-import type { NetworkRecord } from '../state/records';
-import { shortId, privateParentName } from './names';
+import type { LinkInfo } from '../link/link';
+import type { LinkMode, NetworkRecord, NetworkSpec, ParentPlan } from '../model/network';
+import { MAX_MTU, MIN_MTU_IPV4, MIN_MTU_IPV6 } from '../net/mtu';
+import { privateParentName, shortId } from './names';
 import { OPT_MTU, parentNotFound, parseNetworkOptions, type ParentOption } from './options';
-import type { CreateNetworkRequest, LinkMode, NetworkSpec, ParentPlan } from './types';
+import type { CreateNetworkRequest } from './requests';
 
 /** What validation may ask the kernel: a read-only view of links by name. */
 export interface LinkView {
   getLink(name: string): LinkInfo | null;
 }
-
-const MIN_MTU_IPV4 = 68;
-const MIN_MTU_IPV6 = 1280;
-const MAX_MTU = 65535;
 
 export interface ValidatedNetwork {
   spec: NetworkSpec;
@@ -42,7 +39,7 @@ export function validateNetwork(
       parent: plan,
       mtu,
       // Docker's own drivers treat "no parent" as --internal: nothing leaves the host.
-      internal: request.internal || plan.type === 'private',
+      internal: request.internal || plan.kind === 'private',
       ipv4: request.ipv4,
       ipv6: request.ipv6,
     },
@@ -63,13 +60,13 @@ function resolveParent(
   links: LinkView,
   networks: readonly NetworkRecord[],
 ): ResolvedParent {
-  if (option.type === 'none') {
-    return { plan: { type: 'private', name: privateParentName(networkId) }, parentCreated: true, parentMtu: null };
+  if (option.kind === 'none') {
+    return { plan: { kind: 'private', name: privateParentName(networkId) }, parentCreated: true, parentMtu: null };
   }
-  if (option.type === 'plain') {
+  if (option.kind === 'plain') {
     const link = links.getLink(option.name);
     if (link === null) throw invalidArgument(parentNotFound(option.name));
-    return { plan: { type: 'existing', name: option.name }, parentCreated: false, parentMtu: link.mtu };
+    return { plan: { kind: 'existing', name: option.name }, parentCreated: false, parentMtu: link.mtu };
   }
   const existing = links.getLink(option.name);
   if (existing !== null) {
@@ -77,14 +74,14 @@ function resolveParent(
     // network is removed last removes it. One the user made is never touched.
     const createdByLanplug = networks.some((n) => n.spec.parent.name === option.name && n.parentCreated);
     const plan: ParentPlan = createdByLanplug
-      ? { type: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId }
-      : { type: 'existing', name: option.name };
+      ? { kind: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId }
+      : { kind: 'existing', name: option.name };
     return { plan, parentCreated: createdByLanplug, parentMtu: existing.mtu };
   }
   const base = links.getLink(option.base);
   if (base === null) throw invalidArgument(parentNotFound(option.base));
   return {
-    plan: { type: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId },
+    plan: { kind: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId },
     parentCreated: true,
     parentMtu: base.mtu,
   };

@@ -77,23 +77,8 @@ export const IFLA_LINK_NETNSID = 37;
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
 
-export const IFLA_VLAN_ID = 1; // u16
+// The IFLA_INFO_DATA attributes of each link kind live with that kind, in src/link/.
 
-export const IFLA_MACVLAN_MODE = 1; // u32
-export const MACVLAN_MODE_PRIVATE = 1;
-export const MACVLAN_MODE_VEPA = 2;
-export const MACVLAN_MODE_BRIDGE = 4;
-export const MACVLAN_MODE_PASSTHRU = 8;
-
-export const IFLA_IPVLAN_MODE = 1; // u16
-export const IFLA_IPVLAN_FLAGS = 2; // u16
-export const IPVLAN_MODE_L2 = 0;
-export const IPVLAN_MODE_L3 = 1;
-export const IPVLAN_MODE_L3S = 2;
-/** "bridge" is the absence of both flags. */
-export const IPVLAN_F_BRIDGE = 0;
-export const IPVLAN_F_PRIVATE = 0x01;
-export const IPVLAN_F_VEPA = 0x02;
 
 // ---- helpers -------------------------------------------------------------------
 
@@ -195,6 +180,9 @@ export function parseAttrs(buf: Uint8Array): NlAttr[] {
   }
   return out;
 }
+
+/** Attribute payloads by type. */
+export type AttrMap = ReadonlyMap<number, Buffer>;
 
 /** Attributes by type; when a type repeats, the last one wins (as the kernel's nla_parse does). */
 export function attrMap(attrs: readonly NlAttr[]): Map<number, Buffer> {
@@ -366,24 +354,6 @@ export function parseDone(payload: Buffer, flags: number): { error: number; exta
   if ((flags & NLM_F_ACK_TLVS) === 0) return { error };
   const msg = readString(attrMap(parseAttrs(payload.subarray(4))).get(NLMSGERR_ATTR_MSG));
   return msg !== undefined && msg !== '' ? { error, extackMsg: msg } : { error };
-}
-
-// ---- MAC addresses ---------------------------------------------------------------
-
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
-export function isMac(text: string): boolean {
-  return MAC_RE.test(text);
-}
-
-/** 'aa:bb:cc:dd:ee:ff' -> 6 bytes. Throws RangeError on anything else. */
-export function macToBytes(text: string): Buffer {
-  if (!isMac(text)) throw new RangeError(`MAC address must look like 02:42:ac:10:56:02, received: ${JSON.stringify(text)}`);
-  return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
-}
-
-export function bytesToMac(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
 function padTo4(p: Uint8Array): Buffer {

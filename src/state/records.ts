@@ -1,32 +1,15 @@
 /**
  * What lanplug persists, and the strict decoders that read it back.
  *
- * Records are versioned JSON. A row that does not decode is reported and
- * skipped, never trusted and never allowed to crash the daemon.
+ * Records are versioned JSON. A row that does not decode throws
+ * RecordDecodeError; the store turns that into an error naming the row.
  */
-import { parseAddress, parsePrefix, formatPrefix, type IpPrefix } from '../ipam/address';
-import type { LinkMode, NetworkSpec, ParentPlan, Subnet } from '../driver/types';
+import { isIpvlanFlag, isIpvlanMode } from '../link/ipvlan';
+import { isMacvlanMode } from '../link/macvlan';
+import type { EndpointRecord, Leftover, LinkMode, NetworkRecord, ParentPlan, Subnet } from '../model/network';
+import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
 
 export const RECORD_VERSION = 1;
-
-export interface NetworkRecord {
-  spec: NetworkSpec;
-  /**
-   * True when lanplug created the parent link (an 802.1Q sub-interface or a
-   * private parent). Only then may lanplug delete it, and only when no other
-   * network uses it.
-   */
-  parentCreated: boolean;
-}
-
-export interface EndpointRecord {
-  networkId: string;
-  endpointId: string;
-  linkName: string;
-  mac: string | null;
-  ipv4: IpPrefix | null;
-  ipv6: IpPrefix | null;
-}
 
 export class RecordDecodeError extends Error {}
 
@@ -38,7 +21,7 @@ export function encodeNetwork(record: NetworkRecord): string {
     v: RECORD_VERSION,
     networkId: spec.networkId,
     mode: spec.mode,
-    parent: spec.parent,
+    parent: encodeParent(spec.parent),
     mtu: spec.mtu,
     internal: spec.internal,
     ipv4: spec.ipv4.map(encodeSubnet),
@@ -57,6 +40,12 @@ export function encodeEndpoint(record: EndpointRecord): string {
     ipv4: record.ipv4 === null ? null : formatPrefix(record.ipv4),
     ipv6: record.ipv6 === null ? null : formatPrefix(record.ipv6),
   });
+}
+
+/** On disk the parent's discriminant is called `type` (record version 1). */
+function encodeParent(parent: ParentPlan): Record<string, string | number> {
+  const { kind, ...rest } = parent;
+  return { type: kind, ...rest };
 }
 
 function encodeSubnet(subnet: Subnet): { pool: string; gateway: string | null } {
@@ -95,27 +84,46 @@ export function decodeEndpoint(text: string): EndpointRecord {
   };
 }
 
+export function encodeLeftover(leftover: Leftover): string {
+  if (leftover.kind === 'endpoint-link') return JSON.stringify({ v: RECORD_VERSION, ...leftover });
+  return JSON.stringify({ v: RECORD_VERSION, ...leftover, parent: encodeParent(leftover.parent) });
+}
+
+export function decodeLeftover(text: string): Leftover {
+  const o = object(JSON.parse(text), 'leftover');
+  version(o);
+  const kind = str(o, 'kind');
+  const name = str(o, 'name');
+  const reason = str(o, 'reason');
+  const networkId = str(o, 'networkId');
+  if (kind === 'endpoint-link') return { kind, name, networkId, endpointId: str(o, 'endpointId'), reason };
+  if (kind === 'parent') {
+    const parent = decodeParent(o['parent']);
+    if (parent.kind === 'existing') throw new RecordDecodeError('a leftover parent must be one lanplug made');
+    return { kind, name, parent, networkId, reason };
+  }
+  throw new RecordDecodeError(`unknown leftover kind '${kind}'`);
+}
+
 function decodeMode(value: unknown): LinkMode {
   const o = object(value, 'mode');
   const kind = str(o, 'kind');
   const mode = str(o, 'mode');
-  if (kind === 'macvlan' && (mode === 'bridge' || mode === 'vepa' || mode === 'private' || mode === 'passthru')) {
-    return { kind, mode };
-  }
-  if (kind === 'ipvlan' && (mode === 'l2' || mode === 'l3' || mode === 'l3s')) {
+  if (kind === 'macvlan' && isMacvlanMode(mode)) return { kind, mode };
+  if (kind === 'ipvlan' && isIpvlanMode(mode)) {
     const flag = str(o, 'flag');
-    if (flag === 'bridge' || flag === 'private' || flag === 'vepa') return { kind, mode, flag };
+    if (isIpvlanFlag(flag)) return { kind, mode, flag };
   }
   throw new RecordDecodeError(`unknown link mode ${JSON.stringify(value)}`);
 }
 
 function decodeParent(value: unknown): ParentPlan {
   const o = object(value, 'parent');
-  const type = str(o, 'type');
+  const kind = str(o, 'type');
   const name = str(o, 'name');
-  if (type === 'existing' || type === 'private') return { type, name };
-  if (type === 'vlan') return { type, name, base: str(o, 'base'), vlanId: num(o, 'vlanId') };
-  throw new RecordDecodeError(`unknown parent type '${type}'`);
+  if (kind === 'existing' || kind === 'private') return { kind, name };
+  if (kind === 'vlan') return { kind, name, base: str(o, 'base'), vlanId: num(o, 'vlanId') };
+  throw new RecordDecodeError(`unknown parent type '${kind}'`);
 }
 
 function decodeSubnet(value: unknown): Subnet {

@@ -3,74 +3,94 @@
  * one request's reads and writes never interleave with another's).
  *
  * The database is opened with WAL and synchronous=FULL: a record that was
- * acknowledged survives a crash of the daemon or of the machine.
+ * acknowledged survives a crash of the daemon or of the machine. Opening it
+ * moves its schema forward (schema.ts); a file that is newer, foreign or
+ * damaged stops the daemon with one line naming it, and is never rewritten.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { LanplugError } from '../errors';
-import type { Logger } from '../log';
-import {
-  decodeEndpoint,
-  decodeNetwork,
-  encodeEndpoint,
-  encodeNetwork,
-  type EndpointRecord,
-  type NetworkRecord,
-} from './records';
+import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
+import { decodeEndpoint, decodeLeftover, decodeNetwork, encodeEndpoint, encodeLeftover, encodeNetwork } from './records';
+import { migrate, SCHEMA_VERSION, schemaVersion } from './schema';
+import { checkStateDir, prepareStateDir } from './state-dir';
 import type { Store } from './store';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS networks (
-  id     TEXT PRIMARY KEY,
-  record TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS endpoints (
-  network_id  TEXT NOT NULL,
-  endpoint_id TEXT NOT NULL,
-  record      TEXT NOT NULL,
-  PRIMARY KEY (network_id, endpoint_id)
-);
-`;
 
 export const DATABASE_FILE = 'lanplug.db';
 
+interface Row {
+  id: string;
+  record: string;
+  created_at: number;
+}
+
 export class SqliteStore implements Store {
-  private readonly db: Database.Database;
+  private constructor(
+    private readonly db: Database.Database,
+    /** For messages: the database file. */
+    readonly path: string,
+    /** The schema version the file had before it was opened (0: new). */
+    readonly foundVersion: number,
+  ) {}
 
-  private constructor(db: Database.Database, private readonly log: Logger) {
-    this.db = db;
+  /**
+   * Opens `<stateDir>/lanplug.db` for the daemon: the directory is created
+   * 0700 when missing and refused when others could write to it; the schema
+   * is brought to the current version.
+   */
+  static open(stateDir: string): SqliteStore {
+    prepareStateDir(stateDir);
+    const path = join(stateDir, DATABASE_FILE);
+    const db = openFile(path, {});
+    try {
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('busy_timeout = 5000');
+      const found = migrate(db);
+      return new SqliteStore(db, path, found);
+    } catch (err) {
+      db.close();
+      throw explainOpenFailure(path, err);
+    }
   }
 
-  /** Opens (creating if needed) `<stateDir>/lanplug.db`; the directory is made root-only. */
-  static open(stateDir: string, log: Logger): SqliteStore {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    chmodSync(stateDir, 0o700);
-    const db = new Database(join(stateDir, DATABASE_FILE));
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('busy_timeout = 5000');
-    db.exec(SCHEMA);
-    return new SqliteStore(db, log);
+  /** Opens an existing database without creating or migrating anything (status, doctor). */
+  static openReadOnly(stateDir: string): SqliteStore {
+    checkStateDir(stateDir);
+    const path = join(stateDir, DATABASE_FILE);
+    const db = openFile(path, { readonly: true, fileMustExist: true });
+    try {
+      const version = schemaVersion(db);
+      if (version !== SCHEMA_VERSION) {
+        throw new LanplugError(
+          'Conflict',
+          version > SCHEMA_VERSION
+            ? `has schema version ${version}, newer than this lanplug understands (${SCHEMA_VERSION})`
+            : `has schema version ${version}; the lanplug daemon brings it to version ${SCHEMA_VERSION} when it starts`,
+        );
+      }
+      return new SqliteStore(db, path, version);
+    } catch (err) {
+      db.close();
+      throw explainOpenFailure(path, err);
+    }
   }
 
-  getNetwork(networkId: string): NetworkRecord | null {
-    const row = this.db.prepare('SELECT record FROM networks WHERE id = ?').get(networkId) as RecordRow | undefined;
-    return row === undefined ? null : this.decodeOrSkip('network', networkId, row.record, decodeNetwork);
+  getNetwork(networkId: string): (NetworkRecord & Stamped) | null {
+    const row = this.db.prepare('SELECT id, record, created_at FROM networks WHERE id = ?').get(networkId) as Row | undefined;
+    return row === undefined ? null : this.read('network', row, decodeNetwork);
   }
 
-  listNetworks(): NetworkRecord[] {
-    const rows = this.db.prepare('SELECT id, record FROM networks ORDER BY id').all() as IdRecordRow[];
-    return rows.flatMap((row) => this.decodeOrSkip('network', row.id, row.record, decodeNetwork) ?? []);
+  listNetworks(): (NetworkRecord & Stamped)[] {
+    const rows = this.db.prepare('SELECT id, record, created_at FROM networks ORDER BY id').all() as Row[];
+    return rows.map((row) => this.read('network', row, decodeNetwork));
   }
 
   insertNetwork(record: NetworkRecord): void {
     const result = this.db
-      .prepare('INSERT OR IGNORE INTO networks (id, record) VALUES (?, ?)')
-      .run(record.spec.networkId, encodeNetwork(record));
-    if (result.changes === 0) {
-      throw new LanplugError('Conflict', `network ${record.spec.networkId} is already recorded`);
-    }
+      .prepare('INSERT OR IGNORE INTO networks (id, record, created_at) VALUES (?, ?, ?)')
+      .run(record.spec.networkId, encodeNetwork(record), Date.now());
+    if (result.changes === 0) throw new LanplugError('Conflict', `network ${record.spec.networkId} is already recorded`);
   }
 
   deleteNetwork(networkId: string): void {
@@ -80,28 +100,53 @@ export class SqliteStore implements Store {
     });
   }
 
-  getEndpoint(networkId: string, endpointId: string): EndpointRecord | null {
+  getEndpoint(networkId: string, endpointId: string): (EndpointRecord & Stamped) | null {
     const row = this.db
-      .prepare('SELECT record FROM endpoints WHERE network_id = ? AND endpoint_id = ?')
-      .get(networkId, endpointId) as RecordRow | undefined;
-    return row === undefined ? null : this.decodeOrSkip('endpoint', endpointId, row.record, decodeEndpoint);
+      .prepare('SELECT endpoint_id AS id, record, created_at FROM endpoints WHERE network_id = ? AND endpoint_id = ?')
+      .get(networkId, endpointId) as Row | undefined;
+    return row === undefined ? null : this.read('endpoint', row, decodeEndpoint);
   }
 
-  listEndpoints(networkId: string): EndpointRecord[] {
+  listEndpoints(networkId: string): (EndpointRecord & Stamped)[] {
     const rows = this.db
-      .prepare('SELECT endpoint_id AS id, record FROM endpoints WHERE network_id = ? ORDER BY endpoint_id')
-      .all(networkId) as IdRecordRow[];
-    return rows.flatMap((row) => this.decodeOrSkip('endpoint', row.id, row.record, decodeEndpoint) ?? []);
+      .prepare('SELECT endpoint_id AS id, record, created_at FROM endpoints WHERE network_id = ? ORDER BY endpoint_id')
+      .all(networkId) as Row[];
+    return rows.map((row) => this.read('endpoint', row, decodeEndpoint));
+  }
+
+  listAllEndpoints(): (EndpointRecord & Stamped)[] {
+    const rows = this.db.prepare('SELECT endpoint_id AS id, record, created_at FROM endpoints ORDER BY network_id, endpoint_id').all() as Row[];
+    return rows.map((row) => this.read('endpoint', row, decodeEndpoint));
   }
 
   putEndpoint(record: EndpointRecord): void {
+    // An endpoint written again (Docker retrying CreateEndpoint) keeps its first time.
     this.db
-      .prepare('INSERT OR REPLACE INTO endpoints (network_id, endpoint_id, record) VALUES (?, ?, ?)')
-      .run(record.networkId, record.endpointId, encodeEndpoint(record));
+      .prepare(
+        `INSERT INTO endpoints (network_id, endpoint_id, record, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record`,
+      )
+      .run(record.networkId, record.endpointId, encodeEndpoint(record), Date.now());
   }
 
   deleteEndpoint(networkId: string, endpointId: string): void {
     this.db.prepare('DELETE FROM endpoints WHERE network_id = ? AND endpoint_id = ?').run(networkId, endpointId);
+  }
+
+  listLeftovers(): Leftover[] {
+    const rows = this.db.prepare('SELECT name AS id, record, 0 AS created_at FROM leftovers ORDER BY name').all() as Row[];
+    return rows.map((row) => {
+      const { createdAt: _unused, ...leftover } = this.read('leftover', row, decodeLeftover);
+      return leftover as Leftover;
+    });
+  }
+
+  putLeftover(leftover: Leftover): void {
+    this.db.prepare('INSERT OR REPLACE INTO leftovers (name, record) VALUES (?, ?)').run(leftover.name, encodeLeftover(leftover));
+  }
+
+  deleteLeftover(name: string): void {
+    this.db.prepare('DELETE FROM leftovers WHERE name = ?').run(name);
   }
 
   transaction<T>(fn: () => T): T {
@@ -109,24 +154,49 @@ export class SqliteStore implements Store {
   }
 
   close(): void {
-    this.db.close();
+    if (this.db.open) this.db.close();
   }
 
-  /** A corrupt row is logged and treated as absent: it must never take the daemon down. */
-  private decodeOrSkip<T>(what: string, id: string, text: string, decode: (text: string) => T): T | null {
+  /** A row that does not decode is an error that names it: never an invisible network. */
+  private read<T>(what: string, row: Row, decode: (text: string) => T): T & Stamped {
     try {
-      return decode(text);
+      return { ...decode(row.record), createdAt: row.created_at };
     } catch (err) {
-      this.log.error('skipping unreadable state record', { what, id, error: String(err) });
-      return null;
+      const why = err instanceof Error ? err.message : String(err);
+      throw new LanplugError(
+        'Internal',
+        `${this.path}: the ${what} row ${what === 'leftover' ? row.id : row.id.slice(0, 12)} cannot be read (${why}); ` +
+          'it was written by another version of lanplug or damaged: lanplug will not guess what it meant',
+      );
     }
   }
 }
 
-interface RecordRow {
-  record: string;
+function openFile(path: string, options: Database.Options): Database.Database {
+  try {
+    return new Database(path, options);
+  } catch (err) {
+    throw explainOpenFailure(path, err);
+  }
 }
-interface IdRecordRow {
-  id: string;
-  record: string;
+
+/** One line that names the file and says what to do. */
+function explainOpenFailure(path: string, err: unknown): LanplugError {
+  if (err instanceof LanplugError && err.message.startsWith(path)) return err;
+  const code = (err as { code?: unknown }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    return new LanplugError(
+      'Internal',
+      `${path} is not a readable lanplug database (${message}); lanplug leaves it as it is: move it aside (mv ${path} ${path}.broken) to start with no networks`,
+      { cause: err },
+    );
+  }
+  if (code === 'SQLITE_CANTOPEN') {
+    return new LanplugError('NotFound', `${path} does not exist or cannot be opened; the lanplug daemon creates it at its first start`, { cause: err });
+  }
+  if (err instanceof LanplugError && err.code === 'Conflict') {
+    return new LanplugError('Conflict', `${path} ${message}; lanplug leaves it as it is: run the lanplug that wrote it, or move it aside (mv ${path} ${path}.newer)`, { cause: err });
+  }
+  return new LanplugError('Internal', `${path}: ${message}`, { cause: err });
 }

@@ -10,19 +10,19 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VlanDriver } from '../../src/driver/driver';
-import { parseAddress, parsePrefix } from '../../src/ipam/address';
+import { NetworkDriver } from '../../src/driver/network-driver';
+import { parseAddress, parsePrefix } from '../../src/net/address';
 import { silentLogger } from '../../src/log';
-import { openRtnl, type RtnlExtra } from '../../src/netlink/rtnl';
+import { openRtnl, type Rtnl } from '../../src/link/rtnl';
 import { SqliteStore } from '../../src/state/sqlite';
 
 const NS = `lp-k-${randomBytes(4).toString('hex')}`;
 const NET = 'c'.repeat(64);
 const EP = 'd'.repeat(64);
-let rtnl: RtnlExtra;
+let rtnl: Rtnl;
 let store: SqliteStore;
 let dir: string;
-let driver: VlanDriver;
+let driver: NetworkDriver;
 
 function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8' });
@@ -34,8 +34,8 @@ before(() => {
   ip('-n', NS, 'link', 'set', 'eth0', 'up');
   rtnl = openRtnl({ netns: `/run/netns/${NS}` });
   dir = mkdtempSync(join(tmpdir(), 'lanplug-kernel-'));
-  store = SqliteStore.open(dir, silentLogger);
-  driver = new VlanDriver(rtnl, store, silentLogger);
+  store = SqliteStore.open(dir);
+  driver = new NetworkDriver(rtnl, store, silentLogger);
 });
 
 after(() => {

@@ -2,10 +2,14 @@
  * An in-memory stand-in for the kernel's link table, for unit tests of the
  * driver's decisions. The real rtnetlink layer is exercised by the kernel
  * lane (test/kernel) and end to end by the Docker lane (test/e2e).
+ *
+ * Failures can be injected per operation and link name (`fail('delete',
+ * 'lp-1', EBUSY)`), with the same message shape as the real layer.
  */
 import { LanplugError } from '../../src/errors';
-import { EEXIST, ENODEV, EOPNOTSUPP } from '../../src/netlink/errno';
-import type { LinkInfo, Rtnl } from '../../src/netlink/rtnl';
+import type { LinkInfo, LinkRef } from '../../src/link/link';
+import type { Rtnl } from '../../src/link/rtnl';
+import { describeErrno, EEXIST, ENODEV, EOPNOTSUPP } from '../../src/netlink/errno';
 
 export interface FakeKernelFeatures {
   vlan: boolean;
@@ -13,18 +17,29 @@ export interface FakeKernelFeatures {
   dummy: boolean;
 }
 
+type Operation = 'create' | 'delete' | 'up';
+
 export class FakeRtnl implements Rtnl {
   readonly links = new Map<number, LinkInfo>();
   private nextIndex = 1;
   readonly calls: string[] = [];
+  private readonly faults = new Map<string, number>();
 
   constructor(private readonly features: FakeKernelFeatures = { vlan: false, ipvlan: false, dummy: false }) {
     this.add({ name: 'lo', kind: null, mtu: 65536, mac: '00:00:00:00:00:00', up: true, parentIndex: null });
     this.add({ name: 'eth0', kind: 'veth', mtu: 1500, mac: '02:00:00:00:00:01', up: true, parentIndex: null });
   }
 
+  /** Every later `op` on link `name` fails with `errno` until cleared with `heal`. */
+  fail(op: Operation, name: string, errno: number): void {
+    this.faults.set(`${op} ${name}`, errno);
+  }
+  heal(): void {
+    this.faults.clear();
+  }
+
   add(link: Omit<LinkInfo, 'index'>): LinkInfo {
-    if (this.getLink(link.name) !== null) throw kernelError(EEXIST, 'File exists');
+    if (this.getLink(link.name) !== null) throw kernelError(EEXIST);
     const full = { ...link, index: this.nextIndex++ };
     this.links.set(full.index, full);
     return full;
@@ -42,50 +57,66 @@ export class FakeRtnl implements Rtnl {
   }
   createMacvlan(req: Parameters<Rtnl['createMacvlan']>[0]): LinkInfo {
     this.calls.push(`macvlan ${req.name} ${req.mode}`);
-    const parent = this.requireIndex(req.parentIndex);
+    const parent = this.beforeCreate('macvlan', req.name, true, req.parentIndex);
     return this.add({ name: req.name, kind: 'macvlan', mtu: req.mtu ?? parent.mtu, mac: req.mac ?? '02:11:22:33:44:55', up: false, parentIndex: parent.index, macvlanMode: req.mode });
   }
   createIpvlan(req: Parameters<Rtnl['createIpvlan']>[0]): LinkInfo {
     this.calls.push(`ipvlan ${req.name} ${req.mode} ${req.flag}`);
-    if (!this.features.ipvlan) throw kernelError(EOPNOTSUPP, 'Operation not supported');
-    const parent = this.requireIndex(req.parentIndex);
+    const parent = this.beforeCreate('ipvlan', req.name, this.features.ipvlan, req.parentIndex);
     return this.add({ name: req.name, kind: 'ipvlan', mtu: req.mtu ?? parent.mtu, mac: parent.mac, up: false, parentIndex: parent.index, ipvlanMode: req.mode, ipvlanFlag: req.flag });
   }
   createVlan(req: Parameters<Rtnl['createVlan']>[0]): LinkInfo {
     this.calls.push(`vlan ${req.name} ${req.vlanId}`);
-    if (!this.features.vlan) throw kernelError(EOPNOTSUPP, 'Operation not supported');
-    const parent = this.requireIndex(req.parentIndex);
+    const parent = this.beforeCreate('vlan', req.name, this.features.vlan, req.parentIndex);
     return this.add({ name: req.name, kind: 'vlan', mtu: parent.mtu, mac: parent.mac, up: false, parentIndex: parent.index, vlanId: req.vlanId });
   }
   createBridge(req: { name: string; mtu?: number }): LinkInfo {
     this.calls.push(`bridge ${req.name}`);
+    this.beforeCreate('bridge', req.name, true);
     return this.add({ name: req.name, kind: 'bridge', mtu: req.mtu ?? 1500, mac: '02:00:00:00:00:99', up: false, parentIndex: null });
   }
   createDummy(req: { name: string; mtu?: number }): LinkInfo {
     this.calls.push(`dummy ${req.name}`);
-    if (!this.features.dummy) throw kernelError(EOPNOTSUPP, 'Operation not supported');
+    this.beforeCreate('dummy', req.name, this.features.dummy);
     return this.add({ name: req.name, kind: 'dummy', mtu: req.mtu ?? 1500, mac: '02:00:00:00:00:98', up: false, parentIndex: null });
   }
-  setUp(index: number): void {
-    this.requireIndex(index).up = true;
+  setUp(ref: LinkRef): void {
+    this.injected('up', ref.name, `set link ${ref.name} up`);
+    this.requireIndex(ref.index, `set link ${ref.name} up`).up = true;
   }
-  deleteLink(index: number): boolean {
-    const link = this.links.get(index);
+  deleteLink(ref: LinkRef): boolean {
+    this.injected('delete', ref.name, `delete link ${ref.name}`);
+    const link = this.links.get(ref.index);
     if (link === undefined) return false;
     this.calls.push(`delete ${link.name}`);
-    this.links.delete(index);
+    this.links.delete(ref.index);
     return true;
   }
   names(): string[] {
     return [...this.links.values()].map((l) => l.name).sort();
   }
-  private requireIndex(index: number): LinkInfo {
+
+  /** The checks of a create, in the kernel's order: kind support, injected fault, parent, name. */
+  private beforeCreate(kind: string, name: string, supported: boolean, parentIndex?: number): LinkInfo {
+    const what = `create ${kind} link ${name}`;
+    if (!supported) throw kernelError(EOPNOTSUPP, what);
+    this.injected('create', name, what);
+    const parent = parentIndex === undefined ? null : this.requireIndex(parentIndex, what);
+    if (this.getLink(name) !== null) throw kernelError(EEXIST, what);
+    return parent ?? (this.links.get(1) as LinkInfo);
+  }
+  private injected(op: Operation, name: string, what: string): void {
+    const errno = this.faults.get(`${op} ${name}`);
+    if (errno !== undefined) throw kernelError(errno, what);
+  }
+  private requireIndex(index: number, what: string): LinkInfo {
     const link = this.links.get(index);
-    if (link === undefined) throw kernelError(ENODEV, 'No such device');
+    if (link === undefined) throw kernelError(ENODEV, what);
     return link;
   }
 }
 
-function kernelError(errno: number, text: string): LanplugError {
-  return new LanplugError('Kernel', text, { errno });
+function kernelError(errno: number, what?: string): LanplugError {
+  const text = describeErrno(errno);
+  return new LanplugError('Kernel', what === undefined ? text : `${what}: ${text}`, { errno });
 }

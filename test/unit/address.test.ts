@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAddress, parsePrefix, prefixContains, formatPrefix } from '../../src/ipam/address';
-import { macFromIpv4, parseMac, randomMac } from '../../src/ipam/mac';
+import { parseAddress, parsePrefix, prefixContains, formatPrefix } from '../../src/net/address';
+import { macFromIpv4, randomMac } from '../../src/ipam/mac';
+import { parseMac } from '../../src/net/mac';
 import { LanplugError } from '../../src/errors';
 
 test('MAC from IPv4 as Docker 20.10 derives it (the seed: 172.16.86.2 -> 02:42:ac:10:56:02)', () => {

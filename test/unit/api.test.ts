@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { networkDriverRoutes } from '../../src/api/docker/routes';
 import { PluginServer } from '../../src/api/docker/server';
-import { VlanDriver } from '../../src/driver/driver';
+import { NetworkDriver } from '../../src/driver/network-driver';
 import { silentLogger } from '../../src/log';
 import { SqliteStore } from '../../src/state/sqlite';
 import { FakeRtnl } from '../support/fake-rtnl';
@@ -24,8 +24,8 @@ let socket: string;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'lanplug-api-'));
-  store = SqliteStore.open(join(dir, 'state'), silentLogger);
-  const driver = new VlanDriver(new FakeRtnl(), store, silentLogger);
+  store = SqliteStore.open(join(dir, 'state'));
+  const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger);
   server = await PluginServer.listen(join(dir, 'plugins'), { name: 'lanplug-macvlan', routes: networkDriverRoutes(driver, 'macvlan'), errorField: 'Err' }, silentLogger);
   socket = server.socketPath;
 });

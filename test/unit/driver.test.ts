@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VlanDriver } from '../../src/driver/driver';
-import type { CreateNetworkRequest, DriverKind } from '../../src/driver/types';
+import { NetworkDriver } from '../../src/driver/network-driver';
+import type { CreateNetworkRequest } from '../../src/driver/requests';
+import type { DriverKind } from '../../src/model/network';
 import { LanplugError } from '../../src/errors';
-import { parseAddress, parsePrefix } from '../../src/ipam/address';
+import { parseAddress, parsePrefix } from '../../src/net/address';
 import { silentLogger } from '../../src/log';
 import { SqliteStore } from '../../src/state/sqlite';
 import { FakeRtnl, type FakeKernelFeatures } from '../support/fake-rtnl';
@@ -26,16 +27,16 @@ let store: SqliteStore;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'lanplug-unit-'));
-  store = SqliteStore.open(dir, silentLogger);
+  store = SqliteStore.open(dir);
 });
 afterEach(() => {
   store.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
-function setup(features?: FakeKernelFeatures): { rtnl: FakeRtnl; driver: VlanDriver } {
+function setup(features?: FakeKernelFeatures): { rtnl: FakeRtnl; driver: NetworkDriver } {
   const rtnl = new FakeRtnl(features);
-  return { rtnl, driver: new VlanDriver(rtnl, store, silentLogger) };
+  return { rtnl, driver: new NetworkDriver(rtnl, store, silentLogger) };
 }
 
 function network(id: string, options: Record<string, string>, extra: Partial<CreateNetworkRequest> = {}, driver: DriverKind = 'macvlan'): CreateNetworkRequest {
@@ -180,7 +181,7 @@ test('a sub-interface replaced by something else is not deleted', () => {
   const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
   driver.createNetwork(network(NET_A, { parent: 'eth0.50' }));
   const made = rtnl.getLink('eth0.50');
-  rtnl.deleteLink(made?.index ?? 0);
+  if (made !== null) rtnl.deleteLink(made);
   rtnl.add({ name: 'eth0.50', kind: 'bridge', mtu: 1500, mac: null, up: true, parentIndex: null });
   driver.deleteNetwork(NET_A);
   assert.equal(rtnl.getLink('eth0.50')?.kind, 'bridge');
@@ -256,7 +257,7 @@ test('ipvlan: no MAC, custom MAC refused, l3 answers connected default routes an
   assert.equal(driver.createEndpoint('ipvlan', endpoint(NET_A, EP_1)).assignedMac, null);
   const joined = driver.join('ipvlan', NET_A, EP_1);
   assert.equal(joined.gatewayIpv4, null);
-  assert.deepEqual(joined.staticRoutes.map((r) => [r.destination.address.text, r.destination.prefixLength, r.type]), [['0.0.0.0', 0, 'connected']]);
+  assert.deepEqual(joined.staticRoutes.map((r) => [r.destination.address.text, r.destination.prefixLength, r.kind]), [['0.0.0.0', 0, 'connected']]);
   assert.equal(rtnl.getLink('lp-111111111111')?.ipvlanMode, 'l3');
 });
 
@@ -295,7 +296,7 @@ test('state survives reopening the store', () => {
   driver.createNetwork(network(NET_A, { parent: 'eth0', macvlan_mode: 'vepa' }));
   driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
   store.close();
-  store = SqliteStore.open(dir, silentLogger);
+  store = SqliteStore.open(dir);
   assert.deepEqual(store.getNetwork(NET_A)?.spec.mode, { kind: 'macvlan', mode: 'vepa' });
   assert.equal(store.getEndpoint(NET_A, EP_1)?.mac, '02:42:ac:10:56:02');
 });

@@ -38,11 +38,13 @@ import {
   parseIfInfoMsg,
   parseMessages,
   RTM_NEWLINK,
-  bytesToMac,
-  macToBytes,
 } from '../../src/netlink/codec';
+import { encodeIpvlanData } from '../../src/link/ipvlan';
+import { decodeLink, encodeNewLink } from '../../src/link/link';
+import { encodeMacvlanData } from '../../src/link/macvlan';
+import { encodeVlanData } from '../../src/link/vlan';
+import { bytesToMac, macToBytes } from '../../src/net/mac';
 import { describeErrno, EEXIST, EOPNOTSUPP, errnoName } from '../../src/netlink/errno';
-import { decodeLink, encodeNewLink } from '../../src/netlink/rtnl';
 
 /** Hex with whitespace and `#` comments allowed, so golden bytes can be annotated field by field. */
 function hex(text: string): Buffer {
@@ -106,7 +108,7 @@ test('RTM_NEWLINK for a macvlan matches the hand-written golden bytes', () => {
       kind: 'macvlan',
       parentIndex: 7,
       mac: '02:42:ac:10:56:02',
-      data: [nlaU32(1 /* IFLA_MACVLAN_MODE */, 4 /* bridge */)],
+      data: encodeMacvlanData('bridge'),
     }),
   );
   assert.equal(msg.toString('hex'), GOLDEN_MACVLAN.toString('hex'));
@@ -127,7 +129,7 @@ test('the golden macvlan request equals what iproute2 sent, up to the NLA_F_NEST
 
 test('RTM_NEWLINK bodies for vlan and ipvlan (kinds this kernel cannot create)', () => {
   const vlan = Buffer.concat(
-    encodeNewLink({ name: 'eth0.50', kind: 'vlan', parentIndex: 7, data: [nlaU16(1 /* IFLA_VLAN_ID */, 50)] }),
+    encodeNewLink({ name: 'eth0.50', kind: 'vlan', parentIndex: 7, data: encodeVlanData(50) }),
   );
   assert.equal(
     vlan.toString('hex'),
@@ -147,7 +149,7 @@ test('RTM_NEWLINK bodies for vlan and ipvlan (kinds this kernel cannot create)',
       kind: 'ipvlan',
       parentIndex: 7,
       mtu: 1400,
-      data: [nlaU16(1 /* IFLA_IPVLAN_MODE */, 1 /* l3 */), nlaU16(2 /* IFLA_IPVLAN_FLAGS */, 1 /* private */)],
+      data: encodeIpvlanData('l3', 'private'),
     }),
   );
   assert.equal(

@@ -13,7 +13,7 @@ function refuses(fn: () => unknown, message: string): void {
 }
 
 test('macvlan defaults: bridge mode, no parent, no mtu', () => {
-  assert.deepEqual(parseNetworkOptions('macvlan', {}), { mode: { kind: 'macvlan', mode: 'bridge' }, parent: { type: 'none' }, mtu: null });
+  assert.deepEqual(parseNetworkOptions('macvlan', {}), { mode: { kind: 'macvlan', mode: 'bridge' }, parent: { kind: 'none' }, mtu: null });
 });
 
 test('every macvlan mode is accepted', () => {
@@ -72,11 +72,11 @@ test('parent names are checked before the kernel sees them', () => {
   refuses(() => parseParent('eth0/1'), "-o parent interface name 'eth0/1' is not valid: interface names may not contain '/', ':' or whitespace");
   refuses(() => parseParent('eth 0'), "-o parent interface name 'eth 0' is not valid: interface names may not contain '/', ':' or whitespace");
   refuses(() => parseParent('..'), "-o parent interface name '..' is not a valid interface name");
-  assert.deepEqual(parseParent('eth0'), { type: 'plain', name: 'eth0' });
+  assert.deepEqual(parseParent('eth0'), { kind: 'plain', name: 'eth0' });
 });
 
 test('802.1Q parents: name.vlan_id with Docker wording for bad forms', () => {
-  assert.deepEqual(parseParent('eth0.50'), { type: 'vlan', name: 'eth0.50', base: 'eth0', vlanId: 50 });
+  assert.deepEqual(parseParent('eth0.50'), { kind: 'vlan', name: 'eth0.50', base: 'eth0', vlanId: 50 });
   refuses(() => parseParent('eth0.5000'), 'vlan id must be between 1-4094, received: 5000');
   refuses(() => parseParent('eth0.0'), 'vlan id must be between 1-4094, received: 0');
   for (const bad of ['eth0.x', 'eth0.1.2', '.10', 'eth0.']) {

@@ -3,8 +3,8 @@
  * Handlers translate JSON to the driver's typed requests and back; all
  * decisions are the driver's.
  */
-import type { VlanDriver } from '../../driver/driver';
-import type { DriverKind } from '../../driver/types';
+import type { NetworkDriver } from '../../driver/network-driver';
+import type { DriverKind } from '../../model/network';
 import type { JsonObject } from './decode';
 import {
   decodeCreateEndpoint,
@@ -18,7 +18,7 @@ import {
 
 export type Handler = (body: JsonObject) => JsonObject;
 
-export function networkDriverRoutes(driver: VlanDriver, kind: DriverKind): ReadonlyMap<string, Handler> {
+export function networkDriverRoutes(driver: NetworkDriver, kind: DriverKind): ReadonlyMap<string, Handler> {
   const nothing = (): JsonObject => ({});
   return new Map<string, Handler>([
     ['/Plugin.Activate', () => ({ Implements: ['NetworkDriver'] })],

@@ -3,8 +3,9 @@
  * wire), and the translation from those JSON bodies into the driver's typed
  * requests. The API is documented in moby's libnetwork docs/remote.md.
  */
-import type { CreateEndpointRequest, CreateNetworkRequest, DriverKind, JoinResult, Subnet } from '../../driver/types';
-import { formatPrefix, parseAddress, parsePrefix } from '../../ipam/address';
+import type { CreateEndpointRequest, CreateNetworkRequest, JoinResult } from '../../driver/requests';
+import type { DriverKind, Subnet } from '../../model/network';
+import { formatPrefix, parseAddress, parsePrefix } from '../../net/address';
 import {
   asObject,
   optionalArray,
@@ -89,7 +90,7 @@ export function encodeJoin(result: JoinResult): JsonObject {
     response['StaticRoutes'] = result.staticRoutes.map((route) => ({
       Destination: formatPrefix(route.destination),
       // libnetwork's types.NEXTHOP = 0, types.CONNECTED = 1
-      RouteType: route.type === 'connected' ? 1 : 0,
+      RouteType: route.kind === 'connected' ? 1 : 0,
       ...(route.nextHop === null ? {} : { NextHop: route.nextHop.text }),
     }));
   }

@@ -1,38 +1,35 @@
 /**
- * The macvlan/ipvlan driver: one implementation for both link types, the
- * difference carried by LinkMode. Every operation takes a typed request and
- * knows nothing of Docker's JSON.
+ * The network driver behind `lanplug-macvlan` and `lanplug-ipvlan`: one
+ * implementation for both, the difference carried by LinkMode. Every
+ * operation takes a typed request and knows nothing of Docker's JSON.
  *
  * Every operation is synchronous (rtnetlink and SQLite calls both are), so a
  * request runs start to finish without another interleaving: no locks needed.
  *
  * Order of effects: validate fully, write the intent to the store, then
- * change the kernel; on a kernel failure undo both.
+ * change the kernel; on a kernel failure undo both. Teardown goes on past a
+ * failure and reports every failure at the end.
+ *
+ * Errors: the kernel layer names the link and the errno; this layer adds only
+ * the network and its parent ("network 5e3ec79625d3 on parent eth0: ...").
  */
-import { conflict, invalidArgument, LanplugError, notFound, withContext } from '../errors';
-import { parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../ipam/address';
-import { macFromIpv4, parseMac, randomMac } from '../ipam/mac';
-import { EOPNOTSUPP } from '../netlink/errno';
-import type { LinkInfo, Rtnl } from '../netlink/rtnl';
-import type { EndpointRecord, NetworkRecord } from '../state/records';
-import type { Store } from '../state/store';
+import { conflict, invalidArgument, LanplugError, notFound, Teardown, withContext } from '../errors';
+import { macFromIpv4, randomMac } from '../ipam/mac';
+import type { LinkInfo } from '../link/link';
+import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
+import type { DriverKind, EndpointRecord, NetworkRecord, NetworkSpec, Subnet } from '../model/network';
+import { parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { parseMac } from '../net/mac';
+import { EOPNOTSUPP } from '../netlink/errno';
+import type { Store } from '../state/store';
+import { KernelFeatures } from './features';
 import { checkDockerId, endpointLinkName, shortId } from './names';
 import { ensureParent, releaseParent } from './parent';
-import type {
-  CreateEndpointRequest,
-  CreateEndpointResult,
-  CreateNetworkRequest,
-  DriverKind,
-  JoinResult,
-  NetworkSpec,
-  StaticRoute,
-  Subnet,
-} from './types';
+import type { CreateEndpointRequest, CreateEndpointResult, CreateNetworkRequest, JoinResult, StaticRoute } from './requests';
 import { validateNetwork } from './validate';
-import { KernelFeatures } from './features';
 
-export class VlanDriver {
+export class NetworkDriver {
   private readonly features: KernelFeatures;
 
   constructor(
@@ -64,27 +61,31 @@ export class VlanDriver {
     } catch (err) {
       this.store.deleteNetwork(spec.networkId);
       // A parent this network would have owned is removed again if the failure came after creating it.
-      this.tryReleaseParent(record);
-      throw err;
+      this.releaseParentQuietly(record);
+      throw inNetwork(spec, err);
     }
-    this.log.info('network created', {
-      network: shortId(spec.networkId),
-      mode: spec.mode,
-      parent: spec.parent.name,
-      parentCreated,
-    });
+    this.log.info('network created', { network: shortId(spec.networkId), mode: spec.mode, parent: spec.parent.name, parentCreated });
   }
 
-  /** Idempotent: an unknown network is already deleted. */
+  /**
+   * Idempotent: an unknown network is already deleted. Every endpoint link is
+   * tried, then the parent; the failures are reported together at the end.
+   */
   deleteNetwork(networkId: string): void {
     const network = this.store.getNetwork(networkId);
     if (network === null) return;
+    const teardown = new Teardown();
     for (const endpoint of this.store.listEndpoints(networkId)) {
-      this.deleteEndpointLink(endpoint.linkName);
+      teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () => this.deleteEndpointLink(endpoint.linkName));
     }
     this.store.deleteNetwork(networkId);
-    const outcome = this.tryReleaseParent(network);
+    const outcome = teardown.step('release parent', () => releaseParent(this.rtnl, network, this.store.listNetworks())) ?? 'failed';
     this.log.info('network deleted', { network: shortId(networkId), parent: network.spec.parent.name, parentLink: outcome });
+    try {
+      teardown.throwIfFailed();
+    } catch (err) {
+      throw inNetwork(network.spec, err);
+    }
   }
 
   // ---- endpoints ----
@@ -119,9 +120,14 @@ export class VlanDriver {
 
   /** Idempotent: a link or record already gone is success. */
   deleteEndpoint(networkId: string, endpointId: string): void {
+    const network = this.store.getNetwork(networkId);
     const endpoint = this.store.getEndpoint(networkId, endpointId);
-    // Docker hands the link back to our namespace after Leave; it is deleted here, as Docker's own driver does.
-    this.deleteEndpointLink(endpoint?.linkName ?? endpointLinkName(endpointId));
+    try {
+      // Docker hands the link back to our namespace after Leave; it is deleted here, as Docker's own driver does.
+      this.deleteEndpointLink(endpoint?.linkName ?? endpointLinkName(endpointId));
+    } catch (err) {
+      throw network === null ? err : inNetwork(network.spec, err);
+    }
     this.store.deleteEndpoint(networkId, endpointId);
   }
 
@@ -141,11 +147,15 @@ export class VlanDriver {
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     if (endpoint === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
     const { spec } = network;
-    const parent = this.requireParent(network);
-    // A link of this name can only be a leftover of an earlier attempt for this same endpoint.
-    this.deleteEndpointLink(endpoint.linkName);
-    const link = this.createEndpointLink(spec, endpoint, parent);
-    this.log.debug('endpoint link created', { endpoint: shortId(endpointId), link: link.name, index: link.index });
+    try {
+      const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
+      // A link of this name can only be a leftover of an earlier attempt for this same endpoint.
+      this.deleteEndpointLink(endpoint.linkName);
+      const link = this.createEndpointLink(spec, endpoint, parent);
+      this.log.debug('endpoint link created', { endpoint: shortId(endpointId), link: link.name, index: link.index });
+    } catch (err) {
+      throw inNetwork(spec, err);
+    }
     return joinAnswer(spec, endpoint);
   }
 
@@ -170,14 +180,6 @@ export class VlanDriver {
     return network;
   }
 
-  private requireParent(network: NetworkRecord): LinkInfo {
-    try {
-      return ensureParent(this.rtnl, network.spec.parent, network.spec.mtu);
-    } catch (err) {
-      throw withContext(`network ${shortId(network.spec.networkId)}`, err);
-    }
-  }
-
   private createEndpointLink(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): LinkInfo {
     const common = { name: endpoint.linkName, parentIndex: parent.index, ...(spec.mtu === null ? {} : { mtu: spec.mtu }) };
     try {
@@ -186,28 +188,29 @@ export class VlanDriver {
       }
       return this.rtnl.createIpvlan({ ...common, mode: spec.mode.mode, flag: spec.mode.flag });
     } catch (err) {
-      throw explainLinkFailure(spec, parent, err);
+      throw explainUnsupported(spec, err);
     }
   }
 
   private deleteEndpointLink(name: string): void {
     const link = this.rtnl.getLink(name);
-    if (link === null) return;
-    try {
-      this.rtnl.deleteLink(link.index);
-    } catch (err) {
-      throw withContext(`delete endpoint link ${name}`, err);
-    }
+    if (link !== null) this.rtnl.deleteLink(link);
   }
 
-  private tryReleaseParent(network: NetworkRecord): 'deleted' | 'kept' | 'failed' {
+  /** On the undo path of a failed create: a failure here must not hide the one being reported. */
+  private releaseParentQuietly(network: NetworkRecord): void {
     try {
-      return releaseParent(this.rtnl, network, this.store.listNetworks());
+      releaseParent(this.rtnl, network, this.store.listNetworks());
     } catch (err) {
       this.log.error('could not remove parent link', { parent: network.spec.parent.name, error: String(err) });
-      return 'failed';
     }
   }
+}
+
+/** The one piece of context this layer adds to a failure: which network, on which parent. */
+function inNetwork(spec: NetworkSpec, err: unknown): LanplugError {
+  if (err instanceof LanplugError && (err.code === 'InvalidArgument' || err.code === 'Unsupported')) return err;
+  return withContext(`network ${shortId(spec.networkId)} on parent ${spec.parent.name}`, err);
 }
 
 /** Docker 20.10's rule: the MAC follows the IPv4 address; without one, a random local MAC. */
@@ -232,7 +235,7 @@ function joinAnswer(spec: NetworkSpec, endpoint: EndpointRecord): JoinResult {
 }
 
 function connectedDefault(prefix: string): StaticRoute {
-  return { destination: parsePrefix(prefix), type: 'connected', nextHop: null };
+  return { destination: parsePrefix(prefix), kind: 'connected', nextHop: null };
 }
 
 /** The gateway of the subnet that holds the endpoint's address (same length, containing it). */
@@ -242,13 +245,14 @@ function gatewayFor(subnets: readonly Subnet[], address: IpPrefix | null): IpAdd
   return subnet?.gateway ?? null;
 }
 
-function explainLinkFailure(spec: NetworkSpec, parent: LinkInfo, err: unknown): LanplugError {
+/** EOPNOTSUPP on creating an endpoint link means the kernel lacks the link kind: say so plainly. */
+function explainUnsupported(spec: NetworkSpec, err: unknown): unknown {
   const kind = spec.mode.kind;
   if (err instanceof LanplugError && err.errno === EOPNOTSUPP) {
-    return new LanplugError('Unsupported', `cannot create ${kind} link on ${parent.name}: this kernel has no ${kind} support (CONFIG_${kind.toUpperCase()})`, {
+    return new LanplugError('Unsupported', `cannot create ${kind} link on ${spec.parent.name}: this kernel has no ${kind} support (CONFIG_${kind.toUpperCase()})`, {
       errno: err.errno,
       cause: err,
     });
   }
-  return withContext(`create ${kind} link on parent ${parent.name} in mode ${spec.mode.mode}`, err);
+  return err;
 }

@@ -1,0 +1,47 @@
+/**
+ * The driver's operations as typed requests and answers. Front ends (Docker's
+ * remote API now, CNI later) translate their wire formats into these; nothing
+ * here knows Docker's JSON.
+ */
+import type { DriverKind, Subnet } from '../model/network';
+import type { IpAddress, IpPrefix } from '../net/address';
+
+export interface CreateNetworkRequest {
+  networkId: string;
+  driver: DriverKind;
+  /** The user's `-o key=value` options, untouched. */
+  options: Readonly<Record<string, string>>;
+  ipv4: Subnet[];
+  ipv6: Subnet[];
+  internal: boolean;
+}
+
+export interface CreateEndpointRequest {
+  networkId: string;
+  endpointId: string;
+  /** "172.16.86.2/24" style, as assigned by IPAM; null when the endpoint has none of that family. */
+  ipv4: IpPrefix | null;
+  ipv6: IpPrefix | null;
+  /** The MAC the user asked for (`--mac-address`), or null. */
+  mac: string | null;
+}
+
+export interface CreateEndpointResult {
+  /** The MAC lanplug assigned, when the request had none (null for ipvlan). */
+  assignedMac: string | null;
+}
+
+export interface StaticRoute {
+  destination: IpPrefix;
+  /** 'connected' = on-link through the endpoint's interface; 'nexthop' = via an address. */
+  kind: 'connected' | 'nexthop';
+  nextHop: IpAddress | null;
+}
+
+export interface JoinResult {
+  /** Name of the link in the daemon's namespace, for the runtime to move into the container. */
+  linkName: string;
+  gatewayIpv4: IpAddress | null;
+  gatewayIpv6: IpAddress | null;
+  staticRoutes: StaticRoute[];
+}

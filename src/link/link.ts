@@ -1,0 +1,114 @@
+/**
+ * A link as lanplug sees it (LinkInfo), and the RTM_NEWLINK bodies that make
+ * one. Kind-specific attributes are encoded and decoded by the kind's own
+ * module (macvlan.ts, ipvlan.ts, vlan.ts); this file only dispatches.
+ */
+import {
+  attrMap,
+  encodeIfInfoMsg,
+  IFF_UP,
+  IFLA_ADDRESS,
+  IFLA_IFNAME,
+  IFLA_INFO_DATA,
+  IFLA_INFO_KIND,
+  IFLA_LINK,
+  IFLA_LINKINFO,
+  IFLA_MTU,
+  nla,
+  nlaNested,
+  nlaString,
+  nlaU32,
+  parseAttrs,
+  parseIfInfoMsg,
+  readString,
+  readU32,
+  type NlMsg,
+} from '../netlink/codec';
+import { bytesToMac, macToBytes } from '../net/mac';
+import { decodeIpvlanData, type IpvlanFlag, type IpvlanMode } from './ipvlan';
+import { decodeMacvlanData, type MacvlanMode } from './macvlan';
+import { decodeVlanData } from './vlan';
+
+export interface LinkInfo {
+  index: number;
+  name: string;
+  /** IFLA_INFO_KIND, e.g. 'macvlan', 'vlan', 'veth', 'bridge'; null for plain devices (lo, physical NICs). */
+  kind: string | null;
+  mtu: number;
+  /** 'aa:bb:cc:dd:ee:ff' or null when the link has no hardware address. */
+  mac: string | null;
+  /** IFF_UP is set. */
+  up: boolean;
+  /**
+   * IFLA_LINK: the lower device's index (macvlan/ipvlan/vlan parent; veth peer), or null.
+   * When the kernel also reports IFLA_LINK_NETNSID (a macvlan moved into a
+   * container, a veth whose peer lives elsewhere) this index is one of *that*
+   * namespace, not of the namespace the socket looks at.
+   */
+  parentIndex: number | null;
+  /** Only for kind 'vlan'. */
+  vlanId?: number;
+  /** Only for kind 'macvlan'. */
+  macvlanMode?: MacvlanMode;
+  /** Only for kind 'ipvlan'. */
+  ipvlanMode?: IpvlanMode;
+  ipvlanFlag?: IpvlanFlag;
+}
+
+/** What operations on an existing link need: the index to act on, the name to say in messages. */
+export type LinkRef = Pick<LinkInfo, 'index' | 'name'>;
+
+/** Decodes one RTM_NEWLINK message. */
+export function decodeLink(msg: NlMsg): LinkInfo {
+  const { ifi, attrs } = parseIfInfoMsg(msg.payload);
+  const a = attrMap(attrs);
+  const address = a.get(IFLA_ADDRESS);
+  const info: LinkInfo = {
+    index: ifi.index,
+    name: readString(a.get(IFLA_IFNAME)) ?? '',
+    kind: null,
+    mtu: readU32(a.get(IFLA_MTU)) ?? 0,
+    mac: address !== undefined && address.length > 0 ? bytesToMac(address) : null,
+    up: (ifi.flags & IFF_UP) !== 0,
+    parentIndex: readU32(a.get(IFLA_LINK)) ?? null,
+  };
+  const linkinfo = a.get(IFLA_LINKINFO);
+  if (linkinfo === undefined) return info;
+  const li = attrMap(parseAttrs(linkinfo));
+  info.kind = readString(li.get(IFLA_INFO_KIND)) ?? null;
+  const dataRaw = li.get(IFLA_INFO_DATA);
+  const data = dataRaw === undefined ? new Map<number, Buffer>() : attrMap(parseAttrs(dataRaw));
+  switch (info.kind) {
+    case 'vlan':
+      return { ...info, ...decodeVlanData(data) };
+    case 'macvlan':
+      return { ...info, ...decodeMacvlanData(data) };
+    case 'ipvlan':
+      return { ...info, ...decodeIpvlanData(data) };
+    default:
+      return info;
+  }
+}
+
+/** A link to create: IFLA_INFO_KIND plus the kind's IFLA_INFO_DATA, already encoded by its module. */
+export interface NewLink {
+  name: string;
+  kind: string;
+  parentIndex?: number;
+  mtu?: number;
+  mac?: string;
+  data?: Buffer[];
+}
+
+/** The body (ifinfomsg + attributes) of an RTM_NEWLINK, in iproute2's order (address, mtu, link, name, linkinfo). */
+export function encodeNewLink(req: NewLink): Buffer[] {
+  const body: Buffer[] = [encodeIfInfoMsg()];
+  if (req.mac !== undefined) body.push(nla(IFLA_ADDRESS, macToBytes(req.mac)));
+  if (req.mtu !== undefined) body.push(nlaU32(IFLA_MTU, req.mtu));
+  if (req.parentIndex !== undefined) body.push(nlaU32(IFLA_LINK, req.parentIndex));
+  body.push(nlaString(IFLA_IFNAME, req.name));
+  const linkinfo = [nlaString(IFLA_INFO_KIND, req.kind)];
+  if (req.data !== undefined) linkinfo.push(nlaNested(IFLA_INFO_DATA, req.data));
+  body.push(nlaNested(IFLA_LINKINFO, linkinfo));
+  return body;
+}

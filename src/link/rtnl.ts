@@ -1,0 +1,173 @@
+/**
+ * Typed link operations over one NETLINK_ROUTE socket. Every call is
+ * synchronous (see netlink/socket.ts for why).
+ *
+ * Errors name the operation and the link, then the kernel's errno and reason:
+ * "create macvlan link lp-1234: EEXIST (File exists)". Callers add what only
+ * they know (the network, the parent's name), nothing more.
+ */
+import { invalidArgument, LanplugError, withContext } from '../errors';
+import { ifnameProblem } from '../net/ifname';
+import { isMac, isMulticastMac } from '../net/mac';
+import { isMtu, MAX_MTU, MIN_MTU_IPV4 } from '../net/mtu';
+import { encodeIfInfoMsg, IFF_UP, IFLA_IFNAME, nlaString, NLM_F_CREATE, NLM_F_EXCL, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, type NlMsg } from '../netlink/codec';
+import { ENODEV } from '../netlink/errno';
+import { NetlinkSocket } from '../netlink/socket';
+import { encodeIpvlanData, type IpvlanFlag, type IpvlanMode } from './ipvlan';
+import { decodeLink, encodeNewLink, type LinkInfo, type LinkRef, type NewLink } from './link';
+import { encodeMacvlanData, type MacvlanMode } from './macvlan';
+import { encodeVlanData, isVlanId, VLAN_ID_MAX, VLAN_ID_MIN } from './vlan';
+
+export interface Rtnl {
+  close(): void;
+  getLink(name: string): LinkInfo | null;
+  getLinkByIndex(index: number): LinkInfo | null;
+  listLinks(): LinkInfo[];
+  createMacvlan(req: { name: string; parentIndex: number; mode: MacvlanMode; mac?: string; mtu?: number }): LinkInfo;
+  createIpvlan(req: { name: string; parentIndex: number; mode: IpvlanMode; flag: IpvlanFlag; mtu?: number }): LinkInfo;
+  createVlan(req: { name: string; parentIndex: number; vlanId: number }): LinkInfo;
+  createBridge(req: { name: string; mtu?: number }): LinkInfo;
+  createDummy(req: { name: string; mtu?: number }): LinkInfo;
+  setUp(link: LinkRef): void;
+  /** Returns false when no such link exists (deleting what is gone is success). */
+  deleteLink(link: LinkRef): boolean;
+}
+
+/** The last guard before the kernel: the driver has checked all of these with friendlier words. */
+function checkName(name: string): void {
+  if (ifnameProblem(name) !== null) {
+    throw invalidArgument(`interface name must be 1-15 bytes without '/', ':' or whitespace and not '.' or '..', received: ${JSON.stringify(name)}`);
+  }
+}
+
+function checkIndex(what: string, index: number): void {
+  if (!Number.isInteger(index) || index < 1 || index > 0x7fffffff) {
+    throw invalidArgument(`${what} must be a positive interface index, received: ${index}`);
+  }
+}
+
+function checkNewLink(req: NewLink): void {
+  checkName(req.name);
+  if (req.parentIndex !== undefined) checkIndex('parent index', req.parentIndex);
+  if (req.mtu !== undefined && !isMtu(req.mtu)) {
+    throw invalidArgument(`mtu must be an integer between ${MIN_MTU_IPV4} and ${MAX_MTU}, received: ${req.mtu}`);
+  }
+  if (req.mac !== undefined && !isMac(req.mac)) {
+    throw invalidArgument(`MAC address must look like 02:42:ac:10:56:02, received: ${JSON.stringify(req.mac)}`);
+  }
+  // The kernel refuses a multicast address as a device address.
+  if (req.mac !== undefined && isMulticastMac(req.mac)) throw invalidArgument(`MAC address must be unicast, received: ${req.mac}`);
+}
+
+function isErrno(err: unknown, errno: number): boolean {
+  return err instanceof LanplugError && err.errno === errno;
+}
+
+class RtnlSocket implements Rtnl {
+  constructor(private readonly sock: NetlinkSocket) {}
+
+  close(): void {
+    this.sock.close();
+  }
+
+  getLink(name: string): LinkInfo | null {
+    checkName(name);
+    return this.getOne(`get link ${name}`, encodeIfInfoMsg(), [nlaString(IFLA_IFNAME, name)]);
+  }
+
+  getLinkByIndex(index: number): LinkInfo | null {
+    checkIndex('index', index);
+    return this.getOne(`get link #${index}`, encodeIfInfoMsg({ index }), []);
+  }
+
+  listLinks(): LinkInfo[] {
+    try {
+      return this.sock
+        .dump(RTM_GETLINK, [encodeIfInfoMsg()])
+        .filter((m) => m.type === RTM_NEWLINK)
+        .map(decodeLink);
+    } catch (err) {
+      throw withContext('list links', err);
+    }
+  }
+
+  createMacvlan(req: { name: string; parentIndex: number; mode: MacvlanMode; mac?: string; mtu?: number }): LinkInfo {
+    const { mode, ...rest } = req;
+    return this.create({ ...rest, kind: 'macvlan', data: encodeMacvlanData(mode) });
+  }
+
+  createIpvlan(req: { name: string; parentIndex: number; mode: IpvlanMode; flag: IpvlanFlag; mtu?: number }): LinkInfo {
+    const { mode, flag, ...rest } = req;
+    return this.create({ ...rest, kind: 'ipvlan', data: encodeIpvlanData(mode, flag) });
+  }
+
+  createVlan(req: { name: string; parentIndex: number; vlanId: number }): LinkInfo {
+    if (!isVlanId(req.vlanId)) throw invalidArgument(`vlan id must be between ${VLAN_ID_MIN}-${VLAN_ID_MAX}, received: ${req.vlanId}`);
+    return this.create({ name: req.name, kind: 'vlan', parentIndex: req.parentIndex, data: encodeVlanData(req.vlanId) });
+  }
+
+  createBridge(req: { name: string; mtu?: number }): LinkInfo {
+    return this.create({ ...req, kind: 'bridge' });
+  }
+
+  createDummy(req: { name: string; mtu?: number }): LinkInfo {
+    return this.create({ ...req, kind: 'dummy' });
+  }
+
+  setUp(link: LinkRef): void {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_NEWLINK, 0, [encodeIfInfoMsg({ index: link.index, flags: IFF_UP, change: IFF_UP })]);
+    } catch (err) {
+      throw withContext(`set link ${link.name} up`, err);
+    }
+  }
+
+  deleteLink(link: LinkRef): boolean {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_DELLINK, 0, [encodeIfInfoMsg({ index: link.index })]);
+      return true;
+    } catch (err) {
+      if (isErrno(err, ENODEV)) return false;
+      throw withContext(`delete link ${link.name}`, err);
+    }
+  }
+
+  /** RTM_GETLINK for one link; ENODEV means "no such link" and answers null. */
+  private getOne(what: string, ifi: Buffer, attrs: Buffer[]): LinkInfo | null {
+    let replies: NlMsg[];
+    try {
+      replies = this.sock.request(RTM_GETLINK, 0, [ifi, ...attrs]);
+    } catch (err) {
+      if (isErrno(err, ENODEV)) return null;
+      throw withContext(what, err);
+    }
+    const msg = replies.find((m) => m.type === RTM_NEWLINK);
+    if (msg === undefined) throw new LanplugError('Internal', `${what}: the kernel answered without a link`);
+    return decodeLink(msg);
+  }
+
+  /** RTM_NEWLINK with NLM_F_CREATE|NLM_F_EXCL, then the link read back by name. */
+  private create(req: NewLink): LinkInfo {
+    checkNewLink(req);
+    const what = `create ${req.kind} link ${req.name}`;
+    try {
+      this.sock.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, encodeNewLink(req));
+    } catch (err) {
+      throw withContext(what, err);
+    }
+    const link = this.getLink(req.name);
+    if (link === null) throw new LanplugError('Internal', `${what}: created, but gone when read back`);
+    return link;
+  }
+}
+
+/**
+ * Opens one NETLINK_ROUTE socket, in the caller's network namespace or in the
+ * one named by `netns` (a file such as /run/netns/x). Every operation on the
+ * result then acts in that namespace, whatever thread calls it.
+ */
+export function openRtnl(options: { netns?: string } = {}): Rtnl {
+  return new RtnlSocket(NetlinkSocket.open(options.netns === undefined ? {} : { netns: options.netns }));
+}

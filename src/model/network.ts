@@ -1,0 +1,78 @@
+/**
+ * What lanplug knows about a network and its endpoints once a request has
+ * been validated: the vocabulary the driver acts on and the store keeps.
+ * Front ends (Docker's remote API, later CNI) never see these shapes on the
+ * wire; they translate into the driver's requests (driver/requests.ts).
+ */
+import type { IpvlanFlag, IpvlanMode } from '../link/ipvlan';
+import type { MacvlanMode } from '../link/macvlan';
+import type { IpAddress, IpPrefix } from '../net/address';
+
+/** The two drivers lanplug serves: `lanplug-macvlan` and `lanplug-ipvlan`. */
+export type DriverKind = 'macvlan' | 'ipvlan';
+
+/** The kind of link a network's endpoints get, with its mode. */
+export type LinkMode = { kind: 'macvlan'; mode: MacvlanMode } | { kind: 'ipvlan'; mode: IpvlanMode; flag: IpvlanFlag };
+
+export interface Subnet {
+  pool: IpPrefix;
+  /** Bare gateway address, or null when the subnet has none. */
+  gateway: IpAddress | null;
+}
+
+/**
+ * Where a network's links hang from.
+ * - existing: a link the user named and that is there; lanplug never deletes it.
+ * - vlan: an 802.1Q sub-interface `base.id` lanplug creates when missing.
+ * - private: no parent was given; lanplug makes a link of its own (`dm-<id>`).
+ */
+export type ParentPlan =
+  | { kind: 'existing'; name: string }
+  | { kind: 'vlan'; name: string; base: string; vlanId: number }
+  | { kind: 'private'; name: string };
+
+/** The validated, complete description of a network: what setup acts on. */
+export interface NetworkSpec {
+  networkId: string;
+  mode: LinkMode;
+  parent: ParentPlan;
+  /** MTU for every endpoint link, or null to inherit the parent's. */
+  mtu: number | null;
+  internal: boolean;
+  ipv4: Subnet[];
+  ipv6: Subnet[];
+}
+
+export interface NetworkRecord {
+  spec: NetworkSpec;
+  /**
+   * True when lanplug created the parent link (an 802.1Q sub-interface or a
+   * private parent). Only then may lanplug delete it, and only when no other
+   * network uses it.
+   */
+  parentCreated: boolean;
+}
+
+export interface EndpointRecord {
+  networkId: string;
+  endpointId: string;
+  linkName: string;
+  mac: string | null;
+  ipv4: IpPrefix | null;
+  ipv6: IpPrefix | null;
+}
+
+/** When the store wrote a record (ms since the epoch; 0 when unknown), filled in on read. */
+export interface Stamped {
+  createdAt: number;
+}
+
+/**
+ * Something a teardown could not remove, kept until the reconciler manages to
+ * (keyed by link name): an endpoint link, or a parent lanplug made. While a
+ * parent is recorded here it stays lanplug's: a new network on it adopts it
+ * instead of treating it as the user's.
+ */
+export type Leftover =
+  | { kind: 'endpoint-link'; name: string; networkId: string; endpointId: string; reason: string }
+  | { kind: 'parent'; name: string; parent: Exclude<ParentPlan, { kind: 'existing' }>; networkId: string; reason: string };

@@ -1,0 +1,71 @@
+/**
+ * The SQLite schema, its version (PRAGMA user_version) and the migrations
+ * from every earlier version. A database is only ever moved forward, inside
+ * one transaction; a newer or foreign file is refused and left untouched.
+ *
+ * Versions:
+ * - 1: lanplug 0.1 (no user_version yet): networks and endpoints as JSON records.
+ * - 2: adds `leftovers` (what a teardown could not remove, for the reconciler)
+ *      and `created_at` on networks and endpoints (ms since the epoch; 0 for
+ *      rows migrated from version 1, whose age is unknown).
+ */
+import type Database from 'better-sqlite3';
+import { LanplugError } from '../errors';
+
+export const SCHEMA_VERSION = 2;
+
+const CREATE_V2 = `
+CREATE TABLE networks (
+  id         TEXT PRIMARY KEY,
+  record     TEXT NOT NULL,
+  created_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE endpoints (
+  network_id  TEXT NOT NULL,
+  endpoint_id TEXT NOT NULL,
+  record      TEXT NOT NULL,
+  created_at  INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (network_id, endpoint_id)
+);
+CREATE TABLE leftovers (
+  name   TEXT PRIMARY KEY,
+  record TEXT NOT NULL
+);
+`;
+
+const MIGRATE_1_TO_2 = `
+ALTER TABLE networks ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE endpoints ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE leftovers (
+  name   TEXT PRIMARY KEY,
+  record TEXT NOT NULL
+);
+`;
+
+/** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */
+export function schemaVersion(db: Database.Database): number {
+  const declared = Number(db.pragma('user_version', { simple: true }));
+  if (declared !== 0) return declared;
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
+  if (tables.length === 0) return 0;
+  if (tables.some((t) => t.name === 'networks') && tables.some((t) => t.name === 'endpoints')) return 1;
+  throw new LanplugError('Conflict', `holds tables (${tables.map((t) => t.name).join(', ')}) that are not lanplug's`);
+}
+
+/**
+ * Brings the database to SCHEMA_VERSION. Returns the version it found.
+ * Throws (changing nothing) for a database newer than this code.
+ */
+export function migrate(db: Database.Database): number {
+  const found = schemaVersion(db);
+  if (found > SCHEMA_VERSION) {
+    throw new LanplugError('Conflict', `has schema version ${found}, newer than this lanplug understands (${SCHEMA_VERSION})`);
+  }
+  if (found === SCHEMA_VERSION) return found;
+  db.transaction(() => {
+    if (found === 0) db.exec(CREATE_V2);
+    if (found === 1) db.exec(MIGRATE_1_TO_2);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  })();
+  return found;
+}
