@@ -1,22 +1,48 @@
 /**
- * The long-running daemon: one process serving both network drivers.
- * It wires the layers together and owns the process lifecycle (signals).
+ * The long-running daemon: one process serving both network drivers. It
+ * wires the layers together and owns the process lifecycle:
+ *
+ * 1. the state directory is locked (one daemon per directory) and the store
+ *    opened (its schema moved forward, or the start refused);
+ * 2. the kernel is reconciled with the store, before any socket listens, so
+ *    Docker never talks to a daemon that has not caught up after a crash;
+ * 3. the plugin sockets are served: the ones systemd passed in, else bound here;
+ * 4. every `recheckMs` (and on `lanplug gc`) the reconcile runs again, and
+ *    dockerd is asked which rows it has forgotten.
  */
+import { join } from 'node:path';
+import { CONTROL_SOCKET_NAME, controlRoutes } from './api/control';
+import type { JsonObject } from './api/docker/decode';
+import { DockerEngine } from './api/docker/engine';
+import { dropForgottenRows } from './api/docker/forgotten';
 import { networkDriverRoutes } from './api/docker/routes';
-import { PluginServer } from './api/docker/server';
+import { PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
 import { NetworkDriver } from './driver/network-driver';
-import { openRtnl } from './link/rtnl';
+import { reconcile } from './driver/reconcile';
+import { openRtnl, type Rtnl } from './link/rtnl';
 import type { Logger } from './log';
 import type { DriverKind } from './model/network';
+import { StateLock } from './state/lock';
 import { SqliteStore } from './state/sqlite';
+import { prepareStateDir } from './state/state-dir';
+import { systemdSockets } from './systemd-sockets';
 
 export interface DaemonOptions {
   stateDir: string;
   pluginDir: string;
+  /** dockerd's API socket, asked in the background which rows Docker has forgotten. */
+  dockerSocket: string;
+  /** How often the reconcile runs again; 0 turns the periodic run off. */
+  recheckMs: number;
   log: Logger;
 }
 
 const DRIVER_KINDS: readonly DriverKind[] = ['macvlan', 'ipvlan'];
+
+/** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
+function asJson(value: object): JsonObject {
+  return JSON.parse(JSON.stringify(value)) as JsonObject;
+}
 
 export interface RunningDaemon {
   stop(): Promise<void>;
@@ -24,32 +50,71 @@ export interface RunningDaemon {
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { log } = options;
-  const store = SqliteStore.open(options.stateDir);
-  const rtnl = openRtnl();
-  const driver = new NetworkDriver(rtnl, store, log);
-  const servers: PluginServer[] = [];
+  const passed = systemdSockets(log);
+  // Refuse before touching anything if another process serves these sockets.
+  for (const kind of DRIVER_KINDS) {
+    if (!passed.has(`lanplug-${kind}`)) await removeDeadSocket(join(options.pluginDir, `lanplug-${kind}.sock`));
+  }
+  prepareStateDir(options.stateDir);
+  const lock = StateLock.acquire(options.stateDir);
+  const closers: (() => void | Promise<void>)[] = [() => lock.release()];
+  const closeAll = async (): Promise<void> => {
+    for (const close of closers.reverse()) await close();
+  };
   try {
+    const store = SqliteStore.open(options.stateDir);
+    closers.push(() => store.close());
+    if (store.foundVersion !== 0 && store.foundVersion < 2) log.info('state database migrated', { path: store.path, from: store.foundVersion, to: 2 });
+    const rtnl: Rtnl = openRtnl();
+    closers.push(() => rtnl.close());
+    const driver = new NetworkDriver(rtnl, store, log);
+    reconcile(rtnl, store, log);
+
+    const engine = new DockerEngine(options.dockerSocket);
+    let checking: Promise<unknown> = Promise.resolve();
+    const recheck = (dryRun: boolean): Promise<Record<string, unknown>> => {
+      const run = checking.then(async () => {
+        const forgotten = await dropForgottenRows(driver, engine, log, { dryRun });
+        const reconciled = reconcile(rtnl, store, log, { dryRun });
+        return { Reconcile: reconciled, Forgotten: forgotten };
+      });
+      checking = run.catch(() => undefined);
+      return run;
+    };
+
     for (const kind of DRIVER_KINDS) {
-      servers.push(
-        await PluginServer.listen(options.pluginDir, { name: `lanplug-${kind}`, routes: networkDriverRoutes(driver, kind), errorField: 'Err' }, log),
-      );
+      const name = `lanplug-${kind}`;
+      const endpoint: PluginEndpoint = { name, routes: networkDriverRoutes(driver, kind), errorField: 'Err' };
+      const fd = passed.get(name);
+      const server =
+        fd === undefined
+          ? await PluginServer.listen(options.pluginDir, endpoint, log)
+          : await PluginServer.adopt(fd, join(options.pluginDir, `${name}.sock`), endpoint, log);
+      closers.push(() => server.close());
     }
+    const control = await PluginServer.listen(
+      options.stateDir,
+      { name: CONTROL_SOCKET_NAME, routes: controlRoutes({ gc: async (dryRun) => asJson(await recheck(dryRun)) }), errorField: 'Err' },
+      log,
+    );
+    closers.push(() => control.close());
+
+    if (options.recheckMs > 0) {
+      const timer = setInterval(() => {
+        recheck(false).catch((err: unknown) => log.error('periodic reconcile failed', { error: String(err) }));
+      }, options.recheckMs);
+      timer.unref();
+      closers.push(() => clearInterval(timer));
+    }
+    log.info('lanplug daemon started', { stateDir: options.stateDir, pluginDir: options.pluginDir, networks: store.listNetworks().length });
   } catch (err) {
-    await Promise.all(servers.map((s) => s.close()));
-    rtnl.close();
-    store.close();
+    await closeAll();
     throw err;
   }
-  log.info('lanplug daemon started', { stateDir: options.stateDir, pluginDir: options.pluginDir, networks: store.listNetworks().length });
   let stopping: Promise<void> | null = null;
   return {
     stop(): Promise<void> {
-      stopping ??= (async () => {
-        await Promise.all(servers.map((s) => s.close()));
-        rtnl.close();
-        store.close();
-        log.info('lanplug daemon stopped');
-      })();
+      stopping ??= closeAll().then(() => log.info('lanplug daemon stopped'));
       return stopping;
     },
   };

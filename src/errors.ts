@@ -59,13 +59,14 @@ function oneLine(message: string): string {
 export class Teardown {
   private readonly failures: LanplugError[] = [];
 
-  /** Runs `fn`; a failure is kept, with `what` as its context, and undefined is returned. */
-  step<T>(what: string, fn: () => T): T | undefined {
+  /** Runs `fn`; a failure is kept, with `what` as its context, and answered `{ ok: false }`. */
+  step<T>(what: string, fn: () => T): { ok: true; value: T } | { ok: false; error: LanplugError } {
     try {
-      return fn();
+      return { ok: true, value: fn() };
     } catch (err) {
-      this.failures.push(withContext(what, err));
-      return undefined;
+      const error = withContext(what, err);
+      this.failures.push(error);
+      return { ok: false, error };
     }
   }
 

@@ -1,67 +1,61 @@
 /**
- * The `lanplug` command. Arguments are parsed here and nowhere else.
+ * The `lanplug` command. Arguments are parsed here and nowhere else; each
+ * command's work lives in a module of its own.
  */
-import { createLogger, parseLevel, type Level } from '../log';
+import { resolve } from 'node:path';
+import { dockerSocketPath } from '../api/docker/engine';
 import { startDaemon } from '../daemon';
-import { shortId } from '../driver/names';
-import { formatPrefix } from '../net/address';
-import { SqliteStore } from '../state/sqlite';
+import { createLogger, parseLevel } from '../log';
+import { formatChecks, runDoctor } from './doctor';
+import { parseFlags, UsageError } from './flags';
+import { formatGc, runGc } from './gc';
+import { install, uninstall } from './install';
+import { formatStatus } from './status';
+
+export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
+export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
+export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
+const DEFAULT_RECHECK_SECONDS = '300';
 
 const USAGE = `usage: lanplug <command> [options]
 
 commands:
-  daemon [--state-dir DIR] [--plugin-dir DIR] [--log-level debug|info|warn|error]
-         serve the Docker network drivers lanplug-macvlan and lanplug-ipvlan
-         (defaults: --state-dir /var/lib/lanplug --plugin-dir /run/docker/plugins)
-  status [--state-dir DIR]
-         list the networks and endpoints lanplug keeps
-  help   show this text`;
+  daemon     serve the Docker network drivers lanplug-macvlan and lanplug-ipvlan
+             [--state-dir DIR] [--plugin-dir DIR] [--log-level debug|info|warn|error]
+             [--docker-host unix:///var/run/docker.sock] [--recheck-interval SECONDS (0: off)]
+  status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
+  gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
+             Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run]
+  doctor     check this host: kernel features, dockerd, sockets, state   [--json]
+             [--state-dir DIR] [--plugin-dir DIR] [--docker-host URL]
+  install    write and enable systemd units (service + socket activation)
+             [--dry-run] [--root DIR] [--state-dir DIR] [--plugin-dir DIR] [--log-level LEVEL]
+  uninstall  remove exactly what install wrote   [--dry-run] [--root DIR]
+  help       show this text
 
-export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
-export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
+defaults: --state-dir ${DEFAULT_STATE_DIR}  --plugin-dir ${DEFAULT_PLUGIN_DIR}  --docker-host ${DEFAULT_DOCKER_HOST}`;
 
-interface DaemonArgs {
-  stateDir: string;
-  pluginDir: string;
-  level: Level;
-}
-
-class UsageError extends Error {}
-
-export function parseDaemonArgs(args: readonly string[]): DaemonArgs {
-  const parsed: DaemonArgs = { stateDir: DEFAULT_STATE_DIR, pluginDir: DEFAULT_PLUGIN_DIR, level: 'info' };
-  for (let i = 0; i < args.length; i++) {
-    const flag = args[i] ?? '';
-    const [name, inline] = flag.includes('=') ? [flag.slice(0, flag.indexOf('=')), flag.slice(flag.indexOf('=') + 1)] : [flag, undefined];
-    const value = inline ?? args[++i];
-    if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
-    switch (name) {
-      case '--state-dir':
-        parsed.stateDir = value;
-        break;
-      case '--plugin-dir':
-        parsed.pluginDir = value;
-        break;
-      case '--log-level': {
-        const level = parseLevel(value);
-        if (level === null) throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${value}'`);
-        parsed.level = level;
-        break;
-      }
-      default:
-        throw new UsageError(`unknown option '${name}' for lanplug daemon`);
-    }
-  }
-  return parsed;
-}
+const STATE = { '--state-dir': DEFAULT_STATE_DIR };
+const PLUGINS = { '--plugin-dir': DEFAULT_PLUGIN_DIR };
+const DOCKER = { '--docker-host': DEFAULT_DOCKER_HOST };
 
 async function runDaemon(args: readonly string[]): Promise<void> {
-  const parsed = parseDaemonArgs(args);
-  const log = createLogger(parsed.level);
-  if (process.getuid?.() !== 0) {
-    log.warn('not running as root: creating links needs CAP_NET_ADMIN and the plugin directory is root-owned');
-  }
-  const daemon = await startDaemon({ stateDir: parsed.stateDir, pluginDir: parsed.pluginDir, log });
+  const flags = parseFlags('daemon', args, {
+    values: { ...STATE, ...PLUGINS, ...DOCKER, '--log-level': 'info', '--recheck-interval': DEFAULT_RECHECK_SECONDS },
+  });
+  const level = parseLevel(flags.value('--log-level'));
+  if (level === null) throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${flags.value('--log-level')}'`);
+  const recheck = Number(flags.value('--recheck-interval'));
+  if (!Number.isInteger(recheck) || recheck < 0) throw new UsageError(`--recheck-interval must be a whole number of seconds; got '${flags.value('--recheck-interval')}'`);
+  const log = createLogger(level);
+  if (process.getuid?.() !== 0) log.warn('not running as root: creating links needs CAP_NET_ADMIN and the plugin directory is root-owned');
+  const daemon = await startDaemon({
+    stateDir: flags.value('--state-dir'),
+    pluginDir: flags.value('--plugin-dir'),
+    dockerSocket: dockerSocketPath(flags.value('--docker-host')),
+    recheckMs: recheck * 1000,
+    log,
+  });
   const shutdown = (signal: string): void => {
     log.info('shutting down', { signal });
     daemon.stop().then(
@@ -76,33 +70,6 @@ async function runDaemon(args: readonly string[]): Promise<void> {
   process.once('SIGINT', () => shutdown('SIGINT'));
 }
 
-function runStatus(args: readonly string[]): number {
-  let stateDir = DEFAULT_STATE_DIR;
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--state-dir' && args[i + 1] !== undefined) stateDir = args[++i] ?? stateDir;
-    else throw new UsageError(`unknown option '${args[i] ?? ''}' for lanplug status`);
-  }
-  const store = SqliteStore.openReadOnly(stateDir);
-  try {
-    const networks = store.listNetworks();
-    if (networks.length === 0) process.stdout.write('no lanplug networks\n');
-    for (const { spec, parentCreated } of networks) {
-      const mode = spec.mode.kind === 'macvlan' ? spec.mode.mode : `${spec.mode.mode}/${spec.mode.flag}`;
-      const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => formatPrefix(s.pool)).join(',');
-      process.stdout.write(
-        `${shortId(spec.networkId)}  lanplug-${spec.mode.kind}  mode=${mode}  parent=${spec.parent.name}${parentCreated ? ' (created by lanplug)' : ''}  subnets=${subnets || '-'}${spec.internal ? '  internal' : ''}\n`,
-      );
-      for (const ep of store.listEndpoints(spec.networkId)) {
-        const addresses = [ep.ipv4, ep.ipv6].flatMap((a) => (a === null ? [] : [formatPrefix(a)])).join(',');
-        process.stdout.write(`  endpoint ${shortId(ep.endpointId)}  link=${ep.linkName}  mac=${ep.mac ?? '-'}  ${addresses}\n`);
-      }
-    }
-  } finally {
-    store.close();
-  }
-  return 0;
-}
-
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -111,7 +78,42 @@ export async function main(argv: readonly string[]): Promise<number> {
         await runDaemon(rest);
         return -1; // keeps running
       case 'status':
-        return runStatus(rest);
+        process.stdout.write(formatStatus(parseFlags('status', rest, { values: STATE }).value('--state-dir')));
+        return 0;
+      case 'gc': {
+        const flags = parseFlags('gc', rest, { values: { ...STATE, ...DOCKER }, switches: ['--dry-run'] });
+        const dryRun = flags.on('--dry-run');
+        process.stdout.write(formatGc(await runGc(flags.value('--state-dir'), dockerSocketPath(flags.value('--docker-host')), dryRun), dryRun));
+        return 0;
+      }
+      case 'doctor': {
+        const flags = parseFlags('doctor', rest, { values: { ...STATE, ...PLUGINS, ...DOCKER }, switches: ['--json'] });
+        const checks = await runDoctor({
+          stateDir: flags.value('--state-dir'),
+          pluginDir: flags.value('--plugin-dir'),
+          dockerSocket: dockerSocketPath(flags.value('--docker-host')),
+        });
+        process.stdout.write(flags.on('--json') ? `${JSON.stringify(checks, null, 2)}\n` : formatChecks(checks));
+        return checks.some((c) => c.status === 'fail') ? 1 : 0;
+      }
+      case 'install': {
+        const flags = parseFlags('install', rest, { values: { ...STATE, ...PLUGINS, '--log-level': 'info', '--root': '/' }, switches: ['--dry-run'] });
+        const level = flags.value('--log-level');
+        if (parseLevel(level) === null) throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${level}'`);
+        const lines = install({
+          root: flags.value('--root'),
+          dryRun: flags.on('--dry-run'),
+          settings: { program: [process.execPath, lanplugProgram()], stateDir: flags.value('--state-dir'), pluginDir: flags.value('--plugin-dir'), logLevel: level },
+        });
+        process.stdout.write(`${lines.join('\n')}\n`);
+        return 0;
+      }
+      case 'uninstall': {
+        const flags = parseFlags('uninstall', rest, { values: { '--root': '/' }, switches: ['--dry-run'] });
+        const lines = uninstall({ root: flags.value('--root'), dryRun: flags.on('--dry-run') });
+        process.stdout.write(`${lines.length === 0 ? 'nothing to remove' : lines.join('\n')}\n`);
+        return 0;
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -129,6 +131,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`lanplug: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
+}
+
+/** The `bin/lanplug` script this code runs from: what the service's ExecStart runs. */
+function lanplugProgram(): string {
+  return resolve(__dirname, '..', '..', '..', 'bin', 'lanplug');
 }
 
 if (require.main === module) {

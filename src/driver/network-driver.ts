@@ -18,16 +18,17 @@ import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
-import type { DriverKind, EndpointRecord, NetworkRecord, NetworkSpec, Subnet } from '../model/network';
+import { crashPoint } from '../crash-points';
+import type { DriverKind, EndpointRecord, Leftover, NetworkRecord, NetworkSpec, Stamped, Subnet } from '../model/network';
 import { parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
 import { EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
 import { KernelFeatures } from './features';
 import { checkDockerId, endpointLinkName, shortId } from './names';
-import { ensureParent, releaseParent } from './parent';
+import { ensureParent, ownedParent, releaseParent } from './parent';
 import type { CreateEndpointRequest, CreateEndpointResult, CreateNetworkRequest, JoinResult, StaticRoute } from './requests';
-import { validateNetwork } from './validate';
+import { replayDifference, validateNetwork } from './validate';
 
 export class NetworkDriver {
   private readonly features: KernelFeatures;
@@ -46,41 +47,64 @@ export class NetworkDriver {
     checkDockerId(request.networkId, 'network id');
     const known = this.store.getNetwork(request.networkId);
     if (known !== null) {
-      // Docker may replay CreateNetwork for a network it already gave us.
-      if (known.spec.mode.kind !== request.driver) {
-        throw conflict(`network ${shortId(request.networkId)} already exists as a lanplug-${known.spec.mode.kind} network`);
-      }
+      // Docker may replay CreateNetwork for a network it already gave us: the same one is fine.
+      const difference = replayDifference(request, known);
+      if (difference !== null) throw conflict(difference);
       return;
     }
-    const { spec, parentCreated } = validateNetwork(request, this.rtnl, this.store.listNetworks());
+    const leftovers = this.store.listLeftovers();
+    const { spec, parentCreated } = validateNetwork(request, this.rtnl, this.store.listNetworks(), this.lanplugParents(leftovers));
     this.features.require(spec.mode);
     const record: NetworkRecord = { spec, parentCreated };
-    this.store.insertNetwork(record);
+    this.store.transaction(() => {
+      this.store.insertNetwork(record);
+      // A parent waiting to be removed is this network's now.
+      if (leftovers.some((l) => l.kind === 'parent' && l.name === spec.parent.name)) this.store.deleteLeftover(spec.parent.name);
+    });
     try {
       ensureParent(this.rtnl, spec.parent, spec.mtu);
     } catch (err) {
       this.store.deleteNetwork(spec.networkId);
       // A parent this network would have owned is removed again if the failure came after creating it.
-      this.releaseParentQuietly(record);
+      this.releaseOrRemember(record, 'undo a failed network create');
       throw inNetwork(spec, err);
     }
+    crashPoint('create-network:parent-ready');
     this.log.info('network created', { network: shortId(spec.networkId), mode: spec.mode, parent: spec.parent.name, parentCreated });
   }
 
   /**
-   * Idempotent: an unknown network is already deleted. Every endpoint link is
-   * tried, then the parent; the failures are reported together at the end.
+   * Idempotent: an unknown network is already deleted. The rows go first,
+   * replaced in the same transaction by leftovers for every link to remove;
+   * then every endpoint link is tried, then the parent, and each leftover is
+   * dropped once its link is gone. What failed stays for the reconciler and
+   * is reported together at the end (Docker logs it and forgets the network).
    */
   deleteNetwork(networkId: string): void {
     const network = this.store.getNetwork(networkId);
     if (network === null) return;
+    const endpoints = this.store.listEndpoints(networkId);
+    const parent = ownedParent(network);
+    this.store.transaction(() => {
+      this.store.deleteNetwork(networkId);
+      for (const endpoint of endpoints) this.store.putLeftover(endpointLeftover(endpoint, 'network removed'));
+      if (parent !== null) this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId, reason: 'network removed' });
+    });
+    crashPoint('delete-network:rows-dropped');
     const teardown = new Teardown();
-    for (const endpoint of this.store.listEndpoints(networkId)) {
-      teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () => this.deleteEndpointLink(endpoint.linkName));
+    for (const endpoint of endpoints) {
+      const removed = teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () => this.deleteEndpointLink(endpoint.linkName));
+      if (removed.ok) this.store.deleteLeftover(endpoint.linkName);
+      else this.store.putLeftover(endpointLeftover(endpoint, removed.error.message));
     }
-    this.store.deleteNetwork(networkId);
-    const outcome = teardown.step('release parent', () => releaseParent(this.rtnl, network, this.store.listNetworks())) ?? 'failed';
-    this.log.info('network deleted', { network: shortId(networkId), parent: network.spec.parent.name, parentLink: outcome });
+    let parentLink = 'kept';
+    if (parent !== null) {
+      const released = teardown.step('release parent', () => releaseParent(this.rtnl, parent, this.store.listNetworks()));
+      if (released.ok) this.store.deleteLeftover(parent.name);
+      else this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId, reason: released.error.message });
+      parentLink = released.ok ? released.value : 'failed';
+    }
+    this.log.info('network deleted', { network: shortId(networkId), parent: network.spec.parent.name, parentLink, failures: teardown.failed.length });
     try {
       teardown.throwIfFailed();
     } catch (err) {
@@ -115,26 +139,39 @@ export class NetworkDriver {
       ipv4: request.ipv4,
       ipv6: request.ipv6,
     });
+    crashPoint('create-endpoint:recorded');
     return { assignedMac: requestedMac === null ? mac : null };
   }
 
-  /** Idempotent: a link or record already gone is success. */
+  /**
+   * Idempotent: a link or record already gone is success. The row is replaced
+   * by a leftover first, so that a crash or a refused delete leaves the link
+   * to the reconciler rather than a row Docker has forgotten.
+   */
   deleteEndpoint(networkId: string, endpointId: string): void {
     const network = this.store.getNetwork(networkId);
     const endpoint = this.store.getEndpoint(networkId, endpointId);
+    // Docker hands the link back to our namespace after Leave; it is deleted here, as Docker's own driver does.
+    const linkName = endpoint?.linkName ?? endpointLinkName(endpointId);
+    const leftover = endpointLeftover({ networkId, endpointId, linkName }, 'endpoint removed');
+    this.store.transaction(() => {
+      this.store.deleteEndpoint(networkId, endpointId);
+      this.store.putLeftover(leftover);
+    });
+    crashPoint('delete-endpoint:row-dropped');
     try {
-      // Docker hands the link back to our namespace after Leave; it is deleted here, as Docker's own driver does.
-      this.deleteEndpointLink(endpoint?.linkName ?? endpointLinkName(endpointId));
+      this.deleteEndpointLink(linkName);
     } catch (err) {
-      throw network === null ? err : inNetwork(network.spec, err);
+      const failure = network === null ? withContext(`endpoint ${shortId(endpointId)}`, err) : inNetwork(network.spec, err);
+      this.store.putLeftover({ ...leftover, reason: failure.message });
+      throw failure;
     }
-    this.store.deleteEndpoint(networkId, endpointId);
+    this.store.deleteLeftover(linkName);
   }
 
-  endpointInfo(networkId: string, endpointId: string): EndpointRecord {
-    const endpoint = this.store.getEndpoint(networkId, endpointId);
-    if (endpoint === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
-    return endpoint;
+  /** null for an endpoint lanplug does not know (Docker's own drivers answer an empty map then). */
+  endpointInfo(networkId: string, endpointId: string): EndpointRecord | null {
+    return this.store.getEndpoint(networkId, endpointId);
   }
 
   /**
@@ -156,6 +193,7 @@ export class NetworkDriver {
     } catch (err) {
       throw inNetwork(spec, err);
     }
+    crashPoint('join:link-created');
     return joinAnswer(spec, endpoint);
   }
 
@@ -166,8 +204,12 @@ export class NetworkDriver {
     }
   }
 
-  listNetworks(): NetworkRecord[] {
+  listNetworks(): (NetworkRecord & Stamped)[] {
     return this.store.listNetworks();
+  }
+
+  listEndpoints(networkId: string): (EndpointRecord & Stamped)[] {
+    return this.store.listEndpoints(networkId);
   }
 
   // ---- helpers ----
@@ -197,15 +239,33 @@ export class NetworkDriver {
     if (link !== null) this.rtnl.deleteLink(link);
   }
 
-  /** On the undo path of a failed create: a failure here must not hide the one being reported. */
-  private releaseParentQuietly(network: NetworkRecord): void {
+  /**
+   * Releases the parent of a network that is gone; a failure is kept as a
+   * leftover and logged, never thrown (it must not hide the error being reported).
+   */
+  private releaseOrRemember(network: NetworkRecord, why: string): void {
+    const parent = ownedParent(network);
+    if (parent === null) return;
     try {
-      releaseParent(this.rtnl, network, this.store.listNetworks());
+      releaseParent(this.rtnl, parent, this.store.listNetworks());
     } catch (err) {
-      this.log.error('could not remove parent link', { parent: network.spec.parent.name, error: String(err) });
+      const reason = withContext(why, err).message;
+      this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId: network.spec.networkId, reason });
+      this.log.error('could not remove parent link', { parent: parent.name, error: reason });
     }
   }
+
+  /** Parents lanplug made that the store still knows: used by a network, or waiting to be removed. */
+  private lanplugParents(leftovers: readonly Leftover[]): Set<string> {
+    const names = this.store.listNetworks().flatMap((n) => (n.parentCreated ? [n.spec.parent.name] : []));
+    return new Set([...names, ...leftovers.flatMap((l) => (l.kind === 'parent' ? [l.name] : []))]);
+  }
 }
+
+function endpointLeftover(endpoint: Pick<EndpointRecord, 'networkId' | 'endpointId' | 'linkName'>, reason: string): Leftover {
+  return { kind: 'endpoint-link', name: endpoint.linkName, networkId: endpoint.networkId, endpointId: endpoint.endpointId, reason };
+}
+
 
 /** The one piece of context this layer adds to a failure: which network, on which parent. */
 function inNetwork(spec: NetworkSpec, err: unknown): LanplugError {

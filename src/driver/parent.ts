@@ -16,15 +16,17 @@ import { ENODEV, EOPNOTSUPP } from '../netlink/errno';
 import { parentNotFound } from './options';
 
 /**
- * Makes sure the parent exists and is up; creates it when the plan says it
- * is lanplug's and it is missing. Returns the parent link.
+ * Makes sure the parent exists; creates it (up) when the plan says it is
+ * lanplug's and it is missing. Returns the parent link.
+ *
+ * The admin state of a link lanplug finds is never changed: an administrator
+ * who took eth0 down meant it, and a container on a parent that is down still
+ * starts (it gets no carrier until the parent comes up), as with Docker's own
+ * driver since 28.0.
  */
 export function ensureParent(rtnl: Rtnl, plan: ParentPlan, mtu: number | null): LinkInfo {
   const present = rtnl.getLink(plan.name);
-  if (present !== null) {
-    if (!present.up) rtnl.setUp(present);
-    return present;
-  }
+  if (present !== null) return present;
   if (plan.kind === 'existing') {
     throw new LanplugError('NotFound', parentNotFound(plan.name), { errno: ENODEV });
   }
@@ -36,7 +38,6 @@ export function ensureParent(rtnl: Rtnl, plan: ParentPlan, mtu: number | null): 
 function createVlanParent(rtnl: Rtnl, plan: Extract<ParentPlan, { kind: 'vlan' }>): LinkInfo {
   const base = rtnl.getLink(plan.base);
   if (base === null) throw new LanplugError('NotFound', parentNotFound(plan.base), { errno: ENODEV });
-  if (!base.up) rtnl.setUp(base);
   try {
     return rtnl.createVlan({ name: plan.name, parentIndex: base.index, vlanId: plan.vlanId });
   } catch (err) {
@@ -51,22 +52,30 @@ function createVlanParent(rtnl: Rtnl, plan: Extract<ParentPlan, { kind: 'vlan' }
   }
 }
 
-/**
- * Removes the parent of `network` if lanplug owns it and no other network
- * uses it. `others` are the networks that remain after this one.
- */
-export function releaseParent(rtnl: Rtnl, network: NetworkRecord, others: readonly NetworkRecord[]): 'deleted' | 'kept' {
+/** A parent lanplug made: the only kind it may ever delete. */
+export type OwnedParent = Exclude<ParentPlan, { kind: 'existing' }>;
+
+/** The parent of `network` if lanplug made it (and so may remove it when unused), else null. */
+export function ownedParent(network: NetworkRecord): OwnedParent | null {
   const plan = network.spec.parent;
-  if (!network.parentCreated || plan.kind === 'existing') return 'kept';
-  if (others.some((n) => n.spec.parent.name === plan.name)) return 'kept';
-  const link = rtnl.getLink(plan.name);
-  if (link === null) return 'kept';
-  if (!isStillOurs(rtnl, plan, link)) return 'kept';
-  rtnl.deleteLink(link);
-  return 'deleted';
+  return network.parentCreated && plan.kind !== 'existing' ? plan : null;
 }
 
-function isStillOurs(rtnl: Rtnl, plan: Exclude<ParentPlan, { kind: 'existing' }>, link: LinkInfo): boolean {
+/**
+ * Removes a parent lanplug made when no network in `users` uses it and the
+ * kernel still shows the very link lanplug made. 'gone' when there is nothing
+ * to remove; 'kept' when it is in use or no longer lanplug's.
+ */
+export function releaseParent(rtnl: Rtnl, plan: OwnedParent, users: readonly NetworkRecord[]): 'deleted' | 'kept' | 'gone' {
+  if (users.some((n) => n.spec.parent.name === plan.name)) return 'kept';
+  const link = rtnl.getLink(plan.name);
+  if (link === null) return 'gone';
+  if (!isStillOurs(rtnl, plan, link)) return 'kept';
+  return rtnl.deleteLink(link) ? 'deleted' : 'gone';
+}
+
+/** The link is the kind lanplug made under that name (a user may have replaced it meanwhile). */
+export function isStillOurs(rtnl: Rtnl, plan: OwnedParent, link: LinkInfo): boolean {
   if (plan.kind === 'private') return isPrivateParentKind(link.kind);
   if (link.kind !== 'vlan' || link.vlanId !== plan.vlanId || link.parentIndex === null) return false;
   const base = rtnl.getLink(plan.base);

@@ -5,7 +5,8 @@
  */
 import { conflict, invalidArgument } from '../errors';
 import type { LinkInfo } from '../link/link';
-import type { LinkMode, NetworkRecord, NetworkSpec, ParentPlan } from '../model/network';
+import type { LinkMode, NetworkRecord, NetworkSpec, ParentPlan, Subnet } from '../model/network';
+import { formatPrefix } from '../net/address';
 import { MAX_MTU, MIN_MTU_IPV4, MIN_MTU_IPV6 } from '../net/mtu';
 import { privateParentName, shortId } from './names';
 import { OPT_MTU, parentNotFound, parseNetworkOptions, type ParentOption } from './options';
@@ -22,13 +23,19 @@ export interface ValidatedNetwork {
   parentCreated: boolean;
 }
 
+/**
+ * `lanplugParents`: names of the parents lanplug made that still exist as far
+ * as the store knows (used by a network, or waiting in the leftovers to be
+ * removed): a network on one of them adopts it rather than calling it the user's.
+ */
 export function validateNetwork(
   request: CreateNetworkRequest,
   links: LinkView,
   networks: readonly NetworkRecord[],
+  lanplugParents: ReadonlySet<string>,
 ): ValidatedNetwork {
   const options = parseNetworkOptions(request.driver, request.options);
-  const { plan, parentCreated, parentMtu } = resolveParent(options.parent, request.networkId, links, networks);
+  const { plan, parentCreated, parentMtu } = resolveParent(options.parent, request.networkId, links, lanplugParents);
   checkParentSharing(request.driver, options.mode, plan.name, networks);
   const mtu = options.mtu;
   if (mtu !== null) checkMtu(mtu, plan, parentMtu, request.ipv6.length > 0);
@@ -54,12 +61,7 @@ interface ResolvedParent {
   parentMtu: number | null;
 }
 
-function resolveParent(
-  option: ParentOption,
-  networkId: string,
-  links: LinkView,
-  networks: readonly NetworkRecord[],
-): ResolvedParent {
+function resolveParent(option: ParentOption, networkId: string, links: LinkView, lanplugParents: ReadonlySet<string>): ResolvedParent {
   if (option.kind === 'none') {
     return { plan: { kind: 'private', name: privateParentName(networkId) }, parentCreated: true, parentMtu: null };
   }
@@ -70,9 +72,9 @@ function resolveParent(
   }
   const existing = links.getLink(option.name);
   if (existing !== null) {
-    // A sub-interface another lanplug network made stays lanplug's: whichever
-    // network is removed last removes it. One the user made is never touched.
-    const createdByLanplug = networks.some((n) => n.spec.parent.name === option.name && n.parentCreated);
+    // A sub-interface lanplug made stays lanplug's: whichever network is
+    // removed last removes it. One the user made is never touched.
+    const createdByLanplug = lanplugParents.has(option.name);
     const plan: ParentPlan = createdByLanplug
       ? { kind: 'vlan', name: option.name, base: option.base, vlanId: option.vlanId }
       : { kind: 'existing', name: option.name };
@@ -138,4 +140,35 @@ function checkMtu(mtu: number, plan: ParentPlan, parentMtu: number | null, ipv6:
   if (parentMtu !== null && mtu > parentMtu) {
     throw invalidArgument(`-o ${OPT_MTU}=${mtu} is larger than the MTU of parent ${plan.name} (${parentMtu})`);
   }
+}
+
+/**
+ * Docker may send CreateNetwork again for a network it already gave lanplug
+ * (swarm workers do). That is fine when it asks for the same network; a
+ * different one under a known id is a conflict that names the first
+ * difference. Pure: compares the request's options and pools with the record.
+ */
+export function replayDifference(request: CreateNetworkRequest, known: NetworkRecord): string | null {
+  const spec = known.spec;
+  const id = shortId(spec.networkId);
+  if (spec.mode.kind !== request.driver) return `network ${id} already exists as a lanplug-${spec.mode.kind} network`;
+  const options = parseNetworkOptions(request.driver, request.options);
+  const differ = (what: string, stored: string, requested: string): string | null =>
+    stored === requested ? null : `network ${id} already exists with ${what} ${stored}; this request has ${what} ${requested}`;
+  const parentName = (p: ParentOption): string => (p.kind === 'none' ? '(none)' : p.name);
+  const storedParent = spec.parent.kind === 'private' ? '(none)' : spec.parent.name;
+  const subnets = (list: readonly Subnet[]): string =>
+    list.map((s) => `${formatPrefix(s.pool)}${s.gateway === null ? '' : ` gateway ${s.gateway.text}`}`).join(', ') || '(none)';
+  return (
+    differ('mode', describeMode(spec.mode), describeMode(options.mode)) ??
+    differ('parent', storedParent, parentName(options.parent)) ??
+    differ('mtu', String(spec.mtu ?? 'of the parent'), String(options.mtu ?? 'of the parent')) ??
+    differ('internal', String(spec.internal), String(request.internal || options.parent.kind === 'none')) ??
+    differ('IPv4 subnets', subnets(spec.ipv4), subnets(request.ipv4)) ??
+    differ('IPv6 subnets', subnets(spec.ipv6), subnets(request.ipv6))
+  );
+}
+
+function describeMode(mode: LinkMode): string {
+  return mode.kind === 'macvlan' ? mode.mode : `${mode.mode} flag ${mode.flag}`;
 }

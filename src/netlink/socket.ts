@@ -16,7 +16,6 @@
  * variadic open() through FFI.
  */
 import { closeSync, openSync } from 'node:fs';
-import koffi from 'koffi';
 import { LanplugError } from '../errors';
 import {
   assertLittleEndian,
@@ -35,6 +34,7 @@ import {
   parseMessages,
   type NlMsg,
 } from './codec';
+import { libc, type Libc } from '../sys/libc';
 import { describeErrno, EAGAIN, EINTR, ENOENT } from './errno';
 
 // Values from the kernel/glibc headers of x86_64 and arm64 (checked with a C program).
@@ -56,51 +56,6 @@ const RECEIVE_TIMEOUT_SECONDS = 5;
 /** A dump that changed under us (NLM_F_DUMP_INTR) is restarted this many times. */
 const DUMP_ATTEMPTS = 5;
 
-/** The few libc calls used, with real types instead of koffi's `any`. */
-interface Libc {
-  socket(domain: number, type: number, protocol: number): number;
-  bind(fd: number, addr: Buffer, len: number): number;
-  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
-  send(fd: number, buf: Buffer, len: number, flags: number): number;
-  recvfrom(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: Buffer): number;
-  close(fd: number): number;
-  setns(fd: number, nstype: number): number;
-  /** errno of the last FFI call; must be read before any other FFI call. */
-  errno(): number;
-}
-
-let libcCache: Libc | undefined;
-
-/** Loaded on first use, so that importing this module (e.g. in unit tests) needs no native code. */
-function libc(): Libc {
-  if (libcCache !== undefined) return libcCache;
-  assertLittleEndian();
-  const lib = koffi.load('libc.so.6');
-  // koffi knows no `ssize_t`: `long` is the same width on LP64 Linux.
-  const socket = lib.func('int socket(int domain, int type, int protocol)');
-  const bind = lib.func('int bind(int fd, const void *addr, uint32_t len)');
-  const setsockopt = lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)');
-  const send = lib.func('long send(int fd, const void *buf, size_t len, int flags)');
-  const recvfrom = lib.func('long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)');
-  const close = lib.func('int close(int fd)');
-  const setns = lib.func('int setns(int fd, int nstype)');
-  const num = (v: unknown): number => {
-    if (typeof v !== 'number') throw new LanplugError('Internal', `koffi returned ${typeof v}, expected a number`);
-    return v;
-  };
-  libcCache = {
-    socket: (d, t, p) => num(socket(d, t, p)),
-    bind: (fd, a, l) => num(bind(fd, a, l)),
-    setsockopt: (fd, lv, n, v, l) => num(setsockopt(fd, lv, n, v, l)),
-    send: (fd, b, l, f) => num(send(fd, b, l, f)),
-    recvfrom: (fd, b, l, f, a, al) => num(recvfrom(fd, b, l, f, a, al)),
-    close: (fd) => num(close(fd)),
-    setns: (fd, t) => num(setns(fd, t)),
-    errno: () => koffi.errno(),
-  };
-  return libcCache;
-}
-
 /** A failed system call, as a LanplugError carrying errno. */
 function syscallError(what: string, errno: number): LanplugError {
   return new LanplugError('Kernel', `${what}: ${describeErrno(errno)}`, { errno });
@@ -112,8 +67,15 @@ function syscallError(what: string, errno: number): LanplugError {
  */
 let strandedIn: string | undefined;
 
+/** NetlinkSocketOptions.netns for a new, empty, throw-away namespace. */
+export const FRESH_NAMESPACE = 'fresh';
+
 export interface NetlinkSocketOptions {
-  /** A network namespace file such as /run/netns/x or /proc/<pid>/ns/net; default: the caller's. */
+  /**
+   * A network namespace file such as /run/netns/x or /proc/<pid>/ns/net, or
+   * FRESH_NAMESPACE for a new empty one that lives as long as the socket;
+   * default: the caller's.
+   */
   netns?: string;
 }
 
@@ -135,6 +97,7 @@ export class NetlinkSocket {
   }
 
   static open(options: NetlinkSocketOptions = {}): NetlinkSocket {
+    assertLittleEndian();
     const c = libc();
     const netns = options.netns;
     const fd = netns === undefined ? openRouteSocket(c) : openRouteSocketIn(c, netns);
@@ -281,42 +244,49 @@ function openRouteSocket(c: Libc): number {
 }
 
 /**
- * setns into `path`, create the socket, setns back — all synchronous, on this
- * thread. The socket stays bound to the namespace it was created in, so
- * everything after this function runs in the caller's own namespace.
+ * Enter another network namespace, create the socket, setns back — all
+ * synchronous, on this thread. The socket stays bound to the namespace it was
+ * created in, so everything after this function runs in the caller's own
+ * namespace. `target` is a namespace file, or FRESH for a new, empty
+ * namespace that lives exactly as long as the socket (probes).
  */
-function openRouteSocketIn(c: Libc, path: string): number {
+function openRouteSocketIn(c: Libc, target: string): number {
   if (strandedIn !== undefined) {
     throw new LanplugError('Internal', `this thread could not return from network namespace ${strandedIn}; restart the process`);
   }
   // /proc/thread-self, not /proc/self: the namespace of *this* thread is what setns changes.
   const home = openNsFile('/proc/thread-self/ns/net');
   try {
-    const target = openNsFile(path);
+    enter(c, target);
+    let fd = -1;
     try {
-      if (c.setns(target, CLONE_NEWNET) !== 0) throw syscallError(`setns(${path})`, c.errno());
-      let fd = -1;
-      try {
-        fd = openRouteSocket(c);
-      } finally {
-        if (c.setns(home, CLONE_NEWNET) !== 0) {
-          const errno = c.errno();
-          strandedIn = path;
-          if (fd >= 0) c.close(fd);
-          // Throwing from finally is deliberate: nothing may continue in the wrong namespace.
-          throw new LanplugError(
-            'Internal',
-            `could not return from network namespace ${path}: ${describeErrno(errno)}; restart the process`,
-            { errno },
-          );
-        }
-      }
-      return fd;
+      fd = openRouteSocket(c);
     } finally {
-      closeSync(target);
+      if (c.setns(home, CLONE_NEWNET) !== 0) {
+        const errno = c.errno();
+        strandedIn = target;
+        if (fd >= 0) c.close(fd);
+        // Throwing from finally is deliberate: nothing may continue in the wrong namespace.
+        throw new LanplugError('Internal', `could not return from network namespace ${target}: ${describeErrno(errno)}; restart the process`, { errno });
+      }
     }
+    return fd;
   } finally {
     closeSync(home);
+  }
+}
+
+/** Moves this thread into `target` (a namespace file, or a fresh namespace). */
+function enter(c: Libc, target: string): void {
+  if (target === FRESH_NAMESPACE) {
+    if (c.unshare(CLONE_NEWNET) !== 0) throw syscallError('unshare(CLONE_NEWNET)', c.errno());
+    return;
+  }
+  const fd = openNsFile(target);
+  try {
+    if (c.setns(fd, CLONE_NEWNET) !== 0) throw syscallError(`setns(${target})`, c.errno());
+  } finally {
+    closeSync(fd);
   }
 }
 

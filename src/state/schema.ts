@@ -52,15 +52,21 @@ export function schemaVersion(db: Database.Database): number {
   throw new LanplugError('Conflict', `holds tables (${tables.map((t) => t.name).join(', ')}) that are not lanplug's`);
 }
 
+/** The version found, or a Conflict for a database newer than this code (or not lanplug's). Reads only. */
+export function checkMigratable(db: Database.Database): number {
+  const found = schemaVersion(db);
+  if (found > SCHEMA_VERSION) {
+    throw new LanplugError('Conflict', `has schema version ${found}, newer than this lanplug understands (${SCHEMA_VERSION})`);
+  }
+  return found;
+}
+
 /**
  * Brings the database to SCHEMA_VERSION. Returns the version it found.
  * Throws (changing nothing) for a database newer than this code.
  */
 export function migrate(db: Database.Database): number {
-  const found = schemaVersion(db);
-  if (found > SCHEMA_VERSION) {
-    throw new LanplugError('Conflict', `has schema version ${found}, newer than this lanplug understands (${SCHEMA_VERSION})`);
-  }
+  const found = checkMigratable(db);
   if (found === SCHEMA_VERSION) return found;
   db.transaction(() => {
     if (found === 0) db.exec(CREATE_V2);

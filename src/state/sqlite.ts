@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { LanplugError } from '../errors';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
 import { decodeEndpoint, decodeLeftover, decodeNetwork, encodeEndpoint, encodeLeftover, encodeNetwork } from './records';
-import { migrate, SCHEMA_VERSION, schemaVersion } from './schema';
+import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from './schema';
 import { checkStateDir, prepareStateDir } from './state-dir';
 import type { Store } from './store';
 
@@ -43,6 +43,8 @@ export class SqliteStore implements Store {
     const path = join(stateDir, DATABASE_FILE);
     const db = openFile(path, {});
     try {
+      // Refuse a newer or foreign file before anything (even the journal mode) is written to it.
+      checkMigratable(db);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
       db.pragma('busy_timeout = 5000');

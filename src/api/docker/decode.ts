@@ -61,9 +61,13 @@ export function optionalBoolean(o: JsonObject, key: string): boolean {
   throw invalidArgument(`request field ${key} must be a boolean`);
 }
 
-/** A map of string options (`-o key=value`); non-string values are refused, not coerced. */
+/**
+ * A map of string options (`-o key=value`); non-string values are refused,
+ * not coerced. The map has no prototype, so a key such as `__proto__` is just
+ * an unknown option (and refused as one), never a path into Object.prototype.
+ */
 export function stringMap(o: JsonObject, what: string): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out = Object.create(null) as Record<string, string>;
   for (const [key, value] of Object.entries(o)) {
     if (typeof value !== 'string') throw invalidArgument(`${what} ${key} must be a string`);
     out[key] = value;

@@ -16,7 +16,8 @@ import {
   encodeJoin,
 } from './wire';
 
-export type Handler = (body: JsonObject) => JsonObject;
+/** One API method: synchronous for the drivers (see server.ts), a promise only for control requests. */
+export type Handler = (body: JsonObject) => JsonObject | Promise<JsonObject>;
 
 export function networkDriverRoutes(driver: NetworkDriver, kind: DriverKind): ReadonlyMap<string, Handler> {
   const nothing = (): JsonObject => ({});

@@ -2,11 +2,15 @@
  * The plugin's unix-socket HTTP servers, one per driver name: Docker finds a
  * legacy plugin by the socket's file name in its plugin directory.
  *
- * Sockets are created root-only (umask while binding, then chmod 0600), a
- * stale socket from a crashed run is replaced, and close() lets in-flight
- * requests finish before removing the socket.
+ * Sockets are created root-only (umask while binding, then chmod 0600). A
+ * socket left by a crashed run (nothing answers on it) is replaced; one that
+ * answers belongs to a live process and is never touched. close() lets
+ * in-flight requests finish, then removes the socket only if it is still the
+ * one this process created (same inode). Sockets passed in by systemd are
+ * served as they are and left to systemd.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createConnection } from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { LanplugError } from '../../errors';
@@ -30,49 +34,94 @@ export class PluginServer {
   private constructor(
     private readonly server: Server,
     readonly socketPath: string,
+    /** The inode of the socket file this process created; null when systemd passed the socket in. */
+    private readonly createdInode: number | null,
   ) {}
 
+  /** Binds `<pluginDir>/<name>.sock` itself. */
   static async listen(pluginDir: string, endpoint: PluginEndpoint, log: Logger): Promise<PluginServer> {
     mkdirSync(pluginDir, { recursive: true, mode: 0o755 });
     const socketPath = join(pluginDir, `${endpoint.name}.sock`);
-    removeStaleSocket(socketPath);
+    await removeDeadSocket(socketPath);
     const server = createServer((req, res) => handle(endpoint, log, req, res));
     server.keepAliveTimeout = 5_000;
     const previousUmask = process.umask(0o177);
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(socketPath, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listening(server, socketPath);
     } finally {
       process.umask(previousUmask);
     }
     chmodSync(socketPath, 0o600);
     log.info('listening', { plugin: endpoint.name, socket: socketPath });
-    return new PluginServer(server, socketPath);
+    return new PluginServer(server, socketPath, lstatSync(socketPath).ino);
   }
 
-  /** Stops accepting, waits for in-flight requests, removes the socket. */
+  /** Serves a listening socket systemd passed in (socket activation): file descriptor `fd`, named `socketPath`. */
+  static async adopt(fd: number, socketPath: string, endpoint: PluginEndpoint, log: Logger): Promise<PluginServer> {
+    const server = createServer((req, res) => handle(endpoint, log, req, res));
+    server.keepAliveTimeout = 5_000;
+    await listening(server, { fd });
+    log.info('serving socket passed by systemd', { plugin: endpoint.name, socket: socketPath, fd });
+    return new PluginServer(server, socketPath, null);
+  }
+
+  /** Stops accepting, waits for in-flight requests, removes the socket if it is still ours. */
   async close(): Promise<void> {
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
     });
-    removeStaleSocket(this.socketPath);
+    if (this.createdInode === null) return;
+    try {
+      if (lstatSync(this.socketPath).ino === this.createdInode) unlinkSync(this.socketPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
 }
 
-function removeStaleSocket(path: string): void {
+function listening(server: Server, where: string | { fd: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(where, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Removes a socket file nothing listens on (a crashed run's). A socket that
+ * answers belongs to a live process, and anything else is not ours: refused.
+ */
+export async function removeDeadSocket(path: string): Promise<void> {
+  let isSocket: boolean;
   try {
-    const stat = lstatSync(path);
-    if (!stat.isSocket()) throw new LanplugError('Conflict', `${path} exists and is not a socket; refusing to replace it`);
-    unlinkSync(path);
+    isSocket = lstatSync(path).isSocket();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
   }
+  if (!isSocket) throw new LanplugError('Conflict', `${path} exists and is not a socket; refusing to replace it`);
+  if (await answers(path)) {
+    throw new LanplugError('Conflict', `${path} is served by another running process; lanplug does not take over a live socket: stop that process first`);
+  }
+  unlinkSync(path);
+}
+
+/** True when something accepts a connection on the unix socket within a second. */
+export function answers(path: string, timeoutMs = 1_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const connection = createConnection({ path });
+    const done = (result: boolean): void => {
+      clearTimeout(timer);
+      connection.destroy();
+      resolve(result);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    connection.once('connect', () => done(true));
+    connection.once('error', () => done(false));
+  });
 }
 
 function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res: ServerResponse): void {
@@ -91,31 +140,41 @@ function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res
   });
   req.on('end', () => {
     if (res.writableEnded) return;
-    const route = endpoint.routes.get(path);
     const text = Buffer.concat(chunks).toString('utf8');
-    let status = 200;
-    let payload: Record<string, unknown>;
-    if (req.method !== 'POST') {
-      status = 405;
-      payload = { [endpoint.errorField]: `method ${req.method ?? '?'} not allowed; the plugin API uses POST` };
-    } else if (route === undefined) {
-      status = 404;
-      payload = { [endpoint.errorField]: `${path} is not implemented by ${endpoint.name}` };
-    } else {
-      try {
-        payload = route(parseBody(text));
-      } catch (err) {
-        // Docker reads a non-200 reply's error field and shows it after "NetworkDriver.<Method>: ".
-        status = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
-        const message = err instanceof Error ? err.message : String(err);
-        payload = { [endpoint.errorField]: message };
-        log.error('request failed', { plugin: endpoint.name, path, error: message, ...(err instanceof LanplugError ? { code: err.code, errno: err.errno } : {}) });
-      }
-    }
-    reply(res, status, payload);
-    const micros = Number((process.hrtime.bigint() - started) / 1000n);
-    log.debug('request', { plugin: endpoint.name, path, status, micros, request: text, response: payload });
+    void answer(endpoint, log, req, path, text).then(({ status, payload }) => {
+      reply(res, status, payload);
+      const micros = Number((process.hrtime.bigint() - started) / 1000n);
+      log.debug('request', { plugin: endpoint.name, path, status, micros, request: text, response: payload });
+    });
   });
+}
+
+/**
+ * The reply to one request. Network driver handlers are synchronous, so one
+ * request runs to completion before the next; only control requests (which
+ * wait on dockerd) are asynchronous.
+ */
+async function answer(
+  endpoint: PluginEndpoint,
+  log: Logger,
+  req: IncomingMessage,
+  path: string,
+  text: string,
+): Promise<{ status: number; payload: Record<string, unknown> }> {
+  const route = endpoint.routes.get(path);
+  if (req.method !== 'POST') {
+    return { status: 405, payload: { [endpoint.errorField]: `method ${req.method ?? '?'} not allowed; the plugin API uses POST` } };
+  }
+  if (route === undefined) return { status: 404, payload: { [endpoint.errorField]: `${path} is not implemented by ${endpoint.name}` } };
+  try {
+    return { status: 200, payload: await route(parseBody(text)) };
+  } catch (err) {
+    // Docker reads a non-200 reply's error field and shows it after "NetworkDriver.<Method>: ".
+    const status = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
+    const message = err instanceof Error ? err.message : String(err);
+    log.error('request failed', { plugin: endpoint.name, path, error: message, ...(err instanceof LanplugError ? { code: err.code, errno: err.errno } : {}) });
+    return { status, payload: { [endpoint.errorField]: message } };
+  }
 }
 
 function reply(res: ServerResponse, status: number, payload: Record<string, unknown>): void {

@@ -97,7 +97,8 @@ export function encodeJoin(result: JoinResult): JsonObject {
   return response;
 }
 
-export function encodeEndpointOperInfo(endpoint: { linkName: string; mac: string | null }): JsonObject {
+export function encodeEndpointOperInfo(endpoint: { linkName: string; mac: string | null } | null): JsonObject {
+  if (endpoint === null) return { Value: {} };
   const value: JsonObject = { 'com.lanplug.link': endpoint.linkName };
   if (endpoint.mac !== null) value['com.docker.network.endpoint.macaddress'] = endpoint.mac;
   return { Value: value };

@@ -1,0 +1,43 @@
+/**
+ * A minimal client for dockerd's own API (not the plugin API): lanplug asks
+ * it which of lanplug's networks and endpoints Docker still knows, to drop
+ * the rows Docker has forgotten. Never called from a plugin request handler:
+ * dockerd calls plugins before it serves its API at boot, and a handler that
+ * waited on dockerd would hang both (docker-net-dhcp #2).
+ */
+import { unixHttp } from '../unix-http';
+
+export interface DockerNetworkView {
+  /** Endpoint ids of the containers attached on this host. */
+  endpointIds: Set<string>;
+}
+
+export class DockerEngine {
+  constructor(
+    /** The unix socket of dockerd's API, e.g. /var/run/docker.sock. */
+    readonly socketPath: string,
+    private readonly timeoutMs = 5_000,
+  ) {}
+
+  /** The network as Docker sees it, null when Docker does not know it; throws when dockerd does not answer. */
+  async network(networkId: string): Promise<DockerNetworkView | null> {
+    const { status, body } = await unixHttp(this.socketPath, 'GET', `/networks/${encodeURIComponent(networkId)}`, undefined, this.timeoutMs);
+    if (status === 404) return null;
+    if (status !== 200) throw new Error(`dockerd answered ${status} for network ${networkId.slice(0, 12)}`);
+    const parsed: unknown = JSON.parse(body);
+    const containers = typeof parsed === 'object' && parsed !== null ? (parsed as { Containers?: unknown }).Containers : undefined;
+    const endpointIds = new Set<string>();
+    if (typeof containers === 'object' && containers !== null) {
+      for (const value of Object.values(containers)) {
+        const id = typeof value === 'object' && value !== null ? (value as { EndpointID?: unknown }).EndpointID : undefined;
+        if (typeof id === 'string') endpointIds.add(id);
+      }
+    }
+    return { endpointIds };
+  }
+}
+
+/** `unix:///var/run/docker.sock` or a bare path -> the socket path. */
+export function dockerSocketPath(host: string): string {
+  return host.startsWith('unix://') ? host.slice('unix://'.length) : host;
+}

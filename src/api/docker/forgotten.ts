@@ -1,0 +1,74 @@
+/**
+ * Rows Docker has forgotten: a network or endpoint lanplug still records but
+ * dockerd no longer knows — because a remove reached a daemon that was down,
+ * or a crash came between recording and answering. Such a row would block a
+ * parent for good (passthru, ipvlan mode, "parent already given to endpoint").
+ *
+ * Asked of dockerd's API in the background (never from a plugin handler),
+ * only for rows older than a grace period (Docker records a network or
+ * endpoint only after the plugin has answered), and removed through the
+ * driver's own teardown so links and parents go with them.
+ */
+import type { NetworkDriver } from '../../driver/network-driver';
+import { shortId } from '../../driver/names';
+import type { Logger } from '../../log';
+import type { DockerEngine } from './engine';
+
+export const DEFAULT_GRACE_MS = 60_000;
+
+export interface ForgottenReport {
+  /** False when dockerd did not answer: nothing was decided. */
+  asked: boolean;
+  networks: string[];
+  endpoints: string[];
+  error?: string;
+}
+
+export async function dropForgottenRows(
+  driver: NetworkDriver,
+  engine: DockerEngine,
+  log: Logger,
+  options: { dryRun?: boolean; graceMs?: number; now?: number } = {},
+): Promise<ForgottenReport> {
+  const now = options.now ?? Date.now();
+  const grace = options.graceMs ?? DEFAULT_GRACE_MS;
+  const report: ForgottenReport = { asked: false, networks: [], endpoints: [] };
+  const views = new Map<string, Awaited<ReturnType<DockerEngine['network']>>>();
+  try {
+    for (const network of driver.listNetworks()) views.set(network.spec.networkId, await engine.network(network.spec.networkId));
+  } catch (err) {
+    report.error = err instanceof Error ? err.message : String(err);
+    log.debug('dockerd not asked about forgotten rows', { error: report.error });
+    return report;
+  }
+  report.asked = true;
+  // The answers are awaited first and acted on after, synchronously: the store is read again
+  // here, so a row created or removed while dockerd was being asked is judged as it is now.
+  for (const network of driver.listNetworks()) {
+    if (now - network.createdAt < grace || !views.has(network.spec.networkId)) continue;
+    const view = views.get(network.spec.networkId) ?? null;
+    const id = network.spec.networkId;
+    if (view === null) {
+      report.networks.push(id);
+      log.info('dropping a network Docker has forgotten', { network: shortId(id), dryRun: options.dryRun === true });
+      if (options.dryRun !== true) tryDrop(log, () => driver.deleteNetwork(id));
+      continue;
+    }
+    for (const endpoint of driver.listEndpoints(id)) {
+      if (now - endpoint.createdAt < grace || view.endpointIds.has(endpoint.endpointId)) continue;
+      report.endpoints.push(endpoint.endpointId);
+      log.info('dropping an endpoint Docker has forgotten', { network: shortId(id), endpoint: shortId(endpoint.endpointId), dryRun: options.dryRun === true });
+      if (options.dryRun !== true) tryDrop(log, () => driver.deleteEndpoint(id, endpoint.endpointId));
+    }
+  }
+  return report;
+}
+
+/** The teardown keeps a leftover for whatever it cannot remove; the failure is only logged here. */
+function tryDrop(log: Logger, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.error('could not remove everything of a forgotten row; the reconciler retries', { error: String(err) });
+  }
+}

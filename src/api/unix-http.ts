@@ -1,0 +1,22 @@
+/** HTTP over a unix socket, for lanplug's own clients (dockerd's API, the control socket, doctor's socket check). */
+import { request } from 'node:http';
+
+export interface HttpAnswer {
+  status: number;
+  body: string;
+}
+
+export function unixHttp(socketPath: string, method: 'GET' | 'POST', path: string, body?: string, timeoutMs = 5_000): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const headers = body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+    const req = request({ socketPath, path, method, headers, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${socketPath} did not answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}

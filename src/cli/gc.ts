@@ -1,0 +1,66 @@
+/**
+ * `lanplug gc`: reconcile now. A running daemon holds the state directory, so
+ * it is asked over its control socket; with no daemon, gc takes the lock and
+ * does the same work itself.
+ */
+import { join } from 'node:path';
+import { CONTROL_SOCKET_NAME } from '../api/control';
+import { DockerEngine } from '../api/docker/engine';
+import { dropForgottenRows, type ForgottenReport } from '../api/docker/forgotten';
+import { unixHttp } from '../api/unix-http';
+import { NetworkDriver } from '../driver/network-driver';
+import { reconcile, type ReconcileReport } from '../driver/reconcile';
+import { LanplugError } from '../errors';
+import { openRtnl } from '../link/rtnl';
+import { createLogger } from '../log';
+import { isLocked, StateLock } from '../state/lock';
+import { SqliteStore } from '../state/sqlite';
+import { checkStateDir } from '../state/state-dir';
+
+export interface GcResult {
+  Reconcile: ReconcileReport;
+  Forgotten: ForgottenReport;
+}
+
+export async function runGc(stateDir: string, dockerSocket: string, dryRun: boolean): Promise<GcResult> {
+  checkStateDir(stateDir);
+  if (isLocked(stateDir)) {
+    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.Gc', JSON.stringify({ DryRun: dryRun }), 120_000);
+    const parsed = JSON.parse(answer.body) as GcResult & { Err?: string };
+    if (answer.status !== 200) throw new LanplugError('Internal', `the running daemon could not reconcile: ${parsed.Err ?? answer.body}`);
+    return parsed;
+  }
+  const lock = StateLock.acquire(stateDir);
+  try {
+    const store = SqliteStore.open(stateDir);
+    const rtnl = openRtnl();
+    try {
+      const log = createLogger('error');
+      const driver = new NetworkDriver(rtnl, store, log);
+      const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), log, { dryRun });
+      return { Reconcile: reconcile(rtnl, store, log, { dryRun }), Forgotten: forgotten };
+    } finally {
+      rtnl.close();
+      store.close();
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+/** One line per action, then a summary line. */
+export function formatGc(result: GcResult, dryRun: boolean): string {
+  const lines = result.Reconcile.actions.map(
+    (a) => `${a.action} ${a.target}: ${a.why} — ${a.outcome}${a.error === undefined ? '' : ` (${a.error})`}`,
+  );
+  const f = result.Forgotten;
+  if (!f.asked) lines.push(`dockerd was not asked which rows it has forgotten: ${f.error ?? 'no answer'}`);
+  for (const id of f.networks) lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${id.slice(0, 12)}: Docker no longer knows it`);
+  for (const id of f.endpoints) lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${id.slice(0, 12)}: Docker no longer knows it`);
+  const r = result.Reconcile;
+  const failed = r.actions.filter((a) => a.outcome === 'failed').length;
+  lines.push(
+    `${dryRun ? 'dry run: ' : ''}${r.networks} networks, ${r.endpoints} endpoints, ${r.leftovers} leftovers, ${r.links} links looked at; ${r.actions.length} actions, ${failed} failed`,
+  );
+  return lines.join('\n') + '\n';
+}

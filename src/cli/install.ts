@@ -1,0 +1,102 @@
+/**
+ * `lanplug install` / `lanplug uninstall`: the systemd units, enabled the way
+ * `systemctl enable` does it (a symlink in the target's .wants directory), so
+ * that install works the same on a running host, in a chroot and in a test
+ * root. On a host where systemd runs, the units are then loaded and started.
+ * Uninstall removes exactly what install wrote: files that carry install's
+ * marker line, and symlinks that point at them.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { LanplugError } from '../errors';
+import { DRIVER_SOCKETS, MARKER, SERVICE, unitFiles, type UnitSettings } from '../install/units';
+
+export const UNIT_DIR = '/etc/systemd/system';
+
+export interface InstallOptions {
+  root: string;
+  dryRun: boolean;
+  settings: UnitSettings;
+}
+
+/** Writes and enables the units; returns what it did (or, with dryRun, would do), one line each. */
+export function install(options: InstallOptions): string[] {
+  const done: string[] = [];
+  const dir = join(options.root, UNIT_DIR);
+  for (const unit of unitFiles(options.settings)) {
+    const path = join(dir, unit.name);
+    if (existsSync(path) && !readFileSync(path, 'utf8').startsWith(MARKER)) {
+      throw new LanplugError('Conflict', `${path} exists and was not written by lanplug install; remove or rename it first`);
+    }
+    const link = join(dir, `${unit.wantedBy}.wants`, unit.name);
+    if (options.dryRun) {
+      done.push(`would write ${path}:\n${unit.text}`, `would link ${link} -> ${join(UNIT_DIR, unit.name)}`);
+      continue;
+    }
+    mkdirSync(dirname(link), { recursive: true, mode: 0o755 });
+    writeFileSync(path, unit.text, { mode: 0o644 });
+    done.push(`wrote ${path}`);
+    rmSync(link, { force: true });
+    symlinkSync(join(UNIT_DIR, unit.name), link);
+    done.push(`enabled ${unit.name} (${link})`);
+  }
+  if (!options.dryRun && systemdRunsHere(options.root)) {
+    systemctl(['daemon-reload']);
+    systemctl(['start', ...DRIVER_SOCKETS.map((n) => `${n}.socket`), SERVICE]);
+    done.push(`started ${DRIVER_SOCKETS.map((n) => `${n}.socket`).join(', ')} and ${SERVICE}`);
+  }
+  return done;
+}
+
+/** Stops, disables and removes what install wrote; anything else is left alone. */
+export function uninstall(options: { root: string; dryRun: boolean }): string[] {
+  const done: string[] = [];
+  const dir = join(options.root, UNIT_DIR);
+  const names = [SERVICE, ...DRIVER_SOCKETS.map((n) => `${n}.socket`)];
+  if (!options.dryRun && systemdRunsHere(options.root)) {
+    systemctl(['stop', ...names], true);
+    done.push(`stopped ${names.join(', ')}`);
+  }
+  for (const name of names) {
+    const path = join(dir, name);
+    for (const target of ['multi-user.target', 'sockets.target']) {
+      const link = join(dir, `${target}.wants`, name);
+      if (isLinkTo(link, join(UNIT_DIR, name))) {
+        if (!options.dryRun) rmSync(link);
+        done.push(`${options.dryRun ? 'would remove' : 'removed'} ${link}`);
+      }
+    }
+    if (existsSync(path)) {
+      if (!readFileSync(path, 'utf8').startsWith(MARKER)) {
+        done.push(`kept ${path}: not written by lanplug install`);
+        continue;
+      }
+      if (!options.dryRun) rmSync(path);
+      done.push(`${options.dryRun ? 'would remove' : 'removed'} ${path}`);
+    }
+  }
+  if (!options.dryRun && systemdRunsHere(options.root)) systemctl(['daemon-reload']);
+  return done;
+}
+
+function isLinkTo(path: string, target: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink() && readlinkSync(path) === target;
+  } catch {
+    return false;
+  }
+}
+
+/** systemd is PID 1 of this host (not a chroot or a test root). */
+function systemdRunsHere(root: string): boolean {
+  return (root === '/' || root === '') && existsSync('/run/systemd/system');
+}
+
+function systemctl(args: string[], tolerateFailure = false): void {
+  try {
+    execFileSync('systemctl', args, { stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch (err) {
+    if (!tolerateFailure) throw new LanplugError('Internal', `systemctl ${args.join(' ')} failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}

@@ -1,0 +1,28 @@
+/** `lanplug status`: the networks and endpoints lanplug keeps, read without changing anything. */
+import { shortId } from '../driver/names';
+import { formatPrefix } from '../net/address';
+import { SqliteStore } from '../state/sqlite';
+
+export function formatStatus(stateDir: string): string {
+  const store = SqliteStore.openReadOnly(stateDir);
+  try {
+    const networks = store.listNetworks();
+    const lines: string[] = [];
+    if (networks.length === 0) lines.push('no lanplug networks');
+    for (const { spec, parentCreated } of networks) {
+      const mode = spec.mode.kind === 'macvlan' ? spec.mode.mode : `${spec.mode.mode}/${spec.mode.flag}`;
+      const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => formatPrefix(s.pool)).join(',');
+      lines.push(
+        `${shortId(spec.networkId)}  lanplug-${spec.mode.kind}  mode=${mode}  parent=${spec.parent.name}${parentCreated ? ' (created by lanplug)' : ''}  subnets=${subnets || '-'}${spec.internal ? '  internal' : ''}`,
+      );
+      for (const ep of store.listEndpoints(spec.networkId)) {
+        const addresses = [ep.ipv4, ep.ipv6].flatMap((a) => (a === null ? [] : [formatPrefix(a)])).join(',');
+        lines.push(`  endpoint ${shortId(ep.endpointId)}  link=${ep.linkName}  mac=${ep.mac ?? '-'}  ${addresses}`);
+      }
+    }
+    for (const leftover of store.listLeftovers()) lines.push(`leftover ${leftover.kind} ${leftover.name}: ${leftover.reason}`);
+    return lines.join('\n') + '\n';
+  } finally {
+    store.close();
+  }
+}

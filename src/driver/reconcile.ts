@@ -1,0 +1,153 @@
+/**
+ * Reconcile: bring the kernel back in line with the store after a crash, a
+ * failed teardown or a parent that went away — at daemon start (before the
+ * sockets listen), periodically, and on demand (`lanplug gc`).
+ *
+ * The store is the truth for intent, the kernel for links. Only links that
+ * carry one of lanplug's names and kinds are ever touched:
+ * - endpoint links `lp-<id>` no endpoint record owns (a crash between creating
+ *   the link and answering Docker) are deleted; owned ones are kept;
+ * - probe links `lpp-*` are deleted;
+ * - parents lanplug made that a network needs and that are missing are made again;
+ * - leftovers (what a teardown could not remove) are retried, and forgotten
+ *   once gone.
+ * A link the user made (an `eth0.50` lanplug did not create) is never touched,
+ * and neither is a `dm-<id>` no lanplug record names: Docker's own macvlan
+ * driver names its private parents the same way. lanplug's own are always
+ * recorded (a network row before the link is made, a leftover before the row
+ * goes), so they are found through the store, never by their name alone.
+ */
+import type { LinkInfo } from '../link/link';
+import type { Rtnl } from '../link/rtnl';
+import type { Logger } from '../log';
+import type { Leftover, NetworkRecord } from '../model/network';
+import type { Store } from '../state/store';
+import { ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, shortId } from './names';
+import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
+
+export interface ReconcileAction {
+  /** What was (or, in a dry run, would be) done. */
+  action: 'delete-link' | 'create-parent' | 'forget-leftover';
+  /** The link name. */
+  target: string;
+  why: string;
+  outcome: 'done' | 'failed' | 'planned';
+  error?: string;
+}
+
+export interface ReconcileReport {
+  actions: ReconcileAction[];
+  networks: number;
+  endpoints: number;
+  leftovers: number;
+  /** Links in the namespace lanplug looked at. */
+  links: number;
+}
+
+const ENDPOINT_KINDS = new Set(['macvlan', 'ipvlan']);
+
+export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryRun?: boolean } = {}): ReconcileReport {
+  const dryRun = options.dryRun === true;
+  const networks = store.listNetworks();
+  const endpoints = store.listAllEndpoints();
+  const leftovers = store.listLeftovers();
+  const links = rtnl.listLinks();
+  const actions: ReconcileAction[] = [];
+
+  const act = (action: ReconcileAction['action'], target: string, why: string, fn: () => void): void => {
+    const entry: ReconcileAction = { action, target, why, outcome: dryRun ? 'planned' : 'done' };
+    if (!dryRun) {
+      try {
+        fn();
+      } catch (err) {
+        entry.outcome = 'failed';
+        entry.error = err instanceof Error ? err.message : String(err);
+      }
+    }
+    actions.push(entry);
+    const fields = { action, target, why, outcome: entry.outcome, ...(entry.error === undefined ? {} : { error: entry.error }) };
+    if (entry.outcome === 'failed') log.error('reconcile', fields);
+    else log.info('reconcile', fields);
+  };
+
+  const ownedLinkNames = new Set(endpoints.map((e) => e.linkName));
+  const leftoverNames = new Set(leftovers.map((l) => l.name));
+  const deleteLink = (link: LinkInfo): void => {
+    rtnl.deleteLink(link);
+  };
+
+  for (const link of links) {
+    if (leftoverNames.has(link.name)) continue; // handled with its leftover record below
+    if (isEndpointLink(link) && !ownedLinkNames.has(link.name)) {
+      act('delete-link', link.name, 'endpoint link no endpoint owns (left by a crash before Docker got an answer)', () => deleteLink(link));
+    } else if (link.name.startsWith(PROBE_LINK_PREFIX)) {
+      act('delete-link', link.name, 'kernel feature probe left by a crash', () => deleteLink(link));
+    }
+  }
+
+  for (const leftover of leftovers) retryLeftover(rtnl, store, leftover, networks, ownedLinkNames, links, act);
+
+  for (const network of networks) {
+    const parent = ownedParent(network);
+    if (parent === null || links.some((l) => l.name === parent.name)) continue;
+    if (parent.kind === 'vlan' && !links.some((l) => l.name === parent.base)) {
+      log.info('reconcile', { action: 'wait', target: parent.name, why: `base ${parent.base} is missing; made again when it returns` });
+      continue;
+    }
+    act('create-parent', parent.name, `network ${shortId(network.spec.networkId)} needs it`, () => {
+      ensureParent(rtnl, parent, network.spec.mtu);
+    });
+  }
+
+  const report: ReconcileReport = { actions, networks: networks.length, endpoints: endpoints.length, leftovers: leftovers.length, links: links.length };
+  log.info('reconcile done', {
+    dryRun,
+    networks: report.networks,
+    endpoints: report.endpoints,
+    leftovers: report.leftovers,
+    links: report.links,
+    actions: actions.length,
+    failed: actions.filter((a) => a.outcome === 'failed').length,
+  });
+  return report;
+}
+
+function retryLeftover(
+  rtnl: Rtnl,
+  store: Store,
+  leftover: Leftover,
+  networks: readonly NetworkRecord[],
+  ownedLinkNames: ReadonlySet<string>,
+  links: readonly LinkInfo[],
+  act: (action: ReconcileAction['action'], target: string, why: string, fn: () => void) => void,
+): void {
+  const link = links.find((l) => l.name === leftover.name) ?? null;
+  const forget = (): void => store.deleteLeftover(leftover.name);
+  if (leftover.kind === 'endpoint-link') {
+    if (link === null || !isEndpointLink(link) || ownedLinkNames.has(link.name)) {
+      act('forget-leftover', leftover.name, link === null ? 'endpoint link is gone' : 'endpoint link is in use again', forget);
+      return;
+    }
+    act('delete-link', leftover.name, `endpoint link a teardown could not remove (${leftover.reason})`, () => {
+      rtnl.deleteLink(link);
+      forget();
+    });
+    return;
+  }
+  if (networks.some((n) => n.spec.parent.name === leftover.name)) {
+    act('forget-leftover', leftover.name, 'parent is used by a network again', forget);
+    return;
+  }
+  if (link === null || !isStillOurs(rtnl, leftover.parent, link)) {
+    act('forget-leftover', leftover.name, link === null ? 'parent is gone' : 'the link of that name is no longer the one lanplug made', forget);
+    return;
+  }
+  act('delete-link', leftover.name, `parent a teardown could not remove (${leftover.reason})`, () => {
+    releaseParent(rtnl, leftover.parent, networks);
+    forget();
+  });
+}
+
+function isEndpointLink(link: LinkInfo): boolean {
+  return link.name.startsWith(ENDPOINT_LINK_PREFIX) && link.name.length === ENDPOINT_LINK_PREFIX.length + 12 && ENDPOINT_KINDS.has(link.kind ?? '');
+}

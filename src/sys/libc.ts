@@ -1,0 +1,55 @@
+/**
+ * The few libc calls lanplug makes, through the koffi FFI package, with real
+ * types instead of koffi's `any`. Loaded on first use, so that importing a
+ * module that needs it (e.g. in unit tests) loads no native code.
+ */
+import koffi from 'koffi';
+import { LanplugError } from '../errors';
+
+export interface Libc {
+  socket(domain: number, type: number, protocol: number): number;
+  bind(fd: number, addr: Buffer, len: number): number;
+  setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
+  send(fd: number, buf: Buffer, len: number, flags: number): number;
+  recvfrom(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: Buffer): number;
+  close(fd: number): number;
+  setns(fd: number, nstype: number): number;
+  unshare(flags: number): number;
+  flock(fd: number, operation: number): number;
+  /** errno of the last FFI call; must be read before any other FFI call. */
+  errno(): number;
+}
+
+let cache: Libc | undefined;
+
+export function libc(): Libc {
+  if (cache !== undefined) return cache;
+  const lib = koffi.load('libc.so.6');
+  // koffi knows no `ssize_t`: `long` is the same width on LP64 Linux.
+  const socket = lib.func('int socket(int domain, int type, int protocol)');
+  const bind = lib.func('int bind(int fd, const void *addr, uint32_t len)');
+  const setsockopt = lib.func('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)');
+  const send = lib.func('long send(int fd, const void *buf, size_t len, int flags)');
+  const recvfrom = lib.func('long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)');
+  const close = lib.func('int close(int fd)');
+  const setns = lib.func('int setns(int fd, int nstype)');
+  const unshare = lib.func('int unshare(int flags)');
+  const flock = lib.func('int flock(int fd, int operation)');
+  const num = (v: unknown): number => {
+    if (typeof v !== 'number') throw new LanplugError('Internal', `koffi returned ${typeof v}, expected a number`);
+    return v;
+  };
+  cache = {
+    socket: (d, t, p) => num(socket(d, t, p)),
+    bind: (fd, a, l) => num(bind(fd, a, l)),
+    setsockopt: (fd, lv, n, v, l) => num(setsockopt(fd, lv, n, v, l)),
+    send: (fd, b, l, f) => num(send(fd, b, l, f)),
+    recvfrom: (fd, b, l, f, a, al) => num(recvfrom(fd, b, l, f, a, al)),
+    close: (fd) => num(close(fd)),
+    setns: (fd, t) => num(setns(fd, t)),
+    unshare: (flags) => num(unshare(flags)),
+    flock: (fd, op) => num(flock(fd, op)),
+    errno: () => koffi.errno(),
+  };
+  return cache;
+}

@@ -1,0 +1,201 @@
+/**
+ * Teardown that never strands state, and the reconciler that finishes what a
+ * crash or a refused delete left, on the in-memory link table. The kernel lane
+ * runs the same paths against the real kernel.
+ */
+import { afterEach, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NetworkDriver } from '../../src/driver/network-driver';
+import { reconcile } from '../../src/driver/reconcile';
+import type { CreateNetworkRequest } from '../../src/driver/requests';
+import { LanplugError } from '../../src/errors';
+import { silentLogger } from '../../src/log';
+import { parseAddress, parsePrefix } from '../../src/net/address';
+import { EBUSY } from '../../src/netlink/errno';
+import { SqliteStore } from '../../src/state/sqlite';
+import { FakeRtnl } from '../support/fake-rtnl';
+
+const NET = 'a'.repeat(64);
+const OTHER = 'b'.repeat(64);
+const EP1 = '1'.repeat(64);
+const EP2 = '2'.repeat(64);
+const ALL = { vlan: true, ipvlan: true, dummy: true };
+
+let dir: string;
+let store: SqliteStore;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'lanplug-reconcile-'));
+  store = SqliteStore.open(dir);
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function network(id: string, options: Record<string, string>, extra: Partial<CreateNetworkRequest> = {}): CreateNetworkRequest {
+  return {
+    networkId: id,
+    driver: 'macvlan',
+    options,
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    ...extra,
+  };
+}
+
+function attach(driver: NetworkDriver, endpointId: string, address: string, networkId = NET): void {
+  driver.createEndpoint('macvlan', { networkId, endpointId, ipv4: parsePrefix(address), ipv6: null, mac: null });
+  driver.join('macvlan', networkId, endpointId);
+}
+
+function setup(features = ALL): { rtnl: FakeRtnl; driver: NetworkDriver } {
+  const rtnl = new FakeRtnl(features);
+  return { rtnl, driver: new NetworkDriver(rtnl, store, silentLogger) };
+}
+
+test('a refused endpoint delete drops the row, keeps a leftover, and the reconciler finishes it', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET, { parent: 'eth0' }));
+  attach(driver, EP1, '172.16.86.2/24');
+  rtnl.fail('delete', 'lp-111111111111', EBUSY);
+  assert.throws(() => driver.deleteEndpoint(NET, EP1), LanplugError);
+  assert.equal(store.getEndpoint(NET, EP1), null, 'Docker forgets the endpoint; so does lanplug');
+  assert.deepEqual(
+    store.listLeftovers().map((l) => [l.kind, l.name]),
+    [['endpoint-link', 'lp-111111111111']],
+  );
+  rtnl.heal();
+  const report = reconcile(rtnl, store, silentLogger);
+  assert.deepEqual(report.actions.map((a) => [a.action, a.target, a.outcome]), [['delete-link', 'lp-111111111111', 'done']]);
+  assert.equal(rtnl.getLink('lp-111111111111'), null);
+  assert.deepEqual(store.listLeftovers(), []);
+});
+
+test('network removal tries every link and the parent, drops the rows, keeps what failed', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET, { parent: 'eth0.50' }));
+  attach(driver, EP1, '172.16.86.2/24');
+  attach(driver, EP2, '172.16.86.3/24');
+  rtnl.fail('delete', 'lp-111111111111', EBUSY);
+  rtnl.fail('delete', 'eth0.50', EBUSY);
+  assert.throws(() => driver.deleteNetwork(NET), /2 steps failed/);
+  assert.equal(rtnl.getLink('lp-222222222222'), null, 'the second link went although the first would not');
+  assert.equal(store.getNetwork(NET), null);
+  assert.deepEqual(store.listLeftovers().map((l) => l.name).sort(), ['eth0.50', 'lp-111111111111']);
+  // The orphaned sub-interface stays lanplug's: a new network on it adopts it and removes it at the end.
+  rtnl.heal();
+  driver.createNetwork(network(OTHER, { parent: 'eth0.50' }));
+  assert.equal(store.getNetwork(OTHER)?.parentCreated, true);
+  assert.deepEqual(store.listLeftovers().map((l) => l.name), ['lp-111111111111']);
+  driver.deleteNetwork(OTHER);
+  assert.equal(rtnl.getLink('eth0.50'), null);
+  reconcile(rtnl, store, silentLogger);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+  assert.deepEqual(store.listLeftovers(), []);
+});
+
+test('a parent whose release failed is retried by the reconciler', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET, {}));
+  rtnl.fail('delete', 'dm-aaaaaaaaaaaa', EBUSY);
+  assert.throws(() => driver.deleteNetwork(NET), /delete link dm-aaaaaaaaaaaa: EBUSY/);
+  rtnl.heal();
+  const report = reconcile(rtnl, store, silentLogger);
+  assert.deepEqual(report.actions.map((a) => [a.action, a.target, a.outcome]), [['delete-link', 'dm-aaaaaaaaaaaa', 'done']]);
+  assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
+});
+
+test('reconcile: orphan endpoint links and probes go; owned links, the user\'s links and Docker\'s dm- links stay', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET, { parent: 'eth0' }));
+  driver.createEndpoint('macvlan', { networkId: NET, endpointId: EP1, ipv4: parsePrefix('172.16.86.2/24'), ipv6: null, mac: null });
+  driver.join('macvlan', NET, EP1); // a crash before Docker got the answer: the row and the link exist
+  const eth0 = rtnl.getLink('eth0');
+  assert.ok(eth0);
+  rtnl.add({ name: 'lp-999999999999', kind: 'macvlan', mtu: 1500, mac: null, up: false, parentIndex: eth0.index });
+  rtnl.add({ name: 'lpp-abcdefb', kind: 'bridge', mtu: 1500, mac: null, up: false, parentIndex: null });
+  rtnl.add({ name: 'eth0.77', kind: 'vlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index, vlanId: 77 });
+  rtnl.add({ name: 'dm-cccccccccccc', kind: 'dummy', mtu: 1500, mac: null, up: true, parentIndex: null });
+  rtnl.add({ name: 'lp-notours', kind: 'veth', mtu: 1500, mac: null, up: true, parentIndex: null });
+  const dry = reconcile(rtnl, store, silentLogger, { dryRun: true });
+  assert.deepEqual(dry.actions.map((a) => [a.action, a.target, a.outcome]), [
+    ['delete-link', 'lp-999999999999', 'planned'],
+    ['delete-link', 'lpp-abcdefb', 'planned'],
+  ]);
+  assert.notEqual(rtnl.getLink('lp-999999999999'), null, 'a dry run changes nothing');
+  reconcile(rtnl, store, silentLogger);
+  assert.deepEqual(rtnl.names(), ['dm-cccccccccccc', 'eth0', 'eth0.77', 'lo', 'lp-111111111111', 'lp-notours']);
+});
+
+test('reconcile makes a missing parent lanplug owns again, and waits for a missing base', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET, { parent: 'eth0.50' }));
+  driver.createNetwork(network(OTHER, {}));
+  for (const name of ['eth0.50', 'dm-bbbbbbbbbbbb']) {
+    const link = rtnl.getLink(name);
+    if (link !== null) rtnl.deleteLink(link);
+  }
+  const report = reconcile(rtnl, store, silentLogger);
+  assert.deepEqual(report.actions.map((a) => [a.action, a.target, a.outcome]), [
+    ['create-parent', 'eth0.50', 'done'],
+    ['create-parent', 'dm-bbbbbbbbbbbb', 'done'],
+  ]);
+  assert.equal(rtnl.getLink('eth0.50')?.vlanId, 50);
+  const eth0 = rtnl.getLink('eth0');
+  if (eth0 !== null) rtnl.deleteLink(eth0);
+  assert.deepEqual(
+    reconcile(rtnl, store, silentLogger).actions.filter((a) => a.target === 'eth0.50'),
+    [],
+    'no base: nothing to do until it returns',
+  );
+});
+
+test("a parent's admin state is never changed: a down parent stays down, its containers still attach", () => {
+  const { rtnl, driver } = setup();
+  const eth0 = rtnl.getLink('eth0');
+  assert.ok(eth0);
+  eth0.up = false;
+  driver.createNetwork(network(NET, { parent: 'eth0' }));
+  attach(driver, EP1, '172.16.86.2/24');
+  assert.equal(rtnl.getLink('eth0')?.up, false);
+  assert.notEqual(rtnl.getLink('lp-111111111111'), null);
+  driver.createNetwork(network(OTHER, { parent: 'eth0.60' }));
+  assert.equal(rtnl.getLink('eth0')?.up, false, 'not even to make a sub-interface on it');
+  assert.equal(rtnl.getLink('eth0.60')?.up, true, 'a sub-interface lanplug makes is made up');
+});
+
+test('a replayed CreateNetwork must ask for the same network', () => {
+  const { driver } = setup();
+  driver.createNetwork(network(NET, { parent: 'eth0', macvlan_mode: 'vepa' }));
+  driver.createNetwork(network(NET, { parent: 'eth0', macvlan_mode: 'vepa' }));
+  const cases: [CreateNetworkRequest, string][] = [
+    [network(NET, { parent: 'eth0' }), 'network aaaaaaaaaaaa already exists with mode vepa; this request has mode bridge'],
+    [network(NET, { parent: 'eth0.5', macvlan_mode: 'vepa' }), 'network aaaaaaaaaaaa already exists with parent eth0; this request has parent eth0.5'],
+    [
+      network(NET, { parent: 'eth0', macvlan_mode: 'vepa' }, { ipv4: [{ pool: parsePrefix('10.0.0.0/8'), gateway: null }] }),
+      'network aaaaaaaaaaaa already exists with IPv4 subnets 172.16.86.0/24 gateway 172.16.86.1; this request has IPv4 subnets 10.0.0.0/8',
+    ],
+    [network(NET, { parent: 'eth0', macvlan_mode: 'vepa', 'com.docker.network.driver.mtu': '1400' }), 'network aaaaaaaaaaaa already exists with mtu of the parent; this request has mtu 1400'],
+  ];
+  for (const [request, message] of cases) {
+    assert.throws(
+      () => driver.createNetwork(request),
+      (err: unknown) => err instanceof LanplugError && err.code === 'Conflict' && err.message === message,
+    );
+  }
+});
+
+test('hostile options: __proto__ is an unknown key, refused; nothing recorded', async () => {
+  const { decodeCreateNetwork } = await import('../../src/api/docker/wire');
+  const { parseBody } = await import('../../src/api/docker/decode');
+  const body = parseBody(`{"NetworkID":"${NET}","Options":{"com.docker.network.generic":{"__proto__":"x","parent":"eth0"}},"IPv4Data":[],"IPv6Data":[]}`);
+  const request = decodeCreateNetwork('macvlan', body);
+  assert.deepEqual(Object.keys(request.options).sort(), ['__proto__', 'parent']);
+  const { driver } = setup();
+  assert.throws(() => driver.createNetwork(request), /^LanplugError: unknown option '__proto__' for lanplug-macvlan/);
+  assert.equal(store.listNetworks().length, 0);
+});

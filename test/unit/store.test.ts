@@ -1,0 +1,179 @@
+/**
+ * The SQLite store's file handling: schema versions and migrations from every
+ * earlier schema, files it must refuse and leave untouched (newer, foreign,
+ * damaged), rows that cannot be read, and the state directory's checks.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { LanplugError } from '../../src/errors';
+import { DATABASE_FILE, SqliteStore } from '../../src/state/sqlite';
+import { SCHEMA_VERSION } from '../../src/state/schema';
+
+function withDir(fn: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-store-'));
+  try {
+    fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const NETWORK_V1 = JSON.stringify({
+  v: 1,
+  networkId: 'a'.repeat(64),
+  mode: { kind: 'macvlan', mode: 'bridge' },
+  parent: { type: 'vlan', name: 'eth0.50', base: 'eth0', vlanId: 50 },
+  mtu: null,
+  internal: false,
+  ipv4: [{ pool: '172.16.86.0/24', gateway: '172.16.86.1' }],
+  ipv6: [],
+  parentCreated: true,
+});
+const ENDPOINT_V1 = JSON.stringify({
+  v: 1,
+  networkId: 'a'.repeat(64),
+  endpointId: '1'.repeat(64),
+  linkName: 'lp-111111111111',
+  mac: '02:42:ac:10:56:02',
+  ipv4: '172.16.86.2/24',
+  ipv6: null,
+});
+
+/** A database exactly as lanplug 0.1 wrote it: no user_version, two tables. */
+function writeSchema1(dir: string): void {
+  const db = new Database(join(dir, DATABASE_FILE));
+  db.exec(`CREATE TABLE networks (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+           CREATE TABLE endpoints (network_id TEXT NOT NULL, endpoint_id TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (network_id, endpoint_id));`);
+  db.prepare('INSERT INTO networks VALUES (?, ?)').run('a'.repeat(64), NETWORK_V1);
+  db.prepare('INSERT INTO endpoints VALUES (?, ?, ?)').run('a'.repeat(64), '1'.repeat(64), ENDPOINT_V1);
+  db.close();
+}
+
+function fileHash(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function refusal(fn: () => unknown): LanplugError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof LanplugError) return err;
+    throw err;
+  }
+  assert.fail('expected a refusal');
+}
+
+test('a new database gets the current schema', () => {
+  withDir((dir) => {
+    const store = SqliteStore.open(join(dir, 'state'));
+    assert.equal(store.foundVersion, 0);
+    store.close();
+    const db = new Database(join(dir, 'state', DATABASE_FILE), { readonly: true });
+    assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+    db.close();
+    assert.equal(statSync(join(dir, 'state')).mode & 0o777, 0o700);
+  });
+});
+
+test('schema 1 (lanplug 0.1) is migrated: its networks and endpoints read back, leftovers work', () => {
+  withDir((dir) => {
+    writeSchema1(dir);
+    const store = SqliteStore.open(dir);
+    try {
+      assert.equal(store.foundVersion, 1);
+      const [network] = store.listNetworks();
+      assert.deepEqual(network?.spec.parent, { kind: 'vlan', name: 'eth0.50', base: 'eth0', vlanId: 50 });
+      assert.equal(network?.createdAt, 0, 'the age of a migrated row is unknown');
+      assert.equal(store.getEndpoint('a'.repeat(64), '1'.repeat(64))?.mac, '02:42:ac:10:56:02');
+      store.putLeftover({ kind: 'endpoint-link', name: 'lp-111111111111', networkId: 'a'.repeat(64), endpointId: '1'.repeat(64), reason: 'test' });
+      assert.equal(store.listLeftovers().length, 1);
+    } finally {
+      store.close();
+    }
+    const again = SqliteStore.open(dir);
+    assert.equal(again.foundVersion, SCHEMA_VERSION, 'migrated once');
+    again.close();
+  });
+});
+
+test('a newer schema is refused with one line and the file is not touched', () => {
+  withDir((dir) => {
+    const path = join(dir, DATABASE_FILE);
+    const db = new Database(path);
+    db.pragma('user_version = 7');
+    db.close();
+    const before = fileHash(path);
+    const err = refusal(() => SqliteStore.open(dir));
+    assert.equal(
+      err.message,
+      `${path} has schema version 7, newer than this lanplug understands (${SCHEMA_VERSION}); lanplug leaves it as it is: run the lanplug that wrote it, or move it aside (mv ${path} ${path}.newer)`,
+    );
+    assert.equal(fileHash(path), before);
+  });
+});
+
+test('a file that is not a database is refused, named, and left as it is', () => {
+  withDir((dir) => {
+    const path = join(dir, DATABASE_FILE);
+    writeFileSync(path, 'not sqlite '.repeat(100));
+    const before = fileHash(path);
+    const err = refusal(() => SqliteStore.open(dir));
+    assert.match(err.message, new RegExp(`^${path.replace(/\//g, '\\/')} is not a readable lanplug database \\(file is not a database\\); lanplug leaves it as it is: move it aside`));
+    assert.equal(fileHash(path), before);
+  });
+});
+
+test("a database with someone else's tables is refused", () => {
+  withDir((dir) => {
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.exec('CREATE TABLE users (name TEXT)');
+    db.close();
+    assert.match(refusal(() => SqliteStore.open(dir)).message, /holds tables \(users\) that are not lanplug's/);
+  });
+});
+
+test('a row that cannot be read is an error naming it, never an absent network', () => {
+  withDir((dir) => {
+    const store = SqliteStore.open(dir);
+    store.close();
+    const db = new Database(join(dir, DATABASE_FILE));
+    db.prepare('INSERT INTO networks (id, record) VALUES (?, ?)').run('b'.repeat(64), JSON.stringify({ v: 9, networkId: 'b'.repeat(64) }));
+    db.close();
+    const reopened = SqliteStore.open(dir);
+    try {
+      const err = refusal(() => reopened.listNetworks());
+      assert.match(err.message, /the network row bbbbbbbbbbbb cannot be read \(unsupported record version 9\)/);
+      assert.equal(refusal(() => reopened.getNetwork('b'.repeat(64))).message, err.message);
+    } finally {
+      reopened.close();
+    }
+  });
+});
+
+test('the state directory is refused, never chmodded, when others may write to it', () => {
+  withDir((dir) => {
+    const shared = join(dir, 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    assert.match(refusal(() => SqliteStore.open(shared)).message, /^state directory .*shared is writable by everyone \(mode 1777\); lanplug does not change it/);
+    assert.equal(statSync(shared).mode & 0o7777, 0o1777, 'the sticky bit and mode are as they were');
+    assert.equal(existsSync(join(shared, DATABASE_FILE)), false);
+    chmodSync(shared, 0o770);
+    assert.match(refusal(() => SqliteStore.open(shared)).message, /is writable by its group \(mode 0770\)/);
+  });
+});
+
+test('read-only opening creates nothing: a mistyped path is an error, not a new database', () => {
+  withDir((dir) => {
+    const missing = join(dir, 'mistyped');
+    assert.equal(refusal(() => SqliteStore.openReadOnly(missing)).message, `no lanplug state directory at ${missing} (the lanplug daemon creates it at its first start)`);
+    assert.equal(existsSync(missing), false);
+    assert.match(refusal(() => SqliteStore.openReadOnly(dir)).message, /lanplug\.db does not exist or cannot be opened; the lanplug daemon creates it at its first start$/);
+    assert.equal(existsSync(join(dir, DATABASE_FILE)), false);
+  });
+});
