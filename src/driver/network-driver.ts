@@ -81,6 +81,7 @@ export class NetworkDriver {
    * is reported together at the end (Docker logs it and forgets the network).
    */
   deleteNetwork(networkId: string): void {
+    checkDockerId(networkId, 'network id');
     const network = this.store.getNetwork(networkId);
     if (network === null) return;
     const endpoints = this.store.listEndpoints(networkId);
@@ -149,6 +150,7 @@ export class NetworkDriver {
    * to the reconciler rather than a row Docker has forgotten.
    */
   deleteEndpoint(networkId: string, endpointId: string): void {
+    checkIds(networkId, endpointId);
     const network = this.store.getNetwork(networkId);
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     // Docker hands the link back to our namespace after Leave; it is deleted here, as Docker's own driver does.
@@ -171,6 +173,7 @@ export class NetworkDriver {
 
   /** null for an endpoint lanplug does not know (Docker's own drivers answer an empty map then). */
   endpointInfo(networkId: string, endpointId: string): EndpointRecord | null {
+    checkIds(networkId, endpointId);
     return this.store.getEndpoint(networkId, endpointId);
   }
 
@@ -180,6 +183,7 @@ export class NetworkDriver {
    * addresses and routes.
    */
   join(driver: DriverKind, networkId: string, endpointId: string): JoinResult {
+    checkIds(networkId, endpointId);
     const network = this.requireNetwork(networkId, driver);
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     if (endpoint === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
@@ -199,6 +203,7 @@ export class NetworkDriver {
 
   /** Nothing to undo here: Docker moves the link back and then calls DeleteEndpoint. */
   leave(networkId: string, endpointId: string): void {
+    checkIds(networkId, endpointId);
     if (this.store.getEndpoint(networkId, endpointId) === null) {
       this.log.debug('leave for an endpoint lanplug does not know', { network: shortId(networkId), endpoint: shortId(endpointId) });
     }
@@ -266,6 +271,12 @@ function endpointLeftover(endpoint: Pick<EndpointRecord, 'networkId' | 'endpoint
   return { kind: 'endpoint-link', name: endpoint.linkName, networkId: endpoint.networkId, endpointId: endpoint.endpointId, reason };
 }
 
+
+/** Ids become link names and state keys: anything but a Docker id is refused before it is used. */
+function checkIds(networkId: string, endpointId: string): void {
+  checkDockerId(networkId, 'network id');
+  checkDockerId(endpointId, 'endpoint id');
+}
 
 /** The one piece of context this layer adds to a failure: which network, on which parent. */
 function inNetwork(spec: NetworkSpec, err: unknown): LanplugError {

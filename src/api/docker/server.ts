@@ -11,7 +11,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createConnection } from 'node:net';
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { LanplugError } from '../../errors';
 import type { Logger } from '../../log';
@@ -34,8 +34,8 @@ export class PluginServer {
   private constructor(
     private readonly server: Server,
     readonly socketPath: string,
-    /** The inode of the socket file this process created; null when systemd passed the socket in. */
-    private readonly createdInode: number | null,
+    /** Identity (device, inode, change time) of the socket file this process created; null when systemd passed it in. */
+    private readonly created: string | null,
   ) {}
 
   /** Binds `<pluginDir>/<name>.sock` itself. */
@@ -45,15 +45,19 @@ export class PluginServer {
     await removeDeadSocket(socketPath);
     const server = createServer((req, res) => handle(endpoint, log, req, res));
     server.keepAliveTimeout = 5_000;
+    // Bound under a temporary name, then renamed into place: Node unlinks the path it bound when the
+    // server closes, and that must never be the public name, which may by then be another process's.
+    const boundPath = `${socketPath}.${process.pid}.new`;
     const previousUmask = process.umask(0o177);
     try {
-      await listening(server, socketPath);
+      await listening(server, boundPath);
     } finally {
       process.umask(previousUmask);
     }
-    chmodSync(socketPath, 0o600);
+    chmodSync(boundPath, 0o600);
+    renameSync(boundPath, socketPath);
     log.info('listening', { plugin: endpoint.name, socket: socketPath });
-    return new PluginServer(server, socketPath, lstatSync(socketPath).ino);
+    return new PluginServer(server, socketPath, fileIdentity(socketPath));
   }
 
   /** Serves a listening socket systemd passed in (socket activation): file descriptor `fd`, named `socketPath`. */
@@ -71,13 +75,19 @@ export class PluginServer {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
     });
-    if (this.createdInode === null) return;
+    if (this.created === null) return;
     try {
-      if (lstatSync(this.socketPath).ino === this.createdInode) unlinkSync(this.socketPath);
+      if (fileIdentity(this.socketPath) === this.created) unlinkSync(this.socketPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
   }
+}
+
+/** Inode numbers are reused at once on some file systems: the change time tells a new file from ours. */
+function fileIdentity(path: string): string {
+  const st = lstatSync(path, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.ctimeNs}`;
 }
 
 function listening(server: Server, where: string | { fd: number }): Promise<void> {

@@ -1,0 +1,215 @@
+/**
+ * The daemon as a process on the real kernel, in a throw-away namespace with
+ * a veth `eth0` as parent, driven over its sockets as dockerd drives it:
+ * one daemon per state directory, sockets never taken from a live process,
+ * crashes at named steps and what the restarted daemon makes of them, a
+ * delete the kernel refuses, and parents that are down or gone.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { DaemonLab, spawnDaemon } from '../support/daemon';
+
+const NS = `lp-k-${randomBytes(4).toString('hex')}`;
+const NET = '5e3ec79625d388dbcc03dcf4a6dc4548644eb99d58864cf8eee2252dcfc0cc9f';
+const EP = '8caf93c862b22f379b60515975acf96f7b54b7cf0ba0fb4a33cf18ae9e5c1d89';
+const EP_LINK = 'lp-8caf93c862b2';
+let lab: DaemonLab;
+
+function ip(...args: string[]): string {
+  return execFileSync('ip', ['-n', NS, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+function hasLink(name: string): boolean {
+  try {
+    ip('link', 'show', 'dev', name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+function linkNames(): string[] {
+  return (JSON.parse(ip('-j', 'link', 'show')) as { ifname: string }[]).map((l) => l.ifname).sort();
+}
+
+const createNetwork = (parent = 'eth0') => ({
+  NetworkID: NET,
+  Options: { 'com.docker.network.generic': { parent } },
+  IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '172.16.86.0/24', Gateway: '172.16.86.1/24' }],
+  IPv6Data: [],
+});
+const createEndpoint = { NetworkID: NET, EndpointID: EP, Interface: { Address: '172.16.86.2/24', MacAddress: '' } };
+const ref = { NetworkID: NET, EndpointID: EP };
+
+before(() => {
+  assert.equal(process.getuid?.(), 0, 'the kernel lane needs root');
+  execFileSync('ip', ['netns', 'add', NS]);
+  ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'lan0');
+  ip('link', 'set', 'eth0', 'up');
+});
+after(() => {
+  execFileSync('ip', ['netns', 'del', NS]);
+});
+
+function freshLab(): DaemonLab {
+  lab?.close();
+  lab = new DaemonLab(NS);
+  return lab;
+}
+after(() => lab?.close());
+
+async function stop(proc: { child: { kill(s: NodeJS.Signals): boolean }; exited: Promise<unknown> }): Promise<void> {
+  proc.child.kill('SIGTERM');
+  await proc.exited;
+}
+
+test('one daemon per state directory: a second one exits with one line naming the first; kill -9 frees the directory', async () => {
+  const l = freshLab();
+  const first = await l.start();
+  const second = spawnDaemon(NS, ['daemon', '--state-dir', l.stateDir, '--plugin-dir', `${l.dir}/other-plugins`], `${l.dir}/second.log`);
+  const { code } = await second.exited;
+  assert.equal(code, 1);
+  assert.equal(
+    second.stderr().trim().split('\n').pop(),
+    `lanplug: another lanplug daemon (pid ${first.pid}) holds ${l.stateDir}/lanplug.lock; one daemon serves a state directory: stop it first, or give this one another --state-dir`,
+  );
+  first.child.kill('SIGKILL');
+  await first.exited;
+  const third = await l.start();
+  await stop(third);
+});
+
+test('a live socket is never taken over; a dead one is replaced; stop removes only the sockets it made', async () => {
+  const l = freshLab();
+  // Something else answers on lanplug-macvlan.sock: the daemon refuses and touches nothing.
+  execFileSync('mkdir', ['-p', l.pluginDir]);
+  const squatter: Server = createServer(() => undefined);
+  await new Promise<void>((resolve) => squatter.listen(l.socket('macvlan'), resolve));
+  const refused = spawnDaemon(NS, ['daemon', '--state-dir', l.stateDir, '--plugin-dir', l.pluginDir], `${l.dir}/refused.log`);
+  assert.equal((await refused.exited).code, 1);
+  assert.match(refused.stderr(), new RegExp(`lanplug: ${l.socket('macvlan')} is served by another running process; lanplug does not take over a live socket`));
+  assert.equal(existsSync(l.stateDir), false, 'refused before creating its state directory');
+  assert.equal(lstatSync(l.socket('macvlan')).isSocket(), true, "the other process's socket is still there");
+  await new Promise<void>((resolve) => squatter.close(() => resolve()));
+  // A socket file nobody listens on (a crashed run's) is replaced.
+  execFileSync('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', l.socket('ipvlan')]); // bound, then the process is gone
+  const proc = await l.start();
+  assert.equal(statSync(l.socket('macvlan')).mode & 0o777, 0o600);
+  // Someone replaces a socket file while the daemon runs: at stop, the daemon removes only its own.
+  rmSync(l.socket('ipvlan'));
+  const replacement = createServer();
+  await new Promise<void>((resolve) => replacement.listen(l.socket('ipvlan'), resolve));
+  await stop(proc);
+  assert.equal(existsSync(l.socket('macvlan')), false, 'its own socket is removed');
+  assert.equal(existsSync(l.socket('ipvlan')), true, 'the replacement is left alone');
+  await new Promise<void>((resolve) => replacement.close(() => resolve()));
+});
+
+test('a crash between creating the endpoint link and answering Join: the restarted daemon keeps the link it owns, and DeleteEndpoint removes it', async () => {
+  const l = freshLab();
+  let proc = await l.start({ LANPLUG_CRASH_AT: 'join:link-created' });
+  assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+  assert.equal((await l.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
+  await assert.rejects(l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' }), 'the daemon dies before it answers');
+  assert.equal((await proc.exited).signal, 'SIGKILL');
+  assert.equal(hasLink(EP_LINK), true, 'the crash left the link');
+  // Orphans no record owns, as a crash of some earlier version could leave them; and links lanplug never made.
+  ip('link', 'add', 'lp-0123456789ab', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
+  ip('link', 'add', 'lpp-c0ffeeb', 'type', 'bridge');
+  ip('link', 'add', 'lp-notours', 'type', 'veth', 'peer', 'name', 'lp-notours-p');
+  ip('link', 'add', 'dm-dockers0wn', 'type', 'bridge');
+  proc = await l.start();
+  assert.match(proc.stderr(), /"msg":"reconcile","action":"delete-link","target":"lp-0123456789ab"/);
+  assert.equal(hasLink('lp-0123456789ab'), false);
+  assert.equal(hasLink('lpp-c0ffeeb'), false);
+  assert.equal(hasLink(EP_LINK), true, 'owned by a recorded endpoint: kept');
+  assert.equal(hasLink('lp-notours') && hasLink('dm-dockers0wn'), true, 'never touches what it did not make');
+  assert.deepEqual((await l.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200);
+  assert.equal(hasLink(EP_LINK), false);
+  assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+  await stop(proc);
+  ip('link', 'del', 'lp-notours');
+  ip('link', 'del', 'dm-dockers0wn');
+});
+
+test('a crash after DeleteEndpoint dropped the row: the restarted daemon removes the link it left', async () => {
+  const l = freshLab();
+  let proc = await l.start({ LANPLUG_CRASH_AT: 'delete-endpoint:row-dropped' });
+  await l.call('/NetworkDriver.CreateNetwork', createNetwork());
+  await l.call('/NetworkDriver.CreateEndpoint', createEndpoint);
+  await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' });
+  await assert.rejects(l.call('/NetworkDriver.DeleteEndpoint', ref));
+  await proc.exited;
+  assert.equal(hasLink(EP_LINK), true);
+  proc = await l.start();
+  assert.equal(hasLink(EP_LINK), false, 'the leftover was finished at start');
+  const status = await l.cli(['status', '--state-dir', l.stateDir]);
+  assert.doesNotMatch(status.stdout, /leftover|endpoint/);
+  await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET });
+  await stop(proc);
+});
+
+test('a delete the kernel refuses: the row goes, a leftover stays, gc finishes once the link can go', async () => {
+  const l = freshLab();
+  const proc = await l.start();
+  await l.call('/NetworkDriver.CreateNetwork', createNetwork());
+  await l.call('/NetworkDriver.CreateEndpoint', createEndpoint);
+  await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' });
+  // The endpoint's name now belongs to the namespace's loopback, which the kernel never deletes (EOPNOTSUPP).
+  ip('link', 'del', EP_LINK);
+  ip('link', 'set', 'lo', 'name', EP_LINK);
+  const refused = await l.call('/NetworkDriver.DeleteEndpoint', ref);
+  assert.equal(refused.status, 400);
+  assert.equal(refused.json['Err'], `network 5e3ec79625d3 on parent eth0: delete link ${EP_LINK}: EOPNOTSUPP (Operation not supported)`);
+  let status = await l.cli(['status', '--state-dir', l.stateDir]);
+  assert.doesNotMatch(status.stdout, /endpoint 8caf93c862b2/, 'Docker forgets the endpoint: so does lanplug');
+  assert.match(status.stdout, new RegExp(`leftover endpoint-link ${EP_LINK}: network 5e3ec79625d3 on parent eth0: delete link`));
+  ip('link', 'set', EP_LINK, 'name', 'lo');
+  const gc = await l.cli(['gc', '--state-dir', l.stateDir, '--docker-host', `${l.dir}/no-dockerd.sock`]);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.match(gc.stdout, new RegExp(`^forget-leftover ${EP_LINK}: endpoint link is gone — done$`, 'm'));
+  status = await l.cli(['status', '--state-dir', l.stateDir]);
+  assert.doesNotMatch(status.stdout, /leftover/);
+  await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET });
+  await stop(proc);
+});
+
+test('a parent that is down: the endpoint link is made, the parent stays down', async () => {
+  const l = freshLab();
+  const proc = await l.start();
+  ip('link', 'set', 'eth0', 'down');
+  try {
+    assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+    await l.call('/NetworkDriver.CreateEndpoint', createEndpoint);
+    assert.equal((await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' })).status, 200);
+    assert.equal(hasLink(EP_LINK), true);
+    assert.doesNotMatch(ip('link', 'show', 'dev', 'eth0'), /[<,]UP[,>]/, 'lanplug never brings up a parent it did not make');
+    await l.call('/NetworkDriver.DeleteEndpoint', ref);
+    await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET });
+  } finally {
+    ip('link', 'set', 'eth0', 'up');
+    await stop(proc);
+  }
+});
+
+test('a parent that disappears: Join says which in one line; all works again when it is back; removal works throughout', async () => {
+  const l = freshLab();
+  const proc = await l.start();
+  await l.call('/NetworkDriver.CreateNetwork', createNetwork());
+  await l.call('/NetworkDriver.CreateEndpoint', createEndpoint);
+  ip('link', 'del', 'eth0');
+  const join = await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' });
+  assert.deepEqual(join, { status: 400, json: { Err: 'network 5e3ec79625d3 on parent eth0: -o parent interface was not found on the host: eth0' } });
+  ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'lan0');
+  ip('link', 'set', 'eth0', 'up');
+  assert.equal((await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' })).status, 200);
+  ip('link', 'del', 'eth0');
+  assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200, 'the link went with its parent: nothing to do');
+  assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+  ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'lan0');
+  ip('link', 'set', 'eth0', 'up');
+  await stop(proc);
+  assert.deepEqual(linkNames(), ['eth0', 'lan0', 'lo']);
+});
