@@ -1,4 +1,4 @@
-// Proves the test lab (test/lab/lab.ts) with Docker's BUILT-IN macvlan driver, the plugin
+// Proves the test lab (test/lab/: lan.ts, docker-host.ts, lanplug.ts, sweep.ts) with Docker's BUILT-IN macvlan driver, the plugin
 // directory plumbing with a stand-in plugin, and the stale-lab cleanup after a crashed run.
 // Needs root, Debian's docker.io (dockerd 20.10) and busybox-static.
 
@@ -7,9 +7,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  cleanupStaleLab, createDockerHost, createLan, labLeftovers, startLanplug, type DockerHost, type Lan,
-} from '../lab/lab';
+import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import { createLan, type Lan } from '../lab/lan';
+import { startLanplug } from '../lab/lanplug';
+import { cleanupStaleLab, labLeftovers } from '../lab/sweep';
 
 // LAN hosts run the machine's programs; iputils-ping may be missing, busybox-static is a lab dependency
 const BUSYBOX = '/bin/busybox';
@@ -126,17 +127,18 @@ describe('lab plugin directory (stand-in plugin)', () => {
 
 describe('cleanupStaleLab', () => {
   test('removes a lab whose owner was SIGKILLed with a container running', () => {
-    const labJs = path.join(__dirname, '..', 'lab', 'lab.js');
+    const labDir = path.join(__dirname, '..', 'lab');
     const script = `
-      const lab = require(process.argv[1]);
+      const { createLan } = require(process.argv[1] + '/lan.js');
+      const { createDockerHost } = require(process.argv[1] + '/docker-host.js');
       (async () => {
-        const lan = lab.createLan();
-        const dh = await lab.createDockerHost(lan);
+        const lan = createLan();
+        const dh = await createDockerHost(lan);
         dh.dockerOk(['run', '-d', '--network', 'none', '--name', 'c1', 'alpine:latest', 'sleep', '1000']);
         process.stdout.write(lan.id + '\\n');
         process.kill(process.pid, 'SIGKILL');
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = spawnSync(process.execPath, ['-e', script, labJs], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['-e', script, labDir], { encoding: 'utf8', timeout: 60_000 });
     const id = r.stdout.trim();
     assert.equal(r.signal, 'SIGKILL', r.stderr);
     assert.match(id, /^[0-9a-f]{6}$/);
