@@ -45,6 +45,15 @@ describe('lab with Docker built-in macvlan', () => {
     const t2 = performance.now();
     t.diagnostic(`lab setup: LAN + LAN host ${(t1 - t0).toFixed(0)} ms, docker host (dockerd ready + image import) ${(t2 - t1).toFixed(0)} ms`);
 
+    // dockerd runs on the containerd the lab started first, in dockerd's network and private mount namespaces
+    const ctrd = dh.containerdPid();
+    assert.ok(ctrd !== undefined, 'the lab started containerd');
+    const nsOf = (pid: number, kind: string): string => fs.readlinkSync(`/proc/${pid}/ns/${kind}`);
+    assert.equal(nsOf(ctrd, 'net'), nsOf(dh.dockerdPid, 'net'));
+    assert.equal(nsOf(ctrd, 'mnt'), nsOf(dh.dockerdPid, 'mnt'));
+    assert.notEqual(nsOf(ctrd, 'mnt'), fs.readlinkSync('/proc/self/ns/mnt'));
+    assert.ok(fs.readFileSync(`/proc/${dh.dockerdPid}/cmdline`, 'utf8').split('\0').includes(dh.containerdSock));
+
     // the LAN itself works, IPv4 and IPv6 (no DAD wait)
     other.execOk([BUSYBOX, 'ping', '-c1', '-W2', '172.16.86.1']);
     other.execOk([BUSYBOX, 'ping6', '-c1', '-W2', '2001:db8:abc8::1']);
@@ -138,7 +147,7 @@ describe('cleanupStaleLab', () => {
         process.stdout.write(lan.id + '\\n');
         process.kill(process.pid, 'SIGKILL');
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = spawnSync(process.execPath, ['-e', script, labDir], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['-e', script, labDir], { encoding: 'utf8', timeout: 180_000 });
     const id = r.stdout.trim();
     assert.equal(r.signal, 'SIGKILL', r.stderr);
     assert.match(id, /^[0-9a-f]{6}$/);

@@ -1,7 +1,7 @@
 // A Docker host on the lab's LAN: network namespace lp-dh-<id>-<n> whose eth0 is a veth into the
-// LAN bridge, running Debian's dockerd 20.10 (which starts its own containerd) in a private mount
-// namespace where the host's plugin directory is bind-mounted over /run/docker/plugins (and its
-// containerd run directory over /run/containerd). Everything the host keeps is under <lab dir>/dh<n>. It
+// LAN bridge, running Debian's dockerd 20.10 and its own containerd in a private mount namespace
+// where the host's plugin directory is bind-mounted over /run/docker/plugins (and its containerd
+// run directory over /run/containerd). Everything the host keeps is under <lab dir>/dh<n>. It
 // owns the Docker client calls (docker/dockerOk), exec in its namespaces, and a teardown that
 // leaves no process, mount, cgroup or file behind. Why it is built this way: README.md here.
 
@@ -19,19 +19,51 @@ import {
 import { findCgroupDirs, rmdirTree, sweepProcesses, umountUnder } from './sweep';
 
 export const DOCKERD = '/usr/sbin/dockerd';
+export const CONTAINERD = '/usr/bin/containerd';
 /** Debian's client, matching the 20.10 daemon (/usr/local/bin/docker is a newer client). */
 export const DOCKER_CLIENT = '/usr/bin/docker';
 /** Where dockerd 20.10 looks for plugin sockets; hard-coded in moby's pkg/plugins (no flag). */
 export const DOCKER_PLUGIN_SOCKET_DIR = '/run/docker/plugins';
+/** Where containerd 1.6's runc shims keep their sockets and state; hard-coded too. */
 const CONTAINERD_RUN_DIR = '/run/containerd';
 const SYS_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
-/** Default for DockerHostOptions.readyTimeoutMs. */
-const READY_TIMEOUT_MS = 30_000;
+/** Default for DockerHostOptions.readyTimeoutMs: containerd's socket, then `docker info`, under load. */
+const READY_TIMEOUT_MS = 120_000;
+/**
+ * Default limit of one docker client call: a guard against a hung call, not a performance bound
+ * (a cold `docker run` in the VM reads runc, the shim and docker-init over 9p under TCG).
+ */
+const DOCKER_CALL_TIMEOUT_MS = 300_000;
 
-// Run inside `unshare --mount`: $1 = plugin dir, $2 = containerd run dir, rest = command.
-const MOUNT_SCRIPT =
-  'set -e; mount --bind "$1" ' + DOCKER_PLUGIN_SOCKET_DIR + '; mount --bind "$2" ' + CONTAINERD_RUN_DIR +
-  '; shift 2; exec "$@"';
+/**
+ * Run by /bin/sh inside `unshare --mount` (a private mount namespace):
+ *   $1 plugin dir, $2 containerd run dir, $3 containerd dir (config.toml; the socket and pid file
+ *   go there), $4 seconds to wait for containerd's socket, then the dockerd command line.
+ * Binds the two directories, starts containerd in the background (same network and mount
+ * namespace), waits for its socket against a deadline (never a try count: one try can take
+ * seconds under load), then execs dockerd, which is told the socket with --containerd. dockerd
+ * 20.10 gives a containerd it spawns itself only ~15 s, which a loaded machine can exceed.
+ */
+const MOUNT_SCRIPT = `set -e
+mount --bind "$1" ${DOCKER_PLUGIN_SOCKET_DIR}
+mount --bind "$2" ${CONTAINERD_RUN_DIR}
+ctrd=$3; wait_s=$4; shift 4
+deadline=$(( $(date +%s) + wait_s ))
+${CONTAINERD} --config "$ctrd/config.toml" &
+pid=$!
+echo "$pid" > "$ctrd/containerd.pid"
+until [ -S "$ctrd/containerd.sock" ]; do
+  state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null || true)
+  case "$state" in ''|Z|X) echo "lab: containerd exited before its socket appeared" >&2; exit 1;; esac
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "lab: containerd's socket did not appear within $wait_s s" >&2; kill "$pid"; exit 1
+  fi
+  sleep 0.1
+done
+exec "$@"`;
+
+/** TOML basic string (JSON's escaping is a subset TOML accepts). */
+const tomlString = (s: string): string => JSON.stringify(s);
 
 /** Where a DockerHost's processes stop on teardown; Lanplug implements it (lanplug.ts). */
 export interface HostDaemon {
@@ -47,7 +79,7 @@ export interface DockerHostOptions {
   image?: boolean;
   /** Extra dockerd arguments, e.g. ['--experimental']. */
   dockerdArgs?: string[];
-  /** How long to wait for `docker info` to answer (default 30 s). */
+  /** How long to wait for containerd's socket and then for `docker info` to answer (default 120 s). */
   readyTimeoutMs?: number;
 }
 
@@ -66,6 +98,9 @@ export class DockerHost {
   readonly pluginDir: string;
   readonly cgroupParent: string;
   readonly clientConfigDir: string;
+  /** containerd's config, root, state, socket and pid file. */
+  readonly containerdDir: string;
+  readonly containerdSock: string;
   /** @internal */ readonly containerdRunDir: string;
   /** @internal */ readonly lanplugs = new Set<HostDaemon>();
   dockerdPid = 0;
@@ -88,6 +123,8 @@ export class DockerHost {
     this.logPath = path.join(this.dir, 'dockerd.log');
     this.pluginDir = path.join(this.dir, 'plugins');
     this.containerdRunDir = path.join(this.dir, 'containerd');
+    this.containerdDir = path.join(this.dir, 'ctrd');
+    this.containerdSock = path.join(this.containerdDir, 'containerd.sock');
     this.clientConfigDir = path.join(this.dir, 'client');
     this.cgroupParent = dockerHostCgroup(lan.id, index);
   }
@@ -97,13 +134,21 @@ export class DockerHost {
     return this.dockerdPid !== 0 && isAlive(this.dockerdPid) ? `/proc/${this.dockerdPid}/ns/mnt` : undefined;
   }
 
+  /** The pid of this host's containerd while it runs (checked against its command line). */
+  containerdPid(): number | undefined {
+    const pid = Number(readOr(path.join(this.containerdDir, 'containerd.pid'), '').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+    const argv = readOr(`/proc/${pid}/cmdline`, '').split('\0');
+    return argv.includes(path.join(this.containerdDir, 'config.toml')) ? pid : undefined;
+  }
+
   /** @internal */ async setUp(opts: DockerHostOptions): Promise<void> {
-    for (const d of [this.dataRoot, this.execRoot, this.pluginDir, this.containerdRunDir, this.clientConfigDir]) {
+    for (const d of [this.dataRoot, this.execRoot, this.pluginDir, this.containerdRunDir, this.containerdDir, this.clientConfigDir]) {
       fs.mkdirSync(d, { recursive: true });
     }
-    // unix socket paths are limited to 108 bytes; containerd's longest one lives under exec-root
-    const longest = path.join(this.execRoot, 'containerd', 'containerd-debug.sock');
-    if (longest.length > 100) throw new Error(`lab: exec-root too long for unix sockets: ${longest}`);
+    // unix socket paths are limited to 108 bytes; containerd's longest one is its ttrpc socket
+    const longest = `${this.containerdSock}.ttrpc`;
+    if (longest.length > 100) throw new Error(`lab: Docker host directory too long for unix sockets: ${longest}`);
     addNetns(this.ns);
     this.netId = nsIdentity('net', `/run/netns/${this.ns}`);
     sysctlsNoDad(this.ns);
@@ -114,10 +159,28 @@ export class DockerHost {
     if (opts.image !== false) this.importImage();
   }
 
+  /** containerd's configuration: everything under containerdDir, nothing read from /etc or written to /opt. */
+  private writeContainerdConfig(): void {
+    const d = this.containerdDir;
+    fs.writeFileSync(path.join(d, 'config.toml'), [
+      'version = 2',
+      `root = ${tomlString(path.join(d, 'root'))}`,
+      `state = ${tomlString(path.join(d, 'state'))}`,
+      // as dockerd configures the containerd it starts itself: no Kubernetes CRI
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = ${tomlString(this.containerdSock)}`,
+      '[plugins."io.containerd.internal.v1.opt"]',
+      `  path = ${tomlString(path.join(d, 'opt'))}`,
+      '',
+    ].join('\n'));
+  }
+
   private async startDockerd(opts: DockerHostOptions): Promise<void> {
     // mount points for the binds inside dockerd's mount namespace (empty dirs; docker.io makes them too)
     fs.mkdirSync(DOCKER_PLUGIN_SOCKET_DIR, { recursive: true });
     fs.mkdirSync(CONTAINERD_RUN_DIR, { recursive: true });
+    this.writeContainerdConfig();
     const config = path.join(this.dir, 'daemon.json');
     // keep the daemon's trust key out of /etc/docker/key.json (20.10 has no flag for it, only this key)
     fs.writeFileSync(config, JSON.stringify({ 'deprecated-key-path': path.join(this.dir, 'key.json') }) + '\n');
@@ -125,8 +188,10 @@ export class DockerHost {
     const argv = [
       'nsenter', `--net=/run/netns/${this.ns}`, '--',
       'unshare', '--mount', '--propagation', 'private', '--',
-      '/bin/sh', '-c', MOUNT_SCRIPT, 'sh', this.pluginDir, this.containerdRunDir,
+      '/bin/sh', '-c', MOUNT_SCRIPT, 'sh', this.pluginDir, this.containerdRunDir, this.containerdDir,
+      String(Math.ceil(readyMs / 1000)),
       DOCKERD,
+      '--containerd', this.containerdSock,
       '--iptables=false', '--ip6tables=false', '--bridge=none', '--userland-proxy=false',
       '--data-root', this.dataRoot, '--exec-root', this.execRoot,
       '-H', `unix://${this.sock}`, '--pidfile', this.pidFile,
@@ -154,10 +219,10 @@ export class DockerHost {
       if (!isAlive(this.dockerdPid)) {
         throw new Error(`lab: dockerd exited during start-up; log ${this.logPath}:\n${tail(readOr(this.logPath, ''), 30)}`);
       }
-      const r = this.docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 10_000 });
+      const r = this.docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 });
       if (r.status === 0) break;
       if (Date.now() > deadline) {
-        throw new Error(`lab: dockerd did not answer \`docker info\` in time; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`);
+        throw new Error(`lab: dockerd did not answer \`docker info\` within ${readyMs} ms; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`);
       }
       await sleep(100);
     }
@@ -169,9 +234,10 @@ export class DockerHost {
     this.dockerOk(['import', '--change', 'CMD ["ash"]', busyboxRootfsTar(), tag]);
   }
 
-  /** Runs Debian's docker client against this host's dockerd. Never throws. */
+  /** Runs Debian's docker client against this host's dockerd (limit: opts.timeoutMs, default 300 s). Never throws. */
   docker(args: readonly string[], opts: RunOptions = {}): RunResult {
     return run([DOCKER_CLIENT, '-H', `unix://${this.sock}`, ...args], {
+      timeoutMs: DOCKER_CALL_TIMEOUT_MS,
       ...opts,
       env: cleanEnv({ DOCKER_CONFIG: this.clientConfigDir, ...(opts.env ?? {}) }),
     });
@@ -208,9 +274,9 @@ export class DockerHost {
   }
 
   /**
-   * Removes all containers, stops dockerd (SIGTERM, then SIGKILL), stops lanplug daemons started
-   * here, kills anything left in the namespace/cgroups (containerd, shims, container processes),
-   * deletes the namespace and the cgroup dirs, unmounts and removes the temp dirs.
+   * Removes all containers, stops dockerd, then containerd (SIGTERM, then SIGKILL), stops lanplug
+   * daemons started here, kills anything left in the namespaces/cgroups (shims, container
+   * processes), deletes the namespace and the cgroup dirs, unmounts and removes the temp dirs.
    * Idempotent and synchronous.
    */
   destroy(): void {
@@ -218,10 +284,12 @@ export class DockerHost {
     this.destroyed = true;
     try {
       if (this.dockerdPid !== 0 && isAlive(this.dockerdPid)) {
-        const ids = this.docker(['ps', '-aq'], { timeoutMs: 10_000 }).stdout.split('\n').filter((s) => s !== '');
-        if (ids.length > 0) this.docker(['rm', '-f', ...ids], { timeoutMs: 30_000 });
+        const ids = this.docker(['ps', '-aq'], { timeoutMs: 30_000 }).stdout.split('\n').filter((s) => s !== '');
+        if (ids.length > 0) this.docker(['rm', '-f', ...ids], { timeoutMs: 60_000 });
         terminateSync(this.dockerdPid, 15_000);
       }
+      const containerd = this.containerdPid();
+      if (containerd !== undefined) terminateSync(containerd, 10_000);
       for (const lp of [...this.lanplugs]) lp.stopSync();
       sweepProcesses({
         netIds: new Set([this.netId ?? nsIdentity('net', `/run/netns/${this.ns}`) ?? '-']),

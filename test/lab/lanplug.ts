@@ -13,9 +13,10 @@ import type { DockerHost, HostDaemon } from './docker-host';
 import { nsExecArgv } from './ns';
 import { cleanEnv, isAlive, readOr, signal, sleep, tail, terminateSync } from './proc';
 
-const READY_TIMEOUT_MS = 15_000;
-/** How long a stopping daemon gets after SIGTERM before SIGKILL. */
-const STOP_GRACE_MS = 5_000;
+/** Default for LanplugOptions.readyTimeoutMs: node's cold start over 9p under TCG takes seconds. */
+const READY_TIMEOUT_MS = 60_000;
+/** How long a stopping daemon gets after SIGTERM before SIGKILL (it returns as soon as it exits). */
+const STOP_GRACE_MS = 15_000;
 
 export interface LanplugOptions {
   /** --state-dir (default: a fresh dir under the Docker host's temp dir). */
@@ -29,6 +30,7 @@ export interface LanplugOptions {
   env?: NodeJS.ProcessEnv;
   /** Sockets (in pluginDir) that must accept connections before start resolves; default ['lanplug-macvlan.sock']. */
   sockets?: string[];
+  /** How long to wait for the sockets (default 60 s). */
   readyTimeoutMs?: number;
 }
 
@@ -155,7 +157,7 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
     if (ready.every(Boolean)) return lp;
     if (Date.now() > deadline) {
       await lp.stop();
-      throw new Error(`lab: lanplug sockets not ready in time (${sockets.filter((_s, i) => !ready[i]).join(', ')})\nstderr:\n${tail(lp.stderr(), 40)}`);
+      throw new Error(`lab: lanplug sockets not ready within ${readyMs} ms (${sockets.filter((_s, i) => !ready[i]).join(', ')})\nstderr:\n${tail(lp.stderr(), 40)}`);
     }
     await sleep(50);
   }

@@ -17,8 +17,8 @@ const LAB_PROGRAMS = new Set([
   'docker-proxy', 'node', 'nsenter', 'unshare', 'sh',
 ]);
 
-/** How long SIGKILLed processes get to disappear. */
-const KILLED_GONE_MS = 5_000;
+/** How long SIGKILLed processes get to disappear (uninterruptible I/O over 9p can hold them). */
+const KILLED_GONE_MS = 15_000;
 
 export interface SweepMarkers {
   /** Network namespaces ("net:[ino]"): every process in one is the lab's. */
