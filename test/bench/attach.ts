@@ -10,7 +10,9 @@
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { createDockerHost, createLan, startLanplug, type DockerHost } from '../lab/lab';
+import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import { createLan } from '../lab/lan';
+import { startLanplug } from '../lab/lanplug';
 
 const PLUGIN_CYCLES = Number(process.env['BENCH_PLUGIN_CYCLES'] ?? 200);
 const DOCKER_CYCLES = Number(process.env['BENCH_DOCKER_CYCLES'] ?? 15);

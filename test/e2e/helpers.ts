@@ -1,10 +1,12 @@
 /** Assertions shared by the Docker end-to-end tests. */
 import assert from 'node:assert/strict';
-import { runOk } from '../lab/proc';
-import { repoRoot } from '../lab/image';
 import { join } from 'node:path';
 import { after, before, beforeEach } from 'node:test';
-import { createDockerHost, createLan, startLanplug, type DockerHost, type Lan, type Lanplug } from '../lab/lab';
+import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import { createLan, type Lan } from '../lab/lan';
+import { startLanplug, type Lanplug } from '../lab/lanplug';
+import { runOk } from '../lab/proc';
+import { repoRoot } from '../support/repo';
 
 export interface ContainerNetwork {
   Gateway: string;

@@ -1,4 +1,4 @@
-// Proves the test lab (test/lab/lab.ts) with Docker's BUILT-IN macvlan driver, the plugin
+// Proves the test lab (test/lab/: lan.ts, docker-host.ts, lanplug.ts, sweep.ts) with Docker's BUILT-IN macvlan driver, the plugin
 // directory plumbing with a stand-in plugin, and the stale-lab cleanup after a crashed run.
 // Needs root, Debian's docker.io (dockerd 20.10) and busybox-static.
 
@@ -7,9 +7,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  cleanupStaleLab, createDockerHost, createLan, labLeftovers, startLanplug, type DockerHost, type Lan,
-} from '../lab/lab';
+import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import { createLan, type Lan } from '../lab/lan';
+import { startLanplug } from '../lab/lanplug';
+import { cleanupStaleLab, labLeftovers } from '../lab/sweep';
 
 // LAN hosts run the machine's programs; iputils-ping may be missing, busybox-static is a lab dependency
 const BUSYBOX = '/bin/busybox';
@@ -43,6 +44,15 @@ describe('lab with Docker built-in macvlan', () => {
     dh = await createDockerHost(lan);
     const t2 = performance.now();
     t.diagnostic(`lab setup: LAN + LAN host ${(t1 - t0).toFixed(0)} ms, docker host (dockerd ready + image import) ${(t2 - t1).toFixed(0)} ms`);
+
+    // dockerd runs on the containerd the lab started first, in dockerd's network and private mount namespaces
+    const ctrd = dh.containerdPid();
+    assert.ok(ctrd !== undefined, 'the lab started containerd');
+    const nsOf = (pid: number, kind: string): string => fs.readlinkSync(`/proc/${pid}/ns/${kind}`);
+    assert.equal(nsOf(ctrd, 'net'), nsOf(dh.dockerdPid, 'net'));
+    assert.equal(nsOf(ctrd, 'mnt'), nsOf(dh.dockerdPid, 'mnt'));
+    assert.notEqual(nsOf(ctrd, 'mnt'), fs.readlinkSync('/proc/self/ns/mnt'));
+    assert.ok(fs.readFileSync(`/proc/${dh.dockerdPid}/cmdline`, 'utf8').split('\0').includes(dh.containerdSock));
 
     // the LAN itself works, IPv4 and IPv6 (no DAD wait)
     other.execOk([BUSYBOX, 'ping', '-c1', '-W2', '172.16.86.1']);
@@ -126,17 +136,18 @@ describe('lab plugin directory (stand-in plugin)', () => {
 
 describe('cleanupStaleLab', () => {
   test('removes a lab whose owner was SIGKILLed with a container running', () => {
-    const labJs = path.join(__dirname, '..', 'lab', 'lab.js');
+    const labDir = path.join(__dirname, '..', 'lab');
     const script = `
-      const lab = require(process.argv[1]);
+      const { createLan } = require(process.argv[1] + '/lan.js');
+      const { createDockerHost } = require(process.argv[1] + '/docker-host.js');
       (async () => {
-        const lan = lab.createLan();
-        const dh = await lab.createDockerHost(lan);
+        const lan = createLan();
+        const dh = await createDockerHost(lan);
         dh.dockerOk(['run', '-d', '--network', 'none', '--name', 'c1', 'alpine:latest', 'sleep', '1000']);
         process.stdout.write(lan.id + '\\n');
         process.kill(process.pid, 'SIGKILL');
       })().catch((e) => { console.error(e); process.exit(1); });`;
-    const r = spawnSync(process.execPath, ['-e', script, labJs], { encoding: 'utf8', timeout: 60_000 });
+    const r = spawnSync(process.execPath, ['-e', script, labDir], { encoding: 'utf8', timeout: 180_000 });
     const id = r.stdout.trim();
     assert.equal(r.signal, 'SIGKILL', r.stderr);
     assert.match(id, /^[0-9a-f]{6}$/);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { startLanplug } from '../lab/lab';
+import { startLanplug } from '../lab/lanplug';
 import { assertNoLanplugLinks, containerNetwork, useLab } from './helpers';
 
 const lab = useLab({ addresses: ['172.16.86.1/24'], resetEachTest: false });

@@ -7,7 +7,7 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { LanHost } from '../lab/lab';
+import type { LanHost } from '../lab/lan';
 import { assertNoLanplugLinks, containerNetwork, lanplugStatus, lines, useLab } from './helpers';
 
 const lab = useLab({ addresses: ['172.16.86.1/24', '192.168.32.254/24'], daemonArgs: ['--log-level', 'debug'] });

@@ -3,7 +3,9 @@
  * dockerd with lanplug on a lab LAN made of network namespaces. Prints each
  * command and what it printed, then removes everything it made.
  */
-import { createDockerHost, createLan, startLanplug, type DockerHost } from './lab';
+import { createDockerHost, type DockerHost } from './docker-host';
+import { createLan } from './lan';
+import { startLanplug } from './lanplug';
 
 function show(host: DockerHost, args: string[], pick?: (out: string) => string): void {
   process.stdout.write(`\n$ docker ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}\n`);

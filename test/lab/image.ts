@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { repoRoot } from '../support/repo';
 import { runOk } from './proc';
 
 export const BUSYBOX = '/bin/busybox';
@@ -13,24 +14,6 @@ export const REQUIRED_APPLETS = [
   'sh', 'ash', 'ip', 'ping', 'ping6', 'sleep', 'cat', 'ls', 'ifconfig', 'route', 'arping', 'nc',
   'wget', 'hostname', 'echo', 'true', 'sysctl',
 ] as const;
-
-/** The repository root: the nearest ancestor of this file holding lanplug's package.json. */
-export function repoRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'lanplug') return dir;
-      } catch {
-        // keep looking
-      }
-    }
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`lab: no lanplug package.json above ${__dirname}`);
-    dir = up;
-  }
-}
 
 /**
  * Returns the path of a tar of a root filesystem holding /bin/busybox and a symlink for every

@@ -140,3 +140,17 @@ export function readOr(path: string, fallback: string): string {
     return fallback;
   }
 }
+
+/** The last `lines` lines of text (for error messages quoting a log). */
+export function tail(text: string, lines: number): string {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+/** This process's environment plus `extra`, without what would point Docker or systemd elsewhere. */
+export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra };
+  for (const k of ['DOCKER_HOST', 'DOCKER_CONTEXT', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'NOTIFY_SOCKET']) {
+    delete env[k];
+  }
+  return env;
+}

@@ -1,5 +1,5 @@
 /**
- * The full-kernel lane: boots Debian's stock kernel under qemu (see vm.ts)
+ * The full-kernel lane: boots Debian's stock kernel under qemu (see README.md here)
  * and runs, inside it, the tests that need what this machine's kernel lacks
  * (8021q, ipvlan, dummy): the kernel lane again, and the Docker tests in
  * test/vm/inside/ against a real dockerd in the VM. The inner run's report
@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { busyboxRootfsTar } from '../lab/image';
-import { runInVm } from './vm';
+import { runInVm } from './run';
 
 /** Inner tests that must have run: a run that silently lost files must not pass. */
 const MIN_INNER_TESTS = 20;

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { busyboxRootfsTar } from '../lab/image';
-import { runInVm, VM_BASH_LIB } from './vm';
+import { VM_BASH_LIB } from './bash-lib';
+import { runInVm } from './run';
 
 const SCRIPT = String.raw`
 ${VM_BASH_LIB}

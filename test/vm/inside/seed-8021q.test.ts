@@ -79,7 +79,7 @@ test('seed dual-stack example on eth0.218 (with --ipv6): both families over the 
   assert.match(net.GlobalIPv6Address, /^2001:db8:abc8::/);
   assert.equal(net.Gateway, `192.168.${net.IPAddress.split('.')[2] ?? '?'}.1`);
   assert.match(host.dockerOk(['exec', 'ds1', 'ip', '-6', 'route']), /^default via 2001:db8:abc8::10 dev eth0/m);
-  await eventually(() => host.dockerOk(['exec', 'ds1', 'ping', '-6', '-c', '1', '-W', '2', '2001:db8:abc8::10']), 15_000);
+  await eventually(() => host.dockerOk(['exec', 'ds1', 'ping', '-6', '-c', '1', '-W', '2', '2001:db8:abc8::10']), 30_000);
   host.dockerOk(['exec', 'ds1', 'ping', '-c', '1', '-W', '3', net.Gateway]);
   host.dockerOk(['rm', '-f', 'ds1']);
   host.dockerOk(['network', 'rm', 'macvlan216']);

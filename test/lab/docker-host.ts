@@ -1,0 +1,325 @@
+// A Docker host on the lab's LAN: network namespace lp-dh-<id>-<n> whose eth0 is a veth into the
+// LAN bridge, running Debian's dockerd 20.10 and its own containerd in a private mount namespace
+// where the host's plugin directory is bind-mounted over /run/docker/plugins (and its containerd
+// run directory over /run/containerd). Everything the host keeps is under <lab dir>/dh<n>. It
+// owns the Docker client calls (docker/dockerOk), exec in its namespaces, and a teardown that
+// leaves no process, mount, cgroup or file behind. Why it is built this way: README.md here.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { busyboxRootfsTar } from './image';
+import type { Lan } from './lan';
+import { dockerHostCgroup, dockerHostNs } from './names';
+import { addNetns, addrArgs, delNetns, nsExecArgv, sysctlsNoDad } from './ns';
+import {
+  CommandError, cleanEnv, isAlive, nsIdentity, readOr, run, runOk, sleep, tail, terminateSync,
+  type RunOptions, type RunResult,
+} from './proc';
+import { findCgroupDirs, rmdirTree, sweepProcesses, umountUnder } from './sweep';
+
+export const DOCKERD = '/usr/sbin/dockerd';
+export const CONTAINERD = '/usr/bin/containerd';
+/** Debian's client, matching the 20.10 daemon (/usr/local/bin/docker is a newer client). */
+export const DOCKER_CLIENT = '/usr/bin/docker';
+/** Where dockerd 20.10 looks for plugin sockets; hard-coded in moby's pkg/plugins (no flag). */
+export const DOCKER_PLUGIN_SOCKET_DIR = '/run/docker/plugins';
+/** Where containerd 1.6's runc shims keep their sockets and state; hard-coded too. */
+const CONTAINERD_RUN_DIR = '/run/containerd';
+const SYS_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+/** Default for DockerHostOptions.readyTimeoutMs: containerd's socket, then `docker info`, under load. */
+const READY_TIMEOUT_MS = 120_000;
+/**
+ * Default limit of one docker client call: a guard against a hung call, not a performance bound
+ * (a cold `docker run` in the VM reads runc, the shim and docker-init over 9p under TCG).
+ */
+const DOCKER_CALL_TIMEOUT_MS = 300_000;
+
+/**
+ * Run by /bin/sh inside `unshare --mount` (a private mount namespace):
+ *   $1 plugin dir, $2 containerd run dir, $3 containerd dir (config.toml; the socket and pid file
+ *   go there), $4 seconds to wait for containerd's socket, then the dockerd command line.
+ * Binds the two directories, starts containerd in the background (same network and mount
+ * namespace), waits for its socket against a deadline (never a try count: one try can take
+ * seconds under load), then execs dockerd, which is told the socket with --containerd. dockerd
+ * 20.10 gives a containerd it spawns itself only ~15 s, which a loaded machine can exceed.
+ */
+const MOUNT_SCRIPT = `set -e
+mount --bind "$1" ${DOCKER_PLUGIN_SOCKET_DIR}
+mount --bind "$2" ${CONTAINERD_RUN_DIR}
+ctrd=$3; wait_s=$4; shift 4
+deadline=$(( $(date +%s) + wait_s ))
+${CONTAINERD} --config "$ctrd/config.toml" &
+pid=$!
+echo "$pid" > "$ctrd/containerd.pid"
+until [ -S "$ctrd/containerd.sock" ]; do
+  state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null || true)
+  case "$state" in ''|Z|X) echo "lab: containerd exited before its socket appeared" >&2; exit 1;; esac
+  if [ "$(date +%s)" -ge "$deadline" ]; then
+    echo "lab: containerd's socket did not appear within $wait_s s" >&2; kill "$pid"; exit 1
+  fi
+  sleep 0.1
+done
+exec "$@"`;
+
+/** TOML basic string (JSON's escaping is a subset TOML accepts). */
+const tomlString = (s: string): string => JSON.stringify(s);
+
+/** Where a DockerHost's processes stop on teardown; Lanplug implements it (lanplug.ts). */
+export interface HostDaemon {
+  stopSync(): void;
+}
+
+export interface DockerHostOptions {
+  /** Addresses for eth0 (none by default: macvlan/ipvlan children carry the containers' addresses). */
+  addresses?: string[];
+  /** Enable hairpin on this host's bridge port (for macvlan vepa mode). */
+  hairpin?: boolean;
+  /** Import the busybox image as alpine:latest (default true). */
+  image?: boolean;
+  /** Extra dockerd arguments, e.g. ['--experimental']. */
+  dockerdArgs?: string[];
+  /** How long to wait for containerd's socket and then for `docker info` to answer (default 120 s). */
+  readyTimeoutMs?: number;
+}
+
+export class DockerHost {
+  readonly ns: string;
+  /** This host's port on the LAN bridge (in the LAN namespace). */
+  readonly port: string;
+  readonly dir: string;
+  readonly dataRoot: string;
+  readonly execRoot: string;
+  readonly sock: string;
+  readonly pidFile: string;
+  /** dockerd's and containerd's output. */
+  readonly logPath: string;
+  /** The directory dockerd sees as /run/docker/plugins: put plugin sockets here. */
+  readonly pluginDir: string;
+  readonly cgroupParent: string;
+  readonly clientConfigDir: string;
+  /** containerd's config, root, state, socket and pid file. */
+  readonly containerdDir: string;
+  readonly containerdSock: string;
+  /** @internal */ readonly containerdRunDir: string;
+  /** @internal */ readonly lanplugs = new Set<HostDaemon>();
+  dockerdPid = 0;
+  private mntId: string | undefined;
+  private netId: string | undefined;
+  private destroyed = false;
+  private lanplugCount = 0;
+
+  constructor(
+    readonly lan: Lan,
+    readonly index: number,
+  ) {
+    this.ns = dockerHostNs(lan.id, index);
+    this.port = `dh${index}`;
+    this.dir = path.join(lan.dir, `dh${index}`);
+    this.dataRoot = path.join(this.dir, 'data');
+    this.execRoot = path.join(this.dir, 'run');
+    this.sock = path.join(this.dir, 'docker.sock');
+    this.pidFile = path.join(this.dir, 'docker.pid');
+    this.logPath = path.join(this.dir, 'dockerd.log');
+    this.pluginDir = path.join(this.dir, 'plugins');
+    this.containerdRunDir = path.join(this.dir, 'containerd');
+    this.containerdDir = path.join(this.dir, 'ctrd');
+    this.containerdSock = path.join(this.containerdDir, 'containerd.sock');
+    this.clientConfigDir = path.join(this.dir, 'client');
+    this.cgroupParent = dockerHostCgroup(lan.id, index);
+  }
+
+  /** The mount namespace of dockerd (where its overlay and netns mounts, and the plugin dir bind, live). */
+  get mntNs(): string | undefined {
+    return this.dockerdPid !== 0 && isAlive(this.dockerdPid) ? `/proc/${this.dockerdPid}/ns/mnt` : undefined;
+  }
+
+  /** The pid of this host's containerd while it runs (checked against its command line). */
+  containerdPid(): number | undefined {
+    const pid = Number(readOr(path.join(this.containerdDir, 'containerd.pid'), '').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+    const argv = readOr(`/proc/${pid}/cmdline`, '').split('\0');
+    return argv.includes(path.join(this.containerdDir, 'config.toml')) ? pid : undefined;
+  }
+
+  /** @internal */ async setUp(opts: DockerHostOptions): Promise<void> {
+    for (const d of [this.dataRoot, this.execRoot, this.pluginDir, this.containerdRunDir, this.containerdDir, this.clientConfigDir]) {
+      fs.mkdirSync(d, { recursive: true });
+    }
+    // unix socket paths are limited to 108 bytes; containerd's longest one is its ttrpc socket
+    const longest = `${this.containerdSock}.ttrpc`;
+    if (longest.length > 100) throw new Error(`lab: Docker host directory too long for unix sockets: ${longest}`);
+    addNetns(this.ns);
+    this.netId = nsIdentity('net', `/run/netns/${this.ns}`);
+    sysctlsNoDad(this.ns);
+    this.lan.plug(this.port, this.ns);
+    for (const a of opts.addresses ?? []) runOk(['ip', '-n', this.ns, ...addrArgs(a, 'eth0')]);
+    if (opts.hairpin === true) this.setHairpin(true);
+    await this.startDockerd(opts);
+    if (opts.image !== false) this.importImage();
+  }
+
+  /** containerd's configuration: everything under containerdDir, nothing read from /etc or written to /opt. */
+  private writeContainerdConfig(): void {
+    const d = this.containerdDir;
+    fs.writeFileSync(path.join(d, 'config.toml'), [
+      'version = 2',
+      `root = ${tomlString(path.join(d, 'root'))}`,
+      `state = ${tomlString(path.join(d, 'state'))}`,
+      // as dockerd configures the containerd it starts itself: no Kubernetes CRI
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = ${tomlString(this.containerdSock)}`,
+      '[plugins."io.containerd.internal.v1.opt"]',
+      `  path = ${tomlString(path.join(d, 'opt'))}`,
+      '',
+    ].join('\n'));
+  }
+
+  private async startDockerd(opts: DockerHostOptions): Promise<void> {
+    // mount points for the binds inside dockerd's mount namespace (empty dirs; docker.io makes them too)
+    fs.mkdirSync(DOCKER_PLUGIN_SOCKET_DIR, { recursive: true });
+    fs.mkdirSync(CONTAINERD_RUN_DIR, { recursive: true });
+    this.writeContainerdConfig();
+    const config = path.join(this.dir, 'daemon.json');
+    // keep the daemon's trust key out of /etc/docker/key.json (20.10 has no flag for it, only this key)
+    fs.writeFileSync(config, JSON.stringify({ 'deprecated-key-path': path.join(this.dir, 'key.json') }) + '\n');
+    const readyMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
+    const argv = [
+      'nsenter', `--net=/run/netns/${this.ns}`, '--',
+      'unshare', '--mount', '--propagation', 'private', '--',
+      '/bin/sh', '-c', MOUNT_SCRIPT, 'sh', this.pluginDir, this.containerdRunDir, this.containerdDir,
+      String(Math.ceil(readyMs / 1000)),
+      DOCKERD,
+      '--containerd', this.containerdSock,
+      '--iptables=false', '--ip6tables=false', '--bridge=none', '--userland-proxy=false',
+      '--data-root', this.dataRoot, '--exec-root', this.execRoot,
+      '-H', `unix://${this.sock}`, '--pidfile', this.pidFile,
+      '--config-file', config, '--cgroup-parent', this.cgroupParent, '--shutdown-timeout', '2',
+      ...(opts.dockerdArgs ?? []),
+    ];
+    const log = fs.openSync(this.logPath, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(argv[0] as string, argv.slice(1), {
+        stdio: ['ignore', log, log],
+        detached: true,
+        env: cleanEnv({ PATH: SYS_PATH }),
+      });
+    } finally {
+      fs.closeSync(log);
+    }
+    child.on('error', () => undefined);
+    child.unref();
+    if (child.pid === undefined) throw new Error(`lab: could not start dockerd: ${argv.join(' ')}`);
+    this.dockerdPid = child.pid; // nsenter, unshare and sh all exec: this is dockerd's pid
+
+    const deadline = Date.now() + readyMs;
+    for (;;) {
+      if (!isAlive(this.dockerdPid)) {
+        throw new Error(`lab: dockerd exited during start-up; log ${this.logPath}:\n${tail(readOr(this.logPath, ''), 30)}`);
+      }
+      const r = this.docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 });
+      if (r.status === 0) break;
+      if (Date.now() > deadline) {
+        throw new Error(`lab: dockerd did not answer \`docker info\` within ${readyMs} ms; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`);
+      }
+      await sleep(100);
+    }
+    this.mntId = nsIdentity('mnt', `/proc/${this.dockerdPid}/ns/mnt`);
+  }
+
+  /** Imports the cached busybox rootfs as alpine:latest (CMD ["ash"]). */
+  importImage(tag = 'alpine:latest'): void {
+    this.dockerOk(['import', '--change', 'CMD ["ash"]', busyboxRootfsTar(), tag]);
+  }
+
+  /** Runs Debian's docker client against this host's dockerd (limit: opts.timeoutMs, default 300 s). Never throws. */
+  docker(args: readonly string[], opts: RunOptions = {}): RunResult {
+    return run([DOCKER_CLIENT, '-H', `unix://${this.sock}`, ...args], {
+      timeoutMs: DOCKER_CALL_TIMEOUT_MS,
+      ...opts,
+      env: cleanEnv({ DOCKER_CONFIG: this.clientConfigDir, ...(opts.env ?? {}) }),
+    });
+  }
+
+  /** Like docker(), but throws CommandError (naming the command and its stderr) on failure; returns stdout. */
+  dockerOk(args: readonly string[], opts: RunOptions = {}): string {
+    const argv = [DOCKER_CLIENT, '-H', `unix://${this.sock}`, ...args];
+    const r = this.docker(args, opts);
+    if (r.status !== 0) throw new CommandError(argv, r);
+    return r.stdout;
+  }
+
+  /** Runs argv in this host's network namespace and dockerd's mount namespace (via nsenter). */
+  exec(argv: readonly string[], opts?: RunOptions): RunResult {
+    return run(nsExecArgv(this.ns, argv, this.mntNs), opts);
+  }
+  execOk(argv: readonly string[], opts?: RunOptions): string {
+    return runOk(nsExecArgv(this.ns, argv, this.mntNs), opts);
+  }
+
+  /** Turns hairpin mode of this host's bridge port on or off (needed for macvlan vepa mode). */
+  setHairpin(on: boolean): void {
+    runOk(['ip', '-n', this.lan.ns, 'link', 'set', 'dev', this.port, 'type', 'bridge_slave', 'hairpin', on ? 'on' : 'off']);
+  }
+
+  /** dockerd's (and its containerd's) log so far. */
+  dockerdLog(): string {
+    return readOr(this.logPath, '');
+  }
+
+  /** @internal */ nextLanplugIndex(): number {
+    return ++this.lanplugCount;
+  }
+
+  /**
+   * Removes all containers, stops dockerd, then containerd (SIGTERM, then SIGKILL), stops lanplug
+   * daemons started here, kills anything left in the namespaces/cgroups (shims, container
+   * processes), deletes the namespace and the cgroup dirs, unmounts and removes the temp dirs.
+   * Idempotent and synchronous.
+   */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    try {
+      if (this.dockerdPid !== 0 && isAlive(this.dockerdPid)) {
+        const ids = this.docker(['ps', '-aq'], { timeoutMs: 30_000 }).stdout.split('\n').filter((s) => s !== '');
+        if (ids.length > 0) this.docker(['rm', '-f', ...ids], { timeoutMs: 60_000 });
+        terminateSync(this.dockerdPid, 15_000);
+      }
+      const containerd = this.containerdPid();
+      if (containerd !== undefined) terminateSync(containerd, 10_000);
+      for (const lp of [...this.lanplugs]) lp.stopSync();
+      sweepProcesses({
+        netIds: new Set([this.netId ?? nsIdentity('net', `/run/netns/${this.ns}`) ?? '-']),
+        mntIds: new Set(this.mntId !== undefined ? [this.mntId] : []),
+        cgroup: (n) => n === this.cgroupParent,
+        dirs: [this.dir],
+      });
+      delNetns(this.ns);
+      for (const d of findCgroupDirs((n) => n === this.cgroupParent)) rmdirTree(d);
+      umountUnder(this.dir);
+      fs.rmSync(this.dir, { recursive: true, force: true });
+    } finally {
+      this.lan.dockerHosts.delete(this);
+    }
+  }
+}
+
+/**
+ * Creates a Docker host on the LAN: namespace lp-dh-<id>-<n> whose eth0 is a veth into br0, and a
+ * real dockerd in it (own data-root, exec-root, containerd, cgroup parent, socket; the plugin
+ * socket directory is DockerHost.pluginDir). Resolves once `docker info` answers and the image is imported.
+ */
+export async function createDockerHost(lan: Lan, opts: DockerHostOptions = {}): Promise<DockerHost> {
+  const dh = new DockerHost(lan, lan.nextHost++);
+  lan.dockerHosts.add(dh);
+  try {
+    await dh.setUp(opts);
+  } catch (e) {
+    dh.destroy();
+    throw e;
+  }
+  return dh;
+}
