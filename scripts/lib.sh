@@ -40,6 +40,8 @@ ensure_built() {
   ensure_node_modules
   local stamp="$REPO_ROOT/dist/.built"
   if [ ! -f "$stamp" ] || [ -n "$(find "$REPO_ROOT/src" "$REPO_ROOT/test" "$REPO_ROOT/tsconfig.json" -newer "$stamp" -print -quit)" ]; then
+    # From scratch: a renamed or deleted source must not leave its old test file to be run.
+    rm -rf "$REPO_ROOT/dist"
     (cd "$REPO_ROOT" && npx tsc -p .) || die "build failed; see the TypeScript errors above"
     touch "$stamp"
   fi
@@ -47,6 +49,8 @@ ensure_built() {
 
 # The Docker engine the lab runs: Debian's docker.io (dockerd 20.10 and its own client).
 LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux)
+# `lanplug install` is checked with systemd's own tools (no systemd as PID 1 needed).
+SERVICE_PACKAGES=(systemd-analyze:systemd systemd-socket-activate:systemd)
 # The full-kernel lane: qemu, and xz to unpack Debian's kernel (linux-image-amd64, checked apart).
 VM_PACKAGES=(qemu-system-x86_64:qemu-system-x86 xz:xz-utils)
 

@@ -34,6 +34,8 @@ export interface DaemonOptions {
   dockerSocket: string;
   /** How often the reconcile runs again; 0 turns the periodic run off. */
   recheckMs: number;
+  /** How old a row must be before Docker's not knowing it means Docker forgot it. */
+  forgottenGraceMs: number;
   log: Logger;
 }
 
@@ -72,9 +74,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
     const engine = new DockerEngine(options.dockerSocket);
     let checking: Promise<unknown> = Promise.resolve();
-    const recheck = (dryRun: boolean): Promise<Record<string, unknown>> => {
+    const recheck = (dryRun: boolean, graceMs = options.forgottenGraceMs): Promise<Record<string, unknown>> => {
       const run = checking.then(async () => {
-        const forgotten = await dropForgottenRows(driver, engine, log, { dryRun });
+        const forgotten = await dropForgottenRows(driver, engine, log, { dryRun, graceMs });
         const reconciled = reconcile(rtnl, store, log, { dryRun });
         return { Reconcile: reconciled, Forgotten: forgotten };
       });
@@ -94,7 +96,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
     const control = await PluginServer.listen(
       options.stateDir,
-      { name: CONTROL_SOCKET_NAME, routes: controlRoutes({ gc: async (dryRun) => asJson(await recheck(dryRun)) }), errorField: 'Err' },
+      { name: CONTROL_SOCKET_NAME, routes: controlRoutes({ gc: async (dryRun, graceMs) => asJson(await recheck(dryRun, graceMs ?? undefined)) }), errorField: 'Err' },
       log,
     );
     closers.push(() => control.close());

@@ -9,9 +9,18 @@ import type { Handler } from './docker/routes';
 export const CONTROL_SOCKET_NAME = 'control';
 
 export interface ControlActions {
-  gc(dryRun: boolean): Promise<JsonObject>;
+  /** Reconcile now; `graceMs`: how old a row must be before Docker's not knowing it counts (null: the daemon's). */
+  gc(dryRun: boolean, graceMs: number | null): Promise<JsonObject>;
 }
 
 export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Handler> {
-  return new Map<string, Handler>([['/Lanplug.Gc', (body) => actions.gc(body['DryRun'] === true)]]);
+  return new Map<string, Handler>([
+    [
+      '/Lanplug.Gc',
+      (body) => {
+        const grace = body['GraceMs'];
+        return actions.gc(body['DryRun'] === true, typeof grace === 'number' && Number.isInteger(grace) && grace >= 0 ? grace : null);
+      },
+    ],
+  ]);
 }

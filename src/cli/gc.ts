@@ -22,10 +22,10 @@ export interface GcResult {
   Forgotten: ForgottenReport;
 }
 
-export async function runGc(stateDir: string, dockerSocket: string, dryRun: boolean): Promise<GcResult> {
+export async function runGc(stateDir: string, dockerSocket: string, dryRun: boolean, graceMs: number): Promise<GcResult> {
   checkStateDir(stateDir);
   if (isLocked(stateDir)) {
-    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.Gc', JSON.stringify({ DryRun: dryRun }), 120_000);
+    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.Gc', JSON.stringify({ DryRun: dryRun, GraceMs: graceMs }), 120_000);
     const parsed = JSON.parse(answer.body) as GcResult & { Err?: string };
     if (answer.status !== 200) throw new LanplugError('Internal', `the running daemon could not reconcile: ${parsed.Err ?? answer.body}`);
     return parsed;
@@ -37,7 +37,7 @@ export async function runGc(stateDir: string, dockerSocket: string, dryRun: bool
     try {
       const log = createLogger('error');
       const driver = new NetworkDriver(rtnl, store, log);
-      const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), log, { dryRun });
+      const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), log, { dryRun, graceMs });
       return { Reconcile: reconcile(rtnl, store, log, { dryRun }), Forgotten: forgotten };
     } finally {
       rtnl.close();

@@ -16,6 +16,7 @@ export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
 export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 const DEFAULT_RECHECK_SECONDS = '300';
+const DEFAULT_GRACE_SECONDS = '60';
 
 const USAGE = `usage: lanplug <command> [options]
 
@@ -23,9 +24,10 @@ commands:
   daemon     serve the Docker network drivers lanplug-macvlan and lanplug-ipvlan
              [--state-dir DIR] [--plugin-dir DIR] [--log-level debug|info|warn|error]
              [--docker-host unix:///var/run/docker.sock] [--recheck-interval SECONDS (0: off)]
+             [--grace-seconds N: a row Docker does not know counts as forgotten once N s old]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
-             Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run]
+             Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
   doctor     check this host: kernel features, dockerd, sockets, state   [--json]
              [--state-dir DIR] [--plugin-dir DIR] [--docker-host URL]
   install    write and enable systemd units (service + socket activation)
@@ -41,12 +43,11 @@ const DOCKER = { '--docker-host': DEFAULT_DOCKER_HOST };
 
 async function runDaemon(args: readonly string[]): Promise<void> {
   const flags = parseFlags('daemon', args, {
-    values: { ...STATE, ...PLUGINS, ...DOCKER, '--log-level': 'info', '--recheck-interval': DEFAULT_RECHECK_SECONDS },
+    values: { ...STATE, ...PLUGINS, ...DOCKER, '--log-level': 'info', '--recheck-interval': DEFAULT_RECHECK_SECONDS, '--grace-seconds': DEFAULT_GRACE_SECONDS },
   });
   const level = parseLevel(flags.value('--log-level'));
   if (level === null) throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${flags.value('--log-level')}'`);
-  const recheck = Number(flags.value('--recheck-interval'));
-  if (!Number.isInteger(recheck) || recheck < 0) throw new UsageError(`--recheck-interval must be a whole number of seconds; got '${flags.value('--recheck-interval')}'`);
+  const recheck = seconds(flags.value('--recheck-interval'), '--recheck-interval');
   const log = createLogger(level);
   if (process.getuid?.() !== 0) log.warn('not running as root: creating links needs CAP_NET_ADMIN and the plugin directory is root-owned');
   const daemon = await startDaemon({
@@ -54,6 +55,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
     pluginDir: flags.value('--plugin-dir'),
     dockerSocket: dockerSocketPath(flags.value('--docker-host')),
     recheckMs: recheck * 1000,
+    forgottenGraceMs: seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000,
     log,
   });
   const shutdown = (signal: string): void => {
@@ -81,9 +83,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         process.stdout.write(formatStatus(parseFlags('status', rest, { values: STATE }).value('--state-dir')));
         return 0;
       case 'gc': {
-        const flags = parseFlags('gc', rest, { values: { ...STATE, ...DOCKER }, switches: ['--dry-run'] });
+        const flags = parseFlags('gc', rest, { values: { ...STATE, ...DOCKER, '--grace-seconds': DEFAULT_GRACE_SECONDS }, switches: ['--dry-run'] });
         const dryRun = flags.on('--dry-run');
-        process.stdout.write(formatGc(await runGc(flags.value('--state-dir'), dockerSocketPath(flags.value('--docker-host')), dryRun), dryRun));
+        const graceMs = seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000;
+        process.stdout.write(formatGc(await runGc(flags.value('--state-dir'), dockerSocketPath(flags.value('--docker-host')), dryRun, graceMs), dryRun));
         return 0;
       }
       case 'doctor': {
@@ -131,6 +134,12 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`lanplug: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
+}
+
+function seconds(text: string, flag: string): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value)) throw new UsageError(`${flag} must be a whole number of seconds; got '${text}'`);
+  return value;
 }
 
 /** The `bin/lanplug` script this code runs from: what the service's ExecStart runs. */

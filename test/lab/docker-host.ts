@@ -108,6 +108,8 @@ export class DockerHost {
   private netId: string | undefined;
   private destroyed = false;
   private lanplugCount = 0;
+  /** dockerd's arguments, kept for a restart. */
+  private dockerdArgv: string[] = [];
 
   constructor(
     readonly lan: Lan,
@@ -129,9 +131,60 @@ export class DockerHost {
     this.cgroupParent = dockerHostCgroup(lan.id, index);
   }
 
-  /** The mount namespace of dockerd (where its overlay and netns mounts, and the plugin dir bind, live). */
+  /**
+   * The private mount namespace of dockerd and containerd (where the overlay and netns mounts, and
+   * the plugin dir bind, live): dockerd's, or containerd's while dockerd is stopped for a restart.
+   */
   get mntNs(): string | undefined {
-    return this.dockerdPid !== 0 && isAlive(this.dockerdPid) ? `/proc/${this.dockerdPid}/ns/mnt` : undefined;
+    if (this.dockerdPid !== 0 && isAlive(this.dockerdPid)) return `/proc/${this.dockerdPid}/ns/mnt`;
+    const containerd = this.containerdPid();
+    return containerd === undefined ? undefined : `/proc/${containerd}/ns/mnt`;
+  }
+
+  /** Stops dockerd as systemd would (SIGTERM), leaving containerd, the mounts and lanplug as they are. */
+  stopDockerd(): void {
+    if (this.dockerdPid !== 0) terminateSync(this.dockerdPid, 60_000);
+  }
+
+  /**
+   * Starts dockerd again with the same command line, in the same network namespace and in the
+   * mount namespace containerd kept alive; resolves when `docker info` answers, with how long that
+   * took (dockerd must never wait on a plugin at boot).
+   */
+  async startDockerdAgain(readyMs = READY_TIMEOUT_MS): Promise<number> {
+    const mnt = this.mntNs;
+    if (mnt === undefined) throw new Error('lab: containerd is gone; the Docker host cannot be restarted');
+    if (this.dockerdPid !== 0 && isAlive(this.dockerdPid)) throw new Error('lab: dockerd is still running');
+    const started = Date.now();
+    const argv = nsExecArgv(this.ns, [DOCKERD, ...this.dockerdArgv], mnt);
+    const log = fs.openSync(this.logPath, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', log, log], detached: true, env: cleanEnv({ PATH: SYS_PATH }) });
+    } finally {
+      fs.closeSync(log);
+    }
+    child.on('error', () => undefined);
+    child.unref();
+    if (child.pid === undefined) throw new Error(`lab: could not start dockerd: ${argv.join(' ')}`);
+    this.dockerdPid = child.pid;
+    await this.waitForDocker(readyMs);
+    return Date.now() - started;
+  }
+
+  private async waitForDocker(readyMs: number): Promise<void> {
+    const deadline = Date.now() + readyMs;
+    for (;;) {
+      if (!isAlive(this.dockerdPid)) {
+        throw new Error(`lab: dockerd exited during start-up; log ${this.logPath}:\n${tail(readOr(this.logPath, ''), 30)}`);
+      }
+      const r = this.docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 });
+      if (r.status === 0) return;
+      if (Date.now() > deadline) {
+        throw new Error(`lab: dockerd did not answer \`docker info\` within ${readyMs} ms; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`);
+      }
+      await sleep(100);
+    }
   }
 
   /** The pid of this host's containerd while it runs (checked against its command line). */
@@ -185,18 +238,21 @@ export class DockerHost {
     // keep the daemon's trust key out of /etc/docker/key.json (20.10 has no flag for it, only this key)
     fs.writeFileSync(config, JSON.stringify({ 'deprecated-key-path': path.join(this.dir, 'key.json') }) + '\n');
     const readyMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
-    const argv = [
-      'nsenter', `--net=/run/netns/${this.ns}`, '--',
-      'unshare', '--mount', '--propagation', 'private', '--',
-      '/bin/sh', '-c', MOUNT_SCRIPT, 'sh', this.pluginDir, this.containerdRunDir, this.containerdDir,
-      String(Math.ceil(readyMs / 1000)),
-      DOCKERD,
+    this.dockerdArgv = [
       '--containerd', this.containerdSock,
       '--iptables=false', '--ip6tables=false', '--bridge=none', '--userland-proxy=false',
       '--data-root', this.dataRoot, '--exec-root', this.execRoot,
       '-H', `unix://${this.sock}`, '--pidfile', this.pidFile,
       '--config-file', config, '--cgroup-parent', this.cgroupParent, '--shutdown-timeout', '2',
       ...(opts.dockerdArgs ?? []),
+    ];
+    const argv = [
+      'nsenter', `--net=/run/netns/${this.ns}`, '--',
+      'unshare', '--mount', '--propagation', 'private', '--',
+      '/bin/sh', '-c', MOUNT_SCRIPT, 'sh', this.pluginDir, this.containerdRunDir, this.containerdDir,
+      String(Math.ceil(readyMs / 1000)),
+      DOCKERD,
+      ...this.dockerdArgv,
     ];
     const log = fs.openSync(this.logPath, 'a');
     let child: ChildProcess;
@@ -214,18 +270,7 @@ export class DockerHost {
     if (child.pid === undefined) throw new Error(`lab: could not start dockerd: ${argv.join(' ')}`);
     this.dockerdPid = child.pid; // nsenter, unshare and sh all exec: this is dockerd's pid
 
-    const deadline = Date.now() + readyMs;
-    for (;;) {
-      if (!isAlive(this.dockerdPid)) {
-        throw new Error(`lab: dockerd exited during start-up; log ${this.logPath}:\n${tail(readOr(this.logPath, ''), 30)}`);
-      }
-      const r = this.docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 });
-      if (r.status === 0) break;
-      if (Date.now() > deadline) {
-        throw new Error(`lab: dockerd did not answer \`docker info\` within ${readyMs} ms; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`);
-      }
-      await sleep(100);
-    }
+    await this.waitForDocker(readyMs);
     this.mntId = nsIdentity('mnt', `/proc/${this.dockerdPid}/ns/mnt`);
   }
 

@@ -120,7 +120,9 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
   fs.mkdirSync(pluginDir, { recursive: true });
   const root = repoRoot();
   const program = opts.command ?? [process.execPath, path.join(root, 'bin', 'lanplug')];
-  const argv = [...program, 'daemon', '--state-dir', stateDir, '--plugin-dir', pluginDir, ...(opts.args ?? [])];
+  // lanplug asks this host's dockerd (in the background) which rows it has forgotten.
+  const dockerHost = opts.command === undefined ? ['--docker-host', `unix://${dh.sock}`] : [];
+  const argv = [...program, 'daemon', '--state-dir', stateDir, '--plugin-dir', pluginDir, ...dockerHost, ...(opts.args ?? [])];
   const mnt = dh.mntNs;
   if (mnt === undefined) throw new Error('lab: dockerd is not running on this Docker host');
   const full = nsExecArgv(dh.ns, argv, mnt, root);

@@ -23,6 +23,7 @@ export class DaemonLab {
   readonly stateDir = join(this.dir, 'state');
   readonly pluginDir = join(this.dir, 'plugins');
   private runs = 0;
+  private readonly started: DaemonProcess[] = [];
   private readonly agent = new Agent({ keepAlive: true, maxSockets: 1 });
 
   constructor(readonly netns: string) {}
@@ -35,7 +36,8 @@ export class DaemonLab {
   async start(env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Promise<DaemonProcess> {
     const log = join(this.dir, `daemon-${++this.runs}.log`);
     const proc = spawnDaemon(this.netns, ['daemon', '--state-dir', this.stateDir, '--plugin-dir', this.pluginDir, '--docker-host', join(this.dir, 'no-dockerd.sock'), '--recheck-interval', '0', ...extraArgs], log, env);
-    const deadline = Date.now() + 20_000;
+    this.started.push(proc);
+    const deadline = Date.now() + 60_000;
     for (;;) {
       if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`lanplug daemon exited during start:\n${proc.stderr()}`);
       if (existsSync(this.socket('macvlan')) && existsSync(this.socket('ipvlan'))) {
@@ -46,7 +48,7 @@ export class DaemonLab {
           // not accepting yet
         }
       }
-      if (Date.now() > deadline) throw new Error(`lanplug daemon not ready in 20 s:\n${proc.stderr()}`);
+      if (Date.now() > deadline) throw new Error(`lanplug daemon not ready in 60 s:\n${proc.stderr()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -67,7 +69,9 @@ export class DaemonLab {
     return post(this.socket(driver), path, typeof body === 'string' ? body : JSON.stringify(body), this.agent);
   }
 
+  /** Kills whatever daemon a failed test left running, then removes the directory. */
   close(): void {
+    for (const proc of this.started) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
     this.agent.destroy();
     rmSync(this.dir, { recursive: true, force: true });
   }

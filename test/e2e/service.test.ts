@@ -1,0 +1,114 @@
+/**
+ * lanplug as a service: `lanplug install` writes and enables units that
+ * `systemd-analyze verify` accepts and `lanplug uninstall` removes exactly;
+ * and the daemon under `systemd-socket-activate` (systemd's socket passing,
+ * no systemd as PID 1 needed) serves a real dockerd from the sockets it was
+ * handed, started by dockerd's first call.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nsExecArgv } from '../lab/ns';
+import { run } from '../lab/proc';
+import { repoRoot } from '../support/repo';
+import { assertNoLanplugLinks, containerNetwork, useLab } from './helpers';
+
+const LANPLUG = join(repoRoot(), 'bin', 'lanplug');
+const lab = useLab({ addresses: ['172.16.86.1/24'] });
+
+function lanplug(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return run([process.execPath, LANPLUG, ...args]);
+}
+
+/** Every file and symlink under a directory, relative, sorted. */
+function tree(dir: string, prefix = ''): string[] {
+  return readdirSync(join(dir, prefix), { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? tree(dir, join(prefix, e.name)) : [join(prefix, e.name)]))
+    .sort();
+}
+
+test('install writes and enables three units that systemd-analyze verify accepts; uninstall removes exactly them', () => {
+  const root = mkdtempSync(join(tmpdir(), 'lanplug-root-'));
+  try {
+    const units = join(root, 'etc/systemd/system');
+    mkdirSync(units, { recursive: true });
+    writeFileSync(join(units, 'someone-else.service'), '[Service]\nExecStart=/bin/true\n');
+    const dry = lanplug(['install', '--root', root, '--dry-run']);
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.match(dry.stdout, /^ExecStart=.* daemon --state-dir \/var\/lib\/lanplug --plugin-dir \/run\/docker\/plugins --log-level info$/m);
+    assert.match(dry.stdout, /^ListenStream=\/run\/docker\/plugins\/lanplug-macvlan\.sock$/m);
+    assert.deepEqual(tree(root), ['etc/systemd/system/someone-else.service'], 'a dry run writes nothing');
+
+    const installed = lanplug(['install', '--root', root]);
+    assert.equal(installed.status, 0, installed.stderr);
+    assert.deepEqual(tree(root), [
+      'etc/systemd/system/lanplug-ipvlan.socket',
+      'etc/systemd/system/lanplug-macvlan.socket',
+      'etc/systemd/system/lanplug.service',
+      'etc/systemd/system/multi-user.target.wants/lanplug.service',
+      'etc/systemd/system/sockets.target.wants/lanplug-ipvlan.socket',
+      'etc/systemd/system/sockets.target.wants/lanplug-macvlan.socket',
+      'etc/systemd/system/someone-else.service',
+    ]);
+    assert.equal(readlinkSync(join(units, 'sockets.target.wants/lanplug-macvlan.socket')), '/etc/systemd/system/lanplug-macvlan.socket');
+    const service = readFileSync(join(units, 'lanplug.service'), 'utf8');
+    assert.match(service, /^Before=docker\.service$/m);
+    assert.match(service, /^Restart=on-failure$/m);
+    assert.match(readFileSync(join(units, 'lanplug-ipvlan.socket'), 'utf8'), /^FileDescriptorName=lanplug-ipvlan$/m);
+
+    const verify = run(['systemd-analyze', 'verify', '--man=no', ...['lanplug.service', 'lanplug-macvlan.socket', 'lanplug-ipvlan.socket'].map((u) => join(units, u))]);
+    const complaints = (verify.stdout + verify.stderr).split('\n').filter((l) => /lanplug/.test(l));
+    assert.deepEqual(complaints, [], 'systemd-analyze verify has nothing to say about the units');
+    assert.equal(verify.status, 0, verify.stderr);
+
+    const removed = lanplug(['uninstall', '--root', root]);
+    assert.equal(removed.status, 0, removed.stderr);
+    assert.deepEqual(
+      tree(root).filter((f) => !lstatSync(join(root, f)).isDirectory()),
+      ['etc/systemd/system/someone-else.service'],
+      'only what install wrote is gone',
+    );
+    assert.equal(lanplug(['uninstall', '--root', root]).stdout, 'nothing to remove\n');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('socket activation: dockerd talks to sockets systemd-socket-activate holds; the daemon started by the first call serves them', async () => {
+  // The useLab daemon steps aside: this test's lanplug comes from socket activation.
+  const stateDir = lab.plugin.stateDir;
+  await lab.plugin.stop();
+  const sockets = ['lanplug-macvlan', 'lanplug-ipvlan'].map((n) => `/run/docker/plugins/${n}.sock`);
+  const mnt = lab.host.mntNs;
+  assert.ok(mnt);
+  const argv = nsExecArgv(lab.host.ns, [
+    'systemd-socket-activate', ...sockets.flatMap((s) => ['-l', s]), '--fdname=lanplug-macvlan:lanplug-ipvlan',
+    process.execPath, LANPLUG, 'daemon', '--state-dir', stateDir, '--plugin-dir', '/run/docker/plugins', '--docker-host', `unix://${lab.host.sock}`,
+  ], mnt);
+  const log = join(lab.host.dir, 'socket-activated.log');
+  const fd = openSync(log, 'a');
+  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', fd, fd] });
+  closeSync(fd);
+  const daemonLog = (): string => readFileSync(log, 'utf8');
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!sockets.every((s) => existsSync(join(lab.host.pluginDir, s.split('/').pop() ?? ''))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.doesNotMatch(daemonLog(), /lanplug daemon started/, 'no daemon before the first connection');
+    lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'activated']);
+    lab.host.dockerOk(['run', '-d', '--network', 'activated', '--name', 'a1', 'alpine:latest', 'sleep', '3600']);
+    assert.equal(containerNetwork(lab.host, 'a1', 'activated').MacAddress, '02:42:ac:10:56:02');
+    lab.host.dockerOk(['exec', 'a1', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+    assert.match(daemonLog(), /"msg":"serving socket passed by systemd","plugin":"lanplug-macvlan"/);
+    assert.match(daemonLog(), /"msg":"serving socket passed by systemd","plugin":"lanplug-ipvlan"/);
+    lab.host.dockerOk(['rm', '-f', 'a1']);
+    lab.host.dockerOk(['network', 'rm', 'activated']);
+    assertNoLanplugLinks(lab.host);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('close', resolve));
+  }
+  assert.match(daemonLog(), /"msg":"lanplug daemon stopped"/);
+});
