@@ -29,7 +29,9 @@ ensure_packages() {
 }
 
 ensure_node_modules() {
-  if [ ! -d "$REPO_ROOT/node_modules/better-sqlite3" ] || [ ! -d "$REPO_ROOT/node_modules/koffi" ] || [ ! -d "$REPO_ROOT/node_modules/typescript" ]; then
+  local m missing=
+  for m in better-sqlite3 koffi typescript eslint prettier; do [ -d "$REPO_ROOT/node_modules/$m" ] || missing=1; done
+  if [ -n "$missing" ]; then
     printf 'lanplug: installing npm packages (npm ci)\n' >&2
     (cd "$REPO_ROOT" && npm ci --no-audit --no-fund)
   fi

@@ -66,7 +66,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   try {
     const store = SqliteStore.open(options.stateDir);
     closers.push(() => store.close());
-    if (store.foundVersion !== 0 && store.foundVersion < 2) log.info('state database migrated', { path: store.path, from: store.foundVersion, to: 2 });
+    if (store.foundVersion !== 0 && store.foundVersion < 2)
+      log.info('state database migrated', { path: store.path, from: store.foundVersion, to: 2 });
     const rtnl: Rtnl = openRtnl();
     closers.push(() => rtnl.close());
     const driver = new NetworkDriver(rtnl, store, log);
@@ -96,7 +97,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
     const control = await PluginServer.listen(
       options.stateDir,
-      { name: CONTROL_SOCKET_NAME, routes: controlRoutes({ gc: async (dryRun, graceMs) => asJson(await recheck(dryRun, graceMs ?? undefined)) }), errorField: 'Err' },
+      {
+        name: CONTROL_SOCKET_NAME,
+        routes: controlRoutes({ gc: async (dryRun, graceMs) => asJson(await recheck(dryRun, graceMs ?? undefined)) }),
+        errorField: 'Err',
+      },
       log,
     );
     closers.push(() => control.close());
@@ -108,7 +113,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       timer.unref();
       closers.push(() => clearInterval(timer));
     }
-    log.info('lanplug daemon started', { stateDir: options.stateDir, pluginDir: options.pluginDir, networks: store.listNetworks().length });
+    log.info('lanplug daemon started', {
+      stateDir: options.stateDir,
+      pluginDir: options.pluginDir,
+      networks: store.listNetworks().length,
+    });
   } catch (err) {
     await closeAll();
     throw err;

@@ -79,9 +79,13 @@ export class Teardown {
     const [first, ...rest] = this.failures;
     if (first === undefined) return;
     if (rest.length === 0) throw first;
-    throw new LanplugError(first.code, `${this.failures.length} steps failed: ${this.failures.map((f) => f.message).join('; ')}`, {
-      errno: first.errno,
-      cause: first,
-    });
+    throw new LanplugError(
+      first.code,
+      `${this.failures.length} steps failed: ${this.failures.map((f) => f.message).join('; ')}`,
+      {
+        errno: first.errno,
+        cause: first,
+      },
+    );
   }
 }

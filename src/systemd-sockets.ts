@@ -10,7 +10,11 @@ import type { Logger } from './log';
 const SD_LISTEN_FDS_START = 3;
 
 /** Descriptor by name (e.g. 'lanplug-macvlan'); empty when not socket-activated. */
-export function systemdSockets(log: Logger, env: NodeJS.ProcessEnv = process.env, pid = process.pid): Map<string, number> {
+export function systemdSockets(
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+  pid = process.pid,
+): Map<string, number> {
   const sockets = new Map<string, number>();
   if (env['LISTEN_PID'] !== String(pid)) return sockets;
   const count = Number(env['LISTEN_FDS'] ?? '0');
@@ -19,7 +23,9 @@ export function systemdSockets(log: Logger, env: NodeJS.ProcessEnv = process.env
   for (let i = 0; i < count; i++) {
     const name = names[i] ?? '';
     if (name === '' || name === 'unknown') {
-      log.warn('systemd passed a socket without a FileDescriptorName=; it is not served', { fd: SD_LISTEN_FDS_START + i });
+      log.warn('systemd passed a socket without a FileDescriptorName=; it is not served', {
+        fd: SD_LISTEN_FDS_START + i,
+      });
       continue;
     }
     sockets.set(name, SD_LISTEN_FDS_START + i);

@@ -19,7 +19,10 @@ export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Hand
       '/Lanplug.Gc',
       (body) => {
         const grace = body['GraceMs'];
-        return actions.gc(body['DryRun'] === true, typeof grace === 'number' && Number.isInteger(grace) && grace >= 0 ? grace : null);
+        return actions.gc(
+          body['DryRun'] === true,
+          typeof grace === 'number' && Number.isInteger(grace) && grace >= 0 ? grace : null,
+        );
       },
     ],
   ]);

@@ -6,9 +6,16 @@ export interface HttpAnswer {
   body: string;
 }
 
-export function unixHttp(socketPath: string, method: 'GET' | 'POST', path: string, body?: string, timeoutMs = 5_000): Promise<HttpAnswer> {
+export function unixHttp(
+  socketPath: string,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: string,
+  timeoutMs = 5_000,
+): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const headers = body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
+    const headers =
+      body === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
     const req = request({ socketPath, path, method, headers, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));

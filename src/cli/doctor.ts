@@ -41,7 +41,13 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   const add = (check: string, status: CheckStatus, detail: string, fix?: string): void => {
     checks.push({ check, status, detail, ...(fix === undefined ? {} : { fix }) });
   };
-  if (process.getuid?.() !== 0) add('root', 'fail', 'not running as root: links, namespaces and the plugin directory need it', 'sudo lanplug doctor');
+  if (process.getuid?.() !== 0)
+    add(
+      'root',
+      'fail',
+      'not running as root: links, namespaces and the plugin directory need it',
+      'sudo lanplug doctor',
+    );
   kernelChecks(add);
   await dockerChecks(options, add);
   await socketChecks(options, add);
@@ -56,7 +62,12 @@ function kernelChecks(add: Add): void {
   try {
     support = probeKernel();
   } catch (err) {
-    add('kernel', 'fail', `could not probe the kernel in a throw-away namespace: ${err instanceof Error ? err.message : String(err)}`, 'run as root');
+    add(
+      'kernel',
+      'fail',
+      `could not probe the kernel in a throw-away namespace: ${err instanceof Error ? err.message : String(err)}`,
+      'run as root',
+    );
     return;
   }
   const modes = (table: Record<string, string | null>): { ok: string[]; missing: string[] } => ({
@@ -64,15 +75,39 @@ function kernelChecks(add: Add): void {
     missing: Object.keys(table).filter((m) => table[m] !== null),
   });
   const macvlan = modes(support.macvlan);
-  if (macvlan.ok.length === 0) add('kernel: macvlan', 'fail', `no macvlan support: ${support.macvlan['bridge'] ?? ''}`, 'modprobe macvlan');
-  else add('kernel: macvlan', macvlan.missing.length === 0 ? 'ok' : 'warn', `modes ${macvlan.ok.join(', ')}${macvlan.missing.length === 0 ? '' : `; not ${macvlan.missing.join(', ')}`}`);
+  if (macvlan.ok.length === 0)
+    add('kernel: macvlan', 'fail', `no macvlan support: ${support.macvlan['bridge'] ?? ''}`, 'modprobe macvlan');
+  else
+    add(
+      'kernel: macvlan',
+      macvlan.missing.length === 0 ? 'ok' : 'warn',
+      `modes ${macvlan.ok.join(', ')}${macvlan.missing.length === 0 ? '' : `; not ${macvlan.missing.join(', ')}`}`,
+    );
   const ipvlan = modes(support.ipvlan);
-  if (ipvlan.ok.length === 0) add('kernel: ipvlan', 'warn', 'no ipvlan support: lanplug-ipvlan networks cannot be created', 'modprobe ipvlan');
-  else add('kernel: ipvlan', ipvlan.missing.length === 0 ? 'ok' : 'warn', `modes ${ipvlan.ok.join(', ')}${ipvlan.missing.length === 0 ? '' : `; not ${ipvlan.missing.join(', ')}`}`);
+  if (ipvlan.ok.length === 0)
+    add('kernel: ipvlan', 'warn', 'no ipvlan support: lanplug-ipvlan networks cannot be created', 'modprobe ipvlan');
+  else
+    add(
+      'kernel: ipvlan',
+      ipvlan.missing.length === 0 ? 'ok' : 'warn',
+      `modes ${ipvlan.ok.join(', ')}${ipvlan.missing.length === 0 ? '' : `; not ${ipvlan.missing.join(', ')}`}`,
+    );
   if (support.vlan === null) add('kernel: 802.1Q', 'ok', 'VLAN sub-interfaces (-o parent=eth0.50)');
-  else add('kernel: 802.1Q', 'warn', `no 802.1Q support: -o parent=eth0.50 cannot make a sub-interface (${support.vlan})`, 'modprobe 8021q');
+  else
+    add(
+      'kernel: 802.1Q',
+      'warn',
+      `no 802.1Q support: -o parent=eth0.50 cannot make a sub-interface (${support.vlan})`,
+      'modprobe 8021q',
+    );
   if (support.dummy === null) add('kernel: dummy', 'ok', 'private parents are dummy links, as with Docker');
-  else add('kernel: dummy', 'warn', 'no dummy driver: networks without a parent get an empty bridge as their private parent instead', 'modprobe dummy');
+  else
+    add(
+      'kernel: dummy',
+      'warn',
+      'no dummy driver: networks without a parent get an empty bridge as their private parent instead',
+      'modprobe dummy',
+    );
 }
 
 async function dockerChecks(options: DoctorOptions, add: Add): Promise<void> {
@@ -81,10 +116,20 @@ async function dockerChecks(options: DoctorOptions, add: Add): Promise<void> {
     const version = (JSON.parse(answer.body) as { Version?: unknown }).Version;
     add('dockerd', 'ok', `dockerd ${typeof version === 'string' ? version : '?'} answers at ${options.dockerSocket}`);
   } catch (err) {
-    add('dockerd', 'fail', `dockerd does not answer at ${options.dockerSocket} (${err instanceof Error ? err.message : String(err)})`, 'systemctl start docker (or give --docker-host)');
+    add(
+      'dockerd',
+      'fail',
+      `dockerd does not answer at ${options.dockerSocket} (${err instanceof Error ? err.message : String(err)})`,
+      'systemctl start docker (or give --docker-host)',
+    );
   }
   if (options.pluginDir !== DOCKER_PLUGIN_DIR) {
-    add('plugin directory', 'warn', `--plugin-dir is ${options.pluginDir}; dockerd looks for plugin sockets in ${DOCKER_PLUGIN_DIR}`, `lanplug daemon --plugin-dir ${DOCKER_PLUGIN_DIR}`);
+    add(
+      'plugin directory',
+      'warn',
+      `--plugin-dir is ${options.pluginDir}; dockerd looks for plugin sockets in ${DOCKER_PLUGIN_DIR}`,
+      `lanplug daemon --plugin-dir ${DOCKER_PLUGIN_DIR}`,
+    );
   }
 }
 
@@ -100,20 +145,42 @@ async function socketChecks(options: DoctorOptions, add: Add): Promise<void> {
       }
       mode = st.mode & 0o777;
       if (st.uid !== 0 || mode !== 0o600) {
-        add(`socket ${name}`, 'fail', `${path} is mode ${mode.toString(8)} owned by uid ${st.uid}; it must be 600 and root's`, `systemctl restart lanplug`);
+        add(
+          `socket ${name}`,
+          'fail',
+          `${path} is mode ${mode.toString(8)} owned by uid ${st.uid}; it must be 600 and root's`,
+          `systemctl restart lanplug`,
+        );
         continue;
       }
     } catch {
-      add(`socket ${name}`, 'fail', `${path} does not exist: Docker cannot find the ${name} driver`, 'lanplug install (or: lanplug daemon)');
+      add(
+        `socket ${name}`,
+        'fail',
+        `${path} does not exist: Docker cannot find the ${name} driver`,
+        'lanplug install (or: lanplug daemon)',
+      );
       continue;
     }
     try {
       const answer = await unixHttp(path, 'POST', '/Plugin.Activate', '{}', 3_000);
       const implemented = (JSON.parse(answer.body) as { Implements?: unknown }).Implements;
-      if (answer.status === 200 && Array.isArray(implemented) && implemented.includes('NetworkDriver')) add(`socket ${name}`, 'ok', `${path} answers`);
-      else add(`socket ${name}`, 'fail', `${path} answered ${answer.status} ${answer.body.slice(0, 100)}`, 'systemctl restart lanplug');
+      if (answer.status === 200 && Array.isArray(implemented) && implemented.includes('NetworkDriver'))
+        add(`socket ${name}`, 'ok', `${path} answers`);
+      else
+        add(
+          `socket ${name}`,
+          'fail',
+          `${path} answered ${answer.status} ${answer.body.slice(0, 100)}`,
+          'systemctl restart lanplug',
+        );
     } catch (err) {
-      add(`socket ${name}`, 'fail', `${path} does not answer (${err instanceof Error ? err.message : String(err)})`, 'systemctl restart lanplug');
+      add(
+        `socket ${name}`,
+        'fail',
+        `${path} does not answer (${err instanceof Error ? err.message : String(err)})`,
+        'systemctl restart lanplug',
+      );
     }
   }
 }
@@ -123,11 +190,21 @@ function stateChecks(options: DoctorOptions, add: Add): void {
   try {
     const problem = stateDirProblem(lstatSync(dir));
     if (problem !== null) {
-      add('state directory', 'fail', `${dir} ${problem}`, `use a root-owned directory of mode 700, e.g. --state-dir /var/lib/lanplug`);
+      add(
+        'state directory',
+        'fail',
+        `${dir} ${problem}`,
+        `use a root-owned directory of mode 700, e.g. --state-dir /var/lib/lanplug`,
+      );
       return;
     }
   } catch {
-    add('state directory', 'warn', `${dir} does not exist yet: the daemon creates it at its first start`, 'lanplug install (or: lanplug daemon)');
+    add(
+      'state directory',
+      'warn',
+      `${dir} does not exist yet: the daemon creates it at its first start`,
+      'lanplug install (or: lanplug daemon)',
+    );
     return;
   }
   add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
@@ -138,22 +215,37 @@ function stateChecks(options: DoctorOptions, add: Add): void {
     store = SqliteStore.openReadOnly(dir);
   } catch (err) {
     const missing = err instanceof Error && /does not exist/.test(err.message);
-    add('state database', missing ? 'warn' : 'fail', err instanceof Error ? err.message : String(err), missing ? undefined : `see the line above; the file is ${join(dir, DATABASE_FILE)}`);
+    add(
+      'state database',
+      missing ? 'warn' : 'fail',
+      err instanceof Error ? err.message : String(err),
+      missing ? undefined : `see the line above; the file is ${join(dir, DATABASE_FILE)}`,
+    );
     return;
   }
   try {
     const rtnl = openRtnl();
     try {
       const report = reconcile(rtnl, store, silentLogger, { dryRun: true });
-      add('state database', 'ok', `schema version ${store.foundVersion}, ${report.networks} networks, ${report.endpoints} endpoints, every row readable`);
+      add(
+        'state database',
+        'ok',
+        `schema version ${store.foundVersion}, ${report.networks} networks, ${report.endpoints} endpoints, every row readable`,
+      );
       const leftovers = store.listLeftovers();
-      if (report.actions.length === 0 && leftovers.length === 0) add('kernel vs store', 'ok', `${report.links} links agree with the store`);
+      if (report.actions.length === 0 && leftovers.length === 0)
+        add('kernel vs store', 'ok', `${report.links} links agree with the store`);
       for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
     } finally {
       rtnl.close();
     }
   } catch (err) {
-    add('state database', 'fail', err instanceof Error ? err.message : String(err), 'lanplug gc after fixing the row it names');
+    add(
+      'state database',
+      'fail',
+      err instanceof Error ? err.message : String(err),
+      'lanplug gc after fixing the row it names',
+    );
   } finally {
     store.close();
   }
@@ -162,5 +254,9 @@ function stateChecks(options: DoctorOptions, add: Add): void {
 const MARK: Record<CheckStatus, string> = { ok: '✔', warn: '⚠', fail: '✘' };
 
 export function formatChecks(checks: readonly Check[]): string {
-  return checks.map((c) => `${MARK[c.status]} ${c.check}: ${c.detail}${c.fix === undefined ? '' : ` — fix: ${c.fix}`}`).join('\n') + '\n';
+  return (
+    checks
+      .map((c) => `${MARK[c.status]} ${c.check}: ${c.detail}${c.fix === undefined ? '' : ` — fix: ${c.fix}`}`)
+      .join('\n') + '\n'
+  );
 }

@@ -28,7 +28,8 @@ export function parseFlags(command: string, args: readonly string[], spec: FlagS
       switches.add(name);
       continue;
     }
-    if (!name.startsWith('--') || !values.has(name)) throw new UsageError(`unknown option '${name}' for lanplug ${command}`);
+    if (!name.startsWith('--') || !values.has(name))
+      throw new UsageError(`unknown option '${name}' for lanplug ${command}`);
     const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
     values.set(name, value);

@@ -22,12 +22,24 @@ export interface GcResult {
   Forgotten: ForgottenReport;
 }
 
-export async function runGc(stateDir: string, dockerSocket: string, dryRun: boolean, graceMs: number): Promise<GcResult> {
+export async function runGc(
+  stateDir: string,
+  dockerSocket: string,
+  dryRun: boolean,
+  graceMs: number,
+): Promise<GcResult> {
   checkStateDir(stateDir);
   if (isLocked(stateDir)) {
-    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.Gc', JSON.stringify({ DryRun: dryRun, GraceMs: graceMs }), 120_000);
+    const answer = await unixHttp(
+      join(stateDir, `${CONTROL_SOCKET_NAME}.sock`),
+      'POST',
+      '/Lanplug.Gc',
+      JSON.stringify({ DryRun: dryRun, GraceMs: graceMs }),
+      120_000,
+    );
     const parsed = JSON.parse(answer.body) as GcResult & { Err?: string };
-    if (answer.status !== 200) throw new LanplugError('Internal', `the running daemon could not reconcile: ${parsed.Err ?? answer.body}`);
+    if (answer.status !== 200)
+      throw new LanplugError('Internal', `the running daemon could not reconcile: ${parsed.Err ?? answer.body}`);
     return parsed;
   }
   const lock = StateLock.acquire(stateDir);
@@ -55,8 +67,10 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
   );
   const f = result.Forgotten;
   if (!f.asked) lines.push(`dockerd was not asked which rows it has forgotten: ${f.error ?? 'no answer'}`);
-  for (const id of f.networks) lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${id.slice(0, 12)}: Docker no longer knows it`);
-  for (const id of f.endpoints) lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${id.slice(0, 12)}: Docker no longer knows it`);
+  for (const id of f.networks)
+    lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${id.slice(0, 12)}: Docker no longer knows it`);
+  for (const id of f.endpoints)
+    lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${id.slice(0, 12)}: Docker no longer knows it`);
   const r = result.Reconcile;
   const failed = r.actions.filter((a) => a.outcome === 'failed').length;
   lines.push(

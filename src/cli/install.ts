@@ -7,7 +7,16 @@
  * marker line, and symlinks that point at them.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { LanplugError } from '../errors';
 import { DRIVER_SOCKETS, MARKER, SERVICE, unitFiles, type UnitSettings } from '../install/units';
@@ -27,7 +36,10 @@ export function install(options: InstallOptions): string[] {
   for (const unit of unitFiles(options.settings)) {
     const path = join(dir, unit.name);
     if (existsSync(path) && !readFileSync(path, 'utf8').startsWith(MARKER)) {
-      throw new LanplugError('Conflict', `${path} exists and was not written by lanplug install; remove or rename it first`);
+      throw new LanplugError(
+        'Conflict',
+        `${path} exists and was not written by lanplug install; remove or rename it first`,
+      );
     }
     const link = join(dir, `${unit.wantedBy}.wants`, unit.name);
     if (options.dryRun) {
@@ -97,6 +109,10 @@ function systemctl(args: string[], tolerateFailure = false): void {
   try {
     execFileSync('systemctl', args, { stdio: ['ignore', 'inherit', 'inherit'] });
   } catch (err) {
-    if (!tolerateFailure) throw new LanplugError('Internal', `systemctl ${args.join(' ')} failed: ${err instanceof Error ? err.message : String(err)}`);
+    if (!tolerateFailure)
+      throw new LanplugError(
+        'Internal',
+        `systemctl ${args.join(' ')} failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
   }
 }

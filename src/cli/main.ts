@@ -43,13 +43,22 @@ const DOCKER = { '--docker-host': DEFAULT_DOCKER_HOST };
 
 async function runDaemon(args: readonly string[]): Promise<void> {
   const flags = parseFlags('daemon', args, {
-    values: { ...STATE, ...PLUGINS, ...DOCKER, '--log-level': 'info', '--recheck-interval': DEFAULT_RECHECK_SECONDS, '--grace-seconds': DEFAULT_GRACE_SECONDS },
+    values: {
+      ...STATE,
+      ...PLUGINS,
+      ...DOCKER,
+      '--log-level': 'info',
+      '--recheck-interval': DEFAULT_RECHECK_SECONDS,
+      '--grace-seconds': DEFAULT_GRACE_SECONDS,
+    },
   });
   const level = parseLevel(flags.value('--log-level'));
-  if (level === null) throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${flags.value('--log-level')}'`);
+  if (level === null)
+    throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${flags.value('--log-level')}'`);
   const recheck = seconds(flags.value('--recheck-interval'), '--recheck-interval');
   const log = createLogger(level);
-  if (process.getuid?.() !== 0) log.warn('not running as root: creating links needs CAP_NET_ADMIN and the plugin directory is root-owned');
+  if (process.getuid?.() !== 0)
+    log.warn('not running as root: creating links needs CAP_NET_ADMIN and the plugin directory is root-owned');
   const daemon = await startDaemon({
     stateDir: flags.value('--state-dir'),
     pluginDir: flags.value('--plugin-dir'),
@@ -83,10 +92,18 @@ export async function main(argv: readonly string[]): Promise<number> {
         process.stdout.write(formatStatus(parseFlags('status', rest, { values: STATE }).value('--state-dir')));
         return 0;
       case 'gc': {
-        const flags = parseFlags('gc', rest, { values: { ...STATE, ...DOCKER, '--grace-seconds': DEFAULT_GRACE_SECONDS }, switches: ['--dry-run'] });
+        const flags = parseFlags('gc', rest, {
+          values: { ...STATE, ...DOCKER, '--grace-seconds': DEFAULT_GRACE_SECONDS },
+          switches: ['--dry-run'],
+        });
         const dryRun = flags.on('--dry-run');
         const graceMs = seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000;
-        process.stdout.write(formatGc(await runGc(flags.value('--state-dir'), dockerSocketPath(flags.value('--docker-host')), dryRun, graceMs), dryRun));
+        process.stdout.write(
+          formatGc(
+            await runGc(flags.value('--state-dir'), dockerSocketPath(flags.value('--docker-host')), dryRun, graceMs),
+            dryRun,
+          ),
+        );
         return 0;
       }
       case 'doctor': {
@@ -100,13 +117,22 @@ export async function main(argv: readonly string[]): Promise<number> {
         return checks.some((c) => c.status === 'fail') ? 1 : 0;
       }
       case 'install': {
-        const flags = parseFlags('install', rest, { values: { ...STATE, ...PLUGINS, '--log-level': 'info', '--root': '/' }, switches: ['--dry-run'] });
+        const flags = parseFlags('install', rest, {
+          values: { ...STATE, ...PLUGINS, '--log-level': 'info', '--root': '/' },
+          switches: ['--dry-run'],
+        });
         const level = flags.value('--log-level');
-        if (parseLevel(level) === null) throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${level}'`);
+        if (parseLevel(level) === null)
+          throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${level}'`);
         const lines = install({
           root: flags.value('--root'),
           dryRun: flags.on('--dry-run'),
-          settings: { program: [process.execPath, lanplugProgram()], stateDir: flags.value('--state-dir'), pluginDir: flags.value('--plugin-dir'), logLevel: level },
+          settings: {
+            program: [process.execPath, lanplugProgram()],
+            stateDir: flags.value('--state-dir'),
+            pluginDir: flags.value('--plugin-dir'),
+            logLevel: level,
+          },
         });
         process.stdout.write(`${lines.join('\n')}\n`);
         return 0;
@@ -138,7 +164,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 function seconds(text: string, flag: string): number {
   const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value)) throw new UsageError(`${flag} must be a whole number of seconds; got '${text}'`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value))
+    throw new UsageError(`${flag} must be a whole number of seconds; got '${text}'`);
   return value;
 }
 

@@ -20,7 +20,8 @@ export function formatStatus(stateDir: string): string {
         lines.push(`  endpoint ${shortId(ep.endpointId)}  link=${ep.linkName}  mac=${ep.mac ?? '-'}  ${addresses}`);
       }
     }
-    for (const leftover of store.listLeftovers()) lines.push(`leftover ${leftover.kind} ${leftover.name}: ${leftover.reason}`);
+    for (const leftover of store.listLeftovers())
+      lines.push(`leftover ${leftover.kind} ${leftover.name}: ${leftover.reason}`);
     return lines.join('\n') + '\n';
   } finally {
     store.close();

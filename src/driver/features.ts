@@ -31,7 +31,12 @@ export class KernelFeatures {
     const cleanup = new Teardown();
     let refusal: unknown = null;
     try {
-      const probe = this.rtnl.createIpvlan({ name: names.ipvlan, parentIndex: bridge.index, mode: 'l2', flag: 'bridge' });
+      const probe = this.rtnl.createIpvlan({
+        name: names.ipvlan,
+        parentIndex: bridge.index,
+        mode: 'l2',
+        flag: 'bridge',
+      });
       cleanup.step('remove the ipvlan probe', () => this.rtnl.deleteLink(probe));
     } catch (err) {
       refusal = err;

@@ -28,7 +28,9 @@ export function checkInterfaceName(name: string, what: string): void {
     case 'empty':
       throw invalidArgument(`${what} is empty; expected an interface name such as eth0`);
     case 'too-long':
-      throw invalidArgument(`${what} '${name}' is ${Buffer.byteLength(name, 'utf8')} bytes long; Linux interface names are 1-${MAX_IFNAME_BYTES} bytes`);
+      throw invalidArgument(
+        `${what} '${name}' is ${Buffer.byteLength(name, 'utf8')} bytes long; Linux interface names are 1-${MAX_IFNAME_BYTES} bytes`,
+      );
     case 'dots':
       throw invalidArgument(`${what} '${name}' is not a valid interface name`);
     case 'bad-character':

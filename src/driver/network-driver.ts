@@ -19,7 +19,15 @@ import type { LinkInfo } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { crashPoint } from '../crash-points';
-import type { DriverKind, EndpointRecord, Leftover, NetworkRecord, NetworkSpec, Stamped, Subnet } from '../model/network';
+import type {
+  DriverKind,
+  EndpointRecord,
+  Leftover,
+  NetworkRecord,
+  NetworkSpec,
+  Stamped,
+  Subnet,
+} from '../model/network';
 import { parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
 import { EOPNOTSUPP } from '../netlink/errno';
@@ -27,7 +35,13 @@ import type { Store } from '../state/store';
 import { KernelFeatures } from './features';
 import { checkDockerId, endpointLinkName, shortId } from './names';
 import { ensureParent, ownedParent, releaseParent } from './parent';
-import type { CreateEndpointRequest, CreateEndpointResult, CreateNetworkRequest, JoinResult, StaticRoute } from './requests';
+import type {
+  CreateEndpointRequest,
+  CreateEndpointResult,
+  CreateNetworkRequest,
+  JoinResult,
+  StaticRoute,
+} from './requests';
 import { replayDifference, validateNetwork } from './validate';
 
 export class NetworkDriver {
@@ -53,13 +67,19 @@ export class NetworkDriver {
       return;
     }
     const leftovers = this.store.listLeftovers();
-    const { spec, parentCreated } = validateNetwork(request, this.rtnl, this.store.listNetworks(), this.lanplugParents(leftovers));
+    const { spec, parentCreated } = validateNetwork(
+      request,
+      this.rtnl,
+      this.store.listNetworks(),
+      this.lanplugParents(leftovers),
+    );
     this.features.require(spec.mode);
     const record: NetworkRecord = { spec, parentCreated };
     this.store.transaction(() => {
       this.store.insertNetwork(record);
       // A parent waiting to be removed is this network's now.
-      if (leftovers.some((l) => l.kind === 'parent' && l.name === spec.parent.name)) this.store.deleteLeftover(spec.parent.name);
+      if (leftovers.some((l) => l.kind === 'parent' && l.name === spec.parent.name))
+        this.store.deleteLeftover(spec.parent.name);
     });
     try {
       ensureParent(this.rtnl, spec.parent, spec.mtu);
@@ -70,7 +90,12 @@ export class NetworkDriver {
       throw inNetwork(spec, err);
     }
     crashPoint('create-network:parent-ready');
-    this.log.info('network created', { network: shortId(spec.networkId), mode: spec.mode, parent: spec.parent.name, parentCreated });
+    this.log.info('network created', {
+      network: shortId(spec.networkId),
+      mode: spec.mode,
+      parent: spec.parent.name,
+      parentCreated,
+    });
   }
 
   /**
@@ -89,23 +114,40 @@ export class NetworkDriver {
     this.store.transaction(() => {
       this.store.deleteNetwork(networkId);
       for (const endpoint of endpoints) this.store.putLeftover(endpointLeftover(endpoint, 'network removed'));
-      if (parent !== null) this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId, reason: 'network removed' });
+      if (parent !== null)
+        this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId, reason: 'network removed' });
     });
     crashPoint('delete-network:rows-dropped');
     const teardown = new Teardown();
     for (const endpoint of endpoints) {
-      const removed = teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () => this.deleteEndpointLink(endpoint.linkName));
+      const removed = teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () =>
+        this.deleteEndpointLink(endpoint.linkName),
+      );
       if (removed.ok) this.store.deleteLeftover(endpoint.linkName);
       else this.store.putLeftover(endpointLeftover(endpoint, removed.error.message));
     }
     let parentLink = 'kept';
     if (parent !== null) {
-      const released = teardown.step('release parent', () => releaseParent(this.rtnl, parent, this.store.listNetworks()));
+      const released = teardown.step('release parent', () =>
+        releaseParent(this.rtnl, parent, this.store.listNetworks()),
+      );
       if (released.ok) this.store.deleteLeftover(parent.name);
-      else this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId, reason: released.error.message });
+      else
+        this.store.putLeftover({
+          kind: 'parent',
+          name: parent.name,
+          parent,
+          networkId,
+          reason: released.error.message,
+        });
       parentLink = released.ok ? released.value : 'failed';
     }
-    this.log.info('network deleted', { network: shortId(networkId), parent: network.spec.parent.name, parentLink, failures: teardown.failed.length });
+    this.log.info('network deleted', {
+      network: shortId(networkId),
+      parent: network.spec.parent.name,
+      parentLink,
+      failures: teardown.failed.length,
+    });
     try {
       teardown.throwIfFailed();
     } catch (err) {
@@ -164,7 +206,8 @@ export class NetworkDriver {
     try {
       this.deleteEndpointLink(linkName);
     } catch (err) {
-      const failure = network === null ? withContext(`endpoint ${shortId(endpointId)}`, err) : inNetwork(network.spec, err);
+      const failure =
+        network === null ? withContext(`endpoint ${shortId(endpointId)}`, err) : inNetwork(network.spec, err);
       this.store.putLeftover({ ...leftover, reason: failure.message });
       throw failure;
     }
@@ -205,7 +248,10 @@ export class NetworkDriver {
   leave(networkId: string, endpointId: string): void {
     checkIds(networkId, endpointId);
     if (this.store.getEndpoint(networkId, endpointId) === null) {
-      this.log.debug('leave for an endpoint lanplug does not know', { network: shortId(networkId), endpoint: shortId(endpointId) });
+      this.log.debug('leave for an endpoint lanplug does not know', {
+        network: shortId(networkId),
+        endpoint: shortId(endpointId),
+      });
     }
   }
 
@@ -228,10 +274,18 @@ export class NetworkDriver {
   }
 
   private createEndpointLink(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): LinkInfo {
-    const common = { name: endpoint.linkName, parentIndex: parent.index, ...(spec.mtu === null ? {} : { mtu: spec.mtu }) };
+    const common = {
+      name: endpoint.linkName,
+      parentIndex: parent.index,
+      ...(spec.mtu === null ? {} : { mtu: spec.mtu }),
+    };
     try {
       if (spec.mode.kind === 'macvlan') {
-        return this.rtnl.createMacvlan({ ...common, mode: spec.mode.mode, ...(endpoint.mac === null ? {} : { mac: endpoint.mac }) });
+        return this.rtnl.createMacvlan({
+          ...common,
+          mode: spec.mode.mode,
+          ...(endpoint.mac === null ? {} : { mac: endpoint.mac }),
+        });
       }
       return this.rtnl.createIpvlan({ ...common, mode: spec.mode.mode, flag: spec.mode.flag });
     } catch (err) {
@@ -267,10 +321,18 @@ export class NetworkDriver {
   }
 }
 
-function endpointLeftover(endpoint: Pick<EndpointRecord, 'networkId' | 'endpointId' | 'linkName'>, reason: string): Leftover {
-  return { kind: 'endpoint-link', name: endpoint.linkName, networkId: endpoint.networkId, endpointId: endpoint.endpointId, reason };
+function endpointLeftover(
+  endpoint: Pick<EndpointRecord, 'networkId' | 'endpointId' | 'linkName'>,
+  reason: string,
+): Leftover {
+  return {
+    kind: 'endpoint-link',
+    name: endpoint.linkName,
+    networkId: endpoint.networkId,
+    endpointId: endpoint.endpointId,
+    reason,
+  };
 }
-
 
 /** Ids become link names and state keys: anything but a Docker id is refused before it is used. */
 function checkIds(networkId: string, endpointId: string): void {
@@ -312,7 +374,9 @@ function connectedDefault(prefix: string): StaticRoute {
 /** The gateway of the subnet that holds the endpoint's address (same length, containing it). */
 function gatewayFor(subnets: readonly Subnet[], address: IpPrefix | null): IpAddress | null {
   if (address === null) return null;
-  const subnet = subnets.find((s) => s.pool.prefixLength === address.prefixLength && prefixContains(s.pool, address.address));
+  const subnet = subnets.find(
+    (s) => s.pool.prefixLength === address.prefixLength && prefixContains(s.pool, address.address),
+  );
   return subnet?.gateway ?? null;
 }
 
@@ -320,10 +384,14 @@ function gatewayFor(subnets: readonly Subnet[], address: IpPrefix | null): IpAdd
 function explainUnsupported(spec: NetworkSpec, err: unknown): unknown {
   const kind = spec.mode.kind;
   if (err instanceof LanplugError && err.errno === EOPNOTSUPP) {
-    return new LanplugError('Unsupported', `cannot create ${kind} link on ${spec.parent.name}: this kernel has no ${kind} support (CONFIG_${kind.toUpperCase()})`, {
-      errno: err.errno,
-      cause: err,
-    });
+    return new LanplugError(
+      'Unsupported',
+      `cannot create ${kind} link on ${spec.parent.name}: this kernel has no ${kind} support (CONFIG_${kind.toUpperCase()})`,
+      {
+        errno: err.errno,
+        cause: err,
+      },
+    );
   }
   return err;
 }

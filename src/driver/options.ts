@@ -29,9 +29,7 @@ const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
 
 /** A parent as the user wrote it, before the kernel is asked about it. */
 export type ParentOption =
-  | { kind: 'none' }
-  | { kind: 'plain'; name: string }
-  | { kind: 'vlan'; name: string; base: string; vlanId: number };
+  { kind: 'none' } | { kind: 'plain'; name: string } | { kind: 'vlan'; name: string; base: string; vlanId: number };
 
 export interface ParsedOptions {
   mode: LinkMode;
@@ -94,17 +92,22 @@ export function parseParent(value: string | undefined): ParentOption {
   // Bounds the whole name (a VLAN parent `base.id` included) to 15 bytes.
   checkInterfaceName(value, '-o parent interface name');
   if (value === 'lo') {
-    throw invalidArgument(`-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0`);
+    throw invalidArgument(
+      `-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0`,
+    );
   }
   if (!value.includes('.')) return { kind: 'plain', name: value };
 
   const parts = value.split('.');
   const [base, idText] = parts;
   if (parts.length !== 2 || base === undefined || base === '' || idText === undefined || !/^\d+$/.test(idText)) {
-    throw invalidArgument(`required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead received ${value}`);
+    throw invalidArgument(
+      `required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead received ${value}`,
+    );
   }
   const vlanId = Number(idText);
-  if (!isVlanId(vlanId)) throw invalidArgument(`vlan id must be between ${VLAN_ID_MIN}-${VLAN_ID_MAX}, received: ${idText}`);
+  if (!isVlanId(vlanId))
+    throw invalidArgument(`vlan id must be between ${VLAN_ID_MIN}-${VLAN_ID_MAX}, received: ${idText}`);
   return { kind: 'vlan', name: value, base, vlanId };
 }
 

@@ -66,7 +66,11 @@ export function ownedParent(network: NetworkRecord): OwnedParent | null {
  * kernel still shows the very link lanplug made. 'gone' when there is nothing
  * to remove; 'kept' when it is in use or no longer lanplug's.
  */
-export function releaseParent(rtnl: Rtnl, plan: OwnedParent, users: readonly NetworkRecord[]): 'deleted' | 'kept' | 'gone' {
+export function releaseParent(
+  rtnl: Rtnl,
+  plan: OwnedParent,
+  users: readonly NetworkRecord[],
+): 'deleted' | 'kept' | 'gone' {
   if (users.some((n) => n.spec.parent.name === plan.name)) return 'kept';
   const link = rtnl.getLink(plan.name);
   if (link === null) return 'gone';

@@ -65,7 +65,13 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
       }
     }
     actions.push(entry);
-    const fields = { action, target, why, outcome: entry.outcome, ...(entry.error === undefined ? {} : { error: entry.error }) };
+    const fields = {
+      action,
+      target,
+      why,
+      outcome: entry.outcome,
+      ...(entry.error === undefined ? {} : { error: entry.error }),
+    };
     if (entry.outcome === 'failed') log.error('reconcile', fields);
     else log.info('reconcile', fields);
   };
@@ -79,7 +85,12 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
   for (const link of links) {
     if (leftoverNames.has(link.name)) continue; // handled with its leftover record below
     if (isEndpointLink(link) && !ownedLinkNames.has(link.name)) {
-      act('delete-link', link.name, 'endpoint link no endpoint owns (left by a crash before Docker got an answer)', () => deleteLink(link));
+      act(
+        'delete-link',
+        link.name,
+        'endpoint link no endpoint owns (left by a crash before Docker got an answer)',
+        () => deleteLink(link),
+      );
     } else if (link.name.startsWith(PROBE_LINK_PREFIX)) {
       act('delete-link', link.name, 'kernel feature probe left by a crash', () => deleteLink(link));
     }
@@ -91,7 +102,11 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
     const parent = ownedParent(network);
     if (parent === null || links.some((l) => l.name === parent.name)) continue;
     if (parent.kind === 'vlan' && !links.some((l) => l.name === parent.base)) {
-      log.info('reconcile', { action: 'wait', target: parent.name, why: `base ${parent.base} is missing; made again when it returns` });
+      log.info('reconcile', {
+        action: 'wait',
+        target: parent.name,
+        why: `base ${parent.base} is missing; made again when it returns`,
+      });
       continue;
     }
     act('create-parent', parent.name, `network ${shortId(network.spec.networkId)} needs it`, () => {
@@ -99,7 +114,13 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
     });
   }
 
-  const report: ReconcileReport = { actions, networks: networks.length, endpoints: endpoints.length, leftovers: leftovers.length, links: links.length };
+  const report: ReconcileReport = {
+    actions,
+    networks: networks.length,
+    endpoints: endpoints.length,
+    leftovers: leftovers.length,
+    links: links.length,
+  };
   log.info('reconcile done', {
     dryRun,
     networks: report.networks,
@@ -125,7 +146,12 @@ function retryLeftover(
   const forget = (): void => store.deleteLeftover(leftover.name);
   if (leftover.kind === 'endpoint-link') {
     if (link === null || !isEndpointLink(link) || ownedLinkNames.has(link.name)) {
-      act('forget-leftover', leftover.name, link === null ? 'endpoint link is gone' : 'endpoint link is in use again', forget);
+      act(
+        'forget-leftover',
+        leftover.name,
+        link === null ? 'endpoint link is gone' : 'endpoint link is in use again',
+        forget,
+      );
       return;
     }
     act('delete-link', leftover.name, `endpoint link a teardown could not remove (${leftover.reason})`, () => {
@@ -139,7 +165,12 @@ function retryLeftover(
     return;
   }
   if (link === null || !isStillOurs(rtnl, leftover.parent, link)) {
-    act('forget-leftover', leftover.name, link === null ? 'parent is gone' : 'the link of that name is no longer the one lanplug made', forget);
+    act(
+      'forget-leftover',
+      leftover.name,
+      link === null ? 'parent is gone' : 'the link of that name is no longer the one lanplug made',
+      forget,
+    );
     return;
   }
   act('delete-link', leftover.name, `parent a teardown could not remove (${leftover.reason})`, () => {
@@ -149,5 +180,9 @@ function retryLeftover(
 }
 
 function isEndpointLink(link: LinkInfo): boolean {
-  return link.name.startsWith(ENDPOINT_LINK_PREFIX) && link.name.length === ENDPOINT_LINK_PREFIX.length + 12 && ENDPOINT_KINDS.has(link.kind ?? '');
+  return (
+    link.name.startsWith(ENDPOINT_LINK_PREFIX) &&
+    link.name.length === ENDPOINT_LINK_PREFIX.length + 12 &&
+    ENDPOINT_KINDS.has(link.kind ?? '')
+  );
 }

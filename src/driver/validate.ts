@@ -61,7 +61,12 @@ interface ResolvedParent {
   parentMtu: number | null;
 }
 
-function resolveParent(option: ParentOption, networkId: string, links: LinkView, lanplugParents: ReadonlySet<string>): ResolvedParent {
+function resolveParent(
+  option: ParentOption,
+  networkId: string,
+  links: LinkView,
+  lanplugParents: ReadonlySet<string>,
+): ResolvedParent {
   if (option.kind === 'none') {
     return { plan: { kind: 'private', name: privateParentName(networkId) }, parentCreated: true, parentMtu: null };
   }
@@ -107,7 +112,9 @@ function checkParentSharing(
     const otherId = shortId(other.spec.networkId);
     const otherMode = other.spec.mode;
     if (mode.kind === 'macvlan' && mode.mode === 'passthru' && otherMode.kind === 'macvlan') {
-      throw conflict(`cannot use mode passthru, macvlan network ${otherId} is already using parent interface ${parent}`);
+      throw conflict(
+        `cannot use mode passthru, macvlan network ${otherId} is already using parent interface ${parent}`,
+      );
     }
     if (otherMode.kind === 'macvlan' && otherMode.mode === 'passthru') {
       throw conflict(`macvlan network ${otherId} is already using parent interface ${parent} in mode passthru`);
@@ -118,7 +125,11 @@ function checkParentSharing(
           `the kernel cannot hold macvlan and ipvlan links on one parent, so lanplug-${driver} cannot use it`,
       );
     }
-    if (otherMode.kind === 'ipvlan' && mode.kind === 'ipvlan' && (otherMode.mode !== mode.mode || otherMode.flag !== mode.flag)) {
+    if (
+      otherMode.kind === 'ipvlan' &&
+      mode.kind === 'ipvlan' &&
+      (otherMode.mode !== mode.mode || otherMode.flag !== mode.flag)
+    ) {
       throw conflict(
         `ipvlan network ${otherId} is already using parent interface ${parent} in mode ${otherMode.mode} flag ${otherMode.flag}; ` +
           `the kernel keeps one ipvlan mode per parent, so this network must use the same (requested ${mode.mode} flag ${mode.flag})`,
@@ -154,11 +165,14 @@ export function replayDifference(request: CreateNetworkRequest, known: NetworkRe
   if (spec.mode.kind !== request.driver) return `network ${id} already exists as a lanplug-${spec.mode.kind} network`;
   const options = parseNetworkOptions(request.driver, request.options);
   const differ = (what: string, stored: string, requested: string): string | null =>
-    stored === requested ? null : `network ${id} already exists with ${what} ${stored}; this request has ${what} ${requested}`;
+    stored === requested
+      ? null
+      : `network ${id} already exists with ${what} ${stored}; this request has ${what} ${requested}`;
   const parentName = (p: ParentOption): string => (p.kind === 'none' ? '(none)' : p.name);
   const storedParent = spec.parent.kind === 'private' ? '(none)' : spec.parent.name;
   const subnets = (list: readonly Subnet[]): string =>
-    list.map((s) => `${formatPrefix(s.pool)}${s.gateway === null ? '' : ` gateway ${s.gateway.text}`}`).join(', ') || '(none)';
+    list.map((s) => `${formatPrefix(s.pool)}${s.gateway === null ? '' : ` gateway ${s.gateway.text}`}`).join(', ') ||
+    '(none)';
   return (
     differ('mode', describeMode(spec.mode), describeMode(options.mode)) ??
     differ('parent', storedParent, parentName(options.parent)) ??

@@ -27,7 +27,16 @@ export const DRIVER_SOCKETS = ['lanplug-macvlan', 'lanplug-ipvlan'] as const;
 
 export function unitFiles(settings: UnitSettings): UnitFile[] {
   const sockets = DRIVER_SOCKETS.map((name) => `${name}.socket`);
-  const exec = [...settings.program, 'daemon', '--state-dir', settings.stateDir, '--plugin-dir', settings.pluginDir, '--log-level', settings.logLevel]
+  const exec = [
+    ...settings.program,
+    'daemon',
+    '--state-dir',
+    settings.stateDir,
+    '--plugin-dir',
+    settings.pluginDir,
+    '--log-level',
+    settings.logLevel,
+  ]
     .map(systemdQuote)
     .join(' ');
   const service = {

@@ -29,9 +29,12 @@ export function probeKernel(): KernelSupport {
       const name = `probe-p${n++}`;
       return (support.dummy === null ? rtnl.createDummy({ name }) : rtnl.createBridge({ name })).index;
     };
-    for (const mode of MACVLAN_MODES) support.macvlan[mode] = refusal(() => rtnl.createMacvlan({ name: `probe-m${n}`, parentIndex: parent(), mode }));
+    for (const mode of MACVLAN_MODES)
+      support.macvlan[mode] = refusal(() => rtnl.createMacvlan({ name: `probe-m${n}`, parentIndex: parent(), mode }));
     for (const mode of IPVLAN_MODES) {
-      support.ipvlan[mode] = refusal(() => rtnl.createIpvlan({ name: `probe-i${n}`, parentIndex: parent(), mode, flag: 'bridge' }));
+      support.ipvlan[mode] = refusal(() =>
+        rtnl.createIpvlan({ name: `probe-i${n}`, parentIndex: parent(), mode, flag: 'bridge' }),
+      );
     }
     support.vlan = refusal(() => rtnl.createVlan({ name: 'probe-v', parentIndex: parent(), vlanId: 10 }));
     return support;
@@ -49,4 +52,3 @@ function refusal(fn: () => unknown): string | null {
     throw err;
   }
 }
-

@@ -10,7 +10,18 @@ import { invalidArgument, LanplugError, withContext } from '../errors';
 import { ifnameProblem } from '../net/ifname';
 import { isMac, isMulticastMac } from '../net/mac';
 import { isMtu, MAX_MTU, MIN_MTU_IPV4 } from '../net/mtu';
-import { encodeIfInfoMsg, IFF_UP, IFLA_IFNAME, nlaString, NLM_F_CREATE, NLM_F_EXCL, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK, type NlMsg } from '../netlink/codec';
+import {
+  encodeIfInfoMsg,
+  IFF_UP,
+  IFLA_IFNAME,
+  nlaString,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  RTM_DELLINK,
+  RTM_GETLINK,
+  RTM_NEWLINK,
+  type NlMsg,
+} from '../netlink/codec';
 import { ENODEV } from '../netlink/errno';
 import { NetlinkSocket } from '../netlink/socket';
 import { encodeIpvlanData, type IpvlanFlag, type IpvlanMode } from './ipvlan';
@@ -36,7 +47,9 @@ export interface Rtnl {
 /** The last guard before the kernel: the driver has checked all of these with friendlier words. */
 function checkName(name: string): void {
   if (ifnameProblem(name) !== null) {
-    throw invalidArgument(`interface name must be 1-15 bytes without '/', ':' or whitespace and not '.' or '..', received: ${JSON.stringify(name)}`);
+    throw invalidArgument(
+      `interface name must be 1-15 bytes without '/', ':' or whitespace and not '.' or '..', received: ${JSON.stringify(name)}`,
+    );
   }
 }
 
@@ -56,7 +69,8 @@ function checkNewLink(req: NewLink): void {
     throw invalidArgument(`MAC address must look like 02:42:ac:10:56:02, received: ${JSON.stringify(req.mac)}`);
   }
   // The kernel refuses a multicast address as a device address.
-  if (req.mac !== undefined && isMulticastMac(req.mac)) throw invalidArgument(`MAC address must be unicast, received: ${req.mac}`);
+  if (req.mac !== undefined && isMulticastMac(req.mac))
+    throw invalidArgument(`MAC address must be unicast, received: ${req.mac}`);
 }
 
 function isErrno(err: unknown, errno: number): boolean {
@@ -102,8 +116,14 @@ class RtnlSocket implements Rtnl {
   }
 
   createVlan(req: { name: string; parentIndex: number; vlanId: number }): LinkInfo {
-    if (!isVlanId(req.vlanId)) throw invalidArgument(`vlan id must be between ${VLAN_ID_MIN}-${VLAN_ID_MAX}, received: ${req.vlanId}`);
-    return this.create({ name: req.name, kind: 'vlan', parentIndex: req.parentIndex, data: encodeVlanData(req.vlanId) });
+    if (!isVlanId(req.vlanId))
+      throw invalidArgument(`vlan id must be between ${VLAN_ID_MIN}-${VLAN_ID_MAX}, received: ${req.vlanId}`);
+    return this.create({
+      name: req.name,
+      kind: 'vlan',
+      parentIndex: req.parentIndex,
+      data: encodeVlanData(req.vlanId),
+    });
   }
 
   createBridge(req: { name: string; mtu?: number }): LinkInfo {

@@ -75,4 +75,10 @@ export interface Stamped {
  */
 export type Leftover =
   | { kind: 'endpoint-link'; name: string; networkId: string; endpointId: string; reason: string }
-  | { kind: 'parent'; name: string; parent: Exclude<ParentPlan, { kind: 'existing' }>; networkId: string; reason: string };
+  | {
+      kind: 'parent';
+      name: string;
+      parent: Exclude<ParentPlan, { kind: 'existing' }>;
+      networkId: string;
+      reason: string;
+    };

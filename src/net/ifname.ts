@@ -14,6 +14,7 @@ export function ifnameProblem(name: string): IfnameProblem | null {
   if (bytes > MAX_IFNAME_BYTES) return 'too-long';
   if (name === '.' || name === '..') return 'dots';
   // Control characters are refused too: they would garble every log line and `ip link` listing.
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   if (/[/:\s\u0000-\u001f\u007f]/.test(name)) return 'bad-character';
   return null;
 }

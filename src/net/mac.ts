@@ -38,7 +38,8 @@ export function parseMac(text: string): string {
 
 /** 'aa:bb:cc:dd:ee:ff' -> 6 bytes. Throws RangeError on anything else (a bug in the caller). */
 export function macToBytes(text: string): Buffer {
-  if (!isMac(text)) throw new RangeError(`MAC address must look like 02:42:ac:10:56:02, received: ${JSON.stringify(text)}`);
+  if (!isMac(text))
+    throw new RangeError(`MAC address must look like 02:42:ac:10:56:02, received: ${JSON.stringify(text)}`);
   return Buffer.from(text.split(':').map((h) => parseInt(h, 16)));
 }
 

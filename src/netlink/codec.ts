@@ -79,7 +79,6 @@ export const IFLA_INFO_DATA = 2;
 
 // The IFLA_INFO_DATA attributes of each link kind live with that kind, in src/link/.
 
-
 // ---- helpers -------------------------------------------------------------------
 
 /** Netlink aligns headers and attributes to 4 bytes (NLMSG_ALIGN / NLA_ALIGN). */

@@ -252,7 +252,10 @@ function openRouteSocket(c: Libc): number {
  */
 function openRouteSocketIn(c: Libc, target: string): number {
   if (strandedIn !== undefined) {
-    throw new LanplugError('Internal', `this thread could not return from network namespace ${strandedIn}; restart the process`);
+    throw new LanplugError(
+      'Internal',
+      `this thread could not return from network namespace ${strandedIn}; restart the process`,
+    );
   }
   // /proc/thread-self, not /proc/self: the namespace of *this* thread is what setns changes.
   const home = openNsFile('/proc/thread-self/ns/net');
@@ -267,7 +270,12 @@ function openRouteSocketIn(c: Libc, target: string): number {
         strandedIn = target;
         if (fd >= 0) c.close(fd);
         // Throwing from finally is deliberate: nothing may continue in the wrong namespace.
-        throw new LanplugError('Internal', `could not return from network namespace ${target}: ${describeErrno(errno)}; restart the process`, { errno });
+        // eslint-disable-next-line no-unsafe-finally
+        throw new LanplugError(
+          'Internal',
+          `could not return from network namespace ${target}: ${describeErrno(errno)}; restart the process`,
+          { errno },
+        );
       }
     }
     return fd;

@@ -56,7 +56,10 @@ export function schemaVersion(db: Database.Database): number {
 export function checkMigratable(db: Database.Database): number {
   const found = schemaVersion(db);
   if (found > SCHEMA_VERSION) {
-    throw new LanplugError('Conflict', `has schema version ${found}, newer than this lanplug understands (${SCHEMA_VERSION})`);
+    throw new LanplugError(
+      'Conflict',
+      `has schema version ${found}, newer than this lanplug understands (${SCHEMA_VERSION})`,
+    );
   }
   return found;
 }

@@ -11,7 +11,14 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { LanplugError } from '../errors';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
-import { decodeEndpoint, decodeLeftover, decodeNetwork, encodeEndpoint, encodeLeftover, encodeNetwork } from './records';
+import {
+  decodeEndpoint,
+  decodeLeftover,
+  decodeNetwork,
+  encodeEndpoint,
+  encodeLeftover,
+  encodeNetwork,
+} from './records';
 import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from './schema';
 import { checkStateDir, prepareStateDir } from './state-dir';
 import type { Store } from './store';
@@ -79,7 +86,8 @@ export class SqliteStore implements Store {
   }
 
   getNetwork(networkId: string): (NetworkRecord & Stamped) | null {
-    const row = this.db.prepare('SELECT id, record, created_at FROM networks WHERE id = ?').get(networkId) as Row | undefined;
+    const row = this.db.prepare('SELECT id, record, created_at FROM networks WHERE id = ?').get(networkId) as
+      Row | undefined;
     return row === undefined ? null : this.read('network', row, decodeNetwork);
   }
 
@@ -92,7 +100,8 @@ export class SqliteStore implements Store {
     const result = this.db
       .prepare('INSERT OR IGNORE INTO networks (id, record, created_at) VALUES (?, ?, ?)')
       .run(record.spec.networkId, encodeNetwork(record), Date.now());
-    if (result.changes === 0) throw new LanplugError('Conflict', `network ${record.spec.networkId} is already recorded`);
+    if (result.changes === 0)
+      throw new LanplugError('Conflict', `network ${record.spec.networkId} is already recorded`);
   }
 
   deleteNetwork(networkId: string): void {
@@ -117,7 +126,9 @@ export class SqliteStore implements Store {
   }
 
   listAllEndpoints(): (EndpointRecord & Stamped)[] {
-    const rows = this.db.prepare('SELECT endpoint_id AS id, record, created_at FROM endpoints ORDER BY network_id, endpoint_id').all() as Row[];
+    const rows = this.db
+      .prepare('SELECT endpoint_id AS id, record, created_at FROM endpoints ORDER BY network_id, endpoint_id')
+      .all() as Row[];
     return rows.map((row) => this.read('endpoint', row, decodeEndpoint));
   }
 
@@ -136,15 +147,19 @@ export class SqliteStore implements Store {
   }
 
   listLeftovers(): Leftover[] {
-    const rows = this.db.prepare('SELECT name AS id, record, 0 AS created_at FROM leftovers ORDER BY name').all() as Row[];
+    const rows = this.db
+      .prepare('SELECT name AS id, record, 0 AS created_at FROM leftovers ORDER BY name')
+      .all() as Row[];
     return rows.map((row) => {
       const { createdAt: _unused, ...leftover } = this.read('leftover', row, decodeLeftover);
-      return leftover as Leftover;
+      return leftover;
     });
   }
 
   putLeftover(leftover: Leftover): void {
-    this.db.prepare('INSERT OR REPLACE INTO leftovers (name, record) VALUES (?, ?)').run(leftover.name, encodeLeftover(leftover));
+    this.db
+      .prepare('INSERT OR REPLACE INTO leftovers (name, record) VALUES (?, ?)')
+      .run(leftover.name, encodeLeftover(leftover));
   }
 
   deleteLeftover(name: string): void {
@@ -195,10 +210,18 @@ function explainOpenFailure(path: string, err: unknown): LanplugError {
     );
   }
   if (code === 'SQLITE_CANTOPEN') {
-    return new LanplugError('NotFound', `${path} does not exist or cannot be opened; the lanplug daemon creates it at its first start`, { cause: err });
+    return new LanplugError(
+      'NotFound',
+      `${path} does not exist or cannot be opened; the lanplug daemon creates it at its first start`,
+      { cause: err },
+    );
   }
   if (err instanceof LanplugError && err.code === 'Conflict') {
-    return new LanplugError('Conflict', `${path} ${message}; lanplug leaves it as it is: run the lanplug that wrote it, or move it aside (mv ${path} ${path}.newer)`, { cause: err });
+    return new LanplugError(
+      'Conflict',
+      `${path} ${message}; lanplug leaves it as it is: run the lanplug that wrote it, or move it aside (mv ${path} ${path}.newer)`,
+      { cause: err },
+    );
   }
   return new LanplugError('Internal', `${path}: ${message}`, { cause: err });
 }

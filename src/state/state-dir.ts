@@ -13,7 +13,11 @@ export function prepareStateDir(dir: string): void {
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     } catch (err) {
-      throw new LanplugError('Internal', `cannot create state directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+      throw new LanplugError(
+        'Internal',
+        `cannot create state directory ${dir}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        { cause: err },
+      );
     }
   }
   checkStateDir(dir);
@@ -22,9 +26,17 @@ export function prepareStateDir(dir: string): void {
 /** For every command: the directory must exist, be a directory, and be writable only by its owner (root). */
 export function checkStateDir(dir: string): void {
   const st = statOrNull(dir);
-  if (st === null) throw new LanplugError('NotFound', `no lanplug state directory at ${dir} (the lanplug daemon creates it at its first start)`);
+  if (st === null)
+    throw new LanplugError(
+      'NotFound',
+      `no lanplug state directory at ${dir} (the lanplug daemon creates it at its first start)`,
+    );
   const problem = stateDirProblem(st);
-  if (problem !== null) throw new LanplugError('Conflict', `state directory ${dir} ${problem}; lanplug does not change it: use a directory of its own (e.g. /var/lib/lanplug)`);
+  if (problem !== null)
+    throw new LanplugError(
+      'Conflict',
+      `state directory ${dir} ${problem}; lanplug does not change it: use a directory of its own (e.g. /var/lib/lanplug)`,
+    );
 }
 
 /** Why a directory may not hold lanplug's state, or null. Exported for `lanplug doctor`. */
@@ -33,7 +45,8 @@ export function stateDirProblem(st: Stats): string | null {
   if (!st.isDirectory()) return 'is not a directory';
   const me = process.getuid?.() ?? 0;
   if (st.uid !== 0 && st.uid !== me) return `is owned by uid ${st.uid}, not root`;
-  if ((st.mode & 0o022) !== 0) return `is writable by ${(st.mode & 0o002) !== 0 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  if ((st.mode & 0o022) !== 0)
+    return `is writable by ${(st.mode & 0o002) !== 0 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
   return null;
 }
 

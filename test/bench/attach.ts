@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { createLan } from '../lab/lan';
 import { startLanplug } from '../lab/lanplug';
+import { openRtnl } from '../../src/link/rtnl';
 
 const PLUGIN_CYCLES = Number(process.env['BENCH_PLUGIN_CYCLES'] ?? 200);
 const DOCKER_CYCLES = Number(process.env['BENCH_DOCKER_CYCLES'] ?? 15);
@@ -20,17 +21,22 @@ const DOCKER_CYCLES = Number(process.env['BENCH_DOCKER_CYCLES'] ?? 15);
 function call(socketPath: string, path: string, body: unknown): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
-    const req = request({ socketPath, path, method: 'POST', headers: { 'Content-Length': Buffer.byteLength(data) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown }));
-    });
+    const req = request(
+      { socketPath, path, method: 'POST', headers: { 'Content-Length': Buffer.byteLength(data) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
 }
 
-async function timed(fn: () => Promise<unknown> | unknown): Promise<number> {
+async function timed(fn: () => unknown): Promise<number> {
   const start = process.hrtime.bigint();
   await fn();
   return Number(process.hrtime.bigint() - start) / 1e6;
@@ -54,8 +60,19 @@ async function pluginCalls(socket: string, networkId: string): Promise<void> {
     const endpointId = `be${i.toString(16).padStart(10, '0')}${'0'.repeat(52)}`;
     const address = `172.16.${87 + Math.floor(i / 250)}.${(i % 250) + 2}/16`;
     const ids = { NetworkID: networkId, EndpointID: endpointId };
-    create.push(await timed(() => call(socket, '/NetworkDriver.CreateEndpoint', { ...ids, Interface: { Address: address, AddressIPv6: '', MacAddress: '' } })));
-    join.push(await timed(() => call(socket, '/NetworkDriver.Join', { ...ids, SandboxKey: '/var/run/docker/netns/bench', Options: {} })));
+    create.push(
+      await timed(() =>
+        call(socket, '/NetworkDriver.CreateEndpoint', {
+          ...ids,
+          Interface: { Address: address, AddressIPv6: '', MacAddress: '' },
+        }),
+      ),
+    );
+    join.push(
+      await timed(() =>
+        call(socket, '/NetworkDriver.Join', { ...ids, SandboxKey: '/var/run/docker/netns/bench', Options: {} }),
+      ),
+    );
     await call(socket, '/NetworkDriver.Leave', ids);
     del.push(await timed(() => call(socket, '/NetworkDriver.DeleteEndpoint', ids)));
   }
@@ -82,14 +99,51 @@ function rssMiB(pid: number): string {
   return (kb / 1024).toFixed(1);
 }
 
+/**
+ * The floor under every attach and detach: one RTM_NEWLINK (macvlan, read back) and one
+ * RTM_DELLINK, straight through lanplug's netlink layer in the Docker host's namespace.
+ */
+function kernelFloor(host: DockerHost): void {
+  const rtnl = openRtnl({ netns: `/run/netns/${host.ns}` });
+  try {
+    const parent = rtnl.getLink('eth0');
+    if (parent === null) throw new Error('bench: no eth0 in the Docker host');
+    const create: number[] = [];
+    const remove: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      let start = process.hrtime.bigint();
+      const link = rtnl.createMacvlan({ name: 'lp-bench-floor', parentIndex: parent.index, mode: 'bridge' });
+      create.push(Number(process.hrtime.bigint() - start) / 1e6);
+      start = process.hrtime.bigint();
+      rtnl.deleteLink(link);
+      remove.push(Number(process.hrtime.bigint() - start) / 1e6);
+    }
+    row('kernel floor: create a macvlan and read it back (netlink)', create);
+    row('kernel floor: delete a macvlan (netlink; waits for RCU)', remove);
+  } finally {
+    rtnl.close();
+  }
+}
+
 async function main(): Promise<void> {
   const lan = createLan({ addresses: ['172.16.86.1/16'] });
   try {
     const host = await createDockerHost(lan);
     const plugin = await startLanplug(host);
     const rssIdle = rssMiB(plugin.pid);
-    host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.0.0/16', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'lp']);
+    host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.0.0/16',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      'lp',
+    ]);
     const networkId = host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'lp']).trim();
+    kernelFloor(host);
     await pluginCalls(join(plugin.pluginDir, 'lanplug-macvlan.sock'), networkId);
     const rssAfter = rssMiB(plugin.pid);
 
@@ -113,15 +167,20 @@ async function main(): Promise<void> {
 
     const header = ['what', 'n', 'p50 ms', 'p99 ms'];
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-    const format = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
-    process.stdout.write(`${format(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(format).join('\n')}\n`);
-    process.stdout.write(`\nlanplug daemon RSS: ${rssIdle} MiB idle, ${rssAfter} MiB after ${PLUGIN_CYCLES} attach/detach cycles\n`);
+    const format = (r: string[]): string =>
+      r.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+    process.stdout.write(
+      `${format(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(format).join('\n')}\n`,
+    );
+    process.stdout.write(
+      `\nlanplug daemon RSS: ${rssIdle} MiB idle, ${rssAfter} MiB after ${PLUGIN_CYCLES} attach/detach cycles\n`,
+    );
   } finally {
     lan.destroy();
   }
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

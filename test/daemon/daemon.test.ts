@@ -68,7 +68,11 @@ async function stop(proc: { child: { kill(s: NodeJS.Signals): boolean }; exited:
 test('one daemon per state directory: a second one exits with one line naming the first; kill -9 frees the directory', async () => {
   const l = freshLab();
   const first = await l.start();
-  const second = spawnDaemon(NS, ['daemon', '--state-dir', l.stateDir, '--plugin-dir', `${l.dir}/other-plugins`], `${l.dir}/second.log`);
+  const second = spawnDaemon(
+    NS,
+    ['daemon', '--state-dir', l.stateDir, '--plugin-dir', `${l.dir}/other-plugins`],
+    `${l.dir}/second.log`,
+  );
   const { code } = await second.exited;
   assert.equal(code, 1);
   assert.equal(
@@ -87,14 +91,27 @@ test('a live socket is never taken over; a dead one is replaced; stop removes on
   execFileSync('mkdir', ['-p', l.pluginDir]);
   const squatter: Server = createServer(() => undefined);
   await new Promise<void>((resolve) => squatter.listen(l.socket('macvlan'), resolve));
-  const refused = spawnDaemon(NS, ['daemon', '--state-dir', l.stateDir, '--plugin-dir', l.pluginDir], `${l.dir}/refused.log`);
+  const refused = spawnDaemon(
+    NS,
+    ['daemon', '--state-dir', l.stateDir, '--plugin-dir', l.pluginDir],
+    `${l.dir}/refused.log`,
+  );
   assert.equal((await refused.exited).code, 1);
-  assert.match(refused.stderr(), new RegExp(`lanplug: ${l.socket('macvlan')} is served by another running process; lanplug does not take over a live socket`));
+  assert.match(
+    refused.stderr(),
+    new RegExp(
+      `lanplug: ${l.socket('macvlan')} is served by another running process; lanplug does not take over a live socket`,
+    ),
+  );
   assert.equal(existsSync(l.stateDir), false, 'refused before creating its state directory');
   assert.equal(lstatSync(l.socket('macvlan')).isSocket(), true, "the other process's socket is still there");
   await new Promise<void>((resolve) => squatter.close(() => resolve()));
   // A socket file nobody listens on (a crashed run's) is replaced.
-  execFileSync('python3', ['-c', 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])', l.socket('ipvlan')]); // bound, then the process is gone
+  execFileSync('python3', [
+    '-c',
+    'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])',
+    l.socket('ipvlan'),
+  ]); // bound, then the process is gone
   const proc = await l.start();
   assert.equal(statSync(l.socket('macvlan')).mode & 0o777, 0o600);
   // Someone replaces a socket file while the daemon runs: at stop, the daemon removes only its own.
@@ -112,7 +129,10 @@ test('a crash between creating the endpoint link and answering Join: the restart
   let proc = await l.start({ LANPLUG_CRASH_AT: 'join:link-created' });
   assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
   assert.equal((await l.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
-  await assert.rejects(l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' }), 'the daemon dies before it answers');
+  await assert.rejects(
+    l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' }),
+    'the daemon dies before it answers',
+  );
   assert.equal((await proc.exited).signal, 'SIGKILL');
   assert.equal(hasLink(EP_LINK), true, 'the crash left the link');
   // Orphans no record owns, as a crash of some earlier version could leave them; and links lanplug never made.
@@ -162,10 +182,16 @@ test('a delete the kernel refuses: the row goes, a leftover stays, gc finishes o
   ip('link', 'set', 'lo', 'name', EP_LINK);
   const refused = await l.call('/NetworkDriver.DeleteEndpoint', ref);
   assert.equal(refused.status, 400);
-  assert.equal(refused.json['Err'], `network 5e3ec79625d3 on parent eth0: delete link ${EP_LINK}: EOPNOTSUPP (Operation not supported)`);
+  assert.equal(
+    refused.json['Err'],
+    `network 5e3ec79625d3 on parent eth0: delete link ${EP_LINK}: EOPNOTSUPP (Operation not supported)`,
+  );
   let status = await l.cli(['status', '--state-dir', l.stateDir]);
   assert.doesNotMatch(status.stdout, /endpoint 8caf93c862b2/, 'Docker forgets the endpoint: so does lanplug');
-  assert.match(status.stdout, new RegExp(`leftover endpoint-link ${EP_LINK}: network 5e3ec79625d3 on parent eth0: delete link`));
+  assert.match(
+    status.stdout,
+    new RegExp(`leftover endpoint-link ${EP_LINK}: network 5e3ec79625d3 on parent eth0: delete link`),
+  );
   ip('link', 'set', EP_LINK, 'name', 'lo');
   const gc = await l.cli(['gc', '--state-dir', l.stateDir, '--docker-host', `${l.dir}/no-dockerd.sock`]);
   assert.equal(gc.code, 0, gc.stderr);
@@ -185,7 +211,11 @@ test('a parent that is down: the endpoint link is made, the parent stays down', 
     await l.call('/NetworkDriver.CreateEndpoint', createEndpoint);
     assert.equal((await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' })).status, 200);
     assert.equal(hasLink(EP_LINK), true);
-    assert.doesNotMatch(ip('link', 'show', 'dev', 'eth0'), /[<,]UP[,>]/, 'lanplug never brings up a parent it did not make');
+    assert.doesNotMatch(
+      ip('link', 'show', 'dev', 'eth0'),
+      /[<,]UP[,>]/,
+      'lanplug never brings up a parent it did not make',
+    );
     await l.call('/NetworkDriver.DeleteEndpoint', ref);
     await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET });
   } finally {
@@ -201,12 +231,19 @@ test('a parent that disappears: Join says which in one line; all works again whe
   await l.call('/NetworkDriver.CreateEndpoint', createEndpoint);
   ip('link', 'del', 'eth0');
   const join = await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' });
-  assert.deepEqual(join, { status: 400, json: { Err: 'network 5e3ec79625d3 on parent eth0: -o parent interface was not found on the host: eth0' } });
+  assert.deepEqual(join, {
+    status: 400,
+    json: { Err: 'network 5e3ec79625d3 on parent eth0: -o parent interface was not found on the host: eth0' },
+  });
   ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'lan0');
   ip('link', 'set', 'eth0', 'up');
   assert.equal((await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' })).status, 200);
   ip('link', 'del', 'eth0');
-  assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200, 'the link went with its parent: nothing to do');
+  assert.equal(
+    (await l.call('/NetworkDriver.DeleteEndpoint', ref)).status,
+    200,
+    'the link went with its parent: nothing to do',
+  );
   assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
   ip('link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'lan0');
   ip('link', 'set', 'eth0', 'up');

@@ -6,16 +6,40 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
 
-const lab = useLab({ addresses: ['192.168.216.1/24', '192.168.218.1/24', '2001:db8:abc8::10/64', '172.28.100.1/24', '172.28.102.254/24', '2001:db8:abc2::1/64', '2001:db8:abc4::254/64'] });
+const lab = useLab({
+  addresses: [
+    '192.168.216.1/24',
+    '192.168.218.1/24',
+    '2001:db8:abc8::10/64',
+    '172.28.100.1/24',
+    '172.28.102.254/24',
+    '2001:db8:abc2::1/64',
+    '2001:db8:abc4::254/64',
+  ],
+});
 
 const SEED_DUAL_STACK = [
-  '--subnet=192.168.216.0/24', '--subnet=192.168.218.0/24',
-  '--gateway=192.168.216.1', '--gateway=192.168.218.1',
-  '--subnet=2001:db8:abc8::/64', '--gateway=2001:db8:abc8::10',
+  '--subnet=192.168.216.0/24',
+  '--subnet=192.168.218.0/24',
+  '--gateway=192.168.216.1',
+  '--gateway=192.168.218.1',
+  '--subnet=2001:db8:abc8::/64',
+  '--gateway=2001:db8:abc8::10',
 ];
 
-test('the seed\'s dual-stack command (with -o parent=eth0) creates the network as written', () => {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...SEED_DUAL_STACK, '-o', 'parent=eth0', '-o', 'macvlan_mode=bridge', 'macvlan216']);
+test("the seed's dual-stack command (with -o parent=eth0) creates the network as written", () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    ...SEED_DUAL_STACK,
+    '-o',
+    'parent=eth0',
+    '-o',
+    'macvlan_mode=bridge',
+    'macvlan216',
+  ]);
   lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c1', 'alpine:latest', 'ash']);
   const net = containerNetwork(lab.host, 'c1', 'macvlan216');
   assertGatewayOfItsSubnet(net);
@@ -27,7 +51,19 @@ test('the seed\'s dual-stack command (with -o parent=eth0) creates the network a
 });
 
 test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over both families', async () => {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--ipv6', ...SEED_DUAL_STACK, '-o', 'parent=eth0', '-o', 'macvlan_mode=bridge', 'macvlan216']);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipv6',
+    ...SEED_DUAL_STACK,
+    '-o',
+    'parent=eth0',
+    '-o',
+    'macvlan_mode=bridge',
+    'macvlan216',
+  ]);
   lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c1', 'alpine:latest', 'ash']);
   lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macvlan216', '--name', 'c2', 'alpine:latest', 'ash']);
   const [n1, n2] = [containerNetwork(lab.host, 'c1', 'macvlan216'), containerNetwork(lab.host, 'c2', 'macvlan216')];
@@ -39,9 +75,18 @@ test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over bot
   assert.notEqual(n1.GlobalIPv6Address, n2.GlobalIPv6Address);
   assert.equal(n1.GlobalIPv6PrefixLen, 64);
   assert.equal(n1.IPv6Gateway, '2001:db8:abc8::10');
-  assert.equal(n1.MacAddress, '02:42:' + n1.IPAddress.split('.').map((b) => Number(b).toString(16).padStart(2, '0')).join(':'));
+  assert.equal(
+    n1.MacAddress,
+    '02:42:' +
+      n1.IPAddress.split('.')
+        .map((b) => Number(b).toString(16).padStart(2, '0'))
+        .join(':'),
+  );
   assert.match(lab.host.dockerOk(['exec', 'c1', 'ip', '-6', 'route']), /^default via 2001:db8:abc8::10 dev eth0/m);
-  assert.match(lab.host.dockerOk(['exec', 'c1', 'ip', 'route']), new RegExp(`^default via ${n1.Gateway.replace(/\./g, '\\.')} dev eth0`, 'm'));
+  assert.match(
+    lab.host.dockerOk(['exec', 'c1', 'ip', 'route']),
+    new RegExp(`^default via ${n1.Gateway.replace(/\./g, '\\.')} dev eth0`, 'm'),
+  );
   // IPv6 addresses become usable after duplicate address detection: allow it a few seconds.
   await eventually(() => lab.host.dockerOk(['exec', 'c1', 'ping', '-6', '-c', '1', '-W', '1', '2001:db8:abc8::10']));
   await eventually(() => lab.host.dockerOk(['exec', 'c1', 'ping', '-6', '-c', '1', '-W', '1', n2.GlobalIPv6Address]));
@@ -54,13 +99,49 @@ test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over bot
 
 test('two v4 and two v6 subnets: each container gets the gateways of the subnets holding its addresses', () => {
   lab.host.dockerOk([
-    'network', 'create', '-d', 'lanplug-macvlan', '--ipv6',
-    '--subnet=172.28.100.0/24', '--subnet=172.28.102.0/24', '--gateway=172.28.102.254',
-    '--subnet=2001:db8:abc2::/64', '--subnet=2001:db8:abc4::/64', '--gateway=2001:db8:abc4::254',
-    '-o', 'parent=eth0', 'dualstackbridge',
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipv6',
+    '--subnet=172.28.100.0/24',
+    '--subnet=172.28.102.0/24',
+    '--gateway=172.28.102.254',
+    '--subnet=2001:db8:abc2::/64',
+    '--subnet=2001:db8:abc4::/64',
+    '--gateway=2001:db8:abc4::254',
+    '-o',
+    'parent=eth0',
+    'dualstackbridge',
   ]);
-  lab.host.dockerOk(['run', '-dit', '--network', 'dualstackbridge', '--ip', '172.28.100.20', '--ip6', '2001:db8:abc2::20', '--name', 'first', 'alpine:latest', 'ash']);
-  lab.host.dockerOk(['run', '-dit', '--network', 'dualstackbridge', '--ip', '172.28.102.20', '--ip6', '2001:db8:abc4::20', '--name', 'third', 'alpine:latest', 'ash']);
+  lab.host.dockerOk([
+    'run',
+    '-dit',
+    '--network',
+    'dualstackbridge',
+    '--ip',
+    '172.28.100.20',
+    '--ip6',
+    '2001:db8:abc2::20',
+    '--name',
+    'first',
+    'alpine:latest',
+    'ash',
+  ]);
+  lab.host.dockerOk([
+    'run',
+    '-dit',
+    '--network',
+    'dualstackbridge',
+    '--ip',
+    '172.28.102.20',
+    '--ip6',
+    '2001:db8:abc4::20',
+    '--name',
+    'third',
+    'alpine:latest',
+    'ash',
+  ]);
   const first = containerNetwork(lab.host, 'first', 'dualstackbridge');
   const third = containerNetwork(lab.host, 'third', 'dualstackbridge');
   assert.equal(first.IPAddress, '172.28.100.20');
@@ -85,7 +166,9 @@ test('no parent: a private internal network; containers reach each other and not
   lab.host.dockerOk(['run', '-dit', '--network', 'island', '--name', 'i1', 'alpine:latest', 'ash']);
   lab.host.dockerOk(['run', '-dit', '--network', 'island', '--name', 'i2', 'alpine:latest', 'ash']);
   assert.equal(containerNetwork(lab.host, 'i1', 'island').Gateway, '');
-  assert.deepEqual(lines(lab.host.dockerOk(['exec', 'i1', 'ip', 'route'])), ['10.55.0.0/24 dev eth0 scope link  src 10.55.0.2']);
+  assert.deepEqual(lines(lab.host.dockerOk(['exec', 'i1', 'ip', 'route'])), [
+    '10.55.0.0/24 dev eth0 scope link  src 10.55.0.2',
+  ]);
   lab.host.dockerOk(['exec', 'i1', 'ping', '-c', '1', '-W', '2', '10.55.0.3']);
   // No route: the kernel refuses before any packet leaves (TEST-NET-1, never a real host).
   const outside = lab.host.docker(['exec', 'i1', 'ping', '-c', '1', '-W', '1', '192.0.2.1']);
@@ -93,30 +176,87 @@ test('no parent: a private internal network; containers reach each other and not
   assert.match(outside.stdout + outside.stderr, /Network is unreachable/);
   lab.host.dockerOk(['rm', '-f', 'i1', 'i2']);
   lab.host.dockerOk(['network', 'rm', 'island']);
-  assert.equal(lab.host.exec(['ip', 'link', 'show', parent]).status, 1, `${parent} must be gone after docker network rm`);
+  assert.equal(
+    lab.host.exec(['ip', 'link', 'show', parent]).status,
+    1,
+    `${parent} must be gone after docker network rm`,
+  );
   assertNoLanplugLinks(lab.host);
 });
 
 test('--internal with a parent: no gateway, no default route', () => {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--internal', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'inside']);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--internal',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    'inside',
+  ]);
   lab.host.dockerOk(['run', '-dit', '--network', 'inside', '--name', 'in1', 'alpine:latest', 'ash']);
   assert.equal(containerNetwork(lab.host, 'in1', 'inside').Gateway, '');
-  assert.deepEqual(lines(lab.host.dockerOk(['exec', 'in1', 'ip', 'route'])), ['172.16.86.0/24 dev eth0 scope link  src 172.16.86.2']);
+  assert.deepEqual(lines(lab.host.dockerOk(['exec', 'in1', 'ip', 'route'])), [
+    '172.16.86.0/24 dev eth0 scope link  src 172.16.86.2',
+  ]);
   lab.host.dockerOk(['rm', '-f', 'in1']);
   lab.host.dockerOk(['network', 'rm', 'inside']);
   assertNoLanplugLinks(lab.host);
 });
 
 test('MTU: applied to the container link; above the parent refused', () => {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1400', 'small']);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'com.docker.network.driver.mtu=1400',
+    'small',
+  ]);
   lab.host.dockerOk(['run', '-dit', '--network', 'small', '--name', 'm1', 'alpine:latest', 'ash']);
   assert.match(lab.host.dockerOk(['exec', 'm1', 'ip', 'link', 'show', 'eth0']), / mtu 1400 /);
   lab.host.dockerOk(['rm', '-f', 'm1']);
   lab.host.dockerOk(['network', 'rm', 'small']);
-  const big = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1501', 'big']);
-  assert.equal(big.stderr.trim(), 'Error response from daemon: NetworkDriver.CreateNetwork: -o com.docker.network.driver.mtu=1501 is larger than the MTU of parent eth0 (1500)');
-  const v6small = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--ipv6', '--subnet=2001:db8:1::/64', '-o', 'parent=eth0', '-o', 'com.docker.network.driver.mtu=1200', 'v6small']);
-  assert.equal(v6small.stderr.trim(), 'Error response from daemon: NetworkDriver.CreateNetwork: -o com.docker.network.driver.mtu=1200 is below the minimum of 1280 for a network with IPv6');
+  const big = lab.host.docker([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'com.docker.network.driver.mtu=1501',
+    'big',
+  ]);
+  assert.equal(
+    big.stderr.trim(),
+    'Error response from daemon: NetworkDriver.CreateNetwork: -o com.docker.network.driver.mtu=1501 is larger than the MTU of parent eth0 (1500)',
+  );
+  const v6small = lab.host.docker([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipv6',
+    '--subnet=2001:db8:1::/64',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'com.docker.network.driver.mtu=1200',
+    'v6small',
+  ]);
+  assert.equal(
+    v6small.stderr.trim(),
+    'Error response from daemon: NetworkDriver.CreateNetwork: -o com.docker.network.driver.mtu=1200 is below the minimum of 1280 for a network with IPv6',
+  );
   assertNoLanplugLinks(lab.host);
 });
 

@@ -42,14 +42,19 @@ export function lanplugStatus(plugin: Lanplug): string {
 
 /** Output lines with trailing blanks removed (busybox pads some), empty lines dropped. */
 export function lines(text: string): string[] {
-  return text.split('\n').map((l) => l.trimEnd()).filter((l) => l !== '');
+  return text
+    .split('\n')
+    .map((l) => l.trimEnd())
+    .filter((l) => l !== '');
 }
 
 /** Removes every container and every non-builtin network: a clean start for the next test. */
 export function resetDocker(host: DockerHost): void {
   const containers = lines(host.dockerOk(['ps', '-aq']));
   if (containers.length > 0) host.docker(['rm', '-f', ...containers]);
-  const networks = lines(host.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).filter((n) => !['bridge', 'host', 'none'].includes(n));
+  const networks = lines(host.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).filter(
+    (n) => !['bridge', 'host', 'none'].includes(n),
+  );
   if (networks.length > 0) host.docker(['network', 'rm', ...networks]);
 }
 
@@ -79,7 +84,9 @@ export interface LabContext {
  * everything torn down after the file. The returned object is filled in
  * before the first test runs.
  */
-export function useLab(opts: { addresses?: string[]; daemonArgs?: string[]; resetEachTest?: boolean } = {}): LabContext {
+export function useLab(
+  opts: { addresses?: string[]; daemonArgs?: string[]; resetEachTest?: boolean } = {},
+): LabContext {
   const lab = {} as LabContext;
   before(async () => {
     lab.lan = createLan(opts.addresses === undefined ? {} : { addresses: opts.addresses });

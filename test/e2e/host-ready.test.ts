@@ -12,7 +12,7 @@ import { DOCKER_CLIENT } from '../lab/docker-host';
 import { startLanplug } from '../lab/lanplug';
 import { cleanEnv } from '../lab/proc';
 import { repoRoot } from '../support/repo';
-import { assertNoLanplugLinks, containerNetwork, lanplugStatus, lines, useLab } from './helpers';
+import { assertNoLanplugLinks, containerNetwork, eventually, lanplugStatus, lines, useLab } from './helpers';
 
 const lab = useLab({ addresses: ['172.16.86.1/24'], resetEachTest: true });
 const BURST = 50;
@@ -37,7 +37,18 @@ function lanplugCli(args: string[]): { code: number; stdout: string } {
 }
 
 function network(name: string, extra: string[] = []): void {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', ...extra, name]);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    ...extra,
+    name,
+  ]);
 }
 
 function runningOn(net: string): string[] {
@@ -61,12 +72,22 @@ function assertAllConnected(net: string): void {
 
 test(`${BURST} concurrent docker run all succeed with distinct MACs and addresses and reach the gateway; ${BURST} concurrent rm -f leave nothing`, async () => {
   network('burst');
-  const runs = await Promise.all(Array.from({ length: BURST }, (_, i) => dockerAsync(['run', '-d', '--network', 'burst', '--name', `b${i}`, 'alpine:latest', 'sleep', '3600'])));
-  assert.deepEqual(runs.filter((r) => r.code !== 0).map((r) => r.stderr.trim()), []);
+  const runs = await Promise.all(
+    Array.from({ length: BURST }, (_, i) =>
+      dockerAsync(['run', '-d', '--network', 'burst', '--name', `b${i}`, 'alpine:latest', 'sleep', '3600']),
+    ),
+  );
+  assert.deepEqual(
+    runs.filter((r) => r.code !== 0).map((r) => r.stderr.trim()),
+    [],
+  );
   assert.equal(runningOn('burst').length, BURST);
   assertAllConnected('burst');
   const removes = await Promise.all(Array.from({ length: BURST }, (_, i) => dockerAsync(['rm', '-f', `b${i}`])));
-  assert.deepEqual(removes.filter((r) => r.code !== 0).map((r) => r.stderr.trim()), []);
+  assert.deepEqual(
+    removes.filter((r) => r.code !== 0).map((r) => r.stderr.trim()),
+    [],
+  );
   lab.host.dockerOk(['network', 'rm', 'burst']);
   assertNoLanplugLinks(lab.host);
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
@@ -80,7 +101,11 @@ test('kill -9 of the daemon in the middle of a burst of runs and of removals: ru
     await lab.plugin.stop();
     lab.plugin = await startLanplug(lab.host, { stateDir });
   };
-  const runs = Promise.all(Array.from({ length: BURST }, (_, i) => dockerAsync(['run', '-d', '--network', 'crashy', '--name', `k${i}`, 'alpine:latest', 'sleep', '3600'])));
+  const runs = Promise.all(
+    Array.from({ length: BURST }, (_, i) =>
+      dockerAsync(['run', '-d', '--network', 'crashy', '--name', `k${i}`, 'alpine:latest', 'sleep', '3600']),
+    ),
+  );
   await new Promise((r) => setTimeout(r, 1500));
   await crash();
   const results = await runs;
@@ -100,7 +125,15 @@ test('kill -9 of the daemon in the middle of a burst of runs and of removals: ru
   if (left.length > 0) lab.host.dockerOk(['rm', '-f', ...left]);
   lab.host.dockerOk(['network', 'rm', 'crashy']);
   // What Docker told a dead daemon is caught up by gc: every link and row is gone.
-  const gc = lanplugCli(['gc', '--state-dir', stateDir, '--docker-host', `unix://${lab.host.sock}`, '--grace-seconds', '0']);
+  const gc = lanplugCli([
+    'gc',
+    '--state-dir',
+    stateDir,
+    '--docker-host',
+    `unix://${lab.host.sock}`,
+    '--grace-seconds',
+    '0',
+  ]);
   assert.equal(gc.code, 0, gc.stdout);
   assertNoLanplugLinks(lab.host);
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
@@ -115,21 +148,64 @@ test('an endpoint Docker forgot while lanplug was down no longer blocks a passth
   // Docker calls a plugin that is not there, logs the failure, and forgets the endpoint anyway.
   lab.host.docker(['rm', '-f', 'first'], { timeoutMs: 120_000 });
   lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
-  const refused = lab.host.docker(['run', '-d', '--network', 'pt', '--name', 'second', 'alpine:latest', 'sleep', '3600']);
+  const refused = lab.host.docker([
+    'run',
+    '-d',
+    '--network',
+    'pt',
+    '--name',
+    'second',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
   assert.notEqual(refused.status, 0);
   assert.match(refused.stderr, /passthru allows one container per parent/);
   lab.host.docker(['rm', '-f', 'second']);
-  const gc = lanplugCli(['gc', '--state-dir', lab.plugin.stateDir, '--docker-host', `unix://${lab.host.sock}`, '--grace-seconds', '0']);
+  const gc = lanplugCli([
+    'gc',
+    '--state-dir',
+    lab.plugin.stateDir,
+    '--docker-host',
+    `unix://${lab.host.sock}`,
+    '--grace-seconds',
+    '0',
+  ]);
   assert.equal(gc.code, 0, gc.stdout);
   assert.match(gc.stdout, /^dropped endpoint [0-9a-f]{12}: Docker no longer knows it$/m);
   lab.host.dockerOk(['run', '-d', '--network', 'pt', '--name', 'second', 'alpine:latest', 'sleep', '3600']);
   lab.host.dockerOk(['exec', 'second', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
 });
 
+test('a parent that is down: the container still starts, without carrier until the parent comes up; lanplug never brings it up', async () => {
+  network('down');
+  lab.host.execOk(['ip', 'link', 'set', 'eth0', 'down']);
+  try {
+    lab.host.dockerOk(['run', '-d', '--network', 'down', '--name', 'd1', 'alpine:latest', 'sleep', '3600']);
+    assert.equal(containerNetwork(lab.host, 'd1', 'down').IPAddress, '172.16.86.2');
+    assert.notEqual(
+      lab.host.docker(['exec', 'd1', 'ping', '-c', '1', '-W', '1', '172.16.86.1']).status,
+      0,
+      'no carrier while the parent is down',
+    );
+    assert.doesNotMatch(lab.host.execOk(['ip', 'link', 'show', 'eth0']), /[<,]UP[,>]/, 'eth0 is still down');
+  } finally {
+    lab.host.execOk(['ip', 'link', 'set', 'eth0', 'up']);
+  }
+  await eventually(() => lab.host.dockerOk(['exec', 'd1', 'ping', '-c', '1', '-W', '2', '172.16.86.1']), 15_000);
+});
+
 test('lanplug doctor: every check passes on a healthy host; a broken one is named with its fix and exits 1', async () => {
   network('doc');
   lab.host.dockerOk(['run', '-d', '--network', 'doc', '--name', 'doc1', 'alpine:latest', 'sleep', '3600']);
-  const flags = ['--state-dir', lab.plugin.stateDir, '--plugin-dir', '/run/docker/plugins', '--docker-host', `unix://${lab.host.sock}`];
+  const flags = [
+    '--state-dir',
+    lab.plugin.stateDir,
+    '--plugin-dir',
+    '/run/docker/plugins',
+    '--docker-host',
+    `unix://${lab.host.sock}`,
+  ];
   const healthy = lanplugCli(['doctor', ...flags]);
   assert.equal(healthy.code, 0, healthy.stdout);
   assert.match(healthy.stdout, /^✔ kernel: macvlan: modes bridge, vepa, private, passthru$/m);
@@ -144,12 +220,25 @@ test('lanplug doctor: every check passes on a healthy host; a broken one is name
   lab.host.execOk(['ip', 'link', 'add', 'lp-0a0b0c0d0e0f', 'link', 'eth0', 'type', 'macvlan']);
   const broken = lanplugCli(['doctor', ...flags]);
   assert.equal(broken.code, 1);
-  assert.match(broken.stdout, /^✘ socket lanplug-macvlan: \/run\/docker\/plugins\/lanplug-macvlan\.sock does not exist: Docker cannot find the lanplug-macvlan driver — fix: lanplug install \(or: lanplug daemon\)$/m);
-  assert.match(broken.stdout, /^✘ daemon: no lanplug daemon holds .* — fix: systemctl start lanplug \(or: lanplug daemon\)$/m);
-  assert.match(broken.stdout, /^✘ kernel vs store: delete-link lp-0a0b0c0d0e0f: endpoint link no endpoint owns .* — fix: lanplug gc$/m);
+  assert.match(
+    broken.stdout,
+    /^✘ socket lanplug-macvlan: \/run\/docker\/plugins\/lanplug-macvlan\.sock does not exist: Docker cannot find the lanplug-macvlan driver — fix: lanplug install \(or: lanplug daemon\)$/m,
+  );
+  assert.match(
+    broken.stdout,
+    /^✘ daemon: no lanplug daemon holds .* — fix: systemctl start lanplug \(or: lanplug daemon\)$/m,
+  );
+  assert.match(
+    broken.stdout,
+    /^✘ kernel vs store: delete-link lp-0a0b0c0d0e0f: endpoint link no endpoint owns .* — fix: lanplug gc$/m,
+  );
   const json = JSON.parse(lanplugCli(['doctor', '--json', ...flags]).stdout) as { check: string; status: string }[];
   assert.ok(json.some((c) => c.check === 'daemon' && c.status === 'fail'));
   lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
-  assert.equal(lab.host.exec(['ip', 'link', 'show', 'lp-0a0b0c0d0e0f']).status === 0, false, 'the restarted daemon reconciled it away');
+  assert.equal(
+    lab.host.exec(['ip', 'link', 'show', 'lp-0a0b0c0d0e0f']).status === 0,
+    false,
+    'the restarted daemon reconciled it away',
+  );
   assert.equal(lanplugCli(['doctor', ...flags]).code, 0);
 });

@@ -43,7 +43,9 @@ describe('lab with Docker built-in macvlan', () => {
     const t1 = performance.now();
     dh = await createDockerHost(lan);
     const t2 = performance.now();
-    t.diagnostic(`lab setup: LAN + LAN host ${(t1 - t0).toFixed(0)} ms, docker host (dockerd ready + image import) ${(t2 - t1).toFixed(0)} ms`);
+    t.diagnostic(
+      `lab setup: LAN + LAN host ${(t1 - t0).toFixed(0)} ms, docker host (dockerd ready + image import) ${(t2 - t1).toFixed(0)} ms`,
+    );
 
     // dockerd runs on the containerd the lab started first, in dockerd's network and private mount namespaces
     const ctrd = dh.containerdPid();
@@ -59,11 +61,32 @@ describe('lab with Docker built-in macvlan', () => {
     other.execOk([BUSYBOX, 'ping6', '-c1', '-W2', '2001:db8:abc8::1']);
     assert.match(dh.execOk(['ip', '-o', 'link', 'show', 'eth0']), /mtu 1500 .*state UP/);
 
-    dh.dockerOk(['network', 'create', '-d', 'macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1',
-      '-o', 'parent=eth0', 'my-macvlan-net']);
-    dh.dockerOk(['run', '--rm', '-dit', '--network', 'my-macvlan-net', '--name', 'my-macvlan-alpine', 'alpine:latest', 'ash']);
+    dh.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'macvlan',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      'my-macvlan-net',
+    ]);
+    dh.dockerOk([
+      'run',
+      '--rm',
+      '-dit',
+      '--network',
+      'my-macvlan-net',
+      '--name',
+      'my-macvlan-alpine',
+      'alpine:latest',
+      'ash',
+    ]);
     const inspect = JSON.parse(dh.dockerOk(['container', 'inspect', 'my-macvlan-alpine'])) as Array<{
-      NetworkSettings: { Networks: Record<string, { MacAddress: string; IPAddress: string; Gateway: string; IPPrefixLen: number }> };
+      NetworkSettings: {
+        Networks: Record<string, { MacAddress: string; IPAddress: string; Gateway: string; IPPrefixLen: number }>;
+      };
     }>;
     const ep = inspect[0]?.NetworkSettings.Networks['my-macvlan-net'];
     assert.ok(ep, 'container is attached to my-macvlan-net');
@@ -110,8 +133,17 @@ describe('lab plugin directory (stand-in plugin)', () => {
     assert.ok(!fs.existsSync('/run/docker/plugins/lanplug-macvlan.sock'));
     assert.ok(dh.execOk(['ls', '/run/docker/plugins']).includes('lanplug-macvlan.sock'));
 
-    dh.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1',
-      '-o', 'parent=eth0', 'pub_net']);
+    dh.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      'pub_net',
+    ]);
     dh.dockerOk(['network', 'rm', 'pub_net']);
     const log = lp.stderr();
     assert.match(log, /\/Plugin\.Activate/);
@@ -126,8 +158,10 @@ describe('lab plugin directory (stand-in plugin)', () => {
     assert.ok(!fs.existsSync(path.join(dh.pluginDir, 'lanplug-macvlan.sock')));
 
     // a daemon that dies at start is reported with its stderr
-    await assert.rejects(startLanplug(dh, { command: [process.execPath, '-e', 'console.error("boom"); process.exit(3)', '--'] }),
-      /exited \(code 3.*\n(.|\n)*boom/);
+    await assert.rejects(
+      startLanplug(dh, { command: [process.execPath, '-e', 'console.error("boom"); process.exit(3)', '--'] }),
+      /exited \(code 3.*\n(.|\n)*boom/,
+    );
     const id = lan.id;
     lan.destroy();
     assert.deepEqual(leftoversOf(id), []);
@@ -155,7 +189,10 @@ describe('cleanupStaleLab', () => {
     assert.notDeepEqual(leftoversOf(id), []);
 
     const report = cleanupStaleLab();
-    assert.ok(report.namespaces.some((n) => n.includes(id)), JSON.stringify(report));
+    assert.ok(
+      report.namespaces.some((n) => n.includes(id)),
+      JSON.stringify(report),
+    );
     assert.ok(report.pids.length >= 3, JSON.stringify(report)); // dockerd, containerd, shim, sleep
     assert.equal(pgrep(`lp-lab-${id}/`), '');
     assert.deepEqual(leftoversOf(id), []);

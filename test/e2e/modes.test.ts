@@ -8,7 +8,19 @@ import { assertNoLanplugLinks, containerNetwork, useLab } from './helpers';
 const lab = useLab({ addresses: ['172.16.86.1/24'] });
 
 function network(mode: string): void {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', '-o', `macvlan_mode=${mode}`, 'net']);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    '-o',
+    `macvlan_mode=${mode}`,
+    'net',
+  ]);
   lab.host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'ca', 'alpine:latest', 'ash']);
   lab.host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'cb', 'alpine:latest', 'ash']);
   assert.equal(containerNetwork(lab.host, 'cb', 'net').IPAddress, '172.16.86.3');
@@ -55,12 +67,27 @@ test('vepa mode: container to container only through the LAN switch, with hairpi
 });
 
 test('passthru mode: the sole container owns the parent and reaches the LAN; a second one is refused', () => {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', '-o', 'macvlan_mode=passthru', 'net']);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'macvlan_mode=passthru',
+    'net',
+  ]);
   lab.host.dockerOk(['run', '-dit', '--network', 'net', '--name', 'ca', 'alpine:latest', 'ash']);
   assert.ok(ping('ca', '172.16.86.1'), 'a -> gateway');
   const second = lab.host.docker(['run', '-dit', '--network', 'net', '--name', 'cb', 'alpine:latest', 'ash']);
   assert.notEqual(second.status, 0);
-  assert.match(second.stderr, /is in mode passthru and parent eth0 is already given to endpoint [0-9a-f]{12}; passthru allows one container per parent/);
+  assert.match(
+    second.stderr,
+    /is in mode passthru and parent eth0 is already given to endpoint [0-9a-f]{12}; passthru allows one container per parent/,
+  );
   lab.host.docker(['rm', '-f', 'cb']);
   lab.host.dockerOk(['rm', '-f', 'ca']);
   lab.host.dockerOk(['network', 'rm', 'net']);

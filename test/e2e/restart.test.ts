@@ -12,7 +12,17 @@ import { assertNoLanplugLinks, containerNetwork, useLab } from './helpers';
 const lab = useLab({ addresses: ['172.16.86.1/24'], resetEachTest: false });
 
 test('SIGTERM removes the sockets and exits 0; a restarted daemon keeps serving its networks', async () => {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'kept']);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    'kept',
+  ]);
   lab.host.dockerOk(['run', '-dit', '--network', 'kept', '--name', 'before', 'alpine:latest', 'ash']);
 
   assert.equal(await lab.plugin.stop(), 0, 'daemon exit code after SIGTERM');

@@ -18,7 +18,17 @@ before(() => {
 
 test('seed bridge tutorial, word for word with -d lanplug-macvlan', () => {
   // 1. Create the network and verify it.
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'my-macvlan-net']);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    'my-macvlan-net',
+  ]);
   const ls = lab.host.dockerOk(['network', 'ls']);
   assert.match(ls, /^[0-9a-f]{12}\s+my-macvlan-net\s+lanplug-macvlan\s+local\s*$/m);
   const [inspected] = JSON.parse(lab.host.dockerOk(['network', 'inspect', 'my-macvlan-net'])) as NetworkInspect[];
@@ -27,7 +37,17 @@ test('seed bridge tutorial, word for word with -d lanplug-macvlan', () => {
   assert.deepEqual(inspected?.Options, { parent: 'eth0' });
 
   // 2. Start an alpine container on it.
-  lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'my-macvlan-net', '--name', 'my-macvlan-alpine', 'alpine:latest', 'ash']);
+  lab.host.dockerOk([
+    'run',
+    '--rm',
+    '-dit',
+    '--network',
+    'my-macvlan-net',
+    '--name',
+    'my-macvlan-alpine',
+    'alpine:latest',
+    'ash',
+  ]);
 
   // 3. docker container inspect: the seed's Networks section.
   const net = containerNetwork(lab.host, 'my-macvlan-alpine', 'my-macvlan-net');
@@ -41,7 +61,10 @@ test('seed bridge tutorial, word for word with -d lanplug-macvlan', () => {
 
   // 4. How the container sees its interface and routes.
   const addr = lab.host.dockerOk(['exec', 'my-macvlan-alpine', 'ip', 'addr', 'show', 'eth0']);
-  assert.match(addr, /^\d+: eth0@if\d+: <BROADCAST,MULTICAST,UP,LOWER_UP(,M-DOWN)?> mtu 1500 qdisc noqueue( state UP)?/m);
+  assert.match(
+    addr,
+    /^\d+: eth0@if\d+: <BROADCAST,MULTICAST,UP,LOWER_UP(,M-DOWN)?> mtu 1500 qdisc noqueue( state UP)?/m,
+  );
   assert.match(addr, /^\s+link\/ether 02:42:ac:10:56:02 brd ff:ff:ff:ff:ff:ff$/m);
   assert.match(addr, /^\s+inet 172\.16\.86\.2\/24 brd 172\.16\.86\.255 scope global eth0$/m);
   // busybox ends some lines with a space; the seed's text does not.
@@ -65,11 +88,30 @@ test('seed bridge tutorial, word for word with -d lanplug-macvlan', () => {
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
 });
 
-test('the seed\'s pub_net and macnet32: --ip-range and --aux-address give .128 then .130', () => {
-  lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'pub_net']);
+test("the seed's pub_net and macnet32: --ip-range and --aux-address give .128 then .130", () => {
   lab.host.dockerOk([
-    'network', 'create', '-d', 'lanplug-macvlan', '--subnet=192.168.32.0/24', '--ip-range=192.168.32.128/25',
-    '--gateway=192.168.32.254', '--aux-address=my-router=192.168.32.129', '-o', 'parent=eth0', 'macnet32',
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    'pub_net',
+  ]);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=192.168.32.0/24',
+    '--ip-range=192.168.32.128/25',
+    '--gateway=192.168.32.254',
+    '--aux-address=my-router=192.168.32.129',
+    '-o',
+    'parent=eth0',
+    'macnet32',
   ]);
   lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macnet32', '--name', 'm1', 'alpine:latest', 'ash']);
   lab.host.dockerOk(['run', '--rm', '-dit', '--network', 'macnet32', '--name', 'm2', 'alpine:latest', 'ash']);

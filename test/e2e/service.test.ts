@@ -8,7 +8,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nsExecArgv } from '../lab/ns';
@@ -38,7 +50,10 @@ test('install writes and enables three units that systemd-analyze verify accepts
     writeFileSync(join(units, 'someone-else.service'), '[Service]\nExecStart=/bin/true\n');
     const dry = lanplug(['install', '--root', root, '--dry-run']);
     assert.equal(dry.status, 0, dry.stderr);
-    assert.match(dry.stdout, /^ExecStart=.* daemon --state-dir \/var\/lib\/lanplug --plugin-dir \/run\/docker\/plugins --log-level info$/m);
+    assert.match(
+      dry.stdout,
+      /^ExecStart=.* daemon --state-dir \/var\/lib\/lanplug --plugin-dir \/run\/docker\/plugins --log-level info$/m,
+    );
     assert.match(dry.stdout, /^ListenStream=\/run\/docker\/plugins\/lanplug-macvlan\.sock$/m);
     assert.deepEqual(tree(root), ['etc/systemd/system/someone-else.service'], 'a dry run writes nothing');
 
@@ -53,13 +68,21 @@ test('install writes and enables three units that systemd-analyze verify accepts
       'etc/systemd/system/sockets.target.wants/lanplug-macvlan.socket',
       'etc/systemd/system/someone-else.service',
     ]);
-    assert.equal(readlinkSync(join(units, 'sockets.target.wants/lanplug-macvlan.socket')), '/etc/systemd/system/lanplug-macvlan.socket');
+    assert.equal(
+      readlinkSync(join(units, 'sockets.target.wants/lanplug-macvlan.socket')),
+      '/etc/systemd/system/lanplug-macvlan.socket',
+    );
     const service = readFileSync(join(units, 'lanplug.service'), 'utf8');
     assert.match(service, /^Before=docker\.service$/m);
     assert.match(service, /^Restart=on-failure$/m);
     assert.match(readFileSync(join(units, 'lanplug-ipvlan.socket'), 'utf8'), /^FileDescriptorName=lanplug-ipvlan$/m);
 
-    const verify = run(['systemd-analyze', 'verify', '--man=no', ...['lanplug.service', 'lanplug-macvlan.socket', 'lanplug-ipvlan.socket'].map((u) => join(units, u))]);
+    const verify = run([
+      'systemd-analyze',
+      'verify',
+      '--man=no',
+      ...['lanplug.service', 'lanplug-macvlan.socket', 'lanplug-ipvlan.socket'].map((u) => join(units, u)),
+    ]);
     const complaints = (verify.stdout + verify.stderr).split('\n').filter((l) => /lanplug/.test(l));
     assert.deepEqual(complaints, [], 'systemd-analyze verify has nothing to say about the units');
     assert.equal(verify.status, 0, verify.stderr);
@@ -84,10 +107,24 @@ test('socket activation: dockerd talks to sockets systemd-socket-activate holds;
   const sockets = ['lanplug-macvlan', 'lanplug-ipvlan'].map((n) => `/run/docker/plugins/${n}.sock`);
   const mnt = lab.host.mntNs;
   assert.ok(mnt);
-  const argv = nsExecArgv(lab.host.ns, [
-    'systemd-socket-activate', ...sockets.flatMap((s) => ['-l', s]), '--fdname=lanplug-macvlan:lanplug-ipvlan',
-    process.execPath, LANPLUG, 'daemon', '--state-dir', stateDir, '--plugin-dir', '/run/docker/plugins', '--docker-host', `unix://${lab.host.sock}`,
-  ], mnt);
+  const argv = nsExecArgv(
+    lab.host.ns,
+    [
+      'systemd-socket-activate',
+      ...sockets.flatMap((s) => ['-l', s]),
+      '--fdname=lanplug-macvlan:lanplug-ipvlan',
+      process.execPath,
+      LANPLUG,
+      'daemon',
+      '--state-dir',
+      stateDir,
+      '--plugin-dir',
+      '/run/docker/plugins',
+      '--docker-host',
+      `unix://${lab.host.sock}`,
+    ],
+    mnt,
+  );
   const log = join(lab.host.dir, 'socket-activated.log');
   const fd = openSync(log, 'a');
   const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', fd, fd] });
@@ -95,9 +132,23 @@ test('socket activation: dockerd talks to sockets systemd-socket-activate holds;
   const daemonLog = (): string => readFileSync(log, 'utf8');
   try {
     const deadline = Date.now() + 30_000;
-    while (!sockets.every((s) => existsSync(join(lab.host.pluginDir, s.split('/').pop() ?? ''))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    while (
+      !sockets.every((s) => existsSync(join(lab.host.pluginDir, s.split('/').pop() ?? ''))) &&
+      Date.now() < deadline
+    )
+      await new Promise((r) => setTimeout(r, 100));
     assert.doesNotMatch(daemonLog(), /lanplug daemon started/, 'no daemon before the first connection');
-    lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'activated']);
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      'activated',
+    ]);
     lab.host.dockerOk(['run', '-d', '--network', 'activated', '--name', 'a1', 'alpine:latest', 'sleep', '3600']);
     assert.equal(containerNetwork(lab.host, 'a1', 'activated').MacAddress, '02:42:ac:10:56:02');
     lab.host.dockerOk(['exec', 'a1', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);

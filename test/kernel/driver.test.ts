@@ -54,7 +54,13 @@ test('an IPv6-only endpoint: a random locally administered MAC on the real link,
     ipv6: [{ pool: parsePrefix('2001:db8:6::/64'), gateway: parseAddress('2001:db8:6::1') }],
     internal: false,
   });
-  const { assignedMac } = driver.createEndpoint('macvlan', { networkId: NET, endpointId: EP, ipv4: null, ipv6: parsePrefix('2001:db8:6::2/64'), mac: null });
+  const { assignedMac } = driver.createEndpoint('macvlan', {
+    networkId: NET,
+    endpointId: EP,
+    ipv4: null,
+    ipv6: parsePrefix('2001:db8:6::2/64'),
+    mac: null,
+  });
   assert.match(assignedMac ?? '', /^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/);
   const joined = driver.join('macvlan', NET, EP);
   assert.equal(joined.gatewayIpv4, null);
@@ -68,11 +74,24 @@ test('an IPv6-only endpoint: a random locally administered MAC on the real link,
 });
 
 test('no parent: a private parent of a kind this kernel has, carrying real macvlan links, removed with the network', () => {
-  driver.createNetwork({ networkId: NET, driver: 'macvlan', options: {}, ipv4: [{ pool: parsePrefix('10.1.0.0/24'), gateway: null }], ipv6: [], internal: false });
+  driver.createNetwork({
+    networkId: NET,
+    driver: 'macvlan',
+    options: {},
+    ipv4: [{ pool: parsePrefix('10.1.0.0/24'), gateway: null }],
+    ipv6: [],
+    internal: false,
+  });
   const parent = rtnl.getLink('dm-cccccccccccc');
   assert.ok(parent?.kind === 'dummy' || parent?.kind === 'bridge', `private parent kind ${String(parent?.kind)}`);
   assert.equal(parent?.up, true);
-  driver.createEndpoint('macvlan', { networkId: NET, endpointId: EP, ipv4: parsePrefix('10.1.0.2/24'), ipv6: null, mac: null });
+  driver.createEndpoint('macvlan', {
+    networkId: NET,
+    endpointId: EP,
+    ipv4: parsePrefix('10.1.0.2/24'),
+    ipv6: null,
+    mac: null,
+  });
   const joined = driver.join('macvlan', NET, EP);
   assert.equal(rtnl.getLink(joined.linkName)?.parentIndex, parent?.index);
   driver.deleteNetwork(NET); // with the endpoint link still there, as after a crash of the runtime

@@ -31,7 +31,11 @@ function ip(...args: string[]): string {
 }
 
 /** `ip -d -j link show` inside NS: an independent reading of what the kernel holds. */
-function ipShow(name: string): { ifindex: number; address: string; linkinfo?: { info_kind: string; info_data?: Record<string, unknown> } } {
+function ipShow(name: string): {
+  ifindex: number;
+  address: string;
+  linkinfo?: { info_kind: string; info_data?: Record<string, unknown> };
+} {
   const parsed: unknown = JSON.parse(ip('-n', NS, '-d', '-j', 'link', 'show', 'dev', name));
   assert.ok(Array.isArray(parsed) && parsed.length === 1, `ip link show ${name}`);
   return parsed[0] as ReturnType<typeof ipShow>;
@@ -88,7 +92,10 @@ test('opening a socket in another namespace leaves this thread where it was', ()
     // ...and NS really is another namespace than this thread's.
     assert.notEqual(`net:[${statSync(NS_PATH).ino}]`, before);
     // The socket really is in NS: it sees the lab's veths, and only those plus lo.
-    const names = other.listLinks().map((l) => l.name).sort();
+    const names = other
+      .listLinks()
+      .map((l) => l.name)
+      .sort();
     assert.deepEqual(names, ['lo', 'lp-p0', 'lp-p1', 'lp-q0', 'lp-q1']);
   } finally {
     other.close();
@@ -204,7 +211,11 @@ const optionalKinds: { kind: string; create: () => LinkInfo; check: (l: LinkInfo
       assert.equal(l.ipvlanFlag, 'private');
     },
   },
-  { kind: 'dummy', create: () => ns().createDummy({ name: 'lp-dm', mtu: 1400 }), check: (l) => assert.equal(l.mtu, 1400) },
+  {
+    kind: 'dummy',
+    create: () => ns().createDummy({ name: 'lp-dm', mtu: 1400 }),
+    check: (l) => assert.equal(l.mtu, 1400),
+  },
 ];
 
 for (const { kind, create, check } of optionalKinds) {
@@ -237,7 +248,9 @@ test('bridge creation with an MTU, setUp, listLinks', () => {
     const now = ns().getLinkByIndex(br.index);
     assert.equal(now?.up, true);
     assert.equal(now?.mtu, 1450);
-    const listed = ns().listLinks().find((l) => l.index === br.index);
+    const listed = ns()
+      .listLinks()
+      .find((l) => l.index === br.index);
     assert.deepEqual(listed, now);
   } finally {
     ns().deleteLink(br);

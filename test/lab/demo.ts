@@ -19,17 +19,39 @@ function networksSection(out: string): string {
 }
 
 async function main(): Promise<void> {
-  process.stdout.write('lanplug demo: a LAN (bridge br0 with gateway 172.16.86.1 and a host 172.16.86.10) in network namespaces,\n');
+  process.stdout.write(
+    'lanplug demo: a LAN (bridge br0 with gateway 172.16.86.1 and a host 172.16.86.10) in network namespaces,\n',
+  );
   process.stdout.write('a Docker host whose eth0 is plugged into it, running dockerd and the lanplug daemon.\n');
   const lan = createLan({ addresses: ['172.16.86.1/24'] });
   try {
     const peer = lan.addLanHost('peer', ['172.16.86.10/24']);
     const host = await createDockerHost(lan);
     const plugin = await startLanplug(host);
-    show(host, ['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0', 'my-macvlan-net']);
+    show(host, [
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      'my-macvlan-net',
+    ]);
     show(host, ['network', 'ls']);
     show(host, ['network', 'inspect', 'my-macvlan-net']);
-    show(host, ['run', '--rm', '-dit', '--network', 'my-macvlan-net', '--name', 'my-macvlan-alpine', 'alpine:latest', 'ash']);
+    show(host, [
+      'run',
+      '--rm',
+      '-dit',
+      '--network',
+      'my-macvlan-net',
+      '--name',
+      'my-macvlan-alpine',
+      'alpine:latest',
+      'ash',
+    ]);
     show(host, ['container', 'inspect', 'my-macvlan-alpine'], networksSection);
     show(host, ['exec', 'my-macvlan-alpine', 'ip', 'addr', 'show', 'eth0']);
     show(host, ['exec', 'my-macvlan-alpine', 'ip', 'route']);

@@ -13,8 +13,18 @@ import type { Lan } from './lan';
 import { dockerHostCgroup, dockerHostNs } from './names';
 import { addNetns, addrArgs, delNetns, nsExecArgv, sysctlsNoDad } from './ns';
 import {
-  CommandError, cleanEnv, isAlive, nsIdentity, readOr, run, runOk, sleep, tail, terminateSync,
-  type RunOptions, type RunResult,
+  CommandError,
+  cleanEnv,
+  isAlive,
+  nsIdentity,
+  readOr,
+  run,
+  runOk,
+  sleep,
+  tail,
+  terminateSync,
+  type RunOptions,
+  type RunResult,
 } from './proc';
 import { findCgroupDirs, rmdirTree, sweepProcesses, umountUnder } from './sweep';
 
@@ -160,7 +170,11 @@ export class DockerHost {
     const log = fs.openSync(this.logPath, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', log, log], detached: true, env: cleanEnv({ PATH: SYS_PATH }) });
+      child = spawn(argv[0] as string, argv.slice(1), {
+        stdio: ['ignore', log, log],
+        detached: true,
+        env: cleanEnv({ PATH: SYS_PATH }),
+      });
     } finally {
       fs.closeSync(log);
     }
@@ -176,12 +190,16 @@ export class DockerHost {
     const deadline = Date.now() + readyMs;
     for (;;) {
       if (!isAlive(this.dockerdPid)) {
-        throw new Error(`lab: dockerd exited during start-up; log ${this.logPath}:\n${tail(readOr(this.logPath, ''), 30)}`);
+        throw new Error(
+          `lab: dockerd exited during start-up; log ${this.logPath}:\n${tail(readOr(this.logPath, ''), 30)}`,
+        );
       }
       const r = this.docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 });
       if (r.status === 0) return;
       if (Date.now() > deadline) {
-        throw new Error(`lab: dockerd did not answer \`docker info\` within ${readyMs} ms; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`);
+        throw new Error(
+          `lab: dockerd did not answer \`docker info\` within ${readyMs} ms; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`,
+        );
       }
       await sleep(100);
     }
@@ -196,7 +214,14 @@ export class DockerHost {
   }
 
   /** @internal */ async setUp(opts: DockerHostOptions): Promise<void> {
-    for (const d of [this.dataRoot, this.execRoot, this.pluginDir, this.containerdRunDir, this.containerdDir, this.clientConfigDir]) {
+    for (const d of [
+      this.dataRoot,
+      this.execRoot,
+      this.pluginDir,
+      this.containerdRunDir,
+      this.containerdDir,
+      this.clientConfigDir,
+    ]) {
       fs.mkdirSync(d, { recursive: true });
     }
     // unix socket paths are limited to 108 bytes; containerd's longest one is its ttrpc socket
@@ -215,18 +240,21 @@ export class DockerHost {
   /** containerd's configuration: everything under containerdDir, nothing read from /etc or written to /opt. */
   private writeContainerdConfig(): void {
     const d = this.containerdDir;
-    fs.writeFileSync(path.join(d, 'config.toml'), [
-      'version = 2',
-      `root = ${tomlString(path.join(d, 'root'))}`,
-      `state = ${tomlString(path.join(d, 'state'))}`,
-      // as dockerd configures the containerd it starts itself: no Kubernetes CRI
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = ${tomlString(this.containerdSock)}`,
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = ${tomlString(path.join(d, 'opt'))}`,
-      '',
-    ].join('\n'));
+    fs.writeFileSync(
+      path.join(d, 'config.toml'),
+      [
+        'version = 2',
+        `root = ${tomlString(path.join(d, 'root'))}`,
+        `state = ${tomlString(path.join(d, 'state'))}`,
+        // as dockerd configures the containerd it starts itself: no Kubernetes CRI
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+        '[grpc]',
+        `  address = ${tomlString(this.containerdSock)}`,
+        '[plugins."io.containerd.internal.v1.opt"]',
+        `  path = ${tomlString(path.join(d, 'opt'))}`,
+        '',
+      ].join('\n'),
+    );
   }
 
   private async startDockerd(opts: DockerHostOptions): Promise<void> {
@@ -239,17 +267,44 @@ export class DockerHost {
     fs.writeFileSync(config, JSON.stringify({ 'deprecated-key-path': path.join(this.dir, 'key.json') }) + '\n');
     const readyMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
     this.dockerdArgv = [
-      '--containerd', this.containerdSock,
-      '--iptables=false', '--ip6tables=false', '--bridge=none', '--userland-proxy=false',
-      '--data-root', this.dataRoot, '--exec-root', this.execRoot,
-      '-H', `unix://${this.sock}`, '--pidfile', this.pidFile,
-      '--config-file', config, '--cgroup-parent', this.cgroupParent, '--shutdown-timeout', '2',
+      '--containerd',
+      this.containerdSock,
+      '--iptables=false',
+      '--ip6tables=false',
+      '--bridge=none',
+      '--userland-proxy=false',
+      '--data-root',
+      this.dataRoot,
+      '--exec-root',
+      this.execRoot,
+      '-H',
+      `unix://${this.sock}`,
+      '--pidfile',
+      this.pidFile,
+      '--config-file',
+      config,
+      '--cgroup-parent',
+      this.cgroupParent,
+      '--shutdown-timeout',
+      '2',
       ...(opts.dockerdArgs ?? []),
     ];
     const argv = [
-      'nsenter', `--net=/run/netns/${this.ns}`, '--',
-      'unshare', '--mount', '--propagation', 'private', '--',
-      '/bin/sh', '-c', MOUNT_SCRIPT, 'sh', this.pluginDir, this.containerdRunDir, this.containerdDir,
+      'nsenter',
+      `--net=/run/netns/${this.ns}`,
+      '--',
+      'unshare',
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      '/bin/sh',
+      '-c',
+      MOUNT_SCRIPT,
+      'sh',
+      this.pluginDir,
+      this.containerdRunDir,
+      this.containerdDir,
       String(Math.ceil(readyMs / 1000)),
       DOCKERD,
       ...this.dockerdArgv,
@@ -306,7 +361,19 @@ export class DockerHost {
 
   /** Turns hairpin mode of this host's bridge port on or off (needed for macvlan vepa mode). */
   setHairpin(on: boolean): void {
-    runOk(['ip', '-n', this.lan.ns, 'link', 'set', 'dev', this.port, 'type', 'bridge_slave', 'hairpin', on ? 'on' : 'off']);
+    runOk([
+      'ip',
+      '-n',
+      this.lan.ns,
+      'link',
+      'set',
+      'dev',
+      this.port,
+      'type',
+      'bridge_slave',
+      'hairpin',
+      on ? 'on' : 'off',
+    ]);
   }
 
   /** dockerd's (and its containerd's) log so far. */
@@ -329,7 +396,9 @@ export class DockerHost {
     this.destroyed = true;
     try {
       if (this.dockerdPid !== 0 && isAlive(this.dockerdPid)) {
-        const ids = this.docker(['ps', '-aq'], { timeoutMs: 30_000 }).stdout.split('\n').filter((s) => s !== '');
+        const ids = this.docker(['ps', '-aq'], { timeoutMs: 30_000 })
+          .stdout.split('\n')
+          .filter((s) => s !== '');
         if (ids.length > 0) this.docker(['rm', '-f', ...ids], { timeoutMs: 60_000 });
         terminateSync(this.dockerdPid, 15_000);
       }

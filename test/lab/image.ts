@@ -11,8 +11,23 @@ export const BUSYBOX = '/bin/busybox';
 
 /** Applets the tests rely on; the build fails loudly if busybox lacks one. */
 export const REQUIRED_APPLETS = [
-  'sh', 'ash', 'ip', 'ping', 'ping6', 'sleep', 'cat', 'ls', 'ifconfig', 'route', 'arping', 'nc',
-  'wget', 'hostname', 'echo', 'true', 'sysctl',
+  'sh',
+  'ash',
+  'ip',
+  'ping',
+  'ping6',
+  'sleep',
+  'cat',
+  'ls',
+  'ifconfig',
+  'route',
+  'arping',
+  'nc',
+  'wget',
+  'hostname',
+  'echo',
+  'true',
+  'sysctl',
 ] as const;
 
 /**

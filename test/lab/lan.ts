@@ -66,12 +66,16 @@ export class Lan {
   readonly dir: string;
   readonly mtu: number;
   readonly addresses: string[] = [];
-  /** @internal Docker hosts on this LAN (they add and remove themselves). */ readonly dockerHosts = new Set<LanMember>();
+  /** @internal Docker hosts on this LAN (they add and remove themselves). */ readonly dockerHosts =
+    new Set<LanMember>();
   /** @internal */ readonly lanHosts = new Set<LanHost>();
   /** @internal */ nextHost = 1;
   private destroyed = false;
 
-  constructor(readonly id: string, opts: LanOptions) {
+  constructor(
+    readonly id: string,
+    opts: LanOptions,
+  ) {
     this.ns = lanNs(id);
     this.dir = labDir(id);
     this.mtu = opts.mtu ?? 1500;
@@ -82,8 +86,24 @@ export class Lan {
     markOwner(this.dir);
     addNetns(this.ns);
     sysctlsNoDad(this.ns);
-    runOk(['ip', '-n', this.ns, 'link', 'add', this.bridge, 'mtu', String(this.mtu), 'type', 'bridge',
-      'stp_state', '0', 'forward_delay', '0', 'mcast_snooping', '0']);
+    runOk([
+      'ip',
+      '-n',
+      this.ns,
+      'link',
+      'add',
+      this.bridge,
+      'mtu',
+      String(this.mtu),
+      'type',
+      'bridge',
+      'stp_state',
+      '0',
+      'forward_delay',
+      '0',
+      'mcast_snooping',
+      '0',
+    ]);
     runOk(['ip', '-n', this.ns, 'link', 'set', this.bridge, 'up']);
     for (const a of opts.addresses ?? ['172.16.86.1/24']) this.addAddress(a);
   }
@@ -107,7 +127,8 @@ export class Lan {
    * (port lh-<name>) with the given addresses. name: 1-8 of [a-z0-9].
    */
   addLanHost(name: string, cidrs: string | string[], opts: LanHostOptions = {}): LanHost {
-    if (!/^[a-z0-9]{1,8}$/.test(name)) throw new Error(`lab: LAN host name must be 1-8 of [a-z0-9], received: ${JSON.stringify(name)}`);
+    if (!/^[a-z0-9]{1,8}$/.test(name))
+      throw new Error(`lab: LAN host name must be 1-8 of [a-z0-9], received: ${JSON.stringify(name)}`);
     const host = new LanHost(this, name, lanHostNs(this.id, name), []);
     this.lanHosts.add(host);
     addNetns(host.ns);
@@ -115,15 +136,42 @@ export class Lan {
     this.plug(host.port, host.ns);
     for (const c of Array.isArray(cidrs) ? cidrs : [cidrs]) host.addAddress(c);
     if (opts.gateway !== undefined) {
-      runOk(['ip', '-n', host.ns, ...(isV6(opts.gateway) ? ['-6'] : []), 'route', 'add', 'default', 'via', opts.gateway]);
+      runOk([
+        'ip',
+        '-n',
+        host.ns,
+        ...(isV6(opts.gateway) ? ['-6'] : []),
+        'route',
+        'add',
+        'default',
+        'via',
+        opts.gateway,
+      ]);
     }
     return host;
   }
 
   /** @internal Creates veth <port> (in br0) <-> eth0 (in ns), both up. */
   plug(port: string, ns: string): void {
-    runOk(['ip', '-n', this.ns, 'link', 'add', port, 'mtu', String(this.mtu), 'type', 'veth',
-      'peer', 'name', 'eth0', 'mtu', String(this.mtu), 'netns', ns]);
+    runOk([
+      'ip',
+      '-n',
+      this.ns,
+      'link',
+      'add',
+      port,
+      'mtu',
+      String(this.mtu),
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'mtu',
+      String(this.mtu),
+      'netns',
+      ns,
+    ]);
     runOk(['ip', '-n', this.ns, 'link', 'set', port, 'master', this.bridge, 'up']);
     runOk(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
   }

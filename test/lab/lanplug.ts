@@ -122,7 +122,16 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
   const program = opts.command ?? [process.execPath, path.join(root, 'bin', 'lanplug')];
   // lanplug asks this host's dockerd (in the background) which rows it has forgotten.
   const dockerHost = opts.command === undefined ? ['--docker-host', `unix://${dh.sock}`] : [];
-  const argv = [...program, 'daemon', '--state-dir', stateDir, '--plugin-dir', pluginDir, ...dockerHost, ...(opts.args ?? [])];
+  const argv = [
+    ...program,
+    'daemon',
+    '--state-dir',
+    stateDir,
+    '--plugin-dir',
+    pluginDir,
+    ...dockerHost,
+    ...(opts.args ?? []),
+  ];
   const mnt = dh.mntNs;
   if (mnt === undefined) throw new Error('lab: dockerd is not running on this Docker host');
   const full = nsExecArgv(dh.ns, argv, mnt, root);
@@ -153,13 +162,17 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
   for (;;) {
     if (!lp.running) {
       await lp.stop();
-      throw new Error(`lab: lanplug exited (code ${String(lp.exitCode)}, signal ${String(lp.exitSignal)}) before its sockets were ready: ${argv.join(' ')}\nstderr:\n${tail(lp.stderr(), 40)}`);
+      throw new Error(
+        `lab: lanplug exited (code ${String(lp.exitCode)}, signal ${String(lp.exitSignal)}) before its sockets were ready: ${argv.join(' ')}\nstderr:\n${tail(lp.stderr(), 40)}`,
+      );
     }
     const ready = await Promise.all(sockets.map(connectable));
     if (ready.every(Boolean)) return lp;
     if (Date.now() > deadline) {
       await lp.stop();
-      throw new Error(`lab: lanplug sockets not ready within ${readyMs} ms (${sockets.filter((_s, i) => !ready[i]).join(', ')})\nstderr:\n${tail(lp.stderr(), 40)}`);
+      throw new Error(
+        `lab: lanplug sockets not ready within ${readyMs} ms (${sockets.filter((_s, i) => !ready[i]).join(', ')})\nstderr:\n${tail(lp.stderr(), 40)}`,
+      );
     }
     await sleep(50);
   }

@@ -13,8 +13,17 @@ import { allPids, isAlive, nsIdentity, readOr, run, signal, startTime, waitGoneS
 
 /** Processes the sweep may kill when their command line names a lab directory. */
 const LAB_PROGRAMS = new Set([
-  'dockerd', 'containerd', 'containerd-shim', 'containerd-shim-runc-v2', 'runc', 'docker-init',
-  'docker-proxy', 'node', 'nsenter', 'unshare', 'sh',
+  'dockerd',
+  'containerd',
+  'containerd-shim',
+  'containerd-shim-runc-v2',
+  'runc',
+  'docker-init',
+  'docker-proxy',
+  'node',
+  'nsenter',
+  'unshare',
+  'sh',
 ]);
 
 /** How long SIGKILLed processes get to disappear (uninterruptible I/O over 9p can hold them). */
@@ -39,7 +48,8 @@ export function sweepProcesses(m: SweepMarkers): number[] {
     const base = `/proc/${pid}`;
     let hit = false;
     try {
-      if (m.netIds.has(fs.readlinkSync(`${base}/ns/net`)) || m.mntIds.has(fs.readlinkSync(`${base}/ns/mnt`))) hit = true;
+      if (m.netIds.has(fs.readlinkSync(`${base}/ns/net`)) || m.mntIds.has(fs.readlinkSync(`${base}/ns/mnt`)))
+        hit = true;
     } catch {
       continue; // gone, or a kernel thread
     }
@@ -68,7 +78,12 @@ export function sweepProcesses(m: SweepMarkers): number[] {
 
 /** SIGKILLs every process in the named network namespace (/run/netns/<ns>). */
 export function sweepNetns(ns: string): number[] {
-  return sweepProcesses({ netIds: new Set([nsIdentity('net', `/run/netns/${ns}`) ?? '-']), mntIds: new Set(), cgroup: () => false, dirs: [] });
+  return sweepProcesses({
+    netIds: new Set([nsIdentity('net', `/run/netns/${ns}`) ?? '-']),
+    mntIds: new Set(),
+    cgroup: () => false,
+    dirs: [],
+  });
 }
 
 function mountPointsUnder(dir: string): string[] {
@@ -233,7 +248,10 @@ export function labLeftovers(): { namespaces: string[]; dirs: string[]; cgroups:
   }
   let dirs: string[] = [];
   try {
-    dirs = fs.readdirSync(TMP_ROOT).filter((n) => n.startsWith(DIR_PREFIX)).map((n) => path.join(TMP_ROOT, n));
+    dirs = fs
+      .readdirSync(TMP_ROOT)
+      .filter((n) => n.startsWith(DIR_PREFIX))
+      .map((n) => path.join(TMP_ROOT, n));
   } catch {
     // none
   }

@@ -35,11 +35,28 @@ export class DaemonLab {
   /** Starts `lanplug daemon` in the namespace; resolves once both plugin sockets accept connections. */
   async start(env: NodeJS.ProcessEnv = {}, extraArgs: string[] = []): Promise<DaemonProcess> {
     const log = join(this.dir, `daemon-${++this.runs}.log`);
-    const proc = spawnDaemon(this.netns, ['daemon', '--state-dir', this.stateDir, '--plugin-dir', this.pluginDir, '--docker-host', join(this.dir, 'no-dockerd.sock'), '--recheck-interval', '0', ...extraArgs], log, env);
+    const proc = spawnDaemon(
+      this.netns,
+      [
+        'daemon',
+        '--state-dir',
+        this.stateDir,
+        '--plugin-dir',
+        this.pluginDir,
+        '--docker-host',
+        join(this.dir, 'no-dockerd.sock'),
+        '--recheck-interval',
+        '0',
+        ...extraArgs,
+      ],
+      log,
+      env,
+    );
     this.started.push(proc);
     const deadline = Date.now() + 60_000;
     for (;;) {
-      if (proc.child.exitCode !== null || proc.child.signalCode !== null) throw new Error(`lanplug daemon exited during start:\n${proc.stderr()}`);
+      if (proc.child.exitCode !== null || proc.child.signalCode !== null)
+        throw new Error(`lanplug daemon exited during start:\n${proc.stderr()}`);
       if (existsSync(this.socket('macvlan')) && existsSync(this.socket('ipvlan'))) {
         try {
           await this.call('/Plugin.Activate', {});
@@ -55,7 +72,11 @@ export class DaemonLab {
 
   /** Runs `lanplug <args>` in the namespace and returns its status and output. */
   async cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    const child = spawn('nsenter', [`--net=/run/netns/${this.netns}`, '--', process.execPath, join(repoRoot(), 'bin', 'lanplug'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      'nsenter',
+      [`--net=/run/netns/${this.netns}`, '--', process.execPath, join(repoRoot(), 'bin', 'lanplug'), ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -65,34 +86,61 @@ export class DaemonLab {
   }
 
   /** POSTs a body to a driver socket as dockerd does; rejects when the connection dies. */
-  call(path: string, body: unknown, driver: 'macvlan' | 'ipvlan' = 'macvlan'): Promise<{ status: number; json: Record<string, unknown> }> {
+  call(
+    path: string,
+    body: unknown,
+    driver: 'macvlan' | 'ipvlan' = 'macvlan',
+  ): Promise<{ status: number; json: Record<string, unknown> }> {
     return post(this.socket(driver), path, typeof body === 'string' ? body : JSON.stringify(body), this.agent);
   }
 
   /** Kills whatever daemon a failed test left running, then removes the directory. */
   close(): void {
-    for (const proc of this.started) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
+    for (const proc of this.started)
+      if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
     this.agent.destroy();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
-export function spawnDaemon(netns: string, args: string[], logPath: string, env: NodeJS.ProcessEnv = {}): DaemonProcess {
+export function spawnDaemon(
+  netns: string,
+  args: string[],
+  logPath: string,
+  env: NodeJS.ProcessEnv = {},
+): DaemonProcess {
   const fd = openSync(logPath, 'a');
-  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, join(repoRoot(), 'bin', 'lanplug'), ...args], {
-    stdio: ['ignore', fd, fd],
-    env: { ...process.env, ...env },
-  });
+  const child = spawn(
+    'nsenter',
+    [`--net=/run/netns/${netns}`, '--', process.execPath, join(repoRoot(), 'bin', 'lanplug'), ...args],
+    {
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, ...env },
+    },
+  );
   closeSync(fd);
   if (child.pid === undefined) throw new Error('could not start lanplug');
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   return { child, pid: child.pid, exited, stderr: () => readFileSync(logPath, 'utf8') };
 }
 
-export function post(socketPath: string, path: string, data: string, agent?: Agent): Promise<{ status: number; json: Record<string, unknown> }> {
+export function post(
+  socketPath: string,
+  path: string,
+  data: string,
+  agent?: Agent,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { socketPath, path, method: 'POST', agent, headers: { 'Content-Length': Buffer.byteLength(data), Accept: 'application/vnd.docker.plugins.v1.2+json' } },
+      {
+        socketPath,
+        path,
+        method: 'POST',
+        agent,
+        headers: { 'Content-Length': Buffer.byteLength(data), Accept: 'application/vnd.docker.plugins.v1.2+json' },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

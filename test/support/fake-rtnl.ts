@@ -58,27 +58,66 @@ export class FakeRtnl implements Rtnl {
   createMacvlan(req: Parameters<Rtnl['createMacvlan']>[0]): LinkInfo {
     this.calls.push(`macvlan ${req.name} ${req.mode}`);
     const parent = this.beforeCreate('macvlan', req.name, true, req.parentIndex);
-    return this.add({ name: req.name, kind: 'macvlan', mtu: req.mtu ?? parent.mtu, mac: req.mac ?? '02:11:22:33:44:55', up: false, parentIndex: parent.index, macvlanMode: req.mode });
+    return this.add({
+      name: req.name,
+      kind: 'macvlan',
+      mtu: req.mtu ?? parent.mtu,
+      mac: req.mac ?? '02:11:22:33:44:55',
+      up: false,
+      parentIndex: parent.index,
+      macvlanMode: req.mode,
+    });
   }
   createIpvlan(req: Parameters<Rtnl['createIpvlan']>[0]): LinkInfo {
     this.calls.push(`ipvlan ${req.name} ${req.mode} ${req.flag}`);
     const parent = this.beforeCreate('ipvlan', req.name, this.features.ipvlan, req.parentIndex);
-    return this.add({ name: req.name, kind: 'ipvlan', mtu: req.mtu ?? parent.mtu, mac: parent.mac, up: false, parentIndex: parent.index, ipvlanMode: req.mode, ipvlanFlag: req.flag });
+    return this.add({
+      name: req.name,
+      kind: 'ipvlan',
+      mtu: req.mtu ?? parent.mtu,
+      mac: parent.mac,
+      up: false,
+      parentIndex: parent.index,
+      ipvlanMode: req.mode,
+      ipvlanFlag: req.flag,
+    });
   }
   createVlan(req: Parameters<Rtnl['createVlan']>[0]): LinkInfo {
     this.calls.push(`vlan ${req.name} ${req.vlanId}`);
     const parent = this.beforeCreate('vlan', req.name, this.features.vlan, req.parentIndex);
-    return this.add({ name: req.name, kind: 'vlan', mtu: parent.mtu, mac: parent.mac, up: false, parentIndex: parent.index, vlanId: req.vlanId });
+    return this.add({
+      name: req.name,
+      kind: 'vlan',
+      mtu: parent.mtu,
+      mac: parent.mac,
+      up: false,
+      parentIndex: parent.index,
+      vlanId: req.vlanId,
+    });
   }
   createBridge(req: { name: string; mtu?: number }): LinkInfo {
     this.calls.push(`bridge ${req.name}`);
     this.beforeCreate('bridge', req.name, true);
-    return this.add({ name: req.name, kind: 'bridge', mtu: req.mtu ?? 1500, mac: '02:00:00:00:00:99', up: false, parentIndex: null });
+    return this.add({
+      name: req.name,
+      kind: 'bridge',
+      mtu: req.mtu ?? 1500,
+      mac: '02:00:00:00:00:99',
+      up: false,
+      parentIndex: null,
+    });
   }
   createDummy(req: { name: string; mtu?: number }): LinkInfo {
     this.calls.push(`dummy ${req.name}`);
     this.beforeCreate('dummy', req.name, this.features.dummy);
-    return this.add({ name: req.name, kind: 'dummy', mtu: req.mtu ?? 1500, mac: '02:00:00:00:00:98', up: false, parentIndex: null });
+    return this.add({
+      name: req.name,
+      kind: 'dummy',
+      mtu: req.mtu ?? 1500,
+      mac: '02:00:00:00:00:98',
+      up: false,
+      parentIndex: null,
+    });
   }
   setUp(ref: LinkRef): void {
     this.injected('up', ref.name, `set link ${ref.name} up`);

@@ -12,8 +12,14 @@ test('MAC from IPv4 as Docker 20.10 derives it (the seed: 172.16.86.2 -> 02:42:a
 });
 
 test('random MAC is unicast and locally administered', () => {
-  assert.equal(randomMac(() => Uint8Array.from([0xff, 1, 2, 3, 4, 5])), 'fe:01:02:03:04:05');
-  assert.equal(randomMac(() => Uint8Array.from([0x00, 1, 2, 3, 4, 5])), '02:01:02:03:04:05');
+  assert.equal(
+    randomMac(() => Uint8Array.from([0xff, 1, 2, 3, 4, 5])),
+    'fe:01:02:03:04:05',
+  );
+  assert.equal(
+    randomMac(() => Uint8Array.from([0x00, 1, 2, 3, 4, 5])),
+    '02:01:02:03:04:05',
+  );
   for (let i = 0; i < 100; i++) {
     const first = parseInt(randomMac().slice(0, 2), 16);
     assert.equal(first & 0x03, 0x02);

@@ -26,7 +26,11 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'lanplug-api-'));
   store = SqliteStore.open(join(dir, 'state'));
   const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger);
-  server = await PluginServer.listen(join(dir, 'plugins'), { name: 'lanplug-macvlan', routes: networkDriverRoutes(driver, 'macvlan'), errorField: 'Err' }, silentLogger);
+  server = await PluginServer.listen(
+    join(dir, 'plugins'),
+    { name: 'lanplug-macvlan', routes: networkDriverRoutes(driver, 'macvlan'), errorField: 'Err' },
+    silentLogger,
+  );
   socket = server.socketPath;
 });
 
@@ -36,14 +40,26 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function post(path: string, body: string | object, method = 'POST'): Promise<{ status: number; json: Record<string, unknown> }> {
+function post(
+  path: string,
+  body: string | object,
+  method = 'POST',
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const data = typeof body === 'string' ? body : JSON.stringify(body);
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, method, headers: { Accept: 'application/vnd.docker.plugins.v1.2+json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown> }));
-    });
+    const req = request(
+      { socketPath: socket, path, method, headers: { Accept: 'application/vnd.docker.plugins.v1.2+json' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
+          }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(data);
   });
@@ -58,14 +74,27 @@ test('the socket is root-only', () => {
 
 test('activation and capabilities', async () => {
   assert.deepEqual((await post('/Plugin.Activate', '')).json, { Implements: ['NetworkDriver'] });
-  assert.deepEqual((await post('/NetworkDriver.GetCapabilities', '')).json, { Scope: 'local', ConnectivityScope: 'global' });
+  assert.deepEqual((await post('/NetworkDriver.GetCapabilities', '')).json, {
+    Scope: 'local',
+    ConnectivityScope: 'global',
+  });
 });
 
 test('the observed dockerd sequence: CreateNetwork, CreateEndpoint, Join, Leave, DeleteEndpoint, DeleteNetwork', async () => {
   const create = await post('/NetworkDriver.CreateNetwork', {
     NetworkID: NETWORK_ID,
-    Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': { macvlan_mode: 'bridge', parent: 'eth0' } },
-    IPv4Data: [{ AddressSpace: 'LocalDefault', AuxAddresses: { 'my-router': '172.16.86.129/24' }, Gateway: '172.16.86.1/24', Pool: '172.16.86.0/24' }],
+    Options: {
+      'com.docker.network.enable_ipv6': false,
+      'com.docker.network.generic': { macvlan_mode: 'bridge', parent: 'eth0' },
+    },
+    IPv4Data: [
+      {
+        AddressSpace: 'LocalDefault',
+        AuxAddresses: { 'my-router': '172.16.86.129/24' },
+        Gateway: '172.16.86.1/24',
+        Pool: '172.16.86.0/24',
+      },
+    ],
     IPv6Data: [],
   });
   assert.deepEqual(create, { status: 200, json: {} });
@@ -76,26 +105,61 @@ test('the observed dockerd sequence: CreateNetwork, CreateEndpoint, Join, Leave,
     Options: {},
   });
   assert.deepEqual(endpoint.json, { Interface: { MacAddress: '02:42:ac:10:56:80' } });
-  const join = await post('/NetworkDriver.Join', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID, SandboxKey: '/var/run/docker/netns/x', Options: {} });
-  assert.deepEqual(join.json, { InterfaceName: { SrcName: 'lp-8caf93c862b2', DstPrefix: 'eth' }, DisableGatewayService: true, Gateway: '172.16.86.1' });
-  assert.deepEqual((await post('/NetworkDriver.ProgramExternalConnectivity', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID, Options: {} })).json, {});
+  const join = await post('/NetworkDriver.Join', {
+    NetworkID: NETWORK_ID,
+    EndpointID: ENDPOINT_ID,
+    SandboxKey: '/var/run/docker/netns/x',
+    Options: {},
+  });
+  assert.deepEqual(join.json, {
+    InterfaceName: { SrcName: 'lp-8caf93c862b2', DstPrefix: 'eth' },
+    DisableGatewayService: true,
+    Gateway: '172.16.86.1',
+  });
+  assert.deepEqual(
+    (
+      await post('/NetworkDriver.ProgramExternalConnectivity', {
+        NetworkID: NETWORK_ID,
+        EndpointID: ENDPOINT_ID,
+        Options: {},
+      })
+    ).json,
+    {},
+  );
   const info = await post('/NetworkDriver.EndpointOperInfo', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID });
   assert.equal(info.status, 200);
   assert.deepEqual((await post('/NetworkDriver.Leave', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID })).json, {});
-  assert.deepEqual((await post('/NetworkDriver.DeleteEndpoint', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID })).json, {});
+  assert.deepEqual(
+    (await post('/NetworkDriver.DeleteEndpoint', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID })).json,
+    {},
+  );
   assert.deepEqual((await post('/NetworkDriver.DeleteNetwork', { NetworkID: NETWORK_ID })).json, {});
 });
 
 test('a MAC Docker already set is not answered again (CreateEndpoint may only fill empty fields)', async () => {
-  await post('/NetworkDriver.CreateNetwork', { NetworkID: NETWORK_ID, Options: { 'com.docker.network.generic': { parent: 'eth0' } }, IPv4Data: [{ Pool: '172.16.86.0/24', Gateway: '172.16.86.1/24' }], IPv6Data: [] });
-  const endpoint = await post('/NetworkDriver.CreateEndpoint', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID, Interface: { Address: '172.16.86.5/24', MacAddress: '02:aa:bb:cc:dd:ee' } });
+  await post('/NetworkDriver.CreateNetwork', {
+    NetworkID: NETWORK_ID,
+    Options: { 'com.docker.network.generic': { parent: 'eth0' } },
+    IPv4Data: [{ Pool: '172.16.86.0/24', Gateway: '172.16.86.1/24' }],
+    IPv6Data: [],
+  });
+  const endpoint = await post('/NetworkDriver.CreateEndpoint', {
+    NetworkID: NETWORK_ID,
+    EndpointID: ENDPOINT_ID,
+    Interface: { Address: '172.16.86.5/24', MacAddress: '02:aa:bb:cc:dd:ee' },
+  });
   assert.deepEqual(endpoint.json, { Interface: null });
   await post('/NetworkDriver.DeleteEndpoint', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID });
   await post('/NetworkDriver.DeleteNetwork', { NetworkID: NETWORK_ID });
 });
 
 test('errors: non-200 with a one-line Err; unknown methods, GET and bad JSON answered, never crash', async () => {
-  const bad = await post('/NetworkDriver.CreateNetwork', { NetworkID: NETWORK_ID, Options: { 'com.docker.network.generic': { parent: 'eth0', macvlan_mode: 'x' } }, IPv4Data: [], IPv6Data: [] });
+  const bad = await post('/NetworkDriver.CreateNetwork', {
+    NetworkID: NETWORK_ID,
+    Options: { 'com.docker.network.generic': { parent: 'eth0', macvlan_mode: 'x' } },
+    IPv4Data: [],
+    IPv6Data: [],
+  });
   assert.equal(bad.status, 400);
   assert.match(String(bad.json['Err']), /^requested macvlan mode 'x' is not valid/);
   assert.equal((await post('/NetworkDriver.Nope', {})).status, 404);
@@ -104,9 +168,27 @@ test('errors: non-200 with a one-line Err; unknown methods, GET and bad JSON ans
   assert.deepEqual(garbled, { status: 400, json: { Err: 'request body is not valid JSON' } });
   const wrongType = await post('/NetworkDriver.CreateNetwork', { NetworkID: 42 });
   assert.deepEqual(wrongType.json, { Err: 'request field NetworkID must be a non-empty string' });
-  const badId = await post('/NetworkDriver.CreateNetwork', { NetworkID: '../../etc', Options: {}, IPv4Data: [], IPv6Data: [] });
+  const badId = await post('/NetworkDriver.CreateNetwork', {
+    NetworkID: '../../etc',
+    Options: {},
+    IPv4Data: [],
+    IPv6Data: [],
+  });
   assert.match(String(badId.json['Err']), /^network id '..\/..\/etc' is not valid/);
-  const nonStringOption = await post('/NetworkDriver.CreateNetwork', { NetworkID: NETWORK_ID, Options: { 'com.docker.network.generic': { parent: 5 } } });
+  const unknownEndpoint = await post('/NetworkDriver.EndpointOperInfo', {
+    NetworkID: NETWORK_ID,
+    EndpointID: ENDPOINT_ID,
+  });
+  assert.deepEqual(unknownEndpoint, { status: 200, json: { Value: {} } }, "Docker's own drivers answer an empty map");
+  const proto = await post(
+    '/NetworkDriver.CreateNetwork',
+    '{"NetworkID":"' + NETWORK_ID + '","Options":{"com.docker.network.generic":{"__proto__":"x"}}}',
+  );
+  assert.match(String(proto.json['Err']), /^unknown option '__proto__' for lanplug-macvlan/);
+  const nonStringOption = await post('/NetworkDriver.CreateNetwork', {
+    NetworkID: NETWORK_ID,
+    Options: { 'com.docker.network.generic': { parent: 5 } },
+  });
   assert.deepEqual(nonStringOption.json, { Err: 'option parent must be a string' });
   assert.equal(store.listNetworks().length, 0, 'no state written by refused requests');
 });

@@ -39,7 +39,12 @@ function setup(features?: FakeKernelFeatures): { rtnl: FakeRtnl; driver: Network
   return { rtnl, driver: new NetworkDriver(rtnl, store, silentLogger) };
 }
 
-function network(id: string, options: Record<string, string>, extra: Partial<CreateNetworkRequest> = {}, driver: DriverKind = 'macvlan'): CreateNetworkRequest {
+function network(
+  id: string,
+  options: Record<string, string>,
+  extra: Partial<CreateNetworkRequest> = {},
+  driver: DriverKind = 'macvlan',
+): CreateNetworkRequest {
   return {
     networkId: id,
     driver,
@@ -90,7 +95,10 @@ test('seed bridge tutorial: MAC derived and returned, link created in the networ
 test('a user MAC is used as given and not echoed back', () => {
   const { rtnl, driver } = setup();
   driver.createNetwork(network(NET_A, { parent: 'eth0' }));
-  assert.equal(driver.createEndpoint('macvlan', endpoint(NET_A, EP_1, '172.16.86.9/24', '02:AA:bb:cc:dd:ee')).assignedMac, null);
+  assert.equal(
+    driver.createEndpoint('macvlan', endpoint(NET_A, EP_1, '172.16.86.9/24', '02:AA:bb:cc:dd:ee')).assignedMac,
+    null,
+  );
   driver.join('macvlan', NET_A, EP_1);
   assert.equal(rtnl.getLink('lp-111111111111')?.mac, '02:aa:bb:cc:dd:ee');
 });
@@ -108,9 +116,18 @@ test('bad input leaves no state row and no link', () => {
   const cases: [Record<string, string>, string][] = [
     [{ parent: 'nosuch0' }, '-o parent interface was not found on the host: nosuch0'],
     [{ parent: 'eth9.10' }, '-o parent interface was not found on the host: eth9'],
-    [{ parent: 'eth0', macvlan_mode: 'bogus' }, "requested macvlan mode 'bogus' is not valid, 'bridge' mode is the macvlan driver default; accepted: bridge, vepa, private, passthru"],
-    [{ parent: 'eth0', 'com.docker.network.driver.mtu': '9000' }, '-o com.docker.network.driver.mtu=9000 is larger than the MTU of parent eth0 (1500)'],
-    [{ parent: 'eth0', 'com.docker.network.driver.mtu': '60' }, '-o com.docker.network.driver.mtu=60 is below the minimum of 68 for IPv4'],
+    [
+      { parent: 'eth0', macvlan_mode: 'bogus' },
+      "requested macvlan mode 'bogus' is not valid, 'bridge' mode is the macvlan driver default; accepted: bridge, vepa, private, passthru",
+    ],
+    [
+      { parent: 'eth0', 'com.docker.network.driver.mtu': '9000' },
+      '-o com.docker.network.driver.mtu=9000 is larger than the MTU of parent eth0 (1500)',
+    ],
+    [
+      { parent: 'eth0', 'com.docker.network.driver.mtu': '60' },
+      '-o com.docker.network.driver.mtu=60 is below the minimum of 68 for IPv4',
+    ],
   ];
   for (const [options, message] of cases) {
     assert.equal(refusal(() => driver.createNetwork(network(NET_A, options))).message, message);
@@ -155,7 +172,10 @@ test('802.1Q parent on a kernel without 8021q: plain error, nothing left', () =>
 });
 
 test('802.1Q parent: created once, kept while used, removed by the last network in either order', () => {
-  for (const order of [[NET_A, NET_B], [NET_B, NET_A]]) {
+  for (const order of [
+    [NET_A, NET_B],
+    [NET_B, NET_A],
+  ]) {
     const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
     driver.createNetwork(network(NET_A, { parent: 'eth0.50' }));
     assert.equal(rtnl.getLink('eth0.50')?.vlanId, 50);
@@ -171,7 +191,15 @@ test('802.1Q parent: created once, kept while used, removed by the last network 
 test('a sub-interface the user made is used and never deleted', () => {
   const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
   const eth0 = rtnl.getLink('eth0');
-  rtnl.add({ name: 'eth0.60', kind: 'vlan', mtu: 1500, mac: null, up: true, parentIndex: eth0?.index ?? 0, vlanId: 60 });
+  rtnl.add({
+    name: 'eth0.60',
+    kind: 'vlan',
+    mtu: 1500,
+    mac: null,
+    up: true,
+    parentIndex: eth0?.index ?? 0,
+    vlanId: 60,
+  });
   driver.createNetwork(network(NET_A, { parent: 'eth0.60' }));
   driver.deleteNetwork(NET_A);
   assert.notEqual(rtnl.getLink('eth0.60'), null);
@@ -222,19 +250,35 @@ test('MTU is applied to endpoint links', () => {
 test('dual stack: the gateway of the subnet holding each address; none for gateway-less subnets', () => {
   const { driver } = setup();
   driver.createNetwork(
-    network(NET_A, { parent: 'eth0' }, {
-      ipv4: [
-        { pool: parsePrefix('192.168.216.0/24'), gateway: parseAddress('192.168.216.1') },
-        { pool: parsePrefix('192.168.218.0/24'), gateway: null },
-      ],
-      ipv6: [{ pool: parsePrefix('2001:db8:abc8::/64'), gateway: parseAddress('2001:db8:abc8::10') }],
-    }),
+    network(
+      NET_A,
+      { parent: 'eth0' },
+      {
+        ipv4: [
+          { pool: parsePrefix('192.168.216.0/24'), gateway: parseAddress('192.168.216.1') },
+          { pool: parsePrefix('192.168.218.0/24'), gateway: null },
+        ],
+        ipv6: [{ pool: parsePrefix('2001:db8:abc8::/64'), gateway: parseAddress('2001:db8:abc8::10') }],
+      },
+    ),
   );
-  driver.createEndpoint('macvlan', { networkId: NET_A, endpointId: EP_1, ipv4: parsePrefix('192.168.216.2/24'), ipv6: parsePrefix('2001:db8:abc8::2/64'), mac: null });
+  driver.createEndpoint('macvlan', {
+    networkId: NET_A,
+    endpointId: EP_1,
+    ipv4: parsePrefix('192.168.216.2/24'),
+    ipv6: parsePrefix('2001:db8:abc8::2/64'),
+    mac: null,
+  });
   const first = driver.join('macvlan', NET_A, EP_1);
   assert.equal(first.gatewayIpv4?.text, '192.168.216.1');
   assert.equal(first.gatewayIpv6?.text, '2001:db8:abc8::10');
-  driver.createEndpoint('macvlan', { networkId: NET_A, endpointId: EP_2, ipv4: parsePrefix('192.168.218.2/24'), ipv6: null, mac: null });
+  driver.createEndpoint('macvlan', {
+    networkId: NET_A,
+    endpointId: EP_2,
+    ipv4: parsePrefix('192.168.218.2/24'),
+    ipv6: null,
+    mac: null,
+  });
   const second = driver.join('macvlan', NET_A, EP_2);
   assert.equal(second.gatewayIpv4, null);
   assert.equal(second.gatewayIpv6, null);
@@ -242,8 +286,16 @@ test('dual stack: the gateway of the subnet holding each address; none for gatew
 
 test('IPv6-only endpoint gets a random locally administered MAC', () => {
   const { driver } = setup();
-  driver.createNetwork(network(NET_A, { parent: 'eth0' }, { ipv4: [], ipv6: [{ pool: parsePrefix('2001:db8::/64'), gateway: null }] }));
-  const { assignedMac } = driver.createEndpoint('macvlan', { networkId: NET_A, endpointId: EP_1, ipv4: null, ipv6: parsePrefix('2001:db8::2/64'), mac: null });
+  driver.createNetwork(
+    network(NET_A, { parent: 'eth0' }, { ipv4: [], ipv6: [{ pool: parsePrefix('2001:db8::/64'), gateway: null }] }),
+  );
+  const { assignedMac } = driver.createEndpoint('macvlan', {
+    networkId: NET_A,
+    endpointId: EP_1,
+    ipv4: null,
+    ipv6: parsePrefix('2001:db8::2/64'),
+    mac: null,
+  });
   assert.match(assignedMac ?? '', /^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/);
 });
 
@@ -251,13 +303,17 @@ test('ipvlan: no MAC, custom MAC refused, l3 answers connected default routes an
   const { rtnl, driver } = setup({ vlan: true, ipvlan: true, dummy: true });
   driver.createNetwork(network(NET_A, { parent: 'eth0', ipvlan_mode: 'l3' }, {}, 'ipvlan'));
   assert.equal(
-    refusal(() => driver.createEndpoint('ipvlan', endpoint(NET_A, EP_2, '172.16.86.3/24', '02:42:ac:10:56:03'))).message,
+    refusal(() => driver.createEndpoint('ipvlan', endpoint(NET_A, EP_2, '172.16.86.3/24', '02:42:ac:10:56:03')))
+      .message,
     'ipvlan interfaces do not support custom mac address assignment',
   );
   assert.equal(driver.createEndpoint('ipvlan', endpoint(NET_A, EP_1)).assignedMac, null);
   const joined = driver.join('ipvlan', NET_A, EP_1);
   assert.equal(joined.gatewayIpv4, null);
-  assert.deepEqual(joined.staticRoutes.map((r) => [r.destination.address.text, r.destination.prefixLength, r.kind]), [['0.0.0.0', 0, 'connected']]);
+  assert.deepEqual(
+    joined.staticRoutes.map((r) => [r.destination.address.text, r.destination.prefixLength, r.kind]),
+    [['0.0.0.0', 0, 'connected']],
+  );
   assert.equal(rtnl.getLink('lp-111111111111')?.ipvlanMode, 'l3');
 });
 

@@ -27,7 +27,12 @@ const EP1 = '1'.repeat(64);
 const EP2 = '2'.repeat(64);
 const ALL_FEATURES = { vlan: true, ipvlan: true, dummy: true };
 
-function network(id: string, options: Record<string, string>, driver: DriverKind = 'macvlan', ipv6 = false): CreateNetworkRequest {
+function network(
+  id: string,
+  options: Record<string, string>,
+  driver: DriverKind = 'macvlan',
+  ipv6 = false,
+): CreateNetworkRequest {
   return {
     networkId: id,
     driver,
@@ -53,12 +58,21 @@ interface Case {
 
 const CASES: Case[] = [
   // ---- docker network create: Docker's own wording
-  { name: 'parent missing', when: (d) => d.createNetwork(network(NET, { parent: 'nosuch0' })), message: '-o parent interface was not found on the host: nosuch0' },
-  { name: 'vlan base missing', when: (d) => d.createNetwork(network(NET, { parent: 'eth9.10' })), message: '-o parent interface was not found on the host: eth9' },
+  {
+    name: 'parent missing',
+    when: (d) => d.createNetwork(network(NET, { parent: 'nosuch0' })),
+    message: '-o parent interface was not found on the host: nosuch0',
+  },
+  {
+    name: 'vlan base missing',
+    when: (d) => d.createNetwork(network(NET, { parent: 'eth9.10' })),
+    message: '-o parent interface was not found on the host: eth9',
+  },
   {
     name: 'bad macvlan mode',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0', macvlan_mode: 'bogus' })),
-    message: "requested macvlan mode 'bogus' is not valid, 'bridge' mode is the macvlan driver default; accepted: bridge, vepa, private, passthru",
+    message:
+      "requested macvlan mode 'bogus' is not valid, 'bridge' mode is the macvlan driver default; accepted: bridge, vepa, private, passthru",
   },
   {
     name: 'bad ipvlan mode',
@@ -70,9 +84,14 @@ const CASES: Case[] = [
     name: 'bad ipvlan flag',
     features: ALL_FEATURES,
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0', ipvlan_flag: 'open' }, 'ipvlan')),
-    message: "requested ipvlan flag 'open' is not valid, 'bridge' is the ipvlan driver default; accepted: bridge, private, vepa",
+    message:
+      "requested ipvlan flag 'open' is not valid, 'bridge' is the ipvlan driver default; accepted: bridge, private, vepa",
   },
-  { name: 'vlan id out of range', when: (d) => d.createNetwork(network(NET, { parent: 'eth0.5000' })), message: 'vlan id must be between 1-4094, received: 5000' },
+  {
+    name: 'vlan id out of range',
+    when: (d) => d.createNetwork(network(NET, { parent: 'eth0.5000' })),
+    message: 'vlan id must be between 1-4094, received: 5000',
+  },
   {
     name: 'vlan parent of the wrong form',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0.x' })),
@@ -95,13 +114,19 @@ const CASES: Case[] = [
   {
     name: 'unknown option key',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0', macvlan_mod: 'private' })),
-    message: "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu",
+    message:
+      "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu",
   },
-  { name: 'empty parent', when: (d) => d.createNetwork(network(NET, { parent: '' })), message: '-o parent is empty; expected an interface name such as -o parent=eth0' },
+  {
+    name: 'empty parent',
+    when: (d) => d.createNetwork(network(NET, { parent: '' })),
+    message: '-o parent is empty; expected an interface name such as -o parent=eth0',
+  },
   {
     name: 'loopback parent',
     when: (d) => d.createNetwork(network(NET, { parent: 'lo' })),
-    message: '-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0',
+    message:
+      '-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0',
   },
   {
     name: 'over-long parent',
@@ -125,7 +150,8 @@ const CASES: Case[] = [
   },
   {
     name: 'mtu below the IPv6 minimum',
-    when: (d) => d.createNetwork(network(NET, { parent: 'eth0', 'com.docker.network.driver.mtu': '1200' }, 'macvlan', true)),
+    when: (d) =>
+      d.createNetwork(network(NET, { parent: 'eth0', 'com.docker.network.driver.mtu': '1200' }, 'macvlan', true)),
     message: '-o com.docker.network.driver.mtu=1200 is below the minimum of 1280 for a network with IPv6',
   },
   {
@@ -164,7 +190,8 @@ const CASES: Case[] = [
   {
     name: 'no ipvlan in the kernel',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0' }, 'ipvlan')),
-    message: 'this kernel has no ipvlan support (load the ipvlan module, or use a kernel built with CONFIG_IPVLAN); lanplug-ipvlan cannot create links',
+    message:
+      'this kernel has no ipvlan support (load the ipvlan module, or use a kernel built with CONFIG_IPVLAN); lanplug-ipvlan cannot create links',
   },
   {
     name: 'a known network id for the other driver',
@@ -172,7 +199,11 @@ const CASES: Case[] = [
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0' }, 'ipvlan')),
     message: 'network aaaaaaaaaaaa already exists as a lanplug-macvlan network',
   },
-  { name: 'a network id that is not an id', when: (d) => d.createNetwork(network('../../etc', {})), message: "network id '../../etc' is not valid; expected at least 12 letters or digits" },
+  {
+    name: 'a network id that is not an id',
+    when: (d) => d.createNetwork(network('../../etc', {})),
+    message: "network id '../../etc' is not valid; expected at least 12 letters or digits",
+  },
   {
     name: 'a second container on passthru',
     given: (d) => {
@@ -180,7 +211,8 @@ const CASES: Case[] = [
       d.createEndpoint('macvlan', endpoint(EP1, '172.16.86.2/24'));
     },
     when: (d) => d.createEndpoint('macvlan', endpoint(EP2, '172.16.86.3/24')),
-    message: 'macvlan network aaaaaaaaaaaa is in mode passthru and parent eth0 is already given to endpoint 111111111111; passthru allows one container per parent',
+    message:
+      'macvlan network aaaaaaaaaaaa is in mode passthru and parent eth0 is already given to endpoint 111111111111; passthru allows one container per parent',
   },
   {
     name: 'a multicast MAC',
@@ -236,7 +268,10 @@ const CASES: Case[] = [
     name: 'two endpoint links that will not go at network removal',
     given: (d, rtnl) => {
       d.createNetwork(network(NET, { parent: 'eth0' }));
-      for (const [id, address] of [[EP1, '172.16.86.2/24'], [EP2, '172.16.86.3/24']] as const) {
+      for (const [id, address] of [
+        [EP1, '172.16.86.2/24'],
+        [EP2, '172.16.86.3/24'],
+      ] as const) {
         d.createEndpoint('macvlan', endpoint(id, address));
         d.join('macvlan', NET, id);
       }
@@ -251,7 +286,8 @@ const CASES: Case[] = [
     name: 'a private parent the kernel will not make',
     given: (_d, rtnl) => rtnl.fail('create', 'dm-aaaaaaaaaaaa', EBUSY),
     when: (d) => d.createNetwork(network(NET, {})),
-    message: 'network aaaaaaaaaaaa on parent dm-aaaaaaaaaaaa: create bridge link dm-aaaaaaaaaaaa: EBUSY (Device or resource busy)',
+    message:
+      'network aaaaaaaaaaaa on parent dm-aaaaaaaaaaaa: create bridge link dm-aaaaaaaaaaaa: EBUSY (Device or resource busy)',
   },
 ];
 

@@ -181,7 +181,11 @@ test('odd-length strings are NUL-terminated and padded to 4 bytes, nla_len exclu
     assert.equal(b.length, padded, name);
     assert.equal(b.readUInt16LE(0), len, name);
     assert.equal(b.readUInt16LE(2), IFLA_IFNAME);
-    assert.equal(b.subarray(len).every((x) => x === 0), true, 'padding is zero');
+    assert.equal(
+      b.subarray(len).every((x) => x === 0),
+      true,
+      'padding is zero',
+    );
     const [attr] = parseAttrs(b);
     assert.equal(attr?.value.toString('utf8'), `${name}\0`);
   }
@@ -245,7 +249,10 @@ test('NLMSG_ERROR from the kernel with the request echoed and an extended ACK', 
   assert.equal(e.error, -EOPNOTSUPP);
   assert.deepEqual(e.request, { type: RTM_NEWLINK, flags: CREATE_FLAGS, seq: 1795433052, pid: 0 });
   assert.equal(e.extackMsg, 'Unknown device type');
-  assert.equal(`${describeErrno(-e.error)}: ${e.extackMsg}`, 'EOPNOTSUPP (Operation not supported): Unknown device type');
+  assert.equal(
+    `${describeErrno(-e.error)}: ${e.extackMsg}`,
+    'EOPNOTSUPP (Operation not supported): Unknown device type',
+  );
 });
 
 test('NLMSG_ERROR capped (NETLINK_CAP_ACK) with message and offset attributes', () => {

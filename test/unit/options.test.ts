@@ -13,20 +13,35 @@ function refuses(fn: () => unknown, message: string): void {
 }
 
 test('macvlan defaults: bridge mode, no parent, no mtu', () => {
-  assert.deepEqual(parseNetworkOptions('macvlan', {}), { mode: { kind: 'macvlan', mode: 'bridge' }, parent: { kind: 'none' }, mtu: null });
+  assert.deepEqual(parseNetworkOptions('macvlan', {}), {
+    mode: { kind: 'macvlan', mode: 'bridge' },
+    parent: { kind: 'none' },
+    mtu: null,
+  });
 });
 
 test('every macvlan mode is accepted', () => {
   for (const mode of ['bridge', 'vepa', 'private', 'passthru'] as const) {
-    assert.deepEqual(parseNetworkOptions('macvlan', { macvlan_mode: mode, parent: 'eth0' }).mode, { kind: 'macvlan', mode });
+    assert.deepEqual(parseNetworkOptions('macvlan', { macvlan_mode: mode, parent: 'eth0' }).mode, {
+      kind: 'macvlan',
+      mode,
+    });
   }
 });
 
 test('ipvlan defaults to l2 bridge and accepts every mode and flag', () => {
-  assert.deepEqual(parseNetworkOptions('ipvlan', { parent: 'eth0' }).mode, { kind: 'ipvlan', mode: 'l2', flag: 'bridge' });
+  assert.deepEqual(parseNetworkOptions('ipvlan', { parent: 'eth0' }).mode, {
+    kind: 'ipvlan',
+    mode: 'l2',
+    flag: 'bridge',
+  });
   for (const mode of ['l2', 'l3', 'l3s'] as const) {
     for (const flag of ['bridge', 'private', 'vepa'] as const) {
-      assert.deepEqual(parseNetworkOptions('ipvlan', { ipvlan_mode: mode, ipvlan_flag: flag }).mode, { kind: 'ipvlan', mode, flag });
+      assert.deepEqual(parseNetworkOptions('ipvlan', { ipvlan_mode: mode, ipvlan_flag: flag }).mode, {
+        kind: 'ipvlan',
+        mode,
+        flag,
+      });
     }
   }
 });
@@ -67,10 +82,22 @@ test('unknown option keys are refused with the accepted list; Docker namespace k
 
 test('parent names are checked before the kernel sees them', () => {
   refuses(() => parseParent(''), '-o parent is empty; expected an interface name such as -o parent=eth0');
-  refuses(() => parseParent('lo'), '-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0');
-  refuses(() => parseParent('abcdefghijklmnop'), "-o parent interface name 'abcdefghijklmnop' is 16 bytes long; Linux interface names are 1-15 bytes");
-  refuses(() => parseParent('eth0/1'), "-o parent interface name 'eth0/1' is not valid: interface names may not contain '/', ':' or whitespace");
-  refuses(() => parseParent('eth 0'), "-o parent interface name 'eth 0' is not valid: interface names may not contain '/', ':' or whitespace");
+  refuses(
+    () => parseParent('lo'),
+    '-o parent=lo is the loopback interface, which cannot carry macvlan or ipvlan links; use an Ethernet interface such as eth0',
+  );
+  refuses(
+    () => parseParent('abcdefghijklmnop'),
+    "-o parent interface name 'abcdefghijklmnop' is 16 bytes long; Linux interface names are 1-15 bytes",
+  );
+  refuses(
+    () => parseParent('eth0/1'),
+    "-o parent interface name 'eth0/1' is not valid: interface names may not contain '/', ':' or whitespace",
+  );
+  refuses(
+    () => parseParent('eth 0'),
+    "-o parent interface name 'eth 0' is not valid: interface names may not contain '/', ':' or whitespace",
+  );
   refuses(() => parseParent('..'), "-o parent interface name '..' is not a valid interface name");
   assert.deepEqual(parseParent('eth0'), { kind: 'plain', name: 'eth0' });
 });
@@ -80,7 +107,10 @@ test('802.1Q parents: name.vlan_id with Docker wording for bad forms', () => {
   refuses(() => parseParent('eth0.5000'), 'vlan id must be between 1-4094, received: 5000');
   refuses(() => parseParent('eth0.0'), 'vlan id must be between 1-4094, received: 0');
   for (const bad of ['eth0.x', 'eth0.1.2', '.10', 'eth0.']) {
-    refuses(() => parseParent(bad), `required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead received ${bad}`);
+    refuses(
+      () => parseParent(bad),
+      `required interface name format is: name.vlan_id, ex. eth0.10 for vlan 10, instead received ${bad}`,
+    );
   }
 });
 

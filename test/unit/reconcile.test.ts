@@ -35,7 +35,11 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function network(id: string, options: Record<string, string>, extra: Partial<CreateNetworkRequest> = {}): CreateNetworkRequest {
+function network(
+  id: string,
+  options: Record<string, string>,
+  extra: Partial<CreateNetworkRequest> = {},
+): CreateNetworkRequest {
   return {
     networkId: id,
     driver: 'macvlan',
@@ -70,7 +74,10 @@ test('a refused endpoint delete drops the row, keeps a leftover, and the reconci
   );
   rtnl.heal();
   const report = reconcile(rtnl, store, silentLogger);
-  assert.deepEqual(report.actions.map((a) => [a.action, a.target, a.outcome]), [['delete-link', 'lp-111111111111', 'done']]);
+  assert.deepEqual(
+    report.actions.map((a) => [a.action, a.target, a.outcome]),
+    [['delete-link', 'lp-111111111111', 'done']],
+  );
   assert.equal(rtnl.getLink('lp-111111111111'), null);
   assert.deepEqual(store.listLeftovers(), []);
 });
@@ -85,12 +92,21 @@ test('network removal tries every link and the parent, drops the rows, keeps wha
   assert.throws(() => driver.deleteNetwork(NET), /2 steps failed/);
   assert.equal(rtnl.getLink('lp-222222222222'), null, 'the second link went although the first would not');
   assert.equal(store.getNetwork(NET), null);
-  assert.deepEqual(store.listLeftovers().map((l) => l.name).sort(), ['eth0.50', 'lp-111111111111']);
+  assert.deepEqual(
+    store
+      .listLeftovers()
+      .map((l) => l.name)
+      .sort(),
+    ['eth0.50', 'lp-111111111111'],
+  );
   // The orphaned sub-interface stays lanplug's: a new network on it adopts it and removes it at the end.
   rtnl.heal();
   driver.createNetwork(network(OTHER, { parent: 'eth0.50' }));
   assert.equal(store.getNetwork(OTHER)?.parentCreated, true);
-  assert.deepEqual(store.listLeftovers().map((l) => l.name), ['lp-111111111111']);
+  assert.deepEqual(
+    store.listLeftovers().map((l) => l.name),
+    ['lp-111111111111'],
+  );
   driver.deleteNetwork(OTHER);
   assert.equal(rtnl.getLink('eth0.50'), null);
   reconcile(rtnl, store, silentLogger);
@@ -105,14 +121,23 @@ test('a parent whose release failed is retried by the reconciler', () => {
   assert.throws(() => driver.deleteNetwork(NET), /delete link dm-aaaaaaaaaaaa: EBUSY/);
   rtnl.heal();
   const report = reconcile(rtnl, store, silentLogger);
-  assert.deepEqual(report.actions.map((a) => [a.action, a.target, a.outcome]), [['delete-link', 'dm-aaaaaaaaaaaa', 'done']]);
+  assert.deepEqual(
+    report.actions.map((a) => [a.action, a.target, a.outcome]),
+    [['delete-link', 'dm-aaaaaaaaaaaa', 'done']],
+  );
   assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
 });
 
-test('reconcile: orphan endpoint links and probes go; owned links, the user\'s links and Docker\'s dm- links stay', () => {
+test("reconcile: orphan endpoint links and probes go; owned links, the user's links and Docker's dm- links stay", () => {
   const { rtnl, driver } = setup();
   driver.createNetwork(network(NET, { parent: 'eth0' }));
-  driver.createEndpoint('macvlan', { networkId: NET, endpointId: EP1, ipv4: parsePrefix('172.16.86.2/24'), ipv6: null, mac: null });
+  driver.createEndpoint('macvlan', {
+    networkId: NET,
+    endpointId: EP1,
+    ipv4: parsePrefix('172.16.86.2/24'),
+    ipv6: null,
+    mac: null,
+  });
   driver.join('macvlan', NET, EP1); // a crash before Docker got the answer: the row and the link exist
   const eth0 = rtnl.getLink('eth0');
   assert.ok(eth0);
@@ -122,10 +147,13 @@ test('reconcile: orphan endpoint links and probes go; owned links, the user\'s l
   rtnl.add({ name: 'dm-cccccccccccc', kind: 'dummy', mtu: 1500, mac: null, up: true, parentIndex: null });
   rtnl.add({ name: 'lp-notours', kind: 'veth', mtu: 1500, mac: null, up: true, parentIndex: null });
   const dry = reconcile(rtnl, store, silentLogger, { dryRun: true });
-  assert.deepEqual(dry.actions.map((a) => [a.action, a.target, a.outcome]), [
-    ['delete-link', 'lp-999999999999', 'planned'],
-    ['delete-link', 'lpp-abcdefb', 'planned'],
-  ]);
+  assert.deepEqual(
+    dry.actions.map((a) => [a.action, a.target, a.outcome]),
+    [
+      ['delete-link', 'lp-999999999999', 'planned'],
+      ['delete-link', 'lpp-abcdefb', 'planned'],
+    ],
+  );
   assert.notEqual(rtnl.getLink('lp-999999999999'), null, 'a dry run changes nothing');
   reconcile(rtnl, store, silentLogger);
   assert.deepEqual(rtnl.names(), ['dm-cccccccccccc', 'eth0', 'eth0.77', 'lo', 'lp-111111111111', 'lp-notours']);
@@ -140,10 +168,13 @@ test('reconcile makes a missing parent lanplug owns again, and waits for a missi
     if (link !== null) rtnl.deleteLink(link);
   }
   const report = reconcile(rtnl, store, silentLogger);
-  assert.deepEqual(report.actions.map((a) => [a.action, a.target, a.outcome]), [
-    ['create-parent', 'eth0.50', 'done'],
-    ['create-parent', 'dm-bbbbbbbbbbbb', 'done'],
-  ]);
+  assert.deepEqual(
+    report.actions.map((a) => [a.action, a.target, a.outcome]),
+    [
+      ['create-parent', 'eth0.50', 'done'],
+      ['create-parent', 'dm-bbbbbbbbbbbb', 'done'],
+    ],
+  );
   assert.equal(rtnl.getLink('eth0.50')?.vlanId, 50);
   const eth0 = rtnl.getLink('eth0');
   if (eth0 !== null) rtnl.deleteLink(eth0);
@@ -173,13 +204,26 @@ test('a replayed CreateNetwork must ask for the same network', () => {
   driver.createNetwork(network(NET, { parent: 'eth0', macvlan_mode: 'vepa' }));
   driver.createNetwork(network(NET, { parent: 'eth0', macvlan_mode: 'vepa' }));
   const cases: [CreateNetworkRequest, string][] = [
-    [network(NET, { parent: 'eth0' }), 'network aaaaaaaaaaaa already exists with mode vepa; this request has mode bridge'],
-    [network(NET, { parent: 'eth0.5', macvlan_mode: 'vepa' }), 'network aaaaaaaaaaaa already exists with parent eth0; this request has parent eth0.5'],
     [
-      network(NET, { parent: 'eth0', macvlan_mode: 'vepa' }, { ipv4: [{ pool: parsePrefix('10.0.0.0/8'), gateway: null }] }),
+      network(NET, { parent: 'eth0' }),
+      'network aaaaaaaaaaaa already exists with mode vepa; this request has mode bridge',
+    ],
+    [
+      network(NET, { parent: 'eth0.5', macvlan_mode: 'vepa' }),
+      'network aaaaaaaaaaaa already exists with parent eth0; this request has parent eth0.5',
+    ],
+    [
+      network(
+        NET,
+        { parent: 'eth0', macvlan_mode: 'vepa' },
+        { ipv4: [{ pool: parsePrefix('10.0.0.0/8'), gateway: null }] },
+      ),
       'network aaaaaaaaaaaa already exists with IPv4 subnets 172.16.86.0/24 gateway 172.16.86.1; this request has IPv4 subnets 10.0.0.0/8',
     ],
-    [network(NET, { parent: 'eth0', macvlan_mode: 'vepa', 'com.docker.network.driver.mtu': '1400' }), 'network aaaaaaaaaaaa already exists with mtu of the parent; this request has mtu 1400'],
+    [
+      network(NET, { parent: 'eth0', macvlan_mode: 'vepa', 'com.docker.network.driver.mtu': '1400' }),
+      'network aaaaaaaaaaaa already exists with mtu of the parent; this request has mtu 1400',
+    ],
   ];
   for (const [request, message] of cases) {
     assert.throws(
@@ -192,7 +236,9 @@ test('a replayed CreateNetwork must ask for the same network', () => {
 test('hostile options: __proto__ is an unknown key, refused; nothing recorded', async () => {
   const { decodeCreateNetwork } = await import('../../src/api/docker/wire');
   const { parseBody } = await import('../../src/api/docker/decode');
-  const body = parseBody(`{"NetworkID":"${NET}","Options":{"com.docker.network.generic":{"__proto__":"x","parent":"eth0"}},"IPv4Data":[],"IPv6Data":[]}`);
+  const body = parseBody(
+    `{"NetworkID":"${NET}","Options":{"com.docker.network.generic":{"__proto__":"x","parent":"eth0"}},"IPv4Data":[],"IPv6Data":[]}`,
+  );
   const request = decodeCreateNetwork('macvlan', body);
   assert.deepEqual(Object.keys(request.options).sort(), ['__proto__', 'parent']);
   const { driver } = setup();

@@ -90,7 +90,13 @@ test('schema 1 (lanplug 0.1) is migrated: its networks and endpoints read back, 
       assert.deepEqual(network?.spec.parent, { kind: 'vlan', name: 'eth0.50', base: 'eth0', vlanId: 50 });
       assert.equal(network?.createdAt, 0, 'the age of a migrated row is unknown');
       assert.equal(store.getEndpoint('a'.repeat(64), '1'.repeat(64))?.mac, '02:42:ac:10:56:02');
-      store.putLeftover({ kind: 'endpoint-link', name: 'lp-111111111111', networkId: 'a'.repeat(64), endpointId: '1'.repeat(64), reason: 'test' });
+      store.putLeftover({
+        kind: 'endpoint-link',
+        name: 'lp-111111111111',
+        networkId: 'a'.repeat(64),
+        endpointId: '1'.repeat(64),
+        reason: 'test',
+      });
       assert.equal(store.listLeftovers().length, 1);
     } finally {
       store.close();
@@ -123,7 +129,12 @@ test('a file that is not a database is refused, named, and left as it is', () =>
     writeFileSync(path, 'not sqlite '.repeat(100));
     const before = fileHash(path);
     const err = refusal(() => SqliteStore.open(dir));
-    assert.match(err.message, new RegExp(`^${path.replace(/\//g, '\\/')} is not a readable lanplug database \\(file is not a database\\); lanplug leaves it as it is: move it aside`));
+    assert.match(
+      err.message,
+      new RegExp(
+        `^${path.replace(/\//g, '\\/')} is not a readable lanplug database \\(file is not a database\\); lanplug leaves it as it is: move it aside`,
+      ),
+    );
     assert.equal(fileHash(path), before);
   });
 });
@@ -142,7 +153,10 @@ test('a row that cannot be read is an error naming it, never an absent network',
     const store = SqliteStore.open(dir);
     store.close();
     const db = new Database(join(dir, DATABASE_FILE));
-    db.prepare('INSERT INTO networks (id, record) VALUES (?, ?)').run('b'.repeat(64), JSON.stringify({ v: 9, networkId: 'b'.repeat(64) }));
+    db.prepare('INSERT INTO networks (id, record) VALUES (?, ?)').run(
+      'b'.repeat(64),
+      JSON.stringify({ v: 9, networkId: 'b'.repeat(64) }),
+    );
     db.close();
     const reopened = SqliteStore.open(dir);
     try {
@@ -160,7 +174,10 @@ test('the state directory is refused, never chmodded, when others may write to i
     const shared = join(dir, 'shared');
     mkdirSync(shared);
     chmodSync(shared, 0o1777);
-    assert.match(refusal(() => SqliteStore.open(shared)).message, /^state directory .*shared is writable by everyone \(mode 1777\); lanplug does not change it/);
+    assert.match(
+      refusal(() => SqliteStore.open(shared)).message,
+      /^state directory .*shared is writable by everyone \(mode 1777\); lanplug does not change it/,
+    );
     assert.equal(statSync(shared).mode & 0o7777, 0o1777, 'the sticky bit and mode are as they were');
     assert.equal(existsSync(join(shared, DATABASE_FILE)), false);
     chmodSync(shared, 0o770);
@@ -171,9 +188,15 @@ test('the state directory is refused, never chmodded, when others may write to i
 test('read-only opening creates nothing: a mistyped path is an error, not a new database', () => {
   withDir((dir) => {
     const missing = join(dir, 'mistyped');
-    assert.equal(refusal(() => SqliteStore.openReadOnly(missing)).message, `no lanplug state directory at ${missing} (the lanplug daemon creates it at its first start)`);
+    assert.equal(
+      refusal(() => SqliteStore.openReadOnly(missing)).message,
+      `no lanplug state directory at ${missing} (the lanplug daemon creates it at its first start)`,
+    );
     assert.equal(existsSync(missing), false);
-    assert.match(refusal(() => SqliteStore.openReadOnly(dir)).message, /lanplug\.db does not exist or cannot be opened; the lanplug daemon creates it at its first start$/);
+    assert.match(
+      refusal(() => SqliteStore.openReadOnly(dir)).message,
+      /lanplug\.db does not exist or cannot be opened; the lanplug daemon creates it at its first start$/,
+    );
     assert.equal(existsSync(join(dir, DATABASE_FILE)), false);
   });
 });

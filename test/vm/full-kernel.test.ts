@@ -25,7 +25,9 @@ test("the kernel lane and the VM-only Docker tests pass on Debian's kernel", { t
     memoryMb: 3072,
   });
   process.stderr.write(result.output.replace(/^/gm, 'vm| ') + '\n');
-  process.stderr.write(`vm| boot ${(result.bootMs / 1000).toFixed(1)} s, whole run ${(result.wallMs / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `vm| boot ${(result.bootMs / 1000).toFixed(1)} s, whole run ${(result.wallMs / 1000).toFixed(1)} s\n`,
+  );
   const passed = Number(/^# pass (\d+)$/m.exec(result.output)?.[1] ?? NaN);
   const failed = Number(/^# fail (\d+)$/m.exec(result.output)?.[1] ?? NaN);
   const failures = result.output.split('\n').filter((l) => /^\s*not ok /.test(l));

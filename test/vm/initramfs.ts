@@ -133,7 +133,8 @@ export function buildInitramfs(kernel: Kernel, cacheDir = vmCacheDir()): string 
   fs.writeFileSync(tmp, gzipSync(cpioNewc(entries), { level: 6 }));
   fs.renameSync(tmp, out); // atomic: a concurrent builder writes the same bytes
   for (const old of fs.readdirSync(cacheDir)) {
-    if (/^initramfs-.*\.cpio\.gz$/.test(old) && path.join(cacheDir, old) !== out) fs.rmSync(path.join(cacheDir, old), { force: true });
+    if (/^initramfs-.*\.cpio\.gz$/.test(old) && path.join(cacheDir, old) !== out)
+      fs.rmSync(path.join(cacheDir, old), { force: true });
   }
   return out;
 }

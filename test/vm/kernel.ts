@@ -44,7 +44,7 @@ export function findKernel(): Kernel {
   const version = versions[versions.length - 1];
   if (version === undefined) {
     throw new Error(
-      'vm: no /boot/vmlinuz-<ver> with /lib/modules/<ver>/modules.dep; install Debian\'s kernel: ' +
+      "vm: no /boot/vmlinuz-<ver> with /lib/modules/<ver>/modules.dep; install Debian's kernel: " +
         'apt-get install -y --no-install-recommends linux-image-amd64',
     );
   }
@@ -82,7 +82,8 @@ export function extractVmlinux(kernel: Kernel, cacheDir = vmCacheDir()): string 
     fs.writeFileSync(tmp, elf);
     fs.renameSync(tmp, out);
     for (const old of fs.readdirSync(cacheDir)) {
-      if (old.startsWith('vmlinux-') && path.join(cacheDir, old) !== out) fs.rmSync(path.join(cacheDir, old), { force: true });
+      if (old.startsWith('vmlinux-') && path.join(cacheDir, old) !== out)
+        fs.rmSync(path.join(cacheDir, old), { force: true });
     }
     return out;
   }
@@ -91,7 +92,10 @@ export function extractVmlinux(kernel: Kernel, cacheDir = vmCacheDir()): string 
 
 /** Module name as the kernel spells it: file stem without .ko[.xz|.zst|.gz], '-' read as '_'. */
 export function moduleName(relPath: string): string {
-  return path.basename(relPath).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+  return path
+    .basename(relPath)
+    .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+    .replace(/-/g, '_');
 }
 
 /**
@@ -112,7 +116,9 @@ export function resolveModules(modulesDir: string, names: readonly string[]): st
   const visit = (name: string): void => {
     const entry = deps.get(name);
     if (entry === undefined) {
-      throw new Error(`vm: module ${name} is not in ${modulesDir}/modules.dep (built in, or missing from this kernel?)`);
+      throw new Error(
+        `vm: module ${name} is not in ${modulesDir}/modules.dep (built in, or missing from this kernel?)`,
+      );
     }
     if (order.includes(entry.file) || visiting.has(name)) return;
     visiting.add(name);

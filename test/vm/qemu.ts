@@ -25,19 +25,30 @@ export interface QemuMachine {
 
 export function qemuArgs(m: QemuMachine): string[] {
   return [
-    '-accel', 'tcg',
-    '-cpu', 'max',
-    '-m', String(m.memoryMb),
-    '-smp', String(m.cpus),
+    '-accel',
+    'tcg',
+    '-cpu',
+    'max',
+    '-m',
+    String(m.memoryMb),
+    '-smp',
+    String(m.cpus),
     '-nographic',
     '-no-reboot',
-    '-nic', 'none',
-    '-kernel', m.kernelImage,
-    '-initrd', m.initrd,
-    '-append', 'console=ttyS0 panic=-1 quiet',
-    '-virtfs', 'local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap',
-    '-virtfs', `local,path=${m.ioDir},mount_tag=io,security_model=none`,
-    '-virtfs', `local,path=${m.repo},mount_tag=repo,security_model=none,readonly=on,multidevs=remap`,
+    '-nic',
+    'none',
+    '-kernel',
+    m.kernelImage,
+    '-initrd',
+    m.initrd,
+    '-append',
+    'console=ttyS0 panic=-1 quiet',
+    '-virtfs',
+    'local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap',
+    '-virtfs',
+    `local,path=${m.ioDir},mount_tag=io,security_model=none`,
+    '-virtfs',
+    `local,path=${m.repo},mount_tag=repo,security_model=none,readonly=on,multidevs=remap`,
   ];
 }
 
@@ -93,7 +104,11 @@ export function runQemu(args: string[], consoleLog: string, timeoutMs: number): 
       clearTimeout(timer);
       process.off('exit', killOnExit);
       fs.closeSync(log);
-      reject(new Error(`vm: cannot start ${QEMU} (${err.message}); apt-get install -y --no-install-recommends qemu-system-x86`));
+      reject(
+        new Error(
+          `vm: cannot start ${QEMU} (${err.message}); apt-get install -y --no-install-recommends qemu-system-x86`,
+        ),
+      );
     });
     child.on('close', (status, signal) => {
       clearTimeout(timer);

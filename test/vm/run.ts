@@ -61,7 +61,11 @@ export interface VmResult {
 
 /** A VM that could not boot, timed out, or left no exit status. Carries the console tail. */
 export class VmError extends Error {
-  constructor(message: string, readonly consoleTail: string, readonly runDir: string) {
+  constructor(
+    message: string,
+    readonly consoleTail: string,
+    readonly runDir: string,
+  ) {
     super(`${message}\n--- run dir: ${runDir}\n--- console (tail) ---\n${consoleTail}`);
     this.name = 'VmError';
   }
@@ -83,18 +87,27 @@ function scriptWithPrelude(opts: VmOptions, repo: string): string {
 }
 
 function checkOptions(opts: VmOptions): void {
-  if (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs <= 0) throw new Error('vm: timeoutMs must be a positive integer');
+  if (!Number.isInteger(opts.timeoutMs) || opts.timeoutMs <= 0)
+    throw new Error('vm: timeoutMs must be a positive integer');
   if (opts.memoryMb !== undefined && (!Number.isInteger(opts.memoryMb) || opts.memoryMb < 256)) {
     throw new Error('vm: memoryMb must be an integer of at least 256');
   }
-  if (opts.cpus !== undefined && (!Number.isInteger(opts.cpus) || opts.cpus < 1)) throw new Error('vm: cpus must be a positive integer');
+  if (opts.cpus !== undefined && (!Number.isInteger(opts.cpus) || opts.cpus < 1))
+    throw new Error('vm: cpus must be a positive integer');
   for (const name of Object.keys(opts.files ?? {})) {
-    if (name === '' || name.includes('/') || name === '.' || name === '..' || /^(script\.sh|output|exit-code|tmpfs-dirs|repo-path)$/.test(name)) {
+    if (
+      name === '' ||
+      name.includes('/') ||
+      name === '.' ||
+      name === '..' ||
+      /^(script\.sh|output|exit-code|tmpfs-dirs|repo-path)$/.test(name)
+    ) {
       throw new Error(`vm: files: bad or reserved name ${JSON.stringify(name)}`);
     }
   }
   for (const d of opts.tmpfsDirs ?? []) {
-    if (!d.startsWith('/') || d.includes(',') || /\s/.test(d)) throw new Error(`vm: tmpfsDirs: bad path ${JSON.stringify(d)}`);
+    if (!d.startsWith('/') || d.includes(',') || /\s/.test(d))
+      throw new Error(`vm: tmpfsDirs: bad path ${JSON.stringify(d)}`);
   }
 }
 
@@ -137,19 +150,29 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
   if (q.bootMs < 0) fail(`did not boot (qemu exit status ${String(q.status)}, signal ${String(q.signal)})`);
   const codeText = readOrUndefined(path.join(ioDir, 'exit-code'));
   const exitCode = codeText === undefined ? NaN : Number.parseInt(codeText.trim(), 10);
-  if (!Number.isInteger(exitCode)) fail(`script left no exit status (exit-code file: ${JSON.stringify(codeText ?? null)})`);
+  if (!Number.isInteger(exitCode))
+    fail(`script left no exit status (exit-code file: ${JSON.stringify(codeText ?? null)})`);
   if (q.status !== 0) fail(`qemu exited with status ${String(q.status)} after the script`);
 
   if (opts.keep !== true) fs.rmSync(runDir, { recursive: true, force: true });
   const kept = opts.keep === true;
-  return { exitCode, output: output ?? '', wallMs: q.wallMs, bootMs: q.bootMs, consoleLog: kept ? consoleLog : '', runDir: kept ? runDir : '' };
+  return {
+    exitCode,
+    output: output ?? '',
+    wallMs: q.wallMs,
+    bootMs: q.bootMs,
+    consoleLog: kept ? consoleLog : '',
+    runDir: kept ? runDir : '',
+  };
 }
 
 /** Like runInVm, but also throws (with the output tail) unless the script exited 0. */
 export async function runInVmOk(opts: VmOptions): Promise<VmResult> {
   const r = await runInVm(opts);
   if (r.exitCode !== 0) {
-    throw new Error(`vm: script exited with status ${r.exitCode}\n--- script output (tail) ---\n${r.output.slice(-16 * 1024)}`);
+    throw new Error(
+      `vm: script exited with status ${r.exitCode}\n--- script output (tail) ---\n${r.output.slice(-16 * 1024)}`,
+    );
   }
   return r;
 }
@@ -160,7 +183,8 @@ function pruneOldRuns(runsDir: string): void {
   for (const name of fs.readdirSync(runsDir)) {
     const dir = path.join(runsDir, name);
     try {
-      if (name.startsWith('run-') && fs.statSync(dir).mtimeMs < dayAgo) fs.rmSync(dir, { recursive: true, force: true });
+      if (name.startsWith('run-') && fs.statSync(dir).mtimeMs < dayAgo)
+        fs.rmSync(dir, { recursive: true, force: true });
     } catch {
       // another runner removed it first
     }

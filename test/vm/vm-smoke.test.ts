@@ -84,20 +84,25 @@ function marks(output: string): Map<string, number> {
   return m;
 }
 
-test('vm: Debian kernel boots; vlan/ipvlan/passthru work; dockerd 20.10 macvlan on eth0.10', { timeout: 600_000 }, async (t) => {
-  if (process.getuid?.() !== 0) assert.fail('the full-kernel lane needs root (9p export of /, /boot/vmlinuz-*)');
-  const tar = busyboxRootfsTar();
-  const r = await runInVm({ script: SCRIPT, timeoutMs: 540_000, files: { 'alpine.tar': tar } });
-  const m = marks(r.output);
-  const since = (a: string, b: string): string => {
-    const x = m.get(a);
-    const y = m.get(b);
-    return x === undefined || y === undefined ? '?' : `${y - x} ms`;
-  };
-  t.diagnostic(
-    `wall ${r.wallMs} ms; boot ${r.bootMs} ms; node checks ${since('script-start', 'node-checked')}; ` +
-      `dockerd up ${since('node-checked', 'dockerd-up')}; docker part ${since('node-checked', 'docker-done')}`,
-  );
-  assert.equal(r.exitCode, 0, `script failed:\n${r.output.slice(-8000)}`);
-  for (const marker of EXPECTED) assert.ok(r.output.includes(marker), `missing "${marker}" in:\n${r.output.slice(-8000)}`);
-});
+test(
+  'vm: Debian kernel boots; vlan/ipvlan/passthru work; dockerd 20.10 macvlan on eth0.10',
+  { timeout: 600_000 },
+  async (t) => {
+    if (process.getuid?.() !== 0) assert.fail('the full-kernel lane needs root (9p export of /, /boot/vmlinuz-*)');
+    const tar = busyboxRootfsTar();
+    const r = await runInVm({ script: SCRIPT, timeoutMs: 540_000, files: { 'alpine.tar': tar } });
+    const m = marks(r.output);
+    const since = (a: string, b: string): string => {
+      const x = m.get(a);
+      const y = m.get(b);
+      return x === undefined || y === undefined ? '?' : `${y - x} ms`;
+    };
+    t.diagnostic(
+      `wall ${r.wallMs} ms; boot ${r.bootMs} ms; node checks ${since('script-start', 'node-checked')}; ` +
+        `dockerd up ${since('node-checked', 'dockerd-up')}; docker part ${since('node-checked', 'docker-done')}`,
+    );
+    assert.equal(r.exitCode, 0, `script failed:\n${r.output.slice(-8000)}`);
+    for (const marker of EXPECTED)
+      assert.ok(r.output.includes(marker), `missing "${marker}" in:\n${r.output.slice(-8000)}`);
+  },
+);

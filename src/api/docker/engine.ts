@@ -21,15 +21,23 @@ export class DockerEngine {
 
   /** The network as Docker sees it, null when Docker does not know it; throws when dockerd does not answer. */
   async network(networkId: string): Promise<DockerNetworkView | null> {
-    const { status, body } = await unixHttp(this.socketPath, 'GET', `/networks/${encodeURIComponent(networkId)}`, undefined, this.timeoutMs);
+    const { status, body } = await unixHttp(
+      this.socketPath,
+      'GET',
+      `/networks/${encodeURIComponent(networkId)}`,
+      undefined,
+      this.timeoutMs,
+    );
     if (status === 404) return null;
     if (status !== 200) throw new Error(`dockerd answered ${status} for network ${networkId.slice(0, 12)}`);
     const parsed: unknown = JSON.parse(body);
-    const containers = typeof parsed === 'object' && parsed !== null ? (parsed as { Containers?: unknown }).Containers : undefined;
+    const containers =
+      typeof parsed === 'object' && parsed !== null ? (parsed as { Containers?: unknown }).Containers : undefined;
     const endpointIds = new Set<string>();
     if (typeof containers === 'object' && containers !== null) {
       for (const value of Object.values(containers)) {
-        const id = typeof value === 'object' && value !== null ? (value as { EndpointID?: unknown }).EndpointID : undefined;
+        const id =
+          typeof value === 'object' && value !== null ? (value as { EndpointID?: unknown }).EndpointID : undefined;
         if (typeof id === 'string') endpointIds.add(id);
       }
     }

@@ -35,7 +35,8 @@ export async function dropForgottenRows(
   const report: ForgottenReport = { asked: false, networks: [], endpoints: [] };
   const views = new Map<string, Awaited<ReturnType<DockerEngine['network']>>>();
   try {
-    for (const network of driver.listNetworks()) views.set(network.spec.networkId, await engine.network(network.spec.networkId));
+    for (const network of driver.listNetworks())
+      views.set(network.spec.networkId, await engine.network(network.spec.networkId));
   } catch (err) {
     report.error = err instanceof Error ? err.message : String(err);
     log.debug('dockerd not asked about forgotten rows', { error: report.error });
@@ -57,7 +58,11 @@ export async function dropForgottenRows(
     for (const endpoint of driver.listEndpoints(id)) {
       if (now - endpoint.createdAt < grace || view.endpointIds.has(endpoint.endpointId)) continue;
       report.endpoints.push(endpoint.endpointId);
-      log.info('dropping an endpoint Docker has forgotten', { network: shortId(id), endpoint: shortId(endpoint.endpointId), dryRun: options.dryRun === true });
+      log.info('dropping an endpoint Docker has forgotten', {
+        network: shortId(id),
+        endpoint: shortId(endpoint.endpointId),
+        dryRun: options.dryRun === true,
+      });
       if (options.dryRun !== true) tryDrop(log, () => driver.deleteEndpoint(id, endpoint.endpointId));
     }
   }

@@ -114,7 +114,10 @@ export async function removeDeadSocket(path: string): Promise<void> {
   }
   if (!isSocket) throw new LanplugError('Conflict', `${path} exists and is not a socket; refusing to replace it`);
   if (await answers(path)) {
-    throw new LanplugError('Conflict', `${path} is served by another running process; lanplug does not take over a live socket: stop that process first`);
+    throw new LanplugError(
+      'Conflict',
+      `${path} is served by another running process; lanplug does not take over a live socket: stop that process first`,
+    );
   }
   unlinkSync(path);
 }
@@ -173,16 +176,25 @@ async function answer(
 ): Promise<{ status: number; payload: Record<string, unknown> }> {
   const route = endpoint.routes.get(path);
   if (req.method !== 'POST') {
-    return { status: 405, payload: { [endpoint.errorField]: `method ${req.method ?? '?'} not allowed; the plugin API uses POST` } };
+    return {
+      status: 405,
+      payload: { [endpoint.errorField]: `method ${req.method ?? '?'} not allowed; the plugin API uses POST` },
+    };
   }
-  if (route === undefined) return { status: 404, payload: { [endpoint.errorField]: `${path} is not implemented by ${endpoint.name}` } };
+  if (route === undefined)
+    return { status: 404, payload: { [endpoint.errorField]: `${path} is not implemented by ${endpoint.name}` } };
   try {
     return { status: 200, payload: await route(parseBody(text)) };
   } catch (err) {
     // Docker reads a non-200 reply's error field and shows it after "NetworkDriver.<Method>: ".
     const status = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
     const message = err instanceof Error ? err.message : String(err);
-    log.error('request failed', { plugin: endpoint.name, path, error: message, ...(err instanceof LanplugError ? { code: err.code, errno: err.errno } : {}) });
+    log.error('request failed', {
+      plugin: endpoint.name,
+      path,
+      error: message,
+      ...(err instanceof LanplugError ? { code: err.code, errno: err.errno } : {}),
+    });
     return { status, payload: { [endpoint.errorField]: message } };
   }
 }

@@ -41,7 +41,12 @@ function decodeIpamData(value: unknown, what: string): Subnet {
   const pool = parsePrefix(requiredString(data, 'Pool'), `${what} Pool`);
   const gatewayText = optionalString(data, 'Gateway');
   // The gateway arrives as a CIDR ("172.16.86.1/24"); the bare address is what a container uses.
-  const gateway = gatewayText === null ? null : gatewayText.includes('/') ? parsePrefix(gatewayText, `${what} Gateway`).address : parseAddress(gatewayText, `${what} Gateway`);
+  const gateway =
+    gatewayText === null
+      ? null
+      : gatewayText.includes('/')
+        ? parsePrefix(gatewayText, `${what} Gateway`).address
+        : parseAddress(gatewayText, `${what} Gateway`);
   return { pool, gateway };
 }
 

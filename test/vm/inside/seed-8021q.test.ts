@@ -34,14 +34,36 @@ test('seed 802.1Q trunk bridge tutorial, word for word with -d lanplug-macvlan',
   const { host } = lab;
   assert.equal(hostHasLink('eth0.10'), false, 'eth0.10 must not exist before the tutorial');
   // 1. Create the network; eth0.10 now exists on the host.
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=172.16.86.0/24', '--gateway=172.16.86.1', '-o', 'parent=eth0.10', 'my-8021q-macvlan-net']);
+  host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0.10',
+    'my-8021q-macvlan-net',
+  ]);
   assert.match(host.dockerOk(['network', 'ls']), /^[0-9a-f]{12}\s+my-8021q-macvlan-net\s+lanplug-macvlan\s+local\s*$/m);
-  const [inspected] = JSON.parse(host.dockerOk(['network', 'inspect', 'my-8021q-macvlan-net'])) as { Options: Record<string, string> }[];
+  const [inspected] = JSON.parse(host.dockerOk(['network', 'inspect', 'my-8021q-macvlan-net'])) as {
+    Options: Record<string, string>;
+  }[];
   assert.deepEqual(inspected?.Options, { parent: 'eth0.10' });
   assert.match(host.execOk(['ip', '-d', 'link', 'show', 'eth0.10']), /vlan protocol 802\.1Q id 10 /);
   assert.match(host.execOk(['ip', 'addr', 'show', 'eth0.10']), /^\d+: eth0\.10@eth0: <[^>]*\bUP\b/m);
   // 2. Start the container.
-  host.dockerOk(['run', '--rm', '-itd', '--network', 'my-8021q-macvlan-net', '--name', 'my-second-macvlan-alpine', 'alpine:latest', 'ash']);
+  host.dockerOk([
+    'run',
+    '--rm',
+    '-itd',
+    '--network',
+    'my-8021q-macvlan-net',
+    '--name',
+    'my-second-macvlan-alpine',
+    'alpine:latest',
+    'ash',
+  ]);
   // 3. Inspect: the seed's Networks section.
   const net = containerNetwork(host, 'my-second-macvlan-alpine', 'my-8021q-macvlan-net');
   assert.equal(net.MacAddress, '02:42:ac:10:56:02');
@@ -69,9 +91,22 @@ test('seed 802.1Q trunk bridge tutorial, word for word with -d lanplug-macvlan',
 test('seed dual-stack example on eth0.218 (with --ipv6): both families over the VLAN', async () => {
   const { host } = lab;
   host.dockerOk([
-    'network', 'create', '-d', 'lanplug-macvlan', '--ipv6',
-    '--subnet=192.168.216.0/24', '--subnet=192.168.218.0/24', '--gateway=192.168.216.1', '--gateway=192.168.218.1',
-    '--subnet=2001:db8:abc8::/64', '--gateway=2001:db8:abc8::10', '-o', 'parent=eth0.218', '-o', 'macvlan_mode=bridge', 'macvlan216',
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipv6',
+    '--subnet=192.168.216.0/24',
+    '--subnet=192.168.218.0/24',
+    '--gateway=192.168.216.1',
+    '--gateway=192.168.218.1',
+    '--subnet=2001:db8:abc8::/64',
+    '--gateway=2001:db8:abc8::10',
+    '-o',
+    'parent=eth0.218',
+    '-o',
+    'macvlan_mode=bridge',
+    'macvlan216',
   ]);
   host.dockerOk(['run', '-dit', '--network', 'macvlan216', '--name', 'ds1', 'alpine:latest', 'ash']);
   const net = containerNetwork(host, 'ds1', 'macvlan216');
@@ -79,7 +114,10 @@ test('seed dual-stack example on eth0.218 (with --ipv6): both families over the 
   assert.match(net.GlobalIPv6Address, /^2001:db8:abc8::/);
   assert.equal(net.Gateway, `192.168.${net.IPAddress.split('.')[2] ?? '?'}.1`);
   assert.match(host.dockerOk(['exec', 'ds1', 'ip', '-6', 'route']), /^default via 2001:db8:abc8::10 dev eth0/m);
-  await eventually(() => host.dockerOk(['exec', 'ds1', 'ping', '-6', '-c', '1', '-W', '2', '2001:db8:abc8::10']), 30_000);
+  await eventually(
+    () => host.dockerOk(['exec', 'ds1', 'ping', '-6', '-c', '1', '-W', '2', '2001:db8:abc8::10']),
+    30_000,
+  );
   host.dockerOk(['exec', 'ds1', 'ping', '-c', '1', '-W', '3', net.Gateway]);
   host.dockerOk(['rm', '-f', 'ds1']);
   host.dockerOk(['network', 'rm', 'macvlan216']);
@@ -97,9 +135,30 @@ test('a sub-interface that existed before is used and kept after docker network 
 
 test('two networks on one sub-interface lanplug created: removed with the last, in either order', () => {
   const { host } = lab;
-  for (const [first, second] of [['n1', 'n2'], ['n2', 'n1']] as const) {
-    host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.40.1.0/24', '-o', 'parent=eth0.40', 'n1']);
-    host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.40.2.0/24', '-o', 'parent=eth0.40', 'n2']);
+  for (const [first, second] of [
+    ['n1', 'n2'],
+    ['n2', 'n1'],
+  ] as const) {
+    host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=10.40.1.0/24',
+      '-o',
+      'parent=eth0.40',
+      'n1',
+    ]);
+    host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=10.40.2.0/24',
+      '-o',
+      'parent=eth0.40',
+      'n2',
+    ]);
     host.dockerOk(['network', 'rm', first]);
     assert.equal(hostHasLink('eth0.40'), true, `eth0.40 still used by ${second}`);
     host.dockerOk(['network', 'rm', second]);
@@ -110,8 +169,28 @@ test('two networks on one sub-interface lanplug created: removed with the last, 
 test('passthru on a dummy parent: first network and container take it; a second of either is refused', () => {
   const { host } = lab;
   host.execOk(['ip', 'link', 'add', 'dum0', 'type', 'dummy']);
-  host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.50.0.0/24', '-o', 'parent=dum0', '-o', 'macvlan_mode=passthru', 'pt']);
-  const again = host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.51.0.0/24', '-o', 'parent=dum0', 'pt2']);
+  host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=10.50.0.0/24',
+    '-o',
+    'parent=dum0',
+    '-o',
+    'macvlan_mode=passthru',
+    'pt',
+  ]);
+  const again = host.docker([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=10.51.0.0/24',
+    '-o',
+    'parent=dum0',
+    'pt2',
+  ]);
   assert.match(again.stderr, /macvlan network [0-9a-f]{12} is already using parent interface dum0 in mode passthru/);
   host.dockerOk(['run', '-dit', '--network', 'pt', '--name', 'pt-a', 'alpine:latest', 'ash']);
   const second = host.docker(['run', '-dit', '--network', 'pt', '--name', 'pt-b', 'alpine:latest', 'ash']);
