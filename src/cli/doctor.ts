@@ -9,9 +9,12 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { unixHttp } from '../api/unix-http';
+import { routesThrough, wantedRoutes } from '../driver/host-access';
+import { shimLinkName, shortId } from '../driver/names';
 import { reconcile } from '../driver/reconcile';
 import { probeKernel } from '../link/probe';
-import { openRtnl } from '../link/rtnl';
+import { openRtnl, type Rtnl } from '../link/rtnl';
+import { formatPrefix } from '../net/address';
 import { silentLogger } from '../log';
 import { isLocked, lockHolder } from '../state/lock';
 import { DATABASE_FILE, SqliteStore } from '../state/sqlite';
@@ -236,6 +239,7 @@ function stateChecks(options: DoctorOptions, add: Add): void {
       if (report.actions.length === 0 && leftovers.length === 0)
         add('kernel vs store', 'ok', `${report.links} links agree with the store`);
       for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
+      hostAccessChecks(rtnl, store, add);
     } finally {
       rtnl.close();
     }
@@ -248,6 +252,34 @@ function stateChecks(options: DoctorOptions, add: Add): void {
     );
   } finally {
     store.close();
+  }
+}
+
+/** Each host-access network: its shim, the host's addresses on it, and its routes. */
+function hostAccessChecks(rtnl: Rtnl, store: SqliteStore, add: Add): void {
+  for (const network of store.listNetworks()) {
+    const spec = network.spec;
+    if (spec.hostAccess === null) continue;
+    const name = shimLinkName(spec.networkId);
+    const what = `host access ${shortId(spec.networkId)}`;
+    const shim = rtnl.getLink(name);
+    if (shim === null) {
+      add(what, 'fail', `shim ${name} is missing (is parent ${spec.parent.name} there?)`, 'lanplug gc');
+      continue;
+    }
+    const addresses = ([4, 6] as const)
+      .flatMap((family) => rtnl.listAddresses(family))
+      .filter((a) => a.index === shim.index && !a.prefix.address.text.startsWith('fe80'))
+      .map((a) => formatPrefix(a.prefix));
+    const routes = routesThrough(rtnl, shim).map(formatPrefix);
+    const wanted = wantedRoutes(spec, store.listEndpoints(spec.networkId)).length;
+    add(
+      what,
+      shim.up && routes.length === wanted ? 'ok' : 'fail',
+      `shim ${name} on ${spec.parent.name}${shim.up ? '' : ' (down)'} holds ${addresses.join(', ') || 'no address'}; ` +
+        `routes to ${routes.length} of ${wanted} container addresses${routes.length === 0 ? '' : ` (${routes.join(', ')})`}`,
+      shim.up && routes.length === wanted ? undefined : 'lanplug gc',
+    );
   }
 }
 

@@ -5,7 +5,7 @@
  * Every link lanplug creates carries a name it can recognise after a crash:
  * endpoint links `lp-<endpoint id>`, private parents `dm-<network id>` (as
  * Docker's own driver names them), 802.1Q parents `<base>.<vlan id>`, feature
- * probes `lpp-<random>`.
+ * probes `lpp-<random>`, host-access shims `lh-<network id>`.
  */
 import { randomBytes } from 'node:crypto';
 import { invalidArgument } from '../errors';
@@ -15,6 +15,8 @@ export const ENDPOINT_LINK_PREFIX = 'lp-';
 export const PRIVATE_PARENT_PREFIX = 'dm-';
 /** Throw-away links of the kernel feature probe: `lpp-<6 hex><role>`. */
 export const PROBE_LINK_PREFIX = 'lpp-';
+/** A host-access network's shim, the host's own link beside its containers: `lh-<network id>`. */
+export const SHIM_LINK_PREFIX = 'lh-';
 
 /**
  * Throws unless `name` is a name the kernel would accept for a link
@@ -45,6 +47,10 @@ export function shortId(id: string): string {
 
 export function endpointLinkName(endpointId: string): string {
   return ENDPOINT_LINK_PREFIX + shortId(endpointId);
+}
+
+export function shimLinkName(networkId: string): string {
+  return SHIM_LINK_PREFIX + shortId(networkId);
 }
 
 export function privateParentName(networkId: string): string {

@@ -33,7 +33,8 @@ import { parseMac } from '../net/mac';
 import { EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
 import { KernelFeatures } from './features';
-import { checkDockerId, endpointLinkName, shortId } from './names';
+import { addRoutes, ensureShim, removeRoutes, wantedRoutes } from './host-access';
+import { checkDockerId, endpointLinkName, shimLinkName, shortId } from './names';
 import { ensureParent, ownedParent, releaseParent } from './parent';
 import type {
   CreateEndpointRequest,
@@ -82,8 +83,10 @@ export class NetworkDriver {
         this.store.deleteLeftover(spec.parent.name);
     });
     try {
-      ensureParent(this.rtnl, spec.parent, spec.mtu);
+      const parentLink = ensureParent(this.rtnl, spec.parent, spec.mtu);
+      if (spec.hostAccess !== null) ensureShim(this.rtnl, spec, parentLink);
     } catch (err) {
+      this.removeShimQuietly(spec);
       this.store.deleteNetwork(spec.networkId);
       // A parent this network would have owned is removed again if the failure came after creating it.
       this.releaseOrRemember(record, 'undo a failed network create');
@@ -119,6 +122,12 @@ export class NetworkDriver {
     });
     crashPoint('delete-network:rows-dropped');
     const teardown = new Teardown();
+    if (network.spec.hostAccess !== null) {
+      // The shim's routes go with it.
+      const shim = shimLinkName(networkId);
+      const removed = teardown.step('remove the host-access shim', () => this.deleteEndpointLink(shim));
+      if (!removed.ok) this.store.putLeftover({ kind: 'shim', name: shim, networkId, reason: removed.error.message });
+    }
     for (const endpoint of endpoints) {
       const removed = teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () =>
         this.deleteEndpointLink(endpoint.linkName),
@@ -204,6 +213,8 @@ export class NetworkDriver {
     });
     crashPoint('delete-endpoint:row-dropped');
     try {
+      if (network !== null && network.spec.hostAccess !== null && endpoint !== null)
+        this.removeRoutesQuietly(network.spec, endpoint);
       this.deleteEndpointLink(linkName);
     } catch (err) {
       const failure =
@@ -237,6 +248,9 @@ export class NetworkDriver {
       this.deleteEndpointLink(endpoint.linkName);
       const link = this.createEndpointLink(spec, endpoint, parent);
       this.log.debug('endpoint link created', { endpoint: shortId(endpointId), link: link.name, index: link.index });
+      // The shim is made again here if its parent went away and came back since.
+      if (spec.hostAccess !== null)
+        addRoutes(this.rtnl, ensureShim(this.rtnl, spec, parent), wantedRoutes(spec, [endpoint]));
     } catch (err) {
       throw inNetwork(spec, err);
     }
@@ -311,6 +325,30 @@ export class NetworkDriver {
       const reason = withContext(why, err).message;
       this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId: network.spec.networkId, reason });
       this.log.error('could not remove parent link', { parent: parent.name, error: reason });
+    }
+  }
+
+  /** A route that will not go is only logged: reconcile compares the routes with the endpoints. */
+  private removeRoutesQuietly(spec: NetworkSpec, endpoint: EndpointRecord): void {
+    try {
+      removeRoutes(this.rtnl, spec, wantedRoutes(spec, [endpoint]));
+    } catch (err) {
+      this.log.warn('could not remove a host-access route; reconcile retries', {
+        endpoint: shortId(endpoint.endpointId),
+        error: String(err),
+      });
+    }
+  }
+
+  /** On the undo path of a failed create: the shim, if it was made, goes again. */
+  private removeShimQuietly(spec: NetworkSpec): void {
+    if (spec.hostAccess === null) return;
+    try {
+      this.deleteEndpointLink(shimLinkName(spec.networkId));
+    } catch (err) {
+      const name = shimLinkName(spec.networkId);
+      this.store.putLeftover({ kind: 'shim', name, networkId: spec.networkId, reason: String(err) });
+      this.log.error('could not remove the host-access shim', { shim: name, error: String(err) });
     }
   }
 

@@ -20,11 +20,12 @@ export const OPT_MACVLAN_MODE = 'macvlan_mode';
 export const OPT_IPVLAN_MODE = 'ipvlan_mode';
 export const OPT_IPVLAN_FLAG = 'ipvlan_flag';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
+export const OPT_HOST_ACCESS = 'host_access';
 const DOCKER_NAMESPACE = 'com.docker.network.';
 
 const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
-  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU],
-  ipvlan: [OPT_PARENT, OPT_IPVLAN_MODE, OPT_IPVLAN_FLAG, OPT_MTU],
+  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU, OPT_HOST_ACCESS],
+  ipvlan: [OPT_PARENT, OPT_IPVLAN_MODE, OPT_IPVLAN_FLAG, OPT_MTU, OPT_HOST_ACCESS],
 };
 
 /** A parent as the user wrote it, before the kernel is asked about it. */
@@ -35,6 +36,8 @@ export interface ParsedOptions {
   mode: LinkMode;
   parent: ParentOption;
   mtu: number | null;
+  /** `-o host_access=true`: the Docker host reaches the network's containers through a shim. */
+  hostAccess: boolean;
 }
 
 export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record<string, string>>): ParsedOptions {
@@ -43,6 +46,7 @@ export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record
     mode: driver === 'macvlan' ? parseMacvlanMode(options[OPT_MACVLAN_MODE]) : parseIpvlanMode(options),
     parent: parseParent(options[OPT_PARENT]),
     mtu: parseMtu(options[OPT_MTU]),
+    hostAccess: parseBoolean(OPT_HOST_ACCESS, options[OPT_HOST_ACCESS]),
   };
 }
 
@@ -122,4 +126,11 @@ export function parseMtu(value: string | undefined): number | null {
     throw invalidArgument(`-o ${OPT_MTU}=${value} is not valid; expected a whole number such as 1500`);
   }
   return Number(value);
+}
+
+/** `true`/`false` (absent or empty: false); anything else is refused rather than guessed. */
+export function parseBoolean(key: string, value: string | undefined): boolean {
+  if (value === undefined || value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  throw invalidArgument(`-o ${key}=${value} is not valid; expected true or false`);
 }

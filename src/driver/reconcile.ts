@@ -20,14 +20,15 @@
 import type { LinkInfo } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
-import type { Leftover, NetworkRecord } from '../model/network';
+import type { EndpointRecord, Leftover, NetworkRecord } from '../model/network';
 import type { Store } from '../state/store';
-import { ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, shortId } from './names';
+import { addRoutes, ensureShim, routeKey, routesThrough, wantedRoutes } from './host-access';
+import { ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName, shortId } from './names';
 import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
 
 export interface ReconcileAction {
   /** What was (or, in a dry run, would be) done. */
-  action: 'delete-link' | 'create-parent' | 'forget-leftover';
+  action: 'delete-link' | 'create-parent' | 'create-shim' | 'add-route' | 'delete-route' | 'forget-leftover';
   /** The link name. */
   target: string;
   why: string;
@@ -76,7 +77,10 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
     else log.info('reconcile', fields);
   };
 
-  const ownedLinkNames = new Set(endpoints.map((e) => e.linkName));
+  const shimNames = new Set(
+    networks.flatMap((n) => (n.spec.hostAccess === null ? [] : [shimLinkName(n.spec.networkId)])),
+  );
+  const ownedLinkNames = new Set([...endpoints.map((e) => e.linkName), ...shimNames]);
   const leftoverNames = new Set(leftovers.map((l) => l.name));
   const deleteLink = (link: LinkInfo): void => {
     rtnl.deleteLink(link);
@@ -93,6 +97,8 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
       );
     } else if (link.name.startsWith(PROBE_LINK_PREFIX)) {
       act('delete-link', link.name, 'kernel feature probe left by a crash', () => deleteLink(link));
+    } else if (isShimLink(link) && !shimNames.has(link.name)) {
+      act('delete-link', link.name, 'host-access shim no network uses', () => deleteLink(link));
     }
   }
 
@@ -112,6 +118,11 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
     act('create-parent', parent.name, `network ${shortId(network.spec.networkId)} needs it`, () => {
       ensureParent(rtnl, parent, network.spec.mtu);
     });
+  }
+
+  for (const network of networks) {
+    if (network.spec.hostAccess !== null)
+      reconcileHostAccess(rtnl, network, store.listEndpoints(network.spec.networkId), act);
   }
 
   const report: ReconcileReport = {
@@ -144,8 +155,9 @@ function retryLeftover(
 ): void {
   const link = links.find((l) => l.name === leftover.name) ?? null;
   const forget = (): void => store.deleteLeftover(leftover.name);
-  if (leftover.kind === 'endpoint-link') {
-    if (link === null || !isEndpointLink(link) || ownedLinkNames.has(link.name)) {
+  if (leftover.kind === 'endpoint-link' || leftover.kind === 'shim') {
+    const ours = leftover.kind === 'shim' ? isShimLink : isEndpointLink;
+    if (link === null || !ours(link) || ownedLinkNames.has(link.name)) {
       act(
         'forget-leftover',
         leftover.name,
@@ -177,6 +189,59 @@ function retryLeftover(
     releaseParent(rtnl, leftover.parent, networks);
     forget();
   });
+}
+
+/**
+ * A host-access network needs its shim (made again when its parent came back)
+ * and exactly one route per endpoint address through it: missing ones are
+ * added, lanplug routes no endpoint needs are removed, none is ever doubled.
+ */
+function reconcileHostAccess(
+  rtnl: Rtnl,
+  network: NetworkRecord,
+  endpoints: readonly EndpointRecord[],
+  act: (action: ReconcileAction['action'], target: string, why: string, fn: () => void) => void,
+): void {
+  const spec = network.spec;
+  const parent = rtnl.getLink(spec.parent.name);
+  if (parent === null) return; // the parent's own reconcile (or its return) comes first
+  const name = shimLinkName(spec.networkId);
+  let shim = rtnl.getLink(name);
+  if (shim === null || shim.parentIndex !== parent.index) {
+    act('create-shim', name, `network ${shortId(spec.networkId)} has host access`, () => {
+      shim = ensureShim(rtnl, spec, parent);
+    });
+    if (shim === null) return;
+  } else {
+    ensureShim(rtnl, spec, parent); // addresses and admin state, silently: they are the shim's own
+  }
+  const link: LinkInfo = shim;
+  const wanted = wantedRoutes(spec, endpoints);
+  const present = new Set(routesThrough(rtnl, link).map(routeKey));
+  for (const route of wanted) {
+    if (present.has(routeKey(route.destination))) continue;
+    act(
+      'add-route',
+      `${routeKey(route.destination)} via ${name}`,
+      'an endpoint of the network has no host-access route',
+      () => addRoutes(rtnl, link, [route]),
+    );
+  }
+  const wantedKeys = new Set(wanted.map((r) => routeKey(r.destination)));
+  for (const destination of routesThrough(rtnl, link)) {
+    if (wantedKeys.has(routeKey(destination))) continue;
+    act('delete-route', `${routeKey(destination)} via ${name}`, 'no endpoint has that address any more', () => {
+      rtnl.deleteRoute(destination, link);
+    });
+  }
+}
+
+function isShimLink(link: LinkInfo): boolean {
+  return (
+    link.name.startsWith(SHIM_LINK_PREFIX) &&
+    link.name.length === SHIM_LINK_PREFIX.length + 12 &&
+    ENDPOINT_KINDS.has(link.kind ?? '')
+  );
 }
 
 function isEndpointLink(link: LinkInfo): boolean {

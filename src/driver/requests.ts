@@ -14,6 +14,8 @@ export interface CreateNetworkRequest {
   ipv4: Subnet[];
   ipv6: Subnet[];
   internal: boolean;
+  /** `--aux-address name=address` of every subnet: addresses IPAM never gives a container. */
+  auxAddresses: ReadonlyMap<string, IpAddress>;
 }
 
 export interface CreateEndpointRequest {

@@ -5,8 +5,8 @@
  */
 import { conflict, invalidArgument } from '../errors';
 import type { LinkInfo } from '../link/link';
-import type { LinkMode, NetworkRecord, NetworkSpec, ParentPlan, Subnet } from '../model/network';
-import { formatPrefix } from '../net/address';
+import type { HostAccess, LinkMode, NetworkRecord, NetworkSpec, ParentPlan, Subnet } from '../model/network';
+import { formatPrefix, prefixContains, type IpAddress } from '../net/address';
 import { MAX_MTU, MIN_MTU_IPV4, MIN_MTU_IPV6 } from '../net/mtu';
 import { privateParentName, shortId } from './names';
 import { OPT_MTU, parentNotFound, parseNetworkOptions, type ParentOption } from './options';
@@ -49,6 +49,7 @@ export function validateNetwork(
       internal: request.internal || plan.kind === 'private',
       ipv4: request.ipv4,
       ipv6: request.ipv6,
+      hostAccess: options.hostAccess ? resolveHostAccess(options.mode, request) : null,
     },
     parentCreated,
   };
@@ -179,10 +180,66 @@ export function replayDifference(request: CreateNetworkRequest, known: NetworkRe
     differ('mtu', String(spec.mtu ?? 'of the parent'), String(options.mtu ?? 'of the parent')) ??
     differ('internal', String(spec.internal), String(request.internal || options.parent.kind === 'none')) ??
     differ('IPv4 subnets', subnets(spec.ipv4), subnets(request.ipv4)) ??
-    differ('IPv6 subnets', subnets(spec.ipv6), subnets(request.ipv6))
+    differ('IPv6 subnets', subnets(spec.ipv6), subnets(request.ipv6)) ??
+    differ('host_access', String(spec.hostAccess !== null), String(options.hostAccess))
   );
 }
 
 function describeMode(mode: LinkMode): string {
   return mode.kind === 'macvlan' ? mode.mode : `${mode.mode} flag ${mode.flag}`;
+}
+
+/** Why a mode cannot carry host access: the shim is a sibling of the containers' links on the parent. */
+const NO_HOST_ACCESS: Readonly<Record<string, string>> = {
+  vepa: 'in vepa mode siblings reach each other only through an external switch that hairpins, so the shim would not reach the containers',
+  private: 'in private mode siblings never reach each other, so the shim would not reach the containers',
+  passthru: 'in passthru mode the parent belongs to one container, with no room for a shim beside it',
+};
+
+/**
+ * `-o host_access=true`: the host's addresses come from `--aux-address host=…`
+ * (and `host6=…` on a network with IPv6), which also keeps Docker's IPAM from
+ * ever giving them to a container. The shim is a sibling of the containers'
+ * links, so the mode must let siblings talk: macvlan bridge, ipvlan flag bridge.
+ */
+function resolveHostAccess(mode: LinkMode, request: CreateNetworkRequest): HostAccess {
+  if (mode.kind === 'macvlan' && mode.mode !== 'bridge') {
+    throw invalidArgument(`-o host_access=true needs macvlan_mode=bridge: ${NO_HOST_ACCESS[mode.mode] ?? ''}`);
+  }
+  if (mode.kind === 'ipvlan' && mode.flag !== 'bridge') {
+    throw invalidArgument(`-o host_access=true needs ipvlan_flag=bridge: ${NO_HOST_ACCESS[mode.flag] ?? ''}`);
+  }
+  return { ipv4: hostAddress(request, 4), ipv6: hostAddress(request, 6) };
+}
+
+function hostAddress(request: CreateNetworkRequest, family: 4 | 6): IpAddress | null {
+  const subnets = family === 4 ? request.ipv4 : request.ipv6;
+  const name = family === 4 ? 'host' : 'host6';
+  const address = request.auxAddresses.get(name) ?? null;
+  if (subnets.length === 0) {
+    if (address !== null)
+      throw invalidArgument(
+        `--aux-address ${name}=${address.text} is given, but the network has no IPv${family} subnet`,
+      );
+    return null;
+  }
+  const pools = subnets.map((s) => formatPrefix(s.pool)).join(', ');
+  if (address === null) {
+    throw invalidArgument(
+      `-o host_access=true needs the host's own IPv${family} address on this network: add --aux-address ${name}=<an unused address in ${pools}>` +
+        (family === 4 ? '' : ' (IPv6 networks need host6 beside host)'),
+    );
+  }
+  const subnet = subnets.find((s) => prefixContains(s.pool, address));
+  if (subnet === undefined || address.family !== family) {
+    throw invalidArgument(
+      `--aux-address ${name}=${address.text} is not in the network's IPv${family} subnets (${pools})`,
+    );
+  }
+  if (subnet.gateway !== null && subnet.gateway.value === address.value) {
+    throw invalidArgument(
+      `--aux-address ${name}=${address.text} is the gateway; the host needs an address of its own on the network`,
+    );
+  }
+  return address;
 }

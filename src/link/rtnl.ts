@@ -15,15 +15,36 @@ import {
   IFF_UP,
   IFLA_IFNAME,
   nlaString,
+  encodeIfAddrMsg,
+  encodeRtMsg,
   NLM_F_CREATE,
   NLM_F_EXCL,
+  NLM_F_REPLACE,
+  RT_TABLE_MAIN,
+  RTM_DELADDR,
   RTM_DELLINK,
+  RTM_DELROUTE,
+  RTM_GETADDR,
   RTM_GETLINK,
+  RTM_GETROUTE,
+  RTM_NEWADDR,
   RTM_NEWLINK,
+  RTM_NEWROUTE,
   type NlMsg,
 } from '../netlink/codec';
-import { ENODEV } from '../netlink/errno';
+import { EADDRNOTAVAIL, EEXIST, ENODEV, ESRCH } from '../netlink/errno';
 import { NetlinkSocket } from '../netlink/socket';
+import type { Family, IpAddress, IpPrefix } from '../net/address';
+import {
+  decodeAddress,
+  decodeRoute,
+  encodeAddress,
+  encodeRoute,
+  encodeRouteSelector,
+  familyNumber,
+  type AddressInfo,
+  type RouteInfo,
+} from './ip';
 import { encodeIpvlanData, type IpvlanFlag, type IpvlanMode } from './ipvlan';
 import { decodeLink, encodeNewLink, type LinkInfo, type LinkRef, type NewLink } from './link';
 import { encodeMacvlanData, type MacvlanMode } from './macvlan';
@@ -42,6 +63,19 @@ export interface Rtnl {
   setUp(link: LinkRef): void;
   /** Returns false when no such link exists (deleting what is gone is success). */
   deleteLink(link: LinkRef): boolean;
+
+  /** Adds an address to a link; an address it already has is success. */
+  addAddress(link: LinkRef, prefix: IpPrefix): void;
+  /** Returns false when the link does not hold it. */
+  deleteAddress(link: LinkRef, prefix: IpPrefix): boolean;
+  /** Addresses of one family on every link of the namespace. */
+  listAddresses(family: Family): AddressInfo[];
+  /** Adds or replaces the on-link route to `destination` out of `link`, marked as lanplug's. */
+  replaceRoute(destination: IpPrefix, link: LinkRef, source: IpAddress | null): void;
+  /** Returns false when there is no such route. */
+  deleteRoute(destination: IpPrefix, link: LinkRef): boolean;
+  /** Routes of one family in the main table. */
+  listRoutes(family: Family): RouteInfo[];
 }
 
 /** The last guard before the kernel: the driver has checked all of these with friendlier words. */
@@ -71,6 +105,10 @@ function checkNewLink(req: NewLink): void {
   // The kernel refuses a multicast address as a device address.
   if (req.mac !== undefined && isMulticastMac(req.mac))
     throw invalidArgument(`MAC address must be unicast, received: ${req.mac}`);
+}
+
+function formatPrefixText(prefix: IpPrefix): string {
+  return `${prefix.address.text}/${prefix.prefixLength}`;
 }
 
 function isErrno(err: unknown, errno: number): boolean {
@@ -151,6 +189,72 @@ class RtnlSocket implements Rtnl {
     } catch (err) {
       if (isErrno(err, ENODEV)) return false;
       throw withContext(`delete link ${link.name}`, err);
+    }
+  }
+
+  addAddress(link: LinkRef, prefix: IpPrefix): void {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, encodeAddress(link.index, prefix));
+    } catch (err) {
+      if (isErrno(err, EEXIST)) return;
+      throw withContext(`add address ${formatPrefixText(prefix)} to ${link.name}`, err);
+    }
+  }
+
+  deleteAddress(link: LinkRef, prefix: IpPrefix): boolean {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_DELADDR, 0, encodeAddress(link.index, prefix));
+      return true;
+    } catch (err) {
+      if (isErrno(err, EADDRNOTAVAIL) || isErrno(err, ENODEV)) return false;
+      throw withContext(`delete address ${formatPrefixText(prefix)} from ${link.name}`, err);
+    }
+  }
+
+  listAddresses(family: Family): AddressInfo[] {
+    try {
+      return this.sock
+        .dump(RTM_GETADDR, [
+          encodeIfAddrMsg({ family: familyNumber(family), prefixLength: 0, flags: 0, scope: 0, index: 0 }),
+        ])
+        .filter((m) => m.type === RTM_NEWADDR)
+        .flatMap((m) => decodeAddress(m) ?? []);
+    } catch (err) {
+      throw withContext('list addresses', err);
+    }
+  }
+
+  replaceRoute(destination: IpPrefix, link: LinkRef, source: IpAddress | null): void {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, encodeRoute(destination, link.index, source));
+    } catch (err) {
+      throw withContext(`add route to ${formatPrefixText(destination)} via ${link.name}`, err);
+    }
+  }
+
+  deleteRoute(destination: IpPrefix, link: LinkRef): boolean {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_DELROUTE, 0, encodeRouteSelector(destination, link.index));
+      return true;
+    } catch (err) {
+      if (isErrno(err, ESRCH) || isErrno(err, ENODEV)) return false;
+      throw withContext(`delete route to ${formatPrefixText(destination)} via ${link.name}`, err);
+    }
+  }
+
+  listRoutes(family: Family): RouteInfo[] {
+    try {
+      return this.sock
+        .dump(RTM_GETROUTE, [encodeRtMsg({ family: familyNumber(family) })])
+        .filter((m) => m.type === RTM_NEWROUTE)
+        .map(decodeRoute)
+        .filter((r) => r.table === RT_TABLE_MAIN);
+    } catch (err) {
+      throw withContext('list routes', err);
     }
   }
 

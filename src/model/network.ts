@@ -31,6 +31,15 @@ export type ParentPlan =
   | { kind: 'vlan'; name: string; base: string; vlanId: number }
   | { kind: 'private'; name: string };
 
+/**
+ * Host access: the Docker host's own addresses on this network (the `host` and
+ * `host6` aux addresses), put on a shim link beside the containers'.
+ */
+export interface HostAccess {
+  ipv4: IpAddress | null;
+  ipv6: IpAddress | null;
+}
+
 /** The validated, complete description of a network: what setup acts on. */
 export interface NetworkSpec {
   networkId: string;
@@ -41,6 +50,8 @@ export interface NetworkSpec {
   internal: boolean;
   ipv4: Subnet[];
   ipv6: Subnet[];
+  /** null when the network has no host access. */
+  hostAccess: HostAccess | null;
 }
 
 export interface NetworkRecord {
@@ -75,6 +86,7 @@ export interface Stamped {
  */
 export type Leftover =
   | { kind: 'endpoint-link'; name: string; networkId: string; endpointId: string; reason: string }
+  | { kind: 'shim'; name: string; networkId: string; reason: string }
   | {
       kind: 'parent';
       name: string;

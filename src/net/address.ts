@@ -102,3 +102,29 @@ function formatIpv6(value: bigint): string {
   if (bestStart < 0) return hex.join(':');
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
 }
+
+/** The address in network byte order: 4 or 16 bytes, as the kernel carries it in IFA_* and RTA_* attributes. */
+export function addressBytes(address: IpAddress): Buffer {
+  const length = address.family === 4 ? 4 : 16;
+  const out = Buffer.alloc(length);
+  let value = address.value;
+  for (let i = length - 1; i >= 0; i--) {
+    out[i] = Number(value & 0xffn);
+    value >>= 8n;
+  }
+  return out;
+}
+
+/** 4 or 16 bytes in network byte order -> the address. */
+export function addressFromBytes(bytes: Uint8Array): IpAddress {
+  if (bytes.length !== 4 && bytes.length !== 16)
+    throw invalidArgument(`an address is 4 or 16 bytes, not ${bytes.length}`);
+  const value = Array.from(bytes).reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
+  if (bytes.length === 4) return { family: 4, value, text: Array.from(bytes).join('.') };
+  return { family: 6, value, text: formatIpv6(value) };
+}
+
+/** The host prefix of an address: /32 or /128. */
+export function hostPrefix(address: IpAddress): IpPrefix {
+  return { address, prefixLength: BITS[address.family] };
+}

@@ -58,10 +58,40 @@ export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
 export const RTM_SETLINK = 19;
+export const RTM_NEWADDR = 20;
+export const RTM_DELADDR = 21;
+export const RTM_GETADDR = 22;
+export const RTM_NEWROUTE = 24;
+export const RTM_DELROUTE = 25;
+export const RTM_GETROUTE = 26;
 
 /** struct ifinfomsg: u8 family, u8 pad, u16 type, s32 index, u32 flags, u32 change. */
 export const IFINFOMSG_LEN = 16;
 export const AF_UNSPEC = 0;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+/** struct ifaddrmsg: u8 family, u8 prefixlen, u8 flags, u8 scope, u32 index. */
+export const IFADDRMSG_LEN = 8;
+export const IFA_ADDRESS = 1;
+export const IFA_LOCAL = 2;
+export const IFA_FLAGS = 8; // u32, supersedes ifa_flags
+/** The address is usable at once: no duplicate address detection (IPv6). */
+export const IFA_F_NODAD = 0x02;
+
+/** struct rtmsg: u8 family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags. */
+export const RTMSG_LEN = 12;
+export const RTA_DST = 1;
+export const RTA_OIF = 4;
+export const RTA_GATEWAY = 5;
+export const RTA_PRIORITY = 6;
+export const RTA_PREFSRC = 7;
+export const RTA_TABLE = 15;
+export const RT_TABLE_MAIN = 254;
+export const RT_SCOPE_UNIVERSE = 0;
+export const RT_SCOPE_LINK = 253;
+export const RT_SCOPE_NOWHERE = 255;
+export const RTN_UNICAST = 1;
 /** if.h: the interface is administratively up. */
 export const IFF_UP = 0x1;
 
@@ -293,6 +323,83 @@ export function parseIfInfoMsg(payload: Buffer): { ifi: IfInfoMsg; attrs: NlAttr
     change: payload.readUInt32LE(12),
   };
   return { ifi, attrs: parseAttrs(payload.subarray(IFINFOMSG_LEN)) };
+}
+
+// ---- ifaddrmsg -----------------------------------------------------------------
+
+export interface IfAddrMsg {
+  family: number;
+  prefixLength: number;
+  flags: number;
+  scope: number;
+  index: number;
+}
+
+export function encodeIfAddrMsg(m: IfAddrMsg): Buffer {
+  const b = Buffer.alloc(IFADDRMSG_LEN);
+  b.writeUInt8(m.family, 0);
+  b.writeUInt8(m.prefixLength, 1);
+  b.writeUInt8(m.flags, 2);
+  b.writeUInt8(m.scope, 3);
+  b.writeUInt32LE(m.index >>> 0, 4);
+  return b;
+}
+
+export function parseIfAddrMsg(payload: Buffer): { ifa: IfAddrMsg; attrs: NlAttr[] } {
+  if (payload.length < IFADDRMSG_LEN)
+    throw new NetlinkDecodeError(`ifaddrmsg needs ${IFADDRMSG_LEN} bytes, got ${payload.length}`);
+  const ifa: IfAddrMsg = {
+    family: payload.readUInt8(0),
+    prefixLength: payload.readUInt8(1),
+    flags: payload.readUInt8(2),
+    scope: payload.readUInt8(3),
+    index: payload.readUInt32LE(4),
+  };
+  return { ifa, attrs: parseAttrs(payload.subarray(IFADDRMSG_LEN)) };
+}
+
+// ---- rtmsg ---------------------------------------------------------------------
+
+export interface RtMsg {
+  family: number;
+  dstLength: number;
+  srcLength: number;
+  tos: number;
+  table: number;
+  protocol: number;
+  scope: number;
+  type: number;
+  flags: number;
+}
+
+export function encodeRtMsg(m: Partial<RtMsg> & { family: number }): Buffer {
+  const b = Buffer.alloc(RTMSG_LEN);
+  b.writeUInt8(m.family, 0);
+  b.writeUInt8(m.dstLength ?? 0, 1);
+  b.writeUInt8(m.srcLength ?? 0, 2);
+  b.writeUInt8(m.tos ?? 0, 3);
+  b.writeUInt8(m.table ?? 0, 4);
+  b.writeUInt8(m.protocol ?? 0, 5);
+  b.writeUInt8(m.scope ?? 0, 6);
+  b.writeUInt8(m.type ?? 0, 7);
+  b.writeUInt32LE((m.flags ?? 0) >>> 0, 8);
+  return b;
+}
+
+export function parseRtMsg(payload: Buffer): { rtm: RtMsg; attrs: NlAttr[] } {
+  if (payload.length < RTMSG_LEN) throw new NetlinkDecodeError(`rtmsg needs ${RTMSG_LEN} bytes, got ${payload.length}`);
+  const rtm: RtMsg = {
+    family: payload.readUInt8(0),
+    dstLength: payload.readUInt8(1),
+    srcLength: payload.readUInt8(2),
+    tos: payload.readUInt8(3),
+    table: payload.readUInt8(4),
+    protocol: payload.readUInt8(5),
+    scope: payload.readUInt8(6),
+    type: payload.readUInt8(7),
+    flags: payload.readUInt32LE(8),
+  };
+  return { rtm, attrs: parseAttrs(payload.subarray(RTMSG_LEN)) };
 }
 
 // ---- NLMSG_ERROR / NLMSG_DONE ----------------------------------------------------

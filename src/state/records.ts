@@ -6,10 +6,24 @@
  */
 import { isIpvlanFlag, isIpvlanMode } from '../link/ipvlan';
 import { isMacvlanMode } from '../link/macvlan';
-import type { EndpointRecord, Leftover, LinkMode, NetworkRecord, ParentPlan, Subnet } from '../model/network';
+import type {
+  EndpointRecord,
+  HostAccess,
+  Leftover,
+  LinkMode,
+  NetworkRecord,
+  ParentPlan,
+  Subnet,
+} from '../model/network';
 import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
 
-export const RECORD_VERSION = 1;
+/**
+ * 2: networks may carry `hostAccess`. Version 1 records (lanplug 0.1) are read
+ * as networks without host access; a lanplug that knows only version 1 refuses
+ * a version 2 row rather than ignore what it cannot honour.
+ */
+export const RECORD_VERSION = 2;
+const READABLE_VERSIONS: readonly unknown[] = [1, 2];
 
 export class RecordDecodeError extends Error {}
 
@@ -27,6 +41,10 @@ export function encodeNetwork(record: NetworkRecord): string {
     ipv4: spec.ipv4.map(encodeSubnet),
     ipv6: spec.ipv6.map(encodeSubnet),
     parentCreated: record.parentCreated,
+    hostAccess:
+      spec.hostAccess === null
+        ? null
+        : { ipv4: spec.hostAccess.ipv4?.text ?? null, ipv6: spec.hostAccess.ipv6?.text ?? null },
   });
 }
 
@@ -66,9 +84,17 @@ export function decodeNetwork(text: string): NetworkRecord {
       internal: bool(o, 'internal'),
       ipv4: array(o, 'ipv4').map(decodeSubnet),
       ipv6: array(o, 'ipv6').map(decodeSubnet),
+      hostAccess: o['v'] === 1 || o['hostAccess'] === null ? null : decodeHostAccess(o['hostAccess']),
     },
     parentCreated: bool(o, 'parentCreated'),
   };
+}
+
+function decodeHostAccess(value: unknown): HostAccess {
+  const o = object(value, 'hostAccess');
+  const ipv4 = nullable(o, 'ipv4', str);
+  const ipv6 = nullable(o, 'ipv6', str);
+  return { ipv4: ipv4 === null ? null : parseAddress(ipv4), ipv6: ipv6 === null ? null : parseAddress(ipv6) };
 }
 
 export function decodeEndpoint(text: string): EndpointRecord {
@@ -85,7 +111,7 @@ export function decodeEndpoint(text: string): EndpointRecord {
 }
 
 export function encodeLeftover(leftover: Leftover): string {
-  if (leftover.kind === 'endpoint-link') return JSON.stringify({ v: RECORD_VERSION, ...leftover });
+  if (leftover.kind !== 'parent') return JSON.stringify({ v: RECORD_VERSION, ...leftover });
   return JSON.stringify({ v: RECORD_VERSION, ...leftover, parent: encodeParent(leftover.parent) });
 }
 
@@ -97,6 +123,7 @@ export function decodeLeftover(text: string): Leftover {
   const reason = str(o, 'reason');
   const networkId = str(o, 'networkId');
   if (kind === 'endpoint-link') return { kind, name, networkId, endpointId: str(o, 'endpointId'), reason };
+  if (kind === 'shim') return { kind, name, networkId, reason };
   if (kind === 'parent') {
     const parent = decodeParent(o['parent']);
     if (parent.kind === 'existing') throw new RecordDecodeError('a leftover parent must be one lanplug made');
@@ -142,7 +169,8 @@ function object(value: unknown, what: string): Obj {
 }
 
 function version(o: Obj): void {
-  if (o['v'] !== RECORD_VERSION) throw new RecordDecodeError(`unsupported record version ${JSON.stringify(o['v'])}`);
+  if (!READABLE_VERSIONS.includes(o['v']))
+    throw new RecordDecodeError(`unsupported record version ${JSON.stringify(o['v'])}`);
 }
 
 function str(o: Obj, key: string): string {

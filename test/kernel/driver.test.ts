@@ -53,6 +53,7 @@ test('an IPv6-only endpoint: a random locally administered MAC on the real link,
     ipv4: [],
     ipv6: [{ pool: parsePrefix('2001:db8:6::/64'), gateway: parseAddress('2001:db8:6::1') }],
     internal: false,
+    auxAddresses: new Map(),
   });
   const { assignedMac } = driver.createEndpoint('macvlan', {
     networkId: NET,
@@ -81,6 +82,7 @@ test('no parent: a private parent of a kind this kernel has, carrying real macvl
     ipv4: [{ pool: parsePrefix('10.1.0.0/24'), gateway: null }],
     ipv6: [],
     internal: false,
+    auxAddresses: new Map(),
   });
   const parent = rtnl.getLink('dm-cccccccccccc');
   assert.ok(parent?.kind === 'dummy' || parent?.kind === 'bridge', `private parent kind ${String(parent?.kind)}`);

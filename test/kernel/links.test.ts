@@ -18,6 +18,7 @@ import { LanplugError } from '../../src/errors';
 import { EEXIST, EINVAL, ENOENT, EOPNOTSUPP } from '../../src/netlink/errno';
 import type { LinkInfo } from '../../src/link/link';
 import { openRtnl, type Rtnl } from '../../src/link/rtnl';
+import { formatPrefix, parsePrefix } from '../../src/net/address';
 
 const NS = `lp-k-${randomBytes(4).toString('hex')}`;
 const NS_PATH = `/run/netns/${NS}`;
@@ -274,4 +275,61 @@ test('bad input is refused before the kernel sees it', () => {
     /vlan id must be between 1-4094, received: 5000/,
   );
   assert.equal(ns().getLink('lp-m-bad'), null);
+});
+
+test('addresses and lanplug routes on a real link: added once however often asked, listed, removed, removing twice answers false', () => {
+  const shim = ns().createMacvlan({ name: 'lp-shim-t', parentIndex: parent.index, mode: 'bridge' });
+  try {
+    ns().setUp(shim);
+    const host = parsePrefix('172.16.86.254/32');
+    const host6 = parsePrefix('2001:db8:86::fe/128');
+    for (let i = 0; i < 2; i++) {
+      ns().addAddress(shim, host);
+      ns().addAddress(shim, host6);
+    }
+    const mine = (family: 4 | 6): string[] =>
+      ns()
+        .listAddresses(family)
+        .filter((a) => a.index === shim.index)
+        .map((a) => formatPrefix(a.prefix));
+    assert.deepEqual(mine(4), ['172.16.86.254/32']);
+    assert.deepEqual(
+      mine(6).filter((a) => !a.startsWith('fe80')),
+      ['2001:db8:86::fe/128'],
+    );
+    for (let i = 0; i < 2; i++) {
+      ns().replaceRoute(parsePrefix('172.16.86.2/32'), shim, host.address);
+      ns().replaceRoute(parsePrefix('2001:db8:86::2/128'), shim, host6.address);
+    }
+    // An independent reading: iproute2 shows each route once, with lanplug's protocol and the host's address as source.
+    const shown = JSON.parse(ip('-n', NS, '-j', 'route', 'show', 'proto', '76')) as {
+      dst: string;
+      dev: string;
+      prefsrc?: string;
+      scope: string;
+    }[];
+    assert.deepEqual(
+      shown.map((r) => [r.dst, r.dev, r.prefsrc, r.scope]),
+      [['172.16.86.2', 'lp-shim-t', '172.16.86.254', 'link']],
+    );
+    const shown6 = JSON.parse(ip('-n', NS, '-6', '-j', 'route', 'show', 'proto', '76')) as { dst: string }[];
+    assert.deepEqual(
+      shown6.map((r) => r.dst),
+      ['2001:db8:86::2'],
+    );
+    const routes = ns()
+      .listRoutes(4)
+      .filter((r) => r.protocol === 76);
+    assert.deepEqual(
+      routes.map((r) => [formatPrefix(r.destination), r.oifIndex, r.preferredSource?.text]),
+      [['172.16.86.2/32', shim.index, '172.16.86.254']],
+    );
+    assert.equal(ns().deleteRoute(parsePrefix('172.16.86.2/32'), shim), true);
+    assert.equal(ns().deleteRoute(parsePrefix('172.16.86.2/32'), shim), false);
+    assert.equal(ns().deleteAddress(shim, host), true);
+    assert.equal(ns().deleteAddress(shim, host), false);
+  } finally {
+    ns().deleteLink(shim);
+  }
+  assert.equal(ip('-n', NS, '-6', 'route', 'show', 'proto', '76'), '', 'the v6 route went with its link');
 });

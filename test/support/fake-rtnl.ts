@@ -7,7 +7,9 @@
  * 'lp-1', EBUSY)`), with the same message shape as the real layer.
  */
 import { LanplugError } from '../../src/errors';
+import { RTPROT_LANPLUG, type AddressInfo, type RouteInfo } from '../../src/link/ip';
 import type { LinkInfo, LinkRef } from '../../src/link/link';
+import { formatPrefix, type Family, type IpAddress, type IpPrefix } from '../../src/net/address';
 import type { Rtnl } from '../../src/link/rtnl';
 import { describeErrno, EEXIST, ENODEV, EOPNOTSUPP } from '../../src/netlink/errno';
 
@@ -24,6 +26,8 @@ export class FakeRtnl implements Rtnl {
   private nextIndex = 1;
   readonly calls: string[] = [];
   private readonly faults = new Map<string, number>();
+  readonly addresses: AddressInfo[] = [];
+  readonly routes: RouteInfo[] = [];
 
   constructor(private readonly features: FakeKernelFeatures = { vlan: false, ipvlan: false, dummy: false }) {
     this.add({ name: 'lo', kind: null, mtu: 65536, mac: '00:00:00:00:00:00', up: true, parentIndex: null });
@@ -129,7 +133,60 @@ export class FakeRtnl implements Rtnl {
     if (link === undefined) return false;
     this.calls.push(`delete ${link.name}`);
     this.links.delete(ref.index);
+    // The kernel takes a link's addresses and routes, and the links stacked on it, with it.
+    for (const list of [this.addresses, this.routes] as { index?: number; oifIndex?: number | null }[][]) {
+      for (let i = list.length - 1; i >= 0; i--)
+        if ((list[i]?.index ?? list[i]?.oifIndex) === ref.index) list.splice(i, 1);
+    }
+    for (const child of [...this.links.values()].filter((l) => l.parentIndex === ref.index)) this.deleteLink(child);
     return true;
+  }
+  addAddress(ref: LinkRef, prefix: IpPrefix): void {
+    this.requireIndex(ref.index, `add address to ${ref.name}`);
+    if (!this.addresses.some((a) => a.index === ref.index && formatPrefix(a.prefix) === formatPrefix(prefix))) {
+      this.addresses.push({ index: ref.index, prefix });
+    }
+  }
+  deleteAddress(ref: LinkRef, prefix: IpPrefix): boolean {
+    const at = this.addresses.findIndex(
+      (a) => a.index === ref.index && formatPrefix(a.prefix) === formatPrefix(prefix),
+    );
+    if (at < 0) return false;
+    this.addresses.splice(at, 1);
+    return true;
+  }
+  listAddresses(family: Family): AddressInfo[] {
+    return this.addresses.filter((a) => a.prefix.address.family === family && this.links.has(a.index));
+  }
+  replaceRoute(destination: IpPrefix, ref: LinkRef, source: IpAddress | null): void {
+    this.injected(
+      'create',
+      `route ${formatPrefix(destination)}`,
+      `add route to ${formatPrefix(destination)} via ${ref.name}`,
+    );
+    this.requireIndex(ref.index, `add route to ${formatPrefix(destination)} via ${ref.name}`);
+    this.deleteRoute(destination, ref);
+    this.routes.push({
+      destination,
+      oifIndex: ref.index,
+      gateway: null,
+      preferredSource: source,
+      protocol: RTPROT_LANPLUG,
+      table: 254,
+    });
+  }
+  deleteRoute(destination: IpPrefix, ref: LinkRef): boolean {
+    const at = this.routes.findIndex(
+      (r) => r.oifIndex === ref.index && formatPrefix(r.destination) === formatPrefix(destination),
+    );
+    if (at < 0) return false;
+    this.routes.splice(at, 1);
+    return true;
+  }
+  listRoutes(family: Family): RouteInfo[] {
+    return this.routes.filter(
+      (r) => r.destination.address.family === family && r.oifIndex !== null && this.links.has(r.oifIndex),
+    );
   }
   names(): string[] {
     return [...this.links.values()].map((l) => l.name).sort();

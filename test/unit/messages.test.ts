@@ -40,6 +40,7 @@ function network(
     ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
     ipv6: ipv6 ? [{ pool: parsePrefix('2001:db8::/64'), gateway: null }] : [],
     internal: false,
+    auxAddresses: new Map(),
   };
 }
 
@@ -115,7 +116,7 @@ const CASES: Case[] = [
     name: 'unknown option key',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0', macvlan_mod: 'private' })),
     message:
-      "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu",
+      "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access",
   },
   {
     name: 'empty parent',

@@ -39,11 +39,13 @@ import {
   parseMessages,
   RTM_NEWLINK,
 } from '../../src/netlink/codec';
+import { encodeAddress, encodeRoute } from '../../src/link/ip';
 import { encodeIpvlanData } from '../../src/link/ipvlan';
 import { decodeLink, encodeNewLink } from '../../src/link/link';
 import { encodeMacvlanData } from '../../src/link/macvlan';
 import { encodeVlanData } from '../../src/link/vlan';
 import { bytesToMac, macToBytes } from '../../src/net/mac';
+import { parseAddress, parsePrefix } from '../../src/net/address';
 import { describeErrno, EEXIST, EOPNOTSUPP, errnoName } from '../../src/netlink/errno';
 
 /** Hex with whitespace and `#` comments allowed, so golden bytes can be annotated field by field. */
@@ -366,4 +368,36 @@ test('errno names and descriptions', () => {
   assert.equal(errnoName(-19), 'ENODEV');
   assert.equal(describeErrno(95), 'EOPNOTSUPP (Operation not supported)');
   assert.equal(describeErrno(4242), 'errno 4242');
+});
+
+test('host-access shim address and route bodies, field by field', () => {
+  assert.deepEqual(
+    Buffer.concat(encodeAddress(9, parsePrefix('172.16.86.254/32'))),
+    hex(`
+      02 20 00 00   # ifaddrmsg: family AF_INET, prefixlen 32, flags 0, scope universe
+      09 00 00 00   #   ifa_index 9
+      08 00 02 00   # nlattr len 8, IFA_LOCAL (2)
+      ac 10 56 fe   #   172.16.86.254
+      08 00 01 00   # nlattr len 8, IFA_ADDRESS (1)
+      ac 10 56 fe   #   the same: a point-to-point peer would differ
+    `),
+  );
+  assert.deepEqual(
+    Buffer.concat(encodeRoute(parsePrefix('172.16.86.2/32'), 9, parseAddress('172.16.86.254'))),
+    hex(`
+      02 20 00 00   # rtmsg: family AF_INET, dst_len 32, src_len 0, tos 0
+      fe 4c fd 01   #   table RT_TABLE_MAIN (254), protocol 76 (lanplug), scope RT_SCOPE_LINK (253), type RTN_UNICAST
+      00 00 00 00   #   rtm_flags
+      08 00 01 00   # nlattr len 8, RTA_DST (1)
+      ac 10 56 02   #   172.16.86.2
+      08 00 04 00   # nlattr len 8, RTA_OIF (4)
+      09 00 00 00   #   ifindex 9
+      08 00 07 00   # nlattr len 8, RTA_PREFSRC (7)
+      ac 10 56 fe   #   the host's address on the network
+    `),
+  );
+  const v6 = Buffer.concat(encodeAddress(9, parsePrefix('2001:db8::fe/128')));
+  assert.equal(v6.readUInt8(0), 10, 'AF_INET6');
+  assert.equal(v6.readUInt8(2), 0x02, 'IFA_F_NODAD in ifa_flags');
+  assert.deepEqual(v6.subarray(v6.length - 8), hex('08 00 08 00  02 00 00 00  # IFA_FLAGS = IFA_F_NODAD'));
 });

@@ -47,6 +47,7 @@ function network(
     ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
     ipv6: [],
     internal: false,
+    auxAddresses: new Map(),
     ...extra,
   };
 }

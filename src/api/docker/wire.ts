@@ -5,7 +5,8 @@
  */
 import type { CreateEndpointRequest, CreateNetworkRequest, JoinResult } from '../../driver/requests';
 import type { DriverKind, Subnet } from '../../model/network';
-import { formatPrefix, parseAddress, parsePrefix } from '../../net/address';
+import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
+import { invalidArgument } from '../../errors';
 import {
   asObject,
   optionalArray,
@@ -24,15 +25,36 @@ export const INTERNAL = 'com.docker.network.internal';
 export function decodeCreateNetwork(driver: DriverKind, body: JsonObject): CreateNetworkRequest {
   const options = optionalObject(body, 'Options');
   const generic = optionalObject(options, GENERIC_OPTIONS);
+  const ipv4Data = optionalArray(body, 'IPv4Data');
+  const ipv6Data = optionalArray(body, 'IPv6Data');
   return {
     networkId: requiredString(body, 'NetworkID'),
     driver,
     options: stringMap(generic, 'option'),
-    ipv4: optionalArray(body, 'IPv4Data').map((d) => decodeIpamData(d, 'IPv4Data')),
-    ipv6: optionalArray(body, 'IPv6Data').map((d) => decodeIpamData(d, 'IPv6Data')),
+    ipv4: ipv4Data.map((d) => decodeIpamData(d, 'IPv4Data')),
+    ipv6: ipv6Data.map((d) => decodeIpamData(d, 'IPv6Data')),
+    auxAddresses: decodeAuxAddresses([...ipv4Data, ...ipv6Data]),
     // Docker 20.10 sends internal as a top-level option; some callers put it among the generic ones.
     internal: optionalBoolean(options, INTERNAL) || generic[INTERNAL] === 'true',
   };
+}
+
+/** `"AuxAddresses":{"host":"172.16.86.254/24"}` of every subnet -> name -> bare address. */
+function decodeAuxAddresses(data: readonly unknown[]): Map<string, IpAddress> {
+  const out = new Map<string, IpAddress>();
+  for (const item of data) {
+    const aux = optionalObject(asObject(item, 'IPAM data'), 'AuxAddresses');
+    for (const [name, value] of Object.entries(aux)) {
+      if (typeof value !== 'string') throw invalidArgument(`aux address ${name} must be a string`);
+      out.set(
+        name,
+        value.includes('/')
+          ? parsePrefix(value, `aux address ${name}`).address
+          : parseAddress(value, `aux address ${name}`),
+      );
+    }
+  }
+  return out;
 }
 
 /** `{"Pool":"172.16.86.0/24","Gateway":"172.16.86.1/24","AuxAddresses":{…}}` -> Subnet. */
