@@ -1,16 +1,36 @@
 /**
  * `npm run demo`: the seed's bridge tutorial, step by step, against a real
- * dockerd with lanplug on a lab LAN made of network namespaces. Prints each
- * command and what it printed, then removes everything it made.
+ * dockerd with lanplug on a lab LAN made of network namespaces; then what
+ * lanplug adds: host access, and `lanplug doctor`. Prints each command and
+ * what it printed, then removes everything it made.
  */
 import { createDockerHost, type DockerHost } from './docker-host';
 import { createLan } from './lan';
 import { startLanplug } from './lanplug';
+import { join } from 'node:path';
+import { repoRoot } from '../support/repo';
 
 function show(host: DockerHost, args: string[], pick?: (out: string) => string): void {
   process.stdout.write(`\n$ docker ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}\n`);
   const out = host.dockerOk(args);
   process.stdout.write(pick === undefined ? out : pick(out));
+}
+
+const LANPLUG = join(repoRoot(), 'bin', 'lanplug');
+
+function step(text: string): void {
+  process.stdout.write(`\n# ${text}\n`);
+}
+
+/** A command on the Docker host itself (its namespaces), printed with its output. */
+function hostCommand(host: DockerHost, argv: string[], mayFail = false): void {
+  const shown = argv
+    .map((a) => (a === process.execPath ? 'node' : a === LANPLUG ? 'lanplug' : a))
+    .filter((a, i) => !(i === 0 && a === 'node'));
+  process.stdout.write(`\n[docker host]$ ${shown.join(' ')}\n`);
+  const r = host.exec(argv);
+  if (r.status !== 0 && !mayFail) throw new Error(`${shown.join(' ')} failed: ${r.stderr}`);
+  process.stdout.write(r.stdout + r.stderr);
 }
 
 function networksSection(out: string): string {
@@ -61,6 +81,48 @@ async function main(): Promise<void> {
     process.stdout.write(peer.execOk(['ip', 'neigh', 'show', '172.16.86.2']));
     show(host, ['container', 'stop', 'my-macvlan-alpine']);
     show(host, ['network', 'rm', 'my-macvlan-net']);
+
+    step('Host access: the kernel keeps a macvlan parent from talking to its own children, so the Docker host');
+    step('cannot reach its containers. -o host_access=true gives the host a shim beside them (lh-<network>).');
+    show(host, [
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '--aux-address',
+      'host=172.16.86.254',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'host_access=true',
+      'reachable',
+    ]);
+    show(host, [
+      'run',
+      '-d',
+      '--network',
+      'reachable',
+      '--name',
+      'web',
+      'alpine:latest',
+      'sh',
+      '-c',
+      'echo hello > /i.html; httpd -f -p 80 -h /',
+    ]);
+    hostCommand(host, ['ip', 'route', 'show', 'proto', '76']);
+    hostCommand(host, ['/bin/busybox', 'ping', '-c', '1', '172.16.86.2']);
+    hostCommand(host, ['/bin/busybox', 'wget', '-q', '-O', '-', 'http://172.16.86.2/i.html']);
+
+    step('lanplug doctor: what this host can do and whether lanplug is healthy on it.');
+    hostCommand(
+      host,
+      [process.execPath, LANPLUG, 'doctor', '--state-dir', plugin.stateDir, '--docker-host', `unix://${host.sock}`],
+      true,
+    );
+    show(host, ['rm', '-f', 'web']);
+    show(host, ['network', 'rm', 'reachable']);
     await plugin.stop();
   } finally {
     lan.destroy();
