@@ -15,14 +15,19 @@ import { CONTROL_SOCKET_NAME, controlRoutes } from './api/control';
 import type { JsonObject } from './api/docker/decode';
 import { DockerEngine } from './api/docker/engine';
 import { dropForgottenRows } from './api/docker/forgotten';
+import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes } from './api/docker/routes';
 import { PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
 import { NetworkDriver } from './driver/network-driver';
+import { IpamAllocator } from './ipam/allocator';
+import { PacketAnnouncer } from './lan/announce';
+import { LanCitizen } from './citizen';
 import { reconcile } from './driver/reconcile';
 import { openRtnl, type Rtnl } from './link/rtnl';
 import type { Logger } from './log';
 import type { DriverKind } from './model/network';
 import { StateLock } from './state/lock';
+import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
 import { systemdSockets } from './systemd-sockets';
@@ -40,6 +45,10 @@ export interface DaemonOptions {
 }
 
 const DRIVER_KINDS: readonly DriverKind[] = ['macvlan', 'ipvlan'];
+/** The IPAM driver's name: `docker network create --ipam-driver lanplug`. */
+export const IPAM_PLUGIN_NAME = 'lanplug';
+/** Every socket the daemon serves, by plugin name (`<name>.sock`, and systemd's FileDescriptorName=). */
+export const PLUGIN_NAMES = [...DRIVER_KINDS.map((kind) => `lanplug-${kind}`), IPAM_PLUGIN_NAME];
 
 /** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
 function asJson(value: object): JsonObject {
@@ -54,8 +63,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   const { log } = options;
   const passed = systemdSockets(log);
   // Refuse before touching anything if another process serves these sockets.
-  for (const kind of DRIVER_KINDS) {
-    if (!passed.has(`lanplug-${kind}`)) await removeDeadSocket(join(options.pluginDir, `lanplug-${kind}.sock`));
+  for (const name of PLUGIN_NAMES) {
+    if (!passed.has(name)) await removeDeadSocket(join(options.pluginDir, `${name}.sock`));
   }
   prepareStateDir(options.stateDir);
   const lock = StateLock.acquire(options.stateDir);
@@ -66,11 +75,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   try {
     const store = SqliteStore.open(options.stateDir);
     closers.push(() => store.close());
-    if (store.foundVersion !== 0 && store.foundVersion < 2)
-      log.info('state database migrated', { path: store.path, from: store.foundVersion, to: 2 });
+    if (store.foundVersion !== 0 && store.foundVersion < SCHEMA_VERSION)
+      log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     const rtnl: Rtnl = openRtnl();
     closers.push(() => rtnl.close());
-    const driver = new NetworkDriver(rtnl, store, log);
+    const driver = new NetworkDriver(rtnl, store, log, new PacketAnnouncer(log));
+    const citizen = new LanCitizen(driver, store, log);
+    const conflicts = citizen.conflicts;
     reconcile(rtnl, store, log);
 
     const engine = new DockerEngine(options.dockerSocket);
@@ -85,14 +96,25 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       return run;
     };
 
-    for (const kind of DRIVER_KINDS) {
-      const name = `lanplug-${kind}`;
-      const endpoint: PluginEndpoint = { name, routes: networkDriverRoutes(driver, kind), errorField: 'Err' };
-      const fd = passed.get(name);
+    const allocator = new IpamAllocator(store, log, { isTaken: (_pool, address) => conflicts.isKnownTaken(address) });
+    const plugins: PluginEndpoint[] = [
+      ...DRIVER_KINDS.map((kind): PluginEndpoint => ({
+        name: `lanplug-${kind}`,
+        routes: networkDriverRoutes(driver, kind, conflicts),
+        errorField: 'Err',
+      })),
+      {
+        name: IPAM_PLUGIN_NAME,
+        routes: ipamRoutes(allocator, conflicts, (pool) => citizen.checkForPool(pool)),
+        errorField: 'Error',
+      },
+    ];
+    for (const plugin of plugins) {
+      const fd = passed.get(plugin.name);
       const server =
         fd === undefined
-          ? await PluginServer.listen(options.pluginDir, endpoint, log)
-          : await PluginServer.adopt(fd, join(options.pluginDir, `${name}.sock`), endpoint, log);
+          ? await PluginServer.listen(options.pluginDir, plugin, log)
+          : await PluginServer.adopt(fd, join(options.pluginDir, `${plugin.name}.sock`), plugin, log);
       closers.push(() => server.close());
     }
     const control = await PluginServer.listen(
@@ -105,6 +127,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       log,
     );
     closers.push(() => control.close());
+
+    citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });
+    closers.push(() => citizen.stop());
 
     if (options.recheckMs > 0) {
       const timer = setInterval(() => {

@@ -137,7 +137,11 @@ async function dockerChecks(options: DoctorOptions, add: Add): Promise<void> {
 }
 
 async function socketChecks(options: DoctorOptions, add: Add): Promise<void> {
-  for (const name of ['lanplug-macvlan', 'lanplug-ipvlan']) {
+  for (const { name, implements: kind } of [
+    { name: 'lanplug-macvlan', implements: 'NetworkDriver' },
+    { name: 'lanplug-ipvlan', implements: 'NetworkDriver' },
+    { name: 'lanplug', implements: 'IpamDriver' },
+  ]) {
     const path = join(options.pluginDir, `${name}.sock`);
     let mode: number;
     try {
@@ -168,7 +172,7 @@ async function socketChecks(options: DoctorOptions, add: Add): Promise<void> {
     try {
       const answer = await unixHttp(path, 'POST', '/Plugin.Activate', '{}', 3_000);
       const implemented = (JSON.parse(answer.body) as { Implements?: unknown }).Implements;
-      if (answer.status === 200 && Array.isArray(implemented) && implemented.includes('NetworkDriver'))
+      if (answer.status === 200 && Array.isArray(implemented) && implemented.includes(kind))
         add(`socket ${name}`, 'ok', `${path} answers`);
       else
         add(
@@ -240,6 +244,7 @@ function stateChecks(options: DoctorOptions, add: Add): void {
         add('kernel vs store', 'ok', `${report.links} links agree with the store`);
       for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
       hostAccessChecks(rtnl, store, add);
+      lanChecks(store, add);
     } finally {
       rtnl.close();
     }
@@ -252,6 +257,32 @@ function stateChecks(options: DoctorOptions, add: Add): void {
     );
   } finally {
     store.close();
+  }
+}
+
+/**
+ * What the LAN was seen doing: a device claiming a container's address (✘ while
+ * it is recent: someone must decide who keeps it) and addresses lanplug keeps
+ * away from containers because a device answered for them (⚠, for the record).
+ */
+function lanChecks(store: SqliteStore, add: Add): void {
+  const recent = Date.now() - 3_600_000;
+  for (const s of store.listSightings()) {
+    const when = new Date(s.lastSeen).toISOString();
+    if (s.networkId !== null) {
+      add(
+        `address conflict ${s.address}`,
+        s.lastSeen >= recent ? 'fail' : 'warn',
+        `a device with MAC ${s.mac} claims the address of a container of network ${shortId(s.networkId)} (${s.how}), last seen ${when}; lanplug defends it but never stops the container`,
+        'find that device on the LAN and give it another address',
+      );
+    } else {
+      add(
+        `LAN address ${s.address}`,
+        'warn',
+        `in use by ${s.mac} (${s.how}), last seen ${when}: lanplug gives it to no container`,
+      );
+    }
   }
 }
 

@@ -19,7 +19,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { LanplugError } from '../errors';
-import { DRIVER_SOCKETS, MARKER, SERVICE, unitFiles, type UnitSettings } from '../install/units';
+import { MARKER, SERVICE, SOCKET_UNITS, unitFiles, type UnitSettings } from '../install/units';
 
 export const UNIT_DIR = '/etc/systemd/system';
 
@@ -55,8 +55,9 @@ export function install(options: InstallOptions): string[] {
   }
   if (!options.dryRun && systemdRunsHere(options.root)) {
     systemctl(['daemon-reload']);
-    systemctl(['start', ...DRIVER_SOCKETS.map((n) => `${n}.socket`), SERVICE]);
-    done.push(`started ${DRIVER_SOCKETS.map((n) => `${n}.socket`).join(', ')} and ${SERVICE}`);
+    const sockets = SOCKET_UNITS.map((s) => s.unit);
+    systemctl(['start', ...sockets, SERVICE]);
+    done.push(`started ${sockets.join(', ')} and ${SERVICE}`);
   }
   return done;
 }
@@ -65,7 +66,7 @@ export function install(options: InstallOptions): string[] {
 export function uninstall(options: { root: string; dryRun: boolean }): string[] {
   const done: string[] = [];
   const dir = join(options.root, UNIT_DIR);
-  const names = [SERVICE, ...DRIVER_SOCKETS.map((n) => `${n}.socket`)];
+  const names = [SERVICE, ...SOCKET_UNITS.map((s) => s.unit)];
   if (!options.dryRun && systemdRunsHere(options.root)) {
     systemctl(['stop', ...names], true);
     done.push(`stopped ${names.join(', ')}`);

@@ -19,7 +19,11 @@ import type { LinkInfo } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { crashPoint } from '../crash-points';
+import type { Announcer } from '../lan/announce';
+import { ensureEye, removeUnusedEyes } from '../lan/eye';
+import type { ProbeLink } from '../lan/probe';
 import type {
+  ConflictPolicy,
   DriverKind,
   EndpointRecord,
   Leftover,
@@ -28,7 +32,7 @@ import type {
   Stamped,
   Subnet,
 } from '../model/network';
-import { parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { formatPrefix, parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
 import { EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
@@ -45,6 +49,14 @@ import type {
 } from './requests';
 import { replayDifference, validateNetwork } from './validate';
 
+/** What CreateEndpoint asks the LAN before it records an endpoint. */
+export interface ConflictPlan {
+  link: ProbeLink;
+  addresses: IpAddress[];
+  policy: Exclude<ConflictPolicy, 'off'>;
+  networkId: string;
+}
+
 export class NetworkDriver {
   private readonly features: KernelFeatures;
 
@@ -52,8 +64,52 @@ export class NetworkDriver {
     private readonly rtnl: Rtnl,
     private readonly store: Store,
     private readonly log: Logger,
+    /** Sends gratuitous ARP / unsolicited NA at Join; none in unit tests. */
+    private readonly announcer: Announcer | null = null,
   ) {
     this.features = new KernelFeatures(rtnl);
+  }
+
+  // ---- the LAN ----
+
+  /**
+   * Where to ask the LAN about a new endpoint's addresses, and what to do with
+   * the answer; null when there is nothing to ask (conflict=off, a private
+   * network, a retried CreateEndpoint, a parent that is gone).
+   */
+  conflictPlan(driver: DriverKind, request: CreateEndpointRequest): ConflictPlan | null {
+    const network = this.requireNetwork(request.networkId, driver);
+    const { spec } = network;
+    if (spec.conflict === 'off' || spec.parent.kind === 'private') return null;
+    if (this.store.getEndpoint(request.networkId, request.endpointId) !== null) return null;
+    const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a): a is IpAddress => a !== undefined);
+    if (addresses.length === 0) return null;
+    const link = this.lanLink(spec);
+    return link === null ? null : { link, addresses, policy: spec.conflict, networkId: spec.networkId };
+  }
+
+  /** The lanplug network whose subnet is exactly `pool` (the IPAM driver's pools know no parent). */
+  networkOfPool(pool: IpPrefix): NetworkRecord | null {
+    return (
+      this.store
+        .listNetworks()
+        .find((n) => [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(pool))) ?? null
+    );
+  }
+
+  /**
+   * The link that probes, announces and watches for a network: on a macvlan
+   * parent lanplug's own bridge-mode sibling (it sees the LAN and the
+   * containers beside it); on an ipvlan or passthru parent, the parent.
+   */
+  lanLink(spec: NetworkSpec): ProbeLink | null {
+    const parent = this.rtnl.getLink(spec.parent.name);
+    if (parent === null || parent.mac === null) return null;
+    if (spec.mode.kind === 'macvlan' && spec.mode.mode !== 'passthru') {
+      const eye = ensureEye(this.rtnl, parent);
+      return eye.mac === null ? null : { index: eye.index, name: parent.name, mac: eye.mac, listenAll: false };
+    }
+    return { index: parent.index, name: parent.name, mac: parent.mac, listenAll: true };
   }
 
   // ---- networks ----
@@ -151,6 +207,8 @@ export class NetworkDriver {
         });
       parentLink = released.ok ? released.value : 'failed';
     }
+    // The LAN eye on that parent goes with the last lanplug network on it (reconcile retries a failure).
+    teardown.step('remove the LAN eye', () => removeUnusedEyes(this.rtnl, this.store.listNetworks()));
     this.log.info('network deleted', {
       network: shortId(networkId),
       parent: network.spec.parent.name,
@@ -212,6 +270,10 @@ export class NetworkDriver {
       this.store.putLeftover(leftover);
     });
     crashPoint('delete-endpoint:row-dropped');
+    if (endpoint !== null)
+      this.announcer?.withdraw(
+        [endpoint.ipv4?.address, endpoint.ipv6?.address].filter((a): a is IpAddress => a !== undefined),
+      );
     try {
       if (network !== null && network.spec.hostAccess !== null && endpoint !== null)
         this.removeRoutesQuietly(network.spec, endpoint);
@@ -255,6 +317,7 @@ export class NetworkDriver {
       throw inNetwork(spec, err);
     }
     crashPoint('join:link-created');
+    this.announceEndpoint(spec, endpoint);
     return joinAnswer(spec, endpoint);
   }
 
@@ -325,6 +388,19 @@ export class NetworkDriver {
       const reason = withContext(why, err).message;
       this.store.putLeftover({ kind: 'parent', name: parent.name, parent, networkId: network.spec.networkId, reason });
       this.log.error('could not remove parent link', { parent: parent.name, error: reason });
+    }
+  }
+
+  /** Gratuitous ARP / unsolicited NA with the container's MAC, in the background; a failure is only logged. */
+  private announceEndpoint(spec: NetworkSpec, endpoint: EndpointRecord): void {
+    if (this.announcer === null || spec.announce.count === 0 || spec.parent.kind === 'private') return;
+    try {
+      const link = this.lanLink(spec);
+      const mac = endpoint.mac ?? link?.mac ?? null; // ipvlan: the parent's MAC
+      const addresses = [endpoint.ipv4?.address, endpoint.ipv6?.address].filter((a): a is IpAddress => a !== undefined);
+      if (link !== null && mac !== null) this.announcer.announce(link, mac, addresses, spec.announce);
+    } catch (err) {
+      this.log.warn('could not announce an endpoint', { endpoint: shortId(endpoint.endpointId), error: String(err) });
     }
   }
 

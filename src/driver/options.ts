@@ -12,7 +12,7 @@ import { invalidArgument } from '../errors';
 import { IPVLAN_FLAGS, IPVLAN_MODES, isIpvlanFlag, isIpvlanMode } from '../link/ipvlan';
 import { isMacvlanMode, MACVLAN_MODES } from '../link/macvlan';
 import { isVlanId, VLAN_ID_MAX, VLAN_ID_MIN } from '../link/vlan';
-import type { DriverKind, LinkMode } from '../model/network';
+import type { AnnouncePolicy, ConflictPolicy, DriverKind, LinkMode } from '../model/network';
 import { checkInterfaceName } from './names';
 
 export const OPT_PARENT = 'parent';
@@ -21,11 +21,15 @@ export const OPT_IPVLAN_MODE = 'ipvlan_mode';
 export const OPT_IPVLAN_FLAG = 'ipvlan_flag';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
 export const OPT_HOST_ACCESS = 'host_access';
+export const OPT_CONFLICT = 'lanplug.conflict';
+/** Docker's own (≥ 28) announcement knobs; lanplug honours them so that one option rules both. */
+export const OPT_ANNOUNCE_COUNT = 'com.docker.network.advertise_addr_nmsgs';
+export const OPT_ANNOUNCE_INTERVAL = 'com.docker.network.advertise_addr_ms';
 const DOCKER_NAMESPACE = 'com.docker.network.';
 
 const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
-  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU, OPT_HOST_ACCESS],
-  ipvlan: [OPT_PARENT, OPT_IPVLAN_MODE, OPT_IPVLAN_FLAG, OPT_MTU, OPT_HOST_ACCESS],
+  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU, OPT_HOST_ACCESS, OPT_CONFLICT],
+  ipvlan: [OPT_PARENT, OPT_IPVLAN_MODE, OPT_IPVLAN_FLAG, OPT_MTU, OPT_HOST_ACCESS, OPT_CONFLICT],
 };
 
 /** A parent as the user wrote it, before the kernel is asked about it. */
@@ -38,6 +42,9 @@ export interface ParsedOptions {
   mtu: number | null;
   /** `-o host_access=true`: the Docker host reaches the network's containers through a shim. */
   hostAccess: boolean;
+  /** `-o lanplug.conflict=`: what to do with an address the LAN already uses. */
+  conflict: ConflictPolicy;
+  announce: AnnouncePolicy;
 }
 
 export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record<string, string>>): ParsedOptions {
@@ -47,7 +54,31 @@ export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record
     parent: parseParent(options[OPT_PARENT]),
     mtu: parseMtu(options[OPT_MTU]),
     hostAccess: parseBoolean(OPT_HOST_ACCESS, options[OPT_HOST_ACCESS]),
+    conflict: parseConflict(options[OPT_CONFLICT]),
+    announce: {
+      count: parseWhole(OPT_ANNOUNCE_COUNT, options[OPT_ANNOUNCE_COUNT], 0, 3, 3),
+      intervalMs: parseWhole(OPT_ANNOUNCE_INTERVAL, options[OPT_ANNOUNCE_INTERVAL], 100, 2000, 1000),
+    },
   };
+}
+
+const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['refuse', 'warn', 'off'];
+
+function parseConflict(value: string | undefined): ConflictPolicy {
+  if (value === undefined || value === '') return 'refuse';
+  const policy = CONFLICT_POLICIES.find((p) => p === value);
+  if (policy === undefined)
+    throw invalidArgument(`-o ${OPT_CONFLICT}=${value} is not valid; accepted: ${CONFLICT_POLICIES.join(', ')}`);
+  return policy;
+}
+
+/** A whole number within Docker's documented range for the option, or its default when absent. */
+function parseWhole(key: string, value: string | undefined, min: number, max: number, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!/^\d{1,6}$/.test(value) || n < min || n > max)
+    throw invalidArgument(`-o ${key}=${value} is not valid; expected a whole number from ${min} to ${max}`);
+  return n;
 }
 
 function checkKeys(driver: DriverKind, options: Readonly<Record<string, string>>): void {

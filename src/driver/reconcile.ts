@@ -22,6 +22,7 @@ import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import type { EndpointRecord, Leftover, NetworkRecord } from '../model/network';
 import type { Store } from '../state/store';
+import { unusedEyes } from '../lan/eye';
 import { addRoutes, ensureShim, routeKey, routesThrough, wantedRoutes } from './host-access';
 import { ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName, shortId } from './names';
 import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
@@ -118,6 +119,10 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
     act('create-parent', parent.name, `network ${shortId(network.spec.networkId)} needs it`, () => {
       ensureParent(rtnl, parent, network.spec.mtu);
     });
+  }
+
+  for (const eye of unusedEyes(rtnl, networks)) {
+    act('delete-link', eye.name, 'LAN eye on a parent no lanplug network uses', () => deleteLink(eye));
   }
 
   for (const network of networks) {

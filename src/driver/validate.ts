@@ -50,6 +50,8 @@ export function validateNetwork(
       ipv4: request.ipv4,
       ipv6: request.ipv6,
       hostAccess: options.hostAccess ? resolveHostAccess(options.mode, request) : null,
+      conflict: options.conflict,
+      announce: options.announce,
     },
     parentCreated,
   };

@@ -23,10 +23,15 @@ export interface UnitFile {
 }
 
 export const SERVICE = 'lanplug.service';
-export const DRIVER_SOCKETS = ['lanplug-macvlan', 'lanplug-ipvlan'] as const;
+/** One socket unit per plugin: the unit's name, and the plugin (socket file and FileDescriptorName) it holds. */
+export const SOCKET_UNITS = [
+  { unit: 'lanplug-macvlan.socket', plugin: 'lanplug-macvlan', what: 'lanplug-macvlan Docker network driver' },
+  { unit: 'lanplug-ipvlan.socket', plugin: 'lanplug-ipvlan', what: 'lanplug-ipvlan Docker network driver' },
+  { unit: 'lanplug-ipam.socket', plugin: 'lanplug', what: 'lanplug Docker IPAM driver' },
+] as const;
 
 export function unitFiles(settings: UnitSettings): UnitFile[] {
-  const sockets = DRIVER_SOCKETS.map((name) => `${name}.socket`);
+  const sockets = SOCKET_UNITS.map((s) => s.unit);
   const exec = [
     ...settings.program,
     'daemon',
@@ -63,20 +68,20 @@ Also=${sockets.join(' ')}
   };
   return [
     service,
-    ...DRIVER_SOCKETS.map((name) => ({
-      name: `${name}.socket`,
+    ...SOCKET_UNITS.map(({ unit, plugin, what }) => ({
+      name: unit,
       wantedBy: 'sockets.target',
       text: `${MARKER}
 [Unit]
-Description=${name} Docker network plugin socket
+Description=${what} socket
 Before=docker.service
 PartOf=${SERVICE}
 
 [Socket]
-ListenStream=${settings.pluginDir}/${name}.sock
+ListenStream=${settings.pluginDir}/${plugin}.sock
 SocketMode=0600
 DirectoryMode=0755
-FileDescriptorName=${name}
+FileDescriptorName=${plugin}
 Service=${SERVICE}
 
 [Install]

@@ -40,6 +40,18 @@ export interface HostAccess {
   ipv6: IpAddress | null;
 }
 
+/**
+ * What lanplug does with an address the LAN already uses: refuse it (the
+ * default), log a warning and go on, or not look at all.
+ */
+export type ConflictPolicy = 'refuse' | 'warn' | 'off';
+
+/** Gratuitous ARP / unsolicited NA on attach: how many (0 = none) and how far apart. */
+export interface AnnouncePolicy {
+  count: number;
+  intervalMs: number;
+}
+
 /** The validated, complete description of a network: what setup acts on. */
 export interface NetworkSpec {
   networkId: string;
@@ -52,6 +64,8 @@ export interface NetworkSpec {
   ipv6: Subnet[];
   /** null when the network has no host access. */
   hostAccess: HostAccess | null;
+  conflict: ConflictPolicy;
+  announce: AnnouncePolicy;
 }
 
 export interface NetworkRecord {

@@ -128,3 +128,33 @@ export function addressFromBytes(bytes: Uint8Array): IpAddress {
 export function hostPrefix(address: IpAddress): IpPrefix {
   return { address, prefixLength: BITS[address.family] };
 }
+
+/** The address with this numeric value in a family. */
+export function addressFromValue(family: Family, value: bigint): IpAddress {
+  if (family === 4)
+    return { family, value, text: [24n, 16n, 8n, 0n].map((s) => Number((value >> s) & 0xffn)).join('.') };
+  return { family, value, text: formatIpv6(value) };
+}
+
+/** The first and last address of a prefix (host bits all zero, all one). */
+export function prefixBounds(prefix: IpPrefix): { first: bigint; last: bigint } {
+  const hostBits = BigInt(BITS[prefix.address.family] - prefix.prefixLength);
+  const first = (prefix.address.value >> hostBits) << hostBits;
+  return { first, last: first + (1n << hostBits) - 1n };
+}
+
+/** The prefix with its host bits cleared: 172.16.86.7/24 -> 172.16.86.0/24. */
+export function networkOf(prefix: IpPrefix): IpPrefix {
+  return {
+    address: addressFromValue(prefix.address.family, prefixBounds(prefix).first),
+    prefixLength: prefix.prefixLength,
+  };
+}
+
+/** True when the two prefixes share any address. */
+export function prefixesOverlap(a: IpPrefix, b: IpPrefix): boolean {
+  if (a.address.family !== b.address.family) return false;
+  const x = prefixBounds(a);
+  const y = prefixBounds(b);
+  return x.first <= y.last && y.first <= x.last;
+}

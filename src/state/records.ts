@@ -7,6 +7,8 @@
 import { isIpvlanFlag, isIpvlanMode } from '../link/ipvlan';
 import { isMacvlanMode } from '../link/macvlan';
 import type {
+  AnnouncePolicy,
+  ConflictPolicy,
   EndpointRecord,
   HostAccess,
   Leftover,
@@ -15,6 +17,7 @@ import type {
   ParentPlan,
   Subnet,
 } from '../model/network';
+import type { PoolRecord } from '../model/ipam';
 import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
 
 /**
@@ -45,6 +48,8 @@ export function encodeNetwork(record: NetworkRecord): string {
       spec.hostAccess === null
         ? null
         : { ipv4: spec.hostAccess.ipv4?.text ?? null, ipv6: spec.hostAccess.ipv6?.text ?? null },
+    conflict: spec.conflict,
+    announce: spec.announce,
   });
 }
 
@@ -85,9 +90,22 @@ export function decodeNetwork(text: string): NetworkRecord {
       ipv4: array(o, 'ipv4').map(decodeSubnet),
       ipv6: array(o, 'ipv6').map(decodeSubnet),
       hostAccess: o['v'] === 1 || o['hostAccess'] === null ? null : decodeHostAccess(o['hostAccess']),
+      // Absent in rows written before lanplug looked at the LAN: the defaults.
+      conflict: o['conflict'] === undefined ? 'refuse' : decodeConflict(o['conflict']),
+      announce: o['announce'] === undefined ? { count: 3, intervalMs: 1000 } : decodeAnnounce(o['announce']),
     },
     parentCreated: bool(o, 'parentCreated'),
   };
+}
+
+function decodeConflict(value: unknown): ConflictPolicy {
+  if (value === 'refuse' || value === 'warn' || value === 'off') return value;
+  throw new RecordDecodeError(`unknown conflict policy ${JSON.stringify(value)}`);
+}
+
+function decodeAnnounce(value: unknown): AnnouncePolicy {
+  const o = object(value, 'announce');
+  return { count: num(o, 'count'), intervalMs: num(o, 'intervalMs') };
 }
 
 function decodeHostAccess(value: unknown): HostAccess {
@@ -199,4 +217,26 @@ function array(o: Obj, key: string): unknown[] {
 
 function nullable<T>(o: Obj, key: string, read: (o: Obj, key: string) => T): T | null {
   return o[key] === null ? null : read(o, key);
+}
+
+export function encodePool(pool: PoolRecord): string {
+  return JSON.stringify({
+    v: RECORD_VERSION,
+    poolId: pool.poolId,
+    addressSpace: pool.addressSpace,
+    pool: formatPrefix(pool.pool),
+    range: pool.range === null ? null : formatPrefix(pool.range),
+  });
+}
+
+export function decodePool(text: string): PoolRecord {
+  const o = object(JSON.parse(text), 'pool');
+  version(o);
+  const range = nullable(o, 'range', str);
+  return {
+    poolId: str(o, 'poolId'),
+    addressSpace: str(o, 'addressSpace'),
+    pool: parsePrefix(str(o, 'pool')),
+    range: range === null ? null : parsePrefix(range),
+  };
 }

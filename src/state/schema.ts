@@ -2,45 +2,61 @@
  * The SQLite schema, its version (PRAGMA user_version) and the migrations
  * from every earlier version. A database is only ever moved forward, inside
  * one transaction; a newer or foreign file is refused and left untouched.
+ * A new database is made by running every step from version 0, so the path
+ * an old database takes is the one every new database takes too.
  *
  * Versions:
  * - 1: lanplug 0.1 (no user_version yet): networks and endpoints as JSON records.
  * - 2: adds `leftovers` (what a teardown could not remove, for the reconciler)
  *      and `created_at` on networks and endpoints (ms since the epoch; 0 for
  *      rows migrated from version 1, whose age is unknown).
+ * - 3: the IPAM driver's `pools` and `addresses` (one row per address in use:
+ *      the primary key is what makes two claims of one address impossible),
+ *      endpoints' MACs as a column with a unique index, and `lan_seen`: who
+ *      else on the LAN was seen using an address (probe answers, and claims on
+ *      a container's address after the fact).
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
-const CREATE_V2 = `
-CREATE TABLE networks (
-  id         TEXT PRIMARY KEY,
-  record     TEXT NOT NULL,
-  created_at INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE endpoints (
-  network_id  TEXT NOT NULL,
-  endpoint_id TEXT NOT NULL,
-  record      TEXT NOT NULL,
-  created_at  INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (network_id, endpoint_id)
-);
-CREATE TABLE leftovers (
-  name   TEXT PRIMARY KEY,
-  record TEXT NOT NULL
-);
-`;
-
-const MIGRATE_1_TO_2 = `
-ALTER TABLE networks ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE endpoints ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE leftovers (
-  name   TEXT PRIMARY KEY,
-  record TEXT NOT NULL
-);
-`;
+/** STEPS[n] moves a database from version n to n + 1. */
+const STEPS: readonly string[] = [
+  `CREATE TABLE networks (id TEXT PRIMARY KEY, record TEXT NOT NULL);
+   CREATE TABLE endpoints (
+     network_id  TEXT NOT NULL,
+     endpoint_id TEXT NOT NULL,
+     record      TEXT NOT NULL,
+     PRIMARY KEY (network_id, endpoint_id)
+   );`,
+  `ALTER TABLE networks ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE endpoints ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;
+   CREATE TABLE leftovers (name TEXT PRIMARY KEY, record TEXT NOT NULL);`,
+  `CREATE TABLE pools (
+     id         TEXT PRIMARY KEY,
+     record     TEXT NOT NULL,
+     created_at INTEGER NOT NULL DEFAULT 0
+   );
+   CREATE TABLE addresses (
+     pool_id    TEXT NOT NULL,
+     address    TEXT NOT NULL,
+     kind       TEXT NOT NULL,
+     created_at INTEGER NOT NULL DEFAULT 0,
+     PRIMARY KEY (pool_id, address)
+   );
+   CREATE TABLE lan_seen (
+     address    TEXT PRIMARY KEY,
+     mac        TEXT NOT NULL,
+     how        TEXT NOT NULL,
+     network_id TEXT,
+     first_seen INTEGER NOT NULL,
+     last_seen  INTEGER NOT NULL
+   );
+   ALTER TABLE endpoints ADD COLUMN mac TEXT;
+   UPDATE endpoints SET mac = json_extract(record, '$.mac');
+   CREATE UNIQUE INDEX endpoints_mac ON endpoints (mac) WHERE mac IS NOT NULL;`,
+];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */
 export function schemaVersion(db: Database.Database): number {
@@ -72,8 +88,7 @@ export function migrate(db: Database.Database): number {
   const found = checkMigratable(db);
   if (found === SCHEMA_VERSION) return found;
   db.transaction(() => {
-    if (found === 0) db.exec(CREATE_V2);
-    if (found === 1) db.exec(MIGRATE_1_TO_2);
+    for (let version = found; version < SCHEMA_VERSION; version++) db.exec(STEPS[version] ?? '');
     db.pragma(`user_version = ${SCHEMA_VERSION}`);
   })();
   return found;

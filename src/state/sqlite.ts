@@ -10,18 +10,23 @@
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { LanplugError } from '../errors';
+import type { AddressKind, PoolRecord } from '../model/ipam';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
+import { parseAddress, type IpAddress } from '../net/address';
 import {
   decodeEndpoint,
   decodeLeftover,
   decodeNetwork,
+  decodePool,
   encodeEndpoint,
   encodeLeftover,
   encodeNetwork,
+  encodePool,
 } from './records';
 import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from './schema';
 import { checkStateDir, prepareStateDir } from './state-dir';
-import type { Store } from './store';
+import type { IpamStore } from './ipam-store';
+import type { LanSighting, LanSightings, Store } from './store';
 
 export const DATABASE_FILE = 'lanplug.db';
 
@@ -31,7 +36,7 @@ interface Row {
   created_at: number;
 }
 
-export class SqliteStore implements Store {
+export class SqliteStore implements Store, IpamStore, LanSightings {
   private constructor(
     private readonly db: Database.Database,
     /** For messages: the database file. */
@@ -133,13 +138,23 @@ export class SqliteStore implements Store {
   }
 
   putEndpoint(record: EndpointRecord): void {
-    // An endpoint written again (Docker retrying CreateEndpoint) keeps its first time.
-    this.db
-      .prepare(
-        `INSERT INTO endpoints (network_id, endpoint_id, record, created_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record`,
-      )
-      .run(record.networkId, record.endpointId, encodeEndpoint(record), Date.now());
+    try {
+      // An endpoint written again (Docker retrying CreateEndpoint) keeps its first time.
+      this.db
+        .prepare(
+          `INSERT INTO endpoints (network_id, endpoint_id, record, created_at, mac) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record, mac = excluded.mac`,
+        )
+        .run(record.networkId, record.endpointId, encodeEndpoint(record), Date.now(), record.mac);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_UNIQUE' || record.mac === null) throw err;
+      const holder = this.db.prepare('SELECT endpoint_id AS id FROM endpoints WHERE mac = ?').get(record.mac) as
+        { id: string } | undefined;
+      throw new LanplugError(
+        'Conflict',
+        `MAC address ${record.mac} is already used by endpoint ${(holder?.id ?? '?').slice(0, 12)}; give each container its own --mac-address`,
+      );
+    }
   }
 
   deleteEndpoint(networkId: string, endpointId: string): void {
@@ -164,6 +179,89 @@ export class SqliteStore implements Store {
 
   deleteLeftover(name: string): void {
     this.db.prepare('DELETE FROM leftovers WHERE name = ?').run(name);
+  }
+
+  insertPool(pool: PoolRecord): void {
+    const result = this.db
+      .prepare('INSERT OR IGNORE INTO pools (id, record, created_at) VALUES (?, ?, ?)')
+      .run(pool.poolId, encodePool(pool), Date.now());
+    if (result.changes === 0) throw new LanplugError('Conflict', `pool ${pool.poolId} is already recorded`);
+  }
+
+  getPool(poolId: string): (PoolRecord & Stamped) | null {
+    const row = this.db.prepare('SELECT id, record, created_at FROM pools WHERE id = ?').get(poolId) as Row | undefined;
+    return row === undefined ? null : this.read('pool', row, decodePool);
+  }
+
+  listPools(): (PoolRecord & Stamped)[] {
+    const rows = this.db.prepare('SELECT id, record, created_at FROM pools ORDER BY id').all() as Row[];
+    return rows.map((row) => this.read('pool', row, decodePool));
+  }
+
+  deletePool(poolId: string): void {
+    this.transaction(() => {
+      this.db.prepare('DELETE FROM addresses WHERE pool_id = ?').run(poolId);
+      this.db.prepare('DELETE FROM pools WHERE id = ?').run(poolId);
+    });
+  }
+
+  claimAddress(poolId: string, address: IpAddress, kind: AddressKind): boolean {
+    const result = this.db
+      .prepare('INSERT OR IGNORE INTO addresses (pool_id, address, kind, created_at) VALUES (?, ?, ?, ?)')
+      .run(poolId, address.text, kind, Date.now());
+    return result.changes === 1;
+  }
+
+  releaseAddress(poolId: string, address: IpAddress): boolean {
+    return (
+      this.db.prepare('DELETE FROM addresses WHERE pool_id = ? AND address = ?').run(poolId, address.text).changes === 1
+    );
+  }
+
+  claimedAddresses(poolId: string): { address: IpAddress; kind: AddressKind }[] {
+    const rows = this.db.prepare('SELECT address, kind FROM addresses WHERE pool_id = ?').all(poolId) as {
+      address: string;
+      kind: string;
+    }[];
+    return rows.map((row) => {
+      const kind = row.kind;
+      if (kind !== 'gateway' && kind !== 'requested' && kind !== 'allocated') {
+        throw new LanplugError(
+          'Internal',
+          `${this.path}: address ${row.address} of pool ${poolId} has an unknown kind '${kind}'`,
+        );
+      }
+      return { address: parseAddress(row.address), kind };
+    });
+  }
+
+  recordSighting(s: Omit<LanSighting, 'firstSeen' | 'lastSeen'>, at: number): void {
+    this.db
+      .prepare(
+        `INSERT INTO lan_seen (address, mac, how, network_id, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (address) DO UPDATE SET mac = excluded.mac, how = excluded.how, network_id = excluded.network_id,
+           last_seen = excluded.last_seen, first_seen = CASE WHEN lan_seen.mac = excluded.mac THEN lan_seen.first_seen ELSE excluded.first_seen END`,
+      )
+      .run(s.address, s.mac, s.how, s.networkId, at, at);
+  }
+
+  listSightings(): LanSighting[] {
+    const rows = this.db.prepare('SELECT * FROM lan_seen ORDER BY address').all() as {
+      address: string;
+      mac: string;
+      how: string;
+      network_id: string | null;
+      first_seen: number;
+      last_seen: number;
+    }[];
+    return rows.map((r) => ({
+      address: r.address,
+      mac: r.mac,
+      how: r.how,
+      networkId: r.network_id,
+      firstSeen: r.first_seen,
+      lastSeen: r.last_seen,
+    }));
   }
 
   transaction<T>(fn: () => T): T {

@@ -33,3 +33,20 @@ export interface Store {
   transaction<T>(fn: () => T): T;
   close(): void;
 }
+
+/** A device on the LAN seen using an address: by answering a probe, or by claiming a container's address. */
+export interface LanSighting {
+  address: string;
+  mac: string;
+  how: string;
+  /** The lanplug network whose address it was, when it was one of its containers'. */
+  networkId: string | null;
+  firstSeen: number;
+  lastSeen: number;
+}
+
+/** What lanplug remembers of the LAN: for `lanplug doctor`, which runs as a process of its own. */
+export interface LanSightings {
+  recordSighting(sighting: Omit<LanSighting, 'firstSeen' | 'lastSeen'>, at: number): void;
+  listSightings(): LanSighting[];
+}

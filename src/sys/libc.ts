@@ -15,6 +15,12 @@ export interface Libc {
   close(fd: number): number;
   setns(fd: number, nstype: number): number;
   unshare(flags: number): number;
+  sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
+  /**
+   * recvfrom on a worker thread (koffi's async call), so that a blocking receive never stalls
+   * the event loop; `done` gets the byte count or -1 (then `errno` is the worker's, unread here).
+   */
+  recvAsync(fd: number, buf: Buffer, len: number, done: (result: number) => void): void;
   flock(fd: number, operation: number): number;
   /** errno of the last FFI call; must be read before any other FFI call. */
   errno(): number;
@@ -35,6 +41,12 @@ export function libc(): Libc {
   const setns = lib.func('int setns(int fd, int nstype)');
   const unshare = lib.func('int unshare(int flags)');
   const flock = lib.func('int flock(int fd, int operation)');
+  const sendto = lib.func(
+    'long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)',
+  );
+  const recvfromForAsync = lib.func(
+    'long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)',
+  );
   const num = (v: unknown): number => {
     if (typeof v !== 'number') throw new LanplugError('Internal', `koffi returned ${typeof v}, expected a number`);
     return v;
@@ -49,6 +61,20 @@ export function libc(): Libc {
     setns: (fd, t) => num(setns(fd, t)),
     unshare: (flags) => num(unshare(flags)),
     flock: (fd, op) => num(flock(fd, op)),
+    sendto: (fd, b, l, f, a, al) => num(sendto(fd, b, l, f, a, al)),
+    recvAsync: (fd, b, l, done) => {
+      (recvfromForAsync.async as (...args: unknown[]) => void)(
+        fd,
+        b,
+        l,
+        0,
+        null,
+        null,
+        (err: unknown, result: unknown) => {
+          done(err === null && typeof result === 'number' ? result : -1);
+        },
+      );
+    },
     errno: () => koffi.errno(),
   };
   return cache;

@@ -17,6 +17,7 @@ import { openRtnl } from '../../src/link/rtnl';
 
 const PLUGIN_CYCLES = Number(process.env['BENCH_PLUGIN_CYCLES'] ?? 200);
 const DOCKER_CYCLES = Number(process.env['BENCH_DOCKER_CYCLES'] ?? 15);
+const PROBED_CYCLES = Number(process.env['BENCH_PROBED_CYCLES'] ?? 30);
 
 function call(socketPath: string, path: string, body: unknown): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
@@ -81,6 +82,50 @@ async function pluginCalls(socket: string, networkId: string): Promise<void> {
   row('lanplug DeleteEndpoint: deletes the link', del);
 }
 
+/**
+ * Attach as `docker run` paces it (one every 400 ms), with conflict probing on and the warmer
+ * keeping the next candidates fresh: Docker's default IPAM (the address Docker would give, then
+ * CreateEndpoint + Join) beside the lanplug IPAM driver (RequestAddress, then the same two).
+ */
+async function probedAttach(
+  pluginDir: string,
+  defaultNetworkId: string,
+  ipamNetworkId: string,
+  poolId: string,
+): Promise<void> {
+  const driver = join(pluginDir, 'lanplug-macvlan.sock');
+  const ipam = join(pluginDir, 'lanplug.sock');
+  const cycle = async (networkId: string, i: number, address: () => Promise<string>): Promise<number> => {
+    const ids = {
+      NetworkID: networkId,
+      EndpointID: `${networkId.slice(0, 4)}${i.toString(16).padStart(8, '0')}${'0'.repeat(52)}`,
+    };
+    const start = process.hrtime.bigint();
+    const chosen = await address();
+    await call(driver, '/NetworkDriver.CreateEndpoint', {
+      ...ids,
+      Interface: { Address: chosen, AddressIPv6: '', MacAddress: '' },
+    });
+    await call(driver, '/NetworkDriver.Join', { ...ids, SandboxKey: '/var/run/docker/netns/bench', Options: {} });
+    return Number(process.hrtime.bigint() - start) / 1e6;
+  };
+  const defaultIpam: number[] = [];
+  const lanplugIpam: number[] = [];
+  for (let i = 0; i < PROBED_CYCLES; i++) {
+    await new Promise((r) => setTimeout(r, 400));
+    defaultIpam.push(await cycle(defaultNetworkId, i, () => Promise.resolve(`10.99.0.${i + 2}/24`)));
+    await new Promise((r) => setTimeout(r, 400));
+    lanplugIpam.push(
+      await cycle(ipamNetworkId, i, async () => {
+        const answer = await call(ipam, '/IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: {} });
+        return String((answer.json as { Address?: unknown }).Address);
+      }),
+    );
+  }
+  row('attach, probing on, default IPAM (CreateEndpoint + Join)', defaultIpam);
+  row('attach, probing on, lanplug IPAM (RequestAddress + CreateEndpoint + Join)', lanplugIpam);
+}
+
 function dockerCycle(host: DockerHost, network: string, runs: number[], removes: number[]): void {
   for (let i = 0; i < DOCKER_CYCLES; i++) {
     const name = `bench-${network}-${i}`;
@@ -140,12 +185,34 @@ async function main(): Promise<void> {
       '--gateway=172.16.86.1',
       '-o',
       'parent=eth0',
+      // The driver's own cost, without asking the LAN (measured apart below).
+      '-o',
+      'lanplug.conflict=off',
       'lp',
     ]);
     const networkId = host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'lp']).trim();
     kernelFloor(host);
     await pluginCalls(join(plugin.pluginDir, 'lanplug-macvlan.sock'), networkId);
     const rssAfter = rssMiB(plugin.pid);
+
+    const probedNetwork = (name: string, subnet: string, ipam: string[]): string => {
+      host.dockerOk([
+        'network',
+        'create',
+        '-d',
+        'lanplug-macvlan',
+        ...ipam,
+        `--subnet=${subnet}`,
+        '-o',
+        'parent=eth0',
+        name,
+      ]);
+      return host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', name]).trim();
+    };
+    const defaultId = probedNetwork('probed', '10.99.0.0/24', []);
+    const ipamId = probedNetwork('probed-ipam', '10.98.0.0/24', ['--ipam-driver', 'lanplug']);
+    await new Promise((r) => setTimeout(r, 3000)); // the warmer's first round
+    await probedAttach(plugin.pluginDir, defaultId, ipamId, 'LocalDefault/10.98.0.0/24');
 
     // Built-in macvlan and lanplug-macvlan can share eth0 (both bridge mode); alternate to share drift.
     host.dockerOk(['network', 'create', '-d', 'macvlan', '--subnet=10.77.0.0/24', '-o', 'parent=eth0', 'builtin']);
@@ -162,7 +229,7 @@ async function main(): Promise<void> {
     row('docker run -d, lanplug-macvlan', lanplugRun);
     row('docker rm -f, built-in macvlan', builtinRm);
     row('docker rm -f, lanplug-macvlan', lanplugRm);
-    host.dockerOk(['network', 'rm', 'builtin', 'lp']);
+    host.dockerOk(['network', 'rm', 'builtin', 'lp', 'probed', 'probed-ipam']);
     await plugin.stop();
 
     const header = ['what', 'n', 'p50 ms', 'p99 ms'];

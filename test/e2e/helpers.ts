@@ -31,7 +31,7 @@ export function containerNetwork(host: DockerHost, container: string, network: s
 /** No link lanplug makes (lp-*, dm-*) is left in the Docker host's namespace. */
 export function assertNoLanplugLinks(host: DockerHost): void {
   const links = host.execOk(['ip', '-o', 'link', 'show']);
-  const ours = links.split('\n').filter((l) => /^\d+: (lp-|lh-|lpp-|dm-)/.test(l));
+  const ours = links.split('\n').filter((l) => /^\d+: (lp-|lh-|lpp-|lpe-|dm-)/.test(l));
   assert.deepEqual(ours, [], 'links left behind in the Docker host namespace');
 }
 
@@ -95,6 +95,12 @@ export function useLab(
   });
   if (opts.resetEachTest !== false) beforeEach(() => resetDocker(lab.host));
   after(async () => {
+    // A daemon that died during the file is a failure of its own: say how it ended.
+    if (lab.plugin !== undefined && !lab.plugin.running) {
+      process.stderr.write(
+        `lanplug daemon exited (code ${String(lab.plugin.exitCode)}, signal ${String(lab.plugin.exitSignal)}); its last words:\n${lab.plugin.stderr().split('\n').slice(-15).join('\n')}\n`,
+      );
+    }
     await lab.plugin?.stop();
     lab.lan?.destroy();
   });

@@ -42,7 +42,7 @@ function tree(dir: string, prefix = ''): string[] {
     .sort();
 }
 
-test('install writes and enables three units that systemd-analyze verify accepts; uninstall removes exactly them', () => {
+test('install writes and enables four units that systemd-analyze verify accepts; uninstall removes exactly them', () => {
   const root = mkdtempSync(join(tmpdir(), 'lanplug-root-'));
   try {
     const units = join(root, 'etc/systemd/system');
@@ -60,10 +60,12 @@ test('install writes and enables three units that systemd-analyze verify accepts
     const installed = lanplug(['install', '--root', root]);
     assert.equal(installed.status, 0, installed.stderr);
     assert.deepEqual(tree(root), [
+      'etc/systemd/system/lanplug-ipam.socket',
       'etc/systemd/system/lanplug-ipvlan.socket',
       'etc/systemd/system/lanplug-macvlan.socket',
       'etc/systemd/system/lanplug.service',
       'etc/systemd/system/multi-user.target.wants/lanplug.service',
+      'etc/systemd/system/sockets.target.wants/lanplug-ipam.socket',
       'etc/systemd/system/sockets.target.wants/lanplug-ipvlan.socket',
       'etc/systemd/system/sockets.target.wants/lanplug-macvlan.socket',
       'etc/systemd/system/someone-else.service',
@@ -76,12 +78,18 @@ test('install writes and enables three units that systemd-analyze verify accepts
     assert.match(service, /^Before=docker\.service$/m);
     assert.match(service, /^Restart=on-failure$/m);
     assert.match(readFileSync(join(units, 'lanplug-ipvlan.socket'), 'utf8'), /^FileDescriptorName=lanplug-ipvlan$/m);
+    assert.match(
+      readFileSync(join(units, 'lanplug-ipam.socket'), 'utf8'),
+      /^ListenStream=\/run\/docker\/plugins\/lanplug\.sock$/m,
+    );
 
     const verify = run([
       'systemd-analyze',
       'verify',
       '--man=no',
-      ...['lanplug.service', 'lanplug-macvlan.socket', 'lanplug-ipvlan.socket'].map((u) => join(units, u)),
+      ...['lanplug.service', 'lanplug-macvlan.socket', 'lanplug-ipvlan.socket', 'lanplug-ipam.socket'].map((u) =>
+        join(units, u),
+      ),
     ]);
     const complaints = (verify.stdout + verify.stderr).split('\n').filter((l) => /lanplug/.test(l));
     assert.deepEqual(complaints, [], 'systemd-analyze verify has nothing to say about the units');

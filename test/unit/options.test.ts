@@ -12,12 +12,14 @@ function refuses(fn: () => unknown, message: string): void {
   });
 }
 
-test('macvlan defaults: bridge mode, no parent, no mtu, no host access', () => {
+test('macvlan defaults: bridge mode, no parent, no mtu, no host access, conflicts refused, 3 announcements 1 s apart', () => {
   assert.deepEqual(parseNetworkOptions('macvlan', {}), {
     mode: { kind: 'macvlan', mode: 'bridge' },
     parent: { kind: 'none' },
     mtu: null,
     hostAccess: false,
+    conflict: 'refuse',
+    announce: { count: 3, intervalMs: 1000 },
   });
 });
 
@@ -68,15 +70,15 @@ test('bad ipvlan mode and flag use Docker wording', () => {
 test('unknown option keys are refused with the accepted list; Docker namespace keys pass', () => {
   refuses(
     () => parseNetworkOptions('macvlan', { parent: 'eth0', macvlan_mod: 'private' }),
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict",
   );
   refuses(
     () => parseNetworkOptions('macvlan', { ipvlan_mode: 'l2' }),
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict",
   );
   refuses(
     () => parseNetworkOptions('ipvlan', { macvlan_mode: 'bridge' }),
-    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access",
+    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict",
   );
   assert.doesNotThrow(() => parseNetworkOptions('macvlan', { 'com.docker.network.bridge.name': 'x' }));
 });

@@ -13,6 +13,7 @@ import Database from 'better-sqlite3';
 import { LanplugError } from '../../src/errors';
 import { DATABASE_FILE, SqliteStore } from '../../src/state/sqlite';
 import { SCHEMA_VERSION } from '../../src/state/schema';
+import { parseAddress, parsePrefix } from '../../src/net/address';
 
 function withDir(fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'lanplug-store-'));
@@ -199,4 +200,24 @@ test('read-only opening creates nothing: a mistyped path is an error, not a new 
     );
     assert.equal(existsSync(join(dir, DATABASE_FILE)), false);
   });
+});
+
+test('a network record reads back exactly as written, every field', async () => {
+  const { encodeNetwork, decodeNetwork } = await import('../../src/state/records');
+  const record = {
+    spec: {
+      networkId: 'c'.repeat(64),
+      mode: { kind: 'ipvlan' as const, mode: 'l3' as const, flag: 'private' as const },
+      parent: { kind: 'vlan' as const, name: 'eth0.50', base: 'eth0', vlanId: 50 },
+      mtu: 1400,
+      internal: true,
+      ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+      ipv6: [{ pool: parsePrefix('2001:db8::/64'), gateway: null }],
+      hostAccess: { ipv4: parseAddress('172.16.86.254'), ipv6: parseAddress('2001:db8::fe') },
+      conflict: 'warn' as const,
+      announce: { count: 1, intervalMs: 250 },
+    },
+    parentCreated: true,
+  };
+  assert.deepEqual(decodeNetwork(encodeNetwork(record)), record);
 });

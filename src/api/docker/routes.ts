@@ -4,6 +4,7 @@
  * decisions are the driver's.
  */
 import type { NetworkDriver } from '../../driver/network-driver';
+import { ADVICE_DEFAULT_IPAM, type LanConflicts } from '../../lan/conflicts';
 import type { DriverKind } from '../../model/network';
 import type { JsonObject } from './decode';
 import {
@@ -19,7 +20,15 @@ import {
 /** One API method: synchronous for the drivers (see server.ts), a promise only for control requests. */
 export type Handler = (body: JsonObject) => JsonObject | Promise<JsonObject>;
 
-export function networkDriverRoutes(driver: NetworkDriver, kind: DriverKind): ReadonlyMap<string, Handler> {
+/**
+ * `lan`: asks the LAN about an endpoint's addresses before it is recorded (the
+ * only await on a driver path, and before any state is touched); null: never.
+ */
+export function networkDriverRoutes(
+  driver: NetworkDriver,
+  kind: DriverKind,
+  lan: LanConflicts | null = null,
+): ReadonlyMap<string, Handler> {
   const nothing = (): JsonObject => ({});
   return new Map<string, Handler>([
     ['/Plugin.Activate', () => ({ Implements: ['NetworkDriver'] })],
@@ -41,7 +50,12 @@ export function networkDriverRoutes(driver: NetworkDriver, kind: DriverKind): Re
     ],
     [
       '/NetworkDriver.CreateEndpoint',
-      (body) => encodeCreateEndpoint(driver.createEndpoint(kind, decodeCreateEndpoint(body)).assignedMac),
+      async (body) => {
+        const request = decodeCreateEndpoint(body);
+        const plan = lan === null ? null : driver.conflictPlan(kind, request);
+        if (lan !== null && plan !== null) await lan.require(plan, plan.addresses, ADVICE_DEFAULT_IPAM);
+        return encodeCreateEndpoint(driver.createEndpoint(kind, request).assignedMac);
+      },
     ],
     [
       '/NetworkDriver.DeleteEndpoint',

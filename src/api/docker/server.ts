@@ -186,8 +186,10 @@ async function answer(
   try {
     return { status: 200, payload: await route(parseBody(text)) };
   } catch (err) {
-    // Docker reads a non-200 reply's error field and shows it after "NetworkDriver.<Method>: ".
-    const status = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
+    // Docker reads a network driver's non-200 reply's Err and shows it after "NetworkDriver.<Method>: ";
+    // the IPAM API carries its Error in a 200 reply (a non-200 one is shown as raw JSON).
+    const failed = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
+    const status = endpoint.errorField === 'Error' ? 200 : failed;
     const message = err instanceof Error ? err.message : String(err);
     log.error('request failed', {
       plugin: endpoint.name,

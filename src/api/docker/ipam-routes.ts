@@ -1,0 +1,99 @@
+/**
+ * libnetwork's remote IPAM API (moby's libnetwork docs/ipam.md), served as
+ * the `lanplug` IPAM driver: `docker network create --ipam-driver lanplug`.
+ * Handlers translate JSON to the allocator's typed requests and back; errors
+ * go out in the IPAM API's own field, `Error`.
+ */
+import { GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE, type IpamAllocator } from '../../ipam/allocator';
+import { LanplugError } from '../../errors';
+import { ADVICE_EXPLICIT, inUseMessage, type LanCheck, type LanConflicts } from '../../lan/conflicts';
+import type { PoolRecord } from '../../model/ipam';
+import { formatPrefix, parseAddress, parsePrefix } from '../../net/address';
+import { optionalBoolean, optionalObject, optionalString, requiredString } from './decode';
+import type { Handler } from './routes';
+
+/** RequestAddress's option naming the gateway request. */
+const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
+const GATEWAY_TYPE = 'com.docker.network.gateway';
+
+/**
+ * `lanFor` says where and how to ask the LAN about a pool's addresses: only
+ * once a lanplug network uses the pool (the gateway and --aux-address entries
+ * are claimed before that, and so are never probed); null: not at all.
+ */
+export function ipamRoutes(
+  allocator: IpamAllocator,
+  lan: LanConflicts | null = null,
+  lanFor: (pool: PoolRecord) => LanCheck | null = () => null,
+): ReadonlyMap<string, Handler> {
+  return new Map<string, Handler>([
+    ['/Plugin.Activate', () => ({ Implements: ['IpamDriver'] })],
+    ['/IpamDriver.GetCapabilities', () => ({ RequiresMACAddress: false, RequiresRequestReplay: false })],
+    [
+      '/IpamDriver.GetDefaultAddressSpaces',
+      () => ({ LocalDefaultAddressSpace: LOCAL_ADDRESS_SPACE, GlobalDefaultAddressSpace: GLOBAL_ADDRESS_SPACE }),
+    ],
+    [
+      '/IpamDriver.RequestPool',
+      (body) => {
+        const pool = optionalString(body, 'Pool');
+        const subPool = optionalString(body, 'SubPool');
+        const record = allocator.requestPool({
+          addressSpace: optionalString(body, 'AddressSpace') ?? LOCAL_ADDRESS_SPACE,
+          pool: pool === null ? null : parsePrefix(pool, 'Pool'),
+          range: subPool === null ? null : parsePrefix(subPool, 'SubPool'),
+          v6: optionalBoolean(body, 'V6'),
+        });
+        return { PoolID: record.poolId, Pool: formatPrefix(record.pool), Data: {} };
+      },
+    ],
+    [
+      '/IpamDriver.ReleasePool',
+      (body) => {
+        allocator.releasePool(requiredString(body, 'PoolID'));
+        return {};
+      },
+    ],
+    [
+      '/IpamDriver.RequestAddress',
+      async (body) => {
+        const options = optionalObject(body, 'Options');
+        const preferredText = optionalString(body, 'Address');
+        const request = {
+          poolId: requiredString(body, 'PoolID'),
+          preferred: preferredText === null ? null : parseAddress(preferredText, 'Address'),
+          gateway: options[REQUEST_ADDRESS_TYPE] === GATEWAY_TYPE,
+        };
+        for (;;) {
+          // Claimed first, asked about after: no other request can take it while the LAN is asked.
+          const address = allocator.requestAddress(request);
+          const check = lan === null || request.gateway ? null : lanFor(allocator.pool(request.poolId));
+          if (lan === null || check === null) return { Address: formatPrefix(address), Data: {} };
+          const verdict = lan.isKnownFree(address.address)
+            ? { inUse: false as const }
+            : await lan.verdict(check, address.address);
+          if (!verdict.inUse) {
+            lan.used();
+            return { Address: formatPrefix(address), Data: {} };
+          }
+          if (request.preferred !== null && check.policy === 'warn')
+            return { Address: formatPrefix(address), Data: {} };
+          allocator.releaseAddress(request.poolId, address.address);
+          if (request.preferred !== null)
+            throw new LanplugError('Conflict', inUseMessage(address.address, verdict, ADVICE_EXPLICIT));
+          // Automatic: the allocator now skips it (the LAN was seen using it); the next one.
+        }
+      },
+    ],
+    [
+      '/IpamDriver.ReleaseAddress',
+      (body) => {
+        allocator.releaseAddress(
+          requiredString(body, 'PoolID'),
+          parseAddress(requiredString(body, 'Address'), 'Address'),
+        );
+        return {};
+      },
+    ],
+  ]);
+}

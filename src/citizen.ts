@@ -1,0 +1,112 @@
+/**
+ * The LAN side of the daemon, wired together: the guard that remembers what
+ * the LAN answered, the conflict checks the plugin routes await, the warmer
+ * that keeps the next candidates' answers fresh, and the watch that notices a
+ * device claiming a container's address afterwards. Composition only: each
+ * piece lives in src/lan/.
+ */
+import type { NetworkDriver } from './driver/network-driver';
+import type { IpamAllocator } from './ipam/allocator';
+import { nextCandidates } from './lan/candidates';
+import { LanConflicts, type LanCheck } from './lan/conflicts';
+import { LanGuard } from './lan/guard';
+import type { ProbeLink } from './lan/probe';
+import { CandidateWarmer, type WarmTarget } from './lan/warmer';
+import { LanWatch, type Holding } from './lan/watch';
+import type { Logger } from './log';
+import type { PoolRecord } from './model/ipam';
+import type { NetworkRecord } from './model/network';
+import type { IpAddress } from './net/address';
+import type { IpamStore } from './state/ipam-store';
+import type { LanSightings, Store } from './state/store';
+
+export class LanCitizen {
+  readonly conflicts: LanConflicts;
+  private readonly watch: LanWatch;
+  private warmer: CandidateWarmer | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  /** Addresses lanplug's containers hold, refreshed every sync: the watch's cheap first filter. */
+  private held = new Set<string>();
+
+  constructor(
+    private readonly driver: NetworkDriver,
+    private readonly store: Store & IpamStore & LanSightings,
+    private readonly log: Logger,
+  ) {
+    this.conflicts = new LanConflicts(new LanGuard(log), store, log, () => void this.warmer?.tick());
+    this.watch = new LanWatch((address) => this.holding(address), store, log);
+  }
+
+  /** Where and how to ask the LAN for a network; null when its policy is off or it has no LAN. */
+  checkFor(network: NetworkRecord): LanCheck | null {
+    const { spec } = network;
+    if (spec.conflict === 'off' || spec.parent.kind === 'private') return null;
+    const link = this.driver.lanLink(spec);
+    return link === null ? null : { link, policy: spec.conflict, networkId: spec.networkId };
+  }
+
+  /** The IPAM driver's pools know no parent: the lanplug network on the pool's subnet does. */
+  checkForPool(pool: PoolRecord): LanCheck | null {
+    const network = this.driver.networkOfPool(pool.pool);
+    return network === null ? null : this.checkFor(network);
+  }
+
+  start(allocator: IpamAllocator, options: { syncEveryMs: number; warmEveryMs: number }): void {
+    this.sync();
+    this.timer = setInterval(() => this.sync(), options.syncEveryMs);
+    this.timer.unref();
+    this.warmer = new CandidateWarmer(() => this.warmTargets(allocator), this.conflicts, this.log);
+    this.warmer.start(options.warmEveryMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    await this.warmer?.stop();
+    await this.watch.close();
+  }
+
+  /** The links to watch and the addresses held, from the store as it is now. */
+  private sync(): void {
+    try {
+      const links = new Map<number, ProbeLink>();
+      for (const network of this.store.listNetworks()) {
+        const check = this.checkFor(network);
+        if (check !== null) links.set(check.link.index, check.link);
+      }
+      this.held = new Set(
+        this.store
+          .listAllEndpoints()
+          .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((t): t is string => t !== undefined)),
+      );
+      this.watch.sync([...links.values()]);
+    } catch (err) {
+      this.log.warn('could not refresh the LAN watch', { error: String(err) });
+    }
+  }
+
+  /** Which container holds `address` right now (read from the store at the moment a frame arrives). */
+  private holding(address: IpAddress): Holding | null {
+    if (!this.held.has(address.text)) return null;
+    const endpoint = this.store
+      .listAllEndpoints()
+      .find((e) => e.ipv4?.address.text === address.text || e.ipv6?.address.text === address.text);
+    if (endpoint === undefined) return null;
+    const network = this.store.getNetwork(endpoint.networkId);
+    // ipvlan containers answer with the parent's MAC.
+    const mac = endpoint.mac ?? (network === null ? null : (this.driver.lanLink(network.spec)?.mac ?? null));
+    return mac === null ? null : { address, mac, networkId: endpoint.networkId };
+  }
+
+  private warmTargets(allocator: IpamAllocator): WarmTarget[] {
+    const pools = this.store.listPools();
+    return this.store.listNetworks().flatMap((network) => {
+      const check = this.checkFor(network);
+      if (check === null) return [];
+      const endpoints = this.store.listEndpoints(network.spec.networkId);
+      const candidates = nextCandidates(network.spec, endpoints, pools, allocator, (a) =>
+        this.conflicts.isKnownTaken(a),
+      );
+      return [{ check, candidates }];
+    });
+  }
+}

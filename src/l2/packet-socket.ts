@@ -1,0 +1,121 @@
+/**
+ * An AF_PACKET socket on one link, for the frames in frames.ts: send a frame
+ * as it is, and receive the frames of one Ethernet protocol without blocking
+ * the event loop that serves Docker (each receive runs on a worker thread and
+ * returns at least every RECEIVE_SLICE_MS, so close() is never kept waiting).
+ * Bound to the link's index in the daemon's own network namespace.
+ */
+import { LanplugError } from '../errors';
+import { describeErrno } from '../netlink/errno';
+import { libc } from '../sys/libc';
+
+const AF_PACKET = 17;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+const SOL_PACKET = 263;
+const PACKET_ADD_MEMBERSHIP = 1;
+const PACKET_MR_ALLMULTI = 2;
+/** struct sockaddr_ll: u16 family, u16 protocol (network order), s32 ifindex, u16 hatype, u8 pkttype, u8 halen, u8 addr[8]. */
+const SOCKADDR_LL_LEN = 20;
+const RECEIVE_SLICE_MS = 100;
+
+function sockaddr(ifindex: number, protocol: number, destination?: Buffer): Buffer {
+  const sll = Buffer.alloc(SOCKADDR_LL_LEN);
+  sll.writeUInt16LE(AF_PACKET, 0);
+  sll.writeUInt16BE(protocol, 2);
+  sll.writeInt32LE(ifindex, 4);
+  if (destination !== undefined) {
+    sll[11] = 6;
+    destination.copy(sll, 12, 0, 6);
+  }
+  return sll;
+}
+
+export class PacketSocket {
+  private fd: number;
+  private receiving = false;
+  private closing: (() => void) | null = null;
+
+  private constructor(
+    fd: number,
+    private readonly ifindex: number,
+    private readonly protocol: number,
+    readonly where: string,
+  ) {
+    this.fd = fd;
+  }
+
+  /** A socket for Ethernet protocol `protocol` (ETH_P_ARP, ETH_P_IPV6) on link `ifindex`, multicast included. */
+  static open(ifindex: number, protocol: number, name: string): PacketSocket {
+    const c = libc();
+    const fd = c.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, ((protocol & 0xff) << 8) | (protocol >> 8));
+    if (fd < 0) throw new LanplugError('Kernel', `open a packet socket on ${name}: ${describeErrno(c.errno())}`);
+    try {
+      const addr = sockaddr(ifindex, protocol);
+      if (c.bind(fd, addr, addr.length) !== 0)
+        throw new LanplugError('Kernel', `bind a packet socket to ${name}: ${describeErrno(c.errno())}`);
+      const tv = Buffer.alloc(16);
+      tv.writeBigInt64LE(BigInt(RECEIVE_SLICE_MS * 1000), 8);
+      c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length);
+      // IPv6 neighbour discovery answers to multicast groups the link has not joined.
+      const mreq = Buffer.alloc(16);
+      mreq.writeInt32LE(ifindex, 0);
+      mreq.writeUInt16LE(PACKET_MR_ALLMULTI, 4);
+      c.setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq, mreq.length);
+    } catch (err) {
+      c.close(fd);
+      throw err;
+    }
+    return new PacketSocket(fd, ifindex, protocol, name);
+  }
+
+  send(frame: Buffer): void {
+    if (this.fd < 0) throw new LanplugError('Internal', `the packet socket on ${this.where} is closed`);
+    const to = sockaddr(this.ifindex, this.protocol, frame.subarray(0, 6));
+    const c = libc();
+    if (c.sendto(this.fd, frame, frame.length, 0, to, to.length) !== frame.length) {
+      throw new LanplugError('Kernel', `send a frame on ${this.where}: ${describeErrno(c.errno())}`);
+    }
+  }
+
+  /** Calls `onFrame` for every frame received until close(). One listener per socket. */
+  listen(onFrame: (frame: Buffer) => void): void {
+    if (this.receiving) throw new LanplugError('Internal', `the packet socket on ${this.where} already has a listener`);
+    this.receiving = true;
+    const buffer = Buffer.alloc(2048);
+    const next = (): void => {
+      if (this.closing !== null || this.fd < 0) {
+        this.receiving = false;
+        this.closing?.();
+        return;
+      }
+      libc().recvAsync(this.fd, buffer, buffer.length, (n) => {
+        if (n > 0 && this.closing === null) {
+          try {
+            onFrame(Buffer.from(buffer.subarray(0, n)));
+          } catch {
+            // a listener's failure is its own; the socket keeps receiving
+          }
+        }
+        next();
+      });
+    };
+    next();
+  }
+
+  /** Stops receiving (waiting for the receive in flight, at most one slice) and closes the socket. */
+  close(): Promise<void> {
+    if (this.fd < 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        libc().close(this.fd);
+        this.fd = -1;
+        resolve();
+      };
+      if (!this.receiving) return finish();
+      this.closing = finish;
+    });
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Announcements on attach: gratuitous ARP (RFC 5227 §2.3) and, for IPv6,
+ * unsolicited neighbour advertisements (RFC 4861 §7.2.6) carrying the
+ * container's MAC, so that the LAN's caches — a router's ARP entry lasts hours
+ * — learn a re-created container's new MAC at once. Docker ≥ 28 does this
+ * itself (3 messages, 1 s apart, `com.docker.network.advertise_addr_nmsgs` /
+ * `_ms`); Docker 20.10 does not. lanplug honours the same options, so one
+ * setting rules both; duplicates on Docker ≥ 28 are harmless.
+ */
+import type { Logger } from '../log';
+import type { AnnouncePolicy } from '../model/network';
+import type { IpAddress } from '../net/address';
+import { arpAnnouncement, ETH_P_ARP, ETH_P_IPV6, unsolicitedAdvertisement } from '../l2/frames';
+import { PacketSocket } from '../l2/packet-socket';
+import type { ProbeLink } from './probe';
+
+export interface Announcer {
+  /**
+   * Sends the announcements in the background: the first now, the rest
+   * `intervalMs` apart. Announcements still pending for the same addresses
+   * (an earlier container's) are dropped: they would teach the LAN the old MAC.
+   */
+  announce(link: ProbeLink, mac: string, addresses: readonly IpAddress[], policy: AnnouncePolicy): void;
+  /** Drops what is still pending for these addresses (their container is gone). */
+  withdraw(addresses: readonly IpAddress[]): void;
+}
+
+export class PacketAnnouncer implements Announcer {
+  /** The timer of the next announcement, by address. */
+  private readonly pending = new Map<string, NodeJS.Timeout>();
+
+  constructor(private readonly log: Logger) {}
+
+  withdraw(addresses: readonly IpAddress[]): void {
+    for (const address of addresses) {
+      clearTimeout(this.pending.get(address.text));
+      this.pending.delete(address.text);
+    }
+  }
+
+  announce(link: ProbeLink, mac: string, addresses: readonly IpAddress[], policy: AnnouncePolicy): void {
+    this.withdraw(addresses);
+    if (policy.count === 0 || addresses.length === 0) return;
+    const frames = addresses.map((a) => (a.family === 4 ? arpAnnouncement(mac, a) : unsolicitedAdvertisement(mac, a)));
+    const send = (round: number): void => {
+      try {
+        for (const [i, frame] of frames.entries()) {
+          const socket = PacketSocket.open(link.index, addresses[i]?.family === 4 ? ETH_P_ARP : ETH_P_IPV6, link.name);
+          try {
+            socket.send(frame);
+          } finally {
+            void socket.close();
+          }
+        }
+      } catch (err) {
+        this.log.warn('could not announce an address', { link: link.name, error: String(err) });
+        return;
+      }
+      if (round + 1 >= policy.count) return this.withdraw(addresses);
+      const timer = setTimeout(() => send(round + 1), policy.intervalMs);
+      timer.unref();
+      for (const address of addresses) this.pending.set(address.text, timer);
+    };
+    send(0);
+  }
+}

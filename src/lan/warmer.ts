@@ -1,0 +1,68 @@
+/**
+ * Keeps the LAN's answers fresh for the addresses containers will ask for
+ * next, in the background, so that a normal `docker run` pays nothing for the
+ * conflict check: every tick it asks about the next few candidates of each
+ * network the guard has no fresh answer for, one probe at a time per link,
+ * paced (at most PROBES_PER_SECOND per link) so that an intrusion detection
+ * system does not take the host for a scanner.
+ */
+import type { Logger } from '../log';
+import type { IpAddress } from '../net/address';
+import type { LanCheck, LanConflicts } from './conflicts';
+
+const PROBES_PER_SECOND = 10;
+
+/** A network's LAN link and the addresses its next containers would get, best first. */
+export interface WarmTarget {
+  check: LanCheck;
+  candidates: IpAddress[];
+}
+
+export class CandidateWarmer {
+  private running: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly targets: () => WarmTarget[],
+    private readonly conflicts: LanConflicts,
+    private readonly log: Logger,
+  ) {}
+
+  start(everyMs: number): void {
+    this.timer = setInterval(() => void this.tick(), everyMs);
+    this.timer.unref();
+    void this.tick();
+  }
+
+  /** One round; a round still running is not started twice. */
+  tick(): Promise<void> {
+    this.running ??= this.round().finally(() => (this.running = null));
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    await this.running;
+  }
+
+  private async round(): Promise<void> {
+    let targets: WarmTarget[];
+    try {
+      targets = this.targets();
+    } catch (err) {
+      this.log.warn('no candidates to keep fresh this round', { error: String(err) });
+      return;
+    }
+    for (const target of targets) {
+      for (const candidate of target.candidates) {
+        if (this.conflicts.isKnownFree(candidate) || this.conflicts.isKnownTaken(candidate)) continue;
+        try {
+          await this.conflicts.verdict(target.check, candidate);
+        } catch (err) {
+          this.log.warn('a background probe failed', { address: candidate.text, error: String(err) });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1000 / PROBES_PER_SECOND));
+      }
+    }
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * After the fact (RFC 5227 §2.4, RFC 4861): a device that starts using one of
+ * lanplug's container addresses. lanplug listens for ARP and neighbour
+ * advertisements on each LAN link it uses; a claim on a container's address
+ * from another MAC is logged, remembered for `lanplug doctor`, and defended
+ * with one gratuitous ARP (unsolicited NA) at most every DEFEND_INTERVAL_MS.
+ * The container is never torn down: the user decides who keeps the address.
+ */
+import type { Logger } from '../log';
+import type { IpAddress } from '../net/address';
+import {
+  arpAnnouncement,
+  decodeArp,
+  decodeNeighbor,
+  ETH_P_ALL,
+  ETH_P_ARP,
+  ETH_P_IPV6,
+  unsolicitedAdvertisement,
+} from '../l2/frames';
+import { PacketSocket } from '../l2/packet-socket';
+import type { LanSightings } from '../state/store';
+import type { ProbeLink } from './probe';
+
+const DEFEND_INTERVAL_MS = 10_000;
+
+/** An address one of lanplug's containers holds, with the MAC it holds it with. */
+export interface Holding {
+  address: IpAddress;
+  mac: string;
+  networkId: string;
+}
+
+interface Watched {
+  link: ProbeLink;
+  sockets: PacketSocket[];
+}
+
+export class LanWatch {
+  private readonly watched = new Map<number, Watched>();
+  private readonly lastDefence = new Map<string, number>();
+
+  /**
+   * `holding` answers, at the moment a frame arrives, which container holds an
+   * address (read from the store then, so that a container re-created with a
+   * new MAC is never taken for a stranger).
+   */
+  constructor(
+    private readonly holding: (address: IpAddress) => Holding | null,
+    private readonly sightings: LanSightings,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Opens sockets for new links and closes those of links no longer used. */
+  sync(links: readonly ProbeLink[]): void {
+    const wanted = new Map(links.map((l) => [l.index, l]));
+    for (const [index, w] of this.watched) {
+      if (wanted.get(index)?.mac === w.link.mac) continue;
+      for (const s of w.sockets) void s.close();
+      this.watched.delete(index);
+    }
+    for (const link of links) {
+      if (this.watched.has(link.index)) continue;
+      try {
+        this.watched.set(link.index, this.open(link));
+      } catch (err) {
+        this.log.warn('cannot watch the LAN for address conflicts', { link: link.name, error: String(err) });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.watched.values()].flatMap((w) => w.sockets.map((s) => s.close())));
+    this.watched.clear();
+  }
+
+  private open(link: ProbeLink): Watched {
+    const protocols = link.listenAll ? [ETH_P_ALL] : [ETH_P_ARP, ETH_P_IPV6];
+    const w: Watched = { link, sockets: [] };
+    for (const protocol of protocols) {
+      const socket = PacketSocket.open(link.index, protocol, link.name);
+      w.sockets.push(socket);
+      socket.listen((frame) => this.onFrame(w, frame));
+    }
+    return w;
+  }
+
+  private onFrame(w: Watched, frame: Buffer): void {
+    const arp = decodeArp(frame);
+    if (arp !== null)
+      return this.check(w, arp.senderIp, arp.senderMac, `it sent an ARP ${arp.op} for it on ${w.link.name}`);
+    const nd = decodeNeighbor(frame);
+    if (nd !== null && nd.type === 'advertisement')
+      this.check(w, nd.target, nd.mac, `it advertised it on ${w.link.name}`);
+  }
+
+  private check(w: Watched, address: IpAddress, mac: string, how: string): void {
+    if (mac === w.link.mac) return;
+    const holding = this.holding(address);
+    if (holding === null || mac === holding.mac) return;
+    const at = this.now();
+    this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
+    const last = this.lastDefence.get(address.text) ?? -Infinity;
+    if (at - last < DEFEND_INTERVAL_MS) return;
+    this.lastDefence.set(address.text, at);
+    this.log.warn("a device on the LAN claims a container's address; defending it once", {
+      address: address.text,
+      mac,
+      how,
+    });
+    const frame =
+      address.family === 4 ? arpAnnouncement(holding.mac, address) : unsolicitedAdvertisement(holding.mac, address);
+    const socket = w.sockets[address.family === 4 || w.sockets.length === 1 ? 0 : 1];
+    try {
+      socket?.send(frame);
+    } catch (err) {
+      this.log.warn('could not defend an address', { address: address.text, error: String(err) });
+    }
+  }
+}

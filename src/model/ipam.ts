@@ -1,0 +1,18 @@
+/**
+ * What the IPAM driver keeps: pools (a network's subnet, and its --ip-range)
+ * and the addresses in use in each. One row per address: the store refuses a
+ * second claim of the same address, whoever makes it.
+ */
+import type { IpPrefix } from '../net/address';
+
+export interface PoolRecord {
+  /** What Docker gets back from RequestPool and passes to every later call. */
+  poolId: string;
+  addressSpace: string;
+  pool: IpPrefix;
+  /** `--ip-range`: where automatic allocation takes addresses from; null for the whole pool. */
+  range: IpPrefix | null;
+}
+
+/** Why an address is taken: the gateway, one Docker asked for by value (--ip, --aux-address), or one lanplug chose. */
+export type AddressKind = 'gateway' | 'requested' | 'allocated';

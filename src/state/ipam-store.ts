@@ -1,0 +1,24 @@
+/**
+ * The IPAM driver's side of the store: pools and the addresses claimed in
+ * them. `claimAddress` is create-if-absent: it answers false instead of
+ * claiming an address twice, which is what keeps two containers (or two
+ * hosts, on a distributed store) from ever holding one address.
+ */
+import type { AddressKind, PoolRecord } from '../model/ipam';
+import type { Stamped } from '../model/network';
+import type { IpAddress } from '../net/address';
+
+export interface IpamStore {
+  /** Inserts; throws Conflict when a pool with that id exists. */
+  insertPool(pool: PoolRecord): void;
+  getPool(poolId: string): (PoolRecord & Stamped) | null;
+  listPools(): (PoolRecord & Stamped)[];
+  /** Deletes the pool and every address claimed in it. */
+  deletePool(poolId: string): void;
+
+  /** Claims `address` in the pool; false when it is already claimed. */
+  claimAddress(poolId: string, address: IpAddress, kind: AddressKind): boolean;
+  /** False when it was not claimed. */
+  releaseAddress(poolId: string, address: IpAddress): boolean;
+  claimedAddresses(poolId: string): { address: IpAddress; kind: AddressKind }[];
+}

@@ -1,0 +1,182 @@
+/**
+ * The `lanplug` IPAM driver with a real dockerd: the seed's commands with
+ * `--ipam-driver lanplug` added give the same addresses as Docker's default
+ * IPAM; 50 concurrent runs get 50 distinct addresses; a restarted daemon
+ * keeps its pools and addresses; errors come in Docker's wording.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { DOCKER_CLIENT } from '../lab/docker-host';
+import { startLanplug } from '../lab/lanplug';
+import { cleanEnv } from '../lab/proc';
+import { assertNoLanplugLinks, containerNetwork, useLab } from './helpers';
+
+const lab = useLab({ addresses: ['172.16.86.1/24', '192.168.32.254/24', '2001:db8:abc8::10/64'] });
+
+function run(network: string, name: string, extra: string[] = []): void {
+  lab.host.dockerOk(['run', '-d', '--network', network, ...extra, '--name', name, 'alpine:latest', 'sleep', '3600']);
+}
+
+test('the seed bridge tutorial with --ipam-driver lanplug: the same addresses, MAC and gateway', () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    'my-macvlan-net',
+  ]);
+  const [inspected] = JSON.parse(lab.host.dockerOk(['network', 'inspect', 'my-macvlan-net'])) as {
+    IPAM: { Driver: string; Config: unknown };
+  }[];
+  assert.equal(inspected?.IPAM.Driver, 'lanplug');
+  assert.deepEqual(inspected?.IPAM.Config, [{ Subnet: '172.16.86.0/24', Gateway: '172.16.86.1' }]);
+  lab.host.dockerOk([
+    'run',
+    '--rm',
+    '-dit',
+    '--network',
+    'my-macvlan-net',
+    '--name',
+    'my-macvlan-alpine',
+    'alpine:latest',
+    'ash',
+  ]);
+  const net = containerNetwork(lab.host, 'my-macvlan-alpine', 'my-macvlan-net');
+  assert.equal(net.IPAddress, '172.16.86.2');
+  assert.equal(net.MacAddress, '02:42:ac:10:56:02');
+  assert.equal(net.Gateway, '172.16.86.1');
+  lab.host.dockerOk(['exec', 'my-macvlan-alpine', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+  lab.host.dockerOk(['rm', '-f', 'my-macvlan-alpine']);
+  lab.host.dockerOk(['network', 'rm', 'my-macvlan-net']);
+  assertNoLanplugLinks(lab.host);
+});
+
+test("the seed's macnet32 (--ip-range, --aux-address) and --ip with --ipam-driver lanplug; Docker's wording for an address in use", () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=192.168.32.0/24',
+    '--ip-range=192.168.32.128/25',
+    '--gateway=192.168.32.254',
+    '--aux-address=my-router=192.168.32.129',
+    '-o',
+    'parent=eth0',
+    'macnet32',
+  ]);
+  run('macnet32', 'm1');
+  run('macnet32', 'm2');
+  assert.equal(containerNetwork(lab.host, 'm1', 'macnet32').IPAddress, '192.168.32.128');
+  assert.equal(containerNetwork(lab.host, 'm2', 'macnet32').IPAddress, '192.168.32.130');
+  run('macnet32', 'pinned', ['--ip', '192.168.32.200']);
+  assert.equal(containerNetwork(lab.host, 'pinned', 'macnet32').IPAddress, '192.168.32.200');
+  const taken = lab.host.docker([
+    'run',
+    '-d',
+    '--network',
+    'macnet32',
+    '--ip',
+    '192.168.32.200',
+    '--name',
+    'again',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  assert.notEqual(taken.status, 0);
+  assert.match(taken.stderr, /Address already in use/);
+  lab.host.dockerOk(['exec', 'm2', 'ping', '-c', '1', '-W', '2', '192.168.32.254']);
+});
+
+test('dual stack with --ipam-driver lanplug: IPv4 and IPv6 addresses and gateways as with the default IPAM', () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--ipv6',
+    '--subnet=192.168.216.0/24',
+    '--gateway=192.168.216.1',
+    '--subnet=2001:db8:abc8::/64',
+    '--gateway=2001:db8:abc8::10',
+    '-o',
+    'parent=eth0',
+    'dual',
+  ]);
+  run('dual', 'd1');
+  const net = containerNetwork(lab.host, 'd1', 'dual');
+  assert.equal(net.IPAddress, '192.168.216.2');
+  assert.equal(net.GlobalIPv6Address, '2001:db8:abc8::1');
+  assert.equal(net.IPv6Gateway, '2001:db8:abc8::10');
+});
+
+test('50 concurrent docker run with the lanplug IPAM get 50 distinct addresses; a restarted daemon keeps them', async () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    'many',
+  ]);
+  const results = await Promise.all(
+    Array.from(
+      { length: 50 },
+      (_, i) =>
+        new Promise<number | null>((resolve) => {
+          const child = spawn(
+            DOCKER_CLIENT,
+            [
+              '-H',
+              `unix://${lab.host.sock}`,
+              'run',
+              '-d',
+              '--network',
+              'many',
+              '--name',
+              `n${i}`,
+              'alpine:latest',
+              'sleep',
+              '3600',
+            ],
+            {
+              stdio: 'ignore',
+              env: cleanEnv({ DOCKER_CONFIG: lab.host.clientConfigDir }),
+            },
+          );
+          child.on('close', resolve);
+        }),
+    ),
+  );
+  assert.deepEqual(
+    results.filter((c) => c !== 0),
+    [],
+  );
+  const addresses = new Set(
+    Array.from({ length: 50 }, (_, i) => containerNetwork(lab.host, `n${i}`, 'many').IPAddress),
+  );
+  assert.equal(addresses.size, 50);
+  await lab.plugin.stop();
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  run('many', 'after');
+  const after = containerNetwork(lab.host, 'after', 'many').IPAddress;
+  assert.equal(addresses.has(after), false, `${after} was already given out`);
+  assert.equal(after, '172.16.86.52');
+});

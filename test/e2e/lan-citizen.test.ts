@@ -1,0 +1,176 @@
+/**
+ * A good citizen of the LAN, with a real dockerd and foreign devices as lab
+ * namespaces: an address a LAN device already holds is never given to a
+ * container (the lanplug IPAM skips it, an explicit --ip or Docker's own IPAM
+ * is refused naming the device), unless the network says lanplug.conflict=off;
+ * IPv6 likewise through duplicate address detection; and a re-created
+ * container's new MAC reaches the LAN's caches at once through announcements.
+ */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { LanHost } from '../lab/lan';
+import { join } from 'node:path';
+import { repoRoot } from '../support/repo';
+import { containerNetwork, eventually, useLab } from './helpers';
+
+const lab = useLab({ addresses: ['172.16.86.1/24', '2001:db8:86::1/64'] });
+let foreign: LanHost;
+let foreignMac: string;
+
+before(() => {
+  foreign = lab.lan.addLanHost('printer', ['172.16.86.2/24', '2001:db8:86::2/64']);
+  foreignMac = /link\/ether ([0-9a-f:]{17})/.exec(foreign.execOk(['ip', 'link', 'show', 'eth0']))?.[1] ?? '?';
+});
+
+function network(name: string, extra: string[] = []): void {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    ...extra,
+    name,
+  ]);
+}
+
+function refused(args: string[]): string {
+  const r = lab.host.docker(['run', '-d', ...args, 'alpine:latest', 'sleep', '3600']);
+  assert.notEqual(r.status, 0, 'the run must be refused');
+  return r.stderr.trim();
+}
+
+test('--ipam-driver lanplug skips the address a LAN device holds; an explicit --ip of it is refused naming the device', () => {
+  network('guarded', ['--ipam-driver', 'lanplug']);
+  lab.host.dockerOk(['run', '-d', '--network', 'guarded', '--name', 'first', 'alpine:latest', 'sleep', '3600']);
+  assert.equal(containerNetwork(lab.host, 'first', 'guarded').IPAddress, '172.16.86.3');
+  assert.match(
+    refused(['--network', 'guarded', '--ip', '172.16.86.2', '--name', 'pinned']),
+    new RegExp(
+      `address 172\\.16\\.86\\.2 is in use on the LAN by ${foreignMac} \\(it answered an ARP probe on eth0\\); choose another --ip, or free that device`,
+    ),
+  );
+});
+
+test("Docker's default IPAM: the same docker run is refused with the fix named; lanplug.conflict=off lets it through", () => {
+  network('plain');
+  assert.match(
+    refused(['--network', 'plain', '--name', 'taken']),
+    new RegExp(
+      `address 172\\.16\\.86\\.2 is in use on the LAN by ${foreignMac} \\(it answered an ARP probe on eth0\\); Docker's IPAM would offer it again: reserve it with --aux-address`,
+    ),
+  );
+  lab.host.docker(['rm', '-f', 'taken']);
+  lab.host.dockerOk(['network', 'rm', 'plain']);
+  network('trusting', ['-o', 'lanplug.conflict=off']);
+  lab.host.dockerOk(['run', '-d', '--network', 'trusting', '--name', 'anyway', 'alpine:latest', 'sleep', '3600']);
+  assert.equal(containerNetwork(lab.host, 'anyway', 'trusting').IPAddress, '172.16.86.2');
+});
+
+test('IPv6: an address a LAN device holds fails duplicate address detection, and the same behaviours follow', () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '--ipv6',
+    '--subnet=2001:db8:86::/64',
+    '--gateway=2001:db8:86::1',
+    '-o',
+    'parent=eth0',
+    'six',
+  ]);
+  lab.host.dockerOk(['run', '-d', '--network', 'six', '--name', 's1', 'alpine:latest', 'sleep', '3600']);
+  assert.equal(containerNetwork(lab.host, 's1', 'six').GlobalIPv6Address, '2001:db8:86::3');
+  assert.match(
+    refused(['--network', 'six', '--ip6', '2001:db8:86::2', '--name', 's2']),
+    new RegExp(
+      `address 2001:db8:86::2 is in use on the LAN by ${foreignMac} \\(it answered duplicate address detection on eth0\\)`,
+    ),
+  );
+});
+
+test("announcements: a LAN host's cache learns a re-created container's new MAC within 1 s; with advertise_addr_nmsgs=0 it stays stale", async () => {
+  const watcher = lab.lan.addLanHost('watcher', ['172.16.86.9/24']);
+  // Each case its own address and MACs: the first case's later announcements must not reach the second.
+  for (const [name, last, options, expectFresh] of [
+    ['loud', '70', [], true],
+    ['quiet', '71', ['-o', 'com.docker.network.advertise_addr_nmsgs=0'], false],
+  ] as const) {
+    const ip = `172.16.86.${last}`;
+    const mac = (n: number): string => `02:00:00:00:${last}:0${n}`;
+    const run = (n: number): string =>
+      lab.host.dockerOk([
+        'run',
+        '-d',
+        '--network',
+        name,
+        '--ip',
+        ip,
+        '--mac-address',
+        mac(n),
+        '--name',
+        `${name}${n}`,
+        'alpine:latest',
+        'sleep',
+        '3600',
+      ]);
+    network(name, ['--ip-range=172.16.86.64/28', ...options]);
+    run(1);
+    watcher.execOk(['/bin/busybox', 'ping', '-c', '1', '-W', '2', ip]);
+    assert.match(watcher.execOk(['ip', 'neigh', 'show', ip]), new RegExp(`lladdr ${mac(1)}`));
+    lab.host.dockerOk(['rm', '-f', `${name}1`]);
+    run(2);
+    await new Promise((r) => setTimeout(r, 1000));
+    const entry = watcher.execOk(['ip', 'neigh', 'show', ip]);
+    if (expectFresh) assert.match(entry, new RegExp(`lladdr ${mac(2)}`), 'the new MAC, within 1 s');
+    else assert.match(entry, new RegExp(`lladdr ${mac(1)}`), 'without announcements the old MAC stays');
+    lab.host.dockerOk(['rm', '-f', `${name}2`]);
+    lab.host.dockerOk(['network', 'rm', name]);
+  }
+  await eventually(() => undefined);
+});
+
+test("a device that starts using a container's address afterwards is noticed, defended once, and reported by doctor", async () => {
+  network('watched', ['--ipam-driver', 'lanplug']);
+  lab.host.dockerOk(['run', '-d', '--network', 'watched', '--name', 'victim', 'alpine:latest', 'sleep', '3600']);
+  const address = containerNetwork(lab.host, 'victim', 'watched').IPAddress;
+  await new Promise((r) => setTimeout(r, 3000)); // the watch takes new holdings every 2 s
+  const rogue = lab.lan.addLanHost('rogue', [`${address}/24`]);
+  const rogueMac = /link\/ether ([0-9a-f:]{17})/.exec(rogue.execOk(['ip', 'link', 'show', 'eth0']))?.[1] ?? '?';
+  rogue.execOk(['/bin/busybox', 'arping', '-U', '-c', '1', '-I', 'eth0', address]);
+  const doctor = (): string => {
+    const r = lab.host.exec([
+      process.execPath,
+      join(repoRoot(), 'bin', 'lanplug'),
+      'doctor',
+      '--state-dir',
+      lab.plugin.stateDir,
+      '--docker-host',
+      `unix://${lab.host.sock}`,
+    ]);
+    assert.equal(r.status, 1, 'doctor fails while a device claims a container address');
+    return r.stdout;
+  };
+  const report = await eventually(doctor, 10_000);
+  assert.match(
+    report,
+    new RegExp(
+      `^✘ address conflict ${address.replace(/\./g, '\\.')}: a device with MAC ${rogueMac} claims the address of a container of network [0-9a-f]{12} \\(it sent an ARP request for it on eth0\\)`,
+      'm',
+    ),
+  );
+  assert.match(lab.plugin.stderr(), /a device on the LAN claims a container's address; defending it once/);
+  assert.equal(
+    lab.host.dockerOk(['inspect', '-f', '{{.State.Running}}', 'victim']).trim(),
+    'true',
+    'the container is never torn down',
+  );
+});

@@ -1,0 +1,61 @@
+/**
+ * The LAN guard's memory, with a stand-in prober and clock (the Docker lane
+ * probes a real LAN): answers are reused while fresh, asked again when stale,
+ * and one address is never probed twice at once.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LanGuard, type Prober } from '../../src/lan/guard';
+import type { ProbeLink, ProbeVerdict } from '../../src/lan/probe';
+import { silentLogger } from '../../src/log';
+import { parseAddress } from '../../src/net/address';
+
+const LINK: ProbeLink = { index: 7, name: 'eth0', mac: '02:00:00:00:00:07', listenAll: false };
+
+function setup(answer: (address: string) => ProbeVerdict): {
+  guard: LanGuard;
+  asked: string[];
+  clock: { now: number };
+} {
+  const asked: string[] = [];
+  const clock = { now: 1_000_000 };
+  const prober: Prober = async (_link, candidate) => {
+    asked.push(candidate.text);
+    await new Promise((r) => setTimeout(r, 5));
+    return answer(candidate.text);
+  };
+  return { guard: new LanGuard(silentLogger, prober, () => clock.now), asked, clock };
+}
+
+test('a free answer is reused for 30 s, an in-use answer for 10 minutes', async () => {
+  const { guard, asked, clock } = setup((a) =>
+    a === '172.16.86.2' ? { inUse: true, mac: '06:85:e9:52:4e:de', how: 'test' } : { inUse: false },
+  );
+  const free = parseAddress('172.16.86.3');
+  const taken = parseAddress('172.16.86.2');
+  assert.deepEqual(await guard.ask(LINK, free), { inUse: false });
+  assert.equal((await guard.ask(LINK, taken)).inUse, true);
+  assert.equal(guard.isKnownFree(free), true);
+  assert.equal(guard.isKnownTaken(taken), true);
+  clock.now += 20_000;
+  await guard.ask(LINK, free);
+  assert.deepEqual(asked, ['172.16.86.3', '172.16.86.2'], 'fresh answers are not asked again');
+  clock.now += 20_000;
+  assert.equal(guard.isKnownFree(free), false, 'stale after 30 s');
+  assert.equal(guard.isKnownTaken(taken), true, 'an in-use answer lasts longer');
+  await guard.ask(LINK, free);
+  assert.deepEqual(asked, ['172.16.86.3', '172.16.86.2', '172.16.86.3']);
+  clock.now += 10 * 60_000;
+  assert.equal(guard.isKnownTaken(taken), false, 'devices leave: asked again after 10 minutes');
+  assert.deepEqual(
+    guard.taken().map((t) => [t.address, t.mac]),
+    [['172.16.86.2', '06:85:e9:52:4e:de']],
+  );
+});
+
+test('callers asking about one address at once share one probe', async () => {
+  const { guard, asked } = setup(() => ({ inUse: false }));
+  const address = parseAddress('172.16.86.9');
+  await Promise.all([guard.ask(LINK, address), guard.ask(LINK, address), guard.ask(LINK, address)]);
+  assert.deepEqual(asked, ['172.16.86.9']);
+});
