@@ -101,10 +101,12 @@ export class NetworkDriver {
    * The link that probes, announces and watches for a network: on a macvlan
    * parent lanplug's own bridge-mode sibling (it sees the LAN and the
    * containers beside it); on an ipvlan or passthru parent, the parent.
+   * None on a parent that is down: nothing on the LAN can answer through it,
+   * and Docker's drivers attach containers to a down parent all the same.
    */
   lanLink(spec: NetworkSpec): ProbeLink | null {
     const parent = this.rtnl.getLink(spec.parent.name);
-    if (parent === null || parent.mac === null) return null;
+    if (parent === null || parent.mac === null || !parent.up) return null;
     if (spec.mode.kind === 'macvlan' && spec.mode.mode !== 'passthru') {
       const eye = ensureEye(this.rtnl, parent);
       return eye.mac === null ? null : { index: eye.index, name: parent.name, mac: eye.mac, listenAll: false };
