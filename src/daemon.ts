@@ -23,6 +23,7 @@ import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
 import { LanCitizen } from './citizen';
 import { reconcile } from './driver/reconcile';
+import { LinkReaper } from './link/reaper';
 import { openRtnl, type Rtnl } from './link/rtnl';
 import type { Logger } from './log';
 import type { DriverKind } from './model/network';
@@ -79,7 +80,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     const rtnl: Rtnl = openRtnl();
     closers.push(() => rtnl.close());
-    const driver = new NetworkDriver(rtnl, store, log, new PacketAnnouncer(log));
+    const reaper = new LinkReaper(rtnl, log);
+    // Links a daemon parked for removal and did not see go (it died): their leftover records are reconciled below.
+    reaper.removeGroup();
+    closers.push(() => reaper.close());
+    const announcer = new PacketAnnouncer(log);
+    closers.push(() => announcer.close());
+    const driver = new NetworkDriver(rtnl, store, log, { announcer, remover: reaper });
     const citizen = new LanCitizen(driver, store, log);
     const conflicts = citizen.conflicts;
     reconcile(rtnl, store, log);
@@ -109,14 +116,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         errorField: 'Error',
       },
     ];
-    for (const plugin of plugins) {
-      const fd = passed.get(plugin.name);
-      const server =
-        fd === undefined
-          ? await PluginServer.listen(options.pluginDir, plugin, log)
-          : await PluginServer.adopt(fd, join(options.pluginDir, `${plugin.name}.sock`), plugin, log);
-      closers.push(() => server.close());
-    }
+    // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
     const control = await PluginServer.listen(
       options.stateDir,
       {
@@ -127,6 +127,14 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       log,
     );
     closers.push(() => control.close());
+    for (const plugin of plugins) {
+      const fd = passed.get(plugin.name);
+      const server =
+        fd === undefined
+          ? await PluginServer.listen(options.pluginDir, plugin, log)
+          : await PluginServer.adopt(fd, join(options.pluginDir, `${plugin.name}.sock`), plugin, log);
+      closers.push(() => server.close());
+    }
 
     citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });
     closers.push(() => citizen.stop());

@@ -16,6 +16,7 @@
 import { conflict, invalidArgument, LanplugError, notFound, Teardown, withContext } from '../errors';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
+import { ImmediateRemover, type LinkRemover } from '../link/reaper';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { crashPoint } from '../crash-points';
@@ -60,14 +61,20 @@ export interface ConflictPlan {
 export class NetworkDriver {
   private readonly features: KernelFeatures;
 
+  /** Sends gratuitous ARP / unsolicited NA at Join; none in unit tests. */
+  private readonly announcer: Announcer | null;
+  /** How endpoint links go at DeleteEndpoint: the daemon's reaper takes them off the request path. */
+  private readonly remover: LinkRemover;
+
   constructor(
     private readonly rtnl: Rtnl,
     private readonly store: Store,
     private readonly log: Logger,
-    /** Sends gratuitous ARP / unsolicited NA at Join; none in unit tests. */
-    private readonly announcer: Announcer | null = null,
+    options: { announcer?: Announcer; remover?: LinkRemover } = {},
   ) {
     this.features = new KernelFeatures(rtnl);
+    this.announcer = options.announcer ?? null;
+    this.remover = options.remover ?? new ImmediateRemover(rtnl);
   }
 
   // ---- the LAN ----
@@ -180,6 +187,8 @@ export class NetworkDriver {
     });
     crashPoint('delete-network:rows-dropped');
     const teardown = new Teardown();
+    // Links still parked from DeleteEndpoint go now: `docker network rm` leaves nothing behind when it returns.
+    teardown.step('remove detached endpoint links', () => this.remover.settle());
     if (network.spec.hostAccess !== null) {
       // The shim's routes go with it.
       const shim = shimLinkName(networkId);
@@ -279,14 +288,16 @@ export class NetworkDriver {
     try {
       if (network !== null && network.spec.hostAccess !== null && endpoint !== null)
         this.removeRoutesQuietly(network.spec, endpoint);
-      this.deleteEndpointLink(linkName);
+      const link = this.rtnl.getLink(linkName);
+      if (link === null) this.store.deleteLeftover(linkName);
+      // The leftover record goes once the link is: at once, or when the reaper's batch is done.
+      else this.remover.remove(link, () => this.store.deleteLeftover(linkName));
     } catch (err) {
       const failure =
         network === null ? withContext(`endpoint ${shortId(endpointId)}`, err) : inNetwork(network.spec, err);
       this.store.putLeftover({ ...leftover, reason: failure.message });
       throw failure;
     }
-    this.store.deleteLeftover(linkName);
   }
 
   /** null for an endpoint lanplug does not know (Docker's own drivers answer an empty map then). */
@@ -310,7 +321,7 @@ export class NetworkDriver {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       // A link of this name can only be a leftover of an earlier attempt for this same endpoint.
       this.deleteEndpointLink(endpoint.linkName);
-      const link = this.createEndpointLink(spec, endpoint, parent);
+      const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
       this.log.debug('endpoint link created', { endpoint: shortId(endpointId), link: link.name, index: link.index });
       // The shim is made again here if its parent went away and came back since.
       if (spec.hostAccess !== null)
@@ -350,6 +361,22 @@ export class NetworkDriver {
       throw notFound(`network ${shortId(networkId)} is not a lanplug-${driver} network known to this host`);
     }
     return network;
+  }
+
+  /**
+   * A parked link is down and has no addresses, so it collides with nothing
+   * a new one needs, except where the kernel counts every link on a parent
+   * (passthru allows one). Should the kernel refuse while links are parked,
+   * they go first and the create is tried once more.
+   */
+  private createEndpointLinkBesideParked(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): LinkInfo {
+    try {
+      return this.createEndpointLink(spec, endpoint, parent);
+    } catch (err) {
+      if (this.remover.pending === 0) throw err;
+      this.remover.settle();
+      return this.createEndpointLink(spec, endpoint, parent);
+    }
   }
 
   private createEndpointLink(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): LinkInfo {

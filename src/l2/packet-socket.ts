@@ -20,6 +20,8 @@ const PACKET_MR_ALLMULTI = 2;
 /** struct sockaddr_ll: u16 family, u16 protocol (network order), s32 ifindex, u16 hatype, u8 pkttype, u8 halen, u8 addr[8]. */
 const SOCKADDR_LL_LEN = 20;
 const RECEIVE_SLICE_MS = 100;
+/** PacketSocket.open's protocol for a socket that only sends. */
+export const SEND_ONLY = 0;
 
 function sockaddr(ifindex: number, protocol: number, destination?: Buffer): Buffer {
   const sll = Buffer.alloc(SOCKADDR_LL_LEN);
@@ -47,23 +49,33 @@ export class PacketSocket {
     this.fd = fd;
   }
 
-  /** A socket for Ethernet protocol `protocol` (ETH_P_ARP, ETH_P_IPV6) on link `ifindex`, multicast included. */
+  /**
+   * A socket for Ethernet protocol `protocol` (ETH_P_ARP, ETH_P_IPV6,
+   * ETH_P_ALL) on link `ifindex`, multicast included; protocol 0 for a
+   * socket that only sends (it receives nothing and costs the kernel nothing).
+   *
+   * The socket is made with protocol 0 and given its protocol by bind():
+   * made with one, the kernel would hook it to every link first and then,
+   * at bind, unhook it with an RCU wait (10-20 ms) on the calling thread.
+   */
   static open(ifindex: number, protocol: number, name: string): PacketSocket {
     const c = libc();
-    const fd = c.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, ((protocol & 0xff) << 8) | (protocol >> 8));
+    const fd = c.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
     if (fd < 0) throw new LanplugError('Kernel', `open a packet socket on ${name}: ${describeErrno(c.errno())}`);
     try {
       const addr = sockaddr(ifindex, protocol);
       if (c.bind(fd, addr, addr.length) !== 0)
         throw new LanplugError('Kernel', `bind a packet socket to ${name}: ${describeErrno(c.errno())}`);
-      const tv = Buffer.alloc(16);
-      tv.writeBigInt64LE(BigInt(RECEIVE_SLICE_MS * 1000), 8);
-      c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length);
-      // IPv6 neighbour discovery answers to multicast groups the link has not joined.
-      const mreq = Buffer.alloc(16);
-      mreq.writeInt32LE(ifindex, 0);
-      mreq.writeUInt16LE(PACKET_MR_ALLMULTI, 4);
-      c.setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq, mreq.length);
+      if (protocol !== SEND_ONLY) {
+        const tv = Buffer.alloc(16);
+        tv.writeBigInt64LE(BigInt(RECEIVE_SLICE_MS * 1000), 8);
+        c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length);
+        // IPv6 neighbour discovery answers to multicast groups the link has not joined.
+        const mreq = Buffer.alloc(16);
+        mreq.writeInt32LE(ifindex, 0);
+        mreq.writeUInt16LE(PACKET_MR_ALLMULTI, 4);
+        c.setsockopt(fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq, mreq.length);
+      }
     } catch (err) {
       c.close(fd);
       throw err;
@@ -73,7 +85,12 @@ export class PacketSocket {
 
   send(frame: Buffer): void {
     if (this.fd < 0) throw new LanplugError('Internal', `the packet socket on ${this.where} is closed`);
-    const to = sockaddr(this.ifindex, this.protocol, frame.subarray(0, 6));
+    // The frame's own EtherType, so that the kernel and every tap see the protocol it carries.
+    const to = sockaddr(
+      this.ifindex,
+      frame.length >= 14 ? frame.readUInt16BE(12) : this.protocol,
+      frame.subarray(0, 6),
+    );
     const c = libc();
     if (c.sendto(this.fd, frame, frame.length, 0, to, to.length) !== frame.length) {
       throw new LanplugError('Kernel', `send a frame on ${this.where}: ${describeErrno(c.errno())}`);
@@ -105,14 +122,18 @@ export class PacketSocket {
     next();
   }
 
-  /** Stops receiving (waiting for the receive in flight, at most one slice) and closes the socket. */
+  /**
+   * Stops receiving (waiting for the receive in flight, at most one slice)
+   * and closes the socket on a worker thread: the kernel waits for an RCU
+   * grace period in every packet socket's close.
+   */
   close(): Promise<void> {
     if (this.fd < 0) return Promise.resolve();
     return new Promise((resolve) => {
       const finish = (): void => {
-        libc().close(this.fd);
+        const fd = this.fd;
         this.fd = -1;
-        resolve();
+        libc().closeAsync(fd, () => resolve());
       };
       if (!this.receiving) return finish();
       this.closing = finish;

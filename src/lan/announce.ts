@@ -10,8 +10,8 @@
 import type { Logger } from '../log';
 import type { AnnouncePolicy } from '../model/network';
 import type { IpAddress } from '../net/address';
-import { arpAnnouncement, ETH_P_ARP, ETH_P_IPV6, unsolicitedAdvertisement } from '../l2/frames';
-import { PacketSocket } from '../l2/packet-socket';
+import { arpAnnouncement, unsolicitedAdvertisement } from '../l2/frames';
+import { PacketSocket, SEND_ONLY } from '../l2/packet-socket';
 import type { ProbeLink } from './probe';
 
 export interface Announcer {
@@ -25,11 +25,48 @@ export interface Announcer {
   withdraw(addresses: readonly IpAddress[]): void;
 }
 
+/** A link's send socket is closed after this long without an announcement. */
+const SENDER_IDLE_MS = 60_000;
+
 export class PacketAnnouncer implements Announcer {
   /** The timer of the next announcement, by address. */
   private readonly pending = new Map<string, NodeJS.Timeout>();
+  /**
+   * One send-only socket per link, kept while announcements go out: closing a
+   * packet socket costs an RCU wait in the kernel, too much for every frame.
+   */
+  private readonly senders = new Map<number, { socket: PacketSocket; idle: NodeJS.Timeout }>();
 
   constructor(private readonly log: Logger) {}
+
+  /** Closes every send socket (daemon shutdown). */
+  async close(): Promise<void> {
+    const senders = [...this.senders.keys()];
+    await Promise.all(senders.map((index) => this.dropSender(index)));
+    for (const timer of this.pending.values()) clearTimeout(timer);
+    this.pending.clear();
+  }
+
+  private senderFor(link: ProbeLink): PacketSocket {
+    const known = this.senders.get(link.index);
+    if (known !== undefined) {
+      known.idle.refresh();
+      return known.socket;
+    }
+    const socket = PacketSocket.open(link.index, SEND_ONLY, link.name);
+    const idle = setTimeout(() => void this.dropSender(link.index), SENDER_IDLE_MS);
+    idle.unref();
+    this.senders.set(link.index, { socket, idle });
+    return socket;
+  }
+
+  private dropSender(index: number): Promise<void> {
+    const known = this.senders.get(index);
+    if (known === undefined) return Promise.resolve();
+    this.senders.delete(index);
+    clearTimeout(known.idle);
+    return known.socket.close();
+  }
 
   withdraw(addresses: readonly IpAddress[]): void {
     for (const address of addresses) {
@@ -44,15 +81,10 @@ export class PacketAnnouncer implements Announcer {
     const frames = addresses.map((a) => (a.family === 4 ? arpAnnouncement(mac, a) : unsolicitedAdvertisement(mac, a)));
     const send = (round: number): void => {
       try {
-        for (const [i, frame] of frames.entries()) {
-          const socket = PacketSocket.open(link.index, addresses[i]?.family === 4 ? ETH_P_ARP : ETH_P_IPV6, link.name);
-          try {
-            socket.send(frame);
-          } finally {
-            void socket.close();
-          }
-        }
+        const socket = this.senderFor(link);
+        for (const frame of frames) socket.send(frame);
       } catch (err) {
+        void this.dropSender(link.index);
         this.log.warn('could not announce an address', { link: link.name, error: String(err) });
         return;
       }

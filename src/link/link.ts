@@ -8,6 +8,7 @@ import {
   encodeIfInfoMsg,
   IFF_UP,
   IFLA_ADDRESS,
+  IFLA_GROUP,
   IFLA_IFNAME,
   IFLA_INFO_DATA,
   IFLA_INFO_KIND,
@@ -39,6 +40,8 @@ export interface LinkInfo {
   mac: string | null;
   /** IFF_UP is set. */
   up: boolean;
+  /** IFLA_GROUP: 0 unless someone put the link in a group (lanplug parks links it is removing in one). */
+  group: number;
   /**
    * IFLA_LINK: the lower device's index (macvlan/ipvlan/vlan parent; veth peer), or null.
    * When the kernel also reports IFLA_LINK_NETNSID (a macvlan moved into a
@@ -70,6 +73,7 @@ export function decodeLink(msg: NlMsg): LinkInfo {
     mtu: readU32(a.get(IFLA_MTU)) ?? 0,
     mac: address !== undefined && address.length > 0 ? bytesToMac(address) : null,
     up: (ifi.flags & IFF_UP) !== 0,
+    group: readU32(a.get(IFLA_GROUP)) ?? 0,
     parentIndex: readU32(a.get(IFLA_LINK)) ?? null,
   };
   const linkinfo = a.get(IFLA_LINKINFO);
@@ -111,4 +115,14 @@ export function encodeNewLink(req: NewLink): Buffer[] {
   if (req.data !== undefined) linkinfo.push(nlaNested(IFLA_INFO_DATA, req.data));
   body.push(nlaNested(IFLA_LINKINFO, linkinfo));
   return body;
+}
+
+/** RTM_NEWLINK body that sets a link down and moves it into link group `group`. */
+export function encodePark(index: number, group: number): Buffer[] {
+  return [encodeIfInfoMsg({ index, flags: 0, change: IFF_UP }), nlaU32(IFLA_GROUP, group)];
+}
+
+/** RTM_DELLINK body that removes every link of group `group` at once (index 0, no name). */
+export function encodeGroupDelete(group: number): Buffer[] {
+  return [encodeIfInfoMsg(), nlaU32(IFLA_GROUP, group)];
 }

@@ -46,7 +46,15 @@ import {
   type RouteInfo,
 } from './ip';
 import { encodeIpvlanData, type IpvlanFlag, type IpvlanMode } from './ipvlan';
-import { decodeLink, encodeNewLink, type LinkInfo, type LinkRef, type NewLink } from './link';
+import {
+  decodeLink,
+  encodeGroupDelete,
+  encodeNewLink,
+  encodePark,
+  type LinkInfo,
+  type LinkRef,
+  type NewLink,
+} from './link';
 import { encodeMacvlanData, type MacvlanMode } from './macvlan';
 import { encodeVlanData, isVlanId, VLAN_ID_MAX, VLAN_ID_MIN } from './vlan';
 
@@ -63,6 +71,10 @@ export interface Rtnl {
   setUp(link: LinkRef): void;
   /** Returns false when no such link exists (deleting what is gone is success). */
   deleteLink(link: LinkRef): boolean;
+  /** Sets a link down and moves it into link group `group`; false when no such link exists. */
+  parkLink(link: LinkRef, group: number): boolean;
+  /** Removes every link of group `group` at once (one RCU grace period for all); false when it has none. */
+  deleteLinkGroup(group: number): boolean;
 
   /** Adds an address to a link; an address it already has is success. */
   addAddress(link: LinkRef, prefix: IpPrefix): void;
@@ -90,6 +102,13 @@ function checkName(name: string): void {
 function checkIndex(what: string, index: number): void {
   if (!Number.isInteger(index) || index < 1 || index > 0x7fffffff) {
     throw invalidArgument(`${what} must be a positive interface index, received: ${index}`);
+  }
+}
+
+/** Group 0 is every link's default: deleting "group 0" would mean every link there is. */
+export function checkGroup(group: number): void {
+  if (!Number.isInteger(group) || group < 1 || group > 0xffffffff) {
+    throw invalidArgument(`link group must be an integer between 1 and 4294967295, received: ${group}`);
   }
 }
 
@@ -189,6 +208,28 @@ class RtnlSocket implements Rtnl {
     } catch (err) {
       if (isErrno(err, ENODEV)) return false;
       throw withContext(`delete link ${link.name}`, err);
+    }
+  }
+
+  parkLink(link: LinkRef, group: number): boolean {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_NEWLINK, 0, encodePark(link.index, group));
+      return true;
+    } catch (err) {
+      if (isErrno(err, ENODEV)) return false;
+      throw withContext(`set link ${link.name} down into group ${group}`, err);
+    }
+  }
+
+  deleteLinkGroup(group: number): boolean {
+    checkGroup(group);
+    try {
+      this.sock.request(RTM_DELLINK, 0, encodeGroupDelete(group));
+      return true;
+    } catch (err) {
+      if (isErrno(err, ENODEV)) return false;
+      throw withContext(`delete the links of group ${group}`, err);
     }
   }
 

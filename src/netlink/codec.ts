@@ -102,6 +102,7 @@ export const IFLA_IFNAME = 3;
 export const IFLA_MTU = 4;
 export const IFLA_LINK = 5;
 export const IFLA_LINKINFO = 18;
+export const IFLA_GROUP = 27;
 export const IFLA_LINK_NETNSID = 37;
 
 export const IFLA_INFO_KIND = 1;

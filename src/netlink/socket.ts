@@ -143,6 +143,33 @@ export class NetlinkSocket {
     }
   }
 
+  /**
+   * Sends one request from a worker thread and then reads its ACK: for a
+   * request the kernel handles inside send() for long (a link removal waits
+   * for an RCU grace period there), so that the event loop keeps serving.
+   * One at a time, and never mixed with synchronous requests on the same
+   * socket: the owner of the socket must make sure of both.
+   */
+  requestInBackground(type: number, flags: number, body: readonly Uint8Array[]): Promise<NlMsg[]> {
+    if (this.fd < 0) return Promise.reject(new LanplugError('Internal', `${this.where} is closed`));
+    const seq = this.nextSeq();
+    const msg = encodeMessage({ type, flags: flags | NLM_F_REQUEST | NLM_F_ACK, seq, pid: 0 }, body);
+    return new Promise((resolve, reject) => {
+      libc().sendAsync(this.fd, msg, msg.length, (sent) => {
+        if (sent !== msg.length) {
+          reject(new LanplugError('Kernel', `${this.where}: send in the background failed (${sent} of ${msg.length})`));
+          return;
+        }
+        try {
+          // The kernel queued its ACK before send() returned: this read does not wait.
+          resolve(this.collect(type, seq).replies);
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      });
+    });
+  }
+
   private exchange(
     type: number,
     flags: number,
@@ -151,6 +178,11 @@ export class NetlinkSocket {
     if (this.fd < 0) throw new LanplugError('Internal', `${this.where} is closed`);
     const seq = this.nextSeq();
     this.send(encodeMessage({ type, flags, seq, pid: 0 }, body));
+    return this.collect(type, seq);
+  }
+
+  /** The kernel's messages for request `seq` up to its ACK, DONE or error. */
+  private collect(type: number, seq: number): { replies: NlMsg[]; interrupted: boolean } {
     const replies: NlMsg[] = [];
     let interrupted = false;
     for (;;) {

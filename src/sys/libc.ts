@@ -21,6 +21,17 @@ export interface Libc {
    * the event loop; `done` gets the byte count or -1 (then `errno` is the worker's, unread here).
    */
   recvAsync(fd: number, buf: Buffer, len: number, done: (result: number) => void): void;
+  /**
+   * send on a worker thread: for a netlink request the kernel handles inside
+   * the send call and that can wait long (a link removal waits for RCU).
+   * `done` gets the byte count or -1.
+   */
+  sendAsync(fd: number, buf: Buffer, len: number, done: (result: number) => void): void;
+  /**
+   * close on a worker thread: closing a packet socket waits for an RCU grace
+   * period in the kernel (packet_release calls synchronize_net), 10-20 ms.
+   */
+  closeAsync(fd: number, done: (result: number) => void): void;
   flock(fd: number, operation: number): number;
   /** errno of the last FFI call; must be read before any other FFI call. */
   errno(): number;
@@ -44,6 +55,8 @@ export function libc(): Libc {
   const sendto = lib.func(
     'long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)',
   );
+  const closeForAsync = lib.func('int close(int fd)');
+  const sendForAsync = lib.func('long send(int fd, const void *buf, size_t len, int flags)');
   const recvfromForAsync = lib.func(
     'long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)',
   );
@@ -74,6 +87,16 @@ export function libc(): Libc {
           done(err === null && typeof result === 'number' ? result : -1);
         },
       );
+    },
+    sendAsync: (fd, b, l, done) => {
+      (sendForAsync.async as (...args: unknown[]) => void)(fd, b, l, 0, (err: unknown, result: unknown) => {
+        done(err === null && typeof result === 'number' ? result : -1);
+      });
+    },
+    closeAsync: (fd, done) => {
+      (closeForAsync.async as (...args: unknown[]) => void)(fd, (err: unknown, result: unknown) => {
+        done(err === null && typeof result === 'number' ? result : -1);
+      });
     },
     errno: () => koffi.errno(),
   };

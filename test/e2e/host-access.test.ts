@@ -184,7 +184,7 @@ test('host access: the host reaches the containers (ping, http, IPv6), they reac
     '--docker-host',
     `unix://${host.sock}`,
   ]);
-  assert.match(gc.stdout, /0 actions, 0 failed$/m, 'nothing for gc to do');
+  assert.match(gc.stdout, /0 actions, 0 failed$/m, `nothing for gc to do; it said: ${gc.stdout}${gc.stderr}`);
   host.dockerOk(['rm', '-f', 'web', 'later', 'other']);
   assert.deepEqual(lanplugRoutes(), [], 'the routes go with the endpoints');
   host.dockerOk(['network', 'rm', 'reach', 'reach2']);

@@ -6,28 +6,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { DOCKER_CLIENT } from '../lab/docker-host';
 import { startLanplug } from '../lab/lanplug';
-import { cleanEnv } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import { assertNoLanplugLinks, containerNetwork, eventually, lanplugStatus, lines, useLab } from './helpers';
 
 const lab = useLab({ addresses: ['172.16.86.1/24'], resetEachTest: true });
 const BURST = 50;
 
-/** Runs the Docker client asynchronously (for bursts); resolves with its exit status and stderr. */
 function dockerAsync(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(DOCKER_CLIENT, ['-H', `unix://${lab.host.sock}`, ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: cleanEnv({ DOCKER_CONFIG: lab.host.clientConfigDir }),
-    });
-    let stderr = '';
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('close', (code) => resolve({ code, stderr }));
-  });
+  return lab.host.dockerAsync(args);
 }
 
 function lanplugCli(args: string[]): { code: number; stdout: string } {

@@ -351,6 +351,20 @@ export class DockerHost {
     return r.stdout;
   }
 
+  /** Runs the Docker client without blocking (for bursts of concurrent commands); never rejects. */
+  dockerAsync(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(DOCKER_CLIENT, ['-H', `unix://${this.sock}`, ...args], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: cleanEnv({ DOCKER_CONFIG: this.clientConfigDir }),
+      });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('error', (err) => resolve({ code: null, stderr: String(err) }));
+      child.on('close', (code) => resolve({ code, stderr }));
+    });
+  }
+
   /** Runs argv in this host's network namespace and dockerd's mount namespace (via nsenter). */
   exec(argv: readonly string[], opts?: RunOptions): RunResult {
     return run(nsExecArgv(this.ns, argv, this.mntNs), opts);

@@ -42,9 +42,9 @@ export class FakeRtnl implements Rtnl {
     this.faults.clear();
   }
 
-  add(link: Omit<LinkInfo, 'index'>): LinkInfo {
+  add(link: Omit<LinkInfo, 'index' | 'group'> & { group?: number }): LinkInfo {
     if (this.getLink(link.name) !== null) throw kernelError(EEXIST);
-    const full = { ...link, index: this.nextIndex++ };
+    const full = { group: 0, ...link, index: this.nextIndex++ };
     this.links.set(full.index, full);
     return full;
   }
@@ -140,6 +140,18 @@ export class FakeRtnl implements Rtnl {
     }
     for (const child of [...this.links.values()].filter((l) => l.parentIndex === ref.index)) this.deleteLink(child);
     return true;
+  }
+  parkLink(ref: LinkRef, group: number): boolean {
+    const link = this.links.get(ref.index);
+    if (link === undefined) return false;
+    this.calls.push(`park ${link.name}`);
+    this.links.set(ref.index, { ...link, up: false, group });
+    return true;
+  }
+  deleteLinkGroup(group: number): boolean {
+    const members = [...this.links.values()].filter((l) => l.group === group);
+    for (const link of members) this.deleteLink(link);
+    return members.length > 0;
   }
   addAddress(ref: LinkRef, prefix: IpPrefix): void {
     this.requireIndex(ref.index, `add address to ${ref.name}`);

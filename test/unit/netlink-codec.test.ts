@@ -41,7 +41,7 @@ import {
 } from '../../src/netlink/codec';
 import { encodeAddress, encodeRoute } from '../../src/link/ip';
 import { encodeIpvlanData } from '../../src/link/ipvlan';
-import { decodeLink, encodeNewLink } from '../../src/link/link';
+import { decodeLink, encodeGroupDelete, encodeNewLink, encodePark } from '../../src/link/link';
 import { encodeMacvlanData } from '../../src/link/macvlan';
 import { encodeVlanData } from '../../src/link/vlan';
 import { bytesToMac, macToBytes } from '../../src/net/mac';
@@ -337,9 +337,11 @@ test('decodeLink reads kind-specific data the kernel reports', () => {
     mtu: 1500,
     mac: '02:42:ac:10:56:02',
     up: true,
+    group: 0,
     parentIndex: 3,
     vlanId: 50,
   });
+  assert.equal(link('macvlan', [], [nlaU32(27 /* IFLA_GROUP */, 0x6c70)]).group, 0x6c70);
   assert.equal(link('macvlan', [nlaU32(1, 2)]).macvlanMode, 'vepa');
   assert.equal(link('macvlan', [nlaU32(1, 8)]).macvlanMode, 'passthru');
   assert.equal(link('macvlan', [nlaU32(1, 16)]).macvlanMode, undefined, 'source mode is not in the contract');
@@ -354,7 +356,16 @@ test('decodeLink reads kind-specific data the kernel reports', () => {
     pid: 0,
     payload: Buffer.concat([encodeIfInfoMsg({ index: 1 }), nlaString(IFLA_IFNAME, 'lo'), nlaU32(4, 65536)]),
   });
-  assert.deepEqual(plain, { index: 1, name: 'lo', kind: null, mtu: 65536, mac: null, up: false, parentIndex: null });
+  assert.deepEqual(plain, {
+    index: 1,
+    name: 'lo',
+    kind: null,
+    mtu: 65536,
+    mac: null,
+    up: false,
+    group: 0,
+    parentIndex: null,
+  });
 });
 
 test('MAC text <-> bytes', () => {
@@ -400,4 +411,23 @@ test('host-access shim address and route bodies, field by field', () => {
   assert.equal(v6.readUInt8(0), 10, 'AF_INET6');
   assert.equal(v6.readUInt8(2), 0x02, 'IFA_F_NODAD in ifa_flags');
   assert.deepEqual(v6.subarray(v6.length - 8), hex('08 00 08 00  02 00 00 00  # IFA_FLAGS = IFA_F_NODAD'));
+});
+
+test('parking a link and removing a link group, byte for byte', () => {
+  assert.deepEqual(
+    Buffer.concat(encodePark(7, 0x6c70)),
+    hex(`
+      00 00 0000 07000000   # ifinfomsg: AF_UNSPEC, type 0, index 7
+      00000000 01000000     # flags 0 (down), change IFF_UP: only the up flag changes
+      0800 1b00 706c0000    # IFLA_GROUP (27) = 0x6c70
+    `),
+  );
+  assert.deepEqual(
+    Buffer.concat(encodeGroupDelete(0x6c70)),
+    hex(`
+      00 00 0000 00000000   # ifinfomsg with index 0: the kernel then selects by IFLA_GROUP
+      00000000 00000000
+      0800 1b00 706c0000    # IFLA_GROUP (27) = 0x6c70
+    `),
+  );
 });

@@ -1,0 +1,90 @@
+/**
+ * The bench's outputs: the table on stdout, bench/results/latest.json, and
+ * an SVG chart (bench/results/chart.svg) the README shows.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Results, Row } from './stats';
+
+export function printTable(results: Results, environment: Record<string, string>): string {
+  const header = ['section', 'what', 'n', 'p50 ms', 'p99 ms'];
+  const cells = results.rows.map((r) => [r.section, r.what, String(r.n), r.p50.toFixed(2), r.p99.toFixed(2)]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (c: string[]): string =>
+    c.map((v, i) => (i < 2 ? v.padEnd(widths[i] ?? 0) : v.padStart(widths[i] ?? 0))).join('  ');
+  const out = [
+    Object.entries(environment)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('; '),
+    '',
+    line(header),
+    widths.map((w) => '-'.repeat(w)).join('  '),
+    ...cells.map(line),
+    '',
+    ...results.figures.map((f) => `${f.what}: ${f.value.toFixed(f.unit === 'ms' ? 1 : 2)} ${f.unit}`),
+    '',
+    ...results.verdicts.map((v) => `${v.met ? 'met   ' : 'MISSED'}  ${v.target}: ${v.measured}`),
+  ];
+  return `${out.join('\n')}\n`;
+}
+
+export function writeResults(dir: string, results: Results, environment: Record<string, string>): void {
+  mkdirSync(dir, { recursive: true });
+  const json = {
+    environment,
+    rows: results.rows,
+    figures: results.figures,
+    verdicts: results.verdicts,
+  };
+  writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(join(dir, 'chart.svg'), chart(results.rows, environment));
+}
+
+/** One panel per section: p50 as a bar, p99 as a tick, each panel on its own scale. */
+function chart(rows: readonly Row[], environment: Record<string, string>): string {
+  const sections = [...new Set(rows.map((r) => r.section))];
+  const width = 900;
+  const labelWidth = 430;
+  const barArea = width - labelWidth - 90;
+  const rowHeight = 18;
+  const parts: string[] = [];
+  let y = 40;
+  for (const section of sections) {
+    const mine = rows.filter((r) => r.section === section);
+    const max = Math.max(...mine.map((r) => r.p99), ...mine.map((r) => r.p50)) || 1;
+    parts.push(`<text x="10" y="${y}" font-weight="bold">${escape(section)}</text>`);
+    y += 8;
+    for (const r of mine) {
+      const w = Math.max(1, (r.p50 / max) * barArea);
+      const tick = labelWidth + (r.p99 / max) * barArea;
+      const colour = colourOf(r.what);
+      parts.push(
+        `<text x="10" y="${y + 13}">${escape(r.what)}</text>`,
+        `<rect x="${labelWidth}" y="${y + 3}" width="${w.toFixed(1)}" height="12" fill="${colour}"/>`,
+        `<line x1="${tick.toFixed(1)}" y1="${y + 1}" x2="${tick.toFixed(1)}" y2="${y + 17}" stroke="#333"/>`,
+        `<text x="${(labelWidth + Math.max(w, tick - labelWidth) + 6).toFixed(1)}" y="${y + 13}">${r.p50.toFixed(2)} / ${r.p99.toFixed(2)}</text>`,
+      );
+      y += rowHeight;
+    }
+    y += 22;
+  }
+  const title = `lanplug bench: p50 bar, p99 tick, ms (${escape(environment['machine'] ?? '')}; kernel ${escape(environment['kernel'] ?? '')}; ${escape(environment['docker'] ?? '')})`;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="20" font-size="13">${title}</text>`,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+function colourOf(what: string): string {
+  if (what.includes('built-in')) return '#7f8c8d';
+  if (what.includes('reference')) return '#c0392b';
+  return '#2874a6';
+}
+
+function escape(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}

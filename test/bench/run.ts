@@ -1,0 +1,222 @@
+/**
+ * `npm run bench`: lanplug beside Docker's built-in macvlan and the
+ * reference CNI plugins, in one run on one lab. Prints a table and writes
+ * bench/results/latest.json and bench/results/chart.svg. Not part of
+ * `npm test`: tests never time anything.
+ */
+import { cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import { createLan } from '../lab/lan';
+import { startLanplug } from '../lab/lanplug';
+import { nsExecArgv } from '../lab/ns';
+import { runOk } from '../lab/proc';
+import { repoRoot } from '../support/repo';
+import { openRtnl } from '../../src/link/rtnl';
+import { coldStarts } from './cold-start';
+import { dockerLevel } from './docker-level';
+import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, rssMB } from './driver-api';
+import { printTable, writeResults } from './report';
+import { median, Results, sinceMs, sleep, type Row } from './stats';
+
+const number = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
+const PLUGIN_CYCLES = number('BENCH_PLUGIN_CYCLES', 200);
+const DOCKER_CYCLES = number('BENCH_DOCKER_CYCLES', 10);
+const PROBED_CYCLES = number('BENCH_PROBED_CYCLES', 30);
+const CNI_CYCLES = number('BENCH_CNI_CYCLES', 30);
+const BURST = number('BENCH_BURST', 50);
+const LEVELS = (process.env['BENCH_LEVELS'] ?? '0,200,1000').split(',').map(Number);
+const REFERENCE_CNI_DIR = '/usr/lib/cni';
+
+/** The floor under every attach and detach: one RTM_NEWLINK (read back) and one RTM_DELLINK. */
+function kernelFloor(results: Results, host: DockerHost): void {
+  const rtnl = openRtnl({ netns: `/run/netns/${host.ns}` });
+  try {
+    const parent = rtnl.getLink('eth0');
+    if (parent === null) throw new Error('bench: no eth0 in the Docker host');
+    const create: number[] = [];
+    const remove: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      let start = process.hrtime.bigint();
+      const link = rtnl.createMacvlan({ name: 'lp-bench-floor', parentIndex: parent.index, mode: 'bridge' });
+      create.push(sinceMs(start));
+      start = process.hrtime.bigint();
+      rtnl.deleteLink(link);
+      remove.push(sinceMs(start));
+    }
+    results.add('kernel floor', 'create a macvlan and read it back (netlink)', create);
+    results.add('kernel floor', 'delete one macvlan (netlink; waits for RCU)', remove);
+  } finally {
+    rtnl.close();
+  }
+}
+
+function referenceCni(results: Results, host: DockerHost): Row[] {
+  if (!existsSync(join(REFERENCE_CNI_DIR, 'macvlan'))) {
+    process.stderr.write(`bench: no reference CNI plugins in ${REFERENCE_CNI_DIR}; skipping the peer\n`);
+    return [];
+  }
+  const state = mkdtempSync(join(tmpdir(), 'lanplug-bench-cni-'));
+  try {
+    const script = join(repoRoot(), 'dist', 'test', 'bench', 'cni-timer.js');
+    const out = runOk(
+      nsExecArgv(host.ns, [process.execPath, script, REFERENCE_CNI_DIR, 'eth0', String(CNI_CYCLES), state]),
+      { timeoutMs: 300_000 },
+    );
+    const { add, del } = JSON.parse(out) as { add: number[]; del: number[] };
+    return [
+      results.add('per container', 'reference CNI macvlan + host-local ADD (exec)', add),
+      results.add('per container', 'reference CNI macvlan + host-local DEL (exec)', del),
+    ];
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+}
+
+function environment(host: DockerHost): Record<string, string> {
+  const cpu = cpus();
+  return {
+    machine: `${cpu.length} × ${cpu[0]?.model.trim() ?? 'cpu'}`,
+    kernel: release(),
+    docker: `dockerd ${host.dockerOk(['version', '--format', '{{.Server.Version}}']).trim()}`,
+    node: process.version,
+    date: new Date().toISOString().slice(0, 10),
+  };
+}
+
+function judge(results: Results, cold: number[]): void {
+  const row = (what: string): Row | undefined => results.rows.find((r) => r.what === what);
+  const fig = (what: string): number => results.figures.find((f) => f.what === what)?.value ?? NaN;
+  const top = Math.max(...LEVELS);
+  const attachTop = row(`attach (CreateEndpoint + Join), ${top} alive`);
+  if (attachTop !== undefined)
+    results.judge(
+      `attach p50 ≤ 1 ms and p99 ≤ 3 ms with ${top} endpoints alive`,
+      `p50 ${attachTop.p50.toFixed(2)} ms, p99 ${attachTop.p99.toFixed(2)} ms`,
+      attachTop.p50 <= 1 && attachTop.p99 <= 3,
+    );
+  const detaches = results.rows.filter((r) => r.what.startsWith('detach ('));
+  if (detaches.length > 0) {
+    const worst = Math.max(...detaches.map((r) => r.p99));
+    results.judge('detach p99 ≤ 3 ms (at every level)', `worst p99 ${worst.toFixed(2)} ms`, worst <= 3);
+  }
+  const rss = fig(`daemon RSS with ${top} endpoints alive`);
+  results.judge(`daemon RSS ≤ 80 MB with ${top} endpoints`, `${rss.toFixed(1)} MB`, rss <= 80);
+  results.judge('cold start ≤ 300 ms (median)', `${median(cold).toFixed(0)} ms`, median(cold) <= 300);
+  for (const what of ['docker run -d', 'docker run --rm … true']) {
+    const ratio = fig(`${what}: lanplug / built-in (medians)`);
+    results.judge(`${what}: lanplug / built-in ≤ 1.01`, `${ratio.toFixed(3)}×`, ratio <= 1.01);
+  }
+  const burstB = row(`${BURST} concurrent docker run -d (wall), built-in macvlan`);
+  const burstL = row(`${BURST} concurrent docker run -d (wall), lanplug-macvlan`);
+  if (burstB !== undefined && burstL !== undefined)
+    results.judge(
+      `${BURST} concurrent docker run -d no slower than built-in (median wall)`,
+      `${burstL.p50.toFixed(0)} ms against ${burstB.p50.toFixed(0)} ms`,
+      burstL.p50 <= burstB.p50,
+    );
+  const add = row('reference CNI macvlan + host-local ADD (exec)');
+  const del = row('reference CNI macvlan + host-local DEL (exec)');
+  const attach0 = row('attach (CreateEndpoint + Join), 0 alive');
+  const detach0 = row('detach (Leave + DeleteEndpoint), 0 alive');
+  if (add !== undefined && del !== undefined && attach0 !== undefined && detach0 !== undefined) {
+    const a = add.p50 / attach0.p50;
+    const d = del.p50 / detach0.p50;
+    results.judge(
+      '≥ 10× faster than the reference CNI per attach and per detach (p50)',
+      `attach ${a.toFixed(1)}×, detach ${d.toFixed(1)}×`,
+      a >= 10 && d >= 10,
+    );
+  }
+}
+
+async function main(): Promise<void> {
+  const results = new Results();
+  const cold = await coldStarts(7);
+  results.add('daemon', 'cold start: spawn to all three sockets accepting', cold);
+
+  const lan = createLan({ addresses: ['172.16.86.1/16'] });
+  try {
+    const host = await createDockerHost(lan);
+    const plugin = await startLanplug(host, { sockets: ['lanplug-macvlan.sock', 'lanplug.sock'] });
+    results.figure('daemon RSS idle', rssMB(plugin.pid), 'MB');
+    const networkId = (name: string): string => host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', name]).trim();
+    host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.0.0/16',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      // The driver's own cost, as Docker's built-in driver has it: without asking the LAN (measured apart below).
+      '-o',
+      'lanplug.conflict=off',
+      'lp',
+    ]);
+    kernelFloor(results, host);
+    const driverSocket = join(plugin.pluginDir, 'lanplug-macvlan.sock');
+    const client = new DriverClient(driverSocket, networkId('lp'));
+    const alive = await attachDetachAtScale(results, client, plugin.pid, { levels: LEVELS, cycles: PLUGIN_CYCLES });
+    for (const id of alive) await client.detach(id);
+
+    for (const [name, subnet, ipam] of [
+      ['probed', '10.99.0.0/24', []],
+      ['probed-ipam', '10.98.0.0/24', ['--ipam-driver', 'lanplug']],
+    ] as const) {
+      host.dockerOk([
+        'network',
+        'create',
+        '-d',
+        'lanplug-macvlan',
+        ...ipam,
+        `--subnet=${subnet}`,
+        '-o',
+        'parent=eth0',
+        name,
+      ]);
+    }
+    await sleep(3000); // the warmer's first round
+    await probedAttach(
+      results,
+      driverSocket,
+      join(plugin.pluginDir, 'lanplug.sock'),
+      { defaultIpam: networkId('probed'), lanplugIpam: networkId('probed-ipam'), poolId: 'LocalDefault/10.98.0.0/24' },
+      PROBED_CYCLES,
+    );
+    closeAgents();
+    host.dockerOk(['network', 'rm', 'probed', 'probed-ipam']);
+
+    // Built-in macvlan and lanplug-macvlan can share eth0 (both bridge mode).
+    host.dockerOk(['network', 'create', '-d', 'macvlan', '--subnet=10.77.0.0/24', '-o', 'parent=eth0', 'builtin']);
+    await dockerLevel(results, host, { builtin: 'builtin', lanplug: 'lp' }, { cycles: DOCKER_CYCLES, burst: BURST });
+    host.dockerOk(['network', 'rm', 'builtin', 'lp']);
+
+    const attach0 = results.rows.find((r) => r.what === 'attach (CreateEndpoint + Join), 0 alive');
+    const detach0 = results.rows.find((r) => r.what === 'detach (Leave + DeleteEndpoint), 0 alive');
+    referenceCni(results, host);
+    if (attach0 !== undefined && detach0 !== undefined) {
+      results.rows.push({ ...attach0, section: 'per container', what: 'lanplug attach (CreateEndpoint + Join)' });
+      results.rows.push({ ...detach0, section: 'per container', what: 'lanplug detach (Leave + DeleteEndpoint)' });
+    }
+    const env = environment(host);
+    await plugin.stop();
+    judge(results, cold);
+    process.stdout.write(printTable(results, env));
+    const dir = join(repoRoot(), 'bench', 'results');
+    writeResults(dir, results, env);
+    process.stdout.write(`\nwrote ${join(dir, 'latest.json')} and ${join(dir, 'chart.svg')}\n`);
+  } finally {
+    lan.destroy();
+  }
+}
+
+const started = process.hrtime.bigint();
+main()
+  .then(() => process.stdout.write(`bench took ${(sinceMs(started) / 1000).toFixed(0)} s\n`))
+  .catch((err: unknown) => {
+    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
