@@ -27,6 +27,7 @@ export class LanCitizen {
   private timer: NodeJS.Timeout | null = null;
   /** Addresses lanplug's containers hold, refreshed every sync: the watch's cheap first filter. */
   private held = new Set<string>();
+  private heldGeneration = -1;
 
   constructor(
     private readonly driver: NetworkDriver,
@@ -73,11 +74,15 @@ export class LanCitizen {
         const check = this.checkFor(network);
         if (check !== null) links.set(check.link.index, check.link);
       }
-      this.held = new Set(
-        this.store
-          .listAllEndpoints()
-          .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((t): t is string => t !== undefined)),
-      );
+      // Decoding every endpoint costs milliseconds with a thousand of them: only when they changed.
+      if (this.store.endpointGeneration !== this.heldGeneration) {
+        this.heldGeneration = this.store.endpointGeneration;
+        this.held = new Set(
+          this.store
+            .listAllEndpoints()
+            .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((t): t is string => t !== undefined)),
+        );
+      }
       this.watch.sync([...links.values()]);
     } catch (err) {
       this.log.warn('could not refresh the LAN watch', { error: String(err) });

@@ -111,8 +111,8 @@ export class NetworkDriver {
    * None on a parent that is down: nothing on the LAN can answer through it,
    * and Docker's drivers attach containers to a down parent all the same.
    */
-  lanLink(spec: NetworkSpec): ProbeLink | null {
-    const parent = this.rtnl.getLink(spec.parent.name);
+  lanLink(spec: NetworkSpec, knownParent?: LinkInfo): ProbeLink | null {
+    const parent = knownParent ?? this.rtnl.getLink(spec.parent.name);
     if (parent === null || parent.mac === null || !parent.up) return null;
     if (spec.mode.kind === 'macvlan' && spec.mode.mode !== 'passthru') {
       const eye = ensureEye(this.rtnl, parent);
@@ -317,10 +317,9 @@ export class NetworkDriver {
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     if (endpoint === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
     const { spec } = network;
+    let parent: LinkInfo;
     try {
-      const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
-      // A link of this name can only be a leftover of an earlier attempt for this same endpoint.
-      this.deleteEndpointLink(endpoint.linkName);
+      parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
       this.log.debug('endpoint link created', { endpoint: shortId(endpointId), link: link.name, index: link.index });
       // The shim is made again here if its parent went away and came back since.
@@ -330,7 +329,7 @@ export class NetworkDriver {
       throw inNetwork(spec, err);
     }
     crashPoint('join:link-created');
-    this.announceEndpoint(spec, endpoint);
+    this.announceEndpoint(spec, endpoint, parent);
     return joinAnswer(spec, endpoint);
   }
 
@@ -364,16 +363,21 @@ export class NetworkDriver {
   }
 
   /**
-   * A parked link is down and has no addresses, so it collides with nothing
-   * a new one needs, except where the kernel counts every link on a parent
-   * (passthru allows one). Should the kernel refuse while links are parked,
-   * they go first and the create is tried once more.
+   * Creates the endpoint's link, tried once more when the kernel refuses for
+   * a reason lanplug can remove:
+   * - a link of that name exists: a leftover of an earlier attempt for this
+   *   endpoint (names come from the endpoint id), removed first;
+   * - links are parked: a parked link is down and has no addresses, so it
+   *   collides with nothing a new one needs, except where the kernel counts
+   *   every link on a parent (passthru allows one); they go first.
    */
   private createEndpointLinkBesideParked(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): LinkInfo {
     try {
       return this.createEndpointLink(spec, endpoint, parent);
     } catch (err) {
-      if (this.remover.pending === 0) throw err;
+      const existing = this.rtnl.getLink(endpoint.linkName);
+      if (existing === null && this.remover.pending === 0) throw err;
+      if (existing !== null) this.rtnl.deleteLink(existing);
       this.remover.settle();
       return this.createEndpointLink(spec, endpoint, parent);
     }
@@ -421,10 +425,10 @@ export class NetworkDriver {
   }
 
   /** Gratuitous ARP / unsolicited NA with the container's MAC, in the background; a failure is only logged. */
-  private announceEndpoint(spec: NetworkSpec, endpoint: EndpointRecord): void {
+  private announceEndpoint(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): void {
     if (this.announcer === null || spec.announce.count === 0 || spec.parent.kind === 'private') return;
     try {
-      const link = this.lanLink(spec);
+      const link = this.lanLink(spec, parent);
       const mac = endpoint.mac ?? link?.mac ?? null; // ipvlan: the parent's MAC
       const addresses = [endpoint.ipv4?.address, endpoint.ipv6?.address].filter((a): a is IpAddress => a !== undefined);
       if (link !== null && mac !== null) this.announcer.announce(link, mac, addresses, spec.announce);

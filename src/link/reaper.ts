@@ -96,7 +96,7 @@ export class LinkReaper implements LinkRemover {
     const done = new Map([...this.batch, ...this.parked]);
     this.parked.clear();
     this.batch.clear();
-    this.finish(done);
+    this.finish(done, true);
   }
 
   /**
@@ -146,11 +146,12 @@ export class LinkReaper implements LinkRemover {
     this.inFlight = this.background
       .requestInBackground(RTM_DELLINK, 0, encodeGroupDelete(PARKED_LINK_GROUP))
       .then(
-        () => this.finish(batch),
+        // The kernel removed every link of the group, and each of the batch was in it.
+        () => this.finish(batch, false),
         (err: unknown) => {
           // ENODEV: settle() removed them first. Anything else: one by one, here.
           if (!(err instanceof LanplugError && err.errno === ENODEV)) this.removeGroup();
-          this.finish(batch);
+          this.finish(batch, true);
         },
       )
       .finally(() => {
@@ -165,10 +166,10 @@ export class LinkReaper implements LinkRemover {
    * would not remove keeps its leftover record, for reconcile). A settle()
    * that ran meanwhile has emptied the batch already: each `gone` runs once.
    */
-  private finish(batch: Map<string, () => void>): void {
+  private finish(batch: Map<string, () => void>, check: boolean): void {
     for (const [name, gone] of batch) {
       try {
-        if (this.rtnl.getLink(name) === null) gone();
+        if (!check || this.rtnl.getLink(name) === null) gone();
       } catch (err) {
         this.log.warn('could not forget a removed link', { error: String(err) });
       }

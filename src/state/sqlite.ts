@@ -103,14 +103,34 @@ export class SqliteStore implements Store, IpamStore, LanSightings {
     }
   }
 
+  /**
+   * Networks as decoded, kept until a network is written: every request reads
+   * its network, and only this daemon writes the file (the state lock).
+   */
+  private networkCache: Map<string, NetworkRecord & Stamped> | null = null;
+  /** Counts writes to endpoints, so that readers can tell whether anything changed since they last looked. */
+  private endpointWrites = 0;
+
+  get endpointGeneration(): number {
+    return this.endpointWrites;
+  }
+
   getNetwork(networkId: string): (NetworkRecord & Stamped) | null {
+    if (this.networkCache === null && !this.db.inTransaction && !this.db.readonly) this.listNetworks();
+    if (this.networkCache !== null) return this.networkCache.get(networkId) ?? null;
     const row = this.stmt('SELECT id, record, created_at FROM networks WHERE id = ?').get(networkId) as Row | undefined;
     return row === undefined ? null : this.read('network', row, decodeNetwork);
   }
 
   listNetworks(): (NetworkRecord & Stamped)[] {
+    if (this.networkCache !== null) return [...this.networkCache.values()];
     const rows = this.stmt('SELECT id, record, created_at FROM networks ORDER BY id').all() as Row[];
-    return rows.map((row) => this.read('network', row, decodeNetwork));
+    const networks = rows.map((row) => this.read('network', row, decodeNetwork));
+    // Cached only once every row decoded (a row that does not is an error at every read, never skipped),
+    // and only outside a transaction (which may still roll back).
+    if (!this.db.readonly && !this.db.inTransaction)
+      this.networkCache = new Map(networks.map((n) => [n.spec.networkId, n]));
+    return networks;
   }
 
   insertNetwork(record: NetworkRecord): void {
@@ -121,6 +141,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings {
     );
     if (result.changes === 0)
       throw new LanplugError('Conflict', `network ${record.spec.networkId} is already recorded`);
+    this.networkCache = null;
     this.durable();
   }
 
@@ -128,6 +149,8 @@ export class SqliteStore implements Store, IpamStore, LanSightings {
     this.transaction(() => {
       this.stmt('DELETE FROM endpoints WHERE network_id = ?').run(networkId);
       this.stmt('DELETE FROM networks WHERE id = ?').run(networkId);
+      this.networkCache = null;
+      this.endpointWrites++;
       this.durable();
     });
   }
@@ -160,6 +183,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings {
         `INSERT INTO endpoints (network_id, endpoint_id, record, created_at, mac) VALUES (?, ?, ?, ?, ?)
            ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record, mac = excluded.mac`,
       ).run(record.networkId, record.endpointId, encodeEndpoint(record), Date.now(), record.mac);
+      this.endpointWrites++;
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_UNIQUE' || record.mac === null) throw err;
       const holder = this.stmt('SELECT endpoint_id AS id FROM endpoints WHERE mac = ?').get(record.mac) as
@@ -173,6 +197,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings {
 
   deleteEndpoint(networkId: string, endpointId: string): void {
     this.stmt('DELETE FROM endpoints WHERE network_id = ? AND endpoint_id = ?').run(networkId, endpointId);
+    this.endpointWrites++;
   }
 
   listLeftovers(): Leftover[] {
@@ -283,6 +308,10 @@ export class SqliteStore implements Store, IpamStore, LanSightings {
       const result = this.db.transaction(fn)();
       if (outermost && this.syncOnCommit) this.syncWal();
       return result;
+    } catch (err) {
+      // Rolled back: what was read or written inside may not be what is on disk.
+      if (outermost) this.networkCache = null;
+      throw err;
     } finally {
       if (outermost) this.syncOnCommit = false;
     }

@@ -29,6 +29,9 @@ export interface Store {
   putLeftover(leftover: Leftover): void;
   deleteLeftover(name: string): void;
 
+  /** Grows with every write to an endpoint row: unchanged means the endpoints are as last read. */
+  readonly endpointGeneration: number;
+
   /** Runs `fn` atomically: all of its writes land, or none. */
   transaction<T>(fn: () => T): T;
   close(): void;

@@ -68,8 +68,8 @@ export async function dockerLevel(
   }
 
   const walls = new Map<string, number[]>();
-  for (let round = 0; round < 2; round++) {
-    const order = round === 0 ? [networks.builtin, networks.lanplug] : [networks.lanplug, networks.builtin];
+  for (let round = 0; round < 3; round++) {
+    const order = round % 2 === 0 ? [networks.builtin, networks.lanplug] : [networks.lanplug, networks.builtin];
     for (const network of order) {
       const names = Array.from({ length: options.burst }, (_, i) => `burst-${network}-${round}-${i}`);
       const start = process.hrtime.bigint();

@@ -53,7 +53,9 @@ export function rssMB(pid: number): number {
   return (Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) * 1024) / 1e6;
 }
 
+/** Docker's endpoint ids are random: lanplug names links after their first 12 digits, so those differ here too. */
 function endpointId(prefix: string, i: number): string {
+  if (!/^[0-9a-f]{2}$/.test(prefix)) throw new Error(`bench: endpoint id prefix must be 2 hex digits: ${prefix}`);
   return `${prefix}${i.toString(16).padStart(10, '0')}`.padEnd(64, '0');
 }
 
@@ -81,6 +83,17 @@ export class DriverClient {
   }
 }
 
+/** The floor under every call: one request that does nothing (Plugin.Activate) over the same socket. */
+export async function roundTripFloor(results: Results, socket: string, cycles: number): Promise<void> {
+  const samples: number[] = [];
+  for (let i = 0; i < cycles + 50; i++) {
+    const start = process.hrtime.bigint();
+    await call(socket, '/Plugin.Activate', {});
+    if (i >= 50) samples.push(sinceMs(start));
+  }
+  results.add('driver API', 'one request that does nothing (Plugin.Activate)', samples);
+}
+
 /**
  * Attach/detach cycles with `levels` endpoints alive (in 172.16.100.0-172.16.120.255; the cycles
  * use 172.16.87.x). Returns the alive endpoints' ids for the caller to detach.
@@ -92,7 +105,13 @@ export async function attachDetachAtScale(
   options: { levels: readonly number[]; cycles: number },
 ): Promise<string[]> {
   const alive: string[] = [];
-  for (const level of options.levels) {
+  // Warm-up: the first requests pay for the JIT and the first SQLite pages; no level should carry that.
+  for (let i = 0; i < 50; i++) {
+    const id = endpointId('f0', i);
+    await client.attach(id, `172.16.87.${(i % 250) + 2}/16`);
+    await client.detach(id);
+  }
+  for (const [n, level] of options.levels.entries()) {
     while (alive.length < level) {
       const i = alive.length;
       const id = endpointId('a1', i);
@@ -103,7 +122,7 @@ export async function attachDetachAtScale(
     const attach: number[] = [];
     const detach: number[] = [];
     for (let i = 0; i < options.cycles; i++) {
-      const id = endpointId(`c${level.toString(16)}`, i);
+      const id = endpointId(`c${n.toString(16)}`, i);
       let start = process.hrtime.bigint();
       await client.attach(id, `172.16.87.${(i % 250) + 2}/16`);
       attach.push(sinceMs(start));

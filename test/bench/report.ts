@@ -43,9 +43,9 @@ export function writeResults(dir: string, results: Results, environment: Record<
 /** One panel per section: p50 as a bar, p99 as a tick, each panel on its own scale. */
 function chart(rows: readonly Row[], environment: Record<string, string>): string {
   const sections = [...new Set(rows.map((r) => r.section))];
-  const width = 900;
+  const width = 980;
   const labelWidth = 430;
-  const barArea = width - labelWidth - 90;
+  const barArea = width - labelWidth - 140;
   const rowHeight = 18;
   const parts: string[] = [];
   let y = 40;

@@ -16,7 +16,7 @@ import { repoRoot } from '../support/repo';
 import { openRtnl } from '../../src/link/rtnl';
 import { coldStarts } from './cold-start';
 import { dockerLevel } from './docker-level';
-import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, rssMB } from './driver-api';
+import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
 import { printTable, writeResults } from './report';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
 
@@ -139,7 +139,17 @@ async function main(): Promise<void> {
   const lan = createLan({ addresses: ['172.16.86.1/16'] });
   try {
     const host = await createDockerHost(lan);
-    const plugin = await startLanplug(host, { sockets: ['lanplug-macvlan.sock', 'lanplug.sock'] });
+    // BENCH_PROFILE_DIR=/some/dir: the daemon writes a CPU profile there when it stops (node --cpu-prof).
+    const profileDir = process.env['BENCH_PROFILE_DIR'];
+    const plugin = await startLanplug(host, {
+      sockets: ['lanplug-macvlan.sock', 'lanplug.sock'],
+      ...(profileDir === undefined
+        ? {}
+        : {
+            command: [process.execPath, '--cpu-prof', '--cpu-prof-dir', profileDir, join(repoRoot(), 'bin', 'lanplug')],
+            args: ['--docker-host', `unix://${host.sock}`],
+          }),
+    });
     results.figure('daemon RSS idle', rssMB(plugin.pid), 'MB');
     const networkId = (name: string): string => host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', name]).trim();
     host.dockerOk([
@@ -158,6 +168,7 @@ async function main(): Promise<void> {
     ]);
     kernelFloor(results, host);
     const driverSocket = join(plugin.pluginDir, 'lanplug-macvlan.sock');
+    await roundTripFloor(results, driverSocket, PLUGIN_CYCLES);
     const client = new DriverClient(driverSocket, networkId('lp'));
     const alive = await attachDetachAtScale(results, client, plugin.pid, { levels: LEVELS, cycles: PLUGIN_CYCLES });
     for (const id of alive) await client.detach(id);

@@ -43,9 +43,10 @@ export class Results {
   }
 }
 
+/** Nearest-rank quantile: the smallest sample with at least q of all samples at or below it. */
 export function quantile(samples: readonly number[], q: number): number {
   const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+  return sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)] ?? NaN;
 }
 
 export function median(samples: readonly number[]): number {
