@@ -20,11 +20,15 @@ import type { IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
 import type { LanSightings, Store } from './state/store';
 
+/** How long after an address is handed out the warmer refills: past the CreateEndpoint and Join that follow. */
+const WARM_AFTER_USE_MS = 150;
+
 export class LanCitizen {
   readonly conflicts: LanConflicts;
   private readonly watch: LanWatch;
   private warmer: CandidateWarmer | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private warmTimer: NodeJS.Timeout | null = null;
   /** Addresses lanplug's containers hold, refreshed every sync: the watch's cheap first filter. */
   private held = new Set<string>();
   private heldGeneration = -1;
@@ -34,7 +38,7 @@ export class LanCitizen {
     private readonly store: Store & IpamStore & LanSightings,
     private readonly log: Logger,
   ) {
-    this.conflicts = new LanConflicts(new LanGuard(log), store, log, () => void this.warmer?.tick());
+    this.conflicts = new LanConflicts(new LanGuard(log), store, log, () => this.warmSoon());
     this.watch = new LanWatch((address) => this.holding(address), store, log);
   }
 
@@ -62,8 +66,23 @@ export class LanCitizen {
 
   async stop(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
+    if (this.warmTimer !== null) clearTimeout(this.warmTimer);
     await this.warmer?.stop();
     await this.watch.close();
+  }
+
+  /**
+   * An address was just handed out: the next candidates are asked about once
+   * the attach it belongs to is through (Docker sends CreateEndpoint and Join
+   * right after RequestAddress), not in the middle of it.
+   */
+  private warmSoon(): void {
+    if (this.warmTimer !== null) return;
+    this.warmTimer = setTimeout(() => {
+      this.warmTimer = null;
+      void this.warmer?.tick();
+    }, WARM_AFTER_USE_MS);
+    this.warmTimer.unref();
   }
 
   /** The links to watch and the addresses held, from the store as it is now. */

@@ -9,6 +9,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { createLan, type Lan } from '../lab/lan';
@@ -184,9 +185,20 @@ test('host access: the host reaches the containers (ping, http, IPv6), they reac
     '--docker-host',
     `unix://${host.sock}`,
   ]);
-  assert.match(gc.stdout, /0 actions, 0 failed$/m, `nothing for gc to do; it said: ${gc.stdout}${gc.stderr}`);
+  const daemonState = (): string =>
+    `the daemon is ${plugin.running ? 'running' : `gone (${String(plugin.exitCode)}, ${String(plugin.exitSignal)})`}; the daemons' stderr:\n${readdirSync(
+      host.dir,
+    )
+      .filter((f) => /^lanplug-\d+\.stderr\.log$/.test(f))
+      .map((f) => `${f}:\n${readFileSync(join(host.dir, f), 'utf8').split('\n').slice(-8).join('\n')}`)
+      .join('\n')}`;
+  assert.match(
+    gc.stdout,
+    /0 actions, 0 failed$/m,
+    `nothing for gc to do; it said: ${gc.stdout}${gc.stderr}; ${daemonState()}`,
+  );
   host.dockerOk(['rm', '-f', 'web', 'later', 'other']);
-  assert.deepEqual(lanplugRoutes(), [], 'the routes go with the endpoints');
+  assert.deepEqual(lanplugRoutes(), [], `the routes go with the endpoints; ${daemonState()}`);
   host.dockerOk(['network', 'rm', 'reach', 'reach2']);
   assertNoLanplugLinks(host);
   assert.deepEqual(shims(), []);

@@ -75,8 +75,29 @@ export class Lanplug implements HostDaemon {
         await this.waitExit(5_000);
       }
     }
+    // The process the lab spawned is not always the daemon itself (nsenter may fork): the daemon
+    // wrote its own pid into its lock file. Wait for that one too, so that the next start finds
+    // neither its lock nor its sockets.
+    const daemonPid = this.daemonPid;
+    if (daemonPid !== null && daemonPid !== this.pid && isAlive(daemonPid)) {
+      signal(daemonPid, 'SIGTERM');
+      const end = Date.now() + timeoutMs;
+      while (isAlive(daemonPid) && Date.now() < end) await sleep(20);
+      if (isAlive(daemonPid)) signal(daemonPid, 'SIGKILL');
+      while (isAlive(daemonPid) && Date.now() < end + 5_000) await sleep(20);
+    }
     this.dockerHost.lanplugs.delete(this);
     return this.exitCode;
+  }
+
+  /** The daemon's own pid, as it wrote it into its lock file once it had started (null before, or for stand-ins). */
+  daemonPid: number | null = null;
+
+  /** The pid in the state directory's lock file when it is a lanplug process, else null. */
+  lockHolder(): number | null {
+    const pid = Number(readOr(path.join(this.stateDir, 'lanplug.lock'), '').trim());
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    return readOr(`/proc/${pid}/cmdline`, '').includes('lanplug') ? pid : null;
   }
   private async waitExit(ms: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
@@ -167,7 +188,11 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
       );
     }
     const ready = await Promise.all(sockets.map(connectable));
-    if (ready.every(Boolean)) return lp;
+    // The sockets alone could still be a previous daemon's, on its way out: the real daemon also says it started.
+    if (ready.every(Boolean) && (opts.command !== undefined || lp.stderr().includes('"lanplug daemon started"'))) {
+      if (opts.command === undefined) lp.daemonPid = lp.lockHolder();
+      return lp;
+    }
     if (Date.now() > deadline) {
       await lp.stop();
       throw new Error(
