@@ -85,7 +85,10 @@ export async function dockerLevel(
           `bench: ${failed.length} of ${options.burst} runs on ${network} failed: ${failed[0]?.stderr ?? ''}`,
         );
       walls.set(network, [...(walls.get(network) ?? []), wall]);
-      await Promise.all(names.map((n) => host.dockerAsync(['rm', '-f', n])));
+      const removed = await Promise.all(names.map((n) => host.dockerAsync(['rm', '-f', n])));
+      const notRemoved = removed.filter((r) => r.code !== 0);
+      if (notRemoved.length > 0)
+        throw new Error(`bench: ${notRemoved.length} rm -f on ${network} failed: ${notRemoved[0]?.stderr ?? ''}`);
     }
   }
   results.add(

@@ -203,6 +203,14 @@ async function main(): Promise<void> {
     // Built-in macvlan and lanplug-macvlan can share eth0 (both bridge mode).
     host.dockerOk(['network', 'create', '-d', 'macvlan', '--subnet=10.77.0.0/24', '-o', 'parent=eth0', 'builtin']);
     await dockerLevel(results, host, { builtin: 'builtin', lanplug: 'lp' }, { cycles: DOCKER_CYCLES, burst: BURST });
+    // `docker run --rm` returns before dockerd has finished removing the container it ran.
+    for (let waited = 0; waited < 15_000; waited += 100) {
+      const attached = ['builtin', 'lp'].map((n) =>
+        host.dockerOk(['network', 'inspect', '-f', '{{len .Containers}}', n]).trim(),
+      );
+      if (attached.every((c) => c === '0')) break;
+      await sleep(100);
+    }
     host.dockerOk(['network', 'rm', 'builtin', 'lp']);
 
     const attach0 = results.rows.find((r) => r.what === 'attach (CreateEndpoint + Join), 0 alive');

@@ -67,11 +67,15 @@ export function ipamRoutes(
         for (;;) {
           // Claimed first, asked about after: no other request can take it while the LAN is asked.
           const address = allocator.requestAddress(request);
-          const check = lan === null || request.gateway ? null : lanFor(allocator.pool(request.poolId));
-          if (lan === null || check === null) return { Address: formatPrefix(address), Data: {} };
-          const verdict = lan.isKnownFree(address.address)
-            ? { inUse: false as const }
-            : await lan.verdict(check, address.address);
+          if (lan === null || request.gateway) return { Address: formatPrefix(address), Data: {} };
+          // The warmer asked about it a moment ago (the usual case): no kernel lookup, no probe.
+          if (lan.isKnownFree(address.address)) {
+            lan.used();
+            return { Address: formatPrefix(address), Data: {} };
+          }
+          const check = lanFor(allocator.pool(request.poolId));
+          if (check === null) return { Address: formatPrefix(address), Data: {} };
+          const verdict = await lan.verdict(check, address.address);
           if (!verdict.inUse) {
             lan.used();
             return { Address: formatPrefix(address), Data: {} };

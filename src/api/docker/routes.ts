@@ -52,8 +52,13 @@ export function networkDriverRoutes(
       '/NetworkDriver.CreateEndpoint',
       async (body) => {
         const request = decodeCreateEndpoint(body);
-        const plan = lan === null ? null : driver.conflictPlan(kind, request);
-        if (lan !== null && plan !== null) await lan.require(plan, plan.addresses, ADVICE_DEFAULT_IPAM);
+        const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a) => a !== undefined);
+        // Asked about a moment ago (by the warmer, or by the IPAM driver for this very address): nothing to look up.
+        if (lan !== null && addresses.length > 0 && addresses.every((a) => lan.isKnownFree(a))) lan.used();
+        else {
+          const plan = lan === null ? null : driver.conflictPlan(kind, request);
+          if (lan !== null && plan !== null) await lan.require(plan, plan.addresses, ADVICE_DEFAULT_IPAM);
+        }
         return encodeCreateEndpoint(driver.createEndpoint(kind, request).assignedMac);
       },
     ],
