@@ -3,7 +3,7 @@
  * types instead of koffi's `any`. Loaded on first use, so that importing a
  * module that needs it (e.g. in unit tests) loads no native code.
  */
-import koffi from 'koffi';
+import koffi, { type LibraryHandle } from 'koffi';
 import { LanplugError } from '../errors';
 
 export interface Libc {
@@ -38,6 +38,13 @@ export interface Libc {
 }
 
 let cache: Libc | undefined;
+
+/** Runs `fn(...args)` on one of koffi's worker threads; `done` gets its number result, or -1 if it failed. */
+function onWorker(fn: ReturnType<LibraryHandle['func']>, args: unknown[], done: (result: number) => void): void {
+  (fn.async as (...a: unknown[]) => void)(...args, (err: unknown, result: unknown) => {
+    done(err === null && typeof result === 'number' ? result : -1);
+  });
+}
 
 export function libc(): Libc {
   if (cache !== undefined) return cache;
@@ -75,29 +82,9 @@ export function libc(): Libc {
     unshare: (flags) => num(unshare(flags)),
     flock: (fd, op) => num(flock(fd, op)),
     sendto: (fd, b, l, f, a, al) => num(sendto(fd, b, l, f, a, al)),
-    recvAsync: (fd, b, l, done) => {
-      (recvfromForAsync.async as (...args: unknown[]) => void)(
-        fd,
-        b,
-        l,
-        0,
-        null,
-        null,
-        (err: unknown, result: unknown) => {
-          done(err === null && typeof result === 'number' ? result : -1);
-        },
-      );
-    },
-    sendAsync: (fd, b, l, done) => {
-      (sendForAsync.async as (...args: unknown[]) => void)(fd, b, l, 0, (err: unknown, result: unknown) => {
-        done(err === null && typeof result === 'number' ? result : -1);
-      });
-    },
-    closeAsync: (fd, done) => {
-      (closeForAsync.async as (...args: unknown[]) => void)(fd, (err: unknown, result: unknown) => {
-        done(err === null && typeof result === 'number' ? result : -1);
-      });
-    },
+    recvAsync: (fd, b, l, done) => onWorker(recvfromForAsync, [fd, b, l, 0, null, null], done),
+    sendAsync: (fd, b, l, done) => onWorker(sendForAsync, [fd, b, l, 0], done),
+    closeAsync: (fd, done) => onWorker(closeForAsync, [fd], done),
     errno: () => koffi.errno(),
   };
   return cache;
