@@ -53,6 +53,8 @@ ensure_built() {
 LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux)
 # `lanplug install` is checked with systemd's own tools (no systemd as PID 1 needed).
 SERVICE_PACKAGES=(systemd-analyze:systemd systemd-socket-activate:systemd)
+# The DHCP tests' server on the lab LAN: Debian's dnsmasq (the binary only, no service).
+DHCP_PACKAGES=(/usr/sbin/dnsmasq:dnsmasq-base)
 # The full-kernel lane: qemu, and xz to unpack Debian's kernel (linux-image-amd64, checked apart).
 VM_PACKAGES=(qemu-system-x86_64:qemu-system-x86 xz:xz-utils)
 

@@ -18,7 +18,9 @@ import { dropForgottenRows } from './api/docker/forgotten';
 import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes } from './api/docker/routes';
 import { PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
+import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
+import { LeaseKeeper } from './dhcp/keeper';
 import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
 import { LanCitizen } from './citizen';
@@ -46,6 +48,8 @@ export interface DaemonOptions {
 }
 
 const DRIVER_KINDS: readonly DriverKind[] = ['macvlan', 'ipvlan'];
+/** How often the lease keeper looks for containers that vanished without a Leave. */
+const DHCP_WATCH_MS = 30_000;
 /** The IPAM driver's name: `docker network create --ipam-driver lanplug`. */
 export const IPAM_PLUGIN_NAME = 'lanplug';
 /** Every socket the daemon serves, by plugin name (`<name>.sock`, and systemd's FileDescriptorName=). */
@@ -90,6 +94,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const citizen = new LanCitizen(driver, store, log);
     const conflicts = citizen.conflicts;
     reconcile(rtnl, store, log);
+    const keeper = new LeaseKeeper(store, log, (networkId) => {
+      const network = store.getNetwork(networkId);
+      return network === null ? null : driver.lanLink(network.spec);
+    });
+    closers.push(() => keeper.stop());
+    const dhcp = new DhcpEndpoints(driver, keeper);
+    // Before any socket listens: leases renew on from the store, without asking dockerd anything.
+    dhcp.resume();
+    keeper.start(DHCP_WATCH_MS);
 
     const engine = new DockerEngine(options.dockerSocket);
     let checking: Promise<unknown> = Promise.resolve();
@@ -107,7 +120,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const plugins: PluginEndpoint[] = [
       ...DRIVER_KINDS.map((kind): PluginEndpoint => ({
         name: `lanplug-${kind}`,
-        routes: networkDriverRoutes(driver, kind, conflicts),
+        routes: networkDriverRoutes(driver, kind, conflicts, dhcp),
         errorField: 'Err',
       })),
       {

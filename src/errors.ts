@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'Conflict' // the request clashes with something that exists (a passthru parent, a duplicate)
   | 'Unsupported' // the running kernel lacks a feature (8021q, ipvlan, ...)
   | 'Kernel' // the kernel refused an operation; see errno
+  | 'Unavailable' // something on the LAN lanplug relies on did not answer (a DHCP server)
   | 'Internal'; // a bug or a broken invariant
 
 export class LanplugError extends Error {

@@ -14,7 +14,9 @@ import { shimLinkName, shortId } from '../driver/names';
 import { reconcile } from '../driver/reconcile';
 import { probeKernel } from '../link/probe';
 import { openRtnl, type Rtnl } from '../link/rtnl';
+import { leaseExpiresAt } from '../model/lease';
 import { formatPrefix } from '../net/address';
+import { describeLease } from './status';
 import { silentLogger } from '../log';
 import { isLocked, lockHolder } from '../state/lock';
 import { DATABASE_FILE, SqliteStore } from '../state/sqlite';
@@ -245,6 +247,7 @@ function stateChecks(options: DoctorOptions, add: Add): void {
       for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
       hostAccessChecks(rtnl, store, add);
       lanChecks(store, add);
+      leaseChecks(store, add);
     } finally {
       rtnl.close();
     }
@@ -283,6 +286,25 @@ function lanChecks(store: SqliteStore, add: Add): void {
         `in use by ${s.mac} (${s.how}), last seen ${when}: lanplug gives it to no container`,
       );
     }
+  }
+}
+
+/**
+ * Each DHCP lease (✔ renewing as it should; ⚠ renewals failing; ✘ expired
+ * without a renewal: the server may give the address to someone else).
+ */
+function leaseChecks(store: SqliteStore, add: Add): void {
+  const now = Date.now();
+  for (const record of store.listLeases()) {
+    const expired = leaseExpiresAt(record.lease) < now;
+    add(
+      `dhcp lease ${record.lease.address.address.text}`,
+      expired ? 'fail' : record.failures > 0 ? 'warn' : 'ok',
+      `endpoint ${shortId(record.endpointId)}: ${describeLease(record)}`,
+      expired || record.failures > 0
+        ? `check that the DHCP server ${record.lease.serverId.text} is up and reachable through the network's parent`
+        : undefined,
+    );
   }
 }
 

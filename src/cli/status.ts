@@ -1,6 +1,7 @@
 /** `lanplug status`: the networks and endpoints lanplug keeps, read without changing anything. */
 import { shortId } from '../driver/names';
 import { formatPrefix } from '../net/address';
+import { leaseExpiresAt, type LeaseRecord } from '../model/lease';
 import { SqliteStore } from '../state/sqlite';
 
 export function formatStatus(stateDir: string): string {
@@ -11,13 +12,16 @@ export function formatStatus(stateDir: string): string {
     if (networks.length === 0) lines.push('no lanplug networks');
     for (const { spec, parentCreated } of networks) {
       const mode = spec.mode.kind === 'macvlan' ? spec.mode.mode : `${spec.mode.mode}/${spec.mode.flag}`;
-      const subnets = [...spec.ipv4, ...spec.ipv6].map((s) => formatPrefix(s.pool)).join(',');
+      const subnets =
+        spec.dhcp !== null ? 'dhcp' : [...spec.ipv4, ...spec.ipv6].map((s) => formatPrefix(s.pool)).join(',');
       lines.push(
         `${shortId(spec.networkId)}  lanplug-${spec.mode.kind}  mode=${mode}  parent=${spec.parent.name}${parentCreated ? ' (created by lanplug)' : ''}  subnets=${subnets || '-'}${spec.internal ? '  internal' : ''}`,
       );
       for (const ep of store.listEndpoints(spec.networkId)) {
         const addresses = [ep.ipv4, ep.ipv6].flatMap((a) => (a === null ? [] : [formatPrefix(a)])).join(',');
         lines.push(`  endpoint ${shortId(ep.endpointId)}  link=${ep.linkName}  mac=${ep.mac ?? '-'}  ${addresses}`);
+        const lease = store.getLease(spec.networkId, ep.endpointId);
+        if (lease !== null) lines.push(`    ${describeLease(lease)}`);
       }
     }
     for (const leftover of store.listLeftovers())
@@ -26,4 +30,22 @@ export function formatStatus(stateDir: string): string {
   } finally {
     store.close();
   }
+}
+
+/** One line per lease: what an operator needs to see whether DHCP is healthy. */
+export function describeLease(record: LeaseRecord): string {
+  const { lease } = record;
+  const at = (ms: number): string => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+  return [
+    `dhcp lease ${formatPrefix(lease.address)}`,
+    `server=${lease.serverId.text}`,
+    `router=${lease.router?.text ?? '-'}`,
+    `dns=${lease.dns.map((a) => a.text).join(',') || '-'}`,
+    `client-id=${record.identity.clientId}`,
+    `hostname=${record.identity.hostname ?? '-'}`,
+    `bound=${at(lease.boundAt)}`,
+    `expires=${at(leaseExpiresAt(lease))}`,
+    `renewed=${record.renewedAt === null ? 'never' : at(record.renewedAt)}`,
+    `failures=${record.failures}${record.lastError === null ? '' : ` (${record.lastError})`}`,
+  ].join('  ');
 }

@@ -50,6 +50,13 @@ import type {
 } from './requests';
 import { replayDifference, validateNetwork } from './validate';
 
+/** A DHCP endpoint between its two halves: recorded, its link up in the daemon's namespace, no address yet. */
+export interface PreparedEndpoint {
+  spec: NetworkSpec;
+  endpoint: EndpointRecord;
+  link: LinkInfo;
+}
+
 /** What CreateEndpoint asks the LAN before it records an endpoint. */
 export interface ConflictPlan {
   link: ProbeLink;
@@ -300,6 +307,60 @@ export class NetworkDriver {
     }
   }
 
+  // ---- endpoints whose address comes from the LAN's DHCP server (see dhcp-endpoints.ts) ----
+
+  /** A network of this driver, as validated at create; NotFound for any other. */
+  networkSpec(driver: DriverKind, networkId: string): NetworkSpec {
+    return this.requireNetwork(networkId, driver).spec;
+  }
+
+  /**
+   * The first half of a DHCP CreateEndpoint: the endpoint recorded without an
+   * address, and its link made now (not at Join) in the daemon's namespace and
+   * set up, for the client to ask for an address on. `mac` null: ipvlan (the
+   * parent's). Undone by deleteEndpoint.
+   */
+  prepareDhcpEndpoint(driver: DriverKind, request: CreateEndpointRequest, mac: string | null): PreparedEndpoint {
+    checkDockerId(request.endpointId, 'endpoint id');
+    const { spec } = this.requireNetwork(request.networkId, driver);
+    if (spec.mode.kind === 'ipvlan' && request.mac !== null) {
+      throw invalidArgument('ipvlan interfaces do not support custom mac address assignment');
+    }
+    const endpoint: EndpointRecord = {
+      networkId: spec.networkId,
+      endpointId: request.endpointId,
+      linkName: endpointLinkName(request.endpointId),
+      mac,
+      ipv4: null,
+      ipv6: request.ipv6,
+    };
+    this.store.putEndpoint(endpoint);
+    try {
+      const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
+      const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
+      this.rtnl.setUp(link);
+      return { spec, endpoint, link };
+    } catch (err) {
+      const failure = inNetwork(spec, err);
+      try {
+        this.deleteEndpoint(spec.networkId, request.endpointId);
+      } catch (undo) {
+        this.log.error('could not undo a failed DHCP endpoint', {
+          endpoint: shortId(request.endpointId),
+          error: String(undo),
+        });
+      }
+      throw failure;
+    }
+  }
+
+  /** The second half: the address the server granted, recorded on the endpoint. */
+  completeDhcpEndpoint(prepared: PreparedEndpoint, address: IpPrefix): EndpointRecord {
+    const endpoint = { ...prepared.endpoint, ipv4: address };
+    this.store.putEndpoint(endpoint);
+    return endpoint;
+  }
+
   /** null for an endpoint lanplug does not know (Docker's own drivers answer an empty map then). */
   endpointInfo(networkId: string, endpointId: string): EndpointRecord | null {
     checkIds(networkId, endpointId);
@@ -320,8 +381,10 @@ export class NetworkDriver {
     let parent: LinkInfo;
     try {
       parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
-      const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
-      this.log.debug('endpoint link created', { endpoint: shortId(endpointId), link: link.name, index: link.index });
+      // A DHCP endpoint's link was made at CreateEndpoint, to ask for its address on.
+      const link =
+        spec.dhcp === null ? this.createEndpointLinkBesideParked(spec, endpoint, parent) : this.requireLink(endpoint);
+      this.log.debug('endpoint link ready', { endpoint: shortId(endpointId), link: link.name, index: link.index });
       // The shim is made again here if its parent went away and came back since.
       if (spec.hostAccess !== null)
         addRoutes(this.rtnl, ensureShim(this.rtnl, spec, parent), wantedRoutes(spec, [endpoint]));
@@ -401,6 +464,13 @@ export class NetworkDriver {
     } catch (err) {
       throw explainUnsupported(spec, err);
     }
+  }
+
+  private requireLink(endpoint: EndpointRecord): LinkInfo {
+    const link = this.rtnl.getLink(endpoint.linkName);
+    if (link === null)
+      throw notFound(`link ${endpoint.linkName} of endpoint ${shortId(endpoint.endpointId)} is gone from the host`);
+    return link;
   }
 
   private deleteEndpointLink(name: string): void {

@@ -12,7 +12,7 @@ import { invalidArgument } from '../errors';
 import { IPVLAN_FLAGS, IPVLAN_MODES, isIpvlanFlag, isIpvlanMode } from '../link/ipvlan';
 import { isMacvlanMode, MACVLAN_MODES } from '../link/macvlan';
 import { isVlanId, VLAN_ID_MAX, VLAN_ID_MIN } from '../link/vlan';
-import type { AnnouncePolicy, ConflictPolicy, DriverKind, LinkMode } from '../model/network';
+import type { AnnouncePolicy, ConflictPolicy, DhcpPolicy, DriverKind, LinkMode } from '../model/network';
 import { checkInterfaceName } from './names';
 
 export const OPT_PARENT = 'parent';
@@ -22,14 +22,30 @@ export const OPT_IPVLAN_FLAG = 'ipvlan_flag';
 export const OPT_MTU = 'com.docker.network.driver.mtu';
 export const OPT_HOST_ACCESS = 'host_access';
 export const OPT_CONFLICT = 'lanplug.conflict';
+export const OPT_DHCP = 'dhcp';
+export const OPT_DHCP_TIMEOUT = 'dhcp.timeout';
+/** Per-endpoint (`--driver-opt`, compose `driver_opts`): the identity a DHCP server knows a container by. */
+export const OPT_ENDPOINT_DHCP_ID = 'lanplug.dhcp.id';
+export const OPT_ENDPOINT_HOSTNAME = 'lanplug.dhcp.hostname';
+/** Docker's plugin timeout is 30 s; what a DHCP server may take stays well inside it. */
+const DHCP_TIMEOUT_MAX_S = 25;
 /** Docker's own (≥ 28) announcement knobs; lanplug honours them so that one option rules both. */
 export const OPT_ANNOUNCE_COUNT = 'com.docker.network.advertise_addr_nmsgs';
 export const OPT_ANNOUNCE_INTERVAL = 'com.docker.network.advertise_addr_ms';
 const DOCKER_NAMESPACE = 'com.docker.network.';
 
 const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
-  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU, OPT_HOST_ACCESS, OPT_CONFLICT],
-  ipvlan: [OPT_PARENT, OPT_IPVLAN_MODE, OPT_IPVLAN_FLAG, OPT_MTU, OPT_HOST_ACCESS, OPT_CONFLICT],
+  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU, OPT_HOST_ACCESS, OPT_CONFLICT, OPT_DHCP, OPT_DHCP_TIMEOUT],
+  ipvlan: [
+    OPT_PARENT,
+    OPT_IPVLAN_MODE,
+    OPT_IPVLAN_FLAG,
+    OPT_MTU,
+    OPT_HOST_ACCESS,
+    OPT_CONFLICT,
+    OPT_DHCP,
+    OPT_DHCP_TIMEOUT,
+  ],
 };
 
 /** A parent as the user wrote it, before the kernel is asked about it. */
@@ -45,6 +61,8 @@ export interface ParsedOptions {
   /** `-o lanplug.conflict=`: what to do with an address the LAN already uses. */
   conflict: ConflictPolicy;
   announce: AnnouncePolicy;
+  /** `-o dhcp=true`, with `-o dhcp.timeout=`; null without. */
+  dhcp: DhcpPolicy | null;
 }
 
 export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record<string, string>>): ParsedOptions {
@@ -59,7 +77,33 @@ export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record
       count: parseWhole(OPT_ANNOUNCE_COUNT, options[OPT_ANNOUNCE_COUNT], 0, 3, 3),
       intervalMs: parseWhole(OPT_ANNOUNCE_INTERVAL, options[OPT_ANNOUNCE_INTERVAL], 100, 2000, 1000),
     },
+    dhcp: parseDhcp(options),
   };
+}
+
+function parseDhcp(options: Readonly<Record<string, string>>): DhcpPolicy | null {
+  const timeoutText = options[OPT_DHCP_TIMEOUT];
+  if (!parseBoolean(OPT_DHCP, options[OPT_DHCP])) {
+    if (timeoutText !== undefined) throw invalidArgument(`-o ${OPT_DHCP_TIMEOUT} needs -o ${OPT_DHCP}=true`);
+    return null;
+  }
+  if (timeoutText === undefined || timeoutText === '') return { timeoutMs: 10_000 };
+  const match = /^(\d{1,2})s?$/.exec(timeoutText);
+  const seconds = match === null ? NaN : Number(match[1]);
+  if (!(seconds >= 1 && seconds <= DHCP_TIMEOUT_MAX_S))
+    throw invalidArgument(
+      `-o ${OPT_DHCP_TIMEOUT}=${timeoutText} is not valid; expected seconds from 1 to ${DHCP_TIMEOUT_MAX_S}, such as 10s (Docker gives a plugin 30 s)`,
+    );
+  return { timeoutMs: seconds * 1000 };
+}
+
+/** A DHCP client id or hostname a user gave per endpoint: printable, no spaces, at most 63 bytes. */
+export function parseEndpointLabel(key: string, value: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/.test(value))
+    throw invalidArgument(
+      `--driver-opt ${key}=${value} is not valid; expected 1-63 letters, digits, '.', '_', ':' or '-', starting with a letter or digit`,
+    );
+  return value;
 }
 
 const CONFLICT_POLICIES: readonly ConflictPolicy[] = ['refuse', 'warn', 'off'];

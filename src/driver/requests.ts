@@ -26,11 +26,18 @@ export interface CreateEndpointRequest {
   ipv6: IpPrefix | null;
   /** The MAC the user asked for (`--mac-address`), or null. */
   mac: string | null;
+  /**
+   * Per-endpoint options (`--driver-opt k=v`, compose `driver_opts`) lanplug
+   * reads, unvalidated: `lanplug.dhcp.id` and `lanplug.dhcp.hostname`.
+   */
+  endpointOptions?: Readonly<Record<string, string>>;
 }
 
 export interface CreateEndpointResult {
   /** The MAC lanplug assigned, when the request had none (null for ipvlan). */
   assignedMac: string | null;
+  /** The IPv4 address lanplug found (DHCP), when the request had none. */
+  assignedIpv4?: IpPrefix;
 }
 
 export interface StaticRoute {

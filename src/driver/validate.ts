@@ -39,6 +39,7 @@ export function validateNetwork(
   checkParentSharing(request.driver, options.mode, plan.name, networks);
   const mtu = options.mtu;
   if (mtu !== null) checkMtu(mtu, plan, parentMtu, request.ipv6.length > 0);
+  if (options.dhcp !== null) checkDhcp(options.mode, plan, request, options.hostAccess);
   return {
     spec: {
       networkId: request.networkId,
@@ -52,9 +53,32 @@ export function validateNetwork(
       hostAccess: options.hostAccess ? resolveHostAccess(options.mode, request) : null,
       conflict: options.conflict,
       announce: options.announce,
+      dhcp: options.dhcp,
     },
     parentCreated,
   };
+}
+
+/**
+ * DHCP needs the LAN's broadcast domain (a parent, layer 2) and must be the
+ * only source of IPv4 addresses: Docker's IPAM would hand out its own.
+ */
+function checkDhcp(mode: LinkMode, plan: ParentPlan, request: CreateNetworkRequest, hostAccess: boolean): void {
+  if (plan.kind === 'private')
+    throw invalidArgument(`-o dhcp=true needs -o parent: the DHCP server is on the LAN behind a parent interface`);
+  if (mode.kind === 'ipvlan' && mode.mode !== 'l2')
+    throw invalidArgument(
+      `-o dhcp=true needs ipvlan_mode=l2: in mode ${mode.mode} the containers get no broadcasts, so no DHCP answers`,
+    );
+  if (mode.kind === 'macvlan' && mode.mode === 'passthru')
+    throw invalidArgument(`-o dhcp=true is not available with macvlan_mode=passthru; use bridge`);
+  const docker = request.ipv4.filter((s) => s.pool.prefixLength !== 0 || s.gateway !== null);
+  if (docker.length > 0)
+    throw invalidArgument(
+      `-o dhcp=true takes IPv4 addresses from the LAN's DHCP server; create the network with --ipam-driver null and without --subnet (got ${docker.map((s) => formatPrefix(s.pool)).join(', ')})`,
+    );
+  if (hostAccess)
+    throw invalidArgument(`-o host_access=true needs a --subnet; it is not available with -o dhcp=true yet`);
 }
 
 interface ResolvedParent {

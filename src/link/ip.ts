@@ -22,6 +22,7 @@ import {
   readU32,
   RT_SCOPE_LINK,
   RT_SCOPE_NOWHERE,
+  RT_SCOPE_UNIVERSE,
   RT_TABLE_MAIN,
   RTA_DST,
   RTA_GATEWAY,
@@ -82,20 +83,29 @@ export function decodeAddress(msg: NlMsg): AddressInfo | null {
   return { index: ifa.index, prefix: { address: addressFromBytes(raw), prefixLength: ifa.prefixLength } };
 }
 
-/** A route to `destination` out of link `oifIndex`, on-link (no gateway), in the main table, marked lanplug's. */
-export function encodeRoute(destination: IpPrefix, oifIndex: number, source: IpAddress | null): Buffer[] {
+/**
+ * A route to `destination` out of link `oifIndex`, in the main table, marked
+ * lanplug's: on-link, or through `gateway` when one is given.
+ */
+export function encodeRoute(
+  destination: IpPrefix,
+  oifIndex: number,
+  source: IpAddress | null,
+  gateway: IpAddress | null = null,
+): Buffer[] {
   return [
     encodeRtMsg({
       family: familyNumber(destination.address.family),
       dstLength: destination.prefixLength,
       table: RT_TABLE_MAIN,
       protocol: RTPROT_LANPLUG,
-      scope: RT_SCOPE_LINK,
+      scope: gateway === null ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE,
       type: RTN_UNICAST,
     }),
     nla(RTA_DST, addressBytes(destination.address)),
     nlaU32(RTA_OIF, oifIndex),
     ...(source === null ? [] : [nla(RTA_PREFSRC, addressBytes(source))]),
+    ...(gateway === null ? [] : [nla(RTA_GATEWAY, addressBytes(gateway))]),
   ];
 }
 

@@ -82,8 +82,8 @@ export interface Rtnl {
   deleteAddress(link: LinkRef, prefix: IpPrefix): boolean;
   /** Addresses of one family on every link of the namespace. */
   listAddresses(family: Family): AddressInfo[];
-  /** Adds or replaces the on-link route to `destination` out of `link`, marked as lanplug's. */
-  replaceRoute(destination: IpPrefix, link: LinkRef, source: IpAddress | null): void;
+  /** Adds or replaces the route to `destination` out of `link` (on-link, or via `gateway`), marked as lanplug's. */
+  replaceRoute(destination: IpPrefix, link: LinkRef, source: IpAddress | null, gateway?: IpAddress | null): void;
   /** Returns false when there is no such route. */
   deleteRoute(destination: IpPrefix, link: LinkRef): boolean;
   /** Routes of one family in the main table. */
@@ -267,10 +267,14 @@ class RtnlSocket implements Rtnl {
     }
   }
 
-  replaceRoute(destination: IpPrefix, link: LinkRef, source: IpAddress | null): void {
+  replaceRoute(destination: IpPrefix, link: LinkRef, source: IpAddress | null, gateway: IpAddress | null = null): void {
     checkIndex('index', link.index);
     try {
-      this.sock.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, encodeRoute(destination, link.index, source));
+      this.sock.request(
+        RTM_NEWROUTE,
+        NLM_F_CREATE | NLM_F_REPLACE,
+        encodeRoute(destination, link.index, source, gateway),
+      );
     } catch (err) {
       throw withContext(`add route to ${formatPrefixText(destination)} via ${link.name}`, err);
     }

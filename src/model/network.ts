@@ -46,6 +46,14 @@ export interface HostAccess {
  */
 export type ConflictPolicy = 'refuse' | 'warn' | 'off';
 
+/**
+ * `-o dhcp=true`: containers take their IPv4 address from the LAN's DHCP
+ * server (the network is made with `--ipam-driver null`), within `timeoutMs`.
+ */
+export interface DhcpPolicy {
+  timeoutMs: number;
+}
+
 /** Gratuitous ARP / unsolicited NA on attach: how many (0 = none) and how far apart. */
 export interface AnnouncePolicy {
   count: number;
@@ -66,6 +74,8 @@ export interface NetworkSpec {
   hostAccess: HostAccess | null;
   conflict: ConflictPolicy;
   announce: AnnouncePolicy;
+  /** null: addresses come from Docker's IPAM, as on any network. */
+  dhcp: DhcpPolicy | null;
 }
 
 export interface NetworkRecord {

@@ -4,18 +4,9 @@
  * Why synchronous: the kernel answers rtnetlink requests in microseconds, from
  * inside the send() call for most link operations, so a blocking
  * send-then-recv pairs each request with its ACK without queues, callbacks or
- * interleaving, and SO_RCVTIMEO (5 s) bounds the worst case. It is also the
- * only safe way to open a socket in another network namespace: setns() moves
- * the *calling thread* only, so the window between setns(target) and
- * setns(back) must run to completion on this thread with no `await` (where
- * unrelated JS could run inside the foreign namespace) and no koffi `.async`
- * call (which would run on a worker thread, in the wrong namespace).
- *
- * The namespace files are opened with Node's fs.openSync, which performs
- * open(2) synchronously on the calling thread: that avoids declaring libc's
- * variadic open() through FFI.
+ * interleaving, and SO_RCVTIMEO (5 s) bounds the worst case. A socket for
+ * another network namespace is made there by netns.ts and used from here.
  */
-import { closeSync, openSync } from 'node:fs';
 import { LanplugError } from '../errors';
 import {
   assertLittleEndian,
@@ -35,7 +26,8 @@ import {
   type NlMsg,
 } from './codec';
 import { libc, type Libc } from '../sys/libc';
-import { describeErrno, EAGAIN, EINTR, ENOENT } from './errno';
+import { describeErrno, EAGAIN, EINTR } from './errno';
+import { FRESH_NAMESPACE, inNetworkNamespace, syscallError } from './netns';
 
 // Values from the kernel/glibc headers of x86_64 and arm64 (checked with a C program).
 const AF_NETLINK = 16;
@@ -46,7 +38,6 @@ const SO_RCVTIMEO = 20;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
-const CLONE_NEWNET = 0x40000000;
 const MSG_PEEK = 0x2;
 const MSG_TRUNC = 0x20;
 /** struct sockaddr_nl: u16 family, u16 pad, u32 pid, u32 groups. */
@@ -56,19 +47,8 @@ const RECEIVE_TIMEOUT_SECONDS = 5;
 /** A dump that changed under us (NLM_F_DUMP_INTR) is restarted this many times. */
 const DUMP_ATTEMPTS = 5;
 
-/** A failed system call, as a LanplugError carrying errno. */
-function syscallError(what: string, errno: number): LanplugError {
-  return new LanplugError('Kernel', `${what}: ${describeErrno(errno)}`, { errno });
-}
-
-/**
- * Set when this thread could not return to its own network namespace. Every
- * later socket would silently configure the wrong namespace, so none is opened.
- */
-let strandedIn: string | undefined;
-
 /** NetlinkSocketOptions.netns for a new, empty, throw-away namespace. */
-export const FRESH_NAMESPACE = 'fresh';
+export { FRESH_NAMESPACE };
 
 export interface NetlinkSocketOptions {
   /**
@@ -100,7 +80,7 @@ export class NetlinkSocket {
     assertLittleEndian();
     const c = libc();
     const netns = options.netns;
-    const fd = netns === undefined ? openRouteSocket(c) : openRouteSocketIn(c, netns);
+    const fd = netns === undefined ? openRouteSocket(c) : inNetworkNamespace(netns, openRouteSocket);
     try {
       configure(c, fd);
     } catch (err) {
@@ -273,74 +253,6 @@ function openRouteSocket(c: Libc): number {
   const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (fd < 0) throw syscallError('socket(AF_NETLINK, NETLINK_ROUTE)', c.errno());
   return fd;
-}
-
-/**
- * Enter another network namespace, create the socket, setns back — all
- * synchronous, on this thread. The socket stays bound to the namespace it was
- * created in, so everything after this function runs in the caller's own
- * namespace. `target` is a namespace file, or FRESH for a new, empty
- * namespace that lives exactly as long as the socket (probes).
- */
-function openRouteSocketIn(c: Libc, target: string): number {
-  if (strandedIn !== undefined) {
-    throw new LanplugError(
-      'Internal',
-      `this thread could not return from network namespace ${strandedIn}; restart the process`,
-    );
-  }
-  // /proc/thread-self, not /proc/self: the namespace of *this* thread is what setns changes.
-  const home = openNsFile('/proc/thread-self/ns/net');
-  try {
-    enter(c, target);
-    let fd = -1;
-    try {
-      fd = openRouteSocket(c);
-    } finally {
-      if (c.setns(home, CLONE_NEWNET) !== 0) {
-        const errno = c.errno();
-        strandedIn = target;
-        if (fd >= 0) c.close(fd);
-        // Throwing from finally is deliberate: nothing may continue in the wrong namespace.
-        // eslint-disable-next-line no-unsafe-finally
-        throw new LanplugError(
-          'Internal',
-          `could not return from network namespace ${target}: ${describeErrno(errno)}; restart the process`,
-          { errno },
-        );
-      }
-    }
-    return fd;
-  } finally {
-    closeSync(home);
-  }
-}
-
-/** Moves this thread into `target` (a namespace file, or a fresh namespace). */
-function enter(c: Libc, target: string): void {
-  if (target === FRESH_NAMESPACE) {
-    if (c.unshare(CLONE_NEWNET) !== 0) throw syscallError('unshare(CLONE_NEWNET)', c.errno());
-    return;
-  }
-  const fd = openNsFile(target);
-  try {
-    if (c.setns(fd, CLONE_NEWNET) !== 0) throw syscallError(`setns(${target})`, c.errno());
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function openNsFile(path: string): number {
-  try {
-    return openSync(path, 'r');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const errno = Math.abs((err as NodeJS.ErrnoException).errno ?? 0);
-    if (code === 'ENOENT') {
-      throw new LanplugError('NotFound', `network namespace ${path} does not exist`, { errno: ENOENT, cause: err });
-    }
-    throw new LanplugError('Kernel', `open ${path}: ${code ?? String(err)}`, { errno: errno || undefined, cause: err });
-  }
 }
 
 /** Receive timeout, extended ACKs with the kernel's reason text, capped ACKs, bind. */

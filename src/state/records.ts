@@ -18,15 +18,17 @@ import type {
   Subnet,
 } from '../model/network';
 import type { PoolRecord } from '../model/ipam';
+import type { LeaseRecord } from '../model/lease';
 import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
 
 /**
  * 2: networks may carry `hostAccess`. Version 1 records (lanplug 0.1) are read
  * as networks without host access; a lanplug that knows only version 1 refuses
  * a version 2 row rather than ignore what it cannot honour.
+ * 3: networks may carry `dhcp`; DHCP leases.
  */
-export const RECORD_VERSION = 2;
-const READABLE_VERSIONS: readonly unknown[] = [1, 2];
+export const RECORD_VERSION = 3;
+const READABLE_VERSIONS: readonly unknown[] = [1, 2, 3];
 
 export class RecordDecodeError extends Error {}
 
@@ -50,6 +52,7 @@ export function encodeNetwork(record: NetworkRecord): string {
         : { ipv4: spec.hostAccess.ipv4?.text ?? null, ipv6: spec.hostAccess.ipv6?.text ?? null },
     conflict: spec.conflict,
     announce: spec.announce,
+    dhcp: spec.dhcp,
   });
 }
 
@@ -93,6 +96,10 @@ export function decodeNetwork(text: string): NetworkRecord {
       // Absent in rows written before lanplug looked at the LAN: the defaults.
       conflict: o['conflict'] === undefined ? 'refuse' : decodeConflict(o['conflict']),
       announce: o['announce'] === undefined ? { count: 3, intervalMs: 1000 } : decodeAnnounce(o['announce']),
+      dhcp:
+        o['dhcp'] === undefined || o['dhcp'] === null
+          ? null
+          : { timeoutMs: num(object(o['dhcp'], 'dhcp'), 'timeoutMs') },
     },
     parentCreated: bool(o, 'parentCreated'),
   };
@@ -238,5 +245,66 @@ export function decodePool(text: string): PoolRecord {
     addressSpace: str(o, 'addressSpace'),
     pool: parsePrefix(str(o, 'pool')),
     range: range === null ? null : parsePrefix(range),
+  };
+}
+
+export function encodeLease(record: LeaseRecord): string {
+  const { lease } = record;
+  return JSON.stringify({
+    v: RECORD_VERSION,
+    networkId: record.networkId,
+    endpointId: record.endpointId,
+    identity: record.identity,
+    lease: {
+      address: formatPrefix(lease.address),
+      router: lease.router?.text ?? null,
+      dns: lease.dns.map((a) => a.text),
+      serverId: lease.serverId.text,
+      serverMac: lease.serverMac,
+      leaseSeconds: lease.leaseSeconds,
+      renewSeconds: lease.renewSeconds,
+      rebindSeconds: lease.rebindSeconds,
+      boundAt: lease.boundAt,
+    },
+    sandboxKey: record.sandboxKey,
+    renewedAt: record.renewedAt,
+    failures: record.failures,
+    lastError: record.lastError,
+  });
+}
+
+export function decodeLease(text: string): LeaseRecord {
+  const o = object(JSON.parse(text), 'lease');
+  version(o);
+  const id = object(o['identity'], 'identity');
+  const l = object(o['lease'], 'lease');
+  const router = nullable(l, 'router', str);
+  return {
+    networkId: str(o, 'networkId'),
+    endpointId: str(o, 'endpointId'),
+    identity: {
+      mac: str(id, 'mac'),
+      clientId: str(id, 'clientId'),
+      hostname: nullable(id, 'hostname', str),
+      broadcast: bool(id, 'broadcast'),
+    },
+    lease: {
+      address: parsePrefix(str(l, 'address')),
+      router: router === null ? null : parseAddress(router),
+      dns: array(l, 'dns').map((a) => {
+        if (typeof a !== 'string') throw new RecordDecodeError('a DNS server is not a string');
+        return parseAddress(a);
+      }),
+      serverId: parseAddress(str(l, 'serverId')),
+      serverMac: str(l, 'serverMac'),
+      leaseSeconds: num(l, 'leaseSeconds'),
+      renewSeconds: num(l, 'renewSeconds'),
+      rebindSeconds: num(l, 'rebindSeconds'),
+      boundAt: num(l, 'boundAt'),
+    },
+    sandboxKey: nullable(o, 'sandboxKey', str),
+    renewedAt: nullable(o, 'renewedAt', num),
+    failures: num(o, 'failures'),
+    lastError: nullable(o, 'lastError', str),
   };
 }

@@ -15,11 +15,13 @@
  *      endpoints' MACs as a column with a unique index, and `lan_seen`: who
  *      else on the LAN was seen using an address (probe answers, and claims on
  *      a container's address after the fact).
+ * - 4: DHCP: `leases` (one per endpoint that holds one) and `dhcp_last` (the
+ *      address each client id held last, asked for again at its next start).
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** STEPS[n] moves a database from version n to n + 1. */
 const STEPS: readonly string[] = [
@@ -56,6 +58,18 @@ const STEPS: readonly string[] = [
    ALTER TABLE endpoints ADD COLUMN mac TEXT;
    UPDATE endpoints SET mac = json_extract(record, '$.mac');
    CREATE UNIQUE INDEX endpoints_mac ON endpoints (mac) WHERE mac IS NOT NULL;`,
+  `CREATE TABLE leases (
+     network_id  TEXT NOT NULL,
+     endpoint_id TEXT NOT NULL,
+     record      TEXT NOT NULL,
+     created_at  INTEGER NOT NULL DEFAULT 0,
+     PRIMARY KEY (network_id, endpoint_id)
+   );
+   CREATE TABLE dhcp_last (
+     client_id  TEXT PRIMARY KEY,
+     address    TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );`,
 ];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */

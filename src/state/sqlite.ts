@@ -23,10 +23,12 @@ import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/
 import { parseAddress, type IpAddress } from '../net/address';
 import {
   decodeEndpoint,
+  decodeLease,
   decodeLeftover,
   decodeNetwork,
   decodePool,
   encodeEndpoint,
+  encodeLease,
   encodeLeftover,
   encodeNetwork,
   encodePool,
@@ -34,6 +36,8 @@ import {
 import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from './schema';
 import { checkStateDir, prepareStateDir } from './state-dir';
 import type { IpamStore } from './ipam-store';
+import type { LeaseStore } from './lease-store';
+import type { LeaseRecord } from '../model/lease';
 import type { LanSighting, LanSightings, Store } from './store';
 
 export const DATABASE_FILE = 'lanplug.db';
@@ -44,7 +48,7 @@ interface Row {
   created_at: number;
 }
 
-export class SqliteStore implements Store, IpamStore, LanSightings {
+export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
   private readonly statements = new Map<string, Database.Statement>();
   /** A durable write happened inside the transaction that is open: fsync the WAL when it commits. */
   private syncOnCommit = false;
@@ -273,6 +277,48 @@ export class SqliteStore implements Store, IpamStore, LanSightings {
       }
       return { address: parseAddress(row.address), kind };
     });
+  }
+
+  getLease(networkId: string, endpointId: string): (LeaseRecord & Stamped) | null {
+    const row = this.stmt(
+      'SELECT endpoint_id AS id, record, created_at FROM leases WHERE network_id = ? AND endpoint_id = ?',
+    ).get(networkId, endpointId) as Row | undefined;
+    return row === undefined ? null : this.read('lease', row, decodeLease);
+  }
+
+  listLeases(): (LeaseRecord & Stamped)[] {
+    const rows = this.stmt(
+      'SELECT endpoint_id AS id, record, created_at FROM leases ORDER BY created_at',
+    ).all() as Row[];
+    return rows.map((row) => this.read('lease', row, decodeLease));
+  }
+
+  putLease(record: LeaseRecord, durable: boolean): void {
+    this.transaction(() => {
+      // A lease written again (renewed) keeps its first time.
+      this.stmt(
+        `INSERT INTO leases (network_id, endpoint_id, record, created_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record`,
+      ).run(record.networkId, record.endpointId, encodeLease(record), Date.now());
+      if (durable) this.durable();
+    });
+  }
+
+  deleteLease(networkId: string, endpointId: string): void {
+    this.stmt('DELETE FROM leases WHERE network_id = ? AND endpoint_id = ?').run(networkId, endpointId);
+  }
+
+  rememberAddress(clientId: string, address: IpAddress): void {
+    this.stmt(
+      `INSERT INTO dhcp_last (client_id, address, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (client_id) DO UPDATE SET address = excluded.address, updated_at = excluded.updated_at`,
+    ).run(clientId, address.text, Date.now());
+  }
+
+  lastAddress(clientId: string): IpAddress | null {
+    const row = this.stmt('SELECT address FROM dhcp_last WHERE client_id = ?').get(clientId) as
+      { address: string } | undefined;
+    return row === undefined ? null : parseAddress(row.address);
   }
 
   recordSighting(s: Omit<LanSighting, 'firstSeen' | 'lastSeen'>, at: number): void {

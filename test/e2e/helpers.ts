@@ -5,7 +5,7 @@ import { after, before, beforeEach } from 'node:test';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
-import { runOk } from '../lab/proc';
+import { runOk, sleepSync } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 
 export interface ContainerNetwork {
@@ -52,10 +52,17 @@ export function lines(text: string): string[] {
 export function resetDocker(host: DockerHost): void {
   const containers = lines(host.dockerOk(['ps', '-aq']));
   if (containers.length > 0) host.docker(['rm', '-f', ...containers]);
-  const networks = lines(host.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).filter(
-    (n) => !['bridge', 'host', 'none'].includes(n),
-  );
-  if (networks.length > 0) host.docker(['network', 'rm', ...networks]);
+  // dockerd 20.10 answers `rm -f` before it has left the container's networks: a network may still have
+  // "active endpoints" for a moment.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const networks = lines(host.dockerOk(['network', 'ls', '--format', '{{.Name}}'])).filter(
+      (n) => !['bridge', 'host', 'none'].includes(n),
+    );
+    if (networks.length === 0 || host.docker(['network', 'rm', ...networks]).status === 0 || Date.now() > deadline)
+      return;
+    sleepSync(100);
+  }
 }
 
 /** Retries `fn` until it stops throwing, for at most `ms` (for things the kernel finishes in the background, like DAD). */

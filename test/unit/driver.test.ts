@@ -357,3 +357,25 @@ test('state survives reopening the store', () => {
   assert.deepEqual(store.getNetwork(NET_A)?.spec.mode, { kind: 'macvlan', mode: 'vepa' });
   assert.equal(store.getEndpoint(NET_A, EP_1)?.mac, '02:42:ac:10:56:02');
 });
+
+test('-o dhcp=true: only with --ipam-driver null, a parent, and a layer-2 mode; nothing recorded when refused', () => {
+  const { driver } = setup();
+  const nullIpam = { ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }] };
+  assert.equal(
+    refusal(() => driver.createNetwork(network(NET_A, { parent: 'eth0', dhcp: 'true' }))).message,
+    "-o dhcp=true takes IPv4 addresses from the LAN's DHCP server; create the network with --ipam-driver null and without --subnet (got 172.16.86.0/24)",
+  );
+  assert.equal(
+    refusal(() => driver.createNetwork(network(NET_A, { dhcp: 'true' }, nullIpam))).message,
+    '-o dhcp=true needs -o parent: the DHCP server is on the LAN behind a parent interface',
+  );
+  assert.equal(
+    refusal(() =>
+      driver.createNetwork(network(NET_A, { parent: 'eth0', dhcp: 'true', ipvlan_mode: 'l3' }, nullIpam, 'ipvlan')),
+    ).message,
+    '-o dhcp=true needs ipvlan_mode=l2: in mode l3 the containers get no broadcasts, so no DHCP answers',
+  );
+  assert.deepEqual(store.listNetworks(), []);
+  driver.createNetwork(network(NET_A, { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '4s' }, nullIpam));
+  assert.deepEqual(store.getNetwork(NET_A)?.spec.dhcp, { timeoutMs: 4000 });
+});

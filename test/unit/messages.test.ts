@@ -116,7 +116,18 @@ const CASES: Case[] = [
     name: 'unknown option key',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0', macvlan_mod: 'private' })),
     message:
-      "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict",
+      "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+  },
+  {
+    name: 'dhcp with a subnet from Docker',
+    when: (d) => d.createNetwork(network(NET, { parent: 'eth0', dhcp: 'true' })),
+    message:
+      "-o dhcp=true takes IPv4 addresses from the LAN's DHCP server; create the network with --ipam-driver null and without --subnet (got 172.16.86.0/24)",
+  },
+  {
+    name: 'dhcp timeout out of range',
+    when: (d) => d.createNetwork(network(NET, { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '60s' })),
+    message: '-o dhcp.timeout=60s is not valid; expected seconds from 1 to 25, such as 10s (Docker gives a plugin 30 s)',
   },
   {
     name: 'empty parent',

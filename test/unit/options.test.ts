@@ -20,7 +20,22 @@ test('macvlan defaults: bridge mode, no parent, no mtu, no host access, conflict
     hostAccess: false,
     conflict: 'refuse',
     announce: { count: 3, intervalMs: 1000 },
+    dhcp: null,
   });
+});
+
+test('-o dhcp=true: a 10 s budget by default, dhcp.timeout from 1 to 25 s, nothing else', () => {
+  assert.deepEqual(parseNetworkOptions('macvlan', { parent: 'eth0', dhcp: 'true' }).dhcp, { timeoutMs: 10_000 });
+  assert.deepEqual(parseNetworkOptions('ipvlan', { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '3s' }).dhcp, {
+    timeoutMs: 3_000,
+  });
+  assert.deepEqual(parseNetworkOptions('macvlan', { dhcp: 'true', 'dhcp.timeout': '25' }).dhcp, { timeoutMs: 25_000 });
+  refuses(
+    () => parseNetworkOptions('macvlan', { dhcp: 'true', 'dhcp.timeout': '30s' }),
+    '-o dhcp.timeout=30s is not valid; expected seconds from 1 to 25, such as 10s (Docker gives a plugin 30 s)',
+  );
+  refuses(() => parseNetworkOptions('macvlan', { 'dhcp.timeout': '5s' }), '-o dhcp.timeout needs -o dhcp=true');
+  refuses(() => parseNetworkOptions('macvlan', { dhcp: 'yes' }), '-o dhcp=yes is not valid; expected true or false');
 });
 
 test('every macvlan mode is accepted', () => {
@@ -70,15 +85,15 @@ test('bad ipvlan mode and flag use Docker wording', () => {
 test('unknown option keys are refused with the accepted list; Docker namespace keys pass', () => {
   refuses(
     () => parseNetworkOptions('macvlan', { parent: 'eth0', macvlan_mod: 'private' }),
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
   );
   refuses(
     () => parseNetworkOptions('macvlan', { ipvlan_mode: 'l2' }),
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
   );
   refuses(
     () => parseNetworkOptions('ipvlan', { macvlan_mode: 'bridge' }),
-    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict",
+    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
   );
   assert.doesNotThrow(() => parseNetworkOptions('macvlan', { 'com.docker.network.bridge.name': 'x' }));
 });

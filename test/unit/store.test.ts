@@ -216,8 +216,49 @@ test('a network record reads back exactly as written, every field', async () => 
       hostAccess: { ipv4: parseAddress('172.16.86.254'), ipv6: parseAddress('2001:db8::fe') },
       conflict: 'warn' as const,
       announce: { count: 1, intervalMs: 250 },
+      dhcp: { timeoutMs: 7000 },
     },
     parentCreated: true,
   };
   assert.deepEqual(decodeNetwork(encodeNetwork(record)), record);
+});
+
+test('a lease record reads back exactly as written; the last address of a client id is remembered', async () => {
+  const { encodeLease, decodeLease } = await import('../../src/state/records');
+  const record = {
+    networkId: 'c'.repeat(64),
+    endpointId: 'd'.repeat(64),
+    identity: { mac: '02:00:00:00:00:09', clientId: '0102000000000009', hostname: 'web', broadcast: true },
+    lease: {
+      address: parsePrefix('172.16.86.50/24'),
+      router: parseAddress('172.16.86.1'),
+      dns: [parseAddress('172.16.86.1'), parseAddress('9.9.9.9')],
+      serverId: parseAddress('172.16.86.1'),
+      serverMac: '02:00:00:00:00:01',
+      leaseSeconds: 120,
+      renewSeconds: 60,
+      rebindSeconds: 105,
+      boundAt: 1_700_000_000_000,
+    },
+    sandboxKey: '/var/run/docker/netns/abc',
+    renewedAt: null,
+    failures: 2,
+    lastError: 'no answer',
+  };
+  assert.deepEqual(decodeLease(encodeLease(record)), record);
+  const dir = mkdtempSync(join(tmpdir(), 'lp-lease-'));
+  try {
+    const store = SqliteStore.open(dir);
+    store.putLease(record, true);
+    assert.deepEqual(store.getLease(record.networkId, record.endpointId)?.lease, record.lease);
+    assert.equal(store.listLeases().length, 1);
+    store.deleteLease(record.networkId, record.endpointId);
+    assert.equal(store.getLease(record.networkId, record.endpointId), null);
+    assert.equal(store.lastAddress('0102000000000009'), null);
+    store.rememberAddress('0102000000000009', parseAddress('172.16.86.50'));
+    assert.equal(store.lastAddress('0102000000000009')?.text, '172.16.86.50');
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -3,6 +3,7 @@
  * Handlers translate JSON to the driver's typed requests and back; all
  * decisions are the driver's.
  */
+import type { DhcpEndpoints } from '../../driver/dhcp-endpoints';
 import type { NetworkDriver } from '../../driver/network-driver';
 import { ADVICE_DEFAULT_IPAM, type LanConflicts } from '../../lan/conflicts';
 import type { DriverKind } from '../../model/network';
@@ -11,6 +12,7 @@ import {
   decodeCreateEndpoint,
   decodeCreateNetwork,
   decodeEndpointRef,
+  decodeJoin,
   decodeNetworkRef,
   encodeCreateEndpoint,
   encodeEndpointOperInfo,
@@ -28,6 +30,7 @@ export function networkDriverRoutes(
   driver: NetworkDriver,
   kind: DriverKind,
   lan: LanConflicts | null = null,
+  dhcp: DhcpEndpoints | null = null,
 ): ReadonlyMap<string, Handler> {
   const nothing = (): JsonObject => ({});
   return new Map<string, Handler>([
@@ -44,7 +47,9 @@ export function networkDriverRoutes(
     [
       '/NetworkDriver.DeleteNetwork',
       (body) => {
-        driver.deleteNetwork(decodeNetworkRef(body));
+        const networkId = decodeNetworkRef(body);
+        dhcp?.releaseNetwork(networkId);
+        driver.deleteNetwork(networkId);
         return {};
       },
     ],
@@ -52,6 +57,9 @@ export function networkDriverRoutes(
       '/NetworkDriver.CreateEndpoint',
       async (body) => {
         const request = decodeCreateEndpoint(body);
+        // The LAN's DHCP server picks the address: nothing to ask the LAN about first.
+        if (dhcp?.serves(kind, request.networkId))
+          return encodeCreateEndpoint(await dhcp.createEndpoint(kind, request));
         const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a) => a !== undefined);
         // Asked about a moment ago (by the warmer, or by the IPAM driver for this very address): nothing to look up.
         if (lan !== null && addresses.length > 0 && addresses.every((a) => lan.isKnownFree(a))) lan.used();
@@ -59,13 +67,15 @@ export function networkDriverRoutes(
           const plan = lan === null ? null : driver.conflictPlan(kind, request);
           if (lan !== null && plan !== null) await lan.require(plan, plan.addresses, ADVICE_DEFAULT_IPAM);
         }
-        return encodeCreateEndpoint(driver.createEndpoint(kind, request).assignedMac);
+        return encodeCreateEndpoint(driver.createEndpoint(kind, request));
       },
     ],
     [
       '/NetworkDriver.DeleteEndpoint',
       (body) => {
         const ref = decodeEndpointRef(body);
+        // Released at Leave already, unless the container never started (no Join, no Leave).
+        dhcp?.release(ref.networkId, ref.endpointId, 'endpoint removed');
         driver.deleteEndpoint(ref.networkId, ref.endpointId);
         return {};
       },
@@ -80,8 +90,9 @@ export function networkDriverRoutes(
     [
       '/NetworkDriver.Join',
       (body) => {
-        const ref = decodeEndpointRef(body);
-        return encodeJoin(driver.join(kind, ref.networkId, ref.endpointId));
+        const ref = decodeJoin(body);
+        const answer = driver.join(kind, ref.networkId, ref.endpointId);
+        return encodeJoin(dhcp === null ? answer : dhcp.joined(kind, ref, answer));
       },
     ],
     [
@@ -89,6 +100,8 @@ export function networkDriverRoutes(
       (body) => {
         const ref = decodeEndpointRef(body);
         driver.leave(ref.networkId, ref.endpointId);
+        // The container's link still has its address here: the lease goes back before Docker takes the link.
+        dhcp?.release(ref.networkId, ref.endpointId, 'container stopped');
         return {};
       },
     ],

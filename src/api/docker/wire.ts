@@ -3,7 +3,12 @@
  * wire), and the translation from those JSON bodies into the driver's typed
  * requests. The API is documented in moby's libnetwork docs/remote.md.
  */
-import type { CreateEndpointRequest, CreateNetworkRequest, JoinResult } from '../../driver/requests';
+import type {
+  CreateEndpointRequest,
+  CreateEndpointResult,
+  CreateNetworkRequest,
+  JoinResult,
+} from '../../driver/requests';
 import type { DriverKind, Subnet } from '../../model/network';
 import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
 import { invalidArgument } from '../../errors';
@@ -82,7 +87,26 @@ export function decodeCreateEndpoint(body: JsonObject): CreateEndpointRequest {
     ipv4: v4 === null ? null : parsePrefix(v4, 'Interface Address'),
     ipv6: v6 === null ? null : parsePrefix(v6, 'Interface AddressIPv6'),
     mac: optionalString(iface, 'MacAddress'),
+    endpointOptions: endpointOptions(optionalObject(body, 'Options')),
   };
+}
+
+/** The string-valued per-endpoint options; Docker's own keys (ports, MAC as base64) are not lanplug's. */
+function endpointOptions(options: JsonObject): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options)) {
+    if (typeof value === 'string' && !name.startsWith('com.docker.')) out[name] = value;
+  }
+  return out;
+}
+
+export interface JoinRef extends EndpointRef {
+  /** The container's network namespace, as a file. */
+  sandboxKey: string | null;
+}
+
+export function decodeJoin(body: JsonObject): JoinRef {
+  return { ...decodeEndpointRef(body), sandboxKey: optionalString(body, 'SandboxKey') };
 }
 
 export interface EndpointRef {
@@ -100,9 +124,12 @@ export function decodeNetworkRef(body: JsonObject): string {
 
 // ---- responses ----
 
-/** CreateEndpoint may only fill fields that were empty in the request: so only the MAC, only when we chose it. */
-export function encodeCreateEndpoint(assignedMac: string | null): JsonObject {
-  return assignedMac === null ? { Interface: null } : { Interface: { MacAddress: assignedMac } };
+/** CreateEndpoint may only fill fields that were empty in the request: the MAC and address lanplug chose. */
+export function encodeCreateEndpoint(result: CreateEndpointResult): JsonObject {
+  const iface: JsonObject = {};
+  if (result.assignedMac !== null) iface['MacAddress'] = result.assignedMac;
+  if (result.assignedIpv4 !== undefined) iface['Address'] = formatPrefix(result.assignedIpv4);
+  return { Interface: Object.keys(iface).length === 0 ? null : iface };
 }
 
 export function encodeJoin(result: JoinResult): JsonObject {

@@ -1,0 +1,226 @@
+/**
+ * The DHCPv4 client's transactions (RFC 2131 §3-§4.4), each over a channel:
+ * acquire (DISCOVER, OFFER, REQUEST, ACK), renew and rebind (REQUEST with the
+ * address held), release. No state between calls: the lease keeper decides
+ * when each runs.
+ *
+ * Frames are built whole (Ethernet, IPv4, UDP): the client sends from 0.0.0.0
+ * before it has an address, and from the leased address out of a namespace
+ * that may not hold it, neither of which a UDP socket can do.
+ */
+import { randomInt } from 'node:crypto';
+import { LanplugError } from '../errors';
+import { encodeUdpFrame } from '../l2/udp-frames';
+import type { DhcpIdentity, Lease } from '../model/lease';
+import type { IpAddress } from '../net/address';
+import type { DhcpChannel, Reply } from './channel';
+import {
+  BROADCAST_V4,
+  DHCP_CLIENT_PORT,
+  DHCP_SERVER_PORT,
+  encodeDhcp,
+  ipv4Option,
+  OPT,
+  readAddress,
+  readAddresses,
+  readPrefixLength,
+  readSeconds,
+  ZERO_V4,
+  type DhcpMessage,
+  type MessageType,
+} from './message';
+
+const BROADCAST_MAC = 'ff:ff:ff:ff:ff:ff';
+/** Retransmission gaps: short first (a lost frame on a quiet LAN), then RFC 2131's growing back-off. */
+const RETRANSMIT_MS = [1_000, 2_000, 4_000, 8_000];
+const VENDOR_CLASS = Buffer.from('lanplug');
+/** What lanplug asks for: mask, router, DNS, domain, lease times. */
+const PARAMETERS = Buffer.from([
+  OPT.subnetMask,
+  OPT.router,
+  OPT.dnsServers,
+  OPT.domainName,
+  OPT.leaseTime,
+  OPT.renewalTime,
+  OPT.rebindingTime,
+]);
+/** RFC 2131 §4.4.5's fallbacks when a server sends no lease time, T1 or T2. */
+const DEFAULT_LEASE_SECONDS = 3600;
+
+export type RenewOutcome = { kind: 'ack'; lease: Lease } | { kind: 'nak'; message: string } | { kind: 'silent' };
+
+/**
+ * DISCOVER until an OFFER, then REQUEST it until an ACK, all before
+ * `deadline`; a NAK starts over. `hint` is the address this identity held
+ * last (option 50): a server that still has it free gives it back.
+ */
+export async function acquire(
+  channel: DhcpChannel,
+  identity: DhcpIdentity,
+  options: { hint: IpAddress | null; deadline: number },
+): Promise<Lease> {
+  const started = Date.now();
+  let lastNak: string | null = null;
+  while (Date.now() < options.deadline) {
+    const xid = randomInt(0, 2 ** 32);
+    const discover = message(identity, 'discover', xid, started, {
+      broadcast: true,
+      extra: options.hint === null ? [] : [[OPT.requestedAddress, ipv4Option(options.hint)]],
+    });
+    const offer = await exchange(channel, discover, fromZero(identity, discover), xid, ['offer'], options.deadline);
+    if (offer === null) break;
+    const serverId = readAddress(offer.message.options, OPT.serverId) ?? offer.datagram.source;
+    const request = message(identity, 'request', xid, started, {
+      broadcast: true,
+      extra: [
+        [OPT.requestedAddress, ipv4Option(offer.message.yiaddr)],
+        [OPT.serverId, ipv4Option(serverId)],
+      ],
+    });
+    const answer = await exchange(channel, request, fromZero(identity, request), xid, ['ack', 'nak'], options.deadline);
+    if (answer === null) break;
+    if (answer.message.type === 'ack') return leaseFrom(answer);
+    lastNak = nakText(answer.message);
+  }
+  const seconds = Math.round((options.deadline - started) / 1000);
+  throw new LanplugError(
+    'Unavailable',
+    lastNak === null
+      ? `no DHCP server answered on ${channel.where} within ${seconds} s`
+      : `the DHCP server refused every address it offered on ${channel.where} (${lastNak})`,
+  );
+}
+
+/**
+ * REQUEST with the held address as ciaddr: 'renew' unicast to the server that
+ * granted it (RFC 2131 §4.4.5, T1), 'rebind' broadcast to any server (T2).
+ */
+export async function renew(
+  channel: DhcpChannel,
+  identity: DhcpIdentity,
+  lease: Lease,
+  how: 'renew' | 'rebind',
+  deadline: number,
+): Promise<RenewOutcome> {
+  const xid = randomInt(0, 2 ** 32);
+  const request = message(identity, 'request', xid, Date.now(), { broadcast: false, ciaddr: lease.address.address });
+  const toServer = how === 'renew';
+  const frame = encodeUdpFrame({
+    sourceMac: identity.mac,
+    destinationMac: toServer ? lease.serverMac : BROADCAST_MAC,
+    source: lease.address.address,
+    destination: toServer ? lease.serverId : BROADCAST_V4,
+    sourcePort: DHCP_CLIENT_PORT,
+    destinationPort: DHCP_SERVER_PORT,
+    payload: encodeDhcp(request),
+  });
+  const answer = await exchange(channel, request, frame, xid, ['ack', 'nak'], deadline);
+  if (answer === null) return { kind: 'silent' };
+  if (answer.message.type === 'nak') return { kind: 'nak', message: nakText(answer.message) };
+  return { kind: 'ack', lease: leaseFrom(answer) };
+}
+
+/** DHCPRELEASE, unicast from the leased address (dnsmasq ignores one from 0.0.0.0). Nothing answers a release. */
+export function release(send: (frame: Buffer) => void, identity: DhcpIdentity, lease: Lease): void {
+  const m = message(identity, 'release', randomInt(0, 2 ** 32), Date.now(), {
+    broadcast: false,
+    ciaddr: lease.address.address,
+    extra: [[OPT.serverId, ipv4Option(lease.serverId)]],
+  });
+  send(
+    encodeUdpFrame({
+      sourceMac: identity.mac,
+      destinationMac: lease.serverMac,
+      source: lease.address.address,
+      destination: lease.serverId,
+      sourcePort: DHCP_CLIENT_PORT,
+      destinationPort: DHCP_SERVER_PORT,
+      payload: encodeDhcp(m),
+    }),
+  );
+}
+
+/** Sends `frame` and waits for a reply of `types` to `xid`, sending again at growing gaps until `deadline`. */
+async function exchange(
+  channel: DhcpChannel,
+  sent: DhcpMessage,
+  frame: Buffer,
+  xid: number,
+  types: readonly MessageType[],
+  deadline: number,
+): Promise<Reply | null> {
+  const accept = (r: Reply): boolean =>
+    r.message.xid === xid && r.message.chaddr === sent.chaddr && types.includes(r.message.type);
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    channel.send(frame);
+    const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
+    // Answers that arrive after a resend still count: a slow server (dnsmasq pings an address first) is not a lost one.
+    const reply = await channel.next(accept, Math.min(deadline, Date.now() + gap));
+    if (reply !== null) return reply;
+  }
+  return null;
+}
+
+function message(
+  identity: DhcpIdentity,
+  type: MessageType,
+  xid: number,
+  started: number,
+  opts: { broadcast: boolean; ciaddr?: IpAddress; extra?: [number, Buffer][] },
+): DhcpMessage {
+  const options = new Map<number, Buffer>([[OPT.clientId, Buffer.from(identity.clientId, 'hex')]]);
+  for (const [code, value] of opts.extra ?? []) options.set(code, value);
+  if (type !== 'release') {
+    if (identity.hostname !== null) options.set(OPT.hostname, Buffer.from(identity.hostname));
+    options.set(OPT.vendorClass, VENDOR_CLASS);
+    options.set(OPT.parameterList, PARAMETERS);
+  }
+  return {
+    reply: false,
+    xid,
+    secs: Math.floor((Date.now() - started) / 1000),
+    broadcast: opts.broadcast || identity.broadcast,
+    ciaddr: opts.ciaddr ?? ZERO_V4,
+    yiaddr: ZERO_V4,
+    chaddr: identity.mac,
+    type,
+    options,
+  };
+}
+
+/** A frame from 0.0.0.0:68 to 255.255.255.255:67, as a client without an address sends. */
+function fromZero(identity: DhcpIdentity, m: DhcpMessage): Buffer {
+  return encodeUdpFrame({
+    sourceMac: identity.mac,
+    destinationMac: BROADCAST_MAC,
+    source: ZERO_V4,
+    destination: BROADCAST_V4,
+    sourcePort: DHCP_CLIENT_PORT,
+    destinationPort: DHCP_SERVER_PORT,
+    payload: encodeDhcp(m),
+  });
+}
+
+function leaseFrom(ack: Reply): Lease {
+  const { options } = ack.message;
+  const leaseSeconds = readSeconds(options, OPT.leaseTime) ?? DEFAULT_LEASE_SECONDS;
+  return {
+    address: { address: ack.message.yiaddr, prefixLength: readPrefixLength(options) ?? 24 },
+    router: readAddress(options, OPT.router),
+    dns: readAddresses(options, OPT.dnsServers),
+    serverId: readAddress(options, OPT.serverId) ?? ack.datagram.source,
+    serverMac: ack.datagram.sourceMac,
+    leaseSeconds,
+    renewSeconds: readSeconds(options, OPT.renewalTime) ?? Math.floor(leaseSeconds / 2),
+    rebindSeconds: readSeconds(options, OPT.rebindingTime) ?? Math.floor((leaseSeconds * 7) / 8),
+    boundAt: Date.now(),
+  };
+}
+
+function nakText(m: DhcpMessage): string {
+  const text = m.options
+    .get(OPT.message)
+    ?.toString('utf8')
+    .replace(/[^\x20-\x7e]/g, '?');
+  return text === undefined || text === '' ? 'DHCPNAK' : `DHCPNAK: ${text}`;
+}

@@ -1,0 +1,152 @@
+/**
+ * Endpoints of `-o dhcp=true` networks: their IPv4 address comes from the
+ * LAN's DHCP server, taken at CreateEndpoint (Docker must have it in the
+ * answer), kept by the lease keeper while the container lives, and released
+ * at Leave. The driver does the links and records; the keeper does DHCP;
+ * this file says what each Docker call means for both.
+ *
+ * Identity, what makes a server give a container the same address again:
+ * - `--mac-address`: the MAC, and client id 01+MAC (reservations by MAC work);
+ * - `--driver-opt lanplug.dhcp.id=NAME`: client id 00+NAME and a MAC derived
+ *   from NAME (reservations by client id or by that MAC work);
+ * - neither: a random MAC per start, so a new lease per start.
+ * ipvlan links share the parent's MAC: the client id must tell them apart.
+ * Option 12 is `lanplug.dhcp.hostname`, else NAME when it is a valid hostname.
+ */
+import { createHash } from 'node:crypto';
+import { withContext } from '../errors';
+import type { LeaseKeeper } from '../dhcp/keeper';
+import { randomMac } from '../ipam/mac';
+import type { DhcpIdentity } from '../model/lease';
+import type { DriverKind } from '../model/network';
+import { bytesToMac, parseMac } from '../net/mac';
+import { shortId } from './names';
+import type { NetworkDriver } from './network-driver';
+import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from './options';
+import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from './requests';
+
+export class DhcpEndpoints {
+  constructor(
+    private readonly driver: NetworkDriver,
+    private readonly keeper: LeaseKeeper,
+  ) {}
+
+  /**
+   * At daemon start: every lease renews on where it was; an endpoint a crash
+   * left between its two halves (a link, no address: Docker got no answer) goes.
+   */
+  resume(): void {
+    for (const network of this.driver.listNetworks()) {
+      if (network.spec.dhcp === null) continue;
+      for (const endpoint of this.driver.listEndpoints(network.spec.networkId)) {
+        if (endpoint.ipv4 === null && this.keeper.get(endpoint.networkId, endpoint.endpointId) === null)
+          this.driver.deleteEndpoint(endpoint.networkId, endpoint.endpointId);
+      }
+    }
+    this.keeper.resume();
+  }
+
+  /** True when the network's addresses come from DHCP (an unknown network is the driver's to refuse). */
+  serves(driver: DriverKind, networkId: string): boolean {
+    try {
+      return this.driver.networkSpec(driver, networkId).dhcp !== null;
+    } catch {
+      return false;
+    }
+  }
+
+  async createEndpoint(driver: DriverKind, request: CreateEndpointRequest): Promise<CreateEndpointResult> {
+    const known = this.driver.endpointInfo(request.networkId, request.endpointId);
+    const held = this.keeper.get(request.networkId, request.endpointId);
+    // Docker retrying a CreateEndpoint that succeeded: the same answer, no second lease.
+    if (known !== null && held !== null && known.ipv4 !== null)
+      return { assignedMac: request.mac === null ? known.mac : null, assignedIpv4: known.ipv4 };
+    const options = request.endpointOptions ?? {};
+    const label = options[OPT_ENDPOINT_DHCP_ID];
+    const id = label === undefined ? null : parseEndpointLabel(OPT_ENDPOINT_DHCP_ID, label);
+    const hostnameOption = options[OPT_ENDPOINT_HOSTNAME];
+    const hostname =
+      hostnameOption !== undefined
+        ? parseEndpointLabel(OPT_ENDPOINT_HOSTNAME, hostnameOption)
+        : id !== null && /^[A-Za-z0-9-]{1,63}$/.test(id)
+          ? id
+          : null;
+    const requestedMac = request.mac === null ? null : parseMac(request.mac);
+    const mac = driver === 'ipvlan' ? null : (requestedMac ?? (id === null ? randomMac() : macFromLabel(id)));
+    const prepared = this.driver.prepareDhcpEndpoint(driver, request, mac);
+    const { spec, link } = prepared;
+    const identity: DhcpIdentity = {
+      mac: mac ?? link.mac ?? '00:00:00:00:00:00',
+      clientId:
+        id !== null
+          ? '00' + Buffer.from(id).toString('hex')
+          : mac !== null
+            ? '01' + mac.replace(/:/g, '')
+            : // ipvlan without an id: one MAC for all, so the endpoint tells them apart (a new lease per start).
+              '00' + Buffer.from(`lanplug-${shortId(request.endpointId)}`).toString('hex'),
+      hostname,
+      broadcast: spec.mode.kind === 'ipvlan',
+    };
+    const timeoutMs = spec.dhcp?.timeoutMs ?? 10_000;
+    try {
+      const lease = await this.keeper.acquire(link, spec.parent.name, identity, timeoutMs);
+      const endpoint = this.driver.completeDhcpEndpoint(prepared, lease.address);
+      this.keeper.hold({
+        networkId: spec.networkId,
+        endpointId: request.endpointId,
+        identity,
+        lease,
+        sandboxKey: null,
+        renewedAt: null,
+        failures: 0,
+        lastError: null,
+      });
+      return { assignedMac: requestedMac === null ? mac : null, assignedIpv4: endpoint.ipv4 ?? lease.address };
+    } catch (err) {
+      // Nothing stays behind a failed start: no link, no row.
+      this.driver.deleteEndpoint(spec.networkId, request.endpointId);
+      throw withContext(`network ${shortId(spec.networkId)} on parent ${spec.parent.name}`, err);
+    }
+  }
+
+  /** Join's answer gets the server's router as gateway; the keeper learns the container's namespace. */
+  joined(
+    driver: DriverKind,
+    ref: { networkId: string; endpointId: string; sandboxKey: string | null },
+    answer: JoinResult,
+  ): JoinResult {
+    const { networkId, endpointId, sandboxKey } = ref;
+    const record =
+      sandboxKey === null
+        ? this.keeper.get(networkId, endpointId)
+        : this.keeper.joined(networkId, endpointId, sandboxKey);
+    // An --internal network gets no gateway, from Docker's IPAM or from a DHCP server.
+    if (record === null || this.driver.networkSpec(driver, networkId).internal) return answer;
+    return { ...answer, gatewayIpv4: record.lease.router };
+  }
+
+  /** Leave: the container stops; its lease goes back to the server. */
+  release(networkId: string, endpointId: string, why: string): void {
+    this.keeper.release(networkId, endpointId, why);
+  }
+
+  releaseNetwork(networkId: string): void {
+    for (const endpoint of safeList(() => this.driver.listEndpoints(networkId)))
+      this.keeper.release(networkId, endpoint.endpointId, 'network removed');
+  }
+}
+
+function safeList<T>(list: () => T[]): T[] {
+  try {
+    return list();
+  } catch {
+    return [];
+  }
+}
+
+/** A MAC that follows a name: the same name, the same MAC, on every host (locally administered, unicast). */
+export function macFromLabel(label: string): string {
+  const bytes = Uint8Array.from(createHash('sha256').update(`lanplug.dhcp.id:${label}`).digest().subarray(0, 6));
+  bytes[0] = ((bytes[0] ?? 0) & 0xfe) | 0x02;
+  return bytesToMac(bytes);
+}

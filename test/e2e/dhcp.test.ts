@@ -1,0 +1,299 @@
+/**
+ * DHCP from the LAN's own server: a real dnsmasq on the lab's LAN, a real
+ * dockerd, `-o dhcp=true` networks. Containers get an address from the
+ * server's range with its router, keep it renewed (T1 = 3 s here), give it
+ * back at stop, get the same one again after every kind of restart, follow
+ * the server when it moves them, and a start with no server fails cleanly.
+ */
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { startLanplug } from '../lab/lanplug';
+import { assertNoLanplugLinks, containerNetwork, eventually, lanplugStatus, lines, useLab } from './helpers';
+
+const lab = useLab({ addresses: ['172.16.86.1/24'] });
+const RANGE: [string, string] = ['172.16.86.100', '172.16.86.150'];
+let server: DhcpServer;
+
+before(async () => {
+  server = await startDhcpServer(lab.lan, { range: RANGE, renewSeconds: 3, rebindSeconds: 6 });
+});
+after(() => server?.stop());
+beforeEach(async () => {
+  // Each test starts from the server as configured above (a test may have stopped or changed it).
+  await server.restart({ range: RANGE, hosts: [] });
+});
+
+function dhcpNetwork(name = 'lan', extra: string[] = []): void {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'null',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'dhcp=true',
+    ...extra,
+    name,
+  ]);
+}
+
+/**
+ * A container on network `lan` with a per-endpoint option: Docker 20.10's `docker run` has no
+ * --driver-opt (25+ has `--network name=lan,driver-opt=...`), `docker network connect` has.
+ */
+function startWithDriverOpt(name: string, option: string): void {
+  lab.host.dockerOk(['create', '--network', 'lan', '--name', name, 'alpine:latest', 'sleep', '3600']);
+  lab.host.dockerOk(['network', 'disconnect', 'lan', name]);
+  lab.host.dockerOk(['network', 'connect', '--driver-opt', option, 'lan', name]);
+  lab.host.dockerOk(['start', name]);
+}
+
+function inRange(address: string): boolean {
+  const last = Number(address.split('.')[3]);
+  return address.startsWith('172.16.86.') && last >= 100 && last <= 150;
+}
+
+/** The IPv4 address on the container's eth0, as the container sees it. */
+function addressInContainer(name: string): string {
+  const out = lab.host.dockerOk(['exec', name, 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+  return /inet (\d+\.\d+\.\d+\.\d+)\//.exec(out)?.[1] ?? '?';
+}
+
+function leaseOf(mac: string): { address: string; hostname: string; clientId: string } {
+  const found = server.leases().filter((l) => l.mac === mac);
+  assert.equal(
+    found.length,
+    1,
+    `one lease line for ${mac} in dnsmasq's lease file: ${JSON.stringify(server.leases())}`,
+  );
+  return found[0] ?? { address: '', hostname: '', clientId: '' };
+}
+
+test('docker run gets an address from the server: in range, its router as gateway, reaches the LAN; inspect and the lease file agree', () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:09';
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    '--network',
+    'lan',
+    '--mac-address',
+    mac,
+    '--name',
+    'first',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  const net = containerNetwork(lab.host, 'first', 'lan');
+  assert.ok(inRange(net.IPAddress), `address ${net.IPAddress} is from the server's range`);
+  assert.equal(net.IPPrefixLen, 24);
+  assert.equal(net.Gateway, '172.16.86.1');
+  assert.equal(net.MacAddress, mac);
+  assert.equal(addressInContainer('first'), net.IPAddress);
+  assert.match(lab.host.dockerOk(['exec', 'first', 'ip', 'route']), /default via 172\.16\.86\.1 dev eth0/);
+  lab.host.dockerOk(['exec', 'first', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+  const lease = leaseOf(mac);
+  assert.equal(lease.address, net.IPAddress);
+  assert.equal(lease.clientId, '01:02:00:00:00:00:09', 'client id 01+MAC');
+  const status = lanplugStatus(lab.plugin);
+  assert.match(
+    status,
+    new RegExp(
+      `dhcp lease ${net.IPAddress.replace(/\./g, '\\.')}/24 +server=172\\.16\\.86\\.1 +router=172\\.16\\.86\\.1 +dns=172\\.16\\.86\\.53`,
+    ),
+  );
+});
+
+test('lanplug.dhcp.id gives a client id and hostname the server records, and a MAC that follows the name', async () => {
+  dhcpNetwork();
+  startWithDriverOpt('named', 'lanplug.dhcp.id=web1');
+  const net = containerNetwork(lab.host, 'named', 'lan');
+  const lease = leaseOf(net.MacAddress);
+  assert.equal(lease.address, net.IPAddress);
+  assert.equal(lease.hostname, 'web1');
+  assert.equal(lease.clientId, '00:77:65:62:31', 'client id 00+"web1"');
+  // Same name, same MAC: a second start elsewhere would be the same machine to the LAN.
+  lab.host.dockerOk(['rm', '-f', 'named']);
+  await eventually(() => assert.equal(server.count('DHCPRELEASE', net.MacAddress), 1));
+  startWithDriverOpt('again', 'lanplug.dhcp.id=web1');
+  assert.equal(containerNetwork(lab.host, 'again', 'lan').MacAddress, net.MacAddress);
+  assert.equal(containerNetwork(lab.host, 'again', 'lan').IPAddress, net.IPAddress);
+});
+
+test('renewed at T1 without a new DISCOVER; released at docker stop; the same address after docker restart', async () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:0a';
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    '--network',
+    'lan',
+    '--mac-address',
+    mac,
+    '--name',
+    'renewed',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  const first = containerNetwork(lab.host, 'renewed', 'lan').IPAddress;
+  assert.equal(server.count('DHCPDISCOVER', mac), 1);
+  // T1 is 3 s: two renewals (REQUEST + ACK each) within 8 s, and still one DISCOVER.
+  await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) >= 3, 'renewal requests seen'), 10_000);
+  assert.equal(server.count('DHCPDISCOVER', mac), 1, 'renewals never start over');
+  assert.match(lanplugStatus(lab.plugin), /renewed=\d{4}-/);
+  lab.host.dockerOk(['stop', '-t', '1', 'renewed']);
+  await eventually(() => assert.equal(server.count('DHCPRELEASE', mac), 1, 'DHCPRELEASE at stop'));
+  assert.deepEqual(
+    server.leases().filter((l) => l.mac === mac),
+    [],
+    'the server freed the lease',
+  );
+  lab.host.dockerOk(['start', 'renewed']);
+  assert.equal(containerNetwork(lab.host, 'renewed', 'lan').IPAddress, first, 'same address after a restart');
+  assert.equal(addressInContainer('renewed'), first);
+});
+
+test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq restarted with its lease file keeps it too', async () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:0b';
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    '--network',
+    'lan',
+    '--mac-address',
+    mac,
+    '--name',
+    'killed',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  const address = containerNetwork(lab.host, 'killed', 'lan').IPAddress;
+  process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
+  await lab.plugin.stop();
+  const requestsBefore = server.count('DHCPREQUEST', mac);
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) > requestsBefore, 'renewing again'), 10_000);
+  assert.equal(server.count('DHCPDISCOVER', mac), 1, 'no new DISCOVER after the daemon restart');
+  assert.equal(leaseOf(mac).address, address);
+
+  await server.restart();
+  const afterServer = server.count('DHCPREQUEST', mac);
+  await eventually(
+    () => assert.ok(server.count('DHCPREQUEST', mac) > afterServer, 'renewed with the restarted server'),
+    10_000,
+  );
+  assert.equal(leaseOf(mac).address, address);
+  assert.equal(addressInContainer('killed'), address);
+});
+
+test('reservations by MAC and by client id are honoured', () => {
+  dhcpNetwork();
+  return server.restart({ hosts: ['02:00:00:00:00:0c,172.16.86.140', 'id:00:64:62:31,172.16.86.141'] }).then(() => {
+    lab.host.dockerOk([
+      'run',
+      '-d',
+      '--network',
+      'lan',
+      '--mac-address',
+      '02:00:00:00:00:0c',
+      '--name',
+      'bymac',
+      'alpine:latest',
+      'sleep',
+      '3600',
+    ]);
+    assert.equal(containerNetwork(lab.host, 'bymac', 'lan').IPAddress, '172.16.86.140');
+    startWithDriverOpt('byid', 'lanplug.dhcp.id=db1');
+    assert.equal(containerNetwork(lab.host, 'byid', 'lan').IPAddress, '172.16.86.141');
+  });
+});
+
+test('the server moves the container (its range changed): the new address and route are applied in the container and logged', async () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:0d';
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    '--network',
+    'lan',
+    '--mac-address',
+    mac,
+    '--name',
+    'moved',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  const first = addressInContainer('moved');
+  await server.restart({ range: ['172.16.86.200', '172.16.86.210'] });
+  const moved = await eventually(() => {
+    const now = addressInContainer('moved');
+    assert.match(now, /^172\.16\.86\.2(0\d|10)$/, `moved from ${first} to the new range`);
+    return now;
+  }, 15_000);
+  assert.match(lab.host.dockerOk(['exec', 'moved', 'ip', 'route']), /default via 172\.16\.86\.1 dev eth0/);
+  lab.host.dockerOk(['exec', 'moved', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+  assert.match(
+    lab.plugin.stderr(),
+    new RegExp(
+      `"dhcp lease moved the container[^\\n]*"from":"${first.replace(/\./g, '\\.')}/24","to":"${moved.replace(/\./g, '\\.')}/24"`,
+    ),
+  );
+});
+
+test('no server: a one-line error naming the parent and the timeout, within the budget; no link, no row, no lease', async () => {
+  dhcpNetwork('quiet', ['-o', 'dhcp.timeout=3s']);
+  server.stop();
+  const started = Date.now();
+  const r = lab.host.docker(['run', '-d', '--network', 'quiet', '--name', 'lonely', 'alpine:latest', 'sleep', '3600']);
+  const tookMs = Date.now() - started;
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /network [0-9a-f]{12} on parent eth0: no DHCP server answered on eth0 within 3 s/);
+  assert.ok(tookMs < 15_000, `refused after ${tookMs} ms`);
+  // The network's own LAN link (lpe-) stays with the network; no endpoint link may.
+  await eventually(() => assert.doesNotMatch(lab.host.execOk(['ip', '-o', 'link', 'show']), /: lp-[0-9a-f]{12}[@:]/));
+  const status = lanplugStatus(lab.plugin);
+  assert.doesNotMatch(status, /endpoint|dhcp lease/, status);
+});
+
+test('20 containers at once: 20 distinct leases from the range; all released when they go; nothing leaked', async () => {
+  dhcpNetwork();
+  const names = Array.from({ length: 20 }, (_v, i) => `many${i}`);
+  const runs = await Promise.all(
+    names.map((n) =>
+      lab.host.dockerAsync(['run', '-d', '--network', 'lan', '--name', n, 'alpine:latest', 'sleep', '3600']),
+    ),
+  );
+  assert.deepEqual(
+    runs.map((r) => r.code),
+    names.map(() => 0),
+    runs.map((r) => r.stderr).join(''),
+  );
+  const addresses = names.map((n) => containerNetwork(lab.host, n, 'lan').IPAddress);
+  assert.equal(new Set(addresses).size, 20, `distinct: ${addresses.join(' ')}`);
+  assert.ok(addresses.every(inRange), addresses.join(' '));
+  for (const n of names) assert.equal(addressInContainer(n), containerNetwork(lab.host, n, 'lan').IPAddress);
+  lab.host.dockerOk(['rm', '-f', ...names]);
+  await eventually(() =>
+    assert.deepEqual(
+      lines(
+        server
+          .leases()
+          .map((l) => l.address)
+          .join('\n'),
+      ).filter((a) => addresses.includes(a)),
+      [],
+    ),
+  );
+  await eventually(() => lab.host.dockerOk(['network', 'rm', 'lan']), 10_000);
+  assertNoLanplugLinks(lab.host);
+  assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
+});

@@ -1,0 +1,150 @@
+// A real DHCP server on the lab's LAN: Debian's dnsmasq, in the LAN namespace on br0, DHCP only
+// (no DNS: --port=0), its lease file and log in the LAN's temp dir. It goes with the LAN (the sweep
+// kills every process in the LAN namespace) or earlier with stop(); restart() keeps the lease file,
+// as a server restarted on a real LAN would.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Lan } from './lan';
+import { nsExecArgv } from './ns';
+import { cleanEnv, isAlive, sleep, tail, terminateSync } from './proc';
+
+export const DNSMASQ = '/usr/sbin/dnsmasq';
+
+export interface DhcpServerOptions {
+  /** First and last address handed out, e.g. ['172.16.86.100', '172.16.86.150']. */
+  range: [string, string];
+  netmask?: string;
+  /** Lease time in seconds (dnsmasq's floor is 120). */
+  leaseSeconds?: number;
+  /** T1/T2 in seconds, to see renewals long before a 2-minute lease ends. */
+  renewSeconds?: number;
+  rebindSeconds?: number;
+  router?: string;
+  dns?: string;
+  /** `dhcp-host=` lines (reservations): '02:00:00:00:00:09,172.16.86.140' or 'id:...,172.16.86.141'. */
+  hosts?: string[];
+}
+
+/** One line of dnsmasq's lease file: expiry (s since the epoch), MAC, address, hostname, client id. */
+export interface DhcpLeaseLine {
+  expiry: number;
+  mac: string;
+  address: string;
+  hostname: string;
+  clientId: string;
+}
+
+export class DhcpServer {
+  private child: ChildProcess | null = null;
+  readonly leaseFile: string;
+  readonly logFile: string;
+
+  constructor(
+    readonly lan: Lan,
+    private options: DhcpServerOptions,
+  ) {
+    this.leaseFile = path.join(lan.dir, 'dnsmasq.leases');
+    this.logFile = path.join(lan.dir, 'dnsmasq.log');
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    const argv = [
+      DNSMASQ,
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--no-resolv',
+      '--no-hosts',
+      '--port=0',
+      '--user=root',
+      '--interface=br0',
+      '--bind-interfaces',
+      '--dhcp-authoritative',
+      '--no-ping',
+      '--log-dhcp',
+      `--log-facility=${this.logFile}`,
+      `--dhcp-leasefile=${this.leaseFile}`,
+      `--dhcp-range=${o.range[0]},${o.range[1]},${o.netmask ?? '255.255.255.0'},${o.leaseSeconds ?? 120}`,
+      `--dhcp-option=option:router,${o.router ?? '172.16.86.1'}`,
+      `--dhcp-option=option:dns-server,${o.dns ?? '172.16.86.53'}`,
+      ...(o.renewSeconds === undefined ? [] : [`--dhcp-option=option:T1,${o.renewSeconds}`]),
+      ...(o.rebindSeconds === undefined ? [] : [`--dhcp-option=option:T2,${o.rebindSeconds}`]),
+      ...(o.hosts ?? []).map((h) => `--dhcp-host=${h}`),
+    ];
+    const child = spawn(nsExecArgv(this.lan.ns, argv)[0] as string, nsExecArgv(this.lan.ns, argv).slice(1), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: cleanEnv(),
+    });
+    let stderr = '';
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', () => undefined);
+    child.unref();
+    this.child = child;
+    // Ready once it has written its log's first lines (it binds before it logs the DHCP range).
+    const deadline = Date.now() + 10_000;
+    while (!this.log().includes('DHCP, IP range')) {
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new Error(`lab: dnsmasq did not start: ${tail(stderr + this.log(), 20)}`);
+      await sleep(25);
+    }
+  }
+
+  /** Stops it and starts it again with `changes` to its options; the lease file stays. */
+  async restart(changes: Partial<DhcpServerOptions> = {}): Promise<void> {
+    this.stop();
+    this.options = { ...this.options, ...changes };
+    await this.start();
+  }
+
+  stop(): void {
+    const pid = this.child?.pid;
+    if (pid !== undefined && isAlive(pid)) terminateSync(pid, 5_000);
+    this.child = null;
+  }
+
+  log(): string {
+    try {
+      return fs.readFileSync(this.logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** dnsmasq writes its lease file at every change. */
+  leases(): DhcpLeaseLine[] {
+    let text = '';
+    try {
+      text = fs.readFileSync(this.leaseFile, 'utf8');
+    } catch {
+      return [];
+    }
+    return text
+      .split('\n')
+      .filter((l) => /^\d+ /.test(l))
+      .map((l) => {
+        const [expiry, mac, address, hostname, clientId] = l.split(' ');
+        return {
+          expiry: Number(expiry),
+          mac: mac ?? '',
+          address: address ?? '',
+          hostname: hostname ?? '*',
+          clientId: clientId ?? '*',
+        };
+      });
+  }
+
+  /** How many times the log shows `what` (e.g. 'DHCPDISCOVER', 'DHCPRELEASE') for `mac`. */
+  count(what: string, mac: string): number {
+    return this.log()
+      .split('\n')
+      .filter((l) => l.includes(`${what}(`) && l.toLowerCase().includes(mac.toLowerCase())).length;
+  }
+}
+
+export async function startDhcpServer(lan: Lan, options: DhcpServerOptions): Promise<DhcpServer> {
+  const server = new DhcpServer(lan, options);
+  await server.start();
+  return server;
+}
