@@ -14,7 +14,9 @@ import { nsExecArgv } from '../lab/ns';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import { openRtnl } from '../../src/link/rtnl';
+import { startDhcpServer } from '../lab/dhcp-server';
 import { coldStarts } from './cold-start';
+import { dhcpAttach } from './dhcp';
 import { dockerLevel } from './docker-level';
 import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
 import { printTable, writeResults } from './report';
@@ -26,6 +28,8 @@ const DOCKER_CYCLES = number('BENCH_DOCKER_CYCLES', 10);
 const PROBED_CYCLES = number('BENCH_PROBED_CYCLES', 30);
 const CNI_CYCLES = number('BENCH_CNI_CYCLES', 30);
 const BURST = number('BENCH_BURST', 50);
+const DHCP_CYCLES = number('BENCH_DHCP_CYCLES', 100);
+const DHCP_HELD = number('BENCH_DHCP_HELD', 500);
 const LEVELS = (process.env['BENCH_LEVELS'] ?? '0,200,1000').split(',').map(Number);
 const REFERENCE_CNI_DIR = '/usr/lib/cni';
 
@@ -197,8 +201,30 @@ async function main(): Promise<void> {
       { defaultIpam: networkId('probed'), lanplugIpam: networkId('probed-ipam'), poolId: 'LocalDefault/10.98.0.0/24' },
       PROBED_CYCLES,
     );
-    closeAgents();
     host.dockerOk(['network', 'rm', 'probed', 'probed-ipam']);
+
+    const dhcpServer = await startDhcpServer(lan, {
+      range: ['172.16.200.1', '172.16.215.254'],
+      netmask: '255.255.0.0',
+      leaseSeconds: 3600,
+    });
+    host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--ipam-driver',
+      'null',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'dhcp=true',
+      'leased',
+    ]);
+    await dhcpAttach(results, driverSocket, networkId('leased'), plugin.pid, { cycles: DHCP_CYCLES, held: DHCP_HELD });
+    closeAgents();
+    host.dockerOk(['network', 'rm', 'leased']);
+    dhcpServer.stop();
 
     // Built-in macvlan and lanplug-macvlan can share eth0 (both bridge mode).
     host.dockerOk(['network', 'create', '-d', 'macvlan', '--subnet=10.77.0.0/24', '-o', 'parent=eth0', 'builtin']);

@@ -2,26 +2,31 @@
  * dockerd restarts with lanplug running, with and without --live-restore:
  * containers with --restart=always come back with their addresses, and
  * dockerd never waits on lanplug at boot (no handler calls Docker's API).
- * A second Docker host in the same lab runs with --live-restore.
+ * A second Docker host in the same lab runs with --live-restore. A DHCP
+ * network's container gets the same lease back (dnsmasq on the LAN).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { assertNoLanplugLinks, containerNetwork } from './helpers';
 
 let lan: Lan;
+let server: DhcpServer;
 const hosts: { host: DockerHost; plugin: Lanplug }[] = [];
 
 before(async () => {
   lan = createLan({ addresses: ['172.16.86.1/24'] });
+  server = await startDhcpServer(lan, { range: ['172.16.86.200', '172.16.86.250'] });
   for (const dockerdArgs of [[], ['--live-restore']]) {
     const host = await createDockerHost(lan, { dockerdArgs });
     hosts.push({ host, plugin: await startLanplug(host) });
   }
 });
 after(async () => {
+  server?.stop();
   for (const h of hosts) await h.plugin.stop();
   lan?.destroy();
 });
@@ -61,6 +66,35 @@ for (const [index, mode] of ['without --live-restore', 'with --live-restore'].en
         '3600',
       ]);
     }
+    host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--ipam-driver',
+      'null',
+      '-o',
+      'dhcp=true',
+      '-o',
+      'parent=eth0',
+      'dhcp',
+    ]);
+    const mac = `02:00:00:00:01:0${index}`;
+    host.dockerOk([
+      'run',
+      '-d',
+      '--restart=always',
+      '--network',
+      'dhcp',
+      '--mac-address',
+      mac,
+      '--name',
+      'd1',
+      'alpine:latest',
+      'sleep',
+      '3600',
+    ]);
+    const leased = containerNetwork(host, 'd1', 'dhcp').IPAddress;
     const before = ['r1', 'r2'].map((n) => containerNetwork(host, n, 'lan'));
     const startedAt = ['r1', 'r2'].map((n) => host.dockerOk(['inspect', '-f', '{{.State.StartedAt}}', n]).trim());
     host.stopDockerd();
@@ -82,8 +116,19 @@ for (const [index, mode] of ['without --live-restore', 'with --live-restore'].en
         index === 0 ? 'restarted by its policy' : 'kept running through the restart',
       );
     }
-    host.dockerOk(['rm', '-f', 'r1', 'r2']);
-    host.dockerOk(['network', 'rm', 'lan']);
+    const deadline = Date.now() + 60_000;
+    while (host.dockerOk(['inspect', '-f', '{{.State.Running}}', 'd1']).trim() !== 'true' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 250));
+    assert.equal(containerNetwork(host, 'd1', 'dhcp').IPAddress, leased, 'the same lease after the restart');
+    host.dockerOk(['exec', 'd1', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+    // Without live-restore dockerd stopped the container (a release) and started it again (a new exchange).
+    assert.equal(server.count('DHCPRELEASE', mac), index === 0 ? 1 : 0);
+    host.dockerOk(['rm', '-f', 'r1', 'r2', 'd1']);
+    for (const name of ['lan', 'dhcp']) {
+      const until = Date.now() + 10_000;
+      while (host.docker(['network', 'rm', name]).status !== 0 && Date.now() < until)
+        await new Promise((r) => setTimeout(r, 100));
+    }
     assertNoLanplugLinks(host);
   });
 }

@@ -127,7 +127,8 @@ const CASES: Case[] = [
   {
     name: 'dhcp timeout out of range',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '60s' })),
-    message: '-o dhcp.timeout=60s is not valid; expected seconds from 1 to 25, such as 10s (Docker gives a plugin 30 s)',
+    message:
+      '-o dhcp.timeout=60s is not valid; expected seconds from 1 to 25, such as 10s (Docker gives a plugin 30 s)',
   },
   {
     name: 'empty parent',
