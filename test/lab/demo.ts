@@ -1,12 +1,15 @@
 /**
  * `npm run demo`: the seed's bridge tutorial, step by step, against a real
  * dockerd with lanplug on a lab LAN made of network namespaces; then what
- * lanplug adds: host access, and `lanplug doctor`. Prints each command and
+ * lanplug adds: host access, addresses from the LAN's DHCP server, and
+ * `lanplug doctor`. Prints each command and
  * what it printed, then removes everything it made.
  */
 import { createDockerHost, type DockerHost } from './docker-host';
+import { startDhcpServer } from './dhcp-server';
 import { createLan } from './lan';
 import { startLanplug } from './lanplug';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../support/repo';
 
@@ -115,14 +118,62 @@ async function main(): Promise<void> {
     hostCommand(host, ['/bin/busybox', 'ping', '-c', '1', '172.16.86.2']);
     hostCommand(host, ['/bin/busybox', 'wget', '-q', '-O', '-', 'http://172.16.86.2/i.html']);
 
+    show(host, ['rm', '-f', 'web']);
+    show(host, ['network', 'rm', 'reachable']);
+
+    step("DHCP: the LAN's own server (dnsmasq here, on the LAN's gateway) gives containers their addresses.");
+    step('The lease is taken before docker run returns, renewed while the container runs, released when it stops;');
+    step('--mac-address (or --driver-opt lanplug.dhcp.id=NAME) makes it the same address at every start.');
+    const dhcpServer = await startDhcpServer(lan, { range: ['172.16.86.100', '172.16.86.150'] });
+    show(host, [
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--ipam-driver',
+      'null',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'dhcp=true',
+      'office',
+    ]);
+    show(host, [
+      'run',
+      '-d',
+      '--network',
+      'office',
+      '--mac-address',
+      '02:00:00:00:00:42',
+      '--name',
+      'printer-app',
+      'alpine:latest',
+      'sleep',
+      '600',
+    ]);
+    show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
+    hostCommand(host, [process.execPath, LANPLUG, 'status', '--state-dir', plugin.stateDir]);
+    process.stdout.write(`\n# the DHCP server's lease file:\n${readFileSync(dhcpServer.leaseFile, 'utf8')}`);
+    show(host, ['stop', 'printer-app']);
+    process.stdout.write(
+      `\n# released at stop: the server's log says\n${dhcpServer
+        .log()
+        .split('\n')
+        .filter((l) => l.includes('DHCPRELEASE'))
+        .join('\n')}\n`,
+    );
+    show(host, ['start', 'printer-app']);
+    show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
+    show(host, ['rm', '-f', 'printer-app']);
+    dhcpServer.stop();
+
     step('lanplug doctor: what this host can do and whether lanplug is healthy on it.');
     hostCommand(
       host,
       [process.execPath, LANPLUG, 'doctor', '--state-dir', plugin.stateDir, '--docker-host', `unix://${host.sock}`],
       true,
     );
-    show(host, ['rm', '-f', 'web']);
-    show(host, ['network', 'rm', 'reachable']);
+    show(host, ['network', 'rm', 'office']);
     await plugin.stop();
   } finally {
     lan.destroy();
