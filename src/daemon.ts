@@ -94,12 +94,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const citizen = new LanCitizen(driver, store, log);
     const conflicts = citizen.conflicts;
     reconcile(rtnl, store, log);
-    const keeper = new LeaseKeeper(store, log, (networkId) => {
-      const network = store.getNetwork(networkId);
-      return network === null ? null : driver.lanLink(network.spec);
-    });
+    const keeper = new LeaseKeeper(
+      store,
+      log,
+      (networkId) => {
+        const network = store.getNetwork(networkId);
+        return network === null ? null : driver.lanLink(network.spec);
+      },
+      (networkId, endpointId, address) => driver.moveEndpointAddress(networkId, endpointId, address),
+    );
     closers.push(() => keeper.stop());
-    const dhcp = new DhcpEndpoints(driver, keeper);
+    const dhcp = new DhcpEndpoints(driver, keeper, log);
     // Before any socket listens: leases renew on from the store, without asking dockerd anything.
     dhcp.resume();
     keeper.start(DHCP_WATCH_MS);

@@ -296,15 +296,17 @@ function lanChecks(store: SqliteStore, add: Add): void {
 function leaseChecks(store: SqliteStore, add: Add): void {
   const now = Date.now();
   for (const record of store.listLeases()) {
-    const expired = leaseExpiresAt(record.lease) < now;
-    add(
-      `dhcp lease ${record.lease.address.address.text}`,
-      expired ? 'fail' : record.failures > 0 ? 'warn' : 'ok',
-      `endpoint ${shortId(record.endpointId)}: ${describeLease(record)}`,
-      expired || record.failures > 0
-        ? `check that the DHCP server ${record.lease.serverId.text} is up and reachable through the network's parent`
-        : undefined,
-    );
+    for (const lease of record.leases) {
+      const expired = leaseExpiresAt(lease) < now;
+      add(
+        `dhcp lease ${lease.address.address.text}`,
+        expired ? 'fail' : record.failures > 0 ? 'warn' : 'ok',
+        `endpoint ${shortId(record.endpointId)}: ${describeLease(record, lease)}`,
+        expired || record.failures > 0
+          ? `check that the DHCP server ${lease.serverId.text} is up and reachable through the network's parent`
+          : undefined,
+      );
+    }
   }
 }
 

@@ -1,7 +1,7 @@
 /** `lanplug status`: the networks and endpoints lanplug keeps, read without changing anything. */
 import { shortId } from '../driver/names';
 import { formatPrefix } from '../net/address';
-import { leaseExpiresAt, type LeaseRecord } from '../model/lease';
+import { leaseExpiresAt, type Lease, type LeaseRecord } from '../model/lease';
 import { SqliteStore } from '../state/sqlite';
 
 export function formatStatus(stateDir: string): string {
@@ -20,8 +20,9 @@ export function formatStatus(stateDir: string): string {
       for (const ep of store.listEndpoints(spec.networkId)) {
         const addresses = [ep.ipv4, ep.ipv6].flatMap((a) => (a === null ? [] : [formatPrefix(a)])).join(',');
         lines.push(`  endpoint ${shortId(ep.endpointId)}  link=${ep.linkName}  mac=${ep.mac ?? '-'}  ${addresses}`);
-        const lease = store.getLease(spec.networkId, ep.endpointId);
-        if (lease !== null) lines.push(`    ${describeLease(lease)}`);
+        const record = store.getLease(spec.networkId, ep.endpointId);
+        for (const lease of record?.leases ?? [])
+          if (record !== null) lines.push(`    ${describeLease(record, lease)}`);
       }
     }
     for (const leftover of store.listLeftovers())
@@ -33,15 +34,14 @@ export function formatStatus(stateDir: string): string {
 }
 
 /** One line per lease: what an operator needs to see whether DHCP is healthy. */
-export function describeLease(record: LeaseRecord): string {
-  const { lease } = record;
+export function describeLease(record: LeaseRecord, lease: Lease): string {
   const at = (ms: number): string => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
   return [
-    `dhcp lease ${formatPrefix(lease.address)}`,
+    `${lease.family === 4 ? 'dhcp' : 'dhcpv6'} lease ${formatPrefix(lease.address)}`,
     `server=${lease.serverId.text}`,
     `router=${lease.router?.text ?? '-'}`,
     `dns=${lease.dns.map((a) => a.text).join(',') || '-'}`,
-    `client-id=${record.identity.clientId}`,
+    lease.family === 4 ? `client-id=${record.identity.clientId}` : `duid=${record.identity.duid}`,
     `hostname=${record.identity.hostname ?? '-'}`,
     `bound=${at(lease.boundAt)}`,
     `expires=${at(leaseExpiresAt(lease))}`,

@@ -1,63 +1,75 @@
 /**
  * Where a DHCP client's frames go and its answers come from: an AF_PACKET
  * socket on one link (in the daemon's namespace, or opened inside a
- * container's), keeping only DHCP replies for the client port.
+ * container's), keeping only UDP datagrams to the client's port.
  */
-import { ETH_P_IP, decodeUdpFrame, type UdpDatagram } from '../l2/udp-frames';
+import { decodeUdp6Frame, decodeUdpFrame, ETH_P_IP, ETH_P_IPV6, type UdpDatagram } from '../l2/udp-frames';
+import { LanplugError } from '../errors';
 import { PacketSocket } from '../l2/packet-socket';
+import type { Family } from '../net/address';
 import { inNetworkNamespace } from '../netlink/netns';
-import { DHCP_CLIENT_PORT, decodeDhcp, type DhcpMessage } from './message';
-
-export interface Reply {
-  message: DhcpMessage;
-  datagram: UdpDatagram;
-}
 
 export interface DhcpChannel {
   /** The link's name, for messages. */
   readonly where: string;
   send(frame: Buffer): void;
-  /** The first reply `accept` takes, received from now until `deadline` (ms since the epoch), or null. */
-  next(accept: (reply: Reply) => boolean, deadline: number): Promise<Reply | null>;
+  /** The first datagram `accept` takes, received from now until `deadline` (ms since the epoch), or null. */
+  next(accept: (datagram: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null>;
   close(): Promise<void>;
 }
 
 interface Waiter {
-  accept: (reply: Reply) => boolean;
-  done: (reply: Reply | null) => void;
+  accept: (datagram: UdpDatagram) => boolean;
+  done: (datagram: UdpDatagram | null) => void;
+}
+
+export interface ChannelOptions {
+  family: Family;
+  /** The client's UDP port: 68, or 546 for DHCPv6. */
+  port: number;
+  /** A namespace file (Docker's SandboxKey) to open the socket in; default: the daemon's. */
+  netns?: string;
 }
 
 export class PacketChannel implements DhcpChannel {
   private readonly waiters = new Set<Waiter>();
+  /** Set at close(): nothing more goes out, even while the socket waits for its last receive to end. */
+  private closed = false;
 
   private constructor(
     private readonly socket: PacketSocket,
     readonly where: string,
+    private readonly options: ChannelOptions,
   ) {
     socket.listen((frame) => this.onFrame(frame));
   }
 
-  /** A channel on link `ifindex` of the daemon's namespace, or of namespace file `netns`. */
-  static open(ifindex: number, where: string, netns?: string): PacketChannel {
+  static open(ifindex: number, where: string, options: ChannelOptions): PacketChannel {
+    const protocol = options.family === 4 ? ETH_P_IP : ETH_P_IPV6;
     const socket =
-      netns === undefined
-        ? PacketSocket.open(ifindex, ETH_P_IP, where)
-        : inNetworkNamespace(netns, () => PacketSocket.open(ifindex, ETH_P_IP, where));
-    return new PacketChannel(socket, where);
+      options.netns === undefined
+        ? PacketSocket.open(ifindex, protocol, where)
+        : inNetworkNamespace(
+            options.netns,
+            () => PacketSocket.open(ifindex, protocol, where),
+            (socket) => void socket.close(),
+          );
+    return new PacketChannel(socket, where, options);
   }
 
   send(frame: Buffer): void {
+    if (this.closed) throw new LanplugError('Internal', `the DHCP exchange on ${this.where} was stopped`);
     this.socket.send(frame);
   }
 
-  next(accept: (reply: Reply) => boolean, deadline: number): Promise<Reply | null> {
+  next(accept: (datagram: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null> {
     return new Promise((resolve) => {
       const waiter: Waiter = {
         accept,
-        done: (reply) => {
+        done: (datagram) => {
           clearTimeout(timer);
           this.waiters.delete(waiter);
-          resolve(reply);
+          resolve(datagram);
         },
       };
       const timer = setTimeout(() => waiter.done(null), Math.max(0, deadline - Date.now()));
@@ -66,18 +78,17 @@ export class PacketChannel implements DhcpChannel {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const waiter of [...this.waiters]) waiter.done(null);
     await this.socket.close();
   }
 
   private onFrame(frame: Buffer): void {
-    const datagram = decodeUdpFrame(frame);
-    if (datagram === null || datagram.destinationPort !== DHCP_CLIENT_PORT) return;
-    const message = decodeDhcp(datagram.payload);
-    if (message === null || !message.reply) return;
+    const datagram = this.options.family === 4 ? decodeUdpFrame(frame) : decodeUdp6Frame(frame);
+    if (datagram === null || datagram.destinationPort !== this.options.port) return;
     for (const waiter of [...this.waiters]) {
-      if (waiter.accept({ message, datagram })) {
-        waiter.done({ message, datagram });
+      if (waiter.accept(datagram)) {
+        waiter.done(datagram);
         return;
       }
     }

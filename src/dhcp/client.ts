@@ -11,9 +11,10 @@
 import { randomInt } from 'node:crypto';
 import { LanplugError } from '../errors';
 import { encodeUdpFrame } from '../l2/udp-frames';
-import type { DhcpIdentity, Lease } from '../model/lease';
+import { leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import type { IpAddress } from '../net/address';
-import type { DhcpChannel, Reply } from './channel';
+import type { UdpDatagram } from '../l2/udp-frames';
+import type { DhcpChannel } from './channel';
 import {
   BROADCAST_V4,
   DHCP_CLIENT_PORT,
@@ -26,9 +27,16 @@ import {
   readPrefixLength,
   readSeconds,
   ZERO_V4,
+  decodeDhcp,
   type DhcpMessage,
   type MessageType,
 } from './message';
+
+/** A server's answer: the message, and the datagram it came in (its source is the server or relay). */
+interface Reply {
+  message: DhcpMessage;
+  datagram: UdpDatagram;
+}
 
 const BROADCAST_MAC = 'ff:ff:ff:ff:ff:ff';
 /** Retransmission gaps: short first (a lost frame on a quiet LAN), then RFC 2131's growing back-off. */
@@ -44,8 +52,10 @@ const PARAMETERS = Buffer.from([
   OPT.renewalTime,
   OPT.rebindingTime,
 ]);
-/** RFC 2131 §4.4.5's fallbacks when a server sends no lease time, T1 or T2. */
+/** What a lease is taken to last when an ACK has no lease time (it must have one, RFC 2131 table 3). */
 const DEFAULT_LEASE_SECONDS = 3600;
+/** After a NAK, the next DISCOVER waits a moment (RFC 2131 §3.1 step 5 asks for a back-off). */
+const AFTER_NAK_MS = 1_000;
 
 export type RenewOutcome = { kind: 'ack'; lease: Lease } | { kind: 'nak'; message: string } | { kind: 'silent' };
 
@@ -61,7 +71,9 @@ export async function acquire(
 ): Promise<Lease> {
   const started = Date.now();
   let lastNak: string | null = null;
+  let offered: string | null = null;
   while (Date.now() < options.deadline) {
+    if (lastNak !== null) await new Promise((resolve) => setTimeout(resolve, AFTER_NAK_MS));
     const xid = randomInt(0, 2 ** 32);
     const discover = message(identity, 'discover', xid, started, {
       broadcast: true,
@@ -70,6 +82,7 @@ export async function acquire(
     const offer = await exchange(channel, discover, fromZero(identity, discover), xid, ['offer'], options.deadline);
     if (offer === null) break;
     const serverId = readAddress(offer.message.options, OPT.serverId) ?? offer.datagram.source;
+    offered = `${offer.message.yiaddr.text} from ${serverId.text}`;
     const request = message(identity, 'request', xid, started, {
       broadcast: true,
       extra: [
@@ -79,15 +92,17 @@ export async function acquire(
     });
     const answer = await exchange(channel, request, fromZero(identity, request), xid, ['ack', 'nak'], options.deadline);
     if (answer === null) break;
-    if (answer.message.type === 'ack') return leaseFrom(answer);
-    lastNak = nakText(answer.message);
+    if (answer.message.type === 'ack' && answer.message.yiaddr.value !== 0n) return leaseFrom(answer);
+    lastNak = answer.message.type === 'nak' ? nakText(answer.message) : 'an ACK without an address';
   }
   const seconds = Math.round((options.deadline - started) / 1000);
   throw new LanplugError(
     'Unavailable',
-    lastNak === null
-      ? `no DHCP server answered on ${channel.where} within ${seconds} s`
-      : `the DHCP server refused every address it offered on ${channel.where} (${lastNak})`,
+    lastNak !== null
+      ? `the DHCP server refused every address it offered on ${channel.where} (${lastNak})`
+      : offered !== null
+        ? `the DHCP server offered ${offered} on ${channel.where} but did not acknowledge it within ${seconds} s`
+        : `no DHCP server answered on ${channel.where} within ${seconds} s`,
   );
 }
 
@@ -124,6 +139,8 @@ export async function renew(
 export function release(send: (frame: Buffer) => void, identity: DhcpIdentity, lease: Lease): void {
   const m = message(identity, 'release', randomInt(0, 2 ** 32), Date.now(), {
     broadcast: false,
+    // RFC 2131 table 5: flags are 0 in a DHCPRELEASE, whatever the network.
+    noBroadcastFlag: true,
     ciaddr: lease.address.address,
     extra: [[OPT.serverId, ipv4Option(lease.serverId)]],
   });
@@ -149,14 +166,17 @@ async function exchange(
   types: readonly MessageType[],
   deadline: number,
 ): Promise<Reply | null> {
-  const accept = (r: Reply): boolean =>
-    r.message.xid === xid && r.message.chaddr === sent.chaddr && types.includes(r.message.type);
+  const answer = (d: UdpDatagram): DhcpMessage | null => {
+    const m = decodeDhcp(d.payload);
+    return m !== null && m.reply && m.xid === xid && m.chaddr === sent.chaddr && types.includes(m.type) ? m : null;
+  };
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     channel.send(frame);
     const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
     // Answers that arrive after a resend still count: a slow server (dnsmasq pings an address first) is not a lost one.
-    const reply = await channel.next(accept, Math.min(deadline, Date.now() + gap));
-    if (reply !== null) return reply;
+    const datagram = await channel.next((d) => answer(d) !== null, Math.min(deadline, Date.now() + gap));
+    const message = datagram === null ? null : answer(datagram);
+    if (datagram !== null && message !== null) return { message, datagram };
   }
   return null;
 }
@@ -166,7 +186,7 @@ function message(
   type: MessageType,
   xid: number,
   started: number,
-  opts: { broadcast: boolean; ciaddr?: IpAddress; extra?: [number, Buffer][] },
+  opts: { broadcast: boolean; noBroadcastFlag?: boolean; ciaddr?: IpAddress; extra?: [number, Buffer][] },
 ): DhcpMessage {
   const options = new Map<number, Buffer>([[OPT.clientId, Buffer.from(identity.clientId, 'hex')]]);
   for (const [code, value] of opts.extra ?? []) options.set(code, value);
@@ -179,7 +199,7 @@ function message(
     reply: false,
     xid,
     secs: Math.floor((Date.now() - started) / 1000),
-    broadcast: opts.broadcast || identity.broadcast,
+    broadcast: opts.noBroadcastFlag === true ? false : opts.broadcast || identity.broadcast,
     ciaddr: opts.ciaddr ?? ZERO_V4,
     yiaddr: ZERO_V4,
     chaddr: identity.mac,
@@ -204,15 +224,21 @@ function fromZero(identity: DhcpIdentity, m: DhcpMessage): Buffer {
 function leaseFrom(ack: Reply): Lease {
   const { options } = ack.message;
   const leaseSeconds = readSeconds(options, OPT.leaseTime) ?? DEFAULT_LEASE_SECONDS;
+  const times = leaseTimes(
+    leaseSeconds,
+    readSeconds(options, OPT.renewalTime),
+    readSeconds(options, OPT.rebindingTime),
+  );
   return {
+    family: 4,
     address: { address: ack.message.yiaddr, prefixLength: readPrefixLength(options) ?? 24 },
     router: readAddress(options, OPT.router),
     dns: readAddresses(options, OPT.dnsServers),
     serverId: readAddress(options, OPT.serverId) ?? ack.datagram.source,
     serverMac: ack.datagram.sourceMac,
+    serverDuid: null,
     leaseSeconds,
-    renewSeconds: readSeconds(options, OPT.renewalTime) ?? Math.floor(leaseSeconds / 2),
-    rebindSeconds: readSeconds(options, OPT.rebindingTime) ?? Math.floor((leaseSeconds * 7) / 8),
+    ...times,
     boundAt: Date.now(),
   };
 }

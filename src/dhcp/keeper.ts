@@ -2,8 +2,9 @@
  * The lease keeper: every DHCP lease lanplug holds for a container, kept
  * alive for the container's life and given back when it ends.
  *
- * - acquire: DISCOVER..ACK on the container's link while it is still in the
- *   daemon's namespace (CreateEndpoint), so Docker gets the address at once;
+ * - acquire: DISCOVER..ACK (and, for DHCPv6, Solicit..Reply) on the
+ *   container's link while it is still in the daemon's namespace
+ *   (CreateEndpoint), so Docker gets the addresses at once;
  * - renew at T1 (unicast to the server) and rebind at T2 (broadcast), from
  *   inside the container's namespace (Join's SandboxKey), through a packet
  *   socket opened there for the exchange only: nothing stays open in the
@@ -26,11 +27,21 @@ import { PacketSocket, SEND_ONLY } from '../l2/packet-socket';
 import { openRtnl } from '../link/rtnl';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
-import { leaseExpiresAt, type DhcpIdentity, type Lease, type LeaseRecord } from '../model/lease';
-import { formatPrefix, parsePrefix } from '../net/address';
+import {
+  INFINITE_SECONDS,
+  leaseExpiresAt,
+  leaseOf,
+  type DhcpIdentity,
+  type Lease,
+  type LeaseRecord,
+} from '../model/lease';
+import { formatPrefix, parsePrefix, type Family, type IpAddress, type IpPrefix } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
-import { PacketChannel } from './channel';
-import { acquire, release, renew } from './client';
+import { PacketChannel, type DhcpChannel } from './channel';
+import { acquire, release, renew, type RenewOutcome } from './client';
+import { acquire6, release6Frame, renew6 } from './client6';
+import { DHCP_CLIENT_PORT } from './message';
+import { DHCP6_CLIENT_PORT } from './message6';
 
 /** The link a lease's frames leave by, in the daemon's namespace. */
 export interface SendLink {
@@ -38,21 +49,58 @@ export interface SendLink {
   name: string;
 }
 
+/** What to ask for: the families, and the prefix length a DHCPv6 address gets. */
+export interface AcquirePlan {
+  ipv4: boolean;
+  ipv6: boolean;
+  prefixLength6: number;
+}
+
 /** How long one renewal exchange may take before it counts as unanswered. */
 const EXCHANGE_MS = 8_000;
-/** RFC 2131 §4.4.5: retry at half the time left, but not more often than this, nor less often than the cap. */
-const RETRY_MIN_MS = 5_000;
-const RETRY_MAX_MS = 60_000;
+/** RFC 2131 §4.4.5: retry at half the time left until T2 (or expiry), but no sooner than 60 s. */
+const RETRY_MIN_MS = 60_000;
+/** RFC 2131 §4.1: timers get up to a second of randomness, so that containers started together do not renew together. */
+const JITTER_MS = 1_000;
+/** setTimeout's longest delay (2^31 - 1 ms, 24.8 days): a later renewal is reached in steps. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
 /** A lease never joined to a container this long after it was taken belongs to a start that failed. */
 const UNJOINED_GRACE_MS = 60_000;
 const DEFAULT_ROUTE = parsePrefix('0.0.0.0/0');
 
-function key(networkId: string, endpointId: string): string {
-  return `${networkId}/${endpointId}`;
+function key(networkId: string, endpointId: string, family: Family): string {
+  return `${networkId}/${endpointId}/${family}`;
+}
+
+/**
+ * Where the last address of an identity is remembered: its client id
+ * (DHCPv4) or DUID (DHCPv6); null for one that never comes back (a random
+ * MAC), which is not worth a row.
+ */
+function rememberKey(identity: DhcpIdentity, family: Family): string | null {
+  if (!identity.stable) return null;
+  return family === 4 ? identity.clientId : `6:${identity.duid}`;
+}
+
+function openChannel(link: SendLink, where: string, family: Family, netns?: string): DhcpChannel {
+  return PacketChannel.open(link.index, where, {
+    family,
+    port: family === 4 ? DHCP_CLIENT_PORT : DHCP6_CLIENT_PORT,
+    ...(netns === undefined ? {} : { netns }),
+  });
+}
+
+/** A renewal exchange running now: its channel (closed to abort it) and its end. */
+interface InFlight {
+  channel: DhcpChannel | null;
+  done: Promise<void>;
 }
 
 export class LeaseKeeper {
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly inFlight = new Map<string, InFlight>();
+  /** Leases a server refused, or that expired: the next attempt starts over with DISCOVER (RFC 2131 INIT). */
+  private readonly lost = new Set<string>();
   private watchdog: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -61,35 +109,53 @@ export class LeaseKeeper {
     private readonly log: Logger,
     /** The LAN link of a network (the parent, or lanplug's own sibling of it); null when it has none now. */
     private readonly lanLinkOf: (networkId: string) => SendLink | null,
+    /** A server moved a container: its endpoint's address follows (what the LAN watch defends, what status shows). */
+    private readonly onMoved: (networkId: string, endpointId: string, address: IpPrefix) => void = () => undefined,
   ) {}
 
   /**
-   * Takes a lease on `link` (in the daemon's namespace, up, no address),
-   * asking for the address this client id held last. Writes nothing.
+   * Takes a lease per family on `link` (in the daemon's namespace, up, no
+   * address), both at once, asking for the address this identity held last.
+   * Writes nothing.
    */
-  async acquire(link: SendLink, where: string, identity: DhcpIdentity, timeoutMs: number): Promise<Lease> {
-    const channel = PacketChannel.open(link.index, where);
-    try {
-      return await acquire(channel, identity, {
-        hint: this.store.lastAddress(identity.clientId),
-        deadline: Date.now() + timeoutMs,
-      });
-    } finally {
-      // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
-      void channel.close();
-    }
+  async acquire(
+    link: SendLink,
+    where: string,
+    identity: DhcpIdentity,
+    plan: AcquirePlan,
+    timeoutMs: number,
+  ): Promise<Lease[]> {
+    const deadline = Date.now() + timeoutMs;
+    const families: Family[] = [...(plan.ipv4 ? [4 as const] : []), ...(plan.ipv6 ? [6 as const] : [])];
+    return Promise.all(
+      families.map(async (family) => {
+        const channel = openChannel(link, where, family);
+        try {
+          const remembered = rememberKey(identity, family);
+          const hint = remembered === null ? null : this.store.lastAddress(remembered);
+          return family === 4
+            ? await acquire(channel, identity, { hint, deadline })
+            : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
+        } finally {
+          // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
+          void channel.close();
+        }
+      }),
+    );
   }
 
-  /** Records a lease just taken (durably: it outlives the daemon) and remembers its address for this client id. */
+  /** Records leases just taken (durably: they outlive the daemon) and remembers their addresses. */
   hold(record: LeaseRecord): void {
     this.store.putLease(record, true);
-    this.store.rememberAddress(record.identity.clientId, record.lease.address.address);
-    this.log.info('dhcp lease bound', {
-      endpoint: record.endpointId.slice(0, 12),
-      address: formatPrefix(record.lease.address),
-      server: record.lease.serverId.text,
-      leaseSeconds: record.lease.leaseSeconds,
-    });
+    for (const lease of record.leases) {
+      this.remember(record.identity, lease);
+      this.log.info('dhcp lease bound', {
+        endpoint: record.endpointId.slice(0, 12),
+        address: formatPrefix(lease.address),
+        server: lease.serverId.text,
+        leaseSeconds: lease.leaseSeconds,
+      });
+    }
   }
 
   /** The container's namespace is known: renewals run there from now on. */
@@ -98,7 +164,7 @@ export class LeaseKeeper {
     if (record === null) return null;
     const updated = { ...record, sandboxKey };
     this.store.putLease(updated, false);
-    this.schedule(updated);
+    for (const lease of updated.leases) this.schedule(updated, lease.family);
     return updated;
   }
 
@@ -106,37 +172,73 @@ export class LeaseKeeper {
     return this.store.getLease(networkId, endpointId);
   }
 
-  /** DHCPRELEASE (best effort: a lease not released expires on the server), then the record goes. Idempotent. */
+  /** Release (best effort: a lease not released expires on the server), then the record goes. Idempotent. */
   release(networkId: string, endpointId: string, why: string): void {
-    this.cancel(key(networkId, endpointId));
-    const record = this.store.getLease(networkId, endpointId);
-    if (record === null) return;
-    this.store.rememberAddress(record.identity.clientId, record.lease.address.address);
-    this.store.deleteLease(networkId, endpointId);
-    const link = this.lanLinkOf(networkId);
-    let sent = false;
-    if (link !== null) {
-      try {
-        const socket = PacketSocket.open(link.index, SEND_ONLY, link.name);
-        try {
-          release((frame) => socket.send(frame), record.identity, record.lease);
-          sent = true;
-        } finally {
-          void socket.close();
-        }
-      } catch (err) {
-        this.log.warn('could not send DHCPRELEASE; the server frees the address when the lease expires', {
-          endpoint: endpointId.slice(0, 12),
-          error: String(err),
-        });
+    const running: Promise<void>[] = [];
+    for (const family of [4, 6] as const) {
+      const k = key(networkId, endpointId, family);
+      this.cancel(k);
+      this.lost.delete(k);
+      // A renewal running now stops: its channel closes, and what it finds afterwards is no record.
+      const inFlight = this.inFlight.get(k);
+      if (inFlight !== undefined) {
+        void inFlight.channel?.close();
+        running.push(inFlight.done);
       }
     }
+    const record = this.store.getLease(networkId, endpointId);
+    if (record === null) return;
+    for (const lease of record.leases) this.remember(record.identity, lease);
+    this.store.deleteLease(networkId, endpointId);
+    const sent = this.sendRelease(networkId, record.identity, record.leases);
+    // A renewal request already on the wire may reach the server after the release (another path out) and bind
+    // the address again: once that exchange is over, release once more (a second release is harmless).
+    if (running.length > 0)
+      void Promise.all(running).then(() => this.sendRelease(networkId, record.identity, record.leases));
     this.log.info('dhcp lease released', {
       endpoint: endpointId.slice(0, 12),
-      address: formatPrefix(record.lease.address),
+      addresses: record.leases.map((l) => formatPrefix(l.address)),
       why,
       sent,
     });
+  }
+
+  /** Leases taken but never recorded (the start failed after): back to the server at once. */
+  giveBack(networkId: string, identity: DhcpIdentity, leases: readonly Lease[]): void {
+    if (leases.length > 0) this.sendRelease(networkId, identity, leases);
+  }
+
+  /** The lease held under DHCPv4 client id `clientId`, if any. */
+  holderOf(clientId: string): LeaseRecord | null {
+    return this.store.listLeases().find((r) => r.identity.clientId === clientId) ?? null;
+  }
+
+  /** Sends DHCPRELEASE / a DHCPv6 Release for `leases` from the network's LAN link; false when it could not. */
+  private sendRelease(networkId: string, identity: DhcpIdentity, leases: readonly Lease[]): boolean {
+    const link = this.lanLinkOf(networkId);
+    if (link === null) return false;
+    try {
+      const socket = PacketSocket.open(link.index, SEND_ONLY, link.name);
+      try {
+        for (const lease of leases) {
+          if (lease.family === 4) release((frame) => socket.send(frame), identity, lease);
+          else socket.send(release6Frame(identity, lease));
+        }
+        return true;
+      } finally {
+        void socket.close();
+      }
+    } catch (err) {
+      this.log.warn('could not send a DHCP release; the server frees the address when the lease expires', {
+        error: String(err),
+      });
+      return false;
+    }
+  }
+
+  private remember(identity: DhcpIdentity, lease: Lease): void {
+    const k = rememberKey(identity, lease.family);
+    if (k !== null) this.store.rememberAddress(k, lease.address.address);
   }
 
   /**
@@ -147,7 +249,7 @@ export class LeaseKeeper {
     for (const record of this.store.listLeases()) {
       if (record.sandboxKey !== null && !existsSync(record.sandboxKey))
         this.release(record.networkId, record.endpointId, 'container gone while lanplug was down');
-      else this.schedule(record);
+      else for (const lease of record.leases) this.schedule(record, lease.family);
     }
   }
 
@@ -157,16 +259,14 @@ export class LeaseKeeper {
     this.watchdog.unref();
   }
 
-  stop(): void {
+  /** Stops every timer and waits for the exchanges running now (the store closes after). */
+  async stop(): Promise<void> {
     this.stopped = true;
     if (this.watchdog !== null) clearInterval(this.watchdog);
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
-  }
-
-  /** Leases held, for status and tests. */
-  get count(): number {
-    return this.store.listLeases().length;
+    for (const running of this.inFlight.values()) void running.channel?.close();
+    await Promise.all([...this.inFlight.values()].map((r) => r.done));
   }
 
   sweep(): void {
@@ -190,54 +290,83 @@ export class LeaseKeeper {
   }
 
   /** Sets the one timer of a lease: at T1 after it was bound, or for the next retry. */
-  private schedule(record: LeaseRecord, retryAt?: number): void {
-    if (this.stopped || record.sandboxKey === null) return;
-    const k = key(record.networkId, record.endpointId);
+  private schedule(record: LeaseRecord, family: Family, retryAt?: number): void {
+    const lease = leaseOf(record, family);
+    if (this.stopped || record.sandboxKey === null || lease === null) return;
+    if (retryAt === undefined && lease.leaseSeconds === INFINITE_SECONDS) return;
+    const k = key(record.networkId, record.endpointId, family);
     this.cancel(k);
-    const at = retryAt ?? record.lease.boundAt + record.lease.renewSeconds * 1000;
+    const at = retryAt ?? lease.boundAt + lease.renewSeconds * 1000 + Math.random() * JITTER_MS;
+    const delay = Math.max(0, at - Date.now());
     const timer = setTimeout(
       () => {
         this.timers.delete(k);
-        this.maintain(record.networkId, record.endpointId).catch((err: unknown) =>
-          this.log.error('dhcp renewal failed unexpectedly', {
-            endpoint: record.endpointId.slice(0, 12),
-            error: String(err),
-          }),
-        );
+        // Beyond what one timer can wait: wait again from there.
+        if (delay > LONGEST_TIMER_MS) return this.schedule(record, family, at);
+        const done = this.maintain(record.networkId, record.endpointId, family)
+          .catch((err: unknown) =>
+            this.log.error('dhcp renewal failed unexpectedly', {
+              endpoint: record.endpointId.slice(0, 12),
+              error: String(err),
+            }),
+          )
+          .finally(() => this.inFlight.delete(k));
+        this.inFlight.set(k, { channel: null, done });
       },
-      Math.max(0, at - Date.now()),
+      Math.min(delay, LONGEST_TIMER_MS),
     );
     timer.unref();
     this.timers.set(k, timer);
   }
 
-  /** One renewal step: renew (before T2), rebind (before expiry), or after a NAK take a new lease. */
-  private async maintain(networkId: string, endpointId: string): Promise<void> {
+  /** One renewal step: renew (before T2), rebind (before expiry), or after a refusal take a new lease. */
+  private async maintain(networkId: string, endpointId: string, family: Family): Promise<void> {
     const record = this.store.getLease(networkId, endpointId);
-    if (record === null || record.sandboxKey === null) return;
+    const lease = record === null ? null : leaseOf(record, family);
+    if (record === null || lease === null || record.sandboxKey === null) return;
     const sandboxKey = record.sandboxKey;
-    const { lease } = record;
     const now = Date.now();
     const t2 = lease.boundAt + lease.rebindSeconds * 1000;
     const expiry = leaseExpiresAt(lease);
+    const k = key(networkId, endpointId, family);
+    // Refused before, or expired: start over (RFC 2131 §4.4.5, INIT), asking for the same address.
+    const startOver = this.lost.has(k) || now >= expiry;
     const how = now < t2 ? 'renew' : 'rebind';
-    let outcome: Awaited<ReturnType<typeof renew>> | { kind: 'moved'; lease: Lease };
+    let outcome: RenewOutcome | { kind: 'moved'; lease: Lease };
     let failure: string | null = null;
     try {
-      const link = containerLink(sandboxKey, record);
-      const channel = PacketChannel.open(link.index, link.name, sandboxKey);
+      const link = containerLink(sandboxKey, record, lease);
+      const channel = openChannel(link, link.name, family, sandboxKey);
+      const running = this.inFlight.get(k);
+      if (running !== undefined) running.channel = channel;
       try {
-        outcome = await renew(channel, record.identity, lease, how, now + EXCHANGE_MS);
+        outcome = startOver
+          ? { kind: 'nak', message: now >= expiry ? 'the lease expired' : 'refused before' }
+          : family === 4
+            ? await renew(channel, record.identity, lease, how, now + EXCHANGE_MS)
+            : await renew6(channel, record.identity, lease, how, now + EXCHANGE_MS);
         if (outcome.kind === 'nak') {
+          this.lost.add(k);
           this.log.warn('dhcp server refused the lease; asking for a new address', {
             endpoint: endpointId.slice(0, 12),
             address: formatPrefix(lease.address),
             answer: outcome.message,
           });
+          const deadline = Date.now() + EXCHANGE_MS;
+          // A refused address is not asked for again; an expired one is.
+          const hint = startOver && now >= expiry ? lease.address.address : null;
           outcome = {
             kind: 'moved',
-            lease: await acquire(channel, record.identity, { hint: null, deadline: Date.now() + EXCHANGE_MS }),
+            lease:
+              family === 4
+                ? await acquire(channel, record.identity, { hint, deadline })
+                : await acquire6(channel, record.identity, {
+                    hint,
+                    deadline,
+                    prefixLength: lease.address.prefixLength,
+                  }),
           };
+          this.lost.delete(k);
         }
       } finally {
         void channel.close();
@@ -248,12 +377,17 @@ export class LeaseKeeper {
     }
     // The container may have left while the exchange ran: its record is the truth.
     const current = this.store.getLease(networkId, endpointId);
-    if (current === null || current.lease.boundAt !== lease.boundAt) return;
+    const held = current === null ? null : leaseOf(current, family);
+    if (current === null || held === null || held.boundAt !== lease.boundAt) {
+      // Released while a new lease was being taken: that one goes back too.
+      if (outcome.kind === 'moved') this.sendRelease(networkId, record.identity, [outcome.lease]);
+      return;
+    }
     if (outcome.kind === 'ack' || outcome.kind === 'moved') {
       const next = outcome.lease;
-      if (next.address.address.value !== lease.address.address.value || next.router?.value !== lease.router?.value) {
+      if (!sameAddress(next.address.address, lease.address.address) || !sameAddress(next.router, lease.router)) {
         try {
-          applyInContainer(sandboxKey, record, next);
+          applyInContainer(sandboxKey, record, lease, next);
         } catch (err) {
           failure = `apply the new lease in the container: ${err instanceof Error ? err.message : String(err)}`;
         }
@@ -267,7 +401,8 @@ export class LeaseKeeper {
             applied: failure === null,
           },
         );
-        this.store.rememberAddress(record.identity.clientId, next.address.address);
+        this.remember(record.identity, next);
+        this.onMoved(networkId, endpointId, next.address);
       } else {
         this.log.debug('dhcp lease renewed', {
           endpoint: endpointId.slice(0, 12),
@@ -275,9 +410,15 @@ export class LeaseKeeper {
           how,
         });
       }
-      const updated: LeaseRecord = { ...current, lease: next, renewedAt: Date.now(), failures: 0, lastError: failure };
+      const updated: LeaseRecord = {
+        ...current,
+        leases: current.leases.map((l) => (l.family === family ? next : l)),
+        renewedAt: Date.now(),
+        failures: 0,
+        lastError: failure,
+      };
       this.store.putLease(updated, false);
-      this.schedule(updated);
+      this.schedule(updated, family);
       return;
     }
     const reason = failure ?? `no answer to the ${how} request`;
@@ -291,13 +432,17 @@ export class LeaseKeeper {
         error: reason,
       });
     else this.log.warn('dhcp renewal failed; retrying', { endpoint: endpointId.slice(0, 12), how, error: reason });
-    const wait = Math.min(RETRY_MAX_MS, Math.max(RETRY_MIN_MS, (end - Date.now()) / 2));
-    this.schedule(failed, Date.now() + wait);
+    const wait = Math.max(RETRY_MIN_MS, (end - Date.now()) / 2);
+    this.schedule(failed, family, Date.now() + wait);
   }
 }
 
+function sameAddress(a: IpAddress | null, b: IpAddress | null): boolean {
+  return a?.value === b?.value && a?.family === b?.family;
+}
+
 /** The container's link in its namespace: the one with the lease's MAC (ipvlan: and its address). */
-function containerLink(sandboxKey: string, record: LeaseRecord): LinkInfo {
+function containerLink(sandboxKey: string, record: LeaseRecord, lease: Lease): LinkInfo {
   const rtnl = openRtnl({ netns: sandboxKey });
   try {
     const candidates = rtnl.listLinks().filter((l) => l.mac === record.identity.mac);
@@ -306,9 +451,9 @@ function containerLink(sandboxKey: string, record: LeaseRecord): LinkInfo {
       if (only === undefined) throw new Error(`no link with MAC ${record.identity.mac} in ${sandboxKey}`);
       return only;
     }
-    const holder = rtnl.listAddresses(4).find((a) => a.prefix.address.value === record.lease.address.address.value);
+    const holder = rtnl.listAddresses(lease.family).find((a) => a.prefix.address.value === lease.address.address.value);
     const link = candidates.find((l) => l.index === holder?.index);
-    if (link === undefined) throw new Error(`no link holds ${record.lease.address.address.text} in ${sandboxKey}`);
+    if (link === undefined) throw new Error(`no link holds ${lease.address.address.text} in ${sandboxKey}`);
     return link;
   } finally {
     rtnl.close();
@@ -318,19 +463,29 @@ function containerLink(sandboxKey: string, record: LeaseRecord): LinkInfo {
 /**
  * The old address goes first: a new one in the same subnet would be its
  * secondary, and the kernel removes secondaries with their primary. Removing
- * the last address also removes the routes through the link, so the default
- * route is put back after.
+ * the last IPv4 address also removes the routes through the link, so the
+ * default route is put back after.
  */
-function applyInContainer(sandboxKey: string, record: LeaseRecord, next: Lease): void {
-  const link = containerLink(sandboxKey, record);
+function applyInContainer(sandboxKey: string, record: LeaseRecord, old: Lease, next: Lease): void {
+  const link = containerLink(sandboxKey, record, old);
   const rtnl = openRtnl({ netns: sandboxKey });
   try {
-    const old = record.lease;
-    if (next.address.address.value !== old.address.address.value) {
+    // Only a default route that already leaves by this link is lanplug's to move: an --internal network has
+    // none, and on a container with several networks Docker gave the default route to one of them.
+    const defaultHere =
+      next.family === 4 &&
+      rtnl.listRoutes(4).some((r) => r.destination.prefixLength === 0 && r.oifIndex === link.index);
+    if (!sameAddress(next.address.address, old.address.address)) {
       rtnl.deleteAddress(link, old.address);
-      rtnl.addAddress(link, next.address);
+      try {
+        rtnl.addAddress(link, next.address);
+      } catch (err) {
+        // Never leave the container without an address: the old one back, and the failure reported.
+        rtnl.addAddress(link, old.address);
+        throw err;
+      }
     }
-    if (next.router !== null) rtnl.replaceRoute(DEFAULT_ROUTE, link, null, next.router);
+    if (defaultHere && next.router !== null) rtnl.replaceRoute(DEFAULT_ROUTE, link, null, next.router);
   } finally {
     rtnl.close();
   }

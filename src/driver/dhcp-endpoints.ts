@@ -14,10 +14,11 @@
  * Option 12 is `lanplug.dhcp.hostname`, else NAME when it is a valid hostname.
  */
 import { createHash } from 'node:crypto';
-import { withContext } from '../errors';
+import { conflict, withContext } from '../errors';
+import type { Logger } from '../log';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { randomMac } from '../ipam/mac';
-import type { DhcpIdentity } from '../model/lease';
+import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import type { DriverKind } from '../model/network';
 import { bytesToMac, parseMac } from '../net/mac';
 import { shortId } from './names';
@@ -25,10 +26,18 @@ import type { NetworkDriver } from './network-driver';
 import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from './options';
 import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from './requests';
 
+/**
+ * DHCPv6 hands out addresses, not prefixes (the on-link prefix comes from the
+ * LAN's router advertisements): a container's address gets the /64 nearly
+ * every LAN uses.
+ */
+const DHCP6_PREFIX_LENGTH = 64;
+
 export class DhcpEndpoints {
   constructor(
     private readonly driver: NetworkDriver,
     private readonly keeper: LeaseKeeper,
+    private readonly log: Logger,
   ) {}
 
   /**
@@ -59,8 +68,12 @@ export class DhcpEndpoints {
     const known = this.driver.endpointInfo(request.networkId, request.endpointId);
     const held = this.keeper.get(request.networkId, request.endpointId);
     // Docker retrying a CreateEndpoint that succeeded: the same answer, no second lease.
-    if (known !== null && held !== null && known.ipv4 !== null)
-      return { assignedMac: request.mac === null ? known.mac : null, assignedIpv4: known.ipv4 };
+    if (known !== null && held !== null)
+      return {
+        assignedMac: request.mac === null ? known.mac : null,
+        ...(known.ipv4 === null ? {} : { assignedIpv4: known.ipv4 }),
+        ...(known.ipv6 === null ? {} : { assignedIpv6: known.ipv6 }),
+      };
     const options = request.endpointOptions ?? {};
     const label = options[OPT_ENDPOINT_DHCP_ID];
     const id = label === undefined ? null : parseEndpointLabel(OPT_ENDPOINT_DHCP_ID, label);
@@ -71,12 +84,25 @@ export class DhcpEndpoints {
         : id !== null && /^[A-Za-z0-9-]{1,63}$/.test(id)
           ? id
           : null;
+    if (id !== null) {
+      // Two containers asking as one client would get one address: a duplicate on the LAN.
+      const holder = this.keeper.holderOf('00' + Buffer.from(id).toString('hex'));
+      if (holder !== null)
+        throw conflict(
+          `--driver-opt ${OPT_ENDPOINT_DHCP_ID}=${id} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own id`,
+        );
+    }
     const requestedMac = request.mac === null ? null : parseMac(request.mac);
     const mac = driver === 'ipvlan' ? null : (requestedMac ?? (id === null ? randomMac() : macFromLabel(id)));
     const prepared = this.driver.prepareDhcpEndpoint(driver, request, mac);
     const { spec, link } = prepared;
+    const linkMac = mac ?? link.mac ?? '00:00:00:00:00:00';
     const identity: DhcpIdentity = {
-      mac: mac ?? link.mac ?? '00:00:00:00:00:00',
+      mac: linkMac,
+      // DHCPv6: the MAC's DUID-LL when the MAC is the container's own, else a UUID DUID of the name or endpoint.
+      duid: mac !== null && id === null ? duidFromMac(mac) : duidFromLabel(id ?? `lanplug-${request.endpointId}`),
+      iaid: 1,
+      stable: requestedMac !== null || id !== null,
       clientId:
         id !== null
           ? '00' + Buffer.from(id).toString('hex')
@@ -87,24 +113,47 @@ export class DhcpEndpoints {
       hostname,
       broadcast: spec.mode.kind === 'ipvlan',
     };
-    const timeoutMs = spec.dhcp?.timeoutMs ?? 10_000;
+    const policy = spec.dhcp ?? { ipv4: true, ipv6: false, timeoutMs: 10_000 };
+    let leases: Lease[] = [];
     try {
-      const lease = await this.keeper.acquire(link, spec.parent.name, identity, timeoutMs);
-      const endpoint = this.driver.completeDhcpEndpoint(prepared, lease.address);
+      leases = await this.keeper.acquire(
+        link,
+        spec.parent.name,
+        identity,
+        { ipv4: policy.ipv4, ipv6: policy.ipv6, prefixLength6: DHCP6_PREFIX_LENGTH },
+        policy.timeoutMs,
+      );
+      const endpoint = this.driver.completeDhcpEndpoint(
+        prepared,
+        leases.find((l) => l.family === 4)?.address ?? null,
+        leases.find((l) => l.family === 6)?.address ?? null,
+      );
       this.keeper.hold({
         networkId: spec.networkId,
         endpointId: request.endpointId,
         identity,
-        lease,
+        leases,
         sandboxKey: null,
         renewedAt: null,
         failures: 0,
         lastError: null,
       });
-      return { assignedMac: requestedMac === null ? mac : null, assignedIpv4: endpoint.ipv4 ?? lease.address };
+      return {
+        assignedMac: requestedMac === null ? mac : null,
+        ...(endpoint.ipv4 === null ? {} : { assignedIpv4: endpoint.ipv4 }),
+        ...(endpoint.ipv6 === null ? {} : { assignedIpv6: endpoint.ipv6 }),
+      };
     } catch (err) {
-      // Nothing stays behind a failed start: no link, no row.
-      this.driver.deleteEndpoint(spec.networkId, request.endpointId);
+      // Nothing stays behind a failed start: no lease, no link, no row.
+      this.keeper.giveBack(spec.networkId, identity, leases);
+      try {
+        this.driver.deleteEndpoint(spec.networkId, request.endpointId);
+      } catch (undo) {
+        this.log.error('could not undo a failed DHCP endpoint', {
+          endpoint: shortId(request.endpointId),
+          error: String(undo),
+        });
+      }
       throw withContext(`network ${shortId(spec.networkId)} on parent ${spec.parent.name}`, err);
     }
   }
@@ -122,7 +171,7 @@ export class DhcpEndpoints {
         : this.keeper.joined(networkId, endpointId, sandboxKey);
     // An --internal network gets no gateway, from Docker's IPAM or from a DHCP server.
     if (record === null || this.driver.networkSpec(driver, networkId).internal) return answer;
-    return { ...answer, gatewayIpv4: record.lease.router };
+    return { ...answer, gatewayIpv4: leaseOf(record, 4)?.router ?? null };
   }
 
   /** Leave: the container stops; its lease goes back to the server. */
@@ -142,6 +191,11 @@ function safeList<T>(list: () => T[]): T[] {
   } catch {
     return [];
   }
+}
+
+/** DUID-UUID (RFC 6355): type 4 and 16 bytes, here a hash of the name, so the same name is the same client. */
+export function duidFromLabel(label: string): string {
+  return '0004' + createHash('sha256').update(`lanplug.dhcp.duid:${label}`).digest().subarray(0, 16).toString('hex');
 }
 
 /** A MAC that follows a name: the same name, the same MAC, on every host (locally administered, unicast). */

@@ -13,6 +13,7 @@
  * Errors: the kernel layer names the link and the errno; this layer adds only
  * the network and its parent ("network 5e3ec79625d3 on parent eth0: ...").
  */
+import { writeFileSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown, withContext } from '../errors';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
@@ -338,6 +339,8 @@ export class NetworkDriver {
     try {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
+      // DHCPv6 servers answer the link-local address: usable at once, not after a second of DAD.
+      if (spec.dhcp?.ipv6 === true) writeFileSync(`/proc/sys/net/ipv6/conf/${link.name}/accept_dad`, '0');
       this.rtnl.setUp(link);
       return { spec, endpoint, link };
     } catch (err) {
@@ -354,11 +357,24 @@ export class NetworkDriver {
     }
   }
 
-  /** The second half: the address the server granted, recorded on the endpoint. */
-  completeDhcpEndpoint(prepared: PreparedEndpoint, address: IpPrefix): EndpointRecord {
-    const endpoint = { ...prepared.endpoint, ipv4: address };
+  /** The second half: the addresses the servers granted, recorded on the endpoint. */
+  completeDhcpEndpoint(prepared: PreparedEndpoint, ipv4: IpPrefix | null, ipv6: IpPrefix | null): EndpointRecord {
+    const endpoint = {
+      ...prepared.endpoint,
+      ipv4: ipv4 ?? prepared.endpoint.ipv4,
+      ipv6: ipv6 ?? prepared.endpoint.ipv6,
+    };
     this.store.putEndpoint(endpoint);
     return endpoint;
+  }
+
+  /** A DHCP server moved the container: the endpoint's address follows (the LAN watch defends what endpoints hold). */
+  moveEndpointAddress(networkId: string, endpointId: string, address: IpPrefix): void {
+    const endpoint = this.store.getEndpoint(networkId, endpointId);
+    if (endpoint === null) return;
+    this.store.putEndpoint(
+      address.address.family === 4 ? { ...endpoint, ipv4: address } : { ...endpoint, ipv6: address },
+    );
   }
 
   /** null for an endpoint lanplug does not know (Docker's own drivers answer an empty map then). */

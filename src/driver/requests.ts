@@ -38,6 +38,7 @@ export interface CreateEndpointResult {
   assignedMac: string | null;
   /** The IPv4 address lanplug found (DHCP), when the request had none. */
   assignedIpv4?: IpPrefix;
+  assignedIpv6?: IpPrefix;
 }
 
 export interface StaticRoute {

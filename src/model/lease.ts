@@ -1,32 +1,45 @@
 /**
  * DHCP leases lanplug holds on behalf of containers: who asks (the identity
- * every message carries), what the server granted, and where the container is.
+ * every message carries), what the servers granted (DHCPv4, DHCPv6), and
+ * where the container is.
  */
-import type { IpAddress, IpPrefix } from '../net/address';
+import type { Family, IpAddress, IpPrefix } from '../net/address';
 
 /** What every DHCP message for one container carries, the same at every start so the server answers the same. */
 export interface DhcpIdentity {
   mac: string;
-  /** Option 61 as hex: 01+MAC by default, 00+the user's id with `lanplug.dhcp.id`. */
+  /** DHCPv4 option 61 as hex: 01+MAC by default, 00+the user's id with `lanplug.dhcp.id`. */
   clientId: string;
-  /** Option 12, or null to send none. */
+  /** DHCPv6 client DUID as hex: DUID-LL of the MAC, or a DUID-UUID of the user's id. */
+  duid: string;
+  /** DHCPv6 IA_NA identifier. */
+  iaid: number;
+  /** The same at the container's next start (`--mac-address`, `lanplug.dhcp.id`): its last address is worth remembering. */
+  stable: boolean;
+  /** Option 12 / the DHCPv6 client FQDN, or null to send none. */
   hostname: string | null;
   /**
-   * Ask for broadcast answers: always while no address is configured (the
-   * link may sit in a namespace that would route a unicast answer away, and
-   * ipvlan links share one MAC).
+   * DHCPv4: ask for broadcast answers. Acquisition always does (the link may
+   * sit in a namespace that would route a unicast answer away); ipvlan links
+   * share one MAC, so this records that the network needs it.
    */
   broadcast: boolean;
 }
 
-/** What a server granted (DHCPACK). Times are seconds, `boundAt` ms since the epoch. */
+/** What a server granted (DHCPACK, or a DHCPv6 Reply). Times are seconds, `boundAt` ms since the epoch. */
 export interface Lease {
+  family: Family;
   address: IpPrefix;
+  /** DHCPv4's router option; DHCPv6 has none (routers announce themselves). */
   router: IpAddress | null;
   dns: IpAddress[];
+  /** DHCPv4: the server identifier; DHCPv6: the address the server answered from. */
   serverId: IpAddress;
-  /** Where the ACK came from at layer 2: the server, or the relay that forwarded it. */
+  /** Where the answer came from at layer 2: the server, or the relay that forwarded it. */
   serverMac: string;
+  /** DHCPv6: the server's DUID as hex, sent back in Renew and Release; null for DHCPv4. */
+  serverDuid: string | null;
+  /** The lease time (DHCPv6: the valid lifetime). */
   leaseSeconds: number;
   /** T1 and T2 as the server set them, or RFC 2131's 50 % and 87.5 %. */
   renewSeconds: number;
@@ -38,7 +51,8 @@ export interface LeaseRecord {
   networkId: string;
   endpointId: string;
   identity: DhcpIdentity;
-  lease: Lease;
+  /** One per family the network takes from DHCP. */
+  leases: Lease[];
   /** The container's namespace (Join's SandboxKey); null until Join. */
   sandboxKey: string | null;
   /** When a renewal last succeeded (ms), null before the first. */
@@ -48,6 +62,44 @@ export interface LeaseRecord {
   lastError: string | null;
 }
 
+/** RFC 2131 §3.3 and RFC 8415 §7.7: an all-ones lease time never ends. */
+export const INFINITE_SECONDS = 0xffffffff;
+/** Below this a T1 would make the client renew in a tight loop (a broken server, a T1 of 0). */
+const MINIMUM_T1_SECONDS = 2;
+
+/**
+ * T1 and T2 a client can act on: what the server sent when 0 < T1 < T2 <=
+ * lease, else RFC 2131's 50 % and 87.5 % of the lease (RFC 8415: of the
+ * preferred lifetime); an infinite lease is never renewed.
+ */
+export function leaseTimes(
+  leaseSeconds: number,
+  t1: number | null,
+  t2: number | null,
+): { renewSeconds: number; rebindSeconds: number } {
+  if (leaseSeconds === INFINITE_SECONDS) return { renewSeconds: INFINITE_SECONDS, rebindSeconds: INFINITE_SECONDS };
+  if (t1 !== null && t2 !== null && t1 >= MINIMUM_T1_SECONDS && t1 < t2 && t2 <= leaseSeconds)
+    return { renewSeconds: t1, rebindSeconds: t2 };
+  const renewSeconds = Math.max(
+    MINIMUM_T1_SECONDS,
+    t1 !== null && t1 >= MINIMUM_T1_SECONDS && t1 < leaseSeconds ? t1 : Math.floor(leaseSeconds / 2),
+  );
+  const rebindSeconds = Math.max(
+    renewSeconds + 1,
+    t2 !== null && t2 > renewSeconds && t2 <= leaseSeconds ? t2 : Math.floor((leaseSeconds * 7) / 8),
+  );
+  return { renewSeconds, rebindSeconds };
+}
+
 export function leaseExpiresAt(lease: Lease): number {
   return lease.boundAt + lease.leaseSeconds * 1000;
+}
+
+export function leaseOf(record: LeaseRecord, family: Family): Lease | null {
+  return record.leases.find((l) => l.family === family) ?? null;
+}
+
+/** DUID-LL (RFC 8415 §11.4): type 3, hardware type 1 (Ethernet), the MAC. */
+export function duidFromMac(mac: string): string {
+  return '00030001' + mac.replace(/:/g, '');
 }

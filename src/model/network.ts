@@ -47,10 +47,13 @@ export interface HostAccess {
 export type ConflictPolicy = 'refuse' | 'warn' | 'off';
 
 /**
- * `-o dhcp=true`: containers take their IPv4 address from the LAN's DHCP
- * server (the network is made with `--ipam-driver null`), within `timeoutMs`.
+ * `-o dhcp=true` / `-o dhcp6=true`: containers take their IPv4 / IPv6
+ * address from the LAN's DHCP servers (the network is made with
+ * `--ipam-driver null`), within `timeoutMs`.
  */
 export interface DhcpPolicy {
+  ipv4: boolean;
+  ipv6: boolean;
   timeoutMs: number;
 }
 

@@ -34,10 +34,12 @@ export function syscallError(what: string, errno: number): LanplugError {
 /**
  * Runs `open` inside network namespace `target` (a namespace file such as
  * /run/netns/x or a Docker SandboxKey, or FRESH_NAMESPACE) and returns to the
- * caller's namespace before returning what it made. `open` must be
- * synchronous and make only sockets (see above).
+ * caller's namespace before returning what it made (`dispose` undoes it if
+ * the way back fails). `open` must be synchronous and make only sockets (see
+ * above); nothing in the window may start a thread either (a new thread
+ * inherits this thread's namespace): libc() is loaded before entering.
  */
-export function inNetworkNamespace<T>(target: string, open: (c: Libc) => T): T {
+export function inNetworkNamespace<T>(target: string, open: (c: Libc) => T, dispose: (made: T) => void): T {
   const c = libc();
   if (strandedIn !== undefined) {
     throw new LanplugError(
@@ -48,14 +50,16 @@ export function inNetworkNamespace<T>(target: string, open: (c: Libc) => T): T {
   // /proc/thread-self, not /proc/self: the namespace of *this* thread is what setns changes.
   const home = openNamespaceFile('/proc/thread-self/ns/net');
   try {
-    enter(c, target);
     let made: { value: T } | undefined;
     try {
+      enter(c, target);
       made = { value: open(c) };
     } finally {
+      // Always back home, even if entering failed half-way (a setns that worked, then a close that threw).
       if (c.setns(home, CLONE_NEWNET) !== 0) {
         const errno = c.errno();
         strandedIn = target;
+        if (made !== undefined) dispose(made.value);
         // Throwing from finally is deliberate: nothing may continue in the wrong namespace.
         // eslint-disable-next-line no-unsafe-finally
         throw new LanplugError(

@@ -80,7 +80,8 @@ export class NetlinkSocket {
     assertLittleEndian();
     const c = libc();
     const netns = options.netns;
-    const fd = netns === undefined ? openRouteSocket(c) : inNetworkNamespace(netns, openRouteSocket);
+    const fd =
+      netns === undefined ? openRouteSocket(c) : inNetworkNamespace(netns, openRouteSocket, (fd) => c.close(fd));
     try {
       configure(c, fd);
     } catch (err) {

@@ -9,6 +9,7 @@ import { isMacvlanMode } from '../link/macvlan';
 import type {
   AnnouncePolicy,
   ConflictPolicy,
+  DhcpPolicy,
   EndpointRecord,
   HostAccess,
   Leftover,
@@ -18,7 +19,7 @@ import type {
   Subnet,
 } from '../model/network';
 import type { PoolRecord } from '../model/ipam';
-import type { LeaseRecord } from '../model/lease';
+import { duidFromMac, type Lease, type LeaseRecord } from '../model/lease';
 import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
 
 /**
@@ -96,12 +97,19 @@ export function decodeNetwork(text: string): NetworkRecord {
       // Absent in rows written before lanplug looked at the LAN: the defaults.
       conflict: o['conflict'] === undefined ? 'refuse' : decodeConflict(o['conflict']),
       announce: o['announce'] === undefined ? { count: 3, intervalMs: 1000 } : decodeAnnounce(o['announce']),
-      dhcp:
-        o['dhcp'] === undefined || o['dhcp'] === null
-          ? null
-          : { timeoutMs: num(object(o['dhcp'], 'dhcp'), 'timeoutMs') },
+      dhcp: o['dhcp'] === undefined || o['dhcp'] === null ? null : decodeDhcpPolicy(o['dhcp']),
     },
     parentCreated: bool(o, 'parentCreated'),
+  };
+}
+
+function decodeDhcpPolicy(value: unknown): DhcpPolicy {
+  const o = object(value, 'dhcp');
+  // Rows from before DHCPv6 knew only IPv4.
+  return {
+    ipv4: o['ipv4'] === undefined ? true : bool(o, 'ipv4'),
+    ipv6: o['ipv6'] === undefined ? false : bool(o, 'ipv6'),
+    timeoutMs: num(o, 'timeoutMs'),
   };
 }
 
@@ -248,24 +256,29 @@ export function decodePool(text: string): PoolRecord {
   };
 }
 
+function encodeOneLease(lease: Lease): Record<string, unknown> {
+  return {
+    family: lease.family,
+    address: formatPrefix(lease.address),
+    router: lease.router?.text ?? null,
+    dns: lease.dns.map((a) => a.text),
+    serverId: lease.serverId.text,
+    serverMac: lease.serverMac,
+    serverDuid: lease.serverDuid,
+    leaseSeconds: lease.leaseSeconds,
+    renewSeconds: lease.renewSeconds,
+    rebindSeconds: lease.rebindSeconds,
+    boundAt: lease.boundAt,
+  };
+}
+
 export function encodeLease(record: LeaseRecord): string {
-  const { lease } = record;
   return JSON.stringify({
     v: RECORD_VERSION,
     networkId: record.networkId,
     endpointId: record.endpointId,
     identity: record.identity,
-    lease: {
-      address: formatPrefix(lease.address),
-      router: lease.router?.text ?? null,
-      dns: lease.dns.map((a) => a.text),
-      serverId: lease.serverId.text,
-      serverMac: lease.serverMac,
-      leaseSeconds: lease.leaseSeconds,
-      renewSeconds: lease.renewSeconds,
-      rebindSeconds: lease.rebindSeconds,
-      boundAt: lease.boundAt,
-    },
+    leases: record.leases.map(encodeOneLease),
     sandboxKey: record.sandboxKey,
     renewedAt: record.renewedAt,
     failures: record.failures,
@@ -273,35 +286,48 @@ export function encodeLease(record: LeaseRecord): string {
   });
 }
 
+function decodeOneLease(value: unknown): Lease {
+  const l = object(value, 'lease');
+  const router = nullable(l, 'router', str);
+  // Absent in rows written before DHCPv6: those were DHCPv4 leases.
+  const family = l['family'] === undefined ? 4 : num(l, 'family');
+  if (family !== 4 && family !== 6) throw new RecordDecodeError(`unknown lease family ${family}`);
+  return {
+    family,
+    address: parsePrefix(str(l, 'address')),
+    router: router === null ? null : parseAddress(router),
+    dns: array(l, 'dns').map((a) => {
+      if (typeof a !== 'string') throw new RecordDecodeError('a DNS server is not a string');
+      return parseAddress(a);
+    }),
+    serverId: parseAddress(str(l, 'serverId')),
+    serverMac: str(l, 'serverMac'),
+    serverDuid: l['serverDuid'] === undefined ? null : nullable(l, 'serverDuid', str),
+    leaseSeconds: num(l, 'leaseSeconds'),
+    renewSeconds: num(l, 'renewSeconds'),
+    rebindSeconds: num(l, 'rebindSeconds'),
+    boundAt: num(l, 'boundAt'),
+  };
+}
+
 export function decodeLease(text: string): LeaseRecord {
   const o = object(JSON.parse(text), 'lease');
   version(o);
   const id = object(o['identity'], 'identity');
-  const l = object(o['lease'], 'lease');
-  const router = nullable(l, 'router', str);
+  const mac = str(id, 'mac');
   return {
     networkId: str(o, 'networkId'),
     endpointId: str(o, 'endpointId'),
     identity: {
-      mac: str(id, 'mac'),
+      mac,
       clientId: str(id, 'clientId'),
+      duid: id['duid'] === undefined ? duidFromMac(mac) : str(id, 'duid'),
+      iaid: id['iaid'] === undefined ? 1 : num(id, 'iaid'),
+      stable: id['stable'] === undefined ? true : bool(id, 'stable'),
       hostname: nullable(id, 'hostname', str),
       broadcast: bool(id, 'broadcast'),
     },
-    lease: {
-      address: parsePrefix(str(l, 'address')),
-      router: router === null ? null : parseAddress(router),
-      dns: array(l, 'dns').map((a) => {
-        if (typeof a !== 'string') throw new RecordDecodeError('a DNS server is not a string');
-        return parseAddress(a);
-      }),
-      serverId: parseAddress(str(l, 'serverId')),
-      serverMac: str(l, 'serverMac'),
-      leaseSeconds: num(l, 'leaseSeconds'),
-      renewSeconds: num(l, 'renewSeconds'),
-      rebindSeconds: num(l, 'rebindSeconds'),
-      boundAt: num(l, 'boundAt'),
-    },
+    leases: o['leases'] === undefined ? [decodeOneLease(o['lease'])] : array(o, 'leases').map(decodeOneLease),
     sandboxKey: nullable(o, 'sandboxKey', str),
     renewedAt: nullable(o, 'renewedAt', num),
     failures: num(o, 'failures'),

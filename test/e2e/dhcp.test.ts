@@ -16,7 +16,11 @@ const RANGE: [string, string] = ['172.16.86.100', '172.16.86.150'];
 let server: DhcpServer;
 
 before(async () => {
-  server = await startDhcpServer(lab.lan, { range: RANGE, renewSeconds: 3, rebindSeconds: 6 });
+  server = await startDhcpServer(lab.lan, {
+    range: RANGE,
+    renewSeconds: 3,
+    rebindSeconds: 6,
+  });
 });
 after(() => server?.stop());
 beforeEach(async () => {
@@ -282,16 +286,18 @@ test('20 containers at once: 20 distinct leases from the range; all released whe
   assert.ok(addresses.every(inRange), addresses.join(' '));
   for (const n of names) assert.equal(addressInContainer(n), containerNetwork(lab.host, n, 'lan').IPAddress);
   lab.host.dockerOk(['rm', '-f', ...names]);
-  await eventually(() =>
-    assert.deepEqual(
-      lines(
-        server
-          .leases()
-          .map((l) => l.address)
-          .join('\n'),
-      ).filter((a) => addresses.includes(a)),
-      [],
-    ),
+  await eventually(
+    () =>
+      assert.deepEqual(
+        lines(
+          server
+            .leases()
+            .map((l) => l.address)
+            .join('\n'),
+        ).filter((a) => addresses.includes(a)),
+        [],
+      ),
+    15_000,
   );
   await eventually(() => lab.host.dockerOk(['network', 'rm', 'lan']), 10_000);
   assertNoLanplugLinks(lab.host);

@@ -76,7 +76,8 @@ test(`${BURST} concurrent docker run all succeed with distinct MACs and addresse
     removes.filter((r) => r.code !== 0).map((r) => r.stderr.trim()),
     [],
   );
-  lab.host.dockerOk(['network', 'rm', 'burst']);
+  // dockerd 20.10 answers `rm -f` before it has left the containers' networks.
+  await eventually(() => lab.host.dockerOk(['network', 'rm', 'burst']), 15_000);
   assertNoLanplugLinks(lab.host);
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
 });

@@ -25,6 +25,8 @@ export interface DhcpServerOptions {
   dns?: string;
   /** `dhcp-host=` lines (reservations): '02:00:00:00:00:09,172.16.86.140' or 'id:...,172.16.86.141'. */
   hosts?: string[];
+  /** DHCPv6 too: first and last address, in the prefix of an address br0 holds. */
+  range6?: [string, string];
 }
 
 /** One line of dnsmasq's lease file: expiry (s since the epoch), MAC, address, hostname, client id. */
@@ -72,6 +74,7 @@ export class DhcpServer {
       ...(o.renewSeconds === undefined ? [] : [`--dhcp-option=option:T1,${o.renewSeconds}`]),
       ...(o.rebindSeconds === undefined ? [] : [`--dhcp-option=option:T2,${o.rebindSeconds}`]),
       ...(o.hosts ?? []).map((h) => `--dhcp-host=${h}`),
+      ...(o.range6 === undefined ? [] : [`--dhcp-range=${o.range6[0]},${o.range6[1]},64,${o.leaseSeconds ?? 120}`]),
     ];
     const child = spawn(nsExecArgv(this.lan.ns, argv)[0] as string, nsExecArgv(this.lan.ns, argv).slice(1), {
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -120,6 +123,7 @@ export class DhcpServer {
     } catch {
       return [];
     }
+    // DHCPv6 lines (after the server's "duid" line) read as expiry, IAID, address, hostname, client DUID.
     return text
       .split('\n')
       .filter((l) => /^\d+ /.test(l))

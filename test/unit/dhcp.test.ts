@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { DhcpChannel, Reply } from '../../src/dhcp/channel';
+import type { DhcpChannel } from '../../src/dhcp/channel';
 import { acquire, renew } from '../../src/dhcp/client';
 import {
   decodeDhcp,
@@ -18,13 +18,16 @@ import {
   ZERO_V4,
   type DhcpMessage,
 } from '../../src/dhcp/message';
-import { decodeUdpFrame, encodeUdpFrame, internetChecksum } from '../../src/l2/udp-frames';
+import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
 import type { DhcpIdentity } from '../../src/model/lease';
 import { parseAddress } from '../../src/net/address';
 
 const identity: DhcpIdentity = {
   mac: '02:00:00:00:00:09',
   clientId: '0102000000000009',
+  duid: '00030001020000000009',
+  iaid: 1,
+  stable: true,
   hostname: 'web',
   broadcast: false,
 };
@@ -89,7 +92,7 @@ test('a subnet mask becomes a prefix length; a mask with holes is no prefix', ()
 class ScriptedChannel implements DhcpChannel {
   readonly where = 'eth0';
   readonly sent: DhcpMessage[] = [];
-  private pending: Reply[] = [];
+  private pending: UdpDatagram[] = [];
   constructor(private readonly answer: (m: DhcpMessage) => DhcpMessage | null) {}
   send(frame: Buffer): void {
     const d = decodeUdpFrame(frame);
@@ -110,10 +113,10 @@ class ScriptedChannel implements DhcpChannel {
         }),
       );
       assert.ok(datagram !== null);
-      this.pending.push({ message: reply, datagram });
+      this.pending.push(datagram);
     }
   }
-  async next(accept: (r: Reply) => boolean, deadline: number): Promise<Reply | null> {
+  async next(accept: (d: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null> {
     const i = this.pending.findIndex(accept);
     if (i >= 0) return this.pending.splice(i, 1)[0] ?? null;
     await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
@@ -196,4 +199,115 @@ test('renew: unicast REQUEST with the address as ciaddr and no server id; rebind
   assert.equal(request?.ciaddr.text, '172.16.86.122');
   assert.equal(request?.options.has(OPT.serverId), false);
   assert.equal(request?.options.has(OPT.requestedAddress), false);
+});
+
+// ---- DHCPv6 ----
+
+test('a DHCPv6 message and its IA_NA read back the same; a UDP-over-IPv6 checksum verifies; EUI-64 link-local', async () => {
+  const { decodeDhcp6, encodeDhcp6, encodeIaNa, decodeIaNa, OPT6 } = await import('../../src/dhcp/message6');
+  const { encodeUdp6Frame, decodeUdp6Frame, linkLocalOf } = await import('../../src/l2/udp-frames');
+  const ia = encodeIaNa({
+    iaid: 1,
+    renewSeconds: 1800,
+    rebindSeconds: 2880,
+    addresses: [{ address: parseAddress('2001:db8:86::150'), preferredSeconds: 3600, validSeconds: 7200 }],
+    status: null,
+  });
+  const m = { type: 'reply' as const, xid: 0xabcdef, options: [{ code: OPT6.iaNa, value: ia }] };
+  const bytes = encodeDhcp6(m);
+  assert.deepEqual([...bytes.subarray(0, 4)], [7, 0xab, 0xcd, 0xef]);
+  assert.deepEqual(decodeDhcp6(bytes), m);
+  assert.equal(decodeIaNa(ia)?.addresses[0]?.address.text, '2001:db8:86::150');
+  assert.equal(linkLocalOf('02:00:00:00:00:09').text, 'fe80::ff:fe00:9');
+  const frame = encodeUdp6Frame({
+    sourceMac: '02:00:00:00:00:09',
+    destinationMac: '33:33:00:01:00:02',
+    source: linkLocalOf('02:00:00:00:00:09'),
+    destination: parseAddress('ff02::1:2'),
+    sourcePort: 546,
+    destinationPort: 547,
+    payload: bytes,
+  });
+  const pseudo = Buffer.alloc(40);
+  frame.copy(pseudo, 0, 22, 54);
+  pseudo.writeUInt32BE(frame.length - 54, 32);
+  pseudo[39] = 17;
+  assert.equal(internetChecksum(Buffer.concat([pseudo, frame.subarray(54)])), 0, 'UDP checksum verifies');
+  assert.deepEqual(decodeUdp6Frame(frame)?.payload, bytes);
+});
+
+test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advertising server, the Reply as a lease', async () => {
+  const { acquire6 } = await import('../../src/dhcp/client6');
+  const m6 = await import('../../src/dhcp/message6');
+  const { encodeUdp6Frame, decodeUdp6Frame } = await import('../../src/l2/udp-frames');
+  const sent: import('../../src/dhcp/message6').Dhcp6Message[] = [];
+  const pending: UdpDatagram[] = [];
+  const serverDuid = Buffer.from('000100012a2b3c4d020000000001', 'hex');
+  const channel: DhcpChannel = {
+    where: 'eth0',
+    send(frame) {
+      const d = decodeUdp6Frame(frame);
+      const m = d === null ? null : m6.decodeDhcp6(d.payload);
+      assert.ok(d !== null && m !== null);
+      assert.equal(d.destination.text, 'ff02::1:2');
+      sent.push(m);
+      const ia = m6.encodeIaNa({
+        iaid: 1,
+        renewSeconds: 0,
+        rebindSeconds: 0,
+        addresses: [{ address: parseAddress('2001:db8:86::150'), preferredSeconds: 3600, validSeconds: 7200 }],
+        status: null,
+      });
+      const reply = {
+        type: m.type === 'solicit' ? ('advertise' as const) : ('reply' as const),
+        xid: m.xid,
+        options: [
+          { code: m6.OPT6.clientId, value: Buffer.from(identity.duid, 'hex') },
+          { code: m6.OPT6.serverId, value: serverDuid },
+          { code: m6.OPT6.iaNa, value: ia },
+        ],
+      };
+      const back = decodeUdp6Frame(
+        encodeUdp6Frame({
+          sourceMac: SERVER_MAC,
+          destinationMac: identity.mac,
+          source: parseAddress('fe80::1'),
+          destination: d.source,
+          sourcePort: 547,
+          destinationPort: 546,
+          payload: m6.encodeDhcp6(reply),
+        }),
+      );
+      assert.ok(back !== null);
+      pending.push(back);
+    },
+    async next(accept, deadline) {
+      const i = pending.findIndex(accept);
+      if (i >= 0) return pending.splice(i, 1)[0] ?? null;
+      await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
+      return null;
+    },
+    async close() {},
+  };
+  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  assert.deepEqual(
+    sent.map((m) => m.type),
+    ['solicit', 'request'],
+  );
+  assert.equal(m6.option(sent[1] ?? sent[0]!, m6.OPT6.serverId)?.toString('hex'), serverDuid.toString('hex'));
+  assert.equal(`${lease.address.address.text}/${lease.address.prefixLength}`, '2001:db8:86::150/64');
+  assert.equal(lease.serverDuid, serverDuid.toString('hex'));
+  assert.deepEqual([lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds], [7200, 1800, 3150]);
+});
+
+test('T1 and T2 a client can act on: the server’s when sane, else 50 % and 87.5 %; an infinite lease is never renewed', async () => {
+  const { leaseTimes, INFINITE_SECONDS } = await import('../../src/model/lease');
+  assert.deepEqual(leaseTimes(120, 3, 6), { renewSeconds: 3, rebindSeconds: 6 });
+  assert.deepEqual(leaseTimes(3600, null, null), { renewSeconds: 1800, rebindSeconds: 3150 });
+  assert.deepEqual(leaseTimes(3600, 0, 0), { renewSeconds: 1800, rebindSeconds: 3150 }, 'a T1 of 0 is no T1');
+  assert.deepEqual(leaseTimes(3600, 3000, 2000), { renewSeconds: 3000, rebindSeconds: 3150 }, 'T2 before T1');
+  assert.deepEqual(leaseTimes(INFINITE_SECONDS, null, null), {
+    renewSeconds: INFINITE_SECONDS,
+    rebindSeconds: INFINITE_SECONDS,
+  });
 });

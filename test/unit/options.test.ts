@@ -25,11 +25,21 @@ test('macvlan defaults: bridge mode, no parent, no mtu, no host access, conflict
 });
 
 test('-o dhcp=true: a 10 s budget by default, dhcp.timeout from 1 to 25 s, nothing else', () => {
-  assert.deepEqual(parseNetworkOptions('macvlan', { parent: 'eth0', dhcp: 'true' }).dhcp, { timeoutMs: 10_000 });
+  assert.deepEqual(parseNetworkOptions('macvlan', { parent: 'eth0', dhcp: 'true' }).dhcp, {
+    ipv4: true,
+    ipv6: false,
+    timeoutMs: 10_000,
+  });
   assert.deepEqual(parseNetworkOptions('ipvlan', { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '3s' }).dhcp, {
+    ipv4: true,
+    ipv6: false,
     timeoutMs: 3_000,
   });
-  assert.deepEqual(parseNetworkOptions('macvlan', { dhcp: 'true', 'dhcp.timeout': '25' }).dhcp, { timeoutMs: 25_000 });
+  assert.deepEqual(parseNetworkOptions('macvlan', { dhcp: 'true', 'dhcp.timeout': '25' }).dhcp, {
+    ipv4: true,
+    ipv6: false,
+    timeoutMs: 25_000,
+  });
   refuses(
     () => parseNetworkOptions('macvlan', { dhcp: 'true', 'dhcp.timeout': '30s' }),
     '-o dhcp.timeout=30s is not valid; expected seconds from 1 to 25, such as 10s (Docker gives a plugin 30 s)',

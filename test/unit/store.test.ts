@@ -216,7 +216,7 @@ test('a network record reads back exactly as written, every field', async () => 
       hostAccess: { ipv4: parseAddress('172.16.86.254'), ipv6: parseAddress('2001:db8::fe') },
       conflict: 'warn' as const,
       announce: { count: 1, intervalMs: 250 },
-      dhcp: { timeoutMs: 7000 },
+      dhcp: { ipv4: true, ipv6: true, timeoutMs: 7000 },
     },
     parentCreated: true,
   };
@@ -228,18 +228,43 @@ test('a lease record reads back exactly as written; the last address of a client
   const record = {
     networkId: 'c'.repeat(64),
     endpointId: 'd'.repeat(64),
-    identity: { mac: '02:00:00:00:00:09', clientId: '0102000000000009', hostname: 'web', broadcast: true },
-    lease: {
-      address: parsePrefix('172.16.86.50/24'),
-      router: parseAddress('172.16.86.1'),
-      dns: [parseAddress('172.16.86.1'), parseAddress('9.9.9.9')],
-      serverId: parseAddress('172.16.86.1'),
-      serverMac: '02:00:00:00:00:01',
-      leaseSeconds: 120,
-      renewSeconds: 60,
-      rebindSeconds: 105,
-      boundAt: 1_700_000_000_000,
+    identity: {
+      mac: '02:00:00:00:00:09',
+      clientId: '0102000000000009',
+      duid: '00030001020000000009',
+      iaid: 1,
+      stable: true,
+      hostname: 'web',
+      broadcast: true,
     },
+    leases: [
+      {
+        family: 4 as const,
+        address: parsePrefix('172.16.86.50/24'),
+        router: parseAddress('172.16.86.1'),
+        dns: [parseAddress('172.16.86.1'), parseAddress('9.9.9.9')],
+        serverId: parseAddress('172.16.86.1'),
+        serverMac: '02:00:00:00:00:01',
+        serverDuid: null,
+        leaseSeconds: 120,
+        renewSeconds: 60,
+        rebindSeconds: 105,
+        boundAt: 1_700_000_000_000,
+      },
+      {
+        family: 6 as const,
+        address: parsePrefix('2001:db8:86::150/64'),
+        router: null,
+        dns: [parseAddress('2001:db8:86::53')],
+        serverId: parseAddress('fe80::1'),
+        serverMac: '02:00:00:00:00:01',
+        serverDuid: '000100012a2b3c4d020000000001',
+        leaseSeconds: 3600,
+        renewSeconds: 1800,
+        rebindSeconds: 2880,
+        boundAt: 1_700_000_000_000,
+      },
+    ],
     sandboxKey: '/var/run/docker/netns/abc',
     renewedAt: null,
     failures: 2,
@@ -250,7 +275,7 @@ test('a lease record reads back exactly as written; the last address of a client
   try {
     const store = SqliteStore.open(dir);
     store.putLease(record, true);
-    assert.deepEqual(store.getLease(record.networkId, record.endpointId)?.lease, record.lease);
+    assert.deepEqual(store.getLease(record.networkId, record.endpointId)?.leases, record.leases);
     assert.equal(store.listLeases().length, 1);
     store.deleteLease(record.networkId, record.endpointId);
     assert.equal(store.getLease(record.networkId, record.endpointId), null);

@@ -99,9 +99,12 @@ export function networkDriverRoutes(
       '/NetworkDriver.Leave',
       (body) => {
         const ref = decodeEndpointRef(body);
-        driver.leave(ref.networkId, ref.endpointId);
-        // The container's link still has its address here: the lease goes back before Docker takes the link.
-        dhcp?.release(ref.networkId, ref.endpointId, 'container stopped');
+        try {
+          driver.leave(ref.networkId, ref.endpointId);
+        } finally {
+          // The container stops: its lease goes back to the server, whatever else failed.
+          dhcp?.release(ref.networkId, ref.endpointId, 'container stopped');
+        }
         return {};
       },
     ],

@@ -129,6 +129,7 @@ export function encodeCreateEndpoint(result: CreateEndpointResult): JsonObject {
   const iface: JsonObject = {};
   if (result.assignedMac !== null) iface['MacAddress'] = result.assignedMac;
   if (result.assignedIpv4 !== undefined) iface['Address'] = formatPrefix(result.assignedIpv4);
+  if (result.assignedIpv6 !== undefined) iface['AddressIPv6'] = formatPrefix(result.assignedIpv6);
   return { Interface: Object.keys(iface).length === 0 ? null : iface };
 }
 

@@ -1,0 +1,216 @@
+/**
+ * The DHCPv6 client's transactions (RFC 8415 §18): acquire (Solicit,
+ * Advertise, Request, Reply), renew and rebind, release, each over a channel.
+ * Every message goes to All_DHCP_Relay_Agents_and_Servers (ff02::1:2) from
+ * the link-local address the container's MAC gives (EUI-64), which is the
+ * one its link has in any namespace; servers answer it by unicast.
+ */
+import { randomInt } from 'node:crypto';
+import { LanplugError } from '../errors';
+import { encodeUdp6Frame, linkLocalOf, type UdpDatagram } from '../l2/udp-frames';
+import { leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
+import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
+import type { DhcpChannel } from './channel';
+import type { RenewOutcome } from './client';
+import {
+  DHCP6_CLIENT_PORT,
+  DHCP6_SERVER_PORT,
+  decodeDhcp6,
+  decodeIaNa,
+  encodeDhcp6,
+  encodeIaNa,
+  fqdnOption,
+  OPT6,
+  option,
+  STATUS6,
+  statusOf,
+  type Dhcp6Message,
+  type Dhcp6Option,
+  type IaNa,
+  type Message6Type,
+} from './message6';
+
+const ALL_SERVERS = parseAddress('ff02::1:2');
+const ALL_SERVERS_MAC = '33:33:00:01:00:02';
+/** RFC 8415 §7.6 gives 1 s first (SOL_TIMEOUT); lanplug doubles from there within its budget. */
+const RETRANSMIT_MS = [1_000, 2_000, 4_000, 8_000];
+
+interface Reply6 {
+  message: Dhcp6Message;
+  datagram: UdpDatagram;
+  ia: IaNa | null;
+}
+
+/**
+ * Solicit until an Advertise with an address, then Request it until a Reply
+ * that binds it, all before `deadline`. `prefixLength` is what the
+ * container's address gets (DHCPv6 hands out addresses, not prefixes: the
+ * on-link prefix comes from the LAN's routers).
+ */
+export async function acquire6(
+  channel: DhcpChannel,
+  identity: DhcpIdentity,
+  options: { hint: IpAddress | null; deadline: number; prefixLength: number },
+): Promise<Lease> {
+  const started = Date.now();
+  let refused: string | null = null;
+  while (Date.now() < options.deadline) {
+    const xid = randomInt(0, 2 ** 24);
+    const solicit = message6(identity, 'solicit', xid, started, [
+      { code: OPT6.iaNa, value: iaNa(identity, options.hint) },
+    ]);
+    const advertise = await exchange6(channel, identity, solicit, xid, 'advertise', options.deadline);
+    if (advertise === null) break;
+    const offered = advertise.ia?.addresses[0];
+    const serverId = option(advertise.message, OPT6.serverId);
+    if (offered === undefined || serverId === null) {
+      refused = statusOf(advertise.message).text || 'no address offered';
+      continue;
+    }
+    const request = message6(identity, 'request', xid, started, [
+      { code: OPT6.serverId, value: serverId },
+      { code: OPT6.iaNa, value: iaNa(identity, offered.address) },
+    ]);
+    const reply = await exchange6(channel, identity, request, xid, 'reply', options.deadline);
+    if (reply === null) break;
+    const lease = leaseFrom(reply, options.prefixLength);
+    if (lease !== null) return lease;
+    refused = replyProblem(reply);
+  }
+  const seconds = Math.round((options.deadline - started) / 1000);
+  throw new LanplugError(
+    'Unavailable',
+    refused === null
+      ? `no DHCPv6 server answered on ${channel.where} within ${seconds} s`
+      : `the DHCPv6 server gave no address on ${channel.where} (${refused})`,
+  );
+}
+
+/** Renew (to the server that bound it, T1) or Rebind (any server, T2) the held address. */
+export async function renew6(
+  channel: DhcpChannel,
+  identity: DhcpIdentity,
+  lease: Lease,
+  how: 'renew' | 'rebind',
+  deadline: number,
+): Promise<RenewOutcome> {
+  const xid = randomInt(0, 2 ** 24);
+  const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
+  if (how === 'renew' && lease.serverDuid !== null)
+    extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
+  const sent = message6(identity, how, xid, Date.now(), extra);
+  const reply = await exchange6(channel, identity, sent, xid, 'reply', deadline);
+  if (reply === null) return { kind: 'silent' };
+  const next = leaseFrom(reply, lease.address.prefixLength);
+  return next === null ? { kind: 'nak', message: replyProblem(reply) } : { kind: 'ack', lease: next };
+}
+
+/** Release: the binding goes back to the server (no answer awaited). */
+export function release6Frame(identity: DhcpIdentity, lease: Lease): Buffer {
+  const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
+  if (lease.serverDuid !== null) extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
+  return frame(identity, message6(identity, 'release', randomInt(0, 2 ** 24), Date.now(), extra));
+}
+
+function iaNa(identity: DhcpIdentity, address: IpAddress | null): Buffer {
+  return encodeIaNa({
+    iaid: identity.iaid,
+    renewSeconds: 0,
+    rebindSeconds: 0,
+    addresses: address === null ? [] : [{ address, preferredSeconds: 0, validSeconds: 0 }],
+    status: null,
+  });
+}
+
+function message6(
+  identity: DhcpIdentity,
+  type: Message6Type,
+  xid: number,
+  started: number,
+  extra: Dhcp6Option[],
+): Dhcp6Message {
+  const elapsed = Buffer.alloc(2);
+  elapsed.writeUInt16BE(Math.min(0xffff, Math.floor((Date.now() - started) / 10)), 0);
+  const options: Dhcp6Option[] = [{ code: OPT6.clientId, value: Buffer.from(identity.duid, 'hex') }, ...extra];
+  if (type !== 'release') {
+    options.push({ code: OPT6.elapsedTime, value: elapsed });
+    const oro = Buffer.alloc(2);
+    oro.writeUInt16BE(OPT6.dnsServers, 0);
+    options.push({ code: OPT6.oro, value: oro });
+    if (identity.hostname !== null) options.push({ code: OPT6.clientFqdn, value: fqdnOption(identity.hostname) });
+  }
+  return { type, xid, options };
+}
+
+function frame(identity: DhcpIdentity, m: Dhcp6Message): Buffer {
+  return encodeUdp6Frame({
+    sourceMac: identity.mac,
+    destinationMac: ALL_SERVERS_MAC,
+    source: linkLocalOf(identity.mac),
+    destination: ALL_SERVERS,
+    sourcePort: DHCP6_CLIENT_PORT,
+    destinationPort: DHCP6_SERVER_PORT,
+    payload: encodeDhcp6(m),
+  });
+}
+
+async function exchange6(
+  channel: DhcpChannel,
+  identity: DhcpIdentity,
+  sent: Dhcp6Message,
+  xid: number,
+  type: Message6Type,
+  deadline: number,
+): Promise<Reply6 | null> {
+  const answer = (d: UdpDatagram): Dhcp6Message | null => {
+    const m = decodeDhcp6(d.payload);
+    const client = m === null ? null : option(m, OPT6.clientId);
+    return m !== null && m.xid === xid && m.type === type && client?.toString('hex') === identity.duid ? m : null;
+  };
+  const bytes = frame(identity, sent);
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    channel.send(bytes);
+    const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
+    const datagram = await channel.next((d) => answer(d) !== null, Math.min(deadline, Date.now() + gap));
+    const message = datagram === null ? null : answer(datagram);
+    if (datagram !== null && message !== null) {
+      const ia = option(message, OPT6.iaNa);
+      return { message, datagram, ia: ia === null ? null : decodeIaNa(ia) };
+    }
+  }
+  return null;
+}
+
+/** A Reply that binds an address, as a lease; null when it binds none (a status says why). */
+function leaseFrom(reply: Reply6, prefixLength: number): Lease | null {
+  const address = reply.ia?.addresses[0];
+  const serverId = option(reply.message, OPT6.serverId);
+  if (address === undefined || reply.ia === null || (reply.ia.status ?? STATUS6.success) !== STATUS6.success)
+    return null;
+  const dns = option(reply.message, OPT6.dnsServers) ?? Buffer.alloc(0);
+  const servers: IpAddress[] = [];
+  for (let off = 0; off + 16 <= dns.length; off += 16) servers.push(addressFromBytes(dns.subarray(off, off + 16)));
+  const valid = address.validSeconds;
+  const preferred = Math.min(address.preferredSeconds || valid, valid);
+  // T1/T2 of 0 leave the times to the client (RFC 8415 §21.4): halves of the preferred lifetime, as for DHCPv4.
+  const times = leaseTimes(preferred, reply.ia.renewSeconds || null, reply.ia.rebindSeconds || null);
+  return {
+    family: 6,
+    address: { address: address.address, prefixLength },
+    router: null,
+    dns: servers,
+    serverId: reply.datagram.source,
+    serverMac: reply.datagram.sourceMac,
+    serverDuid: serverId?.toString('hex') ?? null,
+    leaseSeconds: valid,
+    ...times,
+    boundAt: Date.now(),
+  };
+}
+
+function replyProblem(reply: Reply6): string {
+  const status = statusOf(reply.message);
+  const code = reply.ia?.status ?? status.code;
+  const names: Record<number, string> = { [STATUS6.noAddrsAvail]: 'NoAddrsAvail', [STATUS6.noBinding]: 'NoBinding' };
+  return `${names[code] ?? `status ${code}`}${status.text === '' ? '' : `: ${status.text}`}`;
+}
