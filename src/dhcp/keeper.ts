@@ -303,7 +303,10 @@ export class LeaseKeeper {
         this.timers.delete(k);
         // Beyond what one timer can wait: wait again from there.
         if (delay > LONGEST_TIMER_MS) return this.schedule(record, family, at);
-        const done = this.maintain(record.networkId, record.endpointId, family)
+        // Registered before maintain() runs, so that the channel it opens (synchronously) can be found and closed.
+        const entry: InFlight = { channel: null, done: Promise.resolve() };
+        this.inFlight.set(k, entry);
+        entry.done = this.maintain(record.networkId, record.endpointId, family)
           .catch((err: unknown) =>
             this.log.error('dhcp renewal failed unexpectedly', {
               endpoint: record.endpointId.slice(0, 12),
@@ -311,7 +314,6 @@ export class LeaseKeeper {
             }),
           )
           .finally(() => this.inFlight.delete(k));
-        this.inFlight.set(k, { channel: null, done });
       },
       Math.min(delay, LONGEST_TIMER_MS),
     );
