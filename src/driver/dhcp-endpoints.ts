@@ -14,7 +14,7 @@
  * Option 12 is `lanplug.dhcp.hostname`, else NAME when it is a valid hostname.
  */
 import { createHash } from 'node:crypto';
-import { conflict, withContext } from '../errors';
+import { conflict, notFound, withContext } from '../errors';
 import type { Logger } from '../log';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { randomMac } from '../ipam/mac';
@@ -169,8 +169,15 @@ export class DhcpEndpoints {
       sandboxKey === null
         ? this.keeper.get(networkId, endpointId)
         : this.keeper.joined(networkId, endpointId, sandboxKey);
+    const spec = this.driver.networkSpec(driver, networkId);
+    // The lease went (the watchdog released it: no Join came within a minute): the server may have given the
+    // address to someone else, so the container must not configure it.
+    if (record === null && spec.dhcp !== null)
+      throw notFound(
+        `endpoint ${shortId(endpointId)} of network ${shortId(networkId)} holds no DHCP lease any more (released before its container joined); start the container again`,
+      );
     // An --internal network gets no gateway, from Docker's IPAM or from a DHCP server.
-    if (record === null || this.driver.networkSpec(driver, networkId).internal) return answer;
+    if (record === null || spec.internal) return answer;
     return { ...answer, gatewayIpv4: leaseOf(record, 4)?.router ?? null };
   }
 

@@ -379,3 +379,28 @@ test('-o dhcp=true: only with --ipam-driver null, a parent, and a layer-2 mode; 
   driver.createNetwork(network(NET_A, { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '4s' }, nullIpam));
   assert.deepEqual(store.getNetwork(NET_A)?.spec.dhcp, { ipv4: true, ipv6: false, timeoutMs: 4000 });
 });
+
+test('a DHCP endpoint whose lease is gone is refused at Join: its address may be someone else’s now', async () => {
+  const { DhcpEndpoints } = await import('../../src/driver/dhcp-endpoints');
+  const { LeaseKeeper } = await import('../../src/dhcp/keeper');
+  const { driver } = setup();
+  driver.createNetwork(
+    network(NET_A, { parent: 'eth0', dhcp: 'true' }, { ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }] }),
+  );
+  store.putEndpoint({
+    networkId: NET_A,
+    endpointId: EP_1,
+    linkName: 'lp-111111111111',
+    mac: '02:00:00:00:00:09',
+    ipv4: parsePrefix('172.16.86.120/24'),
+    ipv6: null,
+  });
+  const dhcp = new DhcpEndpoints(driver, new LeaseKeeper(store, silentLogger, () => null), silentLogger);
+  const answer = { linkName: 'lp-111111111111', gatewayIpv4: null, gatewayIpv6: null, staticRoutes: [] };
+  const err = refusal(() => dhcp.joined('macvlan', { networkId: NET_A, endpointId: EP_1, sandboxKey: '/x' }, answer));
+  assert.equal(err.code, 'NotFound');
+  assert.match(
+    err.message,
+    /holds no DHCP lease any more \(released before its container joined\); start the container again$/,
+  );
+});
