@@ -77,7 +77,28 @@ test(`${BURST} concurrent docker run all succeed with distinct MACs and addresse
     [],
   );
   // dockerd 20.10 answers `rm -f` before it has left the containers' networks.
-  await eventually(() => lab.host.dockerOk(['network', 'rm', 'burst']), 15_000);
+  try {
+    await eventually(() => lab.host.dockerOk(['network', 'rm', 'burst']), 15_000);
+  } catch (err) {
+    // What lanplug answered, for the run that shows it.
+    process.stderr.write(
+      lab.plugin
+        .stderr()
+        .split('\n')
+        .filter((l) => /"level":"(warn|error)"|Leave|DeleteEndpoint/.test(l))
+        .slice(-20)
+        .join('\n') + '\n',
+    );
+    process.stderr.write(
+      lab.host
+        .dockerdLog()
+        .split('\n')
+        .filter((l) => /level=(error|warning)/.test(l))
+        .slice(-20)
+        .join('\n') + '\n',
+    );
+    throw err;
+  }
   assertNoLanplugLinks(lab.host);
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
 });
