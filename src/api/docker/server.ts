@@ -30,6 +30,21 @@ export interface PluginEndpoint {
   errorField: 'Err' | 'Error';
 }
 
+/**
+ * An HTTP server that never closes an idle keep-alive connection itself.
+ * dockerd's plugin client keeps idle connections without a limit and reuses
+ * them later; a server that closes one after a timeout races with the
+ * request dockerd writes at that moment, and Go does not retry a POST that
+ * met EOF: the Leave fails, and dockerd keeps the endpoint "active" for good
+ * (seen as `network rm`: "has active endpoints" after 50 concurrent rm -f).
+ * The client closes its connections; close() closes the idle ones.
+ */
+function pluginHttpServer(endpoint: PluginEndpoint, log: Logger): Server {
+  const server = createServer((req, res) => handle(endpoint, log, req, res));
+  server.keepAliveTimeout = 0;
+  return server;
+}
+
 export class PluginServer {
   private constructor(
     private readonly server: Server,
@@ -43,8 +58,7 @@ export class PluginServer {
     mkdirSync(pluginDir, { recursive: true, mode: 0o755 });
     const socketPath = join(pluginDir, `${endpoint.name}.sock`);
     await removeDeadSocket(socketPath);
-    const server = createServer((req, res) => handle(endpoint, log, req, res));
-    server.keepAliveTimeout = 5_000;
+    const server = pluginHttpServer(endpoint, log);
     // Bound under a temporary name, then renamed into place: Node unlinks the path it bound when the
     // server closes, and that must never be the public name, which may by then be another process's.
     const boundPath = `${socketPath}.${process.pid}.new`;
@@ -62,8 +76,7 @@ export class PluginServer {
 
   /** Serves a listening socket systemd passed in (socket activation): file descriptor `fd`, named `socketPath`. */
   static async adopt(fd: number, socketPath: string, endpoint: PluginEndpoint, log: Logger): Promise<PluginServer> {
-    const server = createServer((req, res) => handle(endpoint, log, req, res));
-    server.keepAliveTimeout = 5_000;
+    const server = pluginHttpServer(endpoint, log);
     await listening(server, { fd });
     log.info('serving socket passed by systemd', { plugin: endpoint.name, socket: socketPath, fd });
     return new PluginServer(server, socketPath, null);
