@@ -24,8 +24,6 @@
  */
 import { existsSync } from 'node:fs';
 import { PacketSocket, SEND_ONLY } from '../l2/packet-socket';
-import { openRtnl } from '../link/rtnl';
-import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import {
   INFINITE_SECONDS,
@@ -35,9 +33,10 @@ import {
   type Lease,
   type LeaseRecord,
 } from '../model/lease';
-import { formatPrefix, parsePrefix, type Family, type IpAddress, type IpPrefix } from '../net/address';
+import { formatPrefix, type Family, type IpPrefix } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
 import { PacketChannel, type DhcpChannel } from './channel';
+import { applyInContainer, containerLink, sameAddress } from './in-container';
 import { acquire, release, renew, type RenewOutcome } from './client';
 import { acquire6, release6Frame, renew6 } from './client6';
 import { DHCP_CLIENT_PORT } from './message';
@@ -66,7 +65,6 @@ const JITTER_MS = 1_000;
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 /** A lease never joined to a container this long after it was taken belongs to a start that failed. */
 const UNJOINED_GRACE_MS = 60_000;
-const DEFAULT_ROUTE = parsePrefix('0.0.0.0/0');
 
 function key(networkId: string, endpointId: string, family: Family): string {
   return `${networkId}/${endpointId}/${family}`;
@@ -436,59 +434,5 @@ export class LeaseKeeper {
     else this.log.warn('dhcp renewal failed; retrying', { endpoint: endpointId.slice(0, 12), how, error: reason });
     const wait = Math.max(RETRY_MIN_MS, (end - Date.now()) / 2);
     this.schedule(failed, family, Date.now() + wait);
-  }
-}
-
-function sameAddress(a: IpAddress | null, b: IpAddress | null): boolean {
-  return a?.value === b?.value && a?.family === b?.family;
-}
-
-/** The container's link in its namespace: the one with the lease's MAC (ipvlan: and its address). */
-function containerLink(sandboxKey: string, record: LeaseRecord, lease: Lease): LinkInfo {
-  const rtnl = openRtnl({ netns: sandboxKey });
-  try {
-    const candidates = rtnl.listLinks().filter((l) => l.mac === record.identity.mac);
-    if (candidates.length <= 1) {
-      const [only] = candidates;
-      if (only === undefined) throw new Error(`no link with MAC ${record.identity.mac} in ${sandboxKey}`);
-      return only;
-    }
-    const holder = rtnl.listAddresses(lease.family).find((a) => a.prefix.address.value === lease.address.address.value);
-    const link = candidates.find((l) => l.index === holder?.index);
-    if (link === undefined) throw new Error(`no link holds ${lease.address.address.text} in ${sandboxKey}`);
-    return link;
-  } finally {
-    rtnl.close();
-  }
-}
-
-/**
- * The old address goes first: a new one in the same subnet would be its
- * secondary, and the kernel removes secondaries with their primary. Removing
- * the last IPv4 address also removes the routes through the link, so the
- * default route is put back after.
- */
-function applyInContainer(sandboxKey: string, record: LeaseRecord, old: Lease, next: Lease): void {
-  const link = containerLink(sandboxKey, record, old);
-  const rtnl = openRtnl({ netns: sandboxKey });
-  try {
-    // Only a default route that already leaves by this link is lanplug's to move: an --internal network has
-    // none, and on a container with several networks Docker gave the default route to one of them.
-    const defaultHere =
-      next.family === 4 &&
-      rtnl.listRoutes(4).some((r) => r.destination.prefixLength === 0 && r.oifIndex === link.index);
-    if (!sameAddress(next.address.address, old.address.address)) {
-      rtnl.deleteAddress(link, old.address);
-      try {
-        rtnl.addAddress(link, next.address);
-      } catch (err) {
-        // Never leave the container without an address: the old one back, and the failure reported.
-        rtnl.addAddress(link, old.address);
-        throw err;
-      }
-    }
-    if (defaultHere && next.router !== null) rtnl.replaceRoute(DEFAULT_ROUTE, link, null, next.router);
-  } finally {
-    rtnl.close();
   }
 }

@@ -13,7 +13,6 @@
  * Errors: the kernel layer names the link and the errno; this layer adds only
  * the network and its parent ("network 5e3ec79625d3 on parent eth0: ...").
  */
-import { writeFileSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown, withContext } from '../errors';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
@@ -339,8 +338,6 @@ export class NetworkDriver {
     try {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
-      // DHCPv6 servers answer the link-local address: usable at once, not after a second of DAD.
-      if (spec.dhcp?.ipv6 === true) writeFileSync(`/proc/sys/net/ipv6/conf/${link.name}/accept_dad`, '0');
       this.rtnl.setUp(link);
       return { spec, endpoint, link };
     } catch (err) {

@@ -73,16 +73,7 @@ export function decodeUdpFrame(frame: Buffer): UdpDatagram | null {
   const total = Math.min(ip.readUInt16BE(2), ip.length);
   const udp = ip.subarray(headerLength, total);
   if (udp.length < UDP_HEADER) return null;
-  const udpLength = Math.min(udp.readUInt16BE(4), udp.length);
-  return {
-    destinationMac: bytesToMac(frame.subarray(0, 6)),
-    sourceMac: bytesToMac(frame.subarray(6, 12)),
-    source: addressFromBytes(ip.subarray(12, 16)),
-    destination: addressFromBytes(ip.subarray(16, 20)),
-    sourcePort: udp.readUInt16BE(0),
-    destinationPort: udp.readUInt16BE(2),
-    payload: Buffer.from(udp.subarray(UDP_HEADER, udpLength)),
-  };
+  return datagramOf(frame, ip.subarray(12, 16), ip.subarray(16, 20), udp);
 }
 
 /** The UDP checksum over the IPv6 pseudo-header (RFC 8200 §8.1); mandatory in IPv6. */
@@ -124,16 +115,7 @@ export function decodeUdp6Frame(frame: Buffer): UdpDatagram | null {
   if ((ip[0] ?? 0) >> 4 !== 6 || ip[6] !== IPPROTO_UDP) return null;
   const udp = ip.subarray(IPV6_HEADER, IPV6_HEADER + ip.readUInt16BE(4));
   if (udp.length < UDP_HEADER) return null;
-  const udpLength = Math.min(udp.readUInt16BE(4), udp.length);
-  return {
-    destinationMac: bytesToMac(frame.subarray(0, 6)),
-    sourceMac: bytesToMac(frame.subarray(6, 12)),
-    source: addressFromBytes(ip.subarray(8, 24)),
-    destination: addressFromBytes(ip.subarray(24, 40)),
-    sourcePort: udp.readUInt16BE(0),
-    destinationPort: udp.readUInt16BE(2),
-    payload: Buffer.from(udp.subarray(UDP_HEADER, udpLength)),
-  };
+  return datagramOf(frame, ip.subarray(8, 24), ip.subarray(24, 40), udp);
 }
 
 /** The EUI-64 link-local address of a MAC (RFC 4291 §2.5.1, appendix A): what a link derives by default. */
@@ -151,4 +133,18 @@ export function linkLocalOf(mac: string): IpAddress {
   b[14] = m[4] ?? 0;
   b[15] = m[5] ?? 0;
   return addressFromBytes(b);
+}
+
+/** The datagram of a frame whose IP addresses and UDP part (header and payload) the caller found. */
+function datagramOf(frame: Buffer, source: Buffer, destination: Buffer, udp: Buffer): UdpDatagram {
+  const udpLength = Math.min(udp.readUInt16BE(4), udp.length);
+  return {
+    destinationMac: bytesToMac(frame.subarray(0, 6)),
+    sourceMac: bytesToMac(frame.subarray(6, 12)),
+    source: addressFromBytes(source),
+    destination: addressFromBytes(destination),
+    sourcePort: udp.readUInt16BE(0),
+    destinationPort: udp.readUInt16BE(2),
+    payload: Buffer.from(udp.subarray(UDP_HEADER, udpLength)),
+  };
 }
