@@ -17,7 +17,7 @@ require_root() {
 ensure_packages() {
   local missing=() pair
   for pair in "$@"; do
-    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "${pair%%:*}" ] || missing+=("${pair#*:}")
+    command -v "${pair%%:*}" >/dev/null 2>&1 || [ -e "${pair%%:*}" ] || missing+=("${pair#*:}")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]}; install them with your package manager"
@@ -55,6 +55,8 @@ LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute
 SERVICE_PACKAGES=(systemd-analyze:systemd systemd-socket-activate:systemd)
 # The DHCP tests' server on the lab LAN: Debian's dnsmasq (the binary only, no service).
 DHCP_PACKAGES=(/usr/sbin/dnsmasq:dnsmasq-base)
+# The CNI lane: a C compiler for the CNI executable, the reference plugins (the bench's peer), Podman.
+CNI_PACKAGES=(cc:gcc /usr/include/stdio.h:libc6-dev /usr/lib/cni/macvlan:containernetworking-plugins podman:podman)
 # The full-kernel lane: qemu, and xz to unpack Debian's kernel (linux-image-amd64, checked apart).
 VM_PACKAGES=(qemu-system-x86_64:qemu-system-x86 xz:xz-utils)
 

@@ -13,15 +13,21 @@
 import { join } from 'node:path';
 import { CONTROL_SOCKET_NAME, controlRoutes } from './api/control';
 import type { JsonObject } from './api/docker/decode';
+import { runCni } from './api/cni/commands';
+import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
 import { dropForgottenRows } from './api/docker/forgotten';
 import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes } from './api/docker/routes';
 import { PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
+import { SandboxAttachments } from './driver/attachments';
 import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
 import { LeaseKeeper } from './dhcp/keeper';
 import { IpamAllocator } from './ipam/allocator';
+import { RangeAllocator } from './ipam/ranges';
+import type { IpAddress } from './net/address';
+import type { LanConflicts } from './lan/conflicts';
 import { PacketAnnouncer } from './lan/announce';
 import { LanCitizen } from './citizen';
 import { reconcile } from './driver/reconcile';
@@ -44,6 +50,8 @@ export interface DaemonOptions {
   recheckMs: number;
   /** How old a row must be before Docker's not knowing it means Docker forgot it. */
   forgottenGraceMs: number;
+  /** The socket lanplug's CNI executables talk to; null: no CNI front end. */
+  cniSocket: string | null;
   log: Logger;
 }
 
@@ -58,6 +66,21 @@ export const PLUGIN_NAMES = [...DRIVER_KINDS.map((kind) => `lanplug-${kind}`), I
 /** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
 function asJson(value: object): JsonObject {
   return JSON.parse(JSON.stringify(value)) as JsonObject;
+}
+
+/**
+ * Addresses lanplug knows to be in use beside the pools' claims: every
+ * endpoint's (Docker's default IPAM hands those out), every network's
+ * gateway, and what the LAN was seen using. Read once per CNI allocation.
+ */
+function addressesInUse(store: SqliteStore, conflicts: LanConflicts): (address: IpAddress) => boolean {
+  const held = new Set<string>();
+  for (const endpoint of store.listAllEndpoints())
+    for (const prefix of [endpoint.ipv4, endpoint.ipv6]) if (prefix !== null) held.add(prefix.address.text);
+  for (const network of store.listNetworks())
+    for (const subnet of [...network.spec.ipv4, ...network.spec.ipv6])
+      if (subnet.gateway !== null) held.add(subnet.gateway.text);
+  return (address) => held.has(address.text) || conflicts.isKnownTaken(address);
 }
 
 export interface RunningDaemon {
@@ -121,7 +144,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       return run;
     };
 
-    const allocator = new IpamAllocator(store, log, { isTaken: (_pool, address) => conflicts.isKnownTaken(address) });
+    // An address claimed in another pool (a CNI network's on the same LAN) is as taken as one the LAN uses.
+    const allocator = new IpamAllocator(store, log, {
+      isTaken: (pool, address) =>
+        conflicts.isKnownTaken(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId),
+    });
     const plugins: PluginEndpoint[] = [
       ...DRIVER_KINDS.map((kind): PluginEndpoint => ({
         name: `lanplug-${kind}`,
@@ -152,6 +179,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
           ? await PluginServer.listen(options.pluginDir, plugin, log)
           : await PluginServer.adopt(fd, join(options.pluginDir, `${plugin.name}.sock`), plugin, log);
       closers.push(() => server.close());
+    }
+
+    if (options.cniSocket !== null) {
+      const ranges = new RangeAllocator(store, () => addressesInUse(store, conflicts));
+      const attachments = new SandboxAttachments(driver, rtnl, store, ranges, log);
+      const cni = await CniServer.listen(options.cniSocket, (invocation) => runCni(invocation, attachments, log), log);
+      closers.push(() => cni.close());
     }
 
     citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });

@@ -2,7 +2,8 @@
  * The `lanplug` command. Arguments are parsed here and nowhere else; each
  * command's work lives in a module of its own.
  */
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { CNI_SOCKET_NAME } from '../api/cni/server';
 import { dockerSocketPath } from '../api/docker/engine';
 import { startDaemon } from '../daemon';
 import { createLogger, parseLevel } from '../log';
@@ -25,6 +26,7 @@ commands:
              [--state-dir DIR] [--plugin-dir DIR] [--log-level debug|info|warn|error]
              [--docker-host unix:///var/run/docker.sock] [--recheck-interval SECONDS (0: off)]
              [--grace-seconds N: a row Docker does not know counts as forgotten once N s old]
+             [--cni-socket PATH|off: where lanplug's CNI plugins reach the daemon; default STATE-DIR/cni.sock]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
@@ -41,6 +43,14 @@ const STATE = { '--state-dir': DEFAULT_STATE_DIR };
 const PLUGINS = { '--plugin-dir': DEFAULT_PLUGIN_DIR };
 const DOCKER = { '--docker-host': DEFAULT_DOCKER_HOST };
 
+/** `off` turns the CNI front end off; empty (not given) is the state directory's `cni.sock`. */
+function cniSocketPath(flag: string, stateDir: string): string | null {
+  if (flag === 'off') return null;
+  if (flag === '') return join(stateDir, CNI_SOCKET_NAME);
+  if (!flag.startsWith('/')) throw new UsageError(`--cni-socket must be an absolute path or off; got '${flag}'`);
+  return flag;
+}
+
 async function runDaemon(args: readonly string[]): Promise<void> {
   const flags = parseFlags('daemon', args, {
     values: {
@@ -50,6 +60,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
       '--log-level': 'info',
       '--recheck-interval': DEFAULT_RECHECK_SECONDS,
       '--grace-seconds': DEFAULT_GRACE_SECONDS,
+      '--cni-socket': '',
     },
   });
   const level = parseLevel(flags.value('--log-level'));
@@ -65,6 +76,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
     dockerSocket: dockerSocketPath(flags.value('--docker-host')),
     recheckMs: recheck * 1000,
     forgottenGraceMs: seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000,
+    cniSocket: cniSocketPath(flags.value('--cni-socket'), flags.value('--state-dir')),
     log,
   });
   const shutdown = (signal: string): void => {

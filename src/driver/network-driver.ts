@@ -147,7 +147,11 @@ export class NetworkDriver {
       this.lanplugParents(leftovers),
     );
     this.features.require(spec.mode);
-    const record: NetworkRecord = { spec, parentCreated };
+    const record: NetworkRecord = {
+      spec,
+      parentCreated,
+      ...(request.cniName === undefined ? {} : { cniName: request.cniName }),
+    };
     this.store.transaction(() => {
       this.store.insertNetwork(record);
       // A parent waiting to be removed is this network's now.
@@ -266,6 +270,7 @@ export class NetworkDriver {
       mac,
       ipv4: request.ipv4,
       ipv6: request.ipv6,
+      ...(request.sandbox === undefined ? {} : { sandbox: request.sandbox }),
     });
     crashPoint('create-endpoint:recorded');
     return { assignedMac: requestedMac === null ? mac : null };
@@ -426,6 +431,10 @@ export class NetworkDriver {
 
   listEndpoints(networkId: string): (EndpointRecord & Stamped)[] {
     return this.store.listEndpoints(networkId);
+  }
+
+  network(networkId: string): (NetworkRecord & Stamped) | null {
+    return this.store.getNetwork(networkId);
   }
 
   // ---- helpers ----

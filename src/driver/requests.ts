@@ -3,7 +3,7 @@
  * remote API now, CNI later) translate their wire formats into these; nothing
  * here knows Docker's JSON.
  */
-import type { DriverKind, Subnet } from '../model/network';
+import type { DriverKind, Sandbox, Subnet } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
 
 export interface CreateNetworkRequest {
@@ -16,6 +16,8 @@ export interface CreateNetworkRequest {
   internal: boolean;
   /** `--aux-address name=address` of every subnet: addresses IPAM never gives a container. */
   auxAddresses: ReadonlyMap<string, IpAddress>;
+  /** Set by the CNI front end: the network configuration's `name`. */
+  cniName?: string;
 }
 
 export interface CreateEndpointRequest {
@@ -31,6 +33,8 @@ export interface CreateEndpointRequest {
    * reads, unvalidated: `lanplug.dhcp.id` and `lanplug.dhcp.hostname`.
    */
   endpointOptions?: Readonly<Record<string, string>>;
+  /** Set by the CNI front end: the runtime's container and interface the link is for. */
+  sandbox?: Sandbox;
 }
 
 export interface CreateEndpointResult {

@@ -14,7 +14,9 @@ import {
   encodeIfInfoMsg,
   IFF_UP,
   IFLA_IFNAME,
+  IFLA_NET_NS_FD,
   nlaString,
+  nlaU32,
   encodeIfAddrMsg,
   encodeRtMsg,
   NLM_F_CREATE,
@@ -69,6 +71,12 @@ export interface Rtnl {
   createBridge(req: { name: string; mtu?: number }): LinkInfo;
   createDummy(req: { name: string; mtu?: number }): LinkInfo;
   setUp(link: LinkRef): void;
+  /**
+   * Moves the link into the network namespace open as `namespaceFd`, named
+   * `name` there (one message: the link is never seen under its old name in
+   * the target). EEXIST when the target already has a link of that name.
+   */
+  moveToNamespace(link: LinkRef, namespaceFd: number, name: string): void;
   /** Returns false when no such link exists (deleting what is gone is success). */
   deleteLink(link: LinkRef): boolean;
   /** Sets a link down and moves it into link group `group`; false when no such link exists. */
@@ -197,6 +205,20 @@ class RtnlSocket implements Rtnl {
       this.sock.request(RTM_NEWLINK, 0, [encodeIfInfoMsg({ index: link.index, flags: IFF_UP, change: IFF_UP })]);
     } catch (err) {
       throw withContext(`set link ${link.name} up`, err);
+    }
+  }
+
+  moveToNamespace(link: LinkRef, namespaceFd: number, name: string): void {
+    checkIndex('index', link.index);
+    checkName(name);
+    try {
+      this.sock.request(RTM_NEWLINK, 0, [
+        encodeIfInfoMsg({ index: link.index }),
+        nlaU32(IFLA_NET_NS_FD, namespaceFd),
+        nlaString(IFLA_IFNAME, name),
+      ]);
+    } catch (err) {
+      throw withContext(`move link ${link.name} into another namespace as ${name}`, err);
     }
   }
 

@@ -3,7 +3,7 @@
  * and the addresses in use in each. One row per address: the store refuses a
  * second claim of the same address, whoever makes it.
  */
-import type { IpPrefix } from '../net/address';
+import type { IpAddress, IpPrefix } from '../net/address';
 
 export interface PoolRecord {
   /** What Docker gets back from RequestPool and passes to every later call. */
@@ -16,3 +16,12 @@ export interface PoolRecord {
 
 /** Why an address is taken: the gateway, one Docker asked for by value (--ip, --aux-address), or one lanplug chose. */
 export type AddressKind = 'gateway' | 'requested' | 'allocated';
+
+/** A CNI (host-local style) range: where addresses are taken from, inclusive at both ends. */
+export interface AddressRange {
+  subnet: IpPrefix;
+  start: IpAddress;
+  end: IpAddress;
+  /** host-local's default: the subnet's first address. */
+  gateway: IpAddress;
+}

@@ -89,6 +89,19 @@ export interface NetworkRecord {
    * network uses it.
    */
   parentCreated: boolean;
+  /**
+   * The `name` of the CNI network configuration this network was made from
+   * (at a CNI ADD); absent for networks Docker made. Docker is never asked
+   * about a CNI network, and it goes with its last attachment.
+   */
+  cniName?: string;
+}
+
+/** Where a CNI attachment lives: the runtime's container, namespace file and interface name. */
+export interface Sandbox {
+  containerId: string;
+  netns: string;
+  ifname: string;
 }
 
 export interface EndpointRecord {
@@ -98,6 +111,8 @@ export interface EndpointRecord {
   mac: string | null;
   ipv4: IpPrefix | null;
   ipv6: IpPrefix | null;
+  /** A CNI attachment's container side; absent for Docker's endpoints (Docker moves and names their links). */
+  sandbox?: Sandbox;
 }
 
 /** When the store wrote a record (ms since the epoch; 0 when unknown), filled in on read. */

@@ -103,6 +103,8 @@ export const IFLA_MTU = 4;
 export const IFLA_LINK = 5;
 export const IFLA_LINKINFO = 18;
 export const IFLA_GROUP = 27;
+/** u32: a network namespace file descriptor the link moves into. */
+export const IFLA_NET_NS_FD = 28;
 export const IFLA_LINK_NETNSID = 37;
 
 export const IFLA_INFO_KIND = 1;

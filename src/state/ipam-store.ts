@@ -18,6 +18,12 @@ export interface IpamStore {
 
   /** Claims `address` in the pool; false when it is already claimed. */
   claimAddress(poolId: string, address: IpAddress, kind: AddressKind): boolean;
+  /**
+   * The pools in which `address` is claimed: pools of one address in
+   * different address spaces (a Docker network's and a CNI network's on one
+   * LAN) must not hand it out twice either.
+   */
+  poolsClaiming(address: IpAddress): string[];
   /** False when it was not claimed. */
   releaseAddress(poolId: string, address: IpAddress): boolean;
   claimedAddresses(poolId: string): { address: IpAddress; kind: AddressKind }[];

@@ -16,6 +16,7 @@ import type {
   LinkMode,
   NetworkRecord,
   ParentPlan,
+  Sandbox,
   Subnet,
 } from '../model/network';
 import type { PoolRecord } from '../model/ipam';
@@ -27,9 +28,10 @@ import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
  * as networks without host access; a lanplug that knows only version 1 refuses
  * a version 2 row rather than ignore what it cannot honour.
  * 3: networks may carry `dhcp`; DHCP leases.
+ * 4: networks may carry `cniName` and endpoints `sandbox` (CNI attachments).
  */
-export const RECORD_VERSION = 3;
-const READABLE_VERSIONS: readonly unknown[] = [1, 2, 3];
+export const RECORD_VERSION = 4;
+const READABLE_VERSIONS: readonly unknown[] = [1, 2, 3, 4];
 
 export class RecordDecodeError extends Error {}
 
@@ -54,6 +56,7 @@ export function encodeNetwork(record: NetworkRecord): string {
     conflict: spec.conflict,
     announce: spec.announce,
     dhcp: spec.dhcp,
+    ...(record.cniName === undefined ? {} : { cniName: record.cniName }),
   });
 }
 
@@ -66,6 +69,7 @@ export function encodeEndpoint(record: EndpointRecord): string {
     mac: record.mac,
     ipv4: record.ipv4 === null ? null : formatPrefix(record.ipv4),
     ipv6: record.ipv6 === null ? null : formatPrefix(record.ipv6),
+    ...(record.sandbox === undefined ? {} : { sandbox: record.sandbox }),
   });
 }
 
@@ -100,6 +104,7 @@ export function decodeNetwork(text: string): NetworkRecord {
       dhcp: o['dhcp'] === undefined || o['dhcp'] === null ? null : decodeDhcpPolicy(o['dhcp']),
     },
     parentCreated: bool(o, 'parentCreated'),
+    ...(o['cniName'] === undefined ? {} : { cniName: str(o, 'cniName') }),
   };
 }
 
@@ -140,7 +145,13 @@ export function decodeEndpoint(text: string): EndpointRecord {
     mac: nullable(o, 'mac', str),
     ipv4: nullable(o, 'ipv4', str) === null ? null : parsePrefix(str(o, 'ipv4')),
     ipv6: nullable(o, 'ipv6', str) === null ? null : parsePrefix(str(o, 'ipv6')),
+    ...(o['sandbox'] === undefined ? {} : { sandbox: decodeSandbox(o['sandbox']) }),
   };
+}
+
+function decodeSandbox(value: unknown): Sandbox {
+  const o = object(value, 'sandbox');
+  return { containerId: str(o, 'containerId'), netns: str(o, 'netns'), ifname: str(o, 'ifname') };
 }
 
 export function encodeLeftover(leftover: Leftover): string {

@@ -258,6 +258,13 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     return result.changes === 1;
   }
 
+  poolsClaiming(address: IpAddress): string[] {
+    const rows = this.stmt('SELECT pool_id FROM addresses WHERE address = ?').all(address.text) as {
+      pool_id: string;
+    }[];
+    return rows.map((row) => row.pool_id);
+  }
+
   releaseAddress(poolId: string, address: IpAddress): boolean {
     return this.stmt('DELETE FROM addresses WHERE pool_id = ? AND address = ?').run(poolId, address.text).changes === 1;
   }

@@ -4,9 +4,9 @@
  * that names the field.
  */
 import { invalidArgument } from '../../errors';
+import { asObject, type Json, type JsonObject } from '../json';
 
-export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-export type JsonObject = { [key: string]: Json };
+export { asObject, type Json, type JsonObject };
 
 export function parseBody(body: string): JsonObject {
   if (body.trim() === '') return {};
@@ -17,13 +17,6 @@ export function parseBody(body: string): JsonObject {
     throw invalidArgument('request body is not valid JSON');
   }
   return asObject(value, 'request body');
-}
-
-export function asObject(value: unknown, what: string): JsonObject {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw invalidArgument(`${what} must be a JSON object`);
-  }
-  return value as JsonObject;
 }
 
 export function requiredString(o: JsonObject, key: string): string {

@@ -35,7 +35,7 @@ export async function dropForgottenRows(
   const report: ForgottenReport = { asked: false, networks: [], endpoints: [] };
   const views = new Map<string, Awaited<ReturnType<DockerEngine['network']>>>();
   try {
-    for (const network of driver.listNetworks())
+    for (const network of dockerNetworks(driver))
       views.set(network.spec.networkId, await engine.network(network.spec.networkId));
   } catch (err) {
     report.error = err instanceof Error ? err.message : String(err);
@@ -45,7 +45,7 @@ export async function dropForgottenRows(
   report.asked = true;
   // The answers are awaited first and acted on after, synchronously: the store is read again
   // here, so a row created or removed while dockerd was being asked is judged as it is now.
-  for (const network of driver.listNetworks()) {
+  for (const network of dockerNetworks(driver)) {
     if (now - network.createdAt < grace || !views.has(network.spec.networkId)) continue;
     const view = views.get(network.spec.networkId) ?? null;
     const id = network.spec.networkId;
@@ -67,6 +67,11 @@ export async function dropForgottenRows(
     }
   }
   return report;
+}
+
+/** CNI networks are not Docker's to forget: their runtimes' DEL and GC remove them. */
+function dockerNetworks(driver: NetworkDriver): ReturnType<NetworkDriver['listNetworks']> {
+  return driver.listNetworks().filter((n) => n.cniName === undefined);
 }
 
 /** The teardown keeps a leftover for whatever it cannot remove; the failure is only logged here. */

@@ -1,0 +1,118 @@
+/*
+ * lanplug's CNI executable: installed as lanplug-macvlan, lanplug-ipvlan
+ * (and lanplug), it forwards one CNI invocation to the lanplug daemon and
+ * relays the answer. It reads no JSON and decides nothing: the daemon parses,
+ * validates and does the work (src/api/cni/). Only VERSION is answered here,
+ * so that runtimes can list the plugin while the daemon is down.
+ *
+ * Wire (src/api/cni/protocol.ts): the CNI_* variables as NAME=value NUL
+ * entries, an empty entry, stdin as given, then a half-close; the answer is
+ * the exit code in decimal, a newline, and stdout.
+ *
+ * Written in C because a runtime execs it for every container start and stop
+ * (Podman twice: VERSION, then ADD): a Node start costs ~60 ms, this ~1 ms.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef LANPLUG_CNI_SOCKET
+#define LANPLUG_CNI_SOCKET "/var/lib/lanplug/cni.sock"
+#endif
+
+/* Keep in step with SUPPORTED_VERSIONS in src/api/cni/config.ts. */
+static const char VERSION_ANSWER[] =
+    "{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"0.3.0\",\"0.3.1\",\"0.4.0\",\"1.0.0\",\"1.1.0\"]}\n";
+
+static const char *const FORWARDED[] = {"CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS",
+                                        "CNI_IFNAME",  "CNI_ARGS",        "CNI_PATH"};
+
+static int write_all(int fd, const char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, buf, len);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* A CNI error on stdout, as the spec wants it; the message names what to do. */
+static int fail(int code, const char *msg, const char *detail) {
+  printf("{\"cniVersion\":\"1.1.0\",\"code\":%d,\"msg\":\"%s\",\"details\":\"%s\"}\n", code, msg, detail);
+  return 1;
+}
+
+int main(void) {
+  const char *command = getenv("CNI_COMMAND");
+  if (command != NULL && strcmp(command, "VERSION") == 0) {
+    fputs(VERSION_ANSWER, stdout);
+    return 0;
+  }
+  const char *path = getenv("LANPLUG_CNI_SOCKET");
+  if (path == NULL || path[0] == '\0') path = LANPLUG_CNI_SOCKET;
+
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof addr.sun_path) return fail(4, "LANPLUG_CNI_SOCKET is too long", path);
+  strcpy(addr.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    /* STATUS: the plugin is not available (50); everything else: try again later (11). */
+    int code = command != NULL && strcmp(command, "STATUS") == 0 ? 50 : 11;
+    char detail[160];
+    snprintf(detail, sizeof detail, "connect %s: %s", path, strerror(errno));
+    return fail(code, "the lanplug daemon is not running: start it (systemctl start lanplug, or lanplug daemon)",
+                detail);
+  }
+
+  char entry[8192];
+  for (size_t i = 0; i < sizeof FORWARDED / sizeof FORWARDED[0]; i++) {
+    const char *value = getenv(FORWARDED[i]);
+    if (value == NULL) continue;
+    int n = snprintf(entry, sizeof entry, "%s=%s", FORWARDED[i], value);
+    if (n < 0 || (size_t)n >= sizeof entry) return fail(4, "a CNI variable is too long", FORWARDED[i]);
+    if (write_all(fd, entry, (size_t)n + 1) != 0) return fail(5, "cannot write to the lanplug daemon", path);
+  }
+  if (write_all(fd, "", 1) != 0) return fail(5, "cannot write to the lanplug daemon", path);
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(5, "cannot read the network configuration from stdin", strerror(errno));
+    if (n == 0) break;
+    if (write_all(fd, buf, (size_t)n) != 0) return fail(5, "cannot write to the lanplug daemon", path);
+  }
+  shutdown(fd, SHUT_WR);
+
+  /* The answer: "<code>\n" then stdout. */
+  int code = -1;
+  int in_code = 1;
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(5, "cannot read the lanplug daemon's answer", strerror(errno));
+    if (n == 0) break;
+    ssize_t at = 0;
+    while (in_code && at < n) {
+      char c = buf[at++];
+      if (c == '\n') {
+        in_code = 0;
+      } else if (c >= '0' && c <= '9' && code < 1000) {
+        code = (code < 0 ? 0 : code * 10) + (c - '0');
+      } else {
+        return fail(5, "the lanplug daemon's answer is malformed", path);
+      }
+    }
+    if (at < n && write_all(STDOUT_FILENO, buf + at, (size_t)(n - at)) != 0) return 5;
+  }
+  if (in_code || code < 0) return fail(5, "the lanplug daemon closed the connection without an answer", path);
+  return code;
+}

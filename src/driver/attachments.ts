@@ -1,0 +1,312 @@
+/**
+ * Attachments made for CNI runtimes (Podman, containerd, Kubernetes): the
+ * same networks, endpoints, links and store as Docker's, driven through the
+ * network driver's own operations. What Docker does itself after Join —
+ * moving the link into the container and configuring it — is done here.
+ *
+ * A CNI network has no create or remove of its own: it is made (as a lanplug
+ * network with the configuration's `name`) at its first ADD, and removed with
+ * its last attachment, taking any parent lanplug made for it along.
+ *
+ * Every operation is synchronous, as the driver's are: two ADDs never
+ * interleave, so no address can be handed out twice between a check and a claim.
+ */
+import { createHash } from 'node:crypto';
+import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../errors';
+import type { Rtnl } from '../link/rtnl';
+import type { Logger } from '../log';
+import type { AddressRange } from '../model/ipam';
+import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/network';
+import type { IpAddress, IpPrefix } from '../net/address';
+import { cniAddressSpace, type RangeAllocation, type RangeAllocator } from '../ipam/ranges';
+import type { Store } from '../state/store';
+import type { IpamStore } from '../state/ipam-store';
+import { shortId } from './names';
+import type { NetworkDriver } from './network-driver';
+import { OPT_PARENT } from './options';
+import { configureSandbox, inSandbox, moveIntoSandbox, removeFromSandbox, type SandboxRoute } from './sandbox';
+
+export interface AttachRequest {
+  /** The CNI network configuration's `name`. */
+  networkName: string;
+  driver: DriverKind;
+  /** The configuration in `-o` vocabulary; without a parent the host's default-route link is used. */
+  options: Readonly<Record<string, string>>;
+  /** One address from each set. */
+  rangeSets: readonly (readonly AddressRange[])[];
+  /** Routes in the container; a null gateway is the gateway of the address of the same family. */
+  routes: readonly SandboxRoute[];
+  mac: string | null;
+  requestedIps: readonly IpAddress[];
+  sandbox: Sandbox;
+}
+
+export interface Attached {
+  ifname: string;
+  mac: string;
+  netns: string;
+  addresses: { address: IpPrefix; gateway: IpAddress }[];
+  routes: SandboxRoute[];
+}
+
+/** The lanplug network id of a CNI network: stable, so every ADD of one configuration finds it. */
+export function cniNetworkId(networkName: string): string {
+  return createHash('sha256').update(`lanplug-cni\0${networkName}`).digest('hex');
+}
+
+/** One attachment per (network, container, interface), as CNI keys them. */
+export function attachmentId(networkName: string, containerId: string, ifname: string): string {
+  return createHash('sha256').update(`${networkName}\0${containerId}\0${ifname}`).digest('hex');
+}
+
+export class SandboxAttachments {
+  constructor(
+    private readonly driver: NetworkDriver,
+    private readonly rtnl: Rtnl,
+    private readonly store: Store & IpamStore,
+    private readonly allocator: RangeAllocator,
+    private readonly log: Logger,
+  ) {}
+
+  attach(request: AttachRequest): Attached {
+    const { sandbox, networkName, driver } = request;
+    const networkId = cniNetworkId(networkName);
+    const endpointId = attachmentId(networkName, sandbox.containerId, sandbox.ifname);
+    checkOneAddressPerFamily(request.rangeSets);
+    const taken = inSandbox(sandbox.netns, (rtnl) => rtnl.getLink(sandbox.ifname) !== null);
+    if (taken) throw conflict(`interface ${sandbox.ifname} already exists in ${sandbox.netns}`);
+    if (this.store.getEndpoint(networkId, endpointId) !== null)
+      throw conflict(
+        `container ${sandbox.containerId} already has ${sandbox.ifname} on network ${networkName}; DEL it first`,
+      );
+    this.ensureNetwork(request, networkId);
+
+    let claims: RangeAllocation[] = [];
+    let recorded = false;
+    let moved = false;
+    try {
+      claims = this.store.transaction(() =>
+        request.rangeSets.map((set) => this.allocator.allocate(networkName, set, request.requestedIps)),
+      );
+      const ipv4 = claims.find((c) => c.address.address.family === 4)?.address ?? null;
+      const ipv6 = claims.find((c) => c.address.address.family === 6)?.address ?? null;
+      const created = this.driver.createEndpoint(driver, {
+        networkId,
+        endpointId,
+        ipv4,
+        ipv6,
+        mac: request.mac,
+        sandbox,
+      });
+      recorded = true;
+      const { linkName } = this.driver.join(driver, networkId, endpointId);
+      const link = this.rtnl.getLink(linkName);
+      if (link === null) throw new LanplugError('Internal', `link ${linkName} vanished before it was moved`);
+      moveIntoSandbox(this.rtnl, link, sandbox.netns, sandbox.ifname);
+      moved = true;
+      const routes = request.routes.map((route) => ({
+        destination: route.destination,
+        gateway: route.gateway ?? gatewayOfFamily(claims, route.destination.address.family),
+      }));
+      const inside = configureSandbox(
+        sandbox.netns,
+        sandbox.ifname,
+        claims.map((c) => c.address),
+        routes,
+      );
+      this.log.info('attachment created', {
+        network: networkName,
+        container: shortId(sandbox.containerId),
+        ifname: sandbox.ifname,
+        addresses: claims.map((c) => c.address.address.text).join(' '),
+      });
+      return {
+        ifname: sandbox.ifname,
+        mac: inside.mac ?? created.assignedMac ?? request.mac ?? '',
+        netns: sandbox.netns,
+        addresses: claims.map((c) => ({ address: c.address, gateway: c.gateway })),
+        routes,
+      };
+    } catch (err) {
+      this.undoAttach(networkId, networkName, endpointId, sandbox, { claims, recorded, moved, mac: request.mac });
+      throw err;
+    }
+  }
+
+  /**
+   * Idempotent, and best effort as CNI's DEL must be: an attachment, link or
+   * namespace already gone is success; what cannot be removed stays with the
+   * reconciler (the driver keeps a leftover) and is reported.
+   */
+  detach(networkName: string, containerId: string, ifname: string, netns: string | null): void {
+    const networkId = cniNetworkId(networkName);
+    const endpoint = this.store.getEndpoint(networkId, attachmentId(networkName, containerId, ifname));
+    if (endpoint === null) {
+      this.dropNetworkIfUnused(networkId, networkName);
+      return;
+    }
+    const teardown = new Teardown();
+    this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null);
+    teardown.step('remove the network', () => this.dropNetworkIfUnused(networkId, networkName));
+    teardown.throwIfFailed();
+  }
+
+  /** CHECK: the attachment is recorded and its link is in the namespace with its MAC and addresses. */
+  check(networkName: string, containerId: string, ifname: string, netns: string): void {
+    const endpoint = this.store.getEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname));
+    if (endpoint === null) throw notFound(`container ${containerId} has no ${ifname} on network ${networkName}`);
+    inSandbox(netns, (rtnl) => {
+      const link = rtnl.getLink(ifname);
+      if (link === null) throw notFound(`interface ${ifname} is gone from ${netns}`);
+      if (endpoint.mac !== null && link.mac !== endpoint.mac)
+        throw conflict(`interface ${ifname} in ${netns} has MAC ${link.mac ?? '(none)'}, not ${endpoint.mac}`);
+      if (!link.up) throw conflict(`interface ${ifname} in ${netns} is down`);
+      for (const address of [endpoint.ipv4, endpoint.ipv6]) {
+        if (address === null) continue;
+        const held = rtnl
+          .listAddresses(address.address.family)
+          .some((a) => a.index === link.index && a.prefix.address.value === address.address.value);
+        if (!held) throw notFound(`interface ${ifname} in ${netns} has lost address ${address.address.text}`);
+      }
+    });
+  }
+
+  /** GC: every attachment of the network that is not in `keep` goes; failures are logged and the rest goes on. */
+  collect(networkName: string, keep: readonly { containerId: string; ifname: string }[]): number {
+    const networkId = cniNetworkId(networkName);
+    const kept = new Set(keep.map((a) => attachmentId(networkName, a.containerId, a.ifname)));
+    const teardown = new Teardown();
+    let removed = 0;
+    for (const endpoint of this.store.listEndpoints(networkId)) {
+      if (kept.has(endpoint.endpointId)) continue;
+      this.removeEndpoint(teardown, networkName, endpoint, endpoint.sandbox?.netns ?? null);
+      removed++;
+    }
+    teardown.step('remove the network', () => this.dropNetworkIfUnused(networkId, networkName));
+    for (const failure of teardown.failed)
+      this.log.warn('gc could not remove everything', { network: networkName, error: failure.message });
+    this.log.info('attachments collected', { network: networkName, removed, kept: kept.size });
+    return removed;
+  }
+
+  /** STATUS: ready for an ADD when the parent is there and up. */
+  ready(options: Readonly<Record<string, string>>): void {
+    const parent = this.parentName(options);
+    const link = this.rtnl.getLink(parent);
+    if (link === null) throw new LanplugError('Unavailable', `parent ${parent} does not exist`);
+    if (!link.up) throw new LanplugError('Unavailable', `parent ${parent} is down`);
+  }
+
+  // ---- helpers ----
+
+  /** The lanplug network for a configuration: made at the first ADD, made again if the configuration changed while unused. */
+  private ensureNetwork(request: AttachRequest, networkId: string): void {
+    const options = { ...request.options, [OPT_PARENT]: this.parentName(request.options) };
+    const subnets = request.rangeSets.map((set): Subnet => {
+      const first = set[0];
+      if (first === undefined) throw invalidArgument('an ipam range set is empty');
+      return { pool: first.subnet, gateway: first.gateway };
+    });
+    const create = (): void =>
+      this.driver.createNetwork({
+        networkId,
+        driver: request.driver,
+        options,
+        ipv4: subnets.filter((s) => s.pool.address.family === 4),
+        ipv6: subnets.filter((s) => s.pool.address.family === 6),
+        internal: false,
+        auxAddresses: new Map(),
+        cniName: request.networkName,
+      });
+    try {
+      create();
+    } catch (err) {
+      if (!(err instanceof LanplugError && err.code === 'Conflict')) throw err;
+      if (this.store.listEndpoints(networkId).length > 0)
+        throw conflict(`network ${request.networkName} is attached with another configuration: ${err.message}`);
+      this.log.info('CNI network configuration changed; made again', { network: request.networkName });
+      this.driver.deleteNetwork(networkId);
+      this.allocator.dropPools(request.networkName);
+      create();
+    }
+  }
+
+  /** `master`, or (as the reference plugins do) the link of the host's IPv4 default route. */
+  private parentName(options: Readonly<Record<string, string>>): string {
+    const given = options[OPT_PARENT];
+    if (given !== undefined) return given;
+    const route = this.rtnl.listRoutes(4).find((r) => r.destination.prefixLength === 0 && r.oifIndex !== null);
+    const index = route?.oifIndex ?? null;
+    const link = index === null ? null : this.rtnl.getLinkByIndex(index);
+    if (link === null)
+      throw invalidArgument('master is not set and the host has no IPv4 default route to take it from');
+    return link.name;
+  }
+
+  private removeEndpoint(
+    teardown: Teardown,
+    networkName: string,
+    endpoint: EndpointRecord,
+    netns: string | null,
+  ): void {
+    const ifname = endpoint.sandbox?.ifname;
+    if (netns !== null && ifname !== undefined)
+      teardown.step(`remove ${ifname} from ${netns}`, () => removeFromSandbox(netns, ifname, endpoint.mac));
+    teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () =>
+      this.driver.deleteEndpoint(endpoint.networkId, endpoint.endpointId),
+    );
+    teardown.step('release addresses', () => this.releaseAddresses(networkName, [endpoint.ipv4, endpoint.ipv6]));
+  }
+
+  private releaseAddresses(networkName: string, addresses: readonly (IpPrefix | null)[]): void {
+    const space = `${cniAddressSpace(networkName)}/`;
+    for (const address of addresses) {
+      if (address === null) continue;
+      for (const poolId of this.store.poolsClaiming(address.address))
+        if (poolId.startsWith(space)) this.allocator.release(poolId, address.address);
+    }
+  }
+
+  private dropNetworkIfUnused(networkId: string, networkName: string): void {
+    if (this.driver.network(networkId) === null || this.store.listEndpoints(networkId).length > 0) return;
+    this.driver.deleteNetwork(networkId);
+    this.allocator.dropPools(networkName);
+    this.log.info('CNI network removed with its last attachment', { network: networkName });
+  }
+
+  /** Undo of a failed ADD, in reverse; a failure here is logged, the ADD's own error is what the runtime sees. */
+  private undoAttach(
+    networkId: string,
+    networkName: string,
+    endpointId: string,
+    sandbox: Sandbox,
+    done: { claims: RangeAllocation[]; recorded: boolean; moved: boolean; mac: string | null },
+  ): void {
+    const teardown = new Teardown();
+    const endpoint = this.store.getEndpoint(networkId, endpointId);
+    if (done.moved)
+      teardown.step('remove the moved link', () =>
+        removeFromSandbox(sandbox.netns, sandbox.ifname, endpoint?.mac ?? done.mac),
+      );
+    if (done.recorded) teardown.step('delete the endpoint', () => this.driver.deleteEndpoint(networkId, endpointId));
+    teardown.step('release addresses', () => {
+      for (const claim of done.claims) this.allocator.release(claim.poolId, claim.address.address);
+    });
+    teardown.step('remove the network', () => this.dropNetworkIfUnused(networkId, networkName));
+    for (const failure of teardown.failed)
+      this.log.error('could not undo a failed CNI ADD', { network: networkName, error: failure.message });
+  }
+}
+
+/** The store keeps one IPv4 and one IPv6 address per endpoint, as Docker's endpoints have. */
+function checkOneAddressPerFamily(sets: readonly (readonly AddressRange[])[]): void {
+  for (const family of [4, 6] as const) {
+    const count = sets.filter((set) => set[0]?.subnet.address.family === family).length;
+    if (count > 1)
+      throw invalidArgument(`ipam has ${count} IPv${family} range sets; lanplug gives one address per family`);
+  }
+}
+
+function gatewayOfFamily(claims: readonly RangeAllocation[], family: 4 | 6): IpAddress | null {
+  return claims.find((c) => c.address.address.family === family)?.gateway ?? null;
+}

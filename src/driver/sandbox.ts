@@ -1,0 +1,114 @@
+/**
+ * A link in a runtime's network namespace (CNI's CNI_NETNS): what Docker
+ * does itself for its containers, lanplug does for CNI runtimes. The link is
+ * made in the host namespace (where its parent is), moved in and named in one
+ * message, then configured from a netlink socket opened inside: addresses,
+ * up, routes, and the notify sysctls that make the kernel announce it.
+ */
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { LanplugError, withContext } from '../errors';
+import type { LinkInfo } from '../link/link';
+import { openRtnl, type Rtnl } from '../link/rtnl';
+import type { IpAddress, IpPrefix } from '../net/address';
+import { inNetworkNamespace } from '../netlink/netns';
+
+export interface SandboxRoute {
+  destination: IpPrefix;
+  gateway: IpAddress | null;
+}
+
+/** Runs `fn` with a netlink socket in `netns`; NotFound when the namespace file is gone. */
+export function inSandbox<T>(netns: string, fn: (rtnl: Rtnl) => T): T {
+  const rtnl = openRtnl({ netns });
+  try {
+    return fn(rtnl);
+  } finally {
+    rtnl.close();
+  }
+}
+
+/** Moves host link `link` into `netns` under the name `ifname`. */
+export function moveIntoSandbox(host: Rtnl, link: LinkInfo, netns: string, ifname: string): void {
+  let fd: number;
+  try {
+    fd = openSync(netns, 'r');
+  } catch (err) {
+    throw new LanplugError('NotFound', `network namespace ${netns} cannot be opened: ${String(err)}`);
+  }
+  try {
+    host.moveToNamespace(link, fd, ifname);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Addresses, up, routes, in that order (a route needs its address); the link as it is then. */
+export function configureSandbox(
+  netns: string,
+  ifname: string,
+  addresses: readonly IpPrefix[],
+  routes: readonly SandboxRoute[],
+): LinkInfo {
+  const link = inSandbox(netns, (rtnl) => {
+    const link = rtnl.getLink(ifname);
+    if (link === null) throw new LanplugError('Internal', `${ifname} vanished from ${netns} after the move`);
+    for (const address of addresses) rtnl.addAddress(link, address);
+    rtnl.setUp(link);
+    for (const route of routes) rtnl.replaceRoute(route.destination, link, null, route.gateway);
+    return rtnl.getLink(ifname) ?? link;
+  });
+  // Gratuitous ARP / unsolicited NA whenever the link comes up or its MAC changes, from inside.
+  writeSandboxSysctl(netns, `/proc/sys/net/ipv4/conf/${ifname}/arp_notify`, '1');
+  writeSandboxSysctl(netns, `/proc/sys/net/ipv6/conf/${ifname}/ndisc_notify`, '1', true);
+  return link;
+}
+
+/** A /proc/sys/net file binds to the namespace of the thread that opens it: opened inside, written outside. */
+function writeSandboxSysctl(netns: string, path: string, value: string, optional = false): void {
+  let fd: number | null;
+  try {
+    fd = inNetworkNamespace(
+      netns,
+      () => {
+        try {
+          return openSync(path, 'w');
+        } catch (err) {
+          if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return null; // IPv6 off in there
+          throw err;
+        }
+      },
+      (made) => {
+        if (made !== null) closeSync(made);
+      },
+    );
+  } catch (err) {
+    throw withContext(`write ${path} in ${netns}`, err);
+  }
+  if (fd === null) return;
+  try {
+    writeSync(fd, value);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Deletes the sandbox's link `ifname` if it is the one lanplug put there (its
+ * MAC, for macvlan); a namespace or link already gone is success.
+ */
+export function removeFromSandbox(netns: string, ifname: string, mac: string | null): void {
+  let rtnl: Rtnl;
+  try {
+    rtnl = openRtnl({ netns });
+  } catch (err) {
+    if (err instanceof LanplugError && err.code === 'NotFound') return; // the namespace took the link with it
+    throw err;
+  }
+  try {
+    const link = rtnl.getLink(ifname);
+    if (link === null || (mac !== null && link.mac !== mac)) return;
+    rtnl.deleteLink(link);
+  } finally {
+    rtnl.close();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Allocation for CNI networks, in host-local's terms: one address from each
+ * range set, from `rangeStart` to `rangeEnd` of the first range of the set
+ * with one free, never the gateway. Claims go through the same store as the
+ * Docker IPAM driver's, and an address claimed in any pool or held by any
+ * lanplug endpoint counts as taken: a host running Docker and Podman on one
+ * LAN never hands one address out twice.
+ */
+import { LanplugError, invalidArgument } from '../errors';
+import type { AddressRange, PoolRecord } from '../model/ipam';
+import { addressFromValue, formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import type { IpamStore } from '../state/ipam-store';
+
+/** CNI pools live in an address space per network: `cni:<network name>`. */
+export function cniAddressSpace(networkName: string): string {
+  return `cni:${networkName}`;
+}
+
+export interface RangeAllocation {
+  poolId: string;
+  address: IpPrefix;
+  gateway: IpAddress;
+}
+
+export class RangeAllocator {
+  constructor(
+    private readonly store: IpamStore,
+    /**
+     * What is taken although no pool claims it (an endpoint's address, a
+     * gateway, one the LAN uses), read once per allocation.
+     */
+    private readonly takenNow: () => (address: IpAddress) => boolean,
+  ) {}
+
+  /** One address of the set: `requested` if one of them lies in the set's subnets, else the first free. */
+  allocate(networkName: string, set: readonly AddressRange[], requested: readonly IpAddress[]): RangeAllocation {
+    const taken = this.takenNow();
+    const free = (pool: PoolRecord, address: IpAddress): boolean =>
+      this.store.poolsClaiming(address).length === 0 && !taken(address);
+    const wanted = requested.find((a) => set.some((r) => prefixContains(r.subnet, a)));
+    if (wanted !== undefined) {
+      const range = set.find((r) => prefixContains(r.subnet, wanted));
+      if (range === undefined) throw new LanplugError('Internal', 'range vanished');
+      const pool = this.poolOf(networkName, range.subnet);
+      if (wanted.value === range.gateway.value)
+        throw invalidArgument(`requested address ${wanted.text} is the gateway of ${formatPrefix(range.subnet)}`);
+      if (!free(pool, wanted) || !this.store.claimAddress(pool.poolId, wanted, 'requested'))
+        throw new LanplugError('Conflict', `Address already in use: ${wanted.text}`);
+      return { poolId: pool.poolId, address: withLength(wanted, range.subnet), gateway: range.gateway };
+    }
+    for (const range of set) {
+      const pool = this.poolOf(networkName, range.subnet);
+      for (let value = range.start.value; value <= range.end.value; value++) {
+        if (value === range.gateway.value) continue;
+        const candidate = addressFromValue(range.subnet.address.family, value);
+        if (free(pool, candidate) && this.store.claimAddress(pool.poolId, candidate, 'allocated'))
+          return { poolId: pool.poolId, address: withLength(candidate, range.subnet), gateway: range.gateway };
+      }
+    }
+    const where = set.map((r) => `${r.start.text}-${r.end.text}`).join(', ');
+    throw new LanplugError('Conflict', `No available addresses in ${where}`);
+  }
+
+  release(poolId: string, address: IpAddress): void {
+    this.store.releaseAddress(poolId, address);
+  }
+
+  /** Every pool of a CNI network goes with it. */
+  dropPools(networkName: string): void {
+    const space = cniAddressSpace(networkName);
+    for (const pool of this.store.listPools()) if (pool.addressSpace === space) this.store.deletePool(pool.poolId);
+  }
+
+  private poolOf(networkName: string, subnet: IpPrefix): PoolRecord {
+    const space = cniAddressSpace(networkName);
+    const poolId = `${space}/${formatPrefix(subnet)}`;
+    const known = this.store.getPool(poolId);
+    if (known !== null) return known;
+    const record: PoolRecord = { poolId, addressSpace: space, pool: subnet, range: null };
+    this.store.insertPool(record);
+    return record;
+  }
+}
+
+function withLength(address: IpAddress, subnet: IpPrefix): IpPrefix {
+  return { address, prefixLength: subnet.prefixLength };
+}

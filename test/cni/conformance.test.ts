@@ -1,0 +1,267 @@
+/**
+ * lanplug's CNI plugin against the spec, as a runtime drives it (env +
+ * stdin, exactly as libcni does): a lab LAN with a gateway, a host whose
+ * eth0 is on it running the real daemon, and container namespaces made the
+ * way runtimes make them. Every assertion is something a runtime or its user
+ * sees: the answer and exit code, the link and addresses in the namespace,
+ * the ping to the gateway.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createLan, type Lan, type LanHost } from '../lab/lan';
+import { addNetns, delNetns } from '../lab/ns';
+import { lanHostNs } from '../lab/names';
+import { DaemonLab } from '../support/daemon';
+import { buildPlugin, runPlugin, type CniCall, type CniOutcome } from '../support/cni';
+
+const GATEWAY = '172.16.86.1';
+let lan: Lan;
+let host: LanHost;
+let daemon: DaemonLab;
+let plugin: string;
+let socket: string;
+const made = new Set<string>();
+let nextNs = 0;
+
+function conf(version = '1.0.0', extra: Record<string, unknown> = {}, ipam: Record<string, unknown> = {}): string {
+  return JSON.stringify({
+    cniVersion: version,
+    name: 'labnet',
+    type: 'lanplug-macvlan',
+    master: 'eth0',
+    mode: 'bridge',
+    ipam: {
+      type: 'lanplug',
+      subnet: '172.16.86.0/24',
+      rangeStart: '172.16.86.100',
+      rangeEnd: '172.16.86.149',
+      gateway: GATEWAY,
+      routes: [{ dst: '0.0.0.0/0' }],
+      ...ipam,
+    },
+    ...extra,
+  });
+}
+
+/** A container namespace as a runtime makes one: its path is what CNI_NETNS carries. */
+function newSandbox(): { ns: string; path: string; id: string } {
+  const ns = lanHostNs(lan.id, `c${++nextNs}`);
+  addNetns(ns);
+  made.add(ns);
+  return { ns, path: `/run/netns/${ns}`, id: `ctr${nextNs}${'0'.repeat(12)}` };
+}
+
+function dropSandbox(ns: string): void {
+  delNetns(ns);
+  made.delete(ns);
+}
+
+function cni(call: CniCall, stdin = conf()): Promise<CniOutcome> {
+  return runPlugin(plugin, { ...call, env: { LANPLUG_CNI_SOCKET: socket, ...call.env } }, stdin);
+}
+
+function add(sb: { path: string; id: string }, stdin = conf(), ifname = 'eth0'): Promise<CniOutcome> {
+  return cni({ command: 'ADD', containerId: sb.id, netns: sb.path, ifname }, stdin);
+}
+
+function del(sb: { path: string; id: string }, stdin = conf(), ifname = 'eth0'): Promise<CniOutcome> {
+  return cni({ command: 'DEL', containerId: sb.id, netns: sb.path, ifname }, stdin);
+}
+
+function inNs(ns: string, ...argv: string[]): string {
+  return execFileSync('ip', ['-n', ns, ...argv], { encoding: 'utf8' });
+}
+
+interface IpAddr {
+  ifname: string;
+  address: string;
+  addr_info: { family: string; local: string; prefixlen: number }[];
+}
+
+function linkIn(ns: string, ifname: string): IpAddr | null {
+  const all = JSON.parse(inNs(ns, '-j', 'addr', 'show')) as IpAddr[];
+  return all.find((l) => l.ifname === ifname) ?? null;
+}
+
+function resultAddress(result: CniOutcome): string {
+  const ips = result.json?.['ips'] as { address: string }[] | undefined;
+  const first = ips?.[0]?.address;
+  assert.ok(first !== undefined, `no ips in ${result.stdout}`);
+  return first;
+}
+
+before(async () => {
+  lan = createLan();
+  host = lan.addLanHost('host', '172.16.86.2/24', { gateway: GATEWAY });
+  daemon = new DaemonLab(host.ns);
+  socket = join(daemon.stateDir, 'cni.sock');
+  plugin = buildPlugin(socket);
+  await daemon.start();
+});
+
+after(() => {
+  for (const ns of made) delNetns(ns);
+  daemon?.close();
+  lan?.destroy();
+});
+
+test('VERSION lists every supported version, from the executable alone (no daemon needed)', async () => {
+  const out = await runPlugin(
+    plugin,
+    { command: 'VERSION', env: { LANPLUG_CNI_SOCKET: '/nonexistent.sock' } },
+    '{"cniVersion":"1.0.0"}',
+  );
+  assert.equal(out.code, 0, out.stdout);
+  assert.deepEqual(out.json?.['supportedVersions'], ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']);
+});
+
+for (const version of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
+  test(`ADD in ${version}: the result is ${version}'s, and the link, MAC, address and default route are in the namespace`, async () => {
+    const sb = newSandbox();
+    const out = await add(sb, conf(version));
+    assert.equal(out.code, 0, out.stdout);
+    const result = out.json ?? {};
+    assert.equal(result['cniVersion'], version);
+    const [iface] = result['interfaces'] as { name: string; mac: string; sandbox: string }[];
+    assert.equal(iface?.name, 'eth0');
+    assert.equal(iface?.sandbox, sb.path);
+    const [ip] = result['ips'] as { address: string; gateway: string; interface: number; version?: string }[];
+    assert.match(ip?.address ?? '', /^172\.16\.86\.1[0-4]\d\/24$/);
+    assert.equal(ip?.gateway, GATEWAY);
+    assert.equal(ip?.interface, 0);
+    assert.equal(ip?.version, version.startsWith('0.') ? '4' : undefined, 'ips[].version only before 1.0.0');
+    const link = linkIn(sb.ns, 'eth0');
+    assert.ok(link !== null, 'eth0 exists in the namespace');
+    assert.equal(link.address, iface?.mac);
+    assert.ok(link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === ip?.address));
+    assert.match(inNs(sb.ns, 'route', 'show', 'default'), new RegExp(`default via ${GATEWAY} dev eth0`));
+    execFileSync('nsenter', [`--net=${sb.path}`, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+    assert.equal((await del(sb, conf(version))).code, 0);
+    assert.equal(linkIn(sb.ns, 'eth0'), null, 'DEL removes the link');
+    dropSandbox(sb.ns);
+  });
+}
+
+test('a second ADD with the same interface name fails and leaves the first attachment working', async () => {
+  const sb = newSandbox();
+  const first = await add(sb);
+  assert.equal(first.code, 0, first.stdout);
+  const second = await add(sb);
+  assert.notEqual(second.code, 0);
+  assert.match(String(second.json?.['msg']), /eth0 already exists/);
+  assert.ok(typeof second.json?.['code'] === 'number');
+  const check = await cni({ command: 'CHECK', containerId: sb.id, netns: sb.path, ifname: 'eth0' }, withPrev(first));
+  assert.equal(check.code, 0, check.stdout);
+  assert.equal((await del(sb)).code, 0);
+  assert.equal((await del(sb)).code, 0, 'DEL twice succeeds');
+  dropSandbox(sb.ns);
+});
+
+function withPrev(result: CniOutcome, version = '1.0.0'): string {
+  return JSON.stringify({ ...(JSON.parse(conf(version)) as object), prevResult: result.json });
+}
+
+test('CHECK succeeds after ADD and fails once the link was deleted by hand', async () => {
+  const sb = newSandbox();
+  const added = await add(sb);
+  assert.equal(added.code, 0, added.stdout);
+  const call = { command: 'CHECK', containerId: sb.id, netns: sb.path, ifname: 'eth0' } as const;
+  assert.equal((await cni(call, withPrev(added))).code, 0);
+  inNs(sb.ns, 'link', 'del', 'eth0');
+  const broken = await cni(call, withPrev(added));
+  assert.notEqual(broken.code, 0);
+  assert.match(String(broken.json?.['msg']), /eth0 is gone/);
+  assert.equal((await del(sb)).code, 0);
+  dropSandbox(sb.ns);
+});
+
+test('DEL after the namespace is gone succeeds and frees the address', async () => {
+  const sb = newSandbox();
+  const added = await add(sb);
+  const address = resultAddress(added);
+  dropSandbox(sb.ns);
+  const out = await cni({ command: 'DEL', containerId: sb.id, netns: sb.path, ifname: 'eth0' });
+  assert.equal(out.code, 0, out.stdout);
+  const again = newSandbox();
+  const next = await add(again);
+  assert.equal(resultAddress(next), address, 'the freed address is handed out again');
+  assert.equal((await del(again)).code, 0);
+  dropSandbox(again.ns);
+});
+
+test('errors carry the spec codes: bad JSON 6, missing CNI_IFNAME 4, unknown version 1, bad master 7', async () => {
+  const sb = newSandbox();
+  const badJson = await add(sb, '{"cniVersion": ');
+  assert.equal(badJson.code, 1);
+  assert.equal(badJson.json?.['code'], 6);
+  const noIfname = await cni({ command: 'ADD', containerId: sb.id, netns: sb.path }, conf());
+  assert.equal(noIfname.json?.['code'], 4);
+  assert.match(String(noIfname.json?.['msg']), /CNI_IFNAME/);
+  const future = await add(sb, conf('9.9.9'));
+  assert.equal(future.json?.['code'], 1);
+  const badMaster = await add(sb, conf('1.0.0', { master: 'nope0' }));
+  assert.equal(badMaster.json?.['code'], 7);
+  assert.match(String(badMaster.json?.['msg']), /nope0/);
+  const typo = await add(sb, conf('1.0.0', { mastr: 'eth0' }));
+  assert.equal(typo.json?.['code'], 7);
+  assert.match(String(typo.json?.['msg']), /unknown key 'mastr'/);
+  assert.equal(linkIn(sb.ns, 'eth0'), null, 'nothing was attached by a refused ADD');
+  dropSandbox(sb.ns);
+});
+
+test('GC removes the attachments not in cni.dev/valid-attachments and keeps the others', async () => {
+  const keep = newSandbox();
+  const drop = newSandbox();
+  assert.equal((await add(keep, conf('1.1.0'))).code, 0);
+  const dropped = await add(drop, conf('1.1.0'));
+  assert.equal(dropped.code, 0);
+  const gcConf = JSON.stringify({
+    ...(JSON.parse(conf('1.1.0')) as object),
+    'cni.dev/valid-attachments': [{ containerID: keep.id, ifname: 'eth0' }],
+  });
+  const out = await cni({ command: 'GC' }, gcConf);
+  assert.equal(out.code, 0, out.stdout);
+  assert.equal(linkIn(drop.ns, 'eth0'), null, 'the stale attachment is gone');
+  assert.ok(linkIn(keep.ns, 'eth0') !== null, 'the valid one stays');
+  const status = await cni({ command: 'STATUS' }, conf('1.1.0'));
+  assert.equal(status.code, 0, status.stdout);
+  assert.equal((await del(keep, conf('1.1.0'))).code, 0);
+  dropSandbox(keep.ns);
+  dropSandbox(drop.ns);
+});
+
+test('20 parallel ADDs get 20 different addresses, and 20 DELs free them all', async () => {
+  const sandboxes = Array.from({ length: 20 }, () => newSandbox());
+  const results = await Promise.all(sandboxes.map((sb) => add(sb)));
+  for (const r of results) assert.equal(r.code, 0, r.stdout);
+  const addresses = results.map(resultAddress);
+  assert.equal(new Set(addresses).size, 20, addresses.join(' '));
+  const macs = results.map((r) => (r.json?.['interfaces'] as { mac: string }[])[0]?.mac);
+  assert.equal(new Set(macs).size, 20);
+  const dels = await Promise.all(sandboxes.map((sb) => del(sb)));
+  for (const d of dels) assert.equal(d.code, 0, d.stdout);
+  for (const sb of sandboxes) dropSandbox(sb.ns);
+  const status = await daemon.cli(['status', '--state-dir', daemon.stateDir]);
+  assert.doesNotMatch(status.stdout, /labnet/, 'the CNI network went with its last attachment');
+});
+
+test('with the daemon stopped: ADD answers 11 (try again later), STATUS 50, VERSION still works', async () => {
+  const down = { LANPLUG_CNI_SOCKET: join(daemon.dir, 'stopped.sock') };
+  const sb = newSandbox();
+  const addOut = await runPlugin(
+    plugin,
+    { command: 'ADD', containerId: sb.id, netns: sb.path, ifname: 'eth0', env: down },
+    conf(),
+  );
+  assert.equal(addOut.code, 1);
+  assert.equal(addOut.json?.['code'], 11);
+  assert.match(String(addOut.json?.['msg']), /lanplug daemon is not running/);
+  const status = await runPlugin(plugin, { command: 'STATUS', env: down }, conf('1.1.0'));
+  assert.equal(status.json?.['code'], 50);
+  const version = await runPlugin(plugin, { command: 'VERSION', env: down }, '{}');
+  assert.equal(version.code, 0);
+  dropSandbox(sb.ns);
+  assert.equal(spawnSync('true').status, 0);
+});

@@ -1,0 +1,143 @@
+/**
+ * Podman 4.3 (Debian 12) with its CNI backend on a lanplug conflist: the
+ * network is listed, a container gets its address on the lab LAN from
+ * lanplug, reaches the gateway, and gives the address back at `--rm`.
+ *
+ * Podman runs entirely private to the test: its configuration
+ * (CONTAINERS_CONF: the CNI backend, the conflist directory, the plugin
+ * directory), storage (--root/--runroot, vfs) and an image imported from the
+ * busybox tree; inside the lab host's network namespace, so the daemon's
+ * parent is that host's eth0 on the lab LAN.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createLan, type Lan, type LanHost } from '../lab/lan';
+import { busyboxRootfsTar } from '../lab/image';
+import { DaemonLab } from '../support/daemon';
+import { buildPlugin } from '../support/cni';
+
+const GATEWAY = '172.16.86.1';
+const IMAGE = 'localhost/lanplug-busybox:latest';
+/** Podman's default rlimits are refused in this sandbox (DESIGN: "Test lanes"). */
+const LIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+
+let lan: Lan;
+let host: LanHost;
+let daemon: DaemonLab;
+let dir: string;
+let env: NodeJS.ProcessEnv;
+
+function podman(...args: string[]): { code: number; stdout: string; stderr: string } {
+  const storage = ['--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--storage-driver', 'vfs'];
+  const r = spawnSync('nsenter', [`--net=/run/netns/${host.ns}`, '--', 'podman', ...storage, ...args], {
+    env,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  lan = createLan();
+  host = lan.addLanHost('host', '172.16.86.2/24', { gateway: GATEWAY });
+  daemon = new DaemonLab(host.ns);
+  await daemon.start();
+  dir = mkdtempSync(join(tmpdir(), 'lanplug-podman-'));
+  const plugin = buildPlugin(join(daemon.stateDir, 'cni.sock'));
+  const netDir = join(dir, 'net.d');
+  mkdirSync(netDir);
+  writeFileSync(
+    join(netDir, 'labnet.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'labnet',
+      plugins: [
+        {
+          type: 'lanplug-macvlan',
+          master: 'eth0',
+          mode: 'bridge',
+          ipam: {
+            type: 'lanplug',
+            subnet: '172.16.86.0/24',
+            rangeStart: '172.16.86.200',
+            rangeEnd: '172.16.86.209',
+            gateway: GATEWAY,
+            routes: [{ dst: '0.0.0.0/0' }],
+          },
+        },
+      ],
+    }),
+  );
+  const conf = join(dir, 'containers.conf');
+  writeFileSync(
+    conf,
+    [
+      '[network]',
+      'network_backend = "cni"',
+      `network_config_dir = "${netDir}"`,
+      `cni_plugin_dirs = ["${dirname(plugin)}", "/usr/lib/cni"]`,
+      '[engine]',
+      'cgroup_manager = "cgroupfs"',
+      'events_logger = "file"',
+      `events_logfile_path = "${join(dir, 'events.log')}"`,
+      '',
+    ].join('\n'),
+  );
+  env = { PATH: process.env['PATH'], HOME: dir, CONTAINERS_CONF: conf, XDG_RUNTIME_DIR: join(dir, 'xdg') };
+  const imported = podman('import', busyboxRootfsTar(), IMAGE);
+  assert.equal(imported.code, 0, imported.stderr);
+});
+
+after(() => {
+  if (dir !== undefined) {
+    podman('rm', '-a', '-f');
+    // vfs layers are plain directories; podman's own reset would also touch /var/lib/containers.
+    rmSync(dir, { recursive: true, force: true });
+  }
+  daemon?.close();
+  lan?.destroy();
+});
+
+test('podman network ls lists the lanplug conflist', () => {
+  const out = podman('network', 'ls', '--format', '{{.Name}} {{.Driver}}');
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /^labnet lanplug-macvlan$/m);
+});
+
+test('podman run --network gets an address from lanplug, reaches the gateway, and gives it back at --rm', () => {
+  const script = `ip -4 -o addr show eth0 && ip route && ping -c 1 -W 2 ${GATEWAY}`;
+  const first = podman('run', '--rm', ...LIMITS, '--network', 'labnet', IMAGE, 'sh', '-c', script);
+  assert.equal(first.code, 0, `${first.stdout}\n${first.stderr}`);
+  assert.match(first.stdout, /inet 172\.16\.86\.200\/24/);
+  assert.match(first.stdout, new RegExp(`default via ${GATEWAY}`));
+  assert.match(first.stdout, /1 packets received/);
+  // The address went back at --rm: the next container gets the same one, and no CNI network is left.
+  const status = spawnSync(
+    process.execPath,
+    [join(__dirname, '..', '..', '..', 'bin', 'lanplug'), 'status', '--state-dir', daemon.stateDir],
+    {
+      encoding: 'utf8',
+    },
+  );
+  assert.doesNotMatch(status.stdout, /labnet/);
+  const second = podman(
+    'run',
+    '--rm',
+    ...LIMITS,
+    '--network',
+    'labnet',
+    IMAGE,
+    'ip',
+    '-4',
+    '-o',
+    'addr',
+    'show',
+    'eth0',
+  );
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /inet 172\.16\.86\.200\/24/);
+});

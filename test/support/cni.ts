@@ -1,0 +1,74 @@
+/**
+ * A CNI runtime as the tests play it: exec the plugin with the CNI_*
+ * variables and the configuration on stdin, exactly as libcni does, and read
+ * the exit code and stdout. The plugin is lanplug's executable, compiled from
+ * native/cni-shim.c into a temp directory by the product's own builder.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildCniExecutable } from '../../src/install/cni';
+import { repoRoot } from './repo';
+
+export interface CniCall {
+  command: 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'STATUS' | 'GC';
+  containerId?: string;
+  netns?: string;
+  ifname?: string;
+  args?: string;
+  /** Extra or overriding environment (e.g. to drop a variable: set it to undefined). */
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface CniOutcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed, or null when it is not JSON. */
+  json: Record<string, unknown> | null;
+}
+
+/** Builds the executable; returns its path. */
+export function buildPlugin(socket: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-cni-bin-'));
+  const out = join(dir, 'lanplug-macvlan');
+  buildCniExecutable(repoRoot(), out, socket);
+  return out;
+}
+
+export function runPlugin(plugin: string, call: CniCall, stdin: string): Promise<CniOutcome> {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env['PATH'],
+    CNI_COMMAND: call.command,
+    CNI_PATH: '/opt/cni/bin',
+    ...(call.containerId === undefined ? {} : { CNI_CONTAINERID: call.containerId }),
+    ...(call.netns === undefined ? {} : { CNI_NETNS: call.netns }),
+    ...(call.ifname === undefined ? {} : { CNI_IFNAME: call.ifname }),
+    ...(call.args === undefined ? {} : { CNI_ARGS: call.args }),
+    ...call.env,
+  };
+  for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+  return new Promise((resolve, reject) => {
+    const child = spawn(plugin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      let json: Record<string, unknown> | null = null;
+      try {
+        json = JSON.parse(stdout) as Record<string, unknown>;
+      } catch {
+        json = null;
+      }
+      resolve({ code: code ?? -1, stdout, stderr, json });
+    });
+    // As Go's os/exec (libcni) does: a plugin that exits before reading all of stdin is not an error here.
+    child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') reject(err);
+    });
+    child.stdin.end(stdin);
+  });
+}

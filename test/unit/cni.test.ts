@@ -1,0 +1,280 @@
+/**
+ * The CNI front end's edge, without a kernel: the CNI_* environment and the
+ * configuration decoded (or refused with the spec's code), results in each
+ * version's shape, the executable's wire, and host-local-style allocation on
+ * the real SQLite store. The kernel side (links in namespaces) is proven by
+ * test/cni/ against the real daemon.
+ */
+import { afterEach, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseEnvironment, parseNetworkConfig, parseVersion, type CniEnvironment } from '../../src/api/cni/config';
+import { CniError } from '../../src/api/cni/errors';
+import { decodeAnswer, decodeInvocation, encodeAnswer, encodeInvocation } from '../../src/api/cni/protocol';
+import { encodeResult } from '../../src/api/cni/result';
+import { RangeAllocator } from '../../src/ipam/ranges';
+import { parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
+import { SqliteStore } from '../../src/state/sqlite';
+
+const ADD_ENV: CniEnvironment = parseEnvironment(
+  new Map([
+    ['CNI_COMMAND', 'ADD'],
+    ['CNI_CONTAINERID', 'abc123'],
+    ['CNI_NETNS', '/run/netns/x'],
+    ['CNI_IFNAME', 'eth0'],
+  ]),
+);
+
+function codeOf(fn: () => unknown): number {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CniError) return err.code;
+    throw err;
+  }
+  assert.fail('expected a CniError');
+}
+
+function config(
+  extra: Record<string, unknown> = {},
+  ipam: Record<string, unknown> | null = {},
+): ReturnType<typeof parseNetworkConfig> {
+  return parseNetworkConfig(
+    {
+      cniVersion: '1.0.0',
+      name: 'lan',
+      type: 'lanplug-macvlan',
+      master: 'eth0',
+      ...(ipam === null ? {} : { ipam: { type: 'lanplug', subnet: '10.1.0.0/24', ...ipam } }),
+      ...extra,
+    },
+    ADD_ENV,
+  );
+}
+
+test('environment: each command requires what the spec says, and names what is missing', () => {
+  assert.equal(
+    codeOf(() => parseEnvironment(new Map())),
+    4,
+  );
+  assert.equal(
+    codeOf(() => parseEnvironment(new Map([['CNI_COMMAND', 'FROB']]))),
+    4,
+  );
+  const del = parseEnvironment(
+    new Map([
+      ['CNI_COMMAND', 'DEL'],
+      ['CNI_CONTAINERID', 'abc'],
+      ['CNI_IFNAME', 'eth0'],
+    ]),
+  );
+  assert.equal(del.netns, null, 'DEL needs no namespace');
+  assert.equal(
+    codeOf(() =>
+      parseEnvironment(
+        new Map([
+          ['CNI_COMMAND', 'ADD'],
+          ['CNI_CONTAINERID', 'abc'],
+          ['CNI_IFNAME', 'eth0'],
+        ]),
+      ),
+    ),
+    4,
+  );
+  assert.equal(
+    codeOf(() =>
+      parseEnvironment(
+        new Map([
+          ['CNI_COMMAND', 'DEL'],
+          ['CNI_CONTAINERID', 'a/b'],
+          ['CNI_IFNAME', 'eth0'],
+        ]),
+      ),
+    ),
+    4,
+  );
+  const gc = parseEnvironment(new Map([['CNI_COMMAND', 'GC']]));
+  assert.equal(gc.containerId, null);
+  const args = parseEnvironment(
+    new Map([
+      ['CNI_COMMAND', 'GC'],
+      ['CNI_ARGS', 'IgnoreUnknown=1;IP=10.1.0.9'],
+    ]),
+  );
+  assert.equal(args.args.get('IP'), '10.1.0.9');
+});
+
+test("configuration: the reference plugins' keys become the Docker driver's options", () => {
+  const c = config({ mode: 'private', mtu: 1400 });
+  assert.equal(c.driver, 'macvlan');
+  assert.equal(c.options['parent'], 'eth0');
+  assert.equal(c.options['macvlan_mode'], 'private');
+  assert.equal(c.options['com.docker.network.driver.mtu'], '1400');
+  const ipvlan = parseNetworkConfig(
+    { cniVersion: '0.4.0', name: 'l', type: 'lanplug-ipvlan', master: 'eth0', mode: 'l3', flag: 'private' },
+    ADD_ENV,
+  );
+  assert.equal(ipvlan.options['ipvlan_mode'], 'l3');
+  assert.equal(ipvlan.options['ipvlan_flag'], 'private');
+  assert.equal(ipvlan.ipam, null);
+});
+
+test("configuration: host-local's defaults — the whole subnet but the ends, gateway the first address", () => {
+  const [range] = config().ipam?.rangeSets[0] ?? [];
+  assert.equal(range?.start.text, '10.1.0.1');
+  assert.equal(range?.end.text, '10.1.0.254');
+  assert.equal(range?.gateway.text, '10.1.0.1');
+  const sets = config({}, null);
+  assert.equal(sets.ipam, null);
+  const dual = parseNetworkConfig(
+    {
+      cniVersion: '1.0.0',
+      name: 'lan',
+      type: 'lanplug-macvlan',
+      ipam: {
+        type: 'lanplug',
+        ranges: [
+          [{ subnet: '10.2.0.0/24', rangeStart: '10.2.0.10', rangeEnd: '10.2.0.20' }],
+          [{ subnet: 'fd00::/64' }],
+        ],
+        routes: [{ dst: '0.0.0.0/0' }, { dst: '10.9.0.0/16', gw: '10.2.0.254' }],
+      },
+    },
+    ADD_ENV,
+  );
+  assert.equal(dual.ipam?.rangeSets.length, 2);
+  assert.equal(dual.ipam?.rangeSets[1]?.[0]?.end.text, 'fd00::ffff:ffff:ffff:ffff');
+  assert.equal(dual.ipam?.routes[1]?.gateway?.text, '10.2.0.254');
+  assert.equal(dual.options['parent'], undefined, 'no master: the daemon takes the default-route link');
+});
+
+test('configuration: typos, foreign IPAM types, bad ranges and unknown versions are refused with their codes', () => {
+  assert.equal(
+    codeOf(() => config({ mastr: 'eth0' })),
+    7,
+  );
+  assert.equal(
+    codeOf(() => config({}, { type: 'host-local' })),
+    7,
+  );
+  assert.equal(
+    codeOf(() => config({}, { rangeStart: '10.9.0.1' })),
+    7,
+  );
+  assert.equal(
+    codeOf(() => config({}, { rangeStart: '10.1.0.50', rangeEnd: '10.1.0.40' })),
+    7,
+  );
+  assert.equal(
+    codeOf(() => config({ type: 'macvlan' })),
+    7,
+  );
+  assert.equal(
+    codeOf(() => config({ cniVersion: '2.0.0' })),
+    1,
+  );
+  assert.equal(
+    codeOf(() => config({ linkInContainer: true })),
+    2,
+  );
+  assert.equal(
+    codeOf(() => parseVersion({ cniVersion: 1 })),
+    7,
+  );
+  assert.throws(
+    () =>
+      parseNetworkConfig(
+        { cniVersion: '1.0.0', name: 'l', type: 'lanplug-ipvlan', master: 'eth0' },
+        parseEnvironment(
+          new Map([
+            ['CNI_COMMAND', 'ADD'],
+            ['CNI_CONTAINERID', 'abc'],
+            ['CNI_NETNS', '/x'],
+            ['CNI_IFNAME', 'eth0'],
+            ['CNI_ARGS', 'MAC=02:00:00:00:00:01'],
+          ]),
+        ),
+      ),
+    /ipvlan interfaces do not support custom mac/,
+  );
+  const requested = config({ runtimeConfig: { ips: ['10.1.0.7/24'], mac: '02:11:22:33:44:55' } });
+  assert.deepEqual(
+    requested.requestedIps.map((a) => a.text),
+    ['10.1.0.7'],
+  );
+  assert.equal(requested.mac, '02:11:22:33:44:55');
+});
+
+test('results: 0.x carries ips[].version, 1.x does not; gateway and dns as given', () => {
+  const result = {
+    interface: { name: 'eth0', mac: '02:00:00:00:00:01', sandbox: '/run/netns/x' },
+    addresses: [{ address: parsePrefix('10.1.0.5/24'), gateway: parseAddress('10.1.0.1') }],
+    routes: [{ destination: parsePrefix('0.0.0.0/0'), gateway: parseAddress('10.1.0.1') }],
+    dns: { nameservers: ['10.1.0.1'] },
+  };
+  assert.deepEqual(encodeResult(result, '0.4.0')['ips'], [
+    { version: '4', address: '10.1.0.5/24', gateway: '10.1.0.1', interface: 0 },
+  ]);
+  const current = encodeResult(result, '1.0.0');
+  assert.deepEqual(current['ips'], [{ address: '10.1.0.5/24', gateway: '10.1.0.1', interface: 0 }]);
+  assert.deepEqual(current['routes'], [{ dst: '0.0.0.0/0', gw: '10.1.0.1' }]);
+  assert.deepEqual(current['dns'], { nameservers: ['10.1.0.1'] });
+});
+
+test("the executable's wire: only CNI_* variables cross, stdin as given, the answer's exit code first", () => {
+  const bytes = encodeInvocation({
+    env: new Map([
+      ['CNI_COMMAND', 'ADD'],
+      ['HOME', '/root'],
+    ]),
+    stdin: '{"a":"b=c\\u0000"}',
+  });
+  const back = decodeInvocation(bytes);
+  assert.deepEqual([...(back?.env ?? [])], [['CNI_COMMAND', 'ADD']]);
+  assert.equal(back?.stdin, '{"a":"b=c\\u0000"}');
+  assert.equal(decodeInvocation(Buffer.from('CNI_COMMAND=ADD')), null, 'no end of the variables');
+  assert.deepEqual(decodeAnswer(encodeAnswer({ exitCode: 1, stdout: '{"code":7}\n' })), {
+    exitCode: 1,
+    stdout: '{"code":7}\n',
+  });
+  assert.equal(decodeAnswer(Buffer.from('x\n')), null);
+});
+
+let dir: string;
+let store: SqliteStore;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'lanplug-cni-'));
+  store = SqliteStore.open(dir);
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('allocation: rangeStart to rangeEnd, never the gateway, nothing claimed elsewhere or taken, the asked-for one', () => {
+  const taken = new Set(['10.1.0.3']);
+  const allocator = new RangeAllocator(store, () => (a: IpAddress) => taken.has(a.text));
+  const [range] =
+    config({}, { rangeStart: '10.1.0.1', rangeEnd: '10.1.0.6', gateway: '10.1.0.1' }).ipam?.rangeSets[0] ?? [];
+  assert.ok(range !== undefined);
+  // A Docker network's pool on the same subnet holds .2: not handed out twice.
+  store.insertPool({
+    poolId: 'LocalDefault/10.1.0.0/24',
+    addressSpace: 'LocalDefault',
+    pool: range.subnet,
+    range: null,
+  });
+  store.claimAddress('LocalDefault/10.1.0.0/24', parseAddress('10.1.0.2'), 'allocated');
+  const got = [1, 2, 3].map(() => allocator.allocate('lan', [range], []).address.address.text);
+  assert.deepEqual(got, ['10.1.0.4', '10.1.0.5', '10.1.0.6']);
+  assert.throws(() => allocator.allocate('lan', [range], []), /No available addresses in 10.1.0.1-10.1.0.6/);
+  allocator.release('cni:lan/10.1.0.0/24', parseAddress('10.1.0.5'));
+  assert.equal(allocator.allocate('lan', [range], []).address.address.text, '10.1.0.5');
+  assert.throws(() => allocator.allocate('lan', [range], [parseAddress('10.1.0.4')]), /Address already in use/);
+  assert.throws(() => allocator.allocate('lan', [range], [parseAddress('10.1.0.1')]), /is the gateway/);
+  allocator.dropPools('lan');
+  assert.equal(store.getPool('cni:lan/10.1.0.0/24'), null);
+  assert.equal(allocator.allocate('lan', [range], [parseAddress('10.1.0.9')]).address.address.text, '10.1.0.9');
+});
