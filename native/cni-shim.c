@@ -25,6 +25,9 @@
 #define LANPLUG_CNI_SOCKET "/var/lib/lanplug/cni.sock"
 #endif
 
+/* What `lanplug uninstall` recognises its own executables by (src/install/cni.ts CNI_IDENTITY). */
+__attribute__((used)) static const char IDENTITY[] = "lanplug CNI executable (native/cni-shim.c)";
+
 /* Keep in step with SUPPORTED_VERSIONS in src/api/cni/config.ts. */
 static const char VERSION_ANSWER[] =
     "{\"cniVersion\":\"1.1.0\",\"supportedVersions\":[\"0.3.0\",\"0.3.1\",\"0.4.0\",\"1.0.0\",\"1.1.0\"]}\n";

@@ -20,14 +20,11 @@ import { dropForgottenRows } from './api/docker/forgotten';
 import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes } from './api/docker/routes';
 import { PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
-import { SandboxAttachments } from './driver/attachments';
+import { cniAttachments } from './driver/attachments';
 import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
 import { LeaseKeeper } from './dhcp/keeper';
 import { IpamAllocator } from './ipam/allocator';
-import { RangeAllocator } from './ipam/ranges';
-import type { IpAddress } from './net/address';
-import type { LanConflicts } from './lan/conflicts';
 import { PacketAnnouncer } from './lan/announce';
 import { LanCitizen } from './citizen';
 import { reconcile } from './driver/reconcile';
@@ -66,21 +63,6 @@ export const PLUGIN_NAMES = [...DRIVER_KINDS.map((kind) => `lanplug-${kind}`), I
 /** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
 function asJson(value: object): JsonObject {
   return JSON.parse(JSON.stringify(value)) as JsonObject;
-}
-
-/**
- * Addresses lanplug knows to be in use beside the pools' claims: every
- * endpoint's (Docker's default IPAM hands those out), every network's
- * gateway, and what the LAN was seen using. Read once per CNI allocation.
- */
-function addressesInUse(store: SqliteStore, conflicts: LanConflicts): (address: IpAddress) => boolean {
-  const held = new Set<string>();
-  for (const endpoint of store.listAllEndpoints())
-    for (const prefix of [endpoint.ipv4, endpoint.ipv6]) if (prefix !== null) held.add(prefix.address.text);
-  for (const network of store.listNetworks())
-    for (const subnet of [...network.spec.ipv4, ...network.spec.ipv6])
-      if (subnet.gateway !== null) held.add(subnet.gateway.text);
-  return (address) => held.has(address.text) || conflicts.isKnownTaken(address);
 }
 
 export interface RunningDaemon {
@@ -132,13 +114,15 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     dhcp.resume();
     keeper.start(DHCP_WATCH_MS);
 
+    const attachments = cniAttachments(driver, rtnl, store, log, conflicts);
     const engine = new DockerEngine(options.dockerSocket);
     let checking: Promise<unknown> = Promise.resolve();
     const recheck = (dryRun: boolean, graceMs = options.forgottenGraceMs): Promise<Record<string, unknown>> => {
       const run = checking.then(async () => {
         const forgotten = await dropForgottenRows(driver, engine, log, { dryRun, graceMs });
+        const vanished = attachments.collectVanished(dryRun);
         const reconciled = reconcile(rtnl, store, log, { dryRun });
-        return { Reconcile: reconciled, Forgotten: forgotten };
+        return { Reconcile: reconciled, Forgotten: forgotten, Vanished: vanished };
       });
       checking = run.catch(() => undefined);
       return run;
@@ -182,8 +166,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
 
     if (options.cniSocket !== null) {
-      const ranges = new RangeAllocator(store, () => addressesInUse(store, conflicts));
-      const attachments = new SandboxAttachments(driver, rtnl, store, ranges, log);
       const cni = await CniServer.listen(options.cniSocket, (invocation) => runCni(invocation, attachments, log), log);
       closers.push(() => cni.close());
     }

@@ -8,6 +8,7 @@ import { CONTROL_SOCKET_NAME } from '../api/control';
 import { DockerEngine } from '../api/docker/engine';
 import { dropForgottenRows, type ForgottenReport } from '../api/docker/forgotten';
 import { unixHttp } from '../api/unix-http';
+import { cniAttachments } from '../driver/attachments';
 import { NetworkDriver } from '../driver/network-driver';
 import { reconcile, type ReconcileReport } from '../driver/reconcile';
 import { LanplugError } from '../errors';
@@ -20,6 +21,8 @@ import { checkStateDir } from '../state/state-dir';
 export interface GcResult {
   Reconcile: ReconcileReport;
   Forgotten: ForgottenReport;
+  /** CNI attachments whose namespace is gone (absent from daemons before the CNI front end). */
+  Vanished?: string[];
 }
 
 export async function runGc(
@@ -50,7 +53,8 @@ export async function runGc(
       const log = createLogger('error');
       const driver = new NetworkDriver(rtnl, store, log);
       const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), log, { dryRun, graceMs });
-      return { Reconcile: reconcile(rtnl, store, log, { dryRun }), Forgotten: forgotten };
+      const vanished = cniAttachments(driver, rtnl, store, log).collectVanished(dryRun);
+      return { Reconcile: reconcile(rtnl, store, log, { dryRun }), Forgotten: forgotten, Vanished: vanished };
     } finally {
       rtnl.close();
       store.close();
@@ -71,6 +75,7 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
     lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${id.slice(0, 12)}: Docker no longer knows it`);
   for (const id of f.endpoints)
     lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${id.slice(0, 12)}: Docker no longer knows it`);
+  for (const what of result.Vanished ?? []) lines.push(`${dryRun ? 'would remove' : 'removed'} ${what}`);
   const r = result.Reconcile;
   const failed = r.actions.filter((a) => a.outcome === 'failed').length;
   lines.push(

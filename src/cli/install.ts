@@ -19,6 +19,7 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { LanplugError } from '../errors';
+import { installCniExecutables, uninstallCniExecutables } from '../install/cni';
 import { MARKER, SERVICE, SOCKET_UNITS, unitFiles, type UnitSettings } from '../install/units';
 
 export const UNIT_DIR = '/etc/systemd/system';
@@ -27,11 +28,15 @@ export interface InstallOptions {
   root: string;
   dryRun: boolean;
   settings: UnitSettings;
+  /** Also the CNI plugins, built for the daemon's CNI socket. */
+  cni: { packageRoot: string; socket: string } | null;
 }
 
-/** Writes and enables the units; returns what it did (or, with dryRun, would do), one line each. */
+/** Writes and enables the units (and the CNI plugins); returns what it did (or, with dryRun, would do), one line each. */
 export function install(options: InstallOptions): string[] {
-  const done: string[] = [];
+  // The CNI plugins first: a compiler that is missing stops the install before anything is written.
+  const done: string[] =
+    options.cni === null ? [] : installCniExecutables({ root: options.root, dryRun: options.dryRun, ...options.cni });
   const dir = join(options.root, UNIT_DIR);
   for (const unit of unitFiles(options.settings)) {
     const path = join(dir, unit.name);
@@ -90,6 +95,7 @@ export function uninstall(options: { root: string; dryRun: boolean }): string[] 
     }
   }
   if (!options.dryRun && systemdRunsHere(options.root)) systemctl(['daemon-reload']);
+  done.push(...uninstallCniExecutables(options.root, options.dryRun));
   return done;
 }
 

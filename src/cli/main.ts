@@ -33,8 +33,9 @@ commands:
   doctor     check this host: kernel features, dockerd, sockets, state   [--json]
              [--state-dir DIR] [--plugin-dir DIR] [--docker-host URL]
   install    write and enable systemd units (service + socket activation)
+             [--cni: also the CNI plugins lanplug-macvlan, lanplug-ipvlan in /opt/cni/bin (needs cc)]
              [--dry-run] [--root DIR] [--state-dir DIR] [--plugin-dir DIR] [--log-level LEVEL]
-  uninstall  remove exactly what install wrote   [--dry-run] [--root DIR]
+  uninstall  remove exactly what install wrote (units, CNI plugins)   [--dry-run] [--root DIR]
   help       show this text
 
 defaults: --state-dir ${DEFAULT_STATE_DIR}  --plugin-dir ${DEFAULT_PLUGIN_DIR}  --docker-host ${DEFAULT_DOCKER_HOST}`;
@@ -131,7 +132,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'install': {
         const flags = parseFlags('install', rest, {
           values: { ...STATE, ...PLUGINS, '--log-level': 'info', '--root': '/' },
-          switches: ['--dry-run'],
+          switches: ['--dry-run', '--cni'],
         });
         const level = flags.value('--log-level');
         if (parseLevel(level) === null)
@@ -145,6 +146,9 @@ export async function main(argv: readonly string[]): Promise<number> {
             pluginDir: flags.value('--plugin-dir'),
             logLevel: level,
           },
+          cni: flags.on('--cni')
+            ? { packageRoot: packageRoot(), socket: join(flags.value('--state-dir'), CNI_SOCKET_NAME) }
+            : null,
         });
         process.stdout.write(`${lines.join('\n')}\n`);
         return 0;
@@ -181,9 +185,14 @@ function seconds(text: string, flag: string): number {
   return value;
 }
 
+/** The package this code runs from (dist/src/cli -> the root holding bin/ and native/). */
+function packageRoot(): string {
+  return resolve(__dirname, '..', '..', '..');
+}
+
 /** The `bin/lanplug` script this code runs from: what the service's ExecStart runs. */
 function lanplugProgram(): string {
-  return resolve(__dirname, '..', '..', '..', 'bin', 'lanplug');
+  return join(packageRoot(), 'bin', 'lanplug');
 }
 
 if (require.main === module) {

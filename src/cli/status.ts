@@ -10,16 +10,20 @@ export function formatStatus(stateDir: string): string {
     const networks = store.listNetworks();
     const lines: string[] = [];
     if (networks.length === 0) lines.push('no lanplug networks');
-    for (const { spec, parentCreated } of networks) {
+    for (const { spec, parentCreated, cniName } of networks) {
       const mode = spec.mode.kind === 'macvlan' ? spec.mode.mode : `${spec.mode.mode}/${spec.mode.flag}`;
       const subnets =
         spec.dhcp !== null ? 'dhcp' : [...spec.ipv4, ...spec.ipv6].map((s) => formatPrefix(s.pool)).join(',');
       lines.push(
-        `${shortId(spec.networkId)}  lanplug-${spec.mode.kind}  mode=${mode}  parent=${spec.parent.name}${parentCreated ? ' (created by lanplug)' : ''}  subnets=${subnets || '-'}${spec.internal ? '  internal' : ''}`,
+        `${cniName === undefined ? shortId(spec.networkId) : `cni:${cniName}`}  lanplug-${spec.mode.kind}  mode=${mode}  parent=${spec.parent.name}${parentCreated ? ' (created by lanplug)' : ''}  subnets=${subnets || '-'}${spec.internal ? '  internal' : ''}`,
       );
       for (const ep of store.listEndpoints(spec.networkId)) {
         const addresses = [ep.ipv4, ep.ipv6].flatMap((a) => (a === null ? [] : [formatPrefix(a)])).join(',');
-        lines.push(`  endpoint ${shortId(ep.endpointId)}  link=${ep.linkName}  mac=${ep.mac ?? '-'}  ${addresses}`);
+        const where =
+          ep.sandbox === undefined
+            ? `link=${ep.linkName}`
+            : `container=${shortId(ep.sandbox.containerId)}  ${ep.sandbox.ifname} in ${ep.sandbox.netns}`;
+        lines.push(`  endpoint ${shortId(ep.endpointId)}  ${where}  mac=${ep.mac ?? '-'}  ${addresses}`);
         const record = store.getLease(spec.networkId, ep.endpointId);
         for (const lease of record?.leases ?? [])
           if (record !== null) lines.push(`    ${describeLease(record, lease)}`);

@@ -12,13 +12,14 @@
  * interleave, so no address can be handed out twice between a check and a claim.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../errors';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import type { AddressRange } from '../model/ipam';
 import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
-import { cniAddressSpace, type RangeAllocation, type RangeAllocator } from '../ipam/ranges';
+import { cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
 import { shortId } from './names';
@@ -189,6 +190,35 @@ export class SandboxAttachments {
     return removed;
   }
 
+  /**
+   * Attachments whose namespace is gone without a DEL (a runtime killed, a
+   * host rebooted: runtimes keep netns files under /run): their addresses
+   * go back to the pool and the network with its last attachment. Run with
+   * the reconcile; GC from a runtime does the same for what it knows.
+   */
+  collectVanished(dryRun: boolean): string[] {
+    const found: string[] = [];
+    for (const network of this.driver.listNetworks()) {
+      const name = network.cniName;
+      if (name === undefined) continue;
+      const teardown = new Teardown();
+      for (const endpoint of this.store.listEndpoints(network.spec.networkId)) {
+        const sandbox = endpoint.sandbox;
+        if (sandbox === undefined || existsSync(sandbox.netns)) continue;
+        found.push(`cni:${name} container ${shortId(sandbox.containerId)} ${sandbox.ifname}: ${sandbox.netns} is gone`);
+        if (!dryRun) this.removeEndpoint(teardown, name, endpoint, null);
+      }
+      if (!dryRun) teardown.step('remove the network', () => this.dropNetworkIfUnused(network.spec.networkId, name));
+      for (const failure of teardown.failed)
+        this.log.warn('could not remove an attachment whose namespace is gone', {
+          network: name,
+          error: failure.message,
+        });
+    }
+    if (found.length > 0) this.log.info('attachments whose namespace is gone', { count: found.length, dryRun });
+    return found;
+  }
+
   /** STATUS: ready for an ADD when the parent is there and up. */
   ready(options: Readonly<Record<string, string>>): void {
     const parent = this.parentName(options);
@@ -309,4 +339,35 @@ function checkOneAddressPerFamily(sets: readonly (readonly AddressRange[])[]): v
 
 function gatewayOfFamily(claims: readonly RangeAllocation[], family: 4 | 6): IpAddress | null {
   return claims.find((c) => c.address.address.family === family)?.gateway ?? null;
+}
+
+/**
+ * Addresses lanplug knows to be in use beside the pools' claims: every
+ * endpoint's (Docker's default IPAM hands those out), every network's
+ * gateway, and what the LAN was seen using. Read once per CNI allocation.
+ */
+function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddress) => boolean {
+  const held = new Set<string>();
+  for (const endpoint of store.listAllEndpoints())
+    for (const prefix of [endpoint.ipv4, endpoint.ipv6]) if (prefix !== null) held.add(prefix.address.text);
+  for (const network of store.listNetworks())
+    for (const subnet of [...network.spec.ipv4, ...network.spec.ipv6])
+      if (subnet.gateway !== null) held.add(subnet.gateway.text);
+  return (address) => held.has(address.text) || (lan?.isKnownTaken(address) ?? false);
+}
+
+/** What the LAN is known to use (the daemon's LAN watch); none for an offline `lanplug gc`. */
+export interface KnownTaken {
+  isKnownTaken(address: IpAddress): boolean;
+}
+
+/** The CNI attachments over a driver and store, allocating around everything in use. */
+export function cniAttachments(
+  driver: NetworkDriver,
+  rtnl: Rtnl,
+  store: Store & IpamStore,
+  log: Logger,
+  lan: KnownTaken | null = null,
+): SandboxAttachments {
+  return new SandboxAttachments(driver, rtnl, store, new RangeAllocator(store, () => addressesInUse(store, lan)), log);
 }

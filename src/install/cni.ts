@@ -5,7 +5,7 @@
  * it reaches the daemon on is compiled in (LANPLUG_CNI_SOCKET overrides it).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { invalidArgument, LanplugError } from '../errors';
 
@@ -13,6 +13,9 @@ import { invalidArgument, LanplugError } from '../errors';
 export const CNI_EXECUTABLES = ['lanplug-macvlan', 'lanplug-ipvlan'] as const;
 /** Where CNI runtimes look: containerd/nerdctl, Kubernetes and upstream Podman; Debian's Podman. */
 export const CNI_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'] as const;
+
+/** A string every build of the executable carries: how uninstall knows its own files. */
+export const CNI_IDENTITY = 'lanplug CNI executable (native/cni-shim.c)';
 
 /** The C source, beside the compiled JavaScript's package root (dist/src/install -> native/). */
 export function shimSource(packageRoot: string): string {
@@ -36,4 +39,70 @@ export function buildCniExecutable(packageRoot: string, out: string, socket: str
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? String(err);
     throw new LanplugError('Internal', `building the CNI plugin failed: ${stderr}`);
   }
+}
+
+export interface CniInstallOptions {
+  root: string;
+  dryRun: boolean;
+  packageRoot: string;
+  /** The daemon's CNI socket, compiled into the executable. */
+  socket: string;
+}
+
+/**
+ * Builds the executable once and puts it, under each plugin name, in
+ * /opt/cni/bin (made if missing) and in /usr/lib/cni where that exists
+ * (Debian's reference plugins, where Debian's Podman looks first). A file
+ * of that name that is not lanplug's is never replaced.
+ */
+export function installCniExecutables(options: CniInstallOptions): string[] {
+  const done: string[] = [];
+  const dirs = CNI_BIN_DIRS.map((dir) => join(options.root, dir)).filter((dir, i) => i === 0 || existsSync(dir));
+  for (const dir of dirs)
+    for (const name of CNI_EXECUTABLES) {
+      const path = join(dir, name);
+      if (existsSync(path) && !isLanplugExecutable(path))
+        throw new LanplugError(
+          'Conflict',
+          `${path} exists and is not lanplug's CNI executable; remove or rename it first`,
+        );
+    }
+  if (options.dryRun) {
+    for (const dir of dirs)
+      for (const name of CNI_EXECUTABLES) done.push(`would build ${join(dir, name)} (socket ${options.socket})`);
+    return done;
+  }
+  const [first, ...others] = dirs.flatMap((dir) => CNI_EXECUTABLES.map((name) => join(dir, name)));
+  if (first === undefined) return done;
+  mkdirSync(join(options.root, CNI_BIN_DIRS[0]), { recursive: true, mode: 0o755 });
+  buildCniExecutable(options.packageRoot, first, options.socket);
+  chmodSync(first, 0o755);
+  done.push(`built ${first} (reaches the daemon at ${options.socket})`);
+  for (const path of others) {
+    copyFileSync(first, path);
+    chmodSync(path, 0o755);
+    done.push(`wrote ${path}`);
+  }
+  return done;
+}
+
+/** Removes lanplug's executables from the CNI directories; anything else is left alone. */
+export function uninstallCniExecutables(root: string, dryRun: boolean): string[] {
+  const done: string[] = [];
+  for (const dir of CNI_BIN_DIRS)
+    for (const name of CNI_EXECUTABLES) {
+      const path = join(root, dir, name);
+      if (!existsSync(path)) continue;
+      if (!isLanplugExecutable(path)) {
+        done.push(`kept ${path}: not lanplug's CNI executable`);
+        continue;
+      }
+      if (!dryRun) rmSync(path);
+      done.push(`${dryRun ? 'would remove' : 'removed'} ${path}`);
+    }
+  return done;
+}
+
+function isLanplugExecutable(path: string): boolean {
+  return readFileSync(path).includes(Buffer.from(CNI_IDENTITY));
 }

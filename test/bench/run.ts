@@ -13,6 +13,7 @@ import { startLanplug } from '../lab/lanplug';
 import { nsExecArgv } from '../lab/ns';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
+import { buildCniExecutable } from '../../src/install/cni';
 import { openRtnl } from '../../src/link/rtnl';
 import { startDhcpServer } from '../lab/dhcp-server';
 import { coldStarts } from './cold-start';
@@ -56,22 +57,36 @@ function kernelFloor(results: Results, host: DockerHost): void {
   }
 }
 
-function referenceCni(results: Results, host: DockerHost): Row[] {
+/** ADD and DEL exec'd as a runtime does: the reference macvlan + host-local, and lanplug's CNI executable. */
+function cniPeers(results: Results, host: DockerHost, lanplugSocket: string): Row[] {
   if (!existsSync(join(REFERENCE_CNI_DIR, 'macvlan'))) {
     process.stderr.write(`bench: no reference CNI plugins in ${REFERENCE_CNI_DIR}; skipping the peer\n`);
     return [];
   }
   const state = mkdtempSync(join(tmpdir(), 'lanplug-bench-cni-'));
   try {
+    const lanplugPlugin = join(state, 'lanplug-macvlan');
+    buildCniExecutable(repoRoot(), lanplugPlugin, lanplugSocket);
     const script = join(repoRoot(), 'dist', 'test', 'bench', 'cni-timer.js');
-    const out = runOk(
-      nsExecArgv(host.ns, [process.execPath, script, REFERENCE_CNI_DIR, 'eth0', String(CNI_CYCLES), state]),
-      { timeoutMs: 300_000 },
-    );
-    const { add, del } = JSON.parse(out) as { add: number[]; del: number[] };
+    const time = (kind: string, executable: string): { add: number[]; del: number[] } =>
+      JSON.parse(
+        // In the daemon's mount namespace, as a runtime on that host: the namespaces it makes are visible there.
+        runOk(
+          nsExecArgv(
+            host.ns,
+            [process.execPath, script, kind, executable, 'eth0', String(CNI_CYCLES), state],
+            host.mntNs,
+          ),
+          { timeoutMs: 300_000 },
+        ),
+      ) as { add: number[]; del: number[] };
+    const reference = time('reference', join(REFERENCE_CNI_DIR, 'macvlan'));
+    const lanplug = time('lanplug', lanplugPlugin);
     return [
-      results.add('per container', 'reference CNI macvlan + host-local ADD (exec)', add),
-      results.add('per container', 'reference CNI macvlan + host-local DEL (exec)', del),
+      results.add('per container', 'reference CNI macvlan + host-local ADD (exec)', reference.add),
+      results.add('per container', 'reference CNI macvlan + host-local DEL (exec)', reference.del),
+      results.add('per container', 'lanplug CNI lanplug-macvlan + lanplug ADD (exec)', lanplug.add),
+      results.add('per container', 'lanplug CNI lanplug-macvlan + lanplug DEL (exec)', lanplug.del),
     ];
   } finally {
     rmSync(state, { recursive: true, force: true });
@@ -133,6 +148,14 @@ function judge(results: Results, cold: number[]): void {
       a >= 10 && d >= 10,
     );
   }
+  const cniAdd = row('lanplug CNI lanplug-macvlan + lanplug ADD (exec)');
+  const cniDel = row('lanplug CNI lanplug-macvlan + lanplug DEL (exec)');
+  if (add !== undefined && del !== undefined && cniAdd !== undefined && cniDel !== undefined)
+    results.judge(
+      "lanplug's CNI plugin at least as fast as the reference per ADD and per DEL (p50, exec to result)",
+      `ADD ${cniAdd.p50.toFixed(1)} ms against ${add.p50.toFixed(1)} ms, DEL ${cniDel.p50.toFixed(1)} ms against ${del.p50.toFixed(1)} ms`,
+      cniAdd.p50 <= add.p50 && cniDel.p50 <= del.p50,
+    );
 }
 
 async function main(): Promise<void> {
@@ -241,7 +264,7 @@ async function main(): Promise<void> {
 
     const attach0 = results.rows.find((r) => r.what === 'attach (CreateEndpoint + Join), 0 alive');
     const detach0 = results.rows.find((r) => r.what === 'detach (Leave + DeleteEndpoint), 0 alive');
-    referenceCni(results, host);
+    cniPeers(results, host, join(plugin.stateDir, 'cni.sock'));
     if (attach0 !== undefined && detach0 !== undefined) {
       results.rows.push({ ...attach0, section: 'per container', what: 'lanplug attach (CreateEndpoint + Join)' });
       results.rows.push({ ...detach0, section: 'per container', what: 'lanplug detach (Leave + DeleteEndpoint)' });

@@ -191,6 +191,21 @@ test('DEL after the namespace is gone succeeds and frees the address', async () 
   dropSandbox(again.ns);
 });
 
+test('an attachment whose namespace vanished without a DEL is removed by lanplug gc, its address freed', async () => {
+  const sb = newSandbox();
+  const address = resultAddress(await add(sb));
+  dropSandbox(sb.ns); // the runtime died: no DEL ever comes
+  const gc = await daemon.cli(['gc', '--state-dir', daemon.stateDir, '--docker-host', 'unix:///nonexistent.sock']);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.match(gc.stdout, new RegExp(`removed cni:labnet container ${sb.id.slice(0, 12)} eth0: ${sb.path} is gone`));
+  const status = await daemon.cli(['status', '--state-dir', daemon.stateDir]);
+  assert.doesNotMatch(status.stdout, /cni:labnet/);
+  const again = newSandbox();
+  assert.equal(resultAddress(await add(again)), address);
+  assert.equal((await del(again)).code, 0);
+  dropSandbox(again.ns);
+});
+
 test('errors carry the spec codes: bad JSON 6, missing CNI_IFNAME 4, unknown version 1, bad master 7', async () => {
   const sb = newSandbox();
   const badJson = await add(sb, '{"cniVersion": ');

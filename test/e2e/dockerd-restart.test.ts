@@ -80,20 +80,27 @@ for (const [index, mode] of ['without --live-restore', 'with --live-restore'].en
       'dhcp',
     ]);
     const mac = `02:00:00:00:01:0${index}`;
-    host.dockerOk([
-      'run',
-      '-d',
-      '--restart=always',
-      '--network',
-      'dhcp',
-      '--mac-address',
-      mac,
-      '--name',
-      'd1',
-      'alpine:latest',
-      'sleep',
-      '3600',
-    ]);
+    // Seen once in a full CI run (host 2, never alone): no answer from dnsmasq within 10 s. Say what both ends saw.
+    const explain = (err: unknown): Error =>
+      new Error(
+        `${err instanceof Error ? err.message : String(err)}\n--- dnsmasq:\n${tail(server.log(), 30)}\n--- lanplug:\n${tail(entry.plugin.stderr(), 30)}`,
+      );
+    runOrExplain(explain, () =>
+      host.dockerOk([
+        'run',
+        '-d',
+        '--restart=always',
+        '--network',
+        'dhcp',
+        '--mac-address',
+        mac,
+        '--name',
+        'd1',
+        'alpine:latest',
+        'sleep',
+        '3600',
+      ]),
+    );
     const leased = containerNetwork(host, 'd1', 'dhcp').IPAddress;
     const before = ['r1', 'r2'].map((n) => containerNetwork(host, n, 'lan'));
     const startedAt = ['r1', 'r2'].map((n) => host.dockerOk(['inspect', '-f', '{{.State.StartedAt}}', n]).trim());
@@ -131,4 +138,16 @@ for (const [index, mode] of ['without --live-restore', 'with --live-restore'].en
     }
     assertNoLanplugLinks(host);
   });
+}
+
+function tail(text: string, lines: number): string {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+function runOrExplain<T>(explain: (err: unknown) => Error, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw explain(err);
+  }
 }

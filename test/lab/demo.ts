@@ -7,7 +7,9 @@
  */
 import { createDockerHost, type DockerHost } from './docker-host';
 import { startDhcpServer } from './dhcp-server';
-import { createLan } from './lan';
+import { createLan, type Lan } from './lan';
+import { lanHostNs } from './names';
+import { buildCniExecutable } from '../../src/install/cni';
 import { startLanplug } from './lanplug';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,6 +41,77 @@ function hostCommand(host: DockerHost, argv: string[], mayFail = false): void {
 function networksSection(out: string): string {
   const [container] = JSON.parse(out) as { NetworkSettings: { Networks: unknown } }[];
   return `...\n"Networks": ${JSON.stringify(container?.NetworkSettings.Networks, null, 4)}\n...\n`;
+}
+
+/**
+ * The CNI front end: a runtime's ADD and DEL, made exactly as libcni makes
+ * them (CNI_* variables, the configuration on stdin), into a namespace that
+ * plays a Podman or Kubernetes pod.
+ */
+function cniStep(lan: Lan, host: DockerHost, stateDir: string): void {
+  step('CNI: the same daemon serves Podman, containerd and Kubernetes. `lanplug install --cni` builds the');
+  step('plugins (lanplug-macvlan, lanplug-ipvlan) into /opt/cni/bin; a conflist written for the reference');
+  step('macvlan + host-local works with its two types changed. Here is the call a runtime makes for a pod:');
+  const plugin = join(lan.dir, 'lanplug-macvlan');
+  buildCniExecutable(repoRoot(), plugin, join(stateDir, 'cni.sock'));
+  // Made where the daemon and dockerd run (the lab's private mount namespace), as a runtime on that host would.
+  const pod = lanHostNs(lan.id, 'pod');
+  host.execOk(['ip', 'netns', 'add', pod]);
+  try {
+    const conf = {
+      cniVersion: '1.0.0',
+      name: 'demo-lan',
+      type: 'lanplug-macvlan',
+      master: 'eth0',
+      ipam: {
+        type: 'lanplug',
+        subnet: '172.16.86.0/24',
+        rangeStart: '172.16.86.150',
+        rangeEnd: '172.16.86.159',
+        gateway: '172.16.86.1',
+        routes: [{ dst: '0.0.0.0/0' }],
+      },
+    };
+    const call = (command: string): string => {
+      process.stdout.write(
+        `
+$ CNI_COMMAND=${command} CNI_CONTAINERID=pod1 CNI_NETNS=/run/netns/${pod} CNI_IFNAME=eth0 /opt/cni/bin/lanplug-macvlan < demo-lan.conf
+`,
+      );
+      const r = host.exec([plugin], {
+        env: {
+          PATH: process.env['PATH'],
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: 'pod1',
+          CNI_NETNS: `/run/netns/${pod}`,
+          CNI_IFNAME: 'eth0',
+        },
+        input: JSON.stringify(conf),
+      });
+      if (r.status !== 0) throw new Error(`CNI ${command} failed: ${r.stdout}${r.stderr}`);
+      return r.stdout;
+    };
+    process.stdout.write(`
+# demo-lan.conf:
+${JSON.stringify(conf, null, 2)}
+`);
+    const result = call('ADD');
+    process.stdout.write(JSON.stringify(JSON.parse(result), null, 2) + '\n');
+    process.stdout.write(`
+[pod]$ ip addr show eth0; ping -c 1 172.16.86.10
+`);
+    process.stdout.write(host.execOk(['ip', '-n', pod, 'addr', 'show', 'eth0']));
+    process.stdout.write(
+      host.execOk(['nsenter', `--net=/run/netns/${pod}`, 'ping', '-c', '1', '-W', '2', '172.16.86.10']),
+    );
+    hostCommand(host, [process.execPath, LANPLUG, 'status', '--state-dir', stateDir]);
+    call('DEL');
+    process.stdout.write(
+      '(DEL answers nothing on success; the link and the address are gone, and the network with them)\n',
+    );
+  } finally {
+    host.exec(['ip', 'netns', 'del', pod]);
+  }
 }
 
 async function main(): Promise<void> {
@@ -166,6 +239,8 @@ async function main(): Promise<void> {
     show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
     show(host, ['rm', '-f', 'printer-app']);
     dhcpServer.stop();
+
+    cniStep(lan, host, plugin.stateDir);
 
     step('lanplug doctor: what this host can do and whether lanplug is healthy on it.');
     hostCommand(

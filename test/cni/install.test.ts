@@ -1,0 +1,65 @@
+/**
+ * `lanplug install --cni`: the CNI plugins built with the host's compiler
+ * and put where runtimes look, answering VERSION as installed; a file of
+ * that name that is not lanplug's is never replaced; uninstall removes
+ * exactly lanplug's. Into a test root: nothing on the machine is touched.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../support/repo';
+
+function lanplug(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'lanplug'), ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('install --cni builds the plugins into /opt/cni/bin and /usr/lib/cni; uninstall removes only them', () => {
+  const root = mkdtempSync(join(tmpdir(), 'lanplug-cni-root-'));
+  try {
+    mkdirSync(join(root, 'usr/lib/cni'), { recursive: true });
+    writeFileSync(join(root, 'usr/lib/cni/macvlan'), 'the reference plugin');
+    const out = lanplug('install', '--cni', '--root', root, '--state-dir', '/var/lib/lanplug');
+    assert.equal(out.code, 0, out.stderr);
+    for (const dir of ['opt/cni/bin', 'usr/lib/cni'])
+      for (const name of ['lanplug-macvlan', 'lanplug-ipvlan']) {
+        const plugin = join(root, dir, name);
+        const version = spawnSync(plugin, [], { env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
+        assert.equal(version.status, 0, `${plugin}: ${version.stderr}`);
+        assert.match(version.stdout, /"supportedVersions":\["0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"\]/);
+      }
+    // Without a daemon the installed plugin says where it looked: the state directory's socket.
+    const add = spawnSync(join(root, 'opt/cni/bin/lanplug-macvlan'), [], {
+      env: { CNI_COMMAND: 'ADD' },
+      input: '{}',
+      encoding: 'utf8',
+    });
+    assert.match(add.stdout, /"code":11,.*connect \/var\/lib\/lanplug\/cni\.sock/);
+
+    const removed = lanplug('uninstall', '--root', root);
+    assert.equal(removed.code, 0, removed.stderr);
+    assert.equal(existsSync(join(root, 'opt/cni/bin/lanplug-macvlan')), false);
+    assert.equal(existsSync(join(root, 'usr/lib/cni/lanplug-ipvlan')), false);
+    assert.equal(readFileSync(join(root, 'usr/lib/cni/macvlan'), 'utf8'), 'the reference plugin');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test("install --cni refuses to replace a file that is not lanplug's, and writes nothing", () => {
+  const root = mkdtempSync(join(tmpdir(), 'lanplug-cni-root-'));
+  try {
+    mkdirSync(join(root, 'opt/cni/bin'), { recursive: true });
+    writeFileSync(join(root, 'opt/cni/bin/lanplug-ipvlan'), 'someone else');
+    const out = lanplug('install', '--cni', '--root', root);
+    assert.equal(out.code, 1);
+    assert.match(out.stderr, /lanplug-ipvlan exists and is not lanplug's CNI executable/);
+    assert.equal(existsSync(join(root, 'opt/cni/bin/lanplug-macvlan')), false);
+    assert.equal(existsSync(join(root, 'etc/systemd/system/lanplug.service')), false);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,100 @@
+/**
+ * lanplug's CNI plugin where the kernel has ipvlan and 8021q (Debian's, in
+ * the VM): `lanplug-ipvlan` in l2 puts a namespace on the lab LAN with the
+ * parent's MAC and its own address, reaching the gateway; a `master` of
+ * `eth0.<id>` makes the 802.1Q parent at the first ADD and removes it with
+ * the last DEL, as `-o parent=eth0.<id>` does for Docker.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { createLan, type Lan, type LanHost } from '../../lab/lan';
+import { lanHostNs } from '../../lab/names';
+import { addNetns, delNetns } from '../../lab/ns';
+import { DaemonLab } from '../../support/daemon';
+import { buildPlugin, runPlugin } from '../../support/cni';
+
+const GATEWAY = '172.16.86.1';
+let lan: Lan;
+let host: LanHost;
+let daemon: DaemonLab;
+let plugin: string;
+const made: string[] = [];
+
+function conf(master: string, subnet: string): string {
+  return JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `ipv-${master.replace('.', '-')}`,
+    type: 'lanplug-ipvlan',
+    master,
+    mode: 'l2',
+    ipam: { type: 'lanplug', subnet, rangeStart: subnet.replace('0/24', '100'), routes: [{ dst: '0.0.0.0/0' }] },
+  });
+}
+
+function sandbox(name: string): string {
+  const ns = lanHostNs(lan.id, name);
+  addNetns(ns);
+  made.push(ns);
+  return `/run/netns/${ns}`;
+}
+
+function ip(...args: string[]): string {
+  return execFileSync('ip', args, { encoding: 'utf8' });
+}
+
+before(async () => {
+  lan = createLan();
+  host = lan.addLanHost('host', '172.16.86.2/24', { gateway: GATEWAY });
+  daemon = new DaemonLab(host.ns);
+  plugin = buildPlugin(join(daemon.stateDir, 'cni.sock'));
+  await daemon.start();
+});
+
+after(() => {
+  for (const ns of made) delNetns(ns);
+  daemon?.close();
+  lan?.destroy();
+});
+
+test('lanplug-ipvlan l2: the parent MAC, an address from the range, the gateway reached; DEL takes it away', async () => {
+  const netns = sandbox('ipv1');
+  const env = { LANPLUG_CNI_SOCKET: join(daemon.stateDir, 'cni.sock') };
+  const call = { containerId: 'ipvlan1container', netns, ifname: 'eth0', env };
+  const added = await runPlugin(plugin, { command: 'ADD', ...call }, conf('eth0', '172.16.86.0/24'));
+  assert.equal(added.code, 0, added.stdout);
+  const ips = added.json?.['ips'] as { address: string }[];
+  assert.equal(ips[0]?.address, '172.16.86.100/24');
+  const parentMac = (JSON.parse(ip('-n', host.ns, '-j', 'link', 'show', 'eth0')) as { address: string }[])[0]?.address;
+  const inside = JSON.parse(ip('-n', netns.slice('/run/netns/'.length), '-j', 'link', 'show', 'eth0')) as {
+    address: string;
+    linkinfo?: { info_kind: string };
+  }[];
+  assert.equal(inside[0]?.address, parentMac, 'ipvlan: the parent MAC');
+  execFileSync('nsenter', [`--net=${netns}`, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+  const deleted = await runPlugin(plugin, { command: 'DEL', ...call }, conf('eth0', '172.16.86.0/24'));
+  assert.equal(deleted.code, 0, deleted.stdout);
+  assert.doesNotMatch(ip('-n', netns.slice('/run/netns/'.length), 'link', 'show'), /eth0/);
+});
+
+test('master eth0.30: the 802.1Q parent is made at the first ADD and removed with the last DEL', async () => {
+  const env = { LANPLUG_CNI_SOCKET: join(daemon.stateDir, 'cni.sock') };
+  const calls = ['vl1', 'vl2'].map((name) => ({
+    containerId: `${name}container`,
+    netns: sandbox(name),
+    ifname: 'eth0',
+    env,
+  }));
+  for (const call of calls) {
+    const out = await runPlugin(plugin, { command: 'ADD', ...call }, conf('eth0.30', '10.30.0.0/24'));
+    assert.equal(out.code, 0, out.stdout);
+  }
+  assert.match(ip('-n', host.ns, '-d', 'link', 'show', 'eth0.30'), /vlan protocol 802.1Q id 30/);
+  const [first, second] = calls;
+  assert.ok(first !== undefined && second !== undefined);
+  assert.equal((await runPlugin(plugin, { command: 'DEL', ...first }, conf('eth0.30', '10.30.0.0/24'))).code, 0);
+  assert.match(ip('-n', host.ns, 'link', 'show'), /eth0\.30@eth0/, 'kept while an attachment uses it');
+  assert.equal((await runPlugin(plugin, { command: 'DEL', ...second }, conf('eth0.30', '10.30.0.0/24'))).code, 0);
+  assert.doesNotMatch(ip('-n', host.ns, 'link', 'show'), /eth0\.30/, 'gone with the last DEL');
+});
