@@ -49,6 +49,8 @@ export interface DaemonOptions {
   forgottenGraceMs: number;
   /** The socket lanplug's CNI executables talk to; null: no CNI front end. */
   cniSocket: string | null;
+  /** How long a CNI network stays without attachments before it is removed. */
+  cniIdleMs: number;
   log: Logger;
 }
 
@@ -114,7 +116,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     dhcp.resume();
     keeper.start(DHCP_WATCH_MS);
 
-    const attachments = cniAttachments(driver, rtnl, store, log, conflicts);
+    const attachments = cniAttachments(driver, rtnl, store, log, { lan: conflicts, idleMs: options.cniIdleMs });
+    closers.push(() => attachments.stop());
     const engine = new DockerEngine(options.dockerSocket);
     let checking: Promise<unknown> = Promise.resolve();
     const recheck = (dryRun: boolean, graceMs = options.forgottenGraceMs): Promise<Record<string, unknown>> => {

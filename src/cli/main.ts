@@ -27,6 +27,7 @@ commands:
              [--docker-host unix:///var/run/docker.sock] [--recheck-interval SECONDS (0: off)]
              [--grace-seconds N: a row Docker does not know counts as forgotten once N s old]
              [--cni-socket PATH|off: where lanplug's CNI plugins reach the daemon; default STATE-DIR/cni.sock]
+             [--cni-network-idle SECONDS: a CNI network without attachments is removed after this; default 60]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
@@ -62,6 +63,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
       '--recheck-interval': DEFAULT_RECHECK_SECONDS,
       '--grace-seconds': DEFAULT_GRACE_SECONDS,
       '--cni-socket': '',
+      '--cni-network-idle': '60',
     },
   });
   const level = parseLevel(flags.value('--log-level'));
@@ -78,6 +80,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
     recheckMs: recheck * 1000,
     forgottenGraceMs: seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000,
     cniSocket: cniSocketPath(flags.value('--cni-socket'), flags.value('--state-dir')),
+    cniIdleMs: seconds(flags.value('--cni-network-idle'), '--cni-network-idle') * 1000,
     log,
   });
   const shutdown = (signal: string): void => {

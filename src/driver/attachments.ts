@@ -5,8 +5,10 @@
  * moving the link into the container and configuring it — is done here.
  *
  * A CNI network has no create or remove of its own: it is made (as a lanplug
- * network with the configuration's `name`) at its first ADD, and removed with
- * its last attachment, taking any parent lanplug made for it along.
+ * network with the configuration's `name`) at its first ADD, and removed once
+ * it has had no attachment for `idleMs`, taking any parent lanplug made for it
+ * along. The wait keeps a runtime that starts and stops one container after
+ * another from paying for the network (its LAN eye, its parent) every time.
  *
  * Every operation is synchronous, as the driver's are: two ADDs never
  * interleave, so no address can be handed out twice between a check and a claim.
@@ -19,13 +21,14 @@ import type { Logger } from '../log';
 import type { AddressRange } from '../model/ipam';
 import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
+import { randomMac } from '../ipam/mac';
 import { cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
 import { shortId } from './names';
 import type { NetworkDriver } from './network-driver';
 import { OPT_PARENT } from './options';
-import { configureSandbox, inSandbox, moveIntoSandbox, removeFromSandbox, type SandboxRoute } from './sandbox';
+import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
 
 export interface AttachRequest {
   /** The CNI network configuration's `name`. */
@@ -33,6 +36,8 @@ export interface AttachRequest {
   driver: DriverKind;
   /** The configuration in `-o` vocabulary; without a parent the host's default-route link is used. */
   options: Readonly<Record<string, string>>;
+  /** As `--aux-address`: never handed out; `host`/`host6` are the host's own with host access. */
+  auxAddresses: ReadonlyMap<string, IpAddress>;
   /** One address from each set. */
   rangeSets: readonly (readonly AddressRange[])[];
   /** Routes in the container; a null gateway is the gateway of the address of the same family. */
@@ -61,13 +66,24 @@ export function attachmentId(networkName: string, containerId: string, ifname: s
 }
 
 export class SandboxAttachments {
+  /** Networks without attachments, by id: the timer that removes them. */
+  private readonly idle = new Map<string, NodeJS.Timeout>();
+
   constructor(
     private readonly driver: NetworkDriver,
     private readonly rtnl: Rtnl,
     private readonly store: Store & IpamStore,
     private readonly allocator: RangeAllocator,
     private readonly log: Logger,
+    /** How long a CNI network stays without attachments; 0 removes it with the last DEL. */
+    private readonly idleMs = 0,
   ) {}
+
+  /** Pending removals are dropped: the networks stay recorded, and the reconcile removes them later. */
+  stop(): void {
+    for (const timer of this.idle.values()) clearTimeout(timer);
+    this.idle.clear();
+  }
 
   attach(request: AttachRequest): Attached {
     const { sandbox, networkName, driver } = request;
@@ -76,6 +92,7 @@ export class SandboxAttachments {
     checkOneAddressPerFamily(request.rangeSets);
     const taken = inSandbox(sandbox.netns, (rtnl) => rtnl.getLink(sandbox.ifname) !== null);
     if (taken) throw conflict(`interface ${sandbox.ifname} already exists in ${sandbox.netns}`);
+    this.keepNetwork(networkId);
     if (this.store.getEndpoint(networkId, endpointId) !== null)
       throw conflict(
         `container ${sandbox.containerId} already has ${sandbox.ifname} on network ${networkName}; DEL it first`,
@@ -84,7 +101,7 @@ export class SandboxAttachments {
 
     let claims: RangeAllocation[] = [];
     let recorded = false;
-    let moved = false;
+    let moved = false; // the link may be in the namespace
     try {
       claims = this.store.transaction(() =>
         request.rangeSets.map((set) => this.allocator.allocate(networkName, set, request.requestedIps)),
@@ -96,15 +113,17 @@ export class SandboxAttachments {
         endpointId,
         ipv4,
         ipv6,
-        mac: request.mac,
+        // Random, as the reference plugin's: a MAC derived from the address (Docker's way) would clash with
+        // the link of a namespace the runtime has just deleted, which the kernel destroys a little later.
+        mac: request.mac ?? (driver === 'macvlan' ? randomMac() : null),
         sandbox,
       });
       recorded = true;
-      const { linkName } = this.driver.join(driver, networkId, endpointId);
-      const link = this.rtnl.getLink(linkName);
-      if (link === null) throw new LanplugError('Internal', `link ${linkName} vanished before it was moved`);
-      moveIntoSandbox(this.rtnl, link, sandbox.netns, sandbox.ifname);
+      // From here the namespace may hold our link (the ADD checked that it had none of that name).
       moved = true;
+      withNamespaceFd(sandbox.netns, (namespaceFd) =>
+        this.driver.join(driver, networkId, endpointId, { namespaceFd, name: sandbox.ifname }),
+      );
       const routes = request.routes.map((route) => ({
         destination: route.destination,
         gateway: route.gateway ?? gatewayOfFamily(claims, route.destination.address.family),
@@ -143,12 +162,12 @@ export class SandboxAttachments {
     const networkId = cniNetworkId(networkName);
     const endpoint = this.store.getEndpoint(networkId, attachmentId(networkName, containerId, ifname));
     if (endpoint === null) {
-      this.dropNetworkIfUnused(networkId, networkName);
+      this.removeWhenIdle(networkId, networkName);
       return;
     }
     const teardown = new Teardown();
     this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null);
-    teardown.step('remove the network', () => this.dropNetworkIfUnused(networkId, networkName));
+    teardown.step('remove the network when idle', () => this.removeWhenIdle(networkId, networkName));
     teardown.throwIfFailed();
   }
 
@@ -208,6 +227,7 @@ export class SandboxAttachments {
         found.push(`cni:${name} container ${shortId(sandbox.containerId)} ${sandbox.ifname}: ${sandbox.netns} is gone`);
         if (!dryRun) this.removeEndpoint(teardown, name, endpoint, null);
       }
+      // An empty network goes now too (its timer died with an earlier daemon, or is still running).
       if (!dryRun) teardown.step('remove the network', () => this.dropNetworkIfUnused(network.spec.networkId, name));
       for (const failure of teardown.failed)
         this.log.warn('could not remove an attachment whose namespace is gone', {
@@ -245,7 +265,7 @@ export class SandboxAttachments {
         ipv4: subnets.filter((s) => s.pool.address.family === 4),
         ipv6: subnets.filter((s) => s.pool.address.family === 6),
         internal: false,
-        auxAddresses: new Map(),
+        auxAddresses: request.auxAddresses,
         cniName: request.networkName,
       });
     try {
@@ -297,11 +317,40 @@ export class SandboxAttachments {
     }
   }
 
+  /** The network is in use again: its removal is off. */
+  private keepNetwork(networkId: string): void {
+    clearTimeout(this.idle.get(networkId));
+    this.idle.delete(networkId);
+  }
+
+  /** Once the network has had no attachment for idleMs, it goes (now when idleMs is 0). */
+  private removeWhenIdle(networkId: string, networkName: string): void {
+    if (this.idleMs === 0) {
+      this.dropNetworkIfUnused(networkId, networkName);
+      return;
+    }
+    if (this.idle.has(networkId) || this.store.listEndpoints(networkId).length > 0) return;
+    const timer = setTimeout(() => {
+      this.idle.delete(networkId);
+      try {
+        this.dropNetworkIfUnused(networkId, networkName);
+      } catch (err) {
+        this.log.warn('could not remove an idle CNI network; the reconcile retries', {
+          network: networkName,
+          error: String(err),
+        });
+      }
+    }, this.idleMs);
+    timer.unref();
+    this.idle.set(networkId, timer);
+  }
+
   private dropNetworkIfUnused(networkId: string, networkName: string): void {
+    this.keepNetwork(networkId);
     if (this.driver.network(networkId) === null || this.store.listEndpoints(networkId).length > 0) return;
     this.driver.deleteNetwork(networkId);
     this.allocator.dropPools(networkName);
-    this.log.info('CNI network removed with its last attachment', { network: networkName });
+    this.log.info('CNI network removed: no attachment left', { network: networkName });
   }
 
   /** Undo of a failed ADD, in reverse; a failure here is logged, the ADD's own error is what the runtime sees. */
@@ -315,14 +364,14 @@ export class SandboxAttachments {
     const teardown = new Teardown();
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     if (done.moved)
-      teardown.step('remove the moved link', () =>
+      teardown.step('remove the link made in the namespace', () =>
         removeFromSandbox(sandbox.netns, sandbox.ifname, endpoint?.mac ?? done.mac),
       );
     if (done.recorded) teardown.step('delete the endpoint', () => this.driver.deleteEndpoint(networkId, endpointId));
     teardown.step('release addresses', () => {
       for (const claim of done.claims) this.allocator.release(claim.poolId, claim.address.address);
     });
-    teardown.step('remove the network', () => this.dropNetworkIfUnused(networkId, networkName));
+    teardown.step('remove the network when idle', () => this.removeWhenIdle(networkId, networkName));
     for (const failure of teardown.failed)
       this.log.error('could not undo a failed CNI ADD', { network: networkName, error: failure.message });
   }
@@ -344,15 +393,16 @@ function gatewayOfFamily(claims: readonly RangeAllocation[], family: 4 | 6): IpA
 /**
  * Addresses lanplug knows to be in use beside the pools' claims: every
  * endpoint's (Docker's default IPAM hands those out), every network's
- * gateway, and what the LAN was seen using. Read once per CNI allocation.
+ * gateway and host-access address, and what the LAN was seen using. Read once per CNI allocation.
  */
 function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddress) => boolean {
   const held = new Set<string>();
   for (const endpoint of store.listAllEndpoints())
     for (const prefix of [endpoint.ipv4, endpoint.ipv6]) if (prefix !== null) held.add(prefix.address.text);
-  for (const network of store.listNetworks())
-    for (const subnet of [...network.spec.ipv4, ...network.spec.ipv6])
-      if (subnet.gateway !== null) held.add(subnet.gateway.text);
+  for (const { spec } of store.listNetworks()) {
+    for (const subnet of [...spec.ipv4, ...spec.ipv6]) if (subnet.gateway !== null) held.add(subnet.gateway.text);
+    for (const own of [spec.hostAccess?.ipv4, spec.hostAccess?.ipv6]) if (own) held.add(own.text);
+  }
   return (address) => held.has(address.text) || (lan?.isKnownTaken(address) ?? false);
 }
 
@@ -367,7 +417,8 @@ export function cniAttachments(
   rtnl: Rtnl,
   store: Store & IpamStore,
   log: Logger,
-  lan: KnownTaken | null = null,
+  options: { lan?: KnownTaken; idleMs?: number } = {},
 ): SandboxAttachments {
-  return new SandboxAttachments(driver, rtnl, store, new RangeAllocator(store, () => addressesInUse(store, lan)), log);
+  const allocator = new RangeAllocator(store, () => addressesInUse(store, options.lan ?? null));
+  return new SandboxAttachments(driver, rtnl, store, allocator, log, options.idleMs ?? 0);
 }

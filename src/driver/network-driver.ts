@@ -17,7 +17,7 @@ import { conflict, invalidArgument, LanplugError, notFound, Teardown, withContex
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
 import { ImmediateRemover, type LinkRemover } from '../link/reaper';
-import type { Rtnl } from '../link/rtnl';
+import type { EndpointLinkRequest, Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { crashPoint } from '../crash-points';
 import type { Announcer } from '../lan/announce';
@@ -388,9 +388,16 @@ export class NetworkDriver {
   /**
    * Creates the endpoint's link in the daemon's namespace. The runtime
    * (Docker) moves it into the container, names it eth<N> and configures
-   * addresses and routes.
+   * addresses and routes. `into` (CNI): the link is made directly in the
+   * container's namespace under its final name instead — a link moved
+   * between namespaces waits for an RCU grace period, one made there does not.
    */
-  join(driver: DriverKind, networkId: string, endpointId: string): JoinResult {
+  join(
+    driver: DriverKind,
+    networkId: string,
+    endpointId: string,
+    into?: { namespaceFd: number; name: string },
+  ): JoinResult {
     checkIds(networkId, endpointId);
     const network = this.requireNetwork(networkId, driver);
     const endpoint = this.store.getEndpoint(networkId, endpointId);
@@ -400,9 +407,17 @@ export class NetworkDriver {
     try {
       parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       // A DHCP endpoint's link was made at CreateEndpoint, to ask for its address on.
-      const link =
-        spec.dhcp === null ? this.createEndpointLinkBesideParked(spec, endpoint, parent) : this.requireLink(endpoint);
-      this.log.debug('endpoint link ready', { endpoint: shortId(endpointId), link: link.name, index: link.index });
+      if (into !== undefined) {
+        try {
+          this.rtnl.createInNamespace(into.namespaceFd, endpointLinkRequest(spec, endpoint, parent, into.name));
+        } catch (err) {
+          throw explainUnsupported(spec, err);
+        }
+      } else {
+        const link =
+          spec.dhcp === null ? this.createEndpointLinkBesideParked(spec, endpoint, parent) : this.requireLink(endpoint);
+        this.log.debug('endpoint link ready', { endpoint: shortId(endpointId), link: link.name, index: link.index });
+      }
       // The shim is made again here if its parent went away and came back since.
       if (spec.hostAccess !== null)
         addRoutes(this.rtnl, ensureShim(this.rtnl, spec, parent), wantedRoutes(spec, [endpoint]));
@@ -469,20 +484,9 @@ export class NetworkDriver {
   }
 
   private createEndpointLink(spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): LinkInfo {
-    const common = {
-      name: endpoint.linkName,
-      parentIndex: parent.index,
-      ...(spec.mtu === null ? {} : { mtu: spec.mtu }),
-    };
+    const req = endpointLinkRequest(spec, endpoint, parent, endpoint.linkName);
     try {
-      if (spec.mode.kind === 'macvlan') {
-        return this.rtnl.createMacvlan({
-          ...common,
-          mode: spec.mode.mode,
-          ...(endpoint.mac === null ? {} : { mac: endpoint.mac }),
-        });
-      }
-      return this.rtnl.createIpvlan({ ...common, mode: spec.mode.mode, flag: spec.mode.flag });
+      return req.kind === 'macvlan' ? this.rtnl.createMacvlan(req) : this.rtnl.createIpvlan(req);
     } catch (err) {
       throw explainUnsupported(spec, err);
     }
@@ -577,6 +581,24 @@ function endpointLeftover(
 function checkIds(networkId: string, endpointId: string): void {
   checkDockerId(networkId, 'network id');
   checkDockerId(endpointId, 'endpoint id');
+}
+
+/** The endpoint's link as the network's mode makes it, under `name`. */
+function endpointLinkRequest(
+  spec: NetworkSpec,
+  endpoint: EndpointRecord,
+  parent: LinkInfo,
+  name: string,
+): EndpointLinkRequest {
+  const common = { name, parentIndex: parent.index, ...(spec.mtu === null ? {} : { mtu: spec.mtu }) };
+  if (spec.mode.kind === 'macvlan')
+    return {
+      kind: 'macvlan',
+      ...common,
+      mode: spec.mode.mode,
+      ...(endpoint.mac === null ? {} : { mac: endpoint.mac }),
+    };
+  return { kind: 'ipvlan', ...common, mode: spec.mode.mode, flag: spec.mode.flag };
 }
 
 /** The one piece of context this layer adds to a failure: which network, on which parent. */

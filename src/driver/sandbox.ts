@@ -1,9 +1,9 @@
 /**
  * A link in a runtime's network namespace (CNI's CNI_NETNS): what Docker
  * does itself for its containers, lanplug does for CNI runtimes. The link is
- * made in the host namespace (where its parent is), moved in and named in one
- * message, then configured from a netlink socket opened inside: addresses,
- * up, routes, and the notify sysctls that make the kernel announce it.
+ * made from the host namespace (where its parent is) directly inside, under
+ * its final name, then configured from a netlink socket opened inside:
+ * addresses, up, routes, and the notify sysctls that make the kernel announce it.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { LanplugError, withContext } from '../errors';
@@ -27,8 +27,11 @@ export function inSandbox<T>(netns: string, fn: (rtnl: Rtnl) => T): T {
   }
 }
 
-/** Moves host link `link` into `netns` under the name `ifname`. */
-export function moveIntoSandbox(host: Rtnl, link: LinkInfo, netns: string, ifname: string): void {
+/**
+ * Runs `fn` with `netns` open as a file descriptor (what IFLA_NET_NS_FD
+ * takes); NotFound when it cannot be opened.
+ */
+export function withNamespaceFd<T>(netns: string, fn: (fd: number) => T): T {
   let fd: number;
   try {
     fd = openSync(netns, 'r');
@@ -36,7 +39,7 @@ export function moveIntoSandbox(host: Rtnl, link: LinkInfo, netns: string, ifnam
     throw new LanplugError('NotFound', `network namespace ${netns} cannot be opened: ${String(err)}`);
   }
   try {
-    host.moveToNamespace(link, fd, ifname);
+    return fn(fd);
   } finally {
     closeSync(fd);
   }

@@ -15,6 +15,7 @@ import {
   IFLA_LINK,
   IFLA_LINKINFO,
   IFLA_MTU,
+  IFLA_NET_NS_FD,
   nla,
   nlaNested,
   nlaString,
@@ -102,6 +103,8 @@ export interface NewLink {
   mtu?: number;
   mac?: string;
   data?: Buffer[];
+  /** Made directly in the network namespace open as this fd (IFLA_NET_NS_FD), the name applying there. */
+  namespaceFd?: number;
 }
 
 /** The body (ifinfomsg + attributes) of an RTM_NEWLINK, in iproute2's order (address, mtu, link, name, linkinfo). */
@@ -111,6 +114,7 @@ export function encodeNewLink(req: NewLink): Buffer[] {
   if (req.mtu !== undefined) body.push(nlaU32(IFLA_MTU, req.mtu));
   if (req.parentIndex !== undefined) body.push(nlaU32(IFLA_LINK, req.parentIndex));
   body.push(nlaString(IFLA_IFNAME, req.name));
+  if (req.namespaceFd !== undefined) body.push(nlaU32(IFLA_NET_NS_FD, req.namespaceFd));
   const linkinfo = [nlaString(IFLA_INFO_KIND, req.kind)];
   if (req.data !== undefined) linkinfo.push(nlaNested(IFLA_INFO_DATA, req.data));
   body.push(nlaNested(IFLA_LINKINFO, linkinfo));

@@ -14,9 +14,7 @@ import {
   encodeIfInfoMsg,
   IFF_UP,
   IFLA_IFNAME,
-  IFLA_NET_NS_FD,
   nlaString,
-  nlaU32,
   encodeIfAddrMsg,
   encodeRtMsg,
   NLM_F_CREATE,
@@ -72,11 +70,11 @@ export interface Rtnl {
   createDummy(req: { name: string; mtu?: number }): LinkInfo;
   setUp(link: LinkRef): void;
   /**
-   * Moves the link into the network namespace open as `namespaceFd`, named
-   * `name` there (one message: the link is never seen under its old name in
-   * the target). EEXIST when the target already has a link of that name.
+   * Creates a macvlan or ipvlan link (parent in this namespace) directly in
+   * the namespace open as `namespaceFd`, under `req.name` there: no move,
+   * so no wait for an RCU grace period. Not read back (it is not here).
    */
-  moveToNamespace(link: LinkRef, namespaceFd: number, name: string): void;
+  createInNamespace(namespaceFd: number, req: EndpointLinkRequest): void;
   /** Returns false when no such link exists (deleting what is gone is success). */
   deleteLink(link: LinkRef): boolean;
   /** Sets a link down and moves it into link group `group`; false when no such link exists. */
@@ -141,6 +139,11 @@ function formatPrefixText(prefix: IpPrefix): string {
 function isErrno(err: unknown, errno: number): boolean {
   return err instanceof LanplugError && err.errno === errno;
 }
+
+/** A container's link: what createInNamespace makes. */
+export type EndpointLinkRequest =
+  | { kind: 'macvlan'; name: string; parentIndex: number; mode: MacvlanMode; mac?: string; mtu?: number }
+  | { kind: 'ipvlan'; name: string; parentIndex: number; mode: IpvlanMode; flag: IpvlanFlag; mtu?: number };
 
 class RtnlSocket implements Rtnl {
   constructor(private readonly sock: NetlinkSocket) {}
@@ -208,17 +211,16 @@ class RtnlSocket implements Rtnl {
     }
   }
 
-  moveToNamespace(link: LinkRef, namespaceFd: number, name: string): void {
-    checkIndex('index', link.index);
-    checkName(name);
+  createInNamespace(namespaceFd: number, req: EndpointLinkRequest): void {
+    const link: NewLink =
+      req.kind === 'macvlan'
+        ? { ...withoutMode(req), kind: 'macvlan', data: encodeMacvlanData(req.mode), namespaceFd }
+        : { ...withoutMode(req), kind: 'ipvlan', data: encodeIpvlanData(req.mode, req.flag), namespaceFd };
+    checkNewLink(link);
     try {
-      this.sock.request(RTM_NEWLINK, 0, [
-        encodeIfInfoMsg({ index: link.index }),
-        nlaU32(IFLA_NET_NS_FD, namespaceFd),
-        nlaString(IFLA_IFNAME, name),
-      ]);
+      this.sock.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, encodeNewLink(link));
     } catch (err) {
-      throw withContext(`move link ${link.name} into another namespace as ${name}`, err);
+      throw withContext(`create ${req.kind} link ${req.name} in another namespace`, err);
     }
   }
 
@@ -352,6 +354,15 @@ class RtnlSocket implements Rtnl {
     if (link === null) throw new LanplugError('Internal', `${what}: created, but gone when read back`);
     return link;
   }
+}
+
+function withoutMode(req: EndpointLinkRequest): { name: string; parentIndex: number; mac?: string; mtu?: number } {
+  return {
+    name: req.name,
+    parentIndex: req.parentIndex,
+    ...('mac' in req && req.mac !== undefined ? { mac: req.mac } : {}),
+    ...(req.mtu === undefined ? {} : { mtu: req.mtu }),
+  };
 }
 
 /**

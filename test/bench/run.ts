@@ -260,7 +260,21 @@ async function main(): Promise<void> {
       if (attached.every((c) => c === '0')) break;
       await sleep(100);
     }
-    host.dockerOk(['network', 'rm', 'builtin', 'lp']);
+    const removed = host.docker(['network', 'rm', 'builtin', 'lp']);
+    if (removed.status !== 0) {
+      // Seen in 2 of 3 bench runs on 2026-11-30 ("has active endpoints"): say what both ends logged.
+      const pick = (text: string, re: RegExp): string =>
+        text
+          .split('\n')
+          .filter((l) => re.test(l))
+          .slice(-30)
+          .join('\n');
+      process.stderr.write(`bench: network rm failed: ${removed.stderr}\n`);
+      process.stderr.write(`--- lanplug:\n${pick(plugin.stderr(), /"level":"(warn|error)"|Leave|DeleteEndpoint/)}\n`);
+      process.stderr.write(`--- dockerd:\n${pick(host.dockerdLog(), /level=(error|warning)/)}\n`);
+      process.stderr.write(`--- lp:\n${host.docker(['network', 'inspect', 'lp']).stdout}\n`);
+      throw new Error('bench: the Docker-level networks could not be removed');
+    }
 
     const attach0 = results.rows.find((r) => r.what === 'attach (CreateEndpoint + Join), 0 alive');
     const detach0 = results.rows.find((r) => r.what === 'detach (Leave + DeleteEndpoint), 0 alive');

@@ -98,7 +98,8 @@ before(async () => {
   daemon = new DaemonLab(host.ns);
   socket = join(daemon.stateDir, 'cni.sock');
   plugin = buildPlugin(socket);
-  await daemon.start();
+  // Idle CNI networks go after 1 s here (60 s by default), so that their removal is seen.
+  await daemon.start({}, ['--cni-network-idle', '1']);
 });
 
 after(() => {
@@ -159,6 +160,15 @@ test('a second ADD with the same interface name fails and leaves the first attac
   dropSandbox(sb.ns);
 });
 
+/** Polls `check` for up to 10 s. */
+async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`not within 10 s: ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 function withPrev(result: CniOutcome, version = '1.0.0'): string {
   return JSON.stringify({ ...(JSON.parse(conf(version)) as object), prevResult: result.json });
 }
@@ -204,6 +214,32 @@ test('an attachment whose namespace vanished without a DEL is removed by lanplug
   assert.equal(resultAddress(await add(again)), address);
   assert.equal((await del(again)).code, 0);
   dropSandbox(again.ns);
+});
+
+test('host_access: the host reaches its pod through the shim (without it, the kernel keeps parent and child apart)', async () => {
+  const sb = newSandbox();
+  const plain = await add(sb);
+  const plainAddress = resultAddress(plain).split('/')[0] ?? '';
+  const fromHost = (address: string): number | null =>
+    spawnSync('nsenter', [`--net=/run/netns/${host.ns}`, 'ping', '-c', '1', '-W', '1', address]).status;
+  assert.notEqual(fromHost(plainAddress), 0, 'a macvlan parent cannot reach its child');
+  assert.equal((await del(sb)).code, 0);
+
+  const withAccess = conf(
+    '1.0.0',
+    { name: 'hostnet', host_access: true, aux_addresses: { host: '172.16.86.250' } },
+    { rangeStart: '172.16.86.160', rangeEnd: '172.16.86.169' },
+  );
+  const added = await add(sb, withAccess);
+  assert.equal(added.code, 0, added.stdout);
+  const address = resultAddress(added).split('/')[0] ?? '';
+  assert.equal(fromHost(address), 0, 'the host reaches the pod through the shim');
+  assert.match(inNs(host.ns, 'route', 'show', address), /dev lh-/);
+  assert.equal((await del(sb, withAccess)).code, 0);
+  await eventually('the shim goes with the idle network', () =>
+    Promise.resolve(!/lh-/.test(inNs(host.ns, 'link', 'show'))),
+  );
+  dropSandbox(sb.ns);
 });
 
 test('errors carry the spec codes: bad JSON 6, missing CNI_IFNAME 4, unknown version 1, bad master 7', async () => {
@@ -258,8 +294,10 @@ test('20 parallel ADDs get 20 different addresses, and 20 DELs free them all', a
   const dels = await Promise.all(sandboxes.map((sb) => del(sb)));
   for (const d of dels) assert.equal(d.code, 0, d.stdout);
   for (const sb of sandboxes) dropSandbox(sb.ns);
-  const status = await daemon.cli(['status', '--state-dir', daemon.stateDir]);
-  assert.doesNotMatch(status.stdout, /labnet/, 'the CNI network went with its last attachment');
+  await eventually(
+    'the CNI network goes once idle',
+    async () => !/labnet/.test((await daemon.cli(['status', '--state-dir', daemon.stateDir])).stdout),
+  );
 });
 
 test('with the daemon stopped: ADD answers 11 (try again later), STATUS 50, VERSION still works', async () => {

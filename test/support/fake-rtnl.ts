@@ -127,11 +127,9 @@ export class FakeRtnl implements Rtnl {
     this.injected('up', ref.name, `set link ${ref.name} up`);
     this.requireIndex(ref.index, `set link ${ref.name} up`).up = true;
   }
-  /** The link leaves this table, as it leaves the namespace the socket is in. */
-  moveToNamespace(ref: LinkRef, _namespaceFd: number, name: string): void {
-    const link = this.requireIndex(ref.index, `move link ${ref.name} into another namespace as ${name}`);
-    this.calls.push(`move ${link.name} as ${name}`);
-    this.links.delete(ref.index);
+  /** Made elsewhere: this table never sees it. */
+  createInNamespace(_namespaceFd: number, req: { kind: string; name: string }): void {
+    this.calls.push(`create ${req.kind} ${req.name} elsewhere`);
   }
   deleteLink(ref: LinkRef): boolean {
     this.injected('delete', ref.name, `delete link ${ref.name}`);

@@ -75,6 +75,7 @@ function add(env: CniEnvironment, config: CniNetworkConfig, attachments: Sandbox
     networkName: config.name,
     driver: config.driver,
     options: config.options,
+    auxAddresses: config.auxAddresses,
     rangeSets: config.ipam?.rangeSets ?? [],
     routes: config.ipam?.routes ?? [],
     mac: config.mac,

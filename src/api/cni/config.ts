@@ -29,6 +29,7 @@ import {
   OPT_CONFLICT,
   OPT_IPVLAN_FLAG,
   OPT_IPVLAN_MODE,
+  OPT_HOST_ACCESS,
   OPT_MACVLAN_MODE,
   OPT_MTU,
   OPT_PARENT,
@@ -85,6 +86,8 @@ export interface CniNetworkConfig {
   driver: DriverKind;
   /** The configuration in the Docker driver's `-o` vocabulary; no parent when `master` was not given. */
   options: Record<string, string>;
+  /** `aux_addresses`, as `--aux-address`: `host` / `host6` are the host's own with `host_access`. */
+  auxAddresses: Map<string, IpAddress>;
   mac: string | null;
   ipam: CniIpam | null;
   dns: JsonObject | null;
@@ -99,8 +102,30 @@ export interface CniNetworkConfig {
 const RUNTIME_KEYS = ['cniVersion', 'name', 'type', 'runtimeConfig', 'prevResult', 'args', 'capabilities'];
 const GC_KEYS = ['cni.dev/valid-attachments', 'cni.dev/attachments'];
 const PLUGIN_KEYS: Record<DriverKind, readonly string[]> = {
-  macvlan: ['master', 'mode', 'mtu', 'mac', 'ipam', 'dns', 'conflict', 'linkInContainer'],
-  ipvlan: ['master', 'mode', 'flag', 'mtu', 'ipam', 'dns', 'conflict', 'linkInContainer'],
+  macvlan: [
+    'master',
+    'mode',
+    'mtu',
+    'mac',
+    'ipam',
+    'dns',
+    'conflict',
+    'host_access',
+    'aux_addresses',
+    'linkInContainer',
+  ],
+  ipvlan: [
+    'master',
+    'mode',
+    'flag',
+    'mtu',
+    'ipam',
+    'dns',
+    'conflict',
+    'host_access',
+    'aux_addresses',
+    'linkInContainer',
+  ],
 };
 const IPAM_KEYS = ['type', 'subnet', 'rangeStart', 'rangeEnd', 'gateway', 'ranges', 'routes', 'dataDir'];
 const RANGE_KEYS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway'];
@@ -201,6 +226,19 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
   if (flag !== null) options[OPT_IPVLAN_FLAG] = flag;
   const conflictPolicy = optionalString(conf, 'conflict', type);
   if (conflictPolicy !== null) options[OPT_CONFLICT] = conflictPolicy;
+  const hostAccess = conf['host_access'];
+  if (hostAccess !== undefined && hostAccess !== null && hostAccess !== false) {
+    if (hostAccess !== true) throw badConfig(`${type} host_access must be true or false`);
+    options[OPT_HOST_ACCESS] = 'true';
+  }
+  const auxAddresses = new Map<string, IpAddress>();
+  for (const [key, value] of Object.entries(objectField(conf, 'aux_addresses'))) {
+    if (typeof value !== 'string') throw badConfig(`${type} aux_addresses ${key} must be an address string`);
+    auxAddresses.set(
+      key,
+      asConfig(() => parseAddress(value, `aux_addresses ${key}`)),
+    );
+  }
   const mtu = conf['mtu'];
   if (mtu !== undefined && mtu !== null && mtu !== 0) {
     if (typeof mtu !== 'number' || !Number.isInteger(mtu)) throw badConfig(`${type} mtu must be a whole number`);
@@ -229,6 +267,7 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
     name,
     driver,
     options,
+    auxAddresses,
     mac,
     ipam: parseIpam(conf['ipam']),
     dns: conf['dns'] === undefined || conf['dns'] === null ? null : asConfigObject(conf['dns'], 'dns'),
