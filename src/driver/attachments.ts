@@ -25,7 +25,7 @@ import { randomMac } from '../ipam/mac';
 import { cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
-import { shortId } from './names';
+import { endpointLinkName, shortId } from './names';
 import type { NetworkDriver } from './network-driver';
 import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
@@ -121,8 +121,10 @@ export class SandboxAttachments {
       recorded = true;
       // From here the namespace may hold our link (the ADD checked that it had none of that name).
       moved = true;
+      // Made under lanplug's own link name, renamed inside (configureSandbox): see Rtnl.createInNamespace.
+      const madeAs = endpointLinkName(endpointId);
       withNamespaceFd(sandbox.netns, (namespaceFd) =>
-        this.driver.join(driver, networkId, endpointId, { namespaceFd, name: sandbox.ifname }),
+        this.driver.join(driver, networkId, endpointId, { namespaceFd, name: madeAs }),
       );
       const routes = request.routes.map((route) => ({
         destination: route.destination,
@@ -130,6 +132,7 @@ export class SandboxAttachments {
       }));
       const inside = configureSandbox(
         sandbox.netns,
+        madeAs,
         sandbox.ifname,
         claims.map((c) => c.address),
         routes,
@@ -364,9 +367,10 @@ export class SandboxAttachments {
     const teardown = new Teardown();
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     if (done.moved)
-      teardown.step('remove the link made in the namespace', () =>
-        removeFromSandbox(sandbox.netns, sandbox.ifname, endpoint?.mac ?? done.mac),
-      );
+      for (const name of [endpointLinkName(endpointId), sandbox.ifname])
+        teardown.step(`remove ${name} from the namespace`, () =>
+          removeFromSandbox(sandbox.netns, name, endpoint?.mac ?? done.mac),
+        );
     if (done.recorded) teardown.step('delete the endpoint', () => this.driver.deleteEndpoint(networkId, endpointId));
     teardown.step('release addresses', () => {
       for (const claim of done.claims) this.allocator.release(claim.poolId, claim.address.address);

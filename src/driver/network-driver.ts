@@ -389,7 +389,7 @@ export class NetworkDriver {
    * Creates the endpoint's link in the daemon's namespace. The runtime
    * (Docker) moves it into the container, names it eth<N> and configures
    * addresses and routes. `into` (CNI): the link is made directly in the
-   * container's namespace under its final name instead — a link moved
+   * container's namespace instead, named `into.name` there — a link moved
    * between namespaces waits for an RCU grace period, one made there does not.
    */
   join(

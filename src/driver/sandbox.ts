@@ -1,9 +1,9 @@
 /**
  * A link in a runtime's network namespace (CNI's CNI_NETNS): what Docker
  * does itself for its containers, lanplug does for CNI runtimes. The link is
- * made from the host namespace (where its parent is) directly inside, under
- * its final name, then configured from a netlink socket opened inside:
- * addresses, up, routes, and the notify sysctls that make the kernel announce it.
+ * made from the host namespace (where its parent is) directly inside, then
+ * named and configured from a netlink socket opened inside: addresses, up,
+ * routes, and the notify sysctls that make the kernel announce it.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { LanplugError, withContext } from '../errors';
@@ -45,16 +45,22 @@ export function withNamespaceFd<T>(netns: string, fn: (fd: number) => T): T {
   }
 }
 
-/** Addresses, up, routes, in that order (a route needs its address); the link as it is then. */
+/**
+ * The link made as `madeAs` becomes `ifname`, then addresses, up, routes, in
+ * that order (a route needs its address); the link as it is then.
+ */
 export function configureSandbox(
   netns: string,
+  madeAs: string,
   ifname: string,
   addresses: readonly IpPrefix[],
   routes: readonly SandboxRoute[],
 ): LinkInfo {
   const link = inSandbox(netns, (rtnl) => {
-    const link = rtnl.getLink(ifname);
-    if (link === null) throw new LanplugError('Internal', `${ifname} vanished from ${netns} after the move`);
+    const made = rtnl.getLink(madeAs);
+    if (made === null) throw new LanplugError('Internal', `${madeAs} is not in ${netns} after it was made there`);
+    rtnl.rename(made, ifname);
+    const link = { ...made, name: ifname };
     for (const address of addresses) rtnl.addAddress(link, address);
     rtnl.setUp(link);
     for (const route of routes) rtnl.replaceRoute(route.destination, link, null, route.gateway);

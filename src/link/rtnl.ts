@@ -69,10 +69,15 @@ export interface Rtnl {
   createBridge(req: { name: string; mtu?: number }): LinkInfo;
   createDummy(req: { name: string; mtu?: number }): LinkInfo;
   setUp(link: LinkRef): void;
+  /** Renames a link that is down. */
+  rename(link: LinkRef, name: string): void;
   /**
    * Creates a macvlan or ipvlan link (parent in this namespace) directly in
    * the namespace open as `namespaceFd`, under `req.name` there: no move,
    * so no wait for an RCU grace period. Not read back (it is not here).
+   * Some kernels check the name against this namespace too (Debian's 6.1
+   * for ipvlan: EEXIST for `eth0`), so give a name unique here and rename
+   * the link inside.
    */
   createInNamespace(namespaceFd: number, req: EndpointLinkRequest): void;
   /** Returns false when no such link exists (deleting what is gone is success). */
@@ -221,6 +226,16 @@ class RtnlSocket implements Rtnl {
       this.sock.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, encodeNewLink(link));
     } catch (err) {
       throw withContext(`create ${req.kind} link ${req.name} in another namespace`, err);
+    }
+  }
+
+  rename(link: LinkRef, name: string): void {
+    checkIndex('index', link.index);
+    checkName(name);
+    try {
+      this.sock.request(RTM_NEWLINK, 0, [encodeIfInfoMsg({ index: link.index }), nlaString(IFLA_IFNAME, name)]);
+    } catch (err) {
+      throw withContext(`rename link ${link.name} to ${name}`, err);
     }
   }
 

@@ -260,9 +260,14 @@ async function main(): Promise<void> {
       if (attached.every((c) => c === '0')) break;
       await sleep(100);
     }
-    const removed = host.docker(['network', 'rm', 'builtin', 'lp']);
+    // An endpoint is still active while dockerd finishes a removal (its log: "cleaning up after shim
+    // disconnected"), after `inspect` already lists no container: try again, as a user would.
+    let removed = host.docker(['network', 'rm', 'builtin', 'lp']);
+    for (let waited = 0; removed.status !== 0 && waited < 30_000; waited += 250) {
+      await sleep(250);
+      removed = host.docker(['network', 'rm', 'lp']);
+    }
     if (removed.status !== 0) {
-      // Seen in 2 of 3 bench runs on 2026-11-30 ("has active endpoints"): say what both ends logged.
       const pick = (text: string, re: RegExp): string =>
         text
           .split('\n')

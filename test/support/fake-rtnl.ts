@@ -127,6 +127,10 @@ export class FakeRtnl implements Rtnl {
     this.injected('up', ref.name, `set link ${ref.name} up`);
     this.requireIndex(ref.index, `set link ${ref.name} up`).up = true;
   }
+  rename(ref: LinkRef, name: string): void {
+    const link = this.requireIndex(ref.index, `rename link ${ref.name} to ${name}`);
+    this.links.set(ref.index, { ...link, name });
+  }
   /** Made elsewhere: this table never sees it. */
   createInNamespace(_namespaceFd: number, req: { kind: string; name: string }): void {
     this.calls.push(`create ${req.kind} ${req.name} elsewhere`);
