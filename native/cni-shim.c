@@ -14,10 +14,12 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -48,9 +50,22 @@ static int write_all(int fd, const char *buf, size_t len) {
   return 0;
 }
 
+/* A JSON string's body: quotes, backslashes and control characters escaped. */
+static void put_json_string(const char *text) {
+  for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+    if (*c == '"' || *c == '\\') printf("\\%c", *c);
+    else if (*c < 0x20) printf("\\u%04x", *c);
+    else putchar(*c);
+  }
+}
+
 /* A CNI error on stdout, as the spec wants it; the message names what to do. */
 static int fail(int code, const char *msg, const char *detail) {
-  printf("{\"cniVersion\":\"1.1.0\",\"code\":%d,\"msg\":\"%s\",\"details\":\"%s\"}\n", code, msg, detail);
+  printf("{\"cniVersion\":\"1.1.0\",\"code\":%d,\"msg\":\"", code);
+  put_json_string(msg);
+  fputs("\",\"details\":\"", stdout);
+  put_json_string(detail);
+  fputs("\"}\n", stdout);
   return 1;
 }
 
@@ -66,7 +81,15 @@ int main(void) {
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof addr.sun_path) return fail(4, "LANPLUG_CNI_SOCKET is too long", path);
   strcpy(addr.sun_path, path);
+  /* A daemon that drops the connection is an error to report, not a signal to die of. */
+  signal(SIGPIPE, SIG_IGN);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  /* A daemon that hangs must not hang the runtime: every call answers well inside a minute. */
+  struct timeval limit = {.tv_sec = 55, .tv_usec = 0};
+  if (fd >= 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  }
   if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
     /* STATUS: the plugin is not available (50); everything else: try again later (11). */
     int code = command != NULL && strcmp(command, "STATUS") == 0 ? 50 : 11;

@@ -20,7 +20,7 @@ import { dropForgottenRows } from './api/docker/forgotten';
 import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes } from './api/docker/routes';
 import { PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
-import { cniAttachments } from './driver/attachments';
+import { cniServices } from './driver/attachments';
 import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
 import { LeaseKeeper } from './dhcp/keeper';
@@ -116,8 +116,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     dhcp.resume();
     keeper.start(DHCP_WATCH_MS);
 
-    const attachments = cniAttachments(driver, rtnl, store, log, { lan: conflicts, idleMs: options.cniIdleMs });
+    const cniFrontEnd = cniServices(driver, rtnl, store, log, { lan: conflicts, idleMs: options.cniIdleMs });
+    const { attachments } = cniFrontEnd;
     closers.push(() => attachments.stop());
+    // Before any socket listens: attachments whose namespace went with a reboot free their addresses.
+    attachments.collectVanished(false);
     const engine = new DockerEngine(options.dockerSocket);
     let checking: Promise<unknown> = Promise.resolve();
     const recheck = (dryRun: boolean, graceMs = options.forgottenGraceMs): Promise<Record<string, unknown>> => {
@@ -169,7 +172,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
 
     if (options.cniSocket !== null) {
-      const cni = await CniServer.listen(options.cniSocket, (invocation) => runCni(invocation, attachments, log), log);
+      const cni = await CniServer.listen(options.cniSocket, (invocation) => runCni(invocation, cniFrontEnd, log), log);
       closers.push(() => cni.close());
     }
 

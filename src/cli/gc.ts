@@ -8,7 +8,7 @@ import { CONTROL_SOCKET_NAME } from '../api/control';
 import { DockerEngine } from '../api/docker/engine';
 import { dropForgottenRows, type ForgottenReport } from '../api/docker/forgotten';
 import { unixHttp } from '../api/unix-http';
-import { cniAttachments } from '../driver/attachments';
+import { cniServices } from '../driver/attachments';
 import { NetworkDriver } from '../driver/network-driver';
 import { reconcile, type ReconcileReport } from '../driver/reconcile';
 import { LanplugError } from '../errors';
@@ -53,7 +53,7 @@ export async function runGc(
       const log = createLogger('error');
       const driver = new NetworkDriver(rtnl, store, log);
       const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), log, { dryRun, graceMs });
-      const vanished = cniAttachments(driver, rtnl, store, log).collectVanished(dryRun);
+      const vanished = cniServices(driver, rtnl, store, log).attachments.collectVanished(dryRun);
       return { Reconcile: reconcile(rtnl, store, log, { dryRun }), Forgotten: forgotten, Vanished: vanished };
     } finally {
       rtnl.close();

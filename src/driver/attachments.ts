@@ -21,8 +21,9 @@ import type { Logger } from '../log';
 import type { AddressRange } from '../model/ipam';
 import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
+import { CniIpam } from '../ipam/cni-ipam';
 import { randomMac } from '../ipam/mac';
-import { cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
+import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
 import { endpointLinkName, shortId } from './names';
@@ -93,30 +94,43 @@ export class SandboxAttachments {
     const taken = inSandbox(sandbox.netns, (rtnl) => rtnl.getLink(sandbox.ifname) !== null);
     if (taken) throw conflict(`interface ${sandbox.ifname} already exists in ${sandbox.netns}`);
     this.keepNetwork(networkId);
-    if (this.store.getEndpoint(networkId, endpointId) !== null)
-      throw conflict(
-        `container ${sandbox.containerId} already has ${sandbox.ifname} on network ${networkName}; DEL it first`,
-      );
+    const known = this.store.getEndpoint(networkId, endpointId);
+    if (known !== null) {
+      // A runtime reuses a container id after a reboot: an attachment whose namespace is gone is stale.
+      const stale = known.sandbox !== undefined && !existsSync(known.sandbox.netns);
+      if (!stale)
+        throw conflict(
+          `container ${sandbox.containerId} already has ${sandbox.ifname} on network ${networkName}; DEL it first`,
+        );
+      const teardown = new Teardown();
+      this.removeEndpoint(teardown, networkName, known, null);
+      teardown.throwIfFailed();
+    }
     this.ensureNetwork(request, networkId);
 
     let claims: RangeAllocation[] = [];
     let recorded = false;
     let moved = false; // the link may be in the namespace
     try {
-      claims = this.store.transaction(() =>
-        request.rangeSets.map((set) => this.allocator.allocate(networkName, set, request.requestedIps)),
-      );
-      const ipv4 = claims.find((c) => c.address.address.family === 4)?.address ?? null;
-      const ipv6 = claims.find((c) => c.address.address.family === 6)?.address ?? null;
-      const created = this.driver.createEndpoint(driver, {
-        networkId,
-        endpointId,
-        ipv4,
-        ipv6,
-        // Random, as the reference plugin's: a MAC derived from the address (Docker's way) would clash with
-        // the link of a namespace the runtime has just deleted, which the kernel destroys a little later.
-        mac: request.mac ?? (driver === 'macvlan' ? randomMac() : null),
-        sandbox,
+      // The claims and the endpoint row land together: a crash leaves neither an orphaned claim nor a row without one.
+      const created = this.store.transaction(() => {
+        const reserved = [...request.auxAddresses.values()];
+        claims = request.rangeSets.map((set) =>
+          this.allocator.allocate(networkName, set, request.requestedIps, { reserved }),
+        );
+        checkRequestedUsed(request.requestedIps, claims);
+        const ipv4 = claims.find((c) => c.address.address.family === 4)?.address ?? null;
+        const ipv6 = claims.find((c) => c.address.address.family === 6)?.address ?? null;
+        return this.driver.createEndpoint(driver, {
+          networkId,
+          endpointId,
+          ipv4,
+          ipv6,
+          // Random, as the reference plugin's: a MAC derived from the address (Docker's way) would clash with
+          // the link of a namespace the runtime has just deleted, which the kernel destroys a little later.
+          mac: request.mac ?? (driver === 'macvlan' ? randomMac() : null),
+          sandbox,
+        });
       });
       recorded = true;
       // From here the namespace may hold our link (the ADD checked that it had none of that name).
@@ -245,9 +259,13 @@ export class SandboxAttachments {
   /** STATUS: ready for an ADD when the parent is there and up. */
   ready(options: Readonly<Record<string, string>>): void {
     const parent = this.parentName(options);
-    const link = this.rtnl.getLink(parent);
-    if (link === null) throw new LanplugError('Unavailable', `parent ${parent} does not exist`);
-    if (!link.up) throw new LanplugError('Unavailable', `parent ${parent} is down`);
+    // An 802.1Q parent (`eth0.10`) is made at the first ADD: its base is what must be there.
+    const dot = parent.lastIndexOf('.');
+    const vlanBase = dot > 0 && /^\d+$/.test(parent.slice(dot + 1)) ? parent.slice(0, dot) : null;
+    const name = this.rtnl.getLink(parent) === null && vlanBase !== null ? vlanBase : parent;
+    const link = this.rtnl.getLink(name);
+    if (link === null) throw new LanplugError('Unavailable', `parent ${name} does not exist`);
+    if (!link.up) throw new LanplugError('Unavailable', `parent ${name} is down`);
   }
 
   // ---- helpers ----
@@ -296,6 +314,13 @@ export class SandboxAttachments {
     return link.name;
   }
 
+  /**
+   * The link first: while it cannot be removed (other than with its
+   * namespace), the record and the addresses stay, so that the address is
+   * never handed out again while a link still holds it, and a retried DEL
+   * tries again. Then the addresses (an endpoint row still holds them for
+   * allocation), then the row.
+   */
   private removeEndpoint(
     teardown: Teardown,
     networkName: string,
@@ -303,12 +328,18 @@ export class SandboxAttachments {
     netns: string | null,
   ): void {
     const ifname = endpoint.sandbox?.ifname;
-    if (netns !== null && ifname !== undefined)
-      teardown.step(`remove ${ifname} from ${netns}`, () => removeFromSandbox(netns, ifname, endpoint.mac));
+    if (netns !== null && ifname !== undefined) {
+      // Also the name the link was made under, left by a crash before the rename.
+      const removed = teardown.step(`remove ${ifname} from ${netns}`, () => {
+        removeFromSandbox(netns, endpointLinkName(endpoint.endpointId), endpoint.mac);
+        removeFromSandbox(netns, ifname, endpoint.mac);
+      });
+      if (!removed.ok) return;
+    }
+    teardown.step('release addresses', () => this.releaseAddresses(networkName, [endpoint.ipv4, endpoint.ipv6]));
     teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () =>
       this.driver.deleteEndpoint(endpoint.networkId, endpoint.endpointId),
     );
-    teardown.step('release addresses', () => this.releaseAddresses(networkName, [endpoint.ipv4, endpoint.ipv6]));
   }
 
   private releaseAddresses(networkName: string, addresses: readonly (IpPrefix | null)[]): void {
@@ -415,14 +446,17 @@ export interface KnownTaken {
   isKnownTaken(address: IpAddress): boolean;
 }
 
-/** The CNI attachments over a driver and store, allocating around everything in use. */
-export function cniAttachments(
+/** The CNI front end's operations over a driver and store, allocating around everything in use. */
+export function cniServices(
   driver: NetworkDriver,
   rtnl: Rtnl,
   store: Store & IpamStore,
   log: Logger,
   options: { lan?: KnownTaken; idleMs?: number } = {},
-): SandboxAttachments {
+): { attachments: SandboxAttachments; ipam: CniIpam } {
   const allocator = new RangeAllocator(store, () => addressesInUse(store, options.lan ?? null));
-  return new SandboxAttachments(driver, rtnl, store, allocator, log, options.idleMs ?? 0);
+  return {
+    attachments: new SandboxAttachments(driver, rtnl, store, allocator, log, options.idleMs ?? 0),
+    ipam: new CniIpam(store, allocator, log),
+  };
 }

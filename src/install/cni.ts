@@ -5,12 +5,12 @@
  * it reaches the daemon on is compiled in (LANPLUG_CNI_SOCKET overrides it).
  */
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { invalidArgument, LanplugError } from '../errors';
 
-/** The names runtimes exec, by `type`: the two main plugins. */
-export const CNI_EXECUTABLES = ['lanplug-macvlan', 'lanplug-ipvlan'] as const;
+/** The names runtimes exec, by `type`: the two main plugins, and the IPAM plugin other main plugins delegate to. */
+export const CNI_EXECUTABLES = ['lanplug-macvlan', 'lanplug-ipvlan', 'lanplug'] as const;
 /** Where CNI runtimes look: containerd/nerdctl, Kubernetes and upstream Podman; Debian's Podman. */
 export const CNI_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'] as const;
 
@@ -75,14 +75,19 @@ export function installCniExecutables(options: CniInstallOptions): string[] {
   const [first, ...others] = dirs.flatMap((dir) => CNI_EXECUTABLES.map((name) => join(dir, name)));
   if (first === undefined) return done;
   mkdirSync(join(options.root, CNI_BIN_DIRS[0]), { recursive: true, mode: 0o755 });
-  buildCniExecutable(options.packageRoot, first, options.socket);
-  chmodSync(first, 0o755);
-  done.push(`built ${first} (reaches the daemon at ${options.socket})`);
+  // Each file appears whole, by rename: a runtime may exec it at any moment (and an old one may be running).
+  const staged = `${first}.new-${process.pid}`;
+  buildCniExecutable(options.packageRoot, staged, options.socket);
+  chmodSync(staged, 0o755);
   for (const path of others) {
-    copyFileSync(first, path);
-    chmodSync(path, 0o755);
+    const copy = `${path}.new-${process.pid}`;
+    copyFileSync(staged, copy);
+    chmodSync(copy, 0o755);
+    renameSync(copy, path);
     done.push(`wrote ${path}`);
   }
+  renameSync(staged, first);
+  done.unshift(`built ${first} (reaches the daemon at ${options.socket})`);
   return done;
 }
 

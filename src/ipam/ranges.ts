@@ -33,18 +33,27 @@ export class RangeAllocator {
   ) {}
 
   /** One address of the set: `requested` if one of them lies in the set's subnets, else the first free. */
-  allocate(networkName: string, set: readonly AddressRange[], requested: readonly IpAddress[]): RangeAllocation {
+  allocate(
+    networkName: string,
+    set: readonly AddressRange[],
+    requested: readonly IpAddress[],
+    options: { owner?: string; reserved?: readonly IpAddress[] } = {},
+  ): RangeAllocation {
+    const { owner } = options;
     const taken = this.takenNow();
+    const reserved = new Set((options.reserved ?? []).map((a) => a.text));
     const free = (pool: PoolRecord, address: IpAddress): boolean =>
-      this.store.poolsClaiming(address).length === 0 && !taken(address);
-    const wanted = requested.find((a) => set.some((r) => prefixContains(r.subnet, a)));
+      !reserved.has(address.text) && this.store.poolsClaiming(address).length === 0 && !taken(address);
+    const inRange = (r: AddressRange, a: IpAddress): boolean =>
+      prefixContains(r.subnet, a) && a.value >= r.start.value && a.value <= r.end.value;
+    const wanted = requested.find((a) => set.some((r) => inRange(r, a)));
     if (wanted !== undefined) {
-      const range = set.find((r) => prefixContains(r.subnet, wanted));
+      const range = set.find((r) => inRange(r, wanted));
       if (range === undefined) throw new LanplugError('Internal', 'range vanished');
       const pool = this.poolOf(networkName, range.subnet);
       if (wanted.value === range.gateway.value)
         throw invalidArgument(`requested address ${wanted.text} is the gateway of ${formatPrefix(range.subnet)}`);
-      if (!free(pool, wanted) || !this.store.claimAddress(pool.poolId, wanted, 'requested'))
+      if (!free(pool, wanted) || !this.store.claimAddress(pool.poolId, wanted, 'requested', owner))
         throw new LanplugError('Conflict', `Address already in use: ${wanted.text}`);
       return { poolId: pool.poolId, address: withLength(wanted, range.subnet), gateway: range.gateway };
     }
@@ -53,7 +62,7 @@ export class RangeAllocator {
       for (let value = range.start.value; value <= range.end.value; value++) {
         if (value === range.gateway.value) continue;
         const candidate = addressFromValue(range.subnet.address.family, value);
-        if (free(pool, candidate) && this.store.claimAddress(pool.poolId, candidate, 'allocated'))
+        if (free(pool, candidate) && this.store.claimAddress(pool.poolId, candidate, 'allocated', owner))
           return { poolId: pool.poolId, address: withLength(candidate, range.subnet), gateway: range.gateway };
       }
     }
@@ -63,6 +72,14 @@ export class RangeAllocator {
 
   release(poolId: string, address: IpAddress): void {
     this.store.releaseAddress(poolId, address);
+  }
+
+  /** The pools of a CNI network in which nothing is claimed any more go (they are made again on demand). */
+  dropEmptyPools(networkName: string): void {
+    const space = cniAddressSpace(networkName);
+    for (const pool of this.store.listPools())
+      if (pool.addressSpace === space && this.store.claimedAddresses(pool.poolId).length === 0)
+        this.store.deletePool(pool.poolId);
   }
 
   /** Every pool of a CNI network goes with it. */
@@ -80,6 +97,13 @@ export class RangeAllocator {
     this.store.insertPool(record);
     return record;
   }
+}
+
+/** Every address the runtime asked for must be one it got (host-local refuses one in no range set). */
+export function checkRequestedUsed(requested: readonly IpAddress[], claims: readonly RangeAllocation[]): void {
+  for (const wanted of requested)
+    if (!claims.some((c) => c.address.address.value === wanted.value && c.address.address.family === wanted.family))
+      throw invalidArgument(`requested address ${wanted.text} is in none of the network's ranges`);
 }
 
 function withLength(address: IpAddress, subnet: IpPrefix): IpPrefix {

@@ -16,8 +16,10 @@ export interface IpamStore {
   /** Deletes the pool and every address claimed in it. */
   deletePool(poolId: string): void;
 
-  /** Claims `address` in the pool; false when it is already claimed. */
-  claimAddress(poolId: string, address: IpAddress, kind: AddressKind): boolean;
+  /** Claims `address` in the pool (for `owner`, when one is named); false when it is already claimed. */
+  claimAddress(poolId: string, address: IpAddress, kind: AddressKind, owner?: string): boolean;
+  /** The claims whose owner starts with `prefix`. */
+  ownedClaims(prefix: string): { poolId: string; address: IpAddress; owner: string }[];
   /**
    * The pools in which `address` is claimed: pools of one address in
    * different address spaces (a Docker network's and a CNI network's on one

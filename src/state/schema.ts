@@ -17,11 +17,14 @@
  *      a container's address after the fact).
  * - 4: DHCP: `leases` (one per endpoint that holds one) and `dhcp_last` (the
  *      address each client id held last, asked for again at its next start).
+ * - 5: `addresses.owner`: who holds a claim made by the `lanplug` CNI IPAM
+ *      plugin (network, container, interface), and an index by address (an
+ *      address claimed in any pool is taken in all of them).
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 /** STEPS[n] moves a database from version n to n + 1. */
 const STEPS: readonly string[] = [
@@ -70,6 +73,9 @@ const STEPS: readonly string[] = [
      address    TEXT NOT NULL,
      updated_at INTEGER NOT NULL
    );`,
+  `ALTER TABLE addresses ADD COLUMN owner TEXT;
+   CREATE INDEX addresses_owner ON addresses (owner) WHERE owner IS NOT NULL;
+   CREATE INDEX addresses_address ON addresses (address);`,
 ];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */

@@ -251,11 +251,18 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     });
   }
 
-  claimAddress(poolId: string, address: IpAddress, kind: AddressKind): boolean {
+  claimAddress(poolId: string, address: IpAddress, kind: AddressKind, owner?: string): boolean {
     const result = this.stmt(
-      'INSERT OR IGNORE INTO addresses (pool_id, address, kind, created_at) VALUES (?, ?, ?, ?)',
-    ).run(poolId, address.text, kind, Date.now());
+      'INSERT OR IGNORE INTO addresses (pool_id, address, kind, created_at, owner) VALUES (?, ?, ?, ?, ?)',
+    ).run(poolId, address.text, kind, Date.now(), owner ?? null);
     return result.changes === 1;
+  }
+
+  ownedClaims(prefix: string): { poolId: string; address: IpAddress; owner: string }[] {
+    const rows = this.stmt(
+      'SELECT pool_id, address, owner FROM addresses WHERE owner IS NOT NULL AND substr(owner, 1, ?) = ?',
+    ).all(prefix.length, prefix) as { pool_id: string; address: string; owner: string }[];
+    return rows.map((row) => ({ poolId: row.pool_id, address: parseAddress(row.address), owner: row.owner }));
   }
 
   poolsClaiming(address: IpAddress): string[] {

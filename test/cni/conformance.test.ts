@@ -9,7 +9,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { copyFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
 import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
@@ -201,6 +202,24 @@ test('DEL after the namespace is gone succeeds and frees the address', async () 
   dropSandbox(again.ns);
 });
 
+test('DEL after the parent is gone succeeds (the kernel took the link with it)', async () => {
+  inNs(host.ns, 'link', 'add', 'vp0', 'type', 'veth', 'peer', 'name', 'vp1');
+  inNs(host.ns, 'link', 'set', 'vp0', 'up');
+  const onVeth = conf(
+    '1.0.0',
+    { name: 'vethnet', master: 'vp0' },
+    { subnet: '10.88.0.0/24', gateway: '10.88.0.1', rangeStart: undefined, rangeEnd: undefined },
+  );
+  const sb = newSandbox();
+  const added = await add(sb, onVeth);
+  assert.equal(added.code, 0, added.stdout);
+  inNs(host.ns, 'link', 'del', 'vp0');
+  assert.equal(linkIn(sb.ns, 'eth0'), null, 'the pod lost its link with the parent');
+  assert.equal((await del(sb, onVeth)).code, 0);
+  assert.equal((await del(sb, onVeth)).code, 0);
+  dropSandbox(sb.ns);
+});
+
 test('an attachment whose namespace vanished without a DEL is removed by lanplug gc, its address freed', async () => {
   const sb = newSandbox();
   const address = resultAddress(await add(sb));
@@ -240,6 +259,49 @@ test('host_access: the host reaches its pod through the shim (without it, the ke
     Promise.resolve(!/lh-/.test(inNs(host.ns, 'link', 'show'))),
   );
   dropSandbox(sb.ns);
+});
+
+test("the lanplug IPAM plugin behind the reference macvlan: lanplug's range, and the address back at DEL", async () => {
+  const dir = dirname(plugin);
+  copyFileSync(plugin, join(dir, 'lanplug'));
+  const refConf = JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'refnet',
+    type: 'macvlan',
+    master: 'eth0',
+    ipam: {
+      type: 'lanplug',
+      subnet: '172.16.86.0/24',
+      rangeStart: '172.16.86.170',
+      rangeEnd: '172.16.86.179',
+      gateway: GATEWAY,
+      routes: [{ dst: '0.0.0.0/0' }],
+    },
+  });
+  const sb = newSandbox();
+  const call = (command: 'ADD' | 'DEL'): Promise<CniOutcome> =>
+    runPlugin(
+      '/usr/lib/cni/macvlan',
+      { command, containerId: sb.id, netns: sb.path, ifname: 'eth0', env: { CNI_PATH: `${dir}:/usr/lib/cni` } },
+      refConf,
+    );
+  const added = await call('ADD');
+  assert.equal(added.code, 0, added.stdout);
+  assert.equal(resultAddress(added), '172.16.86.170/24');
+  assert.ok(linkIn(sb.ns, 'eth0')?.addr_info.some((a) => a.local === '172.16.86.170'));
+  assert.match(inNs(sb.ns, 'route', 'show', 'default'), new RegExp(`default via ${GATEWAY} dev eth0`));
+  // Taken for lanplug's own plugins too: a lanplug ADD whose range holds only .170 finds nothing free.
+  const other = newSandbox();
+  const narrow = conf('1.0.0', { name: 'narrow' }, { rangeStart: '172.16.86.170', rangeEnd: '172.16.86.170' });
+  const refused = await add(other, narrow);
+  assert.match(String(refused.json?.['msg']), /No available addresses in 172\.16\.86\.170-172\.16\.86\.170/);
+  assert.equal((await call('DEL')).code, 0);
+  assert.equal((await call('DEL')).code, 0, 'DEL twice');
+  const now = await add(other, narrow);
+  assert.equal(resultAddress(now), '172.16.86.170/24', 'released by the IPAM DEL');
+  assert.equal((await del(other, narrow)).code, 0);
+  dropSandbox(sb.ns);
+  dropSandbox(other.ns);
 });
 
 test('errors carry the spec codes: bad JSON 6, missing CNI_IFNAME 4, unknown version 1, bad master 7', async () => {

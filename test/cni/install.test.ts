@@ -25,7 +25,7 @@ test('install --cni builds the plugins into /opt/cni/bin and /usr/lib/cni; unins
     const out = lanplug('install', '--cni', '--root', root, '--state-dir', '/var/lib/lanplug');
     assert.equal(out.code, 0, out.stderr);
     for (const dir of ['opt/cni/bin', 'usr/lib/cni'])
-      for (const name of ['lanplug-macvlan', 'lanplug-ipvlan']) {
+      for (const name of ['lanplug-macvlan', 'lanplug-ipvlan', 'lanplug']) {
         const plugin = join(root, dir, name);
         const version = spawnSync(plugin, [], { env: { CNI_COMMAND: 'VERSION' }, encoding: 'utf8' });
         assert.equal(version.status, 0, `${plugin}: ${version.stderr}`);

@@ -14,7 +14,9 @@ import { parseEnvironment, parseNetworkConfig, parseVersion, type CniEnvironment
 import { CniError } from '../../src/api/cni/errors';
 import { decodeAnswer, decodeInvocation, encodeAnswer, encodeInvocation } from '../../src/api/cni/protocol';
 import { encodeResult } from '../../src/api/cni/result';
-import { RangeAllocator } from '../../src/ipam/ranges';
+import { CniIpam } from '../../src/ipam/cni-ipam';
+import { checkRequestedUsed, RangeAllocator } from '../../src/ipam/ranges';
+import { silentLogger } from '../../src/log';
 import { parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 import { SqliteStore } from '../../src/state/sqlite';
 
@@ -199,6 +201,12 @@ test('configuration: typos, foreign IPAM types, bad ranges and unknown versions 
       ),
     /ipvlan interfaces do not support custom mac/,
   );
+  const gcEnv = parseEnvironment(new Map([['CNI_COMMAND', 'GC']]));
+  assert.equal(
+    codeOf(() => parseNetworkConfig({ cniVersion: '1.1.0', name: 'l', type: 'lanplug-macvlan' }, gcEnv)),
+    7,
+    'GC without cni.dev/valid-attachments would remove everything: refused',
+  );
   const requested = config({ runtimeConfig: { ips: ['10.1.0.7/24'], mac: '02:11:22:33:44:55' } });
   assert.deepEqual(
     requested.requestedIps.map((a) => a.text),
@@ -276,5 +284,35 @@ test('allocation: rangeStart to rangeEnd, never the gateway, nothing claimed els
   assert.throws(() => allocator.allocate('lan', [range], [parseAddress('10.1.0.1')]), /is the gateway/);
   allocator.dropPools('lan');
   assert.equal(store.getPool('cni:lan/10.1.0.0/24'), null);
-  assert.equal(allocator.allocate('lan', [range], [parseAddress('10.1.0.9')]).address.address.text, '10.1.0.9');
+  assert.throws(
+    () =>
+      checkRequestedUsed([parseAddress('10.1.0.9')], [allocator.allocate('lan', [range], [parseAddress('10.1.0.9')])]),
+    /requested address 10.1.0.9 is in none of the network's ranges/,
+    'outside rangeStart..rangeEnd: not handed out, refused',
+  );
+  assert.equal(allocator.allocate('lan', [range], [parseAddress('10.1.0.6')]).address.address.text, '10.1.0.6');
+});
+
+test('the IPAM plugin on its own: claims by owner, one ADD per attachment, DEL and GC release by owner', () => {
+  const allocator = new RangeAllocator(store, () => () => false);
+  const ipam = new CniIpam(store, allocator, silentLogger);
+  const sets = config({}, { rangeStart: '10.1.0.10', rangeEnd: '10.1.0.12' }).ipam?.rangeSets ?? [];
+  const first = ipam.add('lan', 'c1', 'eth0', sets, []);
+  assert.deepEqual(
+    first.map((c) => c.address.address.text),
+    ['10.1.0.10'],
+  );
+  assert.throws(() => ipam.add('lan', 'c1', 'eth0', sets, []), /already has addresses for eth0/);
+  ipam.add('lan', 'c2', 'eth0', sets, []);
+  ipam.add('lan', 'c3', 'net1', sets, []);
+  assert.throws(() => ipam.add('lan', 'c4', 'eth0', sets, []), /No available addresses/);
+  ipam.check('lan', 'c2', 'eth0');
+  ipam.del('lan', 'c2', 'eth0');
+  ipam.del('lan', 'c2', 'eth0');
+  assert.throws(() => ipam.check('lan', 'c2', 'eth0'), /holds no address/);
+  assert.equal(ipam.collect('lan', [{ containerId: 'c1', ifname: 'eth0' }]), 1, 'c3/net1 goes');
+  assert.deepEqual(
+    ipam.add('lan', 'c5', 'eth0', sets, []).map((c) => c.address.address.text),
+    ['10.1.0.11'],
+  );
 });

@@ -4,15 +4,18 @@
  * code) in the version the configuration asked for.
  */
 import type { SandboxAttachments } from '../../driver/attachments';
+import type { CniIpam } from '../../ipam/cni-ipam';
 import type { Logger } from '../../log';
 import type { JsonObject } from '../json';
 import {
+  isIpamDelegation,
   parseConfigJson,
   parseEnvironment,
+  parseIpamConfig,
   parseNetworkConfig,
   parseVersion,
   type CniEnvironment,
-  type CniNetworkConfig,
+  type CniVersion,
 } from './config';
 import { CNI_ERROR, CniError, toCniError } from './errors';
 import type { CniAnswer, CniInvocation } from './protocol';
@@ -27,9 +30,15 @@ function reportedVersion(stdin: string): string {
   }
 }
 
-export function runCni(invocation: CniInvocation, attachments: SandboxAttachments, log: Logger): CniAnswer {
+/** What the CNI front end drives: lanplug's main plugins, and its IPAM plugin for others'. */
+export interface CniServices {
+  attachments: SandboxAttachments;
+  ipam: CniIpam;
+}
+
+export function runCni(invocation: CniInvocation, services: CniServices, log: Logger): CniAnswer {
   try {
-    const stdout = dispatch(invocation, attachments);
+    const stdout = dispatch(invocation, services);
     return { exitCode: 0, stdout: stdout === null ? '' : `${JSON.stringify(stdout)}\n` };
   } catch (err) {
     const failure = toCniError(err);
@@ -40,11 +49,14 @@ export function runCni(invocation: CniInvocation, attachments: SandboxAttachment
   }
 }
 
-function dispatch(invocation: CniInvocation, attachments: SandboxAttachments): JsonObject | null {
+function dispatch(invocation: CniInvocation, services: CniServices): JsonObject | null {
   if (invocation.env.get('CNI_COMMAND') === 'VERSION') return versionAnswer();
   const env = parseEnvironment(invocation.env);
-  const config = parseNetworkConfig(parseConfigJson(invocation.stdin), env);
-  requireVersionFor(env, config);
+  const conf = parseConfigJson(invocation.stdin);
+  if (isIpamDelegation(conf)) return ipamDispatch(env, conf, services.ipam);
+  const { attachments } = services;
+  const config = parseNetworkConfig(conf, env);
+  requireVersionFor(env, config.cniVersion);
   switch (env.command) {
     case 'ADD':
       return add(env, config, attachments);
@@ -70,7 +82,50 @@ function dispatch(invocation: CniInvocation, attachments: SandboxAttachments): J
   }
 }
 
-function add(env: CniEnvironment, config: CniNetworkConfig, attachments: SandboxAttachments): JsonObject {
+/** The `lanplug` IPAM plugin, delegated to by another main plugin: addresses only, no link. */
+function ipamDispatch(env: CniEnvironment, conf: JsonObject, ipam: CniIpam): JsonObject | null {
+  const config = parseIpamConfig(conf, env);
+  requireVersionFor(env, config.cniVersion);
+  switch (env.command) {
+    case 'ADD': {
+      const claims = ipam.add(config.name, sandboxId(env), ifnameOf(env), config.ipam.rangeSets, config.requestedIps);
+      const routes = config.ipam.routes.map((route) => ({
+        destination: route.destination,
+        gateway:
+          route.gateway ??
+          claims.find((c) => c.address.address.family === route.destination.address.family)?.gateway ??
+          null,
+      }));
+      return encodeResult(
+        {
+          interface: null,
+          addresses: claims.map((c) => ({ address: c.address, gateway: c.gateway })),
+          routes,
+          dns: config.dns,
+        },
+        config.cniVersion,
+      );
+    }
+    case 'DEL':
+      ipam.del(config.name, sandboxId(env), ifnameOf(env));
+      return null;
+    case 'CHECK':
+      ipam.check(config.name, sandboxId(env), ifnameOf(env));
+      return null;
+    case 'GC':
+      ipam.collect(config.name, config.validAttachments ?? []);
+      return null;
+    case 'STATUS':
+    case 'VERSION':
+      return env.command === 'VERSION' ? versionAnswer() : null;
+  }
+}
+
+function add(
+  env: CniEnvironment,
+  config: ReturnType<typeof parseNetworkConfig>,
+  attachments: SandboxAttachments,
+): JsonObject {
   const attached = attachments.attach({
     networkName: config.name,
     driver: config.driver,
@@ -94,15 +149,15 @@ function add(env: CniEnvironment, config: CniNetworkConfig, attachments: Sandbox
 }
 
 /** CHECK came with 0.4.0; STATUS and GC with 1.1.0. */
-function requireVersionFor(env: CniEnvironment, config: CniNetworkConfig): void {
-  const [major = 0, minor = 0] = config.cniVersion.split('.').map(Number);
+function requireVersionFor(env: CniEnvironment, version: CniVersion): void {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
   const needs = env.command === 'CHECK' ? [0, 4] : env.command === 'STATUS' || env.command === 'GC' ? [1, 1] : null;
   if (needs === null) return;
   const [needMajor = 0, needMinor = 0] = needs;
   if (major < needMajor || (major === needMajor && minor < needMinor))
     throw new CniError(
       CNI_ERROR.incompatibleVersion,
-      `${env.command} needs cniVersion ${needMajor}.${needMinor}.0 or later; the configuration has ${config.cniVersion}`,
+      `${env.command} needs cniVersion ${needMajor}.${needMinor}.0 or later; the configuration has ${version}`,
     );
 }
 

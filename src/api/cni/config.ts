@@ -26,7 +26,6 @@ import {
 } from '../../net/address';
 import { parseMac } from '../../net/mac';
 import {
-  OPT_CONFLICT,
   OPT_IPVLAN_FLAG,
   OPT_IPVLAN_MODE,
   OPT_HOST_ACCESS,
@@ -102,30 +101,8 @@ export interface CniNetworkConfig {
 const RUNTIME_KEYS = ['cniVersion', 'name', 'type', 'runtimeConfig', 'prevResult', 'args', 'capabilities'];
 const GC_KEYS = ['cni.dev/valid-attachments', 'cni.dev/attachments'];
 const PLUGIN_KEYS: Record<DriverKind, readonly string[]> = {
-  macvlan: [
-    'master',
-    'mode',
-    'mtu',
-    'mac',
-    'ipam',
-    'dns',
-    'conflict',
-    'host_access',
-    'aux_addresses',
-    'linkInContainer',
-  ],
-  ipvlan: [
-    'master',
-    'mode',
-    'flag',
-    'mtu',
-    'ipam',
-    'dns',
-    'conflict',
-    'host_access',
-    'aux_addresses',
-    'linkInContainer',
-  ],
+  macvlan: ['master', 'mode', 'mtu', 'mac', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
+  ipvlan: ['master', 'mode', 'flag', 'mtu', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
 };
 const IPAM_KEYS = ['type', 'subnet', 'rangeStart', 'rangeEnd', 'gateway', 'ranges', 'routes', 'dataDir'];
 const RANGE_KEYS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway'];
@@ -224,8 +201,6 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
   if (mode !== null) options[driver === 'macvlan' ? OPT_MACVLAN_MODE : OPT_IPVLAN_MODE] = mode;
   const flag = optionalString(conf, 'flag', type);
   if (flag !== null) options[OPT_IPVLAN_FLAG] = flag;
-  const conflictPolicy = optionalString(conf, 'conflict', type);
-  if (conflictPolicy !== null) options[OPT_CONFLICT] = conflictPolicy;
   const hostAccess = conf['host_access'];
   if (hostAccess !== undefined && hostAccess !== null && hostAccess !== false) {
     if (hostAccess !== true) throw badConfig(`${type} host_access must be true or false`);
@@ -256,11 +231,7 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
     throw badConfig('ipvlan interfaces do not support custom mac address assignment');
   const mac = macText === null ? null : parseMac(macText);
 
-  const requested = [
-    ...stringList(runtime, 'ips', 'runtimeConfig'),
-    ...stringList(cniArgs, 'ips', 'args.cni'),
-    ...(env.args.get('IP')?.split(',') ?? []),
-  ].map((text) => parseAddress(text.includes('/') ? text.slice(0, text.indexOf('/')) : text, 'requested IP'));
+  const requested = requestedIps(conf, env);
 
   return {
     cniVersion,
@@ -276,6 +247,59 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
       conf['prevResult'] === undefined || conf['prevResult'] === null
         ? null
         : asConfigObject(conf['prevResult'], 'prevResult'),
+    validAttachments: env.command === 'GC' ? parseAttachments(conf) : null,
+  };
+}
+
+/** Addresses a runtime asked for: `runtimeConfig.ips`, `args.cni.ips`, CNI_ARGS `IP=` (prefix lengths dropped). */
+function requestedIps(conf: JsonObject, env: CniEnvironment): IpAddress[] {
+  return [
+    ...stringList(objectField(conf, 'runtimeConfig'), 'ips', 'runtimeConfig'),
+    ...stringList(objectField(objectField(conf, 'args'), 'cni'), 'ips', 'args.cni'),
+    ...(env.args.get('IP')?.split(',') ?? []),
+  ].map((text) =>
+    asConfig(() => parseAddress(text.includes('/') ? text.slice(0, text.indexOf('/')) : text, 'requested IP')),
+  );
+}
+
+/** What the `lanplug` IPAM plugin reads when another main plugin delegates to it: the ipam section and the runtime's. */
+export interface CniIpamConfig {
+  cniVersion: CniVersion;
+  name: string;
+  ipam: CniIpam;
+  dns: JsonObject | null;
+  requestedIps: IpAddress[];
+  validAttachments: Attachment[] | null;
+}
+
+/** True when the configuration's main plugin is another's and its IPAM is lanplug's. */
+export function isIpamDelegation(conf: JsonObject): boolean {
+  const type = conf['type'];
+  const ipam = conf['ipam'];
+  return (
+    typeof type === 'string' &&
+    PLUGIN_TYPES[type] === undefined &&
+    typeof ipam === 'object' &&
+    ipam !== null &&
+    !Array.isArray(ipam) &&
+    ipam['type'] === IPAM_TYPE
+  );
+}
+
+/** The main plugin's own keys are its business: only the ipam section is checked here. */
+export function parseIpamConfig(conf: JsonObject, env: CniEnvironment): CniIpamConfig {
+  const cniVersion = parseVersion(conf);
+  const name = stringField(conf, 'name', 'network configuration');
+  if (!NETWORK_NAME.test(name))
+    throw badConfig(`network name '${name.slice(0, 80)}' is not valid: letters, digits, '_', '.', '-'`);
+  const ipam = parseIpam(conf['ipam']);
+  if (ipam === null) throw badConfig('ipam needs a subnet, or ranges');
+  return {
+    cniVersion,
+    name,
+    ipam,
+    dns: conf['dns'] === undefined || conf['dns'] === null ? null : asConfigObject(conf['dns'], 'dns'),
+    requestedIps: requestedIps(conf, env),
     validAttachments: env.command === 'GC' ? parseAttachments(conf) : null,
   };
 }
@@ -339,7 +363,8 @@ function parseRange(o: JsonObject, what: string): AddressRange {
 
 function parseAttachments(conf: JsonObject): Attachment[] {
   const list = conf['cni.dev/valid-attachments'] ?? conf['cni.dev/attachments'];
-  if (list === undefined || list === null) return [];
+  // Without the list every attachment would look stale: refused rather than guessed.
+  if (list === undefined || list === null) throw badConfig('GC needs cni.dev/valid-attachments');
   if (!Array.isArray(list)) throw badConfig('cni.dev/valid-attachments must be an array');
   return list.map((entry, i) => {
     const o = asConfigObject(entry, `cni.dev/valid-attachments[${i}]`);

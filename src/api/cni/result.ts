@@ -10,7 +10,8 @@ import { SUPPORTED_VERSIONS, type CniVersion } from './config';
 
 /** What an ADD made, in lanplug's values. */
 export interface AttachResult {
-  interface: { name: string; mac: string; sandbox: string };
+  /** null for an IPAM plugin's result: no interfaces, and no `interface` index on the addresses. */
+  interface: { name: string; mac: string; sandbox: string } | null;
   addresses: { address: IpPrefix; gateway: IpAddress | null }[];
   routes: { destination: IpPrefix; gateway: IpAddress | null }[];
   dns: JsonObject | null;
@@ -22,7 +23,7 @@ export function encodeResult(result: AttachResult, version: CniVersion): JsonObj
     ...(legacy ? { version: String(address.address.family) } : {}),
     address: formatPrefix(address),
     ...(gateway === null ? {} : { gateway: gateway.text }),
-    interface: 0,
+    ...(result.interface === null ? {} : { interface: 0 }),
   }));
   const routes: Json[] = result.routes.map(({ destination, gateway }) => ({
     dst: formatPrefix(destination),
@@ -30,7 +31,7 @@ export function encodeResult(result: AttachResult, version: CniVersion): JsonObj
   }));
   return {
     cniVersion: version,
-    interfaces: [{ ...result.interface }],
+    ...(result.interface === null ? {} : { interfaces: [{ ...result.interface }] }),
     ips,
     routes,
     dns: result.dns ?? {},
