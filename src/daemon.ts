@@ -37,6 +37,7 @@ import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
 import { systemdSockets } from './systemd-sockets';
+import { versionLine } from './version';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -187,6 +188,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       closers.push(() => clearInterval(timer));
     }
     log.info('lanplug daemon started', {
+      version: versionLine(),
       stateDir: options.stateDir,
       pluginDir: options.pluginDir,
       networks: store.listNetworks().length,

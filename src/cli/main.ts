@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { CNI_SOCKET_NAME } from '../api/cni/server';
 import { dockerSocketPath } from '../api/docker/engine';
 import { startDaemon } from '../daemon';
+import { versionLine } from '../version';
 import { createLogger, parseLevel } from '../log';
 import { formatChecks, runDoctor } from './doctor';
 import { parseFlags, UsageError } from './flags';
@@ -37,6 +38,7 @@ commands:
              [--cni: also the CNI plugins lanplug-macvlan, lanplug-ipvlan in /opt/cni/bin (needs cc)]
              [--dry-run] [--root DIR] [--state-dir DIR] [--plugin-dir DIR] [--log-level LEVEL]
   uninstall  remove exactly what install wrote (units, CNI plugins)   [--dry-run] [--root DIR]
+  version    print lanplug's version and the versions of its state and protocols (also --version)
   help       show this text
 
 defaults: --state-dir ${DEFAULT_STATE_DIR}  --plugin-dir ${DEFAULT_PLUGIN_DIR}  --docker-host ${DEFAULT_DOCKER_HOST}`;
@@ -162,6 +164,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         process.stdout.write(`${lines.length === 0 ? 'nothing to remove' : lines.join('\n')}\n`);
         return 0;
       }
+      case 'version':
+      case '--version':
+        process.stdout.write(`${versionLine()}\n`);
+        return 0;
       case undefined:
       case 'help':
       case '--help':
