@@ -140,6 +140,7 @@ for (const version of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
     assert.ok(link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === ip?.address));
     assert.match(inNs(sb.ns, 'route', 'show', 'default'), new RegExp(`default via ${GATEWAY} dev eth0`));
     execFileSync('nsenter', [`--net=${sb.path}`, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+    execFileSync('nsenter', [`--net=${sb.path}`, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
     assert.equal((await del(sb, conf(version))).code, 0);
     assert.equal(linkIn(sb.ns, 'eth0'), null, 'DEL removes the link');
     dropSandbox(sb.ns);
@@ -282,7 +283,15 @@ test("the lanplug IPAM plugin behind the reference macvlan: lanplug's range, and
   const call = (command: 'ADD' | 'DEL'): Promise<CniOutcome> =>
     runPlugin(
       '/usr/lib/cni/macvlan',
-      { command, containerId: sb.id, netns: sb.path, ifname: 'eth0', env: { CNI_PATH: `${dir}:/usr/lib/cni` } },
+      {
+        command,
+        containerId: sb.id,
+        netns: sb.path,
+        ifname: 'eth0',
+        env: { CNI_PATH: `${dir}:/usr/lib/cni` },
+        // The reference plugin makes its link where it runs: in the lab host, never the machine's own namespace.
+        hostNamespace: host.ns,
+      },
       refConf,
     );
   const added = await call('ADD');

@@ -19,6 +19,11 @@ export interface CniCall {
   args?: string;
   /** Extra or overriding environment (e.g. to drop a variable: set it to undefined). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The network namespace (a name under /run/netns) the plugin runs in, as a runtime on that host would
+   * run it. lanplug's executable does nothing in its own namespace; a reference plugin makes its link there.
+   */
+  hostNamespace?: string;
 }
 
 export interface CniOutcome {
@@ -50,7 +55,11 @@ export function runPlugin(plugin: string, call: CniCall, stdin: string): Promise
   };
   for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
   return new Promise((resolve, reject) => {
-    const child = spawn(plugin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [file, args] =
+      call.hostNamespace === undefined
+        ? [plugin, []]
+        : ['nsenter', [`--net=/run/netns/${call.hostNamespace}`, '--', plugin]];
+    const child = spawn(file, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
