@@ -11,13 +11,14 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { createLan, type Lan, type LanHost } from '../lab/lan';
+import type { Lan, LanHost } from '../lab/lan';
 import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
-import { DaemonLab } from '../support/daemon';
-import { buildPlugin, runPlugin, type CniCall, type CniOutcome } from '../support/cni';
+import type { DaemonLab } from '../support/daemon';
+import { CNI_LAB_GATEWAY, runPlugin, startCniLab, type CniCall, type CniLab, type CniOutcome } from '../support/cni';
 
-const GATEWAY = '172.16.86.1';
+const GATEWAY = CNI_LAB_GATEWAY;
+let lab: CniLab;
 let lan: Lan;
 let host: LanHost;
 let daemon: DaemonLab;
@@ -94,19 +95,13 @@ function resultAddress(result: CniOutcome): string {
 }
 
 before(async () => {
-  lan = createLan();
-  host = lan.addLanHost('host', '172.16.86.2/24', { gateway: GATEWAY });
-  daemon = new DaemonLab(host.ns);
-  socket = join(daemon.stateDir, 'cni.sock');
-  plugin = buildPlugin(socket);
-  // Idle CNI networks go after 1 s here (60 s by default), so that their removal is seen.
-  await daemon.start({}, ['--cni-network-idle', '1']);
+  lab = await startCniLab();
+  ({ lan, host, daemon, socket, plugin } = lab);
 });
 
 after(() => {
   for (const ns of made) delNetns(ns);
-  daemon?.close();
-  lan?.destroy();
+  lab?.close();
 });
 
 test('VERSION lists every supported version, from the executable alone (no daemon needed)', async () => {

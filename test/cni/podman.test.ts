@@ -15,17 +15,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createLan, type Lan, type LanHost } from '../lab/lan';
+import type { LanHost } from '../lab/lan';
 import { busyboxRootfsTar } from '../lab/image';
-import { DaemonLab } from '../support/daemon';
-import { buildPlugin } from '../support/cni';
+import type { DaemonLab } from '../support/daemon';
+import { CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
 
-const GATEWAY = '172.16.86.1';
+const GATEWAY = CNI_LAB_GATEWAY;
 const IMAGE = 'localhost/lanplug-busybox:latest';
 /** Podman's default rlimits are refused in this sandbox (DESIGN: "Test lanes"). */
 const LIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
 
-let lan: Lan;
+let lab: CniLab;
 let host: LanHost;
 let daemon: DaemonLab;
 let dir: string;
@@ -42,12 +42,10 @@ function podman(...args: string[]): { code: number; stdout: string; stderr: stri
 }
 
 before(async () => {
-  lan = createLan();
-  host = lan.addLanHost('host', '172.16.86.2/24', { gateway: GATEWAY });
-  daemon = new DaemonLab(host.ns);
-  await daemon.start({}, ['--cni-network-idle', '1']);
+  lab = await startCniLab();
+  ({ host, daemon } = lab);
+  const { plugin } = lab;
   dir = mkdtempSync(join(tmpdir(), 'lanplug-podman-'));
-  const plugin = buildPlugin(join(daemon.stateDir, 'cni.sock'));
   const netDir = join(dir, 'net.d');
   mkdirSync(netDir);
   writeFileSync(
@@ -98,8 +96,7 @@ after(() => {
     // vfs layers are plain directories; podman's own reset would also touch /var/lib/containers.
     rmSync(dir, { recursive: true, force: true });
   }
-  daemon?.close();
-  lan?.destroy();
+  lab?.close();
 });
 
 test('podman network ls lists the lanplug conflist', () => {

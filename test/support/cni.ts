@@ -9,7 +9,48 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCniExecutable } from '../../src/install/cni';
+import { createLan, type Lan, type LanHost } from '../lab/lan';
+import { DaemonLab } from './daemon';
 import { repoRoot } from './repo';
+
+/** The lab LAN's gateway (on its bridge). */
+export const CNI_LAB_GATEWAY = '172.16.86.1';
+
+export interface CniLab {
+  lan: Lan;
+  /** The host the runtime and the daemon run on: eth0 172.16.86.2/24 on the LAN. */
+  host: LanHost;
+  daemon: DaemonLab;
+  /** The daemon's CNI socket, compiled into `plugin`. */
+  socket: string;
+  plugin: string;
+  close(): void;
+}
+
+/**
+ * A LAN with its gateway, a host on it running the real daemon (idle CNI
+ * networks go after 1 s, 60 s by default, so that their removal is seen),
+ * and lanplug's executable built for that daemon's socket.
+ */
+export async function startCniLab(): Promise<CniLab> {
+  const lan = createLan();
+  const host = lan.addLanHost('host', '172.16.86.2/24', { gateway: CNI_LAB_GATEWAY });
+  const daemon = new DaemonLab(host.ns);
+  const socket = join(daemon.stateDir, 'cni.sock');
+  const plugin = buildPlugin(socket);
+  await daemon.start({}, ['--cni-network-idle', '1']);
+  return {
+    lan,
+    host,
+    daemon,
+    socket,
+    plugin,
+    close(): void {
+      daemon.close();
+      lan.destroy();
+    },
+  };
+}
 
 export interface CniCall {
   command: 'ADD' | 'DEL' | 'CHECK' | 'VERSION' | 'STATUS' | 'GC';

@@ -9,13 +9,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { createLan, type Lan, type LanHost } from '../../lab/lan';
+import type { Lan, LanHost } from '../../lab/lan';
 import { lanHostNs } from '../../lab/names';
 import { addNetns, delNetns } from '../../lab/ns';
-import { DaemonLab } from '../../support/daemon';
-import { buildPlugin, runPlugin } from '../../support/cni';
+import type { DaemonLab } from '../../support/daemon';
+import { CNI_LAB_GATEWAY, runPlugin, startCniLab, type CniLab } from '../../support/cni';
 
-const GATEWAY = '172.16.86.1';
+const GATEWAY = CNI_LAB_GATEWAY;
+let lab: CniLab;
 let lan: Lan;
 let host: LanHost;
 let daemon: DaemonLab;
@@ -45,17 +46,13 @@ function ip(...args: string[]): string {
 }
 
 before(async () => {
-  lan = createLan();
-  host = lan.addLanHost('host', '172.16.86.2/24', { gateway: GATEWAY });
-  daemon = new DaemonLab(host.ns);
-  plugin = buildPlugin(join(daemon.stateDir, 'cni.sock'));
-  await daemon.start({}, ['--cni-network-idle', '1']);
+  lab = await startCniLab();
+  ({ lan, host, daemon, plugin } = lab);
 });
 
 after(() => {
   for (const ns of made) delNetns(ns);
-  daemon?.close();
-  lan?.destroy();
+  lab?.close();
 });
 
 test('lanplug-ipvlan l2: the parent MAC, an address from the range, the gateway reached; DEL takes it away', async () => {
