@@ -110,7 +110,7 @@ export class SandboxAttachments {
 
     let claims: RangeAllocation[] = [];
     let recorded = false;
-    let moved = false; // the link may be in the namespace
+    let linkMade = false; // the link may be in the namespace
     try {
       // The claims and the endpoint row land together: a crash leaves neither an orphaned claim nor a row without one.
       const created = this.store.transaction(() => {
@@ -134,7 +134,7 @@ export class SandboxAttachments {
       });
       recorded = true;
       // From here the namespace may hold our link (the ADD checked that it had none of that name).
-      moved = true;
+      linkMade = true;
       // Made under lanplug's own link name, renamed inside (configureSandbox): see Rtnl.createInNamespace.
       const madeAs = endpointLinkName(endpointId);
       withNamespaceFd(sandbox.netns, (namespaceFd) =>
@@ -165,7 +165,7 @@ export class SandboxAttachments {
         routes,
       };
     } catch (err) {
-      this.undoAttach(networkId, networkName, endpointId, sandbox, { claims, recorded, moved, mac: request.mac });
+      this.undoAttach(networkId, networkName, endpointId, sandbox, { claims, recorded, linkMade, mac: request.mac });
       throw err;
     }
   }
@@ -330,10 +330,9 @@ export class SandboxAttachments {
     const ifname = endpoint.sandbox?.ifname;
     if (netns !== null && ifname !== undefined) {
       // Also the name the link was made under, left by a crash before the rename.
-      const removed = teardown.step(`remove ${ifname} from ${netns}`, () => {
-        removeFromSandbox(netns, endpointLinkName(endpoint.endpointId), endpoint.mac);
-        removeFromSandbox(netns, ifname, endpoint.mac);
-      });
+      const removed = teardown.step(`remove ${ifname} from ${netns}`, () =>
+        removeFromSandbox(netns, [endpointLinkName(endpoint.endpointId), ifname], endpoint.mac),
+      );
       if (!removed.ok) return;
     }
     teardown.step('release addresses', () => this.releaseAddresses(networkName, [endpoint.ipv4, endpoint.ipv6]));
@@ -393,15 +392,14 @@ export class SandboxAttachments {
     networkName: string,
     endpointId: string,
     sandbox: Sandbox,
-    done: { claims: RangeAllocation[]; recorded: boolean; moved: boolean; mac: string | null },
+    done: { claims: RangeAllocation[]; recorded: boolean; linkMade: boolean; mac: string | null },
   ): void {
     const teardown = new Teardown();
     const endpoint = this.store.getEndpoint(networkId, endpointId);
-    if (done.moved)
-      for (const name of [endpointLinkName(endpointId), sandbox.ifname])
-        teardown.step(`remove ${name} from the namespace`, () =>
-          removeFromSandbox(sandbox.netns, name, endpoint?.mac ?? done.mac),
-        );
+    if (done.linkMade)
+      teardown.step(`remove ${sandbox.ifname} from ${sandbox.netns}`, () =>
+        removeFromSandbox(sandbox.netns, [endpointLinkName(endpointId), sandbox.ifname], endpoint?.mac ?? done.mac),
+      );
     if (done.recorded) teardown.step('delete the endpoint', () => this.driver.deleteEndpoint(networkId, endpointId));
     teardown.step('release addresses', () => {
       for (const claim of done.claims) this.allocator.release(claim.poolId, claim.address.address);

@@ -102,10 +102,11 @@ function writeSandboxSysctl(netns: string, path: string, value: string, optional
 }
 
 /**
- * Deletes the sandbox's link `ifname` if it is the one lanplug put there (its
+ * Deletes the sandbox's link under any of `names` (the name lanplug made it
+ * under, the one it was renamed to) if it is the one lanplug put there (its
  * MAC, for macvlan); a namespace or link already gone is success.
  */
-export function removeFromSandbox(netns: string, ifname: string, mac: string | null): void {
+export function removeFromSandbox(netns: string, names: readonly string[], mac: string | null): void {
   let rtnl: Rtnl;
   try {
     rtnl = openRtnl({ netns });
@@ -114,9 +115,10 @@ export function removeFromSandbox(netns: string, ifname: string, mac: string | n
     throw err;
   }
   try {
-    const link = rtnl.getLink(ifname);
-    if (link === null || (mac !== null && link.mac !== mac)) return;
-    rtnl.deleteLink(link);
+    for (const name of names) {
+      const link = rtnl.getLink(name);
+      if (link !== null && (mac === null || link.mac === mac)) rtnl.deleteLink(link);
+    }
   } finally {
     rtnl.close();
   }
