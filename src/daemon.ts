@@ -10,7 +10,7 @@
  * 4. every `recheckMs` (and on `lanplug gc`) the reconcile runs again, and
  *    dockerd is asked which rows it has forgotten.
  */
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CONTROL_SOCKET_NAME, controlRoutes } from './api/control';
 import type { JsonObject } from './api/docker/decode';
 import { runCni } from './api/cni/commands';
@@ -18,8 +18,11 @@ import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
 import { dropForgottenRows } from './api/docker/forgotten';
 import { ipamRoutes } from './api/docker/ipam-routes';
-import { networkDriverRoutes } from './api/docker/routes';
-import { PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
+import { networkDriverRoutes, type Handler } from './api/docker/routes';
+import { decodeCreateNetwork } from './api/docker/wire';
+import { OPT_DHCP, parseBoolean } from './driver/options';
+import { invalidArgument } from './errors';
+import { combinedEndpoint, PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
 import { cniServices } from './driver/attachments';
 import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
@@ -31,7 +34,7 @@ import { reconcile } from './driver/reconcile';
 import { LinkReaper } from './link/reaper';
 import { openRtnl, type Rtnl } from './link/rtnl';
 import type { Logger } from './log';
-import type { DriverKind } from './model/network';
+import { DRIVER_KINDS, type DriverKind } from './model/network';
 import { StateLock } from './state/lock';
 import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
@@ -52,16 +55,58 @@ export interface DaemonOptions {
   cniSocket: string | null;
   /** How long a CNI network stays without attachments before it is removed. */
   cniIdleMs: number;
+  /** Run as a managed Docker plugin (see src/plugin/serve.ts); null: a daemon on the host. */
+  managed?: ManagedRole | null;
   log: Logger;
 }
 
-const DRIVER_KINDS: readonly DriverKind[] = ['macvlan', 'ipvlan'];
+/**
+ * A managed plugin has one socket (config.json's interface.socket), for one driver kind and the
+ * IPAM driver. The plugin that holds the state directory also serves every kind on `peerDir`, where
+ * the other kind's plugin relays its calls (two daemons never share one store).
+ */
+export interface ManagedRole {
+  /** The plugin's name as Docker knows it, e.g. lanplug/macvlan:latest (for messages and the lock). */
+  pluginName: string;
+  kind: DriverKind;
+  /** The socket's file name in pluginDir, without `.sock`. */
+  socketName: string;
+}
+
+/** Where the managed plugin holding the state directory serves each kind for the other plugin's relay. */
+export function managedPeerSocket(stateDir: string, kind: DriverKind): string {
+  return join(stateDir, 'managed', `lanplug-${kind}.sock`);
+}
+
 /** How often the lease keeper looks for containers that vanished without a Leave. */
 const DHCP_WATCH_MS = 30_000;
 /** The IPAM driver's name: `docker network create --ipam-driver lanplug`. */
 export const IPAM_PLUGIN_NAME = 'lanplug';
 /** Every socket the daemon serves, by plugin name (`<name>.sock`, and systemd's FileDescriptorName=). */
 export const PLUGIN_NAMES = [...DRIVER_KINDS.map((kind) => `lanplug-${kind}`), IPAM_PLUGIN_NAME];
+
+/**
+ * A managed plugin does not see the containers' namespace files (Docker's SandboxKey is a host path;
+ * mounting dockerd's exec root would pin every container's namespace where mounts do not
+ * propagate), and a DHCP lease is renewed inside the container: such a network is refused at once.
+ */
+function withoutDhcp(
+  routes: ReadonlyMap<string, Handler>,
+  kind: DriverKind,
+  pluginName: string,
+): ReadonlyMap<string, Handler> {
+  const create = routes.get(CREATE_NETWORK);
+  if (create === undefined) return routes;
+  return new Map(routes).set(CREATE_NETWORK, (body) => {
+    const { options } = decodeCreateNetwork(kind, body);
+    if (parseBoolean(OPT_DHCP, options[OPT_DHCP]))
+      throw invalidArgument(
+        `-o ${OPT_DHCP}=true needs lanplug installed on the host (lanplug install), not the managed plugin ${pluginName}: a DHCP lease is renewed inside the container's namespace, which a managed plugin cannot reach`,
+      );
+    return create(body);
+  });
+}
+const CREATE_NETWORK = '/NetworkDriver.CreateNetwork';
 
 /** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
 function asJson(value: object): JsonObject {
@@ -74,13 +119,18 @@ export interface RunningDaemon {
 
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { log } = options;
-  const passed = systemdSockets(log);
+  const managed = options.managed ?? null;
+  const passed = managed === null ? systemdSockets(log) : new Map<string, number>();
+  const socketNames = managed === null ? PLUGIN_NAMES : [managed.socketName];
   // Refuse before touching anything if another process serves these sockets.
-  for (const name of PLUGIN_NAMES) {
+  for (const name of socketNames) {
     if (!passed.has(name)) await removeDeadSocket(join(options.pluginDir, `${name}.sock`));
   }
   prepareStateDir(options.stateDir);
-  const lock = StateLock.acquire(options.stateDir);
+  const lock = StateLock.acquire(
+    options.stateDir,
+    managed === null ? { kind: 'daemon' } : { kind: 'plugin', name: managed.pluginName },
+  );
   const closers: (() => void | Promise<void>)[] = [() => lock.release()];
   const closeAll = async (): Promise<void> => {
     for (const close of closers.reverse()) await close();
@@ -140,18 +190,37 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       isTaken: (pool, address) =>
         conflicts.isKnownTaken(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId),
     });
-    const plugins: PluginEndpoint[] = [
-      ...DRIVER_KINDS.map((kind): PluginEndpoint => ({
-        name: `lanplug-${kind}`,
-        routes: networkDriverRoutes(driver, kind, conflicts, dhcp),
-        errorField: 'Err',
-      })),
-      {
-        name: IPAM_PLUGIN_NAME,
-        routes: ipamRoutes(allocator, conflicts, (pool) => citizen.checkForPool(pool)),
-        errorField: 'Error',
-      },
-    ];
+    const driverEndpoint = (kind: DriverKind): PluginEndpoint => ({
+      name: `lanplug-${kind}`,
+      routes:
+        managed === null
+          ? networkDriverRoutes(driver, kind, conflicts, dhcp)
+          : withoutDhcp(networkDriverRoutes(driver, kind, conflicts, dhcp), kind, managed.pluginName),
+      errorField: 'Err',
+    });
+    const ipamEndpoint: PluginEndpoint = {
+      name: IPAM_PLUGIN_NAME,
+      routes: ipamRoutes(allocator, conflicts, (pool) => citizen.checkForPool(pool)),
+      errorField: 'Error',
+    };
+    // Legacy: one socket per driver name in the plugin directory. Managed: the plugin's one socket,
+    // and one per kind in the state directory for the other kind's plugin to relay to.
+    const served: { dir: string; endpoint: PluginEndpoint }[] =
+      managed === null
+        ? [...DRIVER_KINDS.map(driverEndpoint), ipamEndpoint].map((endpoint) => ({ dir: options.pluginDir, endpoint }))
+        : [
+            {
+              dir: options.pluginDir,
+              endpoint: combinedEndpoint(managed.socketName, [driverEndpoint(managed.kind), ipamEndpoint]),
+            },
+            ...DRIVER_KINDS.map((kind) => {
+              const peer = managedPeerSocket(options.stateDir, kind);
+              return {
+                dir: dirname(peer),
+                endpoint: combinedEndpoint(basename(peer, '.sock'), [driverEndpoint(kind), ipamEndpoint]),
+              };
+            }),
+          ];
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
     const control = await PluginServer.listen(
       options.stateDir,
@@ -163,12 +232,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       log,
     );
     closers.push(() => control.close());
-    for (const plugin of plugins) {
-      const fd = passed.get(plugin.name);
+    for (const { dir, endpoint } of served) {
+      const fd = passed.get(endpoint.name);
       const server =
         fd === undefined
-          ? await PluginServer.listen(options.pluginDir, plugin, log)
-          : await PluginServer.adopt(fd, join(options.pluginDir, `${plugin.name}.sock`), plugin, log);
+          ? await PluginServer.listen(dir, endpoint, log)
+          : await PluginServer.adopt(fd, join(dir, `${endpoint.name}.sock`), endpoint, log);
       closers.push(() => server.close());
     }
 
@@ -189,6 +258,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
     log.info('lanplug daemon started', {
       version: versionLine(),
+      ...(managed === null ? {} : { plugin: managed.pluginName }),
       stateDir: options.stateDir,
       pluginDir: options.pluginDir,
       networks: store.listNetworks().length,

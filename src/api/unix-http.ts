@@ -1,5 +1,6 @@
 /** HTTP over a unix socket, for lanplug's own clients (dockerd's API, the control socket, doctor's socket check). */
 import { request } from 'node:http';
+import type { Readable } from 'node:stream';
 
 export interface HttpAnswer {
   status: number;
@@ -8,7 +9,7 @@ export interface HttpAnswer {
 
 export function unixHttp(
   socketPath: string,
-  method: 'GET' | 'POST',
+  method: 'GET' | 'POST' | 'DELETE',
   path: string,
   body?: string,
   timeoutMs = 5_000,
@@ -25,5 +26,30 @@ export function unixHttp(
     req.on('timeout', () => req.destroy(new Error(`${socketPath} did not answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** A request whose body is a stream (sent chunked), such as a tar archive for dockerd. */
+export function unixHttpStream(
+  socketPath: string,
+  path: string,
+  contentType: string,
+  body: Readable,
+  timeoutMs: number,
+): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { socketPath, path, method: 'POST', headers: { 'Content-Type': contentType }, timeout: timeoutMs },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${socketPath} did not answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    body.on('error', (err) => req.destroy(err));
+    body.pipe(req);
   });
 }

@@ -23,7 +23,9 @@ import { leaseExpiresAt } from '../model/lease';
 import { formatPrefix } from '../net/address';
 import { describeLease } from './status';
 import { silentLogger } from '../log';
-import { isLocked, lockHolder } from '../state/lock';
+import { describeHolder, isLocked, lockHolder } from '../state/lock';
+import { managedPeerSocket } from '../daemon';
+import { DRIVER_KINDS } from '../model/network';
 import { DATABASE_FILE, SqliteStore } from '../state/sqlite';
 import { stateDirProblem } from '../state/state-dir';
 
@@ -199,13 +201,31 @@ function askCniSocket(path: string): Promise<true | string> {
   });
 }
 
+/**
+ * The service's sockets in the plugin directory; or, where a managed plugin holds the state
+ * directory, the sockets its daemon serves there (the plugins' own are inside dockerd's exec root).
+ */
+function socketsToCheck(options: DoctorOptions): { name: string; path: string; kind: string; restart: string }[] {
+  const holder = isLocked(options.stateDir) ? lockHolder(options.stateDir) : null;
+  if (holder?.owner.kind === 'plugin') {
+    const restart = `docker plugin disable -f ${holder.owner.name} && docker plugin enable ${holder.owner.name}`;
+    return DRIVER_KINDS.map((kind) => ({
+      name: `lanplug/${kind} (managed)`,
+      path: managedPeerSocket(options.stateDir, kind),
+      kind: 'NetworkDriver',
+      restart,
+    }));
+  }
+  const restart = 'systemctl restart lanplug';
+  return [
+    { name: 'lanplug-macvlan', kind: 'NetworkDriver' },
+    { name: 'lanplug-ipvlan', kind: 'NetworkDriver' },
+    { name: 'lanplug', kind: 'IpamDriver' },
+  ].map((s) => ({ ...s, path: join(options.pluginDir, `${s.name}.sock`), restart }));
+}
+
 async function socketChecks(options: DoctorOptions, add: Add): Promise<void> {
-  for (const { name, implements: kind } of [
-    { name: 'lanplug-macvlan', implements: 'NetworkDriver' },
-    { name: 'lanplug-ipvlan', implements: 'NetworkDriver' },
-    { name: 'lanplug', implements: 'IpamDriver' },
-  ]) {
-    const path = join(options.pluginDir, `${name}.sock`);
+  for (const { name, path, kind, restart } of socketsToCheck(options)) {
     let mode: number;
     try {
       const st = lstatSync(path);
@@ -219,7 +239,7 @@ async function socketChecks(options: DoctorOptions, add: Add): Promise<void> {
           `socket ${name}`,
           'fail',
           `${path} is mode ${mode.toString(8)} owned by uid ${st.uid}; it must be 600 and root's`,
-          `systemctl restart lanplug`,
+          restart,
         );
         continue;
       }
@@ -237,19 +257,13 @@ async function socketChecks(options: DoctorOptions, add: Add): Promise<void> {
       const implemented = (JSON.parse(answer.body) as { Implements?: unknown }).Implements;
       if (answer.status === 200 && Array.isArray(implemented) && implemented.includes(kind))
         add(`socket ${name}`, 'ok', `${path} answers`);
-      else
-        add(
-          `socket ${name}`,
-          'fail',
-          `${path} answered ${answer.status} ${answer.body.slice(0, 100)}`,
-          'systemctl restart lanplug',
-        );
+      else add(`socket ${name}`, 'fail', `${path} answered ${answer.status} ${answer.body.slice(0, 100)}`, restart);
     } catch (err) {
       add(
         `socket ${name}`,
         'fail',
         `${path} does not answer (${err instanceof Error ? err.message : String(err)})`,
-        'systemctl restart lanplug',
+        restart,
       );
     }
   }
@@ -278,8 +292,10 @@ function stateChecks(options: DoctorOptions, add: Add): void {
     return;
   }
   add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
-  if (isLocked(dir)) add('daemon', 'ok', `running (pid ${lockHolder(dir) ?? '?'})`);
-  else add('daemon', 'fail', `no lanplug daemon holds ${dir}`, 'systemctl start lanplug (or: lanplug daemon)');
+  if (isLocked(dir)) {
+    const holder = lockHolder(dir);
+    add('daemon', 'ok', holder === null ? 'running' : `running: ${describeHolder(holder)}`);
+  } else add('daemon', 'fail', `no lanplug daemon holds ${dir}`, 'systemctl start lanplug (or: lanplug daemon)');
   let store: SqliteStore;
   try {
     store = SqliteStore.openReadOnly(dir);

@@ -12,6 +12,7 @@ import { formatChecks, runDoctor } from './doctor';
 import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
 import { install, uninstall } from './install';
+import { runPlugin } from './plugin';
 import { formatStatus } from './status';
 
 export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
@@ -38,6 +39,12 @@ commands:
              [--cni: also the CNI plugins lanplug-macvlan, lanplug-ipvlan in /opt/cni/bin (needs cc)]
              [--dry-run] [--root DIR] [--state-dir DIR] [--plugin-dir DIR] [--log-level LEVEL]
   uninstall  remove exactly what install wrote (units, CNI plugins)   [--dry-run] [--root DIR]
+  plugin     lanplug as managed Docker plugins lanplug/macvlan:TAG and lanplug/ipvlan:TAG, made offline:
+               build    assemble, create and enable both   [--tag latest] [--docker-host URL]
+                        [--state-dir DIR] [--log-level LEVEL] [--out DIR: keep the build contexts] [--no-enable]
+               upgrade  replace both by this version, keeping names, settings, networks   [--tag latest] [--docker-host URL]
+               remove   disable and remove both (the state directory stays)   [--tag latest] [--docker-host URL]
+               serve    the plugin's entrypoint, run by dockerd inside the plugin
   version    print lanplug's version and the versions of its state and protocols (also --version)
   help       show this text
 
@@ -162,6 +169,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         const flags = parseFlags('uninstall', rest, { values: { '--root': '/' }, switches: ['--dry-run'] });
         const lines = uninstall({ root: flags.value('--root'), dryRun: flags.on('--dry-run') });
         process.stdout.write(`${lines.length === 0 ? 'nothing to remove' : lines.join('\n')}\n`);
+        return 0;
+      }
+      case 'plugin': {
+        const lines = await runPlugin(rest, packageRoot(), DEFAULT_DOCKER_HOST);
+        if (lines === null) return -1; // serving until dockerd stops the plugin
+        process.stdout.write(`${lines.join('\n')}\n`);
         return 0;
       }
       case 'version':

@@ -10,6 +10,7 @@ import type { IpAddress, IpPrefix } from '../net/address';
 
 /** The two drivers lanplug serves: `lanplug-macvlan` and `lanplug-ipvlan`. */
 export type DriverKind = 'macvlan' | 'ipvlan';
+export const DRIVER_KINDS: readonly DriverKind[] = ['macvlan', 'ipvlan'];
 
 /** The kind of link a network's endpoints get, with its mode. */
 export type LinkMode = { kind: 'macvlan'; mode: MacvlanMode } | { kind: 'ipvlan'; mode: IpvlanMode; flag: IpvlanFlag };

@@ -1,8 +1,11 @@
 /**
  * One daemon per state directory: an exclusive flock(2) on
- * `<stateDir>/lanplug.lock`, which holds the owner's pid for the message a
- * second daemon prints. The kernel drops the lock when the process dies,
- * however it dies (kill -9 included), so a stale lock file never blocks.
+ * `<stateDir>/lanplug.lock`, which holds the owner's pid (and, for a managed
+ * Docker plugin, its name) for the message a second daemon prints. The kernel
+ * drops the lock when the process dies, however it dies (kill -9 included), so
+ * a stale lock file never blocks. flock works across mount namespaces (the
+ * same inode): a managed plugin's bind-mounted state directory and the host's
+ * daemon see one lock.
  */
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,30 +17,42 @@ export const LOCK_FILE = 'lanplug.lock';
 const LOCK_EX = 2;
 const LOCK_NB = 4;
 
+/**
+ * Who serves the directory: a daemon started on the host (systemd or by hand), or a managed Docker
+ * plugin (its pid means nothing outside the plugin's pid namespace: its name is what to act on).
+ */
+export type LockOwner = { kind: 'daemon' } | { kind: 'plugin'; name: string };
+
+export interface LockHolder {
+  pid: number;
+  owner: LockOwner;
+}
+
 export class StateLock {
   private constructor(
     private fd: number,
     readonly path: string,
   ) {}
 
-  /** Takes the lock or throws Conflict naming the pid that holds it. */
-  static acquire(stateDir: string): StateLock {
+  /** Takes the lock or throws Conflict saying who holds it and what to do. */
+  static acquire(stateDir: string, owner: LockOwner = { kind: 'daemon' }): StateLock {
+    const taken = StateLock.tryAcquire(stateDir, owner);
+    if (taken instanceof StateLock) return taken;
+    throw new LanplugError('Conflict', heldMessage(join(stateDir, LOCK_FILE), taken, owner));
+  }
+
+  /** Takes the lock, or says who holds it (an unreadable holder counts as a daemon of unknown pid). */
+  static tryAcquire(stateDir: string, owner: LockOwner): StateLock | LockHolder {
     const path = join(stateDir, LOCK_FILE);
     const fd = openSync(path, 'a+', 0o600);
     if (libc().flock(fd, LOCK_EX | LOCK_NB) !== 0) {
       const errno = libc().errno();
       closeSync(fd);
-      if (errno === EAGAIN) {
-        const holder = lockHolder(stateDir);
-        throw new LanplugError(
-          'Conflict',
-          `another lanplug daemon${holder === null ? '' : ` (pid ${holder})`} holds ${path}; one daemon serves a state directory: stop it first, or give this one another --state-dir`,
-        );
-      }
+      if (errno === EAGAIN) return lockHolder(stateDir) ?? { pid: 0, owner: { kind: 'daemon' } };
       throw new LanplugError('Internal', `cannot lock ${path}: errno ${errno}`, { errno });
     }
     ftruncateSync(fd, 0);
-    writeSync(fd, `${process.pid}\n`, 0);
+    writeSync(fd, `${process.pid}\n${owner.kind === 'plugin' ? `plugin ${owner.name}\n` : ''}`, 0);
     return new StateLock(fd, path);
   }
 
@@ -48,14 +63,34 @@ export class StateLock {
   }
 }
 
-/** The pid written by the daemon that holds (or last held) the lock, or null. */
-export function lockHolder(stateDir: string): number | null {
+/** What the daemon that holds (or last held) the lock wrote into it, or null. */
+export function lockHolder(stateDir: string): LockHolder | null {
+  let lines: string[];
   try {
-    const pid = Number(readFileSync(join(stateDir, LOCK_FILE), 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
+    lines = readFileSync(join(stateDir, LOCK_FILE), 'utf8').split('\n');
   } catch {
     return null;
   }
+  const pid = Number(lines[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  const plugin = /^plugin (\S+)$/.exec(lines[1] ?? '');
+  return { pid, owner: plugin === null ? { kind: 'daemon' } : { kind: 'plugin', name: plugin[1] ?? '' } };
+}
+
+/** How a holder is named to an operator: a plugin by its name (its pid is in another namespace). */
+export function describeHolder(holder: LockHolder): string {
+  if (holder.owner.kind === 'plugin') return `the managed Docker plugin ${holder.owner.name}`;
+  return `a lanplug daemon${holder.pid > 0 ? ` (pid ${holder.pid})` : ''}`;
+}
+
+/** One line: who holds the lock, and what to do, for the kind of process that wanted it. */
+export function heldMessage(path: string, holder: LockHolder, wanted: LockOwner): string {
+  const who = describeHolder(holder);
+  if (holder.owner.kind === 'plugin' && wanted.kind === 'daemon')
+    return `${who} holds ${path}: a managed and a legacy lanplug never share a state directory; disable it first (docker plugin disable ${holder.owner.name}) or give this daemon another --state-dir`;
+  if (holder.owner.kind === 'daemon' && wanted.kind === 'plugin')
+    return `${who} outside Docker holds ${path}: a managed and a legacy lanplug never share a state directory; stop it first (systemctl stop lanplug.service lanplug-macvlan.socket lanplug-ipvlan.socket) or give the plugin another directory (docker plugin set ${wanted.name} state.source=DIR)`;
+  return `another lanplug daemon${holder.pid > 0 ? ` (pid ${holder.pid})` : ''} holds ${path}; one daemon serves a state directory: stop it first, or give this one another --state-dir`;
 }
 
 /** True when a daemon holds the lock now (a read-only probe: takes and drops it if free). */

@@ -1,14 +1,17 @@
 /**
  * What a host gets without the source tree: `npm pack` carries the built
- * daemon, the CLI, the CNI executable's source and nothing of the tests, and
- * `lanplug --version` says which lanplug and which state and protocol
- * versions it is.
+ * daemon, the CLI, the CNI executable's source, the native addons (bundled)
+ * and nothing of the tests; the tarball installs offline and `lanplug install`
+ * from it writes a service that runs the installed copy; `lanplug --version`
+ * says which lanplug and which state and protocol versions it is.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { installPackedLanplug } from '../support/package';
 import { repoRoot } from '../support/repo';
 
 test('npm pack: the built daemon and CLI, the CNI executable source, no tests', () => {
@@ -43,4 +46,24 @@ test('lanplug --version names the package version and the state and CNI versions
       `^lanplug ${version.replace(/\./g, '\\.')} \\(state schema \\d+, records \\d+, CNI 0\\.3\\.0-1\\.1\\.0\\)\\n$`,
     ),
   );
+});
+
+test('the tarball installs offline without the source tree; lanplug install from it runs the installed copy', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-pack-'));
+  try {
+    const installed = installPackedLanplug(dir);
+    const version = spawnSync(process.execPath, [installed.bin, '--version'], { encoding: 'utf8', cwd: dir });
+    assert.equal(version.status, 0, version.stderr);
+    assert.match(version.stdout, /^lanplug \d+\.\d+\.\d+ \(state schema/);
+    // The native addons came in the tarball, built: nothing was compiled or fetched at install.
+    assert.ok(existsSync(join(installed.packageDir, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node')));
+    const root = join(dir, 'root');
+    const install = spawnSync(process.execPath, [installed.bin, 'install', '--root', root], { encoding: 'utf8' });
+    assert.equal(install.status, 0, install.stderr);
+    const unit = readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
+    assert.match(unit, new RegExp(`^ExecStart=\\S+ ${installed.packageDir}/bin/lanplug daemon `, 'm'));
+    assert.doesNotMatch(unit, new RegExp(repoRoot()));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -16,6 +16,18 @@ import type { Handler } from './routes';
 const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
 const GATEWAY_TYPE = 'com.docker.network.gateway';
 
+/** How the IPAM driver describes itself: what dockerd asks when it registers the driver. */
+export function ipamDescription(): [string, Handler][] {
+  return [
+    ['/Plugin.Activate', () => ({ Implements: ['IpamDriver'] })],
+    ['/IpamDriver.GetCapabilities', () => ({ RequiresMACAddress: false, RequiresRequestReplay: false })],
+    [
+      '/IpamDriver.GetDefaultAddressSpaces',
+      () => ({ LocalDefaultAddressSpace: LOCAL_ADDRESS_SPACE, GlobalDefaultAddressSpace: GLOBAL_ADDRESS_SPACE }),
+    ],
+  ];
+}
+
 /**
  * `lanFor` says where and how to ask the LAN about a pool's addresses: only
  * once a lanplug network uses the pool (the gateway and --aux-address entries
@@ -27,12 +39,7 @@ export function ipamRoutes(
   lanFor: (pool: PoolRecord) => LanCheck | null = () => null,
 ): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
-    ['/Plugin.Activate', () => ({ Implements: ['IpamDriver'] })],
-    ['/IpamDriver.GetCapabilities', () => ({ RequiresMACAddress: false, RequiresRequestReplay: false })],
-    [
-      '/IpamDriver.GetDefaultAddressSpaces',
-      () => ({ LocalDefaultAddressSpace: LOCAL_ADDRESS_SPACE, GlobalDefaultAddressSpace: GLOBAL_ADDRESS_SPACE }),
-    ],
+    ...ipamDescription(),
     [
       '/IpamDriver.RequestPool',
       (body) => {

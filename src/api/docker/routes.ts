@@ -22,6 +22,15 @@ import {
 /** One API method: synchronous for the drivers (see server.ts), a promise only for control requests. */
 export type Handler = (body: JsonObject) => JsonObject | Promise<JsonObject>;
 
+/** How the driver describes itself: what dockerd asks when it registers the driver. */
+export function networkDriverDescription(): [string, Handler][] {
+  return [
+    ['/Plugin.Activate', () => ({ Implements: ['NetworkDriver'] })],
+    // Scope local: each host keeps its own view; ConnectivityScope global: the LAN spans hosts (as Docker's macvlan).
+    ['/NetworkDriver.GetCapabilities', () => ({ Scope: 'local', ConnectivityScope: 'global' })],
+  ];
+}
+
 /**
  * `lan`: asks the LAN about an endpoint's addresses before it is recorded (the
  * only await on a driver path, and before any state is touched); null: never.
@@ -34,9 +43,7 @@ export function networkDriverRoutes(
 ): ReadonlyMap<string, Handler> {
   const nothing = (): JsonObject => ({});
   return new Map<string, Handler>([
-    ['/Plugin.Activate', () => ({ Implements: ['NetworkDriver'] })],
-    // Scope local: each host keeps its own view; ConnectivityScope global: the LAN spans hosts (as Docker's macvlan).
-    ['/NetworkDriver.GetCapabilities', () => ({ Scope: 'local', ConnectivityScope: 'global' })],
+    ...networkDriverDescription(),
     [
       '/NetworkDriver.CreateNetwork',
       (body) => {

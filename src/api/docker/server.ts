@@ -26,8 +26,40 @@ export interface PluginEndpoint {
   /** Plugin name: the socket is `<pluginDir>/<name>.sock`. */
   name: string;
   routes: ReadonlyMap<string, Handler>;
-  /** The key of the error field: 'Err' for network drivers, 'Error' for IPAM. */
+  /**
+   * The key of the error field for paths it does not serve: 'Err' for network drivers, 'Error' for
+   * IPAM. A served path's is its API's own (see errorFieldFor): one socket may serve both APIs.
+   */
   errorField: 'Err' | 'Error';
+  /** Answers the paths `routes` does not have; absent: 404. */
+  fallback?: Handler;
+}
+
+/** libnetwork's IPAM API answers errors in `Error` (in a 200 reply), the network driver API in `Err`. */
+function errorFieldFor(endpoint: PluginEndpoint, path: string): 'Err' | 'Error' {
+  if (path.startsWith('/IpamDriver.')) return 'Error';
+  if (path.startsWith('/NetworkDriver.')) return 'Err';
+  return endpoint.errorField;
+}
+
+/**
+ * One endpoint serving several APIs on one socket (a managed plugin has exactly one): the routes
+ * together, and a /Plugin.Activate that names every API they implement.
+ */
+export function combinedEndpoint(name: string, parts: readonly PluginEndpoint[]): PluginEndpoint {
+  const routes = new Map<string, Handler>();
+  const implemented: string[] = [];
+  for (const part of parts) {
+    for (const [path, handler] of part.routes) {
+      if (path === '/Plugin.Activate') {
+        const answer = handler({});
+        if (!(answer instanceof Promise) && Array.isArray(answer.Implements))
+          implemented.push(...answer.Implements.filter((api): api is string => typeof api === 'string'));
+      } else routes.set(path, handler);
+    }
+  }
+  routes.set('/Plugin.Activate', () => ({ Implements: [...new Set(implemented)] }));
+  return { name, routes, errorField: parts[0]?.errorField ?? 'Err' };
 }
 
 /**
@@ -187,7 +219,7 @@ async function answer(
   path: string,
   text: string,
 ): Promise<{ status: number; payload: Record<string, unknown> }> {
-  const route = endpoint.routes.get(path);
+  const route = endpoint.routes.get(path) ?? endpoint.fallback;
   if (req.method !== 'POST') {
     return {
       status: 405,
@@ -202,7 +234,8 @@ async function answer(
     // Docker reads a network driver's non-200 reply's Err and shows it after "NetworkDriver.<Method>: ";
     // the IPAM API carries its Error in a 200 reply (a non-200 one is shown as raw JSON).
     const failed = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
-    const status = endpoint.errorField === 'Error' ? 200 : failed;
+    const field = errorFieldFor(endpoint, path);
+    const status = field === 'Error' ? 200 : failed;
     const message = err instanceof Error ? err.message : String(err);
     log.error('request failed', {
       plugin: endpoint.name,
@@ -210,7 +243,7 @@ async function answer(
       error: message,
       ...(err instanceof LanplugError ? { code: err.code, errno: err.errno } : {}),
     });
-    return { status, payload: { [endpoint.errorField]: message } };
+    return { status, payload: { [field]: message } };
   }
 }
 
