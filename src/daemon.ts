@@ -73,6 +73,11 @@ export interface ManagedRole {
   socketName: string;
 }
 
+/** The name of the managed plugin that serves `kind` (the pair shares everything but the kind). */
+function pluginOfKind(managed: ManagedRole, kind: DriverKind): string {
+  return managed.pluginName.replace(`/${managed.kind}:`, `/${kind}:`);
+}
+
 /** Where the managed plugin holding the state directory serves each kind for the other plugin's relay. */
 export function managedPeerSocket(stateDir: string, kind: DriverKind): string {
   return join(stateDir, 'managed', `lanplug-${kind}.sock`);
@@ -195,7 +200,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       routes:
         managed === null
           ? networkDriverRoutes(driver, kind, conflicts, dhcp)
-          : withoutDhcp(networkDriverRoutes(driver, kind, conflicts, dhcp), kind, managed.pluginName),
+          : withoutDhcp(networkDriverRoutes(driver, kind, conflicts, dhcp), kind, pluginOfKind(managed, kind)),
       errorField: 'Err',
     });
     const ipamEndpoint: PluginEndpoint = {

@@ -294,7 +294,10 @@ function stateChecks(options: DoctorOptions, add: Add): void {
   add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
   if (isLocked(dir)) {
     const holder = lockHolder(dir);
-    add('daemon', 'ok', holder === null ? 'running' : `running: ${describeHolder(holder)}`);
+    // A plugin's pid is in its own pid namespace: it is named instead.
+    const who =
+      holder === null ? '' : holder.owner.kind === 'plugin' ? `: ${describeHolder(holder)}` : ` (pid ${holder.pid})`;
+    add('daemon', 'ok', `running${who}`);
   } else add('daemon', 'fail', `no lanplug daemon holds ${dir}`, 'systemctl start lanplug (or: lanplug daemon)');
   let store: SqliteStore;
   try {

@@ -23,11 +23,13 @@ export function ensureEye(rtnl: Rtnl, parent: LinkInfo): LinkInfo {
   if (present !== null && present.parentIndex === parent.index && present.up) return present;
   if (present !== null) rtnl.deleteLink(present);
   const eye = rtnl.createMacvlan({ name, parentIndex: parent.index, mode: 'bridge' });
+  // No link-local address, no DAD, no router solicitations: the eye sends only what lanplug sends.
   try {
-    // No link-local address, no DAD, no router solicitations: the eye sends only what lanplug sends.
     writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
-  } catch {
-    // a kernel without IPv6: nothing to turn off
+  } catch (err) {
+    // A kernel without IPv6 has no such file: nothing to turn off. A read-only /proc/sys (a managed
+    // plugin's): no address of the kernel's making, which keeps the link as quiet.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') rtnl.stopIpv6AddressGeneration(eye);
   }
   rtnl.setUp(eye);
   return eye;

@@ -11,10 +11,16 @@ import { ifnameProblem } from '../net/ifname';
 import { isMac, isMulticastMac } from '../net/mac';
 import { isMtu, MAX_MTU, MIN_MTU_IPV4 } from '../net/mtu';
 import {
+  AF_INET6,
   encodeIfInfoMsg,
   IFF_UP,
+  IFLA_AF_SPEC,
   IFLA_IFNAME,
+  IFLA_INET6_ADDR_GEN_MODE,
+  IN6_ADDR_GEN_MODE_NONE,
+  nlaNested,
   nlaString,
+  nlaU8,
   encodeIfAddrMsg,
   encodeRtMsg,
   NLM_F_CREATE,
@@ -32,7 +38,7 @@ import {
   RTM_NEWROUTE,
   type NlMsg,
 } from '../netlink/codec';
-import { EADDRNOTAVAIL, EEXIST, ENODEV, ESRCH } from '../netlink/errno';
+import { EADDRNOTAVAIL, EAFNOSUPPORT, EEXIST, ENODEV, ESRCH } from '../netlink/errno';
 import { NetlinkSocket } from '../netlink/socket';
 import type { Family, IpAddress, IpPrefix } from '../net/address';
 import {
@@ -69,6 +75,12 @@ export interface Rtnl {
   createBridge(req: { name: string; mtu?: number }): LinkInfo;
   createDummy(req: { name: string; mtu?: number }): LinkInfo;
   setUp(link: LinkRef): void;
+  /**
+   * No IPv6 address of the kernel's own making on this link (addr_gen_mode none): no link-local
+   * address, so no DAD and no router solicitation from it. The netlink way of a quiet link where
+   * /proc/sys is read-only (a managed plugin); false on a kernel without IPv6.
+   */
+  stopIpv6AddressGeneration(link: LinkRef): boolean;
   /** Renames a link that is down. */
   rename(link: LinkRef, name: string): void;
   /**
@@ -213,6 +225,21 @@ class RtnlSocket implements Rtnl {
       this.sock.request(RTM_NEWLINK, 0, [encodeIfInfoMsg({ index: link.index, flags: IFF_UP, change: IFF_UP })]);
     } catch (err) {
       throw withContext(`set link ${link.name} up`, err);
+    }
+  }
+
+  stopIpv6AddressGeneration(link: LinkRef): boolean {
+    checkIndex('index', link.index);
+    const inet6 = nlaNested(AF_INET6, [nlaU8(IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)], false);
+    try {
+      this.sock.request(RTM_NEWLINK, 0, [
+        encodeIfInfoMsg({ index: link.index }),
+        nlaNested(IFLA_AF_SPEC, [inet6], false),
+      ]);
+      return true;
+    } catch (err) {
+      if (err instanceof LanplugError && err.errno === EAFNOSUPPORT) return false;
+      throw withContext(`stop IPv6 address generation on link ${link.name}`, err);
     }
   }
 

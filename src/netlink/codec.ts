@@ -102,11 +102,15 @@ export const IFLA_IFNAME = 3;
 export const IFLA_MTU = 4;
 export const IFLA_LINK = 5;
 export const IFLA_LINKINFO = 18;
+export const IFLA_AF_SPEC = 26;
 export const IFLA_GROUP = 27;
 /** u32: a network namespace file descriptor the link moves into. */
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_LINK_NETNSID = 37;
 
+/** Inside IFLA_AF_SPEC's AF_INET6 part: how the kernel makes the link's IPv6 addresses. */
+export const IFLA_INET6_ADDR_GEN_MODE = 8;
+export const IN6_ADDR_GEN_MODE_NONE = 1;
 export const IFLA_INFO_KIND = 1;
 export const IFLA_INFO_DATA = 2;
 

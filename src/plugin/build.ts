@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LanplugError } from '../errors';
 import { DRIVER_KINDS, type DriverKind } from '../model/network';
-import { lockHolder } from '../state/lock';
+import { isLocked, lockHolder } from '../state/lock';
 import { prepareStateDir } from '../state/state-dir';
 import type { DockerPlugins, PluginView } from './docker-plugins';
 import {
@@ -71,14 +71,14 @@ export async function buildPlugins(
         `plugin ${existing.name} exists already; to replace it with this build: lanplug plugin upgrade --tag ${input.tag}`,
       );
   }
+  // The mount's source must exist when a plugin is enabled, whenever that is.
+  prepareStateDir(settings.stateSource ?? DEFAULT_STATE_SOURCE);
   return withContexts(input, async (contexts, lines) => {
-    if (enable) prepareStateDir(settings.stateSource ?? DEFAULT_STATE_SOURCE);
     for (const context of contexts) {
       await docker.create(context.name, context.dir);
       lines.push(`created ${context.name}`);
-      if (!enable) continue;
       await docker.set(context.name, settingsArgs(settings));
-      lines.push(await timedEnable(docker, context.name));
+      if (enable) lines.push(await timedEnable(docker, context.name));
     }
     if (!enable)
       lines.push(`enable with: docker plugin enable ${contexts.map((c) => c.name).join(' && docker plugin enable ')}`);
@@ -98,22 +98,33 @@ export async function upgradePlugins(docker: DockerPlugins, input: BuildInput): 
       'NotFound',
       `no plugin lanplug/*:${input.tag} to upgrade; create them with: lanplug plugin build --tag ${input.tag}`,
     );
+  // A plugin missing (an earlier upgrade stopped half-way) is made with its sibling's settings: one
+  // state directory for the pair, never the default beside a custom one.
+  const reference = [...old.values()][0] ?? null;
+  const state = reference?.mounts.find((m) => m.name === MOUNT_STATE)?.source ?? DEFAULT_STATE_SOURCE;
   // The plugin that does not hold the state directory goes first: the other serves on until its own turn.
-  const state = [...old.values()][0]?.mounts.find((m) => m.name === MOUNT_STATE)?.source ?? DEFAULT_STATE_SOURCE;
-  const holder = lockHolder(state)?.owner;
+  const holder = isLocked(state) ? lockHolder(state)?.owner : undefined;
   const holderName = holder?.kind === 'plugin' ? holder.name : null;
   return withContexts(input, async (contexts, lines) => {
     contexts.sort((a, b) => Number(a.name === holderName) - Number(b.name === holderName));
     for (const context of contexts) {
       const previous = old.get(context.kind) ?? null;
+      const settings = keptSettings(previous ?? reference);
       if (previous !== null) {
         if (previous.enabled) await docker.disable(context.name, true);
         await docker.remove(context.name, true);
       }
-      await docker.create(context.name, context.dir);
-      await docker.set(context.name, previous === null ? [] : keptSettings(previous));
-      lines.push(`replaced ${context.name}${previous === null ? ' (new)' : ''}`);
-      if (previous === null || previous.enabled) lines.push(await timedEnable(docker, context.name));
+      try {
+        await docker.create(context.name, context.dir);
+        await docker.set(context.name, settings);
+        lines.push(`replaced ${context.name}${previous === null ? ' (was missing)' : ''}`);
+        if (previous?.enabled !== false) lines.push(await timedEnable(docker, context.name));
+      } catch (err) {
+        throw new LanplugError(
+          'Internal',
+          `${context.name} was removed and its new build not made ready (${err instanceof Error ? err.message : String(err)}); run lanplug plugin upgrade again: it makes the missing plugin with its sibling's settings`,
+        );
+      }
     }
   });
 }
@@ -181,7 +192,8 @@ function settingsArgs(settings: PluginSettings): string[] {
 }
 
 /** What the user set on the old plugin and the new one understands. */
-function keptSettings(view: PluginView): string[] {
+function keptSettings(view: PluginView | null): string[] {
+  if (view === null) return [];
   const kept = view.env.filter((entry) => entry.startsWith(`${PLUGIN_ENV.log}=`));
   for (const mount of view.mounts) {
     if (mount.name === MOUNT_STATE || mount.name === MOUNT_DOCKER) kept.push(`${mount.name}.source=${mount.source}`);

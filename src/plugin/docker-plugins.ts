@@ -38,18 +38,31 @@ export class DockerPlugins {
     const tar = spawn('tar', ['-C', contextDir, '-c', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const tarErrors: Buffer[] = [];
     tar.stderr.on('data', (c: Buffer) => tarErrors.push(c));
-    const exited = new Promise<number | null>((resolve) => tar.once('close', resolve));
-    const answer = await unixHttpStream(
-      this.socketPath,
-      `/plugins/create?name=${encodeURIComponent(name)}`,
-      'application/x-tar',
-      tar.stdout,
-      CREATE_TIMEOUT_MS,
-    );
+    const exited = new Promise<number | null>((resolve) => {
+      tar.once('error', () => resolve(null)); // no tar on this host
+      tar.once('close', resolve);
+    });
+    let answer: HttpAnswer;
+    try {
+      answer = await unixHttpStream(
+        this.socketPath,
+        `/plugins/create?name=${encodeURIComponent(name)}`,
+        'application/x-tar',
+        tar.stdout,
+        CREATE_TIMEOUT_MS,
+      );
+    } finally {
+      // dockerd may answer before it has read everything (a name taken): tar must not wait on a full pipe.
+      tar.stdout.destroy();
+      if (tar.exitCode === null) tar.kill();
+    }
+    expectOk(answer, `create plugin ${name}`); // dockerd's own reason first
     const code = await exited;
     if (code !== 0)
-      throw new LanplugError('Internal', `tar of ${contextDir} failed: ${Buffer.concat(tarErrors).toString().trim()}`);
-    expectOk(answer, `create plugin ${name}`);
+      throw new LanplugError(
+        'Internal',
+        `tar of ${contextDir} failed: ${Buffer.concat(tarErrors).toString().trim() || 'is tar installed?'}`,
+      );
   }
 
   async set(name: string, settings: readonly string[]): Promise<void> {

@@ -22,7 +22,8 @@ export function pluginConfig(kind: DriverKind, tag: string, version: string): Re
   return {
     description: `lanplug ${version}: ${kind} networks on the LAN, and the lanplug IPAM driver`,
     documentation: 'lanplug README, "Managed Docker plugin"',
-    entrypoint: [NODE_PATH, `${APP_DIR}/dist/src/cli/main.js`, 'plugin', 'serve'],
+    // bin/lanplug, as on the host: it sizes libuv's thread pool before the daemon starts.
+    entrypoint: [NODE_PATH, `${APP_DIR}/bin/lanplug`, 'plugin', 'serve'],
     workdir: APP_DIR,
     interface: {
       types: ['docker.networkdriver/1.0', 'docker.ipamdriver/1.0'],

@@ -24,7 +24,8 @@ export class UnixRelay {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
     let relay: UnixRelay | null = null;
-    const server = createServer((client) => relay?.pass(client, target, log));
+    // Half-open both ways: a side that has finished writing still gets the other side's answer.
+    const server = createServer({ allowHalfOpen: true }, (client) => relay?.pass(client, target, log));
     const previousUmask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -44,7 +45,7 @@ export class UnixRelay {
   }
 
   private pass(client: Socket, target: string, log: Logger): void {
-    const upstream = createConnection({ path: target });
+    const upstream = createConnection({ path: target, allowHalfOpen: true });
     this.connections.add(client);
     const end = (): void => {
       this.connections.delete(client);
@@ -62,7 +63,10 @@ export class UnixRelay {
     upstream.pipe(client);
   }
 
-  /** Stops accepting and cuts the connections in flight (dockerd's plugin client retries a failed call). */
+  /**
+   * Stops accepting and cuts the connections left: the relay stops when the plugin it relays to has
+   * stopped (their far ends are closed already) or when this plugin is disabled.
+   */
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const connection of this.connections) connection.destroy();

@@ -55,7 +55,8 @@ export function assembleRootfs(rootfs: string, input: RootfsInput): number {
   for (const dir of packages) copyPackage(dir, join(app, relative(input.packageRoot, dir)));
   writeFileSync(join(app, 'BUILD'), `${input.buildLabel}\n`);
 
-  const addons = packages.flatMap((dir) => findFiles(dir, (name) => name.endsWith('.node')));
+  const addons = packages.flatMap((dir) => findFiles(dir, (path) => path.endsWith('.node') && !path.includes('/obj')));
+  // A library ldd cannot find is not copied: the chroot check (checkRootfs) then says which one is missing.
   for (const library of sharedLibraries([input.nodeBinary, ...addons])) copyInto(rootfs, library, library);
   return directorySize(rootfs);
 }
@@ -122,6 +123,7 @@ function resolvePackage(name: string, from: string, packageRoot: string): string
 function copyPackage(from: string, to: string): void {
   cpSync(from, to, {
     recursive: true,
+    dereference: true, // a symlink's target, not a link to a host path the plugin does not have
     filter: (source) => {
       const path = relative(from, source);
       if (path === '') return true;
@@ -160,9 +162,10 @@ function copyInto(rootfs: string, hostPath: string, pathInside: string): void {
   copyFileSync(hostPath, target);
 }
 
-function findFiles(dir: string, wanted: (name: string) => boolean): string[] {
+/** Files under `dir` whose path relative to it is wanted. */
+function findFiles(dir: string, wanted: (relativePath: string) => boolean): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((entry) => entry.isFile() && wanted(entry.name) && !entry.parentPath.includes('/obj'))
+    .filter((entry) => entry.isFile() && wanted(relative(dir, join(entry.parentPath, entry.name))))
     .map((entry) => join(entry.parentPath, entry.name));
 }
 

@@ -73,10 +73,16 @@ export function managedRoleFromEnv(env: NodeJS.ProcessEnv): { role: ManagedRole;
   return { role: { pluginName, kind, socketName: PLUGIN_PATHS.socketName }, log: createLogger(level) };
 }
 
-/** Runs until SIGTERM (dockerd's `plugin disable`): daemon, relay or refusal, switching as the lock changes hands. */
+/**
+ * Runs until SIGTERM (dockerd's `plugin disable`): the daemon, or a relay to the plugin that runs it,
+ * or a refusal. A refusal is kept until the plugin is restarted: a daemon outside Docker must not
+ * lose its directory to the plugin during its own restart, and a start that failed would fail again.
+ */
 export async function serveManagedPlugin(role: ManagedRole, log: Logger): Promise<void> {
   const socket = join(PLUGIN_PATHS.pluginDir, `${role.socketName}.sock`);
+  const lockPath = join(PLUGIN_PATHS.stateDir, LOCK_FILE);
   let mode: Mode | null = null;
+  let starting: Promise<RunningDaemon> | null = null;
   let stopping = false;
   const leave = async (): Promise<void> => {
     const current = mode;
@@ -88,7 +94,13 @@ export async function serveManagedPlugin(role: ManagedRole, log: Logger): Promis
   const stop = (signal: string): void => {
     stopping = true;
     log.info('shutting down', { signal });
-    leave().then(
+    const pending = starting;
+    (async () => {
+      // A daemon half-way through its start is stopped once started, so that it removes its sockets.
+      const started = pending === null ? null : await pending.catch(() => null);
+      await started?.stop();
+      await leave();
+    })().then(
       () => process.exit(0),
       (err: unknown) => {
         log.error('shutdown failed', { error: String(err) });
@@ -99,43 +111,43 @@ export async function serveManagedPlugin(role: ManagedRole, log: Logger): Promis
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
 
-  const lockPath = join(PLUGIN_PATHS.stateDir, LOCK_FILE);
-  // Why the daemon could not start (a newer state schema, a broken state directory): answered to every
-  // call until the plugin is restarted, as a retry would only fail the same way.
-  let failure: string | null = null;
+  // Why this plugin serves no driver: answered to every call until the plugin is restarted.
+  let refusal: string | null = null;
   for (;;) {
     if (stopping) return;
-    if (failure === null && !isLocked(PLUGIN_PATHS.stateDir)) {
+    if (refusal === null && !isLocked(PLUGIN_PATHS.stateDir)) {
       await leave();
       try {
-        mode = { kind: 'daemon', daemon: await startDaemon(daemonOptions(role, log)) };
+        starting = startDaemon(daemonOptions(role, log));
+        const daemon = await starting;
+        starting = null;
+        if (stopping) return; // stop() has it
+        mode = { kind: 'daemon', daemon };
         return; // the daemon runs until SIGTERM
       } catch (err) {
-        // Another plugin took the lock between the check and the start: follow it below.
-        if (!(err instanceof LanplugError && err.code === 'Conflict' && isLocked(PLUGIN_PATHS.stateDir)))
-          failure = `lanplug could not start: ${err instanceof Error ? err.message : String(err)}`;
+        starting = null;
+        // Held now: another plugin took the lock first, follow it below. Otherwise the start itself failed.
+        if (!isLocked(PLUGIN_PATHS.stateDir))
+          refusal = `lanplug could not start: ${err instanceof Error ? err.message : String(err)}`;
       }
     }
-    const holder = failure === null ? lockHolder(PLUGIN_PATHS.stateDir) : null;
-    if (holder?.owner.kind === 'plugin') {
-      if (mode?.kind !== 'relay') {
-        await leave();
-        log.info('relaying to the plugin that holds the state directory', { holder: holder.owner.name });
-        const peer = managedPeerSocket(PLUGIN_PATHS.stateDir, role.kind);
-        mode = { kind: 'relay', relay: await UnixRelay.listen(socket, peer, log) };
-      }
-    } else if (mode?.kind !== 'refuse') {
+    const holder = refusal === null ? lockHolder(PLUGIN_PATHS.stateDir) : null;
+    if (holder?.owner.kind === 'daemon')
+      refusal = heldMessage(lockPath, holder, { kind: 'plugin', name: role.pluginName });
+    if (refusal !== null && mode?.kind !== 'refuse') {
       await leave();
-      const why =
-        failure ??
-        heldMessage(lockPath, holder ?? { pid: 0, owner: { kind: 'daemon' } }, {
-          kind: 'plugin',
-          name: role.pluginName,
-        });
-      log.error(why);
-      const endpoint = refusingEndpoint(role, why);
-      mode = { kind: 'refuse', server: await PluginServer.listen(PLUGIN_PATHS.pluginDir, endpoint, log) };
+      log.error(refusal);
+      mode = {
+        kind: 'refuse',
+        server: await PluginServer.listen(PLUGIN_PATHS.pluginDir, refusingEndpoint(role, refusal), log),
+      };
+    } else if (holder?.owner.kind === 'plugin' && mode?.kind !== 'relay') {
+      await leave();
+      log.info('relaying to the plugin that holds the state directory', { holder: holder.owner.name });
+      const peer = managedPeerSocket(PLUGIN_PATHS.stateDir, role.kind);
+      mode = { kind: 'relay', relay: await UnixRelay.listen(socket, peer, log) };
     }
+    // (a holder not readable yet, between the holder's lock and its write: looked at again next time)
     await new Promise((resolve) => setTimeout(resolve, FOLLOW_CHECK_MS));
   }
 }

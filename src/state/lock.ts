@@ -10,12 +10,16 @@
 import { closeSync, ftruncateSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { LanplugError } from '../errors';
+import { DRIVER_KINDS } from '../model/network';
 import { EAGAIN } from '../netlink/errno';
 import { libc } from '../sys/libc';
 
 export const LOCK_FILE = 'lanplug.lock';
 const LOCK_EX = 2;
 const LOCK_NB = 4;
+const PROBE_RETRIES = 5;
+const PROBE_PAUSE_MS = 10;
+const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /**
  * Who serves the directory: a daemon started on the host (systemd or by hand), or a managed Docker
@@ -41,12 +45,20 @@ export class StateLock {
     throw new LanplugError('Conflict', heldMessage(join(stateDir, LOCK_FILE), taken, owner));
   }
 
-  /** Takes the lock, or says who holds it (an unreadable holder counts as a daemon of unknown pid). */
+  /**
+   * Takes the lock, or says who holds it (an unreadable holder counts as a daemon of unknown pid).
+   * A few tries: isLocked() below probes by taking the lock for two system calls, and a start that
+   * meets a probe must not take it for a daemon.
+   */
   static tryAcquire(stateDir: string, owner: LockOwner): StateLock | LockHolder {
     const path = join(stateDir, LOCK_FILE);
     const fd = openSync(path, 'a+', 0o600);
-    if (libc().flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    for (let attempt = 1; libc().flock(fd, LOCK_EX | LOCK_NB) !== 0; attempt++) {
       const errno = libc().errno();
+      if (errno === EAGAIN && attempt < PROBE_RETRIES) {
+        Atomics.wait(pause, 0, 0, PROBE_PAUSE_MS);
+        continue;
+      }
       closeSync(fd);
       if (errno === EAGAIN) return lockHolder(stateDir) ?? { pid: 0, owner: { kind: 'daemon' } };
       throw new LanplugError('Internal', `cannot lock ${path}: errno ${errno}`, { errno });
@@ -83,13 +95,19 @@ export function describeHolder(holder: LockHolder): string {
   return `a lanplug daemon${holder.pid > 0 ? ` (pid ${holder.pid})` : ''}`;
 }
 
+/** lanplug's managed plugins come in pairs, one per link kind, under one tag: both must go. */
+function siblingPlugins(name: string): string[] {
+  const match = /^(.*\/)[a-z]+(:.*)$/.exec(name);
+  return match === null ? [name] : DRIVER_KINDS.map((kind) => `${match[1] ?? ''}${kind}${match[2] ?? ''}`);
+}
+
 /** One line: who holds the lock, and what to do, for the kind of process that wanted it. */
 export function heldMessage(path: string, holder: LockHolder, wanted: LockOwner): string {
   const who = describeHolder(holder);
   if (holder.owner.kind === 'plugin' && wanted.kind === 'daemon')
-    return `${who} holds ${path}: a managed and a legacy lanplug never share a state directory; disable it first (docker plugin disable ${holder.owner.name}) or give this daemon another --state-dir`;
+    return `${who} holds ${path}: a managed and a legacy lanplug never share a state directory; disable the managed plugins first (docker plugin disable ${siblingPlugins(holder.owner.name).join(' ')}) or give this daemon another --state-dir`;
   if (holder.owner.kind === 'daemon' && wanted.kind === 'plugin')
-    return `${who} outside Docker holds ${path}: a managed and a legacy lanplug never share a state directory; stop it first (systemctl stop lanplug.service lanplug-macvlan.socket lanplug-ipvlan.socket) or give the plugin another directory (docker plugin set ${wanted.name} state.source=DIR)`;
+    return `${who} outside Docker holds ${path}: a managed and a legacy lanplug never share a state directory; stop it (systemctl stop lanplug.service lanplug-macvlan.socket lanplug-ipvlan.socket lanplug-ipam.socket), then disable and enable ${wanted.name}; or give the plugin another directory (docker plugin disable ${wanted.name}, then docker plugin set ${wanted.name} state.source=DIR)`;
   return `another lanplug daemon${holder.pid > 0 ? ` (pid ${holder.pid})` : ''} holds ${path}; one daemon serves a state directory: stop it first, or give this one another --state-dir`;
 }
 

@@ -173,6 +173,28 @@ test('passthru works as the sole macvlan on its parent; a second macvlan there i
   }
 });
 
+test('a link whose IPv6 address generation is stopped comes up without a link-local address (a plugin eye)', () => {
+  const quiet = ns().createMacvlan({ name: 'lp-m-quiet', parentIndex: parent.index, mode: 'bridge' });
+  const loud = ns().createMacvlan({ name: 'lp-m-loud', parentIndex: parent.index, mode: 'bridge' });
+  // With carrier (the veth pair up): the kernel makes link-local addresses only on a link that has it.
+  ip('-n', NS, 'link', 'set', 'lp-p1', 'up');
+  ip('-n', NS, 'link', 'set', 'lp-p0', 'up');
+  try {
+    assert.equal(ns().stopIpv6AddressGeneration(quiet), true);
+    ns().setUp(quiet);
+    ns().setUp(loud);
+    // The other one is the control: the kernel gives an up link its fe80:: address at once.
+    assert.match(ip('-n', NS, '-6', 'addr', 'show', 'dev', 'lp-m-loud'), /inet6 fe80::/);
+    assert.doesNotMatch(ip('-n', NS, '-6', 'addr', 'show', 'dev', 'lp-m-quiet'), /inet6/);
+    assert.match(ip('-n', NS, '-d', 'link', 'show', 'dev', 'lp-m-quiet'), /addrgenmode none/);
+  } finally {
+    ns().deleteLink(quiet);
+    ns().deleteLink(loud);
+    ip('-n', NS, 'link', 'set', 'lp-p0', 'down');
+    ip('-n', NS, 'link', 'set', 'lp-p1', 'down');
+  }
+});
+
 test('deleting twice: the second delete answers false; getLink of a missing name is null', () => {
   const link = ns().createMacvlan({ name: 'lp-m-del', parentIndex: parent.index, mode: 'bridge' });
   assert.equal(ns().deleteLink(link), true);

@@ -1,8 +1,8 @@
 /**
  * `npm run demo`: the seed's bridge tutorial, step by step, against a real
  * dockerd with lanplug on a lab LAN made of network namespaces; then what
- * lanplug adds: host access, addresses from the LAN's DHCP server, and
- * `lanplug doctor`. Prints each command and
+ * lanplug adds: host access, addresses from the LAN's DHCP server, the CNI
+ * front end, `lanplug doctor`, and lanplug as managed Docker plugins. Prints each command and
  * what it printed, then removes everything it made.
  */
 import { createDockerHost, type DockerHost } from './docker-host';
@@ -11,6 +11,7 @@ import { createLan, type Lan } from './lan';
 import { lanHostNs } from './names';
 import { buildCniExecutable } from '../../src/install/cni';
 import { startLanplug } from './lanplug';
+import { runOk } from './proc';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../support/repo';
@@ -41,6 +42,43 @@ function hostCommand(host: DockerHost, argv: string[], mayFail = false): void {
 function networksSection(out: string): string {
   const [container] = JSON.parse(out) as { NetworkSettings: { Networks: unknown } }[];
   return `...\n"Networks": ${JSON.stringify(container?.NetworkSettings.Networks, null, 4)}\n...\n`;
+}
+
+/**
+ * The same lanplug as managed Docker plugins (`docker plugin ls`), built
+ * offline from this installation, on a state directory of their own (the
+ * service's daemon has stopped: the two never share one).
+ */
+function managedPluginStep(lan: Lan, host: DockerHost): void {
+  step('Managed plugins: `lanplug plugin build` makes lanplug/macvlan:latest and lanplug/ipvlan:latest from this');
+  step("host's Node and lanplug's code (no registry, no image), creates and enables them in dockerd:");
+  const dockerHost = ['--docker-host', `unix://${host.sock}`];
+  const build = [process.execPath, LANPLUG, 'plugin', 'build', '--state-dir', join(lan.dir, 'managed-state')];
+  process.stdout.write(`
+$ lanplug plugin build
+`);
+  process.stdout.write(runOk([...build, ...dockerHost], { timeoutMs: 600_000 }));
+  try {
+    show(host, ['plugin', 'ls']);
+    show(host, [
+      'network',
+      'create',
+      '-d',
+      'lanplug/macvlan:latest',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      'managed-net',
+    ]);
+    show(host, ['run', '--rm', '--network', 'managed-net', 'alpine:latest', 'ping', '-c', '1', '172.16.86.10']);
+    show(host, ['network', 'rm', 'managed-net']);
+  } finally {
+    process.stdout.write(`
+$ lanplug plugin remove
+`);
+    process.stdout.write(runOk([process.execPath, LANPLUG, 'plugin', 'remove', ...dockerHost]));
+  }
 }
 
 /**
@@ -250,6 +288,8 @@ async function main(): Promise<void> {
     );
     show(host, ['network', 'rm', 'office']);
     await plugin.stop();
+
+    managedPluginStep(lan, host);
   } finally {
     lan.destroy();
   }

@@ -127,6 +127,10 @@ export class FakeRtnl implements Rtnl {
     this.injected('up', ref.name, `set link ${ref.name} up`);
     this.requireIndex(ref.index, `set link ${ref.name} up`).up = true;
   }
+  stopIpv6AddressGeneration(ref: LinkRef): boolean {
+    this.requireIndex(ref.index, `stop IPv6 address generation on link ${ref.name}`);
+    return true;
+  }
   rename(ref: LinkRef, name: string): void {
     const link = this.requireIndex(ref.index, `rename link ${ref.name} to ${name}`);
     this.links.set(ref.index, { ...link, name });

@@ -55,8 +55,14 @@ test('the tarball installs offline without the source tree; lanplug install from
     const version = spawnSync(process.execPath, [installed.bin, '--version'], { encoding: 'utf8', cwd: dir });
     assert.equal(version.status, 0, version.stderr);
     assert.match(version.stdout, /^lanplug \d+\.\d+\.\d+ \(state schema/);
-    // The native addons came in the tarball, built: nothing was compiled or fetched at install.
+    // The native addons came in the tarball, built: nothing was compiled or fetched at install, and both load.
     assert.ok(existsSync(join(installed.packageDir, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node')));
+    const load = spawnSync(
+      process.execPath,
+      ['-e', "new (require('better-sqlite3'))(':memory:').close(); require('./dist/src/sys/libc').libc().errno();"],
+      { cwd: installed.packageDir, encoding: 'utf8' },
+    );
+    assert.equal(load.status, 0, load.stderr);
     const root = join(dir, 'root');
     const install = spawnSync(process.execPath, [installed.bin, 'install', '--root', root], { encoding: 'utf8' });
     assert.equal(install.status, 0, install.stderr);

@@ -69,7 +69,7 @@ test('the lock says who holds it: a legacy daemon and a managed plugin refuse ea
         err instanceof LanplugError &&
         err.code === 'Conflict' &&
         err.message ===
-          `the managed Docker plugin lanplug/macvlan:latest holds ${state}/lanplug.lock: a managed and a legacy lanplug never share a state directory; disable it first (docker plugin disable lanplug/macvlan:latest) or give this daemon another --state-dir`,
+          `the managed Docker plugin lanplug/macvlan:latest holds ${state}/lanplug.lock: a managed and a legacy lanplug never share a state directory; disable the managed plugins first (docker plugin disable lanplug/macvlan:latest lanplug/ipvlan:latest) or give this daemon another --state-dir`,
     );
     // The other plugin gets the holder back, to relay to it.
     const other = StateLock.tryAcquire(state, { kind: 'plugin', name: 'lanplug/ipvlan:latest' });
@@ -84,7 +84,7 @@ test('the lock says who holds it: a legacy daemon and a managed plugin refuse ea
     assert.throws(
       () => StateLock.acquire(state, { kind: 'plugin', name: 'lanplug/ipvlan:latest' }),
       new RegExp(
-        `^LanplugError: a lanplug daemon \\(pid ${process.pid}\\) outside Docker holds \\S+: .* \\(docker plugin set lanplug/ipvlan:latest state\\.source=DIR\\)$`,
+        `^LanplugError: a lanplug daemon \\(pid ${process.pid}\\) outside Docker holds \\S+: .* then docker plugin set lanplug/ipvlan:latest state\\.source=DIR\\)$`,
       ),
     );
   } finally {

@@ -94,6 +94,8 @@ export class PluginServer {
     // Bound under a temporary name, then renamed into place: Node unlinks the path it bound when the
     // server closes, and that must never be the public name, which may by then be another process's.
     const boundPath = `${socketPath}.${process.pid}.new`;
+    // Left by a run of this pid that was killed between bind and rename (a managed plugin is always pid 1).
+    removeFile(boundPath);
     const previousUmask = process.umask(0o177);
     try {
       await listening(server, boundPath);
@@ -126,6 +128,14 @@ export class PluginServer {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+  }
+}
+
+function removeFile(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
