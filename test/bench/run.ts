@@ -167,13 +167,18 @@ async function main(): Promise<void> {
   try {
     const host = await createDockerHost(lan);
     // BENCH_PROFILE_DIR=/some/dir: the daemon writes a CPU profile there when it stops (node --cpu-prof).
+    // BENCH_NODE_FLAGS='--flag …': node flags for the daemon, to try a setting against the default.
     const profileDir = process.env['BENCH_PROFILE_DIR'];
+    const nodeFlags = [
+      ...(process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''),
+      ...(profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]),
+    ];
     const plugin = await startLanplug(host, {
       sockets: ['lanplug-macvlan.sock', 'lanplug.sock'],
-      ...(profileDir === undefined
+      ...(nodeFlags.length === 0
         ? {}
         : {
-            command: [process.execPath, '--cpu-prof', '--cpu-prof-dir', profileDir, join(repoRoot(), 'bin', 'lanplug')],
+            command: [process.execPath, ...nodeFlags, join(repoRoot(), 'bin', 'lanplug')],
             args: ['--docker-host', `unix://${host.sock}`],
           }),
     });
