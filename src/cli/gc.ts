@@ -45,7 +45,7 @@ export async function runGc(
       throw new LanplugError('Internal', `the running daemon could not reconcile: ${parsed.Err ?? answer.body}`);
     return parsed;
   }
-  const lock = StateLock.acquire(stateDir);
+  const lock = StateLock.acquire(stateDir, { kind: 'gc' });
   try {
     const store = SqliteStore.open(stateDir);
     const rtnl = openRtnl();

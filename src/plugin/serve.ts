@@ -147,7 +147,8 @@ export async function serveManagedPlugin(role: ManagedRole, log: Logger): Promis
       const peer = managedPeerSocket(PLUGIN_PATHS.stateDir, role.kind);
       mode = { kind: 'relay', relay: await UnixRelay.listen(socket, peer, log) };
     }
-    // (a holder not readable yet, between the holder's lock and its write: looked at again next time)
+    // (a holder not readable yet, between its lock and its write, or `lanplug gc` run by hand for a
+    // moment: looked at again next time)
     await new Promise((resolve) => setTimeout(resolve, FOLLOW_CHECK_MS));
   }
 }

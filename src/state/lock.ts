@@ -25,7 +25,7 @@ const pause = new Int32Array(new SharedArrayBuffer(4));
  * Who serves the directory: a daemon started on the host (systemd or by hand), or a managed Docker
  * plugin (its pid means nothing outside the plugin's pid namespace: its name is what to act on).
  */
-export type LockOwner = { kind: 'daemon' } | { kind: 'plugin'; name: string };
+export type LockOwner = { kind: 'daemon' } | { kind: 'plugin'; name: string } | { kind: 'gc' };
 
 export interface LockHolder {
   pid: number;
@@ -64,7 +64,8 @@ export class StateLock {
       throw new LanplugError('Internal', `cannot lock ${path}: errno ${errno}`, { errno });
     }
     ftruncateSync(fd, 0);
-    writeSync(fd, `${process.pid}\n${owner.kind === 'plugin' ? `plugin ${owner.name}\n` : ''}`, 0);
+    const second = owner.kind === 'plugin' ? `plugin ${owner.name}\n` : owner.kind === 'gc' ? 'gc\n' : '';
+    writeSync(fd, `${process.pid}\n${second}`, 0);
     return new StateLock(fd, path);
   }
 
@@ -85,6 +86,7 @@ export function lockHolder(stateDir: string): LockHolder | null {
   }
   const pid = Number(lines[0]);
   if (!Number.isInteger(pid) || pid <= 0) return null;
+  if (lines[1] === 'gc') return { pid, owner: { kind: 'gc' } };
   const plugin = /^plugin (\S+)$/.exec(lines[1] ?? '');
   return { pid, owner: plugin === null ? { kind: 'daemon' } : { kind: 'plugin', name: plugin[1] ?? '' } };
 }
@@ -92,6 +94,7 @@ export function lockHolder(stateDir: string): LockHolder | null {
 /** How a holder is named to an operator: a plugin by its name (its pid is in another namespace). */
 export function describeHolder(holder: LockHolder): string {
   if (holder.owner.kind === 'plugin') return `the managed Docker plugin ${holder.owner.name}`;
+  if (holder.owner.kind === 'gc') return `lanplug gc${holder.pid > 0 ? ` (pid ${holder.pid})` : ''}`;
   return `a lanplug daemon${holder.pid > 0 ? ` (pid ${holder.pid})` : ''}`;
 }
 
@@ -104,6 +107,8 @@ function siblingPlugins(name: string): string[] {
 /** One line: who holds the lock, and what to do, for the kind of process that wanted it. */
 export function heldMessage(path: string, holder: LockHolder, wanted: LockOwner): string {
   const who = describeHolder(holder);
+  if (holder.owner.kind === 'gc')
+    return `${who} holds ${path} for the moment it reconciles: try again when it has finished`;
   if (holder.owner.kind === 'plugin' && wanted.kind === 'daemon')
     return `${who} holds ${path}: a managed and a legacy lanplug never share a state directory; disable the managed plugins first (docker plugin disable ${siblingPlugins(holder.owner.name).join(' ')}) or give this daemon another --state-dir`;
   if (holder.owner.kind === 'daemon' && wanted.kind === 'plugin')

@@ -78,6 +78,17 @@ test('the lock says who holds it: a legacy daemon and a managed plugin refuse ea
   } finally {
     plugin.release();
   }
+  // `lanplug gc` run by hand holds it for a moment: a plugin waits, a daemon is told to try again.
+  const gc = StateLock.acquire(state, { kind: 'gc' });
+  try {
+    assert.deepEqual(lockHolder(state), { pid: process.pid, owner: { kind: 'gc' } });
+    assert.throws(
+      () => StateLock.acquire(state),
+      /^LanplugError: lanplug gc \(pid \d+\) holds \S+ for the moment it reconciles/,
+    );
+  } finally {
+    gc.release();
+  }
   const daemon = StateLock.acquire(state);
   try {
     assert.deepEqual(lockHolder(state), { pid: process.pid, owner: { kind: 'daemon' } });
