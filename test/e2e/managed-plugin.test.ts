@@ -49,6 +49,11 @@ interface PluginLs {
   Id: string;
 }
 
+/** `docker network create -d DRIVER OPTIONS… -o parent=eth0 NAME`: every network here is on the lab's eth0. */
+function networkCreate(driver: string, name: string, options: readonly string[]): string[] {
+  return ['network', 'create', '-d', driver, ...options, '-o', 'parent=eth0', name];
+}
+
 function plugins(): PluginLs[] {
   return JSON.parse(
     host.dockerOk(['plugin', 'inspect', ...lines(host.dockerOk(['plugin', 'ls', '-q']))]),
@@ -92,17 +97,7 @@ test('plugin build: both plugins are made offline, created and enabled; docker p
 });
 
 test('the seed tutorial with -d lanplug/macvlan:latest; the ipvlan plugin serves through the one holding the state', () => {
-  host.dockerOk([
-    'network',
-    'create',
-    '-d',
-    MACVLAN,
-    '--subnet=172.16.86.0/24',
-    '--gateway=172.16.86.1',
-    '-o',
-    'parent=eth0',
-    'my-macvlan-net',
-  ]);
+  host.dockerOk(networkCreate(MACVLAN, 'my-macvlan-net', ['--subnet=172.16.86.0/24', '--gateway=172.16.86.1']));
   assert.match(
     host.dockerOk(['network', 'ls']),
     /^[0-9a-f]{12}\s+my-macvlan-net\s+lanplug\/macvlan:latest\s+local\s*$/m,
@@ -146,31 +141,11 @@ test('the seed tutorial with -d lanplug/macvlan:latest; the ipvlan plugin serves
   assert.match(doctor, /✔ socket lanplug\/ipvlan \(managed\): \S+ answers/);
 
   // The other plugin's IPAM driver: its calls are relayed to the daemon that holds the state directory.
-  host.dockerOk([
-    'network',
-    'create',
-    '-d',
-    MACVLAN,
-    '--ipam-driver',
-    IPVLAN,
-    '--subnet=192.168.40.0/24',
-    '-o',
-    'parent=eth0',
-    'via-ipam',
-  ]);
+  host.dockerOk(networkCreate(MACVLAN, 'via-ipam', ['--ipam-driver', IPVLAN, '--subnet=192.168.40.0/24']));
   host.dockerOk(['run', '--rm', '-d', '--network', 'via-ipam', '--name', 'ipam-user', 'alpine:latest', 'sleep', '600']);
   assert.match(containerNetwork(host, 'ipam-user', 'via-ipam').IPAddress, /^192\.168\.40\.\d+$/);
   // ...and its network driver calls too: the daemon's own answer, from the state it keeps (eth0 carries macvlan links).
-  const ipvlan = host.docker([
-    'network',
-    'create',
-    '-d',
-    IPVLAN,
-    '--subnet=192.168.41.0/24',
-    '-o',
-    'parent=eth0',
-    'ipv',
-  ]);
+  const ipvlan = host.docker(networkCreate(IPVLAN, 'ipv', ['--subnet=192.168.41.0/24']));
   assert.notEqual(ipvlan.status, 0);
   assert.match(
     ipvlan.stderr,
@@ -178,19 +153,7 @@ test('the seed tutorial with -d lanplug/macvlan:latest; the ipvlan plugin serves
   );
 
   // A DHCP network needs the host install: refused in one line, nothing made.
-  const dhcp = host.docker([
-    'network',
-    'create',
-    '-d',
-    MACVLAN,
-    '--ipam-driver',
-    'null',
-    '-o',
-    'dhcp=true',
-    '-o',
-    'parent=eth0',
-    'dh',
-  ]);
+  const dhcp = host.docker(networkCreate(MACVLAN, 'dh', ['--ipam-driver', 'null', '-o', 'dhcp=true']));
   assert.notEqual(dhcp.status, 0);
   assert.match(
     dhcp.stderr,
@@ -228,16 +191,7 @@ test('a managed plugin enabled while a legacy daemon holds the directory: every 
   const legacy = await startLanplug(host, { stateDir, pluginDir: join(lan.dir, 'legacy-plugins') });
   try {
     host.dockerOk(['plugin', 'enable', MACVLAN]);
-    const refused = host.docker([
-      'network',
-      'create',
-      '-d',
-      MACVLAN,
-      '--subnet=172.16.86.0/24',
-      '-o',
-      'parent=eth0',
-      'refused',
-    ]);
+    const refused = host.docker(networkCreate(MACVLAN, 'refused', ['--subnet=172.16.86.0/24']));
     assert.notEqual(refused.status, 0);
     assert.match(
       refused.stderr,
@@ -249,12 +203,12 @@ test('a managed plugin enabled while a legacy daemon holds the directory: every 
   }
   // The plugin does not take the directory by itself (a service restarting must find it free).
   await new Promise((resolve) => setTimeout(resolve, 2_500));
-  const still = host.docker(['network', 'create', '-d', MACVLAN, '--subnet=172.16.86.0/24', '-o', 'parent=eth0', 'x']);
+  const still = host.docker(networkCreate(MACVLAN, 'x', ['--subnet=172.16.86.0/24']));
   assert.match(still.stderr, /outside Docker holds/);
   host.dockerOk(['plugin', 'disable', MACVLAN]);
   host.dockerOk(['plugin', 'enable', MACVLAN]);
   host.dockerOk(['plugin', 'enable', IPVLAN]);
-  host.dockerOk(['network', 'create', '-d', MACVLAN, '--subnet=172.16.86.0/24', '-o', 'parent=eth0', 'taken-over']);
+  host.dockerOk(networkCreate(MACVLAN, 'taken-over', ['--subnet=172.16.86.0/24']));
   host.dockerOk(['network', 'rm', 'taken-over']);
 });
 
@@ -266,17 +220,7 @@ test('docker plugin set changes the log level while the plugins are disabled', a
   host.dockerOk(['plugin', 'set', IPVLAN, 'LANPLUG_LOG=debug']);
   host.dockerOk(['plugin', 'enable', MACVLAN]);
   host.dockerOk(['plugin', 'enable', IPVLAN]);
-  host.dockerOk([
-    'network',
-    'create',
-    '-d',
-    MACVLAN,
-    '--subnet=172.16.86.0/24',
-    '--gateway=172.16.86.1',
-    '-o',
-    'parent=eth0',
-    'logged',
-  ]);
+  host.dockerOk(networkCreate(MACVLAN, 'logged', ['--subnet=172.16.86.0/24', '--gateway=172.16.86.1']));
   // Debug logs one line per request; the plugin's stderr goes to dockerd's log.
   await eventually(() => assert.match(host.dockerdLog().slice(before), /NetworkDriver\.CreateNetwork/));
   host.dockerOk(['network', 'rm', 'logged']);
@@ -287,17 +231,7 @@ test('docker plugin set changes the log level while the plugins are disabled', a
 });
 
 test('dockerd restart: plugins enabled again, the network listed, a --restart=always container back with its address', async () => {
-  host.dockerOk([
-    'network',
-    'create',
-    '-d',
-    MACVLAN,
-    '--subnet=172.16.86.0/24',
-    '--gateway=172.16.86.1',
-    '-o',
-    'parent=eth0',
-    'lan',
-  ]);
+  host.dockerOk(networkCreate(MACVLAN, 'lan', ['--subnet=172.16.86.0/24', '--gateway=172.16.86.1']));
   host.dockerOk([
     'run',
     '-d',
@@ -384,16 +318,7 @@ test('a state database newer than the plugin (a downgrade): every command says s
   userVersion(database, 99);
   try {
     host.dockerOk(['plugin', 'enable', MACVLAN]);
-    const refused = host.docker([
-      'network',
-      'create',
-      '-d',
-      MACVLAN,
-      '--subnet=10.9.0.0/24',
-      '-o',
-      'parent=eth0',
-      'newer',
-    ]);
+    const refused = host.docker(networkCreate(MACVLAN, 'newer', ['--subnet=10.9.0.0/24']));
     assert.notEqual(refused.status, 0);
     assert.match(
       refused.stderr,
