@@ -9,7 +9,15 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startLanplug } from '../lab/lanplug';
 import { repoRoot } from '../support/repo';
-import { assertNoLanplugLinks, containerNetwork, eventually, lanplugStatus, lines, useLab } from './helpers';
+import {
+  assertNoLanplugLinks,
+  containerNetwork,
+  eventually,
+  lanplugStatus,
+  lines,
+  removeNetworkAfterBurst,
+  useLab,
+} from './helpers';
 
 const lab = useLab({ addresses: ['172.16.86.1/24'], resetEachTest: true });
 const BURST = 50;
@@ -76,29 +84,12 @@ test(`${BURST} concurrent docker run all succeed with distinct MACs and addresse
     removes.filter((r) => r.code !== 0).map((r) => r.stderr.trim()),
     [],
   );
-  // dockerd 20.10 answers `rm -f` before it has left the containers' networks.
-  try {
-    await eventually(() => lab.host.dockerOk(['network', 'rm', 'burst']), 15_000);
-  } catch (err) {
-    // What lanplug answered, for the run that shows it.
-    process.stderr.write(
-      lab.plugin
-        .stderr()
-        .split('\n')
-        .filter((l) => /"level":"(warn|error)"|Leave|DeleteEndpoint/.test(l))
-        .slice(-20)
-        .join('\n') + '\n',
-    );
-    process.stderr.write(
-      lab.host
-        .dockerdLog()
-        .split('\n')
-        .filter((l) => /level=(error|warning)/.test(l))
-        .slice(-20)
-        .join('\n') + '\n',
-    );
-    throw err;
-  }
+  await removeNetworkAfterBurst(lab.host, lab.plugin, 'burst', { ms: 15_000 });
+  // Every one of the 200 driver calls was answered without an error.
+  assert.deepEqual(
+    lines(lab.plugin.stderr()).filter((l) => l.includes('request failed')),
+    [],
+  );
   assertNoLanplugLinks(lab.host);
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
 });
@@ -133,9 +124,9 @@ test('kill -9 of the daemon in the middle of a burst of runs and of removals: ru
   await removes;
   const left = lines(lab.host.dockerOk(['ps', '-aq']));
   if (left.length > 0) lab.host.dockerOk(['rm', '-f', ...left]);
-  // dockerd 20.10 answers `rm -f` before it has left the containers' networks (and retries a Leave the
-  // dead daemon did not answer): the network may have "active endpoints" for a while.
-  await eventually(() => lab.host.dockerOk(['network', 'rm', 'crashy']), 30_000);
+  // dockerd retries for 30 s a call the killed daemon did not answer; an endpoint it still counts after
+  // that is dropped as a user would (see removeNetworkAfterBurst), and counted in the line below.
+  const stale = await removeNetworkAfterBurst(lab.host, lab.plugin, 'crashy', { ms: 30_000, pluginCallsMayFail: true });
   // What Docker told a dead daemon is caught up by gc: every link and row is gone.
   const gc = lanplugCli([
     'gc',
@@ -149,7 +140,9 @@ test('kill -9 of the daemon in the middle of a burst of runs and of removals: ru
   assert.equal(gc.code, 0, gc.stdout);
   assertNoLanplugLinks(lab.host);
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
-  process.stderr.write(`# burst with kill -9: ${started}/${BURST} runs got through\n`);
+  process.stderr.write(
+    `# burst with kill -9: ${started}/${BURST} runs got through; ${stale.length} endpoint(s) dockerd kept disconnected with -f\n`,
+  );
 });
 
 test('an endpoint Docker forgot while lanplug was down no longer blocks a passthru parent once gc has run', async () => {
