@@ -85,6 +85,13 @@ export function managedPeerSocket(stateDir: string, kind: DriverKind): string {
 
 /** How often the lease keeper looks for containers that vanished without a Leave. */
 const DHCP_WATCH_MS = 30_000;
+/**
+ * Node flags the daemon runs with (the service's ExecStart, the managed plugin's entrypoint, `npm
+ * start`). A young generation of 2 MB semi-spaces instead of V8's 16: the daemon's garbage is small
+ * and short-lived, and the default let RSS grow to 87 MB with 1,000 endpoints, 75 MB with this (bench,
+ * this machine); GC pauses stay under 1.5 ms either way (--trace-gc).
+ */
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
 /** The IPAM driver's name: `docker network create --ipam-driver lanplug`. */
 export const IPAM_PLUGIN_NAME = 'lanplug';
 /** Every socket the daemon serves, by plugin name (`<name>.sock`, and systemd's FileDescriptorName=). */

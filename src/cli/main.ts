@@ -5,7 +5,7 @@
 import { join, resolve } from 'node:path';
 import { CNI_SOCKET_NAME } from '../api/cni/server';
 import { dockerSocketPath } from '../api/docker/engine';
-import { startDaemon } from '../daemon';
+import { DAEMON_NODE_FLAGS, startDaemon } from '../daemon';
 import { versionLine } from '../version';
 import { createLogger, parseLevel } from '../log';
 import { formatChecks, runDoctor } from './doctor';
@@ -153,7 +153,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           root: flags.value('--root'),
           dryRun: flags.on('--dry-run'),
           settings: {
-            program: [process.execPath, lanplugProgram()],
+            program: [process.execPath, ...DAEMON_NODE_FLAGS, lanplugProgram()],
             stateDir: flags.value('--state-dir'),
             pluginDir: flags.value('--plugin-dir'),
             logLevel: level,

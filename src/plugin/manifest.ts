@@ -4,6 +4,7 @@
  * drivers under the plugin's own name, so `lanplug/macvlan:TAG` and
  * `lanplug/ipvlan:TAG` are two plugins, each also an IPAM driver of its name.
  */
+import { DAEMON_NODE_FLAGS } from '../daemon';
 import type { DriverKind } from '../model/network';
 import { APP_DIR, NODE_PATH } from './rootfs';
 import { PLUGIN_ENV, PLUGIN_PATHS } from './serve';
@@ -23,7 +24,7 @@ export function pluginConfig(kind: DriverKind, tag: string, version: string): Re
     description: `lanplug ${version}: ${kind} networks on the LAN, and the lanplug IPAM driver`,
     documentation: 'lanplug README, "Managed Docker plugin"',
     // bin/lanplug, as on the host: it sizes libuv's thread pool before the daemon starts.
-    entrypoint: [NODE_PATH, `${APP_DIR}/bin/lanplug`, 'plugin', 'serve'],
+    entrypoint: [NODE_PATH, ...DAEMON_NODE_FLAGS, `${APP_DIR}/bin/lanplug`, 'plugin', 'serve'],
     workdir: APP_DIR,
     interface: {
       types: ['docker.networkdriver/1.0', 'docker.ipamdriver/1.0'],

@@ -5,6 +5,7 @@
  * 2 ms. Includes Node's own start-up.
  */
 import { spawn } from 'node:child_process';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -31,6 +32,7 @@ async function once(ns: string): Promise<number> {
   const pluginDir = join(dir, 'plugins');
   const argv = nsExecArgv(ns, [
     process.execPath,
+    ...DAEMON_NODE_FLAGS,
     join(repoRoot(), 'bin', 'lanplug'),
     'daemon',
     '--state-dir',

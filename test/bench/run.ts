@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { createLan } from '../lab/lan';
 import { startLanplug } from '../lab/lanplug';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon';
 import { nsExecArgv } from '../lab/ns';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
@@ -178,7 +179,7 @@ async function main(): Promise<void> {
       ...(nodeFlags.length === 0
         ? {}
         : {
-            command: [process.execPath, ...nodeFlags, join(repoRoot(), 'bin', 'lanplug')],
+            command: [process.execPath, ...DAEMON_NODE_FLAGS, ...nodeFlags, join(repoRoot(), 'bin', 'lanplug')],
             args: ['--docker-host', `unix://${host.sock}`],
           }),
     });

@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon';
 import { repoRoot } from '../support/repo';
 import type { DockerHost, HostDaemon } from './docker-host';
 import { nsExecArgv } from './ns';
@@ -140,7 +141,8 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
   fs.mkdirSync(stateDir, { recursive: true });
   fs.mkdirSync(pluginDir, { recursive: true });
   const root = repoRoot();
-  const program = opts.command ?? [process.execPath, path.join(root, 'bin', 'lanplug')];
+  // As the product runs it (the service, npm start): with the daemon's node flags.
+  const program = opts.command ?? [process.execPath, ...DAEMON_NODE_FLAGS, path.join(root, 'bin', 'lanplug')];
   // lanplug asks this host's dockerd (in the background) which rows it has forgotten.
   const dockerHost = opts.command === undefined ? ['--docker-host', `unix://${dh.sock}`] : [];
   const argv = [

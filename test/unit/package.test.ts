@@ -67,7 +67,10 @@ test('the tarball installs offline without the source tree; lanplug install from
     const install = spawnSync(process.execPath, [installed.bin, 'install', '--root', root], { encoding: 'utf8' });
     assert.equal(install.status, 0, install.stderr);
     const unit = readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
-    assert.match(unit, new RegExp(`^ExecStart=\\S+ ${installed.packageDir}/bin/lanplug daemon `, 'm'));
+    assert.match(
+      unit,
+      new RegExp(`^ExecStart=\\S+ --max-semi-space-size=2 ${installed.packageDir}/bin/lanplug daemon `, 'm'),
+    );
     assert.doesNotMatch(unit, new RegExp(repoRoot()));
   } finally {
     rmSync(dir, { recursive: true, force: true });
