@@ -5,6 +5,7 @@
  * device claiming a container's address afterwards. Composition only: each
  * piece lives in src/lan/.
  */
+import type { OfferCheck } from './dhcp/client';
 import type { NetworkDriver } from './driver/network-driver';
 import type { IpamAllocator } from './ipam/allocator';
 import { nextCandidates } from './lan/candidates';
@@ -48,6 +49,30 @@ export class LanCitizen {
     if (spec.conflict === 'off' || spec.parent.kind === 'private') return null;
     const link = this.driver.lanLink(spec);
     return link === null ? null : { link, policy: spec.conflict, networkId: spec.networkId };
+  }
+
+  /**
+   * How a DHCP network checks an address its server acknowledged, before the
+   * container uses it: asked of the LAN like any other; one in use is
+   * declined under `refuse` (the default) and used with a warning under
+   * `warn`; `off` asks nothing.
+   */
+  dhcpOfferCheck(networkId: string): OfferCheck | undefined {
+    const network = this.store.getNetwork(networkId);
+    const check = network === null ? null : this.checkFor(network);
+    if (check === null) return undefined;
+    return async (address) => {
+      // The server knows its leases, not the LAN's static devices: asked now, never from memory.
+      const verdict = await this.conflicts.verdict(check, address, { asNow: true });
+      if (!verdict.inUse) return null;
+      const fields = { network: networkId.slice(0, 12), address: address.text, mac: verdict.mac, how: verdict.how };
+      if (check.policy === 'warn') {
+        this.log.warn('using a DHCP address the LAN already uses (lanplug.conflict=warn)', fields);
+        return null;
+      }
+      this.log.warn('declining a DHCP address the LAN already uses', fields);
+      return `${verdict.mac} (${verdict.how})`;
+    };
   }
 
   /** The IPAM driver's pools know no parent: the lanplug network on the pool's subnet does. */

@@ -172,6 +172,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         return network === null ? null : driver.lanLink(network.spec);
       },
       (networkId, endpointId, address) => driver.moveEndpointAddress(networkId, endpointId, address),
+      (networkId) => citizen.dhcpOfferCheck(networkId),
     );
     closers.push(() => keeper.stop());
     const dhcp = new DhcpEndpoints(driver, keeper, log);

@@ -56,28 +56,51 @@ const PARAMETERS = Buffer.from([
 const DEFAULT_LEASE_SECONDS = 3600;
 /** After a NAK, the next DISCOVER waits a moment (RFC 2131 §3.1 step 5 asks for a back-off). */
 const AFTER_NAK_MS = 1_000;
+/**
+ * After a DECLINE too. RFC 2131 §3.1 step 5 asks for 10 s, which would not fit
+ * Docker's budget; a server marks a declined address unusable (dnsmasq: for
+ * 10 minutes), so the next DISCOVER gets another one, and the loop is bounded
+ * by the deadline and by MAX_DECLINES.
+ */
+const AFTER_DECLINE_MS = 1_000;
+const MAX_DECLINES = 3;
+
+/**
+ * Asks the LAN whether an acknowledged address is free before it is used
+ * (RFC 2131 §4.4.1: the client SHOULD probe it, and DECLINE it when another
+ * device answers). Resolves to who answered ("aa:bb:… (ARP reply)"), or null:
+ * free, or in use but the network's policy is to use it anyway.
+ */
+export type OfferCheck = (address: IpAddress) => Promise<string | null>;
 
 export type RenewOutcome = { kind: 'ack'; lease: Lease } | { kind: 'nak'; message: string } | { kind: 'silent' };
 
 /**
  * DISCOVER until an OFFER, then REQUEST it until an ACK, all before
  * `deadline`; a NAK starts over. `hint` is the address this identity held
- * last (option 50): a server that still has it free gives it back.
+ * last (option 50): a server that still has it free gives it back. An
+ * acknowledged address that `check` finds in use on the LAN is declined
+ * and the exchange starts over.
  */
 export async function acquire(
   channel: DhcpChannel,
   identity: DhcpIdentity,
-  options: { hint: IpAddress | null; deadline: number },
+  options: { hint: IpAddress | null; deadline: number; check?: OfferCheck },
 ): Promise<Lease> {
   const started = Date.now();
   let lastNak: string | null = null;
   let offered: string | null = null;
-  while (Date.now() < options.deadline) {
-    if (lastNak !== null) await new Promise((resolve) => setTimeout(resolve, AFTER_NAK_MS));
+  const declined: string[] = [];
+  let wait = 0;
+  while (Date.now() < options.deadline && declined.length < MAX_DECLINES) {
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const xid = randomInt(0, 2 ** 32);
+    // After a DECLINE, no address is asked for: a server gives a requested address that is free in its
+    // books (dnsmasq does, declined or not), and only picks another for a client that asks for none.
+    const hint = declined.length === 0 ? options.hint : null;
     const discover = message(identity, 'discover', xid, started, {
       broadcast: true,
-      extra: options.hint === null ? [] : [[OPT.requestedAddress, ipv4Option(options.hint)]],
+      extra: hint === null ? [] : [[OPT.requestedAddress, ipv4Option(hint)]],
     });
     const offer = await exchange(channel, discover, fromZero(identity, discover), xid, ['offer'], options.deadline);
     if (offer === null) break;
@@ -92,17 +115,28 @@ export async function acquire(
     });
     const answer = await exchange(channel, request, fromZero(identity, request), xid, ['ack', 'nak'], options.deadline);
     if (answer === null) break;
-    if (answer.message.type === 'ack' && answer.message.yiaddr.value !== 0n) return leaseFrom(answer);
+    if (answer.message.type === 'ack' && answer.message.yiaddr.value !== 0n) {
+      const lease = leaseFrom(answer);
+      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address);
+      if (inUseBy === null) return lease;
+      channel.send(fromZero(identity, decline(identity, lease, xid, started, inUseBy)));
+      declined.push(`${lease.address.address.text}, in use by ${inUseBy}`);
+      wait = AFTER_DECLINE_MS;
+      continue;
+    }
     lastNak = answer.message.type === 'nak' ? nakText(answer.message) : 'an ACK without an address';
+    wait = AFTER_NAK_MS;
   }
   const seconds = Math.round((options.deadline - started) / 1000);
   throw new LanplugError(
     'Unavailable',
-    lastNak !== null
-      ? `the DHCP server refused every address it offered on ${channel.where} (${lastNak})`
-      : offered !== null
-        ? `the DHCP server offered ${offered} on ${channel.where} but did not acknowledge it within ${seconds} s`
-        : `no DHCP server answered on ${channel.where} within ${seconds} s`,
+    declined.length > 0
+      ? `the DHCP server offered only addresses in use on the LAN on ${channel.where} (declined: ${[...new Set(declined)].join('; ')})`
+      : lastNak !== null
+        ? `the DHCP server refused every address it offered on ${channel.where} (${lastNak})`
+        : offered !== null
+          ? `the DHCP server offered ${offered} on ${channel.where} but did not acknowledge it within ${seconds} s`
+          : `no DHCP server answered on ${channel.where} within ${seconds} s`,
   );
 }
 
@@ -157,6 +191,19 @@ export function release(send: (frame: Buffer) => void, identity: DhcpIdentity, l
   );
 }
 
+/** DHCPDECLINE (RFC 2131 table 5): the address and the server that gave it, from 0.0.0.0, broadcast. */
+function decline(identity: DhcpIdentity, lease: Lease, xid: number, started: number, why: string): DhcpMessage {
+  return message(identity, 'decline', xid, started, {
+    broadcast: false,
+    noBroadcastFlag: true,
+    extra: [
+      [OPT.requestedAddress, ipv4Option(lease.address.address)],
+      [OPT.serverId, ipv4Option(lease.serverId)],
+      [OPT.message, Buffer.from(`address in use by ${why}`.slice(0, 255))],
+    ],
+  });
+}
+
 /** Sends `frame` and waits for a reply of `types` to `xid`, sending again at growing gaps until `deadline`. */
 async function exchange(
   channel: DhcpChannel,
@@ -190,7 +237,8 @@ function message(
 ): DhcpMessage {
   const options = new Map<number, Buffer>([[OPT.clientId, Buffer.from(identity.clientId, 'hex')]]);
   for (const [code, value] of opts.extra ?? []) options.set(code, value);
-  if (type !== 'release') {
+  // A release or decline carries no parameters (RFC 2131 table 5).
+  if (type !== 'release' && type !== 'decline') {
     if (identity.hostname !== null) options.set(OPT.hostname, Buffer.from(identity.hostname));
     options.set(OPT.vendorClass, VENDOR_CLASS);
     options.set(OPT.parameterList, PARAMETERS);

@@ -37,7 +37,7 @@ import { formatPrefix, type Family, type IpPrefix } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
 import { PacketChannel, type DhcpChannel } from './channel';
 import { applyInContainer, containerLink, sameAddress } from './in-container';
-import { acquire, release, renew, type RenewOutcome } from './client';
+import { acquire, release, renew, type OfferCheck, type RenewOutcome } from './client';
 import { acquire6, release6Frame, renew6 } from './client6';
 import { DHCP_CLIENT_PORT } from './message';
 import { DHCP6_CLIENT_PORT } from './message6';
@@ -48,8 +48,9 @@ export interface SendLink {
   name: string;
 }
 
-/** What to ask for: the families, and the prefix length a DHCPv6 address gets. */
+/** What to ask for: the network, the families, and the prefix length a DHCPv6 address gets. */
 export interface AcquirePlan {
+  networkId: string;
   ipv4: boolean;
   ipv6: boolean;
   prefixLength6: number;
@@ -109,6 +110,8 @@ export class LeaseKeeper {
     private readonly lanLinkOf: (networkId: string) => SendLink | null,
     /** A server moved a container: its endpoint's address follows (what the LAN watch defends, what status shows). */
     private readonly onMoved: (networkId: string, endpointId: string, address: IpPrefix) => void = () => undefined,
+    /** How a network's offered IPv4 addresses are checked on the LAN before use; none: used as given. */
+    private readonly offerCheckOf: (networkId: string) => OfferCheck | undefined = () => undefined,
   ) {}
 
   /**
@@ -132,7 +135,7 @@ export class LeaseKeeper {
           const remembered = rememberKey(identity, family);
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
           return family === 4
-            ? await acquire(channel, identity, { hint, deadline })
+            ? await acquire(channel, identity, { hint, deadline, ...this.checkOption(plan.networkId) })
             : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
@@ -319,6 +322,11 @@ export class LeaseKeeper {
     this.timers.set(k, timer);
   }
 
+  private checkOption(networkId: string): { check?: OfferCheck } {
+    const check = this.offerCheckOf(networkId);
+    return check === undefined ? {} : { check };
+  }
+
   /** One renewal step: renew (before T2), rebind (before expiry), or after a refusal take a new lease. */
   private async maintain(networkId: string, endpointId: string, family: Family): Promise<void> {
     const record = this.store.getLease(networkId, endpointId);
@@ -359,7 +367,7 @@ export class LeaseKeeper {
             kind: 'moved',
             lease:
               family === 4
-                ? await acquire(channel, record.identity, { hint, deadline })
+                ? await acquire(channel, record.identity, { hint, deadline, ...this.checkOption(networkId) })
                 : await acquire6(channel, record.identity, {
                     hint,
                     deadline,

@@ -120,7 +120,7 @@ export class DhcpEndpoints {
         link,
         spec.parent.name,
         identity,
-        { ipv4: policy.ipv4, ipv6: policy.ipv6, prefixLength6: DHCP6_PREFIX_LENGTH },
+        { networkId: spec.networkId, ipv4: policy.ipv4, ipv6: policy.ipv6, prefixLength6: DHCP6_PREFIX_LENGTH },
         policy.timeoutMs,
       );
       const endpoint = this.driver.completeDhcpEndpoint(

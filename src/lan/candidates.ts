@@ -20,6 +20,8 @@ export function nextCandidates(
   allocator: IpamAllocator,
   isKnownTaken: (address: IpAddress) => boolean,
 ): IpAddress[] {
+  // The LAN's DHCP server chooses (Docker's null IPAM hands such a network 0.0.0.0/0): nothing to guess.
+  if (spec.dhcp !== null) return [];
   return [...spec.ipv4, ...spec.ipv6].flatMap((subnet) => {
     const pool = pools.find((p) => formatPrefix(p.pool) === formatPrefix(subnet.pool));
     if (pool !== undefined) return allocator.nextFree(pool, PER_SUBNET);

@@ -45,9 +45,9 @@ export class LanConflicts {
     this.afterUse();
   }
 
-  /** Asks the LAN about `address`; remembers who answered. */
-  async verdict(check: LanCheck, address: IpAddress): Promise<ProbeVerdict> {
-    const verdict = await this.guard.ask(check.link, address);
+  /** Asks the LAN about `address` (see LanGuard.ask); remembers who answered. */
+  async verdict(check: LanCheck, address: IpAddress, options: { asNow?: boolean } = {}): Promise<ProbeVerdict> {
+    const verdict = await this.guard.ask(check.link, address, options);
     if (verdict.inUse) {
       this.sightings.recordSighting(
         { address: address.text, mac: verdict.mac, how: verdict.how, networkId: null },

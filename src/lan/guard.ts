@@ -34,10 +34,14 @@ export class LanGuard {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The LAN's answer for `address` as seen from `link`: remembered if fresh, else asked now. */
-  async ask(link: ProbeLink, address: IpAddress): Promise<ProbeVerdict> {
+  /**
+   * The LAN's answer for `address` as seen from `link`: remembered if fresh,
+   * else asked now. `asNow`: a remembered "free" does not count (an address a
+   * DHCP server just gave, which a device may have taken since).
+   */
+  async ask(link: ProbeLink, address: IpAddress, options: { asNow?: boolean } = {}): Promise<ProbeVerdict> {
     const cached = this.fresh(address);
-    if (cached !== null) return cached;
+    if (cached !== null && (cached.inUse || options.asNow !== true)) return cached;
     const key = address.text;
     let pending = this.inFlight.get(key);
     if (pending === undefined) {

@@ -250,9 +250,31 @@ async function main(): Promise<void> {
       'dhcp=true',
       'leased',
     ]);
-    await dhcpAttach(results, driverSocket, networkId('leased'), plugin.pid, { cycles: DHCP_CYCLES, held: DHCP_HELD });
+    // A second network on the same parent and server, without the probe of each acknowledged address.
+    host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--ipam-driver',
+      'null',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'dhcp=true',
+      '-o',
+      'lanplug.conflict=off',
+      'leased-unprobed',
+    ]);
+    await dhcpAttach(
+      results,
+      driverSocket,
+      { probed: networkId('leased'), unprobed: networkId('leased-unprobed') },
+      plugin.pid,
+      { cycles: DHCP_CYCLES, held: DHCP_HELD },
+    );
     closeAgents();
-    host.dockerOk(['network', 'rm', 'leased']);
+    host.dockerOk(['network', 'rm', 'leased', 'leased-unprobed']);
     dhcpServer.stop();
 
     // Built-in macvlan and lanplug-macvlan can share eth0 (both bridge mode).

@@ -186,6 +186,58 @@ test('acquire: a NAK starts over with a new DISCOVER; no server at all is a one-
   assert.ok(silent.sent.length >= 2, 'DISCOVER sent again within the budget');
 });
 
+test('acquire: an acknowledged address the LAN check finds in use is declined (broadcast from 0.0.0.0, naming its server) and the next one taken without asking for it again; only taken ones: one line naming them', async () => {
+  let next = 130;
+  const channel = new ScriptedChannel((m) => {
+    if (m.type === 'decline') return null;
+    if (m.type === 'discover') return answerWith('offer', m, `172.16.86.${next}`);
+    return answerWith('ack', m, `172.16.86.${next++}`);
+  });
+  const checked: string[] = [];
+  const lease = await acquire(channel, identity, {
+    hint: parseAddress('172.16.86.130'),
+    deadline: Date.now() + 5000,
+    check: (address) => {
+      checked.push(address.text);
+      return Promise.resolve(
+        address.text === '172.16.86.130' ? '02:aa:00:00:00:01 (it answered an ARP probe on eth0)' : null,
+      );
+    },
+  });
+  assert.equal(lease.address.address.text, '172.16.86.131');
+  assert.deepEqual(checked, ['172.16.86.130', '172.16.86.131']);
+  assert.deepEqual(
+    channel.sent.map((m) => m.type),
+    ['discover', 'request', 'decline', 'discover', 'request'],
+  );
+  const decline = channel.sent[2];
+  assert.deepEqual([...(decline?.options.get(OPT.requestedAddress) ?? [])], [172, 16, 86, 130]);
+  assert.deepEqual([...(decline?.options.get(OPT.serverId) ?? [])], [172, 16, 86, 1]);
+  assert.equal(decline?.ciaddr.text, '0.0.0.0');
+  assert.equal(decline?.options.has(OPT.parameterList), false, 'no parameters in a DHCPDECLINE (RFC 2131 table 5)');
+  assert.match(decline?.options.get(OPT.message)?.toString() ?? '', /in use by 02:aa:00:00:00:01/);
+  assert.equal(
+    channel.sent[3]?.options.has(OPT.requestedAddress),
+    false,
+    'the declined address is not asked for again',
+  );
+
+  const squatted = new ScriptedChannel((m) =>
+    m.type === 'decline' ? null : answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.140'),
+  );
+  await assert.rejects(
+    acquire(squatted, identity, {
+      hint: null,
+      deadline: Date.now() + 10_000,
+      check: () => Promise.resolve('02:aa:00:00:00:02 (it answered an ARP probe on eth0)'),
+    }),
+    {
+      message:
+        'the DHCP server offered only addresses in use on the LAN on eth0 (declined: 172.16.86.140, in use by 02:aa:00:00:00:02 (it answered an ARP probe on eth0))',
+    },
+  );
+});
+
 test('renew: unicast REQUEST with the address as ciaddr and no server id; rebind the same, broadcast', async () => {
   const channel = new ScriptedChannel((m) => answerWith('ack', m, m.ciaddr.text));
   const held = await acquire(

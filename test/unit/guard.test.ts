@@ -59,3 +59,49 @@ test('callers asking about one address at once share one probe', async () => {
   await Promise.all([guard.ask(LINK, address), guard.ask(LINK, address), guard.ask(LINK, address)]);
   assert.deepEqual(asked, ['172.16.86.9']);
 });
+
+test('asked "as now" (an address a DHCP server just gave): a remembered free answer is asked again, a remembered in-use one is not', async () => {
+  const { guard, asked } = setup((a) =>
+    a === '172.16.86.2' ? { inUse: true, mac: '06:85:e9:52:4e:de', how: 'test' } : { inUse: false },
+  );
+  const free = parseAddress('172.16.86.3');
+  const taken = parseAddress('172.16.86.2');
+  await guard.ask(LINK, free);
+  await guard.ask(LINK, taken);
+  assert.deepEqual(await guard.ask(LINK, free, { asNow: true }), { inUse: false });
+  assert.equal((await guard.ask(LINK, taken, { asNow: true })).inUse, true);
+  assert.deepEqual(asked, ['172.16.86.3', '172.16.86.2', '172.16.86.3']);
+});
+
+test("the warmer's candidates: a static network's first free addresses; none for a DHCP network (its server chooses; Docker's null IPAM gives it 0.0.0.0/0)", async () => {
+  const { nextCandidates } = await import('../../src/lan/candidates');
+  const { parsePrefix } = await import('../../src/net/address');
+  const spec = {
+    networkId: 'c'.repeat(64),
+    mode: { kind: 'macvlan' as const, mode: 'bridge' as const },
+    parent: { kind: 'existing' as const, name: 'eth0' },
+    mtu: null,
+    internal: false,
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    hostAccess: null,
+    conflict: 'refuse' as const,
+    announce: { count: 0, intervalMs: 0 },
+    dhcp: null,
+  };
+  const never = (): never => assert.fail('no pool: the allocator is not asked');
+  const allocator = { nextFree: never } as unknown as Parameters<typeof nextCandidates>[3];
+  assert.deepEqual(
+    nextCandidates(spec, [], [], allocator, () => false).map((a) => a.text),
+    ['172.16.86.2', '172.16.86.3', '172.16.86.4', '172.16.86.5'],
+  );
+  const leased = {
+    ...spec,
+    ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }],
+    dhcp: { ipv4: true, ipv6: false, timeoutMs: 10_000 },
+  };
+  assert.deepEqual(
+    nextCandidates(leased, [], [], allocator, () => false),
+    [],
+  );
+});
