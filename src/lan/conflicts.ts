@@ -32,7 +32,7 @@ export function inUseMessage(
 }
 
 export class LanConflicts {
-  /** `afterUse` runs whenever an address is handed out after a check: the warmer refills its candidates. */
+  /** `afterUse` runs whenever an address is handed out after a check or a network appears: the warmer refills. */
   constructor(
     private readonly guard: LanGuard,
     private readonly sightings: LanSightings,
@@ -42,6 +42,11 @@ export class LanConflicts {
 
   /** An address was handed out: time to make sure the next ones are known. */
   used(): void {
+    this.afterUse();
+  }
+
+  /** A network was created: its first candidates are asked about now, not at the warmer's next round. */
+  networkAdded(): void {
     this.afterUse();
   }
 

@@ -94,6 +94,8 @@ export async function roundTripFloor(results: Results, socket: string, cycles: n
   results.add('driver API', 'one request that does nothing (Plugin.Activate)', samples);
 }
 
+const WARM_UP_CYCLES = 300;
+
 /**
  * Attach/detach cycles with `levels` endpoints alive (in 172.16.100.0-172.16.120.255; the cycles
  * use 172.16.87.x). Returns the alive endpoints' ids for the caller to detach.
@@ -105,8 +107,9 @@ export async function attachDetachAtScale(
   options: { levels: readonly number[]; cycles: number },
 ): Promise<string[]> {
   const alive: string[] = [];
-  // Warm-up: the first requests pay for the JIT and the first SQLite pages; no level should carry that.
-  for (let i = 0; i < 50; i++) {
+  // Warm-up: the first requests pay for the JIT (V8 optimises a function after some hundreds of calls) and the
+  // first SQLite pages; a daemon that has run for a while has paid that, and no level should carry it.
+  for (let i = 0; i < WARM_UP_CYCLES; i++) {
     const id = endpointId('f0', i);
     await client.attach(id, `172.16.87.${(i % 250) + 2}/16`);
     await client.detach(id);

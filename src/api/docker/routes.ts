@@ -48,6 +48,8 @@ export function networkDriverRoutes(
       '/NetworkDriver.CreateNetwork',
       (body) => {
         driver.createNetwork(decodeCreateNetwork(kind, body));
+        // Its first addresses are asked about now: the `docker run` that follows a `network create` finds them known.
+        lan?.networkAdded();
         return {};
       },
     ],
