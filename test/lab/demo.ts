@@ -276,6 +276,37 @@ async function main(): Promise<void> {
     show(host, ['start', 'printer-app']);
     show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
     show(host, ['rm', '-f', 'printer-app']);
+
+    step('Before a container uses the address the server gave, lanplug asks the LAN (an ARP probe). Here a device');
+    step('the server does not know holds the address reserved for this MAC: lanplug declines it and asks again.');
+    await dhcpServer.restart({ hosts: ['02:00:00:00:00:43,172.16.86.120'] });
+    const squatter = lan.addLanHost('squat', '172.16.86.120/24');
+    try {
+      show(host, [
+        'run',
+        '-d',
+        '--network',
+        'office',
+        '--mac-address',
+        '02:00:00:00:00:43',
+        '--name',
+        'scanner-app',
+        'alpine:latest',
+        'sleep',
+        '600',
+      ]);
+      show(host, ['exec', 'scanner-app', 'ip', 'addr', 'show', 'eth0']);
+      const said = (re: RegExp, text: string): string =>
+        text
+          .split('\n')
+          .filter((l) => re.test(l))
+          .join('\n');
+      process.stdout.write(`\n# lanplug's log:\n${said(/declining a DHCP address/, plugin.stderr())}\n`);
+      process.stdout.write(`\n# the server's log:\n${said(/DHCPDECLINE/, dhcpServer.log())}\n`);
+      show(host, ['rm', '-f', 'scanner-app']);
+    } finally {
+      squatter.destroy();
+    }
     dhcpServer.stop();
 
     cniStep(lan, host, plugin.stateDir);

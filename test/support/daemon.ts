@@ -6,9 +6,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { post } from './plugin-http';
 import { repoRoot } from './repo';
 
 export interface DaemonProcess {
@@ -91,7 +92,9 @@ export class DaemonLab {
     body: unknown,
     driver: 'macvlan' | 'ipvlan' = 'macvlan',
   ): Promise<{ status: number; json: Record<string, unknown> }> {
-    return post(this.socket(driver), path, typeof body === 'string' ? body : JSON.stringify(body), this.agent);
+    return post(this.socket(driver), path, typeof body === 'string' ? body : JSON.stringify(body), {
+      agent: this.agent,
+    });
   }
 
   /** Kills whatever daemon a failed test left running, then removes the directory. */
@@ -124,38 +127,4 @@ export function spawnDaemon(
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   return { child, pid: child.pid, exited, stderr: () => readFileSync(logPath, 'utf8') };
-}
-
-export function post(
-  socketPath: string,
-  path: string,
-  data: string,
-  agent?: Agent,
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        socketPath,
-        path,
-        method: 'POST',
-        agent,
-        headers: { 'Content-Length': Buffer.byteLength(data), Accept: 'application/vnd.docker.plugins.v1.2+json' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          try {
-            resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as Record<string, unknown> });
-          } catch {
-            reject(new Error(`not JSON (status ${res.statusCode ?? 0}): ${text.slice(0, 200)}`));
-          }
-        });
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
 }

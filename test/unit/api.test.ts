@@ -6,7 +6,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import { PluginServer } from '../../src/api/docker/server';
 import { NetworkDriver } from '../../src/driver/network-driver';
 import { silentLogger } from '../../src/log';
 import { SqliteStore } from '../../src/state/sqlite';
+import { post as postTo } from '../support/plugin-http';
 import { FakeRtnl } from '../support/fake-rtnl';
 
 let dir: string;
@@ -40,29 +40,9 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function post(
-  path: string,
-  body: string | object,
-  method = 'POST',
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  const data = typeof body === 'string' ? body : JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { socketPath: socket, path, method, headers: { Accept: 'application/vnd.docker.plugins.v1.2+json' } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
-          }),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(data);
-  });
+/** A request to the server under test, as dockerd sends it. */
+function post(path: string, body: string | object, method = 'POST'): ReturnType<typeof postTo> {
+  return postTo(socket, path, typeof body === 'string' ? body : JSON.stringify(body), { method });
 }
 
 const NETWORK_ID = '5e3ec79625d388dbcc03dcf4a6dc4548644eb99d58864cf8eee2252dcfc0cc9f';

@@ -8,7 +8,6 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -25,6 +24,7 @@ import { productionPackages } from '../../src/plugin/rootfs';
 import { managedRoleFromEnv } from '../../src/plugin/serve';
 import { lockHolder, StateLock } from '../../src/state/lock';
 import { SqliteStore } from '../../src/state/sqlite';
+import { post as postTo } from '../support/plugin-http';
 import { FakeRtnl } from '../support/fake-rtnl';
 import { repoRoot } from '../support/repo';
 
@@ -34,25 +34,8 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function post(
-  socketPath: string,
-  path: string,
-  body: object,
-): Promise<{ status: number; json: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, method: 'POST' }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          json: JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>,
-        }),
-      );
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
+function post(socketPath: string, path: string, body: object): ReturnType<typeof postTo> {
+  return postTo(socketPath, path, JSON.stringify(body));
 }
 
 test('the lock says who holds it: a legacy daemon and a managed plugin refuse each other in one line', () => {
