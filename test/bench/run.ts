@@ -16,7 +16,7 @@ import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import { buildCniExecutable } from '../../src/install/cni';
 import { openRtnl } from '../../src/link/rtnl';
-import { startDhcpServer } from '../lab/dhcp-server';
+import { dhcpNetworkArgs, startDhcpServer } from '../lab/dhcp-server';
 import { coldStarts } from './cold-start';
 import { dhcpAttach } from './dhcp';
 import { dockerLevel } from './docker-level';
@@ -237,35 +237,9 @@ async function main(): Promise<void> {
       netmask: '255.255.0.0',
       leaseSeconds: 3600,
     });
-    host.dockerOk([
-      'network',
-      'create',
-      '-d',
-      'lanplug-macvlan',
-      '--ipam-driver',
-      'null',
-      '-o',
-      'parent=eth0',
-      '-o',
-      'dhcp=true',
-      'leased',
-    ]);
+    host.dockerOk(dhcpNetworkArgs('leased'));
     // A second network on the same parent and server, without the probe of each acknowledged address.
-    host.dockerOk([
-      'network',
-      'create',
-      '-d',
-      'lanplug-macvlan',
-      '--ipam-driver',
-      'null',
-      '-o',
-      'parent=eth0',
-      '-o',
-      'dhcp=true',
-      '-o',
-      'lanplug.conflict=off',
-      'leased-unprobed',
-    ]);
+    host.dockerOk(dhcpNetworkArgs('leased-unprobed', ['-o', 'lanplug.conflict=off']));
     await dhcpAttach(
       results,
       driverSocket,

@@ -7,7 +7,7 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
 import {
   assertNoLanplugLinks,
@@ -37,19 +37,23 @@ beforeEach(async () => {
 });
 
 function dhcpNetwork(name = 'lan', extra: string[] = []): void {
+  lab.host.dockerOk(dhcpNetworkArgs(name, extra));
+}
+
+/** A container on network `lan` with a MAC of its own: the DHCP server knows it by that MAC. */
+function runWithMac(name: string, mac: string): void {
   lab.host.dockerOk([
-    'network',
-    'create',
+    'run',
     '-d',
-    'lanplug-macvlan',
-    '--ipam-driver',
-    'null',
-    '-o',
-    'parent=eth0',
-    '-o',
-    'dhcp=true',
-    ...extra,
+    '--network',
+    'lan',
+    '--mac-address',
+    mac,
+    '--name',
     name,
+    'alpine:latest',
+    'sleep',
+    '3600',
   ]);
 }
 
@@ -88,19 +92,7 @@ function leaseOf(mac: string): { address: string; hostname: string; clientId: st
 test('docker run gets an address from the server: in range, its router as gateway, reaches the LAN; inspect and the lease file agree', () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:09';
-  lab.host.dockerOk([
-    'run',
-    '-d',
-    '--network',
-    'lan',
-    '--mac-address',
-    mac,
-    '--name',
-    'first',
-    'alpine:latest',
-    'sleep',
-    '3600',
-  ]);
+  runWithMac('first', mac);
   const net = containerNetwork(lab.host, 'first', 'lan');
   assert.ok(inRange(net.IPAddress), `address ${net.IPAddress} is from the server's range`);
   assert.equal(net.IPPrefixLen, 24);
@@ -140,19 +132,7 @@ test('lanplug.dhcp.id gives a client id and hostname the server records, and a M
 test('renewed at T1 without a new DISCOVER; released at docker stop; the same address after docker restart', async () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:0a';
-  lab.host.dockerOk([
-    'run',
-    '-d',
-    '--network',
-    'lan',
-    '--mac-address',
-    mac,
-    '--name',
-    'renewed',
-    'alpine:latest',
-    'sleep',
-    '3600',
-  ]);
+  runWithMac('renewed', mac);
   const first = containerNetwork(lab.host, 'renewed', 'lan').IPAddress;
   assert.equal(server.count('DHCPDISCOVER', mac), 1);
   // T1 is 3 s: two renewals (REQUEST + ACK each) within 8 s, and still one DISCOVER.
@@ -174,19 +154,7 @@ test('renewed at T1 without a new DISCOVER; released at docker stop; the same ad
 test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq restarted with its lease file keeps it too', async () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:0b';
-  lab.host.dockerOk([
-    'run',
-    '-d',
-    '--network',
-    'lan',
-    '--mac-address',
-    mac,
-    '--name',
-    'killed',
-    'alpine:latest',
-    'sleep',
-    '3600',
-  ]);
+  runWithMac('killed', mac);
   const address = containerNetwork(lab.host, 'killed', 'lan').IPAddress;
   process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
   await lab.plugin.stop();
@@ -209,19 +177,7 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
 test('reservations by MAC and by client id are honoured', () => {
   dhcpNetwork();
   return server.restart({ hosts: ['02:00:00:00:00:0c,172.16.86.140', 'id:00:64:62:31,172.16.86.141'] }).then(() => {
-    lab.host.dockerOk([
-      'run',
-      '-d',
-      '--network',
-      'lan',
-      '--mac-address',
-      '02:00:00:00:00:0c',
-      '--name',
-      'bymac',
-      'alpine:latest',
-      'sleep',
-      '3600',
-    ]);
+    runWithMac('bymac', '02:00:00:00:00:0c');
     assert.equal(containerNetwork(lab.host, 'bymac', 'lan').IPAddress, '172.16.86.140');
     startWithDriverOpt('byid', 'lanplug.dhcp.id=db1');
     assert.equal(containerNetwork(lab.host, 'byid', 'lan').IPAddress, '172.16.86.141');
@@ -231,19 +187,7 @@ test('reservations by MAC and by client id are honoured', () => {
 test('the server moves the container (its range changed): the new address and route are applied in the container and logged', async () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:0d';
-  lab.host.dockerOk([
-    'run',
-    '-d',
-    '--network',
-    'lan',
-    '--mac-address',
-    mac,
-    '--name',
-    'moved',
-    'alpine:latest',
-    'sleep',
-    '3600',
-  ]);
+  runWithMac('moved', mac);
   const first = addressInContainer('moved');
   await server.restart({ range: ['172.16.86.200', '172.16.86.210'] });
   const moved = await eventually(() => {
@@ -270,22 +214,10 @@ test('an address a LAN device already uses is declined: the server hears DHCPDEC
   await server.restart({ hosts: [`${mac},${taken}`] });
   const squatter = lab.lan.addLanHost('squat', `${taken}/24`);
   try {
-    squatter.execOk(['sysctl', '-q', '-w', 'net.ipv4.icmp_echo_ignore_all=1']);
+    squatter.execOk(['/bin/busybox', 'sysctl', '-qw', 'net.ipv4.icmp_echo_ignore_all=1']);
     const squatterMac = /link\/ether ([0-9a-f:]{17})/.exec(squatter.execOk(['ip', '-o', 'link', 'show', 'eth0']))?.[1];
     assert.ok(squatterMac !== undefined);
-    lab.host.dockerOk([
-      'run',
-      '-d',
-      '--network',
-      'lan',
-      '--mac-address',
-      mac,
-      '--name',
-      'after',
-      'alpine:latest',
-      'sleep',
-      '3600',
-    ]);
+    runWithMac('after', mac);
     const got = containerNetwork(lab.host, 'after', 'lan').IPAddress;
     assert.notEqual(got, taken, 'the address the device holds is not used');
     assert.ok(inRange(got), got);

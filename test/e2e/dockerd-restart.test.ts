@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
-import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { assertNoLanplugLinks, containerNetwork } from './helpers';
@@ -66,19 +66,7 @@ for (const [index, mode] of ['without --live-restore', 'with --live-restore'].en
         '3600',
       ]);
     }
-    host.dockerOk([
-      'network',
-      'create',
-      '-d',
-      'lanplug-macvlan',
-      '--ipam-driver',
-      'null',
-      '-o',
-      'dhcp=true',
-      '-o',
-      'parent=eth0',
-      'dhcp',
-    ]);
+    host.dockerOk(dhcpNetworkArgs('dhcp'));
     const mac = `02:00:00:00:01:0${index}`;
     // Seen once in a full CI run (host 2, never alone): no answer from dnsmasq within 10 s. Say what both ends saw.
     const explain = (err: unknown): Error =>

@@ -6,7 +6,7 @@
  * what it printed, then removes everything it made.
  */
 import { createDockerHost, type DockerHost } from './docker-host';
-import { startDhcpServer } from './dhcp-server';
+import { dhcpNetworkArgs, startDhcpServer } from './dhcp-server';
 import { createLan, type Lan } from './lan';
 import { lanHostNs } from './names';
 import { buildCniExecutable } from '../../src/install/cni';
@@ -15,6 +15,11 @@ import { runOk } from './proc';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../support/repo';
+
+/** `docker run` of a container on the demo's DHCP network with a MAC of its own. */
+function onOfficeWithMac(name: string, mac: string): string[] {
+  return ['run', '-d', '--network', 'office', '--mac-address', mac, '--name', name, 'alpine:latest', 'sleep', '600'];
+}
 
 function show(host: DockerHost, args: string[], pick?: (out: string) => string): void {
   process.stdout.write(`\n$ docker ${args.map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a)).join(' ')}\n`);
@@ -236,32 +241,8 @@ async function main(): Promise<void> {
     step('The lease is taken before docker run returns, renewed while the container runs, released when it stops;');
     step('--mac-address (or --driver-opt lanplug.dhcp.id=NAME) makes it the same address at every start.');
     const dhcpServer = await startDhcpServer(lan, { range: ['172.16.86.100', '172.16.86.150'] });
-    show(host, [
-      'network',
-      'create',
-      '-d',
-      'lanplug-macvlan',
-      '--ipam-driver',
-      'null',
-      '-o',
-      'parent=eth0',
-      '-o',
-      'dhcp=true',
-      'office',
-    ]);
-    show(host, [
-      'run',
-      '-d',
-      '--network',
-      'office',
-      '--mac-address',
-      '02:00:00:00:00:42',
-      '--name',
-      'printer-app',
-      'alpine:latest',
-      'sleep',
-      '600',
-    ]);
+    show(host, dhcpNetworkArgs('office'));
+    show(host, onOfficeWithMac('printer-app', '02:00:00:00:00:42'));
     show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
     hostCommand(host, [process.execPath, LANPLUG, 'status', '--state-dir', plugin.stateDir]);
     process.stdout.write(`\n# the DHCP server's lease file:\n${readFileSync(dhcpServer.leaseFile, 'utf8')}`);
@@ -282,19 +263,7 @@ async function main(): Promise<void> {
     await dhcpServer.restart({ hosts: ['02:00:00:00:00:43,172.16.86.120'] });
     const squatter = lan.addLanHost('squat', '172.16.86.120/24');
     try {
-      show(host, [
-        'run',
-        '-d',
-        '--network',
-        'office',
-        '--mac-address',
-        '02:00:00:00:00:43',
-        '--name',
-        'scanner-app',
-        'alpine:latest',
-        'sleep',
-        '600',
-      ]);
+      show(host, onOfficeWithMac('scanner-app', '02:00:00:00:00:43'));
       show(host, ['exec', 'scanner-app', 'ip', 'addr', 'show', 'eth0']);
       const said = (re: RegExp, text: string): string =>
         text

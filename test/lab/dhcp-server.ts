@@ -152,3 +152,21 @@ export async function startDhcpServer(lan: Lan, options: DhcpServerOptions): Pro
   await server.start();
   return server;
 }
+
+/** `docker network create` for a network whose containers take their address from the LAN's DHCP server. */
+export function dhcpNetworkArgs(name: string, extra: readonly string[] = []): string[] {
+  return [
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'null',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'dhcp=true',
+    ...extra,
+    name,
+  ];
+}
