@@ -6,6 +6,7 @@
  * piece lives in src/lan/.
  */
 import type { OfferCheck } from './dhcp/client';
+import { shortId } from './driver/names';
 import type { NetworkDriver } from './driver/network-driver';
 import type { IpamAllocator } from './ipam/allocator';
 import { nextCandidates } from './lan/candidates';
@@ -65,7 +66,7 @@ export class LanCitizen {
       // The server knows its leases, not the LAN's static devices: asked now, never from memory.
       const verdict = await this.conflicts.verdict(check, address, { asNow: true });
       if (!verdict.inUse) return null;
-      const fields = { network: networkId.slice(0, 12), address: address.text, mac: verdict.mac, how: verdict.how };
+      const fields = { network: shortId(networkId), address: address.text, mac: verdict.mac, how: verdict.how };
       if (check.policy === 'warn') {
         this.log.warn('using a DHCP address the LAN already uses (lanplug.conflict=warn)', fields);
         return null;

@@ -85,7 +85,7 @@ export type RenewOutcome = { kind: 'ack'; lease: Lease } | { kind: 'nak'; messag
 export async function acquire(
   channel: DhcpChannel,
   identity: DhcpIdentity,
-  options: { hint: IpAddress | null; deadline: number; check?: OfferCheck },
+  options: { hint: IpAddress | null; deadline: number; check?: OfferCheck | undefined },
 ): Promise<Lease> {
   const started = Date.now();
   let lastNak: string | null = null;

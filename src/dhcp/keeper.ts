@@ -135,7 +135,7 @@ export class LeaseKeeper {
           const remembered = rememberKey(identity, family);
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
           return family === 4
-            ? await acquire(channel, identity, { hint, deadline, ...this.checkOption(plan.networkId) })
+            ? await acquire(channel, identity, { hint, deadline, check: this.offerCheckOf(plan.networkId) })
             : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
@@ -322,11 +322,6 @@ export class LeaseKeeper {
     this.timers.set(k, timer);
   }
 
-  private checkOption(networkId: string): { check?: OfferCheck } {
-    const check = this.offerCheckOf(networkId);
-    return check === undefined ? {} : { check };
-  }
-
   /** One renewal step: renew (before T2), rebind (before expiry), or after a refusal take a new lease. */
   private async maintain(networkId: string, endpointId: string, family: Family): Promise<void> {
     const record = this.store.getLease(networkId, endpointId);
@@ -367,7 +362,7 @@ export class LeaseKeeper {
             kind: 'moved',
             lease:
               family === 4
-                ? await acquire(channel, record.identity, { hint, deadline, ...this.checkOption(networkId) })
+                ? await acquire(channel, record.identity, { hint, deadline, check: this.offerCheckOf(networkId) })
                 : await acquire6(channel, record.identity, {
                     hint,
                     deadline,
