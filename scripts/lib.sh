@@ -55,6 +55,8 @@ LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute
 SERVICE_PACKAGES=(systemd-analyze:systemd systemd-socket-activate:systemd)
 # The DHCP tests' server on the lab LAN: Debian's dnsmasq (the binary only, no service).
 DHCP_PACKAGES=(/usr/sbin/dnsmasq:dnsmasq-base)
+# Shared pools: Debian's etcd 3.4 and etcdctl (the tests start their own 3-member cluster; the service is not used).
+ETCD_PACKAGES=(/usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client)
 # The CNI lane: a C compiler for the CNI executable, the reference plugins (the bench's peer), Podman.
 CNI_PACKAGES=(cc:gcc /usr/include/stdio.h:libc6-dev /usr/lib/cni/macvlan:containernetworking-plugins podman:podman)
 # The full-kernel lane: qemu, and xz to unpack Debian's kernel (linux-image-amd64, checked apart).

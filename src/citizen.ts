@@ -147,16 +147,18 @@ export class LanCitizen {
     return mac === null ? null : { address, mac, networkId: endpoint.networkId };
   }
 
-  private warmTargets(allocator: IpamAllocator): WarmTarget[] {
-    const pools = this.store.listPools();
-    return this.store.listNetworks().flatMap((network) => {
+  private async warmTargets(allocator: IpamAllocator): Promise<WarmTarget[]> {
+    const pools = await allocator.pools();
+    const targets: WarmTarget[] = [];
+    for (const network of this.store.listNetworks()) {
       const check = this.checkFor(network);
-      if (check === null) return [];
+      if (check === null) continue;
       const endpoints = this.store.listEndpoints(network.spec.networkId);
-      const candidates = nextCandidates(network.spec, endpoints, pools, allocator, (a) =>
+      const candidates = await nextCandidates(network.spec, endpoints, pools, allocator, (a) =>
         this.conflicts.isKnownTaken(a),
       );
-      return [{ check, candidates }];
-    });
+      targets.push({ check, candidates });
+    }
+    return targets;
   }
 }

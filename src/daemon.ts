@@ -37,6 +37,10 @@ import type { Logger } from './log';
 import { DRIVER_KINDS, type DriverKind } from './model/network';
 import { StateLock } from './state/lock';
 import { SCHEMA_VERSION } from './state/schema';
+import { LocalAddressBook, type AddressBook } from './state/address-book';
+import { EtcdAddressBook } from './state/etcd/address-book';
+import { EtcdClient } from './state/etcd/client';
+import type { StoreChoice } from './state/etcd/store-option';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
 import { systemdSockets } from './systemd-sockets';
@@ -57,6 +61,8 @@ export interface DaemonOptions {
   cniIdleMs: number;
   /** Run as a managed Docker plugin (see src/plugin/serve.ts); null: a daemon on the host. */
   managed?: ManagedRole | null;
+  /** Where the IPAM driver's pools live: this host's SQLite store (default), or etcd shared by a fleet. */
+  addressStore?: StoreChoice;
   log: Logger;
 }
 
@@ -123,6 +129,12 @@ const CREATE_NETWORK = '/NetworkDriver.CreateNetwork';
 /** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
 function asJson(value: object): JsonObject {
   return JSON.parse(JSON.stringify(value)) as JsonObject;
+}
+
+function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
+  return choice.kind === 'sqlite'
+    ? new LocalAddressBook(store)
+    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log);
 }
 
 export interface RunningDaemon {
@@ -198,8 +210,14 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       return run;
     };
 
+    const book = addressBookFor(options.addressStore ?? { kind: 'sqlite' }, store, log);
+    if (book instanceof EtcdAddressBook) {
+      // In the background: neither this daemon nor dockerd's boot waits for etcd.
+      book.presence.start();
+      closers.push(() => book.presence.stop());
+    }
     // An address claimed in another pool (a CNI network's on the same LAN) is as taken as one the LAN uses.
-    const allocator = new IpamAllocator(store, log, {
+    const allocator = new IpamAllocator(book, log, {
       isTaken: (pool, address) =>
         conflicts.isKnownTaken(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId),
     });
@@ -274,6 +292,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ...(managed === null ? {} : { plugin: managed.pluginName }),
       stateDir: options.stateDir,
       pluginDir: options.pluginDir,
+      ...(book.hostId === null ? {} : { addressStore: 'etcd', hostId: book.hostId }),
       networks: store.listNetworks().length,
     });
   } catch (err) {

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { CNI_SOCKET_NAME } from '../api/cni/server';
 import { dockerSocketPath } from '../api/docker/engine';
 import { DAEMON_NODE_FLAGS, startDaemon } from '../daemon';
+import { parseStoreChoice } from '../state/etcd/store-option';
 import { versionLine } from '../version';
 import { createLogger, parseLevel } from '../log';
 import { formatChecks, runDoctor } from './doctor';
@@ -30,6 +31,9 @@ commands:
              [--grace-seconds N: a row Docker does not know counts as forgotten once N s old]
              [--cni-socket PATH|off: where lanplug's CNI plugins reach the daemon; default STATE-DIR/cni.sock]
              [--cni-network-idle SECONDS: a CNI network without attachments is removed after this; default 60]
+             [--store sqlite|etcd://HOST:PORT,...: where the lanplug IPAM driver's pools live; etcd shares
+              them with every host naming the same cluster]  [--host-id NAME: this host in etcd; default hostname]
+             [--cacert FILE] [--cert FILE] [--key FILE] [--user NAME:PASSWORD: etcd's TLS and auth, as etcdctl]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
@@ -73,7 +77,21 @@ async function runDaemon(args: readonly string[]): Promise<void> {
       '--grace-seconds': DEFAULT_GRACE_SECONDS,
       '--cni-socket': '',
       '--cni-network-idle': '60',
+      '--store': 'sqlite',
+      '--host-id': '',
+      '--cacert': '',
+      '--cert': '',
+      '--key': '',
+      '--user': '',
     },
+  });
+  const addressStore = parseStoreChoice({
+    store: flags.value('--store'),
+    hostId: flags.value('--host-id'),
+    cacert: flags.value('--cacert'),
+    cert: flags.value('--cert'),
+    key: flags.value('--key'),
+    user: flags.value('--user'),
   });
   const level = parseLevel(flags.value('--log-level'));
   if (level === null)
@@ -90,6 +108,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
     forgottenGraceMs: seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000,
     cniSocket: cniSocketPath(flags.value('--cni-socket'), flags.value('--state-dir')),
     cniIdleMs: seconds(flags.value('--cni-network-idle'), '--cni-network-idle') * 1000,
+    addressStore,
     log,
   });
   const shutdown = (signal: string): void => {

@@ -4,8 +4,11 @@
  * default IPAM does for the same flags — `--subnet`, `--ip-range`,
  * `--gateway`, `--aux-address`, `--ip`/`--ip6`, several subnets, IPv6 — and
  * gives the seed commands the same addresses, with Docker's wording for its
- * errors. Every claim goes through the store, which refuses a second claim of
- * one address.
+ * errors. Every claim goes through the address book, which refuses a second
+ * claim of one address: this host's SQLite store, or etcd for a fleet of hosts
+ * sharing one LAN (the same decisions on either; the shared book adds only what
+ * sharing needs: a pool joined, a gateway recorded once, a MAC claimed with its
+ * address, automatic allocation starting at a place of the host's own).
  */
 import { conflict, invalidArgument, LanplugError, notFound } from '../errors';
 import type { Logger } from '../log';
@@ -19,8 +22,8 @@ import {
   type IpAddress,
   type IpPrefix,
 } from '../net/address';
-import type { IpamStore } from '../state/ipam-store';
-import { firstFree, isUsable } from './pool';
+import type { AddressBook, BookPool } from '../state/address-book';
+import { firstFree, isUsable, spreadStart } from './pool';
 
 export const LOCAL_ADDRESS_SPACE = 'LocalDefault';
 export const GLOBAL_ADDRESS_SPACE = 'GlobalDefault';
@@ -40,6 +43,8 @@ export interface AddressRequest {
   preferred: IpAddress | null;
   /** Docker asks for the gateway with RequestAddressType=com.docker.network.gateway. */
   gateway: boolean;
+  /** The endpoint's MAC, which Docker sends only when the driver asks for it (shared pools do). */
+  mac: string | null;
 }
 
 /** Addresses automatic allocation must not hand out although the store has them free (the LAN uses them). */
@@ -51,12 +56,17 @@ const NOTHING_TAKEN: AddressFilter = { isTaken: () => false };
 
 export class IpamAllocator {
   constructor(
-    private readonly store: IpamStore,
+    private readonly book: AddressBook,
     private readonly log: Logger,
     private readonly lan: AddressFilter = NOTHING_TAKEN,
   ) {}
 
-  requestPool(request: PoolRequest): PoolRecord {
+  /** Whether pools are shared with other hosts (then Docker must send each endpoint's MAC). */
+  get shared(): boolean {
+    return this.book.hostId !== null;
+  }
+
+  async requestPool(request: PoolRequest): Promise<PoolRecord> {
     if (request.pool === null) {
       throw invalidArgument(
         'the lanplug IPAM driver does not choose subnets: give --subnet (and --ip-range, --gateway as you like)',
@@ -70,42 +80,56 @@ export class IpamAllocator {
     if (range !== null && !(prefixContains(pool, range.address) && range.prefixLength >= pool.prefixLength)) {
       throw invalidArgument(`--ip-range ${formatPrefix(range)} is not inside --subnet ${formatPrefix(pool)}`);
     }
-    for (const other of this.store.listPools()) {
-      if (other.addressSpace === request.addressSpace && prefixesOverlap(other.pool, pool)) {
-        throw conflict('Pool overlaps with other one on this address space');
-      }
-    }
     const record: PoolRecord = {
       poolId: `${request.addressSpace}/${formatPrefix(pool)}${range === null ? '' : `/${formatPrefix(range)}`}`,
       addressSpace: request.addressSpace,
       pool,
       range,
     };
-    this.store.insertPool(record);
-    this.log.info('pool created', { pool: record.poolId });
+    for (const other of await this.book.listPools()) {
+      // A shared pool is the same on every host: the identical one is joined, any other overlap refused.
+      if (other.addressSpace !== request.addressSpace || !prefixesOverlap(other.pool, pool)) continue;
+      if (other.definedBy === null || other.definedBy === this.book.hostId)
+        throw conflict('Pool overlaps with other one on this address space');
+      if (other.poolId !== record.poolId) throw conflict(sharedMismatch(other, record));
+    }
+    const how = await this.book.addPool(record);
+    this.log.info(how === 'created' ? 'pool created' : 'shared pool joined', { pool: record.poolId });
     return record;
   }
 
   /** Idempotent: a pool that is gone is released. */
-  releasePool(poolId: string): void {
-    this.store.deletePool(poolId);
+  async releasePool(poolId: string): Promise<void> {
+    await this.book.releasePool(poolId);
     this.log.info('pool released', { pool: poolId });
   }
 
   /** The address with the pool's prefix length, as Docker wants it ("172.16.86.2/24"). */
-  requestAddress(request: AddressRequest): IpPrefix {
-    const pool = this.requirePool(request.poolId);
-    const kind: AddressKind = request.gateway ? 'gateway' : request.preferred === null ? 'allocated' : 'requested';
-    const address = request.preferred === null ? this.allocate(pool, kind) : this.claim(pool, request.preferred, kind);
+  async requestAddress(request: AddressRequest): Promise<IpPrefix> {
+    const pool = await this.requirePool(request.poolId);
+    const kind = kindOf(request, this.shared);
+    // On a shared pool the gateway is whatever the first host recorded (a second host's default must not differ).
+    const preferred = kind === 'gateway' && request.preferred === null ? pool.gateway : request.preferred;
+    const address =
+      preferred === null
+        ? await this.allocate(pool, kind, request.mac)
+        : await this.claim(pool, preferred, kind, request.mac);
     return { address, prefixLength: pool.pool.prefixLength };
   }
 
   /** The next `count` addresses automatic allocation would hand out, without claiming them. */
-  nextFree(pool: PoolRecord, count: number): IpAddress[] {
-    const used = new Set(this.store.claimedAddresses(pool.poolId).map((a) => a.address.value));
+  async nextFree(pool: PoolRecord, count: number): Promise<IpAddress[]> {
+    const used = new Set((await this.book.claimed(pool.poolId)).map((a) => a.address.value));
     const out: IpAddress[] = [];
+    const start = this.startOf(pool, pool.range ?? pool.pool);
     while (out.length < count) {
-      const candidate = firstFree(pool.pool, pool.range ?? pool.pool, used, (value) => this.lanUses(pool, value));
+      const candidate = firstFree(
+        pool.pool,
+        pool.range ?? pool.pool,
+        used,
+        (value) => this.lanUses(pool, value),
+        start,
+      );
       if (candidate === null) break;
       out.push(candidate);
       used.add(candidate.value);
@@ -113,45 +137,73 @@ export class IpamAllocator {
     return out;
   }
 
-  pool(poolId: string): PoolRecord {
+  pool(poolId: string): Promise<PoolRecord> {
     return this.requirePool(poolId);
   }
 
-  /** Idempotent: releasing an address that is free is success. */
-  releaseAddress(poolId: string, address: IpAddress): void {
-    this.store.releaseAddress(poolId, address);
+  pools(): Promise<PoolRecord[]> {
+    return this.book.listPools();
   }
 
-  private requirePool(poolId: string): PoolRecord {
-    const pool = this.store.getPool(poolId);
+  /** Idempotent: releasing an address that is free is success. */
+  async releaseAddress(poolId: string, address: IpAddress): Promise<void> {
+    await this.book.release(poolId, address);
+  }
+
+  private async requirePool(poolId: string): Promise<BookPool> {
+    const pool = await this.book.getPool(poolId);
     if (pool === null) throw notFound(`pool ${poolId} is not one the lanplug IPAM driver knows`);
     return pool;
   }
 
-  private claim(pool: PoolRecord, address: IpAddress, kind: AddressKind): IpAddress {
+  private async claim(pool: PoolRecord, address: IpAddress, kind: AddressKind, mac: string | null): Promise<IpAddress> {
     if (address.family !== pool.pool.address.family || !isUsable(pool.pool, address.value)) {
       throw invalidArgument(`requested address ${address.text} is out of range of pool ${formatPrefix(pool.pool)}`);
     }
-    if (!this.store.claimAddress(pool.poolId, address, kind)) {
+    if (!(await this.book.claim(pool.poolId, address, kind, mac))) {
       throw new LanplugError('Conflict', 'Address already in use');
     }
     return address;
   }
 
   /** The first free address of the range (or pool) that the LAN does not use either. */
-  private allocate(pool: PoolRecord, kind: AddressKind): IpAddress {
+  private async allocate(pool: PoolRecord, kind: AddressKind, mac: string | null): Promise<IpAddress> {
     // The gateway of a pool without --gateway is its first address, wherever the range is (as Docker does).
     const range = kind === 'gateway' ? pool.pool : (pool.range ?? pool.pool);
-    const used = new Set(this.store.claimedAddresses(pool.poolId).map((a) => a.address.value));
+    const used = new Set((await this.book.claimed(pool.poolId)).map((a) => a.address.value));
+    const start = kind === 'gateway' ? null : this.startOf(pool, range);
     for (;;) {
-      const candidate = firstFree(pool.pool, range, used, (value) => this.lanUses(pool, value));
+      const candidate = firstFree(pool.pool, range, used, (value) => this.lanUses(pool, value), start);
       if (candidate === null) throw new LanplugError('Conflict', 'No available addresses on this pool');
-      if (this.store.claimAddress(pool.poolId, candidate, kind)) return candidate;
-      used.add(candidate.value); // claimed meanwhile (another host, on a shared store): the next one
+      if (await this.book.claim(pool.poolId, candidate, kind, mac)) return candidate;
+      used.add(candidate.value); // claimed meanwhile (another host, on a shared book): the next one
     }
+  }
+
+  /**
+   * Where automatic allocation starts: the range's first address on a single host (Docker's
+   * order, which the seed documents show), a place of the host's own on a shared pool, so that
+   * hosts allocating at the same moment do not all race for the first free address.
+   */
+  private startOf(pool: PoolRecord, range: IpPrefix): bigint | null {
+    return this.book.hostId === null ? null : spreadStart(range, this.book.hostId);
   }
 
   private lanUses(pool: PoolRecord, value: bigint): boolean {
     return this.lan !== NOTHING_TAKEN && this.lan.isTaken(pool, addressFromValue(pool.pool.address.family, value));
   }
+}
+
+function kindOf(request: AddressRequest, shared: boolean): AddressKind {
+  if (request.gateway) return 'gateway';
+  if (request.preferred === null) return 'allocated';
+  // Docker sends the MAC with every endpoint's request once the driver asks for it; an
+  // --aux-address request carries none. A single host never needed to tell them apart.
+  return shared && request.mac === null ? 'aux' : 'requested';
+}
+
+function sharedMismatch(other: BookPool, wanted: PoolRecord): string {
+  const describe = (p: PoolRecord): string =>
+    `--subnet ${formatPrefix(p.pool)}${p.range === null ? '' : ` --ip-range ${formatPrefix(p.range)}`}`;
+  return `shared pool ${formatPrefix(other.pool)} was defined by host ${other.definedBy ?? '?'} with ${describe(other)}, not ${describe(wanted)}: give the same --subnet and --ip-range on every host`;
 }

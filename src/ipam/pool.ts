@@ -4,6 +4,7 @@
  * /31, its broadcast address), and automatic allocation takes the first free
  * address of the range (`--ip-range`, else the whole pool). Pure: no store.
  */
+import { createHash } from 'node:crypto';
 import { addressFromValue, prefixBounds, type IpAddress, type IpPrefix } from '../net/address';
 
 /** Whether a pool hands `value` out at all. */
@@ -24,10 +25,34 @@ export function firstFree(
   range: IpPrefix,
   used: ReadonlySet<bigint>,
   skip: (value: bigint) => boolean = () => false,
+  start: bigint | null = null,
 ): IpAddress | null {
   const { first, last } = prefixBounds(range);
-  for (let value = first; value <= last; value++) {
-    if (isUsable(pool, value) && !used.has(value) && !skip(value)) return addressFromValue(pool.address.family, value);
+  const from = start !== null && start >= first && start <= last ? start : first;
+  // From `from` to the end of the range, then from its beginning up to `from`.
+  for (const [low, high] of [
+    [from, last],
+    [first, from - 1n],
+  ] as const) {
+    for (let value = low; value <= high; value++) {
+      if (isUsable(pool, value) && !used.has(value) && !skip(value))
+        return addressFromValue(pool.address.family, value);
+    }
   }
   return null;
+}
+
+/**
+ * A host's own starting place in a shared range: a hash of its id spread over
+ * the range, so that two hosts allocating at once start apart (whereabouts'
+ * lowest-free-first made every node race for one address). Within the
+ * first 65,536 addresses of a larger (IPv6) range: plenty of room apart, and
+ * close to the start an operator reads addresses from.
+ */
+export function spreadStart(range: IpPrefix, hostId: string): bigint {
+  const { first, last } = prefixBounds(range);
+  const size = last - first + 1n;
+  const span = size < 0x1_0000n ? size : 0x1_0000n;
+  const digest = createHash('sha256').update(hostId).digest();
+  return first + (BigInt(digest.readUInt32BE(0)) % span);
 }

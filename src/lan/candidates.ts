@@ -13,16 +13,16 @@ import { addressFromValue, formatPrefix, prefixBounds, type IpAddress } from '..
 
 const PER_SUBNET = 4;
 
-export function nextCandidates(
+export async function nextCandidates(
   spec: NetworkSpec,
   endpoints: readonly EndpointRecord[],
   pools: readonly PoolRecord[],
   allocator: IpamAllocator,
   isKnownTaken: (address: IpAddress) => boolean,
-): IpAddress[] {
+): Promise<IpAddress[]> {
   // The LAN's DHCP server chooses (Docker's null IPAM hands such a network 0.0.0.0/0): nothing to guess.
   if (spec.dhcp !== null) return [];
-  return [...spec.ipv4, ...spec.ipv6].flatMap((subnet) => {
+  const perSubnet = [...spec.ipv4, ...spec.ipv6].map(async (subnet) => {
     const pool = pools.find((p) => formatPrefix(p.pool) === formatPrefix(subnet.pool));
     if (pool !== undefined) return allocator.nextFree(pool, PER_SUBNET);
     const taken = new Set<bigint>([
@@ -41,4 +41,5 @@ export function nextCandidates(
     }
     return out;
   });
+  return (await Promise.all(perSubnet)).flat();
 }

@@ -49,6 +49,10 @@ export class LanGuard {
       this.inFlight.set(key, pending);
     }
     const verdict = await pending;
+    if (verdict.inUse && verdict.contended === true) {
+      this.log.info('address contended on the LAN', { address: key, mac: verdict.mac, how: verdict.how });
+      return verdict;
+    }
     this.known.set(key, { verdict, at: this.now() });
     if (verdict.inUse) this.log.info('address in use on the LAN', { address: key, mac: verdict.mac, how: verdict.how });
     return verdict;

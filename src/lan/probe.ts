@@ -27,7 +27,13 @@ export interface ProbeLink {
   listenAll: boolean;
 }
 
-export type ProbeVerdict = { inUse: false } | { inUse: true; mac: string; how: string };
+/**
+ * `contended`: the other device did not answer for the address, it probed for it too (it wants it,
+ * it does not hold it yet). That ends this probe as RFC 5227 says, but is not remembered as the
+ * address being in use: on a LAN where several lanplug hosts share a pool, it is mostly another
+ * host's background check of the same candidate, and remembering it would lose the address.
+ */
+export type ProbeVerdict = { inUse: false } | { inUse: true; mac: string; how: string; contended?: boolean };
 
 export interface ProbeTiming {
   /** Probes sent; the first after U(0, firstDelayMs), then one every U(spacingMs, 2 × spacingMs). */
@@ -82,7 +88,12 @@ function readArp(frame: Buffer, link: ProbeLink, candidate: IpAddress): ProbeVer
   if (arp.senderIp.value === candidate.value)
     return { inUse: true, mac: arp.senderMac, how: `it answered an ARP probe on ${link.name}` };
   if (arp.op === 'request' && arp.senderIp.value === 0n && arp.targetIp.value === candidate.value) {
-    return { inUse: true, mac: arp.senderMac, how: `it is probing for the same address on ${link.name}` };
+    return {
+      inUse: true,
+      mac: arp.senderMac,
+      how: `it is probing for the same address on ${link.name}`,
+      contended: true,
+    };
   }
   return null;
 }
@@ -94,6 +105,6 @@ function readNeighbor(frame: Buffer, link: ProbeLink, candidate: IpAddress): Pro
   if (nd.type === 'advertisement')
     return { inUse: true, mac: nd.mac, how: `it answered duplicate address detection on ${link.name}` };
   if (nd.source.value === 0n)
-    return { inUse: true, mac: nd.frameSource, how: `another node is claiming it on ${link.name}` };
+    return { inUse: true, mac: nd.frameSource, how: `another node is claiming it on ${link.name}`, contended: true };
   return null;
 }

@@ -23,7 +23,7 @@ export class CandidateWarmer {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly targets: () => WarmTarget[],
+    private readonly targets: () => Promise<WarmTarget[]>,
     private readonly conflicts: LanConflicts,
     private readonly log: Logger,
   ) {}
@@ -48,7 +48,7 @@ export class CandidateWarmer {
   private async round(): Promise<void> {
     let targets: WarmTarget[];
     try {
-      targets = this.targets();
+      targets = await this.targets();
     } catch (err) {
       this.log.warn('no candidates to keep fresh this round', { error: String(err) });
       return;

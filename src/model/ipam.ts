@@ -14,8 +14,12 @@ export interface PoolRecord {
   range: IpPrefix | null;
 }
 
-/** Why an address is taken: the gateway, one Docker asked for by value (--ip, --aux-address), or one lanplug chose. */
-export type AddressKind = 'gateway' | 'requested' | 'allocated';
+/**
+ * Why an address is taken: the gateway, one Docker asked for by value (--ip, and --aux-address on a
+ * single host), an --aux-address on a shared pool (told apart there by the MAC only endpoints
+ * carry), or one lanplug chose.
+ */
+export type AddressKind = 'gateway' | 'requested' | 'aux' | 'allocated';
 
 /** A CNI (host-local style) range: where addresses are taken from, inclusive at both ends. */
 export interface AddressRange {

@@ -283,7 +283,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     }[];
     return rows.map((row) => {
       const kind = row.kind;
-      if (kind !== 'gateway' && kind !== 'requested' && kind !== 'allocated') {
+      if (kind !== 'gateway' && kind !== 'requested' && kind !== 'aux' && kind !== 'allocated') {
         throw new LanplugError(
           'Internal',
           `${this.path}: address ${row.address} of pool ${poolId} has an unknown kind '${kind}'`,

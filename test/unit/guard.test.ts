@@ -53,6 +53,21 @@ test('a free answer is reused for 30 s, an in-use answer for 10 minutes', async 
   );
 });
 
+test('another device only probing for the address (contended) ends the probe as in use, but is not remembered: the address is asked again next time', async () => {
+  const { guard, asked } = setup(() => ({
+    inUse: true,
+    mac: '82:4b:0b:d6:63:47',
+    how: 'it is probing for the same address on eth0',
+    contended: true,
+  }));
+  const address = parseAddress('172.16.86.4');
+  assert.equal((await guard.ask(LINK, address)).inUse, true);
+  assert.equal(guard.isKnownTaken(address), false);
+  assert.equal(guard.isKnownFree(address), false);
+  await guard.ask(LINK, address);
+  assert.deepEqual(asked, ['172.16.86.4', '172.16.86.4']);
+});
+
 test('callers asking about one address at once share one probe', async () => {
   const { guard, asked } = setup(() => ({ inUse: false }));
   const address = parseAddress('172.16.86.9');
@@ -92,7 +107,7 @@ test("the warmer's candidates: a static network's first free addresses; none for
   const never = (): never => assert.fail('no pool: the allocator is not asked');
   const allocator = { nextFree: never } as unknown as Parameters<typeof nextCandidates>[3];
   assert.deepEqual(
-    nextCandidates(spec, [], [], allocator, () => false).map((a) => a.text),
+    (await nextCandidates(spec, [], [], allocator, () => false)).map((a) => a.text),
     ['172.16.86.2', '172.16.86.3', '172.16.86.4', '172.16.86.5'],
   );
   const leased = {
@@ -100,8 +115,5 @@ test("the warmer's candidates: a static network's first free addresses; none for
     ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }],
     dhcp: { ipv4: true, ipv6: false, timeoutMs: 10_000 },
   };
-  assert.deepEqual(
-    nextCandidates(leased, [], [], allocator, () => false),
-    [],
-  );
+  assert.deepEqual(await nextCandidates(leased, [], [], allocator, () => false), []);
 });

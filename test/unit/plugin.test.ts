@@ -23,6 +23,7 @@ import { UnixRelay } from '../../src/plugin/relay';
 import { productionPackages } from '../../src/plugin/rootfs';
 import { managedRoleFromEnv } from '../../src/plugin/serve';
 import { lockHolder, StateLock } from '../../src/state/lock';
+import { LocalAddressBook } from '../../src/state/address-book';
 import { SqliteStore } from '../../src/state/sqlite';
 import { post as postTo } from '../support/plugin-http';
 import { FakeRtnl } from '../support/fake-rtnl';
@@ -91,7 +92,11 @@ test('one socket serves the network driver and IPAM APIs, each error in its own 
   const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger);
   const endpoint = combinedEndpoint('lanplug', [
     { name: 'lanplug-macvlan', routes: networkDriverRoutes(driver, 'macvlan'), errorField: 'Err' },
-    { name: 'lanplug', routes: ipamRoutes(new IpamAllocator(store, silentLogger)), errorField: 'Error' },
+    {
+      name: 'lanplug',
+      routes: ipamRoutes(new IpamAllocator(new LocalAddressBook(store), silentLogger)),
+      errorField: 'Error',
+    },
   ]);
   const server = await PluginServer.listen(join(dir, 'combined'), endpoint, silentLogger);
   try {

@@ -9,18 +9,26 @@ import { LanplugError } from '../../errors';
 import { ADVICE_EXPLICIT, inUseMessage, type LanCheck, type LanConflicts } from '../../lan/conflicts';
 import type { PoolRecord } from '../../model/ipam';
 import { formatPrefix, parseAddress, parsePrefix } from '../../net/address';
+import { parseMac } from '../../net/mac';
 import { optionalBoolean, optionalObject, optionalString, requiredString } from './decode';
 import type { Handler } from './routes';
 
 /** RequestAddress's option naming the gateway request. */
 const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
 const GATEWAY_TYPE = 'com.docker.network.gateway';
+/** RequestAddress's option with the endpoint's MAC, sent when GetCapabilities said RequiresMACAddress. */
+const MAC_ADDRESS_OPTION = 'com.docker.network.endpoint.macaddress';
 
-/** How the IPAM driver describes itself: what dockerd asks when it registers the driver. */
-export function ipamDescription(): [string, Handler][] {
+/**
+ * How the IPAM driver describes itself: what dockerd asks when it registers the driver. On shared
+ * pools it asks for each endpoint's MAC: Docker then sends it with the endpoint's address request
+ * (a MAC is claimed on the LAN with its address, and an --aux-address request is the one without).
+ * Never request replay: dockerd would then wait on lanplug, and etcd, at boot.
+ */
+export function ipamDescription(shared = false): [string, Handler][] {
   return [
     ['/Plugin.Activate', () => ({ Implements: ['IpamDriver'] })],
-    ['/IpamDriver.GetCapabilities', () => ({ RequiresMACAddress: false, RequiresRequestReplay: false })],
+    ['/IpamDriver.GetCapabilities', () => ({ RequiresMACAddress: shared, RequiresRequestReplay: false })],
     [
       '/IpamDriver.GetDefaultAddressSpaces',
       () => ({ LocalDefaultAddressSpace: LOCAL_ADDRESS_SPACE, GlobalDefaultAddressSpace: GLOBAL_ADDRESS_SPACE }),
@@ -39,13 +47,13 @@ export function ipamRoutes(
   lanFor: (pool: PoolRecord) => LanCheck | null = () => null,
 ): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
-    ...ipamDescription(),
+    ...ipamDescription(allocator.shared),
     [
       '/IpamDriver.RequestPool',
-      (body) => {
+      async (body) => {
         const pool = optionalString(body, 'Pool');
         const subPool = optionalString(body, 'SubPool');
-        const record = allocator.requestPool({
+        const record = await allocator.requestPool({
           addressSpace: optionalString(body, 'AddressSpace') ?? LOCAL_ADDRESS_SPACE,
           pool: pool === null ? null : parsePrefix(pool, 'Pool'),
           range: subPool === null ? null : parsePrefix(subPool, 'SubPool'),
@@ -56,8 +64,8 @@ export function ipamRoutes(
     ],
     [
       '/IpamDriver.ReleasePool',
-      (body) => {
-        allocator.releasePool(requiredString(body, 'PoolID'));
+      async (body) => {
+        await allocator.releasePool(requiredString(body, 'PoolID'));
         return {};
       },
     ],
@@ -66,21 +74,23 @@ export function ipamRoutes(
       async (body) => {
         const options = optionalObject(body, 'Options');
         const preferredText = optionalString(body, 'Address');
+        const macText = options[MAC_ADDRESS_OPTION];
         const request = {
           poolId: requiredString(body, 'PoolID'),
           preferred: preferredText === null ? null : parseAddress(preferredText, 'Address'),
           gateway: options[REQUEST_ADDRESS_TYPE] === GATEWAY_TYPE,
+          mac: typeof macText === 'string' && macText !== '' ? parseMac(macText) : null,
         };
         for (;;) {
           // Claimed first, asked about after: no other request can take it while the LAN is asked.
-          const address = allocator.requestAddress(request);
+          const address = await allocator.requestAddress(request);
           if (lan === null || request.gateway) return { Address: formatPrefix(address), Data: {} };
           // The warmer asked about it a moment ago (the usual case): no kernel lookup, no probe.
           if (lan.isKnownFree(address.address)) {
             lan.used();
             return { Address: formatPrefix(address), Data: {} };
           }
-          const check = lanFor(allocator.pool(request.poolId));
+          const check = lanFor(await allocator.pool(request.poolId));
           if (check === null) return { Address: formatPrefix(address), Data: {} };
           const verdict = await lan.verdict(check, address.address);
           if (!verdict.inUse) {
@@ -89,7 +99,7 @@ export function ipamRoutes(
           }
           if (request.preferred !== null && check.policy === 'warn')
             return { Address: formatPrefix(address), Data: {} };
-          allocator.releaseAddress(request.poolId, address.address);
+          await allocator.releaseAddress(request.poolId, address.address);
           if (request.preferred !== null)
             throw new LanplugError('Conflict', inUseMessage(address.address, verdict, ADVICE_EXPLICIT));
           // Automatic: the allocator now skips it (the LAN was seen using it); the next one.
@@ -98,8 +108,8 @@ export function ipamRoutes(
     ],
     [
       '/IpamDriver.ReleaseAddress',
-      (body) => {
-        allocator.releaseAddress(
+      async (body) => {
+        await allocator.releaseAddress(
           requiredString(body, 'PoolID'),
           parseAddress(requiredString(body, 'Address'), 'Address'),
         );

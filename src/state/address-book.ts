@@ -1,0 +1,92 @@
+/**
+ * Where the `lanplug` IPAM driver keeps its pools and the addresses claimed
+ * in them. Two books: this host's SQLite store (the default), and etcd
+ * (state/etcd/address-book.ts) for a fleet of hosts on one LAN that must
+ * never hand out one address or MAC twice. The allocator (ipam/allocator.ts)
+ * makes the same decisions on either; a book only answers whether a claim
+ * went through, atomically.
+ */
+import type { AddressKind, PoolRecord } from '../model/ipam';
+import type { IpAddress } from '../net/address';
+import type { IpamStore } from './ipam-store';
+
+/** A pool as the book knows it; on a shared book, who defined it and the gateway they gave. */
+export interface BookPool extends PoolRecord {
+  /** The host that created the pool; null on a single host. */
+  definedBy: string | null;
+  /** The gateway every host of a shared pool uses; null until the first host claimed one (always null locally). */
+  gateway: IpAddress | null;
+}
+
+export interface AddressBook {
+  /** Null on a single host; this host's id when the pools are shared with other hosts. */
+  readonly hostId: string | null;
+  listPools(): Promise<BookPool[]>;
+  getPool(poolId: string): Promise<BookPool | null>;
+  /**
+   * Records the pool. A shared book joins the identical pool another host defined ('joined');
+   * Conflict when this host has it already.
+   */
+  addPool(pool: PoolRecord): Promise<'created' | 'joined'>;
+  /** Drops this host's use of the pool; the pool and its claims go with its last user. Idempotent. */
+  releasePool(poolId: string): Promise<void>;
+  /**
+   * Claims `address`; false when it is taken. On a shared book gateway and aux claims are the
+   * pool's, not a host's (every host's network asks for them), and an endpoint claim with a MAC
+   * also claims the MAC on the LAN (Conflict when another endpoint has it).
+   */
+  claim(poolId: string, address: IpAddress, kind: AddressKind, mac: string | null): Promise<boolean>;
+  /** False when it was not claimed (or, shared, is the pool's or another host's: left as it is). */
+  release(poolId: string, address: IpAddress): Promise<boolean>;
+  claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]>;
+}
+
+/** The single-host book: the SQLite store, whose calls are synchronous and atomic already. */
+export class LocalAddressBook implements AddressBook {
+  readonly hostId = null;
+
+  constructor(private readonly store: IpamStore) {}
+
+  listPools(): Promise<BookPool[]> {
+    return Promise.resolve(this.store.listPools().map(local));
+  }
+
+  getPool(poolId: string): Promise<BookPool | null> {
+    const pool = this.store.getPool(poolId);
+    return Promise.resolve(pool === null ? null : local(pool));
+  }
+
+  addPool(pool: PoolRecord): Promise<'created'> {
+    this.store.insertPool(pool);
+    return Promise.resolve('created');
+  }
+
+  releasePool(poolId: string): Promise<void> {
+    this.store.deletePool(poolId);
+    return Promise.resolve();
+  }
+
+  claim(poolId: string, address: IpAddress, kind: AddressKind): Promise<boolean> {
+    // An aux address is one asked for by value: the SQLite schema has always called that 'requested'.
+    return Promise.resolve(this.store.claimAddress(poolId, address, kind === 'aux' ? 'requested' : kind));
+  }
+
+  release(poolId: string, address: IpAddress): Promise<boolean> {
+    return Promise.resolve(this.store.releaseAddress(poolId, address));
+  }
+
+  claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]> {
+    return Promise.resolve(this.store.claimedAddresses(poolId));
+  }
+}
+
+function local(pool: PoolRecord): BookPool {
+  return {
+    poolId: pool.poolId,
+    addressSpace: pool.addressSpace,
+    pool: pool.pool,
+    range: pool.range,
+    definedBy: null,
+    gateway: null,
+  };
+}

@@ -1,0 +1,330 @@
+/**
+ * The shared address book: pools and claims in etcd, so that every host of
+ * a fleet on one LAN hands out addresses and MACs from one space. Keys, under
+ * /lanplug/v1/ (one key per address, never one big value; research/multihost.md §6):
+ *
+ *   pools/<pool id>        the pool: subnet, --ip-range, gateway, who defined it, which hosts use it
+ *   ip/<pool id>/<address> a claim: host, kind, MAC, token
+ *   mac/<MAC>              the endpoint that holds a MAC on the LAN
+ *   hosts/<host id>        the host's registration, on a lease (presence.ts)
+ *
+ * Every claim is one transaction that compares create revisions (the key must
+ * not exist) and this host's registration (the fence), so two hosts can never
+ * both succeed. A write whose answer was lost may have been applied: each value
+ * carries a token, and a claim that finds its own token is a success.
+ */
+import { randomBytes } from 'node:crypto';
+import { conflict, LanplugError } from '../../errors';
+import type { Logger } from '../../log';
+import type { AddressKind, PoolRecord } from '../../model/ipam';
+import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
+import type { AddressBook, BookPool } from '../address-book';
+import type { Compare, EtcdClient, KeyValue, Op } from './client';
+import { HostPresence } from './presence';
+
+export const KEY_PREFIX = '/lanplug/v1/';
+/** Every operation of the book ends within this (Docker's plugin timeout is 30 s; research: fail closed within 10). */
+const OPERATION_BUDGET_MS = 9_000;
+/** Compare-and-swap rounds on one pool key before giving up (only concurrent pool changes cost one). */
+const CAS_ROUNDS = 8;
+
+interface PoolValue {
+  poolId: string;
+  addressSpace: string;
+  pool: string;
+  range: string | null;
+  gateway: string | null;
+  definedBy: string;
+  users: string[];
+}
+
+interface ClaimValue {
+  host: string;
+  kind: AddressKind;
+  mac: string | null;
+  token: string;
+  at: string;
+}
+
+interface MacValue {
+  host: string;
+  poolId: string;
+  address: string;
+  token: string;
+}
+
+const enc = encodeURIComponent;
+
+export class EtcdAddressBook implements AddressBook {
+  readonly presence: HostPresence;
+
+  constructor(
+    private readonly client: EtcdClient,
+    readonly hostId: string,
+    private readonly log: Logger,
+  ) {
+    this.presence = new HostPresence(client, hostId, hostKey(hostId), log);
+  }
+
+  async listPools(): Promise<BookPool[]> {
+    const kvs = await this.client.range(`${KEY_PREFIX}pools/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
+    return kvs.map((kv) => bookPool(parsePool(kv)));
+  }
+
+  async getPool(poolId: string): Promise<BookPool | null> {
+    const kv = await this.readPool(poolId, Date.now() + OPERATION_BUDGET_MS);
+    return kv === null ? null : bookPool(parsePool(kv));
+  }
+
+  async addPool(record: PoolRecord): Promise<'created' | 'joined'> {
+    const deadline = Date.now() + OPERATION_BUDGET_MS;
+    const key = poolKey(record.poolId);
+    for (let round = 0; round < CAS_ROUNDS; round++) {
+      const kv = await this.readPool(record.poolId, deadline);
+      if (kv === null) {
+        const value: PoolValue = {
+          poolId: record.poolId,
+          addressSpace: record.addressSpace,
+          pool: formatPrefix(record.pool),
+          range: record.range === null ? null : formatPrefix(record.range),
+          gateway: null,
+          definedBy: this.hostId,
+          users: [this.hostId],
+        };
+        const created = await this.write([createRevisionIs0(key)], [put(key, value)], deadline);
+        if (created) return 'created';
+        continue;
+      }
+      const current = parsePool(kv);
+      if (current.users.includes(this.hostId)) throw conflict('Pool overlaps with other one on this address space');
+      const joined: PoolValue = { ...current, users: [...current.users, this.hostId] };
+      if (await this.write([modRevisionIs(key, kv.modRevision)], [put(key, joined)], deadline)) return 'joined';
+    }
+    throw busy(record.poolId);
+  }
+
+  async releasePool(poolId: string): Promise<void> {
+    const deadline = Date.now() + OPERATION_BUDGET_MS;
+    const key = poolKey(poolId);
+    for (let round = 0; round < CAS_ROUNDS; round++) {
+      const kv = await this.readPool(poolId, deadline);
+      if (kv === null) return;
+      const current = parsePool(kv);
+      if (!current.users.includes(this.hostId)) return;
+      const users = current.users.filter((u) => u !== this.hostId);
+      // The last user takes the pool's claims with it (its gateway and aux entries; endpoints are gone by then).
+      const ops: Op[] =
+        users.length === 0
+          ? [{ delete: { key } }, { delete: { key: claimPrefix(poolId), prefix: true } }]
+          : [put(key, { ...current, users })];
+      if (await this.write([modRevisionIs(key, kv.modRevision)], ops, deadline)) {
+        this.log.info(users.length === 0 ? 'shared pool removed' : 'left shared pool', { pool: poolId, users });
+        return;
+      }
+    }
+    throw busy(poolId);
+  }
+
+  async claim(poolId: string, address: IpAddress, kind: AddressKind, mac: string | null): Promise<boolean> {
+    const deadline = Date.now() + OPERATION_BUDGET_MS;
+    const key = claimKey(poolId, address);
+    const value: ClaimValue = {
+      host: this.hostId,
+      kind,
+      mac,
+      token: randomBytes(8).toString('hex'),
+      at: new Date().toISOString(),
+    };
+    for (let round = 0; round < CAS_ROUNDS; round++) {
+      const compares: Compare[] = [createRevisionIs0(key)];
+      const ops: Op[] = [put(key, value)];
+      if (kind === 'gateway') {
+        // The gateway is the pool's: recorded once, and the same for every host.
+        const kv = await this.readPool(poolId, deadline);
+        if (kv === null) throw new LanplugError('NotFound', `pool ${poolId} is not one the lanplug IPAM driver knows`);
+        const pool = parsePool(kv);
+        if (pool.gateway !== null) {
+          if (pool.gateway === address.text) return true;
+          throw conflict(
+            `shared pool ${pool.pool} has gateway ${pool.gateway}, given by host ${pool.definedBy}: give the same --gateway on every host`,
+          );
+        }
+        compares.push(modRevisionIs(poolKey(poolId), kv.modRevision));
+        ops.push(put(poolKey(poolId), { ...pool, gateway: address.text }));
+      }
+      const isEndpoint = kind === 'requested' || kind === 'allocated';
+      if (isEndpoint && mac !== null) {
+        compares.push(createRevisionIs0(macKey(mac)));
+        ops.push(put(macKey(mac), { host: this.hostId, poolId, address: address.text, token: value.token }));
+      }
+      const result = await this.fencedTxn(
+        compares,
+        ops,
+        [{ range: { key } }, ...(mac === null ? [] : [{ range: { key: macKey(mac) } }])],
+        deadline,
+      );
+      if (result === 'done') return true;
+      if (result === 'fence') continue;
+      const [held] = result[0] ?? [];
+      if (held !== undefined) {
+        const holder = parseClaim(held);
+        if (holder.token === value.token) return true; // our own write, applied before its answer was lost
+        // Gateway and aux entries are the pool's: every host's network asks for the same ones.
+        if (!isEndpoint && holder.kind === kind) return true;
+        return false;
+      }
+      const [macHeld] = result[1] ?? [];
+      if (isEndpoint && macHeld !== undefined) {
+        const other = JSON.parse(macHeld.value) as MacValue;
+        if (other.token === value.token) return true;
+        throw conflict(`MAC address ${mac ?? ''} is already in use on the LAN (${other.address}, host ${other.host})`);
+      }
+      // The pool changed under a gateway claim (another host joined): read it again.
+    }
+    throw busy(poolId);
+  }
+
+  async release(poolId: string, address: IpAddress): Promise<boolean> {
+    const deadline = Date.now() + OPERATION_BUDGET_MS;
+    const key = claimKey(poolId, address);
+    const [kv] = await this.client.range(key, { deadlineMs: deadline - Date.now() });
+    if (kv === undefined) return false;
+    const holder = parseClaim(kv);
+    if (holder.host !== this.hostId) {
+      this.log.warn('shared pool: not releasing an address another host holds', {
+        pool: poolId,
+        address: address.text,
+        host: holder.host,
+      });
+      return false;
+    }
+    // The gateway and aux entries stay as long as the pool (other hosts' networks use them).
+    if (holder.kind === 'gateway' || holder.kind === 'aux') return false;
+    const ops: Op[] = [{ delete: { key } }];
+    if (holder.mac !== null) ops.push({ delete: { key: macKey(holder.mac) } });
+    // Compared on the revision read: a release never removes a claim made after it looked.
+    return this.write([modRevisionIs(key, kv.modRevision)], ops, deadline);
+  }
+
+  async claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]> {
+    const kvs = await this.client.range(claimPrefix(poolId), { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
+    return kvs.map((kv) => ({
+      address: parseAddress(kv.key.slice(claimPrefix(poolId).length)),
+      kind: parseClaim(kv).kind,
+    }));
+  }
+
+  /** Who holds what in every shared pool: for `lanplug status`. */
+  async holdings(): Promise<
+    { poolId: string; address: string; host: string; kind: AddressKind; mac: string | null }[]
+  > {
+    const kvs = await this.client.range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
+    return kvs.map((kv) => {
+      const [, poolPart = '', address = ''] = kv.key.slice(KEY_PREFIX.length).split('/');
+      const claim = parseClaim(kv);
+      return { poolId: decodeURIComponent(poolPart), address, host: claim.host, kind: claim.kind, mac: claim.mac };
+    });
+  }
+
+  private async readPool(poolId: string, deadline: number): Promise<KeyValue | null> {
+    const [kv] = await this.client.range(poolKey(poolId), { deadlineMs: deadline - Date.now() });
+    return kv ?? null;
+  }
+
+  /** A transaction that must also find this host's registration as written; true when it applied. */
+  private async write(compares: Compare[], ops: Op[], deadline: number): Promise<boolean> {
+    const result = await this.fencedTxn(compares, ops, [], deadline);
+    if (result === 'fence') return false;
+    return result === 'done';
+  }
+
+  /**
+   * 'done' when applied; 'fence' when this host's registration was not as written (it is
+   * renewed before the caller's next round); else what the failure ops read.
+   */
+  private async fencedTxn(
+    compares: Compare[],
+    ops: Op[],
+    failure: Op[],
+    deadline: number,
+  ): Promise<'done' | 'fence' | KeyValue[][]> {
+    const fence = await this.presence.fence(deadline - Date.now());
+    const result = await this.client.txn(
+      [fence, ...compares],
+      ops,
+      [{ range: { key: fence.key } }, ...failure],
+      deadline - Date.now(),
+    );
+    if (result.succeeded) return 'done';
+    const [registration] = result.results[0] ?? [];
+    if (registration?.value !== fence.value) {
+      this.presence.forget();
+      return 'fence';
+    }
+    return result.results.slice(1);
+  }
+}
+
+const poolKey = (poolId: string): string => `${KEY_PREFIX}pools/${enc(poolId)}`;
+const claimPrefix = (poolId: string): string => `${KEY_PREFIX}ip/${enc(poolId)}/`;
+const claimKey = (poolId: string, address: IpAddress): string => `${claimPrefix(poolId)}${address.text}`;
+const macKey = (mac: string): string => `${KEY_PREFIX}mac/${mac.toLowerCase()}`;
+export const hostKey = (hostId: string): string => `${KEY_PREFIX}hosts/${hostId}`;
+
+const createRevisionIs0 = (key: string): Compare => ({ key, target: 'CREATE', result: 'EQUAL', createRevision: 0n });
+const modRevisionIs = (key: string, revision: bigint): Compare => ({
+  key,
+  target: 'MOD',
+  result: 'EQUAL',
+  modRevision: revision,
+});
+const put = (key: string, value: object): Op => ({ put: { key, value: JSON.stringify(value) } });
+
+function busy(poolId: string): LanplugError {
+  return new LanplugError(
+    'Unavailable',
+    `shared pool ${poolId} kept changing under this request (other hosts writing); try again`,
+  );
+}
+
+function parsePool(kv: KeyValue): PoolValue {
+  const value = JSON.parse(kv.value) as Partial<PoolValue>;
+  if (typeof value.poolId !== 'string' || typeof value.pool !== 'string' || !Array.isArray(value.users))
+    throw new LanplugError('Internal', `etcd key ${kv.key} does not hold a lanplug pool`);
+  return {
+    poolId: value.poolId,
+    addressSpace: String(value.addressSpace ?? ''),
+    pool: value.pool,
+    range: typeof value.range === 'string' ? value.range : null,
+    gateway: typeof value.gateway === 'string' ? value.gateway : null,
+    definedBy: String(value.definedBy ?? '?'),
+    users: value.users.map(String),
+  };
+}
+
+function bookPool(value: PoolValue): BookPool {
+  return {
+    poolId: value.poolId,
+    addressSpace: value.addressSpace,
+    pool: parsePrefix(value.pool),
+    range: value.range === null ? null : parsePrefix(value.range),
+    definedBy: value.definedBy,
+    gateway: value.gateway === null ? null : parseAddress(value.gateway),
+  };
+}
+
+const KINDS: readonly AddressKind[] = ['gateway', 'requested', 'aux', 'allocated'];
+
+function parseClaim(kv: KeyValue): ClaimValue {
+  const value = JSON.parse(kv.value) as Partial<ClaimValue>;
+  const kind = KINDS.find((k) => k === value.kind);
+  if (kind === undefined || typeof value.host !== 'string')
+    throw new LanplugError('Internal', `etcd key ${kv.key} does not hold a lanplug claim`);
+  return {
+    host: value.host,
+    kind,
+    mac: typeof value.mac === 'string' ? value.mac : null,
+    token: String(value.token ?? ''),
+    at: String(value.at ?? ''),
+  };
+}

@@ -1,0 +1,215 @@
+/**
+ * The shared address book on a real 3-member etcd cluster (Debian's etcd 3.4,
+ * on loopback): the allocator suite every book passes, then what sharing adds,
+ * with two "hosts" (two books with their own host ids and registrations, as two
+ * daemons would have): parallel allocation without a duplicate IP or MAC, the
+ * same --ip asked at once, pools that must match, and etcd failures — one
+ * member down changes nothing, two down fail closed within 10 s.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { after, before, beforeEach, test } from 'node:test';
+import { IpamAllocator } from '../../src/ipam/allocator';
+import { silentLogger } from '../../src/log';
+import { parseAddress } from '../../src/net/address';
+import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
+import { EtcdClient } from '../../src/state/etcd/client';
+import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
+import { allocatorSuite, pool, refusal, SPREAD_ZERO_HOST, take } from '../support/allocator-suite';
+
+let dir: string;
+let cluster: EtcdCluster;
+const books: EtcdAddressBook[] = [];
+
+before(async () => {
+  dir = mkdtempSync('/tmp/lp-lab-etcd-');
+  // Ports from a range nothing else here uses; one cluster for the whole file.
+  cluster = await startEtcdCluster({ dir, address: '127.0.0.1', basePort: 32300 });
+});
+
+after(() => {
+  for (const book of books) book.presence.stop();
+  cluster.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function client(): EtcdClient {
+  return new EtcdClient({ endpoints: cluster.clientUrls });
+}
+
+function book(hostId: string): EtcdAddressBook {
+  const made = new EtcdAddressBook(client(), hostId, silentLogger);
+  books.push(made);
+  return made;
+}
+
+function allocatorOn(hostId: string): IpamAllocator {
+  return new IpamAllocator(book(hostId), silentLogger);
+}
+
+const mac = (host: number, n: number): string =>
+  `02:00:00:${host.toString(16).padStart(2, '0')}:${(n >> 8).toString(16).padStart(2, '0')}:${(n & 0xff).toString(16).padStart(2, '0')}`;
+
+beforeEach(async () => {
+  for (const i of [0, 1, 2]) cluster.resume(i);
+  await client().txn([], [{ delete: { key: KEY_PREFIX, prefix: true } }], [], 10_000);
+});
+
+allocatorSuite('etcd', () => book(SPREAD_ZERO_HOST));
+
+test('two hosts, 60 endpoints at once in a /26 range: 60 distinct addresses and MACs inside the range, gateway and aux never handed out, etcd holds exactly those', async () => {
+  const a = allocatorOn('dh-a');
+  const b = allocatorOn('dh-b');
+  // Both hosts' networks ask for the pool, the gateway and an aux address, as dockerd does on each.
+  const id = await pool(a, '10.60.0.0/24', '10.60.0.64/26');
+  assert.equal(await pool(b, '10.60.0.0/24', '10.60.0.64/26'), id, 'the same pool id on both hosts');
+  for (const alloc of [a, b]) {
+    assert.equal(await take(alloc, id, '10.60.0.65', true), '10.60.0.65/24');
+    assert.equal(
+      await take(alloc, id, '10.60.0.66'),
+      '10.60.0.66/24',
+      'an aux address is the pool’s, asked by each host',
+    );
+  }
+  const starts = await Promise.all(
+    Array.from({ length: 60 }, (_, n) => take(n % 2 === 0 ? a : b, id, null, false, mac(n % 2, n))),
+  );
+  const addresses = starts.map((s) => s.split('/')[0] ?? '');
+  assert.equal(new Set(addresses).size, 60, 'no address handed out twice');
+  for (const address of addresses) {
+    const last = Number(address.split('.')[3]);
+    assert.ok(last >= 64 && last <= 127, `${address} is inside --ip-range`);
+    assert.ok(address !== '10.60.0.65' && address !== '10.60.0.66', `${address} is neither gateway nor aux`);
+  }
+  // 64 in the range, minus gateway and aux: 62. Four more requests, two from each host: exactly two fail.
+  const surplus = await Promise.allSettled(
+    [0, 1, 2, 3].map((n) => take(n % 2 === 0 ? a : b, id, null, false, mac(9, n))),
+  );
+  assert.equal(surplus.filter((r) => r.status === 'fulfilled').length, 2);
+  for (const r of surplus.filter((r) => r.status === 'rejected'))
+    assert.match(String(r.reason), /No available addresses on this pool/);
+  const claims = await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 });
+  assert.equal(claims.length, 64, 'etcd holds the 62 endpoints, the gateway and the aux address');
+  const macs = await client().range(`${KEY_PREFIX}mac/`, { prefix: true, deadlineMs: 5_000 });
+  assert.equal(macs.length, 62, 'one MAC per endpoint');
+  // Each host releases its own; a host does not release the other's.
+  const bHolds = new Set(
+    claims
+      .filter((kv) => (JSON.parse(kv.value) as { host: string }).host === 'dh-b')
+      .map((kv) => kv.key.split('/').pop()),
+  );
+  const someOfB = [...bHolds].find((x) => x !== undefined && x !== '10.60.0.65' && x !== '10.60.0.66') ?? '';
+  await a.releaseAddress(id, parseAddress(someOfB));
+  assert.equal((await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 })).length, 64);
+  for (const address of [
+    ...addresses,
+    ...surplus.flatMap((r) => (r.status === 'fulfilled' ? [r.value.split('/')[0] ?? ''] : [])),
+  ])
+    for (const alloc of [a, b]) await alloc.releaseAddress(id, parseAddress(address));
+  assert.equal(
+    (await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 })).length,
+    2,
+    'gateway and aux stay',
+  );
+  assert.equal((await client().range(`${KEY_PREFIX}mac/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
+  await a.releasePool(id);
+  assert.notEqual(await b.pool(id), null, 'the pool stays while host b uses it');
+  await b.releasePool(id);
+  assert.equal((await client().range(KEY_PREFIX + 'pools/', { prefix: true, deadlineMs: 5_000 })).length, 0);
+  assert.equal((await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
+});
+
+test('the same --ip asked on both hosts at the same moment, 20 times: exactly one wins each time', async () => {
+  const a = allocatorOn('dh-a');
+  const b = allocatorOn('dh-b');
+  const id = await pool(a, '10.61.0.0/24');
+  await pool(b, '10.61.0.0/24');
+  for (let n = 0; n < 20; n++) {
+    const wanted = `10.61.0.${100 + n}`;
+    const results = await Promise.allSettled([
+      take(a, id, wanted, false, mac(1, n)),
+      take(b, id, wanted, false, mac(2, n)),
+    ]);
+    const won = results.filter((r) => r.status === 'fulfilled');
+    assert.equal(won.length, 1, `round ${n}: one winner`);
+    const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    assert.match(String(lost.reason), /Address already in use/);
+  }
+});
+
+test('a MAC already on the LAN is refused on the other host; a pool must match what its first host defined', async () => {
+  const a = allocatorOn('dh-a');
+  const b = allocatorOn('dh-b');
+  const id = await pool(a, '10.62.0.0/24', '10.62.0.0/25');
+  await take(a, id, null, false, '02:42:0a:3e:00:02');
+  assert.match(
+    await refusal(() => take(b, id, null, false, '02:42:0a:3e:00:02')),
+    /^MAC address 02:42:0a:3e:00:02 is already in use on the LAN \(10\.62\.0\.\d+, host dh-a\)$/,
+  );
+  assert.equal(
+    await refusal(() => pool(b, '10.62.0.0/24', '10.62.0.128/25')),
+    'shared pool 10.62.0.0/24 was defined by host dh-a with --subnet 10.62.0.0/24 --ip-range 10.62.0.0/25, not --subnet 10.62.0.0/24 --ip-range 10.62.0.128/25: give the same --subnet and --ip-range on every host',
+  );
+  await pool(b, '10.62.0.0/24', '10.62.0.0/25');
+  await take(a, id, '10.62.0.1', true);
+  assert.equal(
+    await refusal(() => take(b, id, '10.62.0.254', true)),
+    'shared pool 10.62.0.0/24 has gateway 10.62.0.1, given by host dh-a: give the same --gateway on every host',
+  );
+  assert.equal(await take(b, id, null, true), '10.62.0.1/24', 'a host without --gateway takes the recorded one');
+  assert.equal(
+    await refusal(() => pool(a, '10.62.0.0/24', '10.62.0.0/25')),
+    'Pool overlaps with other one on this address space',
+  );
+});
+
+test('hosts start apart: the first automatic address differs between two host ids', async () => {
+  const a = allocatorOn('dh-a');
+  const b = allocatorOn('dh-b');
+  const id = await pool(a, '10.63.0.0/16');
+  await pool(b, '10.63.0.0/16');
+  const [first, second] = await Promise.all([take(a, id, null, false, mac(1, 1)), take(b, id, null, false, mac(2, 1))]);
+  assert.notEqual(first, second);
+  assert.notEqual(first, '10.63.0.1/16', 'not the lowest free address');
+});
+
+test('one etcd member down: every allocation succeeds; two down: allocation fails closed within 10 s, and works again once they are back', async () => {
+  const a = allocatorOn('dh-a');
+  const id = await pool(a, '10.64.0.0/24');
+  cluster.pause(0);
+  const taken = await Promise.all(Array.from({ length: 10 }, (_, n) => take(a, id, null, false, mac(1, n))));
+  assert.equal(new Set(taken).size, 10);
+  cluster.pause(1);
+  const started = Date.now();
+  const error = await refusal(() => take(a, id, null, false, mac(1, 99)));
+  const tookMs = Date.now() - started;
+  assert.match(error, /^etcd did not answer within 9 s \(no member reachable, or no quorum\)/);
+  assert.ok(tookMs < 10_000, `failed closed in ${tookMs} ms`);
+  cluster.resume(0);
+  cluster.resume(1);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      await take(a, id, null, false, mac(1, 100));
+      break;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+    }
+  }
+  const claims = await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 });
+  assert.equal(claims.length, 11, 'the refused request left nothing behind');
+});
+
+test('a host whose registration expired (cut off from etcd longer than its lease) registers again before it allocates: the fence', async () => {
+  const a = allocatorOn('dh-a');
+  const id = await pool(a, '10.65.0.0/24');
+  await take(a, id, null, false, mac(1, 1));
+  const [registration] = await client().range(hostKey('dh-a'), { deadlineMs: 5_000 });
+  assert.ok(registration !== undefined && registration.lease !== '0', 'the host key is on a lease');
+  // What the lease's expiry does: the key goes. The daemon's next write fails on the fence, registers anew, retries.
+  await client().revokeLease(registration.lease, 5_000);
+  assert.equal((await client().range(hostKey('dh-a'), { deadlineMs: 5_000 })).length, 0);
+  assert.match(await take(a, id, null, false, mac(1, 2)), /^10\.65\.0\.\d+\/24$/);
+  const [again] = await client().range(hostKey('dh-a'), { deadlineMs: 5_000 });
+  assert.ok(again !== undefined && again.lease !== registration.lease, 'registered on a new lease');
+});
