@@ -9,6 +9,7 @@ import type { OfferCheck } from './dhcp/client';
 import { shortId } from './driver/names';
 import type { NetworkDriver } from './driver/network-driver';
 import type { IpamAllocator } from './ipam/allocator';
+import type { LanHearing } from './ipam/reclaim';
 import { nextCandidates } from './lan/candidates';
 import { LanConflicts, type LanCheck } from './lan/conflicts';
 import { LanGuard } from './lan/guard';
@@ -80,6 +81,20 @@ export class LanCitizen {
   checkForPool(pool: PoolRecord): LanCheck | null {
     const network = this.driver.networkOfPool(pool.pool);
     return network === null ? null : this.checkFor(network);
+  }
+
+  /**
+   * Whether anything on the LAN uses `address` of `pool` now: two fresh probes from the pool's
+   * network's probing link, whatever is remembered. 'unknown' where this host cannot ask.
+   */
+  async hearNow(pool: PoolRecord | null, address: IpAddress): Promise<LanHearing> {
+    const check = pool === null ? null : this.checkForPool(pool);
+    if (check === null) return 'unknown';
+    for (let i = 0; i < 2; i++) {
+      const verdict = await this.conflicts.verdict(check, address, { ignoreMemory: true });
+      if (verdict.inUse && verdict.contended !== true) return 'answers';
+    }
+    return 'silent';
   }
 
   start(allocator: IpamAllocator, options: { syncEveryMs: number; warmEveryMs: number }): void {

@@ -28,6 +28,9 @@ import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
 import { LeaseKeeper } from './dhcp/keeper';
 import { IpamAllocator } from './ipam/allocator';
+import { OrphanClaims } from './ipam/orphans';
+import { reclaimAbsentHosts } from './ipam/reclaim';
+import { sharedPoolsReport } from './ipam/shared-report';
 import { PacketAnnouncer } from './lan/announce';
 import { LanCitizen } from './citizen';
 import { reconcile } from './driver/reconcile';
@@ -37,7 +40,7 @@ import type { Logger } from './log';
 import { DRIVER_KINDS, type DriverKind } from './model/network';
 import { StateLock } from './state/lock';
 import { SCHEMA_VERSION } from './state/schema';
-import { LocalAddressBook, type AddressBook } from './state/address-book';
+import { LocalAddressBook, type AddressBook, type BookPool } from './state/address-book';
 import { EtcdAddressBook } from './state/etcd/address-book';
 import { EtcdClient } from './state/etcd/client';
 import type { StoreChoice } from './state/etcd/store-option';
@@ -131,6 +134,20 @@ function asJson(value: object): JsonObject {
   return JSON.parse(JSON.stringify(value)) as JsonObject;
 }
 
+/** The addresses endpoints on this host hold (lanplug's records). */
+function endpointAddresses(store: SqliteStore): Set<string> {
+  return new Set(
+    store
+      .listAllEndpoints()
+      .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((a) => a !== undefined)),
+  );
+}
+
+/** Whether a lanplug network here uses the pool: only then are all its endpoints in lanplug's records. */
+function poolWatched(pool: BookPool | null, driver: NetworkDriver): boolean {
+  return pool !== null && driver.networkOfPool(pool.pool) !== null;
+}
+
 function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
   return choice.kind === 'sqlite'
     ? new LocalAddressBook(store)
@@ -197,6 +214,14 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     closers.push(() => attachments.stop());
     // Before any socket listens: attachments whose namespace went with a reboot free their addresses.
     attachments.collectVanished(false);
+    const choice = options.addressStore ?? { kind: 'sqlite' };
+    const book = addressBookFor(choice, store, log);
+    if (book instanceof EtcdAddressBook) {
+      // In the background: neither this daemon nor dockerd's boot waits for etcd.
+      book.presence.start();
+      closers.push(() => book.presence.stop());
+    }
+    const orphans = new OrphanClaims(book, log);
     const engine = new DockerEngine(options.dockerSocket);
     let checking: Promise<unknown> = Promise.resolve();
     const recheck = (dryRun: boolean, graceMs = options.forgottenGraceMs): Promise<Record<string, unknown>> => {
@@ -204,18 +229,40 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         const forgotten = await dropForgottenRows(driver, engine, log, { dryRun, graceMs });
         const vanished = attachments.collectVanished(dryRun);
         const reconciled = reconcile(rtnl, store, log, { dryRun });
-        return { Reconcile: reconciled, Forgotten: forgotten, Vanished: vanished };
+        const claims = await orphans
+          .pass(
+            () => endpointAddresses(store),
+            async (poolId) => poolWatched(await book.getPool(poolId), driver),
+            {
+              graceMs,
+              dryRun,
+            },
+          )
+          .catch((err: unknown) => ({ error: String(err) }));
+        // Writes markers in the shared book even to look: not on a dry run.
+        const absent =
+          book instanceof EtcdAddressBook && !dryRun
+            ? await reclaimAbsentHosts(
+                book,
+                async (poolId, address) => citizen.hearNow(await book.getPool(poolId), address),
+                log,
+                {
+                  reclaimAfterMs: choice.kind === 'etcd' ? choice.reclaimAfterMs : 0,
+                },
+              ).catch((err: unknown) => ({ error: String(err) }))
+            : undefined;
+        return {
+          Reconcile: reconciled,
+          Forgotten: forgotten,
+          Vanished: vanished,
+          Claims: claims,
+          ...(absent === undefined ? {} : { AbsentHosts: absent }),
+        };
       });
       checking = run.catch(() => undefined);
       return run;
     };
 
-    const book = addressBookFor(options.addressStore ?? { kind: 'sqlite' }, store, log);
-    if (book instanceof EtcdAddressBook) {
-      // In the background: neither this daemon nor dockerd's boot waits for etcd.
-      book.presence.start();
-      closers.push(() => book.presence.stop());
-    }
     // An address claimed in another pool (a CNI network's on the same LAN) is as taken as one the LAN uses.
     const allocator = new IpamAllocator(book, log, {
       isTaken: (pool, address) =>
@@ -257,7 +304,16 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       options.stateDir,
       {
         name: CONTROL_SOCKET_NAME,
-        routes: controlRoutes({ gc: async (dryRun, graceMs) => asJson(await recheck(dryRun, graceMs ?? undefined)) }),
+        routes: controlRoutes({
+          gc: async (dryRun, graceMs) => asJson(await recheck(dryRun, graceMs ?? undefined)),
+          sharedPools: async () =>
+            book instanceof EtcdAddressBook
+              ? asJson({
+                  Shared: true,
+                  Report: await sharedPoolsReport(book, endpointAddresses(store), (pool) => poolWatched(pool, driver)),
+                })
+              : { Shared: false },
+        }),
         errorField: 'Err',
       },
       log,

@@ -1,7 +1,8 @@
 /**
  * The daemon's control socket, `<stateDir>/control.sock` (root-only, like the
  * directory): how `lanplug gc` asks a running daemon to reconcile now, since
- * only one process may hold the state directory.
+ * only one process may hold the state directory; and how `lanplug status` and
+ * `doctor` read shared pools, whose etcd connection only the daemon has.
  */
 import type { JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
@@ -11,6 +12,8 @@ export const CONTROL_SOCKET_NAME = 'control';
 export interface ControlActions {
   /** Reconcile now; `graceMs`: how old a row must be before Docker's not knowing it counts (null: the daemon's). */
   gc(dryRun: boolean, graceMs: number | null): Promise<JsonObject>;
+  /** The shared pools' report (ipam/shared-report.ts); `{ Shared: false }` on a single host. */
+  sharedPools(): Promise<JsonObject>;
 }
 
 export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Handler> {
@@ -25,5 +28,6 @@ export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Hand
         );
       },
     ],
+    ['/Lanplug.SharedPools', () => actions.sharedPools()],
   ]);
 }

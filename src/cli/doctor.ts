@@ -28,6 +28,7 @@ import { managedPeerSocket } from '../daemon';
 import { DRIVER_KINDS } from '../model/network';
 import { DATABASE_FILE, SqliteStore } from '../state/sqlite';
 import { stateDirProblem } from '../state/state-dir';
+import { askSharedPools, sharedPoolChecks } from './shared-pools';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -65,10 +66,21 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   await socketChecks(options, add);
   await cniChecks(options, add);
   stateChecks(options, add);
+  await sharedChecks(options, add);
   return checks;
 }
 
 type Add = (check: string, status: CheckStatus, detail: string, fix?: string) => void;
+
+/** Only where the daemon runs with --store etcd://...: etcd and this host's part of the shared pools. */
+async function sharedChecks(options: DoctorOptions, add: Add): Promise<void> {
+  try {
+    const report = await askSharedPools(options.stateDir);
+    if (report !== null) sharedPoolChecks(report, add);
+  } catch (err) {
+    add('shared pools', 'fail', err instanceof Error ? err.message : String(err));
+  }
+}
 
 function kernelChecks(add: Add): void {
   let support;

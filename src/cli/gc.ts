@@ -16,6 +16,8 @@ import { openRtnl } from '../link/rtnl';
 import { createLogger } from '../log';
 import { isLocked, StateLock } from '../state/lock';
 import { SqliteStore } from '../state/sqlite';
+import type { OrphanReport } from '../ipam/orphans';
+import type { ReclaimReport } from '../ipam/reclaim';
 import { checkStateDir } from '../state/state-dir';
 
 export interface GcResult {
@@ -23,6 +25,10 @@ export interface GcResult {
   Forgotten: ForgottenReport;
   /** CNI attachments whose namespace is gone (absent from daemons before the CNI front end). */
   Vanished?: string[];
+  /** IPAM claims no endpoint holds (from the running daemon only; absent before shared pools). */
+  Claims?: OrphanReport | { error: string };
+  /** Shared pools only: addresses of hosts that went away (not on a dry run). */
+  AbsentHosts?: ReclaimReport | { error: string };
 }
 
 export async function runGc(
@@ -76,6 +82,24 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
   for (const id of f.endpoints)
     lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${id.slice(0, 12)}: Docker no longer knows it`);
   for (const what of result.Vanished ?? []) lines.push(`${dryRun ? 'would remove' : 'removed'} ${what}`);
+  const claims = result.Claims;
+  if (claims !== undefined && 'error' in claims) lines.push(`IPAM claims were not checked: ${claims.error}`);
+  else if (claims !== undefined) {
+    for (const address of claims.released)
+      lines.push(`${dryRun ? 'would free' : 'freed'} address ${address}: claimed, and no endpoint holds it`);
+    for (const address of claims.suspected)
+      lines.push(`address ${address} has no endpoint: freed on the next pass if it still has none`);
+  }
+  const absent = result.AbsentHosts;
+  if (absent !== undefined && 'error' in absent) lines.push(`absent hosts were not checked: ${absent.error}`);
+  else if (absent !== undefined) {
+    for (const address of absent.reclaimed)
+      lines.push(`reclaimed address ${address}: its host went away and it is silent`);
+    for (const address of absent.kept)
+      lines.push(`kept address ${address}: its host is unregistered but it answers on the LAN`);
+    for (const w of absent.waiting)
+      lines.push(`host ${w.host} is unregistered: its addresses may be reclaimed in ${w.secondsLeft} s`);
+  }
   const r = result.Reconcile;
   const failed = r.actions.filter((a) => a.outcome === 'failed').length;
   lines.push(

@@ -14,6 +14,7 @@ import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
 import { install, uninstall } from './install';
 import { runPlugin } from './plugin';
+import { askSharedPools, formatSharedPools } from './shared-pools';
 import { formatStatus } from './status';
 
 export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
@@ -34,6 +35,7 @@ commands:
              [--store sqlite|etcd://HOST:PORT,...: where the lanplug IPAM driver's pools live; etcd shares
               them with every host naming the same cluster]  [--host-id NAME: this host in etcd; default hostname]
              [--cacert FILE] [--cert FILE] [--key FILE] [--user NAME:PASSWORD: etcd's TLS and auth, as etcdctl]
+             [--reclaim-after SECONDS: an unregistered host's silent addresses are reclaimed after this; default 600]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
@@ -83,6 +85,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
       '--cert': '',
       '--key': '',
       '--user': '',
+      '--reclaim-after': '600',
     },
   });
   const addressStore = parseStoreChoice({
@@ -92,6 +95,7 @@ async function runDaemon(args: readonly string[]): Promise<void> {
     cert: flags.value('--cert'),
     key: flags.value('--key'),
     user: flags.value('--user'),
+    reclaimAfter: seconds(flags.value('--reclaim-after'), '--reclaim-after'),
   });
   const level = parseLevel(flags.value('--log-level'));
   if (level === null)
@@ -132,9 +136,13 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'daemon':
         await runDaemon(rest);
         return -1; // keeps running
-      case 'status':
-        process.stdout.write(formatStatus(parseFlags('status', rest, { values: STATE }).value('--state-dir')));
+      case 'status': {
+        const stateDir = parseFlags('status', rest, { values: STATE }).value('--state-dir');
+        process.stdout.write(formatStatus(stateDir));
+        const shared = await askSharedPools(stateDir);
+        if (shared !== null) process.stdout.write(formatSharedPools(shared));
         return 0;
+      }
       case 'gc': {
         const flags = parseFlags('gc', rest, {
           values: { ...STATE, ...DOCKER, '--grace-seconds': DEFAULT_GRACE_SECONDS },

@@ -9,7 +9,7 @@ import type { Logger } from '../log';
 import type { ConflictPolicy } from '../model/network';
 import type { IpAddress } from '../net/address';
 import type { LanSightings } from '../state/store';
-import type { LanGuard } from './guard';
+import type { AskOptions, LanGuard } from './guard';
 import type { ProbeLink, ProbeVerdict } from './probe';
 
 export interface LanCheck {
@@ -51,7 +51,7 @@ export class LanConflicts {
   }
 
   /** Asks the LAN about `address` (see LanGuard.ask); remembers who answered. */
-  async verdict(check: LanCheck, address: IpAddress, options: { asNow?: boolean } = {}): Promise<ProbeVerdict> {
+  async verdict(check: LanCheck, address: IpAddress, options: AskOptions = {}): Promise<ProbeVerdict> {
     const verdict = await this.guard.ask(check.link, address, options);
     if (verdict.inUse) {
       this.sightings.recordSighting(

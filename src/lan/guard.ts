@@ -24,6 +24,13 @@ interface Known {
 
 export type Prober = (link: ProbeLink, candidate: IpAddress, timing: ProbeTiming) => Promise<ProbeVerdict>;
 
+export interface AskOptions {
+  /** A remembered "free" does not count (an address a DHCP server just gave, which a device may have taken since). */
+  asNow?: boolean;
+  /** Nothing remembered counts (an absent host's address: reclaimed only if it is silent now). */
+  ignoreMemory?: boolean;
+}
+
 export class LanGuard {
   private readonly known = new Map<string, Known>();
   private readonly inFlight = new Map<string, Promise<ProbeVerdict>>();
@@ -39,8 +46,8 @@ export class LanGuard {
    * else asked now. `asNow`: a remembered "free" does not count (an address a
    * DHCP server just gave, which a device may have taken since).
    */
-  async ask(link: ProbeLink, address: IpAddress, options: { asNow?: boolean } = {}): Promise<ProbeVerdict> {
-    const cached = this.fresh(address);
+  async ask(link: ProbeLink, address: IpAddress, options: AskOptions = {}): Promise<ProbeVerdict> {
+    const cached = options.ignoreMemory === true ? null : this.fresh(address);
     if (cached !== null && (cached.inUse || options.asNow !== true)) return cached;
     const key = address.text;
     let pending = this.inFlight.get(key);

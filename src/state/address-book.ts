@@ -16,6 +16,20 @@ export interface BookPool extends PoolRecord {
   definedBy: string | null;
   /** The gateway every host of a shared pool uses; null until the first host claimed one (always null locally). */
   gateway: IpAddress | null;
+  /** The hosts whose networks use a shared pool ([] locally). */
+  users: string[];
+}
+
+/** An endpoint's address a host claimed: what the orphan check and the reclaim of absent hosts look at. */
+export interface OwnClaim {
+  poolId: string;
+  address: IpAddress;
+  /** When it was claimed (ms since the epoch). */
+  at: number;
+  /** Tells this claim from a later claim of the same address. */
+  identity: string;
+  /** Frees it unless it changed since it was read; true when freed. */
+  release(): Promise<boolean>;
 }
 
 export interface AddressBook {
@@ -39,6 +53,8 @@ export interface AddressBook {
   /** False when it was not claimed (or, shared, is the pool's or another host's: left as it is). */
   release(poolId: string, address: IpAddress): Promise<boolean>;
   claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]>;
+  /** This host's endpoint claims (not gateways, aux entries or a CNI attachment's). */
+  ownEndpointClaims(): Promise<OwnClaim[]>;
 }
 
 /** The single-host book: the SQLite store, whose calls are synchronous and atomic already. */
@@ -78,6 +94,18 @@ export class LocalAddressBook implements AddressBook {
   claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]> {
     return Promise.resolve(this.store.claimedAddresses(poolId));
   }
+
+  ownEndpointClaims(): Promise<OwnClaim[]> {
+    return Promise.resolve(
+      this.store.dockerEndpointClaims().map((claim) => ({
+        poolId: claim.poolId,
+        address: claim.address,
+        at: claim.createdAt,
+        identity: String(claim.createdAt),
+        release: () => Promise.resolve(this.store.releaseAddress(claim.poolId, claim.address)),
+      })),
+    );
+  }
 }
 
 function local(pool: PoolRecord): BookPool {
@@ -88,5 +116,16 @@ function local(pool: PoolRecord): BookPool {
     range: pool.range,
     definedBy: null,
     gateway: null,
+    users: [],
   };
+}
+
+/** What a shared book adds for hosts that went away (ipam/reclaim.ts). */
+export interface SharedBook extends AddressBook {
+  /**
+   * Hosts that hold endpoint claims but have no registration, with when this was first seen (by
+   * any host; recorded in the book, so that a daemon restart does not restart the count).
+   */
+  absentHolders(): Promise<Map<string, number>>;
+  endpointClaimsOf(hostId: string): Promise<OwnClaim[]>;
 }

@@ -29,4 +29,6 @@ export interface IpamStore {
   /** False when it was not claimed. */
   releaseAddress(poolId: string, address: IpAddress): boolean;
   claimedAddresses(poolId: string): { address: IpAddress; kind: AddressKind }[];
+  /** The claims the Docker IPAM driver made for endpoints (no owner: not a CNI attachment's), with their age. */
+  dockerEndpointClaims(): { poolId: string; address: IpAddress; createdAt: number }[];
 }

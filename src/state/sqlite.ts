@@ -293,6 +293,13 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     });
   }
 
+  dockerEndpointClaims(): { poolId: string; address: IpAddress; createdAt: number }[] {
+    const rows = this.stmt(
+      "SELECT pool_id, address, created_at FROM addresses WHERE owner IS NULL AND kind IN ('requested', 'allocated')",
+    ).all() as { pool_id: string; address: string; created_at: number }[];
+    return rows.map((row) => ({ poolId: row.pool_id, address: parseAddress(row.address), createdAt: row.created_at }));
+  }
+
   getLease(networkId: string, endpointId: string): (LeaseRecord & Stamped) | null {
     const row = this.stmt(
       'SELECT endpoint_id AS id, record, created_at FROM leases WHERE network_id = ? AND endpoint_id = ?',

@@ -13,7 +13,8 @@ import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { cleanEnv } from '../lab/proc';
-import { containerNetwork, lines, resetDocker } from './helpers';
+import { repoRoot } from '../support/repo';
+import { containerNetwork, lanplugStatus, lines, resetDocker, type ContainerNetwork } from './helpers';
 
 const ETCD_ADDRESS = '10.70.0.250';
 const NETWORK_FLAGS = [
@@ -35,6 +36,25 @@ const NETWORK_FLAGS = [
 /** The range's 64 addresses minus the aux address (the gateway is outside the range). */
 const CAPACITY = 63;
 
+/**
+ * Each daemon's flags: the shared store, its host id, and a fast pace for the lab (orphan checks
+ * every 2 s with a 3 s grace, an unregistered host's addresses reclaimable after 5 s).
+ */
+function daemonArgs(index: number): string[] {
+  return [
+    '--store',
+    cluster.storeUrl,
+    '--host-id',
+    `dh${index}`,
+    '--recheck-interval',
+    '2',
+    '--grace-seconds',
+    '3',
+    '--reclaim-after',
+    '5',
+  ];
+}
+
 let lan: Lan;
 let etcdHost: LanHost;
 let cluster: EtcdCluster;
@@ -53,9 +73,7 @@ before(async () => {
   for (const [i, address] of ['10.70.0.11/24', '10.70.0.12/24'].entries()) {
     const host = await createDockerHost(lan, { addresses: [address] });
     hosts.push(host);
-    plugins.push(
-      await startLanplug(host, { args: ['--store', cluster.storeUrl, '--host-id', `dh${i}`, '--log-level', 'debug'] }),
-    );
+    plugins.push(await startLanplug(host, { args: daemonArgs(i) }));
   }
 });
 
@@ -84,6 +102,26 @@ function etcdKeys(prefix: string): string[] {
     { env: cleanEnv({ ETCDCTL_API: '3' }) },
   );
   return lines(out);
+}
+
+/** `lanplug doctor --json` run on a host (its namespaces), reduced to check -> status. */
+function doctor(index: number): Map<string, string> {
+  const host = hosts[index] as DockerHost;
+  const plugin = plugins[index] as Lanplug;
+  const r = host.exec([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    'doctor',
+    '--json',
+    '--state-dir',
+    plugin.stateDir,
+    '--plugin-dir',
+    plugin.pluginDir,
+    '--docker-host',
+    `unix://${host.sock}`,
+  ]);
+  const checks = JSON.parse(r.stdout) as { check: string; status: string; detail: string }[];
+  return new Map(checks.map((c) => [c.check, `${c.status}: ${c.detail}`]));
 }
 
 function createNetworkEverywhere(name: string): void {
@@ -138,6 +176,23 @@ test('60 docker run split over both hosts at once: 60 distinct addresses and MAC
   );
   // A container on one host reaches one on the other over the LAN.
   hosts[0]?.dockerOk(['exec', 'c0', 'ping', '-c', '1', '-W', '2', addresses[1] ?? '']);
+  // An operator sees, from either host, who holds what; and doctor finds etcd and this host in order.
+  const status = lanplugStatus(plugins[1] as Lanplug);
+  assert.match(status, /^shared pools on etcd \(.*\) as host dh1; registered: dh0, dh1$/m);
+  assert.match(
+    status,
+    /^pool LocalDefault\/10\.70\.0\.0\/24\/10\.70\.0\.64\/26 {2}defined by dh0 {2}used by dh0, dh1 {2}gateway=10\.70\.0\.1$/m,
+  );
+  const c0 = seen[0] as ContainerNetwork;
+  assert.match(
+    status,
+    new RegExp(`^  ${c0.IPAddress.replace(/\./g, '\\.')}  allocated  host=dh0  mac=${c0.MacAddress}$`, 'm'),
+  );
+  const checks = doctor(0);
+  assert.match(checks.get('etcd quorum') ?? '', /^ok: 3 of 3 members answer, one leader/);
+  assert.match(checks.get('shared pools: registration') ?? '', /^ok: host dh0 is registered/);
+  assert.match(checks.get('shared pools: this host') ?? '', /^ok: /);
+  assert.match(checks.get('etcd clock') ?? '', /^ok: /);
 
   // Three addresses are left; five more starts, on both hosts: exactly two fail, and leave nothing.
   const surplus = await runMany(
@@ -220,6 +275,7 @@ test('one etcd member stopped mid-burst: every start succeeds; two stopped: star
   assert.ok(tookMs < 12_000, `docker run failed after ${tookMs} ms (lanplug's part: under 10 s)`);
   const peer = containerNetwork(hosts[1] as DockerHost, 'b1', 'lan').IPAddress;
   hosts[0]?.dockerOk(['exec', 'b0', 'ping', '-c', '1', '-W', '2', peer]);
+  assert.match(doctor(0).get('etcd quorum') ?? '', /^fail: 1 of 3 members answer/);
 
   cluster.resume(0);
   cluster.resume(1);
@@ -231,4 +287,131 @@ test('one etcd member stopped mid-burst: every start succeeds; two stopped: star
     hosts[0]?.docker(['rm', '-f', 'back']);
     assert.ok(Date.now() < deadline, `starts did not work again: ${again?.stderr ?? ''}`);
   }
+});
+
+/** What etcd says each host holds for endpoints: host id -> addresses. */
+function endpointClaimsByHost(): Map<string, string[]> {
+  const out = etcdHost.execOk(
+    ['etcdctl', `--endpoints=${cluster.clientUrls.join(',')}`, 'get', '--prefix', '/lanplug/v1/ip/'],
+    { env: cleanEnv({ ETCDCTL_API: '3' }) },
+  );
+  const rows = lines(out);
+  const byHost = new Map<string, string[]>();
+  for (let i = 0; i + 1 < rows.length; i += 2) {
+    const claim = JSON.parse(rows[i + 1] ?? '{}') as { host: string; kind: string };
+    if (claim.kind !== 'allocated' && claim.kind !== 'requested') continue;
+    byHost.set(claim.host, [...(byHost.get(claim.host) ?? []), rows[i]?.split('/').pop() ?? ''].sort());
+  }
+  return byHost;
+}
+
+/** The addresses running containers on `host` hold on `network`. */
+function runningAddresses(host: DockerHost, network: string): string[] {
+  const names = lines(host.dockerOk(['ps', '--filter', `network=${network}`, '--format', '{{.Names}}']));
+  return names.map((n) => containerNetwork(host, n, network).IPAddress).sort();
+}
+
+async function until(what: string, check: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    assert.ok(Date.now() < deadline, `not within ${ms / 1000} s: ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+test('kill -9 of one lanplug in the middle of a burst, and a restart: after a reconcile period etcd holds exactly what each host runs', async () => {
+  createNetworkEverywhere('lan');
+  const burst = runMany(
+    Array.from({ length: 24 }, (_, n) => ({ host: hosts[n % 2] as DockerHost, name: `k${n}` })),
+    'lan',
+  );
+  await new Promise((r) => setTimeout(r, 1500));
+  const killed = plugins[0] as Lanplug;
+  process.kill(killed.pid, 'SIGKILL');
+  await killed.stop();
+  plugins[0] = await startLanplug(hosts[0] as DockerHost, { stateDir: killed.stateDir, args: daemonArgs(0) });
+  const results = await burst;
+  assert.ok(
+    results.some((r) => r.code === 0 && r.host === hosts[0]),
+    'runs on the killed host got through too',
+  );
+  assert.ok(
+    results.filter((r) => r.host === hosts[1]).every((r) => r.code === 0),
+    'the other host did not notice',
+  );
+  await until(
+    'each host holds in etcd exactly the addresses of its running containers',
+    () => {
+      const claims = endpointClaimsByHost();
+      return hosts.every(
+        (host, i) => JSON.stringify(claims.get(`dh${i}`) ?? []) === JSON.stringify(runningAddresses(host, 'lan')),
+      );
+    },
+    30_000,
+  );
+  const all = hosts.flatMap((host) => runningAddresses(host, 'lan'));
+  assert.equal(new Set(all).size, all.length, 'no address twice');
+});
+
+test('a host cut off from etcd but still on the LAN: it cannot allocate, and its live addresses are never reclaimed; back, it allocates again', async () => {
+  createNetworkEverywhere('lan');
+  await runMany(
+    [0, 1, 2].map((n) => ({ host: hosts[1] as DockerHost, name: `p${n}` })),
+    'lan',
+  );
+  const held = runningAddresses(hosts[1] as DockerHost, 'lan');
+  assert.equal(held.length, 3);
+  // Host 1 loses its route to etcd (and only that): its registration expires after the 15 s lease.
+  hosts[1]?.execOk(['ip', 'route', 'add', 'blackhole', `${ETCD_ADDRESS}/32`]);
+  try {
+    const [refused] = await runMany([{ host: hosts[1] as DockerHost, name: 'cut' }], 'lan');
+    assert.notEqual(refused?.code, 0, 'no allocation without etcd');
+    await until('host 1 is unregistered', () => !etcdKeys('hosts/').includes('/lanplug/v1/hosts/dh1'), 40_000);
+    // Past the 5 s reclaim delay, host 0's checks (every 2 s) probe host 1's addresses: they answer.
+    await new Promise((r) => setTimeout(r, 12_000));
+    assert.deepEqual(endpointClaimsByHost().get('dh1'), held, 'never reclaimed while they answer');
+    assert.match(plugins[0]?.stderr() ?? '', /still answer on the LAN: kept/);
+    hosts[1]?.dockerOk(['exec', 'p0', 'ping', '-c', '1', '-W', '2', '10.70.0.1']);
+  } finally {
+    hosts[1]?.execOk(['ip', 'route', 'del', 'blackhole', `${ETCD_ADDRESS}/32`]);
+  }
+  hosts[1]?.docker(['rm', '-f', 'cut']);
+  await until(
+    'host 1 allocates again',
+    () =>
+      hosts[1]?.docker(['run', '-d', '--network', 'lan', '--name', 'back', 'alpine:latest', 'sleep', '3600']).status ===
+        0 || (hosts[1]?.docker(['rm', '-f', 'back']), false),
+    30_000,
+  );
+  assert.deepEqual(endpointClaimsByHost().get('dh1'), runningAddresses(hosts[1] as DockerHost, 'lan'));
+});
+
+test('a host that dies for good: once unregistered past the reclaim delay and silent on the LAN, its addresses are reused by the other host', async () => {
+  createNetworkEverywhere('lan');
+  await runMany(
+    [0, 1].map((n) => ({ host: hosts[1] as DockerHost, name: `d${n}` })),
+    'lan',
+  );
+  const gone = runningAddresses(hosts[1] as DockerHost, 'lan');
+  // The host dies: its lanplug, its dockerd and its containers, all at once.
+  process.kill(plugins[1]?.pid ?? 0, 'SIGKILL');
+  await plugins[1]?.stop();
+  hosts[1]?.destroy();
+  await until('its addresses are reclaimed', () => (endpointClaimsByHost().get('dh1') ?? []).length === 0, 60_000);
+  assert.match(plugins[0]?.stderr() ?? '', /reclaimed an address of a host that went away/);
+  for (const [n, ip] of gone.entries())
+    hosts[0]?.dockerOk([
+      'run',
+      '-d',
+      '--network',
+      'lan',
+      '--ip',
+      ip,
+      '--name',
+      `r${n}`,
+      'alpine:latest',
+      'sleep',
+      '3600',
+    ]);
+  assert.deepEqual(endpointClaimsByHost().get('dh0'), runningAddresses(hosts[0] as DockerHost, 'lan'));
 });

@@ -4,12 +4,16 @@
  * with two "hosts" (two books with their own host ids and registrations, as two
  * daemons would have): parallel allocation without a duplicate IP or MAC, the
  * same --ip asked at once, pools that must match, and etcd failures — one
- * member down changes nothing, two down fail closed within 10 s.
+ * member down changes nothing, two down fail closed within 10 s; orphan
+ * claims and absent hosts' claims freed on etcd (the LAN's answer stood in
+ * for here; the Docker lane hears the real LAN).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { after, before, beforeEach, test } from 'node:test';
 import { IpamAllocator } from '../../src/ipam/allocator';
+import { OrphanClaims } from '../../src/ipam/orphans';
+import { reclaimAbsentHosts, type LanHearing } from '../../src/ipam/reclaim';
 import { silentLogger } from '../../src/log';
 import { parseAddress } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
@@ -212,4 +216,69 @@ test('a host whose registration expired (cut off from etcd longer than its lease
   assert.match(await take(a, id, null, false, mac(1, 2)), /^10\.65\.0\.\d+\/24$/);
   const [again] = await client().range(hostKey('dh-a'), { deadlineMs: 5_000 });
   assert.ok(again !== undefined && again.lease !== registration.lease, 'registered on a new lease');
+});
+
+test('orphan claims on etcd: a claim no endpoint holds is freed on the second check with its MAC; one claimed again in between is not', async () => {
+  const a = book('dh-a');
+  const alloc = new IpamAllocator(a, silentLogger);
+  const id = await pool(alloc, '10.66.0.0/24');
+  const held = (await take(alloc, id, null, false, mac(1, 1))).split('/')[0] ?? '';
+  const orphan = (await take(alloc, id, null, false, mac(1, 2))).split('/')[0] ?? '';
+  const orphans = new OrphanClaims(a, silentLogger);
+  const pass = (now: number): ReturnType<OrphanClaims['pass']> =>
+    orphans.pass(
+      () => new Set([held]),
+      () => Promise.resolve(true),
+      { graceMs: 1_000, dryRun: false, now },
+    );
+  const later = Date.now() + 5_000;
+  assert.deepEqual(await pass(later), { released: [], suspected: [orphan] });
+  assert.deepEqual(await pass(later + 2_000), { released: [orphan], suspected: [] });
+  const macs = await client().range(`${KEY_PREFIX}mac/`, { prefix: true, deadlineMs: 5_000 });
+  assert.deepEqual(
+    macs.map((kv) => kv.key.split('/').pop()),
+    [mac(1, 1)],
+    "the orphan's MAC went with it",
+  );
+  // Suspected, then released by Docker and claimed again by another container: not freed.
+  const again = (await take(alloc, id, orphan, false, mac(1, 3))).split('/')[0] ?? '';
+  await pass(later + 4_000);
+  await alloc.releaseAddress(id, parseAddress(again));
+  await take(alloc, id, again, false, mac(1, 4));
+  assert.deepEqual((await pass(later + 6_000)).released, []);
+});
+
+test('absent hosts: counted from the first sighting, reclaimed only past the delay and only where the LAN is silent; a host back is no longer absent', async () => {
+  const a = book('dh-a');
+  const b = book('dh-b');
+  const allocA = new IpamAllocator(a, silentLogger);
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(allocA, '10.67.0.0/24');
+  await pool(allocB, '10.67.0.0/24');
+  const silent = (await take(allocB, id, '10.67.0.10', false, mac(2, 1))).split('/')[0] ?? '';
+  const answering = (await take(allocB, id, '10.67.0.11', false, mac(2, 2))).split('/')[0] ?? '';
+  const hear = (_pool: string, address: { text: string }): Promise<LanHearing> =>
+    Promise.resolve(address.text === answering ? 'answers' : 'silent');
+  const run = (now: number): ReturnType<typeof reclaimAbsentHosts> =>
+    reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000, now });
+  assert.deepEqual(await run(Date.now()), { reclaimed: [], kept: [], waiting: [] }, 'b is registered');
+  // b's lease runs out (as when its host dies): revoked here instead of waiting 15 s.
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  const first = await run(Date.now());
+  assert.deepEqual(
+    first.waiting.map((w) => w.host),
+    ['dh-b'],
+  );
+  assert.deepEqual(await run(Date.now() + 11_000), { reclaimed: [silent], kept: [answering], waiting: [] });
+  assert.deepEqual(
+    (await allocA.nextFree(await allocA.pool(id), 256)).some((x) => x.text === silent),
+    true,
+    'free again',
+  );
+  // b comes back (registers with its next write): it is no longer absent, and what it kept stays its own.
+  await take(allocB, id, '10.67.0.12', false, mac(2, 3));
+  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [] });
+  assert.equal((await client().range(`${KEY_PREFIX}absent/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
 });

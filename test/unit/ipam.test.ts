@@ -13,6 +13,7 @@ import { silentLogger } from '../../src/log';
 import { parseAddress } from '../../src/net/address';
 import { LocalAddressBook } from '../../src/state/address-book';
 import { SqliteStore } from '../../src/state/sqlite';
+import { OrphanClaims } from '../../src/ipam/orphans';
 import { allocatorSuite, pool, take } from '../support/allocator-suite';
 
 let dir: string;
@@ -51,5 +52,53 @@ test('SQLite: claims survive a restart; the store itself refuses a second claim;
       .map((c) => `${c.address.text} ${c.kind}`)
       .sort(),
     ['172.16.86.1 gateway', '172.16.86.3 allocated', '172.16.86.2 allocated', '172.16.86.4 allocated'].sort(),
+  );
+});
+
+test('a claim no endpoint holds is freed on the second pass past the grace period, never one an endpoint holds or one claimed again since', async () => {
+  const book = new LocalAddressBook(store);
+  const allocator = new IpamAllocator(book, silentLogger);
+  const id = await pool(allocator, '172.16.86.0/24');
+  await take(allocator, id, '172.16.86.1', true);
+  const held = (await take(allocator, id)).split('/')[0] ?? '';
+  const orphan = (await take(allocator, id)).split('/')[0] ?? '';
+  const orphans = new OrphanClaims(book, silentLogger);
+  const local = (): Set<string> => new Set([held]);
+  const watched = (): Promise<boolean> => Promise.resolve(true);
+  const later = Date.now() + 120_000;
+  const young = await orphans.pass(local, watched, { graceMs: 60_000, dryRun: false });
+  assert.deepEqual(young, { released: [], suspected: [] }, 'younger than the grace period');
+  assert.deepEqual(await orphans.pass(local, watched, { graceMs: 60_000, dryRun: false, now: later }), {
+    released: [],
+    suspected: [orphan],
+  });
+  assert.deepEqual(await orphans.pass(local, watched, { graceMs: 60_000, dryRun: true, now: later }), {
+    released: [orphan],
+    suspected: [],
+  });
+  assert.deepEqual(
+    await orphans.pass(local, () => Promise.resolve(false), { graceMs: 60_000, dryRun: false, now: later }),
+    {
+      released: [],
+      suspected: [],
+    },
+    'a pool no lanplug network here uses is never looked at',
+  );
+  await orphans.pass(local, watched, { graceMs: 60_000, dryRun: false, now: later });
+  // Released and claimed again between two passes (Docker released it, another container took it): a new claim.
+  await allocator.releaseAddress(id, parseAddress(orphan));
+  store.claimAddress(id, parseAddress(orphan), 'allocated');
+  const again = await orphans.pass(local, watched, { graceMs: 0, dryRun: false, now: later + 1_000 });
+  assert.deepEqual(again.released, [], 'a claim made since the last pass is only suspected');
+  assert.deepEqual((await orphans.pass(local, watched, { graceMs: 0, dryRun: false, now: later + 2_000 })).released, [
+    orphan,
+  ]);
+  assert.deepEqual(
+    store
+      .claimedAddresses(id)
+      .map((c) => c.address.text)
+      .sort(),
+    ['172.16.86.1', held].sort(),
+    'the gateway and the held address stay',
   );
 });

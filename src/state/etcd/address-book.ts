@@ -7,6 +7,7 @@
  *   ip/<pool id>/<address> a claim: host, kind, MAC, token
  *   mac/<MAC>              the endpoint that holds a MAC on the LAN
  *   hosts/<host id>        the host's registration, on a lease (presence.ts)
+ *   absent/<host id>       since when a host that holds addresses has had no registration
  *
  * Every claim is one transaction that compares create revisions (the key must
  * not exist) and this host's registration (the fence), so two hosts can never
@@ -18,8 +19,8 @@ import { conflict, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
 import type { AddressKind, PoolRecord } from '../../model/ipam';
 import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
-import type { AddressBook, BookPool } from '../address-book';
-import type { Compare, EtcdClient, KeyValue, Op } from './client';
+import type { BookPool, OwnClaim, SharedBook } from '../address-book';
+import type { Compare, EtcdClient, KeyValue, MemberStatus, Op } from './client';
 import { HostPresence } from './presence';
 
 export const KEY_PREFIX = '/lanplug/v1/';
@@ -55,7 +56,7 @@ interface MacValue {
 
 const enc = encodeURIComponent;
 
-export class EtcdAddressBook implements AddressBook {
+export class EtcdAddressBook implements SharedBook {
   readonly presence: HostPresence;
 
   constructor(
@@ -214,15 +215,90 @@ export class EtcdAddressBook implements AddressBook {
     }));
   }
 
+  ownEndpointClaims(): Promise<OwnClaim[]> {
+    return this.endpointClaimsOf(this.hostId);
+  }
+
+  async endpointClaimsOf(hostId: string): Promise<OwnClaim[]> {
+    const kvs = await this.client.range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
+    return kvs.flatMap((kv) => {
+      const claim = parseClaim(kv);
+      if (claim.host !== hostId || (claim.kind !== 'requested' && claim.kind !== 'allocated')) return [];
+      const { poolId, address } = splitClaimKey(kv.key);
+      const ops: Op[] = [{ delete: { key: kv.key } }];
+      if (claim.mac !== null) ops.push({ delete: { key: macKey(claim.mac) } });
+      return [
+        {
+          poolId,
+          address: parseAddress(address),
+          at: Date.parse(claim.at),
+          identity: claim.token,
+          // Compared on the revision read, and fenced: a claim made again since is never freed, and a
+          // host cut off from etcd frees nothing.
+          release: () => this.write([modRevisionIs(kv.key, kv.modRevision)], ops, Date.now() + OPERATION_BUDGET_MS),
+        },
+      ];
+    });
+  }
+
+  async absentHolders(): Promise<Map<string, number>> {
+    const deadline = Date.now() + OPERATION_BUDGET_MS;
+    const read = (prefix: string): Promise<KeyValue[]> =>
+      this.client.range(`${KEY_PREFIX}${prefix}`, { prefix: true, deadlineMs: deadline - Date.now() });
+    // Claims first, registrations after: a host that registers in between is seen registered.
+    const claims = await read('ip/');
+    const [hosts, markers] = await Promise.all([read('hosts/'), read('absent/')]);
+    const registered = new Set(hosts.map((kv) => kv.key.slice(`${KEY_PREFIX}hosts/`.length)));
+    const holders = new Set(
+      claims.map(parseClaim).flatMap((c) => (c.kind === 'requested' || c.kind === 'allocated' ? [c.host] : [])),
+    );
+    const absent = new Map<string, number>();
+    for (const marker of markers) {
+      const host = marker.key.slice(`${KEY_PREFIX}absent/`.length);
+      if (registered.has(host) || !holders.has(host)) {
+        // Back, or nothing left to reclaim: the count starts again next time.
+        await this.write([modRevisionIs(marker.key, marker.modRevision)], [{ delete: { key: marker.key } }], deadline);
+        continue;
+      }
+      absent.set(host, Number((JSON.parse(marker.value) as { since?: number }).since ?? Date.now()));
+    }
+    for (const host of holders) {
+      if (registered.has(host) || host === this.hostId || absent.has(host)) continue;
+      const key = `${KEY_PREFIX}absent/${host}`;
+      const since = Date.now();
+      if (await this.write([createRevisionIs0(key)], [put(key, { since, seenBy: this.hostId })], deadline))
+        this.log.warn('shared pools: a host holding addresses is not registered', { host });
+      absent.set(host, since);
+    }
+    return absent;
+  }
+
+  /** Each member's own answer (or why there was none): for `lanplug doctor`. */
+  members(deadlineMs: number): Promise<({ endpoint: string; error: string } | MemberStatus)[]> {
+    return Promise.all(
+      this.client.endpoints.map((endpoint) =>
+        this.client.memberStatus(endpoint, deadlineMs).catch((err: unknown) => ({
+          endpoint,
+          error: err instanceof Error ? err.message : String(err),
+        })),
+      ),
+    );
+  }
+
+  /** The hosts registered now (their lease alive). */
+  async registeredHosts(): Promise<string[]> {
+    const kvs = await this.client.range(`${KEY_PREFIX}hosts/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
+    return kvs.map((kv) => kv.key.slice(`${KEY_PREFIX}hosts/`.length));
+  }
+
   /** Who holds what in every shared pool: for `lanplug status`. */
   async holdings(): Promise<
     { poolId: string; address: string; host: string; kind: AddressKind; mac: string | null }[]
   > {
     const kvs = await this.client.range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
     return kvs.map((kv) => {
-      const [, poolPart = '', address = ''] = kv.key.slice(KEY_PREFIX.length).split('/');
       const claim = parseClaim(kv);
-      return { poolId: decodeURIComponent(poolPart), address, host: claim.host, kind: claim.kind, mac: claim.mac };
+      return { ...splitClaimKey(kv.key), host: claim.host, kind: claim.kind, mac: claim.mac };
     });
   }
 
@@ -271,6 +347,12 @@ const claimKey = (poolId: string, address: IpAddress): string => `${claimPrefix(
 const macKey = (mac: string): string => `${KEY_PREFIX}mac/${mac.toLowerCase()}`;
 export const hostKey = (hostId: string): string => `${KEY_PREFIX}hosts/${hostId}`;
 
+/** `ip/<pool id>/<address>` -> its pool id and address. */
+function splitClaimKey(key: string): { poolId: string; address: string } {
+  const [, poolPart = '', address = ''] = key.slice(KEY_PREFIX.length).split('/');
+  return { poolId: decodeURIComponent(poolPart), address };
+}
+
 const createRevisionIs0 = (key: string): Compare => ({ key, target: 'CREATE', result: 'EQUAL', createRevision: 0n });
 const modRevisionIs = (key: string, revision: bigint): Compare => ({
   key,
@@ -310,6 +392,7 @@ function bookPool(value: PoolValue): BookPool {
     range: value.range === null ? null : parsePrefix(value.range),
     definedBy: value.definedBy,
     gateway: value.gateway === null ? null : parseAddress(value.gateway),
+    users: value.users,
   };
 }
 

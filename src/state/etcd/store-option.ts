@@ -10,7 +10,15 @@ import { hostname } from 'node:os';
 import { invalidArgument } from '../../errors';
 import type { EtcdOptions } from './client';
 
-export type StoreChoice = { kind: 'sqlite' } | { kind: 'etcd'; etcd: EtcdOptions; hostId: string };
+export type StoreChoice =
+  | { kind: 'sqlite' }
+  | {
+      kind: 'etcd';
+      etcd: EtcdOptions;
+      hostId: string;
+      /** How long a host holding addresses must have been unregistered before they may be reclaimed. */
+      reclaimAfterMs: number;
+    };
 
 export interface StoreFlags {
   store: string;
@@ -19,6 +27,8 @@ export interface StoreFlags {
   cert: string;
   key: string;
   user: string;
+  /** --reclaim-after, in seconds. */
+  reclaimAfter: number;
 }
 
 const HOST_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -26,7 +36,9 @@ const MEMBER = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
 
 export function parseStoreChoice(flags: StoreFlags): StoreChoice {
   if (flags.store === 'sqlite') {
-    const stray = (['cacert', 'cert', 'key', 'user'] as const).find((f) => flags[f] !== '');
+    const stray = (['cacert', 'cert', 'key', 'user', 'host-id'] as const).find(
+      (f) => flags[f === 'host-id' ? 'hostId' : f] !== '',
+    );
     if (stray !== undefined) throw invalidArgument(`--${stray} is for --store etcd://...; the SQLite store takes none`);
     return { kind: 'sqlite' };
   }
@@ -62,6 +74,7 @@ export function parseStoreChoice(flags: StoreFlags): StoreChoice {
   return {
     kind: 'etcd',
     hostId,
+    reclaimAfterMs: flags.reclaimAfter * 1000,
     etcd: {
       endpoints,
       user,
