@@ -20,6 +20,7 @@ import { dhcpNetworkArgs, startDhcpServer } from '../lab/dhcp-server';
 import { coldStarts } from './cold-start';
 import { dhcpAttach } from './dhcp';
 import { dockerLevel } from './docker-level';
+import { sharedPoolRequests } from './shared-pools';
 import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
 import { printTable, writeResults } from './report';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
@@ -32,6 +33,7 @@ const CNI_CYCLES = number('BENCH_CNI_CYCLES', 30);
 const BURST = number('BENCH_BURST', 50);
 const DHCP_CYCLES = number('BENCH_DHCP_CYCLES', 100);
 const DHCP_HELD = number('BENCH_DHCP_HELD', 500);
+const SHARED_CYCLES = number('BENCH_SHARED_CYCLES', 300);
 const LEVELS = (process.env['BENCH_LEVELS'] ?? '0,200,1000').split(',').map(Number);
 const REFERENCE_CNI_DIR = '/usr/lib/cni';
 
@@ -163,6 +165,12 @@ async function main(): Promise<void> {
   const results = new Results();
   const cold = await coldStarts(7);
   results.add('daemon', 'cold start: spawn to all three sockets accepting', cold);
+  if (process.env['BENCH_ONLY'] === 'shared') {
+    await sharedPoolRequests(results, SHARED_CYCLES);
+    process.stdout.write(printTable(results, { date: new Date().toISOString().slice(0, 10) }));
+    return;
+  }
+  await sharedPoolRequests(results, SHARED_CYCLES);
 
   const lan = createLan({ addresses: ['172.16.86.1/16'] });
   try {

@@ -70,6 +70,18 @@ export function resetDocker(host: DockerHost): void {
   }
 }
 
+/**
+ * resetDocker, and a dockerd restart when networks survive it: endpoints dockerd lost count of
+ * (after a failed test or a burst of removals, moby#42119) are cleaned up by its start.
+ */
+export async function resetDockerForNextTest(host: DockerHost): Promise<void> {
+  resetDocker(host);
+  if (userNetworks(host).length > 0) {
+    await restartDockerd(host);
+    resetDocker(host);
+  }
+}
+
 async function restartDockerd(host: DockerHost): Promise<void> {
   host.stopDockerd();
   await host.startDockerdAgain();
@@ -184,15 +196,7 @@ export function useLab(
     lab.host = await createDockerHost(lab.lan);
     lab.plugin = await startLanplug(lab.host, opts.daemonArgs === undefined ? {} : { args: opts.daemonArgs });
   });
-  if (opts.resetEachTest !== false)
-    beforeEach(async () => {
-      resetDocker(lab.host);
-      // Networks a failed test left with endpoints dockerd lost track of: its start cleans them up.
-      if (userNetworks(lab.host).length > 0) {
-        await restartDockerd(lab.host);
-        resetDocker(lab.host);
-      }
-    });
+  if (opts.resetEachTest !== false) beforeEach(() => resetDockerForNextTest(lab.host));
   after(async () => {
     // A daemon that died during the file is a failure of its own: say how it ended.
     if (lab.plugin !== undefined && !lab.plugin.running) {

@@ -14,7 +14,14 @@ import { createLan, type Lan, type LanHost } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { cleanEnv } from '../lab/proc';
 import { repoRoot } from '../support/repo';
-import { containerNetwork, lanplugStatus, lines, resetDocker, type ContainerNetwork } from './helpers';
+import {
+  containerNetwork,
+  lanplugStatus,
+  lines,
+  removeNetworkAfterBurst,
+  resetDockerForNextTest,
+  type ContainerNetwork,
+} from './helpers';
 
 const ETCD_ADDRESS = '10.70.0.250';
 const NETWORK_FLAGS = [
@@ -83,9 +90,9 @@ after(async () => {
   lan?.destroy();
 });
 
-beforeEach(() => {
+beforeEach(async () => {
   for (const i of [0, 1, 2]) cluster.resume(i);
-  for (const host of hosts) resetDocker(host);
+  for (const host of hosts) await resetDockerForNextTest(host);
 });
 
 /** What etcd holds under lanplug's prefix (read with etcdctl from the etcd machine). */
@@ -217,9 +224,12 @@ test('60 docker run split over both hosts at once: 60 distinct addresses and MAC
   );
   assert.deepEqual(etcdKeys('mac/'), []);
   assert.equal(etcdKeys('pools/').length, 1, 'the pool stays while the networks exist');
-  hosts[0]?.dockerOk(['network', 'rm', 'lan']);
+  // After a burst of removals dockerd 20.10 can lose count of a network's endpoints (moby#42119). The
+  // surplus starts' refusals are lanplug's logged failures, on purpose.
+  const removal = { ms: 15_000, pluginCallsMayFail: true };
+  await removeNetworkAfterBurst(hosts[0] as DockerHost, plugins[0] as Lanplug, 'lan', removal);
   assert.equal(etcdKeys('pools/').length, 1, 'the other host still uses it');
-  hosts[1]?.dockerOk(['network', 'rm', 'lan']);
+  await removeNetworkAfterBurst(hosts[1] as DockerHost, plugins[1] as Lanplug, 'lan', removal);
   assert.deepEqual(etcdKeys(''), ['/lanplug/v1/hosts/dh0', '/lanplug/v1/hosts/dh1']);
 });
 
@@ -384,6 +394,43 @@ test('a host cut off from etcd but still on the LAN: it cannot allocate, and its
     30_000,
   );
   assert.deepEqual(endpointClaimsByHost().get('dh1'), runningAddresses(hosts[1] as DockerHost, 'lan'));
+});
+
+test('dockerd restarted while etcd has no quorum boots without waiting on it; its --restart=always container on a shared pool starts again once etcd is back', async () => {
+  createNetworkEverywhere('lan');
+  const host = hosts[0] as DockerHost;
+  host.dockerOk([
+    'run',
+    '-d',
+    '--restart=always',
+    '--network',
+    'lan',
+    '--name',
+    'always',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  for (const i of [0, 1, 2]) cluster.pause(i);
+  try {
+    host.stopDockerd();
+    const bootMs = await host.startDockerdAgain();
+    // dockerd asks nothing of an IPAM driver at boot (no request replay); restarting the container asks
+    // for its address, which lanplug refuses within its 9 s budget instead of holding dockerd up.
+    assert.ok(bootMs < 25_000, `dockerd answered after ${bootMs} ms`);
+  } finally {
+    for (const i of [0, 1, 2]) cluster.resume(i);
+  }
+  await until(
+    'the container runs again on the shared pool',
+    () => {
+      if (host.dockerOk(['inspect', '-f', '{{.State.Running}}', 'always']).trim() === 'true') return true;
+      host.docker(['start', 'always']);
+      return false;
+    },
+    60_000,
+  );
+  assert.deepEqual(endpointClaimsByHost().get('dh0'), runningAddresses(host, 'lan'));
 });
 
 test('a host that dies for good: once unregistered past the reclaim delay and silent on the LAN, its addresses are reused by the other host', async () => {

@@ -2,11 +2,13 @@
  * `npm run demo`: the seed's bridge tutorial, step by step, against a real
  * dockerd with lanplug on a lab LAN made of network namespaces; then what
  * lanplug adds: host access, addresses from the LAN's DHCP server, the CNI
- * front end, `lanplug doctor`, and lanplug as managed Docker plugins. Prints each command and
+ * front end, `lanplug doctor`, one address space over two Docker hosts on
+ * etcd, and lanplug as managed Docker plugins. Prints each command and
  * what it printed, then removes everything it made.
  */
 import { createDockerHost, type DockerHost } from './docker-host';
 import { dhcpNetworkArgs, startDhcpServer } from './dhcp-server';
+import { startEtcdCluster } from './etcd-cluster';
 import { createLan, type Lan } from './lan';
 import { lanHostNs } from './names';
 import { buildCniExecutable } from '../../src/install/cni';
@@ -47,6 +49,99 @@ function hostCommand(host: DockerHost, argv: string[], mayFail = false): void {
 function networksSection(out: string): string {
   const [container] = JSON.parse(out) as { NetworkSettings: { Networks: unknown } }[];
   return `...\n"Networks": ${JSON.stringify(container?.NetworkSettings.Networks, null, 4)}\n...\n`;
+}
+
+/**
+ * Two more Docker hosts sharing one address space on a 3-member etcd (on a
+ * machine of the LAN): the same network on both, containers started on both
+ * at once, who holds what, and the same --ip refused on the second host.
+ */
+async function sharedPoolsStep(lan: Lan): Promise<void> {
+  step('One address space over many Docker hosts: two more Docker hosts, rack-a and rack-b, run lanplug with');
+  step('--store etcd://... (a 3-member etcd on a machine of the LAN). Each creates the same network; no two');
+  step('containers on the LAN ever get one address or one MAC, whichever host starts them.');
+  const etcdHost = lan.addLanHost('etcd', '172.16.86.250/24');
+  const cluster = await startEtcdCluster({
+    dir: join(lan.dir, 'etcd'),
+    address: '172.16.86.250',
+    basePort: 2370,
+    ns: etcdHost.ns,
+  });
+  try {
+    const racks: { name: string; host: DockerHost; stateDir: string }[] = [];
+    for (const [i, name] of ['rack-a', 'rack-b'].entries()) {
+      const host = await createDockerHost(lan, { addresses: [`172.16.86.${21 + i}/24`] });
+      const daemon = await startLanplug(host, { args: ['--store', cluster.storeUrl, '--host-id', name] });
+      racks.push({ name, host, stateDir: daemon.stateDir });
+    }
+    process.stdout.write(`\n[both racks]$ lanplug daemon --store ${cluster.storeUrl} --host-id rack-a|rack-b\n`);
+    for (const { name, host } of racks) {
+      process.stdout.write(`\n# on ${name}:`);
+      show(host, [
+        'network',
+        'create',
+        '-d',
+        'lanplug-macvlan',
+        '--ipam-driver',
+        'lanplug',
+        '--subnet=172.16.86.0/24',
+        '--ip-range=172.16.86.160/28',
+        '--gateway=172.16.86.1',
+        '-o',
+        'parent=eth0',
+        'fleet',
+      ]);
+    }
+    process.stdout.write('\n# three containers started on each rack at the same moment:\n');
+    await Promise.all(
+      racks.flatMap(({ name, host }) =>
+        [1, 2, 3].map((n) =>
+          host.dockerAsync([
+            'run',
+            '-d',
+            '--network',
+            'fleet',
+            '--name',
+            `${name}-${n}`,
+            'alpine:latest',
+            'sleep',
+            '600',
+          ]),
+        ),
+      ),
+    );
+    for (const { name, host } of racks) {
+      process.stdout.write(`\n# on ${name}, each container's address and MAC:`);
+      show(
+        host,
+        ['ps', '--format', '{{.Names}}', '--filter', 'network=fleet'],
+        (out) =>
+          out
+            .trim()
+            .split('\n')
+            .sort()
+            .map(
+              (name) =>
+                `${name}  ${host.dockerOk(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.MacAddress}}{{end}}', name]).trim()}`,
+            )
+            .join('\n') + '\n',
+      );
+    }
+    const [rackA, rackB] = racks;
+    if (rackA === undefined || rackB === undefined) throw new Error('demo: the racks did not start');
+    hostCommand(rackA.host, [process.execPath, LANPLUG, 'status', '--state-dir', rackA.stateDir]);
+    const taken = rackA.host
+      .dockerOk(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', 'rack-a-1'])
+      .trim();
+    process.stdout.write(
+      `\n# on rack-b, the address rack-a-1 holds:\n$ docker run -d --network fleet --ip ${taken} alpine:latest sleep 600\n`,
+    );
+    process.stdout.write(
+      rackB.host.docker(['run', '-d', '--network', 'fleet', '--ip', taken, 'alpine:latest', 'sleep', '600']).stderr,
+    );
+  } finally {
+    cluster.stop();
+  }
 }
 
 /**
@@ -288,6 +383,8 @@ async function main(): Promise<void> {
     );
     show(host, ['network', 'rm', 'office']);
     await plugin.stop();
+
+    await sharedPoolsStep(lan);
 
     managedPluginStep(lan, host);
   } finally {
