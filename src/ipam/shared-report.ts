@@ -5,6 +5,7 @@
  * pool with its users, who holds which address, and where this host's
  * endpoints and etcd disagree.
  */
+import { isEndpointKind, type AddressKind } from '../model/ipam';
 import { parseAddress, prefixContains } from '../net/address';
 import type { BookPool } from '../state/address-book';
 import type { EtcdAddressBook } from '../state/etcd/address-book';
@@ -26,7 +27,7 @@ export interface SharedPoolsReport {
   members: MemberReport[];
   registered: string[];
   pools: { poolId: string; definedBy: string; users: string[]; gateway: string | null }[];
-  holdings: { poolId: string; address: string; host: string; kind: string; mac: string | null }[];
+  holdings: { poolId: string; address: string; host: string; kind: AddressKind; mac: string | null }[];
   /** Addresses endpoints here hold that etcd does not record as this host's (another host may take them). */
   unrecorded: string[];
   /** Addresses etcd records as this host's endpoints that no endpoint here holds (the orphan check frees them). */
@@ -76,17 +77,14 @@ export async function sharedPoolsReport(
     }));
     report.holdings = holdings;
     const mine = new Set(
-      holdings
-        .filter((h) => h.host === book.hostId && (h.kind === 'requested' || h.kind === 'allocated'))
-        .map((h) => h.address),
+      holdings.filter((h) => h.host === book.hostId && isEndpointKind(h.kind)).map((h) => h.address),
     );
     // Only addresses inside a shared pool that a lanplug network here uses: those etcd must record.
     const watched = pools.filter(poolWatched);
-    const inWatchedPool = (text: string): boolean =>
-      watched.some((p) => {
-        const address = parseAddress(text);
-        return address.family === p.pool.address.family && prefixContains(p.pool, address);
-      });
+    const inWatchedPool = (text: string): boolean => {
+      const address = parseAddress(text);
+      return watched.some((p) => address.family === p.pool.address.family && prefixContains(p.pool, address));
+    };
     report.unrecorded = [...localAddresses].filter((a) => !mine.has(a) && inWatchedPool(a)).sort();
     report.unheld = [...mine].filter((a) => !localAddresses.has(a)).sort();
   } catch (err) {

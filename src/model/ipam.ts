@@ -21,6 +21,11 @@ export interface PoolRecord {
  */
 export type AddressKind = 'gateway' | 'requested' | 'aux' | 'allocated';
 
+/** A claim a container's endpoint holds (not the pool's gateway or aux entries). */
+export function isEndpointKind(kind: AddressKind): boolean {
+  return kind === 'requested' || kind === 'allocated';
+}
+
 /** A CNI (host-local style) range: where addresses are taken from, inclusive at both ends. */
 export interface AddressRange {
   subnet: IpPrefix;

@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { conflict, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
-import type { AddressKind, PoolRecord } from '../../model/ipam';
+import { isEndpointKind, type AddressKind, type PoolRecord } from '../../model/ipam';
 import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
 import type { BookPool, OwnClaim, SharedBook } from '../address-book';
 import type { Compare, EtcdClient, KeyValue, MemberStatus, Op } from './client';
@@ -153,7 +153,7 @@ export class EtcdAddressBook implements SharedBook {
         compares.push(modRevisionIs(poolKey(poolId), kv.modRevision));
         ops.push(put(poolKey(poolId), { ...pool, gateway: address.text }));
       }
-      const isEndpoint = kind === 'requested' || kind === 'allocated';
+      const isEndpoint = isEndpointKind(kind);
       if (isEndpoint && mac !== null) {
         compares.push(createRevisionIs0(macKey(mac)));
         ops.push(put(macKey(mac), { host: this.hostId, poolId, address: address.text, token: value.token }));
@@ -200,11 +200,8 @@ export class EtcdAddressBook implements SharedBook {
       return false;
     }
     // The gateway and aux entries stay as long as the pool (other hosts' networks use them).
-    if (holder.kind === 'gateway' || holder.kind === 'aux') return false;
-    const ops: Op[] = [{ delete: { key } }];
-    if (holder.mac !== null) ops.push({ delete: { key: macKey(holder.mac) } });
-    // Compared on the revision read: a release never removes a claim made after it looked.
-    return this.write([modRevisionIs(key, kv.modRevision)], ops, deadline);
+    if (!isEndpointKind(holder.kind)) return false;
+    return this.removeClaim(kv, holder, deadline);
   }
 
   async claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]> {
@@ -223,19 +220,15 @@ export class EtcdAddressBook implements SharedBook {
     const kvs = await this.client.range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
     return kvs.flatMap((kv) => {
       const claim = parseClaim(kv);
-      if (claim.host !== hostId || (claim.kind !== 'requested' && claim.kind !== 'allocated')) return [];
+      if (claim.host !== hostId || !isEndpointKind(claim.kind)) return [];
       const { poolId, address } = splitClaimKey(kv.key);
-      const ops: Op[] = [{ delete: { key: kv.key } }];
-      if (claim.mac !== null) ops.push({ delete: { key: macKey(claim.mac) } });
       return [
         {
           poolId,
           address: parseAddress(address),
           at: Date.parse(claim.at),
           identity: claim.token,
-          // Compared on the revision read, and fenced: a claim made again since is never freed, and a
-          // host cut off from etcd frees nothing.
-          release: () => this.write([modRevisionIs(kv.key, kv.modRevision)], ops, Date.now() + OPERATION_BUDGET_MS),
+          release: () => this.removeClaim(kv, claim, Date.now() + OPERATION_BUDGET_MS),
         },
       ];
     });
@@ -249,9 +242,7 @@ export class EtcdAddressBook implements SharedBook {
     const claims = await read('ip/');
     const [hosts, markers] = await Promise.all([read('hosts/'), read('absent/')]);
     const registered = new Set(hosts.map((kv) => kv.key.slice(`${KEY_PREFIX}hosts/`.length)));
-    const holders = new Set(
-      claims.map(parseClaim).flatMap((c) => (c.kind === 'requested' || c.kind === 'allocated' ? [c.host] : [])),
-    );
+    const holders = new Set(claims.map(parseClaim).flatMap((c) => (isEndpointKind(c.kind) ? [c.host] : [])));
     const absent = new Map<string, number>();
     for (const marker of markers) {
       const host = marker.key.slice(`${KEY_PREFIX}absent/`.length);
@@ -300,6 +291,16 @@ export class EtcdAddressBook implements SharedBook {
       const claim = parseClaim(kv);
       return { ...splitClaimKey(kv.key), host: claim.host, kind: claim.kind, mac: claim.mac };
     });
+  }
+
+  /**
+   * Deletes an endpoint's claim and its MAC. Compared on the revision read, and fenced: a claim made
+   * again since is never removed, and a host cut off from etcd removes nothing.
+   */
+  private removeClaim(kv: KeyValue, claim: ClaimValue, deadline: number): Promise<boolean> {
+    const ops: Op[] = [{ delete: { key: kv.key } }];
+    if (claim.mac !== null) ops.push({ delete: { key: macKey(claim.mac) } });
+    return this.write([modRevisionIs(kv.key, kv.modRevision)], ops, deadline);
   }
 
   private async readPool(poolId: string, deadline: number): Promise<KeyValue | null> {
