@@ -17,13 +17,15 @@ import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
 import { dropForgottenRows } from './api/docker/forgotten';
+import { dhcpIpamRoutes } from './api/docker/dhcp-ipam-routes';
 import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes, type Handler } from './api/docker/routes';
 import { decodeCreateNetwork } from './api/docker/wire';
-import { OPT_DHCP, parseBoolean } from './driver/options';
+import { DHCP_ADDRESS_SPACE, DHCP_IPAM_NAME, OPT_DHCP, parseBoolean } from './driver/options';
 import { invalidArgument } from './errors';
 import { combinedEndpoint, PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
 import { cniServices } from './driver/attachments';
+import { DhcpAddresses } from './driver/dhcp-addresses';
 import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
 import { LeaseKeeper } from './dhcp/keeper';
@@ -104,7 +106,7 @@ export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
 /** The IPAM driver's name: `docker network create --ipam-driver lanplug`. */
 export const IPAM_PLUGIN_NAME = 'lanplug';
 /** Every socket the daemon serves, by plugin name (`<name>.sock`, and systemd's FileDescriptorName=). */
-export const PLUGIN_NAMES = [...DRIVER_KINDS.map((kind) => `lanplug-${kind}`), IPAM_PLUGIN_NAME];
+export const PLUGIN_NAMES = [...DRIVER_KINDS.map((kind) => `lanplug-${kind}`), IPAM_PLUGIN_NAME, DHCP_IPAM_NAME];
 
 /**
  * A managed plugin does not see the containers' namespace files (Docker's SandboxKey is a host path;
@@ -119,10 +121,10 @@ function withoutDhcp(
   const create = routes.get(CREATE_NETWORK);
   if (create === undefined) return routes;
   return new Map(routes).set(CREATE_NETWORK, (body) => {
-    const { options } = decodeCreateNetwork(kind, body);
-    if (parseBoolean(OPT_DHCP, options[OPT_DHCP]))
+    const { options, addressSpace } = decodeCreateNetwork(kind, body);
+    if (parseBoolean(OPT_DHCP, options[OPT_DHCP]) || addressSpace === DHCP_ADDRESS_SPACE)
       throw invalidArgument(
-        `-o ${OPT_DHCP}=true needs lanplug installed on the host (lanplug install), not the managed plugin ${pluginName}: a DHCP lease is renewed inside the container's namespace, which a managed plugin cannot reach`,
+        `DHCP networks (-o ${OPT_DHCP}=true, --ipam-driver ${DHCP_IPAM_NAME}) need lanplug installed on the host (lanplug install), not the managed plugin ${pluginName}: a DHCP lease is renewed inside the container's namespace, which a managed plugin cannot reach`,
       );
     return create(body);
   });
@@ -281,11 +283,20 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       routes: ipamRoutes(allocator, conflicts, (pool) => citizen.checkForPool(pool)),
       errorField: 'Error',
     };
+    // Not in a managed plugin: its DHCP leases could not be renewed in the containers (see withoutDhcp).
+    const dhcpIpamEndpoint: PluginEndpoint = {
+      name: DHCP_IPAM_NAME,
+      routes: dhcpIpamRoutes(new DhcpAddresses(driver, keeper)),
+      errorField: 'Error',
+    };
     // Legacy: one socket per driver name in the plugin directory. Managed: the plugin's one socket,
     // and one per kind in the state directory for the other kind's plugin to relay to.
     const served: { dir: string; endpoint: PluginEndpoint }[] =
       managed === null
-        ? [...DRIVER_KINDS.map(driverEndpoint), ipamEndpoint].map((endpoint) => ({ dir: options.pluginDir, endpoint }))
+        ? [...DRIVER_KINDS.map(driverEndpoint), ipamEndpoint, dhcpIpamEndpoint].map((endpoint) => ({
+            dir: options.pluginDir,
+            endpoint,
+          }))
         : [
             {
               dir: options.pluginDir,

@@ -145,10 +145,10 @@ export class LeaseKeeper {
     );
   }
 
-  /** Records leases just taken (durably: they outlive the daemon) and remembers their addresses. */
-  hold(record: LeaseRecord): void {
+  /** Records leases just taken (durably: they outlive the daemon) and remembers their addresses; `fresh`: the new ones. */
+  hold(record: LeaseRecord, fresh: readonly Lease[] = record.leases): void {
     this.store.putLease(record, true);
-    for (const lease of record.leases) {
+    for (const lease of fresh) {
       this.remember(record.identity, lease);
       this.log.info('dhcp lease bound', {
         endpoint: record.endpointId.slice(0, 12),
@@ -171,6 +171,20 @@ export class LeaseKeeper {
 
   get(networkId: string, endpointId: string): LeaseRecord | null {
     return this.store.getLease(networkId, endpointId);
+  }
+
+  /** Every lease held on a network's endpoints (and those the IPAM driver took for endpoints to come). */
+  heldOn(networkId: string): LeaseRecord[] {
+    return this.store.listLeases().filter((r) => r.networkId === networkId);
+  }
+
+  /** A lease taken for an endpoint to come (lanplug-dhcp) becomes the endpoint's, as it is: nothing is sent. */
+  handOver(networkId: string, from: string, to: string): LeaseRecord | null {
+    const record = this.store.getLease(networkId, from);
+    if (record === null) return null;
+    const moved: LeaseRecord = { ...record, endpointId: to };
+    this.store.moveLease(moved, from);
+    return moved;
   }
 
   /** Release (best effort: a lease not released expires on the server), then the record goes. Idempotent. */

@@ -17,10 +17,13 @@ import { createHash } from 'node:crypto';
 import { conflict, notFound, withContext } from '../errors';
 import type { Logger } from '../log';
 import type { LeaseKeeper } from '../dhcp/keeper';
+import { sameAddress } from '../dhcp/in-container';
 import { randomMac } from '../ipam/mac';
 import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import type { DriverKind } from '../model/network';
+import { networkOf } from '../net/address';
 import { bytesToMac, parseMac } from '../net/mac';
+import { takeOverLeases } from './dhcp-addresses';
 import { shortId } from './names';
 import type { NetworkDriver } from './network-driver';
 import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from './options';
@@ -65,6 +68,8 @@ export class DhcpEndpoints {
   }
 
   async createEndpoint(driver: DriverKind, request: CreateEndpointRequest): Promise<CreateEndpointResult> {
+    if (this.driver.networkSpec(driver, request.networkId).dhcp?.askedBy === 'ipam')
+      return this.takeOver(driver, request);
     const known = this.driver.endpointInfo(request.networkId, request.endpointId);
     const held = this.keeper.get(request.networkId, request.endpointId);
     // Docker retrying a CreateEndpoint that succeeded: the same answer, no second lease.
@@ -158,6 +163,23 @@ export class DhcpEndpoints {
     }
   }
 
+  /**
+   * A lanplug-dhcp endpoint: its addresses are Docker's from the IPAM driver,
+   * which leased them for the endpoint's MAC; the endpoint is made as on any
+   * network, and the leases become its own.
+   */
+  private takeOver(driver: DriverKind, request: CreateEndpointRequest): CreateEndpointResult {
+    const result = this.driver.createEndpoint(driver, request);
+    try {
+      const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a) => a !== undefined);
+      takeOverLeases(this.keeper, request.networkId, request.endpointId, request.mac, addresses);
+      return result;
+    } catch (err) {
+      this.driver.deleteEndpoint(request.networkId, request.endpointId);
+      throw err;
+    }
+  }
+
   /** Join's answer gets the server's router as gateway; the keeper learns the container's namespace. */
   joined(
     driver: DriverKind,
@@ -178,7 +200,13 @@ export class DhcpEndpoints {
       );
     // An --internal network gets no gateway, from Docker's IPAM or from a DHCP server.
     if (record === null || spec.internal) return answer;
-    return { ...answer, gatewayIpv4: leaseOf(record, 4)?.router ?? null };
+    // DHCPv6 names no router (the LAN's routers announce themselves to the container); an IPv6 gateway is
+    // the user's --gateway, never the pool's own address that lanplug-dhcp answers Docker's gateway request with.
+    const gatewayIpv6 =
+      answer.gatewayIpv6 !== null && !spec.ipv6.some((s) => sameAddress(networkOf(s.pool).address, answer.gatewayIpv6))
+        ? answer.gatewayIpv6
+        : null;
+    return { ...answer, gatewayIpv4: leaseOf(record, 4)?.router ?? null, gatewayIpv6 };
   }
 
   /** Leave: the container stops; its lease goes back to the server. */

@@ -57,6 +57,13 @@ export function privateParentName(networkId: string): string {
   return PRIVATE_PARENT_PREFIX + shortId(networkId);
 }
 
+/** A link the lanplug-dhcp IPAM driver asks the LAN's DHCP server with, for one request: `lpd-<random>`. */
+export const ASKING_LINK_PREFIX = 'lpd-';
+
+export function askingLinkName(): string {
+  return ASKING_LINK_PREFIX + randomBytes(4).toString('hex');
+}
+
 /** Names for one probe: its links share a random part and differ by role ('b' bridge, 'i' ipvlan). */
 export function probeLinkNames(): { bridge: string; ipvlan: string } {
   const id = PROBE_LINK_PREFIX + randomBytes(3).toString('hex');

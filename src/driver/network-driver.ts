@@ -5,6 +5,7 @@
  *
  * Every operation is synchronous (rtnetlink and SQLite calls both are), so a
  * request runs start to finish without another interleaving: no locks needed.
+ * (withAskingLink awaits a DHCP exchange, on a link of its own no record names.)
  *
  * Order of effects: validate fully, write the intent to the store, then
  * change the kernel; on a kernel failure undo both. Teardown goes on past a
@@ -13,6 +14,7 @@
  * Errors: the kernel layer names the link and the errno; this layer adds only
  * the network and its parent ("network 5e3ec79625d3 on parent eth0: ...").
  */
+import { writeFileSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown, withContext } from '../errors';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
@@ -33,13 +35,13 @@ import type {
   Stamped,
   Subnet,
 } from '../model/network';
-import { formatPrefix, parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { formatPrefix, parsePrefix, prefixContains, type Family, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
 import { EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
 import { KernelFeatures } from './features';
 import { addRoutes, ensureShim, removeRoutes, wantedRoutes } from './host-access';
-import { checkDockerId, endpointLinkName, shimLinkName, shortId } from './names';
+import { askingLinkName, checkDockerId, endpointLinkName, shimLinkName, shortId } from './names';
 import { ensureParent, ownedParent, releaseParent } from './parent';
 import type {
   CreateEndpointRequest,
@@ -370,6 +372,67 @@ export class NetworkDriver {
     return endpoint;
   }
 
+  /**
+   * The lanplug-dhcp network whose pool this is: RequestAddress names only
+   * the pool, and each such network has pools of its own (validate.ts).
+   */
+  dhcpNetworkOfPool(pool: IpPrefix): NetworkRecord | null {
+    const wanted = formatPrefix(pool);
+    return (
+      this.store
+        .listNetworks()
+        .find(
+          (n) =>
+            n.spec.dhcp?.askedBy === 'ipam' &&
+            [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === wanted),
+        ) ?? null
+    );
+  }
+
+  /**
+   * For the lanplug-dhcp IPAM driver, which asks before the container's link
+   * exists: a macvlan with the container's MAC on the network's parent, up in
+   * the daemon's namespace for the length of `ask`, then removed. For DHCPv6
+   * its link-local address skips duplicate address detection, so the kernel
+   * answers the server's neighbour solicitation for it at once (the server
+   * answers that address). The name is `lpd-<random>`: reconcile removes one
+   * a crash left.
+   */
+  async withAskingLink<T>(
+    spec: NetworkSpec,
+    mac: string,
+    family: Family,
+    ask: (link: LinkInfo) => Promise<T>,
+  ): Promise<T> {
+    let link: LinkInfo;
+    try {
+      const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
+      const request = { name: askingLinkName(), parentIndex: parent.index, mode: 'bridge' as const, mac };
+      try {
+        link = this.rtnl.createMacvlan(request);
+      } catch (err) {
+        // The container's link of its last start may still be parked with this MAC: removed, then once more.
+        if (this.remover.pending === 0) throw err;
+        this.remover.settle();
+        link = this.rtnl.createMacvlan(request);
+      }
+    } catch (err) {
+      throw inNetwork(spec, err);
+    }
+    try {
+      if (family === 6) allowImmediateLinkLocal(link.name);
+      this.rtnl.setUp(link);
+      return await ask(link);
+    } finally {
+      try {
+        this.rtnl.deleteLink(link);
+      } catch (err) {
+        // The next reconcile removes it (its name says what it was).
+        this.log.warn('could not remove a DHCP asking link', { link: link.name, error: String(err) });
+      }
+    }
+  }
+
   /** A DHCP server moved the container: the endpoint's address follows (the LAN watch defends what endpoints hold). */
   moveEndpointAddress(networkId: string, endpointId: string, address: IpPrefix): void {
     const endpoint = this.store.getEndpoint(networkId, endpointId);
@@ -415,7 +478,9 @@ export class NetworkDriver {
         }
       } else {
         const link =
-          spec.dhcp === null ? this.createEndpointLinkBesideParked(spec, endpoint, parent) : this.requireLink(endpoint);
+          spec.dhcp?.askedBy === 'driver'
+            ? this.requireLink(endpoint)
+            : this.createEndpointLinkBesideParked(spec, endpoint, parent);
         this.log.debug('endpoint link ready', { endpoint: shortId(endpointId), link: link.name, index: link.index });
       }
       // The shim is made again here if its parent went away and came back since.
@@ -599,6 +664,12 @@ function endpointLinkRequest(
       ...(endpoint.mac === null ? {} : { mac: endpoint.mac }),
     };
   return { kind: 'ipvlan', ...common, mode: spec.mode.mode, flag: spec.mode.flag };
+}
+
+/** IPv6 on, without duplicate address detection, on a link lanplug just made (before it is up). */
+function allowImmediateLinkLocal(name: string): void {
+  writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '0');
+  writeFileSync(`/proc/sys/net/ipv6/conf/${name}/accept_dad`, '0');
 }
 
 /** The one piece of context this layer adds to a failure: which network, on which parent. */

@@ -24,6 +24,10 @@ export const OPT_HOST_ACCESS = 'host_access';
 export const OPT_CONFLICT = 'lanplug.conflict';
 export const OPT_DHCP = 'dhcp';
 export const OPT_DHCP_TIMEOUT = 'dhcp.timeout';
+/** The IPAM driver whose addresses come from the LAN's DHCP servers: `--ipam-driver lanplug-dhcp`. */
+export const DHCP_IPAM_NAME = 'lanplug-dhcp';
+/** Its address space: how the network driver tells its pools from any other IPAM driver's. */
+export const DHCP_ADDRESS_SPACE = 'LanplugDhcp';
 /** Per-endpoint (`--driver-opt`, compose `driver_opts`): the identity a DHCP server knows a container by. */
 export const OPT_ENDPOINT_DHCP_ID = 'lanplug.dhcp.id';
 export const OPT_ENDPOINT_HOSTNAME = 'lanplug.dhcp.hostname';
@@ -65,7 +69,15 @@ export interface ParsedOptions {
   dhcp: DhcpPolicy | null;
 }
 
-export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record<string, string>>): ParsedOptions {
+/**
+ * `dhcpByIpam`: the network's pools are the lanplug-dhcp IPAM driver's, so its
+ * addresses come from DHCP whatever `-o dhcp` says.
+ */
+export function parseNetworkOptions(
+  driver: DriverKind,
+  options: Readonly<Record<string, string>>,
+  dhcpByIpam = false,
+): ParsedOptions {
   checkKeys(driver, options);
   return {
     mode: driver === 'macvlan' ? parseMacvlanMode(options[OPT_MACVLAN_MODE]) : parseIpvlanMode(options),
@@ -77,28 +89,31 @@ export function parseNetworkOptions(driver: DriverKind, options: Readonly<Record
       count: parseWhole(OPT_ANNOUNCE_COUNT, options[OPT_ANNOUNCE_COUNT], 0, 3, 3),
       intervalMs: parseWhole(OPT_ANNOUNCE_INTERVAL, options[OPT_ANNOUNCE_INTERVAL], 100, 2000, 1000),
     },
-    dhcp: parseDhcp(options),
+    dhcp: parseDhcp(options, dhcpByIpam),
   };
 }
 
-function parseDhcp(options: Readonly<Record<string, string>>): DhcpPolicy | null {
+/** IPv6 is decided by the caller for a lanplug-dhcp network (`--ipv6`); `-o dhcp=true` is IPv4 only. */
+function parseDhcp(options: Readonly<Record<string, string>>, byIpam: boolean): DhcpPolicy | null {
   const timeoutText = options[OPT_DHCP_TIMEOUT];
-  const ipv4 = parseBoolean(OPT_DHCP, options[OPT_DHCP]);
-  // DHCPv6 has its client (src/dhcp/client6.ts) but no way in yet: Docker's null IPAM refuses IPv6 pools,
-  // and any other IPAM gives the address itself. `-o dhcp6` stays an unknown option until that path exists.
-  const ipv6 = false;
-  if (!ipv4 && !ipv6) {
+  const asked = parseBoolean(OPT_DHCP, options[OPT_DHCP]);
+  if (byIpam && asked)
+    throw invalidArgument(
+      `-o ${OPT_DHCP}=true is for --ipam-driver null; with --ipam-driver ${DHCP_IPAM_NAME} the addresses come from DHCP already, leave it out`,
+    );
+  if (!asked && !byIpam) {
     if (timeoutText !== undefined) throw invalidArgument(`-o ${OPT_DHCP_TIMEOUT} needs -o ${OPT_DHCP}=true`);
     return null;
   }
-  if (timeoutText === undefined || timeoutText === '') return { ipv4, ipv6, timeoutMs: 10_000 };
+  const askedBy = byIpam ? 'ipam' : 'driver';
+  if (timeoutText === undefined || timeoutText === '') return { ipv4: true, ipv6: false, timeoutMs: 10_000, askedBy };
   const match = /^(\d{1,2})s?$/.exec(timeoutText);
   const seconds = match === null ? NaN : Number(match[1]);
   if (!(seconds >= 1 && seconds <= DHCP_TIMEOUT_MAX_S))
     throw invalidArgument(
       `-o ${OPT_DHCP_TIMEOUT}=${timeoutText} is not valid; expected seconds from 1 to ${DHCP_TIMEOUT_MAX_S}, such as 10s (Docker gives a plugin 30 s)`,
     );
-  return { ipv4, ipv6, timeoutMs: seconds * 1000 };
+  return { ipv4: true, ipv6: false, timeoutMs: seconds * 1000, askedBy };
 }
 
 /** A DHCP client id or hostname a user gave per endpoint: printable, no spaces, at most 63 bytes. */

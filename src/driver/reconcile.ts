@@ -24,7 +24,14 @@ import type { EndpointRecord, Leftover, NetworkRecord } from '../model/network';
 import type { Store } from '../state/store';
 import { unusedEyes } from '../lan/eye';
 import { addRoutes, ensureShim, routeKey, routesThrough, wantedRoutes } from './host-access';
-import { ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName, shortId } from './names';
+import {
+  ASKING_LINK_PREFIX,
+  ENDPOINT_LINK_PREFIX,
+  PROBE_LINK_PREFIX,
+  SHIM_LINK_PREFIX,
+  shimLinkName,
+  shortId,
+} from './names';
 import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
 
 export interface ReconcileAction {
@@ -96,6 +103,8 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
         'endpoint link no endpoint owns (left by a crash before Docker got an answer)',
         () => deleteLink(link),
       );
+    } else if (link.name.startsWith(ASKING_LINK_PREFIX) && link.kind === 'macvlan') {
+      act('delete-link', link.name, 'DHCP asking link left by a crash', () => deleteLink(link));
     } else if (link.name.startsWith(PROBE_LINK_PREFIX)) {
       act('delete-link', link.name, 'kernel feature probe left by a crash', () => deleteLink(link));
     } else if (isShimLink(link) && !shimNames.has(link.name)) {

@@ -18,6 +18,8 @@ export interface CreateNetworkRequest {
   auxAddresses: ReadonlyMap<string, IpAddress>;
   /** Set by the CNI front end: the network configuration's `name`. */
   cniName?: string;
+  /** The IPAM driver's address space of the network's pools (Docker's IPv4Data); absent when unknown. */
+  addressSpace?: string;
 }
 
 export interface CreateEndpointRequest {

@@ -9,7 +9,14 @@ import type { HostAccess, LinkMode, NetworkRecord, NetworkSpec, ParentPlan, Subn
 import { formatPrefix, prefixContains, type IpAddress } from '../net/address';
 import { MAX_MTU, MIN_MTU_IPV4, MIN_MTU_IPV6 } from '../net/mtu';
 import { privateParentName, shortId } from './names';
-import { OPT_MTU, parentNotFound, parseNetworkOptions, type ParentOption } from './options';
+import {
+  DHCP_ADDRESS_SPACE,
+  DHCP_IPAM_NAME,
+  OPT_MTU,
+  parentNotFound,
+  parseNetworkOptions,
+  type ParentOption,
+} from './options';
 import type { CreateNetworkRequest } from './requests';
 
 /** What validation may ask the kernel: a read-only view of links by name. */
@@ -34,12 +41,14 @@ export function validateNetwork(
   networks: readonly NetworkRecord[],
   lanplugParents: ReadonlySet<string>,
 ): ValidatedNetwork {
-  const options = parseNetworkOptions(request.driver, request.options);
+  const byIpam = request.addressSpace === DHCP_ADDRESS_SPACE;
+  const options = parseNetworkOptions(request.driver, request.options, byIpam);
   const { plan, parentCreated, parentMtu } = resolveParent(options.parent, request.networkId, links, lanplugParents);
   checkParentSharing(request.driver, options.mode, plan.name, networks);
   const mtu = options.mtu;
   if (mtu !== null) checkMtu(mtu, plan, parentMtu, request.ipv6.length > 0);
   if (options.dhcp !== null) checkDhcp(options.mode, plan, request, options.hostAccess);
+  if (byIpam) checkDhcpPools(request, networks);
   return {
     spec: {
       networkId: request.networkId,
@@ -53,7 +62,8 @@ export function validateNetwork(
       hostAccess: options.hostAccess ? resolveHostAccess(options.mode, request) : null,
       conflict: options.conflict,
       announce: options.announce,
-      dhcp: options.dhcp,
+      // A lanplug-dhcp network asks DHCPv6 too when Docker gave it IPv6 pools (`--ipv6`).
+      dhcp: options.dhcp === null ? null : { ...options.dhcp, ipv6: byIpam && request.ipv6.length > 0 },
     },
     parentCreated,
   };
@@ -64,6 +74,7 @@ export function validateNetwork(
  * only source of IPv4 addresses: Docker's IPAM would hand out its own.
  */
 function checkDhcp(mode: LinkMode, plan: ParentPlan, request: CreateNetworkRequest, hostAccess: boolean): void {
+  if (request.addressSpace === DHCP_ADDRESS_SPACE) return checkDhcpByIpam(mode, plan, hostAccess);
   if (plan.kind === 'private')
     throw invalidArgument(`-o dhcp=true needs -o parent: the DHCP server is on the LAN behind a parent interface`);
   if (mode.kind === 'ipvlan' && mode.mode !== 'l2')
@@ -79,6 +90,44 @@ function checkDhcp(mode: LinkMode, plan: ParentPlan, request: CreateNetworkReque
     );
   if (hostAccess)
     throw invalidArgument(`-o host_access=true needs a --subnet; it is not available with -o dhcp=true yet`);
+}
+
+/**
+ * `--ipam-driver lanplug-dhcp`: the IPAM driver asks the LAN's server with a
+ * link of the container's MAC on the parent, before the container's own link
+ * exists; ipvlan links have no MAC of their own to ask with.
+ */
+function checkDhcpByIpam(mode: LinkMode, plan: ParentPlan, hostAccess: boolean): void {
+  const using = `--ipam-driver ${DHCP_IPAM_NAME}`;
+  if (plan.kind === 'private')
+    throw invalidArgument(`${using} needs -o parent: the DHCP server is on the LAN behind a parent interface`);
+  if (mode.kind === 'ipvlan')
+    throw invalidArgument(
+      `${using} is for lanplug-macvlan networks; for ipvlan use --ipam-driver null -o dhcp=true (IPv4, ipvlan_mode=l2)`,
+    );
+  if (mode.mode === 'passthru')
+    throw invalidArgument(`${using} is not available with macvlan_mode=passthru; use bridge`);
+  if (hostAccess) throw invalidArgument(`-o host_access=true is not available with ${using} yet`);
+}
+
+/**
+ * The IPAM driver finds a lanplug-dhcp network by its pool (RequestAddress
+ * names nothing else): two networks on one subnet would be two LANs it
+ * could not tell apart.
+ */
+function checkDhcpPools(request: CreateNetworkRequest, networks: readonly NetworkRecord[]): void {
+  for (const subnet of [...request.ipv4, ...request.ipv6]) {
+    const other = networks.find(
+      (n) =>
+        n.spec.networkId !== request.networkId &&
+        n.spec.dhcp?.askedBy === 'ipam' &&
+        [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(subnet.pool)),
+    );
+    if (other !== undefined)
+      throw conflict(
+        `network ${shortId(other.spec.networkId)} already takes ${formatPrefix(subnet.pool)} from DHCP on ${other.spec.parent.name}; each ${DHCP_IPAM_NAME} network needs its own --subnet`,
+      );
+  }
 }
 
 interface ResolvedParent {
@@ -190,7 +239,8 @@ export function replayDifference(request: CreateNetworkRequest, known: NetworkRe
   const spec = known.spec;
   const id = shortId(spec.networkId);
   if (spec.mode.kind !== request.driver) return `network ${id} already exists as a lanplug-${spec.mode.kind} network`;
-  const options = parseNetworkOptions(request.driver, request.options);
+  const byIpam = request.addressSpace === DHCP_ADDRESS_SPACE;
+  const options = parseNetworkOptions(request.driver, request.options, byIpam);
   const differ = (what: string, stored: string, requested: string): string | null =>
     stored === requested
       ? null

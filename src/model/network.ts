@@ -48,14 +48,19 @@ export interface HostAccess {
 export type ConflictPolicy = 'refuse' | 'warn' | 'off';
 
 /**
- * `-o dhcp=true` / `-o dhcp6=true`: containers take their IPv4 / IPv6
- * address from the LAN's DHCP servers (the network is made with
- * `--ipam-driver null`), within `timeoutMs`.
+ * Containers take their addresses from the LAN's DHCP servers, within
+ * `timeoutMs`, asked by one of two parts of lanplug:
+ * - 'driver': `--ipam-driver null -o dhcp=true` (IPv4): the network driver
+ *   asks at CreateEndpoint and answers Docker with the address;
+ * - 'ipam': `--ipam-driver lanplug-dhcp` (IPv4, and IPv6 with `--ipv6`): the
+ *   IPAM driver asks at RequestAddress with the MAC Docker sends it, and the
+ *   network driver takes over the lease at CreateEndpoint.
  */
 export interface DhcpPolicy {
   ipv4: boolean;
   ipv6: boolean;
   timeoutMs: number;
+  askedBy: 'driver' | 'ipam';
 }
 
 /** Gratuitous ARP / unsolicited NA on attach: how many (0 = none) and how far apart. */

@@ -12,6 +12,8 @@ export interface LeaseStore {
   listLeases(): (LeaseRecord & Stamped)[];
   /** Inserts or replaces. `durable`: fsync'd before returning (a new lease), else at the next durable write. */
   putLease(record: LeaseRecord, durable: boolean): void;
+  /** `record` replaces the lease held under endpoint id `from`, in one durable transaction. */
+  moveLease(record: LeaseRecord, from: string): void;
   deleteLease(networkId: string, endpointId: string): void;
 
   rememberAddress(clientId: string, address: IpAddress): void;

@@ -115,7 +115,14 @@ function decodeDhcpPolicy(value: unknown): DhcpPolicy {
     ipv4: o['ipv4'] === undefined ? true : bool(o, 'ipv4'),
     ipv6: o['ipv6'] === undefined ? false : bool(o, 'ipv6'),
     timeoutMs: num(o, 'timeoutMs'),
+    // Rows from before the lanplug-dhcp IPAM driver: the network driver asked.
+    askedBy: o['askedBy'] === undefined ? 'driver' : decodeAskedBy(o['askedBy']),
   };
+}
+
+function decodeAskedBy(value: unknown): DhcpPolicy['askedBy'] {
+  if (value === 'driver' || value === 'ipam') return value;
+  throw new RecordDecodeError(`unknown DHCP asker ${JSON.stringify(value)}`);
 }
 
 function decodeConflict(value: unknown): ConflictPolicy {

@@ -325,6 +325,13 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     });
   }
 
+  moveLease(record: LeaseRecord, from: string): void {
+    this.transaction(() => {
+      this.deleteLease(record.networkId, from);
+      this.putLease(record, true);
+    });
+  }
+
   deleteLease(networkId: string, endpointId: string): void {
     this.stmt('DELETE FROM leases WHERE network_id = ? AND endpoint_id = ?').run(networkId, endpointId);
   }

@@ -31,7 +31,7 @@ export function containerNetwork(host: DockerHost, container: string, network: s
 /** No link lanplug makes (lp-*, dm-*) is left in the Docker host's namespace. */
 export function assertNoLanplugLinks(host: DockerHost): void {
   const links = host.execOk(['ip', '-o', 'link', 'show']);
-  const ours = links.split('\n').filter((l) => /^\d+: (lp-|lh-|lpp-|lpe-|dm-)/.test(l));
+  const ours = links.split('\n').filter((l) => /^\d+: (lp-|lh-|lpp-|lpd-|lpe-|dm-)/.test(l));
   assert.deepEqual(ours, [], 'links left behind in the Docker host namespace');
 }
 

@@ -377,7 +377,7 @@ test('-o dhcp=true: only with --ipam-driver null, a parent, and a layer-2 mode; 
   );
   assert.deepEqual(store.listNetworks(), []);
   driver.createNetwork(network(NET_A, { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '4s' }, nullIpam));
-  assert.deepEqual(store.getNetwork(NET_A)?.spec.dhcp, { ipv4: true, ipv6: false, timeoutMs: 4000 });
+  assert.deepEqual(store.getNetwork(NET_A)?.spec.dhcp, { ipv4: true, ipv6: false, timeoutMs: 4000, askedBy: 'driver' });
 });
 
 test('a DHCP endpoint whose lease is gone is refused at Join: its address may be someone else’s now', async () => {

@@ -113,7 +113,7 @@ test("the warmer's candidates: a static network's first free addresses; none for
   const leased = {
     ...spec,
     ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }],
-    dhcp: { ipv4: true, ipv6: false, timeoutMs: 10_000 },
+    dhcp: { ipv4: true, ipv6: false, timeoutMs: 10_000, askedBy: 'driver' as const },
   };
   assert.deepEqual(await nextCandidates(leased, [], [], allocator, () => false), []);
 });

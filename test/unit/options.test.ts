@@ -29,16 +29,19 @@ test('-o dhcp=true: a 10 s budget by default, dhcp.timeout from 1 to 25 s, nothi
     ipv4: true,
     ipv6: false,
     timeoutMs: 10_000,
+    askedBy: 'driver',
   });
   assert.deepEqual(parseNetworkOptions('ipvlan', { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '3s' }).dhcp, {
     ipv4: true,
     ipv6: false,
     timeoutMs: 3_000,
+    askedBy: 'driver',
   });
   assert.deepEqual(parseNetworkOptions('macvlan', { dhcp: 'true', 'dhcp.timeout': '25' }).dhcp, {
     ipv4: true,
     ipv6: false,
     timeoutMs: 25_000,
+    askedBy: 'driver',
   });
   refuses(
     () => parseNetworkOptions('macvlan', { dhcp: 'true', 'dhcp.timeout': '30s' }),
@@ -46,6 +49,19 @@ test('-o dhcp=true: a 10 s budget by default, dhcp.timeout from 1 to 25 s, nothi
   );
   refuses(() => parseNetworkOptions('macvlan', { 'dhcp.timeout': '5s' }), '-o dhcp.timeout needs -o dhcp=true');
   refuses(() => parseNetworkOptions('macvlan', { dhcp: 'yes' }), '-o dhcp=yes is not valid; expected true or false');
+});
+
+test('--ipam-driver lanplug-dhcp: DHCP without -o dhcp, dhcp.timeout honoured, -o dhcp=true refused', () => {
+  assert.deepEqual(parseNetworkOptions('macvlan', { parent: 'eth0', 'dhcp.timeout': '5s' }, true).dhcp, {
+    ipv4: true,
+    ipv6: false,
+    timeoutMs: 5_000,
+    askedBy: 'ipam',
+  });
+  refuses(
+    () => parseNetworkOptions('macvlan', { parent: 'eth0', dhcp: 'true' }, true),
+    '-o dhcp=true is for --ipam-driver null; with --ipam-driver lanplug-dhcp the addresses come from DHCP already, leave it out',
+  );
 });
 
 test('every macvlan mode is accepted', () => {

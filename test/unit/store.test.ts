@@ -216,7 +216,7 @@ test('a network record reads back exactly as written, every field', async () => 
       hostAccess: { ipv4: parseAddress('172.16.86.254'), ipv6: parseAddress('2001:db8::fe') },
       conflict: 'warn' as const,
       announce: { count: 1, intervalMs: 250 },
-      dhcp: { ipv4: true, ipv6: true, timeoutMs: 7000 },
+      dhcp: { ipv4: true, ipv6: true, timeoutMs: 7000, askedBy: 'ipam' as const },
     },
     parentCreated: true,
   };

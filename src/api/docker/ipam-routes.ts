@@ -14,10 +14,10 @@ import { optionalBoolean, optionalObject, optionalString, requiredString } from 
 import type { Handler } from './routes';
 
 /** RequestAddress's option naming the gateway request. */
-const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
-const GATEWAY_TYPE = 'com.docker.network.gateway';
+export const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
+export const GATEWAY_TYPE = 'com.docker.network.gateway';
 /** RequestAddress's option with the endpoint's MAC, sent when GetCapabilities said RequiresMACAddress. */
-const MAC_ADDRESS_OPTION = 'com.docker.network.endpoint.macaddress';
+export const MAC_ADDRESS_OPTION = 'com.docker.network.endpoint.macaddress';
 
 /**
  * How the IPAM driver describes itself: what dockerd asks when it registers the driver. On shared

@@ -41,7 +41,15 @@ export function decodeCreateNetwork(driver: DriverKind, body: JsonObject): Creat
     auxAddresses: decodeAuxAddresses([...ipv4Data, ...ipv6Data]),
     // Docker 20.10 sends internal as a top-level option; some callers put it among the generic ones.
     internal: optionalBoolean(options, INTERNAL) || generic[INTERNAL] === 'true',
+    ...addressSpaceOf(ipv4Data),
   };
+}
+
+/** Every pool of a network is from one IPAM driver: the first one's address space tells which. */
+function addressSpaceOf(data: readonly unknown[]): { addressSpace?: string } {
+  const [first] = data;
+  const space = first === undefined ? null : optionalString(asObject(first, 'IPv4Data'), 'AddressSpace');
+  return space === null ? {} : { addressSpace: space };
 }
 
 /** `"AuxAddresses":{"host":"172.16.86.254/24"}` of every subnet -> name -> bare address. */

@@ -1,0 +1,269 @@
+/**
+ * `--ipam-driver lanplug-dhcp`: a dual-stack network whose IPv4 and IPv6
+ * addresses both come from the LAN's own server (a real dnsmasq on the lab's
+ * LAN, DHCPv4 and DHCPv6), asked by the IPAM driver with the MAC dockerd
+ * sends it. Leases are taken before `docker run` returns, renewed, released
+ * at stop, the same after a restart of the container or of the daemon;
+ * reservations hold; bad input and a silent server fail in one line and
+ * leave nothing behind.
+ */
+import { after, before, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { startLanplug } from '../lab/lanplug';
+import {
+  assertNoLanplugLinks,
+  containerNetwork,
+  eventually,
+  lanplugStatus,
+  lines,
+  removeNetworkAfterBurst,
+  useLab,
+} from './helpers';
+
+const lab = useLab({ addresses: ['172.16.86.1/24', 'fd77::1/64'] });
+const RANGE: [string, string] = ['172.16.86.100', '172.16.86.150'];
+const RANGE6: [string, string] = ['fd77::100', 'fd77::1ff'];
+let server: DhcpServer;
+
+before(async () => {
+  server = await startDhcpServer(lab.lan, { range: RANGE, range6: RANGE6, renewSeconds: 3, rebindSeconds: 6 });
+});
+after(() => server?.stop());
+beforeEach(async () => {
+  await server.restart({ range: RANGE, range6: RANGE6, hosts: [] });
+});
+
+/** The dual-stack network of this file: both subnets the server serves, nothing else. */
+function dualStackNetwork(name = 'lan', extra: readonly string[] = []): void {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug-dhcp',
+    '--subnet',
+    '172.16.86.0/24',
+    '--ipv6',
+    '--subnet',
+    'fd77::/64',
+    '-o',
+    'parent=eth0',
+    ...extra,
+    name,
+  ]);
+}
+
+function runWithMac(name: string, mac: string, network = 'lan'): void {
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    '--network',
+    network,
+    '--mac-address',
+    mac,
+    '--name',
+    name,
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+}
+
+/** DUID-LL of a MAC as dnsmasq prints it: what lanplug sends for a container of that MAC. */
+function duidOf(mac: string): string {
+  return `00:03:00:01:${mac}`;
+}
+
+/** dnsmasq's DHCPv6 log lines of kind `what` (DHCPSOLICIT, DHCPRENEW, DHCPRELEASE...) for the DUID of `mac`. */
+function count6(what: string, mac: string): number {
+  return server.count(what, duidOf(mac));
+}
+
+function addressesInContainer(name: string): { v4: string; v6: string } {
+  const v4 = lab.host.dockerOk(['exec', name, 'ip', '-4', '-o', 'addr', 'show', 'eth0']);
+  const v6 = lab.host.dockerOk(['exec', name, 'ip', '-6', '-o', 'addr', 'show', 'eth0', 'scope', 'global']);
+  return {
+    v4: /inet (\S+)\//.exec(v4)?.[1] ?? '?',
+    v6: /inet6 (\S+)\//.exec(v6)?.[1] ?? '?',
+  };
+}
+
+/** The links the IPAM driver asks with (lpd-) live for one exchange; the network's own LAN link (lpe-) stays. */
+function assertNoAskingLinks(): void {
+  assert.doesNotMatch(lab.host.execOk(['ip', '-o', 'link', 'show']), /: lpd-/);
+}
+
+function in6Range(address: string): boolean {
+  const last = Number.parseInt(address.split(':').pop() ?? '', 16);
+  return address.startsWith('fd77::') && last >= 0x100 && last <= 0x1ff;
+}
+
+function in4Range(address: string): boolean {
+  const last = Number(address.split('.')[3]);
+  return address.startsWith('172.16.86.') && last >= 100 && last <= 150;
+}
+
+function lease6(mac: string): { address: string; hostname: string } | undefined {
+  return server.leases().find((l) => l.clientId === duidOf(mac));
+}
+
+test('dual stack from the LAN server: both addresses leased at docker run; inspect, container and lease file agree; both reach the LAN; renewed; released at stop; the same after a restart', async () => {
+  dualStackNetwork();
+  const mac = '02:00:00:00:06:01';
+  runWithMac('both', mac);
+  const net = containerNetwork(lab.host, 'both', 'lan');
+  assert.ok(in4Range(net.IPAddress), net.IPAddress);
+  assert.ok(in6Range(net.GlobalIPv6Address), net.GlobalIPv6Address);
+  assert.equal(net.GlobalIPv6PrefixLen, 64);
+  assert.equal(net.MacAddress, mac);
+  assert.deepEqual(addressesInContainer('both'), { v4: net.IPAddress, v6: net.GlobalIPv6Address });
+  assert.equal(lease6(mac)?.address, net.GlobalIPv6Address, 'dnsmasq leased that IPv6 address to the DUID of the MAC');
+  assert.ok(
+    server.leases().some((l) => l.mac === mac && l.address === net.IPAddress),
+    'dnsmasq leased that IPv4 address to the MAC',
+  );
+  // The server's router is the container's IPv4 default route; IPv6 gets none from DHCPv6 (routers announce it).
+  assert.match(lab.host.dockerOk(['exec', 'both', 'ip', 'route']), /default via 172\.16\.86\.1 dev eth0/);
+  lab.host.dockerOk(['exec', 'both', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+  // The container's IPv6 address may still be tentative (duplicate address detection) for a second.
+  await eventually(() => lab.host.dockerOk(['exec', 'both', 'ping', '-6', '-c', '1', '-W', '1', 'fd77::1']), 10_000);
+  assertNoAskingLinks();
+
+  // DHCPv4 T1 is 3 s here; dnsmasq's DHCPv6 T1 is half its 120 s floor: one Renew within 75 s, no new Solicit.
+  await eventually(() => assert.ok(count6('DHCPRENEW', mac) >= 1, 'a DHCPv6 Renew'), 75_000);
+  assert.equal(count6('DHCPSOLICIT', mac), 1, 'renewals never start over');
+  assert.ok(server.count('DHCPREQUEST', mac) >= 3, 'DHCPv4 renewals too');
+  assert.match(lanplugStatus(lab.plugin), /fd77::1[0-9a-f]{2}\/64/);
+
+  lab.host.dockerOk(['stop', '-t', '1', 'both']);
+  await eventually(() => assert.equal(count6('DHCPRELEASE', mac), 1, 'a DHCPv6 Release at stop'));
+  await eventually(() => assert.equal(lease6(mac), undefined, 'the server freed the IPv6 lease'));
+  assert.ok(!server.leases().some((l) => l.mac === mac), 'and the IPv4 one');
+  lab.host.dockerOk(['start', 'both']);
+  const again = containerNetwork(lab.host, 'both', 'lan');
+  assert.deepEqual([again.IPAddress, again.GlobalIPv6Address], [net.IPAddress, net.GlobalIPv6Address]);
+  assert.deepEqual(addressesInContainer('both'), { v4: net.IPAddress, v6: net.GlobalIPv6Address });
+});
+
+test('daemon kill -9 and start: both leases renew on, no new Solicit; reservations by MAC and by DUID are honoured', async () => {
+  const reservedMac = '02:00:00:00:06:09';
+  await server.restart({ hosts: [`${reservedMac},172.16.86.140`, `id:${duidOf(reservedMac)},[fd77::140]`] });
+  dualStackNetwork();
+  runWithMac('reserved', reservedMac);
+  const net = containerNetwork(lab.host, 'reserved', 'lan');
+  assert.deepEqual([net.IPAddress, net.GlobalIPv6Address], ['172.16.86.140', 'fd77::140']);
+
+  process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
+  await lab.plugin.stop();
+  const before4 = server.count('DHCPREQUEST', reservedMac);
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  await eventually(() => assert.ok(server.count('DHCPREQUEST', reservedMac) > before4, 'renewing again'), 10_000);
+  await eventually(() => assert.ok(count6('DHCPRENEW', reservedMac) >= 1, 'the DHCPv6 lease renewed'), 75_000);
+  assert.equal(count6('DHCPSOLICIT', reservedMac), 1, 'no new Solicit after the daemon restart');
+  assert.deepEqual(addressesInContainer('reserved'), { v4: '172.16.86.140', v6: 'fd77::140' });
+});
+
+test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan, -o dhcp=true beside it, and a silent server', () => {
+  const create = (args: readonly string[]): string => {
+    const r = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--ipam-driver', 'lanplug-dhcp', ...args]);
+    assert.notEqual(r.status, 0, `accepted: ${args.join(' ')}`);
+    return r.stderr;
+  };
+  assert.match(create(['-o', 'parent=eth0', 'nosub']), /lanplug-dhcp needs --subnet with the LAN's IPv4 subnet/);
+  assert.match(
+    create(['--subnet', '172.16.86.0/24', '--ip-range', '172.16.86.0/28', '-o', 'parent=eth0', 'ranged']),
+    /--ip-range is not available with --ipam-driver lanplug-dhcp/,
+  );
+  assert.match(
+    create(['--subnet', '172.16.86.0/24', '-o', 'parent=eth0', '-o', 'dhcp=true', 'twice']),
+    /-o dhcp=true is for --ipam-driver null/,
+  );
+  const ipvlan = lab.host.docker([
+    'network',
+    'create',
+    '-d',
+    'lanplug-ipvlan',
+    '--ipam-driver',
+    'lanplug-dhcp',
+    '--subnet',
+    '172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    'ipv',
+  ]);
+  assert.match(
+    ipvlan.stderr,
+    /lanplug-dhcp is for lanplug-macvlan networks; for ipvlan use --ipam-driver null -o dhcp=true/,
+  );
+
+  dualStackNetwork('lan', ['-o', 'dhcp.timeout=3s']);
+  const pinned = lab.host.docker([
+    'run',
+    '-d',
+    '--network',
+    'lan',
+    '--ip6',
+    'fd77::150',
+    '--name',
+    'pinned',
+    'alpine:latest',
+    'true',
+  ]);
+  assert.match(pinned.stderr, /--ip\/--ip6 fd77::150 cannot be used with --ipam-driver lanplug-dhcp/);
+
+  server.stop();
+  const started = Date.now();
+  const r = lab.host.docker(['run', '-d', '--network', 'lan', '--name', 'lonely', 'alpine:latest', 'sleep', '3600']);
+  const tookMs = Date.now() - started;
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /network [0-9a-f]{12} on parent eth0: no DHCP server answered on eth0 within 3 s/);
+  assert.ok(tookMs < 15_000, `refused after ${tookMs} ms`);
+  assertNoAskingLinks();
+  assert.doesNotMatch(lab.host.execOk(['ip', '-o', 'link', 'show']), /: lp-[0-9a-f]{12}[@:]/);
+  assert.doesNotMatch(lanplugStatus(lab.plugin), /dhcp lease|endpoint/);
+  lab.host.docker(['rm', '-f', 'pinned', 'lonely']);
+  lab.host.dockerOk(['network', 'rm', 'lan']);
+  assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
+  assertNoLanplugLinks(lab.host);
+});
+
+test('10 dual-stack containers at once: 10 distinct leases per family; all released when they go; nothing leaked', async () => {
+  dualStackNetwork();
+  const names = Array.from({ length: 10 }, (_v, i) => `many${i}`);
+  const runs = await Promise.all(
+    names.map((n) =>
+      lab.host.dockerAsync(['run', '-d', '--network', 'lan', '--name', n, 'alpine:latest', 'sleep', '3600']),
+    ),
+  );
+  assert.deepEqual(
+    runs.map((r) => r.code),
+    names.map(() => 0),
+    runs.map((r) => r.stderr).join(''),
+  );
+  const nets = names.map((n) => containerNetwork(lab.host, n, 'lan'));
+  const v4 = nets.map((n) => n.IPAddress);
+  const v6 = nets.map((n) => n.GlobalIPv6Address);
+  assert.equal(new Set(v4).size, 10, v4.join(' '));
+  assert.equal(new Set(v6).size, 10, v6.join(' '));
+  assert.ok(v4.every(in4Range) && v6.every(in6Range), [...v4, ...v6].join(' '));
+  for (const [i, n] of names.entries()) assert.deepEqual(addressesInContainer(n), { v4: v4[i], v6: v6[i] });
+  lab.host.dockerOk(['rm', '-f', ...names]);
+  await eventually(
+    () =>
+      assert.deepEqual(
+        lines(
+          server
+            .leases()
+            .map((l) => l.address)
+            .join('\n'),
+        ).filter((a) => v4.includes(a) || v6.includes(a)),
+        [],
+      ),
+    15_000,
+  );
+  await removeNetworkAfterBurst(lab.host, lab.plugin, 'lan', { ms: 30_000 });
+  assertNoLanplugLinks(lab.host);
+  assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
+});
