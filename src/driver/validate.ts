@@ -62,8 +62,11 @@ export function validateNetwork(
       hostAccess: options.hostAccess ? resolveHostAccess(options.mode, request) : null,
       conflict: options.conflict,
       announce: options.announce,
-      // A lanplug-dhcp network asks DHCPv6 too when Docker gave it IPv6 pools (`--ipv6`).
-      dhcp: options.dhcp === null ? null : { ...options.dhcp, ipv6: byIpam && request.ipv6.length > 0 },
+      // A lanplug-dhcp network asks each family Docker gave it pools of (`--ipv6`; Docker 28's `--ipv4=false`).
+      dhcp:
+        options.dhcp === null
+          ? null
+          : { ...options.dhcp, ipv4: !byIpam || request.ipv4.length > 0, ipv6: byIpam && request.ipv6.length > 0 },
     },
     parentCreated,
   };

@@ -9,7 +9,7 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
 import {
   assertNoLanplugLinks,
@@ -34,25 +34,8 @@ beforeEach(async () => {
   await server.restart({ range: RANGE, range6: RANGE6, hosts: [] });
 });
 
-/** The dual-stack network of this file: both subnets the server serves, nothing else. */
 function dualStackNetwork(name = 'lan', extra: readonly string[] = []): void {
-  lab.host.dockerOk([
-    'network',
-    'create',
-    '-d',
-    'lanplug-macvlan',
-    '--ipam-driver',
-    'lanplug-dhcp',
-    '--subnet',
-    '172.16.86.0/24',
-    '--ipv6',
-    '--subnet',
-    'fd77::/64',
-    '-o',
-    'parent=eth0',
-    ...extra,
-    name,
-  ]);
+  lab.host.dockerOk(dualStackDhcpNetworkArgs(name, extra));
 }
 
 function runWithMac(name: string, mac: string, network = 'lan'): void {

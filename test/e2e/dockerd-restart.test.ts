@@ -3,12 +3,13 @@
  * containers with --restart=always come back with their addresses, and
  * dockerd never waits on lanplug at boot (no handler calls Docker's API).
  * A second Docker host in the same lab runs with --live-restore. A DHCP
- * network's container gets the same lease back (dnsmasq on the LAN).
+ * network's container gets the same lease back (dnsmasq on the LAN), and so
+ * does a dual-stack lanplug-dhcp network's (DHCPv4 and DHCPv6).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
-import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { assertNoLanplugLinks, containerNetwork } from './helpers';
@@ -18,8 +19,11 @@ let server: DhcpServer;
 const hosts: { host: DockerHost; plugin: Lanplug }[] = [];
 
 before(async () => {
-  lan = createLan({ addresses: ['172.16.86.1/24'] });
-  server = await startDhcpServer(lan, { range: ['172.16.86.200', '172.16.86.250'] });
+  lan = createLan({ addresses: ['172.16.86.1/24', 'fd77::1/64'] });
+  server = await startDhcpServer(lan, {
+    range: ['172.16.86.200', '172.16.86.250'],
+    range6: ['fd77::200', 'fd77::2ff'],
+  });
   for (const dockerdArgs of [[], ['--live-restore']]) {
     const host = await createDockerHost(lan, { dockerdArgs });
     hosts.push({ host, plugin: await startLanplug(host) });
@@ -90,6 +94,22 @@ for (const [index, mode] of ['without --live-restore', 'with --live-restore'].en
       ]),
     );
     const leased = containerNetwork(host, 'd1', 'dhcp').IPAddress;
+    host.dockerOk(dualStackDhcpNetworkArgs('dhcp6'));
+    host.dockerOk([
+      'run',
+      '-d',
+      '--restart=always',
+      '--network',
+      'dhcp6',
+      '--mac-address',
+      `02:00:00:00:06:1${index}`,
+      '--name',
+      'd6',
+      'alpine:latest',
+      'sleep',
+      '3600',
+    ]);
+    const leased6 = containerNetwork(host, 'd6', 'dhcp6');
     const before = ['r1', 'r2'].map((n) => containerNetwork(host, n, 'lan'));
     const startedAt = ['r1', 'r2'].map((n) => host.dockerOk(['inspect', '-f', '{{.State.StartedAt}}', n]).trim());
     host.stopDockerd();
@@ -116,10 +136,22 @@ for (const [index, mode] of ['without --live-restore', 'with --live-restore'].en
       await new Promise((r) => setTimeout(r, 250));
     assert.equal(containerNetwork(host, 'd1', 'dhcp').IPAddress, leased, 'the same lease after the restart');
     host.dockerOk(['exec', 'd1', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+    while (host.dockerOk(['inspect', '-f', '{{.State.Running}}', 'd6']).trim() !== 'true' && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 250));
+    const again6 = containerNetwork(host, 'd6', 'dhcp6');
+    assert.deepEqual(
+      [again6.IPAddress, again6.GlobalIPv6Address],
+      [leased6.IPAddress, leased6.GlobalIPv6Address],
+      'the same IPv4 and IPv6 leases after the restart',
+    );
+    assert.match(
+      host.dockerOk(['exec', 'd6', 'ip', '-6', 'addr', 'show', 'eth0']),
+      new RegExp(`inet6 ${leased6.GlobalIPv6Address}/64`),
+    );
     // Without live-restore dockerd stopped the container (a release) and started it again (a new exchange).
     assert.equal(server.count('DHCPRELEASE', mac), index === 0 ? 1 : 0);
-    host.dockerOk(['rm', '-f', 'r1', 'r2', 'd1']);
-    for (const name of ['lan', 'dhcp']) {
+    host.dockerOk(['rm', '-f', 'r1', 'r2', 'd1', 'd6']);
+    for (const name of ['lan', 'dhcp', 'dhcp6']) {
       const until = Date.now() + 10_000;
       while (host.docker(['network', 'rm', name]).status !== 0 && Date.now() < until)
         await new Promise((r) => setTimeout(r, 100));

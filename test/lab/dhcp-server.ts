@@ -42,6 +42,7 @@ export class DhcpServer {
   private child: ChildProcess | null = null;
   readonly leaseFile: string;
   readonly logFile: string;
+  private readonly stderrFile: string;
 
   constructor(
     readonly lan: Lan,
@@ -49,6 +50,7 @@ export class DhcpServer {
   ) {
     this.leaseFile = path.join(lan.dir, 'dnsmasq.leases');
     this.logFile = path.join(lan.dir, 'dnsmasq.log');
+    this.stderrFile = path.join(lan.dir, 'dnsmasq.stderr');
   }
 
   async start(): Promise<void> {
@@ -76,12 +78,16 @@ export class DhcpServer {
       ...(o.hosts ?? []).map((h) => `--dhcp-host=${h}`),
       ...(o.range6 === undefined ? [] : [`--dhcp-range=${o.range6[0]},${o.range6[1]},64,${o.leaseSeconds ?? 120}`]),
     ];
+    // Its stderr goes to a file, never to a pipe: in --no-daemon mode dnsmasq writes every log line there too,
+    // and a pipe this process does not drain while it runs a synchronous command (docker, ip) fills up and
+    // blocks dnsmasq mid-answer -- a server that stops answering for the rest of the file.
+    const stderrFd = fs.openSync(this.stderrFile, 'w');
     const child = spawn(nsExecArgv(this.lan.ns, argv)[0] as string, nsExecArgv(this.lan.ns, argv).slice(1), {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'ignore', stderrFd],
       env: cleanEnv(),
     });
-    let stderr = '';
-    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+    fs.closeSync(stderrFd);
+    const stderr = (): string => fs.readFileSync(this.stderrFile, 'utf8');
     child.on('error', () => undefined);
     child.unref();
     this.child = child;
@@ -89,7 +95,7 @@ export class DhcpServer {
     const deadline = Date.now() + 10_000;
     while (!this.log().includes('DHCP, IP range')) {
       if (child.exitCode !== null || Date.now() > deadline)
-        throw new Error(`lab: dnsmasq did not start: ${tail(stderr + this.log(), 20)}`);
+        throw new Error(`lab: dnsmasq did not start: ${tail(stderr() + this.log(), 20)}`);
       await sleep(25);
     }
   }
@@ -166,6 +172,30 @@ export function dhcpNetworkArgs(name: string, extra: readonly string[] = []): st
     'parent=eth0',
     '-o',
     'dhcp=true',
+    ...extra,
+    name,
+  ];
+}
+
+/**
+ * `docker network create` for a dual-stack network whose IPv4 and IPv6 addresses both come from the
+ * LAN's server, asked by the lanplug-dhcp IPAM driver (the lab LAN's 172.16.86.0/24 and fd77::/64).
+ */
+export function dualStackDhcpNetworkArgs(name: string, extra: readonly string[] = []): string[] {
+  return [
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug-dhcp',
+    '--subnet',
+    '172.16.86.0/24',
+    '--ipv6',
+    '--subnet',
+    'fd77::/64',
+    '-o',
+    'parent=eth0',
     ...extra,
     name,
   ];
