@@ -181,7 +181,10 @@ async function exchange6(
   return null;
 }
 
-/** A Reply that binds an address, as a lease; null when it binds none (a status says why). */
+/**
+ * A Reply that binds an address, as a lease; null when it binds none (a status says why). Addresses the
+ * server takes back (valid lifetime 0, RFC 8415 §18.3.4) are not among the IA's (decodeIaNa).
+ */
 function leaseFrom(reply: Reply6, prefixLength: number): Lease | null {
   const address = reply.ia?.addresses[0];
   const serverId = option(reply.message, OPT6.serverId);
@@ -211,6 +214,8 @@ function leaseFrom(reply: Reply6, prefixLength: number): Lease | null {
 function replyProblem(reply: Reply6): string {
   const status = statusOf(reply.message);
   const code = reply.ia?.status ?? status.code;
+  // Success, yet no address: the server took the one asked for back and gave none instead.
+  if (code === STATUS6.success) return 'no address bound (the server withdrew the one asked for)';
   const names: Record<number, string> = { [STATUS6.noAddrsAvail]: 'NoAddrsAvail', [STATUS6.noBinding]: 'NoBinding' };
   return `${names[code] ?? `status ${code}`}${status.text === '' ? '' : `: ${status.text}`}`;
 }

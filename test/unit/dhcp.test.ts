@@ -288,8 +288,13 @@ test('a DHCPv6 message and its IA_NA read back the same; a UDP-over-IPv6 checksu
   assert.deepEqual(decodeUdp6Frame(frame)?.payload, bytes);
 });
 
-test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advertising server, the Reply as a lease', async () => {
-  const { acquire6 } = await import('../../src/dhcp/client6');
+type IaAddress = import('../../src/dhcp/message6').IaNa['addresses'][number];
+
+/**
+ * A DHCPv6 server behind a fake channel: every Solicit gets an Advertise, every other message a
+ * Reply, each with an IA_NA of the addresses `give` returns for it. `sent` records what the client sent.
+ */
+async function fakeServer6(give: (m: import('../../src/dhcp/message6').Dhcp6Message) => IaAddress[]) {
   const m6 = await import('../../src/dhcp/message6');
   const { encodeUdp6Frame, decodeUdp6Frame } = await import('../../src/l2/udp-frames');
   const sent: import('../../src/dhcp/message6').Dhcp6Message[] = [];
@@ -303,13 +308,7 @@ test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advert
       assert.ok(d !== null && m !== null);
       assert.equal(d.destination.text, 'ff02::1:2');
       sent.push(m);
-      const ia = m6.encodeIaNa({
-        iaid: 1,
-        renewSeconds: 0,
-        rebindSeconds: 0,
-        addresses: [{ address: parseAddress('2001:db8:86::150'), preferredSeconds: 3600, validSeconds: 7200 }],
-        status: null,
-      });
+      const ia = m6.encodeIaNa({ iaid: 1, renewSeconds: 0, rebindSeconds: 0, addresses: give(m), status: null });
       const reply = {
         type: m.type === 'solicit' ? ('advertise' as const) : ('reply' as const),
         xid: m.xid,
@@ -341,6 +340,14 @@ test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advert
     },
     async close() {},
   };
+  return { channel, sent, serverDuid, m6 };
+}
+
+test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advertising server, the Reply as a lease', async () => {
+  const { acquire6 } = await import('../../src/dhcp/client6');
+  const { channel, sent, serverDuid, m6 } = await fakeServer6(() => [
+    { address: parseAddress('2001:db8:86::150'), preferredSeconds: 3600, validSeconds: 7200 },
+  ]);
   const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
   assert.deepEqual(
     sent.map((m) => m.type),
@@ -350,6 +357,32 @@ test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advert
   assert.equal(`${lease.address.address.text}/${lease.address.prefixLength}`, '2001:db8:86::150/64');
   assert.equal(lease.serverDuid, serverDuid.toString('hex'));
   assert.deepEqual([lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds], [7200, 1800, 3150]);
+});
+
+test('renew6: an address the server withdraws (valid lifetime 0) is never the lease; its replacement is, and a Reply of only withdrawn ones is a refusal', async () => {
+  const { acquire6, renew6 } = await import('../../src/dhcp/client6');
+  const old = parseAddress('2001:db8:86::150');
+  const moved = parseAddress('2001:db8:86::300');
+  let renewing = false;
+  let replacement = true;
+  const { channel } = await fakeServer6(() =>
+    !renewing
+      ? [{ address: old, preferredSeconds: 3600, validSeconds: 7200 }]
+      : [
+          { address: old, preferredSeconds: 0, validSeconds: 0 },
+          ...(replacement ? [{ address: moved, preferredSeconds: 3600, validSeconds: 7200 }] : []),
+        ],
+  );
+  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  renewing = true;
+  const next = await renew6(channel, identity, lease, 'renew', Date.now() + 3000);
+  assert.equal(next.kind === 'ack' ? next.lease.address.address.text : next.kind, '2001:db8:86::300');
+  replacement = false;
+  const refused = await renew6(channel, identity, lease, 'renew', Date.now() + 3000);
+  assert.deepEqual(refused, {
+    kind: 'nak',
+    message: 'no address bound (the server withdrew the one asked for)',
+  });
 });
 
 test('T1 and T2 a client can act on: the server’s when sane, else 50 % and 87.5 %; an infinite lease is never renewed', async () => {

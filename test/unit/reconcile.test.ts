@@ -129,7 +129,7 @@ test('a parent whose release failed is retried by the reconciler', () => {
   assert.deepEqual(rtnl.names(), ['eth0', 'lo']);
 });
 
-test("reconcile: orphan endpoint links and probes go; owned links, the user's links and Docker's dm- links stay", () => {
+test("reconcile: orphan endpoint links, probes and DHCP asking links go; owned links, the user's links and Docker's dm- links stay", () => {
   const { rtnl, driver } = setup();
   driver.createNetwork(network(NET, { parent: 'eth0' }));
   driver.createEndpoint('macvlan', {
@@ -144,6 +144,7 @@ test("reconcile: orphan endpoint links and probes go; owned links, the user's li
   assert.ok(eth0);
   rtnl.add({ name: 'lp-999999999999', kind: 'macvlan', mtu: 1500, mac: null, up: false, parentIndex: eth0.index });
   rtnl.add({ name: 'lpp-abcdefb', kind: 'bridge', mtu: 1500, mac: null, up: false, parentIndex: null });
+  rtnl.add({ name: 'lpd-0a1b2c3d', kind: 'macvlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index });
   rtnl.add({ name: 'eth0.77', kind: 'vlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index, vlanId: 77 });
   rtnl.add({ name: 'dm-cccccccccccc', kind: 'dummy', mtu: 1500, mac: null, up: true, parentIndex: null });
   rtnl.add({ name: 'lp-notours', kind: 'veth', mtu: 1500, mac: null, up: true, parentIndex: null });
@@ -153,6 +154,7 @@ test("reconcile: orphan endpoint links and probes go; owned links, the user's li
     [
       ['delete-link', 'lp-999999999999', 'planned'],
       ['delete-link', 'lpp-abcdefb', 'planned'],
+      ['delete-link', 'lpd-0a1b2c3d', 'planned'],
     ],
   );
   assert.notEqual(rtnl.getLink('lp-999999999999'), null, 'a dry run changes nothing');
