@@ -233,6 +233,7 @@ function socketsToCheck(options: DoctorOptions): { name: string; path: string; k
     { name: 'lanplug-macvlan', kind: 'NetworkDriver' },
     { name: 'lanplug-ipvlan', kind: 'NetworkDriver' },
     { name: 'lanplug', kind: 'IpamDriver' },
+    { name: 'lanplug-dhcp', kind: 'IpamDriver' },
   ].map((s) => ({ ...s, path: join(options.pluginDir, `${s.name}.sock`), restart }));
 }
 

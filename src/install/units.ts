@@ -28,6 +28,7 @@ export const SOCKET_UNITS = [
   { unit: 'lanplug-macvlan.socket', plugin: 'lanplug-macvlan', what: 'lanplug-macvlan Docker network driver' },
   { unit: 'lanplug-ipvlan.socket', plugin: 'lanplug-ipvlan', what: 'lanplug-ipvlan Docker network driver' },
   { unit: 'lanplug-ipam.socket', plugin: 'lanplug', what: 'lanplug Docker IPAM driver' },
+  { unit: 'lanplug-dhcp.socket', plugin: 'lanplug-dhcp', what: 'lanplug-dhcp Docker IPAM driver' },
 ] as const;
 
 export function unitFiles(settings: UnitSettings): UnitFile[] {

@@ -112,7 +112,7 @@ export function heldMessage(path: string, holder: LockHolder, wanted: LockOwner)
   if (holder.owner.kind === 'plugin' && wanted.kind === 'daemon')
     return `${who} holds ${path}: a managed and a legacy lanplug never share a state directory; disable the managed plugins first (docker plugin disable ${siblingPlugins(holder.owner.name).join(' ')}) or give this daemon another --state-dir`;
   if (holder.owner.kind === 'daemon' && wanted.kind === 'plugin')
-    return `${who} outside Docker holds ${path}: a managed and a legacy lanplug never share a state directory; stop it (systemctl stop lanplug.service lanplug-macvlan.socket lanplug-ipvlan.socket lanplug-ipam.socket), then disable and enable ${wanted.name}; or give the plugin another directory (docker plugin disable ${wanted.name}, then docker plugin set ${wanted.name} state.source=DIR)`;
+    return `${who} outside Docker holds ${path}: a managed and a legacy lanplug never share a state directory; stop it (systemctl stop lanplug.service lanplug-macvlan.socket lanplug-ipvlan.socket lanplug-ipam.socket lanplug-dhcp.socket), then disable and enable ${wanted.name}; or give the plugin another directory (docker plugin disable ${wanted.name}, then docker plugin set ${wanted.name} state.source=DIR)`;
   return `another lanplug daemon${holder.pid > 0 ? ` (pid ${holder.pid})` : ''} holds ${path}; one daemon serves a state directory: stop it first, or give this one another --state-dir`;
 }
 

@@ -2,7 +2,9 @@
  * DHCP through lanplug, against dnsmasq on the lab LAN, driven over the
  * plugin socket as dockerd drives it: what an address from the LAN's server
  * costs per attach (CreateEndpoint is the whole DISCOVER..ACK), and what a
- * held lease costs the daemon in memory (a row and a timer, no process).
+ * held lease costs the daemon in memory (a row and a timer, no process);
+ * and the lanplug-dhcp IPAM driver's RequestAddress for IPv4 and for IPv6
+ * (a link of the container's MAC made, the exchange, the link removed).
  */
 import { call, rssMB } from './driver-api';
 import { sinceMs, type Results } from './stats';
@@ -73,4 +75,60 @@ export async function dhcpAttach(
   results.figure(`daemon RSS holding ${options.held} DHCP leases`, after, 'MB');
   results.figure('daemon memory per held lease', ((after - before) * 1e3) / options.held, 'kB');
   for (const id of held) await detach(networks.unprobed, id);
+}
+
+/**
+ * lanplug-dhcp, as dockerd drives it for a dual-stack `docker run`: RequestAddress
+ * IPv4 then IPv6 (each with the endpoint's MAC), CreateEndpoint (takes the
+ * leases over), Join; then Leave, DeleteEndpoint, ReleaseAddress twice.
+ */
+export async function dhcpIpamAttach(
+  results: Results,
+  sockets: { driver: string; ipam: string },
+  network: { id: string; pool4: string; pool6: string },
+  cycles: number,
+): Promise<void> {
+  const v4: number[] = [];
+  const v6: number[] = [];
+  for (let i = 0; i < cycles + 5; i++) {
+    const mac = macOf(0xd9, i);
+    const ids = { NetworkID: network.id, EndpointID: endpointId('d9', i) };
+    const ask = async (poolId: string): Promise<[string, number]> => {
+      const start = process.hrtime.bigint();
+      const answer = await call(sockets.ipam, '/IpamDriver.RequestAddress', {
+        PoolID: poolId,
+        Address: '',
+        Options: { 'com.docker.network.endpoint.macaddress': mac },
+      });
+      const json = answer.json as { Address?: unknown } | null;
+      const address = json?.Address;
+      if (typeof address !== 'string') throw new Error(`RequestAddress answered ${JSON.stringify(answer.json)}`);
+      return [address, sinceMs(start)];
+    };
+    const [address4, ms4] = await ask(network.pool4);
+    const [address6, ms6] = await ask(network.pool6);
+    if (i >= 5) {
+      v4.push(ms4);
+      v6.push(ms6);
+    }
+    await call(sockets.driver, '/NetworkDriver.CreateEndpoint', {
+      ...ids,
+      Interface: { Address: address4, AddressIPv6: address6, MacAddress: mac },
+      Options: {},
+    });
+    await call(sockets.driver, '/NetworkDriver.Join', { ...ids, SandboxKey: '/proc/1/ns/net', Options: {} });
+    await call(sockets.driver, '/NetworkDriver.Leave', ids);
+    await call(sockets.driver, '/NetworkDriver.DeleteEndpoint', ids);
+    for (const [poolId, address] of [
+      [network.pool4, address4],
+      [network.pool6, address6],
+    ] as const)
+      await call(sockets.ipam, '/IpamDriver.ReleaseAddress', { PoolID: poolId, Address: address.split('/')[0] });
+  }
+  results.add(
+    'DHCP (dnsmasq on the LAN)',
+    'lanplug-dhcp RequestAddress IPv4: link of the MAC, DISCOVER..ACK, ARP probe, link removed',
+    v4,
+  );
+  results.add('DHCP (dnsmasq on the LAN)', 'lanplug-dhcp RequestAddress IPv6: link of the MAC, Solicit..Reply', v6);
 }

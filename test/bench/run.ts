@@ -16,9 +16,9 @@ import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import { buildCniExecutable } from '../../src/install/cni';
 import { openRtnl } from '../../src/link/rtnl';
-import { dhcpNetworkArgs, startDhcpServer } from '../lab/dhcp-server';
+import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer } from '../lab/dhcp-server';
 import { coldStarts } from './cold-start';
-import { dhcpAttach } from './dhcp';
+import { dhcpAttach, dhcpIpamAttach } from './dhcp';
 import { dockerLevel } from './docker-level';
 import { sharedPoolRequests } from './shared-pools';
 import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   }
   await sharedPoolRequests(results, SHARED_CYCLES);
 
-  const lan = createLan({ addresses: ['172.16.86.1/16'] });
+  const lan = createLan({ addresses: ['172.16.86.1/16', 'fd77::1/64'] });
   try {
     const host = await createDockerHost(lan);
     // BENCH_PROFILE_DIR=/some/dir: the daemon writes a CPU profile there when it stops (node --cpu-prof).
@@ -244,6 +244,7 @@ async function main(): Promise<void> {
       range: ['172.16.200.1', '172.16.215.254'],
       netmask: '255.255.0.0',
       leaseSeconds: 3600,
+      range6: ['fd77::1000', 'fd77::ffff'],
     });
     host.dockerOk(dhcpNetworkArgs('leased'));
     // A second network on the same parent and server, without the probe of each acknowledged address.
@@ -255,8 +256,15 @@ async function main(): Promise<void> {
       plugin.pid,
       { cycles: DHCP_CYCLES, held: DHCP_HELD },
     );
+    host.dockerOk(dualStackDhcpNetworkArgs('leased-dual', [], '172.16.0.0/16'));
+    await dhcpIpamAttach(
+      results,
+      { driver: driverSocket, ipam: join(plugin.pluginDir, 'lanplug-dhcp.sock') },
+      { id: networkId('leased-dual'), pool4: 'LanplugDhcp/172.16.0.0/16', pool6: 'LanplugDhcp/fd77::/64' },
+      DHCP_CYCLES,
+    );
     closeAgents();
-    host.dockerOk(['network', 'rm', 'leased', 'leased-unprobed']);
+    host.dockerOk(['network', 'rm', 'leased', 'leased-unprobed', 'leased-dual']);
     dhcpServer.stop();
 
     // Built-in macvlan and lanplug-macvlan can share eth0 (both bridge mode).

@@ -60,11 +60,13 @@ test('install writes and enables four units that systemd-analyze verify accepts;
     const installed = lanplug(['install', '--root', root]);
     assert.equal(installed.status, 0, installed.stderr);
     assert.deepEqual(tree(root), [
+      'etc/systemd/system/lanplug-dhcp.socket',
       'etc/systemd/system/lanplug-ipam.socket',
       'etc/systemd/system/lanplug-ipvlan.socket',
       'etc/systemd/system/lanplug-macvlan.socket',
       'etc/systemd/system/lanplug.service',
       'etc/systemd/system/multi-user.target.wants/lanplug.service',
+      'etc/systemd/system/sockets.target.wants/lanplug-dhcp.socket',
       'etc/systemd/system/sockets.target.wants/lanplug-ipam.socket',
       'etc/systemd/system/sockets.target.wants/lanplug-ipvlan.socket',
       'etc/systemd/system/sockets.target.wants/lanplug-macvlan.socket',
@@ -87,9 +89,13 @@ test('install writes and enables four units that systemd-analyze verify accepts;
       'systemd-analyze',
       'verify',
       '--man=no',
-      ...['lanplug.service', 'lanplug-macvlan.socket', 'lanplug-ipvlan.socket', 'lanplug-ipam.socket'].map((u) =>
-        join(units, u),
-      ),
+      ...[
+        'lanplug.service',
+        'lanplug-macvlan.socket',
+        'lanplug-ipvlan.socket',
+        'lanplug-ipam.socket',
+        'lanplug-dhcp.socket',
+      ].map((u) => join(units, u)),
     ]);
     const complaints = (verify.stdout + verify.stderr).split('\n').filter((l) => /lanplug/.test(l));
     assert.deepEqual(complaints, [], 'systemd-analyze verify has nothing to say about the units');

@@ -179,9 +179,13 @@ export function dhcpNetworkArgs(name: string, extra: readonly string[] = []): st
 
 /**
  * `docker network create` for a dual-stack network whose IPv4 and IPv6 addresses both come from the
- * LAN's server, asked by the lanplug-dhcp IPAM driver (the lab LAN's 172.16.86.0/24 and fd77::/64).
+ * LAN's server, asked by the lanplug-dhcp IPAM driver (the lab LAN's fd77::/64, and 172.16.86.0/24 unless told).
  */
-export function dualStackDhcpNetworkArgs(name: string, extra: readonly string[] = []): string[] {
+export function dualStackDhcpNetworkArgs(
+  name: string,
+  extra: readonly string[] = [],
+  subnet4 = '172.16.86.0/24',
+): string[] {
   return [
     'network',
     'create',
@@ -190,7 +194,7 @@ export function dualStackDhcpNetworkArgs(name: string, extra: readonly string[] 
     '--ipam-driver',
     'lanplug-dhcp',
     '--subnet',
-    '172.16.86.0/24',
+    subnet4,
     '--ipv6',
     '--subnet',
     'fd77::/64',
