@@ -230,7 +230,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       const run = checking.then(async () => {
         const forgotten = await dropForgottenRows(driver, engine, log, { dryRun, graceMs });
         const vanished = attachments.collectVanished(dryRun);
-        const reconciled = reconcile(rtnl, store, log, { dryRun });
+        const reconciled = reconcile(rtnl, store, log, { dryRun, askingLinksInUse: driver.askingLinks });
         const claims = await orphans
           .pass(
             () => endpointAddresses(store),

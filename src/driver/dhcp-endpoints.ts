@@ -214,17 +214,10 @@ export class DhcpEndpoints {
     this.keeper.release(networkId, endpointId, why);
   }
 
+  /** Every lease on the network goes back, its endpoints' and those lanplug-dhcp took for endpoints to come. */
   releaseNetwork(networkId: string): void {
-    for (const endpoint of safeList(() => this.driver.listEndpoints(networkId)))
-      this.keeper.release(networkId, endpoint.endpointId, 'network removed');
-  }
-}
-
-function safeList<T>(list: () => T[]): T[] {
-  try {
-    return list();
-  } catch {
-    return [];
+    for (const record of this.keeper.heldOn(networkId))
+      this.keeper.release(networkId, record.endpointId, 'network removed');
   }
 }
 

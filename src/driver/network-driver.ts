@@ -74,6 +74,8 @@ export class NetworkDriver {
   private readonly announcer: Announcer | null;
   /** How endpoint links go at DeleteEndpoint: the daemon's reaper takes them off the request path. */
   private readonly remover: LinkRemover;
+  /** The DHCP asking links (lpd-) exchanges are using now: reconcile leaves them be. */
+  readonly askingLinks = new Set<string>();
 
   constructor(
     private readonly rtnl: Rtnl,
@@ -405,9 +407,11 @@ export class NetworkDriver {
     ask: (link: LinkInfo) => Promise<T>,
   ): Promise<T> {
     let link: LinkInfo;
+    const name = askingLinkName();
+    this.askingLinks.add(name);
     try {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
-      const request = { name: askingLinkName(), parentIndex: parent.index, mode: 'bridge' as const, mac };
+      const request = { name, parentIndex: parent.index, mode: 'bridge' as const, mac };
       try {
         link = this.rtnl.createMacvlan(request);
       } catch (err) {
@@ -417,6 +421,7 @@ export class NetworkDriver {
         link = this.rtnl.createMacvlan(request);
       }
     } catch (err) {
+      this.askingLinks.delete(name);
       throw inNetwork(spec, err);
     }
     try {
@@ -430,6 +435,7 @@ export class NetworkDriver {
         // The next reconcile removes it (its name says what it was).
         this.log.warn('could not remove a DHCP asking link', { link: link.name, error: String(err) });
       }
+      this.askingLinks.delete(name);
     }
   }
 

@@ -7,7 +7,7 @@
  * carry one of lanplug's names and kinds are ever touched:
  * - endpoint links `lp-<id>` no endpoint record owns (a crash between creating
  *   the link and answering Docker) are deleted; owned ones are kept;
- * - probe links `lpp-*` are deleted;
+ * - probe links `lpp-*`, and DHCP asking links `lpd-*` no exchange is using, are deleted;
  * - parents lanplug made that a network needs and that are missing are made again;
  * - leftovers (what a teardown could not remove) are retried, and forgotten
  *   once gone.
@@ -55,8 +55,15 @@ export interface ReconcileReport {
 
 const ENDPOINT_KINDS = new Set(['macvlan', 'ipvlan']);
 
-export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryRun?: boolean } = {}): ReconcileReport {
+export interface ReconcileOptions {
+  dryRun?: boolean;
+  /** DHCP asking links an exchange is using now (a running daemon's): not leftovers. */
+  askingLinksInUse?: ReadonlySet<string>;
+}
+
+export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: ReconcileOptions = {}): ReconcileReport {
   const dryRun = options.dryRun === true;
+  const asking = options.askingLinksInUse ?? new Set<string>();
   const networks = store.listNetworks();
   const endpoints = store.listAllEndpoints();
   const leftovers = store.listLeftovers();
@@ -103,7 +110,7 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: { dryR
         'endpoint link no endpoint owns (left by a crash before Docker got an answer)',
         () => deleteLink(link),
       );
-    } else if (link.name.startsWith(ASKING_LINK_PREFIX) && link.kind === 'macvlan') {
+    } else if (link.name.startsWith(ASKING_LINK_PREFIX) && link.kind === 'macvlan' && !asking.has(link.name)) {
       act('delete-link', link.name, 'DHCP asking link left by a crash', () => deleteLink(link));
     } else if (link.name.startsWith(PROBE_LINK_PREFIX)) {
       act('delete-link', link.name, 'kernel feature probe left by a crash', () => deleteLink(link));

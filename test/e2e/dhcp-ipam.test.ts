@@ -148,6 +148,28 @@ test('daemon kill -9 and start: both leases renew on, no new Solicit; reservatio
   assert.deepEqual(addressesInContainer('reserved'), { v4: '172.16.86.140', v6: 'fd77::140' });
 });
 
+test('a server that lost its bindings and serves another range: the Renew meets NoBinding, the new address is applied in the container and logged', async () => {
+  dualStackNetwork();
+  const mac = '02:00:00:00:06:0d';
+  runWithMac('moved6', mac);
+  const first = addressesInContainer('moved6').v6;
+  assert.ok(in6Range(first), first);
+  // dnsmasq renews a binding it holds whatever its range says now: only one it does not know makes it refuse.
+  await server.restart({ range6: ['fd77::300', 'fd77::30f'] }, { forgetLeases: true });
+  // dnsmasq's DHCPv6 T1 is 60 s: the Renew that learns of it comes within 75 s.
+  const moved = await eventually(() => {
+    const now = addressesInContainer('moved6').v6;
+    assert.match(now, /^fd77::30[0-9a-f]$/, `moved from ${first} to the new range`);
+    return now;
+  }, 75_000);
+  await eventually(() => lab.host.dockerOk(['exec', 'moved6', 'ping', '-6', '-c', '1', '-W', '1', 'fd77::1']), 10_000);
+  assert.match(
+    lab.plugin.stderr(),
+    new RegExp(`"dhcp lease moved the container[^\\n]*"from":"${first}/64","to":"${moved}/64"`),
+  );
+  assert.equal(lease6(mac)?.address, moved, "the server's lease file agrees");
+});
+
 test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan, -o dhcp=true beside it, and a silent server', () => {
   const create = (args: readonly string[]): string => {
     const r = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--ipam-driver', 'lanplug-dhcp', ...args]);

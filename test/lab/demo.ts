@@ -7,7 +7,7 @@
  * what it printed, then removes everything it made.
  */
 import { createDockerHost, type DockerHost } from './docker-host';
-import { dhcpNetworkArgs, startDhcpServer } from './dhcp-server';
+import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer } from './dhcp-server';
 import { startEtcdCluster } from './etcd-cluster';
 import { createLan, type Lan } from './lan';
 import { lanHostNs } from './names';
@@ -371,6 +371,42 @@ async function main(): Promise<void> {
     } finally {
       squatter.destroy();
     }
+
+    step('IPv6 too: --ipam-driver lanplug-dhcp asks the LAN servers for both addresses (DHCPv4 and DHCPv6)');
+    step("with the MAC dockerd hands it, before the container's link exists; the subnets are the LAN's.");
+    lan.addAddress('fd77::1/64');
+    await dhcpServer.restart({ hosts: [], range6: ['fd77::100', 'fd77::1ff'] });
+    show(host, dualStackDhcpNetworkArgs('office6'));
+    show(host, [
+      'run',
+      '-d',
+      '--network',
+      'office6',
+      '--mac-address',
+      '02:00:00:00:00:46',
+      '--name',
+      'dual-app',
+      'alpine:latest',
+      'sleep',
+      '600',
+    ]);
+    show(host, ['exec', 'dual-app', 'ip', 'addr', 'show', 'eth0']);
+    // The container's IPv6 address is usable once the kernel's duplicate address detection is done (about 1 s).
+    for (
+      let i = 0;
+      i < 20 && host.docker(['exec', 'dual-app', 'ping', '-6', '-c', '1', '-W', '1', 'fd77::1']).status !== 0;
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 250));
+    show(host, ['exec', 'dual-app', 'ping', '-6', '-c', '1', 'fd77::1']);
+    process.stdout.write(
+      `\n# the server's DHCPv6 lease (DUID-LL of the MAC):\n${readFileSync(dhcpServer.leaseFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.includes('fd77::'))
+        .join('\n')}\n`,
+    );
+    show(host, ['rm', '-f', 'dual-app']);
+    show(host, ['network', 'rm', 'office6']);
     dhcpServer.stop();
 
     cniStep(lan, host, plugin.stateDir);

@@ -100,9 +100,20 @@ export class DhcpServer {
     }
   }
 
-  /** Stops it and starts it again with `changes` to its options; the lease file stays. */
-  async restart(changes: Partial<DhcpServerOptions> = {}): Promise<void> {
+  /**
+   * Stops it and starts it again with `changes` to its options; the lease file stays. `forgetLeases`: the
+   * server comes back without its bindings but as the same server (the file keeps only its DUID line,
+   * which DHCPv6 clients address their Renew to).
+   */
+  async restart(changes: Partial<DhcpServerOptions> = {}, opts: { forgetLeases?: boolean } = {}): Promise<void> {
     this.stop();
+    if (opts.forgetLeases === true && fs.existsSync(this.leaseFile)) {
+      const identity = fs
+        .readFileSync(this.leaseFile, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('duid '));
+      fs.writeFileSync(this.leaseFile, identity.map((l) => `${l}\n`).join(''));
+    }
     this.options = { ...this.options, ...changes };
     await this.start();
   }

@@ -145,10 +145,13 @@ test("reconcile: orphan endpoint links, probes and DHCP asking links go; owned l
   rtnl.add({ name: 'lp-999999999999', kind: 'macvlan', mtu: 1500, mac: null, up: false, parentIndex: eth0.index });
   rtnl.add({ name: 'lpp-abcdefb', kind: 'bridge', mtu: 1500, mac: null, up: false, parentIndex: null });
   rtnl.add({ name: 'lpd-0a1b2c3d', kind: 'macvlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index });
+  // An exchange is asking the DHCP server through this one right now.
+  rtnl.add({ name: 'lpd-99999999', kind: 'macvlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index });
+  const askingLinksInUse = new Set(['lpd-99999999']);
   rtnl.add({ name: 'eth0.77', kind: 'vlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index, vlanId: 77 });
   rtnl.add({ name: 'dm-cccccccccccc', kind: 'dummy', mtu: 1500, mac: null, up: true, parentIndex: null });
   rtnl.add({ name: 'lp-notours', kind: 'veth', mtu: 1500, mac: null, up: true, parentIndex: null });
-  const dry = reconcile(rtnl, store, silentLogger, { dryRun: true });
+  const dry = reconcile(rtnl, store, silentLogger, { dryRun: true, askingLinksInUse });
   assert.deepEqual(
     dry.actions.map((a) => [a.action, a.target, a.outcome]),
     [
@@ -158,8 +161,16 @@ test("reconcile: orphan endpoint links, probes and DHCP asking links go; owned l
     ],
   );
   assert.notEqual(rtnl.getLink('lp-999999999999'), null, 'a dry run changes nothing');
-  reconcile(rtnl, store, silentLogger);
-  assert.deepEqual(rtnl.names(), ['dm-cccccccccccc', 'eth0', 'eth0.77', 'lo', 'lp-111111111111', 'lp-notours']);
+  reconcile(rtnl, store, silentLogger, { askingLinksInUse });
+  assert.deepEqual(rtnl.names(), [
+    'dm-cccccccccccc',
+    'eth0',
+    'eth0.77',
+    'lo',
+    'lp-111111111111',
+    'lp-notours',
+    'lpd-99999999',
+  ]);
 });
 
 test('reconcile makes a missing parent lanplug owns again, and waits for a missing base', () => {
