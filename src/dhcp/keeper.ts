@@ -33,7 +33,7 @@ import {
   type Lease,
   type LeaseRecord,
 } from '../model/lease';
-import { formatPrefix, type Family, type IpPrefix } from '../net/address';
+import { formatPrefix, type Family, type IpAddress, type IpPrefix } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
 import { PacketChannel, type DhcpChannel } from './channel';
 import { applyInContainer, containerLink, sameAddress } from './in-container';
@@ -64,6 +64,8 @@ const RETRY_MIN_MS = 60_000;
 const JITTER_MS = 1_000;
 /** setTimeout's longest delay (2^31 - 1 ms, 24.8 days): a later renewal is reached in steps. */
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
+/** How long a released address is remembered as released (Docker's ReleaseAddress follows within milliseconds). */
+const RELEASED_MEMORY_MS = 60_000;
 /** A lease never joined to a container this long after it was taken belongs to a start that failed. */
 const UNJOINED_GRACE_MS = 60_000;
 
@@ -100,6 +102,8 @@ export class LeaseKeeper {
   private readonly inFlight = new Map<string, InFlight>();
   /** Leases a server refused, or that expired: the next attempt starts over with DISCOVER (RFC 2131 INIT). */
   private readonly lost = new Set<string>();
+  /** Addresses given back lately, by text, and when (see releasedLately). */
+  private readonly released = new Map<string, number>();
   private watchdog: NodeJS.Timeout | null = null;
   private stopped = false;
 
@@ -187,6 +191,47 @@ export class LeaseKeeper {
     return moved;
   }
 
+  /**
+   * One family's lease goes back, the record keeps the other's (Docker drops a container's IPv6
+   * address when the container turns IPv6 off). The last one takes the record with it.
+   */
+  releaseFamily(networkId: string, endpointId: string, family: Family, why: string): void {
+    const record = this.store.getLease(networkId, endpointId);
+    const lease = record === null ? null : leaseOf(record, family);
+    if (record === null || lease === null) return;
+    const kept = record.leases.filter((l) => l.family !== family);
+    if (kept.length === 0) return this.release(networkId, endpointId, why);
+    const k = key(networkId, endpointId, family);
+    this.cancel(k);
+    this.lost.delete(k);
+    void this.inFlight.get(k)?.channel?.close();
+    this.store.putLease({ ...record, leases: kept }, false);
+    this.remember(record.identity, lease);
+    this.noteReleased([lease]);
+    const sent = this.sendRelease(networkId, record.identity, [lease]);
+    this.log.info('dhcp lease released', {
+      endpoint: endpointId.slice(0, 12),
+      addresses: [formatPrefix(lease.address)],
+      why,
+      sent,
+    });
+  }
+
+  /**
+   * True when lanplug gave `address` back within the last minute: Docker's ReleaseAddress for an
+   * endpoint comes after its Leave (which released the lease already), and by then the server may
+   * have leased the address to another container, whose lease it must not end.
+   */
+  releasedLately(address: IpAddress): boolean {
+    const now = Date.now();
+    for (const [text, at] of this.released) if (now - at > RELEASED_MEMORY_MS) this.released.delete(text);
+    return this.released.has(address.text);
+  }
+
+  private noteReleased(leases: readonly Lease[]): void {
+    for (const lease of leases) this.released.set(lease.address.address.text, Date.now());
+  }
+
   /** Release (best effort: a lease not released expires on the server), then the record goes. Idempotent. */
   release(networkId: string, endpointId: string, why: string): void {
     const running: Promise<void>[] = [];
@@ -205,6 +250,7 @@ export class LeaseKeeper {
     if (record === null) return;
     for (const lease of record.leases) this.remember(record.identity, lease);
     this.store.deleteLease(networkId, endpointId);
+    this.noteReleased(record.leases);
     const sent = this.sendRelease(networkId, record.identity, record.leases);
     // A renewal request already on the wire may reach the server after the release (another path out) and bind
     // the address again: once that exchange is over, release once more (a second release is harmless).

@@ -18,6 +18,7 @@ import type { LeaseKeeper } from '../dhcp/keeper';
 import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import type { NetworkRecord } from '../model/network';
 import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { parseMac } from '../net/mac';
 import { sameAddress } from '../dhcp/in-container';
 import { DHCP_IPAM_NAME } from './options';
 import { shortId } from './names';
@@ -99,16 +100,19 @@ export class DhcpAddresses {
   }
 
   /**
-   * ReleaseAddress: Docker no longer uses `address` (a start that failed
-   * after RequestAddress, or an endpoint gone, whose lease went at Leave).
+   * ReleaseAddress: Docker no longer uses `address` — a start that failed
+   * after RequestAddress, a container that turned that family off, or an
+   * endpoint gone (its lease went at Leave: then nothing is done, for the
+   * server may have leased the address to another container since).
+   * Only that family's lease goes.
    */
   release(pool: IpPrefix, address: IpAddress): void {
     const network = this.driver.dhcpNetworkOfPool(pool);
-    if (network === null) return;
+    if (network === null || this.keeper.releasedLately(address)) return;
     for (const record of this.keeper.heldOn(network.spec.networkId)) {
       const lease = leaseOf(record, address.family);
       if (lease !== null && sameAddress(lease.address.address, address))
-        this.keeper.release(record.networkId, record.endpointId, 'address released by Docker');
+        this.keeper.releaseFamily(record.networkId, record.endpointId, address.family, 'address released by Docker');
     }
   }
 
@@ -137,12 +141,12 @@ export function takeOverLeases(
   if (keeper.get(networkId, endpointId) !== null) return; // Docker retrying a CreateEndpoint that succeeded
   if (mac === null)
     throw invalidArgument(
-      `endpoint ${shortId(endpointId)} came without a MAC address; a ${DHCP_IPAM_NAME} network needs the one dockerd sends its IPAM driver`,
+      `endpoint ${shortId(endpointId)} came without a MAC address; a ${DHCP_IPAM_NAME} network needs the one dockerd sends its IPAM driver: create the network with --ipam-driver ${DHCP_IPAM_NAME}`,
     );
-  const coming = keeper.get(networkId, comingEndpointId(mac));
+  const coming = keeper.get(networkId, comingEndpointId(parseMac(mac)));
   if (coming === null)
     throw notFound(
-      `no DHCP lease was taken for MAC ${mac} on network ${shortId(networkId)}; the addresses of this network come from --ipam-driver ${DHCP_IPAM_NAME}`,
+      `no DHCP lease is held for MAC ${mac} on network ${shortId(networkId)} (taken too long ago, or released); start the container again`,
     );
   for (const address of addresses) {
     if (!coming.leases.some((l) => sameAddress(l.address.address, address)))
@@ -150,7 +154,7 @@ export function takeOverLeases(
         `endpoint ${shortId(endpointId)} was given ${address.text}, which is not the address DHCP leased for MAC ${mac}`,
       );
   }
-  keeper.handOver(networkId, comingEndpointId(mac), endpointId);
+  keeper.handOver(networkId, comingEndpointId(parseMac(mac)), endpointId);
 }
 
 /** The address a container gets: IPv4 with the server's mask, IPv6 with the pool's prefix (DHCPv6 sends none). */

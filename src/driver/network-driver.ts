@@ -37,7 +37,7 @@ import type {
 } from '../model/network';
 import { formatPrefix, parsePrefix, prefixContains, type Family, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
-import { EOPNOTSUPP } from '../netlink/errno';
+import { EADDRINUSE, EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
 import { KernelFeatures } from './features';
 import { addRoutes, ensureShim, removeRoutes, wantedRoutes } from './host-access';
@@ -411,22 +411,23 @@ export class NetworkDriver {
     this.askingLinks.add(name);
     try {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
-      const request = { name, parentIndex: parent.index, mode: 'bridge' as const, mac };
-      try {
-        link = this.rtnl.createMacvlan(request);
-      } catch (err) {
-        // The container's link of its last start may still be parked with this MAC: removed, then once more.
-        if (this.remover.pending === 0) throw err;
-        this.remover.settle();
-        link = this.rtnl.createMacvlan(request);
-      }
+      link = this.rtnl.createMacvlan({ name, parentIndex: parent.index, mode: 'bridge', mac });
     } catch (err) {
       this.askingLinks.delete(name);
       throw inNetwork(spec, err);
     }
     try {
-      if (family === 6) allowImmediateLinkLocal(link.name);
-      this.rtnl.setUp(link);
+      quietAskingLink(link.name, family);
+      try {
+        this.rtnl.setUp(link);
+      } catch (err) {
+        // The kernel refuses a second link of one MAC up on one parent: a running container has it already.
+        if (err instanceof LanplugError && err.errno === EADDRINUSE)
+          throw conflict(
+            `MAC ${mac} is already in use on parent ${spec.parent.name}; give each container its own --mac-address`,
+          );
+        throw inNetwork(spec, err);
+      }
       return await ask(link);
     } finally {
       try {
@@ -672,10 +673,18 @@ function endpointLinkRequest(
   return { kind: 'ipvlan', ...common, mode: spec.mode.mode, flag: spec.mode.flag };
 }
 
-/** IPv6 on, without duplicate address detection, on a link lanplug just made (before it is up). */
-function allowImmediateLinkLocal(name: string): void {
-  writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '0');
-  writeFileSync(`/proc/sys/net/ipv6/conf/${name}/accept_dad`, '0');
+/**
+ * An asking link speaks only for its exchange. IPv4: no IPv6 at all. IPv6: its link-local address
+ * at once (no duplicate address detection: the server answers it within milliseconds), but no
+ * router advertisements taken, so the host never gets an address or a route through it.
+ */
+function quietAskingLink(name: string, family: Family): void {
+  const set = (key: string, value: string): void => writeFileSync(`/proc/sys/net/ipv6/conf/${name}/${key}`, value);
+  if (family === 4) return set('disable_ipv6', '1');
+  set('accept_ra', '0');
+  set('autoconf', '0');
+  set('accept_dad', '0');
+  set('disable_ipv6', '0');
 }
 
 /** The one piece of context this layer adds to a failure: which network, on which parent. */

@@ -216,7 +216,7 @@ test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan,
     'alpine:latest',
     'true',
   ]);
-  assert.match(pinned.stderr, /--ip\/--ip6 fd77::150 cannot be used with --ipam-driver lanplug-dhcp/);
+  assert.match(pinned.stderr, /--ip\/--ip6\/--aux-address fd77::150 cannot be used with --ipam-driver lanplug-dhcp/);
 
   server.stop();
   const started = Date.now();

@@ -121,7 +121,7 @@ test('refused in one line, nothing asked: no --subnet, --ip-range, --ip/--ip6, n
         Options: { 'com.docker.network.endpoint.macaddress': '02:00:00:00:06:01' },
       }),
     ),
-    /^--ip\/--ip6 fd77::150 cannot be used with --ipam-driver lanplug-dhcp: the DHCP server chooses/,
+    /^--ip\/--ip6\/--aux-address fd77::150 cannot be used with --ipam-driver lanplug-dhcp: the DHCP server chooses/,
   );
   assert.match(
     await refusal(call('/IpamDriver.RequestAddress', { PoolID: 'LanplugDhcp/fd77::/64', Options: {} })),

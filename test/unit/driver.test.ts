@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetworkDriver } from '../../src/driver/network-driver';
 import type { CreateNetworkRequest } from '../../src/driver/requests';
+import type { Lease } from '../../src/model/lease';
 import type { DriverKind } from '../../src/model/network';
 import { LanplugError } from '../../src/errors';
 import { parseAddress, parsePrefix } from '../../src/net/address';
@@ -64,6 +65,16 @@ function endpoint(networkId: string, endpointId: string, address = '172.16.86.2/
 function refusal(fn: () => unknown): LanplugError {
   try {
     fn();
+  } catch (err) {
+    assert.ok(err instanceof LanplugError);
+    return err;
+  }
+  assert.fail('expected the call to be refused');
+}
+
+async function refusalAsync(promise: Promise<unknown>): Promise<LanplugError> {
+  try {
+    await promise;
   } catch (err) {
     assert.ok(err instanceof LanplugError);
     return err;
@@ -403,4 +414,100 @@ test('a DHCP endpoint whose lease is gone is refused at Join: its address may be
     err.message,
     /holds no DHCP lease any more \(released before its container joined\); start the container again$/,
   );
+});
+
+test('lanplug-dhcp: leases taken for a MAC become the endpoint’s; ReleaseAddress ends one family only, and never an address Leave gave back', async () => {
+  const { DhcpEndpoints } = await import('../../src/driver/dhcp-endpoints');
+  const { DhcpAddresses, comingEndpointId } = await import('../../src/driver/dhcp-addresses');
+  const { LeaseKeeper } = await import('../../src/dhcp/keeper');
+  const { driver } = setup();
+  const pools = {
+    addressSpace: 'LanplugDhcp',
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.0') }],
+    ipv6: [{ pool: parsePrefix('fd77::/64'), gateway: parseAddress('fd77::') }],
+  };
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }, pools));
+  assert.deepEqual(store.getNetwork(NET_A)?.spec.dhcp, { ipv4: true, ipv6: true, timeoutMs: 10_000, askedBy: 'ipam' });
+  // Docker 28's --ipv4=false: IPv6 pools only, still a lanplug-dhcp network.
+  driver.createNetwork(
+    network(
+      NET_B,
+      { parent: 'eth0' },
+      { ...pools, ipv4: [], ipv6: [{ pool: parsePrefix('fd78::/64'), gateway: null }] },
+    ),
+  );
+  assert.deepEqual(store.getNetwork(NET_B)?.spec.dhcp, { ipv4: false, ipv6: true, timeoutMs: 10_000, askedBy: 'ipam' });
+
+  const keeper = new LeaseKeeper(store, silentLogger, () => null);
+  const mac = '02:00:00:00:06:01';
+  const lease = (text: string): Lease => ({
+    family: text.includes(':') ? 6 : 4,
+    address: parsePrefix(text),
+    router: null,
+    dns: [],
+    serverId: parseAddress('172.16.86.1'),
+    serverMac: '02:00:00:00:00:01',
+    serverDuid: null,
+    leaseSeconds: 120,
+    renewSeconds: 60,
+    rebindSeconds: 105,
+    boundAt: Date.now(),
+  });
+  const identity = {
+    mac,
+    clientId: '01020000000601',
+    duid: '00030001020000000601',
+    iaid: 1,
+    stable: false,
+    hostname: null,
+    broadcast: false,
+  };
+  keeper.hold({
+    networkId: NET_A,
+    endpointId: comingEndpointId(mac),
+    identity,
+    leases: [lease('172.16.86.120/24'), lease('fd77::120/64')],
+    sandboxKey: null,
+    renewedAt: null,
+    failures: 0,
+    lastError: null,
+  });
+  const dhcp = new DhcpEndpoints(driver, keeper, silentLogger);
+  const request = {
+    networkId: NET_A,
+    endpointId: EP_1,
+    ipv4: parsePrefix('172.16.86.120/24'),
+    ipv6: parsePrefix('fd77::120/64'),
+    mac,
+  };
+  assert.equal(
+    (await refusalAsync(dhcp.createEndpoint('macvlan', { ...request, ipv4: parsePrefix('172.16.86.121/24') }))).message,
+    `endpoint ${EP_1.slice(0, 12)} was given 172.16.86.121, which is not the address DHCP leased for MAC ${mac}`,
+  );
+  assert.equal(store.getEndpoint(NET_A, EP_1), null, 'a refused takeover leaves no endpoint');
+  await dhcp.createEndpoint('macvlan', request);
+  assert.equal(keeper.get(NET_A, comingEndpointId(mac)), null);
+  assert.equal(keeper.get(NET_A, EP_1)?.leases.length, 2, 'the endpoint holds both leases');
+
+  const addresses = new DhcpAddresses(driver, keeper);
+  // The container turned IPv6 off: Docker releases that address, the IPv4 lease stays.
+  addresses.release(parsePrefix('fd77::/64'), parseAddress('fd77::120'));
+  assert.deepEqual(
+    keeper.get(NET_A, EP_1)?.leases.map((l) => l.address.address.text),
+    ['172.16.86.120'],
+  );
+  // Leave gives the rest back; Docker's ReleaseAddress after it must not end whoever holds the address next.
+  dhcp.release(NET_A, EP_1, 'container stopped');
+  keeper.hold({
+    networkId: NET_A,
+    endpointId: EP_2,
+    identity: { ...identity, mac: '02:00:00:00:06:02' },
+    leases: [lease('172.16.86.120/24')],
+    sandboxKey: null,
+    renewedAt: null,
+    failures: 0,
+    lastError: null,
+  });
+  addresses.release(parsePrefix('172.16.86.0/24'), parseAddress('172.16.86.120'));
+  assert.notEqual(keeper.get(NET_A, EP_2), null, 'the next holder keeps its lease');
 });

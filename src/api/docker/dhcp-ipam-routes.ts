@@ -67,11 +67,13 @@ export function dhcpIpamRoutes(addresses: DhcpAddresses): ReadonlyMap<string, Ha
         }
         if (preferred !== null)
           throw invalidArgument(
-            `--ip/--ip6 ${preferred.text} cannot be used with --ipam-driver ${DHCP_IPAM_NAME}: the DHCP server chooses; reserve the address for the container's --mac-address on the server instead`,
+            `--ip/--ip6/--aux-address ${preferred.text} cannot be used with --ipam-driver ${DHCP_IPAM_NAME}: the DHCP server chooses; reserve the address for the container's --mac-address on the server instead`,
           );
         const macText = options[MAC_ADDRESS_OPTION];
         if (typeof macText !== 'string' || macText === '')
-          throw invalidArgument(`dockerd sent no MAC address with the request; ${DHCP_IPAM_NAME} asks DHCP with it`);
+          throw invalidArgument(
+            `dockerd sent no MAC address with the request, which ${DHCP_IPAM_NAME} asks DHCP with; use --ipam-driver ${DHCP_IPAM_NAME} with -d lanplug-macvlan networks only`,
+          );
         const nameText = options[ENDPOINT_NAME_OPTION];
         const hostname =
           typeof nameText === 'string' && /^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/.test(nameText) ? nameText : null;

@@ -41,14 +41,15 @@ export function decodeCreateNetwork(driver: DriverKind, body: JsonObject): Creat
     auxAddresses: decodeAuxAddresses([...ipv4Data, ...ipv6Data]),
     // Docker 20.10 sends internal as a top-level option; some callers put it among the generic ones.
     internal: optionalBoolean(options, INTERNAL) || generic[INTERNAL] === 'true',
-    ...addressSpaceOf(ipv4Data),
+    // Docker 28's --ipv4=false sends no IPv4 pools: the IPv6 ones tell then.
+    ...addressSpaceOf([...ipv4Data, ...ipv6Data]),
   };
 }
 
 /** Every pool of a network is from one IPAM driver: the first one's address space tells which. */
 function addressSpaceOf(data: readonly unknown[]): { addressSpace?: string } {
   const [first] = data;
-  const space = first === undefined ? null : optionalString(asObject(first, 'IPv4Data'), 'AddressSpace');
+  const space = first === undefined ? null : optionalString(asObject(first, 'IPAM data'), 'AddressSpace');
   return space === null ? {} : { addressSpace: space };
 }
 
