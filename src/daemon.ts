@@ -25,6 +25,7 @@ import { DHCP_ADDRESS_SPACE, DHCP_IPAM_NAME, OPT_DHCP, parseBoolean } from './dr
 import { invalidArgument } from './errors';
 import { combinedEndpoint, PluginServer, removeDeadSocket, type PluginEndpoint } from './api/docker/server';
 import { cniServices } from './driver/attachments';
+import { AskingLinks } from './driver/asking-links';
 import { DhcpAddresses } from './driver/dhcp-addresses';
 import { DhcpEndpoints } from './driver/dhcp-endpoints';
 import { NetworkDriver } from './driver/network-driver';
@@ -207,6 +208,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     );
     closers.push(() => keeper.stop());
     const dhcp = new DhcpEndpoints(driver, keeper, log);
+    const askingLinks = new AskingLinks(rtnl, log);
     // Before any socket listens: leases renew on from the store, without asking dockerd anything.
     dhcp.resume();
     keeper.start(DHCP_WATCH_MS);
@@ -230,7 +232,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       const run = checking.then(async () => {
         const forgotten = await dropForgottenRows(driver, engine, log, { dryRun, graceMs });
         const vanished = attachments.collectVanished(dryRun);
-        const reconciled = reconcile(rtnl, store, log, { dryRun, askingLinksInUse: driver.askingLinks });
+        const reconciled = reconcile(rtnl, store, log, { dryRun, askingLinksInUse: askingLinks.inUse });
         const claims = await orphans
           .pass(
             () => endpointAddresses(store),
@@ -286,7 +288,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // Not in a managed plugin: its DHCP leases could not be renewed in the containers (see withoutDhcp).
     const dhcpIpamEndpoint: PluginEndpoint = {
       name: DHCP_IPAM_NAME,
-      routes: dhcpIpamRoutes(new DhcpAddresses(driver, keeper)),
+      routes: dhcpIpamRoutes(new DhcpAddresses(driver, keeper, askingLinks)),
       errorField: 'Error',
     };
     // Legacy: one socket per driver name in the plugin directory. Managed: the plugin's one socket,

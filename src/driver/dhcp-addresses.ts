@@ -22,6 +22,7 @@ import { parseMac } from '../net/mac';
 import { sameAddress } from '../dhcp/in-container';
 import { DHCP_IPAM_NAME } from './options';
 import { shortId } from './names';
+import type { AskingLinks } from './asking-links';
 import type { NetworkDriver } from './network-driver';
 
 /** What RequestAddress brings: the pool (Docker's --subnet), the container's MAC, its name (Docker 29 and later). */
@@ -40,6 +41,7 @@ export class DhcpAddresses {
   constructor(
     private readonly driver: NetworkDriver,
     private readonly keeper: LeaseKeeper,
+    private readonly links: AskingLinks,
   ) {}
 
   /** A lease for `ask.mac` in `ask.pool`'s family: its address, as the container gets it. */
@@ -57,7 +59,7 @@ export class DhcpAddresses {
     const identity = held?.identity ?? identityOf(ask.mac, ask.hostname);
     let lease: Lease | null = null;
     try {
-      const leases = await this.driver.withAskingLink(spec, ask.mac, family, (link) =>
+      const leases = await this.links.with(spec, ask.mac, family, (link) =>
         this.keeper.acquire(
           link,
           spec.parent.name,

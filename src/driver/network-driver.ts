@@ -5,7 +5,6 @@
  *
  * Every operation is synchronous (rtnetlink and SQLite calls both are), so a
  * request runs start to finish without another interleaving: no locks needed.
- * (withAskingLink awaits a DHCP exchange, on a link of its own no record names.)
  *
  * Order of effects: validate fully, write the intent to the store, then
  * change the kernel; on a kernel failure undo both. Teardown goes on past a
@@ -14,7 +13,6 @@
  * Errors: the kernel layer names the link and the errno; this layer adds only
  * the network and its parent ("network 5e3ec79625d3 on parent eth0: ...").
  */
-import { writeFileSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown, withContext } from '../errors';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
@@ -35,13 +33,13 @@ import type {
   Stamped,
   Subnet,
 } from '../model/network';
-import { formatPrefix, parsePrefix, prefixContains, type Family, type IpAddress, type IpPrefix } from '../net/address';
+import { formatPrefix, parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
-import { EADDRINUSE, EOPNOTSUPP } from '../netlink/errno';
+import { EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
 import { KernelFeatures } from './features';
 import { addRoutes, ensureShim, removeRoutes, wantedRoutes } from './host-access';
-import { askingLinkName, checkDockerId, endpointLinkName, shimLinkName, shortId } from './names';
+import { checkDockerId, endpointLinkName, shimLinkName, shortId } from './names';
 import { ensureParent, ownedParent, releaseParent } from './parent';
 import type {
   CreateEndpointRequest,
@@ -74,8 +72,6 @@ export class NetworkDriver {
   private readonly announcer: Announcer | null;
   /** How endpoint links go at DeleteEndpoint: the daemon's reaper takes them off the request path. */
   private readonly remover: LinkRemover;
-  /** The DHCP asking links (lpd-) exchanges are using now: reconcile leaves them be. */
-  readonly askingLinks = new Set<string>();
 
   constructor(
     private readonly rtnl: Rtnl,
@@ -391,55 +387,6 @@ export class NetworkDriver {
     );
   }
 
-  /**
-   * For the lanplug-dhcp IPAM driver, which asks before the container's link
-   * exists: a macvlan with the container's MAC on the network's parent, up in
-   * the daemon's namespace for the length of `ask`, then removed. For DHCPv6
-   * its link-local address skips duplicate address detection, so the kernel
-   * answers the server's neighbour solicitation for it at once (the server
-   * answers that address). The name is `lpd-<random>`: reconcile removes one
-   * a crash left.
-   */
-  async withAskingLink<T>(
-    spec: NetworkSpec,
-    mac: string,
-    family: Family,
-    ask: (link: LinkInfo) => Promise<T>,
-  ): Promise<T> {
-    let link: LinkInfo;
-    const name = askingLinkName();
-    this.askingLinks.add(name);
-    try {
-      const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
-      link = this.rtnl.createMacvlan({ name, parentIndex: parent.index, mode: 'bridge', mac });
-    } catch (err) {
-      this.askingLinks.delete(name);
-      throw inNetwork(spec, err);
-    }
-    try {
-      quietAskingLink(link.name, family);
-      try {
-        this.rtnl.setUp(link);
-      } catch (err) {
-        // The kernel refuses a second link of one MAC up on one parent: a running container has it already.
-        if (err instanceof LanplugError && err.errno === EADDRINUSE)
-          throw conflict(
-            `MAC ${mac} is already in use on parent ${spec.parent.name}; give each container its own --mac-address`,
-          );
-        throw inNetwork(spec, err);
-      }
-      return await ask(link);
-    } finally {
-      try {
-        this.rtnl.deleteLink(link);
-      } catch (err) {
-        // The next reconcile removes it (its name says what it was).
-        this.log.warn('could not remove a DHCP asking link', { link: link.name, error: String(err) });
-      }
-      this.askingLinks.delete(name);
-    }
-  }
-
   /** A DHCP server moved the container: the endpoint's address follows (the LAN watch defends what endpoints hold). */
   moveEndpointAddress(networkId: string, endpointId: string, address: IpPrefix): void {
     const endpoint = this.store.getEndpoint(networkId, endpointId);
@@ -671,20 +618,6 @@ function endpointLinkRequest(
       ...(endpoint.mac === null ? {} : { mac: endpoint.mac }),
     };
   return { kind: 'ipvlan', ...common, mode: spec.mode.mode, flag: spec.mode.flag };
-}
-
-/**
- * An asking link speaks only for its exchange. IPv4: no IPv6 at all. IPv6: its link-local address
- * at once (no duplicate address detection: the server answers it within milliseconds), but no
- * router advertisements taken, so the host never gets an address or a route through it.
- */
-function quietAskingLink(name: string, family: Family): void {
-  const set = (key: string, value: string): void => writeFileSync(`/proc/sys/net/ipv6/conf/${name}/${key}`, value);
-  if (family === 4) return set('disable_ipv6', '1');
-  set('accept_ra', '0');
-  set('autoconf', '0');
-  set('accept_dad', '0');
-  set('disable_ipv6', '0');
 }
 
 /** The one piece of context this layer adds to a failure: which network, on which parent. */

@@ -420,7 +420,8 @@ test('lanplug-dhcp: leases taken for a MAC become the endpoint’s; ReleaseAddre
   const { DhcpEndpoints } = await import('../../src/driver/dhcp-endpoints');
   const { DhcpAddresses, comingEndpointId } = await import('../../src/driver/dhcp-addresses');
   const { LeaseKeeper } = await import('../../src/dhcp/keeper');
-  const { driver } = setup();
+  const { AskingLinks } = await import('../../src/driver/asking-links');
+  const { rtnl, driver } = setup();
   const pools = {
     addressSpace: 'LanplugDhcp',
     ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.0') }],
@@ -489,7 +490,7 @@ test('lanplug-dhcp: leases taken for a MAC become the endpoint’s; ReleaseAddre
   assert.equal(keeper.get(NET_A, comingEndpointId(mac)), null);
   assert.equal(keeper.get(NET_A, EP_1)?.leases.length, 2, 'the endpoint holds both leases');
 
-  const addresses = new DhcpAddresses(driver, keeper);
+  const addresses = new DhcpAddresses(driver, keeper, new AskingLinks(rtnl, silentLogger));
   // The container turned IPv6 off: Docker releases that address, the IPv4 lease stays.
   addresses.release(parsePrefix('fd77::/64'), parseAddress('fd77::120'));
   assert.deepEqual(
