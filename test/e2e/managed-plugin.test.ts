@@ -157,7 +157,7 @@ test('the seed tutorial with -d lanplug/macvlan:latest; the ipvlan plugin serves
   assert.notEqual(dhcp.status, 0);
   assert.match(
     dhcp.stderr,
-    /-o dhcp=true needs lanplug installed on the host \(lanplug install\), not the managed plugin lanplug\/macvlan:latest/,
+    /DHCP networks \(-o dhcp=true, --ipam-driver lanplug-dhcp\) need lanplug installed on the host \(lanplug install\), not the managed plugin lanplug\/macvlan:latest/,
   );
 
   host.dockerOk(['rm', '-f', 'ipam-user']);
@@ -195,7 +195,7 @@ test('a managed plugin enabled while a legacy daemon holds the directory: every 
     assert.notEqual(refused.status, 0);
     assert.match(
       refused.stderr,
-      /NetworkDriver\.CreateNetwork: a lanplug daemon \(pid \d+\) outside Docker holds \S+lanplug\.lock: a managed and a legacy lanplug never share a state directory; stop it \(systemctl stop lanplug\.service .*lanplug-ipam\.socket\), then disable and enable lanplug\/macvlan:latest; or give the plugin another directory \(docker plugin disable lanplug\/macvlan:latest, then docker plugin set lanplug\/macvlan:latest state\.source=DIR\)/,
+      /NetworkDriver\.CreateNetwork: a lanplug daemon \(pid \d+\) outside Docker holds \S+lanplug\.lock: a managed and a legacy lanplug never share a state directory; stop it \(systemctl stop lanplug\.service .*lanplug-ipam\.socket lanplug-dhcp\.socket\), then disable and enable lanplug\/macvlan:latest; or give the plugin another directory \(docker plugin disable lanplug\/macvlan:latest, then docker plugin set lanplug\/macvlan:latest state\.source=DIR\)/,
     );
     assert.doesNotMatch(host.dockerOk(['network', 'ls']), /refused/);
   } finally {

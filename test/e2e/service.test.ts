@@ -42,7 +42,7 @@ function tree(dir: string, prefix = ''): string[] {
     .sort();
 }
 
-test('install writes and enables four units that systemd-analyze verify accepts; uninstall removes exactly them', () => {
+test('install writes and enables five units that systemd-analyze verify accepts; uninstall removes exactly them', () => {
   const root = mkdtempSync(join(tmpdir(), 'lanplug-root-'));
   try {
     const units = join(root, 'etc/systemd/system');
