@@ -14,8 +14,8 @@ import {
   containerNetwork,
   eventually,
   lanplugStatus,
-  lines,
   removeNetworkAfterBurst,
+  runAllAtOnce,
   useLab,
 } from './helpers';
 
@@ -254,34 +254,13 @@ test('no server: a one-line error naming the parent and the timeout, within the 
 test('20 containers at once: 20 distinct leases from the range; all released when they go; nothing leaked', async () => {
   dhcpNetwork();
   const names = Array.from({ length: 20 }, (_v, i) => `many${i}`);
-  const runs = await Promise.all(
-    names.map((n) =>
-      lab.host.dockerAsync(['run', '-d', '--network', 'lan', '--name', n, 'alpine:latest', 'sleep', '3600']),
-    ),
-  );
-  assert.deepEqual(
-    runs.map((r) => r.code),
-    names.map(() => 0),
-    runs.map((r) => r.stderr).join(''),
-  );
+  await runAllAtOnce(lab.host, 'lan', names);
   const addresses = names.map((n) => containerNetwork(lab.host, n, 'lan').IPAddress);
   assert.equal(new Set(addresses).size, 20, `distinct: ${addresses.join(' ')}`);
   assert.ok(addresses.every(inRange), addresses.join(' '));
   for (const n of names) assert.equal(addressInContainer(n), containerNetwork(lab.host, n, 'lan').IPAddress);
   lab.host.dockerOk(['rm', '-f', ...names]);
-  await eventually(
-    () =>
-      assert.deepEqual(
-        lines(
-          server
-            .leases()
-            .map((l) => l.address)
-            .join('\n'),
-        ).filter((a) => addresses.includes(a)),
-        [],
-      ),
-    15_000,
-  );
+  await eventually(() => assert.deepEqual(server.stillLeased(addresses), []), 15_000);
   await removeNetworkAfterBurst(lab.host, lab.plugin, 'lan', { ms: 30_000 });
   assertNoLanplugLinks(lab.host);
   assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);

@@ -48,6 +48,20 @@ export function lines(text: string): string[] {
     .filter((l) => l !== '');
 }
 
+/** `docker run -d … sleep` of one container per name on `network`, all at once; every one must start. */
+export async function runAllAtOnce(host: DockerHost, network: string, names: readonly string[]): Promise<void> {
+  const runs = await Promise.all(
+    names.map((n) =>
+      host.dockerAsync(['run', '-d', '--network', network, '--name', n, 'alpine:latest', 'sleep', '3600']),
+    ),
+  );
+  assert.deepEqual(
+    runs.map((r) => r.code),
+    names.map(() => 0),
+    runs.map((r) => r.stderr).join(''),
+  );
+}
+
 /** Removes every container and every non-builtin network: a clean start for the next test. */
 export function resetDocker(host: DockerHost): void {
   const containers = lines(host.dockerOk(['ps', '-aq']));

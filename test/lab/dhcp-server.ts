@@ -156,6 +156,13 @@ export class DhcpServer {
       });
   }
 
+  /** Those of `addresses` the server still holds a lease on (either family). */
+  stillLeased(addresses: readonly string[]): string[] {
+    return this.leases()
+      .map((l) => l.address)
+      .filter((a) => addresses.includes(a));
+  }
+
   /** How many times the log shows `what` (e.g. 'DHCPDISCOVER', 'DHCPRELEASE') for `mac`. */
   count(what: string, mac: string): number {
     return this.log()
