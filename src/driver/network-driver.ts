@@ -102,12 +102,16 @@ export class NetworkDriver {
     return link === null ? null : { link, addresses, policy: spec.conflict, networkId: spec.networkId };
   }
 
-  /** The lanplug network whose subnet is exactly `pool` (the IPAM driver's pools know no parent). */
-  networkOfPool(pool: IpPrefix): NetworkRecord | null {
+  /**
+   * The lanplug network whose subnet is exactly `pool` (the IPAM drivers' pools know no parent), among
+   * those `which` accepts.
+   */
+  networkOfPool(pool: IpPrefix, which: (network: NetworkRecord) => boolean = () => true): NetworkRecord | null {
+    const wanted = formatPrefix(pool);
     return (
       this.store
         .listNetworks()
-        .find((n) => [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(pool))) ?? null
+        .find((n) => which(n) && [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === wanted)) ?? null
     );
   }
 
@@ -375,16 +379,7 @@ export class NetworkDriver {
    * the pool, and each such network has pools of its own (validate.ts).
    */
   dhcpNetworkOfPool(pool: IpPrefix): NetworkRecord | null {
-    const wanted = formatPrefix(pool);
-    return (
-      this.store
-        .listNetworks()
-        .find(
-          (n) =>
-            n.spec.dhcp?.askedBy === 'ipam' &&
-            [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === wanted),
-        ) ?? null
-    );
+    return this.networkOfPool(pool, (n) => n.spec.dhcp?.askedBy === 'ipam');
   }
 
   /** A DHCP server moved the container: the endpoint's address follows (the LAN watch defends what endpoints hold). */
