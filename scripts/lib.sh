@@ -9,6 +9,14 @@ die() {
   exit 1
 }
 
+# The daemon and the tests need Node.js 20 or newer (package.json's engines).
+require_node() {
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "Node.js not found; install Node.js 20 or newer"
+  [ "$major" -ge 20 ] || die "lanplug needs Node.js 20 or newer, found $(node --version)"
+}
+require_node
+
 require_root() {
   [ "$(id -u)" = 0 ] || die "$1 needs root (it creates network namespaces and links); run: sudo npm $2"
 }

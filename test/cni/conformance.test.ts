@@ -12,6 +12,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Lan, LanHost } from '../lab/lan';
+import { BUSYBOX } from '../lab/image';
 import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
 import type { DaemonLab } from '../support/daemon';
@@ -134,8 +135,8 @@ for (const version of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
     assert.equal(link.address, iface?.mac);
     assert.ok(link.addr_info.some((a) => `${a.local}/${a.prefixlen}` === ip?.address));
     assert.match(inNs(sb.ns, 'route', 'show', 'default'), new RegExp(`default via ${GATEWAY} dev eth0`));
-    execFileSync('nsenter', [`--net=${sb.path}`, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
-    execFileSync('nsenter', [`--net=${sb.path}`, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+    execFileSync('nsenter', [`--net=${sb.path}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+    execFileSync('nsenter', [`--net=${sb.path}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
     assert.equal((await del(sb, conf(version))).code, 0);
     assert.equal(linkIn(sb.ns, 'eth0'), null, 'DEL removes the link');
     dropSandbox(sb.ns);
@@ -236,7 +237,7 @@ test('host_access: the host reaches its pod through the shim (without it, the ke
   const plain = await add(sb);
   const plainAddress = resultAddress(plain).split('/')[0] ?? '';
   const fromHost = (address: string): number | null =>
-    spawnSync('nsenter', [`--net=/run/netns/${host.ns}`, 'ping', '-c', '1', '-W', '1', address]).status;
+    spawnSync('nsenter', [`--net=/run/netns/${host.ns}`, BUSYBOX, 'ping', '-c', '1', '-W', '1', address]).status;
   assert.notEqual(fromHost(plainAddress), 0, 'a macvlan parent cannot reach its child');
   assert.equal((await del(sb)).code, 0);
 

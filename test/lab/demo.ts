@@ -10,6 +10,7 @@ import { createDockerHost, type DockerHost } from './docker-host';
 import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer } from './dhcp-server';
 import { startEtcdCluster } from './etcd-cluster';
 import { createLan, type Lan } from './lan';
+import { BUSYBOX } from './image';
 import { lanHostNs } from './names';
 import { buildCniExecutable } from '../../src/install/cni';
 import { startLanplug } from './lanplug';
@@ -240,7 +241,7 @@ ${JSON.stringify(conf, null, 2)}
 `);
     process.stdout.write(host.execOk(['ip', '-n', pod, 'addr', 'show', 'eth0']));
     process.stdout.write(
-      host.execOk(['nsenter', `--net=/run/netns/${pod}`, 'ping', '-c', '1', '-W', '2', '172.16.86.10']),
+      host.execOk(['nsenter', `--net=/run/netns/${pod}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', '172.16.86.10']),
     );
     hostCommand(host, [process.execPath, LANPLUG, 'status', '--state-dir', stateDir]);
     call('DEL');
@@ -291,7 +292,7 @@ async function main(): Promise<void> {
     show(host, ['exec', 'my-macvlan-alpine', 'ip', 'route']);
     show(host, ['exec', 'my-macvlan-alpine', 'ping', '-c', '2', '172.16.86.10']);
     process.stdout.write('\n# and from the LAN host 172.16.86.10, the container is a machine of its own:\n');
-    process.stdout.write(peer.execOk(['/bin/busybox', 'ping', '-c', '1', '172.16.86.2']));
+    process.stdout.write(peer.execOk([BUSYBOX, 'ping', '-c', '1', '172.16.86.2']));
     process.stdout.write(peer.execOk(['ip', 'neigh', 'show', '172.16.86.2']));
     show(host, ['container', 'stop', 'my-macvlan-alpine']);
     show(host, ['network', 'rm', 'my-macvlan-net']);
@@ -326,8 +327,8 @@ async function main(): Promise<void> {
       'echo hello > /i.html; httpd -f -p 80 -h /',
     ]);
     hostCommand(host, ['ip', 'route', 'show', 'proto', '76']);
-    hostCommand(host, ['/bin/busybox', 'ping', '-c', '1', '172.16.86.2']);
-    hostCommand(host, ['/bin/busybox', 'wget', '-q', '-O', '-', 'http://172.16.86.2/i.html']);
+    hostCommand(host, [BUSYBOX, 'ping', '-c', '1', '172.16.86.2']);
+    hostCommand(host, [BUSYBOX, 'wget', '-q', '-O', '-', 'http://172.16.86.2/i.html']);
 
     show(host, ['rm', '-f', 'web']);
     show(host, ['network', 'rm', 'reachable']);

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Lan, LanHost } from '../../lab/lan';
+import { BUSYBOX } from '../../lab/image';
 import { lanHostNs } from '../../lab/names';
 import { addNetns, delNetns } from '../../lab/ns';
 import type { DaemonLab } from '../../support/daemon';
@@ -69,7 +70,7 @@ test('lanplug-ipvlan l2: the parent MAC, an address from the range, the gateway 
     linkinfo?: { info_kind: string };
   }[];
   assert.equal(inside[0]?.address, parentMac, 'ipvlan: the parent MAC');
-  execFileSync('nsenter', [`--net=${netns}`, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+  execFileSync('nsenter', [`--net=${netns}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
   const deleted = await runPlugin(plugin, { command: 'DEL', ...call }, conf('eth0', '172.16.86.0/24'));
   assert.equal(deleted.code, 0, deleted.stdout);
   assert.doesNotMatch(ip('-n', netns.slice('/run/netns/'.length), 'link', 'show'), /eth0/);
