@@ -13,6 +13,7 @@ import type { LanHearing } from './ipam/reclaim';
 import { nextCandidates } from './lan/candidates';
 import { LanConflicts, type LanCheck } from './lan/conflicts';
 import { LanGuard } from './lan/guard';
+import type { HostAddresses } from './lan/host-addresses';
 import type { ProbeLink } from './lan/probe';
 import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
@@ -40,8 +41,9 @@ export class LanCitizen {
     private readonly driver: NetworkDriver,
     private readonly store: Store & IpamStore & LanSightings,
     private readonly log: Logger,
+    host: HostAddresses,
   ) {
-    this.conflicts = new LanConflicts(new LanGuard(log), store, log, () => this.warmSoon());
+    this.conflicts = new LanConflicts(new LanGuard(log), store, log, host, () => this.warmSoon());
     this.watch = new LanWatch((address) => this.holding(address), store, log);
   }
 
@@ -55,15 +57,25 @@ export class LanCitizen {
 
   /**
    * How a DHCP network checks an address its server acknowledged, before the
-   * container uses it: asked of the LAN like any other; one in use is
-   * declined under `refuse` (the default) and used with a warning under
-   * `warn`; `off` asks nothing.
+   * container uses it: this host's own address is always declined; then the
+   * LAN is asked like for any other; one in use is declined under `refuse`
+   * (the default) and used with a warning under `warn`; `off` asks nothing.
    */
   dhcpOfferCheck(networkId: string): OfferCheck | undefined {
     const network = this.store.getNetwork(networkId);
-    const check = network === null ? null : this.checkFor(network);
-    if (check === null) return undefined;
+    if (network === null || network.spec.parent.kind === 'private') return undefined;
+    const check = this.checkFor(network);
     return async (address) => {
+      const hostLink = this.conflicts.hostHolder(address);
+      if (hostLink !== null) {
+        this.log.warn("declining a DHCP address: it is this host's own", {
+          network: shortId(networkId),
+          address: address.text,
+          link: hostLink,
+        });
+        return `this host (it holds the address on ${hostLink})`;
+      }
+      if (check === null) return null;
       // The server knows its leases, not the LAN's static devices: asked now, never from memory.
       const verdict = await this.conflicts.verdict(check, address, { asNow: true });
       if (!verdict.inUse) return null;
@@ -81,6 +93,27 @@ export class LanCitizen {
   checkForPool(pool: PoolRecord): LanCheck | null {
     const network = this.driver.networkOfPool(pool.pool);
     return network === null ? null : this.checkFor(network);
+  }
+
+  /**
+   * Whether a lanplug network on a LAN uses `pool`: then an address asked for by value is an
+   * endpoint's (Docker asks for the gateway and --aux-address entries before it creates the
+   * network), and it must not be this host's. Null for a pool no such network uses.
+   */
+  rulesForPool(pool: PoolRecord): { lan: LanCheck | null } | null {
+    const network = this.driver.networkOfPool(pool.pool);
+    if (network === null || network.spec.parent.kind === 'private') return null;
+    return { lan: this.checkFor(network) };
+  }
+
+  /**
+   * What automatic allocation in `pool` skips although no claim holds it: this host's addresses,
+   * and what the LAN behind the pool's network was seen using (behind any link, for a pool no
+   * lanplug network here uses).
+   */
+  takenIn(pool: PoolRecord): (address: IpAddress) => boolean {
+    const link = this.checkForPool(pool)?.link ?? null;
+    return (address) => this.conflicts.isKnownTaken(link, address);
   }
 
   /**
@@ -170,7 +203,7 @@ export class LanCitizen {
       if (check === null) continue;
       const endpoints = this.store.listEndpoints(network.spec.networkId);
       const candidates = await nextCandidates(network.spec, endpoints, pools, allocator, (a) =>
-        this.conflicts.isKnownTaken(a),
+        this.conflicts.isKnownTaken(check.link, a),
       );
       targets.push({ check, candidates });
     }

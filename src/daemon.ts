@@ -35,10 +35,12 @@ import { OrphanClaims } from './ipam/orphans';
 import { reclaimAbsentHosts } from './ipam/reclaim';
 import { sharedPoolsReport } from './ipam/shared-report';
 import { PacketAnnouncer } from './lan/announce';
+import { HostAddresses } from './lan/host-addresses';
+import { NetlinkEvents, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR } from './netlink/events';
 import { LanCitizen } from './citizen';
 import { reconcile } from './driver/reconcile';
 import { LinkReaper } from './link/reaper';
-import { openRtnl, type Rtnl } from './link/rtnl';
+import { openOwnRtnl } from './driver/link-ownership';
 import type { Logger } from './log';
 import { DRIVER_KINDS, type DriverKind } from './model/network';
 import { StateLock } from './state/lock';
@@ -151,6 +153,11 @@ function poolWatched(pool: BookPool | null, driver: NetworkDriver): boolean {
   return pool !== null && driver.networkOfPool(pool.pool) !== null;
 }
 
+/** The lanplug network here that uses the pool (its createdAt tells its own reservations from endpoints'). */
+function networkOfPool(pool: BookPool | null, driver: NetworkDriver): { createdAt: number } | null {
+  return pool === null ? null : driver.networkOfPool(pool.pool);
+}
+
 function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
   return choice.kind === 'sqlite'
     ? new LocalAddressBook(store)
@@ -184,16 +191,19 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     closers.push(() => store.close());
     if (store.foundVersion !== 0 && store.foundVersion < SCHEMA_VERSION)
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
-    const rtnl: Rtnl = openRtnl();
+    // Every link this daemon makes carries its state directory's link group: a second daemon's are not its own.
+    const { rtnl, groups } = openOwnRtnl(store, log);
     closers.push(() => rtnl.close());
-    const reaper = new LinkReaper(rtnl, log);
+    const reaper = new LinkReaper(rtnl, log, { parkedGroup: groups.parked });
     // Links a daemon parked for removal and did not see go (it died): their leftover records are reconciled below.
     reaper.removeGroup();
     closers.push(() => reaper.close());
     const announcer = new PacketAnnouncer(log);
     closers.push(() => announcer.close());
     const driver = new NetworkDriver(rtnl, store, log, { announcer, remover: reaper });
-    const citizen = new LanCitizen(driver, store, log);
+    const hostAddresses = new HostAddresses(rtnl, NetlinkEvents.open([RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR]));
+    closers.push(() => hostAddresses.close());
+    const citizen = new LanCitizen(driver, store, log, hostAddresses);
     const conflicts = citizen.conflicts;
     reconcile(rtnl, store, log);
     const keeper = new LeaseKeeper(
@@ -230,13 +240,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     let checking: Promise<unknown> = Promise.resolve();
     const recheck = (dryRun: boolean, graceMs = options.forgottenGraceMs): Promise<Record<string, unknown>> => {
       const run = checking.then(async () => {
-        const forgotten = await dropForgottenRows(driver, engine, log, { dryRun, graceMs });
+        const forgotten = await dropForgottenRows(driver, engine, store, log, { dryRun, graceMs });
         const vanished = attachments.collectVanished(dryRun);
         const reconciled = reconcile(rtnl, store, log, { dryRun, askingLinksInUse: askingLinks.inUse });
         const claims = await orphans
           .pass(
             () => endpointAddresses(store),
-            async (poolId) => poolWatched(await book.getPool(poolId), driver),
+            async (poolId) => networkOfPool(await book.getPool(poolId), driver),
             {
               graceMs,
               dryRun,
@@ -269,8 +279,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
 
     // An address claimed in another pool (a CNI network's on the same LAN) is as taken as one the LAN uses.
     const allocator = new IpamAllocator(book, log, {
-      isTaken: (pool, address) =>
-        conflicts.isKnownTaken(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId),
+      takenIn: (pool) => {
+        const lanOrHost = citizen.takenIn(pool);
+        return (address) => lanOrHost(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId);
+      },
     });
     const driverEndpoint = (kind: DriverKind): PluginEndpoint => ({
       name: `lanplug-${kind}`,
@@ -282,7 +294,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     });
     const ipamEndpoint: PluginEndpoint = {
       name: IPAM_PLUGIN_NAME,
-      routes: ipamRoutes(allocator, conflicts, (pool) => citizen.checkForPool(pool)),
+      routes: ipamRoutes(allocator, conflicts, (pool) => citizen.rulesForPool(pool)),
       errorField: 'Error',
     };
     // Not in a managed plugin: its DHCP leases could not be renewed in the containers (see withoutDhcp).

@@ -12,7 +12,7 @@ import { cniServices } from '../driver/attachments';
 import { NetworkDriver } from '../driver/network-driver';
 import { reconcile, type ReconcileReport } from '../driver/reconcile';
 import { LanplugError } from '../errors';
-import { openRtnl } from '../link/rtnl';
+import { openOwnRtnl } from '../driver/link-ownership';
 import { createLogger } from '../log';
 import { isLocked, StateLock } from '../state/lock';
 import { SqliteStore } from '../state/sqlite';
@@ -54,11 +54,14 @@ export async function runGc(
   const lock = StateLock.acquire(stateDir, { kind: 'gc' });
   try {
     const store = SqliteStore.open(stateDir);
-    const rtnl = openRtnl();
+    const { rtnl } = openOwnRtnl(store, createLogger('error'));
     try {
       const log = createLogger('error');
       const driver = new NetworkDriver(rtnl, store, log);
-      const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), log, { dryRun, graceMs });
+      const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), store, log, {
+        dryRun,
+        graceMs,
+      });
       const vanished = cniServices(driver, rtnl, store, log).attachments.collectVanished(dryRun);
       return { Reconcile: reconcile(rtnl, store, log, { dryRun }), Forgotten: forgotten, Vanished: vanished };
     } finally {
@@ -77,6 +80,10 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
   );
   const f = result.Forgotten;
   if (!f.asked) lines.push(`dockerd was not asked which rows it has forgotten: ${f.error ?? 'no answer'}`);
+  if (f.kept !== undefined)
+    lines.push(
+      `kept ${f.kept.networks.length} network(s) dockerd ${f.kept.engine} does not know: they came from ${f.kept.theirs === null ? 'an engine not yet seen' : `engine ${f.kept.theirs}`}; is --docker-host lanplug's dockerd?`,
+    );
   for (const id of f.networks)
     lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${id.slice(0, 12)}: Docker no longer knows it`);
   for (const id of f.endpoints)

@@ -23,6 +23,7 @@ import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/netwo
 import type { IpAddress, IpPrefix } from '../net/address';
 import { CniIpam } from '../ipam/cni-ipam';
 import { randomMac } from '../ipam/mac';
+import { hostAddressMessage } from '../lan/host-addresses';
 import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
@@ -424,11 +425,12 @@ function gatewayOfFamily(claims: readonly RangeAllocation[], family: 4 | 6): IpA
 }
 
 /**
- * Addresses lanplug knows to be in use beside the pools' claims: every
- * endpoint's (Docker's default IPAM hands those out), every network's
- * gateway and host-access address, and what the LAN was seen using. Read once per CNI allocation.
+ * Addresses lanplug knows to be in use beside the pools' claims, with why: every
+ * endpoint's (Docker's default IPAM hands those out), every network's gateway and
+ * host-access address, this host's own, and what the LAN was seen using. Read once per
+ * CNI allocation.
  */
-function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddress) => boolean {
+function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddress) => string | null {
   const held = new Set<string>();
   for (const endpoint of store.listAllEndpoints())
     for (const prefix of [endpoint.ipv4, endpoint.ipv6]) if (prefix !== null) held.add(prefix.address.text);
@@ -436,12 +438,19 @@ function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddre
     for (const subnet of [...spec.ipv4, ...spec.ipv6]) if (subnet.gateway !== null) held.add(subnet.gateway.text);
     for (const own of [spec.hostAccess?.ipv4, spec.hostAccess?.ipv6]) if (own) held.add(own.text);
   }
-  return (address) => held.has(address.text) || (lan?.isKnownTaken(address) ?? false);
+  return (address) => {
+    if (held.has(address.text)) return `Address already in use: ${address.text}`;
+    const link = lan?.hostHolder(address) ?? null;
+    if (link !== null) return hostAddressMessage(address, link, 'ask for another address');
+    return lan?.isKnownTaken(null, address) === true ? `Address already in use on the LAN: ${address.text}` : null;
+  };
 }
 
-/** What the LAN is known to use (the daemon's LAN watch); none for an offline `lanplug gc`. */
+/** What this host holds and the LAN is known to use (the daemon's LAN side); none for an offline `lanplug gc`. */
 export interface KnownTaken {
-  isKnownTaken(address: IpAddress): boolean;
+  /** `link` null: on any LAN (a CNI allocation does not probe from a link of its own). */
+  isKnownTaken(link: null, address: IpAddress): boolean;
+  hostHolder(address: IpAddress): string | null;
 }
 
 /** The CNI front end's operations over a driver and store, allocating around everything in use. */

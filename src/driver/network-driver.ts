@@ -21,10 +21,10 @@ import type { EndpointLinkRequest, Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { crashPoint } from '../crash-points';
 import type { Announcer } from '../lan/announce';
+import type { AddressCheck } from '../lan/conflicts';
 import { ensureEye, removeUnusedEyes } from '../lan/eye';
 import type { ProbeLink } from '../lan/probe';
 import type {
-  ConflictPolicy,
   DriverKind,
   EndpointRecord,
   Leftover,
@@ -57,14 +57,6 @@ export interface PreparedEndpoint {
   link: LinkInfo;
 }
 
-/** What CreateEndpoint asks the LAN before it records an endpoint. */
-export interface ConflictPlan {
-  link: ProbeLink;
-  addresses: IpAddress[];
-  policy: Exclude<ConflictPolicy, 'off'>;
-  networkId: string;
-}
-
 export class NetworkDriver {
   private readonly features: KernelFeatures;
 
@@ -87,26 +79,33 @@ export class NetworkDriver {
   // ---- the LAN ----
 
   /**
-   * Where to ask the LAN about a new endpoint's addresses, and what to do with
-   * the answer; null when there is nothing to ask (conflict=off, a private
-   * network, a retried CreateEndpoint, a parent that is gone).
+   * What to check about a new endpoint's addresses before it is recorded: that
+   * none is this host's, and where to ask the LAN about them (null when
+   * conflict=off or the parent is down); null when there is nothing to check
+   * (a private network, a retried CreateEndpoint, no address).
    */
-  conflictPlan(driver: DriverKind, request: CreateEndpointRequest): ConflictPlan | null {
+  addressCheck(driver: DriverKind, request: CreateEndpointRequest): AddressCheck | null {
     const network = this.requireNetwork(request.networkId, driver);
     const { spec } = network;
-    if (spec.conflict === 'off' || spec.parent.kind === 'private') return null;
+    if (spec.parent.kind === 'private') return null;
     if (this.store.getEndpoint(request.networkId, request.endpointId) !== null) return null;
     const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a): a is IpAddress => a !== undefined);
     if (addresses.length === 0) return null;
-    const link = this.lanLink(spec);
-    return link === null ? null : { link, addresses, policy: spec.conflict, networkId: spec.networkId };
+    const link = spec.conflict === 'off' ? null : this.lanLink(spec);
+    return {
+      addresses,
+      lan: link === null || spec.conflict === 'off' ? null : { link, policy: spec.conflict, networkId: spec.networkId },
+    };
   }
 
   /**
    * The lanplug network whose subnet is exactly `pool` (the IPAM drivers' pools know no parent), among
    * those `which` accepts.
    */
-  networkOfPool(pool: IpPrefix, which: (network: NetworkRecord) => boolean = () => true): NetworkRecord | null {
+  networkOfPool(
+    pool: IpPrefix,
+    which: (network: NetworkRecord) => boolean = () => true,
+  ): (NetworkRecord & Stamped) | null {
     const wanted = formatPrefix(pool);
     return (
       this.store
@@ -479,8 +478,8 @@ export class NetworkDriver {
   /**
    * Creates the endpoint's link, tried once more when the kernel refuses for
    * a reason lanplug can remove:
-   * - a link of that name exists: a leftover of an earlier attempt for this
-   *   endpoint (names come from the endpoint id), removed first;
+   * - a link of that name and of this daemon's group exists: a leftover of an
+   *   earlier attempt for this endpoint (names come from the endpoint id), removed first;
    * - links are parked: a parked link is down and has no addresses, so it
    *   collides with nothing a new one needs, except where the kernel counts
    *   every link on a parent (passthru allows one); they go first.
@@ -491,6 +490,8 @@ export class NetworkDriver {
     } catch (err) {
       const existing = this.rtnl.getLink(endpoint.linkName);
       if (existing === null && this.remover.pending === 0) throw err;
+      // A link of that name that is not this daemon's is not a leftover of ours to remove.
+      if (existing !== null && !this.rtnl.owns(existing)) throw err;
       if (existing !== null) this.rtnl.deleteLink(existing);
       this.remover.settle();
       return this.createEndpointLink(spec, endpoint, parent);

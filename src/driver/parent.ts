@@ -78,8 +78,17 @@ export function releaseParent(
   return rtnl.deleteLink(link) ? 'deleted' : 'gone';
 }
 
-/** The link is the kind lanplug made under that name (a user may have replaced it meanwhile). */
+/**
+ * The link is the very one lanplug made under that name: it carries this daemon's link group (a
+ * VLAN the OS made again after lanplug's went — ifupdown, NetworkManager — does not) and is of
+ * the kind lanplug made (a user may have replaced it meanwhile).
+ */
 export function isStillOurs(rtnl: Rtnl, plan: OwnedParent, link: LinkInfo): boolean {
+  return rtnl.owns(link) && isTheLinkMade(rtnl, plan, link);
+}
+
+/** The link is of the kind, VLAN id and base lanplug would make for `plan` (whoever made it). */
+export function isTheLinkMade(rtnl: Rtnl, plan: OwnedParent, link: LinkInfo): boolean {
   if (plan.kind === 'private') return isPrivateParentKind(link.kind);
   if (link.kind !== 'vlan' || link.vlanId !== plan.vlanId || link.parentIndex === null) return false;
   const base = rtnl.getLink(plan.base);

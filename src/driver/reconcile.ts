@@ -4,7 +4,9 @@
  * sockets listen), periodically, and on demand (`lanplug gc`).
  *
  * The store is the truth for intent, the kernel for links. Only links that
- * carry one of lanplug's names and kinds are ever touched:
+ * carry this daemon's link group (link-ownership.ts: another daemon's links,
+ * and links of lanplug's names that the OS or a user made, carry another) and
+ * one of lanplug's names and kinds are ever touched:
  * - endpoint links `lp-<id>` no endpoint record owns (a crash between creating
  *   the link and answering Docker) are deleted; owned ones are kept;
  * - probe links `lpp-*`, and DHCP asking links `lpd-*` no exchange is using, are deleted;
@@ -103,6 +105,7 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: Reconc
 
   for (const link of links) {
     if (leftoverNames.has(link.name)) continue; // handled with its leftover record below
+    if (!rtnl.owns(link)) continue; // another daemon's, the OS's or a user's
     if (isEndpointLink(link) && !ownedLinkNames.has(link.name)) {
       act(
         'delete-link',
@@ -178,11 +181,15 @@ function retryLeftover(
   const forget = (): void => store.deleteLeftover(leftover.name);
   if (leftover.kind === 'endpoint-link' || leftover.kind === 'shim') {
     const ours = leftover.kind === 'shim' ? isShimLink : isEndpointLink;
-    if (link === null || !ours(link) || ownedLinkNames.has(link.name)) {
+    if (link === null || !ours(link) || !rtnl.owns(link) || ownedLinkNames.has(link.name)) {
       act(
         'forget-leftover',
         leftover.name,
-        link === null ? 'endpoint link is gone' : 'endpoint link is in use again',
+        link === null
+          ? 'endpoint link is gone'
+          : rtnl.owns(link)
+            ? 'endpoint link is in use again'
+            : 'the link of that name is no longer the one lanplug made',
         forget,
       );
       return;

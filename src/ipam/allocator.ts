@@ -47,12 +47,15 @@ export interface AddressRequest {
   mac: string | null;
 }
 
-/** Addresses automatic allocation must not hand out although the store has them free (the LAN uses them). */
+/**
+ * Addresses automatic allocation must not hand out although the book has them free (this host's
+ * own, those the LAN uses): asked once per allocation for the pool, then per candidate.
+ */
 export interface AddressFilter {
-  isTaken(pool: PoolRecord, address: IpAddress): boolean;
+  takenIn(pool: PoolRecord): (address: IpAddress) => boolean;
 }
 
-const NOTHING_TAKEN: AddressFilter = { isTaken: () => false };
+const NOTHING_TAKEN: AddressFilter = { takenIn: () => () => false };
 
 export class IpamAllocator {
   /** Per pool, the automatic allocation in progress (see allocate). */
@@ -125,14 +128,9 @@ export class IpamAllocator {
     const used = new Set((await this.book.claimed(pool.poolId)).map((a) => a.address.value));
     const out: IpAddress[] = [];
     const start = this.startOf(pool, pool.range ?? pool.pool);
+    const skip = this.skipIn(pool);
     while (out.length < count) {
-      const candidate = firstFree(
-        pool.pool,
-        pool.range ?? pool.pool,
-        used,
-        (value) => this.lanUses(pool, value),
-        start,
-      );
+      const candidate = firstFree(pool.pool, pool.range ?? pool.pool, used, skip, start);
       if (candidate === null) break;
       out.push(candidate);
       used.add(candidate.value);
@@ -189,14 +187,17 @@ export class IpamAllocator {
     return next;
   }
 
-  /** The first free address of the range (or pool) that the LAN does not use either. */
+  /** The first free address of the range (or pool) that is not this host's and the LAN does not use either. */
   private async allocateNow(pool: PoolRecord, kind: AddressKind, mac: string | null): Promise<IpAddress> {
-    // The gateway of a pool without --gateway is its first address, wherever the range is (as Docker does).
-    const range = kind === 'gateway' ? pool.pool : (pool.range ?? pool.pool);
+    // The gateway of a pool without --gateway is its first address, wherever the range is (as Docker does),
+    // and is meant to be a device of the LAN (the router, maybe this host): nothing is skipped for it.
+    const gateway = kind === 'gateway';
+    const range = gateway ? pool.pool : (pool.range ?? pool.pool);
     const used = new Set((await this.book.claimed(pool.poolId)).map((a) => a.address.value));
-    const start = kind === 'gateway' ? null : this.startOf(pool, range);
+    const start = gateway ? null : this.startOf(pool, range);
+    const skip = gateway ? () => false : this.skipIn(pool);
     for (;;) {
-      const candidate = firstFree(pool.pool, range, used, (value) => this.lanUses(pool, value), start);
+      const candidate = firstFree(pool.pool, range, used, skip, start);
       if (candidate === null) throw new LanplugError('Conflict', 'No available addresses on this pool');
       if (await this.book.claim(pool.poolId, candidate, kind, mac)) return candidate;
       used.add(candidate.value); // claimed meanwhile (another host, on a shared book): the next one
@@ -212,8 +213,10 @@ export class IpamAllocator {
     return this.book.hostId === null ? null : spreadStart(range, this.book.hostId);
   }
 
-  private lanUses(pool: PoolRecord, value: bigint): boolean {
-    return this.lan !== NOTHING_TAKEN && this.lan.isTaken(pool, addressFromValue(pool.pool.address.family, value));
+  private skipIn(pool: PoolRecord): (value: bigint) => boolean {
+    if (this.lan === NOTHING_TAKEN) return () => false;
+    const taken = this.lan.takenIn(pool);
+    return (value) => taken(addressFromValue(pool.pool.address.family, value));
   }
 }
 

@@ -12,6 +12,12 @@
  * network driver lanplug cannot see the endpoints), have no endpoint on two
  * passes in a row (Docker removes the endpoint a moment before it releases
  * the address), and be unchanged since it was first seen.
+ *
+ * And it must be younger than the network: Docker claims the gateway and the
+ * --aux-address entries before it creates the network (on a single host an
+ * aux address is asked for by value, as a container's --ip is, and the book
+ * cannot tell them apart), while no endpoint's address is claimed before its
+ * network exists. A network's own reservations are never orphans.
  */
 import type { Logger } from '../log';
 import type { AddressBook } from '../state/address-book';
@@ -32,12 +38,13 @@ export class OrphanClaims {
   ) {}
 
   /**
-   * One pass. `localAddresses` are the addresses endpoints here hold; `poolWatched`
-   * says whether a lanplug network here uses the pool (its endpoints are all known).
+   * One pass. `localAddresses` are the addresses endpoints here hold; `networkOfPool`
+   * gives when the lanplug network here that uses the pool was recorded (its endpoints
+   * are all known), or null when none does.
    */
   async pass(
     localAddresses: () => ReadonlySet<string>,
-    poolWatched: (poolId: string) => Promise<boolean>,
+    networkOfPool: (poolId: string) => Promise<{ createdAt: number } | null>,
     options: { graceMs: number; dryRun: boolean; now?: number },
   ): Promise<OrphanReport> {
     const claims = await this.book.ownEndpointClaims();
@@ -47,7 +54,8 @@ export class OrphanClaims {
     const suspects = new Map<string, string>();
     for (const claim of claims) {
       if (held.has(claim.address.text) || now - claim.at < options.graceMs) continue;
-      if (!(await poolWatched(claim.poolId))) continue;
+      const network = await networkOfPool(claim.poolId);
+      if (network === null || claim.at <= network.createdAt) continue;
       const key = `${claim.poolId} ${claim.address.text}`;
       const confirmed = this.suspects.get(key) === claim.identity;
       if (!confirmed || options.dryRun) {

@@ -27,9 +27,9 @@ export class RangeAllocator {
     private readonly store: IpamStore,
     /**
      * What is taken although no pool claims it (an endpoint's address, a
-     * gateway, one the LAN uses), read once per allocation.
+     * gateway, this host's, one the LAN uses), with why; null when free. Read once per allocation.
      */
-    private readonly takenNow: () => (address: IpAddress) => boolean,
+    private readonly takenNow: () => (address: IpAddress) => string | null,
   ) {}
 
   /** One address of the set: `requested` if one of them lies in the set's subnets, else the first free. */
@@ -43,7 +43,7 @@ export class RangeAllocator {
     const taken = this.takenNow();
     const reserved = new Set((options.reserved ?? []).map((a) => a.text));
     const free = (pool: PoolRecord, address: IpAddress): boolean =>
-      !reserved.has(address.text) && this.store.poolsClaiming(address).length === 0 && !taken(address);
+      !reserved.has(address.text) && this.store.poolsClaiming(address).length === 0 && taken(address) === null;
     const inRange = (r: AddressRange, a: IpAddress): boolean =>
       prefixContains(r.subnet, a) && a.value >= r.start.value && a.value <= r.end.value;
     const wanted = requested.find((a) => set.some((r) => inRange(r, a)));
@@ -53,6 +53,8 @@ export class RangeAllocator {
       const pool = this.poolOf(networkName, range.subnet);
       if (wanted.value === range.gateway.value)
         throw invalidArgument(`requested address ${wanted.text} is the gateway of ${formatPrefix(range.subnet)}`);
+      const why = taken(wanted);
+      if (why !== null) throw new LanplugError('Conflict', why);
       if (!free(pool, wanted) || !this.store.claimAddress(pool.poolId, wanted, 'requested', owner))
         throw new LanplugError('Conflict', `Address already in use: ${wanted.text}`);
       return { poolId: pool.poolId, address: withLength(wanted, range.subnet), gateway: range.gateway };

@@ -1,8 +1,10 @@
 /**
- * Applying a network's conflict policy to what the LAN answered: an address
- * in use is refused in one line that names it, the device that answered and
- * the fix (`refuse`, the default), or logged and let through (`warn`). Every
- * device seen is remembered for `lanplug doctor`.
+ * Whether an address may go to a container: never one this host holds itself
+ * (whatever the network's policy), and then the network's conflict policy
+ * applied to what the LAN answered: an address in use is refused in one line
+ * that names it, the device that answered and the fix (`refuse`, the
+ * default), or logged and let through (`warn`). Every device seen is
+ * remembered for `lanplug doctor`.
  */
 import { LanplugError } from '../errors';
 import type { Logger } from '../log';
@@ -10,6 +12,7 @@ import type { ConflictPolicy } from '../model/network';
 import type { IpAddress } from '../net/address';
 import type { LanSightings } from '../state/store';
 import type { AskOptions, LanGuard } from './guard';
+import { hostAddressMessage, type HostAddresses } from './host-addresses';
 import type { ProbeLink, ProbeVerdict } from './probe';
 
 export interface LanCheck {
@@ -22,6 +25,17 @@ export interface LanCheck {
 export const ADVICE_DEFAULT_IPAM =
   "Docker's IPAM would offer it again: reserve it with --aux-address, run the container with another --ip, or create the network with --ipam-driver lanplug, which skips addresses in use";
 export const ADVICE_EXPLICIT = 'choose another --ip, or free that device';
+/** The host's own address: nothing to free, and Docker's IPAM does not know the host holds it. */
+export const HOST_ADVICE_DEFAULT_IPAM = (address: IpAddress): string =>
+  `Docker's IPAM would offer it again: reserve it with --aux-address host=${address.text}, run the container with another --ip, or create the network with --ipam-driver lanplug, which skips this host's addresses`;
+export const HOST_ADVICE_EXPLICIT = (): string => 'choose another --ip';
+
+/** What CreateEndpoint checks before it records an endpoint: its addresses, and where to ask the LAN about them. */
+export interface AddressCheck {
+  addresses: IpAddress[];
+  /** null: the LAN is not asked (lanplug.conflict=off, or the parent is down: nothing can answer). */
+  lan: LanCheck | null;
+}
 
 export function inUseMessage(
   address: IpAddress,
@@ -37,6 +51,8 @@ export class LanConflicts {
     private readonly guard: LanGuard,
     private readonly sightings: LanSightings,
     private readonly log: Logger,
+    /** This host's own addresses; null only where no host is involved (unit tests of the LAN side). */
+    private readonly host: HostAddresses | null,
     private readonly afterUse: () => void = () => undefined,
   ) {}
 
@@ -62,6 +78,35 @@ export class LanConflicts {
     return verdict;
   }
 
+  /** The link of this host that holds `address`, or null: such an address is never a container's. */
+  hostHolder(address: IpAddress): string | null {
+    return this.host?.holder(address) ?? null;
+  }
+
+  /** Throws a Conflict naming the link when this host holds one of `addresses`. */
+  refuseHostAddresses(addresses: readonly IpAddress[], advice: (address: IpAddress) => string): void {
+    for (const address of addresses) {
+      const link = this.hostHolder(address);
+      if (link !== null) throw new LanplugError('Conflict', hostAddressMessage(address, link, advice(address)));
+    }
+  }
+
+  /**
+   * The whole check of an endpoint's addresses: none is this host's, and the LAN (if asked) uses
+   * none under `refuse`. Addresses asked about a moment ago (by the warmer, or by the IPAM driver
+   * for this very address) cost nothing.
+   */
+  async requireUsable(
+    check: AddressCheck,
+    advice: { host: (address: IpAddress) => string; lan: string },
+  ): Promise<void> {
+    this.refuseHostAddresses(check.addresses, advice.host);
+    const lan = check.lan;
+    if (lan === null) return;
+    if (check.addresses.every((a) => this.guard.isKnownFree(lan.link, a))) this.used();
+    else await this.require(lan, check.addresses, advice.lan);
+  }
+
   /** Throws a Conflict for an address in use under `refuse`; logs it under `warn`. */
   async require(check: LanCheck, addresses: readonly IpAddress[], advice: string): Promise<void> {
     for (const address of addresses) {
@@ -77,11 +122,13 @@ export class LanConflicts {
     this.used();
   }
 
-  isKnownTaken(address: IpAddress): boolean {
-    return this.guard.isKnownTaken(address);
+  /** Not for automatic allocation: this host holds it, or the LAN behind `link` (when known) was seen using it. */
+  isKnownTaken(link: ProbeLink | null, address: IpAddress): boolean {
+    if (this.hostHolder(address) !== null) return true;
+    return link === null ? this.guard.isKnownTakenAnywhere(address) : this.guard.isKnownTaken(link, address);
   }
 
-  isKnownFree(address: IpAddress): boolean {
-    return this.guard.isKnownFree(address);
+  isKnownFree(link: ProbeLink, address: IpAddress): boolean {
+    return this.guard.isKnownFree(link, address);
   }
 }

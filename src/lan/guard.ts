@@ -7,8 +7,12 @@
  *   finds its address already asked about).
  * - An "in use" verdict is kept for TAKEN_FRESH_MS: automatic allocation skips
  *   the address without asking, and then asks again (devices leave).
- * - At most one probe per address is in flight; callers of the same address
- *   share it.
+ * - At most one probe per address and link is in flight; callers of the same
+ *   address share it.
+ *
+ * Answers are kept per probing link and address: two VLANs (two eyes, two
+ * parents) may carry the same subnet, and a device holding an address on one
+ * says nothing about the other.
  */
 import type { Logger } from '../log';
 import type { IpAddress } from '../net/address';
@@ -20,6 +24,14 @@ const TAKEN_FRESH_MS = 10 * 60_000;
 interface Known {
   verdict: ProbeVerdict;
   at: number;
+  address: IpAddress;
+  /** The name of the parent the answer came through (for messages). */
+  link: string;
+}
+
+/** By the probing link's index: its name is the parent's (ProbeLink.name), which is for messages. */
+function keyOf(link: ProbeLink, address: IpAddress): string {
+  return `${link.index}/${address.family}/${address.value}`;
 }
 
 export type Prober = (link: ProbeLink, candidate: IpAddress, timing: ProbeTiming) => Promise<ProbeVerdict>;
@@ -47,43 +59,57 @@ export class LanGuard {
    * DHCP server just gave, which a device may have taken since).
    */
   async ask(link: ProbeLink, address: IpAddress, options: AskOptions = {}): Promise<ProbeVerdict> {
-    const cached = options.ignoreMemory === true ? null : this.fresh(address);
+    const key = keyOf(link, address);
+    const cached = options.ignoreMemory === true ? null : this.fresh(key);
     if (cached !== null && (cached.inUse || options.asNow !== true)) return cached;
-    const key = address.text;
     let pending = this.inFlight.get(key);
     if (pending === undefined) {
       pending = this.prober(link, address, QUICK).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, pending);
     }
     const verdict = await pending;
+    const fields = verdict.inUse ? { address: address.text, link: link.name, mac: verdict.mac, how: verdict.how } : {};
     if (verdict.inUse && verdict.contended === true) {
-      this.log.info('address contended on the LAN', { address: key, mac: verdict.mac, how: verdict.how });
+      this.log.info('address contended on the LAN', fields);
       return verdict;
     }
-    this.known.set(key, { verdict, at: this.now() });
-    if (verdict.inUse) this.log.info('address in use on the LAN', { address: key, mac: verdict.mac, how: verdict.how });
+    this.known.set(key, { verdict, at: this.now(), address, link: link.name });
+    if (verdict.inUse) this.log.info('address in use on the LAN', fields);
     return verdict;
   }
 
-  /** True when the LAN was seen using `address` recently: automatic allocation skips it without asking. */
-  isKnownTaken(address: IpAddress): boolean {
-    return this.fresh(address)?.inUse === true;
+  /** True when the LAN behind `link` was seen using `address` recently: automatic allocation skips it without asking. */
+  isKnownTaken(link: ProbeLink, address: IpAddress): boolean {
+    return this.fresh(keyOf(link, address))?.inUse === true;
   }
 
-  /** True when the address was asked about recently and nobody answered. */
-  isKnownFree(address: IpAddress): boolean {
-    return this.fresh(address)?.inUse === false;
+  /** True when the address was asked about on `link` recently and nobody answered. */
+  isKnownFree(link: ProbeLink, address: IpAddress): boolean {
+    return this.fresh(keyOf(link, address))?.inUse === false;
   }
 
-  /** Addresses the LAN was seen using, with who: for `lanplug doctor` and the logs. */
-  taken(): { address: string; mac: string; how: string; at: number }[] {
-    return [...this.known.entries()].flatMap(([address, k]) =>
-      k.verdict.inUse ? [{ address, mac: k.verdict.mac, how: k.verdict.how, at: k.at }] : [],
+  /**
+   * True when a LAN behind any link was seen using `address` recently: for a caller that cannot
+   * name the link (it skips an address that may be free on its own LAN, never the other way round).
+   */
+  isKnownTakenAnywhere(address: IpAddress): boolean {
+    for (const [key, k] of this.known)
+      if (k.address.value === address.value && k.address.family === address.family && this.fresh(key)?.inUse === true)
+        return true;
+    return false;
+  }
+
+  /** Addresses the LAN was seen using, with who and on which parent: for `lanplug doctor` and the logs. */
+  taken(): { address: string; link: string; mac: string; how: string; at: number }[] {
+    return [...this.known.values()].flatMap((k) =>
+      k.verdict.inUse
+        ? [{ address: k.address.text, link: k.link, mac: k.verdict.mac, how: k.verdict.how, at: k.at }]
+        : [],
     );
   }
 
-  private fresh(address: IpAddress): ProbeVerdict | null {
-    const k = this.known.get(address.text);
+  private fresh(key: string): ProbeVerdict | null {
+    const k = this.known.get(key);
     if (k === undefined) return null;
     const age = this.now() - k.at;
     return age <= (k.verdict.inUse ? TAKEN_FRESH_MS : FREE_FRESH_MS) ? k.verdict : null;

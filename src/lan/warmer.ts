@@ -55,7 +55,11 @@ export class CandidateWarmer {
     }
     for (const target of targets) {
       for (const candidate of target.candidates) {
-        if (this.conflicts.isKnownFree(candidate) || this.conflicts.isKnownTaken(candidate)) continue;
+        if (
+          this.conflicts.isKnownFree(target.check.link, candidate) ||
+          this.conflicts.isKnownTaken(target.check.link, candidate)
+        )
+          continue;
         try {
           await this.conflicts.verdict(target.check, candidate);
         } catch (err) {

@@ -41,7 +41,10 @@ export interface LinkInfo {
   mac: string | null;
   /** IFF_UP is set. */
   up: boolean;
-  /** IFLA_GROUP: 0 unless someone put the link in a group (lanplug parks links it is removing in one). */
+  /**
+   * IFLA_GROUP: 0 unless someone put the link in a group. Every link lanplug makes carries the
+   * group of its state directory (what tells it from another daemon's), parked ones another.
+   */
   group: number;
   /**
    * IFLA_LINK: the lower device's index (macvlan/ipvlan/vlan parent; veth peer), or null.
@@ -105,6 +108,8 @@ export interface NewLink {
   data?: Buffer[];
   /** Made directly in the network namespace open as this fd (IFLA_NET_NS_FD), the name applying there. */
   namespaceFd?: number;
+  /** IFLA_GROUP; absent (or 0): the default group. */
+  group?: number;
 }
 
 /** The body (ifinfomsg + attributes) of an RTM_NEWLINK, in iproute2's order (address, mtu, link, name, linkinfo). */
@@ -115,10 +120,16 @@ export function encodeNewLink(req: NewLink): Buffer[] {
   if (req.parentIndex !== undefined) body.push(nlaU32(IFLA_LINK, req.parentIndex));
   body.push(nlaString(IFLA_IFNAME, req.name));
   if (req.namespaceFd !== undefined) body.push(nlaU32(IFLA_NET_NS_FD, req.namespaceFd));
+  if (req.group !== undefined && req.group !== 0) body.push(nlaU32(IFLA_GROUP, req.group));
   const linkinfo = [nlaString(IFLA_INFO_KIND, req.kind)];
   if (req.data !== undefined) linkinfo.push(nlaNested(IFLA_INFO_DATA, req.data));
   body.push(nlaNested(IFLA_LINKINFO, linkinfo));
   return body;
+}
+
+/** RTM_NEWLINK body that moves a link into link group `group` (nothing else changes). */
+export function encodeSetGroup(index: number, group: number): Buffer[] {
+  return [encodeIfInfoMsg({ index }), nlaU32(IFLA_GROUP, group)];
 }
 
 /** RTM_NEWLINK body that sets a link down and moves it into link group `group`. */

@@ -15,7 +15,8 @@
  * Nothing is lost if the daemon dies with links parked: the caller records
  * each link as a leftover before parking it and forgets the record only when
  * `gone` runs; the daemon removes the group at start, and reconcile whatever
- * else is left.
+ * else is left. The group is the daemon's own: another daemon's parked links
+ * are never in it.
  */
 import type { Logger } from '../log';
 import { RTM_DELLINK } from '../netlink/codec';
@@ -25,7 +26,10 @@ import { LanplugError } from '../errors';
 import { encodeGroupDelete, type LinkInfo } from './link';
 import type { Rtnl } from './rtnl';
 
-/** The link group parked links wait in ("lp"); `ip link show group 27760` lists them. */
+/**
+ * The link group parked links waited in before each state directory had a parked group of its own
+ * (driver/link-ownership.ts); the default for tools and tests that own no links.
+ */
 export const PARKED_LINK_GROUP = 0x6c70;
 
 /** How the driver removes an endpoint's link: now, or soon and off the request path. */
@@ -61,12 +65,16 @@ export class LinkReaper implements LinkRemover {
   private scheduled = false;
   private readonly background: NetlinkSocket;
 
+  /** The group links are parked in: this daemon's own (`ip link show group N` lists them). */
+  private readonly group: number;
+
   /** `netns`: the namespace `rtnl` acts in, when not the daemon's own (tests). */
   constructor(
     private readonly rtnl: Rtnl,
     private readonly log: Logger,
-    options: { netns?: string } = {},
+    options: { netns?: string; parkedGroup?: number } = {},
   ) {
+    this.group = options.parkedGroup ?? PARKED_LINK_GROUP;
     this.background = NetlinkSocket.open(options.netns === undefined ? {} : { netns: options.netns });
   }
 
@@ -81,7 +89,7 @@ export class LinkReaper implements LinkRemover {
       gone();
       return;
     }
-    if (!this.rtnl.parkLink(link, PARKED_LINK_GROUP)) {
+    if (!this.rtnl.parkLink(link, this.group)) {
       gone();
       return;
     }
@@ -107,12 +115,12 @@ export class LinkReaper implements LinkRemover {
    */
   removeGroup(): void {
     try {
-      this.rtnl.deleteLinkGroup(PARKED_LINK_GROUP);
+      this.rtnl.deleteLinkGroup(this.group);
       return;
     } catch (err) {
       this.log.warn('could not remove the parked links at once; removing them one by one', { error: String(err) });
     }
-    for (const link of this.rtnl.listLinks().filter((l) => l.group === PARKED_LINK_GROUP)) {
+    for (const link of this.rtnl.listLinks().filter((l) => l.group === this.group)) {
       try {
         this.rtnl.deleteLink(link);
       } catch (err) {
@@ -144,7 +152,7 @@ export class LinkReaper implements LinkRemover {
     this.parked = new Map();
     const batch = this.batch;
     this.inFlight = this.background
-      .requestInBackground(RTM_DELLINK, 0, encodeGroupDelete(PARKED_LINK_GROUP))
+      .requestInBackground(RTM_DELLINK, 0, encodeGroupDelete(this.group))
       .then(
         // The kernel removed every link of the group, and each of the batch was in it.
         () => this.finish(batch, false),

@@ -57,6 +57,7 @@ import {
   encodeGroupDelete,
   encodeNewLink,
   encodePark,
+  encodeSetGroup,
   type LinkInfo,
   type LinkRef,
   type NewLink,
@@ -65,6 +66,13 @@ import { encodeMacvlanData, type MacvlanMode } from './macvlan';
 import { encodeVlanData, isVlanId, VLAN_ID_MAX, VLAN_ID_MIN } from './vlan';
 
 export interface Rtnl {
+  /**
+   * The link group every link made through this Rtnl carries: the mark of the state directory
+   * whose daemon made it (0: the default group, for tests and tools that own no links).
+   */
+  readonly ownGroup: number;
+  /** Whether `link` was made by the owner of this Rtnl (it carries ownGroup). */
+  owns(link: LinkInfo): boolean;
   close(): void;
   getLink(name: string): LinkInfo | null;
   getLinkByIndex(index: number): LinkInfo | null;
@@ -94,6 +102,8 @@ export interface Rtnl {
   createInNamespace(namespaceFd: number, req: EndpointLinkRequest): void;
   /** Returns false when no such link exists (deleting what is gone is success). */
   deleteLink(link: LinkRef): boolean;
+  /** Moves a link into link group `group`; false when no such link exists. */
+  setGroup(link: LinkRef, group: number): boolean;
   /** Sets a link down and moves it into link group `group`; false when no such link exists. */
   parkLink(link: LinkRef, group: number): boolean;
   /** Removes every link of group `group` at once (one RCU grace period for all); false when it has none. */
@@ -163,7 +173,14 @@ export type EndpointLinkRequest =
   | { kind: 'ipvlan'; name: string; parentIndex: number; mode: IpvlanMode; flag: IpvlanFlag; mtu?: number };
 
 class RtnlSocket implements Rtnl {
-  constructor(private readonly sock: NetlinkSocket) {}
+  constructor(
+    private readonly sock: NetlinkSocket,
+    readonly ownGroup: number,
+  ) {}
+
+  owns(link: LinkInfo): boolean {
+    return link.group === this.ownGroup;
+  }
 
   close(): void {
     this.sock.close();
@@ -246,8 +263,14 @@ class RtnlSocket implements Rtnl {
   createInNamespace(namespaceFd: number, req: EndpointLinkRequest): void {
     const link: NewLink =
       req.kind === 'macvlan'
-        ? { ...withoutMode(req), kind: 'macvlan', data: encodeMacvlanData(req.mode), namespaceFd }
-        : { ...withoutMode(req), kind: 'ipvlan', data: encodeIpvlanData(req.mode, req.flag), namespaceFd };
+        ? { ...withoutMode(req), kind: 'macvlan', data: encodeMacvlanData(req.mode), namespaceFd, group: this.ownGroup }
+        : {
+            ...withoutMode(req),
+            kind: 'ipvlan',
+            data: encodeIpvlanData(req.mode, req.flag),
+            namespaceFd,
+            group: this.ownGroup,
+          };
     checkNewLink(link);
     try {
       this.sock.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, encodeNewLink(link));
@@ -274,6 +297,17 @@ class RtnlSocket implements Rtnl {
     } catch (err) {
       if (isErrno(err, ENODEV)) return false;
       throw withContext(`delete link ${link.name}`, err);
+    }
+  }
+
+  setGroup(link: LinkRef, group: number): boolean {
+    checkIndex('index', link.index);
+    try {
+      this.sock.request(RTM_NEWLINK, 0, encodeSetGroup(link.index, group));
+      return true;
+    } catch (err) {
+      if (isErrno(err, ENODEV)) return false;
+      throw withContext(`move link ${link.name} into group ${group}`, err);
     }
   }
 
@@ -388,7 +422,7 @@ class RtnlSocket implements Rtnl {
     checkNewLink(req);
     const what = `create ${req.kind} link ${req.name}`;
     try {
-      this.sock.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, encodeNewLink(req));
+      this.sock.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, encodeNewLink({ ...req, group: this.ownGroup }));
     } catch (err) {
       throw withContext(what, err);
     }
@@ -410,8 +444,11 @@ function withoutMode(req: EndpointLinkRequest): { name: string; parentIndex: num
 /**
  * Opens one NETLINK_ROUTE socket, in the caller's network namespace or in the
  * one named by `netns` (a file such as /run/netns/x). Every operation on the
- * result then acts in that namespace, whatever thread calls it.
+ * result then acts in that namespace, whatever thread calls it. Every link it
+ * makes carries link group `group` (default 0, the kernel's default group).
  */
-export function openRtnl(options: { netns?: string } = {}): Rtnl {
-  return new RtnlSocket(NetlinkSocket.open(options.netns === undefined ? {} : { netns: options.netns }));
+export function openRtnl(options: { netns?: string; group?: number } = {}): Rtnl {
+  const group = options.group ?? 0;
+  if (group !== 0) checkGroup(group);
+  return new RtnlSocket(NetlinkSocket.open(options.netns === undefined ? {} : { netns: options.netns }), group);
 }

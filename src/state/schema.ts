@@ -20,11 +20,15 @@
  * - 5: `addresses.owner`: who holds a claim made by the `lanplug` CNI IPAM
  *      plugin (network, container, interface), and an index by address (an
  *      address claimed in any pool is taken in all of them).
+ * - 6: `meta` (small facts about this state directory: the link groups that
+ *      mark its links, the Docker engine its networks came from) and
+ *      `networks.docker_engine`: the ID of the dockerd seen to know the
+ *      network, the only one whose "no such network" may drop it.
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** STEPS[n] moves a database from version n to n + 1. */
 const STEPS: readonly string[] = [
@@ -76,6 +80,8 @@ const STEPS: readonly string[] = [
   `ALTER TABLE addresses ADD COLUMN owner TEXT;
    CREATE INDEX addresses_owner ON addresses (owner) WHERE owner IS NOT NULL;
    CREATE INDEX addresses_address ON addresses (address);`,
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   ALTER TABLE networks ADD COLUMN docker_engine TEXT;`,
 ];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */

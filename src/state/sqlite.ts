@@ -159,6 +159,33 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     });
   }
 
+  /** Network id -> the Docker engine (its /info ID) seen to know it; networks no engine was seen to know are absent. */
+  networkEngines(): Map<string, string> {
+    const rows = this.stmt('SELECT id, docker_engine FROM networks WHERE docker_engine IS NOT NULL').all() as {
+      id: string;
+      docker_engine: string;
+    }[];
+    return new Map(rows.map((row) => [row.id, row.docker_engine]));
+  }
+
+  setNetworkEngine(networkId: string, engineId: string): void {
+    this.stmt('UPDATE networks SET docker_engine = ? WHERE id = ?').run(engineId, networkId);
+    this.durable();
+  }
+
+  getMeta(key: string): string | null {
+    const row = this.stmt('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row?.value ?? null;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.stmt('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+      key,
+      value,
+    );
+    this.durable();
+  }
+
   getEndpoint(networkId: string, endpointId: string): (EndpointRecord & Stamped) | null {
     const row = this.stmt(
       'SELECT endpoint_id AS id, record, created_at FROM endpoints WHERE network_id = ? AND endpoint_id = ?',

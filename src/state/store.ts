@@ -24,6 +24,13 @@ export interface Store {
   putEndpoint(record: EndpointRecord): void;
   deleteEndpoint(networkId: string, endpointId: string): void;
 
+  /** Network id -> the Docker engine (its /info ID) seen to know it (api/docker/forgotten.ts). */
+  networkEngines(): Map<string, string>;
+  setNetworkEngine(networkId: string, engineId: string): void;
+  /** Small facts about this state directory: its link groups, the Docker engine its networks came from. */
+  getMeta(key: string): string | null;
+  setMeta(key: string, value: string): void;
+
   listLeftovers(): Leftover[];
   /** Inserts or replaces (by link name). */
   putLeftover(leftover: Leftover): void;

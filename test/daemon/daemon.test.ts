@@ -30,6 +30,10 @@ function hasLink(name: string): boolean {
     return false;
   }
 }
+/** The link group of a link ('default' for 0): lanplug marks its own with its state directory's. */
+function groupOf(name: string): string {
+  return (JSON.parse(ip('-j', 'link', 'show', 'dev', name)) as { group: string }[])[0]?.group ?? '?';
+}
 function linkNames(): string[] {
   return (JSON.parse(ip('-j', 'link', 'show')) as { ifname: string }[]).map((l) => l.ifname).sort();
 }
@@ -135,9 +139,13 @@ test('a crash between creating the endpoint link and answering Join: the restart
   );
   assert.equal((await proc.exited).signal, 'SIGKILL');
   assert.equal(hasLink(EP_LINK), true, 'the crash left the link');
-  // Orphans no record owns, as a crash of some earlier version could leave them; and links lanplug never made.
-  ip('link', 'add', 'lp-0123456789ab', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
-  ip('link', 'add', 'lpp-c0ffeeb', 'type', 'bridge');
+  const group = groupOf(EP_LINK);
+  assert.match(group, /^\d+$/, "the link carries the state directory's group");
+  // Orphans no record owns, as a crash could leave them (in this daemon's group); links of lanplug's names
+  // in another group (another daemon's, or made by someone else); and links lanplug never made.
+  ip('link', 'add', 'lp-0123456789ab', 'group', group, 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
+  ip('link', 'add', 'lpp-c0ffeeb', 'group', group, 'type', 'bridge');
+  ip('link', 'add', 'lp-ba9876543210', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
   ip('link', 'add', 'lp-notours', 'type', 'veth', 'peer', 'name', 'lp-notours-p');
   ip('link', 'add', 'dm-dockers0wn', 'type', 'bridge');
   proc = await l.start();
@@ -145,7 +153,12 @@ test('a crash between creating the endpoint link and answering Join: the restart
   assert.equal(hasLink('lp-0123456789ab'), false);
   assert.equal(hasLink('lpp-c0ffeeb'), false);
   assert.equal(hasLink(EP_LINK), true, 'owned by a recorded endpoint: kept');
-  assert.equal(hasLink('lp-notours') && hasLink('dm-dockers0wn'), true, 'never touches what it did not make');
+  assert.equal(
+    hasLink('lp-notours') && hasLink('dm-dockers0wn') && hasLink('lp-ba9876543210'),
+    true,
+    'never touches what it did not make',
+  );
+  ip('link', 'del', 'lp-ba9876543210');
   assert.deepEqual((await l.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200);
   assert.equal(hasLink(EP_LINK), false);
   assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
@@ -249,4 +262,55 @@ test('a parent that disappears: Join says which in one line; all works again whe
   ip('link', 'set', 'eth0', 'up');
   await stop(proc);
   assert.deepEqual(linkNames(), ['eth0', 'lan0', 'lo']);
+});
+
+test("two daemons on one host, each with its own --state-dir, never remove each other's links", async () => {
+  const a = freshLab();
+  const b = new DaemonLab(NS);
+  try {
+    const procA = await a.start({}, ['--recheck-interval', '1']);
+    const withHostAccess = {
+      ...createNetwork(),
+      Options: { 'com.docker.network.generic': { parent: 'eth0', host_access: 'true' } },
+      IPv4Data: [
+        {
+          AddressSpace: 'LocalDefault',
+          Pool: '172.16.86.0/24',
+          Gateway: '172.16.86.1/24',
+          AuxAddresses: { host: '172.16.86.250/24' },
+        },
+      ],
+    };
+    assert.equal((await a.call('/NetworkDriver.CreateNetwork', withHostAccess)).status, 200);
+    assert.equal((await a.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
+    assert.equal((await a.call('/NetworkDriver.Join', { ...ref, SandboxKey: '/var/run/docker/netns/x' })).status, 200);
+    const ofA = linkNames().filter((n) => /^(lp-|lh-|lpe)/.test(n));
+    assert.equal(ofA.length, 3, `an endpoint link, a shim and a LAN eye: ${ofA.join(' ')}`);
+    // B starts (its reconcile runs before it listens), checks every second, and serves a network of its own.
+    const procB = await b.start({}, ['--recheck-interval', '1']);
+    const netB = NET.replace(/^5e/, 'b0');
+    const epB = EP.replace(/^8c/, 'b1');
+    assert.equal((await b.call('/NetworkDriver.CreateNetwork', { ...createNetwork(), NetworkID: netB })).status, 200);
+    const endpointB = { ...createEndpoint, NetworkID: netB, EndpointID: epB, Interface: { Address: '172.16.86.3/24' } };
+    assert.equal((await b.call('/NetworkDriver.CreateEndpoint', endpointB)).status, 200);
+    await new Promise((r) => setTimeout(r, 2_500));
+    for (const name of ofA) assert.equal(hasLink(name), true, `${name} of daemon A survives daemon B`);
+    const eyes = linkNames().filter((n) => n.startsWith('lpe'));
+    assert.equal(eyes.length, 2, `each daemon its own LAN eye: ${eyes.join(' ')}`);
+    assert.equal((await b.call('/NetworkDriver.DeleteEndpoint', { NetworkID: netB, EndpointID: epB })).status, 200);
+    assert.equal((await b.call('/NetworkDriver.DeleteNetwork', { NetworkID: netB })).status, 200);
+    await stop(procB);
+    for (const name of ofA) assert.equal(hasLink(name), true, `${name} of daemon A survives B's network removal`);
+    assert.equal(linkNames().filter((n) => n.startsWith('lpe')).length, 1, "B's eye went with its network");
+    assert.equal((await a.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200);
+    assert.equal((await a.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+    await stop(procA);
+    assert.deepEqual(
+      linkNames().filter((n) => /^(lp|lh-)/.test(n)),
+      [],
+      'each removed what it made',
+    );
+  } finally {
+    b.close();
+  }
 });

@@ -31,7 +31,7 @@ export function containerNetwork(host: DockerHost, container: string, network: s
 /** No link lanplug makes (lp-*, dm-*) is left in the Docker host's namespace. */
 export function assertNoLanplugLinks(host: DockerHost): void {
   const links = host.execOk(['ip', '-o', 'link', 'show']);
-  const ours = links.split('\n').filter((l) => /^\d+: (lp-|lh-|lpp-|lpd-|lpe-|dm-)/.test(l));
+  const ours = links.split('\n').filter((l) => /^\d+: (lp-|lh-|lpp-|lpd-|lpe|dm-)/.test(l));
   assert.deepEqual(ours, [], 'links left behind in the Docker host namespace');
 }
 
@@ -196,18 +196,21 @@ export interface LabContext {
 
 /**
  * Registers the hooks every Docker test file needs: a LAN with `addresses` on
- * its bridge, a Docker host plugged into it with the lanplug daemon, an empty
+ * its bridge, a Docker host plugged into it (`hostAddresses` on its eth0) with the lanplug daemon, an empty
  * Docker host before each test (unless resetEachTest is false), and
  * everything torn down after the file. The returned object is filled in
  * before the first test runs.
  */
 export function useLab(
-  opts: { addresses?: string[]; daemonArgs?: string[]; resetEachTest?: boolean } = {},
+  opts: { addresses?: string[]; hostAddresses?: string[]; daemonArgs?: string[]; resetEachTest?: boolean } = {},
 ): LabContext {
   const lab = {} as LabContext;
   before(async () => {
     lab.lan = createLan(opts.addresses === undefined ? {} : { addresses: opts.addresses });
-    lab.host = await createDockerHost(lab.lan);
+    lab.host = await createDockerHost(
+      lab.lan,
+      opts.hostAddresses === undefined ? {} : { addresses: opts.hostAddresses },
+    );
     lab.plugin = await startLanplug(lab.host, opts.daemonArgs === undefined ? {} : { args: opts.daemonArgs });
   });
   if (opts.resetEachTest !== false) beforeEach(() => resetDockerForNextTest(lab.host));

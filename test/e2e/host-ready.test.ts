@@ -7,6 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { createDockerHost } from '../lab/docker-host';
+import { BUSYBOX } from '../lab/image';
 import { startLanplug } from '../lab/lanplug';
 import { repoRoot } from '../support/repo';
 import {
@@ -246,4 +248,39 @@ test('lanplug doctor: every check passes on a healthy host; a broken one is name
     'the restarted daemon reconciled it away',
   );
   assert.equal(lanplugCli(['doctor', ...flags]).code, 0);
+});
+
+test("asking another dockerd drops nothing, by gc or by the daemon's periodic check: its 'no such network' is not the word of the dockerd the networks came from", async () => {
+  network('mine', ['--aux-address=host=172.16.86.250', '-o', 'host_access=true']);
+  lab.host.dockerOk(['run', '-d', '--network', 'mine', '--name', 'kept', 'alpine:latest', 'sleep', '3600']);
+  const address = containerNetwork(lab.host, 'kept', 'mine').IPAddress;
+  const gc = (dockerHost: string): { code: number; stdout: string } =>
+    lanplugCli(['gc', '--state-dir', lab.plugin.stateDir, '--docker-host', dockerHost, '--grace-seconds', '0']);
+  // The right dockerd first: it knows the network, which lanplug now remembers it came from.
+  assert.doesNotMatch(gc(`unix://${lab.host.sock}`).stdout, /dropped/);
+  const other = await createDockerHost(lab.lan, { image: false });
+  const keptLine =
+    /^kept 1 network\(s\) dockerd \S+ does not know: they came from engine \S+; is --docker-host lanplug's dockerd\?$/m;
+  try {
+    // With the daemon stopped, gc decides itself.
+    await lab.plugin.stop();
+    const offline = gc(`unix://${other.sock}`);
+    assert.equal(offline.code, 0, offline.stdout);
+    assert.doesNotMatch(offline.stdout, /dropped network/);
+    assert.match(offline.stdout, keptLine);
+    // A daemon pointed at the other dockerd, checking every second with no grace.
+    lab.plugin = await startLanplug(lab.host, {
+      stateDir: lab.plugin.stateDir,
+      args: ['--docker-host', `unix://${other.sock}`, '--recheck-interval', '1', '--grace-seconds', '0'],
+    });
+    await eventually(() => assert.match(lab.plugin.stderr(), /did not come from it: kept/), 10_000);
+    assert.doesNotMatch(lab.plugin.stderr(), /dropping a network Docker has forgotten/);
+  } finally {
+    other.destroy();
+    await lab.plugin.stop();
+    lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  }
+  assert.match(lanplugStatus(lab.plugin), /^ {2}endpoint [0-9a-f]{12} /m);
+  // The container and the host's shim still work: the host reaches the container.
+  lab.host.execOk([BUSYBOX, 'ping', '-c', '1', '-W', '2', address]);
 });

@@ -180,3 +180,38 @@ test('50 concurrent docker run with the lanplug IPAM get 50 distinct addresses; 
   assert.equal(addresses.has(after), false, `${after} was already given out`);
   assert.equal(after, '172.16.86.52');
 });
+
+test('--aux-address entries stay reserved through the periodic check: docker run --ip of one is refused after passes with no grace', async () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '--aux-address=my-router=172.16.86.129',
+    '-o',
+    'parent=eth0',
+    'reserved',
+  ]);
+  run('reserved', 'pinned', ['--ip', '172.16.86.7']);
+  // The check (orphan claims among it) every second, a claim counting from its first second.
+  await lab.plugin.stop();
+  lab.plugin = await startLanplug(lab.host, {
+    stateDir: lab.plugin.stateDir,
+    args: ['--recheck-interval', '1', '--grace-seconds', '0'],
+  });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    assert.doesNotMatch(lab.plugin.stderr(), /freed an address no endpoint holds/);
+    const r = lab.host.docker(['run', '-d', '--network', 'reserved', '--ip', '172.16.86.129', 'alpine:latest', 'true']);
+    assert.notEqual(r.status, 0, 'the aux address must stay reserved');
+    assert.match(r.stderr, /Address already in use/);
+    assert.equal(containerNetwork(lab.host, 'pinned', 'reserved').IPAddress, '172.16.86.7');
+  } finally {
+    await lab.plugin.stop();
+    lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  }
+});

@@ -3,6 +3,7 @@
  * namespaces: an address a LAN device already holds is never given to a
  * container (the lanplug IPAM skips it, an explicit --ip or Docker's own IPAM
  * is refused naming the device), unless the network says lanplug.conflict=off;
+ * never this Docker host's own address, whatever the network says;
  * IPv6 likewise through duplicate address detection; and a re-created
  * container's new MAC reaches the LAN's caches at once through announcements.
  */
@@ -10,10 +11,17 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LanHost } from '../lab/lan';
 import { join } from 'node:path';
+import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import { containerNetwork, eventually, useLab } from './helpers';
 
-const lab = useLab({ addresses: ['172.16.86.1/24', '2001:db8:86::1/64'] });
+/** The Docker host's own addresses on the LAN (its eth0, the parent): never a container's. */
+const HOST_V4 = '172.16.86.4';
+const HOST_V6 = '2001:db8:86::4';
+const lab = useLab({
+  addresses: ['172.16.86.1/24', '2001:db8:86::1/64'],
+  hostAddresses: [`${HOST_V4}/24`, `${HOST_V6}/64`],
+});
 let foreign: LanHost;
 let foreignMac: string;
 
@@ -173,4 +181,85 @@ test("a device that starts using a container's address afterwards is noticed, de
     'true',
     'the container is never torn down',
   );
+});
+
+/** "address X is this host's own address (on eth0)…", with `advice` after it. */
+function hostsOwn(address: string, advice: RegExp): RegExp {
+  return new RegExp(
+    `address ${address.replace(/\./g, '\\.')} is this host's own address \\(on eth0\\): a container using it would take the host's traffic on the LAN; ${advice.source}`,
+  );
+}
+
+test("this host's own address is never a container's: the lanplug IPAM skips it, a request for it is refused naming the link, whatever the network's policy or mode", () => {
+  network('hostguard', ['--ipam-driver', 'lanplug', `--ip-range=172.16.86.4/30`]);
+  lab.host.dockerOk(['run', '-d', '--network', 'hostguard', '--name', 'h1', 'alpine:latest', 'sleep', '3600']);
+  assert.equal(containerNetwork(lab.host, 'h1', 'hostguard').IPAddress, '172.16.86.5', 'the host holds .4');
+  assert.match(
+    refused(['--network', 'hostguard', '--ip', HOST_V4, '--name', 'h2']),
+    hostsOwn(HOST_V4, /choose another --ip/),
+  );
+  lab.host.dockerOk(['rm', '-f', 'h1']);
+  lab.host.dockerOk(['network', 'rm', 'hostguard']);
+  // Docker's IPAM hands .4 out first in this range: lanplug refuses it, whatever the conflict policy.
+  for (const [name, extra] of [
+    ['hostplain', []],
+    ['hostoff', ['-o', 'lanplug.conflict=off']],
+    ['hostpass', ['-o', 'macvlan_mode=passthru']],
+  ] as const) {
+    network(name, [`--ip-range=172.16.86.4/30`, ...extra]);
+    assert.match(
+      refused(['--network', name, '--name', `${name}1`]),
+      hostsOwn(HOST_V4, /Docker's IPAM would offer it again: reserve it with --aux-address host=172\.16\.86\.4/),
+      name,
+    );
+    lab.host.docker(['rm', '-f', `${name}1`]);
+    lab.host.dockerOk(['network', 'rm', name]);
+  }
+});
+
+test("this host's IPv6 address, and an address the host gains after the network was made, are refused too", () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '--ipv6',
+    '--subnet=2001:db8:86::/64',
+    '--gateway=2001:db8:86::1',
+    '-o',
+    'parent=eth0',
+    'hostsix',
+  ]);
+  assert.match(
+    refused(['--network', 'hostsix', '--ip6', HOST_V6, '--name', 'v6']),
+    hostsOwn(HOST_V6, /choose another/),
+  );
+  network('later');
+  runOk(['ip', '-n', lab.host.ns, 'addr', 'add', '172.16.86.6/24', 'dev', 'eth0']);
+  try {
+    assert.match(
+      refused(['--network', 'later', '--ip', '172.16.86.6', '--name', 'late']),
+      hostsOwn('172.16.86.6', /Docker's IPAM would offer it again/),
+    );
+  } finally {
+    runOk(['ip', '-n', lab.host.ns, 'addr', 'del', '172.16.86.6/24', 'dev', 'eth0']);
+  }
+  lab.host.docker(['rm', '-f', 'late']);
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    '--network',
+    'later',
+    '--ip',
+    '172.16.86.6',
+    '--name',
+    'late2',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
 });

@@ -228,7 +228,7 @@ test('orphan claims on etcd: a claim no endpoint holds is freed on the second ch
   const pass = (now: number): ReturnType<OrphanClaims['pass']> =>
     orphans.pass(
       () => new Set([held]),
-      () => Promise.resolve(true),
+      () => Promise.resolve({ createdAt: 0 }),
       { graceMs: 1_000, dryRun: false, now },
     );
   const later = Date.now() + 5_000;

@@ -29,7 +29,14 @@ export class FakeRtnl implements Rtnl {
   readonly addresses: AddressInfo[] = [];
   readonly routes: RouteInfo[] = [];
 
-  constructor(private readonly features: FakeKernelFeatures = { vlan: false, ipvlan: false, dummy: false }) {
+  constructor(
+    private readonly features: FakeKernelFeatures = { vlan: false, ipvlan: false, dummy: false },
+    /**
+     * The link group of the daemon this table is the namespace of (links made through it carry it);
+     * a test may change it, as a later daemon would see the same table.
+     */
+    public ownGroup = 0,
+  ) {
     this.add({ name: 'lo', kind: null, mtu: 65536, mac: '00:00:00:00:00:00', up: true, parentIndex: null });
     this.add({ name: 'eth0', kind: 'veth', mtu: 1500, mac: '02:00:00:00:00:01', up: true, parentIndex: null });
   }
@@ -49,6 +56,16 @@ export class FakeRtnl implements Rtnl {
     return full;
   }
 
+  owns(link: LinkInfo): boolean {
+    return link.group === this.ownGroup;
+  }
+  setGroup(ref: LinkRef, group: number): boolean {
+    const link = this.links.get(ref.index);
+    if (link === undefined) return false;
+    this.calls.push(`group ${link.name} ${group}`);
+    this.links.set(ref.index, { ...link, group });
+    return true;
+  }
   close(): void {}
   getLink(name: string): LinkInfo | null {
     return [...this.links.values()].find((l) => l.name === name) ?? null;
@@ -64,6 +81,7 @@ export class FakeRtnl implements Rtnl {
     const parent = this.beforeCreate('macvlan', req.name, true, req.parentIndex);
     return this.add({
       name: req.name,
+      group: this.ownGroup,
       kind: 'macvlan',
       mtu: req.mtu ?? parent.mtu,
       mac: req.mac ?? '02:11:22:33:44:55',
@@ -77,6 +95,7 @@ export class FakeRtnl implements Rtnl {
     const parent = this.beforeCreate('ipvlan', req.name, this.features.ipvlan, req.parentIndex);
     return this.add({
       name: req.name,
+      group: this.ownGroup,
       kind: 'ipvlan',
       mtu: req.mtu ?? parent.mtu,
       mac: parent.mac,
@@ -91,6 +110,7 @@ export class FakeRtnl implements Rtnl {
     const parent = this.beforeCreate('vlan', req.name, this.features.vlan, req.parentIndex);
     return this.add({
       name: req.name,
+      group: this.ownGroup,
       kind: 'vlan',
       mtu: parent.mtu,
       mac: parent.mac,
@@ -104,6 +124,7 @@ export class FakeRtnl implements Rtnl {
     this.beforeCreate('bridge', req.name, true);
     return this.add({
       name: req.name,
+      group: this.ownGroup,
       kind: 'bridge',
       mtu: req.mtu ?? 1500,
       mac: '02:00:00:00:00:99',
@@ -116,6 +137,7 @@ export class FakeRtnl implements Rtnl {
     this.beforeCreate('dummy', req.name, this.features.dummy);
     return this.add({
       name: req.name,
+      group: this.ownGroup,
       kind: 'dummy',
       mtu: req.mtu ?? 1500,
       mac: '02:00:00:00:00:98',

@@ -263,7 +263,7 @@ afterEach(() => {
 
 test('allocation: rangeStart to rangeEnd, never the gateway, nothing claimed elsewhere or taken, the asked-for one', () => {
   const taken = new Set(['10.1.0.3']);
-  const allocator = new RangeAllocator(store, () => (a: IpAddress) => taken.has(a.text));
+  const allocator = new RangeAllocator(store, () => (a: IpAddress) => (taken.has(a.text) ? 'in use' : null));
   const [range] =
     config({}, { rangeStart: '10.1.0.1', rangeEnd: '10.1.0.6', gateway: '10.1.0.1' }).ipam?.rangeSets[0] ?? [];
   assert.ok(range !== undefined);
@@ -294,7 +294,7 @@ test('allocation: rangeStart to rangeEnd, never the gateway, nothing claimed els
 });
 
 test('the IPAM plugin on its own: claims by owner, one ADD per attachment, DEL and GC release by owner', () => {
-  const allocator = new RangeAllocator(store, () => () => false);
+  const allocator = new RangeAllocator(store, () => () => null);
   const ipam = new CniIpam(store, allocator, silentLogger);
   const sets = config({}, { rangeStart: '10.1.0.10', rangeEnd: '10.1.0.12' }).ipam?.rangeSets ?? [];
   const first = ipam.add('lan', 'c1', 'eth0', sets, []);

@@ -11,6 +11,8 @@ import { silentLogger } from '../../src/log';
 import { parseAddress } from '../../src/net/address';
 
 const LINK: ProbeLink = { index: 7, name: 'eth0', mac: '02:00:00:00:00:07', listenAll: false };
+/** Another VLAN's eye, on a parent that carries the same subnet. */
+const OTHER_VLAN: ProbeLink = { index: 9, name: 'eth0.20', mac: '02:00:00:00:00:09', listenAll: false };
 
 function setup(answer: (address: string) => ProbeVerdict): {
   guard: LanGuard;
@@ -35,18 +37,18 @@ test('a free answer is reused for 30 s, an in-use answer for 10 minutes', async 
   const taken = parseAddress('172.16.86.2');
   assert.deepEqual(await guard.ask(LINK, free), { inUse: false });
   assert.equal((await guard.ask(LINK, taken)).inUse, true);
-  assert.equal(guard.isKnownFree(free), true);
-  assert.equal(guard.isKnownTaken(taken), true);
+  assert.equal(guard.isKnownFree(LINK, free), true);
+  assert.equal(guard.isKnownTaken(LINK, taken), true);
   clock.now += 20_000;
   await guard.ask(LINK, free);
   assert.deepEqual(asked, ['172.16.86.3', '172.16.86.2'], 'fresh answers are not asked again');
   clock.now += 20_000;
-  assert.equal(guard.isKnownFree(free), false, 'stale after 30 s');
-  assert.equal(guard.isKnownTaken(taken), true, 'an in-use answer lasts longer');
+  assert.equal(guard.isKnownFree(LINK, free), false, 'stale after 30 s');
+  assert.equal(guard.isKnownTaken(LINK, taken), true, 'an in-use answer lasts longer');
   await guard.ask(LINK, free);
   assert.deepEqual(asked, ['172.16.86.3', '172.16.86.2', '172.16.86.3']);
   clock.now += 10 * 60_000;
-  assert.equal(guard.isKnownTaken(taken), false, 'devices leave: asked again after 10 minutes');
+  assert.equal(guard.isKnownTaken(LINK, taken), false, 'devices leave: asked again after 10 minutes');
   assert.deepEqual(
     guard.taken().map((t) => [t.address, t.mac]),
     [['172.16.86.2', '06:85:e9:52:4e:de']],
@@ -62,8 +64,8 @@ test('another device only probing for the address (contended) ends the probe as 
   }));
   const address = parseAddress('172.16.86.4');
   assert.equal((await guard.ask(LINK, address)).inUse, true);
-  assert.equal(guard.isKnownTaken(address), false);
-  assert.equal(guard.isKnownFree(address), false);
+  assert.equal(guard.isKnownTaken(LINK, address), false);
+  assert.equal(guard.isKnownFree(LINK, address), false);
   await guard.ask(LINK, address);
   assert.deepEqual(asked, ['172.16.86.4', '172.16.86.4']);
 });
@@ -116,4 +118,27 @@ test("the warmer's candidates: a static network's first free addresses; none for
     dhcp: { ipv4: true, ipv6: false, timeoutMs: 10_000, askedBy: 'driver' as const },
   };
   assert.deepEqual(await nextCandidates(leased, [], [], allocator, () => false), []);
+});
+
+test('answers are kept per link: a device on one VLAN says nothing about the same address on another', async () => {
+  const asked: string[] = [];
+  const prober: Prober = async (link, candidate) => {
+    asked.push(`${link.name} ${candidate.text}`);
+    await new Promise((r) => setTimeout(r, 1));
+    return link.index === LINK.index ? { inUse: true, mac: '06:85:e9:52:4e:de', how: 'test' } : { inUse: false };
+  };
+  const guard = new LanGuard(silentLogger, prober);
+  const address = parseAddress('192.168.1.5');
+  assert.equal((await guard.ask(LINK, address)).inUse, true);
+  assert.equal(guard.isKnownTaken(OTHER_VLAN, address), false, 'not known on the other VLAN');
+  assert.equal(guard.isKnownFree(OTHER_VLAN, address), false, 'nor known free there: it must be asked');
+  assert.equal((await guard.ask(OTHER_VLAN, address)).inUse, false);
+  assert.equal(guard.isKnownFree(OTHER_VLAN, address), true);
+  assert.equal(guard.isKnownTaken(LINK, address), true, 'and still taken where the device is');
+  assert.equal(guard.isKnownTakenAnywhere(address), true);
+  assert.deepEqual(asked, ['eth0 192.168.1.5', 'eth0.20 192.168.1.5']);
+  assert.deepEqual(
+    guard.taken().map((t) => [t.address, t.link]),
+    [['192.168.1.5', 'eth0']],
+  );
 });

@@ -55,6 +55,37 @@ test('SQLite: claims survive a restart; the store itself refuses a second claim;
   );
 });
 
+test("a network's own reservations are never orphans: an --aux-address claimed by value before the network was created stays, a container's --ip claimed after it goes", async () => {
+  const book = new LocalAddressBook(store);
+  const allocator = new IpamAllocator(book, silentLogger);
+  const id = await pool(allocator, '172.16.87.0/24');
+  await take(allocator, id, '172.16.87.1', true);
+  // Docker's order: RequestPool, the gateway, each --aux-address (by value), then CreateNetwork.
+  const aux = (await take(allocator, id, '172.16.87.129')).split('/')[0] ?? '';
+  await new Promise((r) => setTimeout(r, 5));
+  const network = { createdAt: Date.now() };
+  await new Promise((r) => setTimeout(r, 5));
+  const pinned = (await take(allocator, id, '172.16.87.7')).split('/')[0] ?? '';
+  const orphans = new OrphanClaims(book, silentLogger);
+  const pass = (now: number): ReturnType<OrphanClaims['pass']> =>
+    orphans.pass(
+      () => new Set<string>(),
+      (poolId) => Promise.resolve(poolId === id ? network : null),
+      { graceMs: 0, dryRun: false, now },
+    );
+  await pass(Date.now() + 1_000);
+  assert.deepEqual((await pass(Date.now() + 2_000)).released, [pinned]);
+  assert.deepEqual(
+    store
+      .claimedAddresses(id)
+      .map((c) => c.address.text)
+      .sort(),
+    ['172.16.87.1', aux].sort(),
+    'the gateway and the aux address stay',
+  );
+  await allocator.releasePool(id);
+});
+
 test('a claim no endpoint holds is freed on the second pass past the grace period, never one an endpoint holds or one claimed again since', async () => {
   const book = new LocalAddressBook(store);
   const allocator = new IpamAllocator(book, silentLogger);
@@ -64,7 +95,7 @@ test('a claim no endpoint holds is freed on the second pass past the grace perio
   const orphan = (await take(allocator, id)).split('/')[0] ?? '';
   const orphans = new OrphanClaims(book, silentLogger);
   const local = (): Set<string> => new Set([held]);
-  const watched = (): Promise<boolean> => Promise.resolve(true);
+  const watched = (): Promise<{ createdAt: number }> => Promise.resolve({ createdAt: 0 });
   const later = Date.now() + 120_000;
   const young = await orphans.pass(local, watched, { graceMs: 60_000, dryRun: false });
   assert.deepEqual(young, { released: [], suspected: [] }, 'younger than the grace period');
@@ -77,7 +108,7 @@ test('a claim no endpoint holds is freed on the second pass past the grace perio
     suspected: [],
   });
   assert.deepEqual(
-    await orphans.pass(local, () => Promise.resolve(false), { graceMs: 60_000, dryRun: false, now: later }),
+    await orphans.pass(local, () => Promise.resolve(null), { graceMs: 60_000, dryRun: false, now: later }),
     {
       released: [],
       suspected: [],
@@ -86,6 +117,9 @@ test('a claim no endpoint holds is freed on the second pass past the grace perio
   );
   await orphans.pass(local, watched, { graceMs: 60_000, dryRun: false, now: later });
   // Released and claimed again between two passes (Docker released it, another container took it): a new claim.
+  // A claim is told from a later one by when it was made, to the millisecond; in use, the first is at least the
+  // grace period old when the second is made, here the test must wait for the clock to move.
+  await new Promise((r) => setTimeout(r, 3));
   await allocator.releaseAddress(id, parseAddress(orphan));
   store.claimAddress(id, parseAddress(orphan), 'allocated');
   const again = await orphans.pass(local, watched, { graceMs: 0, dryRun: false, now: later + 1_000 });

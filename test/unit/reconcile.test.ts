@@ -9,7 +9,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetworkDriver } from '../../src/driver/network-driver';
+import { adoptLegacyLinks } from '../../src/driver/link-ownership';
 import { reconcile } from '../../src/driver/reconcile';
+import { PARKED_LINK_GROUP } from '../../src/link/reaper';
 import type { CreateNetworkRequest } from '../../src/driver/requests';
 import { LanplugError } from '../../src/errors';
 import { silentLogger } from '../../src/log';
@@ -258,4 +260,117 @@ test('hostile options: __proto__ is an unknown key, refused; nothing recorded', 
   const { driver } = setup();
   assert.throws(() => driver.createNetwork(request), /^LanplugError: unknown option '__proto__' for lanplug-macvlan/);
   assert.equal(store.listNetworks().length, 0);
+});
+
+/** A daemon whose links carry group 4242, as the daemon's are its state directory's. */
+function ownedSetup(): { rtnl: FakeRtnl; driver: NetworkDriver } {
+  const rtnl = new FakeRtnl(ALL, 4242);
+  return { rtnl, driver: new NetworkDriver(rtnl, store, silentLogger) };
+}
+
+test('a VLAN parent lanplug made, lost and the OS made again (ifupdown, NetworkManager) is the user’s: never deleted', () => {
+  const { rtnl, driver } = ownedSetup();
+  const remake = (): void => {
+    const made = rtnl.getLink('eth0.50');
+    const eth0 = rtnl.getLink('eth0');
+    assert.ok(made && eth0);
+    rtnl.deleteLink(made);
+    rtnl.add({ name: 'eth0.50', kind: 'vlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index, vlanId: 50 });
+  };
+  // Removed while the network exists, made again by the OS: the network goes, the OS's eth0.50 stays.
+  driver.createNetwork(network(NET, { parent: 'eth0.50' }));
+  assert.equal(rtnl.getLink('eth0.50')?.group, 4242, "lanplug's own carries its group");
+  remake();
+  driver.deleteNetwork(NET);
+  assert.notEqual(rtnl.getLink('eth0.50'), null, 'network rm keeps it');
+  // A removal that failed (a leftover), then the OS removed and made it again: reconcile forgets, keeps the link.
+  rtnl.deleteLink(rtnl.getLink('eth0.50') ?? { index: 0, name: '' });
+  driver.createNetwork(network(OTHER, { parent: 'eth0.50' }));
+  rtnl.fail('delete', 'eth0.50', EBUSY);
+  assert.throws(() => driver.deleteNetwork(OTHER), LanplugError);
+  rtnl.heal();
+  remake();
+  assert.deepEqual(
+    reconcile(rtnl, store, silentLogger).actions.map((a) => [a.action, a.target, a.why]),
+    [['forget-leftover', 'eth0.50', 'the link of that name is no longer the one lanplug made']],
+  );
+  assert.notEqual(rtnl.getLink('eth0.50'), null);
+});
+
+test("reconcile leaves another daemon's links alone: lanplug's names in another link group are not its own", () => {
+  const { rtnl, driver } = ownedSetup();
+  driver.createNetwork(network(NET, { parent: 'eth0' }));
+  const eth0 = rtnl.getLink('eth0');
+  assert.ok(eth0);
+  const theirs = { mtu: 1500, mac: null, up: true, group: 31337 };
+  rtnl.add({ name: 'lp-999999999999', kind: 'macvlan', parentIndex: eth0.index, ...theirs });
+  rtnl.add({ name: 'lh-999999999999', kind: 'macvlan', parentIndex: eth0.index, ...theirs });
+  rtnl.add({ name: 'lpd-0a1b2c3d', kind: 'macvlan', parentIndex: eth0.index, ...theirs });
+  rtnl.add({ name: 'lpp-abcdefb', kind: 'bridge', parentIndex: null, ...theirs });
+  rtnl.add({ name: `lpe-${eth0.index}`, kind: 'macvlan', parentIndex: eth0.index, ...theirs });
+  rtnl.add({ name: 'lp-888888888888', kind: 'macvlan', parentIndex: eth0.index, mtu: 1500, mac: null, up: true });
+  rtnl.add({
+    name: 'lp-777777777777',
+    kind: 'macvlan',
+    parentIndex: eth0.index,
+    mtu: 1500,
+    mac: null,
+    up: true,
+    group: 4242,
+  });
+  assert.deepEqual(
+    reconcile(rtnl, store, silentLogger).actions.map((a) => [a.action, a.target]),
+    [['delete-link', 'lp-777777777777']],
+    'only its own orphan',
+  );
+  driver.deleteNetwork(NET);
+  assert.notEqual(rtnl.getLink(`lpe-${eth0.index}`), null, "another daemon's eye stays when this one's network goes");
+});
+
+test('the first start with link groups adopts the links an earlier lanplug made and its store records, once', () => {
+  const legacy = new FakeRtnl(ALL); // links made without a group, as every lanplug before made them
+  const old = new NetworkDriver(legacy, store, silentLogger);
+  old.createNetwork(
+    network(
+      NET,
+      { parent: 'eth0.50', host_access: 'true' },
+      { auxAddresses: new Map([['host', parseAddress('172.16.86.250')]]) },
+    ),
+  );
+  attach(old, EP1, '172.16.86.2/24');
+  const eth0 = legacy.getLink('eth0');
+  assert.ok(eth0);
+  legacy.add({ name: 'lp-999999999999', kind: 'macvlan', mtu: 1500, mac: null, up: false, parentIndex: eth0.index });
+  legacy.add({
+    name: 'lp-parked00000',
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: null,
+    up: false,
+    parentIndex: eth0.index,
+    group: PARKED_LINK_GROUP,
+  });
+  legacy.add({
+    name: 'lp-elsewhere00',
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: null,
+    up: false,
+    parentIndex: eth0.index,
+    group: 31337,
+  });
+  // The same table, now seen by a daemon whose links carry group 4242.
+  const now = legacy;
+  now.ownGroup = 4242;
+  adoptLegacyLinks(now, store, silentLogger);
+  const group = (name: string): number | undefined => now.getLink(name)?.group;
+  assert.deepEqual(
+    ['eth0.50', 'lp-111111111111', 'lh-aaaaaaaaaaaa'].map(group),
+    [4242, 4242, 4242],
+    'the parent, the endpoint link and the shim it records',
+  );
+  assert.equal(now.getLink('lp-999999999999'), null, 'an orphan of the earlier daemon goes, as it always did');
+  assert.equal(now.getLink('lp-parked00000'), null, 'the old parked group goes, as it always did');
+  assert.equal(group('lp-elsewhere00'), 31337, "another daemon's link stays as it is");
+  assert.deepEqual(reconcile(now, store, silentLogger).actions, [], 'nothing left to do');
 });

@@ -19,6 +19,19 @@ export class DockerEngine {
     private readonly timeoutMs = 5_000,
   ) {}
 
+  /**
+   * The engine's ID (`docker info`'s ID): what tells this dockerd from another one behind a
+   * mistyped --docker-host. Throws when dockerd does not answer.
+   */
+  async engineId(): Promise<string> {
+    const { status, body } = await unixHttp(this.socketPath, 'GET', '/info', undefined, this.timeoutMs);
+    if (status !== 200) throw new Error(`dockerd answered ${status} for /info`);
+    const parsed: unknown = JSON.parse(body);
+    const id = typeof parsed === 'object' && parsed !== null ? (parsed as { ID?: unknown }).ID : undefined;
+    if (typeof id !== 'string' || id === '') throw new Error('dockerd named no engine ID in /info');
+    return id;
+  }
+
   /** The network as Docker sees it, null when Docker does not know it; throws when dockerd does not answer. */
   async network(networkId: string): Promise<DockerNetworkView | null> {
     const { status, body } = await unixHttp(

@@ -8,11 +8,23 @@
  * only for rows older than a grace period (Docker records a network or
  * endpoint only after the plugin has answered), and removed through the
  * driver's own teardown so links and parents go with them.
+ *
+ * Only on the word of the dockerd the network came from: "no such network"
+ * from another one (a mistyped --docker-host, a second engine on the host)
+ * would drop every network and take away parents and shims that running
+ * containers use. Each network remembers the engine (its /info ID) first seen
+ * to know it; a network no engine was seen to know yet is dropped only on the
+ * word of the engine the state directory's other networks came from.
  */
 import type { NetworkDriver } from '../../driver/network-driver';
 import { shortId } from '../../driver/names';
 import type { Logger } from '../../log';
+import type { Store } from '../../state/store';
 import type { DockerEngine } from './engine';
+
+/** The meta key of the engine this state directory's networks came from. */
+const ENGINE_KEY = 'docker_engine';
+type EngineMemory = Pick<Store, 'networkEngines' | 'setNetworkEngine' | 'getMeta' | 'setMeta'>;
 
 export const DEFAULT_GRACE_MS = 60_000;
 
@@ -21,12 +33,15 @@ export interface ForgottenReport {
   asked: boolean;
   networks: string[];
   endpoints: string[];
+  /** Networks this dockerd does not know and that came from another engine (or none is known): kept. */
+  kept?: { networks: string[]; engine: string; theirs: string | null };
   error?: string;
 }
 
 export async function dropForgottenRows(
   driver: NetworkDriver,
   engine: DockerEngine,
+  memory: EngineMemory,
   log: Logger,
   options: { dryRun?: boolean; graceMs?: number; now?: number } = {},
 ): Promise<ForgottenReport> {
@@ -34,7 +49,9 @@ export async function dropForgottenRows(
   const grace = options.graceMs ?? DEFAULT_GRACE_MS;
   const report: ForgottenReport = { asked: false, networks: [], endpoints: [] };
   const views = new Map<string, Awaited<ReturnType<DockerEngine['network']>>>();
+  let engineId: string;
   try {
+    engineId = await engine.engineId();
     for (const network of dockerNetworks(driver))
       views.set(network.spec.networkId, await engine.network(network.spec.networkId));
   } catch (err) {
@@ -45,10 +62,23 @@ export async function dropForgottenRows(
   report.asked = true;
   // The answers are awaited first and acted on after, synchronously: the store is read again
   // here, so a row created or removed while dockerd was being asked is judged as it is now.
+  // A network id is 64 random hex digits: an engine that knows one is the engine it came from.
+  for (const [id, view] of views) {
+    if (view === null || driver.network(id) === null) continue;
+    if (memory.networkEngines().get(id) !== engineId && options.dryRun !== true) memory.setNetworkEngine(id, engineId);
+    if (memory.getMeta(ENGINE_KEY) !== engineId && options.dryRun !== true) memory.setMeta(ENGINE_KEY, engineId);
+  }
+  const engines = memory.networkEngines();
+  const ours = memory.getMeta(ENGINE_KEY) ?? (options.dryRun === true ? sawAny(views, engineId) : null);
+  const kept: string[] = [];
   for (const network of dockerNetworks(driver)) {
     if (now - network.createdAt < grace || !views.has(network.spec.networkId)) continue;
     const view = views.get(network.spec.networkId) ?? null;
     const id = network.spec.networkId;
+    if (view === null && (engines.get(id) ?? ours) !== engineId) {
+      kept.push(id);
+      continue;
+    }
     if (view === null) {
       report.networks.push(id);
       log.info('dropping a network Docker has forgotten', { network: shortId(id), dryRun: options.dryRun === true });
@@ -66,7 +96,24 @@ export async function dropForgottenRows(
       if (options.dryRun !== true) tryDrop(log, () => driver.deleteEndpoint(id, endpoint.endpointId));
     }
   }
+  if (kept.length > 0) {
+    const theirs = [...new Set(kept.map((id) => engines.get(id) ?? ours))][0] ?? null;
+    report.kept = { networks: kept, engine: engineId, theirs };
+    log.warn(
+      "dockerd does not know these networks, but they did not come from it: kept (is --docker-host lanplug's dockerd?)",
+      {
+        engine: engineId,
+        theirs: theirs ?? 'not yet known',
+        networks: kept.map(shortId).join(' '),
+      },
+    );
+  }
   return report;
+}
+
+/** On a dry run nothing is remembered: the engine that knows one of the networks now counts as theirs. */
+function sawAny(views: ReadonlyMap<string, unknown>, engineId: string): string | null {
+  return [...views.values()].some((v) => v !== null) ? engineId : null;
 }
 
 /** CNI networks are not Docker's to forget: their runtimes' DEL and GC remove them. */

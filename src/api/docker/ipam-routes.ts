@@ -6,7 +6,13 @@
  */
 import { GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE, type IpamAllocator } from '../../ipam/allocator';
 import { LanplugError } from '../../errors';
-import { ADVICE_EXPLICIT, inUseMessage, type LanCheck, type LanConflicts } from '../../lan/conflicts';
+import {
+  ADVICE_EXPLICIT,
+  HOST_ADVICE_EXPLICIT,
+  inUseMessage,
+  type LanCheck,
+  type LanConflicts,
+} from '../../lan/conflicts';
 import type { PoolRecord } from '../../model/ipam';
 import { formatPrefix, parseAddress, parsePrefix } from '../../net/address';
 import { parseMac } from '../../net/mac';
@@ -37,14 +43,16 @@ export function ipamDescription(shared = false): [string, Handler][] {
 }
 
 /**
- * `lanFor` says where and how to ask the LAN about a pool's addresses: only
- * once a lanplug network uses the pool (the gateway and --aux-address entries
- * are claimed before that, and so are never probed); null: not at all.
+ * `rulesFor` says what applies to a pool's addresses: only once a lanplug
+ * network on a LAN uses the pool (the gateway and --aux-address entries are
+ * claimed before that, and so are never probed nor refused as this host's),
+ * an address must not be this host's, and `lan` says where and how to ask the
+ * LAN about it (null: not at all); null: nothing applies.
  */
 export function ipamRoutes(
   allocator: IpamAllocator,
   lan: LanConflicts | null = null,
-  lanFor: (pool: PoolRecord) => LanCheck | null = () => null,
+  rulesFor: (pool: PoolRecord) => { lan: LanCheck | null } | null = () => null,
 ): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
     ...ipamDescription(allocator.shared),
@@ -81,17 +89,20 @@ export function ipamRoutes(
           gateway: options[REQUEST_ADDRESS_TYPE] === GATEWAY_TYPE,
           mac: typeof macText === 'string' && macText !== '' ? parseMac(macText) : null,
         };
+        const rules = lan === null || request.gateway ? null : rulesFor(await allocator.pool(request.poolId));
+        // Refused before it is claimed: automatic allocation skips this host's addresses on its own.
+        if (lan !== null && rules !== null && request.preferred !== null)
+          lan.refuseHostAddresses([request.preferred], HOST_ADVICE_EXPLICIT);
         for (;;) {
           // Claimed first, asked about after: no other request can take it while the LAN is asked.
           const address = await allocator.requestAddress(request);
-          if (lan === null || request.gateway) return { Address: formatPrefix(address), Data: {} };
-          // The warmer asked about it a moment ago (the usual case): no kernel lookup, no probe.
-          if (lan.isKnownFree(address.address)) {
+          const check = rules?.lan ?? null;
+          if (lan === null || check === null) return { Address: formatPrefix(address), Data: {} };
+          // The warmer asked about it a moment ago (the usual case): no probe.
+          if (lan.isKnownFree(check.link, address.address)) {
             lan.used();
             return { Address: formatPrefix(address), Data: {} };
           }
-          const check = lanFor(await allocator.pool(request.poolId));
-          if (check === null) return { Address: formatPrefix(address), Data: {} };
           const verdict = await lan.verdict(check, address.address);
           if (!verdict.inUse) {
             lan.used();

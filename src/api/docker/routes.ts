@@ -5,7 +5,7 @@
  */
 import type { DhcpEndpoints } from '../../driver/dhcp-endpoints';
 import type { NetworkDriver } from '../../driver/network-driver';
-import { ADVICE_DEFAULT_IPAM, type LanConflicts } from '../../lan/conflicts';
+import { ADVICE_DEFAULT_IPAM, HOST_ADVICE_DEFAULT_IPAM, type LanConflicts } from '../../lan/conflicts';
 import type { DriverKind } from '../../model/network';
 import type { JsonObject } from './decode';
 import {
@@ -32,8 +32,8 @@ export function networkDriverDescription(): [string, Handler][] {
 }
 
 /**
- * `lan`: asks the LAN about an endpoint's addresses before it is recorded (the
- * only await on a driver path, and before any state is touched); null: never.
+ * `lan`: checks an endpoint's addresses (not this host's; asks the LAN) before it
+ * is recorded (the only await on a driver path, and before any state is touched); null: never.
  */
 export function networkDriverRoutes(
   driver: NetworkDriver,
@@ -69,13 +69,9 @@ export function networkDriverRoutes(
         // The LAN's DHCP server picks the address: nothing to ask the LAN about first.
         if (dhcp?.serves(kind, request.networkId))
           return encodeCreateEndpoint(await dhcp.createEndpoint(kind, request));
-        const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a) => a !== undefined);
-        // Asked about a moment ago (by the warmer, or by the IPAM driver for this very address): nothing to look up.
-        if (lan !== null && addresses.length > 0 && addresses.every((a) => lan.isKnownFree(a))) lan.used();
-        else {
-          const plan = lan === null ? null : driver.conflictPlan(kind, request);
-          if (lan !== null && plan !== null) await lan.require(plan, plan.addresses, ADVICE_DEFAULT_IPAM);
-        }
+        const check = lan === null ? null : driver.addressCheck(kind, request);
+        if (lan !== null && check !== null)
+          await lan.requireUsable(check, { host: HOST_ADVICE_DEFAULT_IPAM, lan: ADVICE_DEFAULT_IPAM });
         return encodeCreateEndpoint(driver.createEndpoint(kind, request));
       },
     ],
