@@ -180,6 +180,12 @@ export class LanCitizen {
     } catch (err) {
       this.log.warn('could not refresh the LAN watch', { error: String(err) });
     }
+    try {
+      // Whatever made an eye outlive its last network (a removal that failed, a caller that raced it): gone now.
+      this.driver.removeUnusedEyes();
+    } catch (err) {
+      this.log.warn('could not remove a LAN eye no network needs; reconcile retries', { error: String(err) });
+    }
   }
 
   /** Which container holds `address` right now (read from the store at the moment a frame arrives). */

@@ -32,9 +32,12 @@ export interface LinkGroups {
 const LIVE_KEY = 'link_group';
 const PARKED_KEY = 'parked_link_group';
 const ADOPTED_KEY = 'legacy_links_adopted';
-/** Away from 0 (every link's default), the low numbers people give groups by hand, and the legacy parked group. */
+/**
+ * Away from 0 (every link's default), the low numbers people give groups by hand and the legacy
+ * parked group; below 2^31, which iproute2 prints (and parses) as a signed number.
+ */
 const GROUP_MIN = 0x0010_0000;
-const GROUP_MAX = 0xffff_fff0;
+const GROUP_MAX = 0x7fff_fff0;
 
 /** The groups recorded in the store, or null when no daemon of this version has run on it. */
 export function recordedLinkGroups(store: Pick<Store, 'getMeta'>): LinkGroups | null {

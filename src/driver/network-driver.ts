@@ -125,10 +125,18 @@ export class NetworkDriver {
     const parent = knownParent ?? this.rtnl.getLink(spec.parent.name);
     if (parent === null || parent.mac === null || !parent.up) return null;
     if (spec.mode.kind === 'macvlan' && spec.mode.mode !== 'passthru') {
+      // A caller holding a network read before an await (the warmer, a probe) must not bring back the eye of a
+      // network removed meanwhile: an eye lives exactly as long as a network of this daemon needs it.
+      if (this.store.getNetwork(spec.networkId) === null) return null;
       const eye = ensureEye(this.rtnl, parent);
       return eye.mac === null ? null : { index: eye.index, name: parent.name, mac: eye.mac, listenAll: false };
     }
     return { index: parent.index, name: parent.name, mac: parent.mac, listenAll: true };
+  }
+
+  /** This daemon's LAN eyes that no network of its own needs any more go (see lan/eye.ts). */
+  removeUnusedEyes(): void {
+    removeUnusedEyes(this.rtnl, this.store.listNetworks());
   }
 
   // ---- networks ----

@@ -314,3 +314,27 @@ test("two daemons on one host, each with its own --state-dir, never remove each 
     b.close();
   }
 });
+
+test('a LAN eye lives exactly as long as a network of its daemon needs it: across a kill -9, gone with the network, and one that outlived its network goes within seconds', async () => {
+  const l = freshLab();
+  let proc = await l.start();
+  assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+  assert.equal((await l.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
+  const eyes = (): string[] => linkNames().filter((n) => n.startsWith('lpe'));
+  const [eye] = eyes();
+  assert.ok(eye !== undefined, 'the conflict check made an eye on eth0');
+  const group = groupOf(eye);
+  proc.child.kill('SIGKILL');
+  await proc.exited;
+  proc = await l.start();
+  assert.deepEqual(eyes(), [eye], 'kept across a restart: the network still needs it');
+  assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200);
+  assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+  assert.deepEqual(eyes(), [], 'gone with the last network on its parent');
+  // One that outlived its network (a removal that failed, a caller that raced it); the periodic reconcile is off.
+  ip('link', 'add', eye, 'group', group, 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
+  const deadline = Date.now() + 5_000;
+  while (eyes().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(eyes(), [], 'removed within seconds by the daemon that owns it');
+  await stop(proc);
+});
