@@ -15,11 +15,14 @@ export interface FlagSpec {
 export interface ParsedFlags {
   value(name: string): string;
   on(name: string): boolean;
+  /** The flag was on the command line (its value may still equal the default). */
+  given(name: string): boolean;
 }
 
 export function parseFlags(command: string, args: readonly string[], spec: FlagSpec): ParsedFlags {
   const values = new Map(Object.entries(spec.values));
   const switches = new Set<string>();
+  const given = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] ?? '';
     const eq = arg.indexOf('=');
@@ -33,6 +36,7 @@ export function parseFlags(command: string, args: readonly string[], spec: FlagS
     const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
     if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
     values.set(name, value);
+    given.add(name);
   }
   return {
     value: (name) => {
@@ -41,5 +45,6 @@ export function parseFlags(command: string, args: readonly string[], spec: FlagS
       return v;
     },
     on: (name) => switches.has(name),
+    given: (name) => given.has(name),
   };
 }

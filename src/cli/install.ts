@@ -8,6 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import {
+  chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -21,6 +22,7 @@ import { dirname, join } from 'node:path';
 import { LanplugError } from '../errors';
 import { installCniExecutables, uninstallCniExecutables } from '../install/cni';
 import { MARKER, SERVICE, SOCKET_UNITS, unitFiles, type UnitSettings } from '../install/units';
+import type { StoreChoice } from '../state/etcd/store-option';
 
 export const UNIT_DIR = '/etc/systemd/system';
 
@@ -34,11 +36,10 @@ export interface InstallOptions {
 
 /** Writes and enables the units (and the CNI plugins); returns what it did (or, with dryRun, would do), one line each. */
 export function install(options: InstallOptions): string[] {
-  // The CNI plugins first: a compiler that is missing stops the install before anything is written.
-  const done: string[] =
-    options.cni === null ? [] : installCniExecutables({ root: options.root, dryRun: options.dryRun, ...options.cni });
+  // Every check before anything is written: the units' settings, then units that are not ours.
+  const units = unitFiles(options.settings);
   const dir = join(options.root, UNIT_DIR);
-  for (const unit of unitFiles(options.settings)) {
+  for (const unit of units) {
     const path = join(dir, unit.name);
     if (existsSync(path) && !readFileSync(path, 'utf8').startsWith(MARKER)) {
       throw new LanplugError(
@@ -46,14 +47,23 @@ export function install(options: InstallOptions): string[] {
         `${path} exists and was not written by lanplug install; remove or rename it first`,
       );
     }
+  }
+  // The CNI plugins next: a compiler that is missing stops the install before any unit is written.
+  const done: string[] =
+    options.cni === null ? [] : installCniExecutables({ root: options.root, dryRun: options.dryRun, ...options.cni });
+  for (const unit of units) {
+    const path = join(dir, unit.name);
     const link = join(dir, `${unit.wantedBy}.wants`, unit.name);
     if (options.dryRun) {
       done.push(`would write ${path}:\n${unit.text}`, `would link ${link} -> ${join(UNIT_DIR, unit.name)}`);
       continue;
     }
     mkdirSync(dirname(link), { recursive: true, mode: 0o755 });
-    writeFileSync(path, unit.text, { mode: 0o644 });
-    done.push(`wrote ${path}`);
+    const mode = unit.secret ? 0o600 : 0o644;
+    writeFileSync(path, unit.text, { mode });
+    // A file that was there keeps its mode through a write: a unit that now holds a password must not.
+    chmodSync(path, mode);
+    done.push(`wrote ${path}${unit.secret ? ' (mode 0600: it holds the etcd password)' : ''}`);
     rmSync(link, { force: true });
     symlinkSync(join(UNIT_DIR, unit.name), link);
     done.push(`enabled ${unit.name} (${link})`);
@@ -65,6 +75,16 @@ export function install(options: InstallOptions): string[] {
     done.push(`started ${sockets.join(', ')} and ${SERVICE}`);
   }
   return done;
+}
+
+/**
+ * CNI pods take their addresses from this node's own store whatever --store
+ * says: the shared etcd pools are the Docker IPAM driver's (see the README's
+ * CNI section). One line for `install --cni` with an etcd store, else null.
+ */
+export function cniStoreWarning(store: StoreChoice): string | null {
+  if (store.kind !== 'etcd') return null;
+  return "CNI pods get addresses from this node's own store, not from the shared etcd pools (--store is the Docker IPAM driver's): give each node's CNI configuration a range of its own, outside the shared pools";
 }
 
 /** Stops, disables and removes what install wrote; anything else is left alone. */

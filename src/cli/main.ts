@@ -3,25 +3,27 @@
  * command's work lives in a module of its own.
  */
 import { join, resolve } from 'node:path';
-import { CNI_SOCKET_NAME } from '../api/cni/server';
 import { dockerSocketPath } from '../api/docker/engine';
 import { DAEMON_NODE_FLAGS, startDaemon } from '../daemon';
-import { parseStoreChoice } from '../state/etcd/store-option';
 import { versionLine } from '../version';
-import { createLogger, parseLevel } from '../log';
+import { createLogger } from '../log';
+import {
+  DAEMON_FLAGS,
+  daemonArguments,
+  DEFAULT_DOCKER_HOST,
+  DEFAULT_GRACE_SECONDS,
+  DEFAULT_PLUGIN_DIR,
+  DEFAULT_STATE_DIR,
+  readDaemonFlags,
+  seconds,
+} from './daemon-flags';
 import { formatChecks, runDoctor } from './doctor';
 import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
-import { install, uninstall } from './install';
+import { cniStoreWarning, install, uninstall } from './install';
 import { runPlugin } from './plugin';
 import { askSharedPools, formatSharedPools } from './shared-pools';
 import { formatStatus } from './status';
-
-export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
-export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
-export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
-const DEFAULT_RECHECK_SECONDS = '300';
-const DEFAULT_GRACE_SECONDS = '60';
 
 const USAGE = `usage: lanplug <command> [options]
 
@@ -43,7 +45,8 @@ commands:
              [--state-dir DIR] [--plugin-dir DIR] [--docker-host URL]
   install    write and enable systemd units (service + socket activation)
              [--cni: also the CNI plugins lanplug-macvlan, lanplug-ipvlan in /opt/cni/bin (needs cc)]
-             [--dry-run] [--root DIR] [--state-dir DIR] [--plugin-dir DIR] [--log-level LEVEL]
+             [--dry-run] [--root DIR] and any daemon option above, checked as the daemon checks it and
+             written into the service's command line (paths absolute: the service runs from /)
   uninstall  remove exactly what install wrote (units, CNI plugins)   [--dry-run] [--root DIR]
   plugin     lanplug as managed Docker plugins lanplug/macvlan:TAG and lanplug/ipvlan:TAG, made offline:
                build    assemble, create and enable both   [--tag latest] [--docker-host URL]
@@ -60,61 +63,13 @@ const STATE = { '--state-dir': DEFAULT_STATE_DIR };
 const PLUGINS = { '--plugin-dir': DEFAULT_PLUGIN_DIR };
 const DOCKER = { '--docker-host': DEFAULT_DOCKER_HOST };
 
-/** `off` turns the CNI front end off; empty (not given) is the state directory's `cni.sock`. */
-function cniSocketPath(flag: string, stateDir: string): string | null {
-  if (flag === 'off') return null;
-  if (flag === '') return join(stateDir, CNI_SOCKET_NAME);
-  if (!flag.startsWith('/')) throw new UsageError(`--cni-socket must be an absolute path or off; got '${flag}'`);
-  return flag;
-}
-
 async function runDaemon(args: readonly string[]): Promise<void> {
-  const flags = parseFlags('daemon', args, {
-    values: {
-      ...STATE,
-      ...PLUGINS,
-      ...DOCKER,
-      '--log-level': 'info',
-      '--recheck-interval': DEFAULT_RECHECK_SECONDS,
-      '--grace-seconds': DEFAULT_GRACE_SECONDS,
-      '--cni-socket': '',
-      '--cni-network-idle': '60',
-      '--store': 'sqlite',
-      '--host-id': '',
-      '--cacert': '',
-      '--cert': '',
-      '--key': '',
-      '--user': '',
-      '--reclaim-after': '600',
-    },
-  });
-  const addressStore = parseStoreChoice({
-    store: flags.value('--store'),
-    hostId: flags.value('--host-id'),
-    cacert: flags.value('--cacert'),
-    cert: flags.value('--cert'),
-    key: flags.value('--key'),
-    user: flags.value('--user'),
-    reclaimAfter: seconds(flags.value('--reclaim-after'), '--reclaim-after'),
-  });
-  const level = parseLevel(flags.value('--log-level'));
-  if (level === null)
-    throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${flags.value('--log-level')}'`);
-  const recheck = seconds(flags.value('--recheck-interval'), '--recheck-interval');
+  const flags = parseFlags('daemon', args, { values: DAEMON_FLAGS });
+  const { level, ...settings } = readDaemonFlags(flags);
   const log = createLogger(level);
   if (process.getuid?.() !== 0)
     log.warn('not running as root: creating links needs CAP_NET_ADMIN and the plugin directory is root-owned');
-  const daemon = await startDaemon({
-    stateDir: flags.value('--state-dir'),
-    pluginDir: flags.value('--plugin-dir'),
-    dockerSocket: dockerSocketPath(flags.value('--docker-host')),
-    recheckMs: recheck * 1000,
-    forgottenGraceMs: seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000,
-    cniSocket: cniSocketPath(flags.value('--cni-socket'), flags.value('--state-dir')),
-    cniIdleMs: seconds(flags.value('--cni-network-idle'), '--cni-network-idle') * 1000,
-    addressStore,
-    log,
-  });
+  const daemon = await startDaemon({ ...settings, log });
   const shutdown = (signal: string): void => {
     log.info('shutting down', { signal });
     daemon.stop().then(
@@ -170,24 +125,26 @@ export async function main(argv: readonly string[]): Promise<number> {
       }
       case 'install': {
         const flags = parseFlags('install', rest, {
-          values: { ...STATE, ...PLUGINS, '--log-level': 'info', '--root': '/' },
+          values: { ...DAEMON_FLAGS, '--root': '/' },
           switches: ['--dry-run', '--cni'],
         });
-        const level = flags.value('--log-level');
-        if (parseLevel(level) === null)
-          throw new UsageError(`--log-level must be one of debug, info, warn, error; got '${level}'`);
+        const root = flags.value('--root');
+        // Everything checked before anything is written.
+        const daemon = readDaemonFlags(flags, root);
+        const cni = flags.on('--cni');
+        if (cni && daemon.cniSocket === null)
+          throw new UsageError('--cni installs plugins that reach the daemon on its CNI socket; drop --cni-socket off');
+        const warning = cni ? cniStoreWarning(daemon.addressStore) : null;
+        if (warning !== null) process.stderr.write(`lanplug: warning: ${warning}\n`);
         const lines = install({
-          root: flags.value('--root'),
+          root,
           dryRun: flags.on('--dry-run'),
           settings: {
             program: [process.execPath, ...DAEMON_NODE_FLAGS, lanplugProgram()],
-            stateDir: flags.value('--state-dir'),
-            pluginDir: flags.value('--plugin-dir'),
-            logLevel: level,
+            daemonArguments: daemonArguments(flags),
+            pluginDir: daemon.pluginDir,
           },
-          cni: flags.on('--cni')
-            ? { packageRoot: packageRoot(), socket: join(flags.value('--state-dir'), CNI_SOCKET_NAME) }
-            : null,
+          cni: cni && daemon.cniSocket !== null ? { packageRoot: packageRoot(), socket: daemon.cniSocket } : null,
         });
         process.stdout.write(`${lines.join('\n')}\n`);
         return 0;
@@ -225,13 +182,6 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`lanplug: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
-}
-
-function seconds(text: string, flag: string): number {
-  const value = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value))
-    throw new UsageError(`${flag} must be a whole number of seconds; got '${text}'`);
-  return value;
 }
 
 /** The package this code runs from (dist/src/cli -> the root holding bin/ and native/). */

@@ -5,14 +5,17 @@
  * at once and its first call simply waits in the socket's queue until the
  * daemon — started on that first connection, or at boot — accepts it.
  */
+import { invalidArgument } from '../errors';
+
 export const MARKER = '# Written by `lanplug install`; `lanplug uninstall` removes it.';
 
 export interface UnitSettings {
   /** The program and its leading arguments, e.g. [node, /opt/lanplug/bin/lanplug]. */
   program: readonly string[];
-  stateDir: string;
+  /** What follows `daemon` on the service's command line: flags and their values, checked by the caller. */
+  daemonArguments: readonly string[];
+  /** Where the socket units listen. */
   pluginDir: string;
-  logLevel: string;
 }
 
 export interface UnitFile {
@@ -20,6 +23,49 @@ export interface UnitFile {
   text: string;
   /** The `.wants` directory `systemctl enable` would link it from. */
   wantedBy: string;
+  /** It holds a secret (etcd's --user password): readable by root only. */
+  secret: boolean;
+}
+
+/** The daemon's flags that name files: the service runs from /, so a relative path would mean another file. */
+const PATH_FLAGS = ['--state-dir', '--plugin-dir', '--cni-socket', '--cacert', '--cert', '--key'];
+/** sockaddr_un holds 108 bytes with the closing NUL. */
+const UNIX_PATH_MAX = 107;
+
+/** A control character: a newline would end the unit's line; systemd refuses them in an executable's path. */
+function isControl(c: string): boolean {
+  const code = c.charCodeAt(0);
+  return code < 0x20 || code === 0x7f;
+}
+
+function hasControl(text: string): boolean {
+  return [...text].some(isControl);
+}
+
+/**
+ * What the units need beyond what the daemon checks: absolute paths, and a
+ * plugin directory systemd's ListenStream= can carry (it has no quoting:
+ * no control characters; each socket's path within a unix address's length).
+ */
+export function checkUnitSettings(settings: UnitSettings): void {
+  const executable = settings.program[0] ?? '';
+  if (!executable.startsWith('/') || hasControl(executable) || /["'\\]/.test(executable))
+    throw invalidArgument(
+      `the service cannot run ${JSON.stringify(executable)}: systemd wants an absolute path without quotes, backslashes or control characters`,
+    );
+  const args = settings.daemonArguments;
+  for (let i = 0; i + 1 < args.length; i += 2) {
+    const [flag = '', value = ''] = [args[i], args[i + 1]];
+    if (PATH_FLAGS.includes(flag) && !value.startsWith('/') && !(flag === '--cni-socket' && value === 'off'))
+      throw invalidArgument(`${flag} must be an absolute path for the service (it runs from /); got '${value}'`);
+  }
+  if (hasControl(settings.pluginDir))
+    throw invalidArgument(`--plugin-dir must not hold control characters; got ${JSON.stringify(settings.pluginDir)}`);
+  const longest = Math.max(...SOCKET_UNITS.map((s) => Buffer.byteLength(`${settings.pluginDir}/${s.plugin}.sock`)));
+  if (longest > UNIX_PATH_MAX)
+    throw invalidArgument(
+      `--plugin-dir is too long for a unix socket: its sockets' paths would be ${longest} bytes, at most ${UNIX_PATH_MAX} fit`,
+    );
 }
 
 export const SERVICE = 'lanplug.service';
@@ -32,22 +78,17 @@ export const SOCKET_UNITS = [
 ] as const;
 
 export function unitFiles(settings: UnitSettings): UnitFile[] {
+  checkUnitSettings(settings);
   const sockets = SOCKET_UNITS.map((s) => s.unit);
+  const [executable = '', ...leading] = settings.program;
   const exec = [
-    ...settings.program,
-    'daemon',
-    '--state-dir',
-    settings.stateDir,
-    '--plugin-dir',
-    settings.pluginDir,
-    '--log-level',
-    settings.logLevel,
-  ]
-    .map(systemdQuote)
-    .join(' ');
+    executablePath(executable),
+    ...[...leading, 'daemon', ...settings.daemonArguments].map(systemdArgument),
+  ].join(' ');
   const service = {
     name: SERVICE,
     wantedBy: 'multi-user.target',
+    secret: settings.daemonArguments.includes('--user'),
     text: `${MARKER}
 [Unit]
 Description=lanplug: macvlan and ipvlan networks for Docker
@@ -72,6 +113,7 @@ Also=${sockets.join(' ')}
     ...SOCKET_UNITS.map(({ unit, plugin, what }) => ({
       name: unit,
       wantedBy: 'sockets.target',
+      secret: false,
       text: `${MARKER}
 [Unit]
 Description=${what} socket
@@ -79,7 +121,7 @@ Before=docker.service
 PartOf=${SERVICE}
 
 [Socket]
-ListenStream=${settings.pluginDir}/${plugin}.sock
+ListenStream=${specifierSafe(settings.pluginDir)}/${plugin}.sock
 SocketMode=0600
 DirectoryMode=0755
 FileDescriptorName=${plugin}
@@ -92,12 +134,35 @@ WantedBy=sockets.target
   ];
 }
 
+/** `%` starts a specifier in every unit setting (%h, %n, …): doubled, it is a `%`. */
+function specifierSafe(text: string): string {
+  return text.replace(/%/g, '%%');
+}
+
 /**
- * One word of an ExecStart= line: `%` and `$` doubled (systemd would expand
- * specifiers and variables), and anything beyond plain path characters in
- * double quotes with backslash and quote escaped.
+ * ExecStart='s first word: specifiers are expanded in it (`%` doubled), not
+ * variables (a `$` is itself); in quotes when it holds a space (the
+ * characters that would need escapes are refused by checkUnitSettings).
  */
-function systemdQuote(word: string): string {
-  const escaped = word.replace(/%/g, '%%').replace(/\$/g, '$$$$');
-  return /^[A-Za-z0-9_@%+=:,./$-]+$/.test(escaped) ? escaped : `"${escaped.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+function executablePath(path: string): string {
+  const escaped = specifierSafe(path);
+  return /^[A-Za-z0-9_@%+=:,./$-]+$/.test(escaped) ? escaped : `"${escaped}"`;
+}
+
+/**
+ * One argument on an ExecStart= line, by systemd's own rules
+ * (systemd.service, "Command lines"; no shell is involved): `%` doubled (a
+ * specifier, expanded as the unit is read) and `$` doubled (a variable,
+ * substituted as the command starts: `$$` is a `$`), in quotes or not; a word
+ * of plain characters as it is; any other in double quotes, where `\` and
+ * `"` are escaped and a control character (a newline would end the line) is
+ * a C escape, `\xNN`.
+ */
+function systemdArgument(word: string): string {
+  const escaped = specifierSafe(word).replace(/\$/g, '$$$$');
+  if (/^[A-Za-z0-9_@%+=:,./$-]+$/.test(escaped)) return escaped;
+  const quoted = [...escaped].map((c) =>
+    c === '\\' || c === '"' ? `\\${c}` : isControl(c) ? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}` : c,
+  );
+  return `"${quoted.join('')}"`;
 }

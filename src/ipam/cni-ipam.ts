@@ -4,7 +4,9 @@
  * behaviour, with the addresses in lanplug's store, where they count as
  * taken for Docker's networks and lanplug's own plugins too. Each claim
  * carries its owner (network, container, interface), which is what DEL and
- * GC release by.
+ * GC release by: ADD, DEL and CHECK match one owner whole (a container's
+ * `eth1` is not its `eth10`), GC a network's prefix up to its closing `/`
+ * (network names and container ids never hold one).
  */
 import { conflict, notFound } from '../errors';
 import type { Logger } from '../log';
@@ -37,7 +39,7 @@ export class CniIpam {
     requested: readonly IpAddress[],
   ): RangeAllocation[] {
     const owner = ownerOf(networkName, containerId, ifname);
-    if (this.store.ownedClaims(owner).length > 0)
+    if (this.store.claimsOf(owner).length > 0)
       throw conflict(
         `container ${containerId} already has addresses for ${ifname} on network ${networkName}; DEL it first`,
       );
@@ -59,12 +61,12 @@ export class CniIpam {
 
   /** Idempotent: nothing held is success. */
   del(networkName: string, containerId: string, ifname: string): void {
-    this.release(this.store.ownedClaims(ownerOf(networkName, containerId, ifname)));
+    this.release(this.store.claimsOf(ownerOf(networkName, containerId, ifname)));
     this.allocator.dropEmptyPools(networkName);
   }
 
   check(networkName: string, containerId: string, ifname: string): void {
-    if (this.store.ownedClaims(ownerOf(networkName, containerId, ifname)).length === 0)
+    if (this.store.claimsOf(ownerOf(networkName, containerId, ifname)).length === 0)
       throw notFound(`container ${containerId} holds no address for ${ifname} on network ${networkName}`);
   }
 

@@ -1,25 +1,22 @@
 /**
  * An AF_PACKET socket on one link, for the frames in frames.ts: send a frame
  * as it is, and receive the frames of one Ethernet protocol without blocking
- * the event loop that serves Docker (each receive runs on a worker thread and
- * returns at least every RECEIVE_SLICE_MS, so close() is never kept waiting).
- * Bound to the link's index in the daemon's own network namespace.
+ * the event loop that serves Docker (the receive thread of receiver.ts reads
+ * them). Bound to the link's index in the namespace it was opened in.
  */
 import { LanplugError } from '../errors';
 import { describeErrno } from '../netlink/errno';
 import { libc } from '../sys/libc';
+import { frameReceiver } from './receiver';
 
 const AF_PACKET = 17;
 const SOCK_RAW = 3;
 const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_RCVTIMEO = 20;
 const SOL_PACKET = 263;
 const PACKET_ADD_MEMBERSHIP = 1;
 const PACKET_MR_ALLMULTI = 2;
 /** struct sockaddr_ll: u16 family, u16 protocol (network order), s32 ifindex, u16 hatype, u8 pkttype, u8 halen, u8 addr[8]. */
 const SOCKADDR_LL_LEN = 20;
-const RECEIVE_SLICE_MS = 100;
 /** PacketSocket.open's protocol for a socket that only sends. */
 export const SEND_ONLY = 0;
 
@@ -37,8 +34,9 @@ function sockaddr(ifindex: number, protocol: number, destination?: Buffer): Buff
 
 export class PacketSocket {
   private fd: number;
-  private receiving = false;
-  private closing: (() => void) | null = null;
+  /** The receiver's id for this socket, while it listens. */
+  private listening: number | null = null;
+  private closing: Promise<void> | null = null;
 
   private constructor(
     fd: number,
@@ -67,9 +65,6 @@ export class PacketSocket {
       if (c.bind(fd, addr, addr.length) !== 0)
         throw new LanplugError('Kernel', `bind a packet socket to ${name}: ${describeErrno(c.errno())}`);
       if (protocol !== SEND_ONLY) {
-        const tv = Buffer.alloc(16);
-        tv.writeBigInt64LE(BigInt(RECEIVE_SLICE_MS * 1000), 8);
-        c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length);
         // IPv6 neighbour discovery answers to multicast groups the link has not joined.
         const mreq = Buffer.alloc(16);
         mreq.writeInt32LE(ifindex, 0);
@@ -97,46 +92,34 @@ export class PacketSocket {
     }
   }
 
-  /** Calls `onFrame` for every frame received until close(). One listener per socket. */
+  /** Calls `onFrame` for every frame received until close(), in the order received. One listener per socket. */
   listen(onFrame: (frame: Buffer) => void): void {
-    if (this.receiving) throw new LanplugError('Internal', `the packet socket on ${this.where} already has a listener`);
-    this.receiving = true;
-    const buffer = Buffer.alloc(2048);
-    const next = (): void => {
-      if (this.closing !== null || this.fd < 0) {
-        this.receiving = false;
-        this.closing?.();
-        return;
-      }
-      libc().recvAsync(this.fd, buffer, buffer.length, (n) => {
-        if (n > 0 && this.closing === null) {
-          try {
-            onFrame(Buffer.from(buffer.subarray(0, n)));
-          } catch {
-            // a listener's failure is its own; the socket keeps receiving
-          }
-        }
-        next();
-      });
-    };
-    next();
+    if (this.fd < 0 || this.closing !== null)
+      throw new LanplugError('Internal', `the packet socket on ${this.where} is closed`);
+    if (this.listening !== null)
+      throw new LanplugError('Internal', `the packet socket on ${this.where} already has a listener`);
+    this.listening = frameReceiver().listen(this.fd, onFrame);
   }
 
   /**
-   * Stops receiving (waiting for the receive in flight, at most one slice)
-   * and closes the socket on a worker thread: the kernel waits for an RCU
-   * grace period in every packet socket's close.
+   * No frame reaches the listener once close() is called. The fd is closed
+   * once the receive thread has let it go (at once: it is woken for that), on
+   * libuv's thread pool: the kernel waits for an RCU grace period in every
+   * packet socket's close (10-20 ms), a short job the pool is there for.
    */
   close(): Promise<void> {
+    if (this.closing !== null) return this.closing;
     if (this.fd < 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const finish = (): void => {
-        const fd = this.fd;
-        this.fd = -1;
-        libc().closeAsync(fd, () => resolve());
-      };
-      if (!this.receiving) return finish();
-      this.closing = finish;
-    });
+    const fd = this.fd;
+    const listening = this.listening;
+    this.listening = null;
+    this.closing = (listening === null ? Promise.resolve() : frameReceiver().forget(listening)).then(
+      () =>
+        new Promise<void>((resolve) => {
+          this.fd = -1;
+          libc().closeAsync(fd, () => resolve());
+        }),
+    );
+    return this.closing;
   }
 }

@@ -18,7 +18,9 @@ export interface IpamStore {
 
   /** Claims `address` in the pool (for `owner`, when one is named); false when it is already claimed. */
   claimAddress(poolId: string, address: IpAddress, kind: AddressKind, owner?: string): boolean;
-  /** The claims whose owner starts with `prefix`. */
+  /** The claims of exactly this owner (`…/eth1` is not `…/eth10`). */
+  claimsOf(owner: string): { poolId: string; address: IpAddress }[];
+  /** The claims whose owner starts with `prefix`: a whole network's, for GC (end the prefix with its separator). */
   ownedClaims(prefix: string): { poolId: string; address: IpAddress; owner: string }[];
   /**
    * The pools in which `address` is claimed: pools of one address in

@@ -285,6 +285,14 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     return result.changes === 1;
   }
 
+  claimsOf(owner: string): { poolId: string; address: IpAddress }[] {
+    const rows = this.stmt('SELECT pool_id, address FROM addresses WHERE owner = ?').all(owner) as {
+      pool_id: string;
+      address: string;
+    }[];
+    return rows.map((row) => ({ poolId: row.pool_id, address: parseAddress(row.address) }));
+  }
+
   ownedClaims(prefix: string): { poolId: string; address: IpAddress; owner: string }[] {
     const rows = this.stmt(
       'SELECT pool_id, address, owner FROM addresses WHERE owner IS NOT NULL AND substr(owner, 1, ?) = ?',

@@ -11,16 +11,20 @@ export interface Libc {
   bind(fd: number, addr: Buffer, len: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, len: number): number;
   send(fd: number, buf: Buffer, len: number, flags: number): number;
-  recvfrom(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: Buffer): number;
+  /** `addr` and `addrLen` null: the sender is not wanted. */
+  recvfrom(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer | null, addrLen: Buffer | null): number;
   close(fd: number): number;
   setns(fd: number, nstype: number): number;
   unshare(flags: number): number;
   sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, addrLen: number): number;
   /**
-   * recvfrom on a worker thread (koffi's async call), so that a blocking receive never stalls
-   * the event loop; `done` gets the byte count or -1 (then `errno` is the worker's, unread here).
+   * poll on a worker thread; `fds` is struct pollfd[] (s32 fd, s16 events, s16 revents), written
+   * back in place. `done` gets the number of ready entries, 0 at the timeout, or -1.
    */
-  recvAsync(fd: number, buf: Buffer, len: number, done: (result: number) => void): void;
+  pollAsync(fds: Buffer, count: number, timeoutMs: number, done: (result: number) => void): void;
+  eventfd(initial: number, flags: number): number;
+  read(fd: number, buf: Buffer, len: number): number;
+  write(fd: number, buf: Buffer, len: number): number;
   /**
    * send on a worker thread: for a netlink request the kernel handles inside
    * the send call and that can wait long (a link removal waits for RCU).
@@ -39,7 +43,11 @@ export interface Libc {
 
 let cache: Libc | undefined;
 
-/** Runs `fn(...args)` on one of koffi's worker threads; `done` gets its number result, or -1 if it failed. */
+/**
+ * Runs `fn(...args)` on libuv's thread pool (koffi's async call): 4 threads that fs, dns, crypto and
+ * zlib share, so for calls that end soon; the one call that waits on the LAN is the receiver's
+ * single poll (src/l2/receiver.ts). `done` gets its number result, or -1 if it failed.
+ */
 function onWorker(fn: ReturnType<LibraryHandle['func']>, args: unknown[], done: (result: number) => void): void {
   (fn.async as (...a: unknown[]) => void)(...args, (err: unknown, result: unknown) => {
     done(err === null && typeof result === 'number' ? result : -1);
@@ -62,11 +70,12 @@ export function libc(): Libc {
   const sendto = lib.func(
     'long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)',
   );
+  const pollForAsync = lib.func('int poll(void *fds, unsigned long count, int timeout)');
+  const eventfd = lib.func('int eventfd(unsigned int initval, int flags)');
+  const read = lib.func('long read(int fd, void *buf, size_t len)');
+  const write = lib.func('long write(int fd, const void *buf, size_t len)');
   const closeForAsync = lib.func('int close(int fd)');
   const sendForAsync = lib.func('long send(int fd, const void *buf, size_t len, int flags)');
-  const recvfromForAsync = lib.func(
-    'long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)',
-  );
   const num = (v: unknown): number => {
     if (typeof v !== 'number') throw new LanplugError('Internal', `koffi returned ${typeof v}, expected a number`);
     return v;
@@ -82,9 +91,12 @@ export function libc(): Libc {
     unshare: (flags) => num(unshare(flags)),
     flock: (fd, op) => num(flock(fd, op)),
     sendto: (fd, b, l, f, a, al) => num(sendto(fd, b, l, f, a, al)),
-    recvAsync: (fd, b, l, done) => onWorker(recvfromForAsync, [fd, b, l, 0, null, null], done),
+    eventfd: (v, f) => num(eventfd(v, f)),
+    read: (fd, b, l) => num(read(fd, b, l)),
+    write: (fd, b, l) => num(write(fd, b, l)),
     sendAsync: (fd, b, l, done) => onWorker(sendForAsync, [fd, b, l, 0], done),
     closeAsync: (fd, done) => onWorker(closeForAsync, [fd], done),
+    pollAsync: (fds, n, t, done) => onWorker(pollForAsync, [fds, n, t], done),
     errno: () => koffi.errno(),
   };
   return cache;

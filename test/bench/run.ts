@@ -13,6 +13,7 @@ import { startLanplug } from '../lab/lanplug';
 import { DAEMON_NODE_FLAGS } from '../../src/daemon';
 import { nsExecArgv } from '../lab/ns';
 import { runOk } from '../lab/proc';
+import { measureReceiveLoad } from '../support/receive-load';
 import { repoRoot } from '../support/repo';
 import { buildCniExecutable } from '../../src/install/cni';
 import { openRtnl } from '../../src/link/rtnl';
@@ -34,6 +35,8 @@ const BURST = number('BENCH_BURST', 50);
 const DHCP_CYCLES = number('BENCH_DHCP_CYCLES', 100);
 const DHCP_HELD = number('BENCH_DHCP_HELD', 500);
 const SHARED_CYCLES = number('BENCH_SHARED_CYCLES', 300);
+const WATCHED_PARENTS = number('BENCH_WATCHED_PARENTS', 16);
+const RECEIVE_SAMPLES = number('BENCH_RECEIVE_SAMPLES', 20);
 const LEVELS = (process.env['BENCH_LEVELS'] ?? '0,200,1000').split(',').map(Number);
 const REFERENCE_CNI_DIR = '/usr/lib/cni';
 
@@ -57,6 +60,28 @@ function kernelFloor(results: Results, host: DockerHost): void {
     results.add('kernel floor', 'delete one macvlan (netlink; waits for RCU)', remove);
   } finally {
     rtnl.close();
+  }
+}
+
+/**
+ * What must not wait behind the LAN watch's receives — a call on libuv's
+ * thread pool, a conflict probe, a DHCP answer — with no parent watched and
+ * with many (receive-load.ts: veth parents in a throw-away namespace).
+ */
+function lanWatchLoad(results: Results): void {
+  for (const parents of [0, WATCHED_PARENTS]) {
+    const f = measureReceiveLoad(parents, RECEIVE_SAMPLES);
+    const watched = `${parents} parents watched`;
+    const stat = results.add('LAN watch', `fs.promises.stat (libuv thread pool), ${watched}`, f.fsStat);
+    results.add('LAN watch', `probe of an address in use, ${watched}`, f.probeInUse);
+    results.add('LAN watch', `probe of a free address (200 ms window), ${watched}`, f.probeFree);
+    results.add('LAN watch', `DHCP-like receive, ${watched}`, f.dhcpReceive);
+    if (parents === 0) continue;
+    results.judge(
+      `with ${parents} parents watched, every probe hears the address in use and fs p99 ≤ 5 ms`,
+      `${f.probeInUseSeen} of ${RECEIVE_SAMPLES} heard, fs p99 ${stat.p99.toFixed(2)} ms`,
+      f.probeInUseSeen === RECEIVE_SAMPLES && stat.p99 <= 5,
+    );
   }
 }
 
@@ -163,6 +188,11 @@ function judge(results: Results, cold: number[]): void {
 
 async function main(): Promise<void> {
   const results = new Results();
+  if (process.env['BENCH_ONLY'] === 'watch') {
+    lanWatchLoad(results);
+    process.stdout.write(printTable(results, { date: new Date().toISOString().slice(0, 10) }));
+    return;
+  }
   const cold = await coldStarts(7);
   results.add('daemon', 'cold start: spawn to all three sockets accepting', cold);
   if (process.env['BENCH_ONLY'] === 'shared') {
@@ -171,6 +201,7 @@ async function main(): Promise<void> {
     return;
   }
   await sharedPoolRequests(results, SHARED_CYCLES);
+  lanWatchLoad(results);
 
   const lan = createLan({ addresses: ['172.16.86.1/16', 'fd77::1/64'] });
   try {

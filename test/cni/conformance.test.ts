@@ -309,6 +309,50 @@ test("the lanplug IPAM plugin behind the reference macvlan: lanplug's range, and
   dropSandbox(other.ns);
 });
 
+test("two attachments eth10 and eth1 in one container: each is its own owner, eth1's DEL leaves eth10's address", async () => {
+  const dir = dirname(plugin);
+  copyFileSync(plugin, join(dir, 'lanplug'));
+  const refConf = JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'refnet2',
+    type: 'macvlan',
+    master: 'eth0',
+    ipam: { type: 'lanplug', subnet: '172.16.86.0/24', rangeStart: '172.16.86.180', rangeEnd: '172.16.86.181' },
+  });
+  const sb = newSandbox();
+  const call = (command: 'ADD' | 'DEL' | 'CHECK', ifname: string): Promise<CniOutcome> =>
+    runPlugin(
+      '/usr/lib/cni/macvlan',
+      {
+        command,
+        containerId: sb.id,
+        netns: sb.path,
+        ifname,
+        env: { CNI_PATH: `${dir}:/usr/lib/cni` },
+        hostNamespace: host.ns,
+      },
+      refConf,
+    );
+  const tenth = await call('ADD', 'eth10');
+  assert.equal(tenth.code, 0, tenth.stdout);
+  assert.equal(resultAddress(tenth), '172.16.86.180/24');
+  const first = await call('ADD', 'eth1');
+  assert.equal(first.code, 0, `eth1 is not eth10: ${first.stdout}`);
+  assert.equal(resultAddress(first), '172.16.86.181/24');
+  assert.equal((await call('DEL', 'eth1')).code, 0);
+  // .180 is eth10's still: a lanplug ADD whose range holds only .180 finds nothing free.
+  const other = newSandbox();
+  const narrow = conf('1.0.0', { name: 'narrow2' }, { rangeStart: '172.16.86.180', rangeEnd: '172.16.86.180' });
+  const refused = await add(other, narrow);
+  assert.match(String(refused.json?.['msg']), /No available addresses in 172\.16\.86\.180-172\.16\.86\.180/);
+  assert.ok(linkIn(sb.ns, 'eth10')?.addr_info.some((a) => a.local === '172.16.86.180'));
+  assert.equal((await call('DEL', 'eth10')).code, 0);
+  assert.equal(resultAddress(await add(other, narrow)), '172.16.86.180/24', 'released by its own DEL');
+  assert.equal((await del(other, narrow)).code, 0);
+  dropSandbox(sb.ns);
+  dropSandbox(other.ns);
+});
+
 test('errors carry the spec codes: bad JSON 6, missing CNI_IFNAME 4, unknown version 1, bad master 7', async () => {
   const sb = newSandbox();
   const badJson = await add(sb, '{"cniVersion": ');

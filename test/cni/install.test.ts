@@ -63,3 +63,48 @@ test("install --cni refuses to replace a file that is not lanplug's, and writes 
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('install --cni with the daemon flags: the plugins reach the --cni-socket, and --store etcd warns that CNI pods keep to this node', () => {
+  const root = mkdtempSync(join(tmpdir(), 'lanplug-cni-root-'));
+  try {
+    const off = lanplug('install', '--cni', '--root', root, '--cni-socket', 'off');
+    assert.equal(off.code, 2);
+    assert.match(
+      off.stderr,
+      /^lanplug: --cni installs plugins that reach the daemon on its CNI socket; drop --cni-socket off\n/,
+    );
+    assert.equal(existsSync(join(root, 'opt')), false, 'nothing written');
+
+    const out = lanplug(
+      'install',
+      '--cni',
+      '--root',
+      root,
+      '--store',
+      'etcd://127.0.0.1:2379',
+      '--cni-socket',
+      '/run/lanplug/cni.sock',
+    );
+    assert.equal(out.code, 0, out.stderr);
+    assert.equal(
+      out.stderr,
+      "lanplug: warning: CNI pods get addresses from this node's own store, not from the shared etcd pools " +
+        "(--store is the Docker IPAM driver's): give each node's CNI configuration a range of its own, outside the shared pools\n",
+    );
+    const add = spawnSync(join(root, 'opt/cni/bin/lanplug-macvlan'), [], {
+      env: { CNI_COMMAND: 'ADD' },
+      input: '{}',
+      encoding: 'utf8',
+    });
+    assert.match(add.stdout, /"code":11,.*connect \/run\/lanplug\/cni\.sock/);
+    assert.match(
+      readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8'),
+      / daemon .* --cni-socket \/run\/lanplug\/cni\.sock --store etcd:\/\/127\.0\.0\.1:2379$/m,
+    );
+    const sqlite = lanplug('install', '--cni', '--root', root);
+    assert.equal(sqlite.code, 0, sqlite.stderr);
+    assert.equal(sqlite.stderr, '', 'no warning with the SQLite store');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});

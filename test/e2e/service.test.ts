@@ -1,6 +1,8 @@
 /**
  * lanplug as a service: `lanplug install` writes and enables units that
- * `systemd-analyze verify` accepts and `lanplug uninstall` removes exactly;
+ * `systemd-analyze verify` accepts and `lanplug uninstall` removes exactly,
+ * with every daemon flag on the service's command line, each word read back
+ * by systemd itself exactly as given;
  * and the daemon under `systemd-socket-activate` (systemd's socket passing,
  * no systemd as PID 1 needed) serves a real dockerd from the sockets it was
  * handed, started by dockerd's first call.
@@ -9,7 +11,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import {
+  chmodSync,
   closeSync,
+  copyFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -23,6 +27,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DAEMON_NODE_FLAGS } from '../../src/daemon';
 import { nsExecArgv } from '../lab/ns';
 import { run } from '../lab/proc';
 import { repoRoot } from '../support/repo';
@@ -109,6 +114,129 @@ test('install writes and enables five units that systemd-analyze verify accepts;
       'only what install wrote is gone',
     );
     assert.equal(lanplug(['uninstall', '--root', root]).stdout, 'nothing to remove\n');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+const UNITS = [
+  'lanplug.service',
+  'lanplug-macvlan.socket',
+  'lanplug-ipvlan.socket',
+  'lanplug-ipam.socket',
+  'lanplug-dhcp.socket',
+];
+
+/** `systemd-analyze verify`'s complaints about lanplug's units in `dir`. */
+function verifyComplaints(dir: string): string[] {
+  const verify = run(['systemd-analyze', 'verify', '--man=no', ...UNITS.map((u) => join(dir, u))]);
+  return (verify.stdout + verify.stderr).split('\n').filter((l) => /lanplug/.test(l));
+}
+
+/**
+ * A unit as systemd itself loads it: `systemd --test` dumps every unit it
+ * loaded, with its command lines and sockets, and runs nothing (it refuses
+ * root: it runs as nobody, on a world-readable copy of the units).
+ */
+function systemdReads(units: string, unit: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-units-'));
+  try {
+    chmodSync(dir, 0o755);
+    for (const u of UNITS) {
+      copyFileSync(join(units, u), join(dir, u));
+      chmodSync(join(dir, u), 0o644);
+    }
+    const test = run(
+      [
+        'setpriv',
+        '--reuid=65534',
+        '--regid=65534',
+        '--clear-groups',
+        '/lib/systemd/systemd',
+        '--test',
+        '--system',
+      ].concat([`--unit=${unit}`, '--log-target=console', '--log-level=err']),
+      // The trailing colon: the system's own unit directories too (the targets a service needs).
+      { env: { ...process.env, SYSTEMD_UNIT_PATH: `${dir}:` } },
+    );
+    const start = test.stdout.indexOf(`-> Unit ${unit}:`);
+    assert.ok(start >= 0, `systemd --test did not load ${unit}: ${test.stderr}`);
+    const end = test.stdout.indexOf('-> Unit ', start + 1);
+    return test.stdout.slice(start, end < 0 ? undefined : end);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The words of a command line as systemd's dump prints it: plain, or in double quotes with C escapes. */
+function commandWords(line: string): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < line.length;) {
+    if (line[i] === ' ') {
+      i++;
+      continue;
+    }
+    let word = '';
+    if (line[i] !== '"') {
+      for (; i < line.length && line[i] !== ' '; i++) word += line[i];
+    } else {
+      for (i++; i < line.length && line[i] !== '"';) {
+        if (line[i] !== '\\') {
+          word += line[i++];
+        } else if (line[i + 1] === 'x') {
+          word += String.fromCharCode(parseInt(line.slice(i + 2, i + 4), 16));
+          i += 4;
+        } else {
+          const next = line[i + 1] ?? '';
+          word += ({ n: '\n', t: '\t', r: '\r' } as Record<string, string>)[next] ?? next;
+          i += 2;
+        }
+      }
+      i++;
+    }
+    words.push(word);
+  }
+  return words;
+}
+
+test("install with every daemon flag: systemd reads the service's command line back word for word, and its sockets", () => {
+  const root = mkdtempSync(join(tmpdir(), 'lanplug-root-'));
+  try {
+    mkdirSync(join(root, 'etc/lanplug'), { recursive: true });
+    for (const pem of ['ca.pem', 'node.pem', 'node-key.pem']) writeFileSync(join(root, 'etc/lanplug', pem), 'PEM');
+    const flags = [
+      ['--state-dir', '/srv/lan plug/$HOME/%h'],
+      ['--plugin-dir', '/run/plug ins/100%'],
+      ['--log-level', 'warn'],
+      ['--docker-host', 'unix:///run/dock$er.sock'],
+      ['--recheck-interval', '30'],
+      ['--grace-seconds', '90'],
+      ['--cni-socket', '/run/lanplug/cni.sock'],
+      ['--cni-network-idle', '5'],
+      ['--store', 'etcd://127.0.0.1:2379,[::1]:2379'],
+      ['--host-id', 'node-1'],
+      ['--cacert', '/etc/lanplug/ca.pem'],
+      ['--cert', '/etc/lanplug/node.pem'],
+      ['--key', '/etc/lanplug/node-key.pem'],
+      ['--user', 'lanplug:p@ss "w$rd" ${HOME} 100%h \\x\ttab\'s'],
+      ['--reclaim-after', '900'],
+    ].flat();
+    const installed = lanplug(['install', '--root', root, ...flags]);
+    assert.equal(installed.status, 0, installed.stderr);
+    const units = join(root, 'etc/systemd/system');
+    assert.deepEqual(verifyComplaints(units), [], 'systemd-analyze verify has nothing to say about the units');
+
+    const service = systemdReads(units, 'lanplug.service');
+    const command = /-> ExecStart:\n\s+Command Line: (.*)$/m.exec(service)?.[1];
+    assert.ok(command !== undefined, service);
+    // The dump shows each argument before variables are substituted at the start, where `$$` is one `$`.
+    const held = (word: string): string => word.replace(/\$/g, '$$$$');
+    assert.deepEqual(commandWords(command), [
+      process.execPath,
+      ...[...DAEMON_NODE_FLAGS, LANPLUG, 'daemon', ...flags].map(held),
+    ]);
+    const socket = systemdReads(units, 'lanplug-macvlan.socket');
+    assert.match(socket, /^\s+ListenStream: \/run\/plug ins\/100%\/lanplug-macvlan\.sock$/m);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

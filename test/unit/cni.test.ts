@@ -316,3 +316,32 @@ test('the IPAM plugin on its own: claims by owner, one ADD per attachment, DEL a
     ['10.1.0.11'],
   );
 });
+
+test("the IPAM plugin on its own: an owner is matched whole, so eth1's DEL leaves eth10's address held", () => {
+  const allocator = new RangeAllocator(store, () => () => false);
+  const ipam = new CniIpam(store, allocator, silentLogger);
+  const sets = config({}, { rangeStart: '10.1.0.10', rangeEnd: '10.1.0.12' }).ipam?.rangeSets ?? [];
+  const tenth = ipam.add('lan', 'c1', 'eth10', sets, []);
+  assert.deepEqual(
+    tenth.map((c) => c.address.address.text),
+    ['10.1.0.10'],
+  );
+  // The same container's eth1 is another attachment: neither "already has addresses" nor told it holds eth10's.
+  assert.throws(() => ipam.check('lan', 'c1', 'eth1'), /holds no address for eth1/);
+  const first = ipam.add('lan', 'c1', 'eth1', sets, []);
+  assert.deepEqual(
+    first.map((c) => c.address.address.text),
+    ['10.1.0.11'],
+  );
+  ipam.del('lan', 'c1', 'eth1');
+  ipam.check('lan', 'c1', 'eth10');
+  // 10.1.0.10 is still eth10's: the next container gets .11 (freed by the DEL), then .12, then nothing.
+  assert.deepEqual(
+    ['c2', 'c3'].map((c) => ipam.add('lan', c, 'eth0', sets, [])[0]?.address.address.text),
+    ['10.1.0.11', '10.1.0.12'],
+  );
+  assert.throws(() => ipam.add('lan', 'c4', 'eth0', sets, []), /No available addresses/);
+  // A network whose name starts like another's is another network too.
+  assert.equal(ipam.collect('la', []), 0, "GC of network 'la' releases nothing of network 'lan'");
+  ipam.check('lan', 'c1', 'eth10');
+});

@@ -1,0 +1,133 @@
+/**
+ * `lanplug install` with the daemon's flags, into a test root: every flag
+ * `lanplug daemon` takes goes into the service's command line, quoted by
+ * systemd's rules (test/e2e/service.test.ts has systemd-analyze read it back);
+ * a value the daemon would refuse is refused in one line, and nothing is
+ * written.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '../support/repo';
+
+function lanplug(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(repoRoot(), 'bin', 'lanplug'), ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function withRoot(fn: (root: string) => void): void {
+  const root = mkdtempSync(join(tmpdir(), 'lanplug-install-'));
+  try {
+    fn(root);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** Every file under a directory, relative, sorted. */
+function files(dir: string, prefix = ''): string[] {
+  return readdirSync(join(dir, prefix), { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? files(dir, join(prefix, e.name)) : [join(prefix, e.name)]))
+    .sort();
+}
+
+/** Certificates where --cacert, --cert and --key name them, under the root being installed. */
+function certificates(root: string): void {
+  mkdirSync(join(root, 'etc/lanplug'), { recursive: true });
+  for (const name of ['ca.pem', 'node.pem', 'node-key.pem']) writeFileSync(join(root, 'etc/lanplug', name), 'PEM');
+}
+
+const EVERY_FLAG = [
+  ['--state-dir', '/srv/lan plug'],
+  ['--plugin-dir', '/run/docker/plugins'],
+  ['--log-level', 'debug'],
+  ['--docker-host', 'unix:///run/docker-2.sock'],
+  ['--recheck-interval', '30'],
+  ['--grace-seconds', '90'],
+  ['--cni-socket', '/run/lanplug/cni.sock'],
+  ['--cni-network-idle', '5'],
+  ['--store', 'etcd://10.0.0.1:2379,10.0.0.2'],
+  ['--host-id', 'node-1'],
+  ['--cacert', '/etc/lanplug/ca.pem'],
+  ['--cert', '/etc/lanplug/node.pem'],
+  ['--key', '/etc/lanplug/node-key.pem'],
+  ['--user', 'lanplug:p@ss "w$rd" 100%h \\x'],
+  ['--reclaim-after', '900'],
+] as const;
+
+test("install writes every daemon flag into the service's command line, each word quoted for systemd", () => {
+  withRoot((root) => {
+    certificates(root);
+    const out = lanplug('install', '--root', root, ...EVERY_FLAG.flat());
+    assert.equal(out.code, 0, out.stderr);
+    const path = join(root, 'etc/systemd/system/lanplug.service');
+    const service = readFileSync(path, 'utf8');
+    const exec = /^ExecStart=(.*) daemon (.*)$/m.exec(service);
+    assert.ok(exec, service);
+    assert.equal(
+      exec[2],
+      '--state-dir "/srv/lan plug" --plugin-dir /run/docker/plugins --log-level debug ' +
+        '--docker-host unix:///run/docker-2.sock --recheck-interval 30 --grace-seconds 90 ' +
+        '--cni-socket /run/lanplug/cni.sock --cni-network-idle 5 --store etcd://10.0.0.1:2379,10.0.0.2 ' +
+        '--host-id node-1 --cacert /etc/lanplug/ca.pem --cert /etc/lanplug/node.pem --key /etc/lanplug/node-key.pem ' +
+        // %% and $$: systemd's specifier and variable signs, doubled; \\ and \": escaped in quotes.
+        '--user "lanplug:p@ss \\"w$$rd\\" 100%%h \\\\x" --reclaim-after 900',
+    );
+    assert.equal(statSync(path).mode & 0o777, 0o600, 'the unit holds the etcd password: root reads it, no one else');
+    assert.equal(statSync(join(root, 'etc/systemd/system/lanplug-macvlan.socket')).mode & 0o777, 0o644);
+  });
+});
+
+test('install writes the flags it was given, and the three a service always names', () => {
+  withRoot((root) => {
+    const out = lanplug('install', '--root', root, '--grace-seconds', '120');
+    assert.equal(out.code, 0, out.stderr);
+    const service = readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
+    assert.match(
+      service,
+      / daemon --state-dir \/var\/lib\/lanplug --plugin-dir \/run\/docker\/plugins --log-level info --grace-seconds 120$/m,
+    );
+    assert.equal(statSync(join(root, 'etc/systemd/system/lanplug.service')).mode & 0o777, 0o644);
+  });
+});
+
+test('a daemon flag the daemon would refuse is refused by install in one line, and nothing is written', () => {
+  const cases: [string[], RegExp][] = [
+    [['--recheck-interval', '5m'], /^lanplug: --recheck-interval must be a whole number of seconds; got '5m'$/],
+    [['--reclaim-after', '-1'], /^lanplug: --reclaim-after must be a whole number of seconds; got '-1'$/],
+    [['--log-level', 'loud'], /^lanplug: --log-level must be one of debug, info, warn, error; got 'loud'$/],
+    [
+      ['--store', 'postgres'],
+      /^lanplug: --store must be sqlite or etcd:\/\/HOST:PORT\[,HOST:PORT\.\.\.\]; got 'postgres'$/,
+    ],
+    [['--store', 'etcd://a b:2379'], /^lanplug: --store: 'a b:2379' is not HOST:PORT$/],
+    [['--store', 'etcd://10.0.0.1', '--host-id', 'a/b'], /^lanplug: --host-id must be 1-63 letters/],
+    [['--host-id', 'node-1'], /^lanplug: --host-id is for --store etcd:\/\/\.\.\.; the SQLite store takes none$/],
+    [['--store', 'etcd://10.0.0.1', '--cert', '/etc/lanplug/node.pem'], /^lanplug: --cert and --key go together$/],
+    [
+      ['--store', 'etcd://10.0.0.1', '--cacert', '/etc/lanplug/missing.pem'],
+      /^lanplug: --cacert \S+missing\.pem: ENOENT/,
+    ],
+    [['--store', 'etcd://10.0.0.1', '--user', 'nopassword'], /^lanplug: --user must be NAME:PASSWORD$/],
+    [['--cni-socket', 'cni.sock'], /^lanplug: --cni-socket must be an absolute path or off; got 'cni\.sock'$/],
+    [
+      ['--state-dir', 'var/lib/lanplug'],
+      /^lanplug: --state-dir must be an absolute path for the service \(it runs from \/\)/,
+    ],
+    [['--plugin-dir', `/run/${'p'.repeat(90)}`], /^lanplug: --plugin-dir is too long for a unix socket/],
+    [['--plugin-dir', '/run/a\nb'], /^lanplug: --plugin-dir must not hold control characters; got "\/run\/a\\nb"$/],
+    [['--recheck', '30'], /^lanplug: unknown option '--recheck' for lanplug install$/],
+  ];
+  for (const [flags, message] of cases) {
+    withRoot((root) => {
+      certificates(root);
+      const out = lanplug('install', '--root', root, ...flags);
+      assert.notEqual(out.code, 0, `${flags.join(' ')}: ${out.stdout}`);
+      assert.match(out.stderr.split('\n')[0] ?? '', message, flags.join(' '));
+      assert.deepEqual(files(root), ['etc/lanplug/ca.pem', 'etc/lanplug/node-key.pem', 'etc/lanplug/node.pem']);
+    });
+  }
+});
