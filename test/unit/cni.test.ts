@@ -318,7 +318,7 @@ test('the IPAM plugin on its own: claims by owner, one ADD per attachment, DEL a
 });
 
 test("the IPAM plugin on its own: an owner is matched whole, so eth1's DEL leaves eth10's address held", () => {
-  const allocator = new RangeAllocator(store, () => () => false);
+  const allocator = new RangeAllocator(store, () => () => null);
   const ipam = new CniIpam(store, allocator, silentLogger);
   const sets = config({}, { rangeStart: '10.1.0.10', rangeEnd: '10.1.0.12' }).ipam?.rangeSets ?? [];
   const tenth = ipam.add('lan', 'c1', 'eth10', sets, []);
