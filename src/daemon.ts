@@ -154,7 +154,7 @@ function poolWatched(pool: BookPool | null, driver: NetworkDriver): boolean {
 function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
   return choice.kind === 'sqlite'
     ? new LocalAddressBook(store)
-    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log);
+    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log, store.instanceId());
 }
 
 export interface RunningDaemon {

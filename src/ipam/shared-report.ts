@@ -26,6 +26,8 @@ export interface SharedPoolsReport {
   leaseSeconds: number;
   members: MemberReport[];
   registered: string[];
+  /** Why this daemon is not registered: another host's registration holds its host id. */
+  refusal?: string;
   pools: { poolId: string; definedBy: string; users: string[]; gateway: string | null }[];
   holdings: { poolId: string; address: string; host: string; kind: AddressKind; mac: string | null }[];
   /** Addresses endpoints here hold that etcd does not record as this host's (another host may take them). */
@@ -61,11 +63,12 @@ export async function sharedPoolsReport(
     holdings: [],
     unrecorded: [],
     unheld: [],
+    ...(book.presence.refused === null ? {} : { refusal: book.presence.refused }),
   };
   try {
     const [registered, pools, holdings] = await Promise.all([
       book.registeredHosts(),
-      book.listPools(),
+      book.poolsAsStored(),
       book.holdings(),
     ]);
     report.registered = registered;

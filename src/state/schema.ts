@@ -20,11 +20,15 @@
  * - 5: `addresses.owner`: who holds a claim made by the `lanplug` CNI IPAM
  *      plugin (network, container, interface), and an index by address (an
  *      address claimed in any pool is taken in all of them).
+ * - 6: shared pools (etcd): `meta` (this state directory's instance id, in
+ *      the host's etcd registration), `pool_releases` (pools etcd has not
+ *      yet heard this host leave, retried until it has) and `lost_addresses`
+ *      (endpoints here whose address another host reclaimed meanwhile).
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 /** STEPS[n] moves a database from version n to n + 1. */
 const STEPS: readonly string[] = [
@@ -76,6 +80,17 @@ const STEPS: readonly string[] = [
   `ALTER TABLE addresses ADD COLUMN owner TEXT;
    CREATE INDEX addresses_owner ON addresses (owner) WHERE owner IS NOT NULL;
    CREATE INDEX addresses_address ON addresses (address);`,
+  `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+   CREATE TABLE pool_releases (
+     pool_id   TEXT PRIMARY KEY,
+     error     TEXT NOT NULL,
+     failed_at INTEGER NOT NULL
+   );
+   CREATE TABLE lost_addresses (
+     address     TEXT PRIMARY KEY,
+     record      TEXT NOT NULL,
+     noticed_at  INTEGER NOT NULL
+   );`,
 ];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */

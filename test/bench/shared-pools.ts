@@ -50,7 +50,12 @@ export async function sharedPoolRequests(results: Results, cycles: number): Prom
       await requestRelease(new LocalAddressBook(store), '10.80.0.0/24', cycles),
     );
     const etcdBook = (host: string): EtcdAddressBook => {
-      const book = new EtcdAddressBook(new EtcdClient({ endpoints: cluster.clientUrls }), host, silentLogger);
+      const book = new EtcdAddressBook(
+        new EtcdClient({ endpoints: cluster.clientUrls }),
+        host,
+        silentLogger,
+        `bench-${host}`,
+      );
       books.push(book);
       return book;
     };

@@ -9,6 +9,7 @@
  * for here; the Docker lane hears the real LAN).
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { after, before, beforeEach, test } from 'node:test';
 import { IpamAllocator } from '../../src/ipam/allocator';
@@ -41,8 +42,9 @@ function client(): EtcdClient {
   return new EtcdClient({ endpoints: cluster.clientUrls });
 }
 
-function book(hostId: string): EtcdAddressBook {
-  const made = new EtcdAddressBook(client(), hostId, silentLogger);
+/** `instance`: the state directory's id (a fresh one: another daemon's state directory). */
+function book(hostId: string, instance = randomBytes(4).toString('hex')): EtcdAddressBook {
+  const made = new EtcdAddressBook(client(), hostId, silentLogger, instance);
   books.push(made);
   return made;
 }
@@ -281,4 +283,38 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
   await take(allocB, id, '10.67.0.12', false, mac(2, 3));
   assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [] });
   assert.equal((await client().range(`${KEY_PREFIX}absent/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
+});
+
+test('a second host with the same --host-id is refused in one line naming the registration it found; the same host restarted within its lease is accepted', async () => {
+  const first = allocatorOn('twin');
+  const firstBook = books[books.length - 1] as EtcdAddressBook;
+  const id = await pool(first, '10.68.0.0/24');
+  await take(first, id, null, false, mac(1, 1));
+  // Another machine (its own state directory, so its own instance id) started with the same host id.
+  const clone = new IpamAllocator(book('twin', 'other-instance'), silentLogger);
+  const refused = await refusal(() => pool(clone, '10.68.0.0/24'));
+  assert.match(
+    refused,
+    /^host id twin is registered in etcd by another lanplug \(instance [0-9a-f]+, hostname [^,]+, pid \d+, since \d{4}-\d\d-\d\dT[^)]+\): cloned machines share a hostname, the default --host-id; give this host its own --host-id, or stop lanplug on the other one$/,
+  );
+  assert.equal(await refusal(() => take(clone, id, null, false, mac(2, 1))), refused, 'every write is refused alike');
+  const claims = await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 });
+  assert.equal(claims.length, 1, 'the second host wrote nothing');
+  // The first host's daemon restarts (same state directory: same instance) while its old lease is alive: accepted.
+  firstBook.presence.stop();
+  const [old] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
+  const instance = (JSON.parse(old?.value ?? '{}') as { instance?: string }).instance ?? '';
+  const restarted = new IpamAllocator(book('twin', instance), silentLogger);
+  assert.match(await take(restarted, id, null, false, mac(1, 2)), /^10\.68\.0\.\d+\/24$/);
+  const [now] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
+  assert.notEqual(now?.lease, old?.lease, 'registered on its own lease');
+  // Had the first daemon gone on running (its state directory copied to a second machine), it is refused in turn.
+  assert.match(
+    await refusal(() => take(first, id, null, false, mac(1, 3))),
+    /^host id twin is registered in etcd by another lanplug \(instance [0-9a-f]+, a copy of this state directory, /,
+  );
+  // Once the other registration is gone (its daemon stopped, its lease ran out), the second host registers.
+  await client().revokeLease(now?.lease ?? '0', 5_000);
+  (books[books.length - 1] as EtcdAddressBook).presence.stop();
+  assert.match(await take(clone, id, null, false, mac(2, 2)), /^10\.68\.0\.\d+\/24$/);
 });

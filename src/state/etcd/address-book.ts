@@ -59,15 +59,27 @@ const enc = encodeURIComponent;
 export class EtcdAddressBook implements SharedBook {
   readonly presence: HostPresence;
 
+  /** `instance`: this host's state directory's id (SharedPoolState.instanceId), which its registration carries. */
   constructor(
     private readonly client: EtcdClient,
     readonly hostId: string,
     private readonly log: Logger,
+    instance: string,
   ) {
-    this.presence = new HostPresence(client, hostId, hostKey(hostId), log);
+    this.presence = new HostPresence(client, hostId, instance, hostKey(hostId), log);
   }
 
+  /**
+   * Registered first, as for a write: which pools are this host's ("Pool overlaps") is only true
+   * of the daemon that holds this host id's registration.
+   */
   async listPools(): Promise<BookPool[]> {
+    await this.presence.fence(OPERATION_BUDGET_MS);
+    return this.poolsAsStored();
+  }
+
+  /** Every pool, whether or not this daemon is registered (for `lanplug status`). */
+  async poolsAsStored(): Promise<BookPool[]> {
     const kvs = await this.client.range(`${KEY_PREFIX}pools/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
     return kvs.map((kv) => bookPool(parsePool(kv)));
   }
