@@ -154,7 +154,7 @@ function poolWatched(pool: BookPool | null, driver: NetworkDriver): boolean {
 function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
   return choice.kind === 'sqlite'
     ? new LocalAddressBook(store)
-    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log, store.instanceId());
+    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log, store);
 }
 
 export interface RunningDaemon {
@@ -255,12 +255,17 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
                 },
               ).catch((err: unknown) => ({ error: String(err) }))
             : undefined;
+        const releases =
+          book instanceof EtcdAddressBook && !dryRun
+            ? await book.retryPoolReleases().catch((err: unknown) => ({ error: String(err) }))
+            : undefined;
         return {
           Reconcile: reconciled,
           Forgotten: forgotten,
           Vanished: vanished,
           Claims: claims,
           ...(absent === undefined ? {} : { AbsentHosts: absent }),
+          ...(releases === undefined ? {} : { PoolReleases: releases }),
         };
       });
       checking = run.catch(() => undefined);

@@ -18,6 +18,7 @@ import { isLocked, StateLock } from '../state/lock';
 import { SqliteStore } from '../state/sqlite';
 import type { OrphanReport } from '../ipam/orphans';
 import type { ReclaimReport } from '../ipam/reclaim';
+import type { PoolReleaseReport } from '../state/etcd/address-book';
 import { checkStateDir } from '../state/state-dir';
 
 export interface GcResult {
@@ -29,6 +30,8 @@ export interface GcResult {
   Claims?: OrphanReport | { error: string };
   /** Shared pools only: addresses of hosts that went away (not on a dry run). */
   AbsentHosts?: ReclaimReport | { error: string };
+  /** Shared pools only: pool releases etcd had not taken, made again (not on a dry run). */
+  PoolReleases?: PoolReleaseReport | { error: string };
 }
 
 export async function runGc(
@@ -99,6 +102,17 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
       lines.push(`kept address ${address}: its host is unregistered but it answers on the LAN`);
     for (const w of absent.waiting)
       lines.push(`host ${w.host} is unregistered: its addresses may be reclaimed in ${w.secondsLeft} s`);
+  }
+  const releases = result.PoolReleases;
+  if (releases !== undefined && 'error' in releases)
+    lines.push(`pool releases etcd had not taken were not retried: ${releases.error}`);
+  else if (releases !== undefined) {
+    for (const poolId of releases.released)
+      lines.push(`released shared pool ${poolId}: etcd had not taken this host leaving it`);
+    for (const p of releases.pending)
+      lines.push(
+        `shared pool ${p.poolId}: etcd still lists this host as a user (release failing since ${p.since}: ${p.error})`,
+      );
   }
   const r = result.Reconcile;
   const failed = r.actions.filter((a) => a.outcome === 'failed').length;

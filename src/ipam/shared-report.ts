@@ -34,6 +34,8 @@ export interface SharedPoolsReport {
   unrecorded: string[];
   /** Addresses etcd records as this host's endpoints that no endpoint here holds (the orphan check frees them). */
   unheld: string[];
+  /** Pools etcd still lists this host as using, although Docker removed its network here (retried). */
+  owedReleases?: { poolId: string; error: string; since: string }[];
   /** Why the pools could not be read (the members' own answers are still reported). */
   error?: string;
 }
@@ -63,6 +65,7 @@ export async function sharedPoolsReport(
     holdings: [],
     unrecorded: [],
     unheld: [],
+    owedReleases: book.owedPoolReleases(),
     ...(book.presence.refused === null ? {} : { refusal: book.presence.refused }),
   };
   try {

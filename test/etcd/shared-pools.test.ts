@@ -9,9 +9,10 @@
  * for here; the Docker lane hears the real LAN).
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
+import { LanplugError } from '../../src/errors';
 import { IpamAllocator } from '../../src/ipam/allocator';
 import { OrphanClaims } from '../../src/ipam/orphans';
 import { reclaimAbsentHosts, type LanHearing } from '../../src/ipam/reclaim';
@@ -19,12 +20,15 @@ import { silentLogger } from '../../src/log';
 import { parseAddress } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
 import { EtcdClient } from '../../src/state/etcd/client';
+import { SqliteStore } from '../../src/state/sqlite';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { allocatorSuite, pool, refusal, SPREAD_ZERO_HOST, take } from '../support/allocator-suite';
 
 let dir: string;
 let cluster: EtcdCluster;
 const books: EtcdAddressBook[] = [];
+const stores: SqliteStore[] = [];
+let stateDirs = 0;
 
 before(async () => {
   dir = mkdtempSync('/tmp/lp-lab-etcd-');
@@ -34,6 +38,7 @@ before(async () => {
 
 after(() => {
   for (const book of books) book.presence.stop();
+  for (const store of stores) store.close();
   cluster.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -42,9 +47,16 @@ function client(): EtcdClient {
   return new EtcdClient({ endpoints: cluster.clientUrls });
 }
 
-/** `instance`: the state directory's id (a fresh one: another daemon's state directory). */
-function book(hostId: string, instance = randomBytes(4).toString('hex')): EtcdAddressBook {
-  const made = new EtcdAddressBook(client(), hostId, silentLogger, instance);
+/** A fresh state directory: another daemon's (its own instance id). */
+function newStateDir(): string {
+  return join(dir, `state-${++stateDirs}`);
+}
+
+/** A host's book, as its daemon makes it: on its state directory (a daemon restarted: the same one again). */
+function book(hostId: string, stateDir = newStateDir(), etcd = client()): EtcdAddressBook {
+  const store = SqliteStore.open(stateDir);
+  stores.push(store);
+  const made = new EtcdAddressBook(etcd, hostId, silentLogger, store);
   books.push(made);
   return made;
 }
@@ -286,12 +298,13 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
 });
 
 test('a second host with the same --host-id is refused in one line naming the registration it found; the same host restarted within its lease is accepted', async () => {
-  const first = allocatorOn('twin');
-  const firstBook = books[books.length - 1] as EtcdAddressBook;
+  const firstDir = newStateDir();
+  const firstBook = book('twin', firstDir);
+  const first = new IpamAllocator(firstBook, silentLogger);
   const id = await pool(first, '10.68.0.0/24');
   await take(first, id, null, false, mac(1, 1));
   // Another machine (its own state directory, so its own instance id) started with the same host id.
-  const clone = new IpamAllocator(book('twin', 'other-instance'), silentLogger);
+  const clone = new IpamAllocator(book('twin'), silentLogger);
   const refused = await refusal(() => pool(clone, '10.68.0.0/24'));
   assert.match(
     refused,
@@ -303,8 +316,7 @@ test('a second host with the same --host-id is refused in one line naming the re
   // The first host's daemon restarts (same state directory: same instance) while its old lease is alive: accepted.
   firstBook.presence.stop();
   const [old] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
-  const instance = (JSON.parse(old?.value ?? '{}') as { instance?: string }).instance ?? '';
-  const restarted = new IpamAllocator(book('twin', instance), silentLogger);
+  const restarted = new IpamAllocator(book('twin', firstDir), silentLogger);
   assert.match(await take(restarted, id, null, false, mac(1, 2)), /^10\.68\.0\.\d+\/24$/);
   const [now] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
   assert.notEqual(now?.lease, old?.lease, 'registered on its own lease');
@@ -317,4 +329,115 @@ test('a second host with the same --host-id is refused in one line naming the re
   await client().revokeLease(now?.lease ?? '0', 5_000);
   (books[books.length - 1] as EtcdAddressBook).presence.stop();
   assert.match(await take(clone, id, null, false, mac(2, 2)), /^10\.68\.0\.\d+\/24$/);
+});
+
+/** Until etcd has a quorum again after members were paused: `fn`'s first success. */
+async function onceQuorate<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/** The hosts etcd lists as using a pool. */
+async function poolUsers(poolId: string): Promise<string[]> {
+  const [kv] = await client().range(`${KEY_PREFIX}pools/${encodeURIComponent(poolId)}`, { deadlineMs: 5_000 });
+  return kv === undefined ? [] : (JSON.parse(kv.value) as { users: string[] }).users;
+}
+
+/** Keys under lanplug's prefix other than the hosts' registrations. */
+async function bookKeys(): Promise<string[]> {
+  const kvs = await client().range(KEY_PREFIX, { prefix: true, deadlineMs: 5_000 });
+  return kvs.map((kv) => kv.key.slice(KEY_PREFIX.length)).filter((k) => !k.startsWith('hosts/'));
+}
+
+test('a pool release etcd did not take (no quorum at docker network rm) is kept in the state database and made by the next pass, after a restart too; the last user takes the pool, its claims and their MAC keys with it', async () => {
+  const stateDir = newStateDir();
+  const a = book('dh-a', stateDir);
+  const allocA = new IpamAllocator(a, silentLogger);
+  const id = await pool(allocA, '10.69.0.0/24');
+  await take(allocA, id, '10.69.0.1', true);
+  // An endpoint whose ReleaseAddress never reached etcd: its claim and MAC key are still there.
+  await take(allocA, id, null, false, mac(1, 1));
+  cluster.pause(0);
+  cluster.pause(1);
+  await assert.rejects(allocA.releasePool(id), /etcd did not answer within 9 s/);
+  cluster.resume(0);
+  cluster.resume(1);
+  // The daemon restarts on its state directory; its next pass makes the release.
+  a.presence.stop();
+  const restarted = book('dh-a', stateDir);
+  assert.deepEqual(
+    await onceQuorate(async () => {
+      const report = await restarted.retryPoolReleases();
+      if (report.pending.length > 0) throw new Error(report.pending[0]?.error);
+      return report;
+    }),
+    { released: [id], pending: [] },
+  );
+  assert.deepEqual(await bookKeys(), [], 'no pool, no claim, no MAC key left');
+  assert.deepEqual(await restarted.retryPoolReleases(), { released: [], pending: [] }, 'made once');
+});
+
+/**
+ * The next transaction's answer is lost (etcd applied it): the client asks again, as it does member
+ * after member, or gives up; or the next transaction never reaches a quorum (not applied).
+ */
+class LosingAnswers extends EtcdClient {
+  lose: 'asks-again' | 'gives-up' | 'no-quorum' | null = null;
+
+  override async txn(...args: Parameters<EtcdClient['txn']>): ReturnType<EtcdClient['txn']> {
+    if (this.lose === 'no-quorum') {
+      this.lose = null;
+      throw new LanplugError(
+        'Unavailable',
+        'etcd did not answer within 9 s (no member reachable, or no quorum): paused',
+      );
+    }
+    const result = await super.txn(...args);
+    const lose = this.lose;
+    if (lose === null || !result.succeeded) return result;
+    this.lose = null;
+    if (lose === 'asks-again') return super.txn(...args);
+    throw new LanplugError('Unavailable', 'etcd did not answer within 9 s (no member reachable, or no quorum): lost');
+  }
+}
+
+test("a pool transaction whose answer was lost: asked again, it is recognised as this host's own; given up, the next docker network create with the same flags works", async () => {
+  const etcd = new LosingAnswers({ endpoints: cluster.clientUrls });
+  const a = book('dh-a', newStateDir(), etcd);
+  const allocA = new IpamAllocator(a, silentLogger);
+  await a.presence.fence(5_000);
+  etcd.lose = 'asks-again';
+  const id = await pool(allocA, '10.72.0.0/24');
+  assert.deepEqual(await poolUsers(id), ['dh-a']);
+  await allocA.releasePool(id);
+  etcd.lose = 'gives-up';
+  await assert.rejects(pool(allocA, '10.72.0.0/24'), /etcd did not answer/);
+  assert.deepEqual(await poolUsers(id), ['dh-a'], 'applied: etcd lists this host, with no network here');
+  assert.equal(await pool(allocA, '10.72.0.0/24'), id, 'created again, not "Pool overlaps"');
+  assert.deepEqual(await poolUsers(id), ['dh-a']);
+  assert.deepEqual(await a.retryPoolReleases(), { released: [], pending: [] });
+});
+
+test('the same network created again after a release etcd did not take: joined at once, not "Pool overlaps" (also for the host that defined a pool another host still uses)', async () => {
+  const etcd = new LosingAnswers({ endpoints: cluster.clientUrls });
+  const a = book('dh-a', newStateDir(), etcd);
+  const allocA = new IpamAllocator(a, silentLogger);
+  const allocB = allocatorOn('dh-b');
+  const id = await pool(allocA, '10.69.0.0/24');
+  await pool(allocB, '10.69.0.0/24');
+  await allocA.releasePool(id);
+  assert.equal(await pool(allocA, '10.69.0.0/24'), id, 'the host that defined it joins it again');
+  etcd.lose = 'no-quorum';
+  await assert.rejects(allocA.releasePool(id), /etcd did not answer within 9 s/);
+  assert.deepEqual(await poolUsers(id), ['dh-b', 'dh-a'], 'etcd still lists this host');
+  assert.equal(await pool(allocA, '10.69.0.0/24'), id);
+  assert.deepEqual(await poolUsers(id), ['dh-b', 'dh-a']);
+  assert.deepEqual(await a.retryPoolReleases(), { released: [], pending: [] }, 'nothing left to release');
 });

@@ -15,11 +15,12 @@
  * carries a token, and a claim that finds its own token is a success.
  */
 import { randomBytes } from 'node:crypto';
-import { conflict, LanplugError } from '../../errors';
+import { conflict, LanplugError, withContext } from '../../errors';
 import type { Logger } from '../../log';
 import { isEndpointKind, type AddressKind, type PoolRecord } from '../../model/ipam';
 import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
 import type { BookPool, OwnClaim, SharedBook } from '../address-book';
+import type { SharedPoolState } from '../shared-state';
 import type { Compare, EtcdClient, KeyValue, MemberStatus, Op } from './client';
 import { HostPresence } from './presence';
 
@@ -28,6 +29,15 @@ export const KEY_PREFIX = '/lanplug/v1/';
 const OPERATION_BUDGET_MS = 9_000;
 /** Compare-and-swap rounds on one pool key before giving up (only concurrent pool changes cost one). */
 const CAS_ROUNDS = 8;
+/** MAC keys deleted per transaction (etcd's --max-txn-ops defaults to 128). */
+const MACS_PER_TXN = 100;
+
+/** What a pass over the pool releases etcd did not take did. */
+export interface PoolReleaseReport {
+  released: string[];
+  /** Still not taken: the pool, why, and since when (ISO 8601). */
+  pending: { poolId: string; error: string; since: string }[];
+}
 
 interface PoolValue {
   poolId: string;
@@ -37,6 +47,8 @@ interface PoolValue {
   gateway: string | null;
   definedBy: string;
   users: string[];
+  /** Per user, the token of the write that joined it (tells a join whose answer was lost from an earlier one). */
+  joins: Record<string, string>;
 }
 
 interface ClaimValue {
@@ -58,15 +70,16 @@ const enc = encodeURIComponent;
 
 export class EtcdAddressBook implements SharedBook {
   readonly presence: HostPresence;
+  private readonly poolWork = new Map<string, Promise<void>>();
 
-  /** `instance`: this host's state directory's id (SharedPoolState.instanceId), which its registration carries. */
+  /** `local`: this host's state database (its instance id, the pool releases it still owes etcd). */
   constructor(
     private readonly client: EtcdClient,
     readonly hostId: string,
     private readonly log: Logger,
-    instance: string,
+    private readonly local: SharedPoolState,
   ) {
-    this.presence = new HostPresence(client, hostId, instance, hostKey(hostId), log);
+    this.presence = new HostPresence(client, hostId, local.instanceId(), hostKey(hostId), log);
   }
 
   /**
@@ -75,7 +88,13 @@ export class EtcdAddressBook implements SharedBook {
    */
   async listPools(): Promise<BookPool[]> {
     await this.presence.fence(OPERATION_BUDGET_MS);
-    return this.poolsAsStored();
+    const owed = new Set(this.local.listPoolReleases().map((p) => p.poolId));
+    return (await this.poolsAsStored()).flatMap((p) => {
+      if (!owed.has(p.poolId)) return [p];
+      // This host left it, and etcd has not heard yet: as far as this host's requests go, it has.
+      const users = p.users.filter((u) => u !== this.hostId);
+      return users.length === 0 ? [] : [{ ...p, users }];
+    });
   }
 
   /** Every pool, whether or not this daemon is registered (for `lanplug status`). */
@@ -89,9 +108,87 @@ export class EtcdAddressBook implements SharedBook {
     return kv === null ? null : bookPool(parsePool(kv));
   }
 
-  async addPool(record: PoolRecord): Promise<'created' | 'joined'> {
+  /**
+   * Joins the pool (or creates it). A release of it this host still owes etcd (see releasePool) is
+   * made first: Docker created the network again, and must not be told "Pool overlaps".
+   */
+  addPool(record: PoolRecord): Promise<'created' | 'joined'> {
+    return this.onePoolAtATime(record.poolId, async () => {
+      if (this.owesRelease(record.poolId)) {
+        await this.leavePool(record.poolId);
+        this.local.deletePoolRelease(record.poolId);
+      }
+      let sent = false;
+      try {
+        return await this.joinPool(record, () => (sent = true));
+      } catch (err) {
+        // A write etcd may have applied, for a network Docker will not create: this host leaves the pool again.
+        if (sent && !(err instanceof LanplugError && err.code === 'Conflict')) this.oweRelease(record.poolId, err);
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Leaves the pool. When etcd does not take it (no quorum, or the answer was lost), the release is
+   * kept in this host's state database and made by the periodic check (and `lanplug gc`), also after
+   * a restart: Docker only logs a failed ReleasePool, and its next `docker network create` with the
+   * same flags would otherwise be refused.
+   */
+  releasePool(poolId: string): Promise<void> {
+    return this.onePoolAtATime(poolId, async () => {
+      try {
+        await this.leavePool(poolId);
+      } catch (err) {
+        this.oweRelease(poolId, err);
+        throw withContext(`releasing shared pool ${poolId} (kept: the periodic check and lanplug gc make it)`, err);
+      }
+      this.local.deletePoolRelease(poolId);
+    });
+  }
+
+  /** The pool releases this host still owes etcd: for `lanplug doctor`. */
+  owedPoolReleases(): PoolReleaseReport['pending'] {
+    return this.local
+      .listPoolReleases()
+      .map((p) => ({ poolId: p.poolId, error: p.error, since: new Date(p.failedAt).toISOString() }));
+  }
+
+  /** The pool releases etcd did not take, made again: the periodic check and `lanplug gc`. */
+  async retryPoolReleases(): Promise<PoolReleaseReport> {
+    const report: PoolReleaseReport = { released: [], pending: [] };
+    let unavailable: LanplugError | null = null;
+    for (const owed of this.local.listPoolReleases()) {
+      await this.onePoolAtATime(owed.poolId, async () => {
+        if (!this.owesRelease(owed.poolId)) return; // made meanwhile: the network was created again
+        try {
+          // One etcd timeout per pass is enough to know: the others wait for the next pass.
+          if (unavailable !== null) throw unavailable;
+          await this.leavePool(owed.poolId);
+          this.local.deletePoolRelease(owed.poolId);
+          report.released.push(owed.poolId);
+          this.log.info('shared pool: made a release etcd had not taken', {
+            pool: owed.poolId,
+            failedAt: new Date(owed.failedAt).toISOString(),
+          });
+        } catch (err) {
+          if (err instanceof LanplugError && err.code === 'Unavailable') unavailable = err;
+          const error = err instanceof Error ? err.message : String(err);
+          this.local.putPoolRelease(owed.poolId, error, Date.now());
+          report.pending.push({ poolId: owed.poolId, error, since: new Date(owed.failedAt).toISOString() });
+        }
+      });
+    }
+    return report;
+  }
+
+  /** Creates or joins the pool; `sending` runs before each write (its outcome may stay unknown). */
+  private async joinPool(record: PoolRecord, sending: () => void): Promise<'created' | 'joined'> {
     const deadline = Date.now() + OPERATION_BUDGET_MS;
     const key = poolKey(record.poolId);
+    // Tells this call's write from an earlier join by this host, when an answer was lost.
+    const token = randomBytes(8).toString('hex');
+    let attempt: 'created' | 'joined' | null = null;
     for (let round = 0; round < CAS_ROUNDS; round++) {
       const kv = await this.readPool(record.poolId, deadline);
       if (kv === null) {
@@ -103,20 +200,35 @@ export class EtcdAddressBook implements SharedBook {
           gateway: null,
           definedBy: this.hostId,
           users: [this.hostId],
+          joins: { [this.hostId]: token },
         };
-        const created = await this.write([createRevisionIs0(key)], [put(key, value)], deadline);
-        if (created) return 'created';
+        sending();
+        attempt = 'created';
+        if (await this.write([createRevisionIs0(key)], [put(key, value)], deadline)) return attempt;
         continue;
       }
       const current = parsePool(kv);
-      if (current.users.includes(this.hostId)) throw conflict('Pool overlaps with other one on this address space');
-      const joined: PoolValue = { ...current, users: [...current.users, this.hostId] };
-      if (await this.write([modRevisionIs(key, kv.modRevision)], [put(key, joined)], deadline)) return 'joined';
+      if (current.users.includes(this.hostId)) {
+        if (attempt !== null && current.joins[this.hostId] === token) return attempt; // applied; its answer was lost
+        throw conflict('Pool overlaps with other one on this address space');
+      }
+      const joined: PoolValue = {
+        ...current,
+        users: [...current.users, this.hostId],
+        joins: { ...current.joins, [this.hostId]: token },
+      };
+      sending();
+      attempt = 'joined';
+      if (await this.write([modRevisionIs(key, kv.modRevision)], [put(key, joined)], deadline)) return attempt;
     }
     throw busy(record.poolId);
   }
 
-  async releasePool(poolId: string): Promise<void> {
+  /**
+   * Drops this host from the pool's users; the last user takes the pool with it: its claims (the
+   * gateway and aux entries, and whatever a host that went away left) and their MAC keys.
+   */
+  private async leavePool(poolId: string): Promise<void> {
     const deadline = Date.now() + OPERATION_BUDGET_MS;
     const key = poolKey(poolId);
     for (let round = 0; round < CAS_ROUNDS; round++) {
@@ -125,17 +237,72 @@ export class EtcdAddressBook implements SharedBook {
       const current = parsePool(kv);
       if (!current.users.includes(this.hostId)) return;
       const users = current.users.filter((u) => u !== this.hostId);
-      // The last user takes the pool's claims with it (its gateway and aux entries; endpoints are gone by then).
+      const { [this.hostId]: _left, ...joins } = current.joins;
+      const macs = users.length === 0 ? await this.macKeysOf(poolId, deadline) : [];
+      // etcd takes at most 128 operations per transaction: MAC keys past the first hundred go after.
+      const [first, rest] = [macs.slice(0, MACS_PER_TXN), macs.slice(MACS_PER_TXN)];
       const ops: Op[] =
         users.length === 0
-          ? [{ delete: { key } }, { delete: { key: claimPrefix(poolId), prefix: true } }]
-          : [put(key, { ...current, users })];
-      if (await this.write([modRevisionIs(key, kv.modRevision)], ops, deadline)) {
+          ? [
+              { delete: { key } },
+              { delete: { key: claimPrefix(poolId), prefix: true } },
+              ...first.map((m) => ({ delete: { key: m.key } })),
+            ]
+          : [put(key, { ...current, users, joins })];
+      const compares = [modRevisionIs(key, kv.modRevision), ...first.map((m) => modRevisionIs(m.key, m.modRevision))];
+      if (await this.write(compares, ops, deadline)) {
+        for (let i = 0; i < rest.length; i += MACS_PER_TXN) {
+          const batch = rest.slice(i, i + MACS_PER_TXN);
+          await this.write(
+            batch.map((m) => modRevisionIs(m.key, m.modRevision)),
+            batch.map((m) => ({ delete: { key: m.key } })),
+            deadline,
+          );
+        }
         this.log.info(users.length === 0 ? 'shared pool removed' : 'left shared pool', { pool: poolId, users });
         return;
       }
     }
     throw busy(poolId);
+  }
+
+  /** The MAC keys that name an address of the pool. */
+  private async macKeysOf(poolId: string, deadline: number): Promise<KeyValue[]> {
+    const kvs = await this.client.range(`${KEY_PREFIX}mac/`, { prefix: true, deadlineMs: deadline - Date.now() });
+    return kvs.filter((kv) => {
+      try {
+        return (JSON.parse(kv.value) as Partial<MacValue>).poolId === poolId;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  private owesRelease(poolId: string): boolean {
+    return this.local.listPoolReleases().some((p) => p.poolId === poolId);
+  }
+
+  private oweRelease(poolId: string, err: unknown): void {
+    const error = err instanceof Error ? err.message : String(err);
+    this.local.putPoolRelease(poolId, error, Date.now());
+    this.log.warn('shared pool: etcd did not take this host leaving it; the periodic check makes the release', {
+      pool: poolId,
+      error,
+    });
+  }
+
+  /** Joins, releases and retried releases of one pool happen one after the other on this host. */
+  private onePoolAtATime<T>(poolId: string, work: () => Promise<T>): Promise<T> {
+    const next = (this.poolWork.get(poolId) ?? Promise.resolve()).then(work);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.poolWork.set(poolId, settled);
+    void settled.then(() => {
+      if (this.poolWork.get(poolId) === settled) this.poolWork.delete(poolId);
+    });
+    return next;
   }
 
   async claim(poolId: string, address: IpAddress, kind: AddressKind, mac: string | null): Promise<boolean> {
@@ -394,6 +561,11 @@ function parsePool(kv: KeyValue): PoolValue {
     gateway: typeof value.gateway === 'string' ? value.gateway : null,
     definedBy: String(value.definedBy ?? '?'),
     users: value.users.map(String),
+    joins: Object.fromEntries(
+      Object.entries(typeof value.joins === 'object' && value.joins !== null ? value.joins : {}).filter(
+        (e): e is [string, string] => typeof e[1] === 'string',
+      ),
+    ),
   };
 }
 
