@@ -77,10 +77,7 @@ export function sharedPoolChecks(report: SharedPoolsReport, add: Add): void {
     `largest difference to a member's clock: ${(worst / 1000).toFixed(1)} s (the host lease is ${report.leaseSeconds} s)`,
     worst > SKEW_WARN_MS ? 'synchronise clocks (chrony or systemd-timesyncd)' : undefined,
   );
-  if (report.error !== undefined) {
-    add('shared pools', 'fail', `could not be read: ${report.error}`);
-    return;
-  }
+  // Known here, whether or not etcd answers.
   for (const owed of report.owedReleases ?? [])
     add(
       `shared pool ${owed.poolId}`,
@@ -88,6 +85,10 @@ export function sharedPoolChecks(report: SharedPoolsReport, add: Add): void {
       `etcd still lists this host as a user, though Docker removed its network here (release failing since ${owed.since}: ${owed.error}); the periodic check retries it`,
       'lanplug gc (once etcd answers)',
     );
+  if (report.error !== undefined) {
+    add('shared pools', 'fail', `could not be read: ${report.error}`);
+    return;
+  }
   if (report.refusal !== undefined)
     add(
       'shared pools: registration',

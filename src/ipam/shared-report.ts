@@ -91,7 +91,9 @@ export async function sharedPoolsReport(
       const address = parseAddress(text);
       return watched.some((p) => address.family === p.pool.address.family && prefixContains(p.pool, address));
     };
-    report.unrecorded = [...localAddresses].filter((a) => !mine.has(a) && inWatchedPool(a)).sort();
+    // Lost addresses (another host's since this one was away) are reported on their own (doctor).
+    const lost = new Set(book.lostAddresses().map((l) => l.address));
+    report.unrecorded = [...localAddresses].filter((a) => !mine.has(a) && !lost.has(a) && inWatchedPool(a)).sort();
     report.unheld = [...mine].filter((a) => !localAddresses.has(a)).sort();
   } catch (err) {
     report.error = err instanceof Error ? err.message : String(err);

@@ -16,10 +16,13 @@ import { LanplugError } from '../../src/errors';
 import { IpamAllocator } from '../../src/ipam/allocator';
 import { OrphanClaims } from '../../src/ipam/orphans';
 import { reclaimAbsentHosts, type LanHearing } from '../../src/ipam/reclaim';
+import { settleReclaimed } from '../../src/ipam/reclaimed';
 import { silentLogger } from '../../src/log';
-import { parseAddress } from '../../src/net/address';
+import type { EndpointRecord } from '../../src/model/network';
+import { parseAddress, parsePrefix } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
 import { EtcdClient } from '../../src/state/etcd/client';
+import type { LostAddress } from '../../src/state/shared-state';
 import { SqliteStore } from '../../src/state/sqlite';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { allocatorSuite, pool, refusal, SPREAD_ZERO_HOST, take } from '../support/allocator-suite';
@@ -275,7 +278,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     Promise.resolve(address.text === answering ? 'answers' : 'silent');
   const run = (now: number): ReturnType<typeof reclaimAbsentHosts> =>
     reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000, now });
-  assert.deepEqual(await run(Date.now()), { reclaimed: [], kept: [], waiting: [] }, 'b is registered');
+  assert.deepEqual(await run(Date.now()), { reclaimed: [], kept: [], waiting: [], busy: [] }, 'b is registered');
   // b's lease runs out (as when its host dies): revoked here instead of waiting 15 s.
   b.presence.stop();
   const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
@@ -285,7 +288,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     first.waiting.map((w) => w.host),
     ['dh-b'],
   );
-  assert.deepEqual(await run(Date.now() + 11_000), { reclaimed: [silent], kept: [answering], waiting: [] });
+  assert.deepEqual(await run(Date.now() + 11_000), { reclaimed: [silent], kept: [answering], waiting: [], busy: [] });
   assert.deepEqual(
     (await allocA.nextFree(await allocA.pool(id), 256)).some((x) => x.text === silent),
     true,
@@ -293,7 +296,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
   );
   // b comes back (registers with its next write): it is no longer absent, and what it kept stays its own.
   await take(allocB, id, '10.67.0.12', false, mac(2, 3));
-  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [] });
+  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [], busy: [] });
   assert.equal((await client().range(`${KEY_PREFIX}absent/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
 });
 
@@ -440,4 +443,122 @@ test('the same network created again after a release etcd did not take: joined a
   assert.equal(await pool(allocA, '10.69.0.0/24'), id);
   assert.deepEqual(await poolUsers(id), ['dh-b', 'dh-a']);
   assert.deepEqual(await a.retryPoolReleases(), { released: [], pending: [] }, 'nothing left to release');
+});
+
+test("two hosts reclaiming one absent host's addresses at the same moment: one at a time probes them (its lock on its own lease), each address is reclaimed once", async () => {
+  const a = book('dh-a');
+  const c = book('dh-c');
+  const b = book('dh-b');
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(new IpamAllocator(a, silentLogger), '10.73.0.0/24');
+  await pool(new IpamAllocator(c, silentLogger), '10.73.0.0/24');
+  await pool(allocB, '10.73.0.0/24');
+  const held = [];
+  for (const n of [1, 2, 3]) held.push((await take(allocB, id, null, false, mac(2, n))).split('/')[0] ?? '');
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  // Who probes b's addresses, and when: two hosts probing one address at once end each other's probes.
+  let probing = 0;
+  let together = 0;
+  let offLease = 0;
+  const probers = new Set<string>();
+  const hearing = (host: string) => async (): Promise<LanHearing> => {
+    probers.add(host);
+    if (++probing > 1) together++;
+    const [lock] = await client().range(`${KEY_PREFIX}reclaiming/dh-b`, { deadlineMs: 5_000 });
+    const [own] = await client().range(hostKey(host), { deadlineMs: 5_000 });
+    if (lock === undefined || lock.lease !== own?.lease) offLease++;
+    await new Promise((r) => setTimeout(r, 100));
+    probing--;
+    return 'silent';
+  };
+  const run = (from: EtcdAddressBook, now: number): ReturnType<typeof reclaimAbsentHosts> =>
+    reclaimAbsentHosts(from, hearing(from.hostId), silentLogger, { reclaimAfterMs: 10_000, now });
+  await run(a, Date.now());
+  const [first, second] = await Promise.all([run(a, Date.now() + 11_000), run(c, Date.now() + 11_000)]);
+  assert.equal(together, 0, 'never two hosts probing b’s addresses at once');
+  assert.equal(offLease, 0, 'the prober holds reclaiming/dh-b, on its own registration lease');
+  assert.deepEqual([...(first?.reclaimed ?? []), ...(second?.reclaimed ?? [])].sort(), held.sort());
+  assert.equal(probers.size, 1, 'one host did it');
+  const by = probers.has('dh-a') ? 'dh-a' : 'dh-c';
+  assert.deepEqual([...(first?.busy ?? []), ...(second?.busy ?? [])], [{ host: 'dh-b', by }], 'the other one says who');
+  assert.deepEqual(
+    (await client().range(`${KEY_PREFIX}reclaiming/`, { prefix: true, deadlineMs: 5_000 })).length,
+    0,
+    'the lock is gone',
+  );
+});
+
+/** An endpoint as the daemon's store keeps it (the container kept running while its host was away). */
+function endpointHolding(endpointId: string, address: string, macAddress: string): EndpointRecord {
+  return {
+    networkId: 'n'.repeat(64),
+    endpointId,
+    linkName: `lp-${endpointId.slice(0, 12)}`,
+    mac: macAddress,
+    ipv4: parsePrefix(`${address}/24`),
+    ipv6: null,
+  };
+}
+
+test('a host away (unregistered, silent) longer than --reclaim-after comes back: an address nobody took since is claimed again; one another host holds now is recorded as lost, never taken from it, until that host lets it go', async () => {
+  const stateB = newStateDir();
+  const a = book('dh-a');
+  const b = book('dh-b', stateB);
+  const allocA = new IpamAllocator(a, silentLogger);
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(allocA, '10.74.0.0/24');
+  await pool(allocB, '10.74.0.0/24');
+  const free = (await take(allocB, id, '10.74.0.10', false, mac(2, 1))).split('/')[0] ?? '';
+  const taken = (await take(allocB, id, '10.74.0.11', false, mac(2, 2))).split('/')[0] ?? '';
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  const silent = (): Promise<LanHearing> => Promise.resolve('silent');
+  await reclaimAbsentHosts(a, silent, silentLogger, { reclaimAfterMs: 10_000 });
+  const reclaimed = await reclaimAbsentHosts(a, silent, silentLogger, {
+    reclaimAfterMs: 10_000,
+    now: Date.now() + 11_000,
+  });
+  assert.deepEqual(reclaimed.reclaimed.sort(), [free, taken]);
+  // Host a hands one of them to a new container meanwhile.
+  await take(allocA, id, taken, false, mac(1, 1));
+
+  // Host b is back; its containers kept their addresses. Its next check:
+  const state = SqliteStore.open(stateB);
+  stores.push(state);
+  const endpoints = [
+    endpointHolding('e1'.repeat(32), free, mac(2, 1)),
+    endpointHolding('e2'.repeat(32), taken, mac(2, 2)),
+  ];
+  assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [free], lost: [taken] });
+  assert.equal(await b.holderOf(id, parseAddress(free)), 'dh-b');
+  assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-a', 'never taken from its new holder');
+  const [lost] = state.listLostAddresses();
+  assert.deepEqual(
+    { ...lost, reclaimedAt: '', noticedAt: 0 },
+    {
+      address: taken,
+      poolId: id,
+      networkId: 'n'.repeat(64),
+      endpointId: 'e2'.repeat(32),
+      reclaimedBy: 'dh-a',
+      reclaimedAt: '',
+      heldBy: 'dh-a',
+      noticedAt: 0,
+    },
+  );
+  assert.equal(state.isAddressLost(taken), true, 'the LAN watch no longer defends it');
+  assert.deepEqual(await bookKeys().then((keys) => keys.filter((k) => k.startsWith('reclaimed/'))), [], 'read once');
+  assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [], lost: [taken] });
+  // Host a's container goes: the address is b's container's again.
+  await allocA.releaseAddress(id, parseAddress(taken));
+  assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [taken], lost: [] });
+  assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-b');
+  assert.equal(state.isAddressLost(taken), false);
+  // A lost record goes with its endpoint.
+  state.putLostAddress({ ...(lost as LostAddress), endpointId: 'e3'.repeat(32) });
+  await settleReclaimed(b, state, endpoints, silentLogger);
+  assert.deepEqual(state.listLostAddresses(), []);
 });

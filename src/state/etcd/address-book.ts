@@ -8,6 +8,9 @@
  *   mac/<MAC>              the endpoint that holds a MAC on the LAN
  *   hosts/<host id>        the host's registration, on a lease (presence.ts)
  *   absent/<host id>       since when a host that holds addresses has had no registration
+ *   reclaiming/<host id>   the host reclaiming an absent host's addresses now (on its lease)
+ *   reclaimed/<host id>/<pool id>/<address>
+ *                          an address reclaimed from an absent host: by whom, when (read by that host once back)
  *
  * Every claim is one transaction that compares create revisions (the key must
  * not exist) and this host's registration (the fence), so two hosts can never
@@ -19,8 +22,8 @@ import { conflict, LanplugError, withContext } from '../../errors';
 import type { Logger } from '../../log';
 import { isEndpointKind, type AddressKind, type PoolRecord } from '../../model/ipam';
 import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
-import type { BookPool, OwnClaim, SharedBook } from '../address-book';
-import type { SharedPoolState } from '../shared-state';
+import type { BookPool, OwnClaim, ReclaimedClaim, ReclaimLock, SharedBook } from '../address-book';
+import type { LostAddress, SharedPoolState } from '../shared-state';
 import type { Compare, EtcdClient, KeyValue, MemberStatus, Op } from './client';
 import { HostPresence } from './presence';
 
@@ -29,6 +32,9 @@ export const KEY_PREFIX = '/lanplug/v1/';
 const OPERATION_BUDGET_MS = 9_000;
 /** Compare-and-swap rounds on one pool key before giving up (only concurrent pool changes cost one). */
 const CAS_ROUNDS = 8;
+/** How long etcd keeps the record of an address reclaimed from an absent host (a week). */
+const RECLAIMED_TTL_SECONDS = 7 * 24 * 3600;
+const deadlineIn = (): number => Date.now() + OPERATION_BUDGET_MS;
 /** MAC keys deleted per transaction (etcd's --max-txn-ops defaults to 128). */
 const MACS_PER_TXN = 100;
 
@@ -59,6 +65,15 @@ interface ClaimValue {
   at: string;
 }
 
+/** `reclaimed/<host>/<pool>/<address>`: an address another host reclaimed from `host`. */
+interface ReclaimedValue {
+  by: string;
+  at: string;
+  kind: AddressKind;
+  mac: string | null;
+  claimedAt: string;
+}
+
 interface MacValue {
   host: string;
   poolId: string;
@@ -71,6 +86,7 @@ const enc = encodeURIComponent;
 export class EtcdAddressBook implements SharedBook {
   readonly presence: HostPresence;
   private readonly poolWork = new Map<string, Promise<void>>();
+  private reclaimedLease: { id: string; grantedAt: number } | null = null;
 
   /** `local`: this host's state database (its instance id, the pool releases it still owes etcd). */
   constructor(
@@ -407,7 +423,9 @@ export class EtcdAddressBook implements SharedBook {
           address: parseAddress(address),
           at: Date.parse(claim.at),
           identity: claim.token,
-          release: () => this.removeClaim(kv, claim, Date.now() + OPERATION_BUDGET_MS),
+          // Another host's claim is reclaimed: its record tells that host, once back, what happened.
+          release: () =>
+            this.removeClaim(kv, claim, Date.now() + OPERATION_BUDGET_MS, hostId === this.hostId ? null : hostId),
         },
       ];
     });
@@ -473,13 +491,112 @@ export class EtcdAddressBook implements SharedBook {
   }
 
   /**
-   * Deletes an endpoint's claim and its MAC. Compared on the revision read, and fenced: a claim made
-   * again since is never removed, and a host cut off from etcd removes nothing.
+   * One host at a time reclaims a given absent host's addresses, or two probing one address at once
+   * end each other's probes: `reclaiming/<host>`, created only where there is none, on this host's
+   * registration lease (a host that dies while reclaiming frees it with its lease).
    */
-  private removeClaim(kv: KeyValue, claim: ClaimValue, deadline: number): Promise<boolean> {
+  async lockReclaim(absentHost: string): Promise<ReclaimLock> {
+    const deadline = Date.now() + OPERATION_BUDGET_MS;
+    const key = `${KEY_PREFIX}reclaiming/${absentHost}`;
+    const value = JSON.stringify({
+      by: this.hostId,
+      at: new Date().toISOString(),
+      token: randomBytes(8).toString('hex'),
+    });
+    for (let round = 0; round < 2; round++) {
+      await this.presence.fence(deadline - Date.now());
+      const lease = this.presence.leaseId;
+      if (lease === null) break;
+      const result = await this.fencedTxn(
+        [createRevisionIs0(key)],
+        [{ put: { key, value, lease } }],
+        [{ range: { key } }],
+        deadline,
+      );
+      if (result === 'fence') continue; // registered again meanwhile: on the new lease
+      const [held] = result === 'done' ? [] : (result[0] ?? []);
+      // Held by another host; or by this one, when an answer was lost and the write asked again.
+      if (held !== undefined && held.value !== value) {
+        const by = (JSON.parse(held.value) as { by?: unknown }).by;
+        return { held: false, by: typeof by === 'string' ? by : '?' };
+      }
+      const mine: Compare = { key, target: 'VALUE', result: 'EQUAL', value };
+      const release = async (): Promise<void> => {
+        await this.client.txn([mine], [{ delete: { key } }], [], OPERATION_BUDGET_MS);
+      };
+      return { held: true, release };
+    }
+    throw new LanplugError('Unavailable', `etcd: host ${this.hostId} is not registered`);
+  }
+
+  /** This host's endpoint addresses other hosts reclaimed while it was away (their records). */
+  async reclaimedFromHere(): Promise<ReclaimedClaim[]> {
+    const prefix = `${KEY_PREFIX}reclaimed/${this.hostId}/`;
+    const kvs = await this.client.range(prefix, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
+    return kvs.map((kv) => {
+      const [poolPart = '', address = ''] = kv.key.slice(prefix.length).split('/');
+      const value = JSON.parse(kv.value) as Partial<ReclaimedValue>;
+      return {
+        poolId: decodeURIComponent(poolPart),
+        address: parseAddress(address),
+        by: String(value.by ?? '?'),
+        at: String(value.at ?? '?'),
+        kind: KINDS.find((k) => k === value.kind) ?? 'allocated',
+        mac: typeof value.mac === 'string' ? value.mac : null,
+        forget: async () => {
+          await this.write([modRevisionIs(kv.key, kv.modRevision)], [{ delete: { key: kv.key } }], deadlineIn());
+        },
+      };
+    });
+  }
+
+  /** The host whose claim holds `address` now; null when nobody's does. */
+  async holderOf(poolId: string, address: IpAddress): Promise<string | null> {
+    const [kv] = await this.client.range(claimKey(poolId, address), { deadlineMs: OPERATION_BUDGET_MS });
+    return kv === undefined ? null : parseClaim(kv).host;
+  }
+
+  /** Addresses endpoints here hold that another host took while this host was away (SharedPoolState). */
+  lostAddresses(): LostAddress[] {
+    return this.local.listLostAddresses();
+  }
+
+  /**
+   * Deletes an endpoint's claim and its MAC. Compared on the revision read, and fenced: a claim made
+   * again since is never removed, and a host cut off from etcd removes nothing. Reclaimed from an
+   * absent host, it leaves a record of it for that host (`reclaimed/<host>/...`, on a lease of a
+   * week: a host away longer finds only that etcd does not record its address).
+   */
+  private async removeClaim(
+    kv: KeyValue,
+    claim: ClaimValue,
+    deadline: number,
+    reclaimedFrom: string | null = null,
+  ): Promise<boolean> {
     const ops: Op[] = [{ delete: { key: kv.key } }];
     if (claim.mac !== null) ops.push({ delete: { key: macKey(claim.mac) } });
+    if (reclaimedFrom !== null) {
+      const { poolId, address } = splitClaimKey(kv.key);
+      const record: ReclaimedValue = {
+        by: this.hostId,
+        at: new Date().toISOString(),
+        kind: claim.kind,
+        mac: claim.mac,
+        claimedAt: claim.at,
+      };
+      const key = `${KEY_PREFIX}reclaimed/${reclaimedFrom}/${enc(poolId)}/${address}`;
+      ops.push({ put: { key, value: JSON.stringify(record), lease: await this.recordLease(deadline) } });
+    }
     return this.write([modRevisionIs(kv.key, kv.modRevision)], ops, deadline);
+  }
+
+  /** A lease of RECLAIMED_TTL_SECONDS for reclaim records, granted again every hour. */
+  private async recordLease(deadline: number): Promise<string> {
+    const current = this.reclaimedLease;
+    if (current !== null && Date.now() - current.grantedAt < 3_600_000) return current.id;
+    const id = await this.client.grantLease(RECLAIMED_TTL_SECONDS, deadline - Date.now());
+    this.reclaimedLease = { id, grantedAt: Date.now() };
+    return id;
   }
 
   private async readPool(poolId: string, deadline: number): Promise<KeyValue | null> {
