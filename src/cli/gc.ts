@@ -19,7 +19,7 @@ import { SqliteStore } from '../state/sqlite';
 import type { OrphanReport } from '../ipam/orphans';
 import type { ReclaimReport } from '../ipam/reclaim';
 import type { ReclaimedReport } from '../ipam/reclaimed';
-import type { PoolReleaseReport } from '../state/etcd/address-book';
+import type { PoolReleaseReport } from '../state/etcd/pool-membership';
 import { checkStateDir } from '../state/state-dir';
 
 export interface GcResult {
