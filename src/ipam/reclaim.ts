@@ -10,7 +10,9 @@
  *   - the address is silent on the LAN now: two fresh ARP probes (or DAD for
  *     IPv6) from this host's probing link get no answer (a probe another
  *     device's probe for the address ended counts for nothing: hearAddress);
- *   - the claim is unchanged since it was read (compare on its revision);
+ *   - the claim is unchanged since it was read (compare on its revision),
+ *     and the host still unregistered (in the same transaction: a host back
+ *     while its addresses were probed may be starting a container on one);
  *   - no other host is reclaiming from that host at the same time (a lock on
  *     the reclaiming host's lease).
  *

@@ -562,3 +562,26 @@ test('a host away (unregistered, silent) longer than --reclaim-after comes back:
   await settleReclaimed(b, state, endpoints, silentLogger);
   assert.deepEqual(state.listLostAddresses(), []);
 });
+
+test('an absent host that registers again while its addresses are being probed loses none of them: a reclaim applies only while the host is unregistered', async () => {
+  const a = book('dh-a');
+  const b = book('dh-b');
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(new IpamAllocator(a, silentLogger), '10.75.0.0/24');
+  await pool(allocB, '10.75.0.0/24');
+  const held = (await take(allocB, id, null, false, mac(2, 1))).split('/')[0] ?? '';
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  // b comes back in the middle of a's probes, and claims a new address before its container is up (silent).
+  let fresh = '';
+  const hear = async (): Promise<LanHearing> => {
+    fresh ||= (await take(allocB, id, null, false, mac(2, 2))).split('/')[0] ?? '';
+    return 'silent';
+  };
+  await reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000 });
+  const report = await reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000, now: Date.now() + 11_000 });
+  assert.deepEqual(report.reclaimed, []);
+  assert.equal(await b.holderOf(id, parseAddress(held)), 'dh-b');
+  assert.equal(await b.holderOf(id, parseAddress(fresh)), 'dh-b');
+});

@@ -359,8 +359,9 @@ export class EtcdAddressBook implements SharedBook {
   /**
    * Deletes an endpoint's claim and its MAC. Compared on the revision read, and fenced: a claim made
    * again since is never removed, and a host cut off from etcd removes nothing. Reclaimed from an
-   * absent host, it leaves a record of it for that host (`reclaimed/<host>/...`, on a lease of a
-   * week: a host away longer finds only that etcd does not record its address).
+   * absent host: only while that host is still unregistered, and with a record of it left for that
+   * host (`reclaimed/<host>/...`, on a lease of a week: a host away longer finds only that etcd
+   * does not record its address).
    */
   private async removeClaim(
     kv: KeyValue,
@@ -368,9 +369,12 @@ export class EtcdAddressBook implements SharedBook {
     deadline: number,
     reclaimedFrom: string | null = null,
   ): Promise<boolean> {
+    const compares = [modRevisionIs(kv.key, kv.modRevision)];
     const ops: Op[] = [{ delete: { key: kv.key } }];
     if (claim.mac !== null) ops.push({ delete: { key: macKey(claim.mac) } });
     if (reclaimedFrom !== null) {
+      // Only while that host is unregistered: back meanwhile, it may be starting a container on it.
+      compares.push(createRevisionIs0(hostKey(reclaimedFrom)));
       const { poolId, address } = splitClaimKey(kv.key);
       const record: ReclaimedValue = {
         by: this.hostId,
@@ -382,7 +386,7 @@ export class EtcdAddressBook implements SharedBook {
       const key = `${KEY_PREFIX}reclaimed/${reclaimedFrom}/${enc(poolId)}/${address}`;
       ops.push({ put: { key, value: JSON.stringify(record), lease: await this.recordLease(deadline) } });
     }
-    return this.writer.write([modRevisionIs(kv.key, kv.modRevision)], ops, deadline);
+    return this.writer.write(compares, ops, deadline);
   }
 
   /** A lease of RECLAIMED_TTL_SECONDS for reclaim records, granted again every hour. */
