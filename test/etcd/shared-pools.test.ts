@@ -328,6 +328,26 @@ test('a second host with the same --host-id is refused in one line naming the re
     await refusal(() => take(first, id, null, false, mac(1, 3))),
     /^host id twin is registered in etcd by another lanplug \(instance [0-9a-f]+, a copy of this state directory, /,
   );
+  // An upgrade: the registration a lanplug before instance ids left (lease alive) is taken over at start.
+  const legacyLease = await client().grantLease(15, 5_000);
+  await client().txn(
+    [],
+    [
+      {
+        put: {
+          key: hostKey('legacy'),
+          value: JSON.stringify({ host: 'legacy', epoch: 'e', pid: 1 }),
+          lease: legacyLease,
+        },
+      },
+    ],
+    [],
+    5_000,
+  );
+  assert.match(
+    await pool(new IpamAllocator(book('legacy'), silentLogger), '10.68.1.0/24'),
+    /^LocalDefault\/10\.68\.1\.0\/24$/,
+  );
   // Once the other registration is gone (its daemon stopped, its lease ran out), the second host registers.
   await client().revokeLease(now?.lease ?? '0', 5_000);
   (books[books.length - 1] as EtcdAddressBook).presence.stop();

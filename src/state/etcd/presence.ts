@@ -14,7 +14,8 @@
  * restarts) and its process's epoch. A live registration (its lease not run
  * out) of another instance is another machine: this daemon does not register,
  * and every write it would make is refused with one line naming that
- * registration. One of the same instance is this host's own from before a
+ * registration. One of the same instance (or of none: written by a lanplug
+ * before instance ids, as at an upgrade) is this host's own from before a
  * restart, taken over at once; but once this daemon has registered, one of
  * its instance written by another process is a copy of this state directory
  * on another machine, and is refused alike.
@@ -187,7 +188,8 @@ export class HostPresence {
   private foreign(found: KeyValue): string | null {
     const other = parseRegistration(found.value);
     if (other.epoch === this.epoch) return null;
-    if (other.instance === this.instance && !this.registeredOnce) return null;
+    // At start: this host's own from before a restart (a lanplug before instance ids wrote none).
+    if ((other.instance === this.instance || other.instance === undefined) && !this.registeredOnce) return null;
     const copied = other.instance === this.instance ? ', a copy of this state directory' : '';
     return `host id ${this.hostId} is registered in etcd by another lanplug (instance ${other.instance ?? 'unknown'}${copied}, hostname ${other.hostname ?? '?'}, pid ${other.pid ?? '?'}, since ${other.since ?? '?'}): cloned machines share a hostname, the default --host-id; give this host its own --host-id, or stop lanplug on the other one`;
   }
