@@ -9,7 +9,7 @@ import type { OfferCheck } from './dhcp/client';
 import { shortId } from './driver/names';
 import type { NetworkDriver } from './driver/network-driver';
 import type { IpamAllocator } from './ipam/allocator';
-import type { LanHearing } from './ipam/reclaim';
+import { hearAddress, type LanHearing } from './ipam/reclaim';
 import { nextCandidates } from './lan/candidates';
 import { LanConflicts, type LanCheck } from './lan/conflicts';
 import { LanGuard } from './lan/guard';
@@ -22,6 +22,7 @@ import type { PoolRecord } from './model/ipam';
 import type { NetworkRecord } from './model/network';
 import type { IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
+import type { SharedPoolState } from './state/shared-state';
 import type { LanSightings, Store } from './state/store';
 
 /** How long after an address is handed out the warmer refills: past the CreateEndpoint and Join that follow. */
@@ -39,7 +40,7 @@ export class LanCitizen {
 
   constructor(
     private readonly driver: NetworkDriver,
-    private readonly store: Store & IpamStore & LanSightings,
+    private readonly store: Store & IpamStore & LanSightings & Pick<SharedPoolState, 'isAddressLost'>,
     private readonly log: Logger,
     host: HostAddresses,
   ) {
@@ -123,11 +124,7 @@ export class LanCitizen {
   async hearNow(pool: PoolRecord | null, address: IpAddress): Promise<LanHearing> {
     const check = pool === null ? null : this.checkForPool(pool);
     if (check === null) return 'unknown';
-    for (let i = 0; i < 2; i++) {
-      const verdict = await this.conflicts.verdict(check, address, { ignoreMemory: true });
-      if (verdict.inUse && verdict.contended !== true) return 'answers';
-    }
-    return 'silent';
+    return hearAddress(() => this.conflicts.verdict(check, address, { ignoreMemory: true }));
   }
 
   start(allocator: IpamAllocator, options: { syncEveryMs: number; warmEveryMs: number }): void {
@@ -190,7 +187,8 @@ export class LanCitizen {
 
   /** Which container holds `address` right now (read from the store at the moment a frame arrives). */
   private holding(address: IpAddress): Holding | null {
-    if (!this.held.has(address.text)) return null;
+    // An address another host reclaimed while this one was away, and holds now, is not defended.
+    if (!this.held.has(address.text) || this.store.isAddressLost(address.text)) return null;
     const endpoint = this.store
       .listAllEndpoints()
       .find((e) => e.ipv4?.address.text === address.text || e.ipv6?.address.text === address.text);

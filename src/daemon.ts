@@ -33,6 +33,7 @@ import { LeaseKeeper } from './dhcp/keeper';
 import { IpamAllocator } from './ipam/allocator';
 import { OrphanClaims } from './ipam/orphans';
 import { reclaimAbsentHosts } from './ipam/reclaim';
+import { settleReclaimed } from './ipam/reclaimed';
 import { sharedPoolsReport } from './ipam/shared-report';
 import { PacketAnnouncer } from './lan/announce';
 import { HostAddresses } from './lan/host-addresses';
@@ -161,7 +162,7 @@ function networkOfPool(pool: BookPool | null, driver: NetworkDriver): { createdA
 function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
   return choice.kind === 'sqlite'
     ? new LocalAddressBook(store)
-    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log);
+    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log, store);
 }
 
 export interface RunningDaemon {
@@ -265,12 +266,22 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
                 },
               ).catch((err: unknown) => ({ error: String(err) }))
             : undefined;
+        const shared = book instanceof EtcdAddressBook && !dryRun ? book : null;
+        const releases = await shared?.retryPoolReleases().catch((err: unknown) => ({ error: String(err) }));
+        // Addresses other hosts reclaimed while this one was away, which its containers still use.
+        const reclaimed = await (shared === null
+          ? undefined
+          : settleReclaimed(shared, store, store.listAllEndpoints(), log).catch((err: unknown) => ({
+              error: String(err),
+            })));
         return {
           Reconcile: reconciled,
           Forgotten: forgotten,
           Vanished: vanished,
           Claims: claims,
           ...(absent === undefined ? {} : { AbsentHosts: absent }),
+          ...(releases === undefined ? {} : { PoolReleases: releases }),
+          ...(reclaimed === undefined ? {} : { ReclaimedHere: reclaimed }),
         };
       });
       checking = run.catch(() => undefined);

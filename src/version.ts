@@ -16,7 +16,7 @@ export function packageVersion(): string {
   return typeof version === 'string' ? version : 'unknown';
 }
 
-/** One line: `lanplug 0.1.0 (state schema 5, records 4, CNI 0.3.0-1.1.0)`. */
+/** One line: `lanplug 0.1.0 (state schema 6, records 4, CNI 0.3.0-1.1.0)`. */
 export function versionLine(): string {
   const cni = `${SUPPORTED_VERSIONS[0]}-${SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.length - 1] ?? ''}`;
   return `lanplug ${packageVersion()} (state schema ${SCHEMA_VERSION}, records ${RECORD_VERSION}, CNI ${cni})`;

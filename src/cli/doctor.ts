@@ -340,6 +340,7 @@ function stateChecks(options: DoctorOptions, add: Add): void {
       for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
       hostAccessChecks(rtnl, store, add);
       lanChecks(store, add);
+      lostChecks(store, add);
       leaseChecks(store, add);
     } finally {
       rtnl.close();
@@ -380,6 +381,20 @@ function lanChecks(store: SqliteStore, add: Add): void {
       );
     }
   }
+}
+
+/**
+ * Addresses of endpoints here that another host reclaimed while this host was away (shared pools,
+ * ipam/reclaimed.ts) and holds now: ✘ until the container is restarted or removed.
+ */
+function lostChecks(store: SqliteStore, add: Add): void {
+  for (const lost of store.listLostAddresses())
+    add(
+      `lost address ${lost.address}`,
+      'fail',
+      `endpoint ${shortId(lost.endpointId)} of network ${shortId(lost.networkId)} still uses it, but host ${lost.reclaimedBy} reclaimed it at ${lost.reclaimedAt} while this host was away (unregistered in etcd and silent on the LAN longer than --reclaim-after), and a container of host ${lost.heldBy} holds it now; lanplug no longer defends it here`,
+      `restart that container (docker network inspect ${shortId(lost.networkId)} names it): it gets a new address`,
+    );
 }
 
 /**

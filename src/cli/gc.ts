@@ -18,6 +18,8 @@ import { isLocked, StateLock } from '../state/lock';
 import { SqliteStore } from '../state/sqlite';
 import type { OrphanReport } from '../ipam/orphans';
 import type { ReclaimReport } from '../ipam/reclaim';
+import type { ReclaimedReport } from '../ipam/reclaimed';
+import type { PoolReleaseReport } from '../state/etcd/pool-membership';
 import { checkStateDir } from '../state/state-dir';
 
 export interface GcResult {
@@ -29,6 +31,10 @@ export interface GcResult {
   Claims?: OrphanReport | { error: string };
   /** Shared pools only: addresses of hosts that went away (not on a dry run). */
   AbsentHosts?: ReclaimReport | { error: string };
+  /** Shared pools only: pool releases etcd had not taken, made again (not on a dry run). */
+  PoolReleases?: PoolReleaseReport | { error: string };
+  /** Shared pools only: addresses other hosts reclaimed while this host was away (not on a dry run). */
+  ReclaimedHere?: ReclaimedReport | { error: string };
 }
 
 export async function runGc(
@@ -106,6 +112,27 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
       lines.push(`kept address ${address}: its host is unregistered but it answers on the LAN`);
     for (const w of absent.waiting)
       lines.push(`host ${w.host} is unregistered: its addresses may be reclaimed in ${w.secondsLeft} s`);
+    for (const b of absent.busy ?? [])
+      lines.push(`host ${b.host} is unregistered: host ${b.by} is reclaiming its addresses now`);
+  }
+  const releases = result.PoolReleases;
+  if (releases !== undefined && 'error' in releases)
+    lines.push(`pool releases etcd had not taken were not retried: ${releases.error}`);
+  else if (releases !== undefined) {
+    for (const poolId of releases.released)
+      lines.push(`released shared pool ${poolId}: etcd had not taken this host leaving it`);
+    for (const p of releases.pending)
+      lines.push(
+        `shared pool ${p.poolId}: etcd still lists this host as a user (release failing since ${p.since}: ${p.error})`,
+      );
+  }
+  const here = result.ReclaimedHere;
+  if (here !== undefined && 'error' in here) lines.push(`reclaimed addresses were not looked for: ${here.error}`);
+  else if (here !== undefined) {
+    for (const address of here.claimedBack)
+      lines.push(`claimed address ${address} again: reclaimed while this host was away, nobody had taken it`);
+    for (const address of here.lost)
+      lines.push(`address ${address} is lost: another host holds it now (lanplug doctor says which container)`);
   }
   const r = result.Reconcile;
   const failed = r.actions.filter((a) => a.outcome === 'failed').length;

@@ -37,6 +37,7 @@ export function formatSharedPools(report: SharedPoolsReport): string {
   const lines = [
     `shared pools on etcd (${report.members.map((m) => m.endpoint).join(', ')}) as host ${report.hostId}; registered: ${report.registered.join(', ') || 'none'}`,
   ];
+  if (report.refusal !== undefined) lines.push(`  this host is not registered: ${report.refusal}`);
   if (report.error !== undefined) lines.push(`  could not read the pools: ${report.error}`);
   for (const pool of report.pools) {
     lines.push(
@@ -76,17 +77,33 @@ export function sharedPoolChecks(report: SharedPoolsReport, add: Add): void {
     `largest difference to a member's clock: ${(worst / 1000).toFixed(1)} s (the host lease is ${report.leaseSeconds} s)`,
     worst > SKEW_WARN_MS ? 'synchronise clocks (chrony or systemd-timesyncd)' : undefined,
   );
+  // Known here, whether or not etcd answers.
+  for (const owed of report.owedReleases ?? [])
+    add(
+      `shared pool ${owed.poolId}`,
+      'warn',
+      `etcd still lists this host as a user, though Docker removed its network here (release failing since ${owed.since}: ${owed.error}); the periodic check retries it`,
+      'lanplug gc (once etcd answers)',
+    );
   if (report.error !== undefined) {
     add('shared pools', 'fail', `could not be read: ${report.error}`);
     return;
   }
-  add(
-    'shared pools: registration',
-    report.registered.includes(report.hostId) ? 'ok' : 'fail',
-    report.registered.includes(report.hostId)
-      ? `host ${report.hostId} is registered; ${report.pools.length} pool(s), ${report.holdings.length} address(es) held fleet-wide`
-      : `host ${report.hostId} is not registered: it cannot allocate on shared pools`,
-  );
+  if (report.refusal !== undefined)
+    add(
+      'shared pools: registration',
+      'fail',
+      `not registered, so nothing is allocated here: ${report.refusal}`,
+      'start this daemon with --host-id NAME, a name no other host of the fleet uses',
+    );
+  else
+    add(
+      'shared pools: registration',
+      report.registered.includes(report.hostId) ? 'ok' : 'fail',
+      report.registered.includes(report.hostId)
+        ? `host ${report.hostId} is registered; ${report.pools.length} pool(s), ${report.holdings.length} address(es) held fleet-wide`
+        : `host ${report.hostId} is not registered: it cannot allocate on shared pools`,
+    );
   add(
     'shared pools: this host',
     report.unrecorded.length > 0 ? 'fail' : report.unheld.length > 0 ? 'warn' : 'ok',

@@ -8,6 +8,7 @@ export function formatStatus(stateDir: string): string {
   const store = SqliteStore.openReadOnly(stateDir);
   try {
     const networks = store.listNetworks();
+    const lostHere = store.listLostAddresses();
     const lines: string[] = [];
     if (networks.length === 0) lines.push('no lanplug networks');
     for (const { spec, parentCreated, cniName } of networks) {
@@ -24,6 +25,10 @@ export function formatStatus(stateDir: string): string {
             ? `link=${ep.linkName}`
             : `container=${shortId(ep.sandbox.containerId)}  ${ep.sandbox.ifname} in ${ep.sandbox.netns}`;
         lines.push(`  endpoint ${shortId(ep.endpointId)}  ${where}  mac=${ep.mac ?? '-'}  ${addresses}`);
+        for (const lost of lostHere.filter((l) => l.endpointId === ep.endpointId))
+          lines.push(
+            `    lost ${lost.address}: reclaimed by host ${lost.reclaimedBy} at ${lost.reclaimedAt} while this host was away; a container of host ${lost.heldBy} holds it now (not defended here: restart this container for a new address)`,
+          );
         const record = store.getLease(spec.networkId, ep.endpointId);
         for (const lease of record?.leases ?? [])
           if (record !== null) lines.push(`    ${describeLease(record, lease)}`);

@@ -95,9 +95,12 @@ export class IpamAllocator {
     for (const other of await this.book.listPools()) {
       // A shared pool is the same on every host: the identical one is joined, any other overlap refused.
       if (other.addressSpace !== request.addressSpace || !prefixesOverlap(other.pool, pool)) continue;
-      if (other.definedBy === null || other.definedBy === this.book.hostId)
+      if (other.definedBy === null) throw conflict('Pool overlaps with other one on this address space');
+      // The same shared pool: joined, unless this host uses it already (the book says so).
+      if (other.poolId === record.poolId) continue;
+      if (other.users.includes(this.book.hostId ?? ''))
         throw conflict('Pool overlaps with other one on this address space');
-      if (other.poolId !== record.poolId) throw conflict(sharedMismatch(other, record));
+      throw conflict(sharedMismatch(other, record));
     }
     const how = await this.book.addPool(record);
     this.log.info(how === 'created' ? 'pool created' : 'shared pool joined', { pool: record.poolId });

@@ -8,14 +8,21 @@
  *   - it has had no registration for `reclaimAfterMs` (counted in the book
  *     from the first time any host saw it absent);
  *   - the address is silent on the LAN now: two fresh ARP probes (or DAD for
- *     IPv6) from this host's probing link get no answer;
- *   - the claim is unchanged since it was read (compare on its revision).
+ *     IPv6) from this host's probing link get no answer (a probe another
+ *     device's probe for the address ended counts for nothing: hearAddress);
+ *   - the claim is unchanged since it was read (compare on its revision),
+ *     and the host still unregistered (in the same transaction: a host back
+ *     while its addresses were probed may be starting a container on one);
+ *   - no other host is reclaiming from that host at the same time (a lock on
+ *     the reclaiming host's lease).
  *
  * Where this host cannot probe (no lanplug network here on that pool, or
  * lanplug.conflict=off) nothing is reclaimed. A host that comes back finds
- * its claims where it left them, unless they were reclaimed: then its orphan
- * check sees no claim, and its next start on that address asks again.
+ * its claims where it left them, unless they were reclaimed: each reclaim
+ * leaves it a record, which it reads (ipam/reclaimed.ts).
  */
+import { randomInt } from 'node:crypto';
+import type { ProbeVerdict } from '../lan/probe';
 import type { Logger } from '../log';
 import type { IpAddress } from '../net/address';
 import type { SharedBook } from '../state/address-book';
@@ -29,6 +36,8 @@ export interface ReclaimReport {
   kept: string[];
   /** Absent hosts whose grace period has not passed, with the seconds left. */
   waiting: { host: string; secondsLeft: number }[];
+  /** Absent hosts another host is reclaiming from now (it holds `reclaiming/<host>`). */
+  busy?: { host: string; by: string }[];
 }
 
 export async function reclaimAbsentHosts(
@@ -37,7 +46,7 @@ export async function reclaimAbsentHosts(
   log: Logger,
   options: { reclaimAfterMs: number; now?: number },
 ): Promise<ReclaimReport> {
-  const report: ReclaimReport = { reclaimed: [], kept: [], waiting: [] };
+  const report: ReclaimReport = { reclaimed: [], kept: [], waiting: [], busy: [] };
   const now = options.now ?? Date.now();
   for (const [host, since] of await book.absentHolders()) {
     const left = since + options.reclaimAfterMs - now;
@@ -45,28 +54,82 @@ export async function reclaimAbsentHosts(
       report.waiting.push({ host, secondsLeft: Math.ceil(left / 1000) });
       continue;
     }
-    for (const claim of await book.endpointClaimsOf(host)) {
-      const heard = await hear(claim.poolId, claim.address);
-      if (heard === 'unknown') continue;
-      if (heard === 'answers') {
-        report.kept.push(claim.address.text);
-        continue;
-      }
-      if (await claim.release()) {
-        report.reclaimed.push(claim.address.text);
-        log.warn('reclaimed an address of a host that went away (no registration, silent on the LAN)', {
-          host,
-          pool: claim.poolId,
-          address: claim.address.text,
-          absentSince: new Date(since).toISOString(),
-        });
-      }
+    // Two hosts probing one address at once end each other's probes: one at a time.
+    const lock = await book.lockReclaim(host);
+    if (!lock.held) {
+      report.busy?.push({ host, by: lock.by });
+      continue;
     }
-    if (report.kept.length > 0)
-      log.info("an absent host's addresses still answer on the LAN: kept (cut off from etcd, not from the LAN?)", {
-        host,
-        addresses: report.kept,
-      });
+    try {
+      await reclaimFrom(book, host, since, hear, log, report);
+    } finally {
+      await lock.release().catch(() => undefined); // else it goes with this host's lease
+    }
   }
   return report;
 }
+
+async function reclaimFrom(
+  book: SharedBook,
+  host: string,
+  since: number,
+  hear: (poolId: string, address: IpAddress) => Promise<LanHearing>,
+  log: Logger,
+  report: ReclaimReport,
+): Promise<void> {
+  const kept: string[] = [];
+  for (const claim of await book.endpointClaimsOf(host)) {
+    const heard = await hear(claim.poolId, claim.address);
+    if (heard === 'unknown') continue;
+    if (heard === 'answers') {
+      kept.push(claim.address.text);
+      continue;
+    }
+    if (await claim.release()) {
+      report.reclaimed.push(claim.address.text);
+      log.warn('reclaimed an address of a host that went away (no registration, silent on the LAN)', {
+        host,
+        pool: claim.poolId,
+        address: claim.address.text,
+        absentSince: new Date(since).toISOString(),
+      });
+    }
+  }
+  report.kept.push(...kept);
+  if (kept.length > 0)
+    log.info("an absent host's addresses still answer on the LAN: kept (cut off from etcd, not from the LAN?)", {
+      host,
+      addresses: kept,
+    });
+}
+
+/** Contended probes (see hearAddress) before the answer is 'unknown'. */
+export const CONTENDED_TRIES = 3;
+/** A contended probe is asked again after U(min, max) ms, so that two probers fall out of step. */
+export const CONTENDED_PAUSE_MS = { min: 250, max: 750 } as const;
+
+/**
+ * What the LAN says about an address now: two silent probes (`ask` probes once, whatever is
+ * remembered) make it silent, an answer at any probe keeps it. A probe that ended because another
+ * device probed for the same address ("contended") proves nothing either way: the holder's answer
+ * may not have come yet, and counted as silent it freed live addresses when two hosts probed at
+ * once. It is asked again after a random pause; after CONTENDED_TRIES contended probes the answer
+ * is 'unknown', and nothing is reclaimed this time.
+ */
+export async function hearAddress(
+  ask: () => Promise<ProbeVerdict>,
+  pause: (ms: number) => Promise<void> = sleep,
+): Promise<LanHearing> {
+  let silent = 0;
+  let contended = 0;
+  while (silent < 2) {
+    const verdict = await ask();
+    if (!verdict.inUse) silent++;
+    else if (verdict.contended !== true) return 'answers';
+    else if (++contended >= CONTENDED_TRIES) return 'unknown';
+    else await pause(randomInt(CONTENDED_PAUSE_MS.min, CONTENDED_PAUSE_MS.max + 1));
+  }
+  return 'silent';
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

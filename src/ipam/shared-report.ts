@@ -26,12 +26,16 @@ export interface SharedPoolsReport {
   leaseSeconds: number;
   members: MemberReport[];
   registered: string[];
+  /** Why this daemon is not registered: another host's registration holds its host id. */
+  refusal?: string;
   pools: { poolId: string; definedBy: string; users: string[]; gateway: string | null }[];
   holdings: { poolId: string; address: string; host: string; kind: AddressKind; mac: string | null }[];
   /** Addresses endpoints here hold that etcd does not record as this host's (another host may take them). */
   unrecorded: string[];
   /** Addresses etcd records as this host's endpoints that no endpoint here holds (the orphan check frees them). */
   unheld: string[];
+  /** Pools etcd still lists this host as using, although Docker removed its network here (retried). */
+  owedReleases?: { poolId: string; error: string; since: string }[];
   /** Why the pools could not be read (the members' own answers are still reported). */
   error?: string;
 }
@@ -61,11 +65,13 @@ export async function sharedPoolsReport(
     holdings: [],
     unrecorded: [],
     unheld: [],
+    owedReleases: book.owedPoolReleases(),
+    ...(book.presence.refused === null ? {} : { refusal: book.presence.refused }),
   };
   try {
     const [registered, pools, holdings] = await Promise.all([
       book.registeredHosts(),
-      book.listPools(),
+      book.poolsAsStored(),
       book.holdings(),
     ]);
     report.registered = registered;
@@ -85,7 +91,9 @@ export async function sharedPoolsReport(
       const address = parseAddress(text);
       return watched.some((p) => address.family === p.pool.address.family && prefixContains(p.pool, address));
     };
-    report.unrecorded = [...localAddresses].filter((a) => !mine.has(a) && inWatchedPool(a)).sort();
+    // Lost addresses (another host's since this one was away) are reported on their own (doctor).
+    const lost = new Set(book.lostAddresses().map((l) => l.address));
+    report.unrecorded = [...localAddresses].filter((a) => !mine.has(a) && !lost.has(a) && inWatchedPool(a)).sort();
     report.unheld = [...mine].filter((a) => !localAddresses.has(a)).sort();
   } catch (err) {
     report.error = err instanceof Error ? err.message : String(err);

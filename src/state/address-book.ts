@@ -120,12 +120,33 @@ function local(pool: PoolRecord): BookPool {
   };
 }
 
-/** What a shared book adds for hosts that went away (ipam/reclaim.ts). */
+/** One host's hold on reclaiming an absent host's addresses, or who holds it. */
+export type ReclaimLock = { held: true; release(): Promise<void> } | { held: false; by: string };
+
+/** An endpoint address of this host that another host reclaimed while this host was away. */
+export interface ReclaimedClaim {
+  poolId: string;
+  address: IpAddress;
+  /** The host that reclaimed it, and when (ISO 8601). */
+  by: string;
+  at: string;
+  kind: AddressKind;
+  mac: string | null;
+  /** Drops the record (this host has dealt with it). */
+  forget(): Promise<void>;
+}
+
+/** What a shared book adds for hosts that went away (ipam/reclaim.ts) and come back (ipam/reclaimed.ts). */
 export interface SharedBook extends AddressBook {
   /**
    * Hosts that hold endpoint claims but have no registration, with when this was first seen (by
    * any host; recorded in the book, so that a daemon restart does not restart the count).
    */
   absentHolders(): Promise<Map<string, number>>;
+  /** Another host's claims released here are recorded for it (reclaimedFromHere, on that host). */
   endpointClaimsOf(hostId: string): Promise<OwnClaim[]>;
+  /** Only one host at a time reclaims a given absent host's addresses. */
+  lockReclaim(absentHost: string): Promise<ReclaimLock>;
+  reclaimedFromHere(): Promise<ReclaimedClaim[]>;
+  holderOf(poolId: string, address: IpAddress): Promise<string | null>;
 }

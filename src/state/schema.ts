@@ -21,9 +21,13 @@
  *      plugin (network, container, interface), and an index by address (an
  *      address claimed in any pool is taken in all of them).
  * - 6: `meta` (small facts about this state directory: the link groups that
- *      mark its links, the Docker engine its networks came from) and
- *      `networks.docker_engine`: the ID of the dockerd seen to know the
- *      network, the only one whose "no such network" may drop it.
+ *      mark its links, its instance id in a shared pool's host registration,
+ *      the Docker engine its networks came from), `networks.docker_engine`
+ *      (the ID of the dockerd seen to know the network, the only one whose "no
+ *      such network" may drop it), and for shared pools (etcd) `pool_releases`
+ *      (pools etcd has not yet heard this host leave, retried until it has) and
+ *      `lost_addresses` (endpoints here whose address another host reclaimed
+ *      meanwhile).
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
@@ -81,7 +85,17 @@ const STEPS: readonly string[] = [
    CREATE INDEX addresses_owner ON addresses (owner) WHERE owner IS NOT NULL;
    CREATE INDEX addresses_address ON addresses (address);`,
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-   ALTER TABLE networks ADD COLUMN docker_engine TEXT;`,
+   ALTER TABLE networks ADD COLUMN docker_engine TEXT;
+   CREATE TABLE pool_releases (
+     pool_id   TEXT PRIMARY KEY,
+     error     TEXT NOT NULL,
+     failed_at INTEGER NOT NULL
+   );
+   CREATE TABLE lost_addresses (
+     address     TEXT PRIMARY KEY,
+     record      TEXT NOT NULL,
+     noticed_at  INTEGER NOT NULL
+   );`,
 ];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */

@@ -15,6 +15,7 @@
  * damaged stops the daemon with one line naming it, and is never rewritten.
  */
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { LanplugError } from '../errors';
@@ -39,6 +40,7 @@ import type { IpamStore } from './ipam-store';
 import type { LeaseStore } from './lease-store';
 import type { LeaseRecord } from '../model/lease';
 import type { LanSighting, LanSightings, Store } from './store';
+import type { LostAddress, PendingPoolRelease, SharedPoolState } from './shared-state';
 
 export const DATABASE_FILE = 'lanplug.db';
 
@@ -48,7 +50,7 @@ interface Row {
   created_at: number;
 }
 
-export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
+export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, SharedPoolState {
   private readonly statements = new Map<string, Database.Statement>();
   /** A durable write happened inside the transaction that is open: fsync the WAL when it commits. */
   private syncOnCommit = false;
@@ -411,6 +413,62 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
     }));
   }
 
+  instanceId(): string {
+    const read = (): string | undefined =>
+      (this.stmt("SELECT value FROM meta WHERE key = 'instance'").get() as { value: string } | undefined)?.value;
+    const found = read();
+    if (found !== undefined) return found;
+    this.stmt("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)").run(randomBytes(8).toString('hex'));
+    this.durable();
+    return read() ?? '';
+  }
+
+  listPoolReleases(): PendingPoolRelease[] {
+    const rows = this.stmt('SELECT pool_id, error, failed_at FROM pool_releases ORDER BY pool_id').all() as {
+      pool_id: string;
+      error: string;
+      failed_at: number;
+    }[];
+    return rows.map((r) => ({ poolId: r.pool_id, error: r.error, failedAt: r.failed_at }));
+  }
+
+  putPoolRelease(poolId: string, error: string, at: number): void {
+    this.stmt(
+      `INSERT INTO pool_releases (pool_id, error, failed_at) VALUES (?, ?, ?)
+         ON CONFLICT (pool_id) DO UPDATE SET error = excluded.error`,
+    ).run(poolId, error, at);
+    this.durable();
+  }
+
+  deletePoolRelease(poolId: string): void {
+    this.stmt('DELETE FROM pool_releases WHERE pool_id = ?').run(poolId);
+  }
+
+  listLostAddresses(): LostAddress[] {
+    const rows = this.stmt('SELECT address AS id, record, noticed_at AS created_at FROM lost_addresses').all() as Row[];
+    return rows.map((row) => {
+      const { createdAt, ...lost } = this.read('lost address', row, decodeLostAddress);
+      return { ...lost, noticedAt: createdAt };
+    });
+  }
+
+  putLostAddress(lost: LostAddress): void {
+    const { noticedAt, ...record } = lost;
+    this.stmt('INSERT OR REPLACE INTO lost_addresses (address, record, noticed_at) VALUES (?, ?, ?)').run(
+      lost.address,
+      JSON.stringify(record),
+      noticedAt,
+    );
+  }
+
+  deleteLostAddress(address: string): void {
+    this.stmt('DELETE FROM lost_addresses WHERE address = ?').run(address);
+  }
+
+  isAddressLost(address: string): boolean {
+    return this.stmt('SELECT 1 FROM lost_addresses WHERE address = ?').get(address) !== undefined;
+  }
+
   transaction<T>(fn: () => T): T {
     const outermost = !this.db.inTransaction;
     try {
@@ -468,6 +526,24 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore {
       );
     }
   }
+}
+
+function decodeLostAddress(text: string): Omit<LostAddress, 'noticedAt'> {
+  const value = JSON.parse(text) as Partial<Record<keyof LostAddress, unknown>>;
+  const field = (name: keyof LostAddress): string => {
+    const v = value[name];
+    if (typeof v !== 'string') throw new Error(`no ${name}`);
+    return v;
+  };
+  return {
+    address: field('address'),
+    poolId: field('poolId'),
+    networkId: field('networkId'),
+    endpointId: field('endpointId'),
+    reclaimedBy: field('reclaimedBy'),
+    reclaimedAt: field('reclaimedAt'),
+    heldBy: field('heldBy'),
+  };
 }
 
 function openFile(path: string, options: Database.Options): Database.Database {

@@ -6,6 +6,7 @@
  * hosts allocating at once from one shared /24.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { IpamAllocator } from '../../src/ipam/allocator';
 import { silentLogger } from '../../src/log';
 import { parseAddress, parsePrefix } from '../../src/net/address';
@@ -43,6 +44,12 @@ export async function sharedPoolRequests(results: Results, cycles: number): Prom
   const store = SqliteStore.open(dir);
   const cluster = await startEtcdCluster({ dir, address: '127.0.0.1', basePort: 32500 });
   const books: EtcdAddressBook[] = [];
+  const hostStores: SqliteStore[] = [];
+  const hostStore = (host: string): SqliteStore => {
+    const opened = SqliteStore.open(join(dir, host));
+    hostStores.push(opened);
+    return opened;
+  };
   try {
     results.add(
       'shared pools',
@@ -50,7 +57,12 @@ export async function sharedPoolRequests(results: Results, cycles: number): Prom
       await requestRelease(new LocalAddressBook(store), '10.80.0.0/24', cycles),
     );
     const etcdBook = (host: string): EtcdAddressBook => {
-      const book = new EtcdAddressBook(new EtcdClient({ endpoints: cluster.clientUrls }), host, silentLogger);
+      const book = new EtcdAddressBook(
+        new EtcdClient({ endpoints: cluster.clientUrls }),
+        host,
+        silentLogger,
+        hostStore(host),
+      );
       books.push(book);
       return book;
     };
@@ -95,6 +107,7 @@ export async function sharedPoolRequests(results: Results, cycles: number): Prom
     for (const book of books) book.presence.stop();
     cluster.stop();
     store.close();
+    for (const opened of hostStores) opened.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -6,13 +6,15 @@
  * same flags, as a user of a fleet would.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
-import { cleanEnv } from '../lab/proc';
+import { nsExecArgv } from '../lab/ns';
+import { cleanEnv, terminateSync } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import {
   containerNetwork,
@@ -433,18 +435,168 @@ test('dockerd restarted while etcd has no quorum boots without waiting on it; it
   assert.deepEqual(endpointClaimsByHost().get('dh0'), runningAddresses(host, 'lan'));
 });
 
-test('a host that dies for good: once unregistered past the reclaim delay and silent on the LAN, its addresses are reused by the other host', async () => {
+/** Host `index`'s lanplug stopped and started again on its state directory, with `args`. */
+async function restartLanplug(index: number, args: string[]): Promise<void> {
+  const old = plugins[index] as Lanplug;
+  await old.stop();
+  plugins[index] = await startLanplug(hosts[index] as DockerHost, { stateDir: old.stateDir, args });
+}
+
+test('a second host started with the same --host-id (a cloned machine) is refused in one line naming the registration it found; the first host goes on', async () => {
+  hosts[0]?.dockerOk(['network', 'create', ...NETWORK_FLAGS, 'lan']);
+  await restartLanplug(1, daemonArgs(0));
+  try {
+    const refused = hosts[1]?.docker(['network', 'create', ...NETWORK_FLAGS, 'lan']);
+    assert.notEqual(refused?.status, 0);
+    assert.match(
+      refused?.stderr ?? '',
+      /host id dh0 is registered in etcd by another lanplug \(instance [0-9a-f]{16}, hostname [^,]+, pid \d+, since \d{4}-[^)]+\): cloned machines share a hostname, the default --host-id; give this host its own --host-id, or stop lanplug on the other one/,
+    );
+    assert.match(
+      doctor(1).get('shared pools: registration') ?? '',
+      /^fail: not registered, so nothing is allocated here: host id dh0 is registered in etcd by another lanplug/,
+    );
+    hosts[0]?.dockerOk(['run', '-d', '--network', 'lan', '--name', 'first', 'alpine:latest', 'sleep', '3600']);
+    assert.match(doctor(0).get('shared pools: registration') ?? '', /^ok: host dh0 is registered/);
+  } finally {
+    await restartLanplug(1, daemonArgs(1));
+  }
+});
+
+test('docker network rm while etcd has no quorum: lanplug keeps the pool release (across a restart) and makes it once etcd is back; the same network can be created again', async () => {
+  // Without the aux address: each of dockerd's calls at rm waits out lanplug's 9 s etcd budget.
+  const flags = NETWORK_FLAGS.filter((f, i) => f !== '--aux-address' && NETWORK_FLAGS[i - 1] !== '--aux-address');
+  hosts[0]?.dockerOk(['network', 'create', ...flags, 'lan']);
+  const poolId = 'LocalDefault/10.70.0.0/24/10.70.0.64/26';
+  for (const i of [0, 1]) cluster.pause(i);
+  try {
+    // dockerd removes the network and only logs lanplug's failed ReleasePool.
+    hosts[0]?.dockerOk(['network', 'rm', 'lan']);
+    assert.match(plugins[0]?.stderr() ?? '', /etcd did not take this host leaving it/);
+    await restartLanplug(0, daemonArgs(0));
+    assert.match(
+      doctor(0).get(`shared pool ${poolId}`) ?? '',
+      /^warn: etcd still lists this host as a user, though Docker removed its network here/,
+    );
+  } finally {
+    for (const i of [0, 1]) cluster.resume(i);
+  }
+  await until('etcd no longer lists the pool', () => etcdKeys('pools/').length === 0, 30_000);
+  assert.equal(doctor(0).get(`shared pool ${poolId}`), undefined);
+  hosts[0]?.dockerOk(['network', 'create', ...flags, 'lan']);
+});
+
+/** The daemon's log lines that defended `address` on the LAN (a gratuitous ARP each). */
+function defences(plugin: Lanplug, address: string): number {
+  return lines(plugin.stderr()).filter((l) => l.includes('defending it once') && l.includes(`"${address}"`)).length;
+}
+
+test('a host cut off from etcd and the LAN longer than --reclaim-after comes back: an address nobody took is its again; one the other host gave away is reported lost (log, status, doctor) and no longer defended', async () => {
+  createNetworkEverywhere('lan');
+  await runMany(
+    ['w0', 'w1'].map((name) => ({ host: hosts[1] as DockerHost, name })),
+    'lan',
+  );
+  const kept = containerNetwork(hosts[1] as DockerHost, 'w0', 'lan');
+  const lost = containerNetwork(hosts[1] as DockerHost, 'w1', 'lan');
+  // Host 1 drops off the LAN (etcd is on it too): its port on the LAN's bridge goes down.
+  lan.execOk(['ip', 'link', 'set', (hosts[1] as DockerHost).port, 'down']);
+  try {
+    await until('host 0 reclaims both', () => (endpointClaimsByHost().get('dh1') ?? []).length === 0, 60_000);
+    hosts[0]?.dockerOk([
+      'run',
+      '-d',
+      '--network',
+      'lan',
+      '--ip',
+      lost.IPAddress,
+      '--name',
+      'taker',
+      'alpine:latest',
+      'sleep',
+      '3600',
+    ]);
+  } finally {
+    lan.execOk(['ip', 'link', 'set', (hosts[1] as DockerHost).port, 'up']);
+  }
+  await until(
+    'host 1 notices',
+    () => /another host's container holds it now: no longer defended here/.test(plugins[1]?.stderr() ?? ''),
+    40_000,
+  );
+  assert.deepEqual(endpointClaimsByHost().get('dh1'), [kept.IPAddress], 'the address nobody took is host 1’s again');
+  assert.deepEqual(endpointClaimsByHost().get('dh0'), [lost.IPAddress], 'never taken from its new holder');
+  const esc = lost.IPAddress.replace(/\./g, '\\.');
+  assert.match(
+    lanplugStatus(plugins[1] as Lanplug),
+    new RegExp(
+      `^    lost ${esc}: reclaimed by host dh0 at \\S+ while this host was away; a container of host dh0 holds it now`,
+      'm',
+    ),
+  );
+  assert.match(
+    doctor(1).get(`lost address ${lost.IPAddress}`) ?? '',
+    /^fail: endpoint [0-9a-f]{12} of network [0-9a-f]{12} still uses it, but host dh0 reclaimed it at /,
+  );
+  assert.match(doctor(1).get('shared pools: this host') ?? '', /^ok: /, 'the lost address is not also "unrecorded"');
+  // The new holder talks on the LAN (ARP from its address and MAC): host 1 does not answer it with its own.
+  const before = defences(plugins[1] as Lanplug, lost.IPAddress);
+  // Defences are 10 s apart: one made before host 1 noticed must not hide one made after.
+  if (before > 0) await new Promise((r) => setTimeout(r, 10_500));
+  hosts[0]?.dockerOk(['exec', 'taker', 'ping', '-c', '3', '-W', '1', '10.70.0.1']);
+  hosts[0]?.dockerOk(['exec', 'taker', 'arping', '-U', '-c', '2', '-I', 'eth0', lost.IPAddress]);
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.equal(defences(plugins[1] as Lanplug, lost.IPAddress), before, 'host 1 sent no gratuitous ARP for it');
+});
+
+/**
+ * A device on the LAN that keeps probing for `address` (an ARP probe from 0.0.0.0 every 10 ms, as a
+ * host about to take it would): every probe for it ends "contended". Stops when the returned function runs.
+ */
+function probeForever(from: LanHost, address: string): () => void {
+  const [index = '', mac = ''] =
+    /^(\d+): eth0@\S+ .* link\/ether (\S+)/.exec(from.execOk(['ip', '-o', 'link', 'show', 'eth0']))?.slice(1) ?? [];
+  const dist = join(repoRoot(), 'dist', 'src');
+  const script = `
+    const { PacketSocket, SEND_ONLY } = require(${JSON.stringify(join(dist, 'l2', 'packet-socket.js'))});
+    const { arpProbe } = require(${JSON.stringify(join(dist, 'l2', 'frames.js'))});
+    const { parseAddress } = require(${JSON.stringify(join(dist, 'net', 'address.js'))});
+    const socket = PacketSocket.open(${Number(index)}, SEND_ONLY, 'eth0');
+    const frame = arpProbe(${JSON.stringify(mac)}, parseAddress(${JSON.stringify(address)}));
+    setInterval(() => socket.send(frame), 10);`;
+  const [command = '', ...args] = nsExecArgv(from.ns, [process.execPath, '-e', script]);
+  const child = spawn(command, args, { stdio: 'ignore', env: cleanEnv() });
+  return () => {
+    if (child.pid !== undefined) terminateSync(child.pid, 2_000);
+  };
+}
+
+test('a host that dies for good: once unregistered past the reclaim delay and silent on the LAN, its addresses are reused by the other host; one another device keeps probing for is not reclaimed meanwhile', async () => {
   createNetworkEverywhere('lan');
   await runMany(
     [0, 1].map((n) => ({ host: hosts[1] as DockerHost, name: `d${n}` })),
     'lan',
   );
   const gone = runningAddresses(hosts[1] as DockerHost, 'lan');
-  // The host dies: its lanplug, its dockerd and its containers, all at once.
-  process.kill(plugins[1]?.pid ?? 0, 'SIGKILL');
-  await plugins[1]?.stop();
-  hosts[1]?.destroy();
-  await until('its addresses are reclaimed', () => (endpointClaimsByHost().get('dh1') ?? []).length === 0, 60_000);
+  const [contended = '', silent = ''] = gone;
+  // A device on the LAN probes for one of them all along: host 0's probes of it end "contended".
+  const stopProbing = probeForever(etcdHost, contended);
+  try {
+    // The host dies: its lanplug, its dockerd and its containers, all at once.
+    process.kill(plugins[1]?.pid ?? 0, 'SIGKILL');
+    await plugins[1]?.stop();
+    hosts[1]?.destroy();
+    await until(
+      'its silent address is reclaimed',
+      () => !(endpointClaimsByHost().get('dh1') ?? []).includes(silent),
+      60_000,
+    );
+    await new Promise((r) => setTimeout(r, 6_000));
+    assert.deepEqual(endpointClaimsByHost().get('dh1'), [contended], 'a contended probe proves nothing: kept');
+  } finally {
+    stopProbing();
+  }
+  await until('its addresses are reclaimed', () => (endpointClaimsByHost().get('dh1') ?? []).length === 0, 30_000);
   assert.match(plugins[0]?.stderr() ?? '', /reclaimed an address of a host that went away/);
   for (const [n, ip] of gone.entries())
     hosts[0]?.dockerOk([

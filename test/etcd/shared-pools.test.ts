@@ -10,20 +10,28 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
+import { LanplugError } from '../../src/errors';
 import { IpamAllocator } from '../../src/ipam/allocator';
 import { OrphanClaims } from '../../src/ipam/orphans';
 import { reclaimAbsentHosts, type LanHearing } from '../../src/ipam/reclaim';
+import { settleReclaimed } from '../../src/ipam/reclaimed';
 import { silentLogger } from '../../src/log';
-import { parseAddress } from '../../src/net/address';
+import type { EndpointRecord } from '../../src/model/network';
+import { parseAddress, parsePrefix } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
 import { EtcdClient } from '../../src/state/etcd/client';
+import type { LostAddress } from '../../src/state/shared-state';
+import { SqliteStore } from '../../src/state/sqlite';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { allocatorSuite, pool, refusal, SPREAD_ZERO_HOST, take } from '../support/allocator-suite';
 
 let dir: string;
 let cluster: EtcdCluster;
 const books: EtcdAddressBook[] = [];
+const stores: SqliteStore[] = [];
+let stateDirs = 0;
 
 before(async () => {
   dir = mkdtempSync('/tmp/lp-lab-etcd-');
@@ -33,6 +41,7 @@ before(async () => {
 
 after(() => {
   for (const book of books) book.presence.stop();
+  for (const store of stores) store.close();
   cluster.stop();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -41,8 +50,16 @@ function client(): EtcdClient {
   return new EtcdClient({ endpoints: cluster.clientUrls });
 }
 
-function book(hostId: string): EtcdAddressBook {
-  const made = new EtcdAddressBook(client(), hostId, silentLogger);
+/** A fresh state directory: another daemon's (its own instance id). */
+function newStateDir(): string {
+  return join(dir, `state-${++stateDirs}`);
+}
+
+/** A host's book, as its daemon makes it: on its state directory (a daemon restarted: the same one again). */
+function book(hostId: string, stateDir = newStateDir(), etcd = client()): EtcdAddressBook {
+  const store = SqliteStore.open(stateDir);
+  stores.push(store);
+  const made = new EtcdAddressBook(etcd, hostId, silentLogger, store);
   books.push(made);
   return made;
 }
@@ -261,7 +278,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     Promise.resolve(address.text === answering ? 'answers' : 'silent');
   const run = (now: number): ReturnType<typeof reclaimAbsentHosts> =>
     reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000, now });
-  assert.deepEqual(await run(Date.now()), { reclaimed: [], kept: [], waiting: [] }, 'b is registered');
+  assert.deepEqual(await run(Date.now()), { reclaimed: [], kept: [], waiting: [], busy: [] }, 'b is registered');
   // b's lease runs out (as when its host dies): revoked here instead of waiting 15 s.
   b.presence.stop();
   const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
@@ -271,7 +288,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     first.waiting.map((w) => w.host),
     ['dh-b'],
   );
-  assert.deepEqual(await run(Date.now() + 11_000), { reclaimed: [silent], kept: [answering], waiting: [] });
+  assert.deepEqual(await run(Date.now() + 11_000), { reclaimed: [silent], kept: [answering], waiting: [], busy: [] });
   assert.deepEqual(
     (await allocA.nextFree(await allocA.pool(id), 256)).some((x) => x.text === silent),
     true,
@@ -279,6 +296,312 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
   );
   // b comes back (registers with its next write): it is no longer absent, and what it kept stays its own.
   await take(allocB, id, '10.67.0.12', false, mac(2, 3));
-  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [] });
+  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [], busy: [] });
   assert.equal((await client().range(`${KEY_PREFIX}absent/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
+});
+
+test('a second host with the same --host-id is refused in one line naming the registration it found; the same host restarted within its lease is accepted', async () => {
+  const firstDir = newStateDir();
+  const firstBook = book('twin', firstDir);
+  const first = new IpamAllocator(firstBook, silentLogger);
+  const id = await pool(first, '10.68.0.0/24');
+  await take(first, id, null, false, mac(1, 1));
+  // Another machine (its own state directory, so its own instance id) started with the same host id.
+  const clone = new IpamAllocator(book('twin'), silentLogger);
+  const refused = await refusal(() => pool(clone, '10.68.0.0/24'));
+  assert.match(
+    refused,
+    /^host id twin is registered in etcd by another lanplug \(instance [0-9a-f]+, hostname [^,]+, pid \d+, since \d{4}-\d\d-\d\dT[^)]+\): cloned machines share a hostname, the default --host-id; give this host its own --host-id, or stop lanplug on the other one$/,
+  );
+  assert.equal(await refusal(() => take(clone, id, null, false, mac(2, 1))), refused, 'every write is refused alike');
+  const claims = await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 });
+  assert.equal(claims.length, 1, 'the second host wrote nothing');
+  // The first host's daemon restarts (same state directory: same instance) while its old lease is alive: accepted.
+  firstBook.presence.stop();
+  const [old] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
+  const restarted = new IpamAllocator(book('twin', firstDir), silentLogger);
+  assert.match(await take(restarted, id, null, false, mac(1, 2)), /^10\.68\.0\.\d+\/24$/);
+  const [now] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
+  assert.notEqual(now?.lease, old?.lease, 'registered on its own lease');
+  // Had the first daemon gone on running (its state directory copied to a second machine), it is refused in turn.
+  assert.match(
+    await refusal(() => take(first, id, null, false, mac(1, 3))),
+    /^host id twin is registered in etcd by another lanplug \(instance [0-9a-f]+, a copy of this state directory, /,
+  );
+  // An upgrade: the registration a lanplug before instance ids left (lease alive) is taken over at start.
+  const legacyLease = await client().grantLease(15, 5_000);
+  await client().txn(
+    [],
+    [
+      {
+        put: {
+          key: hostKey('legacy'),
+          value: JSON.stringify({ host: 'legacy', epoch: 'e', pid: 1 }),
+          lease: legacyLease,
+        },
+      },
+    ],
+    [],
+    5_000,
+  );
+  assert.match(
+    await pool(new IpamAllocator(book('legacy'), silentLogger), '10.68.1.0/24'),
+    /^LocalDefault\/10\.68\.1\.0\/24$/,
+  );
+  // Once the other registration is gone (its daemon stopped, its lease ran out), the second host registers.
+  await client().revokeLease(now?.lease ?? '0', 5_000);
+  (books[books.length - 1] as EtcdAddressBook).presence.stop();
+  assert.match(await take(clone, id, null, false, mac(2, 2)), /^10\.68\.0\.\d+\/24$/);
+});
+
+/** Until etcd has a quorum again after members were paused: `fn`'s first success. */
+async function onceQuorate<T>(fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/** The hosts etcd lists as using a pool. */
+async function poolUsers(poolId: string): Promise<string[]> {
+  const [kv] = await client().range(`${KEY_PREFIX}pools/${encodeURIComponent(poolId)}`, { deadlineMs: 5_000 });
+  return kv === undefined ? [] : (JSON.parse(kv.value) as { users: string[] }).users;
+}
+
+/** Keys under lanplug's prefix other than the hosts' registrations. */
+async function bookKeys(): Promise<string[]> {
+  const kvs = await client().range(KEY_PREFIX, { prefix: true, deadlineMs: 5_000 });
+  return kvs.map((kv) => kv.key.slice(KEY_PREFIX.length)).filter((k) => !k.startsWith('hosts/'));
+}
+
+test('a pool release etcd did not take (no quorum at docker network rm) is kept in the state database and made by the next pass, after a restart too; the last user takes the pool, its claims and their MAC keys with it', async () => {
+  const stateDir = newStateDir();
+  const a = book('dh-a', stateDir);
+  const allocA = new IpamAllocator(a, silentLogger);
+  const id = await pool(allocA, '10.69.0.0/24');
+  await take(allocA, id, '10.69.0.1', true);
+  // An endpoint whose ReleaseAddress never reached etcd: its claim and MAC key are still there.
+  await take(allocA, id, null, false, mac(1, 1));
+  cluster.pause(0);
+  cluster.pause(1);
+  await assert.rejects(allocA.releasePool(id), /etcd did not answer within 9 s/);
+  cluster.resume(0);
+  cluster.resume(1);
+  // The daemon restarts on its state directory; its next pass makes the release.
+  a.presence.stop();
+  const restarted = book('dh-a', stateDir);
+  assert.deepEqual(
+    await onceQuorate(async () => {
+      const report = await restarted.retryPoolReleases();
+      if (report.pending.length > 0) throw new Error(report.pending[0]?.error);
+      return report;
+    }),
+    { released: [id], pending: [] },
+  );
+  assert.deepEqual(await bookKeys(), [], 'no pool, no claim, no MAC key left');
+  assert.deepEqual(await restarted.retryPoolReleases(), { released: [], pending: [] }, 'made once');
+});
+
+/**
+ * The next transaction's answer is lost (etcd applied it): the client asks again, as it does member
+ * after member, or gives up; or the next transaction never reaches a quorum (not applied).
+ */
+class LosingAnswers extends EtcdClient {
+  lose: 'asks-again' | 'gives-up' | 'no-quorum' | null = null;
+
+  override async txn(...args: Parameters<EtcdClient['txn']>): ReturnType<EtcdClient['txn']> {
+    if (this.lose === 'no-quorum') {
+      this.lose = null;
+      throw new LanplugError(
+        'Unavailable',
+        'etcd did not answer within 9 s (no member reachable, or no quorum): paused',
+      );
+    }
+    const result = await super.txn(...args);
+    const lose = this.lose;
+    if (lose === null || !result.succeeded) return result;
+    this.lose = null;
+    if (lose === 'asks-again') return super.txn(...args);
+    throw new LanplugError('Unavailable', 'etcd did not answer within 9 s (no member reachable, or no quorum): lost');
+  }
+}
+
+test("a pool transaction whose answer was lost: asked again, it is recognised as this host's own; given up, the next docker network create with the same flags works", async () => {
+  const etcd = new LosingAnswers({ endpoints: cluster.clientUrls });
+  const a = book('dh-a', newStateDir(), etcd);
+  const allocA = new IpamAllocator(a, silentLogger);
+  await a.presence.fence(5_000);
+  etcd.lose = 'asks-again';
+  const id = await pool(allocA, '10.72.0.0/24');
+  assert.deepEqual(await poolUsers(id), ['dh-a']);
+  await allocA.releasePool(id);
+  etcd.lose = 'gives-up';
+  await assert.rejects(pool(allocA, '10.72.0.0/24'), /etcd did not answer/);
+  assert.deepEqual(await poolUsers(id), ['dh-a'], 'applied: etcd lists this host, with no network here');
+  assert.equal(await pool(allocA, '10.72.0.0/24'), id, 'created again, not "Pool overlaps"');
+  assert.deepEqual(await poolUsers(id), ['dh-a']);
+  assert.deepEqual(await a.retryPoolReleases(), { released: [], pending: [] });
+});
+
+test('the same network created again after a release etcd did not take: joined at once, not "Pool overlaps" (also for the host that defined a pool another host still uses)', async () => {
+  const etcd = new LosingAnswers({ endpoints: cluster.clientUrls });
+  const a = book('dh-a', newStateDir(), etcd);
+  const allocA = new IpamAllocator(a, silentLogger);
+  const allocB = allocatorOn('dh-b');
+  const id = await pool(allocA, '10.69.0.0/24');
+  await pool(allocB, '10.69.0.0/24');
+  await allocA.releasePool(id);
+  assert.equal(await pool(allocA, '10.69.0.0/24'), id, 'the host that defined it joins it again');
+  etcd.lose = 'no-quorum';
+  await assert.rejects(allocA.releasePool(id), /etcd did not answer within 9 s/);
+  assert.deepEqual(await poolUsers(id), ['dh-b', 'dh-a'], 'etcd still lists this host');
+  assert.equal(await pool(allocA, '10.69.0.0/24'), id);
+  assert.deepEqual(await poolUsers(id), ['dh-b', 'dh-a']);
+  assert.deepEqual(await a.retryPoolReleases(), { released: [], pending: [] }, 'nothing left to release');
+});
+
+test("two hosts reclaiming one absent host's addresses at the same moment: one at a time probes them (its lock on its own lease), each address is reclaimed once", async () => {
+  const a = book('dh-a');
+  const c = book('dh-c');
+  const b = book('dh-b');
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(new IpamAllocator(a, silentLogger), '10.73.0.0/24');
+  await pool(new IpamAllocator(c, silentLogger), '10.73.0.0/24');
+  await pool(allocB, '10.73.0.0/24');
+  const held = [];
+  for (const n of [1, 2, 3]) held.push((await take(allocB, id, null, false, mac(2, n))).split('/')[0] ?? '');
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  // Who probes b's addresses, and when: two hosts probing one address at once end each other's probes.
+  let probing = 0;
+  let together = 0;
+  let offLease = 0;
+  const probers = new Set<string>();
+  const hearing = (host: string) => async (): Promise<LanHearing> => {
+    probers.add(host);
+    if (++probing > 1) together++;
+    const [lock] = await client().range(`${KEY_PREFIX}reclaiming/dh-b`, { deadlineMs: 5_000 });
+    const [own] = await client().range(hostKey(host), { deadlineMs: 5_000 });
+    if (lock === undefined || lock.lease !== own?.lease) offLease++;
+    await new Promise((r) => setTimeout(r, 100));
+    probing--;
+    return 'silent';
+  };
+  const run = (from: EtcdAddressBook, now: number): ReturnType<typeof reclaimAbsentHosts> =>
+    reclaimAbsentHosts(from, hearing(from.hostId), silentLogger, { reclaimAfterMs: 10_000, now });
+  await run(a, Date.now());
+  const [first, second] = await Promise.all([run(a, Date.now() + 11_000), run(c, Date.now() + 11_000)]);
+  assert.equal(together, 0, 'never two hosts probing b’s addresses at once');
+  assert.equal(offLease, 0, 'the prober holds reclaiming/dh-b, on its own registration lease');
+  assert.deepEqual([...(first?.reclaimed ?? []), ...(second?.reclaimed ?? [])].sort(), held.sort());
+  assert.equal(probers.size, 1, 'one host did it');
+  const by = probers.has('dh-a') ? 'dh-a' : 'dh-c';
+  assert.deepEqual([...(first?.busy ?? []), ...(second?.busy ?? [])], [{ host: 'dh-b', by }], 'the other one says who');
+  assert.deepEqual(
+    (await client().range(`${KEY_PREFIX}reclaiming/`, { prefix: true, deadlineMs: 5_000 })).length,
+    0,
+    'the lock is gone',
+  );
+});
+
+/** An endpoint as the daemon's store keeps it (the container kept running while its host was away). */
+function endpointHolding(endpointId: string, address: string, macAddress: string): EndpointRecord {
+  return {
+    networkId: 'n'.repeat(64),
+    endpointId,
+    linkName: `lp-${endpointId.slice(0, 12)}`,
+    mac: macAddress,
+    ipv4: parsePrefix(`${address}/24`),
+    ipv6: null,
+  };
+}
+
+test('a host away (unregistered, silent) longer than --reclaim-after comes back: an address nobody took since is claimed again; one another host holds now is recorded as lost, never taken from it, until that host lets it go', async () => {
+  const stateB = newStateDir();
+  const a = book('dh-a');
+  const b = book('dh-b', stateB);
+  const allocA = new IpamAllocator(a, silentLogger);
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(allocA, '10.74.0.0/24');
+  await pool(allocB, '10.74.0.0/24');
+  const free = (await take(allocB, id, '10.74.0.10', false, mac(2, 1))).split('/')[0] ?? '';
+  const taken = (await take(allocB, id, '10.74.0.11', false, mac(2, 2))).split('/')[0] ?? '';
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  const silent = (): Promise<LanHearing> => Promise.resolve('silent');
+  await reclaimAbsentHosts(a, silent, silentLogger, { reclaimAfterMs: 10_000 });
+  const reclaimed = await reclaimAbsentHosts(a, silent, silentLogger, {
+    reclaimAfterMs: 10_000,
+    now: Date.now() + 11_000,
+  });
+  assert.deepEqual(reclaimed.reclaimed.sort(), [free, taken]);
+  // Host a hands one of them to a new container meanwhile.
+  await take(allocA, id, taken, false, mac(1, 1));
+
+  // Host b is back; its containers kept their addresses. Its next check:
+  const state = SqliteStore.open(stateB);
+  stores.push(state);
+  const endpoints = [
+    endpointHolding('e1'.repeat(32), free, mac(2, 1)),
+    endpointHolding('e2'.repeat(32), taken, mac(2, 2)),
+  ];
+  assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [free], lost: [taken] });
+  assert.equal(await b.holderOf(id, parseAddress(free)), 'dh-b');
+  assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-a', 'never taken from its new holder');
+  const [lost] = state.listLostAddresses();
+  assert.deepEqual(
+    { ...lost, reclaimedAt: '', noticedAt: 0 },
+    {
+      address: taken,
+      poolId: id,
+      networkId: 'n'.repeat(64),
+      endpointId: 'e2'.repeat(32),
+      reclaimedBy: 'dh-a',
+      reclaimedAt: '',
+      heldBy: 'dh-a',
+      noticedAt: 0,
+    },
+  );
+  assert.equal(state.isAddressLost(taken), true, 'the LAN watch no longer defends it');
+  assert.deepEqual(await bookKeys().then((keys) => keys.filter((k) => k.startsWith('reclaimed/'))), [], 'read once');
+  assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [], lost: [taken] });
+  // Host a's container goes: the address is b's container's again.
+  await allocA.releaseAddress(id, parseAddress(taken));
+  assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [taken], lost: [] });
+  assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-b');
+  assert.equal(state.isAddressLost(taken), false);
+  // A lost record goes with its endpoint.
+  state.putLostAddress({ ...(lost as LostAddress), endpointId: 'e3'.repeat(32) });
+  await settleReclaimed(b, state, endpoints, silentLogger);
+  assert.deepEqual(state.listLostAddresses(), []);
+});
+
+test('an absent host that registers again while its addresses are being probed loses none of them: a reclaim applies only while the host is unregistered', async () => {
+  const a = book('dh-a');
+  const b = book('dh-b');
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(new IpamAllocator(a, silentLogger), '10.75.0.0/24');
+  await pool(allocB, '10.75.0.0/24');
+  const held = (await take(allocB, id, null, false, mac(2, 1))).split('/')[0] ?? '';
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  // b comes back in the middle of a's probes, and claims a new address before its container is up (silent).
+  let fresh = '';
+  const hear = async (): Promise<LanHearing> => {
+    fresh ||= (await take(allocB, id, null, false, mac(2, 2))).split('/')[0] ?? '';
+    return 'silent';
+  };
+  await reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000 });
+  const report = await reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000, now: Date.now() + 11_000 });
+  assert.deepEqual(report.reclaimed, []);
+  assert.equal(await b.holderOf(id, parseAddress(held)), 'dh-b');
+  assert.equal(await b.holderOf(id, parseAddress(fresh)), 'dh-b');
 });

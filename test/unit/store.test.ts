@@ -287,3 +287,19 @@ test('a lease record reads back exactly as written; the last address of a client
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("the state directory's instance id (in a shared-pool host's etcd registration) is made once and kept across restarts; another directory has another", () => {
+  withDir((dir) => {
+    const first = SqliteStore.open(join(dir, 'a'));
+    const id = first.instanceId();
+    assert.match(id, /^[0-9a-f]{16}$/);
+    assert.equal(first.instanceId(), id);
+    first.close();
+    const again = SqliteStore.open(join(dir, 'a'));
+    assert.equal(again.instanceId(), id, 'a restarted daemon is the same instance');
+    again.close();
+    const other = SqliteStore.open(join(dir, 'b'));
+    assert.notEqual(other.instanceId(), id);
+    other.close();
+  });
+});

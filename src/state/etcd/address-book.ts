@@ -1,13 +1,7 @@
 /**
  * The shared address book: pools and claims in etcd, so that every host of
- * a fleet on one LAN hands out addresses and MACs from one space. Keys, under
- * /lanplug/v1/ (one key per address, never one big value; research/multihost.md §6):
- *
- *   pools/<pool id>        the pool: subnet, --ip-range, gateway, who defined it, which hosts use it
- *   ip/<pool id>/<address> a claim: host, kind, MAC, token
- *   mac/<MAC>              the endpoint that holds a MAC on the LAN
- *   hosts/<host id>        the host's registration, on a lease (presence.ts)
- *   absent/<host id>       since when a host that holds addresses has had no registration
+ * a fleet on one LAN hands out addresses and MACs from one space (keys.ts
+ * lists the keys). The pools this host uses are pool-membership.ts's.
  *
  * Every claim is one transaction that compares create revisions (the key must
  * not exist) and this host's registration (the fence), so two hosts can never
@@ -18,112 +12,104 @@ import { randomBytes } from 'node:crypto';
 import { conflict, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
 import { isEndpointKind, type AddressKind, type PoolRecord } from '../../model/ipam';
-import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../net/address';
-import type { BookPool, OwnClaim, SharedBook } from '../address-book';
+import { parseAddress, type IpAddress } from '../../net/address';
+import type { BookPool, OwnClaim, ReclaimedClaim, ReclaimLock, SharedBook } from '../address-book';
+import type { LostAddress, SharedPoolState } from '../shared-state';
 import type { Compare, EtcdClient, KeyValue, MemberStatus, Op } from './client';
+import { FencedWriter } from './fenced';
+import {
+  bookPool,
+  busy,
+  CAS_ROUNDS,
+  claimKey,
+  claimPrefix,
+  createRevisionIs0,
+  deadlineIn,
+  enc,
+  hostKey,
+  KEY_PREFIX,
+  KINDS,
+  macKey,
+  modRevisionIs,
+  OPERATION_BUDGET_MS,
+  parseClaim,
+  parsePool,
+  poolKey,
+  put,
+  readPool,
+  splitClaimKey,
+  type ClaimValue,
+  type MacValue,
+  type ReclaimedValue,
+} from './keys';
+import { PoolMembership, type PoolReleaseReport } from './pool-membership';
 import { HostPresence } from './presence';
 
-export const KEY_PREFIX = '/lanplug/v1/';
-/** Every operation of the book ends within this (Docker's plugin timeout is 30 s; research: fail closed within 10). */
-const OPERATION_BUDGET_MS = 9_000;
-/** Compare-and-swap rounds on one pool key before giving up (only concurrent pool changes cost one). */
-const CAS_ROUNDS = 8;
+export { hostKey, KEY_PREFIX } from './keys';
+export type { PoolReleaseReport } from './pool-membership';
 
-interface PoolValue {
-  poolId: string;
-  addressSpace: string;
-  pool: string;
-  range: string | null;
-  gateway: string | null;
-  definedBy: string;
-  users: string[];
-}
-
-interface ClaimValue {
-  host: string;
-  kind: AddressKind;
-  mac: string | null;
-  token: string;
-  at: string;
-}
-
-interface MacValue {
-  host: string;
-  poolId: string;
-  address: string;
-  token: string;
-}
-
-const enc = encodeURIComponent;
+/** How long etcd keeps the record of an address reclaimed from an absent host (a week). */
+const RECLAIMED_TTL_SECONDS = 7 * 24 * 3600;
 
 export class EtcdAddressBook implements SharedBook {
   readonly presence: HostPresence;
+  private readonly writer: FencedWriter;
+  private readonly pools: PoolMembership;
+  private reclaimedLease: { id: string; grantedAt: number } | null = null;
 
+  /** `local`: this host's state database (its instance id, the pool releases it still owes etcd). */
   constructor(
     private readonly client: EtcdClient,
     readonly hostId: string,
     private readonly log: Logger,
+    private readonly local: SharedPoolState,
   ) {
-    this.presence = new HostPresence(client, hostId, hostKey(hostId), log);
+    this.presence = new HostPresence(client, hostId, local.instanceId(), hostKey(hostId), log);
+    this.writer = new FencedWriter(client, this.presence);
+    this.pools = new PoolMembership(client, hostId, this.writer, local, log);
   }
 
+  /**
+   * Registered first, as for a write: which pools are this host's ("Pool overlaps") is only true
+   * of the daemon that holds this host id's registration.
+   */
   async listPools(): Promise<BookPool[]> {
+    await this.presence.fence(OPERATION_BUDGET_MS);
+    return (await this.poolsAsStored()).flatMap((p) => {
+      if (!this.pools.owesRelease(p.poolId)) return [p];
+      // This host left it, and etcd has not heard yet: as far as this host's requests go, it has.
+      const users = p.users.filter((u) => u !== this.hostId);
+      return users.length === 0 ? [] : [{ ...p, users }];
+    });
+  }
+
+  /** Every pool, whether or not this daemon is registered (for `lanplug status`). */
+  async poolsAsStored(): Promise<BookPool[]> {
     const kvs = await this.client.range(`${KEY_PREFIX}pools/`, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
     return kvs.map((kv) => bookPool(parsePool(kv)));
   }
 
   async getPool(poolId: string): Promise<BookPool | null> {
-    const kv = await this.readPool(poolId, Date.now() + OPERATION_BUDGET_MS);
+    const kv = await readPool(this.client, poolId, deadlineIn());
     return kv === null ? null : bookPool(parsePool(kv));
   }
 
-  async addPool(record: PoolRecord): Promise<'created' | 'joined'> {
-    const deadline = Date.now() + OPERATION_BUDGET_MS;
-    const key = poolKey(record.poolId);
-    for (let round = 0; round < CAS_ROUNDS; round++) {
-      const kv = await this.readPool(record.poolId, deadline);
-      if (kv === null) {
-        const value: PoolValue = {
-          poolId: record.poolId,
-          addressSpace: record.addressSpace,
-          pool: formatPrefix(record.pool),
-          range: record.range === null ? null : formatPrefix(record.range),
-          gateway: null,
-          definedBy: this.hostId,
-          users: [this.hostId],
-        };
-        const created = await this.write([createRevisionIs0(key)], [put(key, value)], deadline);
-        if (created) return 'created';
-        continue;
-      }
-      const current = parsePool(kv);
-      if (current.users.includes(this.hostId)) throw conflict('Pool overlaps with other one on this address space');
-      const joined: PoolValue = { ...current, users: [...current.users, this.hostId] };
-      if (await this.write([modRevisionIs(key, kv.modRevision)], [put(key, joined)], deadline)) return 'joined';
-    }
-    throw busy(record.poolId);
+  addPool(record: PoolRecord): Promise<'created' | 'joined'> {
+    return this.pools.add(record);
   }
 
-  async releasePool(poolId: string): Promise<void> {
-    const deadline = Date.now() + OPERATION_BUDGET_MS;
-    const key = poolKey(poolId);
-    for (let round = 0; round < CAS_ROUNDS; round++) {
-      const kv = await this.readPool(poolId, deadline);
-      if (kv === null) return;
-      const current = parsePool(kv);
-      if (!current.users.includes(this.hostId)) return;
-      const users = current.users.filter((u) => u !== this.hostId);
-      // The last user takes the pool's claims with it (its gateway and aux entries; endpoints are gone by then).
-      const ops: Op[] =
-        users.length === 0
-          ? [{ delete: { key } }, { delete: { key: claimPrefix(poolId), prefix: true } }]
-          : [put(key, { ...current, users })];
-      if (await this.write([modRevisionIs(key, kv.modRevision)], ops, deadline)) {
-        this.log.info(users.length === 0 ? 'shared pool removed' : 'left shared pool', { pool: poolId, users });
-        return;
-      }
-    }
-    throw busy(poolId);
+  releasePool(poolId: string): Promise<void> {
+    return this.pools.release(poolId);
+  }
+
+  /** The pool releases etcd did not take, made again: the periodic check and `lanplug gc`. */
+  retryPoolReleases(): Promise<PoolReleaseReport> {
+    return this.pools.retry();
+  }
+
+  /** The pool releases this host still owes etcd: for `lanplug doctor`. */
+  owedPoolReleases(): PoolReleaseReport['pending'] {
+    return this.pools.owed();
   }
 
   async claim(poolId: string, address: IpAddress, kind: AddressKind, mac: string | null): Promise<boolean> {
@@ -141,7 +127,7 @@ export class EtcdAddressBook implements SharedBook {
       const ops: Op[] = [put(key, value)];
       if (kind === 'gateway') {
         // The gateway is the pool's: recorded once, and the same for every host.
-        const kv = await this.readPool(poolId, deadline);
+        const kv = await readPool(this.client, poolId, deadline);
         if (kv === null) throw new LanplugError('NotFound', `pool ${poolId} is not one the lanplug IPAM driver knows`);
         const pool = parsePool(kv);
         if (pool.gateway !== null) {
@@ -158,7 +144,7 @@ export class EtcdAddressBook implements SharedBook {
         compares.push(createRevisionIs0(macKey(mac)));
         ops.push(put(macKey(mac), { host: this.hostId, poolId, address: address.text, token: value.token }));
       }
-      const result = await this.fencedTxn(
+      const result = await this.writer.txn(
         compares,
         ops,
         [{ range: { key } }, ...(mac === null ? [] : [{ range: { key: macKey(mac) } }])],
@@ -228,7 +214,9 @@ export class EtcdAddressBook implements SharedBook {
           address: parseAddress(address),
           at: Date.parse(claim.at),
           identity: claim.token,
-          release: () => this.removeClaim(kv, claim, Date.now() + OPERATION_BUDGET_MS),
+          // Another host's claim is reclaimed: its record tells that host, once back, what happened.
+          release: () =>
+            this.removeClaim(kv, claim, Date.now() + OPERATION_BUDGET_MS, hostId === this.hostId ? null : hostId),
         },
       ];
     });
@@ -248,7 +236,11 @@ export class EtcdAddressBook implements SharedBook {
       const host = marker.key.slice(`${KEY_PREFIX}absent/`.length);
       if (registered.has(host) || !holders.has(host)) {
         // Back, or nothing left to reclaim: the count starts again next time.
-        await this.write([modRevisionIs(marker.key, marker.modRevision)], [{ delete: { key: marker.key } }], deadline);
+        await this.writer.write(
+          [modRevisionIs(marker.key, marker.modRevision)],
+          [{ delete: { key: marker.key } }],
+          deadline,
+        );
         continue;
       }
       absent.set(host, Number((JSON.parse(marker.value) as { since?: number }).since ?? Date.now()));
@@ -257,7 +249,7 @@ export class EtcdAddressBook implements SharedBook {
       if (registered.has(host) || host === this.hostId || absent.has(host)) continue;
       const key = `${KEY_PREFIX}absent/${host}`;
       const since = Date.now();
-      if (await this.write([createRevisionIs0(key)], [put(key, { since, seenBy: this.hostId })], deadline))
+      if (await this.writer.write([createRevisionIs0(key)], [put(key, { since, seenBy: this.hostId })], deadline))
         this.log.warn('shared pools: a host holding addresses is not registered', { host });
       absent.set(host, since);
     }
@@ -294,121 +286,115 @@ export class EtcdAddressBook implements SharedBook {
   }
 
   /**
-   * Deletes an endpoint's claim and its MAC. Compared on the revision read, and fenced: a claim made
-   * again since is never removed, and a host cut off from etcd removes nothing.
+   * One host at a time reclaims a given absent host's addresses, or two probing one address at once
+   * end each other's probes: `reclaiming/<host>`, created only where there is none, on this host's
+   * registration lease (a host that dies while reclaiming frees it with its lease).
    */
-  private removeClaim(kv: KeyValue, claim: ClaimValue, deadline: number): Promise<boolean> {
-    const ops: Op[] = [{ delete: { key: kv.key } }];
-    if (claim.mac !== null) ops.push({ delete: { key: macKey(claim.mac) } });
-    return this.write([modRevisionIs(kv.key, kv.modRevision)], ops, deadline);
+  async lockReclaim(absentHost: string): Promise<ReclaimLock> {
+    const deadline = Date.now() + OPERATION_BUDGET_MS;
+    const key = `${KEY_PREFIX}reclaiming/${absentHost}`;
+    const value = JSON.stringify({
+      by: this.hostId,
+      at: new Date().toISOString(),
+      token: randomBytes(8).toString('hex'),
+    });
+    for (let round = 0; round < 2; round++) {
+      await this.presence.fence(deadline - Date.now());
+      const lease = this.presence.leaseId;
+      if (lease === null) break;
+      const result = await this.writer.txn(
+        [createRevisionIs0(key)],
+        [{ put: { key, value, lease } }],
+        [{ range: { key } }],
+        deadline,
+      );
+      if (result === 'fence') continue; // registered again meanwhile: on the new lease
+      const [held] = result === 'done' ? [] : (result[0] ?? []);
+      // Held by another host; or by this one, when an answer was lost and the write asked again.
+      if (held !== undefined && held.value !== value) {
+        const by = (JSON.parse(held.value) as { by?: unknown }).by;
+        return { held: false, by: typeof by === 'string' ? by : '?' };
+      }
+      const mine: Compare = { key, target: 'VALUE', result: 'EQUAL', value };
+      const release = async (): Promise<void> => {
+        await this.client.txn([mine], [{ delete: { key } }], [], OPERATION_BUDGET_MS);
+      };
+      return { held: true, release };
+    }
+    throw new LanplugError('Unavailable', `etcd: host ${this.hostId} is not registered`);
   }
 
-  private async readPool(poolId: string, deadline: number): Promise<KeyValue | null> {
-    const [kv] = await this.client.range(poolKey(poolId), { deadlineMs: deadline - Date.now() });
-    return kv ?? null;
+  /** This host's endpoint addresses other hosts reclaimed while it was away (their records). */
+  async reclaimedFromHere(): Promise<ReclaimedClaim[]> {
+    const prefix = `${KEY_PREFIX}reclaimed/${this.hostId}/`;
+    const kvs = await this.client.range(prefix, { prefix: true, deadlineMs: OPERATION_BUDGET_MS });
+    return kvs.map((kv) => {
+      const [poolPart = '', address = ''] = kv.key.slice(prefix.length).split('/');
+      const value = JSON.parse(kv.value) as Partial<ReclaimedValue>;
+      return {
+        poolId: decodeURIComponent(poolPart),
+        address: parseAddress(address),
+        by: String(value.by ?? '?'),
+        at: String(value.at ?? '?'),
+        kind: KINDS.find((k) => k === value.kind) ?? 'allocated',
+        mac: typeof value.mac === 'string' ? value.mac : null,
+        forget: async () => {
+          await this.writer.write([modRevisionIs(kv.key, kv.modRevision)], [{ delete: { key: kv.key } }], deadlineIn());
+        },
+      };
+    });
   }
 
-  /** A transaction that must also find this host's registration as written; true when it applied. */
-  private async write(compares: Compare[], ops: Op[], deadline: number): Promise<boolean> {
-    const result = await this.fencedTxn(compares, ops, [], deadline);
-    if (result === 'fence') return false;
-    return result === 'done';
+  /** The host whose claim holds `address` now; null when nobody's does. */
+  async holderOf(poolId: string, address: IpAddress): Promise<string | null> {
+    const [kv] = await this.client.range(claimKey(poolId, address), { deadlineMs: OPERATION_BUDGET_MS });
+    return kv === undefined ? null : parseClaim(kv).host;
+  }
+
+  /** Addresses endpoints here hold that another host took while this host was away (SharedPoolState). */
+  lostAddresses(): LostAddress[] {
+    return this.local.listLostAddresses();
   }
 
   /**
-   * 'done' when applied; 'fence' when this host's registration was not as written (it is
-   * renewed before the caller's next round); else what the failure ops read.
+   * Deletes an endpoint's claim and its MAC. Compared on the revision read, and fenced: a claim made
+   * again since is never removed, and a host cut off from etcd removes nothing. Reclaimed from an
+   * absent host: only while that host is still unregistered, and with a record of it left for that
+   * host (`reclaimed/<host>/...`, on a lease of a week: a host away longer finds only that etcd
+   * does not record its address).
    */
-  private async fencedTxn(
-    compares: Compare[],
-    ops: Op[],
-    failure: Op[],
+  private async removeClaim(
+    kv: KeyValue,
+    claim: ClaimValue,
     deadline: number,
-  ): Promise<'done' | 'fence' | KeyValue[][]> {
-    const fence = await this.presence.fence(deadline - Date.now());
-    const result = await this.client.txn(
-      [fence, ...compares],
-      ops,
-      [{ range: { key: fence.key } }, ...failure],
-      deadline - Date.now(),
-    );
-    if (result.succeeded) return 'done';
-    const [registration] = result.results[0] ?? [];
-    if (registration?.value !== fence.value) {
-      this.presence.forget();
-      return 'fence';
+    reclaimedFrom: string | null = null,
+  ): Promise<boolean> {
+    const compares = [modRevisionIs(kv.key, kv.modRevision)];
+    const ops: Op[] = [{ delete: { key: kv.key } }];
+    if (claim.mac !== null) ops.push({ delete: { key: macKey(claim.mac) } });
+    if (reclaimedFrom !== null) {
+      // Only while that host is unregistered: back meanwhile, it may be starting a container on it.
+      compares.push(createRevisionIs0(hostKey(reclaimedFrom)));
+      const { poolId, address } = splitClaimKey(kv.key);
+      const record: ReclaimedValue = {
+        by: this.hostId,
+        at: new Date().toISOString(),
+        kind: claim.kind,
+        mac: claim.mac,
+        claimedAt: claim.at,
+      };
+      const key = `${KEY_PREFIX}reclaimed/${reclaimedFrom}/${enc(poolId)}/${address}`;
+      ops.push({ put: { key, value: JSON.stringify(record), lease: await this.recordLease(deadline) } });
     }
-    return result.results.slice(1);
+    return this.writer.write(compares, ops, deadline);
   }
-}
 
-const poolKey = (poolId: string): string => `${KEY_PREFIX}pools/${enc(poolId)}`;
-const claimPrefix = (poolId: string): string => `${KEY_PREFIX}ip/${enc(poolId)}/`;
-const claimKey = (poolId: string, address: IpAddress): string => `${claimPrefix(poolId)}${address.text}`;
-const macKey = (mac: string): string => `${KEY_PREFIX}mac/${mac.toLowerCase()}`;
-export const hostKey = (hostId: string): string => `${KEY_PREFIX}hosts/${hostId}`;
-
-/** `ip/<pool id>/<address>` -> its pool id and address. */
-function splitClaimKey(key: string): { poolId: string; address: string } {
-  const [, poolPart = '', address = ''] = key.slice(KEY_PREFIX.length).split('/');
-  return { poolId: decodeURIComponent(poolPart), address };
-}
-
-const createRevisionIs0 = (key: string): Compare => ({ key, target: 'CREATE', result: 'EQUAL', createRevision: 0n });
-const modRevisionIs = (key: string, revision: bigint): Compare => ({
-  key,
-  target: 'MOD',
-  result: 'EQUAL',
-  modRevision: revision,
-});
-const put = (key: string, value: object): Op => ({ put: { key, value: JSON.stringify(value) } });
-
-function busy(poolId: string): LanplugError {
-  return new LanplugError(
-    'Unavailable',
-    `shared pool ${poolId} kept changing under this request (other hosts writing); try again`,
-  );
-}
-
-function parsePool(kv: KeyValue): PoolValue {
-  const value = JSON.parse(kv.value) as Partial<PoolValue>;
-  if (typeof value.poolId !== 'string' || typeof value.pool !== 'string' || !Array.isArray(value.users))
-    throw new LanplugError('Internal', `etcd key ${kv.key} does not hold a lanplug pool`);
-  return {
-    poolId: value.poolId,
-    addressSpace: String(value.addressSpace ?? ''),
-    pool: value.pool,
-    range: typeof value.range === 'string' ? value.range : null,
-    gateway: typeof value.gateway === 'string' ? value.gateway : null,
-    definedBy: String(value.definedBy ?? '?'),
-    users: value.users.map(String),
-  };
-}
-
-function bookPool(value: PoolValue): BookPool {
-  return {
-    poolId: value.poolId,
-    addressSpace: value.addressSpace,
-    pool: parsePrefix(value.pool),
-    range: value.range === null ? null : parsePrefix(value.range),
-    definedBy: value.definedBy,
-    gateway: value.gateway === null ? null : parseAddress(value.gateway),
-    users: value.users,
-  };
-}
-
-const KINDS: readonly AddressKind[] = ['gateway', 'requested', 'aux', 'allocated'];
-
-function parseClaim(kv: KeyValue): ClaimValue {
-  const value = JSON.parse(kv.value) as Partial<ClaimValue>;
-  const kind = KINDS.find((k) => k === value.kind);
-  if (kind === undefined || typeof value.host !== 'string')
-    throw new LanplugError('Internal', `etcd key ${kv.key} does not hold a lanplug claim`);
-  return {
-    host: value.host,
-    kind,
-    mac: typeof value.mac === 'string' ? value.mac : null,
-    token: String(value.token ?? ''),
-    at: String(value.at ?? ''),
-  };
+  /** A lease of RECLAIMED_TTL_SECONDS for reclaim records, granted again every hour. */
+  private async recordLease(deadline: number): Promise<string> {
+    const current = this.reclaimedLease;
+    if (current !== null && Date.now() - current.grantedAt < 3_600_000) return current.id;
+    const id = await this.client.grantLease(RECLAIMED_TTL_SECONDS, deadline - Date.now());
+    this.reclaimedLease = { id, grantedAt: Date.now() };
+    return id;
+  }
 }
