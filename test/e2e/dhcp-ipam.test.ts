@@ -123,7 +123,7 @@ test('dual stack from the LAN server: both addresses leased at docker run; inspe
   lab.host.dockerOk(['stop', '-t', '1', 'both']);
   await eventually(() => assert.equal(count6('DHCPRELEASE', mac), 1, 'a DHCPv6 Release at stop'));
   await eventually(() => assert.equal(lease6(mac), undefined, 'the server freed the IPv6 lease'));
-  assert.ok(!server.leases().some((l) => l.mac === mac), 'and the IPv4 one');
+  await eventually(() => assert.ok(!server.leases().some((l) => l.mac === mac), 'and the IPv4 one'));
   lab.host.dockerOk(['start', 'both']);
   const again = containerNetwork(lab.host, 'both', 'lan');
   assert.deepEqual([again.IPAddress, again.GlobalIPv6Address], [net.IPAddress, net.GlobalIPv6Address]);

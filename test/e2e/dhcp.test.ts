@@ -141,10 +141,13 @@ test('renewed at T1 without a new DISCOVER; released at docker stop; the same ad
   assert.match(lanplugStatus(lab.plugin), /renewed=\d{4}-/);
   lab.host.dockerOk(['stop', '-t', '1', 'renewed']);
   await eventually(() => assert.equal(server.count('DHCPRELEASE', mac), 1, 'DHCPRELEASE at stop'));
-  assert.deepEqual(
-    server.leases().filter((l) => l.mac === mac),
-    [],
-    'the server freed the lease',
+  // dnsmasq writes its lease file after it logs the exchange.
+  await eventually(() =>
+    assert.deepEqual(
+      server.leases().filter((l) => l.mac === mac),
+      [],
+      'the server freed the lease',
+    ),
   );
   lab.host.dockerOk(['start', 'renewed']);
   assert.equal(containerNetwork(lab.host, 'renewed', 'lan').IPAddress, first, 'same address after a restart');
@@ -162,7 +165,7 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
   lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
   await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) > requestsBefore, 'renewing again'), 10_000);
   assert.equal(server.count('DHCPDISCOVER', mac), 1, 'no new DISCOVER after the daemon restart');
-  assert.equal(leaseOf(mac).address, address);
+  await eventually(() => assert.equal(leaseOf(mac).address, address));
 
   await server.restart();
   const afterServer = server.count('DHCPREQUEST', mac);
@@ -170,7 +173,8 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
     () => assert.ok(server.count('DHCPREQUEST', mac) > afterServer, 'renewed with the restarted server'),
     10_000,
   );
-  assert.equal(leaseOf(mac).address, address);
+  // dnsmasq writes its lease file after it logs the exchange.
+  await eventually(() => assert.equal(leaseOf(mac).address, address));
   assert.equal(addressInContainer('killed'), address);
 });
 
