@@ -48,12 +48,16 @@ export interface SendLink {
   name: string;
 }
 
-/** What to ask for: the network, the families, and the prefix length a DHCPv6 address gets. */
+/**
+ * What to ask for: the network, the families, the prefix length a DHCPv6 address gets, and the
+ * subnets the network is known to be on (a DHCPv4 address whose ACK names no mask takes theirs).
+ */
 export interface AcquirePlan {
   networkId: string;
   ipv4: boolean;
   ipv6: boolean;
   prefixLength6: number;
+  subnets4: readonly IpPrefix[];
 }
 
 /** How long one renewal exchange may take before it counts as unanswered. */
@@ -139,7 +143,12 @@ export class LeaseKeeper {
           const remembered = rememberKey(identity, family);
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
           return family === 4
-            ? await acquire(channel, identity, { hint, deadline, check: this.offerCheckOf(plan.networkId) })
+            ? await acquire(channel, identity, {
+                hint,
+                deadline,
+                check: this.offerCheckOf(plan.networkId),
+                subnets: plan.subnets4,
+              })
             : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
@@ -422,7 +431,12 @@ export class LeaseKeeper {
             kind: 'moved',
             lease:
               family === 4
-                ? await acquire(channel, record.identity, { hint, deadline, check: this.offerCheckOf(networkId) })
+                ? await acquire(channel, record.identity, {
+                    hint,
+                    deadline,
+                    check: this.offerCheckOf(networkId),
+                    subnets: [lease.address],
+                  })
                 : await acquire6(channel, record.identity, {
                     hint,
                     deadline,
@@ -484,7 +498,8 @@ export class LeaseKeeper {
       this.schedule(updated, family);
       return;
     }
-    const reason = failure ?? `no answer to the ${how} request`;
+    const reason =
+      failure ?? (outcome.kind === 'silent' ? outcome.message : undefined) ?? `no answer to the ${how} request`;
     const failed: LeaseRecord = { ...current, failures: current.failures + 1, lastError: reason };
     this.store.putLease(failed, false);
     const end = how === 'renew' ? t2 : expiry;

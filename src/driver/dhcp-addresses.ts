@@ -69,6 +69,7 @@ export class DhcpAddresses {
             ipv4: family === 4,
             ipv6: family === 6,
             prefixLength6: ask.pool.prefixLength,
+            subnets4: family === 4 ? [ask.pool] : [],
           },
           policy.timeoutMs,
         ),

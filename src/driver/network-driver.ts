@@ -382,6 +382,16 @@ export class NetworkDriver {
     return this.networkOfPool(pool, (n) => n.spec.dhcp?.askedBy === 'ipam');
   }
 
+  /** The IPv4 subnets the host holds addresses in on a network's parent (the LAN's, seen from here). */
+  parentSubnets4(spec: NetworkSpec): IpPrefix[] {
+    const parent = this.rtnl.getLink(spec.parent.name);
+    if (parent === null) return [];
+    return this.rtnl
+      .listAddresses(4)
+      .filter((a) => a.index === parent.index)
+      .map((a) => a.prefix);
+  }
+
   /** A DHCP server moved the container: the endpoint's address follows (the LAN watch defends what endpoints hold). */
   moveEndpointAddress(networkId: string, endpointId: string, address: IpPrefix): void {
     const endpoint = this.store.getEndpoint(networkId, endpointId);
