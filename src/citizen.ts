@@ -57,15 +57,18 @@ export class LanCitizen {
    * How a DHCP network checks an address its server acknowledged, before the
    * container uses it: asked of the LAN like any other; one in use is
    * declined under `refuse` (the default) and used with a warning under
-   * `warn`; `off` asks nothing.
+   * `warn`; `off` asks nothing. The asking container's own answer is no
+   * conflict (after a long server outage it starts over still holding the
+   * address; an ipvlan container answers with the parent's MAC, which the
+   * probing link, the parent, never counts).
    */
   dhcpOfferCheck(networkId: string): OfferCheck | undefined {
     const network = this.store.getNetwork(networkId);
     const check = network === null ? null : this.checkFor(network);
     if (check === null) return undefined;
-    return async (address) => {
+    return async (address, ownMac) => {
       // The server knows its leases, not the LAN's static devices: asked now, never from memory.
-      const verdict = await this.conflicts.verdict(check, address, { asNow: true });
+      const verdict = await this.conflicts.verdict(check, address, { asNow: true, ownMac });
       if (!verdict.inUse) return null;
       const fields = { network: shortId(networkId), address: address.text, mac: verdict.mac, how: verdict.how };
       if (check.policy === 'warn') {

@@ -69,9 +69,11 @@ const MAX_DECLINES = 3;
  * Asks the LAN whether an acknowledged address is free before it is used
  * (RFC 2131 §4.4.1: the client SHOULD probe it, and DECLINE it when another
  * device answers). Resolves to who answered ("aa:bb:… (ARP reply)"), or null:
- * free, or in use but the network's policy is to use it anyway.
+ * free, or in use but the network's policy is to use it anyway. An answer
+ * from `ownMac`, the client's own, is no other device: a container that
+ * starts over after its lease ran out still holds the address it asks for.
  */
-export type OfferCheck = (address: IpAddress) => Promise<string | null>;
+export type OfferCheck = (address: IpAddress, ownMac: string) => Promise<string | null>;
 
 /** `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered. */
 export type RenewOutcome =
@@ -125,7 +127,7 @@ export async function acquire(
     if (answer === null) break;
     if (answer.message.type === 'ack' && answer.message.yiaddr.value !== 0n) {
       const lease = leaseFrom(answer, (address) => prefixLengthFor(address, options.subnets ?? []));
-      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address);
+      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address, identity.mac);
       if (inUseBy === null) return lease;
       channel.send(fromZero(identity, decline(identity, lease, xid, started, inUseBy)));
       declined.push(`${lease.address.address.text}, in use by ${inUseBy}`);

@@ -22,13 +22,24 @@ interface Known {
   at: number;
 }
 
-export type Prober = (link: ProbeLink, candidate: IpAddress, timing: ProbeTiming) => Promise<ProbeVerdict>;
+export type Prober = (
+  link: ProbeLink,
+  candidate: IpAddress,
+  timing: ProbeTiming,
+  ownMac: string | null,
+) => Promise<ProbeVerdict>;
 
 export interface AskOptions {
   /** A remembered "free" does not count (an address a DHCP server just gave, which a device may have taken since). */
   asNow?: boolean;
   /** Nothing remembered counts (an absent host's address: reclaimed only if it is silent now). */
   ignoreMemory?: boolean;
+  /**
+   * The MAC of the one the address is for: its own answer is no conflict (a container asking its
+   * DHCP server from scratch still holds the address). Such a probe is its own, and a "free" from
+   * it is not remembered (the address is not free: its owner holds it).
+   */
+  ownMac?: string;
 }
 
 export class LanGuard {
@@ -47,19 +58,23 @@ export class LanGuard {
    * DHCP server just gave, which a device may have taken since).
    */
   async ask(link: ProbeLink, address: IpAddress, options: AskOptions = {}): Promise<ProbeVerdict> {
+    const ownMac = options.ownMac ?? null;
     const cached = options.ignoreMemory === true ? null : this.fresh(address);
-    if (cached !== null && (cached.inUse || options.asNow !== true)) return cached;
+    const othersOnly = cached !== null && !(cached.inUse && cached.mac === ownMac) ? cached : null;
+    if (othersOnly !== null && (othersOnly.inUse || options.asNow !== true)) return othersOnly;
     const key = address.text;
-    let pending = this.inFlight.get(key);
+    const flightKey = ownMac === null ? key : `${key} ${ownMac}`;
+    let pending = this.inFlight.get(flightKey);
     if (pending === undefined) {
-      pending = this.prober(link, address, QUICK).finally(() => this.inFlight.delete(key));
-      this.inFlight.set(key, pending);
+      pending = this.prober(link, address, QUICK, ownMac).finally(() => this.inFlight.delete(flightKey));
+      this.inFlight.set(flightKey, pending);
     }
     const verdict = await pending;
     if (verdict.inUse && verdict.contended === true) {
       this.log.info('address contended on the LAN', { address: key, mac: verdict.mac, how: verdict.how });
       return verdict;
     }
+    if (!verdict.inUse && ownMac !== null) return verdict;
     this.known.set(key, { verdict, at: this.now() });
     if (verdict.inUse) this.log.info('address in use on the LAN', { address: key, mac: verdict.mac, how: verdict.how });
     return verdict;

@@ -9,6 +9,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
+import { sleep } from '../lab/proc';
 import {
   assertNoLanplugLinks,
   containerNetwork,
@@ -207,6 +208,37 @@ test('the server moves the container (its range changed): the new address and ro
       `"dhcp lease moved the container[^\\n]*"from":"${first.replace(/\./g, '\\.')}/24","to":"${moved.replace(/\./g, '\\.')}/24"`,
     ),
   );
+});
+
+test('a server outage longer than the lease: the containers start over, are given their own addresses back and keep them (no DHCPDECLINE)', async () => {
+  dhcpNetwork();
+  const containers = [
+    { name: 'outage1', mac: '02:00:00:00:00:21' },
+    { name: 'outage2', mac: '02:00:00:00:00:22' },
+  ];
+  for (const c of containers) runWithMac(c.name, c.mac);
+  const first = containers.map((c) => addressInContainer(c.name));
+  server.stop();
+  const acked = containers.map((c) => server.count('DHCPACK', c.mac));
+  // The lease is 120 s. Past it, each container's next retry (RFC 2131: at least 60 s after the last failed
+  // rebind) starts over with a DISCOVER asking for its address, which the server, free of it, gives back;
+  // the conflict probe before use is answered by the container itself, its link still holding the address.
+  await sleep(125_000);
+  await server.restart();
+  await eventually(() => {
+    for (const [i, c] of containers.entries()) {
+      assert.ok(server.count('DHCPDISCOVER', c.mac) >= 2, `${c.name} started over`);
+      assert.ok(server.count('DHCPACK', c.mac) > (acked[i] ?? 0), `${c.name} was given an address`);
+    }
+  }, 45_000);
+  // A decline would follow its ACK within the probe's 200 ms, and its next DISCOVER a second later.
+  await sleep(3_000);
+  for (const [i, c] of containers.entries()) {
+    assert.equal(server.count('DHCPDECLINE', c.mac), 0, `${c.name} declined nothing: ${server.log()}`);
+    assert.equal(addressInContainer(c.name), first[i], `${c.name} kept its address`);
+    assert.equal(leaseOf(c.mac).address, first[i]);
+  }
+  assert.doesNotMatch(lab.plugin.stderr(), /declining a DHCP address/);
 });
 
 test('an address a LAN device already uses is declined: the server hears DHCPDECLINE, the container gets another, the log names the device', async () => {
