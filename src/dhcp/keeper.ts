@@ -106,7 +106,7 @@ export class LeaseKeeper {
   private readonly inFlight = new Map<string, InFlight>();
   /** Leases a server refused, or that expired: the next attempt starts over with DISCOVER (RFC 2131 INIT). */
   private readonly lost = new Set<string>();
-  /** Addresses given back lately, by text, and when (see releasedLately). */
+  /** Addresses Docker knew released leases by, by text, and when they went (see releasedLately). */
   private readonly released = new Map<string, number>();
   private watchdog: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -214,9 +214,13 @@ export class LeaseKeeper {
     this.cancel(k);
     this.lost.delete(k);
     void this.inFlight.get(k)?.channel?.close();
-    this.store.putLease({ ...record, leases: kept }, false);
+    const given = record.dockerAddresses.filter((a) => a.family === family);
+    this.store.putLease(
+      { ...record, leases: kept, dockerAddresses: record.dockerAddresses.filter((a) => a.family !== family) },
+      false,
+    );
     this.remember(record.identity, lease);
-    this.noteReleased([lease]);
+    this.noteReleased(given);
     const sent = this.sendRelease(networkId, record.identity, [lease]);
     this.log.info('dhcp lease released', {
       endpoint: endpointId.slice(0, 12),
@@ -227,9 +231,10 @@ export class LeaseKeeper {
   }
 
   /**
-   * True when lanplug gave `address` back within the last minute: Docker's ReleaseAddress for an
-   * endpoint comes after its Leave (which released the lease already), and by then the server may
-   * have leased the address to another container, whose lease it must not end.
+   * True when lanplug gave back, within the last minute, the lease of an endpoint Docker knew by
+   * `address`: Docker's ReleaseAddress for an endpoint comes after its Leave (which released the
+   * lease already), and by then the server may have leased the address to another container, whose
+   * lease it must not end.
    */
   releasedLately(address: IpAddress): boolean {
     const now = Date.now();
@@ -237,8 +242,9 @@ export class LeaseKeeper {
     return this.released.has(address.text);
   }
 
-  private noteReleased(leases: readonly Lease[]): void {
-    for (const lease of leases) this.released.set(lease.address.address.text, Date.now());
+  /** `addresses`: those Docker knew the endpoint by (a moved lease's are not the ones it will name). */
+  private noteReleased(addresses: readonly IpAddress[]): void {
+    for (const address of addresses) this.released.set(address.text, Date.now());
   }
 
   /** Release (best effort: a lease not released expires on the server), then the record goes. Idempotent. */
@@ -259,7 +265,7 @@ export class LeaseKeeper {
     if (record === null) return;
     for (const lease of record.leases) this.remember(record.identity, lease);
     this.store.deleteLease(networkId, endpointId);
-    this.noteReleased(record.leases);
+    this.noteReleased(record.dockerAddresses);
     const sent = this.sendRelease(networkId, record.identity, record.leases);
     // A renewal request already on the wire may reach the server after the release (another path out) and bind
     // the address again: once that exchange is over, release once more (a second release is harmless).

@@ -145,6 +145,7 @@ export class DhcpEndpoints {
         endpointId: request.endpointId,
         identity,
         leases,
+        dockerAddresses: leases.map((l) => l.address.address),
         sandboxKey: null,
         renewedAt: null,
         failures: 0,
