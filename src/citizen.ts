@@ -21,6 +21,7 @@ import type { PoolRecord } from './model/ipam';
 import type { NetworkRecord } from './model/network';
 import type { IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
+import type { LeaseStore } from './state/lease-store';
 import type { LanSightings, Store } from './state/store';
 
 /** How long after an address is handed out the warmer refills: past the CreateEndpoint and Join that follow. */
@@ -38,7 +39,7 @@ export class LanCitizen {
 
   constructor(
     private readonly driver: NetworkDriver,
-    private readonly store: Store & IpamStore & LanSightings,
+    private readonly store: Store & IpamStore & LanSightings & LeaseStore,
     private readonly log: Logger,
   ) {
     this.conflicts = new LanConflicts(new LanGuard(log), store, log, () => this.warmSoon());
@@ -160,9 +161,22 @@ export class LanCitizen {
       .find((e) => e.ipv4?.address.text === address.text || e.ipv6?.address.text === address.text);
     if (endpoint === undefined) return null;
     const network = this.store.getNetwork(endpoint.networkId);
+    // On a DHCP network an endpoint holds its address while lanplug holds the lease: once given back (its
+    // container vanished without a Leave, or Docker released the address) the server may lease it to anyone.
+    if (
+      network !== null &&
+      network.spec.dhcp !== null &&
+      !this.leaseHolds(endpoint.networkId, endpoint.endpointId, address)
+    )
+      return null;
     // ipvlan containers answer with the parent's MAC.
     const mac = endpoint.mac ?? (network === null ? null : (this.driver.lanLink(network.spec)?.mac ?? null));
     return mac === null ? null : { address, mac, networkId: endpoint.networkId };
+  }
+
+  private leaseHolds(networkId: string, endpointId: string, address: IpAddress): boolean {
+    const leases = this.store.getLease(networkId, endpointId)?.leases ?? [];
+    return leases.some((l) => l.address.address.text === address.text);
   }
 
   private async warmTargets(allocator: IpamAllocator): Promise<WarmTarget[]> {

@@ -166,6 +166,7 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
   lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
   await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) > requestsBefore, 'renewing again'), 10_000);
   assert.equal(server.count('DHCPDISCOVER', mac), 1, 'no new DISCOVER after the daemon restart');
+  // dnsmasq writes its lease file after it logs the exchange.
   await eventually(() => assert.equal(leaseOf(mac).address, address));
 
   await server.restart();
@@ -174,7 +175,6 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
     () => assert.ok(server.count('DHCPREQUEST', mac) > afterServer, 'renewed with the restarted server'),
     10_000,
   );
-  // dnsmasq writes its lease file after it logs the exchange.
   await eventually(() => assert.equal(leaseOf(mac).address, address));
   assert.equal(addressInContainer('killed'), address);
 });
@@ -269,6 +269,35 @@ test('an address a LAN device already uses is declined: the server hears DHCPDEC
     lab.host.dockerOk(['exec', 'after', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
   } finally {
     squatter.destroy();
+  }
+});
+
+test("once its lease is given back (the container vanished while lanplug was down), a container's address is no longer defended against the device the server gives it to", async () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:23';
+  runWithMac('vanished', mac);
+  const address = addressInContainer('vanished');
+  const sandboxKey = lab.host.dockerOk(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'vanished']).trim();
+  process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
+  await lab.plugin.stop();
+  // What a reboot leaves (or a dockerd that lost its exec-root): the namespace gone, and no Leave ever came.
+  // dockerd still lists the endpoint, so lanplug keeps its row until Docker deletes it.
+  lab.host.execOk(['umount', sandboxKey]);
+  lab.host.execOk(['rm', '-f', sandboxKey]);
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  await eventually(() => assert.equal(server.count('DHCPRELEASE', mac), 1, 'the lease was given back'));
+  await sleep(3_000); // the LAN watch takes its links and holdings every 2 s
+  // The address is the server's to give again: a device that takes it speaks from it (to its router).
+  const device = lab.lan.addLanHost('heir', `${address}/24`);
+  try {
+    const deviceMac = /link\/ether ([0-9a-f:]{17})/.exec(device.execOk(['ip', '-o', 'link', 'show', 'eth0']))?.[1];
+    device.execOk(['/bin/busybox', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+    await sleep(1_000);
+    assert.doesNotMatch(lab.plugin.stderr(), /claims a container's address; defending it/);
+    // A defence would have taught the LAN the gone container's MAC for the device's address.
+    assert.match(lab.lan.execOk(['ip', 'neigh', 'show', address]), new RegExp(`lladdr ${deviceMac}`));
+  } finally {
+    device.destroy();
   }
 });
 
