@@ -37,6 +37,7 @@ import { formatPrefix, parsePrefix, prefixContains, type IpAddress, type IpPrefi
 import { parseMac } from '../net/mac';
 import { EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
+import { quietAskingLink } from './asking-links';
 import { KernelFeatures } from './features';
 import { addRoutes, ensureShim, removeRoutes, wantedRoutes } from './host-access';
 import { checkDockerId, endpointLinkName, shimLinkName, shortId } from './names';
@@ -347,6 +348,8 @@ export class NetworkDriver {
     try {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
+      // Up in the daemon's namespace to ask on: as quiet there as lanplug-dhcp's asking links.
+      quietAskingLink(link.name, spec.dhcp?.ipv6 === true ? 6 : 4);
       this.rtnl.setUp(link);
       return { spec, endpoint, link };
     } catch (err) {

@@ -102,6 +102,31 @@ test('docker run gets an address from the server: in range, its router as gatewa
   assert.equal(addressInContainer('first'), net.IPAddress);
   assert.match(lab.host.dockerOk(['exec', 'first', 'ip', 'route']), /default via 172\.16\.86\.1 dev eth0/);
   lab.host.dockerOk(['exec', 'first', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+  // Quiet while it asked in the host's namespace, the link has IPv6 in the container as on any other network.
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet',
+    '172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    'plain',
+  ]);
+  lab.host.dockerOk(['run', '-d', '--network', 'plain', '--name', 'plain', 'alpine:latest', 'sleep', '3600']);
+  const ipv6Of = (name: string): string => {
+    const sysctls = lab.host.dockerOk([
+      'exec',
+      name,
+      'sh',
+      '-c',
+      'cd /proc/sys/net/ipv6/conf/eth0 && echo disable_ipv6=$(cat disable_ipv6) accept_ra=$(cat accept_ra) autoconf=$(cat autoconf) accept_dad=$(cat accept_dad)',
+    ]);
+    const linkLocal = /inet6 fe80::/.test(lab.host.dockerOk(['exec', name, 'ip', '-6', '-o', 'addr', 'show', 'eth0']));
+    return `${sysctls.trim()} link-local=${String(linkLocal)}`;
+  };
+  assert.equal(ipv6Of('first'), ipv6Of('plain'));
   const lease = leaseOf(mac);
   assert.equal(lease.address, net.IPAddress);
   assert.equal(lease.clientId, '01:02:00:00:00:00:09', 'client id 01+MAC');
@@ -301,13 +326,41 @@ test("once its lease is given back (the container vanished while lanplug was dow
   }
 });
 
-test('no server: a one-line error naming the parent and the timeout, within the budget; no link, no row, no lease', async () => {
+test('no server: a one-line error naming the parent and the timeout, within the budget; no link, no row, no lease; the link asked quietly (no IPv6 in the host namespace)', async () => {
   dhcpNetwork('quiet', ['-o', 'dhcp.timeout=3s']);
   server.stop();
   const started = Date.now();
-  const r = lab.host.docker(['run', '-d', '--network', 'quiet', '--name', 'lonely', 'alpine:latest', 'sleep', '3600']);
+  const running = lab.host.dockerAsync([
+    'run',
+    '-d',
+    '--network',
+    'quiet',
+    '--name',
+    'lonely',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  let finished = false;
+  void running.then(() => (finished = true));
+  // The endpoint's link asks from the Docker host's namespace for 3 s: no IPv6 address of the kernel's
+  // making may appear on it there (a link-local address would mean DAD and router solicitations on the LAN).
+  const asking = new Set<string>();
+  const ipv6 = new Set<string>();
+  while (!finished) {
+    for (const m of lab.host.execOk(['ip', '-o', 'link', 'show']).matchAll(/: (lp-[0-9a-f]{12})[@:]/g))
+      asking.add(m[1] ?? '');
+    for (const m of lab.host
+      .execOk(['ip', '-6', '-o', 'addr', 'show'])
+      .matchAll(/: (lp-[0-9a-f]{12})\S*\s+inet6 (\S+)/g))
+      ipv6.add(`${m[1] ?? ''} ${m[2] ?? ''}`);
+    await sleep(100);
+  }
+  const r = await running;
   const tookMs = Date.now() - started;
-  assert.notEqual(r.status, 0);
+  assert.ok(asking.size > 0, 'the endpoint link was seen while it asked');
+  assert.deepEqual([...ipv6], [], 'no IPv6 address on the endpoint link before Join');
+  assert.notEqual(r.code, 0);
   assert.match(r.stderr, /network [0-9a-f]{12} on parent eth0: no DHCP server answered on eth0 within 3 s/);
   assert.ok(tookMs < 15_000, `refused after ${tookMs} ms`);
   // The network's own LAN link (lpe-) stays with the network; no endpoint link may.
