@@ -22,6 +22,7 @@ import type { PoolRecord } from './model/ipam';
 import type { NetworkRecord } from './model/network';
 import type { IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
+import type { LeaseStore } from './state/lease-store';
 import type { SharedPoolState } from './state/shared-state';
 import type { LanSightings, Store } from './state/store';
 
@@ -40,7 +41,7 @@ export class LanCitizen {
 
   constructor(
     private readonly driver: NetworkDriver,
-    private readonly store: Store & IpamStore & LanSightings & Pick<SharedPoolState, 'isAddressLost'>,
+    private readonly store: Store & IpamStore & LanSightings & LeaseStore & Pick<SharedPoolState, 'isAddressLost'>,
     private readonly log: Logger,
     host: HostAddresses,
   ) {
@@ -61,12 +62,16 @@ export class LanCitizen {
    * container uses it: this host's own address is always declined; then the
    * LAN is asked like for any other; one in use is declined under `refuse`
    * (the default) and used with a warning under `warn`; `off` asks nothing.
+   * The asking container's own answer is no conflict (after a long server
+   * outage it starts over still holding the address; an ipvlan container
+   * answers with the parent's MAC, which the probing link, the parent, never
+   * counts).
    */
   dhcpOfferCheck(networkId: string): OfferCheck | undefined {
     const network = this.store.getNetwork(networkId);
     if (network === null || network.spec.parent.kind === 'private') return undefined;
     const check = this.checkFor(network);
-    return async (address) => {
+    return async (address, ownMac) => {
       const hostLink = this.conflicts.hostHolder(address);
       if (hostLink !== null) {
         this.log.warn("declining a DHCP address: it is this host's own", {
@@ -78,7 +83,7 @@ export class LanCitizen {
       }
       if (check === null) return null;
       // The server knows its leases, not the LAN's static devices: asked now, never from memory.
-      const verdict = await this.conflicts.verdict(check, address, { asNow: true });
+      const verdict = await this.conflicts.verdict(check, address, { asNow: true, ownMac });
       if (!verdict.inUse) return null;
       const fields = { network: shortId(networkId), address: address.text, mac: verdict.mac, how: verdict.how };
       if (check.policy === 'warn') {
@@ -194,9 +199,22 @@ export class LanCitizen {
       .find((e) => e.ipv4?.address.text === address.text || e.ipv6?.address.text === address.text);
     if (endpoint === undefined) return null;
     const network = this.store.getNetwork(endpoint.networkId);
+    // On a DHCP network an endpoint holds its address while lanplug holds the lease: once given back (its
+    // container vanished without a Leave, or Docker released the address) the server may lease it to anyone.
+    if (
+      network !== null &&
+      network.spec.dhcp !== null &&
+      !this.leaseHolds(endpoint.networkId, endpoint.endpointId, address)
+    )
+      return null;
     // ipvlan containers answer with the parent's MAC.
     const mac = endpoint.mac ?? (network === null ? null : (this.driver.lanLink(network.spec)?.mac ?? null));
     return mac === null ? null : { address, mac, networkId: endpoint.networkId };
+  }
+
+  private leaseHolds(networkId: string, endpointId: string, address: IpAddress): boolean {
+    const leases = this.store.getLease(networkId, endpointId)?.leases ?? [];
+    return leases.some((l) => l.address.address.text === address.text);
   }
 
   private async warmTargets(allocator: IpamAllocator): Promise<WarmTarget[]> {

@@ -12,7 +12,7 @@ import { randomInt } from 'node:crypto';
 import { LanplugError } from '../errors';
 import { encodeUdpFrame } from '../l2/udp-frames';
 import { leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
-import type { IpAddress } from '../net/address';
+import { prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import type { UdpDatagram } from '../l2/udp-frames';
 import type { DhcpChannel } from './channel';
 import {
@@ -69,23 +69,33 @@ const MAX_DECLINES = 3;
  * Asks the LAN whether an acknowledged address is free before it is used
  * (RFC 2131 §4.4.1: the client SHOULD probe it, and DECLINE it when another
  * device answers). Resolves to who answered ("aa:bb:… (ARP reply)"), or null:
- * free, or in use but the network's policy is to use it anyway.
+ * free, or in use but the network's policy is to use it anyway. An answer
+ * from `ownMac`, the client's own, is no other device: a container that
+ * starts over after its lease ran out still holds the address it asks for.
  */
-export type OfferCheck = (address: IpAddress) => Promise<string | null>;
+export type OfferCheck = (address: IpAddress, ownMac: string) => Promise<string | null>;
 
-export type RenewOutcome = { kind: 'ack'; lease: Lease } | { kind: 'nak'; message: string } | { kind: 'silent' };
+/** `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered. */
+export type RenewOutcome =
+  { kind: 'ack'; lease: Lease } | { kind: 'nak'; message: string } | { kind: 'silent'; message?: string };
 
 /**
  * DISCOVER until an OFFER, then REQUEST it until an ACK, all before
  * `deadline`; a NAK starts over. `hint` is the address this identity held
  * last (option 50): a server that still has it free gives it back. An
  * acknowledged address that `check` finds in use on the LAN is declined
- * and the exchange starts over.
+ * and the exchange starts over. `subnets`: where the network is known to be
+ * (see prefixLengthFor), for an ACK that names no subnet mask.
  */
 export async function acquire(
   channel: DhcpChannel,
   identity: DhcpIdentity,
-  options: { hint: IpAddress | null; deadline: number; check?: OfferCheck | undefined },
+  options: {
+    hint: IpAddress | null;
+    deadline: number;
+    check?: OfferCheck | undefined;
+    subnets?: readonly IpPrefix[] | undefined;
+  },
 ): Promise<Lease> {
   const started = Date.now();
   let lastNak: string | null = null;
@@ -116,8 +126,8 @@ export async function acquire(
     const answer = await exchange(channel, request, fromZero(identity, request), xid, ['ack', 'nak'], options.deadline);
     if (answer === null) break;
     if (answer.message.type === 'ack' && answer.message.yiaddr.value !== 0n) {
-      const lease = leaseFrom(answer);
-      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address);
+      const lease = leaseFrom(answer, (address) => prefixLengthFor(address, options.subnets ?? []));
+      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address, identity.mac);
       if (inUseBy === null) return lease;
       channel.send(fromZero(identity, decline(identity, lease, xid, started, inUseBy)));
       declined.push(`${lease.address.address.text}, in use by ${inUseBy}`);
@@ -166,7 +176,8 @@ export async function renew(
   const answer = await exchange(channel, request, frame, xid, ['ack', 'nak'], deadline);
   if (answer === null) return { kind: 'silent' };
   if (answer.message.type === 'nak') return { kind: 'nak', message: nakText(answer.message) };
-  return { kind: 'ack', lease: leaseFrom(answer) };
+  // The mask is the server's to change; one that names none keeps the one held.
+  return { kind: 'ack', lease: leaseFrom(answer, () => lease.address.prefixLength) };
 }
 
 /** DHCPRELEASE, unicast from the leased address (dnsmasq ignores one from 0.0.0.0). Nothing answers a release. */
@@ -269,7 +280,19 @@ function fromZero(identity: DhcpIdentity, m: DhcpMessage): Buffer {
   });
 }
 
-function leaseFrom(ack: Reply): Lease {
+/**
+ * The prefix length of an address whose ACK named no subnet mask (it should: RFC 2131 §3.3): that
+ * of the network's subnet holding it (the user's --subnet, or the host's own on the parent), else
+ * the address's natural (classful) mask, what dhcpcd and busybox's udhcpc script fall back to.
+ */
+export function prefixLengthFor(address: IpAddress, subnets: readonly IpPrefix[]): number {
+  const known = subnets.find((s) => prefixContains(s, address));
+  if (known !== undefined) return known.prefixLength;
+  const first = Number(address.value >> 24n);
+  return first < 128 ? 8 : first < 192 ? 16 : 24;
+}
+
+function leaseFrom(ack: Reply, withoutMask: (address: IpAddress) => number): Lease {
   const { options } = ack.message;
   const leaseSeconds = readSeconds(options, OPT.leaseTime) ?? DEFAULT_LEASE_SECONDS;
   const times = leaseTimes(
@@ -279,7 +302,10 @@ function leaseFrom(ack: Reply): Lease {
   );
   return {
     family: 4,
-    address: { address: ack.message.yiaddr, prefixLength: readPrefixLength(options) ?? 24 },
+    address: {
+      address: ack.message.yiaddr,
+      prefixLength: readPrefixLength(options) ?? withoutMask(ack.message.yiaddr),
+    },
     router: readAddress(options, OPT.router),
     dns: readAddresses(options, OPT.dnsServers),
     serverId: readAddress(options, OPT.serverId) ?? ack.datagram.source,

@@ -23,6 +23,7 @@ import {
   OPT6,
   option,
   STATUS6,
+  STATUS6_NAMES,
   statusOf,
   type Dhcp6Message,
   type Dhcp6Option,
@@ -34,6 +35,8 @@ const ALL_SERVERS = parseAddress('ff02::1:2');
 const ALL_SERVERS_MAC = '33:33:00:01:00:02';
 /** RFC 8415 §7.6 gives 1 s first (SOL_TIMEOUT); lanplug doubles from there within its budget. */
 const RETRANSMIT_MS = [1_000, 2_000, 4_000, 8_000];
+/** After a Reply that binds nothing, the next Solicit waits a moment: a server that keeps refusing is not flooded. */
+const AFTER_REFUSAL_MS = 1_000;
 
 interface Reply6 {
   message: Dhcp6Message;
@@ -54,28 +57,35 @@ export async function acquire6(
 ): Promise<Lease> {
   const started = Date.now();
   let refused: string | null = null;
+  let hint = options.hint;
+  let wait = 0;
   while (Date.now() < options.deadline) {
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(wait, options.deadline - Date.now())));
     const xid = randomInt(0, 2 ** 24);
-    const solicit = message6(identity, 'solicit', xid, started, [
-      { code: OPT6.iaNa, value: iaNa(identity, options.hint) },
-    ]);
-    const advertise = await exchange6(channel, identity, solicit, xid, 'advertise', options.deadline);
-    if (advertise === null) break;
-    const offered = advertise.ia?.addresses[0];
-    const serverId = option(advertise.message, OPT6.serverId);
-    if (offered === undefined || serverId === null) {
-      refused = statusOf(advertise.message).text || 'no address offered';
-      continue;
-    }
+    const solicit = message6(identity, 'solicit', xid, started, [{ code: OPT6.iaNa, value: iaNa(identity, hint) }]);
+    // RFC 8415 §18.2.9: an Advertise without an address is ignored (another server may offer one).
+    const advertise = await exchange6(channel, identity, solicit, xid, 'advertise', options.deadline, (r) =>
+      r.ia?.addresses[0] === undefined || option(r.message, OPT6.serverId) === null
+        ? statusText(r) || 'no address offered'
+        : null,
+    );
+    refused = advertise.notYet ?? refused;
+    const offered = advertise.reply?.ia?.addresses[0];
+    const serverId = advertise.reply === null ? null : option(advertise.reply.message, OPT6.serverId);
+    if (offered === undefined || serverId === null) break;
     const request = message6(identity, 'request', xid, started, [
       { code: OPT6.serverId, value: serverId },
       { code: OPT6.iaNa, value: iaNa(identity, offered.address) },
     ]);
-    const reply = await exchange6(channel, identity, request, xid, 'reply', options.deadline);
-    if (reply === null) break;
-    const lease = leaseFrom(reply, options.prefixLength);
+    const reply = await exchange6(channel, identity, request, xid, 'reply', options.deadline, sendAgainFor);
+    refused = reply.notYet ?? refused;
+    if (reply.reply === null) break;
+    const lease = leaseFrom(reply.reply, options.prefixLength);
     if (lease !== null) return lease;
-    refused = replyProblem(reply);
+    refused = replyProblem(reply.reply);
+    // RFC 8415 §18.2.10.1: an address not on this link is not asked for again.
+    if (statusCode(reply.reply) === STATUS6.notOnLink) hint = null;
+    wait = AFTER_REFUSAL_MS;
   }
   const seconds = Math.round((options.deadline - started) / 1000);
   throw new LanplugError(
@@ -86,7 +96,12 @@ export async function acquire6(
   );
 }
 
-/** Renew (to the server that bound it, T1) or Rebind (any server, T2) the held address. */
+/**
+ * Renew (to the server that bound it, T1) or Rebind (any server, T2) the held address. RFC 8415
+ * §18.2.10.1: only a server that no longer knows the binding (NoBinding) or takes the address back
+ * (a valid lifetime of 0) ends the lease; any other refusal leaves it as it is until it expires, and
+ * the keeper tries again later.
+ */
 export async function renew6(
   channel: DhcpChannel,
   identity: DhcpIdentity,
@@ -99,10 +114,18 @@ export async function renew6(
   if (how === 'renew' && lease.serverDuid !== null)
     extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
   const sent = message6(identity, how, xid, Date.now(), extra);
-  const reply = await exchange6(channel, identity, sent, xid, 'reply', deadline);
-  if (reply === null) return { kind: 'silent' };
+  const { reply, notYet } = await exchange6(channel, identity, sent, xid, 'reply', deadline, sendAgainFor);
+  if (reply === null)
+    return notYet === null ? { kind: 'silent' } : { kind: 'silent', message: `the server answered ${notYet}` };
   const next = leaseFrom(reply, lease.address.prefixLength);
-  return next === null ? { kind: 'nak', message: replyProblem(reply) } : { kind: 'ack', lease: next };
+  if (next !== null) return { kind: 'ack', lease: next };
+  const code = statusCode(reply);
+  const withdrawn = code === STATUS6.success && reply.ia !== null;
+  if (code === STATUS6.noBinding || withdrawn) return { kind: 'nak', message: replyProblem(reply) };
+  return {
+    kind: 'silent',
+    message: `the server answered ${reply.ia === null ? 'without the address' : replyProblem(reply)}`,
+  };
 }
 
 /** Release: the binding goes back to the server (no answer awaited). */
@@ -154,6 +177,11 @@ function frame(identity: DhcpIdentity, m: Dhcp6Message): Buffer {
   });
 }
 
+/**
+ * Sends `sent` and waits for its answer of `type`, sending again at growing gaps until `deadline`.
+ * An answer `notYet` gives a reason for is none: the reason is kept, and the exchange goes on at
+ * the same gaps (the limited rate RFC 8415 §18.2.10 asks of a client that tries again).
+ */
 async function exchange6(
   channel: DhcpChannel,
   identity: DhcpIdentity,
@@ -161,24 +189,54 @@ async function exchange6(
   xid: number,
   type: Message6Type,
   deadline: number,
-): Promise<Reply6 | null> {
+  notYet: (reply: Reply6) => string | null,
+): Promise<{ reply: Reply6 | null; notYet: string | null }> {
   const answer = (d: UdpDatagram): Dhcp6Message | null => {
     const m = decodeDhcp6(d.payload);
     const client = m === null ? null : option(m, OPT6.clientId);
     return m !== null && m.xid === xid && m.type === type && client?.toString('hex') === identity.duid ? m : null;
   };
   const bytes = frame(identity, sent);
+  let last: string | null = null;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     channel.send(bytes);
     const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
-    const datagram = await channel.next((d) => answer(d) !== null, Math.min(deadline, Date.now() + gap));
-    const message = datagram === null ? null : answer(datagram);
-    if (datagram !== null && message !== null) {
+    const resendAt = Math.min(deadline, Date.now() + gap);
+    for (;;) {
+      const datagram = await channel.next((d) => answer(d) !== null, resendAt);
+      const message = datagram === null ? null : answer(datagram);
+      if (datagram === null || message === null) break;
       const ia = option(message, OPT6.iaNa);
-      return { message, datagram, ia: ia === null ? null : decodeIaNa(ia) };
+      const reply: Reply6 = { message, datagram, ia: ia === null ? null : decodeIaNa(ia) };
+      const reason = notYet(reply);
+      if (reason === null) return { reply, notYet: last };
+      last = reason;
     }
   }
-  return null;
+  return { reply: null, notYet: last };
+}
+
+/**
+ * RFC 8415 §18.2.10: UseMulticast asks for the same message again by multicast (lanplug sends
+ * every message to ff02::1:2 already), UnspecFail for a retry at a limited rate. Neither answers.
+ */
+function sendAgainFor(reply: Reply6): string | null {
+  const code = statusOf(reply.message).code;
+  return code === STATUS6.useMulticast || code === STATUS6.unspecFail ? statusText(reply) : null;
+}
+
+/** The status that counts: the IA's own, else the message's. */
+function statusCode(reply: Reply6): number {
+  return reply.ia?.status ?? statusOf(reply.message).code;
+}
+
+/** A status as a user reads it: its RFC 8415 name and the server's text. */
+function statusText(reply: Reply6): string {
+  const status = statusOf(reply.message);
+  const code = statusCode(reply);
+  if (code === STATUS6.success) return status.text;
+  const name = STATUS6_NAMES[code] ?? `status ${code}`;
+  return status.text === '' ? name : `${name}: ${status.text}`;
 }
 
 /**
@@ -212,10 +270,7 @@ function leaseFrom(reply: Reply6, prefixLength: number): Lease | null {
 }
 
 function replyProblem(reply: Reply6): string {
-  const status = statusOf(reply.message);
-  const code = reply.ia?.status ?? status.code;
   // Success, yet no address: the server took the one asked for back and gave none instead.
-  if (code === STATUS6.success) return 'no address bound (the server withdrew the one asked for)';
-  const names: Record<number, string> = { [STATUS6.noAddrsAvail]: 'NoAddrsAvail', [STATUS6.noBinding]: 'NoBinding' };
-  return `${names[code] ?? `status ${code}`}${status.text === '' ? '' : `: ${status.text}`}`;
+  if (statusCode(reply) === STATUS6.success) return 'no address bound (the server withdrew the one asked for)';
+  return statusText(reply);
 }

@@ -48,12 +48,16 @@ export interface SendLink {
   name: string;
 }
 
-/** What to ask for: the network, the families, and the prefix length a DHCPv6 address gets. */
+/**
+ * What to ask for: the network, the families, the prefix length a DHCPv6 address gets, and the
+ * subnets the network is known to be on (a DHCPv4 address whose ACK names no mask takes theirs).
+ */
 export interface AcquirePlan {
   networkId: string;
   ipv4: boolean;
   ipv6: boolean;
   prefixLength6: number;
+  subnets4: readonly IpPrefix[];
 }
 
 /** How long one renewal exchange may take before it counts as unanswered. */
@@ -102,7 +106,7 @@ export class LeaseKeeper {
   private readonly inFlight = new Map<string, InFlight>();
   /** Leases a server refused, or that expired: the next attempt starts over with DISCOVER (RFC 2131 INIT). */
   private readonly lost = new Set<string>();
-  /** Addresses given back lately, by text, and when (see releasedLately). */
+  /** Addresses Docker knew released leases by, by text, and when they went (see releasedLately). */
   private readonly released = new Map<string, number>();
   private watchdog: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -139,7 +143,12 @@ export class LeaseKeeper {
           const remembered = rememberKey(identity, family);
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
           return family === 4
-            ? await acquire(channel, identity, { hint, deadline, check: this.offerCheckOf(plan.networkId) })
+            ? await acquire(channel, identity, {
+                hint,
+                deadline,
+                check: this.offerCheckOf(plan.networkId),
+                subnets: plan.subnets4,
+              })
             : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
@@ -205,9 +214,13 @@ export class LeaseKeeper {
     this.cancel(k);
     this.lost.delete(k);
     void this.inFlight.get(k)?.channel?.close();
-    this.store.putLease({ ...record, leases: kept }, false);
+    const given = record.dockerAddresses.filter((a) => a.family === family);
+    this.store.putLease(
+      { ...record, leases: kept, dockerAddresses: record.dockerAddresses.filter((a) => a.family !== family) },
+      false,
+    );
     this.remember(record.identity, lease);
-    this.noteReleased([lease]);
+    this.noteReleased(given);
     const sent = this.sendRelease(networkId, record.identity, [lease]);
     this.log.info('dhcp lease released', {
       endpoint: endpointId.slice(0, 12),
@@ -218,9 +231,10 @@ export class LeaseKeeper {
   }
 
   /**
-   * True when lanplug gave `address` back within the last minute: Docker's ReleaseAddress for an
-   * endpoint comes after its Leave (which released the lease already), and by then the server may
-   * have leased the address to another container, whose lease it must not end.
+   * True when lanplug gave back, within the last minute, the lease of an endpoint Docker knew by
+   * `address`: Docker's ReleaseAddress for an endpoint comes after its Leave (which released the
+   * lease already), and by then the server may have leased the address to another container, whose
+   * lease it must not end.
    */
   releasedLately(address: IpAddress): boolean {
     const now = Date.now();
@@ -228,8 +242,9 @@ export class LeaseKeeper {
     return this.released.has(address.text);
   }
 
-  private noteReleased(leases: readonly Lease[]): void {
-    for (const lease of leases) this.released.set(lease.address.address.text, Date.now());
+  /** `addresses`: those Docker knew the endpoint by (a moved lease's are not the ones it will name). */
+  private noteReleased(addresses: readonly IpAddress[]): void {
+    for (const address of addresses) this.released.set(address.text, Date.now());
   }
 
   /** Release (best effort: a lease not released expires on the server), then the record goes. Idempotent. */
@@ -250,7 +265,7 @@ export class LeaseKeeper {
     if (record === null) return;
     for (const lease of record.leases) this.remember(record.identity, lease);
     this.store.deleteLease(networkId, endpointId);
-    this.noteReleased(record.leases);
+    this.noteReleased(record.dockerAddresses);
     const sent = this.sendRelease(networkId, record.identity, record.leases);
     // A renewal request already on the wire may reach the server after the release (another path out) and bind
     // the address again: once that exchange is over, release once more (a second release is harmless).
@@ -422,7 +437,12 @@ export class LeaseKeeper {
             kind: 'moved',
             lease:
               family === 4
-                ? await acquire(channel, record.identity, { hint, deadline, check: this.offerCheckOf(networkId) })
+                ? await acquire(channel, record.identity, {
+                    hint,
+                    deadline,
+                    check: this.offerCheckOf(networkId),
+                    subnets: [lease.address],
+                  })
                 : await acquire6(channel, record.identity, {
                     hint,
                     deadline,
@@ -484,7 +504,8 @@ export class LeaseKeeper {
       this.schedule(updated, family);
       return;
     }
-    const reason = failure ?? `no answer to the ${how} request`;
+    const reason =
+      failure ?? (outcome.kind === 'silent' ? outcome.message : undefined) ?? `no answer to the ${how} request`;
     const failed: LeaseRecord = { ...current, failures: current.failures + 1, lastError: reason };
     this.store.putLease(failed, false);
     const end = how === 'renew' ? t2 : expiry;

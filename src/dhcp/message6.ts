@@ -33,7 +33,23 @@ export const OPT6 = {
 } as const;
 
 /** RFC 8415 §21.13 status codes lanplug acts on. */
-export const STATUS6 = { success: 0, noAddrsAvail: 2, noBinding: 3 } as const;
+export const STATUS6 = {
+  success: 0,
+  unspecFail: 1,
+  noAddrsAvail: 2,
+  noBinding: 3,
+  notOnLink: 4,
+  useMulticast: 5,
+} as const;
+
+/** The names RFC 8415 §21.13 gives them, for messages. */
+export const STATUS6_NAMES: Readonly<Record<number, string>> = {
+  [STATUS6.unspecFail]: 'UnspecFail',
+  [STATUS6.noAddrsAvail]: 'NoAddrsAvail',
+  [STATUS6.noBinding]: 'NoBinding',
+  [STATUS6.notOnLink]: 'NotOnLink',
+  [STATUS6.useMulticast]: 'UseMulticast',
+};
 
 export interface Dhcp6Option {
   code: number;

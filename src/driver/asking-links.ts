@@ -5,8 +5,10 @@
  * container's MAC on the network's parent, up in the daemon's namespace for
  * the length of the exchange, then removes it. Named `lpd-<random>`:
  * reconcile removes one a crash left, and leaves alone those in use now.
+ * How such a link keeps quiet is here too (quietAskingLink): a `-o dhcp=true`
+ * endpoint's link asks from the daemon's namespace the same way before Join.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { conflict, LanplugError, withContext } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
@@ -40,7 +42,7 @@ export class AskingLinks {
       throw withContext(where, err);
     }
     try {
-      quiet(link.name, family);
+      quietAskingLink(link.name, family);
       try {
         this.rtnl.setUp(link);
       } catch (err) {
@@ -65,14 +67,18 @@ export class AskingLinks {
 }
 
 /**
- * An asking link speaks only for its exchange. IPv4: no IPv6 at all. IPv6: its link-local address
- * at once, without duplicate address detection, so the kernel answers the server's neighbour
- * solicitation for it within milliseconds (the server answers that address); no router
- * advertisements taken, so the host never gets an address or a route through it.
+ * A link that asks a DHCP server from the daemon's namespace (an asking link, or a `-o dhcp=true`
+ * endpoint's link before Join) speaks only for its exchange. IPv4: no IPv6 at all (no link-local
+ * address, no DAD, no router solicitation). IPv6: its link-local address at once, without
+ * duplicate address detection, so the kernel answers the server's neighbour solicitation for it
+ * within milliseconds (the server answers that address); no router advertisements taken, so the
+ * host never gets an address or a route through it. Set before the link is up. The kernel resets
+ * these when the link moves to a container's namespace, which then has its own defaults.
  */
-function quiet(name: string, family: Family): void {
+export function quietAskingLink(name: string, family: Family): void {
   const set = (key: string, value: string): void => writeFileSync(`/proc/sys/net/ipv6/conf/${name}/${key}`, value);
-  if (family === 4) return set('disable_ipv6', '1');
+  // A kernel without IPv6 has nothing to quiet.
+  if (family === 4) return existsSync('/proc/sys/net/ipv6') ? set('disable_ipv6', '1') : undefined;
   set('accept_ra', '0');
   set('autoconf', '0');
   set('accept_dad', '0');

@@ -15,7 +15,7 @@
  */
 import { conflict, invalidArgument, notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
-import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
+import { dockerAddressOf, duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import type { NetworkRecord } from '../model/network';
 import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
@@ -69,6 +69,7 @@ export class DhcpAddresses {
             ipv4: family === 4,
             ipv6: family === 6,
             prefixLength6: ask.pool.prefixLength,
+            subnets4: family === 4 ? [ask.pool] : [],
           },
           policy.timeoutMs,
         ),
@@ -91,6 +92,8 @@ export class DhcpAddresses {
         endpointId: coming,
         identity,
         leases: [...others, lease],
+        // Not renewed before it is an endpoint's: the leases still hold what Docker was given.
+        dockerAddresses: [...others.map((l) => l.address.address), lease.address.address],
         sandboxKey: null,
         renewedAt: null,
         failures: 0,
@@ -106,16 +109,24 @@ export class DhcpAddresses {
    * after RequestAddress, a container that turned that family off, or an
    * endpoint gone (its lease went at Leave: then nothing is done, for the
    * server may have leased the address to another container since).
-   * Only that family's lease goes.
+   * Only that family's lease goes, and only the lease of the endpoint Docker
+   * gave `address` to (Docker names no endpoint, no MAC): a lease the server
+   * moved onto `address` is another container's, whatever Docker thinks.
    */
   release(pool: IpPrefix, address: IpAddress): void {
     const network = this.driver.dhcpNetworkOfPool(pool);
     if (network === null || this.keeper.releasedLately(address)) return;
-    for (const record of this.keeper.heldOn(network.spec.networkId)) {
-      const lease = leaseOf(record, address.family);
-      if (lease !== null && sameAddress(lease.address.address, address))
-        this.keeper.releaseFamily(record.networkId, record.endpointId, address.family, 'address released by Docker');
-    }
+    const given = this.keeper
+      .heldOn(network.spec.networkId)
+      .filter((r) => sameAddress(dockerAddressOf(r, address.family), address));
+    // Two endpoints were given it when the server moved the first off it and then gave it to the second:
+    // Docker's call is for one that has not left (the first released all at its Leave), the one that holds it.
+    const meant =
+      given.length <= 1
+        ? given[0]
+        : given.find((r) => sameAddress(leaseOf(r, address.family)?.address.address ?? null, address));
+    if (meant !== undefined)
+      this.keeper.releaseFamily(meant.networkId, meant.endpointId, address.family, 'address released by Docker');
   }
 
   private networkOf(pool: IpPrefix): NetworkRecord {

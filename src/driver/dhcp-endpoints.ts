@@ -125,7 +125,14 @@ export class DhcpEndpoints {
         link,
         spec.parent.name,
         identity,
-        { networkId: spec.networkId, ipv4: policy.ipv4, ipv6: policy.ipv6, prefixLength6: DHCP6_PREFIX_LENGTH },
+        {
+          networkId: spec.networkId,
+          ipv4: policy.ipv4,
+          ipv6: policy.ipv6,
+          prefixLength6: DHCP6_PREFIX_LENGTH,
+          // No --subnet on these networks: the LAN's, as the host has it on the parent.
+          subnets4: this.driver.parentSubnets4(spec),
+        },
         policy.timeoutMs,
       );
       const endpoint = this.driver.completeDhcpEndpoint(
@@ -138,6 +145,7 @@ export class DhcpEndpoints {
         endpointId: request.endpointId,
         identity,
         leases,
+        dockerAddresses: leases.map((l) => l.address.address),
         sandboxKey: null,
         renewedAt: null,
         failures: 0,

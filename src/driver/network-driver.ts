@@ -37,6 +37,7 @@ import { formatPrefix, parsePrefix, prefixContains, type IpAddress, type IpPrefi
 import { parseMac } from '../net/mac';
 import { EOPNOTSUPP } from '../netlink/errno';
 import type { Store } from '../state/store';
+import { quietAskingLink } from './asking-links';
 import { KernelFeatures } from './features';
 import { addRoutes, ensureShim, removeRoutes, wantedRoutes } from './host-access';
 import { checkDockerId, endpointLinkName, shimLinkName, shortId } from './names';
@@ -354,6 +355,8 @@ export class NetworkDriver {
     try {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
+      // Up in the daemon's namespace to ask on: as quiet there as lanplug-dhcp's asking links.
+      quietAskingLink(link.name, spec.dhcp?.ipv6 === true ? 6 : 4);
       this.rtnl.setUp(link);
       return { spec, endpoint, link };
     } catch (err) {
@@ -387,6 +390,16 @@ export class NetworkDriver {
    */
   dhcpNetworkOfPool(pool: IpPrefix): NetworkRecord | null {
     return this.networkOfPool(pool, (n) => n.spec.dhcp?.askedBy === 'ipam');
+  }
+
+  /** The IPv4 subnets the host holds addresses in on a network's parent (the LAN's, seen from here). */
+  parentSubnets4(spec: NetworkSpec): IpPrefix[] {
+    const parent = this.rtnl.getLink(spec.parent.name);
+    if (parent === null) return [];
+    return this.rtnl
+      .listAddresses(4)
+      .filter((a) => a.index === parent.index)
+      .map((a) => a.prefix);
   }
 
   /** A DHCP server moved the container: the endpoint's address follows (the LAN watch defends what endpoints hold). */

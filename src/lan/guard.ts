@@ -34,13 +34,24 @@ function keyOf(link: ProbeLink, address: IpAddress): string {
   return `${link.index}/${address.family}/${address.value}`;
 }
 
-export type Prober = (link: ProbeLink, candidate: IpAddress, timing: ProbeTiming) => Promise<ProbeVerdict>;
+export type Prober = (
+  link: ProbeLink,
+  candidate: IpAddress,
+  timing: ProbeTiming,
+  ownMac: string | null,
+) => Promise<ProbeVerdict>;
 
 export interface AskOptions {
   /** A remembered "free" does not count (an address a DHCP server just gave, which a device may have taken since). */
   asNow?: boolean;
   /** Nothing remembered counts (an absent host's address: reclaimed only if it is silent now). */
   ignoreMemory?: boolean;
+  /**
+   * The MAC of the one the address is for: its own answer is no conflict (a container asking its
+   * DHCP server from scratch still holds the address). Such a probe is its own, and a "free" from
+   * it is not remembered (the address is not free: its owner holds it).
+   */
+  ownMac?: string;
 }
 
 export class LanGuard {
@@ -59,13 +70,17 @@ export class LanGuard {
    * DHCP server just gave, which a device may have taken since).
    */
   async ask(link: ProbeLink, address: IpAddress, options: AskOptions = {}): Promise<ProbeVerdict> {
+    const ownMac = options.ownMac ?? null;
     const key = keyOf(link, address);
     const cached = options.ignoreMemory === true ? null : this.fresh(key);
-    if (cached !== null && (cached.inUse || options.asNow !== true)) return cached;
-    let pending = this.inFlight.get(key);
+    // What the endpoint's own MAC answered is no conflict for it: only others' answers count.
+    const othersOnly = cached !== null && !(cached.inUse && cached.mac === ownMac) ? cached : null;
+    if (othersOnly !== null && (othersOnly.inUse || options.asNow !== true)) return othersOnly;
+    const flightKey = ownMac === null ? key : `${key} ${ownMac}`;
+    let pending = this.inFlight.get(flightKey);
     if (pending === undefined) {
-      pending = this.prober(link, address, QUICK).finally(() => this.inFlight.delete(key));
-      this.inFlight.set(key, pending);
+      pending = this.prober(link, address, QUICK, ownMac).finally(() => this.inFlight.delete(flightKey));
+      this.inFlight.set(flightKey, pending);
     }
     const verdict = await pending;
     const fields = verdict.inUse ? { address: address.text, link: link.name, mac: verdict.mac, how: verdict.how } : {};
@@ -73,6 +88,8 @@ export class LanGuard {
       this.log.info('address contended on the LAN', fields);
       return verdict;
     }
+    // Free for the owner is not free for everyone (the owner's own answer was ignored): not remembered.
+    if (!verdict.inUse && ownMac !== null) return verdict;
     this.known.set(key, { verdict, at: this.now(), address, link: link.name });
     if (verdict.inUse) this.log.info('address in use on the LAN', fields);
     return verdict;

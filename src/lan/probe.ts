@@ -47,7 +47,16 @@ export interface ProbeTiming {
 /** 3 probes within 200 ms (NetworkManager's and systemd 258's scaled RFC 5227 timing). */
 export const QUICK: ProbeTiming = { probes: 3, firstDelayMs: 20, spacingMs: 20, windowMs: 200 };
 
-export function probe(link: ProbeLink, candidate: IpAddress, timing: ProbeTiming = QUICK): Promise<ProbeVerdict> {
+/**
+ * `ownMac`: the MAC of the one the address is for, whose answer is no conflict (a container asking
+ * its DHCP server from scratch while its link still holds the address answers the probe itself).
+ */
+export function probe(
+  link: ProbeLink,
+  candidate: IpAddress,
+  timing: ProbeTiming = QUICK,
+  ownMac: string | null = null,
+): Promise<ProbeVerdict> {
   const v6 = candidate.family === 6;
   const socket = PacketSocket.open(link.index, link.listenAll ? ETH_P_ALL : v6 ? ETH_P_IPV6 : ETH_P_ARP, link.name);
   return new Promise<ProbeVerdict>((resolve, reject) => {
@@ -67,8 +76,9 @@ export function probe(link: ProbeLink, candidate: IpAddress, timing: ProbeTiming
         settle(err instanceof Error ? err : new Error(String(err)));
       }
     };
+    const mine = new Set([link.mac, ...(ownMac === null ? [] : [ownMac])]);
     socket.listen((frame) => {
-      const verdict = v6 ? readNeighbor(frame, link, candidate) : readArp(frame, link, candidate);
+      const verdict = v6 ? readNeighbor(frame, link, mine, candidate) : readArp(frame, link, mine, candidate);
       if (verdict !== null) settle(verdict);
     });
     const frame = v6 ? dadSolicitation(link.mac, candidate) : arpProbe(link.mac, candidate);
@@ -81,10 +91,10 @@ export function probe(link: ProbeLink, candidate: IpAddress, timing: ProbeTiming
   });
 }
 
-/** RFC 5227 §2.1.1: any ARP from another MAC with the candidate as sender IP, or another host's probe for it. */
-function readArp(frame: Buffer, link: ProbeLink, candidate: IpAddress): ProbeVerdict | null {
+/** RFC 5227 §2.1.1: any ARP from a MAC not `mine` with the candidate as sender IP, or another host's probe for it. */
+function readArp(frame: Buffer, link: ProbeLink, mine: Set<string>, candidate: IpAddress): ProbeVerdict | null {
   const arp = decodeArp(frame);
-  if (arp === null || arp.senderMac === link.mac) return null;
+  if (arp === null || mine.has(arp.senderMac)) return null;
   if (arp.senderIp.value === candidate.value)
     return { inUse: true, mac: arp.senderMac, how: `it answered an ARP probe on ${link.name}` };
   if (arp.op === 'request' && arp.senderIp.value === 0n && arp.targetIp.value === candidate.value) {
@@ -99,9 +109,9 @@ function readArp(frame: Buffer, link: ProbeLink, candidate: IpAddress): ProbeVer
 }
 
 /** RFC 4862 §5.4.3-5.4.5: an NA for the candidate, or another node's DAD for it. */
-function readNeighbor(frame: Buffer, link: ProbeLink, candidate: IpAddress): ProbeVerdict | null {
+function readNeighbor(frame: Buffer, link: ProbeLink, mine: Set<string>, candidate: IpAddress): ProbeVerdict | null {
   const nd = decodeNeighbor(frame);
-  if (nd === null || nd.frameSource === link.mac || nd.target.value !== candidate.value) return null;
+  if (nd === null || mine.has(nd.frameSource) || nd.target.value !== candidate.value) return null;
   if (nd.type === 'advertisement')
     return { inUse: true, mac: nd.mac, how: `it answered duplicate address detection on ${link.name}` };
   if (nd.source.value === 0n)

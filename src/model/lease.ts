@@ -53,6 +53,12 @@ export interface LeaseRecord {
   identity: DhcpIdentity;
   /** One per family the network takes from DHCP. */
   leases: Lease[];
+  /**
+   * The addresses Docker was given for this endpoint (CreateEndpoint's answer, or lanplug-dhcp's to
+   * RequestAddress): what Docker's ReleaseAddress names. A lease the server moved keeps them, for
+   * Docker never learns the new address (libnetwork#843).
+   */
+  dockerAddresses: IpAddress[];
   /** The container's namespace (Join's SandboxKey); null until Join. */
   sandboxKey: string | null;
   /** When a renewal last succeeded (ms), null before the first. */
@@ -97,6 +103,11 @@ export function leaseExpiresAt(lease: Lease): number {
 
 export function leaseOf(record: LeaseRecord, family: Family): Lease | null {
   return record.leases.find((l) => l.family === family) ?? null;
+}
+
+/** The address of `family` Docker was given for the record's endpoint, if any. */
+export function dockerAddressOf(record: LeaseRecord, family: Family): IpAddress | null {
+  return record.dockerAddresses.find((a) => a.family === family) ?? null;
 }
 
 /** DUID-LL (RFC 8415 §11.4): type 3, hardware type 1 (Ethernet), the MAC. */

@@ -297,6 +297,7 @@ export function encodeLease(record: LeaseRecord): string {
     endpointId: record.endpointId,
     identity: record.identity,
     leases: record.leases.map(encodeOneLease),
+    dockerAddresses: record.dockerAddresses.map((a) => a.text),
     sandboxKey: record.sandboxKey,
     renewedAt: record.renewedAt,
     failures: record.failures,
@@ -333,6 +334,7 @@ export function decodeLease(text: string): LeaseRecord {
   version(o);
   const id = object(o['identity'], 'identity');
   const mac = str(id, 'mac');
+  const leases = o['leases'] === undefined ? [decodeOneLease(o['lease'])] : array(o, 'leases').map(decodeOneLease);
   return {
     networkId: str(o, 'networkId'),
     endpointId: str(o, 'endpointId'),
@@ -345,7 +347,15 @@ export function decodeLease(text: string): LeaseRecord {
       hostname: nullable(id, 'hostname', str),
       broadcast: bool(id, 'broadcast'),
     },
-    leases: o['leases'] === undefined ? [decodeOneLease(o['lease'])] : array(o, 'leases').map(decodeOneLease),
+    leases,
+    // Absent in rows written before it was kept: Docker was given the addresses the leases hold.
+    dockerAddresses:
+      o['dockerAddresses'] === undefined
+        ? leases.map((l) => l.address.address)
+        : array(o, 'dockerAddresses').map((a) => {
+            if (typeof a !== 'string') throw new RecordDecodeError('an address given to Docker is not a string');
+            return parseAddress(a);
+          }),
     sandboxKey: nullable(o, 'sandboxKey', str),
     renewedAt: nullable(o, 'renewedAt', num),
     failures: num(o, 'failures'),

@@ -11,6 +11,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
+import { sleep } from '../lab/proc';
 import {
   assertNoLanplugLinks,
   containerNetwork,
@@ -123,7 +124,7 @@ test('dual stack from the LAN server: both addresses leased at docker run; inspe
   lab.host.dockerOk(['stop', '-t', '1', 'both']);
   await eventually(() => assert.equal(count6('DHCPRELEASE', mac), 1, 'a DHCPv6 Release at stop'));
   await eventually(() => assert.equal(lease6(mac), undefined, 'the server freed the IPv6 lease'));
-  assert.ok(!server.leases().some((l) => l.mac === mac), 'and the IPv4 one');
+  await eventually(() => assert.ok(!server.leases().some((l) => l.mac === mac), 'and the IPv4 one'));
   lab.host.dockerOk(['start', 'both']);
   const again = containerNetwork(lab.host, 'both', 'lan');
   assert.deepEqual([again.IPAddress, again.GlobalIPv6Address], [net.IPAddress, net.GlobalIPv6Address]);
@@ -168,6 +169,40 @@ test('a server that lost its bindings and serves another range: the Renew meets 
     new RegExp(`"dhcp lease moved the container[^\\n]*"from":"${first}/64","to":"${moved}/64"`),
   );
   assert.equal(lease6(mac)?.address, moved, "the server's lease file agrees");
+});
+
+test("Docker's ReleaseAddress for a container the server moved ends none of another container's leases, not even of the address it was given", async () => {
+  dualStackNetwork();
+  const moverMac = '02:00:00:00:06:11';
+  const heirMac = '02:00:00:00:06:12';
+  runWithMac('mover', moverMac);
+  const given = containerNetwork(lab.host, 'mover', 'lan').IPAddress;
+  // The server takes that address back (reserved for another MAC now, its range elsewhere): the mover moves.
+  await server.restart({ range: ['172.16.86.200', '172.16.86.210'], hosts: [`${heirMac},${given}`] });
+  await eventually(() => assert.match(addressesInContainer('mover').v4, /^172\.16\.86\.2(0\d|10)$/), 15_000);
+  runWithMac('heir', heirMac);
+  assert.equal(
+    containerNetwork(lab.host, 'heir', 'lan').IPAddress,
+    given,
+    'the heir has the address Docker gave the mover',
+  );
+  // Leave gives the mover's lease back; Docker's ReleaseAddress after it names the address Docker gave the mover.
+  const renewals = server.count('DHCPREQUEST', heirMac);
+  lab.host.dockerOk(['rm', '-f', 'mover']);
+  await eventually(() => assert.ok(server.count('DHCPRELEASE', moverMac) >= 1, "the mover's leases went back"));
+  // Past the heir's next renewal (T1 is 3 s): a lease lanplug gave back would not be renewed any more.
+  await sleep(4_000);
+  assert.equal(server.count('DHCPRELEASE', heirMac), 0, "the heir's lease was not released");
+  assert.ok(server.count('DHCPREQUEST', heirMac) > renewals, 'the heir renews on');
+  assert.deepEqual(
+    server
+      .leases()
+      .filter((l) => l.mac === heirMac)
+      .map((l) => l.address),
+    [given],
+    "the heir's lease is in the server's file",
+  );
+  assert.equal(addressesInContainer('heir').v4, given);
 });
 
 test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan, -o dhcp=true beside it, and a silent server', () => {

@@ -9,6 +9,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
+import { sleep } from '../lab/proc';
 import {
   assertNoLanplugLinks,
   containerNetwork,
@@ -101,6 +102,31 @@ test('docker run gets an address from the server: in range, its router as gatewa
   assert.equal(addressInContainer('first'), net.IPAddress);
   assert.match(lab.host.dockerOk(['exec', 'first', 'ip', 'route']), /default via 172\.16\.86\.1 dev eth0/);
   lab.host.dockerOk(['exec', 'first', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+  // Quiet while it asked in the host's namespace, the link has IPv6 in the container as on any other network.
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet',
+    '172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    'plain',
+  ]);
+  lab.host.dockerOk(['run', '-d', '--network', 'plain', '--name', 'plain', 'alpine:latest', 'sleep', '3600']);
+  const ipv6Of = (name: string): string => {
+    const sysctls = lab.host.dockerOk([
+      'exec',
+      name,
+      'sh',
+      '-c',
+      'cd /proc/sys/net/ipv6/conf/eth0 && echo disable_ipv6=$(cat disable_ipv6) accept_ra=$(cat accept_ra) autoconf=$(cat autoconf) accept_dad=$(cat accept_dad)',
+    ]);
+    const linkLocal = /inet6 fe80::/.test(lab.host.dockerOk(['exec', name, 'ip', '-6', '-o', 'addr', 'show', 'eth0']));
+    return `${sysctls.trim()} link-local=${String(linkLocal)}`;
+  };
+  assert.equal(ipv6Of('first'), ipv6Of('plain'));
   const lease = leaseOf(mac);
   assert.equal(lease.address, net.IPAddress);
   assert.equal(lease.clientId, '01:02:00:00:00:00:09', 'client id 01+MAC');
@@ -141,10 +167,13 @@ test('renewed at T1 without a new DISCOVER; released at docker stop; the same ad
   assert.match(lanplugStatus(lab.plugin), /renewed=\d{4}-/);
   lab.host.dockerOk(['stop', '-t', '1', 'renewed']);
   await eventually(() => assert.equal(server.count('DHCPRELEASE', mac), 1, 'DHCPRELEASE at stop'));
-  assert.deepEqual(
-    server.leases().filter((l) => l.mac === mac),
-    [],
-    'the server freed the lease',
+  // dnsmasq writes its lease file after it logs the exchange.
+  await eventually(() =>
+    assert.deepEqual(
+      server.leases().filter((l) => l.mac === mac),
+      [],
+      'the server freed the lease',
+    ),
   );
   lab.host.dockerOk(['start', 'renewed']);
   assert.equal(containerNetwork(lab.host, 'renewed', 'lan').IPAddress, first, 'same address after a restart');
@@ -162,7 +191,8 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
   lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
   await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) > requestsBefore, 'renewing again'), 10_000);
   assert.equal(server.count('DHCPDISCOVER', mac), 1, 'no new DISCOVER after the daemon restart');
-  assert.equal(leaseOf(mac).address, address);
+  // dnsmasq writes its lease file after it logs the exchange.
+  await eventually(() => assert.equal(leaseOf(mac).address, address));
 
   await server.restart();
   const afterServer = server.count('DHCPREQUEST', mac);
@@ -170,7 +200,7 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
     () => assert.ok(server.count('DHCPREQUEST', mac) > afterServer, 'renewed with the restarted server'),
     10_000,
   );
-  assert.equal(leaseOf(mac).address, address);
+  await eventually(() => assert.equal(leaseOf(mac).address, address));
   assert.equal(addressInContainer('killed'), address);
 });
 
@@ -205,6 +235,37 @@ test('the server moves the container (its range changed): the new address and ro
   );
 });
 
+test('a server outage longer than the lease: the containers start over, are given their own addresses back and keep them (no DHCPDECLINE)', async () => {
+  dhcpNetwork();
+  const containers = [
+    { name: 'outage1', mac: '02:00:00:00:00:21' },
+    { name: 'outage2', mac: '02:00:00:00:00:22' },
+  ];
+  for (const c of containers) runWithMac(c.name, c.mac);
+  const first = containers.map((c) => addressInContainer(c.name));
+  server.stop();
+  const acked = containers.map((c) => server.count('DHCPACK', c.mac));
+  // The lease is 120 s. Past it, each container's next retry (RFC 2131: at least 60 s after the last failed
+  // rebind) starts over with a DISCOVER asking for its address, which the server, free of it, gives back;
+  // the conflict probe before use is answered by the container itself, its link still holding the address.
+  await sleep(125_000);
+  await server.restart();
+  await eventually(() => {
+    for (const [i, c] of containers.entries()) {
+      assert.ok(server.count('DHCPDISCOVER', c.mac) >= 2, `${c.name} started over`);
+      assert.ok(server.count('DHCPACK', c.mac) > (acked[i] ?? 0), `${c.name} was given an address`);
+    }
+  }, 45_000);
+  // A decline would follow its ACK within the probe's 200 ms, and its next DISCOVER a second later.
+  await sleep(3_000);
+  for (const [i, c] of containers.entries()) {
+    assert.equal(server.count('DHCPDECLINE', c.mac), 0, `${c.name} declined nothing: ${server.log()}`);
+    assert.equal(addressInContainer(c.name), first[i], `${c.name} kept its address`);
+    assert.equal(leaseOf(c.mac).address, first[i]);
+  }
+  assert.doesNotMatch(lab.plugin.stderr(), /declining a DHCP address/);
+});
+
 test('an address a LAN device already uses is declined: the server hears DHCPDECLINE, the container gets another, the log names the device', async () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:0e';
@@ -236,13 +297,70 @@ test('an address a LAN device already uses is declined: the server hears DHCPDEC
   }
 });
 
-test('no server: a one-line error naming the parent and the timeout, within the budget; no link, no row, no lease', async () => {
+test("once its lease is given back (the container vanished while lanplug was down), a container's address is no longer defended against the device the server gives it to", async () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:23';
+  runWithMac('vanished', mac);
+  const address = addressInContainer('vanished');
+  const sandboxKey = lab.host.dockerOk(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', 'vanished']).trim();
+  process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
+  await lab.plugin.stop();
+  // What a reboot leaves (or a dockerd that lost its exec-root): the namespace gone, and no Leave ever came.
+  // dockerd still lists the endpoint, so lanplug keeps its row until Docker deletes it.
+  lab.host.execOk(['umount', sandboxKey]);
+  lab.host.execOk(['rm', '-f', sandboxKey]);
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  await eventually(() => assert.equal(server.count('DHCPRELEASE', mac), 1, 'the lease was given back'));
+  await sleep(3_000); // the LAN watch takes its links and holdings every 2 s
+  // The address is the server's to give again: a device that takes it speaks from it (to its router).
+  const device = lab.lan.addLanHost('heir', `${address}/24`);
+  try {
+    const deviceMac = /link\/ether ([0-9a-f:]{17})/.exec(device.execOk(['ip', '-o', 'link', 'show', 'eth0']))?.[1];
+    device.execOk(['/bin/busybox', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+    await sleep(1_000);
+    assert.doesNotMatch(lab.plugin.stderr(), /claims a container's address; defending it/);
+    // A defence would have taught the LAN the gone container's MAC for the device's address.
+    assert.match(lab.lan.execOk(['ip', 'neigh', 'show', address]), new RegExp(`lladdr ${deviceMac}`));
+  } finally {
+    device.destroy();
+  }
+});
+
+test('no server: a one-line error naming the parent and the timeout, within the budget; no link, no row, no lease; the link asked quietly (no IPv6 in the host namespace)', async () => {
   dhcpNetwork('quiet', ['-o', 'dhcp.timeout=3s']);
   server.stop();
   const started = Date.now();
-  const r = lab.host.docker(['run', '-d', '--network', 'quiet', '--name', 'lonely', 'alpine:latest', 'sleep', '3600']);
+  const running = lab.host.dockerAsync([
+    'run',
+    '-d',
+    '--network',
+    'quiet',
+    '--name',
+    'lonely',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  let finished = false;
+  void running.then(() => (finished = true));
+  // The endpoint's link asks from the Docker host's namespace for 3 s: no IPv6 address of the kernel's
+  // making may appear on it there (a link-local address would mean DAD and router solicitations on the LAN).
+  const asking = new Set<string>();
+  const ipv6 = new Set<string>();
+  while (!finished) {
+    for (const m of lab.host.execOk(['ip', '-o', 'link', 'show']).matchAll(/: (lp-[0-9a-f]{12})[@:]/g))
+      asking.add(m[1] ?? '');
+    for (const m of lab.host
+      .execOk(['ip', '-6', '-o', 'addr', 'show'])
+      .matchAll(/: (lp-[0-9a-f]{12})\S*\s+inet6 (\S+)/g))
+      ipv6.add(`${m[1] ?? ''} ${m[2] ?? ''}`);
+    await sleep(100);
+  }
+  const r = await running;
   const tookMs = Date.now() - started;
-  assert.notEqual(r.status, 0);
+  assert.ok(asking.size > 0, 'the endpoint link was seen while it asked');
+  assert.deepEqual([...ipv6], [], 'no IPv6 address on the endpoint link before Join');
+  assert.notEqual(r.code, 0);
   assert.match(r.stderr, /network [0-9a-f]{12} on parent eth0: no DHCP server answered on eth0 within 3 s/);
   assert.ok(tookMs < 15_000, `refused after ${tookMs} ms`);
   // The network's own LAN link (lpe-) stays with the network; no endpoint link may.

@@ -15,6 +15,8 @@ import { createLan, type Lan, type LanHost } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { nsExecArgv } from '../lab/ns';
 import { cleanEnv, terminateSync } from '../lab/proc';
+import { spreadStart } from '../../src/ipam/pool';
+import { parsePrefix } from '../../src/net/address';
 import { repoRoot } from '../support/repo';
 import {
   containerNetwork,
@@ -246,6 +248,39 @@ test('the same --ip asked on both hosts at the same moment, 20 times: exactly on
     const won = results.filter((r) => r.code === 0);
     assert.equal(won.length, 1, `round ${n}: ${results.map((r) => r.stderr.trim()).join(' | ')}`);
     assert.match(results.find((r) => r.code !== 0)?.stderr ?? '', /Address already in use/);
+  }
+});
+
+test("a host's own address in the shared range is never a container's: skipped by its automatic allocation, refused by value on it, and on the other host the LAN answers for it", () => {
+  createNetworkEverywhere('lan');
+  const [first, second] = hosts as [DockerHost, DockerHost];
+  // Host 0 holds the 8 addresses where its automatic allocation starts (its own place in the range).
+  const start = Number(spreadStart(parsePrefix('10.70.0.64/26'), 'dh0') & 0xffn);
+  const own = Array.from({ length: 8 }, (_, n) => `10.70.0.${64 + ((start - 64 + n) % 64)}`).filter(
+    (a) => a !== '10.70.0.65',
+  );
+  for (const address of own) first.execOk(['ip', 'addr', 'add', `${address}/24`, 'dev', 'eth0']);
+  try {
+    const [one, two] = own as [string, string];
+    const refused = first.docker(['run', '-d', '--network', 'lan', '--ip', one, 'alpine:latest', 'true']);
+    assert.notEqual(refused.status, 0);
+    assert.match(
+      refused.stderr,
+      new RegExp(`address ${one.replace(/\./g, '\\.')} is this host's own address \\(on eth0\\)`),
+    );
+    const elsewhere = second.docker(['run', '-d', '--network', 'lan', '--ip', two, 'alpine:latest', 'true']);
+    assert.notEqual(elsewhere.status, 0);
+    assert.match(
+      elsewhere.stderr,
+      new RegExp(`address ${two.replace(/\./g, '\\.')} is in use on the LAN by [0-9a-f:]{17}`),
+    );
+    for (let n = 0; n < 12; n++) {
+      first.dockerOk(['run', '-d', '--network', 'lan', '--name', `own${n}`, 'alpine:latest', 'sleep', '3600']);
+      const got = containerNetwork(first, `own${n}`, 'lan').IPAddress;
+      assert.ok(!own.includes(got), `${got} is one of the host's own`);
+    }
+  } finally {
+    for (const address of own) first.execOk(['ip', 'addr', 'del', `${address}/24`, 'dev', 'eth0']);
   }
 });
 

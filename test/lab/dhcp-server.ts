@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Lan } from './lan';
 import { nsExecArgv } from './ns';
-import { cleanEnv, isAlive, sleep, tail, terminateSync } from './proc';
+import { cleanEnv, isAlive, sleep, sleepSync, tail, terminateSync } from './proc';
 
 export const DNSMASQ = '/usr/sbin/dnsmasq';
 
@@ -81,6 +81,8 @@ export class DhcpServer {
     // Its stderr goes to a file, never to a pipe: in --no-daemon mode dnsmasq writes every log line there too,
     // and a pipe this process does not drain while it runs a synchronous command (docker, ip) fills up and
     // blocks dnsmasq mid-answer -- a server that stops answering for the rest of the file.
+    // The log outlives restarts: only what this process writes says it is ready.
+    const logBefore = this.log().length;
     const stderrFd = fs.openSync(this.stderrFile, 'w');
     const child = spawn(nsExecArgv(this.lan.ns, argv)[0] as string, nsExecArgv(this.lan.ns, argv).slice(1), {
       stdio: ['ignore', 'ignore', stderrFd],
@@ -93,7 +95,7 @@ export class DhcpServer {
     this.child = child;
     // Ready once it has written its log's first lines (it binds before it logs the DHCP range).
     const deadline = Date.now() + 10_000;
-    while (!this.log().includes('DHCP, IP range')) {
+    while (!this.log().slice(logBefore).includes('DHCP, IP range')) {
       if (child.exitCode !== null || Date.now() > deadline)
         throw new Error(`lab: dnsmasq did not start: ${tail(stderr() + this.log(), 20)}`);
       await sleep(25);
@@ -132,13 +134,26 @@ export class DhcpServer {
     }
   }
 
-  /** dnsmasq writes its lease file at every change. */
+  /**
+   * The lease file as dnsmasq last wrote it. dnsmasq writes it at every change, after it has logged
+   * the exchange (a test that saw the log line waits for the file: `eventually`), and in place:
+   * truncated, then written, so a read in between sees it empty (for up to 6.5 ms, in 11 of 25
+   * renewals here). Two reads 25 ms apart that agree are a whole file.
+   */
   leases(): DhcpLeaseLine[] {
-    let text = '';
-    try {
-      text = fs.readFileSync(this.leaseFile, 'utf8');
-    } catch {
-      return [];
+    const read = (): string => {
+      try {
+        return fs.readFileSync(this.leaseFile, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    let text = read();
+    for (let tries = 0; tries < 40; tries++) {
+      sleepSync(25);
+      const again = read();
+      if (again === text) break;
+      text = again;
     }
     // DHCPv6 lines (after the server's "duid" line) read as expiry, IAID, address, hostname, client DUID.
     return text

@@ -20,7 +20,7 @@ import {
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
 import type { DhcpIdentity } from '../../src/model/lease';
-import { parseAddress } from '../../src/net/address';
+import { parseAddress, parsePrefix } from '../../src/net/address';
 
 const identity: DhcpIdentity = {
   mac: '02:00:00:00:00:09',
@@ -253,6 +253,37 @@ test('renew: unicast REQUEST with the address as ciaddr and no server id; rebind
   assert.equal(request?.options.has(OPT.requestedAddress), false);
 });
 
+test('an ACK without a subnet mask: the prefix of the network’s subnet that holds the address, else its natural mask; a renewal without one keeps the prefix held', async () => {
+  const maskless = (type: DhcpMessage['type'], to: DhcpMessage, address: string): DhcpMessage => {
+    const m = answerWith(type, to, address);
+    m.options.delete(OPT.subnetMask);
+    return m;
+  };
+  const take = (address: string, subnets: string[]): Promise<import('../../src/model/lease').Lease> =>
+    acquire(new ScriptedChannel((m) => maskless(m.type === 'discover' ? 'offer' : 'ack', m, address)), identity, {
+      hint: null,
+      deadline: Date.now() + 5000,
+      subnets: subnets.map((t) => parsePrefix(t)),
+    });
+  const prefix = (l: import('../../src/model/lease').Lease): string =>
+    `${l.address.address.text}/${l.address.prefixLength}`;
+  // lanplug-dhcp's --subnet, or the host's own subnet on the parent.
+  assert.equal(prefix(await take('172.16.86.120', ['192.168.0.0/24', '172.16.80.0/20'])), '172.16.86.120/20');
+  // Nothing known: RFC 1122's natural mask of the address's class, as dhcpcd and udhcpc's script use.
+  assert.equal(prefix(await take('10.1.2.3', [])), '10.1.2.3/8');
+  assert.equal(prefix(await take('172.16.86.121', ['192.168.0.0/24'])), '172.16.86.121/16');
+  assert.equal(prefix(await take('192.168.1.5', [])), '192.168.1.5/24');
+  const held = await take('172.16.86.122', ['172.16.80.0/20']);
+  const renewed = await renew(
+    new ScriptedChannel((m) => maskless('ack', m, m.ciaddr.text)),
+    identity,
+    held,
+    'renew',
+    Date.now() + 5000,
+  );
+  assert.equal(renewed.kind === 'ack' ? prefix(renewed.lease) : renewed.kind, '172.16.86.122/20');
+});
+
 // ---- DHCPv6 ----
 
 test('a DHCPv6 message and its IA_NA read back the same; a UDP-over-IPv6 checksum verifies; EUI-64 link-local', async () => {
@@ -290,14 +321,29 @@ test('a DHCPv6 message and its IA_NA read back the same; a UDP-over-IPv6 checksu
 
 type IaAddress = import('../../src/dhcp/message6').IaNa['addresses'][number];
 
+/** RFC 8415 §21.13's status codes, as a server sends them. */
+const RFC8415 = { unspecFail: 1, noAddrsAvail: 2, noBinding: 3, notOnLink: 4, useMulticast: 5 } as const;
+
+/** A status code a fake server puts in its answer: in the message, or in its IA_NA. */
+interface FakeStatus {
+  code: number;
+  text: string;
+  inIa: boolean;
+}
+
 /**
  * A DHCPv6 server behind a fake channel: every Solicit gets an Advertise, every other message a
- * Reply, each with an IA_NA of the addresses `give` returns for it. `sent` records what the client sent.
+ * Reply, each with an IA_NA of the addresses `give` returns for it, and the status `status` returns.
+ * `sent` records what the client sent, with when.
  */
-async function fakeServer6(give: (m: import('../../src/dhcp/message6').Dhcp6Message) => IaAddress[]) {
+async function fakeServer6(
+  give: (m: import('../../src/dhcp/message6').Dhcp6Message, status: FakeStatus | null) => IaAddress[],
+  status: (m: import('../../src/dhcp/message6').Dhcp6Message) => FakeStatus | null = () => null,
+) {
   const m6 = await import('../../src/dhcp/message6');
   const { encodeUdp6Frame, decodeUdp6Frame } = await import('../../src/l2/udp-frames');
   const sent: import('../../src/dhcp/message6').Dhcp6Message[] = [];
+  const sentAt: number[] = [];
   const pending: UdpDatagram[] = [];
   const serverDuid = Buffer.from('000100012a2b3c4d020000000001', 'hex');
   const channel: DhcpChannel = {
@@ -308,7 +354,16 @@ async function fakeServer6(give: (m: import('../../src/dhcp/message6').Dhcp6Mess
       assert.ok(d !== null && m !== null);
       assert.equal(d.destination.text, 'ff02::1:2');
       sent.push(m);
-      const ia = m6.encodeIaNa({ iaid: 1, renewSeconds: 0, rebindSeconds: 0, addresses: give(m), status: null });
+      sentAt.push(Date.now());
+      const said = status(m);
+      const statusOption =
+        said === null
+          ? []
+          : [{ code: m6.OPT6.statusCode, value: Buffer.concat([Buffer.from([0, said.code]), Buffer.from(said.text)]) }];
+      const ia = Buffer.concat([
+        m6.encodeIaNa({ iaid: 1, renewSeconds: 0, rebindSeconds: 0, addresses: give(m, said), status: null }),
+        m6.encodeOptions(said?.inIa === true ? statusOption : []),
+      ]);
       const reply = {
         type: m.type === 'solicit' ? ('advertise' as const) : ('reply' as const),
         xid: m.xid,
@@ -316,6 +371,7 @@ async function fakeServer6(give: (m: import('../../src/dhcp/message6').Dhcp6Mess
           { code: m6.OPT6.clientId, value: Buffer.from(identity.duid, 'hex') },
           { code: m6.OPT6.serverId, value: serverDuid },
           { code: m6.OPT6.iaNa, value: ia },
+          ...(said?.inIa === false ? statusOption : []),
         ],
       };
       const back = decodeUdp6Frame(
@@ -340,7 +396,7 @@ async function fakeServer6(give: (m: import('../../src/dhcp/message6').Dhcp6Mess
     },
     async close() {},
   };
-  return { channel, sent, serverDuid, m6 };
+  return { channel, sent, sentAt, serverDuid, m6 };
 }
 
 test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advertising server, the Reply as a lease', async () => {
@@ -383,6 +439,84 @@ test('renew6: an address the server withdraws (valid lifetime 0) is never the le
     kind: 'nak',
     message: 'no address bound (the server withdrew the one asked for)',
   });
+});
+
+test('renew6 follows RFC 8415’s status codes: UseMulticast is sent again and then answered; UnspecFail is retried at the back-off gaps and keeps the lease; only NoBinding starts over', async () => {
+  const { acquire6, renew6 } = await import('../../src/dhcp/client6');
+  const address = parseAddress('2001:db8:86::150');
+  let answer: (renewal: number) => FakeStatus | null = () => null;
+  let renewals = 0;
+  const { channel, sent, sentAt } = await fakeServer6(
+    (_m, said) => (said !== null ? [] : [{ address, preferredSeconds: 3600, validSeconds: 7200 }]),
+    (m) => (m.type === 'renew' ? answer(renewals++) : null),
+  );
+  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  const renewsSent = (): number => sent.filter((m) => m.type === 'renew').length;
+
+  answer = (n) => (n === 0 ? { code: RFC8415.useMulticast, text: 'multicast please', inIa: false } : null);
+  const afterMulticast = await renew6(channel, identity, lease, 'renew', Date.now() + 3000);
+  assert.equal(afterMulticast.kind, 'ack', 'answered once sent again');
+  assert.equal(renewsSent(), 2);
+
+  renewals = 0;
+  answer = () => ({ code: RFC8415.unspecFail, text: 'busy', inIa: false });
+  const started = Date.now();
+  const failing = await renew6(channel, identity, lease, 'renew', Date.now() + 2500);
+  assert.deepEqual(failing, { kind: 'silent', message: 'the server answered UnspecFail: busy' });
+  const tries = sentAt.slice(-renewals);
+  assert.equal(renewals, 2, 'sent again at the next gap (1 s), not at once');
+  assert.ok((tries[1] ?? 0) - (tries[0] ?? 0) >= 900 && (tries[0] ?? 0) - started < 100, tries.join(' '));
+
+  answer = () => ({ code: RFC8415.noAddrsAvail, text: 'full', inIa: true });
+  assert.deepEqual(await renew6(channel, identity, lease, 'renew', Date.now() + 1500), {
+    kind: 'silent',
+    message: 'the server answered NoAddrsAvail',
+  });
+  answer = () => ({ code: RFC8415.noBinding, text: 'unknown lease', inIa: true });
+  assert.deepEqual(await renew6(channel, identity, lease, 'renew', Date.now() + 1500), {
+    kind: 'nak',
+    message: 'NoBinding',
+  });
+});
+
+test('acquire6: an Advertise without an address is ignored, not answered with a new Solicit at once; NotOnLink asks again for no address in particular, a second later', async () => {
+  const { acquire6 } = await import('../../src/dhcp/client6');
+  const { OPT6, decodeIaNa, option } = await import('../../src/dhcp/message6');
+  const full = await fakeServer6(
+    () => [],
+    () => ({ code: RFC8415.noAddrsAvail, text: 'none left', inIa: false }),
+  );
+  const refused: unknown = await acquire6(full.channel, identity, {
+    hint: null,
+    deadline: Date.now() + 2500,
+    prefixLength: 64,
+  }).catch((err: unknown) => err);
+  assert.equal(full.sent.length, 2, 'a Solicit, and again after 1 s');
+  assert.equal(
+    refused instanceof Error ? refused.message : refused,
+    'the DHCPv6 server gave no address on eth0 (NoAddrsAvail: none left)',
+  );
+
+  const hint = parseAddress('2001:db8:99::5');
+  const good = parseAddress('2001:db8:86::151');
+  let requests = 0;
+  const moved = await fakeServer6(
+    (m) => [
+      { address: m.type === 'solicit' && requests === 0 ? hint : good, preferredSeconds: 3600, validSeconds: 7200 },
+    ],
+    (m) =>
+      m.type === 'request' && requests++ === 0 ? { code: RFC8415.notOnLink, text: 'wrong link', inIa: true } : null,
+  );
+  const lease = await acquire6(moved.channel, identity, { hint, deadline: Date.now() + 5000, prefixLength: 64 });
+  assert.equal(lease.address.address.text, good.text);
+  assert.deepEqual(
+    moved.sent.map((m) => m.type),
+    ['solicit', 'request', 'solicit', 'request'],
+  );
+  const second = moved.sent[2];
+  const ia = second === undefined ? null : option(second, OPT6.iaNa);
+  assert.deepEqual(ia === null ? null : decodeIaNa(ia)?.addresses, [], 'no address asked for after NotOnLink');
+  assert.ok((moved.sentAt[2] ?? 0) - (moved.sentAt[1] ?? 0) >= 900, 'a second after the refusal');
 });
 
 test('T1 and T2 a client can act on: the server’s when sane, else 50 % and 87.5 %; an infinite lease is never renewed', async () => {

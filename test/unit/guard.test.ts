@@ -90,6 +90,27 @@ test('asked "as now" (an address a DHCP server just gave): a remembered free ans
   assert.deepEqual(asked, ['172.16.86.3', '172.16.86.2', '172.16.86.3']);
 });
 
+test('asked for the owner of the address (a container starting its DHCP over): its own answer is no conflict, a remembered one of its does not count, and its "free" is not remembered', async () => {
+  const own = '02:00:00:00:00:21';
+  const owners: (string | null)[] = [];
+  const clock = { now: 1_000_000 };
+  let holder = own;
+  const prober: Prober = async (_link, _candidate, _timing, ownMac) => {
+    owners.push(ownMac);
+    await new Promise((r) => setTimeout(r, 5));
+    return holder === ownMac ? { inUse: false } : { inUse: true, mac: holder, how: 'it answered an ARP probe on eth0' };
+  };
+  const guard = new LanGuard(silentLogger, prober, () => clock.now);
+  const address = parseAddress('172.16.86.121');
+  // Asked without an owner (the warmer, a static network), the container's answer is remembered as a use.
+  assert.equal((await guard.ask(LINK, address)).inUse, true);
+  assert.deepEqual(await guard.ask(LINK, address, { asNow: true, ownMac: own }), { inUse: false });
+  assert.deepEqual(owners, [null, own], 'asked again, past the remembered answer of the owner itself');
+  assert.equal(guard.isKnownFree(LINK, address), false, 'the owner holds it: not free for anyone else');
+  holder = '02:aa:00:00:00:01';
+  assert.equal((await guard.ask(LINK, address, { asNow: true, ownMac: own })).inUse, true, 'another device is');
+});
+
 test("the warmer's candidates: a static network's first free addresses; none for a DHCP network (its server chooses; Docker's null IPAM gives it 0.0.0.0/0)", async () => {
   const { nextCandidates } = await import('../../src/lan/candidates');
   const { parsePrefix } = await import('../../src/net/address');

@@ -265,12 +265,21 @@ test('a lease record reads back exactly as written; the last address of a client
         boundAt: 1_700_000_000_000,
       },
     ],
+    // The server moved the IPv4 lease since: Docker still knows the endpoint by its first address.
+    dockerAddresses: [parseAddress('172.16.86.40'), parseAddress('2001:db8:86::150')],
     sandboxKey: '/var/run/docker/netns/abc',
     renewedAt: null,
     failures: 2,
     lastError: 'no answer',
   };
   assert.deepEqual(decodeLease(encodeLease(record)), record);
+  // A row written before the addresses given to Docker were kept: they are the leases' own.
+  const older = JSON.parse(encodeLease(record)) as Record<string, unknown>;
+  delete older['dockerAddresses'];
+  assert.deepEqual(
+    decodeLease(JSON.stringify(older)).dockerAddresses.map((a) => a.text),
+    ['172.16.86.50', '2001:db8:86::150'],
+  );
   const dir = mkdtempSync(join(tmpdir(), 'lp-lease-'));
   try {
     const store = SqliteStore.open(dir);
