@@ -46,7 +46,7 @@ export class LanCitizen {
     host: HostAddresses,
   ) {
     this.conflicts = new LanConflicts(new LanGuard(log), store, log, host, () => this.warmSoon());
-    this.watch = new LanWatch((address) => this.holding(address), store, log);
+    this.watch = new LanWatch((link, address) => this.holding(link, address), store, log);
   }
 
   /** Where and how to ask the LAN for a network; null when its policy is off or it has no LAN. */
@@ -190,13 +190,18 @@ export class LanCitizen {
     }
   }
 
-  /** Which container holds `address` right now (read from the store at the moment a frame arrives). */
-  private holding(address: IpAddress): Holding | null {
+  /** Which container behind `link` holds `address` right now (read from the store at the moment a frame arrives). */
+  private holding(link: ProbeLink, address: IpAddress): Holding | null {
     // An address another host reclaimed while this one was away, and holds now, is not defended.
     if (!this.held.has(address.text) || this.store.isAddressLost(address.text)) return null;
-    const endpoint = this.store
+    // Only a container behind the link the frame came in on: two VLANs may carry one subnet.
+    const candidates = this.store
       .listAllEndpoints()
-      .find((e) => e.ipv4?.address.text === address.text || e.ipv6?.address.text === address.text);
+      .filter((e) => e.ipv4?.address.text === address.text || e.ipv6?.address.text === address.text);
+    const endpoint = candidates.find((e) => {
+      const network = this.store.getNetwork(e.networkId);
+      return network !== null && this.checkFor(network)?.link.index === link.index;
+    });
     if (endpoint === undefined) return null;
     const network = this.store.getNetwork(endpoint.networkId);
     // On a DHCP network an endpoint holds its address while lanplug holds the lease: once given back (its

@@ -40,12 +40,13 @@ export class LanWatch {
   private readonly lastDefence = new Map<string, number>();
 
   /**
-   * `holding` answers, at the moment a frame arrives, which container holds an
-   * address (read from the store then, so that a container re-created with a
-   * new MAC is never taken for a stranger).
+   * `holding` answers, at the moment a frame arrives, which container behind
+   * `link` holds an address (read from the store then, so that a container
+   * re-created with a new MAC is never taken for a stranger; and per link,
+   * since two VLANs may carry the same subnet).
    */
   constructor(
-    private readonly holding: (address: IpAddress) => Holding | null,
+    private readonly holding: (link: ProbeLink, address: IpAddress) => Holding | null,
     private readonly sightings: LanSightings,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
@@ -96,7 +97,7 @@ export class LanWatch {
 
   private check(w: Watched, address: IpAddress, mac: string, how: string): void {
     if (mac === w.link.mac) return;
-    const holding = this.holding(address);
+    const holding = this.holding(w.link, address);
     if (holding === null || mac === holding.mac) return;
     const at = this.now();
     this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);

@@ -559,6 +559,12 @@ test('a host cut off from etcd and the LAN longer than --reclaim-after comes bac
     () => /another host's container holds it now: no longer defended here/.test(plugins[1]?.stderr() ?? ''),
     40_000,
   );
+  // The same pass claims the other one back; which of the two it settles first follows their order in etcd.
+  await until(
+    'host 1 claims back the address nobody took',
+    () => /nobody had taken it: claimed again/.test(plugins[1]?.stderr() ?? ''),
+    10_000,
+  );
   assert.deepEqual(endpointClaimsByHost().get('dh1'), [kept.IPAddress], 'the address nobody took is host 1’s again');
   assert.deepEqual(endpointClaimsByHost().get('dh0'), [lost.IPAddress], 'never taken from its new holder');
   const esc = lost.IPAddress.replace(/\./g, '\\.');
