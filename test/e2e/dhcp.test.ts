@@ -9,7 +9,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
-import { sleep } from '../lab/proc';
+import { runOk, sleep } from '../lab/proc';
 import {
   assertNoLanplugLinks,
   containerNetwork,
@@ -294,6 +294,30 @@ test('an address a LAN device already uses is declined: the server hears DHCPDEC
     lab.host.dockerOk(['exec', 'after', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
   } finally {
     squatter.destroy();
+  }
+});
+
+test("an offer of this host's own address is declined (whatever the LAN says): the server hears DHCPDECLINE, the container gets another", async () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:0f';
+  // The server reserves for this MAC the address the Docker host itself holds on its eth0 (the parent).
+  const own = '172.16.86.143';
+  await server.restart({ hosts: [`${mac},${own}`] });
+  runOk(['ip', '-n', lab.host.ns, 'addr', 'add', `${own}/24`, 'dev', 'eth0']);
+  try {
+    runWithMac('beside', mac);
+    const got = containerNetwork(lab.host, 'beside', 'lan').IPAddress;
+    assert.notEqual(got, own, "the host's own address is not used");
+    assert.ok(inRange(got), got);
+    assert.equal(server.count('DHCPDECLINE', mac), 1);
+    assert.match(
+      lab.plugin.stderr(),
+      new RegExp(
+        `"declining a DHCP address: it is this host's own"[^\\n]*"address":"${own.replace(/\./g, '\\.')}","link":"eth0"`,
+      ),
+    );
+  } finally {
+    runOk(['ip', '-n', lab.host.ns, 'addr', 'del', `${own}/24`, 'dev', 'eth0']);
   }
 });
 
