@@ -24,7 +24,7 @@ import { formatPrefix } from '../net/address';
 import { describeLease } from './status';
 import { silentLogger } from '../log';
 import { describeHolder, isLocked, lockHolder } from '../state/lock';
-import { managedPeerSocket } from '../daemon';
+import { managedPeerSocket } from '../api/docker/sockets';
 import { DRIVER_KINDS } from '../model/network';
 import { DATABASE_FILE, SqliteStore } from '../state/sqlite';
 import { stateDirProblem } from '../state/state-dir';

@@ -6,36 +6,16 @@
 import { join } from 'node:path';
 import { CONTROL_SOCKET_NAME } from '../api/control';
 import { DockerEngine } from '../api/docker/engine';
-import { dropForgottenRows, type ForgottenReport } from '../api/docker/forgotten';
 import { unixHttp } from '../api/unix-http';
 import { cniServices } from '../driver/attachments';
 import { NetworkDriver } from '../driver/network-driver';
-import { reconcile, type ReconcileReport } from '../driver/reconcile';
 import { LanplugError } from '../errors';
 import { openOwnRtnl } from '../driver/link-ownership';
 import { createLogger } from '../log';
 import { isLocked, StateLock } from '../state/lock';
 import { SqliteStore } from '../state/sqlite';
-import type { OrphanReport } from '../ipam/orphans';
-import type { ReclaimReport } from '../ipam/reclaim';
-import type { ReclaimedReport } from '../ipam/reclaimed';
-import type { PoolReleaseReport } from '../state/etcd/pool-membership';
 import { checkStateDir } from '../state/state-dir';
-
-export interface GcResult {
-  Reconcile: ReconcileReport;
-  Forgotten: ForgottenReport;
-  /** CNI attachments whose namespace is gone (absent from daemons before the CNI front end). */
-  Vanished?: string[];
-  /** IPAM claims no endpoint holds (from the running daemon only; absent before shared pools). */
-  Claims?: OrphanReport | { error: string };
-  /** Shared pools only: addresses of hosts that went away (not on a dry run). */
-  AbsentHosts?: ReclaimReport | { error: string };
-  /** Shared pools only: pool releases etcd had not taken, made again (not on a dry run). */
-  PoolReleases?: PoolReleaseReport | { error: string };
-  /** Shared pools only: addresses other hosts reclaimed while this host was away (not on a dry run). */
-  ReclaimedHere?: ReclaimedReport | { error: string };
-}
+import { Housekeeping, type GcResult } from '../housekeeping';
 
 export async function runGc(
   stateDir: string,
@@ -64,12 +44,16 @@ export async function runGc(
     try {
       const log = createLogger('error');
       const driver = new NetworkDriver(rtnl, store, log);
-      const forgotten = await dropForgottenRows(driver, new DockerEngine(dockerSocket), store, log, {
-        dryRun,
-        graceMs,
+      // What the daemon's pass does but the IPAM driver's part: that needs the daemon (and its etcd session).
+      const housekeeping = new Housekeeping({
+        driver,
+        rtnl,
+        store,
+        engine: new DockerEngine(dockerSocket),
+        attachments: cniServices(driver, rtnl, store, log).attachments,
+        log,
       });
-      const vanished = cniServices(driver, rtnl, store, log).attachments.collectVanished(dryRun);
-      return { Reconcile: reconcile(rtnl, store, log, { dryRun }), Forgotten: forgotten, Vanished: vanished };
+      return await housekeeping.pass(dryRun, graceMs);
     } finally {
       rtnl.close();
       store.close();

@@ -101,6 +101,26 @@ interface InFlight {
   done: Promise<void>;
 }
 
+/**
+ * What the keeper needs of the networks its leases are on, from the floors above it (the endpoint
+ * service implements it: driver/ and the LAN checks live there).
+ */
+export interface LeaseNetworks {
+  /** The LAN link of a network (the parent, or lanplug's own sibling of it); null when it has none now. */
+  sendLink(networkId: string): SendLink | null;
+  /** A server moved a container: its endpoint's address follows (what the LAN watch defends, what status shows). */
+  moved(networkId: string, endpointId: string, address: IpPrefix): void;
+  /** How a network's offered IPv4 addresses are checked on the LAN before use; none: used as given. */
+  offerCheck(networkId: string): OfferCheck | undefined;
+}
+
+/** For tests and tools without networks: no link, nothing checked, nothing to follow. */
+export const NO_LEASE_NETWORKS: LeaseNetworks = {
+  sendLink: () => null,
+  moved: () => undefined,
+  offerCheck: () => undefined,
+};
+
 export class LeaseKeeper {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly inFlight = new Map<string, InFlight>();
@@ -114,12 +134,7 @@ export class LeaseKeeper {
   constructor(
     private readonly store: LeaseStore,
     private readonly log: Logger,
-    /** The LAN link of a network (the parent, or lanplug's own sibling of it); null when it has none now. */
-    private readonly lanLinkOf: (networkId: string) => SendLink | null,
-    /** A server moved a container: its endpoint's address follows (what the LAN watch defends, what status shows). */
-    private readonly onMoved: (networkId: string, endpointId: string, address: IpPrefix) => void = () => undefined,
-    /** How a network's offered IPv4 addresses are checked on the LAN before use; none: used as given. */
-    private readonly offerCheckOf: (networkId: string) => OfferCheck | undefined = () => undefined,
+    private readonly networks: LeaseNetworks,
   ) {}
 
   /**
@@ -146,7 +161,7 @@ export class LeaseKeeper {
             ? await acquire(channel, identity, {
                 hint,
                 deadline,
-                check: this.offerCheckOf(plan.networkId),
+                check: this.networks.offerCheck(plan.networkId),
                 subnets: plan.subnets4,
               })
             : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
@@ -291,7 +306,7 @@ export class LeaseKeeper {
 
   /** Sends DHCPRELEASE / a DHCPv6 Release for `leases` from the network's LAN link; false when it could not. */
   private sendRelease(networkId: string, identity: DhcpIdentity, leases: readonly Lease[]): boolean {
-    const link = this.lanLinkOf(networkId);
+    const link = this.networks.sendLink(networkId);
     if (link === null) return false;
     try {
       const socket = PacketSocket.open(link.index, SEND_ONLY, link.name);
@@ -440,7 +455,7 @@ export class LeaseKeeper {
                 ? await acquire(channel, record.identity, {
                     hint,
                     deadline,
-                    check: this.offerCheckOf(networkId),
+                    check: this.networks.offerCheck(networkId),
                     subnets: [lease.address],
                   })
                 : await acquire6(channel, record.identity, {
@@ -485,7 +500,7 @@ export class LeaseKeeper {
           },
         );
         this.remember(record.identity, next);
-        this.onMoved(networkId, endpointId, next.address);
+        this.networks.moved(networkId, endpointId, next.address);
       } else {
         this.log.debug('dhcp lease renewed', {
           endpoint: endpointId.slice(0, 12),

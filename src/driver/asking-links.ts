@@ -8,9 +8,10 @@
  * How such a link keeps quiet is here too (quietAskingLink): a `-o dhcp=true`
  * endpoint's link asks from the daemon's namespace the same way before Join.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { conflict, LanplugError, withContext } from '../errors';
 import type { LinkInfo } from '../link/link';
+import { silenceIpv6 } from '../link/quiet';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import type { NetworkSpec } from '../model/network';
@@ -42,7 +43,7 @@ export class AskingLinks {
       throw withContext(where, err);
     }
     try {
-      quietAskingLink(link.name, family);
+      quietAskingLink(this.rtnl, link, family);
       try {
         this.rtnl.setUp(link);
       } catch (err) {
@@ -68,17 +69,15 @@ export class AskingLinks {
 
 /**
  * A link that asks a DHCP server from the daemon's namespace (an asking link, or a `-o dhcp=true`
- * endpoint's link before Join) speaks only for its exchange. IPv4: no IPv6 at all (no link-local
- * address, no DAD, no router solicitation). IPv6: its link-local address at once, without
+ * endpoint's link before Join) speaks only for its exchange. IPv4: no IPv6 at all (link/quiet.ts). IPv6: its link-local address at once, without
  * duplicate address detection, so the kernel answers the server's neighbour solicitation for it
  * within milliseconds (the server answers that address); no router advertisements taken, so the
  * host never gets an address or a route through it. Set before the link is up. The kernel resets
  * these when the link moves to a container's namespace, which then has its own defaults.
  */
-export function quietAskingLink(name: string, family: Family): void {
-  const set = (key: string, value: string): void => writeFileSync(`/proc/sys/net/ipv6/conf/${name}/${key}`, value);
-  // A kernel without IPv6 has nothing to quiet.
-  if (family === 4) return existsSync('/proc/sys/net/ipv6') ? set('disable_ipv6', '1') : undefined;
+export function quietAskingLink(rtnl: Rtnl, link: LinkInfo, family: Family): void {
+  if (family === 4) return silenceIpv6(rtnl, link);
+  const set = (key: string, value: string): void => writeFileSync(`/proc/sys/net/ipv6/conf/${link.name}/${key}`, value);
   set('accept_ra', '0');
   set('autoconf', '0');
   set('accept_dad', '0');

@@ -356,7 +356,7 @@ export class NetworkDriver {
       const parent = ensureParent(this.rtnl, spec.parent, spec.mtu);
       const link = this.createEndpointLinkBesideParked(spec, endpoint, parent);
       // Up in the daemon's namespace to ask on: as quiet there as lanplug-dhcp's asking links.
-      quietAskingLink(link.name, spec.dhcp?.ipv6 === true ? 6 : 4);
+      quietAskingLink(this.rtnl, link, spec.dhcp?.ipv6 === true ? 6 : 4);
       this.rtnl.setUp(link);
       return { spec, endpoint, link };
     } catch (err) {

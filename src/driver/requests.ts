@@ -61,3 +61,14 @@ export interface JoinResult {
   gatewayIpv6: IpAddress | null;
   staticRoutes: StaticRoute[];
 }
+
+/** One endpoint of one network, as every later call names it. */
+export interface EndpointRef {
+  networkId: string;
+  endpointId: string;
+}
+
+/** Join's: the container's network namespace (Docker's SandboxKey) comes with it. */
+export interface JoinRef extends EndpointRef {
+  sandboxKey: string | null;
+}

@@ -9,9 +9,9 @@
  * it goes with the last network of its daemon on the parent, and reconcile
  * removes any that outlived it.
  */
-import { writeFileSync } from 'node:fs';
 import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
+import { silenceIpv6 } from '../link/quiet';
 import type { Rtnl } from '../link/rtnl';
 import type { NetworkRecord } from '../model/network';
 
@@ -35,13 +35,7 @@ export function ensureEye(rtnl: Rtnl, parent: LinkInfo): LinkInfo {
   if (present !== null) rtnl.deleteLink(present);
   const eye = rtnl.createMacvlan({ name, parentIndex: parent.index, mode: 'bridge' });
   // No link-local address, no DAD, no router solicitations: the eye sends only what lanplug sends.
-  try {
-    writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, '1');
-  } catch (err) {
-    // A kernel without IPv6 has no such file: nothing to turn off. A read-only /proc/sys (a managed
-    // plugin's): no address of the kernel's making, which keeps the link as quiet.
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') rtnl.stopIpv6AddressGeneration(eye);
-  }
+  silenceIpv6(rtnl, eye);
   rtnl.setUp(eye);
   return eye;
 }

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { networkDriverRoutes } from '../../src/api/docker/routes';
 import { PluginServer } from '../../src/api/docker/server';
 import { NetworkDriver } from '../../src/driver/network-driver';
+import { EndpointService } from '../../src/endpoint/service';
 import { silentLogger } from '../../src/log';
 import { SqliteStore } from '../../src/state/sqlite';
 import { post as postTo } from '../support/plugin-http';
@@ -28,7 +29,11 @@ before(async () => {
   const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger);
   server = await PluginServer.listen(
     join(dir, 'plugins'),
-    { name: 'lanplug-macvlan', routes: networkDriverRoutes(driver, 'macvlan'), errorField: 'Err' },
+    {
+      name: 'lanplug-macvlan',
+      routes: networkDriverRoutes(new EndpointService(driver, null, null), 'macvlan'),
+      errorField: 'Err',
+    },
     silentLogger,
   );
   socket = server.socketPath;

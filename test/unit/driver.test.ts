@@ -392,8 +392,8 @@ test('-o dhcp=true: only with --ipam-driver null, a parent, and a layer-2 mode; 
 });
 
 test('a DHCP endpoint whose lease is gone is refused at Join: its address may be someone else’s now', async () => {
-  const { DhcpEndpoints } = await import('../../src/driver/dhcp-endpoints');
-  const { LeaseKeeper } = await import('../../src/dhcp/keeper');
+  const { DhcpEndpoints } = await import('../../src/endpoint/dhcp-endpoints');
+  const { LeaseKeeper, NO_LEASE_NETWORKS } = await import('../../src/dhcp/keeper');
   const { driver } = setup();
   driver.createNetwork(
     network(NET_A, { parent: 'eth0', dhcp: 'true' }, { ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }] }),
@@ -406,7 +406,7 @@ test('a DHCP endpoint whose lease is gone is refused at Join: its address may be
     ipv4: parsePrefix('172.16.86.120/24'),
     ipv6: null,
   });
-  const dhcp = new DhcpEndpoints(driver, new LeaseKeeper(store, silentLogger, () => null), silentLogger);
+  const dhcp = new DhcpEndpoints(driver, new LeaseKeeper(store, silentLogger, NO_LEASE_NETWORKS), silentLogger);
   const answer = { linkName: 'lp-111111111111', gatewayIpv4: null, gatewayIpv6: null, staticRoutes: [] };
   const err = refusal(() => dhcp.joined('macvlan', { networkId: NET_A, endpointId: EP_1, sandboxKey: '/x' }, answer));
   assert.equal(err.code, 'NotFound');
@@ -417,9 +417,9 @@ test('a DHCP endpoint whose lease is gone is refused at Join: its address may be
 });
 
 test('lanplug-dhcp: leases taken for a MAC become the endpoint’s; ReleaseAddress ends one family only, and never an address Leave gave back', async () => {
-  const { DhcpEndpoints } = await import('../../src/driver/dhcp-endpoints');
+  const { DhcpEndpoints } = await import('../../src/endpoint/dhcp-endpoints');
   const { DhcpAddresses, comingEndpointId } = await import('../../src/driver/dhcp-addresses');
-  const { LeaseKeeper } = await import('../../src/dhcp/keeper');
+  const { LeaseKeeper, NO_LEASE_NETWORKS } = await import('../../src/dhcp/keeper');
   const { AskingLinks } = await import('../../src/driver/asking-links');
   const { rtnl, driver } = setup();
   const pools = {
@@ -439,7 +439,7 @@ test('lanplug-dhcp: leases taken for a MAC become the endpoint’s; ReleaseAddre
   );
   assert.deepEqual(store.getNetwork(NET_B)?.spec.dhcp, { ipv4: false, ipv6: true, timeoutMs: 10_000, askedBy: 'ipam' });
 
-  const keeper = new LeaseKeeper(store, silentLogger, () => null);
+  const keeper = new LeaseKeeper(store, silentLogger, NO_LEASE_NETWORKS);
   const mac = '02:00:00:00:06:01';
   const lease = (text: string): Lease => ({
     family: text.includes(':') ? 6 : 4,

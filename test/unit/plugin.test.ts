@@ -15,6 +15,7 @@ import { ipamRoutes } from '../../src/api/docker/ipam-routes';
 import { networkDriverRoutes } from '../../src/api/docker/routes';
 import { combinedEndpoint, PluginServer } from '../../src/api/docker/server';
 import { NetworkDriver } from '../../src/driver/network-driver';
+import { EndpointService } from '../../src/endpoint/service';
 import { LanplugError } from '../../src/errors';
 import { IpamAllocator } from '../../src/ipam/allocator';
 import { silentLogger } from '../../src/log';
@@ -91,7 +92,11 @@ test('one socket serves the network driver and IPAM APIs, each error in its own 
   const store = SqliteStore.open(mkdtempSync(join(dir, 'store-')));
   const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger);
   const endpoint = combinedEndpoint('lanplug', [
-    { name: 'lanplug-macvlan', routes: networkDriverRoutes(driver, 'macvlan'), errorField: 'Err' },
+    {
+      name: 'lanplug-macvlan',
+      routes: networkDriverRoutes(new EndpointService(driver, null, null), 'macvlan'),
+      errorField: 'Err',
+    },
     {
       name: 'lanplug',
       routes: ipamRoutes(new IpamAllocator(new LocalAddressBook(store), silentLogger)),

@@ -1,11 +1,9 @@
 /**
  * The remote driver API's methods, one handler each, for one driver kind.
- * Handlers translate JSON to the driver's typed requests and back; all
- * decisions are the driver's.
+ * Handlers translate JSON to the endpoint service's typed requests and back;
+ * every decision, and every wait, is the service's.
  */
-import type { DhcpEndpoints } from '../../driver/dhcp-endpoints';
-import type { NetworkDriver } from '../../driver/network-driver';
-import { ADVICE_DEFAULT_IPAM, HOST_ADVICE_DEFAULT_IPAM, type LanConflicts } from '../../lan/conflicts';
+import type { EndpointService } from '../../endpoint/service';
 import type { DriverKind } from '../../model/network';
 import type { JsonObject } from './decode';
 import {
@@ -19,7 +17,7 @@ import {
   encodeJoin,
 } from './wire';
 
-/** One API method: synchronous for the drivers (see server.ts), a promise only for control requests. */
+/** One API method: an answer, or a promise of one. */
 export type Handler = (body: JsonObject) => JsonObject | Promise<JsonObject>;
 
 /** How the driver describes itself: what dockerd asks when it registers the driver. */
@@ -31,85 +29,45 @@ export function networkDriverDescription(): [string, Handler][] {
   ];
 }
 
-/**
- * `lan`: checks an endpoint's addresses (not this host's; asks the LAN) before it
- * is recorded (the only await on a driver path, and before any state is touched); null: never.
- */
-export function networkDriverRoutes(
-  driver: NetworkDriver,
-  kind: DriverKind,
-  lan: LanConflicts | null = null,
-  dhcp: DhcpEndpoints | null = null,
-): ReadonlyMap<string, Handler> {
+/** Each of the driver API's methods: its body decoded, one call to the endpoint service, the answer encoded. */
+export function networkDriverRoutes(endpoints: EndpointService, kind: DriverKind): ReadonlyMap<string, Handler> {
   const nothing = (): JsonObject => ({});
   return new Map<string, Handler>([
     ...networkDriverDescription(),
     [
       '/NetworkDriver.CreateNetwork',
-      (body) => {
-        driver.createNetwork(decodeCreateNetwork(kind, body));
-        // Its first addresses are asked about now: the `docker run` that follows a `network create` finds them known.
-        lan?.networkAdded();
+      async (body) => {
+        await endpoints.createNetwork(decodeCreateNetwork(kind, body));
         return {};
       },
     ],
     [
       '/NetworkDriver.DeleteNetwork',
-      (body) => {
-        const networkId = decodeNetworkRef(body);
-        dhcp?.releaseNetwork(networkId);
-        driver.deleteNetwork(networkId);
+      async (body) => {
+        await endpoints.deleteNetwork(decodeNetworkRef(body));
         return {};
       },
     ],
     [
       '/NetworkDriver.CreateEndpoint',
-      async (body) => {
-        const request = decodeCreateEndpoint(body);
-        // The LAN's DHCP server picks the address: nothing to ask the LAN about first.
-        if (dhcp?.serves(kind, request.networkId))
-          return encodeCreateEndpoint(await dhcp.createEndpoint(kind, request));
-        const check = lan === null ? null : driver.addressCheck(kind, request);
-        if (lan !== null && check !== null)
-          await lan.requireUsable(check, { host: HOST_ADVICE_DEFAULT_IPAM, lan: ADVICE_DEFAULT_IPAM });
-        return encodeCreateEndpoint(driver.createEndpoint(kind, request));
-      },
+      async (body) => encodeCreateEndpoint(await endpoints.createEndpoint(kind, decodeCreateEndpoint(body))),
     ],
     [
       '/NetworkDriver.DeleteEndpoint',
-      (body) => {
-        const ref = decodeEndpointRef(body);
-        // Released at Leave already, unless the container never started (no Join, no Leave).
-        dhcp?.release(ref.networkId, ref.endpointId, 'endpoint removed');
-        driver.deleteEndpoint(ref.networkId, ref.endpointId);
+      async (body) => {
+        await endpoints.deleteEndpoint(decodeEndpointRef(body));
         return {};
       },
     ],
     [
       '/NetworkDriver.EndpointOperInfo',
-      (body) => {
-        const ref = decodeEndpointRef(body);
-        return encodeEndpointOperInfo(driver.endpointInfo(ref.networkId, ref.endpointId));
-      },
+      (body) => encodeEndpointOperInfo(endpoints.endpointInfo(decodeEndpointRef(body))),
     ],
-    [
-      '/NetworkDriver.Join',
-      (body) => {
-        const ref = decodeJoin(body);
-        const answer = driver.join(kind, ref.networkId, ref.endpointId);
-        return encodeJoin(dhcp === null ? answer : dhcp.joined(kind, ref, answer));
-      },
-    ],
+    ['/NetworkDriver.Join', async (body) => encodeJoin(await endpoints.join(kind, decodeJoin(body)))],
     [
       '/NetworkDriver.Leave',
-      (body) => {
-        const ref = decodeEndpointRef(body);
-        try {
-          driver.leave(ref.networkId, ref.endpointId);
-        } finally {
-          // The container stops: its lease goes back to the server, whatever else failed.
-          dhcp?.release(ref.networkId, ref.endpointId, 'container stopped');
-        }
+      async (body) => {
+        await endpoints.leave(decodeEndpointRef(body));
         return {};
       },
     ],

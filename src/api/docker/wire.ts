@@ -7,6 +7,8 @@ import type {
   CreateEndpointRequest,
   CreateEndpointResult,
   CreateNetworkRequest,
+  EndpointRef,
+  JoinRef,
   JoinResult,
 } from '../../driver/requests';
 import type { DriverKind, Subnet } from '../../model/network';
@@ -109,18 +111,8 @@ function endpointOptions(options: JsonObject): Record<string, string> {
   return out;
 }
 
-export interface JoinRef extends EndpointRef {
-  /** The container's network namespace, as a file. */
-  sandboxKey: string | null;
-}
-
 export function decodeJoin(body: JsonObject): JoinRef {
   return { ...decodeEndpointRef(body), sandboxKey: optionalString(body, 'SandboxKey') };
-}
-
-export interface EndpointRef {
-  networkId: string;
-  endpointId: string;
 }
 
 export function decodeEndpointRef(body: JsonObject): EndpointRef {

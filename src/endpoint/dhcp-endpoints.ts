@@ -23,11 +23,11 @@ import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/le
 import type { DriverKind } from '../model/network';
 import { networkOf } from '../net/address';
 import { bytesToMac, parseMac } from '../net/mac';
-import { takeOverLeases } from './dhcp-addresses';
-import { shortId } from './names';
-import type { NetworkDriver } from './network-driver';
-import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from './options';
-import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from './requests';
+import { takeOverLeases } from '../driver/dhcp-addresses';
+import { shortId } from '../driver/names';
+import type { NetworkDriver } from '../driver/network-driver';
+import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from '../driver/options';
+import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from '../driver/requests';
 
 /**
  * DHCPv6 hands out addresses, not prefixes (the on-link prefix comes from the
@@ -37,6 +37,9 @@ import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from './
 const DHCP6_PREFIX_LENGTH = 64;
 
 export class DhcpEndpoints {
+  /** Client ids whose first lease is being asked for now, with the endpoint asking. */
+  private readonly asking = new Map<string, { networkId: string; endpointId: string }>();
+
   constructor(
     private readonly driver: NetworkDriver,
     private readonly keeper: LeaseKeeper,
@@ -90,13 +93,31 @@ export class DhcpEndpoints {
           ? id
           : null;
     if (id !== null) {
-      // Two containers asking as one client would get one address: a duplicate on the LAN.
-      const holder = this.keeper.holderOf('00' + Buffer.from(id).toString('hex'));
+      // Two containers asking as one client would get one address: a duplicate on the LAN. Checked against
+      // the leases held and the exchanges under way (of other networks too: the queue orders one network only).
+      const clientId = '00' + Buffer.from(id).toString('hex');
+      const holder = this.keeper.holderOf(clientId) ?? this.asking.get(clientId) ?? null;
       if (holder !== null)
         throw conflict(
           `--driver-opt ${OPT_ENDPOINT_DHCP_ID}=${id} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own id`,
         );
+      this.asking.set(clientId, { networkId: request.networkId, endpointId: request.endpointId });
+      try {
+        return await this.acquireFor(driver, request, id, hostname);
+      } finally {
+        this.asking.delete(clientId);
+      }
     }
+    return this.acquireFor(driver, request, id, hostname);
+  }
+
+  /** The first half of the endpoint, a lease from the server, the second half; undone whole on a failure. */
+  private async acquireFor(
+    driver: DriverKind,
+    request: CreateEndpointRequest,
+    id: string | null,
+    hostname: string | null,
+  ): Promise<CreateEndpointResult> {
     const requestedMac = request.mac === null ? null : parseMac(request.mac);
     const mac = driver === 'ipvlan' ? null : (requestedMac ?? (id === null ? randomMac() : macFromLabel(id)));
     const prepared = this.driver.prepareDhcpEndpoint(driver, request, mac);

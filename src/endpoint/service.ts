@@ -1,0 +1,102 @@
+/**
+ * The endpoint service: what a network and its endpoints go through, for
+ * every address source a network can have — Docker's IPAM (the addresses
+ * checked: never this host's, and asked of the LAN per the network's
+ * policy), the lanplug IPAM driver (checked at RequestAddress already), DHCP
+ * asked by the network driver (`-o dhcp=true`), DHCP asked by the
+ * lanplug-dhcp IPAM driver (the leases taken over). Front ends translate
+ * their wire format into one call here and the answer back; nothing else.
+ *
+ * Every wait of the endpoint path is in this file and dhcp-endpoints.ts,
+ * and every request runs behind the ones of its network (NetworkQueue):
+ * while a CreateEndpoint waits for the LAN, a Join, a DeleteEndpoint or a
+ * DeleteNetwork of the same network waits for it, so that no request sees
+ * another's half-done state. Below this floor everything is synchronous.
+ */
+import type {
+  CreateEndpointRequest,
+  CreateEndpointResult,
+  CreateNetworkRequest,
+  EndpointRef,
+  JoinRef,
+  JoinResult,
+} from '../driver/requests';
+import type { NetworkDriver } from '../driver/network-driver';
+import type { EndpointRecord, DriverKind } from '../model/network';
+import { ADVICE_DEFAULT_IPAM, HOST_ADVICE_DEFAULT_IPAM, type LanConflicts } from '../lan/conflicts';
+import type { DhcpEndpoints } from './dhcp-endpoints';
+import { NetworkQueue } from './queue';
+
+export class EndpointService {
+  private readonly queue = new NetworkQueue();
+
+  constructor(
+    private readonly driver: NetworkDriver,
+    /** The LAN checks; null: none (tests of the driver alone). */
+    private readonly lan: LanConflicts | null,
+    /** DHCP endpoints; null where no DHCP network can exist (a managed plugin refuses them at create). */
+    private readonly dhcp: DhcpEndpoints | null,
+  ) {}
+
+  createNetwork(request: CreateNetworkRequest): Promise<void> {
+    return this.queue.run(request.networkId, () => {
+      this.driver.createNetwork(request);
+      // Its first addresses are asked about now: the `docker run` that follows a `network create` finds them known.
+      this.lan?.networkAdded();
+    });
+  }
+
+  /** Idempotent. Every lease on the network goes back to its server, then the network's links and rows go. */
+  deleteNetwork(networkId: string): Promise<void> {
+    return this.queue.run(networkId, () => {
+      this.dhcp?.releaseNetwork(networkId);
+      this.driver.deleteNetwork(networkId);
+    });
+  }
+
+  /**
+   * The endpoint recorded with its addresses: from DHCP when the network's server chooses them,
+   * else as Docker gave them, once none is this host's and the LAN uses none (per the network's policy).
+   */
+  createEndpoint(kind: DriverKind, request: CreateEndpointRequest): Promise<CreateEndpointResult> {
+    return this.queue.run(request.networkId, async () => {
+      if (this.dhcp?.serves(kind, request.networkId) === true) return this.dhcp.createEndpoint(kind, request);
+      const check = this.lan === null ? null : this.driver.addressCheck(kind, request);
+      if (this.lan !== null && check !== null)
+        await this.lan.requireUsable(check, { host: HOST_ADVICE_DEFAULT_IPAM, lan: ADVICE_DEFAULT_IPAM });
+      return this.driver.createEndpoint(kind, request);
+    });
+  }
+
+  /** The endpoint's link, ready for the runtime to move into the container; with DHCP, the server's router. */
+  join(kind: DriverKind, ref: JoinRef): Promise<JoinResult> {
+    return this.queue.run(ref.networkId, () => {
+      const answer = this.driver.join(kind, ref.networkId, ref.endpointId);
+      return this.dhcp === null ? answer : this.dhcp.joined(kind, ref, answer);
+    });
+  }
+
+  /** The container stops: its lease goes back to the server, whatever else failed. */
+  leave(ref: EndpointRef): Promise<void> {
+    return this.queue.run(ref.networkId, () => {
+      try {
+        this.driver.leave(ref.networkId, ref.endpointId);
+      } finally {
+        this.dhcp?.release(ref.networkId, ref.endpointId, 'container stopped');
+      }
+    });
+  }
+
+  /** Idempotent. A lease still held (the container never started: no Join, no Leave) goes first. */
+  deleteEndpoint(ref: EndpointRef): Promise<void> {
+    return this.queue.run(ref.networkId, () => {
+      this.dhcp?.release(ref.networkId, ref.endpointId, 'endpoint removed');
+      this.driver.deleteEndpoint(ref.networkId, ref.endpointId);
+    });
+  }
+
+  /** Read only, and never waits: what Docker shows in `docker network inspect`. */
+  endpointInfo(ref: EndpointRef): EndpointRecord | null {
+    return this.driver.endpointInfo(ref.networkId, ref.endpointId);
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The passes that bring the host, the store and the shared pools back in
+ * step: every --recheck-interval in the daemon, and on `lanplug gc` (through
+ * the daemon's control socket, or by gc itself when no daemon runs). One
+ * module for both, so that gc does what the daemon does:
+ *
+ * 1. rows dockerd has forgotten (asked of the dockerd they came from);
+ * 2. CNI attachments whose namespace is gone;
+ * 3. the kernel against the store (driver/reconcile.ts);
+ * and where the daemon runs the IPAM driver (not in an offline gc):
+ * 4. IPAM claims no endpoint holds;
+ * 5. on shared pools: addresses of hosts that went away, pool releases etcd
+ *    did not take, and addresses reclaimed from this host while it was away.
+ *
+ * One pass at a time: a gc that arrives during the periodic pass waits for it.
+ */
+import type { DockerEngine } from './api/docker/engine';
+import { dropForgottenRows, type ForgottenReport } from './api/docker/forgotten';
+import type { SandboxAttachments } from './driver/attachments';
+import type { NetworkDriver } from './driver/network-driver';
+import { reconcile, type ReconcileReport } from './driver/reconcile';
+import type { OrphanClaims, OrphanReport } from './ipam/orphans';
+import { reclaimAbsentHosts, type LanHearing, type ReclaimReport } from './ipam/reclaim';
+import { settleReclaimed, type ReclaimedReport } from './ipam/reclaimed';
+import type { Rtnl } from './link/rtnl';
+import type { Logger } from './log';
+import type { IpAddress } from './net/address';
+import type { AddressBook, BookPool } from './state/address-book';
+import { EtcdAddressBook } from './state/etcd/address-book';
+import type { PoolReleaseReport } from './state/etcd/pool-membership';
+import type { SqliteStore } from './state/sqlite';
+
+/** What a pass did, step by step (what `lanplug gc` prints). */
+export interface GcResult {
+  Reconcile: ReconcileReport;
+  Forgotten: ForgottenReport;
+  /** CNI attachments whose namespace is gone. */
+  Vanished?: string[];
+  /** IPAM claims no endpoint holds (where the daemon runs the IPAM driver). */
+  Claims?: OrphanReport | { error: string };
+  /** Shared pools only: addresses of hosts that went away (not on a dry run). */
+  AbsentHosts?: ReclaimReport | { error: string };
+  /** Shared pools only: pool releases etcd had not taken, made again (not on a dry run). */
+  PoolReleases?: PoolReleaseReport | { error: string };
+  /** Shared pools only: addresses other hosts reclaimed while this host was away (not on a dry run). */
+  ReclaimedHere?: ReclaimedReport | { error: string };
+}
+
+/** The IPAM driver's part: its book, the orphan check, and how the LAN is heard for a reclaim. */
+export interface IpamHousekeeping {
+  book: AddressBook;
+  orphans: OrphanClaims;
+  hear(pool: BookPool | null, address: IpAddress): Promise<LanHearing>;
+  /** How long a host must be unregistered before its silent addresses are reclaimed (shared pools). */
+  reclaimAfterMs: number;
+}
+
+export interface HousekeepingParts {
+  driver: NetworkDriver;
+  rtnl: Rtnl;
+  store: SqliteStore;
+  engine: DockerEngine;
+  attachments: SandboxAttachments;
+  log: Logger;
+  /** DHCP asking links an exchange is using now: not leftovers. */
+  askingLinksInUse?: () => ReadonlySet<string>;
+  /** Absent where no IPAM driver runs (an offline gc). */
+  ipam?: IpamHousekeeping;
+}
+
+export class Housekeeping {
+  private running: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly parts: HousekeepingParts) {}
+
+  /** One pass, after the one in progress; `dryRun` says what it would do and changes nothing. */
+  pass(dryRun: boolean, graceMs: number): Promise<GcResult> {
+    const run = this.running.then(() => this.passNow(dryRun, graceMs));
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A pass every `everyMs` (0: none); returns what stops them. */
+  every(everyMs: number, graceMs: number): () => void {
+    if (everyMs <= 0) return () => undefined;
+    const timer = setInterval(() => {
+      this.pass(false, graceMs).catch((err: unknown) =>
+        this.parts.log.error('periodic reconcile failed', { error: String(err) }),
+      );
+    }, everyMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  private async passNow(dryRun: boolean, graceMs: number): Promise<GcResult> {
+    const { driver, rtnl, store, engine, attachments, log } = this.parts;
+    const result: GcResult = {
+      Forgotten: await dropForgottenRows(driver, engine, store, log, { dryRun, graceMs }),
+      Vanished: attachments.collectVanished(dryRun),
+      Reconcile: reconcile(rtnl, store, log, {
+        dryRun,
+        ...(this.parts.askingLinksInUse === undefined ? {} : { askingLinksInUse: this.parts.askingLinksInUse() }),
+      }),
+    };
+    const ipam = this.parts.ipam;
+    if (ipam === undefined) return result;
+    result.Claims = await ipam.orphans
+      .pass(
+        () => endpointAddresses(store),
+        async (poolId) => {
+          const pool = await ipam.book.getPool(poolId);
+          return pool === null ? null : driver.networkOfPool(pool.pool);
+        },
+        { graceMs, dryRun },
+      )
+      .catch((err: unknown) => ({ error: String(err) }));
+    // The shared steps write markers in the shared book even to look: not on a dry run.
+    const shared = ipam.book instanceof EtcdAddressBook && !dryRun ? ipam.book : null;
+    if (shared === null) return result;
+    result.AbsentHosts = await reclaimAbsentHosts(
+      shared,
+      async (poolId, address) => ipam.hear(await shared.getPool(poolId), address),
+      log,
+      { reclaimAfterMs: ipam.reclaimAfterMs },
+    ).catch((err: unknown) => ({ error: String(err) }));
+    result.PoolReleases = await shared.retryPoolReleases().catch((err: unknown) => ({ error: String(err) }));
+    // Addresses other hosts reclaimed while this one was away, which its containers still use.
+    result.ReclaimedHere = await settleReclaimed(shared, store, store.listAllEndpoints(), log).catch(
+      (err: unknown) => ({ error: String(err) }),
+    );
+    return result;
+  }
+}
+
+/** The addresses endpoints on this host hold (lanplug's records). */
+export function endpointAddresses(store: SqliteStore): Set<string> {
+  return new Set(
+    store
+      .listAllEndpoints()
+      .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((a) => a !== undefined)),
+  );
+}

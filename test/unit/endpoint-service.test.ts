@@ -1,0 +1,178 @@
+/**
+ * The endpoint service's one rule for waits: requests of one network run one
+ * after another, those of different networks do not wait for each other; and
+ * what a wait could let two requests both pass (one DHCP client id for two
+ * containers) is refused for the second. On the in-memory link table, with
+ * the DHCP exchange itself replaced by a delay (the Docker lane's DHCP files
+ * run the real one against dnsmasq).
+ */
+import { afterEach, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LeaseKeeper, NO_LEASE_NETWORKS } from '../../src/dhcp/keeper';
+import { NetworkDriver } from '../../src/driver/network-driver';
+import type { CreateNetworkRequest } from '../../src/driver/requests';
+import { DhcpEndpoints } from '../../src/endpoint/dhcp-endpoints';
+import { NetworkQueue } from '../../src/endpoint/queue';
+import { EndpointService } from '../../src/endpoint/service';
+import { LanplugError } from '../../src/errors';
+import { silentLogger } from '../../src/log';
+import type { Lease } from '../../src/model/lease';
+import { parseAddress, parsePrefix } from '../../src/net/address';
+import { SqliteStore } from '../../src/state/sqlite';
+import { FakeRtnl } from '../support/fake-rtnl';
+
+const NET_A = 'a'.repeat(64);
+const NET_B = 'b'.repeat(64);
+const EP_1 = '1'.repeat(64);
+const EP_2 = '2'.repeat(64);
+
+let dir: string;
+let store: SqliteStore;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'lanplug-endpoints-'));
+  store = SqliteStore.open(dir);
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const tick = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('one network: requests run in the order they came, each after the last has ended (failed or not); other networks do not wait', async () => {
+  const queue = new NetworkQueue();
+  const events: string[] = [];
+  const slow =
+    (name: string, ms: number, fail = false) =>
+    async (): Promise<string> => {
+      events.push(`${name} start`);
+      await tick(ms);
+      events.push(`${name} end`);
+      if (fail) throw new Error(`${name} failed`);
+      return name;
+    };
+  const first = queue.run(NET_A, slow('a1', 30, true));
+  const second = queue.run(NET_A, slow('a2', 5));
+  const other = queue.run(NET_B, slow('b1', 5));
+  const sync = queue.run(NET_A, () => {
+    events.push('a3 runs');
+    return 'a3';
+  });
+  await assert.rejects(first, /a1 failed/);
+  assert.deepEqual(await Promise.all([second, other, sync]), ['a2', 'b1', 'a3']);
+  assert.deepEqual(events, ['a1 start', 'b1 start', 'b1 end', 'a1 end', 'a2 start', 'a2 end', 'a3 runs']);
+  assert.equal(queue.busy, 0, 'idle networks keep nothing');
+  // An idle network's request starts in the same turn: nothing is added to the fast path.
+  let ran = false;
+  void queue.run(NET_A, () => (ran = true));
+  assert.equal(ran, true);
+});
+
+/** The DHCP exchange replaced by a pause and the server's answer (the keeper keeps the lease as it would). */
+class PausingKeeper extends LeaseKeeper {
+  next = 120;
+  override async acquire(): Promise<Lease[]> {
+    await tick(20);
+    return [
+      {
+        family: 4,
+        address: parsePrefix(`172.16.86.${this.next++}/24`),
+        router: parseAddress('172.16.86.1'),
+        dns: [],
+        serverId: parseAddress('172.16.86.1'),
+        serverMac: '02:00:00:00:00:01',
+        serverDuid: null,
+        leaseSeconds: 3600,
+        renewSeconds: 1800,
+        rebindSeconds: 3150,
+        boundAt: Date.now(),
+      },
+    ];
+  }
+}
+
+function dhcpNetwork(networkId: string): CreateNetworkRequest {
+  return {
+    networkId,
+    driver: 'ipvlan',
+    options: { parent: 'eth0', dhcp: 'true' },
+    ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  };
+}
+
+test('two CreateEndpoints at once with one lanplug.dhcp.id on ipvlan (both would have the parent’s MAC): one is refused, in one network or two', async () => {
+  const rtnl = new FakeRtnl({ vlan: false, ipvlan: true, dummy: false });
+  const driver = new NetworkDriver(rtnl, store, silentLogger);
+  const keeper = new PausingKeeper(store, silentLogger, NO_LEASE_NETWORKS);
+  const endpoints = new EndpointService(driver, null, new DhcpEndpoints(driver, keeper, silentLogger));
+  try {
+    await endpoints.createNetwork(dhcpNetwork(NET_A));
+    await endpoints.createNetwork(dhcpNetwork(NET_B));
+    const create = (networkId: string, endpointId: string): Promise<unknown> =>
+      endpoints.createEndpoint('ipvlan', {
+        networkId,
+        endpointId,
+        ipv4: null,
+        ipv6: null,
+        mac: null,
+        endpointOptions: { 'lanplug.dhcp.id': 'printer' },
+      });
+    for (const [one, two] of [
+      [NET_A, NET_A],
+      [NET_A, NET_B],
+    ] as const) {
+      const outcomes = await Promise.allSettled([create(one, EP_1), create(two, EP_2)]);
+      const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+      assert.equal(refused.length, 1, `exactly one of the two is refused (${one === two ? 'one network' : 'two'})`);
+      assert.ok(refused[0]?.reason instanceof LanplugError);
+      // Whichever asked first holds it: in one network the first to come, in two the first to start.
+      const holder = one === two ? '111111111111 of network aaaaaaaaaaaa' : '\\S+ of network \\S+';
+      assert.match(
+        String(refused[0]?.reason),
+        new RegExp(
+          `--driver-opt lanplug\\.dhcp\\.id=printer is already used by endpoint ${holder}; give each container its own id`,
+        ),
+      );
+      await endpoints.deleteEndpoint({ networkId: one, endpointId: EP_1 });
+      await endpoints.deleteEndpoint({ networkId: two, endpointId: EP_2 });
+    }
+    assert.deepEqual(store.listAllEndpoints(), [], 'the refused one left no row');
+  } finally {
+    await keeper.stop();
+  }
+});
+
+test('a DeleteNetwork that comes while a CreateEndpoint of its network waits runs after it, never halfway through', async () => {
+  const rtnl = new FakeRtnl({ vlan: false, ipvlan: true, dummy: false });
+  const driver = new NetworkDriver(rtnl, store, silentLogger);
+  const keeper = new PausingKeeper(store, silentLogger, NO_LEASE_NETWORKS);
+  const endpoints = new EndpointService(driver, null, new DhcpEndpoints(driver, keeper, silentLogger));
+  try {
+    await endpoints.createNetwork(dhcpNetwork(NET_A));
+    const created = endpoints.createEndpoint('ipvlan', {
+      networkId: NET_A,
+      endpointId: EP_1,
+      ipv4: null,
+      ipv6: null,
+      mac: null,
+    });
+    const removed = endpoints.deleteNetwork(NET_A);
+    assert.equal((await created).assignedIpv4?.address.text, '172.16.86.120', 'the endpoint got its address');
+    await removed;
+    assert.equal(store.getNetwork(NET_A), null);
+    assert.deepEqual(store.listAllEndpoints(), []);
+    assert.deepEqual(
+      rtnl.names().filter((n) => n.startsWith('lp-')),
+      [],
+      'the endpoint link went with its network',
+    );
+  } finally {
+    await keeper.stop();
+  }
+});
