@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CONTENDED_PAUSE_MS, hearAddress } from '../../src/ipam/reclaim';
+import { CONTENDED_PAUSE_MS, hearAddress } from '../../src/lan/hearing';
 import type { ProbeVerdict } from '../../src/lan/probe';
 
 const SILENT: ProbeVerdict = { inUse: false };
