@@ -9,11 +9,12 @@ die() {
   exit 1
 }
 
-# The daemon and the tests need Node.js 20 or newer (package.json's engines).
+# The daemon and the tests need Node.js 20.12 or newer (package.json's engines).
 require_node() {
-  local major
-  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null) || die "Node.js not found; install Node.js 20 or newer"
-  [ "$major" -ge 20 ] || die "lanplug needs Node.js 20 or newer, found $(node --version)"
+  local version
+  version=$(node -p 'process.versions.node' 2>/dev/null) || die "Node.js not found; install Node.js 20.12 or newer"
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 12) ? 0 : 1)' ||
+    die "lanplug needs Node.js 20.12 or newer, found $version"
 }
 require_node
 

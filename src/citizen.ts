@@ -20,7 +20,7 @@ import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
 import type { Logger } from './log';
 import type { PoolRecord } from './model/ipam';
-import type { NetworkRecord } from './model/network';
+import type { EndpointRecord, NetworkRecord } from './model/network';
 import type { IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
 import type { LeaseStore } from './state/lease-store';
@@ -36,9 +36,11 @@ export class LanCitizen {
   private warmer: CandidateWarmer | null = null;
   private timer: NodeJS.Timeout | null = null;
   private warmTimer: NodeJS.Timeout | null = null;
-  /** Addresses lanplug's containers hold, refreshed every sync: the watch's cheap first filter. */
-  private held = new Set<string>();
-  private heldGeneration = -1;
+  /** The endpoints holding each address, decoded again when the endpoints changed (holding()). */
+  private holders = new Map<string, EndpointRecord[]>();
+  private holdersGeneration = -1;
+  /** The probing link of each network, refreshed every sync. */
+  private linkOfNetwork = new Map<string, number>();
 
   constructor(
     private readonly driver: NetworkDriver,
@@ -119,8 +121,7 @@ export class LanCitizen {
    * lanplug network here uses).
    */
   takenIn(pool: PoolRecord): (address: IpAddress) => boolean {
-    const link = this.checkForPool(pool)?.link ?? null;
-    return (address) => this.conflicts.isKnownTaken(link, address);
+    return this.conflicts.takenOn(this.checkForPool(pool)?.link ?? null);
   }
 
   /**
@@ -162,23 +163,18 @@ export class LanCitizen {
     this.warmTimer.unref();
   }
 
-  /** The links to watch and the addresses held, from the store as it is now. */
+  /** The links to watch, and each network's, from the store as it is now. */
   private sync(): void {
     try {
       const links = new Map<number, ProbeLink>();
+      const linkOfNetwork = new Map<string, number>();
       for (const network of this.store.listNetworks()) {
         const check = this.checkFor(network);
-        if (check !== null) links.set(check.link.index, check.link);
+        if (check === null) continue;
+        links.set(check.link.index, check.link);
+        linkOfNetwork.set(network.spec.networkId, check.link.index);
       }
-      // Decoding every endpoint costs milliseconds with a thousand of them: only when they changed.
-      if (this.store.endpointGeneration !== this.heldGeneration) {
-        this.heldGeneration = this.store.endpointGeneration;
-        this.held = new Set(
-          this.store
-            .listAllEndpoints()
-            .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((t): t is string => t !== undefined)),
-        );
-      }
+      this.linkOfNetwork = linkOfNetwork;
       this.watch.sync([...links.values()]);
     } catch (err) {
       this.log.warn('could not refresh the LAN watch', { error: String(err) });
@@ -189,21 +185,28 @@ export class LanCitizen {
     } catch (err) {
       this.log.warn('could not remove a LAN eye no network needs; reconcile retries', { error: String(err) });
     }
+    this.conflicts.forgetStale();
   }
 
-  /** Which container behind `link` holds `address` right now (read from the store at the moment a frame arrives). */
+  /**
+   * Which container behind `link` holds `address` at the moment a frame arrives: read from the
+   * endpoints as they are then (a container re-created with a new MAC is never taken for a
+   * stranger), decoded again only when they changed — a LAN flooding claims on a container's
+   * address costs a map lookup per frame, not a read of the store.
+   */
   private holding(link: ProbeLink, address: IpAddress): Holding | null {
-    // An address another host reclaimed while this one was away, and holds now, is not defended.
-    if (!this.held.has(address.text) || this.store.isAddressLost(address.text)) return null;
+    if (this.store.endpointGeneration !== this.holdersGeneration) {
+      this.holdersGeneration = this.store.endpointGeneration;
+      const holders = new Map<string, EndpointRecord[]>();
+      for (const e of this.store.listAllEndpoints())
+        for (const held of [e.ipv4?.address.text, e.ipv6?.address.text])
+          if (held !== undefined) holders.set(held, [...(holders.get(held) ?? []), e]);
+      this.holders = holders;
+    }
     // Only a container behind the link the frame came in on: two VLANs may carry one subnet.
-    const candidates = this.store
-      .listAllEndpoints()
-      .filter((e) => e.ipv4?.address.text === address.text || e.ipv6?.address.text === address.text);
-    const endpoint = candidates.find((e) => {
-      const network = this.store.getNetwork(e.networkId);
-      return network !== null && this.checkFor(network)?.link.index === link.index;
-    });
-    if (endpoint === undefined) return null;
+    const endpoint = this.holders.get(address.text)?.find((e) => this.linkOfNetwork.get(e.networkId) === link.index);
+    // An address another host reclaimed while this one was away, and holds now, is not defended.
+    if (endpoint === undefined || this.store.isAddressLost(address.text)) return null;
     const network = this.store.getNetwork(endpoint.networkId);
     // On a DHCP network an endpoint holds its address while lanplug holds the lease: once given back (its
     // container vanished without a Leave, or Docker released the address) the server may lease it to anyone.
@@ -213,9 +216,8 @@ export class LanCitizen {
       !this.leaseHolds(endpoint.networkId, endpoint.endpointId, address)
     )
       return null;
-    // ipvlan containers answer with the parent's MAC.
-    const mac = endpoint.mac ?? (network === null ? null : (this.driver.lanLink(network.spec)?.mac ?? null));
-    return mac === null ? null : { address, mac, networkId: endpoint.networkId };
+    // ipvlan containers answer with the parent's MAC, the watched link's.
+    return { address, mac: endpoint.mac ?? link.mac, networkId: endpoint.networkId };
   }
 
   private leaseHolds(networkId: string, endpointId: string, address: IpAddress): boolean {

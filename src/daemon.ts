@@ -26,7 +26,7 @@ import { LeaseKeeper } from './dhcp/keeper';
 import { AskingLinks } from './driver/asking-links';
 import { cniServices } from './driver/attachments';
 import { DhcpAddresses } from './driver/dhcp-addresses';
-import { openOwnRtnl } from './driver/link-ownership';
+import { holdLinkGroup, linkGroupsOf, openOwnRtnl } from './driver/link-ownership';
 import { NetworkDriver } from './driver/network-driver';
 import { reconcile } from './driver/reconcile';
 import { DhcpEndpoints } from './endpoint/dhcp-endpoints';
@@ -119,8 +119,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     if (store.foundVersion !== 0 && store.foundVersion < SCHEMA_VERSION)
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     // Every link this daemon makes carries its state directory's link group: a second daemon's are not its own.
-    const { rtnl, groups } = openOwnRtnl(store, log);
-    closers.add(rtnl, (r) => r.close());
+    const groups = linkGroupsOf(store, log);
+    closers.add(await holdLinkGroup(groups, options.stateDir), (held) => held.release());
+    const { rtnl } = closers.add(openOwnRtnl(store, log, { groups }), (own) => own.rtnl.close());
     const reaper = closers.add(new LinkReaper(rtnl, log, { parkedGroup: groups.parked }), (r) => r.close());
     // Links a daemon parked for removal and did not see go (it died): their leftover records are reconciled below.
     reaper.removeGroup();
@@ -175,7 +176,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       {
         name: CONTROL_SOCKET_NAME,
         routes: controlRoutes({
-          gc: async (dryRun, graceMs) => asJson(await housekeeping.pass(dryRun, graceMs ?? options.forgottenGraceMs)),
+          gc: async (asked) =>
+            asJson(await housekeeping.pass({ ...asked, graceMs: asked.graceMs ?? options.forgottenGraceMs })),
           sharedPools: async () =>
             book instanceof EtcdAddressBook
               ? asJson({

@@ -68,14 +68,27 @@ export interface HousekeepingParts {
   ipam?: IpamHousekeeping;
 }
 
+/** What one pass is asked to do. */
+export interface PassOptions {
+  /** Say what it would do, change nothing. */
+  dryRun: boolean;
+  /** How old a row must be before Docker's not knowing it counts. */
+  graceMs: number;
+  /**
+   * The dockerd asked now speaks for every network, whatever engine they were seen on before
+   * (Docker was reinstalled, its networks went with it): `lanplug gc --accept-engine`.
+   */
+  acceptEngine?: boolean;
+}
+
 export class Housekeeping {
   private running: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly parts: HousekeepingParts) {}
 
-  /** One pass, after the one in progress; `dryRun` says what it would do and changes nothing. */
-  pass(dryRun: boolean, graceMs: number): Promise<GcResult> {
-    const run = this.running.then(() => this.passNow(dryRun, graceMs));
+  /** One pass, after the one in progress. */
+  pass(options: PassOptions): Promise<GcResult> {
+    const run = this.running.then(() => this.passNow(options));
     this.running = run.catch(() => undefined);
     return run;
   }
@@ -84,7 +97,7 @@ export class Housekeeping {
   every(everyMs: number, graceMs: number): () => void {
     if (everyMs <= 0) return () => undefined;
     const timer = setInterval(() => {
-      this.pass(false, graceMs).catch((err: unknown) =>
+      this.pass({ dryRun: false, graceMs }).catch((err: unknown) =>
         this.parts.log.error('periodic reconcile failed', { error: String(err) }),
       );
     }, everyMs);
@@ -92,10 +105,15 @@ export class Housekeeping {
     return () => clearInterval(timer);
   }
 
-  private async passNow(dryRun: boolean, graceMs: number): Promise<GcResult> {
+  private async passNow(options: PassOptions): Promise<GcResult> {
     const { driver, rtnl, store, engine, attachments, log } = this.parts;
+    const { dryRun, graceMs } = options;
     const result: GcResult = {
-      Forgotten: await dropForgottenRows(driver, engine, store, log, { dryRun, graceMs }),
+      Forgotten: await dropForgottenRows(driver, engine, store, log, {
+        dryRun,
+        graceMs,
+        acceptEngine: options.acceptEngine === true,
+      }),
       Vanished: attachments.collectVanished(dryRun),
       Reconcile: reconcile(rtnl, store, log, {
         dryRun,

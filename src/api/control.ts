@@ -10,8 +10,11 @@ import type { Handler } from './docker/routes';
 export const CONTROL_SOCKET_NAME = 'control';
 
 export interface ControlActions {
-  /** Reconcile now; `graceMs`: how old a row must be before Docker's not knowing it counts (null: the daemon's). */
-  gc(dryRun: boolean, graceMs: number | null): Promise<JsonObject>;
+  /**
+   * Reconcile now; `graceMs`: how old a row must be before Docker's not knowing it counts (null: the
+   * daemon's); `acceptEngine`: the daemon's dockerd speaks for every network (Docker reinstalled).
+   */
+  gc(asked: { dryRun: boolean; graceMs: number | null; acceptEngine: boolean }): Promise<JsonObject>;
   /** The shared pools' report (ipam/shared-report.ts); `{ Shared: false }` on a single host. */
   sharedPools(): Promise<JsonObject>;
 }
@@ -22,10 +25,11 @@ export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Hand
       '/Lanplug.Gc',
       (body) => {
         const grace = body['GraceMs'];
-        return actions.gc(
-          body['DryRun'] === true,
-          typeof grace === 'number' && Number.isInteger(grace) && grace >= 0 ? grace : null,
-        );
+        return actions.gc({
+          dryRun: body['DryRun'] === true,
+          graceMs: typeof grace === 'number' && Number.isInteger(grace) && grace >= 0 ? grace : null,
+          acceptEngine: body['AcceptEngine'] === true,
+        });
       },
     ],
     ['/Lanplug.SharedPools', () => actions.sharedPools()],

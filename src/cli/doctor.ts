@@ -25,6 +25,7 @@ import { describeLease } from './status';
 import { silentLogger } from '../log';
 import { describeHolder, isLocked, lockHolder } from '../state/lock';
 import { managedPeerSocket } from '../api/docker/sockets';
+import { recordedLinkGroups } from '../driver/link-ownership';
 import { DRIVER_KINDS } from '../model/network';
 import { DATABASE_FILE, SqliteStore } from '../state/sqlite';
 import { stateDirProblem } from '../state/state-dir';
@@ -326,7 +327,8 @@ function stateChecks(options: DoctorOptions, add: Add): void {
     return;
   }
   try {
-    const rtnl = openRtnl();
+    // As the daemon sees the links: its own carry the state directory's link group.
+    const rtnl = openRtnl({ group: recordedLinkGroups(store)?.live ?? 0 });
     try {
       const report = reconcile(rtnl, store, silentLogger, { dryRun: true });
       add(

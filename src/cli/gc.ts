@@ -10,26 +10,21 @@ import { unixHttp } from '../api/unix-http';
 import { cniServices } from '../driver/attachments';
 import { NetworkDriver } from '../driver/network-driver';
 import { LanplugError } from '../errors';
-import { openOwnRtnl } from '../driver/link-ownership';
+import { holdLinkGroup, linkGroupsOf, openOwnRtnl } from '../driver/link-ownership';
 import { createLogger } from '../log';
 import { isLocked, StateLock } from '../state/lock';
 import { SqliteStore } from '../state/sqlite';
 import { checkStateDir } from '../state/state-dir';
-import { Housekeeping, type GcResult } from '../housekeeping';
+import { Housekeeping, type GcResult, type PassOptions } from '../housekeeping';
 
-export async function runGc(
-  stateDir: string,
-  dockerSocket: string,
-  dryRun: boolean,
-  graceMs: number,
-): Promise<GcResult> {
+export async function runGc(stateDir: string, dockerSocket: string, options: PassOptions): Promise<GcResult> {
   checkStateDir(stateDir);
   if (isLocked(stateDir)) {
     const answer = await unixHttp(
       join(stateDir, `${CONTROL_SOCKET_NAME}.sock`),
       'POST',
       '/Lanplug.Gc',
-      JSON.stringify({ DryRun: dryRun, GraceMs: graceMs }),
+      JSON.stringify({ DryRun: options.dryRun, GraceMs: options.graceMs, AcceptEngine: options.acceptEngine }),
       120_000,
     );
     const parsed = JSON.parse(answer.body) as GcResult & { Err?: string };
@@ -40,22 +35,30 @@ export async function runGc(
   const lock = StateLock.acquire(stateDir, { kind: 'gc' });
   try {
     const store = SqliteStore.open(stateDir);
-    const { rtnl } = openOwnRtnl(store, createLogger('error'));
+    const log = createLogger('error');
+    let held: { release(): Promise<void> } | null = null;
     try {
-      const log = createLogger('error');
-      const driver = new NetworkDriver(rtnl, store, log);
-      // What the daemon's pass does but the IPAM driver's part: that needs the daemon (and its etcd session).
-      const housekeeping = new Housekeeping({
-        driver,
-        rtnl,
-        store,
-        engine: new DockerEngine(dockerSocket),
-        attachments: cniServices(driver, rtnl, store, log).attachments,
-        log,
-      });
-      return await housekeeping.pass(dryRun, graceMs);
+      // A dry run changes nothing, also not the link groups; a run acts for them as the daemon would.
+      const groups = options.dryRun ? null : linkGroupsOf(store, log);
+      if (groups !== null) held = await holdLinkGroup(groups, stateDir);
+      const { rtnl } = openOwnRtnl(store, log, groups === null ? { dryRun: true } : { groups });
+      try {
+        const driver = new NetworkDriver(rtnl, store, log);
+        // What the daemon's pass does but the IPAM driver's part: that needs the daemon (and its etcd session).
+        const housekeeping = new Housekeeping({
+          driver,
+          rtnl,
+          store,
+          engine: new DockerEngine(dockerSocket),
+          attachments: cniServices(driver, rtnl, store, log).attachments,
+          log,
+        });
+        return await housekeeping.pass(options);
+      } finally {
+        rtnl.close();
+      }
     } finally {
-      rtnl.close();
+      await held?.release();
       store.close();
     }
   } finally {
@@ -72,7 +75,7 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
   if (!f.asked) lines.push(`dockerd was not asked which rows it has forgotten: ${f.error ?? 'no answer'}`);
   if (f.kept !== undefined)
     lines.push(
-      `kept ${f.kept.networks.length} network(s) dockerd ${f.kept.engine} does not know: they came from ${f.kept.theirs === null ? 'an engine not yet seen' : `engine ${f.kept.theirs}`}; is --docker-host lanplug's dockerd?`,
+      `kept ${f.kept.networks.length} network(s) dockerd ${f.kept.engine} does not know: they came from ${f.kept.theirs === null ? 'an engine not yet seen' : `engine ${f.kept.theirs}`}; is --docker-host lanplug's dockerd? (if Docker was reinstalled and these networks are gone with it: lanplug gc --accept-engine)`,
     );
   for (const id of f.networks)
     lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${id.slice(0, 12)}: Docker no longer knows it`);

@@ -41,6 +41,7 @@ commands:
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
+             [--accept-engine: Docker was reinstalled; the dockerd at --docker-host speaks for every network]
   doctor     check this host: kernel features, dockerd, sockets, state   [--json]
              [--state-dir DIR] [--plugin-dir DIR] [--docker-host URL]
   install    write and enable systemd units (service + socket activation)
@@ -101,16 +102,16 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'gc': {
         const flags = parseFlags('gc', rest, {
           values: { ...STATE, ...DOCKER, '--grace-seconds': DEFAULT_GRACE_SECONDS },
-          switches: ['--dry-run'],
+          switches: ['--dry-run', '--accept-engine'],
         });
         const dryRun = flags.on('--dry-run');
-        const graceMs = seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000;
-        process.stdout.write(
-          formatGc(
-            await runGc(flags.value('--state-dir'), dockerSocketPath(flags.value('--docker-host')), dryRun, graceMs),
-            dryRun,
-          ),
-        );
+        const options = {
+          dryRun,
+          graceMs: seconds(flags.value('--grace-seconds'), '--grace-seconds') * 1000,
+          acceptEngine: flags.on('--accept-engine'),
+        };
+        const socket = dockerSocketPath(flags.value('--docker-host'));
+        process.stdout.write(formatGc(await runGc(flags.value('--state-dir'), socket, options), dryRun));
         return 0;
       }
       case 'doctor': {

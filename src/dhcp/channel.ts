@@ -72,7 +72,14 @@ export class PacketChannel implements DhcpChannel {
           resolve(datagram);
         },
       };
-      const timer = setTimeout(() => waiter.done(null), Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          // An answer may sit in the socket, not yet handed over by the receiving thread: read it first.
+          this.socket.deliverPending();
+          if (this.waiters.has(waiter)) waiter.done(null);
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       this.waiters.add(waiter);
     });
   }

@@ -21,7 +21,13 @@ import type { EndpointRecord, NetworkSpec } from '../model/network';
 import { formatPrefix, hostPrefix, type IpAddress, type IpPrefix } from '../net/address';
 import { shimLinkName } from './names';
 
-/** Makes sure the network's shim exists on `parent`, holds the host's addresses and is up. */
+/**
+ * Makes sure the network's shim exists on `parent`, holds the host's addresses and is up. A macvlan
+ * shim has a MAC of its own: it answers ARP for its own address only, never for the host's address
+ * on the parent (a LAN router that kept the shim's MAC for that would send the host's own traffic,
+ * SSH included, to the shim, and rp_filter would drop it there). An ipvlan shim answers with the
+ * parent's MAC.
+ */
 export function ensureShim(rtnl: Rtnl, spec: NetworkSpec, parent: LinkInfo): LinkInfo {
   const access = spec.hostAccess;
   if (access === null) throw new Error(`network ${spec.networkId} has no host access`);
@@ -34,6 +40,8 @@ export function ensureShim(rtnl: Rtnl, spec: NetworkSpec, parent: LinkInfo): Lin
     shim = null;
   }
   if (shim === null) shim = createShim(rtnl, spec, name, parent);
+  // Also on a shim an earlier lanplug made: see createShim.
+  if (spec.mode.kind === 'macvlan') rtnl.answerArpForOwnAddressesOnly(shim);
   for (const address of [access.ipv4, access.ipv6]) if (address !== null) rtnl.addAddress(shim, hostPrefix(address));
   if (!shim.up) rtnl.setUp(shim);
   return shim;

@@ -9,10 +9,13 @@
  * again) has the default group, and is never lanplug's.
  *
  * Links made before lanplug marked its links carry the default group: the
- * first start with a state directory's groups adopts those its store records
- * (and removes what lanplug always removed at start), once.
+ * first start with a state directory's groups adopts those its store records,
+ * once. A second process acting for the same groups (a daemon on a copy of
+ * the state directory) is refused: see holdLinkGroup.
  */
 import { randomInt } from 'node:crypto';
+import { createServer } from 'node:net';
+import { LanplugError } from '../errors';
 import { EYE_LINK_PREFIX } from '../lan/eye';
 import type { LinkInfo } from '../link/link';
 import { openRtnl, type Rtnl } from '../link/rtnl';
@@ -47,42 +50,79 @@ export function recordedLinkGroups(store: Pick<Store, 'getMeta'>): LinkGroups | 
 }
 
 /**
- * The rtnetlink handle of this state directory's owner: its links carry the directory's group.
- * The groups are drawn and recorded on first use; links made before groups existed are adopted
- * (once, recorded as done only once it went through, so that a crash halfway repeats it).
+ * This state directory's groups, drawn and recorded on its first use. At the first draw, groups
+ * whose eye tag another lanplug's links already use are drawn again (lan/eye.ts).
  */
-export function openOwnRtnl(store: Store, log: Logger): { rtnl: Rtnl; groups: LinkGroups } {
-  let groups = recordedLinkGroups(store);
-  if (groups === null) {
-    const live = randomInt(GROUP_MIN, GROUP_MAX);
-    let parked = randomInt(GROUP_MIN, GROUP_MAX);
-    while (parked === live) parked = randomInt(GROUP_MIN, GROUP_MAX);
-    groups = { live, parked };
-    store.transaction(() => {
-      store.setMeta(LIVE_KEY, String(live));
-      store.setMeta(PARKED_KEY, String(parked));
+export function linkGroupsOf(store: Store, log: Logger): LinkGroups {
+  const recorded = recordedLinkGroups(store);
+  if (recorded !== null) return recorded;
+  const live = randomInt(GROUP_MIN, GROUP_MAX);
+  let parked = randomInt(GROUP_MIN, GROUP_MAX);
+  while (parked === live) parked = randomInt(GROUP_MIN, GROUP_MAX);
+  store.transaction(() => {
+    store.setMeta(LIVE_KEY, String(live));
+    store.setMeta(PARKED_KEY, String(parked));
+  });
+  log.info('link groups drawn for this state directory', { live, parked });
+  return { live, parked };
+}
+
+/**
+ * Held for as long as this process acts for the state directory: a second process with the same
+ * link group — a daemon on a copy of the directory — would take this one's links for its own and
+ * remove them. An abstract unix socket (one per network namespace, gone with the process, however
+ * it ends) named after the group.
+ */
+export async function holdLinkGroup(groups: LinkGroups, stateDir: string): Promise<{ release(): Promise<void> }> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new LanplugError(
+              'Conflict',
+              `another lanplug on this host acts for link group ${groups.live}, the group of ${stateDir}: it runs on a copy of this state directory; give each lanplug daemon a state directory of its own (a new one is made empty: lanplug daemon --state-dir DIR)`,
+            )
+          : err,
+      );
     });
-    log.info('link groups drawn for this state directory', { live, parked });
+    server.listen(`\0lanplug-link-group-${groups.live}`, resolve);
+  });
+  return { release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/**
+ * The rtnetlink handle of this state directory's owner: its links carry the directory's group.
+ * Links made before groups existed are adopted (once, recorded as done only once it went through,
+ * so that a failure repeats it at the next start). `dryRun` (`lanplug gc --dry-run`): nothing is
+ * adopted or drawn; a directory without groups yet is looked at as an earlier lanplug would.
+ */
+export function openOwnRtnl(
+  store: Store,
+  log: Logger,
+  options: { dryRun?: boolean; groups?: LinkGroups } = {},
+): { rtnl: Rtnl; groups: LinkGroups | null } {
+  if (options.dryRun === true) {
+    const groups = recordedLinkGroups(store);
+    return { rtnl: openRtnl({ group: groups?.live ?? 0 }), groups };
   }
+  const groups = options.groups ?? linkGroupsOf(store, log);
   const rtnl = openRtnl({ group: groups.live });
   if (store.getMeta(ADOPTED_KEY) !== 'yes') {
-    try {
-      adoptLegacyLinks(rtnl, store, log);
-      store.setMeta(ADOPTED_KEY, 'yes');
-    } catch (err) {
-      rtnl.close();
-      throw err;
-    }
+    // A failure is logged and tried again at the next start; it does not keep the daemon from serving.
+    if (adoptLegacyLinks(rtnl, store, log)) store.setMeta(ADOPTED_KEY, 'yes');
   }
   return { rtnl, groups };
 }
 
 /**
  * Links an earlier lanplug made (default group) that this store records are moved into its
- * group; what lanplug always removed at start (its parked group, feature probes, DHCP asking
- * links, endpoint links no endpoint owns, LAN eyes under their old names) is removed, as then.
+ * group, and its LAN eyes under their old names on this store's parents go (they answered ARP
+ * for the host's addresses; new ones are made as needed), as does its parked group. Links of
+ * lanplug's names that no record here names are left alone and listed: they may be another
+ * lanplug's, still of the version before. Returns whether every link was handled.
  */
-export function adoptLegacyLinks(rtnl: Rtnl, store: Store, log: Logger): void {
+export function adoptLegacyLinks(rtnl: Rtnl, store: Store, log: Logger): boolean {
   const networks = store.listNetworks();
   const recorded = new Set<string>([
     ...store.listAllEndpoints().map((e) => e.linkName),
@@ -98,34 +138,66 @@ export function adoptLegacyLinks(rtnl: Rtnl, store: Store, log: Logger): void {
   );
   let adopted = 0;
   let removed = 0;
+  const unknown: string[] = [];
+  const failed: string[] = [];
+  const attempt = (link: LinkInfo, what: () => boolean, counter: () => void): void => {
+    try {
+      if (what()) counter();
+    } catch (err) {
+      failed.push(`${link.name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
   for (const link of rtnl.listLinks()) {
-    if (link.group !== 0) {
-      if (link.group === PARKED_LINK_GROUP && rtnl.deleteLink(link)) removed++;
+    if (link.group === PARKED_LINK_GROUP) {
+      attempt(
+        link,
+        () => rtnl.deleteLink(link),
+        () => removed++,
+      );
       continue;
     }
+    if (link.group !== 0) continue;
     const network = parents.get(link.name);
     const parentPlan = network === undefined ? null : ownedParent(network);
-    if (recorded.has(link.name) || (parentPlan !== null && isTheLinkMade(rtnl, parentPlan, link))) {
-      if (rtnl.setGroup(link, rtnl.ownGroup)) adopted++;
-    } else if (wasAlwaysRemoved(link, parentIndexes)) {
-      if (rtnl.deleteLink(link)) removed++;
-    }
+    if (recorded.has(link.name) || (parentPlan !== null && isTheLinkMade(rtnl, parentPlan, link)))
+      attempt(
+        link,
+        () => rtnl.setGroup(link, rtnl.ownGroup),
+        () => adopted++,
+      );
+    else if (isOldEye(link, parentIndexes))
+      attempt(
+        link,
+        () => rtnl.deleteLink(link),
+        () => removed++,
+      );
+    else if (hasLanplugName(link)) unknown.push(link.name);
   }
   log.info('links of an earlier lanplug adopted into this state directory', { adopted, removed });
+  if (unknown.length > 0)
+    log.warn(
+      "links of lanplug's names that this state directory does not record: left alone (another lanplug's, or left by a crash of an earlier one: ip link del NAME once no lanplug uses it)",
+      { links: unknown.join(' ') },
+    );
+  if (failed.length > 0)
+    log.error('could not adopt every link of an earlier lanplug; tried again at the next start', {
+      failures: failed.join('; '),
+    });
+  return failed.length === 0;
 }
 
-function wasAlwaysRemoved(link: LinkInfo, parentIndexes: ReadonlySet<number>): boolean {
-  const kinds = ['macvlan', 'ipvlan'];
-  if (link.name.startsWith(PROBE_LINK_PREFIX)) return true;
-  if (link.name.startsWith(ASKING_LINK_PREFIX)) return link.kind === 'macvlan';
-  // `lp-` or `lh-` and a 12-character id: an endpoint link or a shim no record names.
-  if (link.name.startsWith(ENDPOINT_LINK_PREFIX) || link.name.startsWith(SHIM_LINK_PREFIX))
-    return link.name.length === 15 && kinds.includes(link.kind ?? '');
-  // An eye under its old name, `lpe-<parent index>`, on a parent of this store's networks.
+/** An eye under its old name, `lpe-<parent index>`, on a parent of this store's networks. */
+function isOldEye(link: LinkInfo, parentIndexes: ReadonlySet<number>): boolean {
   return (
     link.name === `${EYE_LINK_PREFIX}-${link.parentIndex ?? ''}` &&
     link.kind === 'macvlan' &&
     link.parentIndex !== null &&
     parentIndexes.has(link.parentIndex)
+  );
+}
+
+function hasLanplugName(link: LinkInfo): boolean {
+  return [PROBE_LINK_PREFIX, ASKING_LINK_PREFIX, ENDPOINT_LINK_PREFIX, SHIM_LINK_PREFIX, EYE_LINK_PREFIX].some(
+    (prefix) => link.name.startsWith(prefix),
   );
 }

@@ -102,6 +102,14 @@ export class PacketSocket {
   }
 
   /**
+   * The listener gets, now, every frame the socket holds: before a caller concludes that nothing came
+   * (the receiving thread may not have had its turn yet). Nothing happens without a listener.
+   */
+  deliverPending(): void {
+    if (this.listening !== null) frameReceiver().deliverPending(this.listening);
+  }
+
+  /**
    * No frame reaches the listener once close() is called. The fd is closed
    * once the receive thread has let it go (at once: it is woken for that), on
    * libuv's thread pool: the kernel waits for an RCU grace period in every

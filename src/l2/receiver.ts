@@ -85,6 +85,16 @@ class FrameReceiver {
   }
 
   /**
+   * Hands `id`'s listener what its socket holds now, without waiting for the poll: for a caller about
+   * to conclude that nothing came (a probe's window, an exchange's deadline), whose answer may be
+   * queued in the kernel while the poll's thread waits its turn in libuv's pool.
+   */
+  deliverPending(id: number): void {
+    const listener = this.listeners.get(id);
+    if (listener !== undefined) this.drain(id, listener);
+  }
+
+  /**
    * From a microtask, never from listen() itself: a socket may be opened and
    * listened to inside a network namespace window (netns.ts), where no koffi
    * async call may start (libuv's pool threads, made at its first use, would

@@ -78,6 +78,11 @@ export class LanConflicts {
     return verdict;
   }
 
+  /** Answers past their freshness are dropped (the guard's memory would otherwise only grow). */
+  forgetStale(): void {
+    this.guard.forgetStale();
+  }
+
   /** The link of this host that holds `address`, or null: such an address is never a container's. */
   hostHolder(address: IpAddress): string | null {
     return this.host?.holder(address) ?? null;
@@ -126,6 +131,17 @@ export class LanConflicts {
   isKnownTaken(link: ProbeLink | null, address: IpAddress): boolean {
     if (this.hostHolder(address) !== null) return true;
     return link === null ? this.guard.isKnownTakenAnywhere(address) : this.guard.isKnownTaken(link, address);
+  }
+
+  /**
+   * isKnownTaken for many addresses in a row (an allocation walking its range): this host's addresses
+   * as of now, looked up in memory.
+   */
+  takenOn(link: ProbeLink | null): (address: IpAddress) => boolean {
+    const host = this.host?.snapshot() ?? ((): null => null);
+    return (address) =>
+      host(address) !== null ||
+      (link === null ? this.guard.isKnownTakenAnywhere(address) : this.guard.isKnownTaken(link, address));
   }
 
   isKnownFree(link: ProbeLink, address: IpAddress): boolean {

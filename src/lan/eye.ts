@@ -16,24 +16,54 @@ import type { Rtnl } from '../link/rtnl';
 import type { NetworkRecord } from '../model/network';
 
 export const EYE_LINK_PREFIX = 'lpe';
+/** Linux interface names are at most 15 bytes. */
+const NAME_MAX = 15;
+/** Names tried for one parent: a second daemon whose tag happens to be this one's gets the next. */
+const TAGS_TRIED = 3;
 
-/** `lpe<3 characters of the daemon's link group>-<parent index>`; `lpe-<index>` where links carry no group. */
-export function eyeName(rtnl: Pick<Rtnl, 'ownGroup'>, parentIndex: number): string {
-  const tag = rtnl.ownGroup === 0 ? '' : (rtnl.ownGroup % 36 ** 3).toString(36).padStart(3, '0');
-  return `${EYE_LINK_PREFIX}${tag}-${parentIndex}`;
+/**
+ * The names this daemon's eye on a parent may have, in the order tried: `lpe<tag>-<parent index>`,
+ * the tag 3 characters of the daemon's link group (a different part of it for each try);
+ * `lpe<tag>_<index in base 36>` where the decimal index would not fit in 15 bytes; `lpe-<index>`
+ * where links carry no group (tests, tools).
+ */
+export function eyeNames(rtnl: Pick<Rtnl, 'ownGroup'>, parentIndex: number): string[] {
+  if (rtnl.ownGroup === 0) return [`${EYE_LINK_PREFIX}-${parentIndex}`];
+  return Array.from({ length: TAGS_TRIED }, (_, i) => {
+    const tag = (Math.floor(rtnl.ownGroup / 36 ** (3 * i)) % 36 ** 3).toString(36).padStart(3, '0');
+    const decimal = `${EYE_LINK_PREFIX}${tag}-${parentIndex}`;
+    return decimal.length <= NAME_MAX ? decimal : `${EYE_LINK_PREFIX}${tag}_${parentIndex.toString(36)}`;
+  });
 }
 
+/**
+ * This daemon's eye on `parent`, made if missing: a bridge-mode macvlan with no address and
+ * IFF_NOARP. Without NOARP the kernel would answer ARP on it for every address of the host's
+ * namespace (arp_ignore 0), with the eye's MAC: a LAN router that keeps the last answer would send
+ * the host's own traffic, SSH included, to a link that drops it (rp_filter). The probes and
+ * announcements it carries are lanplug's own frames on a packet socket, which NOARP does not stop.
+ */
 export function ensureEye(rtnl: Rtnl, parent: LinkInfo): LinkInfo {
-  const name = eyeName(rtnl, parent.index);
-  const present = rtnl.getLink(name);
-  if (present !== null && !rtnl.owns(present))
+  const names = eyeNames(rtnl, parent.index);
+  let name: string | null = null;
+  for (const candidate of names) {
+    const present = rtnl.getLink(candidate);
+    if (present === null) {
+      name ??= candidate;
+      continue;
+    }
+    // Another daemon's link of that name (its tag is this one's): the next name.
+    if (!rtnl.owns(present)) continue;
+    if (present.parentIndex === parent.index && present.up && present.noArp !== false) return present;
+    rtnl.deleteLink(present); // this daemon's, but not what it must be: made again
+    name ??= candidate;
+  }
+  if (name === null)
     throw new LanplugError(
       'Conflict',
-      `link ${name} is not this lanplug's (link group ${present.group}, not ${rtnl.ownGroup}): another lanplug daemon on this host uses that name for its LAN eye on ${parent.name}; remove it if no daemon does`,
+      `every name this lanplug's LAN eye on ${parent.name} may have (${names.join(', ')}) is another daemon's link; remove those no lanplug daemon uses`,
     );
-  if (present !== null && present.parentIndex === parent.index && present.up) return present;
-  if (present !== null) rtnl.deleteLink(present);
-  const eye = rtnl.createMacvlan({ name, parentIndex: parent.index, mode: 'bridge' });
+  const eye = rtnl.createMacvlan({ name, parentIndex: parent.index, mode: 'bridge', noArp: true });
   // No link-local address, no DAD, no router solicitations: the eye sends only what lanplug sends.
   silenceIpv6(rtnl, eye);
   rtnl.setUp(eye);
@@ -54,7 +84,7 @@ export function unusedEyes(rtnl: Rtnl, networks: readonly NetworkRecord[]): Link
       !(
         link.parentIndex !== null &&
         usedParents.has(link.parentIndex) &&
-        link.name === eyeName(rtnl, link.parentIndex)
+        eyeNames(rtnl, link.parentIndex).includes(link.name)
       ),
   );
 }

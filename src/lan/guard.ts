@@ -116,6 +116,11 @@ export class LanGuard {
     return false;
   }
 
+  /** Drops answers too old to count (run now and then: the memory would otherwise only grow). */
+  forgetStale(): void {
+    for (const key of [...this.known.keys()]) if (this.fresh(key) === null) this.known.delete(key);
+  }
+
   /** Addresses the LAN was seen using, with who and on which parent: for `lanplug doctor` and the logs. */
   taken(): { address: string; link: string; mac: string; how: string; at: number }[] {
     return [...this.known.values()].flatMap((k) =>

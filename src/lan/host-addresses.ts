@@ -36,6 +36,15 @@ export class HostAddresses {
     return this.rtnl.getLinkByIndex(index)?.name ?? `link ${index}`;
   }
 
+  /** `holder` as of now, for many lookups in a row (an allocation walking a range): one check for changes. */
+  snapshot(): (address: IpAddress) => string | null {
+    const held = this.current();
+    return (address) => {
+      const index = held.get(keyOf(address));
+      return index === undefined ? null : (this.rtnl.getLinkByIndex(index)?.name ?? `link ${index}`);
+    };
+  }
+
   close(): void {
     this.signal?.close();
   }

@@ -87,7 +87,16 @@ export function probe(
       timers.push(setTimeout(() => send(frame), at));
       at += randomInt(timing.spacingMs, 2 * timing.spacingMs + 1);
     }
-    timers.push(setTimeout(() => settle({ inUse: false }), Math.max(timing.windowMs, at)));
+    timers.push(
+      setTimeout(
+        () => {
+          // An answer may sit in the socket, not yet handed over by the receiving thread: read it first.
+          socket.deliverPending();
+          settle({ inUse: false });
+        },
+        Math.max(timing.windowMs, at),
+      ),
+    );
   });
 }
 

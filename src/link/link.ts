@@ -6,6 +6,7 @@
 import {
   attrMap,
   encodeIfInfoMsg,
+  IFF_NOARP,
   IFF_UP,
   IFLA_ADDRESS,
   IFLA_GROUP,
@@ -41,6 +42,8 @@ export interface LinkInfo {
   mac: string | null;
   /** IFF_UP is set. */
   up: boolean;
+  /** IFF_NOARP is set (decoded; absent where a test's table does not say). */
+  noArp?: boolean;
   /**
    * IFLA_GROUP: 0 unless someone put the link in a group. Every link lanplug makes carries the
    * group of its state directory (what tells it from another daemon's), parked ones another.
@@ -77,6 +80,7 @@ export function decodeLink(msg: NlMsg): LinkInfo {
     mtu: readU32(a.get(IFLA_MTU)) ?? 0,
     mac: address !== undefined && address.length > 0 ? bytesToMac(address) : null,
     up: (ifi.flags & IFF_UP) !== 0,
+    noArp: (ifi.flags & IFF_NOARP) !== 0,
     group: readU32(a.get(IFLA_GROUP)) ?? 0,
     parentIndex: readU32(a.get(IFLA_LINK)) ?? null,
   };
@@ -110,11 +114,13 @@ export interface NewLink {
   namespaceFd?: number;
   /** IFLA_GROUP; absent (or 0): the default group. */
   group?: number;
+  /** IFF_NOARP: the link's own stack never answers ARP (it would answer for every address of the namespace). */
+  noArp?: boolean;
 }
 
 /** The body (ifinfomsg + attributes) of an RTM_NEWLINK, in iproute2's order (address, mtu, link, name, linkinfo). */
 export function encodeNewLink(req: NewLink): Buffer[] {
-  const body: Buffer[] = [encodeIfInfoMsg()];
+  const body: Buffer[] = [encodeIfInfoMsg(req.noArp === true ? { flags: IFF_NOARP, change: IFF_NOARP } : {})];
   if (req.mac !== undefined) body.push(nla(IFLA_ADDRESS, macToBytes(req.mac)));
   if (req.mtu !== undefined) body.push(nlaU32(IFLA_MTU, req.mtu));
   if (req.parentIndex !== undefined) body.push(nlaU32(IFLA_LINK, req.parentIndex));

@@ -11,15 +11,20 @@ import { ifnameProblem } from '../net/ifname';
 import { isMac, isMulticastMac } from '../net/mac';
 import { isMtu, MAX_MTU, MIN_MTU_IPV4 } from '../net/mtu';
 import {
+  AF_INET,
   AF_INET6,
   encodeIfInfoMsg,
   IFF_UP,
   IFLA_AF_SPEC,
   IFLA_IFNAME,
   IFLA_INET6_ADDR_GEN_MODE,
+  IFLA_INET_CONF,
+  IPV4_DEVCONF_ARP_ANNOUNCE,
+  IPV4_DEVCONF_ARP_IGNORE,
   IN6_ADDR_GEN_MODE_NONE,
   nlaNested,
   nlaString,
+  nlaU32,
   nlaU8,
   encodeIfAddrMsg,
   encodeRtMsg,
@@ -77,7 +82,14 @@ export interface Rtnl {
   getLink(name: string): LinkInfo | null;
   getLinkByIndex(index: number): LinkInfo | null;
   listLinks(): LinkInfo[];
-  createMacvlan(req: { name: string; parentIndex: number; mode: MacvlanMode; mac?: string; mtu?: number }): LinkInfo;
+  createMacvlan(req: {
+    name: string;
+    parentIndex: number;
+    mode: MacvlanMode;
+    mac?: string;
+    mtu?: number;
+    noArp?: boolean;
+  }): LinkInfo;
   createIpvlan(req: { name: string; parentIndex: number; mode: IpvlanMode; flag: IpvlanFlag; mtu?: number }): LinkInfo;
   createVlan(req: { name: string; parentIndex: number; vlanId: number }): LinkInfo;
   createBridge(req: { name: string; mtu?: number }): LinkInfo;
@@ -89,6 +101,13 @@ export interface Rtnl {
    * /proc/sys is read-only (a managed plugin); false on a kernel without IPv6.
    */
   stopIpv6AddressGeneration(link: LinkRef): boolean;
+  /**
+   * The link answers ARP only for its own addresses (arp_ignore 1) and names only one of its own
+   * in the ARP it sends (arp_announce 2), over netlink (a managed plugin's /proc/sys is read-only).
+   * Without it a link in the host's namespace answers for every address of the host (Linux's weak
+   * host model), with its own MAC.
+   */
+  answerArpForOwnAddressesOnly(link: LinkRef): void;
   /** Renames a link that is down. */
   rename(link: LinkRef, name: string): void;
   /**
@@ -207,7 +226,7 @@ class RtnlSocket implements Rtnl {
     }
   }
 
-  createMacvlan(req: { name: string; parentIndex: number; mode: MacvlanMode; mac?: string; mtu?: number }): LinkInfo {
+  createMacvlan(req: Parameters<Rtnl['createMacvlan']>[0]): LinkInfo {
     const { mode, ...rest } = req;
     return this.create({ ...rest, kind: 'macvlan', data: encodeMacvlanData(mode) });
   }
@@ -257,6 +276,23 @@ class RtnlSocket implements Rtnl {
     } catch (err) {
       if (err instanceof LanplugError && err.errno === EAFNOSUPPORT) return false;
       throw withContext(`stop IPv6 address generation on link ${link.name}`, err);
+    }
+  }
+
+  answerArpForOwnAddressesOnly(link: LinkRef): void {
+    checkIndex('index', link.index);
+    const conf = nlaNested(
+      IFLA_INET_CONF,
+      [nlaU32(IPV4_DEVCONF_ARP_IGNORE, 1), nlaU32(IPV4_DEVCONF_ARP_ANNOUNCE, 2)],
+      false,
+    );
+    try {
+      this.sock.request(RTM_NEWLINK, 0, [
+        encodeIfInfoMsg({ index: link.index }),
+        nlaNested(IFLA_AF_SPEC, [nlaNested(AF_INET, [conf], false)], false),
+      ]);
+    } catch (err) {
+      throw withContext(`make link ${link.name} answer ARP for its own addresses only`, err);
     }
   }
 

@@ -94,6 +94,8 @@ export const RT_SCOPE_NOWHERE = 255;
 export const RTN_UNICAST = 1;
 /** if.h: the interface is administratively up. */
 export const IFF_UP = 0x1;
+/** No ARP on the link: its stack neither answers nor sends ARP (a packet socket on it still can). */
+export const IFF_NOARP = 0x80;
 
 // ---- if_link.h -----------------------------------------------------------------
 
@@ -108,6 +110,12 @@ export const IFLA_GROUP = 27;
 export const IFLA_NET_NS_FD = 28;
 export const IFLA_LINK_NETNSID = 37;
 
+/** Inside IFLA_AF_SPEC's AF_INET part: the link's IPv4 settings, one u32 per IPV4_DEVCONF_* index. */
+export const IFLA_INET_CONF = 1;
+/** IPV4_DEVCONF_* (linux/ip.h), 1-based: which local addresses the link names in the ARP it sends. */
+export const IPV4_DEVCONF_ARP_ANNOUNCE = 18;
+/** Which ARP requests the link answers. */
+export const IPV4_DEVCONF_ARP_IGNORE = 19;
 /** Inside IFLA_AF_SPEC's AF_INET6 part: how the kernel makes the link's IPv6 addresses. */
 export const IFLA_INET6_ADDR_GEN_MODE = 8;
 export const IN6_ADDR_GEN_MODE_NONE = 1;

@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { DaemonLab, spawnDaemon } from '../support/daemon';
 
 const NS = `lp-k-${randomBytes(4).toString('hex')}`;
@@ -336,5 +337,24 @@ test('a LAN eye lives exactly as long as a network of its daemon needs it: acros
   const deadline = Date.now() + 5_000;
   while (eyes().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(eyes(), [], 'removed within seconds by the daemon that owns it');
+  await stop(proc);
+});
+
+test('a daemon on a copy of a running daemon’s state directory is refused in one line: it would take the other’s links for its own', async () => {
+  const l = freshLab();
+  const proc = await l.start();
+  assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+  const copy = new DaemonLab(NS);
+  try {
+    execFileSync('cp', ['-a', l.stateDir, copy.stateDir]);
+    rmSync(join(copy.stateDir, 'lanplug.lock'), { force: true });
+    await assert.rejects(
+      copy.start(),
+      /another lanplug on this host acts for link group \d+, the group of \S+: it runs on a copy of this state directory; give each lanplug daemon a state directory of its own/,
+    );
+  } finally {
+    copy.close();
+  }
+  assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
   await stop(proc);
 });

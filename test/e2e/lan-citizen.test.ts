@@ -263,3 +263,16 @@ test("this host's IPv6 address, and an address the host gains after the network 
     '3600',
   ]);
 });
+
+test("the LAN hears this host's address only from the host's own interface: neither lanplug's LAN eye nor a host-access shim answers ARP for it", () => {
+  network('quietlinks', ['--ipam-driver', 'lanplug', '--aux-address=host=172.16.86.250', '-o', 'host_access=true']);
+  lab.host.dockerOk(['run', '-d', '--network', 'quietlinks', '--name', 'q1', 'alpine:latest', 'sleep', '3600']);
+  const links = lab.host.execOk(['ip', '-o', 'link', 'show']);
+  assert.match(links, /: lpe\S+@eth0: <[^>]*NOARP/, 'the eye is there (the conflict check made it), without ARP');
+  assert.match(links, /: lh-[0-9a-f]{12}@eth0: /, 'the shim is there');
+  const eth0 = /link\/ether ([0-9a-f:]{17})/.exec(lab.host.execOk(['ip', 'link', 'show', 'eth0']))?.[1];
+  const replies = foreign.execOk(['/bin/busybox', 'arping', '-c', '3', '-w', '4', '-I', 'eth0', HOST_V4]);
+  const macs = [...replies.matchAll(/reply from \S+ \[([0-9a-f:]{17})\]/g)].map((m) => m[1]);
+  assert.ok(macs.length >= 3, replies);
+  assert.deepEqual([...new Set(macs)], [eth0], `every answer for ${HOST_V4} comes from the host's eth0: ${replies}`);
+});

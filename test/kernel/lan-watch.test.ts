@@ -42,6 +42,11 @@ test(`with ${PARENTS} parents watched, probes hear the LAN in their window and n
   ] as const) {
     assert.ok(median(samples) < medianBound && max(samples) < worstBound, `${what}: ${shown}`);
   }
+  assert.equal(
+    figures.probeInUseWhilePoolBusy,
+    true,
+    "a probe whose answer waits in its socket while libuv's pool is busy still hears it",
+  );
   assert.deepEqual(
     figures.burst,
     Array.from({ length: BURST }, (_, n) => n),

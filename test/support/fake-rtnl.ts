@@ -86,6 +86,7 @@ export class FakeRtnl implements Rtnl {
       mtu: req.mtu ?? parent.mtu,
       mac: req.mac ?? '02:11:22:33:44:55',
       up: false,
+      ...(req.noArp === true ? { noArp: true } : {}),
       parentIndex: parent.index,
       macvlanMode: req.mode,
     });
@@ -148,6 +149,10 @@ export class FakeRtnl implements Rtnl {
   setUp(ref: LinkRef): void {
     this.injected('up', ref.name, `set link ${ref.name} up`);
     this.requireIndex(ref.index, `set link ${ref.name} up`).up = true;
+  }
+  answerArpForOwnAddressesOnly(ref: LinkRef): void {
+    this.requireIndex(ref.index, `make link ${ref.name} answer ARP for its own addresses only`);
+    this.calls.push(`arp-own ${ref.name}`);
   }
   stopIpv6AddressGeneration(ref: LinkRef): boolean {
     this.requireIndex(ref.index, `stop IPv6 address generation on link ${ref.name}`);

@@ -10,6 +10,7 @@
  *
  * argv: <parents> <samples> <burst>
  */
+import { pbkdf2 } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { PacketChannel } from '../../src/dhcp/channel';
 import { PacketSocket, SEND_ONLY } from '../../src/l2/packet-socket';
@@ -33,6 +34,11 @@ export interface ReceiveLoadFigures {
   close: number[];
   /** The numbers of a burst of frames sent from v1, as w1's listener got them. */
   burst: number[];
+  /**
+   * A probe of the address v0 answers for, while every thread of libuv's pool is busy (the
+   * receiving poll cannot run): whether it still said "in use" (the answer waits in its socket).
+   */
+  probeInUseWhilePoolBusy: boolean;
 }
 
 const [parentsText = '16', samplesText = '10', burstText = '200'] = process.argv.slice(2);
@@ -69,6 +75,7 @@ async function main(): Promise<ReceiveLoadFigures> {
     dhcpReceive: [],
     close: [],
     burst: [],
+    probeInUseWhilePoolBusy: false,
   };
   const offer = (n: number): Buffer =>
     encodeUdpFrame({
@@ -117,6 +124,13 @@ async function main(): Promise<ReceiveLoadFigures> {
   for (let waited = 0; figures.burst.length < burst && waited < 3000; waited += 10)
     await new Promise((resolve) => setTimeout(resolve, 10));
   await Promise.all([listener.close(), out.close()]);
+  // Four jobs of a second or more take libuv's four threads: the poll waits, the answer sits in the socket.
+  const busy = Array.from(
+    { length: 4 },
+    () => new Promise((resolve) => pbkdf2('lanplug', 'salt', 1_500_000, 64, 'sha512', resolve)),
+  );
+  figures.probeInUseWhilePoolBusy = (await probe(lan, parseAddress('10.99.0.2'))).inUse;
+  await Promise.all(busy);
   await watch.close();
   return figures;
 }

@@ -337,10 +337,23 @@ test('decodeLink reads kind-specific data the kernel reports', () => {
     mtu: 1500,
     mac: '02:42:ac:10:56:02',
     up: true,
+    noArp: false,
     group: 0,
     parentIndex: 3,
     vlanId: 50,
   });
+  assert.equal(link('macvlan', []).noArp, false);
+  assert.equal(
+    decodeLink({
+      type: RTM_NEWLINK,
+      flags: 0,
+      seq: 1,
+      pid: 0,
+      payload: Buffer.concat([encodeIfInfoMsg({ index: 2, flags: 0x80 }), nlaString(IFLA_IFNAME, 'lpe')]),
+    }).noArp,
+    true,
+    'IFF_NOARP',
+  );
   assert.equal(link('macvlan', [], [nlaU32(27 /* IFLA_GROUP */, 0x6c70)]).group, 0x6c70);
   assert.equal(link('macvlan', [nlaU32(1, 2)]).macvlanMode, 'vepa');
   assert.equal(link('macvlan', [nlaU32(1, 8)]).macvlanMode, 'passthru');
@@ -363,6 +376,7 @@ test('decodeLink reads kind-specific data the kernel reports', () => {
     mtu: 65536,
     mac: null,
     up: false,
+    noArp: false,
     group: 0,
     parentIndex: null,
   });

@@ -362,15 +362,32 @@ test('the first start with link groups adopts the links an earlier lanplug made 
   // The same table, now seen by a daemon whose links carry group 4242.
   const now = legacy;
   now.ownGroup = 4242;
-  adoptLegacyLinks(now, store, silentLogger);
+  // An eye under its old name on the network's parent: it answered ARP for the host's addresses.
+  const vlan = now.getLink('eth0.50');
+  assert.ok(vlan);
+  now.add({ name: `lpe-${vlan.index}`, kind: 'macvlan', mtu: 1500, mac: null, up: true, parentIndex: vlan.index });
+  assert.equal(adoptLegacyLinks(now, store, silentLogger), true, 'every link handled');
   const group = (name: string): number | undefined => now.getLink(name)?.group;
   assert.deepEqual(
     ['eth0.50', 'lp-111111111111', 'lh-aaaaaaaaaaaa'].map(group),
     [4242, 4242, 4242],
     'the parent, the endpoint link and the shim it records',
   );
-  assert.equal(now.getLink('lp-999999999999'), null, 'an orphan of the earlier daemon goes, as it always did');
+  assert.equal(
+    group('lp-999999999999'),
+    0,
+    "one no record here names is left alone: it may be another lanplug's of the version before",
+  );
+  assert.equal(now.getLink(`lpe-${vlan.index}`), null, 'the old eye goes');
   assert.equal(now.getLink('lp-parked00000'), null, 'the old parked group goes, as it always did');
   assert.equal(group('lp-elsewhere00'), 31337, "another daemon's link stays as it is");
   assert.deepEqual(reconcile(now, store, silentLogger).actions, [], 'nothing left to do');
+  // A link the kernel refuses to move: logged, the rest handled, and the adoption tried again at the next start.
+  now.setGroup(now.getLink('lp-111111111111') ?? { index: 0, name: '' }, 0);
+  const refusing = Object.assign(Object.create(now) as FakeRtnl, {
+    setGroup: (): boolean => {
+      throw new LanplugError('Kernel', 'EBUSY');
+    },
+  });
+  assert.equal(adoptLegacyLinks(refusing, store, silentLogger), false);
 });

@@ -14,7 +14,9 @@
  * would drop every network and take away parents and shims that running
  * containers use. Each network remembers the engine (its /info ID) first seen
  * to know it; a network no engine was seen to know yet is dropped only on the
- * word of the engine the state directory's other networks came from.
+ * word of the engine the state directory's other networks came from. After
+ * Docker was reinstalled (a new engine, its networks gone with the old one),
+ * `lanplug gc --accept-engine` takes the dockerd asked at its word for all.
  */
 import type { NetworkDriver } from '../../driver/network-driver';
 import { shortId } from '../../driver/names';
@@ -43,7 +45,7 @@ export async function dropForgottenRows(
   engine: DockerEngine,
   memory: EngineMemory,
   log: Logger,
-  options: { dryRun?: boolean; graceMs?: number; now?: number } = {},
+  options: { dryRun?: boolean; graceMs?: number; now?: number; acceptEngine?: boolean } = {},
 ): Promise<ForgottenReport> {
   const now = options.now ?? Date.now();
   const grace = options.graceMs ?? DEFAULT_GRACE_MS;
@@ -75,7 +77,8 @@ export async function dropForgottenRows(
     if (now - network.createdAt < grace || !views.has(network.spec.networkId)) continue;
     const view = views.get(network.spec.networkId) ?? null;
     const id = network.spec.networkId;
-    if (view === null && (engines.get(id) ?? ours) !== engineId) {
+    // `--accept-engine`: the dockerd asked speaks for every network (Docker was reinstalled).
+    if (view === null && options.acceptEngine !== true && (engines.get(id) ?? ours) !== engineId) {
       kept.push(id);
       continue;
     }
@@ -100,7 +103,7 @@ export async function dropForgottenRows(
     const theirs = [...new Set(kept.map((id) => engines.get(id) ?? ours))][0] ?? null;
     report.kept = { networks: kept, engine: engineId, theirs };
     log.warn(
-      "dockerd does not know these networks, but they did not come from it: kept (is --docker-host lanplug's dockerd?)",
+      "dockerd does not know these networks, but they did not come from it: kept (is --docker-host lanplug's dockerd? If Docker was reinstalled and they went with it: lanplug gc --accept-engine)",
       {
         engine: engineId,
         theirs: theirs ?? 'not yet known',

@@ -1,0 +1,45 @@
+/**
+ * The LAN eye's names and making, on the in-memory link table (the kernel
+ * lane and the Docker lane make real ones): a daemon's names fit Linux's 15
+ * bytes whatever the parent's index, a second daemon whose tag is this one's
+ * gets the next name rather than failing, and an eye is made without ARP.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ensureEye, eyeNames, unusedEyes } from '../../src/lan/eye';
+import { FakeRtnl } from '../support/fake-rtnl';
+
+const GROUP = 0x2a3b4c5d;
+
+test('eye names fit in 15 bytes for every parent index a kernel gives (up to 2^31)', () => {
+  for (const index of [1, 99, 99_999_999, 100_000_000, 2 ** 31 - 1]) {
+    const names = eyeNames({ ownGroup: GROUP }, index);
+    assert.equal(names.length, 3);
+    for (const name of names) assert.ok(Buffer.byteLength(name) <= 15, `${name} (${index})`);
+    assert.equal(new Set(names).size, 3, 'three different names to try');
+  }
+  assert.match(eyeNames({ ownGroup: GROUP }, 7)[0] ?? '', /^lpe[0-9a-z]{3}-7$/);
+  assert.match(eyeNames({ ownGroup: GROUP }, 2 ** 31 - 1)[0] ?? '', /^lpe[0-9a-z]{3}_zik0zj$/, 'base 36 past 8 digits');
+  assert.deepEqual(eyeNames({ ownGroup: 0 }, 7), ['lpe-7']);
+});
+
+test("an eye name another daemon's link has is skipped: this daemon's eye takes the next, made without ARP, and is its own", () => {
+  const rtnl = new FakeRtnl(undefined, GROUP);
+  const eth0 = rtnl.getLink('eth0');
+  assert.ok(eth0);
+  const [first, second] = eyeNames(rtnl, eth0.index);
+  assert.ok(first !== undefined && second !== undefined);
+  rtnl.add({ name: first, kind: 'macvlan', mtu: 1500, mac: null, up: true, parentIndex: eth0.index, group: 777 });
+  const eye = ensureEye(rtnl, eth0);
+  assert.equal(eye.name, second);
+  assert.equal(eye.noArp, true, 'no ARP: it would answer for every address of the host');
+  assert.equal(eye.group, GROUP);
+  assert.equal(ensureEye(rtnl, eth0).index, eye.index, 'found again, not made twice');
+  const network = { spec: { parent: { kind: 'existing', name: 'eth0' } } } as Parameters<typeof unusedEyes>[1][number];
+  assert.deepEqual(unusedEyes(rtnl, [network]), [], 'in use while a network of this daemon is on eth0');
+  assert.deepEqual(
+    unusedEyes(rtnl, []).map((l) => l.name),
+    [second],
+    "unused without one; the other daemon's is never this daemon's to remove",
+  );
+});
