@@ -10,7 +10,8 @@ export type ErrorCode =
   | 'Conflict' // the request clashes with something that exists (a passthru parent, a duplicate)
   | 'Unsupported' // the running kernel lacks a feature (8021q, ipvlan, ...)
   | 'Kernel' // the kernel refused an operation; see errno
-  | 'Unavailable' // something on the LAN lanplug relies on did not answer (a DHCP server)
+  | 'Unavailable' // something lanplug relies on did not answer (a DHCP server, etcd, dockerd)
+  | 'Environment' // the host is not as the request needs it: a namespace or link gone, a file missing or read-only
   | 'Internal'; // a bug or a broken invariant
 
 export class LanplugError extends Error {
@@ -38,13 +39,42 @@ export function notFound(message: string): LanplugError {
   return new LanplugError('NotFound', message);
 }
 
-/** Wraps any failure with context ("create macvlan link lp-1234: ..."), keeping code and errno. */
+/**
+ * Wraps any failure with context ("create macvlan link lp-1234: ..."), keeping code and errno. A
+ * failure of Node's own calls on the host (a file or namespace missing, read-only, not allowed,
+ * a disk full) is the environment's, told apart from a bug.
+ */
 export function withContext(context: string, err: unknown): LanplugError {
   if (err instanceof LanplugError) {
     return new LanplugError(err.code, `${context}: ${err.message}`, { errno: err.errno, cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
-  return new LanplugError('Internal', `${context}: ${message}`, { cause: err });
+  return new LanplugError(isEnvironmentFailure(err) ? 'Environment' : 'Internal', `${context}: ${message}`, {
+    cause: err,
+  });
+}
+
+/** Node's system-call failures that say the host is not as expected, not that lanplug is wrong. */
+const ENVIRONMENT_CODES = new Set([
+  'ENOENT',
+  'ENOTDIR',
+  'EACCES',
+  'EPERM',
+  'EROFS',
+  'ENOSPC',
+  'EDQUOT',
+  'EIO',
+  'EBUSY',
+]);
+
+export function isEnvironmentFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && ENVIRONMENT_CODES.has(code);
+}
+
+/** The host is not as the request needs it (see ErrorCode). */
+export function environment(message: string): LanplugError {
+  return new LanplugError('Environment', message);
 }
 
 /** Messages cross a JSON API and end up on one terminal line. */

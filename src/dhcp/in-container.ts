@@ -3,6 +3,7 @@
  * SandboxKey): find the container's link, and put a moved lease in place.
  * Each call opens a netlink socket there and closes it again.
  */
+import { environment } from '../errors';
 import type { LinkInfo } from '../link/link';
 import { openRtnl } from '../link/rtnl';
 import type { Lease, LeaseRecord } from '../model/lease';
@@ -21,12 +22,12 @@ export function containerLink(sandboxKey: string, record: LeaseRecord, lease: Le
     const candidates = rtnl.listLinks().filter((l) => l.mac === record.identity.mac);
     if (candidates.length <= 1) {
       const [only] = candidates;
-      if (only === undefined) throw new Error(`no link with MAC ${record.identity.mac} in ${sandboxKey}`);
+      if (only === undefined) throw environment(`no link with MAC ${record.identity.mac} in ${sandboxKey}`);
       return only;
     }
     const holder = rtnl.listAddresses(lease.family).find((a) => a.prefix.address.value === lease.address.address.value);
     const link = candidates.find((l) => l.index === holder?.index);
-    if (link === undefined) throw new Error(`no link holds ${lease.address.address.text} in ${sandboxKey}`);
+    if (link === undefined) throw environment(`no link holds ${lease.address.address.text} in ${sandboxKey}`);
     return link;
   } finally {
     rtnl.close();

@@ -13,7 +13,7 @@
  * server gives, and reservations by MAC work); without, Docker makes a new
  * MAC per start, and the server a new lease.
  */
-import { conflict, invalidArgument, notFound, withContext } from '../errors';
+import { conflict, invalidArgument, LanplugError, notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { dockerAddressOf, duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import type { NetworkRecord } from '../model/network';
@@ -75,7 +75,7 @@ export class DhcpAddresses {
         ),
       );
       lease = leases[0] ?? null;
-      if (lease === null) throw new Error('the DHCP exchange returned no lease');
+      if (lease === null) throw new LanplugError('Internal', 'the DHCP exchange returned no lease');
       if (!prefixContains(ask.pool, lease.address.address))
         throw invalidArgument(
           `the DHCP server gave ${lease.address.address.text}, outside this network's --subnet ${formatPrefix(ask.pool)}; create the network with the subnet the server serves`,

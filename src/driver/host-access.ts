@@ -14,6 +14,7 @@
  * container is exact: it changes the path to the containers and nothing else.
  * Routes carry lanplug's protocol number (76), so reconcile tells them apart.
  */
+import { LanplugError } from '../errors';
 import type { LinkInfo, LinkRef } from '../link/link';
 import { RTPROT_LANPLUG } from '../link/ip';
 import type { Rtnl } from '../link/rtnl';
@@ -30,7 +31,7 @@ import { shimLinkName } from './names';
  */
 export function ensureShim(rtnl: Rtnl, spec: NetworkSpec, parent: LinkInfo): LinkInfo {
   const access = spec.hostAccess;
-  if (access === null) throw new Error(`network ${spec.networkId} has no host access`);
+  if (access === null) throw new LanplugError('Internal', `network ${spec.networkId} has no host access`);
   const name = shimLinkName(spec.networkId);
   let shim = rtnl.getLink(name);
   if (shim !== null && shim.parentIndex !== parent.index) {

@@ -177,3 +177,14 @@ test('errors: non-200 with a one-line Err; unknown methods, GET and bad JSON ans
   assert.deepEqual(nonStringOption.json, { Err: 'option parent must be a string' });
   assert.equal(store.listNetworks().length, 0, 'no state written by refused requests');
 });
+
+test('a failure of the host (a namespace file gone, a read-only /proc) is the environment, told apart from a bug and from bad input', async () => {
+  const { withContext, isEnvironmentFailure } = await import('../../src/errors');
+  const { toCniError, CNI_ERROR } = await import('../../src/api/cni/errors');
+  const gone = Object.assign(new Error("ENOENT: no such file or directory, open '/run/netns/x'"), { code: 'ENOENT' });
+  const wrapped = withContext('join the container', gone);
+  assert.equal(wrapped.code, 'Environment');
+  assert.equal(isEnvironmentFailure(Object.assign(new Error('read-only'), { code: 'EROFS' })), true);
+  assert.equal(withContext('decode', new TypeError('x is undefined')).code, 'Internal', 'a bug stays a bug');
+  assert.equal(toCniError(wrapped).code, CNI_ERROR.invalidEnvironment);
+});

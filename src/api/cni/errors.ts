@@ -36,6 +36,8 @@ export function toCniError(err: unknown): CniError {
   if (err instanceof LanplugError) {
     if (err.code === 'InvalidArgument') return new CniError(CNI_ERROR.invalidConfig, err.message);
     if (err.code === 'Unavailable') return new CniError(CNI_ERROR.tryAgainLater, err.message);
+    // The host is not as the call needs it (a namespace gone, a file missing): the runtime's environment.
+    if (err.code === 'Environment') return new CniError(CNI_ERROR.invalidEnvironment, err.message);
     return new CniError(CNI_ERROR.internal, err.message);
   }
   return new CniError(CNI_ERROR.internal, err instanceof Error ? err.message : String(err));

@@ -5,6 +5,7 @@
  * dockerd calls plugins before it serves its API at boot, and a handler that
  * waited on dockerd would hang both (docker-net-dhcp #2).
  */
+import { LanplugError } from '../../errors';
 import { unixHttp } from '../unix-http';
 
 export interface DockerNetworkView {
@@ -25,10 +26,11 @@ export class DockerEngine {
    */
   async engineId(): Promise<string> {
     const { status, body } = await unixHttp(this.socketPath, 'GET', '/info', undefined, this.timeoutMs);
-    if (status !== 200) throw new Error(`dockerd answered ${status} for /info`);
+    if (status !== 200) throw new LanplugError('Unavailable', `dockerd answered ${status} for /info`);
     const parsed: unknown = JSON.parse(body);
     const id = typeof parsed === 'object' && parsed !== null ? (parsed as { ID?: unknown }).ID : undefined;
-    if (typeof id !== 'string' || id === '') throw new Error('dockerd named no engine ID in /info');
+    if (typeof id !== 'string' || id === '')
+      throw new LanplugError('Unavailable', 'dockerd named no engine ID in /info');
     return id;
   }
 
@@ -42,7 +44,8 @@ export class DockerEngine {
       this.timeoutMs,
     );
     if (status === 404) return null;
-    if (status !== 200) throw new Error(`dockerd answered ${status} for network ${networkId.slice(0, 12)}`);
+    if (status !== 200)
+      throw new LanplugError('Unavailable', `dockerd answered ${status} for network ${networkId.slice(0, 12)}`);
     const parsed: unknown = JSON.parse(body);
     const containers =
       typeof parsed === 'object' && parsed !== null ? (parsed as { Containers?: unknown }).Containers : undefined;

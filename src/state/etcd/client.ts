@@ -203,7 +203,7 @@ export class EtcdClient {
 
   private async authenticate(endpoint: string, timeoutMs: number): Promise<string> {
     const user = this.options.user ?? null;
-    if (user === null) throw new Error('unreachable: no etcd user');
+    if (user === null) throw new LanplugError('Internal', 'unreachable: no etcd user');
     const { body } = await this.post(
       endpoint,
       '/v3/auth/authenticate',
