@@ -20,7 +20,7 @@ import {
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
 import type { DhcpIdentity } from '../../src/model/lease';
-import { parseAddress, parsePrefix } from '../../src/net/address';
+import { parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 
 const identity: DhcpIdentity = {
   mac: '02:00:00:00:00:09',
@@ -251,6 +251,58 @@ test('renew: unicast REQUEST with the address as ciaddr and no server id; rebind
   assert.equal(request?.ciaddr.text, '172.16.86.122');
   assert.equal(request?.options.has(OPT.serverId), false);
   assert.equal(request?.options.has(OPT.requestedAddress), false);
+});
+
+test('renew: an ACK that moves the lease onto another address goes through the offer check with the client’s own MAC; refused, it is declined (DHCPDECLINE of it, from 0.0.0.0, naming its server) and never the lease; an ACK of the address held is not checked', async () => {
+  const held = await acquire(
+    new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.123')),
+    identity,
+    { hint: null, deadline: Date.now() + 5000 },
+  );
+  const checked: string[] = [];
+  const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
+    checked.push(`${address.text} ${ownMac}`);
+    return Promise.resolve(address.text === '172.16.86.5' ? 'this host (it holds the address on eth0)' : null);
+  };
+  const same = await renew(
+    new ScriptedChannel((m) => answerWith('ack', m, m.ciaddr.text)),
+    identity,
+    held,
+    'renew',
+    Date.now() + 5000,
+    hostOnly,
+  );
+  assert.equal(same.kind === 'ack' ? same.lease.address.address.text : same.kind, '172.16.86.123');
+  assert.deepEqual(checked, [], 'the address held needs no check');
+
+  // A rebind is broadcast: whoever answers it first may name this host's address.
+  const rogue = new ScriptedChannel((m) => (m.type === 'request' ? answerWith('ack', m, '172.16.86.5') : null));
+  const onHost = await renew(rogue, identity, held, 'rebind', Date.now() + 5000, hostOnly);
+  assert.deepEqual(onHost, {
+    kind: 'declined',
+    message: 'declined 172.16.86.5, in use by this host (it holds the address on eth0)',
+  });
+  assert.deepEqual(checked, [`172.16.86.5 ${identity.mac}`]);
+  assert.deepEqual(
+    rogue.sent.map((m) => m.type),
+    ['request', 'decline'],
+  );
+  const decline = rogue.sent[1];
+  assert.deepEqual([...(decline?.options.get(OPT.requestedAddress) ?? [])], [172, 16, 86, 5]);
+  assert.deepEqual([...(decline?.options.get(OPT.serverId) ?? [])], [172, 16, 86, 1]);
+  assert.equal(decline?.ciaddr.text, '0.0.0.0');
+  assert.match(decline?.options.get(OPT.message)?.toString() ?? '', /in use by this host/);
+
+  const elsewhere = await renew(
+    new ScriptedChannel((m) => answerWith('ack', m, '172.16.86.124')),
+    identity,
+    held,
+    'renew',
+    Date.now() + 5000,
+    hostOnly,
+  );
+  assert.equal(elsewhere.kind === 'ack' ? elsewhere.lease.address.address.text : elsewhere.kind, '172.16.86.124');
+  assert.deepEqual(checked.slice(1), [`172.16.86.124 ${identity.mac}`], 'a move the check lets through is the lease');
 });
 
 test('an ACK without a subnet mask: the prefix of the network’s subnet that holds the address, else its natural mask; a renewal without one keeps the prefix held', async () => {
