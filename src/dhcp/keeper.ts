@@ -113,8 +113,8 @@ export interface LeaseNetworks {
   /** A server moved a container: its endpoint's address follows (what the LAN watch defends, what status shows). */
   moved(networkId: string, endpointId: string, address: IpPrefix): void;
   /**
-   * How the IPv4 addresses a network's servers bind (offered, or moved to at a renewal) are checked
-   * before use; none: used as given.
+   * How the addresses a network's servers bind (offered, or moved to at a renewal; IPv4 and IPv6) are
+   * checked before use; none: used as given.
    */
   offerCheck(networkId: string): OfferCheck | undefined;
 }
@@ -165,7 +165,7 @@ export class LeaseKeeper {
           const check = this.networks.offerCheck(plan.networkId);
           return family === 4
             ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4 })
-            : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
+            : await acquire6(channel, identity, { hint, deadline, check, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
           void channel.close();
@@ -439,7 +439,7 @@ export class LeaseKeeper {
           ? { kind: 'nak', message: now >= expiry ? 'the lease expired' : 'refused before' }
           : family === 4
             ? await renew(channel, record.identity, lease, how, now + EXCHANGE_MS, check)
-            : await renew6(channel, record.identity, lease, how, now + EXCHANGE_MS);
+            : await renew6(channel, record.identity, lease, how, now + EXCHANGE_MS, check);
         if (outcome.kind === 'nak' || outcome.kind === 'declined') {
           this.lost.add(k);
           this.log.warn(
@@ -459,6 +459,7 @@ export class LeaseKeeper {
                 : await acquire6(channel, record.identity, {
                     hint,
                     deadline,
+                    check,
                     prefixLength: lease.address.prefixLength,
                   }),
           };
