@@ -66,18 +66,26 @@ const AFTER_DECLINE_MS = 1_000;
 const MAX_DECLINES = 3;
 
 /**
- * Asks the LAN whether an acknowledged address is free before it is used
- * (RFC 2131 §4.4.1: the client SHOULD probe it, and DECLINE it when another
- * device answers). Resolves to who answered ("aa:bb:… (ARP reply)"), or null:
- * free, or in use but the network's policy is to use it anyway. An answer
- * from `ownMac`, the client's own, is no other device: a container that
- * starts over after its lease ran out still holds the address it asks for.
+ * Asks whether an address a server bound (IPv4 or IPv6) may be used before it
+ * is (RFC 2131 §4.4.1: the client SHOULD probe it, and DECLINE it when another
+ * device answers; RFC 8415 §18.2.10.1 likewise). Resolves to who holds it
+ * ("aa:bb:… (ARP reply)", or this host), or null: free, or in use but the
+ * network's policy is to use it anyway. An answer from `ownMac`, the client's
+ * own, is no other device: a container that starts over after its lease ran
+ * out still holds the address it asks for.
  */
 export type OfferCheck = (address: IpAddress, ownMac: string) => Promise<string | null>;
 
-/** `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered. */
+/**
+ * `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered.
+ * `declined`: the server moved the lease onto an address the check refused, and was told so; the client
+ * starts over (RFC 2131 §4.4.1, RFC 8415 §18.2.8), keeping the address it held meanwhile.
+ */
 export type RenewOutcome =
-  { kind: 'ack'; lease: Lease } | { kind: 'nak'; message: string } | { kind: 'silent'; message?: string };
+  | { kind: 'ack'; lease: Lease }
+  | { kind: 'nak'; message: string }
+  | { kind: 'declined'; message: string }
+  | { kind: 'silent'; message?: string };
 
 /**
  * DISCOVER until an OFFER, then REQUEST it until an ACK, all before
@@ -153,6 +161,9 @@ export async function acquire(
 /**
  * REQUEST with the held address as ciaddr: 'renew' unicast to the server that
  * granted it (RFC 2131 §4.4.5, T1), 'rebind' broadcast to any server (T2).
+ * An ACK of another address than the one held goes through `check` as an
+ * offer does: whoever answered (a rebind is broadcast: any device on the LAN
+ * may) could name this host's address, or a router's. Refused, it is declined.
  */
 export async function renew(
   channel: DhcpChannel,
@@ -160,9 +171,11 @@ export async function renew(
   lease: Lease,
   how: 'renew' | 'rebind',
   deadline: number,
+  check?: OfferCheck,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 32);
-  const request = message(identity, 'request', xid, Date.now(), { broadcast: false, ciaddr: lease.address.address });
+  const started = Date.now();
+  const request = message(identity, 'request', xid, started, { broadcast: false, ciaddr: lease.address.address });
   const toServer = how === 'renew';
   const frame = encodeUdpFrame({
     sourceMac: identity.mac,
@@ -177,7 +190,12 @@ export async function renew(
   if (answer === null) return { kind: 'silent' };
   if (answer.message.type === 'nak') return { kind: 'nak', message: nakText(answer.message) };
   // The mask is the server's to change; one that names none keeps the one held.
-  return { kind: 'ack', lease: leaseFrom(answer, () => lease.address.prefixLength) };
+  const next = leaseFrom(answer, () => lease.address.prefixLength);
+  const moved = next.address.address.value !== lease.address.address.value;
+  const inUseBy = !moved || check === undefined ? null : await check(next.address.address, identity.mac);
+  if (inUseBy === null) return { kind: 'ack', lease: next };
+  channel.send(fromZero(identity, decline(identity, next, xid, started, inUseBy)));
+  return { kind: 'declined', message: `declined ${next.address.address.text}, in use by ${inUseBy}` };
 }
 
 /** DHCPRELEASE, unicast from the leased address (dnsmasq ignores one from 0.0.0.0). Nothing answers a release. */

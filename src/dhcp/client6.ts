@@ -11,7 +11,7 @@ import { encodeUdp6Frame, linkLocalOf, type UdpDatagram } from '../l2/udp-frames
 import { leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
 import type { DhcpChannel } from './channel';
-import type { RenewOutcome } from './client';
+import type { OfferCheck, RenewOutcome } from './client';
 import {
   DHCP6_CLIENT_PORT,
   DHCP6_SERVER_PORT,
@@ -37,6 +37,10 @@ const ALL_SERVERS_MAC = '33:33:00:01:00:02';
 const RETRANSMIT_MS = [1_000, 2_000, 4_000, 8_000];
 /** After a Reply that binds nothing, the next Solicit waits a moment: a server that keeps refusing is not flooded. */
 const AFTER_REFUSAL_MS = 1_000;
+/** How long a Decline waits for its Reply (RFC 8415 §18.2.8 asks for one; nothing depends on it): sent twice. */
+const DECLINE_REPLY_MS = 2_000;
+/** As for DHCPv4: a server that offers only addresses in use is not asked for ever. */
+const MAX_DECLINES = 3;
 
 interface Reply6 {
   message: Dhcp6Message;
@@ -48,18 +52,21 @@ interface Reply6 {
  * Solicit until an Advertise with an address, then Request it until a Reply
  * that binds it, all before `deadline`. `prefixLength` is what the
  * container's address gets (DHCPv6 hands out addresses, not prefixes: the
- * on-link prefix comes from the LAN's routers).
+ * on-link prefix comes from the LAN's routers). A bound address that `check`
+ * refuses (this host's own, or one in use on the LAN) is declined and the
+ * exchange starts over, asking for no address in particular.
  */
 export async function acquire6(
   channel: DhcpChannel,
   identity: DhcpIdentity,
-  options: { hint: IpAddress | null; deadline: number; prefixLength: number },
+  options: { hint: IpAddress | null; deadline: number; prefixLength: number; check?: OfferCheck | undefined },
 ): Promise<Lease> {
   const started = Date.now();
   let refused: string | null = null;
+  const declined: string[] = [];
   let hint = options.hint;
   let wait = 0;
-  while (Date.now() < options.deadline) {
+  while (Date.now() < options.deadline && declined.length < MAX_DECLINES) {
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(wait, options.deadline - Date.now())));
     const xid = randomInt(0, 2 ** 24);
     const solicit = message6(identity, 'solicit', xid, started, [{ code: OPT6.iaNa, value: iaNa(identity, hint) }]);
@@ -81,7 +88,15 @@ export async function acquire6(
     refused = reply.notYet ?? refused;
     if (reply.reply === null) break;
     const lease = leaseFrom(reply.reply, options.prefixLength);
-    if (lease !== null) return lease;
+    if (lease !== null) {
+      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address, identity.mac);
+      if (inUseBy === null) return lease;
+      await decline6(channel, identity, lease, started, options.deadline);
+      declined.push(`${lease.address.address.text}, in use by ${inUseBy}`);
+      hint = null;
+      wait = 0;
+      continue;
+    }
     refused = replyProblem(reply.reply);
     // RFC 8415 §18.2.10.1: an address not on this link is not asked for again.
     if (statusCode(reply.reply) === STATUS6.notOnLink) hint = null;
@@ -90,9 +105,11 @@ export async function acquire6(
   const seconds = Math.round((options.deadline - started) / 1000);
   throw new LanplugError(
     'Unavailable',
-    refused === null
-      ? `no DHCPv6 server answered on ${channel.where} within ${seconds} s`
-      : `the DHCPv6 server gave no address on ${channel.where} (${refused})`,
+    declined.length > 0
+      ? `the DHCPv6 server offered only addresses in use on the LAN on ${channel.where} (declined: ${[...new Set(declined)].join('; ')})`
+      : refused === null
+        ? `no DHCPv6 server answered on ${channel.where} within ${seconds} s`
+        : `the DHCPv6 server gave no address on ${channel.where} (${refused})`,
   );
 }
 
@@ -100,7 +117,8 @@ export async function acquire6(
  * Renew (to the server that bound it, T1) or Rebind (any server, T2) the held address. RFC 8415
  * §18.2.10.1: only a server that no longer knows the binding (NoBinding) or takes the address back
  * (a valid lifetime of 0) ends the lease; any other refusal leaves it as it is until it expires, and
- * the keeper tries again later.
+ * the keeper tries again later. A Reply that binds another address than the one held (the server
+ * moved the client) goes through `check` first; refused, it is declined.
  */
 export async function renew6(
   channel: DhcpChannel,
@@ -108,17 +126,25 @@ export async function renew6(
   lease: Lease,
   how: 'renew' | 'rebind',
   deadline: number,
+  check?: OfferCheck,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 24);
+  const started = Date.now();
   const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
   if (how === 'renew' && lease.serverDuid !== null)
     extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
-  const sent = message6(identity, how, xid, Date.now(), extra);
+  const sent = message6(identity, how, xid, started, extra);
   const { reply, notYet } = await exchange6(channel, identity, sent, xid, 'reply', deadline, sendAgainFor);
   if (reply === null)
     return notYet === null ? { kind: 'silent' } : { kind: 'silent', message: `the server answered ${notYet}` };
   const next = leaseFrom(reply, lease.address.prefixLength);
-  if (next !== null) return { kind: 'ack', lease: next };
+  if (next !== null) {
+    const moved = next.address.address.value !== lease.address.address.value;
+    const inUseBy = !moved || check === undefined ? null : await check(next.address.address, identity.mac);
+    if (inUseBy === null) return { kind: 'ack', lease: next };
+    await decline6(channel, identity, next, started, deadline);
+    return { kind: 'declined', message: `declined ${next.address.address.text}, in use by ${inUseBy}` };
+  }
   const code = statusCode(reply);
   const withdrawn = code === STATUS6.success && reply.ia !== null;
   if (code === STATUS6.noBinding || withdrawn) return { kind: 'nak', message: replyProblem(reply) };
@@ -133,6 +159,24 @@ export function release6Frame(identity: DhcpIdentity, lease: Lease): Buffer {
   const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
   if (lease.serverDuid !== null) extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
   return frame(identity, message6(identity, 'release', randomInt(0, 2 ** 24), Date.now(), extra));
+}
+
+/**
+ * Decline (RFC 8415 §18.2.8): the bound address goes back to the server that bound it, which no
+ * longer hands it out. Its Reply is waited for a moment, not needed: the client starts over anyway.
+ */
+async function decline6(
+  channel: DhcpChannel,
+  identity: DhcpIdentity,
+  lease: Lease,
+  started: number,
+  deadline: number,
+): Promise<void> {
+  const xid = randomInt(0, 2 ** 24);
+  const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
+  if (lease.serverDuid !== null) extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
+  const sent = message6(identity, 'decline', xid, started, extra);
+  await exchange6(channel, identity, sent, xid, 'reply', Math.min(deadline, Date.now() + DECLINE_REPLY_MS), () => null);
 }
 
 function iaNa(identity: DhcpIdentity, address: IpAddress | null): Buffer {
@@ -155,8 +199,9 @@ function message6(
   const elapsed = Buffer.alloc(2);
   elapsed.writeUInt16BE(Math.min(0xffff, Math.floor((Date.now() - started) / 10)), 0);
   const options: Dhcp6Option[] = [{ code: OPT6.clientId, value: Buffer.from(identity.duid, 'hex') }, ...extra];
-  if (type !== 'release') {
-    options.push({ code: OPT6.elapsedTime, value: elapsed });
+  if (type !== 'release') options.push({ code: OPT6.elapsedTime, value: elapsed });
+  // A Decline, like a Release, asks for no configuration: no option request, no name.
+  if (type !== 'release' && type !== 'decline') {
     const oro = Buffer.alloc(2);
     oro.writeUInt16BE(OPT6.dnsServers, 0);
     options.push({ code: OPT6.oro, value: oro });

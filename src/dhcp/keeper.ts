@@ -11,7 +11,9 @@
  *   container between renewals, so nothing pins its namespace or its MAC;
  * - a NAK (the server moved the container) means a new address, applied in
  *   the container and logged (Docker's view of the address goes stale: a
- *   remote driver cannot tell Docker, libnetwork#843);
+ *   remote driver cannot tell Docker, libnetwork#843); so does an ACK of
+ *   another address, once the network's offer check let it through (one it
+ *   refused is declined, and the client starts over as after a NAK);
  * - release (DHCPRELEASE) from the network's LAN link in the daemon's
  *   namespace, with the container's MAC and address: it works whether the
  *   container's link is still in its namespace, back in ours, or gone;
@@ -110,7 +112,10 @@ export interface LeaseNetworks {
   sendLink(networkId: string): SendLink | null;
   /** A server moved a container: its endpoint's address follows (what the LAN watch defends, what status shows). */
   moved(networkId: string, endpointId: string, address: IpPrefix): void;
-  /** How a network's offered IPv4 addresses are checked on the LAN before use; none: used as given. */
+  /**
+   * How the addresses a network's servers bind (offered, or moved to at a renewal; IPv4 and IPv6) are
+   * checked before use; none: used as given.
+   */
   offerCheck(networkId: string): OfferCheck | undefined;
 }
 
@@ -157,14 +162,10 @@ export class LeaseKeeper {
         try {
           const remembered = rememberKey(identity, family);
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
+          const check = this.networks.offerCheck(plan.networkId);
           return family === 4
-            ? await acquire(channel, identity, {
-                hint,
-                deadline,
-                check: this.networks.offerCheck(plan.networkId),
-                subnets: plan.subnets4,
-              })
-            : await acquire6(channel, identity, { hint, deadline, prefixLength: plan.prefixLength6 });
+            ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4 })
+            : await acquire6(channel, identity, { hint, deadline, check, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
           void channel.close();
@@ -425,6 +426,7 @@ export class LeaseKeeper {
     // Refused before, or expired: start over (RFC 2131 §4.4.5, INIT), asking for the same address.
     const startOver = this.lost.has(k) || now >= expiry;
     const how = now < t2 ? 'renew' : 'rebind';
+    const check = this.networks.offerCheck(networkId);
     let outcome: RenewOutcome | { kind: 'moved'; lease: Lease };
     let failure: string | null = null;
     try {
@@ -436,15 +438,16 @@ export class LeaseKeeper {
         outcome = startOver
           ? { kind: 'nak', message: now >= expiry ? 'the lease expired' : 'refused before' }
           : family === 4
-            ? await renew(channel, record.identity, lease, how, now + EXCHANGE_MS)
-            : await renew6(channel, record.identity, lease, how, now + EXCHANGE_MS);
-        if (outcome.kind === 'nak') {
+            ? await renew(channel, record.identity, lease, how, now + EXCHANGE_MS, check)
+            : await renew6(channel, record.identity, lease, how, now + EXCHANGE_MS, check);
+        if (outcome.kind === 'nak' || outcome.kind === 'declined') {
           this.lost.add(k);
-          this.log.warn('dhcp server refused the lease; asking for a new address', {
-            endpoint: endpointId.slice(0, 12),
-            address: formatPrefix(lease.address),
-            answer: outcome.message,
-          });
+          this.log.warn(
+            outcome.kind === 'nak'
+              ? 'dhcp server refused the lease; asking for a new address'
+              : 'dhcp server moved the lease onto an address that may not be used; declined, asking for a new address',
+            { endpoint: endpointId.slice(0, 12), address: formatPrefix(lease.address), answer: outcome.message },
+          );
           const deadline = Date.now() + EXCHANGE_MS;
           // A refused address is not asked for again; an expired one is.
           const hint = startOver && now >= expiry ? lease.address.address : null;
@@ -452,15 +455,11 @@ export class LeaseKeeper {
             kind: 'moved',
             lease:
               family === 4
-                ? await acquire(channel, record.identity, {
-                    hint,
-                    deadline,
-                    check: this.networks.offerCheck(networkId),
-                    subnets: [lease.address],
-                  })
+                ? await acquire(channel, record.identity, { hint, deadline, check, subnets: [lease.address] })
                 : await acquire6(channel, record.identity, {
                     hint,
                     deadline,
+                    check,
                     prefixLength: lease.address.prefixLength,
                   }),
           };

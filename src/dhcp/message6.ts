@@ -16,6 +16,7 @@ export const MESSAGE6_TYPES = {
   rebind: 6,
   reply: 7,
   release: 8,
+  decline: 9,
 } as const;
 export type Message6Type = keyof typeof MESSAGE6_TYPES;
 

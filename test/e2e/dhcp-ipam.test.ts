@@ -11,7 +11,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
-import { sleep } from '../lab/proc';
+import { runOk, sleep } from '../lab/proc';
 import {
   assertNoLanplugLinks,
   containerNetwork,
@@ -147,6 +147,46 @@ test('daemon kill -9 and start: both leases renew on, no new Solicit; reservatio
   await eventually(() => assert.ok(count6('DHCPRENEW', reservedMac) >= 1, 'the DHCPv6 lease renewed'), 75_000);
   assert.equal(count6('DHCPSOLICIT', reservedMac), 1, 'no new Solicit after the daemon restart');
   assert.deepEqual(addressesInContainer('reserved'), { v4: '172.16.86.140', v6: 'fd77::140' });
+});
+
+test("a DHCPv6 offer of this host's own IPv6 address, or of one a LAN device answers duplicate address detection for, is declined: the server hears a Decline, the container gets another address", async () => {
+  const mac = '02:00:00:00:06:0e';
+  const squatMac = '02:00:00:00:06:0f';
+  // The server reserves for one container's DUID the address the Docker host itself holds on its eth0, and
+  // for another's an address a device on the LAN holds.
+  const own = 'fd77::145';
+  const taken = 'fd77::146';
+  await server.restart({ hosts: [`id:${duidOf(mac)},[${own}]`, `id:${duidOf(squatMac)},[${taken}]`] });
+  runOk(['ip', '-n', lab.host.ns, 'addr', 'add', `${own}/64`, 'dev', 'eth0', 'nodad']);
+  const squatter = lab.lan.addLanHost('squat6', `${taken}/64`);
+  try {
+    dualStackNetwork();
+    for (const [name, m, declined] of [
+      ['beside6', mac, own],
+      ['after6', squatMac, taken],
+    ] as const) {
+      runWithMac(name, m);
+      const got = containerNetwork(lab.host, name, 'lan').GlobalIPv6Address;
+      assert.notEqual(got, declined, `${name}: the address held elsewhere is not used`);
+      assert.ok(in6Range(got), got);
+      assert.equal(addressesInContainer(name).v6, got);
+      assert.equal(count6('DHCPDECLINE', m), 1, server.log());
+      await eventually(() => assert.equal(lease6(m)?.address, got, "the server's lease file agrees"));
+      await eventually(() => lab.host.dockerOk(['exec', name, 'ping', '-6', '-c', '1', '-W', '1', 'fd77::1']), 10_000);
+    }
+    assert.match(
+      lab.plugin.stderr(),
+      new RegExp(`"declining a DHCP address: it is this host's own"[^\\n]*"address":"${own}","link":"eth0"`),
+    );
+    const squatterMac = /link\/ether ([0-9a-f:]{17})/.exec(squatter.execOk(['ip', '-o', 'link', 'show', 'eth0']))?.[1];
+    assert.match(
+      lab.plugin.stderr(),
+      new RegExp(`"declining a DHCP address the LAN already uses"[^\\n]*"address":"${taken}","mac":"${squatterMac}"`),
+    );
+  } finally {
+    squatter.destroy();
+    runOk(['ip', '-n', lab.host.ns, 'addr', 'del', `${own}/64`, 'dev', 'eth0']);
+  }
 });
 
 test('a server that lost its bindings and serves another range: the Renew meets NoBinding, the new address is applied in the container and logged', async () => {

@@ -7,9 +7,11 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { OPT } from '../../src/dhcp/message';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
 import { runOk, sleep } from '../lab/proc';
+import { RogueDhcpServer } from '../lab/rogue-dhcp';
 import {
   assertNoLanplugLinks,
   containerNetwork,
@@ -317,6 +319,52 @@ test("an offer of this host's own address is declined (whatever the LAN says): t
       ),
     );
   } finally {
+    runOk(['ip', '-n', lab.host.ns, 'addr', 'del', `${own}/24`, 'dev', 'eth0']);
+  }
+});
+
+test("a renewal ACK that moves the container onto this host's own address is declined: the container never takes it, starts over with DISCOVER and gets a checked address", async () => {
+  dhcpNetwork();
+  const mac = '02:00:00:00:00:24';
+  runWithMac('renewing', mac);
+  const first = addressInContainer('renewing');
+  // The host holds .145 on its eth0 (the parent). A server that answered the first DISCOVER honestly now
+  // answers the renewal (T1: 3 s) with an ACK of .145: dnsmasq never does that, a rogue server on the LAN can.
+  const own = '172.16.86.145';
+  const fresh = '172.16.86.146';
+  runOk(['ip', '-n', lab.host.ns, 'addr', 'add', `${own}/24`, 'dev', 'eth0']);
+  server.stop();
+  const rogue = RogueDhcpServer.start(lab.lan, { moveTo: own, offer: fresh });
+  try {
+    const seen = new Set<string>();
+    const moved = await eventually(() => {
+      const now = addressInContainer('renewing');
+      seen.add(now);
+      assert.equal(now, fresh, `moved from ${first} to the address offered after the decline`);
+      return now;
+    }, 20_000);
+    assert.ok(!seen.has(own), `the container never held ${own}: ${[...seen].join(' ')}`);
+    const declines = rogue.heardFrom('decline', mac);
+    assert.equal(declines.length, 1, 'one DHCPDECLINE');
+    assert.deepEqual([...(declines[0]?.options.get(OPT.requestedAddress) ?? [])], own.split('.').map(Number));
+    const order = rogue.heard.filter((m) => m.chaddr === mac).map((m) => m.type);
+    assert.deepEqual(order.slice(order.indexOf('decline'), order.indexOf('decline') + 3), [
+      'decline',
+      'discover',
+      'request',
+    ]);
+    assert.match(
+      lab.plugin.stderr(),
+      new RegExp(`"declining a DHCP address: it is this host's own"[^\\n]*"address":"${own.replace(/\./g, '\\.')}"`),
+    );
+    assert.match(
+      lab.plugin.stderr(),
+      new RegExp(`"dhcp lease moved the container[^\\n]*"to":"${moved.replace(/\./g, '\\.')}/24"`),
+    );
+    assert.doesNotMatch(lab.plugin.stderr(), new RegExp(`"to":"${own.replace(/\./g, '\\.')}/24"`));
+    lab.host.dockerOk(['exec', 'renewing', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+  } finally {
+    await rogue.stop();
     runOk(['ip', '-n', lab.host.ns, 'addr', 'del', `${own}/24`, 'dev', 'eth0']);
   }
 });

@@ -20,7 +20,7 @@ import {
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
 import type { DhcpIdentity } from '../../src/model/lease';
-import { parseAddress, parsePrefix } from '../../src/net/address';
+import { addressFromBytes, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 
 const identity: DhcpIdentity = {
   mac: '02:00:00:00:00:09',
@@ -253,6 +253,58 @@ test('renew: unicast REQUEST with the address as ciaddr and no server id; rebind
   assert.equal(request?.options.has(OPT.requestedAddress), false);
 });
 
+test('renew: an ACK that moves the lease onto another address goes through the offer check with the client’s own MAC; refused, it is declined (DHCPDECLINE of it, from 0.0.0.0, naming its server) and never the lease; an ACK of the address held is not checked', async () => {
+  const held = await acquire(
+    new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.123')),
+    identity,
+    { hint: null, deadline: Date.now() + 5000 },
+  );
+  const checked: string[] = [];
+  const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
+    checked.push(`${address.text} ${ownMac}`);
+    return Promise.resolve(address.text === '172.16.86.5' ? 'this host (it holds the address on eth0)' : null);
+  };
+  const same = await renew(
+    new ScriptedChannel((m) => answerWith('ack', m, m.ciaddr.text)),
+    identity,
+    held,
+    'renew',
+    Date.now() + 5000,
+    hostOnly,
+  );
+  assert.equal(same.kind === 'ack' ? same.lease.address.address.text : same.kind, '172.16.86.123');
+  assert.deepEqual(checked, [], 'the address held needs no check');
+
+  // A rebind is broadcast: whoever answers it first may name this host's address.
+  const rogue = new ScriptedChannel((m) => (m.type === 'request' ? answerWith('ack', m, '172.16.86.5') : null));
+  const onHost = await renew(rogue, identity, held, 'rebind', Date.now() + 5000, hostOnly);
+  assert.deepEqual(onHost, {
+    kind: 'declined',
+    message: 'declined 172.16.86.5, in use by this host (it holds the address on eth0)',
+  });
+  assert.deepEqual(checked, [`172.16.86.5 ${identity.mac}`]);
+  assert.deepEqual(
+    rogue.sent.map((m) => m.type),
+    ['request', 'decline'],
+  );
+  const decline = rogue.sent[1];
+  assert.deepEqual([...(decline?.options.get(OPT.requestedAddress) ?? [])], [172, 16, 86, 5]);
+  assert.deepEqual([...(decline?.options.get(OPT.serverId) ?? [])], [172, 16, 86, 1]);
+  assert.equal(decline?.ciaddr.text, '0.0.0.0');
+  assert.match(decline?.options.get(OPT.message)?.toString() ?? '', /in use by this host/);
+
+  const elsewhere = await renew(
+    new ScriptedChannel((m) => answerWith('ack', m, '172.16.86.124')),
+    identity,
+    held,
+    'renew',
+    Date.now() + 5000,
+    hostOnly,
+  );
+  assert.equal(elsewhere.kind === 'ack' ? elsewhere.lease.address.address.text : elsewhere.kind, '172.16.86.124');
+  assert.deepEqual(checked.slice(1), [`172.16.86.124 ${identity.mac}`], 'a move the check lets through is the lease');
+});
+
 test('an ACK without a subnet mask: the prefix of the network’s subnet that holds the address, else its natural mask; a renewal without one keeps the prefix held', async () => {
   const maskless = (type: DhcpMessage['type'], to: DhcpMessage, address: string): DhcpMessage => {
     const m = answerWith(type, to, address);
@@ -320,6 +372,17 @@ test('a DHCPv6 message and its IA_NA read back the same; a UDP-over-IPv6 checksu
 });
 
 type IaAddress = import('../../src/dhcp/message6').IaNa['addresses'][number];
+
+/**
+ * The addresses a client's IA_NA names, lifetimes or not (a client sends 0: decodeIaNa, which reads
+ * a server's, drops those as taken back).
+ */
+async function namedIn(ia: Buffer | null): Promise<string[] | null> {
+  const m6 = await import('../../src/dhcp/message6');
+  if (ia === null) return null;
+  const inner = m6.decodeOptions(ia.subarray(12)) ?? [];
+  return inner.filter((o) => o.code === m6.OPT6.iaAddr).map((o) => addressFromBytes(o.value.subarray(0, 16)).text);
+}
 
 /** RFC 8415 §21.13's status codes, as a server sends them. */
 const RFC8415 = { unspecFail: 1, noAddrsAvail: 2, noBinding: 3, notOnLink: 4, useMulticast: 5 } as const;
@@ -439,6 +502,108 @@ test('renew6: an address the server withdraws (valid lifetime 0) is never the le
     kind: 'nak',
     message: 'no address bound (the server withdrew the one asked for)',
   });
+});
+
+test('acquire6: a bound address the offer check refuses (this host’s own) is declined to its server (a Decline with the IA_NA holding it) and a new Solicit asks for no address; only refused ones: one line naming them', async () => {
+  const { acquire6 } = await import('../../src/dhcp/client6');
+  const own = parseAddress('2001:db8:86::5');
+  const other = parseAddress('2001:db8:86::151');
+  let declines = 0;
+  const { channel, sent, serverDuid, m6 } = await fakeServer6((m) => {
+    if (m.type === 'decline') {
+      declines++;
+      return [];
+    }
+    return [{ address: declines === 0 ? own : other, preferredSeconds: 3600, validSeconds: 7200 }];
+  });
+  const checked: string[] = [];
+  const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
+    checked.push(`${address.text} ${ownMac}`);
+    return Promise.resolve(address.text === own.text ? 'this host (it holds the address on eth0)' : null);
+  };
+  const lease = await acquire6(channel, identity, {
+    hint: own,
+    deadline: Date.now() + 5000,
+    prefixLength: 64,
+    check: hostOnly,
+  });
+  assert.equal(lease.address.address.text, other.text);
+  assert.deepEqual(checked, [`${own.text} ${identity.mac}`, `${other.text} ${identity.mac}`]);
+  assert.deepEqual(
+    sent.map((m) => m.type),
+    ['solicit', 'request', 'decline', 'solicit', 'request'],
+  );
+  const decline = sent[2];
+  assert.ok(decline !== undefined);
+  assert.equal(m6.option(decline, m6.OPT6.serverId)?.toString('hex'), serverDuid.toString('hex'));
+  assert.equal(m6.option(decline, m6.OPT6.clientId)?.toString('hex'), identity.duid);
+  assert.deepEqual(await namedIn(m6.option(decline, m6.OPT6.iaNa)), [own.text]);
+  assert.equal(m6.option(decline, m6.OPT6.oro), null, 'a Decline asks for no options');
+  const first = sent[0];
+  const again = sent[3];
+  assert.ok(first !== undefined && again !== undefined);
+  assert.deepEqual(await namedIn(m6.option(first, m6.OPT6.iaNa)), [own.text], 'the hint asked for first');
+  assert.deepEqual(await namedIn(m6.option(again, m6.OPT6.iaNa)), [], 'the declined address is not asked for again');
+
+  const squatted = await fakeServer6((m) =>
+    m.type === 'decline' ? [] : [{ address: own, preferredSeconds: 3600, validSeconds: 7200 }],
+  );
+  await assert.rejects(
+    acquire6(squatted.channel, identity, {
+      hint: null,
+      deadline: Date.now() + 10_000,
+      prefixLength: 64,
+      check: hostOnly,
+    }),
+    {
+      message:
+        'the DHCPv6 server offered only addresses in use on the LAN on eth0 (declined: 2001:db8:86::5, in use by this host (it holds the address on eth0))',
+    },
+  );
+  assert.equal(squatted.sent.filter((m) => m.type === 'decline').length, 3, 'three declines, then it gives up');
+});
+
+test('renew6: a Reply that moves the lease onto another address goes through the offer check; refused, it is declined to the server and never the lease; the address held is not checked', async () => {
+  const { acquire6, renew6 } = await import('../../src/dhcp/client6');
+  const held = parseAddress('2001:db8:86::150');
+  const own = parseAddress('2001:db8:86::5');
+  let moveTo: IpAddress | null = null;
+  const { channel, sent, serverDuid, m6 } = await fakeServer6((m) =>
+    m.type === 'decline'
+      ? []
+      : moveTo === null
+        ? [{ address: held, preferredSeconds: 3600, validSeconds: 7200 }]
+        : [
+            { address: held, preferredSeconds: 0, validSeconds: 0 },
+            { address: moveTo, preferredSeconds: 3600, validSeconds: 7200 },
+          ],
+  );
+  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  const checked: string[] = [];
+  const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
+    checked.push(`${address.text} ${ownMac}`);
+    return Promise.resolve(address.text === own.text ? 'this host (it holds the address on eth0)' : null);
+  };
+  const same = await renew6(channel, identity, lease, 'renew', Date.now() + 3000, hostOnly);
+  assert.equal(same.kind, 'ack');
+  assert.deepEqual(checked, [], 'the address held needs no check');
+
+  moveTo = own;
+  const onHost = await renew6(channel, identity, lease, 'rebind', Date.now() + 3000, hostOnly);
+  assert.deepEqual(onHost, {
+    kind: 'declined',
+    message: 'declined 2001:db8:86::5, in use by this host (it holds the address on eth0)',
+  });
+  assert.deepEqual(checked, [`${own.text} ${identity.mac}`]);
+  const decline = sent.at(-1);
+  assert.equal(decline?.type, 'decline');
+  assert.ok(decline !== undefined);
+  assert.equal(m6.option(decline, m6.OPT6.serverId)?.toString('hex'), serverDuid.toString('hex'));
+  assert.deepEqual(await namedIn(m6.option(decline, m6.OPT6.iaNa)), [own.text]);
+
+  moveTo = parseAddress('2001:db8:86::300');
+  const moved = await renew6(channel, identity, lease, 'renew', Date.now() + 3000, hostOnly);
+  assert.equal(moved.kind === 'ack' ? moved.lease.address.address.text : moved.kind, '2001:db8:86::300');
 });
 
 test('renew6 follows RFC 8415’s status codes: UseMulticast is sent again and then answered; UnspecFail is retried at the back-off gaps and keeps the lease; only NoBinding starts over', async () => {
