@@ -22,6 +22,7 @@ import type { EndpointRecord } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
 import { EtcdClient } from '../../src/state/etcd/client';
+import type { ThisMachine } from '../../src/state/etcd/presence';
 import type { LostAddress } from '../../src/state/shared-state';
 import { SqliteStore } from '../../src/state/sqlite';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
@@ -55,11 +56,14 @@ function newStateDir(): string {
   return join(dir, `state-${++stateDirs}`);
 }
 
-/** A host's book, as its daemon makes it: on its state directory (a daemon restarted: the same one again). */
-function book(hostId: string, stateDir = newStateDir(), etcd = client()): EtcdAddressBook {
+/**
+ * A host's book, as its daemon makes it: on its state directory (a daemon restarted: the same one
+ * again), on this machine or the one given.
+ */
+function book(hostId: string, stateDir = newStateDir(), etcd = client(), on?: ThisMachine): EtcdAddressBook {
   const store = SqliteStore.open(stateDir);
   stores.push(store);
-  const made = new EtcdAddressBook(etcd, hostId, silentLogger, store);
+  const made = new EtcdAddressBook(etcd, hostId, silentLogger, store, on);
   books.push(made);
   return made;
 }
@@ -323,35 +327,92 @@ test('a second host with the same --host-id is refused in one line naming the re
   assert.match(await take(restarted, id, null, false, mac(1, 2)), /^10\.68\.0\.\d+\/24$/);
   const [now] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
   assert.notEqual(now?.lease, old?.lease, 'registered on its own lease');
-  // Had the first daemon gone on running (its state directory copied to a second machine), it is refused in turn.
-  assert.match(
-    await refusal(() => take(first, id, null, false, mac(1, 3))),
-    /^host id twin is registered in etcd by another lanplug \(instance [0-9a-f]+, a copy of this state directory, /,
-  );
-  // An upgrade: the registration a lanplug before instance ids left (lease alive) is taken over at start.
-  const legacyLease = await client().grantLease(15, 5_000);
-  await client().txn(
-    [],
-    [
-      {
-        put: {
-          key: hostKey('legacy'),
-          value: JSON.stringify({ host: 'legacy', epoch: 'e', pid: 1 }),
-          lease: legacyLease,
-        },
-      },
-    ],
-    [],
-    5_000,
-  );
-  assert.match(
-    await pool(new IpamAllocator(book('legacy'), silentLogger), '10.68.1.0/24'),
-    /^LocalDefault\/10\.68\.1\.0\/24$/,
-  );
   // Once the other registration is gone (its daemon stopped, its lease ran out), the second host registers.
   await client().revokeLease(now?.lease ?? '0', 5_000);
   (books[books.length - 1] as EtcdAddressBook).presence.stop();
   assert.match(await take(clone, id, null, false, mac(2, 2)), /^10\.68\.0\.\d+\/24$/);
+});
+
+/** A machine as a registration tells it: its boot id, the daemon's pid, and the pids that run there now. */
+function machine(bootId: string, pid: number, running: Set<number>): ThisMachine {
+  running.add(pid);
+  return { bootId, pid, running: (p) => running.has(p) };
+}
+
+test('a cloned machine (its state directory copied: the same instance id, another boot id) is refused while the original runs, and the original keeps allocating; the original restarted on the same boot takes over its registration at once', async () => {
+  const dir = newStateDir();
+  const onA = new Set<number>();
+  const originalBook = book('vm', dir, client(), machine('boot-a', 100, onA));
+  const original = new IpamAllocator(originalBook, silentLogger);
+  const id = await pool(original, '10.76.0.0/24');
+  await take(original, id, null, false, mac(1, 1));
+  // The clone starts on a copy of the state directory (here: the directory itself): the same instance id.
+  const cloneBook = book('vm', dir, client(), machine('boot-b', 100, new Set()));
+  const clone = new IpamAllocator(cloneBook, silentLogger);
+  const refused = await refusal(() => pool(clone, '10.76.0.0/24'));
+  assert.match(
+    refused,
+    /^host id vm is registered in etcd by a copy of this state directory running on another machine \(boot id boot-a, hostname [^,]+, pid 100, since \d{4}-[^)]+\): give the clone its own --host-id, or stop lanplug there; if this machine rebooted, its registration from before runs out within 15 s$/,
+  );
+  assert.equal(await refusal(() => take(clone, id, null, false, mac(2, 1))), refused, 'every write is refused alike');
+  // The original goes on: its registration is still its own, and it allocates.
+  assert.match(await take(original, id, null, false, mac(1, 2)), /^10\.76\.0\.\d+\/24$/);
+  const claims = await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 });
+  assert.equal(claims.length, 2, 'the clone wrote nothing');
+  // Its daemon restarts on the same boot: the old process is gone, its lease still alive: taken over at once.
+  const [old] = await client().range(hostKey('vm'), { deadlineMs: 5_000 });
+  originalBook.presence.stop();
+  onA.delete(100);
+  const restartedBook = book('vm', dir, client(), machine('boot-a', 200, onA));
+  assert.match(
+    await take(new IpamAllocator(restartedBook, silentLogger), id, null, false, mac(1, 3)),
+    /^10\.76\.0\.\d+\/24$/,
+  );
+  const [now] = await client().range(hostKey('vm'), { deadlineMs: 5_000 });
+  assert.notEqual(now?.lease, old?.lease, 'registered on its own lease');
+  // A registration whose process still runs on this boot is not taken over (what the state directory's lock makes rare).
+  const beside = new IpamAllocator(book('vm', dir, client(), machine('boot-a', 300, onA)), silentLogger);
+  assert.match(
+    await refusal(() => take(beside, id, null, false, mac(1, 4))),
+    /^host id vm is registered in etcd by another lanplug of this machine on this state directory \(boot id boot-a, hostname [^,]+, pid 200, since [^)]+\): stop it, or wait: its registration runs out within 15 s of its stopping$/,
+  );
+  // The original stops for good (its lease runs out): the clone registers.
+  restartedBook.presence.stop();
+  await client().revokeLease(now?.lease ?? '0', 5_000);
+  assert.match(await take(clone, id, null, false, mac(2, 2)), /^10\.76\.0\.\d+\/24$/);
+});
+
+test('a registration from a lanplug that recorded no boot id (before an upgrade) is taken over only once its lease has run out', async () => {
+  const dir = newStateDir();
+  const store = SqliteStore.open(dir);
+  stores.push(store);
+  for (const [n, written] of [
+    {
+      host: 'upgraded',
+      instance: store.instanceId(),
+      epoch: 'e',
+      hostname: 'h',
+      pid: 4242,
+      since: '2026-01-01T00:00:00.000Z',
+    },
+    { host: 'upgraded', epoch: 'e', pid: 1 },
+  ].entries()) {
+    const lease = await client().grantLease(15, 5_000);
+    await client().txn([], [{ put: { key: hostKey('upgraded'), value: JSON.stringify(written), lease } }], [], 5_000);
+    const upgraded = new IpamAllocator(
+      book('upgraded', dir, client(), machine('boot-a', 100, new Set())),
+      silentLogger,
+    );
+    assert.match(
+      await refusal(() => pool(upgraded, `10.77.${n}.0/24`)),
+      /^host id upgraded is registered in etcd by a lanplug that recorded no boot id \(an earlier version; hostname (h|\?), pid (4242|1), since [^)]+\): if it was this machine's before an upgrade, it runs out within 15 s; if it stays, another machine runs lanplug as this host: give it its own --host-id$/,
+    );
+    await client().revokeLease(lease, 5_000);
+    assert.match(await pool(upgraded, `10.77.${n}.0/24`), new RegExp(`^LocalDefault/10\\.77\\.${n}\\.0/24$`));
+    (books[books.length - 1] as EtcdAddressBook).presence.stop();
+    const [mine] = await client().range(hostKey('upgraded'), { deadlineMs: 5_000 });
+    await client().revokeLease(mine?.lease ?? '0', 5_000);
+  }
 });
 
 /** Until etcd has a quorum again after members were paused: `fn`'s first success. */
