@@ -9,7 +9,8 @@
  * for here; the Docker lane hears the real LAN).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { LanplugError } from '../../src/errors';
@@ -22,6 +23,7 @@ import type { EndpointRecord } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
 import { EtcdClient } from '../../src/state/etcd/client';
+import { parseStoreChoice } from '../../src/state/etcd/store-option';
 import type { ThisMachine } from '../../src/state/etcd/presence';
 import type { LostAddress } from '../../src/state/shared-state';
 import { SqliteStore } from '../../src/state/sqlite';
@@ -665,4 +667,44 @@ test('an absent host that registers again while its addresses are being probed l
   assert.deepEqual(report.reclaimed, []);
   assert.equal(await b.holderOf(id, parseAddress(held)), 'dh-b');
   assert.equal(await b.holderOf(id, parseAddress(fresh)), 'dh-b');
+});
+
+test('etcd with auth on: the user from --user-file (as the daemon reads it at start) is let in; a client without it is not', async () => {
+  const etcdctl = (...args: string[]): string =>
+    execFileSync('etcdctl', [`--endpoints=${cluster.clientUrls.join(',')}`, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+  const userFile = join(dir, 'etcd-user');
+  writeFileSync(userFile, 'root:s3cret pass\n', { mode: 0o600 });
+  etcdctl('user', 'add', 'root:s3cret pass');
+  etcdctl('role', 'add', 'root');
+  etcdctl('user', 'grant-role', 'root', 'root');
+  etcdctl('auth', 'enable');
+  try {
+    const choice = parseStoreChoice({
+      store: cluster.storeUrl,
+      hostId: 'auth-a',
+      cacert: '',
+      cert: '',
+      key: '',
+      user: '',
+      userFile,
+      reclaimAfter: 600,
+    });
+    assert.equal(choice.kind, 'etcd');
+    if (choice.kind !== 'etcd') return;
+    const authed = new EtcdClient(choice.etcd);
+    await authed.txn([], [{ put: { key: `${KEY_PREFIX}auth-probe`, value: 'x' } }], [], 5_000);
+    assert.deepEqual(
+      (await authed.range(`${KEY_PREFIX}auth-probe`, { deadlineMs: 5_000 })).map((kv) => kv.value),
+      ['x'],
+    );
+    await assert.rejects(client().range(`${KEY_PREFIX}auth-probe`, { deadlineMs: 2_000 }), /user name is empty/);
+  } finally {
+    etcdctl('--user', 'root:s3cret pass', 'auth', 'disable');
+    etcdctl('user', 'delete', 'root');
+    etcdctl('role', 'delete', 'root');
+  }
 });
