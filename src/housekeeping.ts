@@ -70,6 +70,8 @@ export interface HousekeepingParts {
 
 export class Housekeeping {
   private running: Promise<unknown> = Promise.resolve();
+  /** The settle step runs alone too (settleReclaimed): two at once would take a claim back from each other. */
+  private settling: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly parts: HousekeepingParts) {}
 
@@ -90,6 +92,19 @@ export class Housekeeping {
     }, everyMs);
     timer.unref();
     return () => clearInterval(timer);
+  }
+
+  /**
+   * Shared pools: addresses other hosts reclaimed while this one was away, settled now (after
+   * one settling already under way); what the daemon does as soon as this host registers again.
+   */
+  settleReclaimed(): Promise<ReclaimedReport | null> {
+    const { ipam, store, log } = this.parts;
+    const book = ipam?.book;
+    if (!(book instanceof EtcdAddressBook)) return Promise.resolve(null);
+    const run = this.settling.then(() => settleReclaimed(book, store, store.listAllEndpoints(), log));
+    this.settling = run.catch(() => undefined);
+    return run;
   }
 
   private async passNow(dryRun: boolean, graceMs: number): Promise<GcResult> {
@@ -125,9 +140,10 @@ export class Housekeeping {
     ).catch((err: unknown) => ({ error: String(err) }));
     result.PoolReleases = await shared.retryPoolReleases().catch((err: unknown) => ({ error: String(err) }));
     // Addresses other hosts reclaimed while this one was away, which its containers still use.
-    result.ReclaimedHere = await settleReclaimed(shared, store, store.listAllEndpoints(), log).catch(
-      (err: unknown) => ({ error: String(err) }),
-    );
+    result.ReclaimedHere = (await this.settleReclaimed().catch((err: unknown) => ({ error: String(err) }))) ?? {
+      claimedBack: [],
+      lost: [],
+    };
     return result;
   }
 }

@@ -459,6 +459,8 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
       JSON.stringify(record),
       noticedAt,
     );
+    // On disk before etcd's record of the reclaim is forgotten: the record is read once.
+    this.durable();
   }
 
   deleteLostAddress(address: string): void {

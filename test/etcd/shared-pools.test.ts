@@ -227,8 +227,11 @@ test('one etcd member down: every allocation succeeds; two down: allocation fail
   assert.equal(claims.length, 11, 'the refused request left nothing behind');
 });
 
-test('a host whose registration expired (cut off from etcd longer than its lease) registers again before it allocates: the fence', async () => {
-  const a = allocatorOn('dh-a');
+test('a host whose registration expired (cut off from etcd longer than its lease) registers again before it allocates: the fence; each registration is told (the daemon then settles what was reclaimed meanwhile)', async () => {
+  const aBook = book('dh-a');
+  let registrations = 0;
+  aBook.presence.onRegistered(() => registrations++);
+  const a = new IpamAllocator(aBook, silentLogger);
   const id = await pool(a, '10.65.0.0/24');
   await take(a, id, null, false, mac(1, 1));
   const [registration] = await client().range(hostKey('dh-a'), { deadlineMs: 5_000 });
@@ -239,6 +242,7 @@ test('a host whose registration expired (cut off from etcd longer than its lease
   assert.match(await take(a, id, null, false, mac(1, 2)), /^10\.65\.0\.\d+\/24$/);
   const [again] = await client().range(hostKey('dh-a'), { deadlineMs: 5_000 });
   assert.ok(again !== undefined && again.lease !== registration.lease, 'registered on a new lease');
+  assert.equal(registrations, 2, 'registered at the first write, and again after the expiry; not at each keepalive');
 });
 
 test('orphan claims on etcd: a claim no endpoint holds is freed on the second check with its MAC; one claimed again in between is not', async () => {

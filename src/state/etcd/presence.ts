@@ -52,6 +52,7 @@ export class HostPresence {
   private readonly epoch = randomBytes(8).toString('hex');
   /** Why this daemon may not register now: another host's registration holds this host id. */
   private refusal: string | null = null;
+  private readonly registered: (() => void)[] = [];
 
   constructor(
     private readonly client: EtcdClient,
@@ -103,6 +104,15 @@ export class HostPresence {
     if (registration === null || !this.fresh)
       throw new LanplugError('Unavailable', `etcd: host ${this.hostId} is not registered`);
     return { key: this.key, target: 'VALUE', result: 'EQUAL', value: registration };
+  }
+
+  /**
+   * Calls `listener` after every new registration (at start, and each time this host is back
+   * after its registration ran out or was refused): what other hosts did meanwhile (reclaimed
+   * its addresses) is final from then on. Not awaited: the write that registered goes on.
+   */
+  onRegistered(listener: () => void): void {
+    this.registered.push(listener);
   }
 
   /** After a fenced write failed on the fence: register again before the next write. */
@@ -192,6 +202,7 @@ export class HostPresence {
       this.log.info('etcd: the other registration of this host id is gone', { host: this.hostId });
     this.refusal = null;
     this.log.info('etcd: host registered', { host: this.hostId, instance: this.instance });
+    for (const listener of this.registered) listener();
   }
 
   /** Null when `found` is this daemon's own registration, or its own from before a restart; else the refusal. */
