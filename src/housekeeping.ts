@@ -12,7 +12,8 @@
  * 5. on shared pools: addresses of hosts that went away, pool releases etcd
  *    did not take, and addresses reclaimed from this host while it was away.
  *
- * One pass at a time: a gc that arrives during the periodic pass waits for it.
+ * One pass at a time: a gc that arrives during the periodic pass waits for it;
+ * a periodic tick that finds a pass running (or waiting) is skipped.
  */
 import type { DockerEngine } from './api/docker/engine';
 import { dropForgottenRows, type ForgottenReport } from './api/docker/forgotten';
@@ -70,6 +71,8 @@ export interface HousekeepingParts {
 
 export class Housekeeping {
   private running: Promise<unknown> = Promise.resolve();
+  /** Passes asked for and not yet done (the one running included). */
+  private pending = 0;
   /** The settle step runs alone too (settleReclaimed): two at once would take a claim back from each other. */
   private settling: Promise<unknown> = Promise.resolve();
 
@@ -77,15 +80,17 @@ export class Housekeeping {
 
   /** One pass, after the one in progress; `dryRun` says what it would do and changes nothing. */
   pass(dryRun: boolean, graceMs: number): Promise<GcResult> {
-    const run = this.running.then(() => this.passNow(dryRun, graceMs));
+    this.pending++;
+    const run = this.running.then(() => this.passNow(dryRun, graceMs)).finally(() => this.pending--);
     this.running = run.catch(() => undefined);
     return run;
   }
 
-  /** A pass every `everyMs` (0: none); returns what stops them. */
+  /** A pass every `everyMs` (0: none), none while one runs: a long pass must not pile up more. */
   every(everyMs: number, graceMs: number): () => void {
     if (everyMs <= 0) return () => undefined;
     const timer = setInterval(() => {
+      if (this.pending > 0) return;
       this.pass(false, graceMs).catch((err: unknown) =>
         this.parts.log.error('periodic reconcile failed', { error: String(err) }),
       );

@@ -288,7 +288,11 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     Promise.resolve(address.text === answering ? 'answers' : 'silent');
   const run = (now: number): ReturnType<typeof reclaimAbsentHosts> =>
     reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000, now });
-  assert.deepEqual(await run(Date.now()), { reclaimed: [], kept: [], waiting: [], busy: [] }, 'b is registered');
+  assert.deepEqual(
+    await run(Date.now()),
+    { reclaimed: [], kept: [], waiting: [], busy: [], left: 0 },
+    'b is registered',
+  );
   // b's lease runs out (as when its host dies): revoked here instead of waiting 15 s.
   b.presence.stop();
   const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
@@ -298,7 +302,13 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     first.waiting.map((w) => w.host),
     ['dh-b'],
   );
-  assert.deepEqual(await run(Date.now() + 11_000), { reclaimed: [silent], kept: [answering], waiting: [], busy: [] });
+  assert.deepEqual(await run(Date.now() + 11_000), {
+    reclaimed: [silent],
+    kept: [answering],
+    waiting: [],
+    busy: [],
+    left: 0,
+  });
   assert.deepEqual(
     (await allocA.nextFree(await allocA.pool(id), 256)).some((x) => x.text === silent),
     true,
@@ -306,7 +316,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
   );
   // b comes back (registers with its next write): it is no longer absent, and what it kept stays its own.
   await take(allocB, id, '10.67.0.12', false, mac(2, 3));
-  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [], busy: [] });
+  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [], busy: [], left: 0 });
   assert.equal((await client().range(`${KEY_PREFIX}absent/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
 });
 
@@ -575,6 +585,41 @@ test("two hosts reclaiming one absent host's addresses at the same moment: one a
     0,
     'the lock is gone',
   );
+});
+
+test('an absent host whose addresses all still answer: a pass probes at most maxProbes of them, says how many it left, and the next pass goes on where it stopped', async () => {
+  const a = book('dh-a');
+  const b = book('dh-b');
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(new IpamAllocator(a, silentLogger), '10.78.0.0/24');
+  await pool(allocB, '10.78.0.0/24');
+  const held: string[] = [];
+  for (const n of [1, 2, 3, 4, 5]) held.push((await take(allocB, id, null, false, mac(2, n))).split('/')[0] ?? '');
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  const probed: string[] = [];
+  const answers = (_pool: string, address: { text: string }): Promise<LanHearing> => {
+    probed.push(address.text);
+    return Promise.resolve('answers');
+  };
+  const run = (now: number): ReturnType<typeof reclaimAbsentHosts> =>
+    reclaimAbsentHosts(a, answers, silentLogger, { reclaimAfterMs: 10_000, now, maxProbes: 2 });
+  await run(Date.now());
+  const later = Date.now() + 11_000;
+  const passes = [await run(later), await run(later), await run(later)];
+  assert.deepEqual(
+    passes.map((p) => [p.kept.length, p.left]),
+    [
+      [2, 3],
+      [2, 3],
+      [2, 3],
+    ],
+    'two probed, three left for the next pass',
+  );
+  assert.deepEqual(new Set(probed.slice(0, 5)), new Set(held), 'every address probed within three passes');
+  assert.equal(probed.length, 6);
+  assert.deepEqual(probed.slice(5), probed.slice(0, 1), 'then round again from the first');
 });
 
 /** An endpoint as the daemon's store keeps it (the container kept running while its host was away). */
