@@ -193,8 +193,7 @@ export class LanCitizen {
 
   /** Which container behind `link` holds `address` right now (read from the store at the moment a frame arrives). */
   private holding(link: ProbeLink, address: IpAddress): Holding | null {
-    // An address another host reclaimed while this one was away, and holds now, is not defended.
-    if (!this.held.has(address.text) || this.store.isAddressLost(address.text)) return null;
+    if (!this.held.has(address.text)) return null;
     // Only a container behind the link the frame came in on: two VLANs may carry one subnet.
     const candidates = this.store
       .listAllEndpoints()
@@ -204,6 +203,8 @@ export class LanCitizen {
       return network !== null && this.checkFor(network)?.link.index === link.index;
     });
     if (endpoint === undefined) return null;
+    // An address another host reclaimed while this one was away, and holds now, is not defended.
+    if (this.store.isAddressLost(endpoint.networkId, address.text)) return null;
     const network = this.store.getNetwork(endpoint.networkId);
     // On a DHCP network an endpoint holds its address while lanplug holds the lease: once given back (its
     // container vanished without a Leave, or Docker released the address) the server may lease it to anyone.

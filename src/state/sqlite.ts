@@ -467,8 +467,13 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
     this.stmt('DELETE FROM lost_addresses WHERE address = ?').run(address);
   }
 
-  isAddressLost(address: string): boolean {
-    return this.stmt('SELECT 1 FROM lost_addresses WHERE address = ?').get(address) !== undefined;
+  isAddressLost(networkId: string, address: string): boolean {
+    return (
+      this.stmt("SELECT 1 FROM lost_addresses WHERE address = ? AND json_extract(record, '$.networkId') = ?").get(
+        address,
+        networkId,
+      ) !== undefined
+    );
   }
 
   transaction<T>(fn: () => T): T {

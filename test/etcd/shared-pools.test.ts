@@ -681,14 +681,19 @@ test('a host away (unregistered, silent) longer than --reclaim-after comes back:
       noticedAt: 0,
     },
   );
-  assert.equal(state.isAddressLost(taken), true, 'the LAN watch no longer defends it');
+  assert.equal(state.isAddressLost('n'.repeat(64), taken), true, 'the LAN watch no longer defends it');
+  assert.equal(
+    state.isAddressLost('m'.repeat(64), taken),
+    false,
+    'a container of another network (another VLAN, the same subnet) with that address is still defended',
+  );
   assert.deepEqual(await bookKeys().then((keys) => keys.filter((k) => k.startsWith('reclaimed/'))), [], 'read once');
   assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [], lost: [taken] });
   // Host a's container goes: the address is b's container's again.
   await allocA.releaseAddress(id, parseAddress(taken));
   assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [taken], lost: [] });
   assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-b');
-  assert.equal(state.isAddressLost(taken), false);
+  assert.equal(state.isAddressLost('n'.repeat(64), taken), false);
   // A lost record goes with its endpoint.
   state.putLostAddress({ ...(lost as LostAddress), endpointId: 'e3'.repeat(32) });
   await settleReclaimed(b, state, endpoints, silentLogger);
