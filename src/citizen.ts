@@ -206,7 +206,7 @@ export class LanCitizen {
     // Only a container behind the link the frame came in on: two VLANs may carry one subnet.
     const endpoint = this.holders.get(address.text)?.find((e) => this.linkOfNetwork.get(e.networkId) === link.index);
     // An address another host reclaimed while this one was away, and holds now, is not defended.
-    if (endpoint === undefined || this.store.isAddressLost(address.text)) return null;
+    if (endpoint === undefined || this.store.isAddressLost(endpoint.networkId, address.text)) return null;
     const network = this.store.getNetwork(endpoint.networkId);
     // On a DHCP network an endpoint holds its address while lanplug holds the lease: once given back (its
     // container vanished without a Leave, or Docker released the address) the server may lease it to anyone.

@@ -145,8 +145,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     cni.attachments.collectVanished(false);
     const choice = options.addressStore ?? { kind: 'sqlite' };
     const book = addressBookFor(choice, store, log);
-    // In the background: neither this daemon nor dockerd's boot waits for etcd.
-    if (book instanceof EtcdAddressBook) closers.add(book.presence, (p) => p.stop()).start();
     const housekeeping = new Housekeeping({
       driver,
       rtnl,
@@ -162,6 +160,19 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         reclaimAfterMs: choice.kind === 'etcd' ? choice.reclaimAfterMs : 0,
       },
     });
+    if (book instanceof EtcdAddressBook) {
+      // Back after being away: an address reclaimed and given to another host meanwhile must stop being
+      // defended here now, not at the next periodic pass (or never, with --recheck-interval 0).
+      book.presence.onRegistered(() => {
+        housekeeping
+          .settleReclaimed()
+          .catch((err: unknown) =>
+            log.warn('could not look for addresses reclaimed meanwhile', { error: String(err) }),
+          );
+      });
+      // In the background: neither this daemon nor dockerd's boot waits for etcd.
+      closers.add(book.presence, (p) => p.stop()).start();
+    }
     // An address claimed in another pool (a CNI network's on the same LAN) is as taken as one the LAN uses.
     const allocator = new IpamAllocator(book, log, {
       takenIn: (pool) => {

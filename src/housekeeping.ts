@@ -12,7 +12,8 @@
  * 5. on shared pools: addresses of hosts that went away, pool releases etcd
  *    did not take, and addresses reclaimed from this host while it was away.
  *
- * One pass at a time: a gc that arrives during the periodic pass waits for it.
+ * One pass at a time: a gc that arrives during the periodic pass waits for it;
+ * a periodic tick that finds a pass running (or waiting) is skipped.
  */
 import type { DockerEngine } from './api/docker/engine';
 import { dropForgottenRows, type ForgottenReport } from './api/docker/forgotten';
@@ -83,26 +84,45 @@ export interface PassOptions {
 
 export class Housekeeping {
   private running: Promise<unknown> = Promise.resolve();
+  /** Passes asked for and not yet done (the one running included). */
+  private pending = 0;
+  /** The settle step runs alone too (settleReclaimed): two at once would take a claim back from each other. */
+  private settling: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly parts: HousekeepingParts) {}
 
   /** One pass, after the one in progress. */
   pass(options: PassOptions): Promise<GcResult> {
-    const run = this.running.then(() => this.passNow(options));
+    this.pending++;
+    const run = this.running.then(() => this.passNow(options)).finally(() => this.pending--);
     this.running = run.catch(() => undefined);
     return run;
   }
 
-  /** A pass every `everyMs` (0: none); returns what stops them. */
+  /** A pass every `everyMs` (0: none), none while one runs: a long pass must not pile up more. */
   every(everyMs: number, graceMs: number): () => void {
     if (everyMs <= 0) return () => undefined;
     const timer = setInterval(() => {
+      if (this.pending > 0) return;
       this.pass({ dryRun: false, graceMs }).catch((err: unknown) =>
         this.parts.log.error('periodic reconcile failed', { error: String(err) }),
       );
     }, everyMs);
     timer.unref();
     return () => clearInterval(timer);
+  }
+
+  /**
+   * Shared pools: addresses other hosts reclaimed while this one was away, settled now (after
+   * one settling already under way); what the daemon does as soon as this host registers again.
+   */
+  settleReclaimed(): Promise<ReclaimedReport | null> {
+    const { ipam, store, log } = this.parts;
+    const book = ipam?.book;
+    if (!(book instanceof EtcdAddressBook)) return Promise.resolve(null);
+    const run = this.settling.then(() => settleReclaimed(book, store, store.listAllEndpoints(), log));
+    this.settling = run.catch(() => undefined);
+    return run;
   }
 
   private async passNow(options: PassOptions): Promise<GcResult> {
@@ -143,9 +163,10 @@ export class Housekeeping {
     ).catch((err: unknown) => ({ error: String(err) }));
     result.PoolReleases = await shared.retryPoolReleases().catch((err: unknown) => ({ error: String(err) }));
     // Addresses other hosts reclaimed while this one was away, which its containers still use.
-    result.ReclaimedHere = await settleReclaimed(shared, store, store.listAllEndpoints(), log).catch(
-      (err: unknown) => ({ error: String(err) }),
-    );
+    result.ReclaimedHere = (await this.settleReclaimed().catch((err: unknown) => ({ error: String(err) }))) ?? {
+      claimedBack: [],
+      lost: [],
+    };
     return result;
   }
 }

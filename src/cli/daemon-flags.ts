@@ -35,6 +35,7 @@ export const DAEMON_FLAGS: Readonly<Record<string, string>> = {
   '--cert': '',
   '--key': '',
   '--user': '',
+  '--user-file': '',
   '--reclaim-after': '600',
 };
 
@@ -68,6 +69,7 @@ export function readDaemonFlags(flags: ParsedFlags, fileRoot = '/'): DaemonFlags
     cert: underRoot(flags.value('--cert')),
     key: underRoot(flags.value('--key')),
     user: flags.value('--user'),
+    userFile: underRoot(flags.value('--user-file')),
     reclaimAfter: seconds(flags.value('--reclaim-after'), '--reclaim-after'),
   });
   const level = parseLevel(flags.value('--log-level'));

@@ -99,8 +99,10 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
       lines.push(`kept address ${address}: its host is unregistered but it answers on the LAN`);
     for (const w of absent.waiting)
       lines.push(`host ${w.host} is unregistered: its addresses may be reclaimed in ${w.secondsLeft} s`);
-    for (const b of absent.busy ?? [])
+    for (const b of absent.busy)
       lines.push(`host ${b.host} is unregistered: host ${b.by} is reclaiming its addresses now`);
+    if (absent.left > 0)
+      lines.push(`${absent.left} address(es) of unregistered hosts not probed on this pass: the next pass goes on`);
   }
   const releases = result.PoolReleases;
   if (releases !== undefined && 'error' in releases)

@@ -59,11 +59,10 @@ export function install(options: InstallOptions): string[] {
       continue;
     }
     mkdirSync(dirname(link), { recursive: true, mode: 0o755 });
-    const mode = unit.secret ? 0o600 : 0o644;
-    writeFileSync(path, unit.text, { mode });
-    // A file that was there keeps its mode through a write: a unit that now holds a password must not.
-    chmodSync(path, mode);
-    done.push(`wrote ${path}${unit.secret ? ' (mode 0600: it holds the etcd password)' : ''}`);
+    writeFileSync(path, unit.text, { mode: 0o644 });
+    // A file that was there keeps its mode through a write (one an earlier install made 0600 for --user).
+    chmodSync(path, 0o644);
+    done.push(`wrote ${path}`);
     rmSync(link, { force: true });
     symlinkSync(join(UNIT_DIR, unit.name), link);
     done.push(`enabled ${unit.name} (${link})`);

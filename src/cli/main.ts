@@ -36,7 +36,10 @@ commands:
              [--cni-network-idle SECONDS: a CNI network without attachments is removed after this; default 60]
              [--store sqlite|etcd://HOST:PORT,...: where the lanplug IPAM driver's pools live; etcd shares
               them with every host naming the same cluster]  [--host-id NAME: this host in etcd; default hostname]
-             [--cacert FILE] [--cert FILE] [--key FILE] [--user NAME:PASSWORD: etcd's TLS and auth, as etcdctl]
+             [--cacert FILE] [--cert FILE] [--key FILE]: etcd's TLS, as etcdctl
+             [--user-file FILE: etcd's NAME:PASSWORD, one line in a file only root reads (mode 0600)]
+             [--user NAME:PASSWORD: the same on the command line, where every local user can read it (ps);
+              install refuses it]
              [--reclaim-after SECONDS: an unregistered host's silent addresses are reclaimed after this; default 600]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
@@ -68,6 +71,8 @@ async function runDaemon(args: readonly string[]): Promise<void> {
   const flags = parseFlags('daemon', args, { values: DAEMON_FLAGS });
   const { level, ...settings } = readDaemonFlags(flags);
   const log = createLogger(level);
+  if (flags.given('--user'))
+    log.warn("the etcd password given by --user is every local user's to read in the process list; use --user-file");
   if (process.getuid?.() !== 0)
     log.warn('not running as root: creating links needs CAP_NET_ADMIN and the plugin directory is root-owned');
   const daemon = await startDaemon({ ...settings, log });

@@ -23,12 +23,10 @@ export interface UnitFile {
   text: string;
   /** The `.wants` directory `systemctl enable` would link it from. */
   wantedBy: string;
-  /** It holds a secret (etcd's --user password): readable by root only. */
-  secret: boolean;
 }
 
 /** The daemon's flags that name files: the service runs from /, so a relative path would mean another file. */
-const PATH_FLAGS = ['--state-dir', '--plugin-dir', '--cni-socket', '--cacert', '--cert', '--key'];
+const PATH_FLAGS = ['--state-dir', '--plugin-dir', '--cni-socket', '--cacert', '--cert', '--key', '--user-file'];
 /** sockaddr_un holds 108 bytes with the closing NUL. */
 const UNIX_PATH_MAX = 107;
 
@@ -43,11 +41,17 @@ function hasControl(text: string): boolean {
 }
 
 /**
- * What the units need beyond what the daemon checks: absolute paths, and a
- * plugin directory systemd's ListenStream= can carry (it has no quoting:
- * no control characters; each socket's path within a unix address's length).
+ * What the units need beyond what the daemon checks: absolute paths, no
+ * secret (a unit's ExecStart= is every local user's to read: `systemctl
+ * show` over D-Bus, and the process list once it runs), and a plugin
+ * directory systemd's ListenStream= can carry (it has no quoting: no control
+ * characters; each socket's path within a unix address's length).
  */
 export function checkUnitSettings(settings: UnitSettings): void {
+  if (settings.daemonArguments.includes('--user'))
+    throw invalidArgument(
+      "--user would put the etcd password on the service's command line, which every local user can read (ps, systemctl show): write NAME:PASSWORD to a file only root reads and give --user-file FILE",
+    );
   const executable = settings.program[0] ?? '';
   if (!executable.startsWith('/') || hasControl(executable) || /["'\\]/.test(executable))
     throw invalidArgument(
@@ -88,7 +92,6 @@ export function unitFiles(settings: UnitSettings): UnitFile[] {
   const service = {
     name: SERVICE,
     wantedBy: 'multi-user.target',
-    secret: settings.daemonArguments.includes('--user'),
     text: `${MARKER}
 [Unit]
 Description=lanplug: macvlan and ipvlan networks for Docker
@@ -113,7 +116,6 @@ Also=${sockets.join(' ')}
     ...SOCKET_UNITS.map(({ unit, plugin, what }) => ({
       name: unit,
       wantedBy: 'sockets.target',
-      secret: false,
       text: `${MARKER}
 [Unit]
 Description=${what} socket

@@ -46,6 +46,9 @@ export interface SharedPoolState {
   listLostAddresses(): LostAddress[];
   putLostAddress(lost: LostAddress): void;
   deleteLostAddress(address: string): void;
-  /** Whether an endpoint here holds `address` (text form) after losing it to another host. */
-  isAddressLost(address: string): boolean;
+  /**
+   * Whether the endpoint of `networkId` here that holds `address` (text form) lost it to another
+   * host: two VLANs may carry one subnet, and the other network's container keeps its own.
+   */
+  isAddressLost(networkId: string, address: string): boolean;
 }

@@ -459,14 +459,21 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
       JSON.stringify(record),
       noticedAt,
     );
+    // On disk before etcd's record of the reclaim is forgotten: the record is read once.
+    this.durable();
   }
 
   deleteLostAddress(address: string): void {
     this.stmt('DELETE FROM lost_addresses WHERE address = ?').run(address);
   }
 
-  isAddressLost(address: string): boolean {
-    return this.stmt('SELECT 1 FROM lost_addresses WHERE address = ?').get(address) !== undefined;
+  isAddressLost(networkId: string, address: string): boolean {
+    return (
+      this.stmt("SELECT 1 FROM lost_addresses WHERE address = ? AND json_extract(record, '$.networkId') = ?").get(
+        address,
+        networkId,
+      ) !== undefined
+    );
   }
 
   transaction<T>(fn: () => T): T {

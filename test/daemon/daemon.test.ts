@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, rmSync, statSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { DaemonLab, spawnDaemon } from '../support/daemon';
@@ -357,4 +358,29 @@ test('a daemon on a copy of a running daemon’s state directory is refused in o
   }
   assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
   await stop(proc);
+});
+
+test('a periodic pass that outlasts --recheck-interval (dockerd slow to answer): ticks are skipped while it runs, so lanplug gc waits for the running pass only', async () => {
+  const l = freshLab();
+  // The dockerd the daemon asks which rows it forgot: every answer takes 2 s, so every pass does.
+  let asked = 0;
+  const dockerd = createHttpServer((_req, res) => {
+    asked++;
+    setTimeout(() => res.end(JSON.stringify({ ID: 'SLOW:ENGINE' })), 2_000);
+  });
+  await new Promise<void>((resolve) => dockerd.listen(`${l.dir}/no-dockerd.sock`, resolve));
+  try {
+    const proc = await l.start({}, ['--recheck-interval', '1']);
+    await new Promise((r) => setTimeout(r, 12_000));
+    const started = Date.now();
+    const gc = await l.cli(['gc', '--state-dir', l.stateDir, '--docker-host', `${l.dir}/no-dockerd.sock`]);
+    const tookMs = Date.now() - started;
+    assert.equal(gc.code, 0, gc.stderr);
+    // The pass under way (2 s at most), then gc's own (2 s), and the CLI's start: not a queue of 1 s ticks.
+    assert.ok(tookMs < 7_000, `lanplug gc answered after ${tookMs} ms (dockerd asked ${asked} times)`);
+    await stop(proc);
+  } finally {
+    dockerd.closeAllConnections();
+    dockerd.close();
+  }
 });

@@ -204,6 +204,8 @@ test("install with every daemon flag: systemd reads the service's command line b
   try {
     mkdirSync(join(root, 'etc/lanplug'), { recursive: true });
     for (const pem of ['ca.pem', 'node.pem', 'node-key.pem']) writeFileSync(join(root, 'etc/lanplug', pem), 'PEM');
+    const userFile = "/etc/lanplug/etcd user's ${HOME} 100%h";
+    writeFileSync(join(root, userFile), 'lanplug:p@ss "w$rd"\n', { mode: 0o600 });
     const flags = [
       ['--state-dir', '/srv/lan plug/$HOME/%h'],
       ['--plugin-dir', '/run/plug ins/100%'],
@@ -218,7 +220,7 @@ test("install with every daemon flag: systemd reads the service's command line b
       ['--cacert', '/etc/lanplug/ca.pem'],
       ['--cert', '/etc/lanplug/node.pem'],
       ['--key', '/etc/lanplug/node-key.pem'],
-      ['--user', 'lanplug:p@ss "w$rd" ${HOME} 100%h \\x\ttab\'s'],
+      ['--user-file', userFile],
       ['--reclaim-after', '900'],
     ].flat();
     const installed = lanplug(['install', '--root', root, ...flags]);

@@ -9,7 +9,8 @@
  * for here; the Docker lane hears the real LAN).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { LanplugError } from '../../src/errors';
@@ -22,6 +23,8 @@ import type { EndpointRecord } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
 import { EtcdClient } from '../../src/state/etcd/client';
+import { parseStoreChoice } from '../../src/state/etcd/store-option';
+import type { ThisMachine } from '../../src/state/etcd/presence';
 import type { LostAddress } from '../../src/state/shared-state';
 import { SqliteStore } from '../../src/state/sqlite';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
@@ -55,11 +58,14 @@ function newStateDir(): string {
   return join(dir, `state-${++stateDirs}`);
 }
 
-/** A host's book, as its daemon makes it: on its state directory (a daemon restarted: the same one again). */
-function book(hostId: string, stateDir = newStateDir(), etcd = client()): EtcdAddressBook {
+/**
+ * A host's book, as its daemon makes it: on its state directory (a daemon restarted: the same one
+ * again), on this machine or the one given.
+ */
+function book(hostId: string, stateDir = newStateDir(), etcd = client(), on?: ThisMachine): EtcdAddressBook {
   const store = SqliteStore.open(stateDir);
   stores.push(store);
-  const made = new EtcdAddressBook(etcd, hostId, silentLogger, store);
+  const made = new EtcdAddressBook(etcd, hostId, silentLogger, store, on);
   books.push(made);
   return made;
 }
@@ -221,8 +227,11 @@ test('one etcd member down: every allocation succeeds; two down: allocation fail
   assert.equal(claims.length, 11, 'the refused request left nothing behind');
 });
 
-test('a host whose registration expired (cut off from etcd longer than its lease) registers again before it allocates: the fence', async () => {
-  const a = allocatorOn('dh-a');
+test('a host whose registration expired (cut off from etcd longer than its lease) registers again before it allocates: the fence; each registration is told (the daemon then settles what was reclaimed meanwhile)', async () => {
+  const aBook = book('dh-a');
+  let registrations = 0;
+  aBook.presence.onRegistered(() => registrations++);
+  const a = new IpamAllocator(aBook, silentLogger);
   const id = await pool(a, '10.65.0.0/24');
   await take(a, id, null, false, mac(1, 1));
   const [registration] = await client().range(hostKey('dh-a'), { deadlineMs: 5_000 });
@@ -233,6 +242,7 @@ test('a host whose registration expired (cut off from etcd longer than its lease
   assert.match(await take(a, id, null, false, mac(1, 2)), /^10\.65\.0\.\d+\/24$/);
   const [again] = await client().range(hostKey('dh-a'), { deadlineMs: 5_000 });
   assert.ok(again !== undefined && again.lease !== registration.lease, 'registered on a new lease');
+  assert.equal(registrations, 2, 'registered at the first write, and again after the expiry; not at each keepalive');
 });
 
 test('orphan claims on etcd: a claim no endpoint holds is freed on the second check with its MAC; one claimed again in between is not', async () => {
@@ -278,7 +288,11 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     Promise.resolve(address.text === answering ? 'answers' : 'silent');
   const run = (now: number): ReturnType<typeof reclaimAbsentHosts> =>
     reclaimAbsentHosts(a, hear, silentLogger, { reclaimAfterMs: 10_000, now });
-  assert.deepEqual(await run(Date.now()), { reclaimed: [], kept: [], waiting: [], busy: [] }, 'b is registered');
+  assert.deepEqual(
+    await run(Date.now()),
+    { reclaimed: [], kept: [], waiting: [], busy: [], left: 0 },
+    'b is registered',
+  );
   // b's lease runs out (as when its host dies): revoked here instead of waiting 15 s.
   b.presence.stop();
   const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
@@ -288,7 +302,13 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     first.waiting.map((w) => w.host),
     ['dh-b'],
   );
-  assert.deepEqual(await run(Date.now() + 11_000), { reclaimed: [silent], kept: [answering], waiting: [], busy: [] });
+  assert.deepEqual(await run(Date.now() + 11_000), {
+    reclaimed: [silent],
+    kept: [answering],
+    waiting: [],
+    busy: [],
+    left: 0,
+  });
   assert.deepEqual(
     (await allocA.nextFree(await allocA.pool(id), 256)).some((x) => x.text === silent),
     true,
@@ -296,7 +316,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
   );
   // b comes back (registers with its next write): it is no longer absent, and what it kept stays its own.
   await take(allocB, id, '10.67.0.12', false, mac(2, 3));
-  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [], busy: [] });
+  assert.deepEqual(await run(Date.now() + 60_000), { reclaimed: [], kept: [], waiting: [], busy: [], left: 0 });
   assert.equal((await client().range(`${KEY_PREFIX}absent/`, { prefix: true, deadlineMs: 5_000 })).length, 0);
 });
 
@@ -323,35 +343,92 @@ test('a second host with the same --host-id is refused in one line naming the re
   assert.match(await take(restarted, id, null, false, mac(1, 2)), /^10\.68\.0\.\d+\/24$/);
   const [now] = await client().range(hostKey('twin'), { deadlineMs: 5_000 });
   assert.notEqual(now?.lease, old?.lease, 'registered on its own lease');
-  // Had the first daemon gone on running (its state directory copied to a second machine), it is refused in turn.
-  assert.match(
-    await refusal(() => take(first, id, null, false, mac(1, 3))),
-    /^host id twin is registered in etcd by another lanplug \(instance [0-9a-f]+, a copy of this state directory, /,
-  );
-  // An upgrade: the registration a lanplug before instance ids left (lease alive) is taken over at start.
-  const legacyLease = await client().grantLease(15, 5_000);
-  await client().txn(
-    [],
-    [
-      {
-        put: {
-          key: hostKey('legacy'),
-          value: JSON.stringify({ host: 'legacy', epoch: 'e', pid: 1 }),
-          lease: legacyLease,
-        },
-      },
-    ],
-    [],
-    5_000,
-  );
-  assert.match(
-    await pool(new IpamAllocator(book('legacy'), silentLogger), '10.68.1.0/24'),
-    /^LocalDefault\/10\.68\.1\.0\/24$/,
-  );
   // Once the other registration is gone (its daemon stopped, its lease ran out), the second host registers.
   await client().revokeLease(now?.lease ?? '0', 5_000);
   (books[books.length - 1] as EtcdAddressBook).presence.stop();
   assert.match(await take(clone, id, null, false, mac(2, 2)), /^10\.68\.0\.\d+\/24$/);
+});
+
+/** A machine as a registration tells it: its boot id, the daemon's pid, and the pids that run there now. */
+function machine(bootId: string, pid: number, running: Set<number>): ThisMachine {
+  running.add(pid);
+  return { bootId, pid, running: (p) => running.has(p) };
+}
+
+test('a cloned machine (its state directory copied: the same instance id, another boot id) is refused while the original runs, and the original keeps allocating; the original restarted on the same boot takes over its registration at once', async () => {
+  const dir = newStateDir();
+  const onA = new Set<number>();
+  const originalBook = book('vm', dir, client(), machine('boot-a', 100, onA));
+  const original = new IpamAllocator(originalBook, silentLogger);
+  const id = await pool(original, '10.76.0.0/24');
+  await take(original, id, null, false, mac(1, 1));
+  // The clone starts on a copy of the state directory (here: the directory itself): the same instance id.
+  const cloneBook = book('vm', dir, client(), machine('boot-b', 100, new Set()));
+  const clone = new IpamAllocator(cloneBook, silentLogger);
+  const refused = await refusal(() => pool(clone, '10.76.0.0/24'));
+  assert.match(
+    refused,
+    /^host id vm is registered in etcd by a copy of this state directory running on another machine \(boot id boot-a, hostname [^,]+, pid 100, since \d{4}-[^)]+\): give the clone its own --host-id, or stop lanplug there; if this machine rebooted, its registration from before runs out within 15 s$/,
+  );
+  assert.equal(await refusal(() => take(clone, id, null, false, mac(2, 1))), refused, 'every write is refused alike');
+  // The original goes on: its registration is still its own, and it allocates.
+  assert.match(await take(original, id, null, false, mac(1, 2)), /^10\.76\.0\.\d+\/24$/);
+  const claims = await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 });
+  assert.equal(claims.length, 2, 'the clone wrote nothing');
+  // Its daemon restarts on the same boot: the old process is gone, its lease still alive: taken over at once.
+  const [old] = await client().range(hostKey('vm'), { deadlineMs: 5_000 });
+  originalBook.presence.stop();
+  onA.delete(100);
+  const restartedBook = book('vm', dir, client(), machine('boot-a', 200, onA));
+  assert.match(
+    await take(new IpamAllocator(restartedBook, silentLogger), id, null, false, mac(1, 3)),
+    /^10\.76\.0\.\d+\/24$/,
+  );
+  const [now] = await client().range(hostKey('vm'), { deadlineMs: 5_000 });
+  assert.notEqual(now?.lease, old?.lease, 'registered on its own lease');
+  // A registration whose process still runs on this boot is not taken over (what the state directory's lock makes rare).
+  const beside = new IpamAllocator(book('vm', dir, client(), machine('boot-a', 300, onA)), silentLogger);
+  assert.match(
+    await refusal(() => take(beside, id, null, false, mac(1, 4))),
+    /^host id vm is registered in etcd by another lanplug of this machine on this state directory \(boot id boot-a, hostname [^,]+, pid 200, since [^)]+\): stop it, or wait: its registration runs out within 15 s of its stopping$/,
+  );
+  // The original stops for good (its lease runs out): the clone registers.
+  restartedBook.presence.stop();
+  await client().revokeLease(now?.lease ?? '0', 5_000);
+  assert.match(await take(clone, id, null, false, mac(2, 2)), /^10\.76\.0\.\d+\/24$/);
+});
+
+test('a registration from a lanplug that recorded no boot id (before an upgrade) is taken over only once its lease has run out', async () => {
+  const dir = newStateDir();
+  const store = SqliteStore.open(dir);
+  stores.push(store);
+  for (const [n, written] of [
+    {
+      host: 'upgraded',
+      instance: store.instanceId(),
+      epoch: 'e',
+      hostname: 'h',
+      pid: 4242,
+      since: '2026-01-01T00:00:00.000Z',
+    },
+    { host: 'upgraded', epoch: 'e', pid: 1 },
+  ].entries()) {
+    const lease = await client().grantLease(15, 5_000);
+    await client().txn([], [{ put: { key: hostKey('upgraded'), value: JSON.stringify(written), lease } }], [], 5_000);
+    const upgraded = new IpamAllocator(
+      book('upgraded', dir, client(), machine('boot-a', 100, new Set())),
+      silentLogger,
+    );
+    assert.match(
+      await refusal(() => pool(upgraded, `10.77.${n}.0/24`)),
+      /^host id upgraded is registered in etcd by a lanplug that recorded no boot id \(an earlier version; hostname (h|\?), pid (4242|1), since [^)]+\): if it was this machine's before an upgrade, it runs out within 15 s; if it stays, another machine runs lanplug as this host: give it its own --host-id$/,
+    );
+    await client().revokeLease(lease, 5_000);
+    assert.match(await pool(upgraded, `10.77.${n}.0/24`), new RegExp(`^LocalDefault/10\\.77\\.${n}\\.0/24$`));
+    (books[books.length - 1] as EtcdAddressBook).presence.stop();
+    const [mine] = await client().range(hostKey('upgraded'), { deadlineMs: 5_000 });
+    await client().revokeLease(mine?.lease ?? '0', 5_000);
+  }
 });
 
 /** Until etcd has a quorum again after members were paused: `fn`'s first success. */
@@ -510,6 +587,41 @@ test("two hosts reclaiming one absent host's addresses at the same moment: one a
   );
 });
 
+test('an absent host whose addresses all still answer: a pass probes at most maxProbes of them, says how many it left, and the next pass goes on where it stopped', async () => {
+  const a = book('dh-a');
+  const b = book('dh-b');
+  const allocB = new IpamAllocator(b, silentLogger);
+  const id = await pool(new IpamAllocator(a, silentLogger), '10.78.0.0/24');
+  await pool(allocB, '10.78.0.0/24');
+  const held: string[] = [];
+  for (const n of [1, 2, 3, 4, 5]) held.push((await take(allocB, id, null, false, mac(2, n))).split('/')[0] ?? '');
+  b.presence.stop();
+  const [registration] = await client().range(hostKey('dh-b'), { deadlineMs: 5_000 });
+  await client().revokeLease(registration?.lease ?? '0', 5_000);
+  const probed: string[] = [];
+  const answers = (_pool: string, address: { text: string }): Promise<LanHearing> => {
+    probed.push(address.text);
+    return Promise.resolve('answers');
+  };
+  const run = (now: number): ReturnType<typeof reclaimAbsentHosts> =>
+    reclaimAbsentHosts(a, answers, silentLogger, { reclaimAfterMs: 10_000, now, maxProbes: 2 });
+  await run(Date.now());
+  const later = Date.now() + 11_000;
+  const passes = [await run(later), await run(later), await run(later)];
+  assert.deepEqual(
+    passes.map((p) => [p.kept.length, p.left]),
+    [
+      [2, 3],
+      [2, 3],
+      [2, 3],
+    ],
+    'two probed, three left for the next pass',
+  );
+  assert.deepEqual(new Set(probed.slice(0, 5)), new Set(held), 'every address probed within three passes');
+  assert.equal(probed.length, 6);
+  assert.deepEqual(probed.slice(5), probed.slice(0, 1), 'then round again from the first');
+});
+
 /** An endpoint as the daemon's store keeps it (the container kept running while its host was away). */
 function endpointHolding(endpointId: string, address: string, macAddress: string): EndpointRecord {
   return {
@@ -569,14 +681,19 @@ test('a host away (unregistered, silent) longer than --reclaim-after comes back:
       noticedAt: 0,
     },
   );
-  assert.equal(state.isAddressLost(taken), true, 'the LAN watch no longer defends it');
+  assert.equal(state.isAddressLost('n'.repeat(64), taken), true, 'the LAN watch no longer defends it');
+  assert.equal(
+    state.isAddressLost('m'.repeat(64), taken),
+    false,
+    'a container of another network (another VLAN, the same subnet) with that address is still defended',
+  );
   assert.deepEqual(await bookKeys().then((keys) => keys.filter((k) => k.startsWith('reclaimed/'))), [], 'read once');
   assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [], lost: [taken] });
   // Host a's container goes: the address is b's container's again.
   await allocA.releaseAddress(id, parseAddress(taken));
   assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [taken], lost: [] });
   assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-b');
-  assert.equal(state.isAddressLost(taken), false);
+  assert.equal(state.isAddressLost('n'.repeat(64), taken), false);
   // A lost record goes with its endpoint.
   state.putLostAddress({ ...(lost as LostAddress), endpointId: 'e3'.repeat(32) });
   await settleReclaimed(b, state, endpoints, silentLogger);
@@ -604,4 +721,44 @@ test('an absent host that registers again while its addresses are being probed l
   assert.deepEqual(report.reclaimed, []);
   assert.equal(await b.holderOf(id, parseAddress(held)), 'dh-b');
   assert.equal(await b.holderOf(id, parseAddress(fresh)), 'dh-b');
+});
+
+test('etcd with auth on: the user from --user-file (as the daemon reads it at start) is let in; a client without it is not', async () => {
+  const etcdctl = (...args: string[]): string =>
+    execFileSync('etcdctl', [`--endpoints=${cluster.clientUrls.join(',')}`, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ETCDCTL_API: '3' },
+    });
+  const userFile = join(dir, 'etcd-user');
+  writeFileSync(userFile, 'root:s3cret pass\n', { mode: 0o600 });
+  etcdctl('user', 'add', 'root:s3cret pass');
+  etcdctl('role', 'add', 'root');
+  etcdctl('user', 'grant-role', 'root', 'root');
+  etcdctl('auth', 'enable');
+  try {
+    const choice = parseStoreChoice({
+      store: cluster.storeUrl,
+      hostId: 'auth-a',
+      cacert: '',
+      cert: '',
+      key: '',
+      user: '',
+      userFile,
+      reclaimAfter: 600,
+    });
+    assert.equal(choice.kind, 'etcd');
+    if (choice.kind !== 'etcd') return;
+    const authed = new EtcdClient(choice.etcd);
+    await authed.txn([], [{ put: { key: `${KEY_PREFIX}auth-probe`, value: 'x' } }], [], 5_000);
+    assert.deepEqual(
+      (await authed.range(`${KEY_PREFIX}auth-probe`, { deadlineMs: 5_000 })).map((kv) => kv.value),
+      ['x'],
+    );
+    await assert.rejects(client().range(`${KEY_PREFIX}auth-probe`, { deadlineMs: 2_000 }), /user name is empty/);
+  } finally {
+    etcdctl('--user', 'root:s3cret pass', 'auth', 'disable');
+    etcdctl('user', 'delete', 'root');
+    etcdctl('role', 'delete', 'root');
+  }
 });

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '../support/repo';
@@ -34,11 +34,27 @@ function files(dir: string, prefix = ''): string[] {
     .sort();
 }
 
-/** Certificates where --cacert, --cert and --key name them, under the root being installed. */
+/**
+ * Certificates where --cacert, --cert and --key name them, and the etcd user's file --user-file
+ * names (root's, mode 0600), under the root being installed.
+ */
 function certificates(root: string): void {
   mkdirSync(join(root, 'etc/lanplug'), { recursive: true });
-  for (const name of ['ca.pem', 'node.pem', 'node-key.pem']) writeFileSync(join(root, 'etc/lanplug', name), 'PEM');
+  for (const name of ['ca.pem', 'node.pem', 'node-key.pem']) {
+    writeFileSync(join(root, 'etc/lanplug', name), 'PEM');
+    chmodSync(join(root, 'etc/lanplug', name), 0o644);
+  }
+  writeFileSync(join(root, 'etc/lanplug', 'etcd user'), `${PASSWORD_LINE}\n`, { mode: 0o600 });
 }
+
+const PASSWORD_LINE = 'lanplug:p@ss "w$rd" 100%h \\x';
+/** What certificates() writes. */
+const INSTALL_INPUTS = [
+  'etc/lanplug/ca.pem',
+  'etc/lanplug/etcd user',
+  'etc/lanplug/node-key.pem',
+  'etc/lanplug/node.pem',
+];
 
 const EVERY_FLAG = [
   ['--state-dir', '/srv/lan plug'],
@@ -54,7 +70,7 @@ const EVERY_FLAG = [
   ['--cacert', '/etc/lanplug/ca.pem'],
   ['--cert', '/etc/lanplug/node.pem'],
   ['--key', '/etc/lanplug/node-key.pem'],
-  ['--user', 'lanplug:p@ss "w$rd" 100%h \\x'],
+  ['--user-file', '/etc/lanplug/etcd user'],
   ['--reclaim-after', '900'],
 ] as const;
 
@@ -73,10 +89,10 @@ test("install writes every daemon flag into the service's command line, each wor
         '--docker-host unix:///run/docker-2.sock --recheck-interval 30 --grace-seconds 90 ' +
         '--cni-socket /run/lanplug/cni.sock --cni-network-idle 5 --store etcd://10.0.0.1:2379,10.0.0.2 ' +
         '--host-id node-1 --cacert /etc/lanplug/ca.pem --cert /etc/lanplug/node.pem --key /etc/lanplug/node-key.pem ' +
-        // %% and $$: systemd's specifier and variable signs, doubled; \\ and \": escaped in quotes.
-        '--user "lanplug:p@ss \\"w$$rd\\" 100%%h \\\\x" --reclaim-after 900',
+        '--user-file "/etc/lanplug/etcd user" --reclaim-after 900',
     );
-    assert.equal(statSync(path).mode & 0o777, 0o600, 'the unit holds the etcd password: root reads it, no one else');
+    assert.ok(!service.includes('p@ss'), 'the etcd password is not in the unit');
+    assert.equal(statSync(path).mode & 0o777, 0o644);
     assert.equal(statSync(join(root, 'etc/systemd/system/lanplug-macvlan.socket')).mode & 0o777, 0o644);
   });
 });
@@ -112,6 +128,14 @@ test('a daemon flag the daemon would refuse is refused by install in one line, a
       /^lanplug: --cacert \S+missing\.pem: ENOENT/,
     ],
     [['--store', 'etcd://10.0.0.1', '--user', 'nopassword'], /^lanplug: --user must be NAME:PASSWORD$/],
+    [
+      ['--store', 'etcd://10.0.0.1', '--user', 'lanplug:secret'],
+      /^lanplug: --user would put the etcd password on the service's command line, which every local user can read \(ps, systemctl show\): write NAME:PASSWORD to a file only root reads and give --user-file FILE$/,
+    ],
+    [
+      ['--store', 'etcd://10.0.0.1', '--user-file', '/etc/lanplug/ca.pem'],
+      /^lanplug: --user-file \S+ca\.pem has mode 0644: other users can read the etcd password; chmod 600 it$/,
+    ],
     [['--cni-socket', 'cni.sock'], /^lanplug: --cni-socket must be an absolute path or off; got 'cni\.sock'$/],
     [
       ['--state-dir', 'var/lib/lanplug'],
@@ -127,7 +151,7 @@ test('a daemon flag the daemon would refuse is refused by install in one line, a
       const out = lanplug('install', '--root', root, ...flags);
       assert.notEqual(out.code, 0, `${flags.join(' ')}: ${out.stdout}`);
       assert.match(out.stderr.split('\n')[0] ?? '', message, flags.join(' '));
-      assert.deepEqual(files(root), ['etc/lanplug/ca.pem', 'etc/lanplug/node-key.pem', 'etc/lanplug/node.pem']);
+      assert.deepEqual(files(root), INSTALL_INPUTS);
     });
   }
 });

@@ -43,7 +43,7 @@ import {
   type ReclaimedValue,
 } from './keys';
 import { PoolMembership, type PoolReleaseReport } from './pool-membership';
-import { HostPresence } from './presence';
+import { HostPresence, thisMachine, type ThisMachine } from './presence';
 
 export { hostKey, KEY_PREFIX } from './keys';
 export type { PoolReleaseReport } from './pool-membership';
@@ -57,14 +57,18 @@ export class EtcdAddressBook implements SharedBook {
   private readonly pools: PoolMembership;
   private reclaimedLease: { id: string; grantedAt: number } | null = null;
 
-  /** `local`: this host's state database (its instance id, the pool releases it still owes etcd). */
+  /**
+   * `local`: this host's state database (its instance id, the pool releases it still owes etcd);
+   * `machine`: where this daemon runs (its boot id and pid, in its registration).
+   */
   constructor(
     private readonly client: EtcdClient,
     readonly hostId: string,
     private readonly log: Logger,
     private readonly local: SharedPoolState,
+    machine: ThisMachine = thisMachine(),
   ) {
-    this.presence = new HostPresence(client, hostId, local.instanceId(), hostKey(hostId), log);
+    this.presence = new HostPresence(client, hostId, local.instanceId(), hostKey(hostId), log, machine);
     this.writer = new FencedWriter(client, this.presence);
     this.pools = new PoolMembership(client, hostId, this.writer, local, log);
   }

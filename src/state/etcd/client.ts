@@ -5,7 +5,8 @@
  * numbers as decimal strings. Only what the shared address book uses: range,
  * transactions, leases, status.
  *
- * Every call has a deadline. A member that refuses the connection, times out
+ * Every call has a deadline, and each try of a member a total bound within it
+ * (not an idle timeout). A member that refuses the connection, times out
  * or answers "no leader" is skipped for the next one, until the deadline:
  * a write whose answer was lost may still have been applied, which is why
  * every value lanplug writes carries a token it can recognise (address-book.ts).
@@ -175,12 +176,20 @@ export class EtcdClient {
   }
 
   private async post(endpoint: string, path: string, body: Record<string, unknown>, timeoutMs: number) {
+    // The attempt's time, signing in included.
+    const until = Date.now() + timeoutMs;
     const headers: Record<string, string> = {};
     if ((this.options.user ?? null) !== null && path !== '/v3/auth/authenticate') {
       this.token ??= await this.authenticate(endpoint, timeoutMs);
       headers['Authorization'] = this.token;
     }
-    const { status, text, date } = await this.postRaw(endpoint, path, JSON.stringify(body), headers, timeoutMs);
+    const { status, text, date } = await this.postRaw(
+      endpoint,
+      path,
+      JSON.stringify(body),
+      headers,
+      Math.max(1, until - Date.now()),
+    );
     const parsed: unknown = text === '' ? {} : JSON.parse(text);
     const answer = isObject(parsed) ? parsed : {};
     const error =
@@ -227,12 +236,16 @@ export class EtcdClient {
     const tls = this.options.tls ?? null;
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
+      // A total bound, not http's idle `timeout`: a member that sends a byte now and then would never end the call.
+      const timer = setTimeout(() => {
+        reject(unavailable(new Error(`no answer within ${timeoutMs} ms`)));
+        req.destroy();
+      }, timeoutMs);
       const req = send(
         url,
         {
           method: 'POST',
           headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...extraHeaders },
-          timeout: timeoutMs,
           ...(tls === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key }),
         },
         (res: IncomingMessage) => {
@@ -240,6 +253,7 @@ export class EtcdClient {
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', (err) => reject(unavailable(err)));
           res.on('end', () => {
+            clearTimeout(timer);
             const dateHeader = res.headers.date;
             resolve({
               status: res.statusCode ?? 0,
@@ -249,8 +263,10 @@ export class EtcdClient {
           });
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      req.on('error', (err) => reject(unavailable(err)));
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        reject(unavailable(err));
+      });
       req.end(text);
     });
   }

@@ -11,16 +11,26 @@
  * --host-id, and two daemons writing as one host would each take the other's
  * addresses for their own (the orphan check would free them). A registration
  * carries its state directory's instance id (made once, kept across
- * restarts) and its process's epoch. A live registration (its lease not run
- * out) of another instance is another machine: this daemon does not register,
- * and every write it would make is refused with one line naming that
- * registration. One of the same instance (or of none: written by a lanplug
- * before instance ids, as at an upgrade) is this host's own from before a
- * restart, taken over at once; but once this daemon has registered, one of
- * its instance written by another process is a copy of this state directory
- * on another machine, and is refused alike.
+ * restarts), the machine's boot id and the daemon's pid. A live registration
+ * (its lease not run out) is taken over only when it is this daemon's own
+ * from before a restart: the same instance, written on this boot by a
+ * process that no longer runs. Any other is refused in one line that names
+ * it, and every write this daemon would make is refused alike:
+ *
+ *   - another instance: another machine;
+ *   - this instance on another boot: a copy of this state directory on a
+ *     cloned machine (or this machine's own from before a reboot faster than
+ *     the lease: it runs out within HOST_TTL_SECONDS);
+ *   - this instance, this boot, its process running: another daemon here;
+ *   - no boot id (a lanplug before boot ids, as at an upgrade): hostname and
+ *     pid cannot tell it from a clone's, since clones share the hostname and
+ *     a pid means nothing on another machine; it is waited out, once.
+ *
+ * A refused daemon tries again every keepalive tick and registers as soon
+ * as the other registration is gone.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { LanplugError } from '../../errors';
 import type { Logger } from '../../log';
@@ -40,9 +50,9 @@ export class HostPresence {
   private refreshing: Promise<void> | null = null;
   /** This process's: tells the registrations it wrote from an earlier daemon's. */
   private readonly epoch = randomBytes(8).toString('hex');
-  private registeredOnce = false;
   /** Why this daemon may not register now: another host's registration holds this host id. */
   private refusal: string | null = null;
+  private readonly registered: (() => void)[] = [];
 
   constructor(
     private readonly client: EtcdClient,
@@ -50,6 +60,7 @@ export class HostPresence {
     private readonly instance: string,
     private readonly key: string,
     private readonly log: Logger,
+    private readonly machine: ThisMachine = thisMachine(),
   ) {}
 
   /** Registers in the background and keeps the lease alive; the daemon never waits on etcd to start. */
@@ -93,6 +104,15 @@ export class HostPresence {
     if (registration === null || !this.fresh)
       throw new LanplugError('Unavailable', `etcd: host ${this.hostId} is not registered`);
     return { key: this.key, target: 'VALUE', result: 'EQUAL', value: registration };
+  }
+
+  /**
+   * Calls `listener` after every new registration (at start, and each time this host is back
+   * after its registration ran out or was refused): what other hosts did meanwhile (reclaimed
+   * its addresses) is final from then on. Not awaited: the write that registered goes on.
+   */
+  onRegistered(listener: () => void): void {
+    this.registered.push(listener);
   }
 
   /** After a fenced write failed on the fence: register again before the next write. */
@@ -139,8 +159,9 @@ export class HostPresence {
       host: this.hostId,
       instance: this.instance,
       epoch: this.epoch,
+      ...(this.machine.bootId === null ? {} : { boot: this.machine.bootId }),
       hostname: hostname(),
-      pid: process.pid,
+      pid: this.machine.pid,
       since: new Date().toISOString(),
     };
     const registration = JSON.stringify(value);
@@ -180,18 +201,27 @@ export class HostPresence {
     if (this.refusal !== null)
       this.log.info('etcd: the other registration of this host id is gone', { host: this.hostId });
     this.refusal = null;
-    this.registeredOnce = true;
     this.log.info('etcd: host registered', { host: this.hostId, instance: this.instance });
+    for (const listener of this.registered) listener();
   }
 
-  /** Null when `found` is this host's own registration; else the one-line refusal that names it. */
+  /** Null when `found` is this daemon's own registration, or its own from before a restart; else the refusal. */
   private foreign(found: KeyValue): string | null {
     const other = parseRegistration(found.value);
     if (other.epoch === this.epoch) return null;
-    // At start: this host's own from before a restart (a lanplug before instance ids wrote none).
-    if ((other.instance === this.instance || other.instance === undefined) && !this.registeredOnce) return null;
-    const copied = other.instance === this.instance ? ', a copy of this state directory' : '';
-    return `host id ${this.hostId} is registered in etcd by another lanplug (instance ${other.instance ?? 'unknown'}${copied}, hostname ${other.hostname ?? '?'}, pid ${other.pid ?? '?'}, since ${other.since ?? '?'}): cloned machines share a hostname, the default --host-id; give this host its own --host-id, or stop lanplug on the other one`;
+    const by = `host id ${this.hostId} is registered in etcd by`;
+    const where = `hostname ${other.hostname ?? '?'}, pid ${other.pid ?? '?'}, since ${other.since ?? '?'}`;
+    if (other.instance !== undefined && other.instance !== this.instance)
+      return `${by} another lanplug (instance ${other.instance}, ${where}): cloned machines share a hostname, the default --host-id; give this host its own --host-id, or stop lanplug on the other one`;
+    const within = `within ${HOST_TTL_SECONDS} s`;
+    if (other.boot === undefined)
+      return `${by} a lanplug that recorded no boot id (an earlier version; ${where}): if it was this machine's before an upgrade, it runs out ${within}; if it stays, another machine runs lanplug as this host: give it its own --host-id`;
+    if (other.boot !== this.machine.bootId)
+      return `${by} a copy of this state directory running on another machine (boot id ${other.boot}, ${where}): give the clone its own --host-id, or stop lanplug there; if this machine rebooted, its registration from before runs out ${within}`;
+    // This machine, this boot: its writer is gone unless its pid runs (this daemon's own pid: it is gone).
+    if (other.pid !== undefined && other.pid !== this.machine.pid && this.machine.running(other.pid))
+      return `${by} another lanplug of this machine on this state directory (boot id ${other.boot}, ${where}): stop it, or wait: its registration runs out ${within} of its stopping`;
+    return null;
   }
 
   private refuse(refusal: string): never {
@@ -202,16 +232,49 @@ export class HostPresence {
   }
 }
 
+/** Where this daemon runs: what tells its own earlier registration from a copy of its state directory elsewhere. */
+export interface ThisMachine {
+  /** The kernel's id of this boot (/proc/sys/kernel/random/boot_id); null where it cannot be read. */
+  bootId: string | null;
+  pid: number;
+  /** Whether a process with this pid runs here now. */
+  running(pid: number): boolean;
+}
+
+export function thisMachine(): ThisMachine {
+  return { bootId: readBootId(), pid: process.pid, running: processRuns };
+}
+
+function readBootId(): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user's.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 interface Registration {
   host: string;
   instance: string;
   epoch: string;
+  /** Absent where the boot id could not be read, and in a lanplug's before boot ids. */
+  boot?: string;
   hostname: string;
   pid: number;
   since: string;
 }
 
-/** A registration as found: written by any lanplug (one before instance ids has none). */
+/** A registration as found: written by any lanplug (one before instance ids has none, before boot ids no boot). */
 function parseRegistration(text: string): Partial<Registration> {
   try {
     const value = JSON.parse(text) as Record<string, unknown>;
@@ -219,6 +282,7 @@ function parseRegistration(text: string): Partial<Registration> {
     return {
       instance: str(value['instance']),
       epoch: str(value['epoch']),
+      boot: str(value['boot']),
       hostname: str(value['hostname']),
       pid: typeof value['pid'] === 'number' ? value['pid'] : undefined,
       since: str(value['since']),
