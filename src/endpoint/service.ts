@@ -8,10 +8,11 @@
  * their wire format into one call here and the answer back; nothing else.
  *
  * Every wait of the endpoint path is in this file and dhcp-endpoints.ts,
- * and every request runs behind the ones of its network (NetworkQueue):
- * while a CreateEndpoint waits for the LAN, a Join, a DeleteEndpoint or a
- * DeleteNetwork of the same network waits for it, so that no request sees
- * another's half-done state. Below this floor everything is synchronous.
+ * and every request waits for those it must not overlap (NetworkQueue):
+ * while a CreateEndpoint waits for the LAN, its Join, a DeleteEndpoint of it
+ * or a DeleteNetwork of its network waits for it, so that no request sees
+ * another's half-done state; other endpoints' requests go on beside it.
+ * Below this floor everything is synchronous.
  */
 import type {
   CreateEndpointRequest,
@@ -39,7 +40,7 @@ export class EndpointService {
   ) {}
 
   createNetwork(request: CreateNetworkRequest): Promise<void> {
-    return this.queue.run(request.networkId, () => {
+    return this.queue.forNetwork(request.networkId, () => {
       this.driver.createNetwork(request);
       // Its first addresses are asked about now: the `docker run` that follows a `network create` finds them known.
       this.lan?.networkAdded();
@@ -48,7 +49,7 @@ export class EndpointService {
 
   /** Idempotent. Every lease on the network goes back to its server, then the network's links and rows go. */
   deleteNetwork(networkId: string): Promise<void> {
-    return this.queue.run(networkId, () => {
+    return this.queue.forNetwork(networkId, () => {
       this.dhcp?.releaseNetwork(networkId);
       this.driver.deleteNetwork(networkId);
     });
@@ -59,7 +60,7 @@ export class EndpointService {
    * else as Docker gave them, once none is this host's and the LAN uses none (per the network's policy).
    */
   createEndpoint(kind: DriverKind, request: CreateEndpointRequest): Promise<CreateEndpointResult> {
-    return this.queue.run(request.networkId, async () => {
+    return this.queue.forEndpoint(request.networkId, request.endpointId, async () => {
       if (this.dhcp?.serves(kind, request.networkId) === true) return this.dhcp.createEndpoint(kind, request);
       const check = this.lan === null ? null : this.driver.addressCheck(kind, request);
       if (this.lan !== null && check !== null)
@@ -70,7 +71,7 @@ export class EndpointService {
 
   /** The endpoint's link, ready for the runtime to move into the container; with DHCP, the server's router. */
   join(kind: DriverKind, ref: JoinRef): Promise<JoinResult> {
-    return this.queue.run(ref.networkId, () => {
+    return this.queue.forEndpoint(ref.networkId, ref.endpointId, () => {
       const answer = this.driver.join(kind, ref.networkId, ref.endpointId);
       return this.dhcp === null ? answer : this.dhcp.joined(kind, ref, answer);
     });
@@ -78,7 +79,7 @@ export class EndpointService {
 
   /** The container stops: its lease goes back to the server, whatever else failed. */
   leave(ref: EndpointRef): Promise<void> {
-    return this.queue.run(ref.networkId, () => {
+    return this.queue.forEndpoint(ref.networkId, ref.endpointId, () => {
       try {
         this.driver.leave(ref.networkId, ref.endpointId);
       } finally {
@@ -89,7 +90,7 @@ export class EndpointService {
 
   /** Idempotent. A lease still held (the container never started: no Join, no Leave) goes first. */
   deleteEndpoint(ref: EndpointRef): Promise<void> {
-    return this.queue.run(ref.networkId, () => {
+    return this.queue.forEndpoint(ref.networkId, ref.endpointId, () => {
       this.dhcp?.release(ref.networkId, ref.endpointId, 'endpoint removed');
       this.driver.deleteEndpoint(ref.networkId, ref.endpointId);
     });

@@ -42,7 +42,7 @@ afterEach(() => {
 
 const tick = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-test('one network: requests run in the order they came, each after the last has ended (failed or not); other networks do not wait', async () => {
+test("one endpoint's requests run in the order they came; a whole-network request runs alone; other endpoints and networks go on side by side", async () => {
   const queue = new NetworkQueue();
   const events: string[] = [];
   const slow =
@@ -54,20 +54,40 @@ test('one network: requests run in the order they came, each after the last has 
       if (fail) throw new Error(`${name} failed`);
       return name;
     };
-  const first = queue.run(NET_A, slow('a1', 30, true));
-  const second = queue.run(NET_A, slow('a2', 5));
-  const other = queue.run(NET_B, slow('b1', 5));
-  const sync = queue.run(NET_A, () => {
-    events.push('a3 runs');
-    return 'a3';
+  const create1 = queue.forEndpoint(NET_A, EP_1, slow('create 1', 30, true));
+  const join1 = queue.forEndpoint(NET_A, EP_1, slow('join 1', 5));
+  const create2 = queue.forEndpoint(NET_A, EP_2, slow('create 2', 10));
+  const other = queue.forEndpoint(NET_B, EP_1, slow('other network', 5));
+  const remove = queue.forNetwork(NET_A, slow('delete network', 5));
+  const late = queue.forEndpoint(NET_A, EP_2, () => {
+    events.push('after the delete');
+    return 'late';
   });
-  await assert.rejects(first, /a1 failed/);
-  assert.deepEqual(await Promise.all([second, other, sync]), ['a2', 'b1', 'a3']);
-  assert.deepEqual(events, ['a1 start', 'b1 start', 'b1 end', 'a1 end', 'a2 start', 'a2 end', 'a3 runs']);
+  await assert.rejects(create1, /create 1 failed/);
+  assert.deepEqual(await Promise.all([join1, create2, other, remove, late]), [
+    'join 1',
+    'create 2',
+    'other network',
+    'delete network',
+    'late',
+  ]);
+  assert.deepEqual(events, [
+    'create 1 start',
+    'create 2 start',
+    'other network start',
+    'other network end',
+    'create 2 end',
+    'create 1 end',
+    'join 1 start',
+    'join 1 end',
+    'delete network start',
+    'delete network end',
+    'after the delete',
+  ]);
   assert.equal(queue.busy, 0, 'idle networks keep nothing');
-  // An idle network's request starts in the same turn: nothing is added to the fast path.
+  // Nothing pending: a request starts in the same turn, nothing is added to the fast path.
   let ran = false;
-  void queue.run(NET_A, () => (ran = true));
+  void queue.forEndpoint(NET_A, EP_1, () => (ran = true));
   assert.equal(ran, true);
 });
 
