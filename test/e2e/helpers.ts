@@ -221,8 +221,11 @@ export function useLab(
         `lanplug daemon exited (code ${String(lab.plugin.exitCode)}, signal ${String(lab.plugin.exitSignal)}); its last words:\n${lab.plugin.stderr().split('\n').slice(-15).join('\n')}\n`,
       );
     }
-    await lab.plugin?.stop();
+    // The containers go first, while lanplug still answers: dockerd retries each call to a plugin
+    // whose socket is gone for 15 s (1+2+4+8), so a container left on a lanplug network took
+    // over a minute to remove once the daemon had stopped. The Docker host stops the daemon after.
     lab.lan?.destroy();
+    await lab.plugin?.stop();
   });
   return lab;
 }
