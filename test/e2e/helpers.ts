@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, beforeEach } from 'node:test';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import type { EngineName } from '../lab/engine';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { runOk, sleepSync } from '../lab/proc';
@@ -202,15 +203,22 @@ export interface LabContext {
  * before the first test runs.
  */
 export function useLab(
-  opts: { addresses?: string[]; hostAddresses?: string[]; daemonArgs?: string[]; resetEachTest?: boolean } = {},
+  opts: {
+    addresses?: string[];
+    hostAddresses?: string[];
+    daemonArgs?: string[];
+    resetEachTest?: boolean;
+    /** The Docker engine (default: the test process's, labEngine()). */
+    engine?: EngineName;
+  } = {},
 ): LabContext {
   const lab = {} as LabContext;
   before(async () => {
     lab.lan = createLan(opts.addresses === undefined ? {} : { addresses: opts.addresses });
-    lab.host = await createDockerHost(
-      lab.lan,
-      opts.hostAddresses === undefined ? {} : { addresses: opts.hostAddresses },
-    );
+    lab.host = await createDockerHost(lab.lan, {
+      ...(opts.hostAddresses === undefined ? {} : { addresses: opts.hostAddresses }),
+      ...(opts.engine === undefined ? {} : { engine: opts.engine }),
+    });
     lab.plugin = await startLanplug(lab.host, opts.daemonArgs === undefined ? {} : { args: opts.daemonArgs });
   });
   if (opts.resetEachTest !== false) beforeEach(() => resetDockerForNextTest(lab.host));
