@@ -49,8 +49,10 @@ function readStamp(root: string): string {
 export function debianMirror(): string {
   const files = ['/etc/apt/sources.list'];
   try {
-    for (const f of fs.readdirSync('/etc/apt/sources.list.d').sort())
-      files.push(path.join('/etc/apt/sources.list.d', f));
+    for (const f of fs.readdirSync('/etc/apt/sources.list.d').sort()) {
+      // apt reads only these two (a disabled file keeps another suffix)
+      if (f.endsWith('.list') || f.endsWith('.sources')) files.push(path.join('/etc/apt/sources.list.d', f));
+    }
   } catch {
     // no sources.list.d
   }
