@@ -64,6 +64,11 @@ LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute
 SERVICE_PACKAGES=(systemd-analyze:systemd systemd-socket-activate:systemd)
 # The DHCP tests' server on the lab LAN: Debian's dnsmasq (the binary only, no service).
 DHCP_PACKAGES=(/usr/sbin/dnsmasq:dnsmasq-base)
+# What the LAN hears (test/lab/frame-count.ts): a packet socket in python3, apart from lanplug's own.
+CAPTURE_PACKAGES=(python3:python3)
+# The Docker 28 lane: sid's docker.io runs in a Debian sid root the tests build once with
+# debootstrap into <repo>/.lab/docker28 (test/lab/sid-root.ts); the lab's other tools are the machine's.
+DOCKER28_PACKAGES=(debootstrap:debootstrap /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux)
 # Shared pools: Debian's etcd 3.4 and etcdctl (the tests start their own 3-member cluster; the service is not used).
 ETCD_PACKAGES=(/usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client)
 # The CNI lane: a C compiler for the CNI executable, the reference plugins (the bench's peer), Podman.

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, beforeEach } from 'node:test';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
+import type { EngineName } from '../lab/engine';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { runOk, sleepSync } from '../lab/proc';
@@ -202,15 +203,22 @@ export interface LabContext {
  * before the first test runs.
  */
 export function useLab(
-  opts: { addresses?: string[]; hostAddresses?: string[]; daemonArgs?: string[]; resetEachTest?: boolean } = {},
+  opts: {
+    addresses?: string[];
+    hostAddresses?: string[];
+    daemonArgs?: string[];
+    resetEachTest?: boolean;
+    /** The Docker engine (default: the test process's, labEngine()). */
+    engine?: EngineName;
+  } = {},
 ): LabContext {
   const lab = {} as LabContext;
   before(async () => {
     lab.lan = createLan(opts.addresses === undefined ? {} : { addresses: opts.addresses });
-    lab.host = await createDockerHost(
-      lab.lan,
-      opts.hostAddresses === undefined ? {} : { addresses: opts.hostAddresses },
-    );
+    lab.host = await createDockerHost(lab.lan, {
+      ...(opts.hostAddresses === undefined ? {} : { addresses: opts.hostAddresses }),
+      ...(opts.engine === undefined ? {} : { engine: opts.engine }),
+    });
     lab.plugin = await startLanplug(lab.host, opts.daemonArgs === undefined ? {} : { args: opts.daemonArgs });
   });
   if (opts.resetEachTest !== false) beforeEach(() => resetDockerForNextTest(lab.host));
@@ -221,8 +229,11 @@ export function useLab(
         `lanplug daemon exited (code ${String(lab.plugin.exitCode)}, signal ${String(lab.plugin.exitSignal)}); its last words:\n${lab.plugin.stderr().split('\n').slice(-15).join('\n')}\n`,
       );
     }
-    await lab.plugin?.stop();
+    // The containers go first, while lanplug still answers: dockerd retries each call to a plugin
+    // whose socket is gone for 15 s (1+2+4+8), so a container left on a lanplug network took
+    // over a minute to remove once the daemon had stopped. The Docker host stops the daemon after.
     lab.lan?.destroy();
+    await lab.plugin?.stop();
   });
   return lab;
 }

@@ -6,10 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { DOCKER_CLIENT } from '../lab/docker-host';
 import { startLanplug } from '../lab/lanplug';
-import { cleanEnv } from '../lab/proc';
 import { assertNoLanplugLinks, containerNetwork, useLab } from './helpers';
 
 const lab = useLab({ addresses: ['172.16.86.1/24', '192.168.32.254/24', '2001:db8:abc8::10/64'] });
@@ -137,32 +134,10 @@ test('50 concurrent docker run with the lanplug IPAM get 50 distinct addresses; 
     'many',
   ]);
   const results = await Promise.all(
-    Array.from(
-      { length: 50 },
-      (_, i) =>
-        new Promise<number | null>((resolve) => {
-          const child = spawn(
-            DOCKER_CLIENT,
-            [
-              '-H',
-              `unix://${lab.host.sock}`,
-              'run',
-              '-d',
-              '--network',
-              'many',
-              '--name',
-              `n${i}`,
-              'alpine:latest',
-              'sleep',
-              '3600',
-            ],
-            {
-              stdio: 'ignore',
-              env: cleanEnv({ DOCKER_CONFIG: lab.host.clientConfigDir }),
-            },
-          );
-          child.on('close', resolve);
-        }),
+    Array.from({ length: 50 }, (_, i) =>
+      lab.host
+        .dockerAsync(['run', '-d', '--network', 'many', '--name', `n${i}`, 'alpine:latest', 'sleep', '3600'])
+        .then((r) => r.code),
     ),
   );
   assert.deepEqual(

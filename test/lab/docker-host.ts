@@ -1,17 +1,28 @@
 // A Docker host on the lab's LAN: network namespace lp-dh-<id>-<n> whose eth0 is a veth into the
-// LAN bridge, running Debian's dockerd 20.10 and its own containerd in a private mount namespace
-// where the host's plugin directory is bind-mounted over /run/docker/plugins (and its containerd
-// run directory over /run/containerd). Everything the host keeps is under <lab dir>/dh<n>. It
-// owns the Docker client calls (docker/dockerOk), exec in its namespaces, and a teardown that
-// leaves no process, mount, cgroup or file behind. Why it is built this way: README.md here.
+// LAN bridge, running a dockerd and its own containerd in a private mount namespace where the
+// host's plugin directory is bind-mounted over /run/docker/plugins (and its containerd run
+// directory over /run/containerd). The engine (engine.ts) is Debian's dockerd 20.10, or sid's
+// dockerd 28.5 in the sid root (the mount namespace pivots into it; the host's directory is at the
+// same path inside).
+// Everything the host keeps is under <lab dir>/dh<n>. It owns the Docker client calls
+// (docker/dockerOk), exec in its namespaces, and a teardown that leaves no process, mount, cgroup
+// or file behind. Why it is built this way: README.md here.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import {
+  DEBIAN_DOCKER_CLIENT,
+  ENGINE_HOST_TREE,
+  labEngine,
+  resolveEngine,
+  type Engine,
+  type EngineName,
+} from './engine';
 import { busyboxRootfsTar } from './image';
 import type { Lan } from './lan';
 import { dockerHostCgroup, dockerHostNs } from './names';
-import { addNetns, addrArgs, delNetns, nsExecArgv, sysctlsNoDad } from './ns';
+import { addNetns, addrArgs, delNetns, nsExecArgv, sysctlsNoDad, type MountNs } from './ns';
 import {
   CommandError,
   cleanEnv,
@@ -28,10 +39,11 @@ import {
 } from './proc';
 import { findCgroupDirs, rmdirTree, sweepProcesses, umountUnder } from './sweep';
 
+/** dockerd and containerd: the machine's, or at the same paths in the engine's root. */
 export const DOCKERD = '/usr/sbin/dockerd';
 export const CONTAINERD = '/usr/bin/containerd';
-/** Debian's client, matching the 20.10 daemon (/usr/local/bin/docker is a newer client). */
-export const DOCKER_CLIENT = '/usr/bin/docker';
+/** Debian's client, matching the 20.10 daemon; a DockerHost's own is DockerHost.client. */
+export const DOCKER_CLIENT = DEBIAN_DOCKER_CLIENT;
 /** Where dockerd 20.10 looks for plugin sockets; hard-coded in moby's pkg/plugins (no flag). */
 export const DOCKER_PLUGIN_SOCKET_DIR = '/run/docker/plugins';
 /** Where containerd 1.6's runc shims keep their sockets and state; hard-coded too. */
@@ -48,16 +60,24 @@ const DOCKER_CALL_TIMEOUT_MS = 300_000;
 /**
  * Run by /bin/sh inside `unshare --mount` (a private mount namespace):
  *   $1 plugin dir, $2 containerd run dir, $3 containerd dir (config.toml; the socket and pid file
- *   go there), $4 seconds to wait for containerd's socket, then the dockerd command line.
+ *   go there), $4 seconds to wait for containerd's socket, $5 the engine's root ('' for the
+ *   machine's own), $6 the Docker host's directory, then the dockerd command line.
  * Binds the two directories, starts containerd in the background (same network and mount
  * namespace), waits for its socket against a deadline (never a try count: one try can take
  * seconds under load), then execs dockerd, which is told the socket with --containerd. dockerd
  * 20.10 gives a containerd it spawns itself only ~15 s, which a loaded machine can exceed.
+ * With an engine root (ENGINE_ROOT_SETUP), the namespace pivots into it first.
  */
 const MOUNT_SCRIPT = `set -e
-mount --bind "$1" ${DOCKER_PLUGIN_SOCKET_DIR}
-mount --bind "$2" ${CONTAINERD_RUN_DIR}
-ctrd=$3; wait_s=$4; shift 4
+ctrd=$3; wait_s=$4; root=$5; hostdir=$6
+if [ -z "$root" ]; then
+  mount --bind "$1" ${DOCKER_PLUGIN_SOCKET_DIR}
+  mount --bind "$2" ${CONTAINERD_RUN_DIR}
+else
+  plugins=$1
+  ENGINE_ROOT_SETUP
+fi
+shift 6
 deadline=$(( $(date +%s) + wait_s ))
 ${CONTAINERD} --config "$ctrd/config.toml" &
 pid=$!
@@ -70,7 +90,35 @@ until [ -S "$ctrd/containerd.sock" ]; do
   fi
   sleep 0.1
 done
-exec "$@"`;
+exec "$@"`.replace(
+  'ENGINE_ROOT_SETUP',
+  // The engine's root (sid's) becomes this mount namespace's root, by pivot_root and not chroot:
+  // runc's `docker exec` enters a container's mount namespace, which puts it at that namespace's
+  // root; under a chroot that is the machine's tree, not the container's (seen with runc 1.3). The
+  // root is bound onto itself (pivot_root needs a mount point) read-only (every Docker host shares
+  // it) and gets /proc, a fresh /sys (showing this network namespace's links), the machine's
+  // cgroups and /dev, its own tmpfs /run and /tmp. The Docker host's directory (under /tmp) is
+  // bound at the same path inside as a shared peer of the same directory in the machine's tree,
+  // which stays mounted at /${ENGINE_HOST_TREE}: the network namespaces dockerd mounts under its
+  // exec-root are seen there too (lanplug runs in this mount namespace with that tree as its
+  // root, and opens them).
+  `mount --bind "$root" "$root"
+  mount -o remount,bind,ro "$root"
+  mount -t proc proc "$root/proc"
+  mount -t sysfs sysfs "$root/sys"
+  mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+  mount --rbind /dev "$root/dev"
+  mount -t tmpfs -o mode=0755 tmpfs "$root/run"
+  mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+  mkdir -p "$root${DOCKER_PLUGIN_SOCKET_DIR}" "$root$hostdir"
+  mount --bind "$plugins" "$root${DOCKER_PLUGIN_SOCKET_DIR}"
+  mount --bind "$hostdir" "$hostdir"
+  mount --make-shared "$hostdir"
+  mount --bind "$hostdir" "$root$hostdir"
+  cd "$root"
+  pivot_root . ${ENGINE_HOST_TREE}
+  cd /`,
+);
 
 /** TOML basic string (JSON's escaping is a subset TOML accepts). */
 const tomlString = (s: string): string => JSON.stringify(s);
@@ -89,6 +137,8 @@ export interface DockerHostOptions {
   image?: boolean;
   /** Extra dockerd arguments, e.g. ['--experimental']. */
   dockerdArgs?: string[];
+  /** The Docker engine (default: labEngine(), Debian's 20.10 unless the test file chose another). */
+  engine?: EngineName;
   /** How long to wait for containerd's socket and then for `docker info` to answer (default 120 s). */
   readyTimeoutMs?: number;
 }
@@ -114,6 +164,8 @@ export class DockerHost {
   /** @internal */ readonly containerdRunDir: string;
   /** @internal */ readonly lanplugs = new Set<HostDaemon>();
   dockerdPid = 0;
+  /** What dockerd says its version is (`docker info`), once it answered. */
+  serverVersion = '';
   private mntId: string | undefined;
   private netId: string | undefined;
   private destroyed = false;
@@ -124,6 +176,8 @@ export class DockerHost {
   constructor(
     readonly lan: Lan,
     readonly index: number,
+    /** The engine this host runs: its binaries, its root, its client. */
+    readonly engine: Engine,
   ) {
     this.ns = dockerHostNs(lan.id, index);
     this.port = `dh${index}`;
@@ -151,6 +205,23 @@ export class DockerHost {
     return containerd === undefined ? undefined : `/proc/${containerd}/ns/mnt`;
   }
 
+  /**
+   * That mount namespace with the root the lab's programs (lanplug, ip, node) run in: dockerd's
+   * own root on the machine's engine (the VM's dockerd runs in a chroot of the host root); the
+   * machine's tree kept at /ENGINE_HOST_TREE when dockerd's root is the engine's.
+   */
+  get mount(): MountNs | undefined {
+    const ns = this.mntNs;
+    if (ns === undefined) return undefined;
+    const root = ns.replace(/\/ns\/mnt$/, '/root');
+    return { ns, root: this.engine.root === undefined ? root : `${root}/${ENGINE_HOST_TREE}` };
+  }
+
+  /** The docker client this host's engine is driven with (sid's 28.5 for docker28). */
+  get client(): string {
+    return this.engine.client;
+  }
+
   /** Stops dockerd as systemd would (SIGTERM), leaving containerd, the mounts and lanplug as they are. */
   stopDockerd(): void {
     if (this.dockerdPid !== 0) terminateSync(this.dockerdPid, 60_000);
@@ -162,11 +233,13 @@ export class DockerHost {
    * took (dockerd must never wait on a plugin at boot).
    */
   async startDockerdAgain(readyMs = READY_TIMEOUT_MS): Promise<number> {
-    const mnt = this.mntNs;
+    const mnt = this.mount;
     if (mnt === undefined) throw new Error('lab: containerd is gone; the Docker host cannot be restarted');
     if (this.dockerdPid !== 0 && isAlive(this.dockerdPid)) throw new Error('lab: dockerd is still running');
     const started = Date.now();
-    const argv = nsExecArgv(this.ns, [DOCKERD, ...this.dockerdArgv], mnt);
+    // dockerd's root: the mount namespace's own (the engine's root after its pivot), or dockerd's
+    const root = this.engine.root === undefined ? mnt.root : undefined;
+    const argv = nsExecArgv(this.ns, [DOCKERD, ...this.dockerdArgv], { ns: mnt.ns, root });
     const log = fs.openSync(this.logPath, 'a');
     let child: ChildProcess;
     try {
@@ -195,7 +268,14 @@ export class DockerHost {
         );
       }
       const r = this.docker(['info', '--format', '{{.ServerVersion}}'], { timeoutMs: 20_000 });
-      if (r.status === 0) return;
+      if (r.status === 0) {
+        this.serverVersion = r.stdout.trim();
+        // a lane must never pass on another engine than the one it names
+        if (!this.engine.version.test(this.serverVersion)) {
+          throw new Error(`lab: ${this.engine.name} expected, but dockerd says it is ${this.serverVersion}`);
+        }
+        return;
+      }
       if (Date.now() > deadline) {
         throw new Error(
           `lab: dockerd did not answer \`docker info\` within ${readyMs} ms; last error: ${r.stderr.trim()}\nlog:\n${tail(readOr(this.logPath, ''), 30)}`,
@@ -263,7 +343,8 @@ export class DockerHost {
     fs.mkdirSync(CONTAINERD_RUN_DIR, { recursive: true });
     this.writeContainerdConfig();
     const config = path.join(this.dir, 'daemon.json');
-    // keep the daemon's trust key out of /etc/docker/key.json (20.10 has no flag for it, only this key)
+    // keep the daemon's trust key out of /etc/docker/key.json (20.10 has no flag for it, only this
+    // key; Docker 28 keeps no trust key and accepts the key as a no-op)
     fs.writeFileSync(config, JSON.stringify({ 'deprecated-key-path': path.join(this.dir, 'key.json') }) + '\n');
     const readyMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
     this.dockerdArgv = [
@@ -306,6 +387,8 @@ export class DockerHost {
       this.containerdRunDir,
       this.containerdDir,
       String(Math.ceil(readyMs / 1000)),
+      this.engine.root ?? '',
+      this.dir,
       DOCKERD,
       ...this.dockerdArgv,
     ];
@@ -334,9 +417,9 @@ export class DockerHost {
     this.dockerOk(['import', '--change', 'CMD ["ash"]', busyboxRootfsTar(), tag]);
   }
 
-  /** Runs Debian's docker client against this host's dockerd (limit: opts.timeoutMs, default 300 s). Never throws. */
+  /** Runs the engine's docker client against this host's dockerd (limit: opts.timeoutMs, default 300 s). Never throws. */
   docker(args: readonly string[], opts: RunOptions = {}): RunResult {
-    return run([DOCKER_CLIENT, '-H', `unix://${this.sock}`, ...args], {
+    return run([this.client, '-H', `unix://${this.sock}`, ...args], {
       timeoutMs: DOCKER_CALL_TIMEOUT_MS,
       ...opts,
       env: cleanEnv({ DOCKER_CONFIG: this.clientConfigDir, ...(opts.env ?? {}) }),
@@ -345,7 +428,7 @@ export class DockerHost {
 
   /** Like docker(), but throws CommandError (naming the command and its stderr) on failure; returns stdout. */
   dockerOk(args: readonly string[], opts: RunOptions = {}): string {
-    const argv = [DOCKER_CLIENT, '-H', `unix://${this.sock}`, ...args];
+    const argv = [this.client, '-H', `unix://${this.sock}`, ...args];
     const r = this.docker(args, opts);
     if (r.status !== 0) throw new CommandError(argv, r);
     return r.stdout;
@@ -354,7 +437,7 @@ export class DockerHost {
   /** Runs the Docker client without blocking (for bursts of concurrent commands); never rejects. */
   dockerAsync(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
     return new Promise((resolve) => {
-      const child = spawn(DOCKER_CLIENT, ['-H', `unix://${this.sock}`, ...args], {
+      const child = spawn(this.client, ['-H', `unix://${this.sock}`, ...args], {
         stdio: ['ignore', 'ignore', 'pipe'],
         env: cleanEnv({ DOCKER_CONFIG: this.clientConfigDir }),
       });
@@ -367,10 +450,10 @@ export class DockerHost {
 
   /** Runs argv in this host's network namespace and dockerd's mount namespace (via nsenter). */
   exec(argv: readonly string[], opts?: RunOptions): RunResult {
-    return run(nsExecArgv(this.ns, argv, this.mntNs), opts);
+    return run(nsExecArgv(this.ns, argv, this.mount), opts);
   }
   execOk(argv: readonly string[], opts?: RunOptions): string {
-    return runOk(nsExecArgv(this.ns, argv, this.mntNs), opts);
+    return runOk(nsExecArgv(this.ns, argv, this.mount), opts);
   }
 
   /** Turns hairpin mode of this host's bridge port on or off (needed for macvlan vepa mode). */
@@ -441,7 +524,8 @@ export class DockerHost {
  * socket directory is DockerHost.pluginDir). Resolves once `docker info` answers and the image is imported.
  */
 export async function createDockerHost(lan: Lan, opts: DockerHostOptions = {}): Promise<DockerHost> {
-  const dh = new DockerHost(lan, lan.nextHost++);
+  const engine = resolveEngine(opts.engine ?? labEngine());
+  const dh = new DockerHost(lan, lan.nextHost++, engine);
   lan.dockerHosts.add(dh);
   try {
     await dh.setUp(opts);

@@ -155,7 +155,7 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
     ...dockerHost,
     ...(opts.args ?? []),
   ];
-  const mnt = dh.mntNs;
+  const mnt = dh.mount;
   if (mnt === undefined) throw new Error('lab: dockerd is not running on this Docker host');
   const full = nsExecArgv(dh.ns, argv, mnt, root);
   const stdoutPath = path.join(dh.dir, `lanplug-${n}.stdout.log`);

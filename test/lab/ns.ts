@@ -6,18 +6,28 @@
 import * as fs from 'node:fs';
 import { run, runOk } from './proc';
 
+/** A mount namespace to enter, and the root to take in it (undefined: that namespace's own root). */
+export interface MountNs {
+  ns: string;
+  root: string | undefined;
+}
+
 /**
  * `nsenter --net=/run/netns/<ns> [--mount=<mntNs> --root=... --wd=<wd>] -- argv...`.
- * With mntNs, the program also runs in that mount namespace (a Docker host's dockerd's).
+ * With mnt, the program also runs in that mount namespace (a Docker host's dockerd's). A path
+ * `/proc/<pid>/ns/mnt` means: that process's root too (DockerHost.mount says it for any engine).
  */
-export function nsExecArgv(ns: string, argv: readonly string[], mntNs?: string, wd = '/'): string[] {
+export function nsExecArgv(ns: string, argv: readonly string[], mnt?: string | MountNs, wd = '/'): string[] {
   const a = ['nsenter', `--net=/run/netns/${ns}`];
-  if (mntNs !== undefined) {
+  if (mnt !== undefined) {
     // setns into a mount namespace also moves the root to that namespace's root. Where the caller
     // runs chrooted (the full-kernel VM runs everything in a chroot of the host root), that root is
     // not the caller's: keep dockerd's own root, which nsenter opens before it switches.
-    const root = mntNs.replace(/\/ns\/mnt$/, '/root');
-    a.push(`--mount=${mntNs}`, ...(root !== mntNs ? [`--root=${root}`] : []), `--wd=${wd}`);
+    const { ns: mntNs, root } =
+      typeof mnt === 'string'
+        ? { ns: mnt, root: mnt.endsWith('/ns/mnt') ? mnt.replace(/\/ns\/mnt$/, '/root') : undefined }
+        : mnt;
+    a.push(`--mount=${mntNs}`, ...(root !== undefined ? [`--root=${root}`] : []), `--wd=${wd}`);
   }
   return [...a, '--', ...argv];
 }

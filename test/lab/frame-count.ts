@@ -1,0 +1,76 @@
+// Counting what the LAN hears from one MAC: a packet socket on the LAN bridge (python3, in the LAN
+// namespace; independent of lanplug's own packet code) that counts the ARP frames and the ICMPv6
+// neighbour advertisements sent from that MAC for a given time. For the announcements a container
+// makes when it joins (lanplug's, and Docker ≥ 28's own).
+
+import { spawn } from 'node:child_process';
+import type { Lan } from './lan';
+import { nsExecArgv } from './ns';
+import { cleanEnv } from './proc';
+
+export interface FrameCount {
+  arp: number;
+  /** ICMPv6 neighbour advertisements. */
+  na: number;
+}
+
+/** Binds to br0, says "ready", counts for `seconds`, prints "<arp> <na>". */
+const COUNTER = `
+import socket, struct, sys, time
+mac = bytes.fromhex(sys.argv[1].replace(':', ''))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.bind(('br0', 0))
+s.settimeout(0.1)
+print('ready', flush=True)
+end = time.time() + float(sys.argv[2])
+arp = na = 0
+while time.time() < end:
+    try:
+        f = s.recv(2048)
+    except socket.timeout:
+        continue
+    if f[6:12] != mac or len(f) < 14:
+        continue
+    kind = struct.unpack('!H', f[12:14])[0]
+    if kind == 0x0806:
+        arp += 1
+    elif kind == 0x86dd and len(f) > 54 and f[20] == 58 and f[54] == 136:
+        na += 1
+print(arp, na, flush=True)
+`;
+
+/**
+ * Starts counting the frames from `mac` on the LAN for `seconds`; resolves `ready` once the
+ * socket is bound (start the thing to watch after that) and `result` with the counts.
+ */
+export function countFramesFrom(
+  lan: Lan,
+  mac: string,
+  seconds: number,
+): { ready: Promise<void>; result: Promise<FrameCount> } {
+  const argv = nsExecArgv(lan.ns, ['python3', '-c', COUNTER, mac, String(seconds)]);
+  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv({}) });
+  let out = '';
+  let err = '';
+  let onReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => (onReady = resolve));
+  child.stdout.on('data', (c: Buffer) => {
+    out += c.toString();
+    if (out.startsWith('ready\n')) onReady();
+  });
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const result = new Promise<FrameCount>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const m = /^ready\n(\d+) (\d+)\n$/.exec(out);
+      if (code !== 0 || m === null) {
+        reject(new Error(`lab: the frame counter failed (exit ${String(code)}): ${err.trim() || out.trim()}`));
+        return;
+      }
+      resolve({ arp: Number(m[1]), na: Number(m[2]) });
+    });
+  });
+  // a counter that dies before it is ready must not leave the caller waiting on `ready`
+  result.catch(() => onReady());
+  return { ready, result };
+}
