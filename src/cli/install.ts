@@ -78,8 +78,9 @@ export function install(options: InstallOptions): string[] {
 
 /**
  * CNI pods take their addresses from this node's own store whatever --store
- * says: the shared etcd pools are the Docker IPAM driver's (see the README's
- * CNI section). One line for `install --cni` with an etcd store, else null.
+ * says: the shared etcd pools are the Docker IPAM driver's (see docs/cni.md,
+ * "Each node has its own CNI address space"). One line for `install --cni` with
+ * an etcd store, else null.
  */
 export function cniStoreWarning(store: StoreChoice): string | null {
   if (store.kind !== 'etcd') return null;

@@ -22,7 +22,7 @@ export function pluginName(kind: DriverKind, tag: string): string {
 export function pluginConfig(kind: DriverKind, tag: string, version: string): Record<string, unknown> {
   return {
     description: `lanplug ${version}: ${kind} networks on the LAN, and the lanplug IPAM driver`,
-    documentation: 'lanplug README, "Managed Docker plugin"',
+    documentation: 'lanplug docs/managed-plugin.md',
     // bin/lanplug, as on the host: it sizes libuv's thread pool before the daemon starts.
     entrypoint: [NODE_PATH, ...DAEMON_NODE_FLAGS, `${APP_DIR}/bin/lanplug`, 'plugin', 'serve'],
     workdir: APP_DIR,

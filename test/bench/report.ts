@@ -1,6 +1,6 @@
 /**
  * The bench's outputs: the table on stdout, bench/results/latest.json, and
- * an SVG chart (bench/results/chart.svg) the README shows.
+ * an SVG chart (bench/results/chart.svg) that docs/performance.md shows.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
