@@ -16,6 +16,7 @@ import type { JsonObject } from './api/docker/decode';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
+import { EngineVersion } from './api/docker/engine-version';
 import { dhcpIpamRoutes } from './api/docker/dhcp-ipam-routes';
 import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes } from './api/docker/routes';
@@ -145,11 +146,21 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     cni.attachments.collectVanished(false);
     const choice = options.addressStore ?? { kind: 'sqlite' };
     const book = addressBookFor(choice, store, log);
+    const engine = new DockerEngine(options.dockerSocket);
+    const engineVersion = new EngineVersion(store);
+    // In the background, never from a request: dockerd calls plugins before it serves its API at boot.
+    engine.info().then(
+      (info) => {
+        if (info.version !== null) engineVersion.learned(info.version);
+      },
+      () => undefined, // not up yet: the periodic pass learns it
+    );
     const housekeeping = new Housekeeping({
       driver,
       rtnl,
       store,
-      engine: new DockerEngine(options.dockerSocket),
+      engine,
+      engineVersion,
       attachments: cni.attachments,
       log,
       askingLinksInUse: () => askingLinks.inUse,
@@ -207,7 +218,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     );
     closers.add(control, (c) => c.close());
     const sockets = pluginSockets(options, managed, {
-      driver: (kind) => networkDriverRoutes(endpoints, kind),
+      driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
       ipam: ipamRoutes(allocator, citizen.conflicts, (pool) => citizen.rulesForPool(pool)),
       dhcpIpam: dhcpIpamRoutes(new DhcpAddresses(driver, keeper, askingLinks)),
     });

@@ -16,6 +16,7 @@
  * a periodic tick that finds a pass running (or waiting) is skipped.
  */
 import type { DockerEngine } from './api/docker/engine';
+import type { EngineVersion } from './api/docker/engine-version';
 import { dropForgottenRows, type ForgottenReport } from './api/docker/forgotten';
 import type { SandboxAttachments } from './driver/attachments';
 import type { NetworkDriver } from './driver/network-driver';
@@ -67,6 +68,8 @@ export interface HousekeepingParts {
   askingLinksInUse?: () => ReadonlySet<string>;
   /** Absent where no IPAM driver runs (an offline gc). */
   ipam?: IpamHousekeeping;
+  /** Where the engine's version is kept, learned on the way (api/docker/engine-version.ts). */
+  engineVersion?: EngineVersion;
 }
 
 /** What one pass is asked to do. */
@@ -133,6 +136,7 @@ export class Housekeeping {
         dryRun,
         graceMs,
         acceptEngine: options.acceptEngine === true,
+        onVersion: (version) => this.parts.engineVersion?.learned(version),
       }),
       Vanished: attachments.collectVanished(dryRun),
       Reconcile: reconcile(rtnl, store, log, {

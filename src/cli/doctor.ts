@@ -24,6 +24,7 @@ import { formatPrefix } from '../net/address';
 import { describeLease } from './status';
 import { silentLogger } from '../log';
 import { describeHolder, isLocked, lockHolder } from '../state/lock';
+import { engineFeatures } from '../api/docker/engine-version';
 import { managedPeerSocket } from '../api/docker/sockets';
 import { recordedLinkGroups } from '../driver/link-ownership';
 import { DRIVER_KINDS } from '../model/network';
@@ -141,6 +142,16 @@ async function dockerChecks(options: DoctorOptions, add: Add): Promise<void> {
     const answer = await unixHttp(options.dockerSocket, 'GET', '/version', undefined, 3_000);
     const version = (JSON.parse(answer.body) as { Version?: unknown }).Version;
     add('dockerd', 'ok', `dockerd ${typeof version === 'string' ? version : '?'} answers at ${options.dockerSocket}`);
+    if (typeof version === 'string') {
+      const features = engineFeatures(version);
+      add(
+        'docker engine',
+        'ok',
+        features.length === 0
+          ? `Docker ${version}: the remote driver API of 20.10 (no endpoint sysctls, no announcements of its own)`
+          : `Docker ${version} gives lanplug's networks: ${features.join(', ')}`,
+      );
+    }
   } catch (err) {
     add(
       'dockerd',

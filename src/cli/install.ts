@@ -23,6 +23,7 @@ import { LanplugError } from '../errors';
 import { installCniExecutables, uninstallCniExecutables } from '../install/cni';
 import { MARKER, SERVICE, SOCKET_UNITS, unitFiles, type UnitSettings } from '../install/units';
 import type { StoreChoice } from '../state/etcd/store-option';
+import { prepareStateDir } from '../state/state-dir';
 
 export const UNIT_DIR = '/etc/systemd/system';
 
@@ -66,6 +67,15 @@ export function install(options: InstallOptions): string[] {
     rmSync(link, { force: true });
     symlinkSync(join(UNIT_DIR, unit.name), link);
     done.push(`enabled ${unit.name} (${link})`);
+  }
+  // The service may write only there (ProtectSystem=strict): the state directory must exist before it starts.
+  const stateDir = join(options.root, options.settings.stateDir);
+  if (!existsSync(stateDir)) {
+    if (options.dryRun) done.push(`would make ${stateDir} (mode 0700)`);
+    else {
+      prepareStateDir(stateDir);
+      done.push(`made ${stateDir} (mode 0700)`);
+    }
   }
   if (!options.dryRun && systemdRunsHere(options.root)) {
     systemctl(['daemon-reload']);

@@ -149,6 +149,9 @@ export async function main(argv: readonly string[]): Promise<number> {
             program: [process.execPath, ...DAEMON_NODE_FLAGS, lanplugProgram()],
             daemonArguments: daemonArguments(flags),
             pluginDir: daemon.pluginDir,
+            stateDir: daemon.stateDir,
+            cniSocket: daemon.cniSocket,
+            usesIp: daemon.addressStore.kind === 'etcd',
           },
           cni: cni && daemon.cniSocket !== null ? { packageRoot: packageRoot(), socket: daemon.cniSocket } : null,
         });

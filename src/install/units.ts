@@ -5,6 +5,7 @@
  * at once and its first call simply waits in the socket's queue until the
  * daemon — started on that first connection, or at boot — accepts it.
  */
+import { dirname } from 'node:path';
 import { invalidArgument } from '../errors';
 
 export const MARKER = '# Written by `lanplug install`; `lanplug uninstall` removes it.';
@@ -16,6 +17,12 @@ export interface UnitSettings {
   daemonArguments: readonly string[];
   /** Where the socket units listen. */
   pluginDir: string;
+  /** The daemon's state directory: with the plugin directory, all the service may write. */
+  stateDir: string;
+  /** Where the daemon's CNI socket is (its directory is writable too); null: no CNI front end. */
+  cniSocket: string | null;
+  /** The daemon talks to etcd (shared pools): the only IP traffic it has; without, it has none. */
+  usesIp: boolean;
 }
 
 export interface UnitFile {
@@ -63,8 +70,13 @@ export function checkUnitSettings(settings: UnitSettings): void {
     if (PATH_FLAGS.includes(flag) && !value.startsWith('/') && !(flag === '--cni-socket' && value === 'off'))
       throw invalidArgument(`${flag} must be an absolute path for the service (it runs from /); got '${value}'`);
   }
-  if (hasControl(settings.pluginDir))
-    throw invalidArgument(`--plugin-dir must not hold control characters; got ${JSON.stringify(settings.pluginDir)}`);
+  for (const [flag, path] of [
+    ['--plugin-dir', settings.pluginDir],
+    ['--state-dir', settings.stateDir],
+    ['--cni-socket', settings.cniSocket ?? ''],
+  ] as const)
+    if (hasControl(path))
+      throw invalidArgument(`${flag} must not hold control characters; got ${JSON.stringify(path)}`);
   const longest = Math.max(...SOCKET_UNITS.map((s) => Buffer.byteLength(`${settings.pluginDir}/${s.plugin}.sock`)));
   if (longest > UNIX_PATH_MAX)
     throw invalidArgument(
@@ -73,6 +85,15 @@ export function checkUnitSettings(settings: UnitSettings): void {
 }
 
 export const SERVICE = 'lanplug.service';
+
+/**
+ * The capabilities the daemon uses, and the only ones the service has: links, addresses, routes and
+ * sysctls (CAP_NET_ADMIN), ARP probes, announcements and DHCP frames on packet sockets
+ * (CAP_NET_RAW), and entering a container's network namespace to keep its DHCP lease or to attach a
+ * CNI pod (CAP_SYS_ADMIN, which setns() asks for). The e2e files that run the daemon with exactly
+ * these (test/lab/lanplug.ts) prove it needs no more.
+ */
+export const SERVICE_CAPABILITIES = ['CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_SYS_ADMIN'] as const;
 /** One socket unit per plugin: the unit's name, and the plugin (socket file and FileDescriptorName) it holds. */
 export const SOCKET_UNITS = [
   { unit: 'lanplug-macvlan.socket', plugin: 'lanplug-macvlan', what: 'lanplug-macvlan Docker network driver' },
@@ -105,7 +126,7 @@ ExecStart=${exec}
 Restart=on-failure
 RestartSec=1s
 TimeoutStopSec=20s
-
+${sandbox(settings)}
 [Install]
 WantedBy=multi-user.target
 Also=${sockets.join(' ')}
@@ -134,6 +155,55 @@ WantedBy=sockets.target
 `,
     })),
   ];
+}
+
+/**
+ * What the service may do, and nothing more (systemd.exec; `systemd-analyze security lanplug`
+ * scores it). Left out, and why: ProtectKernelTunables (lanplug keeps its own links quiet through
+ * /proc/sys/net/ipv6/conf/<link>/), MemoryDenyWriteExecute (V8 compiles JavaScript into executable
+ * memory), PrivateNetwork (the daemon works on the host's links); IPAddressDeny only where it talks to
+ * etcd (its only IP traffic: DHCP and the LAN probes are frames on packet sockets, Docker a unix socket).
+ * RestrictNamespaces=net still lets it enter a container's network namespace, and nothing else.
+ */
+function sandbox(settings: UnitSettings): string {
+  const writable = [
+    settings.stateDir,
+    settings.pluginDir,
+    ...(settings.cniSocket === null ? [] : [dirname(settings.cniSocket)]),
+  ];
+  // '-': a directory that does not exist yet (the plugin directory before the first socket) is no failure.
+  const paths = [...new Set(writable)].map((path) => quotedPath(`-${path}`)).join(' ');
+  return `CapabilityBoundingSet=${SERVICE_CAPABILITIES.join(' ')}
+NoNewPrivileges=yes
+ProtectSystem=strict
+ReadWritePaths=${paths}
+ProtectHome=yes
+PrivateTmp=yes
+PrivateMounts=yes
+PrivateDevices=yes
+DevicePolicy=closed
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_PACKET AF_INET AF_INET6
+RestrictNamespaces=net
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallErrorNumber=EPERM
+UMask=0077
+${settings.usesIp ? '' : 'IPAddressDeny=any\n'}`;
+}
+
+/** A path in a list setting (ReadWritePaths=): `%` doubled, in double quotes when it holds more than plain characters. */
+function quotedPath(path: string): string {
+  const escaped = specifierSafe(path);
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
 /** `%` starts a specifier in every unit setting (%h, %n, …): doubled, it is a `%`. */

@@ -9,7 +9,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OPT } from '../../src/dhcp/message';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
-import { startLanplug } from '../lab/lanplug';
+import { restrictLanplugTo, startLanplug } from '../lab/lanplug';
 import { runOk, sleep } from '../lab/proc';
 import { RogueDhcpServer } from '../lab/rogue-dhcp';
 import {
@@ -21,7 +21,10 @@ import {
   runAllAtOnce,
   useLab,
 } from './helpers';
+import { SERVICE_CAPABILITIES } from '../../src/install/units';
 
+// The daemon holds only what the service's unit gives it: this file proves that is enough.
+restrictLanplugTo(SERVICE_CAPABILITIES);
 const lab = useLab({ addresses: ['172.16.86.1/24'] });
 const RANGE: [string, string] = ['172.16.86.100', '172.16.86.150'];
 let server: DhcpServer;

@@ -14,10 +14,14 @@ import { join } from 'node:path';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import { containerNetwork, eventually, useLab } from './helpers';
+import { SERVICE_CAPABILITIES } from '../../src/install/units';
+import { capabilitiesOf, restrictLanplugTo } from '../lab/lanplug';
 
 /** The Docker host's own addresses on the LAN (its eth0, the parent): never a container's. */
 const HOST_V4 = '172.16.86.4';
 const HOST_V6 = '2001:db8:86::4';
+// The daemon holds only what the service's unit gives it: this file proves that is enough.
+restrictLanplugTo(SERVICE_CAPABILITIES);
 const lab = useLab({
   addresses: ['172.16.86.1/24', '2001:db8:86::1/64'],
   hostAddresses: [`${HOST_V4}/24`, `${HOST_V6}/64`],
@@ -275,4 +279,15 @@ test("the LAN hears this host's address only from the host's own interface: neit
   const macs = [...replies.matchAll(/reply from \S+ \[([0-9a-f:]{17})\]/g)].map((m) => m[1]);
   assert.ok(macs.length >= 3, replies);
   assert.deepEqual([...new Set(macs)], [eth0], `every answer for ${HOST_V4} comes from the host's eth0: ${replies}`);
+});
+
+test("the daemon runs with the service unit's capabilities and no more (NET_ADMIN, NET_RAW, SYS_ADMIN), and everything in this file works so", () => {
+  const bits = (caps: readonly string[]): bigint =>
+    caps.reduce(
+      (mask, cap) => mask | (1n << BigInt({ CAP_NET_ADMIN: 12, CAP_NET_RAW: 13, CAP_SYS_ADMIN: 21 }[cap] ?? 63)),
+      0n,
+    );
+  const held = capabilitiesOf(lab.plugin.pid);
+  assert.equal(held.bounding, bits(SERVICE_CAPABILITIES));
+  assert.equal(held.effective, bits(SERVICE_CAPABILITIES));
 });

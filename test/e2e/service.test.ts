@@ -23,6 +23,7 @@ import {
   readFileSync,
   readlinkSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -239,6 +240,10 @@ test("install with every daemon flag: systemd reads the service's command line b
     ]);
     const socket = systemdReads(units, 'lanplug-macvlan.socket');
     assert.match(socket, /^\s+ListenStream: \/run\/plug ins\/100%\/lanplug-macvlan\.sock$/m);
+    // The sandbox: what it may write (the state and plugin directories, the CNI socket's), its capabilities.
+    assert.match(service, /^\s+ReadWritePaths: -\/srv\/lan plug\/\$HOME\/%h -\/run\/plug ins\/100% -\/run\/lanplug$/m);
+    assert.match(service, /^\s+CapabilityBoundingSet: cap_net_admin cap_net_raw cap_sys_admin$/m);
+    assert.doesNotMatch(service, /IPAddressDeny/, 'a daemon that talks to etcd keeps its IP traffic');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
@@ -306,4 +311,23 @@ test('socket activation: dockerd talks to sockets systemd-socket-activate holds;
     await new Promise((resolve) => child.once('close', resolve));
   }
   assert.match(daemonLog(), /"msg":"lanplug daemon stopped"/);
+});
+
+test("the service runs in a sandbox that systemd-analyze security scores below 3.0 ('OK'), with only the capabilities the daemon uses", () => {
+  const root = mkdtempSync(join(tmpdir(), 'lanplug-root-'));
+  try {
+    const installed = lanplug(['install', '--root', root]);
+    assert.equal(installed.status, 0, installed.stderr);
+    assert.equal(statSync(join(root, 'var/lib/lanplug')).mode & 0o777, 0o700, 'the state directory is made, root-only');
+    const review = run(['systemd-analyze', 'security', '--offline=yes', `--root=${root}`, 'lanplug.service']);
+    const score = /Overall exposure level for lanplug\.service: (\d+\.\d+) (\w+)/.exec(review.stdout);
+    assert.ok(score !== null, review.stdout + review.stderr);
+    process.stdout.write(`# systemd-analyze security lanplug.service: ${score[1]} ${score[2]}\n`);
+    assert.ok(Number(score[1]) < 3.0, `exposure ${score[1]} ${score[2]}`);
+    const unit = readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
+    assert.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_ADMIN$/m);
+    assert.match(unit, /^IPAddressDeny=any$/m, 'no IP traffic without etcd');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

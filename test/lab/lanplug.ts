@@ -134,6 +134,31 @@ function connectable(sock: string): Promise<boolean> {
  * namespace and dockerd's mount namespace (nsenter), stdout/stderr to files; resolves when its
  * sockets accept connections, rejects (with its stderr) if it exits or times out first.
  */
+/** The capabilities every lanplug daemon this process starts may hold; null: all of root's. */
+let capabilities: readonly string[] | null = null;
+
+/**
+ * From now on, every daemon this test file starts holds only `caps` (e.g. the service's
+ * CapabilityBoundingSet), with no way to gain more: run under setpriv, as systemd runs the service.
+ */
+export function restrictLanplugTo(caps: readonly string[]): void {
+  capabilities = caps;
+}
+
+function withCapabilities(program: readonly string[]): string[] {
+  if (capabilities === null) return [...program];
+  const allowed = capabilities.map((c) => `+${c.replace(/^CAP_/, '').toLowerCase()}`).join(',');
+  return ['setpriv', '--bounding-set', `-all,${allowed}`, '--inh-caps', '-all', '--no-new-privs', '--', ...program];
+}
+
+/** The capability sets a running process holds (/proc/PID/status, CapEff and CapBnd), as bit masks. */
+export function capabilitiesOf(pid: number): { effective: bigint; bounding: bigint } {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mask = (name: string): bigint =>
+    BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1] ?? '0'}`);
+  return { effective: mask('CapEff'), bounding: mask('CapBnd') };
+}
+
 export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): Promise<Lanplug> {
   const n = dh.nextLanplugIndex();
   const stateDir = opts.stateDir ?? path.join(dh.dir, `lanplug-state-${n}`);
@@ -142,7 +167,9 @@ export async function startLanplug(dh: DockerHost, opts: LanplugOptions = {}): P
   fs.mkdirSync(pluginDir, { recursive: true });
   const root = repoRoot();
   // As the product runs it (the service, npm start): with the daemon's node flags.
-  const program = opts.command ?? [process.execPath, ...DAEMON_NODE_FLAGS, path.join(root, 'bin', 'lanplug')];
+  const program = withCapabilities(
+    opts.command ?? [process.execPath, ...DAEMON_NODE_FLAGS, path.join(root, 'bin', 'lanplug')],
+  );
   // lanplug asks this host's dockerd (in the background) which rows it has forgotten.
   const dockerHost = opts.command === undefined ? ['--docker-host', `unix://${dh.sock}`] : [];
   const argv = [

@@ -62,6 +62,7 @@ test('activation and capabilities', async () => {
   assert.deepEqual((await post('/NetworkDriver.GetCapabilities', '')).json, {
     Scope: 'local',
     ConnectivityScope: 'global',
+    GwAllocChecker: true,
   });
 });
 

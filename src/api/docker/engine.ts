@@ -21,17 +21,20 @@ export class DockerEngine {
   ) {}
 
   /**
-   * The engine's ID (`docker info`'s ID): what tells this dockerd from another one behind a
-   * mistyped --docker-host. Throws when dockerd does not answer.
+   * The engine's ID (`docker info`'s ID: what tells this dockerd from another one behind a
+   * mistyped --docker-host) and its version. Throws when dockerd does not answer.
    */
-  async engineId(): Promise<string> {
+  async info(): Promise<{ id: string; version: string | null }> {
     const { status, body } = await unixHttp(this.socketPath, 'GET', '/info', undefined, this.timeoutMs);
     if (status !== 200) throw new LanplugError('Unavailable', `dockerd answered ${status} for /info`);
     const parsed: unknown = JSON.parse(body);
-    const id = typeof parsed === 'object' && parsed !== null ? (parsed as { ID?: unknown }).ID : undefined;
+    const field = (name: string): unknown =>
+      typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>)[name] : undefined;
+    const id = field('ID');
     if (typeof id !== 'string' || id === '')
       throw new LanplugError('Unavailable', 'dockerd named no engine ID in /info');
-    return id;
+    const version = field('ServerVersion');
+    return { id, version: typeof version === 'string' ? version : null };
   }
 
   /** The network as Docker sees it, null when Docker does not know it; throws when dockerd does not answer. */

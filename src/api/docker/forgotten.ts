@@ -45,7 +45,14 @@ export async function dropForgottenRows(
   engine: DockerEngine,
   memory: EngineMemory,
   log: Logger,
-  options: { dryRun?: boolean; graceMs?: number; now?: number; acceptEngine?: boolean } = {},
+  options: {
+    dryRun?: boolean;
+    graceMs?: number;
+    now?: number;
+    acceptEngine?: boolean;
+    /** The engine's version, as dockerd told it (engine-version.ts). */
+    onVersion?: (version: string) => void;
+  } = {},
 ): Promise<ForgottenReport> {
   const now = options.now ?? Date.now();
   const grace = options.graceMs ?? DEFAULT_GRACE_MS;
@@ -53,7 +60,9 @@ export async function dropForgottenRows(
   const views = new Map<string, Awaited<ReturnType<DockerEngine['network']>>>();
   let engineId: string;
   try {
-    engineId = await engine.engineId();
+    const info = await engine.info();
+    engineId = info.id;
+    if (info.version !== null && options.dryRun !== true) options.onVersion?.(info.version);
     for (const network of dockerNetworks(driver))
       views.set(network.spec.networkId, await engine.network(network.spec.networkId));
   } catch (err) {

@@ -4,12 +4,14 @@
  * every decision, and every wait, is the service's.
  */
 import type { EndpointService } from '../../endpoint/service';
+import type { EngineVersion } from './engine-version';
 import type { DriverKind } from '../../model/network';
 import type { JsonObject } from './decode';
 import {
   decodeCreateEndpoint,
   decodeCreateNetwork,
   decodeEndpointRef,
+  decodeGwAllocCheck,
   decodeJoin,
   decodeNetworkRef,
   encodeCreateEndpoint,
@@ -25,15 +27,32 @@ export function networkDriverDescription(): [string, Handler][] {
   return [
     ['/Plugin.Activate', () => ({ Implements: ['NetworkDriver'] })],
     // Scope local: each host keeps its own view; ConnectivityScope global: the LAN spans hosts (as Docker's macvlan).
-    ['/NetworkDriver.GetCapabilities', () => ({ Scope: 'local', ConnectivityScope: 'global' })],
+    // GwAllocChecker: Docker 28 and later ask, before each network, whether to reserve a default gateway.
+    ['/NetworkDriver.GetCapabilities', () => ({ Scope: 'local', ConnectivityScope: 'global', GwAllocChecker: true })],
   ];
 }
 
-/** Each of the driver API's methods: its body decoded, one call to the endpoint service, the answer encoded. */
-export function networkDriverRoutes(endpoints: EndpointService, kind: DriverKind): ReadonlyMap<string, Handler> {
+/**
+ * Each of the driver API's methods: its body decoded, one call to the endpoint service, the answer
+ * encoded. `engine`: the engine's version as last learned (GwAllocCheck's answer follows it); null:
+ * as on an engine not known yet.
+ */
+export function networkDriverRoutes(
+  endpoints: EndpointService,
+  kind: DriverKind,
+  engine: EngineVersion | null = null,
+): ReadonlyMap<string, Handler> {
   const nothing = (): JsonObject => ({});
   return new Map<string, Handler>([
     ...networkDriverDescription(),
+    [
+      '/NetworkDriver.GwAllocCheck',
+      (body) => {
+        const { internal } = decodeGwAllocCheck(body);
+        const skip = engine === null ? internal : engine.skipsGateway(internal);
+        return { SkipIPv4: skip, SkipIPv6: skip };
+      },
+    ],
     [
       '/NetworkDriver.CreateNetwork',
       async (body) => {

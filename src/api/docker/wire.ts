@@ -29,6 +29,13 @@ import {
 export const GENERIC_OPTIONS = 'com.docker.network.generic';
 export const INTERNAL = 'com.docker.network.internal';
 
+/** GwAllocCheck (Docker 28+): the network's options, before it is created; only whether it is internal matters. */
+export function decodeGwAllocCheck(body: JsonObject): { internal: boolean } {
+  const options = optionalObject(body, 'Options');
+  const generic = optionalObject(options, GENERIC_OPTIONS);
+  return { internal: optionalBoolean(options, INTERNAL) || generic[INTERNAL] === 'true' };
+}
+
 export function decodeCreateNetwork(driver: DriverKind, body: JsonObject): CreateNetworkRequest {
   const options = optionalObject(body, 'Options');
   const generic = optionalObject(options, GENERIC_OPTIONS);
