@@ -191,7 +191,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         return (address) => lanOrHost(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId);
       },
     });
-    const endpoints = new EndpointService(driver, citizen.conflicts, dhcp);
+    const endpoints = new EndpointService(driver, citizen.conflicts, dhcp, cni.attachments);
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
     const control = await PluginServer.listen(
       options.stateDir,
@@ -231,7 +231,10 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       closers.add(server, (s) => s.close());
     }
     if (options.cniSocket !== null)
-      closers.add(await CniServer.listen(options.cniSocket, (call) => runCni(call, cni, log), log), (s) => s.close());
+      closers.add(
+        await CniServer.listen(options.cniSocket, (call) => runCni(call, { endpoints, ipam: cni.ipam }, log), log),
+        (s) => s.close(),
+      );
     citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });
     closers.add(citizen, (c) => c.stop());
     closers.add(housekeeping.every(options.recheckMs, options.forgottenGraceMs), (stop) => stop());

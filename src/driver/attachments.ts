@@ -10,8 +10,11 @@
  * along. The wait keeps a runtime that starts and stops one container after
  * another from paying for the network (its LAN eye, its parent) every time.
  *
- * Every operation is synchronous, as the driver's are: two ADDs never
- * interleave, so no address can be handed out twice between a check and a claim.
+ * Every operation is synchronous, as the driver's are; an ADD comes in two
+ * halves (prepare: addresses claimed and recorded; complete: the link made in
+ * the namespace), between which the endpoint service asks the LAN about the
+ * addresses (src/endpoint/service.ts). The claim comes first, so no address can
+ * be handed out twice while the LAN is asked.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -47,6 +50,15 @@ export interface AttachRequest {
   mac: string | null;
   requestedIps: readonly IpAddress[];
   sandbox: Sandbox;
+}
+
+/** An attachment between its two halves (SandboxAttachments.prepare and complete). */
+export interface PreparedAttachment {
+  request: AttachRequest;
+  networkId: string;
+  endpointId: string;
+  claims: RangeAllocation[];
+  assignedMac: string | null;
 }
 
 export interface Attached {
@@ -87,7 +99,12 @@ export class SandboxAttachments {
     this.idle.clear();
   }
 
-  attach(request: AttachRequest): Attached {
+  /**
+   * The first half of an ADD: the attachment recorded with its addresses (claims and row together: a
+   * crash leaves neither an orphaned claim nor a row without one), nothing made in the namespace yet.
+   * The endpoint service asks the LAN about the addresses between the halves; `abandon` undoes this.
+   */
+  prepare(request: AttachRequest): PreparedAttachment {
     const { sandbox, networkName, driver } = request;
     const networkId = cniNetworkId(networkName);
     const endpointId = attachmentId(networkName, sandbox.containerId, sandbox.ifname);
@@ -108,20 +125,15 @@ export class SandboxAttachments {
       teardown.throwIfFailed();
     }
     this.ensureNetwork(request, networkId);
-
-    let claims: RangeAllocation[] = [];
-    let recorded = false;
-    let linkMade = false; // the link may be in the namespace
+    const claimed: RangeAllocation[] = [];
     try {
-      // The claims and the endpoint row land together: a crash leaves neither an orphaned claim nor a row without one.
       const created = this.store.transaction(() => {
         const reserved = [...request.auxAddresses.values()];
-        claims = request.rangeSets.map((set) =>
-          this.allocator.allocate(networkName, set, request.requestedIps, { reserved }),
-        );
-        checkRequestedUsed(request.requestedIps, claims);
-        const ipv4 = claims.find((c) => c.address.address.family === 4)?.address ?? null;
-        const ipv6 = claims.find((c) => c.address.address.family === 6)?.address ?? null;
+        for (const set of request.rangeSets)
+          claimed.push(this.allocator.allocate(networkName, set, request.requestedIps, { reserved }));
+        checkRequestedUsed(request.requestedIps, claimed);
+        const ipv4 = claimed.find((c) => c.address.address.family === 4)?.address ?? null;
+        const ipv6 = claimed.find((c) => c.address.address.family === 6)?.address ?? null;
         return this.driver.createEndpoint(driver, {
           networkId,
           endpointId,
@@ -133,9 +145,28 @@ export class SandboxAttachments {
           sandbox,
         });
       });
-      recorded = true;
-      // From here the namespace may hold our link (the ADD checked that it had none of that name).
-      linkMade = true;
+      return { request, networkId, endpointId, claims: claimed, assignedMac: created.assignedMac };
+    } catch (err) {
+      this.undoAttach(networkId, networkName, endpointId, sandbox, {
+        claims: claimed,
+        recorded: false,
+        linkMade: false,
+        mac: request.mac,
+      });
+      throw err;
+    }
+  }
+
+  /** The addresses a prepared attachment holds, for the check between the halves. */
+  addressesOf(prepared: PreparedAttachment): IpAddress[] {
+    return prepared.claims.map((c) => c.address.address);
+  }
+
+  /** The second half: the link made in the namespace and configured there; undone whole on a failure. */
+  complete(prepared: PreparedAttachment): Attached {
+    const { request, networkId, endpointId, claims } = prepared;
+    const { sandbox, networkName, driver } = request;
+    try {
       // Made under lanplug's own link name, renamed inside (configureSandbox): see Rtnl.createInNamespace.
       const madeAs = endpointLinkName(endpointId);
       withNamespaceFd(sandbox.netns, (namespaceFd) =>
@@ -160,15 +191,32 @@ export class SandboxAttachments {
       });
       return {
         ifname: sandbox.ifname,
-        mac: inside.mac ?? created.assignedMac ?? request.mac ?? '',
+        mac: inside.mac ?? prepared.assignedMac ?? request.mac ?? '',
         netns: sandbox.netns,
         addresses: claims.map((c) => ({ address: c.address, gateway: c.gateway })),
         routes,
       };
     } catch (err) {
-      this.undoAttach(networkId, networkName, endpointId, sandbox, { claims, recorded, linkMade, mac: request.mac });
+      // From the join on, the namespace may hold our link (the ADD checked that it had none of that name).
+      this.undoAttach(networkId, networkName, endpointId, sandbox, {
+        claims,
+        recorded: true,
+        linkMade: true,
+        mac: request.mac,
+      });
       throw err;
     }
+  }
+
+  /** A prepared attachment the LAN check refused: its row and claims go, nothing was made in the namespace. */
+  abandon(prepared: PreparedAttachment): void {
+    const { request, networkId, endpointId, claims } = prepared;
+    this.undoAttach(networkId, request.networkName, endpointId, request.sandbox, {
+      claims,
+      recorded: true,
+      linkMade: false,
+      mac: request.mac,
+    });
   }
 
   /**

@@ -86,15 +86,18 @@ export class NetworkDriver {
    * (a private network, a retried CreateEndpoint, no address).
    */
   addressCheck(driver: DriverKind, request: CreateEndpointRequest): AddressCheck | null {
-    const network = this.requireNetwork(request.networkId, driver);
-    const { spec } = network;
-    if (spec.parent.kind === 'private') return null;
     if (this.store.getEndpoint(request.networkId, request.endpointId) !== null) return null;
     const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a): a is IpAddress => a !== undefined);
-    if (addresses.length === 0) return null;
+    return this.addressCheckOf(driver, request.networkId, addresses);
+  }
+
+  /** addressCheck for `addresses` on a network, whatever is recorded (a CNI attachment checks its own). */
+  addressCheckOf(driver: DriverKind, networkId: string, addresses: readonly IpAddress[]): AddressCheck | null {
+    const { spec } = this.requireNetwork(networkId, driver);
+    if (spec.parent.kind === 'private' || addresses.length === 0) return null;
     const link = spec.conflict === 'off' ? null : this.lanLink(spec);
     return {
-      addresses,
+      addresses: [...addresses],
       lan: link === null || spec.conflict === 'off' ? null : { link, policy: spec.conflict, networkId: spec.networkId },
     };
   }

@@ -24,9 +24,20 @@ import type {
 } from '../driver/requests';
 import type { NetworkDriver } from '../driver/network-driver';
 import type { EndpointRecord, DriverKind } from '../model/network';
-import { ADVICE_DEFAULT_IPAM, HOST_ADVICE_DEFAULT_IPAM, type LanConflicts } from '../lan/conflicts';
+import { ADVICE_DEFAULT_IPAM, ADVICE_EXPLICIT, HOST_ADVICE_DEFAULT_IPAM, type LanConflicts } from '../lan/conflicts';
+import {
+  attachmentId,
+  cniNetworkId,
+  type AttachRequest,
+  type Attached,
+  type SandboxAttachments,
+} from '../driver/attachments';
+import { LanplugError } from '../errors';
 import type { DhcpEndpoints } from './dhcp-endpoints';
 import { NetworkQueue } from './queue';
+
+/** Addresses a CNI range chooses in a row before an ADD gives up (each the LAN was seen using is skipped). */
+const ATTACH_TRIES = 4;
 
 export class EndpointService {
   private readonly queue = new NetworkQueue();
@@ -37,6 +48,8 @@ export class EndpointService {
     private readonly lan: LanConflicts | null,
     /** DHCP endpoints; null where no DHCP network can exist (a managed plugin refuses them at create). */
     private readonly dhcp: DhcpEndpoints | null,
+    /** CNI attachments; null where no CNI front end runs. */
+    private readonly attachments: SandboxAttachments | null = null,
   ) {}
 
   createNetwork(request: CreateNetworkRequest): Promise<void> {
@@ -94,6 +107,69 @@ export class EndpointService {
       this.dhcp?.release(ref.networkId, ref.endpointId, 'endpoint removed');
       this.driver.deleteEndpoint(ref.networkId, ref.endpointId);
     });
+  }
+
+  /**
+   * A CNI ADD: the attachment's addresses claimed and recorded, asked of the LAN as Docker's are
+   * (never this host's; the LAN per the network's policy), then the link made in the namespace. An
+   * address the range chose that the LAN uses is skipped for the next (the LAN's answer is
+   * remembered); one the runtime asked for is refused in one line.
+   */
+  attach(request: AttachRequest): Promise<Attached> {
+    const attachments = this.requireAttachments();
+    const networkId = cniNetworkId(request.networkName);
+    const endpointId = attachmentId(request.networkName, request.sandbox.containerId, request.sandbox.ifname);
+    return this.queue.forEndpoint(networkId, endpointId, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const prepared = attachments.prepare(request);
+        const check =
+          this.lan === null
+            ? null
+            : this.driver.addressCheckOf(request.driver, networkId, attachments.addressesOf(prepared));
+        try {
+          if (this.lan !== null && check !== null)
+            await this.lan.requireUsable(check, { host: () => 'ask for another address', lan: ADVICE_EXPLICIT });
+        } catch (err) {
+          attachments.abandon(prepared);
+          const chosen = request.requestedIps.length === 0;
+          if (chosen && err instanceof LanplugError && err.code === 'Conflict' && attempt < ATTACH_TRIES) continue;
+          throw err;
+        }
+        return attachments.complete(prepared);
+      }
+    });
+  }
+
+  /** A CNI DEL: idempotent, best effort (driver/attachments.ts). */
+  detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<void> {
+    const attachments = this.requireAttachments();
+    return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () =>
+      attachments.detach(networkName, containerId, ifname, netns),
+    );
+  }
+
+  /** A CNI CHECK. */
+  checkAttachment(networkName: string, containerId: string, ifname: string, netns: string): Promise<void> {
+    const attachments = this.requireAttachments();
+    return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () =>
+      attachments.check(networkName, containerId, ifname, netns),
+    );
+  }
+
+  /** A CNI GC: every attachment of the network but those `keep` names goes; alone on the network. */
+  collectAttachments(networkName: string, keep: readonly { containerId: string; ifname: string }[]): Promise<number> {
+    const attachments = this.requireAttachments();
+    return this.queue.forNetwork(cniNetworkId(networkName), () => attachments.collect(networkName, keep));
+  }
+
+  /** CNI STATUS: ready for an ADD when the parent is there and up. Waits for nothing. */
+  attachmentsReady(options: Readonly<Record<string, string>>): void {
+    this.requireAttachments().ready(options);
+  }
+
+  private requireAttachments(): SandboxAttachments {
+    if (this.attachments === null) throw new LanplugError('Internal', 'no CNI front end runs in this daemon');
+    return this.attachments;
   }
 
   /** Read only, and never waits: what Docker shows in `docker network inspect`. */

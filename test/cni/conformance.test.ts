@@ -143,6 +143,34 @@ for (const version of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
   });
 }
 
+test('ADD asks the LAN first, as a Docker endpoint does: an address a LAN device holds is skipped for the next; asked for by IP, it is refused naming the device', async () => {
+  const stdin = (extra: Record<string, unknown> = {}): string =>
+    conf('1.0.0', { name: 'probed', ...extra }, { rangeStart: '172.16.86.160', rangeEnd: '172.16.86.169' });
+  const squatter = lan.addLanHost('squat', '172.16.86.160/24');
+  const squatterMac = /link\/ether ([0-9a-f:]{17})/.exec(squatter.execOk(['ip', 'link', 'show', 'eth0']))?.[1];
+  const sb = newSandbox();
+  const other = newSandbox();
+  try {
+    const out = await add(sb, stdin());
+    assert.equal(out.code, 0, out.stdout);
+    assert.equal(resultAddress(out), '172.16.86.161/24', "the range's first address answered: skipped");
+    const refused = await add(other, stdin({ runtimeConfig: { ips: ['172.16.86.160/24'] } }));
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      String(refused.json?.['msg']),
+      new RegExp(
+        `address 172\\.16\\.86\\.160 is in use on the LAN by ${squatterMac ?? '?'} \\(it answered an ARP probe on eth0\\)`,
+      ),
+    );
+    assert.equal(linkIn(other.ns, 'eth0'), null, 'nothing was made in the refused one');
+    assert.equal((await del(sb, stdin())).code, 0);
+  } finally {
+    squatter.destroy();
+    dropSandbox(sb.ns);
+    dropSandbox(other.ns);
+  }
+});
+
 test('a second ADD with the same interface name fails and leaves the first attachment working', async () => {
   const sb = newSandbox();
   const first = await add(sb);

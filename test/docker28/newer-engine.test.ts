@@ -144,3 +144,57 @@ test('--ipv4=false with --ipam-driver lanplug-dhcp: the address comes from DHCPv
   lab.host.dockerOk(['network', 'rm', 'dhcp6']);
   assertNoLanplugLinks(lab.host);
 });
+
+test('gw-priority between two lanplug networks: the default route follows the higher one, either way round; GwAllocCheck keeps 28’s gateway without --gateway', () => {
+  // No --gateway on the second: Docker 28 reserves the subnet's first address (lanplug's GwAllocCheck answer on 28).
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=172.16.86.0/24',
+    '--gateway=172.16.86.1',
+    '-o',
+    'parent=eth0',
+    'first',
+  ]);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=10.86.0.0/24',
+    '-o',
+    'parent=eth0',
+    'second',
+  ]);
+  assert.equal(
+    lab.host.dockerOk(['network', 'inspect', 'second', '--format', '{{range .IPAM.Config}}{{.Gateway}}{{end}}']).trim(),
+    '10.86.0.1',
+  );
+  for (const [high, via] of [
+    ['first', '172.16.86.1'],
+    ['second', '10.86.0.1'],
+  ] as const) {
+    const low = high === 'first' ? 'second' : 'first';
+    lab.host.dockerOk([
+      'run',
+      '-d',
+      '--network',
+      `name=${high},gw-priority=10`,
+      '--network',
+      `name=${low},gw-priority=1`,
+      '--name',
+      `prio-${high}`,
+      'alpine:latest',
+      'sleep',
+      '3600',
+    ]);
+    assert.match(
+      lab.host.dockerOk(['exec', `prio-${high}`, 'ip', 'route', 'show', 'default']),
+      new RegExp(`default via ${via.replace(/\./g, '\\.')} `),
+    );
+    lab.host.dockerOk(['rm', '-f', `prio-${high}`]);
+  }
+  lab.host.dockerOk(['network', 'rm', 'first', 'second']);
+});

@@ -3,7 +3,7 @@
  * typed attachment operations, with the answer (result or error JSON, exit
  * code) in the version the configuration asked for.
  */
-import type { SandboxAttachments } from '../../driver/attachments';
+import type { EndpointService } from '../../endpoint/service';
 import type { CniIpam } from '../../ipam/cni-ipam';
 import type { Logger } from '../../log';
 import type { JsonObject } from '../json';
@@ -30,15 +30,15 @@ function reportedVersion(stdin: string): string {
   }
 }
 
-/** What the CNI front end drives: lanplug's main plugins, and its IPAM plugin for others'. */
+/** What the CNI front end drives: lanplug's main plugins (through the endpoint service), and its IPAM plugin for others'. */
 export interface CniServices {
-  attachments: SandboxAttachments;
+  endpoints: EndpointService;
   ipam: CniIpam;
 }
 
-export function runCni(invocation: CniInvocation, services: CniServices, log: Logger): CniAnswer {
+export async function runCni(invocation: CniInvocation, services: CniServices, log: Logger): Promise<CniAnswer> {
   try {
-    const stdout = dispatch(invocation, services);
+    const stdout = await dispatch(invocation, services);
     return { exitCode: 0, stdout: stdout === null ? '' : `${JSON.stringify(stdout)}\n` };
   } catch (err) {
     const failure = toCniError(err);
@@ -49,33 +49,33 @@ export function runCni(invocation: CniInvocation, services: CniServices, log: Lo
   }
 }
 
-function dispatch(invocation: CniInvocation, services: CniServices): JsonObject | null {
+async function dispatch(invocation: CniInvocation, services: CniServices): Promise<JsonObject | null> {
   if (invocation.env.get('CNI_COMMAND') === 'VERSION') return versionAnswer();
   const env = parseEnvironment(invocation.env);
   const conf = parseConfigJson(invocation.stdin);
   if (isIpamDelegation(conf)) return ipamDispatch(env, conf, services.ipam);
-  const { attachments } = services;
+  const { endpoints } = services;
   const config = parseNetworkConfig(conf, env);
   requireVersionFor(env, config.cniVersion);
   switch (env.command) {
     case 'ADD':
-      return add(env, config, attachments);
+      return add(env, config, endpoints);
     case 'DEL':
-      attachments.detach(config.name, sandboxId(env), ifnameOf(env), env.netns);
+      await endpoints.detach(config.name, sandboxId(env), ifnameOf(env), env.netns);
       return null;
     case 'CHECK':
       if (config.prevResult === null) throw new CniError(CNI_ERROR.invalidConfig, 'CHECK needs prevResult');
-      attachments.check(config.name, sandboxId(env), ifnameOf(env), netnsOf(env));
+      await endpoints.checkAttachment(config.name, sandboxId(env), ifnameOf(env), netnsOf(env));
       return null;
     case 'STATUS':
       try {
-        attachments.ready(config.options);
+        endpoints.attachmentsReady(config.options);
       } catch (err) {
         throw new CniError(CNI_ERROR.pluginNotAvailable, toCniError(err).message);
       }
       return null;
     case 'GC':
-      attachments.collect(config.name, config.validAttachments ?? []);
+      await endpoints.collectAttachments(config.name, config.validAttachments ?? []);
       return null;
     case 'VERSION':
       return versionAnswer();
@@ -121,12 +121,12 @@ function ipamDispatch(env: CniEnvironment, conf: JsonObject, ipam: CniIpam): Jso
   }
 }
 
-function add(
+async function add(
   env: CniEnvironment,
   config: ReturnType<typeof parseNetworkConfig>,
-  attachments: SandboxAttachments,
-): JsonObject {
-  const attached = attachments.attach({
+  endpoints: EndpointService,
+): Promise<JsonObject> {
+  const attached = await endpoints.attach({
     networkName: config.name,
     driver: config.driver,
     options: config.options,

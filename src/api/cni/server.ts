@@ -23,7 +23,11 @@ export class CniServer {
     readonly path: string,
   ) {}
 
-  static async listen(path: string, handle: (invocation: CniInvocation) => CniAnswer, log: Logger): Promise<CniServer> {
+  static async listen(
+    path: string,
+    handle: (invocation: CniInvocation) => Promise<CniAnswer>,
+    log: Logger,
+  ): Promise<CniServer> {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     await removeDeadSocket(path);
     const server = createServer((socket) => serve(socket, handle, log));
@@ -44,7 +48,7 @@ export class CniServer {
   }
 }
 
-function serve(socket: Socket, handle: (invocation: CniInvocation) => CniAnswer, log: Logger): void {
+function serve(socket: Socket, handle: (invocation: CniInvocation) => Promise<CniAnswer>, log: Logger): void {
   const chunks: Buffer[] = [];
   let size = 0;
   socket.on('data', (chunk: Buffer) => {
@@ -58,14 +62,20 @@ function serve(socket: Socket, handle: (invocation: CniInvocation) => CniAnswer,
   });
   socket.on('end', () => {
     const invocation = decodeInvocation(Buffer.concat(chunks));
-    const answer: CniAnswer =
-      invocation === null
-        ? {
-            exitCode: 1,
-            stdout: `${JSON.stringify({ cniVersion: '1.1.0', code: 5, msg: 'malformed request from the lanplug CNI executable' })}\n`,
-          }
-        : handle(invocation);
-    socket.end(encodeAnswer(answer));
+    const malformed: CniAnswer = {
+      exitCode: 1,
+      stdout: `${JSON.stringify({ cniVersion: '1.1.0', code: 5, msg: 'malformed request from the lanplug CNI executable' })}\n`,
+    };
+    // runCni answers every failure itself; a rejection here would be a bug, answered as one.
+    (invocation === null ? Promise.resolve(malformed) : handle(invocation))
+      .catch((err: unknown): CniAnswer => ({
+        exitCode: 1,
+        stdout: `${JSON.stringify({ cniVersion: '1.1.0', code: 999, msg: String(err) })}\n`,
+      }))
+      .then(
+        (answer) => socket.end(encodeAnswer(answer)),
+        () => undefined,
+      );
   });
   socket.on('error', (err) => log.debug('CNI connection error', { error: String(err) }));
 }
