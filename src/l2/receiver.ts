@@ -6,15 +6,15 @@
  *
  * Why. A receive waits on the LAN, for as long as the LAN is quiet. Each
  * socket used to wait in its own blocking recv on libuv's pool (koffi's async
- * call, 100 ms at a time): 4 threads for the whole process, shared with fs,
+ * call, 100 ms at a time): libuv's default 4 threads, shared with fs,
  * dns, crypto and every other koffi async call (closing a socket, a netlink
  * request). From four listening sockets on (two watched parents, ARP and
  * IPv6 each) the LAN watch's receives held all four, and a probe's receive,
  * a DHCP answer, a socket's close and any fs call queued behind them: with 16
  * parents, 300 ms for an fs call, and 18 of 20 probes missed the device that
  * answered for their address (the bench's "LAN watch" rows). Now receiving holds one pool thread however many
- * sockets listen (none when none does), and the other three are never a
- * receive's. A worker_thread that polls would hold no pool thread at all,
+ * sockets listen (none when none does), and the rest of the pool (bin/lanplug
+ * makes it 16 threads) is never a receive's. A worker_thread that polls would hold no pool thread at all,
  * but a Node thread costs 10-15 MB of RSS (measured), an eighth of the
  * daemon's budget; a larger pool only moves the line.
  *
