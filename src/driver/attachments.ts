@@ -26,6 +26,7 @@ import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/netwo
 import type { IpAddress, IpPrefix } from '../net/address';
 import { CniIpam } from '../ipam/cni-ipam';
 import { randomMac } from '../ipam/mac';
+import { ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
 import { hostAddressMessage } from '../lan/host-addresses';
 import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
@@ -490,14 +491,15 @@ function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddre
     if (held.has(address.text)) return `Address already in use: ${address.text}`;
     const link = lan?.hostHolder(address) ?? null;
     if (link !== null) return hostAddressMessage(address, link, 'ask for another address');
-    return lan?.isKnownTaken(null, address) === true ? `Address already in use on the LAN: ${address.text}` : null;
+    const device = lan?.knownHolder(null, address) ?? null;
+    return device !== null ? inUseMessage(address, device, ADVICE_EXPLICIT) : null;
   };
 }
 
 /** What this host holds and the LAN is known to use (the daemon's LAN side); none for an offline `lanplug gc`. */
 export interface KnownTaken {
   /** `link` null: on any LAN (a CNI allocation does not probe from a link of its own). */
-  isKnownTaken(link: null, address: IpAddress): boolean;
+  knownHolder(link: null, address: IpAddress): { mac: string; how: string } | null;
   hostHolder(address: IpAddress): string | null;
 }
 

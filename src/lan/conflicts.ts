@@ -37,11 +37,7 @@ export interface AddressCheck {
   lan: LanCheck | null;
 }
 
-export function inUseMessage(
-  address: IpAddress,
-  verdict: Extract<ProbeVerdict, { inUse: true }>,
-  advice: string,
-): string {
+export function inUseMessage(address: IpAddress, verdict: { mac: string; how: string }, advice: string): string {
   return `address ${address.text} is in use on the LAN by ${verdict.mac} (${verdict.how}); ${advice}`;
 }
 
@@ -131,6 +127,11 @@ export class LanConflicts {
   isKnownTaken(link: ProbeLink | null, address: IpAddress): boolean {
     if (this.hostHolder(address) !== null) return true;
     return link === null ? this.guard.isKnownTakenAnywhere(address) : this.guard.isKnownTaken(link, address);
+  }
+
+  /** The device the LAN behind any link was seen using `address` from (not this host: see hostHolder). */
+  knownHolder(link: null, address: IpAddress): Extract<ProbeVerdict, { inUse: true }> | null {
+    return this.guard.knownHolderAnywhere(address);
   }
 
   /**

@@ -110,10 +110,17 @@ export class LanGuard {
    * name the link (it skips an address that may be free on its own LAN, never the other way round).
    */
   isKnownTakenAnywhere(address: IpAddress): boolean {
-    for (const [key, k] of this.known)
-      if (k.address.value === address.value && k.address.family === address.family && this.fresh(key)?.inUse === true)
-        return true;
-    return false;
+    return this.knownHolderAnywhere(address) !== null;
+  }
+
+  /** The answer of the device seen using `address` recently behind any link, to name it in a refusal. */
+  knownHolderAnywhere(address: IpAddress): Extract<ProbeVerdict, { inUse: true }> | null {
+    for (const [key, k] of this.known) {
+      if (k.address.value !== address.value || k.address.family !== address.family) continue;
+      const verdict = this.fresh(key);
+      if (verdict?.inUse === true) return verdict;
+    }
+    return null;
   }
 
   /** Drops answers too old to count (run now and then: the memory would otherwise only grow). */

@@ -63,6 +63,12 @@ export class CandidateWarmer {
         try {
           await this.conflicts.verdict(target.check, candidate);
         } catch (err) {
+          // The link is gone (the network was removed during the round, or its parent went away, which
+          // the parent watch reports): the next candidates would fail the same way.
+          if (/ENODEV|ENXIO/.test(String(err))) {
+            this.log.debug('background probes stopped: the link is gone', { network: target.check.networkId });
+            break;
+          }
           this.log.warn('a background probe failed', { address: candidate.text, error: String(err) });
         }
         await new Promise((resolve) => setTimeout(resolve, 1000 / PROBES_PER_SECOND));

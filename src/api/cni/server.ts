@@ -30,7 +30,9 @@ export class CniServer {
   ): Promise<CniServer> {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     await removeDeadSocket(path);
-    const server = createServer((socket) => serve(socket, handle, log));
+    // The executable half-closes after its request and reads the answer: the answer comes after
+    // asynchronous work, so the daemon's side must stay open past the request's end.
+    const server = createServer({ allowHalfOpen: true }, (socket) => serve(socket, handle, log));
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(path, () => {
