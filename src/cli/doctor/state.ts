@@ -22,68 +22,11 @@ import type { Add, DoctorOptions } from './check';
 
 export function stateChecks(options: DoctorOptions, add: Add): void {
   const dir = options.stateDir;
+  if (!stateDirChecks(dir, add)) return;
+  const store = openStore(dir, add);
+  if (store === null) return;
   try {
-    const problem = stateDirProblem(lstatSync(dir));
-    if (problem !== null) {
-      add(
-        'state directory',
-        'fail',
-        `${dir} ${problem}`,
-        `use a root-owned directory of mode 700, e.g. --state-dir /var/lib/lanplug`,
-      );
-      return;
-    }
-  } catch {
-    add(
-      'state directory',
-      'warn',
-      `${dir} does not exist yet: the daemon creates it at its first start`,
-      'lanplug install (or: lanplug daemon)',
-    );
-    return;
-  }
-  add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
-  if (isLocked(dir)) {
-    const holder = lockHolder(dir);
-    // A plugin's pid is in its own pid namespace: it is named instead.
-    const who =
-      holder === null ? '' : holder.owner.kind === 'plugin' ? `: ${describeHolder(holder)}` : ` (pid ${holder.pid})`;
-    add('daemon', 'ok', `running${who}`);
-  } else add('daemon', 'fail', `no lanplug daemon holds ${dir}`, 'systemctl start lanplug (or: lanplug daemon)');
-  let store: SqliteStore;
-  try {
-    store = SqliteStore.openReadOnly(dir);
-  } catch (err) {
-    const missing = err instanceof Error && /does not exist/.test(err.message);
-    add(
-      'state database',
-      missing ? 'warn' : 'fail',
-      err instanceof Error ? err.message : String(err),
-      missing ? undefined : `see the line above; the file is ${join(dir, DATABASE_FILE)}`,
-    );
-    return;
-  }
-  try {
-    // As the daemon sees the links: its own carry the state directory's link group.
-    const rtnl = openRtnl({ group: recordedLinkGroups(store)?.live ?? 0 });
-    try {
-      const report = reconcile(rtnl, store, silentLogger, { dryRun: true });
-      add(
-        'state database',
-        'ok',
-        `schema version ${store.foundVersion}, ${report.networks} networks, ${report.endpoints} endpoints, every row readable`,
-      );
-      const leftovers = store.listLeftovers();
-      if (report.actions.length === 0 && leftovers.length === 0)
-        add('kernel vs store', 'ok', `${report.links} links agree with the store`);
-      for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
-      hostAccessChecks(rtnl, store, add);
-      lanChecks(store, add);
-      lostChecks(store, add);
-      leaseChecks(store, add);
-    } finally {
-      rtnl.close();
-    }
+    recordChecks(store, add);
   } catch (err) {
     add(
       'state database',
@@ -93,6 +36,79 @@ export function stateChecks(options: DoctorOptions, add: Add): void {
     );
   } finally {
     store.close();
+  }
+}
+
+/** The state directory (root's, closed to others) and the daemon holding it; false when there is none to read. */
+function stateDirChecks(dir: string, add: Add): boolean {
+  try {
+    const problem = stateDirProblem(lstatSync(dir));
+    if (problem !== null) {
+      add(
+        'state directory',
+        'fail',
+        `${dir} ${problem}`,
+        `use a root-owned directory of mode 700, e.g. --state-dir /var/lib/lanplug`,
+      );
+      return false;
+    }
+  } catch {
+    add(
+      'state directory',
+      'warn',
+      `${dir} does not exist yet: the daemon creates it at its first start`,
+      'lanplug install (or: lanplug daemon)',
+    );
+    return false;
+  }
+  add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
+  if (isLocked(dir)) {
+    const holder = lockHolder(dir);
+    // A plugin's pid is in its own pid namespace: it is named instead.
+    const who =
+      holder === null ? '' : holder.owner.kind === 'plugin' ? `: ${describeHolder(holder)}` : ` (pid ${holder.pid})`;
+    add('daemon', 'ok', `running${who}`);
+  } else add('daemon', 'fail', `no lanplug daemon holds ${dir}`, 'systemctl start lanplug (or: lanplug daemon)');
+  return true;
+}
+
+/** The database, read-only; null (and why, as a check) when it cannot be opened. */
+function openStore(dir: string, add: Add): SqliteStore | null {
+  try {
+    return SqliteStore.openReadOnly(dir);
+  } catch (err) {
+    const missing = err instanceof Error && /does not exist/.test(err.message);
+    add(
+      'state database',
+      missing ? 'warn' : 'fail',
+      err instanceof Error ? err.message : String(err),
+      missing ? undefined : `see the line above; the file is ${join(dir, DATABASE_FILE)}`,
+    );
+    return null;
+  }
+}
+
+/** Every row readable, what `lanplug gc` would change in the kernel, and what the records say of the host and LAN. */
+function recordChecks(store: SqliteStore, add: Add): void {
+  // As the daemon sees the links: its own carry the state directory's link group.
+  const rtnl = openRtnl({ group: recordedLinkGroups(store)?.live ?? 0 });
+  try {
+    const report = reconcile(rtnl, store, silentLogger, { dryRun: true });
+    add(
+      'state database',
+      'ok',
+      `schema version ${store.foundVersion}, ${report.networks} networks, ${report.endpoints} endpoints, every row readable`,
+    );
+    const leftovers = store.listLeftovers();
+    if (report.actions.length === 0 && leftovers.length === 0)
+      add('kernel vs store', 'ok', `${report.links} links agree with the store`);
+    for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
+    hostAccessChecks(rtnl, store, add);
+    lanChecks(store, add);
+    lostChecks(store, add);
+    leaseChecks(store, add);
+  } finally {
+    rtnl.close();
   }
 }
 
