@@ -1,4 +1,5 @@
 /** `lanplug status`: the networks and endpoints lanplug keeps, read without changing anything. */
+import { stateAt } from '../dhcp/lease-state';
 import { shortId } from '../driver/names';
 import { formatPrefix } from '../net/address';
 import { leaseExpiresAt, type Lease, type LeaseRecord } from '../model/lease';
@@ -52,6 +53,7 @@ export function describeLease(record: LeaseRecord, lease: Lease): string {
     `dns=${lease.dns.map((a) => a.text).join(',') || '-'}`,
     lease.family === 4 ? `client-id=${record.identity.clientId}` : `duid=${record.identity.duid}`,
     `hostname=${record.identity.hostname ?? '-'}`,
+    `state=${stateAt(lease, Date.now())}`,
     `bound=${at(lease.boundAt)}`,
     `expires=${at(leaseExpiresAt(lease))}`,
     `renewed=${record.renewedAt === null ? 'never' : at(record.renewedAt)}`,

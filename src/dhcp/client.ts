@@ -332,6 +332,7 @@ function leaseFrom(ack: Reply, withoutMask: (address: IpAddress) => number): Lea
     leaseSeconds,
     ...times,
     boundAt: Date.now(),
+    state: 'bound',
   };
 }
 

@@ -311,6 +311,7 @@ function leaseFrom(reply: Reply6, prefixLength: number): Lease | null {
     leaseSeconds: valid,
     ...times,
     boundAt: Date.now(),
+    state: 'bound',
   };
 }
 

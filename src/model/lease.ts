@@ -26,6 +26,18 @@ export interface DhcpIdentity {
   broadcast: boolean;
 }
 
+/**
+ * Where a lease is in its life (RFC 2131 §4.4's client states; dhcp/lease-state.ts moves it on):
+ * - bound: as granted, until T1;
+ * - renewing: past T1, asking its server (unicast) until T2;
+ * - rebinding: past T2, asking any server (broadcast) until the lease ends;
+ * - expired: past its end with no answer: asking anew (DISCOVER) for the same address;
+ * - refused: a server said no (a NAK, or a move onto an address the LAN check refused): asking anew
+ *   for any address.
+ * A released lease has no state: its record is gone.
+ */
+export type LeaseState = 'bound' | 'renewing' | 'rebinding' | 'expired' | 'refused';
+
 /** What a server granted (DHCPACK, or a DHCPv6 Reply). Times are seconds, `boundAt` ms since the epoch. */
 export interface Lease {
   family: Family;
@@ -45,6 +57,8 @@ export interface Lease {
   renewSeconds: number;
   rebindSeconds: number;
   boundAt: number;
+  /** 'bound' as granted; the keeper records where renewing it got to. */
+  state: LeaseState;
 }
 
 export interface LeaseRecord {

@@ -20,7 +20,7 @@ import type {
   Subnet,
 } from '../model/network';
 import type { PoolRecord } from '../model/ipam';
-import { duidFromMac, type Lease, type LeaseRecord } from '../model/lease';
+import { duidFromMac, type Lease, type LeaseRecord, type LeaseState } from '../model/lease';
 import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
 
 /**
@@ -287,6 +287,7 @@ function encodeOneLease(lease: Lease): Record<string, unknown> {
     renewSeconds: lease.renewSeconds,
     rebindSeconds: lease.rebindSeconds,
     boundAt: lease.boundAt,
+    state: lease.state,
   };
 }
 
@@ -326,7 +327,17 @@ function decodeOneLease(value: unknown): Lease {
     renewSeconds: num(l, 'renewSeconds'),
     rebindSeconds: num(l, 'rebindSeconds'),
     boundAt: num(l, 'boundAt'),
+    // Absent in rows written before it was kept: the clock moves a bound lease on (dhcp/lease-state.ts).
+    state: l['state'] === undefined ? 'bound' : leaseState(str(l, 'state')),
   };
+}
+
+const LEASE_STATES: readonly LeaseState[] = ['bound', 'renewing', 'rebinding', 'expired', 'refused'];
+
+function leaseState(text: string): LeaseState {
+  const state = LEASE_STATES.find((s) => s === text);
+  if (state === undefined) throw new RecordDecodeError(`unknown lease state ${text}`);
+  return state;
 }
 
 export function decodeLease(text: string): LeaseRecord {

@@ -4,21 +4,16 @@
 // directory over /run/containerd). The engine (engine.ts) is Debian's dockerd 20.10, or sid's
 // dockerd 28.5 in the sid root (the mount namespace pivots into it; the host's directory is at the
 // same path inside).
-// Everything the host keeps is under <lab dir>/dh<n>. It owns the Docker client calls
-// (docker/dockerOk), exec in its namespaces, and a teardown that leaves no process, mount, cgroup
-// or file behind. Why it is built this way: README.md here.
+// Everything the host keeps is under <lab dir>/dh<n>. It owns its processes' life (start, restart,
+// teardown that leaves no process, mount, cgroup or file behind; how they are launched is
+// dockerd-launch.ts), the Docker client calls (docker/dockerOk) and exec in its namespaces. Why it
+// is built this way: README.md here.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import {
-  DEBIAN_DOCKER_CLIENT,
-  ENGINE_HOST_TREE,
-  labEngine,
-  resolveEngine,
-  type Engine,
-  type EngineName,
-} from './engine';
+import { DOCKERD, dockerdArguments, launchArgv, spawnDetached, writeContainerdConfig } from './dockerd-launch';
+import { ENGINE_HOST_TREE, labEngine, resolveEngine, type Engine, type EngineName } from './engine';
 import { busyboxRootfsTar } from './image';
 import type { Lan } from './lan';
 import { dockerHostCgroup, dockerHostNs } from './names';
@@ -39,16 +34,8 @@ import {
 } from './proc';
 import { findCgroupDirs, rmdirTree, sweepProcesses, umountUnder } from './sweep';
 
-/** dockerd and containerd: the machine's, or at the same paths in the engine's root. */
-export const DOCKERD = '/usr/sbin/dockerd';
-export const CONTAINERD = '/usr/bin/containerd';
-/** Debian's client, matching the 20.10 daemon; a DockerHost's own is DockerHost.client. */
-export const DOCKER_CLIENT = DEBIAN_DOCKER_CLIENT;
-/** Where dockerd 20.10 looks for plugin sockets; hard-coded in moby's pkg/plugins (no flag). */
-export const DOCKER_PLUGIN_SOCKET_DIR = '/run/docker/plugins';
-/** Where containerd 1.6's runc shims keep their sockets and state; hard-coded too. */
-const CONTAINERD_RUN_DIR = '/run/containerd';
-const SYS_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+export { CONTAINERD, DOCKER_CLIENT, DOCKER_PLUGIN_SOCKET_DIR, DOCKERD } from './dockerd-launch';
+
 /** Default for DockerHostOptions.readyTimeoutMs: containerd's socket, then `docker info`, under load. */
 const READY_TIMEOUT_MS = 120_000;
 /**
@@ -56,72 +43,6 @@ const READY_TIMEOUT_MS = 120_000;
  * (a cold `docker run` in the VM reads runc, the shim and docker-init over 9p under TCG).
  */
 const DOCKER_CALL_TIMEOUT_MS = 300_000;
-
-/**
- * Run by /bin/sh inside `unshare --mount` (a private mount namespace):
- *   $1 plugin dir, $2 containerd run dir, $3 containerd dir (config.toml; the socket and pid file
- *   go there), $4 seconds to wait for containerd's socket, $5 the engine's root ('' for the
- *   machine's own), $6 the Docker host's directory, then the dockerd command line.
- * Binds the two directories, starts containerd in the background (same network and mount
- * namespace), waits for its socket against a deadline (never a try count: one try can take
- * seconds under load), then execs dockerd, which is told the socket with --containerd. dockerd
- * 20.10 gives a containerd it spawns itself only ~15 s, which a loaded machine can exceed.
- * With an engine root (ENGINE_ROOT_SETUP), the namespace pivots into it first.
- */
-const MOUNT_SCRIPT = `set -e
-ctrd=$3; wait_s=$4; root=$5; hostdir=$6
-if [ -z "$root" ]; then
-  mount --bind "$1" ${DOCKER_PLUGIN_SOCKET_DIR}
-  mount --bind "$2" ${CONTAINERD_RUN_DIR}
-else
-  plugins=$1
-  ENGINE_ROOT_SETUP
-fi
-shift 6
-deadline=$(( $(date +%s) + wait_s ))
-${CONTAINERD} --config "$ctrd/config.toml" &
-pid=$!
-echo "$pid" > "$ctrd/containerd.pid"
-until [ -S "$ctrd/containerd.sock" ]; do
-  state=$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null || true)
-  case "$state" in ''|Z|X) echo "lab: containerd exited before its socket appeared" >&2; exit 1;; esac
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    echo "lab: containerd's socket did not appear within $wait_s s" >&2; kill "$pid"; exit 1
-  fi
-  sleep 0.1
-done
-exec "$@"`.replace(
-  'ENGINE_ROOT_SETUP',
-  // The engine's root (sid's) becomes this mount namespace's root, by pivot_root and not chroot:
-  // runc's `docker exec` enters a container's mount namespace, which puts it at that namespace's
-  // root; under a chroot that is the machine's tree, not the container's (seen with runc 1.3). The
-  // root is bound onto itself (pivot_root needs a mount point) read-only (every Docker host shares
-  // it) and gets /proc, a fresh /sys (showing this network namespace's links), the machine's
-  // cgroups and /dev, its own tmpfs /run and /tmp. The Docker host's directory (under /tmp) is
-  // bound at the same path inside as a shared peer of the same directory in the machine's tree,
-  // which stays mounted at /${ENGINE_HOST_TREE}: the network namespaces dockerd mounts under its
-  // exec-root are seen there too (lanplug runs in this mount namespace with that tree as its
-  // root, and opens them).
-  `mount --bind "$root" "$root"
-  mount -o remount,bind,ro "$root"
-  mount -t proc proc "$root/proc"
-  mount -t sysfs sysfs "$root/sys"
-  mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
-  mount --rbind /dev "$root/dev"
-  mount -t tmpfs -o mode=0755 tmpfs "$root/run"
-  mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
-  mkdir -p "$root${DOCKER_PLUGIN_SOCKET_DIR}" "$root$hostdir"
-  mount --bind "$plugins" "$root${DOCKER_PLUGIN_SOCKET_DIR}"
-  mount --bind "$hostdir" "$hostdir"
-  mount --make-shared "$hostdir"
-  mount --bind "$hostdir" "$root$hostdir"
-  cd "$root"
-  pivot_root . ${ENGINE_HOST_TREE}
-  cd /`,
-);
-
-/** TOML basic string (JSON's escaping is a subset TOML accepts). */
-const tomlString = (s: string): string => JSON.stringify(s);
 
 /** Where a DockerHost's processes stop on teardown; Lanplug implements it (lanplug.ts). */
 export interface HostDaemon {
@@ -240,21 +161,7 @@ export class DockerHost {
     // dockerd's root: the mount namespace's own (the engine's root after its pivot), or dockerd's
     const root = this.engine.root === undefined ? mnt.root : undefined;
     const argv = nsExecArgv(this.ns, [DOCKERD, ...this.dockerdArgv], { ns: mnt.ns, root });
-    const log = fs.openSync(this.logPath, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(argv[0] as string, argv.slice(1), {
-        stdio: ['ignore', log, log],
-        detached: true,
-        env: cleanEnv({ PATH: SYS_PATH }),
-      });
-    } finally {
-      fs.closeSync(log);
-    }
-    child.on('error', () => undefined);
-    child.unref();
-    if (child.pid === undefined) throw new Error(`lab: could not start dockerd: ${argv.join(' ')}`);
-    this.dockerdPid = child.pid;
+    this.dockerdPid = spawnDetached(argv, this.logPath);
     await this.waitForDocker(readyMs);
     return Date.now() - started;
   }
@@ -317,97 +224,21 @@ export class DockerHost {
     if (opts.image !== false) this.importImage();
   }
 
-  /** containerd's configuration: everything under containerdDir, nothing read from /etc or written to /opt. */
-  private writeContainerdConfig(): void {
-    const d = this.containerdDir;
-    fs.writeFileSync(
-      path.join(d, 'config.toml'),
-      [
-        'version = 2',
-        `root = ${tomlString(path.join(d, 'root'))}`,
-        `state = ${tomlString(path.join(d, 'state'))}`,
-        // as dockerd configures the containerd it starts itself: no Kubernetes CRI
-        'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-        '[grpc]',
-        `  address = ${tomlString(this.containerdSock)}`,
-        '[plugins."io.containerd.internal.v1.opt"]',
-        `  path = ${tomlString(path.join(d, 'opt'))}`,
-        '',
-      ].join('\n'),
-    );
-  }
-
   private async startDockerd(opts: DockerHostOptions): Promise<void> {
-    // mount points for the binds inside dockerd's mount namespace (empty dirs; docker.io makes them too)
-    fs.mkdirSync(DOCKER_PLUGIN_SOCKET_DIR, { recursive: true });
-    fs.mkdirSync(CONTAINERD_RUN_DIR, { recursive: true });
-    this.writeContainerdConfig();
-    const config = path.join(this.dir, 'daemon.json');
-    // keep the daemon's trust key out of /etc/docker/key.json (20.10 has no flag for it, only this
-    // key; Docker 28 keeps no trust key and accepts the key as a no-op)
-    fs.writeFileSync(config, JSON.stringify({ 'deprecated-key-path': path.join(this.dir, 'key.json') }) + '\n');
+    writeContainerdConfig(this);
     const readyMs = opts.readyTimeoutMs ?? READY_TIMEOUT_MS;
-    this.dockerdArgv = [
-      '--containerd',
-      this.containerdSock,
-      '--iptables=false',
-      '--ip6tables=false',
-      '--bridge=none',
-      '--userland-proxy=false',
-      '--data-root',
-      this.dataRoot,
-      '--exec-root',
-      this.execRoot,
-      '-H',
-      `unix://${this.sock}`,
-      '--pidfile',
-      this.pidFile,
-      '--config-file',
-      config,
-      '--cgroup-parent',
-      this.cgroupParent,
-      '--shutdown-timeout',
-      '2',
-      ...(opts.dockerdArgs ?? []),
-    ];
-    const argv = [
-      'nsenter',
-      `--net=/run/netns/${this.ns}`,
-      '--',
-      'unshare',
-      '--mount',
-      '--propagation',
-      'private',
-      '--',
-      '/bin/sh',
-      '-c',
-      MOUNT_SCRIPT,
-      'sh',
-      this.pluginDir,
-      this.containerdRunDir,
-      this.containerdDir,
-      String(Math.ceil(readyMs / 1000)),
-      this.engine.root ?? '',
-      this.dir,
-      DOCKERD,
-      ...this.dockerdArgv,
-    ];
-    const log = fs.openSync(this.logPath, 'a');
-    let child: ChildProcess;
-    try {
-      child = spawn(argv[0] as string, argv.slice(1), {
-        stdio: ['ignore', log, log],
-        detached: true,
-        env: cleanEnv({ PATH: SYS_PATH }),
-      });
-    } finally {
-      fs.closeSync(log);
-    }
-    child.on('error', () => undefined);
-    child.unref();
-    if (child.pid === undefined) throw new Error(`lab: could not start dockerd: ${argv.join(' ')}`);
-    this.dockerdPid = child.pid; // nsenter, unshare and sh all exec: this is dockerd's pid
-
+    this.dockerdArgv = dockerdArguments(this, opts.dockerdArgs ?? []);
+    const argv = launchArgv({
+      netns: this.ns,
+      pluginDir: this.pluginDir,
+      containerdRunDir: this.containerdRunDir,
+      containerdDir: this.containerdDir,
+      readyMs,
+      engineRoot: this.engine.root,
+      hostDir: this.dir,
+      dockerdArgv: this.dockerdArgv,
+    });
+    this.dockerdPid = spawnDetached(argv, this.logPath);
     await this.waitForDocker(readyMs);
     this.mntId = nsIdentity('mnt', `/proc/${this.dockerdPid}/ns/mnt`);
   }

@@ -453,6 +453,7 @@ test('lanplug-dhcp: leases taken for a MAC become the endpoint’s; ReleaseAddre
     renewSeconds: 60,
     rebindSeconds: 105,
     boundAt: Date.now(),
+    state: 'bound',
   });
   const identity = {
     mac,

@@ -109,6 +109,7 @@ class PausingKeeper extends LeaseKeeper {
         renewSeconds: 1800,
         rebindSeconds: 3150,
         boundAt: Date.now(),
+        state: 'bound',
       },
     ];
   }

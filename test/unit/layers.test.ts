@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { repoRoot } from '../support/repo';
 
@@ -44,7 +44,8 @@ function importsOf(file: string): string[] {
   return specifiers.map((s) => {
     const target = resolve(dirname(file), s);
     try {
-      if (statSync(target).isDirectory()) return join(target, 'index.ts');
+      // As Node resolves: a file first (state/sqlite.ts beside state/sqlite/), then a folder's index.
+      if (!existsSync(`${target}.ts`) && statSync(target).isDirectory()) return join(target, 'index.ts');
     } catch {
       // a module, not a folder
     }

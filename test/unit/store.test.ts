@@ -250,6 +250,7 @@ test('a lease record reads back exactly as written; the last address of a client
         renewSeconds: 60,
         rebindSeconds: 105,
         boundAt: 1_700_000_000_000,
+        state: 'bound' as const,
       },
       {
         family: 6 as const,
@@ -263,6 +264,7 @@ test('a lease record reads back exactly as written; the last address of a client
         renewSeconds: 1800,
         rebindSeconds: 2880,
         boundAt: 1_700_000_000_000,
+        state: 'renewing' as const,
       },
     ],
     // The server moved the IPv4 lease since: Docker still knows the endpoint by its first address.

@@ -1,0 +1,202 @@
+/**
+ * `lanplug doctor`'s state checks: the state directory, the daemon holding it, the database
+ * (every row readable), what `lanplug gc` would change in the kernel, and what the records say
+ * of the host and the LAN: host-access shims, addresses seen on the LAN, addresses lost to
+ * another host, DHCP leases.
+ */
+import { lstatSync } from 'node:fs';
+import { join } from 'node:path';
+import { routesThrough, wantedRoutes } from '../../driver/host-access';
+import { recordedLinkGroups } from '../../driver/link-ownership';
+import { shimLinkName, shortId } from '../../driver/names';
+import { reconcile } from '../../driver/reconcile';
+import { openRtnl, type Rtnl } from '../../link/rtnl';
+import { silentLogger } from '../../log';
+import { leaseExpiresAt } from '../../model/lease';
+import { formatPrefix } from '../../net/address';
+import { describeHolder, isLocked, lockHolder } from '../../state/lock';
+import { DATABASE_FILE, SqliteStore } from '../../state/sqlite';
+import { stateDirProblem } from '../../state/state-dir';
+import { describeLease } from '../status';
+import type { Add, DoctorOptions } from './check';
+
+export function stateChecks(options: DoctorOptions, add: Add): void {
+  const dir = options.stateDir;
+  if (!stateDirChecks(dir, add)) return;
+  const store = openStore(dir, add);
+  if (store === null) return;
+  try {
+    recordChecks(store, add);
+  } catch (err) {
+    add(
+      'state database',
+      'fail',
+      err instanceof Error ? err.message : String(err),
+      'lanplug gc after fixing the row it names',
+    );
+  } finally {
+    store.close();
+  }
+}
+
+/** The state directory (root's, closed to others) and the daemon holding it; false when there is none to read. */
+function stateDirChecks(dir: string, add: Add): boolean {
+  try {
+    const problem = stateDirProblem(lstatSync(dir));
+    if (problem !== null) {
+      add(
+        'state directory',
+        'fail',
+        `${dir} ${problem}`,
+        `use a root-owned directory of mode 700, e.g. --state-dir /var/lib/lanplug`,
+      );
+      return false;
+    }
+  } catch {
+    add(
+      'state directory',
+      'warn',
+      `${dir} does not exist yet: the daemon creates it at its first start`,
+      'lanplug install (or: lanplug daemon)',
+    );
+    return false;
+  }
+  add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
+  if (isLocked(dir)) {
+    const holder = lockHolder(dir);
+    // A plugin's pid is in its own pid namespace: it is named instead.
+    const who =
+      holder === null ? '' : holder.owner.kind === 'plugin' ? `: ${describeHolder(holder)}` : ` (pid ${holder.pid})`;
+    add('daemon', 'ok', `running${who}`);
+  } else add('daemon', 'fail', `no lanplug daemon holds ${dir}`, 'systemctl start lanplug (or: lanplug daemon)');
+  return true;
+}
+
+/** The database, read-only; null (and why, as a check) when it cannot be opened. */
+function openStore(dir: string, add: Add): SqliteStore | null {
+  try {
+    return SqliteStore.openReadOnly(dir);
+  } catch (err) {
+    const missing = err instanceof Error && /does not exist/.test(err.message);
+    add(
+      'state database',
+      missing ? 'warn' : 'fail',
+      err instanceof Error ? err.message : String(err),
+      missing ? undefined : `see the line above; the file is ${join(dir, DATABASE_FILE)}`,
+    );
+    return null;
+  }
+}
+
+/** Every row readable, what `lanplug gc` would change in the kernel, and what the records say of the host and LAN. */
+function recordChecks(store: SqliteStore, add: Add): void {
+  // As the daemon sees the links: its own carry the state directory's link group.
+  const rtnl = openRtnl({ group: recordedLinkGroups(store)?.live ?? 0 });
+  try {
+    const report = reconcile(rtnl, store, silentLogger, { dryRun: true });
+    add(
+      'state database',
+      'ok',
+      `schema version ${store.foundVersion}, ${report.networks} networks, ${report.endpoints} endpoints, every row readable`,
+    );
+    const leftovers = store.listLeftovers();
+    if (report.actions.length === 0 && leftovers.length === 0)
+      add('kernel vs store', 'ok', `${report.links} links agree with the store`);
+    for (const a of report.actions) add('kernel vs store', 'fail', `${a.action} ${a.target}: ${a.why}`, 'lanplug gc');
+    hostAccessChecks(rtnl, store, add);
+    lanChecks(store, add);
+    lostChecks(store, add);
+    leaseChecks(store, add);
+  } finally {
+    rtnl.close();
+  }
+}
+
+/**
+ * What the LAN was seen doing: a device claiming a container's address (✘ while
+ * it is recent: someone must decide who keeps it) and addresses lanplug keeps
+ * away from containers because a device answered for them (⚠, for the record).
+ */
+function lanChecks(store: SqliteStore, add: Add): void {
+  const recent = Date.now() - 3_600_000;
+  for (const s of store.listSightings()) {
+    const when = new Date(s.lastSeen).toISOString();
+    if (s.networkId !== null) {
+      add(
+        `address conflict ${s.address}`,
+        s.lastSeen >= recent ? 'fail' : 'warn',
+        `a device with MAC ${s.mac} claims the address of a container of network ${shortId(s.networkId)} (${s.how}), last seen ${when}; lanplug defends it but never stops the container`,
+        'find that device on the LAN and give it another address',
+      );
+    } else {
+      add(
+        `LAN address ${s.address}`,
+        'warn',
+        `in use by ${s.mac} (${s.how}), last seen ${when}: lanplug gives it to no container`,
+      );
+    }
+  }
+}
+
+/**
+ * Addresses of endpoints here that another host reclaimed while this host was away (shared pools,
+ * ipam/reclaimed.ts) and holds now: ✘ until the container is restarted or removed.
+ */
+function lostChecks(store: SqliteStore, add: Add): void {
+  for (const lost of store.listLostAddresses())
+    add(
+      `lost address ${lost.address}`,
+      'fail',
+      `endpoint ${shortId(lost.endpointId)} of network ${shortId(lost.networkId)} still uses it, but host ${lost.reclaimedBy} reclaimed it at ${lost.reclaimedAt} while this host was away (unregistered in etcd and silent on the LAN longer than --reclaim-after), and a container of host ${lost.heldBy} holds it now; lanplug no longer defends it here`,
+      `restart that container (docker network inspect ${shortId(lost.networkId)} names it): it gets a new address`,
+    );
+}
+
+/**
+ * Each DHCP lease (✔ renewing as it should; ⚠ renewals failing; ✘ expired
+ * without a renewal: the server may give the address to someone else).
+ */
+function leaseChecks(store: SqliteStore, add: Add): void {
+  const now = Date.now();
+  for (const record of store.listLeases()) {
+    for (const lease of record.leases) {
+      const expired = leaseExpiresAt(lease) < now;
+      add(
+        `dhcp lease ${lease.address.address.text}`,
+        expired ? 'fail' : record.failures > 0 ? 'warn' : 'ok',
+        `endpoint ${shortId(record.endpointId)}: ${describeLease(record, lease)}`,
+        expired || record.failures > 0
+          ? `check that the DHCP server ${lease.serverId.text} is up and reachable through the network's parent`
+          : undefined,
+      );
+    }
+  }
+}
+
+/** Each host-access network: its shim, the host's addresses on it, and its routes. */
+function hostAccessChecks(rtnl: Rtnl, store: SqliteStore, add: Add): void {
+  for (const network of store.listNetworks()) {
+    const spec = network.spec;
+    if (spec.hostAccess === null) continue;
+    const name = shimLinkName(spec.networkId);
+    const what = `host access ${shortId(spec.networkId)}`;
+    const shim = rtnl.getLink(name);
+    if (shim === null) {
+      add(what, 'fail', `shim ${name} is missing (is parent ${spec.parent.name} there?)`, 'lanplug gc');
+      continue;
+    }
+    const addresses = ([4, 6] as const)
+      .flatMap((family) => rtnl.listAddresses(family))
+      .filter((a) => a.index === shim.index && !a.prefix.address.text.startsWith('fe80'))
+      .map((a) => formatPrefix(a.prefix));
+    const routes = routesThrough(rtnl, shim).map(formatPrefix);
+    const wanted = wantedRoutes(spec, store.listEndpoints(spec.networkId)).length;
+    add(
+      what,
+      shim.up && routes.length === wanted ? 'ok' : 'fail',
+      `shim ${name} on ${spec.parent.name}${shim.up ? '' : ' (down)'} holds ${addresses.join(', ') || 'no address'}; ` +
+        `routes to ${routes.length} of ${wanted} container addresses${routes.length === 0 ? '' : ` (${routes.join(', ')})`}`,
+      shim.up && routes.length === wanted ? undefined : 'lanplug gc',
+    );
+  }
+}

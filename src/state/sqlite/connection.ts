@@ -1,0 +1,196 @@
+/**
+ * The SQLite connection every table of the store shares (better-sqlite3:
+ * synchronous, so one request's reads and writes never interleave with
+ * another's): opening the file and moving its schema forward, prepared
+ * statements, transactions, and the fsync of the WAL after writes that
+ * must outlive the machine.
+ *
+ * Opening moves the schema forward (schema.ts); a file that is newer,
+ * foreign or damaged stops the daemon with one line naming it, and is never
+ * rewritten.
+ */
+import Database from 'better-sqlite3';
+import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { LanplugError } from '../../errors';
+import type { Stamped } from '../../model/network';
+import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from '../schema';
+import { checkStateDir, prepareStateDir } from '../state-dir';
+
+export const DATABASE_FILE = 'lanplug.db';
+
+/** A row of a table that keeps each record as JSON, with its id and creation time. */
+export interface Row {
+  id: string;
+  record: string;
+  created_at: number;
+}
+
+export class SqliteConnection {
+  private readonly statements = new Map<string, Database.Statement>();
+  /** A durable write happened inside the transaction that is open: fsync the WAL when it commits. */
+  private syncOnCommit = false;
+  private walFd: number | null = null;
+  /** What a table cached from reads inside a transaction that rolled back must forget. */
+  private readonly rollbackHooks: (() => void)[] = [];
+
+  private constructor(
+    private readonly db: Database.Database,
+    /** For messages: the database file. */
+    readonly path: string,
+    /** The schema version the file had before it was opened (0: new). */
+    readonly foundVersion: number,
+  ) {}
+
+  /**
+   * Opens `<stateDir>/lanplug.db` for the daemon: the directory is created
+   * 0700 when missing and refused when others could write to it; the schema
+   * is brought to the current version.
+   */
+  static open(stateDir: string): SqliteConnection {
+    prepareStateDir(stateDir);
+    const path = join(stateDir, DATABASE_FILE);
+    const db = openFile(path, {});
+    try {
+      // Refuse a newer or foreign file before anything (even the journal mode) is written to it.
+      checkMigratable(db);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+      const found = migrate(db);
+      return new SqliteConnection(db, path, found);
+    } catch (err) {
+      db.close();
+      throw explainOpenFailure(path, err);
+    }
+  }
+
+  /** Opens an existing database without creating or migrating anything (status, doctor). */
+  static openReadOnly(stateDir: string): SqliteConnection {
+    checkStateDir(stateDir);
+    const path = join(stateDir, DATABASE_FILE);
+    const db = openFile(path, { readonly: true, fileMustExist: true });
+    try {
+      const version = schemaVersion(db);
+      if (version !== SCHEMA_VERSION) {
+        throw new LanplugError(
+          'Conflict',
+          version > SCHEMA_VERSION
+            ? `has schema version ${version}, newer than this lanplug understands (${SCHEMA_VERSION})`
+            : `has schema version ${version}; the lanplug daemon brings it to version ${SCHEMA_VERSION} when it starts`,
+        );
+      }
+      return new SqliteConnection(db, path, version);
+    } catch (err) {
+      db.close();
+      throw explainOpenFailure(path, err);
+    }
+  }
+
+  get inTransaction(): boolean {
+    return this.db.inTransaction;
+  }
+
+  get readonly(): boolean {
+    return this.db.readonly;
+  }
+
+  /** Prepared once per connection: preparing costs more than running most of these. */
+  stmt(sql: string): Database.Statement {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /** The write just made must be on disk before the caller answers (at commit, inside a transaction). */
+  durable(): void {
+    if (this.db.inTransaction) this.syncOnCommit = true;
+    else this.syncWal();
+  }
+
+  /** A row that does not decode is an error that names it: never an invisible network. */
+  read<T>(what: string, row: Row, decode: (text: string) => T): T & Stamped {
+    try {
+      return { ...decode(row.record), createdAt: row.created_at };
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new LanplugError(
+        'Internal',
+        `${this.path}: the ${what} row ${what === 'leftover' ? row.id : row.id.slice(0, 12)} cannot be read (${why}); ` +
+          'it was written by another version of lanplug or damaged: lanplug will not guess what it meant',
+      );
+    }
+  }
+
+  /** `forget` runs when the outermost transaction rolls back: what was read or written inside may not be on disk. */
+  onRollback(forget: () => void): void {
+    this.rollbackHooks.push(forget);
+  }
+
+  transaction<T>(fn: () => T): T {
+    const outermost = !this.db.inTransaction;
+    try {
+      const result = this.db.transaction(fn)();
+      if (outermost && this.syncOnCommit) this.syncWal();
+      return result;
+    } catch (err) {
+      if (outermost) for (const forget of this.rollbackHooks) forget();
+      throw err;
+    } finally {
+      if (outermost) this.syncOnCommit = false;
+    }
+  }
+
+  close(): void {
+    if (this.walFd !== null) closeSync(this.walFd);
+    this.walFd = null;
+    if (this.db.open) this.db.close();
+  }
+
+  /** What synchronous=FULL does at each commit, for the commits that need it: fsync the WAL. */
+  private syncWal(): void {
+    this.syncOnCommit = false;
+    this.walFd ??= openSync(`${this.path}-wal`, 'r');
+    fsyncSync(this.walFd);
+  }
+}
+
+function openFile(path: string, options: Database.Options): Database.Database {
+  try {
+    return new Database(path, options);
+  } catch (err) {
+    throw explainOpenFailure(path, err);
+  }
+}
+
+/** One line that names the file and says what to do. */
+function explainOpenFailure(path: string, err: unknown): LanplugError {
+  if (err instanceof LanplugError && err.message.startsWith(path)) return err;
+  const code = (err as { code?: unknown }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+    return new LanplugError(
+      'Internal',
+      `${path} is not a readable lanplug database (${message}); lanplug leaves it as it is: move it aside (mv ${path} ${path}.broken) to start with no networks`,
+      { cause: err },
+    );
+  }
+  if (code === 'SQLITE_CANTOPEN') {
+    return new LanplugError(
+      'NotFound',
+      `${path} does not exist or cannot be opened; the lanplug daemon creates it at its first start`,
+      { cause: err },
+    );
+  }
+  if (err instanceof LanplugError && err.code === 'Conflict') {
+    return new LanplugError(
+      'Conflict',
+      `${path} ${message}; lanplug leaves it as it is: run the lanplug that wrote it, or move it aside (mv ${path} ${path}.newer)`,
+      { cause: err },
+    );
+  }
+  return new LanplugError('Internal', `${path}: ${message}`, { cause: err });
+}
