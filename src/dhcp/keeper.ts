@@ -41,6 +41,8 @@ export interface AcquirePlan {
   ipv6: boolean;
   prefixLength6: number;
   subnets4: readonly IpPrefix[];
+  /** The namespace `link` is in (a CNI pod's, as a file); absent: the daemon's. */
+  netns?: string;
 }
 
 /** How long a released address is remembered as released (Docker's ReleaseAddress follows within milliseconds). */
@@ -78,8 +80,8 @@ export class LeaseKeeper {
   // ---- taking and holding ----
 
   /**
-   * Takes a lease per family on `link` (in the daemon's namespace, up, no
-   * address), both at once, asking for the address this identity held last.
+   * Takes a lease per family on `link` (up, no address; in the daemon's
+   * namespace, or in `plan.netns`), both at once, asking for the address this identity held last.
    * Writes nothing.
    */
   async acquire(
@@ -93,7 +95,7 @@ export class LeaseKeeper {
     const families: Family[] = [...(plan.ipv4 ? [4 as const] : []), ...(plan.ipv6 ? [6 as const] : [])];
     return Promise.all(
       families.map(async (family) => {
-        const channel = openChannel(link, where, family);
+        const channel = openChannel(link, where, family, plan.netns);
         try {
           const remembered = rememberKey(identity, family);
           const hint = remembered === null ? null : this.store.lastAddress(remembered);

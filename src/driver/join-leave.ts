@@ -86,8 +86,18 @@ export function leave(ctx: DriverContext, networkId: string, endpointId: string)
   }
 }
 
+/**
+ * A CNI DHCP attachment's address, known only after its link was made (Join announced none): announced
+ * now, as Join announces an endpoint's.
+ */
+export function announceAddresses(ctx: DriverContext, networkId: string, endpointId: string): void {
+  const network = ctx.store.getNetwork(networkId);
+  const endpoint = ctx.store.getEndpoint(networkId, endpointId);
+  if (network !== null && endpoint !== null) announceEndpoint(ctx, network.spec, endpoint);
+}
+
 /** Gratuitous ARP / unsolicited NA with the container's MAC, in the background; a failure is only logged. */
-function announceEndpoint(ctx: DriverContext, spec: NetworkSpec, endpoint: EndpointRecord, parent: LinkInfo): void {
+function announceEndpoint(ctx: DriverContext, spec: NetworkSpec, endpoint: EndpointRecord, parent?: LinkInfo): void {
   if (ctx.announcer === null || spec.announce.count === 0 || spec.parent.kind === 'private') return;
   try {
     const link = lanLink(ctx, spec, parent);

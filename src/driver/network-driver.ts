@@ -145,6 +145,11 @@ export class NetworkDriver {
     joinLeave.leave(this.ctx, networkId, endpointId);
   }
 
+  /** Announces an endpoint's addresses on the LAN, as Join does (for a CNI DHCP attachment, leased after its Join). */
+  announce(networkId: string, endpointId: string): void {
+    joinLeave.announceAddresses(this.ctx, networkId, endpointId);
+  }
+
   // ---- the LAN (lan-link.ts) ----
 
   /** What to check about a new endpoint's addresses before it is recorded; null when nothing. */
