@@ -30,6 +30,7 @@ import { DhcpAddresses } from './driver/dhcp-addresses';
 import { holdLinkGroup, linkGroupsOf, openOwnRtnl } from './driver/link-ownership';
 import { NetworkDriver } from './driver/network-driver';
 import { reconcile } from './driver/reconcile';
+import { DhcpAttachments } from './endpoint/dhcp-attachments';
 import { DhcpEndpoints } from './endpoint/dhcp-endpoints';
 import { leaseNetworks } from './endpoint/lease-networks';
 import { EndpointService } from './endpoint/service';
@@ -140,7 +141,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // Before any socket listens: leases renew on from the store, without asking dockerd anything.
     dhcp.resume();
     keeper.start(DHCP_WATCH_MS);
-    const cni = cniServices(driver, rtnl, store, log, { lan: citizen.conflicts, idleMs: options.cniIdleMs });
+    const cni = cniServices(driver, rtnl, store, log, {
+      lan: citizen.conflicts,
+      idleMs: options.cniIdleMs,
+      leases: keeper,
+    });
     closers.add(cni.attachments, (a) => a.stop());
     // Before any socket listens: attachments whose namespace went with a reboot free their addresses.
     cni.attachments.collectVanished(false);
@@ -191,7 +196,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
         return (address) => lanOrHost(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId);
       },
     });
-    const endpoints = new EndpointService(driver, citizen.conflicts, dhcp, cni.attachments);
+    const endpoints = new EndpointService(
+      driver,
+      citizen.conflicts,
+      dhcp,
+      cni.attachments,
+      new DhcpAttachments(cni.attachments, driver, keeper, log),
+    );
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
     const control = await PluginServer.listen(
       options.stateDir,

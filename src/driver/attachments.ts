@@ -14,7 +14,11 @@
  * halves (prepare: addresses claimed and recorded; complete: the link made in
  * the namespace), between which the endpoint service asks the LAN about the
  * addresses (src/endpoint/service.ts). The claim comes first, so no address can
- * be handed out twice while the LAN is asked.
+ * be handed out twice while the LAN is asked. An ADD whose address comes from
+ * the LAN's DHCP server has other halves (prepareLeased: recorded without an
+ * address, the link made and up in the namespace to ask on; completeLeased: the
+ * leased address and router configured there), between which the endpoint
+ * service runs the exchange (src/endpoint/dhcp-attachments.ts).
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -23,7 +27,7 @@ import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import type { AddressRange } from '../model/ipam';
 import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/network';
-import type { IpAddress, IpPrefix } from '../net/address';
+import { parsePrefix, type IpAddress, type IpPrefix } from '../net/address';
 import { CniIpam } from '../ipam/cni-ipam';
 import { randomMac } from '../ipam/mac';
 import { ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
@@ -36,6 +40,8 @@ import type { NetworkDriver } from './network-driver';
 import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
 
+const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
+
 export interface AttachRequest {
   /** The CNI network configuration's `name`. */
   networkName: string;
@@ -44,8 +50,10 @@ export interface AttachRequest {
   options: Readonly<Record<string, string>>;
   /** As `--aux-address`: never handed out; `host`/`host6` are the host's own with host access. */
   auxAddresses: ReadonlyMap<string, IpAddress>;
-  /** One address from each set. */
+  /** One address from each set; none with `dhcp`. */
   rangeSets: readonly (readonly AddressRange[])[];
+  /** The address comes from the LAN's DHCP server (the options carry `dhcp=true`). */
+  dhcp: boolean;
   /** Routes in the container; a null gateway is the gateway of the address of the same family. */
   routes: readonly SandboxRoute[];
   mac: string | null;
@@ -66,8 +74,17 @@ export interface Attached {
   ifname: string;
   mac: string;
   netns: string;
-  addresses: { address: IpPrefix; gateway: IpAddress }[];
+  /** The gateway is null where a DHCP server named no router. */
+  addresses: { address: IpPrefix; gateway: IpAddress | null }[];
   routes: SandboxRoute[];
+  /** DNS servers a DHCP server named; none for addresses from ranges. */
+  nameservers: IpAddress[];
+}
+
+/** A DHCP attachment between its halves: recorded without an address, its link up in the namespace. */
+export interface PreparedLease extends PreparedAttachment {
+  /** The link in the container's namespace, as the DHCP client asks on it. */
+  link: { index: number; name: string; mac: string };
 }
 
 /** The lanplug network id of a CNI network: stable, so every ADD of one configuration finds it. */
@@ -92,6 +109,8 @@ export class SandboxAttachments {
     private readonly log: Logger,
     /** How long a CNI network stays without attachments; 0 removes it with the last DEL. */
     private readonly idleMs = 0,
+    /** Gives a removed attachment's DHCP lease back; null where no lease keeper runs (an offline `lanplug gc`). */
+    private readonly leases: AttachmentLeases | null = null,
   ) {}
 
   /** Pending removals are dropped: the networks stay recorded, and the reconcile removes them later. */
@@ -122,7 +141,7 @@ export class SandboxAttachments {
           `container ${sandbox.containerId} already has ${sandbox.ifname} on network ${networkName}; DEL it first`,
         );
       const teardown = new Teardown();
-      this.removeEndpoint(teardown, networkName, known, null);
+      this.removeEndpoint(teardown, networkName, known, null, 'namespace gone, container id used again');
       teardown.throwIfFailed();
     }
     this.ensureNetwork(request, networkId);
@@ -196,6 +215,7 @@ export class SandboxAttachments {
         netns: sandbox.netns,
         addresses: claims.map((c) => ({ address: c.address, gateway: c.gateway })),
         routes,
+        nameservers: [],
       };
     } catch (err) {
       // From the join on, the namespace may hold our link (the ADD checked that it had none of that name).
@@ -207,6 +227,77 @@ export class SandboxAttachments {
       });
       throw err;
     }
+  }
+
+  /**
+   * The first half of a DHCP ADD: the attachment recorded without an address, its link made in the
+   * namespace under its name and up there (no address: the client asks on it from inside). Undone
+   * whole on a failure; after it, `abandonLeased` undoes it.
+   */
+  prepareLeased(request: AttachRequest): PreparedLease {
+    const prepared = this.prepare(request);
+    const { networkId, endpointId } = prepared;
+    const { sandbox, driver } = request;
+    try {
+      const madeAs = endpointLinkName(endpointId);
+      withNamespaceFd(sandbox.netns, (namespaceFd) =>
+        this.driver.join(driver, networkId, endpointId, { namespaceFd, name: madeAs }),
+      );
+      const link = configureSandbox(sandbox.netns, madeAs, sandbox.ifname, [], []);
+      if (link.mac === null) throw new LanplugError('Internal', `${sandbox.ifname} in ${sandbox.netns} has no MAC`);
+      return { ...prepared, link: { index: link.index, name: sandbox.ifname, mac: link.mac } };
+    } catch (err) {
+      this.abandonLeased(prepared);
+      throw err;
+    }
+  }
+
+  /**
+   * The second half: the leased address and the server's router (as default route) configured in the
+   * namespace, the address recorded on the attachment and announced. A failure undoes nothing: the
+   * caller gives the lease back and calls `abandonLeased`.
+   */
+  completeLeased(prepared: PreparedLease, address: IpPrefix, router: IpAddress | null): Attached {
+    const { request, networkId, endpointId, link } = prepared;
+    const { sandbox, networkName } = request;
+    const routes: SandboxRoute[] = router === null ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }];
+    inSandbox(sandbox.netns, (rtnl) => {
+      const inside = rtnl.getLink(sandbox.ifname);
+      if (inside === null || inside.index !== link.index)
+        throw notFound(`interface ${sandbox.ifname} is gone from ${sandbox.netns}`);
+      rtnl.addAddress(inside, address);
+      for (const route of routes) rtnl.replaceRoute(route.destination, inside, null, route.gateway);
+    });
+    const endpoint = this.store.getEndpoint(networkId, endpointId);
+    if (endpoint === null) throw notFound(`attachment ${shortId(endpointId)} of network ${networkName} is gone`);
+    this.store.putEndpoint({ ...endpoint, ipv4: address });
+    this.driver.announce(networkId, endpointId);
+    this.log.info('attachment created', {
+      network: networkName,
+      container: shortId(sandbox.containerId),
+      ifname: sandbox.ifname,
+      addresses: address.address.text,
+      from: 'dhcp',
+    });
+    return {
+      ifname: sandbox.ifname,
+      mac: link.mac,
+      netns: sandbox.netns,
+      addresses: [{ address, gateway: router }],
+      routes,
+      nameservers: [],
+    };
+  }
+
+  /** A DHCP ADD that failed after its first half: its link, row and (unused) network go. */
+  abandonLeased(prepared: PreparedAttachment): void {
+    const { request, networkId, endpointId } = prepared;
+    this.undoAttach(networkId, request.networkName, endpointId, request.sandbox, {
+      claims: [],
+      recorded: true,
+      linkMade: true,
+      mac: request.mac,
+    });
   }
 
   /** A prepared attachment the LAN check refused: its row and claims go, nothing was made in the namespace. */
@@ -233,7 +324,7 @@ export class SandboxAttachments {
       return;
     }
     const teardown = new Teardown();
-    this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null);
+    this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null, 'CNI DEL');
     teardown.step('remove the network when idle', () => this.removeWhenIdle(networkId, networkName));
     teardown.throwIfFailed();
   }
@@ -266,7 +357,7 @@ export class SandboxAttachments {
     let removed = 0;
     for (const endpoint of this.store.listEndpoints(networkId)) {
       if (kept.has(endpoint.endpointId)) continue;
-      this.removeEndpoint(teardown, networkName, endpoint, endpoint.sandbox?.netns ?? null);
+      this.removeEndpoint(teardown, networkName, endpoint, endpoint.sandbox?.netns ?? null, 'CNI GC');
       removed++;
     }
     teardown.step('remove the network', () => this.dropNetworkIfUnused(networkId, networkName));
@@ -292,7 +383,7 @@ export class SandboxAttachments {
         const sandbox = endpoint.sandbox;
         if (sandbox === undefined || existsSync(sandbox.netns)) continue;
         found.push(`cni:${name} container ${shortId(sandbox.containerId)} ${sandbox.ifname}: ${sandbox.netns} is gone`);
-        if (!dryRun) this.removeEndpoint(teardown, name, endpoint, null);
+        if (!dryRun) this.removeEndpoint(teardown, name, endpoint, null, 'namespace gone without a DEL');
       }
       // An empty network goes now too (its timer died with an earlier daemon, or is still running).
       if (!dryRun) teardown.step('remove the network', () => this.dropNetworkIfUnused(network.spec.networkId, name));
@@ -368,14 +459,16 @@ export class SandboxAttachments {
    * The link first: while it cannot be removed (other than with its
    * namespace), the record and the addresses stay, so that the address is
    * never handed out again while a link still holds it, and a retried DEL
-   * tries again. Then the addresses (an endpoint row still holds them for
-   * allocation), then the row.
+   * tries again. Then a DHCP lease goes back to its server (while the
+   * network's LAN link, which sends the release, is still there), the
+   * addresses (an endpoint row still holds them for allocation), the row.
    */
   private removeEndpoint(
     teardown: Teardown,
     networkName: string,
     endpoint: EndpointRecord,
     netns: string | null,
+    why: string,
   ): void {
     const ifname = endpoint.sandbox?.ifname;
     if (netns !== null && ifname !== undefined) {
@@ -385,6 +478,9 @@ export class SandboxAttachments {
       );
       if (!removed.ok) return;
     }
+    const { leases } = this;
+    if (leases !== null)
+      teardown.step('release the DHCP lease', () => leases.release(endpoint.networkId, endpoint.endpointId, why));
     teardown.step('release addresses', () => this.releaseAddresses(networkName, [endpoint.ipv4, endpoint.ipv6]));
     teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () =>
       this.driver.deleteEndpoint(endpoint.networkId, endpoint.endpointId),
@@ -503,17 +599,30 @@ export interface KnownTaken {
   hostHolder(address: IpAddress): string | null;
 }
 
+/** What gives a removed attachment's DHCP lease back to its server: the daemon's lease keeper. Idempotent. */
+export interface AttachmentLeases {
+  release(networkId: string, endpointId: string, why: string): void;
+}
+
 /** The CNI front end's operations over a driver and store, allocating around everything in use. */
 export function cniServices(
   driver: NetworkDriver,
   rtnl: Rtnl,
   store: Store & IpamStore,
   log: Logger,
-  options: { lan?: KnownTaken; idleMs?: number } = {},
+  options: { lan?: KnownTaken; idleMs?: number; leases?: AttachmentLeases } = {},
 ): { attachments: SandboxAttachments; ipam: CniIpam } {
   const allocator = new RangeAllocator(store, () => addressesInUse(store, options.lan ?? null));
   return {
-    attachments: new SandboxAttachments(driver, rtnl, store, allocator, log, options.idleMs ?? 0),
+    attachments: new SandboxAttachments(
+      driver,
+      rtnl,
+      store,
+      allocator,
+      log,
+      options.idleMs ?? 0,
+      options.leases ?? null,
+    ),
     ipam: new CniIpam(store, allocator, log),
   };
 }

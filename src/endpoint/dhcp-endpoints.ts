@@ -54,6 +54,8 @@ export class DhcpEndpoints {
     for (const network of this.driver.listNetworks()) {
       if (network.spec.dhcp === null) continue;
       for (const endpoint of this.driver.listEndpoints(network.spec.networkId)) {
+        // A CNI attachment's link is in its pod: the runtime's DEL of the failed ADD removes both.
+        if (endpoint.sandbox !== undefined) continue;
         if (endpoint.ipv4 === null && this.keeper.get(endpoint.networkId, endpoint.endpointId) === null)
           this.driver.deleteEndpoint(endpoint.networkId, endpoint.endpointId);
       }

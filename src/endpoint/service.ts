@@ -4,10 +4,11 @@
  * checked: never this host's, and asked of the LAN per the network's
  * policy), the lanplug IPAM driver (checked at RequestAddress already), DHCP
  * asked by the network driver (`-o dhcp=true`), DHCP asked by the
- * lanplug-dhcp IPAM driver (the leases taken over). Front ends translate
+ * lanplug-dhcp IPAM driver (the leases taken over), and for CNI attachments
+ * ranges (checked on the LAN) or DHCP (`lanplug-dhcp`). Front ends translate
  * their wire format into one call here and the answer back; nothing else.
  *
- * Every wait of the endpoint path is in this file and dhcp-endpoints.ts,
+ * Every wait of the endpoint path is in this file, dhcp-endpoints.ts and dhcp-attachments.ts,
  * and every request waits for those it must not overlap (NetworkQueue):
  * while a CreateEndpoint waits for the LAN, its Join, a DeleteEndpoint of it
  * or a DeleteNetwork of its network waits for it, so that no request sees
@@ -33,6 +34,7 @@ import {
   type SandboxAttachments,
 } from '../driver/attachments';
 import { LanplugError } from '../errors';
+import type { DhcpAttachments } from './dhcp-attachments';
 import type { DhcpEndpoints } from './dhcp-endpoints';
 import { NetworkQueue } from './queue';
 
@@ -50,6 +52,8 @@ export class EndpointService {
     private readonly dhcp: DhcpEndpoints | null,
     /** CNI attachments; null where no CNI front end runs. */
     private readonly attachments: SandboxAttachments | null = null,
+    /** CNI attachments' DHCP leases (`lanplug-dhcp`); null where none can be had. */
+    private readonly leased: DhcpAttachments | null = null,
   ) {}
 
   createNetwork(request: CreateNetworkRequest): Promise<void> {
@@ -120,6 +124,8 @@ export class EndpointService {
     const networkId = cniNetworkId(request.networkName);
     const endpointId = attachmentId(request.networkName, request.sandbox.containerId, request.sandbox.ifname);
     return this.queue.forEndpoint(networkId, endpointId, async () => {
+      // The DHCP server's address is checked on the LAN by the lease keeper, before it is acknowledged as used.
+      if (request.dhcp) return this.requireLeased().attach(request);
       for (let attempt = 1; ; attempt++) {
         const prepared = attachments.prepare(request);
         const check =
@@ -140,7 +146,7 @@ export class EndpointService {
     });
   }
 
-  /** A CNI DEL: idempotent, best effort (driver/attachments.ts). */
+  /** A CNI DEL: idempotent, best effort (driver/attachments.ts); a DHCP lease goes back to its server. */
   detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<void> {
     const attachments = this.requireAttachments();
     return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () =>
@@ -148,15 +154,18 @@ export class EndpointService {
     );
   }
 
-  /** A CNI CHECK. */
+  /** A CNI CHECK: the link as ADD made it, and on a DHCP network the lease held. */
   checkAttachment(networkName: string, containerId: string, ifname: string, netns: string): Promise<void> {
     const attachments = this.requireAttachments();
-    return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () =>
-      attachments.check(networkName, containerId, ifname, netns),
-    );
+    const networkId = cniNetworkId(networkName);
+    const endpointId = attachmentId(networkName, containerId, ifname);
+    return this.queue.forEndpoint(networkId, endpointId, () => {
+      attachments.check(networkName, containerId, ifname, netns);
+      this.leased?.requireHeld(networkId, endpointId, `container ${containerId}'s ${ifname} on network ${networkName}`);
+    });
   }
 
-  /** A CNI GC: every attachment of the network but those `keep` names goes; alone on the network. */
+  /** A CNI GC: every attachment of the network but those `keep` names goes, with its lease; alone on the network. */
   collectAttachments(networkName: string, keep: readonly { containerId: string; ifname: string }[]): Promise<number> {
     const attachments = this.requireAttachments();
     return this.queue.forNetwork(cniNetworkId(networkName), () => attachments.collect(networkName, keep));
@@ -165,6 +174,11 @@ export class EndpointService {
   /** CNI STATUS: ready for an ADD when the parent is there and up. Waits for nothing. */
   attachmentsReady(options: Readonly<Record<string, string>>): void {
     this.requireAttachments().ready(options);
+  }
+
+  private requireLeased(): DhcpAttachments {
+    if (this.leased === null) throw new LanplugError('Internal', 'no DHCP client runs for CNI in this daemon');
+    return this.leased;
   }
 
   private requireAttachments(): SandboxAttachments {

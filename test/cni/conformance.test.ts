@@ -9,12 +9,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Lan, LanHost } from '../lab/lan';
 import { BUSYBOX } from '../lab/image';
 import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { repoRoot } from '../support/repo';
 import type { DaemonLab } from '../support/daemon';
 import { CNI_LAB_GATEWAY, runPlugin, startCniLab, type CniCall, type CniLab, type CniOutcome } from '../support/cni';
 
@@ -27,6 +29,9 @@ let plugin: string;
 let socket: string;
 const made = new Set<string>();
 let nextNs = 0;
+/** The LAN's DHCP server (dnsmasq), for the lanplug-dhcp tests; T1 = 3 s, so that a renewal is seen. */
+let dhcpServer: DhcpServer;
+const DHCP_DNS = '172.16.86.53';
 
 function conf(version = '1.0.0', extra: Record<string, unknown> = {}, ipam: Record<string, unknown> = {}): string {
   return JSON.stringify({
@@ -98,9 +103,17 @@ function resultAddress(result: CniOutcome): string {
 before(async () => {
   lab = await startCniLab();
   ({ lan, host, daemon, socket, plugin } = lab);
+  dhcpServer = await startDhcpServer(lan, {
+    range: ['172.16.86.200', '172.16.86.239'],
+    router: GATEWAY,
+    dns: DHCP_DNS,
+    renewSeconds: 3,
+    rebindSeconds: 100,
+  });
 });
 
 after(() => {
+  dhcpServer?.stop();
   for (const ns of made) delNetns(ns);
   lab?.close();
 });
@@ -456,4 +469,169 @@ test('with the daemon stopped: ADD answers 11 (try again later), STATUS 50, VERS
   assert.equal(version.code, 0);
   dropSandbox(sb.ns);
   assert.equal(spawnSync('true').status, 0);
+});
+
+// ---- lanplug-dhcp: addresses from the LAN's DHCP server ----
+
+/**
+ * The plugin configuration a runtime hands the plugin for the conflist of docs/cni.md's DHCP section
+ * (libcni gives each plugin the list's name and cniVersion), so that the documented example is the one run.
+ */
+function documentedDhcpConf(overrides: Record<string, unknown> = {}, ipam: Record<string, unknown> = {}): string {
+  const doc = readFileSync(join(repoRoot(), 'docs', 'cni.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## DHCP from the LAN'));
+  const block = /```json\n([\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(block !== undefined, "docs/cni.md has a ```json block under '## DHCP from the LAN'");
+  const list = JSON.parse(block) as { cniVersion: string; name: string; plugins: Record<string, unknown>[] };
+  const [first] = list.plugins;
+  assert.ok(first !== undefined);
+  return JSON.stringify({
+    cniVersion: list.cniVersion,
+    name: list.name,
+    ...first,
+    ...overrides,
+    ipam: { ...(first['ipam'] as object), ...ipam },
+  });
+}
+
+interface DhcpResult {
+  ips: { address: string; gateway?: string }[];
+  routes: { dst: string; gw?: string }[];
+  dns: { nameservers?: string[] };
+  interfaces: { name: string; mac: string }[];
+}
+
+function hexOf(text: string): string {
+  return [...Buffer.from(text)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+test('lanplug-dhcp (the docs/cni.md example): the server leases the pod its address, router and DNS, renewed by the daemon; CHECK sees it held; DEL releases it and removes the link; the same container gets the same address back', async () => {
+  const stdin = documentedDhcpConf();
+  const sb = newSandbox();
+  try {
+    const out = await add(sb, stdin);
+    assert.equal(out.code, 0, out.stdout);
+    const result = out.json as unknown as DhcpResult;
+    const address = result.ips[0]?.address ?? '';
+    assert.match(address, /^172\.16\.86\.2[0-3]\d\/24$/, "an address of the server's range, with its mask");
+    assert.equal(result.ips[0]?.gateway, GATEWAY, "the server's router");
+    assert.deepEqual(result.routes, [{ dst: '0.0.0.0/0', gw: GATEWAY }]);
+    assert.deepEqual(result.dns.nameservers, [DHCP_DNS], "the server's DNS");
+    const mac = result.interfaces[0]?.mac ?? '';
+    const ip = address.split('/')[0] ?? '';
+    const link = linkIn(sb.ns, 'eth0');
+    assert.equal(link?.address, mac);
+    assert.ok(
+      link?.addr_info.some((a) => `${a.local}/${a.prefixlen}` === address),
+      JSON.stringify(link),
+    );
+    assert.match(inNs(sb.ns, 'route', 'show', 'default'), new RegExp(`default via ${GATEWAY} dev eth0`));
+    execFileSync('nsenter', [`--net=${sb.path}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+
+    // The server knows the pod by a client id of its container and interface, and a hostname of its container.
+    const lease = dhcpServer.leases().find((l) => l.address === ip);
+    assert.ok(lease !== undefined, `the server's lease file has ${ip}`);
+    assert.equal(lease.mac, mac);
+    assert.equal(lease.clientId, `00:${hexOf(`${sb.id}/eth0`)}`, 'client id 00+"<container id>/<ifname>"');
+    assert.equal(lease.hostname, sb.id.slice(0, 12));
+    const status = (await daemon.cli(['status', '--state-dir', daemon.stateDir])).stdout;
+    assert.match(status, new RegExp(`cni:office .*subnets=dhcp[\\s\\S]*dhcp lease ${ip.replace(/\./g, '\\.')}/24`));
+
+    // Renewed from inside the pod at T1 (3 s): a second REQUEST of the pod's MAC, acknowledged.
+    await eventually('the daemon renews the lease', () => Promise.resolve(dhcpServer.count('DHCPREQUEST', mac) >= 2));
+    const check = await cni(
+      { command: 'CHECK', containerId: sb.id, netns: sb.path, ifname: 'eth0' },
+      JSON.stringify({ ...(JSON.parse(stdin) as object), prevResult: out.json }),
+    );
+    assert.equal(check.code, 0, check.stdout);
+
+    assert.equal((await del(sb, stdin)).code, 0);
+    assert.equal(linkIn(sb.ns, 'eth0'), null, 'DEL removes the link');
+    await eventually('the server logs the release', () => Promise.resolve(dhcpServer.count('DHCPRELEASE', mac) === 1));
+    await eventually('the server drops the lease', () => Promise.resolve(dhcpServer.stillLeased([ip]).length === 0));
+    assert.equal((await del(sb, stdin)).code, 0, 'DEL twice');
+
+    const again = await add(sb, stdin);
+    assert.equal(again.code, 0, again.stdout);
+    assert.equal(resultAddress(again), address, 'the same container and interface get the same address back');
+    assert.equal((await del(sb, stdin)).code, 0);
+  } finally {
+    dropSandbox(sb.ns);
+  }
+});
+
+test('lanplug-dhcp with no server answering: ADD fails within the timeout (code 11, one line), leaving no link, attachment or lease', async () => {
+  const stdin = documentedDhcpConf({ name: 'quiet' }, { timeout: '2s' });
+  const sb = newSandbox();
+  dhcpServer.stop();
+  try {
+    const started = Date.now();
+    const out = await add(sb, stdin);
+    const took = Date.now() - started;
+    assert.equal(out.code, 1, out.stdout);
+    assert.equal(out.json?.['code'], 11, 'try again later');
+    assert.match(
+      String(out.json?.['msg']),
+      /^network cni:quiet on parent eth0: no DHCP server answered on eth0 within 2 s$/,
+    );
+    assert.ok(took < 4_000, `answered in ${took} ms`);
+    assert.equal(linkIn(sb.ns, 'eth0'), null, 'no link left in the pod');
+    assert.deepEqual(
+      inNs(sb.ns, '-o', 'link', 'show')
+        .split('\n')
+        .filter((l) => l !== '' && !/: lo:/.test(l)),
+      [],
+      'nothing else either',
+    );
+    const status = (await daemon.cli(['status', '--state-dir', daemon.stateDir])).stdout;
+    assert.doesNotMatch(status, /cni:quiet[\s\S]*endpoint|dhcp lease/, status);
+    assert.equal((await del(sb, stdin)).code, 0, 'the runtime cleaning up after the failed ADD succeeds');
+  } finally {
+    await dhcpServer.start();
+    dropSandbox(sb.ns);
+  }
+});
+
+test('lanplug-dhcp GC: the lease of an attachment not in cni.dev/valid-attachments goes back to the server, the other is kept', async () => {
+  const stdin = documentedDhcpConf({ cniVersion: '1.1.0', name: 'dhcpgc' });
+  const keep = newSandbox();
+  const drop = newSandbox();
+  try {
+    const kept = await add(keep, stdin);
+    const dropped = await add(drop, stdin);
+    assert.equal(kept.code, 0, kept.stdout);
+    assert.equal(dropped.code, 0, dropped.stdout);
+    const droppedMac = (dropped.json as unknown as DhcpResult).interfaces[0]?.mac ?? '';
+    const keptIp = resultAddress(kept).split('/')[0] ?? '';
+    const gc = await cni(
+      { command: 'GC' },
+      JSON.stringify({
+        ...(JSON.parse(stdin) as object),
+        'cni.dev/valid-attachments': [{ containerID: keep.id, ifname: 'eth0' }],
+      }),
+    );
+    assert.equal(gc.code, 0, gc.stdout);
+    assert.equal(linkIn(drop.ns, 'eth0'), null);
+    await eventually('the server logs the release', () =>
+      Promise.resolve(dhcpServer.count('DHCPRELEASE', droppedMac) === 1),
+    );
+    assert.deepEqual(dhcpServer.stillLeased([keptIp]), [keptIp], 'the kept one is still leased');
+    assert.equal((await del(keep, stdin)).code, 0);
+  } finally {
+    dropSandbox(keep.ns);
+    dropSandbox(drop.ns);
+  }
+});
+
+test('lanplug-dhcp: the lease of a pod whose namespace vanished without a DEL goes back to the server at lanplug gc', async () => {
+  const stdin = documentedDhcpConf({ name: 'dhcpgone' });
+  const sb = newSandbox();
+  const added = await add(sb, stdin);
+  assert.equal(added.code, 0, added.stdout);
+  const mac = (added.json as unknown as DhcpResult).interfaces[0]?.mac ?? '';
+  dropSandbox(sb.ns); // the runtime died: no DEL ever comes
+  const gc = await daemon.cli(['gc', '--state-dir', daemon.stateDir, '--docker-host', 'unix:///nonexistent.sock']);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.match(gc.stdout, new RegExp(`removed cni:dhcpgone container ${sb.id.slice(0, 12)} eth0`));
+  await eventually('the server logs the release', () => Promise.resolve(dhcpServer.count('DHCPRELEASE', mac) === 1));
 });

@@ -10,7 +10,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseEnvironment, parseNetworkConfig, parseVersion, type CniEnvironment } from '../../src/api/cni/config';
+import {
+  parseEnvironment,
+  parseNetworkConfig,
+  parseVersion,
+  type CniEnvironment,
+  type CniNetworkConfig,
+} from '../../src/api/cni/config';
+import { attachmentIdentity } from '../../src/endpoint/dhcp-attachments';
 import { CniError } from '../../src/api/cni/errors';
 import { decodeAnswer, decodeInvocation, encodeAnswer, encodeInvocation } from '../../src/api/cni/protocol';
 import { encodeResult } from '../../src/api/cni/result';
@@ -213,6 +220,64 @@ test('configuration: typos, foreign IPAM types, bad ranges and unknown versions 
     ['10.1.0.7'],
   );
   assert.equal(requested.mac, '02:11:22:33:44:55');
+});
+
+test('configuration: ipam lanplug-dhcp is `-o dhcp=true` (with its timeout); what it cannot do is refused in one line', () => {
+  const dhcp = (ipam: Record<string, unknown>, extra: Record<string, unknown> = {}): CniNetworkConfig =>
+    config({ ipam: { type: 'lanplug-dhcp', ...ipam }, ...extra }, null);
+  const plain = dhcp({});
+  assert.equal(plain.dhcp, true);
+  assert.equal(plain.ipam, null);
+  assert.equal(plain.options['dhcp'], 'true');
+  assert.equal(plain.options['dhcp.timeout'], undefined);
+  assert.equal(dhcp({ timeout: '3s' }).options['dhcp.timeout'], '3s');
+  assert.equal(config().dhcp, false);
+  const message = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      if (err instanceof CniError && err.code === 7) return err.message;
+      throw err;
+    }
+    assert.fail('expected an invalid configuration');
+  };
+  assert.match(
+    message(() => dhcp({ subnet: '10.1.0.0/24' })),
+    /ipam: unknown key 'subnet'; known keys: type, timeout/,
+  );
+  assert.match(
+    message(() => dhcp({}, { runtimeConfig: { ips: ['10.1.0.7'] } })),
+    /the DHCP server chooses the address/,
+  );
+  assert.match(
+    message(() => dhcp({}, { host_access: true })),
+    /host_access is not available with ipam type lanplug-dhcp/,
+  );
+  assert.match(
+    message(() => config({}, { type: 'dhcp', subnet: undefined })),
+    /ipam type 'dhcp' is the reference plugin's, which needs its own DHCP daemon; use "lanplug-dhcp"/,
+  );
+});
+
+test("lanplug-dhcp identity: client id 00+'<container id>/<ifname>', hostname the id's first 12 characters; ipvlan asks for broadcast answers", () => {
+  const sandbox = { containerId: '3f2a9c1be07d44aa', netns: '/run/netns/x', ifname: 'eth1' };
+  const id = attachmentIdentity(sandbox, '02:00:00:00:00:07', false);
+  assert.equal(id.clientId, '00' + Buffer.from('3f2a9c1be07d44aa/eth1').toString('hex'));
+  assert.equal(id.hostname, '3f2a9c1be07d');
+  assert.equal(id.mac, '02:00:00:00:00:07');
+  assert.equal(id.stable, true, 'its last address is asked for again');
+  assert.equal(id.broadcast, false);
+  assert.deepEqual(
+    attachmentIdentity(sandbox, '02:00:00:00:00:99', false).clientId,
+    id.clientId,
+    'the MAC is not the identity',
+  );
+  const ipvlan = attachmentIdentity({ ...sandbox, containerId: 'other' }, '02:00:00:00:00:07', true);
+  assert.notEqual(ipvlan.clientId, id.clientId, 'pods sharing the parent MAC are told apart');
+  assert.equal(ipvlan.broadcast, true);
+  assert.equal(attachmentIdentity({ ...sandbox, containerId: 'a_b.c' }, 'x', false).hostname, 'a-b-c');
+  const long = attachmentIdentity({ ...sandbox, containerId: 'a'.repeat(255) }, 'x', false);
+  assert.ok(long.clientId.length / 2 <= 255, 'option 61 holds it');
 });
 
 test('results: 0.x carries ips[].version, 1.x does not; gateway and dns as given', () => {

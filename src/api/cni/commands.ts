@@ -132,6 +132,7 @@ async function add(
     options: config.options,
     auxAddresses: config.auxAddresses,
     rangeSets: config.ipam?.rangeSets ?? [],
+    dhcp: config.dhcp,
     routes: config.ipam?.routes ?? [],
     mac: config.mac,
     requestedIps: config.requestedIps,
@@ -142,7 +143,10 @@ async function add(
       interface: { name: attached.ifname, mac: attached.mac, sandbox: attached.netns },
       addresses: attached.addresses,
       routes: attached.routes,
-      dns: config.dns,
+      // The configuration's own `dns` wins over what a DHCP server named.
+      dns:
+        config.dns ??
+        (attached.nameservers.length === 0 ? null : { nameservers: attached.nameservers.map((a) => a.text) }),
     },
     config.cniVersion,
   );

@@ -26,6 +26,9 @@ import {
 } from '../../net/address';
 import { parseMac } from '../../net/mac';
 import {
+  DHCP_IPAM_NAME,
+  OPT_DHCP,
+  OPT_DHCP_TIMEOUT,
   OPT_IPVLAN_FLAG,
   OPT_IPVLAN_MODE,
   OPT_HOST_ACCESS,
@@ -51,6 +54,13 @@ export const PLUGIN_TYPES: Readonly<Record<string, DriverKind>> = {
 };
 /** The IPAM `type` lanplug allocates for (host-local's keys, lanplug's store). */
 export const IPAM_TYPE = 'lanplug';
+/**
+ * The IPAM `type` whose addresses come from the LAN's DHCP server, asked by the daemon (lanplug's main
+ * plugins only): the name of the Docker IPAM driver that does the same.
+ */
+export const DHCP_IPAM_TYPE = DHCP_IPAM_NAME;
+/** The reference plugins' DHCP IPAM, which needs its own daemon: named in the message that points to lanplug's. */
+const REFERENCE_DHCP_TYPE = 'dhcp';
 
 export interface CniEnvironment {
   command: CniCommand;
@@ -88,7 +98,10 @@ export interface CniNetworkConfig {
   /** `aux_addresses`, as `--aux-address`: `host` / `host6` are the host's own with `host_access`. */
   auxAddresses: Map<string, IpAddress>;
   mac: string | null;
+  /** host-local's ranges; null without them (`dhcp`, or no ipam section). */
   ipam: CniIpam | null;
+  /** `"ipam": {"type": "lanplug-dhcp"}`: the address is the LAN's DHCP server's (options carry `dhcp=true`). */
+  dhcp: boolean;
   dns: JsonObject | null;
   /** Addresses the runtime asked for (`runtimeConfig.ips`, `args.cni.ips`, CNI_ARGS `IP=`). */
   requestedIps: IpAddress[];
@@ -104,6 +117,7 @@ const PLUGIN_KEYS: Record<DriverKind, readonly string[]> = {
   macvlan: ['master', 'mode', 'mtu', 'mac', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
   ipvlan: ['master', 'mode', 'flag', 'mtu', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
 };
+const DHCP_IPAM_KEYS = ['type', 'timeout'];
 const IPAM_KEYS = ['type', 'subnet', 'rangeStart', 'rangeEnd', 'gateway', 'ranges', 'routes', 'dataDir'];
 const RANGE_KEYS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway'];
 /** CNI's container ids: letters, digits, '_', '.', '-' (SPEC.md "Parameters"). */
@@ -232,6 +246,17 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
   const mac = macText === null ? null : parseMac(macText);
 
   const requested = requestedIps(conf, env);
+  const dhcp = parseDhcpIpam(conf['ipam']);
+  if (dhcp !== null) {
+    options[OPT_DHCP] = 'true';
+    if (dhcp.timeout !== null) options[OPT_DHCP_TIMEOUT] = dhcp.timeout;
+    if (options[OPT_HOST_ACCESS] !== undefined)
+      throw badConfig(`${type} host_access is not available with ipam type ${DHCP_IPAM_TYPE} yet`);
+    if (requested.length > 0)
+      throw badConfig(
+        `the DHCP server chooses the address with ipam type ${DHCP_IPAM_TYPE}: asking for ${requested.map((a) => a.text).join(', ')} is not possible (reserve it for the pod on the server instead)`,
+      );
+  }
 
   return {
     cniVersion,
@@ -240,7 +265,8 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
     options,
     auxAddresses,
     mac,
-    ipam: parseIpam(conf['ipam']),
+    ipam: dhcp === null ? parseIpam(conf['ipam']) : null,
+    dhcp: dhcp !== null,
     dns: conf['dns'] === undefined || conf['dns'] === null ? null : asConfigObject(conf['dns'], 'dns'),
     requestedIps: requested,
     prevResult:
@@ -304,13 +330,28 @@ export function parseIpamConfig(conf: JsonObject, env: CniEnvironment): CniIpamC
   };
 }
 
+/** `"ipam": {"type": "lanplug-dhcp", "timeout": "10s"}`; null for any other ipam section. */
+function parseDhcpIpam(value: Json | undefined): { timeout: string | null } | null {
+  if (value === undefined || value === null) return null;
+  const ipam = asConfigObject(value, 'ipam');
+  if (ipam['type'] !== DHCP_IPAM_TYPE) return null;
+  checkKeys(ipam, DHCP_IPAM_KEYS, 'ipam');
+  return { timeout: optionalString(ipam, 'timeout', 'ipam') };
+}
+
 function parseIpam(value: Json | undefined): CniIpam | null {
   if (value === undefined || value === null) return null;
   const ipam = asConfigObject(value, 'ipam');
   if (Object.keys(ipam).length === 0) return null;
   const type = stringField(ipam, 'type', 'ipam');
+  if (type === REFERENCE_DHCP_TYPE)
+    throw badConfig(
+      `ipam type '${REFERENCE_DHCP_TYPE}' is the reference plugin's, which needs its own DHCP daemon; use "${DHCP_IPAM_TYPE}" (lanplug's daemon asks the LAN's server)`,
+    );
   if (type !== IPAM_TYPE)
-    throw badConfig(`ipam type '${type}' is not supported here; use "${IPAM_TYPE}" (it takes host-local's keys)`);
+    throw badConfig(
+      `ipam type '${type}' is not supported here; use "${IPAM_TYPE}" (it takes host-local's keys) or "${DHCP_IPAM_TYPE}"`,
+    );
   checkKeys(ipam, IPAM_KEYS, 'ipam');
   const sets: AddressRange[][] = [];
   if (ipam['subnet'] !== undefined) sets.push([parseRange(ipam, 'ipam')]);

@@ -1,0 +1,139 @@
+/**
+ * CNI attachments whose address comes from the LAN's DHCP server (`"ipam":
+ * {"type": "lanplug-dhcp"}`): what a Docker `-o dhcp=true` endpoint gets,
+ * for a pod. The attachment's two halves are the driver's
+ * (SandboxAttachments.prepareLeased / completeLeased); between them the lease
+ * keeper asks the server from inside the pod's namespace, on the pod's own
+ * link, and checks the acknowledged address on the LAN (declined and asked
+ * again when a device answers for it). From then on the lease is the
+ * keeper's as any other: renewed from inside the namespace, released when
+ * the attachment is removed (DEL, GC, a vanished namespace: the driver's
+ * SandboxAttachments calls the keeper), or by the keeper's watchdog.
+ *
+ * Identity: client id 00+"<container id>/<ifname>", so that a DEL and ADD of
+ * the same container (a restarted Podman container keeps its id) asks as the
+ * same client and for its last address; the hostname is the container id's
+ * first 12 characters (Podman's default hostname for a container). The MAC
+ * stays the attachment's (random unless the configuration gives one): on
+ * ipvlan every pod has the parent's, and the client id tells them apart.
+ */
+import { createHash } from 'node:crypto';
+import { notFound, withContext } from '../errors';
+import type { LeaseKeeper } from '../dhcp/keeper';
+import { stateAt } from '../dhcp/lease-state';
+import type { Attached, AttachRequest, SandboxAttachments } from '../driver/attachments';
+import { shortId } from '../driver/names';
+import type { NetworkDriver } from '../driver/network-driver';
+import type { Logger } from '../log';
+import { leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
+import type { Sandbox } from '../model/network';
+import { duidFromLabel } from './dhcp-endpoints';
+
+/** DHCP option 61 holds at most 255 bytes: the type byte and 254 of the label. */
+const CLIENT_LABEL_MAX = 254;
+/** Without `timeout` in the configuration: as Docker's `-o dhcp=true` networks. */
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+export class DhcpAttachments {
+  constructor(
+    private readonly attachments: SandboxAttachments,
+    private readonly driver: NetworkDriver,
+    private readonly keeper: LeaseKeeper,
+    private readonly log: Logger,
+  ) {}
+
+  /** An ADD: the link in the namespace, a lease asked on it, the address configured; undone whole on a failure. */
+  async attach(request: AttachRequest): Promise<Attached> {
+    const prepared = this.attachments.prepareLeased(request);
+    const { networkId, endpointId, link } = prepared;
+    const { sandbox } = request;
+    const spec = this.driver.networkSpec(request.driver, networkId);
+    const identity = attachmentIdentity(sandbox, link.mac, spec.mode.kind === 'ipvlan');
+    let leases: Lease[] = [];
+    let held = false;
+    try {
+      leases = await this.keeper.acquire(
+        link,
+        spec.parent.name,
+        identity,
+        {
+          networkId,
+          ipv4: true,
+          ipv6: false,
+          prefixLength6: 64,
+          subnets4: this.driver.parentSubnets4(spec),
+          netns: sandbox.netns,
+        },
+        spec.dhcp?.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      );
+      const lease = leases.find((l) => l.family === 4);
+      if (lease === undefined) throw notFound('the DHCP exchange returned no IPv4 lease');
+      const attached = this.attachments.completeLeased(prepared, lease.address, lease.router);
+      this.keeper.hold({
+        networkId,
+        endpointId,
+        identity,
+        leases,
+        dockerAddresses: [lease.address.address],
+        sandboxKey: null,
+        renewedAt: null,
+        failures: 0,
+        lastError: null,
+      });
+      held = true;
+      // Renewals run inside the pod's namespace from now on.
+      this.keeper.joined(networkId, endpointId, sandbox.netns);
+      return { ...attached, nameservers: lease.dns };
+    } catch (err) {
+      // Nothing stays behind a failed ADD: no lease (on the server or here), no link, no row.
+      if (held) this.keeper.release(networkId, endpointId, 'CNI ADD failed');
+      else this.keeper.giveBack(networkId, identity, leases);
+      this.attachments.abandonLeased(prepared);
+      throw withContext(`network cni:${request.networkName} on parent ${spec.parent.name}`, err);
+    }
+  }
+
+  /** CHECK of an attachment on a DHCP network: its lease is held, and has not expired unrenewed. */
+  requireHeld(networkId: string, endpointId: string, what: string): void {
+    if ((this.driver.network(networkId)?.spec.dhcp ?? null) === null) return;
+    const record = this.keeper.get(networkId, endpointId);
+    const lease = record === null ? null : leaseOf(record, 4);
+    if (record === null || lease === null)
+      throw notFound(`${what} holds no DHCP lease any more (released); DEL and ADD it again`);
+    if (stateAt(lease, Date.now()) === 'expired')
+      throw notFound(
+        `${what}: its DHCP lease of ${lease.address.address.text} expired without an answer from the server (${record.lastError ?? 'no renewal'}); the server may give the address to another device`,
+      );
+    this.log.debug('dhcp lease held', { endpoint: shortId(endpointId), address: lease.address.address.text });
+  }
+}
+
+/** What the server knows a pod's attachment by: the same for the same container and interface. */
+export function attachmentIdentity(sandbox: Sandbox, mac: string, sharedMac: boolean): DhcpIdentity {
+  const label = clientLabel(sandbox.containerId, sandbox.ifname);
+  return {
+    mac,
+    clientId: '00' + Buffer.from(label).toString('hex'),
+    duid: duidFromLabel(label),
+    iaid: 1,
+    stable: true,
+    hostname: hostnameOf(sandbox.containerId),
+    broadcast: sharedMac,
+  };
+}
+
+/** "<container id>/<ifname>"; a container id too long for option 61 is replaced by its SHA-256. */
+function clientLabel(containerId: string, ifname: string): string {
+  const label = `${containerId}/${ifname}`;
+  if (label.length <= CLIENT_LABEL_MAX) return label;
+  return `${createHash('sha256').update(containerId).digest('hex')}/${ifname}`;
+}
+
+/** The container id's first 12 characters, as a hostname label (letters, digits, inner '-'); null if none is left. */
+function hostnameOf(containerId: string): string | null {
+  const name = containerId
+    .slice(0, 12)
+    .replace(/[^A-Za-z0-9-]/g, '-')
+    .replace(/^-+|-+$/g, '');
+  return name === '' ? null : name;
+}
