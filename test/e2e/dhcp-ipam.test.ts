@@ -122,7 +122,13 @@ test('dual stack from the LAN server: both addresses leased at docker run; inspe
   assert.match(lanplugStatus(lab.plugin), /fd77::1[0-9a-f]{2}\/64/);
 
   lab.host.dockerOk(['stop', '-t', '1', 'both']);
-  await eventually(() => assert.equal(count6('DHCPRELEASE', mac), 1, 'a DHCPv6 Release at stop'));
+  // One Release, or two when a renewal was on the wire at the stop (the keeper releases again once that
+  // exchange is over, so that a late ACK cannot bind the address anew): DHCPv4's T1 of 3 s makes that likely
+  // on a loaded machine.
+  await eventually(() => {
+    const releases = count6('DHCPRELEASE', mac);
+    assert.ok(releases >= 1 && releases <= 2, `a DHCPv6 Release at stop (${releases})`);
+  });
   await eventually(() => assert.equal(lease6(mac), undefined, 'the server freed the IPv6 lease'));
   await eventually(() => assert.ok(!server.leases().some((l) => l.mac === mac), 'and the IPv4 one'));
   lab.host.dockerOk(['start', 'both']);
