@@ -47,6 +47,13 @@ export interface AcquirePlan {
 
 /** How long a released address is remembered as released (Docker's ReleaseAddress follows within milliseconds). */
 const RELEASED_MEMORY_MS = 60_000;
+/**
+ * How long an identity's last address is remembered after its lease was taken or given back. Every
+ * CNI attachment (a pod's container id) and every container with its own --mac-address adds a row:
+ * without a limit a year of pods would only grow the table. A month covers any restart worth
+ * keeping an address across; the LAN's server usually remembers the client anyway.
+ */
+export const REMEMBER_ADDRESS_MS = 30 * 24 * 3600_000;
 /** A lease never joined to a container this long after it was taken belongs to a start that failed. */
 const UNJOINED_GRACE_MS = 60_000;
 
@@ -245,8 +252,9 @@ export class LeaseKeeper {
     this.watchdog.unref();
   }
 
-  sweep(): void {
-    const now = Date.now();
+  sweep(now = Date.now()): void {
+    const forgotten = this.store.forgetAddressesBefore(now - REMEMBER_ADDRESS_MS);
+    if (forgotten > 0) this.log.debug('forgot last addresses not used for a month', { count: forgotten });
     for (const record of this.store.listLeases()) {
       if (record.sandboxKey === null) {
         if (now - record.createdAt > UNJOINED_GRACE_MS)

@@ -18,4 +18,6 @@ export interface LeaseStore {
 
   rememberAddress(clientId: string, address: IpAddress): void;
   lastAddress(clientId: string): IpAddress | null;
+  /** Forgets the addresses remembered before `cutoff` (ms since the epoch); returns how many. */
+  forgetAddressesBefore(cutoff: number): number;
 }

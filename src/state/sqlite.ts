@@ -185,6 +185,9 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   lastAddress(clientId: string): IpAddress | null {
     return this.leases.lastAddress(clientId);
   }
+  forgetAddressesBefore(cutoff: number): number {
+    return this.leases.forgetAddressesBefore(cutoff);
+  }
 
   // ---- small facts, the LAN seen, shared pools (sqlite/meta.ts, lan-seen.ts, shared-pools.ts) ----
 

@@ -14,6 +14,9 @@ import { LanplugError } from '../../src/errors';
 import { DATABASE_FILE, SqliteStore } from '../../src/state/sqlite';
 import { SCHEMA_VERSION } from '../../src/state/schema';
 import { parseAddress, parsePrefix } from '../../src/net/address';
+import { LeaseKeeper, REMEMBER_ADDRESS_MS } from '../../src/dhcp/keeper';
+import { NO_LEASE_NETWORKS } from '../../src/dhcp/lease-networks';
+import { silentLogger } from '../../src/log';
 
 function withDir(fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'lanplug-store-'));
@@ -293,6 +296,10 @@ test('a lease record reads back exactly as written; the last address of a client
     assert.equal(store.lastAddress('0102000000000009'), null);
     store.rememberAddress('0102000000000009', parseAddress('172.16.86.50'));
     assert.equal(store.lastAddress('0102000000000009')?.text, '172.16.86.50');
+    // Remembered rows do not pile up for ever (a pod per container id): the keeper's sweep forgets old ones.
+    assert.equal(store.forgetAddressesBefore(Date.now() - 60_000), 0, 'a fresh row stays');
+    assert.equal(store.forgetAddressesBefore(Date.now() + 1), 1);
+    assert.equal(store.lastAddress('0102000000000009'), null);
     store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -312,5 +319,22 @@ test("the state directory's instance id (in a shared-pool host's etcd registrati
     const other = SqliteStore.open(join(dir, 'b'));
     assert.notEqual(other.instanceId(), id);
     other.close();
+  });
+});
+
+test("the lease keeper's sweep forgets last addresses remembered more than a month ago, and keeps the month's", () => {
+  withDir((dir) => {
+    const store = SqliteStore.open(dir);
+    const keeper = new LeaseKeeper(store, silentLogger, NO_LEASE_NETWORKS);
+    store.rememberAddress('01old', parseAddress('172.16.86.60'));
+    store.rememberAddress('01new', parseAddress('172.16.86.61'));
+    // The sweep runs a month and a minute after 'old' was remembered, 'new' a minute later still.
+    keeper.sweep(Date.now() + REMEMBER_ADDRESS_MS + 60_000);
+    assert.equal(store.lastAddress('01old'), null);
+    assert.equal(store.lastAddress('01new'), null, 'both are older than a month by then');
+    store.rememberAddress('01new', parseAddress('172.16.86.61'));
+    keeper.sweep();
+    assert.equal(store.lastAddress('01new')?.text, '172.16.86.61', 'a row of this month stays');
+    store.close();
   });
 });

@@ -60,6 +60,10 @@ export class LeaseTables {
       .run(clientId, address.text, Date.now());
   }
 
+  forgetAddressesBefore(cutoff: number): number {
+    return this.c.stmt('DELETE FROM dhcp_last WHERE updated_at < ?').run(cutoff).changes;
+  }
+
   lastAddress(clientId: string): IpAddress | null {
     const row = this.c.stmt('SELECT address FROM dhcp_last WHERE client_id = ?').get(clientId) as
       { address: string } | undefined;
