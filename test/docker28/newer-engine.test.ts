@@ -168,10 +168,8 @@ test('gw-priority between two lanplug networks: the default route follows the hi
     'parent=eth0',
     'second',
   ]);
-  assert.equal(
-    lab.host.dockerOk(['network', 'inspect', 'second', '--format', '{{range .IPAM.Config}}{{.Gateway}}{{end}}']).trim(),
-    '10.86.0.1',
-  );
+  // 28.5's `network inspect` shows only the IPAM config the user gave (no Gateway here), so the proof that
+  // Docker reserved 10.86.0.1 is the container's default route through it below.
   for (const [high, via] of [
     ['first', '172.16.86.1'],
     ['second', '10.86.0.1'],
