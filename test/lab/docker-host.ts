@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
   DEBIAN_DOCKER_CLIENT,
+  engineAnswered,
   ENGINE_HOST_TREE,
   labEngine,
   resolveEngine,
@@ -274,6 +275,7 @@ export class DockerHost {
         if (!this.engine.version.test(this.serverVersion)) {
           throw new Error(`lab: ${this.engine.name} expected, but dockerd says it is ${this.serverVersion}`);
         }
+        engineAnswered(this.engine.name, this.serverVersion);
         return;
       }
       if (Date.now() > deadline) {
