@@ -2,7 +2,8 @@
 // engine-behaviours.ts, the tests tagged `[engine:<id>]` (and the engine each one runs on: its
 // lane's, or the engine whose bodies a contract test replays), and the last run of each lane, read
 // from the TAP output that scripts/test leaves in .lab/results/. A cell says "proved by lane" only
-// for a row a tagged test proved in the last recorded run of that lane; the runs are recorded in the
+// for a row whose tagged tests passed in the last recorded run of that lane ("failed" when one of
+// them failed there, "not run yet" when none ran); the runs are recorded in the
 // table's block itself (one comment line per engine), so the committed table can be checked against
 // the sources alone (test/unit/versions-table.test.ts). `npm run versions-table` runs main().
 
@@ -143,19 +144,31 @@ export function claimProblems(
 
 // ---- The runs behind the table ----
 
-/** The last recorded run proving rows on one engine: its lane's dockerd version, and the rows its tagged tests passed. */
+/** The last recorded run of the tests of one engine: its lane's dockerd version, the rows its tagged tests proved and failed. */
 export interface Run {
   readonly engine: TableEngine;
   /** The version dockerd reported (lanes); undefined for contract tests. */
   readonly dockerd: string | undefined;
+  /** The rows whose tagged tests all passed. */
   readonly proved: readonly string[];
+  /** The rows a tagged test failed. */
+  readonly failed: readonly string[];
 }
 
-const RUN_LINE = /^<!-- run (docker\d+): (?:dockerd (\S+)|contract tests); proved: ([a-z0-9 -]*) -->$/;
+const RUN_LINE =
+  /^<!-- run (docker\d+): (?:dockerd (\S+)|contract tests); proved:((?: [a-z0-9-]+)*); failed:((?: [a-z0-9-]+)*) -->$/;
+
+/** ` a b c`: a list of row ids as a run line writes it. */
+const idList = (ids: readonly string[]): string =>
+  [...ids]
+    .sort()
+    .map((id) => ` ${id}`)
+    .join('');
+const ids = (list: string): string[] => list.split(' ').filter((id) => id !== '');
 
 function runLine(run: Run): string {
   const by = run.dockerd === undefined ? 'contract tests' : `dockerd ${run.dockerd}`;
-  return `<!-- run ${run.engine}: ${by}; proved: ${[...run.proved].sort().join(' ')} -->`;
+  return `<!-- run ${run.engine}: ${by}; proved:${idList(run.proved)}; failed:${idList(run.failed)} -->`;
 }
 
 /** The runs a table block records. */
@@ -165,7 +178,7 @@ export function runsInBlock(block: string, columns: readonly EngineColumn[] = EN
     const m = RUN_LINE.exec(line);
     const engine = columns.find((c) => c.engine === m?.[1])?.engine;
     if (m === null || engine === undefined) continue;
-    runs.set(engine, { engine, dockerd: m[2], proved: (m[3] as string).split(' ').filter((id) => id !== '') });
+    runs.set(engine, { engine, dockerd: m[2], proved: ids(m[3] as string), failed: ids(m[4] as string) });
   }
   return runs;
 }
@@ -255,15 +268,16 @@ export function parseTap(text: string): TapTest[] {
   return tests;
 }
 
-/** What one TAP output proves on each engine, and what it shows failing there. */
+/** What one TAP output proves and fails on each engine. */
 export interface TapEvidence {
   readonly runs: Map<TableEngine, Run>;
-  /** Per engine (or 'any' when the engine is unknown): what forbids taking the run as proof. */
+  /** Per engine (or 'any' when the engine is unknown): what forbids taking the output as a run. */
   readonly problems: Map<TableEngine | 'any', string[]>;
 }
 
 export function evidenceFromTap(tests: readonly TapTest[], source: string): TapEvidence {
-  const proved = new Map<TableEngine, Set<string>>();
+  const passed = new Map<TableEngine, Set<string>>();
+  const failed = new Map<TableEngine, Set<string>>();
   const dockerds = new Map<TableEngine, Set<string>>();
   const problems = new Map<TableEngine | 'any', string[]>();
   const problem = (engine: TableEngine | 'any', text: string): void => {
@@ -275,29 +289,34 @@ export function evidenceFromTap(tests: readonly TapTest[], source: string): TapE
     const proofs = test.diagnostics.flatMap((d) => parseEngineDiagnostic(d) ?? []);
     const engines = [...new Set(proofs.map((p) => p.engine))];
     if (engines.length !== 1) {
-      problem(
-        'any',
-        `'${test.name}' names ${engines.length === 0 ? 'no engine' : `several engines (${engines.join(', ')})`}`,
-      );
+      const why =
+        engines.length > 1
+          ? `names several engines (${engines.join(', ')})`
+          : test.passed
+            ? 'names no engine'
+            : 'failed before naming its engine';
+      problem('any', `'${test.name}' ${why}`);
       continue;
     }
     const engine = engines[0] as TableEngine;
-    if (!test.passed) {
-      problem(engine, `'${test.name}' failed on ${engine}`);
-      continue;
-    }
     for (const proof of proofs) {
       if (proof.kind === 'lane') dockerds.set(engine, (dockerds.get(engine) ?? new Set()).add(proof.dockerd));
     }
-    const rows = proved.get(engine) ?? new Set<string>();
+    const rows = (test.passed ? passed : failed).get(engine) ?? new Set<string>();
     for (const id of ids) rows.add(id);
-    proved.set(engine, rows);
+    (test.passed ? passed : failed).set(engine, rows);
   }
   const runs = new Map<TableEngine, Run>();
-  for (const [engine, rows] of proved) {
+  for (const engine of new Set([...passed.keys(), ...failed.keys()])) {
     const versions = [...(dockerds.get(engine) ?? [])];
     if (versions.length > 1) problem(engine, `${engine} ran as several dockerd versions: ${versions.join(', ')}`);
-    const run: Run = { engine, dockerd: versions[0], proved: [...rows].sort() };
+    const failing = failed.get(engine) ?? new Set<string>();
+    const run: Run = {
+      engine,
+      dockerd: versions[0],
+      proved: [...(passed.get(engine) ?? [])].filter((id) => !failing.has(id)).sort(),
+      failed: [...failing].sort(),
+    };
     for (const p of runProblems(run)) problem(engine, p);
     runs.set(engine, run);
   }
@@ -309,15 +328,15 @@ export function evidenceFromTap(tests: readonly TapTest[], source: string): TapE
 function cellText(row: Behaviour, column: EngineColumn, run: Run | undefined): string {
   const cell = row[column.engine];
   if (!cell.proved) return cell.why === undefined ? 'not tested' : `not tested (${cell.why})`;
-  const ran = run?.proved.includes(row.id) === true;
+  const kind = column.proof.kind === 'lane' ? 'lane test' : 'contract test';
+  // what a failed test would have proved is not said
+  if (run?.failed.includes(row.id) === true) return `${kind} failed (${column.version})`;
   const proof =
-    column.proof.kind === 'lane'
-      ? ran
+    run?.proved.includes(row.id) !== true
+      ? `${kind}, not run yet (${column.version})`
+      : column.proof.kind === 'lane'
         ? `proved by lane (${column.version})`
-        : `lane test, not run yet (${column.version})`
-      : ran
-        ? `contract test (${column.version})`
-        : `contract test, not run yet (${column.version})`;
+        : `contract test (${column.version})`;
   return cell.differs === undefined ? proof : `differs: ${cell.differs}; ${proof}`;
 }
 
@@ -344,7 +363,11 @@ export function renderBlock(
   const kept = new Map<TableEngine, Run>();
   for (const [engine, run] of runs) {
     const claimed = new Set(behaviours.filter((b) => b[engine].proved).map((b) => b.id));
-    kept.set(engine, { ...run, proved: run.proved.filter((id) => claimed.has(id)) });
+    kept.set(engine, {
+      ...run,
+      proved: run.proved.filter((id) => claimed.has(id)),
+      failed: run.failed.filter((id) => claimed.has(id)),
+    });
   }
   const escape = (text: string): string => text.replace(/\|/g, '\\|');
   return [
@@ -416,18 +439,17 @@ function main(args: readonly string[]): number {
   const general: string[] = [];
   for (const { f } of byAge) {
     const evidence = evidenceFromTap(parseTap(fs.readFileSync(f, 'utf8')), path.relative(root, path.resolve(f)));
-    // an engine this output failed on counts as run too: its failures must not leave an older pass standing
-    const ran = [...evidence.runs.keys(), ...[...evidence.problems.keys()].filter((k) => k !== 'any')];
-    for (const engine of ran) taken.set(engine, { file: f, evidence });
+    for (const engine of evidence.runs.keys()) taken.set(engine, { file: f, evidence });
     general.push(...(evidence.problems.get('any') ?? []));
   }
   const refused = [...general];
   for (const [engine, { evidence }] of taken) refused.push(...(evidence.problems.get(engine) ?? []));
   for (const [engine, { evidence }] of taken) {
     const run = evidence.runs.get(engine);
-    for (const id of (run?.proved ?? []).filter((i) => !BEHAVIOURS.find((b) => b.id === i)?.[engine].proved)) {
+    const ran = [...(run?.proved ?? []), ...(run?.failed ?? [])];
+    for (const id of ran.filter((i) => !BEHAVIOURS.find((b) => b.id === i)?.[engine].proved)) {
       refused.push(
-        `the run proved '${id}' on ${engine}, which the rows no longer claim there: is it older than the tests?`,
+        `the run tested '${id}' on ${engine}, which the rows do not claim there: is it older than the tests?`,
       );
     }
   }
@@ -440,9 +462,10 @@ function main(args: readonly string[]): number {
     if (run === undefined) continue;
     runs.set(engine, run);
     const claimed = BEHAVIOURS.filter((b) => b[engine].proved).map((b) => b.id);
-    const missing = claimed.filter((id) => !run.proved.includes(id));
+    const missing = claimed.filter((id) => !run.proved.includes(id) && !run.failed.includes(id));
     process.stdout.write(
-      `${engine}: ${claimed.length - missing.length} of ${claimed.length} rows proved${run.dockerd === undefined ? '' : ` on dockerd ${run.dockerd}`} (${path.relative(root, path.resolve(file))})${missing.length > 0 ? `; not run: ${missing.join(', ')}` : ''}\n`,
+      `${engine}: ${run.proved.length} of ${claimed.length} rows proved${run.dockerd === undefined ? '' : ` on dockerd ${run.dockerd}`} (${path.relative(root, path.resolve(file))})` +
+        `${run.failed.length > 0 ? `; FAILED: ${run.failed.join(', ')}` : ''}${missing.length > 0 ? `; not run: ${missing.join(', ')}` : ''}\n`,
     );
   }
   const updated = withBlock(doc, renderBlock(runs));

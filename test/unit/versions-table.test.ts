@@ -21,6 +21,7 @@ import {
   runProblems,
   runsInBlock,
   taggedTests,
+  type Run,
   type TaggedTest,
 } from '../support/versions-table';
 
@@ -83,6 +84,9 @@ const TAP = [
   "  error: 'Expected values to be strictly deep-equal'",
   '  ...',
   `# ${engineDiagnostic({ engine: 'docker28', kind: 'lane', dockerd: '28.5.2' })}`,
+  '# Subtest: announcements again [engine:announcements]',
+  'ok 3 - announcements again [engine:announcements]',
+  `# ${engineDiagnostic({ engine: 'docker28', kind: 'lane', dockerd: '28.5.2' })}`,
   '# Subtest: restarts [engine:container-restart]',
   'ok 3 - restarts [engine:container-restart] # SKIP no carrier',
   '  ---',
@@ -99,47 +103,69 @@ const TAP = [
   '  ...',
   '# Subtest: untold [engine:mtu]',
   'ok 5 - untold [engine:mtu]',
-  '1..5',
+  '# Subtest: broken [engine:mtu]',
+  'not ok 6 - broken [engine:mtu]',
+  '  ---',
+  "  error: 'before hook failed'",
+  '  ...',
+  '1..6',
   '# tests 6',
 ].join('\n');
 
-test("the lanes' TAP: a row is proved by a passing test naming its engine; a failure, or a test naming none, is refused", () => {
+test("the lanes' TAP: a row is proved by passing tests naming its engine, failed by one failing there; a test naming none is refused", () => {
   const tests = parseTap(TAP);
   assert.deepEqual(
     tests.map((t) => [t.name, t.passed, t.skipped, t.diagnostics.length]),
     [
       ['seed # tutorial [engine:seed-tutorial]', true, false, 1],
       ['announcements [engine:announcements]', false, false, 1],
+      ['announcements again [engine:announcements]', true, false, 1],
       ['restarts [engine:container-restart]', false, true, 0],
       ['inner [engine:mtu]', true, false, 1],
       ['outer', true, false, 0],
       ['untold [engine:mtu]', true, false, 0],
+      ['broken [engine:mtu]', false, false, 0],
     ],
   );
   const { runs, problems } = evidenceFromTap(tests, 'lane.tap');
-  assert.deepEqual(runs.get('docker28'), { engine: 'docker28', dockerd: '28.5.2', proved: ['seed-tutorial'] });
-  assert.deepEqual(runs.get('docker20'), { engine: 'docker20', dockerd: '20.10.24+dfsg1', proved: ['mtu'] });
-  assert.deepEqual(problems.get('docker28'), ["lane.tap: 'announcements [engine:announcements]' failed on docker28"]);
-  assert.deepEqual(problems.get('any'), ["lane.tap: 'untold [engine:mtu]' names no engine"]);
+  assert.deepEqual(runs.get('docker28'), {
+    engine: 'docker28',
+    dockerd: '28.5.2',
+    proved: ['seed-tutorial'],
+    failed: ['announcements'],
+  });
+  assert.deepEqual(runs.get('docker20'), {
+    engine: 'docker20',
+    dockerd: '20.10.24+dfsg1',
+    proved: ['mtu'],
+    failed: [],
+  });
+  assert.equal(problems.get('docker28'), undefined);
+  assert.deepEqual(problems.get('any'), [
+    "lane.tap: 'untold [engine:mtu]' names no engine",
+    "lane.tap: 'broken [engine:mtu]' failed before naming its engine",
+  ]);
 });
 
-test('a run on another dockerd than its column names is refused; the cells of rows a run did not prove say so', () => {
-  assert.deepEqual(runProblems({ engine: 'docker28', dockerd: '28.6.0', proved: [] }), [
+test('a run on another dockerd than its column names is refused; the cells say what the run proved, failed or did not run', () => {
+  assert.deepEqual(runProblems({ engine: 'docker28', dockerd: '28.6.0', proved: [], failed: [] }), [
     'the docker28 lane ran dockerd 28.6.0, but the docker28 column says 28.5: correct ENGINE_COLUMNS in test/support/engine-behaviours.ts',
   ]);
-  assert.deepEqual(runProblems({ engine: 'docker28', dockerd: '28.5.2', proved: [] }), []);
-  const row = BEHAVIOURS.find((b) => b.id === 'gateway-without-flag');
-  assert.ok(row);
-  const block = renderBlock(
-    new Map([
-      ['docker28', { engine: 'docker28', dockerd: '28.5.2', proved: ['gateway-without-flag', 'no-such-row'] }],
-    ] as const),
-    [row],
+  assert.deepEqual(runProblems({ engine: 'docker28', dockerd: '28.5.2', proved: [], failed: [] }), []);
+  const rows = BEHAVIOURS.filter((b) => b.id === 'gateway-without-flag' || b.id === 'gw-priority');
+  const run: Run = {
+    engine: 'docker28',
+    dockerd: '28.5.2',
+    proved: ['gateway-without-flag', 'no-such-row'],
+    failed: ['gw-priority'],
+  };
+  const block = renderBlock(new Map([['docker28', run]]), rows);
+  assert.deepEqual(
+    block.split('\n').filter((l) => l.startsWith('| `') || l.startsWith('| A')),
+    [
+      "| A network made without `--gateway` gets a default gateway | not tested | proved by lane (28.5) | differs: no gateway unless `--gateway` is given, as with Docker's own macvlan; contract test, not run yet (29) |",
+      '| `--network name=…,gw-priority=N`: the default route follows the higher priority | not tested (no gw-priority before 28) | lane test failed (28.5) | contract test, not run yet (29) |',
+    ],
   );
-  const line = block.split('\n').find((l) => l.startsWith('| A network made without'));
-  assert.equal(
-    line,
-    "| A network made without `--gateway` gets a default gateway | not tested | proved by lane (28.5) | differs: no gateway unless `--gateway` is given, as with Docker's own macvlan; contract test, not run yet (29) |",
-  );
-  assert.match(block, /^<!-- run docker28: dockerd 28\.5\.2; proved: gateway-without-flag -->$/m);
+  assert.match(block, /^<!-- run docker28: dockerd 28\.5\.2; proved: gateway-without-flag; failed: gw-priority -->$/m);
 });
