@@ -1,11 +1,11 @@
 // The "Docker versions" table of docs/docker.md, made from what the tests prove: the rows of
 // engine-behaviours.ts, the tests tagged `[engine:<id>]` (and the engine each one runs on: its
-// lane's, or the engine whose bodies a contract test replays), and the last run of each lane, read
-// from the TAP output that scripts/test leaves in .lab/results/. A cell says "proved by lane" only
-// for a row whose tagged tests passed in the last recorded run of that lane ("failed" when one of
-// them failed there, "not run yet" when none ran); the runs are recorded in the
-// table's block itself (one comment line per engine), so the committed table can be checked against
-// the sources alone (test/unit/versions-table.test.ts). `npm run versions-table` runs main().
+// lane's, or the engine whose bodies a contract test replays), and each row's newest result on each
+// engine, read from the TAP output that scripts/test leaves in .lab/results/. A cell says "proved by
+// lane" only for a row whose tagged tests passed in the recorded run of that lane ("failed" when one
+// of them failed there, "not run yet" when none ran). The runs are recorded in the table's block
+// itself (one comment line per engine), so that the committed table can be checked against the
+// sources alone (test/unit/versions-table.test.ts). `npm run versions-table` runs main().
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -323,6 +323,16 @@ export function evidenceFromTap(tests: readonly TapTest[], source: string): TapE
   return { runs, problems };
 }
 
+/** Two runs on one dockerd as one: each row as the newer run found it, else as the older did. */
+export function combineRuns(older: Run, newer: Run): Run {
+  const ranAgain = new Set([...newer.proved, ...newer.failed]);
+  return {
+    ...newer,
+    proved: [...older.proved.filter((id) => !ranAgain.has(id)), ...newer.proved].sort(),
+    failed: [...older.failed.filter((id) => !ranAgain.has(id)), ...newer.failed].sort(),
+  };
+}
+
 // ---- The table ----
 
 function cellText(row: Behaviour, column: EngineColumn, run: Run | undefined): string {
@@ -433,21 +443,34 @@ function main(args: readonly string[]): number {
     process.stderr.write(`versions-table: no TAP output in ${RESULTS_DIR}/; run a lane first (npm test docker28)\n`);
     return 1;
   }
-  // each engine's newest run counts: older files only for the engines no newer one ran
+  // oldest first: each row takes its newest result on each engine (runs on one dockerd combine)
   const byAge = files.map((f) => ({ f, mtime: fs.statSync(f).mtimeMs })).sort((a, b) => a.mtime - b.mtime);
-  const taken = new Map<TableEngine, { file: string; evidence: TapEvidence }>();
-  const general: string[] = [];
+  const taken = new Map<TableEngine, { run: Run; files: string[]; problems: string[] }>();
+  const refused: string[] = [];
   for (const { f } of byAge) {
-    const evidence = evidenceFromTap(parseTap(fs.readFileSync(f, 'utf8')), path.relative(root, path.resolve(f)));
-    for (const engine of evidence.runs.keys()) taken.set(engine, { file: f, evidence });
-    general.push(...(evidence.problems.get('any') ?? []));
+    const file = path.relative(root, path.resolve(f));
+    const evidence = evidenceFromTap(parseTap(fs.readFileSync(f, 'utf8')), file);
+    refused.push(...(evidence.problems.get('any') ?? []));
+    for (const [engine, run] of evidence.runs) {
+      const before = taken.get(engine);
+      const problems = evidence.problems.get(engine) ?? [];
+      taken.set(
+        engine,
+        before === undefined || before.run.dockerd !== run.dockerd
+          ? { run, files: [file], problems }
+          : {
+              run: combineRuns(before.run, run),
+              files: [...before.files, file],
+              problems: [...before.problems, ...problems],
+            },
+      );
+    }
   }
-  const refused = [...general];
-  for (const [engine, { evidence }] of taken) refused.push(...(evidence.problems.get(engine) ?? []));
-  for (const [engine, { evidence }] of taken) {
-    const run = evidence.runs.get(engine);
-    const ran = [...(run?.proved ?? []), ...(run?.failed ?? [])];
-    for (const id of ran.filter((i) => !BEHAVIOURS.find((b) => b.id === i)?.[engine].proved)) {
+  for (const [engine, { run, problems }] of taken) {
+    refused.push(...problems);
+    for (const id of [...run.proved, ...run.failed].filter(
+      (i) => !BEHAVIOURS.find((b) => b.id === i)?.[engine].proved,
+    )) {
       refused.push(
         `the run tested '${id}' on ${engine}, which the rows do not claim there: is it older than the tests?`,
       );
@@ -457,14 +480,12 @@ function main(args: readonly string[]): number {
     process.stderr.write(`versions-table: the lanes' output does not prove the table:\n  ${refused.join('\n  ')}\n`);
     return 1;
   }
-  for (const [engine, { file, evidence }] of taken) {
-    const run = evidence.runs.get(engine);
-    if (run === undefined) continue;
+  for (const [engine, { run, files: from }] of taken) {
     runs.set(engine, run);
     const claimed = BEHAVIOURS.filter((b) => b[engine].proved).map((b) => b.id);
     const missing = claimed.filter((id) => !run.proved.includes(id) && !run.failed.includes(id));
     process.stdout.write(
-      `${engine}: ${run.proved.length} of ${claimed.length} rows proved${run.dockerd === undefined ? '' : ` on dockerd ${run.dockerd}`} (${path.relative(root, path.resolve(file))})` +
+      `${engine}: ${run.proved.length} of ${claimed.length} rows proved${run.dockerd === undefined ? '' : ` on dockerd ${run.dockerd}`} (${from.join(', ')})` +
         `${run.failed.length > 0 ? `; FAILED: ${run.failed.join(', ')}` : ''}${missing.length > 0 ? `; not run: ${missing.join(', ')}` : ''}\n`,
     );
   }

@@ -15,6 +15,7 @@ import {
   DOC,
   blockOf,
   claimProblems,
+  combineRuns,
   evidenceFromTap,
   parseTap,
   renderBlock,
@@ -168,4 +169,20 @@ test('a run on another dockerd than its column names is refused; the cells say w
     ],
   );
   assert.match(block, /^<!-- run docker28: dockerd 28\.5\.2; proved: gateway-without-flag; failed: gw-priority -->$/m);
+});
+
+test('two outputs of one dockerd combine: each row as the newer one found it', () => {
+  const lane: Run = {
+    engine: 'docker28',
+    dockerd: '28.5.2',
+    proved: ['mtu', 'seed-tutorial'],
+    failed: ['gw-priority'],
+  };
+  const oneFile: Run = { engine: 'docker28', dockerd: '28.5.2', proved: ['gw-priority'], failed: ['mtu'] };
+  assert.deepEqual(combineRuns(lane, oneFile), {
+    engine: 'docker28',
+    dockerd: '28.5.2',
+    proved: ['gw-priority', 'seed-tutorial'],
+    failed: ['mtu'],
+  });
 });
