@@ -22,7 +22,7 @@ after(() => server?.stop());
 
 const LOCAL_UNICAST = /^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/;
 
-test('--ipv4=false: an IPv6-only network with Docker’s IPAM and with lanplug’s; the container has IPv6 only, reaches the LAN; its MAC is its own', async () => {
+test('--ipv4=false: an IPv6-only network with Docker’s IPAM and with lanplug’s; the container has IPv6 only, reaches the LAN; its MAC is its own [engine:ipv6-only]', async () => {
   const macs: string[] = [];
   for (const [name, ipam] of [
     ['six', []],
@@ -63,7 +63,7 @@ test('--ipv4=false: an IPv6-only network with Docker’s IPAM and with lanplug�
   assertNoLanplugLinks(lab.host);
 });
 
-test("Docker 28's own macvlan gives random MACs; lanplug's beside it derive theirs from the IPv4 address, as on 20.10", () => {
+test("Docker 28's own macvlan gives random MACs; lanplug's beside it derive theirs from the IPv4 address, as on 20.10 [engine:mac-from-ipv4]", () => {
   lab.host.dockerOk([
     'network',
     'create',
@@ -102,7 +102,7 @@ test("Docker 28's own macvlan gives random MACs; lanplug's beside it derive thei
   assertNoLanplugLinks(lab.host);
 });
 
-test('--ipv4=false with --ipam-driver lanplug-dhcp: the address comes from DHCPv6 alone, no DHCPv4 asked; released at rm', async () => {
+test('--ipv4=false with --ipam-driver lanplug-dhcp: the address comes from DHCPv6 alone, no DHCPv4 asked; released at rm [engine:ipv6-only]', async () => {
   lab.host.dockerOk([
     'network',
     'create',
@@ -145,7 +145,7 @@ test('--ipv4=false with --ipam-driver lanplug-dhcp: the address comes from DHCPv
   assertNoLanplugLinks(lab.host);
 });
 
-test('gw-priority between two lanplug networks: the default route follows the higher one, either way round; GwAllocCheck keeps 28’s gateway without --gateway', () => {
+test('gw-priority between two lanplug networks: the default route follows the higher one, either way round; GwAllocCheck keeps 28’s gateway without --gateway [engine:gw-priority] [engine:gateway-without-flag]', () => {
   // No --gateway on the second: Docker 28 reserves the subnet's first address (lanplug's GwAllocCheck answer on 28).
   lab.host.dockerOk([
     'network',
@@ -168,8 +168,8 @@ test('gw-priority between two lanplug networks: the default route follows the hi
     'parent=eth0',
     'second',
   ]);
-  // 28.5's `network inspect` shows only the IPAM config the user gave (no Gateway here), so the proof that
-  // Docker reserved 10.86.0.1 is the container's default route through it below.
+  // Docker 28.5's `network inspect` lists only the --subnet (IPAM.Config has no gateway it chose itself):
+  // what the containers get says whether it reserved one.
   for (const [high, via] of [
     ['first', '172.16.86.1'],
     ['second', '10.86.0.1'],
@@ -188,6 +188,7 @@ test('gw-priority between two lanplug networks: the default route follows the hi
       'sleep',
       '3600',
     ]);
+    assert.equal(containerNetwork(lab.host, `prio-${high}`, 'second').Gateway, '10.86.0.1');
     assert.match(
       lab.host.dockerOk(['exec', `prio-${high}`, 'ip', 'route', 'show', 'default']),
       new RegExp(`default via ${via.replace(/\./g, '\\.')} `),

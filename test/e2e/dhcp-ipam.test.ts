@@ -93,7 +93,7 @@ function lease6(mac: string): { address: string; hostname: string } | undefined 
   return server.leases().find((l) => l.clientId === duidOf(mac));
 }
 
-test('dual stack from the LAN server: both addresses leased at docker run; inspect, container and lease file agree; both reach the LAN; renewed; released at stop; the same after a restart', async () => {
+test('dual stack from the LAN server: both addresses leased at docker run; inspect, container and lease file agree; both reach the LAN; renewed; released at stop; the same after a restart [engine:dhcp-ipam]', async () => {
   dualStackNetwork();
   const mac = '02:00:00:00:06:01';
   runWithMac('both', mac);

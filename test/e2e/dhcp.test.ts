@@ -95,7 +95,7 @@ function leaseOf(mac: string): { address: string; hostname: string; clientId: st
   return found[0] ?? { address: '', hostname: '', clientId: '' };
 }
 
-test('docker run gets an address from the server: in range, its router as gateway, reaches the LAN; inspect and the lease file agree', () => {
+test('docker run gets an address from the server: in range, its router as gateway, reaches the LAN; inspect and the lease file agree [engine:dhcp-network]', () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:09';
   runWithMac('first', mac);
@@ -144,7 +144,7 @@ test('docker run gets an address from the server: in range, its router as gatewa
   );
 });
 
-test('lanplug.dhcp.id gives a client id and hostname the server records, and a MAC that follows the name', async () => {
+test('lanplug.dhcp.id gives a client id and hostname the server records, and a MAC that follows the name [engine:dhcp-id]', async () => {
   dhcpNetwork();
   startWithDriverOpt('named', 'lanplug.dhcp.id=web1');
   const net = containerNetwork(lab.host, 'named', 'lan');
@@ -160,7 +160,7 @@ test('lanplug.dhcp.id gives a client id and hostname the server records, and a M
   assert.equal(containerNetwork(lab.host, 'again', 'lan').IPAddress, net.IPAddress);
 });
 
-test('renewed at T1 without a new DISCOVER; released at docker stop; the same address after docker restart', async () => {
+test('renewed at T1 without a new DISCOVER; released at docker stop; the same address after docker restart [engine:dhcp-network]', async () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:0a';
   runWithMac('renewed', mac);

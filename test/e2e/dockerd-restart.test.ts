@@ -12,7 +12,11 @@ import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
+import { reportEngineOfTaggedTests } from '../support/engine-proof';
 import { assertNoLanplugLinks, containerNetwork } from './helpers';
+
+// Its tagged tests name the engine they ran on, as those of a useLab file do.
+reportEngineOfTaggedTests();
 
 let lan: Lan;
 let server: DhcpServer;
@@ -36,7 +40,7 @@ after(async () => {
 });
 
 for (const [index, mode] of ['without --live-restore', 'with --live-restore'].entries()) {
-  test(`dockerd restarted ${mode}: --restart=always containers come back with their addresses; dockerd starts without waiting on lanplug`, async () => {
+  test(`dockerd restarted ${mode}: --restart=always containers come back with their addresses; dockerd starts without waiting on lanplug [engine:dockerd-restart]`, async () => {
     const entry = hosts[index];
     assert.ok(entry);
     const { host } = entry;

@@ -50,7 +50,7 @@ test("the seed's dual-stack command (with -o parent=eth0) creates the network as
   assertNoLanplugLinks(lab.host);
 });
 
-test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over both families', async () => {
+test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over both families [engine:dual-stack]', async () => {
   lab.host.dockerOk([
     'network',
     'create',
@@ -97,7 +97,7 @@ test('dual stack with --ipv6: v4 and v6 addresses, both gateways, pings over bot
   assertNoLanplugLinks(lab.host);
 });
 
-test('two v4 and two v6 subnets: each container gets the gateways of the subnets holding its addresses', () => {
+test('two v4 and two v6 subnets: each container gets the gateways of the subnets holding its addresses [engine:dual-stack]', () => {
   lab.host.dockerOk([
     'network',
     'create',
@@ -158,7 +158,7 @@ test('two v4 and two v6 subnets: each container gets the gateways of the subnets
   assertNoLanplugLinks(lab.host);
 });
 
-test('no parent: a private internal network; containers reach each other and nothing else', () => {
+test('no parent: a private internal network; containers reach each other and nothing else [engine:internal]', () => {
   lab.host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', '--subnet=10.55.0.0/24', 'island']);
   const id = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'island']).trim();
   const parent = `dm-${id.slice(0, 12)}`;
@@ -184,7 +184,7 @@ test('no parent: a private internal network; containers reach each other and not
   assertNoLanplugLinks(lab.host);
 });
 
-test('--internal with a parent: no gateway, no default route', () => {
+test('--internal with a parent: no gateway, no default route [engine:internal]', () => {
   lab.host.dockerOk([
     'network',
     'create',
@@ -207,7 +207,7 @@ test('--internal with a parent: no gateway, no default route', () => {
   assertNoLanplugLinks(lab.host);
 });
 
-test('MTU: applied to the container link; above the parent refused', () => {
+test('MTU: applied to the container link; above the parent refused [engine:mtu]', () => {
   lab.host.dockerOk([
     'network',
     'create',

@@ -42,7 +42,7 @@ function interfaces(container: string): string[] {
     .filter((n) => n !== 'lo');
 }
 
-test('network connect and disconnect of a running container: a second interface with its address reaches that LAN; disconnect takes it away and frees the address', () => {
+test('network connect and disconnect of a running container: a second interface with its address reaches that LAN; disconnect takes it away and frees the address [engine:connect-disconnect]', () => {
   network('front', '172.16.86.0/24', '172.16.86.1');
   network('back', '192.168.32.0/24', '192.168.32.254');
   sleeper('web', ['--network', 'front']);
@@ -72,7 +72,7 @@ test('network connect and disconnect of a running container: a second interface 
   assert.equal(lanplugStatus(lab.plugin), 'no lanplug networks');
 });
 
-test('docker restart, and stop then start: the same address and MAC each time, the LAN reached again, no link left behind', () => {
+test('docker restart, and stop then start: the same address and MAC each time, the LAN reached again, no link left behind [engine:container-restart]', () => {
   network('lan', '172.16.86.0/24', '172.16.86.1', ['--ipv6', '--subnet=fd86::/64', '--gateway=fd86::1']);
   sleeper('svc', ['--network', 'lan']);
   const first = containerNetwork(lab.host, 'svc', 'lan');
@@ -101,7 +101,7 @@ test('docker restart, and stop then start: the same address and MAC each time, t
   assertNoLanplugLinks(lab.host);
 });
 
-test('per-endpoint options: --mac-address is the MAC; endpoint sysctls apply on Docker 28 (20.10 passes them on only); the ifname option names no interface on either', () => {
+test('per-endpoint options: --mac-address is the MAC; endpoint sysctls apply on Docker 28 (20.10 passes them on only); the ifname option names no interface on either [engine:mac-address] [engine:endpoint-sysctls] [engine:endpoint-ifname]', () => {
   network('lan', '172.16.86.0/24', '172.16.86.1');
   sleeper('opts', [
     '--network',
@@ -123,7 +123,7 @@ test('per-endpoint options: --mac-address is the MAC; endpoint sysctls apply on 
   lab.host.dockerOk(['network', 'rm', 'lan']);
 });
 
-test("announcements on attach: the LAN hears lanplug's 3 ARP and 3 NA on 20.10, and Docker 28's own 3 of each besides", async () => {
+test("announcements on attach: the LAN hears lanplug's 3 ARP and 3 NA on 20.10, and Docker 28's own 3 of each besides [engine:announcements]", async () => {
   network('lan', '172.16.86.0/24', '172.16.86.1', ['--ipv6', '--subnet=fd86::/64', '--gateway=fd86::1']);
   // 3 messages 1 s apart from each sender: the first at attach, the last 2 s later
   const counting = countFramesFrom(lab.lan, '02:42:ac:10:56:02', 4);

@@ -7,6 +7,7 @@ import type { EngineName } from '../lab/engine';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { runOk, sleepSync } from '../lab/proc';
+import { reportEngineOfTaggedTests } from '../support/engine-proof';
 import { repoRoot } from '../support/repo';
 
 export interface ContainerNetwork {
@@ -213,6 +214,7 @@ export function useLab(
   } = {},
 ): LabContext {
   const lab = {} as LabContext;
+  reportEngineOfTaggedTests();
   before(async () => {
     lab.lan = createLan(opts.addresses === undefined ? {} : { addresses: opts.addresses });
     lab.host = await createDockerHost(lab.lan, {

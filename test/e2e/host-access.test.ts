@@ -15,7 +15,11 @@ import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { createLan, type Lan } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { repoRoot } from '../support/repo';
+import { reportEngineOfTaggedTests } from '../support/engine-proof';
 import { assertNoLanplugLinks, containerNetwork, eventually, resetDocker } from './helpers';
+
+// Its tagged tests name the engine they ran on, as those of a useLab file do.
+reportEngineOfTaggedTests();
 
 let lan: Lan;
 let host: DockerHost;
@@ -88,7 +92,7 @@ test('negative control: without host_access the Docker host cannot reach its own
   resetDocker(host);
 });
 
-test('host access: the host reaches the containers (ping, http, IPv6), they reach it and the LAN, on two networks at once; the host is as before after network rm', async () => {
+test('host access: the host reaches the containers (ping, http, IPv6), they reach it and the LAN, on two networks at once; the host is as before after network rm [engine:host-access]', async () => {
   const before = snapshot();
   host.dockerOk([
     'network',

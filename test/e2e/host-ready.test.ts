@@ -184,7 +184,7 @@ test('an endpoint Docker forgot while lanplug was down no longer blocks a passth
   lab.host.dockerOk(['exec', 'second', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
 });
 
-test('a parent that is down: the container still starts, without carrier until the parent comes up; lanplug never brings it up', async () => {
+test('a parent that is down: the container still starts, without carrier until the parent comes up; lanplug never brings it up [engine:parent-down]', async () => {
   network('down');
   lab.host.execOk(['ip', 'link', 'set', 'eth0', 'down']);
   try {

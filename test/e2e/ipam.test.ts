@@ -15,7 +15,7 @@ function run(network: string, name: string, extra: string[] = []): void {
   lab.host.dockerOk(['run', '-d', '--network', network, ...extra, '--name', name, 'alpine:latest', 'sleep', '3600']);
 }
 
-test('the seed bridge tutorial with --ipam-driver lanplug: the same addresses, MAC and gateway', () => {
+test('the seed bridge tutorial with --ipam-driver lanplug: the same addresses, MAC and gateway [engine:lanplug-ipam]', () => {
   lab.host.dockerOk([
     'network',
     'create',
@@ -55,7 +55,7 @@ test('the seed bridge tutorial with --ipam-driver lanplug: the same addresses, M
   assertNoLanplugLinks(lab.host);
 });
 
-test("the seed's macnet32 (--ip-range, --aux-address) and --ip with --ipam-driver lanplug; Docker's wording for an address in use", () => {
+test("the seed's macnet32 (--ip-range, --aux-address) and --ip with --ipam-driver lanplug; Docker's wording for an address in use [engine:lanplug-ipam]", () => {
   lab.host.dockerOk([
     'network',
     'create',

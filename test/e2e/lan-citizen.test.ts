@@ -55,7 +55,7 @@ function refused(args: string[]): string {
   return r.stderr.trim();
 }
 
-test('--ipam-driver lanplug skips the address a LAN device holds; an explicit --ip of it is refused naming the device', () => {
+test('--ipam-driver lanplug skips the address a LAN device holds; an explicit --ip of it is refused naming the device [engine:lan-conflict]', () => {
   network('guarded', ['--ipam-driver', 'lanplug']);
   lab.host.dockerOk(['run', '-d', '--network', 'guarded', '--name', 'first', 'alpine:latest', 'sleep', '3600']);
   assert.equal(containerNetwork(lab.host, 'first', 'guarded').IPAddress, '172.16.86.3');
@@ -67,7 +67,7 @@ test('--ipam-driver lanplug skips the address a LAN device holds; an explicit --
   );
 });
 
-test("Docker's default IPAM: the same docker run is refused with the fix named; lanplug.conflict=off lets it through", () => {
+test("Docker's default IPAM: the same docker run is refused with the fix named; lanplug.conflict=off lets it through [engine:lan-conflict]", () => {
   network('plain');
   assert.match(
     refused(['--network', 'plain', '--name', 'taken']),
@@ -109,7 +109,7 @@ test('IPv6: an address a LAN device holds fails duplicate address detection, and
   );
 });
 
-test("announcements: a LAN host's cache learns a re-created container's new MAC within 1 s; with advertise_addr_nmsgs=0 it stays stale", async () => {
+test("announcements: a LAN host's cache learns a re-created container's new MAC within 1 s; with advertise_addr_nmsgs=0 it stays stale [engine:announcements]", async () => {
   const watcher = lab.lan.addLanHost('watcher', ['172.16.86.9/24']);
   // Each case its own address and MACs: the first case's later announcements must not reach the second.
   for (const [name, last, options, expectFresh] of [
@@ -194,7 +194,7 @@ function hostsOwn(address: string, advice: RegExp): RegExp {
   );
 }
 
-test("this host's own address is never a container's: the lanplug IPAM skips it, a request for it is refused naming the link, whatever the network's policy or mode", () => {
+test("this host's own address is never a container's: the lanplug IPAM skips it, a request for it is refused naming the link, whatever the network's policy or mode [engine:own-address]", () => {
   network('hostguard', ['--ipam-driver', 'lanplug', `--ip-range=172.16.86.4/30`]);
   lab.host.dockerOk(['run', '-d', '--network', 'hostguard', '--name', 'h1', 'alpine:latest', 'sleep', '3600']);
   assert.equal(containerNetwork(lab.host, 'h1', 'hostguard').IPAddress, '172.16.86.5', 'the host holds .4');
@@ -221,7 +221,7 @@ test("this host's own address is never a container's: the lanplug IPAM skips it,
   }
 });
 
-test("this host's IPv6 address, and an address the host gains after the network was made, are refused too", () => {
+test("this host's IPv6 address, and an address the host gains after the network was made, are refused too [engine:own-address]", () => {
   lab.host.dockerOk([
     'network',
     'create',

@@ -19,7 +19,11 @@ import { startLanplug } from '../lab/lanplug';
 import { run, runOk } from '../lab/proc';
 import { installPackedLanplug, type PackedInstall } from '../support/package';
 import { repoRoot } from '../support/repo';
+import { reportEngineOfTaggedTests } from '../support/engine-proof';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines } from './helpers';
+
+// Its tagged tests name the engine they ran on, as those of a useLab file do.
+reportEngineOfTaggedTests();
 
 const MACVLAN = 'lanplug/macvlan:latest';
 const IPVLAN = 'lanplug/ipvlan:latest';
@@ -96,7 +100,7 @@ test('plugin build: both plugins are made offline, created and enabled; docker p
   );
 });
 
-test('the seed tutorial with -d lanplug/macvlan:latest; the ipvlan plugin serves through the one holding the state', () => {
+test('the seed tutorial with -d lanplug/macvlan:latest; the ipvlan plugin serves through the one holding the state [engine:managed-plugin]', () => {
   host.dockerOk(networkCreate(MACVLAN, 'my-macvlan-net', ['--subnet=172.16.86.0/24', '--gateway=172.16.86.1']));
   assert.match(
     host.dockerOk(['network', 'ls']),
@@ -230,7 +234,7 @@ test('docker plugin set changes the log level while the plugins are disabled', a
   assert.ok(settings.includes('LANPLUG_LOG=debug'), settings.join(' '));
 });
 
-test('dockerd restart: plugins enabled again, the network listed, a --restart=always container back with its address', async () => {
+test('dockerd restart: plugins enabled again, the network listed, a --restart=always container back with its address [engine:managed-plugin]', async () => {
   host.dockerOk(networkCreate(MACVLAN, 'lan', ['--subnet=172.16.86.0/24', '--gateway=172.16.86.1']));
   host.dockerOk([
     'run',

@@ -36,7 +36,7 @@ function teardown(): void {
   assertNoLanplugLinks(lab.host);
 }
 
-test('bridge mode: two containers reach each other and the LAN', () => {
+test('bridge mode: two containers reach each other and the LAN [engine:macvlan-modes]', () => {
   network('bridge');
   assert.ok(ping('ca', '172.16.86.3'), 'a -> b');
   assert.ok(ping('cb', '172.16.86.2'), 'b -> a');
@@ -44,7 +44,7 @@ test('bridge mode: two containers reach each other and the LAN', () => {
   teardown();
 });
 
-test('private mode: containers are kept apart but reach the LAN', () => {
+test('private mode: containers are kept apart but reach the LAN [engine:macvlan-modes]', () => {
   network('private');
   assert.ok(ping('ca', '172.16.86.1'), 'a -> gateway');
   assert.ok(ping('cb', '172.16.86.1'), 'b -> gateway');
@@ -52,7 +52,7 @@ test('private mode: containers are kept apart but reach the LAN', () => {
   teardown();
 });
 
-test('vepa mode: container to container only through the LAN switch, with hairpin on', () => {
+test('vepa mode: container to container only through the LAN switch, with hairpin on [engine:macvlan-modes]', () => {
   network('vepa');
   lab.host.setHairpin(false);
   assert.ok(ping('ca', '172.16.86.1'), 'a -> gateway');
@@ -66,7 +66,7 @@ test('vepa mode: container to container only through the LAN switch, with hairpi
   teardown();
 });
 
-test('passthru mode: the sole container owns the parent and reaches the LAN; a second one is refused', () => {
+test('passthru mode: the sole container owns the parent and reaches the LAN; a second one is refused [engine:macvlan-modes]', () => {
   lab.host.dockerOk([
     'network',
     'create',

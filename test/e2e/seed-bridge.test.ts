@@ -16,7 +16,7 @@ before(() => {
   lanHost = lab.lan.addLanHost('peer', ['172.16.86.10/24']);
 });
 
-test('seed bridge tutorial, word for word with -d lanplug-macvlan', () => {
+test('seed bridge tutorial, word for word with -d lanplug-macvlan [engine:seed-tutorial] [engine:mac-from-ipv4]', () => {
   // 1. Create the network and verify it.
   lab.host.dockerOk([
     'network',

@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DOCKERD, dockerdArguments, launchArgv, spawnDetached, writeContainerdConfig } from './dockerd-launch';
-import { ENGINE_HOST_TREE, labEngine, resolveEngine, type Engine, type EngineName } from './engine';
+import { engineAnswered, ENGINE_HOST_TREE, labEngine, resolveEngine, type Engine, type EngineName } from './engine';
 import { busyboxRootfsTar } from './image';
 import type { Lan } from './lan';
 import { dockerHostCgroup, dockerHostNs } from './names';
@@ -181,6 +181,7 @@ export class DockerHost {
         if (!this.engine.version.test(this.serverVersion)) {
           throw new Error(`lab: ${this.engine.name} expected, but dockerd says it is ${this.serverVersion}`);
         }
+        engineAnswered(this.engine.name, this.serverVersion);
         return;
       }
       if (Date.now() > deadline) {

@@ -35,6 +35,18 @@ export function setLabEngine(name: EngineName): void {
   current = name;
 }
 
+/** The engines this process's Docker hosts ran, with the version each dockerd reported. */
+const answered = new Map<EngineName, string>();
+
+/** Notes that a Docker host of `name` answered as dockerd `version` (test output names it; engine-proof.ts). */
+export function engineAnswered(name: EngineName, version: string): void {
+  answered.set(name, version);
+}
+
+export function enginesAnswered(): ReadonlyMap<EngineName, string> {
+  return answered;
+}
+
 /** The engine this process's labs run unless told otherwise. */
 export function labEngine(): EngineName {
   return current;

@@ -11,6 +11,10 @@ import { dhcpIpamRoutes } from '../../src/api/docker/dhcp-ipam-routes';
 import type { JsonObject } from '../../src/api/docker/decode';
 import type { AddressAsk, DhcpAddresses } from '../../src/driver/dhcp-addresses';
 import { formatPrefix, parsePrefix, type IpAddress, type IpPrefix } from '../../src/net/address';
+import { replaysEngineBodies } from '../support/engine-proof';
+
+// Its tagged test replays Docker 29's RequestAddress (the container's name): the versions table's proof for 29.
+replaysEngineBodies('docker29');
 
 function driverWith(): { call: (path: string, body?: JsonObject) => Promise<JsonObject>; asked: string[] } {
   const asked: string[] = [];
@@ -84,7 +88,7 @@ test('the gateway request gets the user --gateway, else the pool own address; ne
   assert.deepEqual(asked, []);
 });
 
-test('an endpoint address is asked with the MAC dockerd sent, and the container name as hostname (Docker 29)', async () => {
+test('an endpoint address is asked with the MAC dockerd sent, and the container name as hostname (Docker 29) [engine:dhcp-hostname-from-name]', async () => {
   const { call, asked } = driverWith();
   const mac = { 'com.docker.network.endpoint.macaddress': '02:00:00:00:06:01' };
   assert.deepEqual(await call('/IpamDriver.RequestAddress', { PoolID: 'LanplugDhcp/172.16.86.0/24', Options: mac }), {

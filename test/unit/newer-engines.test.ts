@@ -18,7 +18,11 @@ import { EndpointService } from '../../src/endpoint/service';
 import { silentLogger } from '../../src/log';
 import { SqliteStore } from '../../src/state/sqlite';
 import { FakeRtnl } from '../support/fake-rtnl';
+import { replaysEngineBodies } from '../support/engine-proof';
 import { post } from '../support/plugin-http';
+
+// Its tagged tests are the versions table's proof for Docker 29 (docs/docker.md), which no lane runs.
+replaysEngineBodies('docker29');
 
 const NETWORK_ID = 'd'.repeat(64);
 const ENDPOINT_ID = 'e'.repeat(64);
@@ -65,7 +69,7 @@ const gwAllocCheck = (internal: boolean): object => ({
   },
 });
 
-test("GwAllocCheck answers as the engine's own macvlan: 29 reserves no gateway without --gateway, 28 only for --internal, an engine not known yet as 28", async () => {
+test("GwAllocCheck answers as the engine's own macvlan: 29 reserves no gateway without --gateway, 28 only for --internal, an engine not known yet as 28 [engine:gateway-without-flag]", async () => {
   const ask = (internal: boolean): Promise<Record<string, unknown>> =>
     call('/NetworkDriver.GwAllocCheck', gwAllocCheck(internal));
   assert.deepEqual(await ask(false), { SkipIPv4: false, SkipIPv6: false }, 'not known yet: a gateway is reserved');
@@ -77,7 +81,7 @@ test("GwAllocCheck answers as the engine's own macvlan: 29 reserves no gateway w
   assert.equal(new EngineVersion(store).known, '29.7.2', 'remembered across a restart of the daemon');
 });
 
-test('Docker 28 and 29 CreateEndpoint options (ifname, sysctls, the MAC of connect --mac-address) and Join options: accepted as 20.10s', async () => {
+test('Docker 28 and 29 CreateEndpoint options (ifname, sysctls, the MAC of connect --mac-address) and Join options: accepted as 20.10s [engine:mac-address] [engine:endpoint-sysctls] [engine:gw-priority]', async () => {
   await call('/NetworkDriver.CreateNetwork', {
     NetworkID: NETWORK_ID,
     Options: {
