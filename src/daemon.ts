@@ -26,11 +26,13 @@ import { LanCitizen } from './citizen';
 import { LeaseKeeper } from './dhcp/keeper';
 import { AskingLinks } from './driver/asking-links';
 import { cniServices } from './driver/attachments';
-import { DhcpAddresses } from './driver/dhcp-addresses';
 import { holdLinkGroup, linkGroupsOf, openOwnRtnl } from './driver/link-ownership';
 import { NetworkDriver } from './driver/network-driver';
 import { reconcile } from './driver/reconcile';
+import { DhcpAddresses } from './endpoint/dhcp-addresses';
 import { DhcpEndpoints } from './endpoint/dhcp-endpoints';
+import { DhcpIpam } from './endpoint/dhcp-ipam';
+import { LanplugIpam } from './endpoint/lanplug-ipam';
 import { leaseNetworks } from './endpoint/lease-networks';
 import { EndpointService } from './endpoint/service';
 import { endpointAddresses, Housekeeping } from './housekeeping';
@@ -219,8 +221,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     closers.add(control, (c) => c.close());
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
-      ipam: ipamRoutes(allocator, citizen.conflicts, (pool) => citizen.rulesForPool(pool)),
-      dhcpIpam: dhcpIpamRoutes(new DhcpAddresses(driver, keeper, askingLinks)),
+      ipam: ipamRoutes(new LanplugIpam(allocator, citizen)),
+      dhcpIpam: dhcpIpamRoutes(new DhcpIpam(new DhcpAddresses(driver, keeper, askingLinks))),
     });
     for (const { dir, endpoint } of sockets) {
       const fd = passed.get(endpoint.name);

@@ -23,11 +23,11 @@ import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/le
 import type { DriverKind } from '../model/network';
 import { networkOf } from '../net/address';
 import { bytesToMac, parseMac } from '../net/mac';
-import { takeOverLeases } from '../driver/dhcp-addresses';
 import { shortId } from '../driver/names';
 import type { NetworkDriver } from '../driver/network-driver';
 import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from '../driver/options';
 import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from '../driver/requests';
+import { takeOverLeases } from './dhcp-addresses';
 
 /**
  * DHCPv6 hands out addresses, not prefixes (the on-link prefix comes from the
