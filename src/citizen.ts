@@ -6,7 +6,6 @@
  * piece lives in src/lan/.
  */
 import type { OfferCheck } from './dhcp/client';
-import { shortId } from './driver/names';
 import type { NetworkDriver } from './driver/network-driver';
 import type { IpamAllocator } from './ipam/allocator';
 import type { LanHearing } from './ipam/reclaim';
@@ -20,8 +19,8 @@ import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
 import type { Logger } from './log';
 import type { PoolRecord } from './model/ipam';
-import type { EndpointRecord, NetworkRecord } from './model/network';
-import type { IpAddress } from './net/address';
+import { addressesOf, shortId, type EndpointRecord, type NetworkRecord } from './model/network';
+import { sameAddress, type IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
 import type { LeaseStore } from './state/lease-store';
 import type { SharedPoolState } from './state/shared-state';
@@ -199,8 +198,7 @@ export class LanCitizen {
       this.holdersGeneration = this.store.endpointGeneration;
       const holders = new Map<string, EndpointRecord[]>();
       for (const e of this.store.listAllEndpoints())
-        for (const held of [e.ipv4?.address.text, e.ipv6?.address.text])
-          if (held !== undefined) holders.set(held, [...(holders.get(held) ?? []), e]);
+        for (const { text } of addressesOf(e)) holders.set(text, [...(holders.get(text) ?? []), e]);
       this.holders = holders;
     }
     // Only a container behind the link the frame came in on: two VLANs may carry one subnet.
@@ -222,7 +220,7 @@ export class LanCitizen {
 
   private leaseHolds(networkId: string, endpointId: string, address: IpAddress): boolean {
     const leases = this.store.getLease(networkId, endpointId)?.leases ?? [];
-    return leases.some((l) => l.address.address.text === address.text);
+    return leases.some((l) => sameAddress(l.address.address, address));
   }
 
   private async warmTargets(allocator: IpamAllocator): Promise<WarmTarget[]> {

@@ -31,6 +31,7 @@ import type { AddressBook, BookPool } from './state/address-book';
 import { EtcdAddressBook } from './state/etcd/address-book';
 import type { PoolReleaseReport } from './state/etcd/pool-membership';
 import type { SqliteStore } from './state/sqlite';
+import { addressesOf } from './model/network';
 
 /** What a pass did, step by step (what `lanplug gc` prints). */
 export interface GcResult {
@@ -177,9 +178,5 @@ export class Housekeeping {
 
 /** The addresses endpoints on this host hold (lanplug's records). */
 export function endpointAddresses(store: SqliteStore): Set<string> {
-  return new Set(
-    store
-      .listAllEndpoints()
-      .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((a) => a !== undefined)),
-  );
+  return new Set(store.listAllEndpoints().flatMap((e) => addressesOf(e).map((a) => a.text)));
 }

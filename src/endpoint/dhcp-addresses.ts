@@ -18,12 +18,10 @@
 import { conflict, invalidArgument, LanplugError, notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { dockerAddressOf, duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
-import type { NetworkRecord } from '../model/network';
-import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { shortId, type NetworkRecord } from '../model/network';
+import { formatPrefix, prefixContains, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
-import { sameAddress } from '../dhcp/in-container';
 import { DHCP_IPAM_NAME } from '../driver/options';
-import { shortId } from '../driver/names';
 import type { AskingLinks } from '../driver/asking-links';
 import type { NetworkDriver } from '../driver/network-driver';
 
