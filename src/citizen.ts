@@ -7,7 +7,7 @@
  */
 import type { OfferCheck } from './dhcp/client';
 import type { NetworkDriver } from './driver/network-driver';
-import type { IpamAllocator } from './ipam/allocator';
+import type { AddressFilter, IpamAllocator } from './ipam/allocator';
 import type { LanHearing } from './ipam/reclaim';
 import { hearAddress } from './lan/hearing';
 import { nextCandidates } from './lan/candidates';
@@ -121,6 +121,20 @@ export class LanCitizen {
    */
   takenIn(pool: PoolRecord): (address: IpAddress) => boolean {
     return this.conflicts.takenOn(this.checkForPool(pool)?.link ?? null);
+  }
+
+  /**
+   * What the `lanplug` IPAM driver's automatic allocation skips although its book has it free:
+   * this host's addresses, what the LAN was seen using (takenIn), and an address claimed in another
+   * pool (a CNI network's on the same LAN), as taken as one the LAN uses.
+   */
+  allocationFilter(): AddressFilter {
+    return {
+      takenIn: (pool) => {
+        const lanOrHost = this.takenIn(pool);
+        return (address) => lanOrHost(address) || this.store.poolsClaiming(address).some((id) => id !== pool.poolId);
+      },
+    };
   }
 
   /**

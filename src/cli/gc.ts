@@ -53,6 +53,7 @@ export async function runGc(stateDir: string, dockerSocket: string, options: Pas
           engine: new DockerEngine(dockerSocket),
           attachments: cniServices(driver, rtnl, store, log).attachments,
           log,
+          graceMs: options.graceMs,
         });
         return await housekeeping.pass(options);
       } finally {
