@@ -6,9 +6,8 @@
  * piece lives in src/lan/.
  */
 import type { OfferCheck } from './dhcp/client';
-import { shortId } from './driver/names';
 import type { NetworkDriver } from './driver/network-driver';
-import type { IpamAllocator } from './ipam/allocator';
+import type { AddressFilter, IpamAllocator } from './ipam/allocator';
 import type { LanHearing } from './ipam/reclaim';
 import { hearAddress } from './lan/hearing';
 import { nextCandidates } from './lan/candidates';
@@ -20,8 +19,8 @@ import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
 import type { Logger } from './log';
 import type { PoolRecord } from './model/ipam';
-import type { EndpointRecord, NetworkRecord } from './model/network';
-import type { IpAddress } from './net/address';
+import { addressesOf, shortId, type EndpointRecord, type NetworkRecord } from './model/network';
+import { sameAddress, type IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
 import type { LeaseStore } from './state/lease-store';
 import type { SharedPoolState } from './state/shared-state';
@@ -125,6 +124,20 @@ export class LanCitizen {
   }
 
   /**
+   * What the `lanplug` IPAM driver's automatic allocation skips although its book has it free:
+   * this host's addresses, what the LAN was seen using (takenIn), and an address claimed in another
+   * pool (a CNI network's on the same LAN), as taken as one the LAN uses.
+   */
+  allocationFilter(): AddressFilter {
+    return {
+      takenIn: (pool) => {
+        const lanOrHost = this.takenIn(pool);
+        return (address) => lanOrHost(address) || this.store.poolsClaiming(address).some((id) => id !== pool.poolId);
+      },
+    };
+  }
+
+  /**
    * Whether anything on the LAN uses `address` of `pool` now: two fresh probes from the pool's
    * network's probing link, whatever is remembered. 'unknown' where this host cannot ask.
    */
@@ -199,8 +212,7 @@ export class LanCitizen {
       this.holdersGeneration = this.store.endpointGeneration;
       const holders = new Map<string, EndpointRecord[]>();
       for (const e of this.store.listAllEndpoints())
-        for (const held of [e.ipv4?.address.text, e.ipv6?.address.text])
-          if (held !== undefined) holders.set(held, [...(holders.get(held) ?? []), e]);
+        for (const { text } of addressesOf(e)) holders.set(text, [...(holders.get(text) ?? []), e]);
       this.holders = holders;
     }
     // Only a container behind the link the frame came in on: two VLANs may carry one subnet.
@@ -222,7 +234,7 @@ export class LanCitizen {
 
   private leaseHolds(networkId: string, endpointId: string, address: IpAddress): boolean {
     const leases = this.store.getLease(networkId, endpointId)?.leases ?? [];
-    return leases.some((l) => l.address.address.text === address.text);
+    return leases.some((l) => sameAddress(l.address.address, address));
   }
 
   private async warmTargets(allocator: IpamAllocator): Promise<WarmTarget[]> {

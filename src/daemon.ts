@@ -1,18 +1,22 @@
 /**
  * The long-running daemon: one process serving both network drivers and the
- * IPAM drivers. This file composes the layers and owns the process's life:
+ * IPAM drivers. This file only composes the floors and owns the process's
+ * life, the order things start in and stop in (the reverse); the work of each
+ * step is the module's that owns it:
  *
- * 1. the state directory is locked (one daemon per directory) and the store
- *    opened (its schema moved forward, or the start refused);
- * 2. the kernel is reconciled with the store and leases renew on, before any
- *    socket listens, so Docker never talks to a daemon that has not caught up
- *    after a crash;
- * 3. the plugin sockets are served: the ones systemd passed in, else bound here;
+ * 1. the plugin sockets claimed (api/docker/sockets.ts), the state directory
+ *    locked (one daemon per directory), the store opened (its schema moved
+ *    forward, or the start refused), this directory's links held
+ *    (driver/link-ownership.ts);
+ * 2. the daemon catches up (housekeeping.ts, resume): the kernel reconciled
+ *    with the store, leases renewing on, vanished attachments freed, before
+ *    any socket listens, so Docker never talks to a daemon that has not caught
+ *    up after a crash;
+ * 3. the control socket, then the plugin sockets are served: the ones systemd
+ *    passed in, else bound here;
  * 4. every `recheckMs` (and on `lanplug gc`) the housekeeping passes run.
  */
-import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME, controlRoutes } from './api/control';
-import type { JsonObject } from './api/docker/decode';
+import { controlEndpoint } from './api/control';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
@@ -20,27 +24,25 @@ import { EngineVersion } from './api/docker/engine-version';
 import { dhcpIpamRoutes } from './api/docker/dhcp-ipam-routes';
 import { ipamRoutes } from './api/docker/ipam-routes';
 import { networkDriverRoutes } from './api/docker/routes';
-import { PluginServer, removeDeadSocket } from './api/docker/server';
-import { PLUGIN_NAMES, pluginSockets, type ManagedRole } from './api/docker/sockets';
+import { PluginServer } from './api/docker/server';
+import { claimPluginSockets, pluginSockets, servePluginSockets, type ManagedRole } from './api/docker/sockets';
 import { LanCitizen } from './citizen';
 import { LeaseKeeper } from './dhcp/keeper';
 import { AskingLinks } from './driver/asking-links';
 import { cniServices } from './driver/attachments';
-import { DhcpAddresses } from './driver/dhcp-addresses';
-import { holdLinkGroup, linkGroupsOf, openOwnRtnl } from './driver/link-ownership';
+import { holdOwnLinks } from './driver/link-ownership';
 import { NetworkDriver } from './driver/network-driver';
-import { reconcile } from './driver/reconcile';
+import { DhcpAddresses } from './endpoint/dhcp-addresses';
 import { DhcpAttachments } from './endpoint/dhcp-attachments';
 import { DhcpEndpoints } from './endpoint/dhcp-endpoints';
+import { DhcpIpam } from './endpoint/dhcp-ipam';
+import { LanplugIpam } from './endpoint/lanplug-ipam';
 import { leaseNetworks } from './endpoint/lease-networks';
 import { EndpointService } from './endpoint/service';
-import { endpointAddresses, Housekeeping } from './housekeeping';
+import { Housekeeping } from './housekeeping';
 import { IpamAllocator } from './ipam/allocator';
-import { OrphanClaims } from './ipam/orphans';
-import { sharedPoolsReport } from './ipam/shared-report';
 import { PacketAnnouncer } from './lan/announce';
 import { HostAddresses } from './lan/host-addresses';
-import { LinkReaper } from './link/reaper';
 import type { Logger } from './log';
 import { NetlinkEvents, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR } from './netlink/events';
 import { LocalAddressBook, type AddressBook } from './state/address-book';
@@ -51,7 +53,6 @@ import { StateLock } from './state/lock';
 import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
-import { systemdSockets } from './systemd-sockets';
 import { versionLine } from './version';
 
 export interface DaemonOptions {
@@ -103,10 +104,8 @@ class Closers {
 export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon> {
   const { log } = options;
   const managed = options.managed ?? null;
-  const passed = managed === null ? systemdSockets(log) : new Map<string, number>();
   // Refuse before touching anything if another process serves these sockets.
-  for (const name of managed === null ? PLUGIN_NAMES : [managed.socketName])
-    if (!passed.has(name)) await removeDeadSocket(join(options.pluginDir, `${name}.sock`));
+  const passed = await claimPluginSockets(options.pluginDir, managed, log);
   prepareStateDir(options.stateDir);
   const closers = new Closers();
   closers.add(
@@ -120,13 +119,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const store = closers.add(SqliteStore.open(options.stateDir), (s) => s.close());
     if (store.foundVersion !== 0 && store.foundVersion < SCHEMA_VERSION)
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
-    // Every link this daemon makes carries its state directory's link group: a second daemon's are not its own.
-    const groups = linkGroupsOf(store, log);
-    closers.add(await holdLinkGroup(groups, options.stateDir), (held) => held.release());
-    const { rtnl } = closers.add(openOwnRtnl(store, log, { groups }), (own) => own.rtnl.close());
-    const reaper = closers.add(new LinkReaper(rtnl, log, { parkedGroup: groups.parked }), (r) => r.close());
-    // Links a daemon parked for removal and did not see go (it died): their leftover records are reconciled below.
-    reaper.removeGroup();
+    const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
     const announcer = closers.add(new PacketAnnouncer(log), (a) => a.close());
     const driver = new NetworkDriver(rtnl, store, log, { announcer, remover: reaper });
     const host = closers.add(
@@ -134,32 +127,19 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       (h) => h.close(),
     );
     const citizen = new LanCitizen(driver, store, log, host);
-    reconcile(rtnl, store, log);
     const keeper = closers.add(new LeaseKeeper(store, log, leaseNetworks(driver, citizen)), (k) => k.stop());
     const dhcp = new DhcpEndpoints(driver, keeper, log);
     const askingLinks = new AskingLinks(rtnl, log);
-    // Before any socket listens: leases renew on from the store, without asking dockerd anything.
-    dhcp.resume();
-    keeper.start(DHCP_WATCH_MS);
     const cni = cniServices(driver, rtnl, store, log, {
       lan: citizen.conflicts,
       idleMs: options.cniIdleMs,
       leases: keeper,
     });
     closers.add(cni.attachments, (a) => a.stop());
-    // Before any socket listens: attachments whose namespace went with a reboot free their addresses.
-    cni.attachments.collectVanished(false);
     const choice = options.addressStore ?? { kind: 'sqlite' };
     const book = addressBookFor(choice, store, log);
     const engine = new DockerEngine(options.dockerSocket);
     const engineVersion = new EngineVersion(store);
-    // In the background, never from a request: dockerd calls plugins before it serves its API at boot.
-    engine.info().then(
-      (info) => {
-        if (info.version !== null) engineVersion.learned(info.version);
-      },
-      () => undefined, // not up yet: the periodic pass learns it
-    );
     const housekeeping = new Housekeeping({
       driver,
       rtnl,
@@ -168,34 +148,20 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       engineVersion,
       attachments: cni.attachments,
       log,
-      askingLinksInUse: () => askingLinks.inUse,
-      ipam: {
-        book,
-        orphans: new OrphanClaims(book, log),
-        hear: (pool, address) => citizen.hearNow(pool, address),
-        reclaimAfterMs: choice.kind === 'etcd' ? choice.reclaimAfterMs : 0,
-      },
+      askingLinks,
+      dhcp,
+      graceMs: options.forgottenGraceMs,
+      ipam: { book, lan: citizen, reclaimAfterMs: choice.kind === 'etcd' ? choice.reclaimAfterMs : 0 },
     });
+    housekeeping.resume();
+    keeper.start(DHCP_WATCH_MS);
+    engineVersion.learnSoon(engine);
     if (book instanceof EtcdAddressBook) {
-      // Back after being away: an address reclaimed and given to another host meanwhile must stop being
-      // defended here now, not at the next periodic pass (or never, with --recheck-interval 0).
-      book.presence.onRegistered(() => {
-        housekeeping
-          .settleReclaimed()
-          .catch((err: unknown) =>
-            log.warn('could not look for addresses reclaimed meanwhile', { error: String(err) }),
-          );
-      });
+      housekeeping.settleWhenBack();
       // In the background: neither this daemon nor dockerd's boot waits for etcd.
       closers.add(book.presence, (p) => p.stop()).start();
     }
-    // An address claimed in another pool (a CNI network's on the same LAN) is as taken as one the LAN uses.
-    const allocator = new IpamAllocator(book, log, {
-      takenIn: (pool) => {
-        const lanOrHost = citizen.takenIn(pool);
-        return (address) => lanOrHost(address) || store.poolsClaiming(address).some((id) => id !== pool.poolId);
-      },
-    });
+    const allocator = new IpamAllocator(book, log, citizen.allocationFilter());
     const endpoints = new EndpointService(
       driver,
       citizen.conflicts,
@@ -204,43 +170,13 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       new DhcpAttachments(cni.attachments, driver, keeper, log),
     );
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
-    const control = await PluginServer.listen(
-      options.stateDir,
-      {
-        name: CONTROL_SOCKET_NAME,
-        routes: controlRoutes({
-          gc: async (asked) =>
-            asJson(await housekeeping.pass({ ...asked, graceMs: asked.graceMs ?? options.forgottenGraceMs })),
-          sharedPools: async () =>
-            book instanceof EtcdAddressBook
-              ? asJson({
-                  Shared: true,
-                  Report: await sharedPoolsReport(
-                    book,
-                    endpointAddresses(store),
-                    (p) => driver.networkOfPool(p.pool) !== null,
-                  ),
-                })
-              : { Shared: false },
-        }),
-        errorField: 'Err',
-      },
-      log,
-    );
-    closers.add(control, (c) => c.close());
+    closers.add(await PluginServer.listen(options.stateDir, controlEndpoint(housekeeping), log), (c) => c.close());
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
-      ipam: ipamRoutes(allocator, citizen.conflicts, (pool) => citizen.rulesForPool(pool)),
-      dhcpIpam: dhcpIpamRoutes(new DhcpAddresses(driver, keeper, askingLinks)),
+      ipam: ipamRoutes(new LanplugIpam(allocator, citizen)),
+      dhcpIpam: dhcpIpamRoutes(new DhcpIpam(new DhcpAddresses(driver, keeper, askingLinks))),
     });
-    for (const { dir, endpoint } of sockets) {
-      const fd = passed.get(endpoint.name);
-      const server =
-        fd === undefined
-          ? await PluginServer.listen(dir, endpoint, log)
-          : await PluginServer.adopt(fd, join(dir, `${endpoint.name}.sock`), endpoint, log);
-      closers.add(server, (s) => s.close());
-    }
+    for (const server of await servePluginSockets(sockets, passed, log)) closers.add(server, (s) => s.close());
     if (options.cniSocket !== null)
       closers.add(
         await CniServer.listen(options.cniSocket, (call) => runCni(call, { endpoints, ipam: cni.ipam }, log), log),
@@ -248,7 +184,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       );
     citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });
     closers.add(citizen, (c) => c.stop());
-    closers.add(housekeeping.every(options.recheckMs, options.forgottenGraceMs), (stop) => stop());
+    closers.add(housekeeping.every(options.recheckMs), (stop) => stop());
     log.info('lanplug daemon started', {
       version: versionLine(),
       ...(managed === null ? {} : { plugin: managed.pluginName }),
@@ -274,9 +210,4 @@ function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): A
   return choice.kind === 'sqlite'
     ? new LocalAddressBook(store)
     : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log, store);
-}
-
-/** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
-function asJson(value: object): JsonObject {
-  return JSON.parse(JSON.stringify(value)) as JsonObject;
 }

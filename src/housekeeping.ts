@@ -13,21 +13,28 @@
  *    did not take, and addresses reclaimed from this host while it was away.
  *
  * One pass at a time: a gc that arrives during the periodic pass waits for it;
- * a periodic tick that finds a pass running (or waiting) is skipped.
+ * a periodic tick that finds a pass running (or waiting) is skipped. The
+ * same steps catch a daemon up at start, before any socket listens (resume),
+ * and the control socket's requests are answered here (gc, sharedPools).
  */
 import type { DockerEngine } from './api/docker/engine';
 import type { EngineVersion } from './api/docker/engine-version';
 import { dropForgottenRows, type ForgottenReport } from './api/docker/forgotten';
+import type { ControlActions } from './api/control';
+import type { LanCitizen } from './citizen';
+import type { AskingLinks } from './driver/asking-links';
 import type { SandboxAttachments } from './driver/attachments';
 import type { NetworkDriver } from './driver/network-driver';
 import { reconcile, type ReconcileReport } from './driver/reconcile';
-import type { OrphanClaims, OrphanReport } from './ipam/orphans';
-import { reclaimAbsentHosts, type LanHearing, type ReclaimReport } from './ipam/reclaim';
+import type { DhcpEndpoints } from './endpoint/dhcp-endpoints';
+import { OrphanClaims, type OrphanReport } from './ipam/orphans';
+import { reclaimAbsentHosts, type ReclaimReport } from './ipam/reclaim';
 import { settleReclaimed, type ReclaimedReport } from './ipam/reclaimed';
+import { sharedPoolsReport, type SharedPoolsReport } from './ipam/shared-report';
 import type { Rtnl } from './link/rtnl';
 import type { Logger } from './log';
-import type { IpAddress } from './net/address';
-import type { AddressBook, BookPool } from './state/address-book';
+import { addressesOf } from './model/network';
+import type { AddressBook } from './state/address-book';
 import { EtcdAddressBook } from './state/etcd/address-book';
 import type { PoolReleaseReport } from './state/etcd/pool-membership';
 import type { SqliteStore } from './state/sqlite';
@@ -48,11 +55,10 @@ export interface GcResult {
   ReclaimedHere?: ReclaimedReport | { error: string };
 }
 
-/** The IPAM driver's part: its book, the orphan check, and how the LAN is heard for a reclaim. */
+/** The IPAM driver's part: its book, and the LAN side that hears an address before a reclaim. */
 export interface IpamHousekeeping {
   book: AddressBook;
-  orphans: OrphanClaims;
-  hear(pool: BookPool | null, address: IpAddress): Promise<LanHearing>;
+  lan: Pick<LanCitizen, 'hearNow'>;
   /** How long a host must be unregistered before its silent addresses are reclaimed (shared pools). */
   reclaimAfterMs: number;
 }
@@ -64,8 +70,12 @@ export interface HousekeepingParts {
   engine: DockerEngine;
   attachments: SandboxAttachments;
   log: Logger;
-  /** DHCP asking links an exchange is using now: not leftovers. */
-  askingLinksInUse?: () => ReadonlySet<string>;
+  /** How old a row must be before Docker's not knowing it counts, unless a gc says. */
+  graceMs: number;
+  /** The DHCP asking links: those an exchange is using now are not leftovers. */
+  askingLinks?: Pick<AskingLinks, 'inUse'>;
+  /** DHCP endpoints, whose leases renew on at start; absent in an offline gc. */
+  dhcp?: Pick<DhcpEndpoints, 'resume'>;
   /** Absent where no IPAM driver runs (an offline gc). */
   ipam?: IpamHousekeeping;
   /** Where the engine's version is kept, learned on the way (api/docker/engine-version.ts). */
@@ -85,14 +95,34 @@ export interface PassOptions {
   acceptEngine?: boolean;
 }
 
-export class Housekeeping {
+export class Housekeeping implements ControlActions {
   private running: Promise<unknown> = Promise.resolve();
   /** Passes asked for and not yet done (the one running included). */
   private pending = 0;
   /** The settle step runs alone too (settleReclaimed): two at once would take a claim back from each other. */
   private settling: Promise<unknown> = Promise.resolve();
+  private readonly orphans: OrphanClaims | null;
 
-  constructor(private readonly parts: HousekeepingParts) {}
+  constructor(private readonly parts: HousekeepingParts) {
+    this.orphans = parts.ipam === undefined ? null : new OrphanClaims(parts.ipam.book, parts.log);
+  }
+
+  /**
+   * At daemon start, before any socket listens (Docker never talks to a daemon that has not caught
+   * up after a crash): the kernel reconciled with the store, every lease renewing on where it was,
+   * and attachments whose namespace went with a reboot freed.
+   */
+  resume(): void {
+    const { rtnl, store, log } = this.parts;
+    reconcile(rtnl, store, log);
+    this.parts.dhcp?.resume();
+    this.parts.attachments.collectVanished(false);
+  }
+
+  /** A pass as `lanplug gc` asks it of the daemon: with the daemon's grace unless the gc names one. */
+  gc(asked: { dryRun: boolean; graceMs: number | null; acceptEngine: boolean }): Promise<GcResult> {
+    return this.pass({ ...asked, graceMs: asked.graceMs ?? this.parts.graceMs });
+  }
 
   /** One pass, after the one in progress. */
   pass(options: PassOptions): Promise<GcResult> {
@@ -103,11 +133,11 @@ export class Housekeeping {
   }
 
   /** A pass every `everyMs` (0: none), none while one runs: a long pass must not pile up more. */
-  every(everyMs: number, graceMs: number): () => void {
+  every(everyMs: number): () => void {
     if (everyMs <= 0) return () => undefined;
     const timer = setInterval(() => {
       if (this.pending > 0) return;
-      this.pass({ dryRun: false, graceMs }).catch((err: unknown) =>
+      this.pass({ dryRun: false, graceMs: this.parts.graceMs }).catch((err: unknown) =>
         this.parts.log.error('periodic reconcile failed', { error: String(err) }),
       );
     }, everyMs);
@@ -128,6 +158,34 @@ export class Housekeeping {
     return run;
   }
 
+  /**
+   * Shared pools: each time this host registers in etcd again, after being away, an address
+   * reclaimed and given to another host meanwhile stops being defended here at once, not at the
+   * next periodic pass (or never, with --recheck-interval 0).
+   */
+  settleWhenBack(): void {
+    const book = this.parts.ipam?.book;
+    if (!(book instanceof EtcdAddressBook)) return;
+    book.presence.onRegistered(() => {
+      this.settleReclaimed().catch((err: unknown) =>
+        this.parts.log.warn('could not look for addresses reclaimed meanwhile', { error: String(err) }),
+      );
+    });
+  }
+
+  /** What `lanplug status` and `doctor` show of the shared pools; not shared: `{ Shared: false }`. */
+  async sharedPools(): Promise<{ Shared: false } | { Shared: true; Report: SharedPoolsReport }> {
+    const { driver, store } = this.parts;
+    const book = this.parts.ipam?.book;
+    if (!(book instanceof EtcdAddressBook)) return { Shared: false };
+    const report = await sharedPoolsReport(
+      book,
+      endpointAddresses(store),
+      (p) => driver.networkOfPool(p.pool) !== null,
+    );
+    return { Shared: true, Report: report };
+  }
+
   private async passNow(options: PassOptions): Promise<GcResult> {
     const { driver, rtnl, store, engine, attachments, log } = this.parts;
     const { dryRun, graceMs } = options;
@@ -141,12 +199,13 @@ export class Housekeeping {
       Vanished: attachments.collectVanished(dryRun),
       Reconcile: reconcile(rtnl, store, log, {
         dryRun,
-        ...(this.parts.askingLinksInUse === undefined ? {} : { askingLinksInUse: this.parts.askingLinksInUse() }),
+        ...(this.parts.askingLinks === undefined ? {} : { askingLinksInUse: this.parts.askingLinks.inUse }),
       }),
     };
-    const ipam = this.parts.ipam;
-    if (ipam === undefined) return result;
-    result.Claims = await ipam.orphans
+    const { ipam } = this.parts;
+    const orphans = this.orphans;
+    if (ipam === undefined || orphans === null) return result;
+    result.Claims = await orphans
       .pass(
         () => endpointAddresses(store),
         async (poolId) => {
@@ -161,7 +220,7 @@ export class Housekeeping {
     if (shared === null) return result;
     result.AbsentHosts = await reclaimAbsentHosts(
       shared,
-      async (poolId, address) => ipam.hear(await shared.getPool(poolId), address),
+      async (poolId, address) => ipam.lan.hearNow(await shared.getPool(poolId), address),
       log,
       { reclaimAfterMs: ipam.reclaimAfterMs },
     ).catch((err: unknown) => ({ error: String(err) }));
@@ -176,10 +235,6 @@ export class Housekeeping {
 }
 
 /** The addresses endpoints on this host hold (lanplug's records). */
-export function endpointAddresses(store: SqliteStore): Set<string> {
-  return new Set(
-    store
-      .listAllEndpoints()
-      .flatMap((e) => [e.ipv4?.address.text, e.ipv6?.address.text].filter((a) => a !== undefined)),
-  );
+function endpointAddresses(store: SqliteStore): Set<string> {
+  return new Set(store.listAllEndpoints().flatMap((e) => addressesOf(e).map((a) => a.text)));
 }

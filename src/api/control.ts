@@ -6,32 +6,46 @@
  */
 import type { JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
+import type { PluginEndpoint } from './docker/server';
 
 export const CONTROL_SOCKET_NAME = 'control';
 
+/** What the control socket asks of the daemon (the daemon's housekeeping answers: housekeeping.ts). */
 export interface ControlActions {
   /**
    * Reconcile now; `graceMs`: how old a row must be before Docker's not knowing it counts (null: the
    * daemon's); `acceptEngine`: the daemon's dockerd speaks for every network (Docker reinstalled).
    */
-  gc(asked: { dryRun: boolean; graceMs: number | null; acceptEngine: boolean }): Promise<JsonObject>;
+  gc(asked: { dryRun: boolean; graceMs: number | null; acceptEngine: boolean }): Promise<object>;
   /** The shared pools' report (ipam/shared-report.ts); `{ Shared: false }` on a single host. */
-  sharedPools(): Promise<JsonObject>;
+  sharedPools(): Promise<object>;
+}
+
+/** The control socket's name and routes, its errors in `Err` as the driver API's are. */
+export function controlEndpoint(actions: ControlActions): PluginEndpoint {
+  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions), errorField: 'Err' };
 }
 
 export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
     [
       '/Lanplug.Gc',
-      (body) => {
+      async (body) => {
         const grace = body['GraceMs'];
-        return actions.gc({
-          dryRun: body['DryRun'] === true,
-          graceMs: typeof grace === 'number' && Number.isInteger(grace) && grace >= 0 ? grace : null,
-          acceptEngine: body['AcceptEngine'] === true,
-        });
+        return asJson(
+          await actions.gc({
+            dryRun: body['DryRun'] === true,
+            graceMs: typeof grace === 'number' && Number.isInteger(grace) && grace >= 0 ? grace : null,
+            acceptEngine: body['AcceptEngine'] === true,
+          }),
+        );
       },
     ],
-    ['/Lanplug.SharedPools', () => actions.sharedPools()],
+    ['/Lanplug.SharedPools', async () => asJson(await actions.sharedPools())],
   ]);
+}
+
+/** Reports are plain data (strings, numbers, arrays): their JSON form is exact. */
+function asJson(value: object): JsonObject {
+  return JSON.parse(JSON.stringify(value)) as JsonObject;
 }

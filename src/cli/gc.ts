@@ -16,6 +16,7 @@ import { isLocked, StateLock } from '../state/lock';
 import { SqliteStore } from '../state/sqlite';
 import { checkStateDir } from '../state/state-dir';
 import { Housekeeping, type GcResult, type PassOptions } from '../housekeeping';
+import { shortId } from '../model/network';
 
 export async function runGc(stateDir: string, dockerSocket: string, options: PassOptions): Promise<GcResult> {
   checkStateDir(stateDir);
@@ -52,6 +53,7 @@ export async function runGc(stateDir: string, dockerSocket: string, options: Pas
           engine: new DockerEngine(dockerSocket),
           attachments: cniServices(driver, rtnl, store, log).attachments,
           log,
+          graceMs: options.graceMs,
         });
         return await housekeeping.pass(options);
       } finally {
@@ -78,9 +80,9 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
       `kept ${f.kept.networks.length} network(s) dockerd ${f.kept.engine} does not know: they came from ${f.kept.theirs === null ? 'an engine not yet seen' : `engine ${f.kept.theirs}`}; is --docker-host lanplug's dockerd? (if Docker was reinstalled and these networks are gone with it: lanplug gc --accept-engine)`,
     );
   for (const id of f.networks)
-    lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${id.slice(0, 12)}: Docker no longer knows it`);
+    lines.push(`${dryRun ? 'would drop' : 'dropped'} network ${shortId(id)}: Docker no longer knows it`);
   for (const id of f.endpoints)
-    lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${id.slice(0, 12)}: Docker no longer knows it`);
+    lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${shortId(id)}: Docker no longer knows it`);
   for (const what of result.Vanished ?? []) lines.push(`${dryRun ? 'would remove' : 'removed'} ${what}`);
   const claims = result.Claims;
   if (claims !== undefined && 'error' in claims) lines.push(`IPAM claims were not checked: ${claims.error}`);

@@ -1,6 +1,6 @@
 /** `lanplug status`: the networks and endpoints lanplug keeps, read without changing anything. */
 import { stateAt } from '../dhcp/lease-state';
-import { shortId } from '../driver/names';
+import { shortId } from '../model/network';
 import { formatPrefix } from '../net/address';
 import { leaseExpiresAt, type Lease, type LeaseRecord } from '../model/lease';
 import { SqliteStore } from '../state/sqlite';

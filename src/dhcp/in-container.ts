@@ -7,13 +7,9 @@ import { environment } from '../errors';
 import type { LinkInfo } from '../link/link';
 import { openRtnl } from '../link/rtnl';
 import type { Lease, LeaseRecord } from '../model/lease';
-import { parsePrefix, type IpAddress } from '../net/address';
+import { parsePrefix, sameAddress } from '../net/address';
 
 const DEFAULT_ROUTE = parsePrefix('0.0.0.0/0');
-
-export function sameAddress(a: IpAddress | null, b: IpAddress | null): boolean {
-  return a?.value === b?.value && a?.family === b?.family;
-}
 
 /** The container's link in its namespace: the one with the lease's MAC (ipvlan: and its address). */
 export function containerLink(sandboxKey: string, record: LeaseRecord, lease: Lease): LinkInfo {
@@ -25,7 +21,7 @@ export function containerLink(sandboxKey: string, record: LeaseRecord, lease: Le
       if (only === undefined) throw environment(`no link with MAC ${record.identity.mac} in ${sandboxKey}`);
       return only;
     }
-    const holder = rtnl.listAddresses(lease.family).find((a) => a.prefix.address.value === lease.address.address.value);
+    const holder = rtnl.listAddresses(lease.family).find((a) => sameAddress(a.prefix.address, lease.address.address));
     const link = candidates.find((l) => l.index === holder?.index);
     if (link === undefined) throw environment(`no link holds ${lease.address.address.text} in ${sandboxKey}`);
     return link;

@@ -28,6 +28,7 @@ import { acquire, release } from './client';
 import { acquire6, release6Frame } from './client6';
 import { openChannel, type LeaseNetworks, type SendLink } from './lease-networks';
 import { Renewals } from './renewal';
+import { shortId } from '../model/network';
 
 export { NO_LEASE_NETWORKS, type LeaseNetworks, type SendLink } from './lease-networks';
 
@@ -124,7 +125,7 @@ export class LeaseKeeper {
     for (const lease of fresh) {
       this.remember(record.identity, lease);
       this.log.info('dhcp lease bound', {
-        endpoint: record.endpointId.slice(0, 12),
+        endpoint: shortId(record.endpointId),
         address: formatPrefix(lease.address),
         server: lease.serverId.text,
         leaseSeconds: lease.leaseSeconds,
@@ -187,7 +188,7 @@ export class LeaseKeeper {
     this.noteReleased(given);
     const sent = this.sendRelease(networkId, record.identity, [lease]);
     this.log.info('dhcp lease released', {
-      endpoint: endpointId.slice(0, 12),
+      endpoint: shortId(endpointId),
       addresses: [formatPrefix(lease.address)],
       why,
       sent,
@@ -208,7 +209,7 @@ export class LeaseKeeper {
     if (running.length > 0)
       void Promise.all(running).then(() => this.sendRelease(networkId, record.identity, record.leases));
     this.log.info('dhcp lease released', {
-      endpoint: endpointId.slice(0, 12),
+      endpoint: shortId(endpointId),
       addresses: record.leases.map((l) => formatPrefix(l.address)),
       why,
       sent,

@@ -21,14 +21,15 @@ import {
   type LeaseRecord,
   type LeaseState,
 } from '../model/lease';
-import { formatPrefix, type Family } from '../net/address';
+import { formatPrefix, sameAddress, type Family } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
 import type { DhcpChannel } from './channel';
 import { acquire, renew } from './client';
 import { acquire6, renew6 } from './client6';
-import { applyInContainer, containerLink, sameAddress } from './in-container';
+import { applyInContainer, containerLink } from './in-container';
 import { openChannel, type LeaseNetworks } from './lease-networks';
 import { afterAnswer, dueState, exchangeFor, retryAt } from './lease-state';
+import { shortId } from '../model/network';
 
 /** How long one renewal exchange may take before it counts as unanswered. */
 const EXCHANGE_MS = 8_000;
@@ -93,7 +94,7 @@ export class Renewals {
         entry.done = this.step(record.networkId, record.endpointId, family)
           .catch((err: unknown) =>
             this.log.error('dhcp renewal failed unexpectedly', {
-              endpoint: record.endpointId.slice(0, 12),
+              endpoint: shortId(record.endpointId),
               error: String(err),
             }),
           )
@@ -192,11 +193,11 @@ export class Renewals {
             outcome.kind === 'nak'
               ? 'dhcp server refused the lease; asking for a new address'
               : 'dhcp server moved the lease onto an address that may not be used; declined, asking for a new address',
-            { endpoint: record.endpointId.slice(0, 12), address: formatPrefix(lease.address), answer: outcome.message },
+            { endpoint: shortId(record.endpointId), address: formatPrefix(lease.address), answer: outcome.message },
           );
         } else {
           this.log.warn('dhcp lease ' + (state === 'expired' ? 'expired' : 'refused before') + '; asking anew', {
-            endpoint: record.endpointId.slice(0, 12),
+            endpoint: shortId(record.endpointId),
             address: formatPrefix(lease.address),
           });
         }
@@ -225,7 +226,7 @@ export class Renewals {
    * followed; the error of putting it there, if any (the lease is kept all the same: it is the server's word).
    */
   private follow(record: LeaseRecord, sandboxKey: string, old: Lease, next: Lease): string | null {
-    const endpoint = record.endpointId.slice(0, 12);
+    const endpoint = shortId(record.endpointId);
     if (sameAddress(next.address.address, old.address.address) && sameAddress(next.router, old.router)) {
       this.log.debug('dhcp lease renewed', { endpoint, address: formatPrefix(next.address) });
       return null;
@@ -265,7 +266,7 @@ export class Renewals {
       lastError: result.reason,
     };
     this.store.putLease(failedRecord, false);
-    const endpoint = current.endpointId.slice(0, 12);
+    const endpoint = shortId(current.endpointId);
     if (Date.now() >= leaseExpiresAt(held))
       this.log.error('dhcp lease expired without an answer from any server; still trying', {
         endpoint,

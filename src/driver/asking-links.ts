@@ -14,10 +14,10 @@ import type { LinkInfo } from '../link/link';
 import { silenceIpv6 } from '../link/quiet';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
-import type { NetworkSpec } from '../model/network';
+import { shortId, type NetworkSpec } from '../model/network';
 import type { Family } from '../net/address';
 import { EADDRINUSE } from '../netlink/errno';
-import { askingLinkName, shortId } from './names';
+import { askingLinkName } from './names';
 import { ensureParent } from './parent';
 
 export class AskingLinks {

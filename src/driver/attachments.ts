@@ -26,8 +26,15 @@ import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import type { AddressRange } from '../model/ipam';
-import type { DriverKind, EndpointRecord, Sandbox, Subnet } from '../model/network';
-import { parsePrefix, type IpAddress, type IpPrefix } from '../net/address';
+import {
+  addressesOf,
+  shortId,
+  type DriverKind,
+  type EndpointRecord,
+  type Sandbox,
+  type Subnet,
+} from '../model/network';
+import { parsePrefix, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { CniIpam } from '../ipam/cni-ipam';
 import { randomMac } from '../ipam/mac';
 import { ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
@@ -35,7 +42,7 @@ import { hostAddressMessage } from '../lan/host-addresses';
 import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
-import { endpointLinkName, shortId } from './names';
+import { endpointLinkName } from './names';
 import type { NetworkDriver } from './network-driver';
 import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
@@ -178,7 +185,7 @@ export class SandboxAttachments {
   }
 
   /** The addresses a prepared attachment holds, for the check between the halves. */
-  addressesOf(prepared: PreparedAttachment): IpAddress[] {
+  claimedAddresses(prepared: PreparedAttachment): IpAddress[] {
     return prepared.claims.map((c) => c.address.address);
   }
 
@@ -339,12 +346,11 @@ export class SandboxAttachments {
       if (endpoint.mac !== null && link.mac !== endpoint.mac)
         throw conflict(`interface ${ifname} in ${netns} has MAC ${link.mac ?? '(none)'}, not ${endpoint.mac}`);
       if (!link.up) throw conflict(`interface ${ifname} in ${netns} is down`);
-      for (const address of [endpoint.ipv4, endpoint.ipv6]) {
-        if (address === null) continue;
+      for (const address of addressesOf(endpoint)) {
         const held = rtnl
-          .listAddresses(address.address.family)
-          .some((a) => a.index === link.index && a.prefix.address.value === address.address.value);
-        if (!held) throw notFound(`interface ${ifname} in ${netns} has lost address ${address.address.text}`);
+          .listAddresses(address.family)
+          .some((a) => a.index === link.index && sameAddress(a.prefix.address, address));
+        if (!held) throw notFound(`interface ${ifname} in ${netns} has lost address ${address.text}`);
       }
     });
   }
@@ -481,19 +487,17 @@ export class SandboxAttachments {
     const { leases } = this;
     if (leases !== null)
       teardown.step('release the DHCP lease', () => leases.release(endpoint.networkId, endpoint.endpointId, why));
-    teardown.step('release addresses', () => this.releaseAddresses(networkName, [endpoint.ipv4, endpoint.ipv6]));
+    teardown.step('release addresses', () => this.releaseAddresses(networkName, addressesOf(endpoint)));
     teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () =>
       this.driver.deleteEndpoint(endpoint.networkId, endpoint.endpointId),
     );
   }
 
-  private releaseAddresses(networkName: string, addresses: readonly (IpPrefix | null)[]): void {
+  private releaseAddresses(networkName: string, addresses: readonly IpAddress[]): void {
     const space = `${cniAddressSpace(networkName)}/`;
-    for (const address of addresses) {
-      if (address === null) continue;
-      for (const poolId of this.store.poolsClaiming(address.address))
-        if (poolId.startsWith(space)) this.allocator.release(poolId, address.address);
-    }
+    for (const address of addresses)
+      for (const poolId of this.store.poolsClaiming(address))
+        if (poolId.startsWith(space)) this.allocator.release(poolId, address);
   }
 
   /** The network is in use again: its removal is off. */
@@ -577,8 +581,7 @@ function gatewayOfFamily(claims: readonly RangeAllocation[], family: 4 | 6): IpA
  */
 function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddress) => string | null {
   const held = new Set<string>();
-  for (const endpoint of store.listAllEndpoints())
-    for (const prefix of [endpoint.ipv4, endpoint.ipv6]) if (prefix !== null) held.add(prefix.address.text);
+  for (const endpoint of store.listAllEndpoints()) for (const address of addressesOf(endpoint)) held.add(address.text);
   for (const { spec } of store.listNetworks()) {
     for (const subnet of [...spec.ipv4, ...spec.ipv6]) if (subnet.gateway !== null) held.add(subnet.gateway.text);
     for (const own of [spec.hostAccess?.ipv4, spec.hostAccess?.ipv6]) if (own) held.add(own.text);

@@ -9,10 +9,10 @@ import type { Rtnl } from '../link/rtnl';
 import type { LinkRemover } from '../link/reaper';
 import type { Logger } from '../log';
 import type { Announcer } from '../lan/announce';
-import type { DriverKind, NetworkRecord, NetworkSpec } from '../model/network';
+import { shortId, type DriverKind, type NetworkRecord, type NetworkSpec } from '../model/network';
 import type { Store } from '../state/store';
 import type { KernelFeatures } from './features';
-import { checkDockerId, shortId } from './names';
+import { checkDockerId } from './names';
 
 export interface DriverContext {
   readonly rtnl: Rtnl;

@@ -7,10 +7,9 @@
 import { LanplugError, notFound } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { EndpointLinkRequest } from '../link/rtnl';
-import type { EndpointRecord, Leftover, NetworkSpec } from '../model/network';
+import { shortId, type EndpointRecord, type Leftover, type NetworkSpec } from '../model/network';
 import { EOPNOTSUPP } from '../netlink/errno';
 import type { DriverContext } from './driver-context';
-import { shortId } from './names';
 
 /** The endpoint's link as the network's mode makes it, under `name`. */
 export function endpointLinkRequest(

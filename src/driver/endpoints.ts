@@ -9,14 +9,14 @@ import { conflict, invalidArgument, withContext } from '../errors';
 import { crashPoint } from '../crash-points';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
-import type { DriverKind, EndpointRecord, NetworkSpec } from '../model/network';
-import type { IpAddress, IpPrefix } from '../net/address';
+import { addressesOf, shortId, type DriverKind, type EndpointRecord, type NetworkSpec } from '../model/network';
+import type { IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
 import { quietAskingLink } from './asking-links';
 import { checkIds, inNetwork, requireNetwork, type DriverContext } from './driver-context';
 import { createEndpointLinkBesideParked, endpointLeftover } from './endpoint-links';
 import { removeRoutes, wantedRoutes } from './host-access';
-import { checkDockerId, endpointLinkName, shortId } from './names';
+import { checkDockerId, endpointLinkName } from './names';
 import { ensureParent } from './parent';
 import type { CreateEndpointRequest, CreateEndpointResult } from './requests';
 
@@ -167,11 +167,6 @@ export function moveEndpointAddress(
   const endpoint = ctx.store.getEndpoint(networkId, endpointId);
   if (endpoint === null) return;
   ctx.store.putEndpoint(address.address.family === 4 ? { ...endpoint, ipv4: address } : { ...endpoint, ipv6: address });
-}
-
-/** The endpoint's addresses, IPv4 first. */
-export function addressesOf(endpoint: Pick<EndpointRecord, 'ipv4' | 'ipv6'>): IpAddress[] {
-  return [endpoint.ipv4?.address, endpoint.ipv6?.address].filter((a): a is IpAddress => a !== undefined);
 }
 
 /** A route that will not go is only logged: reconcile compares the routes with the endpoints. */

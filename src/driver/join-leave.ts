@@ -7,7 +7,14 @@
 import { notFound } from '../errors';
 import { crashPoint } from '../crash-points';
 import type { LinkInfo } from '../link/link';
-import type { DriverKind, EndpointRecord, NetworkSpec, Subnet } from '../model/network';
+import {
+  addressesOf,
+  shortId,
+  type DriverKind,
+  type EndpointRecord,
+  type NetworkSpec,
+  type Subnet,
+} from '../model/network';
 import { parsePrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { checkIds, inNetwork, requireNetwork, type DriverContext } from './driver-context';
 import {
@@ -16,10 +23,8 @@ import {
   explainUnsupported,
   requireEndpointLink,
 } from './endpoint-links';
-import { addressesOf } from './endpoints';
 import { addRoutes, ensureShim, wantedRoutes } from './host-access';
 import { lanLink } from './lan-link';
-import { shortId } from './names';
 import { ensureParent } from './parent';
 import type { JoinResult, StaticRoute } from './requests';
 

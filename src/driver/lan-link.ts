@@ -8,10 +8,9 @@ import type { LinkInfo } from '../link/link';
 import type { AddressCheck } from '../lan/conflicts';
 import { ensureEye, removeUnusedEyes } from '../lan/eye';
 import type { ProbeLink } from '../lan/probe';
-import type { DriverKind, NetworkSpec } from '../model/network';
+import { addressesOf, type DriverKind, type NetworkSpec } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
 import { requireNetwork, type DriverContext } from './driver-context';
-import { addressesOf } from './endpoints';
 import type { CreateEndpointRequest } from './requests';
 
 /**

@@ -19,7 +19,7 @@ import { LanplugError } from '../errors';
 import { EYE_LINK_PREFIX } from '../lan/eye';
 import type { LinkInfo } from '../link/link';
 import { openRtnl, type Rtnl } from '../link/rtnl';
-import { PARKED_LINK_GROUP } from '../link/reaper';
+import { LinkReaper, PARKED_LINK_GROUP } from '../link/reaper';
 import type { Logger } from '../log';
 import type { Store } from '../state/store';
 import { ASKING_LINK_PREFIX, ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName } from './names';
@@ -89,6 +89,42 @@ export async function holdLinkGroup(groups: LinkGroups, stateDir: string): Promi
     server.listen(`\0lanplug-link-group-${groups.live}`, resolve);
   });
   return { release: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}
+
+/** What the daemon acts on its links with, held until release. */
+export interface OwnLinks {
+  rtnl: Rtnl;
+  /** Removes links off the request path, parking them in this directory's parked group meanwhile. */
+  reaper: LinkReaper;
+  /** The reaper, the handle and the group's hold, in reverse order of taking. */
+  release(): Promise<void>;
+}
+
+/**
+ * The daemon's hold on its state directory's links: the link groups (drawn once), held against a
+ * second process on a copy of the directory; the rtnetlink handle that makes links in the live
+ * group (an earlier lanplug's adopted); the reaper. Links a daemon parked for removal and did not
+ * see go (it died) are removed now; their leftover records are reconciled at resume.
+ */
+export async function holdOwnLinks(store: Store, stateDir: string, log: Logger): Promise<OwnLinks> {
+  const groups = linkGroupsOf(store, log);
+  const held = await holdLinkGroup(groups, stateDir);
+  let rtnl: Rtnl | null = null;
+  let reaper: LinkReaper | null = null;
+  const release = async (): Promise<void> => {
+    await reaper?.close();
+    rtnl?.close();
+    await held.release();
+  };
+  try {
+    rtnl = openOwnRtnl(store, log, { groups }).rtnl;
+    reaper = new LinkReaper(rtnl, log, { parkedGroup: groups.parked });
+    reaper.removeGroup();
+    return { rtnl, reaper, release };
+  } catch (err) {
+    await release();
+    throw err;
+  }
 }
 
 /**

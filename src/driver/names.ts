@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { invalidArgument } from '../errors';
+import { shortId } from '../model/network';
 import { ifnameProblem, MAX_IFNAME_BYTES } from '../net/ifname';
 
 export const ENDPOINT_LINK_PREFIX = 'lp-';
@@ -38,11 +39,6 @@ export function checkInterfaceName(name: string, what: string): void {
     case 'bad-character':
       throw invalidArgument(`${what} '${name}' is not valid: interface names may not contain '/', ':' or whitespace`);
   }
-}
-
-/** Docker ids are 64 hex characters; the first 12 are what `docker network ls` shows. */
-export function shortId(id: string): string {
-  return id.slice(0, 12);
 }
 
 export function endpointLinkName(endpointId: string): string {

@@ -7,12 +7,12 @@
 import { conflict, Teardown, withContext } from '../errors';
 import { crashPoint } from '../crash-points';
 import { removeUnusedEyes } from '../lan/eye';
-import type { Leftover, NetworkRecord, NetworkSpec, Stamped } from '../model/network';
+import { shortId, type Leftover, type NetworkRecord, type NetworkSpec, type Stamped } from '../model/network';
 import { formatPrefix, type IpPrefix } from '../net/address';
 import { inNetwork, type DriverContext } from './driver-context';
 import { deleteLinkNamed, endpointLeftover } from './endpoint-links';
 import { ensureShim } from './host-access';
-import { checkDockerId, shimLinkName, shortId } from './names';
+import { checkDockerId, shimLinkName } from './names';
 import { ensureParent, ownedParent, releaseParent } from './parent';
 import type { CreateNetworkRequest } from './requests';
 import { replayDifference, validateNetwork } from './validate';

@@ -22,18 +22,11 @@
 import type { LinkInfo } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
-import type { EndpointRecord, Leftover, NetworkRecord } from '../model/network';
+import { shortId, type EndpointRecord, type Leftover, type NetworkRecord } from '../model/network';
 import type { Store } from '../state/store';
 import { unusedEyes } from '../lan/eye';
 import { addRoutes, ensureShim, routeKey, routesThrough, wantedRoutes } from './host-access';
-import {
-  ASKING_LINK_PREFIX,
-  ENDPOINT_LINK_PREFIX,
-  PROBE_LINK_PREFIX,
-  SHIM_LINK_PREFIX,
-  shimLinkName,
-  shortId,
-} from './names';
+import { ASKING_LINK_PREFIX, ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName } from './names';
 import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
 
 export interface ReconcileAction {

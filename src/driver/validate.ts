@@ -5,10 +5,18 @@
  */
 import { conflict, invalidArgument } from '../errors';
 import type { LinkInfo } from '../link/link';
-import type { HostAccess, LinkMode, NetworkRecord, NetworkSpec, ParentPlan, Subnet } from '../model/network';
-import { formatPrefix, prefixContains, type IpAddress } from '../net/address';
+import {
+  shortId,
+  type HostAccess,
+  type LinkMode,
+  type NetworkRecord,
+  type NetworkSpec,
+  type ParentPlan,
+  type Subnet,
+} from '../model/network';
+import { formatPrefix, prefixContains, sameAddress, type IpAddress } from '../net/address';
 import { MAX_MTU, MIN_MTU_IPV4, MIN_MTU_IPV6 } from '../net/mtu';
-import { privateParentName, shortId } from './names';
+import { privateParentName } from './names';
 import {
   DHCP_ADDRESS_SPACE,
   DHCP_IPAM_NAME,
@@ -315,7 +323,7 @@ function hostAddress(request: CreateNetworkRequest, family: 4 | 6): IpAddress | 
       `--aux-address ${name}=${address.text} is not in the network's IPv${family} subnets (${pools})`,
     );
   }
-  if (subnet.gateway !== null && subnet.gateway.value === address.value) {
+  if (sameAddress(subnet.gateway, address)) {
     throw invalidArgument(
       `--aux-address ${name}=${address.text} is the gateway; the host needs an address of its own on the network`,
     );

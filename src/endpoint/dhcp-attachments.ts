@@ -22,11 +22,10 @@ import { notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { stateAt } from '../dhcp/lease-state';
 import type { Attached, AttachRequest, SandboxAttachments } from '../driver/attachments';
-import { shortId } from '../driver/names';
 import type { NetworkDriver } from '../driver/network-driver';
 import type { Logger } from '../log';
 import { leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
-import type { Sandbox } from '../model/network';
+import { shortId, type Sandbox } from '../model/network';
 import { duidFromLabel } from './dhcp-endpoints';
 
 /** DHCP option 61 holds at most 255 bytes: the type byte and 254 of the label. */

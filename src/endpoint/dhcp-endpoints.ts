@@ -17,17 +17,15 @@ import { createHash } from 'node:crypto';
 import { conflict, notFound, withContext } from '../errors';
 import type { Logger } from '../log';
 import type { LeaseKeeper } from '../dhcp/keeper';
-import { sameAddress } from '../dhcp/in-container';
 import { randomMac } from '../ipam/mac';
 import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
-import type { DriverKind } from '../model/network';
-import { networkOf } from '../net/address';
+import { addressesOf, shortId, type DriverKind } from '../model/network';
+import { networkOf, sameAddress } from '../net/address';
 import { bytesToMac, parseMac } from '../net/mac';
-import { takeOverLeases } from '../driver/dhcp-addresses';
-import { shortId } from '../driver/names';
 import type { NetworkDriver } from '../driver/network-driver';
 import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from '../driver/options';
 import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from '../driver/requests';
+import { takeOverLeases } from './dhcp-addresses';
 
 /**
  * DHCPv6 hands out addresses, not prefixes (the on-link prefix comes from the
@@ -202,8 +200,7 @@ export class DhcpEndpoints {
   private takeOver(driver: DriverKind, request: CreateEndpointRequest): CreateEndpointResult {
     const result = this.driver.createEndpoint(driver, request);
     try {
-      const addresses = [request.ipv4?.address, request.ipv6?.address].filter((a) => a !== undefined);
-      takeOverLeases(this.keeper, request.networkId, request.endpointId, request.mac, addresses);
+      takeOverLeases(this.keeper, request.networkId, request.endpointId, request.mac, addressesOf(request));
       return result;
     } catch (err) {
       this.driver.deleteEndpoint(request.networkId, request.endpointId);

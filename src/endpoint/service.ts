@@ -131,7 +131,7 @@ export class EndpointService {
         const check =
           this.lan === null
             ? null
-            : this.driver.addressCheckOf(request.driver, networkId, attachments.addressesOf(prepared));
+            : this.driver.addressCheckOf(request.driver, networkId, attachments.claimedAddresses(prepared));
         try {
           if (this.lan !== null && check !== null)
             await this.lan.requireUsable(check, { host: () => 'ask for another address', lan: ADVICE_EXPLICIT });

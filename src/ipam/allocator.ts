@@ -1,6 +1,7 @@
 /**
- * The `lanplug` IPAM driver's decisions, as typed operations (the remote IPAM
- * API is translated in api/docker/ipam-routes.ts). It behaves as Docker's
+ * The `lanplug` IPAM driver's decisions, as typed operations (the driver,
+ * endpoint/lanplug-ipam.ts, asks the LAN about what this claims; the remote
+ * IPAM API is translated in api/docker/ipam-routes.ts). It behaves as Docker's
  * default IPAM does for the same flags — `--subnet`, `--ip-range`,
  * `--gateway`, `--aux-address`, `--ip`/`--ip6`, several subnets, IPv6 — and
  * gives the seed commands the same addresses, with Docker's wording for its

@@ -8,7 +8,14 @@
  */
 import { LanplugError, invalidArgument } from '../errors';
 import type { AddressRange, PoolRecord } from '../model/ipam';
-import { addressFromValue, formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import {
+  addressFromValue,
+  formatPrefix,
+  prefixContains,
+  sameAddress,
+  type IpAddress,
+  type IpPrefix,
+} from '../net/address';
 import type { IpamStore } from '../state/ipam-store';
 
 /** CNI pools live in an address space per network: `cni:<network name>`. */
@@ -51,7 +58,7 @@ export class RangeAllocator {
       const range = set.find((r) => inRange(r, wanted));
       if (range === undefined) throw new LanplugError('Internal', 'range vanished');
       const pool = this.poolOf(networkName, range.subnet);
-      if (wanted.value === range.gateway.value)
+      if (sameAddress(wanted, range.gateway))
         throw invalidArgument(`requested address ${wanted.text} is the gateway of ${formatPrefix(range.subnet)}`);
       const why = taken(wanted);
       if (why !== null) throw new LanplugError('Conflict', why);
@@ -104,7 +111,7 @@ export class RangeAllocator {
 /** Every address the runtime asked for must be one it got (host-local refuses one in no range set). */
 export function checkRequestedUsed(requested: readonly IpAddress[], claims: readonly RangeAllocation[]): void {
   for (const wanted of requested)
-    if (!claims.some((c) => c.address.address.value === wanted.value && c.address.address.family === wanted.family))
+    if (!claims.some((c) => sameAddress(c.address.address, wanted)))
       throw invalidArgument(`requested address ${wanted.text} is in none of the network's ranges`);
 }
 

@@ -19,7 +19,7 @@
  */
 import { LanplugError } from '../errors';
 import type { Logger } from '../log';
-import type { EndpointRecord } from '../model/network';
+import { addressesOf, shortId, type EndpointRecord } from '../model/network';
 import type { SharedBook } from '../state/address-book';
 import type { SharedPoolState } from '../state/shared-state';
 
@@ -40,7 +40,7 @@ export async function settleReclaimed(
 ): Promise<ReclaimedReport> {
   const report: ReclaimedReport = { claimedBack: [], lost: [] };
   const holding = (address: string): EndpointRecord | undefined =>
-    endpoints.find((e) => e.ipv4?.address.text === address || e.ipv6?.address.text === address);
+    endpoints.find((e) => addressesOf(e).some((a) => a.text === address));
   const known = new Map(local.listLostAddresses().map((l) => [l.address, l]));
 
   for (const record of await book.reclaimedFromHere()) {
@@ -69,7 +69,7 @@ export async function settleReclaimed(
         known.delete(address);
         log.error(
           "an address of a container here was reclaimed while this host was away, and another host's container holds it now: no longer defended here; restart the container for a new address",
-          { address, endpoint: endpoint.endpointId.slice(0, 12), reclaimedBy: record.by, heldBy: holder ?? '?' },
+          { address, endpoint: shortId(endpoint.endpointId), reclaimedBy: record.by, heldBy: holder ?? '?' },
         );
       }
     }
@@ -83,7 +83,7 @@ export async function settleReclaimed(
       continue;
     }
     const { address, poolId } = lost;
-    const parsed = endpoint.ipv4?.address.text === address ? endpoint.ipv4.address : endpoint.ipv6?.address;
+    const parsed = addressesOf(endpoint).find((a) => a.text === address);
     if (parsed === undefined || (await book.holderOf(poolId, parsed)) !== null) {
       report.lost.push(address);
       continue;

@@ -8,7 +8,7 @@
 import type { IpamAllocator } from '../ipam/allocator';
 import { isUsable } from '../ipam/pool';
 import type { PoolRecord } from '../model/ipam';
-import type { EndpointRecord, NetworkSpec } from '../model/network';
+import { addressesOf, type EndpointRecord, type NetworkSpec } from '../model/network';
 import { addressFromValue, formatPrefix, prefixBounds, type IpAddress } from '../net/address';
 
 const PER_SUBNET = 4;
@@ -27,9 +27,7 @@ export async function nextCandidates(
     if (pool !== undefined) return allocator.nextFree(pool, PER_SUBNET);
     const taken = new Set<bigint>([
       ...(subnet.gateway === null ? [] : [subnet.gateway.value]),
-      ...endpoints.flatMap((e) =>
-        [e.ipv4?.address.value, e.ipv6?.address.value].filter((v): v is bigint => v !== undefined),
-      ),
+      ...endpoints.flatMap((e) => addressesOf(e).map((a) => a.value)),
       ...[spec.hostAccess?.ipv4?.value, spec.hostAccess?.ipv6?.value].filter((v): v is bigint => v !== undefined),
     ]);
     const out: IpAddress[] = [];

@@ -9,7 +9,7 @@
  * The answer names who answered, for the one-line refusal a user sees.
  */
 import { randomInt } from 'node:crypto';
-import type { IpAddress } from '../net/address';
+import { sameAddress, type IpAddress } from '../net/address';
 import { arpProbe, dadSolicitation, decodeArp, decodeNeighbor, ETH_P_ALL, ETH_P_ARP, ETH_P_IPV6 } from '../l2/frames';
 import { PacketSocket } from '../l2/packet-socket';
 
@@ -104,9 +104,9 @@ export function probe(
 function readArp(frame: Buffer, link: ProbeLink, mine: Set<string>, candidate: IpAddress): ProbeVerdict | null {
   const arp = decodeArp(frame);
   if (arp === null || mine.has(arp.senderMac)) return null;
-  if (arp.senderIp.value === candidate.value)
+  if (sameAddress(arp.senderIp, candidate))
     return { inUse: true, mac: arp.senderMac, how: `it answered an ARP probe on ${link.name}` };
-  if (arp.op === 'request' && arp.senderIp.value === 0n && arp.targetIp.value === candidate.value) {
+  if (arp.op === 'request' && arp.senderIp.value === 0n && sameAddress(arp.targetIp, candidate)) {
     return {
       inUse: true,
       mac: arp.senderMac,

@@ -121,6 +121,16 @@ export interface EndpointRecord {
   sandbox?: Sandbox;
 }
 
+/** The addresses an endpoint holds (or a request gives it), IPv4 first. */
+export function addressesOf(endpoint: Pick<EndpointRecord, 'ipv4' | 'ipv6'>): IpAddress[] {
+  return [endpoint.ipv4?.address, endpoint.ipv6?.address].filter((a): a is IpAddress => a !== undefined);
+}
+
+/** Docker ids are 64 hex characters; the first 12 are what `docker network ls` shows, and what lanplug's messages name. */
+export function shortId(id: string): string {
+  return id.slice(0, 12);
+}
+
 /** When the store wrote a record (ms since the epoch; 0 when unknown), filled in on read. */
 export interface Stamped {
   createdAt: number;

@@ -22,6 +22,11 @@ export interface IpPrefix {
 
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 
+/** One address, whatever its text looks like ("2001:db8::1" and "2001:DB8:0::1"); null is the same as null only. */
+export function sameAddress(a: IpAddress | null, b: IpAddress | null): boolean {
+  return a?.value === b?.value && a?.family === b?.family;
+}
+
 export function parseAddress(text: string, what = 'address'): IpAddress {
   if (isIPv4(text)) {
     const value = text.split('.').reduce((acc, octet) => (acc << 8n) | BigInt(Number(octet)), 0n);

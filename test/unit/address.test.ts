@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAddress, parsePrefix, prefixContains, formatPrefix } from '../../src/net/address';
+import { parseAddress, parsePrefix, prefixContains, formatPrefix, sameAddress } from '../../src/net/address';
+import { addressesOf, shortId } from '../../src/model/network';
 import { macFromIpv4, randomMac } from '../../src/ipam/mac';
 import { parseMac } from '../../src/net/mac';
 import { LanplugError } from '../../src/errors';
@@ -45,4 +46,20 @@ test('prefixes: containment, IPv6 canonical text', () => {
   assert.throws(() => parsePrefix('172.16.86.0/33'), LanplugError);
   assert.throws(() => parsePrefix('172.16.86.0'), LanplugError);
   assert.throws(() => parseAddress('fe80::1%eth0'), LanplugError);
+});
+
+test('the shared words: one address whatever its text, an endpoint’s addresses IPv4 first, a Docker id as messages name it', () => {
+  assert.equal(sameAddress(parseAddress('2001:db8::1'), parseAddress('2001:DB8:0:0::1')), true);
+  assert.equal(sameAddress(parseAddress('0.0.0.1'), parseAddress('::1')), false, 'the same value in two families');
+  assert.equal(sameAddress(parseAddress('172.16.86.2'), null), false);
+  assert.equal(sameAddress(null, null), true);
+  const v4 = parsePrefix('172.16.86.2/24');
+  const v6 = parsePrefix('fd77::2/64');
+  assert.deepEqual(
+    addressesOf({ ipv4: v4, ipv6: v6 }).map((a) => a.text),
+    ['172.16.86.2', 'fd77::2'],
+  );
+  assert.deepEqual(addressesOf({ ipv4: null, ipv6: v6 }), [v6.address]);
+  assert.deepEqual(addressesOf({ ipv4: null, ipv6: null }), []);
+  assert.equal(shortId('5e3ec79625d3b1a5f0c7e6d4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4'), '5e3ec79625d3');
 });

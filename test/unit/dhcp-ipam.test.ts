@@ -1,7 +1,8 @@
 /**
- * The lanplug-dhcp IPAM driver's API edge: what it tells dockerd about itself,
- * its stateless pools, the gateway answer, and the requests it refuses in one
- * line before anything is asked of the LAN. The DHCP exchanges behind
+ * The lanplug-dhcp IPAM driver through its API edge (api/docker/dhcp-ipam-routes.ts
+ * over endpoint/dhcp-ipam.ts): what it tells dockerd about itself, its stateless
+ * pools, the gateway answer, and the requests it refuses in one line before
+ * anything is asked of the LAN. The DHCP exchanges behind
  * RequestAddress are the e2e lane's (test/e2e/dhcp-ipam.test.ts, a real dnsmasq);
  * here a recording stand-in takes their place.
  */
@@ -9,7 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dhcpIpamRoutes } from '../../src/api/docker/dhcp-ipam-routes';
 import type { JsonObject } from '../../src/api/docker/decode';
-import type { AddressAsk, DhcpAddresses } from '../../src/driver/dhcp-addresses';
+import type { AddressAsk, DhcpAddresses } from '../../src/endpoint/dhcp-addresses';
+import { DhcpIpam } from '../../src/endpoint/dhcp-ipam';
 import { formatPrefix, parsePrefix, type IpAddress, type IpPrefix } from '../../src/net/address';
 import { replaysEngineBodies } from '../support/engine-proof';
 
@@ -27,7 +29,7 @@ function driverWith(): { call: (path: string, body?: JsonObject) => Promise<Json
       asked.push(`release ${formatPrefix(pool)} ${address.text}`);
     },
   };
-  const routes = dhcpIpamRoutes(stand as DhcpAddresses);
+  const routes = dhcpIpamRoutes(new DhcpIpam(stand));
   return {
     asked,
     call: async (path, body = {}) => {

@@ -418,7 +418,7 @@ test('a DHCP endpoint whose lease is gone is refused at Join: its address may be
 
 test('lanplug-dhcp: leases taken for a MAC become the endpoint’s; ReleaseAddress ends one family only, and never an address Leave gave back', async () => {
   const { DhcpEndpoints } = await import('../../src/endpoint/dhcp-endpoints');
-  const { DhcpAddresses, comingEndpointId } = await import('../../src/driver/dhcp-addresses');
+  const { DhcpAddresses, comingEndpointId } = await import('../../src/endpoint/dhcp-addresses');
   const { LeaseKeeper, NO_LEASE_NETWORKS } = await import('../../src/dhcp/keeper');
   const { AskingLinks } = await import('../../src/driver/asking-links');
   const { rtnl, driver } = setup();

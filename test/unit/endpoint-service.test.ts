@@ -1,10 +1,14 @@
 /**
- * The endpoint service's one rule for waits: requests of one network run one
- * after another, those of different networks do not wait for each other; and
- * what a wait could let two requests both pass (one DHCP client id for two
- * containers) is refused for the second. On the in-memory link table, with
- * the DHCP exchange itself replaced by a delay (the Docker lane's DHCP files
- * run the real one against dnsmasq).
+ * Which request of the endpoint service waits for which (endpoint/queue.ts):
+ * one endpoint's requests run in the order they came; a request on a network
+ * as a whole (create, delete) runs alone, after the network's requests
+ * already started and before later ones, so a DeleteNetwork never lands
+ * halfway through a CreateEndpoint waiting for the LAN; requests of other
+ * endpoints and other networks go on side by side. And what a wait could let
+ * two endpoints both pass (one DHCP client id for two containers) is refused
+ * for the second. On the in-memory link table, with the DHCP exchange itself
+ * replaced by a delay (the Docker lane's DHCP files run the real one against
+ * dnsmasq).
  */
 import { afterEach, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { ipamRoutes } from '../../src/api/docker/ipam-routes';
+import { LanplugIpam } from '../../src/endpoint/lanplug-ipam';
 import { networkDriverRoutes } from '../../src/api/docker/routes';
 import { combinedEndpoint, PluginServer } from '../../src/api/docker/server';
 import { NetworkDriver } from '../../src/driver/network-driver';
@@ -99,7 +100,7 @@ test('one socket serves the network driver and IPAM APIs, each error in its own 
     },
     {
       name: 'lanplug',
-      routes: ipamRoutes(new IpamAllocator(new LocalAddressBook(store), silentLogger)),
+      routes: ipamRoutes(new LanplugIpam(new IpamAllocator(new LocalAddressBook(store), silentLogger))),
       errorField: 'Error',
     },
   ]);

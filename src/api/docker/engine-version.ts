@@ -17,6 +17,7 @@
  * - 29.3: `docker network connect --mac-address`.
  */
 import type { Store } from '../../state/store';
+import type { DockerEngine } from './engine';
 
 const VERSION_KEY = 'docker_version';
 
@@ -50,6 +51,19 @@ export class EngineVersion {
 
   learned(version: string): void {
     if (parseEngineVersion(version) !== null && this.known !== version) this.store.setMeta(VERSION_KEY, version);
+  }
+
+  /**
+   * Asks `engine` in the background, never from a request: dockerd calls plugins before it serves
+   * its API at boot. Not up yet: the periodic pass learns it (housekeeping.ts).
+   */
+  learnSoon(engine: Pick<DockerEngine, 'info'>): void {
+    engine.info().then(
+      (info) => {
+        if (info.version !== null) this.learned(info.version);
+      },
+      () => undefined,
+    );
   }
 
   /**

@@ -7,6 +7,7 @@
  */
 import { LanplugError } from '../../errors';
 import { unixHttp } from '../unix-http';
+import { shortId } from '../../model/network';
 
 export interface DockerNetworkView {
   /** Endpoint ids of the containers attached on this host. */
@@ -48,7 +49,7 @@ export class DockerEngine {
     );
     if (status === 404) return null;
     if (status !== 200)
-      throw new LanplugError('Unavailable', `dockerd answered ${status} for network ${networkId.slice(0, 12)}`);
+      throw new LanplugError('Unavailable', `dockerd answered ${status} for network ${shortId(networkId)}`);
     const parsed: unknown = JSON.parse(body);
     const containers =
       typeof parsed === 'object' && parsed !== null ? (parsed as { Containers?: unknown }).Containers : undefined;

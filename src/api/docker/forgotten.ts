@@ -19,7 +19,7 @@
  * `lanplug gc --accept-engine` takes the dockerd asked at its word for all.
  */
 import type { NetworkDriver } from '../../driver/network-driver';
-import { shortId } from '../../driver/names';
+import { shortId } from '../../model/network';
 import type { Logger } from '../../log';
 import type { Store } from '../../state/store';
 import type { DockerEngine } from './engine';

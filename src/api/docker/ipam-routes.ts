@@ -1,19 +1,12 @@
 /**
  * libnetwork's remote IPAM API (moby's libnetwork docs/ipam.md), served as
  * the `lanplug` IPAM driver: `docker network create --ipam-driver lanplug`.
- * Handlers translate JSON to the allocator's typed requests and back; errors
- * go out in the IPAM API's own field, `Error`.
+ * Handlers translate JSON to the driver's typed requests and back (every
+ * decision, and every wait, is endpoint/lanplug-ipam.ts's); errors go out in
+ * the IPAM API's own field, `Error`.
  */
-import { GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE, type IpamAllocator } from '../../ipam/allocator';
-import { LanplugError } from '../../errors';
-import {
-  ADVICE_EXPLICIT,
-  HOST_ADVICE_EXPLICIT,
-  inUseMessage,
-  type LanCheck,
-  type LanConflicts,
-} from '../../lan/conflicts';
-import type { PoolRecord } from '../../model/ipam';
+import type { LanplugIpam } from '../../endpoint/lanplug-ipam';
+import { GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE } from '../../ipam/allocator';
 import { formatPrefix, parseAddress, parsePrefix } from '../../net/address';
 import { parseMac } from '../../net/mac';
 import { optionalBoolean, optionalObject, optionalString, requiredString } from './decode';
@@ -42,26 +35,16 @@ export function ipamDescription(shared = false): [string, Handler][] {
   ];
 }
 
-/**
- * `rulesFor` says what applies to a pool's addresses: only once a lanplug
- * network on a LAN uses the pool (the gateway and --aux-address entries are
- * claimed before that, and so are never probed nor refused as this host's),
- * an address must not be this host's, and `lan` says where and how to ask the
- * LAN about it (null: not at all); null: nothing applies.
- */
-export function ipamRoutes(
-  allocator: IpamAllocator,
-  lan: LanConflicts | null = null,
-  rulesFor: (pool: PoolRecord) => { lan: LanCheck | null } | null = () => null,
-): ReadonlyMap<string, Handler> {
+/** Each of the IPAM API's methods: its body decoded, one call to the driver, the answer encoded. */
+export function ipamRoutes(ipam: LanplugIpam): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
-    ...ipamDescription(allocator.shared),
+    ...ipamDescription(ipam.shared),
     [
       '/IpamDriver.RequestPool',
       async (body) => {
         const pool = optionalString(body, 'Pool');
         const subPool = optionalString(body, 'SubPool');
-        const record = await allocator.requestPool({
+        const record = await ipam.requestPool({
           addressSpace: optionalString(body, 'AddressSpace') ?? LOCAL_ADDRESS_SPACE,
           pool: pool === null ? null : parsePrefix(pool, 'Pool'),
           range: subPool === null ? null : parsePrefix(subPool, 'SubPool'),
@@ -73,7 +56,7 @@ export function ipamRoutes(
     [
       '/IpamDriver.ReleasePool',
       async (body) => {
-        await allocator.releasePool(requiredString(body, 'PoolID'));
+        await ipam.releasePool(requiredString(body, 'PoolID'));
         return {};
       },
     ],
@@ -83,44 +66,19 @@ export function ipamRoutes(
         const options = optionalObject(body, 'Options');
         const preferredText = optionalString(body, 'Address');
         const macText = options[MAC_ADDRESS_OPTION];
-        const request = {
+        const address = await ipam.requestAddress({
           poolId: requiredString(body, 'PoolID'),
           preferred: preferredText === null ? null : parseAddress(preferredText, 'Address'),
           gateway: options[REQUEST_ADDRESS_TYPE] === GATEWAY_TYPE,
           mac: typeof macText === 'string' && macText !== '' ? parseMac(macText) : null,
-        };
-        const rules = lan === null || request.gateway ? null : rulesFor(await allocator.pool(request.poolId));
-        // Refused before it is claimed: automatic allocation skips this host's addresses on its own.
-        if (lan !== null && rules !== null && request.preferred !== null)
-          lan.refuseHostAddresses([request.preferred], HOST_ADVICE_EXPLICIT);
-        for (;;) {
-          // Claimed first, asked about after: no other request can take it while the LAN is asked.
-          const address = await allocator.requestAddress(request);
-          const check = rules?.lan ?? null;
-          if (lan === null || check === null) return { Address: formatPrefix(address), Data: {} };
-          // The warmer asked about it a moment ago (the usual case): no probe.
-          if (lan.isKnownFree(check.link, address.address)) {
-            lan.used();
-            return { Address: formatPrefix(address), Data: {} };
-          }
-          const verdict = await lan.verdict(check, address.address);
-          if (!verdict.inUse) {
-            lan.used();
-            return { Address: formatPrefix(address), Data: {} };
-          }
-          if (request.preferred !== null && check.policy === 'warn')
-            return { Address: formatPrefix(address), Data: {} };
-          await allocator.releaseAddress(request.poolId, address.address);
-          if (request.preferred !== null)
-            throw new LanplugError('Conflict', inUseMessage(address.address, verdict, ADVICE_EXPLICIT));
-          // Automatic: the allocator now skips it (the LAN was seen using it); the next one.
-        }
+        });
+        return { Address: formatPrefix(address), Data: {} };
       },
     ],
     [
       '/IpamDriver.ReleaseAddress',
       async (body) => {
-        await allocator.releaseAddress(
+        await ipam.releaseAddress(
           requiredString(body, 'PoolID'),
           parseAddress(requiredString(body, 'Address'), 'Address'),
         );

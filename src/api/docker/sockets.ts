@@ -9,9 +9,11 @@
 import { basename, dirname, join } from 'node:path';
 import { DHCP_ADDRESS_SPACE, DHCP_IPAM_NAME, OPT_DHCP, parseBoolean } from '../../driver/options';
 import { invalidArgument } from '../../errors';
+import type { Logger } from '../../log';
 import { DRIVER_KINDS, type DriverKind } from '../../model/network';
+import { systemdSockets } from '../../systemd-sockets';
 import type { Handler } from './routes';
-import { combinedEndpoint, type PluginEndpoint } from './server';
+import { combinedEndpoint, PluginServer, removeDeadSocket, type PluginEndpoint } from './server';
 import { decodeCreateNetwork } from './wire';
 
 /** The IPAM driver's name: `docker network create --ipam-driver lanplug`. */
@@ -72,6 +74,45 @@ export function pluginSockets(
       return { dir: dirname(peer), endpoint: combinedEndpoint(basename(peer, '.sock'), [driver(kind), ipam]) };
     }),
   ];
+}
+
+/**
+ * Before the daemon touches anything: the sockets systemd passed in (a daemon on the host; by
+ * name), and for each other socket the daemon will serve, a refusal if another process serves it
+ * (a dead process's file is removed).
+ */
+export async function claimPluginSockets(
+  pluginDir: string,
+  managed: ManagedRole | null,
+  log: Logger,
+): Promise<ReadonlyMap<string, number>> {
+  const passed = managed === null ? systemdSockets(log) : new Map<string, number>();
+  for (const name of managed === null ? PLUGIN_NAMES : [managed.socketName])
+    if (!passed.has(name)) await removeDeadSocket(join(pluginDir, `${name}.sock`));
+  return passed;
+}
+
+/** Each socket served, on the descriptor systemd passed for it, else bound here; all, or none (the rest closed). */
+export async function servePluginSockets(
+  sockets: readonly { dir: string; endpoint: PluginEndpoint }[],
+  passed: ReadonlyMap<string, number>,
+  log: Logger,
+): Promise<PluginServer[]> {
+  const servers: PluginServer[] = [];
+  try {
+    for (const { dir, endpoint } of sockets) {
+      const fd = passed.get(endpoint.name);
+      servers.push(
+        fd === undefined
+          ? await PluginServer.listen(dir, endpoint, log)
+          : await PluginServer.adopt(fd, join(dir, `${endpoint.name}.sock`), endpoint, log),
+      );
+    }
+  } catch (err) {
+    for (const server of servers.reverse()) await server.close();
+    throw err;
+  }
+  return servers;
 }
 
 /** The name of the managed plugin that serves `kind` (the pair shares everything but the kind). */

@@ -13,7 +13,7 @@ import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { LanplugError } from '../../errors';
-import type { Stamped } from '../../model/network';
+import { shortId, type Stamped } from '../../model/network';
 import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from '../schema';
 import { checkStateDir, prepareStateDir } from '../state-dir';
 
@@ -119,7 +119,7 @@ export class SqliteConnection {
       const why = err instanceof Error ? err.message : String(err);
       throw new LanplugError(
         'Internal',
-        `${this.path}: the ${what} row ${what === 'leftover' ? row.id : row.id.slice(0, 12)} cannot be read (${why}); ` +
+        `${this.path}: the ${what} row ${what === 'leftover' ? row.id : shortId(row.id)} cannot be read (${why}); ` +
           'it was written by another version of lanplug or damaged: lanplug will not guess what it meant',
       );
     }

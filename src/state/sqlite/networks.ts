@@ -12,7 +12,7 @@
  * an fsync (0.1-3 ms here) off every attach and detach.
  */
 import { LanplugError } from '../../errors';
-import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../../model/network';
+import { shortId, type EndpointRecord, type Leftover, type NetworkRecord, type Stamped } from '../../model/network';
 import {
   decodeEndpoint,
   decodeLeftover,
@@ -127,7 +127,7 @@ export class NetworkTables {
         { id: string } | undefined;
       throw new LanplugError(
         'Conflict',
-        `MAC address ${record.mac} is already used by endpoint ${(holder?.id ?? '?').slice(0, 12)}; give each container its own --mac-address`,
+        `MAC address ${record.mac} is already used by endpoint ${shortId(holder?.id ?? '?')}; give each container its own --mac-address`,
       );
     }
   }

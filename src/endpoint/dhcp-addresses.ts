@@ -6,7 +6,9 @@
  * with that MAC there and then, from a link of its own, records the lease
  * under the MAC ("an endpoint to come"), and the network driver takes it
  * over at CreateEndpoint (dhcp-endpoints.ts). From then on the lease lives
- * as any other: renewed in the container, released at Leave.
+ * as any other: renewed in the container, released at Leave. Here, beside
+ * the endpoint service, because the exchange is a wait of the endpoint path
+ * (see lanplug-ipam.ts); dhcp-ipam.ts says what the driver's calls mean.
  *
  * Identity: the MAC, DUID-LL of the MAC, client id 01+MAC. With
  * `--mac-address` that is the same at every start (so is the address the
@@ -16,14 +18,12 @@
 import { conflict, invalidArgument, LanplugError, notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { dockerAddressOf, duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
-import type { NetworkRecord } from '../model/network';
-import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { shortId, type NetworkRecord } from '../model/network';
+import { formatPrefix, prefixContains, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { parseMac } from '../net/mac';
-import { sameAddress } from '../dhcp/in-container';
-import { DHCP_IPAM_NAME } from './options';
-import { shortId } from './names';
-import type { AskingLinks } from './asking-links';
-import type { NetworkDriver } from './network-driver';
+import { DHCP_IPAM_NAME } from '../driver/options';
+import type { AskingLinks } from '../driver/asking-links';
+import type { NetworkDriver } from '../driver/network-driver';
 
 /** What RequestAddress brings: the pool (Docker's --subnet), the container's MAC, its name (Docker 29 and later). */
 export interface AddressAsk {

@@ -1,0 +1,84 @@
+/**
+ * The `lanplug` IPAM driver (`docker network create --ipam-driver lanplug`):
+ * pools and claims are the allocator's (ipam/allocator.ts); an endpoint's
+ * address is claimed, then asked of the LAN before Docker gets it — never
+ * this host's, and per the network's policy not a device's: an address the
+ * allocator chose that the LAN uses is skipped for the next, one asked for
+ * by value is refused in one line.
+ *
+ * Why here and not in ipam/: the claim/probe loop awaits the LAN (a probe per
+ * candidate the warmer has not answered) and needs the LAN's rules for a
+ * pool (citizen.ts, lan/). ipam/ sits below lan/, citizen.ts and driver/ on
+ * the floors of docs/architecture.md and may not ask them; every wait of the
+ * endpoint path is the endpoint service's, on this floor, above all three.
+ * ipam/ keeps what is decided without the LAN (the allocator, its address
+ * arithmetic); the API edge (api/docker/ipam-routes.ts) only translates.
+ */
+import type { LanCitizen } from '../citizen';
+import { LanplugError } from '../errors';
+import type { AddressRequest, IpamAllocator, PoolRequest } from '../ipam/allocator';
+import { ADVICE_EXPLICIT, HOST_ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
+import type { PoolRecord } from '../model/ipam';
+import type { IpAddress, IpPrefix } from '../net/address';
+
+/** What the driver asks of the LAN side: the checks, and which apply to a pool's addresses. */
+export type IpamLan = Pick<LanCitizen, 'conflicts' | 'rulesForPool'>;
+
+export class LanplugIpam {
+  constructor(
+    private readonly allocator: IpamAllocator,
+    /** The LAN side; null: addresses are claimed without asking anyone (tests of the API edge). */
+    private readonly lan: IpamLan | null = null,
+  ) {}
+
+  /** Whether pools are shared with other hosts (then Docker must send each endpoint's MAC). */
+  get shared(): boolean {
+    return this.allocator.shared;
+  }
+
+  requestPool(request: PoolRequest): Promise<PoolRecord> {
+    return this.allocator.requestPool(request);
+  }
+
+  releasePool(poolId: string): Promise<void> {
+    return this.allocator.releasePool(poolId);
+  }
+
+  /**
+   * The address with the pool's prefix length, as Docker wants it. The LAN's rules apply only once
+   * a lanplug network on a LAN uses the pool (citizen.rulesForPool): the gateway and --aux-address
+   * entries, claimed before that, are never probed nor refused as this host's.
+   */
+  async requestAddress(request: AddressRequest): Promise<IpPrefix> {
+    const lan = this.lan;
+    const rules = lan === null || request.gateway ? null : lan.rulesForPool(await this.allocator.pool(request.poolId));
+    // Refused before it is claimed: automatic allocation skips this host's addresses on its own.
+    if (lan !== null && rules !== null && request.preferred !== null)
+      lan.conflicts.refuseHostAddresses([request.preferred], HOST_ADVICE_EXPLICIT);
+    for (;;) {
+      // Claimed first, asked about after: no other request can take it while the LAN is asked.
+      const address = await this.allocator.requestAddress(request);
+      const check = rules?.lan ?? null;
+      if (lan === null || check === null) return address;
+      // The warmer asked about it a moment ago (the usual case): no probe.
+      if (lan.conflicts.isKnownFree(check.link, address.address)) {
+        lan.conflicts.used();
+        return address;
+      }
+      const verdict = await lan.conflicts.verdict(check, address.address);
+      if (!verdict.inUse) {
+        lan.conflicts.used();
+        return address;
+      }
+      if (request.preferred !== null && check.policy === 'warn') return address;
+      await this.allocator.releaseAddress(request.poolId, address.address);
+      if (request.preferred !== null)
+        throw new LanplugError('Conflict', inUseMessage(address.address, verdict, ADVICE_EXPLICIT));
+      // Automatic: the allocator now skips it (the LAN was seen using it); the next one.
+    }
+  }
+
+  releaseAddress(poolId: string, address: IpAddress): Promise<void> {
+    return this.allocator.releaseAddress(poolId, address);
+  }
+}
