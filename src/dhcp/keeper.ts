@@ -164,7 +164,7 @@ export class LeaseKeeper {
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
           const check = this.networks.offerCheck(plan.networkId);
           return family === 4
-            ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4 })
+            ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4, log: this.log })
             : await acquire6(channel, identity, { hint, deadline, check, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
@@ -438,7 +438,7 @@ export class LeaseKeeper {
         outcome = startOver
           ? { kind: 'nak', message: now >= expiry ? 'the lease expired' : 'refused before' }
           : family === 4
-            ? await renew(channel, record.identity, lease, how, now + EXCHANGE_MS, check)
+            ? await renew(channel, record.identity, lease, how, now + EXCHANGE_MS, check, this.log)
             : await renew6(channel, record.identity, lease, how, now + EXCHANGE_MS, check);
         if (outcome.kind === 'nak' || outcome.kind === 'declined') {
           this.lost.add(k);
@@ -455,7 +455,13 @@ export class LeaseKeeper {
             kind: 'moved',
             lease:
               family === 4
-                ? await acquire(channel, record.identity, { hint, deadline, check, subnets: [lease.address] })
+                ? await acquire(channel, record.identity, {
+                    hint,
+                    deadline,
+                    check,
+                    subnets: [lease.address],
+                    log: this.log,
+                  })
                 : await acquire6(channel, record.identity, {
                     hint,
                     deadline,
