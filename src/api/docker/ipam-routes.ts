@@ -8,8 +8,8 @@ import { GLOBAL_ADDRESS_SPACE, LOCAL_ADDRESS_SPACE, type IpamAllocator } from '.
 import { LanplugError } from '../../errors';
 import {
   ADVICE_EXPLICIT,
+  answeringEverythingMessage,
   HOST_ADVICE_EXPLICIT,
-  inUseMessage,
   type LanCheck,
   type LanConflicts,
 } from '../../lan/conflicts';
@@ -24,6 +24,15 @@ export const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
 export const GATEWAY_TYPE = 'com.docker.network.gateway';
 /** RequestAddress's option with the endpoint's MAC, sent when GetCapabilities said RequiresMACAddress. */
 export const MAC_ADDRESS_OPTION = 'com.docker.network.endpoint.macaddress';
+
+/**
+ * Addresses in use on the LAN one automatic allocation skips (each a probe answered) before it
+ * gives up: a /24's worth. A LAN that really has that many devices in a row at the start of the
+ * range still gets past them (~10-25 ms each: a few seconds; and they are remembered for 10
+ * minutes, so the next allocation skips them unasked), while a device answering every probe from a
+ * MAC of its own making, which ONE_DEVICE_STREAK cannot tell, does not walk a /16 for minutes.
+ */
+const MAX_ANSWERED_PER_ALLOCATION = 256;
 
 /**
  * How the IPAM driver describes itself: what dockerd asks when it registers the driver. On shared
@@ -93,7 +102,7 @@ export function ipamRoutes(
         // Refused before it is claimed: automatic allocation skips this host's addresses on its own.
         if (lan !== null && rules !== null && request.preferred !== null)
           lan.refuseHostAddresses([request.preferred], HOST_ADVICE_EXPLICIT);
-        for (;;) {
+        for (let answered = 1; ; answered++) {
           // Claimed first, asked about after: no other request can take it while the LAN is asked.
           const address = await allocator.requestAddress(request);
           const check = rules?.lan ?? null;
@@ -112,8 +121,17 @@ export function ipamRoutes(
             return { Address: formatPrefix(address), Data: {} };
           await allocator.releaseAddress(request.poolId, address.address);
           if (request.preferred !== null)
-            throw new LanplugError('Conflict', inUseMessage(address.address, verdict, ADVICE_EXPLICIT));
-          // Automatic: the allocator now skips it (the LAN was seen using it); the next one.
+            throw new LanplugError('Conflict', lan.refusalOf(check, address.address, verdict, ADVICE_EXPLICIT));
+          // Automatic: the allocator now skips it (the LAN was seen using it); the next one, unless what
+          // answered answers for everything, or the walk is long enough to be no ordinary LAN's.
+          const everything = lan.answeringEverything(check.link, address.address.family);
+          if (everything !== null && everything.mac === verdict.mac)
+            throw new LanplugError('Conflict', answeringEverythingMessage(everything));
+          if (answered >= MAX_ANSWERED_PER_ALLOCATION)
+            throw new LanplugError(
+              'Conflict',
+              `${answered} addresses in a row are in use on the LAN, the last ${address.address.text} by ${verdict.mac} (${verdict.how}); lanplug stopped looking: give --ip-range where the LAN has free addresses`,
+            );
         }
       },
     ],
