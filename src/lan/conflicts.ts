@@ -121,6 +121,11 @@ export class LanConflicts {
     return null;
   }
 
+  /** The device that answered the last probes on `link` in a row, and for which addresses (oldest first); null after a free one. */
+  streakOn(link: ProbeLink, family: Family): { mac: string; addresses: readonly string[] } | null {
+    return this.streaks.get(`${link.index}/${family}`) ?? null;
+  }
+
   /** Counts the answers of one device in a row; at ONE_DEVICE_STREAK it is taken for one answering everything. */
   private follow(link: ProbeLink, address: IpAddress, verdict: ProbeVerdict): void {
     const key = `${link.index}/${address.family}`;
