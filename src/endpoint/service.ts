@@ -51,7 +51,7 @@ const ATTACH_TRIES = 4;
  * every ADD, whichever address the range chose (a Docker network goes on to ONE_DEVICE_STREAK).
  */
 function oneDeviceHint(lan: LanConflicts, check: LanCheck, err: LanplugError): LanplugError {
-  const streak = lan.streakOn(check.link, 4) ?? lan.streakOn(check.link, 6);
+  const streak = lan.streakOn(check, 4) ?? lan.streakOn(check, 6);
   if (streak === null || streak.addresses.length < ATTACH_TRIES || err.message.startsWith('one device answers'))
     return err;
   const tried = streak.addresses.slice(-ATTACH_TRIES).join(', ');

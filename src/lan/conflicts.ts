@@ -42,7 +42,7 @@ export function inUseMessage(address: IpAddress, verdict: { mac: string; how: st
 }
 
 /**
- * Probes in a row on one link (and family) answered by one MAC, each for another address, past
+ * Probes in a row for one network on its link (and family) answered by one MAC, each for another address, past
  * which that device is taken for one answering for every address: a router with proxy ARP for the
  * whole subnet (or anything else answering every probe) would otherwise have an allocation walk the
  * whole pool, a probe per address (a /16: 65,534 of them, tens of minutes). More than a host with
@@ -69,10 +69,20 @@ export function answeringEverythingMessage(device: AnsweringEverything): string 
   return `one device answers for every address on the LAN: ${device.mac} answered ${probes} for ${device.addresses.length} addresses in a row on ${device.link} (${device.addresses[0] ?? ''} to ${device.addresses[device.addresses.length - 1] ?? ''}), so no address there can be told free; if it is a router answering for the whole subnet (proxy ARP), turn that off, or create the network with -o lanplug.conflict=off; if it does hold them, give --ip-range where it does not`;
 }
 
+/** Where a run of answers is counted: per network, its probing link and the family. */
+function keyOf(check: LanCheck, family: Family): string {
+  return `${check.networkId}/${check.link.index}/${family}`;
+}
+
 export class LanConflicts {
-  /** Per link and family: the MAC that answered the last probes, and for which addresses in a row. */
+  /**
+   * Per network, link and family: the MAC that answered the last probes, and for which addresses in a
+   * row. Per network: a device may answer for one subnet only (a router's proxy ARP for the subnet
+   * behind it), and a network beside it on the same parent, whose free addresses say nothing of that
+   * subnet, must not break the count.
+   */
   private readonly streaks = new Map<string, { mac: string; addresses: string[] }>();
-  /** Per link and family: the device seen answering for every address, if any. */
+  /** Per network, link and family: the device seen answering for every address, if any. */
   private readonly everything = new Map<string, AnsweringEverything>();
 
   /** `afterUse` runs whenever an address is handed out after a check or a network appears: the warmer refills. */
@@ -104,16 +114,16 @@ export class LanConflicts {
         Date.now(),
       );
     }
-    this.follow(check.link, address, verdict);
+    this.follow(check, address, verdict);
     return verdict;
   }
 
   /**
-   * The device that answered ONE_DEVICE_STREAK probes in a row for as many addresses on `link`
-   * lately, if any: what it answers tells nothing (allocation stops, the warmer pauses).
+   * The device that answered ONE_DEVICE_STREAK probes in a row for as many addresses of `check`'s
+   * network lately, if any: what it answers tells nothing (allocation stops, the warmer pauses).
    */
-  answeringEverything(link: ProbeLink, family: Family): AnsweringEverything | null {
-    const key = `${link.index}/${family}`;
+  answeringEverything(check: LanCheck, family: Family): AnsweringEverything | null {
+    const key = keyOf(check, family);
     const device = this.everything.get(key);
     if (device === undefined) return null;
     if (Date.now() - device.at <= ONE_DEVICE_MEMORY_MS) return device;
@@ -121,14 +131,14 @@ export class LanConflicts {
     return null;
   }
 
-  /** The device that answered the last probes on `link` in a row, and for which addresses (oldest first); null after a free one. */
-  streakOn(link: ProbeLink, family: Family): { mac: string; addresses: readonly string[] } | null {
-    return this.streaks.get(`${link.index}/${family}`) ?? null;
+  /** The device that answered the last probes for `check`'s network in a row, and for which addresses (oldest first); null after a free one. */
+  streakOn(check: LanCheck, family: Family): { mac: string; addresses: readonly string[] } | null {
+    return this.streaks.get(keyOf(check, family)) ?? null;
   }
 
   /** Counts the answers of one device in a row; at ONE_DEVICE_STREAK it is taken for one answering everything. */
-  private follow(link: ProbeLink, address: IpAddress, verdict: ProbeVerdict): void {
-    const key = `${link.index}/${address.family}`;
+  private follow(check: LanCheck, address: IpAddress, verdict: ProbeVerdict): void {
+    const key = keyOf(check, address.family);
     // Another host probing for the same address says nothing about who holds what.
     if (verdict.inUse && verdict.contended === true) return;
     // An address nobody answers for disproves "answers for every address".
@@ -141,18 +151,19 @@ export class LanConflicts {
     const addresses = streak?.mac === verdict.mac ? streak.addresses : [];
     if (!addresses.includes(address.text)) addresses.push(address.text);
     this.streaks.set(key, { mac: verdict.mac, addresses });
-    if (addresses.length < ONE_DEVICE_STREAK || this.answeringEverything(link, address.family)?.mac === verdict.mac)
+    if (addresses.length < ONE_DEVICE_STREAK || this.answeringEverything(check, address.family)?.mac === verdict.mac)
       return;
     const device: AnsweringEverything = {
       mac: verdict.mac,
-      link: link.name,
+      link: check.link.name,
       family: address.family,
       addresses: [...addresses],
       at: Date.now(),
     };
     this.everything.set(key, device);
     this.log.warn('one device answers for every address on the LAN: allocation there stops, background probes pause', {
-      link: link.name,
+      network: check.networkId.slice(0, 12),
+      link: check.link.name,
       mac: device.mac,
       answered: device.addresses.length,
       from: device.addresses[0],
@@ -199,7 +210,7 @@ export class LanConflicts {
    * was seen doing so (no other address would do), else who holds it and `advice`.
    */
   refusalOf(check: LanCheck, address: IpAddress, verdict: { mac: string; how: string }, advice: string): string {
-    const everything = this.answeringEverything(check.link, address.family);
+    const everything = this.answeringEverything(check, address.family);
     return everything !== null && everything.mac === verdict.mac
       ? answeringEverythingMessage(everything)
       : inUseMessage(address, verdict, advice);

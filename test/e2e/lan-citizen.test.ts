@@ -325,13 +325,18 @@ test('a device answering every ARP probe (a router with proxy ARP for the subnet
     // 16 addresses for the first run (the warmer's first 4 among them), 1 for the second: each answered once
     // or, when a second probe left before the answer came, twice.
     assert.ok(arp >= 17 && arp <= 34, `${arp} answers while the runs asked`);
-    // The warmer asks about a network's next 4 addresses every 5 s: it must not walk the pool either.
+    // The warmer asks about a network's next 4 addresses every 5 s: it must not walk the pool either, even
+    // while another network on the same parent finds its addresses free (the device answers for one subnet).
     const after = countFramesFrom(lab.lan, mac, 6, { ns: anyone.ns, link: 'eth0' });
     await after.ready;
+    network('beside', ['--ipam-driver', 'lanplug', '--ip-range=172.16.86.192/27']);
+    lab.host.dockerOk(['run', '-d', '--network', 'beside', '--name', 'beside1', 'alpine:latest', 'sleep', '3600']);
     assert.equal((await after.result).arp, 0, 'nothing asked through the next warmer round (every 5 s)');
     assert.match(
       lab.plugin.stderr(),
-      new RegExp(`"one device answers for every address on the LAN[^"]*","link":"eth0","mac":"${mac}","answered":16`),
+      new RegExp(
+        `"one device answers for every address on the LAN[^"]*",[^\\n]*"link":"eth0","mac":"${mac}","answered":16`,
+      ),
     );
     process.stdout.write(`# refused after ${firstMs} ms, then ${secondMs} ms; ${arp} ARP answers\n`);
   } finally {

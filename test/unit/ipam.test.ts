@@ -160,7 +160,8 @@ test('automatic allocation where one device answers every probe (proxy ARP): ref
   const allocator = new IpamAllocator(new LocalAddressBook(store), silentLogger, {
     takenIn: () => conflicts.takenOn(link),
   });
-  const routes = ipamRoutes(allocator, conflicts, () => ({ lan: { link, policy: 'refuse', networkId: 'n1' } }));
+  const check = { link, policy: 'refuse', networkId: 'n1' } as const;
+  const routes = ipamRoutes(allocator, conflicts, () => ({ lan: check }));
   const requestAddress = routes.get('/IpamDriver.RequestAddress');
   assert.ok(requestAddress !== undefined);
   const poolId = await pool(allocator, '172.20.0.0/16');
@@ -177,7 +178,7 @@ test('automatic allocation where one device answers every probe (proxy ARP): ref
       ? { inUse: false }
       : { inUse: true, mac: '06:00:00:00:00:01', how: 'it answered an ARP probe on eth0' };
   assert.deepEqual(await requestAddress({ PoolID: poolId }), { Address: '172.20.0.18/16', Data: {} });
-  assert.equal(conflicts.answeringEverything(link, 4), null);
+  assert.equal(conflicts.answeringEverything(check, 4), null);
 
   // Every probe answered from a MAC of its own: no device answers twice, the walk ends at 256 all the same.
   const spoofing = { ...link, index: 8 };

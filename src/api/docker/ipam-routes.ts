@@ -124,7 +124,7 @@ export function ipamRoutes(
             throw new LanplugError('Conflict', lan.refusalOf(check, address.address, verdict, ADVICE_EXPLICIT));
           // Automatic: the allocator now skips it (the LAN was seen using it); the next one, unless what
           // answered answers for everything, or the walk is long enough to be no ordinary LAN's.
-          const everything = lan.answeringEverything(check.link, address.address.family);
+          const everything = lan.answeringEverything(check, address.address.family);
           if (everything !== null && everything.mac === verdict.mac)
             throw new LanplugError('Conflict', answeringEverythingMessage(everything));
           if (answered >= MAX_ANSWERED_PER_ALLOCATION)
