@@ -6,6 +6,7 @@
  * piece lives in src/lan/.
  */
 import type { OfferCheck } from './dhcp/client';
+import { refuseOffered, type NetworkFacts } from './dhcp/offer-rules';
 import type { NetworkDriver } from './driver/network-driver';
 import type { AddressFilter, IpamAllocator } from './ipam/allocator';
 import type { LanHearing } from './ipam/reclaim';
@@ -19,8 +20,8 @@ import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
 import type { Logger } from './log';
 import type { PoolRecord } from './model/ipam';
-import { addressesOf, shortId, type EndpointRecord, type NetworkRecord } from './model/network';
-import { sameAddress, type IpAddress } from './net/address';
+import { addressesOf, shortId, type EndpointRecord, type NetworkRecord, type NetworkSpec } from './model/network';
+import { networkOf, sameAddress, type IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
 import type { LeaseStore } from './state/lease-store';
 import type { SharedPoolState } from './state/shared-state';
@@ -61,39 +62,102 @@ export class LanCitizen {
 
   /**
    * How a DHCP network checks an address its server acknowledged, before the
-   * container uses it: this host's own address is always declined; then the
-   * LAN is asked like for any other; one in use is declined under `refuse`
-   * (the default) and used with a warning under `warn`; `off` asks nothing.
-   * The asking container's own answer is no conflict (after a long server
-   * outage it starts over still holding the address; an ipvlan container
-   * answers with the parent's MAC, which the probing link, the parent, never
-   * counts).
+   * container uses it, in this order: this host's own address, and what the
+   * network knows without asking (offer-rules.ts: no host's address, outside
+   * its subnet, the router or the server, another container's), are always
+   * declined; then the LAN is asked like for any other; one in use is declined
+   * under `refuse` (the default) and used with a warning under `warn`; `off`
+   * asks nothing. The asking container's own answer is no conflict (after a
+   * long server outage it starts over still holding the address; an ipvlan
+   * container answers with the parent's MAC, which the probing link, the
+   * parent, never counts). Each refusal is one line naming the server.
    */
   dhcpOfferCheck(networkId: string): OfferCheck | undefined {
     const network = this.store.getNetwork(networkId);
     if (network === null || network.spec.parent.kind === 'private') return undefined;
     const check = this.checkFor(network);
-    return async (address, ownMac) => {
+    const spec = network.spec;
+    return async (address, ownMac, by) => {
       const hostLink = this.conflicts.hostHolder(address);
       if (hostLink !== null) {
         this.log.warn("declining a DHCP address: it is this host's own", {
           network: shortId(networkId),
           address: address.text,
           link: hostLink,
+          server: by.server.text,
         });
-        return `this host (it holds the address on ${hostLink})`;
+        return `in use by this host (it holds the address on ${hostLink})`;
+      }
+      const refusal = refuseOffered(address, by, this.networkFacts(spec, by.identity.clientId));
+      if (refusal !== null) {
+        this.log.warn(`declining a DHCP address: it is ${refusal.what}`, {
+          network: shortId(networkId),
+          address: address.text,
+          ...refusal.fields,
+          server: by.server.text,
+        });
+        return refusal.why;
       }
       if (check === null) return null;
       // The server knows its leases, not the LAN's static devices: asked now, never from memory.
       const verdict = await this.conflicts.verdict(check, address, { asNow: true, ownMac });
       if (!verdict.inUse) return null;
-      const fields = { network: shortId(networkId), address: address.text, mac: verdict.mac, how: verdict.how };
+      const fields = {
+        network: shortId(networkId),
+        address: address.text,
+        mac: verdict.mac,
+        how: verdict.how,
+        server: by.server.text,
+      };
       if (check.policy === 'warn') {
         this.log.warn('using a DHCP address the LAN already uses (lanplug.conflict=warn)', fields);
         return null;
       }
       this.log.warn('declining a DHCP address the LAN already uses', fields);
-      return `${verdict.mac} (${verdict.how})`;
+      return `in use by ${verdict.mac} (${verdict.how})`;
+    };
+  }
+
+  /**
+   * What a DHCP network knows of its addresses as it is now: its subnets (a lanplug-dhcp network's
+   * --subnet; for -o dhcp=true, which has none, the host's own on the parent), its gateways and the
+   * routers its leases name, and the containers on the same parent (the same LAN) that hold an
+   * address, but those of the client `clientId` itself (it may be given its own address back).
+   */
+  private networkFacts(spec: NetworkSpec, clientId: string): NetworkFacts {
+    const given = [...spec.ipv4, ...spec.ipv6].filter((s) => s.pool.prefixLength > 0);
+    const subnets = [
+      ...given.map((s) => s.pool),
+      ...(given.some((s) => s.pool.address.family === 4) ? [] : this.driver.parentSubnets4(spec)),
+    ].map(networkOf);
+    const leases = this.store.listLeases();
+    const routers = [
+      ...given.flatMap((s) => (s.gateway === null ? [] : [s.gateway])),
+      ...leases.filter((r) => r.networkId === spec.networkId).flatMap((r) => r.leases.flatMap((l) => l.router ?? [])),
+    ];
+    const sameLan = new Set(
+      this.store
+        .listNetworks()
+        .filter((n) => n.spec.parent.kind !== 'private' && n.spec.parent.name === spec.parent.name)
+        .map((n) => n.spec.networkId),
+    );
+    const own = new Set(
+      leases.filter((r) => r.identity.clientId === clientId).map((r) => `${r.networkId}/${r.endpointId}`),
+    );
+    return {
+      subnets,
+      routers,
+      heldBy: (address) => {
+        const holds = (held: IpAddress | undefined): boolean =>
+          held !== undefined && held.family === address.family && held.value === address.value;
+        for (const e of this.store.listAllEndpoints())
+          if (sameLan.has(e.networkId) && !own.has(`${e.networkId}/${e.endpointId}`))
+            if (holds(e.ipv4?.address) || holds(e.ipv6?.address)) return shortId(e.endpointId);
+        for (const r of leases)
+          if (sameLan.has(r.networkId) && r.identity.clientId !== clientId)
+            if (r.leases.some((l) => holds(l.address.address))) return shortId(r.endpointId);
+        return null;
+      },
     };
   }
 

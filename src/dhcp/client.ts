@@ -11,7 +11,8 @@
 import { randomInt } from 'node:crypto';
 import { LanplugError } from '../errors';
 import { encodeUdpFrame } from '../l2/udp-frames';
-import { leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
+import { silentLogger, type Fields, type Logger } from '../log';
+import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import type { UdpDatagram } from '../l2/udp-frames';
 import type { DhcpChannel } from './channel';
@@ -21,13 +22,15 @@ import {
   DHCP_SERVER_PORT,
   encodeDhcp,
   ipv4Option,
+  isReplyTo,
+  malformedOptions,
   OPT,
+  parseDhcp,
   readAddress,
   readAddresses,
   readPrefixLength,
   readSeconds,
   ZERO_V4,
-  decodeDhcp,
   type DhcpMessage,
   type MessageType,
 } from './message';
@@ -57,6 +60,12 @@ const DEFAULT_LEASE_SECONDS = 3600;
 /** After a NAK, the next DISCOVER waits a moment (RFC 2131 §3.1 step 5 asks for a back-off). */
 const AFTER_NAK_MS = 1_000;
 /**
+ * NAKs of the address just offered before lanplug gives up: one is a race (another client took
+ * the address between OFFER and REQUEST), three in a row is a server that refuses what it offers,
+ * and waiting out the rest of dhcp.timeout would only delay the same error.
+ */
+const MAX_NAKS = 3;
+/**
  * After a DECLINE too. RFC 2131 §3.1 step 5 asks for 10 s, which would not fit
  * Docker's budget; a server marks a declined address unusable (dnsmasq: for
  * 10 minutes), so the next DISCOVER gets another one, and the loop is bounded
@@ -65,16 +74,25 @@ const AFTER_NAK_MS = 1_000;
 const AFTER_DECLINE_MS = 1_000;
 const MAX_DECLINES = 3;
 
+/** What the answer that bound an address said besides it: who sent it, the router it names (DHCPv4), and to whom. */
+export interface BoundBy {
+  server: IpAddress;
+  router: IpAddress | null;
+  identity: DhcpIdentity;
+}
+
 /**
  * Asks whether an address a server bound (IPv4 or IPv6) may be used before it
  * is (RFC 2131 §4.4.1: the client SHOULD probe it, and DECLINE it when another
- * device answers; RFC 8415 §18.2.10.1 likewise). Resolves to who holds it
- * ("aa:bb:… (ARP reply)", or this host), or null: free, or in use but the
- * network's policy is to use it anyway. An answer from `ownMac`, the client's
- * own, is no other device: a container that starts over after its lease ran
- * out still holds the address it asks for.
+ * device answers; RFC 8415 §18.2.10.1 likewise; and what the network knows
+ * without asking: its subnet, its router, this host's and its other
+ * containers' addresses). Resolves to why not, as a phrase ("in use by
+ * aa:bb:… (…)", "outside the network's subnet …"), or null: usable, or in use
+ * but the network's policy is to use it anyway. An answer from `ownMac`, the
+ * client's own, is no other device: a container that starts over after its
+ * lease ran out still holds the address it asks for.
  */
-export type OfferCheck = (address: IpAddress, ownMac: string) => Promise<string | null>;
+export type OfferCheck = (address: IpAddress, ownMac: string, by: BoundBy) => Promise<string | null>;
 
 /**
  * `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered.
@@ -89,11 +107,13 @@ export type RenewOutcome =
 
 /**
  * DISCOVER until an OFFER, then REQUEST it until an ACK, all before
- * `deadline`; a NAK starts over. `hint` is the address this identity held
- * last (option 50): a server that still has it free gives it back. An
- * acknowledged address that `check` finds in use on the LAN is declined
- * and the exchange starts over. `subnets`: where the network is known to be
- * (see prefixLengthFor), for an ACK that names no subnet mask.
+ * `deadline`; a NAK starts over (MAX_NAKS at most). `hint` is the address
+ * this identity held last (option 50): a server that still has it free gives
+ * it back. An acknowledged address that `check` refuses is declined and the
+ * exchange starts over (MAX_DECLINES at most). `subnets`: where the network
+ * is known to be (see prefixLengthFor), for an ACK that names no subnet
+ * mask. An answer that does not decode, or an option of a malformed value,
+ * is ignored with a line in `log`.
  */
 export async function acquire(
   channel: DhcpChannel,
@@ -103,14 +123,24 @@ export async function acquire(
     deadline: number;
     check?: OfferCheck | undefined;
     subnets?: readonly IpPrefix[] | undefined;
+    log?: Logger | undefined;
   },
 ): Promise<Lease> {
   const started = Date.now();
-  let lastNak: string | null = null;
+  const note = onceEach(options.log ?? silentLogger);
+  let lastNak: { server: string; address: string; text: string } | null = null;
+  let naks = 0;
   let offered: string | null = null;
+  let malformed: { server: string; why: string } | null = null;
+  const onMalformed = (from: UdpDatagram, why: string): void => {
+    malformed = { server: from.source.text, why };
+    note('ignoring a malformed DHCP answer', { link: channel.where, server: from.source.text, why });
+  };
   const declined: string[] = [];
+  // A server offering a refused address again (a rogue one does) is not asked about, nor logged, twice.
+  const refusals = new Map<string, string | null>();
   let wait = 0;
-  while (Date.now() < options.deadline && declined.length < MAX_DECLINES) {
+  while (Date.now() < options.deadline && declined.length < MAX_DECLINES && naks < MAX_NAKS) {
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const xid = randomInt(0, 2 ** 32);
     // After a DECLINE, no address is asked for: a server gives a requested address that is free in its
@@ -120,7 +150,15 @@ export async function acquire(
       broadcast: true,
       extra: hint === null ? [] : [[OPT.requestedAddress, ipv4Option(hint)]],
     });
-    const offer = await exchange(channel, discover, fromZero(identity, discover), xid, ['offer'], options.deadline);
+    const offer = await exchange(
+      channel,
+      discover,
+      fromZero(identity, discover),
+      xid,
+      ['offer'],
+      options.deadline,
+      onMalformed,
+    );
     if (offer === null) break;
     const serverId = readAddress(offer.message.options, OPT.serverId) ?? offer.datagram.source;
     offered = `${offer.message.yiaddr.text} from ${serverId.text}`;
@@ -131,31 +169,83 @@ export async function acquire(
         [OPT.serverId, ipv4Option(serverId)],
       ],
     });
-    const answer = await exchange(channel, request, fromZero(identity, request), xid, ['ack', 'nak'], options.deadline);
+    const answer = await exchange(
+      channel,
+      request,
+      fromZero(identity, request),
+      xid,
+      ['ack', 'nak'],
+      options.deadline,
+      onMalformed,
+    );
     if (answer === null) break;
     if (answer.message.type === 'ack' && answer.message.yiaddr.value !== 0n) {
-      const lease = leaseFrom(answer, (address) => prefixLengthFor(address, options.subnets ?? []));
-      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address, identity.mac);
-      if (inUseBy === null) return lease;
-      channel.send(fromZero(identity, decline(identity, lease, xid, started, inUseBy)));
-      declined.push(`${lease.address.address.text}, in use by ${inUseBy}`);
+      const lease = leaseFrom(
+        answer,
+        (address) => prefixLengthFor(address, options.subnets ?? []),
+        (msg, fields) => note(msg, { link: channel.where, ...fields }),
+      );
+      const address = lease.address.address;
+      const seen = refusals.get(address.text);
+      const refusal =
+        seen !== undefined || options.check === undefined
+          ? (seen ?? null)
+          : await options.check(address, identity.mac, { server: lease.serverId, router: lease.router, identity });
+      refusals.set(address.text, refusal);
+      if (refusal === null) return lease;
+      channel.send(fromZero(identity, decline(identity, lease, xid, started, refusal)));
+      declined.push(`${address.text}, ${refusal}`);
       wait = AFTER_DECLINE_MS;
       continue;
     }
-    lastNak = answer.message.type === 'nak' ? nakText(answer.message) : 'an ACK without an address';
+    naks++;
+    lastNak = {
+      server: (readAddress(answer.message.options, OPT.serverId) ?? answer.datagram.source).text,
+      address: offer.message.yiaddr.text,
+      text: answer.message.type === 'nak' ? nakText(answer.message) : 'an ACK without an address',
+    };
     wait = AFTER_NAK_MS;
   }
-  const seconds = Math.round((options.deadline - started) / 1000);
   throw new LanplugError(
     'Unavailable',
-    declined.length > 0
-      ? `the DHCP server offered only addresses in use on the LAN on ${channel.where} (declined: ${[...new Set(declined)].join('; ')})`
-      : lastNak !== null
-        ? `the DHCP server refused every address it offered on ${channel.where} (${lastNak})`
-        : offered !== null
-          ? `the DHCP server offered ${offered} on ${channel.where} but did not acknowledge it within ${seconds} s`
-          : `no DHCP server answered on ${channel.where} within ${seconds} s`,
+    acquireFailure(channel.where, started, options.deadline, {
+      declined,
+      naks,
+      lastNak,
+      offered,
+      malformed,
+    }),
   );
+}
+
+/** The one line a failed acquire ends with: the most telling of what happened. */
+function acquireFailure(
+  where: string,
+  started: number,
+  deadline: number,
+  what: {
+    declined: readonly string[];
+    naks: number;
+    lastNak: { server: string; address: string; text: string } | null;
+    offered: string | null;
+    malformed: { server: string; why: string } | null;
+  },
+): string {
+  const seconds = Math.round((deadline - started) / 1000);
+  const { declined, lastNak, malformed } = what;
+  if (declined.length > 0) {
+    const list = [...new Set(declined)].join('; ');
+    return declined.every((d) => / in use by /.test(d))
+      ? `the DHCP server offered only addresses in use on the LAN on ${where} (declined: ${list})`
+      : `the DHCP server offered only addresses lanplug may not use on ${where} (declined: ${list})`;
+  }
+  if (lastNak !== null)
+    return `the DHCP server ${lastNak.server} refused the address it offered (${lastNak.address})${what.naks > 1 ? ` ${what.naks} times` : ''} on ${where} (${lastNak.text})`;
+  if (what.offered !== null)
+    return `the DHCP server offered ${what.offered} on ${where} but did not acknowledge it within ${seconds} s`;
+  if (malformed !== null)
+    return `the DHCP server ${malformed.server} answered on ${where} only with malformed messages (${malformed.why})`;
+  return `no DHCP server answered on ${where} within ${seconds} s`;
 }
 
 /**
@@ -164,6 +254,8 @@ export async function acquire(
  * An ACK of another address than the one held goes through `check` as an
  * offer does: whoever answered (a rebind is broadcast: any device on the LAN
  * may) could name this host's address, or a router's. Refused, it is declined.
+ * What an ACK of the address held says about itself (a lease time out of
+ * bounds, a malformed option) is logged only when it changes the lease.
  */
 export async function renew(
   channel: DhcpChannel,
@@ -172,9 +264,11 @@ export async function renew(
   how: 'renew' | 'rebind',
   deadline: number,
   check?: OfferCheck,
+  log: Logger = silentLogger,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 32);
   const started = Date.now();
+  const note = onceEach(log);
   const request = message(identity, 'request', xid, started, { broadcast: false, ciaddr: lease.address.address });
   const toServer = how === 'renew';
   const frame = encodeUdpFrame({
@@ -186,16 +280,39 @@ export async function renew(
     destinationPort: DHCP_SERVER_PORT,
     payload: encodeDhcp(request),
   });
-  const answer = await exchange(channel, request, frame, xid, ['ack', 'nak'], deadline);
+  const answer = await exchange(channel, request, frame, xid, ['ack', 'nak'], deadline, (from, why) =>
+    note('ignoring a malformed DHCP answer', { link: channel.where, server: from.source.text, why }),
+  );
   if (answer === null) return { kind: 'silent' };
   if (answer.message.type === 'nak') return { kind: 'nak', message: nakText(answer.message) };
   // The mask is the server's to change; one that names none keeps the one held.
-  const next = leaseFrom(answer, () => lease.address.prefixLength);
+  const notes: [string, Fields][] = [];
+  const next = leaseFrom(
+    answer,
+    () => lease.address.prefixLength,
+    (msg, fields) => notes.push([msg, fields]),
+  );
   const moved = next.address.address.value !== lease.address.address.value;
-  const inUseBy = !moved || check === undefined ? null : await check(next.address.address, identity.mac);
-  if (inUseBy === null) return { kind: 'ack', lease: next };
-  channel.send(fromZero(identity, decline(identity, next, xid, started, inUseBy)));
-  return { kind: 'declined', message: `declined ${next.address.address.text}, in use by ${inUseBy}` };
+  if (moved || next.leaseSeconds !== lease.leaseSeconds)
+    for (const [msg, fields] of notes) note(msg, { link: channel.where, ...fields });
+  const refusal =
+    !moved || check === undefined
+      ? null
+      : await check(next.address.address, identity.mac, { server: next.serverId, router: next.router, identity });
+  if (refusal === null) return { kind: 'ack', lease: next };
+  channel.send(fromZero(identity, decline(identity, next, xid, started, refusal)));
+  return { kind: 'declined', message: `declined ${next.address.address.text}, ${refusal}` };
+}
+
+/** A warning logger that says each thing once (a rogue server repeats itself at every retransmission). */
+function onceEach(log: Logger): (msg: string, fields: Fields) => void {
+  const said = new Set<string>();
+  return (msg, fields) => {
+    const key = `${msg} ${JSON.stringify(fields)}`;
+    if (said.has(key)) return;
+    said.add(key);
+    log.warn(msg, fields);
+  };
 }
 
 /** DHCPRELEASE, unicast from the leased address (dnsmasq ignores one from 0.0.0.0). Nothing answers a release. */
@@ -228,12 +345,15 @@ function decline(identity: DhcpIdentity, lease: Lease, xid: number, started: num
     extra: [
       [OPT.requestedAddress, ipv4Option(lease.address.address)],
       [OPT.serverId, ipv4Option(lease.serverId)],
-      [OPT.message, Buffer.from(`address in use by ${why}`.slice(0, 255))],
+      [OPT.message, Buffer.from(`address ${why}`.slice(0, 255))],
     ],
   });
 }
 
-/** Sends `frame` and waits for a reply of `types` to `xid`, sending again at growing gaps until `deadline`. */
+/**
+ * Sends `frame` and waits for a reply of `types` to `xid`, sending again at growing gaps until
+ * `deadline`. A reply to `xid` that does not decode goes to `onMalformed` and is not taken.
+ */
 async function exchange(
   channel: DhcpChannel,
   sent: DhcpMessage,
@@ -241,18 +361,23 @@ async function exchange(
   xid: number,
   types: readonly MessageType[],
   deadline: number,
+  onMalformed: (from: UdpDatagram, why: string) => void = () => undefined,
 ): Promise<Reply | null> {
   const answer = (d: UdpDatagram): DhcpMessage | null => {
-    const m = decodeDhcp(d.payload);
-    return m !== null && m.reply && m.xid === xid && m.chaddr === sent.chaddr && types.includes(m.type) ? m : null;
+    const m = parseDhcp(d.payload);
+    if (typeof m === 'string') {
+      if (isReplyTo(d.payload, xid, sent.chaddr)) onMalformed(d, m);
+      return null;
+    }
+    return m.reply && m.xid === xid && m.chaddr === sent.chaddr && types.includes(m.type) ? m : null;
   };
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     channel.send(frame);
     const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
     // Answers that arrive after a resend still count: a slow server (dnsmasq pings an address first) is not a lost one.
     const datagram = await channel.next((d) => answer(d) !== null, Math.min(deadline, Date.now() + gap));
-    const message = datagram === null ? null : answer(datagram);
-    if (datagram !== null && message !== null) return { message, datagram };
+    const message = datagram === null ? null : parseDhcp(datagram.payload);
+    if (datagram !== null && message !== null && typeof message !== 'string') return { message, datagram };
   }
   return null;
 }
@@ -310,9 +435,38 @@ export function prefixLengthFor(address: IpAddress, subnets: readonly IpPrefix[]
   return first < 128 ? 8 : first < 192 ? 16 : 24;
 }
 
-function leaseFrom(ack: Reply, withoutMask: (address: IpAddress) => number): Lease {
-  const { options } = ack.message;
-  const leaseSeconds = readSeconds(options, OPT.leaseTime) ?? DEFAULT_LEASE_SECONDS;
+/**
+ * The lease an ACK grants. Options of a malformed value are ignored as if absent, each reported to
+ * `note`; so is a lease time lanplug counts otherwise (boundedLeaseSeconds).
+ */
+function leaseFrom(
+  ack: Reply,
+  withoutMask: (address: IpAddress) => number,
+  note: (msg: string, fields: Fields) => void,
+): Lease {
+  const options = new Map(ack.message.options);
+  const address = ack.message.yiaddr;
+  const faults = malformedOptions(options);
+  for (const fault of faults) options.delete(fault.option);
+  const serverId = readAddress(options, OPT.serverId) ?? ack.datagram.source;
+  for (const fault of faults) {
+    note('ignoring a malformed DHCP option', {
+      address: address.text,
+      server: serverId.text,
+      option: fault.option,
+      name: fault.name,
+      why: fault.why,
+    });
+  }
+  const given = readSeconds(options, OPT.leaseTime) ?? DEFAULT_LEASE_SECONDS;
+  const leaseSeconds = boundedLeaseSeconds(given);
+  if (leaseSeconds !== given)
+    note('dhcp lease time out of bounds: counted as the nearest bound', {
+      address: address.text,
+      server: serverId.text,
+      given,
+      counted: leaseSeconds,
+    });
   const times = leaseTimes(
     leaseSeconds,
     readSeconds(options, OPT.renewalTime),
@@ -321,12 +475,12 @@ function leaseFrom(ack: Reply, withoutMask: (address: IpAddress) => number): Lea
   return {
     family: 4,
     address: {
-      address: ack.message.yiaddr,
-      prefixLength: readPrefixLength(options) ?? withoutMask(ack.message.yiaddr),
+      address,
+      prefixLength: readPrefixLength(options) ?? withoutMask(address),
     },
     router: readAddress(options, OPT.router),
     dns: readAddresses(options, OPT.dnsServers),
-    serverId: readAddress(options, OPT.serverId) ?? ack.datagram.source,
+    serverId,
     serverMac: ack.datagram.sourceMac,
     serverDuid: null,
     leaseSeconds,

@@ -53,7 +53,7 @@ interface Reply6 {
  * that binds it, all before `deadline`. `prefixLength` is what the
  * container's address gets (DHCPv6 hands out addresses, not prefixes: the
  * on-link prefix comes from the LAN's routers). A bound address that `check`
- * refuses (this host's own, or one in use on the LAN) is declined and the
+ * refuses (this host's own, one in use on the LAN, one outside the network) is declined and the
  * exchange starts over, asking for no address in particular.
  */
 export async function acquire6(
@@ -89,10 +89,17 @@ export async function acquire6(
     if (reply.reply === null) break;
     const lease = leaseFrom(reply.reply, options.prefixLength);
     if (lease !== null) {
-      const inUseBy = options.check === undefined ? null : await options.check(lease.address.address, identity.mac);
-      if (inUseBy === null) return lease;
+      const refusal =
+        options.check === undefined
+          ? null
+          : await options.check(lease.address.address, identity.mac, {
+              server: lease.serverId,
+              router: null,
+              identity,
+            });
+      if (refusal === null) return lease;
       await decline6(channel, identity, lease, started, options.deadline);
-      declined.push(`${lease.address.address.text}, in use by ${inUseBy}`);
+      declined.push(`${lease.address.address.text}, ${refusal}`);
       hint = null;
       wait = 0;
       continue;
@@ -106,7 +113,7 @@ export async function acquire6(
   throw new LanplugError(
     'Unavailable',
     declined.length > 0
-      ? `the DHCPv6 server offered only addresses in use on the LAN on ${channel.where} (declined: ${[...new Set(declined)].join('; ')})`
+      ? `the DHCPv6 server offered only addresses ${declined.every((d) => / in use by /.test(d)) ? 'in use on the LAN' : 'lanplug may not use'} on ${channel.where} (declined: ${[...new Set(declined)].join('; ')})`
       : refused === null
         ? `no DHCPv6 server answered on ${channel.where} within ${seconds} s`
         : `the DHCPv6 server gave no address on ${channel.where} (${refused})`,
@@ -140,10 +147,13 @@ export async function renew6(
   const next = leaseFrom(reply, lease.address.prefixLength);
   if (next !== null) {
     const moved = next.address.address.value !== lease.address.address.value;
-    const inUseBy = !moved || check === undefined ? null : await check(next.address.address, identity.mac);
-    if (inUseBy === null) return { kind: 'ack', lease: next };
+    const refusal =
+      !moved || check === undefined
+        ? null
+        : await check(next.address.address, identity.mac, { server: next.serverId, router: null, identity });
+    if (refusal === null) return { kind: 'ack', lease: next };
     await decline6(channel, identity, next, started, deadline);
-    return { kind: 'declined', message: `declined ${next.address.address.text}, in use by ${inUseBy}` };
+    return { kind: 'declined', message: `declined ${next.address.address.text}, ${refusal}` };
   }
   const code = statusCode(reply);
   const withdrawn = code === STATUS6.success && reply.ia !== null;

@@ -109,7 +109,7 @@ export class LeaseKeeper {
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
           const check = this.networks.offerCheck(plan.networkId);
           return family === 4
-            ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4 })
+            ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4, log: this.log })
             : await acquire6(channel, identity, { hint, deadline, check, prefixLength: plan.prefixLength6 });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.

@@ -92,10 +92,22 @@ export function encodeDhcp(m: DhcpMessage): Buffer {
 
 /** A DHCP message, or null for a BOOTP packet without the magic cookie or message type, or anything malformed. */
 export function decodeDhcp(b: Buffer): DhcpMessage | null {
-  if (b.length < FIXED_PART + 4 || b[1] !== 1 || b[2] !== 6) return null;
-  if (b.readUInt32BE(FIXED_PART) !== MAGIC_COOKIE) return null;
+  const parsed = parseDhcp(b);
+  return typeof parsed === 'string' ? null : parsed;
+}
+
+/**
+ * A DHCP message, or why `b` is none, in words for a log line. An option list
+ * that runs past the end makes the whole message malformed, as ISC dhclient and
+ * systemd-networkd take it: what its framing says after that cannot be trusted.
+ */
+export function parseDhcp(b: Buffer): DhcpMessage | string {
+  if (b.length < FIXED_PART + 4) return `${b.length} bytes, shorter than a DHCP message`;
+  if (b[1] !== 1 || b[2] !== 6) return 'not an Ethernet client (htype, hlen)';
+  if (b.readUInt32BE(FIXED_PART) !== MAGIC_COOKIE) return 'no DHCP magic cookie (a BOOTP message)';
   const options = new Map<number, Buffer>();
   let type: MessageType | undefined;
+  let typeCode: number | undefined;
   for (let off = FIXED_PART + 4; off < b.length;) {
     const code = b[off] ?? OPT.end;
     if (code === OPT.end) break;
@@ -104,14 +116,18 @@ export function decodeDhcp(b: Buffer): DhcpMessage | null {
       continue;
     }
     const length = b[off + 1];
-    if (length === undefined || off + 2 + length > b.length) return null;
+    if (length === undefined || off + 2 + length > b.length) return `option ${code} runs past the end of the message`;
     const value = Buffer.from(b.subarray(off + 2, off + 2 + length));
-    if (code === OPT.messageType) type = messageTypeOf(value[0]);
+    if (code === OPT.messageType) {
+      typeCode = value[0];
+      type = messageTypeOf(typeCode);
+    }
     // RFC 3396: an option that appears twice is one option, concatenated.
     else options.set(code, Buffer.concat([options.get(code) ?? Buffer.alloc(0), value]));
     off += 2 + length;
   }
-  if (type === undefined) return null;
+  if (type === undefined)
+    return typeCode === undefined ? 'no message type (option 53)' : `unknown message type ${typeCode}`;
   return {
     reply: b[0] === BOOTREPLY,
     xid: b.readUInt32BE(4),
@@ -123,6 +139,53 @@ export function decodeDhcp(b: Buffer): DhcpMessage | null {
     type,
     options,
   };
+}
+
+/**
+ * Whether `b` starts as a server's reply to transaction `xid` of the client `chaddr` (the fixed
+ * fields only): a reply meant for this client that does not decode is worth a log line, someone
+ * else's is not.
+ */
+export function isReplyTo(b: Buffer, xid: number, chaddr: string): boolean {
+  return (
+    b.length >= 34 && b[0] === BOOTREPLY && b.readUInt32BE(4) === xid >>> 0 && bytesToMac(b.subarray(28, 34)) === chaddr
+  );
+}
+
+/** The options lanplug reads whose value has a fixed form (RFC 2132), and that form. */
+const OPTION_FORMS: ReadonlyMap<number, { name: string; check: (v: Buffer) => string | null }> = new Map([
+  [
+    OPT.subnetMask,
+    { name: 'subnet mask', check: (v) => exactly(v, 4) ?? (readMask(v) === null ? 'not a contiguous mask' : null) },
+  ],
+  [OPT.router, { name: 'router', check: (v) => addressList(v) }],
+  [OPT.dnsServers, { name: 'DNS servers', check: (v) => addressList(v) }],
+  [OPT.leaseTime, { name: 'lease time', check: (v) => exactly(v, 4) }],
+  [OPT.serverId, { name: 'server identifier', check: (v) => exactly(v, 4) }],
+  [OPT.renewalTime, { name: 'renewal time', check: (v) => exactly(v, 4) }],
+  [OPT.rebindingTime, { name: 'rebinding time', check: (v) => exactly(v, 4) }],
+]);
+
+function exactly(v: Buffer, length: number): string | null {
+  return v.length === length ? null : `${v.length} bytes where ${length} belong`;
+}
+
+function addressList(v: Buffer): string | null {
+  return v.length >= 4 && v.length % 4 === 0 ? null : `${v.length} bytes, not a list of IPv4 addresses`;
+}
+
+/**
+ * The options of a server's answer that lanplug reads and that are not of their form (a lease time
+ * of 3 bytes, a mask with holes): each is ignored as if absent, and this says which and why.
+ */
+export function malformedOptions(options: Map<number, Buffer>): { option: number; name: string; why: string }[] {
+  const out: { option: number; name: string; why: string }[] = [];
+  for (const [option, form] of OPTION_FORMS) {
+    const value = options.get(option);
+    const why = value === undefined ? null : form.check(value);
+    if (why !== null) out.push({ option, name: form.name, why });
+  }
+  return out;
 }
 
 function messageTypeOf(code: number | undefined): MessageType | undefined {
@@ -163,7 +226,10 @@ export function readSeconds(options: Map<number, Buffer>, code: number): number 
 /** A subnet mask option as a prefix length, or null when absent or not contiguous. */
 export function readPrefixLength(options: Map<number, Buffer>): number | null {
   const v = options.get(OPT.subnetMask);
-  if (v === undefined || v.length !== 4) return null;
+  return v === undefined || v.length !== 4 ? null : readMask(v);
+}
+
+function readMask(v: Buffer): number | null {
   const mask = v.readUInt32BE(0);
   const length = 32 - Math.log2(((~mask >>> 0) + 1) >>> 0 || 2 ** 32);
   return Number.isInteger(length) ? length : null;

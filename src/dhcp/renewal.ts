@@ -183,7 +183,7 @@ export class Renewals {
           const deadline = now + EXCHANGE_MS;
           const outcome =
             family === 4
-              ? await renew(channel, record.identity, lease, exchange.kind, deadline, check)
+              ? await renew(channel, record.identity, lease, exchange.kind, deadline, check, this.log)
               : await renew6(channel, record.identity, lease, exchange.kind, deadline, check);
           if (outcome.kind === 'ack') return { kind: 'renewed', lease: outcome.lease };
           if (outcome.kind === 'silent')
@@ -205,7 +205,13 @@ export class Renewals {
         const deadline = Date.now() + EXCHANGE_MS;
         const fresh =
           family === 4
-            ? await acquire(channel, record.identity, { hint, deadline, check, subnets: [lease.address] })
+            ? await acquire(channel, record.identity, {
+                hint,
+                deadline,
+                check,
+                subnets: [lease.address],
+                log: this.log,
+              })
             : await acquire6(channel, record.identity, {
                 hint,
                 deadline,

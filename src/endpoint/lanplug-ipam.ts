@@ -17,12 +17,21 @@
 import type { LanCitizen } from '../citizen';
 import { LanplugError } from '../errors';
 import type { AddressRequest, IpamAllocator, PoolRequest } from '../ipam/allocator';
-import { ADVICE_EXPLICIT, HOST_ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
+import { ADVICE_EXPLICIT, answeringEverythingMessage, HOST_ADVICE_EXPLICIT } from '../lan/conflicts';
 import type { PoolRecord } from '../model/ipam';
 import type { IpAddress, IpPrefix } from '../net/address';
 
 /** What the driver asks of the LAN side: the checks, and which apply to a pool's addresses. */
 export type IpamLan = Pick<LanCitizen, 'conflicts' | 'rulesForPool'>;
+
+/**
+ * Addresses in use on the LAN one automatic allocation skips (each a probe answered) before it
+ * gives up: a /24's worth. A LAN that really has that many devices in a row at the start of the
+ * range still gets past them (~10-25 ms each: a few seconds; and they are remembered for 10
+ * minutes, so the next allocation skips them unasked), while a device answering every probe from a
+ * MAC of its own making, which ONE_DEVICE_STREAK cannot tell, does not walk a /16 for minutes.
+ */
+const MAX_ANSWERED_PER_ALLOCATION = 256;
 
 export class LanplugIpam {
   constructor(
@@ -55,7 +64,7 @@ export class LanplugIpam {
     // Refused before it is claimed: automatic allocation skips this host's addresses on its own.
     if (lan !== null && rules !== null && request.preferred !== null)
       lan.conflicts.refuseHostAddresses([request.preferred], HOST_ADVICE_EXPLICIT);
-    for (;;) {
+    for (let answered = 1; ; answered++) {
       // Claimed first, asked about after: no other request can take it while the LAN is asked.
       const address = await this.allocator.requestAddress(request);
       const check = rules?.lan ?? null;
@@ -73,8 +82,17 @@ export class LanplugIpam {
       if (request.preferred !== null && check.policy === 'warn') return address;
       await this.allocator.releaseAddress(request.poolId, address.address);
       if (request.preferred !== null)
-        throw new LanplugError('Conflict', inUseMessage(address.address, verdict, ADVICE_EXPLICIT));
-      // Automatic: the allocator now skips it (the LAN was seen using it); the next one.
+        throw new LanplugError('Conflict', lan.conflicts.refusalOf(check, address.address, verdict, ADVICE_EXPLICIT));
+      // Automatic: the allocator now skips it (the LAN was seen using it); the next one, unless what
+      // answered answers for everything, or the walk is long enough to be no ordinary LAN's.
+      const everything = lan.conflicts.answeringEverything(check, address.address.family);
+      if (everything !== null && everything.mac === verdict.mac)
+        throw new LanplugError('Conflict', answeringEverythingMessage(everything));
+      if (answered >= MAX_ANSWERED_PER_ALLOCATION)
+        throw new LanplugError(
+          'Conflict',
+          `${answered} addresses in a row are in use on the LAN, the last ${address.address.text} by ${verdict.mac} (${verdict.how}); lanplug stopped looking: give --ip-range where the LAN has free addresses`,
+        );
     }
   }
 

@@ -25,7 +25,13 @@ import type {
 } from '../driver/requests';
 import type { NetworkDriver } from '../driver/network-driver';
 import type { EndpointRecord, DriverKind } from '../model/network';
-import { ADVICE_DEFAULT_IPAM, ADVICE_EXPLICIT, HOST_ADVICE_DEFAULT_IPAM, type LanConflicts } from '../lan/conflicts';
+import {
+  ADVICE_DEFAULT_IPAM,
+  ADVICE_EXPLICIT,
+  HOST_ADVICE_DEFAULT_IPAM,
+  type LanCheck,
+  type LanConflicts,
+} from '../lan/conflicts';
 import {
   attachmentId,
   cniNetworkId,
@@ -40,6 +46,22 @@ import { NetworkQueue } from './queue';
 
 /** Addresses a CNI range chooses in a row before an ADD gives up (each the LAN was seen using is skipped). */
 const ATTACH_TRIES = 4;
+
+/**
+ * The last refusal of a CNI ADD that gave up, told as what it likely is when one device answered
+ * for every address it tried: a router answering for the whole subnet (proxy ARP) would refuse
+ * every ADD, whichever address the range chose (a Docker network goes on to ONE_DEVICE_STREAK).
+ */
+function oneDeviceHint(lan: LanConflicts, check: LanCheck, err: LanplugError): LanplugError {
+  const streak = lan.streakOn(check, 4) ?? lan.streakOn(check, 6);
+  if (streak === null || streak.addresses.length < ATTACH_TRIES || err.message.startsWith('one device answers'))
+    return err;
+  const tried = streak.addresses.slice(-ATTACH_TRIES).join(', ');
+  return new LanplugError(
+    'Conflict',
+    `${err.message}; one device, ${streak.mac}, answered for each of the ${ATTACH_TRIES} addresses tried (${tried}): if it answers for every address (a router with proxy ARP for the subnet), turn that off; if it does hold them, give a rangeStart past them`,
+  );
+}
 
 export class EndpointService {
   private readonly queue = new NetworkQueue();
@@ -138,8 +160,11 @@ export class EndpointService {
         } catch (err) {
           attachments.abandon(prepared);
           const chosen = request.requestedIps.length === 0;
-          if (chosen && err instanceof LanplugError && err.code === 'Conflict' && attempt < ATTACH_TRIES) continue;
-          throw err;
+          if (!chosen || !(err instanceof LanplugError) || err.code !== 'Conflict') throw err;
+          if (attempt < ATTACH_TRIES) continue;
+          throw this.lan === null || check === null || check.lan === null
+            ? err
+            : oneDeviceHint(this.lan, check.lan, err);
         }
         return attachments.complete(prepared);
       }

@@ -8,8 +8,8 @@
  */
 import { LanplugError } from '../errors';
 import type { Logger } from '../log';
-import type { ConflictPolicy } from '../model/network';
-import type { IpAddress } from '../net/address';
+import { shortId, type ConflictPolicy } from '../model/network';
+import type { Family, IpAddress } from '../net/address';
 import type { LanSightings } from '../state/store';
 import type { AskOptions, LanGuard } from './guard';
 import { hostAddressMessage, type HostAddresses } from './host-addresses';
@@ -41,7 +41,50 @@ export function inUseMessage(address: IpAddress, verdict: { mac: string; how: st
   return `address ${address.text} is in use on the LAN by ${verdict.mac} (${verdict.how}); ${advice}`;
 }
 
+/**
+ * Probes in a row for one network on its link (and family) answered by one MAC, each for another address, past
+ * which that device is taken for one answering for every address: a router with proxy ARP for the
+ * whole subnet (or anything else answering every probe) would otherwise have an allocation walk the
+ * whole pool, a probe per address (a /16: 65,534 of them, tens of minutes). More than a host with
+ * a few aliases or a handful of ipvlan containers holds in a row, and at ~10-25 ms per answered
+ * probe well under a second. A legitimate holder of that many is remembered as such for
+ * ONE_DEVICE_MEMORY_MS; --ip-range elsewhere, or lanplug.conflict=off, gets past it.
+ */
+export const ONE_DEVICE_STREAK = 16;
+/** How long a device seen answering for everything is taken for one (the guard keeps "in use" as long). */
+const ONE_DEVICE_MEMORY_MS = 10 * 60_000;
+
+/** A device that answered ONE_DEVICE_STREAK probes in a row on a link, for these addresses, and when. */
+export interface AnsweringEverything {
+  mac: string;
+  link: string;
+  family: Family;
+  addresses: string[];
+  at: number;
+}
+
+/** The one line for an address refused because the device answering for it answers for every address. */
+export function answeringEverythingMessage(device: AnsweringEverything): string {
+  const probes = device.family === 4 ? 'ARP probes' : 'duplicate address detection';
+  return `one device answers for every address on the LAN: ${device.mac} answered ${probes} for ${device.addresses.length} addresses in a row on ${device.link} (${device.addresses[0] ?? ''} to ${device.addresses[device.addresses.length - 1] ?? ''}), so no address there can be told free; if it is a router answering for the whole subnet (proxy ARP), turn that off, or create the network with -o lanplug.conflict=off; if it does hold them, give --ip-range where it does not`;
+}
+
+/** Where a run of answers is counted: per network, its probing link and the family. */
+function keyOf(check: LanCheck, family: Family): string {
+  return `${check.networkId}/${check.link.index}/${family}`;
+}
+
 export class LanConflicts {
+  /**
+   * Per network, link and family: the MAC that answered the last probes, and for which addresses in a
+   * row. Per network: a device may answer for one subnet only (a router's proxy ARP for the subnet
+   * behind it), and a network beside it on the same parent, whose free addresses say nothing of that
+   * subnet, must not break the count.
+   */
+  private readonly streaks = new Map<string, { mac: string; addresses: string[] }>();
+  /** Per network, link and family: the device seen answering for every address, if any. */
+  private readonly everything = new Map<string, AnsweringEverything>();
+
   /** `afterUse` runs whenever an address is handed out after a check or a network appears: the warmer refills. */
   constructor(
     private readonly guard: LanGuard,
@@ -71,7 +114,61 @@ export class LanConflicts {
         Date.now(),
       );
     }
+    this.follow(check, address, verdict);
     return verdict;
+  }
+
+  /**
+   * The device that answered ONE_DEVICE_STREAK probes in a row for as many addresses of `check`'s
+   * network lately, if any: what it answers tells nothing (allocation stops, the warmer pauses).
+   */
+  answeringEverything(check: LanCheck, family: Family): AnsweringEverything | null {
+    const key = keyOf(check, family);
+    const device = this.everything.get(key);
+    if (device === undefined) return null;
+    if (Date.now() - device.at <= ONE_DEVICE_MEMORY_MS) return device;
+    this.everything.delete(key);
+    return null;
+  }
+
+  /** The device that answered the last probes for `check`'s network in a row, and for which addresses (oldest first); null after a free one. */
+  streakOn(check: LanCheck, family: Family): { mac: string; addresses: readonly string[] } | null {
+    return this.streaks.get(keyOf(check, family)) ?? null;
+  }
+
+  /** Counts the answers of one device in a row; at ONE_DEVICE_STREAK it is taken for one answering everything. */
+  private follow(check: LanCheck, address: IpAddress, verdict: ProbeVerdict): void {
+    const key = keyOf(check, address.family);
+    // Another host probing for the same address says nothing about who holds what.
+    if (verdict.inUse && verdict.contended === true) return;
+    // An address nobody answers for disproves "answers for every address".
+    if (!verdict.inUse) {
+      this.streaks.delete(key);
+      this.everything.delete(key);
+      return;
+    }
+    const streak = this.streaks.get(key);
+    const addresses = streak?.mac === verdict.mac ? streak.addresses : [];
+    if (!addresses.includes(address.text)) addresses.push(address.text);
+    this.streaks.set(key, { mac: verdict.mac, addresses });
+    if (addresses.length < ONE_DEVICE_STREAK || this.answeringEverything(check, address.family)?.mac === verdict.mac)
+      return;
+    const device: AnsweringEverything = {
+      mac: verdict.mac,
+      link: check.link.name,
+      family: address.family,
+      addresses: [...addresses],
+      at: Date.now(),
+    };
+    this.everything.set(key, device);
+    this.log.warn('one device answers for every address on the LAN: allocation there stops, background probes pause', {
+      network: shortId(check.networkId),
+      link: check.link.name,
+      mac: device.mac,
+      answered: device.addresses.length,
+      from: device.addresses[0],
+      to: device.addresses[device.addresses.length - 1],
+    });
   }
 
   /** Answers past their freshness are dropped (the guard's memory would otherwise only grow). */
@@ -108,12 +205,23 @@ export class LanConflicts {
     else await this.require(lan, check.addresses, advice.lan);
   }
 
+  /**
+   * The refusal of `address`, in use by `verdict`'s device: that it answers for every address when it
+   * was seen doing so (no other address would do), else who holds it and `advice`.
+   */
+  refusalOf(check: LanCheck, address: IpAddress, verdict: { mac: string; how: string }, advice: string): string {
+    const everything = this.answeringEverything(check, address.family);
+    return everything !== null && everything.mac === verdict.mac
+      ? answeringEverythingMessage(everything)
+      : inUseMessage(address, verdict, advice);
+  }
+
   /** Throws a Conflict for an address in use under `refuse`; logs it under `warn`. */
   async require(check: LanCheck, addresses: readonly IpAddress[], advice: string): Promise<void> {
     for (const address of addresses) {
       const verdict = await this.verdict(check, address);
       if (!verdict.inUse) continue;
-      const message = inUseMessage(address, verdict, advice);
+      const message = this.refusalOf(check, address, verdict, advice);
       if (check.policy === 'refuse') throw new LanplugError('Conflict', message);
       this.log.warn('using an address the LAN already uses (lanplug.conflict=warn)', {
         address: address.text,

@@ -4,7 +4,9 @@
  * conflict check: every tick it asks about the next few candidates of each
  * network the guard has no fresh answer for, one probe at a time per link,
  * paced (at most PROBES_PER_SECOND per link) so that an intrusion detection
- * system does not take the host for a scanner.
+ * system does not take the host for a scanner. It pauses a network for which one
+ * device answers for every address (LanConflicts.answeringEverything): what it
+ * would learn there is nothing, one address after another.
  */
 import type { Logger } from '../log';
 import type { IpAddress } from '../net/address';
@@ -55,6 +57,8 @@ export class CandidateWarmer {
     }
     for (const target of targets) {
       for (const candidate of target.candidates) {
+        // A device answering for every address would be asked about the whole pool, 4 addresses a tick.
+        if (this.conflicts.answeringEverything(target.check, candidate.family) !== null) continue;
         if (
           this.conflicts.isKnownFree(target.check.link, candidate) ||
           this.conflicts.isKnownTaken(target.check.link, candidate)

@@ -86,6 +86,26 @@ export interface LeaseRecord {
 export const INFINITE_SECONDS = 0xffffffff;
 /** Below this a T1 would make the client renew in a tight loop (a broken server, a T1 of 0). */
 const MINIMUM_T1_SECONDS = 2;
+/**
+ * The shortest DHCPv4 lease lanplug counts with. A lease of 0 has ended when it begins: counted as
+ * given, the keeper would start over with DISCOVER at once and again; a minute means a renewal at
+ * most every 30 s per container (dnsmasq itself never grants less than 2 minutes).
+ */
+export const MIN_LEASE_SECONDS = 60;
+/**
+ * The longest finite DHCPv4 lease lanplug counts with: a week (Windows Server grants 8 days by
+ * default, most routers a day). Counted as given, 136 years (0xfffffffe s) would never be renewed,
+ * so a server that forgot the lease (restarted without its database, or a rogue one) could give
+ * the address away without lanplug ever hearing its NAK. An infinite lease (RFC 2131 §3.3) stays
+ * infinite.
+ */
+export const MAX_LEASE_SECONDS = 7 * 86_400;
+
+/** A DHCPv4 lease time as lanplug counts it: within [MIN_LEASE_SECONDS, MAX_LEASE_SECONDS], or infinite. */
+export function boundedLeaseSeconds(given: number): number {
+  if (given === INFINITE_SECONDS) return given;
+  return Math.min(MAX_LEASE_SECONDS, Math.max(MIN_LEASE_SECONDS, given));
+}
 
 /**
  * T1 and T2 a client can act on: what the server sent when 0 < T1 < T2 <=

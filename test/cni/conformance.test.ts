@@ -13,6 +13,7 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Lan, LanHost } from '../lab/lan';
 import { BUSYBOX } from '../lab/image';
+import { countFramesFrom } from '../lab/frame-count';
 import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
@@ -181,6 +182,42 @@ test('ADD asks the LAN first, as a Docker endpoint does: an address a LAN device
     squatter.destroy();
     dropSandbox(sb.ns);
     dropSandbox(other.ns);
+  }
+});
+
+test('a LAN device answering every ARP probe (proxy ARP for the subnet): an ADD gives up after four addresses, in one line naming that one device answered for each; nothing made', async () => {
+  // Every address of 172.20.0.0/16 is this LAN host's own (a local route): its kernel answers every probe.
+  const anyone = lan.addLanHost('anyone', []);
+  const sb = newSandbox();
+  try {
+    anyone.execOk(['ip', 'route', 'add', 'local', '172.20.0.0/16', 'dev', 'lo']);
+    const mac = /link\/ether ([0-9a-f:]{17})/.exec(anyone.execOk(['ip', 'link', 'show', 'eth0']))?.[1] ?? '?';
+    const heard = countFramesFrom(lan, mac, 4, { ns: anyone.ns, link: 'eth0' });
+    await heard.ready;
+    const started = Date.now();
+    const out = await add(
+      sb,
+      conf(
+        '1.0.0',
+        { name: 'everyone' },
+        { subnet: '172.20.0.0/16', rangeStart: '172.20.0.2', rangeEnd: '172.20.255.254', gateway: '172.20.0.1' },
+      ),
+    );
+    const tookMs = Date.now() - started;
+    assert.notEqual(out.code, 0);
+    assert.match(
+      String(out.json?.['msg']),
+      new RegExp(
+        `^address 172\\.20\\.0\\.5 is in use on the LAN by ${mac} \\(it answered an ARP probe on eth0\\); .*; one device, ${mac}, answered for each of the 4 addresses tried \\(172\\.20\\.0\\.2, 172\\.20\\.0\\.3, 172\\.20\\.0\\.4, 172\\.20\\.0\\.5\\): if it answers for every address \\(a router with proxy ARP for the subnet\\), turn that off; if it does hold them, give a rangeStart past them$`,
+      ),
+    );
+    assert.ok(tookMs < 3_000, `refused after ${tookMs} ms`);
+    const { arp } = await heard.result;
+    assert.ok(arp >= 4 && arp <= 8, `${arp} answers: one per address tried (two when a second probe left first)`);
+    assert.equal(linkIn(sb.ns, 'eth0'), null, 'nothing was made in the namespace');
+  } finally {
+    anyone.destroy();
+    dropSandbox(sb.ns);
   }
 });
 

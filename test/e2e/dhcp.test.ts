@@ -7,11 +7,11 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { OPT } from '../../src/dhcp/message';
+import { decodeDhcp, encodeDhcp, OPT } from '../../src/dhcp/message';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { restrictLanplugTo, startLanplug } from '../lab/lanplug';
 import { runOk, sleep } from '../lab/proc';
-import { RogueDhcpServer } from '../lab/rogue-dhcp';
+import { RogueDhcpServer, type RogueClient, type RogueDhcpOptions } from '../lab/rogue-dhcp';
 import {
   assertNoLanplugLinks,
   containerNetwork,
@@ -370,6 +370,228 @@ test("a renewal ACK that moves the container onto this host's own address is dec
     await rogue.stop();
     runOk(['ip', '-n', lab.host.ns, 'addr', 'del', `${own}/24`, 'dev', 'eth0']);
   }
+});
+
+// ---- A hostile server (issue 31, item 3): the rogue answers in dnsmasq's place, as a LAN device could ----
+
+/** Runs `body` with the rogue server answering instead of dnsmasq (beforeEach brings dnsmasq back). */
+async function withRogue<T>(options: RogueDhcpOptions, body: (rogue: RogueDhcpServer) => Promise<T> | T): Promise<T> {
+  server.stop();
+  const rogue = RogueDhcpServer.start(lab.lan, options);
+  try {
+    return await body(rogue);
+  } finally {
+    await rogue.stop();
+  }
+}
+
+/**
+ * `docker run` of a container with `mac` on network `lan`, waited for without blocking this process: the
+ * rogue server answers from it (runWithMac's synchronous client would keep it from answering).
+ */
+function runBesideRogue(name: string, mac: string): Promise<{ code: number | null; stderr: string }> {
+  return lab.host.dockerAsync([
+    'run',
+    '-d',
+    '--network',
+    'lan',
+    '--mac-address',
+    mac,
+    '--name',
+    name,
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+}
+
+async function runOkBesideRogue(name: string, mac: string): Promise<void> {
+  const r = await runBesideRogue(name, mac);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+const escaped = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test("offers lanplug may never use are declined whatever the network's policy (outside the subnet, the router, another container's address): DHCPDECLINE, one line naming the server and why, and the container takes the next offer", async () => {
+  // lanplug.conflict=off: nothing is asked of the LAN, so only these rules stand between the offer and the container.
+  dhcpNetwork('lan', ['-o', 'lanplug.conflict=off']);
+  // The subnet lanplug knows the LAN by on an -o dhcp=true network: the host's own on the parent.
+  const hostAddress = '172.16.86.5/24';
+  runOk(['ip', '-n', lab.host.ns, 'addr', 'add', hostAddress, 'dev', 'eth0']);
+  const cases = [
+    { name: 'outside', mac: '02:00:00:00:00:32', bad: '10.99.0.5', good: '172.16.86.121', why: 'outside the network' },
+    { name: 'router', mac: '02:00:00:00:00:33', bad: '172.16.86.1', good: '172.16.86.122', why: 'the router' },
+    {
+      name: 'taken',
+      mac: '02:00:00:00:00:34',
+      bad: '172.16.86.120',
+      good: '172.16.86.123',
+      why: "another container's",
+    },
+  ];
+  const first = '02:00:00:00:00:31';
+  try {
+    await withRogue(
+      {
+        offer: '172.16.86.149',
+        clients: Object.fromEntries<RogueClient>([
+          [first, { offers: ['172.16.86.120'] }],
+          ...cases.map((c): [string, RogueClient] => [c.mac, { offers: [c.bad, c.good] }]),
+        ]),
+      },
+      async (rogue) => {
+        await runOkBesideRogue('first', first);
+        assert.equal(addressInContainer('first'), '172.16.86.120');
+        const seen: { name: string; address: string; declined: string[]; logged: boolean }[] = [];
+        for (const c of cases) {
+          const r = await runBesideRogue(c.name, c.mac);
+          seen.push({
+            name: c.name,
+            address: r.code === 0 ? addressInContainer(c.name) : `refused: ${r.stderr.trim()}`,
+            declined: rogue
+              .heardFrom('decline', c.mac)
+              .map((m) => [...(m.options.get(OPT.requestedAddress) ?? [])].join('.')),
+            logged: new RegExp(
+              `"declining a DHCP address: it is ${escaped(c.why)}[^"]*"[^\\n]*"address":"${escaped(c.bad)}"[^\\n]*"server":"172\\.16\\.86\\.1"`,
+            ).test(lab.plugin.stderr()),
+          });
+        }
+        assert.deepEqual(
+          seen,
+          cases.map((c) => ({ name: c.name, address: c.good, declined: [c.bad], logged: true })),
+        );
+        assert.equal(addressInContainer('first'), '172.16.86.120', 'the first container keeps its address');
+      },
+    );
+  } finally {
+    runOk(['ip', '-n', lab.host.ns, 'addr', 'del', hostAddress, 'dev', 'eth0']);
+  }
+});
+
+/** `lanplug status`'s lease line of the container at `address`: how long the lease is counted for, in seconds. */
+function countedLeaseSeconds(address: string): number {
+  const line = lanplugStatus(lab.plugin)
+    .split('\n')
+    .find((l) => l.includes(`dhcp lease ${address}/`));
+  const m = /bound=(\S+) +expires=(\S+)/.exec(line ?? '');
+  assert.ok(m !== null, `a lease line for ${address}`);
+  return (Date.parse(m[2] ?? '') - Date.parse(m[1] ?? '')) / 1000;
+}
+
+test('a lease time of 0 and one of 136 years are counted within bounds (60 s, 7 days), logged once: no DISCOVER storm, no renewal left for a century', async () => {
+  dhcpNetwork();
+  const zero = '02:00:00:00:00:35';
+  const huge = '02:00:00:00:00:36';
+  const untimed = { renewSeconds: null, rebindSeconds: null };
+  await withRogue(
+    {
+      offer: '172.16.86.149',
+      clients: {
+        [zero]: { offers: ['172.16.86.124'], leaseSeconds: 0, ...untimed },
+        [huge]: { offers: ['172.16.86.125'], leaseSeconds: 0xfffffffe, ...untimed },
+      },
+    },
+    async (rogue) => {
+      await runOkBesideRogue('zero', zero);
+      await runOkBesideRogue('huge', huge);
+      assert.equal(addressInContainer('zero'), '172.16.86.124');
+      assert.equal(addressInContainer('huge'), '172.16.86.125');
+      // Counted as given, a lease of 0 has ended when it begins: the keeper would start over at once, and again.
+      await sleep(4_500);
+      assert.deepEqual(
+        [zero, huge].map((mac) => rogue.heard.filter((m) => m.chaddr === mac).map((m) => m.type)),
+        [
+          ['discover', 'request'],
+          ['discover', 'request'],
+        ],
+        'one exchange each, nothing since',
+      );
+      assert.equal(addressInContainer('zero'), '172.16.86.124');
+      assert.equal(countedLeaseSeconds('172.16.86.124'), 60);
+      assert.equal(countedLeaseSeconds('172.16.86.125'), 7 * 86_400);
+      for (const [address, given, counted] of [
+        ['172.16.86.124', 0, 60],
+        ['172.16.86.125', 0xfffffffe, 604_800],
+      ] as const) {
+        const lines = lab.plugin
+          .stderr()
+          .split('\n')
+          .filter((l) => l.includes('"dhcp lease time out of bounds') && l.includes(`"address":"${address}"`));
+        assert.equal(lines.length, 1, `one line for ${address}: ${lines.join('\n')}`);
+        assert.match(lines[0] ?? '', new RegExp(`"server":"172\\.16\\.86\\.1","given":${given},"counted":${counted}`));
+      }
+    },
+  );
+});
+
+test('a server that NAKs every REQUEST: three tries, then one line naming the server, long before dhcp.timeout; nothing left behind', async () => {
+  dhcpNetwork('lan', ['-o', 'dhcp.timeout=20s']);
+  const mac = '02:00:00:00:00:37';
+  await withRogue({ offer: '172.16.86.126', clients: { [mac]: { nak: true } } }, async (rogue) => {
+    const started = Date.now();
+    const r = await runBesideRogue('refused', mac);
+    const tookMs = Date.now() - started;
+    assert.notEqual(r.code, 0);
+    assert.match(
+      r.stderr,
+      /network [0-9a-f]{12} on parent eth0: the DHCP server 172\.16\.86\.1 refused the address it offered \(172\.16\.86\.126\) 3 times on eth0 \(DHCPNAK: no\)/,
+    );
+    assert.equal(rogue.heardFrom('request', mac).length, 3, 'three REQUESTs');
+    assert.ok(tookMs < 10_000, `refused after ${tookMs} ms`);
+    assert.doesNotMatch(lanplugStatus(lab.plugin), /endpoint|dhcp lease/);
+  });
+});
+
+test('malformed answers: a truncated one is ignored (one line naming the server and the fault) and the next taken; an option of the wrong length is ignored with a line; only malformed answers is a one-line error; the daemon lives on', async () => {
+  dhcpNetwork('lan', ['-o', 'dhcp.timeout=4s']);
+  const sloppy = '02:00:00:00:00:38';
+  const broken = '02:00:00:00:00:39';
+  // Cut inside option 54 (the server identifier, right after the message type): its 4 bytes run past the end.
+  const truncated = (payload: Buffer): Buffer => payload.subarray(0, 240 + 3 + 4);
+  const shortLeaseTime = (payload: Buffer): Buffer => {
+    const m = decodeDhcp(payload);
+    assert.ok(m !== null);
+    m.options.set(OPT.leaseTime, Buffer.from([0, 0, 0x0e]));
+    return encodeDhcp(m);
+  };
+  await withRogue(
+    {
+      offer: '172.16.86.149',
+      clients: {
+        // Its first OFFER cut short, its ACK with a 3-byte lease time.
+        [sloppy]: {
+          offers: ['172.16.86.127'],
+          mangle: (p, n) => (n === 0 ? truncated(p) : n === 2 ? shortLeaseTime(p) : p),
+        },
+        [broken]: { offers: ['172.16.86.128'], mangle: truncated },
+      },
+    },
+    async (rogue) => {
+      await runOkBesideRogue('sloppy', sloppy);
+      assert.equal(addressInContainer('sloppy'), '172.16.86.127');
+      assert.equal(rogue.heardFrom('discover', sloppy).length, 2, 'asked again after the truncated OFFER');
+      const log = lab.plugin.stderr();
+      const truncatedLines = log
+        .split('\n')
+        .filter((l) => l.includes('"ignoring a malformed DHCP answer"') && l.includes('"server":"172.16.86.1"'));
+      assert.equal(truncatedLines.length, 1, truncatedLines.join('\n'));
+      assert.match(truncatedLines[0] ?? '', /"link":"eth0".*"why":"option 54 runs past the end of the message"/);
+      assert.match(
+        log,
+        /"ignoring a malformed DHCP option"[^\n]*"server":"172\.16\.86\.1"[^\n]*"option":51[^\n]*"why":"3 bytes where 4 belong"/,
+      );
+      // The lease time it did not send in a usable form: RFC 2131's default for a lease without one.
+      assert.equal(countedLeaseSeconds('172.16.86.127'), 3600);
+
+      const r = await runBesideRogue('broken', broken);
+      assert.notEqual(r.code, 0);
+      assert.match(
+        r.stderr,
+        /network [0-9a-f]{12} on parent eth0: the DHCP server 172\.16\.86\.1 answered on eth0 only with malformed messages \(option 54 runs past the end of the message\)/,
+      );
+      assert.ok(lab.plugin.running, 'the daemon is still running');
+    },
+  );
 });
 
 test("once its lease is given back (the container vanished while lanplug was down), a container's address is no longer defended against the device the server gives it to", async () => {

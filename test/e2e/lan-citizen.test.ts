@@ -16,6 +16,7 @@ import { repoRoot } from '../support/repo';
 import { containerNetwork, eventually, useLab } from './helpers';
 import { SERVICE_CAPABILITIES } from '../../src/install/units';
 import { capabilitiesOf, restrictLanplugTo } from '../lab/lanplug';
+import { countFramesFrom } from '../lab/frame-count';
 
 /** The Docker host's own addresses on the LAN (its eth0, the parent): never a container's. */
 const HOST_V4 = '172.16.86.4';
@@ -279,6 +280,68 @@ test("the LAN hears this host's address only from the host's own interface: neit
   const macs = [...replies.matchAll(/reply from \S+ \[([0-9a-f:]{17})\]/g)].map((m) => m[1]);
   assert.ok(macs.length >= 3, replies);
   assert.deepEqual([...new Set(macs)], [eth0], `every answer for ${HOST_V4} comes from the host's eth0: ${replies}`);
+});
+
+test('a device answering every ARP probe (a router with proxy ARP for the subnet): --ipam-driver lanplug gives up after 16 probes in one line naming it instead of walking the /16, the next run after one probe, and the warmer stops asking', async () => {
+  // Every address of 172.20.0.0/16 is this LAN host's own (a local route), so its kernel answers every
+  // probe for any of them (RFC 5227 probes from 0.0.0.0 are answered for local addresses only).
+  const anyone = lab.lan.addLanHost('anyone', []);
+  try {
+    anyone.execOk(['ip', 'route', 'add', 'local', '172.20.0.0/16', 'dev', 'lo']);
+    const mac = /link\/ether ([0-9a-f:]{17})/.exec(anyone.execOk(['ip', 'link', 'show', 'eth0']))?.[1] ?? '?';
+    // Its answers are ARP frames from its MAC: one per address asked about (lanplug stops probing at the first).
+    const during = countFramesFrom(lab.lan, mac, 8, { ns: anyone.ns, link: 'eth0' });
+    await during.ready;
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--ipam-driver',
+      'lanplug',
+      '--subnet=172.20.0.0/16',
+      '--gateway=172.20.0.1',
+      '-o',
+      'parent=eth0',
+      'everyone',
+    ]);
+    const run = (name: string): Promise<{ code: number | null; stderr: string }> =>
+      lab.host.dockerAsync(['run', '-d', '--network', 'everyone', '--name', name, 'alpine:latest', 'sleep', '3600']);
+    const oneDevice = new RegExp(
+      `one device answers for every address on the LAN: ${mac} answered ARP probes for 16 addresses in a row on eth0 \\(172\\.20\\.0\\.\\d+ to 172\\.20\\.0\\.\\d+\\), so no address there can be told free; if it is a router answering for the whole subnet \\(proxy ARP\\), turn that off, or create the network with -o lanplug\\.conflict=off; if it does hold them, give --ip-range where it does not`,
+    );
+    let started = Date.now();
+    const first = await run('nowhere1');
+    const firstMs = Date.now() - started;
+    assert.notEqual(first.code, 0);
+    assert.match(first.stderr, oneDevice);
+    assert.ok(firstMs < 5_000, `refused after ${firstMs} ms`);
+    started = Date.now();
+    const second = await run('nowhere2');
+    const secondMs = Date.now() - started;
+    assert.notEqual(second.code, 0);
+    assert.match(second.stderr, oneDevice);
+    const { arp } = await during.result;
+    // 16 addresses for the first run (the warmer's first 4 among them), 1 for the second: each answered once
+    // or, when a second probe left before the answer came, twice.
+    assert.ok(arp >= 17 && arp <= 34, `${arp} answers while the runs asked`);
+    // The warmer asks about a network's next 4 addresses every 5 s: it must not walk the pool either, even
+    // while another network on the same parent finds its addresses free (the device answers for one subnet).
+    const after = countFramesFrom(lab.lan, mac, 6, { ns: anyone.ns, link: 'eth0' });
+    await after.ready;
+    network('beside', ['--ipam-driver', 'lanplug', '--ip-range=172.16.86.192/27']);
+    lab.host.dockerOk(['run', '-d', '--network', 'beside', '--name', 'beside1', 'alpine:latest', 'sleep', '3600']);
+    assert.equal((await after.result).arp, 0, 'nothing asked through the next warmer round (every 5 s)');
+    assert.match(
+      lab.plugin.stderr(),
+      new RegExp(
+        `"one device answers for every address on the LAN[^"]*",[^\\n]*"link":"eth0","mac":"${mac}","answered":16`,
+      ),
+    );
+    process.stdout.write(`# refused after ${firstMs} ms, then ${secondMs} ms; ${arp} ARP answers\n`);
+  } finally {
+    anyone.destroy();
+  }
 });
 
 test("the daemon runs with the service unit's capabilities and no more (NET_ADMIN, NET_RAW, SYS_ADMIN), and everything in this file works so", () => {

@@ -14,12 +14,12 @@ export interface FrameCount {
   na: number;
 }
 
-/** Binds to br0, says "ready", counts for `seconds`, prints "<arp> <na>". */
+/** Binds to the link argv[3], says "ready", counts for `seconds`, prints "<arp> <na>". */
 const COUNTER = `
 import socket, struct, sys, time
 mac = bytes.fromhex(sys.argv[1].replace(':', ''))
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
-s.bind(('br0', 0))
+s.bind((sys.argv[3], 0))
 s.settimeout(0.1)
 print('ready', flush=True)
 end = time.time() + float(sys.argv[2])
@@ -41,14 +41,18 @@ print(arp, na, flush=True)
 
 /**
  * Starts counting the frames from `mac` on the LAN for `seconds`; resolves `ready` once the
- * socket is bound (start the thing to watch after that) and `result` with the counts.
+ * socket is bound (start the thing to watch after that) and `result` with the counts. On the
+ * LAN's bridge it hears what reaches the bridge itself (broadcasts; a unicast frame the bridge
+ * forwards from port to port it never sees): `at` counts on a LAN host's eth0 instead, which
+ * sees everything that host sends.
  */
 export function countFramesFrom(
   lan: Lan,
   mac: string,
   seconds: number,
+  at: { ns: string; link: string } = { ns: lan.ns, link: lan.bridge },
 ): { ready: Promise<void>; result: Promise<FrameCount> } {
-  const argv = nsExecArgv(lan.ns, ['python3', '-c', COUNTER, mac, String(seconds)]);
+  const argv = nsExecArgv(at.ns, ['python3', '-c', COUNTER, mac, String(seconds), at.link]);
   const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv({}) });
   let out = '';
   let err = '';

@@ -12,14 +12,18 @@ import {
   decodeDhcp,
   encodeDhcp,
   ipv4Option,
+  isReplyTo,
+  malformedOptions,
   OPT,
+  parseDhcp,
   readPrefixLength,
   secondsOption,
   ZERO_V4,
   type DhcpMessage,
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
-import type { DhcpIdentity } from '../../src/model/lease';
+import { boundedLeaseSeconds, INFINITE_SECONDS, leaseTimes, type DhcpIdentity } from '../../src/model/lease';
+import { refuseOffered } from '../../src/dhcp/offer-rules';
 import { addressFromBytes, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 
 const identity: DhcpIdentity = {
@@ -200,7 +204,7 @@ test('acquire: an acknowledged address the LAN check finds in use is declined (b
     check: (address) => {
       checked.push(address.text);
       return Promise.resolve(
-        address.text === '172.16.86.130' ? '02:aa:00:00:00:01 (it answered an ARP probe on eth0)' : null,
+        address.text === '172.16.86.130' ? 'in use by 02:aa:00:00:00:01 (it answered an ARP probe on eth0)' : null,
       );
     },
   });
@@ -229,7 +233,7 @@ test('acquire: an acknowledged address the LAN check finds in use is declined (b
     acquire(squatted, identity, {
       hint: null,
       deadline: Date.now() + 10_000,
-      check: () => Promise.resolve('02:aa:00:00:00:02 (it answered an ARP probe on eth0)'),
+      check: () => Promise.resolve('in use by 02:aa:00:00:00:02 (it answered an ARP probe on eth0)'),
     }),
     {
       message:
@@ -262,7 +266,9 @@ test('renew: an ACK that moves the lease onto another address goes through the o
   const checked: string[] = [];
   const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
     checked.push(`${address.text} ${ownMac}`);
-    return Promise.resolve(address.text === '172.16.86.5' ? 'this host (it holds the address on eth0)' : null);
+    return Promise.resolve(
+      address.text === '172.16.86.5' ? 'in use by this host (it holds the address on eth0)' : null,
+    );
   };
   const same = await renew(
     new ScriptedChannel((m) => answerWith('ack', m, m.ciaddr.text)),
@@ -334,6 +340,116 @@ test('an ACK without a subnet mask: the prefix of the network’s subnet that ho
     Date.now() + 5000,
   );
   assert.equal(renewed.kind === 'ack' ? prefix(renewed.lease) : renewed.kind, '172.16.86.122/20');
+});
+
+test('a malformed answer says why (for the log line): an option past the end, no or an unknown message type; options of the wrong form are named', () => {
+  const offer = encodeDhcp(answerWith('offer', emptyRequest(), '172.16.86.120'));
+  assert.ok(typeof parseDhcp(offer) !== 'string');
+  assert.equal(parseDhcp(offer.subarray(0, 247)), 'option 54 runs past the end of the message');
+  const untyped = Buffer.from(offer);
+  untyped[240] = OPT.pad;
+  untyped[241] = OPT.pad;
+  untyped[242] = OPT.pad;
+  assert.equal(parseDhcp(untyped), 'no message type (option 53)');
+  const unknown = Buffer.from(offer);
+  unknown[242] = 42;
+  assert.equal(parseDhcp(unknown), 'unknown message type 42');
+  assert.equal(parseDhcp(offer.subarray(0, 100)), '100 bytes, shorter than a DHCP message');
+  assert.equal(isReplyTo(offer, 7, identity.mac), true);
+  assert.equal(isReplyTo(offer, 8, identity.mac), false);
+  assert.deepEqual(
+    malformedOptions(
+      new Map([
+        [OPT.leaseTime, Buffer.from([0, 0, 1])],
+        [OPT.subnetMask, Buffer.from('ff00ff00', 'hex')],
+        [OPT.router, Buffer.from([172, 16])],
+        [OPT.dnsServers, Buffer.from([1, 1, 1, 1, 8, 8, 8, 8])],
+      ]),
+    ),
+    [
+      { option: 1, name: 'subnet mask', why: 'not a contiguous mask' },
+      { option: 3, name: 'router', why: '2 bytes, not a list of IPv4 addresses' },
+      { option: 51, name: 'lease time', why: '3 bytes where 4 belong' },
+    ],
+  );
+});
+
+/** A REQUEST of xid 7, for answerWith. */
+function emptyRequest(): DhcpMessage {
+  return {
+    reply: false,
+    xid: 7,
+    secs: 0,
+    broadcast: true,
+    ciaddr: ZERO_V4,
+    yiaddr: ZERO_V4,
+    chaddr: identity.mac,
+    type: 'request',
+    options: new Map(),
+  };
+}
+
+test('lease times lanplug counts: 0 and a few seconds as 60 s, 136 years as 7 days, infinite as infinite; T1 and T2 within the counted lease', () => {
+  assert.deepEqual([0, 1, 59, 60, 3600, 604_800, 604_801, 0xfffffffe, INFINITE_SECONDS].map(boundedLeaseSeconds), [
+    60,
+    60,
+    60,
+    60,
+    3600,
+    604_800,
+    604_800,
+    604_800,
+    INFINITE_SECONDS,
+  ]);
+  assert.deepEqual(leaseTimes(boundedLeaseSeconds(0), null, null), { renewSeconds: 30, rebindSeconds: 52 });
+  // A T1 of a year past a lease counted as a week is no T1: 50 % and 87.5 % of the week.
+  assert.deepEqual(leaseTimes(boundedLeaseSeconds(0xfffffffe), 31_536_000, null), {
+    renewSeconds: 302_400,
+    rebindSeconds: 529_200,
+  });
+});
+
+test('acquire: a server that NAKs what it offered is given up on after three NAKs, in one line naming it, the address and the NAK', async () => {
+  const channel = new ScriptedChannel((m) => {
+    if (m.type === 'discover') return answerWith('offer', m, '172.16.86.126');
+    const nak = answerWith('nak', m, '0.0.0.0');
+    nak.options.set(OPT.message, Buffer.from('no'));
+    return nak;
+  });
+  const started = Date.now();
+  await assert.rejects(acquire(channel, identity, { hint: null, deadline: Date.now() + 20_000 }), {
+    message: 'the DHCP server 172.16.86.1 refused the address it offered (172.16.86.126) 3 times on eth0 (DHCPNAK: no)',
+  });
+  assert.equal(channel.sent.filter((m) => m.type === 'request').length, 3);
+  assert.ok(Date.now() - started < 5_000, 'not the 20 s budget');
+});
+
+test('what a network knows refuses an address whatever its policy: no host address, outside the subnet, its network or broadcast address, the router, the server, another container’s', () => {
+  const facts = {
+    subnets: [parsePrefix('172.16.86.0/24'), parsePrefix('2001:db8:86::/64')],
+    routers: [parseAddress('172.16.86.254')],
+    heldBy: (a: IpAddress) => (a.text === '172.16.86.120' ? '0f81d22d19e5' : null),
+  };
+  const by = { server: parseAddress('172.16.86.2'), router: parseAddress('172.16.86.1') };
+  const why = (address: string, f = facts): string | null => refuseOffered(parseAddress(address), by, f)?.why ?? null;
+  assert.equal(why('172.16.86.121'), null);
+  assert.equal(why('0.0.0.0'), 'no address a host may hold (0.0.0.0/8)');
+  assert.equal(why('127.0.0.1'), 'no address a host may hold (127.0.0.0/8)');
+  assert.equal(why('224.0.0.1'), 'no address a host may hold (224.0.0.0/4)');
+  assert.equal(why('255.255.255.255'), 'no address a host may hold (240.0.0.0/4)');
+  assert.equal(why('10.99.0.5'), "outside the network's subnet 172.16.86.0/24");
+  assert.equal(why('172.16.86.0'), 'the network or broadcast address of 172.16.86.0/24');
+  assert.equal(why('172.16.86.255'), 'the network or broadcast address of 172.16.86.0/24');
+  assert.equal(why('172.16.86.1'), "the network's router");
+  assert.equal(why('172.16.86.254'), "the network's router");
+  assert.equal(why('172.16.86.2'), "the DHCP server's own address");
+  assert.equal(why('172.16.86.120'), 'in use by another container (endpoint 0f81d22d19e5)');
+  assert.equal(why('fe80::1'), 'no address a host may hold (fe80::/10)');
+  assert.equal(why('2001:db8:99::5'), "outside the network's subnet 2001:db8:86::/64");
+  // No subnet known (an -o dhcp=true network whose host has no address on the parent): the rest still stands.
+  const unknown = { ...facts, subnets: [] };
+  assert.equal(why('10.99.0.5', unknown), null);
+  assert.equal(why('172.16.86.1', unknown), "the network's router");
 });
 
 // ---- DHCPv6 ----
@@ -519,7 +635,7 @@ test('acquire6: a bound address the offer check refuses (this host’s own) is d
   const checked: string[] = [];
   const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
     checked.push(`${address.text} ${ownMac}`);
-    return Promise.resolve(address.text === own.text ? 'this host (it holds the address on eth0)' : null);
+    return Promise.resolve(address.text === own.text ? 'in use by this host (it holds the address on eth0)' : null);
   };
   const lease = await acquire6(channel, identity, {
     hint: own,
@@ -582,7 +698,7 @@ test('renew6: a Reply that moves the lease onto another address goes through the
   const checked: string[] = [];
   const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
     checked.push(`${address.text} ${ownMac}`);
-    return Promise.resolve(address.text === own.text ? 'this host (it holds the address on eth0)' : null);
+    return Promise.resolve(address.text === own.text ? 'in use by this host (it holds the address on eth0)' : null);
   };
   const same = await renew6(channel, identity, lease, 'renew', Date.now() + 3000, hostOnly);
   assert.equal(same.kind, 'ack');

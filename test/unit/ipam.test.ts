@@ -15,6 +15,13 @@ import { LocalAddressBook } from '../../src/state/address-book';
 import { SqliteStore } from '../../src/state/sqlite';
 import { OrphanClaims } from '../../src/ipam/orphans';
 import { allocatorSuite, pool, take } from '../support/allocator-suite';
+import { LanplugIpam } from '../../src/endpoint/lanplug-ipam';
+import { ipamRoutes } from '../../src/api/docker/ipam-routes';
+import { LanConflicts, ONE_DEVICE_STREAK } from '../../src/lan/conflicts';
+import { LanGuard, type Prober } from '../../src/lan/guard';
+import type { ProbeLink, ProbeVerdict } from '../../src/lan/probe';
+import type { IpAddress } from '../../src/net/address';
+import type { LanSightings } from '../../src/state/store';
 
 let dir: string;
 let store: SqliteStore;
@@ -135,4 +142,59 @@ test('a claim no endpoint holds is freed on the second pass past the grace perio
     ['172.16.86.1', held].sort(),
     'the gateway and the held address stay',
   );
+});
+
+test('automatic allocation where one device answers every probe (proxy ARP): refused after ONE_DEVICE_STREAK probes naming it, the next after one probe, nothing claimed; an address nobody answers for lifts it; a device answering from a new MAC each time is stopped after 256', async () => {
+  const link: ProbeLink = { index: 7, name: 'eth0', mac: '02:00:00:00:00:07', listenAll: false };
+  let probes = 0;
+  let answer: (address: IpAddress) => ProbeVerdict = () => ({
+    inUse: true,
+    mac: '06:00:00:00:00:01',
+    how: 'it answered an ARP probe on eth0',
+  });
+  const prober: Prober = (_link, candidate) => {
+    probes++;
+    return Promise.resolve(answer(candidate));
+  };
+  const sightings: LanSightings = { recordSighting: () => undefined, listSightings: () => [] };
+  const conflicts = new LanConflicts(new LanGuard(silentLogger, prober), sightings, silentLogger, null);
+  const allocator = new IpamAllocator(new LocalAddressBook(store), silentLogger, {
+    takenIn: () => conflicts.takenOn(link),
+  });
+  const check = { link, policy: 'refuse', networkId: 'n1' } as const;
+  const routes = ipamRoutes(new LanplugIpam(allocator, { conflicts, rulesForPool: () => ({ lan: check }) }));
+  const requestAddress = routes.get('/IpamDriver.RequestAddress');
+  assert.ok(requestAddress !== undefined);
+  const poolId = await pool(allocator, '172.20.0.0/16');
+  const oneDevice =
+    /^one device answers for every address on the LAN: 06:00:00:00:00:01 answered ARP probes for 16 addresses in a row on eth0 \(172\.20\.0\.1 to 172\.20\.0\.16\)/;
+  await assert.rejects(Promise.resolve(requestAddress({ PoolID: poolId })), { message: oneDevice });
+  assert.equal(probes, ONE_DEVICE_STREAK);
+  await assert.rejects(Promise.resolve(requestAddress({ PoolID: poolId })), { message: oneDevice });
+  assert.equal(probes, ONE_DEVICE_STREAK + 1, 'the next allocation stops at its first probe');
+  assert.deepEqual(store.claimedAddresses(poolId), [], 'nothing stays claimed');
+  // The device stopped answering for .18: the LAN has free addresses after all.
+  answer = (address) =>
+    address.text === '172.20.0.18'
+      ? { inUse: false }
+      : { inUse: true, mac: '06:00:00:00:00:01', how: 'it answered an ARP probe on eth0' };
+  assert.deepEqual(await requestAddress({ PoolID: poolId }), { Address: '172.20.0.18/16', Data: {} });
+  assert.equal(conflicts.answeringEverything(check, 4), null);
+
+  // Every probe answered from a MAC of its own: no device answers twice, the walk ends at 256 all the same.
+  const spoofing = { ...link, index: 8 };
+  answer = () => ({ inUse: true, mac: `06:00:00:00:${(probes >> 8) & 0xff}:${probes & 0xff}`, how: 'test' });
+  const spoofed = ipamRoutes(
+    new LanplugIpam(
+      new IpamAllocator(new LocalAddressBook(store), silentLogger, { takenIn: () => conflicts.takenOn(spoofing) }),
+      { conflicts, rulesForPool: () => ({ lan: { link: spoofing, policy: 'refuse', networkId: 'n2' } }) },
+    ),
+  ).get('/IpamDriver.RequestAddress');
+  assert.ok(spoofed !== undefined);
+  const before = probes;
+  await assert.rejects(Promise.resolve(spoofed({ PoolID: await pool(allocator, '172.21.0.0/16') })), {
+    message:
+      /^256 addresses in a row are in use on the LAN, the last 172\.21\.1\.0 by 06:00:00:00:\S+ \(test\); lanplug stopped looking: give --ip-range where the LAN has free addresses$/,
+  });
+  assert.equal(probes - before, 256);
 });
