@@ -50,6 +50,7 @@ import { StateLock } from './state/lock';
 import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
+import { processFigures } from './sys/process-stats';
 import { systemdSockets } from './systemd-sockets';
 import { versionLine } from './version';
 
@@ -211,6 +212,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
                   ),
                 })
               : { Shared: false },
+          stats: () => ({ process: processFigures(), store: store.figures() }),
         }),
         errorField: 'Err',
       },

@@ -16,7 +16,7 @@
  */
 import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LanplugError } from '../errors';
 import type { AddressKind, PoolRecord } from '../model/ipam';
@@ -48,6 +48,24 @@ interface Row {
   id: string;
   record: string;
   created_at: number;
+}
+
+/** SqliteStore.figures. */
+export interface StoreFigures {
+  databaseBytes: number;
+  /** 0 when there is no write-ahead log file (checkpointed and removed, or never written). */
+  walBytes: number;
+  /** Prepared statements the connection keeps (one per distinct query). */
+  statements: number;
+  rows: Record<string, number>;
+}
+
+function sizeOf(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
 }
 
 export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, SharedPoolState {
@@ -489,6 +507,26 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
     } finally {
       if (outermost) this.syncOnCommit = false;
     }
+  }
+
+  /**
+   * The database's size on disk (the file and its write-ahead log) and the rows of each table:
+   * what the soak watches for growth (Lanplug.Stats).
+   */
+  figures(): StoreFigures {
+    const tables = this.stmt("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
+      name: string;
+    }[];
+    const rows: Record<string, number> = {};
+    // Table names come from the schema itself, not from a caller: quoted, they are safe to put in the query.
+    for (const { name } of tables)
+      rows[name] = (this.stmt(`SELECT count(*) AS n FROM "${name.replace(/"/g, '""')}"`).get() as { n: number }).n;
+    return {
+      databaseBytes: sizeOf(this.path),
+      walBytes: sizeOf(`${this.path}-wal`),
+      statements: this.statements.size,
+      rows,
+    };
   }
 
   close(): void {
