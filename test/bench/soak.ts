@@ -31,7 +31,7 @@ async function main(): Promise<number> {
   const lab = await SoakLab.open({
     rounds: ROUNDS,
     apiPerRound: apiShare(API_PER_ROUND),
-    workers: { dockerIpam: 3, lanplugIpam: 1, dhcp: 2 },
+    workers: { dockerIpam: 3, lanplugIpam: 2, dhcp: 2 },
     dockerPerRound: DOCKER_PER_ROUND,
     residents: RESIDENTS,
     renewSeconds: 3,

@@ -22,7 +22,7 @@ test('a short soak: every count is flat after the warm-up and back to where it w
   const lab = await SoakLab.open({
     rounds: 10,
     apiPerRound: { dockerIpam: 300, lanplugIpam: 100, dhcp: 4 },
-    workers: { dockerIpam: 3, lanplugIpam: 1, dhcp: 2 },
+    workers: { dockerIpam: 3, lanplugIpam: 2, dhcp: 2 },
     dockerPerRound: 6,
     residents: RESIDENTS,
     renewSeconds: 3,
