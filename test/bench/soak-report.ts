@@ -103,7 +103,13 @@ function soakChart(
     const y0 = 36 + Math.floor(i / columns) * panelH;
     const w = panelW - plot.left - plot.right;
     const h = panelH - plot.top - plot.bottom;
-    const ys = samples.map((s) => s.values[j.metric.key] ?? NaN).filter(Number.isFinite);
+    const fit = leastSquares(fitted.map((s) => ({ x: s.apiCycles, y: s.values[j.metric.key] ?? NaN })));
+    const fx = [warmEnd, maxX];
+    // The fitted line's ends are on the scale too: the line never leaves the panel.
+    const ys = [
+      ...samples.map((s) => s.values[j.metric.key] ?? NaN),
+      ...fx.map((x) => fit.intercept + fit.slope * x),
+    ].filter(Number.isFinite);
     let lo = Math.min(...ys);
     let hi = Math.max(...ys);
     if (hi - lo < (j.metric.unit === 'count' ? 2 : Math.abs(hi) * 0.02 + 1)) {
@@ -131,8 +137,6 @@ function soakChart(
       )
       .join(' ');
     parts.push(`<path d="${path}" fill="none" stroke="${colour}" stroke-width="1.2"/>`);
-    const fit = leastSquares(fitted.map((s) => ({ x: s.apiCycles, y: s.values[j.metric.key] ?? NaN })));
-    const fx = [warmEnd, maxX];
     parts.push(
       `<line x1="${px(fx[0] ?? 0).toFixed(1)}" y1="${py(fit.intercept + fit.slope * (fx[0] ?? 0)).toFixed(1)}" x2="${px(fx[1] ?? 0).toFixed(1)}" y2="${py(fit.intercept + fit.slope * (fx[1] ?? 0)).toFixed(1)}" stroke="#333" stroke-dasharray="4 3"/>`,
     );
