@@ -207,27 +207,31 @@ export class SoakLab {
       '-o',
       'host_access=true',
     ];
-    const create = (name: string, args: string[]): string => {
-      host.dockerOk(['network', 'create', '-d', 'lanplug-macvlan', ...args, name]);
-      return host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', name]).trim();
+    /** `docker network create` with `args` (which end with the name); the network's id. */
+    const create = (args: string[]): string => {
+      host.dockerOk(args);
+      return host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', args[args.length - 1] ?? '']).trim();
     };
+    const lanplugNetwork = (name: string, args: string[]): string[] => [
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      ...args,
+      name,
+    ];
     // Driven by dockerd (docker run/rm)...
-    create('run-docker-ipam', hostAccess('10.31'));
-    create('run-lanplug-ipam', ['--ipam-driver', 'lanplug', ...hostAccess('10.32')]);
-    host.dockerOk(dhcpNetworkArgs('run-dhcp'));
+    create(lanplugNetwork('run-docker-ipam', hostAccess('10.31')));
+    create(lanplugNetwork('run-lanplug-ipam', ['--ipam-driver', 'lanplug', ...hostAccess('10.32')]));
+    create(dhcpNetworkArgs('run-dhcp'));
     // ...and by the soak's own driver-API clients (dockerd only created them).
     this.api = {
-      dockerIpam: { kind: 'dockerIpam', id: create('api-docker-ipam', hostAccess('10.33')) },
+      dockerIpam: { kind: 'dockerIpam', id: create(lanplugNetwork('api-docker-ipam', hostAccess('10.33'))) },
       lanplugIpam: {
         kind: 'lanplugIpam',
-        id: create('api-lanplug-ipam', ['--ipam-driver', 'lanplug', ...hostAccess('10.34')]),
+        id: create(lanplugNetwork('api-lanplug-ipam', ['--ipam-driver', 'lanplug', ...hostAccess('10.34')])),
       },
-      dhcp: {
-        kind: 'dhcp',
-        id:
-          (host.dockerOk(dhcpNetworkArgs('api-dhcp')),
-          host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'api-dhcp']).trim()),
-      },
+      dhcp: { kind: 'dhcp', id: create(dhcpNetworkArgs('api-dhcp')) },
     };
     const connections = API_KINDS.reduce((n, k) => n + options.workers[k], 0);
     this.rtnl = openRtnl({ netns: `/run/netns/${host.ns}` });
