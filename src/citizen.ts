@@ -15,7 +15,7 @@ import { nextCandidates } from './lan/candidates';
 import { LanConflicts, type LanCheck } from './lan/conflicts';
 import { LanGuard } from './lan/guard';
 import type { HostAddresses } from './lan/host-addresses';
-import type { ProbeLink } from './lan/probe';
+import { probe, type ProbeLink } from './lan/probe';
 import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
 import type { Logger } from './log';
@@ -48,7 +48,11 @@ export class LanCitizen {
     private readonly log: Logger,
     host: HostAddresses,
   ) {
-    this.conflicts = new LanConflicts(new LanGuard(log), store, log, host, () => this.warmSoon());
+    const ownAnswer = (link: ProbeLink, address: IpAddress, mac: string): boolean =>
+      this.holding(link, address)?.mac.toLowerCase() === mac.toLowerCase();
+    this.conflicts = new LanConflicts(new LanGuard(log, probe, Date.now, ownAnswer), store, log, host, () =>
+      this.warmSoon(),
+    );
     this.watch = new LanWatch((link, address) => this.holding(link, address), store, log);
   }
 

@@ -53,6 +53,7 @@ import { StateLock } from './state/lock';
 import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
+import { processFigures } from './sys/process-stats';
 import { versionLine } from './version';
 
 export interface DaemonOptions {
@@ -170,7 +171,14 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       new DhcpAttachments(cni.attachments, driver, keeper, log),
     );
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
-    closers.add(await PluginServer.listen(options.stateDir, controlEndpoint(housekeeping), log), (c) => c.close());
+    closers.add(
+      await PluginServer.listen(
+        options.stateDir,
+        controlEndpoint(housekeeping, () => ({ process: processFigures(), store: store.figures() })),
+        log,
+      ),
+      (c) => c.close(),
+    );
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
       ipam: ipamRoutes(new LanplugIpam(allocator, citizen)),

@@ -2,8 +2,12 @@
  * The daemon's control socket, `<stateDir>/control.sock` (root-only, like the
  * directory): how `lanplug gc` asks a running daemon to reconcile now, since
  * only one process may hold the state directory; and how `lanplug status` and
- * `doctor` read shared pools, whose etcd connection only the daemon has.
+ * `doctor` read shared pools, whose etcd connection only the daemon has; and
+ * the daemon's own figures (memory, descriptors, sockets, timers, the
+ * database), which the soak samples to see that nothing grows with use.
  */
+import type { StoreFigures } from '../state/sqlite';
+import type { ProcessFigures } from '../sys/process-stats';
 import type { JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
 import type { PluginEndpoint } from './docker/server';
@@ -21,12 +25,18 @@ export interface ControlActions {
   sharedPools(): Promise<object>;
 }
 
-/** The control socket's name and routes, its errors in `Err` as the driver API's are. */
-export function controlEndpoint(actions: ControlActions): PluginEndpoint {
-  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions), errorField: 'Err' };
+/** What Lanplug.Stats answers: the daemon's figures now. */
+export interface DaemonStats {
+  process: ProcessFigures;
+  store: StoreFigures;
 }
 
-export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Handler> {
+/** The control socket's name and routes, its errors in `Err` as the driver API's are. */
+export function controlEndpoint(actions: ControlActions, stats: () => DaemonStats): PluginEndpoint {
+  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions, stats), errorField: 'Err' };
+}
+
+export function controlRoutes(actions: ControlActions, stats: () => DaemonStats): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
     [
       '/Lanplug.Gc',
@@ -42,6 +52,7 @@ export function controlRoutes(actions: ControlActions): ReadonlyMap<string, Hand
       },
     ],
     ['/Lanplug.SharedPools', async () => asJson(await actions.sharedPools())],
+    ['/Lanplug.Stats', () => asJson(stats())],
   ]);
 }
 

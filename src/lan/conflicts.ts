@@ -108,7 +108,8 @@ export class LanConflicts {
   /** Asks the LAN about `address` (see LanGuard.ask); remembers who answered. */
   async verdict(check: LanCheck, address: IpAddress, options: AskOptions = {}): Promise<ProbeVerdict> {
     const verdict = await this.guard.ask(check.link, address, options);
-    if (verdict.inUse) {
+    // A container of this host is not a device of the LAN to show in `lanplug doctor`.
+    if (verdict.inUse && verdict.ownContainer !== true) {
       this.sightings.recordSighting(
         { address: address.text, mac: verdict.mac, how: verdict.how, networkId: null },
         Date.now(),

@@ -9,6 +9,11 @@
  *   the address without asking, and then asks again (devices leave).
  * - At most one probe per address and link is in flight; callers of the same
  *   address share it.
+ * - An answer from a container of this host holding the address (the warmer
+ *   asked about a candidate just as Docker gave it to a container) is no LAN
+ *   device: it says the address is in use now, but it is not remembered, or
+ *   the next container Docker gives that address would be refused for
+ *   minutes because of one that is gone.
  *
  * Answers are kept per probing link and address: two VLANs (two eyes, two
  * parents) may carry the same subnet, and a device holding an address on one
@@ -54,6 +59,9 @@ export interface AskOptions {
   ownMac?: string;
 }
 
+/** Whether `mac`, answering for `address` behind `link`, is a container of this host that holds it. */
+export type OwnAnswer = (link: ProbeLink, address: IpAddress, mac: string) => boolean;
+
 export class LanGuard {
   private readonly known = new Map<string, Known>();
   private readonly inFlight = new Map<string, Promise<ProbeVerdict>>();
@@ -62,6 +70,7 @@ export class LanGuard {
     private readonly log: Logger,
     private readonly prober: Prober = probe,
     private readonly now: () => number = Date.now,
+    private readonly ownAnswer: OwnAnswer = () => false,
   ) {}
 
   /**
@@ -87,6 +96,10 @@ export class LanGuard {
     if (verdict.inUse && verdict.contended === true) {
       this.log.info('address contended on the LAN', fields);
       return verdict;
+    }
+    if (verdict.inUse && this.ownAnswer(link, address, verdict.mac)) {
+      this.log.debug('a container of this host answered for its address', fields);
+      return { ...verdict, ownContainer: true };
     }
     // Free for the owner is not free for everyone (the owner's own answer was ignored): not remembered.
     if (!verdict.inUse && ownMac !== null) return verdict;

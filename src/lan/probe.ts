@@ -33,7 +33,16 @@ export interface ProbeLink {
  * address being in use: on a LAN where several lanplug hosts share a pool, it is mostly another
  * host's background check of the same candidate, and remembering it would lose the address.
  */
-export type ProbeVerdict = { inUse: false } | { inUse: true; mac: string; how: string; contended?: boolean };
+export type ProbeVerdict =
+  | { inUse: false }
+  | {
+      inUse: true;
+      mac: string;
+      how: string;
+      contended?: boolean;
+      /** The one that answered is a container of this host holding the address (LanGuard's ownAnswer). */
+      ownContainer?: boolean;
+    };
 
 export interface ProbeTiming {
   /** Probes sent; the first after U(0, firstDelayMs), then one every U(spacingMs, 2 × spacingMs). */

@@ -23,6 +23,7 @@ import type { IpamStore } from './ipam-store';
 import type { LeaseStore } from './lease-store';
 import type { LostAddress, PendingPoolRelease, SharedPoolState } from './shared-state';
 import { SqliteConnection } from './sqlite/connection';
+import { storeFigures, type StoreFigures } from './sqlite/figures';
 import { IpamTables } from './sqlite/ipam';
 import { LanSeenTable } from './sqlite/lan-seen';
 import { LeaseTables } from './sqlite/leases';
@@ -32,6 +33,7 @@ import { SharedPoolTables } from './sqlite/shared-pools';
 import type { LanSighting, LanSightings, Store } from './store';
 
 export { DATABASE_FILE } from './sqlite/connection';
+export type { StoreFigures } from './sqlite/figures';
 
 export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, SharedPoolState {
   private readonly networks: NetworkTables;
@@ -58,6 +60,11 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   /** Opens an existing database without creating or migrating anything (status, doctor). */
   static openReadOnly(stateDir: string): SqliteStore {
     return new SqliteStore(SqliteConnection.openReadOnly(stateDir));
+  }
+
+  /** The database's size, statements and rows per table (Lanplug.Stats). */
+  figures(): StoreFigures {
+    return storeFigures(this.c);
   }
 
   /** For messages: the database file. */

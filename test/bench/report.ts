@@ -6,20 +6,27 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Results, Row } from './stats';
 
+/** Columns padded to their widest cell: the first `textColumns` left-aligned, the rest (numbers) right-aligned. */
+export function formatTable(header: readonly string[], cells: readonly string[][], textColumns: number): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const line = (c: readonly string[]): string =>
+    c.map((v, i) => (i < textColumns ? v.padEnd(widths[i] ?? 0) : v.padStart(widths[i] ?? 0))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...cells.map(line)];
+}
+
+export function environmentLine(environment: Record<string, string>): string {
+  return Object.entries(environment)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join('; ');
+}
+
 export function printTable(results: Results, environment: Record<string, string>): string {
   const header = ['section', 'what', 'n', 'p50 ms', 'p99 ms'];
   const cells = results.rows.map((r) => [r.section, r.what, String(r.n), r.p50.toFixed(2), r.p99.toFixed(2)]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
-  const line = (c: string[]): string =>
-    c.map((v, i) => (i < 2 ? v.padEnd(widths[i] ?? 0) : v.padStart(widths[i] ?? 0))).join('  ');
   const out = [
-    Object.entries(environment)
-      .map(([k, v]) => `${k}: ${v}`)
-      .join('; '),
+    environmentLine(environment),
     '',
-    line(header),
-    widths.map((w) => '-'.repeat(w)).join('  '),
-    ...cells.map(line),
+    ...formatTable(header, cells, 2),
     '',
     ...results.figures.map((f) => `${f.what}: ${f.value.toFixed(f.unit === 'ms' ? 1 : 2)} ${f.unit}`),
     '',
@@ -68,11 +75,20 @@ function chart(rows: readonly Row[], environment: Record<string, string>): strin
     }
     y += 22;
   }
-  const title = `lanplug bench: p50 bar, p99 tick, ms (${escape(environment['machine'] ?? '')}; kernel ${escape(environment['kernel'] ?? '')}; ${escape(environment['docker'] ?? '')})`;
+  return svgDocument(width, y, `lanplug bench: p50 bar, p99 tick, ms (${machineLine(environment)})`, parts);
+}
+
+/** The machine, kernel and engine a chart was measured on, for its title. */
+export function machineLine(environment: Record<string, string>): string {
+  return `${environment['machine'] ?? ''}; kernel ${environment['kernel'] ?? ''}; ${environment['docker'] ?? ''}`;
+}
+
+/** A white SVG page with `title` on top and `parts` (already escaped) below it. */
+export function svgDocument(width: number, height: number, title: string, parts: readonly string[]): string {
   return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="20" font-size="13">${title}</text>`,
+    `<text x="10" y="20" font-size="13">${escape(title)}</text>`,
     ...parts,
     '</svg>',
     '',
@@ -85,6 +101,6 @@ function colourOf(what: string): string {
   return '#2874a6';
 }
 
-function escape(text: string): string {
+export function escape(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }

@@ -5,10 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { LanConflicts, type LanCheck } from '../../src/lan/conflicts';
 import { LanGuard, type Prober } from '../../src/lan/guard';
 import type { ProbeLink, ProbeVerdict } from '../../src/lan/probe';
 import { silentLogger } from '../../src/log';
-import { parseAddress } from '../../src/net/address';
+import { parseAddress, type IpAddress } from '../../src/net/address';
 
 const LINK: ProbeLink = { index: 7, name: 'eth0', mac: '02:00:00:00:00:07', listenAll: false };
 /** Another VLAN's eye, on a parent that carries the same subnet. */
@@ -68,6 +69,40 @@ test('another device only probing for the address (contended) ends the probe as 
   assert.equal(guard.isKnownFree(LINK, address), false);
   await guard.ask(LINK, address);
   assert.deepEqual(asked, ['172.16.86.4', '172.16.86.4']);
+});
+
+test('a container of this host answering for its address (the warmer asked about a candidate just as Docker gave it away) is no LAN device: in use now, not remembered, not a sighting, and the next container given the address is not refused', async () => {
+  // The soak's failure: a round's container got 10.31.0.2 while the warmer's round, which had listed it as a
+  // candidate, was still probing; the container answered, and the next round's container, given 10.31.0.2 by
+  // Docker, was refused for 10 minutes: "in use on the LAN by 02:42:0a:1f:00:02" -- the MAC of the one before.
+  const container = '02:42:0a:1f:00:02';
+  const address = parseAddress('10.31.0.2');
+  let holder: string | null = container;
+  const asked: string[] = [];
+  const prober: Prober = async (_link, candidate) => {
+    asked.push(candidate.text);
+    await new Promise((r) => setTimeout(r, 5));
+    return holder === null ? { inUse: false } : { inUse: true, mac: holder, how: 'it answered an ARP probe on eth0' };
+  };
+  const ownAnswer = (_link: ProbeLink, a: IpAddress, mac: string): boolean =>
+    holder !== null && a.text === address.text && mac === holder;
+  const guard = new LanGuard(silentLogger, prober, Date.now, ownAnswer);
+  const sightings: string[] = [];
+  const conflicts = new LanConflicts(
+    guard,
+    { recordSighting: (s) => sightings.push(`${s.address} ${s.mac}`), listSightings: () => [] },
+    silentLogger,
+    null,
+  );
+  const check: LanCheck = { link: LINK, policy: 'refuse', networkId: 'n'.repeat(64) };
+  const warm = await conflicts.verdict(check, address);
+  assert.equal(warm.inUse, true, 'the address is in use while the container holds it');
+  assert.equal(guard.isKnownTaken(LINK, address), false);
+  assert.deepEqual(guard.taken(), []);
+  assert.deepEqual(sightings, [], 'a container of this host is not a device of the LAN');
+  holder = null; // docker rm -f: the container and its link are gone
+  await conflicts.requireUsable({ addresses: [address], lan: check }, { host: () => 'x', lan: 'y' });
+  assert.deepEqual(asked, ['10.31.0.2', '10.31.0.2'], 'asked again, not refused from memory');
 });
 
 test('callers asking about one address at once share one probe', async () => {

@@ -95,6 +95,11 @@ export class SqliteConnection {
     return this.db.readonly;
   }
 
+  /** Prepared statements kept (one per distinct query): a figure the soak watches. */
+  get statementCount(): number {
+    return this.statements.size;
+  }
+
   /** Prepared once per connection: preparing costs more than running most of these. */
   stmt(sql: string): Database.Statement {
     let statement = this.statements.get(sql);
