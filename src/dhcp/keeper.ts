@@ -249,7 +249,14 @@ export class LeaseKeeper {
 
   /** Every `everyMs`: leases whose container vanished without a Leave are released. */
   start(everyMs: number): void {
-    this.watchdog = setInterval(() => this.sweep(), everyMs);
+    this.watchdog = setInterval(() => {
+      // A timer's throw would end the daemon: a sweep that fails (the store unwritable) is tried again next time.
+      try {
+        this.sweep();
+      } catch (err) {
+        this.log.warn('dhcp watchdog pass failed; trying again at the next', { error: String(err) });
+      }
+    }, everyMs);
     this.watchdog.unref();
   }
 

@@ -99,9 +99,16 @@ export class DhcpAttachments {
     const lease = record === null ? null : leaseOf(record, 4);
     if (record === null || lease === null)
       throw notFound(`${what} holds no DHCP lease any more (released); DEL and ADD it again`);
-    if (stateAt(lease, Date.now()) === 'expired')
+    const state = stateAt(lease, Date.now());
+    if (state === 'expired')
       throw notFound(
         `${what}: its DHCP lease of ${lease.address.address.text} expired without an answer from the server (${record.lastError ?? 'no renewal'}); the server may give the address to another device`,
+      );
+    // Refused (a NAK, or a move the LAN check declined) and not replaced yet: the server no longer
+    // counts the address as the pod's, so it is as unsafe as an expired one.
+    if (state === 'refused')
+      throw notFound(
+        `${what}: the DHCP server refused the lease of ${lease.address.address.text} (${record.lastError ?? 'refused'}) and no new one was bound yet; the server may give the address to another device`,
       );
     this.log.debug('dhcp lease held', { endpoint: shortId(endpointId), address: lease.address.address.text });
   }

@@ -60,7 +60,12 @@ export class EngineVersion {
   learnSoon(engine: Pick<DockerEngine, 'info'>): void {
     engine.info().then(
       (info) => {
-        if (info.version !== null) this.learned(info.version);
+        // learned() writes to the store: a failure there is no reason to end the daemon (learned next pass).
+        try {
+          if (info.version !== null) this.learned(info.version);
+        } catch {
+          // the periodic pass learns it again
+        }
       },
       () => undefined,
     );
