@@ -7,7 +7,7 @@
  * what it printed, then removes everything it made.
  */
 import { createDockerHost, type DockerHost } from './docker-host';
-import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer } from './dhcp-server';
+import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from './dhcp-server';
 import { startEtcdCluster } from './etcd-cluster';
 import { createLan, type Lan } from './lan';
 import { BUSYBOX } from './image';
@@ -187,7 +187,7 @@ $ lanplug plugin remove
  * them (CNI_* variables, the configuration on stdin), into a namespace that
  * plays a Podman or Kubernetes pod.
  */
-function cniStep(lan: Lan, host: DockerHost, stateDir: string): void {
+function cniStep(lan: Lan, host: DockerHost, stateDir: string, dhcpServer: DhcpServer): void {
   step('CNI: the same daemon serves Podman, containerd and Kubernetes. `lanplug install --cni` builds the');
   step('plugins (lanplug-macvlan, lanplug-ipvlan) into /opt/cni/bin; a conflist written for the reference');
   step('macvlan + host-local works with its two types changed. Here is the call a runtime makes for a pod:');
@@ -211,10 +211,10 @@ function cniStep(lan: Lan, host: DockerHost, stateDir: string): void {
         routes: [{ dst: '0.0.0.0/0' }],
       },
     };
-    const call = (command: string): string => {
+    const call = (command: string, config: object = conf, file = 'demo-lan.conf'): string => {
       process.stdout.write(
         `
-$ CNI_COMMAND=${command} CNI_CONTAINERID=pod1 CNI_NETNS=/run/netns/${pod} CNI_IFNAME=eth0 /opt/cni/bin/lanplug-macvlan < demo-lan.conf
+$ CNI_COMMAND=${command} CNI_CONTAINERID=pod1 CNI_NETNS=/run/netns/${pod} CNI_IFNAME=eth0 /opt/cni/bin/lanplug-macvlan < ${file}
 `,
       );
       const r = host.exec([plugin], {
@@ -225,7 +225,7 @@ $ CNI_COMMAND=${command} CNI_CONTAINERID=pod1 CNI_NETNS=/run/netns/${pod} CNI_IF
           CNI_NETNS: `/run/netns/${pod}`,
           CNI_IFNAME: 'eth0',
         },
-        input: JSON.stringify(conf),
+        input: JSON.stringify(config),
       });
       if (r.status !== 0) throw new Error(`CNI ${command} failed: ${r.stdout}${r.stderr}`);
       return r.stdout;
@@ -248,6 +248,33 @@ ${JSON.stringify(conf, null, 2)}
     process.stdout.write(
       '(DEL answers nothing on success; the link and the address are gone, and the network with them)\n',
     );
+
+    step(
+      'A pod can take its address from the LAN\'s DHCP server instead: "ipam": {"type": "lanplug-dhcp"}. The daemon',
+    );
+    step('asks from inside the pod, checks the offer on the LAN, renews the lease and gives it back at DEL.');
+    const dhcpConf = {
+      cniVersion: '1.0.0',
+      name: 'demo-dhcp',
+      type: 'lanplug-macvlan',
+      master: 'eth0',
+      ipam: { type: 'lanplug-dhcp' },
+    };
+    process.stdout.write(`
+# demo-dhcp.conf:
+${JSON.stringify(dhcpConf, null, 2)}
+`);
+    const leased = call('ADD', dhcpConf, 'demo-dhcp.conf');
+    process.stdout.write(JSON.stringify(JSON.parse(leased), null, 2) + '\n');
+    process.stdout.write(`
+# the DHCP server's lease file:
+${readFileSync(dhcpServer.leaseFile, 'utf8')
+  .split('\n')
+  .filter((l) => l.includes('pod1'))
+  .join('\n')}
+`);
+    call('DEL', dhcpConf, 'demo-dhcp.conf');
+    process.stdout.write('(DEL sent DHCPRELEASE: the server has the address back)\n');
   } finally {
     host.exec(['ip', 'netns', 'del', pod]);
   }
@@ -408,9 +435,8 @@ async function main(): Promise<void> {
     );
     show(host, ['rm', '-f', 'dual-app']);
     show(host, ['network', 'rm', 'office6']);
+    cniStep(lan, host, plugin.stateDir, dhcpServer);
     dhcpServer.stop();
-
-    cniStep(lan, host, plugin.stateDir);
 
     step('lanplug doctor: what this host can do and whether lanplug is healthy on it.');
     hostCommand(
