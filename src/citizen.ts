@@ -12,7 +12,7 @@ import type { AddressFilter, IpamAllocator } from './ipam/allocator';
 import type { LanHearing } from './ipam/reclaim';
 import { hearAddress } from './lan/hearing';
 import { nextCandidates } from './lan/candidates';
-import { LanConflicts, type LanCheck } from './lan/conflicts';
+import { LanConflicts, ONE_DEVICE_SAMPLES, type LanCheck } from './lan/conflicts';
 import { LanGuard } from './lan/guard';
 import type { HostAddresses } from './lan/host-addresses';
 import { probe, type ProbeLink } from './lan/probe';
@@ -21,7 +21,7 @@ import { LanWatch, type Holding } from './lan/watch';
 import type { Logger } from './log';
 import type { PoolRecord } from './model/ipam';
 import { addressesOf, shortId, type EndpointRecord, type NetworkRecord, type NetworkSpec } from './model/network';
-import { networkOf, sameAddress, type IpAddress } from './net/address';
+import { formatPrefix, networkOf, sameAddress, type Family, type IpAddress } from './net/address';
 import type { IpamStore } from './state/ipam-store';
 import type { LeaseStore } from './state/lease-store';
 import type { SharedPoolState } from './state/shared-state';
@@ -315,7 +315,12 @@ export class LanCitizen {
       const candidates = await nextCandidates(network.spec, endpoints, pools, allocator, (a) =>
         this.conflicts.isKnownTaken(check.link, a),
       );
-      targets.push({ check, candidates });
+      const elsewhere = async (family: Family, exclude: (address: IpAddress) => boolean): Promise<IpAddress[]> => {
+        const subnet = (family === 4 ? network.spec.ipv4 : network.spec.ipv6)[0];
+        const pool = pools.find((p) => subnet !== undefined && formatPrefix(p.pool) === formatPrefix(subnet.pool));
+        return pool === undefined ? [] : allocator.randomUnclaimed(pool.poolId, ONE_DEVICE_SAMPLES, exclude);
+      };
+      targets.push({ check, candidates, elsewhere });
     }
     return targets;
   }

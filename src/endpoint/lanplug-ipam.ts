@@ -17,9 +17,16 @@
 import type { LanCitizen } from '../citizen';
 import { LanplugError } from '../errors';
 import type { AddressRequest, IpamAllocator, PoolRequest } from '../ipam/allocator';
-import { ADVICE_EXPLICIT, answeringEverythingMessage, HOST_ADVICE_EXPLICIT } from '../lan/conflicts';
+import {
+  ADVICE_EXPLICIT,
+  answeringEverythingMessage,
+  HOST_ADVICE_EXPLICIT,
+  ONE_DEVICE_SAMPLES,
+  type AnsweringEverything,
+  type LanCheck,
+} from '../lan/conflicts';
 import type { PoolRecord } from '../model/ipam';
-import type { IpAddress, IpPrefix } from '../net/address';
+import type { Family, IpAddress, IpPrefix } from '../net/address';
 
 /** What the driver asks of the LAN side: the checks, and which apply to a pool's addresses. */
 export type IpamLan = Pick<LanCitizen, 'conflicts' | 'rulesForPool'>;
@@ -33,11 +40,21 @@ export type IpamLan = Pick<LanCitizen, 'conflicts' | 'rulesForPool'>;
  */
 const MAX_ANSWERED_PER_ALLOCATION = 256;
 
+/**
+ * How long one automatic allocation may walk answered addresses. Docker gives a plugin call 30 s
+ * (its plugin client's timeout) and then retries, while the walk would go on and claim an address
+ * Docker never gets. A device answering each probe late (~190 ms, within the probe's window) makes
+ * 256 probes ~50 s; 10 s leaves the rest of the call, and CreateEndpoint after it, well inside 30 s.
+ */
+const WALK_BUDGET_MS = 10_000;
+
 export class LanplugIpam {
   constructor(
     private readonly allocator: IpamAllocator,
     /** The LAN side; null: addresses are claimed without asking anyone (tests of the API edge). */
     private readonly lan: IpamLan | null = null,
+    /** The clock the walk's budget is measured on (tests of a slow LAN). */
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** Whether pools are shared with other hosts (then Docker must send each endpoint's MAC). */
@@ -64,6 +81,7 @@ export class LanplugIpam {
     // Refused before it is claimed: automatic allocation skips this host's addresses on its own.
     if (lan !== null && rules !== null && request.preferred !== null)
       lan.conflicts.refuseHostAddresses([request.preferred], HOST_ADVICE_EXPLICIT);
+    const started = this.now();
     for (let answered = 1; ; answered++) {
       // Claimed first, asked about after: no other request can take it while the LAN is asked.
       const address = await this.allocator.requestAddress(request);
@@ -85,15 +103,39 @@ export class LanplugIpam {
         throw new LanplugError('Conflict', lan.conflicts.refusalOf(check, address.address, verdict, ADVICE_EXPLICIT));
       // Automatic: the allocator now skips it (the LAN was seen using it); the next one, unless what
       // answered answers for everything, or the walk is long enough to be no ordinary LAN's.
-      const everything = lan.conflicts.answeringEverything(check, address.address.family);
+      const everything = await this.answeringEverything(lan, check, request.poolId, address.address.family);
       if (everything !== null && everything.mac === verdict.mac)
         throw new LanplugError('Conflict', answeringEverythingMessage(everything));
+      const spent = this.now() - started;
+      if (spent >= WALK_BUDGET_MS)
+        throw new LanplugError(
+          'Conflict',
+          `${answered} addresses in a row are in use on the LAN, the last ${address.address.text} by ${verdict.mac} (${verdict.how}); lanplug stopped looking after ${(spent / 1000).toFixed(1)} s (the LAN answers slowly): give --ip-range where the LAN has free addresses`,
+        );
       if (answered >= MAX_ANSWERED_PER_ALLOCATION)
         throw new LanplugError(
           'Conflict',
           `${answered} addresses in a row are in use on the LAN, the last ${address.address.text} by ${verdict.mac} (${verdict.how}); lanplug stopped looking: give --ip-range where the LAN has free addresses`,
         );
     }
+  }
+
+  /**
+   * The device answering for every address of `check`'s network, if one is known or its streak is
+   * confirmed now by addresses drawn elsewhere in the pool; a block holder's streak is not one.
+   */
+  private async answeringEverything(
+    lan: IpamLan,
+    check: LanCheck,
+    poolId: string,
+    family: Family,
+  ): Promise<AnsweringEverything | null> {
+    const suspect = lan.conflicts.suspectedOfEverything(check, family);
+    if (suspect === null) return lan.conflicts.answeringEverything(check, family);
+    const elsewhere = await this.allocator.randomUnclaimed(poolId, ONE_DEVICE_SAMPLES, (a) =>
+      suspect.addresses.includes(a.text),
+    );
+    return lan.conflicts.confirmAnsweringEverything(check, family, elsewhere);
   }
 
   releaseAddress(poolId: string, address: IpAddress): Promise<void> {

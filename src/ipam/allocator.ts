@@ -19,6 +19,7 @@ import {
   formatPrefix,
   networkOf,
   prefixContains,
+  prefixBounds,
   prefixesOverlap,
   type IpAddress,
   type IpPrefix,
@@ -138,6 +139,31 @@ export class IpamAllocator {
       if (candidate === null) break;
       out.push(candidate);
       used.add(candidate.value);
+    }
+    return out;
+  }
+
+  /**
+   * Up to `count` addresses drawn at random from the range (or pool) that nobody claimed (so not the
+   * gateway either) and `exclude` does not name: where to look for a second opinion on the LAN, away
+   * from the addresses just asked about.
+   */
+  async randomUnclaimed(poolId: string, count: number, exclude: (address: IpAddress) => boolean): Promise<IpAddress[]> {
+    const pool = await this.requirePool(poolId);
+    const range = pool.range ?? pool.pool;
+    const used = new Set((await this.book.claimed(pool.poolId)).map((a) => a.address.value));
+    if (pool.gateway !== null) used.add(pool.gateway.value);
+    const { first, last } = prefixBounds(range);
+    const size = last - first + 1n;
+    const out: IpAddress[] = [];
+    // A few draws per address wanted: a nearly full range gives fewer, never a long search.
+    for (let draw = 0; draw < count * 16 && out.length < count; draw++) {
+      const value = first + (BigInt(Math.floor(Math.random() * 2 ** 48)) % size);
+      if (!isUsable(pool.pool, value) || used.has(value)) continue;
+      const address = addressFromValue(pool.pool.address.family, value);
+      if (exclude(address)) continue;
+      out.push(address);
+      used.add(value);
     }
     return out;
   }

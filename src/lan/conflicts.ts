@@ -43,14 +43,22 @@ export function inUseMessage(address: IpAddress, verdict: { mac: string; how: st
 
 /**
  * Probes in a row for one network on its link (and family) answered by one MAC, each for another address, past
- * which that device is taken for one answering for every address: a router with proxy ARP for the
+ * which that device is suspected of answering for every address: a router with proxy ARP for the
  * whole subnet (or anything else answering every probe) would otherwise have an allocation walk the
  * whole pool, a probe per address (a /16: 65,534 of them, tens of minutes). More than a host with
- * a few aliases or a handful of ipvlan containers holds in a row, and at ~10-25 ms per answered
- * probe well under a second. A legitimate holder of that many is remembered as such for
- * ONE_DEVICE_MEMORY_MS; --ip-range elsewhere, or lanplug.conflict=off, gets past it.
+ * a few aliases holds in a row, and at ~10-25 ms per answered probe well under a second. A
+ * legitimate holder of a block (another host's ipvlan containers, which all answer with its NIC's
+ * MAC; a MetalLB block of VIPs) does that too, so the suspicion is confirmed before it stops
+ * anything: see ONE_DEVICE_SAMPLES.
  */
 export const ONE_DEVICE_STREAK = 16;
+/**
+ * Addresses drawn at random elsewhere in the pool that the suspected device must answer for too
+ * before it is taken for one answering everything: a proxy-ARP router answers for them all, a
+ * block holder almost never for two addresses picked at random outside its block. Two probes, a
+ * few ms each when answered, at most one probe timeout each when not.
+ */
+export const ONE_DEVICE_SAMPLES = 2;
 /** How long a device seen answering for everything is taken for one (the guard keeps "in use" as long). */
 const ONE_DEVICE_MEMORY_MS = 10 * 60_000;
 
@@ -129,7 +137,76 @@ export class LanConflicts {
     if (device === undefined) return null;
     if (Date.now() - device.at <= ONE_DEVICE_MEMORY_MS) return device;
     this.everything.delete(key);
+    // Else the next answer of that device would re-arm it at once, on a streak that old.
+    this.streaks.delete(key);
     return null;
+  }
+
+  /**
+   * The device that answered ONE_DEVICE_STREAK probes or more in a row for `check`'s network and is
+   * not yet known to answer for every address: confirmAnsweringEverything tells which it is.
+   */
+  suspectedOfEverything(check: LanCheck, family: Family): { mac: string; addresses: readonly string[] } | null {
+    const streak = this.streakOn(check, family);
+    if (streak === null || streak.addresses.length < ONE_DEVICE_STREAK) return null;
+    return this.answeringEverything(check, family)?.mac === streak.mac ? null : streak;
+  }
+
+  /**
+   * Asks the LAN about `elsewhere` (ONE_DEVICE_SAMPLES addresses away from the suspected streak, not
+   * claimed, not the gateway): the device is taken for one answering everything only if it answers
+   * for those too. If not, its streak was a block it holds: the count starts again (its addresses
+   * stay remembered as in use, so allocations skip them unasked). No address to draw (the pool is
+   * full elsewhere) leaves nothing to disprove it with: taken as confirmed.
+   */
+  async confirmAnsweringEverything(
+    check: LanCheck,
+    family: Family,
+    elsewhere: readonly IpAddress[],
+  ): Promise<AnsweringEverything | null> {
+    const suspect = this.suspectedOfEverything(check, family);
+    if (suspect === null) return this.answeringEverything(check, family);
+    const key = keyOf(check, family);
+    for (const address of elsewhere) {
+      const verdict = await this.guard.ask(check.link, address);
+      if (verdict.inUse && verdict.ownContainer !== true)
+        this.sightings.recordSighting(
+          { address: address.text, mac: verdict.mac, how: verdict.how, networkId: null },
+          Date.now(),
+        );
+      if (!verdict.inUse || verdict.mac !== suspect.mac) {
+        this.streaks.delete(key);
+        this.log.info('one device holds a block of addresses, not every address: allocation goes on past it', {
+          network: shortId(check.networkId),
+          link: check.link.name,
+          mac: suspect.mac,
+          answered: suspect.addresses.length,
+          from: suspect.addresses[0],
+          to: suspect.addresses[suspect.addresses.length - 1],
+          elsewhere: address.text,
+          answer: verdict.inUse ? verdict.mac : 'none',
+        });
+        return null;
+      }
+    }
+    const device: AnsweringEverything = {
+      mac: suspect.mac,
+      link: check.link.name,
+      family,
+      addresses: [...suspect.addresses],
+      at: Date.now(),
+    };
+    this.everything.set(key, device);
+    this.log.warn('one device answers for every address on the LAN: allocation there stops, background probes pause', {
+      network: shortId(check.networkId),
+      link: check.link.name,
+      mac: device.mac,
+      answered: device.addresses.length,
+      from: device.addresses[0],
+      to: device.addresses[device.addresses.length - 1],
+      elsewhere: elsewhere.map((a) => a.text).join(' '),
+    });
+    return device;
   }
 
   /** The device that answered the last probes for `check`'s network in a row, and for which addresses (oldest first); null after a free one. */
@@ -137,7 +214,7 @@ export class LanConflicts {
     return this.streaks.get(keyOf(check, family)) ?? null;
   }
 
-  /** Counts the answers of one device in a row; at ONE_DEVICE_STREAK it is taken for one answering everything. */
+  /** Counts the answers of one device in a row; at ONE_DEVICE_STREAK it is suspected of answering everything. */
   private follow(check: LanCheck, address: IpAddress, verdict: ProbeVerdict): void {
     const key = keyOf(check, address.family);
     // Another host probing for the same address says nothing about who holds what.
@@ -152,24 +229,6 @@ export class LanConflicts {
     const addresses = streak?.mac === verdict.mac ? streak.addresses : [];
     if (!addresses.includes(address.text)) addresses.push(address.text);
     this.streaks.set(key, { mac: verdict.mac, addresses });
-    if (addresses.length < ONE_DEVICE_STREAK || this.answeringEverything(check, address.family)?.mac === verdict.mac)
-      return;
-    const device: AnsweringEverything = {
-      mac: verdict.mac,
-      link: check.link.name,
-      family: address.family,
-      addresses: [...addresses],
-      at: Date.now(),
-    };
-    this.everything.set(key, device);
-    this.log.warn('one device answers for every address on the LAN: allocation there stops, background probes pause', {
-      network: shortId(check.networkId),
-      link: check.link.name,
-      mac: device.mac,
-      answered: device.addresses.length,
-      from: device.addresses[0],
-      to: device.addresses[device.addresses.length - 1],
-    });
   }
 
   /** Answers past their freshness are dropped (the guard's memory would otherwise only grow). */

@@ -6,11 +6,13 @@
  * paced (at most PROBES_PER_SECOND per link) so that an intrusion detection
  * system does not take the host for a scanner. It pauses a network for which one
  * device answers for every address (LanConflicts.answeringEverything): what it
- * would learn there is nothing, one address after another.
+ * would learn there is nothing, one address after another. A device suspected
+ * of it (ONE_DEVICE_STREAK answers in a row) is first asked about a couple of
+ * addresses elsewhere in the pool, which tells it from a block holder.
  */
 import type { Logger } from '../log';
-import type { IpAddress } from '../net/address';
-import type { LanCheck, LanConflicts } from './conflicts';
+import type { Family, IpAddress } from '../net/address';
+import { ONE_DEVICE_SAMPLES, type LanCheck, type LanConflicts } from './conflicts';
 
 const PROBES_PER_SECOND = 10;
 
@@ -18,6 +20,11 @@ const PROBES_PER_SECOND = 10;
 export interface WarmTarget {
   check: LanCheck;
   candidates: IpAddress[];
+  /**
+   * Addresses at random elsewhere in the pool of `family` (unclaimed, not the gateway, not `exclude`d),
+   * to confirm a suspected device answering everything; [] where lanplug does not know the pool.
+   */
+  elsewhere: (family: Family, exclude: (address: IpAddress) => boolean) => Promise<IpAddress[]>;
 }
 
 export class CandidateWarmer {
@@ -66,6 +73,7 @@ export class CandidateWarmer {
           continue;
         try {
           await this.conflicts.verdict(target.check, candidate);
+          await this.confirmSuspect(target, candidate.family);
         } catch (err) {
           // The link is gone (the network was removed during the round, or its parent went away, which
           // the parent watch reports): the next candidates would fail the same way.
@@ -78,5 +86,13 @@ export class CandidateWarmer {
         await new Promise((resolve) => setTimeout(resolve, 1000 / PROBES_PER_SECOND));
       }
     }
+  }
+
+  /** A device that just answered ONE_DEVICE_STREAK in a row: answering everything, or holding a block? */
+  private async confirmSuspect(target: WarmTarget, family: Family): Promise<void> {
+    const suspect = this.conflicts.suspectedOfEverything(target.check, family);
+    if (suspect === null) return;
+    const elsewhere = await target.elsewhere(family, (a) => suspect.addresses.includes(a.text));
+    await this.conflicts.confirmAnsweringEverything(target.check, family, elsewhere.slice(0, ONE_DEVICE_SAMPLES));
   }
 }

@@ -17,7 +17,7 @@ import { OrphanClaims } from '../../src/ipam/orphans';
 import { allocatorSuite, pool, take } from '../support/allocator-suite';
 import { LanplugIpam } from '../../src/endpoint/lanplug-ipam';
 import { ipamRoutes } from '../../src/api/docker/ipam-routes';
-import { LanConflicts, ONE_DEVICE_STREAK } from '../../src/lan/conflicts';
+import { LanConflicts, ONE_DEVICE_SAMPLES, ONE_DEVICE_STREAK } from '../../src/lan/conflicts';
 import { LanGuard, type Prober } from '../../src/lan/guard';
 import type { ProbeLink, ProbeVerdict } from '../../src/lan/probe';
 import type { IpAddress } from '../../src/net/address';
@@ -144,7 +144,7 @@ test('a claim no endpoint holds is freed on the second pass past the grace perio
   );
 });
 
-test('automatic allocation where one device answers every probe (proxy ARP): refused after ONE_DEVICE_STREAK probes naming it, the next after one probe, nothing claimed; an address nobody answers for lifts it; a device answering from a new MAC each time is stopped after 256', async () => {
+test('automatic allocation where one device answers every probe (proxy ARP): refused after ONE_DEVICE_STREAK probes and ONE_DEVICE_SAMPLES elsewhere in the pool, naming it, the next after one probe, nothing claimed; an address nobody answers for lifts it; a device answering from a new MAC each time is stopped after 256', async () => {
   const link: ProbeLink = { index: 7, name: 'eth0', mac: '02:00:00:00:00:07', listenAll: false };
   let probes = 0;
   let answer: (address: IpAddress) => ProbeVerdict = () => ({
@@ -169,9 +169,9 @@ test('automatic allocation where one device answers every probe (proxy ARP): ref
   const oneDevice =
     /^one device answers for every address on the LAN: 06:00:00:00:00:01 answered ARP probes for 16 addresses in a row on eth0 \(172\.20\.0\.1 to 172\.20\.0\.16\)/;
   await assert.rejects(Promise.resolve(requestAddress({ PoolID: poolId })), { message: oneDevice });
-  assert.equal(probes, ONE_DEVICE_STREAK);
+  assert.equal(probes, ONE_DEVICE_STREAK + ONE_DEVICE_SAMPLES, 'the streak, then addresses elsewhere it answers too');
   await assert.rejects(Promise.resolve(requestAddress({ PoolID: poolId })), { message: oneDevice });
-  assert.equal(probes, ONE_DEVICE_STREAK + 1, 'the next allocation stops at its first probe');
+  assert.equal(probes, ONE_DEVICE_STREAK + ONE_DEVICE_SAMPLES + 1, 'the next allocation stops at its first probe');
   assert.deepEqual(store.claimedAddresses(poolId), [], 'nothing stays claimed');
   // The device stopped answering for .18: the LAN has free addresses after all.
   answer = (address) =>
@@ -197,4 +197,68 @@ test('automatic allocation where one device answers every probe (proxy ARP): ref
       /^256 addresses in a row are in use on the LAN, the last 172\.21\.1\.0 by 06:00:00:00:\S+ \(test\); lanplug stopped looking: give --ip-range where the LAN has free addresses$/,
   });
   assert.equal(probes - before, 256);
+});
+
+/** A LAN link, a LanConflicts asking `answer` for each probe, and RequestAddress of a lanplug IPAM on it. */
+function lanIpam(answer: (address: IpAddress) => ProbeVerdict, now: () => number = Date.now) {
+  const link: ProbeLink = { index: 9, name: 'eth0', mac: '02:00:00:00:00:09', listenAll: false };
+  const probed: string[] = [];
+  const prober: Prober = (_link, candidate) => {
+    probed.push(candidate.text);
+    return Promise.resolve(answer(candidate));
+  };
+  const sightings: LanSightings = { recordSighting: () => undefined, listSightings: () => [] };
+  const conflicts = new LanConflicts(new LanGuard(silentLogger, prober), sightings, silentLogger, null);
+  const allocator = new IpamAllocator(new LocalAddressBook(store), silentLogger, {
+    takenIn: () => conflicts.takenOn(link),
+  });
+  const check = { link, policy: 'refuse', networkId: 'n9' } as const;
+  const requestAddress = ipamRoutes(
+    new LanplugIpam(allocator, { conflicts, rulesForPool: () => ({ lan: check }) }, now),
+  ).get('/IpamDriver.RequestAddress');
+  assert.ok(requestAddress !== undefined);
+  return { allocator, conflicts, check, probed, requestAddress };
+}
+
+test('automatic allocation past a block of 40 addresses one device holds (ipvlan containers of another host, a MetalLB block): addresses elsewhere are free, so the walk goes on to the first free one, and the next allocation skips the block unasked', async () => {
+  const blockHolder = '06:00:00:00:00:b1';
+  const inBlock = (address: IpAddress): boolean => /^172\.22\.0\.([1-9]|[1-3][0-9]|40)$/.test(address.text);
+  const { allocator, conflicts, check, probed, requestAddress } = lanIpam((address) =>
+    inBlock(address) ? { inUse: true, mac: blockHolder, how: 'it answered an ARP probe on eth0' } : { inUse: false },
+  );
+  const poolId = await pool(allocator, '172.22.0.0/16');
+  assert.deepEqual(await requestAddress({ PoolID: poolId }), { Address: '172.22.0.41/16', Data: {} });
+  const samples = probed.filter((a) => !/^172\.22\.0\.([1-9]|[1-3][0-9]|4[01])$/.test(a));
+  // Two streaks of 16 (.1-.16, .17-.32), each disproved by its first address drawn elsewhere.
+  assert.equal(samples.length, 2, `addresses asked elsewhere: ${samples.join(' ')}`);
+  assert.equal(probed.length, 41 + 2);
+  assert.equal(conflicts.answeringEverything(check, 4), null);
+  assert.deepEqual(
+    store.claimedAddresses(poolId).map((a) => a.address.text),
+    ['172.22.0.41'],
+    'the addresses drawn elsewhere stay unclaimed',
+  );
+  const before = probed.length;
+  assert.deepEqual(await requestAddress({ PoolID: poolId }), { Address: '172.22.0.42/16', Data: {} });
+  assert.equal(probed.length - before, 1, 'the block is remembered as in use: one probe, for .42');
+});
+
+test("automatic allocation on a LAN answering every probe late from a new MAC each time: stopped after 10 s of walking (not 256 probes, ~50 s, past Docker's 30 s), in one line, nothing claimed", async () => {
+  let clock = 0;
+  let answers = 0;
+  const { allocator, probed, requestAddress } = lanIpam(
+    () => {
+      clock += 190; // answered at the end of the probe's window
+      answers++;
+      return { inUse: true, mac: `06:00:00:00:01:${answers.toString(16).padStart(2, '0')}`, how: 'test' };
+    },
+    () => clock,
+  );
+  const poolId = await pool(allocator, '172.23.0.0/16');
+  await assert.rejects(Promise.resolve(requestAddress({ PoolID: poolId })), {
+    message:
+      /^53 addresses in a row are in use on the LAN, the last 172\.23\.0\.53 by 06:00:00:00:01:35 \(test\); lanplug stopped looking after 10\.1 s \(the LAN answers slowly\): give --ip-range where the LAN has free addresses$/,
+  });
+  assert.equal(probed.length, 53);
+  assert.deepEqual(store.claimedAddresses(poolId), [], 'nothing stays claimed');
 });
