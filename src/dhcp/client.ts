@@ -13,7 +13,8 @@ import { LanplugError } from '../errors';
 import { encodeUdpFrame } from '../l2/udp-frames';
 import { silentLogger, type Fields, type Logger } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
-import { prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { usableDnsServer, usableRouter } from './offer-rules';
 import type { UdpDatagram } from '../l2/udp-frames';
 import type { DhcpChannel } from './channel';
 import {
@@ -74,10 +75,12 @@ const MAX_NAKS = 3;
 const AFTER_DECLINE_MS = 1_000;
 const MAX_DECLINES = 3;
 
-/** What the answer that bound an address said besides it: who sent it, the router it names (DHCPv4), and to whom. */
+/** What the answer that bound an address said besides it: who sent it, the router it names (DHCPv4), its prefix length, and to whom. */
 export interface BoundBy {
   server: IpAddress;
   router: IpAddress | null;
+  /** DHCPv4: the mask the answer gave (or the one assumed without one); DHCPv6: the network's. */
+  prefixLength: number;
   identity: DhcpIdentity;
 }
 
@@ -190,7 +193,12 @@ export async function acquire(
       const refusal =
         seen !== undefined || options.check === undefined
           ? (seen ?? null)
-          : await options.check(address, identity.mac, { server: lease.serverId, router: lease.router, identity });
+          : await options.check(address, identity.mac, {
+              server: lease.serverId,
+              router: lease.router,
+              prefixLength: lease.address.prefixLength,
+              identity,
+            });
       refusals.set(address.text, refusal);
       if (refusal === null) return lease;
       channel.send(fromZero(identity, decline(identity, lease, xid, started, refusal)));
@@ -293,19 +301,24 @@ export async function renew(
     (msg, fields) => notes.push([msg, fields]),
   );
   const moved = next.address.address.value !== lease.address.address.value;
-  if (moved || next.leaseSeconds !== lease.leaseSeconds)
+  if (moved || next.leaseSeconds !== lease.leaseSeconds || next.router?.value !== lease.router?.value)
     for (const [msg, fields] of notes) note(msg, { link: channel.where, ...fields });
   const refusal =
     !moved || check === undefined
       ? null
-      : await check(next.address.address, identity.mac, { server: next.serverId, router: next.router, identity });
+      : await check(next.address.address, identity.mac, {
+          server: next.serverId,
+          router: next.router,
+          prefixLength: next.address.prefixLength,
+          identity,
+        });
   if (refusal === null) return { kind: 'ack', lease: next };
   channel.send(fromZero(identity, decline(identity, next, xid, started, refusal)));
   return { kind: 'declined', message: `declined ${next.address.address.text}, ${refusal}` };
 }
 
 /** A warning logger that says each thing once (a rogue server repeats itself at every retransmission). */
-function onceEach(log: Logger): (msg: string, fields: Fields) => void {
+export function onceEach(log: Logger): (msg: string, fields: Fields) => void {
   const said = new Set<string>();
   return (msg, fields) => {
     const key = `${msg} ${JSON.stringify(fields)}`;
@@ -472,14 +485,21 @@ function leaseFrom(
     readSeconds(options, OPT.renewalTime),
     readSeconds(options, OPT.rebindingTime),
   );
+  const leased = { address, prefixLength: readPrefixLength(options) ?? withoutMask(address) };
+  const named = readAddress(options, OPT.router);
+  const router = usableRouter(named, leased, (why) =>
+    note('ignoring the router a DHCP server named: no default route via it', {
+      address: formatPrefix(leased),
+      server: serverId.text,
+      router: named?.text,
+      why,
+    }),
+  );
   return {
     family: 4,
-    address: {
-      address,
-      prefixLength: readPrefixLength(options) ?? withoutMask(address),
-    },
-    router: readAddress(options, OPT.router),
-    dns: readAddresses(options, OPT.dnsServers),
+    address: leased,
+    router,
+    dns: readAddresses(options, OPT.dnsServers).filter(usableDnsServer),
     serverId,
     serverMac: ack.datagram.sourceMac,
     serverDuid: null,

@@ -8,10 +8,11 @@
 import { randomInt } from 'node:crypto';
 import { LanplugError } from '../errors';
 import { encodeUdp6Frame, linkLocalOf, type UdpDatagram } from '../l2/udp-frames';
-import { leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
+import { silentLogger, type Fields, type Logger } from '../log';
+import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
 import type { DhcpChannel } from './channel';
-import type { OfferCheck, RenewOutcome } from './client';
+import { onceEach, type OfferCheck, type RenewOutcome } from './client';
 import {
   DHCP6_CLIENT_PORT,
   DHCP6_SERVER_PORT,
@@ -59,9 +60,16 @@ interface Reply6 {
 export async function acquire6(
   channel: DhcpChannel,
   identity: DhcpIdentity,
-  options: { hint: IpAddress | null; deadline: number; prefixLength: number; check?: OfferCheck | undefined },
+  options: {
+    hint: IpAddress | null;
+    deadline: number;
+    prefixLength: number;
+    check?: OfferCheck | undefined;
+    log?: Logger | undefined;
+  },
 ): Promise<Lease> {
   const started = Date.now();
+  const note = onceEach(options.log ?? silentLogger);
   let refused: string | null = null;
   const declined: string[] = [];
   let hint = options.hint;
@@ -87,7 +95,7 @@ export async function acquire6(
     const reply = await exchange6(channel, identity, request, xid, 'reply', options.deadline, sendAgainFor);
     refused = reply.notYet ?? refused;
     if (reply.reply === null) break;
-    const lease = leaseFrom(reply.reply, options.prefixLength);
+    const lease = leaseFrom(reply.reply, options.prefixLength, note);
     if (lease !== null) {
       const refusal =
         options.check === undefined
@@ -95,6 +103,7 @@ export async function acquire6(
           : await options.check(lease.address.address, identity.mac, {
               server: lease.serverId,
               router: null,
+              prefixLength: lease.address.prefixLength,
               identity,
             });
       if (refusal === null) return lease;
@@ -134,6 +143,7 @@ export async function renew6(
   how: 'renew' | 'rebind',
   deadline: number,
   check?: OfferCheck,
+  log: Logger = silentLogger,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 24);
   const started = Date.now();
@@ -144,13 +154,22 @@ export async function renew6(
   const { reply, notYet } = await exchange6(channel, identity, sent, xid, 'reply', deadline, sendAgainFor);
   if (reply === null)
     return notYet === null ? { kind: 'silent' } : { kind: 'silent', message: `the server answered ${notYet}` };
-  const next = leaseFrom(reply, lease.address.prefixLength);
+  // What a Reply of the address held says about itself is logged only when it changes the lease.
+  const notes: [string, Fields][] = [];
+  const next = leaseFrom(reply, lease.address.prefixLength, (msg, fields) => notes.push([msg, fields]));
   if (next !== null) {
     const moved = next.address.address.value !== lease.address.address.value;
+    if (moved || next.leaseSeconds !== lease.leaseSeconds)
+      for (const [msg, fields] of notes) log.warn(msg, { link: channel.where, ...fields });
     const refusal =
       !moved || check === undefined
         ? null
-        : await check(next.address.address, identity.mac, { server: next.serverId, router: null, identity });
+        : await check(next.address.address, identity.mac, {
+            server: next.serverId,
+            router: null,
+            prefixLength: next.address.prefixLength,
+            identity,
+          });
     if (refusal === null) return { kind: 'ack', lease: next };
     await decline6(channel, identity, next, started, deadline);
     return { kind: 'declined', message: `declined ${next.address.address.text}, ${refusal}` };
@@ -298,7 +317,7 @@ function statusText(reply: Reply6): string {
  * A Reply that binds an address, as a lease; null when it binds none (a status says why). Addresses the
  * server takes back (valid lifetime 0, RFC 8415 §18.3.4) are not among the IA's (decodeIaNa).
  */
-function leaseFrom(reply: Reply6, prefixLength: number): Lease | null {
+function leaseFrom(reply: Reply6, prefixLength: number, note: (msg: string, fields: Fields) => void): Lease | null {
   const address = reply.ia?.addresses[0];
   const serverId = option(reply.message, OPT6.serverId);
   if (address === undefined || reply.ia === null || (reply.ia.status ?? STATUS6.success) !== STATUS6.success)
@@ -306,8 +325,18 @@ function leaseFrom(reply: Reply6, prefixLength: number): Lease | null {
   const dns = option(reply.message, OPT6.dnsServers) ?? Buffer.alloc(0);
   const servers: IpAddress[] = [];
   for (let off = 0; off + 16 <= dns.length; off += 16) servers.push(addressFromBytes(dns.subarray(off, off + 16)));
-  const valid = address.validSeconds;
-  const preferred = Math.min(address.preferredSeconds || valid, valid);
+  // Bounded as DHCPv4 lease times are: a valid lifetime of 1 s would have the keeper start over at every
+  // timer, 136 years would never be renewed (and the server never heard again).
+  const valid = boundedLeaseSeconds(address.validSeconds);
+  if (valid !== address.validSeconds)
+    note('dhcp lease time out of bounds: counted as the nearest bound', {
+      address: address.address.text,
+      server: reply.datagram.source.text,
+      given: address.validSeconds,
+      counted: valid,
+    });
+  // The preferred lifetime sets T1 (RFC 8415 §21.4): bounded too, and never past the valid one.
+  const preferred = Math.min(boundedLeaseSeconds(address.preferredSeconds || valid), valid);
   // T1/T2 of 0 leave the times to the client (RFC 8415 §21.4): halves of the preferred lifetime, as for DHCPv4.
   const times = leaseTimes(preferred, reply.ia.renewSeconds || null, reply.ia.rebindSeconds || null);
   return {

@@ -110,7 +110,13 @@ export class LeaseKeeper {
           const check = this.networks.offerCheck(plan.networkId);
           return family === 4
             ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4, log: this.log })
-            : await acquire6(channel, identity, { hint, deadline, check, prefixLength: plan.prefixLength6 });
+            : await acquire6(channel, identity, {
+                hint,
+                deadline,
+                check,
+                prefixLength: plan.prefixLength6,
+                log: this.log,
+              });
         } finally {
           // Not awaited: closing waits for the receive in flight (up to 100 ms), which Docker need not.
           void channel.close();

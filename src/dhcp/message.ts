@@ -4,6 +4,7 @@
  */
 import { addressBytes, addressFromBytes, type IpAddress } from '../net/address';
 import { bytesToMac, macToBytes } from '../net/mac';
+import { LanplugError } from '../errors';
 
 export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;
@@ -70,8 +71,11 @@ export const BROADCAST_V4 = addressFromBytes(Buffer.from([255, 255, 255, 255]));
 export function encodeDhcp(m: DhcpMessage): Buffer {
   const optionBytes: Buffer[] = [Buffer.from([OPT.messageType, 1, MESSAGE_TYPES[m.type]])];
   for (const [code, value] of m.options) {
-    // An option longer than 255 bytes would need RFC 3396 splitting; lanplug never sends one.
-    optionBytes.push(Buffer.from([code, value.length]), value.subarray(0, 255));
+    // The length is one byte: a longer value would be cut, its tail read by the server as options of
+    // their own. RFC 3396 splitting is not worth having while lanplug sends none this long; refused.
+    if (value.length > 255)
+      throw new LanplugError('Internal', `DHCP option ${code} is ${value.length} bytes long; at most 255 fit`);
+    optionBytes.push(Buffer.from([code, value.length]), value);
   }
   optionBytes.push(Buffer.from([OPT.end]));
   const options = Buffer.concat(optionBytes);

@@ -184,7 +184,7 @@ export class Renewals {
           const outcome =
             family === 4
               ? await renew(channel, record.identity, lease, exchange.kind, deadline, check, this.log)
-              : await renew6(channel, record.identity, lease, exchange.kind, deadline, check);
+              : await renew6(channel, record.identity, lease, exchange.kind, deadline, check, this.log);
           if (outcome.kind === 'ack') return { kind: 'renewed', lease: outcome.lease };
           if (outcome.kind === 'silent')
             return { kind: 'failed', state, reason: outcome.message ?? `no answer to the ${exchange.kind} request` };
@@ -217,6 +217,7 @@ export class Renewals {
                 deadline,
                 check,
                 prefixLength: lease.address.prefixLength,
+                log: this.log,
               });
         return { kind: 'new lease', lease: fresh };
       } finally {

@@ -23,7 +23,7 @@ import {
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
 import { boundedLeaseSeconds, INFINITE_SECONDS, leaseTimes, type DhcpIdentity } from '../../src/model/lease';
-import { refuseOffered } from '../../src/dhcp/offer-rules';
+import { refuseOffered, type NetworkFacts } from '../../src/dhcp/offer-rules';
 import { addressFromBytes, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 
 const identity: DhcpIdentity = {
@@ -430,7 +430,7 @@ test('what a network knows refuses an address whatever its policy: no host addre
     routers: [parseAddress('172.16.86.254')],
     heldBy: (a: IpAddress) => (a.text === '172.16.86.120' ? '0f81d22d19e5' : null),
   };
-  const by = { server: parseAddress('172.16.86.2'), router: parseAddress('172.16.86.1') };
+  const by = { server: parseAddress('172.16.86.2'), router: parseAddress('172.16.86.1'), prefixLength: 24 };
   const why = (address: string, f = facts): string | null => refuseOffered(parseAddress(address), by, f)?.why ?? null;
   assert.equal(why('172.16.86.121'), null);
   assert.equal(why('0.0.0.0'), 'no address a host may hold (0.0.0.0/8)');
@@ -810,4 +810,148 @@ test('T1 and T2 a client can act on: the server’s when sane, else 50 % and 87.
     renewSeconds: INFINITE_SECONDS,
     rebindSeconds: INFINITE_SECONDS,
   });
+});
+
+// ---- What a hostile server's answer may not decide ----
+
+/** A logger that keeps its warn lines (message and fields), for asserting the one line a refusal or a clamp gives. */
+function warnings(): { log: import('../../src/log').Logger; lines: string[] } {
+  const lines: string[] = [];
+  const log = {
+    debug() {},
+    info() {},
+    warn: (msg: string, fields?: Record<string, unknown>) => lines.push(`${msg} ${JSON.stringify(fields ?? {})}`),
+    error() {},
+  };
+  return { log, lines };
+}
+
+test('the offered prefix itself: its network and broadcast address are refused whatever the host knows; a mask broader than /8 is refused', () => {
+  const none: NetworkFacts = { subnets: [], routers: [], heldBy: () => null };
+  const hostWide = { ...none, subnets: [parsePrefix('172.16.0.0/16')] };
+  const why = (address: string, prefixLength: number, f = none): string | null => {
+    // A variable, not a literal: the fields the check reads of the answer, the offered mask among them.
+    const by = { server: parseAddress('192.168.1.1'), router: null, prefixLength };
+    return refuseOffered(parseAddress(address), by, f)?.why ?? null;
+  };
+  // A dedicated NIC: the host has no address on the parent, so no subnet is known.
+  assert.equal(why('192.168.1.255', 24), 'the network or broadcast address of 192.168.1.0/24');
+  assert.equal(why('192.168.1.0', 24), 'the network or broadcast address of 192.168.1.0/24');
+  assert.equal(why('192.168.1.5', 24), null);
+  // The broadcast of the offered /24 inside the host's /16.
+  assert.equal(why('172.16.86.255', 24, hostWide), 'the network or broadcast address of 172.16.86.0/24');
+  assert.equal(why('172.16.86.5', 24, hostWide), null);
+  // /31 and /32 have no network or broadcast address (RFC 3021).
+  assert.equal(why('192.168.1.0', 31), null);
+  assert.equal(why('192.168.1.255', 32), null);
+  // Mask 0.0.0.0 (read as /0) or 128.0.0.0: the whole Internet on-link.
+  assert.equal(why('192.168.1.5', 0), 'a subnet mask broader than /8 (/0)');
+  assert.equal(why('192.168.1.5', 1), 'a subnet mask broader than /8 (/1)');
+  assert.equal(why('10.1.2.3', 8), null);
+});
+
+test('acquire: an ACK with mask 0.0.0.0 goes to the offer check with its prefix, is declined, and the next one taken', async () => {
+  let acks = 0;
+  const channel = new ScriptedChannel((m) => {
+    // The server remembers a declined address as unusable: the next exchange is of another one.
+    const address = acks === 0 ? '172.16.86.120' : '172.16.86.121';
+    if (m.type === 'discover') return answerWith('offer', m, address);
+    if (m.type !== 'request') return null;
+    const ack = answerWith('ack', m, address);
+    if (acks++ === 0) ack.options.set(OPT.subnetMask, Buffer.from('00000000', 'hex'));
+    return ack;
+  });
+  const facts = { subnets: [], routers: [], heldBy: () => null };
+  const lease = await acquire(channel, identity, {
+    hint: null,
+    deadline: Date.now() + 10_000,
+    check: (address, _mac, by) => Promise.resolve(refuseOffered(address, by, facts)?.why ?? null),
+  });
+  const decline = channel.sent.find((m) => m.type === 'decline');
+  assert.equal(decline?.options.get(OPT.message)?.toString(), 'address a subnet mask broader than /8 (/0)');
+  assert.equal(`${lease.address.address.text}/${lease.address.prefixLength}`, '172.16.86.121/24');
+});
+
+test('acquire: a router outside the leased prefix (or the leased address itself) is no router, with one line; unusable DNS servers are dropped', async () => {
+  const { log, lines } = warnings();
+  const ackWith = (router: string) =>
+    new ScriptedChannel((m) => {
+      const answer = answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.120');
+      answer.options.set(OPT.router, ipv4Option(parseAddress(router)));
+      answer.options.set(
+        OPT.dnsServers,
+        Buffer.concat(
+          ['0.0.0.0', '172.16.86.53', '255.255.255.255', '224.0.0.251', '9.9.9.9'].map((a) =>
+            ipv4Option(parseAddress(a)),
+          ),
+        ),
+      );
+      return answer;
+    });
+  const outside = await acquire(ackWith('10.9.9.1'), identity, { hint: null, deadline: Date.now() + 5000, log });
+  assert.equal(outside.router, null);
+  assert.deepEqual(
+    outside.dns.map((a) => a.text),
+    ['172.16.86.53', '9.9.9.9'],
+  );
+  assert.equal(
+    lines.filter((l) => l.startsWith('ignoring the router a DHCP server named')).length,
+    1,
+    lines.join('\n'),
+  );
+  assert.match(
+    lines.join('\n'),
+    /"server":"172\.16\.86\.1","router":"10\.9\.9\.1","why":"outside the leased prefix 172\.16\.86\.0\/24"/,
+  );
+  const itself = await acquire(ackWith('172.16.86.120'), identity, { hint: null, deadline: Date.now() + 5000 });
+  assert.equal(itself.router, null);
+  const inside = await acquire(ackWith('172.16.86.254'), identity, { hint: null, deadline: Date.now() + 5000 });
+  assert.equal(inside.router?.text, '172.16.86.254');
+});
+
+test('encodeDhcp refuses an option value longer than 255 bytes (its length byte cannot say it) instead of writing a wrong one', () => {
+  const m: DhcpMessage = {
+    reply: false,
+    xid: 1,
+    secs: 0,
+    broadcast: false,
+    ciaddr: ZERO_V4,
+    yiaddr: ZERO_V4,
+    chaddr: identity.mac,
+    type: 'discover',
+    options: new Map([[OPT.hostname, Buffer.alloc(256, 0x61)]]),
+  };
+  assert.throws(() => encodeDhcp(m), { name: 'LanplugError', code: 'Internal' });
+  m.options.set(OPT.hostname, Buffer.alloc(255, 0x61));
+  assert.equal(decodeDhcp(encodeDhcp(m))?.options.get(OPT.hostname)?.length, 255);
+});
+
+test('acquire6: valid lifetimes counted like DHCPv4 lease times (1 s as 60 s, 136 years as 7 days, infinite as infinite), preferred within, one line when clamped', async () => {
+  const { acquire6 } = await import('../../src/dhcp/client6');
+  const counted = async (preferredSeconds: number, validSeconds: number) => {
+    const { log, lines } = warnings();
+    const { channel } = await fakeServer6(() => [
+      { address: parseAddress('2001:db8:86::150'), preferredSeconds, validSeconds },
+    ]);
+    // A variable, not a literal: the options acquire6 reads, its log among them.
+    const options = { hint: null, deadline: Date.now() + 3000, prefixLength: 64, log };
+    const lease = await acquire6(channel, identity, options);
+    return { times: [lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds], lines };
+  };
+  const short = await counted(1, 1);
+  assert.deepEqual(short.times, [60, 30, 52]);
+  assert.equal(short.lines.length, 1, short.lines.join('\n'));
+  assert.match(
+    short.lines[0] ?? '',
+    /^dhcp lease time out of bounds: counted as the nearest bound .*"given":1,"counted":60/,
+  );
+  const long = await counted(0xfffffffe, 0xfffffffe);
+  assert.deepEqual(long.times, [604_800, 302_400, 529_200]);
+  assert.equal(long.lines.length, 1);
+  const infinite = await counted(INFINITE_SECONDS, INFINITE_SECONDS);
+  assert.deepEqual(infinite.times, [INFINITE_SECONDS, INFINITE_SECONDS, INFINITE_SECONDS]);
+  assert.deepEqual(infinite.lines, []);
+  const usual = await counted(3600, 7200);
+  assert.deepEqual(usual.times, [7200, 1800, 3150]);
+  assert.deepEqual(usual.lines, []);
 });
