@@ -18,6 +18,12 @@ import { cleanEnv, isAlive, readOr, signal, sleep, tail, terminateSync } from '.
 const READY_TIMEOUT_MS = 60_000;
 /** How long a stopping daemon gets after SIGTERM before SIGKILL (it returns as soon as it exits). */
 const STOP_GRACE_MS = 15_000;
+/**
+ * A killed process exits once the kernel has let go of it: closing packet and netlink sockets
+ * waits for RCU grace periods, which a loaded 2-core machine can stretch far past 5 s. The next
+ * start must never meet the old daemon, so after SIGKILL the lab waits this long for it.
+ */
+const KILLED_EXIT_MS = 120_000;
 
 export interface LanplugOptions {
   /** --state-dir (default: a fresh dir under the Docker host's temp dir). */
@@ -73,7 +79,7 @@ export class Lanplug implements HostDaemon {
       signal(this.pid, 'SIGTERM');
       if (!(await this.waitExit(timeoutMs))) {
         signal(this.pid, 'SIGKILL');
-        await this.waitExit(5_000);
+        await this.waitExit(KILLED_EXIT_MS);
       }
     }
     // The process the lab spawned is not always the daemon itself (nsenter may fork): the daemon
@@ -85,7 +91,14 @@ export class Lanplug implements HostDaemon {
       const end = Date.now() + timeoutMs;
       while (isAlive(daemonPid) && Date.now() < end) await sleep(20);
       if (isAlive(daemonPid)) signal(daemonPid, 'SIGKILL');
-      while (isAlive(daemonPid) && Date.now() < end + 5_000) await sleep(20);
+      while (isAlive(daemonPid) && Date.now() < end + KILLED_EXIT_MS) await sleep(20);
+    }
+    // And its driver socket no longer answers (the next start refuses a live one): an exit the
+    // lab saw is not always the last holder of the listening socket gone, so ask the socket itself.
+    // Only for a daemon that served (a start refused because another one serves must not wait on it).
+    if (daemonPid !== null) {
+      const socket = path.join(this.pluginDir, 'lanplug-macvlan.sock');
+      for (const end = Date.now() + KILLED_EXIT_MS; Date.now() < end && (await connectable(socket));) await sleep(100);
     }
     this.dockerHost.lanplugs.delete(this);
     return this.exitCode;
