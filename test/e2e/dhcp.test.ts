@@ -46,21 +46,13 @@ function dhcpNetwork(name = 'lan', extra: string[] = []): void {
   lab.host.dockerOk(dhcpNetworkArgs(name, extra));
 }
 
-/** A container on network `lan` with a MAC of its own: the DHCP server knows it by that MAC. */
+/** `docker run` of a container on network `lan` with a MAC of its own: the DHCP server knows it by that MAC. */
+function runArgsWithMac(name: string, mac: string): string[] {
+  return ['run', '-d', '--network', 'lan', '--mac-address', mac, '--name', name, 'alpine:latest', 'sleep', '3600'];
+}
+
 function runWithMac(name: string, mac: string): void {
-  lab.host.dockerOk([
-    'run',
-    '-d',
-    '--network',
-    'lan',
-    '--mac-address',
-    mac,
-    '--name',
-    name,
-    'alpine:latest',
-    'sleep',
-    '3600',
-  ]);
+  lab.host.dockerOk(runArgsWithMac(name, mac));
 }
 
 /**
@@ -390,19 +382,7 @@ async function withRogue<T>(options: RogueDhcpOptions, body: (rogue: RogueDhcpSe
  * rogue server answers from it (runWithMac's synchronous client would keep it from answering).
  */
 function runBesideRogue(name: string, mac: string): Promise<{ code: number | null; stderr: string }> {
-  return lab.host.dockerAsync([
-    'run',
-    '-d',
-    '--network',
-    'lan',
-    '--mac-address',
-    mac,
-    '--name',
-    name,
-    'alpine:latest',
-    'sleep',
-    '3600',
-  ]);
+  return lab.host.dockerAsync(runArgsWithMac(name, mac));
 }
 
 async function runOkBesideRogue(name: string, mac: string): Promise<void> {
