@@ -83,7 +83,8 @@ export function usableRouter(
   const why =
     range !== undefined
       ? `no address a host may hold (${formatPrefix(range)})`
-      : !prefixContains(leased, router)
+      : // A /32 lease (clouds, some ISPs) always has its router off the prefix: reached by an on-link route.
+        leased.prefixLength < 32 && !prefixContains(leased, router)
         ? `outside the leased prefix ${formatPrefix(networkOf(leased))}`
         : router.value === leased.address.value
           ? 'the leased address itself'

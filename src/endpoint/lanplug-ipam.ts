@@ -132,8 +132,11 @@ export class LanplugIpam {
   ): Promise<AnsweringEverything | null> {
     const suspect = lan.conflicts.suspectedOfEverything(check, family);
     if (suspect === null) return lan.conflicts.answeringEverything(check, family);
-    const elsewhere = await this.allocator.randomUnclaimed(poolId, ONE_DEVICE_SAMPLES, (a) =>
-      suspect.addresses.includes(a.text),
+    // Fresh addresses only: one already known taken (the rest of a block its holder answers for) proves nothing.
+    const elsewhere = await this.allocator.randomUnclaimed(
+      poolId,
+      ONE_DEVICE_SAMPLES,
+      (a) => suspect.addresses.includes(a.text) || lan.conflicts.isKnownTaken(check.link, a),
     );
     return lan.conflicts.confirmAnsweringEverything(check, family, elsewhere);
   }

@@ -92,7 +92,11 @@ export class CandidateWarmer {
   private async confirmSuspect(target: WarmTarget, family: Family): Promise<void> {
     const suspect = this.conflicts.suspectedOfEverything(target.check, family);
     if (suspect === null) return;
-    const elsewhere = await target.elsewhere(family, (a) => suspect.addresses.includes(a.text));
+    // Fresh addresses only: one already known taken (the rest of a block its holder answers for) proves nothing.
+    const elsewhere = await target.elsewhere(
+      family,
+      (a) => suspect.addresses.includes(a.text) || this.conflicts.isKnownTaken(target.check.link, a),
+    );
     await this.conflicts.confirmAnsweringEverything(target.check, family, elsewhere.slice(0, ONE_DEVICE_SAMPLES));
   }
 }

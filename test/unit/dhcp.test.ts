@@ -23,7 +23,7 @@ import {
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
 import { boundedLeaseSeconds, INFINITE_SECONDS, leaseTimes, type DhcpIdentity } from '../../src/model/lease';
-import { refuseOffered, type NetworkFacts } from '../../src/dhcp/offer-rules';
+import { refuseOffered, usableRouter, type NetworkFacts } from '../../src/dhcp/offer-rules';
 import { addressFromBytes, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 
 const identity: DhcpIdentity = {
@@ -954,4 +954,13 @@ test('acquire6: valid lifetimes counted like DHCPv4 lease times (1 s as 60 s, 13
   const usual = await counted(3600, 7200);
   assert.deepEqual(usual.times, [7200, 1800, 3150]);
   assert.deepEqual(usual.lines, []);
+});
+
+test('usableRouter: a /32 lease keeps its router (off the prefix by nature, reached on-link); a /24 lease drops one outside it', () => {
+  const ignored: string[] = [];
+  const note = (why: string): void => void ignored.push(why);
+  assert.equal(usableRouter(parseAddress('10.128.0.1'), parsePrefix('10.128.0.7/32'), note)?.text, '10.128.0.1');
+  assert.deepEqual(ignored, []);
+  assert.equal(usableRouter(parseAddress('10.9.9.1'), parsePrefix('172.16.86.7/24'), note), null);
+  assert.equal(ignored.length, 1);
 });
