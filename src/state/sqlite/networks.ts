@@ -129,11 +129,22 @@ export class NetworkTables {
       this.endpointWrites++;
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_UNIQUE' || record.mac === null) throw err;
-      const holder = this.c.stmt('SELECT endpoint_id AS id FROM endpoints WHERE mac = ?').get(record.mac) as
-        { id: string } | undefined;
+      const row = this.c
+        .stmt('SELECT endpoint_id AS id, record, created_at FROM endpoints WHERE mac = ?')
+        .get(record.mac) as Row | undefined;
+      const holder = row === undefined ? null : this.c.read('endpoint', row, decodeEndpoint);
+      const address = record.ipv4?.address.text ?? record.ipv6?.address.text;
+      const held = holder?.ipv4?.address.text ?? holder?.ipv6?.address.text;
+      // The same address of the same network (so the same derived MAC): Docker's IPAM gave it out twice,
+      // seen after dockerd was killed while it started containers. The advice about --mac-address would be wrong.
+      if (holder !== null && holder.networkId === record.networkId && address !== undefined && address === held)
+        throw new LanplugError(
+          'Conflict',
+          `address ${address} of this network is already held by endpoint ${shortId(holder.endpointId)} (MAC ${record.mac}): Docker gave it out twice, as it can after dockerd was killed while starting containers; remove this container and run it again for another address`,
+        );
       throw new LanplugError(
         'Conflict',
-        `MAC address ${record.mac} is already used by endpoint ${shortId(holder?.id ?? '?')}; give each container its own --mac-address`,
+        `MAC address ${record.mac} is already used by endpoint ${shortId(holder?.endpointId ?? '?')}; give each container its own --mac-address`,
       );
     }
   }
