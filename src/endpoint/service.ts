@@ -119,7 +119,11 @@ export class EndpointService {
       if (this.dhcp?.serves(kind, request.networkId) === true) return this.dhcp.createEndpoint(kind, request);
       const check = this.lan === null ? null : this.driver.addressCheck(kind, request);
       if (this.lan !== null && check !== null)
-        await this.lan.requireUsable(check, { host: HOST_ADVICE_DEFAULT_IPAM, lan: ADVICE_DEFAULT_IPAM });
+        await this.lan
+          .requireUsable(check, { host: HOST_ADVICE_DEFAULT_IPAM, lan: ADVICE_DEFAULT_IPAM })
+          .catch((err: unknown) => {
+            throw this.driver.explainLanCheckFailure(request.networkId, err);
+          });
       return this.driver.createEndpoint(kind, request);
     });
   }
@@ -202,7 +206,11 @@ export class EndpointService {
             : this.driver.addressCheckOf(request.driver, networkId, attachments.claimedAddresses(prepared));
         try {
           if (this.lan !== null && check !== null)
-            await this.lan.requireUsable(check, { host: () => 'ask for another address', lan: ADVICE_EXPLICIT });
+            await this.lan
+              .requireUsable(check, { host: () => 'ask for another address', lan: ADVICE_EXPLICIT })
+              .catch((err: unknown) => {
+                throw this.driver.explainLanCheckFailure(networkId, err);
+              });
         } catch (err) {
           attachments.abandon(prepared);
           const chosen = request.requestedIps.length === 0;

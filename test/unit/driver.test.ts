@@ -261,6 +261,22 @@ test('an address Docker gives out twice in one network (seen after dockerd was k
   );
 });
 
+test("the LAN check's frame that found no link because the parent was deleted meanwhile is said as Join says it", () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  const enxio = new LanplugError('Kernel', 'send a frame on lpe1-2: ENXIO (No such device or address)', { errno: 6 });
+  assert.equal(driver.explainLanCheckFailure(NET_A, enxio), enxio, 'the parent is there: as it is');
+  rtnl.deleteLink(rtnl.getLink('eth0') ?? assert.fail('no eth0'));
+  const explained = driver.explainLanCheckFailure(NET_A, enxio);
+  assert.ok(explained instanceof LanplugError);
+  assert.equal(
+    explained.message,
+    'network aaaaaaaaaaaa on parent eth0: -o parent interface was not found on the host: eth0',
+  );
+  const other = new LanplugError('Conflict', '172.16.86.2 is in use');
+  assert.equal(driver.explainLanCheckFailure(NET_A, other), other);
+});
+
 test('DeleteNetwork removes endpoint links Docker left behind', () => {
   const { rtnl, driver } = setup();
   driver.createNetwork(network(NET_A, { parent: 'eth0' }));
