@@ -497,24 +497,24 @@ function assertReachGateway(index: number, network: string): void {
     host.dockerOk(['exec', name, 'ping', '-c', '1', '-W', '2', GATEWAY]);
 }
 
-/** Starts every container Docker created but could not start (a run that failed), and says how many. */
-function startCreated(index: number): number {
-  const host = hosts[index] as DockerHost;
-  const created = lines(host.dockerOk(['ps', '-a', '--filter', 'status=created', '--format', '{{.Names}}']));
-  for (const name of created) host.dockerOk(['start', name]);
-  return created.length;
+interface Restarted {
+  started: number;
+  /** Containers dockerd, killed, left to containerd ("id already in use"): Docker's own leftovers. */
+  halfMade: number;
+  /** Refused by lanplug: another endpoint of the network holds the address Docker gave (twice, or after forgetting). */
+  givenTwice: number;
 }
 
 /**
- * startCreated after dockerd was killed, which leaves two kinds of container that cannot start again,
- * both Docker's doing: one containerd kept (it was being created: "id already in use"), and one whose
- * address Docker's IPAM gave out twice (it lost the allocation made just before the kill), which
- * lanplug refuses since another endpoint of the network holds it. Both removed, as a user would.
+ * Starts every container Docker created but could not start (a run that failed), as a user would. Two
+ * kinds cannot start again, both left by a killed daemon: one containerd kept (dockerd was creating it),
+ * and one whose address Docker gave out twice or again after forgetting an endpoint lanplug had recorded
+ * (lanplug refuses it in one line). Those are removed, as a user would.
  */
-function startCreatedAfterDockerd(index: number): { started: number; halfMade: number; givenTwice: number } {
+function startCreated(index: number, status = 'created'): Restarted {
   const host = hosts[index] as DockerHost;
-  const counts = { started: 0, halfMade: 0, givenTwice: 0 };
-  for (const name of lines(host.dockerOk(['ps', '-a', '--filter', 'status=created', '--format', '{{.Names}}']))) {
+  const counts: Restarted = { started: 0, halfMade: 0, givenTwice: 0 };
+  for (const name of lines(host.dockerOk(['ps', '-a', '--filter', `status=${status}`, '--format', '{{.Names}}']))) {
     const r = host.docker(['start', name]);
     if (r.status === 0) counts.started++;
     else if (/id already in use/.test(r.stderr)) counts.halfMade++;
@@ -526,6 +526,10 @@ function startCreatedAfterDockerd(index: number): { started: number; halfMade: n
     if (r.status !== 0) host.dockerOk(['rm', '-f', name]);
   }
   return counts;
+}
+
+function describeRestarted(r: Restarted, status = 'created'): string {
+  return `${r.started} ${status} container(s) started; removed: ${r.halfMade} containerd still held ("id already in use"), ${r.givenTwice} whose address lanplug refused (Docker gave it twice, or after forgetting an endpoint)`;
 }
 
 // ---- the cases ----
@@ -620,11 +624,10 @@ test('the state directory on a full file system: requests that must write fail i
   // address and MAC of the container removed meanwhile are free for the next one.
   host.dockerOk(runArgs('own', 'reuse', ['--ip', o0Address]));
   const retried = startCreated(0);
+  assert.equal(retried.halfMade + retried.givenTwice, 0, describeRestarted(retried));
   if (host.docker(['network', 'inspect', 'late']).status !== 0) host.dockerOk(lateNetworkArgs('late', '10.99.0.0/24'));
   host.docker(['network', 'rm', 'spare']);
-  t.diagnostic(
-    `once there was room: ${o0Address} started again with --ip, ${retried} container(s) Docker had created started`,
-  );
+  t.diagnostic(`once there was room: ${o0Address} started again with --ip; ${describeRestarted(retried)}`);
   // The DHCP container renews on.
   const renewalsAfter = renewalsOf(0, 'd0', 'dh');
   await until(
@@ -674,7 +677,8 @@ test('a parent set down and up, then deleted and made again, under a burst of ru
     for (const name of bereft) host.dockerOk(['restart', '-t', '0', name]);
     t.diagnostic(`${bereft.length} container(s) lost their link with the deleted parent and were restarted`);
     const restarted = startCreated(1);
-    t.diagnostic(`${restarted} container(s) Docker had created were started once the parent was back`);
+    assert.equal(restarted.halfMade + restarted.givenTwice, 0, describeRestarted(restarted));
+    t.diagnostic(`once the parent was back: ${describeRestarted(restarted)}`);
     assertReachGateway(1, 'par');
     const gone = /-o parent interface was not found on the host: eth1|parent eth1/;
     // A link lanplug made at Join that the kernel took with its parent before dockerd moved it into the
@@ -724,7 +728,8 @@ async function wipedServer(t: TestContext, host: DockerHost): Promise<void> {
   // offered nothing else fails naming what it declined, and works once the server has heard the renewals.
   const declinedAll = /the DHCP server offered only addresses in use on the LAN on eth0 \(declined: /;
   const retried = startCreated(1);
-  t.diagnostic(`${retried} container(s) Docker had created were started once the renewals were in`);
+  assert.equal(retried.halfMade + retried.givenTwice, 0, describeRestarted(retried));
+  t.diagnostic(`once the renewals were in: ${describeRestarted(retried)}`);
   conclude(t, 'DHCP server restarted, lease file wiped', outcomes, [declinedAll], await settledAudit(30_000));
   assertReachGateway(1, 'dh');
 }
@@ -867,7 +872,7 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     await restartPlugin(0, how);
     const outcomes = await runs;
     const retried = startCreated(0);
-    t.diagnostic(`${retried} container(s) Docker had created were started after the daemon was back`);
+    t.diagnostic(`after the daemon was back: ${describeRestarted(retried)}`);
     // A call whose connection broke while the daemon answered it: dockerd sends it again without its body.
     const resent = /dockerd sent \/(NetworkDriver|IpamDriver)\.\w+ without its body/;
     conclude(t, `daemon ${how} mid-burst`, outcomes, [resent], await settledAudit(20_000));
@@ -895,12 +900,9 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     const outcomes = await runs;
     await host.startDockerdAgain();
     // What dockerd kept it starts again (no restart policy here: a user's `docker start`).
-    const stopped = lines(host.dockerOk(['ps', '-a', '--filter', 'status=exited', '--format', '{{.Names}}']));
-    for (const name of stopped) host.dockerOk(['start', name]);
-    const created = startCreatedAfterDockerd(1);
-    t.diagnostic(
-      `after dockerd was back: ${stopped.length} stopped and ${created.started} created container(s) started; removed: ${created.halfMade} containerd still held ("id already in use"), ${created.givenTwice} whose address Docker gave out twice (refused by lanplug)`,
-    );
+    const stopped = startCreated(1, 'exited');
+    const created = startCreated(1);
+    t.diagnostic(`after dockerd was back: ${describeRestarted(stopped, 'exited')}; ${describeRestarted(created)}`);
     const dockerGone = /Cannot connect to the Docker daemon|error during connect|EOF|connection reset|context canceled/;
     conclude(t, `dockerd ${how} mid-burst`, outcomes, [dockerGone], await settledAudit(20_000));
   });

@@ -242,14 +242,14 @@ test('no parent: a private parent (bridge where the kernel lacks dummy), interna
   assert.equal(withDummy.rtnl.getLink('dm-bbbbbbbbbbbb')?.kind, 'dummy');
 });
 
-test('an address Docker gives out twice in one network (seen after dockerd was killed) is refused, naming the endpoint that holds it; that endpoint is kept', () => {
+test('an address Docker gives out twice in one network (seen after dockerd or lanplug was killed) is refused, naming the endpoint that holds it; that endpoint is kept', () => {
   const { rtnl, driver } = setup();
   driver.createNetwork(network(NET_A, { parent: 'eth0' }));
   driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
   driver.join('macvlan', NET_A, EP_1);
   assert.equal(
     refusal(() => driver.createEndpoint('macvlan', endpoint(NET_A, EP_2))).message,
-    'address 172.16.86.2 of this network is already held by endpoint 111111111111 (MAC 02:42:ac:10:56:02): Docker gave it out twice, as it can after dockerd was killed while starting containers; remove this container and run it again for another address',
+    'address 172.16.86.2 of this network is already held by endpoint 111111111111 (MAC 02:42:ac:10:56:02): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address',
   );
   assert.notEqual(store.getEndpoint(NET_A, EP_1), null);
   assert.notEqual(rtnl.getLink('lp-111111111111'), null);

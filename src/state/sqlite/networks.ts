@@ -135,12 +135,16 @@ export class NetworkTables {
       const holder = row === undefined ? null : this.c.read('endpoint', row, decodeEndpoint);
       const address = record.ipv4?.address.text ?? record.ipv6?.address.text;
       const held = holder?.ipv4?.address.text ?? holder?.ipv6?.address.text;
-      // The same address of the same network (so the same derived MAC): Docker's IPAM gave it out twice,
-      // seen after dockerd was killed while it started containers. The advice about --mac-address would be wrong.
+      // The same address of the same network (so the same derived MAC), and the advice about --mac-address
+      // would be wrong. Seen two ways: Docker's IPAM gave the address out twice (dockerd killed while it started
+      // containers: it lost the allocations made just before), or Docker gave it again after forgetting the
+      // endpoint lanplug recorded (lanplug killed while answering its CreateEndpoint). lanplug cannot tell them
+      // apart here (the first endpoint's link lives in a container, or nowhere), and asks dockerd nothing
+      // from a request: refused, in words for both; the periodic check drops a forgotten row.
       if (holder !== null && holder.networkId === record.networkId && address !== undefined && address === held)
         throw new LanplugError(
           'Conflict',
-          `address ${address} of this network is already held by endpoint ${shortId(holder.endpointId)} (MAC ${record.mac}): Docker gave it out twice, as it can after dockerd was killed while starting containers; remove this container and run it again for another address`,
+          `address ${address} of this network is already held by endpoint ${shortId(holder.endpointId)} (MAC ${record.mac}): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address`,
         );
       throw new LanplugError(
         'Conflict',
