@@ -72,6 +72,14 @@ export function isEnvironmentFailure(err: unknown): boolean {
   return typeof code === 'string' && ENVIRONMENT_CODES.has(code);
 }
 
+/** ENOSPC: the errno an 'Environment' error carries when a file system had no room for a write. */
+export const NO_ROOM_ERRNO = 28;
+
+/** True for a write a file system had no room for (the state directory's: nothing of it was recorded). */
+export function isNoRoom(err: unknown): boolean {
+  return err instanceof LanplugError && err.code === 'Environment' && err.errno === NO_ROOM_ERRNO;
+}
+
 /** The host is not as the request needs it (see ErrorCode). */
 export function environment(message: string): LanplugError {
   return new LanplugError('Environment', message);

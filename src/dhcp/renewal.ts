@@ -158,7 +158,7 @@ export class Renewals {
       failures: 0,
       lastError: failure,
     };
-    this.store.putLease(updated, false);
+    this.recordOrWarn(endpointId, () => this.store.putLease(updated, false));
     this.schedule(updated, family);
   }
 
@@ -254,9 +254,28 @@ export class Renewals {
         applied: failure === null,
       },
     );
-    this.host.remember(record.identity, next);
-    this.networks.moved(record.networkId, record.endpointId, next.address);
+    this.recordOrWarn(record.endpointId, () => {
+      this.host.remember(record.identity, next);
+      this.networks.moved(record.networkId, record.endpointId, next.address);
+    });
     return failure;
+  }
+
+  /**
+   * Keeps what a renewal found in the store, or says why it could not (its file system full): the next
+   * timer is set all the same. A renewal whose record failed used to end the lease's renewals for good
+   * (the timer was set after the write), and the server gave the container's address away at expiry;
+   * the record catches up at the next renewal the store takes.
+   */
+  private recordOrWarn(endpointId: string, write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      this.log.warn('dhcp renewal not recorded; renewing on', {
+        endpoint: shortId(endpointId),
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
   }
 
   /** No lease from this step: the state it got to is recorded, and the step is tried again later. */
@@ -272,7 +291,7 @@ export class Renewals {
       failures: current.failures + 1,
       lastError: result.reason,
     };
-    this.store.putLease(failedRecord, false);
+    this.recordOrWarn(current.endpointId, () => this.store.putLease(failedRecord, false));
     const endpoint = shortId(current.endpointId);
     if (Date.now() >= leaseExpiresAt(held))
       this.log.error('dhcp lease expired without an answer from any server; still trying', {

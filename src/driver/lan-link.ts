@@ -1,16 +1,19 @@
 /**
  * A network as the LAN sees it: the link that probes, announces and watches
  * for it (lanplug's bridge-mode sibling of a macvlan parent, the LAN eye; or
- * the parent), what to check about a new endpoint's addresses, and the
- * subnets the host itself is on there.
+ * the parent), what to check about a new endpoint's addresses (and a failed
+ * check in the network's words), and the subnets the host itself is on there.
  */
+import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { AddressCheck } from '../lan/conflicts';
 import { ensureEye, removeUnusedEyes } from '../lan/eye';
 import type { ProbeLink } from '../lan/probe';
 import { addressesOf, type DriverKind, type NetworkSpec } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
-import { requireNetwork, type DriverContext } from './driver-context';
+import { ENODEV, ENXIO } from '../netlink/errno';
+import { inNetwork, requireNetwork, type DriverContext } from './driver-context';
+import { parentNotFound } from './options';
 import type { CreateEndpointRequest } from './requests';
 
 /**
@@ -67,6 +70,26 @@ export function addressCheckOf(
     addresses: [...addresses],
     lan: link === null || spec.conflict === 'off' ? null : { link, policy: spec.conflict, networkId: spec.networkId },
   };
+}
+
+/**
+ * A failure of the LAN check of a network's new addresses, in the network's words: a parent deleted
+ * while the check was on its way (the LAN eye, a macvlan on it, went with it) is said as Join says it,
+ * not as 'send a frame on eth1: ENXIO (No such device or address)' (seen with the parent deleted
+ * during a burst of docker run). Any other failure as it is.
+ */
+export function explainLanCheckFailure(ctx: DriverContext, networkId: string, err: unknown): unknown {
+  const network = ctx.store.getNetwork(networkId);
+  if (network === null || !(err instanceof LanplugError) || (err.errno !== ENXIO && err.errno !== ENODEV)) return err;
+  const { parent } = network.spec;
+  const missing =
+    parent.kind === 'vlan' && ctx.rtnl.getLink(parent.base) === null
+      ? parent.base
+      : parent.kind !== 'private' && ctx.rtnl.getLink(parent.name) === null
+        ? parent.name
+        : null;
+  if (missing === null) return err;
+  return inNetwork(network.spec, new LanplugError('NotFound', parentNotFound(missing), { errno: ENODEV }));
 }
 
 /** The IPv4 subnets the host holds addresses in on a network's parent (the LAN's, seen from here). */

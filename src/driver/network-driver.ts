@@ -162,6 +162,11 @@ export class NetworkDriver {
     return lan.addressCheckOf(this.ctx, driver, networkId, addresses);
   }
 
+  /** A failed LAN check of a network's new addresses in the network's words (a parent deleted meanwhile as Join says it). */
+  explainLanCheckFailure(networkId: string, err: unknown): unknown {
+    return lan.explainLanCheckFailure(this.ctx, networkId, err);
+  }
+
   /** The link that probes, announces and watches for a network; null on a parent that is down. */
   lanLink(spec: NetworkSpec, knownParent?: LinkInfo): ProbeLink | null {
     return lan.lanLink(this.ctx, spec, knownParent);

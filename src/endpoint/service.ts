@@ -39,7 +39,7 @@ import {
   type Attached,
   type SandboxAttachments,
 } from '../driver/attachments';
-import { LanplugError } from '../errors';
+import { isNoRoom, LanplugError } from '../errors';
 import type { DhcpAttachments } from './dhcp-attachments';
 import type { DhcpEndpoints } from './dhcp-endpoints';
 import { NetworkQueue } from './queue';
@@ -65,6 +65,18 @@ function oneDeviceHint(lan: LanConflicts, check: LanCheck, err: LanplugError): L
 
 export class EndpointService {
   private readonly queue = new NetworkQueue();
+  /**
+   * Removals Docker asked for while the state directory had no room to record them (its file system
+   * full). Docker forgets an endpoint or a network whatever lanplug answers, so the row lanplug could
+   * not drop kept its address and MAC until the periodic check found Docker no longer knew it (up to
+   * --recheck-interval plus --grace-seconds): meanwhile the next container Docker gave that address
+   * was refused ("MAC address ... is already used by endpoint ..."), also once there was room again.
+   * An owed removal is made first thing in the next request that records something, which fails with
+   * the same one line while there is still no room. It runs there synchronously, not through the
+   * queue: nothing of an object Docker has forgotten waits in the queue, and a request that waited in
+   * its slot for another slot could wait for itself.
+   */
+  private readonly owed = new Map<string, () => void>();
 
   constructor(
     private readonly driver: NetworkDriver,
@@ -80,6 +92,7 @@ export class EndpointService {
 
   createNetwork(request: CreateNetworkRequest): Promise<void> {
     return this.queue.forNetwork(request.networkId, () => {
+      this.settleOwed();
       this.driver.createNetwork(request);
       // Its first addresses are asked about now: the `docker run` that follows a `network create` finds them known.
       this.lan?.networkAdded();
@@ -88,10 +101,12 @@ export class EndpointService {
 
   /** Idempotent. Every lease on the network goes back to its server, then the network's links and rows go. */
   deleteNetwork(networkId: string): Promise<void> {
-    return this.queue.forNetwork(networkId, () => {
-      this.dhcp?.releaseNetwork(networkId);
-      this.driver.deleteNetwork(networkId);
-    });
+    return this.queue.forNetwork(networkId, () =>
+      this.owing(`network ${networkId}`, () => {
+        this.dhcp?.releaseNetwork(networkId);
+        this.driver.deleteNetwork(networkId);
+      }),
+    );
   }
 
   /**
@@ -100,10 +115,15 @@ export class EndpointService {
    */
   createEndpoint(kind: DriverKind, request: CreateEndpointRequest): Promise<CreateEndpointResult> {
     return this.queue.forEndpoint(request.networkId, request.endpointId, async () => {
+      this.settleOwed();
       if (this.dhcp?.serves(kind, request.networkId) === true) return this.dhcp.createEndpoint(kind, request);
       const check = this.lan === null ? null : this.driver.addressCheck(kind, request);
       if (this.lan !== null && check !== null)
-        await this.lan.requireUsable(check, { host: HOST_ADVICE_DEFAULT_IPAM, lan: ADVICE_DEFAULT_IPAM });
+        await this.lan
+          .requireUsable(check, { host: HOST_ADVICE_DEFAULT_IPAM, lan: ADVICE_DEFAULT_IPAM })
+          .catch((err: unknown) => {
+            throw this.driver.explainLanCheckFailure(request.networkId, err);
+          });
       return this.driver.createEndpoint(kind, request);
     });
   }
@@ -129,10 +149,39 @@ export class EndpointService {
 
   /** Idempotent. A lease still held (the container never started: no Join, no Leave) goes first. */
   deleteEndpoint(ref: EndpointRef): Promise<void> {
-    return this.queue.forEndpoint(ref.networkId, ref.endpointId, () => {
-      this.dhcp?.release(ref.networkId, ref.endpointId, 'endpoint removed');
-      this.driver.deleteEndpoint(ref.networkId, ref.endpointId);
-    });
+    return this.queue.forEndpoint(ref.networkId, ref.endpointId, () =>
+      this.owing(`endpoint ${ref.networkId}/${ref.endpointId}`, () => {
+        this.dhcp?.release(ref.networkId, ref.endpointId, 'endpoint removed');
+        this.driver.deleteEndpoint(ref.networkId, ref.endpointId);
+      }),
+    );
+  }
+
+  /** Makes a removal; one the state directory had no room to record is owed (see `owed`), and its failure answered. */
+  private owing(key: string, removal: () => void): void {
+    try {
+      removal();
+      this.owed.delete(key);
+    } catch (err) {
+      if (isNoRoom(err)) this.owed.set(key, removal);
+      else this.owed.delete(key);
+      throw err;
+    }
+  }
+
+  /**
+   * The owed removals, made now; throws while there is still no room. Any other failure of one is the
+   * driver's to keep (a leftover for reconcile) and the periodic check's to finish: it does not fail
+   * the request that came after.
+   */
+  private settleOwed(): void {
+    for (const [key, removal] of [...this.owed]) {
+      try {
+        this.owing(key, removal);
+      } catch (err) {
+        if (isNoRoom(err)) throw err;
+      }
+    }
   }
 
   /**
@@ -146,6 +195,7 @@ export class EndpointService {
     const networkId = cniNetworkId(request.networkName);
     const endpointId = attachmentId(request.networkName, request.sandbox.containerId, request.sandbox.ifname);
     return this.queue.forEndpoint(networkId, endpointId, async () => {
+      this.settleOwed();
       // The DHCP server's address is checked on the LAN by the lease keeper, before it is acknowledged as used.
       if (request.dhcp) return this.requireLeased().attach(request);
       for (let attempt = 1; ; attempt++) {
@@ -156,7 +206,11 @@ export class EndpointService {
             : this.driver.addressCheckOf(request.driver, networkId, attachments.claimedAddresses(prepared));
         try {
           if (this.lan !== null && check !== null)
-            await this.lan.requireUsable(check, { host: () => 'ask for another address', lan: ADVICE_EXPLICIT });
+            await this.lan
+              .requireUsable(check, { host: () => 'ask for another address', lan: ADVICE_EXPLICIT })
+              .catch((err: unknown) => {
+                throw this.driver.explainLanCheckFailure(networkId, err);
+              });
         } catch (err) {
           attachments.abandon(prepared);
           const chosen = request.requestedIps.length === 0;

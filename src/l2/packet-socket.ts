@@ -88,7 +88,8 @@ export class PacketSocket {
     );
     const c = libc();
     if (c.sendto(this.fd, frame, frame.length, 0, to, to.length) !== frame.length) {
-      throw new LanplugError('Kernel', `send a frame on ${this.where}: ${describeErrno(c.errno())}`);
+      const errno = c.errno();
+      throw new LanplugError('Kernel', `send a frame on ${this.where}: ${describeErrno(errno)}`, { errno });
     }
   }
 

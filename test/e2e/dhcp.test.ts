@@ -232,7 +232,7 @@ test('the server moves the container (its range changed): the new address and ro
   );
 });
 
-test('a server outage longer than the lease: the containers start over, are given their own addresses back and keep them (no DHCPDECLINE)', async () => {
+test('a server killed mid-renewal and away longer than the lease: the containers start over, are given their own addresses back and keep them (no DHCPDECLINE)', async (t) => {
   dhcpNetwork();
   const containers = [
     { name: 'outage1', mac: '02:00:00:00:00:21' },
@@ -240,8 +240,13 @@ test('a server outage longer than the lease: the containers start over, are give
   ];
   for (const c of containers) runWithMac(c.name, c.mac);
   const first = containers.map((c) => addressInContainer(c.name));
-  server.stop();
   const acked = containers.map((c) => server.count('DHCPACK', c.mac));
+  // Killed mid-renewal: the server stops answering, each container's next renewal (T1 = 3 s) reaches it and
+  // waits unanswered, and then the server dies (SIGKILL: it writes nothing more).
+  server.signal('SIGSTOP');
+  await sleep(4_000);
+  server.signal('SIGKILL');
+  server.stop();
   // The lease is 120 s. Past it, each container's next retry (RFC 2131: at least 60 s after the last failed
   // rebind) starts over with a DISCOVER asking for its address, which the server, free of it, gives back;
   // the conflict probe before use is answered by the container itself, its link still holding the address.
@@ -261,6 +266,10 @@ test('a server outage longer than the lease: the containers start over, are give
     assert.equal(leaseOf(c.mac).address, first[i]);
   }
   assert.doesNotMatch(lab.plugin.stderr(), /declining a DHCP address/);
+  assert.equal(new Set(first).size, containers.length, 'no address on two containers');
+  t.diagnostic(
+    `server killed mid-renewal, away 125 s: ${containers.length} containers, each its own address back (${first.join(', ')}), 0 DHCPDECLINE`,
+  );
 });
 
 test('an address a LAN device already uses is declined: the server hears DHCPDECLINE, the container gets another, the log names the device', async () => {

@@ -120,6 +120,12 @@ export class DhcpServer {
     await this.start();
   }
 
+  /** Sends dnsmasq `sig`: SIGSTOP and it hears nothing and answers nothing (SIGCONT: on again); SIGKILL and it is gone, mid-exchange. */
+  signal(sig: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid !== undefined && isAlive(pid)) process.kill(pid, sig);
+  }
+
   stop(): void {
     const pid = this.child?.pid;
     if (pid !== undefined && isAlive(pid)) terminateSync(pid, 5_000);

@@ -152,6 +152,13 @@ test('errors: non-200 with a one-line Err; unknown methods, GET and bad JSON ans
   assert.equal((await post('/Plugin.Activate', '', 'GET')).status, 405);
   const garbled = await post('/NetworkDriver.CreateNetwork', '{"NetworkID":');
   assert.deepEqual(garbled, { status: 400, json: { Err: 'request body is not valid JSON' } });
+  // dockerd's retry of a call whose connection broke (the daemon killed while answering) has no body.
+  assert.deepEqual(await post('/NetworkDriver.CreateEndpoint', ''), {
+    status: 400,
+    json: {
+      Err: 'dockerd sent /NetworkDriver.CreateEndpoint without its body, as it resends a call whose connection to lanplug broke while lanplug answered it (lanplug was stopped or restarted); lanplug did nothing with it: run the command again',
+    },
+  });
   const wrongType = await post('/NetworkDriver.CreateNetwork', { NetworkID: 42 });
   assert.deepEqual(wrongType.json, { Err: 'request field NetworkID must be a non-empty string' });
   const badId = await post('/NetworkDriver.CreateNetwork', {

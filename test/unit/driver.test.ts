@@ -242,6 +242,41 @@ test('no parent: a private parent (bridge where the kernel lacks dummy), interna
   assert.equal(withDummy.rtnl.getLink('dm-bbbbbbbbbbbb')?.kind, 'dummy');
 });
 
+test('an address Docker gives out twice in one network (seen after dockerd or lanplug was killed) is refused, naming the endpoint that holds it; that endpoint is kept', () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  driver.createEndpoint('macvlan', endpoint(NET_A, EP_1));
+  driver.join('macvlan', NET_A, EP_1);
+  assert.equal(
+    refusal(() => driver.createEndpoint('macvlan', endpoint(NET_A, EP_2))).message,
+    'address 172.16.86.2 of this network is already held by endpoint 111111111111 (MAC 02:42:ac:10:56:02): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address',
+  );
+  assert.notEqual(store.getEndpoint(NET_A, EP_1), null);
+  assert.notEqual(rtnl.getLink('lp-111111111111'), null);
+  // The same MAC for another address: a user's --mac-address given twice.
+  assert.match(
+    refusal(() => driver.createEndpoint('macvlan', endpoint(NET_A, EP_2, '172.16.86.9/24', '02:42:ac:10:56:02')))
+      .message,
+    /^MAC address 02:42:ac:10:56:02 is already used by endpoint 111111111111; give each container its own --mac-address$/,
+  );
+});
+
+test("the LAN check's frame that found no link because the parent was deleted meanwhile is said as Join says it", () => {
+  const { rtnl, driver } = setup();
+  driver.createNetwork(network(NET_A, { parent: 'eth0' }));
+  const enxio = new LanplugError('Kernel', 'send a frame on lpe1-2: ENXIO (No such device or address)', { errno: 6 });
+  assert.equal(driver.explainLanCheckFailure(NET_A, enxio), enxio, 'the parent is there: as it is');
+  rtnl.deleteLink(rtnl.getLink('eth0') ?? assert.fail('no eth0'));
+  const explained = driver.explainLanCheckFailure(NET_A, enxio);
+  assert.ok(explained instanceof LanplugError);
+  assert.equal(
+    explained.message,
+    'network aaaaaaaaaaaa on parent eth0: -o parent interface was not found on the host: eth0',
+  );
+  const other = new LanplugError('Conflict', '172.16.86.2 is in use');
+  assert.equal(driver.explainLanCheckFailure(NET_A, other), other);
+});
+
 test('DeleteNetwork removes endpoint links Docker left behind', () => {
   const { rtnl, driver } = setup();
   driver.createNetwork(network(NET_A, { parent: 'eth0' }));

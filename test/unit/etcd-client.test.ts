@@ -41,3 +41,30 @@ test('a member that trickles its answer: the call fails within its deadline, nam
   const tookMs = Date.now() - started;
   assert.ok(tookMs < 4_000, `failed after ${tookMs} ms`);
 });
+
+test('a member going down ("grpc: the client connection is closing", as a killed leader answers): the next member takes the call', async () => {
+  const closing = createServer((_req, res) => {
+    const body = JSON.stringify({
+      error: 'grpc: the client connection is closing',
+      code: 1,
+      message: 'grpc: the client connection is closing',
+    });
+    res.writeHead(503, { 'Content-Type': 'application/json' });
+    res.end(body);
+  });
+  const healthy = createServer((_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ header: { revision: '7' } }));
+  });
+  const urls: string[] = [];
+  for (const server of [closing, healthy]) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    urls.push(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+  }
+  try {
+    const client = new EtcdClient({ endpoints: urls, attemptMs: 1_000 });
+    assert.deepEqual(await client.range('/lanplug/v1/x', { deadlineMs: 3_000 }), []);
+  } finally {
+    for (const server of [closing, healthy]) server.close();
+  }
+});

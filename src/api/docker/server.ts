@@ -13,7 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createConnection } from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { LanplugError } from '../../errors';
+import { invalidArgument, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
 import { parseBody } from './decode';
 import type { Handler } from './routes';
@@ -69,10 +69,11 @@ export function combinedEndpoint(name: string, parts: readonly PluginEndpoint[])
  * request dockerd writes at that moment, and Go does not retry a POST that
  * met EOF: the Leave fails, and dockerd keeps the endpoint "active" for good
  * (seen as `network rm`: "has active endpoints" after 50 concurrent rm -f).
- * The client closes its connections; close() closes the idle ones.
+ * The client closes its connections; close() closes the idle ones, and
+ * once it began each answer closes its connection (see reply).
  */
 function pluginHttpServer(endpoint: PluginEndpoint, log: Logger): Server {
-  const server = createServer((req, res) => handle(endpoint, log, req, res));
+  const server: Server = createServer((req, res) => handle(endpoint, log, req, res, () => !server.listening));
   server.keepAliveTimeout = 0;
   return server;
 }
@@ -192,7 +193,13 @@ export function answers(path: string, timeoutMs = 1_000): Promise<boolean> {
   });
 }
 
-function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res: ServerResponse): void {
+function handle(
+  endpoint: PluginEndpoint,
+  log: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  closing: () => boolean,
+): void {
   const started = process.hrtime.bigint();
   const path = (req.url ?? '').split('?')[0] ?? '';
   const chunks: Buffer[] = [];
@@ -200,7 +207,7 @@ function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res
   req.on('data', (chunk: Buffer) => {
     size += chunk.length;
     if (size > MAX_BODY_BYTES) {
-      reply(res, 413, { [endpoint.errorField]: `request body larger than ${MAX_BODY_BYTES} bytes` });
+      reply(res, 413, { [endpoint.errorField]: `request body larger than ${MAX_BODY_BYTES} bytes` }, closing());
       req.destroy();
       return;
     }
@@ -210,7 +217,7 @@ function handle(endpoint: PluginEndpoint, log: Logger, req: IncomingMessage, res
     if (res.writableEnded) return;
     const text = Buffer.concat(chunks).toString('utf8');
     void answer(endpoint, log, req, path, text).then(({ status, payload }) => {
-      reply(res, status, payload);
+      reply(res, status, payload, closing());
       const micros = Number((process.hrtime.bigint() - started) / 1000n);
       log.debug('request', { plugin: endpoint.name, path, status, micros, request: text, response: payload });
     });
@@ -240,7 +247,11 @@ async function answer(
     return { status: 404, payload: { [endpoint.errorField]: `${path} is not implemented by ${endpoint.name}` } };
   try {
     return { status: 200, payload: await route(parseBody(text)) };
-  } catch (err) {
+  } catch (thrown) {
+    const err =
+      text.trim() === '' && thrown instanceof LanplugError && thrown.code === 'InvalidArgument'
+        ? resentWithoutBody(path)
+        : thrown;
     // Docker reads a network driver's non-200 reply's Err and shows it after "NetworkDriver.<Method>: ";
     // the IPAM API carries its Error in a 200 reply (a non-200 one is shown as raw JSON).
     const failed = err instanceof LanplugError && err.code !== 'Internal' ? 400 : 500;
@@ -257,7 +268,28 @@ async function answer(
   }
 }
 
-function reply(res: ServerResponse, status: number, payload: Record<string, unknown>): void {
+/**
+ * dockerd encodes every call's arguments (`null` for none), so an empty body is its plugin client's
+ * retry of a call whose connection broke after lanplug had read it: the retry sends the same body
+ * reader again, already drained. The field check's "request field NetworkID must be a non-empty
+ * string" (seen when the daemon was killed mid-burst) sounded like the user's input was wrong.
+ */
+function resentWithoutBody(path: string): LanplugError {
+  return invalidArgument(
+    `dockerd sent ${path} without its body, as it resends a call whose connection to lanplug broke while lanplug answered it (lanplug was stopped or restarted); lanplug did nothing with it: run the command again`,
+  );
+}
+
+/**
+ * `closing`: close() began. Then the answer closes its connection (`Connection: close`). close()
+ * waits for every connection to end, and with no idle timeout a keep-alive connection busy when
+ * SIGTERM came stayed open after its answer: dockerd sent the next requests of a burst on it, the
+ * stopping daemon served them, and it never exited (SIGKILLed 15 s after SIGTERM in 6 of 12 runs).
+ * dockerd opens a new connection for its next request, finds the socket closed, and retries until
+ * the daemon is back.
+ */
+function reply(res: ServerResponse, status: number, payload: Record<string, unknown>, closing: boolean): void {
+  if (closing) res.shouldKeepAlive = false;
   const body = JSON.stringify(payload);
   res.writeHead(status, { 'Content-Type': CONTENT_TYPE, 'Content-Length': Buffer.byteLength(body) });
   res.end(body);

@@ -1,10 +1,10 @@
 /**
- * `lanplug doctor`'s state checks: the state directory, the daemon holding it, the database
- * (every row readable), what `lanplug gc` would change in the kernel, and what the records say
- * of the host and the LAN: host-access shims, addresses seen on the LAN, addresses lost to
- * another host, DHCP leases.
+ * `lanplug doctor`'s state checks: the state directory (and the room left on its file system),
+ * the daemon holding it, the database (every row readable), what `lanplug gc` would change in the
+ * kernel, and what the records say of the host and the LAN: host-access shims, addresses seen on
+ * the LAN, addresses lost to another host, DHCP leases.
  */
-import { lstatSync } from 'node:fs';
+import { lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { routesThrough, wantedRoutes } from '../../driver/host-access';
 import { recordedLinkGroups } from '../../driver/link-ownership';
@@ -40,7 +40,20 @@ export function stateChecks(options: DoctorOptions, add: Add): void {
   }
 }
 
-/** The state directory (root's, closed to others) and the daemon holding it; false when there is none to read. */
+/** Below this much room in the state directory's file system the daemon's next writes may fail (each adds WAL pages). */
+const STATE_ROOM_BYTES = 1 << 20;
+
+/** The bytes root may still write in the file system holding `dir` (its reserved blocks included); null: unknown. */
+function freeBytes(dir: string): number | null {
+  try {
+    const fs = statfsSync(dir);
+    return fs.bfree * fs.bsize;
+  } catch {
+    return null;
+  }
+}
+
+/** The state directory (root's, closed to others, with room to write) and the daemon holding it; false when there is none to read. */
 function stateDirChecks(dir: string, add: Add): boolean {
   try {
     const problem = stateDirProblem(lstatSync(dir));
@@ -62,7 +75,15 @@ function stateDirChecks(dir: string, add: Add): boolean {
     );
     return false;
   }
-  add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
+  const free = freeBytes(dir);
+  if (free !== null && free < STATE_ROOM_BYTES)
+    add(
+      'state directory',
+      'fail',
+      `${dir}: its file system has ${free} bytes free; every request that records something fails until there is room`,
+      `free space on it (df ${dir})`,
+    );
+  else add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
   if (isLocked(dir)) {
     const holder = lockHolder(dir);
     // A plugin's pid is in its own pid namespace: it is named instead.

@@ -204,7 +204,11 @@ export class EtcdClient {
       const code = Number(answer['code'] ?? 0);
       const retryable =
         RETRYABLE_CODES.has(code) ||
-        /no leader|timed out|leader changed|too many requests|invalid auth token/.test(message);
+        // A member going down answers from its gateway that its own connection is closing (its leader
+        // killed during a burst, seen here): another member takes the call.
+        /no leader|timed out|leader changed|too many requests|invalid auth token|client connection is closing|transport is closing/.test(
+          message,
+        );
       throw new LanplugError(retryable ? 'Unavailable' : 'InvalidArgument', `etcd: ${message}`);
     }
     return { body: answer, date };

@@ -7,12 +7,13 @@
  *
  * Opening moves the schema forward (schema.ts); a file that is newer,
  * foreign or damaged stops the daemon with one line naming it, and is never
- * rewritten.
+ * rewritten. A write its file system has no room for is one line that names
+ * the state directory (isNoRoom); nothing of it is recorded.
  */
 import Database from 'better-sqlite3';
 import { closeSync, fsyncSync, openSync } from 'node:fs';
-import { join } from 'node:path';
-import { LanplugError } from '../../errors';
+import { dirname, join } from 'node:path';
+import { LanplugError, NO_ROOM_ERRNO } from '../../errors';
 import { shortId, type Stamped } from '../../model/network';
 import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from '../schema';
 import { checkStateDir, prepareStateDir } from '../state-dir';
@@ -110,6 +111,15 @@ export class SqliteConnection {
     return statement;
   }
 
+  /** Runs a statement that writes; a file system with no room left for it is one line naming the state directory. */
+  write(sql: string, ...params: unknown[]): Database.RunResult {
+    try {
+      return this.stmt(sql).run(...params);
+    } catch (err) {
+      throw explainWriteFailure(this.path, err);
+    }
+  }
+
   /** The write just made must be on disk before the caller answers (at commit, inside a transaction). */
   durable(): void {
     if (this.db.inTransaction) this.syncOnCommit = true;
@@ -143,7 +153,8 @@ export class SqliteConnection {
       return result;
     } catch (err) {
       if (outermost) for (const forget of this.rollbackHooks) forget();
-      throw err;
+      // The commit itself can meet a full file system too.
+      throw explainWriteFailure(this.path, err);
     } finally {
       if (outermost) this.syncOnCommit = false;
     }
@@ -158,8 +169,12 @@ export class SqliteConnection {
   /** What synchronous=FULL does at each commit, for the commits that need it: fsync the WAL. */
   private syncWal(): void {
     this.syncOnCommit = false;
-    this.walFd ??= openSync(`${this.path}-wal`, 'r');
-    fsyncSync(this.walFd);
+    try {
+      this.walFd ??= openSync(`${this.path}-wal`, 'r');
+      fsyncSync(this.walFd);
+    } catch (err) {
+      throw explainWriteFailure(this.path, err);
+    }
   }
 }
 
@@ -169,6 +184,26 @@ function openFile(path: string, options: Database.Options): Database.Database {
   } catch (err) {
     throw explainOpenFailure(path, err);
   }
+}
+
+/** SQLite's and the kernel's words for a file system with no room left. */
+const NO_ROOM_CODES = new Set(['SQLITE_FULL', 'ENOSPC', 'EDQUOT']);
+
+/**
+ * A write the state directory's file system had no room for, as one line that names the directory and
+ * what to do (SQLite's own "database or disk is full" named neither); other failures unchanged. SQLite
+ * rolled the statement back: nothing of it was recorded. Its errno marks it for isNoRoom (errors.ts).
+ */
+function explainWriteFailure(databasePath: string, err: unknown): unknown {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !NO_ROOM_CODES.has(code)) return err;
+  const dir = dirname(databasePath);
+  const message = err instanceof Error ? err.message : String(err);
+  return new LanplugError(
+    'Environment',
+    `lanplug could not write to its state directory ${dir}: its file system is full (${message}); free space there (df ${dir}), then try again`,
+    { errno: NO_ROOM_ERRNO, cause: err },
+  );
 }
 
 /** One line that names the file and says what to do. */

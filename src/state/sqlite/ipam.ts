@@ -16,9 +16,12 @@ export class IpamTables {
   constructor(private readonly c: SqliteConnection) {}
 
   insertPool(pool: PoolRecord): void {
-    const result = this.c
-      .stmt('INSERT OR IGNORE INTO pools (id, record, created_at) VALUES (?, ?, ?)')
-      .run(pool.poolId, encodePool(pool), Date.now());
+    const result = this.c.write(
+      'INSERT OR IGNORE INTO pools (id, record, created_at) VALUES (?, ?, ?)',
+      pool.poolId,
+      encodePool(pool),
+      Date.now(),
+    );
     if (result.changes === 0) throw new LanplugError('Conflict', `pool ${pool.poolId} is already recorded`);
     this.c.durable();
   }
@@ -35,16 +38,21 @@ export class IpamTables {
 
   deletePool(poolId: string): void {
     this.c.transaction(() => {
-      this.c.stmt('DELETE FROM addresses WHERE pool_id = ?').run(poolId);
-      this.c.stmt('DELETE FROM pools WHERE id = ?').run(poolId);
+      this.c.write('DELETE FROM addresses WHERE pool_id = ?', poolId);
+      this.c.write('DELETE FROM pools WHERE id = ?', poolId);
       this.c.durable();
     });
   }
 
   claimAddress(poolId: string, address: IpAddress, kind: AddressKind, owner?: string): boolean {
-    const result = this.c
-      .stmt('INSERT OR IGNORE INTO addresses (pool_id, address, kind, created_at, owner) VALUES (?, ?, ?, ?, ?)')
-      .run(poolId, address.text, kind, Date.now(), owner ?? null);
+    const result = this.c.write(
+      'INSERT OR IGNORE INTO addresses (pool_id, address, kind, created_at, owner) VALUES (?, ?, ?, ?, ?)',
+      poolId,
+      address.text,
+      kind,
+      Date.now(),
+      owner ?? null,
+    );
     return result.changes === 1;
   }
 
@@ -71,9 +79,7 @@ export class IpamTables {
   }
 
   releaseAddress(poolId: string, address: IpAddress): boolean {
-    return (
-      this.c.stmt('DELETE FROM addresses WHERE pool_id = ? AND address = ?').run(poolId, address.text).changes === 1
-    );
+    return this.c.write('DELETE FROM addresses WHERE pool_id = ? AND address = ?', poolId, address.text).changes === 1;
   }
 
   claimedAddresses(poolId: string): { address: IpAddress; kind: AddressKind }[] {

@@ -6,13 +6,17 @@ export class LanSeenTable {
   constructor(private readonly c: SqliteConnection) {}
 
   recordSighting(s: Omit<LanSighting, 'firstSeen' | 'lastSeen'>, at: number): void {
-    this.c
-      .stmt(
-        `INSERT INTO lan_seen (address, mac, how, network_id, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (address) DO UPDATE SET mac = excluded.mac, how = excluded.how, network_id = excluded.network_id,
-             last_seen = excluded.last_seen, first_seen = CASE WHEN lan_seen.mac = excluded.mac THEN lan_seen.first_seen ELSE excluded.first_seen END`,
-      )
-      .run(s.address, s.mac, s.how, s.networkId, at, at);
+    this.c.write(
+      `INSERT INTO lan_seen (address, mac, how, network_id, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (address) DO UPDATE SET mac = excluded.mac, how = excluded.how, network_id = excluded.network_id,
+           last_seen = excluded.last_seen, first_seen = CASE WHEN lan_seen.mac = excluded.mac THEN lan_seen.first_seen ELSE excluded.first_seen END`,
+      s.address,
+      s.mac,
+      s.how,
+      s.networkId,
+      at,
+      at,
+    );
   }
 
   listSightings(): LanSighting[] {

@@ -30,12 +30,14 @@ export class LeaseTables {
   putLease(record: LeaseRecord, durable: boolean): void {
     this.c.transaction(() => {
       // A lease written again (renewed) keeps its first time.
-      this.c
-        .stmt(
-          `INSERT INTO leases (network_id, endpoint_id, record, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record`,
-        )
-        .run(record.networkId, record.endpointId, encodeLease(record), Date.now());
+      this.c.write(
+        `INSERT INTO leases (network_id, endpoint_id, record, created_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record`,
+        record.networkId,
+        record.endpointId,
+        encodeLease(record),
+        Date.now(),
+      );
       if (durable) this.c.durable();
     });
   }
@@ -48,20 +50,21 @@ export class LeaseTables {
   }
 
   deleteLease(networkId: string, endpointId: string): void {
-    this.c.stmt('DELETE FROM leases WHERE network_id = ? AND endpoint_id = ?').run(networkId, endpointId);
+    this.c.write('DELETE FROM leases WHERE network_id = ? AND endpoint_id = ?', networkId, endpointId);
   }
 
   rememberAddress(clientId: string, address: IpAddress): void {
-    this.c
-      .stmt(
-        `INSERT INTO dhcp_last (client_id, address, updated_at) VALUES (?, ?, ?)
-           ON CONFLICT (client_id) DO UPDATE SET address = excluded.address, updated_at = excluded.updated_at`,
-      )
-      .run(clientId, address.text, Date.now());
+    this.c.write(
+      `INSERT INTO dhcp_last (client_id, address, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (client_id) DO UPDATE SET address = excluded.address, updated_at = excluded.updated_at`,
+      clientId,
+      address.text,
+      Date.now(),
+    );
   }
 
   forgetAddressesBefore(cutoff: number): number {
-    return this.c.stmt('DELETE FROM dhcp_last WHERE updated_at < ?').run(cutoff).changes;
+    return this.c.write('DELETE FROM dhcp_last WHERE updated_at < ?', cutoff).changes;
   }
 
   lastAddress(clientId: string): IpAddress | null {

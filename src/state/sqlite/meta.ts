@@ -15,9 +15,11 @@ export class MetaTable {
   }
 
   setMeta(key: string, value: string): void {
-    this.c
-      .stmt('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
-      .run(key, value);
+    this.c.write(
+      'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+      key,
+      value,
+    );
     this.c.durable();
   }
 
@@ -26,7 +28,7 @@ export class MetaTable {
       (this.c.stmt("SELECT value FROM meta WHERE key = 'instance'").get() as { value: string } | undefined)?.value;
     const found = read();
     if (found !== undefined) return found;
-    this.c.stmt("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)").run(randomBytes(8).toString('hex'));
+    this.c.write("INSERT OR IGNORE INTO meta (key, value) VALUES ('instance', ?)", randomBytes(8).toString('hex'));
     this.c.durable();
     return read() ?? '';
   }

@@ -57,9 +57,12 @@ export class NetworkTables {
   }
 
   insertNetwork(record: NetworkRecord): void {
-    const result = this.c
-      .stmt('INSERT OR IGNORE INTO networks (id, record, created_at) VALUES (?, ?, ?)')
-      .run(record.spec.networkId, encodeNetwork(record), Date.now());
+    const result = this.c.write(
+      'INSERT OR IGNORE INTO networks (id, record, created_at) VALUES (?, ?, ?)',
+      record.spec.networkId,
+      encodeNetwork(record),
+      Date.now(),
+    );
     if (result.changes === 0)
       throw new LanplugError('Conflict', `network ${record.spec.networkId} is already recorded`);
     this.networkCache = null;
@@ -68,8 +71,8 @@ export class NetworkTables {
 
   deleteNetwork(networkId: string): void {
     this.c.transaction(() => {
-      this.c.stmt('DELETE FROM endpoints WHERE network_id = ?').run(networkId);
-      this.c.stmt('DELETE FROM networks WHERE id = ?').run(networkId);
+      this.c.write('DELETE FROM endpoints WHERE network_id = ?', networkId);
+      this.c.write('DELETE FROM networks WHERE id = ?', networkId);
       this.networkCache = null;
       this.endpointWrites++;
       this.c.durable();
@@ -86,7 +89,7 @@ export class NetworkTables {
   }
 
   setNetworkEngine(networkId: string, engineId: string): void {
-    this.c.stmt('UPDATE networks SET docker_engine = ? WHERE id = ?').run(engineId, networkId);
+    this.c.write('UPDATE networks SET docker_engine = ? WHERE id = ?', engineId, networkId);
     this.c.durable();
   }
 
@@ -114,26 +117,44 @@ export class NetworkTables {
   putEndpoint(record: EndpointRecord): void {
     try {
       // An endpoint written again (Docker retrying CreateEndpoint) keeps its first time.
-      this.c
-        .stmt(
-          `INSERT INTO endpoints (network_id, endpoint_id, record, created_at, mac) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record, mac = excluded.mac`,
-        )
-        .run(record.networkId, record.endpointId, encodeEndpoint(record), Date.now(), record.mac);
+      this.c.write(
+        `INSERT INTO endpoints (network_id, endpoint_id, record, created_at, mac) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (network_id, endpoint_id) DO UPDATE SET record = excluded.record, mac = excluded.mac`,
+        record.networkId,
+        record.endpointId,
+        encodeEndpoint(record),
+        Date.now(),
+        record.mac,
+      );
       this.endpointWrites++;
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'SQLITE_CONSTRAINT_UNIQUE' || record.mac === null) throw err;
-      const holder = this.c.stmt('SELECT endpoint_id AS id FROM endpoints WHERE mac = ?').get(record.mac) as
-        { id: string } | undefined;
+      const row = this.c
+        .stmt('SELECT endpoint_id AS id, record, created_at FROM endpoints WHERE mac = ?')
+        .get(record.mac) as Row | undefined;
+      const holder = row === undefined ? null : this.c.read('endpoint', row, decodeEndpoint);
+      const address = record.ipv4?.address.text ?? record.ipv6?.address.text;
+      const held = holder?.ipv4?.address.text ?? holder?.ipv6?.address.text;
+      // The same address of the same network (so the same derived MAC), and the advice about --mac-address
+      // would be wrong. Seen two ways: Docker's IPAM gave the address out twice (dockerd killed while it started
+      // containers: it lost the allocations made just before), or Docker gave it again after forgetting the
+      // endpoint lanplug recorded (lanplug killed while answering its CreateEndpoint). lanplug cannot tell them
+      // apart here (the first endpoint's link lives in a container, or nowhere), and asks dockerd nothing
+      // from a request: refused, in words for both; the periodic check drops a forgotten row.
+      if (holder !== null && holder.networkId === record.networkId && address !== undefined && address === held)
+        throw new LanplugError(
+          'Conflict',
+          `address ${address} of this network is already held by endpoint ${shortId(holder.endpointId)} (MAC ${record.mac}): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address`,
+        );
       throw new LanplugError(
         'Conflict',
-        `MAC address ${record.mac} is already used by endpoint ${shortId(holder?.id ?? '?')}; give each container its own --mac-address`,
+        `MAC address ${record.mac} is already used by endpoint ${shortId(holder?.endpointId ?? '?')}; give each container its own --mac-address`,
       );
     }
   }
 
   deleteEndpoint(networkId: string, endpointId: string): void {
-    this.c.stmt('DELETE FROM endpoints WHERE network_id = ? AND endpoint_id = ?').run(networkId, endpointId);
+    this.c.write('DELETE FROM endpoints WHERE network_id = ? AND endpoint_id = ?', networkId, endpointId);
     this.endpointWrites++;
   }
 
@@ -146,12 +167,14 @@ export class NetworkTables {
   }
 
   putLeftover(leftover: Leftover): void {
-    this.c
-      .stmt('INSERT OR REPLACE INTO leftovers (name, record) VALUES (?, ?)')
-      .run(leftover.name, encodeLeftover(leftover));
+    this.c.write(
+      'INSERT OR REPLACE INTO leftovers (name, record) VALUES (?, ?)',
+      leftover.name,
+      encodeLeftover(leftover),
+    );
   }
 
   deleteLeftover(name: string): void {
-    this.c.stmt('DELETE FROM leftovers WHERE name = ?').run(name);
+    this.c.write('DELETE FROM leftovers WHERE name = ?', name);
   }
 }

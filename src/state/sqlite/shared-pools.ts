@@ -20,17 +20,18 @@ export class SharedPoolTables {
   }
 
   putPoolRelease(poolId: string, error: string, at: number): void {
-    this.c
-      .stmt(
-        `INSERT INTO pool_releases (pool_id, error, failed_at) VALUES (?, ?, ?)
-           ON CONFLICT (pool_id) DO UPDATE SET error = excluded.error`,
-      )
-      .run(poolId, error, at);
+    this.c.write(
+      `INSERT INTO pool_releases (pool_id, error, failed_at) VALUES (?, ?, ?)
+         ON CONFLICT (pool_id) DO UPDATE SET error = excluded.error`,
+      poolId,
+      error,
+      at,
+    );
     this.c.durable();
   }
 
   deletePoolRelease(poolId: string): void {
-    this.c.stmt('DELETE FROM pool_releases WHERE pool_id = ?').run(poolId);
+    this.c.write('DELETE FROM pool_releases WHERE pool_id = ?', poolId);
   }
 
   listLostAddresses(): LostAddress[] {
@@ -45,15 +46,18 @@ export class SharedPoolTables {
 
   putLostAddress(lost: LostAddress): void {
     const { noticedAt, ...record } = lost;
-    this.c
-      .stmt('INSERT OR REPLACE INTO lost_addresses (address, record, noticed_at) VALUES (?, ?, ?)')
-      .run(lost.address, JSON.stringify(record), noticedAt);
+    this.c.write(
+      'INSERT OR REPLACE INTO lost_addresses (address, record, noticed_at) VALUES (?, ?, ?)',
+      lost.address,
+      JSON.stringify(record),
+      noticedAt,
+    );
     // On disk before etcd's record of the reclaim is forgotten: the record is read once.
     this.c.durable();
   }
 
   deleteLostAddress(address: string): void {
-    this.c.stmt('DELETE FROM lost_addresses WHERE address = ?').run(address);
+    this.c.write('DELETE FROM lost_addresses WHERE address = ?', address);
   }
 
   isAddressLost(networkId: string, address: string): boolean {
