@@ -17,6 +17,7 @@ import { checkIds, inNetwork, requireNetwork, type DriverContext } from './drive
 import { createEndpointLinkBesideParked, endpointLeftover } from './endpoint-links';
 import { removeRoutes, wantedRoutes } from './host-access';
 import { checkDockerId, endpointLinkName } from './names';
+import { removeLeftInSandbox } from './sandbox';
 import { ensureParent } from './parent';
 import type { CreateEndpointRequest, CreateEndpointResult } from './requests';
 
@@ -83,7 +84,11 @@ export function deleteEndpoint(ctx: DriverContext, networkId: string, endpointId
     if (network !== null && network.spec.hostAccess !== null && endpoint !== null)
       removeRoutesQuietly(ctx, network.spec, endpoint);
     const link = ctx.rtnl.getLink(linkName);
-    if (link === null) store.deleteLeftover(linkName);
+    if (link === null) {
+      const sandboxKey = endpoint?.dockerSandboxKey;
+      if (endpoint !== null && sandboxKey !== undefined) removeFromDockerSandbox(ctx, endpoint, sandboxKey);
+      store.deleteLeftover(linkName);
+    }
     // The leftover record goes once the link is: at once, or when the reaper's batch is done.
     else ctx.remover.remove(link, () => store.deleteLeftover(linkName));
   } catch (err) {
@@ -91,6 +96,20 @@ export function deleteEndpoint(ctx: DriverContext, networkId: string, endpointId
       network === null ? withContext(`endpoint ${shortId(endpointId)}`, err) : inNetwork(network.spec, err);
     store.putLeftover({ ...leftover, reason: failure.message });
     throw failure;
+  }
+}
+
+/** The link is not back in our namespace: it may still be in a sandbox a killed dockerd left (sandbox.ts). */
+function removeFromDockerSandbox(ctx: DriverContext, endpoint: EndpointRecord, sandboxKey: string): void {
+  const what = { endpoint: shortId(endpoint.endpointId), sandbox: sandboxKey };
+  try {
+    const left = { group: ctx.rtnl.ownGroup, mac: endpoint.mac, addresses: addressesOf(endpoint) };
+    const name = removeLeftInSandbox(sandboxKey, left);
+    if (name !== null)
+      ctx.log.warn("removed a deleted endpoint's link from the sandbox Docker left behind", { ...what, link: name });
+  } catch (err) {
+    // Best effort: Docker has deleted the endpoint whatever lanplug answers.
+    ctx.log.warn("could not look for a deleted endpoint's link in its sandbox", { ...what, error: String(err) });
   }
 }
 

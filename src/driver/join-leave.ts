@@ -34,6 +34,11 @@ export interface JoinInto {
   name: string;
 }
 
+/** Docker's Join: the link is made here for Docker to move into the sandbox `sandboxKey` names. */
+export interface JoinForDocker {
+  sandboxKey: string | null;
+}
+
 /**
  * Creates the endpoint's link in the daemon's namespace. The runtime
  * (Docker) moves it into the container, names it eth<N> and configures
@@ -46,12 +51,14 @@ export function join(
   driver: DriverKind,
   networkId: string,
   endpointId: string,
-  into?: JoinInto,
+  where: JoinInto | JoinForDocker = { sandboxKey: null },
 ): JoinResult {
   checkIds(networkId, endpointId);
   const { spec } = requireNetwork(ctx, networkId, driver);
-  const endpoint = ctx.store.getEndpoint(networkId, endpointId);
-  if (endpoint === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
+  const found = ctx.store.getEndpoint(networkId, endpointId);
+  if (found === null) throw notFound(`endpoint ${shortId(endpointId)} not found in network ${shortId(networkId)}`);
+  const into = 'namespaceFd' in where ? where : undefined;
+  const endpoint = 'sandboxKey' in where ? rememberSandbox(ctx, found, where.sandboxKey) : found;
   let parent: LinkInfo;
   try {
     parent = ensureParent(ctx.rtnl, spec.parent, spec.mtu);
@@ -78,6 +85,18 @@ export function join(
   crashPoint('join:link-created');
   announceEndpoint(ctx, spec, endpoint, parent);
   return joinAnswer(spec, endpoint);
+}
+
+/**
+ * Records the sandbox Docker will move the endpoint's link into, so that DeleteEndpoint can find the
+ * link if Docker never moves it back (a dockerd killed while the container ran leaves the sandbox).
+ * Written once per Join, and only when it changed.
+ */
+function rememberSandbox(ctx: DriverContext, endpoint: EndpointRecord, sandboxKey: string | null): EndpointRecord {
+  if (sandboxKey === null || endpoint.dockerSandboxKey === sandboxKey) return endpoint;
+  const updated = { ...endpoint, dockerSandboxKey: sandboxKey };
+  ctx.store.putEndpoint(updated);
+  return updated;
 }
 
 /** Nothing to undo here: Docker moves the link back and then calls DeleteEndpoint. */

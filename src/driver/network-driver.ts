@@ -137,8 +137,13 @@ export class NetworkDriver {
 
   // ---- join and leave (join-leave.ts) ----
 
-  join(driver: DriverKind, networkId: string, endpointId: string, into?: joinLeave.JoinInto): JoinResult {
-    return joinLeave.join(this.ctx, driver, networkId, endpointId, into);
+  join(
+    driver: DriverKind,
+    networkId: string,
+    endpointId: string,
+    where?: joinLeave.JoinInto | joinLeave.JoinForDocker,
+  ): JoinResult {
+    return joinLeave.join(this.ctx, driver, networkId, endpointId, where);
   }
 
   leave(networkId: string, endpointId: string): void {

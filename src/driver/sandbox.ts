@@ -9,7 +9,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { LanplugError, withContext } from '../errors';
 import type { LinkInfo } from '../link/link';
 import { openRtnl, type Rtnl } from '../link/rtnl';
-import type { IpAddress, IpPrefix } from '../net/address';
+import { sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { inNetworkNamespace } from '../netlink/netns';
 
 export interface SandboxRoute {
@@ -119,6 +119,52 @@ export function removeFromSandbox(netns: string, names: readonly string[], mac: 
       const link = rtnl.getLink(name);
       if (link !== null && (mac === null || link.mac === mac)) rtnl.deleteLink(link);
     }
+  } finally {
+    rtnl.close();
+  }
+}
+
+/** What tells an endpoint's link in a sandbox from the rest of it. */
+export interface LeftLink {
+  /** The link group of the daemon that made it (lanplug's mark; another daemon's links carry theirs). */
+  group: number;
+  /** The endpoint's MAC (macvlan); null for ipvlan, whose links all carry the parent's. */
+  mac: string | null;
+  /** The endpoint's addresses: what tells one ipvlan link of lanplug's from another in one sandbox. */
+  addresses: readonly IpAddress[];
+}
+
+/**
+ * Deletes the link lanplug made for an endpoint Docker has deleted, found in the sandbox Docker
+ * never emptied (`netns`, the Join's SandboxKey): Docker moves a link back out before
+ * DeleteEndpoint, but a dockerd killed while its containers ran leaves their sandboxes behind, and
+ * a macvlan left there keeps its MAC (an ipvlan its address) busy on the parent: the next container
+ * Docker gives that address fails to start with "address already in use". Only a link of lanplug's
+ * group with the endpoint's MAC (or, for ipvlan, one of its addresses) is touched. Returns the name
+ * it had there, or null (nothing left: the namespace or the link is gone, the usual case).
+ */
+export function removeLeftInSandbox(netns: string, left: LeftLink): string | null {
+  let rtnl: Rtnl;
+  try {
+    rtnl = openRtnl({ netns });
+  } catch (err) {
+    if (err instanceof LanplugError && err.code === 'NotFound') return null;
+    throw err;
+  }
+  try {
+    const ours = rtnl
+      .listLinks()
+      .filter((l) => l.group === left.group && (l.kind === 'macvlan' || l.kind === 'ipvlan'));
+    const holding = (link: LinkInfo): boolean =>
+      left.mac !== null
+        ? link.mac === left.mac
+        : [...rtnl.listAddresses(4), ...rtnl.listAddresses(6)].some(
+            (a) => a.index === link.index && left.addresses.some((x) => sameAddress(x, a.prefix.address)),
+          );
+    const link = ours.find(holding);
+    if (link === undefined) return null;
+    rtnl.deleteLink(link);
+    return link.name;
   } finally {
     rtnl.close();
   }

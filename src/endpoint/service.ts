@@ -131,7 +131,7 @@ export class EndpointService {
   /** The endpoint's link, ready for the runtime to move into the container; with DHCP, the server's router. */
   join(kind: DriverKind, ref: JoinRef): Promise<JoinResult> {
     return this.queue.forEndpoint(ref.networkId, ref.endpointId, () => {
-      const answer = this.driver.join(kind, ref.networkId, ref.endpointId);
+      const answer = this.driver.join(kind, ref.networkId, ref.endpointId, { sandboxKey: ref.sandboxKey });
       return this.dhcp === null ? answer : this.dhcp.joined(kind, ref, answer);
     });
   }

@@ -119,6 +119,12 @@ export interface EndpointRecord {
   ipv6: IpPrefix | null;
   /** A CNI attachment's container side; absent for Docker's endpoints (Docker moves and names their links). */
   sandbox?: Sandbox;
+  /**
+   * The namespace file Docker's Join named (SandboxKey). Docker moves the link back out before
+   * DeleteEndpoint; a dockerd killed while containers ran leaves the sandbox, with lanplug's link
+   * in it, and DeleteEndpoint looks for the link there (see removeLeftInSandbox).
+   */
+  dockerSandboxKey?: string;
 }
 
 /** The addresses an endpoint holds (or a request gives it), IPv4 first. */

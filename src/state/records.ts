@@ -69,6 +69,7 @@ export function encodeEndpoint(record: EndpointRecord): string {
     mac: record.mac,
     ipv4: record.ipv4 === null ? null : formatPrefix(record.ipv4),
     ipv6: record.ipv6 === null ? null : formatPrefix(record.ipv6),
+    ...(record.dockerSandboxKey === undefined ? {} : { dockerSandboxKey: record.dockerSandboxKey }),
     ...(record.sandbox === undefined ? {} : { sandbox: record.sandbox }),
   });
 }
@@ -153,6 +154,7 @@ export function decodeEndpoint(text: string): EndpointRecord {
     ipv4: nullable(o, 'ipv4', str) === null ? null : parsePrefix(str(o, 'ipv4')),
     ipv6: nullable(o, 'ipv6', str) === null ? null : parsePrefix(str(o, 'ipv6')),
     ...(o['sandbox'] === undefined ? {} : { sandbox: decodeSandbox(o['sandbox']) }),
+    ...(o['dockerSandboxKey'] === undefined ? {} : { dockerSandboxKey: str(o, 'dockerSandboxKey') }),
   };
 }
 

@@ -186,6 +186,41 @@ test('a crash after DeleteEndpoint dropped the row: the restarted daemon removes
   await stop(proc);
 });
 
+test("a dockerd killed while its container ran never moves the link back: DeleteEndpoint removes lanplug's link from the sandbox left behind (also across a daemon restart), and nothing else there", async () => {
+  const l = freshLab();
+  const sandbox = `${NS}-sb`;
+  execFileSync('ip', ['netns', 'add', sandbox]);
+  const inSandbox = (...args: string[]): string =>
+    execFileSync('ip', ['-n', sandbox, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const sandboxLinks = (): string[] =>
+    (JSON.parse(inSandbox('-j', 'link', 'show')) as { ifname: string }[]).map((x) => x.ifname).sort();
+  try {
+    let proc = await l.start();
+    assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+    assert.equal((await l.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
+    const join = await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: `/run/netns/${sandbox}` });
+    assert.equal(join.status, 200);
+    // What Docker does at the container's start: the link moves into the sandbox and is named eth0 there.
+    ip('link', 'set', EP_LINK, 'netns', sandbox);
+    inSandbox('link', 'set', EP_LINK, 'name', 'eth0');
+    // Beside it, links lanplug never made: another macvlan on the same parent, and a veth.
+    ip('link', 'add', 'lp-0123456789ab', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
+    ip('link', 'set', 'lp-0123456789ab', 'netns', sandbox);
+    inSandbox('link', 'add', 'other0', 'type', 'veth', 'peer', 'name', 'other1');
+    // The daemon restarts meanwhile: where the link went is on record, not only in memory.
+    await stop(proc);
+    proc = await l.start();
+    // dockerd, back after kill -9, drops the stale endpoint without moving its link back out.
+    assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200);
+    assert.deepEqual(sandboxLinks(), ['lo', 'lp-0123456789ab', 'other0', 'other1']);
+    assert.match(proc.stderr(), /removed a deleted endpoint's link from the sandbox Docker left behind/);
+    assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+    await stop(proc);
+  } finally {
+    execFileSync('ip', ['netns', 'del', sandbox]);
+  }
+});
+
 test('a delete the kernel refuses: the row goes, a leftover stays, gc finishes once the link can go', async () => {
   const l = freshLab();
   const proc = await l.start();

@@ -353,6 +353,30 @@ function hostLinks(index: number): string[] {
     .filter((n) => /^lp-[0-9a-f]{12}$|^lpd-/.test(n));
 }
 
+/**
+ * lanplug's links in sandboxes no running container holds: a dockerd killed while its containers ran
+ * leaves their namespaces under its exec-root, and a link left in one keeps its MAC (or, ipvlan, its
+ * address) busy on the parent, so the next container given that address cannot start.
+ */
+function linksInLeftSandboxes(index: number): string[] {
+  const host = hosts[index] as DockerHost;
+  const running = lines(host.dockerOk(['ps', '-q']));
+  const held = new Set(
+    running.length === 0 ? [] : lines(host.dockerOk(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', ...running])),
+  );
+  const dir = join(host.execRoot, 'netns');
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => join(dir, f)) : [];
+  return files
+    .filter((f) => !held.has(f))
+    .flatMap((f) => {
+      const r = host.exec(['nsenter', `--net=${f}`, 'ip', '-d', '-o', 'link', 'show']);
+      if (r.status !== 0) return []; // a file no namespace is mounted on any more
+      return lines(r.stdout)
+        .filter((l) => / (macvlan|ipvlan) /.test(l))
+        .map((l) => `${f}: ${/^\d+: ([^:@]+)/.exec(l)?.[1] ?? l}`);
+    });
+}
+
 /** etcd's endpoint claims (allocated or requested): address -> the host holding it. */
 function etcdClaims(): Map<string, string> {
   const out = etcdHost.execOk(
@@ -440,6 +464,7 @@ function audit(): Audit {
     for (const n of r.networks)
       if (!networks.has(n)) result.stranded.push(`h${h} lanplug network ${n}: Docker has no such network`);
     for (const link of hostLinks(h)) result.leaked.push(`h${h} ${link}`);
+    for (const link of linksInLeftSandboxes(h)) result.leaked.push(`h${h} in a sandbox Docker left: ${link}`);
   }
   return result;
 }
@@ -499,7 +524,7 @@ function assertReachGateway(index: number, network: string): void {
 
 interface Restarted {
   started: number;
-  /** Containers dockerd, killed, left to containerd ("id already in use"): Docker's own leftovers. */
+  /** Containers dockerd, killed, left to containerd ("id already in use", its task's directory): Docker's own leftovers. */
   halfMade: number;
   /** Refused by lanplug: another endpoint of the network holds the address Docker gave (twice, or after forgetting). */
   givenTwice: number;
@@ -517,7 +542,8 @@ function startCreated(index: number, status = 'created'): Restarted {
   for (const name of lines(host.dockerOk(['ps', '-a', '--filter', `status=${status}`, '--format', '{{.Names}}']))) {
     const r = host.docker(['start', name]);
     if (r.status === 0) counts.started++;
-    else if (/id already in use/.test(r.stderr)) counts.halfMade++;
+    // containerd's task of a container dockerd was starting when killed: its id, or its state directory
+    else if (/id already in use|failed to start shim: mkdir \S+: file exists/.test(r.stderr)) counts.halfMade++;
     else if (
       /address \S+ of this network is already held by endpoint [0-9a-f]{12} .*Docker gave it out twice/.test(r.stderr)
     )
@@ -529,7 +555,7 @@ function startCreated(index: number, status = 'created'): Restarted {
 }
 
 function describeRestarted(r: Restarted, status = 'created'): string {
-  return `${r.started} ${status} container(s) started; removed: ${r.halfMade} containerd still held ("id already in use"), ${r.givenTwice} whose address lanplug refused (Docker gave it twice, or after forgetting an endpoint)`;
+  return `${r.started} ${status} container(s) started; removed: ${r.halfMade} containerd still held ("id already in use", "failed to start shim"), ${r.givenTwice} whose address lanplug refused (Docker gave it twice, or after forgetting an endpoint)`;
 }
 
 // ---- the cases ----
