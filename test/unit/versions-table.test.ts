@@ -17,7 +17,6 @@ import {
   claimProblems,
   combineRuns,
   evidenceFromTap,
-  parseTap,
   renderBlock,
   runProblems,
   runsInBlock,
@@ -25,6 +24,7 @@ import {
   type Run,
   type TaggedTest,
 } from '../support/versions-table';
+import { parseTap } from '../support/tap';
 
 test('every row is proved on each engine it claims by a tagged test that runs there, and on no other', () => {
   const { tests, problems } = taggedTests();
