@@ -62,8 +62,18 @@ function key(networkId: string, endpointId: string, family: Family): string {
   return `${networkId}/${endpointId}/${family}`;
 }
 
+/** What a renewal found and the store could not take yet (its file system full), per endpoint. */
+interface Unsaved {
+  /** The lease record as the last step left it: the next step starts from it, not from the stored one. */
+  lease?: LeaseRecord;
+  /** A move of the container's address (the endpoint's row, the last address kept for its identity). */
+  moved?: () => void;
+}
+
 export class Renewals {
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** By network/endpoint; written at the start of the endpoint's next step, or dropped with its record. */
+  private readonly unsaved = new Map<string, Unsaved>();
   private readonly running = new Map<string, Running>();
   private stopped = false;
 
@@ -113,6 +123,7 @@ export class Renewals {
   stop(networkId: string, endpointId: string, family: Family): Promise<void> | null {
     const k = key(networkId, endpointId, family);
     this.cancel(k);
+    this.unsaved.delete(`${networkId}/${endpointId}`);
     const running = this.running.get(k);
     if (running === undefined) return null;
     void running.channel?.close();
@@ -136,13 +147,13 @@ export class Renewals {
 
   /** One step of a lease's life: the exchange its state calls for, then the state the answer leads to. */
   private async step(networkId: string, endpointId: string, family: Family): Promise<void> {
-    const record = this.store.getLease(networkId, endpointId);
+    const record = this.latest(networkId, endpointId);
     const lease = record === null ? null : leaseOf(record, family);
     if (record === null || lease === null || record.sandboxKey === null) return;
     const began = Date.now();
     const result = await this.exchange(record, record.sandboxKey, lease, began);
     // The container may have left while the exchange ran: its record is the truth.
-    const current = this.store.getLease(networkId, endpointId);
+    const current = this.latest(networkId, endpointId);
     const held = current === null ? null : leaseOf(current, family);
     if (current === null || held === null || held.boundAt !== lease.boundAt) {
       // Released while a new lease was being taken: that one goes back too.
@@ -158,7 +169,7 @@ export class Renewals {
       failures: 0,
       lastError: failure,
     };
-    this.recordOrWarn(endpointId, () => this.store.putLease(updated, false));
+    this.saveLease(updated);
     this.schedule(updated, family);
   }
 
@@ -254,28 +265,61 @@ export class Renewals {
         applied: failure === null,
       },
     );
-    this.recordOrWarn(record.endpointId, () => {
+    const moved = (): void => {
       this.host.remember(record.identity, next);
       this.networks.moved(record.networkId, record.endpointId, next.address);
-    });
+    };
+    try {
+      moved();
+    } catch (err) {
+      this.owe(record, { moved }, err);
+    }
     return failure;
   }
 
   /**
-   * Keeps what a renewal found in the store, or says why it could not (its file system full): the next
-   * timer is set all the same. A renewal whose record failed used to end the lease's renewals for good
-   * (the timer was set after the write), and the server gave the container's address away at expiry;
-   * the record catches up at the next renewal the store takes.
+   * The lease record as the endpoint's last step left it: the stored one, or the one the store could
+   * not take (then written now if there is room). A renewal whose record failed used to end the
+   * lease's renewals for good (the timer was set after the write); and a step that started from the
+   * stored record after one that was not saved asked the server for an address the container no
+   * longer had. Null once the record is gone (released): what was owed for it goes too.
    */
-  private recordOrWarn(endpointId: string, write: () => void): void {
-    try {
-      write();
-    } catch (err) {
-      this.log.warn('dhcp renewal not recorded; renewing on', {
-        endpoint: shortId(endpointId),
-        error: err instanceof Error ? err.message : String(err),
-      });
+  private latest(networkId: string, endpointId: string): LeaseRecord | null {
+    const k = `${networkId}/${endpointId}`;
+    const stored = this.store.getLease(networkId, endpointId);
+    const owed = this.unsaved.get(k);
+    if (stored === null || owed === undefined) {
+      this.unsaved.delete(k);
+      return stored;
     }
+    try {
+      owed.moved?.();
+      delete owed.moved;
+      if (owed.lease !== undefined) this.store.putLease(owed.lease, false);
+      this.unsaved.delete(k);
+      this.log.info('dhcp renewal recorded now that the state directory has room', { endpoint: shortId(endpointId) });
+    } catch {
+      // still no room: the next step tries again
+    }
+    return owed.lease ?? stored;
+  }
+
+  /** Keeps what a step found, or holds it for the next step when the store cannot take it. */
+  private saveLease(record: LeaseRecord): void {
+    try {
+      this.store.putLease(record, false);
+    } catch (err) {
+      this.owe(record, { lease: record }, err);
+    }
+  }
+
+  private owe(record: LeaseRecord, what: Unsaved, err: unknown): void {
+    const k = `${record.networkId}/${record.endpointId}`;
+    this.unsaved.set(k, { ...this.unsaved.get(k), ...what });
+    this.log.warn('dhcp renewal not recorded; renewing on, and recording at the next renewal', {
+      endpoint: shortId(record.endpointId),
+      error: err instanceof Error ? err.message : String(err),
+    });
   }
 
   /** No lease from this step: the state it got to is recorded, and the step is tried again later. */
@@ -291,7 +335,7 @@ export class Renewals {
       failures: current.failures + 1,
       lastError: result.reason,
     };
-    this.recordOrWarn(current.endpointId, () => this.store.putLease(failedRecord, false));
+    this.saveLease(failedRecord);
     const endpoint = shortId(current.endpointId);
     if (Date.now() >= leaseExpiresAt(held))
       this.log.error('dhcp lease expired without an answer from any server; still trying', {

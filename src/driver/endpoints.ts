@@ -5,7 +5,7 @@
  * A DHCP endpoint is made in two halves around the exchange the endpoint
  * service runs between them (endpoint/dhcp-endpoints.ts).
  */
-import { conflict, invalidArgument, withContext } from '../errors';
+import { conflict, invalidArgument, LanplugError, withContext } from '../errors';
 import { crashPoint } from '../crash-points';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
@@ -86,7 +86,8 @@ export function deleteEndpoint(ctx: DriverContext, networkId: string, endpointId
     const link = ctx.rtnl.getLink(linkName);
     if (link === null) {
       const sandboxKey = endpoint?.dockerSandboxKey;
-      if (endpoint !== null && sandboxKey !== undefined) removeFromDockerSandbox(ctx, endpoint, sandboxKey);
+      if (endpoint !== null && sandboxKey !== undefined)
+        removeFromDockerSandbox(ctx, network?.spec ?? null, endpoint, sandboxKey);
       store.deleteLeftover(linkName);
     }
     // The leftover record goes once the link is: at once, or when the reaper's batch is done.
@@ -100,15 +101,35 @@ export function deleteEndpoint(ctx: DriverContext, networkId: string, endpointId
 }
 
 /** The link is not back in our namespace: it may still be in a sandbox a killed dockerd left (sandbox.ts). */
-function removeFromDockerSandbox(ctx: DriverContext, endpoint: EndpointRecord, sandboxKey: string): void {
+function removeFromDockerSandbox(
+  ctx: DriverContext,
+  spec: NetworkSpec | null,
+  endpoint: EndpointRecord,
+  sandboxKey: string,
+): void {
   const what = { endpoint: shortId(endpoint.endpointId), sandbox: sandboxKey };
   try {
-    const left = { group: ctx.rtnl.ownGroup, mac: endpoint.mac, addresses: addressesOf(endpoint) };
-    const name = removeLeftInSandbox(sandboxKey, left);
-    if (name !== null)
-      ctx.log.warn("removed a deleted endpoint's link from the sandbox Docker left behind", { ...what, link: name });
+    const parent = spec === null ? null : ctx.rtnl.getLink(spec.parent.name);
+    const left = removeLeftInSandbox(sandboxKey, {
+      group: ctx.rtnl.ownGroup,
+      mac: endpoint.mac,
+      addresses: addressesOf(endpoint),
+      parentIndex: parent?.index ?? null,
+    });
+    if (left.kind === 'removed')
+      ctx.log.warn("removed a deleted endpoint's link from the sandbox Docker left behind", {
+        ...what,
+        link: left.name,
+      });
+    else if (left.kind === 'in use')
+      ctx.log.warn("a deleted endpoint's link is still in a sandbox a process lives in; left there", {
+        ...what,
+        link: left.name,
+      });
   } catch (err) {
-    // Best effort: Docker has deleted the endpoint whatever lanplug answers.
+    // Process-wide trouble (the daemon could not return to its own namespace) is not for a warning.
+    if (err instanceof LanplugError && err.code === 'Internal') throw err;
+    // Otherwise best effort: Docker has deleted the endpoint whatever lanplug answers.
     ctx.log.warn("could not look for a deleted endpoint's link in its sandbox", { ...what, error: String(err) });
   }
 }

@@ -95,7 +95,16 @@ export function join(
 function rememberSandbox(ctx: DriverContext, endpoint: EndpointRecord, sandboxKey: string | null): EndpointRecord {
   if (sandboxKey === null || endpoint.dockerSandboxKey === sandboxKey) return endpoint;
   const updated = { ...endpoint, dockerSandboxKey: sandboxKey };
-  ctx.store.putEndpoint(updated);
+  try {
+    ctx.store.putEndpoint(updated);
+  } catch (err) {
+    // Best effort: without it only that cleanup is lost; the container starts all the same.
+    ctx.log.warn('could not record the sandbox of an endpoint', {
+      endpoint: shortId(endpoint.endpointId),
+      error: err instanceof Error ? err.message : String(err),
+    });
+    return endpoint;
+  }
   return updated;
 }
 

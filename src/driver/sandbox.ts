@@ -5,7 +5,7 @@
  * named and configured from a netlink socket opened inside: addresses, up,
  * routes, and the notify sysctls that make the kernel announce it.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
 import { LanplugError, withContext } from '../errors';
 import type { LinkInfo } from '../link/link';
 import { openRtnl, type Rtnl } from '../link/rtnl';
@@ -132,7 +132,16 @@ export interface LeftLink {
   mac: string | null;
   /** The endpoint's addresses: what tells one ipvlan link of lanplug's from another in one sandbox. */
   addresses: readonly IpAddress[];
+  /** The network's parent in the daemon's namespace (a link in a sandbox names its lower device by that index); null when the parent is gone. */
+  parentIndex: number | null;
 }
+
+/** What removeLeftInSandbox did. */
+export type LeftInSandbox =
+  | { kind: 'nothing' }
+  | { kind: 'removed'; name: string }
+  /** A process still lives in the namespace: a container runs there, whatever Docker said; nothing is touched. */
+  | { kind: 'in use'; name: string };
 
 /**
  * Deletes the link lanplug made for an endpoint Docker has deleted, found in the sandbox Docker
@@ -140,32 +149,53 @@ export interface LeftLink {
  * DeleteEndpoint, but a dockerd killed while its containers ran leaves their sandboxes behind, and
  * a macvlan left there keeps its MAC (an ipvlan its address) busy on the parent: the next container
  * Docker gives that address fails to start with "address already in use". Only a link of lanplug's
- * group with the endpoint's MAC (or, for ipvlan, one of its addresses) is touched. Returns the name
- * it had there, or null (nothing left: the namespace or the link is gone, the usual case).
+ * group on the network's parent with the endpoint's MAC (or, for ipvlan, one of its addresses) is
+ * touched, and only in a namespace no process lives in (a left sandbox is held by its file alone).
  */
-export function removeLeftInSandbox(netns: string, left: LeftLink): string | null {
+export function removeLeftInSandbox(netns: string, left: LeftLink): LeftInSandbox {
   let rtnl: Rtnl;
   try {
     rtnl = openRtnl({ netns });
   } catch (err) {
-    if (err instanceof LanplugError && err.code === 'NotFound') return null;
+    if (err instanceof LanplugError && err.code === 'NotFound') return { kind: 'nothing' };
     throw err;
   }
   try {
-    const ours = rtnl
+    const candidates = rtnl
       .listLinks()
-      .filter((l) => l.group === left.group && (l.kind === 'macvlan' || l.kind === 'ipvlan'));
-    const holding = (link: LinkInfo): boolean =>
+      .filter(
+        (l) =>
+          l.group === left.group &&
+          (l.kind === 'macvlan' || l.kind === 'ipvlan') &&
+          (left.parentIndex === null || l.parentIndex === left.parentIndex),
+      );
+    if (candidates.length === 0) return { kind: 'nothing' };
+    const addresses = left.mac === null ? [...rtnl.listAddresses(4), ...rtnl.listAddresses(6)] : [];
+    const link = candidates.find((l) =>
       left.mac !== null
-        ? link.mac === left.mac
-        : [...rtnl.listAddresses(4), ...rtnl.listAddresses(6)].some(
-            (a) => a.index === link.index && left.addresses.some((x) => sameAddress(x, a.prefix.address)),
-          );
-    const link = ours.find(holding);
-    if (link === undefined) return null;
+        ? l.mac === left.mac
+        : addresses.some((a) => a.index === l.index && left.addresses.some((x) => sameAddress(x, a.prefix.address))),
+    );
+    if (link === undefined) return { kind: 'nothing' };
+    if (namespaceHasProcesses(netns)) return { kind: 'in use', name: link.name };
     rtnl.deleteLink(link);
-    return link.name;
+    return { kind: 'removed', name: link.name };
   } finally {
     rtnl.close();
   }
+}
+
+/** Whether any process's network namespace is the one `netns` names (same device and inode as /proc/PID/ns/net). */
+function namespaceHasProcesses(netns: string): boolean {
+  const target = statSync(netns);
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const ns = statSync(`/proc/${pid}/ns/net`);
+      if (ns.ino === target.ino && ns.dev === target.dev) return true;
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  return false;
 }

@@ -7,7 +7,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
@@ -194,38 +194,61 @@ test('a crash after DeleteEndpoint dropped the row: the restarted daemon removes
   await stop(proc);
 });
 
-test("a dockerd killed while its container ran never moves the link back: DeleteEndpoint removes lanplug's link from the sandbox left behind (also across a daemon restart), and nothing else there", async () => {
+test("a dockerd killed while its container ran never moves the link back: DeleteEndpoint removes lanplug's link from the sandbox left behind (also across a daemon restart), nothing else there, and nothing in a sandbox a process lives in", async () => {
   const l = freshLab();
-  const sandbox = `${NS}-sb`;
-  execFileSync('ip', ['netns', 'add', sandbox]);
-  const inSandbox = (...args: string[]): string =>
-    execFileSync('ip', ['-n', sandbox, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  const sandboxLinks = (): string[] =>
-    (JSON.parse(inSandbox('-j', 'link', 'show')) as { ifname: string }[]).map((x) => x.ifname).sort();
+  const [left, lived] = [`${NS}-sb`, `${NS}-sb2`];
+  const EP2 = EP.replace(/^8/, '9');
+  const ref2 = { NetworkID: NET, EndpointID: EP2 };
+  for (const sb of [left, lived]) execFileSync('ip', ['netns', 'add', sb]);
+  const inSandbox = (sb: string, ...args: string[]): string =>
+    execFileSync('ip', ['-n', sb, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const sandboxLinks = (sb: string): string[] =>
+    (JSON.parse(inSandbox(sb, '-j', 'link', 'show')) as { ifname: string }[]).map((x) => x.ifname).sort();
+  const macOf = (sb: string, name: string): string =>
+    (JSON.parse(inSandbox(sb, '-j', 'link', 'show', 'dev', name)) as { address: string }[])[0]?.address ?? '?';
+  // A container still running in the second sandbox (Docker's word notwithstanding).
+  const resident = spawn('ip', ['netns', 'exec', lived, 'sleep', '60'], { stdio: 'ignore' });
   try {
     let proc = await l.start();
     assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
-    assert.equal((await l.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
-    const join = await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: `/run/netns/${sandbox}` });
-    assert.equal(join.status, 200);
-    // What Docker does at the container's start: the link moves into the sandbox and is named eth0 there.
-    ip('link', 'set', EP_LINK, 'netns', sandbox);
-    inSandbox('link', 'set', EP_LINK, 'name', 'eth0');
-    // Beside it, links lanplug never made: another macvlan on the same parent, and a veth.
-    ip('link', 'add', 'lp-0123456789ab', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
-    ip('link', 'set', 'lp-0123456789ab', 'netns', sandbox);
-    inSandbox('link', 'add', 'other0', 'type', 'veth', 'peer', 'name', 'other1');
+    for (const [r, address, sb] of [
+      [ref, '172.16.86.2/24', left],
+      [ref2, '172.16.86.3/24', lived],
+    ] as const) {
+      const created = await l.call('/NetworkDriver.CreateEndpoint', {
+        ...r,
+        Interface: { Address: address, MacAddress: '' },
+      });
+      assert.equal(created.status, 200);
+      assert.equal((await l.call('/NetworkDriver.Join', { ...r, SandboxKey: `/run/netns/${sb}` })).status, 200);
+      // What Docker does at the container's start: the link moves into the sandbox and is named eth0 there.
+      const name = `lp-${r.EndpointID.slice(0, 12)}`;
+      ip('link', 'set', name, 'netns', sb);
+      inSandbox(sb, 'link', 'set', name, 'name', 'eth0');
+    }
+    const mac = macOf(left, 'eth0');
+    const group = (JSON.parse(inSandbox(left, '-j', 'link', 'show', 'dev', 'eth0')) as { group: string }[])[0]?.group;
+    // Beside it, links lanplug never made and its own of other endpoints: one of lanplug's group with another
+    // MAC, one of another group with the endpoint's MAC (down: the parent lets both exist), and a veth.
+    ip('link', 'add', 'lp-0123456789ab', 'group', String(group), 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
+    ip('link', 'add', 'lp-ba9876543210', 'address', mac, 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge');
+    for (const name of ['lp-0123456789ab', 'lp-ba9876543210']) ip('link', 'set', name, 'netns', left);
+    inSandbox(left, 'link', 'add', 'other0', 'type', 'veth', 'peer', 'name', 'other1');
     // The daemon restarts meanwhile: where the link went is on record, not only in memory.
     await stop(proc);
     proc = await l.start();
-    // dockerd, back after kill -9, drops the stale endpoint without moving its link back out.
+    // dockerd, back after kill -9, drops the stale endpoints without moving their links back out.
     assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', ref)).status, 200);
-    assert.deepEqual(sandboxLinks(), ['lo', 'lp-0123456789ab', 'other0', 'other1']);
+    assert.deepEqual(sandboxLinks(left), ['lo', 'lp-0123456789ab', 'lp-ba9876543210', 'other0', 'other1']);
     assert.match(proc.stderr(), /removed a deleted endpoint's link from the sandbox Docker left behind/);
+    assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', ref2)).status, 200);
+    assert.deepEqual(sandboxLinks(lived), ['eth0', 'lo'], 'a sandbox a process lives in is left alone');
+    assert.match(proc.stderr(), /a deleted endpoint's link is still in a sandbox a process lives in; left there/);
     assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
     await stop(proc);
   } finally {
-    execFileSync('ip', ['netns', 'del', sandbox]);
+    resident.kill();
+    for (const sb of [left, lived]) execFileSync('ip', ['netns', 'del', sb]);
   }
 });
 
