@@ -36,12 +36,13 @@ import {
 } from '../model/network';
 import { parsePrefix, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { CniIpam } from '../ipam/cni-ipam';
-import { randomMac } from '../ipam/mac';
+import { macFromKey, randomMac } from '../ipam/mac';
 import { ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
 import { hostAddressMessage } from '../lan/host-addresses';
 import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
+import { EADDRINUSE } from '../netlink/errno';
 import { endpointLinkName } from './names';
 import type { NetworkDriver } from './network-driver';
 import { OPT_PARENT } from './options';
@@ -102,6 +103,18 @@ export function cniNetworkId(networkName: string): string {
 /** One attachment per (network, container, interface), as CNI keys them. */
 export function attachmentId(networkName: string, containerId: string, ifname: string): string {
   return createHash('sha256').update(`${networkName}\0${containerId}\0${ifname}`).digest('hex');
+}
+
+/**
+ * The MAC of a macvlan attachment the configuration gives none. On a DHCP network it follows the
+ * attachment (network, container id, interface): a restarted Podman container keeps its id, so it comes
+ * back as the same machine to the LAN, the same client to the server (its client id follows the
+ * container too: endpoint/dhcp-attachments.ts). Elsewhere random, as the reference plugin's: a MAC
+ * derived from the address (Docker's way) would clash with the link of a namespace the runtime has
+ * just deleted, which the kernel destroys a little later, when another container gets the address.
+ */
+function unconfiguredMac(request: AttachRequest, endpointId: string): string {
+  return request.dhcp ? macFromKey(endpointId) : randomMac();
 }
 
 export class SandboxAttachments {
@@ -166,9 +179,7 @@ export class SandboxAttachments {
           endpointId,
           ipv4,
           ipv6,
-          // Random, as the reference plugin's: a MAC derived from the address (Docker's way) would clash with
-          // the link of a namespace the runtime has just deleted, which the kernel destroys a little later.
-          mac: request.mac ?? (driver === 'macvlan' ? randomMac() : null),
+          mac: request.mac ?? (driver === 'macvlan' ? unconfiguredMac(request, endpointId) : null),
           sandbox,
         });
       });
@@ -242,6 +253,25 @@ export class SandboxAttachments {
    * whole on a failure; after it, `abandonLeased` undoes it.
    */
   prepareLeased(request: AttachRequest): PreparedLease {
+    try {
+      return this.prepareLeasedAs(request);
+    } catch (err) {
+      // The container's own MAC is still up on the parent: its last namespace went without a DEL and the
+      // kernel is not done with the link yet (or, once in 2^46, another link has it). This start takes a
+      // random MAC; the server knows the container by its client id, so the address comes back all the same.
+      if (!(err instanceof LanplugError && err.errno === EADDRINUSE) || request.mac !== null) throw err;
+      const mac = randomMac();
+      this.log.warn("the container's own MAC is held on the parent; starting with a random one", {
+        network: request.networkName,
+        container: shortId(request.sandbox.containerId),
+        ifname: request.sandbox.ifname,
+        mac,
+      });
+      return this.prepareLeasedAs({ ...request, mac });
+    }
+  }
+
+  private prepareLeasedAs(request: AttachRequest): PreparedLease {
     const prepared = this.prepare(request);
     const { networkId, endpointId } = prepared;
     const { sandbox, driver } = request;

@@ -14,7 +14,8 @@
  * the same container (a restarted Podman container keeps its id) asks as the
  * same client and for its last address; the hostname is the container id's
  * first 12 characters (Podman's default hostname for a container). The MAC
- * stays the attachment's (random unless the configuration gives one): on
+ * follows the attachment as well, unless the configuration gives one
+ * (SandboxAttachments: a hash of network, container id and interface): on
  * ipvlan every pod has the parent's, and the client id tells them apart.
  */
 import { createHash } from 'node:crypto';

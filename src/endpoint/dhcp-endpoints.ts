@@ -9,7 +9,11 @@
  * - `--mac-address`: the MAC, and client id 01+MAC (reservations by MAC work);
  * - `--driver-opt lanplug.dhcp.id=NAME`: client id 00+NAME and a MAC derived
  *   from NAME (reservations by client id or by that MAC work);
- * - neither: a random MAC per start, so a new lease per start.
+ * - neither: a random MAC per start, so a new lease per start. Not a choice:
+ *   CreateEndpoint names no container (a new endpoint id, no MAC, only ports
+ *   in its options; Join's sandbox is new too, on 20.10 and 28.5 alike), so a
+ *   restarted container cannot be told from a new one, and a remembered MAC
+ *   could go to the wrong container (docs/dhcp.md, "Why a restart alone...").
  * ipvlan links share the parent's MAC: the client id must tell them apart.
  * Option 12 is `lanplug.dhcp.hostname`, else NAME when it is a valid hostname.
  */

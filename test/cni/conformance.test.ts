@@ -18,6 +18,8 @@ import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { repoRoot } from '../support/repo';
+import { attachmentId } from '../../src/driver/attachments';
+import { macFromKey } from '../../src/ipam/mac';
 import type { DaemonLab } from '../support/daemon';
 import { CNI_LAB_GATEWAY, runPlugin, startCniLab, type CniCall, type CniLab, type CniOutcome } from '../support/cni';
 
@@ -591,11 +593,57 @@ test('lanplug-dhcp (the docs/cni.md example): the server leases the pod its addr
     const again = await add(sb, stdin);
     assert.equal(again.code, 0, again.stdout);
     assert.equal(resultAddress(again), address, 'the same container and interface get the same address back');
+    assert.equal(macOf(again), mac, 'and the same MAC: the LAN sees the same machine');
     assert.equal((await del(sb, stdin)).code, 0);
+
+    // A restarted Podman container: the same container id in a namespace made anew.
+    const restarted = { ...newSandbox(), id: sb.id };
+    const other = newSandbox();
+    try {
+      const back = await add(restarted, stdin);
+      assert.equal(back.code, 0, back.stdout);
+      assert.equal(macOf(back), mac, 'the same MAC in a new namespace');
+      assert.equal(resultAddress(back), address, 'the same address in a new namespace');
+      assert.equal(linkIn(restarted.ns, 'eth0')?.address, mac);
+      const second = await add(other, stdin);
+      assert.equal(second.code, 0, second.stdout);
+      assert.notEqual(macOf(second), mac, 'another container never gets its MAC');
+      assert.notEqual(resultAddress(second), address, 'nor its address');
+      assert.equal((await del(other, stdin)).code, 0);
+      assert.equal((await del(restarted, stdin)).code, 0);
+    } finally {
+      dropSandbox(other.ns);
+      dropSandbox(restarted.ns);
+    }
   } finally {
     dropSandbox(sb.ns);
   }
 });
+
+test('lanplug-dhcp: a container whose own MAC is still held on the parent (its last namespace deleted without a DEL, the kernel not done with the link) starts with a random MAC for once, and its address', async () => {
+  const stdin = documentedDhcpConf();
+  const network = (JSON.parse(stdin) as { name: string }).name;
+  const sb = newSandbox();
+  const own = macFromKey(attachmentId(network, sb.id, 'eth0'));
+  execFileSync('ip', ['-n', host.ns, 'link', 'add', 'lp-held', 'link', 'eth0', 'type', 'macvlan', 'mode', 'bridge']);
+  execFileSync('ip', ['-n', host.ns, 'link', 'set', 'lp-held', 'address', own, 'up']);
+  try {
+    const out = await add(sb, stdin);
+    assert.equal(out.code, 0, out.stdout);
+    assert.notEqual(macOf(out), own, 'not the MAC another link holds');
+    assert.equal(linkIn(sb.ns, 'eth0')?.address, macOf(out));
+    assert.match(resultAddress(out), /^172\.16\.86\.2[0-3]\d\/24$/, "an address of the server's range");
+    assert.equal((await del(sb, stdin)).code, 0);
+  } finally {
+    execFileSync('ip', ['-n', host.ns, 'link', 'del', 'lp-held']);
+    dropSandbox(sb.ns);
+  }
+});
+
+function macOf(result: CniOutcome): string {
+  const interfaces = result.json?.['interfaces'] as { mac?: string }[] | undefined;
+  return interfaces?.[0]?.mac ?? '';
+}
 
 test('lanplug-dhcp with no server answering: ADD fails within the timeout (code 11, one line), leaving no link, attachment or lease', async () => {
   const stdin = documentedDhcpConf({ name: 'quiet' }, { timeout: '2s' });

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { LanHost } from '../lab/lan';
 import { busyboxRootfsTar } from '../lab/image';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import type { DaemonLab } from '../support/daemon';
 import { CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
 
@@ -30,6 +31,8 @@ let host: LanHost;
 let daemon: DaemonLab;
 let dir: string;
 let env: NodeJS.ProcessEnv;
+/** The LAN's DHCP server, for the `lanplug-dhcp` network; its range is apart from labnet's. */
+let dhcpServer: DhcpServer;
 
 function podman(...args: string[]): { code: number; stdout: string; stderr: string } {
   const storage = ['--root', join(dir, 'root'), '--runroot', join(dir, 'runroot'), '--storage-driver', 'vfs'];
@@ -70,6 +73,15 @@ before(async () => {
       ],
     }),
   );
+  writeFileSync(
+    join(netDir, 'dhcpnet.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'dhcpnet',
+      plugins: [{ type: 'lanplug-macvlan', master: 'eth0', mode: 'bridge', ipam: { type: 'lanplug-dhcp' } }],
+    }),
+  );
+  dhcpServer = await startDhcpServer(lab.lan, { range: ['172.16.86.220', '172.16.86.239'], router: GATEWAY });
   const conf = join(dir, 'containers.conf');
   writeFileSync(
     conf,
@@ -96,6 +108,7 @@ after(() => {
     // vfs layers are plain directories; podman's own reset would also touch /var/lib/containers.
     rmSync(dir, { recursive: true, force: true });
   }
+  dhcpServer?.stop();
   lab?.close();
 });
 
@@ -103,6 +116,7 @@ test('podman network ls lists the lanplug conflist', () => {
   const out = podman('network', 'ls', '--format', '{{.Name}} {{.Driver}}');
   assert.equal(out.code, 0, out.stderr);
   assert.match(out.stdout, /^labnet lanplug-macvlan$/m);
+  assert.match(out.stdout, /^dhcpnet lanplug-macvlan$/m);
 });
 
 test('podman run --network gets an address from lanplug, reaches the gateway, and gives it back at --rm', () => {
@@ -138,5 +152,36 @@ test('the idle CNI network is removed after its last container', async () => {
     if (!/labnet/.test(status.stdout)) break;
     if (Date.now() > deadline) assert.fail(`cni:labnet still there:\n${status.stdout}`);
     await new Promise((r) => setTimeout(r, 250));
+  }
+});
+
+test('podman restart and stop/start on a lanplug-dhcp network: the container keeps its MAC and its address; another container gets its own', () => {
+  const started = podman('run', '-d', ...LIMITS, '--name', 'keeper', '--network', 'dhcpnet', IMAGE, 'sleep', '3600');
+  assert.equal(started.code, 0, started.stderr);
+  const identity = (name: string): { mac: string; address: string } => {
+    const out = podman('exec', name, 'ip', '-o', 'addr', 'show', 'eth0');
+    assert.equal(out.code, 0, out.stderr);
+    return {
+      mac:
+        /link\/ether ([0-9a-f:]{17})/.exec(podman('exec', name, 'ip', '-o', 'link', 'show', 'eth0').stdout)?.[1] ?? '?',
+      address: /inet (172\.16\.86\.\d+)\//.exec(out.stdout)?.[1] ?? '?',
+    };
+  };
+  try {
+    const first = identity('keeper');
+    assert.match(first.address, /^172\.16\.86\.2[23]\d$/, `an address of the server's range: ${first.address}`);
+    assert.equal(podman('restart', '-t', '1', 'keeper').code, 0);
+    assert.deepEqual(identity('keeper'), first, 'the same MAC and address after podman restart');
+    assert.equal(podman('stop', '-t', '1', 'keeper').code, 0);
+    assert.equal(podman('start', 'keeper').code, 0);
+    assert.deepEqual(identity('keeper'), first, 'the same MAC and address after podman stop and start');
+    assert.equal(dhcpServer.leases().filter((l) => l.mac === first.mac).length, 1, 'one client to the server');
+    const other = podman('run', '-d', ...LIMITS, '--name', 'other', '--network', 'dhcpnet', IMAGE, 'sleep', '3600');
+    assert.equal(other.code, 0, other.stderr);
+    const second = identity('other');
+    assert.notEqual(second.mac, first.mac, 'another container never gets its MAC');
+    assert.notEqual(second.address, first.address, 'nor its address');
+  } finally {
+    podman('rm', '-f', '-t', '0', 'keeper', 'other');
   }
 });

@@ -152,6 +152,51 @@ test('lanplug.dhcp.id gives a client id and hostname the server records, and a M
   assert.equal(containerNetwork(lab.host, 'again', 'lan').IPAddress, net.IPAddress);
 });
 
+test('a container with an identity keeps its MAC, lease and address across docker restart, docker stop/start and lanplug restarts; no other container gets its MAC', async () => {
+  dhcpNetwork();
+  startWithDriverOpt('keeper', 'lanplug.dhcp.id=keeper1');
+  const first = containerNetwork(lab.host, 'keeper', 'lan');
+  assert.ok(inRange(first.IPAddress), `address ${first.IPAddress} is from the server's range`);
+  const same = (when: string): void => {
+    const now = containerNetwork(lab.host, 'keeper', 'lan');
+    assert.equal(now.MacAddress, first.MacAddress, `same MAC after ${when}`);
+    assert.equal(now.IPAddress, first.IPAddress, `same address after ${when}`);
+    assert.equal(addressInContainer('keeper'), first.IPAddress, `the container has it after ${when}`);
+    // One client to the server: one lease line for the MAC, on the same address.
+    assert.equal(leaseOf(first.MacAddress).address, first.IPAddress, `one lease, the same, after ${when}`);
+  };
+  same('the first start');
+
+  lab.host.dockerOk(['restart', '-t', '1', 'keeper']);
+  same('docker restart');
+
+  lab.host.dockerOk(['stop', '-t', '1', 'keeper']);
+  await eventually(() => assert.equal(server.count('DHCPRELEASE', first.MacAddress), 2, 'released at each stop'));
+  lab.host.dockerOk(['start', 'keeper']);
+  same('docker stop and start');
+
+  // The daemon restarted while the container runs, then while it is stopped.
+  await lab.plugin.stop();
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  lab.host.dockerOk(['restart', '-t', '1', 'keeper']);
+  same('a lanplug restart, then docker restart');
+  lab.host.dockerOk(['stop', '-t', '1', 'keeper']);
+  await lab.plugin.stop();
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  lab.host.dockerOk(['start', 'keeper']);
+  same('docker stop, a lanplug restart, docker start');
+
+  // Others never get its MAC or address: one with an identity of its own, one with none.
+  startWithDriverOpt('other', 'lanplug.dhcp.id=other1');
+  lab.host.dockerOk(['run', '-d', '--network', 'lan', '--name', 'plain', 'alpine:latest', 'sleep', '3600']);
+  for (const name of ['other', 'plain']) {
+    const net = containerNetwork(lab.host, name, 'lan');
+    assert.notEqual(net.MacAddress, first.MacAddress, `${name} has a MAC of its own`);
+    assert.notEqual(net.IPAddress, first.IPAddress, `${name} has an address of its own`);
+  }
+  same('two other containers started');
+});
+
 test('renewed at T1 without a new DISCOVER; released at docker stop; the same address after docker restart [engine:dhcp-network]', async () => {
   dhcpNetwork();
   const mac = '02:00:00:00:00:0a';

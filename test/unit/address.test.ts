@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseAddress, parsePrefix, prefixContains, formatPrefix, sameAddress } from '../../src/net/address';
 import { addressesOf, shortId } from '../../src/model/network';
-import { macFromIpv4, randomMac } from '../../src/ipam/mac';
+import { macFromIpv4, macFromKey, randomMac } from '../../src/ipam/mac';
 import { parseMac } from '../../src/net/mac';
 import { LanplugError } from '../../src/errors';
 
@@ -25,6 +25,14 @@ test('random MAC is unicast and locally administered', () => {
     const first = parseInt(randomMac().slice(0, 2), 16);
     assert.equal(first & 0x03, 0x02);
   }
+});
+
+test("a MAC from a key is the key's alone: the same at every call, another for another key, unicast and locally administered", () => {
+  const keys = Array.from({ length: 1000 }, (_, i) => `attachment-${i}`);
+  const macs = keys.map(macFromKey);
+  assert.deepEqual(keys.map(macFromKey), macs);
+  assert.equal(new Set(macs).size, keys.length);
+  for (const mac of macs) assert.equal(parseInt(mac.slice(0, 2), 16) & 0x03, 0x02, mac);
 });
 
 test('user MACs are canonicalised and multicast refused', () => {
