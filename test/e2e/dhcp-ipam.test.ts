@@ -316,6 +316,7 @@ test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan,
 });
 
 test('10 dual-stack containers at once: 10 distinct leases per family; all released when they go; nothing leaked', async () => {
+  const since = Date.now();
   dualStackNetwork();
   const names = Array.from({ length: 10 }, (_v, i) => `many${i}`);
   await runAllAtOnce(lab.host, 'lan', names);
@@ -328,7 +329,7 @@ test('10 dual-stack containers at once: 10 distinct leases per family; all relea
   for (const [i, n] of names.entries()) assert.deepEqual(addressesInContainer(n), { v4: v4[i], v6: v6[i] });
   lab.host.dockerOk(['rm', '-f', ...names]);
   await eventually(() => assert.deepEqual(server.stillLeased([...v4, ...v6]), []), 15_000);
-  await removeNetworkAfterBurst(lab.host, lab.plugin, 'lan', { ms: 30_000 });
+  await removeNetworkAfterBurst(lab.host, lab.plugin, 'lan', { ms: 30_000, since });
   assertNoLanplugLinks(lab.host);
   assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
 });

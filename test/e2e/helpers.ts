@@ -142,7 +142,8 @@ export async function removeNetworkAfterBurst(
   host: DockerHost,
   plugin: Lanplug,
   network: string,
-  opts: { ms: number; pluginCallsMayFail?: boolean },
+  /** `since`: when the burst began (Date.now()); lanplug's failures logged before it (earlier tests' deliberate ones) are not the burst's. */
+  opts: { ms: number; since: number; pluginCallsMayFail?: boolean },
 ): Promise<string[]> {
   try {
     await eventually(() => host.dockerOk(['network', 'rm', network]), opts.ms);
@@ -152,7 +153,7 @@ export async function removeNetworkAfterBurst(
     const lanplugFailures = plugin
       .stderr()
       .split('\n')
-      .filter((l) => l.includes('request failed'));
+      .filter((l) => l.includes('request failed') && loggedSince(l, opts.since));
     const dockerdWarnings = dockerdEndpointWarnings(host);
     const driverCallFailures = dockerdWarnings.filter((l) =>
       /NetworkDriver\.|IpamDriver\.|lanplug|EOF|connection/.test(l),
@@ -175,6 +176,12 @@ export async function removeNetworkAfterBurst(
     }
     return stale;
   }
+}
+
+/** Whether a line of the daemon's JSON log was written at or after `since` (ms since the epoch). */
+function loggedSince(line: string, since: number): boolean {
+  const time = /"time":"([^"]+)"/.exec(line)?.[1];
+  return time === undefined || Date.parse(time) >= since;
 }
 
 /** Retries `fn` until it stops throwing, for at most `ms` (for things the kernel finishes in the background, like DAD). */

@@ -69,6 +69,7 @@ function assertAllConnected(net: string): void {
 }
 
 test(`${BURST} concurrent docker run all succeed with distinct MACs and addresses and reach the gateway; ${BURST} concurrent rm -f leave nothing`, async () => {
+  const since = Date.now();
   network('burst');
   const runs = await Promise.all(
     Array.from({ length: BURST }, (_, i) =>
@@ -86,7 +87,7 @@ test(`${BURST} concurrent docker run all succeed with distinct MACs and addresse
     removes.filter((r) => r.code !== 0).map((r) => r.stderr.trim()),
     [],
   );
-  await removeNetworkAfterBurst(lab.host, lab.plugin, 'burst', { ms: 15_000 });
+  await removeNetworkAfterBurst(lab.host, lab.plugin, 'burst', { ms: 15_000, since });
   // Every one of the 200 driver calls was answered without an error.
   assert.deepEqual(
     lines(lab.plugin.stderr()).filter((l) => l.includes('request failed')),
@@ -97,6 +98,7 @@ test(`${BURST} concurrent docker run all succeed with distinct MACs and addresse
 });
 
 test('kill -9 of the daemon in the middle of a burst of runs and of removals: running containers keep their network, new ones start, nothing leaks', async () => {
+  const since = Date.now();
   network('crashy');
   const stateDir = lab.plugin.stateDir;
   const crash = async (): Promise<void> => {
@@ -128,7 +130,11 @@ test('kill -9 of the daemon in the middle of a burst of runs and of removals: ru
   if (left.length > 0) lab.host.dockerOk(['rm', '-f', ...left]);
   // dockerd retries for 30 s a call the killed daemon did not answer; an endpoint it still counts after
   // that is dropped as a user would (see removeNetworkAfterBurst), and counted in the line below.
-  const stale = await removeNetworkAfterBurst(lab.host, lab.plugin, 'crashy', { ms: 30_000, pluginCallsMayFail: true });
+  const stale = await removeNetworkAfterBurst(lab.host, lab.plugin, 'crashy', {
+    ms: 30_000,
+    since,
+    pluginCallsMayFail: true,
+  });
   // What Docker told a dead daemon is caught up by gc: every link and row is gone.
   const gc = lanplugCli([
     'gc',

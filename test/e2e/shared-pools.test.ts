@@ -230,7 +230,7 @@ test('60 docker run split over both hosts at once: 60 distinct addresses and MAC
   assert.equal(etcdKeys('pools/').length, 1, 'the pool stays while the networks exist');
   // After a burst of removals dockerd 20.10 can lose count of a network's endpoints (moby#42119). The
   // surplus starts' refusals are lanplug's logged failures, on purpose.
-  const removal = { ms: 15_000, pluginCallsMayFail: true };
+  const removal = { ms: 15_000, since: 0, pluginCallsMayFail: true };
   await removeNetworkAfterBurst(hosts[0] as DockerHost, plugins[0] as Lanplug, 'lan', removal);
   assert.equal(etcdKeys('pools/').length, 1, 'the other host still uses it');
   await removeNetworkAfterBurst(hosts[1] as DockerHost, plugins[1] as Lanplug, 'lan', removal);
