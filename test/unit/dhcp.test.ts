@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DhcpChannel } from '../../src/dhcp/channel';
-import { acquire, renew } from '../../src/dhcp/client';
+import { acquire, renew, type BoundBy } from '../../src/dhcp/client';
 import {
   decodeDhcp,
   encodeDhcp,
@@ -963,4 +963,65 @@ test('usableRouter: a /32 lease keeps its router (off the prefix by nature, reac
   assert.deepEqual(ignored, []);
   assert.equal(usableRouter(parseAddress('10.9.9.1'), parsePrefix('172.16.86.7/24'), note), null);
   assert.equal(ignored.length, 1);
+});
+
+test('renew: an ACK of the address held with a new mask or router goes through the offer check (a mask of 0.0.0.0 is declined); a router outside the prefix held is ignored and the held one kept, but a /32 lease keeps the router its server names', async () => {
+  const held = await acquire(
+    new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.125')),
+    identity,
+    { hint: null, deadline: Date.now() + 5000 },
+  );
+  const facts = { subnets: [], routers: [], heldBy: () => null };
+  const checked: string[] = [];
+  const check = (address: IpAddress, _mac: string, by: BoundBy): Promise<string | null> => {
+    checked.push(`${address.text}/${by.prefixLength} via ${by.router?.text ?? 'none'}`);
+    return Promise.resolve(refuseOffered(address, by, facts)?.why ?? null);
+  };
+  const reshaped = (mask: string, router: string) =>
+    new ScriptedChannel((m) => {
+      if (m.type !== 'request') return null;
+      const ack = answerWith('ack', m, m.ciaddr.text);
+      ack.options.set(OPT.subnetMask, Buffer.from(mask, 'hex'));
+      ack.options.set(OPT.router, ipv4Option(parseAddress(router)));
+      return ack;
+    });
+
+  const everything = reshaped('00000000', '172.16.86.1');
+  const wide = await renew(everything, identity, held, 'renew', Date.now() + 5000, check);
+  assert.deepEqual(wide, {
+    kind: 'declined',
+    message: 'declined 172.16.86.125, a subnet mask broader than /8 (/0)',
+  });
+  assert.deepEqual(checked, ['172.16.86.125/0 via 172.16.86.1']);
+  assert.deepEqual(
+    everything.sent.map((m) => m.type),
+    ['request', 'decline'],
+  );
+
+  // A broader mask would bring a router off the network on-link: the route stays on the prefix held.
+  const { log, lines } = warnings();
+  const away = await renew(
+    reshaped('ffff0000', '172.16.200.1'),
+    identity,
+    held,
+    'renew',
+    Date.now() + 5000,
+    check,
+    log,
+  );
+  assert.equal(away.kind, 'ack');
+  assert.equal(away.kind === 'ack' ? away.lease.router?.text : null, '172.16.86.1');
+  assert.deepEqual(checked.slice(1), ['172.16.86.125/16 via 172.16.86.1']);
+  assert.match(
+    lines.join('\n'),
+    /ignoring the router a DHCP server named.*"router":"172\.16\.200\.1","why":"outside the prefix held 172\.16\.86\.0\/24"/,
+  );
+
+  const moved = await renew(reshaped('ffffff00', '172.16.86.254'), identity, held, 'renew', Date.now() + 5000, check);
+  assert.equal(moved.kind === 'ack' ? moved.lease.router?.text : moved.kind, '172.16.86.254');
+  assert.deepEqual(checked.slice(2), ['172.16.86.125/24 via 172.16.86.254'], 'a new router is checked too');
+
+  const single = { ...held, address: parsePrefix('172.16.86.125/32'), router: parseAddress('10.128.0.1') };
+  const cloud = await renew(reshaped('ffffffff', '10.128.0.9'), identity, single, 'renew', Date.now() + 5000, check);
+  assert.equal(cloud.kind === 'ack' ? cloud.lease.router?.text : cloud.kind, '10.128.0.9');
 });
