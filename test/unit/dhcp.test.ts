@@ -22,7 +22,13 @@ import {
   type DhcpMessage,
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
-import { boundedLeaseSeconds, INFINITE_SECONDS, leaseTimes, type DhcpIdentity } from '../../src/model/lease';
+import {
+  boundedLeaseSeconds,
+  INFINITE_SECONDS,
+  leaseExpiresAt,
+  leaseTimes,
+  type DhcpIdentity,
+} from '../../src/model/lease';
 import { refuseOffered, usableRouter, type NetworkFacts } from '../../src/dhcp/offer-rules';
 import { addressFromBytes, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 
@@ -926,7 +932,7 @@ test('encodeDhcp refuses an option value longer than 255 bytes (its length byte 
   assert.equal(decodeDhcp(encodeDhcp(m))?.options.get(OPT.hostname)?.length, 255);
 });
 
-test('acquire6: valid lifetimes counted like DHCPv4 lease times (1 s as 60 s, 136 years as 7 days, infinite as infinite), preferred within, one line when clamped', async () => {
+test('acquire6: a valid lifetime under a minute keeps its expiry (lanplug never counts an address longer than its server gave it) and only the renewal timers get their floor (T1 30 s, T2 52 s); 136 years counted as 7 days, infinite as infinite; one line when bounded', async () => {
   const { acquire6 } = await import('../../src/dhcp/client6');
   const counted = async (preferredSeconds: number, validSeconds: number) => {
     const { log, lines } = warnings();
@@ -936,15 +942,23 @@ test('acquire6: valid lifetimes counted like DHCPv4 lease times (1 s as 60 s, 13
     // A variable, not a literal: the options acquire6 reads, its log among them.
     const options = { hint: null, deadline: Date.now() + 3000, prefixLength: 64, log };
     const lease = await acquire6(channel, identity, options);
-    return { times: [lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds], lines };
+    return {
+      times: [lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds],
+      expiresIn: leaseExpiresAt(lease) - lease.boundAt,
+      lines,
+    };
   };
   const short = await counted(1, 1);
-  assert.deepEqual(short.times, [60, 30, 52]);
+  assert.deepEqual(short.times, [1, 30, 52]);
+  assert.equal(short.expiresIn, 1000, 'the lease ends when its server said');
   assert.equal(short.lines.length, 1, short.lines.join('\n'));
   assert.match(
     short.lines[0] ?? '',
-    /^dhcp lease time out of bounds: counted as the nearest bound .*"given":1,"counted":60/,
+    /^dhcp valid lifetime under a minute: renewed as if a minute, expires as given .*"given":1,"renewAfter":30/,
   );
+  const half = await counted(20, 45);
+  assert.deepEqual(half.times, [45, 30, 52]);
+  assert.equal(half.expiresIn, 45_000);
   const long = await counted(0xfffffffe, 0xfffffffe);
   assert.deepEqual(long.times, [604_800, 302_400, 529_200]);
   assert.equal(long.lines.length, 1);
