@@ -98,6 +98,13 @@ export interface BoundBy {
 export type OfferCheck = (address: IpAddress, ownMac: string, by: BoundBy) => Promise<string | null>;
 
 /**
+ * Where a malformed answer to one of lanplug's transactions is said (fields: the link, the server,
+ * why): the keeper's rate-limited log of its network (malformed-log.ts). Without one, a line per
+ * exchange and fault.
+ */
+export type MalformedReport = (fields: Fields) => void;
+
+/**
  * `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered.
  * `declined`: the server moved the lease onto an address the check refused, and was told so; the client
  * starts over (RFC 2131 §4.4.1, RFC 8415 §18.2.8), keeping the address it held meanwhile.
@@ -115,8 +122,8 @@ export type RenewOutcome =
  * it back. An acknowledged address that `check` refuses is declined and the
  * exchange starts over (MAX_DECLINES at most). `subnets`: where the network
  * is known to be (see prefixLengthFor), for an ACK that names no subnet
- * mask. An answer that does not decode, or an option of a malformed value,
- * is ignored with a line in `log`.
+ * mask. An answer that does not decode is ignored and said to `malformed`
+ * (else a line in `log`), an option of a malformed value with a line in `log`.
  */
 export async function acquire(
   channel: DhcpChannel,
@@ -127,17 +134,19 @@ export async function acquire(
     check?: OfferCheck | undefined;
     subnets?: readonly IpPrefix[] | undefined;
     log?: Logger | undefined;
+    malformed?: MalformedReport | undefined;
   },
 ): Promise<Lease> {
   const started = Date.now();
   const note = onceEach(options.log ?? silentLogger);
+  const report = options.malformed ?? ((fields: Fields) => note('ignoring a malformed DHCP answer', fields));
   let lastNak: { server: string; address: string; text: string } | null = null;
   let naks = 0;
   let offered: string | null = null;
   let malformed: { server: string; why: string } | null = null;
   const onMalformed = (from: UdpDatagram, why: string): void => {
     malformed = { server: from.source.text, why };
-    note('ignoring a malformed DHCP answer', { link: channel.where, server: from.source.text, why });
+    report({ link: channel.where, server: from.source.text, why });
   };
   const declined: string[] = [];
   // A server offering a refused address again (a rogue one does) is not asked about, nor logged, twice.
@@ -275,6 +284,7 @@ export async function renew(
   deadline: number,
   check?: OfferCheck,
   log: Logger = silentLogger,
+  malformed?: MalformedReport,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 32);
   const started = Date.now();
@@ -290,8 +300,9 @@ export async function renew(
     destinationPort: DHCP_SERVER_PORT,
     payload: encodeDhcp(request),
   });
+  const report = malformed ?? ((fields: Fields) => note('ignoring a malformed DHCP answer', fields));
   const answer = await exchange(channel, request, frame, xid, ['ack', 'nak'], deadline, (from, why) =>
-    note('ignoring a malformed DHCP answer', { link: channel.where, server: from.source.text, why }),
+    report({ link: channel.where, server: from.source.text, why }),
   );
   if (answer === null) return { kind: 'silent' };
   if (answer.message.type === 'nak') return { kind: 'nak', message: nakText(answer.message) };

@@ -1039,3 +1039,110 @@ test('renew: an ACK of the address held with a new mask or router goes through t
   const cloud = await renew(reshaped('ffffffff', '10.128.0.9'), identity, single, 'renew', Date.now() + 5000, check);
   assert.equal(cloud.kind === 'ack' ? cloud.lease.router?.text : cloud.kind, '10.128.0.9');
 });
+
+/**
+ * A LAN device answering each request with `count` malformed answers (from as many sources, so that no
+ * two lines would be alike), then the server's good one.
+ */
+class FloodedChannel implements DhcpChannel {
+  readonly where = 'eth0';
+  private readonly pending: UdpDatagram[] = [];
+  constructor(private readonly count: number) {}
+  send(frame: Buffer): void {
+    const d = decodeUdpFrame(frame);
+    const m = d === null ? null : decodeDhcp(d.payload);
+    assert.ok(m !== null);
+    if (m.type === 'decline') return;
+    const reply = answerWith(
+      m.type === 'discover' ? 'offer' : 'ack',
+      m,
+      m.ciaddr.value === 0n ? '172.16.86.140' : m.ciaddr.text,
+    );
+    const datagram = (source: string, payload: Buffer): UdpDatagram => {
+      const out = decodeUdpFrame(
+        encodeUdpFrame({
+          sourceMac: SERVER_MAC,
+          destinationMac: m.chaddr,
+          source: parseAddress(source),
+          destination: parseAddress('255.255.255.255'),
+          sourcePort: 67,
+          destinationPort: 68,
+          payload,
+        }),
+      );
+      assert.ok(out !== null);
+      return out;
+    };
+    const good = encodeDhcp(reply);
+    for (let i = 0; i < this.count; i++) this.pending.push(datagram(`172.16.87.${i % 250}`, good.subarray(0, 247)));
+    this.pending.push(datagram(SERVER.text, good));
+  }
+  async next(accept: (d: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null> {
+    while (this.pending.length > 0) {
+      const d = this.pending.shift();
+      if (d !== undefined && accept(d)) return d;
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
+    return null;
+  }
+  async close(): Promise<void> {}
+}
+
+test('malformed answers at line rate: one line for the first on a network, then one a minute saying how many more came (per network, across exchanges), none in a quiet minute', async () => {
+  const { MalformedAnswers } = await import('../../src/dhcp/malformed-log');
+  const { log, lines } = warnings();
+  const minute = 300; // stands in for the minute
+  const reports = new MalformedAnswers(log, minute);
+  try {
+    const lease = await acquire(new FloodedChannel(200), identity, {
+      hint: null,
+      deadline: Date.now() + 5000,
+      log,
+      malformed: reports.on('net-a'),
+    });
+    assert.equal(lease.address.address.text, '172.16.86.140', 'the good answer after the flood is taken');
+    const renewed = await renew(
+      new FloodedChannel(200),
+      identity,
+      lease,
+      'renew',
+      Date.now() + 5000,
+      undefined,
+      log,
+      reports.on('net-a'),
+    );
+    assert.equal(renewed.kind, 'ack');
+    await acquire(new FloodedChannel(3), identity, {
+      hint: null,
+      deadline: Date.now() + 5000,
+      log,
+      malformed: reports.on('net-b'),
+    });
+    const malformed = (): string[] => lines.filter((l) => /malformed DHCP answer/.test(l));
+    assert.equal(malformed().length, 2, malformed().join('\n'));
+    assert.match(
+      malformed()[0] ?? '',
+      /^ignoring a malformed DHCP answer \{"network":"net-a","link":"eth0","server":"172\.16\.87\.0","why":"option \d+ runs past the end of the message"\}$/,
+    );
+    assert.match(malformed()[1] ?? '', /"network":"net-b"/);
+    await new Promise((r) => setTimeout(r, minute * 1.5));
+    assert.equal(malformed().length, 4, malformed().join('\n'));
+    const summaries = malformed().slice(2).sort();
+    assert.match(
+      summaries[0] ?? '',
+      /^ignoring malformed DHCP answers: more in the last minute \{"network":"net-a","count":599,.*"server":"172\.16\.87\.199"/,
+    );
+    assert.match(summaries[1] ?? '', /"network":"net-b","count":5,/);
+    await new Promise((r) => setTimeout(r, minute * 2));
+    assert.equal(malformed().length, 4, 'a quiet minute says nothing');
+    await acquire(new FloodedChannel(1), identity, {
+      hint: null,
+      deadline: Date.now() + 5000,
+      log,
+      malformed: reports.on('net-a'),
+    });
+    assert.equal(malformed().length, 5, 'after a quiet minute the next one is a first again');
+  } finally {
+    reports.stop();
+  }
+});
