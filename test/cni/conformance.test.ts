@@ -702,8 +702,9 @@ test('lanplug-dhcp: a daemon killed (kill -9) between recording the lease and an
     );
     assert.equal(dhcpServer.count('DHCPRELEASE', mac), 0);
     assert.equal((await del(sb, stdin)).code, 0);
+    // Once, or twice when a renewal was under way at the DEL (sent again once it ended: keeper.release).
     await eventually('the DEL after the failed ADD releases the lease', () =>
-      Promise.resolve(dhcpServer.count('DHCPRELEASE', mac) === 1),
+      Promise.resolve(dhcpServer.count('DHCPRELEASE', mac) >= 1 && !dhcpServer.leases().some((l) => l.mac === mac)),
     );
     assert.equal(linkIn(sb.ns, 'eth0'), null, 'and removes the link');
   } finally {
