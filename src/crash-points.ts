@@ -9,6 +9,7 @@ export type CrashPoint =
   | 'create-endpoint:recorded'
   | 'join:link-created'
   | 'delete-endpoint:row-dropped'
+  | 'cni-add:lease-recorded'
   | 'delete-network:rows-dropped';
 
 const armed = process.env['LANPLUG_CRASH_AT'];

@@ -13,7 +13,7 @@ import { LanplugError } from '../errors';
 import { encodeUdpFrame } from '../l2/udp-frames';
 import { silentLogger, type Fields, type Logger } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
-import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { formatPrefix, networkOf, prefixContains, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { usableDnsServer, usableRouter } from './offer-rules';
 import type { UdpDatagram } from '../l2/udp-frames';
 import type { DhcpChannel } from './channel';
@@ -98,6 +98,13 @@ export interface BoundBy {
 export type OfferCheck = (address: IpAddress, ownMac: string, by: BoundBy) => Promise<string | null>;
 
 /**
+ * Where a malformed answer to one of lanplug's transactions is said (fields: the link, the server,
+ * why): the keeper's rate-limited log of its network (malformed-log.ts). Without one, a line per
+ * exchange and fault.
+ */
+export type MalformedReport = (fields: Fields) => void;
+
+/**
  * `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered.
  * `declined`: the server moved the lease onto an address the check refused, and was told so; the client
  * starts over (RFC 2131 §4.4.1, RFC 8415 §18.2.8), keeping the address it held meanwhile.
@@ -115,8 +122,8 @@ export type RenewOutcome =
  * it back. An acknowledged address that `check` refuses is declined and the
  * exchange starts over (MAX_DECLINES at most). `subnets`: where the network
  * is known to be (see prefixLengthFor), for an ACK that names no subnet
- * mask. An answer that does not decode, or an option of a malformed value,
- * is ignored with a line in `log`.
+ * mask. An answer that does not decode is ignored and said to `malformed`
+ * (else a line in `log`), an option of a malformed value with a line in `log`.
  */
 export async function acquire(
   channel: DhcpChannel,
@@ -127,17 +134,19 @@ export async function acquire(
     check?: OfferCheck | undefined;
     subnets?: readonly IpPrefix[] | undefined;
     log?: Logger | undefined;
+    malformed?: MalformedReport | undefined;
   },
 ): Promise<Lease> {
   const started = Date.now();
   const note = onceEach(options.log ?? silentLogger);
+  const report = options.malformed ?? ((fields: Fields) => note('ignoring a malformed DHCP answer', fields));
   let lastNak: { server: string; address: string; text: string } | null = null;
   let naks = 0;
   let offered: string | null = null;
   let malformed: { server: string; why: string } | null = null;
   const onMalformed = (from: UdpDatagram, why: string): void => {
     malformed = { server: from.source.text, why };
-    note('ignoring a malformed DHCP answer', { link: channel.where, server: from.source.text, why });
+    report({ link: channel.where, server: from.source.text, why });
   };
   const declined: string[] = [];
   // A server offering a refused address again (a rogue one does) is not asked about, nor logged, twice.
@@ -259,9 +268,11 @@ function acquireFailure(
 /**
  * REQUEST with the held address as ciaddr: 'renew' unicast to the server that
  * granted it (RFC 2131 §4.4.5, T1), 'rebind' broadcast to any server (T2).
- * An ACK of another address than the one held goes through `check` as an
- * offer does: whoever answered (a rebind is broadcast: any device on the LAN
- * may) could name this host's address, or a router's. Refused, it is declined.
+ * An ACK of another address than the one held, or of the same with another
+ * mask or router, goes through `check` as an offer does: whoever answered (a
+ * rebind is broadcast: any device on the LAN may) could name this host's
+ * address, or a router's, or a mask that puts the Internet on-link. Refused,
+ * it is declined. A router outside the prefix held is not taken (keepRouterOnPrefix).
  * What an ACK of the address held says about itself (a lease time out of
  * bounds, a malformed option) is logged only when it changes the lease.
  */
@@ -273,6 +284,7 @@ export async function renew(
   deadline: number,
   check?: OfferCheck,
   log: Logger = silentLogger,
+  malformed?: MalformedReport,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 32);
   const started = Date.now();
@@ -288,23 +300,28 @@ export async function renew(
     destinationPort: DHCP_SERVER_PORT,
     payload: encodeDhcp(request),
   });
+  const report = malformed ?? ((fields: Fields) => note('ignoring a malformed DHCP answer', fields));
   const answer = await exchange(channel, request, frame, xid, ['ack', 'nak'], deadline, (from, why) =>
-    note('ignoring a malformed DHCP answer', { link: channel.where, server: from.source.text, why }),
+    report({ link: channel.where, server: from.source.text, why }),
   );
   if (answer === null) return { kind: 'silent' };
   if (answer.message.type === 'nak') return { kind: 'nak', message: nakText(answer.message) };
   // The mask is the server's to change; one that names none keeps the one held.
   const notes: [string, Fields][] = [];
-  const next = leaseFrom(
+  let next = leaseFrom(
     answer,
     () => lease.address.prefixLength,
     (msg, fields) => notes.push([msg, fields]),
   );
   const moved = next.address.address.value !== lease.address.address.value;
-  if (moved || next.leaseSeconds !== lease.leaseSeconds || next.router?.value !== lease.router?.value)
+  if (!moved) next = keepRouterOnPrefix(next, lease, (msg, fields) => notes.push([msg, fields]));
+  const reshaped = next.address.prefixLength !== lease.address.prefixLength || !sameAddress(next.router, lease.router);
+  if (moved || reshaped || next.leaseSeconds !== lease.leaseSeconds)
     for (const [msg, fields] of notes) note(msg, { link: channel.where, ...fields });
+  // The address held was checked when it was bound; a new mask or router was not (mask 0.0.0.0 puts
+  // the Internet on-link, a router that is the server's own address or a neighbour's takes the traffic).
   const refusal =
-    !moved || check === undefined
+    !(moved || reshaped) || check === undefined
       ? null
       : await check(next.address.address, identity.mac, {
           server: next.serverId,
@@ -315,6 +332,26 @@ export async function renew(
   if (refusal === null) return { kind: 'ack', lease: next };
   channel.send(fromZero(identity, decline(identity, next, xid, started, refusal)));
   return { kind: 'declined', message: `declined ${next.address.address.text}, ${refusal}` };
+}
+
+/**
+ * A renewal of the address held keeps its route on the prefix held: a router outside it (brought
+ * on-link by a broader mask in the same ACK) is ignored, with a line, and the router held kept. A
+ * server renumbering its LAN moves its clients with a NAK; a renewal that widens the mask and moves
+ * the default route off the network is a rogue's or a typo. A /32 lease has its router off the
+ * prefix by nature (usableRouter) and keeps the one its server names.
+ */
+function keepRouterOnPrefix(next: Lease, held: Lease, note: (msg: string, fields: Fields) => void): Lease {
+  const router = next.router;
+  if (router === null || held.address.prefixLength >= 32 || prefixContains(held.address, router)) return next;
+  note('ignoring the router a DHCP server named: no default route via it', {
+    address: formatPrefix(next.address),
+    server: next.serverId.text,
+    router: router.text,
+    why: `outside the prefix held ${formatPrefix(networkOf(held.address))}`,
+    kept: held.router?.text ?? null,
+  });
+  return { ...next, router: held.router };
 }
 
 /** A warning logger that says each thing once (a rogue server repeats itself at every retransmission). */

@@ -325,20 +325,30 @@ function leaseFrom(reply: Reply6, prefixLength: number, note: (msg: string, fiel
   const dns = option(reply.message, OPT6.dnsServers) ?? Buffer.alloc(0);
   const servers: IpAddress[] = [];
   for (let off = 0; off + 16 <= dns.length; off += 16) servers.push(addressFromBytes(dns.subarray(off, off + 16)));
-  // Bounded as DHCPv4 lease times are: a valid lifetime of 1 s would have the keeper start over at every
-  // timer, 136 years would never be renewed (and the server never heard again).
-  const valid = boundedLeaseSeconds(address.validSeconds);
-  if (valid !== address.validSeconds)
+  // Bounded as DHCPv4 lease times are, for the timers: a valid lifetime of 1 s would have the keeper start over
+  // at every timer, 136 years would never be renewed (and the server never heard again). The expiry is the
+  // server's when shorter than a minute: a lease counted past it would be an address lanplug believes it
+  // holds after the server may have given it to another client.
+  const counted = boundedLeaseSeconds(address.validSeconds);
+  // The preferred lifetime sets T1 (RFC 8415 §21.4): bounded too, and never past the valid one.
+  const preferred = Math.min(boundedLeaseSeconds(address.preferredSeconds || counted), counted);
+  // T1/T2 of 0 leave the times to the client (RFC 8415 §21.4): halves of the preferred lifetime, as for DHCPv4.
+  const times = leaseTimes(preferred, reply.ia.renewSeconds || null, reply.ia.rebindSeconds || null);
+  const valid = Math.min(counted, address.validSeconds);
+  if (address.validSeconds < counted)
+    note('dhcp valid lifetime under a minute: renewed as if a minute, expires as given', {
+      address: address.address.text,
+      server: reply.datagram.source.text,
+      given: address.validSeconds,
+      renewAfter: times.renewSeconds,
+    });
+  else if (counted !== address.validSeconds)
     note('dhcp lease time out of bounds: counted as the nearest bound', {
       address: address.address.text,
       server: reply.datagram.source.text,
       given: address.validSeconds,
-      counted: valid,
+      counted,
     });
-  // The preferred lifetime sets T1 (RFC 8415 §21.4): bounded too, and never past the valid one.
-  const preferred = Math.min(boundedLeaseSeconds(address.preferredSeconds || valid), valid);
-  // T1/T2 of 0 leave the times to the client (RFC 8415 §21.4): halves of the preferred lifetime, as for DHCPv4.
-  const times = leaseTimes(preferred, reply.ia.renewSeconds || null, reply.ia.rebindSeconds || null);
   return {
     family: 6,
     address: { address: address.address, prefixLength },

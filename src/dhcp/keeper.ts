@@ -27,6 +27,7 @@ import type { LeaseStore } from '../state/lease-store';
 import { acquire, release } from './client';
 import { acquire6, release6Frame } from './client6';
 import { openChannel, type LeaseNetworks, type SendLink } from './lease-networks';
+import { MalformedAnswers } from './malformed-log';
 import { Renewals } from './renewal';
 import { shortId } from '../model/network';
 
@@ -70,6 +71,8 @@ function rememberKey(identity: DhcpIdentity, family: Family): string | null {
 
 export class LeaseKeeper {
   private readonly renewals: Renewals;
+  /** Malformed answers are logged per network at most a line a minute: any LAN device may send them. */
+  private readonly malformed: MalformedAnswers;
   /** Addresses Docker knew released leases by, by text, and when they went (see releasedLately). */
   private readonly released = new Map<string, number>();
   private watchdog: NodeJS.Timeout | null = null;
@@ -79,9 +82,11 @@ export class LeaseKeeper {
     private readonly log: Logger,
     private readonly networks: LeaseNetworks,
   ) {
+    this.malformed = new MalformedAnswers(log);
     this.renewals = new Renewals(store, log, networks, {
       remember: (identity, lease) => this.remember(identity, lease),
       giveBack: (networkId, identity, leases) => this.giveBack(networkId, identity, leases),
+      malformed: (networkId) => this.malformed.on(networkId),
     });
   }
 
@@ -109,7 +114,14 @@ export class LeaseKeeper {
           const hint = remembered === null ? null : this.store.lastAddress(remembered);
           const check = this.networks.offerCheck(plan.networkId);
           return family === 4
-            ? await acquire(channel, identity, { hint, deadline, check, subnets: plan.subnets4, log: this.log })
+            ? await acquire(channel, identity, {
+                hint,
+                deadline,
+                check,
+                subnets: plan.subnets4,
+                log: this.log,
+                malformed: this.malformed.on(plan.networkId),
+              })
             : await acquire6(channel, identity, {
                 hint,
                 deadline,
@@ -283,6 +295,7 @@ export class LeaseKeeper {
   async stop(): Promise<void> {
     if (this.watchdog !== null) clearInterval(this.watchdog);
     await this.renewals.stopAll();
+    this.malformed.stop();
   }
 
   // ---- helpers ----

@@ -24,7 +24,7 @@ import {
 import { formatPrefix, sameAddress, type Family } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
 import type { DhcpChannel } from './channel';
-import { acquire, renew } from './client';
+import { acquire, renew, type MalformedReport } from './client';
 import { acquire6, renew6 } from './client6';
 import { applyInContainer, containerLink } from './in-container';
 import { openChannel, type LeaseNetworks } from './lease-networks';
@@ -44,6 +44,8 @@ export interface RenewalHost {
   remember(identity: DhcpIdentity, lease: Lease): void;
   /** Leases nobody holds any more go back to their server. */
   giveBack(networkId: string, identity: DhcpIdentity, leases: readonly Lease[]): void;
+  /** Where malformed answers on a network are said (rate-limited per network). */
+  malformed(networkId: string): MalformedReport;
 }
 
 /** A step running now: its channel (closed to abort it) and its end. */
@@ -181,6 +183,7 @@ export class Renewals {
     const { family } = lease;
     const k = key(record.networkId, record.endpointId, family);
     const check = this.networks.offerCheck(record.networkId);
+    const malformed = this.host.malformed(record.networkId);
     const due = dueState(lease, now);
     let state: LeaseState = due;
     try {
@@ -194,7 +197,7 @@ export class Renewals {
           const deadline = now + EXCHANGE_MS;
           const outcome =
             family === 4
-              ? await renew(channel, record.identity, lease, exchange.kind, deadline, check, this.log)
+              ? await renew(channel, record.identity, lease, exchange.kind, deadline, check, this.log, malformed)
               : await renew6(channel, record.identity, lease, exchange.kind, deadline, check, this.log);
           if (outcome.kind === 'ack') return { kind: 'renewed', lease: outcome.lease };
           if (outcome.kind === 'silent')
@@ -222,6 +225,7 @@ export class Renewals {
                 check,
                 subnets: [lease.address],
                 log: this.log,
+                malformed,
               })
             : await acquire6(channel, record.identity, {
                 hint,

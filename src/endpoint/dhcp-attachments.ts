@@ -19,6 +19,7 @@
  * ipvlan every pod has the parent's, and the client id tells them apart.
  */
 import { createHash } from 'node:crypto';
+import { crashPoint } from '../crash-points';
 import { notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { stateAt } from '../dhcp/lease-state';
@@ -68,19 +69,24 @@ export class DhcpAttachments {
       );
       const lease = leases.find((l) => l.family === 4);
       if (lease === undefined) throw notFound('the DHCP exchange returned no IPv4 lease');
-      const attached = this.attachments.completeLeased(prepared, lease.address, lease.router);
+      // Recorded with the pod's namespace before anything else is done with it: a daemon killed from here
+      // on finds the lease at its start and renews it from the pod (its watchdog gives it back when the
+      // namespace goes; the runtime's DEL after the failed ADD does). Recorded without it, a lease is one
+      // "never joined", and was left unrenewed, then given back a minute later whatever the pod did.
       this.keeper.hold({
         networkId,
         endpointId,
         identity,
         leases,
         dockerAddresses: [lease.address.address],
-        sandboxKey: null,
+        sandboxKey: sandbox.netns,
         renewedAt: null,
         failures: 0,
         lastError: null,
       });
       held = true;
+      crashPoint('cni-add:lease-recorded');
+      const attached = this.attachments.completeLeased(prepared, lease.address, lease.router);
       // Renewals run inside the pod's namespace from now on.
       this.keeper.joined(networkId, endpointId, sandbox.netns);
       return { ...attached, nameservers: lease.dns };

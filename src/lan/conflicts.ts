@@ -157,7 +157,10 @@ export class LanConflicts {
    * claimed, not the gateway): the device is taken for one answering everything only if it answers
    * for those too. If not, its streak was a block it holds: the count starts again (its addresses
    * stay remembered as in use, so allocations skip them unasked). No address to draw (the pool is
-   * full elsewhere) leaves nothing to disprove it with: taken as confirmed.
+   * full elsewhere) is no evidence, and no evidence is no proof: not confirmed, the device stays a
+   * suspect (asked about again when an address elsewhere turns up), and what it answers for is in
+   * use as any answer is. Taken as confirmed, a block holder in a nearly full pool would be named a
+   * proxy-ARP router, and the network's allocations stopped.
    */
   async confirmAnsweringEverything(
     check: LanCheck,
@@ -166,6 +169,15 @@ export class LanConflicts {
   ): Promise<AnsweringEverything | null> {
     const suspect = this.suspectedOfEverything(check, family);
     if (suspect === null) return this.answeringEverything(check, family);
+    if (elsewhere.length === 0) {
+      this.log.debug('one device answered a run of probes; no address elsewhere to confirm it answers everything', {
+        network: shortId(check.networkId),
+        link: check.link.name,
+        mac: suspect.mac,
+        answered: suspect.addresses.length,
+      });
+      return null;
+    }
     const key = keyOf(check, family);
     for (const address of elsewhere) {
       const verdict = await this.guard.ask(check.link, address);

@@ -56,8 +56,9 @@ function runWithMac(name: string, mac: string): void {
 }
 
 /**
- * A container on network `lan` with a per-endpoint option: Docker 20.10's `docker run` has no
- * --driver-opt (25+ has `--network name=lan,driver-opt=...`), `docker network connect` has.
+ * A container on network `lan` with a per-endpoint option given by `docker network connect
+ * --driver-opt`, which keeps the value's case (`docker run --network name=lan,driver-opt=...`
+ * lower-cases it).
  */
 function startWithDriverOpt(name: string, option: string): void {
   lab.host.dockerOk(['create', '--network', 'lan', '--name', name, 'alpine:latest', 'sleep', '3600']);
@@ -136,7 +137,7 @@ test('docker run gets an address from the server: in range, its router as gatewa
   );
 });
 
-test('lanplug.dhcp.id gives a client id and hostname the server records, and a MAC that follows the name [engine:dhcp-id]', async () => {
+test('lanplug.dhcp.id gives a client id and hostname the server records, and a MAC that follows the name; docker run --network name=lan,driver-opt=… passes it too (20.10 included), lower-cased [engine:dhcp-id]', async () => {
   dhcpNetwork();
   startWithDriverOpt('named', 'lanplug.dhcp.id=web1');
   const net = containerNetwork(lab.host, 'named', 'lan');
@@ -147,7 +148,18 @@ test('lanplug.dhcp.id gives a client id and hostname the server records, and a M
   // Same name, same MAC: a second start elsewhere would be the same machine to the LAN.
   lab.host.dockerOk(['rm', '-f', 'named']);
   await eventually(() => assert.equal(server.count('DHCPRELEASE', net.MacAddress), 1));
-  startWithDriverOpt('again', 'lanplug.dhcp.id=web1');
+  // docker run's own per-endpoint options (the CLI lower-cases their values: WEB1 reaches lanplug as web1).
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    '--network',
+    'name=lan,driver-opt=lanplug.dhcp.id=WEB1',
+    '--name',
+    'again',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
   assert.equal(containerNetwork(lab.host, 'again', 'lan').MacAddress, net.MacAddress);
   assert.equal(containerNetwork(lab.host, 'again', 'lan').IPAddress, net.IPAddress);
 });

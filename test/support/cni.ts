@@ -10,17 +10,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCniExecutable } from '../../src/install/cni';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
-import { DaemonLab } from './daemon';
+import { DaemonLab, type DaemonProcess } from './daemon';
 import { repoRoot } from './repo';
 
 /** The lab LAN's gateway (on its bridge). */
 export const CNI_LAB_GATEWAY = '172.16.86.1';
+/** The lab daemon's arguments (a test restarting it gives them again). */
+export const CNI_DAEMON_ARGS = ['--cni-network-idle', '1'];
 
 export interface CniLab {
   lan: Lan;
   /** The host the runtime and the daemon run on: eth0 172.16.86.2/24 on the LAN. */
   host: LanHost;
   daemon: DaemonLab;
+  /** The daemon running now (a test that kills and restarts it sets it again). */
+  daemonProcess: DaemonProcess;
   /** The daemon's CNI socket, compiled into `plugin`. */
   socket: string;
   plugin: string;
@@ -38,11 +42,12 @@ export async function startCniLab(): Promise<CniLab> {
   const daemon = new DaemonLab(host.ns);
   const socket = join(daemon.stateDir, 'cni.sock');
   const plugin = buildPlugin(socket);
-  await daemon.start({}, ['--cni-network-idle', '1']);
+  const daemonProcess = await daemon.start({}, CNI_DAEMON_ARGS);
   return {
     lan,
     host,
     daemon,
+    daemonProcess,
     socket,
     plugin,
     close(): void {

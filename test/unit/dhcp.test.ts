@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { DhcpChannel } from '../../src/dhcp/channel';
-import { acquire, renew } from '../../src/dhcp/client';
+import { acquire, renew, type BoundBy } from '../../src/dhcp/client';
 import {
   decodeDhcp,
   encodeDhcp,
@@ -22,7 +22,13 @@ import {
   type DhcpMessage,
 } from '../../src/dhcp/message';
 import { decodeUdpFrame, encodeUdpFrame, internetChecksum, type UdpDatagram } from '../../src/l2/udp-frames';
-import { boundedLeaseSeconds, INFINITE_SECONDS, leaseTimes, type DhcpIdentity } from '../../src/model/lease';
+import {
+  boundedLeaseSeconds,
+  INFINITE_SECONDS,
+  leaseExpiresAt,
+  leaseTimes,
+  type DhcpIdentity,
+} from '../../src/model/lease';
 import { refuseOffered, usableRouter, type NetworkFacts } from '../../src/dhcp/offer-rules';
 import { addressFromBytes, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 
@@ -926,7 +932,7 @@ test('encodeDhcp refuses an option value longer than 255 bytes (its length byte 
   assert.equal(decodeDhcp(encodeDhcp(m))?.options.get(OPT.hostname)?.length, 255);
 });
 
-test('acquire6: valid lifetimes counted like DHCPv4 lease times (1 s as 60 s, 136 years as 7 days, infinite as infinite), preferred within, one line when clamped', async () => {
+test('acquire6: a valid lifetime under a minute keeps its expiry (lanplug never counts an address longer than its server gave it) and only the renewal timers get their floor (T1 30 s, T2 52 s); 136 years counted as 7 days, infinite as infinite; one line when bounded', async () => {
   const { acquire6 } = await import('../../src/dhcp/client6');
   const counted = async (preferredSeconds: number, validSeconds: number) => {
     const { log, lines } = warnings();
@@ -936,15 +942,23 @@ test('acquire6: valid lifetimes counted like DHCPv4 lease times (1 s as 60 s, 13
     // A variable, not a literal: the options acquire6 reads, its log among them.
     const options = { hint: null, deadline: Date.now() + 3000, prefixLength: 64, log };
     const lease = await acquire6(channel, identity, options);
-    return { times: [lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds], lines };
+    return {
+      times: [lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds],
+      expiresIn: leaseExpiresAt(lease) - lease.boundAt,
+      lines,
+    };
   };
   const short = await counted(1, 1);
-  assert.deepEqual(short.times, [60, 30, 52]);
+  assert.deepEqual(short.times, [1, 30, 52]);
+  assert.equal(short.expiresIn, 1000, 'the lease ends when its server said');
   assert.equal(short.lines.length, 1, short.lines.join('\n'));
   assert.match(
     short.lines[0] ?? '',
-    /^dhcp lease time out of bounds: counted as the nearest bound .*"given":1,"counted":60/,
+    /^dhcp valid lifetime under a minute: renewed as if a minute, expires as given .*"given":1,"renewAfter":30/,
   );
+  const half = await counted(20, 45);
+  assert.deepEqual(half.times, [45, 30, 52]);
+  assert.equal(half.expiresIn, 45_000);
   const long = await counted(0xfffffffe, 0xfffffffe);
   assert.deepEqual(long.times, [604_800, 302_400, 529_200]);
   assert.equal(long.lines.length, 1);
@@ -963,4 +977,172 @@ test('usableRouter: a /32 lease keeps its router (off the prefix by nature, reac
   assert.deepEqual(ignored, []);
   assert.equal(usableRouter(parseAddress('10.9.9.1'), parsePrefix('172.16.86.7/24'), note), null);
   assert.equal(ignored.length, 1);
+});
+
+test('renew: an ACK of the address held with a new mask or router goes through the offer check (a mask of 0.0.0.0 is declined); a router outside the prefix held is ignored and the held one kept, but a /32 lease keeps the router its server names', async () => {
+  const held = await acquire(
+    new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.125')),
+    identity,
+    { hint: null, deadline: Date.now() + 5000 },
+  );
+  const facts = { subnets: [], routers: [], heldBy: () => null };
+  const checked: string[] = [];
+  const check = (address: IpAddress, _mac: string, by: BoundBy): Promise<string | null> => {
+    checked.push(`${address.text}/${by.prefixLength} via ${by.router?.text ?? 'none'}`);
+    return Promise.resolve(refuseOffered(address, by, facts)?.why ?? null);
+  };
+  const reshaped = (mask: string, router: string) =>
+    new ScriptedChannel((m) => {
+      if (m.type !== 'request') return null;
+      const ack = answerWith('ack', m, m.ciaddr.text);
+      ack.options.set(OPT.subnetMask, Buffer.from(mask, 'hex'));
+      ack.options.set(OPT.router, ipv4Option(parseAddress(router)));
+      return ack;
+    });
+
+  const everything = reshaped('00000000', '172.16.86.1');
+  const wide = await renew(everything, identity, held, 'renew', Date.now() + 5000, check);
+  assert.deepEqual(wide, {
+    kind: 'declined',
+    message: 'declined 172.16.86.125, a subnet mask broader than /8 (/0)',
+  });
+  assert.deepEqual(checked, ['172.16.86.125/0 via 172.16.86.1']);
+  assert.deepEqual(
+    everything.sent.map((m) => m.type),
+    ['request', 'decline'],
+  );
+
+  // A broader mask would bring a router off the network on-link: the route stays on the prefix held.
+  const { log, lines } = warnings();
+  const away = await renew(
+    reshaped('ffff0000', '172.16.200.1'),
+    identity,
+    held,
+    'renew',
+    Date.now() + 5000,
+    check,
+    log,
+  );
+  assert.equal(away.kind, 'ack');
+  assert.equal(away.kind === 'ack' ? away.lease.router?.text : null, '172.16.86.1');
+  assert.deepEqual(checked.slice(1), ['172.16.86.125/16 via 172.16.86.1']);
+  assert.match(
+    lines.join('\n'),
+    /ignoring the router a DHCP server named.*"router":"172\.16\.200\.1","why":"outside the prefix held 172\.16\.86\.0\/24"/,
+  );
+
+  const moved = await renew(reshaped('ffffff00', '172.16.86.254'), identity, held, 'renew', Date.now() + 5000, check);
+  assert.equal(moved.kind === 'ack' ? moved.lease.router?.text : moved.kind, '172.16.86.254');
+  assert.deepEqual(checked.slice(2), ['172.16.86.125/24 via 172.16.86.254'], 'a new router is checked too');
+
+  const single = { ...held, address: parsePrefix('172.16.86.125/32'), router: parseAddress('10.128.0.1') };
+  const cloud = await renew(reshaped('ffffffff', '10.128.0.9'), identity, single, 'renew', Date.now() + 5000, check);
+  assert.equal(cloud.kind === 'ack' ? cloud.lease.router?.text : cloud.kind, '10.128.0.9');
+});
+
+/**
+ * A LAN device answering each request with `count` malformed answers (from as many sources, so that no
+ * two lines would be alike), then the server's good one.
+ */
+class FloodedChannel implements DhcpChannel {
+  readonly where = 'eth0';
+  private readonly pending: UdpDatagram[] = [];
+  constructor(private readonly count: number) {}
+  send(frame: Buffer): void {
+    const d = decodeUdpFrame(frame);
+    const m = d === null ? null : decodeDhcp(d.payload);
+    assert.ok(m !== null);
+    if (m.type === 'decline') return;
+    const reply = answerWith(
+      m.type === 'discover' ? 'offer' : 'ack',
+      m,
+      m.ciaddr.value === 0n ? '172.16.86.140' : m.ciaddr.text,
+    );
+    const datagram = (source: string, payload: Buffer): UdpDatagram => {
+      const out = decodeUdpFrame(
+        encodeUdpFrame({
+          sourceMac: SERVER_MAC,
+          destinationMac: m.chaddr,
+          source: parseAddress(source),
+          destination: parseAddress('255.255.255.255'),
+          sourcePort: 67,
+          destinationPort: 68,
+          payload,
+        }),
+      );
+      assert.ok(out !== null);
+      return out;
+    };
+    const good = encodeDhcp(reply);
+    for (let i = 0; i < this.count; i++) this.pending.push(datagram(`172.16.87.${i % 250}`, good.subarray(0, 247)));
+    this.pending.push(datagram(SERVER.text, good));
+  }
+  async next(accept: (d: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null> {
+    while (this.pending.length > 0) {
+      const d = this.pending.shift();
+      if (d !== undefined && accept(d)) return d;
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
+    return null;
+  }
+  async close(): Promise<void> {}
+}
+
+test('malformed answers at line rate: one line for the first on a network, then one a minute saying how many more came (per network, across exchanges), none in a quiet minute', async () => {
+  const { MalformedAnswers } = await import('../../src/dhcp/malformed-log');
+  const { log, lines } = warnings();
+  const minute = 300; // stands in for the minute
+  const reports = new MalformedAnswers(log, minute);
+  try {
+    const lease = await acquire(new FloodedChannel(200), identity, {
+      hint: null,
+      deadline: Date.now() + 5000,
+      log,
+      malformed: reports.on('net-a'),
+    });
+    assert.equal(lease.address.address.text, '172.16.86.140', 'the good answer after the flood is taken');
+    const renewed = await renew(
+      new FloodedChannel(200),
+      identity,
+      lease,
+      'renew',
+      Date.now() + 5000,
+      undefined,
+      log,
+      reports.on('net-a'),
+    );
+    assert.equal(renewed.kind, 'ack');
+    await acquire(new FloodedChannel(3), identity, {
+      hint: null,
+      deadline: Date.now() + 5000,
+      log,
+      malformed: reports.on('net-b'),
+    });
+    const malformed = (): string[] => lines.filter((l) => /malformed DHCP answer/.test(l));
+    assert.equal(malformed().length, 2, malformed().join('\n'));
+    assert.match(
+      malformed()[0] ?? '',
+      /^ignoring a malformed DHCP answer \{"network":"net-a","link":"eth0","server":"172\.16\.87\.0","why":"option \d+ runs past the end of the message"\}$/,
+    );
+    assert.match(malformed()[1] ?? '', /"network":"net-b"/);
+    await new Promise((r) => setTimeout(r, minute * 1.5));
+    assert.equal(malformed().length, 4, malformed().join('\n'));
+    const summaries = malformed().slice(2).sort();
+    assert.match(
+      summaries[0] ?? '',
+      /^ignoring malformed DHCP answers: more in the last minute \{"network":"net-a","count":599,.*"server":"172\.16\.87\.199"/,
+    );
+    assert.match(summaries[1] ?? '', /"network":"net-b","count":5,/);
+    await new Promise((r) => setTimeout(r, minute * 2));
+    assert.equal(malformed().length, 4, 'a quiet minute says nothing');
+    await acquire(new FloodedChannel(1), identity, {
+      hint: null,
+      deadline: Date.now() + 5000,
+      log,
+      malformed: reports.on('net-a'),
+    });
+    assert.equal(malformed().length, 5, 'after a quiet minute the next one is a first again');
+  } finally {
+    reports.stop();
+  }
 });

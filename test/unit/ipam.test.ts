@@ -262,3 +262,26 @@ test("automatic allocation on a LAN answering every probe late from a new MAC ea
   assert.equal(probed.length, 53);
   assert.deepEqual(store.claimedAddresses(poolId), [], 'nothing stays claimed');
 });
+
+test('a device that answers 16 probes in a row in a pool with no fresh address left to draw elsewhere is not taken for one answering everything: no address to confirm with is no proof, and the allocation ends as a full pool, not as proxy ARP', async () => {
+  const blockHolder = '06:00:00:00:00:b2';
+  const { allocator, conflicts, check, probed, requestAddress } = lanIpam((address) =>
+    /^172\.24\.0\.([1-9]|1[0-6])$/.test(address.text)
+      ? { inUse: true, mac: blockHolder, how: 'it answered an ARP probe on eth0' }
+      : { inUse: false },
+  );
+  // A /27: .1-.16 held by one device, .17-.30 claimed by containers: nothing elsewhere to ask about.
+  const poolId = await pool(allocator, '172.24.0.0/27');
+  for (let host = 17; host <= 30; host++) store.claimAddress(poolId, parseAddress(`172.24.0.${host}`), 'allocated');
+  await assert.rejects(Promise.resolve(requestAddress({ PoolID: poolId })), (err: Error) => {
+    assert.doesNotMatch(err.message, /one device answers for every address/);
+    return true;
+  });
+  assert.equal(probed.length, 16, `asked: ${probed.join(' ')}`);
+  assert.equal(conflicts.answeringEverything(check, 4), null, 'not taken for a device answering everything');
+  assert.equal(
+    await conflicts.confirmAnsweringEverything(check, 4, []),
+    null,
+    'an empty list of addresses elsewhere confirms nothing',
+  );
+});
