@@ -4,6 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { labEngine } from '../lab/engine';
+import { RouterAdverts } from '../lab/router-adverts';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
 
 const lab = useLab({
@@ -266,3 +268,64 @@ function assertGatewayOfItsSubnet(net: { IPAddress: string; Gateway: string; IPP
   assert.equal(net.Gateway, `192.168.${third}.1`);
   assert.equal(net.IPPrefixLen, 24);
 }
+
+test("IPv6 the LAN's way today: with its IPv6 turned on (sysctls), a container on a network without --ipv6 takes an address and a default route from the LAN router's advertisements; without it, none", async () => {
+  const router = new RouterAdverts(lab.lan, '2001:db8:abc8::');
+  await router.start();
+  try {
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=192.168.216.0/24',
+      '--gateway=192.168.216.1',
+      '-o',
+      'parent=eth0',
+      'slaac216',
+    ]);
+    const run = (name: string, network: string[]): void => {
+      lab.host.dockerOk(['run', '-d', ...network, '--name', name, 'alpine:latest', 'sleep', '300']);
+    };
+    // 20.10 turns IPv6 off for the whole container (all.disable_ipv6); 28 also on each interface of a
+    // network without --ipv6, which an endpoint sysctl (Docker >= 26) turns back on.
+    const ipv6On = ['--sysctl', 'net.ipv6.conf.all.disable_ipv6=0'];
+    run(
+      'on',
+      labEngine() === 'docker20'
+        ? ['--network', 'slaac216', ...ipv6On]
+        : [
+            '--network',
+            'name=slaac216,driver-opt=com.docker.network.endpoint.sysctls=net.ipv6.conf.IFNAME.disable_ipv6=0',
+            ...ipv6On,
+          ],
+    );
+    run('off', ['--network', 'slaac216']);
+    // The kernel forms the address from the prefix and the container's MAC (EUI-64) once an advertisement arrives.
+    const mac = containerNetwork(lab.host, 'on', 'slaac216').MacAddress;
+    const address = await eventually(() => {
+      const found = /inet6 (2001:db8:abc8:[0-9a-f:]+)\/64 scope global dynamic/.exec(
+        lab.host.dockerOk(['exec', 'on', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']),
+      )?.[1];
+      assert.ok(found !== undefined, 'no address from the advertised prefix yet');
+      return found;
+    }, 20_000);
+    const [a, b, c, d, e, f] = mac.split(':').map((x) => parseInt(x, 16));
+    const eui64 = [
+      ((a ?? 0) ^ 2) * 256 + (b ?? 0),
+      (c ?? 0) * 256 + 0xff,
+      0xfe00 + (d ?? 0),
+      (e ?? 0) * 256 + (f ?? 0),
+    ];
+    assert.equal(address, `2001:db8:abc8:0:${eui64.map((x) => x.toString(16)).join(':')}`);
+    assert.match(lab.host.dockerOk(['exec', 'on', 'ip', '-6', 'route']), /^default via fe80::[0-9a-f:]+ dev eth0/m);
+    await eventually(() => lab.host.dockerOk(['exec', 'on', 'ping', '-6', '-c', '1', '-W', '1', '2001:db8:abc8::10']));
+    // Docker turns IPv6 off in a container none of whose networks has it.
+    assert.doesNotMatch(lab.host.dockerOk(['exec', 'off', 'ip', '-6', 'addr']), /2001:db8:abc8:/);
+  } finally {
+    router.stop();
+  }
+  lab.host.dockerOk(['rm', '-f', 'on', 'off']);
+  lab.host.dockerOk(['network', 'rm', 'slaac216']);
+  assertNoLanplugLinks(lab.host);
+});
