@@ -17,6 +17,7 @@
  * 4. every `recheckMs` (and on `lanplug gc`) the housekeeping passes run.
  */
 import { controlEndpoint } from './api/control';
+import { gatherListing } from './api/control-listing';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
@@ -174,7 +175,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     closers.add(
       await PluginServer.listen(
         options.stateDir,
-        controlEndpoint(housekeeping, () => ({ process: processFigures(), store: store.figures() })),
+        controlEndpoint(housekeeping, () => ({ process: processFigures(), store: store.figures() }), {
+          listing: () => gatherListing(store, engine, choice.kind === 'etcd'),
+        }),
         log,
       ),
       (c) => c.close(),

@@ -4,8 +4,10 @@
  * only one process may hold the state directory; and how `lanplug status` and
  * `doctor` read shared pools, whose etcd connection only the daemon has; and
  * the daemon's own figures (memory, descriptors, sockets, timers, the
- * database), which the soak samples to see that nothing grows with use.
+ * database), which the soak samples to see that nothing grows with use; and
+ * what `lanplug ls` lists (Lanplug.List: observe/listing.ts).
  */
+import type { Listing } from '../observe/listing';
 import type { StoreFigures } from '../state/sqlite';
 import type { ProcessFigures } from '../sys/process-stats';
 import type { JsonObject } from './docker/decode';
@@ -25,6 +27,12 @@ export interface ControlActions {
   sharedPools(): Promise<object>;
 }
 
+/** What the control socket shows of the daemon without acting (observe/). */
+export interface ControlViews {
+  /** Every endpoint and the LAN devices heard (`lanplug ls`). */
+  listing(): Promise<Listing>;
+}
+
 /** What Lanplug.Stats answers: the daemon's figures now. */
 export interface DaemonStats {
   process: ProcessFigures;
@@ -32,11 +40,19 @@ export interface DaemonStats {
 }
 
 /** The control socket's name and routes, its errors in `Err` as the driver API's are. */
-export function controlEndpoint(actions: ControlActions, stats: () => DaemonStats): PluginEndpoint {
-  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions, stats), errorField: 'Err' };
+export function controlEndpoint(
+  actions: ControlActions,
+  stats: () => DaemonStats,
+  views: ControlViews,
+): PluginEndpoint {
+  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions, stats, views), errorField: 'Err' };
 }
 
-export function controlRoutes(actions: ControlActions, stats: () => DaemonStats): ReadonlyMap<string, Handler> {
+export function controlRoutes(
+  actions: ControlActions,
+  stats: () => DaemonStats,
+  views: ControlViews,
+): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
     [
       '/Lanplug.Gc',
@@ -53,6 +69,7 @@ export function controlRoutes(actions: ControlActions, stats: () => DaemonStats)
     ],
     ['/Lanplug.SharedPools', async () => asJson(await actions.sharedPools())],
     ['/Lanplug.Stats', () => asJson(stats())],
+    ['/Lanplug.List', async () => asJson(await views.listing())],
   ]);
 }
 

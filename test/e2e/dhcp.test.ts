@@ -22,6 +22,9 @@ import {
   useLab,
 } from './helpers';
 import { SERVICE_CAPABILITIES } from '../../src/install/units';
+import type { EndpointRow } from '../../src/observe/listing';
+import { repoRoot } from '../support/repo';
+import { join } from 'node:path';
 
 // The daemon holds only what the service's unit gives it: this file proves that is enough.
 restrictLanplugTo(SERVICE_CAPABILITIES);
@@ -668,4 +671,102 @@ test('20 containers at once: 20 distinct leases from the range; all released whe
   await removeNetworkAfterBurst(lab.host, lab.plugin, 'lan', { ms: 30_000 });
   assertNoLanplugLinks(lab.host);
   assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
+});
+
+/** `lanplug ls --json` (or with other flags) run as an operator would, against this lab's daemon. */
+function lanplugLs(args: readonly string[] = []): string {
+  return runOk([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    'ls',
+    '--state-dir',
+    lab.plugin.stateDir,
+    ...args,
+  ]);
+}
+
+test("lanplug ls --json agrees with docker inspect on each container's MAC and addresses, and names where they came from: Docker's IPAM, the lanplug IPAM (with host access, dual stack), DHCP", () => {
+  dhcpNetwork();
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet',
+    '172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    'plain',
+  ]);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=192.168.40.0/24',
+    '--gateway=192.168.40.1',
+    '--aux-address',
+    'host=192.168.40.254',
+    '--ipv6',
+    '--subnet=fd40::/64',
+    '--aux-address',
+    'host6=fd40::fe',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'host_access=true',
+    'pooled',
+  ]);
+  runWithMac('leased', '02:00:00:00:00:33');
+  for (const [name, net] of [
+    ['docker-ipam', 'plain'],
+    ['lanplug-ipam', 'pooled'],
+  ] as const)
+    lab.host.dockerOk(['run', '-d', '--network', net, '--name', name, 'alpine:latest', 'sleep', '3600']);
+  const rows = JSON.parse(lanplugLs(['--json'])) as EndpointRow[];
+  const expected = [
+    ['leased', 'lan', 'dhcp'],
+    ['docker-ipam', 'plain', 'docker-ipam'],
+    ['lanplug-ipam', 'pooled', 'lanplug-ipam'],
+  ] as const;
+  assert.equal(rows.length, expected.length, JSON.stringify(rows));
+  for (const [container, net, source] of expected) {
+    const inspected = containerNetwork(lab.host, container, net);
+    const row = rows.find((r) => r.containerName === container);
+    assert.ok(row !== undefined, `${container} is listed: ${JSON.stringify(rows)}`);
+    assert.equal(row.network, net);
+    assert.equal(row.source, source);
+    assert.equal(row.mac, inspected.MacAddress);
+    assert.equal(row.ipv4, `${inspected.IPAddress}/${inspected.IPPrefixLen}`);
+    assert.equal(
+      row.ipv6,
+      inspected.GlobalIPv6Address === '' ? null : `${inspected.GlobalIPv6Address}/${inspected.GlobalIPv6PrefixLen}`,
+    );
+    assert.equal(row.containerId, lab.host.dockerOk(['inspect', '-f', '{{.Id}}', container]).trim());
+  }
+  const leased = rows.find((r) => r.containerName === 'leased');
+  assert.equal(leased?.leases.length, 1);
+  assert.match(leased?.leases[0]?.state ?? '', /^(bound|renewing)$/);
+  assert.ok(Date.parse(leased?.leases[0]?.expires ?? '') > Date.now(), 'the lease ends in the future');
+  assert.deepEqual(rows.find((r) => r.containerName === 'lanplug-ipam')?.hostAccess, {
+    ipv4: '192.168.40.254',
+    ipv6: 'fd40::fe',
+  });
+  // The table and the filters, as a person uses them.
+  const table = lanplugLs(['--network', 'pooled']);
+  assert.match(table, /^NETWORK +DRIVER/);
+  assert.match(
+    table,
+    /^pooled +macvlan\/bridge +eth0 +lanplug-ipam +02:\S+ +192\.168\.40\.\d+\/24,fd40::\S+ +lanplug-ipam +- +192\.168\.40\.254,fd40::fe +-$/m,
+  );
+  assert.equal(table.trimEnd().split('\n').length, 2, table);
+  const one = JSON.parse(lanplugLs(['--json', '--container', 'leased'])) as EndpointRow[];
+  assert.deepEqual(
+    one.map((r) => r.containerName),
+    ['leased'],
+  );
+  lab.host.dockerOk(['rm', '-f', 'leased', 'docker-ipam', 'lanplug-ipam']);
+  lab.host.dockerOk(['network', 'rm', 'lan', 'plain', 'pooled']);
 });
