@@ -16,7 +16,10 @@
  *    passed in, else bound here;
  * 4. every `recheckMs` (and on `lanplug gc`) the housekeeping passes run.
  */
-import { controlEndpoint } from './api/control';
+import { controlEndpoint, PAGES } from './api/control';
+import { MetricsListener, type ListenAddress } from './api/metrics-listener';
+import { registry } from './metrics/registry';
+import { registerStoreMetrics } from './observe/store-metrics';
 import { gatherListing } from './api/control-listing';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
@@ -74,6 +77,8 @@ export interface DaemonOptions {
   managed?: ManagedRole | null;
   /** Where the IPAM driver's pools live: this host's SQLite store (default), or etcd shared by a fleet. */
   addressStore?: StoreChoice;
+  /** Serve /metrics over TCP there too (`--metrics-listen`); null or absent: the control socket only. */
+  metricsListen?: ListenAddress | null;
   log: Logger;
 }
 
@@ -119,6 +124,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   );
   try {
     const store = closers.add(SqliteStore.open(options.stateDir), (s) => s.close());
+    closers.add(registerStoreMetrics(registry, store), (unregister) => unregister());
     if (store.foundVersion !== 0 && store.foundVersion < SCHEMA_VERSION)
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
@@ -182,6 +188,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ),
       (c) => c.close(),
     );
+    if (options.metricsListen !== undefined && options.metricsListen !== null)
+      closers.add(await MetricsListener.listen(options.metricsListen, PAGES, log), (m) => m.close());
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
       ipam: ipamRoutes(new LanplugIpam(allocator, citizen)),

@@ -5,14 +5,16 @@
  * `doctor` read shared pools, whose etcd connection only the daemon has; and
  * the daemon's own figures (memory, descriptors, sockets, timers, the
  * database), which the soak samples to see that nothing grows with use; and
- * what `lanplug ls` lists (Lanplug.List: observe/listing.ts).
+ * what `lanplug ls` lists (Lanplug.List: observe/listing.ts); and, to GET,
+ * the Prometheus metrics (/metrics, metrics/registry.ts).
  */
+import { exposition } from '../metrics/registry';
 import type { Listing } from '../observe/listing';
 import type { StoreFigures } from '../state/sqlite';
 import type { ProcessFigures } from '../sys/process-stats';
 import type { JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
-import type { PluginEndpoint } from './docker/server';
+import type { PageHandler, PluginEndpoint } from './docker/server';
 
 export const CONTROL_SOCKET_NAME = 'control';
 
@@ -45,8 +47,13 @@ export function controlEndpoint(
   stats: () => DaemonStats,
   views: ControlViews,
 ): PluginEndpoint {
-  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions, stats, views), errorField: 'Err' };
+  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions, stats, views), errorField: 'Err', pages: PAGES };
 }
+
+/** The pages a GET reads, on the control socket and on `--metrics-listen`'s address. */
+export const PAGES: ReadonlyMap<string, PageHandler> = new Map([
+  ['/metrics', async () => ({ status: 200, ...(await exposition()) })],
+]);
 
 export function controlRoutes(
   actions: ControlActions,

@@ -42,6 +42,8 @@ commands:
              [--user NAME:PASSWORD: the same on the command line, where every local user can read it (ps);
               install refuses it]
              [--reclaim-after SECONDS: an unregistered host's silent addresses are reclaimed after this; default 600]
+             [--metrics-listen ADDRESS:PORT: Prometheus metrics (GET /metrics) there too, e.g. 127.0.0.1:9464;
+              always on the control socket]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   ls         every endpoint: network, container, MAC, addresses and their source, lease, host access,
              last conflict (asks the running daemon)   [--json] [--network NAME|ID] [--container NAME|ID]

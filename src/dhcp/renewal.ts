@@ -30,6 +30,7 @@ import { applyInContainer, containerLink } from './in-container';
 import { openChannel, type LeaseNetworks } from './lease-networks';
 import { afterAnswer, dueState, exchangeFor, retryAt } from './lease-state';
 import { shortId } from '../model/network';
+import { countRenewalFailure } from '../metrics/registry';
 
 /** How long one renewal exchange may take before it counts as unanswered. */
 const EXCHANGE_MS = 8_000;
@@ -291,6 +292,7 @@ export class Renewals {
       failures: current.failures + 1,
       lastError: result.reason,
     };
+    countRenewalFailure(held.family);
     this.recordOrWarn(current.endpointId, () => this.store.putLease(failedRecord, false));
     const endpoint = shortId(current.endpointId);
     if (Date.now() >= leaseExpiresAt(held))

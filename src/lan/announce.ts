@@ -13,6 +13,7 @@ import type { IpAddress } from '../net/address';
 import { arpAnnouncement, unsolicitedAdvertisement } from '../l2/frames';
 import { PacketSocket, SEND_ONLY } from '../l2/packet-socket';
 import type { ProbeLink } from './probe';
+import { countAnnouncement } from '../metrics/registry';
 
 export interface Announcer {
   /**
@@ -83,6 +84,7 @@ export class PacketAnnouncer implements Announcer {
       try {
         const socket = this.senderFor(link);
         for (const frame of frames) socket.send(frame);
+        for (const address of addresses) countAnnouncement(address.family);
       } catch (err) {
         void this.dropSender(link.index);
         this.log.warn('could not announce an address', { link: link.name, error: String(err) });

@@ -20,6 +20,7 @@ import {
 import { PacketSocket } from '../l2/packet-socket';
 import type { LanSightings } from '../state/store';
 import type { ProbeLink } from './probe';
+import { countConflict } from '../metrics/registry';
 
 const DEFEND_INTERVAL_MS = 10_000;
 
@@ -100,6 +101,7 @@ export class LanWatch {
     const holding = this.holding(w.link, address);
     if (holding === null || mac === holding.mac) return;
     const at = this.now();
+    countConflict('claim');
     this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
     const last = this.lastDefence.get(address.text) ?? -Infinity;
     if (at - last < DEFEND_INTERVAL_MS) return;

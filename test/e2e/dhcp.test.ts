@@ -24,11 +24,15 @@ import {
 import { SERVICE_CAPABILITIES } from '../../src/install/units';
 import type { EndpointRow } from '../../src/observe/listing';
 import { repoRoot } from '../support/repo';
+import { unixHttp } from '../../src/api/unix-http';
 import { join } from 'node:path';
 
 // The daemon holds only what the service's unit gives it: this file proves that is enough.
 restrictLanplugTo(SERVICE_CAPABILITIES);
-const lab = useLab({ addresses: ['172.16.86.1/24'] });
+// Metrics over TCP too, in the Docker host's namespace (read with its busybox wget).
+const METRICS_AT = '127.0.0.1:9464';
+const DAEMON_ARGS = ['--metrics-listen', METRICS_AT];
+const lab = useLab({ addresses: ['172.16.86.1/24'], daemonArgs: DAEMON_ARGS });
 const RANGE: [string, string] = ['172.16.86.100', '172.16.86.150'];
 let server: DhcpServer;
 
@@ -188,7 +192,7 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
   process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
   await lab.plugin.stop();
   const requestsBefore = server.count('DHCPREQUEST', mac);
-  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir, args: DAEMON_ARGS });
   await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) > requestsBefore, 'renewing again'), 10_000);
   assert.equal(server.count('DHCPDISCOVER', mac), 1, 'no new DISCOVER after the daemon restart');
   // dnsmasq writes its lease file after it logs the exchange.
@@ -598,7 +602,7 @@ test("once its lease is given back (the container vanished while lanplug was dow
   // dockerd still lists the endpoint, so lanplug keeps its row until Docker deletes it.
   lab.host.execOk(['umount', sandboxKey]);
   lab.host.execOk(['rm', '-f', sandboxKey]);
-  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir, args: DAEMON_ARGS });
   await eventually(() => assert.equal(server.count('DHCPRELEASE', mac), 1, 'the lease was given back'));
   await sleep(3_000); // the LAN watch takes its links and holdings every 2 s
   // The address is the server's to give again: a device that takes it speaks from it (to its router).
@@ -769,4 +773,56 @@ test("lanplug ls --json agrees with docker inspect on each container's MAC and a
   );
   lab.host.dockerOk(['rm', '-f', 'leased', 'docker-ipam', 'lanplug-ipam']);
   lab.host.dockerOk(['network', 'rm', 'lan', 'plain', 'pooled']);
+});
+
+/** One sample of the daemon's metrics page (0 when the series is not there yet). */
+function metric(page: string, series: string): number {
+  const line = page.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+async function metricsPage(): Promise<string> {
+  const page = await unixHttp(join(lab.plugin.stateDir, 'control.sock'), 'GET', '/metrics');
+  assert.equal(page.status, 200, page.body);
+  return page.body;
+}
+
+test('metrics: 3 docker runs move the attach and create counters by 3 and the pool-used gauge reads 3, on the control socket and on --metrics-listen; 3 removals bring it back to 0', async () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet',
+    '172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    'counted',
+  ]);
+  const network = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'counted']).trim().slice(0, 12);
+  const JOIN = 'lanplug_requests_total{method="NetworkDriver.Join",outcome="ok"}';
+  const CREATE = 'lanplug_requests_total{method="NetworkDriver.CreateEndpoint",outcome="ok"}';
+  const LEAVE = 'lanplug_requests_total{method="NetworkDriver.Leave",outcome="ok"}';
+  const USED = `lanplug_pool_used_addresses{network="${network}",subnet="172.16.86.0/24"}`;
+  const before = await metricsPage();
+  const names = ['m1', 'm2', 'm3'];
+  for (const n of names)
+    lab.host.dockerOk(['run', '-d', '--network', 'counted', '--name', n, 'alpine:latest', 'sleep', '3600']);
+  const after = await metricsPage();
+  assert.equal(metric(after, JOIN) - metric(before, JOIN), 3);
+  assert.equal(metric(after, CREATE) - metric(before, CREATE), 3);
+  assert.equal(metric(after, USED), 3);
+  assert.equal(metric(after, `lanplug_pool_size_addresses{network="${network}",subnet="172.16.86.0/24"}`), 254);
+  assert.equal(metric(after, `lanplug_endpoints{network="${network}",driver="lanplug-macvlan"}`), 3);
+  assert.ok(metric(after, 'lanplug_request_duration_seconds_count{method="NetworkDriver.Join"}') >= 3);
+  assert.ok(metric(after, 'lanplug_probes_total{family="4",result="free"}') >= 3, 'each address was probed');
+  // The same page over TCP, where a Prometheus scrapes it.
+  const overTcp = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/metrics`]);
+  assert.equal(metric(overTcp, JOIN), metric(after, JOIN));
+  assert.equal(metric(overTcp, USED), 3);
+  lab.host.dockerOk(['rm', '-f', ...names]);
+  const gone = await metricsPage();
+  assert.equal(metric(gone, LEAVE) - metric(before, LEAVE), 3);
+  assert.equal(metric(gone, USED), 0);
+  lab.host.dockerOk(['network', 'rm', 'counted']);
 });

@@ -15,6 +15,7 @@ import { chmodSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs
 import { join } from 'node:path';
 import { invalidArgument, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
+import { countRequest } from '../../metrics/registry';
 import { parseBody } from './decode';
 import type { Handler } from './routes';
 
@@ -33,7 +34,17 @@ export interface PluginEndpoint {
   errorField: 'Err' | 'Error';
   /** Answers the paths `routes` does not have; absent: 404. */
   fallback?: Handler;
+  /** Plain pages served to GET (the control socket's /metrics and /healthz), not the plugin API. */
+  pages?: ReadonlyMap<string, PageHandler>;
 }
+
+/** A page as it goes out: its status, content type and text. */
+export interface Page {
+  status: number;
+  contentType: string;
+  body: string;
+}
+export type PageHandler = () => Promise<Page>;
 
 /** libnetwork's IPAM API answers errors in `Error` (in a 200 reply), the network driver API in `Err`. */
 function errorFieldFor(endpoint: PluginEndpoint, path: string): 'Err' | 'Error' {
@@ -202,6 +213,8 @@ function handle(
 ): void {
   const started = process.hrtime.bigint();
   const path = (req.url ?? '').split('?')[0] ?? '';
+  const page = req.method === 'GET' ? endpoint.pages?.get(path) : undefined;
+  if (page !== undefined) return servePage(page, log, req, res, closing);
   const chunks: Buffer[] = [];
   let size = 0;
   req.on('data', (chunk: Buffer) => {
@@ -219,9 +232,35 @@ function handle(
     void answer(endpoint, log, req, path, text).then(({ status, payload }) => {
       reply(res, status, payload, closing());
       const micros = Number((process.hrtime.bigint() - started) / 1000n);
+      // Paths it does not serve are counted as one method: a client's typos must not grow the metrics.
+      const method = endpoint.routes.has(path) ? path.replace(/^\//, '') : 'unknown';
+      const failed = status !== 200 || 'Err' in payload || 'Error' in payload;
+      countRequest(method, failed ? 'error' : 'ok', micros / 1e6);
       log.debug('request', { plugin: endpoint.name, path, status, micros, request: text, response: payload });
     });
   });
+}
+
+function servePage(
+  page: PageHandler,
+  log: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  closing: () => boolean,
+): void {
+  req.resume();
+  page().then(
+    ({ status, contentType, body }) => {
+      if (closing()) res.shouldKeepAlive = false;
+      res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+      res.end(body);
+    },
+    (err: unknown) => {
+      log.error('page failed', { path: req.url, error: String(err) });
+      res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end(`${String(err)}\n`);
+    },
+  );
 }
 
 /**

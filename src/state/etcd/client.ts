@@ -14,6 +14,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { LanplugError } from '../../errors';
+import { countEtcdRequest } from '../../metrics/registry';
 
 export interface EtcdTls {
   /** PEM text of the CA that signed the members' certificates (etcdctl's --cacert). */
@@ -148,6 +149,19 @@ export class EtcdClient {
    * LanplugErrors: 'Unavailable' when etcd could not serve the request, 'InvalidArgument' otherwise.
    */
   private async call(path: string, body: Record<string, unknown>, deadlineMs: number) {
+    const started = process.hrtime.bigint();
+    const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const answer = await this.callMembers(path, body, deadlineMs);
+      countEtcdRequest('ok', seconds());
+      return answer;
+    } catch (err) {
+      countEtcdRequest('error', seconds());
+      throw err;
+    }
+  }
+
+  private async callMembers(path: string, body: Record<string, unknown>, deadlineMs: number) {
     const deadline = Date.now() + deadlineMs;
     const attemptMs = this.options.attemptMs ?? DEFAULT_ATTEMPT_MS;
     const failures: string[] = [];
