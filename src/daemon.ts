@@ -16,7 +16,8 @@
  *    passed in, else bound here;
  * 4. every `recheckMs` (and on `lanplug gc`) the housekeeping passes run.
  */
-import { controlEndpoint, PAGES } from './api/control';
+import { controlEndpoint, controlPages } from './api/control';
+import { daemonHealth } from './api/control-health';
 import { MetricsListener, type ListenAddress } from './api/metrics-listener';
 import { registry } from './metrics/registry';
 import { registerStoreMetrics } from './observe/store-metrics';
@@ -145,7 +146,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     });
     closers.add(cni.attachments, (a) => a.stop());
     const choice = options.addressStore ?? { kind: 'sqlite' };
-    const book = addressBookFor(choice, store, log);
+    const etcd = choice.kind === 'etcd' ? new EtcdClient(choice.etcd) : null;
+    const book = addressBookFor(choice, etcd, store, log);
     const engine = new DockerEngine(options.dockerSocket);
     const engineVersion = new EngineVersion(store);
     const housekeeping = new Housekeeping({
@@ -177,30 +179,40 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       cni.attachments,
       new DhcpAttachments(cni.attachments, driver, keeper, log),
     );
+    // The sockets /healthz connects to, as they come up.
+    const served: string[] = [];
+    const views = {
+      listing: () => gatherListing(store, engine, choice.kind === 'etcd'),
+      health: daemonHealth({ stateDir: options.stateDir, sockets: () => served, etcd }),
+    };
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
-    closers.add(
+    const control = closers.add(
       await PluginServer.listen(
         options.stateDir,
-        controlEndpoint(housekeeping, () => ({ process: processFigures(), store: store.figures() }), {
-          listing: () => gatherListing(store, engine, choice.kind === 'etcd'),
-        }),
+        controlEndpoint(housekeeping, () => ({ process: processFigures(), store: store.figures() }), views),
         log,
       ),
       (c) => c.close(),
     );
+    served.push(control.socketPath);
     if (options.metricsListen !== undefined && options.metricsListen !== null)
-      closers.add(await MetricsListener.listen(options.metricsListen, PAGES, log), (m) => m.close());
+      closers.add(await MetricsListener.listen(options.metricsListen, controlPages(views), log), (m) => m.close());
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
       ipam: ipamRoutes(new LanplugIpam(allocator, citizen)),
       dhcpIpam: dhcpIpamRoutes(new DhcpIpam(new DhcpAddresses(driver, keeper, askingLinks))),
     });
-    for (const server of await servePluginSockets(sockets, passed, log)) closers.add(server, (s) => s.close());
-    if (options.cniSocket !== null)
-      closers.add(
+    for (const server of await servePluginSockets(sockets, passed, log)) {
+      closers.add(server, (s) => s.close());
+      served.push(server.socketPath);
+    }
+    if (options.cniSocket !== null) {
+      const cniServer = closers.add(
         await CniServer.listen(options.cniSocket, (call) => runCni(call, { endpoints, ipam: cni.ipam }, log), log),
         (s) => s.close(),
       );
+      served.push(cniServer.path);
+    }
     citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });
     closers.add(citizen, (c) => c.stop());
     closers.add(housekeeping.every(options.recheckMs), (stop) => stop());
@@ -225,8 +237,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   };
 }
 
-function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
-  return choice.kind === 'sqlite'
+function addressBookFor(choice: StoreChoice, etcd: EtcdClient | null, store: SqliteStore, log: Logger): AddressBook {
+  return choice.kind === 'sqlite' || etcd === null
     ? new LocalAddressBook(store)
-    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log, store);
+    : new EtcdAddressBook(etcd, choice.hostId, log, store);
 }

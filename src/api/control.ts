@@ -6,9 +6,11 @@
  * the daemon's own figures (memory, descriptors, sockets, timers, the
  * database), which the soak samples to see that nothing grows with use; and
  * what `lanplug ls` lists (Lanplug.List: observe/listing.ts); and, to GET,
- * the Prometheus metrics (/metrics, metrics/registry.ts).
+ * the Prometheus metrics (/metrics, metrics/registry.ts) and the daemon's
+ * health (/healthz, observe/health.ts).
  */
 import { exposition } from '../metrics/registry';
+import type { Health } from '../observe/health';
 import type { Listing } from '../observe/listing';
 import type { StoreFigures } from '../state/sqlite';
 import type { ProcessFigures } from '../sys/process-stats';
@@ -33,6 +35,8 @@ export interface ControlActions {
 export interface ControlViews {
   /** Every endpoint and the LAN devices heard (`lanplug ls`). */
   listing(): Promise<Listing>;
+  /** Whether the store, the sockets and etcd (when configured) answer now. */
+  health(): Promise<Health>;
 }
 
 /** What Lanplug.Stats answers: the daemon's figures now. */
@@ -47,13 +51,27 @@ export function controlEndpoint(
   stats: () => DaemonStats,
   views: ControlViews,
 ): PluginEndpoint {
-  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions, stats, views), errorField: 'Err', pages: PAGES };
+  return {
+    name: CONTROL_SOCKET_NAME,
+    routes: controlRoutes(actions, stats, views),
+    errorField: 'Err',
+    pages: controlPages(views),
+  };
 }
 
 /** The pages a GET reads, on the control socket and on `--metrics-listen`'s address. */
-export const PAGES: ReadonlyMap<string, PageHandler> = new Map([
-  ['/metrics', async () => ({ status: 200, ...(await exposition()) })],
-]);
+export function controlPages(views: Pick<ControlViews, 'health'>): ReadonlyMap<string, PageHandler> {
+  return new Map<string, PageHandler>([
+    ['/metrics', async () => ({ status: 200, ...(await exposition()) })],
+    [
+      '/healthz',
+      async () => {
+        const health = await views.health();
+        return { status: health.ok ? 200 : 503, contentType: 'application/json', body: `${JSON.stringify(health)}\n` };
+      },
+    ],
+  ]);
+}
 
 export function controlRoutes(
   actions: ControlActions,

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { decodeDhcp, encodeDhcp, OPT } from '../../src/dhcp/message';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { restrictLanplugTo, startLanplug } from '../lab/lanplug';
-import { runOk, sleep } from '../lab/proc';
+import { run, runOk, sleep } from '../lab/proc';
 import { RogueDhcpServer, type RogueClient, type RogueDhcpOptions } from '../lab/rogue-dhcp';
 import {
   assertNoLanplugLinks,
@@ -825,4 +825,33 @@ test('metrics: 3 docker runs move the attach and create counters by 3 and the po
   assert.equal(metric(gone, LEAVE) - metric(before, LEAVE), 3);
   assert.equal(metric(gone, USED), 0);
   lab.host.dockerOk(['network', 'rm', 'counted']);
+});
+
+test('/healthz: the running daemon passes its store, socket and no etcd probes (control socket and TCP); lanplug doctor shows it in one line', async () => {
+  const page = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/healthz`]);
+  const onSocket = await unixHttp(join(lab.plugin.stateDir, 'control.sock'), 'GET', '/healthz');
+  assert.equal(onSocket.status, 200);
+  assert.equal((JSON.parse(onSocket.body) as { ok: boolean }).ok, true);
+  const health = JSON.parse(page) as { ok: boolean; checks: { check: string; ok: boolean }[] };
+  assert.equal(health.ok, true, page);
+  const names = health.checks.map((c) => c.check);
+  assert.equal(names[0], 'store');
+  for (const socket of ['control.sock', 'lanplug-macvlan.sock', 'lanplug-dhcp.sock', 'cni.sock'])
+    assert.ok(
+      names.some((n) => n.startsWith('socket ') && n.endsWith(`/${socket}`)),
+      `${socket} is probed: ${names.join(', ')}`,
+    );
+  assert.ok(!names.includes('etcd'), 'no etcd probe on a single host');
+  const doctor = run([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    'doctor',
+    '--state-dir',
+    lab.plugin.stateDir,
+    '--plugin-dir',
+    lab.plugin.pluginDir,
+    '--docker-host',
+    `unix://${lab.host.sock}`,
+  ]).stdout;
+  assert.match(doctor, new RegExp(`^✔ daemon health: all ${names.length} probes pass: store, socket `, 'm'), doctor);
 });
