@@ -19,6 +19,7 @@
 import { controlEndpoint, controlPages } from './api/control';
 import { daemonHealth } from './api/control-health';
 import { MetricsListener, type ListenAddress } from './api/metrics-listener';
+import { events } from './metrics/events';
 import { registry } from './metrics/registry';
 import { registerStoreMetrics } from './observe/store-metrics';
 import { gatherListing } from './api/control-listing';
@@ -195,6 +196,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       (c) => c.close(),
     );
     served.push(control.socketPath);
+    // Before the control socket closes (closers run in reverse): its server waits for open answers, a follow's too.
+    closers.add(events, (e) => e.endFollowers());
     if (options.metricsListen !== undefined && options.metricsListen !== null)
       closers.add(await MetricsListener.listen(options.metricsListen, controlPages(views), log), (m) => m.close());
     const sockets = pluginSockets(options, managed, {

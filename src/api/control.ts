@@ -9,6 +9,7 @@
  * the Prometheus metrics (/metrics, metrics/registry.ts) and the daemon's
  * health (/healthz, observe/health.ts).
  */
+import { events, type DaemonEvent } from '../metrics/events';
 import { exposition } from '../metrics/registry';
 import type { Health } from '../observe/health';
 import type { Listing } from '../observe/listing';
@@ -55,9 +56,31 @@ export function controlEndpoint(
     name: CONTROL_SOCKET_NAME,
     routes: controlRoutes(actions, stats, views),
     errorField: 'Err',
-    pages: controlPages(views),
+    // The events name containers' addresses and MACs: on the root-only socket only, never on TCP.
+    pages: new Map([...controlPages(views), ['/events', eventsPage]]),
   };
 }
+
+/**
+ * `GET /events?since=MS[&follow=1]`: the kept events from `since` (ms since the epoch) as NDJSON,
+ * then, with follow, each new one as it comes, until the client goes or the daemon stops.
+ */
+const eventsPage: PageHandler = (query) => {
+  const since = Number(query.get('since') ?? '0');
+  const line = (e: DaemonEvent): string => `${JSON.stringify(e)}\n`;
+  const body = events
+    .since(Number.isFinite(since) ? since : 0)
+    .map(line)
+    .join('');
+  return Promise.resolve({
+    status: 200,
+    contentType: 'application/x-ndjson',
+    body,
+    ...(query.get('follow') === '1'
+      ? { follow: (write: (text: string) => void, end: () => void) => events.follow((e) => write(line(e)), end) }
+      : {}),
+  });
+};
 
 /** The pages a GET reads, on the control socket and on `--metrics-listen`'s address. */
 export function controlPages(views: Pick<ControlViews, 'health'>): ReadonlyMap<string, PageHandler> {

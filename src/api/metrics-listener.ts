@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log';
-import type { PageHandler } from './docker/server';
+import { servePage, type PageHandler } from './docker/server';
 
 export interface ListenAddress {
   host: string;
@@ -42,23 +42,14 @@ export class MetricsListener {
     log: Logger,
   ): Promise<MetricsListener> {
     const server = createServer((req, res) => {
-      req.resume();
       const page = req.method === 'GET' ? pages.get((req.url ?? '').split('?')[0] ?? '') : undefined;
       if (page === undefined) {
+        req.resume();
         res.writeHead(req.method === 'GET' ? 404 : 405, { 'Content-Type': 'text/plain' });
         res.end(`lanplug serves GET ${[...pages.keys()].join(', ')} here\n`);
         return;
       }
-      page().then(
-        ({ status, contentType, body }) => {
-          res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
-          res.end(body);
-        },
-        (err: unknown) => {
-          res.writeHead(500, { 'Content-Type': 'text/plain' });
-          res.end(`${String(err)}\n`);
-        },
-      );
+      servePage(page, log, req, res, () => !server.listening);
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>

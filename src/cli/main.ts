@@ -18,6 +18,7 @@ import {
   seconds,
 } from './daemon-flags';
 import { formatChecks, runDoctor } from './doctor';
+import { parseSince, streamEvents } from './events';
 import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
 import { cniStoreWarning, install, uninstall } from './install';
@@ -48,6 +49,10 @@ commands:
   ls         every endpoint: network, container, MAC, addresses and their source, lease, host access,
              last conflict (asks the running daemon)   [--json] [--network NAME|ID] [--container NAME|ID]
              [--lan: the LAN devices heard using pool addresses instead, those claiming a container's marked]
+             [--state-dir DIR]
+  events     what the daemon did and saw: networks and endpoints made and removed, leases acquired, renewed,
+             declined, released, conflicts found and defended, announcements, reconcile actions, etcd reachable
+             or not (kept in a ring of the last 2,000)   [--json: NDJSON] [--since 90s|15m|2h|1d] [--follow]
              [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
@@ -125,6 +130,22 @@ export async function main(argv: readonly string[]): Promise<number> {
           process.stdout.write(`${JSON.stringify(lan ? listing.lan : listing.endpoints, null, 2)}
 `);
         else process.stdout.write(lan ? formatLanDevices(listing) : formatEndpoints(listing));
+        return 0;
+      }
+      case 'events': {
+        const flags = parseFlags('events', rest, {
+          values: { ...STATE, '--since': '' },
+          switches: ['--json', '--follow'],
+        });
+        await streamEvents(
+          flags.value('--state-dir'),
+          {
+            sinceMs: flags.given('--since') ? parseSince(flags.value('--since')) : null,
+            follow: flags.on('--follow'),
+            json: flags.on('--json'),
+          },
+          (text) => process.stdout.write(text),
+        );
         return 0;
       }
       case 'gc': {

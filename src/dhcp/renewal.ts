@@ -31,6 +31,7 @@ import { openChannel, type LeaseNetworks } from './lease-networks';
 import { afterAnswer, dueState, exchangeFor, retryAt } from './lease-state';
 import { shortId } from '../model/network';
 import { countRenewalFailure } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 /** How long one renewal exchange may take before it counts as unanswered. */
 const EXCHANGE_MS = 8_000;
@@ -160,6 +161,11 @@ export class Renewals {
       lastError: failure,
     };
     this.recordOrWarn(endpointId, () => this.store.putLease(updated, false));
+    recordEvent(result.lease.address.address.value === lease.address.address.value ? 'lease.renewed' : 'lease.moved', {
+      endpoint: shortId(endpointId),
+      address: formatPrefix(result.lease.address),
+      server: result.lease.serverId.text,
+    });
     this.schedule(updated, family);
   }
 
@@ -293,6 +299,12 @@ export class Renewals {
       lastError: result.reason,
     };
     countRenewalFailure(held.family);
+    recordEvent(result.state === 'refused' ? 'lease.declined' : 'lease.renewal-failed', {
+      endpoint: shortId(current.endpointId),
+      address: formatPrefix(held.address),
+      state: result.state,
+      reason: result.reason,
+    });
     this.recordOrWarn(current.endpointId, () => this.store.putLease(failedRecord, false));
     const endpoint = shortId(current.endpointId);
     if (Date.now() >= leaseExpiresAt(held))

@@ -15,6 +15,7 @@ import type { AskOptions, LanGuard } from './guard';
 import { hostAddressMessage, type HostAddresses } from './host-addresses';
 import type { ProbeLink, ProbeVerdict } from './probe';
 import { countConflict } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 export interface LanCheck {
   link: ProbeLink;
@@ -120,6 +121,7 @@ export class LanConflicts {
     // A container of this host is not a device of the LAN to show in `lanplug doctor`.
     if (verdict.inUse && verdict.ownContainer !== true) {
       countConflict('probe');
+      recordEvent('conflict.found', { address: address.text, mac: verdict.mac, how: verdict.how });
       this.sightings.recordSighting(
         { address: address.text, mac: verdict.mac, how: verdict.how, networkId: null },
         Date.now(),

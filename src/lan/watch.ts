@@ -21,6 +21,7 @@ import { PacketSocket } from '../l2/packet-socket';
 import type { LanSightings } from '../state/store';
 import type { ProbeLink } from './probe';
 import { countConflict } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 const DEFEND_INTERVAL_MS = 10_000;
 
@@ -106,6 +107,7 @@ export class LanWatch {
     const last = this.lastDefence.get(address.text) ?? -Infinity;
     if (at - last < DEFEND_INTERVAL_MS) return;
     this.lastDefence.set(address.text, at);
+    recordEvent('conflict.defended', { address: address.text, mac, how });
     this.log.warn("a device on the LAN claims a container's address; defending it once", {
       address: address.text,
       mac,

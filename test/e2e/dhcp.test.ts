@@ -26,6 +26,7 @@ import type { EndpointRow } from '../../src/observe/listing';
 import { repoRoot } from '../support/repo';
 import { unixHttp } from '../../src/api/unix-http';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 
 // The daemon holds only what the service's unit gives it: this file proves that is enough.
 restrictLanplugTo(SERVICE_CAPABILITIES);
@@ -677,6 +678,17 @@ test('20 containers at once: 20 distinct leases from the range; all released whe
   assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
 });
 
+function lanplugEvents(args: readonly string[]): string {
+  return runOk([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    'events',
+    '--state-dir',
+    lab.plugin.stateDir,
+    ...args,
+  ]);
+}
+
 /** `lanplug ls --json` (or with other flags) run as an operator would, against this lab's daemon. */
 function lanplugLs(args: readonly string[] = []): string {
   return runOk([
@@ -771,6 +783,12 @@ test("lanplug ls --json agrees with docker inspect on each container's MAC and a
     one.map((r) => r.containerName),
     ['leased'],
   );
+  // The LAN devices heard in the pools (any earlier test's squatters among them): a table, or the line saying none.
+  assert.match(
+    lanplugLs(['--lan']),
+    /^(ADDRESS +MAC +FIRST SEEN +LAST SEEN +CONTAINER'S ADDRESS|no LAN devices heard in lanplug pools)$/m,
+  );
+  assert.ok(Array.isArray(JSON.parse(lanplugLs(['--lan', '--json']))));
   lab.host.dockerOk(['rm', '-f', 'leased', 'docker-ipam', 'lanplug-ipam']);
   lab.host.dockerOk(['network', 'rm', 'lan', 'plain', 'pooled']);
 });
@@ -854,4 +872,62 @@ test('/healthz: the running daemon passes its store, socket and no etcd probes (
     `unix://${lab.host.sock}`,
   ]).stdout;
   assert.match(doctor, new RegExp(`^✔ daemon health: all ${names.length} probes pass: store, socket `, 'm'), doctor);
+});
+
+test('lanplug events --json: a DHCP container run, its lease renewed at T1, and its removal, in order; the lines for people too', async () => {
+  const since = Date.now();
+  dhcpNetwork();
+  runWithMac('evented', '02:00:00:00:00:44');
+  const kinds = (): { kind: string; at: number; fields: Record<string, string> }[] =>
+    lanplugEvents(['--json', '--since', '2m'])
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as { kind: string; at: number; fields: Record<string, string> })
+      .filter((e) => e.at >= since);
+  // T1 is 3 s here.
+  await eventually(() => assert.ok(kinds().some((e) => e.kind === 'lease.renewed')), 15_000);
+  // A follower started now sees the removal as it happens.
+  const follower = spawn(process.execPath, [
+    join(repoRoot(), 'bin', 'lanplug'),
+    'events',
+    '--state-dir',
+    lab.plugin.stateDir,
+    '--json',
+    '--follow',
+    '--since',
+    '1s',
+  ]);
+  let followed = '';
+  follower.stdout.on('data', (chunk: Buffer) => (followed += chunk.toString('utf8')));
+  try {
+    await sleep(500);
+    lab.host.dockerOk(['rm', '-f', 'evented']);
+    lab.host.dockerOk(['network', 'rm', 'lan']);
+    await eventually(() => assert.match(followed, /"kind":"network\.removed"/), 5_000);
+    assert.match(followed, /"kind":"endpoint\.left"[^\n]*\n(.*\n)*.*"kind":"endpoint\.removed"/);
+  } finally {
+    follower.kill();
+  }
+  const seen = kinds().map((e) => e.kind);
+  const order = [
+    'network.created',
+    'lease.acquired',
+    'endpoint.created',
+    'endpoint.joined',
+    'lease.renewed',
+    // Given back while Docker's Leave is answered, so before the answer's event.
+    'lease.released',
+    'endpoint.left',
+    'endpoint.removed',
+    'network.removed',
+  ];
+  const at = order.map((k) => seen.indexOf(k));
+  assert.ok(
+    at.every((i, n) => i >= 0 && (n === 0 || i > (at[n - 1] ?? -1))),
+    `in order ${order.join(', ')}: ${seen.join(', ')}`,
+  );
+  assert.match(
+    lanplugEvents(['--since', '2m']),
+    /^\S+Z lease\.renewed endpoint=[0-9a-f]{12} address=172\.16\.86\.\d+\/24 server=172\.16\.86\.1$/m,
+  );
 });

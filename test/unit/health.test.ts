@@ -26,7 +26,7 @@ test('the store opened afresh and each served socket connected: 200 when all ans
   const healthz = pages.get('/healthz');
   assert.ok(healthz !== undefined);
   try {
-    const fine = await healthz();
+    const fine = await healthz(new URLSearchParams());
     assert.equal(fine.status, 200);
     const body = JSON.parse(fine.body) as { ok: boolean; checks: { check: string; ok: boolean; detail: string }[] };
     assert.equal(body.ok, true);
@@ -36,7 +36,7 @@ test('the store opened afresh and each served socket connected: 200 when all ans
     );
     assert.match(body.checks[0]?.detail ?? '', /lanplug\.db opens and reads \(0 network\(s\)\)/);
     served.push(join(dir, 'gone.sock'));
-    const broken = await healthz();
+    const broken = await healthz(new URLSearchParams());
     assert.equal(broken.status, 503);
     const failed = (
       JSON.parse(broken.body) as { checks: { check: string; ok: boolean; detail: string }[] }

@@ -15,6 +15,7 @@ import { chmodSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs
 import { join } from 'node:path';
 import { invalidArgument, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
+import { recordEvent } from '../../metrics/events';
 import { countRequest } from '../../metrics/registry';
 import { parseBody } from './decode';
 import type { Handler } from './routes';
@@ -43,8 +44,14 @@ export interface Page {
   status: number;
   contentType: string;
   body: string;
+  /**
+   * Keeps the answer open after `body` (`lanplug events --follow`): `write` sends more, `end`
+   * finishes it; the function returned is called when the client goes away.
+   */
+  follow?: (write: (text: string) => void, end: () => void) => () => void;
 }
-export type PageHandler = () => Promise<Page>;
+/** `query`: the URL's parameters (`/events?since=…`). */
+export type PageHandler = (query: URLSearchParams) => Promise<Page>;
 
 /** libnetwork's IPAM API answers errors in `Error` (in a 200 reply), the network driver API in `Err`. */
 function errorFieldFor(endpoint: PluginEndpoint, path: string): 'Err' | 'Error' {
@@ -236,12 +243,13 @@ function handle(
       const method = endpoint.routes.has(path) ? path.replace(/^\//, '') : 'unknown';
       const failed = status !== 200 || 'Err' in payload || 'Error' in payload;
       countRequest(method, failed ? 'error' : 'ok', micros / 1e6);
+      recordRequestEvent(method, text, failed ? errorOf(payload) : null);
       log.debug('request', { plugin: endpoint.name, path, status, micros, request: text, response: payload });
     });
   });
 }
 
-function servePage(
+export function servePage(
   page: PageHandler,
   log: Logger,
   req: IncomingMessage,
@@ -249,11 +257,23 @@ function servePage(
   closing: () => boolean,
 ): void {
   req.resume();
-  page().then(
-    ({ status, contentType, body }) => {
+  page(new URL(req.url ?? '/', 'http://lanplug').searchParams).then(
+    ({ status, contentType, body, follow }) => {
       if (closing()) res.shouldKeepAlive = false;
-      res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
-      res.end(body);
+      if (follow === undefined) {
+        res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+        return;
+      }
+      // Chunked, and closed after: a follow ends with its connection.
+      res.shouldKeepAlive = false;
+      res.writeHead(status, { 'Content-Type': contentType });
+      res.write(body);
+      const stop = follow(
+        (text) => res.write(text),
+        () => res.end(),
+      );
+      res.on('close', stop);
     },
     (err: unknown) => {
       log.error('page failed', { path: req.url, error: String(err) });
@@ -261,6 +281,36 @@ function servePage(
       res.end(`${String(err)}\n`);
     },
   );
+}
+
+/** The plugin API calls `lanplug events` shows, by the event each is when it succeeds. */
+const LIFECYCLE_EVENTS: Readonly<Record<string, string>> = {
+  'NetworkDriver.CreateNetwork': 'network.created',
+  'NetworkDriver.DeleteNetwork': 'network.removed',
+  'NetworkDriver.CreateEndpoint': 'endpoint.created',
+  'NetworkDriver.DeleteEndpoint': 'endpoint.removed',
+  'NetworkDriver.Join': 'endpoint.joined',
+  'NetworkDriver.Leave': 'endpoint.left',
+};
+
+/** A network's or an endpoint's life, named by the ids Docker sent; a failed call of any such method too. */
+function recordRequestEvent(method: string, text: string, error: string | null): void {
+  const kind = LIFECYCLE_EVENTS[method];
+  if (kind === undefined) return;
+  let ids: Record<string, string> = {};
+  try {
+    const body = JSON.parse(text) as { NetworkID?: unknown; EndpointID?: unknown };
+    const id = (value: unknown): string => (typeof value === 'string' ? value.slice(0, 12) : '');
+    ids = { network: id(body.NetworkID), ...(body.EndpointID === undefined ? {} : { endpoint: id(body.EndpointID) }) };
+  } catch {
+    // a body the handler refused already: the event names no ids
+  }
+  recordEvent(error === null ? kind : 'request.failed', error === null ? ids : { method, ...ids, error });
+}
+
+function errorOf(payload: Record<string, unknown>): string {
+  const message = payload['Err'] ?? payload['Error'];
+  return typeof message === 'string' ? message : 'failed';
 }
 
 /**

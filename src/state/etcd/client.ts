@@ -15,6 +15,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { LanplugError } from '../../errors';
 import { countEtcdRequest } from '../../metrics/registry';
+import { recordEvent } from '../../metrics/events';
 
 export interface EtcdTls {
   /** PEM text of the CA that signed the members' certificates (etcdctl's --cacert). */
@@ -75,6 +76,8 @@ const DEFAULT_ATTEMPT_MS = 3_000;
 
 export class EtcdClient {
   private preferred = 0;
+  /** Whether the last round trip got an answer; null before the first. */
+  private wasReachable: boolean | null = null;
   private token: string | null = null;
 
   constructor(private readonly options: EtcdOptions) {
@@ -154,11 +157,20 @@ export class EtcdClient {
     try {
       const answer = await this.callMembers(path, body, deadlineMs);
       countEtcdRequest('ok', seconds());
+      this.reachable(true, '');
       return answer;
     } catch (err) {
       countEtcdRequest('error', seconds());
+      if (err instanceof LanplugError && err.code === 'Unavailable') this.reachable(false, err.message);
       throw err;
     }
+  }
+
+  /** Tells `lanplug events` when etcd stops or starts answering (not every call). */
+  private reachable(now: boolean, why: string): void {
+    if (this.wasReachable === now) return;
+    this.wasReachable = now;
+    recordEvent(now ? 'etcd.reachable' : 'etcd.unreachable', now ? {} : { why });
   }
 
   private async callMembers(path: string, body: Record<string, unknown>, deadlineMs: number) {
