@@ -306,6 +306,16 @@ test('an address a LAN device already uses is declined: the server hears DHCPDEC
       ),
     );
     lab.host.dockerOk(['exec', 'after', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+    // What an operator sees of it: the conflict in the events, the device among those heard.
+    const found = lanplugEvents(['--json', '--since', '1m'])
+      .split('\n')
+      .filter((l) => l.includes('"kind":"conflict.found"'));
+    assert.ok(
+      found.some((l) => l.includes(`"address":"${taken}"`) && l.includes(`"mac":"${squatterMac}"`)),
+      found.join('\n'),
+    );
+    assert.match(lanplugLs(['--lan']), new RegExp(`^${taken.replace(/\./g, '\\.')} +${squatterMac} `, 'm'));
+    assert.ok(metric(await metricsPage(), 'lanplug_conflicts_total{kind="probe"}') >= 1, 'the conflict is counted');
   } finally {
     squatter.destroy();
   }
