@@ -18,11 +18,8 @@
  */
 import { controlEndpoint, controlPages } from './api/control';
 import { daemonHealth } from './api/control-health';
-import { MetricsListener, type ListenAddress } from './api/metrics-listener';
-import { events } from './metrics/events';
-import { registry } from './metrics/registry';
-import { registerStoreMetrics } from './observe/store-metrics';
 import { gatherListing } from './api/control-listing';
+import { MetricsListener, type ListenAddress } from './api/metrics-listener';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
@@ -50,7 +47,10 @@ import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
 import { HostAddresses } from './lan/host-addresses';
 import type { Logger } from './log';
+import { events } from './metrics/events';
+import { registry } from './metrics/registry';
 import { NetlinkEvents, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR } from './netlink/events';
+import { registerStoreMetrics } from './observe/store-metrics';
 import { LocalAddressBook, type AddressBook } from './state/address-book';
 import { EtcdAddressBook } from './state/etcd/address-book';
 import { EtcdClient } from './state/etcd/client';
