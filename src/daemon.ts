@@ -16,7 +16,10 @@
  *    passed in, else bound here;
  * 4. every `recheckMs` (and on `lanplug gc`) the housekeeping passes run.
  */
-import { controlEndpoint } from './api/control';
+import { controlEndpoint, controlPages } from './api/control';
+import { daemonHealth } from './api/control-health';
+import { gatherListing } from './api/control-listing';
+import { MetricsListener, type ListenAddress } from './api/metrics-listener';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
 import { DockerEngine } from './api/docker/engine';
@@ -44,7 +47,10 @@ import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
 import { HostAddresses } from './lan/host-addresses';
 import type { Logger } from './log';
+import { events } from './metrics/events';
+import { registry } from './metrics/registry';
 import { NetlinkEvents, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR } from './netlink/events';
+import { registerStoreMetrics } from './observe/store-metrics';
 import { LocalAddressBook, type AddressBook } from './state/address-book';
 import { EtcdAddressBook } from './state/etcd/address-book';
 import { EtcdClient } from './state/etcd/client';
@@ -73,6 +79,8 @@ export interface DaemonOptions {
   managed?: ManagedRole | null;
   /** Where the IPAM driver's pools live: this host's SQLite store (default), or etcd shared by a fleet. */
   addressStore?: StoreChoice;
+  /** Serve /metrics over TCP there too (`--metrics-listen`); null or absent: the control socket only. */
+  metricsListen?: ListenAddress | null;
   log: Logger;
 }
 
@@ -118,6 +126,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   );
   try {
     const store = closers.add(SqliteStore.open(options.stateDir), (s) => s.close());
+    closers.add(registerStoreMetrics(registry, store), (unregister) => unregister());
     if (store.foundVersion !== 0 && store.foundVersion < SCHEMA_VERSION)
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
@@ -138,7 +147,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     });
     closers.add(cni.attachments, (a) => a.stop());
     const choice = options.addressStore ?? { kind: 'sqlite' };
-    const book = addressBookFor(choice, store, log);
+    const etcd = choice.kind === 'etcd' ? new EtcdClient(choice.etcd) : null;
+    const book = addressBookFor(choice, etcd, store, log);
     const engine = new DockerEngine(options.dockerSocket);
     const engineVersion = new EngineVersion(store);
     const housekeeping = new Housekeeping({
@@ -170,26 +180,42 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       cni.attachments,
       new DhcpAttachments(cni.attachments, driver, keeper, log),
     );
+    // The sockets /healthz connects to, as they come up.
+    const served: string[] = [];
+    const views = {
+      listing: () => gatherListing(store, engine, choice.kind === 'etcd'),
+      health: daemonHealth({ stateDir: options.stateDir, sockets: () => served, etcd }),
+    };
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
-    closers.add(
+    const control = closers.add(
       await PluginServer.listen(
         options.stateDir,
-        controlEndpoint(housekeeping, () => ({ process: processFigures(), store: store.figures() })),
+        controlEndpoint(housekeeping, () => ({ process: processFigures(), store: store.figures() }), views),
         log,
       ),
       (c) => c.close(),
     );
+    served.push(control.socketPath);
+    // Before the control socket closes (closers run in reverse): its server waits for open answers, a follow's too.
+    closers.add(events, (e) => e.endFollowers());
+    if (options.metricsListen !== undefined && options.metricsListen !== null)
+      closers.add(await MetricsListener.listen(options.metricsListen, controlPages(views), log), (m) => m.close());
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
       ipam: ipamRoutes(new LanplugIpam(allocator, citizen)),
       dhcpIpam: dhcpIpamRoutes(new DhcpIpam(new DhcpAddresses(driver, keeper, askingLinks))),
     });
-    for (const server of await servePluginSockets(sockets, passed, log)) closers.add(server, (s) => s.close());
-    if (options.cniSocket !== null)
-      closers.add(
+    for (const server of await servePluginSockets(sockets, passed, log)) {
+      closers.add(server, (s) => s.close());
+      served.push(server.socketPath);
+    }
+    if (options.cniSocket !== null) {
+      const cniServer = closers.add(
         await CniServer.listen(options.cniSocket, (call) => runCni(call, { endpoints, ipam: cni.ipam }, log), log),
         (s) => s.close(),
       );
+      served.push(cniServer.path);
+    }
     citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });
     closers.add(citizen, (c) => c.stop());
     closers.add(housekeeping.every(options.recheckMs), (stop) => stop());
@@ -214,8 +240,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
   };
 }
 
-function addressBookFor(choice: StoreChoice, store: SqliteStore, log: Logger): AddressBook {
-  return choice.kind === 'sqlite'
+function addressBookFor(choice: StoreChoice, etcd: EtcdClient | null, store: SqliteStore, log: Logger): AddressBook {
+  return choice.kind === 'sqlite' || etcd === null
     ? new LocalAddressBook(store)
-    : new EtcdAddressBook(new EtcdClient(choice.etcd), choice.hostId, log, store);
+    : new EtcdAddressBook(etcd, choice.hostId, log, store);
 }

@@ -4,13 +4,20 @@
  * only one process may hold the state directory; and how `lanplug status` and
  * `doctor` read shared pools, whose etcd connection only the daemon has; and
  * the daemon's own figures (memory, descriptors, sockets, timers, the
- * database), which the soak samples to see that nothing grows with use.
+ * database), which the soak samples to see that nothing grows with use; and
+ * what `lanplug ls` lists (Lanplug.List: observe/listing.ts); and, to GET,
+ * the Prometheus metrics (/metrics, metrics/registry.ts) and the daemon's
+ * health (/healthz, observe/health.ts).
  */
+import { events, type DaemonEvent } from '../metrics/events';
+import { exposition } from '../metrics/registry';
+import type { Health } from '../observe/health';
+import type { Listing } from '../observe/listing';
 import type { StoreFigures } from '../state/sqlite';
 import type { ProcessFigures } from '../sys/process-stats';
 import type { JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
-import type { PluginEndpoint } from './docker/server';
+import type { PageHandler, PluginEndpoint } from './docker/server';
 
 export const CONTROL_SOCKET_NAME = 'control';
 
@@ -25,6 +32,14 @@ export interface ControlActions {
   sharedPools(): Promise<object>;
 }
 
+/** What the control socket shows of the daemon without acting (observe/). */
+export interface ControlViews {
+  /** Every endpoint and the LAN devices heard (`lanplug ls`). */
+  listing(): Promise<Listing>;
+  /** Whether the store, the sockets and etcd (when configured) answer now. */
+  health(): Promise<Health>;
+}
+
 /** What Lanplug.Stats answers: the daemon's figures now. */
 export interface DaemonStats {
   process: ProcessFigures;
@@ -32,11 +47,60 @@ export interface DaemonStats {
 }
 
 /** The control socket's name and routes, its errors in `Err` as the driver API's are. */
-export function controlEndpoint(actions: ControlActions, stats: () => DaemonStats): PluginEndpoint {
-  return { name: CONTROL_SOCKET_NAME, routes: controlRoutes(actions, stats), errorField: 'Err' };
+export function controlEndpoint(
+  actions: ControlActions,
+  stats: () => DaemonStats,
+  views: ControlViews,
+): PluginEndpoint {
+  return {
+    name: CONTROL_SOCKET_NAME,
+    routes: controlRoutes(actions, stats, views),
+    errorField: 'Err',
+    // The events name containers' addresses and MACs: on the root-only socket only, never on TCP.
+    pages: new Map([...controlPages(views), ['/events', eventsPage]]),
+  };
 }
 
-export function controlRoutes(actions: ControlActions, stats: () => DaemonStats): ReadonlyMap<string, Handler> {
+/**
+ * `GET /events?since=MS[&follow=1]`: the kept events from `since` (ms since the epoch) as NDJSON,
+ * then, with follow, each new one as it comes, until the client goes or the daemon stops.
+ */
+const eventsPage: PageHandler = (query) => {
+  const since = Number(query.get('since') ?? '0');
+  const line = (e: DaemonEvent): string => `${JSON.stringify(e)}\n`;
+  const body = events
+    .since(Number.isFinite(since) ? since : 0)
+    .map(line)
+    .join('');
+  return Promise.resolve({
+    status: 200,
+    contentType: 'application/x-ndjson',
+    body,
+    ...(query.get('follow') === '1'
+      ? { follow: (write: (text: string) => void, end: () => void) => events.follow((e) => write(line(e)), end) }
+      : {}),
+  });
+};
+
+/** The pages a GET reads, on the control socket and on `--metrics-listen`'s address. */
+export function controlPages(views: Pick<ControlViews, 'health'>): ReadonlyMap<string, PageHandler> {
+  return new Map<string, PageHandler>([
+    ['/metrics', async () => ({ status: 200, ...(await exposition()) })],
+    [
+      '/healthz',
+      async () => {
+        const health = await views.health();
+        return { status: health.ok ? 200 : 503, contentType: 'application/json', body: `${JSON.stringify(health)}\n` };
+      },
+    ],
+  ]);
+}
+
+export function controlRoutes(
+  actions: ControlActions,
+  stats: () => DaemonStats,
+  views: ControlViews,
+): ReadonlyMap<string, Handler> {
   return new Map<string, Handler>([
     [
       '/Lanplug.Gc',
@@ -53,6 +117,7 @@ export function controlRoutes(actions: ControlActions, stats: () => DaemonStats)
     ],
     ['/Lanplug.SharedPools', async () => asJson(await actions.sharedPools())],
     ['/Lanplug.Stats', () => asJson(stats())],
+    ['/Lanplug.List', async () => asJson(await views.listing())],
   ]);
 }
 

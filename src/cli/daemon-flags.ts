@@ -8,6 +8,7 @@
 import { join } from 'node:path';
 import { CNI_SOCKET_NAME } from '../api/cni/server';
 import { dockerSocketPath } from '../api/docker/engine';
+import { parseListenAddress, type ListenAddress } from '../api/metrics-listener';
 import { parseLevel, type Level } from '../log';
 import { parseStoreChoice, type StoreChoice } from '../state/etcd/store-option';
 import { UsageError, type ParsedFlags } from './flags';
@@ -37,6 +38,8 @@ export const DAEMON_FLAGS: Readonly<Record<string, string>> = {
   '--user': '',
   '--user-file': '',
   '--reclaim-after': '600',
+  // Empty: metrics on the control socket only.
+  '--metrics-listen': '',
 };
 
 /** The flags a service always names, given or not: what the unit's reader looks for first. */
@@ -53,6 +56,8 @@ export interface DaemonFlags {
   cniSocket: string | null;
   cniIdleMs: number;
   addressStore: StoreChoice;
+  /** Where /metrics is served over TCP besides the control socket; null: nowhere. */
+  metricsListen: ListenAddress | null;
 }
 
 /**
@@ -86,7 +91,17 @@ export function readDaemonFlags(flags: ParsedFlags, fileRoot = '/'): DaemonFlags
     cniSocket: cniSocketPath(flags.value('--cni-socket'), stateDir),
     cniIdleMs: seconds(flags.value('--cni-network-idle'), '--cni-network-idle') * 1000,
     addressStore,
+    metricsListen: metricsListen(flags.value('--metrics-listen')),
   };
+}
+
+function metricsListen(flag: string): ListenAddress | null {
+  if (flag === '') return null;
+  try {
+    return parseListenAddress(flag);
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err));
+  }
 }
 
 /** The daemon's arguments as given (and those a service always names), in DAEMON_FLAGS order. */

@@ -7,11 +7,13 @@
  * opened read-only, and what `lanplug gc` would do is computed, not done.
  *
  * Each area has its file under cli/doctor/: kernel, docker (dockerd and the
- * driver sockets), cni, state (the directory, the database, and what its
- * records say of the host and the LAN); shared pools are cli/shared-pools.ts.
+ * driver sockets), daemon-health (the running daemon's /healthz), cni, state
+ * (the directory, the database, and what its records say of the host and the
+ * LAN); shared pools are cli/shared-pools.ts.
  */
 import type { Add, Check, CheckStatus, DoctorOptions } from './doctor/check';
 import { cniChecks } from './doctor/cni';
+import { daemonHealthChecks } from './doctor/daemon-health';
 import { dockerChecks, socketChecks } from './doctor/docker';
 import { kernelChecks } from './doctor/kernel';
 import { stateChecks } from './doctor/state';
@@ -34,6 +36,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   kernelChecks(add);
   await dockerChecks(options, add);
   await socketChecks(options, add);
+  await daemonHealthChecks(options, add);
   await cniChecks(options, add);
   stateChecks(options, add);
   await sharedChecks(options, add);

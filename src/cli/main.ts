@@ -18,9 +18,11 @@ import {
   seconds,
 } from './daemon-flags';
 import { formatChecks, runDoctor } from './doctor';
+import { parseSince, streamEvents } from './events';
 import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
 import { cniStoreWarning, install, uninstall } from './install';
+import { askListing, filterListing, formatEndpoints, formatLanDevices } from './ls';
 import { runPlugin } from './plugin';
 import { askSharedPools, formatSharedPools } from './shared-pools';
 import { formatStatus } from './status';
@@ -41,7 +43,17 @@ commands:
              [--user NAME:PASSWORD: the same on the command line, where every local user can read it (ps);
               install refuses it]
              [--reclaim-after SECONDS: an unregistered host's silent addresses are reclaimed after this; default 600]
+             [--metrics-listen ADDRESS:PORT: Prometheus metrics (GET /metrics) there too, e.g. 127.0.0.1:9464;
+              always on the control socket]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
+  ls         every endpoint: network, container, MAC, addresses and their source, lease, host access,
+             last conflict (asks the running daemon)   [--json] [--network NAME|ID] [--container NAME|ID]
+             [--lan: the LAN devices heard using pool addresses instead, those claiming a container's marked]
+             [--state-dir DIR]
+  events     what the daemon did and saw: networks and endpoints made and removed, leases acquired, renewed,
+             declined, released, conflicts found and defended, announcements, reconcile actions, etcd reachable
+             or not (kept in a ring of the last 2,000)   [--json: NDJSON] [--since 90s|15m|2h|1d] [--follow]
+             [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
              [--accept-engine: Docker was reinstalled; the dockerd at --docker-host speaks for every network]
@@ -102,6 +114,38 @@ export async function main(argv: readonly string[]): Promise<number> {
         process.stdout.write(formatStatus(stateDir));
         const shared = await askSharedPools(stateDir);
         if (shared !== null) process.stdout.write(formatSharedPools(shared));
+        return 0;
+      }
+      case 'ls': {
+        const flags = parseFlags('ls', rest, {
+          values: { ...STATE, '--network': '', '--container': '' },
+          switches: ['--json', '--lan'],
+        });
+        const listing = filterListing(await askListing(flags.value('--state-dir')), {
+          network: flags.given('--network') ? flags.value('--network') : null,
+          container: flags.given('--container') ? flags.value('--container') : null,
+        });
+        const lan = flags.on('--lan');
+        if (flags.on('--json'))
+          process.stdout.write(`${JSON.stringify(lan ? listing.lan : listing.endpoints, null, 2)}
+`);
+        else process.stdout.write(lan ? formatLanDevices(listing) : formatEndpoints(listing));
+        return 0;
+      }
+      case 'events': {
+        const flags = parseFlags('events', rest, {
+          values: { ...STATE, '--since': '' },
+          switches: ['--json', '--follow'],
+        });
+        await streamEvents(
+          flags.value('--state-dir'),
+          {
+            sinceMs: flags.given('--since') ? parseSince(flags.value('--since')) : null,
+            follow: flags.on('--follow'),
+            json: flags.on('--json'),
+          },
+          (text) => process.stdout.write(text),
+        );
         return 0;
       }
       case 'gc': {

@@ -30,6 +30,7 @@ import { openChannel, type LeaseNetworks, type SendLink } from './lease-networks
 import { MalformedAnswers } from './malformed-log';
 import { Renewals } from './renewal';
 import { shortId } from '../model/network';
+import { recordEvent } from '../metrics/events';
 
 export { NO_LEASE_NETWORKS, type LeaseNetworks, type SendLink } from './lease-networks';
 
@@ -142,6 +143,11 @@ export class LeaseKeeper {
     this.store.putLease(record, true);
     for (const lease of fresh) {
       this.remember(record.identity, lease);
+      recordEvent('lease.acquired', {
+        endpoint: shortId(record.endpointId),
+        address: formatPrefix(lease.address),
+        server: lease.serverId.text,
+      });
       this.log.info('dhcp lease bound', {
         endpoint: shortId(record.endpointId),
         address: formatPrefix(lease.address),
@@ -205,6 +211,7 @@ export class LeaseKeeper {
     this.remember(record.identity, lease);
     this.noteReleased(given);
     const sent = this.sendRelease(networkId, record.identity, [lease]);
+    recordEvent('lease.released', { endpoint: shortId(endpointId), address: formatPrefix(lease.address), why });
     this.log.info('dhcp lease released', {
       endpoint: shortId(endpointId),
       addresses: [formatPrefix(lease.address)],
@@ -226,6 +233,8 @@ export class LeaseKeeper {
     // the address again: once that exchange is over, release once more (a second release is harmless).
     if (running.length > 0)
       void Promise.all(running).then(() => this.sendRelease(networkId, record.identity, record.leases));
+    for (const lease of record.leases)
+      recordEvent('lease.released', { endpoint: shortId(endpointId), address: formatPrefix(lease.address), why });
     this.log.info('dhcp lease released', {
       endpoint: shortId(endpointId),
       addresses: record.leases.map((l) => formatPrefix(l.address)),

@@ -30,6 +30,8 @@ import { applyInContainer, containerLink } from './in-container';
 import { openChannel, type LeaseNetworks } from './lease-networks';
 import { afterAnswer, dueState, exchangeFor, retryAt } from './lease-state';
 import { shortId } from '../model/network';
+import { countRenewalFailure } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 /** How long one renewal exchange may take before it counts as unanswered. */
 const EXCHANGE_MS = 8_000;
@@ -172,6 +174,11 @@ export class Renewals {
       lastError: failure,
     };
     this.saveLease(updated);
+    recordEvent(result.lease.address.address.value === lease.address.address.value ? 'lease.renewed' : 'lease.moved', {
+      endpoint: shortId(endpointId),
+      address: formatPrefix(result.lease.address),
+      server: result.lease.serverId.text,
+    });
     this.schedule(updated, family);
   }
 
@@ -339,6 +346,13 @@ export class Renewals {
       failures: current.failures + 1,
       lastError: result.reason,
     };
+    countRenewalFailure(held.family);
+    recordEvent(result.state === 'refused' ? 'lease.declined' : 'lease.renewal-failed', {
+      endpoint: shortId(current.endpointId),
+      address: formatPrefix(held.address),
+      state: result.state,
+      reason: result.reason,
+    });
     this.saveLease(failedRecord);
     const endpoint = shortId(current.endpointId);
     if (Date.now() >= leaseExpiresAt(held))

@@ -28,6 +28,8 @@ import { unusedEyes } from '../lan/eye';
 import { addRoutes, ensureShim, routeKey, routesThrough, wantedRoutes } from './host-access';
 import { ASKING_LINK_PREFIX, ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName } from './names';
 import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
+import { countReconcileAction } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 export interface ReconcileAction {
   /** What was (or, in a dry run, would be) done. */
@@ -142,6 +144,11 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: Reconc
       reconcileHostAccess(rtnl, network, store.listEndpoints(network.spec.networkId), act);
   }
 
+  for (const a of actions)
+    if (a.outcome !== 'planned') {
+      countReconcileAction(a.action, a.outcome);
+      recordEvent(`reconcile.${a.action}`, { target: a.target, outcome: a.outcome, why: a.why });
+    }
   const report: ReconcileReport = {
     actions,
     networks: networks.length,

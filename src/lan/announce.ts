@@ -13,6 +13,8 @@ import type { IpAddress } from '../net/address';
 import { arpAnnouncement, unsolicitedAdvertisement } from '../l2/frames';
 import { PacketSocket, SEND_ONLY } from '../l2/packet-socket';
 import type { ProbeLink } from './probe';
+import { countAnnouncement } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 export interface Announcer {
   /**
@@ -79,10 +81,17 @@ export class PacketAnnouncer implements Announcer {
     this.withdraw(addresses);
     if (policy.count === 0 || addresses.length === 0) return;
     const frames = addresses.map((a) => (a.family === 4 ? arpAnnouncement(mac, a) : unsolicitedAdvertisement(mac, a)));
+    recordEvent('announce.sent', {
+      link: link.name,
+      mac,
+      addresses: addresses.map((a) => a.text).join(','),
+      count: policy.count,
+    });
     const send = (round: number): void => {
       try {
         const socket = this.senderFor(link);
         for (const frame of frames) socket.send(frame);
+        for (const address of addresses) countAnnouncement(address.family);
       } catch (err) {
         void this.dropSender(link.index);
         this.log.warn('could not announce an address', { link: link.name, error: String(err) });

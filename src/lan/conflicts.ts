@@ -14,6 +14,8 @@ import type { LanSightings } from '../state/store';
 import type { AskOptions, LanGuard } from './guard';
 import { hostAddressMessage, type HostAddresses } from './host-addresses';
 import type { ProbeLink, ProbeVerdict } from './probe';
+import { countConflict } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 export interface LanCheck {
   link: ProbeLink;
@@ -118,6 +120,8 @@ export class LanConflicts {
     const verdict = await this.guard.ask(check.link, address, options);
     // A container of this host is not a device of the LAN to show in `lanplug doctor`.
     if (verdict.inUse && verdict.ownContainer !== true) {
+      countConflict('probe');
+      recordEvent('conflict.found', { address: address.text, mac: verdict.mac, how: verdict.how });
       this.sightings.recordSighting(
         { address: address.text, mac: verdict.mac, how: verdict.how, networkId: null },
         Date.now(),
@@ -181,11 +185,13 @@ export class LanConflicts {
     const key = keyOf(check, family);
     for (const address of elsewhere) {
       const verdict = await this.guard.ask(check.link, address);
-      if (verdict.inUse && verdict.ownContainer !== true)
+      if (verdict.inUse && verdict.ownContainer !== true) {
+        countConflict('probe');
         this.sightings.recordSighting(
           { address: address.text, mac: verdict.mac, how: verdict.how, networkId: null },
           Date.now(),
         );
+      }
       if (!verdict.inUse || verdict.mac !== suspect.mac) {
         this.streaks.delete(key);
         this.log.info('one device holds a block of addresses, not every address: allocation goes on past it', {

@@ -12,6 +12,7 @@ import { randomInt } from 'node:crypto';
 import { sameAddress, type IpAddress } from '../net/address';
 import { arpProbe, dadSolicitation, decodeArp, decodeNeighbor, ETH_P_ALL, ETH_P_ARP, ETH_P_IPV6 } from '../l2/frames';
 import { PacketSocket } from '../l2/packet-socket';
+import { countProbe } from '../metrics/registry';
 
 /** The link probes go out of: its index and name (for messages) and its MAC (the probes' sender). */
 export interface ProbeLink {
@@ -74,6 +75,7 @@ export function probe(
     const settle = (verdict: ProbeVerdict | Error): void => {
       if (settled) return;
       settled = true;
+      countProbe(candidate.family, verdict instanceof Error ? 'error' : verdict.inUse ? 'in_use' : 'free');
       for (const t of timers) clearTimeout(t);
       void socket.close().then(() => (verdict instanceof Error ? reject(verdict) : resolve(verdict)));
     };

@@ -20,6 +20,8 @@ import {
 import { PacketSocket } from '../l2/packet-socket';
 import type { LanSightings } from '../state/store';
 import type { ProbeLink } from './probe';
+import { countConflict } from '../metrics/registry';
+import { recordEvent } from '../metrics/events';
 
 const DEFEND_INTERVAL_MS = 10_000;
 
@@ -100,10 +102,12 @@ export class LanWatch {
     const holding = this.holding(w.link, address);
     if (holding === null || mac === holding.mac) return;
     const at = this.now();
+    countConflict('claim');
     this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
     const last = this.lastDefence.get(address.text) ?? -Infinity;
     if (at - last < DEFEND_INTERVAL_MS) return;
     this.lastDefence.set(address.text, at);
+    recordEvent('conflict.defended', { address: address.text, mac, how });
     this.log.warn("a device on the LAN claims a container's address; defending it once", {
       address: address.text,
       mac,

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { decodeDhcp, encodeDhcp, OPT } from '../../src/dhcp/message';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { restrictLanplugTo, startLanplug } from '../lab/lanplug';
-import { runOk, sleep } from '../lab/proc';
+import { run, runOk, sleep } from '../lab/proc';
 import { RogueDhcpServer, type RogueClient, type RogueDhcpOptions } from '../lab/rogue-dhcp';
 import {
   assertNoLanplugLinks,
@@ -22,10 +22,18 @@ import {
   useLab,
 } from './helpers';
 import { SERVICE_CAPABILITIES } from '../../src/install/units';
+import type { EndpointRow } from '../../src/observe/listing';
+import { repoRoot } from '../support/repo';
+import { unixHttp } from '../../src/api/unix-http';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 
 // The daemon holds only what the service's unit gives it: this file proves that is enough.
 restrictLanplugTo(SERVICE_CAPABILITIES);
-const lab = useLab({ addresses: ['172.16.86.1/24'] });
+// Metrics over TCP too, in the Docker host's namespace (read with its busybox wget).
+const METRICS_AT = '127.0.0.1:9464';
+const DAEMON_ARGS = ['--metrics-listen', METRICS_AT];
+const lab = useLab({ addresses: ['172.16.86.1/24'], daemonArgs: DAEMON_ARGS });
 const RANGE: [string, string] = ['172.16.86.100', '172.16.86.150'];
 let server: DhcpServer;
 
@@ -242,7 +250,7 @@ test('daemon kill -9 and start: the lease renews on (no DISCOVER); the dnsmasq r
   process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
   await lab.plugin.stop();
   const requestsBefore = server.count('DHCPREQUEST', mac);
-  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir, args: DAEMON_ARGS });
   await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) > requestsBefore, 'renewing again'), 10_000);
   assert.equal(server.count('DHCPDISCOVER', mac), 1, 'no new DISCOVER after the daemon restart');
   // dnsmasq writes its lease file after it logs the exchange.
@@ -355,6 +363,16 @@ test('an address a LAN device already uses is declined: the server hears DHCPDEC
       ),
     );
     lab.host.dockerOk(['exec', 'after', 'ping', '-c', '1', '-W', '2', '172.16.86.1']);
+    // What an operator sees of it: the conflict in the events, the device among those heard.
+    const found = lanplugEvents(['--json', '--since', '1m'])
+      .split('\n')
+      .filter((l) => l.includes('"kind":"conflict.found"'));
+    assert.ok(
+      found.some((l) => l.includes(`"address":"${taken}"`) && l.includes(`"mac":"${squatterMac}"`)),
+      found.join('\n'),
+    );
+    assert.match(lanplugLs(['--lan']), new RegExp(`^${taken.replace(/\./g, '\\.')} +${squatterMac} `, 'm'));
+    assert.ok(metric(await metricsPage(), 'lanplug_conflicts_total{kind="probe"}') >= 1, 'the conflict is counted');
   } finally {
     squatter.destroy();
   }
@@ -652,7 +670,7 @@ test("once its lease is given back (the container vanished while lanplug was dow
   // dockerd still lists the endpoint, so lanplug keeps its row until Docker deletes it.
   lab.host.execOk(['umount', sandboxKey]);
   lab.host.execOk(['rm', '-f', sandboxKey]);
-  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir, args: DAEMON_ARGS });
   await eventually(() => assert.equal(server.count('DHCPRELEASE', mac), 1, 'the lease was given back'));
   await sleep(3_000); // the LAN watch takes its links and holdings every 2 s
   // The address is the server's to give again: a device that takes it speaks from it (to its router).
@@ -726,4 +744,258 @@ test('20 containers at once: 20 distinct leases from the range; all released whe
   await removeNetworkAfterBurst(lab.host, lab.plugin, 'lan', { ms: 30_000, since });
   assertNoLanplugLinks(lab.host);
   assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
+});
+
+function lanplugEvents(args: readonly string[]): string {
+  return runOk([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    'events',
+    '--state-dir',
+    lab.plugin.stateDir,
+    ...args,
+  ]);
+}
+
+/** `lanplug ls --json` (or with other flags) run as an operator would, against this lab's daemon. */
+function lanplugLs(args: readonly string[] = []): string {
+  return runOk([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    'ls',
+    '--state-dir',
+    lab.plugin.stateDir,
+    ...args,
+  ]);
+}
+
+test("lanplug ls --json agrees with docker inspect on each container's MAC and addresses, and names where they came from: Docker's IPAM, the lanplug IPAM (with host access, dual stack), DHCP", () => {
+  dhcpNetwork();
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet',
+    '172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    'plain',
+  ]);
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=192.168.40.0/24',
+    '--gateway=192.168.40.1',
+    '--aux-address',
+    'host=192.168.40.254',
+    '--ipv6',
+    '--subnet=fd40::/64',
+    '--aux-address',
+    'host6=fd40::fe',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'host_access=true',
+    'pooled',
+  ]);
+  runWithMac('leased', '02:00:00:00:00:33');
+  for (const [name, net] of [
+    ['docker-ipam', 'plain'],
+    ['lanplug-ipam', 'pooled'],
+  ] as const)
+    lab.host.dockerOk(['run', '-d', '--network', net, '--name', name, 'alpine:latest', 'sleep', '3600']);
+  const rows = JSON.parse(lanplugLs(['--json'])) as EndpointRow[];
+  const expected = [
+    ['leased', 'lan', 'dhcp'],
+    ['docker-ipam', 'plain', 'docker-ipam'],
+    ['lanplug-ipam', 'pooled', 'lanplug-ipam'],
+  ] as const;
+  assert.equal(rows.length, expected.length, JSON.stringify(rows));
+  for (const [container, net, source] of expected) {
+    const inspected = containerNetwork(lab.host, container, net);
+    const row = rows.find((r) => r.containerName === container);
+    assert.ok(row !== undefined, `${container} is listed: ${JSON.stringify(rows)}`);
+    assert.equal(row.network, net);
+    assert.equal(row.source, source);
+    assert.equal(row.mac, inspected.MacAddress);
+    assert.equal(row.ipv4, `${inspected.IPAddress}/${inspected.IPPrefixLen}`);
+    assert.equal(
+      row.ipv6,
+      inspected.GlobalIPv6Address === '' ? null : `${inspected.GlobalIPv6Address}/${inspected.GlobalIPv6PrefixLen}`,
+    );
+    assert.equal(row.containerId, lab.host.dockerOk(['inspect', '-f', '{{.Id}}', container]).trim());
+  }
+  const leased = rows.find((r) => r.containerName === 'leased');
+  assert.equal(leased?.leases.length, 1);
+  assert.match(leased?.leases[0]?.state ?? '', /^(bound|renewing)$/);
+  assert.ok(Date.parse(leased?.leases[0]?.expires ?? '') > Date.now(), 'the lease ends in the future');
+  assert.deepEqual(rows.find((r) => r.containerName === 'lanplug-ipam')?.hostAccess, {
+    ipv4: '192.168.40.254',
+    ipv6: 'fd40::fe',
+  });
+  // The table and the filters, as a person uses them.
+  const table = lanplugLs(['--network', 'pooled']);
+  assert.match(table, /^NETWORK +DRIVER/);
+  assert.match(
+    table,
+    /^pooled +macvlan\/bridge +eth0 +lanplug-ipam +02:\S+ +192\.168\.40\.\d+\/24,fd40::\S+ +lanplug-ipam +- +192\.168\.40\.254,fd40::fe +-$/m,
+  );
+  assert.equal(table.trimEnd().split('\n').length, 2, table);
+  const one = JSON.parse(lanplugLs(['--json', '--container', 'leased'])) as EndpointRow[];
+  assert.deepEqual(
+    one.map((r) => r.containerName),
+    ['leased'],
+  );
+  // The LAN devices heard in the pools (any earlier test's squatters among them): a table, or the line saying none.
+  assert.match(
+    lanplugLs(['--lan']),
+    /^(ADDRESS +MAC +FIRST SEEN +LAST SEEN +CONTAINER'S ADDRESS|no LAN devices heard in lanplug pools)$/m,
+  );
+  assert.ok(Array.isArray(JSON.parse(lanplugLs(['--lan', '--json']))));
+  lab.host.dockerOk(['rm', '-f', 'leased', 'docker-ipam', 'lanplug-ipam']);
+  lab.host.dockerOk(['network', 'rm', 'lan', 'plain', 'pooled']);
+});
+
+/** One sample of the daemon's metrics page (0 when the series is not there yet). */
+function metric(page: string, series: string): number {
+  const line = page.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.split(' ').pop());
+}
+
+async function metricsPage(): Promise<string> {
+  const page = await unixHttp(join(lab.plugin.stateDir, 'control.sock'), 'GET', '/metrics');
+  assert.equal(page.status, 200, page.body);
+  return page.body;
+}
+
+test('metrics: 3 docker runs move the attach and create counters by 3 and the pool-used gauge reads 3, on the control socket and on --metrics-listen; 3 removals bring it back to 0', async () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet',
+    '172.16.86.0/24',
+    '-o',
+    'parent=eth0',
+    'counted',
+  ]);
+  const network = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'counted']).trim().slice(0, 12);
+  const JOIN = 'lanplug_requests_total{method="NetworkDriver.Join",outcome="ok"}';
+  const CREATE = 'lanplug_requests_total{method="NetworkDriver.CreateEndpoint",outcome="ok"}';
+  const LEAVE = 'lanplug_requests_total{method="NetworkDriver.Leave",outcome="ok"}';
+  const USED = `lanplug_pool_used_addresses{network="${network}",subnet="172.16.86.0/24"}`;
+  const before = await metricsPage();
+  const names = ['m1', 'm2', 'm3'];
+  for (const n of names)
+    lab.host.dockerOk(['run', '-d', '--network', 'counted', '--name', n, 'alpine:latest', 'sleep', '3600']);
+  const after = await metricsPage();
+  assert.equal(metric(after, JOIN) - metric(before, JOIN), 3);
+  assert.equal(metric(after, CREATE) - metric(before, CREATE), 3);
+  assert.equal(metric(after, USED), 3);
+  assert.equal(metric(after, `lanplug_pool_size_addresses{network="${network}",subnet="172.16.86.0/24"}`), 254);
+  assert.equal(metric(after, `lanplug_endpoints{network="${network}",driver="lanplug-macvlan"}`), 3);
+  assert.ok(metric(after, 'lanplug_request_duration_seconds_count{method="NetworkDriver.Join"}') >= 3);
+  assert.ok(metric(after, 'lanplug_probes_total{family="4",result="free"}') >= 3, 'each address was probed');
+  // The same page over TCP, where a Prometheus scrapes it.
+  const overTcp = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/metrics`]);
+  assert.equal(metric(overTcp, JOIN), metric(after, JOIN));
+  assert.equal(metric(overTcp, USED), 3);
+  lab.host.dockerOk(['rm', '-f', ...names]);
+  const gone = await metricsPage();
+  assert.equal(metric(gone, LEAVE) - metric(before, LEAVE), 3);
+  assert.equal(metric(gone, USED), 0);
+  lab.host.dockerOk(['network', 'rm', 'counted']);
+});
+
+test('/healthz: the running daemon passes its store, socket and no etcd probes (control socket and TCP); lanplug doctor shows it in one line', async () => {
+  const page = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/healthz`]);
+  const onSocket = await unixHttp(join(lab.plugin.stateDir, 'control.sock'), 'GET', '/healthz');
+  assert.equal(onSocket.status, 200);
+  assert.equal((JSON.parse(onSocket.body) as { ok: boolean }).ok, true);
+  const health = JSON.parse(page) as { ok: boolean; checks: { check: string; ok: boolean }[] };
+  assert.equal(health.ok, true, page);
+  const names = health.checks.map((c) => c.check);
+  assert.equal(names[0], 'store');
+  for (const socket of ['control.sock', 'lanplug-macvlan.sock', 'lanplug-dhcp.sock', 'cni.sock'])
+    assert.ok(
+      names.some((n) => n.startsWith('socket ') && n.endsWith(`/${socket}`)),
+      `${socket} is probed: ${names.join(', ')}`,
+    );
+  assert.ok(!names.includes('etcd'), 'no etcd probe on a single host');
+  const doctor = run([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    'doctor',
+    '--state-dir',
+    lab.plugin.stateDir,
+    '--plugin-dir',
+    lab.plugin.pluginDir,
+    '--docker-host',
+    `unix://${lab.host.sock}`,
+  ]).stdout;
+  assert.match(doctor, new RegExp(`^✔ daemon health: all ${names.length} probes pass: store, socket `, 'm'), doctor);
+});
+
+test('lanplug events --json: a DHCP container run, its lease renewed at T1, and its removal, in order; the lines for people too', async () => {
+  const since = Date.now();
+  dhcpNetwork();
+  runWithMac('evented', '02:00:00:00:00:44');
+  const kinds = (): { kind: string; at: number; fields: Record<string, string> }[] =>
+    lanplugEvents(['--json', '--since', '2m'])
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as { kind: string; at: number; fields: Record<string, string> })
+      .filter((e) => e.at >= since);
+  // T1 is 3 s here.
+  await eventually(() => assert.ok(kinds().some((e) => e.kind === 'lease.renewed')), 15_000);
+  // A follower started now sees the removal as it happens.
+  const follower = spawn(process.execPath, [
+    join(repoRoot(), 'bin', 'lanplug'),
+    'events',
+    '--state-dir',
+    lab.plugin.stateDir,
+    '--json',
+    '--follow',
+    '--since',
+    '1s',
+  ]);
+  let followed = '';
+  follower.stdout.on('data', (chunk: Buffer) => (followed += chunk.toString('utf8')));
+  try {
+    await sleep(500);
+    lab.host.dockerOk(['rm', '-f', 'evented']);
+    lab.host.dockerOk(['network', 'rm', 'lan']);
+    await eventually(() => assert.match(followed, /"kind":"network\.removed"/), 5_000);
+    assert.match(followed, /"kind":"endpoint\.left"[^\n]*\n(.*\n)*.*"kind":"endpoint\.removed"/);
+  } finally {
+    follower.kill();
+  }
+  const seen = kinds().map((e) => e.kind);
+  const order = [
+    'network.created',
+    'lease.acquired',
+    'endpoint.created',
+    'endpoint.joined',
+    'lease.renewed',
+    // Given back while Docker's Leave is answered, so before the answer's event.
+    'lease.released',
+    'endpoint.left',
+    'endpoint.removed',
+    'network.removed',
+  ];
+  const at = order.map((k) => seen.indexOf(k));
+  assert.ok(
+    at.every((i, n) => i >= 0 && (n === 0 || i > (at[n - 1] ?? -1))),
+    `in order ${order.join(', ')}: ${seen.join(', ')}`,
+  );
+  assert.match(
+    lanplugEvents(['--since', '2m']),
+    /^\S+Z lease\.renewed endpoint=[0-9a-f]{12} address=172\.16\.86\.\d+\/24 server=172\.16\.86\.1$/m,
+  );
 });

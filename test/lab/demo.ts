@@ -368,6 +368,8 @@ async function main(): Promise<void> {
     show(host, onOfficeWithMac('printer-app', '02:00:00:00:00:42'));
     show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
     hostCommand(host, [process.execPath, LANPLUG, 'status', '--state-dir', plugin.stateDir]);
+    step('lanplug ls: each container with its MAC, addresses, where they came from, and the lease until when.');
+    hostCommand(host, [process.execPath, LANPLUG, 'ls', '--state-dir', plugin.stateDir]);
     process.stdout.write(`\n# the DHCP server's lease file:\n${readFileSync(dhcpServer.leaseFile, 'utf8')}`);
     show(host, ['stop', 'printer-app']);
     process.stdout.write(

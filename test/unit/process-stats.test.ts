@@ -121,6 +121,7 @@ test('Lanplug.Stats on the control socket answers the figures as JSON', async ()
         sharedPools: () => Promise.reject(new Error('not asked')),
       },
       () => stats,
+      { listing: () => Promise.reject(new Error('not asked')), health: () => Promise.reject(new Error('not asked')) },
     );
     const handler = routes.get('/Lanplug.Stats');
     assert.ok(handler !== undefined);

@@ -20,6 +20,7 @@ import {
 import { CNI_ERROR, CniError, toCniError } from './errors';
 import type { CniAnswer, CniInvocation } from './protocol';
 import { encodeResult, errorAnswer, versionAnswer } from './result';
+import { countRequest } from '../../metrics/registry';
 
 /** The version an error is reported in: the configuration's when it can be read, else the newest. */
 function reportedVersion(stdin: string): string {
@@ -37,6 +38,19 @@ export interface CniServices {
 }
 
 export async function runCni(invocation: CniInvocation, services: CniServices, log: Logger): Promise<CniAnswer> {
+  const started = process.hrtime.bigint();
+  const answer = await answerCni(invocation, services, log);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  countRequest(`CNI.${cniMethod(invocation.env.get('CNI_COMMAND'))}`, answer.exitCode === 0 ? 'ok' : 'error', seconds);
+  return answer;
+}
+
+/** The spec's commands by name; anything else counted as one (a caller's typo must not grow the metrics). */
+function cniMethod(command: string | undefined): string {
+  return ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'].includes(command ?? '') ? (command ?? '') : 'unknown';
+}
+
+async function answerCni(invocation: CniInvocation, services: CniServices, log: Logger): Promise<CniAnswer> {
   try {
     const stdout = await dispatch(invocation, services);
     return { exitCode: 0, stdout: stdout === null ? '' : `${JSON.stringify(stdout)}\n` };

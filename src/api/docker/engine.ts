@@ -12,6 +12,12 @@ import { shortId } from '../../model/network';
 export interface DockerNetworkView {
   /** Endpoint ids of the containers attached on this host. */
   endpointIds: Set<string>;
+  /** The network's name, as `docker network ls` shows it. */
+  name: string | null;
+  /** Its IPAM driver (`default` for Docker's own), as `docker network inspect` shows it. */
+  ipamDriver: string | null;
+  /** Endpoint id -> the container attached by it (`lanplug ls`). */
+  containers: Map<string, { containerId: string; name: string | null }>;
 }
 
 export class DockerEngine {
@@ -50,19 +56,31 @@ export class DockerEngine {
     if (status === 404) return null;
     if (status !== 200)
       throw new LanplugError('Unavailable', `dockerd answered ${status} for network ${shortId(networkId)}`);
-    const parsed: unknown = JSON.parse(body);
-    const containers =
-      typeof parsed === 'object' && parsed !== null ? (parsed as { Containers?: unknown }).Containers : undefined;
+    const parsed = objectOrEmpty(JSON.parse(body));
     const endpointIds = new Set<string>();
-    if (typeof containers === 'object' && containers !== null) {
-      for (const value of Object.values(containers)) {
-        const id =
-          typeof value === 'object' && value !== null ? (value as { EndpointID?: unknown }).EndpointID : undefined;
-        if (typeof id === 'string') endpointIds.add(id);
-      }
+    const attached = new Map<string, { containerId: string; name: string | null }>();
+    for (const [containerId, value] of Object.entries(objectOrEmpty(parsed['Containers']))) {
+      const container = objectOrEmpty(value);
+      const id = container['EndpointID'];
+      if (typeof id !== 'string') continue;
+      endpointIds.add(id);
+      const name = container['Name'];
+      attached.set(id, { containerId, name: typeof name === 'string' && name !== '' ? name : null });
     }
-    return { endpointIds };
+    const name = parsed['Name'];
+    const ipamDriver = objectOrEmpty(parsed['IPAM'])['Driver'];
+    return {
+      endpointIds,
+      name: typeof name === 'string' ? name : null,
+      ipamDriver: typeof ipamDriver === 'string' ? ipamDriver : null,
+      containers: attached,
+    };
   }
+}
+
+/** dockerd's JSON, read field by field: anything but an object reads as one without fields. */
+function objectOrEmpty(value: unknown): Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
 }
 
 /** `unix:///var/run/docker.sock` or a bare path -> the socket path. */

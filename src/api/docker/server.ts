@@ -15,6 +15,8 @@ import { chmodSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs
 import { join } from 'node:path';
 import { invalidArgument, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
+import { recordEvent } from '../../metrics/events';
+import { countRequest } from '../../metrics/registry';
 import { parseBody } from './decode';
 import type { Handler } from './routes';
 
@@ -33,7 +35,23 @@ export interface PluginEndpoint {
   errorField: 'Err' | 'Error';
   /** Answers the paths `routes` does not have; absent: 404. */
   fallback?: Handler;
+  /** Plain pages served to GET (the control socket's /metrics and /healthz), not the plugin API. */
+  pages?: ReadonlyMap<string, PageHandler>;
 }
+
+/** A page as it goes out: its status, content type and text. */
+export interface Page {
+  status: number;
+  contentType: string;
+  body: string;
+  /**
+   * Keeps the answer open after `body` (`lanplug events --follow`): `write` sends more, `end`
+   * finishes it; the function returned is called when the client goes away.
+   */
+  follow?: (write: (text: string) => void, end: () => void) => () => void;
+}
+/** `query`: the URL's parameters (`/events?since=…`). */
+export type PageHandler = (query: URLSearchParams) => Promise<Page>;
 
 /** libnetwork's IPAM API answers errors in `Error` (in a 200 reply), the network driver API in `Err`. */
 function errorFieldFor(endpoint: PluginEndpoint, path: string): 'Err' | 'Error' {
@@ -202,6 +220,8 @@ function handle(
 ): void {
   const started = process.hrtime.bigint();
   const path = (req.url ?? '').split('?')[0] ?? '';
+  const page = req.method === 'GET' ? endpoint.pages?.get(path) : undefined;
+  if (page !== undefined) return servePage(page, log, req, res, closing);
   const chunks: Buffer[] = [];
   let size = 0;
   req.on('data', (chunk: Buffer) => {
@@ -219,9 +239,78 @@ function handle(
     void answer(endpoint, log, req, path, text).then(({ status, payload }) => {
       reply(res, status, payload, closing());
       const micros = Number((process.hrtime.bigint() - started) / 1000n);
+      // Paths it does not serve are counted as one method: a client's typos must not grow the metrics.
+      const method = endpoint.routes.has(path) ? path.replace(/^\//, '') : 'unknown';
+      const failed = status !== 200 || 'Err' in payload || 'Error' in payload;
+      countRequest(method, failed ? 'error' : 'ok', micros / 1e6);
+      recordRequestEvent(method, text, failed ? errorOf(payload) : null);
       log.debug('request', { plugin: endpoint.name, path, status, micros, request: text, response: payload });
     });
   });
+}
+
+export function servePage(
+  page: PageHandler,
+  log: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  closing: () => boolean,
+): void {
+  req.resume();
+  page(new URL(req.url ?? '/', 'http://lanplug').searchParams).then(
+    ({ status, contentType, body, follow }) => {
+      if (closing()) res.shouldKeepAlive = false;
+      if (follow === undefined) {
+        res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
+        res.end(body);
+        return;
+      }
+      // Chunked, and closed after: a follow ends with its connection.
+      res.shouldKeepAlive = false;
+      res.writeHead(status, { 'Content-Type': contentType });
+      res.write(body);
+      const stop = follow(
+        (text) => res.write(text),
+        () => res.end(),
+      );
+      res.on('close', stop);
+    },
+    (err: unknown) => {
+      log.error('page failed', { path: req.url, error: String(err) });
+      res.writeHead(500, { 'Content-Type': 'text/plain' });
+      res.end(`${String(err)}\n`);
+    },
+  );
+}
+
+/** The plugin API calls `lanplug events` shows, by the event each is when it succeeds. */
+const LIFECYCLE_EVENTS: Readonly<Record<string, string>> = {
+  'NetworkDriver.CreateNetwork': 'network.created',
+  'NetworkDriver.DeleteNetwork': 'network.removed',
+  'NetworkDriver.CreateEndpoint': 'endpoint.created',
+  'NetworkDriver.DeleteEndpoint': 'endpoint.removed',
+  'NetworkDriver.Join': 'endpoint.joined',
+  'NetworkDriver.Leave': 'endpoint.left',
+};
+
+/** A network's or an endpoint's life, named by the ids Docker sent; a failed call of any such method too. */
+function recordRequestEvent(method: string, text: string, error: string | null): void {
+  const kind = LIFECYCLE_EVENTS[method];
+  if (kind === undefined) return;
+  let ids: Record<string, string> = {};
+  try {
+    const body = JSON.parse(text) as { NetworkID?: unknown; EndpointID?: unknown };
+    const id = (value: unknown): string => (typeof value === 'string' ? value.slice(0, 12) : '');
+    ids = { network: id(body.NetworkID), ...(body.EndpointID === undefined ? {} : { endpoint: id(body.EndpointID) }) };
+  } catch {
+    // a body the handler refused already: the event names no ids
+  }
+  recordEvent(error === null ? kind : 'request.failed', error === null ? ids : { method, ...ids, error });
+}
+
+function errorOf(payload: Record<string, unknown>): string {
+  const message = payload['Err'] ?? payload['Error'];
+  return typeof message === 'string' ? message : 'failed';
 }
 
 /**

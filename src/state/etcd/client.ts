@@ -14,6 +14,8 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { LanplugError } from '../../errors';
+import { countEtcdRequest } from '../../metrics/registry';
+import { recordEvent } from '../../metrics/events';
 
 export interface EtcdTls {
   /** PEM text of the CA that signed the members' certificates (etcdctl's --cacert). */
@@ -74,6 +76,8 @@ const DEFAULT_ATTEMPT_MS = 3_000;
 
 export class EtcdClient {
   private preferred = 0;
+  /** Whether the last round trip got an answer; null before the first. */
+  private wasReachable: boolean | null = null;
   private token: string | null = null;
 
   constructor(private readonly options: EtcdOptions) {
@@ -148,6 +152,28 @@ export class EtcdClient {
    * LanplugErrors: 'Unavailable' when etcd could not serve the request, 'InvalidArgument' otherwise.
    */
   private async call(path: string, body: Record<string, unknown>, deadlineMs: number) {
+    const started = process.hrtime.bigint();
+    const seconds = (): number => Number(process.hrtime.bigint() - started) / 1e9;
+    try {
+      const answer = await this.callMembers(path, body, deadlineMs);
+      countEtcdRequest('ok', seconds());
+      this.reachable(true, '');
+      return answer;
+    } catch (err) {
+      countEtcdRequest('error', seconds());
+      if (err instanceof LanplugError && err.code === 'Unavailable') this.reachable(false, err.message);
+      throw err;
+    }
+  }
+
+  /** Tells `lanplug events` when etcd stops or starts answering (not every call). */
+  private reachable(now: boolean, why: string): void {
+    if (this.wasReachable === now) return;
+    this.wasReachable = now;
+    recordEvent(now ? 'etcd.reachable' : 'etcd.unreachable', now ? {} : { why });
+  }
+
+  private async callMembers(path: string, body: Record<string, unknown>, deadlineMs: number) {
     const deadline = Date.now() + deadlineMs;
     const attemptMs = this.options.attemptMs ?? DEFAULT_ATTEMPT_MS;
     const failures: string[] = [];

@@ -1,0 +1,59 @@
+/**
+ * The daemon's health probes (observe/health.ts runs them): its state
+ * database opened afresh, read-only, as `lanplug status` opens it; each socket
+ * it serves (the control socket, the plugin sockets, the CNI socket)
+ * accepting a connection; and, with shared pools, etcd answering a read.
+ */
+import { checkHealth, type Health, type HealthProbe } from '../observe/health';
+import type { EtcdClient } from '../state/etcd/client';
+import { KEY_PREFIX } from '../state/etcd/keys';
+import { SqliteStore } from '../state/sqlite';
+import { answers } from './docker/server';
+
+export interface HealthParts {
+  stateDir: string;
+  /** The sockets served now (the list grows as the daemon starts). */
+  sockets: () => readonly string[];
+  /** The shared pools' etcd; null on a single host. */
+  etcd: EtcdClient | null;
+}
+
+export function daemonHealth(parts: HealthParts): () => Promise<Health> {
+  return () => checkHealth(probes(parts));
+}
+
+function probes(parts: HealthParts): HealthProbe[] {
+  const store: HealthProbe = {
+    name: 'store',
+    run() {
+      const opened = SqliteStore.openReadOnly(parts.stateDir);
+      try {
+        return `${opened.path} opens and reads (${opened.listNetworks().length} network(s))`;
+      } finally {
+        opened.close();
+      }
+    },
+  };
+  const sockets = parts.sockets().map((path): HealthProbe => ({
+    name: `socket ${path}`,
+    async run() {
+      if (!(await answers(path))) throw new Error(`${path} does not accept connections`);
+      return 'accepts connections';
+    },
+  }));
+  const { etcd } = parts;
+  const shared: HealthProbe[] =
+    etcd === null
+      ? []
+      : [
+          {
+            name: 'etcd',
+            async run() {
+              // One key nothing writes: a round trip through the cluster's quorum read, nothing fetched.
+              await etcd.range(`${KEY_PREFIX}health`, { deadlineMs: 2_500 });
+              return 'answers a read';
+            },
+          },
+        ];
+  return [store, ...sockets, ...shared];
+}

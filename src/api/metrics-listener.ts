@@ -1,0 +1,77 @@
+/**
+ * `lanplug daemon --metrics-listen ADDRESS:PORT`: the control socket's pages
+ * (/metrics) on a TCP address too, for a Prometheus that cannot read a
+ * root-only unix socket. Opt-in, GET only, and bound to the one address named:
+ * never every interface unasked.
+ */
+import { createServer, type Server } from 'node:http';
+import { isIP } from 'node:net';
+import type { Logger } from '../log';
+import { servePage, type PageHandler } from './docker/server';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/**
+ * `127.0.0.1:9464`, `[::1]:9464`: an IP address of this host and a port. A wildcard address
+ * (0.0.0.0, ::) is refused: the operator names the interface the metrics go out on.
+ */
+export function parseListenAddress(text: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const host = m?.[1] ?? m?.[2] ?? '';
+  const port = Number(m?.[3] ?? NaN);
+  const usage = `--metrics-listen must be ADDRESS:PORT with an IP address of this host, e.g. 127.0.0.1:9464 or [::1]:9464; got '${text}'`;
+  if (m === null || isIP(host) === 0 || (m[1] !== undefined && isIP(host) !== 6)) throw new Error(usage);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new Error(`--metrics-listen's port must be 1-65535; got '${m[3] ?? ''}'`);
+  if (host === '0.0.0.0' || /^[0:]+$/.test(host))
+    throw new Error(
+      `--metrics-listen ${text} would serve the metrics on every interface: name one address (127.0.0.1:${port} for this host only)`,
+    );
+  return { host, port };
+}
+
+export class MetricsListener {
+  private constructor(private readonly server: Server) {}
+
+  static async listen(
+    at: ListenAddress,
+    pages: ReadonlyMap<string, PageHandler>,
+    log: Logger,
+  ): Promise<MetricsListener> {
+    const server = createServer((req, res) => {
+      const page = req.method === 'GET' ? pages.get((req.url ?? '').split('?')[0] ?? '') : undefined;
+      if (page === undefined) {
+        req.resume();
+        res.writeHead(req.method === 'GET' ? 404 : 405, { 'Content-Type': 'text/plain' });
+        res.end(`lanplug serves GET ${[...pages.keys()].join(', ')} here\n`);
+        return;
+      }
+      servePage(page, log, req, res, () => !server.listening);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new Error(`--metrics-listen ${at.host}:${at.port}: cannot listen there (${err.code ?? err.message})`)),
+      );
+      server.listen(at.port, at.host, () => resolve());
+    });
+    log.info('serving metrics', { address: at.host, port: at.port });
+    return new MetricsListener(server);
+  }
+
+  /** Where it listens (the port the kernel chose, when asked for port 0). */
+  address(): ListenAddress {
+    const bound = this.server.address();
+    if (bound === null || typeof bound === 'string') throw new Error('the metrics listener is not listening');
+    return { host: bound.address, port: bound.port };
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}

@@ -1,0 +1,183 @@
+/**
+ * The Prometheus metrics (metrics/registry.ts, observe/store-metrics.ts):
+ * names by Prometheus's conventions, counters that move with what is
+ * counted, the store's gauges read from a real store, GET /metrics on the
+ * control socket's server, and --metrics-listen's checks. The DHCP e2e lab
+ * reads the same page after real docker runs (test/e2e/dhcp.test.ts).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { controlEndpoint } from '../../src/api/control';
+import { PluginServer } from '../../src/api/docker/server';
+import { MetricsListener, parseListenAddress } from '../../src/api/metrics-listener';
+import { unixHttp } from '../../src/api/unix-http';
+import { silentLogger } from '../../src/log';
+import { countRequest, registry } from '../../src/metrics/registry';
+import { parseAddress, parsePrefix } from '../../src/net/address';
+import { registerStoreMetrics } from '../../src/observe/store-metrics';
+import { SqliteStore } from '../../src/state/sqlite';
+
+/** The value of one sample line of an exposition, or null when absent. */
+function sample(text: string, name: string, labels: string): number | null {
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith(`${name}{${labels}} `) || (labels === '' && l.startsWith(`${name} `)));
+  return line === undefined ? null : Number(line.split(' ').pop());
+}
+
+function withStore(fn: (store: SqliteStore) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-metrics-'));
+  const store = SqliteStore.open(dir);
+  return fn(store).finally(() => {
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+test("every lanplug metric is named by Prometheus's conventions: lanplug_ first, counters _total, durations _seconds, a HELP and a TYPE each", async () => {
+  await withStore(async (store) => {
+    const unregister = registerStoreMetrics(registry, store);
+    try {
+      countRequest('NetworkDriver.Join', 'ok', 0.004);
+      const text = await registry.metrics();
+      const types = [...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m): [string, string] => [m[1] ?? '', m[2] ?? '']);
+      const ours = types.filter(([name]) => name.startsWith('lanplug_'));
+      assert.deepEqual(ours.map(([name]) => name).sort(), [
+        'lanplug_announcements_total',
+        'lanplug_conflicts_total',
+        'lanplug_endpoints',
+        'lanplug_etcd_request_duration_seconds',
+        'lanplug_etcd_requests_total',
+        'lanplug_lease_renewal_failures_total',
+        'lanplug_leases',
+        'lanplug_pool_size_addresses',
+        'lanplug_pool_used_addresses',
+        'lanplug_probes_total',
+        'lanplug_reconcile_actions_total',
+        'lanplug_request_duration_seconds',
+        'lanplug_requests_total',
+      ]);
+      for (const [name, type] of ours) {
+        if (type === 'counter') assert.match(name, /_total$/, name);
+        if (type === 'histogram') assert.match(name, /_seconds$/, name);
+        assert.match(text, new RegExp(`^# HELP ${name} \\S`, 'm'), `${name} has help`);
+      }
+      // Node's own: memory, among prom-client's default metrics.
+      assert.ok((sample(text, 'process_resident_memory_bytes', '') ?? 0) > 0, 'process memory is reported');
+    } finally {
+      unregister();
+    }
+  });
+});
+
+test('requests are counted by method and outcome, their latency observed in seconds', async () => {
+  const before =
+    sample(await registry.metrics(), 'lanplug_requests_total', 'method="NetworkDriver.Leave",outcome="ok"') ?? 0;
+  countRequest('NetworkDriver.Leave', 'ok', 0.003);
+  countRequest('NetworkDriver.Leave', 'ok', 0.2);
+  countRequest('NetworkDriver.Leave', 'error', 0.001);
+  const text = await registry.metrics();
+  assert.equal(sample(text, 'lanplug_requests_total', 'method="NetworkDriver.Leave",outcome="ok"'), before + 2);
+  assert.ok((sample(text, 'lanplug_requests_total', 'method="NetworkDriver.Leave",outcome="error"') ?? 0) >= 1);
+  assert.ok(
+    (sample(text, 'lanplug_request_duration_seconds_bucket', 'le="0.005",method="NetworkDriver.Leave"') ?? 0) >= 2,
+  );
+});
+
+test("the store's gauges: a network's subnet size and the addresses its endpoints hold, endpoints per network, leases by state; gone once unregistered", async () => {
+  await withStore(async (store) => {
+    const networkId = 'a'.repeat(64);
+    store.insertNetwork({
+      spec: {
+        networkId,
+        mode: { kind: 'macvlan', mode: 'bridge' },
+        parent: { kind: 'existing', name: 'eth0' },
+        mtu: null,
+        internal: false,
+        ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+        ipv6: [],
+        hostAccess: null,
+        conflict: 'refuse',
+        announce: { count: 3, intervalMs: 100 },
+        dhcp: null,
+      },
+      parentCreated: false,
+    });
+    for (const n of [2, 3, 4])
+      store.putEndpoint({
+        networkId,
+        endpointId: String(n).repeat(64),
+        linkName: `dm-${n}`,
+        mac: `02:00:00:00:00:0${n}`,
+        ipv4: parsePrefix(`172.16.86.${n}/24`),
+        ipv6: null,
+      });
+    const unregister = registerStoreMetrics(registry, store);
+    const labels = 'network="aaaaaaaaaaaa",subnet="172.16.86.0/24"';
+    try {
+      const text = await registry.metrics();
+      assert.equal(sample(text, 'lanplug_pool_size_addresses', labels), 254);
+      assert.equal(sample(text, 'lanplug_pool_used_addresses', labels), 3);
+      assert.equal(sample(text, 'lanplug_endpoints', 'network="aaaaaaaaaaaa",driver="lanplug-macvlan"'), 3);
+      store.deleteEndpoint(networkId, '4'.repeat(64));
+      assert.equal(sample(await registry.metrics(), 'lanplug_pool_used_addresses', labels), 2, 'read at each scrape');
+    } finally {
+      unregister();
+    }
+    assert.doesNotMatch(await registry.metrics(), /lanplug_pool_used_addresses/);
+  });
+});
+
+test('GET /metrics on the control socket answers the exposition; the plugin API stays POST', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-metrics-socket-'));
+  const reject = (): Promise<never> => Promise.reject(new Error('not asked'));
+  const server = await PluginServer.listen(
+    dir,
+    controlEndpoint({ gc: reject, sharedPools: reject }, () => ({}) as never, { listing: reject, health: reject }),
+    silentLogger,
+  );
+  try {
+    const page = await unixHttp(join(dir, 'control.sock'), 'GET', '/metrics');
+    assert.equal(page.status, 200);
+    assert.match(page.body, /^# TYPE lanplug_requests_total counter$/m);
+    assert.equal((await unixHttp(join(dir, 'control.sock'), 'GET', '/Lanplug.Stats')).status, 405);
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('--metrics-listen: an IP address of this host and a port; anything else, a wildcard included, is one line naming the flag', async () => {
+  assert.deepEqual(parseListenAddress('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
+  assert.deepEqual(parseListenAddress('[::1]:9464'), { host: '::1', port: 9464 });
+  assert.deepEqual(parseListenAddress('192.168.1.5:80'), { host: '192.168.1.5', port: 80 });
+  for (const [bad, message] of [
+    ['9464', /must be ADDRESS:PORT/],
+    [':9464', /must be ADDRESS:PORT/],
+    ['localhost:9464', /must be ADDRESS:PORT with an IP address/],
+    ['::1:9464', /must be ADDRESS:PORT/],
+    ['127.0.0.1:0', /port must be 1-65535/],
+    ['127.0.0.1:70000', /port must be 1-65535/],
+    ['0.0.0.0:9464', /every interface: name one address/],
+    ['[::]:9464', /every interface/],
+  ] as const)
+    assert.throws(() => parseListenAddress(bad), message, bad);
+  // And served there: GET /metrics over TCP on loopback.
+  const listener = await MetricsListener.listen(
+    { host: '127.0.0.1', port: 0 },
+    new Map([['/metrics', () => Promise.resolve({ status: 200, contentType: 'text/plain', body: 'lanplug_x 1\n' })]]),
+    silentLogger,
+  );
+  try {
+    const address = listener.address();
+    const answer = await fetch(`http://127.0.0.1:${address.port}/metrics`);
+    assert.equal(answer.status, 200);
+    assert.equal(await answer.text(), 'lanplug_x 1\n');
+    assert.equal((await fetch(`http://127.0.0.1:${address.port}/other`)).status, 404);
+  } finally {
+    await listener.close();
+  }
+});
