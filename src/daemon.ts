@@ -19,6 +19,7 @@
 import { controlEndpoint } from './api/control';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
+import { isNetavarkCall, runNetavark } from './api/netavark/commands';
 import { DockerEngine } from './api/docker/engine';
 import { EngineVersion } from './api/docker/engine-version';
 import { dhcpIpamRoutes } from './api/docker/dhcp-ipam-routes';
@@ -54,7 +55,7 @@ import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
 import { processFigures } from './sys/process-stats';
-import { versionLine } from './version';
+import { packageVersion, versionLine } from './version';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -187,7 +188,14 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     for (const server of await servePluginSockets(sockets, passed, log)) closers.add(server, (s) => s.close());
     if (options.cniSocket !== null)
       closers.add(
-        await CniServer.listen(options.cniSocket, (call) => runCni(call, { endpoints, ipam: cni.ipam }, log), log),
+        await CniServer.listen(
+          options.cniSocket,
+          (call) =>
+            isNetavarkCall(call)
+              ? runNetavark(call, { endpoints, version: packageVersion() }, log)
+              : runCni(call, { endpoints, ipam: cni.ipam }, log),
+          log,
+        ),
         (s) => s.close(),
       );
     citizen.start(allocator, { syncEveryMs: 2_000, warmEveryMs: 5_000 });

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCniExecutable } from '../../src/install/cni';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
-import { DaemonLab } from './daemon';
+import { DaemonLab, type DaemonProcess } from './daemon';
 import { repoRoot } from './repo';
 
 /** The lab LAN's gateway (on its bridge). */
@@ -21,6 +21,8 @@ export interface CniLab {
   /** The host the runtime and the daemon run on: eth0 172.16.86.2/24 on the LAN. */
   host: LanHost;
   daemon: DaemonLab;
+  /** The daemon process started, for a test that stops or restarts it. */
+  process: DaemonProcess;
   /** The daemon's CNI socket, compiled into `plugin`. */
   socket: string;
   plugin: string;
@@ -38,11 +40,12 @@ export async function startCniLab(): Promise<CniLab> {
   const daemon = new DaemonLab(host.ns);
   const socket = join(daemon.stateDir, 'cni.sock');
   const plugin = buildPlugin(socket);
-  await daemon.start({}, ['--cni-network-idle', '1']);
+  const process = await daemon.start({}, ['--cni-network-idle', '1']);
   return {
     lan,
     host,
     daemon,
+    process,
     socket,
     plugin,
     close(): void {
