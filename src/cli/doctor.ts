@@ -7,13 +7,14 @@
  * opened read-only, and what `lanplug gc` would do is computed, not done.
  *
  * Each area has its file under cli/doctor/: kernel, docker (dockerd and the
- * driver sockets), cni, state (the directory, the database, and what its
+ * driver sockets), cni, netavark (Podman 5 and 6), state (the directory, the database, and what its
  * records say of the host and the LAN); shared pools are cli/shared-pools.ts.
  */
 import type { Add, Check, CheckStatus, DoctorOptions } from './doctor/check';
 import { cniChecks } from './doctor/cni';
 import { dockerChecks, socketChecks } from './doctor/docker';
 import { kernelChecks } from './doctor/kernel';
+import { netavarkChecks } from './doctor/netavark';
 import { stateChecks } from './doctor/state';
 import { askSharedPools, sharedPoolChecks } from './shared-pools';
 
@@ -35,6 +36,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   await dockerChecks(options, add);
   await socketChecks(options, add);
   await cniChecks(options, add);
+  await netavarkChecks(options, add);
   stateChecks(options, add);
   await sharedChecks(options, add);
   return checks;

@@ -120,6 +120,7 @@ export function uninstallCniExecutables(root: string, dryRun: boolean): string[]
   return done;
 }
 
-function isLanplugExecutable(path: string): boolean {
+/** The file is a build of lanplug's executable (CNI and netavark alike): uninstall removes only those. */
+export function isLanplugExecutable(path: string): boolean {
   return readFileSync(path).includes(Buffer.from(CNI_IDENTITY));
 }
