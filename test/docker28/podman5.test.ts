@@ -19,6 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { busyboxRootfsTar } from '../lab/image';
 import { ensureSidRoot, sidRootVersions } from '../lab/sid-root';
 import { buildPlugin, CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
@@ -49,6 +50,7 @@ exec chroot "$root" podman --root "$dir/storage" --runroot "$dir/run" --storage-
 `;
 
 let lab: CniLab;
+let dhcpServer: DhcpServer;
 let root: string;
 let dir: string;
 
@@ -105,6 +107,13 @@ function median(values: number[]): number {
 before(async () => {
   root = ensureSidRoot();
   lab = await startCniLab();
+  dhcpServer = await startDhcpServer(lab.lan, {
+    range: ['172.16.86.200', '172.16.86.239'],
+    router: GATEWAY,
+    dns: '172.16.86.53',
+    renewSeconds: 60,
+    rebindSeconds: 100,
+  });
   dir = mkdtempSync(join(tmpdir(), 'lanplug-podman5-'));
   const plugins = join(dir, 'plugins');
   mkdirSync(plugins);
@@ -136,6 +145,7 @@ before(async () => {
 });
 
 after(() => {
+  dhcpServer?.stop();
   lab?.close();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
@@ -188,6 +198,28 @@ test('podman network create -d lanplug-macvlan: podman run gets its address on t
   assert.match(fixed.stdout, /link\/ether 02:00:ac:10:56:69/);
   assert.match(fixed.stdout, /inet 172\.16\.86\.105\/24/);
   assert.match(fixed.stdout, /1 packets received/);
+});
+
+test("-o dhcp=true: podman run gets its address, router and resolver from the LAN's DHCP server (no netavark DHCP proxy)", () => {
+  podmanOk('network', 'create', '-d', 'lanplug-macvlan', '-o', 'parent=eth0', '-o', 'dhcp=true', 'landhcp');
+  const inspect = JSON.parse(podmanOk('network', 'inspect', 'landhcp').stdout) as {
+    ipam_options: { driver: string };
+  }[];
+  assert.equal(inspect[0]?.ipam_options.driver, 'lanplug-dhcp');
+  const out = podmanOk(
+    ...RUN,
+    '--network',
+    'landhcp',
+    IMAGE,
+    'sh',
+    '-c',
+    `ip -o -4 addr show eth0 && ip route && cat /etc/resolv.conf && ping -c 1 -W 2 ${GATEWAY}`,
+  );
+  assert.match(out.stdout, /inet 172\.16\.86\.2[0-3]\d\/24/, out.stdout);
+  assert.match(out.stdout, new RegExp(`default via ${GATEWAY} dev eth0`));
+  assert.match(out.stdout, /nameserver 172\.16\.86\.53/);
+  assert.match(out.stdout, /1 packets received/);
+  podmanOk('network', 'rm', 'landhcp');
 });
 
 test('a bad option fails at podman network create with lanplug’s one line, and no network is made', () => {
