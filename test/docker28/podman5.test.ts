@@ -200,6 +200,21 @@ test('podman network create -d lanplug-macvlan: podman run gets its address on t
   assert.match(fixed.stdout, /1 packets received/);
 });
 
+test('podman run --ip of an address a LAN device answers for is refused in one line naming its MAC; nothing is left', async () => {
+  const squatter = lab.lan.addLanHost('p5sq', '172.16.86.110/24');
+  try {
+    const mac = /link\/ether ([0-9a-f:]{17})/.exec(squatter.execOk(['ip', 'link', 'show', 'eth0']))?.[1] ?? '?';
+    const out = podman(...RUN, '--network', 'lan', '--ip', '172.16.86.110', IMAGE, 'true');
+    assert.notEqual(out.code, 0);
+    assert.match(out.stderr, new RegExp(`address 172\\.16\\.86\\.110 is in use on the LAN by ${mac}`));
+    // Podman calls no teardown after a failed setup: lanplug undid its own (no attachment holds the address).
+    const status = await lab.daemon.cli(['status', '--state-dir', lab.daemon.stateDir]);
+    assert.doesNotMatch(status.stdout, /172\.16\.86\.110/);
+  } finally {
+    squatter.destroy();
+  }
+});
+
 test("-o dhcp=true: podman run gets its address, router and resolver from the LAN's DHCP server (no netavark DHCP proxy)", () => {
   podmanOk('network', 'create', '-d', 'lanplug-macvlan', '-o', 'parent=eth0', '-o', 'dhcp=true', 'landhcp');
   const inspect = JSON.parse(podmanOk('network', 'inspect', 'landhcp').stdout) as {
