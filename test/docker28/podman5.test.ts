@@ -2,7 +2,8 @@
  * Podman 5.8 with netavark 1.17 (Debian sid, in the lane's sid root) on lanplug's netavark
  * plugins: `podman network create -d lanplug-macvlan` validated by lanplug, `podman run` getting
  * its address on the lab LAN from lanplug and reaching the gateway, `--ip` and `--mac-address`,
- * a bad option refused at create in lanplug's one line, and no link left after `podman network
+ * a bad option refused at create in lanplug's one line, a LAN conflict refused naming the device's
+ * MAC, host access both ways, DHCP from the lab's dnsmasq, and no link left after `podman network
  * rm`. With a figure: a `podman run` on lanplug's plugin beside one on netavark's own macvlan.
  *
  * Podman runs chrooted in the sid root, one private mount namespace per command (pm.sh below):
@@ -15,12 +16,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
-import { busyboxRootfsTar } from '../lab/image';
+import { BUSYBOX, busyboxRootfsTar } from '../lab/image';
 import { ensureSidRoot, sidRootVersions } from '../lab/sid-root';
 import { buildPlugin, CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
 
@@ -61,32 +62,46 @@ interface Outcome {
   ms: number;
 }
 
+/** nsenter's arguments for one Podman command: the lab host's network namespace, a private mount namespace, the root. */
+function podmanArgv(args: readonly string[]): string[] {
+  return [
+    `--net=/run/netns/${lab.host.ns}`,
+    '--',
+    'unshare',
+    '--mount',
+    '--propagation',
+    'unchanged',
+    '--',
+    join(dir, 'pm.sh'),
+    root,
+    dir,
+    dirname(lab.socket),
+    ...args,
+  ];
+}
+
 function podman(...args: string[]): Outcome {
   const started = process.hrtime.bigint();
-  const r = spawnSync(
-    'nsenter',
-    [
-      `--net=/run/netns/${lab.host.ns}`,
-      '--',
-      'unshare',
-      '--mount',
-      '--propagation',
-      'unchanged',
-      '--',
-      join(dir, 'pm.sh'),
-      root,
-      dir,
-      dirname(lab.socket),
-      ...args,
-    ],
-    { encoding: 'utf8', timeout: 120_000 },
-  );
+  const r = spawnSync('nsenter', podmanArgv(args), { encoding: 'utf8', timeout: 120_000 });
   return {
     code: r.status ?? -1,
     stdout: r.stdout,
     stderr: r.stderr,
     ms: Number(process.hrtime.bigint() - started) / 1e6,
   };
+}
+
+/** The same, without waiting: for a container that must be running while the test does something. */
+function podmanAsync(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('nsenter', podmanArgv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
 }
 
 function podmanOk(...args: string[]): Outcome {
@@ -213,6 +228,50 @@ test('podman run --ip of an address a LAN device answers for is refused in one l
   } finally {
     squatter.destroy();
   }
+});
+
+test('-o host_access=true: the host reaches its container and the container the host, both ways', async () => {
+  podmanOk(
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'host_access=true',
+    '-o',
+    'host_address=172.16.86.250',
+    '--subnet',
+    '172.16.86.0/24',
+    '--gateway',
+    GATEWAY,
+    '--ip-range',
+    '172.16.86.160/28',
+    'lanhost',
+  );
+  // The container pings the host, then waits while the host pings it (macvlan alone forbids both).
+  const running = podmanAsync(
+    ...RUN,
+    '--network',
+    'lanhost',
+    '--ip',
+    '172.16.86.161',
+    IMAGE,
+    'sh',
+    '-c',
+    'ping -c 1 -W 2 172.16.86.250 && sleep 3',
+  );
+  let fromHost = '';
+  for (let i = 0; i < 40 && !/1 packets received/.test(fromHost); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fromHost = lab.host.exec([BUSYBOX, 'ping', '-c', '1', '-W', '1', '172.16.86.161']).stdout;
+  }
+  const out = await running;
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /1 packets received/, 'container to host');
+  assert.match(fromHost, /1 packets received/, 'host to container');
+  podmanOk('network', 'rm', 'lanhost');
 });
 
 test("-o dhcp=true: podman run gets its address, router and resolver from the LAN's DHCP server (no netavark DHCP proxy)", () => {

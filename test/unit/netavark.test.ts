@@ -363,3 +363,19 @@ test("the executable's two faces: netavark's arguments cross the wire as NETAVAR
 function repoText(name: string): string {
   return readFileSync(join(repoRoot(), name), 'utf8');
 }
+
+test("create: -o host_access=true takes the host's own address as -o host_address= (Podman has no --aux-address)", () => {
+  const network = parsePodmanNetwork(
+    podmanNetwork({ options: { parent: 'eth0', host_access: 'true', host_address: '192.168.50.250' } }),
+  );
+  assert.equal(network.attach.auxAddresses.get('host')?.text, '192.168.50.250');
+  assert.deepEqual(network.attach.options, { parent: 'eth0', host_access: 'true' }, 'not an option of the driver');
+  assert.throws(
+    () => parsePodmanNetwork(podmanNetwork({ options: { parent: 'eth0', host_access: 'true' } })),
+    /-o host_access=true needs the host's own address on this network: add -o host_address=/,
+  );
+  assert.throws(
+    () => parsePodmanNetwork(podmanNetwork({ options: { parent: 'eth0', host_address: '192.168.50.250' } })),
+    /-o host_address is for -o host_access=true/,
+  );
+});

@@ -18,6 +18,7 @@ import type { AttachNetwork } from '../../driver/attachments';
 import {
   DHCP_IPAM_NAME,
   OPT_DHCP,
+  OPT_HOST_ACCESS,
   OPT_IPVLAN_MODE,
   OPT_MACVLAN_MODE,
   OPT_MTU,
@@ -51,6 +52,9 @@ const PODMAN_HOST_LOCAL = 'host-local';
 const PODMAN_DHCP = 'dhcp';
 /** Podman's own network ids: 64 hex digits. */
 const NETWORK_ID = /^[0-9a-f]{64}$/;
+/** Podman has no `--aux-address`: the host's addresses for host access are options of their own. */
+export const OPT_HOST_ADDRESS = 'host_address';
+export const OPT_HOST_ADDRESS6 = 'host_address6';
 
 /** A Podman network, decoded. */
 export interface PodmanNetwork {
@@ -86,6 +90,7 @@ export function parsePodmanNetwork(value: Json): PodmanNetwork {
       'a lanplug network is on the LAN: --internal is not available with its drivers (use a bridge network for that)',
     );
   const options = translateOptions(driver, network);
+  const auxAddresses = hostAddresses(options);
   const dhcp = ipamIsDhcp(network, options);
   if (dhcp) options[OPT_DHCP] = 'true';
   // Every option checked now with the Docker driver's own parser and messages.
@@ -123,7 +128,7 @@ export function parsePodmanNetwork(value: Json): PodmanNetwork {
       networkName: podmanNetworkName(name),
       driver,
       options,
-      auxAddresses: new Map(),
+      auxAddresses,
       // With DHCP the server chooses: the subnets Podman shows are not handed out from.
       rangeSets: dhcp ? [] : subnets.map((s) => [s]),
       dhcp,
@@ -154,6 +159,29 @@ function translateOptions(driver: DriverKind, network: JsonObject): Record<strin
   if (options[OPT_PARENT] === undefined)
     throw invalidArgument(`-o ${OPT_PARENT}=<the host's LAN interface> is required, such as -o ${OPT_PARENT}=eth0`);
   return options;
+}
+
+/**
+ * `-o host_address=` and `-o host_address6=`: the host's own addresses for `-o host_access=true`
+ * (Docker's `--aux-address host=…`, which Podman has no flag for). Taken out of the options.
+ */
+function hostAddresses(options: Record<string, string>): Map<string, IpAddress> {
+  const aux = new Map<string, IpAddress>();
+  for (const [option, name] of [
+    [OPT_HOST_ADDRESS, 'host'],
+    [OPT_HOST_ADDRESS6, 'host6'],
+  ] as const) {
+    const text = options[option];
+    if (text === undefined) continue;
+    delete options[option];
+    if (options[OPT_HOST_ACCESS] !== 'true') throw invalidArgument(`-o ${option} is for -o ${OPT_HOST_ACCESS}=true`);
+    aux.set(name, parseAddress(text, `-o ${option}`));
+  }
+  if (options[OPT_HOST_ACCESS] === 'true' && !aux.has('host') && options[OPT_DHCP] !== 'true')
+    throw invalidArgument(
+      `-o ${OPT_HOST_ACCESS}=true needs the host's own address on this network: add -o ${OPT_HOST_ADDRESS}=<an unused address of the subnet> (and -o ${OPT_HOST_ADDRESS6}= with an IPv6 subnet)`,
+    );
+  return aux;
 }
 
 /** `--ipam-driver`: none given (Podman's host-local), lanplug's, or DHCP (netavark's name or lanplug's). */
