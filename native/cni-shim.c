@@ -1,13 +1,24 @@
 /*
- * lanplug's CNI executable: installed as lanplug-macvlan, lanplug-ipvlan
- * (and lanplug), it forwards one CNI invocation to the lanplug daemon and
- * relays the answer. It reads no JSON and decides nothing: the daemon parses,
- * validates and does the work (src/api/cni/). Only VERSION is answered here,
- * so that runtimes can list the plugin while the daemon is down.
+ * lanplug's CNI executable, and its netavark plugin: installed as
+ * lanplug-macvlan, lanplug-ipvlan (and lanplug), it forwards one invocation
+ * to the lanplug daemon and relays the answer. It reads no JSON and decides
+ * nothing: the daemon parses, validates and does the work (src/api/cni/,
+ * src/api/netavark/). Only CNI's VERSION and netavark's info are answered
+ * here, so that runtimes can list the plugin while the daemon is down.
  *
- * Wire (src/api/cni/protocol.ts): the CNI_* variables as NAME=value NUL
- * entries, an empty entry, stdin as given, then a half-close; the answer is
- * the exit code in decimal, a newline, and stdout.
+ * CNI calls it with CNI_COMMAND and the other CNI_* variables and no
+ * arguments; netavark (Podman 5 and 6) calls a plugin of the same name with
+ * `create`, `setup <netns>`, `teardown <netns>` or `info` as arguments and no
+ * CNI_* variables. One executable serves both because the two calls differ
+ * only in where the command comes from: a second executable would duplicate
+ * the socket, wire and error handling below for two lines of difference, and
+ * a launcher in Node would cost ~60 ms per container start. The arguments
+ * travel as NETAVARK_COMMAND and NETAVARK_NETNS entries, so the wire and the
+ * daemon's socket stay the CNI ones.
+ *
+ * Wire (src/api/cni/protocol.ts): the variables as NAME=value NUL entries,
+ * an empty entry, stdin as given, then a half-close; the answer is the exit
+ * code in decimal, a newline, and stdout.
  *
  * Written in C because a runtime execs it for every container start and stop
  * (Podman twice: VERSION, then ADD): a Node start costs ~60 ms, this ~1 ms.
@@ -25,6 +36,9 @@
 
 #ifndef LANPLUG_CNI_SOCKET
 #define LANPLUG_CNI_SOCKET "/var/lib/lanplug/cni.sock"
+#endif
+#ifndef LANPLUG_VERSION
+#define LANPLUG_VERSION "unknown"
 #endif
 
 /* What `lanplug uninstall` recognises its own executables by (src/install/cni.ts CNI_IDENTITY). */
@@ -59,8 +73,22 @@ static void put_json_string(const char *text) {
   }
 }
 
-/* A CNI error on stdout, as the spec wants it; the message names what to do. */
+/* Called by netavark (arguments, no CNI_COMMAND) rather than by a CNI runtime. */
+static int as_netavark = 0;
+
+/*
+ * An error on stdout, as the caller wants it: CNI's {cniVersion, code, msg, details}, or netavark's
+ * {"error": "<msg> (<detail>)"}. The message names what to do.
+ */
 static int fail(int code, const char *msg, const char *detail) {
+  if (as_netavark) {
+    fputs("{\"error\":\"", stdout);
+    put_json_string(msg);
+    fputs(" (", stdout);
+    put_json_string(detail);
+    fputs(")\"}\n", stdout);
+    return 1;
+  }
   printf("{\"cniVersion\":\"1.1.0\",\"code\":%d,\"msg\":\"", code);
   put_json_string(msg);
   fputs("\",\"details\":\"", stdout);
@@ -69,8 +97,16 @@ static int fail(int code, const char *msg, const char *detail) {
   return 1;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
   const char *command = getenv("CNI_COMMAND");
+  as_netavark = (command == NULL || command[0] == '\0') && argc >= 2;
+  if (as_netavark && strcmp(argv[1], "info") == 0) {
+    /* Keep in step with infoAnswer in src/api/netavark/commands.ts. */
+    fputs("{\"version\":\"", stdout);
+    put_json_string(LANPLUG_VERSION);
+    fputs("\",\"api_version\":\"1.0.0\"}\n", stdout);
+    return 0;
+  }
   if (command != NULL && strcmp(command, "VERSION") == 0) {
     fputs(VERSION_ANSWER, stdout);
     return 0;
@@ -100,11 +136,18 @@ int main(void) {
   }
 
   char entry[8192];
-  for (size_t i = 0; i < sizeof FORWARDED / sizeof FORWARDED[0]; i++) {
+  for (size_t i = 0; i < sizeof FORWARDED / sizeof FORWARDED[0] && !as_netavark; i++) {
     const char *value = getenv(FORWARDED[i]);
     if (value == NULL) continue;
     int n = snprintf(entry, sizeof entry, "%s=%s", FORWARDED[i], value);
     if (n < 0 || (size_t)n >= sizeof entry) return fail(4, "a CNI variable is too long", FORWARDED[i]);
+    if (write_all(fd, entry, (size_t)n + 1) != 0) return fail(5, "cannot write to the lanplug daemon", path);
+  }
+  /* netavark's arguments: the command, and the namespace path for setup and teardown. */
+  const char *const NETAVARK_NAMES[] = {"NETAVARK_COMMAND", "NETAVARK_NETNS"};
+  for (int i = 0; as_netavark && i < 2 && i + 1 < argc; i++) {
+    int n = snprintf(entry, sizeof entry, "%s=%s", NETAVARK_NAMES[i], argv[i + 1]);
+    if (n < 0 || (size_t)n >= sizeof entry) return fail(4, "an argument is too long", NETAVARK_NAMES[i]);
     if (write_all(fd, entry, (size_t)n + 1) != 0) return fail(5, "cannot write to the lanplug daemon", path);
   }
   if (write_all(fd, "", 1) != 0) return fail(5, "cannot write to the lanplug daemon", path);

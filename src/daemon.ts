@@ -22,6 +22,7 @@ import { gatherListing } from './api/control-listing';
 import { MetricsListener, type ListenAddress } from './api/metrics-listener';
 import { runCni } from './api/cni/commands';
 import { CniServer } from './api/cni/server';
+import { isNetavarkCall, runNetavark } from './api/netavark/commands';
 import { DockerEngine } from './api/docker/engine';
 import { EngineVersion } from './api/docker/engine-version';
 import { dhcpIpamRoutes } from './api/docker/dhcp-ipam-routes';
@@ -60,7 +61,7 @@ import { SCHEMA_VERSION } from './state/schema';
 import { SqliteStore } from './state/sqlite';
 import { prepareStateDir } from './state/state-dir';
 import { processFigures } from './sys/process-stats';
-import { versionLine } from './version';
+import { packageVersion, versionLine } from './version';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -211,7 +212,14 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     }
     if (options.cniSocket !== null) {
       const cniServer = closers.add(
-        await CniServer.listen(options.cniSocket, (call) => runCni(call, { endpoints, ipam: cni.ipam }, log), log),
+        await CniServer.listen(
+          options.cniSocket,
+          (call) =>
+            isNetavarkCall(call)
+              ? runNetavark(call, { endpoints, version: packageVersion() }, log)
+              : runCni(call, { endpoints, ipam: cni.ipam }, log),
+          log,
+        ),
         (s) => s.close(),
       );
       served.push(cniServer.path);

@@ -7,7 +7,8 @@
  * opened read-only, and what `lanplug gc` would do is computed, not done.
  *
  * Each area has its file under cli/doctor/: kernel, docker (dockerd and the
- * driver sockets), daemon-health (the running daemon's /healthz), cni, state
+ * driver sockets), daemon-health (the running daemon's /healthz), cni, netavark (Podman 5
+ * and 6), state
  * (the directory, the database, and what its records say of the host and the
  * LAN); shared pools are cli/shared-pools.ts.
  */
@@ -16,6 +17,7 @@ import { cniChecks } from './doctor/cni';
 import { daemonHealthChecks } from './doctor/daemon-health';
 import { dockerChecks, socketChecks } from './doctor/docker';
 import { kernelChecks } from './doctor/kernel';
+import { netavarkChecks } from './doctor/netavark';
 import { stateChecks } from './doctor/state';
 import { askSharedPools, sharedPoolChecks } from './shared-pools';
 
@@ -38,6 +40,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   await socketChecks(options, add);
   await daemonHealthChecks(options, add);
   await cniChecks(options, add);
+  await netavarkChecks(options, add);
   stateChecks(options, add);
   await sharedChecks(options, add);
   return checks;

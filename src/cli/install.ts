@@ -21,6 +21,7 @@ import {
 import { dirname, join } from 'node:path';
 import { LanplugError } from '../errors';
 import { installCniExecutables, uninstallCniExecutables } from '../install/cni';
+import { installNetavarkPlugins, uninstallNetavarkPlugins } from '../install/netavark';
 import { MARKER, SERVICE, SOCKET_UNITS, unitFiles, type UnitSettings } from '../install/units';
 import type { StoreChoice } from '../state/etcd/store-option';
 import { prepareStateDir } from '../state/state-dir';
@@ -33,9 +34,11 @@ export interface InstallOptions {
   settings: UnitSettings;
   /** Also the CNI plugins, built for the daemon's CNI socket. */
   cni: { packageRoot: string; socket: string } | null;
+  /** Also the netavark plugins (Podman 5 and 6), built for the same socket. */
+  netavark?: { packageRoot: string; socket: string } | null;
 }
 
-/** Writes and enables the units (and the CNI plugins); returns what it did (or, with dryRun, would do), one line each. */
+/** Writes and enables the units (and the CNI and netavark plugins); returns what it did (or, with dryRun, would do), one line each. */
 export function install(options: InstallOptions): string[] {
   // Every check before anything is written: the units' settings, then units that are not ours.
   const units = unitFiles(options.settings);
@@ -52,6 +55,9 @@ export function install(options: InstallOptions): string[] {
   // The CNI plugins next: a compiler that is missing stops the install before any unit is written.
   const done: string[] =
     options.cni === null ? [] : installCniExecutables({ root: options.root, dryRun: options.dryRun, ...options.cni });
+  const netavark = options.netavark ?? null;
+  if (netavark !== null)
+    done.push(...installNetavarkPlugins({ root: options.root, dryRun: options.dryRun, ...netavark }));
   for (const unit of units) {
     const path = join(dir, unit.name);
     const link = join(dir, `${unit.wantedBy}.wants`, unit.name);
@@ -126,6 +132,7 @@ export function uninstall(options: { root: string; dryRun: boolean }): string[] 
   }
   if (!options.dryRun && systemdRunsHere(options.root)) systemctl(['daemon-reload']);
   done.push(...uninstallCniExecutables(options.root, options.dryRun));
+  done.push(...uninstallNetavarkPlugins(options.root, options.dryRun));
   return done;
 }
 

@@ -61,9 +61,10 @@ commands:
              [--state-dir DIR] [--plugin-dir DIR] [--docker-host URL]
   install    write and enable systemd units (service + socket activation)
              [--cni: also the CNI plugins lanplug-macvlan, lanplug-ipvlan in /opt/cni/bin (needs cc)]
+             [--netavark: also the netavark plugins (Podman 5, 6) in /usr/local/libexec/netavark (needs cc)]
              [--dry-run] [--root DIR] and any daemon option above, checked as the daemon checks it and
              written into the service's command line (paths absolute: the service runs from /)
-  uninstall  remove exactly what install wrote (units, CNI plugins)   [--dry-run] [--root DIR]
+  uninstall  remove exactly what install wrote (units, CNI and netavark plugins)   [--dry-run] [--root DIR]
   plugin     lanplug as managed Docker plugins lanplug/macvlan:TAG and lanplug/ipvlan:TAG, made offline:
                build    assemble, create and enable both   [--tag latest] [--docker-host URL]
                         [--state-dir DIR] [--log-level LEVEL] [--out DIR: keep the build contexts] [--no-enable]
@@ -176,7 +177,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'install': {
         const flags = parseFlags('install', rest, {
           values: { ...DAEMON_FLAGS, '--root': '/' },
-          switches: ['--dry-run', '--cni'],
+          switches: ['--dry-run', '--cni', '--netavark'],
         });
         const root = flags.value('--root');
         // Everything checked before anything is written.
@@ -184,7 +185,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         const cni = flags.on('--cni');
         if (cni && daemon.cniSocket === null)
           throw new UsageError('--cni installs plugins that reach the daemon on its CNI socket; drop --cni-socket off');
-        const warning = cni ? cniStoreWarning(daemon.addressStore) : null;
+        const netavark = flags.on('--netavark');
+        if (netavark && daemon.cniSocket === null)
+          throw new UsageError(
+            '--netavark installs plugins that reach the daemon on its CNI socket; drop --cni-socket off',
+          );
+        const warning = cni || netavark ? cniStoreWarning(daemon.addressStore) : null;
         if (warning !== null) process.stderr.write(`lanplug: warning: ${warning}\n`);
         const lines = install({
           root,
@@ -198,6 +204,8 @@ export async function main(argv: readonly string[]): Promise<number> {
             usesIp: daemon.addressStore.kind === 'etcd',
           },
           cni: cni && daemon.cniSocket !== null ? { packageRoot: packageRoot(), socket: daemon.cniSocket } : null,
+          netavark:
+            netavark && daemon.cniSocket !== null ? { packageRoot: packageRoot(), socket: daemon.cniSocket } : null,
         });
         process.stdout.write(`${lines.join('\n')}\n`);
         return 0;

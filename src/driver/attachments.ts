@@ -45,13 +45,15 @@ import type { IpamStore } from '../state/ipam-store';
 import { EADDRINUSE } from '../netlink/errno';
 import { endpointLinkName } from './names';
 import type { NetworkDriver } from './network-driver';
+import type { CreateNetworkRequest } from './requests';
 import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
 
 const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
 
-export interface AttachRequest {
-  /** The CNI network configuration's `name`. */
+/** The network half of an ADD: what the lanplug network of an attachment is made from. */
+export interface AttachNetwork {
+  /** The CNI network configuration's `name` (a Podman network's: `podman:<name>`). */
   networkName: string;
   driver: DriverKind;
   /** The configuration in `-o` vocabulary; without a parent the host's default-route link is used. */
@@ -62,6 +64,9 @@ export interface AttachRequest {
   rangeSets: readonly (readonly AddressRange[])[];
   /** The address comes from the LAN's DHCP server (the options carry `dhcp=true`). */
   dhcp: boolean;
+}
+
+export interface AttachRequest extends AttachNetwork {
   /** Routes in the container; a null gateway is the gateway of the address of the same family. */
   routes: readonly SandboxRoute[];
   mac: string | null;
@@ -447,25 +452,38 @@ export class SandboxAttachments {
 
   // ---- helpers ----
 
-  /** The lanplug network for a configuration: made at the first ADD, made again if the configuration changed while unused. */
-  private ensureNetwork(request: AttachRequest, networkId: string): void {
+  /**
+   * What the first ADD of this network would refuse (options, parent, sharing, kernel), refused now
+   * with nothing made: for a runtime that declares its network before using it (Podman's create).
+   */
+  checkNetwork(request: AttachNetwork): void {
+    checkOneAddressPerFamily(request.rangeSets);
+    this.driver.checkNetwork(this.networkRequest(request, cniNetworkId(request.networkName)));
+  }
+
+  private networkRequest(request: AttachNetwork, networkId: string): CreateNetworkRequest {
     const options = { ...request.options, [OPT_PARENT]: this.parentName(request.options) };
     const subnets = request.rangeSets.map((set): Subnet => {
       const first = set[0];
       if (first === undefined) throw invalidArgument('an ipam range set is empty');
       return { pool: first.subnet, gateway: first.gateway };
     });
-    const create = (): void =>
-      this.driver.createNetwork({
-        networkId,
-        driver: request.driver,
-        options,
-        ipv4: subnets.filter((s) => s.pool.address.family === 4),
-        ipv6: subnets.filter((s) => s.pool.address.family === 6),
-        internal: false,
-        auxAddresses: request.auxAddresses,
-        cniName: request.networkName,
-      });
+    return {
+      networkId,
+      driver: request.driver,
+      options,
+      ipv4: subnets.filter((s) => s.pool.address.family === 4),
+      ipv6: subnets.filter((s) => s.pool.address.family === 6),
+      internal: false,
+      auxAddresses: request.auxAddresses,
+      cniName: request.networkName,
+    };
+  }
+
+  /** The lanplug network for a configuration: made at the first ADD, made again if the configuration changed while unused. */
+  private ensureNetwork(request: AttachRequest, networkId: string): void {
+    const networkRequest = this.networkRequest(request, networkId);
+    const create = (): void => this.driver.createNetwork(networkRequest);
     try {
       create();
     } catch (err) {

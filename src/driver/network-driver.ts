@@ -69,6 +69,11 @@ export class NetworkDriver {
     networks.deleteNetwork(this.ctx, networkId);
   }
 
+  /** What createNetwork would refuse, refused now; nothing recorded or made. */
+  checkNetwork(request: CreateNetworkRequest): void {
+    networks.checkNetwork(this.ctx, request);
+  }
+
   network(networkId: string): (NetworkRecord & Stamped) | null {
     return this.ctx.store.getNetwork(networkId);
   }

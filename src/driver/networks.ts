@@ -17,6 +17,19 @@ import { ensureParent, ownedParent, releaseParent } from './parent';
 import type { CreateNetworkRequest } from './requests';
 import { replayDifference, validateNetwork } from './validate';
 
+/**
+ * What createNetwork would refuse, checked without recording or making anything: for a front end
+ * whose network is declared long before its first use (Podman's `network create`). A lanplug
+ * network of the same id (an earlier declaration of that name, unused since) does not count
+ * against it: its first use replaces it.
+ */
+export function checkNetwork(ctx: DriverContext, request: CreateNetworkRequest): void {
+  checkDockerId(request.networkId, 'network id');
+  const others = ctx.store.listNetworks().filter((n) => n.spec.networkId !== request.networkId);
+  const { spec } = validateNetwork(request, ctx.rtnl, others, lanplugParents(ctx, ctx.store.listLeftovers()));
+  ctx.features.require(spec.mode);
+}
+
 export function createNetwork(ctx: DriverContext, request: CreateNetworkRequest): void {
   checkDockerId(request.networkId, 'network id');
   const { rtnl, store } = ctx;

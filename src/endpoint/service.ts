@@ -35,6 +35,7 @@ import {
 import {
   attachmentId,
   cniNetworkId,
+  type AttachNetwork,
   type AttachRequest,
   type Attached,
   type SandboxAttachments,
@@ -223,6 +224,15 @@ export class EndpointService {
         return attachments.complete(prepared);
       }
     });
+  }
+
+  /**
+   * A network declared before its first attachment (Podman's `network create`): what its first
+   * attach would refuse about the network itself, refused now; nothing is recorded or made.
+   */
+  checkAttachmentNetwork(network: AttachNetwork): Promise<void> {
+    const attachments = this.requireAttachments();
+    return this.queue.forNetwork(cniNetworkId(network.networkName), () => attachments.checkNetwork(network));
   }
 
   /** A CNI DEL: idempotent, best effort (driver/attachments.ts); a DHCP lease goes back to its server. */

@@ -29,7 +29,8 @@ export function buildCniExecutable(packageRoot: string, out: string, socket: str
   const source = shimSource(packageRoot);
   if (!existsSync(source)) throw new LanplugError('NotFound', `${source} is missing: reinstall lanplug`);
   try {
-    execFileSync(compiler, ['-O2', '-Wall', `-DLANPLUG_CNI_SOCKET="${socket}"`, '-o', out, source], {
+    const defines = [`-DLANPLUG_CNI_SOCKET="${socket}"`, `-DLANPLUG_VERSION="${builtVersion(packageRoot)}"`];
+    execFileSync(compiler, ['-O2', '-Wall', ...defines, '-o', out, source], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
   } catch (err) {
@@ -38,6 +39,17 @@ export function buildCniExecutable(packageRoot: string, out: string, socket: str
       throw new LanplugError('NotFound', `no C compiler (${compiler}) to build the CNI plugin: apt-get install gcc`);
     const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? String(err);
     throw new LanplugError('Internal', `building the CNI plugin failed: ${stderr}`);
+  }
+}
+
+/** The package's version, for netavark's `info` (answered by the executable alone); plain characters only. */
+function builtVersion(packageRoot: string): string {
+  try {
+    const version = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version?: unknown })
+      .version;
+    return typeof version === 'string' && /^[A-Za-z0-9.+~-]{1,40}$/.test(version) ? version : 'unknown';
+  } catch {
+    return 'unknown';
   }
 }
 
@@ -108,6 +120,7 @@ export function uninstallCniExecutables(root: string, dryRun: boolean): string[]
   return done;
 }
 
-function isLanplugExecutable(path: string): boolean {
+/** The file is a build of lanplug's executable (CNI and netavark alike): uninstall removes only those. */
+export function isLanplugExecutable(path: string): boolean {
   return readFileSync(path).includes(Buffer.from(CNI_IDENTITY));
 }

@@ -1,5 +1,5 @@
-// The Debian sid root that Docker 28 runs chrooted in: `debootstrap --variant=minbase sid`, then
-// sid's docker.io (dockerd 28.5, containerd 2.1, runc 1.3) and docker-cli installed inside with
+// The Debian sid root that Docker 28 and Podman 5 run chrooted in: `debootstrap --variant=minbase sid`, then
+// sid's docker.io (dockerd 28.5, containerd 2.1, runc 1.3), docker-cli, podman 5.8 and netavark 1.17 installed inside with
 // sid's own apt. Built once into <repo>/.lab/docker28/root (gitignored) and reused while its stamp
 // names the same recipe; built in a directory of its own and renamed into place, so a crashed
 // build is never mistaken for a root. Why a chroot: sid's dockerd, containerd and runc need sid's
@@ -11,7 +11,7 @@ import { repoRoot } from '../support/repo';
 import { isAlive, run, runOk } from './proc';
 
 /** What the root holds besides minbase; a change of this list rebuilds the root. */
-export const SID_PACKAGES = ['docker.io', 'docker-cli'] as const;
+export const SID_PACKAGES = ['docker.io', 'docker-cli', 'podman', 'netavark'] as const;
 /**
  * The directory in the root where the machine's tree stays mounted once a Docker host's mount
  * namespace has pivoted into the root (docker-host.ts).
@@ -20,7 +20,7 @@ export const HOST_TREE = 'lab-host';
 /** The first line of the stamp: the recipe the root was built from. */
 const RECIPE = `debootstrap --variant=minbase sid; apt-get install --no-install-recommends ${SID_PACKAGES.join(' ')}; mkdir /${HOST_TREE}`;
 /** Packages whose versions the stamp records (what a lane proves is said by these). */
-const RECORDED = ['docker.io', 'docker-cli', 'containerd', 'runc'] as const;
+const RECORDED = ['docker.io', 'docker-cli', 'containerd', 'runc', 'podman', 'netavark'] as const;
 const STAMP = 'lanplug-lab.stamp';
 /** debootstrap and apt together take about 30 s here; room for a slow mirror. */
 const BUILD_STEP_TIMEOUT_MS = 15 * 60_000;

@@ -7,7 +7,11 @@
  * and a newline, then what the executable prints on stdout, and closes.
  */
 
-/** The variables the executable forwards: the spec's, nothing else of the runtime's environment. */
+/**
+ * The variables the executable forwards: the CNI spec's, nothing else of the runtime's environment;
+ * and, when netavark calls it as a plugin (`<command> [netns]` as arguments), those two as
+ * NETAVARK_COMMAND and NETAVARK_NETNS (src/api/netavark/commands.ts).
+ */
 export const FORWARDED_VARIABLES = [
   'CNI_COMMAND',
   'CNI_CONTAINERID',
@@ -15,6 +19,8 @@ export const FORWARDED_VARIABLES = [
   'CNI_IFNAME',
   'CNI_ARGS',
   'CNI_PATH',
+  'NETAVARK_COMMAND',
+  'NETAVARK_NETNS',
 ] as const;
 
 /** A network configuration is a few kB; this bounds what one connection may make the daemon hold. */

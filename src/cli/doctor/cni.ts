@@ -39,7 +39,7 @@ export async function cniChecks(options: DoctorOptions, add: Add): Promise<void>
 }
 
 /** A VERSION call over the CNI socket, as the executable makes it. */
-function askCniSocket(path: string): Promise<true | string> {
+export function askCniSocket(path: string): Promise<true | string> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ path });
     const chunks: Buffer[] = [];

@@ -1,0 +1,348 @@
+/**
+ * lanplug's netavark plugin as netavark drives it (netavark's
+ * `src/network/plugin.rs`): the executable called with `create`, `setup
+ * <netns>`, `teardown <netns>` or `info` as arguments and the JSON on stdin,
+ * the answer read from stdout and the exit code. A lab LAN with its gateway
+ * and a DHCP server, a host on it running the real daemon, container
+ * namespaces made as Podman makes them. Every assertion is something Podman
+ * or its user sees: the answer, the link and address in the namespace, the
+ * ping to the gateway, the refusal's one line. (Podman 5.8 itself drives the
+ * same executable in test/docker28/podman5.test.ts where its sid root is built.)
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import type { Lan } from '../lab/lan';
+import { BUSYBOX } from '../lab/image';
+import { addNetns, delNetns } from '../lab/ns';
+import { lanHostNs } from '../lab/names';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import type { DaemonLab, DaemonProcess } from '../support/daemon';
+import { CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
+
+const GATEWAY = CNI_LAB_GATEWAY;
+const NETWORK_ID = 'e'.repeat(64);
+let lab: CniLab;
+let lan: Lan;
+let daemon: DaemonLab;
+let running: DaemonProcess;
+let plugin: string;
+let socket: string;
+let dhcpServer: DhcpServer;
+const made = new Set<string>();
+let nextNs = 0;
+
+/** The network JSON `podman network create -d lanplug-macvlan -o parent=eth0 --subnet … --gateway … --ip-range …` hands the plugin. */
+function network(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name: 'lan',
+    id: NETWORK_ID,
+    driver: 'lanplug-macvlan',
+    subnets: [
+      {
+        subnet: '172.16.86.0/24',
+        gateway: GATEWAY,
+        lease_range: { start_ip: '172.16.86.100', end_ip: '172.16.86.149' },
+      },
+    ],
+    ipv6_enabled: false,
+    internal: false,
+    dns_enabled: true,
+    ipam_options: { driver: 'host-local' },
+    options: { parent: 'eth0' },
+    ...extra,
+  };
+}
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  json: Record<string, unknown> | null;
+  ms: number;
+}
+
+/** One call of the executable, as netavark makes it (stdin written whole, then closed; stdout read to the end). */
+function nv(args: string[], input: unknown, env: NodeJS.ProcessEnv = {}): Promise<Outcome> {
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const child = spawn(plugin, args, {
+      env: { PATH: process.env['PATH'], LANPLUG_CNI_SOCKET: socket, ...env },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      let json: Record<string, unknown> | null = null;
+      try {
+        json = JSON.parse(stdout) as Record<string, unknown>;
+      } catch {
+        json = null;
+      }
+      resolve({ code: code ?? -1, stdout, json, ms: Number(process.hrtime.bigint() - started) / 1e6 });
+    });
+    child.stdin.end(JSON.stringify(input));
+  });
+}
+
+/** A container namespace as Podman makes one (`/run/netns/netns-…`), and the id Podman gives the container. */
+function newContainer(): { ns: string; path: string; id: string } {
+  const ns = lanHostNs(lan.id, `p${++nextNs}`);
+  addNetns(ns);
+  made.add(ns);
+  return { ns, path: `/run/netns/${ns}`, id: `${nextNs}`.padStart(64, 'a') };
+}
+
+function dropContainer(ns: string): void {
+  delNetns(ns);
+  made.delete(ns);
+}
+
+function exec(
+  c: { id: string },
+  net: Record<string, unknown> = network(),
+  options: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    container_id: c.id,
+    container_name: `ctr-${c.id.slice(-4)}`,
+    port_mappings: [],
+    network: net,
+    network_options: { interface_name: 'eth0', ...options },
+  };
+}
+
+function setup(c: { id: string; path: string }, net?: Record<string, unknown>, options?: Record<string, unknown>) {
+  return nv(['setup', c.path], exec(c, net, options));
+}
+
+function teardown(c: { id: string; path: string }, net?: Record<string, unknown>, options?: Record<string, unknown>) {
+  return nv(['teardown', c.path], exec(c, net, options));
+}
+
+interface StatusInterface {
+  mac_address: string;
+  subnets: { ipnet: string; gateway?: string }[];
+}
+
+interface IpAddr {
+  ifname: string;
+  address: string;
+  addr_info: { family: string; local: string; prefixlen: number }[];
+}
+
+function linkIn(ns: string, ifname: string): IpAddr | null {
+  const all = JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'addr', 'show'], { encoding: 'utf8' })) as IpAddr[];
+  return all.find((l) => l.ifname === ifname) ?? null;
+}
+
+function ping(path: string, target: string): void {
+  execFileSync('nsenter', [`--net=${path}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', target], { stdio: 'ignore' });
+}
+
+function errorOf(out: Outcome): string {
+  assert.equal(out.code, 1, out.stdout);
+  assert.equal(out.stdout.trim().split('\n').length, 1, 'one line');
+  assert.ok(out.json !== null && typeof out.json['error'] === 'string', out.stdout);
+  return out.json['error'];
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+before(async () => {
+  lab = await startCniLab();
+  ({ lan, daemon, socket, plugin } = lab);
+  running = lab.daemonProcess;
+  dhcpServer = await startDhcpServer(lan, {
+    range: ['172.16.86.200', '172.16.86.239'],
+    router: GATEWAY,
+    dns: '172.16.86.53',
+    renewSeconds: 60,
+    rebindSeconds: 100,
+  });
+});
+
+after(() => {
+  dhcpServer?.stop();
+  for (const ns of made) delNetns(ns);
+  lab?.close();
+});
+
+/** Stops the daemon as systemd would (SIGTERM) and starts another on the same state directory. */
+async function restartDaemon(current: DaemonProcess): Promise<DaemonProcess> {
+  await stopDaemon(current);
+  return daemon.start({}, ['--cni-network-idle', '1']);
+}
+
+async function stopDaemon(proc: DaemonProcess): Promise<void> {
+  proc.child.kill('SIGTERM');
+  await proc.exited;
+}
+
+test('info: version and API version, from the executable alone (the daemon not asked)', async () => {
+  const out = await nv(['info'], {}, { LANPLUG_CNI_SOCKET: '/nonexistent.sock' });
+  assert.equal(out.code, 0, out.stdout);
+  assert.equal(out.json?.['api_version'], '1.0.0');
+  assert.match(String(out.json?.['version']), /^\d+\.\d+\.\d+/);
+});
+
+test('create: the network comes back as Podman keeps it (name, id, driver unchanged) with lanplug IPAM; bad options and a missing parent are refused in one line', async () => {
+  const out = await nv(['create'], network());
+  assert.equal(out.code, 0, out.stdout);
+  assert.equal(out.json?.['name'], 'lan');
+  assert.equal(out.json?.['id'], NETWORK_ID);
+  assert.equal(out.json?.['driver'], 'lanplug-macvlan');
+  assert.deepEqual(out.json?.['ipam_options'], { driver: 'lanplug' });
+  assert.match(
+    errorOf(await nv(['create'], network({ options: { parent: 'eth0', macvlan_mod: 'private' } }))),
+    /macvlan_mod/,
+  );
+  // Only the daemon can tell: the host has no such link.
+  assert.match(errorOf(await nv(['create'], network({ options: { parent: 'eth9' } }))), /eth9/);
+  // Nothing was made for any of them.
+  assert.equal(
+    execFileSync('ip', ['-n', lab.host.ns, '-o', 'link', 'show', 'type', 'macvlan'], { encoding: 'utf8' }),
+    '',
+  );
+});
+
+test('setup: the container gets its address on the LAN, reaches the gateway; the status block says what Podman shows; teardown removes the link, twice', async () => {
+  const c = newContainer();
+  const setups: number[] = [];
+  const teardowns: number[] = [];
+  try {
+    const out = await setup(c);
+    setups.push(out.ms);
+    assert.equal(out.code, 0, out.stdout);
+    const interfaces = out.json?.['interfaces'] as Record<string, StatusInterface>;
+    const iface = interfaces['eth0'];
+    assert.ok(iface !== undefined, out.stdout);
+    assert.match(iface.subnets[0]?.ipnet ?? '', /^172\.16\.86\.1[0-4]\d\/24$/);
+    assert.equal(iface.subnets[0]?.gateway, GATEWAY);
+    const link = linkIn(c.ns, 'eth0');
+    assert.equal(link?.address, iface.mac_address);
+    assert.ok(link?.addr_info.some((a) => `${a.local}/${a.prefixlen}` === iface.subnets[0]?.ipnet));
+    ping(c.path, GATEWAY);
+    const down = await teardown(c);
+    teardowns.push(down.ms);
+    assert.deepEqual([down.code, down.stdout], [0, '']);
+    assert.equal(linkIn(c.ns, 'eth0'), null, 'teardown removes the link');
+    assert.equal((await teardown(c)).code, 0, 'a second teardown has nothing to do: success');
+    // A few more rounds for the figures.
+    for (let i = 0; i < 4; i++) {
+      const again = await setup(c);
+      assert.equal(again.code, 0, again.stdout);
+      setups.push(again.ms);
+      const gone = await teardown(c);
+      assert.equal(gone.code, 0, gone.stdout);
+      teardowns.push(gone.ms);
+    }
+    console.log(
+      `# lanplug netavark plugin: setup median ${median(setups).toFixed(1)} ms, teardown median ${median(teardowns).toFixed(1)} ms (${setups.length} rounds, exec included)`,
+    );
+  } finally {
+    dropContainer(c.ns);
+  }
+});
+
+test('--ip and --mac-address are honoured; an address a LAN device holds is refused naming its MAC, nothing made', async () => {
+  const c = newContainer();
+  const other = newContainer();
+  const squatter = lan.addLanHost('nvsq', '172.16.86.140/24');
+  const squatterMac = /link\/ether ([0-9a-f:]{17})/.exec(squatter.execOk(['ip', 'link', 'show', 'eth0']))?.[1] ?? '?';
+  try {
+    const out = await setup(c, network(), { static_ips: ['172.16.86.120'], static_mac: '02:00:ac:10:56:78' });
+    assert.equal(out.code, 0, out.stdout);
+    const link = linkIn(c.ns, 'eth0');
+    assert.equal(link?.address, '02:00:ac:10:56:78');
+    assert.ok(link?.addr_info.some((a) => a.local === '172.16.86.120'));
+    ping(c.path, GATEWAY);
+    const refused = await setup(other, network(), { static_ips: ['172.16.86.140'] });
+    assert.match(errorOf(refused), new RegExp(`172\\.16\\.86\\.140 is in use on the LAN by ${squatterMac}`));
+    assert.equal(linkIn(other.ns, 'eth0'), null, 'nothing made in the refused container');
+    assert.equal((await teardown(c)).code, 0);
+  } finally {
+    squatter.destroy();
+    dropContainer(c.ns);
+    dropContainer(other.ns);
+  }
+});
+
+test("-o dhcp=true: the address, router and resolver come from the LAN's DHCP server", async () => {
+  const net = network({ name: 'dhcplan', subnets: [], options: { parent: 'eth0', dhcp: 'true' } });
+  const created = await nv(['create'], net);
+  assert.equal(created.code, 0, created.stdout);
+  const c = newContainer();
+  try {
+    const out = await setup(c, created.json ?? {});
+    assert.equal(out.code, 0, out.stdout);
+    const iface = (out.json?.['interfaces'] as Record<string, StatusInterface>)['eth0'];
+    assert.match(iface?.subnets[0]?.ipnet ?? '', /^172\.16\.86\.2[0-3]\d\/24$/);
+    assert.equal(iface?.subnets[0]?.gateway, GATEWAY);
+    assert.deepEqual(out.json?.['dns_server_ips'], ['172.16.86.53'], "the server's resolver, for resolv.conf");
+    ping(c.path, GATEWAY);
+    assert.equal((await teardown(c, created.json ?? {})).code, 0);
+  } finally {
+    dropContainer(c.ns);
+  }
+});
+
+test('teardown succeeds with nothing left to do: never set up, namespace gone, daemon restarted in between', async () => {
+  const never = newContainer();
+  assert.equal((await teardown(never)).code, 0, 'never set up');
+  dropContainer(never.ns);
+  assert.equal((await teardown(never)).code, 0, 'namespace gone too');
+
+  const c = newContainer();
+  try {
+    assert.equal((await setup(c)).code, 0);
+    running = await restartDaemon(running);
+    const down = await teardown(c);
+    assert.equal(down.code, 0, down.stdout);
+    assert.equal(linkIn(c.ns, 'eth0'), null, 'the restarted daemon knew the attachment from its store');
+
+    assert.equal((await setup(c)).code, 0);
+    dropContainer(c.ns);
+    assert.equal((await teardown(c)).code, 0, 'the namespace took the link with it');
+  } finally {
+    if (made.has(c.ns)) dropContainer(c.ns);
+  }
+});
+
+test('a container whose namespace vanished without a teardown is removed by lanplug gc, as a CNI one is', async () => {
+  const c = newContainer();
+  const out = await setup(c, network(), { static_ips: ['172.16.86.121'] });
+  assert.equal(out.code, 0, out.stdout);
+  dropContainer(c.ns);
+  const gc = await daemon.cli(['gc', '--state-dir', daemon.stateDir, '--docker-host', 'unix:///nonexistent.sock']);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.match(gc.stdout, new RegExp(`removed cni:podman:lan container ${c.id.slice(0, 12)} eth0: ${c.path} is gone`));
+  // The address is free again: another container may ask for it.
+  const next = newContainer();
+  try {
+    const again = await setup(next, network(), { static_ips: ['172.16.86.121'] });
+    assert.equal(again.code, 0, again.stdout);
+    assert.equal((await teardown(next)).code, 0);
+  } finally {
+    dropContainer(next.ns);
+  }
+});
+
+test('setup with the daemon down: a clear one-line error naming what to start', async () => {
+  const c = newContainer();
+  await stopDaemon(running);
+  try {
+    const out = await setup(c);
+    assert.match(
+      errorOf(out),
+      /^the lanplug daemon is not running: start it \(systemctl start lanplug, or lanplug daemon\)/,
+    );
+    assert.equal(linkIn(c.ns, 'eth0'), null);
+  } finally {
+    running = await daemon.start({}, ['--cni-network-idle', '1']);
+    dropContainer(c.ns);
+  }
+});

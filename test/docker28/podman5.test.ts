@@ -1,0 +1,351 @@
+/**
+ * Podman 5.8 with netavark 1.17 (Debian sid, in the lane's sid root) on lanplug's netavark
+ * plugins: `podman network create -d lanplug-macvlan` validated by lanplug, `podman run` getting
+ * its address on the lab LAN from lanplug and reaching the gateway, `--ip` and `--mac-address`,
+ * a bad option refused at create in lanplug's one line, a LAN conflict refused naming the device's
+ * MAC, host access both ways, DHCP from the lab's dnsmasq, and no link left after `podman network
+ * rm`. With a figure: a `podman run` on lanplug's plugin beside one on netavark's own macvlan.
+ *
+ * Podman runs chrooted in the sid root, one private mount namespace per command (pm.sh below):
+ * the root bound onto itself (runc refuses to remount `/` otherwise), /proc, a fresh /sys, the
+ * host's cgroups and /dev, a tmpfs /run whose netns directory is the host's /run/netns bound in
+ * (it stays a peer of the host's: the namespaces Podman makes there are seen by lanplug's daemon,
+ * which runs outside the root), and the test's directory and the daemon's socket directory at their
+ * own paths. Everything of Podman's (containers.conf, networks, storage, run root, plugins) is in
+ * the test's directory; each container runs with `--rm` inside one command.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { BUSYBOX, busyboxRootfsTar } from '../lab/image';
+import { ensureSidRoot, sidRootVersions } from '../lab/sid-root';
+import { buildPlugin, CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
+
+const GATEWAY = CNI_LAB_GATEWAY;
+const IMAGE = 'localhost/lanplug-busybox:latest';
+/** Podman's default rlimits are refused in this sandbox; its default capabilities leave out NET_RAW (ping). */
+const RUN = ['run', '--rm', '--cap-add', 'NET_RAW', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+
+/** One Podman command in a private mount namespace, chrooted in the sid root: $1 root, $2 dir, $3 socket dir. */
+const PODMAN_IN_ROOT = `#!/bin/sh
+set -e
+root=$1; dir=$2; sockets=$3; shift 3
+mount --bind "$root" "$root"
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs -o mode=0755 tmpfs "$root/run"
+mkdir -p "$root/run/netns"
+mount --bind /run/netns "$root/run/netns"
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
+mkdir -p "$root$dir" "$root$sockets"
+mount --bind "$dir" "$root$dir"
+mount --bind "$sockets" "$root$sockets"
+export CONTAINERS_CONF="$dir/containers.conf" PODMAN_IGNORE_CGROUPSV1_WARNING=1
+exec chroot "$root" podman --root "$dir/storage" --runroot "$dir/run" --storage-driver vfs "$@"
+`;
+
+let lab: CniLab;
+let dhcpServer: DhcpServer;
+let root: string;
+let dir: string;
+
+interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** nsenter's arguments for one Podman command: the lab host's network namespace, a private mount namespace, the root. */
+function podmanArgv(args: readonly string[]): string[] {
+  return [
+    `--net=/run/netns/${lab.host.ns}`,
+    '--',
+    'unshare',
+    '--mount',
+    '--propagation',
+    'unchanged',
+    '--',
+    join(dir, 'pm.sh'),
+    root,
+    dir,
+    dirname(lab.socket),
+    ...args,
+  ];
+}
+
+function podman(...args: string[]): Outcome {
+  const started = process.hrtime.bigint();
+  const r = spawnSync('nsenter', podmanArgv(args), { encoding: 'utf8', timeout: 120_000 });
+  return {
+    code: r.status ?? -1,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    ms: Number(process.hrtime.bigint() - started) / 1e6,
+  };
+}
+
+/** The same, without waiting: for a container that must be running while the test does something. */
+function podmanAsync(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('nsenter', podmanArgv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+function podmanOk(...args: string[]): Outcome {
+  const out = podman(...args);
+  assert.equal(out.code, 0, `podman ${args.join(' ')}: ${out.stderr}`);
+  return out;
+}
+
+function macvlanLinksOfHost(): string {
+  return lab.host.execOk(['ip', '-o', 'link', 'show', 'type', 'macvlan']);
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+}
+
+before(async () => {
+  root = ensureSidRoot();
+  lab = await startCniLab();
+  dhcpServer = await startDhcpServer(lab.lan, {
+    range: ['172.16.86.200', '172.16.86.239'],
+    router: GATEWAY,
+    dns: '172.16.86.53',
+    renewSeconds: 60,
+    rebindSeconds: 100,
+  });
+  dir = mkdtempSync(join(tmpdir(), 'lanplug-podman5-'));
+  const plugins = join(dir, 'plugins');
+  mkdirSync(plugins);
+  // netavark finds a plugin by the driver's name: the one executable under both.
+  const plugin = buildPlugin(lab.socket);
+  for (const name of ['lanplug-macvlan', 'lanplug-ipvlan']) copyFileSync(plugin, join(plugins, name));
+  writeFileSync(
+    join(dir, 'containers.conf'),
+    [
+      '[network]',
+      'network_backend = "netavark"',
+      `network_config_dir = "${join(dir, 'networks')}"`,
+      `netavark_plugin_dirs = ["${plugins}"]`,
+      '[engine]',
+      // crun fails on this host's cgroup v1 layout (DESIGN: "Newer engines, run here").
+      'runtime = "runc"',
+      'cgroup_manager = "cgroupfs"',
+      'events_logger = "file"',
+      '[containers]',
+      'log_driver = "k8s-file"',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(join(dir, 'pm.sh'), PODMAN_IN_ROOT, { mode: 0o755 });
+  copyFileSync(busyboxRootfsTar(), join(dir, 'busybox.tar'));
+  podmanOk('import', join(dir, 'busybox.tar'), IMAGE);
+  const versions = sidRootVersions(root);
+  console.log(`# podman ${versions.get('podman') ?? '?'}, netavark ${versions.get('netavark') ?? '?'}`);
+});
+
+after(() => {
+  dhcpServer?.stop();
+  lab?.close();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+});
+
+test('podman network create -d lanplug-macvlan: podman run gets its address on the LAN and reaches the gateway; --ip and --mac-address are honoured', () => {
+  podmanOk(
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '-o',
+    'parent=eth0',
+    '--subnet',
+    '172.16.86.0/24',
+    '--gateway',
+    GATEWAY,
+    '--ip-range',
+    '172.16.86.96/28',
+    'lan',
+  );
+  const inspect = JSON.parse(podmanOk('network', 'inspect', 'lan').stdout) as { ipam_options: { driver: string } }[];
+  assert.equal(inspect[0]?.ipam_options.driver, 'lanplug', 'lanplug chooses the addresses, Podman does not');
+
+  const out = podmanOk(
+    ...RUN,
+    '--network',
+    'lan',
+    IMAGE,
+    'sh',
+    '-c',
+    `ip -o -4 addr show eth0 && ip route && ping -c 1 -W 2 ${GATEWAY}`,
+  );
+  assert.match(out.stdout, /eth0\s+inet 172\.16\.86\.(9[7-9]|10\d|11[01])\/24/, out.stdout);
+  assert.match(out.stdout, new RegExp(`default via ${GATEWAY} dev eth0`));
+  assert.match(out.stdout, /1 packets received/);
+
+  const fixed = podmanOk(
+    ...RUN,
+    '--network',
+    'lan',
+    '--ip',
+    '172.16.86.105',
+    '--mac-address',
+    '02:00:ac:10:56:69',
+    IMAGE,
+    'sh',
+    '-c',
+    `ip -o link show eth0 && ip -o -4 addr show eth0 && ping -c 1 -W 2 ${GATEWAY}`,
+  );
+  assert.match(fixed.stdout, /link\/ether 02:00:ac:10:56:69/);
+  assert.match(fixed.stdout, /inet 172\.16\.86\.105\/24/);
+  assert.match(fixed.stdout, /1 packets received/);
+});
+
+test('podman run --ip of an address a LAN device answers for is refused in one line naming its MAC; nothing is left', async () => {
+  const squatter = lab.lan.addLanHost('p5sq', '172.16.86.110/24');
+  try {
+    const mac = /link\/ether ([0-9a-f:]{17})/.exec(squatter.execOk(['ip', 'link', 'show', 'eth0']))?.[1] ?? '?';
+    const out = podman(...RUN, '--network', 'lan', '--ip', '172.16.86.110', IMAGE, 'true');
+    assert.notEqual(out.code, 0);
+    assert.match(out.stderr, new RegExp(`address 172\\.16\\.86\\.110 is in use on the LAN by ${mac}`));
+    // Podman calls no teardown after a failed setup: lanplug undid its own (no attachment holds the address).
+    const status = await lab.daemon.cli(['status', '--state-dir', lab.daemon.stateDir]);
+    assert.doesNotMatch(status.stdout, /172\.16\.86\.110/);
+  } finally {
+    squatter.destroy();
+  }
+});
+
+test('-o host_access=true: the host reaches its container and the container the host, both ways', async () => {
+  podmanOk(
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'host_access=true',
+    '-o',
+    'host_address=172.16.86.250',
+    '--subnet',
+    '172.16.86.0/24',
+    '--gateway',
+    GATEWAY,
+    '--ip-range',
+    '172.16.86.160/28',
+    'lanhost',
+  );
+  // The container pings the host, then waits while the host pings it (macvlan alone forbids both).
+  const running = podmanAsync(
+    ...RUN,
+    '--network',
+    'lanhost',
+    '--ip',
+    '172.16.86.161',
+    IMAGE,
+    'sh',
+    '-c',
+    'ping -c 1 -W 2 172.16.86.250 && sleep 3',
+  );
+  let fromHost = '';
+  for (let i = 0; i < 40 && !/1 packets received/.test(fromHost); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fromHost = lab.host.exec([BUSYBOX, 'ping', '-c', '1', '-W', '1', '172.16.86.161']).stdout;
+  }
+  const out = await running;
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /1 packets received/, 'container to host');
+  assert.match(fromHost, /1 packets received/, 'host to container');
+  podmanOk('network', 'rm', 'lanhost');
+});
+
+test("-o dhcp=true: podman run gets its address, router and resolver from the LAN's DHCP server (no netavark DHCP proxy)", () => {
+  podmanOk('network', 'create', '-d', 'lanplug-macvlan', '-o', 'parent=eth0', '-o', 'dhcp=true', 'landhcp');
+  const inspect = JSON.parse(podmanOk('network', 'inspect', 'landhcp').stdout) as {
+    ipam_options: { driver: string };
+  }[];
+  assert.equal(inspect[0]?.ipam_options.driver, 'lanplug-dhcp');
+  const out = podmanOk(
+    ...RUN,
+    '--network',
+    'landhcp',
+    IMAGE,
+    'sh',
+    '-c',
+    `ip -o -4 addr show eth0 && ip route && cat /etc/resolv.conf && ping -c 1 -W 2 ${GATEWAY}`,
+  );
+  assert.match(out.stdout, /inet 172\.16\.86\.2[0-3]\d\/24/, out.stdout);
+  assert.match(out.stdout, new RegExp(`default via ${GATEWAY} dev eth0`));
+  assert.match(out.stdout, /nameserver 172\.16\.86\.53/);
+  assert.match(out.stdout, /1 packets received/);
+  podmanOk('network', 'rm', 'landhcp');
+});
+
+test('a bad option fails at podman network create with lanplug’s one line, and no network is made', () => {
+  const out = podman(
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'macvlan_mod=private',
+    '--subnet',
+    '172.16.87.0/24',
+    'bad',
+  );
+  assert.notEqual(out.code, 0);
+  assert.match(out.stderr, /unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode/);
+  assert.equal(podman('network', 'exists', 'bad').code, 1);
+});
+
+test('setup time: podman run on lanplug’s plugin beside netavark’s own macvlan, in the same run', () => {
+  podmanOk(
+    'network',
+    'create',
+    '-d',
+    'macvlan',
+    '-o',
+    'parent=eth0',
+    '--subnet',
+    '172.16.86.0/24',
+    '--gateway',
+    GATEWAY,
+    '--ip-range',
+    '172.16.86.192/27',
+    'nvmacvlan',
+  );
+  const times: Record<string, number[]> = { lan: [], nvmacvlan: [] };
+  for (let i = 0; i < 3; i++)
+    for (const network of ['lan', 'nvmacvlan'])
+      times[network]?.push(podmanOk(...RUN, '--network', network, IMAGE, 'true').ms);
+  console.log(
+    `# podman run --rm true: lanplug-macvlan median ${median(times['lan'] ?? []).toFixed(0)} ms, netavark macvlan median ${median(times['nvmacvlan'] ?? []).toFixed(0)} ms (3 runs each, whole command)`,
+  );
+  podmanOk('network', 'rm', 'nvmacvlan');
+});
+
+test('podman network rm leaves no link: lanplug removes the network with its last attachment', async () => {
+  podmanOk('network', 'rm', 'lan');
+  // The lab daemon removes a network idle for 1 s (CNI networks' --cni-network-idle).
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.equal(macvlanLinksOfHost(), '');
+  const status = await lab.daemon.cli(['status', '--state-dir', lab.daemon.stateDir]);
+  assert.doesNotMatch(status.stdout, /podman:lan/);
+});
