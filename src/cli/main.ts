@@ -201,7 +201,8 @@ export async function main(argv: readonly string[]): Promise<number> {
             pluginDir: daemon.pluginDir,
             stateDir: daemon.stateDir,
             cniSocket: daemon.cniSocket,
-            usesIp: daemon.addressStore.kind === 'etcd',
+            // etcd's members, and a scraper of --metrics-listen: IPAddressDeny=any would drop both.
+            usesIp: daemon.addressStore.kind === 'etcd' || daemon.metricsListen !== null,
           },
           cni: cni && daemon.cniSocket !== null ? { packageRoot: packageRoot(), socket: daemon.cniSocket } : null,
           netavark:

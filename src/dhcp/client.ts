@@ -330,6 +330,21 @@ export async function renew(
           identity,
         });
   if (refusal === null) return { kind: 'ack', lease: next };
+  if (!moved) {
+    // The address is the container's and in use: never declined. Only the new shape is refused (a
+    // rogue's mask 0.0.0.0 at a broadcast rebind, or a typo in the server's options would otherwise
+    // renumber every container at its next renewal); the lease keeps the shape it was bound with and
+    // takes the server's new times.
+    note('keeping the mask and router held: the ones a DHCP renewal brought are refused', {
+      link: channel.where,
+      address: formatPrefix(lease.address),
+      server: next.serverId.text,
+      offered: formatPrefix(next.address),
+      router: next.router?.text ?? null,
+      why: refusal,
+    });
+    return { kind: 'ack', lease: { ...next, address: lease.address, router: lease.router } };
+  }
   channel.send(fromZero(identity, decline(identity, next, xid, started, refusal)));
   return { kind: 'declined', message: `declined ${next.address.address.text}, ${refusal}` };
 }

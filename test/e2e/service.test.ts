@@ -327,6 +327,12 @@ test("the service runs in a sandbox that systemd-analyze security scores below 3
     const unit = readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
     assert.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_SYS_ADMIN$/m);
     assert.match(unit, /^IPAddressDeny=any$/m, 'no IP traffic without etcd');
+    // A metrics address is IP traffic too: the unit must not drop the scraper's packets.
+    const withMetrics = lanplug(['install', '--root', root, '--metrics-listen', '127.0.0.1:9464']);
+    assert.equal(withMetrics.status, 0, withMetrics.stderr);
+    const metricsUnit = readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
+    assert.match(metricsUnit, /--metrics-listen 127\.0\.0\.1:9464/);
+    assert.doesNotMatch(metricsUnit, /IPAddressDeny/, 'a daemon serving metrics over TCP keeps its IP traffic');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -9,7 +9,7 @@ import { acquire, renew, type BoundBy } from '../../src/dhcp/client';
 import { decodeDhcp, encodeDhcp, ipv4Option, OPT, ZERO_V4, type DhcpMessage } from '../../src/dhcp/message';
 import { INFINITE_SECONDS, leaseExpiresAt } from '../../src/model/lease';
 import { refuseOffered, usableRouter, type NetworkFacts } from '../../src/dhcp/offer-rules';
-import { parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
+import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 import { identity, ScriptedChannel, answerWith, fakeServer6, warnings, FloodedChannel } from '../support/dhcp-fakes';
 
 test('the offered prefix itself: its network and broadcast address are refused whatever the host knows; a mask broader than /8 is refused', () => {
@@ -159,7 +159,7 @@ test('usableRouter: a /32 lease keeps its router (off the prefix by nature, reac
   assert.equal(ignored.length, 1);
 });
 
-test('renew: an ACK of the address held with a new mask or router goes through the offer check (a mask of 0.0.0.0 is declined); a router outside the prefix held is ignored and the held one kept, but a /32 lease keeps the router its server names', async () => {
+test('renew: an ACK of the address held with a new mask or router goes through the offer check (a mask of 0.0.0.0 is refused, but the address in use is never declined: the lease keeps its shape and takes the new times, with one line); a router outside the prefix held is ignored and the held one kept, but a /32 lease keeps the router its server names', async () => {
   const held = await acquire(
     new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.125')),
     identity,
@@ -181,15 +181,20 @@ test('renew: an ACK of the address held with a new mask or router goes through t
     });
 
   const everything = reshaped('00000000', '172.16.86.1');
-  const wide = await renew(everything, identity, held, 'renew', Date.now() + 5000, check);
-  assert.deepEqual(wide, {
-    kind: 'declined',
-    message: 'declined 172.16.86.125, a subnet mask broader than /8 (/0)',
-  });
+  const refusedShape = warnings();
+  const wide = await renew(everything, identity, held, 'renew', Date.now() + 5000, check, refusedShape.log);
+  assert.equal(wide.kind, 'ack');
+  assert.equal(wide.kind === 'ack' ? formatPrefix(wide.lease.address) : null, '172.16.86.125/24', 'the mask held');
+  assert.equal(wide.kind === 'ack' ? wide.lease.router?.text : null, '172.16.86.1');
   assert.deepEqual(checked, ['172.16.86.125/0 via 172.16.86.1']);
   assert.deepEqual(
     everything.sent.map((m) => m.type),
-    ['request', 'decline'],
+    ['request'],
+    'no DHCPDECLINE of the address the container uses',
+  );
+  assert.match(
+    refusedShape.lines.join('\n'),
+    /keeping the mask and router held.*"offered":"172\.16\.86\.125\/0".*"why":"a subnet mask broader than \/8 \(\/0\)"/,
   );
 
   // A broader mask would bring a router off the network on-link: the route stays on the prefix held.
