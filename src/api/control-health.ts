@@ -18,8 +18,22 @@ export interface HealthParts {
   etcd: EtcdClient | null;
 }
 
+/**
+ * Answers asked while a check runs, or within a second of its end, share it (a health checker
+ * hammering /healthz would otherwise open the database and every socket, and read etcd, each time).
+ */
+const SHARED_FOR_MS = 1_000;
+
 export function daemonHealth(parts: HealthParts): () => Promise<Health> {
-  return () => checkHealth(probes(parts));
+  let last: { health: Promise<Health>; settledAt: number | null } | null = null;
+  return () => {
+    const settledAt = last?.settledAt;
+    if (last !== null && (settledAt === null || Date.now() - (settledAt ?? 0) < SHARED_FOR_MS)) return last.health;
+    const check = { health: checkHealth(probes(parts)), settledAt: null as number | null };
+    void check.health.finally(() => (check.settledAt = Date.now())).catch(() => undefined);
+    last = check;
+    return check.health;
+  };
 }
 
 function probes(parts: HealthParts): HealthProbe[] {

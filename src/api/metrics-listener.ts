@@ -26,12 +26,27 @@ export function parseListenAddress(text: string): ListenAddress {
   if (m === null || isIP(host) === 0 || (m[1] !== undefined && isIP(host) !== 6)) throw new Error(usage);
   if (!Number.isInteger(port) || port < 1 || port > 65535)
     throw new Error(`--metrics-listen's port must be 1-65535; got '${m[3] ?? ''}'`);
-  if (host === '0.0.0.0' || /^[0:]+$/.test(host))
+  if (isWildcard(host))
     throw new Error(
       `--metrics-listen ${text} would serve the metrics on every interface: name one address (127.0.0.1:${port} for this host only)`,
     );
   return { host, port };
 }
+
+/** 0.0.0.0, ::, and their other spellings (::0.0.0.0, ::ffff:0.0.0.0): every interface. */
+function isWildcard(host: string): boolean {
+  if (isIP(host) === 4) return host.split('.').every((b) => Number(b) === 0);
+  const v4 = /^::(?:ffff:)?(\d+\.\d+\.\d+\.\d+)$/i.exec(host)?.[1];
+  if (v4 !== undefined) return isWildcard(v4);
+  return /^[0:]+$/.test(host);
+}
+
+/**
+ * A scraper asks once every few seconds: a few connections at once, each answered or dropped in
+ * seconds, so a client that opens many or never finishes its request cannot hold the daemon.
+ */
+const MAX_CONNECTIONS = 16;
+const REQUEST_TIMEOUT_MS = 10_000;
 
 export class MetricsListener {
   private constructor(private readonly server: Server) {}
@@ -51,6 +66,10 @@ export class MetricsListener {
       }
       servePage(page, log, req, res, () => !server.listening);
     });
+    server.maxConnections = MAX_CONNECTIONS;
+    server.headersTimeout = REQUEST_TIMEOUT_MS;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    server.keepAliveTimeout = REQUEST_TIMEOUT_MS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
         reject(new Error(`--metrics-listen ${at.host}:${at.port}: cannot listen there (${err.code ?? err.message})`)),

@@ -163,6 +163,9 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
     ['127.0.0.1:70000', /port must be 1-65535/],
     ['0.0.0.0:9464', /every interface: name one address/],
     ['[::]:9464', /every interface/],
+    ['[::0.0.0.0]:9464', /every interface/],
+    ['[::ffff:0.0.0.0]:9464', /every interface/],
+    ['0.00.0.0:9464', /must be ADDRESS:PORT|every interface/],
   ] as const)
     assert.throws(() => parseListenAddress(bad), message, bad);
   // And served there: GET /metrics over TCP on loopback.
