@@ -9,6 +9,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { registry } from '../../src/metrics/registry';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -184,6 +185,17 @@ test('create: bad input is refused in one line that names it, and nothing is ask
     errorOf(await runNetavark(call('frobnicate', '{}'), { endpoints: new Recorder(), version: '0.1.0' }, silentLogger)),
     /unknown command/,
   );
+  // Each call is counted as Docker's are, by netavark's command (never a caller's word) and outcome.
+  const counted = (await registry.getSingleMetricAsString('lanplug_requests_total')).split('\n');
+  assert.ok(
+    counted.some((l) => /method="netavark\.create".*outcome="error"/.test(l)),
+    counted.join('\n'),
+  );
+  assert.ok(
+    counted.some((l) => /method="netavark\.unknown".*outcome="error"/.test(l)),
+    counted.join('\n'),
+  );
+  assert.ok(!counted.some((l) => l.includes('frobnicate')));
 });
 
 test('create: -o dhcp=true or --ipam-driver dhcp needs no subnet and names lanplug-dhcp; --ip is then refused at setup', async () => {

@@ -14,6 +14,8 @@ import type { AttachNetwork, AttachRequest, Attached } from '../../driver/attach
 import { checkInterfaceName } from '../../driver/names';
 import { invalidArgument } from '../../errors';
 import type { Logger } from '../../log';
+import { recordEvent } from '../../metrics/events';
+import { countRequest } from '../../metrics/registry';
 import { formatPrefix, parseAddress } from '../../net/address';
 import { parseMac } from '../../net/mac';
 import type { CniAnswer, CniInvocation } from '../cni/protocol';
@@ -53,14 +55,25 @@ export async function runNetavark(
   log: Logger,
 ): Promise<CniAnswer> {
   const command = invocation.env.get(NETAVARK_COMMAND) ?? '';
+  const started = process.hrtime.bigint();
+  const counted = (outcome: 'ok' | 'error'): void =>
+    countRequest(`netavark.${netavarkMethod(command)}`, outcome, Number(process.hrtime.bigint() - started) / 1e9);
   try {
     const answer = await dispatch(command, invocation, services, log);
+    counted('ok');
     return { exitCode: 0, stdout: answer === null ? '' : `${JSON.stringify(answer)}\n` };
   } catch (err) {
     const message = oneLine(err instanceof Error ? err.message : String(err));
+    counted('error');
     log.warn('netavark plugin call failed', { command, error: message });
+    recordEvent('request.failed', { method: `netavark.${netavarkMethod(command)}`, error: message });
     return { exitCode: 1, stdout: `${JSON.stringify({ error: message })}\n` };
   }
+}
+
+/** The metric's method label: netavark's commands, never what a caller put there. */
+function netavarkMethod(command: string): string {
+  return ['create', 'setup', 'teardown', 'info'].includes(command) ? command : 'unknown';
 }
 
 /** What `info` answers; the executable gives the same without the daemon (native/cni-shim.c). */
