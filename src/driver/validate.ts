@@ -99,8 +99,12 @@ function checkDhcp(mode: LinkMode, plan: ParentPlan, request: CreateNetworkReque
     throw invalidArgument(
       `-o dhcp=true takes IPv4 addresses from the LAN's DHCP server; create the network with --ipam-driver null and without --subnet (got ${docker.map((s) => formatPrefix(s.pool)).join(', ')})`,
     );
-  if (hostAccess)
-    throw invalidArgument(`-o host_access=true needs a --subnet; it is not available with -o dhcp=true yet`);
+  if (hostAccess) throw hostAccessWithDhcp();
+}
+
+/** Host access needs the host's own address on the network's subnet; a DHCP network has no subnet of its own. */
+export function hostAccessWithDhcp(): Error {
+  return invalidArgument(`-o host_access=true needs a --subnet; it is not available with -o dhcp=true yet`);
 }
 
 /**

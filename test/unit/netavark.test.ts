@@ -155,6 +155,11 @@ test('create: bad input is refused in one line that names it, and nothing is ask
     [{ driver: 'macvlan' }, /driver 'macvlan' is not lanplug's/],
     [{ internal: true }, /--internal is not available/],
     [{ ipam_options: { driver: 'none' } }, /--ipam-driver none is not available/],
+    // Said as it is on a DHCP network, not as a missing -o host_address (which would not help).
+    [
+      { ipam_options: { driver: 'dhcp' }, subnets: [], options: { parent: 'eth0', host_access: 'true' } },
+      /host_access=true needs a --subnet; it is not available with -o dhcp=true yet/,
+    ],
   ];
   for (const [extra, message] of cases) {
     const endpoints = new Recorder();

@@ -26,6 +26,7 @@ import {
   parseNetworkOptions,
 } from '../../driver/options';
 import type { SandboxRoute } from '../../driver/sandbox';
+import { hostAccessWithDhcp } from '../../driver/validate';
 import type { AddressRange } from '../../model/ipam';
 import type { DriverKind } from '../../model/network';
 import {
@@ -90,9 +91,10 @@ export function parsePodmanNetwork(value: Json): PodmanNetwork {
       'a lanplug network is on the LAN: --internal is not available with its drivers (use a bridge network for that)',
     );
   const options = translateOptions(driver, network);
-  const auxAddresses = hostAddresses(options);
+  // DHCP first: what host access is refused for on it is said before asking for host addresses.
   const dhcp = ipamIsDhcp(network, options);
   if (dhcp) options[OPT_DHCP] = 'true';
+  const auxAddresses = hostAddresses(options);
   // Every option checked now with the Docker driver's own parser and messages.
   parseNetworkOptions(driver, options);
   const subnets = parseSubnets(network);
@@ -166,6 +168,7 @@ function translateOptions(driver: DriverKind, network: JsonObject): Record<strin
  * (Docker's `--aux-address host=…`, which Podman has no flag for). Taken out of the options.
  */
 function hostAddresses(options: Record<string, string>): Map<string, IpAddress> {
+  if (options[OPT_HOST_ACCESS] === 'true' && options[OPT_DHCP] === 'true') throw hostAccessWithDhcp();
   const aux = new Map<string, IpAddress>();
   for (const [option, name] of [
     [OPT_HOST_ADDRESS, 'host'],
