@@ -269,11 +269,22 @@ export function servePage(
       res.shouldKeepAlive = false;
       res.writeHead(status, { 'Content-Type': contentType });
       res.write(body);
-      const stop = follow(
-        (text) => res.write(text),
+      // A follower that stops reading (a paused pager) is let go once 1 MiB waits for it, not buffered for ever.
+      let stop = (): void => undefined;
+      stop = follow(
+        (text) => {
+          if (res.destroyed) return stop();
+          if (res.writableLength > FOLLOW_BACKLOG_BYTES) {
+            stop();
+            res.end();
+            return;
+          }
+          res.write(text);
+        },
         () => res.end(),
       );
       res.on('close', stop);
+      if (res.destroyed) stop(); // gone before the listener was there
     },
     (err: unknown) => {
       log.error('page failed', { path: req.url, error: String(err) });
@@ -282,6 +293,9 @@ export function servePage(
     },
   );
 }
+
+/** What a follower of a page (`lanplug events --follow`) may leave unread before it is let go. */
+const FOLLOW_BACKLOG_BYTES = 1 << 20;
 
 /** The plugin API calls `lanplug events` shows, by the event each is when it succeeds. */
 const LIFECYCLE_EVENTS: Readonly<Record<string, string>> = {
