@@ -122,6 +122,11 @@ function unconfiguredMac(request: AttachRequest, endpointId: string): string {
   return request.dhcp ? macFromKey(endpointId) : randomMac();
 }
 
+/** The kernel's answer to a macvlan brought up with a MAC another link on the parent has. */
+export function isMacHeld(err: unknown): boolean {
+  return err instanceof LanplugError && err.errno === EADDRINUSE;
+}
+
 export class SandboxAttachments {
   /** Networks without attachments, by id: the timer that removes them. */
   private readonly idle = new Map<string, NodeJS.Timeout>();
@@ -255,16 +260,17 @@ export class SandboxAttachments {
   /**
    * The first half of a DHCP ADD: the attachment recorded without an address, its link made in the
    * namespace under its name and up there (no address: the client asks on it from inside). Undone
-   * whole on a failure; after it, `abandonLeased` undoes it.
+   * whole on a failure; after it, `abandonLeased` undoes it. `randomMacIfHeld`: when the container's
+   * own MAC is still up on the parent (its last namespace went without a DEL and the kernel is not done
+   * with the link yet, or, once in 2^46, another link has it), this start takes a random MAC; the server
+   * knows the container by its client id, so the address comes back all the same. Without it, that
+   * case throws (EADDRINUSE), for the caller to try again a moment later first.
    */
-  prepareLeased(request: AttachRequest): PreparedLease {
+  prepareLeased(request: AttachRequest, randomMacIfHeld = true): PreparedLease {
     try {
       return this.prepareLeasedAs(request);
     } catch (err) {
-      // The container's own MAC is still up on the parent: its last namespace went without a DEL and the
-      // kernel is not done with the link yet (or, once in 2^46, another link has it). This start takes a
-      // random MAC; the server knows the container by its client id, so the address comes back all the same.
-      if (!(err instanceof LanplugError && err.errno === EADDRINUSE) || request.mac !== null) throw err;
+      if (!randomMacIfHeld || !isMacHeld(err) || request.mac !== null) throw err;
       const mac = randomMac();
       this.log.warn("the container's own MAC is held on the parent; starting with a random one", {
         network: request.networkName,

@@ -23,7 +23,13 @@ import { crashPoint } from '../crash-points';
 import { notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { stateAt } from '../dhcp/lease-state';
-import type { Attached, AttachRequest, SandboxAttachments } from '../driver/attachments';
+import {
+  isMacHeld,
+  type Attached,
+  type AttachRequest,
+  type PreparedLease,
+  type SandboxAttachments,
+} from '../driver/attachments';
 import type { NetworkDriver } from '../driver/network-driver';
 import type { Logger } from '../log';
 import { leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
@@ -34,6 +40,9 @@ import { duidFromLabel } from './dhcp-endpoints';
 const CLIENT_LABEL_MAX = 254;
 /** Without `timeout` in the configuration: as Docker's `-o dhcp=true` networks. */
 const DEFAULT_TIMEOUT_MS = 10_000;
+/** How long a held MAC is waited for (a link the kernel is removing goes within an RCU grace period or two). */
+const MAC_FREE_TRIES = 10;
+const MAC_FREE_WAIT_MS = 100;
 
 export class DhcpAttachments {
   constructor(
@@ -43,9 +52,27 @@ export class DhcpAttachments {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * The container's own MAC held on the parent is most often its last namespace's link on its way out
+   * (a runtime that removed the namespace without a DEL): waited for a moment before a random MAC is
+   * taken, since with a random one the old link, still answering for the address, would have the
+   * container's own address declined as in use.
+   */
+  private async prepareWhenMacFree(request: AttachRequest): Promise<PreparedLease> {
+    for (let tries = 0; tries < MAC_FREE_TRIES; tries++) {
+      try {
+        return this.attachments.prepareLeased(request, false);
+      } catch (err) {
+        if (!isMacHeld(err) || request.mac !== null) throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, MAC_FREE_WAIT_MS));
+    }
+    return this.attachments.prepareLeased(request, true);
+  }
+
   /** An ADD: the link in the namespace, a lease asked on it, the address configured; undone whole on a failure. */
   async attach(request: AttachRequest): Promise<Attached> {
-    const prepared = this.attachments.prepareLeased(request);
+    const prepared = await this.prepareWhenMacFree(request);
     const { networkId, endpointId, link } = prepared;
     const { sandbox } = request;
     const spec = this.driver.networkSpec(request.driver, networkId);
