@@ -24,6 +24,15 @@ import { countConflict } from '../metrics/registry';
 import { recordEvent } from '../metrics/events';
 
 const DEFEND_INTERVAL_MS = 10_000;
+/**
+ * A claim is recorded (lan_seen's last-seen time) at most this often per address and MAC: a device
+ * claiming at line rate would otherwise have every frame written to the store, on the event loop.
+ */
+const RECORD_INTERVAL_MS = 1_000;
+/** Past this many (address, MAC) pairs the record times are forgotten: random MACs cannot grow the map. */
+const RECORDED_PAIRS_MAX = 4_096;
+/** The same device defended against on the same address is one event per this long. */
+const EVENT_INTERVAL_MS = 10 * 60_000;
 
 /** An address one of lanplug's containers holds, with the MAC it holds it with. */
 export interface Holding {
@@ -40,6 +49,9 @@ interface Watched {
 export class LanWatch {
   private readonly watched = new Map<number, Watched>();
   private readonly lastDefence = new Map<string, number>();
+  private readonly lastRecorded = new Map<string, number>();
+  /** By address: the MAC last reported defended against, and when. */
+  private readonly lastReported = new Map<string, { mac: string; at: number }>();
 
   /**
    * `holding` answers, at the moment a frame arrives, which container behind
@@ -103,16 +115,28 @@ export class LanWatch {
     if (holding === null || mac === holding.mac) return;
     const at = this.now();
     countConflict('claim');
-    this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
+    const pair = `${address.text} ${mac}`;
+    if (at - (this.lastRecorded.get(pair) ?? -Infinity) >= RECORD_INTERVAL_MS) {
+      if (this.lastRecorded.size >= RECORDED_PAIRS_MAX) this.lastRecorded.clear();
+      this.lastRecorded.set(pair, at);
+      this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
+    }
     const last = this.lastDefence.get(address.text) ?? -Infinity;
     if (at - last < DEFEND_INTERVAL_MS) return;
     this.lastDefence.set(address.text, at);
-    recordEvent('conflict.defended', { address: address.text, mac, how });
+    // Said every time (at most once per 10 s per address); one event per device per 10 minutes, so
+    // that one device claiming many addresses does not push everything else out of the events ring.
     this.log.warn("a device on the LAN claims a container's address; defending it once", {
       address: address.text,
       mac,
       how,
     });
+    const reported = this.lastReported.get(address.text);
+    if (reported === undefined || reported.mac !== mac || at - reported.at >= EVENT_INTERVAL_MS) {
+      if (this.lastReported.size >= RECORDED_PAIRS_MAX) this.lastReported.clear();
+      this.lastReported.set(address.text, { mac, at });
+      recordEvent('conflict.defended', { address: address.text, mac, how });
+    }
     const frame =
       address.family === 4 ? arpAnnouncement(holding.mac, address) : unsolicitedAdvertisement(holding.mac, address);
     const socket = w.sockets[address.family === 4 || w.sockets.length === 1 ? 0 : 1];

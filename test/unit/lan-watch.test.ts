@@ -1,0 +1,51 @@
+/**
+ * The LAN watch's answer to a device claiming a container's address, frame after frame: one defence
+ * per 10 s per address, the claim recorded at most once a second per device (a device claiming at
+ * line rate would otherwise have every frame written to the store), and one event per device per 10
+ * minutes (one device claiming many addresses cannot push everything else out of the events ring).
+ * The frames themselves come over real packet sockets in the Docker lane (lan-citizen.test.ts).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LanWatch, type Holding } from '../../src/lan/watch';
+import { events } from '../../src/metrics/events';
+import { parseAddress, type IpAddress } from '../../src/net/address';
+
+const CONTAINER_MAC = '02:42:ac:10:56:02';
+const LINK = { index: 7, name: 'eth0', mac: '02:00:00:00:00:aa', listenAll: false };
+
+test('a device claiming container addresses at line rate: the store hears it once a second, the LAN one defence per 10 s, the events ring one line per device per 10 minutes', () => {
+  let now = 1_000_000;
+  const recorded: string[] = [];
+  const warned: string[] = [];
+  const sent: Buffer[] = [];
+  const watch = new LanWatch(
+    (_link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: 'n1' }),
+    { recordSighting: (s) => recorded.push(`${s.address} ${s.mac}`), listSightings: () => [] },
+    { debug() {}, info() {}, error() {}, warn: (msg: string) => warned.push(msg) },
+    () => now,
+  );
+  const watched = { link: LINK, sockets: [{ send: (frame: Buffer) => sent.push(frame) }] };
+  const claim = (address: string, mac: string): void =>
+    (watch as unknown as { check(w: unknown, a: IpAddress, mac: string, how: string): void }).check(
+      watched,
+      parseAddress(address),
+      mac,
+      'it sent an ARP reply for it on eth0',
+    );
+  const eventsBefore = events.since(0).filter((e) => e.kind === 'conflict.defended').length;
+  // 1,000 frames a second for 30 s from one device, for one address.
+  for (let ms = 0; ms < 30_000; ms++, now++) claim('172.16.86.2', '02:00:00:00:00:66');
+  assert.equal(recorded.length, 30, 'recorded once a second');
+  assert.equal(sent.length, 3, 'defended once per 10 s');
+  assert.equal(warned.length, 3, 'each defence said');
+  const defended = () => events.since(0).filter((e) => e.kind === 'conflict.defended').length - eventsBefore;
+  assert.equal(defended(), 1, 'one event for one device on one address');
+  // Another device on the same address is news at once; 200 addresses claimed are 200 events, not 200 a minute.
+  now += 10_000;
+  claim('172.16.86.2', '02:00:00:00:00:77');
+  assert.equal(defended(), 2);
+  for (let round = 0; round < 6; round++, now += 10_000)
+    for (let i = 3; i < 203; i++) claim(`172.16.86.${i}`, '02:00:00:00:00:66');
+  assert.equal(defended(), 2 + 200);
+});
