@@ -48,6 +48,33 @@ function isWildcard(host: string): boolean {
 const MAX_CONNECTIONS = 16;
 const REQUEST_TIMEOUT_MS = 10_000;
 
+/**
+ * What a TCP address serves of the control socket's pages: /metrics, and /healthz as pass or fail
+ * per check only. Anyone who reaches the address may ask; the details (the state directory's path,
+ * socket paths, etcd's own error text) stay on the root-only control socket.
+ */
+function overTcp(pages: ReadonlyMap<string, PageHandler>): Map<string, PageHandler> {
+  const served = new Map<string, PageHandler>();
+  const metrics = pages.get('/metrics');
+  if (metrics !== undefined) served.set('/metrics', metrics);
+  const health = pages.get('/healthz');
+  if (health !== undefined)
+    served.set('/healthz', async (query) => {
+      const page = await health(query);
+      try {
+        const full = JSON.parse(page.body) as { ok: boolean; checks: { check: string; ok: boolean }[] };
+        const checks = full.checks.map((c) => ({
+          check: c.check.startsWith('socket ') ? 'socket' : c.check,
+          ok: c.ok,
+        }));
+        return { ...page, body: `${JSON.stringify({ ok: full.ok, checks })}\n` };
+      } catch {
+        return { ...page, body: page.status === 200 ? 'ok\n' : 'failing\n' };
+      }
+    });
+  return served;
+}
+
 export class MetricsListener {
   private constructor(private readonly server: Server) {}
 
@@ -56,12 +83,13 @@ export class MetricsListener {
     pages: ReadonlyMap<string, PageHandler>,
     log: Logger,
   ): Promise<MetricsListener> {
+    const served = overTcp(pages);
     const server = createServer((req, res) => {
-      const page = req.method === 'GET' ? pages.get((req.url ?? '').split('?')[0] ?? '') : undefined;
+      const page = req.method === 'GET' ? served.get((req.url ?? '').split('?')[0] ?? '') : undefined;
       if (page === undefined) {
         req.resume();
         res.writeHead(req.method === 'GET' ? 404 : 405, { 'Content-Type': 'text/plain' });
-        res.end(`lanplug serves GET ${[...pages.keys()].join(', ')} here\n`);
+        res.end(`lanplug serves GET ${[...served.keys()].join(', ')} here\n`);
         return;
       }
       servePage(page, log, req, res, () => !server.listening);

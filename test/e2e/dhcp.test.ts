@@ -920,7 +920,13 @@ test('/healthz: the running daemon passes its store, socket and no etcd probes (
   assert.equal((JSON.parse(onSocket.body) as { ok: boolean }).ok, true);
   const health = JSON.parse(page) as { ok: boolean; checks: { check: string; ok: boolean }[] };
   assert.equal(health.ok, true, page);
-  const names = health.checks.map((c) => c.check);
+  // Over TCP, pass or fail per check only: no path of this host to whoever reaches the address.
+  assert.doesNotMatch(page, /\//, 'no paths over TCP');
+  const names = (JSON.parse(onSocket.body) as { checks: { check: string }[] }).checks.map((c) => c.check);
+  assert.deepEqual(
+    health.checks.map((c) => c.check),
+    names.map((n) => (n.startsWith('socket ') ? 'socket' : n)),
+  );
   assert.equal(names[0], 'store');
   for (const socket of ['control.sock', 'lanplug-macvlan.sock', 'lanplug-dhcp.sock', 'cni.sock'])
     assert.ok(
