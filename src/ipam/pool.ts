@@ -7,13 +7,18 @@
 import { createHash } from 'node:crypto';
 import { addressFromValue, prefixBounds, type IpAddress, type IpPrefix } from '../net/address';
 
+/** The lowest and highest address a pool hands out: all of a /31 or /127, else not its network (nor IPv4 broadcast) address. */
+export function usableBounds(pool: IpPrefix): { lowest: bigint; highest: bigint } {
+  const { first, last } = prefixBounds(pool);
+  const family = pool.address.family;
+  const small = pool.prefixLength >= (family === 4 ? 31 : 127);
+  return { lowest: small ? first : first + 1n, highest: small || family === 6 ? last : last - 1n };
+}
+
 /** Whether a pool hands `value` out at all. */
 export function isUsable(pool: IpPrefix, value: bigint): boolean {
-  const { first, last } = prefixBounds(pool);
-  if (value < first || value > last) return false;
-  if (pool.prefixLength >= (pool.address.family === 4 ? 31 : 127)) return true;
-  if (value === first) return false;
-  return !(pool.address.family === 4 && value === last);
+  const { lowest, highest } = usableBounds(pool);
+  return value >= lowest && value <= highest;
 }
 
 /**

@@ -19,7 +19,6 @@ import {
   networkOf,
   parseAddress,
   parsePrefix,
-  prefixBounds,
   prefixContains,
   type IpAddress,
   type IpPrefix,
@@ -37,6 +36,7 @@ import {
   OPT_PARENT,
 } from '../../driver/options';
 import { checkInterfaceName } from '../../driver/names';
+import { usableBounds } from '../../ipam/pool';
 import { asObject, type Json, type JsonObject } from '../json';
 import { CNI_ERROR, CniError } from './errors';
 
@@ -383,11 +383,8 @@ function parseIpam(value: Json | undefined): CniIpam | null {
 function parseRange(o: JsonObject, what: string): AddressRange {
   checkKeys(o, what === 'ipam' ? IPAM_KEYS : RANGE_KEYS, what);
   const subnet = networkOf(asConfig(() => parsePrefix(stringField(o, 'subnet', what), `${what} subnet`)));
-  const { first, last } = prefixBounds(subnet);
   const family = subnet.address.family;
-  const small = subnet.prefixLength >= (family === 4 ? 31 : 127);
-  const lowest = small ? first : first + 1n;
-  const highest = small || family === 6 ? last : last - 1n;
+  const { lowest, highest } = usableBounds(subnet);
   const inside = (key: string, fallback: bigint): IpAddress => {
     const text = optionalString(o, key, what);
     if (text === null) return addressFromValue(family, fallback);

@@ -35,10 +35,10 @@ import {
   networkOf,
   parseAddress,
   parsePrefix,
-  prefixBounds,
   prefixContains,
   type IpAddress,
 } from '../../net/address';
+import { usableBounds } from '../../ipam/pool';
 import { asObject, type Json, type JsonObject } from '../json';
 import { PLUGIN_TYPES } from '../cni/config';
 
@@ -212,11 +212,8 @@ function parseSubnets(network: JsonObject): AddressRange[] {
   return list.map((entry, i) => {
     const o = asObject(entry, `subnets[${i}]`);
     const subnet = networkOf(parsePrefix(requiredString(o, 'subnet', `subnets[${i}]`), 'subnet'));
-    const { first, last } = prefixBounds(subnet);
     const family = subnet.address.family;
-    const small = subnet.prefixLength >= (family === 4 ? 31 : 127);
-    const lowest = small ? first : first + 1n;
-    const highest = small || family === 6 ? last : last - 1n;
+    const { lowest, highest } = usableBounds(subnet);
     const inside = (text: string, what: string): IpAddress => {
       const address = parseAddress(text, what);
       if (!prefixContains(subnet, address))
