@@ -29,8 +29,13 @@ const DEFEND_INTERVAL_MS = 10_000;
  * claiming at line rate would otherwise have every frame written to the store, on the event loop.
  */
 const RECORD_INTERVAL_MS = 1_000;
-/** Past this many (address, MAC) pairs the record times are forgotten: random MACs cannot grow the map. */
-const RECORDED_PAIRS_MAX = 4_096;
+/** Past this many addresses the record times are forgotten (the map stays small whatever is claimed). */
+const RECORDED_MAX = 4_096;
+/**
+ * The same device defended against on the same address is one event per this long; another device
+ * on it is news, but at most once a minute per address (a sender rotating its MAC buys nothing).
+ */
+const NEW_DEVICE_EVENT_INTERVAL_MS = 60_000;
 /** The same device defended against on the same address is one event per this long. */
 const EVENT_INTERVAL_MS = 10 * 60_000;
 
@@ -115,10 +120,10 @@ export class LanWatch {
     if (holding === null || mac === holding.mac) return;
     const at = this.now();
     countConflict('claim');
-    const pair = `${address.text} ${mac}`;
-    if (at - (this.lastRecorded.get(pair) ?? -Infinity) >= RECORD_INTERVAL_MS) {
-      if (this.lastRecorded.size >= RECORDED_PAIRS_MAX) this.lastRecorded.clear();
-      this.lastRecorded.set(pair, at);
+    // By address alone: the MAC is the sender's to write, and a new one per frame must not buy a write.
+    if (at - (this.lastRecorded.get(address.text) ?? -Infinity) >= RECORD_INTERVAL_MS) {
+      if (this.lastRecorded.size >= RECORDED_MAX) this.lastRecorded.clear();
+      this.lastRecorded.set(address.text, at);
       this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
     }
     const last = this.lastDefence.get(address.text) ?? -Infinity;
@@ -132,8 +137,9 @@ export class LanWatch {
       how,
     });
     const reported = this.lastReported.get(address.text);
-    if (reported === undefined || reported.mac !== mac || at - reported.at >= EVENT_INTERVAL_MS) {
-      if (this.lastReported.size >= RECORDED_PAIRS_MAX) this.lastReported.clear();
+    const since = reported === undefined ? Infinity : at - reported.at;
+    if (since >= EVENT_INTERVAL_MS || (reported?.mac !== mac && since >= NEW_DEVICE_EVENT_INTERVAL_MS)) {
+      if (this.lastReported.size >= RECORDED_MAX) this.lastReported.clear();
       this.lastReported.set(address.text, { mac, at });
       recordEvent('conflict.defended', { address: address.text, mac, how });
     }

@@ -41,10 +41,20 @@ test('a device claiming container addresses at line rate: the store hears it onc
   assert.equal(warned.length, 3, 'each defence said');
   const defended = () => events.since(0).filter((e) => e.kind === 'conflict.defended').length - eventsBefore;
   assert.equal(defended(), 1, 'one event for one device on one address');
-  // Another device on the same address is news at once; 200 addresses claimed are 200 events, not 200 a minute.
+  // Another device on the same address is news, at most once a minute per address: a sender writing a new
+  // MAC into every frame buys neither a store write nor an event.
   now += 10_000;
+  for (let i = 0; i < 1_000; i++, now++)
+    claim(
+      '172.16.86.2',
+      `02:00:00:00:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+    );
+  assert.equal(recorded.length, 31, 'one more record in that second, whatever the MACs');
+  assert.equal(defended(), 1, 'not news within the minute');
+  now += 60_000;
   claim('172.16.86.2', '02:00:00:00:00:77');
   assert.equal(defended(), 2);
+  // 200 addresses claimed are 200 events, not 200 a minute.
   for (let round = 0; round < 6; round++, now += 10_000)
     for (let i = 3; i < 203; i++) claim(`172.16.86.${i}`, '02:00:00:00:00:66');
   assert.equal(defended(), 2 + 200);
