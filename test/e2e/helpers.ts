@@ -154,7 +154,7 @@ export async function removeNetworkAfterBurst(
       .stderr()
       .split('\n')
       .filter((l) => l.includes('request failed') && loggedSince(l, opts.since));
-    const dockerdWarnings = dockerdEndpointWarnings(host);
+    const dockerdWarnings = dockerdEndpointWarnings(host).filter((l) => loggedSince(l, opts.since));
     const driverCallFailures = dockerdWarnings.filter((l) =>
       /NetworkDriver\.|IpamDriver\.|lanplug|EOF|connection/.test(l),
     );
@@ -178,9 +178,13 @@ export async function removeNetworkAfterBurst(
   }
 }
 
-/** Whether a line of the daemon's JSON log was written at or after `since` (ms since the epoch). */
+/**
+ * Whether a log line was written at or after `since` (ms since the epoch):
+ * lanplug's JSON `"time":"…"` or dockerd's logfmt `time="…"`. Earlier tests'
+ * deliberate failures on the same dockerd are not this burst's.
+ */
 function loggedSince(line: string, since: number): boolean {
-  const time = /"time":"([^"]+)"/.exec(line)?.[1];
+  const time = /\btime"?[:=]"([^"]+)"/.exec(line)?.[1];
   return time === undefined || Date.parse(time) >= since;
 }
 
