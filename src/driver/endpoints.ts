@@ -5,12 +5,15 @@
  * A DHCP endpoint is made in two halves around the exchange the endpoint
  * service runs between them (endpoint/dhcp-endpoints.ts).
  */
+import * as fs from 'node:fs';
+import { dirname } from 'node:path';
 import { conflict, invalidArgument, LanplugError, withContext } from '../errors';
 import { crashPoint } from '../crash-points';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
 import { addressesOf, shortId, type DriverKind, type EndpointRecord, type NetworkSpec } from '../model/network';
 import type { IpPrefix } from '../net/address';
+import { AddressHeldConflict } from '../state/store';
 import { parseMac } from '../net/mac';
 import { quietAskingLink } from './asking-links';
 import { checkIds, inNetwork, requireNetwork, type DriverContext } from './driver-context';
@@ -48,7 +51,7 @@ export function createEndpoint(
     }
   }
   const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? deriveMac(request));
-  ctx.store.putEndpoint({
+  putEndpointOverForgotten(ctx, {
     networkId: spec.networkId,
     endpointId: request.endpointId,
     linkName: endpointLinkName(request.endpointId),
@@ -59,6 +62,46 @@ export function createEndpoint(
   });
   crashPoint('create-endpoint:recorded');
   return { assignedMac: requestedMac === null ? mac : null };
+}
+
+/**
+ * Records a new endpoint. Its address (and so its derived MAC) may still be
+ * on the row of an endpoint Docker forgot: Docker forgets an endpoint whose
+ * DeleteEndpoint failed (lanplug was restarting when its container was
+ * removed) and gives its address to the next container. When that holder is
+ * provably gone, its row is dropped (with its teardown, as DeleteEndpoint
+ * would have) and the new endpoint takes the address; otherwise the one-line
+ * refusal stands (a live holder: Docker gave the address out twice).
+ */
+function putEndpointOverForgotten(ctx: DriverContext, record: EndpointRecord): void {
+  try {
+    ctx.store.putEndpoint(record);
+  } catch (err) {
+    if (!(err instanceof AddressHeldConflict) || !containerGone(err.holder)) throw err;
+    ctx.log.warn(
+      "dropped the row of an endpoint Docker forgot (its container's sandbox is gone): its address goes to a new endpoint",
+      {
+        forgotten: shortId(err.holder.endpointId),
+        endpoint: shortId(record.endpointId),
+        sandbox: err.holder.dockerSandboxKey,
+      },
+    );
+    deleteEndpoint(ctx, err.holder.networkId, err.holder.endpointId);
+    ctx.store.putEndpoint(record);
+  }
+}
+
+/**
+ * Whether no container can be using `endpoint` any more: it was joined to a
+ * sandbox (its key is on record) and Docker has removed that sandbox — the
+ * namespace's file is gone from a directory lanplug can see (where it cannot
+ * see Docker's directory, nothing is concluded). Its link went with the
+ * namespace, or Docker handed it back at Leave; either way nothing uses it.
+ */
+function containerGone(endpoint: EndpointRecord): boolean {
+  const sandbox = endpoint.dockerSandboxKey;
+  if (sandbox === undefined) return false; // never joined: Docker may still join it
+  return fs.existsSync(dirname(sandbox)) && !fs.existsSync(sandbox);
 }
 
 /**

@@ -7,7 +7,22 @@
  *
  * A row that cannot be read is an error naming it, never an absent network.
  */
+import { LanplugError } from '../errors';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
+
+/**
+ * putEndpoint's refusal when another endpoint of the network holds the same
+ * address (and so the same derived MAC): it names that endpoint, so the driver
+ * can tell a live holder from one Docker forgot (driver/endpoints.ts).
+ */
+export class AddressHeldConflict extends LanplugError {
+  constructor(
+    readonly holder: EndpointRecord,
+    message: string,
+  ) {
+    super('Conflict', message);
+  }
+}
 
 export interface Store {
   getNetwork(networkId: string): (NetworkRecord & Stamped) | null;
@@ -20,7 +35,7 @@ export interface Store {
   getEndpoint(networkId: string, endpointId: string): (EndpointRecord & Stamped) | null;
   listEndpoints(networkId: string): (EndpointRecord & Stamped)[];
   listAllEndpoints(): (EndpointRecord & Stamped)[];
-  /** Inserts or replaces. */
+  /** Inserts or replaces; throws AddressHeldConflict if another endpoint of the network holds its address. */
   putEndpoint(record: EndpointRecord): void;
   deleteEndpoint(networkId: string, endpointId: string): void;
 

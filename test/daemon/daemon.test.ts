@@ -252,6 +252,45 @@ test("a dockerd killed while its container ran never moves the link back: Delete
   }
 });
 
+test("an endpoint Docker forgot once its container was gone (its DeleteEndpoint failed while lanplug restarted): the next endpoint given its address takes it and the stale row goes; while the container's sandbox is there, the refusal stands", async () => {
+  const l = freshLab();
+  const sandboxDir = join(l.dir, 'netns');
+  execFileSync('mkdir', ['-p', sandboxDir]);
+  const sandbox = join(sandboxDir, 'sb1');
+  execFileSync('touch', [sandbox]);
+  const EP2 = EP.replace(/^8/, '9');
+  const EP3 = EP.replace(/^8/, 'a');
+  const proc = await l.start();
+  assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+  assert.equal((await l.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
+  assert.equal((await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: sandbox })).status, 200);
+  // Docker gives the same address to another container while the first one's sandbox still exists.
+  const twice = await l.call('/NetworkDriver.CreateEndpoint', { ...createEndpoint, EndpointID: EP2 });
+  assert.equal(twice.status, 400);
+  assert.match(
+    String(twice.json['Err']),
+    /address 172\.16\.86\.2 of this network is already held by endpoint 8caf93c862b2/,
+  );
+  // The container is removed: Docker handed its link back at Leave, its DeleteEndpoint never arrived, the sandbox went.
+  rmSync(sandbox);
+  const taken = await l.call('/NetworkDriver.CreateEndpoint', { ...createEndpoint, EndpointID: EP3 });
+  assert.equal(taken.status, 200, JSON.stringify(taken.json));
+  assert.match(proc.stderr(), /dropped the row of an endpoint Docker forgot/);
+  await linkGone(EP_LINK);
+  const status = await l.cli(['status', '--state-dir', l.stateDir]);
+  assert.doesNotMatch(status.stdout, /endpoint 8caf93c862b2/);
+  assert.match(status.stdout, /endpoint acaf93c862b2/);
+  assert.equal(
+    (await l.call('/NetworkDriver.Join', { NetworkID: NET, EndpointID: EP3, SandboxKey: sandbox })).status,
+    200,
+  );
+  assert.ok(hasLink('lp-acaf93c862b2'), "the new endpoint's link is made with the address's MAC");
+  for (const id of [EP3])
+    assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', { NetworkID: NET, EndpointID: id })).status, 200);
+  assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+  await stop(proc);
+});
+
 test('a delete the kernel refuses: the row goes, a leftover stays, gc finishes once the link can go', async () => {
   const l = freshLab();
   const proc = await l.start();

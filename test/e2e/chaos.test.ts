@@ -34,7 +34,7 @@ import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
 import { startLanplug, type Lanplug } from '../lab/lanplug';
 import { cleanEnv, isAlive, signal, sleep, waitGoneSync } from '../lab/proc';
-import { repoRoot } from '../support/repo';
+import { burst, chaosAudit, ChaosTable, type Outcome } from './chaos-audit';
 import { lines, resetDocker } from './helpers';
 
 const GATEWAY = '172.16.86.1';
@@ -53,6 +53,9 @@ let cluster: EtcdCluster;
 let server: DhcpServer;
 const hosts: DockerHost[] = [];
 const plugins: Lanplug[] = [];
+const table = new ChaosTable();
+/** The audit's readers over this file's lab (set once the lab is up). */
+let audits: ReturnType<typeof chaosAudit>;
 /** Host 0's state directory, a tmpfs mounted in its dockerd's mount namespace (where its lanplug runs). */
 let tmpfsStateDir = '';
 
@@ -95,10 +98,11 @@ before(async () => {
     }
     plugins.push(await startLanplug(host, { args: daemonArgs(i), ...(i === 0 ? { stateDir: tmpfsStateDir } : {}) }));
   }
+  audits = chaosAudit({ hosts, plugins, etcdHost, cluster, server }, table);
 });
 
 after(async () => {
-  process.stderr.write(formatTable());
+  process.stderr.write(table.format());
   // Containers first, while lanplug answers (dockerd retries a missing plugin for 15 s per call).
   for (const host of hosts) resetDocker(host);
   for (const plugin of plugins) await plugin.stop();
@@ -112,91 +116,8 @@ beforeEach(() => {
   for (const host of hosts) resetDocker(host);
 });
 
-// ---- the table ----
-
-interface Row {
-  chaos: string;
-  tried: number;
-  clearErrors: number;
-  lost: number;
-  duplicated: number;
-  leaked: number;
-  stranded: number;
-}
-const table: Row[] = [];
-
-function record(t: TestContext, row: Row): void {
-  table.push(row);
-  t.diagnostic(
-    `${row.chaos}: tried ${row.tried}, failed with a clear error ${row.clearErrors}, lost ${row.lost}, duplicated ${row.duplicated}, leaked ${row.leaked}, stranded ${row.stranded}`,
-  );
-}
-
-function formatTable(): string {
-  const head = '| chaos | tried | failed, clear error | lost | duplicated | leaked | stranded |';
-  const rows = table.map(
-    (r) => `| ${r.chaos} | ${r.tried} | ${r.clearErrors} | ${r.lost} | ${r.duplicated} | ${r.leaked} | ${r.stranded} |`,
-  );
-  return ['chaos table', head, '|---|---|---|---|---|---|---|', ...rows].map((l) => `# ${l}\n`).join('');
-}
-
-// ---- operations ----
-
-interface Op {
-  host: DockerHost;
-  args: string[];
-  /** Started this many ms after the burst began. */
-  at?: number;
-}
-interface Outcome extends Op {
-  code: number | null;
-  stderr: string;
-}
-
-/** Runs every operation (each at its `at`), concurrently; never rejects. */
-function burst(ops: Op[]): Promise<Outcome[]> {
-  return Promise.all(
-    ops.map(async (op) => {
-      if (op.at !== undefined && op.at > 0) await sleep(op.at);
-      return { ...op, ...(await op.host.dockerAsync(op.args)) };
-    }),
-  );
-}
-
 function runArgs(network: string, name: string, extra: string[] = []): string[] {
   return ['run', '-d', '--network', network, ...extra, '--name', name, 'alpine:latest', 'sleep', '3600'];
-}
-
-/**
- * Outcomes sorted: worked, failed with one of the `clear` errors, or lost (any other failure: the user
- * cannot tell what happened). What lanplug answers is one line by construction; the docker client may
- * add its own hint line ("See 'docker run --help'.") or, when dockerd dies under it, a line of its own.
- */
-function sortOutcomes(
-  outcomes: readonly Outcome[],
-  clear: readonly RegExp[],
-): { ok: number; clear: Outcome[]; lost: Outcome[] } {
-  let ok = 0;
-  const clearOnes: Outcome[] = [];
-  const lost: Outcome[] = [];
-  for (const o of outcomes) {
-    if (o.code === 0) ok++;
-    else if (clear.some((re) => re.test(o.stderr))) clearOnes.push(o);
-    else lost.push(o);
-  }
-  return { ok, clear: clearOnes, lost };
-}
-
-/** The error a failed operation ended with, as the user read it (Docker's prefixes and the client's hint dropped). */
-function errorLine(o: Outcome): string {
-  return lines(o.stderr)
-    .filter((l) => !/^See 'docker .*--help'\.$/.test(l))
-    .join(' / ')
-    .replace(/^docker: /, '')
-    .replace(/^Error response from daemon: /, '')
-    .replace(/[0-9a-f]{64}/g, '<id>')
-    .replace(/endpoint \S+ on network \S+:/, 'endpoint <container> on network <network>:')
-    .slice(0, 240);
 }
 
 /** Network create arguments for a lanplug-macvlan network with Docker's IPAM, in host `index`'s own range. */
@@ -239,349 +160,12 @@ function sharedNetworkArgs(name: string): string[] {
   ];
 }
 
-function lanplugCli(index: number, args: string[]): { status: number | null; stdout: string; stderr: string } {
-  return (hosts[index] as DockerHost).exec([process.execPath, join(repoRoot(), 'bin', 'lanplug'), ...args]);
-}
-
-// ---- the audit ----
-
-interface Interface {
-  host: number;
-  container: string;
-  mac: string;
-  addresses: string[];
-}
-interface DockerEndpoint {
-  host: number;
-  network: string;
-  dhcp: boolean;
-  container: string;
-  endpointId: string;
-  mac: string;
-  address: string;
-  sandboxKey: string;
-}
-interface Audit {
-  /** Docker endpoints whose container lacks the interface (and, off DHCP, the address) Docker reports. */
-  lost: string[];
-  duplicated: string[];
-  leaked: string[];
-  stranded: string[];
-}
-
-/** Every lanplug network's endpoints as dockerd lists them, with the container's sandbox. */
-function dockerEndpoints(index: number): DockerEndpoint[] {
-  const host = hosts[index] as DockerHost;
-  const found: DockerEndpoint[] = [];
-  const networks = lines(
-    host.dockerOk(['network', 'ls', '--no-trunc', '--filter', 'driver=lanplug-macvlan', '--format', '{{.Name}}']),
-  );
-  for (const network of networks) {
-    const [inspected] = JSON.parse(host.dockerOk(['network', 'inspect', network])) as {
-      Options: Record<string, string>;
-      Containers: Record<string, { Name: string; EndpointID: string; MacAddress: string; IPv4Address: string }>;
-    }[];
-    for (const [id, c] of Object.entries(inspected?.Containers ?? {})) {
-      const sandboxKey = host.dockerOk(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', id]).trim();
-      found.push({
-        host: index,
-        network,
-        dhcp: inspected?.Options['dhcp'] === 'true',
-        container: c.Name,
-        endpointId: c.EndpointID,
-        mac: c.MacAddress.toLowerCase(),
-        address: c.IPv4Address.split('/')[0] ?? '',
-        sandboxKey,
-      });
-    }
-  }
-  return found;
-}
-
-/** The interfaces inside a container's network namespace, with their IPv4 addresses: what the LAN sees. */
-function interfacesIn(index: number, container: string, sandboxKey: string): Interface[] {
-  const out = (hosts[index] as DockerHost).execOk(['nsenter', `--net=${sandboxKey}`, 'ip', '-j', 'addr', 'show']);
-  const links = JSON.parse(out) as {
-    ifname: string;
-    address?: string;
-    addr_info: { family: string; local: string }[];
-  }[];
-  return links
-    .filter((l) => l.ifname !== 'lo')
-    .map((l) => ({
-      host: index,
-      container,
-      mac: (l.address ?? '').toLowerCase(),
-      addresses: l.addr_info.filter((a) => a.family === 'inet').map((a) => a.local),
-    }));
-}
-
-interface LanplugRows {
-  networks: string[];
-  endpoints: { id: string; addresses: string[] }[];
-  leftovers: string[];
-}
-
-/** `lanplug status` of host `index`, read where its daemon runs (host 0's state directory is in its mount namespace). */
-function lanplugRows(index: number): LanplugRows {
-  const plugin = plugins[index] as Lanplug;
-  const r = lanplugCli(index, ['status', '--state-dir', plugin.stateDir]);
-  assert.equal(r.status, 0, `lanplug status: ${r.stderr}`);
-  const rows: LanplugRows = { networks: [], endpoints: [], leftovers: [] };
-  for (const line of lines(r.stdout)) {
-    const network = /^([0-9a-f]{12}) {2}lanplug-/.exec(line);
-    if (network !== null) rows.networks.push(network[1] ?? '');
-    const endpoint = /^ {2}endpoint ([0-9a-f]{12}) .* mac=\S+ {2}(\S*)$/.exec(line);
-    if (endpoint !== null)
-      rows.endpoints.push({
-        id: endpoint[1] ?? '',
-        addresses: (endpoint[2] ?? '')
-          .split(',')
-          .filter((a) => a !== '')
-          .map((a) => a.split('/')[0] ?? ''),
-      });
-    if (line.startsWith('leftover ')) rows.leftovers.push(line);
-  }
-  return rows;
-}
-
-/** The lanplug links in a host's own namespace: endpoint links (lp-<id>) and DHCP asking links (lpd-). */
-function hostLinks(index: number): string[] {
-  const out = (hosts[index] as DockerHost).execOk(['ip', '-d', '-o', 'link', 'show']);
-  return lines(out)
-    .map((l) => /^\d+: ([^:@]+)[@:]/.exec(l)?.[1] ?? '')
-    .filter((n) => /^lp-[0-9a-f]{12}$|^lpd-/.test(n));
-}
-
-/** A sandbox under a Docker host's exec-root that no container `docker ps` lists holds, with lanplug's links in it. */
-interface LeftSandbox {
-  file: string;
-  links: string[];
-  /** A process still lives in it: a container's task dockerd lost track of when it was killed (containerd kept it). */
-  lived: boolean;
-}
-
-/**
- * What a dockerd killed while its containers ran leaves under its exec-root: their network namespaces,
- * with lanplug's link still inside, its MAC (or, ipvlan, its address) busy on the parent. Without a
- * process in it, lanplug removes its link when Docker deletes the endpoint (a link left there is
- * lanplug's leak); with one, lanplug leaves it (it never cuts an interface a process may use), and
- * the namespace is Docker's orphan.
- */
-function leftSandboxes(index: number): LeftSandbox[] {
-  const host = hosts[index] as DockerHost;
-  const running = lines(host.dockerOk(['ps', '-q']));
-  const held = new Set(
-    running.length === 0 ? [] : lines(host.dockerOk(['inspect', '-f', '{{.NetworkSettings.SandboxKey}}', ...running])),
-  );
-  const dir = join(host.execRoot, 'netns');
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => join(dir, f)) : [];
-  // Every process's network namespace, as device and inode (what `ip netns identify` compares).
-  const inUse = new Set(lines(host.exec(['sh', '-c', 'stat -L -c "%d %i" /proc/[0-9]*/ns/net 2>/dev/null']).stdout));
-  return files
-    .filter((f) => !held.has(f))
-    .flatMap((file) => {
-      const r = host.exec(['nsenter', `--net=${file}`, 'ip', '-d', '-o', 'link', 'show']);
-      if (r.status !== 0) return []; // a file no namespace is mounted on any more
-      const links = lines(r.stdout)
-        .filter((l) => / (macvlan|ipvlan) /.test(l))
-        .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? l);
-      if (links.length === 0) return [];
-      const lived = inUse.has(host.exec(['stat', '-L', '-c', '%d %i', file]).stdout.trim());
-      return [{ file, links, lived }];
-    });
-}
-
-/** etcd's endpoint claims (allocated or requested): address -> the host holding it. */
-function etcdClaims(): Map<string, string> {
-  const out = etcdHost.execOk(
-    ['etcdctl', `--endpoints=${cluster.clientUrls.join(',')}`, 'get', '--prefix', '/lanplug/v1/ip/'],
-    { env: cleanEnv({ ETCDCTL_API: '3' }) },
-  );
-  const rows = lines(out);
-  const claims = new Map<string, string>();
-  for (let i = 0; i + 1 < rows.length; i += 2) {
-    const claim = JSON.parse(rows[i + 1] ?? '{}') as { host: string; kind: string };
-    if (claim.kind === 'allocated' || claim.kind === 'requested')
-      claims.set(rows[i]?.split('/').pop() ?? '', claim.host);
-  }
-  return claims;
-}
-
-/** Compares what the containers hold, lanplug's rows on both hosts, etcd and the DHCP server's leases. */
-function audit(): Audit {
-  const result: Audit = { lost: [], duplicated: [], leaked: [], stranded: [] };
-  const endpoints = [0, 1].flatMap(dockerEndpoints);
-  const interfaces = endpoints.flatMap((e) => interfacesIn(e.host, e.container, e.sandboxKey));
-  // Each container once (a container on two networks is listed twice).
-  const seen = new Set<string>();
-  const unique = interfaces.filter((i) => {
-    const key = `${i.host}/${i.container}/${i.mac}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
-  for (const e of endpoints) {
-    const own = unique.find((i) => i.host === e.host && i.container === e.container && i.mac === e.mac);
-    if (own === undefined || own.addresses.length === 0 || (!e.dhcp && !own.addresses.includes(e.address)))
-      result.lost.push(
-        `h${e.host} ${e.container} on ${e.network}: Docker says ${e.address} ${e.mac}, the container has ${JSON.stringify(own ?? null)}`,
-      );
-  }
-  // What the LAN sees: an address on two interfaces.
-  const holders = new Map<string, Interface[]>();
-  for (const i of unique) for (const a of i.addresses) holders.set(a, [...(holders.get(a) ?? []), i]);
-  for (const [address, on] of holders)
-    if (on.length > 1)
-      result.duplicated.push(`${address} on ${on.map((i) => `h${i.host}/${i.container}`).join(' and ')}`);
-  // lanplug's rows, over both hosts.
-  const rows = [0, 1].map(lanplugRows);
-  const rowHolders = new Map<string, string[]>();
-  for (const [h, r] of rows.entries())
-    for (const e of r.endpoints)
-      for (const a of e.addresses) rowHolders.set(a, [...(rowHolders.get(a) ?? []), `h${h}/${e.id}`]);
-  for (const [address, on] of rowHolders)
-    if (on.length > 1) result.duplicated.push(`${address} in lanplug rows ${on.join(' and ')}`);
-  // etcd: a claim is its holder's, and every claim has a holder.
-  for (const [address, claimedBy] of etcdClaims()) {
-    const on = holders.get(address) ?? [];
-    if (on.length === 0) result.stranded.push(`etcd claim ${address} of ${claimedBy}: no container holds it`);
-    else if (on.some((i) => `h${i.host}` !== claimedBy))
-      result.duplicated.push(`etcd gives ${address} to ${claimedBy}, a container of another host holds it`);
-  }
-  // The DHCP server: a lease is its holder's, and every lease has a holder.
-  for (const lease of server.leases()) {
-    const on = holders.get(lease.address) ?? [];
-    if (on.length === 0 && !unique.some((i) => i.mac === lease.mac))
-      result.stranded.push(`dhcp lease ${lease.address} of ${lease.mac}: no container has that MAC or address`);
-    else if (on.some((i) => i.mac !== lease.mac))
-      result.duplicated.push(
-        `dhcp lease of ${lease.address} to ${lease.mac}, held by ${on.map((i) => i.mac).join(', ')}`,
-      );
-  }
-  for (const [h, r] of rows.entries()) {
-    // A container Docker runs on a lanplug network that lanplug has no row for: nothing of it would be defended,
-    // released or reconciled.
-    const recorded = new Set(r.endpoints.map((e) => e.id));
-    for (const e of endpoints.filter((x) => x.host === h && !recorded.has(x.endpointId.slice(0, 12))))
-      result.lost.push(
-        `h${h} ${e.container} on ${e.network}: lanplug has no row for endpoint ${e.endpointId.slice(0, 12)}`,
-      );
-    const known = new Set(endpoints.filter((e) => e.host === h).map((e) => e.endpointId.slice(0, 12)));
-    for (const e of r.endpoints)
-      if (!known.has(e.id)) result.stranded.push(`h${h} lanplug endpoint ${e.id}: Docker has no such endpoint`);
-    for (const l of r.leftovers) result.stranded.push(`h${h} ${l}`);
-    const networks = new Set(
-      lines((hosts[h] as DockerHost).dockerOk(['network', 'ls', '--no-trunc', '--format', '{{.ID}}'])).map((id) =>
-        id.slice(0, 12),
-      ),
-    );
-    for (const n of r.networks)
-      if (!networks.has(n)) result.stranded.push(`h${h} lanplug network ${n}: Docker has no such network`);
-    for (const link of hostLinks(h)) result.leaked.push(`h${h} ${link}`);
-    for (const left of leftSandboxes(h).filter((x) => !x.lived))
-      result.leaked.push(`h${h} in a sandbox Docker left: ${left.file}: ${left.links.join(' ')}`);
-  }
-  return result;
-}
-
-/** The audit once nothing was stranded, leaked, duplicated or lost, or at its deadline; and how long that took. */
-interface Settled {
-  audit: Audit;
-  ms: number;
-}
-
-/** Audits until nothing is stranded, leaked, duplicated or lost, or `ms` passed (the periodic checks run every 2 s). */
-async function settledAudit(ms: number): Promise<Settled> {
-  const started = Date.now();
-  for (;;) {
-    const a = audit();
-    const clean = a.lost.length + a.duplicated.length + a.leaked.length + a.stranded.length === 0;
-    if (clean || Date.now() - started > ms) return { audit: a, ms: Date.now() - started };
-    await sleep(1_000);
-  }
-}
-
-/** Records the row and asserts the zeros: nothing lost, duplicated, leaked or stranded. */
-function conclude(
-  t: TestContext,
-  chaos: string,
-  outcomes: Outcome[],
-  clear: readonly RegExp[],
-  settled: Settled,
-): void {
-  const sorted = sortOutcomes(outcomes, clear);
-  const a = settled.audit;
-  for (const message of new Set(sorted.clear.map(errorLine))) t.diagnostic(`clear error: ${message}`);
-  t.diagnostic(`audit after recovery: ${(settled.ms / 1000).toFixed(1)} s to come out clean, or its deadline`);
-  record(t, {
-    chaos,
-    tried: outcomes.length,
-    clearErrors: sorted.clear.length,
-    lost: sorted.lost.length + a.lost.length,
-    duplicated: a.duplicated.length,
-    leaked: a.leaked.length,
-    stranded: a.stranded.length,
-  });
-  assert.deepEqual(
-    sorted.lost.map((o) => `${o.args.join(' ')}: ${o.stderr.trim()}`),
-    [],
-    'operations that failed without a clear error',
-  );
-  assert.deepEqual(a, { lost: [], duplicated: [], leaked: [], stranded: [] });
-}
-
 /** Every running container on `network` of host `index` reaches the gateway. */
 function assertReachGateway(index: number, network: string): void {
   const host = hosts[index] as DockerHost;
   for (const name of lines(host.dockerOk(['ps', '--filter', `network=${network}`, '--format', '{{.Names}}'])))
     host.dockerOk(['exec', name, 'ping', '-c', '1', '-W', '2', GATEWAY]);
 }
-
-interface Restarted {
-  started: number;
-  /** Containers dockerd, killed, left to containerd ("id already in use", its task's directory): Docker's own leftovers. */
-  halfMade: number;
-  /** Refused by lanplug: another endpoint of the network holds the address Docker gave (twice, or after forgetting). */
-  givenTwice: number;
-  /** Refused by the kernel: Docker gave the address of a container whose task outlived dockerd (its MAC busy on the parent). */
-  orphanHeld: number;
-}
-
-/**
- * Starts every container Docker created but could not start (a run that failed), as a user would. Two
- * kinds cannot start again, both left by a killed daemon: one containerd kept (dockerd was creating it),
- * and one whose address Docker gave out twice or again after forgetting an endpoint lanplug had recorded
- * (lanplug refuses it in one line). Those are removed, as a user would.
- */
-function startCreated(index: number, status = 'created'): Restarted {
-  const host = hosts[index] as DockerHost;
-  const counts: Restarted = { started: 0, halfMade: 0, givenTwice: 0, orphanHeld: 0 };
-  for (const name of lines(host.dockerOk(['ps', '-a', '--filter', `status=${status}`, '--format', '{{.Names}}']))) {
-    const r = host.docker(['start', name]);
-    if (r.status === 0) counts.started++;
-    // containerd's task of a container dockerd was starting when killed: its id, or its state directory
-    else if (/id already in use|failed to start shim: mkdir \S+: file exists/.test(r.stderr)) counts.halfMade++;
-    else if (
-      /address \S+ of this network is already held by endpoint [0-9a-f]{12} .*Docker gave it out twice/.test(r.stderr)
-    )
-      counts.givenTwice++;
-    else if (/failed to set link up: address already in use/.test(r.stderr)) {
-      // Only with the evidence: a namespace Docker left, a process still in it, lanplug's link inside.
-      const orphans = leftSandboxes(index).filter((x) => x.lived);
-      assert.ok(orphans.length > 0, `docker start ${name}: ${r.stderr} (and no left sandbox a process lives in)`);
-      counts.orphanHeld++;
-    } else assert.fail(`docker start ${name}: ${r.stderr}`);
-    if (r.status !== 0) host.dockerOk(['rm', '-f', name]);
-  }
-  return counts;
-}
-
-function describeRestarted(r: Restarted, status = 'created'): string {
-  return `${r.started} ${status} container(s) started; removed: ${r.halfMade} containerd still held ("id already in use", "failed to start shim"), ${r.givenTwice} whose address lanplug refused (Docker gave it twice, or after forgetting an endpoint), ${r.orphanHeld} whose address a container task that outlived dockerd still holds`;
-}
-
-// ---- the cases ----
 
 async function until(what: string, check: () => boolean, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
@@ -601,7 +185,7 @@ function renewalsOf(index: number, container: string, network: string): number {
 
 /** `lanplug doctor --json`'s state directory check on host 0: "status: detail". */
 function stateDirectoryCheck(): string {
-  const r = lanplugCli(0, [
+  const r = audits.lanplugCli(0, [
     'doctor',
     '--json',
     '--state-dir',
@@ -658,7 +242,7 @@ test('the state directory on a full file system: requests that must write fail i
     // The daemon still answers: status reads, running containers talk, and the DHCP container's renewal
     // (every 3 s) meets the full file system.
     assert.ok((plugins[0] as Lanplug).running, 'the daemon is alive');
-    assert.equal(lanplugCli(0, ['status', '--state-dir', tmpfsStateDir]).status, 0);
+    assert.equal(audits.lanplugCli(0, ['status', '--state-dir', tmpfsStateDir]).status, 0);
     assert.match(
       stateDirectoryCheck(),
       /^fail: \S+: its file system has \d+ bytes free; every request that records something fails until there is room$/,
@@ -672,11 +256,11 @@ test('the state directory on a full file system: requests that must write fail i
   // Room again, and at once (no periodic check in between) what failed works as a user retries it: the
   // address and MAC of the container removed meanwhile are free for the next one.
   host.dockerOk(runArgs('own', 'reuse', ['--ip', o0Address]));
-  const retried = startCreated(0);
-  assert.equal(retried.halfMade + retried.givenTwice + retried.orphanHeld, 0, describeRestarted(retried));
+  const retried = audits.startCreated(0);
+  assert.equal(retried.halfMade + retried.givenTwice + retried.orphanHeld, 0, audits.describeRestarted(retried));
   if (host.docker(['network', 'inspect', 'late']).status !== 0) host.dockerOk(lateNetworkArgs('late', '10.99.0.0/24'));
   host.docker(['network', 'rm', 'spare']);
-  t.diagnostic(`once there was room: ${o0Address} started again with --ip; ${describeRestarted(retried)}`);
+  t.diagnostic(`once there was room: ${o0Address} started again with --ip; ${audits.describeRestarted(retried)}`);
   // The DHCP container renews on.
   const renewalsAfter = renewalsOf(0, 'd0', 'dh');
   await until(
@@ -689,7 +273,7 @@ test('the state directory on a full file system: requests that must write fail i
   assert.equal(integrity.trim(), 'ok', 'the database is whole');
   for (const network of ['own', 'shared', 'dh']) assertReachGateway(0, network);
   const full = /lanplug could not write to its state directory \S+: its file system is full/;
-  conclude(t, 'state directory on a full tmpfs', outcomes, [full], await settledAudit(20_000));
+  audits.conclude(t, 'state directory on a full tmpfs', outcomes, [full], await audits.settledAudit(20_000));
 });
 
 /** A second link from host `index` into the LAN's bridge, `eth1`: a parent that can come and go without cutting etcd off. */
@@ -725,21 +309,25 @@ test('a parent set down and up, then deleted and made again, under a burst of ru
     const bereft = running.filter((n) => host.docker(['exec', n, 'ip', 'link', 'show', 'eth0']).status !== 0);
     for (const name of bereft) host.dockerOk(['restart', '-t', '0', name]);
     t.diagnostic(`${bereft.length} container(s) lost their link with the deleted parent and were restarted`);
-    const restarted = startCreated(1);
-    assert.equal(restarted.halfMade + restarted.givenTwice + restarted.orphanHeld, 0, describeRestarted(restarted));
-    t.diagnostic(`once the parent was back: ${describeRestarted(restarted)}`);
+    const restarted = audits.startCreated(1);
+    assert.equal(
+      restarted.halfMade + restarted.givenTwice + restarted.orphanHeld,
+      0,
+      audits.describeRestarted(restarted),
+    );
+    t.diagnostic(`once the parent was back: ${audits.describeRestarted(restarted)}`);
     assertReachGateway(1, 'par');
     const gone = /-o parent interface was not found on the host: eth1|parent eth1/;
     // A link lanplug made at Join that the kernel took with its parent before dockerd moved it into the
     // container: dockerd's own words, naming the link.
     const takenBeforeMove =
       /failed to add interface lp-[0-9a-f]{12} to sandbox: failed to get link by name .*Link not found/;
-    conclude(
+    audits.conclude(
       t,
       'parent down/up, deleted and made again',
       outcomes,
       [gone, takenBeforeMove],
-      await settledAudit(20_000),
+      await audits.settledAudit(20_000),
     );
   } finally {
     resetDocker(host);
@@ -776,10 +364,16 @@ async function wipedServer(t: TestContext, host: DockerHost): Promise<void> {
   // An offer of an address a running container holds is declined (the conflict probe before use); a start
   // offered nothing else fails naming what it declined, and works once the server has heard the renewals.
   const declinedAll = /the DHCP server offered only addresses in use on the LAN on eth0 \(declined: /;
-  const retried = startCreated(1);
-  assert.equal(retried.halfMade + retried.givenTwice + retried.orphanHeld, 0, describeRestarted(retried));
-  t.diagnostic(`once the renewals were in: ${describeRestarted(retried)}`);
-  conclude(t, 'DHCP server restarted, lease file wiped', outcomes, [declinedAll], await settledAudit(30_000));
+  const retried = audits.startCreated(1);
+  assert.equal(retried.halfMade + retried.givenTwice + retried.orphanHeld, 0, audits.describeRestarted(retried));
+  t.diagnostic(`once the renewals were in: ${audits.describeRestarted(retried)}`);
+  audits.conclude(
+    t,
+    'DHCP server restarted, lease file wiped',
+    outcomes,
+    [declinedAll],
+    await audits.settledAudit(30_000),
+  );
   assertReachGateway(1, 'dh');
 }
 
@@ -816,7 +410,7 @@ test('the etcd leader killed during a burst on both hosts: every start works or 
     await cluster.restart(leader);
   }
   t.diagnostic(`member ${leader + 1} (the leader) killed 0.7 s into the burst; now member ${etcdLeader() + 1} leads`);
-  conclude(t, 'etcd leader killed mid-burst', outcomes, [ETCD_DOWN], await settledAudit(20_000));
+  audits.conclude(t, 'etcd leader killed mid-burst', outcomes, [ETCD_DOWN], await audits.settledAudit(20_000));
 });
 
 /** A firewall rule in host 1's namespace: nothing of its own reaches etcd's client ports (DROP: no answer, as a real firewall). */
@@ -879,12 +473,12 @@ test('a host cut off from etcd by a firewall rule during a burst, for longer tha
     },
     40_000,
   );
-  conclude(
+  audits.conclude(
     t,
     'host cut off from etcd (firewall) past --reclaim-after',
     outcomes,
     [ETCD_DOWN],
-    await settledAudit(20_000),
+    await audits.settledAudit(20_000),
   );
 });
 
@@ -920,11 +514,11 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     await sleep(800);
     await restartPlugin(0, how);
     const outcomes = await runs;
-    const retried = startCreated(0);
-    t.diagnostic(`after the daemon was back: ${describeRestarted(retried)}`);
+    const retried = audits.startCreated(0);
+    t.diagnostic(`after the daemon was back: ${audits.describeRestarted(retried)}`);
     // A call whose connection broke while the daemon answered it: dockerd sends it again without its body.
     const resent = /dockerd sent \/(NetworkDriver|IpamDriver)\.\w+ without its body/;
-    conclude(t, `daemon ${how} mid-burst`, outcomes, [resent], await settledAudit(20_000));
+    audits.conclude(t, `daemon ${how} mid-burst`, outcomes, [resent], await audits.settledAudit(20_000));
   });
 }
 
@@ -949,10 +543,12 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     const outcomes = await runs;
     await host.startDockerdAgain();
     // What dockerd kept it starts again (no restart policy here: a user's `docker start`).
-    const stopped = startCreated(1, 'exited');
-    const created = startCreated(1);
-    t.diagnostic(`after dockerd was back: ${describeRestarted(stopped, 'exited')}; ${describeRestarted(created)}`);
+    const stopped = audits.startCreated(1, 'exited');
+    const created = audits.startCreated(1);
+    t.diagnostic(
+      `after dockerd was back: ${audits.describeRestarted(stopped, 'exited')}; ${audits.describeRestarted(created)}`,
+    );
     const dockerGone = /Cannot connect to the Docker daemon|error during connect|EOF|connection reset|context canceled/;
-    conclude(t, `dockerd ${how} mid-burst`, outcomes, [dockerGone], await settledAudit(20_000));
+    audits.conclude(t, `dockerd ${how} mid-burst`, outcomes, [dockerGone], await audits.settledAudit(20_000));
   });
 }

@@ -21,6 +21,7 @@ import {
   encodeLeftover,
   encodeNetwork,
 } from '../records';
+import { AddressHeldConflict } from '../store';
 import type { Row, SqliteConnection } from './connection';
 
 export class NetworkTables {
@@ -142,8 +143,8 @@ export class NetworkTables {
       // apart here (the first endpoint's link lives in a container, or nowhere), and asks dockerd nothing
       // from a request: refused, in words for both; the periodic check drops a forgotten row.
       if (holder !== null && holder.networkId === record.networkId && address !== undefined && address === held)
-        throw new LanplugError(
-          'Conflict',
+        throw new AddressHeldConflict(
+          holder,
           `address ${address} of this network is already held by endpoint ${shortId(holder.endpointId)} (MAC ${record.mac}): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address`,
         );
       throw new LanplugError(
