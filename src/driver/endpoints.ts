@@ -68,8 +68,8 @@ export function createEndpoint(
  * Records a new endpoint. Its address (and so its derived MAC) may still be
  * on the row of an endpoint Docker forgot: Docker forgets an endpoint whose
  * DeleteEndpoint failed (lanplug was restarting when its container was
- * removed) and gives its address to the next container. When that holder is
- * provably gone, its row is dropped (with its teardown, as DeleteEndpoint
+ * removed) and gives its address to the next container. When that holder's
+ * container is provably gone, its row is dropped (with its teardown, as DeleteEndpoint
  * would have) and the new endpoint takes the address; otherwise the one-line
  * refusal stands (a live holder: Docker gave the address out twice).
  */
@@ -77,7 +77,7 @@ function putEndpointOverForgotten(ctx: DriverContext, record: EndpointRecord): v
   try {
     ctx.store.putEndpoint(record);
   } catch (err) {
-    if (!(err instanceof AddressHeldConflict) || !containerGone(err.holder)) throw err;
+    if (!(err instanceof AddressHeldConflict) || !containerGone(ctx, err.holder)) throw err;
     ctx.log.warn(
       "dropped the row of an endpoint Docker forgot (its container's sandbox is gone): its address goes to a new endpoint",
       {
@@ -92,16 +92,19 @@ function putEndpointOverForgotten(ctx: DriverContext, record: EndpointRecord): v
 }
 
 /**
- * Whether no container can be using `endpoint` any more: it was joined to a
- * sandbox (its key is on record) and Docker has removed that sandbox — the
- * namespace's file is gone from a directory lanplug can see (where it cannot
- * see Docker's directory, nothing is concluded). Its link went with the
- * namespace, or Docker handed it back at Leave; either way nothing uses it.
+ * Whether no container can be using `endpoint` any more, on two pieces of
+ * evidence: Docker has removed the sandbox it was joined to (the namespace's
+ * file is gone from a directory lanplug can see: where it cannot see Docker's
+ * directory, nothing is concluded), and its link is back in the daemon's
+ * namespace (Docker hands it back at Leave, before it deletes the sandbox).
+ * A link still in a namespace, or gone with one, is left to the periodic
+ * check, which asks dockerd.
  */
-function containerGone(endpoint: EndpointRecord): boolean {
+function containerGone(ctx: DriverContext, endpoint: EndpointRecord): boolean {
   const sandbox = endpoint.dockerSandboxKey;
   if (sandbox === undefined) return false; // never joined: Docker may still join it
-  return fs.existsSync(dirname(sandbox)) && !fs.existsSync(sandbox);
+  if (!fs.existsSync(dirname(sandbox)) || fs.existsSync(sandbox)) return false;
+  return ctx.rtnl.getLink(endpoint.linkName) !== null;
 }
 
 /**

@@ -285,6 +285,17 @@ test("an endpoint Docker forgot once its container was gone (its DeleteEndpoint 
     200,
   );
   assert.ok(hasLink('lp-acaf93c862b2'), "the new endpoint's link is made with the address's MAC");
+  // Its sandbox file gone but its link in a namespace (a container Docker lost track of): not concluded.
+  const elsewhere = `${NS}-fg`;
+  execFileSync('ip', ['netns', 'add', elsewhere]);
+  try {
+    ip('link', 'set', 'lp-acaf93c862b2', 'netns', elsewhere);
+    const held = await l.call('/NetworkDriver.CreateEndpoint', { ...createEndpoint, EndpointID: EP2 });
+    assert.equal(held.status, 400, 'a link still in a namespace may be in use');
+    execFileSync('ip', ['-n', elsewhere, 'link', 'set', 'lp-acaf93c862b2', 'netns', NS]);
+  } finally {
+    execFileSync('ip', ['netns', 'del', elsewhere]);
+  }
   for (const id of [EP3])
     assert.equal((await l.call('/NetworkDriver.DeleteEndpoint', { NetworkID: NET, EndpointID: id })).status, 200);
   assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
