@@ -5,7 +5,7 @@
  * device claiming a container's address afterwards. Composition only: each
  * piece lives in src/lan/.
  */
-import type { OfferCheck } from './dhcp/client';
+import type { OfferCheck } from './dhcp/outcomes';
 import { refuseOffered, type NetworkFacts } from './dhcp/offer-rules';
 import type { NetworkDriver } from './driver/network-driver';
 import type { AddressFilter, IpamAllocator } from './ipam/allocator';

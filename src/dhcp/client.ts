@@ -12,52 +12,14 @@ import { randomInt } from 'node:crypto';
 import { LanplugError } from '../errors';
 import { encodeUdpFrame } from '../l2/udp-frames';
 import { silentLogger, type Fields, type Logger } from '../log';
-import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
+import type { DhcpIdentity, Lease } from '../model/lease';
 import { formatPrefix, networkOf, prefixContains, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
-import { usableDnsServer, usableRouter } from './offer-rules';
 import type { UdpDatagram } from '../l2/udp-frames';
 import type { DhcpChannel } from './channel';
-import {
-  BROADCAST_V4,
-  DHCP_CLIENT_PORT,
-  DHCP_SERVER_PORT,
-  encodeDhcp,
-  ipv4Option,
-  isReplyTo,
-  malformedOptions,
-  OPT,
-  parseDhcp,
-  readAddress,
-  readAddresses,
-  readPrefixLength,
-  readSeconds,
-  ZERO_V4,
-  type DhcpMessage,
-  type MessageType,
-} from './message';
+import { BROADCAST_MAC, decline, exchange, fromZero, leaseFrom, message, nakText, prefixLengthFor } from './exchange';
+import { onceEach, type MalformedReport, type OfferCheck, type RenewOutcome } from './outcomes';
+import { BROADCAST_V4, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, encodeDhcp, ipv4Option, OPT, readAddress } from './message';
 
-/** A server's answer: the message, and the datagram it came in (its source is the server or relay). */
-interface Reply {
-  message: DhcpMessage;
-  datagram: UdpDatagram;
-}
-
-const BROADCAST_MAC = 'ff:ff:ff:ff:ff:ff';
-/** Retransmission gaps: short first (a lost frame on a quiet LAN), then RFC 2131's growing back-off. */
-const RETRANSMIT_MS = [1_000, 2_000, 4_000, 8_000];
-const VENDOR_CLASS = Buffer.from('lanplug');
-/** What lanplug asks for: mask, router, DNS, domain, lease times. */
-const PARAMETERS = Buffer.from([
-  OPT.subnetMask,
-  OPT.router,
-  OPT.dnsServers,
-  OPT.domainName,
-  OPT.leaseTime,
-  OPT.renewalTime,
-  OPT.rebindingTime,
-]);
-/** What a lease is taken to last when an ACK has no lease time (it must have one, RFC 2131 table 3). */
-const DEFAULT_LEASE_SECONDS = 3600;
 /** After a NAK, the next DISCOVER waits a moment (RFC 2131 §3.1 step 5 asks for a back-off). */
 const AFTER_NAK_MS = 1_000;
 /**
@@ -74,46 +36,6 @@ const MAX_NAKS = 3;
  */
 const AFTER_DECLINE_MS = 1_000;
 const MAX_DECLINES = 3;
-
-/** What the answer that bound an address said besides it: who sent it, the router it names (DHCPv4), its prefix length, and to whom. */
-export interface BoundBy {
-  server: IpAddress;
-  router: IpAddress | null;
-  /** DHCPv4: the mask the answer gave (or the one assumed without one); DHCPv6: the network's. */
-  prefixLength: number;
-  identity: DhcpIdentity;
-}
-
-/**
- * Asks whether an address a server bound (IPv4 or IPv6) may be used before it
- * is (RFC 2131 §4.4.1: the client SHOULD probe it, and DECLINE it when another
- * device answers; RFC 8415 §18.2.10.1 likewise; and what the network knows
- * without asking: its subnet, its router, this host's and its other
- * containers' addresses). Resolves to why not, as a phrase ("in use by
- * aa:bb:… (…)", "outside the network's subnet …"), or null: usable, or in use
- * but the network's policy is to use it anyway. An answer from `ownMac`, the
- * client's own, is no other device: a container that starts over after its
- * lease ran out still holds the address it asks for.
- */
-export type OfferCheck = (address: IpAddress, ownMac: string, by: BoundBy) => Promise<string | null>;
-
-/**
- * Where a malformed answer to one of lanplug's transactions is said (fields: the link, the server,
- * why): the keeper's rate-limited log of its network (malformed-log.ts). Without one, a line per
- * exchange and fault.
- */
-export type MalformedReport = (fields: Fields) => void;
-
-/**
- * `silent`: the lease stays as it is until the keeper tries again; `message` says why, when a server answered.
- * `declined`: the server moved the lease onto an address the check refused, and was told so; the client
- * starts over (RFC 2131 §4.4.1, RFC 8415 §18.2.8), keeping the address it held meanwhile.
- */
-export type RenewOutcome =
-  | { kind: 'ack'; lease: Lease }
-  | { kind: 'nak'; message: string }
-  | { kind: 'declined'; message: string }
-  | { kind: 'silent'; message?: string };
 
 /**
  * DISCOVER until an OFFER, then REQUEST it until an ACK, all before
@@ -369,17 +291,6 @@ function keepRouterOnPrefix(next: Lease, held: Lease, note: (msg: string, fields
   return { ...next, router: held.router };
 }
 
-/** A warning logger that says each thing once (a rogue server repeats itself at every retransmission). */
-export function onceEach(log: Logger): (msg: string, fields: Fields) => void {
-  const said = new Set<string>();
-  return (msg, fields) => {
-    const key = `${msg} ${JSON.stringify(fields)}`;
-    if (said.has(key)) return;
-    said.add(key);
-    log.warn(msg, fields);
-  };
-}
-
 /** DHCPRELEASE, unicast from the leased address (dnsmasq ignores one from 0.0.0.0). Nothing answers a release. */
 export function release(send: (frame: Buffer) => void, identity: DhcpIdentity, lease: Lease): void {
   const m = message(identity, 'release', randomInt(0, 2 ** 32), Date.now(), {
@@ -400,172 +311,4 @@ export function release(send: (frame: Buffer) => void, identity: DhcpIdentity, l
       payload: encodeDhcp(m),
     }),
   );
-}
-
-/** DHCPDECLINE (RFC 2131 table 5): the address and the server that gave it, from 0.0.0.0, broadcast. */
-function decline(identity: DhcpIdentity, lease: Lease, xid: number, started: number, why: string): DhcpMessage {
-  return message(identity, 'decline', xid, started, {
-    broadcast: false,
-    noBroadcastFlag: true,
-    extra: [
-      [OPT.requestedAddress, ipv4Option(lease.address.address)],
-      [OPT.serverId, ipv4Option(lease.serverId)],
-      [OPT.message, Buffer.from(`address ${why}`.slice(0, 255))],
-    ],
-  });
-}
-
-/**
- * Sends `frame` and waits for a reply of `types` to `xid`, sending again at growing gaps until
- * `deadline`. A reply to `xid` that does not decode goes to `onMalformed` and is not taken.
- */
-async function exchange(
-  channel: DhcpChannel,
-  sent: DhcpMessage,
-  frame: Buffer,
-  xid: number,
-  types: readonly MessageType[],
-  deadline: number,
-  onMalformed: (from: UdpDatagram, why: string) => void = () => undefined,
-): Promise<Reply | null> {
-  const answer = (d: UdpDatagram): DhcpMessage | null => {
-    const m = parseDhcp(d.payload);
-    if (typeof m === 'string') {
-      if (isReplyTo(d.payload, xid, sent.chaddr)) onMalformed(d, m);
-      return null;
-    }
-    return m.reply && m.xid === xid && m.chaddr === sent.chaddr && types.includes(m.type) ? m : null;
-  };
-  for (let attempt = 0; Date.now() < deadline; attempt++) {
-    channel.send(frame);
-    const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
-    // Answers that arrive after a resend still count: a slow server (dnsmasq pings an address first) is not a lost one.
-    const datagram = await channel.next((d) => answer(d) !== null, Math.min(deadline, Date.now() + gap));
-    const message = datagram === null ? null : parseDhcp(datagram.payload);
-    if (datagram !== null && message !== null && typeof message !== 'string') return { message, datagram };
-  }
-  return null;
-}
-
-function message(
-  identity: DhcpIdentity,
-  type: MessageType,
-  xid: number,
-  started: number,
-  opts: { broadcast: boolean; noBroadcastFlag?: boolean; ciaddr?: IpAddress; extra?: [number, Buffer][] },
-): DhcpMessage {
-  const options = new Map<number, Buffer>([[OPT.clientId, Buffer.from(identity.clientId, 'hex')]]);
-  for (const [code, value] of opts.extra ?? []) options.set(code, value);
-  // A release or decline carries no parameters (RFC 2131 table 5).
-  if (type !== 'release' && type !== 'decline') {
-    if (identity.hostname !== null) options.set(OPT.hostname, Buffer.from(identity.hostname));
-    options.set(OPT.vendorClass, VENDOR_CLASS);
-    options.set(OPT.parameterList, PARAMETERS);
-  }
-  return {
-    reply: false,
-    xid,
-    secs: Math.floor((Date.now() - started) / 1000),
-    broadcast: opts.noBroadcastFlag === true ? false : opts.broadcast || identity.broadcast,
-    ciaddr: opts.ciaddr ?? ZERO_V4,
-    yiaddr: ZERO_V4,
-    chaddr: identity.mac,
-    type,
-    options,
-  };
-}
-
-/** A frame from 0.0.0.0:68 to 255.255.255.255:67, as a client without an address sends. */
-function fromZero(identity: DhcpIdentity, m: DhcpMessage): Buffer {
-  return encodeUdpFrame({
-    sourceMac: identity.mac,
-    destinationMac: BROADCAST_MAC,
-    source: ZERO_V4,
-    destination: BROADCAST_V4,
-    sourcePort: DHCP_CLIENT_PORT,
-    destinationPort: DHCP_SERVER_PORT,
-    payload: encodeDhcp(m),
-  });
-}
-
-/**
- * The prefix length of an address whose ACK named no subnet mask (it should: RFC 2131 §3.3): that
- * of the network's subnet holding it (the user's --subnet, or the host's own on the parent), else
- * the address's natural (classful) mask, what dhcpcd and busybox's udhcpc script fall back to.
- */
-export function prefixLengthFor(address: IpAddress, subnets: readonly IpPrefix[]): number {
-  const known = subnets.find((s) => prefixContains(s, address));
-  if (known !== undefined) return known.prefixLength;
-  const first = Number(address.value >> 24n);
-  return first < 128 ? 8 : first < 192 ? 16 : 24;
-}
-
-/**
- * The lease an ACK grants. Options of a malformed value are ignored as if absent, each reported to
- * `note`; so is a lease time lanplug counts otherwise (boundedLeaseSeconds).
- */
-function leaseFrom(
-  ack: Reply,
-  withoutMask: (address: IpAddress) => number,
-  note: (msg: string, fields: Fields) => void,
-): Lease {
-  const options = new Map(ack.message.options);
-  const address = ack.message.yiaddr;
-  const faults = malformedOptions(options);
-  for (const fault of faults) options.delete(fault.option);
-  const serverId = readAddress(options, OPT.serverId) ?? ack.datagram.source;
-  for (const fault of faults) {
-    note('ignoring a malformed DHCP option', {
-      address: address.text,
-      server: serverId.text,
-      option: fault.option,
-      name: fault.name,
-      why: fault.why,
-    });
-  }
-  const given = readSeconds(options, OPT.leaseTime) ?? DEFAULT_LEASE_SECONDS;
-  const leaseSeconds = boundedLeaseSeconds(given);
-  if (leaseSeconds !== given)
-    note('dhcp lease time out of bounds: counted as the nearest bound', {
-      address: address.text,
-      server: serverId.text,
-      given,
-      counted: leaseSeconds,
-    });
-  const times = leaseTimes(
-    leaseSeconds,
-    readSeconds(options, OPT.renewalTime),
-    readSeconds(options, OPT.rebindingTime),
-  );
-  const leased = { address, prefixLength: readPrefixLength(options) ?? withoutMask(address) };
-  const named = readAddress(options, OPT.router);
-  const router = usableRouter(named, leased, (why) =>
-    note('ignoring the router a DHCP server named: no default route via it', {
-      address: formatPrefix(leased),
-      server: serverId.text,
-      router: named?.text,
-      why,
-    }),
-  );
-  return {
-    family: 4,
-    address: leased,
-    router,
-    dns: readAddresses(options, OPT.dnsServers).filter(usableDnsServer),
-    serverId,
-    serverMac: ack.datagram.sourceMac,
-    serverDuid: null,
-    leaseSeconds,
-    ...times,
-    boundAt: Date.now(),
-    state: 'bound',
-  };
-}
-
-function nakText(m: DhcpMessage): string {
-  const text = m.options
-    .get(OPT.message)
-    ?.toString('utf8')
-    .replace(/[^\x20-\x7e]/g, '?');
-  return text === undefined || text === '' ? 'DHCPNAK' : `DHCPNAK: ${text}`;
 }

@@ -12,7 +12,7 @@ import { silentLogger, type Fields, type Logger } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
 import type { DhcpChannel } from './channel';
-import { onceEach, type OfferCheck, type RenewOutcome } from './client';
+import { onceEach, type OfferCheck, type RenewOutcome } from './outcomes';
 import {
   DHCP6_CLIENT_PORT,
   DHCP6_SERVER_PORT,

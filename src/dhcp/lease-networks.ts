@@ -5,7 +5,7 @@
  */
 import type { Family, IpPrefix } from '../net/address';
 import { PacketChannel, type DhcpChannel } from './channel';
-import type { OfferCheck } from './client';
+import type { OfferCheck } from './outcomes';
 import { DHCP_CLIENT_PORT } from './message';
 import { DHCP6_CLIENT_PORT } from './message6';
 

@@ -8,7 +8,7 @@
  */
 import type { Fields, Logger } from '../log';
 import { shortId } from '../model/network';
-import type { MalformedReport } from './client';
+import type { MalformedReport } from './outcomes';
 
 /** How often a network's count of malformed answers is logged while they keep coming. */
 export const MALFORMED_SUMMARY_MS = 60_000;

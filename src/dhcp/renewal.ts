@@ -24,7 +24,8 @@ import {
 import { formatPrefix, sameAddress, type Family } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
 import type { DhcpChannel } from './channel';
-import { acquire, renew, type MalformedReport } from './client';
+import { acquire, renew } from './client';
+import type { MalformedReport } from './outcomes';
 import { acquire6, renew6 } from './client6';
 import { applyInContainer, containerLink } from './in-container';
 import { openChannel, type LeaseNetworks } from './lease-networks';

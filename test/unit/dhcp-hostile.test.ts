@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { acquire, renew, type BoundBy } from '../../src/dhcp/client';
+import { acquire, renew } from '../../src/dhcp/client';
+import type { BoundBy } from '../../src/dhcp/outcomes';
 import { decodeDhcp, encodeDhcp, ipv4Option, OPT, ZERO_V4, type DhcpMessage } from '../../src/dhcp/message';
 import { INFINITE_SECONDS, leaseExpiresAt } from '../../src/model/lease';
 import { refuseOffered, usableRouter, type NetworkFacts } from '../../src/dhcp/offer-rules';
