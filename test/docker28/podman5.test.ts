@@ -6,105 +6,43 @@
  * MAC, host access both ways, DHCP from the lab's dnsmasq, and no link left after `podman network
  * rm`. With a figure: a `podman run` on lanplug's plugin beside one on netavark's own macvlan.
  *
- * Podman runs chrooted in the sid root, one private mount namespace per command (pm.sh below):
- * the root bound onto itself (runc refuses to remount `/` otherwise), /proc, a fresh /sys, the
- * host's cgroups and /dev, a tmpfs /run whose netns directory is the host's /run/netns bound in
- * (it stays a peer of the host's: the namespaces Podman makes there are seen by lanplug's daemon,
- * which runs outside the root), and the test's directory and the daemon's socket directory at their
- * own paths. Everything of Podman's (containers.conf, networks, storage, run root, plugins) is in
- * the test's directory; each container runs with `--rm` inside one command.
+ * Podman runs chrooted in the sid root, in one mount namespace that every command enters and that
+ * lives as long as the file's lab (test/lab/podman-host.ts), so a detached container outlives the
+ * command that started it: `podman run -d`, `podman restart` and `podman rm -f` are tested too.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { BUSYBOX, busyboxRootfsTar } from '../lab/image';
+import { PodmanHost, type PodmanOutcome } from '../lab/podman-host';
 import { ensureSidRoot, sidRootVersions } from '../lab/sid-root';
 import { buildPlugin, CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
 
 const GATEWAY = CNI_LAB_GATEWAY;
 const IMAGE = 'localhost/lanplug-busybox:latest';
 /** Podman's default rlimits are refused in this sandbox; its default capabilities leave out NET_RAW (ping). */
-const RUN = ['run', '--rm', '--cap-add', 'NET_RAW', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
-
-/** One Podman command in a private mount namespace, chrooted in the sid root: $1 root, $2 dir, $3 socket dir. */
-const PODMAN_IN_ROOT = `#!/bin/sh
-set -e
-root=$1; dir=$2; sockets=$3; shift 3
-mount --bind "$root" "$root"
-mount -t proc proc "$root/proc"
-mount -t sysfs sysfs "$root/sys"
-mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
-mount --rbind /dev "$root/dev"
-mount -t tmpfs -o mode=0755 tmpfs "$root/run"
-mkdir -p "$root/run/netns"
-mount --bind /run/netns "$root/run/netns"
-mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
-mkdir -p "$root$dir" "$root$sockets"
-mount --bind "$dir" "$root$dir"
-mount --bind "$sockets" "$root$sockets"
-export CONTAINERS_CONF="$dir/containers.conf" PODMAN_IGNORE_CGROUPSV1_WARNING=1
-exec chroot "$root" podman --root "$dir/storage" --runroot "$dir/run" --storage-driver vfs "$@"
-`;
+const LIMITS = ['--cap-add', 'NET_RAW', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
+const RUN = ['run', '--rm', ...LIMITS];
+const DETACHED = ['run', '--detach', ...LIMITS];
 
 let lab: CniLab;
 let dhcpServer: DhcpServer;
 let root: string;
 let dir: string;
+let podmanHost: PodmanHost;
 
-interface Outcome {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
+function podman(...args: string[]): PodmanOutcome {
+  return podmanHost.podman(...args);
 }
 
-/** nsenter's arguments for one Podman command: the lab host's network namespace, a private mount namespace, the root. */
-function podmanArgv(args: readonly string[]): string[] {
-  return [
-    `--net=/run/netns/${lab.host.ns}`,
-    '--',
-    'unshare',
-    '--mount',
-    '--propagation',
-    'unchanged',
-    '--',
-    join(dir, 'pm.sh'),
-    root,
-    dir,
-    dirname(lab.socket),
-    ...args,
-  ];
-}
-
-function podman(...args: string[]): Outcome {
-  const started = process.hrtime.bigint();
-  const r = spawnSync('nsenter', podmanArgv(args), { encoding: 'utf8', timeout: 120_000 });
-  return {
-    code: r.status ?? -1,
-    stdout: r.stdout,
-    stderr: r.stderr,
-    ms: Number(process.hrtime.bigint() - started) / 1e6,
-  };
-}
-
-/** The same, without waiting: for a container that must be running while the test does something. */
 function podmanAsync(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', podmanArgv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+  return podmanHost.podmanAsync(...args);
 }
 
-function podmanOk(...args: string[]): Outcome {
+function podmanOk(...args: string[]): PodmanOutcome {
   const out = podman(...args);
   assert.equal(out.code, 0, `podman ${args.join(' ')}: ${out.stderr}`);
   return out;
@@ -152,7 +90,7 @@ before(async () => {
       '',
     ].join('\n'),
   );
-  writeFileSync(join(dir, 'pm.sh'), PODMAN_IN_ROOT, { mode: 0o755 });
+  podmanHost = PodmanHost.start(root, dir, lab.host.ns, dirname(lab.socket));
   copyFileSync(busyboxRootfsTar(), join(dir, 'busybox.tar'));
   podmanOk('import', join(dir, 'busybox.tar'), IMAGE);
   const versions = sidRootVersions(root);
@@ -160,6 +98,7 @@ before(async () => {
 });
 
 after(() => {
+  podmanHost?.close();
   dhcpServer?.stop();
   lab?.close();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
@@ -213,6 +152,64 @@ test('podman network create -d lanplug-macvlan: podman run gets its address on t
   assert.match(fixed.stdout, /link\/ether 02:00:ac:10:56:69/);
   assert.match(fixed.stdout, /inet 172\.16\.86\.105\/24/);
   assert.match(fixed.stdout, /1 packets received/);
+});
+
+/** An attachment as `lanplug ls --json` lists it (observe/listing.ts EndpointRow, the fields used here). */
+interface AttachmentRow {
+  containerId: string | null;
+  ipv4: string | null;
+  mac: string | null;
+}
+
+/** `lanplug ls --json`: what the daemon's store holds, as an operator sees it. */
+async function lanplugAttachments(): Promise<AttachmentRow[]> {
+  const out = await lab.daemon.cli(['ls', '--json', '--state-dir', lab.daemon.stateDir]);
+  assert.equal(out.code, 0, out.stderr);
+  return JSON.parse(out.stdout) as AttachmentRow[];
+}
+
+test('podman run -d keeps running with its address on the LAN; podman restart keeps the --ip and --mac-address; podman rm -f leaves no link and no row in the store', async () => {
+  const peer = lab.lan.addLanHost('p5peer', '172.16.86.120/24');
+  try {
+    const id = podmanOk(
+      ...DETACHED,
+      '--network',
+      'lan',
+      '--ip',
+      '172.16.86.108',
+      '--mac-address',
+      '02:00:ac:10:56:6c',
+      IMAGE,
+      'sleep',
+      '600',
+    ).stdout.trim();
+    // Later commands find it running, with its address, and the LAN reaches it.
+    const addressed = (): string => podmanOk('exec', id, 'ip', '-o', 'addr', 'show', 'eth0').stdout;
+    assert.equal(podmanOk('inspect', '--format', '{{.State.Running}}', id).stdout.trim(), 'true');
+    assert.match(addressed(), /inet 172\.16\.86\.108\/24/);
+    assert.match(peer.execOk([BUSYBOX, 'ping', '-c', '1', '-W', '2', '172.16.86.108']), /1 packets received/);
+    const row = (await lanplugAttachments()).filter((e) => e.containerId === id);
+    assert.equal(row.length, 1, 'one attachment in the store');
+    assert.match(row[0]?.ipv4 ?? '', /^172\.16\.86\.108\b/);
+
+    // A restart is a teardown and a setup: the same address and MAC come back.
+    podmanOk('restart', '--time', '0', id);
+    const after = addressed();
+    assert.match(after, /inet 172\.16\.86\.108\/24/);
+    assert.match(podmanOk('exec', id, 'ip', '-o', 'link', 'show', 'eth0').stdout, /link\/ether 02:00:ac:10:56:6c/);
+    assert.match(peer.execOk([BUSYBOX, 'ping', '-c', '1', '-W', '2', '172.16.86.108']), /1 packets received/);
+    assert.equal((await lanplugAttachments()).filter((e) => e.containerId === id).length, 1);
+
+    podmanOk('rm', '--force', '--time', '0', id);
+    assert.doesNotMatch(macvlanLinksOfHost(), /: lp-[0-9a-f]{12}[@:]/, 'no endpoint link left');
+    assert.deepEqual(
+      (await lanplugAttachments()).filter((e) => e.containerId === id),
+      [],
+      'no attachment left in the store',
+    );
+  } finally {
+    peer.destroy();
+  }
 });
 
 test('podman run --ip of an address a LAN device answers for is refused in one line naming its MAC; nothing is left', async () => {
