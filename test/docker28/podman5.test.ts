@@ -60,8 +60,11 @@ function median(values: number[]): number {
 before(async () => {
   root = ensureSidRoot();
   lab = await startCniLab();
+  // DHCPv6 too: dnsmasq serves addresses of a prefix br0 holds.
+  lab.lan.addAddress('fd86::1/64');
   dhcpServer = await startDhcpServer(lab.lan, {
     range: ['172.16.86.200', '172.16.86.239'],
+    range6: ['fd86::200', 'fd86::23f'],
     router: GATEWAY,
     dns: '172.16.86.53',
     renewSeconds: 60,
@@ -271,8 +274,8 @@ test('-o host_access=true: the host reaches its container and the container the 
   podmanOk('network', 'rm', 'lanhost');
 });
 
-test("-o dhcp=true: podman run gets its address, router and resolver from the LAN's DHCP server (no netavark DHCP proxy)", () => {
-  podmanOk('network', 'create', '-d', 'lanplug-macvlan', '-o', 'parent=eth0', '-o', 'dhcp=true', 'landhcp');
+test("-o dhcp=true --ipv6: podman run gets its addresses, router and resolver from the LAN's DHCP and DHCPv6 servers (no netavark DHCP proxy)", () => {
+  podmanOk('network', 'create', '-d', 'lanplug-macvlan', '-o', 'parent=eth0', '-o', 'dhcp=true', '--ipv6', 'landhcp');
   const inspect = JSON.parse(podmanOk('network', 'inspect', 'landhcp').stdout) as {
     ipam_options: { driver: string };
   }[];
@@ -284,12 +287,13 @@ test("-o dhcp=true: podman run gets its address, router and resolver from the LA
     IMAGE,
     'sh',
     '-c',
-    `ip -o -4 addr show eth0 && ip route && cat /etc/resolv.conf && ping -c 1 -W 2 ${GATEWAY}`,
+    `ip -o addr show eth0 && ip route && cat /etc/resolv.conf && ping -c 1 -W 2 ${GATEWAY} && ping -c 1 -W 2 fd86::1`,
   );
   assert.match(out.stdout, /inet 172\.16\.86\.2[0-3]\d\/24/, out.stdout);
+  assert.match(out.stdout, /inet6 fd86::2[0-3][0-9a-f]\/64/, 'IPv6 from the LAN’s DHCPv6 server (--ipv6)');
   assert.match(out.stdout, new RegExp(`default via ${GATEWAY} dev eth0`));
   assert.match(out.stdout, /nameserver 172\.16\.86\.53/);
-  assert.match(out.stdout, /1 packets received/);
+  assert.equal(out.stdout.match(/1 packets received/g)?.length, 2, 'the IPv4 and the IPv6 gateway answer');
   podmanOk('network', 'rm', 'landhcp');
 });
 
