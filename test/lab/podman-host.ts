@@ -64,10 +64,25 @@ export class PodmanHost {
     const script = path.join(dir, 'holder.sh');
     fs.writeFileSync(script, HOLDER, { mode: 0o755 });
     const log = fs.openSync(path.join(dir, 'holder.log'), 'a');
-    const child = spawn('unshare', ['--mount', '--propagation', 'unchanged', '--', script, root, dir, socketDir], {
-      detached: true,
-      stdio: ['ignore', log, log],
-    });
+    // In the lab host's network namespace: the lab's sweep (every process of a lab namespace) ends a
+    // holder a crashed test left. nsenter and unshare exec without forking: the child is the holder.
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${netns}`,
+        '--',
+        'unshare',
+        '--mount',
+        '--propagation',
+        'unchanged',
+        '--',
+        script,
+        root,
+        dir,
+        socketDir,
+      ],
+      { detached: true, stdio: ['ignore', log, log] },
+    );
     fs.closeSync(log);
     child.unref();
     host.holderPid = child.pid ?? 0;
