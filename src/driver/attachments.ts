@@ -64,6 +64,8 @@ export interface AttachNetwork {
   rangeSets: readonly (readonly AddressRange[])[];
   /** The address comes from the LAN's DHCP server (the options carry `dhcp=true`). */
   dhcp: boolean;
+  /** With `dhcp`: an IPv6 address from the LAN's DHCPv6 server too. */
+  dhcp6: boolean;
 }
 
 export interface AttachRequest extends AttachNetwork {
@@ -301,11 +303,17 @@ export class SandboxAttachments {
   }
 
   /**
-   * The second half: the leased address and the server's router (as default route) configured in the
-   * namespace, the address recorded on the attachment and announced. A failure undoes nothing: the
-   * caller gives the lease back and calls `abandonLeased`.
+   * The second half: the leased addresses (IPv4, and IPv6 when asked) and the DHCPv4 server's router
+   * (as default route; IPv6 routers announce themselves) configured in the namespace, the addresses
+   * recorded on the attachment and announced. A failure undoes nothing: the caller gives the leases
+   * back and calls `abandonLeased`.
    */
-  completeLeased(prepared: PreparedLease, address: IpPrefix, router: IpAddress | null): Attached {
+  completeLeased(
+    prepared: PreparedLease,
+    address: IpPrefix,
+    router: IpAddress | null,
+    address6: IpPrefix | null,
+  ): Attached {
     const { request, networkId, endpointId, link } = prepared;
     const { sandbox, networkName } = request;
     const routes: SandboxRoute[] = router === null ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }];
@@ -314,24 +322,25 @@ export class SandboxAttachments {
       if (inside === null || inside.index !== link.index)
         throw notFound(`interface ${sandbox.ifname} is gone from ${sandbox.netns}`);
       rtnl.addAddress(inside, address);
+      if (address6 !== null) rtnl.addAddress(inside, address6);
       for (const route of routes) rtnl.replaceRoute(route.destination, inside, null, route.gateway);
     });
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     if (endpoint === null) throw notFound(`attachment ${shortId(endpointId)} of network ${networkName} is gone`);
-    this.store.putEndpoint({ ...endpoint, ipv4: address });
+    this.store.putEndpoint({ ...endpoint, ipv4: address, ipv6: address6 });
     this.driver.announce(networkId, endpointId);
     this.log.info('attachment created', {
       network: networkName,
       container: shortId(sandbox.containerId),
       ifname: sandbox.ifname,
-      addresses: address.address.text,
+      addresses: [address, address6].flatMap((a) => (a === null ? [] : [a.address.text])).join(','),
       from: 'dhcp',
     });
     return {
       ifname: sandbox.ifname,
       mac: link.mac,
       netns: sandbox.netns,
-      addresses: [{ address, gateway: router }],
+      addresses: [{ address, gateway: router }, ...(address6 === null ? [] : [{ address: address6, gateway: null }])],
       routes,
       nameservers: [],
     };

@@ -34,6 +34,7 @@ import type { NetworkDriver } from '../driver/network-driver';
 import type { Logger } from '../log';
 import { leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import { shortId, type Sandbox } from '../model/network';
+import type { IpAddress } from '../net/address';
 import { duidFromLabel } from './dhcp-endpoints';
 
 /** DHCP option 61 holds at most 255 bytes: the type byte and 254 of the label. */
@@ -87,7 +88,7 @@ export class DhcpAttachments {
         {
           networkId,
           ipv4: true,
-          ipv6: false,
+          ipv6: request.dhcp6,
           prefixLength6: 64,
           subnets4: this.driver.parentSubnets4(spec),
           netns: sandbox.netns,
@@ -96,6 +97,8 @@ export class DhcpAttachments {
       );
       const lease = leases.find((l) => l.family === 4);
       if (lease === undefined) throw notFound('the DHCP exchange returned no IPv4 lease');
+      const lease6 = request.dhcp6 ? leases.find((l) => l.family === 6) : undefined;
+      if (request.dhcp6 && lease6 === undefined) throw notFound('the DHCPv6 exchange returned no IPv6 lease');
       // Recorded with the pod's namespace before anything else is done with it: a daemon killed from here
       // on finds the lease at its start and renews it from the pod (its watchdog gives it back when the
       // namespace goes; the runtime's DEL after the failed ADD does). Recorded without it, a lease is one
@@ -105,7 +108,7 @@ export class DhcpAttachments {
         endpointId,
         identity,
         leases,
-        dockerAddresses: [lease.address.address],
+        dockerAddresses: [lease, ...(lease6 === undefined ? [] : [lease6])].map((l) => l.address.address),
         sandboxKey: sandbox.netns,
         renewedAt: null,
         failures: 0,
@@ -113,10 +116,10 @@ export class DhcpAttachments {
       });
       held = true;
       crashPoint('cni-add:lease-recorded');
-      const attached = this.attachments.completeLeased(prepared, lease.address, lease.router);
+      const attached = this.attachments.completeLeased(prepared, lease.address, lease.router, lease6?.address ?? null);
       // Renewals run inside the pod's namespace from now on.
       this.keeper.joined(networkId, endpointId, sandbox.netns);
-      return { ...attached, nameservers: lease.dns };
+      return { ...attached, nameservers: uniqueAddresses([...lease.dns, ...(lease6?.dns ?? [])]) };
     } catch (err) {
       // Nothing stays behind a failed ADD: no lease (on the server or here), no link, no row.
       if (held) this.keeper.release(networkId, endpointId, 'CNI ADD failed');
@@ -146,6 +149,13 @@ export class DhcpAttachments {
       );
     this.log.debug('dhcp lease held', { endpoint: shortId(endpointId), address: lease.address.address.text });
   }
+}
+
+/** The DHCPv4 then the DHCPv6 server's resolvers, each once. */
+function uniqueAddresses(addresses: readonly IpAddress[]): IpAddress[] {
+  const byText = new Map<string, IpAddress>();
+  for (const a of addresses) if (!byText.has(a.text)) byText.set(a.text, a);
+  return [...byText.values()];
 }
 
 /** What the server knows a pod's attachment by: the same for the same container and interface. */

@@ -21,6 +21,7 @@ import type { DaemonLab, DaemonProcess } from '../support/daemon';
 import { CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
 
 const GATEWAY = CNI_LAB_GATEWAY;
+const GATEWAY6 = 'fd86::1';
 const NETWORK_ID = 'e'.repeat(64);
 let lab: CniLab;
 let lan: Lan;
@@ -156,8 +157,11 @@ before(async () => {
   lab = await startCniLab();
   ({ lan, daemon, socket, plugin } = lab);
   running = lab.daemonProcess;
+  // DHCPv6 too: dnsmasq serves addresses of a prefix br0 holds.
+  lan.addAddress(`${GATEWAY6}/64`);
   dhcpServer = await startDhcpServer(lan, {
     range: ['172.16.86.200', '172.16.86.239'],
+    range6: ['fd86::200', 'fd86::23f'],
     router: GATEWAY,
     dns: '172.16.86.53',
     renewSeconds: 60,
@@ -285,6 +289,36 @@ test("-o dhcp=true: the address, router and resolver come from the LAN's DHCP se
     assert.deepEqual(out.json?.['dns_server_ips'], ['172.16.86.53'], "the server's resolver, for resolv.conf");
     ping(c.path, GATEWAY);
     assert.equal((await teardown(c, created.json ?? {})).code, 0);
+  } finally {
+    dropContainer(c.ns);
+  }
+});
+
+test("-o dhcp=true --ipv6: the IPv6 address comes from the LAN's DHCPv6 server too, in the status block and in the container (what netavark's own driver cannot)", async () => {
+  const net = network({
+    name: 'dhcp6lan',
+    subnets: [],
+    ipv6_enabled: true,
+    options: { parent: 'eth0', dhcp: 'true' },
+  });
+  const created = await nv(['create'], net);
+  assert.equal(created.code, 0, created.stdout);
+  const c = newContainer();
+  try {
+    const out = await setup(c, created.json ?? {});
+    assert.equal(out.code, 0, out.stdout);
+    const subnets = (out.json?.['interfaces'] as Record<string, StatusInterface>)['eth0']?.subnets ?? [];
+    assert.match(subnets[0]?.ipnet ?? '', /^172\.16\.86\.2[0-3]\d\/24$/);
+    assert.equal(subnets[0]?.gateway, GATEWAY);
+    const ipv6 = subnets[1]?.ipnet ?? '';
+    assert.match(ipv6, /^fd86::2[0-3][0-9a-f]\/64$/, JSON.stringify(subnets));
+    const inside = linkIn(c.ns, 'eth0')?.addr_info.find((a) => a.family === 'inet6' && a.local.startsWith('fd86:'));
+    assert.equal(`${inside?.local}/${inside?.prefixlen}`, ipv6, 'configured in the container as Podman is told');
+    ping(c.path, GATEWAY6);
+    const address6 = ipv6.replace(/\/64$/, '');
+    assert.deepEqual(dhcpServer.stillLeased([address6]), [address6], "the server's lease table holds the address");
+    assert.equal((await teardown(c, created.json ?? {})).code, 0);
+    assert.deepEqual(dhcpServer.stillLeased([address6]), [], 'teardown gave the IPv6 lease back (DHCPv6 Release)');
   } finally {
     dropContainer(c.ns);
   }

@@ -203,16 +203,24 @@ test('create: bad input is refused in one line that names it, and nothing is ask
   assert.ok(!counted.some((l) => l.includes('frobnicate')));
 });
 
-test('create: -o dhcp=true or --ipam-driver dhcp needs no subnet and names lanplug-dhcp; --ip is then refused at setup', async () => {
+test('create: -o dhcp=true or --ipam-driver dhcp needs no subnet and names lanplug-dhcp, with --ipv6 DHCPv6 too; --ip is then refused at setup', async () => {
   for (const extra of <JsonObject[]>[
     { options: { parent: 'eth0', dhcp: 'true' }, subnets: [] },
     { ipam_options: { driver: 'dhcp' }, subnets: [] },
   ]) {
     const network = parsePodmanNetwork(podmanNetwork(extra));
     assert.equal(network.attach.dhcp, true);
+    assert.equal(network.attach.dhcp6, false, 'DHCPv4 only without --ipv6');
     assert.deepEqual(network.attach.rangeSets, []);
     assert.deepEqual(network.final['ipam_options'], { driver: 'lanplug-dhcp' });
   }
+  // --ipv6: DHCPv6 too; without DHCP, --ipv6 asks nothing of a server.
+  assert.equal(
+    parsePodmanNetwork(podmanNetwork({ options: { parent: 'eth0', dhcp: 'true' }, subnets: [], ipv6_enabled: true }))
+      .attach.dhcp6,
+    true,
+  );
+  assert.equal(parsePodmanNetwork(podmanNetwork({ ipv6_enabled: true })).attach.dhcp6, false);
   const endpoints = new Recorder();
   const answer = await runNetavark(
     call(

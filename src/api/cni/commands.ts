@@ -147,6 +147,8 @@ async function add(
     auxAddresses: config.auxAddresses,
     rangeSets: config.ipam?.rangeSets ?? [],
     dhcp: config.dhcp,
+    // CNI's lanplug-dhcp asks DHCPv4 only (docs/cni.md).
+    dhcp6: false,
     routes: config.ipam?.routes ?? [],
     mac: config.mac,
     requestedIps: config.requestedIps,

@@ -134,6 +134,8 @@ export function parsePodmanNetwork(value: Json): PodmanNetwork {
       // With DHCP the server chooses: the subnets Podman shows are not handed out from.
       rangeSets: dhcp ? [] : subnets.map((s) => [s]),
       dhcp,
+      // `--ipv6` with DHCP: the LAN's DHCPv6 server gives the IPv6 address, as lanplug-dhcp with Docker's --ipv6.
+      dhcp6: dhcp && network['ipv6_enabled'] === true,
     },
     routes,
     final,

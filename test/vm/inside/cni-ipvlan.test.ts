@@ -3,11 +3,14 @@
  * the VM): `lanplug-ipvlan` in l2 puts a namespace on the lab LAN with the
  * parent's MAC and its own address, reaching the gateway; a `master` of
  * `eth0.<id>` makes the 802.1Q parent at the first ADD and removes it with
- * the last DEL, as `-o parent=eth0.<id>` does for Docker.
+ * the last DEL, as `-o parent=eth0.<id>` does for Docker. And the same
+ * executable as netavark's `lanplug-ipvlan` plugin, called as netavark calls
+ * it (create, setup, teardown; test/cni/netavark.test.ts does macvlan on the
+ * machine's kernel): Podman 5's ipvlan through lanplug.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import type { Lan, LanHost } from '../../lab/lan';
 import { BUSYBOX } from '../../lab/image';
@@ -99,4 +102,85 @@ test('master eth0.30: the 802.1Q parent is made at the first ADD and removed onc
     if (Date.now() > deadline) assert.fail('eth0.30 still there 10 s after the last DEL');
     await new Promise((r) => setTimeout(r, 250));
   }
+});
+
+/** One call of the executable as netavark makes it: the command and namespace as arguments, the JSON on stdin. */
+function netavark(
+  args: string[],
+  input: unknown,
+): Promise<{ code: number; json: Record<string, unknown> | null; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(plugin, args, {
+      env: { PATH: process.env['PATH'], LANPLUG_CNI_SOCKET: join(daemon.stateDir, 'cni.sock') },
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      let json: Record<string, unknown> | null = null;
+      try {
+        json = JSON.parse(stdout) as Record<string, unknown>;
+      } catch {
+        json = null;
+      }
+      resolve({ code: code ?? -1, json, stdout });
+    });
+    child.stdin.end(JSON.stringify(input));
+  });
+}
+
+test('netavark plugin lanplug-ipvlan (Podman 5/6): create accepts the network, setup gives the parent MAC and an address of --ip-range that reaches the gateway, --mac-address is refused in one line, teardown removes the link', async () => {
+  // What `podman network create -d lanplug-ipvlan -o parent=eth0 --subnet … --ip-range …` hands the plugin.
+  const network = {
+    name: 'ipvpod',
+    id: 'f'.repeat(64),
+    driver: 'lanplug-ipvlan',
+    subnets: [
+      {
+        subnet: '172.16.86.0/24',
+        gateway: GATEWAY,
+        lease_range: { start_ip: '172.16.86.130', end_ip: '172.16.86.139' },
+      },
+    ],
+    ipv6_enabled: false,
+    internal: false,
+    dns_enabled: true,
+    ipam_options: { driver: 'host-local' },
+    options: { parent: 'eth0', mode: 'l2' },
+  };
+  const created = await netavark(['create'], network);
+  assert.equal(created.code, 0, created.stdout);
+  assert.deepEqual(created.json?.['ipam_options'], { driver: 'lanplug' });
+  const netns = sandbox('nvipv');
+  const exec = (options: Record<string, unknown> = {}) => ({
+    container_id: 'c'.repeat(64),
+    container_name: 'ipvpod-ctr',
+    port_mappings: [],
+    network: created.json,
+    network_options: { interface_name: 'eth0', ...options },
+  });
+
+  const refused = await netavark(['setup', netns], exec({ static_mac: '02:00:ac:10:56:99' }));
+  assert.equal(refused.code, 1);
+  assert.match(
+    String(refused.json?.['error']),
+    /an ipvlan interface has its parent's MAC: --mac-address is not available/,
+  );
+
+  const out = await netavark(['setup', netns], exec());
+  assert.equal(out.code, 0, out.stdout);
+  const iface = (out.json?.['interfaces'] as Record<string, { mac_address: string; subnets: { ipnet: string }[] }>)[
+    'eth0'
+  ];
+  const parentMac = (JSON.parse(ip('-n', host.ns, '-j', 'link', 'show', 'eth0')) as { address: string }[])[0]?.address;
+  assert.equal(iface?.mac_address, parentMac, 'ipvlan: the parent MAC, as Podman is told');
+  assert.match(iface?.subnets[0]?.ipnet ?? '', /^172\.16\.86\.13\d\/24$/);
+  const inside = ip('-n', netns.slice('/run/netns/'.length), '-d', 'addr', 'show', 'eth0');
+  assert.match(inside, /ipvlan\s+mode l2/);
+  execFileSync('nsenter', [`--net=${netns}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', GATEWAY], { stdio: 'ignore' });
+
+  const down = await netavark(['teardown', netns], exec());
+  assert.equal(down.code, 0, down.stdout);
+  assert.doesNotMatch(ip('-n', netns.slice('/run/netns/'.length), 'link', 'show'), /eth0/);
 });
