@@ -154,6 +154,9 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
   assert.deepEqual(parseListenAddress('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
   assert.deepEqual(parseListenAddress('[::1]:9464'), { host: '::1', port: 9464 });
   assert.deepEqual(parseListenAddress('192.168.1.5:80'), { host: '192.168.1.5', port: 80 });
+  // Not a wildcard: a mapped address of this host, and an IPv6 address that merely has zeros and ffff in it.
+  assert.deepEqual(parseListenAddress('[::ffff:127.0.0.1]:9464'), { host: '::ffff:127.0.0.1', port: 9464 });
+  assert.deepEqual(parseListenAddress('[::ffff:0:1]:9464'), { host: '::ffff:0:1', port: 9464 });
   for (const [bad, message] of [
     ['9464', /must be ADDRESS:PORT/],
     [':9464', /must be ADDRESS:PORT/],
@@ -166,6 +169,11 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
     ['[::0.0.0.0]:9464', /every interface/],
     ['[::ffff:0.0.0.0]:9464', /every interface/],
     ['0.00.0.0:9464', /must be ADDRESS:PORT|every interface/],
+    // The same addresses by value, however spelt: IPv4-mapped 0.0.0.0 in hex, leading zero groups.
+    ['[::ffff:0:0]:9464', /every interface/],
+    ['[0:0:0:0:0:ffff:0:0]:9464', /every interface/],
+    ['[0::ffff:0.0.0.0]:9464', /every interface/],
+    ['[0:0::0]:9464', /every interface/],
   ] as const)
     assert.throws(() => parseListenAddress(bad), message, bad);
   // And served there: GET /metrics over TCP on loopback.
