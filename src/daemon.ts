@@ -176,6 +176,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const allocator = new IpamAllocator(book, log, citizen.allocationFilter());
     const endpoints = new EndpointService(
       driver,
+      log,
       citizen.conflicts,
       dhcp,
       cni.attachments,

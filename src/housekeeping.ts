@@ -33,7 +33,8 @@ import { settleReclaimed, type ReclaimedReport } from './ipam/reclaimed';
 import { sharedPoolsReport, type SharedPoolsReport } from './ipam/shared-report';
 import type { Rtnl } from './link/rtnl';
 import type { Logger } from './log';
-import { addressesOf } from './model/network';
+import { recordEvent } from './metrics/events';
+import { addressesOf, shortId } from './model/network';
 import type { AddressBook } from './state/address-book';
 import { EtcdAddressBook } from './state/etcd/address-book';
 import type { PoolReleaseReport } from './state/etcd/pool-membership';
@@ -204,7 +205,7 @@ export class Housekeeping implements ControlActions {
     };
     const { ipam } = this.parts;
     const orphans = this.orphans;
-    if (ipam === undefined || orphans === null) return result;
+    if (ipam === undefined || orphans === null) return recorded(result, dryRun);
     result.Claims = await orphans
       .pass(
         () => endpointAddresses(store),
@@ -217,7 +218,7 @@ export class Housekeeping implements ControlActions {
       .catch((err: unknown) => ({ error: String(err) }));
     // The shared steps write markers in the shared book even to look: not on a dry run.
     const shared = ipam.book instanceof EtcdAddressBook && !dryRun ? ipam.book : null;
-    if (shared === null) return result;
+    if (shared === null) return recorded(result, dryRun);
     result.AbsentHosts = await reclaimAbsentHosts(
       shared,
       async (poolId, address) => ipam.lan.hearNow(await shared.getPool(poolId), address),
@@ -230,8 +231,30 @@ export class Housekeeping implements ControlActions {
       claimedBack: [],
       lost: [],
     };
-    return result;
+    return recorded(result, dryRun);
   }
+}
+
+/** A pass's result, its actions told to `lanplug events` first (a dry run did nothing to tell). */
+function recorded(result: GcResult, dryRun: boolean): GcResult {
+  if (!dryRun) recordGcEvents(result);
+  return result;
+}
+
+/**
+ * What a gc pass did, as events: rows Docker forgot and that went, CNI attachments whose namespace
+ * had gone, IPAM claims no endpoint held, shared pool releases made at last. Reconcile's actions and
+ * shared-pool reclaims are told where they are made (driver/reconcile.ts, ipam/reclaim.ts).
+ */
+export function recordGcEvents(result: GcResult): void {
+  for (const network of result.Forgotten.networks) recordEvent('gc.network-forgotten', { network: shortId(network) });
+  for (const endpoint of result.Forgotten.endpoints)
+    recordEvent('gc.endpoint-forgotten', { endpoint: shortId(endpoint) });
+  for (const attachment of result.Vanished ?? []) recordEvent('gc.attachment-vanished', { attachment });
+  if (result.Claims !== undefined && 'released' in result.Claims)
+    for (const address of result.Claims.released) recordEvent('gc.claim-released', { address });
+  if (result.PoolReleases !== undefined && 'released' in result.PoolReleases)
+    for (const pool of result.PoolReleases.released) recordEvent('gc.pool-released', { pool });
 }
 
 /** The addresses endpoints on this host hold (lanplug's records). */

@@ -7,6 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import { isIP } from 'node:net';
 import type { Logger } from '../log';
+import { parseAddress } from '../net/address';
 import { servePage, type PageHandler } from './docker/server';
 
 export interface ListenAddress {
@@ -33,12 +34,16 @@ export function parseListenAddress(text: string): ListenAddress {
   return { host, port };
 }
 
-/** 0.0.0.0, ::, and their other spellings (::0.0.0.0, ::ffff:0.0.0.0): every interface. */
+/** IPv4's any address as an IPv4-mapped IPv6 address (::ffff:0.0.0.0): a dual-stack socket's IPv4 wildcard. */
+const MAPPED_ANY = 0xffff_0000_0000n;
+
+/**
+ * 0.0.0.0, :: and ::ffff:0.0.0.0 (every interface), compared by value: they have many spellings
+ * (::0.0.0.0, 0:0::0, ::ffff:0:0, …), and a text a pattern misses would serve the LAN.
+ */
 function isWildcard(host: string): boolean {
-  if (isIP(host) === 4) return host.split('.').every((b) => Number(b) === 0);
-  const v4 = /^::(?:ffff:)?(\d+\.\d+\.\d+\.\d+)$/i.exec(host)?.[1];
-  if (v4 !== undefined) return isWildcard(v4);
-  return /^[0:]+$/.test(host);
+  const { family, value } = parseAddress(host);
+  return value === 0n || (family === 6 && value === MAPPED_ANY);
 }
 
 /**

@@ -119,7 +119,7 @@ export function seconds(text: string, flag: string): number {
 }
 
 /** `off` turns the CNI front end off; empty (not given) is the state directory's `cni.sock`. */
-function cniSocketPath(flag: string, stateDir: string): string | null {
+export function cniSocketPath(flag: string, stateDir: string): string | null {
   if (flag === 'off') return null;
   if (flag === '') return join(stateDir, CNI_SOCKET_NAME);
   if (!flag.startsWith('/')) throw new UsageError(`--cni-socket must be an absolute path or off; got '${flag}'`);

@@ -18,6 +18,7 @@ import {
   seconds,
 } from './daemon-flags';
 import { formatChecks, runDoctor } from './doctor';
+import { doctorCniSocket, installedServiceUnit } from './doctor/cni-socket';
 import { parseSince, streamEvents } from './events';
 import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
@@ -59,6 +60,7 @@ commands:
              [--accept-engine: Docker was reinstalled; the dockerd at --docker-host speaks for every network]
   doctor     check this host: kernel features, dockerd, sockets, state   [--json]
              [--state-dir DIR] [--plugin-dir DIR] [--docker-host URL]
+             [--cni-socket PATH|off: the daemon's, when not the installed service's or STATE-DIR/cni.sock]
   install    write and enable systemd units (service + socket activation)
              [--cni: also the CNI plugins lanplug-macvlan, lanplug-ipvlan in /opt/cni/bin (needs cc)]
              [--netavark: also the netavark plugins (Podman 5, 6) in /usr/local/libexec/netavark (needs cc)]
@@ -165,11 +167,20 @@ export async function main(argv: readonly string[]): Promise<number> {
         return 0;
       }
       case 'doctor': {
-        const flags = parseFlags('doctor', rest, { values: { ...STATE, ...PLUGINS, ...DOCKER }, switches: ['--json'] });
+        const flags = parseFlags('doctor', rest, {
+          values: { ...STATE, ...PLUGINS, ...DOCKER, '--cni-socket': '' },
+          switches: ['--json'],
+        });
+        const stateDir = flags.value('--state-dir');
         const checks = await runDoctor({
-          stateDir: flags.value('--state-dir'),
+          stateDir,
           pluginDir: flags.value('--plugin-dir'),
           dockerSocket: dockerSocketPath(flags.value('--docker-host')),
+          cniSocket: doctorCniSocket(
+            flags.given('--cni-socket') ? flags.value('--cni-socket') : null,
+            stateDir,
+            installedServiceUnit(),
+          ),
         });
         process.stdout.write(flags.on('--json') ? `${JSON.stringify(checks, null, 2)}\n` : formatChecks(checks));
         return checks.some((c) => c.status === 'fail') ? 1 : 0;

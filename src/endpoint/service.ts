@@ -41,6 +41,7 @@ import {
   type SandboxAttachments,
 } from '../driver/attachments';
 import { isNoRoom, LanplugError } from '../errors';
+import type { Logger } from '../log';
 import type { DhcpAttachments } from './dhcp-attachments';
 import type { DhcpEndpoints } from './dhcp-endpoints';
 import { NetworkQueue } from './queue';
@@ -81,6 +82,7 @@ export class EndpointService {
 
   constructor(
     private readonly driver: NetworkDriver,
+    private readonly log: Logger,
     /** The LAN checks; null: none (tests of the driver alone). */
     private readonly lan: LanConflicts | null,
     /** DHCP endpoints; null where no DHCP network can exist (a managed plugin refuses them at create). */
@@ -158,14 +160,33 @@ export class EndpointService {
     );
   }
 
-  /** Makes a removal; one the state directory had no room to record is owed (see `owed`), and its failure answered. */
+  /**
+   * Makes a removal; one the state directory had no room to record is owed (see `owed`), and its
+   * failure answered. Logged when it becomes owed and when an owed one is made: between the two,
+   * the row holds its address and MAC, and the log is where an operator learns why.
+   */
   private owing(key: string, removal: () => void): void {
+    const wasOwed = this.owed.has(key);
     try {
       removal();
       this.owed.delete(key);
+      if (wasOwed) this.log.info('owed removal made', { removal: key });
     } catch (err) {
-      if (isNoRoom(err)) this.owed.set(key, removal);
-      else this.owed.delete(key);
+      if (isNoRoom(err)) {
+        this.owed.set(key, removal);
+        if (!wasOwed)
+          this.log.warn('removal owed: the state directory had no room to record it; made at the next request', {
+            removal: key,
+            error: err instanceof Error ? err.message : String(err),
+          });
+      } else {
+        this.owed.delete(key);
+        if (wasOwed)
+          this.log.warn('owed removal failed; left to reconcile and the periodic check', {
+            removal: key,
+            error: err instanceof Error ? err.message : String(err),
+          });
+      }
       throw err;
     }
   }

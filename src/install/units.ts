@@ -238,3 +238,35 @@ function systemdArgument(word: string): string {
   );
   return `"${quoted.join('')}"`;
 }
+
+/**
+ * The words of a service's `ExecStart=` line, as systemd reads them back (the inverse of
+ * systemdArgument: double quotes, `\\` `\"` and `\xNN` in them, `%%` and `$$`); null when the unit
+ * has no such line. What `lanplug doctor` learns of the installed daemon's flags (its CNI socket).
+ */
+export function serviceArguments(unitText: string): string[] | null {
+  const line = unitText.split('\n').find((l) => l.startsWith('ExecStart='));
+  if (line === undefined) return null;
+  const words: string[] = [];
+  const text = line.slice('ExecStart='.length);
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === ' ') {
+      i++;
+      continue;
+    }
+    let word = '';
+    if (text[i] === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) {
+        if (text[i] !== '\\') word += text[i];
+        else if (text[i + 1] === 'x') {
+          word += String.fromCharCode(parseInt(text.slice(i + 2, i + 4), 16));
+          i += 3;
+        } else word += text[++i] ?? '';
+      }
+      i++; // the closing quote
+    } else for (; i < text.length && text[i] !== ' '; i++) word += text[i];
+    words.push(word.replace(/%%/g, '%').replace(/\$\$/g, '$'));
+  }
+  return words;
+}

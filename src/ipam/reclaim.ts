@@ -29,6 +29,7 @@
  * leaves it a record, which it reads (ipam/reclaimed.ts).
  */
 import type { Logger } from '../log';
+import { recordEvent } from '../metrics/events';
 import type { IpAddress } from '../net/address';
 import type { OwnClaim, SharedBook } from '../state/address-book';
 
@@ -140,6 +141,7 @@ async function reclaimFrom(
         address: claim.address.text,
         absentSince: new Date(since).toISOString(),
       });
+      recordEvent('pool.reclaimed', { host, pool: claim.poolId, address: claim.address.text });
     }
   }
   report.kept.push(...kept);

@@ -19,6 +19,7 @@
  */
 import { LanplugError } from '../errors';
 import type { Logger } from '../log';
+import { recordEvent } from '../metrics/events';
 import { addressesOf, shortId, type EndpointRecord } from '../model/network';
 import type { SharedBook } from '../state/address-book';
 import type { SharedPoolState } from '../state/shared-state';
@@ -54,6 +55,7 @@ export async function settleReclaimed(
           'an address of a container here was reclaimed while this host was away; nobody had taken it: claimed again',
           { address, reclaimedBy: record.by, reclaimedAt: record.at },
         );
+        recordEvent('pool.claimed-back', { address, reclaimedBy: record.by });
       } else if (holder !== book.hostId) {
         report.lost.push(address);
         local.putLostAddress({
@@ -71,6 +73,12 @@ export async function settleReclaimed(
           "an address of a container here was reclaimed while this host was away, and another host's container holds it now: no longer defended here; restart the container for a new address",
           { address, endpoint: shortId(endpoint.endpointId), reclaimedBy: record.by, heldBy: holder ?? '?' },
         );
+        recordEvent('pool.address-lost', {
+          address,
+          endpoint: shortId(endpoint.endpointId),
+          reclaimedBy: record.by,
+          heldBy: holder ?? '?',
+        });
       }
     }
     await record.forget();
@@ -92,6 +100,7 @@ export async function settleReclaimed(
       local.deleteLostAddress(address);
       report.claimedBack.push(address);
       log.warn('a lost address of a container here was let go by its other holder: claimed again', { address });
+      recordEvent('pool.claimed-back', { address, reclaimedBy: lost.reclaimedBy });
     } else report.lost.push(address);
   }
   return report;

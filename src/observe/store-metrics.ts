@@ -7,6 +7,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import { stateAt } from '../dhcp/lease-state';
 import { shortId } from '../model/network';
+import { usableBounds } from '../ipam/pool';
 import { formatPrefix, prefixBounds, prefixContains, type IpPrefix } from '../net/address';
 import type { SqliteStore } from '../state/sqlite';
 
@@ -25,13 +26,14 @@ export function registerStoreMetrics(registry: Registry, store: SqliteStore): ()
   // Each gauge is registered where it is made; prom-client calls its collect() at every scrape.
   new Gauge({
     name: NAMES.pool_size,
-    help: "Addresses a network's subnet has for containers (IPv4 without its network and broadcast addresses), by network id and subnet; DHCP networks' subnets are the server's and absent",
+    help: "Addresses a network's containers may be given, by network id and subnet: the lanplug IPAM pool's --ip-range, else the whole subnet (IPv4 without its network and broadcast addresses); DHCP networks' subnets are the server's and absent",
     labelNames: ['network', 'subnet'] as const,
     registers: [registry],
     collect() {
       this.reset();
+      const ranges = ipRanges(store);
       for (const { network, subnet } of subnets(store))
-        this.set({ network, subnet: formatPrefix(subnet) }, usable(subnet));
+        this.set({ network, subnet: formatPrefix(subnet) }, usable(subnet, ranges.get(formatPrefix(subnet)) ?? null));
     },
   });
   new Gauge({
@@ -104,9 +106,28 @@ function subnets(store: SqliteStore): { networkId: string; network: string; subn
     );
 }
 
-/** A subnet's addresses for hosts, as a float (an IPv6 /64 has 2^64). */
-function usable(subnet: IpPrefix): number {
-  const { first, last } = prefixBounds(subnet);
-  const all = Number(last - first + 1n);
-  return subnet.address.family === 4 && subnet.prefixLength < 31 ? all - 2 : all;
+/**
+ * The --ip-range of each subnet the lanplug IPAM driver keeps a pool for (by the subnet's text).
+ * Docker's own IPAM never tells the network driver its --ip-range: those networks count the subnet.
+ * Two pools of one subnet (address spaces) with different ranges: neither is the network's for sure.
+ */
+function ipRanges(store: SqliteStore): Map<string, IpPrefix | null> {
+  const ranges = new Map<string, IpPrefix | null>();
+  for (const { pool, range } of store.listPools()) {
+    const key = formatPrefix(pool);
+    const known = ranges.get(key);
+    const same =
+      known === undefined || (known !== null && range !== null && formatPrefix(known) === formatPrefix(range));
+    ranges.set(key, same ? range : null);
+  }
+  return ranges;
+}
+
+/** How many addresses of `range` (the whole subnet when null) the subnet hands out (ipam/pool.ts), as a float: an IPv6 /64 has 2^64. */
+function usable(subnet: IpPrefix, range: IpPrefix | null): number {
+  const { lowest, highest } = usableBounds(subnet);
+  const { first, last } = prefixBounds(range ?? subnet);
+  const low = first > lowest ? first : lowest;
+  const high = last < highest ? last : highest;
+  return high < low ? 0 : Number(high - low + 1n);
 }

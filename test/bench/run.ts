@@ -24,10 +24,13 @@ import { dockerLevel } from './docker-level';
 import { sharedPoolRequests } from './shared-pools';
 import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
 import { printTable, writeResults } from './report';
+import { scrapeCost } from './scrape-cost';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
 
 const number = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
 const PLUGIN_CYCLES = number('BENCH_PLUGIN_CYCLES', 200);
+// Enough attaches for some dozens of scrapes 100 ms apart beside them.
+const SCRAPE_CYCLES = number('BENCH_SCRAPE_CYCLES', 3000);
 const DOCKER_CYCLES = number('BENCH_DOCKER_CYCLES', 10);
 const PROBED_CYCLES = number('BENCH_PROBED_CYCLES', 30);
 const CNI_CYCLES = number('BENCH_CNI_CYCLES', 30);
@@ -193,15 +196,19 @@ async function main(): Promise<void> {
     process.stdout.write(printTable(results, { date: new Date().toISOString().slice(0, 10) }));
     return;
   }
-  const cold = await coldStarts(7);
-  results.add('daemon', 'cold start: spawn to all three sockets accepting', cold);
+  // BENCH_ONLY=scrape: the driver API at 0 alive and the metrics scrape's cost only (a minute).
+  const scrapeOnly = process.env['BENCH_ONLY'] === 'scrape';
+  const cold = scrapeOnly ? [] : await coldStarts(7);
+  if (!scrapeOnly) results.add('daemon', 'cold start: spawn to all three sockets accepting', cold);
   if (process.env['BENCH_ONLY'] === 'shared') {
     await sharedPoolRequests(results, SHARED_CYCLES);
     process.stdout.write(printTable(results, { date: new Date().toISOString().slice(0, 10) }));
     return;
   }
-  await sharedPoolRequests(results, SHARED_CYCLES);
-  lanWatchLoad(results);
+  if (!scrapeOnly) {
+    await sharedPoolRequests(results, SHARED_CYCLES);
+    lanWatchLoad(results);
+  }
 
   const lan = createLan({ addresses: ['172.16.86.1/16', 'fd77::1/64'] });
   try {
@@ -238,12 +245,24 @@ async function main(): Promise<void> {
       'lanplug.conflict=off',
       'lp',
     ]);
-    kernelFloor(results, host);
     const driverSocket = join(plugin.pluginDir, 'lanplug-macvlan.sock');
-    await roundTripFloor(results, driverSocket, PLUGIN_CYCLES);
     const client = new DriverClient(driverSocket, networkId('lp'));
+    const controlSocket = join(plugin.stateDir, 'control.sock');
+    if (scrapeOnly) {
+      const alive = await attachDetachAtScale(results, client, plugin.pid, { levels: [0], cycles: PLUGIN_CYCLES });
+      for (const id of alive) await client.detach(id);
+      await scrapeCost(results, client, controlSocket, { cycles: SCRAPE_CYCLES });
+      closeAgents();
+      const env = environment(host);
+      await plugin.stop();
+      process.stdout.write(printTable(results, env));
+      return;
+    }
+    kernelFloor(results, host);
+    await roundTripFloor(results, driverSocket, PLUGIN_CYCLES);
     const alive = await attachDetachAtScale(results, client, plugin.pid, { levels: LEVELS, cycles: PLUGIN_CYCLES });
     for (const id of alive) await client.detach(id);
+    await scrapeCost(results, client, controlSocket, { cycles: SCRAPE_CYCLES });
 
     for (const [name, subnet, ipam] of [
       ['probed', '10.99.0.0/24', []],

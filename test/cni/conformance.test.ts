@@ -111,6 +111,19 @@ function resultAddress(result: CniOutcome): string {
   return first;
 }
 
+/** The kinds of the daemon's events (`lanplug events --json`) since `from` (ms) that name this container, oldest first. */
+async function eventsOf(containerId: string, from: number): Promise<string[]> {
+  const out = await daemon.cli(['events', '--json', '--since', '10m', '--state-dir', daemon.stateDir]);
+  assert.equal(out.code, 0, out.stderr);
+  return out.stdout
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as { at: number; kind: string; fields: Record<string, unknown> })
+    .filter((e) => e.at >= from)
+    .filter((e) => Object.values(e.fields).some((v) => String(v).includes(containerId.slice(0, 12))))
+    .map((e) => e.kind);
+}
+
 before(async () => {
   lab = await startCniLab();
   ({ lan, host, daemon, socket, plugin } = lab);
@@ -274,6 +287,7 @@ test('CHECK succeeds after ADD and fails once the link was deleted by hand', asy
 });
 
 test('DEL after the namespace is gone succeeds and frees the address', async () => {
+  const from = Date.now();
   const sb = newSandbox();
   const added = await add(sb);
   const address = resultAddress(added);
@@ -285,6 +299,9 @@ test('DEL after the namespace is gone succeeds and frees the address', async () 
   assert.equal(resultAddress(next), address, 'the freed address is handed out again');
   assert.equal((await del(again)).code, 0);
   dropSandbox(again.ns);
+  // lanplug events: each ADD and each DEL that succeeded, by container.
+  assert.deepEqual(await eventsOf(sb.id, from), ['attachment.added', 'attachment.removed']);
+  assert.deepEqual(await eventsOf(again.id, from), ['attachment.added', 'attachment.removed']);
 });
 
 test('DEL after the parent is gone succeeds (the kernel took the link with it)', async () => {
@@ -306,12 +323,18 @@ test('DEL after the parent is gone succeeds (the kernel took the link with it)',
 });
 
 test('an attachment whose namespace vanished without a DEL is removed by lanplug gc, its address freed', async () => {
+  const from = Date.now();
   const sb = newSandbox();
   const address = resultAddress(await add(sb));
   dropSandbox(sb.ns); // the runtime died: no DEL ever comes
   const gc = await daemon.cli(['gc', '--state-dir', daemon.stateDir, '--docker-host', 'unix:///nonexistent.sock']);
   assert.equal(gc.code, 0, gc.stderr);
   assert.match(gc.stdout, new RegExp(`removed cni:labnet container ${sb.id.slice(0, 12)} eth0: ${sb.path} is gone`));
+  assert.deepEqual(
+    await eventsOf(sb.id, from),
+    ['attachment.added', 'gc.attachment-vanished'],
+    'lanplug events tells the gc',
+  );
   const status = await daemon.cli(['status', '--state-dir', daemon.stateDir]);
   assert.doesNotMatch(status.stdout, /cni:labnet/);
   const again = newSandbox();

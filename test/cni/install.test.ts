@@ -179,7 +179,12 @@ test("doctor's netavark line: the version netavark gives, the plugins it finds, 
     const add = (_check: string, status: string, detail: string, fix?: string): void => {
       lines.push({ status, detail, ...(fix === undefined ? {} : { fix }) });
     };
-    const options = { stateDir: join(root, 'var/lib/lanplug'), pluginDir: '/run/docker/plugins', dockerSocket: '' };
+    const options = {
+      stateDir: join(root, 'var/lib/lanplug'),
+      pluginDir: '/run/docker/plugins',
+      dockerSocket: '',
+      cniSocket: join(root, 'var/lib/lanplug/cni.sock'),
+    };
     await netavarkChecks(options, add, root);
     assert.match(lines[0]?.detail ?? '', /^netavark not found; lanplug's plugins not installed/);
 

@@ -215,6 +215,7 @@ test('create: the network comes back as Podman keeps it (name, id, driver unchan
 
 test('setup: the container gets its address on the LAN, reaches the gateway; the status block says what Podman shows; teardown removes the link, twice', async () => {
   const c = newContainer();
+  const from = Date.now();
   const setups: number[] = [];
   const teardowns: number[] = [];
   try {
@@ -235,6 +236,21 @@ test('setup: the container gets its address on the LAN, reaches the gateway; the
     assert.deepEqual([down.code, down.stdout], [0, '']);
     assert.equal(linkIn(c.ns, 'eth0'), null, 'teardown removes the link');
     assert.equal((await teardown(c)).code, 0, 'a second teardown has nothing to do: success');
+    // lanplug events: each setup and teardown that succeeded, naming the network and the container.
+    const told = await daemon.cli(['events', '--json', '--since', '10m', '--state-dir', daemon.stateDir]);
+    assert.deepEqual(
+      told.stdout
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as { at: number; kind: string; fields: Record<string, unknown> })
+        .filter((e) => e.at >= from && e.kind.startsWith('attachment.'))
+        .map((e) => [e.kind, e.fields['via'], e.fields['network'], e.fields['container']]),
+      [
+        ['attachment.added', 'netavark', 'lan', c.id.slice(0, 12)],
+        ['attachment.removed', 'netavark', 'lan', c.id.slice(0, 12)],
+        ['attachment.removed', 'netavark', 'lan', c.id.slice(0, 12)],
+      ],
+    );
     // A few more rounds for the figures.
     for (let i = 0; i < 4; i++) {
       const again = await setup(c);

@@ -19,6 +19,7 @@ import { OrphanClaims } from '../../src/ipam/orphans';
 import { reclaimAbsentHosts, type LanHearing } from '../../src/ipam/reclaim';
 import { settleReclaimed } from '../../src/ipam/reclaimed';
 import { silentLogger } from '../../src/log';
+import { events } from '../../src/metrics/events';
 import type { EndpointRecord } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
@@ -208,10 +209,18 @@ test('one etcd member down: every allocation succeeds; two down: allocation fail
   assert.equal(new Set(taken).size, 10);
   cluster.pause(1);
   const started = Date.now();
+  const etcdEvents = (): string[] =>
+    events
+      .since(started)
+      .map((e) => e.kind)
+      .filter((k) => k.startsWith('etcd.'));
   const error = await refusal(() => take(a, id, null, false, mac(1, 99)));
   const tookMs = Date.now() - started;
   assert.match(error, /^etcd did not answer within 9 s \(no member reachable, or no quorum\)/);
   assert.ok(tookMs < 10_000, `failed closed in ${tookMs} ms`);
+  // lanplug events: each client (this test has one per book) tells when etcd stops answering, once, not per retry.
+  assert.deepEqual([...new Set(etcdEvents())], ['etcd.unreachable']);
+  const unreachable = etcdEvents().length;
   cluster.resume(0);
   cluster.resume(1);
   const deadline = Date.now() + 15_000;
@@ -225,6 +234,12 @@ test('one etcd member down: every allocation succeeds; two down: allocation fail
   }
   const claims = await client().range(`${KEY_PREFIX}ip/`, { prefix: true, deadlineMs: 5_000 });
   assert.equal(claims.length, 11, 'the refused request left nothing behind');
+  assert.equal(etcdEvents().at(-1), 'etcd.reachable');
+  assert.deepEqual(
+    etcdEvents().filter((k) => k === 'etcd.unreachable').length,
+    unreachable,
+    'no more unreachable once back',
+  );
 });
 
 test('a host whose registration expired (cut off from etcd longer than its lease) registers again before it allocates: the fence; each registration is told (the daemon then settles what was reclaimed meanwhile)', async () => {
@@ -302,6 +317,7 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     first.waiting.map((w) => w.host),
     ['dh-b'],
   );
+  const reclaimFrom = Date.now();
   assert.deepEqual(await run(Date.now() + 11_000), {
     reclaimed: [silent],
     kept: [answering],
@@ -313,6 +329,14 @@ test('absent hosts: counted from the first sighting, reclaimed only past the del
     (await allocA.nextFree(await allocA.pool(id), 256)).some((x) => x.text === silent),
     true,
     'free again',
+  );
+  // lanplug events: the reclaim, naming the absent host, the pool and the address (not the one kept).
+  assert.deepEqual(
+    events
+      .since(reclaimFrom)
+      .filter((e) => e.kind.startsWith('pool.'))
+      .map((e) => [e.kind, e.fields]),
+    [['pool.reclaimed', { host: 'dh-b', pool: id, address: silent }]],
   );
   // b comes back (registers with its next write): it is no longer absent, and what it kept stays its own.
   await take(allocB, id, '10.67.0.12', false, mac(2, 3));
@@ -664,7 +688,19 @@ test('a host away (unregistered, silent) longer than --reclaim-after comes back:
     endpointHolding('e1'.repeat(32), free, mac(2, 1)),
     endpointHolding('e2'.repeat(32), taken, mac(2, 2)),
   ];
+  const settleFrom = Date.now();
   assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [free], lost: [taken] });
+  assert.deepEqual(
+    events
+      .since(settleFrom)
+      .filter((e) => e.kind.startsWith('pool.'))
+      .map((e) => [e.kind, e.fields['address']]),
+    [
+      ['pool.claimed-back', free],
+      ['pool.address-lost', taken],
+    ],
+    'lanplug events shows both',
+  );
   assert.equal(await b.holderOf(id, parseAddress(free)), 'dh-b');
   assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-a', 'never taken from its new holder');
   const [lost] = state.listLostAddresses();
@@ -691,7 +727,15 @@ test('a host away (unregistered, silent) longer than --reclaim-after comes back:
   assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [], lost: [taken] });
   // Host a's container goes: the address is b's container's again.
   await allocA.releaseAddress(id, parseAddress(taken));
+  const backFrom = Date.now();
   assert.deepEqual(await settleReclaimed(b, state, endpoints, silentLogger), { claimedBack: [taken], lost: [] });
+  assert.deepEqual(
+    events
+      .since(backFrom)
+      .filter((e) => e.kind.startsWith('pool.'))
+      .map((e) => [e.kind, e.fields['address']]),
+    [['pool.claimed-back', taken]],
+  );
   assert.equal(await b.holderOf(id, parseAddress(taken)), 'dh-b');
   assert.equal(state.isAddressLost('n'.repeat(64), taken), false);
   // A lost record goes with its endpoint.

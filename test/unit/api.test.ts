@@ -31,7 +31,7 @@ before(async () => {
     join(dir, 'plugins'),
     {
       name: 'lanplug-macvlan',
-      routes: networkDriverRoutes(new EndpointService(driver, null, null), 'macvlan'),
+      routes: networkDriverRoutes(new EndpointService(driver, silentLogger, null, null), 'macvlan'),
       errorField: 'Err',
     },
     silentLogger,

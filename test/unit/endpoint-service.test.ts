@@ -21,8 +21,8 @@ import type { CreateNetworkRequest } from '../../src/driver/requests';
 import { DhcpEndpoints } from '../../src/endpoint/dhcp-endpoints';
 import { NetworkQueue } from '../../src/endpoint/queue';
 import { EndpointService } from '../../src/endpoint/service';
-import { LanplugError } from '../../src/errors';
-import { silentLogger } from '../../src/log';
+import { LanplugError, NO_ROOM_ERRNO } from '../../src/errors';
+import { createLogger, silentLogger } from '../../src/log';
 import type { Lease } from '../../src/model/lease';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { SqliteStore } from '../../src/state/sqlite';
@@ -135,7 +135,7 @@ test('two CreateEndpoints at once with one lanplug.dhcp.id on ipvlan (both would
   const rtnl = new FakeRtnl({ vlan: false, ipvlan: true, dummy: false });
   const driver = new NetworkDriver(rtnl, store, silentLogger);
   const keeper = new PausingKeeper(store, silentLogger, NO_LEASE_NETWORKS);
-  const endpoints = new EndpointService(driver, null, new DhcpEndpoints(driver, keeper, silentLogger));
+  const endpoints = new EndpointService(driver, silentLogger, null, new DhcpEndpoints(driver, keeper, silentLogger));
   try {
     await endpoints.createNetwork(dhcpNetwork(NET_A));
     await endpoints.createNetwork(dhcpNetwork(NET_B));
@@ -177,7 +177,7 @@ test('a DeleteNetwork that comes while a CreateEndpoint of its network waits run
   const rtnl = new FakeRtnl({ vlan: false, ipvlan: true, dummy: false });
   const driver = new NetworkDriver(rtnl, store, silentLogger);
   const keeper = new PausingKeeper(store, silentLogger, NO_LEASE_NETWORKS);
-  const endpoints = new EndpointService(driver, null, new DhcpEndpoints(driver, keeper, silentLogger));
+  const endpoints = new EndpointService(driver, silentLogger, null, new DhcpEndpoints(driver, keeper, silentLogger));
   try {
     await endpoints.createNetwork(dhcpNetwork(NET_A));
     const created = endpoints.createEndpoint('ipvlan', {
@@ -200,4 +200,63 @@ test('a DeleteNetwork that comes while a CreateEndpoint of its network waits run
   } finally {
     await keeper.stop();
   }
+});
+
+test('a removal the state directory had no room to record is logged when owed and again when made, as structured lines naming it', async () => {
+  const rtnl = new FakeRtnl({ vlan: false, ipvlan: true, dummy: false });
+  const driver = new NetworkDriver(rtnl, store, silentLogger);
+  const lines: string[] = [];
+  const endpoints = new EndpointService(
+    driver,
+    createLogger('info', (line) => lines.push(line)),
+    null,
+    null,
+  );
+  const network: CreateNetworkRequest = {
+    networkId: NET_A,
+    driver: 'macvlan',
+    options: { parent: 'eth0' },
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  };
+  const endpoint = (endpointId: string, address: string) => ({
+    networkId: NET_A,
+    endpointId,
+    ipv4: parsePrefix(address),
+    ipv6: null,
+    mac: null,
+  });
+  await endpoints.createNetwork(network);
+  await endpoints.createEndpoint('macvlan', endpoint(EP_1, '172.16.86.2/24'));
+  // The file system full at the removal (the chaos e2e fills a real tmpfs): the store's ENOSPC, as the driver throws it.
+  const deleteEndpoint = driver.deleteEndpoint.bind(driver);
+  driver.deleteEndpoint = () => {
+    throw new LanplugError('Environment', 'the state directory has no room: database or disk is full', {
+      errno: NO_ROOM_ERRNO,
+    });
+  };
+  await assert.rejects(endpoints.deleteEndpoint({ networkId: NET_A, endpointId: EP_1 }), /no room/);
+  const owed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(
+    owed.map((l) => [l['level'], l['msg'], l['removal']]),
+    [
+      [
+        'warn',
+        'removal owed: the state directory had no room to record it; made at the next request',
+        `endpoint ${NET_A}/${EP_1}`,
+      ],
+    ],
+  );
+  assert.match(String(owed[0]?.['error']), /no room/);
+  // Room again: the next request makes it first, and says so.
+  driver.deleteEndpoint = deleteEndpoint;
+  lines.length = 0;
+  await endpoints.createEndpoint('macvlan', endpoint(EP_2, '172.16.86.3/24'));
+  assert.deepEqual(
+    lines.map((l) => JSON.parse(l) as Record<string, unknown>).map((l) => [l['level'], l['msg'], l['removal']]),
+    [['info', 'owed removal made', `endpoint ${NET_A}/${EP_1}`]],
+  );
+  assert.equal(store.getEndpoint(NET_A, EP_1), null);
 });

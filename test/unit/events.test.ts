@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { controlEndpoint } from '../../src/api/control';
 import { PluginServer } from '../../src/api/docker/server';
 import { formatEvent, parseSince, streamEvents } from '../../src/cli/events';
+import { recordGcEvents, type GcResult } from '../../src/housekeeping';
 import { silentLogger } from '../../src/log';
 import { events, RING_SIZE, recordEvent } from '../../src/metrics/events';
 import { StateLock } from '../../src/state/lock';
@@ -71,4 +72,29 @@ test('over the control socket: the kept events, then with follow each new one as
     lock.release();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a gc pass's actions are events: rows Docker forgot, vanished CNI attachments, claims no endpoint held, pool releases made at last", () => {
+  const from = Date.now();
+  const result: GcResult = {
+    Reconcile: { actions: [], networks: 0, endpoints: 0, leftovers: 0, links: 0 },
+    Forgotten: { asked: true, networks: ['a'.repeat(64)], endpoints: ['b'.repeat(64)] },
+    Vanished: ['cni:labnet container ctr100000000 eth0: /run/netns/x is gone'],
+    Claims: { released: ['10.1.0.7'], suspected: ['10.1.0.8'] },
+    PoolReleases: { released: ['LocalDefault/10.1.0.0/24'], pending: [] },
+  };
+  recordGcEvents(result);
+  assert.deepEqual(
+    events
+      .since(from)
+      .filter((e) => e.kind.startsWith('gc.'))
+      .map((e) => [e.kind, Object.values(e.fields)[0]]),
+    [
+      ['gc.network-forgotten', 'aaaaaaaaaaaa'],
+      ['gc.endpoint-forgotten', 'bbbbbbbbbbbb'],
+      ['gc.attachment-vanished', 'cni:labnet container ctr100000000 eth0: /run/netns/x is gone'],
+      ['gc.claim-released', '10.1.0.7'],
+      ['gc.pool-released', 'LocalDefault/10.1.0.0/24'],
+    ],
+  );
 });

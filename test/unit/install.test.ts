@@ -11,6 +11,8 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { doctorCniSocket } from '../../src/cli/doctor/cni-socket';
+import { serviceArguments, unitFiles } from '../../src/install/units';
 import { repoRoot } from '../support/repo';
 
 function lanplug(...args: string[]): { code: number | null; stdout: string; stderr: string } {
@@ -154,4 +156,37 @@ test('a daemon flag the daemon would refuse is refused by install in one line, a
       assert.deepEqual(files(root), INSTALL_INPUTS);
     });
   }
+});
+
+test("doctor asks the CNI socket the installed service's command line names (--cni-socket PATH or off), else STATE-DIR/cni.sock; doctor's own --cni-socket first", () => {
+  withRoot((root) => {
+    const unit = (): string => readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
+    assert.equal(lanplug('install', '--root', root, '--cni-socket', '/run/lanplug cni/cni.sock').code, 0);
+    assert.equal(doctorCniSocket(null, '/var/lib/lanplug', unit()), '/run/lanplug cni/cni.sock');
+    assert.equal(doctorCniSocket('/run/other.sock', '/var/lib/lanplug', unit()), '/run/other.sock');
+    assert.equal(lanplug('install', '--root', root, '--cni-socket', 'off').code, 0);
+    assert.equal(doctorCniSocket(null, '/var/lib/lanplug', unit()), null);
+    assert.equal(lanplug('install', '--root', root).code, 0);
+    assert.equal(doctorCniSocket(null, '/srv/lanplug', unit()), '/srv/lanplug/cni.sock');
+  });
+  assert.equal(doctorCniSocket(null, '/var/lib/lanplug', null), '/var/lib/lanplug/cni.sock', 'no service installed');
+});
+
+test("the service's command line reads back word for word as systemd reads it: quotes, escapes, % and $", () => {
+  const args = ['--state-dir', '/var/lib/lanplug', '--host-id', 'a b$c%d"e\\f', '--grace-seconds', '60'];
+  const [service] = unitFiles({
+    program: ['/usr/bin/node', '/opt/lanplug/bin/lanplug'],
+    daemonArguments: args,
+    pluginDir: '/run/docker/plugins',
+    stateDir: '/var/lib/lanplug',
+    cniSocket: null,
+    usesIp: false,
+  });
+  assert.deepEqual(serviceArguments(service?.text ?? ''), [
+    '/usr/bin/node',
+    '/opt/lanplug/bin/lanplug',
+    'daemon',
+    ...args,
+  ]);
+  assert.equal(serviceArguments('[Service]\nType=simple\n'), null);
 });

@@ -154,6 +154,9 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
   assert.deepEqual(parseListenAddress('127.0.0.1:9464'), { host: '127.0.0.1', port: 9464 });
   assert.deepEqual(parseListenAddress('[::1]:9464'), { host: '::1', port: 9464 });
   assert.deepEqual(parseListenAddress('192.168.1.5:80'), { host: '192.168.1.5', port: 80 });
+  // Not a wildcard: a mapped address of this host, and an IPv6 address that merely has zeros and ffff in it.
+  assert.deepEqual(parseListenAddress('[::ffff:127.0.0.1]:9464'), { host: '::ffff:127.0.0.1', port: 9464 });
+  assert.deepEqual(parseListenAddress('[::ffff:0:1]:9464'), { host: '::ffff:0:1', port: 9464 });
   for (const [bad, message] of [
     ['9464', /must be ADDRESS:PORT/],
     [':9464', /must be ADDRESS:PORT/],
@@ -166,6 +169,11 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
     ['[::0.0.0.0]:9464', /every interface/],
     ['[::ffff:0.0.0.0]:9464', /every interface/],
     ['0.00.0.0:9464', /must be ADDRESS:PORT|every interface/],
+    // The same addresses by value, however spelt: IPv4-mapped 0.0.0.0 in hex, leading zero groups.
+    ['[::ffff:0:0]:9464', /every interface/],
+    ['[0:0:0:0:0:ffff:0:0]:9464', /every interface/],
+    ['[0::ffff:0.0.0.0]:9464', /every interface/],
+    ['[0:0::0]:9464', /every interface/],
   ] as const)
     assert.throws(() => parseListenAddress(bad), message, bad);
   // And served there: GET /metrics over TCP on loopback.
@@ -183,4 +191,61 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
   } finally {
     await listener.close();
   }
+});
+
+test("a pool's size is what its containers may have: a lanplug IPAM network's --ip-range (without the subnet's network and broadcast addresses), the whole subnet otherwise", async () => {
+  await withStore(async (store) => {
+    const network = (networkId: string, ipv4: string, ipv6: string | null): void =>
+      store.insertNetwork({
+        spec: {
+          networkId,
+          mode: { kind: 'macvlan', mode: 'bridge' },
+          parent: { kind: 'existing', name: 'eth0' },
+          mtu: null,
+          internal: false,
+          ipv4: [{ pool: parsePrefix(ipv4), gateway: null }],
+          ipv6: ipv6 === null ? [] : [{ pool: parsePrefix(ipv6), gateway: null }],
+          hostAccess: null,
+          conflict: 'refuse',
+          announce: { count: 3, intervalMs: 100 },
+          dhcp: null,
+        },
+        parentCreated: false,
+      });
+    // lanplug IPAM: --subnet 172.16.86.0/24 --ip-range 172.16.86.128/25 (its last address is the broadcast).
+    network('b'.repeat(64), '172.16.86.0/24', 'fd77::/64');
+    store.insertPool({
+      poolId: 'LocalDefault/172.16.86.0/24',
+      addressSpace: 'LocalDefault',
+      pool: parsePrefix('172.16.86.0/24'),
+      range: parsePrefix('172.16.86.128/25'),
+    });
+    store.insertPool({
+      poolId: 'LocalDefault/fd77::/64',
+      addressSpace: 'LocalDefault',
+      pool: parsePrefix('fd77::/64'),
+      range: parsePrefix('fd77::/120'),
+    });
+    // Another network, its pool with no --ip-range; and one of Docker's IPAM (no pool of lanplug's).
+    network('c'.repeat(64), '10.20.0.0/24', null);
+    store.insertPool({
+      poolId: 'LocalDefault/10.20.0.0/24',
+      addressSpace: 'LocalDefault',
+      pool: parsePrefix('10.20.0.0/24'),
+      range: null,
+    });
+    network('d'.repeat(64), '10.30.0.0/28', null);
+    const unregister = registerStoreMetrics(registry, store);
+    try {
+      const text = await registry.metrics();
+      const size = (network: string, subnet: string): number | null =>
+        sample(text, 'lanplug_pool_size_addresses', `network="${network.repeat(12)}",subnet="${subnet}"`);
+      assert.equal(size('b', '172.16.86.0/24'), 127, '.128-.254');
+      assert.equal(size('b', 'fd77::/64'), 255, 'fd77::1-fd77::ff');
+      assert.equal(size('c', '10.20.0.0/24'), 254);
+      assert.equal(size('d', '10.30.0.0/28'), 14);
+    } finally {
+      unregister();
+    }
+  });
 });

@@ -40,7 +40,7 @@ before(async () => {
     join(dir, 'plugins'),
     {
       name: 'lanplug-macvlan',
-      routes: networkDriverRoutes(new EndpointService(driver, null, null), 'macvlan', engine),
+      routes: networkDriverRoutes(new EndpointService(driver, silentLogger, null, null), 'macvlan', engine),
       errorField: 'Err',
     },
     silentLogger,

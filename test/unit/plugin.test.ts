@@ -95,7 +95,7 @@ test('one socket serves the network driver and IPAM APIs, each error in its own 
   const endpoint = combinedEndpoint('lanplug', [
     {
       name: 'lanplug-macvlan',
-      routes: networkDriverRoutes(new EndpointService(driver, null, null), 'macvlan'),
+      routes: networkDriverRoutes(new EndpointService(driver, silentLogger, null, null), 'macvlan'),
       errorField: 'Err',
     },
     {

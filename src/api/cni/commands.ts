@@ -20,7 +20,9 @@ import {
 import { CNI_ERROR, CniError, toCniError } from './errors';
 import type { CniAnswer, CniInvocation } from './protocol';
 import { encodeResult, errorAnswer, versionAnswer } from './result';
+import { recordEvent } from '../../metrics/events';
 import { countRequest } from '../../metrics/registry';
+import { formatPrefix } from '../../net/address';
 
 /** The version an error is reported in: the configuration's when it can be read, else the newest. */
 function reportedVersion(stdin: string): string {
@@ -58,6 +60,7 @@ async function answerCni(invocation: CniInvocation, services: CniServices, log: 
     const failure = toCniError(err);
     const command = invocation.env.get('CNI_COMMAND') ?? '(none)';
     log.warn('CNI call failed', { command, code: failure.code, error: failure.message });
+    recordEvent('request.failed', { method: `CNI.${cniMethod(command)}`, error: failure.message });
     const answer = errorAnswer(reportedVersion(invocation.stdin), failure.code, failure.message, failure.details);
     return { exitCode: 1, stdout: `${JSON.stringify(answer)}\n` };
   }
@@ -76,6 +79,12 @@ async function dispatch(invocation: CniInvocation, services: CniServices): Promi
       return add(env, config, endpoints);
     case 'DEL':
       await endpoints.detach(config.name, sandboxId(env), ifnameOf(env), env.netns);
+      recordEvent('attachment.removed', {
+        via: 'cni',
+        network: config.name,
+        container: sandboxId(env).slice(0, 12),
+        ifname: ifnameOf(env),
+      });
       return null;
     case 'CHECK':
       if (config.prevResult === null) throw new CniError(CNI_ERROR.invalidConfig, 'CHECK needs prevResult');
@@ -153,6 +162,14 @@ async function add(
     mac: config.mac,
     requestedIps: config.requestedIps,
     sandbox: { containerId: sandboxId(env), netns: netnsOf(env), ifname: ifnameOf(env) },
+  });
+  recordEvent('attachment.added', {
+    via: 'cni',
+    network: config.name,
+    container: sandboxId(env).slice(0, 12),
+    ifname: attached.ifname,
+    mac: attached.mac,
+    addresses: attached.addresses.map((a) => formatPrefix(a.address)).join(','),
   });
   return encodeResult(
     {

@@ -101,12 +101,26 @@ async function dispatch(
     case 'setup': {
       const call = parseExec(invocation);
       const attached = await endpoints.attach(attachRequest(call));
+      recordEvent('attachment.added', {
+        via: 'netavark',
+        network: call.network.name,
+        container: call.containerId.slice(0, 12),
+        ifname: attached.ifname,
+        mac: attached.mac,
+        addresses: attached.addresses.map((a) => formatPrefix(a.address)).join(','),
+      });
       return statusBlock(attached);
     }
     case 'teardown': {
       const call = parseExec(invocation);
       // Idempotent (driver/attachments.ts detach): no record, no namespace or no link left is success.
       await endpoints.detach(podmanNetworkName(call.network.name), call.containerId, call.ifname, call.netns);
+      recordEvent('attachment.removed', {
+        via: 'netavark',
+        network: call.network.name,
+        container: call.containerId.slice(0, 12),
+        ifname: call.ifname,
+      });
       return null;
     }
   }

@@ -14,6 +14,8 @@ export interface DoctorOptions {
   stateDir: string;
   pluginDir: string;
   dockerSocket: string;
+  /** The daemon's CNI socket (doctor/cni-socket.ts); null: it runs with `--cni-socket off`. */
+  cniSocket: string | null;
 }
 
 export type Add = (check: string, status: CheckStatus, detail: string, fix?: string) => void;

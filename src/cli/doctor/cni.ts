@@ -4,7 +4,6 @@ import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { decodeAnswer, encodeInvocation } from '../../api/cni/protocol';
-import { CNI_SOCKET_NAME } from '../../api/cni/server';
 import { CNI_BIN_DIRS, CNI_EXECUTABLES } from '../../install/cni';
 import type { Add, DoctorOptions } from './check';
 
@@ -26,7 +25,16 @@ export async function cniChecks(options: DoctorOptions, add: Add): Promise<void>
     if (version.status !== 0 || !version.stdout.includes('supportedVersions'))
       add(`cni ${path}`, 'fail', `${path} does not answer VERSION`, 'lanplug install --cni');
   }
-  const socket = join(options.stateDir, CNI_SOCKET_NAME);
+  const socket = options.cniSocket;
+  if (socket === null) {
+    add(
+      'cni',
+      'fail',
+      `${installed.join(', ')} installed, but the daemon runs with --cni-socket off: every CNI ADD fails with code 11`,
+      'lanplug install --cni (without --cni-socket off)',
+    );
+    return;
+  }
   const answer = await askCniSocket(socket).catch((err: unknown) => (err instanceof Error ? err.message : String(err)));
   if (answer === true) add('cni', 'ok', `${installed.join(', ')} installed; the daemon answers on ${socket}`);
   else

@@ -6,7 +6,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CNI_SOCKET_NAME } from '../../api/cni/server';
 import {
   containersConfAdvice,
   DEFAULT_NETAVARK_PLUGIN_DIRS,
@@ -68,7 +67,16 @@ export async function netavarkChecks(options: DoctorOptions, add: Add, root = '/
     if (info.status !== 0 || !info.stdout.includes('"api_version"'))
       add('netavark', 'fail', `${path} does not answer info`, 'lanplug install --netavark');
   }
-  const socket = join(options.stateDir, CNI_SOCKET_NAME);
+  const socket = options.cniSocket;
+  if (socket === null) {
+    add(
+      'netavark',
+      'fail',
+      `${what} finds lanplug's plugins, but the daemon runs with --cni-socket off: every podman run on their networks fails`,
+      'lanplug install --netavark (without --cni-socket off)',
+    );
+    return;
+  }
   const answer = await askCniSocket(socket).catch((err: unknown) => (err instanceof Error ? err.message : String(err)));
   const plugins = listed.filter((p) => p !== null).join(', ');
   if (answer === true) add('netavark', 'ok', `${what} finds ${plugins}; the daemon answers on ${socket}`);
