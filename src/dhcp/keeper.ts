@@ -107,7 +107,7 @@ export class LeaseKeeper {
   ): Promise<Lease[]> {
     const deadline = Date.now() + timeoutMs;
     const families: Family[] = [...(plan.ipv4 ? [4 as const] : []), ...(plan.ipv6 ? [6 as const] : [])];
-    return Promise.all(
+    const settled = await Promise.allSettled(
       families.map(async (family) => {
         const channel = openChannel(link, where, family, plan.netns);
         try {
@@ -136,6 +136,14 @@ export class LeaseKeeper {
         }
       }),
     );
+    // Both families or neither: a lease one server bound while the other family failed would stay
+    // bound on the server, unrecorded, until it expired (a LAN without DHCPv6 would drain the v4 pool
+    // one failed start at a time). It goes back at once, and the failure is the other family's.
+    const taken = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed === undefined) return taken;
+    this.giveBack(plan.networkId, identity, taken);
+    throw failed.reason;
   }
 
   /** Records leases just taken (durably: they outlive the daemon) and remembers their addresses; `fresh`: the new ones. */

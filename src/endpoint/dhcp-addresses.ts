@@ -82,6 +82,11 @@ export class DhcpAddresses {
         );
     } catch (err) {
       if (lease !== null) this.keeper.giveBack(spec.networkId, identity, [lease]);
+      // Docker asks for IPv4 and then IPv6 in one step and, when the second fails, never gives the
+      // first back (it releases an endpoint's addresses only once both were assigned): the IPv4 lease
+      // taken a moment ago for this container would stay bound on the server until it expired.
+      if (family === 6 && held !== null && leaseOf(held, 4) !== null)
+        this.keeper.releaseFamily(spec.networkId, coming, 4, 'its IPv6 address could not be had');
       throw withContext(`network ${shortId(spec.networkId)} on parent ${spec.parent.name}`, err);
     }
     // The other family's lease (asked a moment ago) is read again: it may have gone meanwhile.

@@ -15,6 +15,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import type { Lan } from '../lab/lan';
 import { BUSYBOX } from '../lab/image';
 import { addNetns, delNetns } from '../lab/ns';
+import { sleep } from '../lab/proc';
 import { lanHostNs } from '../lab/names';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import type { DaemonLab, DaemonProcess } from '../support/daemon';
@@ -337,6 +338,34 @@ test("-o dhcp=true --ipv6: the IPv6 address comes from the LAN's DHCPv6 server t
     assert.deepEqual(dhcpServer.stillLeased([address6]), [], 'teardown gave the IPv6 lease back (DHCPv6 Release)');
   } finally {
     dropContainer(c.ns);
+  }
+});
+
+test('-o dhcp=true --ipv6 on a LAN with DHCPv4 but no DHCPv6: setup fails in one line, and the IPv4 lease taken beside it goes back to the server at once', async () => {
+  const net = network({
+    name: 'half6lan',
+    subnets: [],
+    ipv6_enabled: true,
+    options: { parent: 'eth0', dhcp: 'true', 'dhcp.timeout': '3s' },
+  });
+  const created = await nv(['create'], net);
+  assert.equal(created.code, 0, created.stdout);
+  await dhcpServer.restart({ range6: undefined });
+  const c = newContainer();
+  try {
+    const leasedBefore = dhcpServer.leases().map((l) => l.address);
+    const out = await setup(c, created.json ?? {});
+    assert.notEqual(out.code, 0);
+    assert.match(String(out.json?.['error']), /no DHCPv6 server answered on \S+ within 3 s/);
+    await sleep(500);
+    assert.deepEqual(
+      dhcpServer.leases().map((l) => l.address),
+      leasedBefore,
+      'the IPv4 lease taken beside the failed DHCPv6 exchange is released',
+    );
+  } finally {
+    dropContainer(c.ns);
+    await dhcpServer.restart({ range6: ['fd86::200', 'fd86::23f'] });
   }
 });
 

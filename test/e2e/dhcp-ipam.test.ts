@@ -251,7 +251,7 @@ test("Docker's ReleaseAddress for a container the server moved ends none of anot
   assert.equal(addressesInContainer('heir').v4, given);
 });
 
-test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan, -o dhcp=true beside it, and a silent server', () => {
+test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan, -o dhcp=true beside it, a silent server, and a LAN with DHCPv4 but no DHCPv6 (whose IPv4 lease goes back at once)', async () => {
   const create = (args: readonly string[]): string => {
     const r = lab.host.docker(['network', 'create', '-d', 'lanplug-macvlan', '--ipam-driver', 'lanplug-dhcp', ...args]);
     assert.notEqual(r.status, 0, `accepted: ${args.join(' ')}`);
@@ -309,7 +309,21 @@ test('refused in one line, nothing left: no --subnet, --ip-range, --ip6, ipvlan,
   assertNoAskingLinks();
   assert.doesNotMatch(lab.host.execOk(['ip', '-o', 'link', 'show']), /: lp-[0-9a-f]{12}[@:]/);
   assert.doesNotMatch(lanplugStatus(lab.plugin), /dhcp lease|endpoint/);
-  lab.host.docker(['rm', '-f', 'pinned', 'lonely']);
+  // DHCPv4 answers, DHCPv6 does not (a LAN without a DHCPv6 server): one line, and the IPv4 lease the
+  // other half took goes back to the server at once, not left bound until it expires.
+  await server.restart({ range: RANGE, hosts: [], range6: undefined });
+  const leasedBefore = server.leases().map((l) => l.address);
+  const half = lab.host.docker(['run', '-d', '--network', 'lan', '--name', 'half', 'alpine:latest', 'sleep', '3600']);
+  assert.notEqual(half.status, 0);
+  assert.match(half.stderr, /no DHCPv6 server answered on \S+ within 3 s/);
+  await sleep(500);
+  assert.deepEqual(
+    server.leases().map((l) => l.address),
+    leasedBefore,
+    'the IPv4 lease taken beside the failed DHCPv6 exchange is released',
+  );
+  assert.match(server.log(), /DHCPRELEASE/);
+  lab.host.docker(['rm', '-f', 'pinned', 'lonely', 'half']);
   lab.host.dockerOk(['network', 'rm', 'lan']);
   assert.match(lanplugStatus(lab.plugin), /^no lanplug networks$/);
   assertNoLanplugLinks(lab.host);
