@@ -83,6 +83,11 @@ function nv(args: string[], input: unknown, env: NodeJS.ProcessEnv = {}): Promis
       }
       resolve({ code: code ?? -1, stdout, json, ms: Number(process.hrtime.bigint() - started) / 1e6 });
     });
+    // `info` (and a setup with the daemon down) may exit before reading stdin, as netavark allows:
+    // the write's EPIPE is not the executable's failure (its exit code and stdout say that).
+    child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') reject(err);
+    });
     child.stdin.end(JSON.stringify(input));
   });
 }
