@@ -16,6 +16,7 @@ import { quietAskingLink } from './asking-links';
 import { checkIds, inNetwork, requireNetwork, type DriverContext } from './driver-context';
 import { createEndpointLinkBesideParked, endpointLeftover } from './endpoint-links';
 import { removeRoutes, wantedRoutes } from './host-access';
+import { endpointIdentity, macFromIdentity, type EndpointIdentity } from './identity';
 import { checkDockerId, endpointLinkName } from './names';
 import { removeLeftInSandbox } from './sandbox';
 import { ensureParent } from './parent';
@@ -47,7 +48,10 @@ export function createEndpoint(
       );
     }
   }
-  const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? deriveMac(request));
+  const identity = endpointIdentity(request.endpointOptions);
+  if (identity !== null) refuseIdentityHeld(ctx, request, identity);
+  const named = identity === null ? null : macFromIdentity(identity.name);
+  const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? named ?? deriveMac(request));
   ctx.store.putEndpoint({
     networkId: spec.networkId,
     endpointId: request.endpointId,
@@ -55,6 +59,7 @@ export function createEndpoint(
     mac,
     ipv4: request.ipv4,
     ipv6: request.ipv6,
+    ...(identity === null ? {} : { identity: identity.name }),
     ...(request.sandbox === undefined ? {} : { sandbox: request.sandbox }),
   });
   crashPoint('create-endpoint:recorded');
@@ -145,6 +150,7 @@ export function prepareDhcpEndpoint(
   driver: DriverKind,
   request: CreateEndpointRequest,
   mac: string | null,
+  identityName: string | null = null,
 ): PreparedEndpoint {
   checkDockerId(request.endpointId, 'endpoint id');
   const { spec } = requireNetwork(ctx, request.networkId, driver);
@@ -158,6 +164,7 @@ export function prepareDhcpEndpoint(
     mac,
     ipv4: null,
     ipv6: request.ipv6,
+    ...(identityName === null ? {} : { identity: identityName }),
   };
   ctx.store.putEndpoint(endpoint);
   try {
@@ -219,6 +226,31 @@ function removeRoutesQuietly(ctx: DriverContext, spec: NetworkSpec, endpoint: En
       error: String(err),
     });
   }
+}
+
+/**
+ * One identity is one device to the LAN (one MAC, one DHCP client): a second live endpoint with it,
+ * on this network or another of this host, is refused before anything is made. Docker retrying the
+ * holder's own CreateEndpoint is not a second. Endpoints recorded before identities were (an older
+ * lanplug's `lanplug.dhcp.id`) are found by the name's MAC.
+ */
+export function refuseIdentityHeld(
+  ctx: DriverContext,
+  request: Pick<CreateEndpointRequest, 'networkId' | 'endpointId'>,
+  identity: EndpointIdentity,
+): void {
+  const mac = macFromIdentity(identity.name);
+  const holder = ctx.store
+    .listAllEndpoints()
+    .find(
+      (e) =>
+        (e.identity === identity.name || (e.identity === undefined && e.mac === mac)) &&
+        !(e.networkId === request.networkId && e.endpointId === request.endpointId),
+    );
+  if (holder !== undefined)
+    throw conflict(
+      `--driver-opt ${identity.option}=${identity.name} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own identity`,
+    );
 }
 
 /** Docker 20.10's rule: the MAC follows the IPv4 address; without one, a random local MAC. */

@@ -122,8 +122,9 @@ export class NetworkDriver {
     driver: DriverKind,
     request: CreateEndpointRequest,
     mac: string | null,
+    identityName: string | null = null,
   ): endpoints.PreparedEndpoint {
-    return endpoints.prepareDhcpEndpoint(this.ctx, driver, request, mac);
+    return endpoints.prepareDhcpEndpoint(this.ctx, driver, request, mac, identityName);
   }
 
   /** The second half: the addresses the servers granted, recorded on the endpoint. */
