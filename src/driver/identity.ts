@@ -53,6 +53,11 @@ export function duidFromIdentity(name: string): string {
   return '0004' + createHash('sha256').update(`lanplug.dhcp.duid:${name}`).digest().subarray(0, 16).toString('hex');
 }
 
+/** DHCPv4 option 12 when no `lanplug.dhcp.hostname` is given: the name, when it is a hostname (RFC 1123 label). */
+export function hostnameFromIdentity(name: string): string | null {
+  return /^[A-Za-z0-9-]{1,63}$/.test(name) ? name : null;
+}
+
 /** DHCPv4 option 61: type 0 (not a hardware address) and the name's bytes. */
 export function clientIdFromIdentity(name: string): string {
   return '00' + Buffer.from(name).toString('hex');

@@ -28,7 +28,13 @@ import { networkOf, sameAddress } from '../net/address';
 import { parseMac } from '../net/mac';
 import type { NetworkDriver } from '../driver/network-driver';
 import { OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from '../driver/options';
-import { clientIdFromIdentity, duidFromIdentity, endpointIdentity, macFromIdentity } from '../driver/identity';
+import {
+  clientIdFromIdentity,
+  duidFromIdentity,
+  endpointIdentity,
+  hostnameFromIdentity,
+  macFromIdentity,
+} from '../driver/identity';
 import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from '../driver/requests';
 import { takeOverLeases } from './dhcp-addresses';
 
@@ -94,8 +100,8 @@ export class DhcpEndpoints {
     const hostname =
       hostnameOption !== undefined
         ? parseEndpointLabel(OPT_ENDPOINT_HOSTNAME, hostnameOption)
-        : id !== null && /^[A-Za-z0-9-]{1,63}$/.test(id)
-          ? id
+        : id !== null
+          ? hostnameFromIdentity(id)
           : null;
     if (id !== null) {
       // Two containers asking as one client would get one address: a duplicate on the LAN. Checked against

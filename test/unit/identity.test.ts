@@ -8,6 +8,7 @@
  */
 import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import { silentLogger } from '../../src/log';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { SqliteStore } from '../../src/state/sqlite';
 import { FakeRtnl } from '../support/fake-rtnl';
+import { repoRoot } from '../support/repo';
 
 const NET_A = 'a'.repeat(64);
 const NET_B = 'b'.repeat(64);
@@ -159,4 +161,27 @@ test('two live endpoints with one identity: the second is refused in one line na
     driver.createEndpoint('macvlan', withIdentity(NET_A, EP_2, '172.16.86.3/24', 'web1')).assignedMac,
     '9a:ea:7f:c1:5d:5c',
   );
+});
+
+test('lanplug identity NAME prints what the name gives (for a DHCP reservation, or --mac-address where Docker picks the MAC); a bad name is one line and exit 1', () => {
+  const lanplug = (args: string[]) =>
+    spawnSync(process.execPath, [join(repoRoot(), 'bin', 'lanplug'), 'identity', ...args], { encoding: 'utf8' });
+  const shown = lanplug(['web1']);
+  assert.equal(shown.status, 0, shown.stderr);
+  assert.equal(
+    shown.stdout,
+    [
+      'name       web1',
+      'mac        9a:ea:7f:c1:5d:5c',
+      'client id  00:77:65:62:31',
+      'duid       00:04:b8:89:d8:41:9b:7e:83:2d:99:59:a8:4d:ce:31:6a:8f',
+      'hostname   web1',
+      '',
+    ].join('\n'),
+  );
+  assert.equal(lanplug(['db.prod']).stdout.split('\n')[4], 'hostname   -');
+  const bad = lanplug(['-web']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /^lanplug: '-web' is not a valid identity name; expected 1-63 letters, digits[^\n]*\n$/);
+  assert.equal(lanplug([]).status, 2);
 });
