@@ -185,3 +185,26 @@ test('lanplug identity NAME prints what the name gives (for a DHCP reservation, 
   assert.match(bad.stderr, /^lanplug: '-web' is not a valid identity name; expected 1-63 letters, digits[^\n]*\n$/);
   assert.equal(lanplug([]).status, 2);
 });
+
+test("ipvlan: no MAC of its own (the parent's), but one live endpoint per name all the same; the name is in the endpoint's record", () => {
+  const driver = new NetworkDriver(new FakeRtnl({ vlan: false, ipvlan: true, dummy: false }), store, silentLogger);
+  driver.createNetwork({
+    networkId: NET_A,
+    driver: 'ipvlan',
+    options: { parent: 'eth0' },
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  });
+  assert.equal(
+    driver.createEndpoint('ipvlan', withIdentity(NET_A, EP_1, '172.16.86.2/24', 'printer')).assignedMac,
+    null,
+  );
+  assert.equal(store.getEndpoint(NET_A, EP_1)?.identity, 'printer');
+  assert.match(
+    refusal(() => driver.createEndpoint('ipvlan', withIdentity(NET_A, EP_2, '172.16.86.3/24', 'printer'))).message,
+    /^--driver-opt lanplug\.identity=printer is already used by endpoint 111111111111 of network aaaaaaaaaaaa/,
+  );
+  assert.equal(store.getEndpoint(NET_A, EP_2), null);
+});
