@@ -150,13 +150,14 @@ export function prepareDhcpEndpoint(
   driver: DriverKind,
   request: CreateEndpointRequest,
   mac: string | null,
-  identityName: string | null = null,
+  identity: EndpointIdentity | null = null,
 ): PreparedEndpoint {
   checkDockerId(request.endpointId, 'endpoint id');
   const { spec } = requireNetwork(ctx, request.networkId, driver);
   if (spec.mode.kind === 'ipvlan' && request.mac !== null) {
     throw invalidArgument('ipvlan interfaces do not support custom mac address assignment');
   }
+  if (identity !== null) refuseIdentityHeld(ctx, request, identity);
   const endpoint: EndpointRecord = {
     networkId: spec.networkId,
     endpointId: request.endpointId,
@@ -164,7 +165,7 @@ export function prepareDhcpEndpoint(
     mac,
     ipv4: null,
     ipv6: request.ipv6,
-    ...(identityName === null ? {} : { identity: identityName }),
+    ...(identity === null ? {} : { identity: identity.name }),
   };
   ctx.store.putEndpoint(endpoint);
   try {

@@ -34,6 +34,7 @@ import {
   endpointIdentity,
   hostnameFromIdentity,
   macFromIdentity,
+  type EndpointIdentity,
 } from '../driver/identity';
 import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from '../driver/requests';
 import { takeOverLeases } from './dhcp-addresses';
@@ -114,24 +115,25 @@ export class DhcpEndpoints {
         );
       this.asking.set(clientId, { networkId: request.networkId, endpointId: request.endpointId });
       try {
-        return await this.acquireFor(driver, request, id, hostname);
+        return await this.acquireFor(driver, request, identity, hostname);
       } finally {
         this.asking.delete(clientId);
       }
     }
-    return this.acquireFor(driver, request, id, hostname);
+    return this.acquireFor(driver, request, identity, hostname);
   }
 
   /** The first half of the endpoint, a lease from the server, the second half; undone whole on a failure. */
   private async acquireFor(
     driver: DriverKind,
     request: CreateEndpointRequest,
-    id: string | null,
+    named: EndpointIdentity | null,
     hostname: string | null,
   ): Promise<CreateEndpointResult> {
+    const id = named?.name ?? null;
     const requestedMac = request.mac === null ? null : parseMac(request.mac);
     const mac = driver === 'ipvlan' ? null : (requestedMac ?? (id === null ? randomMac() : macFromIdentity(id)));
-    const prepared = this.driver.prepareDhcpEndpoint(driver, request, mac, id);
+    const prepared = this.driver.prepareDhcpEndpoint(driver, request, mac, named);
     const { spec, link } = prepared;
     const linkMac = mac ?? link.mac ?? '00:00:00:00:00:00';
     const identity: DhcpIdentity = {

@@ -208,3 +208,29 @@ test("ipvlan: no MAC of its own (the parent's), but one live endpoint per name a
   );
   assert.equal(store.getEndpoint(NET_A, EP_2), null);
 });
+
+test('a name held on a network of another address source refuses the DHCP endpoint too, before any link or lease (it would be a second device with the MAC)', () => {
+  const driver = driverWithNetworks();
+  driver.createEndpoint('macvlan', withIdentity(NET_A, EP_1, '172.16.86.2/24', 'web1'));
+  const NET_C = 'c'.repeat(64);
+  driver.createNetwork({
+    networkId: NET_C,
+    driver: 'macvlan',
+    options: { parent: 'eth0', dhcp: 'true' },
+    ipv4: [{ pool: parsePrefix('0.0.0.0/0'), gateway: null }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  });
+  const request = { ...withIdentity(NET_C, EP_2, '172.16.86.3/24', 'web1'), ipv4: null };
+  assert.match(
+    refusal(() =>
+      driver.prepareDhcpEndpoint('macvlan', request, macFromIdentity('web1'), {
+        name: 'web1',
+        option: 'lanplug.identity',
+      }),
+    ).message,
+    /^--driver-opt lanplug\.identity=web1 is already used by endpoint 111111111111 of network aaaaaaaaaaaa/,
+  );
+  assert.equal(store.getEndpoint(NET_C, EP_2), null);
+});
