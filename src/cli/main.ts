@@ -22,6 +22,7 @@ import { doctorCniSocket, installedServiceUnit } from './doctor/cni-socket';
 import { parseSince, streamEvents } from './events';
 import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
+import { formatIdentity } from './identity';
 import { cniStoreWarning, install, uninstall } from './install';
 import { askListing, filterListing, formatEndpoints, formatLanDevices } from './ls';
 import { runPlugin } from './plugin';
@@ -55,6 +56,7 @@ commands:
              declined, released, conflicts found and defended, announcements, reconcile actions, etcd reachable
              or not (kept in a ring of the last 2,000)   [--json: NDJSON] [--since 90s|15m|2h|1d] [--follow]
              [--state-dir DIR]
+  identity   NAME: the MAC, DHCP client id, DUID and hostname --driver-opt lanplug.identity=NAME gives a container
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
              [--accept-engine: Docker was reinstalled; the dockerd at --docker-host speaks for every network]
@@ -232,6 +234,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         const lines = await runPlugin(rest, packageRoot(), DEFAULT_DOCKER_HOST);
         if (lines === null) return -1; // serving until dockerd stops the plugin
         process.stdout.write(`${lines.join('\n')}\n`);
+        return 0;
+      }
+      case 'identity': {
+        const [name, ...more] = rest;
+        if (name === undefined || more.length > 0) throw new UsageError('identity takes one NAME');
+        process.stdout.write(formatIdentity(name));
         return 0;
       }
       case 'version':

@@ -19,6 +19,7 @@ import { quietAskingLink } from './asking-links';
 import { checkIds, inNetwork, requireNetwork, type DriverContext } from './driver-context';
 import { createEndpointLinkBesideParked, endpointLeftover } from './endpoint-links';
 import { removeRoutes, wantedRoutes } from './host-access';
+import { endpointIdentity, macFromIdentity, type EndpointIdentity } from './identity';
 import { checkDockerId, endpointLinkName } from './names';
 import { removeLeftInSandbox } from './sandbox';
 import { ensureParent } from './parent';
@@ -50,7 +51,10 @@ export function createEndpoint(
       );
     }
   }
-  const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? deriveMac(request));
+  const identity = endpointIdentity(request.endpointOptions);
+  if (identity !== null) refuseIdentityHeld(ctx, request, identity);
+  const named = identity === null ? null : macFromIdentity(identity.name);
+  const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? named ?? deriveMac(request));
   putEndpointOverForgotten(ctx, {
     networkId: spec.networkId,
     endpointId: request.endpointId,
@@ -58,6 +62,7 @@ export function createEndpoint(
     mac,
     ipv4: request.ipv4,
     ipv6: request.ipv6,
+    ...(identity === null ? {} : { identity: identity.name }),
     ...(request.sandbox === undefined ? {} : { sandbox: request.sandbox }),
   });
   crashPoint('create-endpoint:recorded');
@@ -191,12 +196,14 @@ export function prepareDhcpEndpoint(
   driver: DriverKind,
   request: CreateEndpointRequest,
   mac: string | null,
+  identity: EndpointIdentity | null = null,
 ): PreparedEndpoint {
   checkDockerId(request.endpointId, 'endpoint id');
   const { spec } = requireNetwork(ctx, request.networkId, driver);
   if (spec.mode.kind === 'ipvlan' && request.mac !== null) {
     throw invalidArgument('ipvlan interfaces do not support custom mac address assignment');
   }
+  if (identity !== null) refuseIdentityHeld(ctx, request, identity);
   const endpoint: EndpointRecord = {
     networkId: spec.networkId,
     endpointId: request.endpointId,
@@ -204,6 +211,7 @@ export function prepareDhcpEndpoint(
     mac,
     ipv4: null,
     ipv6: request.ipv6,
+    ...(identity === null ? {} : { identity: identity.name }),
   };
   ctx.store.putEndpoint(endpoint);
   try {
@@ -265,6 +273,31 @@ function removeRoutesQuietly(ctx: DriverContext, spec: NetworkSpec, endpoint: En
       error: String(err),
     });
   }
+}
+
+/**
+ * One identity is one device to the LAN (one MAC, one DHCP client): a second live endpoint with it,
+ * on this network or another of this host, is refused before anything is made. Docker retrying the
+ * holder's own CreateEndpoint is not a second. Endpoints recorded before identities were (an older
+ * lanplug's `lanplug.dhcp.id`) are found by the name's MAC.
+ */
+export function refuseIdentityHeld(
+  ctx: DriverContext,
+  request: Pick<CreateEndpointRequest, 'networkId' | 'endpointId'>,
+  identity: EndpointIdentity,
+): void {
+  const mac = macFromIdentity(identity.name);
+  const holder = ctx.store
+    .listAllEndpoints()
+    .find(
+      (e) =>
+        (e.identity === identity.name || (e.identity === undefined && e.mac === mac)) &&
+        !(e.networkId === request.networkId && e.endpointId === request.endpointId),
+    );
+  if (holder !== undefined)
+    throw conflict(
+      `--driver-opt ${identity.option}=${identity.name} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own identity`,
+    );
 }
 
 /** Docker 20.10's rule: the MAC follows the IPv4 address; without one, a random local MAC. */

@@ -36,6 +36,7 @@ import type { IpAddress, IpPrefix } from '../net/address';
 import type { Store } from '../state/store';
 import { checkIds, requireNetwork, type DriverContext } from './driver-context';
 import * as endpoints from './endpoints';
+import type { EndpointIdentity } from './identity';
 import { KernelFeatures } from './features';
 import * as joinLeave from './join-leave';
 import * as lan from './lan-link';
@@ -122,8 +123,9 @@ export class NetworkDriver {
     driver: DriverKind,
     request: CreateEndpointRequest,
     mac: string | null,
+    identity: EndpointIdentity | null = null,
   ): endpoints.PreparedEndpoint {
-    return endpoints.prepareDhcpEndpoint(this.ctx, driver, request, mac);
+    return endpoints.prepareDhcpEndpoint(this.ctx, driver, request, mac, identity);
   }
 
   /** The second half: the addresses the servers granted, recorded on the endpoint. */

@@ -28,8 +28,7 @@ export const OPT_DHCP_TIMEOUT = 'dhcp.timeout';
 export const DHCP_IPAM_NAME = 'lanplug-dhcp';
 /** Its address space: how the network driver tells its pools from any other IPAM driver's. */
 export const DHCP_ADDRESS_SPACE = 'LanplugDhcp';
-/** Per-endpoint (`--driver-opt`, compose `driver_opts`): the identity a DHCP server knows a container by. */
-export const OPT_ENDPOINT_DHCP_ID = 'lanplug.dhcp.id';
+/** Per-endpoint (`--driver-opt`, compose `driver_opts`): option 12; the identity's keys are driver/identity.ts's. */
 export const OPT_ENDPOINT_HOSTNAME = 'lanplug.dhcp.hostname';
 /** Docker's plugin timeout is 30 s; what a DHCP server may take stays well inside it. */
 const DHCP_TIMEOUT_MAX_S = 25;

@@ -35,7 +35,7 @@ import type { Logger } from '../log';
 import { leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import { shortId, type Sandbox } from '../model/network';
 import type { IpAddress } from '../net/address';
-import { duidFromLabel } from './dhcp-endpoints';
+import { duidFromIdentity } from '../driver/identity';
 
 /** DHCP option 61 holds at most 255 bytes: the type byte and 254 of the label. */
 const CLIENT_LABEL_MAX = 254;
@@ -164,7 +164,7 @@ export function attachmentIdentity(sandbox: Sandbox, mac: string, sharedMac: boo
   return {
     mac,
     clientId: '00' + Buffer.from(label).toString('hex'),
-    duid: duidFromLabel(label),
+    duid: duidFromIdentity(label),
     iaid: 1,
     stable: true,
     hostname: hostnameOf(sandbox.containerId),

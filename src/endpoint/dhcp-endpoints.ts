@@ -7,8 +7,9 @@
  *
  * Identity, what makes a server give a container the same address again:
  * - `--mac-address`: the MAC, and client id 01+MAC (reservations by MAC work);
- * - `--driver-opt lanplug.dhcp.id=NAME`: client id 00+NAME and a MAC derived
- *   from NAME (reservations by client id or by that MAC work);
+ * - `--driver-opt lanplug.identity=NAME` (or its older spelling
+ *   `lanplug.dhcp.id`): client id 00+NAME and a MAC derived from NAME
+ *   (reservations by client id or by that MAC work; driver/identity.ts);
  * - neither: a random MAC per start, so a new lease per start. Not a choice:
  *   CreateEndpoint names no container (a new endpoint id, no MAC, only ports
  *   in its options; Join's sandbox is new too, on 20.10 and 28.5 alike), so a
@@ -17,7 +18,6 @@
  * ipvlan links share the parent's MAC: the client id must tell them apart.
  * Option 12 is `lanplug.dhcp.hostname`, else NAME when it is a valid hostname.
  */
-import { createHash } from 'node:crypto';
 import { conflict, notFound, withContext } from '../errors';
 import type { Logger } from '../log';
 import type { LeaseKeeper } from '../dhcp/keeper';
@@ -25,9 +25,17 @@ import { randomMac } from '../ipam/mac';
 import { duidFromMac, leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressesOf, shortId, type DriverKind } from '../model/network';
 import { networkOf, sameAddress } from '../net/address';
-import { bytesToMac, parseMac } from '../net/mac';
+import { parseMac } from '../net/mac';
 import type { NetworkDriver } from '../driver/network-driver';
-import { OPT_ENDPOINT_DHCP_ID, OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from '../driver/options';
+import { OPT_ENDPOINT_HOSTNAME, parseEndpointLabel } from '../driver/options';
+import {
+  clientIdFromIdentity,
+  duidFromIdentity,
+  endpointIdentity,
+  hostnameFromIdentity,
+  macFromIdentity,
+  type EndpointIdentity,
+} from '../driver/identity';
 import type { CreateEndpointRequest, CreateEndpointResult, JoinResult } from '../driver/requests';
 import { takeOverLeases } from './dhcp-addresses';
 
@@ -87,55 +95,56 @@ export class DhcpEndpoints {
         ...(known.ipv6 === null ? {} : { assignedIpv6: known.ipv6 }),
       };
     const options = request.endpointOptions ?? {};
-    const label = options[OPT_ENDPOINT_DHCP_ID];
-    const id = label === undefined ? null : parseEndpointLabel(OPT_ENDPOINT_DHCP_ID, label);
+    const identity = endpointIdentity(options);
+    const id = identity?.name ?? null;
     const hostnameOption = options[OPT_ENDPOINT_HOSTNAME];
     const hostname =
       hostnameOption !== undefined
         ? parseEndpointLabel(OPT_ENDPOINT_HOSTNAME, hostnameOption)
-        : id !== null && /^[A-Za-z0-9-]{1,63}$/.test(id)
-          ? id
+        : id !== null
+          ? hostnameFromIdentity(id)
           : null;
     if (id !== null) {
       // Two containers asking as one client would get one address: a duplicate on the LAN. Checked against
       // the leases held and the exchanges under way (of other networks too: the queue orders one network only).
-      const clientId = '00' + Buffer.from(id).toString('hex');
+      const clientId = clientIdFromIdentity(id);
       const holder = this.keeper.holderOf(clientId) ?? this.asking.get(clientId) ?? null;
       if (holder !== null)
         throw conflict(
-          `--driver-opt ${OPT_ENDPOINT_DHCP_ID}=${id} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own id`,
+          `--driver-opt ${identity?.option ?? ''}=${id} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own id`,
         );
       this.asking.set(clientId, { networkId: request.networkId, endpointId: request.endpointId });
       try {
-        return await this.acquireFor(driver, request, id, hostname);
+        return await this.acquireFor(driver, request, identity, hostname);
       } finally {
         this.asking.delete(clientId);
       }
     }
-    return this.acquireFor(driver, request, id, hostname);
+    return this.acquireFor(driver, request, identity, hostname);
   }
 
   /** The first half of the endpoint, a lease from the server, the second half; undone whole on a failure. */
   private async acquireFor(
     driver: DriverKind,
     request: CreateEndpointRequest,
-    id: string | null,
+    named: EndpointIdentity | null,
     hostname: string | null,
   ): Promise<CreateEndpointResult> {
+    const id = named?.name ?? null;
     const requestedMac = request.mac === null ? null : parseMac(request.mac);
-    const mac = driver === 'ipvlan' ? null : (requestedMac ?? (id === null ? randomMac() : macFromLabel(id)));
-    const prepared = this.driver.prepareDhcpEndpoint(driver, request, mac);
+    const mac = driver === 'ipvlan' ? null : (requestedMac ?? (id === null ? randomMac() : macFromIdentity(id)));
+    const prepared = this.driver.prepareDhcpEndpoint(driver, request, mac, named);
     const { spec, link } = prepared;
     const linkMac = mac ?? link.mac ?? '00:00:00:00:00:00';
     const identity: DhcpIdentity = {
       mac: linkMac,
       // DHCPv6: the MAC's DUID-LL when the MAC is the container's own, else a UUID DUID of the name or endpoint.
-      duid: mac !== null && id === null ? duidFromMac(mac) : duidFromLabel(id ?? `lanplug-${request.endpointId}`),
+      duid: mac !== null && id === null ? duidFromMac(mac) : duidFromIdentity(id ?? `lanplug-${request.endpointId}`),
       iaid: 1,
       stable: requestedMac !== null || id !== null,
       clientId:
         id !== null
-          ? '00' + Buffer.from(id).toString('hex')
+          ? clientIdFromIdentity(id)
           : mac !== null
             ? '01' + mac.replace(/:/g, '')
             : // ipvlan without an id: one MAC for all, so the endpoint tells them apart (a new lease per start).
@@ -251,16 +260,4 @@ export class DhcpEndpoints {
     for (const record of this.keeper.heldOn(networkId))
       this.keeper.release(networkId, record.endpointId, 'network removed');
   }
-}
-
-/** DUID-UUID (RFC 6355): type 4 and 16 bytes, here a hash of the name, so the same name is the same client. */
-export function duidFromLabel(label: string): string {
-  return '0004' + createHash('sha256').update(`lanplug.dhcp.duid:${label}`).digest().subarray(0, 16).toString('hex');
-}
-
-/** A MAC that follows a name: the same name, the same MAC, on every host (locally administered, unicast). */
-export function macFromLabel(label: string): string {
-  const bytes = Uint8Array.from(createHash('sha256').update(`lanplug.dhcp.id:${label}`).digest().subarray(0, 6));
-  bytes[0] = ((bytes[0] ?? 0) & 0xfe) | 0x02;
-  return bytesToMac(bytes);
 }

@@ -125,6 +125,8 @@ export interface EndpointRecord {
    * in it, and DeleteEndpoint looks for the link there (see removeLeftInSandbox).
    */
   dockerSandboxKey?: string;
+  /** `--driver-opt lanplug.identity` (or `lanplug.dhcp.id`): the name the endpoint's MAC and DHCP ids follow. */
+  identity?: string;
 }
 
 /** The addresses an endpoint holds (or a request gives it), IPv4 first. */

@@ -37,6 +37,8 @@ export interface EndpointRow {
   endpointId: string;
   containerId: string | null;
   containerName: string | null;
+  /** `--driver-opt lanplug.identity` (or `lanplug.dhcp.id`): the name its MAC and DHCP ids follow. */
+  identity: string | null;
   mac: string | null;
   ipv4: string | null;
   ipv6: string | null;
@@ -142,6 +144,7 @@ function endpointRow(
     endpointId: ep.endpointId,
     containerId: ep.sandbox?.containerId ?? attached?.containerId ?? null,
     containerName: attached?.name ?? null,
+    identity: ep.identity ?? null,
     mac: ep.mac,
     ipv4: ep.ipv4 === null ? null : formatPrefix(ep.ipv4),
     ipv6: ep.ipv6 === null ? null : formatPrefix(ep.ipv6),

@@ -71,6 +71,7 @@ export function encodeEndpoint(record: EndpointRecord): string {
     ipv6: record.ipv6 === null ? null : formatPrefix(record.ipv6),
     ...(record.dockerSandboxKey === undefined ? {} : { dockerSandboxKey: record.dockerSandboxKey }),
     ...(record.sandbox === undefined ? {} : { sandbox: record.sandbox }),
+    ...(record.identity === undefined ? {} : { identity: record.identity }),
   });
 }
 
@@ -155,6 +156,7 @@ export function decodeEndpoint(text: string): EndpointRecord {
     ipv6: nullable(o, 'ipv6', str) === null ? null : parsePrefix(str(o, 'ipv6')),
     ...(o['sandbox'] === undefined ? {} : { sandbox: decodeSandbox(o['sandbox']) }),
     ...(o['dockerSandboxKey'] === undefined ? {} : { dockerSandboxKey: str(o, 'dockerSandboxKey') }),
+    ...(o['identity'] === undefined ? {} : { identity: str(o, 'identity') }),
   };
 }
 

@@ -843,7 +843,7 @@ test("lanplug ls --json agrees with docker inspect on each container's MAC and a
   assert.match(table, /^NETWORK +DRIVER/);
   assert.match(
     table,
-    /^pooled +macvlan\/bridge +eth0 +lanplug-ipam +02:\S+ +192\.168\.40\.\d+\/24,fd40::\S+ +lanplug-ipam +- +192\.168\.40\.254,fd40::fe +-$/m,
+    /^pooled +macvlan\/bridge +eth0 +lanplug-ipam +- +02:\S+ +192\.168\.40\.\d+\/24,fd40::\S+ +lanplug-ipam +- +192\.168\.40\.254,fd40::fe +-$/m,
   );
   assert.equal(table.trimEnd().split('\n').length, 2, table);
   const one = JSON.parse(lanplugLs(['--json', '--container', 'leased'])) as EndpointRow[];

@@ -135,3 +135,41 @@ test("announcements on attach: the LAN hears lanplug's 3 ARP and 3 NA on 20.10, 
   lab.host.dockerOk(['rm', '-f', 'loud']);
   lab.host.dockerOk(['network', 'rm', 'lan']);
 });
+
+test("an identity by name (--network name=lan,driver-opt=lanplug.identity=web1): the same MAC across docker rm -f + docker run and docker restart, whatever address Docker's IPAM gives; a second live container with it is refused in one line and leaves no link [engine:identity]", () => {
+  network('lan', '172.16.86.0/24', '172.16.86.1');
+  const named = (name: string): string[] => ['--network', 'name=lan,driver-opt=lanplug.identity=web1', '--name', name];
+  const nameMac = '9a:ea:7f:c1:5d:5c'; // macFromIdentity('web1'), the same as lanplug.dhcp.id=web1's
+  lab.host.dockerOk(['run', '-d', ...named('web'), 'alpine:latest', 'sleep', '3600']);
+  const first = containerNetwork(lab.host, 'web', 'lan');
+  assert.deepEqual([first.IPAddress, first.MacAddress], ['172.16.86.2', nameMac]);
+  assert.match(lab.host.dockerOk(['exec', 'web', 'ip', 'link', 'show', 'eth0']), new RegExp(`link/ether ${nameMac} `));
+  lab.host.dockerOk(['restart', '-t', '1', 'web']);
+  assert.equal(containerNetwork(lab.host, 'web', 'lan').MacAddress, nameMac, 'after docker restart');
+
+  // Another container on the network meanwhile: the same name comes back at another address, with its MAC.
+  lab.host.dockerOk(['rm', '-f', 'web']);
+  sleeper('filler', ['--network', 'lan']);
+  lab.host.dockerOk(['run', '-d', ...named('web'), 'alpine:latest', 'sleep', '3600']);
+  const again = containerNetwork(lab.host, 'web', 'lan');
+  assert.deepEqual([again.IPAddress, again.MacAddress], ['172.16.86.3', nameMac]);
+  ping('web', '172.16.86.1');
+
+  const second = lab.host.docker(['run', '-d', ...named('twin'), 'alpine:latest', 'sleep', '3600']);
+  assert.notEqual(second.status, 0);
+  const refusal = lines(second.stderr).filter((l) => l.includes('lanplug.identity'));
+  assert.equal(refusal.length, 1, second.stderr);
+  assert.match(
+    refusal[0] ?? '',
+    /--driver-opt lanplug\.identity=web1 is already used by endpoint [0-9a-f]{12} of network [0-9a-f]{12}; give each container its own identity/,
+  );
+  const links = lab.host
+    .execOk(['ip', '-o', 'link', 'show'])
+    .split('\n')
+    .filter((l) => /^\d+: lp-/.test(l));
+  assert.deepEqual(links, [], 'the refused container left no link (the running ones are in their namespaces)');
+  assert.equal(containerNetwork(lab.host, 'web', 'lan').MacAddress, nameMac, 'the holder is untouched');
+  lab.host.dockerOk(['rm', '-f', 'web', 'filler', 'twin']);
+  lab.host.dockerOk(['network', 'rm', 'lan']);
+  assertNoLanplugLinks(lab.host);
+});

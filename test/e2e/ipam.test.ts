@@ -190,3 +190,44 @@ test('--aux-address entries stay reserved through the periodic check: docker run
     lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
   }
 });
+
+test("--ipam-driver lanplug with lanplug.identity: the name's MAC across docker rm -f + docker run, at whatever address the IPAM gives (it sees nothing of the container); --mac-address wins", () => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--ipam-driver',
+    'lanplug',
+    '--subnet=192.168.32.0/24',
+    '--gateway=192.168.32.254',
+    '-o',
+    'parent=eth0',
+    'named',
+  ]);
+  const identity = ['--network', 'name=named,driver-opt=lanplug.identity=web1'];
+  lab.host.dockerOk(['run', '-d', ...identity, '--name', 'web', 'alpine:latest', 'sleep', '3600']);
+  const first = containerNetwork(lab.host, 'web', 'named');
+  assert.equal(first.MacAddress, '9a:ea:7f:c1:5d:5c');
+  lab.host.dockerOk(['rm', '-f', 'web']);
+  run('named', 'filler');
+  lab.host.dockerOk(['run', '-d', ...identity, '--name', 'web', 'alpine:latest', 'sleep', '3600']);
+  const again = containerNetwork(lab.host, 'web', 'named');
+  assert.equal(again.MacAddress, '9a:ea:7f:c1:5d:5c');
+  assert.notEqual(again.IPAddress, first.IPAddress, 'the IPAM gave the first address to filler');
+  lab.host.dockerOk(['exec', 'web', 'ping', '-c', '1', '-W', '2', '192.168.32.254']);
+  lab.host.dockerOk(['rm', '-f', 'web']);
+  lab.host.dockerOk([
+    'run',
+    '-d',
+    ...identity,
+    '--mac-address',
+    '02:11:22:33:44:56',
+    '--name',
+    'web',
+    'alpine:latest',
+    'sleep',
+    '3600',
+  ]);
+  assert.equal(containerNetwork(lab.host, 'web', 'named').MacAddress, '02:11:22:33:44:56');
+});

@@ -166,6 +166,14 @@ export const BEHAVIOURS: readonly Behaviour[] = [
     docker29: untested(),
   },
   {
+    id: 'identity',
+    behaviour:
+      '`lanplug.identity` (`--network name=…,driver-opt=`) on any network: the MAC follows the name across `rm` + `run`; a second live holder is refused',
+    docker20: proved,
+    docker28: proved,
+    docker29: untested(),
+  },
+  {
     id: 'dhcp-ipam',
     behaviour: '`--ipam-driver lanplug-dhcp`: IPv4 and IPv6 leased at `docker run`, renewed, released at stop',
     docker20: proved,

@@ -13,6 +13,7 @@ import { networkDriverRoutes } from '../../src/api/docker/routes';
 import { PluginServer } from '../../src/api/docker/server';
 import { NetworkDriver } from '../../src/driver/network-driver';
 import { EndpointService } from '../../src/endpoint/service';
+import { events } from '../../src/metrics/events';
 import { silentLogger } from '../../src/log';
 import { SqliteStore } from '../../src/state/sqlite';
 import { post as postTo } from '../support/plugin-http';
@@ -135,6 +136,35 @@ test('a MAC Docker already set is not answered again (CreateEndpoint may only fi
     Interface: { Address: '172.16.86.5/24', MacAddress: '02:aa:bb:cc:dd:ee' },
   });
   assert.deepEqual(endpoint.json, { Interface: null });
+  await post('/NetworkDriver.DeleteEndpoint', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID });
+  await post('/NetworkDriver.DeleteNetwork', { NetworkID: NETWORK_ID });
+});
+
+test("CreateEndpoint with Docker's body for --network name=lan,driver-opt=lanplug.identity=web1: the name's MAC, and lanplug events says which identity the endpoint took", async () => {
+  await post('/NetworkDriver.CreateNetwork', {
+    NetworkID: NETWORK_ID,
+    Options: { 'com.docker.network.generic': { parent: 'eth0' } },
+    IPv4Data: [{ Pool: '172.16.86.0/24', Gateway: '172.16.86.1/24' }],
+    IPv6Data: [],
+  });
+  const from = Date.now();
+  // As dockerd 20.10.24 sent it in the lab (docs/identity.md).
+  const endpoint = await post('/NetworkDriver.CreateEndpoint', {
+    NetworkID: NETWORK_ID,
+    EndpointID: ENDPOINT_ID,
+    Interface: { Address: '172.16.86.2/24', AddressIPv6: '', MacAddress: '' },
+    Options: {
+      'com.docker.network.endpoint.exposedports': [],
+      'com.docker.network.portmap': [],
+      'lanplug.identity': 'web1',
+    },
+  });
+  assert.deepEqual(endpoint.json, { Interface: { MacAddress: '9a:ea:7f:c1:5d:5c' } });
+  const created = events.since(from).filter((e) => e.kind === 'endpoint.created');
+  assert.deepEqual(
+    created.map((e) => e.fields),
+    [{ network: NETWORK_ID.slice(0, 12), endpoint: ENDPOINT_ID.slice(0, 12), identity: 'web1' }],
+  );
   await post('/NetworkDriver.DeleteEndpoint', { NetworkID: NETWORK_ID, EndpointID: ENDPOINT_ID });
   await post('/NetworkDriver.DeleteNetwork', { NetworkID: NETWORK_ID });
 });

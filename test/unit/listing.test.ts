@@ -97,7 +97,7 @@ function lab(overrides: Partial<ListingInput> = {}): Listing {
       network(id('d'), {}, 'cni-lan'),
     ],
     endpoints: [
-      endpoint(id('a'), id('1'), '02:00:00:00:00:01', '172.16.86.10/24'),
+      { ...endpoint(id('a'), id('1'), '02:00:00:00:00:01', '172.16.86.10/24'), identity: 'web1' },
       endpoint(id('b'), id('2'), '02:00:00:00:00:02', '192.168.32.2/24'),
       endpoint(id('c'), id('3'), '02:00:00:00:00:03', '172.16.86.120/24'),
       {
@@ -205,22 +205,30 @@ test('the address source without dockerd: DHCP and CNI from the record, a local 
   assert.equal(lab({ sharedPools: true }).endpoints[1]?.source, 'shared-pool');
 });
 
-test('the table: one line per endpoint under a header, leases with their expiry, host access, the last conflict', () => {
+test('the table: one line per endpoint under a header, its identity (lanplug.identity), leases with their expiry, host access, the last conflict', () => {
   const text = formatEndpoints(lab());
   const lines = text.trimEnd().split('\n');
   assert.equal(lines.length, 5);
   assert.match(
     lines[0] ?? '',
-    /^NETWORK +DRIVER +PARENT +CONTAINER +MAC +ADDRESSES +SOURCE +LEASE +HOST ACCESS +LAST CONFLICT$/,
+    /^NETWORK +DRIVER +PARENT +CONTAINER +IDENTITY +MAC +ADDRESSES +SOURCE +LEASE +HOST ACCESS +LAST CONFLICT$/,
   );
   assert.match(
     text,
-    /^plain +macvlan\/bridge +eth0 +web +02:00:00:00:00:01 +172\.16\.86\.10\/24 +docker-ipam +- +- +02:aa:00:00:00:01 2026-12-05T01:59:59Z$/m,
+    /^plain +macvlan\/bridge +eth0 +web +web1 +02:00:00:00:00:01 +172\.16\.86\.10\/24 +docker-ipam +- +- +02:aa:00:00:00:01 2026-12-05T01:59:59Z$/m,
   );
-  assert.match(text, /^pooled +ipvlan\/l2\/bridge +eth0 +db .* lanplug-ipam +- +192\.168\.32\.254 +-$/m);
+  assert.match(
+    text,
+    /^pooled +ipvlan\/l2\/bridge +eth0 +db +- +02:00:00:00:00:02 .* lanplug-ipam +- +192\.168\.32\.254 +-$/m,
+  );
   assert.match(text, /^lan .* dhcp +renewing until 2026-12-05T02:26:40Z \(2 renewals failed\) +- +-$/m);
   assert.match(text, /^cni-lan .* ffffffffffff .* cni /m);
   assert.equal(formatEndpoints({ endpoints: [], lan: [], dockerError: null }), 'no lanplug endpoints\n');
+  // `ls --json` has it too, null for an endpoint without one.
+  assert.deepEqual(
+    lab().endpoints.map((e) => e.identity),
+    ['web1', null, null, null],
+  );
 });
 
 test('filters: a network by name or id start, a container by name or id start; the LAN rows follow', () => {

@@ -13,6 +13,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createConnection } from 'node:net';
 import { chmodSync, lstatSync, mkdirSync, renameSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { endpointIdentity } from '../../driver/identity';
 import { invalidArgument, LanplugError } from '../../errors';
 import type { Logger } from '../../log';
 import { recordEvent } from '../../metrics/events';
@@ -313,13 +314,30 @@ function recordRequestEvent(method: string, text: string, error: string | null):
   if (kind === undefined) return;
   let ids: Record<string, string> = {};
   try {
-    const body = JSON.parse(text) as { NetworkID?: unknown; EndpointID?: unknown };
+    const body = JSON.parse(text) as { NetworkID?: unknown; EndpointID?: unknown; Options?: unknown };
     const id = (value: unknown): string => (typeof value === 'string' ? value.slice(0, 12) : '');
     ids = { network: id(body.NetworkID), ...(body.EndpointID === undefined ? {} : { endpoint: id(body.EndpointID) }) };
+    // The name an endpoint took (docs/identity.md): what ties a re-created container's events to the last one's.
+    const identity = kind === 'endpoint.created' && error === null ? identityIn(body.Options) : null;
+    if (identity !== null) ids = { ...ids, identity };
   } catch {
     // a body the handler refused already: the event names no ids
   }
   recordEvent(error === null ? kind : 'request.failed', error === null ? ids : { method, ...ids, error });
+}
+
+/** The identity named by a CreateEndpoint's options, or null (none, or options that are no object of strings). */
+function identityIn(options: unknown): string | null {
+  if (typeof options !== 'object' || options === null) return null;
+  const strings = Object.fromEntries(Object.entries(options).filter(([, v]) => typeof v === 'string')) as Record<
+    string,
+    string
+  >;
+  try {
+    return endpointIdentity(strings)?.name ?? null;
+  } catch {
+    return null;
+  }
 }
 
 function errorOf(payload: Record<string, unknown>): string {
