@@ -132,7 +132,11 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
     const announcer = closers.add(new PacketAnnouncer(log), (a) => a.close());
-    const driver = new NetworkDriver(rtnl, store, log, { announcer, remover: reaper });
+    const driver = new NetworkDriver(rtnl, store, log, {
+      announcer,
+      remover: reaper,
+      forgottenAfterMs: options.forgottenGraceMs,
+    });
     const host = closers.add(
       new HostAddresses(rtnl, NetlinkEvents.open([RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR])),
       (h) => h.close(),

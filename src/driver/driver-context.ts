@@ -14,6 +14,9 @@ import type { Store } from '../state/store';
 import type { KernelFeatures } from './features';
 import { checkDockerId } from './names';
 
+/** How old a row must be before Docker's not knowing it counts, unless the daemon says (--grace-seconds). */
+export const DEFAULT_FORGOTTEN_GRACE_MS = 60_000;
+
 export interface DriverContext {
   readonly rtnl: Rtnl;
   readonly store: Store;
@@ -24,6 +27,11 @@ export interface DriverContext {
   readonly announcer: Announcer | null;
   /** How endpoint links go at DeleteEndpoint: the daemon's reaper takes them off the request path. */
   readonly remover: LinkRemover;
+  /**
+   * How old an endpoint must be before lanplug concludes on its own evidence that Docker forgot it
+   * (endpoints.ts containerGone): the daemon's --grace-seconds, as for the periodic check's rows.
+   */
+  readonly forgottenAfterMs: number;
 }
 
 /** The network of this driver kind; NotFound for any other (Docker asks the driver the network was made by). */

@@ -11,7 +11,14 @@ import { conflict, invalidArgument, LanplugError, withContext } from '../errors'
 import { crashPoint } from '../crash-points';
 import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
-import { addressesOf, shortId, type DriverKind, type EndpointRecord, type NetworkSpec } from '../model/network';
+import {
+  addressesOf,
+  shortId,
+  type DriverKind,
+  type EndpointRecord,
+  type NetworkSpec,
+  type Stamped,
+} from '../model/network';
 import type { IpPrefix } from '../net/address';
 import { AddressHeldConflict } from '../state/store';
 import { parseMac } from '../net/mac';
@@ -55,7 +62,7 @@ export function createEndpoint(
   if (identity !== null) refuseIdentityHeld(ctx, request, identity);
   const named = identity === null ? null : macFromIdentity(identity.name);
   const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? named ?? deriveMac(request));
-  putEndpointOverForgotten(ctx, {
+  putEndpointOverForgotten(ctx, spec, {
     networkId: spec.networkId,
     endpointId: request.endpointId,
     linkName: endpointLinkName(request.endpointId),
@@ -74,15 +81,19 @@ export function createEndpoint(
  * on the row of an endpoint Docker forgot: Docker forgets an endpoint whose
  * DeleteEndpoint failed (lanplug was restarting when its container was
  * removed) and gives its address to the next container. When that holder's
- * container is provably gone, its row is dropped (with its teardown, as DeleteEndpoint
- * would have) and the new endpoint takes the address; otherwise the one-line
- * refusal stands (a live holder: Docker gave the address out twice).
+ * container is provably gone, its row is dropped (with its teardown, as
+ * DeleteEndpoint would have) and the new endpoint takes the address;
+ * otherwise the one-line refusal stands (a live holder: Docker gave the
+ * address out twice), and the periodic check, which asks dockerd, drops a
+ * forgotten row later. Not on DHCP networks: the holder's lease is its own
+ * record, which the new container (the same MAC, so the same client) may be
+ * using; the lease keeper's watchdog settles those.
  */
-function putEndpointOverForgotten(ctx: DriverContext, record: EndpointRecord): void {
+function putEndpointOverForgotten(ctx: DriverContext, spec: NetworkSpec, record: EndpointRecord): void {
   try {
     ctx.store.putEndpoint(record);
   } catch (err) {
-    if (!(err instanceof AddressHeldConflict) || !containerGone(ctx, err.holder)) throw err;
+    if (!(err instanceof AddressHeldConflict) || spec.dhcp !== null || !containerGone(ctx, err.holder)) throw err;
     ctx.log.warn(
       "dropped the row of an endpoint Docker forgot (its container's sandbox is gone): its address goes to a new endpoint",
       {
@@ -91,25 +102,38 @@ function putEndpointOverForgotten(ctx: DriverContext, record: EndpointRecord): v
         sandbox: err.holder.dockerSandboxKey,
       },
     );
-    deleteEndpoint(ctx, err.holder.networkId, err.holder.endpointId);
+    try {
+      deleteEndpoint(ctx, err.holder.networkId, err.holder.endpointId);
+    } catch (undo) {
+      // Its row is gone and its link recorded as a leftover (deleteEndpoint does both first): the
+      // reconciler finishes it, and the new endpoint need not fail for it.
+      ctx.log.warn("could not remove a forgotten endpoint's link; left to the periodic check", {
+        forgotten: shortId(err.holder.endpointId),
+        error: String(undo),
+      });
+    }
     ctx.store.putEndpoint(record);
   }
 }
 
 /**
- * Whether no container can be using `endpoint` any more, on two pieces of
- * evidence: Docker has removed the sandbox it was joined to (the namespace's
- * file is gone from a directory lanplug can see: where it cannot see Docker's
- * directory, nothing is concluded), and its link is back in the daemon's
- * namespace (Docker hands it back at Leave, before it deletes the sandbox).
- * A link still in a namespace, or gone with one, is left to the periodic
- * check, which asks dockerd.
+ * Whether no container can be using `endpoint` any more, on three pieces of
+ * evidence. It was made long enough ago (the daemon's --grace-seconds, 60 s by default): Docker calls
+ * Join before it creates the sandbox's file (at runc's hook, when it moves the
+ * link in), so a container still starting has no file yet. Docker has
+ * removed the sandbox it was joined to: the namespace's file is gone from a
+ * directory lanplug can see (where it cannot see Docker's directory, nothing
+ * is concluded). And its link is back in the daemon's namespace, lanplug's
+ * with its MAC (Docker hands it back at Leave, before it deletes the
+ * sandbox); a link still in a namespace, or gone with one, is not concluded.
  */
-function containerGone(ctx: DriverContext, endpoint: EndpointRecord): boolean {
+function containerGone(ctx: DriverContext, endpoint: EndpointRecord & Stamped): boolean {
   const sandbox = endpoint.dockerSandboxKey;
   if (sandbox === undefined) return false; // never joined: Docker may still join it
+  if (Date.now() - endpoint.createdAt < ctx.forgottenAfterMs) return false;
   if (!fs.existsSync(dirname(sandbox)) || fs.existsSync(sandbox)) return false;
-  return ctx.rtnl.getLink(endpoint.linkName) !== null;
+  const link = ctx.rtnl.getLink(endpoint.linkName);
+  return link !== null && ctx.rtnl.owns(link) && (endpoint.mac === null || link.mac === endpoint.mac);
 }
 
 /**

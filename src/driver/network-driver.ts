@@ -34,7 +34,7 @@ import type { ProbeLink } from '../lan/probe';
 import type { DriverKind, EndpointRecord, NetworkRecord, NetworkSpec, Stamped } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
 import type { Store } from '../state/store';
-import { checkIds, requireNetwork, type DriverContext } from './driver-context';
+import { checkIds, DEFAULT_FORGOTTEN_GRACE_MS, requireNetwork, type DriverContext } from './driver-context';
 import * as endpoints from './endpoints';
 import type { EndpointIdentity } from './identity';
 import { KernelFeatures } from './features';
@@ -49,7 +49,12 @@ export type { JoinInto } from './join-leave';
 export class NetworkDriver {
   private readonly ctx: DriverContext;
 
-  constructor(rtnl: Rtnl, store: Store, log: Logger, options: { announcer?: Announcer; remover?: LinkRemover } = {}) {
+  constructor(
+    rtnl: Rtnl,
+    store: Store,
+    log: Logger,
+    options: { announcer?: Announcer; remover?: LinkRemover; forgottenAfterMs?: number } = {},
+  ) {
     this.ctx = {
       rtnl,
       store,
@@ -57,6 +62,7 @@ export class NetworkDriver {
       features: new KernelFeatures(rtnl),
       announcer: options.announcer ?? null,
       remover: options.remover ?? new ImmediateRemover(rtnl),
+      forgottenAfterMs: options.forgottenAfterMs ?? DEFAULT_FORGOTTEN_GRACE_MS,
     };
   }
 

@@ -17,7 +17,7 @@ import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/
  */
 export class AddressHeldConflict extends LanplugError {
   constructor(
-    readonly holder: EndpointRecord,
+    readonly holder: EndpointRecord & Stamped,
     message: string,
   ) {
     super('Conflict', message);

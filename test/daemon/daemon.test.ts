@@ -13,6 +13,7 @@ import { existsSync, lstatSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { sleep } from '../lab/proc';
 import { DaemonLab, spawnDaemon } from '../support/daemon';
 
 const NS = `lp-k-${randomBytes(4).toString('hex')}`;
@@ -252,29 +253,36 @@ test("a dockerd killed while its container ran never moves the link back: Delete
   }
 });
 
-test("an endpoint Docker forgot once its container was gone (its DeleteEndpoint failed while lanplug restarted): the next endpoint given its address takes it and the stale row goes; while the container's sandbox is there, the refusal stands", async () => {
+test('an endpoint Docker forgot once its container was gone (its DeleteEndpoint failed while lanplug restarted): the next endpoint given its address takes it and the stale row goes; while the container starts, while its sandbox is there, and within the grace, the refusal stands', async () => {
   const l = freshLab();
   const sandboxDir = join(l.dir, 'netns');
   execFileSync('mkdir', ['-p', sandboxDir]);
   const sandbox = join(sandboxDir, 'sb1');
-  execFileSync('touch', [sandbox]);
   const EP2 = EP.replace(/^8/, '9');
   const EP3 = EP.replace(/^8/, 'a');
-  const proc = await l.start();
+  const GRACE_MS = 3_000;
+  const refusedTwice = /address 172\.16\.86\.2 of this network is already held by endpoint 8caf93c862b2/;
+  const proc = await l.start({}, ['--grace-seconds', String(GRACE_MS / 1000)]);
   assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
   assert.equal((await l.call('/NetworkDriver.CreateEndpoint', createEndpoint)).status, 200);
+  const made = Date.now();
+  // Docker joins before the sandbox's file exists (it is made at runc's hook, when the link moves in):
+  // a container still starting, given the same address twice, is not taken for a forgotten one.
   assert.equal((await l.call('/NetworkDriver.Join', { ...ref, SandboxKey: sandbox })).status, 200);
-  // Docker gives the same address to another container while the first one's sandbox still exists.
+  const starting = await l.call('/NetworkDriver.CreateEndpoint', { ...createEndpoint, EndpointID: EP2 });
+  assert.equal(starting.status, 400);
+  assert.match(String(starting.json['Err']), refusedTwice);
+  execFileSync('touch', [sandbox]);
+  // Docker gives the same address to another container while the first one's sandbox exists.
+  await sleep(Math.max(0, made + GRACE_MS + 200 - Date.now()));
   const twice = await l.call('/NetworkDriver.CreateEndpoint', { ...createEndpoint, EndpointID: EP2 });
   assert.equal(twice.status, 400);
-  assert.match(
-    String(twice.json['Err']),
-    /address 172\.16\.86\.2 of this network is already held by endpoint 8caf93c862b2/,
-  );
+  assert.match(String(twice.json['Err']), refusedTwice);
   // The container is removed: Docker handed its link back at Leave, its DeleteEndpoint never arrived, the sandbox went.
   rmSync(sandbox);
   const taken = await l.call('/NetworkDriver.CreateEndpoint', { ...createEndpoint, EndpointID: EP3 });
   assert.equal(taken.status, 200, JSON.stringify(taken.json));
+  const takenAt = Date.now();
   assert.match(proc.stderr(), /dropped the row of an endpoint Docker forgot/);
   await linkGone(EP_LINK);
   const status = await l.cli(['status', '--state-dir', l.stateDir]);
@@ -285,6 +293,7 @@ test("an endpoint Docker forgot once its container was gone (its DeleteEndpoint 
     200,
   );
   assert.ok(hasLink('lp-acaf93c862b2'), "the new endpoint's link is made with the address's MAC");
+  await sleep(Math.max(0, takenAt + GRACE_MS + 200 - Date.now()));
   // Its sandbox file gone but its link in a namespace (a container Docker lost track of): not concluded.
   const elsewhere = `${NS}-fg`;
   execFileSync('ip', ['netns', 'add', elsewhere]);

@@ -18,6 +18,7 @@
  * Docker was reinstalled (a new engine, its networks gone with the old one),
  * `lanplug gc --accept-engine` takes the dockerd asked at its word for all.
  */
+import { DEFAULT_FORGOTTEN_GRACE_MS } from '../../driver/driver-context';
 import type { NetworkDriver } from '../../driver/network-driver';
 import { shortId } from '../../model/network';
 import type { Logger } from '../../log';
@@ -28,7 +29,7 @@ import type { DockerEngine } from './engine';
 const ENGINE_KEY = 'docker_engine';
 type EngineMemory = Pick<Store, 'networkEngines' | 'setNetworkEngine' | 'getMeta' | 'setMeta'>;
 
-export const DEFAULT_GRACE_MS = 60_000;
+export const DEFAULT_GRACE_MS = DEFAULT_FORGOTTEN_GRACE_MS;
 
 export interface ForgottenReport {
   /** False when dockerd did not answer: nothing was decided. */
