@@ -17,6 +17,7 @@ import { checkIds, inNetwork, requireNetwork, type DriverContext } from './drive
 import { createEndpointLinkBesideParked, endpointLeftover } from './endpoint-links';
 import { removeRoutes, wantedRoutes } from './host-access';
 import { checkDockerId, endpointLinkName } from './names';
+import { OPT_ENDPOINT_DHCP_ID, parseEndpointLabel } from './options';
 import { removeLeftInSandbox } from './sandbox';
 import { ensureParent } from './parent';
 import type { CreateEndpointRequest, CreateEndpointResult } from './requests';
@@ -48,6 +49,7 @@ export function createEndpoint(
     }
   }
   const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? deriveMac(request));
+  const slaacIdentity = (spec.slaac ?? null) === null ? null : slaacIdentityOf(ctx, spec, request);
   ctx.store.putEndpoint({
     networkId: spec.networkId,
     endpointId: request.endpointId,
@@ -56,9 +58,28 @@ export function createEndpoint(
     ipv4: request.ipv4,
     ipv6: request.ipv6,
     ...(request.sandbox === undefined ? {} : { sandbox: request.sandbox }),
+    ...(slaacIdentity === null ? {} : { slaacIdentity }),
   });
   crashPoint('create-endpoint:recorded');
   return { assignedMac: requestedMac === null ? mac : null };
+}
+
+/**
+ * The identity an `-o ipv6=slaac` endpoint's address follows (`lanplug.dhcp.id`), or null (its MAC).
+ * Two containers of one identity on one network would form one address: the second is refused here.
+ */
+function slaacIdentityOf(ctx: DriverContext, spec: NetworkSpec, request: CreateEndpointRequest): string | null {
+  const label = request.endpointOptions?.[OPT_ENDPOINT_DHCP_ID];
+  if (label === undefined) return null;
+  const identity = parseEndpointLabel(OPT_ENDPOINT_DHCP_ID, label);
+  const holder = ctx.store
+    .listEndpoints(spec.networkId)
+    .find((e) => e.endpointId !== request.endpointId && e.slaacIdentity === identity);
+  if (holder !== undefined)
+    throw conflict(
+      `--driver-opt ${OPT_ENDPOINT_DHCP_ID}=${identity} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(spec.networkId)}; its IPv6 address would be the same: give each container its own id`,
+    );
+  return identity;
 }
 
 /**

@@ -63,6 +63,15 @@ export interface DhcpPolicy {
   askedBy: 'driver' | 'ipam';
 }
 
+/**
+ * `-o ipv6=slaac`: the container's interface takes IPv6 from the LAN router's advertisements
+ * (address by stable-privacy autoconfiguration, default route, MTU), not from any IPAM.
+ */
+export interface SlaacPolicy {
+  /** `-o ipv6.rt_info_max_plen=`: the longest prefix a Route Information option may install (0: none). */
+  rtInfoMaxPlen: number;
+}
+
 /** Gratuitous ARP / unsolicited NA on attach: how many (0 = none) and how far apart. */
 export interface AnnouncePolicy {
   count: number;
@@ -85,6 +94,8 @@ export interface NetworkSpec {
   announce: AnnouncePolicy;
   /** null: addresses come from Docker's IPAM, as on any network. */
   dhcp: DhcpPolicy | null;
+  /** Absent (records older than the option) or null: no IPv6 from the LAN's router advertisements. */
+  slaac?: SlaacPolicy | null;
 }
 
 export interface NetworkRecord {
@@ -125,6 +136,11 @@ export interface EndpointRecord {
    * in it, and DeleteEndpoint looks for the link there (see removeLeftInSandbox).
    */
   dockerSandboxKey?: string;
+  /**
+   * On an `-o ipv6=slaac` network, the identity the user gave the endpoint (`lanplug.dhcp.id`): what its
+   * stable-privacy secret is derived from, so that a re-created container keeps its address. Absent: the MAC.
+   */
+  slaacIdentity?: string;
 }
 
 /** The addresses an endpoint holds (or a request gives it), IPv4 first. */
