@@ -13,6 +13,7 @@ import { shortId, type DriverKind, type NetworkRecord, type NetworkSpec } from '
 import type { Store } from '../state/store';
 import type { KernelFeatures } from './features';
 import { checkDockerId } from './names';
+import type { SlaacWatch } from './slaac-watch';
 
 export interface DriverContext {
   readonly rtnl: Rtnl;
@@ -24,6 +25,8 @@ export interface DriverContext {
   readonly announcer: Announcer | null;
   /** How endpoint links go at DeleteEndpoint: the daemon's reaper takes them off the request path. */
   readonly remover: LinkRemover;
+  /** Turns IPv6 from router advertisements on in containers after Join (`-o ipv6=slaac`); none in unit tests. */
+  readonly slaac: SlaacWatch | null;
 }
 
 /** The network of this driver kind; NotFound for any other (Docker asks the driver the network was made by). */

@@ -40,6 +40,7 @@ import { KernelFeatures } from './features';
 import * as joinLeave from './join-leave';
 import * as lan from './lan-link';
 import * as networks from './networks';
+import type { SlaacWatch } from './slaac-watch';
 import type { CreateEndpointRequest, CreateEndpointResult, CreateNetworkRequest, JoinResult } from './requests';
 
 export type { PreparedEndpoint } from './endpoints';
@@ -48,7 +49,12 @@ export type { JoinInto } from './join-leave';
 export class NetworkDriver {
   private readonly ctx: DriverContext;
 
-  constructor(rtnl: Rtnl, store: Store, log: Logger, options: { announcer?: Announcer; remover?: LinkRemover } = {}) {
+  constructor(
+    rtnl: Rtnl,
+    store: Store,
+    log: Logger,
+    options: { announcer?: Announcer; remover?: LinkRemover; slaac?: SlaacWatch } = {},
+  ) {
     this.ctx = {
       rtnl,
       store,
@@ -56,6 +62,7 @@ export class NetworkDriver {
       features: new KernelFeatures(rtnl),
       announcer: options.announcer ?? null,
       remover: options.remover ?? new ImmediateRemover(rtnl),
+      slaac: options.slaac ?? null,
     };
   }
 
