@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { BUSYBOX } from '../lab/image';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
+import type { EndpointRow } from '../../src/observe/listing';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
 
 const lab = useLab({
@@ -427,9 +428,63 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
     ]);
     assert.notEqual(containerNetwork(lab.host, 'web', 'slaac6').MacAddress, firstMac);
     assert.equal(await slaacAddress('web', '2001:db8:abc8:0:'), address);
-    // Without an identity the MAC is what the address follows: another container, another address.
-    lab.host.dockerOk(['run', '-d', '--name', 'plain', '--network', 'slaac6', 'alpine:latest', 'sleep', '300']);
-    assert.notEqual(await slaacAddress('plain', '2001:db8:abc8:0:'), address);
+    lab.host.dockerOk(['restart', 'web']);
+    assert.equal(await slaacAddress('web', '2001:db8:abc8:0:'), address);
+    // Without an identity the MAC is what the address follows: another MAC, another address; the same
+    // (--mac-address) in a re-created container, the same address.
+    const macArgs = ['--network', 'slaac6', '--mac-address', '02:42:c0:a8:d8:99', 'alpine:latest', 'sleep', '300'];
+    lab.host.dockerOk(['run', '-d', '--name', 'plain', ...macArgs]);
+    const plain = await slaacAddress('plain', '2001:db8:abc8:0:');
+    assert.notEqual(plain, address);
+    lab.host.dockerOk(['rm', '-f', 'plain']);
+    lab.host.dockerOk(['run', '-d', '--name', 'plain', '--ip', '192.168.216.88', ...macArgs]);
+    assert.equal(await slaacAddress('plain', '2001:db8:abc8:0:'), plain);
+    // Docker cannot show the addresses; lanplug ls can.
+    const listed = await eventually(() => {
+      const rows = JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[];
+      const slaac = rows.flatMap((e) => (e.slaac ?? []).map((a) => `${a.address} ${a.state}`));
+      assert.deepEqual(slaac.sort(), [`${address}/64 preferred`, `${plain}/64 preferred`].sort());
+      return rows;
+    });
+    assert.ok(listed.every((e) => e.ipv6 === null && e.source === 'docker-ipam'));
+    // The router moves to another prefix: the containers follow (the old prefix stays until its lifetime ends).
+    router.stop();
+    const moved = new RouterAdverts(lab.lan, '2001:db8:abc2::');
+    await moved.start();
+    try {
+      const next = await slaacAddress('web', '2001:db8:abc2:0:');
+      lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', next]);
+    } finally {
+      moved.stop();
+    }
+    // Another device on the LAN holds the address the identity would form: the kernel's DAD finds it and
+    // (stable privacy, RFC 7217) forms another one, which lanplug reports; the device keeps its own.
+    lab.host.dockerOk(['rm', '-f', 'web']);
+    const squatter = lab.lan.addLanHost('squat6', `${address}/64`);
+    try {
+      await router.start();
+      lab.host.dockerOk([
+        'run',
+        '-d',
+        '--name',
+        'web',
+        '--network',
+        'name=slaac6,driver-opt=lanplug.dhcp.id=web',
+        'alpine:latest',
+        'sleep',
+        '300',
+      ]);
+      const other = await slaacAddress('web', '2001:db8:abc8:0:');
+      assert.notEqual(other, address);
+      lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', other]);
+      await eventually(() => {
+        const rows = JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[];
+        const slaac = rows.flatMap((e) => (e.slaac ?? []).map((x) => x.address));
+        assert.ok(slaac.includes(`${other}/64`) && !slaac.includes(`${address}/64`), slaac.join(' '));
+      });
+    } finally {
+      squatter.destroy();
+    }
   } finally {
     router.stop();
     // What the daemon measured: when the link came up in the container, whether Docker wrote after lanplug.
