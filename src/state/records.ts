@@ -107,7 +107,7 @@ export function decodeNetwork(text: string): NetworkRecord {
       conflict: o['conflict'] === undefined ? 'refuse' : decodeConflict(o['conflict']),
       announce: o['announce'] === undefined ? { count: 3, intervalMs: 1000 } : decodeAnnounce(o['announce']),
       dhcp: o['dhcp'] === undefined || o['dhcp'] === null ? null : decodeDhcpPolicy(o['dhcp']),
-      slaac: o['slaac'] === undefined || o['slaac'] === null ? null : decodeSlaac(o['slaac']),
+      ...(o['slaac'] === undefined || o['slaac'] === null ? {} : { slaac: decodeSlaac(o['slaac']) }),
     },
     parentCreated: bool(o, 'parentCreated'),
     ...(o['cniName'] === undefined ? {} : { cniName: str(o, 'cniName') }),

@@ -37,12 +37,12 @@ const CASES: [string, string[], string][] = [
   [
     'typo in an option key',
     ['parent=eth0', 'macvlan_mod=private'],
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   ],
   [
     'ipvlan option on macvlan',
     ['parent=eth0', 'ipvlan_mode=l2'],
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   ],
   ['vlan id out of range', ['parent=eth0.5000'], 'vlan id must be between 1-4094, received: 5000'],
   [

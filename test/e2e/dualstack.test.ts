@@ -9,6 +9,7 @@ import { RouterAdverts } from '../lab/router-adverts';
 import { join } from 'node:path';
 import { BUSYBOX } from '../lab/image';
 import { runOk } from '../lab/proc';
+import { ROUTE_INFO_ROUTER, sendRouteInformation } from '../lab/route-info-advert';
 import { repoRoot } from '../support/repo';
 import type { EndpointRow } from '../../src/observe/listing';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
@@ -372,6 +373,8 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
       'parent=eth0',
       '-o',
       'ipv6=slaac',
+      '-o',
+      'ipv6.rt_info_max_plen=64',
       'slaac6',
     ]);
     const started = Date.now();
@@ -447,6 +450,30 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
       return rows;
     });
     assert.ok(listed.every((e) => e.ipv6 === null && e.source === 'docker-ipam'));
+    // A route information option (RFC 4191) reaches the routing table where ipv6.rt_info_max_plen allows
+    // its length (the kernel's default, 0, takes none: a network without the option shows that).
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=192.168.218.0/24',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'ipv6=slaac',
+      'slaac6b',
+    ]);
+    lab.host.dockerOk(['run', '-d', '--name', 'norio', '--network', 'slaac6b', 'alpine:latest', 'sleep', '300']);
+    await slaacAddress('norio', '2001:db8:abc8:0:');
+    sendRouteInformation(lab.lan, '2001:db8:beef::/64');
+    await eventually(() =>
+      assert.match(
+        lab.host.dockerOk(['exec', 'web', 'ip', '-6', 'route']),
+        new RegExp(`^2001:db8:beef::/64 via ${ROUTE_INFO_ROUTER} dev eth0`, 'm'),
+      ),
+    );
+    assert.doesNotMatch(lab.host.dockerOk(['exec', 'norio', 'ip', '-6', 'route']), /2001:db8:beef::/);
     // The router moves to another prefix: the containers follow (the old prefix stays until its lifetime ends).
     router.stop();
     const moved = new RouterAdverts(lab.lan, '2001:db8:abc2::');
@@ -490,7 +517,7 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
     // What the daemon measured: when the link came up in the container, whether Docker wrote after lanplug.
     for (const line of lab.plugin.stderr().split('\n')) if (/IPv6/.test(line)) t.diagnostic(line);
   }
-  lab.host.dockerOk(['rm', '-f', 'web', 'plain']);
-  lab.host.dockerOk(['network', 'rm', 'slaac6']);
+  lab.host.dockerOk(['rm', '-f', 'web', 'plain', 'norio']);
+  lab.host.dockerOk(['network', 'rm', 'slaac6', 'slaac6b']);
   assertNoLanplugLinks(lab.host);
 });

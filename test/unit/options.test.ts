@@ -132,15 +132,15 @@ test('bad ipvlan mode and flag use Docker wording', () => {
 test('unknown option keys are refused with the accepted list; Docker namespace keys pass', () => {
   refuses(
     () => parseNetworkOptions('macvlan', { parent: 'eth0', macvlan_mod: 'private' }),
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   );
   refuses(
     () => parseNetworkOptions('macvlan', { ipvlan_mode: 'l2' }),
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   );
   refuses(
     () => parseNetworkOptions('ipvlan', { macvlan_mode: 'bridge' }),
-    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   );
   assert.doesNotThrow(() => parseNetworkOptions('macvlan', { 'com.docker.network.bridge.name': 'x' }));
 });
