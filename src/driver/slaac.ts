@@ -80,6 +80,9 @@ export function enableSlaac(netns: string, ifname: string, secret: string, polic
   writeSandboxSysctl(netns, conf(ifname, 'accept_ra'), forwarding ? '2' : '1');
   writeSandboxSysctl(netns, conf(ifname, 'autoconf'), '1');
   writeSandboxSysctl(netns, conf(ifname, 'accept_ra_rt_info_max_plen'), String(policy.rtInfoMaxPlen), true);
+  // Each address is announced (unsolicited NA) once DAD is done, as lanplug announces the ones it gives: a
+  // router whose neighbour cache still has an earlier container's MAC for the same address learns the new one.
+  writeSandboxSysctl(netns, conf(ifname, 'ndisc_notify'), '1');
   writeSandboxSysctl(netns, conf(ifname, 'disable_ipv6'), '0');
 }
 

@@ -359,6 +359,26 @@ async function slaacAddress(container: string, prefix: string, ms = 20_000): Pro
 }
 
 test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-privacy address and a default route from the LAN router, is reached at it from the LAN, and keeps it with its lanplug.dhcp.id across re-creation', async (t) => {
+  // Docker's IPAM holding an IPv6 pool as well: refused in one line, nothing made.
+  const both = lab.host.docker([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=192.168.216.0/24',
+    '--ipv6',
+    '--subnet=2001:db8:abc8::/64',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'ipv6=slaac',
+    'slaac6',
+  ]);
+  assert.equal(
+    both.stderr.trim(),
+    "Error response from daemon: NetworkDriver.CreateNetwork: -o ipv6=slaac takes IPv6 from the LAN router's advertisements; create the network without --ipv6 and without an IPv6 --subnet (got 2001:db8:abc8::/64)",
+  );
+  assert.doesNotMatch(lab.host.dockerOk(['network', 'ls']), /slaac6/);
   const router = new RouterAdverts(lab.lan, '2001:db8:abc8::');
   await router.start();
   try {
