@@ -46,6 +46,7 @@ import { EndpointService } from './endpoint/service';
 import { Housekeeping } from './housekeeping';
 import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
+import { SandboxSlaacWatcher } from './driver/slaac-watch';
 import { HostAddresses } from './lan/host-addresses';
 import type { Logger } from './log';
 import { events } from './metrics/events';
@@ -132,10 +133,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
     const announcer = closers.add(new PacketAnnouncer(log), (a) => a.close());
+    const slaac = closers.add(new SandboxSlaacWatcher(log, (link) => rtnl.owns(link)), (w) => w.close());
     const driver = new NetworkDriver(rtnl, store, log, {
       announcer,
       remover: reaper,
       forgottenAfterMs: options.forgottenGraceMs,
+      slaac,
     });
     const host = closers.add(
       new HostAddresses(rtnl, NetlinkEvents.open([RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR])),

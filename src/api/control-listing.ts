@@ -4,6 +4,8 @@
  * for their names and containers. A dockerd that does not answer leaves those
  * out and says why; the store's rows are listed all the same.
  */
+import { containerLinkOf, learnedAddresses, type LearnedAddress } from '../driver/slaac';
+import type { EndpointRecord, NetworkRecord } from '../model/network';
 import { buildListing, type Listing } from '../observe/listing';
 import type { SqliteStore } from '../state/sqlite';
 import type { DockerEngine, DockerNetworkView } from './docker/engine';
@@ -31,5 +33,22 @@ export async function gatherListing(store: SqliteStore, engine: DockerEngine, sh
     inLocalPool: (address) => store.poolsClaiming(address).length > 0,
     dockerError,
     now: Date.now(),
+    learnedIpv6: readLearnedIpv6,
   });
+}
+
+/**
+ * What the container of an `-o ipv6=slaac` endpoint formed from the router's advertisements, read in
+ * its namespace (read only); null when it cannot be read (the container is stopping, never started).
+ * Its MAC finds a macvlan link; an ipvlan link is the one holding the endpoint's IPv4 address.
+ */
+function readLearnedIpv6(_network: NetworkRecord, endpoint: EndpointRecord): LearnedAddress[] | null {
+  const netns = endpoint.dockerSandboxKey;
+  if (netns === undefined) return null;
+  try {
+    const link = containerLinkOf(netns, endpoint, () => true);
+    return link === null ? null : learnedAddresses(netns, link.index);
+  } catch {
+    return null;
+  }
 }

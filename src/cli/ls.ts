@@ -62,7 +62,9 @@ export function formatEndpoints(listing: Listing): string {
     containerOf(e),
     e.identity ?? '-',
     e.mac ?? '-',
-    [e.ipv4, e.ipv6].filter((a) => a !== null).join(',') || '-',
+    [e.ipv4, e.ipv6, ...(e.slaac ?? []).filter((a) => a.state === 'preferred').map((a) => `${a.address}(ra)`)]
+      .filter((a) => a !== null)
+      .join(',') || '-',
     e.source,
     leaseOf(e),
     e.hostAccess === null ? '-' : [e.hostAccess.ipv4, e.hostAccess.ipv6].filter((a) => a !== null).join(','),

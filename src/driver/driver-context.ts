@@ -13,6 +13,7 @@ import { shortId, type DriverKind, type NetworkRecord, type NetworkSpec } from '
 import type { Store } from '../state/store';
 import type { KernelFeatures } from './features';
 import { checkDockerId } from './names';
+import type { SlaacWatch } from './slaac-watch';
 
 /** How old a row must be before Docker's not knowing it counts, unless the daemon says (--grace-seconds). */
 export const DEFAULT_FORGOTTEN_GRACE_MS = 60_000;
@@ -32,6 +33,8 @@ export interface DriverContext {
    * (endpoints.ts containerGone): the daemon's --grace-seconds, as for the periodic check's rows.
    */
   readonly forgottenAfterMs: number;
+  /** Turns IPv6 from router advertisements on in containers after Join (`-o ipv6=slaac`); none in unit tests. */
+  readonly slaac: SlaacWatch | null;
 }
 
 /** The network of this driver kind; NotFound for any other (Docker asks the driver the network was made by). */

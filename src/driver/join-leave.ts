@@ -84,6 +84,9 @@ export function join(
   }
   crashPoint('join:link-created');
   announceEndpoint(ctx, spec, endpoint, parent);
+  // Docker configures the link in the container after this answer; the watch waits for that.
+  if ('sandboxKey' in where && where.sandboxKey !== null && (spec.slaac ?? null) !== null)
+    ctx.slaac?.watch(spec, endpoint, where.sandboxKey);
   return joinAnswer(spec, endpoint);
 }
 

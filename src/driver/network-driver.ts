@@ -41,6 +41,7 @@ import { KernelFeatures } from './features';
 import * as joinLeave from './join-leave';
 import * as lan from './lan-link';
 import * as networks from './networks';
+import type { SlaacWatch } from './slaac-watch';
 import type { CreateEndpointRequest, CreateEndpointResult, CreateNetworkRequest, JoinResult } from './requests';
 
 export type { PreparedEndpoint } from './endpoints';
@@ -53,7 +54,7 @@ export class NetworkDriver {
     rtnl: Rtnl,
     store: Store,
     log: Logger,
-    options: { announcer?: Announcer; remover?: LinkRemover; forgottenAfterMs?: number } = {},
+    options: { announcer?: Announcer; remover?: LinkRemover; forgottenAfterMs?: number; slaac?: SlaacWatch } = {},
   ) {
     this.ctx = {
       rtnl,
@@ -63,6 +64,7 @@ export class NetworkDriver {
       announcer: options.announcer ?? null,
       remover: options.remover ?? new ImmediateRemover(rtnl),
       forgottenAfterMs: options.forgottenAfterMs ?? DEFAULT_FORGOTTEN_GRACE_MS,
+      slaac: options.slaac ?? null,
     };
   }
 

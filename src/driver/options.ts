@@ -12,7 +12,7 @@ import { invalidArgument } from '../errors';
 import { IPVLAN_FLAGS, IPVLAN_MODES, isIpvlanFlag, isIpvlanMode } from '../link/ipvlan';
 import { isMacvlanMode, MACVLAN_MODES } from '../link/macvlan';
 import { isVlanId, VLAN_ID_MAX, VLAN_ID_MIN } from '../link/vlan';
-import type { AnnouncePolicy, ConflictPolicy, DhcpPolicy, DriverKind, LinkMode } from '../model/network';
+import type { AnnouncePolicy, ConflictPolicy, DhcpPolicy, DriverKind, LinkMode, SlaacPolicy } from '../model/network';
 import { checkInterfaceName } from './names';
 
 export const OPT_PARENT = 'parent';
@@ -24,6 +24,9 @@ export const OPT_HOST_ACCESS = 'host_access';
 export const OPT_CONFLICT = 'lanplug.conflict';
 export const OPT_DHCP = 'dhcp';
 export const OPT_DHCP_TIMEOUT = 'dhcp.timeout';
+/** `-o ipv6=slaac`: IPv6 from the LAN router's advertisements (the only value so far). */
+export const OPT_IPV6 = 'ipv6';
+export const OPT_IPV6_RT_INFO_MAX_PLEN = 'ipv6.rt_info_max_plen';
 /** The IPAM driver whose addresses come from the LAN's DHCP servers: `--ipam-driver lanplug-dhcp`. */
 export const DHCP_IPAM_NAME = 'lanplug-dhcp';
 /** Its address space: how the network driver tells its pools from any other IPAM driver's. */
@@ -38,7 +41,17 @@ export const OPT_ANNOUNCE_INTERVAL = 'com.docker.network.advertise_addr_ms';
 const DOCKER_NAMESPACE = 'com.docker.network.';
 
 const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
-  macvlan: [OPT_PARENT, OPT_MACVLAN_MODE, OPT_MTU, OPT_HOST_ACCESS, OPT_CONFLICT, OPT_DHCP, OPT_DHCP_TIMEOUT],
+  macvlan: [
+    OPT_PARENT,
+    OPT_MACVLAN_MODE,
+    OPT_MTU,
+    OPT_HOST_ACCESS,
+    OPT_CONFLICT,
+    OPT_DHCP,
+    OPT_DHCP_TIMEOUT,
+    OPT_IPV6,
+    OPT_IPV6_RT_INFO_MAX_PLEN,
+  ],
   ipvlan: [
     OPT_PARENT,
     OPT_IPVLAN_MODE,
@@ -48,6 +61,8 @@ const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
     OPT_CONFLICT,
     OPT_DHCP,
     OPT_DHCP_TIMEOUT,
+    OPT_IPV6,
+    OPT_IPV6_RT_INFO_MAX_PLEN,
   ],
 };
 
@@ -66,6 +81,8 @@ export interface ParsedOptions {
   announce: AnnouncePolicy;
   /** `-o dhcp=true`, with `-o dhcp.timeout=`; null without. */
   dhcp: DhcpPolicy | null;
+  /** `-o ipv6=slaac`, with `-o ipv6.rt_info_max_plen=`; null without. */
+  slaac: SlaacPolicy | null;
 }
 
 /**
@@ -89,7 +106,23 @@ export function parseNetworkOptions(
       intervalMs: parseWhole(OPT_ANNOUNCE_INTERVAL, options[OPT_ANNOUNCE_INTERVAL], 100, 2000, 1000),
     },
     dhcp: parseDhcp(options, dhcpByIpam),
+    slaac: parseSlaac(options),
   };
+}
+
+/** `-o ipv6=slaac`; the route information option's limit means nothing without it. */
+function parseSlaac(options: Readonly<Record<string, string>>): SlaacPolicy | null {
+  const how = options[OPT_IPV6];
+  const plenText = options[OPT_IPV6_RT_INFO_MAX_PLEN];
+  if (how === undefined || how === '') {
+    if (plenText !== undefined) throw invalidArgument(`-o ${OPT_IPV6_RT_INFO_MAX_PLEN} needs -o ${OPT_IPV6}=slaac`);
+    return null;
+  }
+  if (how !== 'slaac')
+    throw invalidArgument(
+      `-o ${OPT_IPV6}=${how} is not valid; accepted: slaac (for IPv6 from Docker's IPAM use --ipv6 --subnet, from DHCPv6 --ipam-driver ${DHCP_IPAM_NAME} --ipv6)`,
+    );
+  return { rtInfoMaxPlen: parseWhole(OPT_IPV6_RT_INFO_MAX_PLEN, plenText, 0, 128, 0) };
 }
 
 /** IPv6 is decided by the caller for a lanplug-dhcp network (`--ipv6`); `-o dhcp=true` is IPv4 only. */

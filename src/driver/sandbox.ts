@@ -5,7 +5,7 @@
  * named and configured from a netlink socket opened inside: addresses, up,
  * routes, and the notify sysctls that make the kernel announce it.
  */
-import { closeSync, openSync, readdirSync, statSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { LanplugError, withContext } from '../errors';
 import type { LinkInfo } from '../link/link';
 import { openRtnl, type Rtnl } from '../link/rtnl';
@@ -73,14 +73,34 @@ export function configureSandbox(
 }
 
 /** A /proc/sys/net file binds to the namespace of the thread that opens it: opened inside, written outside. */
-function writeSandboxSysctl(netns: string, path: string, value: string, optional = false): void {
-  let fd: number | null;
+export function writeSandboxSysctl(netns: string, path: string, value: string, optional = false): void {
+  const fd = openSandboxSysctl(netns, path, 'w', optional);
+  if (fd === null) return;
   try {
-    fd = inNetworkNamespace(
+    writeSync(fd, value);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A /proc/sys/net file of the namespace, trimmed; null when it does not exist there (IPv6 off, no such link). */
+export function readSandboxSysctl(netns: string, path: string): string | null {
+  const fd = openSandboxSysctl(netns, path, 'r', true);
+  if (fd === null) return null;
+  try {
+    return readFileSync(fd, 'utf8').trim();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function openSandboxSysctl(netns: string, path: string, flags: 'r' | 'w', optional: boolean): number | null {
+  try {
+    return inNetworkNamespace(
       netns,
       () => {
         try {
-          return openSync(path, 'w');
+          return openSync(path, flags);
         } catch (err) {
           if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return null; // IPv6 off in there
           throw err;
@@ -91,13 +111,7 @@ function writeSandboxSysctl(netns: string, path: string, value: string, optional
       },
     );
   } catch (err) {
-    throw withContext(`write ${path} in ${netns}`, err);
-  }
-  if (fd === null) return;
-  try {
-    writeSync(fd, value);
-  } finally {
-    closeSync(fd);
+    throw withContext(`${flags === 'w' ? 'write' : 'read'} ${path} in ${netns}`, err);
   }
 }
 

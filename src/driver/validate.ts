@@ -20,6 +20,7 @@ import { privateParentName } from './names';
 import {
   DHCP_ADDRESS_SPACE,
   DHCP_IPAM_NAME,
+  OPT_IPV6,
   OPT_MTU,
   parentNotFound,
   parseNetworkOptions,
@@ -57,6 +58,7 @@ export function validateNetwork(
   if (mtu !== null) checkMtu(mtu, plan, parentMtu, request.ipv6.length > 0);
   if (options.dhcp !== null) checkDhcp(options.mode, plan, request, options.hostAccess);
   if (byIpam) checkDhcpPools(request, networks);
+  if (options.slaac !== null) checkSlaac(options.mode, plan, request);
   return {
     spec: {
       networkId: request.networkId,
@@ -71,6 +73,7 @@ export function validateNetwork(
       conflict: options.conflict,
       announce: options.announce,
       // A lanplug-dhcp network asks each family Docker gave it pools of (`--ipv6`; Docker 28's `--ipv4=false`).
+      slaac: options.slaac,
       dhcp:
         options.dhcp === null
           ? null
@@ -100,6 +103,28 @@ function checkDhcp(mode: LinkMode, plan: ParentPlan, request: CreateNetworkReque
       `-o dhcp=true takes IPv4 addresses from the LAN's DHCP server; create the network with --ipam-driver null and without --subnet (got ${docker.map((s) => formatPrefix(s.pool)).join(', ')})`,
     );
   if (hostAccess) throw hostAccessWithDhcp();
+}
+
+/**
+ * `-o ipv6=slaac`: the router's advertisements reach the container only on the LAN's broadcast
+ * domain (a parent, layer 2), and they are the only source of its IPv6: an IPv6 pool of any IPAM
+ * driver would give it a second address Docker configures and the router knows nothing of.
+ */
+function checkSlaac(mode: LinkMode, plan: ParentPlan, request: CreateNetworkRequest): void {
+  const what = `-o ${OPT_IPV6}=slaac`;
+  if (request.cniName !== undefined) throw invalidArgument(`${what} is for Docker networks; CNI has no support yet`);
+  if (plan.kind === 'private')
+    throw invalidArgument(`${what} needs -o parent: the router that advertises the prefix is on the LAN behind it`);
+  if (mode.kind === 'ipvlan' && mode.mode !== 'l2')
+    throw invalidArgument(
+      `${what} needs ipvlan_mode=l2: in mode ${mode.mode} the router's advertisements do not reach the containers`,
+    );
+  if (request.internal)
+    throw invalidArgument(`${what} takes the LAN router's default route; an --internal network has none`);
+  if (request.ipv6.length > 0)
+    throw invalidArgument(
+      `${what} takes IPv6 from the LAN router's advertisements; create the network without --ipv6 and without an IPv6 --subnet (got ${request.ipv6.map((s) => formatPrefix(s.pool)).join(', ')})`,
+    );
 }
 
 /** Host access needs the host's own address on the network's subnet; a DHCP network has no subnet of its own. */
@@ -272,7 +297,8 @@ export function replayDifference(request: CreateNetworkRequest, known: NetworkRe
     differ('internal', String(spec.internal), String(request.internal || options.parent.kind === 'none')) ??
     differ('IPv4 subnets', subnets(spec.ipv4), subnets(request.ipv4)) ??
     differ('IPv6 subnets', subnets(spec.ipv6), subnets(request.ipv6)) ??
-    differ('host_access', String(spec.hostAccess !== null), String(options.hostAccess))
+    differ('host_access', String(spec.hostAccess !== null), String(options.hostAccess)) ??
+    differ('ipv6', (spec.slaac ?? null) === null ? '(none)' : 'slaac', options.slaac === null ? '(none)' : 'slaac')
   );
 }
 

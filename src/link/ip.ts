@@ -41,6 +41,10 @@ export interface AddressInfo {
   /** The link that holds it. */
   index: number;
   prefix: IpPrefix;
+  /** IFA_F_* (IFA_FLAGS where the kernel sends it): tentative, dadfailed, permanent (not autoconfigured)... */
+  flags?: number;
+  /** RT_SCOPE_*: 0 universe (global), 253 link. */
+  scope?: number;
 }
 
 export interface RouteInfo {
@@ -80,7 +84,12 @@ export function decodeAddress(msg: NlMsg): AddressInfo | null {
   const a = attrMap(attrs);
   const raw = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
   if (raw === undefined || (raw.length !== 4 && raw.length !== 16)) return null;
-  return { index: ifa.index, prefix: { address: addressFromBytes(raw), prefixLength: ifa.prefixLength } };
+  return {
+    index: ifa.index,
+    prefix: { address: addressFromBytes(raw), prefixLength: ifa.prefixLength },
+    flags: readU32(a.get(IFA_FLAGS)) ?? ifa.flags,
+    scope: ifa.scope,
+  };
 }
 
 /**

@@ -63,6 +63,15 @@ export interface DhcpPolicy {
   askedBy: 'driver' | 'ipam';
 }
 
+/**
+ * `-o ipv6=slaac`: the container's interface takes IPv6 from the LAN router's advertisements
+ * (address by stable-privacy autoconfiguration, default route, MTU), not from any IPAM.
+ */
+export interface SlaacPolicy {
+  /** `-o ipv6.rt_info_max_plen=`: the longest prefix a Route Information option may install (0: none). */
+  rtInfoMaxPlen: number;
+}
+
 /** Gratuitous ARP / unsolicited NA on attach: how many (0 = none) and how far apart. */
 export interface AnnouncePolicy {
   count: number;
@@ -85,6 +94,8 @@ export interface NetworkSpec {
   announce: AnnouncePolicy;
   /** null: addresses come from Docker's IPAM, as on any network. */
   dhcp: DhcpPolicy | null;
+  /** Absent (records older than the option) or null: no IPv6 from the LAN's router advertisements. */
+  slaac?: SlaacPolicy | null;
 }
 
 export interface NetworkRecord {

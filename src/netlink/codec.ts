@@ -78,6 +78,9 @@ export const IFA_LOCAL = 2;
 export const IFA_FLAGS = 8; // u32, supersedes ifa_flags
 /** The address is usable at once: no duplicate address detection (IPv6). */
 export const IFA_F_NODAD = 0x02;
+export const IFA_F_DADFAILED = 0x08;
+export const IFA_F_TENTATIVE = 0x40;
+export const IFA_F_PERMANENT = 0x80;
 
 /** struct rtmsg: u8 family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags. */
 export const RTMSG_LEN = 12;

@@ -8,6 +8,7 @@
  */
 import { stateAt } from '../dhcp/lease-state';
 import { INFINITE_SECONDS, leaseExpiresAt, type LeaseRecord, type LeaseState } from '../model/lease';
+import type { LearnedAddress } from '../driver/slaac';
 import type { EndpointRecord, NetworkRecord } from '../model/network';
 import { formatPrefix, type IpAddress } from '../net/address';
 import type { LanSighting } from '../state/store';
@@ -48,6 +49,12 @@ export interface EndpointRow {
   renewalFailures: number;
   /** The Docker host's own addresses on this network (host access), null when it has none. */
   hostAccess: { ipv4: string | null; ipv6: string | null } | null;
+  /**
+   * `-o ipv6=slaac`: the IPv6 addresses the container formed from the LAN router's advertisements, as
+   * its kernel has them now (Docker does not know them); null on other networks, or when the container's
+   * namespace could not be read.
+   */
+  slaac: { address: string; state: LearnedAddress['state'] }[] | null;
   /** The last LAN device seen using one of this endpoint's addresses. */
   lastConflict: { address: string; mac: string; how: string; at: string } | null;
 }
@@ -92,6 +99,8 @@ export interface ListingInput {
   inLocalPool: (address: IpAddress) => boolean;
   dockerError: string | null;
   now: number;
+  /** What an `-o ipv6=slaac` endpoint's container learned (read in its namespace); null when unknown. */
+  learnedIpv6?: (network: NetworkRecord, endpoint: EndpointRecord) => LearnedAddress[] | null;
 }
 
 export function buildListing(input: ListingInput): Listing {
@@ -160,6 +169,13 @@ function endpointRow(
       spec.hostAccess === null
         ? null
         : { ipv4: spec.hostAccess.ipv4?.text ?? null, ipv6: spec.hostAccess.ipv6?.text ?? null },
+    slaac:
+      (spec.slaac ?? null) === null
+        ? null
+        : (input.learnedIpv6?.(network, ep)?.map((a) => ({
+            address: `${a.address}/${a.prefixLength}`,
+            state: a.state,
+          })) ?? null),
     lastConflict:
       seen === undefined ? null : { address: seen.address, mac: seen.mac, how: seen.how, at: iso(seen.lastSeen) },
   };

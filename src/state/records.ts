@@ -17,6 +17,7 @@ import type {
   NetworkRecord,
   ParentPlan,
   Sandbox,
+  SlaacPolicy,
   Subnet,
 } from '../model/network';
 import type { PoolRecord } from '../model/ipam';
@@ -29,9 +30,10 @@ import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
  * a version 2 row rather than ignore what it cannot honour.
  * 3: networks may carry `dhcp`; DHCP leases.
  * 4: networks may carry `cniName` and endpoints `sandbox` (CNI attachments).
+ * 5: networks may carry `slaac` (`-o ipv6=slaac`).
  */
-export const RECORD_VERSION = 4;
-const READABLE_VERSIONS: readonly unknown[] = [1, 2, 3, 4];
+export const RECORD_VERSION = 5;
+const READABLE_VERSIONS: readonly unknown[] = [1, 2, 3, 4, 5];
 
 export class RecordDecodeError extends Error {}
 
@@ -56,6 +58,7 @@ export function encodeNetwork(record: NetworkRecord): string {
     conflict: spec.conflict,
     announce: spec.announce,
     dhcp: spec.dhcp,
+    ...((spec.slaac ?? null) === null ? {} : { slaac: spec.slaac }),
     ...(record.cniName === undefined ? {} : { cniName: record.cniName }),
   });
 }
@@ -104,10 +107,15 @@ export function decodeNetwork(text: string): NetworkRecord {
       conflict: o['conflict'] === undefined ? 'refuse' : decodeConflict(o['conflict']),
       announce: o['announce'] === undefined ? { count: 3, intervalMs: 1000 } : decodeAnnounce(o['announce']),
       dhcp: o['dhcp'] === undefined || o['dhcp'] === null ? null : decodeDhcpPolicy(o['dhcp']),
+      ...(o['slaac'] === undefined || o['slaac'] === null ? {} : { slaac: decodeSlaac(o['slaac']) }),
     },
     parentCreated: bool(o, 'parentCreated'),
     ...(o['cniName'] === undefined ? {} : { cniName: str(o, 'cniName') }),
   };
+}
+
+function decodeSlaac(value: unknown): SlaacPolicy {
+  return { rtInfoMaxPlen: num(object(value, 'slaac'), 'rtInfoMaxPlen') };
 }
 
 function decodeDhcpPolicy(value: unknown): DhcpPolicy {

@@ -37,12 +37,27 @@ const CASES: [string, string[], string][] = [
   [
     'typo in an option key',
     ['parent=eth0', 'macvlan_mod=private'],
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   ],
   [
     'ipvlan option on macvlan',
     ['parent=eth0', 'ipvlan_mode=l2'],
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
+  ],
+  [
+    'IPv6 by SLAAC without a parent',
+    ['ipv6=slaac'],
+    '-o ipv6=slaac needs -o parent: the router that advertises the prefix is on the LAN behind it',
+  ],
+  [
+    'an IPv6 source lanplug does not know',
+    ['parent=eth0', 'ipv6=dhcp6'],
+    "-o ipv6=dhcp6 is not valid; accepted: slaac (for IPv6 from Docker's IPAM use --ipv6 --subnet, from DHCPv6 --ipam-driver lanplug-dhcp --ipv6)",
+  ],
+  [
+    'a route information limit past 128',
+    ['parent=eth0', 'ipv6=slaac', 'ipv6.rt_info_max_plen=129'],
+    '-o ipv6.rt_info_max_plen=129 is not valid; expected a whole number from 0 to 128',
   ],
   ['vlan id out of range', ['parent=eth0.5000'], 'vlan id must be between 1-4094, received: 5000'],
   [

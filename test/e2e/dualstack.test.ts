@@ -6,6 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labEngine } from '../lab/engine';
 import { RouterAdverts } from '../lab/router-adverts';
+import { join } from 'node:path';
+import { BUSYBOX } from '../lab/image';
+import { runOk } from '../lab/proc';
+import { ROUTE_INFO_ROUTER, sendRouteInformation } from '../lab/route-info-advert';
+import { repoRoot } from '../support/repo';
+import type { EndpointRow } from '../../src/observe/listing';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
 
 const lab = useLab({
@@ -327,5 +333,211 @@ test("IPv6 the LAN's way today: with its IPv6 turned on (sysctls), a container o
   }
   lab.host.dockerOk(['rm', '-f', 'on', 'off']);
   lab.host.dockerOk(['network', 'rm', 'slaac216']);
+  assertNoLanplugLinks(lab.host);
+});
+
+/** `lanplug <command> --state-dir <lab's> ...args`, as an operator runs it against this lab's daemon. */
+function lanplugCli(command: string, args: readonly string[]): string {
+  return runOk([
+    process.execPath,
+    join(repoRoot(), 'bin', 'lanplug'),
+    command,
+    '--state-dir',
+    lab.plugin.stateDir,
+    ...args,
+  ]);
+}
+
+/** The container's global IPv6 address from the advertised prefix, once the kernel has it (not tentative). */
+async function slaacAddress(container: string, prefix: string, ms = 20_000): Promise<string> {
+  return eventually(() => {
+    const shown = lab.host.dockerOk(['exec', container, 'ip', '-6', 'addr', 'show', 'dev', 'eth0']);
+    const found = new RegExp(`inet6 (${prefix}[0-9a-f:]+)/64 scope global (?!tentative)`).exec(shown)?.[1];
+    assert.ok(found !== undefined, `no address from ${prefix}/64 yet: ${shown}`);
+    return found;
+  }, ms);
+}
+
+test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-privacy address and a default route from the LAN router, is reached at it from the LAN, and keeps it with its lanplug.dhcp.id across re-creation', async (t) => {
+  // Docker's IPAM holding an IPv6 pool as well: refused in one line, nothing made.
+  const both = lab.host.docker([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=192.168.216.0/24',
+    '--ipv6',
+    '--subnet=2001:db8:abc8::/64',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'ipv6=slaac',
+    'slaac6',
+  ]);
+  assert.equal(
+    both.stderr.trim(),
+    "Error response from daemon: NetworkDriver.CreateNetwork: -o ipv6=slaac takes IPv6 from the LAN router's advertisements; create the network without --ipv6 and without an IPv6 --subnet (got 2001:db8:abc8::/64)",
+  );
+  assert.doesNotMatch(lab.host.dockerOk(['network', 'ls']), /slaac6/);
+  const router = new RouterAdverts(lab.lan, '2001:db8:abc8::');
+  await router.start();
+  try {
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=192.168.216.0/24',
+      '--gateway=192.168.216.1',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'ipv6=slaac',
+      '-o',
+      'ipv6.rt_info_max_plen=64',
+      'slaac6',
+    ]);
+    const started = Date.now();
+    lab.host.dockerOk([
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '--network',
+      'name=slaac6,driver-opt=lanplug.dhcp.id=web',
+      'alpine:latest',
+      'sleep',
+      '300',
+    ]);
+    const address = await slaacAddress('web', '2001:db8:abc8:0:');
+    t.diagnostic(`address ${address} ${Date.now() - started} ms after docker run began`);
+    // Stable privacy: not the EUI-64 of the MAC (no ff:fe in the middle).
+    assert.doesNotMatch(address, /ff:fe/);
+    // The default route is the router's: via its link-local address on the LAN bridge.
+    const routerLinkLocal = /inet6 (fe80::[0-9a-f:]+)\//.exec(
+      lab.lan.execOk(['ip', '-6', 'addr', 'show', 'dev', lab.lan.bridge, 'scope', 'link']),
+    )?.[1];
+    assert.ok(routerLinkLocal !== undefined);
+    assert.match(
+      lab.host.dockerOk(['exec', 'web', 'ip', '-6', 'route']),
+      new RegExp(`^default via ${routerLinkLocal} dev eth0`, 'm'),
+    );
+    lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', address]);
+    // Docker cannot show the address (it did not give it): lanplug's events do.
+    await eventually(() =>
+      assert.ok(
+        lines(lanplugCli('events', ['--json', '--since', '2m'])).some((l) => {
+          const event = JSON.parse(l) as { kind: string; fields: Record<string, unknown> };
+          return event.kind === 'slaac.address' && event.fields['address'] === `${address}/64`;
+        }),
+        'no slaac.address event for the address',
+      ),
+    );
+    // The identity, not the container, holds the address: a new container with another IPv4 (so another MAC) gets it again.
+    const firstMac = containerNetwork(lab.host, 'web', 'slaac6').MacAddress;
+    lab.host.dockerOk(['rm', '-f', 'web']);
+    lab.host.dockerOk([
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '--network',
+      'name=slaac6,driver-opt=lanplug.dhcp.id=web',
+      '--ip',
+      '192.168.216.77',
+      'alpine:latest',
+      'sleep',
+      '300',
+    ]);
+    assert.notEqual(containerNetwork(lab.host, 'web', 'slaac6').MacAddress, firstMac);
+    assert.equal(await slaacAddress('web', '2001:db8:abc8:0:'), address);
+    lab.host.dockerOk(['restart', 'web']);
+    assert.equal(await slaacAddress('web', '2001:db8:abc8:0:'), address);
+    // Without an identity the MAC is what the address follows: another MAC, another address; the same
+    // (--mac-address) in a re-created container, the same address.
+    const macArgs = ['--network', 'slaac6', '--mac-address', '02:42:c0:a8:d8:99', 'alpine:latest', 'sleep', '300'];
+    lab.host.dockerOk(['run', '-d', '--name', 'plain', ...macArgs]);
+    const plain = await slaacAddress('plain', '2001:db8:abc8:0:');
+    assert.notEqual(plain, address);
+    lab.host.dockerOk(['rm', '-f', 'plain']);
+    lab.host.dockerOk(['run', '-d', '--name', 'plain', '--ip', '192.168.216.88', ...macArgs]);
+    assert.equal(await slaacAddress('plain', '2001:db8:abc8:0:'), plain);
+    // Docker cannot show the addresses; lanplug ls can.
+    const listed = await eventually(() => {
+      const rows = JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[];
+      const slaac = rows.flatMap((e) => (e.slaac ?? []).map((a) => `${a.address} ${a.state}`));
+      assert.deepEqual(slaac.sort(), [`${address}/64 preferred`, `${plain}/64 preferred`].sort());
+      return rows;
+    });
+    assert.ok(listed.every((e) => e.ipv6 === null && e.source === 'docker-ipam'));
+    // A route information option (RFC 4191) reaches the routing table where ipv6.rt_info_max_plen allows
+    // its length (the kernel's default, 0, takes none: a network without the option shows that).
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=192.168.218.0/24',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'ipv6=slaac',
+      'slaac6b',
+    ]);
+    lab.host.dockerOk(['run', '-d', '--name', 'norio', '--network', 'slaac6b', 'alpine:latest', 'sleep', '300']);
+    await slaacAddress('norio', '2001:db8:abc8:0:');
+    sendRouteInformation(lab.lan, '2001:db8:beef::/64');
+    await eventually(() =>
+      assert.match(
+        lab.host.dockerOk(['exec', 'web', 'ip', '-6', 'route']),
+        new RegExp(`^2001:db8:beef::/64 via ${ROUTE_INFO_ROUTER} dev eth0`, 'm'),
+      ),
+    );
+    assert.doesNotMatch(lab.host.dockerOk(['exec', 'norio', 'ip', '-6', 'route']), /2001:db8:beef::/);
+    // The router moves to another prefix: the containers follow (the old prefix stays until its lifetime ends).
+    router.stop();
+    const moved = new RouterAdverts(lab.lan, '2001:db8:abc2::');
+    await moved.start();
+    try {
+      const next = await slaacAddress('web', '2001:db8:abc2:0:');
+      lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', next]);
+    } finally {
+      moved.stop();
+    }
+    // Another device on the LAN holds the address the identity would form: the kernel's DAD finds it and
+    // (stable privacy, RFC 7217) forms another one, which lanplug reports; the device keeps its own.
+    lab.host.dockerOk(['rm', '-f', 'web']);
+    const squatter = lab.lan.addLanHost('squat6', `${address}/64`);
+    try {
+      await router.start();
+      lab.host.dockerOk([
+        'run',
+        '-d',
+        '--name',
+        'web',
+        '--network',
+        'name=slaac6,driver-opt=lanplug.dhcp.id=web',
+        'alpine:latest',
+        'sleep',
+        '300',
+      ]);
+      const other = await slaacAddress('web', '2001:db8:abc8:0:');
+      assert.notEqual(other, address);
+      lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', other]);
+      await eventually(() => {
+        const rows = JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[];
+        const slaac = rows.flatMap((e) => (e.slaac ?? []).map((x) => x.address));
+        assert.ok(slaac.includes(`${other}/64`) && !slaac.includes(`${address}/64`), slaac.join(' '));
+      });
+    } finally {
+      squatter.destroy();
+    }
+  } finally {
+    router.stop();
+    // What the daemon measured: when the link came up in the container, whether Docker wrote after lanplug.
+    for (const line of lab.plugin.stderr().split('\n')) if (/IPv6/.test(line)) t.diagnostic(line);
+  }
+  lab.host.dockerOk(['rm', '-f', 'web', 'plain', 'norio']);
+  lab.host.dockerOk(['network', 'rm', 'slaac6', 'slaac6b']);
   assertNoLanplugLinks(lab.host);
 });

@@ -15,6 +15,7 @@ import { lanHostNs } from './names';
 import { buildCniExecutable } from '../../src/install/cni';
 import { startLanplug } from './lanplug';
 import { runOk } from './proc';
+import { RouterAdverts } from './router-adverts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../support/repo';
@@ -280,6 +281,56 @@ ${readFileSync(dhcpServer.leaseFile, 'utf8')
   }
 }
 
+/** `-o ipv6=slaac`: the LAN's router advertises fd77::/64 (dnsmasq, RA only); the container forms its address. */
+async function slaacStep(lan: Lan, host: DockerHost, stateDir: string): Promise<void> {
+  step("IPv6 the LAN's way: most LANs give IPv6 by router advertisements (SLAAC), not DHCPv6. On a network");
+  step('without --ipv6, -o ipv6=slaac lets the container take them: an address of its own in the prefix');
+  step(
+    '(stable privacy, following lanplug.dhcp.id), the router as default route. Docker cannot show it; lanplug ls does.',
+  );
+  const router = new RouterAdverts(lan, 'fd77::');
+  await router.start();
+  try {
+    show(host, [
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'ipv6=slaac',
+      'lan6',
+    ]);
+    show(host, [
+      'run',
+      '-d',
+      '--network',
+      'name=lan6,driver-opt=lanplug.dhcp.id=web',
+      '--name',
+      'web6',
+      'alpine:latest',
+      'sleep',
+      '600',
+    ]);
+    // The address is usable a few seconds later: the router's answer to the container's solicitation, then DAD.
+    const learned = (): boolean =>
+      / fd77:[0-9a-f:]+\/64 scope global (?!tentative)/.test(
+        host.docker(['exec', 'web6', 'ip', '-6', 'addr', 'show', 'eth0']).stdout,
+      );
+    for (let i = 0; i < 80 && !learned(); i++) await new Promise((r) => setTimeout(r, 250));
+    show(host, ['exec', 'web6', 'ip', '-6', 'addr', 'show', 'eth0']);
+    show(host, ['exec', 'web6', 'ip', '-6', 'route']);
+    hostCommand(host, [process.execPath, LANPLUG, 'ls', '--state-dir', stateDir]);
+    show(host, ['rm', '-f', 'web6']);
+    show(host, ['network', 'rm', 'lan6']);
+  } finally {
+    router.stop();
+  }
+}
+
 async function main(): Promise<void> {
   process.stdout.write(
     'lanplug demo: a LAN (bridge br0 with gateway 172.16.86.1 and a host 172.16.86.10) in network namespaces,\n',
@@ -439,6 +490,7 @@ async function main(): Promise<void> {
     show(host, ['network', 'rm', 'office6']);
     cniStep(lan, host, plugin.stateDir, dhcpServer);
     dhcpServer.stop();
+    await slaacStep(lan, host, plugin.stateDir);
 
     step('lanplug doctor: what this host can do and whether lanplug is healthy on it.');
     hostCommand(

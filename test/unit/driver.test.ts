@@ -426,6 +426,46 @@ test('-o dhcp=true: only with --ipam-driver null, a parent, and a layer-2 mode; 
   assert.deepEqual(store.getNetwork(NET_A)?.spec.dhcp, { ipv4: true, ipv6: false, timeoutMs: 4000, askedBy: 'driver' });
 });
 
+test('-o ipv6=slaac: only with a parent, a layer-2 mode, no IPv6 pool and not --internal; nothing recorded when refused', () => {
+  const { driver } = setup();
+  const slaac = { parent: 'eth0', ipv6: 'slaac' };
+  const v6 = { ipv6: [{ pool: parsePrefix('2001:db8:1::/64'), gateway: null }] };
+  const refused: [CreateNetworkRequest, string][] = [
+    [
+      network(NET_A, slaac, v6),
+      "-o ipv6=slaac takes IPv6 from the LAN router's advertisements; create the network without --ipv6 and without an IPv6 --subnet (got 2001:db8:1::/64)",
+    ],
+    [
+      network(NET_A, { ipv6: 'slaac' }),
+      '-o ipv6=slaac needs -o parent: the router that advertises the prefix is on the LAN behind it',
+    ],
+    [
+      network(NET_A, { ...slaac, ipvlan_mode: 'l3s' }, {}, 'ipvlan'),
+      "-o ipv6=slaac needs ipvlan_mode=l2: in mode l3s the router's advertisements do not reach the containers",
+    ],
+    [
+      network(NET_A, slaac, { internal: true }),
+      "-o ipv6=slaac takes the LAN router's default route; an --internal network has none",
+    ],
+    [network(NET_A, slaac, { cniName: 'podman:x' }), '-o ipv6=slaac is for Docker networks; CNI has no support yet'],
+  ];
+  for (const [request, message] of refused) assert.equal(refusal(() => driver.createNetwork(request)).message, message);
+  assert.deepEqual(store.listNetworks(), []);
+  driver.createNetwork(network(NET_A, { ...slaac, 'ipv6.rt_info_max_plen': '64' }));
+  assert.deepEqual(store.getNetwork(NET_A)?.spec.slaac, { rtInfoMaxPlen: 64 });
+  // An identity is the address's: one per container on the network.
+  const withId = (id: string, address: string) => ({
+    ...endpoint(NET_A, id, address),
+    endpointOptions: { 'lanplug.dhcp.id': 'web' },
+  });
+  driver.createEndpoint('macvlan', withId(EP_1, '172.16.86.2/24'));
+  assert.equal(store.getEndpoint(NET_A, EP_1)?.identity, 'web');
+  assert.equal(
+    refusal(() => driver.createEndpoint('macvlan', withId(EP_2, '172.16.86.3/24'))).message,
+    `--driver-opt lanplug.dhcp.id=web is already used by endpoint 111111111111 of network aaaaaaaaaaaa; give each container its own identity`,
+  );
+});
+
 test('a DHCP endpoint whose lease is gone is refused at Join: its address may be someone else’s now', async () => {
   const { DhcpEndpoints } = await import('../../src/endpoint/dhcp-endpoints');
   const { LeaseKeeper, NO_LEASE_NETWORKS } = await import('../../src/dhcp/keeper');

@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { filterListing, formatEndpoints, formatLanDevices } from '../../src/cli/ls';
+import type { LearnedAddress } from '../../src/driver/slaac';
 import type { LeaseRecord } from '../../src/model/lease';
 import type { EndpointRecord, NetworkRecord, NetworkSpec } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
@@ -244,4 +245,33 @@ test('filters: a network by name or id start, a container by name or id start; t
     ['172.16.86.10'],
   );
   assert.deepEqual(filterListing(listing, { network: 'pooled', container: null }).lan, []);
+});
+
+test('-o ipv6=slaac: the addresses the container learned are its row’s (null elsewhere, or when unread); the table marks the usable ones (ra)', () => {
+  const slaac = network(id('a'), { slaac: { rtInfoMaxPlen: 0 } });
+  const ep = endpoint(id('a'), id('1'), '02:00:00:00:00:01', '172.16.86.10/24');
+  const listing = (learned: LearnedAddress[] | null): Listing =>
+    buildListing({
+      networks: [slaac, network(id('b'))],
+      endpoints: [ep, endpoint(id('b'), id('2'), '02:00:00:00:00:02', '172.16.86.11/24')],
+      leases: [],
+      sightings: [],
+      views: new Map(),
+      sharedPools: false,
+      inLocalPool: () => false,
+      dockerError: null,
+      now: 0,
+      learnedIpv6: () => learned,
+    });
+  const both = listing([
+    { address: '2001:db8:1::5', prefixLength: 64, state: 'preferred' },
+    { address: '2001:db8:2::5', prefixLength: 64, state: 'tentative' },
+  ]);
+  assert.deepEqual(both.endpoints[0]?.slaac, [
+    { address: '2001:db8:1::5/64', state: 'preferred' },
+    { address: '2001:db8:2::5/64', state: 'tentative' },
+  ]);
+  assert.equal(both.endpoints[1]?.slaac, null);
+  assert.match(formatEndpoints(both), / 172\.16\.86\.10\/24,2001:db8:1::5\/64\(ra\) /);
+  assert.equal(listing(null).endpoints[0]?.slaac, null);
 });

@@ -21,7 +21,28 @@ test('macvlan defaults: bridge mode, no parent, no mtu, no host access, conflict
     conflict: 'refuse',
     announce: { count: 3, intervalMs: 1000 },
     dhcp: null,
+    slaac: null,
   });
+});
+
+test('-o ipv6=slaac: route information up to ipv6.rt_info_max_plen (0..128, none by default); other values refused', () => {
+  assert.deepEqual(parseNetworkOptions('macvlan', { parent: 'eth0', ipv6: 'slaac' }).slaac, { rtInfoMaxPlen: 0 });
+  assert.deepEqual(
+    parseNetworkOptions('ipvlan', { parent: 'eth0', ipv6: 'slaac', 'ipv6.rt_info_max_plen': '64' }).slaac,
+    { rtInfoMaxPlen: 64 },
+  );
+  refuses(
+    () => parseNetworkOptions('macvlan', { ipv6: 'slaac', 'ipv6.rt_info_max_plen': '129' }),
+    '-o ipv6.rt_info_max_plen=129 is not valid; expected a whole number from 0 to 128',
+  );
+  refuses(
+    () => parseNetworkOptions('macvlan', { 'ipv6.rt_info_max_plen': '64' }),
+    '-o ipv6.rt_info_max_plen needs -o ipv6=slaac',
+  );
+  refuses(
+    () => parseNetworkOptions('macvlan', { ipv6: 'dhcp6' }),
+    "-o ipv6=dhcp6 is not valid; accepted: slaac (for IPv6 from Docker's IPAM use --ipv6 --subnet, from DHCPv6 --ipam-driver lanplug-dhcp --ipv6)",
+  );
 });
 
 test('-o dhcp=true: a 10 s budget by default, dhcp.timeout from 1 to 25 s, nothing else', () => {
@@ -111,15 +132,15 @@ test('bad ipvlan mode and flag use Docker wording', () => {
 test('unknown option keys are refused with the accepted list; Docker namespace keys pass', () => {
   refuses(
     () => parseNetworkOptions('macvlan', { parent: 'eth0', macvlan_mod: 'private' }),
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   );
   refuses(
     () => parseNetworkOptions('macvlan', { ipvlan_mode: 'l2' }),
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   );
   refuses(
     () => parseNetworkOptions('ipvlan', { macvlan_mode: 'bridge' }),
-    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout",
+    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
   );
   assert.doesNotThrow(() => parseNetworkOptions('macvlan', { 'com.docker.network.bridge.name': 'x' }));
 });

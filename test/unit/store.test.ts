@@ -224,6 +224,8 @@ test('a network record reads back exactly as written, every field', async () => 
     parentCreated: true,
   };
   assert.deepEqual(decodeNetwork(encodeNetwork(record)), record);
+  const slaac = { ...record, spec: { ...record.spec, slaac: { rtInfoMaxPlen: 64 } } };
+  assert.deepEqual(decodeNetwork(encodeNetwork(slaac)), slaac);
 });
 
 test('a lease record reads back exactly as written; the last address of a client id is remembered', async () => {

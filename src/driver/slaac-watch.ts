@@ -1,0 +1,162 @@
+/**
+ * After Join on an `-o ipv6=slaac` network: Docker moves the endpoint's link into the container,
+ * names it and configures it after Join has returned, and on a network without an IPv6 pool it turns
+ * IPv6 off on that interface. So lanplug watches the sandbox, in the background and bounded in time:
+ * once the link is up under Docker's name, it turns IPv6 on with router advertisements (slaac.ts); for
+ * a while after, it turns it on again should Docker have written after it; then it waits for the
+ * address the kernel forms from the router's prefix and reports it (log line, `slaac.address` event),
+ * or reports DAD failing for it (`slaac.dad-failed`). Nothing of this holds up Join's answer.
+ */
+import { LanplugError } from '../errors';
+import type { LinkInfo } from '../link/link';
+import type { Logger } from '../log';
+import { recordEvent } from '../metrics/events';
+import { shortId, type EndpointRecord, type NetworkSpec } from '../model/network';
+import { containerLinkOf, enableSlaac, endpointSlaacSecret, ipv6Disabled, learnedAddresses } from './slaac';
+
+export interface SlaacWatch {
+  /** Starts the watch of an endpoint Docker is moving into `netns`; one per endpoint (a new one replaces it). */
+  watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void;
+}
+
+export interface SlaacTiming {
+  pollMs: number;
+  /** How long after Join the link may take to come up under Docker's name (the container starts meanwhile). */
+  linkWaitMs: number;
+  /** How long after lanplug's writes it checks that nobody turned IPv6 off again. */
+  guardMs: number;
+  /** How long after Join an address from an advertisement is waited for (routers advertise every few minutes at most). */
+  addressWaitMs: number;
+}
+
+const TIMING: SlaacTiming = { pollMs: 20, linkWaitMs: 30_000, guardMs: 2_000, addressWaitMs: 60_000 };
+
+type Phase =
+  | { kind: 'link' }
+  | { kind: 'guard'; link: LinkInfo; until: number; rewrites: number }
+  | { kind: 'address'; link: LinkInfo };
+
+export class SandboxSlaacWatcher implements SlaacWatch {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly log: Logger,
+    /** Whether a link is this daemon's (its group): what tells an ipvlan link of lanplug's from another. */
+    private readonly owns: (link: LinkInfo) => boolean,
+    private readonly timing: SlaacTiming = TIMING,
+  ) {}
+
+  watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
+    const slaac = spec.slaac ?? null;
+    if (slaac === null) return;
+    this.cancel(endpoint.endpointId);
+    const joinedAt = Date.now();
+    const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
+    let phase: Phase = { kind: 'link' };
+    const step = (): void => {
+      const now = Date.now();
+      const ms = now - joinedAt;
+      try {
+        if (phase.kind === 'link') {
+          const link = containerLinkOf(netns, endpoint, this.owns);
+          if (link !== null && link.up && link.name !== endpoint.linkName) {
+            const dockerTurnedOff = ipv6Disabled(netns, link.name);
+            enableSlaac(netns, link.name, endpointSlaacSecret(endpoint), slaac);
+            this.log.info('IPv6 from router advertisements turned on in the container', {
+              ...what,
+              ifname: link.name,
+              afterJoinMs: ms,
+              ipv6WasOff: String(dockerTurnedOff),
+            });
+            phase = { kind: 'guard', link, until: now + this.timing.guardMs, rewrites: 0 };
+          } else if (ms > this.timing.linkWaitMs) {
+            this.log.warn(
+              'the endpoint link did not come up in the container; IPv6 from advertisements not turned on',
+              {
+                ...what,
+                sandbox: netns,
+              },
+            );
+            this.timers.delete(endpoint.endpointId);
+            return;
+          }
+        } else if (phase.kind === 'guard') {
+          if (ipv6Disabled(netns, phase.link.name) === true) {
+            // Someone (Docker) wrote after lanplug: the measurement the design rests on, logged when it fails.
+            enableSlaac(netns, phase.link.name, endpointSlaacSecret(endpoint), slaac);
+            phase.rewrites += 1;
+            this.log.warn('IPv6 was turned off again in the container after lanplug turned it on; turned on again', {
+              ...what,
+              ifname: phase.link.name,
+              afterJoinMs: ms,
+            });
+          }
+          if (now >= phase.until) phase = { kind: 'address', link: phase.link };
+        }
+        if (phase.kind !== 'link' && this.reportAddress(netns, phase.link, what, ms)) {
+          this.timers.delete(endpoint.endpointId);
+          return;
+        }
+        if (phase.kind === 'address' && ms > this.timing.addressWaitMs) {
+          this.log.info('no IPv6 address from a router advertisement yet; lanplug ls shows it once there is', {
+            ...what,
+            waitedMs: ms,
+          });
+          this.timers.delete(endpoint.endpointId);
+          return;
+        }
+      } catch (err) {
+        // Docker 20.10 names the sandbox at Join but makes its file only as the container starts (runc's hook).
+        const notYet = phase.kind === 'link' && err instanceof LanplugError && err.code === 'NotFound';
+        if (notYet && ms <= this.timing.linkWaitMs) {
+          this.timers.set(endpoint.endpointId, setTimeout(step, this.timing.pollMs).unref());
+          return;
+        }
+        // The container stopped or went meanwhile: nothing left to do in its sandbox.
+        this.log.debug('the watch of a container for IPv6 advertisements ended', { ...what, error: String(err) });
+        this.timers.delete(endpoint.endpointId);
+        return;
+      }
+      const delay = phase.kind === 'address' ? this.timing.pollMs * 10 : this.timing.pollMs;
+      this.timers.set(endpoint.endpointId, setTimeout(step, delay).unref());
+    };
+    this.timers.set(endpoint.endpointId, setTimeout(step, 0).unref());
+  }
+
+  /** True once there is something final to say: an address in use, or one DAD failed for. */
+  private reportAddress(netns: string, link: LinkInfo, what: Record<string, string>, ms: number): boolean {
+    const addresses = learnedAddresses(netns, link.index);
+    const failed = addresses.find((a) => a.state === 'dadfailed');
+    if (failed !== undefined) {
+      // Another device on the LAN answered for the address: the kernel keeps it off, as lanplug's probe would.
+      this.log.warn('the IPv6 address from the router advertisement is in use on the LAN (DAD failed); not used', {
+        ...what,
+        address: failed.address,
+      });
+      recordEvent('slaac.dad-failed', { ...what, address: failed.address });
+      return true;
+    }
+    const usable = addresses.find((a) => a.state === 'preferred');
+    if (usable === undefined) return false;
+    this.log.info('IPv6 address from the router advertisement', {
+      ...what,
+      ifname: link.name,
+      address: `${usable.address}/${usable.prefixLength}`,
+      afterJoinMs: ms,
+    });
+    recordEvent('slaac.address', { ...what, address: `${usable.address}/${usable.prefixLength}`, afterJoinMs: ms });
+    return true;
+  }
+
+  private cancel(endpointId: string): void {
+    const timer = this.timers.get(endpointId);
+    if (timer !== undefined) clearTimeout(timer);
+    this.timers.delete(endpointId);
+  }
+
+  /** Daemon shutdown: the watches stop (the containers keep what they have). */
+  close(): void {
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+  }
+}
