@@ -13,13 +13,16 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { BUSYBOX, busyboxRootfsTar } from '../lab/image';
 import { PodmanHost, type PodmanOutcome } from '../lab/podman-host';
+import { labDir, podmanHostCgroup } from '../lab/names';
+import { isAlive } from '../lab/proc';
 import { ensureSidRoot, sidRootVersions } from '../lab/sid-root';
+import { cleanupStaleLab, findCgroupDirs, mountPointsUnder, podmanNetnsOf } from '../lab/sweep';
 import { buildPlugin, CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
 
 const GATEWAY = CNI_LAB_GATEWAY;
@@ -71,7 +74,9 @@ before(async () => {
     renewSeconds: 60,
     rebindSeconds: 100,
   });
-  dir = mkdtempSync(join(tmpdir(), 'lanplug-podman5-'));
+  // in the lab's directory: a crashed run's is removed by the lab's sweep
+  dir = join(lab.lan.dir, 'podman');
+  mkdirSync(dir);
   const plugins = join(dir, 'plugins');
   mkdirSync(plugins);
   // netavark finds a plugin by the driver's name: the one executable under both.
@@ -94,7 +99,7 @@ before(async () => {
       '',
     ].join('\n'),
   );
-  podmanHost = PodmanHost.start(root, dir, lab.host.ns, dirname(lab.socket));
+  podmanHost = PodmanHost.start({ root, labId: lab.lan.id, dir, netns: lab.host.ns, socketDir: dirname(lab.socket) });
   copyFileSync(busyboxRootfsTar(), join(dir, 'busybox.tar'));
   podmanOk('import', join(dir, 'busybox.tar'), IMAGE);
   const versions = sidRootVersions(root);
@@ -102,10 +107,124 @@ before(async () => {
 });
 
 after(() => {
-  podmanHost?.close();
-  dhcpServer?.stop();
-  lab?.close();
-  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  try {
+    // throws if a mount of the Podman host reached this mount namespace
+    podmanHost?.close();
+  } finally {
+    dhcpServer?.stop();
+    lab?.close();
+  }
+});
+
+/**
+ * Run by sh in a mount namespace of its own whose `/` is made rshared (as systemd makes the
+ * machine's): $1 root, $2 a Podman host directory, $3 a netns name, then the holder's command.
+ * Starts the holder, mounts there what Podman would (a tmpfs in its directory, a netns under the
+ * root's /run/netns), and prints what of that this namespace sees, then again once the holder is gone.
+ */
+const SHARED_ROOT_PROBE = `set -e
+root=$1; dir=$2; probe=$3; shift 3
+mount --make-rshared /
+"$@" >"$dir/probe-holder.log" 2>&1 &
+holder=$!
+until [ -e "$dir/holder.ready" ]; do
+  kill -0 "$holder" 2>/dev/null || { cat "$dir/probe-holder.log" >&2; exit 1; }
+  sleep 0.05
+done
+under() { findmnt -rn -o TARGET | awk -v p="$1" 'index($0, p) == 1' | wc -l; }
+mkdir "$dir/shm"
+nsenter --mount=/proc/$holder/ns/mnt -- mount -t tmpfs shm "$root$dir/shm"
+nsenter --mount=/proc/$holder/ns/mnt -- sh -c 'touch "$1" && mount --bind /proc/self/ns/net "$1"' sh "$root/run/netns/$probe"
+echo "holding: root $(under "$root") dir $(under "$dir") netns $(under "/run/netns/$probe")"
+umount "/run/netns/$probe"; rm "/run/netns/$probe"
+kill "$holder"; wait "$holder" || true
+echo "gone: root $(under "$root") dir $(under "$dir")"
+`;
+
+test('the Podman host’s mounts stay in its namespace where / is shared (systemd’s default): only a netns under its /run/netns reaches the machine’s', () => {
+  const probeDir = join(lab.lan.dir, 'probe');
+  mkdirSync(probeDir);
+  const probe = `lp-lh-${lab.lan.id}-probe`;
+  const holder = PodmanHost.holderArgv(root, probeDir, dirname(lab.socket));
+  const out = spawnSync(
+    'unshare',
+    [
+      '--mount',
+      '--propagation',
+      'unchanged',
+      '--',
+      'sh',
+      '-c',
+      SHARED_ROOT_PROBE,
+      'sh',
+      root,
+      probeDir,
+      probe,
+      ...holder,
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  assert.equal(out.status, 0, out.stderr);
+  assert.match(out.stdout, /^holding: root 0 dir 0 netns 1$/m, 'while the holder lives');
+  assert.match(out.stdout, /^gone: root 0 dir 0$/m, 'once it is gone');
+});
+
+/**
+ * Run by node as a test process that crashes: $1 the lab's compiled directory, $2 the root, $3 a
+ * socket directory, $4 podman run's limits (JSON). Makes a lab with a Podman host, a container
+ * running detached on netavark's macvlan (its netns in /run/netns), prints the lab's id and the
+ * container's pid, and SIGKILLs itself: no after hook, no exit hook.
+ */
+const CRASHING_TEST_PROCESS = `
+const fs = require('node:fs');
+const path = require('node:path');
+const [lib, root, socketDir, limits] = process.argv.slice(1);
+const { createLan } = require(lib + '/lan.js');
+const { PodmanHost } = require(lib + '/podman-host.js');
+const { busyboxRootfsTar } = require(lib + '/image.js');
+const lan = createLan();
+const host = lan.addLanHost('host', '172.16.86.2/24');
+const dir = path.join(lan.dir, 'podman');
+fs.mkdirSync(dir);
+fs.writeFileSync(path.join(dir, 'containers.conf'), [
+  '[network]', 'network_backend = "netavark"', 'network_config_dir = "' + path.join(dir, 'networks') + '"',
+  '[engine]', 'runtime = "runc"', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"',
+  '[containers]', 'log_driver = "k8s-file"', ''].join('\\n'));
+const podman = PodmanHost.start({ root, labId: lan.id, dir, netns: host.ns, socketDir });
+const ok = (...args) => {
+  const r = podman.podman(...args);
+  if (r.code !== 0) throw new Error('podman ' + args.join(' ') + ': ' + r.stderr);
+  return r.stdout.trim();
+};
+fs.copyFileSync(busyboxRootfsTar(), path.join(dir, 'busybox.tar'));
+ok('import', path.join(dir, 'busybox.tar'), 'localhost/crash:latest');
+ok('network', 'create', '-d', 'macvlan', '-o', 'parent=eth0', '--subnet', '172.16.86.0/24', 'crash');
+const id = ok('run', '--detach', ...JSON.parse(limits), '--network', 'crash', 'localhost/crash:latest', 'sleep', '600');
+process.stdout.write(lan.id + ' ' + ok('inspect', '--format', '{{.State.Pid}}', id) + '\\n');
+process.kill(process.pid, 'SIGKILL');
+`;
+
+test('after a crash, the lab’s sweep ends the Podman host’s containers and removes their network namespaces, cgroups and directory; no mount is left', () => {
+  const r = spawnSync(
+    process.execPath,
+    ['-e', CRASHING_TEST_PROCESS, join(__dirname, '..', 'lab'), root, dirname(lab.socket), JSON.stringify(LIMITS)],
+    { encoding: 'utf8', timeout: 180_000 },
+  );
+  assert.equal(r.signal, 'SIGKILL', r.stderr);
+  const [id = '', pid = ''] = r.stdout.trim().split(' ');
+  const container = Number(pid);
+  const cgroup = (name: string): boolean => name === podmanHostCgroup(id);
+  assert.ok(isAlive(container), 'the crashed host’s container still runs');
+  const netns = podmanNetnsOf(cgroup);
+  assert.equal(netns.length, 1, 'its network namespace is in /run/netns');
+
+  const report = cleanupStaleLab();
+  assert.ok(report.namespaces.includes(netns[0] ?? '-'), JSON.stringify(report));
+  assert.ok(!isAlive(container), 'the container is ended');
+  assert.ok(!existsSync(`/run/netns/${netns[0] ?? '-'}`), 'its network namespace is gone');
+  assert.deepEqual(findCgroupDirs(cgroup), [], 'its cgroups are gone');
+  assert.ok(!existsSync(labDir(id)), 'the lab’s directory is gone');
+  assert.deepEqual([...mountPointsUnder(root), ...mountPointsUnder(labDir(id))], [], 'no mount is left');
 });
 
 test('podman network create -d lanplug-macvlan: podman run gets its address on the LAN and reaches the gateway; --ip and --mac-address are honoured', () => {

@@ -11,8 +11,11 @@ export const DIR_PREFIX = 'lp-lab-';
 
 /** Namespace names the lab creates: lp-lan-<id>, lp-dh-<id>-<n>, lp-lh-<id>-<name>. */
 export const NS_RE = /^lp-(?:lan|dh|lh)-([0-9a-f]{6})(?:-[a-z0-9]+)?$/;
-/** cgroup directories dockerd makes for its containers: lp-lab-<id>-<n> (the --cgroup-parent). */
-export const CGROUP_RE = /^lp-lab-([0-9a-f]{6})(?:-\d+)?$/;
+/**
+ * cgroup directories the lab's engines put their containers in: lp-lab-<id>-<n> (a Docker host's
+ * --cgroup-parent), lp-lab-<id>-podman (a Podman host's, its conmons too).
+ */
+export const CGROUP_RE = /^lp-lab-([0-9a-f]{6})(?:-\d+|-podman)?$/;
 const ID_RE = /^[0-9a-f]{6}$/;
 
 /** A fresh lab id: 6 hex digits. */
@@ -25,6 +28,7 @@ export const lanNs = (id: string): string => `lp-lan-${id}`;
 export const lanHostNs = (id: string, name: string): string => `lp-lh-${id}-${name}`;
 export const dockerHostNs = (id: string, index: number): string => `lp-dh-${id}-${index}`;
 export const dockerHostCgroup = (id: string, index: number): string => `lp-lab-${id}-${index}`;
+export const podmanHostCgroup = (id: string): string => `lp-lab-${id}-podman`;
 
 /** The lab id of a directory name in TMP_ROOT (lp-lab-<id>), or undefined if it is not a lab's. */
 export function labIdOfDir(name: string): string | undefined {

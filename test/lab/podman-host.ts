@@ -6,32 +6,59 @@
 //
 // The namespace: the root bound onto itself (runc refuses to remount `/` otherwise), /proc, a
 // fresh /sys, the host's cgroups and /dev, a tmpfs /run whose netns directory is the host's
-// /run/netns bound in (made under `--propagation unchanged`, it stays a peer of the host's: the
-// namespaces Podman makes there are seen by lanplug's daemon, which runs outside the root), and
-// the host's directory and the daemon's socket directory at their own paths. Everything of
-// Podman's (containers.conf, networks, storage, run root, plugins) is in the host's directory.
+// /run/netns bound in (the namespaces Podman makes there are seen by lanplug's daemon, which runs
+// outside the root), and the host's directory and the daemon's socket directory at their own
+// paths. Everything of Podman's (containers.conf, networks, storage, run root, plugins) is in the
+// host's directory, under the lab's; its containers and conmons are in the cgroup
+// lp-lab-<id>-podman, so the lab's sweep finds them (and their network namespaces) after a crash.
+//
+// Only the netns mounts may reach the machine's mount namespace (see HOLDER).
 
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { podmanHostCgroup } from './names';
+import { delNetns } from './ns';
 import { isAlive, sleepSync, terminateSync } from './proc';
+import { registerLab, unregisterLab } from './registry';
+import { findCgroupDirs, mountPointsUnder, podmanNetnsOf, rmdirTree, sweepProcesses, umountUnder } from './sweep';
 
-/** Sets the namespace up, says so, then holds it: $1 root, $2 the host's directory, $3 socket dir. */
+/**
+ * Sets the namespace up, says so, then holds it: $1 root, $2 the host's directory, $3 socket dir.
+ *
+ * The namespace is made with `--propagation unchanged`, so its /run/netns stays a peer of the
+ * machine's (iproute2 makes that a shared mount): a netns Podman mounts under the root's
+ * /run/netns shows in the machine's /run/netns, where lanplug's daemon opens the path Podman
+ * gave netavark. Every other mount that is a peer of the machine's is made a slave before
+ * anything is mounted on or under it: the mount holding the root (else, where `/` is shared, as
+ * systemd makes it, binding the root onto itself and all that follows would be mounted in the
+ * machine's tree too, and stay after the holder: seen in a namespace whose `/` was made rshared;
+ * runc's pivot_root also refuses a root whose parent mount is shared), and the copies of /dev,
+ * the cgroups and the two directories bound in (else Podman's shm and other mounts under them
+ * would be). What is new here is private (its parent is no longer shared). A slave namespace
+ * (`--propagation slave`) would keep everything in, the netns mounts too: the daemon, outside,
+ * would no longer find them.
+ */
 const HOLDER = `#!/bin/sh
 set -e
 root=$1; dir=$2; sockets=$3
+mount --make-slave "$(findmnt -n -o TARGET -T "$root")"
 mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+mount --make-rslave "$root/sys/fs/cgroup"
 mount --rbind /dev "$root/dev"
+mount --make-rslave "$root/dev"
 mount -t tmpfs -o mode=0755 tmpfs "$root/run"
 mkdir -p "$root/run/netns"
 mount --bind /run/netns "$root/run/netns"
 mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
 mkdir -p "$root$dir" "$root$sockets"
 mount --bind "$dir" "$root$dir"
+mount --make-rslave "$root$dir"
 mount --bind "$sockets" "$root$sockets"
+mount --make-rslave "$root$sockets"
 : > "$dir/holder.ready"
 exec sleep infinity
 `;
@@ -46,41 +73,57 @@ export interface PodmanOutcome {
   ms: number;
 }
 
+export interface PodmanHostOptions {
+  /** The sid root Podman runs chrooted in. */
+  root: string;
+  /** The lab's id: the host's cgroup is lp-lab-<id>-podman. */
+  labId: string;
+  /** Podman's everything (containers.conf and plugins written there first); under the lab's directory. */
+  dir: string;
+  /** The lab host's network namespace every command runs in. */
+  netns: string;
+  /** The lanplug daemon's socket directory, bound in at its own path. */
+  socketDir: string;
+}
+
 export class PodmanHost {
   private holderPid = 0;
+  private closed = false;
+  readonly root: string;
+  readonly dir: string;
+  readonly netns: string;
+  /** The cgroup (every hierarchy) of the host's containers and conmons: `podman run --cgroup-parent`. */
+  readonly cgroup: string;
 
-  private constructor(
-    /** The sid root Podman runs chrooted in. */
-    readonly root: string,
-    /** Podman's everything: containers.conf, networks, storage, run root, plugins. */
-    readonly dir: string,
-    /** The lab host's network namespace every command runs in. */
-    readonly netns: string,
-  ) {}
+  private constructor(opts: PodmanHostOptions) {
+    this.root = opts.root;
+    this.dir = opts.dir;
+    this.netns = opts.netns;
+    this.cgroup = podmanHostCgroup(opts.labId);
+  }
 
-  /** Starts the holder and waits until its namespace is set up. */
-  static start(root: string, dir: string, netns: string, socketDir: string): PodmanHost {
-    const host = new PodmanHost(root, dir, netns);
+  /**
+   * The holder's command (its script written into dir): it says it is ready by creating
+   * dir/holder.ready. For start(), and for a test that runs it where `/` is shared.
+   */
+  static holderArgv(root: string, dir: string, socketDir: string): string[] {
     const script = path.join(dir, 'holder.sh');
     fs.writeFileSync(script, HOLDER, { mode: 0o755 });
+    return ['unshare', '--mount', '--propagation', 'unchanged', '--', script, root, dir, socketDir];
+  }
+
+  /** Starts the holder and waits until its namespace is set up. */
+  static start(opts: PodmanHostOptions): PodmanHost {
+    const host = new PodmanHost(opts);
+    const { root, dir, netns, socketDir } = opts;
+    // torn down on exit and SIGINT/SIGTERM too (the LAN's teardown ends the holder and conmons, not containers)
+    registerLab(host);
     const log = fs.openSync(path.join(dir, 'holder.log'), 'a');
     // In the lab host's network namespace: the lab's sweep (every process of a lab namespace) ends a
     // holder a crashed test left. nsenter and unshare exec without forking: the child is the holder.
     const child = spawn(
       'nsenter',
-      [
-        `--net=/run/netns/${netns}`,
-        '--',
-        'unshare',
-        '--mount',
-        '--propagation',
-        'unchanged',
-        '--',
-        script,
-        root,
-        dir,
-        socketDir,
-      ],
+      [`--net=/run/netns/${netns}`, '--', ...PodmanHost.holderArgv(root, dir, socketDir)],
       { detached: true, stdio: ['ignore', log, log] },
     );
     fs.closeSync(log);
@@ -89,10 +132,12 @@ export class PodmanHost {
     const ready = path.join(dir, 'holder.ready');
     const deadline = Date.now() + READY_TIMEOUT_MS;
     while (!fs.existsSync(ready)) {
-      if (!isAlive(host.holderPid) || Date.now() > deadline)
+      if (!isAlive(host.holderPid) || Date.now() > deadline) {
+        host.destroy();
         throw new Error(
           `lab: the Podman host's namespace holder failed: ${fs.readFileSync(path.join(dir, 'holder.log'), 'utf8')}`,
         );
+      }
       sleepSync(20);
     }
     return host;
@@ -116,7 +161,10 @@ export class PodmanHost {
       path.join(this.dir, 'run'),
       '--storage-driver',
       'vfs',
-      ...args,
+      ...args.slice(0, 1),
+      // the sweep knows the host's containers (and their conmons) by this cgroup
+      ...(args[0] === 'run' || args[0] === 'create' ? ['--cgroup-parent', `/${this.cgroup}`] : []),
+      ...args.slice(1),
     ];
   }
 
@@ -145,10 +193,42 @@ export class PodmanHost {
     });
   }
 
-  /** Every container removed (their teardowns run), then the holder ended; the namespace goes with its last process. */
+  /**
+   * Every container removed (their teardowns run) while the holder lives; then the holder ended
+   * (the namespace goes with its last process), and whatever outlived it killed: the processes in
+   * the host's cgroup, the network namespaces Podman made for them, the cgroup. Idempotent; never throws.
+   */
+  destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.holderPid !== 0 && isAlive(this.holderPid)) {
+        this.podman('rm', '--all', '--force', '--time', '0');
+        terminateSync(this.holderPid, 5_000);
+      }
+      const ours = (name: string): boolean => name === this.cgroup;
+      const namespaces = podmanNetnsOf(ours);
+      sweepProcesses({ netIds: new Set(), mntIds: new Set(), cgroup: ours, dirs: [] });
+      for (const ns of namespaces) delNetns(ns);
+      for (const cg of findCgroupDirs(ours)) rmdirTree(cg);
+    } finally {
+      unregisterLab(this);
+    }
+  }
+
+  /**
+   * destroy(), then the proof that the host's mounts never reached this mount namespace: throws
+   * naming any mount under the root or the host's directory here (after unmounting it).
+   */
   close(): void {
-    if (this.holderPid === 0 || !isAlive(this.holderPid)) return;
-    this.podman('rm', '--all', '--force', '--time', '0');
-    terminateSync(this.holderPid, 5_000);
+    this.destroy();
+    const left = [...mountPointsUnder(this.root), ...mountPointsUnder(this.dir)];
+    if (left.length > 0) {
+      umountUnder(this.root);
+      umountUnder(this.dir);
+      throw new Error(
+        `lab: ${left.length} mount(s) of the Podman host reached this mount namespace (unmounted now): ${left.slice(0, 8).join(', ')}`,
+      );
+    }
   }
 }

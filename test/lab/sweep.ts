@@ -53,15 +53,7 @@ export function sweepProcesses(m: SweepMarkers): number[] {
     } catch {
       continue; // gone, or a kernel thread
     }
-    if (!hit) {
-      for (const line of readOr(`${base}/cgroup`, '').split('\n')) {
-        const cg = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
-        if (cg.split('/').some(m.cgroup)) {
-          hit = true;
-          break;
-        }
-      }
-    }
+    if (!hit) hit = inCgroup(pid, m.cgroup);
     if (!hit && m.dirs.length > 0) {
       const argv = readOr(`${base}/cmdline`, '').split('\0');
       const prog = path.basename(argv[0] ?? '');
@@ -76,6 +68,40 @@ export function sweepProcesses(m: SweepMarkers): number[] {
   return victims;
 }
 
+/** Whether a path component of one of the process's cgroups (any hierarchy) matches. */
+function inCgroup(pid: number, match: (name: string) => boolean): boolean {
+  for (const line of readOr(`/proc/${pid}/cgroup`, '').split('\n')) {
+    const cg = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
+    if (cg.split('/').some(match)) return true;
+  }
+  return false;
+}
+
+/** What Podman calls the network namespaces it makes in /run/netns (containers/common pkg/netns). */
+const PODMAN_NETNS_RE = /^netns-[0-9a-f-]+$/;
+
+/**
+ * The network namespaces in /run/netns that Podman made for the containers in the matching
+ * cgroups (a lab Podman host's): found by the processes in them, so ask before they are killed.
+ * The names are Podman's own, never the lab's; a Podman of the machine has its own there.
+ */
+export function podmanNetnsOf(cgroup: (name: string) => boolean): string[] {
+  const ids = new Set<string>();
+  for (const pid of allPids()) {
+    if (!inCgroup(pid, cgroup)) continue;
+    const id = nsIdentity('net', `/proc/${pid}/ns/net`);
+    if (id !== undefined) ids.add(id);
+  }
+  if (ids.size === 0) return [];
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync('/run/netns').filter((n) => PODMAN_NETNS_RE.test(n));
+  } catch {
+    // none
+  }
+  return names.filter((n) => ids.has(nsIdentity('net', `/run/netns/${n}`) ?? '-'));
+}
+
 /** SIGKILLs every process in the named network namespace (/run/netns/<ns>). */
 export function sweepNetns(ns: string): number[] {
   return sweepProcesses({
@@ -86,7 +112,8 @@ export function sweepNetns(ns: string): number[] {
   });
 }
 
-function mountPointsUnder(dir: string): string[] {
+/** The mount points at or under dir in this mount namespace, deepest first. */
+export function mountPointsUnder(dir: string): string[] {
   const out: string[] = [];
   for (const line of readOr('/proc/self/mountinfo', '').split('\n')) {
     const mp = line.split(' ')[4];
@@ -172,8 +199,9 @@ export interface StaleCleanupReport {
 
 /**
  * Removes what crashed earlier runs left: lab namespaces (lp-lan-*, lp-dh-*, lp-lh-* with a lab id),
- * their processes (dockerd, containerd, shims, containers, lanplug), cgroup dirs, mounts and temp
- * dirs. Labs whose owning process is still alive (another test file running now) are left alone.
+ * their processes (dockerd, containerd, shims, containers, lanplug; a Podman host's holder, conmons
+ * and containers), the network namespaces Podman made for those containers, cgroup dirs, mounts
+ * and temp dirs. Labs whose owning process is still alive (another test file running now) are left alone.
  */
 export function cleanupStaleLab(): StaleCleanupReport {
   const report: StaleCleanupReport = { namespaces: [], pids: [], dirs: [], mounts: [], cgroups: [] };
@@ -211,16 +239,20 @@ export function cleanupStaleLab(): StaleCleanupReport {
   if (stale.size === 0) return report;
 
   const staleDirs = [...stale].map(labDir);
+  const staleCgroup = (n: string): boolean => {
+    const id = CGROUP_RE.exec(n)?.[1];
+    return id !== undefined && stale.has(id);
+  };
+  // a crashed Podman host's containers outlive it (they are not in a lab namespace): their
+  // namespaces are known by them, so before they are killed
+  const podmanNs = podmanNetnsOf(staleCgroup);
   report.pids = sweepProcesses({
     netIds: new Set(staleNs.map((ns) => nsIdentity('net', `/run/netns/${ns}`) ?? '-')),
     mntIds: new Set(),
-    cgroup: (n) => {
-      const id = CGROUP_RE.exec(n)?.[1];
-      return id !== undefined && stale.has(id);
-    },
+    cgroup: staleCgroup,
     dirs: staleDirs,
   });
-  for (const ns of staleNs) {
+  for (const ns of [...staleNs, ...podmanNs]) {
     delNetns(ns);
     report.namespaces.push(ns);
   }
