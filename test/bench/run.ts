@@ -24,6 +24,8 @@ import { dockerLevel } from './docker-level';
 import { sharedPoolRequests } from './shared-pools';
 import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
 import { printTable, writeResults } from './report';
+import { loadAverage, scaleCurves } from './scale';
+import { judgeScale, printScale, writeScale } from './scale-report';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
 
 const number = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -39,6 +41,9 @@ const WATCHED_PARENTS = number('BENCH_WATCHED_PARENTS', 16);
 const RECEIVE_SAMPLES = number('BENCH_RECEIVE_SAMPLES', 20);
 const LEVELS = (process.env['BENCH_LEVELS'] ?? '0,200,1000').split(',').map(Number);
 const REFERENCE_CNI_DIR = '/usr/lib/cni';
+const list = (name: string, fallback: string): number[] => (process.env[name] ?? fallback).split(',').map(Number);
+const SCALE_NETWORKS = list('BENCH_SCALE_NETWORKS', '1,100,500');
+const SCALE_LEVELS = list('BENCH_SCALE_LEVELS', '0,1000,5000,10000');
 
 /** The floor under every attach and detach: one RTM_NEWLINK (read back) and one RTM_DELLINK. */
 function kernelFloor(results: Results, host: DockerHost): void {
@@ -186,7 +191,28 @@ function judge(results: Results, cold: number[]): void {
     );
 }
 
+/** `npm run bench -- --scale`: the curves only (scale.ts); latest.json keeps the default run's rows beside them. */
+async function scaleMain(): Promise<void> {
+  const results = new Results();
+  const loadBefore = loadAverage();
+  const curves = await scaleCurves(results, { networks: SCALE_NETWORKS, levels: SCALE_LEVELS, cycles: PLUGIN_CYCLES });
+  const cpu = cpus();
+  const env = {
+    machine: `${cpu.length} × ${cpu[0]?.model.trim() ?? 'cpu'}`,
+    kernel: release(),
+    node: process.version,
+    date: new Date().toISOString().slice(0, 10),
+    load: `${loadBefore} before, ${loadAverage()} after (1, 5, 15 min)`,
+  };
+  judgeScale(results, curves);
+  process.stdout.write(printScale(curves, results, env));
+  const dir = join(repoRoot(), 'bench', 'results');
+  writeScale(dir, curves, results, env);
+  process.stdout.write(`\nwrote the scale section of ${join(dir, 'latest.json')} and ${join(dir, 'scale.svg')}\n`);
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--scale')) return scaleMain();
   const results = new Results();
   if (process.env['BENCH_ONLY'] === 'watch') {
     lanWatchLoad(results);

@@ -1,0 +1,53 @@
+/**
+ * The scale bench's code path (test/bench/scale.ts, `npm run bench -- --scale`)
+ * at tiny counts, so that it cannot rot between the rare full runs: the
+ * daemon with the bench's probe loaded, networks on veth parents, endpoints
+ * filled and cycled, the restart on the rows and `lanplug gc`, the report.
+ * Nothing here is timed: it asserts that every figure was measured and that
+ * the run leaves nothing behind.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import { scaleCurves } from '../bench/scale';
+import { judgeScale, printScale } from '../bench/scale-report';
+import { Results } from '../bench/stats';
+
+test('the scale bench runs at tiny counts: every point measured, the restart and gc done, nothing left', async () => {
+  assert.equal(process.getuid?.(), 0, 'the daemon lane needs root');
+  const results = new Results();
+  const curves = await scaleCurves(results, { networks: [1, 3], levels: [0, 12], cycles: 5 });
+
+  assert.deepEqual(
+    curves.points.map((p) => [p.networks, p.alive]),
+    [
+      [1, 0],
+      [1, 12],
+      [3, 0],
+      [3, 12],
+    ],
+  );
+  for (const p of curves.points) {
+    for (const v of [p.attach.p50, p.attach.p99, p.detach.p50, p.detach.p99, p.rssMB, p.kernel.createP50])
+      assert.ok(Number.isFinite(v) && v > 0, `a figure at ${p.networks}/${p.alive} is ${v}`);
+    assert.ok(p.loopDelay.samples > 0, 'the probe in the daemon saw its event loop');
+    assert.ok(Number.isFinite(p.floorDelay.p99), 'the idle process saw its event loop');
+  }
+  assert.deepEqual(
+    curves.starts.map((s) => [s.networks, s.rows]),
+    [
+      [1, 12],
+      [3, 12],
+    ],
+  );
+  for (const s of curves.starts) assert.ok(s.firstAnswerMs > 0 && s.firstAttachMs >= s.firstAnswerMs && s.gcMs > 0);
+
+  judgeScale(results, curves);
+  const table = printScale(curves, results, { date: 'today' });
+  assert.match(table, /^ {7}3 {5}12 /m, 'a row per point in the tables');
+  assert.equal(results.verdicts.length, 2 * 2 + 2, 'attach and RSS per network count at the top, and each start');
+
+  const left = readdirSync('/run/netns').filter((n) => n.startsWith(`lpb-scale-${process.pid.toString(36)}-`));
+  assert.deepEqual(left, [], 'the namespaces are gone');
+  assert.equal(existsSync('/run/netns'), true);
+});
