@@ -24,7 +24,8 @@ import { dockerLevel } from './docker-level';
 import { sharedPoolRequests } from './shared-pools';
 import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
 import { printTable, writeResults } from './report';
-import { loadAverage, scaleCurves } from './scale';
+import { loadAverage, scaleCurves, type ScaleCurves } from './scale';
+import { fleetOnEtcd } from './fleet';
 import { judgeScale, printScale, writeScale } from './scale-report';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
 
@@ -44,6 +45,9 @@ const REFERENCE_CNI_DIR = '/usr/lib/cni';
 const list = (name: string, fallback: string): number[] => (process.env[name] ?? fallback).split(',').map(Number);
 const SCALE_NETWORKS = list('BENCH_SCALE_NETWORKS', '1,100,500');
 const SCALE_LEVELS = list('BENCH_SCALE_LEVELS', '0,1000,5000,10000');
+const FLEET_HOSTS = list('BENCH_FLEET_HOSTS', '2,5,10');
+const FLEET_PER_HOST = number('BENCH_FLEET_PER_HOST', 100);
+const FLEET_CONCURRENCY = number('BENCH_FLEET_CONCURRENCY', 10);
 
 /** The floor under every attach and detach: one RTM_NEWLINK (read back) and one RTM_DELLINK. */
 function kernelFloor(results: Results, host: DockerHost): void {
@@ -195,7 +199,18 @@ function judge(results: Results, cold: number[]): void {
 async function scaleMain(): Promise<void> {
   const results = new Results();
   const loadBefore = loadAverage();
-  const curves = await scaleCurves(results, { networks: SCALE_NETWORKS, levels: SCALE_LEVELS, cycles: PLUGIN_CYCLES });
+  // BENCH_SCALE_ONLY=curves or =fleet: one part of the scale run.
+  const only = process.env['BENCH_SCALE_ONLY'];
+  const curves: ScaleCurves =
+    only === 'fleet'
+      ? { points: [], starts: [], fleet: [] }
+      : await scaleCurves(results, { networks: SCALE_NETWORKS, levels: SCALE_LEVELS, cycles: PLUGIN_CYCLES });
+  if (only !== 'curves')
+    curves.fleet = await fleetOnEtcd(results, {
+      hosts: FLEET_HOSTS,
+      perHost: FLEET_PER_HOST,
+      concurrency: FLEET_CONCURRENCY,
+    });
   const cpu = cpus();
   const env = {
     machine: `${cpu.length} × ${cpu[0]?.model.trim() ?? 'cpu'}`,

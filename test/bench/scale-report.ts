@@ -25,6 +25,16 @@ export function judgeScale(results: Results, curves: ScaleCurves): void {
     );
     results.judge(`daemon RSS ≤ 150 MB with ${top} endpoints alive, ${on}`, `${p.rssMB.toFixed(1)} MB`, p.rssMB <= 150);
   }
+  const tenHosts = curves.fleet.find((p) => p.hosts === 10 && p.etcdMembers === 3);
+  if (tenHosts !== undefined)
+    results.judge(
+      '10 hosts on etcd ≥ 200 allocations per second with 0 duplicates',
+      `${tenHosts.perSecond.toFixed(0)} /s, ${tenHosts.duplicates} duplicates`,
+      tenHosts.perSecond >= 200 && tenHosts.duplicates === 0,
+    );
+  const duplicates = curves.fleet.reduce((sum, p) => sum + p.duplicates, 0);
+  if (curves.fleet.length > 0)
+    results.judge('no address given twice in the fleet (every round)', `${duplicates} duplicates`, duplicates === 0);
   for (const s of curves.starts)
     results.judge(
       `start with ${s.rows} rows ≤ 2 s to the first answer, ${s.networks} network${s.networks === 1 ? '' : 's'}`,
@@ -92,6 +102,20 @@ export function printScale(curves: ScaleCurves, results: Results, environment: R
     ]),
     0,
   );
+  const fleet = formatTable(
+    ['hosts', 'etcd members up', 'allocations', 'per second', 'p50 ms', 'p99 ms', 'duplicates', 'failed'],
+    curves.fleet.map((p) => [
+      String(p.hosts),
+      `${p.etcdMembers} of 3`,
+      String(p.allocations),
+      f0(p.perSecond),
+      f2(p.p50),
+      f2(p.p99),
+      String(p.duplicates),
+      String(p.failed),
+    ]),
+    0,
+  );
   const out = [
     environmentLine(environment),
     '',
@@ -105,6 +129,9 @@ export function printScale(curves: ScaleCurves, results: Results, environment: R
     '',
     'the daemon started again on its rows, and lanplug gc on them',
     ...starts,
+    '',
+    'a fleet on etcd: RequestAddress from one shared pool, every host at once',
+    ...fleet,
     '',
     ...results.figures
       .filter((f) => f.what.includes('per endpoint'))
@@ -130,6 +157,7 @@ export function writeScale(
     environment,
     points: curves.points,
     starts: curves.starts,
+    fleet: curves.fleet,
     figures: results.figures,
     verdicts: results.verdicts,
   };

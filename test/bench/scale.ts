@@ -25,6 +25,7 @@ import { addNetns, delNetns } from '../lab/ns';
 import { run, runOk } from '../lab/proc';
 import { post } from '../support/plugin-http';
 import { repoRoot } from '../support/repo';
+import type { FleetPoint } from './fleet';
 import type { ProbeWindow } from './loop-probe';
 import { rssMB } from './driver-api';
 import { quantile, sinceMs, sleep, type Results } from './stats';
@@ -70,6 +71,8 @@ export interface ScaleStart {
 export interface ScaleCurves {
   points: ScalePoint[];
   starts: ScaleStart[];
+  /** The fleet on etcd (fleet.ts), when run. */
+  fleet: FleetPoint[];
 }
 
 const WARM_UP_CYCLES = 300;
@@ -120,7 +123,7 @@ class Layout {
 }
 
 /** The daemon under test: `lanplug daemon` in the namespace, with the bench's probe loaded. */
-class ScaleDaemon {
+export class ScaleDaemon {
   readonly dir = mkdtempSync(join(tmpdir(), 'lanplug-scale-'));
   readonly stateDir = join(this.dir, 'state');
   readonly pluginDir = join(this.dir, 'plugins');
@@ -129,7 +132,11 @@ class ScaleDaemon {
   private child: ChildProcess | null = null;
   private runs = 0;
 
-  constructor(readonly ns: string) {}
+  /** `extraArgs`: more daemon flags (the fleet's --store and --host-id). */
+  constructor(
+    readonly ns: string,
+    private readonly extraArgs: readonly string[] = [],
+  ) {}
 
   get pid(): number {
     const pid = this.child?.pid;
@@ -165,6 +172,7 @@ class ScaleDaemon {
         join(this.dir, 'no-dockerd.sock'),
         '--recheck-interval',
         '0',
+        ...this.extraArgs,
       ],
       { stdio: ['ignore', fd, fd], env: { ...process.env, LANPLUG_BENCH_PROBE: this.probeSocket } },
     );
@@ -444,7 +452,7 @@ async function oneNetworkCount(
 
 /** The scale run: one namespace and one daemon per network count, torn down after it. */
 export async function scaleCurves(results: Results, options: ScaleOptions): Promise<ScaleCurves> {
-  const curves: ScaleCurves = { points: [], starts: [] };
+  const curves: ScaleCurves = { points: [], starts: [], fleet: [] };
   const runTag = process.pid.toString(36);
   for (const n of options.networks) await oneNetworkCount(results, curves, n, options, runTag);
   return curves;

@@ -4,11 +4,12 @@
  * daemon with the bench's probe loaded, networks on veth parents, endpoints
  * filled and cycled, the restart on the rows and `lanplug gc`, the report.
  * Nothing here is timed: it asserts that every figure was measured and that
- * the run leaves nothing behind.
+ * the run leaves nothing behind; the fleet's rounds give no address twice.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
+import { fleetOnEtcd } from '../bench/fleet';
 import { scaleCurves } from '../bench/scale';
 import { judgeScale, printScale } from '../bench/scale-report';
 import { Results } from '../bench/stats';
@@ -50,4 +51,17 @@ test('the scale bench runs at tiny counts: every point measured, the restart and
   const left = readdirSync('/run/netns').filter((n) => n.startsWith(`lpb-scale-${process.pid.toString(36)}-`));
   assert.deepEqual(left, [], 'the namespaces are gone');
   assert.equal(existsSync('/run/netns'), true);
+});
+
+test('the fleet bench runs at tiny counts: two daemons on one etcd, every address given once, released after', async () => {
+  const results = new Results();
+  const points = await fleetOnEtcd(results, { hosts: [2], perHost: 6, concurrency: 3 });
+  assert.deepEqual(
+    points.map((p) => [p.hosts, p.etcdMembers, p.allocations, p.duplicates, p.failed]),
+    [
+      [2, 3, 12, 0, 0],
+      [2, 2, 12, 0, 0],
+    ],
+  );
+  for (const p of points) assert.ok(p.perSecond > 0 && p.p99 >= p.p50);
 });
