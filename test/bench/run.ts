@@ -26,6 +26,7 @@ import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTrip
 import { printTable, writeResults } from './report';
 import { loadAverage, scaleCurves, type ScaleCurves } from './scale';
 import { fleetOnEtcd } from './fleet';
+import { dhcpBesideReference } from './dhcp-reference';
 import { judgeScale, printScale, writeScale } from './scale-report';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
 
@@ -45,6 +46,8 @@ const REFERENCE_CNI_DIR = '/usr/lib/cni';
 const list = (name: string, fallback: string): number[] => (process.env[name] ?? fallback).split(',').map(Number);
 const SCALE_NETWORKS = list('BENCH_SCALE_NETWORKS', '1,100,500');
 const SCALE_LEVELS = list('BENCH_SCALE_LEVELS', '0,1000,5000,10000');
+const DHCP_SCALE_CYCLES = number('BENCH_DHCP_SCALE_CYCLES', 30);
+const DHCP_BURST = number('BENCH_DHCP_BURST', 100);
 const FLEET_HOSTS = list('BENCH_FLEET_HOSTS', '2,5,10');
 const FLEET_PER_HOST = number('BENCH_FLEET_PER_HOST', 100);
 const FLEET_CONCURRENCY = number('BENCH_FLEET_CONCURRENCY', 10);
@@ -199,13 +202,15 @@ function judge(results: Results, cold: number[]): void {
 async function scaleMain(): Promise<void> {
   const results = new Results();
   const loadBefore = loadAverage();
-  // BENCH_SCALE_ONLY=curves or =fleet: one part of the scale run.
+  // BENCH_SCALE_ONLY=curves, fleet or dhcp: one part of the scale run.
   const only = process.env['BENCH_SCALE_ONLY'];
   const curves: ScaleCurves =
-    only === 'fleet'
-      ? { points: [], starts: [], fleet: [] }
-      : await scaleCurves(results, { networks: SCALE_NETWORKS, levels: SCALE_LEVELS, cycles: PLUGIN_CYCLES });
-  if (only !== 'curves')
+    only === undefined || only === 'curves'
+      ? await scaleCurves(results, { networks: SCALE_NETWORKS, levels: SCALE_LEVELS, cycles: PLUGIN_CYCLES })
+      : { points: [], starts: [], fleet: [], dhcp: [] };
+  if (only === undefined || only === 'dhcp')
+    curves.dhcp = await dhcpBesideReference(results, { cycles: DHCP_SCALE_CYCLES, burst: DHCP_BURST });
+  if (only === undefined || only === 'fleet')
     curves.fleet = await fleetOnEtcd(results, {
       hosts: FLEET_HOSTS,
       perHost: FLEET_PER_HOST,

@@ -32,6 +32,16 @@ export function judgeScale(results: Results, curves: ScaleCurves): void {
       `${tenHosts.perSecond.toFixed(0)} /s, ${tenHosts.duplicates} duplicates`,
       tenHosts.perSecond >= 200 && tenHosts.duplicates === 0,
     );
+  const reference = curves.dhcp.find((d) => d.kind === 'reference');
+  const lanplug = curves.dhcp.find((d) => d.kind === 'lanplug');
+  if (reference !== undefined && lanplug !== undefined)
+    results.judge(
+      "lanplug's DHCPv4 acquire no slower than the CNI reference's dhcp plugin (ADD p50, and 100 at once: wall)",
+      `ADD ${f2(lanplug.add.p50)} ms against ${f2(reference.add.p50)} ms; at once ${f0(lanplug.burst.wallMs)} ms (${lanplug.burst.failed} failed) against ${f0(reference.burst.wallMs)} ms (${reference.burst.failed} failed)`,
+      lanplug.add.p50 <= reference.add.p50 &&
+        lanplug.burst.wallMs <= reference.burst.wallMs &&
+        lanplug.burst.failed <= reference.burst.failed,
+    );
   const duplicates = curves.fleet.reduce((sum, p) => sum + p.duplicates, 0);
   if (curves.fleet.length > 0)
     results.judge('no address given twice in the fleet (every round)', `${duplicates} duplicates`, duplicates === 0);
@@ -116,6 +126,23 @@ export function printScale(curves: ScaleCurves, results: Results, environment: R
     ]),
     0,
   );
+  const dhcp = formatTable(
+    ['plugin', 'ADD p50', 'ADD p99', 'DEL p50', 'DEL p99', 'at once', 'each p50', 'each p99', 'wall ms', 'failed'],
+    curves.dhcp.map((d) => [
+      d.kind,
+      f2(d.add.p50),
+      f2(d.add.p99),
+      f2(d.del.p50),
+      f2(d.del.p99),
+      String(d.burst.n + d.burst.failed),
+      f2(d.burst.p50),
+      f2(d.burst.p99),
+      f0(d.burst.wallMs),
+      String(d.burst.failed),
+    ]),
+    1,
+  );
+  const dhcpRows = results.rows.filter((r) => r.section === 'DHCP (dnsmasq on the LAN)');
   const out = [
     environmentLine(environment),
     '',
@@ -129,6 +156,10 @@ export function printScale(curves: ScaleCurves, results: Results, environment: R
     '',
     'the daemon started again on its rows, and lanplug gc on them',
     ...starts,
+    '',
+    "DHCP beside the reference: CNI ADD/DEL exec'd as a runtime does (ms), one dnsmasq",
+    ...dhcp,
+    ...dhcpRows.map((r) => `lanplug driver API: ${r.what}: p50 ${f2(r.p50)} ms, p99 ${f2(r.p99)} ms (n ${r.n})`),
     '',
     'a fleet on etcd: RequestAddress from one shared pool, every host at once',
     ...fleet,
@@ -158,6 +189,8 @@ export function writeScale(
     points: curves.points,
     starts: curves.starts,
     fleet: curves.fleet,
+    dhcp: curves.dhcp,
+    dhcpRows: results.rows.filter((r) => r.section.startsWith('DHCP')),
     figures: results.figures,
     verdicts: results.verdicts,
   };

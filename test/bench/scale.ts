@@ -25,6 +25,7 @@ import { addNetns, delNetns } from '../lab/ns';
 import { run, runOk } from '../lab/proc';
 import { post } from '../support/plugin-http';
 import { repoRoot } from '../support/repo';
+import type { DhcpBeside } from './dhcp-reference';
 import type { FleetPoint } from './fleet';
 import type { ProbeWindow } from './loop-probe';
 import { rssMB } from './driver-api';
@@ -73,6 +74,8 @@ export interface ScaleCurves {
   starts: ScaleStart[];
   /** The fleet on etcd (fleet.ts), when run. */
   fleet: FleetPoint[];
+  /** DHCP beside the CNI reference (dhcp-reference.ts), when run. */
+  dhcp: DhcpBeside[];
 }
 
 const WARM_UP_CYCLES = 300;
@@ -452,7 +455,7 @@ async function oneNetworkCount(
 
 /** The scale run: one namespace and one daemon per network count, torn down after it. */
 export async function scaleCurves(results: Results, options: ScaleOptions): Promise<ScaleCurves> {
-  const curves: ScaleCurves = { points: [], starts: [], fleet: [] };
+  const curves: ScaleCurves = { points: [], starts: [], fleet: [], dhcp: [] };
   const runTag = process.pid.toString(36);
   for (const n of options.networks) await oneNetworkCount(results, curves, n, options, runTag);
   return curves;

@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
+import { dhcpBesideReference } from '../bench/dhcp-reference';
 import { fleetOnEtcd } from '../bench/fleet';
 import { scaleCurves } from '../bench/scale';
 import { judgeScale, printScale } from '../bench/scale-report';
@@ -17,13 +18,11 @@ import { Results } from '../bench/stats';
 test('the scale bench runs at tiny counts: every point measured, the restart and gc done, nothing left', async () => {
   assert.equal(process.getuid?.(), 0, 'the daemon lane needs root');
   const results = new Results();
-  const curves = await scaleCurves(results, { networks: [1, 3], levels: [0, 12], cycles: 5 });
+  const curves = await scaleCurves(results, { networks: [3], levels: [0, 12], cycles: 5 });
 
   assert.deepEqual(
     curves.points.map((p) => [p.networks, p.alive]),
     [
-      [1, 0],
-      [1, 12],
       [3, 0],
       [3, 12],
     ],
@@ -36,17 +35,14 @@ test('the scale bench runs at tiny counts: every point measured, the restart and
   }
   assert.deepEqual(
     curves.starts.map((s) => [s.networks, s.rows]),
-    [
-      [1, 12],
-      [3, 12],
-    ],
+    [[3, 12]],
   );
   for (const s of curves.starts) assert.ok(s.firstAnswerMs > 0 && s.firstAttachMs >= s.firstAnswerMs && s.gcMs > 0);
 
   judgeScale(results, curves);
   const table = printScale(curves, results, { date: 'today' });
   assert.match(table, /^ {7}3 {5}12 /m, 'a row per point in the tables');
-  assert.equal(results.verdicts.length, 2 * 2 + 2, 'attach and RSS per network count at the top, and each start');
+  assert.equal(results.verdicts.length, 3, 'attach and RSS at the top, and the start');
 
   const left = readdirSync('/run/netns').filter((n) => n.startsWith(`lpb-scale-${process.pid.toString(36)}-`));
   assert.deepEqual(left, [], 'the namespaces are gone');
@@ -64,4 +60,18 @@ test('the fleet bench runs at tiny counts: two daemons on one etcd, every addres
     ],
   );
   for (const p of points) assert.ok(p.perSecond > 0 && p.p99 >= p.p50);
+});
+
+test('the DHCP bench runs at tiny counts: the reference and lanplug each acquire from one dnsmasq, one by one and at once', async () => {
+  const results = new Results();
+  const beside = await dhcpBesideReference(results, { cycles: 1, burst: 2 });
+  assert.deepEqual(
+    beside.map((d) => [d.kind, d.burst.n, d.burst.failed]),
+    [
+      ['reference', 2, 0],
+      ['lanplug', 2, 0],
+    ],
+  );
+  for (const d of beside) assert.ok(d.add.p50 > 0 && d.del.p50 > 0 && d.burst.wallMs > 0);
+  assert.equal(results.rows.filter((r) => r.section === 'DHCP (dnsmasq on the LAN)').length, 2, 'probe on and off');
 });
