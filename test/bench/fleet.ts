@@ -11,6 +11,8 @@
  */
 import { Agent } from 'node:http';
 import { join } from 'node:path';
+import { CONTROL_SOCKET_NAME } from '../../src/api/control';
+import { unixHttp } from '../../src/api/unix-http';
 import { createLan, type Lan } from '../lab/lan';
 import { startEtcdCluster } from '../lab/etcd-cluster';
 import { post } from '../support/plugin-http';
@@ -35,6 +37,35 @@ export interface FleetPoint {
   p99: number;
   duplicates: number;
   failed: number;
+  /** etcd round trips (the daemons' lanplug_etcd_requests_total, ok and error) per allocation made. */
+  etcdTripsPerAllocation: number;
+  /** The mean etcd round trip (lanplug_etcd_request_duration_seconds), ms. */
+  etcdTripMs: number;
+}
+
+/** A daemon's etcd counters, from its /metrics on the control socket. */
+async function etcdCounters(daemon: ScaleDaemon): Promise<{ trips: number; seconds: number }> {
+  const answer = await unixHttp(join(daemon.stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'GET', '/metrics');
+  const sum = (re: RegExp): number =>
+    answer.body
+      .split('\n')
+      .filter((l) => re.test(l))
+      .reduce((total, l) => total + Number(l.split(' ').pop()), 0);
+  return {
+    trips: sum(/^lanplug_etcd_requests_total\{/),
+    seconds: sum(/^lanplug_etcd_request_duration_seconds_sum /),
+  };
+}
+
+async function fleetEtcdCounters(fleet: readonly FleetHost[]): Promise<{ trips: number; seconds: number }> {
+  let trips = 0;
+  let seconds = 0;
+  for (const host of fleet) {
+    const c = await etcdCounters(host.daemon);
+    trips += c.trips;
+    seconds += c.seconds;
+  }
+  return { trips, seconds };
 }
 
 const ETCD_ADDRESS = '10.231.0.2';
@@ -85,6 +116,7 @@ async function round(
   const each: number[] = [];
   const got: { host: number; poolId: string; address: string }[] = [];
   let failed = 0;
+  const before = await fleetEtcdCounters(fleet);
   const start = process.hrtime.bigint();
   await Promise.all(
     fleet.flatMap((host, h) =>
@@ -107,6 +139,8 @@ async function round(
     ),
   );
   const wall = sinceMs(start);
+  const after = await fleetEtcdCounters(fleet);
+  const trips = after.trips - before.trips;
   const duplicates = got.length - new Set(got.map((g) => g.address)).size;
   for (const g of got)
     await (fleet[g.host] as FleetHost).ipam('/IpamDriver.ReleaseAddress', { PoolID: g.poolId, Address: g.address });
@@ -119,6 +153,8 @@ async function round(
     p99: quantile(each, 0.99),
     duplicates,
     failed,
+    etcdTripsPerAllocation: trips / Math.max(1, got.length),
+    etcdTripMs: trips === 0 ? NaN : ((after.seconds - before.seconds) * 1000) / trips,
   };
 }
 

@@ -113,7 +113,18 @@ export function printScale(curves: ScaleCurves, results: Results, environment: R
     0,
   );
   const fleet = formatTable(
-    ['hosts', 'etcd members up', 'allocations', 'per second', 'p50 ms', 'p99 ms', 'duplicates', 'failed'],
+    [
+      'hosts',
+      'etcd members up',
+      'allocations',
+      'per second',
+      'p50 ms',
+      'p99 ms',
+      'duplicates',
+      'failed',
+      'etcd trips per allocation',
+      'etcd trip ms (mean)',
+    ],
     curves.fleet.map((p) => [
       String(p.hosts),
       `${p.etcdMembers} of 3`,
@@ -123,6 +134,8 @@ export function printScale(curves: ScaleCurves, results: Results, environment: R
       f2(p.p99),
       String(p.duplicates),
       String(p.failed),
+      f2(p.etcdTripsPerAllocation),
+      f2(p.etcdTripMs),
     ]),
     0,
   );
