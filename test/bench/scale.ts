@@ -56,6 +56,63 @@ export interface ScalePoint {
   kernel: { createP50: number; createP99: number };
   /** Endpoints made per second while filling up to this level. */
   fillPerSecond: number;
+  /** Attach again, the same cycles' addresses, with no detach between them (so no removal in the kernel meanwhile). */
+  attachAlone: { p50: number; p99: number };
+  /**
+   * The slowest 1 % of the cycles (at least one): each call's time beside what the daemon's main
+   * thread did meanwhile, from /proc/PID/schedstat — on a CPU, runnable but waiting for one — and
+   * the bench's own wait for a CPU; means over those calls. What is left of the call is the daemon
+   * asleep inside it: blocked in the kernel (a netlink call, an fsync) or waiting on a worker.
+   */
+  tail: { attach: TailShare; detach: TailShare };
+}
+
+export interface TailShare {
+  ms: number;
+  daemonOnCpuMs: number;
+  daemonRunnableMs: number;
+  benchRunnableMs: number;
+}
+
+/** The main thread of `pid`: ms on a CPU and ms runnable but waiting for one (/proc/PID/schedstat). */
+function schedstat(pid: number | 'self'): { onCpu: number; runnable: number } {
+  const [onCpu = 'NaN', runnable = 'NaN'] = readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ');
+  return { onCpu: Number(onCpu) / 1e6, runnable: Number(runnable) / 1e6 };
+}
+
+interface TimedCall {
+  ms: number;
+  daemonOnCpuMs: number;
+  daemonRunnableMs: number;
+  benchRunnableMs: number;
+}
+
+/** Times `call`, and what the daemon's and the bench's main threads did meanwhile. */
+async function timedCall(daemonPid: number, call: () => Promise<void>): Promise<TimedCall> {
+  const daemon = schedstat(daemonPid);
+  const bench = schedstat('self');
+  const start = process.hrtime.bigint();
+  await call();
+  const ms = sinceMs(start);
+  const daemonAfter = schedstat(daemonPid);
+  return {
+    ms,
+    daemonOnCpuMs: daemonAfter.onCpu - daemon.onCpu,
+    daemonRunnableMs: daemonAfter.runnable - daemon.runnable,
+    benchRunnableMs: schedstat('self').runnable - bench.runnable,
+  };
+}
+
+/** The slowest 1 % of `calls`, as means. */
+function tailShare(calls: readonly TimedCall[]): TailShare {
+  const slowest = [...calls].sort((a, b) => b.ms - a.ms).slice(0, Math.max(1, Math.floor(calls.length / 100)));
+  const mean = (f: (c: TimedCall) => number): number => slowest.reduce((sum, c) => sum + f(c), 0) / slowest.length;
+  return {
+    ms: mean((c) => c.ms),
+    daemonOnCpuMs: mean((c) => c.daemonOnCpuMs),
+    daemonRunnableMs: mean((c) => c.daemonRunnableMs),
+    benchRunnableMs: mean((c) => c.benchRunnableMs),
+  };
 }
 
 export interface ScaleStart {
@@ -163,6 +220,8 @@ export class ScaleDaemon {
         '--',
         process.execPath,
         ...DAEMON_NODE_FLAGS,
+        // BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/some/dir': see where a start or a level spends its time.
+        ...(process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''),
         '--require',
         join(repoRoot(), 'dist', 'test', 'bench', 'loop-probe.js'),
         join(repoRoot(), 'bin', 'lanplug'),
@@ -387,20 +446,29 @@ async function oneNetworkCount(
       await sleep(500); // the reaper's last batch and the fill's garbage
       await daemon.probe(); // the window starts with the cycles
       await floor.read();
-      const attach: number[] = [];
-      const detach: number[] = [];
+      const attachCalls: TimedCall[] = [];
+      const detachCalls: TimedCall[] = [];
       for (let i = 0; i < options.cycles; i++) {
         const { network, address } = layout.cycle(i);
         const id = hexId(`c${levelIndex.toString(16)}`, i);
-        let start = process.hrtime.bigint();
-        await endpoints.attach(network, id, address);
-        attach.push(sinceMs(start));
-        start = process.hrtime.bigint();
-        await endpoints.detach(network, id);
-        detach.push(sinceMs(start));
+        attachCalls.push(await timedCall(daemon.pid, () => endpoints.attach(network, id, address)));
+        detachCalls.push(await timedCall(daemon.pid, () => endpoints.detach(network, id)));
       }
+      const attach = attachCalls.map((c) => c.ms);
+      const detach = detachCalls.map((c) => c.ms);
       const seen = await daemon.probe();
       const machine = await floor.read();
+      // The same attaches with no detach between them: no link parked, no reaper batch in the kernel
+      // meanwhile. What the p99 loses here is what the detaches' removals cost the attaches.
+      await sleep(500);
+      const attachAlone: TimedCall[] = [];
+      for (let i = 0; i < options.cycles; i++) {
+        const { network, address } = layout.cycle(i);
+        const id = hexId(`b${levelIndex.toString(16)}`, i);
+        attachAlone.push(await timedCall(daemon.pid, () => endpoints.attach(network, id, address)));
+      }
+      for (let i = 0; i < options.cycles; i++)
+        await endpoints.detach(layout.cycle(i).network, hexId(`b${levelIndex.toString(16)}`, i));
       const a = results.add(section, `attach (CreateEndpoint + Join), ${level} alive`, attach);
       const d = results.add(section, `detach (Leave + DeleteEndpoint), ${level} alive`, detach);
       const rss = rssMB(daemon.pid);
@@ -416,6 +484,17 @@ async function oneNetworkCount(
         gc: seen.gc,
         kernel: kernelCreate(ns, 50),
         fillPerSecond,
+        tail: { attach: tailShare(attachCalls), detach: tailShare(detachCalls) },
+        attachAlone: {
+          p50: quantile(
+            attachAlone.map((c) => c.ms),
+            0.5,
+          ),
+          p99: quantile(
+            attachAlone.map((c) => c.ms),
+            0.99,
+          ),
+        },
       });
     }
     const first = curves.points.find((p) => p.networks === n && p.alive === Math.min(...options.levels));
