@@ -73,8 +73,14 @@ export function ensureEye(rtnl: Rtnl, parent: LinkInfo): LinkInfo {
 /** This daemon's eyes whose parent none of its networks uses any more (or that sit on the wrong parent). */
 export function unusedEyes(rtnl: Rtnl, networks: readonly NetworkRecord[]): LinkInfo[] {
   const links = rtnl.listLinks();
+  // One pass over the links and one over the networks: with 500 networks beside 10,000 endpoint links,
+  // a search of the links per network was 5 million comparisons, seconds of the event loop every sync.
+  const indexByName = new Map(links.map((l) => [l.name, l.index]));
   const usedParents = new Set(
-    networks.flatMap((n) => links.filter((l) => l.name === n.spec.parent.name).map((l) => l.index)),
+    networks.flatMap((n) => {
+      const index = indexByName.get(n.spec.parent.name);
+      return index === undefined ? [] : [index];
+    }),
   );
   return links.filter(
     (link) =>

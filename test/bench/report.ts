@@ -2,7 +2,7 @@
  * The bench's outputs: the table on stdout, bench/results/latest.json, and
  * an SVG chart (bench/results/chart.svg) that docs/performance.md shows.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Results, Row } from './stats';
 
@@ -37,13 +37,17 @@ export function printTable(results: Results, environment: Record<string, string>
 
 export function writeResults(dir: string, results: Results, environment: Record<string, string>): void {
   mkdirSync(dir, { recursive: true });
+  // The scale run's section (`--scale`, scale-report.ts) is its own: a default run keeps it.
+  const path = join(dir, 'latest.json');
+  const scale = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { scale?: unknown }).scale : undefined;
   const json = {
     environment,
     rows: results.rows,
     figures: results.figures,
     verdicts: results.verdicts,
+    ...(scale === undefined ? {} : { scale }),
   };
-  writeFileSync(join(dir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(path, `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(join(dir, 'chart.svg'), chart(results.rows, environment));
 }
 

@@ -25,6 +25,10 @@ import { sharedPoolRequests } from './shared-pools';
 import { attachDetachAtScale, closeAgents, DriverClient, probedAttach, roundTripFloor, rssMB } from './driver-api';
 import { printTable, writeResults } from './report';
 import { scrapeCost } from './scrape-cost';
+import { loadAverage, scaleCurves, type ScaleCurves } from './scale';
+import { fleetOnEtcd } from './fleet';
+import { dhcpBesideReference } from './dhcp-reference';
+import { judgeScale, printScale, writeScale } from './scale-report';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
 
 const number = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -42,6 +46,14 @@ const WATCHED_PARENTS = number('BENCH_WATCHED_PARENTS', 16);
 const RECEIVE_SAMPLES = number('BENCH_RECEIVE_SAMPLES', 20);
 const LEVELS = (process.env['BENCH_LEVELS'] ?? '0,200,1000').split(',').map(Number);
 const REFERENCE_CNI_DIR = '/usr/lib/cni';
+const list = (name: string, fallback: string): number[] => (process.env[name] ?? fallback).split(',').map(Number);
+const SCALE_NETWORKS = list('BENCH_SCALE_NETWORKS', '1,100,500');
+const SCALE_LEVELS = list('BENCH_SCALE_LEVELS', '0,1000,5000,10000');
+const DHCP_SCALE_CYCLES = number('BENCH_DHCP_SCALE_CYCLES', 30);
+const DHCP_BURST = number('BENCH_DHCP_BURST', 100);
+const FLEET_HOSTS = list('BENCH_FLEET_HOSTS', '2,5,10');
+const FLEET_PER_HOST = number('BENCH_FLEET_PER_HOST', 100);
+const FLEET_CONCURRENCY = number('BENCH_FLEET_CONCURRENCY', 10);
 
 /** The floor under every attach and detach: one RTM_NEWLINK (read back) and one RTM_DELLINK. */
 function kernelFloor(results: Results, host: DockerHost): void {
@@ -189,7 +201,41 @@ function judge(results: Results, cold: number[]): void {
     );
 }
 
+/** `npm run bench -- --scale`: the curves only (scale.ts); latest.json keeps the default run's rows beside them. */
+async function scaleMain(): Promise<void> {
+  const results = new Results();
+  const loadBefore = loadAverage();
+  // BENCH_SCALE_ONLY=curves, fleet or dhcp: one part of the scale run.
+  const only = process.env['BENCH_SCALE_ONLY'];
+  const curves: ScaleCurves =
+    only === undefined || only === 'curves'
+      ? await scaleCurves(results, { networks: SCALE_NETWORKS, levels: SCALE_LEVELS, cycles: PLUGIN_CYCLES })
+      : { points: [], starts: [], fleet: [], dhcp: [] };
+  if (only === undefined || only === 'dhcp')
+    curves.dhcp = await dhcpBesideReference(results, { cycles: DHCP_SCALE_CYCLES, burst: DHCP_BURST });
+  if (only === undefined || only === 'fleet')
+    curves.fleet = await fleetOnEtcd(results, {
+      hosts: FLEET_HOSTS,
+      perHost: FLEET_PER_HOST,
+      concurrency: FLEET_CONCURRENCY,
+    });
+  const cpu = cpus();
+  const env = {
+    machine: `${cpu.length} × ${cpu[0]?.model.trim() ?? 'cpu'}`,
+    kernel: release(),
+    node: process.version,
+    date: new Date().toISOString().slice(0, 10),
+    load: `${loadBefore} before, ${loadAverage()} after (1, 5, 15 min)`,
+  };
+  judgeScale(results, curves);
+  process.stdout.write(printScale(curves, results, env));
+  const dir = join(repoRoot(), 'bench', 'results');
+  writeScale(dir, curves, results, env);
+  process.stdout.write(`\nwrote the scale section of ${join(dir, 'latest.json')} and ${join(dir, 'scale.svg')}\n`);
+}
+
 async function main(): Promise<void> {
+  if (process.argv.includes('--scale')) return scaleMain();
   const results = new Results();
   if (process.env['BENCH_ONLY'] === 'watch') {
     lanWatchLoad(results);

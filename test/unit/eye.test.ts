@@ -43,3 +43,38 @@ test("an eye name another daemon's link has is skipped: this daemon's eye takes 
     "unused without one; the other daemon's is never this daemon's to remove",
   );
 });
+
+test("finding unused eyes reads each network's parent once, not once per link: 500 networks beside 5,000 links stalled the daemon's sync every 2 s", () => {
+  const rtnl = new FakeRtnl(undefined, GROUP);
+  const parents = Array.from({ length: 500 }, (_, k) =>
+    rtnl.add({ name: `sp${k}`, kind: 'veth', mtu: 1500, mac: null, up: true, parentIndex: null }),
+  );
+  for (let i = 0; i < 5000; i++) {
+    const parent = parents[i % parents.length];
+    assert.ok(parent);
+    rtnl.add({ name: `lp-${i}`, kind: 'macvlan', mtu: 1500, mac: null, up: true, parentIndex: parent.index });
+  }
+  const eye = ensureEye(rtnl, parents[0] as NonNullable<(typeof parents)[number]>);
+  let parentReads = 0;
+  const networks = parents.map((p) => {
+    const parent = { kind: 'existing', name: p.name };
+    return {
+      spec: {
+        get parent() {
+          parentReads++;
+          return parent;
+        },
+      },
+    } as unknown as Parameters<typeof unusedEyes>[1][number];
+  });
+  assert.deepEqual(unusedEyes(rtnl, networks), [], 'the eye on sp0 is in use');
+  assert.ok(
+    parentReads <= 2 * networks.length,
+    `${parentReads} reads of a network's parent for ${networks.length} networks`,
+  );
+  assert.deepEqual(
+    unusedEyes(rtnl, networks.slice(1)).map((l) => l.name),
+    [eye.name],
+    'unused once no network is on sp0',
+  );
+});

@@ -1,0 +1,152 @@
+/**
+ * DHCP beside the reference (`npm run bench -- --scale`): on one lab LAN
+ * with one dnsmasq, from one runtime host (a LAN host's namespace, its eth0
+ * the parent), in one run: the CNI reference `macvlan` + `dhcp` (its plugin
+ * forwards to the reference's `dhcp daemon`, started here with a socket of
+ * its own) and lanplug's `lanplug-macvlan` + `lanplug-dhcp` (served by a
+ * lanplug daemon on that host), each exec'd as a runtime does
+ * (dhcp-timer.ts): ADD/DEL one after another, then 100 ADDs at once.
+ * lanplug's CNI always probes the acknowledged address (no CNI key turns it
+ * off); probe on and off are both measured on the Docker front end, over the
+ * same daemon's driver socket, against the same server.
+ */
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { buildCniExecutable } from '../../src/install/cni';
+import { createLan } from '../lab/lan';
+import { startDhcpServer } from '../lab/dhcp-server';
+import { nsExecArgv } from '../lab/ns';
+import { runOk } from '../lab/proc';
+import { repoRoot } from '../support/repo';
+import { dhcpAttach } from './dhcp';
+import { closeAgents } from './driver-api';
+import { ScaleDaemon } from './scale';
+import { quantile, sleep, type Results } from './stats';
+
+export interface DhcpBeside {
+  kind: 'reference' | 'lanplug';
+  add: { p50: number; p99: number };
+  del: { p50: number; p99: number };
+  burst: { n: number; p50: number; p99: number; wallMs: number; failed: number };
+}
+
+interface Timings {
+  add: number[];
+  del: number[];
+  burstAdd: number[];
+  wall: number;
+  failed: number;
+  firstError: string;
+}
+
+const REFERENCE = '/usr/lib/cni';
+
+export async function dhcpBesideReference(
+  results: Results,
+  options: { cycles: number; burst: number },
+): Promise<DhcpBeside[]> {
+  const lan = createLan({ addresses: ['172.30.0.1/16'] });
+  let daemon: ScaleDaemon | null = null;
+  try {
+    const server = await startDhcpServer(lan, {
+      range: ['172.30.1.1', '172.30.9.254'],
+      netmask: '255.255.0.0',
+      leaseSeconds: 3600,
+      router: '172.30.0.1',
+    });
+    const runtime = lan.addLanHost('rt', '172.30.0.5/16');
+    daemon = new ScaleDaemon(runtime.ns);
+    await daemon.start();
+    const lanplugPlugin = join(daemon.dir, 'cni', 'lanplug-macvlan');
+    runOk(['mkdir', '-p', join(daemon.dir, 'cni')]);
+    buildCniExecutable(repoRoot(), lanplugPlugin, join(daemon.stateDir, 'cni.sock'));
+    const referenceSocket = join(daemon.dir, 'reference-dhcp.sock');
+    const referenceDaemon = spawn(
+      nsExecArgv(runtime.ns, [join(REFERENCE, 'dhcp'), 'daemon', '-socketpath', referenceSocket])[0] ?? 'nsenter',
+      nsExecArgv(runtime.ns, [join(REFERENCE, 'dhcp'), 'daemon', '-socketpath', referenceSocket]).slice(1),
+      { stdio: 'ignore' },
+    );
+    try {
+      await sleep(500); // its socket
+      const script = join(repoRoot(), 'dist', 'test', 'bench', 'dhcp-timer.js');
+      const time = (kind: 'reference' | 'lanplug', executable: string): Timings =>
+        JSON.parse(
+          runOk(
+            nsExecArgv(runtime.ns, [
+              process.execPath,
+              script,
+              kind,
+              executable,
+              'eth0',
+              String(options.cycles),
+              String(options.burst),
+              referenceSocket,
+            ]),
+            { timeoutMs: 600_000 },
+          ),
+        ) as Timings;
+      const out: DhcpBeside[] = [];
+      for (const [kind, executable] of [
+        ['reference', join(REFERENCE, 'macvlan')],
+        ['lanplug', lanplugPlugin],
+      ] as const) {
+        const t = time(kind, executable);
+        const name =
+          kind === 'reference'
+            ? 'reference CNI macvlan + dhcp (dhcp daemon)'
+            : 'lanplug CNI lanplug-macvlan + lanplug-dhcp (probe on)';
+        const add = results.add('DHCP beside the reference', `${name} ADD (exec)`, t.add);
+        const del = results.add('DHCP beside the reference', `${name} DEL (exec)`, t.del);
+        const burst = results.add(
+          'DHCP beside the reference',
+          `${name}, ${options.burst} ADDs at once (each)`,
+          t.burstAdd,
+        );
+        results.figure(`${name}: ${options.burst} ADDs at once (wall)`, t.wall, 'ms');
+        if (t.failed > 0)
+          process.stderr.write(`bench: ${t.failed} ${kind} ADDs of the burst failed: ${t.firstError}\n`);
+        out.push({
+          kind,
+          add: { p50: add.p50, p99: add.p99 },
+          del: { p50: del.p50, p99: del.p99 },
+          burst: {
+            n: t.burstAdd.length,
+            p50: quantile(t.burstAdd, 0.5),
+            p99: burst.p99,
+            wallMs: t.wall,
+            failed: t.failed,
+          },
+        });
+      }
+      // The probe on and off, on the Docker front end of the same daemon, against the same server.
+      const network = async (id: string, probe: boolean): Promise<void> => {
+        const conflict: Record<string, string> = probe ? {} : { 'lanplug.conflict': 'off' };
+        await (daemon as ScaleDaemon).call('/NetworkDriver.CreateNetwork', {
+          NetworkID: id,
+          Options: { 'com.docker.network.generic': { parent: 'eth0', dhcp: 'true', ...conflict } },
+          IPv4Data: [{ AddressSpace: 'null', Pool: '0.0.0.0/0' }],
+          IPv6Data: [],
+        });
+      };
+      const probed = 'd0'.padEnd(64, '1');
+      const unprobed = 'd0'.padEnd(64, '2');
+      await network(probed, true);
+      await network(unprobed, false);
+      await dhcpAttach(results, daemon.socket, { probed, unprobed }, daemon.pid, {
+        cycles: options.cycles,
+        held: options.burst,
+      });
+      closeAgents();
+      return out;
+    } finally {
+      referenceDaemon.kill('SIGTERM');
+      server.stop();
+    }
+  } finally {
+    if (daemon !== null) {
+      await daemon.stop().catch(() => undefined);
+      daemon.close();
+    }
+    lan.destroy();
+  }
+}

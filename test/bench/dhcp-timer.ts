@@ -1,0 +1,119 @@
+/**
+ * Runs inside the runtime host's network namespace (the bench starts it with
+ * nsenter) and execs a CNI plugin whose address comes from the LAN's DHCP
+ * server, as a runtime does: the reference `macvlan` + `dhcp` (whose plugin
+ * forwards to the reference's `dhcp daemon`) or `lanplug-macvlan` +
+ * `lanplug-dhcp`. First ADD then DEL one after another, each into a fresh
+ * namespace; then `burst` ADDs at once (each timed, and the wall), then their
+ * DELs. Prints the timings as JSON on stdout.
+ *
+ * argv: reference|lanplug <main plugin executable> <parent> <cycles> <burst> <reference daemon socket>
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { dirname } from 'node:path';
+
+const [
+  kind = 'reference',
+  executable = '/usr/lib/cni/macvlan',
+  parent = 'eth0',
+  cyclesText = '30',
+  burstText = '0',
+  socket = '',
+] = process.argv.slice(2);
+const pluginDir = dirname(executable);
+
+function ip(...args: string[]): void {
+  const r = spawnSync('ip', args, { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+}
+
+const config = JSON.stringify(
+  kind === 'lanplug'
+    ? {
+        cniVersion: '1.0.0',
+        name: 'bench-dhcp-lanplug',
+        type: 'lanplug-macvlan',
+        master: parent,
+        ipam: { type: 'lanplug-dhcp' },
+      }
+    : {
+        cniVersion: '1.0.0',
+        name: 'bench-dhcp-reference',
+        type: 'macvlan',
+        master: parent,
+        mode: 'bridge',
+        ipam: { type: 'dhcp', daemonSocketPath: socket },
+      },
+);
+
+function plugin(command: 'ADD' | 'DEL', containerId: string, netns: string): Promise<number> {
+  const start = process.hrtime.bigint();
+  const child = spawn(executable, [], {
+    env: {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: containerId,
+      CNI_NETNS: netns,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: pluginDir,
+      PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
+    },
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  child.stdin.end(config);
+  return new Promise((resolve, reject) =>
+    child.once('close', (code) => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      if (code === 0) resolve(ms);
+      else reject(new Error(`${kind} ${command} ${containerId}: ${out.trim()}`));
+    }),
+  );
+}
+
+async function main(): Promise<void> {
+  const tag = `lpb-dh-${process.pid}`;
+  const add: number[] = [];
+  const del: number[] = [];
+  for (let i = 0; i < Number(cyclesText); i++) {
+    const ns = `${tag}-${i}`;
+    ip('netns', 'add', ns);
+    try {
+      add.push(await plugin('ADD', `${kind}${i}`, `/run/netns/${ns}`));
+      del.push(await plugin('DEL', `${kind}${i}`, `/run/netns/${ns}`));
+    } finally {
+      ip('netns', 'del', ns);
+    }
+  }
+  const burst = Number(burstText);
+  const names = Array.from({ length: burst }, (_, i) => `${tag}-b${i}`);
+  for (const ns of names) ip('netns', 'add', ns);
+  const burstAdd: number[] = [];
+  let failed = 0;
+  let firstError = '';
+  let wall = 0;
+  try {
+    const start = process.hrtime.bigint();
+    await Promise.all(
+      names.map((ns, i) =>
+        plugin('ADD', `${kind}b${i}`, `/run/netns/${ns}`).then(
+          (ms) => burstAdd.push(ms),
+          (err: unknown) => {
+            failed++;
+            firstError ||= String(err);
+          },
+        ),
+      ),
+    );
+    wall = Number(process.hrtime.bigint() - start) / 1e6;
+    for (const [i, ns] of names.entries()) await plugin('DEL', `${kind}b${i}`, `/run/netns/${ns}`).catch(() => 0);
+  } finally {
+    for (const ns of names) ip('netns', 'del', ns);
+  }
+  process.stdout.write(JSON.stringify({ add, del, burstAdd, wall, failed, firstError }));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${String(err)}\n`);
+  process.exit(1);
+});
