@@ -433,7 +433,8 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
         'no slaac.address event for the address',
       ),
     );
-    // The identity, not the container, holds the address: a new container with another IPv4 (so another MAC) gets it again.
+    // The identity, not the container, holds the address: a new container with another IPv4 and even
+    // another MAC (--mac-address wins over the identity's) gets it again.
     const firstMac = containerNetwork(lab.host, 'web', 'slaac6').MacAddress;
     lab.host.dockerOk(['rm', '-f', 'web']);
     lab.host.dockerOk([
@@ -445,6 +446,8 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
       'name=slaac6,driver-opt=lanplug.dhcp.id=web',
       '--ip',
       '192.168.216.77',
+      '--mac-address',
+      '02:42:c0:a8:d8:77',
       'alpine:latest',
       'sleep',
       '300',
