@@ -78,6 +78,24 @@ CNI_PACKAGES=(cc:gcc /usr/include/stdio.h:libc6-dev /usr/lib/cni/macvlan:contain
 # The full-kernel lane: qemu, and xz to unpack Debian's kernel (linux-image-amd64, checked apart).
 VM_PACKAGES=(qemu-system-x86_64:qemu-system-x86 xz:xz-utils)
 
+# Prometheus's own check of the metrics page (`promtool check metrics`): only the binary, taken out of
+# Debian's prometheus package into .lab/bin; installing the package would start a Prometheus server.
+PROMTOOL="$REPO_ROOT/.lab/bin/promtool"
+ensure_promtool() {
+  [ -x "$PROMTOOL" ] && return 0
+  command -v apt-get >/dev/null 2>&1 || die "promtool not found; put Prometheus's promtool at $PROMTOOL"
+  [ "$(id -u)" = 0 ] || die "promtool not found; run: sudo npm test (it takes promtool out of Debian's prometheus package)"
+  printf 'lanplug: taking promtool out of Debian'"'"'s prometheus package into .lab/bin\n' >&2
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && { apt-get download -qq prometheus 2>/dev/null || { apt-get update -qq && apt-get download -qq prometheus 2>/dev/null; }; }) ||
+    { rm -rf "$tmp"; die "could not download Debian's prometheus package; run: sudo apt-get update"; }
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/unpacked"
+  mkdir -p "$(dirname "$PROMTOOL")"
+  cp "$tmp/unpacked/usr/bin/promtool" "$PROMTOOL"
+  rm -rf "$tmp"
+}
+
 # The kernel the full-kernel lane boots: Debian's, with its modules (8021q, ipvlan, dummy).
 ensure_debian_kernel() {
   local image

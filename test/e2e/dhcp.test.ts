@@ -26,7 +26,7 @@ import type { EndpointRow } from '../../src/observe/listing';
 import { repoRoot } from '../support/repo';
 import { unixHttp } from '../../src/api/unix-http';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 
 // The daemon holds only what the service's unit gives it: this file proves that is enough.
 restrictLanplugTo(SERVICE_CAPABILITIES);
@@ -873,7 +873,7 @@ async function metricsPage(): Promise<string> {
   return page.body;
 }
 
-test('metrics: 3 docker runs move the attach and create counters by 3 and the pool-used gauge reads 3, on the control socket and on --metrics-listen; 3 removals bring it back to 0', async () => {
+test('metrics: 3 docker runs move the attach and create counters by 3 and the pool-used gauge reads 3, on the control socket and on --metrics-listen; promtool check metrics passes; 3 removals bring it back to 0', async () => {
   lab.host.dockerOk([
     'network',
     'create',
@@ -902,6 +902,17 @@ test('metrics: 3 docker runs move the attach and create counters by 3 and the po
   assert.equal(metric(after, `lanplug_endpoints{network="${network}",driver="lanplug-macvlan"}`), 3);
   assert.ok(metric(after, 'lanplug_request_duration_seconds_count{method="NetworkDriver.Join"}') >= 3);
   assert.ok(metric(after, 'lanplug_probes_total{family="4",result="free"}') >= 3, 'each address was probed');
+  // Prometheus's own check of the page: format and naming conventions (the e2e lane takes promtool out of
+  // Debian's prometheus package into .lab/bin).
+  const checked = spawnSync(join(repoRoot(), '.lab', 'bin', 'promtool'), ['check', 'metrics'], {
+    input: after,
+    encoding: 'utf8',
+  });
+  assert.equal(
+    checked.status,
+    0,
+    `promtool check metrics: ${checked.stdout}${checked.stderr}${String(checked.error ?? '')}`,
+  );
   // The same page over TCP, where a Prometheus scrapes it.
   const overTcp = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/metrics`]);
   assert.equal(metric(overTcp, JOIN), metric(after, JOIN));
