@@ -62,7 +62,7 @@ export function createEndpoint(
   if (identity !== null) refuseIdentityHeld(ctx, request, identity);
   const named = identity === null ? null : macFromIdentity(identity.name);
   const mac = spec.mode.kind === 'ipvlan' ? null : (requestedMac ?? named ?? deriveMac(request));
-  putEndpointOverForgotten(ctx, spec, {
+  const record: EndpointRecord = {
     networkId: spec.networkId,
     endpointId: request.endpointId,
     linkName: endpointLinkName(request.endpointId),
@@ -71,7 +71,12 @@ export function createEndpoint(
     ipv6: request.ipv6,
     ...(identity === null ? {} : { identity: identity.name }),
     ...(request.sandbox === undefined ? {} : { sandbox: request.sandbox }),
-  });
+  };
+  // An address held twice in the network: found by address, whatever MAC each endpoint has (a name's or
+  // the user's MAC does not follow the address, so the store's unique MAC would not catch it). ipvlan: the
+  // kernel refuses an address another port of the parent holds.
+  if (mac !== null) refuseAddressHeld(ctx, spec, record);
+  putEndpointOverForgotten(ctx, spec, record);
   crashPoint('create-endpoint:recorded');
   return { assignedMac: requestedMac === null ? mac : null };
 }
@@ -93,27 +98,52 @@ function putEndpointOverForgotten(ctx: DriverContext, spec: NetworkSpec, record:
   try {
     ctx.store.putEndpoint(record);
   } catch (err) {
-    if (!(err instanceof AddressHeldConflict) || spec.dhcp !== null || !containerGone(ctx, err.holder)) throw err;
-    ctx.log.warn(
-      "dropped the row of an endpoint Docker forgot (its container's sandbox is gone): its address goes to a new endpoint",
-      {
-        forgotten: shortId(err.holder.endpointId),
-        endpoint: shortId(record.endpointId),
-        sandbox: err.holder.dockerSandboxKey,
-      },
-    );
-    try {
-      deleteEndpoint(ctx, err.holder.networkId, err.holder.endpointId);
-    } catch (undo) {
-      // Its row is gone and its link recorded as a leftover (deleteEndpoint does both first): the
-      // reconciler finishes it, and the new endpoint need not fail for it.
-      ctx.log.warn("could not remove a forgotten endpoint's link; left to the periodic check", {
-        forgotten: shortId(err.holder.endpointId),
-        error: String(undo),
-      });
-    }
+    if (!(err instanceof AddressHeldConflict) || !dropIfForgotten(ctx, spec, err.holder, record.endpointId)) throw err;
     ctx.store.putEndpoint(record);
   }
+}
+
+/** Refuses `record` when another endpoint of its network holds one of its addresses (unless Docker forgot that one). */
+function refuseAddressHeld(ctx: DriverContext, spec: NetworkSpec, record: EndpointRecord): void {
+  const wanted = new Set(addressesOf(record).map((a) => a.text));
+  for (const other of ctx.store.endpointsHoldingAddressesOf(spec.networkId, record)) {
+    if (other.endpointId === record.endpointId) continue;
+    const address = addressesOf(other).find((a) => wanted.has(a.text));
+    if (address !== undefined && !dropIfForgotten(ctx, spec, other, record.endpointId))
+      throw AddressHeldConflict.of(address.text, other);
+  }
+}
+
+/**
+ * Drops `holder`'s row (with its teardown, as its DeleteEndpoint would have) when its container is
+ * provably gone (containerGone) and its network takes no addresses from DHCP; true when it did.
+ */
+function dropIfForgotten(
+  ctx: DriverContext,
+  spec: NetworkSpec,
+  holder: EndpointRecord & Stamped,
+  forEndpointId: string,
+): boolean {
+  if (spec.dhcp !== null || !containerGone(ctx, holder)) return false;
+  ctx.log.warn(
+    "dropped the row of an endpoint Docker forgot (its container's sandbox is gone): what it held goes to a new endpoint",
+    {
+      forgotten: shortId(holder.endpointId),
+      endpoint: shortId(forEndpointId),
+      sandbox: holder.dockerSandboxKey,
+    },
+  );
+  try {
+    deleteEndpoint(ctx, holder.networkId, holder.endpointId);
+  } catch (undo) {
+    // Its row is gone and its link recorded as a leftover (deleteEndpoint does both first): the
+    // reconciler finishes it, and the new endpoint need not fail for it.
+    ctx.log.warn("could not remove a forgotten endpoint's link; left to the periodic check", {
+      forgotten: shortId(holder.endpointId),
+      error: String(undo),
+    });
+  }
+  return true;
 }
 
 /**
@@ -318,10 +348,13 @@ export function refuseIdentityHeld(
         (e.identity === identity.name || (e.identity === undefined && e.mac === mac)) &&
         !(e.networkId === request.networkId && e.endpointId === request.endpointId),
     );
-  if (holder !== undefined)
-    throw conflict(
-      `--driver-opt ${identity.option}=${identity.name} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own identity`,
-    );
+  if (holder === undefined) return;
+  // The holder's container gone and Docker's DeleteEndpoint lost (lanplug restarting): the name is free.
+  const holderSpec = ctx.store.getNetwork(holder.networkId)?.spec;
+  if (holderSpec !== undefined && dropIfForgotten(ctx, holderSpec, holder, request.endpointId)) return;
+  throw conflict(
+    `--driver-opt ${identity.option}=${identity.name} is already used by endpoint ${shortId(holder.endpointId)} of network ${shortId(holder.networkId)}; give each container its own identity (lanplug gc drops an endpoint Docker no longer knows)`,
+  );
 }
 
 /** Docker 20.10's rule: the MAC follows the IPv4 address; without one, a random local MAC. */

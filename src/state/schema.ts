@@ -28,11 +28,15 @@
  *      (pools etcd has not yet heard this host leave, retried until it has) and
  *      `lost_addresses` (endpoints here whose address another host reclaimed
  *      meanwhile).
+ * - 7: endpoints indexed by network and address (the record's IPv4 and IPv6
+ *      prefixes): an address held twice in a network is found without reading
+ *      every endpoint, whatever MAC each has (a name's or the user's MAC does
+ *      not follow the address, so the unique MAC index no longer catches it).
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
 
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 /** STEPS[n] moves a database from version n to n + 1. */
 const STEPS: readonly string[] = [
@@ -96,6 +100,8 @@ const STEPS: readonly string[] = [
      record      TEXT NOT NULL,
      noticed_at  INTEGER NOT NULL
    );`,
+  `CREATE INDEX endpoints_ipv4 ON endpoints (network_id, json_extract(record, '$.ipv4'));
+   CREATE INDEX endpoints_ipv6 ON endpoints (network_id, json_extract(record, '$.ipv6'));`,
 ];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */

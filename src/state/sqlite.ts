@@ -114,6 +114,13 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   listEndpoints(networkId: string): (EndpointRecord & Stamped)[] {
     return this.networks.listEndpoints(networkId);
   }
+
+  endpointsHoldingAddressesOf(
+    networkId: string,
+    record: Pick<EndpointRecord, 'ipv4' | 'ipv6'>,
+  ): (EndpointRecord & Stamped)[] {
+    return this.networks.endpointsHoldingAddressesOf(networkId, record);
+  }
   listAllEndpoints(): (EndpointRecord & Stamped)[] {
     return this.networks.listAllEndpoints();
   }

@@ -16,6 +16,14 @@ import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/
  * can tell a live holder from one Docker forgot (driver/endpoints.ts).
  */
 export class AddressHeldConflict extends LanplugError {
+  /** Refused because `holder`, another endpoint of the network, holds `address`. */
+  static of(address: string, holder: EndpointRecord & Stamped): AddressHeldConflict {
+    return new AddressHeldConflict(
+      holder,
+      `address ${address} of this network is already held by endpoint ${holder.endpointId.slice(0, 12)} (MAC ${holder.mac ?? 'none'}): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address`,
+    );
+  }
+
   constructor(
     readonly holder: EndpointRecord & Stamped,
     message: string,
@@ -35,6 +43,11 @@ export interface Store {
   getEndpoint(networkId: string, endpointId: string): (EndpointRecord & Stamped) | null;
   listEndpoints(networkId: string): (EndpointRecord & Stamped)[];
   listAllEndpoints(): (EndpointRecord & Stamped)[];
+  /** The network's endpoints that hold one of `record`'s addresses (indexed: cheap at every CreateEndpoint). */
+  endpointsHoldingAddressesOf(
+    networkId: string,
+    record: Pick<EndpointRecord, 'ipv4' | 'ipv6'>,
+  ): (EndpointRecord & Stamped)[];
   /** Inserts or replaces; throws AddressHeldConflict if another endpoint of the network holds its address. */
   putEndpoint(record: EndpointRecord): void;
   deleteEndpoint(networkId: string, endpointId: string): void;

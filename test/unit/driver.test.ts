@@ -462,7 +462,7 @@ test('-o ipv6=slaac: only with a parent, a layer-2 mode, no IPv6 pool and not --
   assert.equal(store.getEndpoint(NET_A, EP_1)?.identity, 'web');
   assert.equal(
     refusal(() => driver.createEndpoint('macvlan', withId(EP_2, '172.16.86.3/24'))).message,
-    `--driver-opt lanplug.dhcp.id=web is already used by endpoint 111111111111 of network aaaaaaaaaaaa; give each container its own identity`,
+    `--driver-opt lanplug.dhcp.id=web is already used by endpoint 111111111111 of network aaaaaaaaaaaa; give each container its own identity (lanplug gc drops an endpoint Docker no longer knows)`,
   );
 });
 

@@ -140,7 +140,7 @@ test('two live endpoints with one identity: the second is refused in one line na
   const refused = refusal(() => driver.createEndpoint('macvlan', withIdentity(NET_A, EP_2, '172.16.86.3/24', 'web1')));
   assert.equal(
     refused.message,
-    `--driver-opt lanplug.identity=web1 is already used by endpoint 111111111111 of network aaaaaaaaaaaa; give each container its own identity`,
+    `--driver-opt lanplug.identity=web1 is already used by endpoint 111111111111 of network aaaaaaaaaaaa; give each container its own identity (lanplug gc drops an endpoint Docker no longer knows)`,
   );
   assert.equal(refused.message.includes('\n'), false);
   assert.equal(store.getEndpoint(NET_A, EP_2), null);
@@ -233,4 +233,36 @@ test('a name held on a network of another address source refuses the DHCP endpoi
     /^--driver-opt lanplug\.identity=web1 is already used by endpoint 111111111111 of network aaaaaaaaaaaa/,
   );
   assert.equal(store.getEndpoint(NET_C, EP_2), null);
+});
+
+test('a forgotten holder of a name (its sandbox gone, its link back, older than the grace) does not refuse the next container with the name', () => {
+  const sandboxes = mkdtempSync(join(tmpdir(), 'lanplug-sb-'));
+  const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger, { forgottenAfterMs: 0 });
+  driver.createNetwork({
+    networkId: NET_A,
+    driver: 'macvlan',
+    options: { parent: 'eth0' },
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  });
+  // Forgotten by Docker: joined to a sandbox that is now gone, its link back in lanplug's namespace.
+  driver.createEndpoint('macvlan', withIdentity(NET_A, EP_1, '172.16.86.2/24', 'web1'));
+  driver.join('macvlan', NET_A, EP_1, { sandboxKey: join(sandboxes, 'gone') });
+  // Same address (Docker handed it on): the address path would drop the forgotten row...
+  const made = driver.createEndpoint('macvlan', withIdentity(NET_A, EP_2, '172.16.86.2/24', 'web1'));
+  assert.equal(made.assignedMac, '9a:ea:7f:c1:5d:5c');
+  rmSync(sandboxes, { recursive: true, force: true });
+});
+
+test('an address held twice in a network is refused whatever MAC each endpoint has: a named holder and an unnamed newcomer (Docker gave it out twice)', () => {
+  const driver = driverWithNetworks();
+  driver.createEndpoint('macvlan', withIdentity(NET_A, EP_1, '172.16.86.2/24', 'web1'));
+  // Without the name, the second would be refused ("Docker gave it out twice") by its address-derived MAC.
+  assert.throws(
+    () =>
+      driver.createEndpoint('macvlan', { ...withIdentity(NET_A, EP_2, '172.16.86.2/24', 'x'), endpointOptions: {} }),
+    /already held by endpoint/,
+  );
 });

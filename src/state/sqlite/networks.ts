@@ -12,6 +12,7 @@
  * an fsync (0.1-3 ms here) off every attach and detach.
  */
 import { LanplugError } from '../../errors';
+import { formatPrefix } from '../../net/address';
 import { shortId, type EndpointRecord, type Leftover, type NetworkRecord, type Stamped } from '../../model/network';
 import {
   decodeEndpoint,
@@ -108,6 +109,28 @@ export class NetworkTables {
     return rows.map((row) => this.c.read('endpoint', row, decodeEndpoint));
   }
 
+  /** The network's endpoints whose IPv4 or IPv6 prefix is one of `record`'s (through the address indexes). */
+  endpointsHoldingAddressesOf(
+    networkId: string,
+    record: Pick<EndpointRecord, 'ipv4' | 'ipv6'>,
+  ): (EndpointRecord & Stamped)[] {
+    const found: Row[] = [];
+    for (const [column, prefix] of [
+      ['ipv4', record.ipv4],
+      ['ipv6', record.ipv6],
+    ] as const) {
+      if (prefix === null) continue;
+      found.push(
+        ...(this.c
+          .stmt(
+            `SELECT endpoint_id AS id, record, created_at FROM endpoints WHERE network_id = ? AND json_extract(record, '$.${column}') = ?`,
+          )
+          .all(networkId, formatPrefix(prefix)) as Row[]),
+      );
+    }
+    return found.map((row) => this.c.read('endpoint', row, decodeEndpoint));
+  }
+
   listAllEndpoints(): (EndpointRecord & Stamped)[] {
     const rows = this.c
       .stmt('SELECT endpoint_id AS id, record, created_at FROM endpoints ORDER BY network_id, endpoint_id')
@@ -143,10 +166,7 @@ export class NetworkTables {
       // apart here (the first endpoint's link lives in a container, or nowhere), and asks dockerd nothing
       // from a request: refused, in words for both; the periodic check drops a forgotten row.
       if (holder !== null && holder.networkId === record.networkId && address !== undefined && address === held)
-        throw new AddressHeldConflict(
-          holder,
-          `address ${address} of this network is already held by endpoint ${shortId(holder.endpointId)} (MAC ${record.mac}): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address`,
-        );
+        throw AddressHeldConflict.of(address, holder);
       throw new LanplugError(
         'Conflict',
         `MAC address ${record.mac} is already used by endpoint ${shortId(holder?.endpointId ?? '?')}; give each container its own --mac-address`,
