@@ -11,8 +11,15 @@ import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
-import { shortId, type EndpointRecord, type NetworkSpec } from '../model/network';
-import { containerLinkOf, enableSlaac, endpointSlaacSecret, ipv6Disabled, learnedAddresses } from './slaac';
+import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import {
+  containerLinkOf,
+  enableSlaac,
+  endpointSlaacSecret,
+  ipv6Disabled,
+  learnedAddresses,
+  type LearnedAddress,
+} from './slaac';
 
 export interface SlaacWatch {
   /** Starts the watch of an endpoint Docker is moving into `netns`; one per endpoint (a new one replaces it). */
@@ -31,37 +38,81 @@ export interface SlaacTiming {
 
 const TIMING: SlaacTiming = { pollMs: 20, linkWaitMs: 30_000, guardMs: 2_000, addressWaitMs: 60_000 };
 
+/** The container's namespace as the watch reaches it (slaac.ts); each call enters the namespace once. */
+export interface SandboxAccess {
+  containerLink(netns: string, endpoint: EndpointRecord, owns: (link: LinkInfo) => boolean): LinkInfo | null;
+  ipv6Disabled(netns: string, ifname: string): boolean | null;
+  enable(netns: string, ifname: string, secret: string, policy: SlaacPolicy): void;
+  learnedAddresses(netns: string, index: number): LearnedAddress[];
+}
+
+const REAL_SANDBOX: SandboxAccess = {
+  containerLink: containerLinkOf,
+  ipv6Disabled,
+  enable: enableSlaac,
+  learnedAddresses,
+};
+
+/** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
+export interface WatchClock {
+  now(): number;
+  after(ms: number, run: () => void): () => void;
+}
+
+const REAL_CLOCK: WatchClock = {
+  now: () => Date.now(),
+  after(ms, run) {
+    // Unref'd: a watch never keeps the daemon alive.
+    const timer = setTimeout(run, ms).unref();
+    return () => clearTimeout(timer);
+  },
+};
+
+/** What unit tests replace; the e2e dualstack test runs the real ones. */
+export interface SlaacWatchSeams {
+  timing?: SlaacTiming;
+  sandbox?: SandboxAccess;
+  clock?: WatchClock;
+}
+
 type Phase =
   | { kind: 'link' }
   | { kind: 'guard'; link: LinkInfo; until: number; rewrites: number }
   | { kind: 'address'; link: LinkInfo };
 
 export class SandboxSlaacWatcher implements SlaacWatch {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, () => void>();
+  private readonly timing: SlaacTiming;
+  private readonly sandbox: SandboxAccess;
+  private readonly clock: WatchClock;
 
   constructor(
     private readonly log: Logger,
     /** Whether a link is this daemon's (its group): what tells an ipvlan link of lanplug's from another. */
     private readonly owns: (link: LinkInfo) => boolean,
-    private readonly timing: SlaacTiming = TIMING,
-  ) {}
+    seams: SlaacWatchSeams = {},
+  ) {
+    this.timing = seams.timing ?? TIMING;
+    this.sandbox = seams.sandbox ?? REAL_SANDBOX;
+    this.clock = seams.clock ?? REAL_CLOCK;
+  }
 
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
     const slaac = spec.slaac ?? null;
     if (slaac === null) return;
     this.cancel(endpoint.endpointId);
-    const joinedAt = Date.now();
+    const joinedAt = this.clock.now();
     const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
     let phase: Phase = { kind: 'link' };
     const step = (): void => {
-      const now = Date.now();
+      const now = this.clock.now();
       const ms = now - joinedAt;
       try {
         if (phase.kind === 'link') {
-          const link = containerLinkOf(netns, endpoint, this.owns);
+          const link = this.sandbox.containerLink(netns, endpoint, this.owns);
           if (link !== null && link.up && link.name !== endpoint.linkName) {
-            const dockerTurnedOff = ipv6Disabled(netns, link.name);
-            enableSlaac(netns, link.name, endpointSlaacSecret(endpoint), slaac);
+            const dockerTurnedOff = this.sandbox.ipv6Disabled(netns, link.name);
+            this.sandbox.enable(netns, link.name, endpointSlaacSecret(endpoint), slaac);
             this.log.info('IPv6 from router advertisements turned on in the container', {
               ...what,
               ifname: link.name,
@@ -81,9 +132,9 @@ export class SandboxSlaacWatcher implements SlaacWatch {
             return;
           }
         } else if (phase.kind === 'guard') {
-          if (ipv6Disabled(netns, phase.link.name) === true) {
+          if (this.sandbox.ipv6Disabled(netns, phase.link.name) === true) {
             // Someone (Docker) wrote after lanplug: the measurement the design rests on, logged when it fails.
-            enableSlaac(netns, phase.link.name, endpointSlaacSecret(endpoint), slaac);
+            this.sandbox.enable(netns, phase.link.name, endpointSlaacSecret(endpoint), slaac);
             phase.rewrites += 1;
             this.log.warn('IPv6 was turned off again in the container after lanplug turned it on; turned on again', {
               ...what,
@@ -109,7 +160,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
         // Docker 20.10 names the sandbox at Join but makes its file only as the container starts (runc's hook).
         const notYet = phase.kind === 'link' && err instanceof LanplugError && err.code === 'NotFound';
         if (notYet && ms <= this.timing.linkWaitMs) {
-          this.timers.set(endpoint.endpointId, setTimeout(step, this.timing.pollMs).unref());
+          this.timers.set(endpoint.endpointId, this.clock.after(this.timing.pollMs, step));
           return;
         }
         // The container stopped or went meanwhile: nothing left to do in its sandbox.
@@ -118,14 +169,14 @@ export class SandboxSlaacWatcher implements SlaacWatch {
         return;
       }
       const delay = phase.kind === 'address' ? this.timing.pollMs * 10 : this.timing.pollMs;
-      this.timers.set(endpoint.endpointId, setTimeout(step, delay).unref());
+      this.timers.set(endpoint.endpointId, this.clock.after(delay, step));
     };
-    this.timers.set(endpoint.endpointId, setTimeout(step, 0).unref());
+    this.timers.set(endpoint.endpointId, this.clock.after(0, step));
   }
 
   /** True once there is something final to say: an address in use, or one DAD failed for. */
   private reportAddress(netns: string, link: LinkInfo, what: Record<string, string>, ms: number): boolean {
-    const addresses = learnedAddresses(netns, link.index);
+    const addresses = this.sandbox.learnedAddresses(netns, link.index);
     const failed = addresses.find((a) => a.state === 'dadfailed');
     if (failed !== undefined) {
       // Another device on the LAN answered for the address: the kernel keeps it off, as lanplug's probe would.
@@ -149,14 +200,13 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   }
 
   private cancel(endpointId: string): void {
-    const timer = this.timers.get(endpointId);
-    if (timer !== undefined) clearTimeout(timer);
+    this.timers.get(endpointId)?.();
     this.timers.delete(endpointId);
   }
 
   /** Daemon shutdown: the watches stop (the containers keep what they have). */
   close(): void {
-    for (const timer of this.timers.values()) clearTimeout(timer);
+    for (const cancel of this.timers.values()) cancel();
     this.timers.clear();
   }
 }
