@@ -33,7 +33,7 @@ export interface DriverContext {
    * (endpoints.ts containerGone): the daemon's --grace-seconds, as for the periodic check's rows.
    */
   readonly forgottenAfterMs: number;
-  /** Turns IPv6 from router advertisements on in containers after Join (`-o ipv6=slaac`); none in unit tests. */
+  /** Turns IPv6 from router advertisements on in containers after Join (`-o ipv6=slaac`), until Leave or DeleteEndpoint. */
   readonly slaac: SlaacWatch | null;
 }
 

@@ -173,6 +173,8 @@ function containerGone(ctx: DriverContext, endpoint: EndpointRecord & Stamped): 
  */
 export function deleteEndpoint(ctx: DriverContext, networkId: string, endpointId: string): void {
   checkIds(networkId, endpointId);
+  // Docker may delete without a Leave first (a dockerd restarted meanwhile): the watch ends here then.
+  ctx.slaac?.cancel(endpointId);
   const { store } = ctx;
   const network = store.getNetwork(networkId);
   const endpoint = store.getEndpoint(networkId, endpointId);

@@ -111,9 +111,13 @@ function rememberSandbox(ctx: DriverContext, endpoint: EndpointRecord, sandboxKe
   return updated;
 }
 
-/** Nothing to undo here: Docker moves the link back and then calls DeleteEndpoint. */
+/**
+ * Docker moves the link back and then calls DeleteEndpoint; only the endpoint's IPv6 watch ends here
+ * (the container stopped: a crash-looping one would leave one behind per start).
+ */
 export function leave(ctx: DriverContext, networkId: string, endpointId: string): void {
   checkIds(networkId, endpointId);
+  ctx.slaac?.cancel(endpointId);
   if (ctx.store.getEndpoint(networkId, endpointId) === null) {
     ctx.log.debug('leave for an endpoint lanplug does not know', {
       network: shortId(networkId),

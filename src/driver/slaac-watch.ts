@@ -6,21 +6,38 @@
  * a while after, it turns it on again should Docker have written after it; then it waits for the
  * address the kernel forms from the router's prefix and reports it (log line, `slaac.address` event),
  * or reports DAD failing for it (`slaac.dad-failed`). Nothing of this holds up Join's answer.
+ *
+ * Each poll enters the container's namespace synchronously on the daemon's event loop, so the cost is
+ * bounded: the gaps between polls grow in each phase (20 ms doubling up to 250 ms), at most
+ * MAX_ACTIVE_WATCHES watches poll at a time (the others wait their turn, first come first served), and
+ * Leave and DeleteEndpoint end their endpoint's watch.
  */
 import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
-import { shortId, type EndpointRecord, type NetworkSpec } from '../model/network';
-import { containerLinkOf, enableSlaac, endpointSlaacSecret, ipv6Disabled, learnedAddresses } from './slaac';
+import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import {
+  containerLinkOf,
+  enableSlaac,
+  endpointSlaacSecret,
+  ipv6Disabled,
+  learnedAddresses,
+  type LearnedAddress,
+} from './slaac';
 
 export interface SlaacWatch {
   /** Starts the watch of an endpoint Docker is moving into `netns`; one per endpoint (a new one replaces it). */
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void;
+  /** Ends the endpoint's watch, running or waiting its turn (Leave, DeleteEndpoint); nothing if it has none. */
+  cancel(endpointId: string): void;
 }
 
 export interface SlaacTiming {
-  pollMs: number;
+  /** The first gap between polls in each phase; each next gap is twice the last, up to maxPollMs. */
+  firstPollMs: number;
+  /** Below the 250–850 ms Docker 20.10 takes to make the sandbox: the link is found soon after it is there. */
+  maxPollMs: number;
   /** How long after Join the link may take to come up under Docker's name (the container starts meanwhile). */
   linkWaitMs: number;
   /** How long after lanplug's writes it checks that nobody turned IPv6 off again. */
@@ -29,7 +46,65 @@ export interface SlaacTiming {
   addressWaitMs: number;
 }
 
-const TIMING: SlaacTiming = { pollMs: 20, linkWaitMs: 30_000, guardMs: 2_000, addressWaitMs: 60_000 };
+const TIMING: SlaacTiming = {
+  firstPollMs: 20,
+  maxPollMs: 250,
+  linkWaitMs: 30_000,
+  guardMs: 2_000,
+  addressWaitMs: 60_000,
+};
+
+/**
+ * Watches that poll at one time: at most 64 × 4 polls a second once their gaps have grown (a poll is
+ * ~0.14 ms), 448 in the first second of a burst; a burst of Joins cannot starve Docker's other calls.
+ */
+export const MAX_ACTIVE_WATCHES = 64;
+
+/** A watch waiting for one of the MAX_ACTIVE_WATCHES to end. */
+interface QueuedWatch {
+  endpointId: string;
+  joinedAt: number;
+  what: Record<string, string>;
+  netns: string;
+  start: () => void;
+}
+
+/** The container's namespace as the watch reaches it (slaac.ts); each call enters the namespace once. */
+export interface SandboxAccess {
+  containerLink(netns: string, endpoint: EndpointRecord, owns: (link: LinkInfo) => boolean): LinkInfo | null;
+  ipv6Disabled(netns: string, ifname: string): boolean | null;
+  enable(netns: string, ifname: string, secret: string, policy: SlaacPolicy): void;
+  learnedAddresses(netns: string, index: number): LearnedAddress[];
+}
+
+const REAL_SANDBOX: SandboxAccess = {
+  containerLink: containerLinkOf,
+  ipv6Disabled,
+  enable: enableSlaac,
+  learnedAddresses,
+};
+
+/** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
+export interface WatchClock {
+  now(): number;
+  after(ms: number, run: () => void): () => void;
+}
+
+const REAL_CLOCK: WatchClock = {
+  now: () => Date.now(),
+  after(ms, run) {
+    // Unref'd: a watch never keeps the daemon alive.
+    const timer = setTimeout(run, ms).unref();
+    return () => clearTimeout(timer);
+  },
+};
+
+/** What unit tests replace; the e2e dualstack test runs the real ones. */
+export interface SlaacWatchSeams {
+  timing?: SlaacTiming;
+  sandbox?: SandboxAccess;
+  clock?: WatchClock;
+}
 
 type Phase =
   | { kind: 'link' }
@@ -37,38 +112,77 @@ type Phase =
   | { kind: 'address'; link: LinkInfo };
 
 export class SandboxSlaacWatcher implements SlaacWatch {
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** The running watches: what cancels each one's next poll. */
+  private readonly active = new Map<string, () => void>();
+  private readonly queue: QueuedWatch[] = [];
+  private readonly timing: SlaacTiming;
+  private readonly sandbox: SandboxAccess;
+  private readonly clock: WatchClock;
 
   constructor(
     private readonly log: Logger,
     /** Whether a link is this daemon's (its group): what tells an ipvlan link of lanplug's from another. */
     private readonly owns: (link: LinkInfo) => boolean,
-    private readonly timing: SlaacTiming = TIMING,
-  ) {}
+    seams: SlaacWatchSeams = {},
+  ) {
+    this.timing = seams.timing ?? TIMING;
+    this.sandbox = seams.sandbox ?? REAL_SANDBOX;
+    this.clock = seams.clock ?? REAL_CLOCK;
+  }
 
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
     const slaac = spec.slaac ?? null;
     if (slaac === null) return;
     this.cancel(endpoint.endpointId);
-    const joinedAt = Date.now();
+    const joinedAt = this.clock.now();
     const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
+    const start = (): void => this.run(slaac, endpoint, netns, joinedAt, what);
+    if (this.active.size < MAX_ACTIVE_WATCHES) {
+      start();
+      return;
+    }
+    this.queue.push({ endpointId: endpoint.endpointId, joinedAt, what, netns, start });
+    this.log.debug('the watch of a container for IPv6 advertisements is queued: as many run already', {
+      ...what,
+      running: this.active.size,
+      queued: this.queue.length,
+    });
+  }
+
+  private run(
+    slaac: SlaacPolicy,
+    endpoint: EndpointRecord,
+    netns: string,
+    joinedAt: number,
+    what: Record<string, string>,
+  ): void {
+    const id = endpoint.endpointId;
     let phase: Phase = { kind: 'link' };
+    let gap = this.timing.firstPollMs;
+    const enter = (next: Phase): void => {
+      phase = next;
+      gap = this.timing.firstPollMs;
+    };
+    const pollAgain = (): void => {
+      this.active.set(id, this.clock.after(gap, step));
+      gap = Math.min(gap * 2, this.timing.maxPollMs);
+    };
     const step = (): void => {
-      const now = Date.now();
+      const now = this.clock.now();
       const ms = now - joinedAt;
       try {
         if (phase.kind === 'link') {
-          const link = containerLinkOf(netns, endpoint, this.owns);
+          const link = this.sandbox.containerLink(netns, endpoint, this.owns);
           if (link !== null && link.up && link.name !== endpoint.linkName) {
-            const dockerTurnedOff = ipv6Disabled(netns, link.name);
-            enableSlaac(netns, link.name, endpointSlaacSecret(endpoint), slaac);
+            const dockerTurnedOff = this.sandbox.ipv6Disabled(netns, link.name);
+            this.sandbox.enable(netns, link.name, endpointSlaacSecret(endpoint), slaac);
             this.log.info('IPv6 from router advertisements turned on in the container', {
               ...what,
               ifname: link.name,
               afterJoinMs: ms,
               ipv6WasOff: String(dockerTurnedOff),
             });
-            phase = { kind: 'guard', link, until: now + this.timing.guardMs, rewrites: 0 };
+            enter({ kind: 'guard', link, until: now + this.timing.guardMs, rewrites: 0 });
           } else if (ms > this.timing.linkWaitMs) {
             this.log.warn(
               'the endpoint link did not come up in the container; IPv6 from advertisements not turned on',
@@ -77,13 +191,13 @@ export class SandboxSlaacWatcher implements SlaacWatch {
                 sandbox: netns,
               },
             );
-            this.timers.delete(endpoint.endpointId);
+            this.finish(id);
             return;
           }
         } else if (phase.kind === 'guard') {
-          if (ipv6Disabled(netns, phase.link.name) === true) {
+          if (this.sandbox.ipv6Disabled(netns, phase.link.name) === true) {
             // Someone (Docker) wrote after lanplug: the measurement the design rests on, logged when it fails.
-            enableSlaac(netns, phase.link.name, endpointSlaacSecret(endpoint), slaac);
+            this.sandbox.enable(netns, phase.link.name, endpointSlaacSecret(endpoint), slaac);
             phase.rewrites += 1;
             this.log.warn('IPv6 was turned off again in the container after lanplug turned it on; turned on again', {
               ...what,
@@ -91,10 +205,10 @@ export class SandboxSlaacWatcher implements SlaacWatch {
               afterJoinMs: ms,
             });
           }
-          if (now >= phase.until) phase = { kind: 'address', link: phase.link };
+          if (now >= phase.until) enter({ kind: 'address', link: phase.link });
         }
         if (phase.kind !== 'link' && this.reportAddress(netns, phase.link, what, ms)) {
-          this.timers.delete(endpoint.endpointId);
+          this.finish(id);
           return;
         }
         if (phase.kind === 'address' && ms > this.timing.addressWaitMs) {
@@ -102,30 +216,49 @@ export class SandboxSlaacWatcher implements SlaacWatch {
             ...what,
             waitedMs: ms,
           });
-          this.timers.delete(endpoint.endpointId);
+          this.finish(id);
           return;
         }
       } catch (err) {
         // Docker 20.10 names the sandbox at Join but makes its file only as the container starts (runc's hook).
         const notYet = phase.kind === 'link' && err instanceof LanplugError && err.code === 'NotFound';
         if (notYet && ms <= this.timing.linkWaitMs) {
-          this.timers.set(endpoint.endpointId, setTimeout(step, this.timing.pollMs).unref());
+          pollAgain();
           return;
         }
         // The container stopped or went meanwhile: nothing left to do in its sandbox.
         this.log.debug('the watch of a container for IPv6 advertisements ended', { ...what, error: String(err) });
-        this.timers.delete(endpoint.endpointId);
+        this.finish(id);
         return;
       }
-      const delay = phase.kind === 'address' ? this.timing.pollMs * 10 : this.timing.pollMs;
-      this.timers.set(endpoint.endpointId, setTimeout(step, delay).unref());
+      pollAgain();
     };
-    this.timers.set(endpoint.endpointId, setTimeout(step, 0).unref());
+    this.active.set(id, this.clock.after(0, step));
+  }
+
+  /** A watch ended: its place goes to the longest waiting, unless that one waited past its own time. */
+  private finish(endpointId: string): void {
+    this.active.delete(endpointId);
+    while (this.active.size < MAX_ACTIVE_WATCHES) {
+      const next = this.queue.shift();
+      if (next === undefined) return;
+      const waitedMs = this.clock.now() - next.joinedAt;
+      if (waitedMs <= this.timing.linkWaitMs) {
+        next.start();
+        continue;
+      }
+      // Its link had as long as a running watch gives it: the container runs on, without IPv6 from lanplug.
+      this.log.warn(
+        'the watch of the container waited its turn longer than it lasts; IPv6 from advertisements not turned on',
+        { ...next.what, sandbox: next.netns, waitedMs, running: this.active.size },
+      );
+      recordEvent('slaac.not-watched', { ...next.what, waitedMs });
+    }
   }
 
   /** True once there is something final to say: an address in use, or one DAD failed for. */
   private reportAddress(netns: string, link: LinkInfo, what: Record<string, string>, ms: number): boolean {
-    const addresses = learnedAddresses(netns, link.index);
+    const addresses = this.sandbox.learnedAddresses(netns, link.index);
     const failed = addresses.find((a) => a.state === 'dadfailed');
     if (failed !== undefined) {
       // Another device on the LAN answered for the address: the kernel keeps it off, as lanplug's probe would.
@@ -148,15 +281,21 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     return true;
   }
 
-  private cancel(endpointId: string): void {
-    const timer = this.timers.get(endpointId);
-    if (timer !== undefined) clearTimeout(timer);
-    this.timers.delete(endpointId);
+  cancel(endpointId: string): void {
+    const pollCancel = this.active.get(endpointId);
+    if (pollCancel !== undefined) {
+      pollCancel();
+      this.finish(endpointId);
+      return;
+    }
+    const queued = this.queue.findIndex((q) => q.endpointId === endpointId);
+    if (queued >= 0) this.queue.splice(queued, 1);
   }
 
   /** Daemon shutdown: the watches stop (the containers keep what they have). */
   close(): void {
-    for (const timer of this.timers.values()) clearTimeout(timer);
-    this.timers.clear();
+    this.queue.length = 0;
+    for (const pollCancel of this.active.values()) pollCancel();
+    this.active.clear();
   }
 }

@@ -1,0 +1,300 @@
+/**
+ * The cost of the `-o ipv6=slaac` watch (slaac-watch.ts) on the daemon: what it leaves behind at Leave
+ * and DeleteEndpoint, how often it enters containers' namespaces during a burst of Joins, and that every
+ * watch still ends with something said. The namespace and the clock are fakes here; the e2e dualstack
+ * test runs the watch against a real container on Docker 20.10.
+ */
+import { test, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LanplugError } from '../../src/errors';
+import type { LinkInfo } from '../../src/link/link';
+import type { Fields, Logger } from '../../src/log';
+import { events } from '../../src/metrics/events';
+import type { EndpointRecord, NetworkSpec } from '../../src/model/network';
+import { parseAddress, parsePrefix } from '../../src/net/address';
+import { NetworkDriver } from '../../src/driver/network-driver';
+import type { LearnedAddress } from '../../src/driver/slaac';
+import { SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
+import { SqliteStore } from '../../src/state/sqlite';
+import { FakeRtnl } from '../support/fake-rtnl';
+
+const NET_A = 'a'.repeat(64);
+
+/** Time that moves only when the test says; waits run in time order (then in the order they were asked). */
+class FakeClock implements WatchClock {
+  private t = 0;
+  private seq = 0;
+  private readonly waits = new Map<number, { at: number; run: () => void }>();
+
+  now(): number {
+    return this.t;
+  }
+
+  after(ms: number, run: () => void): () => void {
+    const id = ++this.seq;
+    this.waits.set(id, { at: this.t + ms, run });
+    return () => this.waits.delete(id);
+  }
+
+  get pending(): number {
+    return this.waits.size;
+  }
+
+  advance(ms: number): void {
+    const end = this.t + ms;
+    for (;;) {
+      let next: [number, { at: number; run: () => void }] | undefined;
+      for (const entry of this.waits)
+        if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
+      if (next === undefined) break;
+      this.waits.delete(next[0]);
+      this.t = next[1].at;
+      next[1].run();
+    }
+    this.t = end;
+  }
+}
+
+/** When things happen in one container (fake ms): its sandbox file, its link up under Docker's name, its address. */
+interface Timeline {
+  fileAt: number;
+  linkAt: number;
+  addressAfterEnableMs: number;
+}
+
+/** Containers' namespaces as the watch enters them; every entry counted, with its time. */
+class FakeSandboxes implements SandboxAccess {
+  readonly entries: { netns: string; at: number }[] = [];
+  private readonly enabledAt = new Map<string, number>();
+
+  constructor(
+    private readonly clock: FakeClock,
+    private readonly timeline: (netns: string) => Timeline,
+  ) {}
+
+  containerLink(netns: string, endpoint: EndpointRecord): LinkInfo | null {
+    const t = this.enter(netns);
+    if (this.clock.now() < t.fileAt) throw new LanplugError('NotFound', `no sandbox ${netns}`);
+    if (this.clock.now() < t.linkAt) return null;
+    return {
+      index: 7,
+      name: 'eth0',
+      kind: 'macvlan',
+      mtu: 1500,
+      mac: endpoint.mac,
+      up: true,
+      group: 0,
+      parentIndex: 2,
+    };
+  }
+
+  ipv6Disabled(netns: string): boolean | null {
+    this.enter(netns);
+    return !this.enabledAt.has(netns);
+  }
+
+  enable(netns: string): void {
+    this.enter(netns);
+    this.enabledAt.set(netns, this.clock.now());
+  }
+
+  learnedAddresses(netns: string): LearnedAddress[] {
+    const t = this.enter(netns);
+    const enabled = this.enabledAt.get(netns);
+    if (enabled === undefined || this.clock.now() < enabled + t.addressAfterEnableMs) return [];
+    return [{ address: '2001:db8:abc8::42', prefixLength: 64, state: 'preferred' }];
+  }
+
+  /** Entries up to `until` (fake ms). */
+  countUntil(until: number): number {
+    return this.entries.filter((e) => e.at <= until).length;
+  }
+
+  /** The most namespaces watched at one time: each one's first to last entry (one ending as another starts: in turn). */
+  mostAtOnce(): number {
+    const spans = new Map<string, { first: number; last: number }>();
+    for (const e of this.entries) {
+      const span = spans.get(e.netns);
+      if (span === undefined) spans.set(e.netns, { first: e.at, last: e.at });
+      else span.last = e.at;
+    }
+    const all = [...spans.values()];
+    return Math.max(
+      0,
+      ...all.map((s) => all.filter((o) => o === s || (o.first <= s.first && s.first < o.last)).length),
+    );
+  }
+
+  private enter(netns: string): Timeline {
+    this.entries.push({ netns, at: this.clock.now() });
+    return this.timeline(netns);
+  }
+}
+
+interface Line {
+  level: string;
+  msg: string;
+  fields: Fields;
+}
+
+function capturingLogger(): { log: Logger; lines: Line[] } {
+  const lines: Line[] = [];
+  const at =
+    (level: string) =>
+    (msg: string, fields: Fields = {}): void => {
+      lines.push({ level, msg, fields });
+    };
+  return { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
+}
+
+const SPEC = { networkId: NET_A, slaac: { rtInfoMaxPlen: 0 } } as unknown as NetworkSpec;
+
+function endpointNo(n: number): EndpointRecord {
+  const endpointId = n.toString(16).padStart(12, '0') + 'e'.repeat(52);
+  return {
+    networkId: NET_A,
+    endpointId,
+    linkName: `lp-${endpointId.slice(0, 12)}`,
+    mac: '02:42:ac:10:56:02',
+    ipv4: null,
+    ipv6: null,
+  };
+}
+
+function sandboxOf(n: number): string {
+  return `/var/run/docker/netns/c${n}`;
+}
+
+const NEVER = Number.POSITIVE_INFINITY;
+
+function burst(count: number, timeline: (netns: string) => Timeline) {
+  const clock = new FakeClock();
+  const sandboxes = new FakeSandboxes(clock, timeline);
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes });
+  for (let n = 1; n <= count; n++) watcher.watch(SPEC, endpointNo(n), sandboxOf(n));
+  return { clock, sandboxes, lines, watcher };
+}
+
+const ADDRESS_LINE = 'IPv6 address from the router advertisement';
+
+let dir: string;
+let store: SqliteStore;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'lanplug-unit-'));
+  store = SqliteStore.open(dir);
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('Leave and DeleteEndpoint end the watch of their endpoint: nothing polls the container after', () => {
+  const clock = new FakeClock();
+  // A crash-looping container: its sandbox never holds the link long enough to be found.
+  const sandboxes = new FakeSandboxes(clock, () => ({ fileAt: NEVER, linkAt: NEVER, addressAfterEnableMs: NEVER }));
+  const watcher = new SandboxSlaacWatcher(capturingLogger().log, () => true, { clock, sandbox: sandboxes });
+  const driver = new NetworkDriver(new FakeRtnl(), store, capturingLogger().log, { slaac: watcher });
+  driver.createNetwork({
+    networkId: NET_A,
+    driver: 'macvlan',
+    options: { parent: 'eth0', ipv6: 'slaac' },
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  });
+  const ep = (n: number, address: string) => ({
+    networkId: NET_A,
+    endpointId: endpointNo(n).endpointId,
+    ipv4: parsePrefix(address),
+    ipv6: null,
+    mac: null,
+  });
+
+  driver.createEndpoint('macvlan', ep(1, '172.16.86.2/24'));
+  driver.join('macvlan', NET_A, endpointNo(1).endpointId, { sandboxKey: sandboxOf(1) });
+  clock.advance(100);
+  assert.ok(sandboxes.countUntil(100) > 0, 'the watch started');
+  driver.leave(NET_A, endpointNo(1).endpointId);
+  assert.equal(clock.pending, 0, 'a wait of the watch is left after Leave');
+  driver.deleteEndpoint(NET_A, endpointNo(1).endpointId);
+
+  // Docker's DeleteEndpoint without a Leave first (dockerd restarted meanwhile) ends it too.
+  driver.createEndpoint('macvlan', ep(2, '172.16.86.3/24'));
+  driver.join('macvlan', NET_A, endpointNo(2).endpointId, { sandboxKey: sandboxOf(2) });
+  clock.advance(100);
+  driver.deleteEndpoint(NET_A, endpointNo(2).endpointId);
+  assert.equal(clock.pending, 0, 'a wait of the watch is left after DeleteEndpoint');
+
+  const before = sandboxes.entries.length;
+  clock.advance(60_000);
+  assert.equal(sandboxes.entries.length, before, 'the namespace was entered after the endpoint left');
+});
+
+test('a burst of 1,000 Joins: at most 64 containers watched at once, at most 448 namespace entries in the first second', (t) => {
+  // Docker 20.10 under load: the sandbox files appear only seconds later.
+  const { clock, sandboxes, lines } = burst(1000, () => ({
+    fileAt: 5_000,
+    linkAt: 5_000,
+    addressAfterEnableMs: 1_000,
+  }));
+  clock.advance(1_000);
+  t.diagnostic(`${sandboxes.countUntil(1_000)} namespace entries in the first second`);
+  // Polls at 0, 20, 60, 140, 300, 550, 800 ms (gaps doubling from 20 ms up to 250 ms): 7 per watch, 64 watches.
+  assert.ok(
+    sandboxes.countUntil(1_000) <= 64 * 7,
+    `${sandboxes.countUntil(1_000)} namespace entries in the first second`,
+  );
+  assert.equal(new Set(sandboxes.entries.map((e) => e.netns)).size, 64);
+  const queued = lines.filter((l) => l.level === 'debug' && /queued/.test(l.msg));
+  assert.equal(queued.length, 1000 - 64, 'each queued watch is said at debug');
+});
+
+test('the queue drains: each of 1,000 containers of a burst gets its address reported, 64 at most watched at once', (t) => {
+  const { clock, sandboxes, lines } = burst(1000, () => ({ fileAt: 500, linkAt: 600, addressAfterEnableMs: 1_000 }));
+  clock.advance(120_000);
+  const reported = new Set(lines.filter((l) => l.msg === ADDRESS_LINE).map((l) => l.fields['endpoint']));
+  assert.equal(reported.size, 1000);
+  assert.deepEqual(
+    lines.filter((l) => l.level === 'warn'),
+    [],
+  );
+  assert.equal(clock.pending, 0);
+  assert.ok(sandboxes.mostAtOnce() <= 64, `${sandboxes.mostAtOnce()} containers watched at once`);
+  t.diagnostic(`drained at ${Math.max(...sandboxes.entries.map((e) => e.at))} ms, ${sandboxes.entries.length} entries`);
+});
+
+test('a watch that waited in the queue longer than its 30 s is not dropped silently: a warning and an event', () => {
+  // 64 containers whose link never comes hold every slot for their 30 s; the 65th waits longer than that.
+  const { clock, sandboxes, lines } = burst(65, () => ({ fileAt: NEVER, linkAt: NEVER, addressAfterEnableMs: NEVER }));
+  const from = Date.now();
+  clock.advance(40_000);
+  const last = endpointNo(65).endpointId.slice(0, 12);
+  const warned = lines.filter((l) => l.level === 'warn' && l.fields['endpoint'] === last);
+  assert.equal(warned.length, 1);
+  assert.match(warned[0]?.msg ?? '', /IPv6 .*not turned on/);
+  assert.ok(
+    events.since(from).some((e) => e.kind === 'slaac.not-watched' && e.fields['endpoint'] === last),
+    'no slaac.not-watched event',
+  );
+  assert.ok(!sandboxes.entries.some((e) => e.netns === sandboxOf(65)));
+  assert.equal(clock.pending, 0);
+});
+
+test('one container on Docker 20.10 (sandbox after 850 ms): the address is reported within 500 ms of when it forms', (t) => {
+  const { clock, lines } = burst(1, () => ({ fileAt: 850, linkAt: 850, addressAfterEnableMs: 1_000 }));
+  clock.advance(10_000);
+  const line = lines.find((l) => l.msg === ADDRESS_LINE);
+  assert.ok(line !== undefined);
+  t.diagnostic(`reported ${String(line.fields['afterJoinMs'])} ms after Join`);
+  // Polled every 20 ms, it would be reported at ~1,870 ms (link at 850 ms, address 1 s after IPv6 is on).
+  assert.ok(
+    Number(line.fields['afterJoinMs']) <= 850 + 1_000 + 500,
+    `reported at ${String(line.fields['afterJoinMs'])} ms`,
+  );
+});
