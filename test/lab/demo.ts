@@ -14,7 +14,7 @@ import { BUSYBOX } from './image';
 import { lanHostNs } from './names';
 import { buildCniExecutable } from '../../src/install/cni';
 import { startLanplug } from './lanplug';
-import { runOk } from './proc';
+import { runOk, sleep } from './proc';
 import { RouterAdverts } from './router-adverts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -406,6 +406,11 @@ async function main(): Promise<void> {
     ]);
     hostCommand(host, ['ip', 'route', 'show', 'proto', '76']);
     hostCommand(host, [BUSYBOX, 'ping', '-c', '1', '172.16.86.2']);
+    // httpd listens a moment after `docker run -d` returns (longer on a busy machine).
+    for (let tries = 0; tries < 40; tries++) {
+      if (host.exec([BUSYBOX, 'wget', '-q', '-O', '/dev/null', 'http://172.16.86.2/i.html']).status === 0) break;
+      await sleep(250);
+    }
     hostCommand(host, [BUSYBOX, 'wget', '-q', '-O', '-', 'http://172.16.86.2/i.html']);
 
     show(host, ['rm', '-f', 'web']);
@@ -433,6 +438,18 @@ async function main(): Promise<void> {
     show(host, ['start', 'printer-app']);
     show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
     show(host, ['rm', '-f', 'printer-app']);
+
+    step('A name keeps a container its identity on the LAN: --driver-opt lanplug.identity=NAME gives the MAC,');
+    step('the DHCP client id and the hostname from the name, so a container re-created under the same name is');
+    step('the same device to the LAN: the same MAC, so the same lease and address (lanplug identity prints them).');
+    hostCommand(host, [process.execPath, LANPLUG, 'identity', 'scanner']);
+    const named = ['run', '-d', '--network', 'name=office,driver-opt=lanplug.identity=scanner', '--name', 'scanner'];
+    show(host, [...named, 'alpine:latest', 'sleep', '600']);
+    show(host, ['exec', 'scanner', 'ip', 'addr', 'show', 'eth0']);
+    show(host, ['rm', '-f', 'scanner']);
+    show(host, [...named, 'alpine:latest', 'sleep', '600']);
+    show(host, ['exec', 'scanner', 'ip', 'addr', 'show', 'eth0']);
+    show(host, ['rm', '-f', 'scanner']);
 
     step('Before a container uses the address the server gave, lanplug asks the LAN (an ARP probe). Here a device');
     step('the server does not know holds the address reserved for this MAC: lanplug declines it and asks again.');
