@@ -27,7 +27,7 @@ export function parseListenAddress(text: string): ListenAddress {
   if (m === null || isIP(host) === 0 || (m[1] !== undefined && isIP(host) !== 6)) throw new Error(usage);
   if (!Number.isInteger(port) || port < 1 || port > 65535)
     throw new Error(`--metrics-listen's port must be 1-65535; got '${m[3] ?? ''}'`);
-  if (isWildcard(host))
+  if (isWildcard(host, usage))
     throw new Error(
       `--metrics-listen ${text} would serve the metrics on every interface: name one address (127.0.0.1:${port} for this host only)`,
     );
@@ -39,11 +39,18 @@ const MAPPED_ANY = 0xffff_0000_0000n;
 
 /**
  * 0.0.0.0, :: and ::ffff:0.0.0.0 (every interface), compared by value: they have many spellings
- * (::0.0.0.0, 0:0::0, ::ffff:0:0, …), and a text a pattern misses would serve the LAN.
+ * (::0.0.0.0, 0:0::0, ::ffff:0:0, …), and a text a pattern misses would serve the LAN. A zone
+ * (fe80::1%eth0) names the interface of a link-local address; it does not make :: one interface's,
+ * so the address is compared without it. A text that still does not parse is the flag's error.
  */
-function isWildcard(host: string): boolean {
-  const { family, value } = parseAddress(host);
-  return value === 0n || (family === 6 && value === MAPPED_ANY);
+function isWildcard(host: string, usage: string): boolean {
+  let parsed: ReturnType<typeof parseAddress>;
+  try {
+    parsed = parseAddress(host.replace(/%.*$/, ''));
+  } catch {
+    throw new Error(usage);
+  }
+  return parsed.value === 0n || (parsed.family === 6 && parsed.value === MAPPED_ANY);
 }
 
 /**

@@ -18,7 +18,7 @@ import {
   seconds,
 } from './daemon-flags';
 import { formatChecks, runDoctor } from './doctor';
-import { doctorCniSocket, installedServiceUnit } from './doctor/cni-socket';
+import { doctorCniSocket, installedServiceCommand } from './doctor/cni-socket';
 import { parseSince, streamEvents } from './events';
 import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
@@ -181,7 +181,7 @@ export async function main(argv: readonly string[]): Promise<number> {
           cniSocket: doctorCniSocket(
             flags.given('--cni-socket') ? flags.value('--cni-socket') : null,
             stateDir,
-            installedServiceUnit(),
+            installedServiceCommand(),
           ),
         });
         process.stdout.write(flags.on('--json') ? `${JSON.stringify(checks, null, 2)}\n` : formatChecks(checks));

@@ -242,13 +242,20 @@ function systemdArgument(word: string): string {
 /**
  * The words of a service's `ExecStart=` line, as systemd reads them back (the inverse of
  * systemdArgument: double quotes, `\\` `\"` and `\xNN` in them, `%%` and `$$`); null when the unit
- * has no such line. What `lanplug doctor` learns of the installed daemon's flags (its CNI socket).
+ * has no such line. `unitText` may be the unit followed by its drop-ins: the last line that names a
+ * command is the one systemd runs (a drop-in's `ExecStart=` alone only clears the unit's). What
+ * `lanplug doctor` learns of the installed daemon's flags (its CNI socket).
  */
 export function serviceArguments(unitText: string): string[] | null {
-  const line = unitText.split('\n').find((l) => l.startsWith('ExecStart='));
-  if (line === undefined) return null;
+  let command: string | null = null;
+  for (const line of unitText.split('\n'))
+    if (line.startsWith('ExecStart=')) command = line.trim() === 'ExecStart=' ? null : line.slice('ExecStart='.length);
+  return command === null ? null : commandWords(command);
+}
+
+/** The words of a command line in a unit file (see serviceArguments). */
+function commandWords(text: string): string[] {
   const words: string[] = [];
-  const text = line.slice('ExecStart='.length);
   let i = 0;
   while (i < text.length) {
     if (text[i] === ' ') {

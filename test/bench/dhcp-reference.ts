@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { buildCniExecutable } from '../../src/install/cni';
 import { createLan } from '../lab/lan';
 import { startDhcpServer } from '../lab/dhcp-server';
+import { benchNs } from '../lab/names';
 import { nsExecArgv } from '../lab/ns';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
@@ -55,7 +56,7 @@ export async function dhcpBesideReference(
       router: '172.30.0.1',
     });
     const runtime = lan.addLanHost('rt', '172.30.0.5/16');
-    daemon = new ScaleDaemon(runtime.ns);
+    daemon = new ScaleDaemon(runtime.ns, lan.dir);
     await daemon.start();
     const lanplugPlugin = join(daemon.dir, 'cni', 'lanplug-macvlan');
     runOk(['mkdir', '-p', join(daemon.dir, 'cni')]);
@@ -81,6 +82,8 @@ export async function dhcpBesideReference(
               String(options.cycles),
               String(options.burst),
               referenceSocket,
+              // the containers' namespaces named with the lab's id: the LAN's teardown removes any left
+              benchNs(lan.id, ''),
             ]),
             { timeoutMs: 600_000 },
           ),

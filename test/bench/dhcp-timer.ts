@@ -8,6 +8,8 @@
  * DELs. Prints the timings as JSON on stdout.
  *
  * argv: reference|lanplug <main plugin executable> <parent> <cycles> <burst> <reference daemon socket>
+ * <namespace prefix>: the containers' namespaces are <prefix>c<n> and <prefix>b<n>, a prefix of the
+ * lab's (names.ts benchNs), so that the lab's teardown removes them when this process is killed.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname } from 'node:path';
@@ -19,6 +21,7 @@ const [
   cyclesText = '30',
   burstText = '0',
   socket = '',
+  nsPrefix = `lpb-dh-${process.pid}-`,
 ] = process.argv.slice(2);
 const pluginDir = dirname(executable);
 
@@ -72,11 +75,10 @@ function plugin(command: 'ADD' | 'DEL', containerId: string, netns: string): Pro
 }
 
 async function main(): Promise<void> {
-  const tag = `lpb-dh-${process.pid}`;
   const add: number[] = [];
   const del: number[] = [];
   for (let i = 0; i < Number(cyclesText); i++) {
-    const ns = `${tag}-${i}`;
+    const ns = `${nsPrefix}c${i}`;
     ip('netns', 'add', ns);
     try {
       add.push(await plugin('ADD', `${kind}${i}`, `/run/netns/${ns}`));
@@ -86,13 +88,18 @@ async function main(): Promise<void> {
     }
   }
   const burst = Number(burstText);
-  const names = Array.from({ length: burst }, (_, i) => `${tag}-b${i}`);
-  for (const ns of names) ip('netns', 'add', ns);
+  const names = Array.from({ length: burst }, (_, i) => `${nsPrefix}b${i}`);
+  const made: string[] = [];
   const burstAdd: number[] = [];
   let failed = 0;
   let firstError = '';
   let wall = 0;
   try {
+    // inside the try: when one `ip netns add` fails, those made before it are deleted
+    for (const ns of names) {
+      ip('netns', 'add', ns);
+      made.push(ns);
+    }
     const start = process.hrtime.bigint();
     await Promise.all(
       names.map((ns, i) =>
@@ -108,7 +115,7 @@ async function main(): Promise<void> {
     wall = Number(process.hrtime.bigint() - start) / 1e6;
     for (const [i, ns] of names.entries()) await plugin('DEL', `${kind}b${i}`, `/run/netns/${ns}`).catch(() => 0);
   } finally {
-    for (const ns of names) ip('netns', 'del', ns);
+    for (const ns of made) ip('netns', 'del', ns);
   }
   process.stdout.write(JSON.stringify({ add, del, burstAdd, wall, failed, firstError }));
 }

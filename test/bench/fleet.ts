@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { CONTROL_SOCKET_NAME } from '../../src/api/control';
 import { unixHttp } from '../../src/api/unix-http';
 import { createLan, type Lan } from '../lab/lan';
-import { startEtcdCluster } from '../lab/etcd-cluster';
+import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { post } from '../support/plugin-http';
 import { ScaleDaemon } from './scale';
 import { quantile, sinceMs, type Results } from './stats';
@@ -163,46 +163,47 @@ export async function fleetOnEtcd(results: Results, options: FleetOptions): Prom
   const daemons: ScaleDaemon[] = [];
   const hosts: FleetHost[] = [];
   const points: FleetPoint[] = [];
+  let cluster: EtcdCluster | undefined;
   try {
     const etcdHost = lan.addLanHost('etcd', `${ETCD_ADDRESS}/16`);
-    const cluster = await startEtcdCluster({
+    const etcd = await startEtcdCluster({
       dir: join(lan.dir, 'etcd'),
       address: ETCD_ADDRESS,
       basePort: 32700,
       ns: etcdHost.ns,
     });
-    try {
-      const most = Math.max(...options.hosts);
-      for (let i = 0; i < most; i++) {
-        const lanHost = lan.addLanHost(`f${i}`, `10.231.1.${10 + i}/16`);
-        const daemon = new ScaleDaemon(lanHost.ns, ['--store', cluster.storeUrl, '--host-id', `fleet${i}`]);
-        daemons.push(daemon);
-        await daemon.start();
-        hosts.push(new FleetHost(daemon, options.concurrency));
+    cluster = etcd;
+    const most = Math.max(...options.hosts);
+    for (let i = 0; i < most; i++) {
+      const lanHost = lan.addLanHost(`f${i}`, `10.231.1.${10 + i}/16`);
+      const daemon = new ScaleDaemon(lanHost.ns, lan.dir, ['--store', etcd.storeUrl, '--host-id', `fleet${i}`]);
+      daemons.push(daemon);
+      await daemon.start();
+      hosts.push(new FleetHost(daemon, options.concurrency));
+    }
+    // Each round its own /16: no round meets another's claims or a release still on its way.
+    let subnet = 100;
+    for (const members of [3, 2]) {
+      if (members === 2) etcd.kill(2);
+      for (const n of options.hosts) {
+        // One unmeasured round first: the daemons' first etcd calls open connections and pay the JIT.
+        if (members === 3) await round(hosts.slice(0, n), `10.${subnet++}.0.0/16`, { ...options, perHost: 10 });
+        const point = { ...(await round(hosts.slice(0, n), `10.${subnet++}.0.0/16`, options)), etcdMembers: members };
+        points.push(point);
+        const what = `RequestAddress, ${n} hosts × ${options.perHost} at once, ${members} of 3 etcd members up`;
+        results.figure(`fleet: ${what}: allocations per second`, point.perSecond, '/s');
+        results.figure(`fleet: ${what}: duplicates`, point.duplicates, '');
       }
-      // Each round its own /16: no round meets another's claims or a release still on its way.
-      let subnet = 100;
-      for (const members of [3, 2]) {
-        if (members === 2) cluster.kill(2);
-        for (const n of options.hosts) {
-          // One unmeasured round first: the daemons' first etcd calls open connections and pay the JIT.
-          if (members === 3) await round(hosts.slice(0, n), `10.${subnet++}.0.0/16`, { ...options, perHost: 10 });
-          const point = { ...(await round(hosts.slice(0, n), `10.${subnet++}.0.0/16`, options)), etcdMembers: members };
-          points.push(point);
-          const what = `RequestAddress, ${n} hosts × ${options.perHost} at once, ${members} of 3 etcd members up`;
-          results.figure(`fleet: ${what}: allocations per second`, point.perSecond, '/s');
-          results.figure(`fleet: ${what}: duplicates`, point.duplicates, '');
-        }
-      }
-    } finally {
-      cluster.stop();
     }
   } finally {
     for (const h of hosts) h.close();
+    // The daemons before etcd: their SIGTERM shutdown talks to the cluster as the rounds left it,
+    // not to one already stopped.
     for (const d of daemons) {
       await d.stop().catch(() => undefined);
       d.close();
     }
+    cluster?.stop();
     lan.destroy();
   }
   return points;

@@ -13,6 +13,7 @@ import { startLanplug } from '../lab/lanplug';
 import { DAEMON_NODE_FLAGS } from '../../src/daemon';
 import { nsExecArgv } from '../lab/ns';
 import { runOk } from '../lab/proc';
+import { cleanupStaleLab } from '../lab/sweep';
 import { measureReceiveLoad } from '../support/receive-load';
 import { repoRoot } from '../support/repo';
 import { buildCniExecutable } from '../../src/install/cni';
@@ -204,6 +205,10 @@ function judge(results: Results, cold: number[]): void {
 /** `npm run bench -- --scale`: the curves only (scale.ts); latest.json keeps the default run's rows beside them. */
 async function scaleMain(): Promise<void> {
   const results = new Results();
+  // What an earlier run that was killed (SIGKILL, a crash) left: its labs, their daemons and namespaces.
+  const stale = cleanupStaleLab();
+  if (stale.namespaces.length + stale.dirs.length > 0)
+    process.stderr.write(`bench: removed what a killed run left: ${[...stale.namespaces, ...stale.dirs].join(' ')}\n`);
   const loadBefore = loadAverage();
   // BENCH_SCALE_ONLY=curves, fleet or dhcp: one part of the scale run.
   const only = process.env['BENCH_SCALE_ONLY'];

@@ -17,14 +17,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, get } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DAEMON_NODE_FLAGS } from '../../src/daemon';
 import { openRtnl } from '../../src/link/rtnl';
-import { addNetns, delNetns } from '../lab/ns';
 import { run, runOk } from '../lab/proc';
 import { post } from '../support/plugin-http';
 import { repoRoot } from '../support/repo';
+import { BenchLab } from './bench-lab';
 import type { DhcpBeside } from './dhcp-reference';
 import type { FleetPoint } from './fleet';
 import type { ProbeWindow } from './loop-probe';
@@ -182,12 +181,19 @@ class Layout {
   }
 }
 
-/** The daemon under test: `lanplug daemon` in the namespace, with the bench's probe loaded. */
+/** How long a daemon gets to exit on SIGTERM before the bench SIGKILLs it (and fails the run). */
+const STOP_TIMEOUT_MS = 30_000;
+
+/**
+ * The daemon under test: `lanplug daemon` in the namespace, with the bench's probe loaded. Its files
+ * are in a directory of its own under `labDir` (a lab's directory: a lab's teardown, or the sweep of
+ * a later run, removes them and the daemon, which names it on its command line).
+ */
 export class ScaleDaemon {
-  readonly dir = mkdtempSync(join(tmpdir(), 'lanplug-scale-'));
-  readonly stateDir = join(this.dir, 'state');
-  readonly pluginDir = join(this.dir, 'plugins');
-  readonly probeSocket = join(this.dir, 'probe.sock');
+  readonly dir: string;
+  readonly stateDir: string;
+  readonly pluginDir: string;
+  readonly probeSocket: string;
   private agent = new Agent({ keepAlive: true, maxSockets: 1 });
   private child: ChildProcess | null = null;
   private runs = 0;
@@ -195,8 +201,14 @@ export class ScaleDaemon {
   /** `extraArgs`: more daemon flags (the fleet's --store and --host-id). */
   constructor(
     readonly ns: string,
+    labDir: string,
     private readonly extraArgs: readonly string[] = [],
-  ) {}
+  ) {
+    this.dir = mkdtempSync(join(labDir, 'daemon-'));
+    this.stateDir = join(this.dir, 'state');
+    this.pluginDir = join(this.dir, 'plugins');
+    this.probeSocket = join(this.dir, 'probe.sock');
+  }
 
   get pid(): number {
     const pid = this.child?.pid;
@@ -262,7 +274,16 @@ export class ScaleDaemon {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
-      await exited;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), STOP_TIMEOUT_MS)));
+      const outcome = await Promise.race([exited, late]);
+      clearTimeout(timer);
+      if (outcome === 'late') {
+        child.kill('SIGKILL');
+        await exited;
+        this.child = null;
+        throw new Error(`bench: the daemon did not exit in ${STOP_TIMEOUT_MS / 1000} s of SIGTERM (killed)`);
+      }
     }
     this.child = null;
   }
@@ -324,7 +345,9 @@ class Floor {
   private readonly child: ChildProcess;
   constructor(private readonly socketPath: string) {
     const probe = join(repoRoot(), 'dist', 'test', 'bench', 'loop-probe.js');
-    this.child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, probe], {
+    // The socket's path on the command line too (the probe reads the environment): so that a lab's
+    // sweep, which knows processes by the lab directory they name, finds this one.
+    this.child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, probe, socketPath], {
       stdio: 'ignore',
       env: { ...process.env, LANPLUG_BENCH_PROBE: socketPath },
     });
@@ -401,15 +424,16 @@ async function oneNetworkCount(
   curves: ScaleCurves,
   n: number,
   options: ScaleOptions,
-  runTag: string,
+  lab: BenchLab,
 ): Promise<void> {
-  const ns = `lpb-scale-${runTag}-${n}`;
   const top = Math.max(...options.levels);
   const layout = new Layout(n, top, options.cycles);
-  addNetns(ns);
-  const daemon = new ScaleDaemon(ns);
-  const floor = new Floor(join(daemon.dir, 'floor.sock'));
+  const ns = lab.addNamespace(`scale${n}`);
+  let daemon: ScaleDaemon | undefined;
+  let floor: Floor | undefined;
   try {
+    daemon = new ScaleDaemon(ns, lab.dir);
+    floor = new Floor(join(daemon.dir, 'floor.sock'));
     makeParents(ns, n, daemon.dir);
     await daemon.start();
     const networkIds: string[] = [];
@@ -525,18 +549,25 @@ async function oneNetworkCount(
     results.figure(`${section}: lanplug gc on ${top} rows`, gcMs, 'ms');
     await daemon.stop();
   } finally {
-    floor.stop();
-    daemon.close();
+    floor?.stop();
+    daemon?.close();
     // The kernel removes the namespace's links with it, in one batch.
-    delNetns(ns);
+    lab.removeNamespace(ns);
   }
 }
 
-/** The scale run: one namespace and one daemon per network count, torn down after it. */
+/**
+ * The scale run: one namespace and one daemon per network count, torn down after it; all in one
+ * bench lab, which an interrupted run (Ctrl-C, SIGTERM) removes too.
+ */
 export async function scaleCurves(results: Results, options: ScaleOptions): Promise<ScaleCurves> {
   const curves: ScaleCurves = { points: [], starts: [], fleet: [], dhcp: [] };
-  const runTag = process.pid.toString(36);
-  for (const n of options.networks) await oneNetworkCount(results, curves, n, options, runTag);
+  const lab = BenchLab.create();
+  try {
+    for (const n of options.networks) await oneNetworkCount(results, curves, n, options, lab);
+  } finally {
+    lab.destroy();
+  }
   return curves;
 }
 

@@ -8,7 +8,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { issuedLabIds } from '../lab/names';
+import { delNetns } from '../lab/ns';
+import { labLeftoversOf } from '../lab/sweep';
+import { allPids, isAlive, nsIdentity, readOr, signal, sleep, waitGoneSync } from '../lab/proc';
+import { repoRoot } from '../support/repo';
 import { dhcpBesideReference } from '../bench/dhcp-reference';
 import { fleetOnEtcd } from '../bench/fleet';
 import { scaleCurves } from '../bench/scale';
@@ -44,9 +51,7 @@ test('the scale bench runs at tiny counts: every point measured, the restart and
   assert.match(table, /^ {7}3 {5}12 /m, 'a row per point in the tables');
   assert.equal(results.verdicts.length, 3, 'attach and RSS at the top, and the start');
 
-  const left = readdirSync('/run/netns').filter((n) => n.startsWith(`lpb-scale-${process.pid.toString(36)}-`));
-  assert.deepEqual(left, [], 'the namespaces are gone');
-  assert.equal(existsSync('/run/netns'), true);
+  assertNothingLeft();
 });
 
 test('the fleet bench runs at tiny counts: two daemons on one etcd, every address given once, released after', async () => {
@@ -60,6 +65,7 @@ test('the fleet bench runs at tiny counts: two daemons on one etcd, every addres
     ],
   );
   for (const p of points) assert.ok(p.perSecond > 0 && p.p99 >= p.p50);
+  assertNothingLeft();
 });
 
 test('the DHCP bench runs at tiny counts: the reference and lanplug each acquire from one dnsmasq, one by one and at once', async () => {
@@ -74,4 +80,94 @@ test('the DHCP bench runs at tiny counts: the reference and lanplug each acquire
   );
   for (const d of beside) assert.ok(d.add.p50 > 0 && d.del.p50 > 0 && d.burst.wallMs > 0);
   assert.equal(results.rows.filter((r) => r.section === 'DHCP (dnsmasq on the LAN)').length, 2, 'probe on and off');
+  assertNothingLeft();
+});
+
+/** The pids below `root` (its children, theirs, …). */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const pid of allPids()) {
+    const stat = readOr(`/proc/${pid}/stat`, '');
+    parent.set(pid, Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+  }
+  const below = new Set([root]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, ppid] of parent)
+      if (below.has(ppid) && !below.has(pid)) {
+        below.add(pid);
+        grew = true;
+      }
+  }
+  below.delete(root);
+  return [...below];
+}
+
+/**
+ * Nothing of this file's benches is left: no namespace (the scale run's, the fleet's hosts, the DHCP
+ * runtime's containers), directory or process (a daemon, the idle probe, the reference dhcp daemon,
+ * etcd, dnsmasq) of the labs it made, and no child process of its own. Other test files' labs may be
+ * running meanwhile: only this process's lab ids are looked at.
+ */
+function assertNothingLeft(): void {
+  assert.ok(issuedLabIds().size > 0, 'the bench made its things in labs');
+  assert.deepEqual(labLeftoversOf(issuedLabIds()), { namespaces: [], dirs: [], processes: [] });
+  assert.deepEqual(
+    // a child killed a moment ago may be a zombie until node reaps it: gone all the same
+    descendants(process.pid)
+      .filter(isAlive)
+      .map((p) => `${p} ${argvOf(p).join(' ')}`),
+    [],
+    'no process of the bench is left',
+  );
+}
+
+const argvOf = (pid: number): string[] => readOr(`/proc/${pid}/cmdline`, '').split('\0');
+
+test('the scale bench interrupted (SIGINT) mid-run leaves no daemon, process, namespace or directory', async () => {
+  const bench = `require(${JSON.stringify(join(repoRoot(), 'dist', 'test', 'bench', 'scale.js'))})
+    .scaleCurves(new (require(${JSON.stringify(join(repoRoot(), 'dist', 'test', 'bench', 'stats.js'))}).Results)(),
+      { networks: [2], levels: [0], cycles: 1000000 })`;
+  const child = spawn(process.execPath, ['-e', bench], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.once('exit', (code, sig) => resolve([code, sig])),
+  );
+  let daemon: number | undefined;
+  let below: number[] = [];
+  let ns: string | undefined;
+  let daemonDir: string | undefined;
+  try {
+    for (let waited = 0; daemon === undefined; waited += 100) {
+      assert.ok(waited < 60_000 && child.exitCode === null, `the bench did not start its daemon: ${stderr}`);
+      await sleep(100);
+      below = descendants(child.pid as number);
+      daemon = below.find((p) => argvOf(p).includes('daemon') && argvOf(p).includes('--state-dir'));
+    }
+    await sleep(1_000); // into the cycles
+    below = descendants(child.pid as number);
+    const argv = argvOf(daemon);
+    daemonDir = dirname(argv[argv.indexOf('--state-dir') + 1] ?? '/nonexistent/state');
+    const net = nsIdentity('net', `/proc/${daemon}/ns/net`);
+    ns = readdirSync('/run/netns').find((n) => nsIdentity('net', `/run/netns/${n}`) === net);
+    assert.ok(
+      ns !== undefined && existsSync(daemonDir),
+      'the daemon runs in a namespace of the bench, on its directory',
+    );
+
+    signal(child.pid as number, 'SIGINT');
+    const [code] = await exited;
+    assert.equal(code, 130, 'the bench exits as interrupted, after its cleanup');
+    assert.deepEqual(waitGoneSync(below, 5_000), [], 'no process of the bench is left (the daemon, the idle probe)');
+    assert.equal(existsSync(`/run/netns/${ns}`), false, `namespace ${ns} is gone`);
+    assert.equal(existsSync(daemonDir), false, `${daemonDir} is gone`);
+  } finally {
+    // what a failed run left, so that it leaves nothing on the machine either
+    signal(child.pid as number, 'SIGKILL');
+    for (const pid of below) if (isAlive(pid)) signal(pid, 'SIGKILL');
+    waitGoneSync(below, 5_000);
+    if (ns !== undefined) delNetns(ns);
+    if (daemonDir !== undefined) rmSync(daemonDir, { recursive: true, force: true });
+  }
 });

@@ -10,7 +10,7 @@ import { labDir, lanHostNs, lanNs, newLabId } from './names';
 import { addNetns, addrArgs, delNetns, isV6, nsExecArgv, sysctlsNoDad } from './ns';
 import { run, runOk, type RunOptions, type RunResult } from './proc';
 import { registerLab, unregisterLab } from './registry';
-import { markOwner, sweepNetns, umountUnder } from './sweep';
+import { labNamespaces, markOwner, sweepNetns, umountUnder } from './sweep';
 
 export interface LanOptions {
   /** Addresses put on br0 in the LAN namespace (the gateway); default ['172.16.86.1/24']. */
@@ -183,6 +183,11 @@ export class Lan {
     try {
       for (const dh of [...this.dockerHosts]) dh.destroy();
       for (const h of [...this.lanHosts]) h.destroy();
+      // what a program run on this LAN named with the lab's id (a bench's container namespaces) goes too
+      for (const ns of labNamespaces(this.id).filter((n) => n !== this.ns)) {
+        sweepNetns(ns);
+        delNetns(ns);
+      }
       sweepNetns(this.ns);
       delNetns(this.ns);
       umountUnder(this.dir);

@@ -270,6 +270,31 @@ export function cleanupStaleLab(): StaleCleanupReport {
   return report;
 }
 
+/** The namespaces in /run/netns named with this lab id (whoever made them: the lab, a bench, a program it ran). */
+export function labNamespaces(id: string): string[] {
+  try {
+    return fs.readdirSync('/run/netns').filter((n) => NS_RE.exec(n)?.[1] === id);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * What is left of the labs with these ids (this process's: names.issuedLabIds), whatever else runs on
+ * the machine meanwhile: their namespaces, directories, and processes whose command line names a directory.
+ */
+export function labLeftoversOf(ids: Iterable<string>): { namespaces: string[]; dirs: string[]; processes: string[] } {
+  const idList = [...ids];
+  const dirs = idList.map(labDir).filter((d) => fs.existsSync(d));
+  const named = idList.map(labDir);
+  const processes: string[] = [];
+  for (const pid of allPids()) {
+    const argv = readOr(`/proc/${pid}/cmdline`, '').split('\0');
+    if (argv.some((a) => named.some((d) => a === d || a.includes(d + '/')))) processes.push(`${pid} ${argv.join(' ')}`);
+  }
+  return { namespaces: idList.flatMap(labNamespaces), dirs, processes };
+}
+
 /** What is left of labs on this machine (for assertions that teardown was complete). */
 export function labLeftovers(): { namespaces: string[]; dirs: string[]; cgroups: string[] } {
   let namespaces: string[] = [];

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { doctorCniSocket } from '../../src/cli/doctor/cni-socket';
+import { doctorCniSocket, serviceFilesCommand, systemctlExecStart } from '../../src/cli/doctor/cni-socket';
 import { serviceArguments, unitFiles } from '../../src/install/units';
 import { repoRoot } from '../support/repo';
 
@@ -160,7 +160,7 @@ test('a daemon flag the daemon would refuse is refused by install in one line, a
 
 test("doctor asks the CNI socket the installed service's command line names (--cni-socket PATH or off), else STATE-DIR/cni.sock; doctor's own --cni-socket first", () => {
   withRoot((root) => {
-    const unit = (): string => readFileSync(join(root, 'etc/systemd/system/lanplug.service'), 'utf8');
+    const unit = (): string[] | null => serviceFilesCommand(join(root, 'etc/systemd/system'));
     assert.equal(lanplug('install', '--root', root, '--cni-socket', '/run/lanplug cni/cni.sock').code, 0);
     assert.equal(doctorCniSocket(null, '/var/lib/lanplug', unit()), '/run/lanplug cni/cni.sock');
     assert.equal(doctorCniSocket('/run/other.sock', '/var/lib/lanplug', unit()), '/run/other.sock');
@@ -170,6 +170,36 @@ test("doctor asks the CNI socket the installed service's command line names (--c
     assert.equal(doctorCniSocket(null, '/srv/lanplug', unit()), '/srv/lanplug/cni.sock');
   });
   assert.equal(doctorCniSocket(null, '/var/lib/lanplug', null), '/var/lib/lanplug/cni.sock', 'no service installed');
+});
+
+test("doctor reads the service's --cni-socket as the daemon does: the = form, the last one, a drop-in's ExecStart", () => {
+  const daemon = ['/usr/bin/node', '/opt/lanplug/bin/lanplug', 'daemon'];
+  assert.equal(doctorCniSocket(null, '/var/lib/lanplug', [...daemon, '--cni-socket=/run/x.sock']), '/run/x.sock');
+  assert.equal(doctorCniSocket(null, '/var/lib/lanplug', [...daemon, '--cni-socket=off']), null);
+  assert.equal(
+    doctorCniSocket(null, '/var/lib/lanplug', [...daemon, '--cni-socket', '/run/a.sock', '--cni-socket=/run/b.sock']),
+    '/run/b.sock',
+  );
+  withRoot((root) => {
+    const unitDir = join(root, 'etc/systemd/system');
+    assert.equal(lanplug('install', '--root', root, '--cni-socket', '/run/lanplug/cni.sock').code, 0);
+    // An operator's override: ExecStart= clears the unit's command, the next line replaces it.
+    mkdirSync(join(unitDir, 'lanplug.service.d'));
+    writeFileSync(
+      join(unitDir, 'lanplug.service.d', 'override.conf'),
+      '[Service]\nExecStart=\nExecStart=/usr/bin/node /opt/lanplug/bin/lanplug daemon --cni-socket=/run/over.sock\n',
+    );
+    assert.equal(doctorCniSocket(null, '/var/lib/lanplug', serviceFilesCommand(unitDir)), '/run/over.sock');
+  });
+  assert.equal(serviceFilesCommand('/nonexistent'), null, 'no service installed');
+  // What systemd runs, as `systemctl show -p ExecStart --value` prints it (systemd 252).
+  assert.deepEqual(
+    systemctlExecStart(
+      '{ path=/usr/bin/node ; argv[]=/usr/bin/node /opt/lanplug/bin/lanplug daemon --cni-socket=/run/s.sock ; ignore_errors=no ; start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }\n',
+    ),
+    [...daemon, '--cni-socket=/run/s.sock'],
+  );
+  assert.equal(systemctlExecStart('\n'), null, 'the unit is not loaded');
 });
 
 test("the service's command line reads back word for word as systemd reads it: quotes, escapes, % and $", () => {

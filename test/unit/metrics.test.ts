@@ -157,6 +157,8 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
   // Not a wildcard: a mapped address of this host, and an IPv6 address that merely has zeros and ffff in it.
   assert.deepEqual(parseListenAddress('[::ffff:127.0.0.1]:9464'), { host: '::ffff:127.0.0.1', port: 9464 });
   assert.deepEqual(parseListenAddress('[::ffff:0:1]:9464'), { host: '::ffff:0:1', port: 9464 });
+  // A link-local address needs its interface: the zone stays in the host the socket binds.
+  assert.deepEqual(parseListenAddress('[fe80::1%eth0]:9464'), { host: 'fe80::1%eth0', port: 9464 });
   for (const [bad, message] of [
     ['9464', /must be ADDRESS:PORT/],
     [':9464', /must be ADDRESS:PORT/],
@@ -174,8 +176,16 @@ test('--metrics-listen: an IP address of this host and a port; anything else, a 
     ['[0:0:0:0:0:ffff:0:0]:9464', /every interface/],
     ['[0::ffff:0.0.0.0]:9464', /every interface/],
     ['[0:0::0]:9464', /every interface/],
+    // A zone does not make the wildcard one interface's: :: is every address, whatever follows the %.
+    ['[::%lo]:9464', /every interface/],
+    ['[0::0%eth0]:9464', /every interface/],
   ] as const)
-    assert.throws(() => parseListenAddress(bad), message, bad);
+    assert.throws(
+      () => parseListenAddress(bad),
+      (err: Error) =>
+        message.test(err.message) && err.message.includes('--metrics-listen') && !err.message.includes('\n'),
+      bad,
+    );
   // And served there: GET /metrics over TCP on loopback.
   const listener = await MetricsListener.listen(
     { host: '127.0.0.1', port: 0 },
