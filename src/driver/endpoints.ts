@@ -20,7 +20,7 @@ import {
   type Stamped,
 } from '../model/network';
 import type { IpPrefix } from '../net/address';
-import { AddressHeldConflict } from '../state/store';
+import { addressHeldConflict } from '../state/store';
 import { parseMac } from '../net/mac';
 import { quietAskingLink } from './asking-links';
 import { checkIds, inNetwork, requireNetwork, type DriverContext } from './driver-context';
@@ -76,47 +76,34 @@ export function createEndpoint(
   // the user's MAC does not follow the address, so the store's unique MAC would not catch it). ipvlan: the
   // kernel refuses an address another port of the parent holds.
   if (mac !== null) refuseAddressHeld(ctx, spec, record);
-  putEndpointOverForgotten(ctx, spec, record);
+  ctx.store.putEndpoint(record);
   crashPoint('create-endpoint:recorded');
   return { assignedMac: requestedMac === null ? mac : null };
 }
 
 /**
- * Records a new endpoint. Its address (and so its derived MAC) may still be
- * on the row of an endpoint Docker forgot: Docker forgets an endpoint whose
- * DeleteEndpoint failed (lanplug was restarting when its container was
- * removed) and gives its address to the next container. When that holder's
- * container is provably gone, its row is dropped (with its teardown, as
- * DeleteEndpoint would have) and the new endpoint takes the address;
- * otherwise the one-line refusal stands (a live holder: Docker gave the
- * address out twice), and the periodic check, which asks dockerd, drops a
- * forgotten row later. Not on DHCP networks: the holder's lease is its own
- * record, which the new container (the same MAC, so the same client) may be
- * using; the lease keeper's watchdog settles those.
+ * Refuses `record` when another endpoint of its network holds one of its addresses. That holder may
+ * be an endpoint Docker forgot: Docker forgets an endpoint whose DeleteEndpoint failed (lanplug was
+ * restarting when its container was removed) and gives its address to the next container. When the
+ * holder's container is provably gone, its row is dropped instead (dropIfForgotten) and the new
+ * endpoint takes the address; otherwise the one-line refusal stands (a live holder: Docker gave the
+ * address out twice), and the periodic check, which asks dockerd, drops a forgotten row later.
  */
-function putEndpointOverForgotten(ctx: DriverContext, spec: NetworkSpec, record: EndpointRecord): void {
-  try {
-    ctx.store.putEndpoint(record);
-  } catch (err) {
-    if (!(err instanceof AddressHeldConflict) || !dropIfForgotten(ctx, spec, err.holder, record.endpointId)) throw err;
-    ctx.store.putEndpoint(record);
-  }
-}
-
-/** Refuses `record` when another endpoint of its network holds one of its addresses (unless Docker forgot that one). */
 function refuseAddressHeld(ctx: DriverContext, spec: NetworkSpec, record: EndpointRecord): void {
   const wanted = new Set(addressesOf(record).map((a) => a.text));
   for (const other of ctx.store.endpointsHoldingAddressesOf(spec.networkId, record)) {
     if (other.endpointId === record.endpointId) continue;
     const address = addressesOf(other).find((a) => wanted.has(a.text));
     if (address !== undefined && !dropIfForgotten(ctx, spec, other, record.endpointId))
-      throw AddressHeldConflict.of(address.text, other);
+      throw addressHeldConflict(address.text, other);
   }
 }
 
 /**
  * Drops `holder`'s row (with its teardown, as its DeleteEndpoint would have) when its container is
- * provably gone (containerGone) and its network takes no addresses from DHCP; true when it did.
+ * provably gone (containerGone) and its network takes no addresses from DHCP (the holder's lease may
+ * be the new container's: the same MAC is the same client; the lease keeper's watchdog settles
+ * those); true when it did.
  */
 function dropIfForgotten(
   ctx: DriverContext,

@@ -11,25 +11,14 @@ import { LanplugError } from '../errors';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
 
 /**
- * putEndpoint's refusal when another endpoint of the network holds the same
- * address (and so the same derived MAC): it names that endpoint, so the driver
- * can tell a live holder from one Docker forgot (driver/endpoints.ts).
+ * The refusal of an endpoint whose address another endpoint of the network holds (the store's, through
+ * the unique MAC an address-derived MAC gives; the driver's, by address): it names that endpoint.
  */
-export class AddressHeldConflict extends LanplugError {
-  /** Refused because `holder`, another endpoint of the network, holds `address`. */
-  static of(address: string, holder: EndpointRecord & Stamped): AddressHeldConflict {
-    return new AddressHeldConflict(
-      holder,
-      `address ${address} of this network is already held by endpoint ${holder.endpointId.slice(0, 12)} (MAC ${holder.mac ?? 'none'}): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address`,
-    );
-  }
-
-  constructor(
-    readonly holder: EndpointRecord & Stamped,
-    message: string,
-  ) {
-    super('Conflict', message);
-  }
+export function addressHeldConflict(address: string, holder: EndpointRecord): LanplugError {
+  return new LanplugError(
+    'Conflict',
+    `address ${address} of this network is already held by endpoint ${holder.endpointId.slice(0, 12)} (MAC ${holder.mac ?? 'none'}): Docker gave it out twice (as it can after dockerd was killed while starting containers), or forgot that endpoint (lanplug was killed while answering it; lanplug gc drops it once Docker no longer knows it); remove this container and run it again for another address`,
+  );
 }
 
 export interface Store {
@@ -48,7 +37,7 @@ export interface Store {
     networkId: string,
     record: Pick<EndpointRecord, 'ipv4' | 'ipv6'>,
   ): (EndpointRecord & Stamped)[];
-  /** Inserts or replaces; throws AddressHeldConflict if another endpoint of the network holds its address. */
+  /** Inserts or replaces; throws Conflict (addressHeldConflict) if another endpoint of the network holds its address and MAC. */
   putEndpoint(record: EndpointRecord): void;
   deleteEndpoint(networkId: string, endpointId: string): void;
 

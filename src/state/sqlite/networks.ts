@@ -22,7 +22,7 @@ import {
   encodeLeftover,
   encodeNetwork,
 } from '../records';
-import { AddressHeldConflict } from '../store';
+import { addressHeldConflict } from '../store';
 import type { Row, SqliteConnection } from './connection';
 
 export class NetworkTables {
@@ -166,7 +166,7 @@ export class NetworkTables {
       // apart here (the first endpoint's link lives in a container, or nowhere), and asks dockerd nothing
       // from a request: refused, in words for both; the periodic check drops a forgotten row.
       if (holder !== null && holder.networkId === record.networkId && address !== undefined && address === held)
-        throw AddressHeldConflict.of(address, holder);
+        throw addressHeldConflict(address, holder);
       throw new LanplugError(
         'Conflict',
         `MAC address ${record.mac} is already used by endpoint ${shortId(holder?.endpointId ?? '?')}; give each container its own --mac-address`,
