@@ -25,6 +25,7 @@ import { registerStoreMetrics } from '../../src/observe/store-metrics';
 import { SqliteStore } from '../../src/state/sqlite';
 import { evaluate, legendOf, metricNames, parseExposition, parseQuery, type Scrape } from '../support/promql';
 import { repoRoot } from '../support/repo';
+import { putNetworkWithThreeEndpoints } from '../support/store-fixtures';
 
 interface Target {
   refId: string;
@@ -52,32 +53,7 @@ const RATE_INTERVAL_S = 60;
 
 /** A static network with three endpoints, and a DHCP lease: every store gauge has a series. */
 function fillStore(store: SqliteStore): void {
-  const networkId = 'a'.repeat(64);
-  store.insertNetwork({
-    spec: {
-      networkId,
-      mode: { kind: 'macvlan', mode: 'bridge' },
-      parent: { kind: 'existing', name: 'eth0' },
-      mtu: null,
-      internal: false,
-      ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
-      ipv6: [],
-      hostAccess: null,
-      conflict: 'refuse',
-      announce: { count: 3, intervalMs: 100 },
-      dhcp: null,
-    },
-    parentCreated: false,
-  });
-  for (const n of [2, 3, 4])
-    store.putEndpoint({
-      networkId,
-      endpointId: String(n).repeat(64),
-      linkName: `dm-${n}`,
-      mac: `02:00:00:00:00:0${n}`,
-      ipv4: parsePrefix(`172.16.86.${n}/24`),
-      ipv6: null,
-    });
+  putNetworkWithThreeEndpoints(store, 'a'.repeat(64));
   store.putLease(
     {
       networkId: 'c'.repeat(64),

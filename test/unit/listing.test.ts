@@ -10,33 +10,13 @@ import assert from 'node:assert/strict';
 import { filterListing, formatEndpoints, formatLanDevices } from '../../src/cli/ls';
 import type { LearnedAddress } from '../../src/driver/slaac';
 import type { LeaseRecord } from '../../src/model/lease';
-import type { EndpointRecord, NetworkRecord, NetworkSpec } from '../../src/model/network';
+import type { EndpointRecord } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { buildListing, type DockerView, type Listing, type ListingInput } from '../../src/observe/listing';
+import { macvlanNetwork } from '../support/store-fixtures';
 
 const NOW = Date.parse('2026-12-05T02:00:00Z');
 const id = (c: string): string => c.repeat(64);
-
-function network(networkId: string, extra: Partial<NetworkSpec> = {}, cniName?: string): NetworkRecord {
-  return {
-    spec: {
-      networkId,
-      mode: { kind: 'macvlan', mode: 'bridge' },
-      parent: { kind: 'existing', name: 'eth0' },
-      mtu: null,
-      internal: false,
-      ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
-      ipv6: [],
-      hostAccess: null,
-      conflict: 'refuse',
-      announce: { count: 3, intervalMs: 100 },
-      dhcp: null,
-      ...extra,
-    },
-    parentCreated: false,
-    ...(cniName === undefined ? {} : { cniName }),
-  };
-}
 
 function endpoint(networkId: string, endpointId: string, mac: string, ipv4: string): EndpointRecord {
   return { networkId, endpointId, linkName: `dm-${endpointId.slice(0, 8)}`, mac, ipv4: parsePrefix(ipv4), ipv6: null };
@@ -88,14 +68,14 @@ const DHCP_LEASE: LeaseRecord = {
 function lab(overrides: Partial<ListingInput> = {}): Listing {
   return buildListing({
     networks: [
-      network(id('a')),
-      network(id('b'), {
+      macvlanNetwork(id('a')),
+      macvlanNetwork(id('b'), {
         ipv4: [{ pool: parsePrefix('192.168.32.0/24'), gateway: parseAddress('192.168.32.1') }],
         hostAccess: { ipv4: parseAddress('192.168.32.254'), ipv6: null },
         mode: { kind: 'ipvlan', mode: 'l2', flag: 'bridge' },
       }),
-      network(id('c'), { dhcp: { ipv4: true, ipv6: false, timeoutMs: 10_000, askedBy: 'driver' } }),
-      network(id('d'), {}, 'cni-lan'),
+      macvlanNetwork(id('c'), { dhcp: { ipv4: true, ipv6: false, timeoutMs: 10_000, askedBy: 'driver' } }),
+      macvlanNetwork(id('d'), {}, 'cni-lan'),
     ],
     endpoints: [
       { ...endpoint(id('a'), id('1'), '02:00:00:00:00:01', '172.16.86.10/24'), identity: 'web1' },
@@ -248,11 +228,11 @@ test('filters: a network by name or id start, a container by name or id start; t
 });
 
 test('-o ipv6=slaac: the addresses the container learned are its row’s (null elsewhere, or when unread); the table marks the usable ones (ra)', () => {
-  const slaac = network(id('a'), { slaac: { rtInfoMaxPlen: 0 } });
+  const slaac = macvlanNetwork(id('a'), { slaac: { rtInfoMaxPlen: 0 } });
   const ep = endpoint(id('a'), id('1'), '02:00:00:00:00:01', '172.16.86.10/24');
   const listing = (learned: LearnedAddress[] | null): Listing =>
     buildListing({
-      networks: [slaac, network(id('b'))],
+      networks: [slaac, macvlanNetwork(id('b'))],
       endpoints: [ep, endpoint(id('b'), id('2'), '02:00:00:00:00:02', '172.16.86.11/24')],
       leases: [],
       sightings: [],

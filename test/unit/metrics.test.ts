@@ -16,9 +16,10 @@ import { MetricsListener, parseListenAddress } from '../../src/api/metrics-liste
 import { unixHttp } from '../../src/api/unix-http';
 import { silentLogger } from '../../src/log';
 import { countRequest, registry } from '../../src/metrics/registry';
-import { parseAddress, parsePrefix } from '../../src/net/address';
+import { parsePrefix } from '../../src/net/address';
 import { registerStoreMetrics } from '../../src/observe/store-metrics';
 import { SqliteStore } from '../../src/state/sqlite';
+import { putNetworkWithThreeEndpoints } from '../support/store-fixtures';
 
 /** The value of one sample line of an exposition, or null when absent. */
 function sample(text: string, name: string, labels: string): number | null {
@@ -90,31 +91,7 @@ test('requests are counted by method and outcome, their latency observed in seco
 test("the store's gauges: a network's subnet size and the addresses its endpoints hold, endpoints per network, leases by state; gone once unregistered", async () => {
   await withStore(async (store) => {
     const networkId = 'a'.repeat(64);
-    store.insertNetwork({
-      spec: {
-        networkId,
-        mode: { kind: 'macvlan', mode: 'bridge' },
-        parent: { kind: 'existing', name: 'eth0' },
-        mtu: null,
-        internal: false,
-        ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
-        ipv6: [],
-        hostAccess: null,
-        conflict: 'refuse',
-        announce: { count: 3, intervalMs: 100 },
-        dhcp: null,
-      },
-      parentCreated: false,
-    });
-    for (const n of [2, 3, 4])
-      store.putEndpoint({
-        networkId,
-        endpointId: String(n).repeat(64),
-        linkName: `dm-${n}`,
-        mac: `02:00:00:00:00:0${n}`,
-        ipv4: parsePrefix(`172.16.86.${n}/24`),
-        ipv6: null,
-      });
+    putNetworkWithThreeEndpoints(store, networkId);
     const unregister = registerStoreMetrics(registry, store);
     const labels = 'network="aaaaaaaaaaaa",subnet="172.16.86.0/24"';
     try {
