@@ -80,7 +80,7 @@ before(async () => {
   const plugins = join(dir, 'plugins');
   mkdirSync(plugins);
   // netavark finds a plugin by the driver's name: the one executable under both.
-  const plugin = buildPlugin(lab.socket);
+  const plugin = buildPlugin(lab.socket, dir);
   for (const name of ['lanplug-macvlan', 'lanplug-ipvlan']) copyFileSync(plugin, join(plugins, name));
   writeFileSync(
     join(dir, 'containers.conf'),

@@ -5,8 +5,6 @@
  * native/cni-shim.c into a temp directory by the product's own builder.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCniExecutable } from '../../src/install/cni';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
@@ -41,7 +39,8 @@ export async function startCniLab(): Promise<CniLab> {
   const host = lan.addLanHost('host', '172.16.86.2/24', { gateway: CNI_LAB_GATEWAY });
   const daemon = new DaemonLab(host.ns);
   const socket = join(daemon.stateDir, 'cni.sock');
-  const plugin = buildPlugin(socket);
+  // In the daemon lab's directory: gone with daemon.close().
+  const plugin = buildPlugin(socket, daemon.dir);
   const daemonProcess = await daemon.start({}, CNI_DAEMON_ARGS);
   return {
     lan,
@@ -80,9 +79,8 @@ export interface CniOutcome {
   json: Record<string, unknown> | null;
 }
 
-/** Builds the executable; returns its path. */
-export function buildPlugin(socket: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'lanplug-cni-bin-'));
+/** Builds the executable into `dir` (a directory its lab removes); returns its path. */
+export function buildPlugin(socket: string, dir: string): string {
   const out = join(dir, 'lanplug-macvlan');
   buildCniExecutable(repoRoot(), out, socket);
   return out;

@@ -235,8 +235,9 @@ test('a name held on a network of another address source refuses the DHCP endpoi
   assert.equal(store.getEndpoint(NET_C, EP_2), null);
 });
 
-test('a forgotten holder of a name (its sandbox gone, its link back, older than the grace) does not refuse the next container with the name', () => {
+test('a forgotten holder of a name (its sandbox gone, its link back, older than the grace) does not refuse the next container with the name', (t) => {
   const sandboxes = mkdtempSync(join(tmpdir(), 'lanplug-sb-'));
+  t.after(() => rmSync(sandboxes, { recursive: true, force: true }));
   const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger, { forgottenAfterMs: 0 });
   driver.createNetwork({
     networkId: NET_A,
@@ -253,7 +254,6 @@ test('a forgotten holder of a name (its sandbox gone, its link back, older than 
   // Same address (Docker handed it on): the address path would drop the forgotten row...
   const made = driver.createEndpoint('macvlan', withIdentity(NET_A, EP_2, '172.16.86.2/24', 'web1'));
   assert.equal(made.assignedMac, '9a:ea:7f:c1:5d:5c');
-  rmSync(sandboxes, { recursive: true, force: true });
 });
 
 test('an address held twice in a network is refused whatever MAC each endpoint has: a named holder and an unnamed newcomer (Docker gave it out twice)', () => {
