@@ -9,6 +9,7 @@ import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeDhcp, encodeDhcp, OPT } from '../../src/dhcp/message';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { labEngine } from '../lab/engine';
 import { restrictLanplugTo, startLanplug } from '../lab/lanplug';
 import { run, runOk, sleep } from '../lab/proc';
 import { RogueDhcpServer, type RogueClient, type RogueDhcpOptions } from '../lab/rogue-dhcp';
@@ -297,45 +298,54 @@ test('the server moves the container (its range changed): the new address and ro
   );
 });
 
-test('a server killed mid-renewal and away longer than the lease: the containers start over, are given their own addresses back and keep them (no DHCPDECLINE)', async (t) => {
-  dhcpNetwork();
-  const containers = [
-    { name: 'outage1', mac: '02:00:00:00:00:21' },
-    { name: 'outage2', mac: '02:00:00:00:00:22' },
-  ];
-  for (const c of containers) runWithMac(c.name, c.mac);
-  const first = containers.map((c) => addressInContainer(c.name));
-  const acked = containers.map((c) => server.count('DHCPACK', c.mac));
-  // Killed mid-renewal: the server stops answering, each container's next renewal (T1 = 3 s) reaches it and
-  // waits unanswered, and then the server dies (SIGKILL: it writes nothing more).
-  server.signal('SIGSTOP');
-  await sleep(4_000);
-  server.signal('SIGKILL');
-  server.stop();
-  // The lease is 120 s. Past it, each container's next retry (RFC 2131: at least 60 s after the last failed
-  // rebind) starts over with a DISCOVER asking for its address, which the server, free of it, gives back;
-  // the conflict probe before use is answered by the container itself, its link still holding the address.
-  await sleep(125_000);
-  await server.restart();
-  await eventually(() => {
+// Two minutes of a server away, and nothing in it is Docker's (the containers run on; only lanplug's DHCP
+// client works): the Docker 28 lane, which runs this file again, leaves it to the 20.10 run.
+const ENGINE_INDEPENDENT_ONCE =
+  labEngine() === 'docker20' ? {} : { skip: 'engine-independent: run on Docker 20.10 only' };
+
+test(
+  'a server killed mid-renewal and away longer than the lease: the containers start over, are given their own addresses back and keep them (no DHCPDECLINE)',
+  ENGINE_INDEPENDENT_ONCE,
+  async (t) => {
+    dhcpNetwork();
+    const containers = [
+      { name: 'outage1', mac: '02:00:00:00:00:21' },
+      { name: 'outage2', mac: '02:00:00:00:00:22' },
+    ];
+    for (const c of containers) runWithMac(c.name, c.mac);
+    const first = containers.map((c) => addressInContainer(c.name));
+    const acked = containers.map((c) => server.count('DHCPACK', c.mac));
+    // Killed mid-renewal: the server stops answering, each container's next renewal (T1 = 3 s) reaches it and
+    // waits unanswered, and then the server dies (SIGKILL: it writes nothing more).
+    server.signal('SIGSTOP');
+    await sleep(4_000);
+    server.signal('SIGKILL');
+    server.stop();
+    // The lease is 120 s. Past it, each container's next retry (RFC 2131: at least 60 s after the last failed
+    // rebind) starts over with a DISCOVER asking for its address, which the server, free of it, gives back;
+    // the conflict probe before use is answered by the container itself, its link still holding the address.
+    await sleep(125_000);
+    await server.restart();
+    await eventually(() => {
+      for (const [i, c] of containers.entries()) {
+        assert.ok(server.count('DHCPDISCOVER', c.mac) >= 2, `${c.name} started over`);
+        assert.ok(server.count('DHCPACK', c.mac) > (acked[i] ?? 0), `${c.name} was given an address`);
+      }
+    }, 45_000);
+    // A decline would follow its ACK within the probe's 200 ms, and its next DISCOVER a second later.
+    await sleep(3_000);
     for (const [i, c] of containers.entries()) {
-      assert.ok(server.count('DHCPDISCOVER', c.mac) >= 2, `${c.name} started over`);
-      assert.ok(server.count('DHCPACK', c.mac) > (acked[i] ?? 0), `${c.name} was given an address`);
+      assert.equal(server.count('DHCPDECLINE', c.mac), 0, `${c.name} declined nothing: ${server.log()}`);
+      assert.equal(addressInContainer(c.name), first[i], `${c.name} kept its address`);
+      assert.equal(leaseOf(c.mac).address, first[i]);
     }
-  }, 45_000);
-  // A decline would follow its ACK within the probe's 200 ms, and its next DISCOVER a second later.
-  await sleep(3_000);
-  for (const [i, c] of containers.entries()) {
-    assert.equal(server.count('DHCPDECLINE', c.mac), 0, `${c.name} declined nothing: ${server.log()}`);
-    assert.equal(addressInContainer(c.name), first[i], `${c.name} kept its address`);
-    assert.equal(leaseOf(c.mac).address, first[i]);
-  }
-  assert.doesNotMatch(lab.plugin.stderr(), /declining a DHCP address/);
-  assert.equal(new Set(first).size, containers.length, 'no address on two containers');
-  t.diagnostic(
-    `server killed mid-renewal, away 125 s: ${containers.length} containers, each its own address back (${first.join(', ')}), 0 DHCPDECLINE`,
-  );
-});
+    assert.doesNotMatch(lab.plugin.stderr(), /declining a DHCP address/);
+    assert.equal(new Set(first).size, containers.length, 'no address on two containers');
+    t.diagnostic(
+      `server killed mid-renewal, away 125 s: ${containers.length} containers, each its own address back (${first.join(', ')}), 0 DHCPDECLINE`,
+    );
+  },
+);
 
 test('an address a LAN device already uses is declined: the server hears DHCPDECLINE, the container gets another, the log names the device', async () => {
   dhcpNetwork();
