@@ -235,7 +235,7 @@ test('netavark 2.0 create: the plugin validates the network and netavark keeps i
   assert.equal(lab.host.execOk(['ip', '-o', 'link', 'show', 'type', 'macvlan']), '', 'nothing made');
 });
 
-test('netavark 2.0 setup: the container gets its address on the LAN and reaches the gateway, --ip and --mac-address too; teardown removes the link; with the namespace gone netavark fails before the plugin, and the plugin’s teardown succeeds', async () => {
+test('netavark 2.0 setup: the container gets its address on the LAN and reaches the gateway, --ip and --mac-address too (two --ip of one family refused); teardown removes the link; with the namespace gone netavark fails before the plugin, and the plugin’s teardown succeeds', async () => {
   const created = await netavark(['create'], createInput());
   assert.equal(created.code, 0, `${created.stdout} ${created.stderr}`);
   const network = created.json ?? {};
@@ -278,6 +278,13 @@ test('netavark 2.0 setup: the container gets its address on the LAN and reaches 
       assert.equal(gone.code, 0, `${gone.stdout} ${gone.stderr}`);
       teardowns.push(gone.ms);
     }
+    // 2.0 passes several static IPs of one subnet: refused in one line, nothing made
+    const two = await netavark(
+      ['setup', c.path],
+      options(c, network, 'list', { static_ips: ['172.16.86.156', '172.16.86.157'] }),
+    );
+    assert.match(errorOf(two), /one address per family on network lan: --ip 172\.16\.86\.156 and 172\.16\.86\.157/);
+    assert.equal(linkIn(c.ns, 'eth0'), null);
     console.log(
       `# netavark 2.0 with lanplug-macvlan: setup median ${median(setups).toFixed(0)} ms, teardown median ${median(teardowns).toFixed(0)} ms (${setups.length} rounds, netavark's exec and the plugin's included)`,
     );

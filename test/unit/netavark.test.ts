@@ -299,7 +299,7 @@ test('setup: the attachment is the CNI one (ip=, mac=, interface name, default r
   });
 });
 
-test('setup: a relative namespace path, a bad container id, a MAC on ipvlan and per-container options are refused', async () => {
+test('setup: a relative namespace path, a bad container id, a MAC on ipvlan, per-container options and two --ip of one family are refused', async () => {
   const base = {
     container_id: CONTAINER,
     container_name: 'web',
@@ -326,6 +326,15 @@ test('setup: a relative namespace path, a bad container id, a MAC on ipvlan and 
       /per-container options \(foo\)/,
     ],
     [call('setup', { ...base, network_options: { interface_name: 'a/b' } }, '/run/netns/n'), /interface_name/],
+    // netavark 2.0 passes several static IPs of one subnet; lanplug gives one address per family
+    [
+      call(
+        'setup',
+        { ...base, network_options: { interface_name: 'eth0', static_ips: ['192.168.50.20', '192.168.50.21'] } },
+        '/run/netns/n',
+      ),
+      /^one address per family on network lan: --ip 192\.168\.50\.20 and 192\.168\.50\.21 are both IPv4; give one$/,
+    ],
   ];
   for (const [invocation, message] of cases) {
     const endpoints = new Recorder();
