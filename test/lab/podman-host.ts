@@ -1,16 +1,17 @@
-// A Podman host of the lab: Podman 5.8 (the sid root's) chrooted in that root, in one mount
-// namespace that lives as long as the host, held by a process that does nothing else (as a Docker
-// host's mount namespace is dockerd's). Every podman command enters it with nsenter, so what one
-// command leaves (a detached container's conmon and runc state under /run, its netns mount)
-// is there for the next: `podman run -d`, `podman restart`, `podman rm -f`.
+// A Podman host of the lab: Podman 5.8 (the sid root's) or 6.1 (the experimental root's) chrooted
+// in that root, in one mount namespace that lives as long as the host, held by a process that does
+// nothing else (as a Docker host's mount namespace is dockerd's). Every podman command enters it
+// with nsenter, so what one command leaves (a detached container's conmon and runc state under
+// /run, its netns mount) is there for the next: `podman run -d`, `podman restart`, `podman rm -f`.
 //
 // The namespace: the root bound onto itself (runc refuses to remount `/` otherwise), /proc, a
-// fresh /sys, the host's cgroups and /dev, a tmpfs /run whose netns directory is the host's
-// /run/netns bound in (the namespaces Podman makes there are seen by lanplug's daemon, which runs
-// outside the root), and the host's directory and the daemon's socket directory at their own
-// paths. Everything of Podman's (containers.conf, networks, storage, run root, plugins) is in the
-// host's directory, under the lab's; its containers and conmons are in the cgroup
-// lp-lab-<id>-podman, so the lab's sweep finds them (and their network namespaces) after a crash.
+// fresh /sys, the host's cgroups (for Podman 6 their cgroup v2 hierarchy) and /dev, a tmpfs /run
+// whose netns directory is the host's /run/netns bound in (the namespaces Podman makes there are
+// seen by lanplug's daemon, which runs outside the root), and the host's directory and the daemon's
+// socket directory at their own paths. Everything of Podman's (containers.conf, networks, storage,
+// run root, plugins) is in the host's directory, under the lab's; its containers and conmons are in
+// the cgroup lp-lab-<id>-podman, so the lab's sweep finds them (and their network namespaces) after
+// a crash.
 //
 // Only the netns mounts may reach the machine's mount namespace (see HOLDER).
 
@@ -24,7 +25,8 @@ import { registerLab, unregisterLab } from './registry';
 import { findCgroupDirs, mountPointsUnder, podmanNetnsOf, rmdirTree, sweepProcesses, umountUnder } from './sweep';
 
 /**
- * Sets the namespace up, says so, then holds it: $1 root, $2 the host's directory, $3 socket dir.
+ * Sets the namespace up, says so, then holds it: $1 root, $2 the host's directory, $3 socket dir,
+ * $4 the cgroup tree seen as the root's /sys/fs/cgroup (see cgroupTree).
  *
  * The namespace is made with `--propagation unchanged`, so its /run/netns stays a peer of the
  * machine's (iproute2 makes that a shared mount): a netns Podman mounts under the root's
@@ -41,12 +43,12 @@ import { findCgroupDirs, mountPointsUnder, podmanNetnsOf, rmdirTree, sweepProces
  */
 const HOLDER = `#!/bin/sh
 set -e
-root=$1; dir=$2; sockets=$3
+root=$1; dir=$2; sockets=$3; cgroups=$4
 mount --make-slave "$(findmnt -n -o TARGET -T "$root")"
 mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sysfs "$root/sys"
-mount --rbind /sys/fs/cgroup "$root/sys/fs/cgroup"
+mount --rbind "$cgroups" "$root/sys/fs/cgroup"
 mount --make-rslave "$root/sys/fs/cgroup"
 mount --rbind /dev "$root/dev"
 mount --make-rslave "$root/dev"
@@ -84,6 +86,27 @@ export interface PodmanHostOptions {
   netns: string;
   /** The lanplug daemon's socket directory, bound in at its own path. */
   socketDir: string;
+  /**
+   * Podman 6 refuses cgroup v1 ("Cgroups v1 not supported"): give it the cgroup v2 hierarchy as its
+   * /sys/fs/cgroup (cgroupTree). Podman 5 gets the machine's /sys/fs/cgroup as it is.
+   */
+  cgroupV2?: boolean;
+}
+
+/**
+ * The cgroup tree a Podman host sees as /sys/fs/cgroup: the machine's, or for `v2` its cgroup v2
+ * hierarchy: the whole tree on a cgroup v2 machine, the `unified` mount of systemd's hybrid layout on
+ * a cgroup v1 one (as here: it has no controllers, so the containers must ask for none, such as
+ * Podman's default pids limit). Throws where there is none.
+ */
+export function cgroupTree(v2: boolean): string {
+  if (!v2 || isCgroup2('/sys/fs/cgroup')) return '/sys/fs/cgroup';
+  if (isCgroup2('/sys/fs/cgroup/unified')) return '/sys/fs/cgroup/unified';
+  throw new Error('lab: this machine has no cgroup v2 hierarchy (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified)');
+}
+
+function isCgroup2(dir: string): boolean {
+  return spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).stdout.trim() === 'cgroup2fs';
 }
 
 export class PodmanHost {
@@ -106,10 +129,21 @@ export class PodmanHost {
    * The holder's command (its script written into dir): it says it is ready by creating
    * dir/holder.ready. For start(), and for a test that runs it where `/` is shared.
    */
-  static holderArgv(root: string, dir: string, socketDir: string): string[] {
+  static holderArgv(root: string, dir: string, socketDir: string, cgroupV2 = false): string[] {
     const script = path.join(dir, 'holder.sh');
     fs.writeFileSync(script, HOLDER, { mode: 0o755 });
-    return ['unshare', '--mount', '--propagation', 'unchanged', '--', script, root, dir, socketDir];
+    return [
+      'unshare',
+      '--mount',
+      '--propagation',
+      'unchanged',
+      '--',
+      script,
+      root,
+      dir,
+      socketDir,
+      cgroupTree(cgroupV2),
+    ];
   }
 
   /** Starts the holder and waits until its namespace is set up. */
@@ -123,7 +157,7 @@ export class PodmanHost {
     // holder a crashed test left. nsenter and unshare exec without forking: the child is the holder.
     const child = spawn(
       'nsenter',
-      [`--net=/run/netns/${netns}`, '--', ...PodmanHost.holderArgv(root, dir, socketDir)],
+      [`--net=/run/netns/${netns}`, '--', ...PodmanHost.holderArgv(root, dir, socketDir, opts.cgroupV2)],
       { detached: true, stdio: ['ignore', log, log] },
     );
     fs.closeSync(log);
@@ -143,8 +177,8 @@ export class PodmanHost {
     return host;
   }
 
-  /** nsenter's arguments for one Podman command: the lab host's network namespace, the held mount namespace, the root. */
-  argv(args: readonly string[]): string[] {
+  /** nsenter's arguments for one command in the root: the lab host's network namespace, the held mount namespace, the root. */
+  chrootArgv(command: readonly string[]): string[] {
     return [
       `--net=/run/netns/${this.netns}`,
       `--mount=/proc/${this.holderPid}/ns/mnt`,
@@ -154,6 +188,13 @@ export class PodmanHost {
       'PODMAN_IGNORE_CGROUPSV1_WARNING=1',
       'chroot',
       this.root,
+      ...command,
+    ];
+  }
+
+  /** nsenter's arguments for one Podman command (chrootArgv). */
+  argv(args: readonly string[]): string[] {
+    return this.chrootArgv([
       'podman',
       '--root',
       path.join(this.dir, 'storage'),
@@ -165,7 +206,7 @@ export class PodmanHost {
       // the sweep knows the host's containers (and their conmons) by this cgroup
       ...(args[0] === 'run' || args[0] === 'create' ? ['--cgroup-parent', `/${this.cgroup}`] : []),
       ...args.slice(1),
-    ];
+    ]);
   }
 
   podman(...args: string[]): PodmanOutcome {
@@ -178,6 +219,27 @@ export class PodmanHost {
       stderr: r.stderr + (r.error === undefined ? '' : String(r.error)),
       ms: Number(process.hrtime.bigint() - started) / 1e6,
     };
+  }
+
+  /**
+   * Any command of the root (netavark, say) run as Podman runs it: `input` written to its stdin,
+   * which is then closed; stderr passed through.
+   */
+  exec(command: readonly string[], input: string): Promise<PodmanOutcome> {
+    if (!isAlive(this.holderPid)) throw new Error("lab: the Podman host's namespace holder is gone");
+    const started = process.hrtime.bigint();
+    return new Promise((resolve, reject) => {
+      const child = spawn('nsenter', this.chrootArgv(command), { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) =>
+        resolve({ code: code ?? -1, stdout, stderr, ms: Number(process.hrtime.bigint() - started) / 1e6 }),
+      );
+      child.stdin.end(input);
+    });
   }
 
   /** The same, without waiting: for a container that must be running while the test does something. */

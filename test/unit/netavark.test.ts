@@ -108,7 +108,7 @@ test('create: the network comes back with lanplug IPAM named, DNS off and name, 
   assert.deepEqual(endpoints.checked[0]?.options, { parent: 'eth0' });
 });
 
-test("create: Podman's own option names become lanplug's; a missing gateway is the first address, --ip-range the range", () => {
+test("create: Podman's own option names become lanplug's; a missing gateway is the first address, --ip-range the range; a --route of netavark 2.0's route_type unicast is a route", () => {
   const network = parsePodmanNetwork(
     podmanNetwork({
       driver: 'lanplug-ipvlan',
@@ -116,6 +116,7 @@ test("create: Podman's own option names become lanplug's; a missing gateway is t
       network_interface: 'eth1',
       subnets: [{ subnet: '10.9.0.0/16', lease_range: { start_ip: '10.9.5.0', end_ip: '10.9.5.255' } }],
       ipam_options: null,
+      routes: [{ destination: '10.99.0.0/16', gateway: '10.9.0.254', route_type: 'unicast' }],
     }),
   );
   assert.equal(network.driver, 'ipvlan');
@@ -133,8 +134,11 @@ test("create: Podman's own option names become lanplug's; a missing gateway is t
   ]);
   assert.deepEqual(
     network.routes.map((r) => [r.destination.address.text, r.gateway?.text]),
-    [['0.0.0.0', '10.9.0.1']],
-    'a default route via the gateway, as netavark gives its own macvlan containers',
+    [
+      ['0.0.0.0', '10.9.0.1'],
+      ['10.99.0.0', '10.9.0.254'],
+    ],
+    'a default route via the gateway, as netavark gives its own macvlan containers, then the --route',
   );
 });
 
@@ -155,6 +159,12 @@ test('create: bad input is refused in one line that names it, and nothing is ask
     [{ driver: 'macvlan' }, /driver 'macvlan' is not lanplug's/],
     [{ internal: true }, /--internal is not available/],
     [{ ipam_options: { driver: 'none' } }, /--ipam-driver none is not available/],
+    // netavark 2.0's routes: a type, and no gateway for the types that drop (lanplug makes unicast routes only)
+    [
+      { routes: [{ destination: '10.99.0.0/16', route_type: 'blackhole' }] },
+      /^--route 10\.99\.0\.0\/16 of type blackhole is not available with lanplug's drivers/,
+    ],
+    [{ routes: [{ destination: '10.99.0.0/16' }] }, /^--route 10\.99\.0\.0\/16 needs a gateway/],
     // Said as it is on a DHCP network, not as a missing -o host_address (which would not help).
     [
       { ipam_options: { driver: 'dhcp' }, subnets: [], options: { parent: 'eth0', host_access: 'true' } },
@@ -289,7 +299,7 @@ test('setup: the attachment is the CNI one (ip=, mac=, interface name, default r
   });
 });
 
-test('setup: a relative namespace path, a bad container id, a MAC on ipvlan and per-container options are refused', async () => {
+test('setup: a relative namespace path, a bad container id, a MAC on ipvlan, per-container options and two --ip of one family are refused', async () => {
   const base = {
     container_id: CONTAINER,
     container_name: 'web',
@@ -316,6 +326,15 @@ test('setup: a relative namespace path, a bad container id, a MAC on ipvlan and 
       /per-container options \(foo\)/,
     ],
     [call('setup', { ...base, network_options: { interface_name: 'a/b' } }, '/run/netns/n'), /interface_name/],
+    // netavark 2.0 passes several static IPs of one subnet; lanplug gives one address per family
+    [
+      call(
+        'setup',
+        { ...base, network_options: { interface_name: 'eth0', static_ips: ['192.168.50.20', '192.168.50.21'] } },
+        '/run/netns/n',
+      ),
+      /^one address per family on network lan: --ip 192\.168\.50\.20 and 192\.168\.50\.21 are both IPv4; give one$/,
+    ],
   ];
   for (const [invocation, message] of cases) {
     const endpoints = new Recorder();

@@ -168,6 +168,14 @@ export function attachRequest(call: NetavarkExec): AttachRequest {
   if (call.staticMac !== null && network.driver === 'ipvlan')
     throw invalidArgument("an ipvlan interface has its parent's MAC: --mac-address is not available on this network");
   const requestedIps = call.staticIps.map((text) => parseAddress(text, '--ip'));
+  // netavark 2.0 passes several static IPs of one subnet; each container has one address per family here
+  for (const family of [4, 6] as const) {
+    const same = requestedIps.filter((a) => a.family === family);
+    if (same.length > 1)
+      throw invalidArgument(
+        `one address per family on network ${network.name}: --ip ${same.map((a) => a.text).join(' and ')} are both IPv${family}; give one`,
+      );
+  }
   if (network.attach.dhcp && requestedIps.length > 0)
     throw invalidArgument(
       `the LAN's DHCP server chooses the address on network ${network.name}: --ip ${requestedIps.map((a) => a.text).join(', ')} is not possible (reserve it for the container on the server instead)`,

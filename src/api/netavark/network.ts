@@ -51,6 +51,8 @@ export const IPAM_DHCP = DHCP_IPAM_NAME;
 /** What Podman writes when the user named no IPAM driver, or netavark's own DHCP: both mean lanplug's here. */
 const PODMAN_HOST_LOCAL = 'host-local';
 const PODMAN_DHCP = 'dhcp';
+/** The one route type of netavark 2.0's (`route_type`, unicast when absent) lanplug makes. */
+const UNICAST = 'unicast';
 /** Podman's own network ids: 64 hex digits. */
 const NETWORK_ID = /^[0-9a-f]{64}$/;
 /** Podman has no `--aux-address`: the host's addresses for host access are options of their own. */
@@ -246,17 +248,26 @@ function withGateways(network: JsonObject, ranges: readonly AddressRange[]): Jso
   return list.map((entry, i) => ({ ...asObject(entry, `subnets[${i}]`), gateway: ranges[i]?.gateway.text ?? null }));
 }
 
-/** `--route destination,gateway[,metric]`: the metric is the kernel default here. */
+/**
+ * `--route destination,gateway[,metric]`: the metric is the kernel default here. netavark 2.0's
+ * `route_type` (blackhole, unreachable, prohibit: routes without a gateway) is refused: lanplug
+ * makes unicast routes only.
+ */
 function parseRoutes(network: JsonObject): SandboxRoute[] {
   const list = network['routes'];
   if (list === undefined || list === null) return [];
   if (!Array.isArray(list)) throw invalidArgument('routes must be a list');
   return list.map((entry, i) => {
     const o = asObject(entry, `routes[${i}]`);
-    return {
-      destination: networkOf(parsePrefix(requiredString(o, 'destination', `routes[${i}]`), '--route destination')),
-      gateway: parseAddress(requiredString(o, 'gateway', `routes[${i}]`), '--route gateway'),
-    };
+    const destination = networkOf(parsePrefix(requiredString(o, 'destination', `routes[${i}]`), '--route destination'));
+    const type = optionalString(o, 'route_type');
+    if (type !== null && type !== UNICAST)
+      throw invalidArgument(
+        `--route ${formatPrefix(destination)} of type ${type.slice(0, 20)} is not available with lanplug's drivers; they make ${UNICAST} routes, each via a gateway`,
+      );
+    const gateway = optionalString(o, 'gateway');
+    if (gateway === null) throw invalidArgument(`--route ${formatPrefix(destination)} needs a gateway`);
+    return { destination, gateway: parseAddress(gateway, '--route gateway') };
   });
 }
 
