@@ -15,8 +15,8 @@ import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
 import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
-import { cleanEnv } from '../lab/proc';
-import { DaemonLab } from '../support/daemon';
+import { cleanEnv, sleep } from '../lab/proc';
+import { DaemonLab, type DaemonProcess } from '../support/daemon';
 import { buildPlugin, CNI_DAEMON_ARGS, CNI_LAB_GATEWAY, runPlugin, type CniOutcome } from '../support/cni';
 
 const ETCD_ADDRESS = '172.16.86.250';
@@ -29,6 +29,7 @@ interface Node {
   daemon: DaemonLab;
   socket: string;
   plugin: string;
+  running: DaemonProcess | null;
 }
 
 let lan: Lan;
@@ -132,9 +133,9 @@ before(async () => {
     const host = lan.addLanHost(`node${name}`, `172.16.86.${2 + i}/24`, { gateway: CNI_LAB_GATEWAY });
     const daemon = new DaemonLab(host.ns);
     const socket = join(daemon.stateDir, 'cni.sock');
-    const node = { name, host, daemon, socket, plugin: buildPlugin(socket, daemon.dir) };
+    const node: Node = { name, host, daemon, socket, plugin: buildPlugin(socket, daemon.dir), running: null };
     nodes.push(node);
-    await daemon.start({}, [...CNI_DAEMON_ARGS, '--store', cluster.storeUrl, '--host-id', name]);
+    node.running = await daemon.start({}, daemonArgs(name));
   }
 });
 
@@ -144,6 +145,10 @@ after(() => {
   cluster?.stop();
   lan?.destroy();
 });
+
+function daemonArgs(name: string): string[] {
+  return [...CNI_DAEMON_ARGS, '--store', cluster.storeUrl, '--host-id', name];
+}
 
 const [nodeA, nodeB] = [(): Node => nodes[0] as Node, (): Node => nodes[1] as Node];
 
@@ -289,4 +294,20 @@ test('a Podman network with -o lanplug.shared=true (podman network create --subn
   assert.equal((await cni(nodeA(), 'DEL', podA)).code, 0);
   assert.deepEqual([...claims()], []);
   for (const sb of [podA, ctr]) dropSandbox(sb.ns);
+});
+
+test("a pod gone while its host's daemon was down (a reboot takes every pod namespace): the restarted daemon frees its etcd claim", async () => {
+  const pod = newSandbox();
+  const out = await cni(nodeA(), 'ADD', pod);
+  assert.equal(out.code, 0, out.stdout);
+  const address = addressOf(out);
+  assert.equal(claims().get(address), 'a');
+  const node = nodeA();
+  node.running?.child.kill('SIGTERM');
+  await node.running?.exited;
+  dropSandbox(pod.ns);
+  node.running = await node.daemon.start({}, daemonArgs('a'));
+  const deadline = Date.now() + 20_000;
+  while (claims().has(address) && Date.now() < deadline) await sleep(250);
+  assert.equal(claims().has(address), false, `the claim of ${address} is freed after the restart`);
 });
