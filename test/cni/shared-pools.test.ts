@@ -4,8 +4,10 @@
  * on a third machine of the LAN), and one CNI network on both whose ipam
  * section says `"shared": true`. The addresses are claimed in etcd as a
  * Docker endpoint's are: never one another host holds, given back at DEL
- * (also after the namespace is gone) and by `lanplug gc` for a pod that went
- * without a DEL, never for a live one.
+ * (also after the namespace is gone), by `lanplug gc` for a pod that went
+ * without a DEL and by a restarted daemon for one that went while it was down,
+ * never for a live one; an absent host's silent pod address is reclaimed by
+ * the other host, its live one kept.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -97,18 +99,27 @@ function addressOf(out: CniOutcome): string {
   return first.slice(0, first.indexOf('/'));
 }
 
+function etcdctl(args: string[]): string {
+  return etcdHost.execOk(['etcdctl', `--endpoints=${cluster.clientUrls.join(',')}`, ...args], {
+    env: cleanEnv({ ETCDCTL_API: '3' }),
+  });
+}
+
+async function gc(node: Node): Promise<string> {
+  const out = await node.daemon.cli(['gc', '--state-dir', node.daemon.stateDir]);
+  assert.equal(out.code, 0, out.stderr);
+  return out.stdout;
+}
+
+async function stopDaemon(node: Node): Promise<void> {
+  node.running?.child.kill('SIGTERM');
+  await node.running?.exited;
+  node.running = null;
+}
+
 /** The pool's claims in etcd, address -> holding host (read with etcdctl from the etcd machine). */
 function claims(): Map<string, string> {
-  const out = etcdHost.execOk(
-    [
-      'etcdctl',
-      `--endpoints=${cluster.clientUrls.join(',')}`,
-      'get',
-      '--prefix',
-      `/lanplug/v1/ip/${encodeURIComponent(POOL_ID)}/`,
-    ],
-    { env: cleanEnv({ ETCDCTL_API: '3' }) },
-  );
+  const out = etcdctl(['get', '--prefix', `/lanplug/v1/ip/${encodeURIComponent(POOL_ID)}/`]);
   const found = new Map<string, string>();
   const rows = out.split('\n').filter((l) => l !== '');
   for (let i = 0; i + 1 < rows.length; i += 2) {
@@ -146,8 +157,9 @@ after(() => {
   lan?.destroy();
 });
 
+/** The shared store, the host's id, and an absent host's addresses reclaimable after 1 s (the lab's pace). */
 function daemonArgs(name: string): string[] {
-  return [...CNI_DAEMON_ARGS, '--store', cluster.storeUrl, '--host-id', name];
+  return [...CNI_DAEMON_ARGS, '--store', cluster.storeUrl, '--host-id', name, '--reclaim-after', '1'];
 }
 
 const [nodeA, nodeB] = [(): Node => nodes[0] as Node, (): Node => nodes[1] as Node];
@@ -303,11 +315,42 @@ test("a pod gone while its host's daemon was down (a reboot takes every pod name
   const address = addressOf(out);
   assert.equal(claims().get(address), 'a');
   const node = nodeA();
-  node.running?.child.kill('SIGTERM');
-  await node.running?.exited;
+  await stopDaemon(node);
   dropSandbox(pod.ns);
   node.running = await node.daemon.start({}, daemonArgs('a'));
   const deadline = Date.now() + 20_000;
   while (claims().has(address) && Date.now() < deadline) await sleep(250);
   assert.equal(claims().has(address), false, `the claim of ${address} is freed after the restart`);
+});
+
+test("a host that went away: its live pod's address is kept (it answers on the LAN), its gone pod's is reclaimed by the other host, as a Docker container's", async () => {
+  const anchor = newSandbox();
+  const live = newSandbox();
+  const gone = newSandbox();
+  // Host a probes the pool from its own network on it: a pod of its own there.
+  assert.equal((await cni(nodeA(), 'ADD', anchor)).code, 0);
+  const outs = [await cni(nodeB(), 'ADD', live), await cni(nodeB(), 'ADD', gone)];
+  for (const out of outs) assert.equal(out.code, 0, out.stdout);
+  const [liveAddress, goneAddress] = outs.map(addressOf);
+  await stopDaemon(nodeB());
+  // Its registration's lease running out, at once.
+  etcdctl(['del', '/lanplug/v1/hosts/b']);
+  dropSandbox(gone.ns);
+  let told = await gc(nodeA());
+  const deadline = Date.now() + 20_000;
+  while (!/reclaimed address/.test(told) && Date.now() < deadline) {
+    await sleep(500);
+    told += await gc(nodeA());
+  }
+  assert.match(told, new RegExp(`reclaimed address ${goneAddress}: its host went away and it is silent`));
+  assert.match(told, new RegExp(`kept address ${liveAddress}: its host is unregistered but it answers on the LAN`));
+  const left = claims();
+  assert.equal(left.has(goneAddress ?? ''), false);
+  assert.equal(left.get(liveAddress ?? ''), 'b', "the live pod's address stays host b's");
+  nodeB().running = await nodeB().daemon.start({}, daemonArgs('b'));
+  assert.equal((await cni(nodeB(), 'DEL', live)).code, 0);
+  assert.equal((await cni(nodeB(), 'DEL', gone)).code, 0);
+  assert.equal((await cni(nodeA(), 'DEL', anchor)).code, 0);
+  for (const sb of [anchor, live]) dropSandbox(sb.ns);
+  assert.deepEqual([...claims()], []);
 });
