@@ -5,10 +5,12 @@
  * policy), the lanplug IPAM driver (checked at RequestAddress already), DHCP
  * asked by the network driver (`-o dhcp=true`), DHCP asked by the
  * lanplug-dhcp IPAM driver (the leases taken over), and for CNI attachments
- * ranges (checked on the LAN) or DHCP (`lanplug-dhcp`). Front ends translate
- * their wire format into one call here and the answer back; nothing else.
+ * ranges (checked on the LAN), shared pools on etcd (claimed there first, then
+ * checked on the LAN) or DHCP (`lanplug-dhcp`). Front ends translate their
+ * wire format into one call here and the answer back; nothing else.
  *
- * Every wait of the endpoint path is in this file, dhcp-endpoints.ts and dhcp-attachments.ts,
+ * Every wait of the endpoint path is in this file, dhcp-endpoints.ts, dhcp-attachments.ts and
+ * shared-attachments.ts,
  * and every request waits for those it must not overlap (NetworkQueue):
  * while a CreateEndpoint waits for the LAN, its Join, a DeleteEndpoint of it
  * or a DeleteNetwork of its network waits for it, so that no request sees
@@ -41,13 +43,13 @@ import {
   type SandboxAttachments,
 } from '../driver/attachments';
 import { isNoRoom, LanplugError } from '../errors';
+import { randomMac } from '../ipam/mac';
+import type { RangeAllocation } from '../ipam/ranges';
 import type { Logger } from '../log';
 import type { DhcpAttachments } from './dhcp-attachments';
 import type { DhcpEndpoints } from './dhcp-endpoints';
 import { NetworkQueue } from './queue';
 import type { SharedAttachmentPools } from './shared-attachments';
-import { randomMac } from '../ipam/mac';
-import type { RangeAllocation } from '../ipam/ranges';
 
 /** Addresses a CNI range chooses in a row before an ADD gives up (each the LAN was seen using is skipped). */
 const ATTACH_TRIES = 4;
