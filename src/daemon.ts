@@ -43,6 +43,7 @@ import { DhcpIpam } from './endpoint/dhcp-ipam';
 import { LanplugIpam } from './endpoint/lanplug-ipam';
 import { leaseNetworks } from './endpoint/lease-networks';
 import { EndpointService } from './endpoint/service';
+import { SharedAttachmentPools } from './endpoint/shared-attachments';
 import { Housekeeping } from './housekeeping';
 import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
@@ -148,15 +149,18 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const keeper = closers.add(new LeaseKeeper(store, log, leaseNetworks(driver, citizen)), (k) => k.stop());
     const dhcp = new DhcpEndpoints(driver, keeper, log);
     const askingLinks = new AskingLinks(rtnl, log);
+    const choice = options.addressStore ?? { kind: 'sqlite' };
+    const etcd = choice.kind === 'etcd' ? new EtcdClient(choice.etcd) : null;
+    const book = addressBookFor(choice, etcd, store, log);
+    const allocator = new IpamAllocator(book, log, citizen.allocationFilter());
+    const sharedAttachments = new SharedAttachmentPools(book, allocator, store, log);
     const cni = cniServices(driver, rtnl, store, log, {
       lan: citizen.conflicts,
       idleMs: options.cniIdleMs,
       leases: keeper,
+      shared: sharedAttachments,
     });
     closers.add(cni.attachments, (a) => a.stop());
-    const choice = options.addressStore ?? { kind: 'sqlite' };
-    const etcd = choice.kind === 'etcd' ? new EtcdClient(choice.etcd) : null;
-    const book = addressBookFor(choice, etcd, store, log);
     const engine = new DockerEngine(options.dockerSocket);
     const engineVersion = new EngineVersion(store);
     const housekeeping = new Housekeeping({
@@ -180,7 +184,6 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       // In the background: neither this daemon nor dockerd's boot waits for etcd.
       closers.add(book.presence, (p) => p.stop()).start();
     }
-    const allocator = new IpamAllocator(book, log, citizen.allocationFilter());
     const endpoints = new EndpointService(
       driver,
       log,
@@ -188,6 +191,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       dhcp,
       cni.attachments,
       new DhcpAttachments(cni.attachments, driver, keeper, log),
+      sharedAttachments,
     );
     // The sockets /healthz connects to, as they come up.
     const served: string[] = [];

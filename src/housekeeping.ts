@@ -190,14 +190,18 @@ export class Housekeeping implements ControlActions {
   private async passNow(options: PassOptions): Promise<GcResult> {
     const { driver, rtnl, store, engine, attachments, log } = this.parts;
     const { dryRun, graceMs } = options;
+    const forgotten = await dropForgottenRows(driver, engine, store, log, {
+      dryRun,
+      graceMs,
+      acceptEngine: options.acceptEngine === true,
+      onVersion: (version) => this.parts.engineVersion?.learned(version),
+    });
+    const vanished = attachments.collectVanished(dryRun);
+    // Their shared-pool addresses back in etcd before the orphan check reads the claims.
+    await attachments.settled();
     const result: GcResult = {
-      Forgotten: await dropForgottenRows(driver, engine, store, log, {
-        dryRun,
-        graceMs,
-        acceptEngine: options.acceptEngine === true,
-        onVersion: (version) => this.parts.engineVersion?.learned(version),
-      }),
-      Vanished: attachments.collectVanished(dryRun),
+      Forgotten: forgotten,
+      Vanished: vanished,
       Reconcile: reconcile(rtnl, store, log, {
         dryRun,
         ...(this.parts.askingLinks === undefined ? {} : { askingLinksInUse: this.parts.askingLinks.inUse }),

@@ -93,14 +93,14 @@ export function install(options: InstallOptions): string[] {
 }
 
 /**
- * CNI pods take their addresses from this node's own store whatever --store
- * says: the shared etcd pools are the Docker IPAM driver's (see docs/cni.md,
- * "Each node has its own CNI address space"). One line for `install --cni` with
- * an etcd store, else null.
+ * A CNI network takes its addresses from the shared etcd pools only when its
+ * ipam section says `"shared": true` (docs/cni.md, "Shared pools on etcd");
+ * else from this node's own store, as before. One line for `install --cni`
+ * with an etcd store, else null.
  */
 export function cniStoreWarning(store: StoreChoice): string | null {
   if (store.kind !== 'etcd') return null;
-  return "CNI pods get addresses from this node's own store, not from the shared etcd pools (--store is the Docker IPAM driver's): give each node's CNI configuration a range of its own, outside the shared pools";
+  return 'CNI pods get addresses from the shared etcd pools only where the ipam section says "shared": true; elsewhere from this node\'s own store: give each such CNI configuration a range of its own, outside the shared pools';
 }
 
 /** Stops, disables and removes what install wrote; anything else is left alone. */

@@ -39,7 +39,13 @@ import { CniIpam } from '../ipam/cni-ipam';
 import { macFromKey, randomMac } from '../ipam/mac';
 import { ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
 import { hostAddressMessage } from '../lan/host-addresses';
-import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
+import {
+  checkRequestedUsed,
+  cniAddressSpace,
+  RangeAllocator,
+  sharedPoolOf,
+  type RangeAllocation,
+} from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
 import { EADDRINUSE } from '../netlink/errno';
@@ -66,6 +72,12 @@ export interface AttachNetwork {
   dhcp: boolean;
   /** With `dhcp`: an IPv6 address from the LAN's DHCPv6 server too. */
   dhcp6: boolean;
+  /**
+   * The addresses come from the shared pools on etcd (`--store etcd://…`), each range set one pool as
+   * the Docker IPAM driver names it (`--subnet`, `--ip-range`): claimed by the endpoint service before
+   * `prepare` (endpoint/shared-attachments.ts), given back through SharedClaims.
+   */
+  shared: boolean;
 }
 
 export interface AttachRequest extends AttachNetwork {
@@ -143,7 +155,19 @@ export class SandboxAttachments {
     private readonly idleMs = 0,
     /** Gives a removed attachment's DHCP lease back; null where no lease keeper runs (an offline `lanplug gc`). */
     private readonly leases: AttachmentLeases | null = null,
+    /** Gives a removed attachment's shared-pool addresses back; null where pools are not shared. */
+    private readonly shared: SharedClaims | null = null,
   ) {}
+
+  /** The network is about to be used (a shared-pool claim is made before `prepare`): its idle removal is off. */
+  hold(networkName: string): void {
+    this.keepNetwork(cniNetworkId(networkName));
+  }
+
+  /** Once every shared-pool address and pool given back so far has gone back (or failed, logged). */
+  settled(): Promise<void> {
+    return this.shared?.settled() ?? Promise.resolve();
+  }
 
   /** Pending removals are dropped: the networks stay recorded, and the reconcile removes them later. */
   stop(): void {
@@ -155,12 +179,14 @@ export class SandboxAttachments {
    * The first half of an ADD: the attachment recorded with its addresses (claims and row together: a
    * crash leaves neither an orphaned claim nor a row without one), nothing made in the namespace yet.
    * The endpoint service asks the LAN about the addresses between the halves; `abandon` undoes this.
+   * `shared`: the addresses the endpoint service claimed in the shared pools, taken instead of the
+   * ranges'; the service gives them back when this fails.
    */
-  prepare(request: AttachRequest): PreparedAttachment {
+  prepare(request: AttachRequest, shared: readonly RangeAllocation[] | null = null): PreparedAttachment {
     const { sandbox, networkName, driver } = request;
     const networkId = cniNetworkId(networkName);
     const endpointId = attachmentId(networkName, sandbox.containerId, sandbox.ifname);
-    checkOneAddressPerFamily(request.rangeSets);
+    checkRangeSets(request);
     const taken = inSandbox(sandbox.netns, (rtnl) => rtnl.getLink(sandbox.ifname) !== null);
     if (taken) throw conflict(`interface ${sandbox.ifname} already exists in ${sandbox.netns}`);
     this.keepNetwork(networkId);
@@ -181,8 +207,10 @@ export class SandboxAttachments {
     try {
       const created = this.store.transaction(() => {
         const reserved = [...request.auxAddresses.values()];
-        for (const set of request.rangeSets)
-          claimed.push(this.allocator.allocate(networkName, set, request.requestedIps, { reserved }));
+        if (shared !== null) claimed.push(...shared);
+        else
+          for (const set of request.rangeSets)
+            claimed.push(this.allocator.allocate(networkName, set, request.requestedIps, { reserved }));
         checkRequestedUsed(request.requestedIps, claimed);
         const ipv4 = claimed.find((c) => c.address.address.family === 4)?.address ?? null;
         const ipv6 = claimed.find((c) => c.address.address.family === 6)?.address ?? null;
@@ -472,7 +500,7 @@ export class SandboxAttachments {
    * with nothing made: for a runtime that declares its network before using it (Podman's create).
    */
   checkNetwork(request: AttachNetwork): void {
-    checkOneAddressPerFamily(request.rangeSets);
+    checkRangeSets(request);
     this.driver.checkNetwork(this.networkRequest(request, cniNetworkId(request.networkName)));
   }
 
@@ -551,6 +579,9 @@ export class SandboxAttachments {
     if (leases !== null)
       teardown.step('release the DHCP lease', () => leases.release(endpoint.networkId, endpoint.endpointId, why));
     teardown.step('release addresses', () => this.releaseAddresses(networkName, addressesOf(endpoint)));
+    const { shared } = this;
+    if (shared !== null)
+      teardown.step('give back shared-pool addresses', () => shared.freed(networkName, addressesOf(endpoint)));
     teardown.step(`endpoint ${shortId(endpoint.endpointId)}`, () =>
       this.driver.deleteEndpoint(endpoint.networkId, endpoint.endpointId),
     );
@@ -596,6 +627,7 @@ export class SandboxAttachments {
     if (this.driver.network(networkId) === null || this.store.listEndpoints(networkId).length > 0) return;
     this.driver.deleteNetwork(networkId);
     this.allocator.dropPools(networkName);
+    this.shared?.networkDropped(networkName);
     this.log.info('CNI network removed: no attachment left', { network: networkName });
   }
 
@@ -623,12 +655,25 @@ export class SandboxAttachments {
   }
 }
 
-/** The store keeps one IPv4 and one IPv6 address per endpoint, as Docker's endpoints have. */
-function checkOneAddressPerFamily(sets: readonly (readonly AddressRange[])[]): void {
+/**
+ * The store keeps one IPv4 and one IPv6 address per endpoint, as Docker's endpoints have; a shared
+ * network's range set is one range that names a pool (ipam/ranges.ts sharedPoolOf).
+ */
+function checkRangeSets(request: AttachNetwork): void {
+  const sets: readonly (readonly AddressRange[])[] = request.rangeSets;
   for (const family of [4, 6] as const) {
     const count = sets.filter((set) => set[0]?.subnet.address.family === family).length;
     if (count > 1)
       throw invalidArgument(`ipam has ${count} IPv${family} range sets; lanplug gives one address per family`);
+  }
+  if (!request.shared) return;
+  if (request.dhcp) throw invalidArgument('a shared pool is for addresses from ranges; with DHCP the server chooses');
+  if (sets.length === 0) throw invalidArgument('a shared pool needs a subnet');
+  for (const set of sets) {
+    const [range] = set;
+    if (range === undefined || set.length > 1)
+      throw invalidArgument('a shared pool is one range per family (one subnet, one --ip-range)');
+    sharedPoolOf(range);
   }
 }
 
@@ -665,6 +710,19 @@ export interface KnownTaken {
   hostHolder(address: IpAddress): string | null;
 }
 
+/**
+ * Where a shared network's addresses and pools go back (endpoint/shared-attachments.ts): called
+ * synchronously where the rows go, it gives them back to etcd in the background.
+ */
+export interface SharedClaims {
+  /** A removed attachment of `networkName` held these: their shared-pool claims go (none: nothing). */
+  freed(networkName: string, addresses: readonly IpAddress[]): void;
+  /** The network went: this host's use of its shared pools ends. */
+  networkDropped(networkName: string): void;
+  /** Resolves once what was given back so far has gone (failures are logged). */
+  settled(): Promise<void>;
+}
+
 /** What gives a removed attachment's DHCP lease back to its server: the daemon's lease keeper. Idempotent. */
 export interface AttachmentLeases {
   release(networkId: string, endpointId: string, why: string): void;
@@ -676,7 +734,7 @@ export function cniServices(
   rtnl: Rtnl,
   store: Store & IpamStore,
   log: Logger,
-  options: { lan?: KnownTaken; idleMs?: number; leases?: AttachmentLeases } = {},
+  options: { lan?: KnownTaken; idleMs?: number; leases?: AttachmentLeases; shared?: SharedClaims } = {},
 ): { attachments: SandboxAttachments; ipam: CniIpam } {
   const allocator = new RangeAllocator(store, () => addressesInUse(store, options.lan ?? null));
   return {
@@ -688,6 +746,7 @@ export function cniServices(
       log,
       options.idleMs ?? 0,
       options.leases ?? null,
+      options.shared ?? null,
     ),
     ipam: new CniIpam(store, allocator, log),
   };

@@ -5,10 +5,12 @@
  * policy), the lanplug IPAM driver (checked at RequestAddress already), DHCP
  * asked by the network driver (`-o dhcp=true`), DHCP asked by the
  * lanplug-dhcp IPAM driver (the leases taken over), and for CNI attachments
- * ranges (checked on the LAN) or DHCP (`lanplug-dhcp`). Front ends translate
- * their wire format into one call here and the answer back; nothing else.
+ * ranges (checked on the LAN), shared pools on etcd (claimed there first, then
+ * checked on the LAN) or DHCP (`lanplug-dhcp`). Front ends translate their
+ * wire format into one call here and the answer back; nothing else.
  *
- * Every wait of the endpoint path is in this file, dhcp-endpoints.ts and dhcp-attachments.ts,
+ * Every wait of the endpoint path is in this file, dhcp-endpoints.ts, dhcp-attachments.ts and
+ * shared-attachments.ts,
  * and every request waits for those it must not overlap (NetworkQueue):
  * while a CreateEndpoint waits for the LAN, its Join, a DeleteEndpoint of it
  * or a DeleteNetwork of its network waits for it, so that no request sees
@@ -41,10 +43,13 @@ import {
   type SandboxAttachments,
 } from '../driver/attachments';
 import { isNoRoom, LanplugError } from '../errors';
+import { randomMac } from '../ipam/mac';
+import type { RangeAllocation } from '../ipam/ranges';
 import type { Logger } from '../log';
 import type { DhcpAttachments } from './dhcp-attachments';
 import type { DhcpEndpoints } from './dhcp-endpoints';
 import { NetworkQueue } from './queue';
+import type { SharedAttachmentPools } from './shared-attachments';
 
 /** Addresses a CNI range chooses in a row before an ADD gives up (each the LAN was seen using is skipped). */
 const ATTACH_TRIES = 4;
@@ -91,6 +96,8 @@ export class EndpointService {
     private readonly attachments: SandboxAttachments | null = null,
     /** CNI attachments' DHCP leases (`lanplug-dhcp`); null where none can be had. */
     private readonly leased: DhcpAttachments | null = null,
+    /** CNI attachments' claims in the shared pools; null where no CNI front end runs. */
+    private readonly shared: SharedAttachmentPools | null = null,
   ) {}
 
   createNetwork(request: CreateNetworkRequest): Promise<void> {
@@ -212,16 +219,34 @@ export class EndpointService {
    * address the range chose that the LAN uses is skipped for the next (the LAN's answer is
    * remembered); one the runtime asked for is refused in one line.
    */
-  attach(request: AttachRequest): Promise<Attached> {
+  attach(asked: AttachRequest): Promise<Attached> {
     const attachments = this.requireAttachments();
+    // A shared claim carries the MAC (as a Docker endpoint's): chosen before it, not by prepare.
+    const request =
+      asked.shared && asked.mac === null && asked.driver === 'macvlan' ? { ...asked, mac: randomMac() } : asked;
     const networkId = cniNetworkId(request.networkName);
     const endpointId = attachmentId(request.networkName, request.sandbox.containerId, request.sandbox.ifname);
     return this.queue.forEndpoint(networkId, endpointId, async () => {
       this.settleOwed();
       // The DHCP server's address is checked on the LAN by the lease keeper, before it is acknowledged as used.
       if (request.dhcp) return this.requireLeased().attach(request);
+      const shared = request.shared ? this.requireShared() : null;
       for (let attempt = 1; ; attempt++) {
-        const prepared = attachments.prepare(request);
+        let claims: RangeAllocation[] | null = null;
+        if (shared !== null) {
+          attachments.hold(request.networkName);
+          claims = await shared.claim(request, request.mac);
+        }
+        const giveBack = async (): Promise<void> => {
+          if (shared !== null && claims !== null) await shared.release(claims);
+        };
+        let prepared;
+        try {
+          prepared = attachments.prepare(request, claims);
+        } catch (err) {
+          await giveBack();
+          throw err;
+        }
         const check =
           this.lan === null
             ? null
@@ -235,6 +260,7 @@ export class EndpointService {
               });
         } catch (err) {
           attachments.abandon(prepared);
+          await giveBack();
           const chosen = request.requestedIps.length === 0;
           if (!chosen || !(err instanceof LanplugError) || err.code !== 'Conflict') throw err;
           if (attempt < ATTACH_TRIES) continue;
@@ -242,7 +268,12 @@ export class EndpointService {
             ? err
             : oneDeviceHint(this.lan, check.lan, err);
         }
-        return attachments.complete(prepared);
+        try {
+          return attachments.complete(prepared);
+        } catch (err) {
+          await giveBack();
+          throw err;
+        }
       }
     });
   }
@@ -253,15 +284,20 @@ export class EndpointService {
    */
   checkAttachmentNetwork(network: AttachNetwork): Promise<void> {
     const attachments = this.requireAttachments();
-    return this.queue.forNetwork(cniNetworkId(network.networkName), () => attachments.checkNetwork(network));
+    return this.queue.forNetwork(cniNetworkId(network.networkName), () => {
+      if (network.shared) this.requireShared().check(network);
+      attachments.checkNetwork(network);
+    });
   }
 
   /** A CNI DEL: idempotent, best effort (driver/attachments.ts); a DHCP lease goes back to its server. */
   detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<void> {
     const attachments = this.requireAttachments();
-    return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () =>
-      attachments.detach(networkName, containerId, ifname, netns),
-    );
+    return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () => {
+      attachments.detach(networkName, containerId, ifname, netns);
+      // A shared-pool address is back in etcd before the runtime hears the DEL is done.
+      return attachments.settled();
+    });
   }
 
   /** A CNI CHECK: the link as ADD made it, and on a DHCP network the lease held. */
@@ -278,7 +314,11 @@ export class EndpointService {
   /** A CNI GC: every attachment of the network but those `keep` names goes, with its lease; alone on the network. */
   collectAttachments(networkName: string, keep: readonly { containerId: string; ifname: string }[]): Promise<number> {
     const attachments = this.requireAttachments();
-    return this.queue.forNetwork(cniNetworkId(networkName), () => attachments.collect(networkName, keep));
+    return this.queue.forNetwork(cniNetworkId(networkName), async () => {
+      const removed = attachments.collect(networkName, keep);
+      await attachments.settled();
+      return removed;
+    });
   }
 
   /** CNI STATUS: ready for an ADD when the parent is there and up. Waits for nothing. */
@@ -289,6 +329,11 @@ export class EndpointService {
   private requireLeased(): DhcpAttachments {
     if (this.leased === null) throw new LanplugError('Internal', 'no DHCP client runs for CNI in this daemon');
     return this.leased;
+  }
+
+  private requireShared(): SharedAttachmentPools {
+    if (this.shared === null) throw new LanplugError('Internal', 'no shared pools serve CNI in this daemon');
+    return this.shared;
   }
 
   private requireAttachments(): SandboxAttachments {

@@ -47,6 +47,8 @@ export interface AddressRequest {
   gateway: boolean;
   /** The endpoint's MAC, which Docker sends only when the driver asks for it (shared pools do). */
   mac: string | null;
+  /** A container's address even without a MAC (a CNI attachment's second family, an ipvlan's): never the pool's aux entry. */
+  endpoint?: boolean;
 }
 
 /**
@@ -89,7 +91,7 @@ export class IpamAllocator {
       throw invalidArgument(`--ip-range ${formatPrefix(range)} is not inside --subnet ${formatPrefix(pool)}`);
     }
     const record: PoolRecord = {
-      poolId: `${request.addressSpace}/${formatPrefix(pool)}${range === null ? '' : `/${formatPrefix(range)}`}`,
+      poolId: poolIdOf(request.addressSpace, pool, range),
       addressSpace: request.addressSpace,
       pool,
       range,
@@ -250,9 +252,15 @@ export class IpamAllocator {
   }
 }
 
+/** A pool's id, as Docker gets it from RequestPool: its address space, `--subnet` and `--ip-range`. */
+export function poolIdOf(addressSpace: string, pool: IpPrefix, range: IpPrefix | null): string {
+  return `${addressSpace}/${formatPrefix(pool)}${range === null ? '' : `/${formatPrefix(range)}`}`;
+}
+
 function kindOf(request: AddressRequest, shared: boolean): AddressKind {
   if (request.gateway) return 'gateway';
   if (request.preferred === null) return 'allocated';
+  if (request.endpoint === true) return 'requested';
   // Docker sends the MAC with every endpoint's request once the driver asks for it; an
   // --aux-address request carries none. A single host never needed to tell them apart.
   return shared && request.mac === null ? 'aux' : 'requested';

@@ -11,12 +11,15 @@ import type { AddressRange, PoolRecord } from '../model/ipam';
 import {
   addressFromValue,
   formatPrefix,
+  networkOf,
+  prefixBounds,
   prefixContains,
   sameAddress,
   type IpAddress,
   type IpPrefix,
 } from '../net/address';
 import type { IpamStore } from '../state/ipam-store';
+import { usableBounds } from './pool';
 
 /** CNI pools live in an address space per network: `cni:<network name>`. */
 export function cniAddressSpace(networkName: string): string {
@@ -106,6 +109,26 @@ export class RangeAllocator {
     this.store.insertPool(record);
     return record;
   }
+}
+
+/**
+ * A range as the shared pool it names, in the Docker IPAM driver's terms: `--subnet`, and `--ip-range`
+ * as a prefix (null: the whole subnet, as a range without rangeStart/rangeEnd is). A pool is the same
+ * on every host, Docker's and CNI's alike, only when it is a prefix: one that is not is refused.
+ */
+export function sharedPoolOf(range: AddressRange): { pool: IpPrefix; range: IpPrefix | null } {
+  const { subnet, start, end } = range;
+  const whole = usableBounds(subnet);
+  if (start.value === whole.lowest && end.value === whole.highest) return { pool: subnet, range: null };
+  const bits = subnet.address.family === 4 ? 32 : 128;
+  for (let length = subnet.prefixLength; length <= bits; length++) {
+    const candidate = networkOf({ address: start, prefixLength: length });
+    const { first, last } = prefixBounds(candidate);
+    if (first === start.value && last === end.value) return { pool: subnet, range: candidate };
+  }
+  throw invalidArgument(
+    `a shared pool's range is a prefix, as --ip-range is on every host: ${start.text}-${end.text} is not one (such as ${formatPrefix(networkOf({ address: start, prefixLength: subnet.prefixLength + 2 }))})`,
+  );
 }
 
 /** Every address the runtime asked for must be one it got (host-local refuses one in no range set). */

@@ -91,8 +91,8 @@ test('install --cni with the daemon flags: the plugins reach the --cni-socket, a
     assert.equal(out.code, 0, out.stderr);
     assert.equal(
       out.stderr,
-      "lanplug: warning: CNI pods get addresses from this node's own store, not from the shared etcd pools " +
-        "(--store is the Docker IPAM driver's): give each node's CNI configuration a range of its own, outside the shared pools\n",
+      'lanplug: warning: CNI pods get addresses from the shared etcd pools only where the ipam section says "shared": true; ' +
+        "elsewhere from this node's own store: give each such CNI configuration a range of its own, outside the shared pools\n",
     );
     const add = spawnSync(join(root, 'opt/cni/bin/lanplug-macvlan'), [], {
       env: { CNI_COMMAND: 'ADD' },

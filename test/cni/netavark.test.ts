@@ -19,7 +19,7 @@ import { sleep } from '../lab/proc';
 import { lanHostNs } from '../lab/names';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import type { DaemonLab, DaemonProcess } from '../support/daemon';
-import { CNI_LAB_GATEWAY, startCniLab, type CniLab } from '../support/cni';
+import { CNI_LAB_GATEWAY, runPlugin, startCniLab, type CniLab } from '../support/cni';
 
 const GATEWAY = CNI_LAB_GATEWAY;
 const GATEWAY6 = 'fd86::1';
@@ -212,6 +212,11 @@ test('create: the network comes back as Podman keeps it (name, id, driver unchan
   );
   // Only the daemon can tell: the host has no such link.
   assert.match(errorOf(await nv(['create'], network({ options: { parent: 'eth9' } }))), /eth9/);
+  // Nor whether its pools are shared: this daemon keeps them in its own store.
+  assert.match(
+    errorOf(await nv(['create'], network({ options: { parent: 'eth0', 'lanplug.shared': 'true' } }))),
+    /asks for a shared pool, and this daemon keeps its pools in its own store: start it with --store etcd/,
+  );
   // Nothing was made for any of them.
   assert.equal(
     execFileSync('ip', ['-n', lab.host.ns, '-o', 'link', 'show', 'type', 'macvlan'], { encoding: 'utf8' }),
@@ -341,6 +346,35 @@ test("-o dhcp=true --ipv6: the IPv6 address comes from the LAN's DHCPv6 server t
     assert.deepEqual(dhcpServer.stillLeased([address6]), [address6], "the server's lease table holds the address");
     assert.equal((await teardown(c, created.json ?? {})).code, 0);
     assert.deepEqual(dhcpServer.stillLeased([address6]), [], 'teardown gave the IPv6 lease back (DHCPv6 Release)');
+  } finally {
+    dropContainer(c.ns);
+  }
+});
+
+test('CNI\'s lanplug-dhcp with "ipv6": true: the pod gets an IPv6 address from the LAN\'s DHCPv6 server beside its IPv4 one; DEL gives both leases back', async () => {
+  const conf = JSON.stringify({
+    cniVersion: '1.0.0',
+    name: 'cnidhcp6',
+    type: 'lanplug-macvlan',
+    master: 'eth0',
+    ipam: { type: 'lanplug-dhcp', ipv6: true },
+  });
+  const c = newContainer();
+  const call = { containerId: c.id.slice(-16), netns: c.path, ifname: 'eth0', env: { LANPLUG_CNI_SOCKET: socket } };
+  try {
+    const out = await runPlugin(plugin, { command: 'ADD', ...call }, conf);
+    assert.equal(out.code, 0, out.stdout);
+    const ips = (out.json?.['ips'] as { address: string }[] | undefined)?.map((ip) => ip.address) ?? [];
+    assert.match(ips[0] ?? '', /^172\.16\.86\.2[0-3]\d\/24$/);
+    const ipv6 = ips[1] ?? '';
+    assert.match(ipv6, /^fd86::2[0-3][0-9a-f]\/64$/, JSON.stringify(ips));
+    const inside = linkIn(c.ns, 'eth0')?.addr_info.find((a) => a.family === 'inet6' && a.local.startsWith('fd86:'));
+    assert.equal(`${inside?.local}/${inside?.prefixlen}`, ipv6, 'configured in the pod as the result says');
+    ping(c.path, GATEWAY6);
+    const address6 = ipv6.replace(/\/64$/, '');
+    assert.deepEqual(dhcpServer.stillLeased([address6]), [address6]);
+    assert.equal((await runPlugin(plugin, { command: 'DEL', ...call }, conf)).code, 0);
+    assert.deepEqual(dhcpServer.stillLeased([address6]), [], 'DEL gave the IPv6 lease back (DHCPv6 Release)');
   } finally {
     dropContainer(c.ns);
   }

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   parseEnvironment,
+  parseIpamConfig,
   parseNetworkConfig,
   parseVersion,
   type CniEnvironment,
@@ -22,7 +23,7 @@ import { CniError } from '../../src/api/cni/errors';
 import { decodeAnswer, decodeInvocation, encodeAnswer, encodeInvocation } from '../../src/api/cni/protocol';
 import { encodeResult } from '../../src/api/cni/result';
 import { CniIpam } from '../../src/ipam/cni-ipam';
-import { checkRequestedUsed, RangeAllocator } from '../../src/ipam/ranges';
+import { checkRequestedUsed, RangeAllocator, sharedPoolOf } from '../../src/ipam/ranges';
 import { silentLogger } from '../../src/log';
 import { parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 import { SqliteStore } from '../../src/state/sqlite';
@@ -409,4 +410,58 @@ test("the IPAM plugin on its own: an owner is matched whole, so eth1's DEL leave
   // A network whose name starts like another's is another network too.
   assert.equal(ipam.collect('la', []), 0, "GC of network 'la' releases nothing of network 'lan'");
   ipam.check('lan', 'c1', 'eth10');
+});
+
+test('configuration: lanplug-dhcp "ipv6": true asks DHCPv6 too; not a boolean, refused', () => {
+  const dhcp = (ipam: Record<string, unknown>): CniNetworkConfig =>
+    config({ ipam: { type: 'lanplug-dhcp', ...ipam } }, null);
+  assert.equal(dhcp({}).dhcp6, false);
+  assert.equal(dhcp({ ipv6: true }).dhcp6, true);
+  assert.equal(dhcp({ ipv6: false }).dhcp6, false);
+  assert.equal(
+    codeOf(() => dhcp({ ipv6: 'yes' })),
+    7,
+  );
+  assert.equal(config().dhcp6, false);
+});
+
+test('configuration: ipam "shared": true names the shared pool of its subnet and range, as --subnet and --ip-range do; a range that is not a prefix is refused', () => {
+  const shared = config({}, { rangeStart: '10.1.0.64', rangeEnd: '10.1.0.127', shared: true });
+  assert.equal(shared.ipam?.shared, true);
+  assert.equal(config().ipam?.shared, false);
+  assert.equal(
+    codeOf(() => config({}, { shared: 'yes' })),
+    7,
+  );
+  const pool = (start: string, end: string): string => {
+    const { pool: p, range } = sharedPoolOf({
+      subnet: parsePrefix('10.1.0.0/24'),
+      start: parseAddress(start),
+      end: parseAddress(end),
+      gateway: parseAddress('10.1.0.1'),
+    });
+    return `${p.address.text}/${p.prefixLength} ${range === null ? '-' : `${range.address.text}/${range.prefixLength}`}`;
+  };
+  assert.equal(pool('10.1.0.64', '10.1.0.127'), '10.1.0.0/24 10.1.0.64/26');
+  assert.equal(pool('10.1.0.1', '10.1.0.254'), '10.1.0.0/24 -', "host-local's default: the whole subnet");
+  assert.equal(pool('10.1.0.200', '10.1.0.200'), '10.1.0.0/24 10.1.0.200/32');
+  assert.throws(
+    () => pool('10.1.0.64', '10.1.0.100'),
+    /a shared pool's range is a prefix, as --ip-range is on every host: 10\.1\.0\.64-10\.1\.0\.100 is not one/,
+  );
+  // The lanplug IPAM plugin behind another main plugin keeps this node's addresses.
+  assert.equal(
+    codeOf(() =>
+      parseIpamConfig(
+        {
+          cniVersion: '1.0.0',
+          name: 'lan',
+          type: 'macvlan',
+          ipam: { type: 'lanplug', subnet: '10.1.0.0/24', shared: true },
+        },
+        ADD_ENV,
+      ),
+    ),
+    7,
+  );
 });

@@ -423,3 +423,26 @@ test("create: -o host_access=true takes the host's own address as -o host_addres
     /-o host_address is for -o host_access=true/,
   );
 });
+
+test('-o lanplug.shared=true: the network asks for the shared pool of --subnet and --ip-range; not an option of the driver, refused with DHCP or a value not true/false', () => {
+  const shared = parsePodmanNetwork(
+    podmanNetwork({
+      options: { parent: 'eth0', 'lanplug.shared': 'true' },
+      subnets: [{ subnet: '10.70.0.0/24', lease_range: { start_ip: '10.70.0.64', end_ip: '10.70.0.127' } }],
+    }),
+  );
+  assert.equal(shared.attach.shared, true);
+  assert.deepEqual(shared.attach.options, { parent: 'eth0' });
+  assert.equal(parsePodmanNetwork(podmanNetwork()).attach.shared, false);
+  assert.throws(
+    () => parsePodmanNetwork(podmanNetwork({ options: { parent: 'eth0', 'lanplug.shared': 'yes' } })),
+    /-o lanplug\.shared must be true or false, not 'yes'/,
+  );
+  assert.throws(
+    () =>
+      parsePodmanNetwork(
+        podmanNetwork({ subnets: [], options: { parent: 'eth0', dhcp: 'true', 'lanplug.shared': 'true' } }),
+      ),
+    /-o lanplug\.shared=true is for addresses from --subnet; with DHCP the LAN's server chooses them/,
+  );
+});

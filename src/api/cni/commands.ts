@@ -156,8 +156,8 @@ async function add(
     auxAddresses: config.auxAddresses,
     rangeSets: config.ipam?.rangeSets ?? [],
     dhcp: config.dhcp,
-    // CNI's lanplug-dhcp asks DHCPv4 only (docs/cni.md).
-    dhcp6: false,
+    dhcp6: config.dhcp6,
+    shared: config.ipam?.shared ?? false,
     routes: config.ipam?.routes ?? [],
     mac: config.mac,
     requestedIps: config.requestedIps,

@@ -81,6 +81,8 @@ export interface CniIpam {
   /** One address from each set; the ranges of a set are tried in order. */
   rangeSets: AddressRange[][];
   routes: CniRoute[];
+  /** `"shared": true`: each set is a pool shared on etcd, as the Docker IPAM driver's of the same subnet and range. */
+  shared: boolean;
 }
 
 /** A runtime's attachment, as GC lists the ones to keep. */
@@ -102,6 +104,8 @@ export interface CniNetworkConfig {
   ipam: CniIpam | null;
   /** `"ipam": {"type": "lanplug-dhcp"}`: the address is the LAN's DHCP server's (options carry `dhcp=true`). */
   dhcp: boolean;
+  /** With `dhcp`, `"ipv6": true`: an IPv6 address from the LAN's DHCPv6 server too. */
+  dhcp6: boolean;
   dns: JsonObject | null;
   /** Addresses the runtime asked for (`runtimeConfig.ips`, `args.cni.ips`, CNI_ARGS `IP=`). */
   requestedIps: IpAddress[];
@@ -117,8 +121,8 @@ const PLUGIN_KEYS: Record<DriverKind, readonly string[]> = {
   macvlan: ['master', 'mode', 'mtu', 'mac', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
   ipvlan: ['master', 'mode', 'flag', 'mtu', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
 };
-const DHCP_IPAM_KEYS = ['type', 'timeout'];
-const IPAM_KEYS = ['type', 'subnet', 'rangeStart', 'rangeEnd', 'gateway', 'ranges', 'routes', 'dataDir'];
+const DHCP_IPAM_KEYS = ['type', 'timeout', 'ipv6'];
+const IPAM_KEYS = ['type', 'subnet', 'rangeStart', 'rangeEnd', 'gateway', 'ranges', 'routes', 'dataDir', 'shared'];
 const RANGE_KEYS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway'];
 /** CNI's container ids: letters, digits, '_', '.', '-' (SPEC.md "Parameters"). */
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
@@ -267,6 +271,7 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
     mac,
     ipam: dhcp === null ? parseIpam(conf['ipam']) : null,
     dhcp: dhcp !== null,
+    dhcp6: dhcp?.ipv6 ?? false,
     dns: conf['dns'] === undefined || conf['dns'] === null ? null : asConfigObject(conf['dns'], 'dns'),
     requestedIps: requested,
     prevResult:
@@ -320,6 +325,10 @@ export function parseIpamConfig(conf: JsonObject, env: CniEnvironment): CniIpamC
     throw badConfig(`network name '${name.slice(0, 80)}' is not valid: letters, digits, '_', '.', '-'`);
   const ipam = parseIpam(conf['ipam']);
   if (ipam === null) throw badConfig('ipam needs a subnet, or ranges');
+  if (ipam.shared)
+    throw badConfig(
+      `ipam shared goes with lanplug's main plugins (${Object.keys(PLUGIN_TYPES).join(', ')}); the ${IPAM_TYPE} IPAM plugin behind another main plugin keeps this node's addresses`,
+    );
   return {
     cniVersion,
     name,
@@ -330,13 +339,13 @@ export function parseIpamConfig(conf: JsonObject, env: CniEnvironment): CniIpamC
   };
 }
 
-/** `"ipam": {"type": "lanplug-dhcp", "timeout": "10s"}`; null for any other ipam section. */
-function parseDhcpIpam(value: Json | undefined): { timeout: string | null } | null {
+/** `"ipam": {"type": "lanplug-dhcp", "timeout": "10s", "ipv6": true}`; null for any other ipam section. */
+function parseDhcpIpam(value: Json | undefined): { timeout: string | null; ipv6: boolean } | null {
   if (value === undefined || value === null) return null;
   const ipam = asConfigObject(value, 'ipam');
   if (ipam['type'] !== DHCP_IPAM_TYPE) return null;
   checkKeys(ipam, DHCP_IPAM_KEYS, 'ipam');
-  return { timeout: optionalString(ipam, 'timeout', 'ipam') };
+  return { timeout: optionalString(ipam, 'timeout', 'ipam'), ipv6: optionalBoolean(ipam, 'ipv6', 'ipam') };
 }
 
 function parseIpam(value: Json | undefined): CniIpam | null {
@@ -376,7 +385,7 @@ function parseIpam(value: Json | undefined): CniIpam | null {
       gateway: gw === null ? null : asConfig(() => parseAddress(gw, 'route gw')),
     };
   });
-  return { rangeSets: sets, routes };
+  return { rangeSets: sets, routes, shared: optionalBoolean(ipam, 'shared', 'ipam') };
 }
 
 /** host-local's defaults: the whole subnet but its network (and IPv4 broadcast) address; gateway the first. */
@@ -432,6 +441,13 @@ function optionalString(o: JsonObject, key: string, what: string): string | null
   const v = o[key];
   if (v === undefined || v === null || v === '') return null;
   if (typeof v !== 'string') throw badConfig(`${what} ${key} must be a string`);
+  return v;
+}
+
+function optionalBoolean(o: JsonObject, key: string, what: string): boolean {
+  const v = o[key];
+  if (v === undefined || v === null) return false;
+  if (typeof v !== 'boolean') throw badConfig(`${what} ${key} must be true or false`);
   return v;
 }
 

@@ -58,6 +58,8 @@ const NETWORK_ID = /^[0-9a-f]{64}$/;
 /** Podman has no `--aux-address`: the host's addresses for host access are options of their own. */
 export const OPT_HOST_ADDRESS = 'host_address';
 export const OPT_HOST_ADDRESS6 = 'host_address6';
+/** The addresses come from the shared pool on etcd of --subnet and --ip-range, as a Docker network's with `--ipam-driver lanplug`. */
+export const OPT_SHARED = 'lanplug.shared';
 
 /** A Podman network, decoded. */
 export interface PodmanNetwork {
@@ -97,6 +99,7 @@ export function parsePodmanNetwork(value: Json): PodmanNetwork {
   const dhcp = ipamIsDhcp(network, options);
   if (dhcp) options[OPT_DHCP] = 'true';
   const auxAddresses = hostAddresses(options);
+  const shared = sharedOption(options, dhcp);
   // Every option checked now with the Docker driver's own parser and messages.
   parseNetworkOptions(driver, options);
   const subnets = parseSubnets(network);
@@ -138,6 +141,7 @@ export function parsePodmanNetwork(value: Json): PodmanNetwork {
       dhcp,
       // `--ipv6` with DHCP: the LAN's DHCPv6 server gives the IPv6 address, as lanplug-dhcp with Docker's --ipv6.
       dhcp6: dhcp && network['ipv6_enabled'] === true,
+      shared,
     },
     routes,
     final,
@@ -189,6 +193,20 @@ function hostAddresses(options: Record<string, string>): Map<string, IpAddress> 
       `-o ${OPT_HOST_ACCESS}=true needs the host's own address on this network: add -o ${OPT_HOST_ADDRESS}=<an unused address of the subnet> (and -o ${OPT_HOST_ADDRESS6}= with an IPv6 subnet)`,
     );
   return aux;
+}
+
+/** `-o lanplug.shared=true|false`, taken out of the options (the network driver has no such option). */
+function sharedOption(options: Record<string, string>, dhcp: boolean): boolean {
+  const text = options[OPT_SHARED];
+  if (text === undefined) return false;
+  delete options[OPT_SHARED];
+  if (text !== 'true' && text !== 'false')
+    throw invalidArgument(`-o ${OPT_SHARED} must be true or false, not '${text.slice(0, 40)}'`);
+  if (text === 'true' && dhcp)
+    throw invalidArgument(
+      `-o ${OPT_SHARED}=true is for addresses from --subnet; with DHCP the LAN's server chooses them`,
+    );
+  return text === 'true';
 }
 
 /** `--ipam-driver`: none given (Podman's host-local), lanplug's, or DHCP (netavark's name or lanplug's). */
