@@ -8,8 +8,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import type { LanHost } from '../lab/lan';
+import { MdnsResponderPeer, mdnsQuery } from '../lab/mdns-peer';
+import { runOk } from '../lab/proc';
+import { repoRoot } from '../support/repo';
 import { containerNetwork, eventually, useLab } from './helpers';
 
 const lab = useLab({ addresses: ['172.16.86.1/24', 'fd77::1/64'] });
@@ -52,6 +56,10 @@ function runNamed(container: string, network: string, identity: string): void {
   ]);
 }
 
+function lanplugEvents(): string {
+  return runOk([process.execPath, join(repoRoot(), 'bin', 'lanplug'), 'events', '--state-dir', lab.plugin.stateDir]);
+}
+
 test('DHCPv4: the server registers the name the client sends (option 81, a full name too): a LAN host resolves it to the lease', async () => {
   lab.host.dockerOk(dhcpNetworkArgs('dhcp'));
   runNamed('web1', 'dhcp', 'web1');
@@ -77,4 +85,95 @@ test('DHCPv6 (lanplug-dhcp): the name given at CreateEndpoint (after the lease) 
     assert.ok(answers(resolve('web6.lab.test', 'A'), net.IPAddress), resolve('web6.lab.test', 'A'));
     assert.ok(answers(resolve('web6.lab.test', 'AAAA'), net.GlobalIPv6Address), resolve('web6.lab.test', 'AAAA'));
   }, 20_000);
+});
+
+function mdnsNetwork(): void {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet',
+    '172.16.86.0/24',
+    '--gateway',
+    '172.16.86.1',
+    '--ip-range',
+    '172.16.86.64/28',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'lanplug.mdns=true',
+    'mdns',
+  ]);
+}
+
+test('mDNS: a LAN host asking for <name>.local gets the container address; a device that claims the name later makes lanplug withdraw', async () => {
+  mdnsNetwork();
+  runNamed('cam1', 'mdns', 'cam1');
+  const address = containerNetwork(lab.host, 'cam1', 'mdns').IPAddress;
+  const peer = lab.lan.addLanHost('peer', '172.16.86.10/24');
+  const rival = lab.lan.addLanHost('rival', '172.16.86.11/24');
+  let claimer: MdnsResponderPeer | null = null;
+  try {
+    await eventually(() => assert.deepEqual(mdnsQuery(peer, 'cam1.local', 1_500), [address]), 15_000);
+    // A name nobody has is not answered.
+    assert.deepEqual(mdnsQuery(peer, 'nobody.local', 1_000), []);
+    claimer = await MdnsResponderPeer.start(rival, 'cam1.local');
+    await eventually(
+      () =>
+        assert.match(
+          lab.plugin.stderr(),
+          /"mdns: withdrawing a name a LAN device now answers for"[^\n]*"device":"172\.16\.86\.11"/,
+        ),
+      10_000,
+    );
+    await eventually(() => assert.deepEqual(mdnsQuery(peer, 'cam1.local', 1_500), ['172.16.86.11']), 10_000);
+    assert.equal(lab.host.dockerOk(['inspect', '-f', '{{.State.Running}}', 'cam1']).trim(), 'true');
+  } finally {
+    claimer?.stop();
+    peer.destroy();
+    rival.destroy();
+  }
+});
+
+test('mDNS: a name a LAN device already answers for is refused, not stolen: a log line and an event name the device; the container runs', async () => {
+  mdnsNetwork();
+  const owner = lab.lan.addLanHost('owner', '172.16.86.12/24');
+  const peer = lab.lan.addLanHost('peer2', '172.16.86.13/24');
+  const claimer = await MdnsResponderPeer.start(owner, 'cam2.local');
+  try {
+    runNamed('cam2', 'mdns', 'cam2');
+    await eventually(
+      () =>
+        assert.match(
+          lab.plugin.stderr(),
+          /"mdns: refusing a name a LAN device already answers for"[^\n]*"device":"172\.16\.86\.12"/,
+        ),
+      15_000,
+    );
+    assert.match(lanplugEvents(), /mdns\.refused[^\n]*cam2\.local[^\n]*172\.16\.86\.12/);
+    assert.deepEqual(mdnsQuery(peer, 'cam2.local', 2_000), ['172.16.86.12']);
+    assert.equal(lab.host.dockerOk(['inspect', '-f', '{{.State.Running}}', 'cam2']).trim(), 'true');
+  } finally {
+    claimer.stop();
+    owner.destroy();
+    peer.destroy();
+  }
+});
+
+test('mDNS: a bad lanplug.mdns value is refused at network create in one line', () => {
+  const r = lab.host.docker([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'lanplug.mdns=yes',
+    'bad',
+  ]);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /lanplug\.mdns=yes[^\n]*(true|false)/);
+  assert.equal(lab.host.docker(['network', 'inspect', 'bad']).status, 1);
 });
