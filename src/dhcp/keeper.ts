@@ -176,7 +176,7 @@ export class LeaseKeeper {
     if (record === null) return null;
     const updated = { ...record, sandboxKey };
     this.store.putLease(updated, false);
-    // A name the server has not heard yet: renewed soon (a client may renew at any time, RFC 2131 §4.4.5),
+    // A name the server has not heard yet: renewed soon (a client may renew before T1, RFC 2131 §4.4.5),
     // once Docker has moved the link into the namespace, which it does after Join returns.
     const soon = this.nameUnsent.delete(`${networkId}/${endpointId}`) ? Date.now() + NAME_RENEWAL_DELAY_MS : undefined;
     for (const lease of updated.leases) this.renewals.schedule(updated, lease.family, soon);

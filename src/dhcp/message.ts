@@ -216,7 +216,7 @@ export function clientFqdnOption(name: string): Buffer {
   return Buffer.concat([Buffer.from([FQDN_FLAG_S | FQDN_FLAG_E, 0, 0]), encodeClientName(name)]);
 }
 
-/** RFC 4702 §2.1: S, "the server SHOULD perform the A RR (FQDN-to-address) DNS updates". */
+/** RFC 4702 §2.1: S, the client asks the server to update the name's A record. */
 const FQDN_FLAG_S = 0x01;
 /** RFC 4702 §2.1: E, the name is in canonical wire format. */
 const FQDN_FLAG_E = 0x04;

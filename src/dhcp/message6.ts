@@ -181,14 +181,14 @@ export function statusOf(m: Dhcp6Message): { code: number; text: string } {
 }
 
 /**
- * RFC 4704 client FQDN: flags S (RFC 4704 §4.1: the server updates the AAAA
- * record; lanplug's containers update no DNS themselves, and dnsmasq, Kea and
- * Windows register from it), the name in DNS wire format: a single label as a
- * partial name, a dotted one fully qualified (§4.2).
+ * RFC 4704 client FQDN: flag S (§4.1: the server is asked to update the AAAA
+ * record; lanplug's containers update no DNS themselves), the name in DNS
+ * wire format: a single label as a partial name, a dotted one fully qualified
+ * (§4.2).
  */
 export function fqdnOption(hostname: string): Buffer {
   return Buffer.concat([Buffer.from([FQDN6_FLAG_S]), encodeClientName(hostname)]);
 }
 
-/** RFC 4704 §4.1: "the server SHOULD perform the AAAA RR (FQDN-to-address) DNS updates". */
+/** RFC 4704 §4.1: S, the client asks the server to update the name's AAAA record. */
 const FQDN6_FLAG_S = 0x01;
