@@ -1,9 +1,10 @@
 /**
  * The LAN side of the daemon, wired together: the guard that remembers what
  * the LAN answered, the conflict checks the plugin routes await, the warmer
- * that keeps the next candidates' answers fresh, and the watch that notices a
- * device claiming a container's address afterwards. Composition only: each
- * piece lives in src/lan/.
+ * that keeps the next candidates' answers fresh, the watch that notices a
+ * device claiming a container's address afterwards, and the mDNS responder of
+ * `-o lanplug.mdns=true` networks. Composition only: each piece lives in
+ * src/lan/ or src/mdns/.
  */
 import type { OfferCheck } from './dhcp/outcomes';
 import { refuseOffered, type NetworkFacts } from './dhcp/offer-rules';
@@ -19,6 +20,8 @@ import { probe, type ProbeLink } from './lan/probe';
 import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
 import type { Logger } from './log';
+import { MdnsResponder, type MdnsName } from './mdns/responder';
+import { hostnameFromIdentity } from './driver/identity';
 import type { PoolRecord } from './model/ipam';
 import { addressesOf, shortId, type EndpointRecord, type NetworkRecord, type NetworkSpec } from './model/network';
 import { formatPrefix, networkOf, sameAddress, type Family, type IpAddress } from './net/address';
@@ -33,6 +36,7 @@ const WARM_AFTER_USE_MS = 150;
 export class LanCitizen {
   readonly conflicts: LanConflicts;
   private readonly watch: LanWatch;
+  private readonly mdns: MdnsResponder;
   private warmer: CandidateWarmer | null = null;
   private timer: NodeJS.Timeout | null = null;
   private warmTimer: NodeJS.Timeout | null = null;
@@ -54,6 +58,7 @@ export class LanCitizen {
       this.warmSoon(),
     );
     this.watch = new LanWatch((link, address) => this.holding(link, address), store, log);
+    this.mdns = new MdnsResponder(log);
   }
 
   /** Where and how to ask the LAN for a network; null when its policy is off or it has no LAN. */
@@ -228,6 +233,7 @@ export class LanCitizen {
     if (this.warmTimer !== null) clearTimeout(this.warmTimer);
     await this.warmer?.stop();
     await this.watch.close();
+    await this.mdns.close();
   }
 
   /**
@@ -266,7 +272,39 @@ export class LanCitizen {
     } catch (err) {
       this.log.warn('could not remove a LAN eye no network needs; reconcile retries', { error: String(err) });
     }
+    try {
+      this.mdns.sync(this.mdnsNames());
+    } catch (err) {
+      this.log.warn('could not refresh the mDNS names', { error: String(err) });
+    }
     this.conflicts.forgetStale();
+  }
+
+  /**
+   * `<identity>.local` for the named containers of `-o lanplug.mdns=true` networks, on each network's LAN
+   * eye. The name is the identity (`lanplug.identity`): Docker 20.10 to 28 tell a driver no container name.
+   */
+  private mdnsNames(): MdnsName[] {
+    const names: MdnsName[] = [];
+    for (const network of this.store.listNetworks()) {
+      if (network.spec.mdns !== true || network.spec.parent.kind === 'private') continue;
+      const link = this.driver.lanLink(network.spec);
+      if (link === null) continue;
+      for (const e of this.store.listEndpoints(network.spec.networkId)) {
+        // A single label: `web1.local`; a dotted identity is a name in a DNS domain already, not one for .local.
+        const host = e.identity === undefined ? null : hostnameFromIdentity(e.identity);
+        if (host === null || host.includes('.')) continue;
+        names.push({
+          name: `${host}.local`,
+          addresses: addressesOf(e),
+          mac: e.mac ?? link.mac,
+          link,
+          networkId: e.networkId,
+          endpointId: e.endpointId,
+        });
+      }
+    }
+    return names;
   }
 
   /**

@@ -11,6 +11,7 @@ import { encodeUdp6Frame, linkLocalOf, type UdpDatagram } from '../l2/udp-frames
 import { silentLogger, type Fields, type Logger } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
+import { isHostName } from '../net/dns-name';
 import type { DhcpChannel } from './channel';
 import { onceEach, type OfferCheck, type RenewOutcome } from './outcomes';
 import {
@@ -234,7 +235,8 @@ function message6(
     const oro = Buffer.alloc(2);
     oro.writeUInt16BE(OPT6.dnsServers, 0);
     options.push({ code: OPT6.oro, value: oro });
-    if (identity.hostname !== null) options.push({ code: OPT6.clientFqdn, value: fqdnOption(identity.hostname) });
+    if (identity.hostname !== null && isHostName(identity.hostname))
+      options.push({ code: OPT6.clientFqdn, value: fqdnOption(identity.hostname) });
   }
   return { type, xid, options };
 }

@@ -9,12 +9,14 @@
 import { encodeUdpFrame } from '../l2/udp-frames';
 import type { Fields } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
+import { isHostName } from '../net/dns-name';
 import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { usableDnsServer, usableRouter } from './offer-rules';
 import type { UdpDatagram } from '../l2/udp-frames';
 import type { DhcpChannel } from './channel';
 import {
   BROADCAST_V4,
+  clientFqdnOption,
   DHCP_CLIENT_PORT,
   DHCP_SERVER_PORT,
   encodeDhcp,
@@ -110,7 +112,13 @@ export function message(
   for (const [code, value] of opts.extra ?? []) options.set(code, value);
   // A release or decline carries no parameters (RFC 2131 table 5).
   if (type !== 'release' && type !== 'decline') {
-    if (identity.hostname !== null) options.set(OPT.hostname, Buffer.from(identity.hostname));
+    // Both: option 12 for the servers that know no other (many home routers), 81 for those that register
+    // only clients asking for it (Windows' server); dnsmasq prefers 81. RFC 4702 §3.1 asks a client to send
+    // 81 alone: Windows clients send both, and so does lanplug.
+    if (identity.hostname !== null) {
+      options.set(OPT.hostname, Buffer.from(identity.hostname));
+      if (isHostName(identity.hostname)) options.set(OPT.clientFqdn, clientFqdnOption(identity.hostname));
+    }
     options.set(OPT.vendorClass, VENDOR_CLASS);
     options.set(OPT.parameterList, PARAMETERS);
   }

@@ -70,6 +70,9 @@ function rememberKey(identity: DhcpIdentity, family: Family): string | null {
   return family === 4 ? identity.clientId : `6:${identity.duid}`;
 }
 
+/** After Join, when a lease given a name at hand-over is renewed to tell the server: the namespace is ready by then. */
+const NAME_RENEWAL_DELAY_MS = 2_000;
+
 export class LeaseKeeper {
   private readonly renewals: Renewals;
   /** Malformed answers are logged per network at most a line a minute: any LAN device may send them. */
@@ -77,6 +80,8 @@ export class LeaseKeeper {
   /** Addresses Docker knew released leases by, by text, and when they went (see releasedLately). */
   private readonly released = new Map<string, number>();
   private watchdog: NodeJS.Timeout | null = null;
+  /** "network/endpoint" of leases given a name at hand-over that no server has heard yet (in memory: else at T1). */
+  private readonly nameUnsent = new Set<string>();
 
   constructor(
     private readonly store: LeaseStore,
@@ -171,7 +176,10 @@ export class LeaseKeeper {
     if (record === null) return null;
     const updated = { ...record, sandboxKey };
     this.store.putLease(updated, false);
-    for (const lease of updated.leases) this.renewals.schedule(updated, lease.family);
+    // A name the server has not heard yet: renewed soon (a client may renew before T1, RFC 2131 §4.4.5),
+    // once Docker has moved the link into the namespace, which it does after Join returns.
+    const soon = this.nameUnsent.delete(`${networkId}/${endpointId}`) ? Date.now() + NAME_RENEWAL_DELAY_MS : undefined;
+    for (const lease of updated.leases) this.renewals.schedule(updated, lease.family, soon);
     return updated;
   }
 
@@ -189,12 +197,22 @@ export class LeaseKeeper {
     return this.store.listLeases().find((r) => r.identity.clientId === clientId) ?? null;
   }
 
-  /** A lease taken for an endpoint to come (lanplug-dhcp) becomes the endpoint's, as it is: nothing is sent. */
-  handOver(networkId: string, from: string, to: string): LeaseRecord | null {
+  /**
+   * A lease taken for an endpoint to come (lanplug-dhcp) becomes the endpoint's, as it is: nothing is sent.
+   * `hostname`: a name the endpoint's options give (CreateEndpoint comes after the lease was taken): the
+   * lease's messages carry it from now on, and the server hears it at a renewal as soon as the container joins.
+   */
+  handOver(networkId: string, from: string, to: string, hostname: string | null = null): LeaseRecord | null {
     const record = this.store.getLease(networkId, from);
     if (record === null) return null;
-    const moved: LeaseRecord = { ...record, endpointId: to };
+    const renamed = hostname !== null && hostname !== record.identity.hostname;
+    const moved: LeaseRecord = {
+      ...record,
+      endpointId: to,
+      identity: renamed ? { ...record.identity, hostname } : record.identity,
+    };
     this.store.moveLease(moved, from);
+    if (renamed) this.nameUnsent.add(`${networkId}/${to}`);
     return moved;
   }
 

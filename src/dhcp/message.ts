@@ -5,6 +5,7 @@
 import { addressBytes, addressFromBytes, type IpAddress } from '../net/address';
 import { bytesToMac, macToBytes } from '../net/mac';
 import { LanplugError } from '../errors';
+import { encodeClientName } from '../net/dns-name';
 
 export const DHCP_SERVER_PORT = 67;
 export const DHCP_CLIENT_PORT = 68;
@@ -34,6 +35,7 @@ export const OPT = {
   rebindingTime: 59,
   vendorClass: 60,
   clientId: 61,
+  clientFqdn: 81,
   end: 255,
   pad: 0,
 } as const;
@@ -201,6 +203,23 @@ function messageTypeOf(code: number | undefined): MessageType | undefined {
 export function ipv4Option(address: IpAddress): Buffer {
   return addressBytes(address);
 }
+
+/**
+ * RFC 4702 client FQDN: flags S and E, RCODE1 and RCODE2 0 (§2.2: deprecated,
+ * sent as 0), the name in DNS wire format (E; the ASCII form is deprecated,
+ * §2.3.1), a single label as a partial name the server completes with its
+ * domain. S (§2.1, §3.3): the server updates the A record; the container
+ * updates no DNS itself. dnsmasq registers the name either way; Windows'
+ * server, by default, only for a client that sends this option.
+ */
+export function clientFqdnOption(name: string): Buffer {
+  return Buffer.concat([Buffer.from([FQDN_FLAG_S | FQDN_FLAG_E, 0, 0]), encodeClientName(name)]);
+}
+
+/** RFC 4702 §2.1: S, the client asks the server to update the name's A record. */
+const FQDN_FLAG_S = 0x01;
+/** RFC 4702 §2.1: E, the name is in canonical wire format. */
+const FQDN_FLAG_E = 0x04;
 
 export function secondsOption(seconds: number): Buffer {
   const b = Buffer.alloc(4);

@@ -4,6 +4,7 @@
  * own. Encode and decode only; the client's transactions are client6.ts.
  */
 import { addressBytes, addressFromBytes, type IpAddress } from '../net/address';
+import { encodeClientName } from '../net/dns-name';
 
 export const DHCP6_CLIENT_PORT = 546;
 export const DHCP6_SERVER_PORT = 547;
@@ -179,13 +180,15 @@ export function statusOf(m: Dhcp6Message): { code: number; text: string } {
   };
 }
 
-/** RFC 4704 client FQDN: flags 0 (the server updates DNS as it sees fit), the name in DNS wire format. */
+/**
+ * RFC 4704 client FQDN: flag S (§4.1: the server is asked to update the AAAA
+ * record; lanplug's containers update no DNS themselves), the name in DNS
+ * wire format: a single label as a partial name, a dotted one fully qualified
+ * (§4.2).
+ */
 export function fqdnOption(hostname: string): Buffer {
-  const labels = hostname.split('.').filter((l) => l !== '');
-  return Buffer.concat([
-    Buffer.from([0]),
-    ...labels.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l)])),
-    // A single label is a partial name: no terminating root label (RFC 4704 §4.2).
-    ...(labels.length > 1 ? [Buffer.from([0])] : []),
-  ]);
+  return Buffer.concat([Buffer.from([FQDN6_FLAG_S]), encodeClientName(hostname)]);
 }
+
+/** RFC 4704 §4.1: S, the client asks the server to update the name's AAAA record. */
+const FQDN6_FLAG_S = 0x01;

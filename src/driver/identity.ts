@@ -13,6 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { invalidArgument } from '../errors';
+import { isHostName } from '../net/dns-name';
 import { bytesToMac } from '../net/mac';
 import { parseEndpointLabel } from './options';
 
@@ -53,9 +54,12 @@ export function duidFromIdentity(name: string): string {
   return '0004' + createHash('sha256').update(`lanplug.dhcp.duid:${name}`).digest().subarray(0, 16).toString('hex');
 }
 
-/** DHCPv4 option 12 when no `lanplug.dhcp.hostname` is given: the name, when it is a hostname (RFC 1123 label). */
+/**
+ * The name DHCP sends (option 12, the client FQDN options 81 and 39) when no `lanplug.dhcp.hostname` is given:
+ * the identity, when it is a host name (`web1`, or `web1.lan.example` fully qualified).
+ */
 export function hostnameFromIdentity(name: string): string | null {
-  return /^[A-Za-z0-9-]{1,63}$/.test(name) ? name : null;
+  return isHostName(name) ? name : null;
 }
 
 /** DHCPv4 option 61: type 0 (not a hardware address) and the name's bytes. */

@@ -27,6 +27,8 @@ export const OPT_DHCP_TIMEOUT = 'dhcp.timeout';
 /** `-o ipv6=slaac`: IPv6 from the LAN router's advertisements (the only value so far). */
 export const OPT_IPV6 = 'ipv6';
 export const OPT_IPV6_RT_INFO_MAX_PLEN = 'ipv6.rt_info_max_plen';
+/** `-o lanplug.mdns=true`: lanplug answers `<name>.local` for the network's named containers (src/mdns/). */
+export const OPT_MDNS = 'lanplug.mdns';
 /** The IPAM driver whose addresses come from the LAN's DHCP servers: `--ipam-driver lanplug-dhcp`. */
 export const DHCP_IPAM_NAME = 'lanplug-dhcp';
 /** Its address space: how the network driver tells its pools from any other IPAM driver's. */
@@ -51,6 +53,7 @@ const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
     OPT_DHCP_TIMEOUT,
     OPT_IPV6,
     OPT_IPV6_RT_INFO_MAX_PLEN,
+    OPT_MDNS,
   ],
   ipvlan: [
     OPT_PARENT,
@@ -63,6 +66,7 @@ const ACCEPTED_KEYS: Record<DriverKind, readonly string[]> = {
     OPT_DHCP_TIMEOUT,
     OPT_IPV6,
     OPT_IPV6_RT_INFO_MAX_PLEN,
+    OPT_MDNS,
   ],
 };
 
@@ -83,6 +87,8 @@ export interface ParsedOptions {
   dhcp: DhcpPolicy | null;
   /** `-o ipv6=slaac`, with `-o ipv6.rt_info_max_plen=`; null without. */
   slaac: SlaacPolicy | null;
+  /** `-o lanplug.mdns=true`: `<name>.local` answered over mDNS. */
+  mdns: boolean;
 }
 
 /**
@@ -107,7 +113,26 @@ export function parseNetworkOptions(
     },
     dhcp: parseDhcp(options, dhcpByIpam),
     slaac: parseSlaac(options),
+    mdns: parseMdns(driver, options),
   };
+}
+
+/**
+ * `-o lanplug.mdns=true`, macvlan only: the answers go out on the LAN eye, lanplug's own macvlan beside the
+ * containers. Without one (passthru; ipvlan, whose only link on the LAN is the parent) lanplug would have to
+ * read every IPv4 frame of the host's own interface to hear the queries.
+ */
+function parseMdns(driver: DriverKind, options: Readonly<Record<string, string>>): boolean {
+  const on = parseBoolean(OPT_MDNS, options[OPT_MDNS]);
+  if (on && driver === 'ipvlan')
+    throw invalidArgument(
+      `-o ${OPT_MDNS}=true is for lanplug-macvlan networks: on ipvlan lanplug's only link on the LAN is the parent, and it does not read the host's own traffic`,
+    );
+  if (on && options[OPT_MACVLAN_MODE] === 'passthru')
+    throw invalidArgument(
+      `-o ${OPT_MDNS}=true needs a macvlan mode with lanplug's own link beside the containers (bridge, vepa, private), not passthru`,
+    );
+  return on;
 }
 
 /** `-o ipv6=slaac`; the route information option's limit means nothing without it. */

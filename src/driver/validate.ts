@@ -59,6 +59,8 @@ export function validateNetwork(
   if (options.dhcp !== null) checkDhcp(options.mode, plan, request, options.hostAccess);
   if (byIpam) checkDhcpPools(request, networks);
   if (options.slaac !== null) checkSlaac(options.mode, plan, request);
+  if (options.mdns && plan.kind === 'private')
+    throw invalidArgument(`-o lanplug.mdns=true needs -o parent: the names are answered on the LAN behind it`);
   return {
     spec: {
       networkId: request.networkId,
@@ -74,6 +76,7 @@ export function validateNetwork(
       announce: options.announce,
       // A lanplug-dhcp network asks each family Docker gave it pools of (`--ipv6`; Docker 28's `--ipv4=false`).
       slaac: options.slaac,
+      ...(options.mdns ? { mdns: true } : {}),
       dhcp:
         options.dhcp === null
           ? null

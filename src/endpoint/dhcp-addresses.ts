@@ -155,6 +155,7 @@ export function takeOverLeases(
   endpointId: string,
   mac: string | null,
   addresses: readonly IpAddress[],
+  hostname: string | null = null,
 ): void {
   if (keeper.get(networkId, endpointId) !== null) return; // Docker retrying a CreateEndpoint that succeeded
   if (mac === null)
@@ -172,7 +173,7 @@ export function takeOverLeases(
         `endpoint ${shortId(endpointId)} was given ${address.text}, which is not the address DHCP leased for MAC ${mac}`,
       );
   }
-  keeper.handOver(networkId, comingEndpointId(parseMac(mac)), endpointId);
+  keeper.handOver(networkId, comingEndpointId(parseMac(mac)), endpointId, hostname);
 }
 
 /** The address a container gets: IPv4 with the server's mask, IPv6 with the pool's prefix (DHCPv6 sends none). */

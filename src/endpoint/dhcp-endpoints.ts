@@ -16,7 +16,10 @@
  *   restarted container cannot be told from a new one, and a remembered MAC
  *   could go to the wrong container (docs/dhcp.md, "Why a restart alone...").
  * ipvlan links share the parent's MAC: the client id must tell them apart.
- * Option 12 is `lanplug.dhcp.hostname`, else NAME when it is a valid hostname.
+ * The name sent (option 12 and the client FQDN, 81 / DHCPv6 39) is
+ * `lanplug.dhcp.hostname`, else NAME when it is a host name; on lanplug-dhcp
+ * networks, whose lease is taken before CreateEndpoint, it goes to the server
+ * at a renewal as soon as the container joins.
  */
 import { conflict, notFound, withContext } from '../errors';
 import type { Logger } from '../log';
@@ -94,16 +97,8 @@ export class DhcpEndpoints {
         ...(known.ipv4 === null ? {} : { assignedIpv4: known.ipv4 }),
         ...(known.ipv6 === null ? {} : { assignedIpv6: known.ipv6 }),
       };
-    const options = request.endpointOptions ?? {};
-    const identity = endpointIdentity(options);
+    const { identity, hostname } = namesOf(request);
     const id = identity?.name ?? null;
-    const hostnameOption = options[OPT_ENDPOINT_HOSTNAME];
-    const hostname =
-      hostnameOption !== undefined
-        ? parseEndpointLabel(OPT_ENDPOINT_HOSTNAME, hostnameOption)
-        : id !== null
-          ? hostnameFromIdentity(id)
-          : null;
     if (id !== null) {
       // Two containers asking as one client would get one address: a duplicate on the LAN. Checked against
       // the leases held and the exchanges under way (of other networks too: the queue orders one network only).
@@ -213,7 +208,9 @@ export class DhcpEndpoints {
   private takeOver(driver: DriverKind, request: CreateEndpointRequest): CreateEndpointResult {
     const result = this.driver.createEndpoint(driver, request);
     try {
-      takeOverLeases(this.keeper, request.networkId, request.endpointId, request.mac, addressesOf(request));
+      // The endpoint's options come after the lease was taken: a name they give reaches the server from here.
+      const { hostname } = namesOf(request);
+      takeOverLeases(this.keeper, request.networkId, request.endpointId, request.mac, addressesOf(request), hostname);
       return result;
     } catch (err) {
       this.driver.deleteEndpoint(request.networkId, request.endpointId);
@@ -260,4 +257,18 @@ export class DhcpEndpoints {
     for (const record of this.keeper.heldOn(networkId))
       this.keeper.release(networkId, record.endpointId, 'network removed');
   }
+}
+
+/** The identity an endpoint's options name, and the name its DHCP messages carry: `lanplug.dhcp.hostname`, else the identity's. */
+function namesOf(request: CreateEndpointRequest): { identity: EndpointIdentity | null; hostname: string | null } {
+  const options = request.endpointOptions ?? {};
+  const identity = endpointIdentity(options);
+  const hostnameOption = options[OPT_ENDPOINT_HOSTNAME];
+  const hostname =
+    hostnameOption !== undefined
+      ? parseEndpointLabel(OPT_ENDPOINT_HOSTNAME, hostnameOption)
+      : identity !== null
+        ? hostnameFromIdentity(identity.name)
+        : null;
+  return { identity, hostname };
 }

@@ -33,7 +33,8 @@ export function internetChecksum(data: Buffer): number {
   return ~sum & 0xffff;
 }
 
-export function encodeUdpFrame(d: UdpDatagram): Buffer {
+/** `ttl`: the IP TTL; mDNS sends 255 (RFC 6762 §11: a receiver may check it came from the link). */
+export function encodeUdpFrame(d: UdpDatagram, ttl = 64): Buffer {
   const frame = Buffer.alloc(ETH_HEADER + IPV4_HEADER + UDP_HEADER + d.payload.length);
   macToBytes(d.destinationMac).copy(frame, 0);
   macToBytes(d.sourceMac).copy(frame, 6);
@@ -42,7 +43,7 @@ export function encodeUdpFrame(d: UdpDatagram): Buffer {
   ip[0] = 0x45; // version 4, 5 words of header
   ip[1] = 0x10; // TOS: low delay, as DHCP clients set it
   ip.writeUInt16BE(IPV4_HEADER + UDP_HEADER + d.payload.length, 2);
-  ip[8] = 64; // TTL
+  ip[8] = ttl;
   ip[9] = IPPROTO_UDP;
   addressBytes(d.source).copy(ip, 12);
   addressBytes(d.destination).copy(ip, 16);

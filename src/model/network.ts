@@ -96,6 +96,8 @@ export interface NetworkSpec {
   dhcp: DhcpPolicy | null;
   /** Absent (records older than the option) or null: no IPv6 from the LAN's router advertisements. */
   slaac?: SlaacPolicy | null;
+  /** `-o lanplug.mdns=true`: lanplug answers `<name>.local` for its named containers; absent: no. */
+  mdns?: boolean;
 }
 
 export interface NetworkRecord {

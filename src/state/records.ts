@@ -30,7 +30,8 @@ import { formatPrefix, parseAddress, parsePrefix } from '../net/address';
  * a version 2 row rather than ignore what it cannot honour.
  * 3: networks may carry `dhcp`; DHCP leases.
  * 4: networks may carry `cniName` and endpoints `sandbox` (CNI attachments).
- * 5: networks may carry `slaac` (`-o ipv6=slaac`).
+ * 5: networks may carry `slaac` (`-o ipv6=slaac`), and `mdns` (`-o lanplug.mdns=true`; a lanplug
+ *    before it ignores the key: that network's names go unanswered, nothing else changes).
  */
 export const RECORD_VERSION = 5;
 const READABLE_VERSIONS: readonly unknown[] = [1, 2, 3, 4, 5];
@@ -59,6 +60,7 @@ export function encodeNetwork(record: NetworkRecord): string {
     announce: spec.announce,
     dhcp: spec.dhcp,
     ...((spec.slaac ?? null) === null ? {} : { slaac: spec.slaac }),
+    ...(spec.mdns === true ? { mdns: true } : {}),
     ...(record.cniName === undefined ? {} : { cniName: record.cniName }),
   });
 }
@@ -108,6 +110,7 @@ export function decodeNetwork(text: string): NetworkRecord {
       announce: o['announce'] === undefined ? { count: 3, intervalMs: 1000 } : decodeAnnounce(o['announce']),
       dhcp: o['dhcp'] === undefined || o['dhcp'] === null ? null : decodeDhcpPolicy(o['dhcp']),
       ...(o['slaac'] === undefined || o['slaac'] === null ? {} : { slaac: decodeSlaac(o['slaac']) }),
+      ...(o['mdns'] === true ? { mdns: true } : {}),
     },
     parentCreated: bool(o, 'parentCreated'),
     ...(o['cniName'] === undefined ? {} : { cniName: str(o, 'cniName') }),

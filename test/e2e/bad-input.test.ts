@@ -37,12 +37,12 @@ const CASES: [string, string[], string][] = [
   [
     'typo in an option key',
     ['parent=eth0', 'macvlan_mod=private'],
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen, lanplug.mdns",
   ],
   [
     'ipvlan option on macvlan',
     ['parent=eth0', 'ipvlan_mode=l2'],
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen, lanplug.mdns",
   ],
   [
     'IPv6 by SLAAC without a parent',

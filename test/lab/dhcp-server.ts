@@ -1,5 +1,6 @@
 // A real DHCP server on the lab's LAN: Debian's dnsmasq, in the LAN namespace on br0, DHCP only
-// (no DNS: --port=0), its lease file and log in the LAN's temp dir. It goes with the LAN (the sweep
+// (no DNS: --port=0) unless told a domain (then also the LAN's DNS server, answering the names its
+// clients register), its lease file and log in the LAN's temp dir. It goes with the LAN (the sweep
 // kills every process in the LAN namespace) or earlier with stop(); restart() keeps the lease file,
 // as a server restarted on a real LAN would.
 
@@ -27,6 +28,8 @@ export interface DhcpServerOptions {
   hosts?: string[];
   /** DHCPv6 too: first and last address, in the prefix of an address br0 holds. */
   range6?: [string, string];
+  /** DNS on port 53 too, for this local domain: clients' names (option 12/81, DHCPv6 39) resolve as NAME and NAME.domain. */
+  domain?: string;
 }
 
 /** One line of dnsmasq's lease file: expiry (s since the epoch), MAC, address, hostname, client id. */
@@ -61,7 +64,7 @@ export class DhcpServer {
       '--conf-file=/dev/null',
       '--no-resolv',
       '--no-hosts',
-      '--port=0',
+      ...(o.domain === undefined ? ['--port=0'] : [`--domain=${o.domain}`, `--local=/${o.domain}/`]),
       '--user=root',
       '--interface=br0',
       '--bind-interfaces',

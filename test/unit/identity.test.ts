@@ -179,7 +179,9 @@ test('lanplug identity NAME prints what the name gives (for a DHCP reservation, 
       '',
     ].join('\n'),
   );
-  assert.equal(lanplug(['db.prod']).stdout.split('\n')[4], 'hostname   -');
+  // A dotted name is a fully qualified host name (DHCP option 81 sends it as one); one with '_' is none.
+  assert.equal(lanplug(['db.prod']).stdout.split('\n')[4], 'hostname   db.prod');
+  assert.equal(lanplug(['db_prod']).stdout.split('\n')[4], 'hostname   -');
   const bad = lanplug(['-web']);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /^lanplug: '-web' is not a valid identity name; expected 1-63 letters, digits[^\n]*\n$/);

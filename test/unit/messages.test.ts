@@ -116,7 +116,7 @@ const CASES: Case[] = [
     name: 'unknown option key',
     when: (d) => d.createNetwork(network(NET, { parent: 'eth0', macvlan_mod: 'private' })),
     message:
-      "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
+      "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen, lanplug.mdns",
   },
   {
     name: 'dhcp with a subnet from Docker',

@@ -22,7 +22,25 @@ test('macvlan defaults: bridge mode, no parent, no mtu, no host access, conflict
     announce: { count: 3, intervalMs: 1000 },
     dhcp: null,
     slaac: null,
+    mdns: false,
   });
+});
+
+test("-o lanplug.mdns: true or false, on macvlan beside lanplug's own link (not passthru), not on ipvlan", () => {
+  assert.equal(parseNetworkOptions('macvlan', { parent: 'eth0', 'lanplug.mdns': 'true' }).mdns, true);
+  assert.equal(parseNetworkOptions('macvlan', { parent: 'eth0', 'lanplug.mdns': 'false' }).mdns, false);
+  refuses(
+    () => parseNetworkOptions('macvlan', { 'lanplug.mdns': 'yes' }),
+    '-o lanplug.mdns=yes is not valid; expected true or false',
+  );
+  refuses(
+    () => parseNetworkOptions('macvlan', { macvlan_mode: 'passthru', 'lanplug.mdns': 'true' }),
+    "-o lanplug.mdns=true needs a macvlan mode with lanplug's own link beside the containers (bridge, vepa, private), not passthru",
+  );
+  refuses(
+    () => parseNetworkOptions('ipvlan', { 'lanplug.mdns': 'true' }),
+    "-o lanplug.mdns=true is for lanplug-macvlan networks: on ipvlan lanplug's only link on the LAN is the parent, and it does not read the host's own traffic",
+  );
 });
 
 test('-o ipv6=slaac: route information up to ipv6.rt_info_max_plen (0..128, none by default); other values refused', () => {
@@ -132,15 +150,15 @@ test('bad ipvlan mode and flag use Docker wording', () => {
 test('unknown option keys are refused with the accepted list; Docker namespace keys pass', () => {
   refuses(
     () => parseNetworkOptions('macvlan', { parent: 'eth0', macvlan_mod: 'private' }),
-    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
+    "unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen, lanplug.mdns",
   );
   refuses(
     () => parseNetworkOptions('macvlan', { ipvlan_mode: 'l2' }),
-    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
+    "unknown option 'ipvlan_mode' for lanplug-macvlan; accepted options: parent, macvlan_mode, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen, lanplug.mdns",
   );
   refuses(
     () => parseNetworkOptions('ipvlan', { macvlan_mode: 'bridge' }),
-    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen",
+    "unknown option 'macvlan_mode' for lanplug-ipvlan; accepted options: parent, ipvlan_mode, ipvlan_flag, com.docker.network.driver.mtu, host_access, lanplug.conflict, dhcp, dhcp.timeout, ipv6, ipv6.rt_info_max_plen, lanplug.mdns",
   );
   assert.doesNotThrow(() => parseNetworkOptions('macvlan', { 'com.docker.network.bridge.name': 'x' }));
 });

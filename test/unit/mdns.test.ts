@@ -1,0 +1,134 @@
+/**
+ * The mDNS packet codec (src/mdns/message.ts): names and compression as RFC
+ * 1035 §4.1.4 lays them out, queries, probes (RFC 6762 §8.1), answers and
+ * goodbyes byte for byte, and the tiebreak of two probes (§8.2). The
+ * responder on the wire is the e2e lane's (lan-names.test.ts).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  addressRecord,
+  compareProbes,
+  decodeMdns,
+  encodeMdns,
+  knownToQuerier,
+  legacyResponse,
+  probeMessage,
+  recordAddress,
+  responseMessage,
+  TYPE_A,
+  TYPE_ANY,
+  type MdnsMessage,
+} from '../../src/mdns/message';
+import { parseAddress } from '../../src/net/address';
+
+const bytes = (...parts: (number | string | number[] | Buffer)[]): Buffer =>
+  Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p))));
+const NAME = bytes(4, 'cam1', 5, 'local', 0);
+const CAM1 = parseAddress('172.16.86.64');
+
+test('a query for cam1.local A: header, the question, class IN (RFC 1035 §4.1.1-§4.1.2)', () => {
+  const query: MdnsMessage = {
+    id: 0,
+    response: false,
+    authoritative: false,
+    questions: [{ name: 'cam1.local', type: TYPE_A, qclass: 1, unicastResponse: false }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  };
+  const wire = bytes([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0], NAME, [0, 1, 0, 1]);
+  assert.deepEqual(encodeMdns(query), wire);
+  assert.deepEqual(decodeMdns(wire), query);
+});
+
+test('a probe (RFC 6762 §8.1): question ANY with the unicast-response bit, the address records in the authority section', () => {
+  const wire = encodeMdns(probeMessage('cam1.local', [CAM1]));
+  assert.deepEqual(
+    wire,
+    bytes(
+      [0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0],
+      NAME,
+      [0, 255, 0x80, 1],
+      NAME,
+      [0, 1, 0, 1, 0, 0, 0, 120, 0, 4, 172, 16, 86, 64],
+    ),
+  );
+  const decoded = decodeMdns(wire);
+  assert.equal(decoded?.questions[0]?.type, TYPE_ANY);
+  assert.equal(decoded?.questions[0]?.unicastResponse, true);
+  assert.equal(decoded?.questions[0]?.qclass, 1);
+});
+
+test('an answer (RFC 6762 §6, §10.2): response and authoritative flags, the A record with cache-flush, TTL 120; a goodbye has TTL 0', () => {
+  const wire = encodeMdns(responseMessage([addressRecord('cam1.local', CAM1)]));
+  assert.deepEqual(
+    wire,
+    bytes([0, 0, 0x84, 0, 0, 0, 0, 1, 0, 0, 0, 0], NAME, [0, 1, 0x80, 1, 0, 0, 0, 120, 0, 4, 172, 16, 86, 64]),
+  );
+  const goodbye = encodeMdns(responseMessage([addressRecord('cam1.local', CAM1, 0)]));
+  assert.deepEqual(goodbye.subarray(-10, -6), Buffer.from([0, 0, 0, 0]));
+  const decoded = decodeMdns(wire)?.answers[0];
+  assert.equal(decoded?.cacheFlush, true);
+  assert.equal(decoded === undefined ? null : recordAddress(decoded)?.text, '172.16.86.64');
+  const v6 = addressRecord('cam1.local', parseAddress('fd77::40'));
+  assert.equal(v6.type, 28);
+  assert.equal(recordAddress(v6)?.text, 'fd77::40');
+});
+
+test('names with compression pointers decode as RFC 1035 §4.1.4 lays them out (F.ISI.ARPA, FOO.F.ISI.ARPA, ARPA)', () => {
+  // Header, then at offset 12 a question F.ISI.ARPA, then answers named by pointers: FOO + ->12, and ->18 (ARPA).
+  const wire = bytes(
+    [0, 0, 0x84, 0, 0, 1, 0, 2, 0, 0, 0, 0],
+    [1, 0x46, 3, 0x49, 0x53, 0x49, 4, 0x41, 0x52, 0x50, 0x41, 0],
+    [0, 1, 0, 1],
+    [3, 0x46, 0x4f, 0x4f, 0xc0, 12],
+    [0, 1, 0, 1, 0, 0, 0, 10, 0, 4, 10, 0, 0, 1],
+    [0xc0, 18],
+    [0, 1, 0, 1, 0, 0, 0, 10, 0, 4, 10, 0, 0, 2],
+  );
+  const m = decodeMdns(wire);
+  assert.deepEqual(
+    m?.questions.map((q) => q.name),
+    ['F.ISI.ARPA'],
+  );
+  assert.deepEqual(
+    m?.answers.map((a) => a.name),
+    ['FOO.F.ISI.ARPA', 'ARPA'],
+  );
+});
+
+test('malformed messages decode to null: truncated, a pointer loop, a record past the end', () => {
+  const good = encodeMdns(responseMessage([addressRecord('cam1.local', CAM1)]));
+  assert.equal(decodeMdns(good.subarray(0, good.length - 2)), null);
+  assert.equal(decodeMdns(bytes([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0], [0xc0, 12], [0, 1, 0, 1])), null);
+  assert.equal(decodeMdns(Buffer.alloc(5)), null);
+});
+
+test('known answers (RFC 6762 §7.1) and legacy unicast (§6.7): a record the querier holds with half its TTL is not sent; a legacy answer repeats id and question, TTL at most 10, no cache-flush', () => {
+  const record = addressRecord('cam1.local', CAM1);
+  const query = (ttl: number): MdnsMessage => ({
+    id: 0x1234,
+    response: false,
+    authoritative: false,
+    questions: [{ name: 'CAM1.local', type: TYPE_A, qclass: 1, unicastResponse: false }],
+    answers: [{ ...record, ttl }],
+    authorities: [],
+    additionals: [],
+  });
+  assert.equal(knownToQuerier(query(60), record), true);
+  assert.equal(knownToQuerier(query(59), record), false);
+  const legacy = legacyResponse(query(0), [record]);
+  assert.equal(legacy.id, 0x1234);
+  assert.equal(legacy.questions[0]?.name, 'CAM1.local');
+  assert.equal(legacy.answers[0]?.ttl, 10);
+  assert.equal(legacy.answers[0]?.cacheFlush, false);
+});
+
+test('simultaneous probes (RFC 6762 §8.2): the lexicographically later record data wins', () => {
+  const ours = probeMessage('cam1.local', [parseAddress('172.16.86.64')]).authorities;
+  const theirs = probeMessage('cam1.local', [parseAddress('172.16.86.11')]).authorities;
+  assert.ok(compareProbes(ours, theirs) > 0);
+  assert.ok(compareProbes(theirs, ours) < 0);
+  assert.equal(compareProbes(ours, ours), 0);
+});
