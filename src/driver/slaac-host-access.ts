@@ -167,6 +167,7 @@ export class SlaacHostRoutes implements SlaacWatch {
     let seen = false;
     let gap = this.timing.firstReadMs;
     let lastWhyNot: string | null = null;
+    let saidWhyNot: string | null = null;
     const next = (ms: number): void => {
       const timer = setTimeout(step, ms).unref();
       followed.stop = () => clearTimeout(timer);
@@ -191,11 +192,14 @@ export class SlaacHostRoutes implements SlaacWatch {
         return;
       }
       const whyNot = this.sync(followed, learned, what);
-      if (whyNot !== lastWhyNot && whyNot !== null)
+      // Said once, when two reads in a row found it: a shim made a moment ago is past DAD by the next.
+      if (whyNot !== null && whyNot === lastWhyNot && whyNot !== saidWhyNot) {
         this.log.warn("host access: no route to the container's IPv6 address from the router advertisement", {
           ...what,
           why: whyNot,
         });
+        saidWhyNot = whyNot;
+      }
       lastWhyNot = whyNot;
       if (followed.routes.size > 0) next(this.timing.followMs);
       else {
