@@ -48,6 +48,7 @@ import { Housekeeping } from './housekeeping';
 import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
 import { SandboxSlaacWatcher } from './driver/slaac-watch';
+import { bothWatches, SlaacHostRoutes } from './driver/slaac-host-access';
 import { HostAddresses } from './lan/host-addresses';
 import type { Logger } from './log';
 import { events } from './metrics/events';
@@ -135,11 +136,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
     const announcer = closers.add(new PacketAnnouncer(log), (a) => a.close());
     const slaac = closers.add(new SandboxSlaacWatcher(log, (link) => rtnl.owns(link)), (w) => w.close());
+    const slaacHostRoutes = closers.add(new SlaacHostRoutes(rtnl, log), (f) => f.close());
     const driver = new NetworkDriver(rtnl, store, log, {
       announcer,
       remover: reaper,
       forgottenAfterMs: options.forgottenGraceMs,
-      slaac,
+      slaac: bothWatches(slaac, slaacHostRoutes),
     });
     const host = closers.add(
       new HostAddresses(rtnl, NetlinkEvents.open([RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR])),
@@ -177,6 +179,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       ipam: { book, lan: citizen, reclaimAfterMs: choice.kind === 'etcd' ? choice.reclaimAfterMs : 0 },
     });
     housekeeping.resume();
+    slaacHostRoutes.resume(store);
     keeper.start(DHCP_WATCH_MS);
     engineVersion.learnSoon(engine);
     if (book instanceof EtcdAddressBook) {

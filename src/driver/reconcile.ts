@@ -26,6 +26,7 @@ import { shortId, type EndpointRecord, type Leftover, type NetworkRecord } from 
 import type { Store } from '../state/store';
 import { unusedEyes } from '../lan/eye';
 import { addRoutes, ensureShim, routeKey, routesThrough, wantedRoutes } from './host-access';
+import { slaacRoutesOf } from './slaac-host-access';
 import { ASKING_LINK_PREFIX, ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName } from './names';
 import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
 import { countReconcileAction } from '../metrics/registry';
@@ -141,7 +142,7 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: Reconc
 
   for (const network of networks) {
     if (network.spec.hostAccess !== null)
-      reconcileHostAccess(rtnl, network, store.listEndpoints(network.spec.networkId), act);
+      reconcileHostAccess(rtnl, network, store.listEndpoints(network.spec.networkId), act, log);
   }
 
   for (const a of actions)
@@ -229,6 +230,7 @@ function reconcileHostAccess(
   network: NetworkRecord,
   endpoints: readonly EndpointRecord[],
   act: (action: ReconcileAction['action'], target: string, why: string, fn: () => void) => void,
+  log: Logger,
 ): void {
   const spec = network.spec;
   const parent = rtnl.getLink(spec.parent.name);
@@ -244,7 +246,17 @@ function reconcileHostAccess(
     ensureShim(rtnl, spec, parent); // addresses and admin state, silently: they are the shim's own
   }
   const link: LinkInfo = shim;
-  const wanted = wantedRoutes(spec, endpoints);
+  const wanted = [
+    ...wantedRoutes(spec, endpoints),
+    // The addresses containers formed from the router's advertisements, read in their namespaces.
+    ...slaacRoutesOf(rtnl, spec, endpoints, link, (endpoint, why) =>
+      log.info('reconcile', {
+        action: 'wait',
+        target: `endpoint ${shortId(endpoint.endpointId)}`,
+        why: `no host-access route to its addresses from router advertisements: ${why}`,
+      }),
+    ),
+  ];
   const present = new Set(routesThrough(rtnl, link).map(routeKey));
   for (const route of wanted) {
     if (present.has(routeKey(route.destination))) continue;

@@ -5,7 +5,8 @@
  * once the link is up under Docker's name, it turns IPv6 on with router advertisements (slaac.ts); for
  * a while after, it turns it on again should Docker have written after it; then it waits for the
  * address the kernel forms from the router's prefix and reports it (log line, `slaac.address` event),
- * or reports DAD failing for it (`slaac.dad-failed`). Nothing of this holds up Join's answer.
+ * after reporting each one DAD failed for (`slaac.dad-failed`, slaac-dad.ts). Nothing of this holds up
+ * Join's answer.
  *
  * Each poll enters the container's namespace synchronously on the daemon's event loop, so the cost is
  * bounded: the gaps between polls grow in each phase (20 ms doubling up to 250 ms), at most
@@ -16,6 +17,7 @@ import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
+import { listenForDadFailures, type DadFailures } from './slaac-dad';
 import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
 import {
   containerLinkOf,
@@ -75,6 +77,8 @@ export interface SandboxAccess {
   ipv6Disabled(netns: string, ifname: string): boolean | null;
   enable(netns: string, ifname: string, secret: string, policy: SlaacPolicy): void;
   learnedAddresses(netns: string, index: number): LearnedAddress[];
+  /** What the kernel says of DAD failures on the link; none where absent (unit tests). */
+  listenForDadFailures?(netns: string, index: number): DadFailures;
 }
 
 const REAL_SANDBOX: SandboxAccess = {
@@ -82,6 +86,7 @@ const REAL_SANDBOX: SandboxAccess = {
   ipv6Disabled,
   enable: enableSlaac,
   learnedAddresses,
+  listenForDadFailures,
 };
 
 /** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
@@ -115,6 +120,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   /** The running watches: what cancels each one's next poll. */
   private readonly active = new Map<string, () => void>();
   private readonly queue: QueuedWatch[] = [];
+  /** Each running watch's ear for the kernel's DAD failures, from its writes on (closed as it ends). */
+  private readonly dadFailures = new Map<string, DadFailures>();
   private readonly timing: SlaacTiming;
   private readonly sandbox: SandboxAccess;
   private readonly clock: WatchClock;
@@ -175,6 +182,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           const link = this.sandbox.containerLink(netns, endpoint, this.owns);
           if (link !== null && link.up && link.name !== endpoint.linkName) {
             const dockerTurnedOff = this.sandbox.ipv6Disabled(netns, link.name);
+            const ear = this.sandbox.listenForDadFailures?.(netns, link.index);
+            if (ear !== undefined) this.dadFailures.set(id, ear);
             this.sandbox.enable(netns, link.name, endpointSlaacSecret(endpoint), slaac);
             this.log.info('IPv6 from router advertisements turned on in the container', {
               ...what,
@@ -207,7 +216,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           }
           if (now >= phase.until) enter({ kind: 'address', link: phase.link });
         }
-        if (phase.kind !== 'link' && this.reportAddress(netns, phase.link, what, ms)) {
+        if (phase.kind !== 'link' && this.reportAddress(id, netns, phase.link, what, ms)) {
           this.finish(id);
           return;
         }
@@ -239,6 +248,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   /** A watch ended: its place goes to the longest waiting, unless that one waited past its own time. */
   private finish(endpointId: string): void {
     this.active.delete(endpointId);
+    this.dadFailures.get(endpointId)?.close();
+    this.dadFailures.delete(endpointId);
     while (this.active.size < MAX_ACTIVE_WATCHES) {
       const next = this.queue.shift();
       if (next === undefined) return;
@@ -256,19 +267,23 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     }
   }
 
-  /** True once there is something final to say: an address in use, or one DAD failed for. */
-  private reportAddress(netns: string, link: LinkInfo, what: Record<string, string>, ms: number): boolean {
+  /**
+   * True once there is an address in use to report. Each one DAD failed for is reported as the kernel
+   * drops it; the watch goes on for the next one the kernel forms (or ends with none at addressWaitMs).
+   */
+  private reportAddress(id: string, netns: string, link: LinkInfo, what: Record<string, string>, ms: number): boolean {
     const addresses = this.sandbox.learnedAddresses(netns, link.index);
-    const failed = addresses.find((a) => a.state === 'dadfailed');
-    if (failed !== undefined) {
+    const flagged = addresses.filter((a) => a.state === 'dadfailed');
+    for (const failed of [...(this.dadFailures.get(id)?.failed() ?? []), ...flagged]) {
       // Another device on the LAN answered for the address: the kernel keeps it off, as lanplug's probe would.
+      const address = `${failed.address}/${failed.prefixLength}`;
       this.log.warn('the IPv6 address from the router advertisement is in use on the LAN (DAD failed); not used', {
         ...what,
-        address: failed.address,
+        address,
       });
-      recordEvent('slaac.dad-failed', { ...what, address: failed.address });
-      return true;
+      recordEvent('slaac.dad-failed', { ...what, address });
     }
+    if (flagged.length > 0) return true;
     const usable = addresses.find((a) => a.state === 'preferred');
     if (usable === undefined) return false;
     this.log.info('IPv6 address from the router advertisement', {
@@ -295,6 +310,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   /** Daemon shutdown: the watches stop (the containers keep what they have). */
   close(): void {
     this.queue.length = 0;
+    for (const ear of this.dadFailures.values()) ear.close();
+    this.dadFailures.clear();
     for (const pollCancel of this.active.values()) pollCancel();
     this.active.clear();
   }

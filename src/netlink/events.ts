@@ -12,7 +12,7 @@
  */
 import { LanplugError } from '../errors';
 import { libc, type Libc } from '../sys/libc';
-import { NETLINK_ROUTE } from './codec';
+import { NETLINK_ROUTE, parseMessages, type NlMsg } from './codec';
 import { EAGAIN, EINTR, ENOBUFS } from './errno';
 import { inNetworkNamespace, syscallError } from './netns';
 
@@ -91,6 +91,29 @@ export class NetlinkEvents {
         any = true;
         continue;
       }
+      throw syscallError('recv from the netlink notification socket', errno);
+    }
+  }
+
+  /**
+   * The notifications the kernel sent since the last call, read whole (those too long for the buffer,
+   * and a queue that overflowed, are dropped: a caller that needs every one must also read the state).
+   */
+  messages(): NlMsg[] {
+    if (this.fd < 0) throw new LanplugError('Internal', 'netlink notification socket is closed');
+    const c = libc();
+    const buffer = Buffer.alloc(8192);
+    const out: NlMsg[] = [];
+    for (;;) {
+      this.senderLength.writeUInt32LE(SOCKADDR_NL_LEN, 0);
+      const n = c.recvfrom(this.fd, buffer, buffer.length, MSG_DONTWAIT | MSG_TRUNC, this.sender, this.senderLength);
+      if (n >= 0) {
+        if (n <= buffer.length) out.push(...parseMessages(Buffer.from(buffer.subarray(0, n))));
+        continue;
+      }
+      const errno = c.errno();
+      if (errno === EINTR || errno === ENOBUFS) continue;
+      if (errno === EAGAIN) return out;
       throw syscallError('recv from the netlink notification socket', errno);
     }
   }

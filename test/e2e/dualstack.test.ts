@@ -12,6 +12,7 @@ import { runOk } from '../lab/proc';
 import { ROUTE_INFO_ROUTER, sendRouteInformation } from '../lab/route-info-advert';
 import { repoRoot } from '../support/repo';
 import type { EndpointRow } from '../../src/observe/listing';
+import { startLanplug } from '../lab/lanplug';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
 
 const lab = useLab({
@@ -526,6 +527,26 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
       ]);
       const other = await slaacAddress('web', '2001:db8:abc8:0:');
       assert.notEqual(other, address);
+      // The container never uses the address it found held: the kernel tries it again at each advertisement
+      // (tentative: DAD, which fails again; seen on Docker 28.5), never past DAD. lanplug said so: an event and
+      // a log line that name it.
+      assert.doesNotMatch(
+        lab.host.dockerOk(['exec', 'web', 'ip', '-6', 'addr']),
+        new RegExp(`${address}/64 scope global (?!tentative)`),
+      );
+      await eventually(() =>
+        assert.ok(
+          lines(lanplugCli('events', ['--json', '--since', '2m'])).some((l) => {
+            const event = JSON.parse(l) as { kind: string; fields: Record<string, unknown> };
+            return event.kind === 'slaac.dad-failed' && event.fields['address'] === `${address}/64`;
+          }),
+          'no slaac.dad-failed event for the address',
+        ),
+      );
+      assert.ok(
+        lines(lab.plugin.stderr()).some((l) => /DAD failed/.test(l) && l.includes(`${address}/64`)),
+        'no log line naming the address DAD failed for',
+      );
       lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', other]);
       await eventually(() => {
         const rows = JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[];
@@ -542,5 +563,107 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
   }
   lab.host.dockerOk(['rm', '-f', 'web', 'plain', 'norio']);
   lab.host.dockerOk(['network', 'rm', 'slaac6', 'slaac6b']);
+  assertNoLanplugLinks(lab.host);
+});
+
+/** The host-access routes lanplug keeps in the Docker host's namespace (its protocol, 76), IPv6 only. */
+function hostRoutes6(): string[] {
+  return lines(lab.host.execOk(['ip', '-6', 'route', 'show', 'proto', '76'])).map((l) => l.trim());
+}
+
+function hostPing6(address: string): boolean {
+  return lab.host.exec([BUSYBOX, 'ping6', '-c', '1', '-W', '2', address]).status === 0;
+}
+
+test('-o ipv6=slaac with -o host_access=true: the Docker host reaches the container at its SLAAC address and the container the host, across a daemon restart and a prefix change; the host keeps its own LAN IPv6; docker rm takes the route away', async (t) => {
+  const router = new RouterAdverts(lab.lan, '2001:db8:abc8::');
+  await router.start();
+  let moved: RouterAdverts | null = null;
+  try {
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=192.168.216.0/24',
+      '--gateway=192.168.216.1',
+      '--aux-address',
+      'host=192.168.216.254',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'ipv6=slaac',
+      '-o',
+      'host_access=true',
+      'slaacha',
+    ]);
+    const shim = `lh-${lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'slaacha']).trim().slice(0, 12)}`;
+    lab.host.dockerOk([
+      'run',
+      '-d',
+      '--name',
+      'ha',
+      '--network',
+      'name=slaacha,driver-opt=lanplug.dhcp.id=ha',
+      'alpine:latest',
+      'sleep',
+      '300',
+    ]);
+    const address = await slaacAddress('ha', '2001:db8:abc8:0:');
+    // The host, through the shim, at the address the container learnt after Join.
+    await eventually(
+      () => assert.ok(hostPing6(address), `the host does not reach ${address}: ${hostRoutes6().join('; ')}`),
+      15_000,
+    );
+    assert.ok(
+      hostRoutes6().some((r) => r.startsWith(`${address} dev ${shim} `)),
+      hostRoutes6().join('; '),
+    );
+    // Exact routes only: nothing that takes the LAN prefix (or the host's own address) away from eth0.
+    for (const route of hostRoutes6()) assert.match(route, /^[0-9a-f:]+ dev lh-/, route);
+    const ownAddress = /inet6 (2001:db8:abc8:[0-9a-f:]+)\/64 scope global/.exec(
+      lab.host.execOk(['ip', '-6', 'addr', 'show', 'dev', 'eth0']),
+    )?.[1];
+    assert.ok(ownAddress !== undefined, 'the Docker host formed no LAN address of its own');
+    assert.ok(hostPing6('2001:db8:abc8::10'), 'the host lost its own LAN IPv6');
+    assert.match(lab.host.execOk(['ip', '-6', 'route', 'get', '2001:db8:abc8::10']), / dev eth0 /);
+    // And back: the container reaches the host at the shim's link-local address.
+    const shimLinkLocal = /inet6 (fe80::[0-9a-f:]+)\/64 scope link/.exec(
+      lab.host.execOk(['ip', '-6', 'addr', 'show', 'dev', shim]),
+    )?.[1];
+    assert.ok(shimLinkLocal !== undefined, `${shim} has no link-local address`);
+    lab.host.dockerOk(['exec', 'ha', 'ping', '-6', '-c', '1', '-W', '2', `${shimLinkLocal}%eth0`]);
+
+    // A daemon killed, its route lost meanwhile: the restarted daemon puts it back.
+    process.kill(lab.plugin.pid, 'SIGKILL');
+    await lab.plugin.stop();
+    lab.host.execOk(['ip', '-6', 'route', 'del', `${address}/128`, 'dev', shim]);
+    lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+    await eventually(
+      () => assert.ok(hostPing6(address), `no route back after the restart: ${hostRoutes6().join('; ')}`),
+      15_000,
+    );
+
+    // The router moves to another prefix: the host's route follows the container's new address.
+    router.stop();
+    moved = new RouterAdverts(lab.lan, '2001:db8:abc2::');
+    await moved.start();
+    const next = await slaacAddress('ha', '2001:db8:abc2:0:');
+    const started = Date.now();
+    await eventually(
+      () => assert.ok(hostPing6(next), `the host does not reach ${next}: ${hostRoutes6().join('; ')}`),
+      15_000,
+    );
+    t.diagnostic(`the host reached the new address ${Date.now() - started} ms after the container had it`);
+    lab.host.dockerOk(['exec', 'ha', 'ping', '-6', '-c', '1', '-W', '2', `${shimLinkLocal}%eth0`]);
+
+    lab.host.dockerOk(['rm', '-f', 'ha']);
+    assert.deepEqual(hostRoutes6(), []);
+    assert.equal(hostPing6(next), false);
+  } finally {
+    moved?.stop();
+    router.stop();
+  }
+  lab.host.dockerOk(['network', 'rm', 'slaacha']);
   assertNoLanplugLinks(lab.host);
 });

@@ -7,6 +7,7 @@
 import { lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { routesThrough, wantedRoutes } from '../../driver/host-access';
+import { slaacRoutesOf } from '../../driver/slaac-host-access';
 import { recordedLinkGroups } from '../../driver/link-ownership';
 import { shortId } from '../../model/network';
 import { shimLinkName } from '../../driver/names';
@@ -212,7 +213,10 @@ function hostAccessChecks(rtnl: Rtnl, store: SqliteStore, add: Add): void {
       .filter((a) => a.index === shim.index && !a.prefix.address.text.startsWith('fe80'))
       .map((a) => formatPrefix(a.prefix));
     const routes = routesThrough(rtnl, shim).map(formatPrefix);
-    const wanted = wantedRoutes(spec, store.listEndpoints(spec.networkId)).length;
+    const endpoints = store.listEndpoints(spec.networkId);
+    // `-o ipv6=slaac`: also the addresses the containers formed (read in their namespaces).
+    const wanted =
+      wantedRoutes(spec, endpoints).length + slaacRoutesOf(rtnl, spec, endpoints, shim, () => undefined).length;
     add(
       what,
       shim.up && routes.length === wanted ? 'ok' : 'fail',

@@ -1,0 +1,293 @@
+/**
+ * Host access (host-access.ts) for the addresses containers form themselves on an `-o ipv6=slaac`
+ * network: lanplug learns them only after Join, in the container's namespace, and they move when the
+ * router's prefix does. So a follower reads each such container's addresses, from Join until Leave or
+ * DeleteEndpoint, and keeps one route per address through the network's shim: added when the kernel
+ * has the address (past DAD), removed when the kernel drops it, all removed when the container goes.
+ * Reconcile wants the same routes (slaacRoutesOf), so a periodic pass keeps them and a restarted daemon
+ * puts back what it finds missing; the daemon then follows its running containers again (resume).
+ *
+ * The host's side is the shim's link-local address. A SLAAC network has no IPv6 pool, so there is no
+ * `host6` aux address; an address of the host's own in the router's prefix would take the kernel's
+ * autoconfiguration on the shim, which also puts the on-link route of the whole prefix through it
+ * (the host's LAN traffic would leave by the shim, not its own interface). So each route is exact, the
+ * container's address as /128, from the shim's link-local address: the container answers it on its
+ * own link, and reaches the host at it (`fe80::…%eth0`). Never a route to an address the host holds.
+ *
+ * Each read enters the container's namespace (~0.2 ms): every 4 s per followed container once its
+ * address is there, growing from 250 ms to 1 s until then.
+ */
+import * as fs from 'node:fs';
+import { LanplugError } from '../errors';
+import type { LinkInfo, LinkRef } from '../link/link';
+import type { Rtnl } from '../link/rtnl';
+import type { Logger } from '../log';
+import { shortId, type EndpointRecord, type NetworkSpec } from '../model/network';
+import { hostPrefix, parseAddress, type IpAddress } from '../net/address';
+import { IFA_F_DADFAILED, IFA_F_TENTATIVE, RT_SCOPE_LINK } from '../netlink/codec';
+import type { Store } from '../state/store';
+import { routeKey, type Route } from './host-access';
+import { shimLinkName } from './names';
+import { containerLinkOf, learnedAddresses, type LearnedAddress } from './slaac';
+import type { SlaacWatch } from './slaac-watch';
+
+/** Whether host access covers the network's SLAAC addresses: it has both. */
+export function followsSlaac(spec: NetworkSpec): boolean {
+  return spec.hostAccess !== null && (spec.slaac ?? null) !== null;
+}
+
+/** The shim's link-local address, once past DAD; null before (a shim just made) or with IPv6 off on it. */
+export function shimLinkLocal(rtnl: Rtnl, shim: LinkRef): IpAddress | null {
+  const found = rtnl
+    .listAddresses(6)
+    .find(
+      (a) =>
+        a.index === shim.index &&
+        a.scope === RT_SCOPE_LINK &&
+        ((a.flags ?? 0) & (IFA_F_TENTATIVE | IFA_F_DADFAILED)) === 0,
+    );
+  return found?.prefix.address ?? null;
+}
+
+/** Either the routes for the learnt addresses, or why there are none. */
+export type LearntRoutes = { routes: Route[] } | { whyNot: string };
+
+/**
+ * The routes to a container's learnt addresses: the usable ones (not tentative), as /128 from the
+ * shim's link-local address, leaving out any the host holds itself (a LAN that let two devices form
+ * one address; the host's own address must stay its own).
+ */
+export function learntRoutes(rtnl: Rtnl, shim: LinkRef, learned: readonly LearnedAddress[]): LearntRoutes {
+  const usable = learned.filter((a) => a.state === 'preferred');
+  if (usable.length === 0) return { routes: [] };
+  const source = shimLinkLocal(rtnl, shim);
+  if (source === null) return { whyNot: `the shim ${shim.name} has no IPv6 link-local address (yet)` };
+  const own = new Set(rtnl.listAddresses(6).map((a) => a.prefix.address.text));
+  return {
+    routes: usable
+      .filter((a) => !own.has(parseAddress(a.address).text))
+      .map((a) => ({ destination: hostPrefix(parseAddress(a.address)), source })),
+  };
+}
+
+/** What the container of an endpoint formed, read in its sandbox; NotFound when the sandbox is gone. */
+export function readLearned(
+  netns: string,
+  endpoint: EndpointRecord,
+  owns: (link: LinkInfo) => boolean,
+): LearnedAddress[] {
+  const link = containerLinkOf(netns, endpoint, owns);
+  return link === null ? [] : learnedAddresses(netns, link.index);
+}
+
+/**
+ * For reconcile: the routes a SLAAC network's endpoints want through `shim`, read in their running
+ * containers; each endpoint none can be had for is said (`whyNot`), its routes left to go.
+ */
+export function slaacRoutesOf(
+  rtnl: Rtnl,
+  spec: NetworkSpec,
+  endpoints: readonly EndpointRecord[],
+  shim: LinkRef,
+  whyNot: (endpoint: EndpointRecord, why: string) => void,
+): Route[] {
+  if (!followsSlaac(spec)) return [];
+  return endpoints.flatMap((endpoint) => {
+    const netns = endpoint.dockerSandboxKey;
+    if (netns === undefined) return [];
+    let learned: LearnedAddress[];
+    try {
+      learned = readLearned(netns, endpoint, (l) => rtnl.owns(l));
+    } catch (err) {
+      whyNot(
+        endpoint,
+        `its container's addresses cannot be read (${err instanceof Error ? err.message : String(err)})`,
+      );
+      return [];
+    }
+    const found = learntRoutes(rtnl, shim, learned);
+    if ('whyNot' in found) {
+      whyNot(endpoint, found.whyNot);
+      return [];
+    }
+    return found.routes;
+  });
+}
+
+export interface FollowTiming {
+  /** The first gap between reads after Join; it doubles up to waitMaxMs while the container has no address. */
+  firstReadMs: number;
+  waitMaxMs: number;
+  /** The gap once the container has an address: how long a prefix change takes to reach the host's route. */
+  followMs: number;
+  /** How long after Join the sandbox may take to appear (Docker makes it as the container starts). */
+  sandboxWaitMs: number;
+}
+
+const TIMING: FollowTiming = { firstReadMs: 250, waitMaxMs: 1_000, followMs: 4_000, sandboxWaitMs: 30_000 };
+
+interface Followed {
+  networkId: string;
+  /** Cancels the next read. */
+  stop: () => void;
+  /** The routes this follower added, by destination. */
+  routes: Map<string, Route>;
+}
+
+export interface FollowSeams {
+  timing?: FollowTiming;
+  read?: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
+}
+
+/**
+ * The follower, as a SlaacWatch: started at Join (for networks with host access), ended at Leave and
+ * DeleteEndpoint, which also take its routes away (the container's addresses go with it).
+ */
+export class SlaacHostRoutes implements SlaacWatch {
+  private readonly followed = new Map<string, Followed>();
+  private readonly timing: FollowTiming;
+  private readonly read: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
+
+  constructor(
+    private readonly rtnl: Rtnl,
+    private readonly log: Logger,
+    seams: FollowSeams = {},
+  ) {
+    this.timing = seams.timing ?? TIMING;
+    this.read = seams.read ?? ((netns, endpoint) => readLearned(netns, endpoint, (l) => rtnl.owns(l)));
+  }
+
+  watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
+    if (!followsSlaac(spec)) return;
+    this.cancel(endpoint.endpointId);
+    const followed: Followed = { networkId: spec.networkId, stop: () => undefined, routes: new Map() };
+    this.followed.set(endpoint.endpointId, followed);
+    const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
+    const startedAt = Date.now();
+    let seen = false;
+    let gap = this.timing.firstReadMs;
+    let lastWhyNot: string | null = null;
+    let saidWhyNot: string | null = null;
+    const next = (ms: number): void => {
+      const timer = setTimeout(step, ms).unref();
+      followed.stop = () => clearTimeout(timer);
+    };
+    const step = (): void => {
+      let learned: LearnedAddress[];
+      try {
+        learned = this.read(netns, endpoint);
+        seen = true;
+      } catch (err) {
+        const gone = err instanceof LanplugError && err.code === 'NotFound';
+        if (gone && !seen && Date.now() - startedAt <= this.timing.sandboxWaitMs) {
+          next(gap);
+          return;
+        }
+        // The container stopped (or never started): its addresses went with it.
+        this.log.debug('host access stops following a container: its sandbox cannot be read', {
+          ...what,
+          error: String(err),
+        });
+        this.cancel(endpoint.endpointId);
+        return;
+      }
+      const whyNot = this.sync(followed, learned, what);
+      // Said once, when two reads in a row found it: a shim made a moment ago is past DAD by the next.
+      if (whyNot !== null && whyNot === lastWhyNot && whyNot !== saidWhyNot) {
+        this.log.warn("host access: no route to the container's IPv6 address from the router advertisement", {
+          ...what,
+          why: whyNot,
+        });
+        saidWhyNot = whyNot;
+      }
+      lastWhyNot = whyNot;
+      if (followed.routes.size > 0) next(this.timing.followMs);
+      else {
+        next(gap);
+        gap = Math.min(gap * 2, this.timing.waitMaxMs);
+      }
+    };
+    next(0);
+  }
+
+  /** Brings the kernel's routes in line with the container's addresses; why it could not, if it could not. */
+  private sync(followed: Followed, learned: readonly LearnedAddress[], what: Record<string, string>): string | null {
+    const shim = this.rtnl.getLink(shimLinkName(followed.networkId));
+    if (shim === null) return 'the network has no shim (its parent is gone?)';
+    const found = learntRoutes(this.rtnl, shim, learned);
+    if ('whyNot' in found) return found.whyNot;
+    const wanted = new Map(found.routes.map((r) => [routeKey(r.destination), r]));
+    for (const [key, route] of wanted) {
+      if (followed.routes.has(key)) continue;
+      this.rtnl.replaceRoute(route.destination, shim, route.source);
+      followed.routes.set(key, route);
+      this.log.info("host access: route to the container's IPv6 address from the router advertisement", {
+        ...what,
+        address: key,
+        shim: shim.name,
+        source: route.source.text,
+      });
+    }
+    for (const [key, route] of followed.routes) {
+      if (wanted.has(key)) continue;
+      this.rtnl.deleteRoute(route.destination, shim);
+      followed.routes.delete(key);
+      this.log.info('host access: route removed, the container no longer has the address', {
+        ...what,
+        address: key,
+        shim: shim.name,
+      });
+    }
+    return null;
+  }
+
+  /** Ends the endpoint's following and removes the routes it added. */
+  cancel(endpointId: string): void {
+    const followed = this.followed.get(endpointId);
+    if (followed === undefined) return;
+    followed.stop();
+    this.followed.delete(endpointId);
+    if (followed.routes.size === 0) return;
+    try {
+      const shim = this.rtnl.getLink(shimLinkName(followed.networkId));
+      if (shim !== null) for (const route of followed.routes.values()) this.rtnl.deleteRoute(route.destination, shim);
+    } catch (err) {
+      // What is left is reconcile's: it removes lanplug routes no container holds the address of.
+      this.log.warn('host access: could not remove the routes to a container', {
+        endpoint: shortId(endpointId),
+        error: String(err),
+      });
+    }
+  }
+
+  /** After a daemon start: follows again the endpoints whose containers run (their sandbox is there). */
+  resume(store: Store): void {
+    for (const network of store.listNetworks()) {
+      if (!followsSlaac(network.spec)) continue;
+      for (const endpoint of store.listEndpoints(network.spec.networkId)) {
+        const netns = endpoint.dockerSandboxKey;
+        if (netns !== undefined && fs.existsSync(netns)) this.watch(network.spec, endpoint, netns);
+      }
+    }
+  }
+
+  /** Daemon shutdown: the following stops; the routes stay (the next daemon's reconcile checks them). */
+  close(): void {
+    for (const followed of this.followed.values()) followed.stop();
+    this.followed.clear();
+  }
+}
+
+/** Both watches at the driver's one place for them (Join, Leave, DeleteEndpoint). */
+export function bothWatches(first: SlaacWatch, second: SlaacWatch): SlaacWatch {
+  return {
+    watch(spec, endpoint, netns) {
+      first.watch(spec, endpoint, netns);
+      second.watch(spec, endpoint, netns);
+    },
+    cancel(endpointId) {
+      first.cancel(endpointId);
+      second.cancel(endpointId);
+    },
+  };
+}
