@@ -9,7 +9,8 @@
 import { createDockerHost, type DockerHost } from './docker-host';
 import { dhcpNetworkArgs, dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from './dhcp-server';
 import { startEtcdCluster } from './etcd-cluster';
-import { createLan, type Lan } from './lan';
+import { createLan, type Lan, type LanHost } from './lan';
+import { mdnsQuery } from './mdns-peer';
 import { BUSYBOX } from './image';
 import { lanHostNs } from './names';
 import { buildCniExecutable } from '../../src/install/cni';
@@ -35,6 +36,20 @@ const LANPLUG = join(repoRoot(), 'bin', 'lanplug');
 
 function step(text: string): void {
   process.stdout.write(`\n# ${text}\n`);
+}
+
+/** A command on a LAN host, printed with its output once it matches `expect` (tried for up to 10 s). */
+async function lanCommand(lanHost: LanHost, argv: string[], expect: RegExp): Promise<void> {
+  process.stdout.write(`\n[${lanHost.name}]$ ${argv.map((a) => (a === BUSYBOX ? 'busybox' : a)).join(' ')}\n`);
+  let last = '';
+  for (let tries = 0; tries < 40; tries++) {
+    const r = lanHost.exec(argv);
+    last = r.stdout + r.stderr;
+    if (r.status === 0 && expect.test(r.stdout)) break;
+    await sleep(250);
+  }
+  if (!expect.test(last)) throw new Error(`${argv.join(' ')}: ${last}`);
+  process.stdout.write(last);
 }
 
 /** A command on the Docker host itself (its namespaces), printed with its output. */
@@ -419,7 +434,8 @@ async function main(): Promise<void> {
     step("DHCP: the LAN's own server (dnsmasq here, on the LAN's gateway) gives containers their addresses.");
     step('The lease is taken before docker run returns, renewed while the container runs, released when it stops;');
     step('--mac-address (or --driver-opt lanplug.dhcp.id=NAME) makes it the same address at every start.');
-    const dhcpServer = await startDhcpServer(lan, { range: ['172.16.86.100', '172.16.86.150'] });
+    // Its DNS on, for the domain `lan`: it registers the names its clients send (options 12 and 81).
+    const dhcpServer = await startDhcpServer(lan, { range: ['172.16.86.100', '172.16.86.150'], domain: 'lan' });
     show(host, dhcpNetworkArgs('office'));
     show(host, onOfficeWithMac('printer-app', '02:00:00:00:00:42'));
     show(host, ['exec', 'printer-app', 'ip', 'addr', 'show', 'eth0']);
@@ -449,7 +465,46 @@ async function main(): Promise<void> {
     show(host, ['rm', '-f', 'scanner']);
     show(host, [...named, 'alpine:latest', 'sleep', '600']);
     show(host, ['exec', 'scanner', 'ip', 'addr', 'show', 'eth0']);
+    step("Its name reaches the LAN's DNS: lanplug's DHCP client sends it (client FQDN, option 81), and the");
+    step("server, which registers its clients' names, answers scanner.lan to any host of the LAN:");
+    await lanCommand(peer, [BUSYBOX, 'nslookup', 'scanner.lan', '172.16.86.1'], /172\.16\.86\.1[0-5]\d/);
     show(host, ['rm', '-f', 'scanner']);
+
+    step('mDNS: with -o lanplug.mdns=true, lanplug answers <name>.local for the named containers of a network');
+    step("from its own link on the LAN (never the host's), after probing that no device of the LAN already");
+    step('uses the name (RFC 6762): a device that does keeps it, and lanplug says so in its log.');
+    show(host, [
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=172.16.86.0/24',
+      '--gateway=172.16.86.1',
+      '--ip-range=172.16.86.64/28',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'lanplug.mdns=true',
+      'homelab',
+    ]);
+    show(host, [
+      'run',
+      '-d',
+      '--network',
+      'name=homelab,driver-opt=lanplug.identity=cam1',
+      '--name',
+      'cam1',
+      'alpine:latest',
+      'sleep',
+      '600',
+    ]);
+    process.stdout.write('\n[peer]$ (an mDNS query for cam1.local to 224.0.0.251:5353)\n');
+    let answered: string[] = [];
+    for (let tries = 0; tries < 10 && answered.length === 0; tries++) answered = mdnsQuery(peer, 'cam1.local', 1_500);
+    if (answered.length === 0) throw new Error('no mDNS answer for cam1.local');
+    process.stdout.write(`cam1.local answered: ${answered.join(', ')}\n`);
+    show(host, ['rm', '-f', 'cam1']);
+    show(host, ['network', 'rm', 'homelab']);
 
     step('Before a container uses the address the server gave, lanplug asks the LAN (an ARP probe). Here a device');
     step('the server does not know holds the address reserved for this MAC: lanplug declines it and asks again.');
