@@ -85,8 +85,13 @@ export interface DaemonOptions {
   addressStore?: StoreChoice;
   /** Serve /metrics over TCP there too (`--metrics-listen`); null or absent: the control socket only. */
   metricsListen?: ListenAddress | null;
+  /** How long an identity's reservation outlives its last container (`--identity-expire`; default 30 days). */
+  identityExpireMs?: number;
   log: Logger;
 }
+
+/** `--identity-expire`'s default (cli/daemon-flags.ts), for daemons started without the flag (the managed plugin). */
+const DEFAULT_IDENTITY_EXPIRE_MS = 30 * 86_400_000;
 
 /** How often the lease keeper looks for containers that vanished without a Leave. */
 const DHCP_WATCH_MS = 30_000;
@@ -154,7 +159,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const choice = options.addressStore ?? { kind: 'sqlite' };
     const etcd = choice.kind === 'etcd' ? new EtcdClient(choice.etcd) : null;
     const book = addressBookFor(choice, etcd, store, log);
-    const allocator = new IpamAllocator(book, log, citizen.allocationFilter());
+    const allocator = new IpamAllocator(book, log, citizen.allocationFilter(), store);
     const sharedAttachments = new SharedAttachmentPools(book, allocator, store, log);
     const cni = cniServices(driver, rtnl, store, log, {
       lan: citizen.conflicts,
@@ -176,6 +181,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       askingLinks,
       dhcp,
       graceMs: options.forgottenGraceMs,
+      identityExpireMs: options.identityExpireMs ?? DEFAULT_IDENTITY_EXPIRE_MS,
       ipam: { book, lan: citizen, reclaimAfterMs: choice.kind === 'etcd' ? choice.reclaimAfterMs : 0 },
     });
     housekeeping.resume();
@@ -199,7 +205,8 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     // The sockets /healthz connects to, as they come up.
     const served: string[] = [];
     const views = {
-      listing: () => gatherListing(store, engine, choice.kind === 'etcd'),
+      listing: () =>
+        gatherListing(store, engine, choice.kind === 'etcd', options.identityExpireMs ?? DEFAULT_IDENTITY_EXPIRE_MS),
       health: daemonHealth({ stateDir: options.stateDir, sockets: () => served, etcd }),
     };
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.

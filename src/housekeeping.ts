@@ -7,15 +7,18 @@
  * 1. rows dockerd has forgotten (asked of the dockerd they came from);
  * 2. CNI attachments whose namespace is gone;
  * 3. the kernel against the store (driver/reconcile.ts);
+ * 4. identity reservations: seen while held, dropped once idle for
+ *    --identity-expire (ipam/reservations.ts), in the daemon;
  * and where the daemon runs the IPAM driver (not in an offline gc):
- * 4. IPAM claims no endpoint holds;
- * 5. on shared pools: addresses of hosts that went away, pool releases etcd
+ * 5. IPAM claims no endpoint (nor reservation) holds;
+ * 6. on shared pools: addresses of hosts that went away, pool releases etcd
  *    did not take, and addresses reclaimed from this host while it was away.
  *
  * One pass at a time: a gc that arrives during the periodic pass waits for it;
  * a periodic tick that finds a pass running (or waiting) is skipped. The
  * same steps catch a daemon up at start, before any socket listens (resume),
- * and the control socket's requests are answered here (gc, sharedPools).
+ * and the control socket's requests are answered here (gc, sharedPools,
+ * forget).
  */
 import type { DockerEngine } from './api/docker/engine';
 import type { EngineVersion } from './api/docker/engine-version';
@@ -28,6 +31,8 @@ import type { NetworkDriver } from './driver/network-driver';
 import { reconcile, type ReconcileReport } from './driver/reconcile';
 import type { DhcpEndpoints } from './endpoint/dhcp-endpoints';
 import { OrphanClaims, type OrphanReport } from './ipam/orphans';
+import { expireReservations, forgetReservation, reservedAddresses, type ReservationReport } from './ipam/reservations';
+import { conflict, notFound } from './errors';
 import { reclaimAbsentHosts, type ReclaimReport } from './ipam/reclaim';
 import { settleReclaimed, type ReclaimedReport } from './ipam/reclaimed';
 import { sharedPoolsReport, type SharedPoolsReport } from './ipam/shared-report';
@@ -46,6 +51,8 @@ export interface GcResult {
   Forgotten: ForgottenReport;
   /** CNI attachments whose namespace is gone. */
   Vanished?: string[];
+  /** Identity reservations idle for --identity-expire, dropped (in the daemon). */
+  Identities?: ReservationReport | { error: string };
   /** IPAM claims no endpoint holds (where the daemon runs the IPAM driver). */
   Claims?: OrphanReport | { error: string };
   /** Shared pools only: addresses of hosts that went away (not on a dry run). */
@@ -81,6 +88,8 @@ export interface HousekeepingParts {
   ipam?: IpamHousekeeping;
   /** Where the engine's version is kept, learned on the way (api/docker/engine-version.ts). */
   engineVersion?: EngineVersion;
+  /** How long an identity's reservation lasts with no container holding it; absent: not checked (offline gc). */
+  identityExpireMs?: number;
 }
 
 /** What one pass is asked to do. */
@@ -187,6 +196,37 @@ export class Housekeeping implements ControlActions {
     return { Shared: true, Report: report };
   }
 
+  /**
+   * `lanplug forget NETWORK NAME`: the reservation dropped and its kept claims freed, after the pass
+   * in progress (which may be freeing them already). NETWORK: Docker's name, the id or its start.
+   */
+  forget(network: string, name: string): Promise<object> {
+    const run = this.running.then(async () => {
+      const networkId = await this.networkNamed(network);
+      const dropped = await forgetReservation(this.parts.store, this.parts.ipam?.book ?? null, networkId, name);
+      this.parts.log.info('identity reservation forgotten', { network: shortId(networkId), identity: name });
+      return { Network: networkId, Name: dropped.name, IPv4: dropped.ipv4, IPv6: dropped.ipv6, Mac: dropped.mac };
+    });
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A lanplug network by its id (or the start of it), else by Docker's name for it. */
+  private async networkNamed(wanted: string): Promise<string> {
+    const ids = this.parts.store.listNetworks().map((n) => n.spec.networkId);
+    const exact = ids.find((id) => id === wanted);
+    if (exact !== undefined) return exact;
+    const byId = wanted.length > 0 ? ids.filter((id) => id.startsWith(wanted)) : [];
+    if (byId.length > 1)
+      throw conflict(`network id ${wanted} is the start of ${byId.length} lanplug networks: give more of it`);
+    if (byId[0] !== undefined) return byId[0];
+    for (const id of ids) {
+      const view = await this.parts.engine.network(id).catch(() => null);
+      if (view?.name === wanted) return id;
+    }
+    throw notFound(`no lanplug network is named ${wanted} (lanplug ls --identities lists the reservations)`);
+  }
+
   private async passNow(options: PassOptions): Promise<GcResult> {
     const { driver, rtnl, store, engine, attachments, log } = this.parts;
     const { dryRun, graceMs } = options;
@@ -207,7 +247,13 @@ export class Housekeeping implements ControlActions {
         ...(this.parts.askingLinks === undefined ? {} : { askingLinksInUse: this.parts.askingLinks.inUse }),
       }),
     };
-    const { ipam } = this.parts;
+    const { ipam, identityExpireMs } = this.parts;
+    if (identityExpireMs !== undefined)
+      result.Identities = await expireReservations(store, ipam?.book ?? null, log, {
+        now: Date.now(),
+        expireMs: identityExpireMs,
+        dryRun,
+      }).catch((err: unknown) => ({ error: String(err) }));
     const orphans = this.orphans;
     if (ipam === undefined || orphans === null) return recorded(result, dryRun);
     result.Claims = await orphans
@@ -261,7 +307,9 @@ export function recordGcEvents(result: GcResult): void {
     for (const pool of result.PoolReleases.released) recordEvent('gc.pool-released', { pool });
 }
 
-/** The addresses endpoints on this host hold (lanplug's records). */
+/** The addresses endpoints on this host hold (lanplug's records), and those identity reservations keep. */
 function endpointAddresses(store: SqliteStore): Set<string> {
-  return new Set(store.listAllEndpoints().flatMap((e) => addressesOf(e).map((a) => a.text)));
+  const held = new Set(store.listAllEndpoints().flatMap((e) => addressesOf(e).map((a) => a.text)));
+  for (const address of reservedAddresses(store)) held.add(address);
+  return held;
 }

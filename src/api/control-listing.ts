@@ -10,7 +10,12 @@ import { buildListing, type Listing } from '../observe/listing';
 import type { SqliteStore } from '../state/sqlite';
 import type { DockerEngine, DockerNetworkView } from './docker/engine';
 
-export async function gatherListing(store: SqliteStore, engine: DockerEngine, sharedPools: boolean): Promise<Listing> {
+export async function gatherListing(
+  store: SqliteStore,
+  engine: DockerEngine,
+  sharedPools: boolean,
+  identityExpireMs?: number,
+): Promise<Listing> {
   const networks = store.listNetworks();
   const views = new Map<string, DockerNetworkView | null>();
   let dockerError: string | null = null;
@@ -34,6 +39,8 @@ export async function gatherListing(store: SqliteStore, engine: DockerEngine, sh
     dockerError,
     now: Date.now(),
     learnedIpv6: readLearnedIpv6,
+    reservations: store.listReservations(),
+    ...(identityExpireMs === undefined ? {} : { identityExpireMs }),
   });
 }
 

@@ -15,7 +15,7 @@ import type { Health } from '../observe/health';
 import type { Listing } from '../observe/listing';
 import type { StoreFigures } from '../state/sqlite';
 import type { ProcessFigures } from '../sys/process-stats';
-import type { JsonObject } from './docker/decode';
+import { requiredString, type JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
 import type { PageHandler, PluginEndpoint } from './docker/server';
 
@@ -30,6 +30,8 @@ export interface ControlActions {
   gc(asked: { dryRun: boolean; graceMs: number | null; acceptEngine: boolean }): Promise<object>;
   /** The shared pools' report (ipam/shared-report.ts); `{ Shared: false }` on a single host. */
   sharedPools(): Promise<object>;
+  /** `lanplug forget NETWORK NAME`: an identity's reservation dropped (ipam/reservations.ts). */
+  forget(network: string, name: string): Promise<object>;
 }
 
 /** What the control socket shows of the daemon without acting (observe/). */
@@ -116,6 +118,10 @@ export function controlRoutes(
       },
     ],
     ['/Lanplug.SharedPools', async () => asJson(await actions.sharedPools())],
+    [
+      '/Lanplug.Forget',
+      async (body) => asJson(await actions.forget(requiredString(body, 'Network'), requiredString(body, 'Name'))),
+    ],
     ['/Lanplug.Stats', () => asJson(stats())],
     ['/Lanplug.List', async () => asJson(await views.listing())],
   ]);

@@ -17,6 +17,8 @@ export const DEFAULT_STATE_DIR = '/var/lib/lanplug';
 export const DEFAULT_PLUGIN_DIR = '/run/docker/plugins';
 export const DEFAULT_DOCKER_HOST = 'unix:///var/run/docker.sock';
 export const DEFAULT_GRACE_SECONDS = '60';
+/** How long an identity's reservation outlives its last container (docs/identity.md says why a month). */
+export const DEFAULT_IDENTITY_EXPIRE = '30d';
 
 /** The daemon's flags and their defaults, in the order the service's command line lists them. */
 export const DAEMON_FLAGS: Readonly<Record<string, string>> = {
@@ -38,6 +40,7 @@ export const DAEMON_FLAGS: Readonly<Record<string, string>> = {
   '--user': '',
   '--user-file': '',
   '--reclaim-after': '600',
+  '--identity-expire': DEFAULT_IDENTITY_EXPIRE,
   // Empty: metrics on the control socket only.
   '--metrics-listen': '',
 };
@@ -58,6 +61,8 @@ export interface DaemonFlags {
   addressStore: StoreChoice;
   /** Where /metrics is served over TCP besides the control socket; null: nowhere. */
   metricsListen: ListenAddress | null;
+  /** How long an identity's reservation lasts with no container holding it. */
+  identityExpireMs: number;
 }
 
 /**
@@ -92,6 +97,7 @@ export function readDaemonFlags(flags: ParsedFlags, fileRoot = '/'): DaemonFlags
     cniIdleMs: seconds(flags.value('--cni-network-idle'), '--cni-network-idle') * 1000,
     addressStore,
     metricsListen: metricsListen(flags.value('--metrics-listen')),
+    identityExpireMs: duration(flags.value('--identity-expire'), '--identity-expire'),
   };
 }
 
@@ -116,6 +122,16 @@ export function seconds(text: string, flag: string): number {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(value))
     throw new UsageError(`${flag} must be a whole number of seconds; got '${text}'`);
   return value;
+}
+
+/** `90`, `90s`, `15m`, `2h`, `30d` -> milliseconds. */
+export function duration(text: string, flag: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text);
+  if (m === null) throw new UsageError(`${flag} must be a duration such as 90s, 15m, 2h or 30d; got '${text}'`);
+  const unit = { '': 1, s: 1, m: 60, h: 3_600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  const ms = Number(m[1]) * unit * 1000;
+  if (!Number.isSafeInteger(ms)) throw new UsageError(`${flag} is too long; got '${text}'`);
+  return ms;
 }
 
 /** `off` turns the CNI front end off; empty (not given) is the state directory's `cni.sock`. */

@@ -84,6 +84,14 @@ export function formatGc(result: GcResult, dryRun: boolean): string {
   for (const id of f.endpoints)
     lines.push(`${dryRun ? 'would drop' : 'dropped'} endpoint ${shortId(id)}: Docker no longer knows it`);
   for (const what of result.Vanished ?? []) lines.push(`${dryRun ? 'would remove' : 'removed'} ${what}`);
+  const identities = result.Identities;
+  if (identities !== undefined && 'error' in identities)
+    lines.push(`identity reservations were not checked: ${identities.error}`);
+  else
+    for (const what of identities?.expired ?? [])
+      lines.push(
+        `${dryRun ? 'would drop' : 'dropped'} reservation ${what}: no container held it for --identity-expire`,
+      );
   const claims = result.Claims;
   if (claims !== undefined && 'error' in claims) lines.push(`IPAM claims were not checked: ${claims.error}`);
   else if (claims !== undefined) {

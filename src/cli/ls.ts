@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CONTROL_SOCKET_NAME } from '../api/control';
 import { unixHttp } from '../api/unix-http';
 import { shortId } from '../model/network';
-import type { EndpointRow, LanDeviceRow, Listing } from '../observe/listing';
+import type { EndpointRow, IdentityRow, LanDeviceRow, Listing } from '../observe/listing';
 import { isLocked } from '../state/lock';
 
 export interface ListingFilter {
@@ -29,7 +29,12 @@ export async function askListing(stateDir: string): Promise<Listing> {
     throw new Error(`the daemon could not list: ${typeof parsed.Err === 'string' ? parsed.Err : answer.body}`);
   if (!Array.isArray(parsed.endpoints) || !Array.isArray(parsed.lan))
     throw new Error('the daemon sent a listing lanplug does not understand');
-  return { endpoints: parsed.endpoints, lan: parsed.lan, dockerError: parsed.dockerError ?? null };
+  return {
+    endpoints: parsed.endpoints,
+    lan: parsed.lan,
+    identities: Array.isArray(parsed.identities) ? parsed.identities : [],
+    dockerError: parsed.dockerError ?? null,
+  };
 }
 
 export function filterListing(listing: Listing, filter: ListingFilter): Listing {
@@ -45,7 +50,12 @@ export function filterListing(listing: Listing, filter: ListingFilter): Listing 
       ? d.claimed !== null && kept.has(d.claimed.endpointId)
       : filter.network === null || (d.networkId !== null && networks.has(d.networkId)),
   );
-  return { ...listing, endpoints, lan };
+  const identities = listing.identities.filter(
+    (r) =>
+      (filter.network === null || matches(filter.network, r.networkId, r.network)) &&
+      (filter.container === null || (r.heldBy !== null && kept.has(r.heldBy.endpointId))),
+  );
+  return { ...listing, endpoints, lan, identities };
 }
 
 /** A name matches exactly (Docker shows container names with a leading '/' in places); an id by its start. */
@@ -99,6 +109,22 @@ export function formatLanDevices(listing: Listing): string {
       : `CLAIMED ${d.claimed.containerName ?? shortId(d.claimed.containerId ?? d.claimed.endpointId)}`,
   ]);
   return table([['ADDRESS', 'MAC', 'FIRST SEEN', 'LAST SEEN', "CONTAINER'S ADDRESS"], ...rows]) + dockerNote(listing);
+}
+
+/** `lanplug ls --identities`: each reservation, who holds it, or since when none has and until when it lasts. */
+export function formatIdentities(listing: Listing): string {
+  if (listing.identities.length === 0) return 'no identity reservations\n';
+  const rows = listing.identities.map((r: IdentityRow) => [
+    r.network ?? shortId(r.networkId),
+    r.name,
+    r.mac ?? '-',
+    [r.ipv4, r.ipv6].filter((a) => a !== null).join(',') || '-',
+    r.heldBy === null
+      ? '-'
+      : (r.heldBy.containerName?.replace(/^\//, '') ?? `endpoint ${shortId(r.heldBy.endpointId)}`),
+    r.heldBy === null ? `idle since ${r.lastSeen}${r.expires === null ? '' : `, expires ${r.expires}`}` : 'held',
+  ]);
+  return table([['NETWORK', 'IDENTITY', 'MAC', 'ADDRESSES', 'CONTAINER', 'STATE'], ...rows]) + dockerNote(listing);
 }
 
 function containerOf(e: EndpointRow): string {

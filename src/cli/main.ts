@@ -24,7 +24,8 @@ import { parseFlags, UsageError } from './flags';
 import { formatGc, runGc } from './gc';
 import { formatIdentity } from './identity';
 import { cniStoreWarning, install, uninstall } from './install';
-import { askListing, filterListing, formatEndpoints, formatLanDevices } from './ls';
+import { askListing, filterListing, formatEndpoints, formatIdentities, formatLanDevices } from './ls';
+import { askForget } from './forget';
 import { runPlugin } from './plugin';
 import { askSharedPools, formatSharedPools } from './shared-pools';
 import { formatStatus } from './status';
@@ -45,18 +46,23 @@ commands:
              [--user NAME:PASSWORD: the same on the command line, where every local user can read it (ps);
               install refuses it]
              [--reclaim-after SECONDS: an unregistered host's silent addresses are reclaimed after this; default 600]
+             [--identity-expire DURATION: a lanplug.identity reservation no container held for this long goes
+              (90s, 15m, 2h, 30d); default 30d]
              [--metrics-listen ADDRESS:PORT: Prometheus metrics (GET /metrics) there too, e.g. 127.0.0.1:9464;
               always on the control socket]
   status     list the networks, endpoints and leftovers lanplug keeps   [--state-dir DIR]
   ls         every endpoint: network, container, MAC, addresses and their source, lease, host access,
              last conflict (asks the running daemon)   [--json] [--network NAME|ID] [--container NAME|ID]
              [--lan: the LAN devices heard using pool addresses instead, those claiming a container's marked]
+             [--identities: the lanplug.identity reservations instead: MAC, addresses, holder or idle time]
              [--state-dir DIR]
   events     what the daemon did and saw: networks and endpoints made and removed, leases acquired, renewed,
              declined, released, conflicts found and defended, announcements, reconcile actions, etcd reachable
              or not (kept in a ring of the last 2,000)   [--json: NDJSON] [--since 90s|15m|2h|1d] [--follow]
              [--state-dir DIR]
   identity   NAME: the MAC, DHCP client id, DUID and hostname --driver-opt lanplug.identity=NAME gives a container
+  forget     NETWORK NAME: drop NAME's reservation on NETWORK (its addresses free for anyone); refused while a
+             container holds it   [--state-dir DIR]
   gc         reconcile now: remove what nothing owns, retry failed removals, drop rows
              Docker has forgotten   [--state-dir DIR] [--docker-host URL] [--dry-run] [--grace-seconds N]
              [--accept-engine: Docker was reinstalled; the dockerd at --docker-host speaks for every network]
@@ -124,17 +130,23 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'ls': {
         const flags = parseFlags('ls', rest, {
           values: { ...STATE, '--network': '', '--container': '' },
-          switches: ['--json', '--lan'],
+          switches: ['--json', '--lan', '--identities'],
         });
         const listing = filterListing(await askListing(flags.value('--state-dir')), {
           network: flags.given('--network') ? flags.value('--network') : null,
           container: flags.given('--container') ? flags.value('--container') : null,
         });
         const lan = flags.on('--lan');
+        const identities = flags.on('--identities');
+        if (lan && identities) throw new UsageError('ls takes --lan or --identities, not both');
         if (flags.on('--json'))
-          process.stdout.write(`${JSON.stringify(lan ? listing.lan : listing.endpoints, null, 2)}
-`);
-        else process.stdout.write(lan ? formatLanDevices(listing) : formatEndpoints(listing));
+          process.stdout.write(
+            `${JSON.stringify(lan ? listing.lan : identities ? listing.identities : listing.endpoints, null, 2)}\n`,
+          );
+        else
+          process.stdout.write(
+            lan ? formatLanDevices(listing) : identities ? formatIdentities(listing) : formatEndpoints(listing),
+          );
         return 0;
       }
       case 'events': {
@@ -240,6 +252,14 @@ export async function main(argv: readonly string[]): Promise<number> {
         const [name, ...more] = rest;
         if (name === undefined || more.length > 0) throw new UsageError('identity takes one NAME');
         process.stdout.write(formatIdentity(name));
+        return 0;
+      }
+      case 'forget': {
+        const [network, name, ...more] = rest;
+        if (network === undefined || name === undefined || network.startsWith('--') || name.startsWith('--'))
+          throw new UsageError('forget takes NETWORK NAME');
+        const flags = parseFlags('forget', more, { values: STATE });
+        process.stdout.write(await askForget(flags.value('--state-dir'), network, name));
         return 0;
       }
       case 'version':

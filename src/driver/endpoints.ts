@@ -26,7 +26,14 @@ import { quietAskingLink } from './asking-links';
 import { checkIds, inNetwork, requireNetwork, type DriverContext } from './driver-context';
 import { createEndpointLinkBesideParked, endpointLeftover } from './endpoint-links';
 import { removeRoutes, wantedRoutes } from './host-access';
-import { endpointIdentity, macFromIdentity, type EndpointIdentity } from './identity';
+import { recordHeld, refuseReservedAddress, releaseHolder } from '../ipam/reservations';
+import {
+  clientIdFromIdentity,
+  duidFromIdentity,
+  endpointIdentity,
+  macFromIdentity,
+  type EndpointIdentity,
+} from './identity';
 import { checkDockerId, endpointLinkName } from './names';
 import { removeLeftInSandbox } from './sandbox';
 import { ensureParent } from './parent';
@@ -76,7 +83,11 @@ export function createEndpoint(
   // the user's MAC does not follow the address, so the store's unique MAC would not catch it). ipvlan: the
   // kernel refuses an address another port of the parent holds.
   if (mac !== null) refuseAddressHeld(ctx, spec, record);
-  ctx.store.putEndpoint(record);
+  refuseReservedAddress(ctx.store, reservedView(record), identity?.name ?? null);
+  ctx.store.transaction(() => {
+    ctx.store.putEndpoint(record);
+    recordReservation(ctx, record);
+  });
   crashPoint('create-endpoint:recorded');
   return { assignedMac: requestedMac === null ? mac : null };
 }
@@ -171,6 +182,8 @@ export function deleteEndpoint(ctx: DriverContext, networkId: string, endpointId
   store.transaction(() => {
     store.deleteEndpoint(networkId, endpointId);
     store.putLeftover(leftover);
+    // Its identity's reservation stays, idle from now (ipam/reservations.ts).
+    releaseHolder(store, networkId, endpointId, Date.now());
   });
   crashPoint('delete-endpoint:row-dropped');
   if (endpoint !== null) ctx.announcer?.withdraw(addressesOf(endpoint));
@@ -290,8 +303,38 @@ export function completeDhcpEndpoint(
     ipv4: ipv4 ?? prepared.endpoint.ipv4,
     ipv6: ipv6 ?? prepared.endpoint.ipv6,
   };
-  ctx.store.putEndpoint(endpoint);
+  ctx.store.transaction(() => {
+    ctx.store.putEndpoint(endpoint);
+    recordReservation(ctx, endpoint);
+  });
   return endpoint;
+}
+
+/** An endpoint's addresses as a reservation names them: without their prefix length. */
+function reservedView(record: EndpointRecord): { networkId: string; ipv4: string | null; ipv6: string | null } {
+  return {
+    networkId: record.networkId,
+    ipv4: record.ipv4?.address.text ?? null,
+    ipv6: record.ipv6?.address.text ?? null,
+  };
+}
+
+/** An endpoint with an identity: its reservation on the network is what it holds now (ipam/reservations.ts). */
+function recordReservation(ctx: DriverContext, record: EndpointRecord): void {
+  const name = record.identity;
+  if (name === undefined) return;
+  recordHeld(
+    ctx.store,
+    {
+      ...reservedView(record),
+      endpointId: record.endpointId,
+      name,
+      mac: record.mac,
+      clientId: clientIdFromIdentity(name),
+      duid: duidFromIdentity(name),
+    },
+    Date.now(),
+  );
 }
 
 /** A DHCP server moved the container: the endpoint's address follows (the LAN watch defends what endpoints hold). */

@@ -99,6 +99,8 @@ export class LanplugIpam {
       }
       if (request.preferred !== null && check.policy === 'warn') return address;
       await this.allocator.releaseAddress(request.poolId, address.address);
+      // An identity's reserved address the LAN uses now: it stays reserved, this container gets another.
+      request = { ...request, name: null };
       if (request.preferred !== null)
         throw new LanplugError('Conflict', lan.conflicts.refusalOf(check, address.address, verdict, ADVICE_EXPLICIT));
       // Automatic: the allocator now skips it (the LAN was seen using it); the next one, unless what

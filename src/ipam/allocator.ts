@@ -25,7 +25,9 @@ import {
   type IpPrefix,
 } from '../net/address';
 import type { AddressBook, BookPool } from '../state/address-book';
+import type { IdentityStore } from '../state/identity-store';
 import { firstFree, isUsable, spreadStart } from './pool';
+import { isKeptClaim, keepClaim, keptAddressFor } from './reservations';
 
 export const LOCAL_ADDRESS_SPACE = 'LocalDefault';
 export const GLOBAL_ADDRESS_SPACE = 'GlobalDefault';
@@ -49,6 +51,8 @@ export interface AddressRequest {
   mac: string | null;
   /** A container's address even without a MAC (a CNI attachment's second family, an ipvlan's): never the pool's aux entry. */
   endpoint?: boolean;
+  /** The container's name, which Docker 29 sends (`com.docker.network.endpoint.name`); null before. */
+  name?: string | null;
 }
 
 /**
@@ -69,6 +73,8 @@ export class IpamAllocator {
     private readonly book: AddressBook,
     private readonly log: Logger,
     private readonly lan: AddressFilter = NOTHING_TAKEN,
+    /** Reservations by identity (ipam/reservations.ts): their addresses stay claimed while no container holds them. */
+    private readonly reservations: IdentityStore | null = null,
   ) {}
 
   /** Whether pools are shared with other hosts (then Docker must send each endpoint's MAC). */
@@ -123,6 +129,15 @@ export class IpamAllocator {
     const kind = kindOf(request, this.shared);
     // On a shared pool the gateway is whatever the first host recorded (a second host's default must not differ).
     const preferred = kind === 'gateway' && request.preferred === null ? pool.gateway : request.preferred;
+    const reserved = this.reservedFor(request);
+    if (reserved !== null) {
+      this.log.info('address given back to its identity', {
+        pool: pool.poolId,
+        address: reserved.text,
+        identity: request.name ?? '',
+      });
+      return { address: reserved, prefixLength: pool.pool.prefixLength };
+    }
     const address =
       preferred === null
         ? await this.allocate(pool, kind, request.mac)
@@ -178,9 +193,17 @@ export class IpamAllocator {
     return this.book.listPools();
   }
 
-  /** Idempotent: releasing an address that is free is success. */
+  /** Idempotent: releasing an address that is free is success. An identity's reserved address stays claimed. */
   async releaseAddress(poolId: string, address: IpAddress): Promise<void> {
+    if (this.reservations !== null && keepClaim(this.reservations, poolId, address)) return;
     await this.book.release(poolId, address);
+  }
+
+  /** Docker 29 names the container: an automatic request for a name with a reserved address gets it back. */
+  private reservedFor(request: AddressRequest): IpAddress | null {
+    const name = request.name ?? null;
+    if (this.reservations === null || name === null || request.gateway || request.preferred !== null) return null;
+    return keptAddressFor(this.reservations, request.poolId, name);
   }
 
   private async requirePool(poolId: string): Promise<BookPool> {
@@ -194,6 +217,9 @@ export class IpamAllocator {
       throw invalidArgument(`requested address ${address.text} is out of range of pool ${formatPrefix(pool.pool)}`);
     }
     if (!(await this.book.claim(pool.poolId, address, kind, mac))) {
+      // Kept for an identity: let through, CreateEndpoint checks the container's identity against it.
+      if (kind !== 'gateway' && this.reservations !== null && isKeptClaim(this.reservations, pool.poolId, address))
+        return address;
       throw new LanplugError('Conflict', 'Address already in use');
     }
     return address;

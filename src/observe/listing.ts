@@ -11,6 +11,7 @@ import { INFINITE_SECONDS, leaseExpiresAt, type LeaseRecord, type LeaseState } f
 import type { LearnedAddress } from '../driver/slaac';
 import type { EndpointRecord, NetworkRecord } from '../model/network';
 import { formatPrefix, type IpAddress } from '../net/address';
+import type { IdentityReservation } from '../state/identity-store';
 import type { LanSighting } from '../state/store';
 
 /**
@@ -70,9 +71,30 @@ export interface LanDeviceRow {
   claimed: { endpointId: string; containerId: string | null; containerName: string | null } | null;
 }
 
+/** An identity's reservation on a network (`lanplug ls --identities`; ipam/reservations.ts). */
+export interface IdentityRow {
+  networkId: string;
+  network: string | null;
+  /** The `lanplug.identity` name. */
+  name: string;
+  mac: string | null;
+  ipv4: string | null;
+  ipv6: string | null;
+  clientId: string;
+  duid: string;
+  /** The container holding it now; null while none does. */
+  heldBy: { endpointId: string; containerName: string | null } | null;
+  /** When a container last held it (ISO 8601). */
+  lastSeen: string;
+  /** When it goes if no container takes it again (ISO 8601); null while held. */
+  expires: string | null;
+}
+
 export interface Listing {
   endpoints: EndpointRow[];
   lan: LanDeviceRow[];
+  /** The identities' reservations; [] from a daemon older than them. */
+  identities: IdentityRow[];
   /** Why container names and address sources are missing: dockerd did not answer. Null when it did. */
   dockerError: string | null;
 }
@@ -101,6 +123,9 @@ export interface ListingInput {
   now: number;
   /** What an `-o ipv6=slaac` endpoint's container learned (read in its namespace); null when unknown. */
   learnedIpv6?: (network: NetworkRecord, endpoint: EndpointRecord) => LearnedAddress[] | null;
+  reservations?: readonly IdentityReservation[];
+  /** `--identity-expire`, for each idle reservation's expiry. */
+  identityExpireMs?: number;
 }
 
 export function buildListing(input: ListingInput): Listing {
@@ -130,7 +155,27 @@ export function buildListing(input: ListingInput): Listing {
           : { endpointId: holder.endpointId, containerId: holder.containerId, containerName: holder.containerName },
     };
   });
-  return { endpoints, lan, dockerError: input.dockerError };
+  const identities = (input.reservations ?? []).map((r) => identityRow(input, r, endpoints));
+  return { endpoints, lan, identities, dockerError: input.dockerError };
+}
+
+function identityRow(input: ListingInput, r: IdentityReservation, endpoints: readonly EndpointRow[]): IdentityRow {
+  const holder = r.endpointId === null ? undefined : endpoints.find((e) => e.endpointId === r.endpointId);
+  const network = input.networks.find((n) => n.spec.networkId === r.networkId);
+  return {
+    networkId: r.networkId,
+    network: network?.cniName ?? input.views.get(r.networkId)?.name ?? null,
+    name: r.name,
+    mac: r.mac,
+    ipv4: r.ipv4,
+    ipv6: r.ipv6,
+    clientId: r.clientId,
+    duid: r.duid,
+    heldBy: r.endpointId === null ? null : { endpointId: r.endpointId, containerName: holder?.containerName ?? null },
+    lastSeen: iso(r.lastSeen),
+    expires:
+      r.endpointId !== null || input.identityExpireMs === undefined ? null : iso(r.lastSeen + input.identityExpireMs),
+  };
 }
 
 function endpointRow(

@@ -32,11 +32,15 @@
  *      prefixes): an address held twice in a network is found without reading
  *      every endpoint, whatever MAC each has (a name's or the user's MAC does
  *      not follow the address, so the unique MAC index no longer catches it).
+ * - 8: `identities`: per (network, `lanplug.identity` name) the MAC, addresses
+ *      and DHCP ids it had last, the endpoint holding it, the IPAM claims kept
+ *      for it while no container does, and when a container last held it
+ *      (ipam/reservations.ts); indexed by address.
  */
 import type Database from 'better-sqlite3';
 import { LanplugError } from '../errors';
 
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 /** STEPS[n] moves a database from version n to n + 1. */
 const STEPS: readonly string[] = [
@@ -102,6 +106,22 @@ const STEPS: readonly string[] = [
    );`,
   `CREATE INDEX endpoints_ipv4 ON endpoints (network_id, json_extract(record, '$.ipv4'));
    CREATE INDEX endpoints_ipv6 ON endpoints (network_id, json_extract(record, '$.ipv6'));`,
+  `CREATE TABLE identities (
+     network_id  TEXT NOT NULL,
+     name        TEXT NOT NULL,
+     mac         TEXT,
+     ipv4        TEXT,
+     ipv6        TEXT,
+     client_id   TEXT NOT NULL,
+     duid        TEXT NOT NULL,
+     endpoint_id TEXT,
+     kept        TEXT NOT NULL DEFAULT '[]',
+     created_at  INTEGER NOT NULL,
+     last_seen   INTEGER NOT NULL,
+     PRIMARY KEY (network_id, name)
+   );
+   CREATE INDEX identities_ipv4 ON identities (ipv4) WHERE ipv4 IS NOT NULL;
+   CREATE INDEX identities_ipv6 ON identities (ipv6) WHERE ipv6 IS NOT NULL;`,
 ];
 
 /** The schema version of an open database; 1 for lanplug 0.1's files, 0 for an empty one. */

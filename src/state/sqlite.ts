@@ -5,6 +5,7 @@
  * - networks.ts: networks, endpoints, leftovers, the engine each network was seen in;
  * - ipam.ts: the IPAM driver's pools and the addresses claimed in them;
  * - leases.ts: DHCP leases and the last address of each client identity;
+ * - identities.ts: reservations by identity name (ipam/reservations.ts);
  * - meta.ts, lan-seen.ts, shared-pools.ts: small facts, the LAN seen, what shared pools left here;
  * - connection.ts: opening and migrating the file, transactions, durability.
  *
@@ -19,11 +20,13 @@ import type { AddressKind, PoolRecord } from '../model/ipam';
 import type { LeaseRecord } from '../model/lease';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
 import type { IpAddress } from '../net/address';
+import type { IdentityReservation } from './identity-store';
 import type { IpamStore } from './ipam-store';
 import type { LeaseStore } from './lease-store';
 import type { LostAddress, PendingPoolRelease, SharedPoolState } from './shared-state';
 import { SqliteConnection } from './sqlite/connection';
 import { storeFigures, type StoreFigures } from './sqlite/figures';
+import { IdentityTables } from './sqlite/identities';
 import { IpamTables } from './sqlite/ipam';
 import { LanSeenTable } from './sqlite/lan-seen';
 import { LeaseTables } from './sqlite/leases';
@@ -42,6 +45,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   private readonly meta: MetaTable;
   private readonly lanSeen: LanSeenTable;
   private readonly sharedPools: SharedPoolTables;
+  private readonly identities: IdentityTables;
 
   private constructor(private readonly c: SqliteConnection) {
     this.networks = new NetworkTables(c);
@@ -50,6 +54,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
     this.meta = new MetaTable(c);
     this.lanSeen = new LanSeenTable(c);
     this.sharedPools = new SharedPoolTables(c);
+    this.identities = new IdentityTables(c);
   }
 
   /** Opens `<stateDir>/lanplug.db` for the daemon, made 0700 when missing, its schema brought forward. */
@@ -99,8 +104,12 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   insertNetwork(record: NetworkRecord): void {
     this.networks.insertNetwork(record);
   }
+  /** With its endpoints, and the reservations of its identities (their pool went with the network). */
   deleteNetwork(networkId: string): void {
-    this.networks.deleteNetwork(networkId);
+    this.c.transaction(() => {
+      this.networks.deleteNetwork(networkId);
+      this.identities.deleteNetworkReservations(networkId);
+    });
   }
   networkEngines(): Map<string, string> {
     return this.networks.networkEngines();
@@ -240,5 +249,23 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   }
   isAddressLost(networkId: string, address: string): boolean {
     return this.sharedPools.isAddressLost(networkId, address);
+  }
+
+  // ---- reservations by identity (sqlite/identities.ts) ----
+
+  getReservation(networkId: string, name: string): IdentityReservation | null {
+    return this.identities.getReservation(networkId, name);
+  }
+  listReservations(): IdentityReservation[] {
+    return this.identities.listReservations();
+  }
+  reservationsOfAddress(address: string): IdentityReservation[] {
+    return this.identities.reservationsOfAddress(address);
+  }
+  putReservation(reservation: IdentityReservation): void {
+    this.identities.putReservation(reservation);
+  }
+  deleteReservation(networkId: string, name: string): boolean {
+    return this.identities.deleteReservation(networkId, name);
   }
 }

@@ -9,6 +9,7 @@
  */
 import { LanplugError } from '../errors';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
+import type { IdentityStore } from './identity-store';
 
 /**
  * The refusal of an endpoint whose address another endpoint of the network holds (the store's, through
@@ -21,12 +22,12 @@ export function addressHeldConflict(address: string, holder: EndpointRecord): La
   );
 }
 
-export interface Store {
+export interface Store extends IdentityStore {
   getNetwork(networkId: string): (NetworkRecord & Stamped) | null;
   listNetworks(): (NetworkRecord & Stamped)[];
   /** Inserts; throws Conflict if a network with that id exists. */
   insertNetwork(record: NetworkRecord): void;
-  /** Deletes the network and its endpoints. */
+  /** Deletes the network, its endpoints and its identities' reservations. */
   deleteNetwork(networkId: string): void;
 
   getEndpoint(networkId: string, endpointId: string): (EndpointRecord & Stamped) | null;

@@ -6,7 +6,8 @@
  * same --ip asked at once, pools that must match, and etcd failures — one
  * member down changes nothing, two down fail closed within 10 s; orphan
  * claims and absent hosts' claims freed on etcd (the LAN's answer stood in
- * for here; the Docker lane hears the real LAN).
+ * for here; the Docker lane hears the real LAN); an identity's reservation
+ * keeps its address in the shared pool.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -17,6 +18,7 @@ import { LanplugError } from '../../src/errors';
 import { IpamAllocator } from '../../src/ipam/allocator';
 import { OrphanClaims } from '../../src/ipam/orphans';
 import { reclaimAbsentHosts, type LanHearing } from '../../src/ipam/reclaim';
+import { forgetReservation, recordHeld, releaseHolder, reservedAddresses } from '../../src/ipam/reservations';
 import { settleReclaimed } from '../../src/ipam/reclaimed';
 import { silentLogger } from '../../src/log';
 import { events } from '../../src/metrics/events';
@@ -805,4 +807,39 @@ test('etcd with auth on: the user from --user-file (as the daemon reads it at st
     etcdctl('user', 'delete', 'root');
     etcdctl('role', 'delete', 'root');
   }
+});
+
+test("an identity's reservation on a shared pool: its address stays claimed in etcd, no host's automatic allocation gets it, another host's --ip of it is refused, the orphan check leaves it; lanplug forget frees it for every host", async () => {
+  const stateA = newStateDir();
+  const bookA = book('dh-a', stateA);
+  const storeA = stores[stores.length - 1] as SqliteStore;
+  const a = new IpamAllocator(bookA, silentLogger, undefined, storeA);
+  const b = allocatorOn('dh-b');
+  const id = await pool(a, '10.71.0.0/24', '10.71.0.0/29');
+  await pool(b, '10.71.0.0/24', '10.71.0.0/29');
+  // Host A's container "web" (the driver's calls at CreateEndpoint and DeleteEndpoint), then Docker's release.
+  const address = (await take(a, id, null, false, mac(1, 1))).split('/')[0] ?? '';
+  const network = 'c'.repeat(64);
+  const held = { networkId: network, endpointId: 'e'.repeat(64), name: 'web', mac: mac(1, 1), ipv6: null };
+  recordHeld(storeA, { ...held, ipv4: address, clientId: '00776562', duid: '0004' }, Date.now());
+  releaseHolder(storeA, network, held.endpointId, Date.now());
+  await a.releaseAddress(id, parseAddress(address));
+  // Host B fills the range: every address but the reserved one, then none.
+  const taken: string[] = [];
+  for (let n = 0; n < 6; n++) taken.push(await take(b, id, null, false, mac(2, n)));
+  assert.equal(taken.includes(`${address}/24`), false, `${address} was handed out on host B: ${taken.join(', ')}`);
+  assert.equal(await refusal(() => take(b, id, null, false, mac(2, 9))), 'No available addresses on this pool');
+  assert.equal(await refusal(() => take(b, id, address, false, mac(2, 10))), 'Address already in use');
+  // Host A's orphan check sees it held (the daemon adds reserved addresses to the endpoints').
+  const orphans = new OrphanClaims(bookA, silentLogger);
+  for (let pass = 0; pass < 2; pass++) {
+    const report = await orphans.pass(
+      () => reservedAddresses(storeA),
+      () => Promise.resolve({ createdAt: 0 }),
+      { graceMs: 0, dryRun: false },
+    );
+    assert.deepEqual(report.released, []);
+  }
+  await forgetReservation(storeA, bookA, network, 'web');
+  assert.equal(await take(b, id, address, false, mac(2, 10)), `${address}/24`);
 });

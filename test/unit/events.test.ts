@@ -49,7 +49,10 @@ test('over the control socket: the kept events, then with follow each new one as
   const lock = StateLock.acquire(dir, { kind: 'daemon' });
   const server = await PluginServer.listen(
     dir,
-    controlEndpoint({ gc: reject, sharedPools: reject }, () => ({}) as never, { listing: reject, health: reject }),
+    controlEndpoint({ gc: reject, sharedPools: reject, forget: reject }, () => ({}) as never, {
+      listing: reject,
+      health: reject,
+    }),
     silentLogger,
   );
   try {

@@ -22,6 +22,7 @@ import { silentLogger } from '../../src/log';
 import { parseAddress } from '../../src/net/address';
 import { LocalAddressBook } from '../../src/state/address-book';
 import { SqliteStore } from '../../src/state/sqlite';
+import { recordHeld, releaseHolder } from '../../src/ipam/reservations';
 import { pool, refusal, take } from '../support/allocator-suite';
 
 const LINK: ProbeLink = { index: 7, name: 'eth0', mac: '02:00:00:00:00:07', listenAll: false };
@@ -51,9 +52,12 @@ function driverWith(
     );
   };
   const conflicts = new LanConflicts(new LanGuard(silentLogger, prober), store, silentLogger, null);
-  const allocator = new IpamAllocator(new LocalAddressBook(store), silentLogger, {
-    takenIn: () => conflicts.takenOn(rules?.lan?.link ?? null),
-  });
+  const allocator = new IpamAllocator(
+    new LocalAddressBook(store),
+    silentLogger,
+    { takenIn: () => conflicts.takenOn(rules?.lan?.link ?? null) },
+    store,
+  );
   const lan: IpamLan = { conflicts, rulesForPool: () => rules };
   return { ipam: new LanplugIpam(allocator, lan), allocator, asked };
 }
@@ -105,4 +109,34 @@ test('lanplug IPAM: the gateway, and pools no lanplug network on a LAN uses, are
     '172.16.87.1',
   );
   assert.deepEqual([...asked, ...unused.asked], []);
+});
+
+test("lanplug IPAM: an identity's reserved address the LAN now uses is not given back to its name (Docker 29), and stays reserved; the container gets the next free one", async () => {
+  const { ipam, allocator, asked } = driverWith(['172.16.86.2'], refuse());
+  const id = await pool(allocator, '172.16.86.0/24');
+  assert.equal(await take(allocator, id, null, true), '172.16.86.1/24');
+  // web held .2 (claimed before the LAN device came), then went: its reservation keeps .2.
+  assert.equal(await take(allocator, id), '172.16.86.2/24');
+  const network = 'n'.repeat(64);
+  const endpointId = 'e'.repeat(64);
+  recordHeld(
+    store,
+    {
+      networkId: network,
+      endpointId,
+      name: 'web',
+      mac: null,
+      ipv4: '172.16.86.2',
+      ipv6: null,
+      clientId: '00',
+      duid: '0004',
+    },
+    1,
+  );
+  releaseHolder(store, network, endpointId, 2);
+  await allocator.releaseAddress(id, parseAddress('172.16.86.2'));
+  const given = await ipam.requestAddress({ poolId: id, preferred: null, gateway: false, mac: null, name: 'web' });
+  assert.equal(given.address.text, '172.16.86.3');
+  assert.deepEqual(asked, ['172.16.86.2', '172.16.86.3']);
+  assert.deepEqual(store.getReservation(network, 'web')?.kept, [{ poolId: id, address: '172.16.86.2' }]);
 });

@@ -204,7 +204,10 @@ test('the table: one line per endpoint under a header, its identity (lanplug.ide
   );
   assert.match(text, /^lan .* dhcp +renewing until 2026-12-05T02:26:40Z \(2 renewals failed\) +- +-$/m);
   assert.match(text, /^cni-lan .* ffffffffffff .* cni /m);
-  assert.equal(formatEndpoints({ endpoints: [], lan: [], dockerError: null }), 'no lanplug endpoints\n');
+  assert.equal(
+    formatEndpoints({ endpoints: [], lan: [], identities: [], dockerError: null }),
+    'no lanplug endpoints\n',
+  );
   // `ls --json` has it too, null for an endpoint without one.
   assert.deepEqual(
     lab().endpoints.map((e) => e.identity),

@@ -113,7 +113,10 @@ test('GET /metrics on the control socket answers the exposition; the plugin API 
   const reject = (): Promise<never> => Promise.reject(new Error('not asked'));
   const server = await PluginServer.listen(
     dir,
-    controlEndpoint({ gc: reject, sharedPools: reject }, () => ({}) as never, { listing: reject, health: reject }),
+    controlEndpoint({ gc: reject, sharedPools: reject, forget: reject }, () => ({}) as never, {
+      listing: reject,
+      health: reject,
+    }),
     silentLogger,
   );
   try {

@@ -119,6 +119,7 @@ test('Lanplug.Stats on the control socket answers the figures as JSON', async ()
       {
         gc: () => Promise.reject(new Error('not asked')),
         sharedPools: () => Promise.reject(new Error('not asked')),
+        forget: () => Promise.reject(new Error('not asked')),
       },
       () => stats,
       { listing: () => Promise.reject(new Error('not asked')), health: () => Promise.reject(new Error('not asked')) },

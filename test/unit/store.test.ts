@@ -115,13 +115,13 @@ test('a newer schema is refused with one line and the file is not touched', () =
   withDir((dir) => {
     const path = join(dir, DATABASE_FILE);
     const db = new Database(path);
-    db.pragma('user_version = 8');
+    db.pragma('user_version = 9');
     db.close();
     const before = fileHash(path);
     const err = refusal(() => SqliteStore.open(dir));
     assert.equal(
       err.message,
-      `${path} has schema version 8, newer than this lanplug understands (${SCHEMA_VERSION}); lanplug leaves it as it is: run the lanplug that wrote it, or move it aside (mv ${path} ${path}.newer)`,
+      `${path} has schema version 9, newer than this lanplug understands (${SCHEMA_VERSION}); lanplug leaves it as it is: run the lanplug that wrote it, or move it aside (mv ${path} ${path}.newer)`,
     );
     assert.equal(fileHash(path), before);
   });

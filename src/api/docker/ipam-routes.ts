@@ -17,6 +17,8 @@ export const REQUEST_ADDRESS_TYPE = 'RequestAddressType';
 export const GATEWAY_TYPE = 'com.docker.network.gateway';
 /** RequestAddress's option with the endpoint's MAC, sent when GetCapabilities said RequiresMACAddress. */
 export const MAC_ADDRESS_OPTION = 'com.docker.network.endpoint.macaddress';
+/** RequestAddress's option with the container's name: Docker 29 on (moby#50586); none before. */
+export const ENDPOINT_NAME_OPTION = 'com.docker.network.endpoint.name';
 
 /**
  * How the IPAM driver describes itself: what dockerd asks when it registers the driver. On shared
@@ -66,11 +68,13 @@ export function ipamRoutes(ipam: LanplugIpam): ReadonlyMap<string, Handler> {
         const options = optionalObject(body, 'Options');
         const preferredText = optionalString(body, 'Address');
         const macText = options[MAC_ADDRESS_OPTION];
+        const nameText = options[ENDPOINT_NAME_OPTION];
         const address = await ipam.requestAddress({
           poolId: requiredString(body, 'PoolID'),
           preferred: preferredText === null ? null : parseAddress(preferredText, 'Address'),
           gateway: options[REQUEST_ADDRESS_TYPE] === GATEWAY_TYPE,
           mac: typeof macText === 'string' && macText !== '' ? parseMac(macText) : null,
+          name: typeof nameText === 'string' && nameText !== '' ? nameText : null,
         });
         return { Address: formatPrefix(address), Data: {} };
       },
