@@ -223,11 +223,15 @@ export class ScaleDaemon {
   private child: ChildProcess | null = null;
   private runs = 0;
 
-  /** `extraArgs`: more daemon flags (the fleet's --store and --host-id). */
+  /**
+   * `extraArgs`: more daemon flags (the fleet's --store and --host-id). `loopProbe: false`: without
+   * the bench's probe, whose 1 ms tick costs CPU time (the DHCP bench reads the daemon's).
+   */
   constructor(
     readonly ns: string,
     labDir: string,
     private readonly extraArgs: readonly string[] = [],
+    private readonly options: { loopProbe?: boolean } = {},
   ) {
     this.dir = mkdtempSync(join(labDir, 'daemon-'));
     this.stateDir = join(this.dir, 'state');
@@ -259,8 +263,9 @@ export class ScaleDaemon {
         ...DAEMON_NODE_FLAGS,
         // BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/some/dir': see where a start or a level spends its time.
         ...(process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''),
-        '--require',
-        join(repoRoot(), 'dist', 'test', 'bench', 'loop-probe.js'),
+        ...(this.options.loopProbe === false
+          ? []
+          : ['--require', join(repoRoot(), 'dist', 'test', 'bench', 'loop-probe.js')]),
         join(repoRoot(), 'bin', 'lanplug'),
         'daemon',
         '--state-dir',
