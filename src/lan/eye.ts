@@ -70,29 +70,18 @@ export function ensureEye(rtnl: Rtnl, parent: LinkInfo): LinkInfo {
   return eye;
 }
 
-/** This daemon's eyes whose parent none of its networks uses any more (or that sit on the wrong parent). */
+/**
+ * This daemon's eyes whose parent none of its networks uses any more (or that sit on the wrong
+ * parent). Only this daemon's eyes are read, and each one's parent: the sync runs this every 2 s,
+ * and a dump of every link of the namespace beside 10,000 others cost ~140 ms of CPU each time.
+ */
 export function unusedEyes(rtnl: Rtnl, networks: readonly NetworkRecord[]): LinkInfo[] {
-  const links = rtnl.listLinks();
-  // One pass over the links and one over the networks: with 500 networks beside 10,000 endpoint links,
-  // a search of the links per network was 5 million comparisons, seconds of the event loop every sync.
-  const indexByName = new Map(links.map((l) => [l.name, l.index]));
-  const usedParents = new Set(
-    networks.flatMap((n) => {
-      const index = indexByName.get(n.spec.parent.name);
-      return index === undefined ? [] : [index];
-    }),
-  );
-  return links.filter(
-    (link) =>
-      link.name.startsWith(EYE_LINK_PREFIX) &&
-      link.kind === 'macvlan' &&
-      rtnl.owns(link) &&
-      !(
-        link.parentIndex !== null &&
-        usedParents.has(link.parentIndex) &&
-        eyeNames(rtnl, link.parentIndex).includes(link.name)
-      ),
-  );
+  const usedParentNames = new Set(networks.map((n) => n.spec.parent.name));
+  return rtnl.listOwnLinks('macvlan', EYE_LINK_PREFIX).filter((eye) => {
+    if (eye.parentIndex === null || !eyeNames(rtnl, eye.parentIndex).includes(eye.name)) return true;
+    const parent = rtnl.getLinkByIndex(eye.parentIndex);
+    return parent === null || !usedParentNames.has(parent.name);
+  });
 }
 
 export function removeUnusedEyes(rtnl: Rtnl, networks: readonly NetworkRecord[]): void {

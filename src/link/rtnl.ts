@@ -16,7 +16,10 @@ import {
   encodeIfInfoMsg,
   IFF_UP,
   IFLA_AF_SPEC,
+  IFLA_EXT_MASK,
   IFLA_IFNAME,
+  IFLA_INFO_KIND,
+  IFLA_LINKINFO,
   IFLA_INET6_ADDR_GEN_MODE,
   IFLA_INET_CONF,
   IPV4_DEVCONF_ARP_ANNOUNCE,
@@ -32,6 +35,7 @@ import {
   NLM_F_EXCL,
   NLM_F_REPLACE,
   RT_TABLE_MAIN,
+  RTEXT_FILTER_SKIP_STATS,
   RTM_DELADDR,
   RTM_DELLINK,
   RTM_DELROUTE,
@@ -59,6 +63,7 @@ import {
 import { encodeIpvlanData, type IpvlanFlag, type IpvlanMode } from './ipvlan';
 import {
   decodeLink,
+  isNamedInGroup,
   encodeGroupDelete,
   encodeNewLink,
   encodePark,
@@ -82,6 +87,13 @@ export interface Rtnl {
   getLink(name: string): LinkInfo | null;
   getLinkByIndex(index: number): LinkInfo | null;
   listLinks(): LinkInfo[];
+  /**
+   * The links of this Rtnl's group (ownGroup) and of one kind whose names start with `namePrefix`
+   * (e.g. the LAN eyes). The kernel filters the dump by kind (IFLA_LINKINFO, Linux 4.6+; an older
+   * one sends all, and the kind is checked here too) and leaves the statistics out; it does not
+   * filter by group, so each message's group and name are read before anything else of it is.
+   */
+  listOwnLinks(kind: string, namePrefix: string): LinkInfo[];
   createMacvlan(req: {
     name: string;
     parentIndex: number;
@@ -223,6 +235,23 @@ class RtnlSocket implements Rtnl {
         .map(decodeLink);
     } catch (err) {
       throw withContext('list links', err);
+    }
+  }
+
+  listOwnLinks(kind: string, namePrefix: string): LinkInfo[] {
+    const request = [
+      encodeIfInfoMsg(),
+      nlaU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS),
+      nlaNested(IFLA_LINKINFO, [nlaString(IFLA_INFO_KIND, kind)]),
+    ];
+    try {
+      return this.sock
+        .dump(RTM_GETLINK, request)
+        .filter((m) => m.type === RTM_NEWLINK && isNamedInGroup(m, this.ownGroup, namePrefix))
+        .map(decodeLink)
+        .filter((link) => link.kind === kind);
+    } catch (err) {
+      throw withContext(`list ${kind} links`, err);
     }
   }
 

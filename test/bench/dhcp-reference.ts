@@ -5,7 +5,10 @@
  * forwards to the reference's `dhcp daemon`, started here with a socket of
  * its own) and lanplug's `lanplug-macvlan` + `lanplug-dhcp` (served by a
  * lanplug daemon on that host), each exec'd as a runtime does
- * (dhcp-timer.ts): ADD/DEL one after another, then 100 ADDs at once.
+ * (dhcp-timer.ts): ADD/DEL one after another, then 100 ADDs at once, whose
+ * leases are then held past their renewal time (T1, short on this server)
+ * while a capture on the LAN (dhcp-capture.ts) sees each renewal and the
+ * holding daemon's CPU time is read.
  * lanplug's CNI always probes the acknowledged address (no CNI key turns it
  * off); probe on and off are both measured on the Docker front end, over the
  * same daemon's driver socket, against the same server.
@@ -20,6 +23,7 @@ import { nsExecArgv } from '../lab/ns';
 import { runOk } from '../lab/proc';
 import { repoRoot } from '../support/repo';
 import { dhcpAttach } from './dhcp';
+import { DhcpCapture, renewalsIn, type Renewals } from './dhcp-capture';
 import { closeAgents } from './driver-api';
 import { ScaleDaemon } from './scale';
 import { quantile, sleep, type Results } from './stats';
@@ -29,6 +33,20 @@ export interface DhcpBeside {
   add: { p50: number; p99: number };
   del: { p50: number; p99: number };
   burst: { n: number; p50: number; p99: number; wallMs: number; failed: number };
+  /** The burst's leases held past their T1: the renewals as the LAN saw them, and the holder's CPU meanwhile. */
+  renewal: Renewals & { t1Seconds: number; holdMs: number; daemonCpuMs: number };
+}
+
+export interface DhcpBesideOptions {
+  cycles: number;
+  burst: number;
+  /**
+   * The server's renewal time (option 58) for every lease: short, so that the burst's leases renew in
+   * the run. dnsmasq takes it above 2 s only, and sends it less a few per cent of fuzz.
+   */
+  t1Seconds: number;
+  /** How long past T1 the burst's leases are held after the burst (every one renews in it). */
+  holdPastT1Ms: number;
 }
 
 interface Timings {
@@ -38,25 +56,32 @@ interface Timings {
   wall: number;
   failed: number;
   firstError: string;
+  burstStart: number;
+  holdEnd: number;
+  holdCpuMs: number;
 }
 
 const REFERENCE = '/usr/lib/cni';
 
-export async function dhcpBesideReference(
-  results: Results,
-  options: { cycles: number; burst: number },
-): Promise<DhcpBeside[]> {
+export async function dhcpBesideReference(results: Results, options: DhcpBesideOptions): Promise<DhcpBeside[]> {
   const lan = createLan({ addresses: ['172.30.0.1/16'] });
   let daemon: ScaleDaemon | null = null;
   try {
     const server = await startDhcpServer(lan, {
       range: ['172.30.1.1', '172.30.9.254'],
       netmask: '255.255.0.0',
-      leaseSeconds: 3600,
+      // dnsmasq's shortest lease, with a T1 far shorter: the renewals come within the run. An acquire
+      // does not depend on either.
+      leaseSeconds: 120,
+      renewSeconds: options.t1Seconds,
+      rebindSeconds: 100,
       router: '172.30.0.1',
     });
+    const capture = new DhcpCapture(lan, join(lan.dir, 'dhcp-frames.txt'));
+    await capture.start();
     const runtime = lan.addLanHost('rt', '172.30.0.5/16');
-    daemon = new ScaleDaemon(runtime.ns, lan.dir);
+    // Without the bench's loop probe: its CPU time over the renewals is read beside the reference's.
+    daemon = new ScaleDaemon(runtime.ns, lan.dir, [], { loopProbe: false });
     await daemon.start();
     const lanplugPlugin = join(daemon.dir, 'cni', 'lanplug-macvlan');
     runOk(['mkdir', '-p', join(daemon.dir, 'cni')]);
@@ -70,7 +95,8 @@ export async function dhcpBesideReference(
     try {
       await sleep(500); // its socket
       const script = join(repoRoot(), 'dist', 'test', 'bench', 'dhcp-timer.js');
-      const time = (kind: 'reference' | 'lanplug', executable: string): Timings =>
+      const holdMs = options.t1Seconds * 1000 + options.holdPastT1Ms;
+      const time = (kind: 'reference' | 'lanplug', executable: string, holder: number): Timings =>
         JSON.parse(
           runOk(
             nsExecArgv(runtime.ns, [
@@ -84,16 +110,20 @@ export async function dhcpBesideReference(
               referenceSocket,
               // the containers' namespaces named with the lab's id: the LAN's teardown removes any left
               benchNs(lan.id, ''),
+              String(holdMs),
+              String(holder),
             ]),
             { timeoutMs: 600_000 },
           ),
         ) as Timings;
       const out: DhcpBeside[] = [];
-      for (const [kind, executable] of [
-        ['reference', join(REFERENCE, 'macvlan')],
-        ['lanplug', lanplugPlugin],
+      const windows: [number, number, number][] = [];
+      for (const [kind, executable, holder] of [
+        ['reference', join(REFERENCE, 'macvlan'), referenceDaemon.pid ?? 0],
+        ['lanplug', lanplugPlugin, daemon.pid],
       ] as const) {
-        const t = time(kind, executable);
+        const t = time(kind, executable, holder);
+        windows.push([t.burstStart, t.holdEnd, t.holdCpuMs]);
         const name =
           kind === 'reference'
             ? 'reference CNI macvlan + dhcp (dhcp daemon)'
@@ -119,7 +149,13 @@ export async function dhcpBesideReference(
             wallMs: t.wall,
             failed: t.failed,
           },
+          renewal: { ...renewalsIn([], 0, 0), t1Seconds: options.t1Seconds, holdMs, daemonCpuMs: t.holdCpuMs },
         });
+      }
+      const frames = await capture.stop();
+      for (const [i, d] of out.entries()) {
+        const [from = 0, to = 0] = windows[i] ?? [];
+        d.renewal = { ...d.renewal, ...renewalsIn(frames, from, to) };
       }
       // The probe on and off, on the Docker front end of the same daemon, against the same server.
       const network = async (id: string, probe: boolean): Promise<void> => {
@@ -143,6 +179,7 @@ export async function dhcpBesideReference(
       return out;
     } finally {
       referenceDaemon.kill('SIGTERM');
+      await capture.stop().catch(() => undefined);
       server.stop();
     }
   } finally {

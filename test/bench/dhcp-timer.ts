@@ -5,13 +5,16 @@
  * forwards to the reference's `dhcp daemon`) or `lanplug-macvlan` +
  * `lanplug-dhcp`. First ADD then DEL one after another, each into a fresh
  * namespace; then `burst` ADDs at once (each timed, and the wall), then their
- * DELs. Prints the timings as JSON on stdout.
+ * DELs, after holding the burst's leases for `hold` ms (their renewals: the
+ * CPU time the daemon holding them used meanwhile is read from /proc). Prints
+ * the timings as JSON on stdout.
  *
  * argv: reference|lanplug <main plugin executable> <parent> <cycles> <burst> <reference daemon socket>
- * <namespace prefix>: the containers' namespaces are <prefix>c<n> and <prefix>b<n>, a prefix of the
+ * <namespace prefix> <hold ms> <pid of the daemon holding the leases>: the containers' namespaces are <prefix>c<n> and <prefix>b<n>, a prefix of the
  * lab's (names.ts benchNs), so that the lab's teardown removes them when this process is killed.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 const [
@@ -22,7 +25,20 @@ const [
   burstText = '0',
   socket = '',
   nsPrefix = `lpb-dh-${process.pid}-`,
+  holdText = '0',
+  daemonPid = '',
 ] = process.argv.slice(2);
+
+/** CPU time (user + system, ms) of process `pid` so far, from /proc/PID/stat; NaN without one. */
+function cpuMs(pid: string): number {
+  if (pid === '') return NaN;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime: fields 14 and 15 of stat
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+/** USER_HZ: 100 on every Linux this runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
 const pluginDir = dirname(executable);
 
 function ip(...args: string[]): void {
@@ -94,6 +110,9 @@ async function main(): Promise<void> {
   let failed = 0;
   let firstError = '';
   let wall = 0;
+  let burstStart = 0;
+  let holdEnd = 0;
+  let holdCpuMs = NaN;
   try {
     // inside the try: when one `ip netns add` fails, those made before it are deleted
     for (const ns of names) {
@@ -101,6 +120,7 @@ async function main(): Promise<void> {
       made.push(ns);
     }
     const start = process.hrtime.bigint();
+    burstStart = Date.now();
     await Promise.all(
       names.map((ns, i) =>
         plugin('ADD', `${kind}b${i}`, `/run/netns/${ns}`).then(
@@ -113,11 +133,18 @@ async function main(): Promise<void> {
       ),
     );
     wall = Number(process.hrtime.bigint() - start) / 1e6;
+    // The leases held past their T1: the daemon renews them meanwhile.
+    const cpuBefore = cpuMs(daemonPid);
+    await new Promise((resolve) => setTimeout(resolve, Number(holdText)));
+    holdCpuMs = cpuMs(daemonPid) - cpuBefore;
+    holdEnd = Date.now();
     for (const [i, ns] of names.entries()) await plugin('DEL', `${kind}b${i}`, `/run/netns/${ns}`).catch(() => 0);
   } finally {
     for (const ns of made) ip('netns', 'del', ns);
   }
-  process.stdout.write(JSON.stringify({ add, del, burstAdd, wall, failed, firstError }));
+  process.stdout.write(
+    JSON.stringify({ add, del, burstAdd, wall, failed, firstError, burstStart, holdEnd, holdCpuMs }),
+  );
 }
 
 main().catch((err: unknown) => {

@@ -30,6 +30,7 @@ import { loadAverage, scaleCurves, type ScaleCurves } from './scale';
 import { fleetOnEtcd } from './fleet';
 import { dhcpBesideReference } from './dhcp-reference';
 import { judgeScale, printScale, writeScale } from './scale-report';
+import { vlanParentsInVm } from './vlan-vm';
 import { median, Results, sinceMs, sleep, type Row } from './stats';
 
 const number = (name: string, fallback: number): number => Number(process.env[name] ?? fallback);
@@ -52,6 +53,9 @@ const SCALE_NETWORKS = list('BENCH_SCALE_NETWORKS', '1,100,500');
 const SCALE_LEVELS = list('BENCH_SCALE_LEVELS', '0,1000,5000,10000');
 const DHCP_SCALE_CYCLES = number('BENCH_DHCP_SCALE_CYCLES', 30);
 const DHCP_BURST = number('BENCH_DHCP_BURST', 100);
+/** The DHCP server's T1 in the scale run: the burst's leases renew 20 s after they are bound, then 8 s more are waited. */
+const DHCP_T1_SECONDS = number('BENCH_DHCP_T1', 20);
+const DHCP_HOLD_PAST_T1_MS = 8_000;
 const FLEET_HOSTS = list('BENCH_FLEET_HOSTS', '2,5,10');
 const FLEET_PER_HOST = number('BENCH_FLEET_PER_HOST', 100);
 const FLEET_CONCURRENCY = number('BENCH_FLEET_CONCURRENCY', 10);
@@ -210,20 +214,33 @@ async function scaleMain(): Promise<void> {
   if (stale.namespaces.length + stale.dirs.length > 0)
     process.stderr.write(`bench: removed what a killed run left: ${[...stale.namespaces, ...stale.dirs].join(' ')}\n`);
   const loadBefore = loadAverage();
-  // BENCH_SCALE_ONLY=curves, fleet or dhcp: one part of the scale run.
+  // BENCH_SCALE_ONLY=curves, fleet, dhcp or vlan: one part of the scale run.
   const only = process.env['BENCH_SCALE_ONLY'];
   const curves: ScaleCurves =
     only === undefined || only === 'curves'
       ? await scaleCurves(results, { networks: SCALE_NETWORKS, levels: SCALE_LEVELS, cycles: PLUGIN_CYCLES })
-      : { points: [], starts: [], fleet: [], dhcp: [] };
+      : { points: [], starts: [], fleet: [], dhcp: [], vlan: [] };
   if (only === undefined || only === 'dhcp')
-    curves.dhcp = await dhcpBesideReference(results, { cycles: DHCP_SCALE_CYCLES, burst: DHCP_BURST });
+    curves.dhcp = await dhcpBesideReference(results, {
+      cycles: DHCP_SCALE_CYCLES,
+      burst: DHCP_BURST,
+      t1Seconds: DHCP_T1_SECONDS,
+      holdPastT1Ms: DHCP_HOLD_PAST_T1_MS,
+    });
   if (only === undefined || only === 'fleet')
     curves.fleet = await fleetOnEtcd(results, {
       hosts: FLEET_HOSTS,
       perHost: FLEET_PER_HOST,
       concurrency: FLEET_CONCURRENCY,
     });
+  if (only === undefined || only === 'vlan') {
+    const vm = await vlanParentsInVm();
+    if ('points' in vm) curves.vlan = vm.points;
+    else {
+      curves.vlanNotRun = vm.error;
+      process.stderr.write(`bench: no VLAN rows: ${vm.error}\n`);
+    }
+  }
   const cpu = cpus();
   const env = {
     machine: `${cpu.length} × ${cpu[0]?.model.trim() ?? 'cpu'}`,

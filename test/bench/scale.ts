@@ -37,11 +37,20 @@ export interface ScaleOptions {
   levels: readonly number[];
   /** Attach/detach cycles timed at each level. */
   cycles: number;
+  /** How long the daemon is watched doing nothing at each level (its idle CPU time); 6 s unless given. */
+  idleWindowMs?: number;
+  /**
+   * The networks' parents are VLAN `vlanId` on each veth, made by lanplug (`-o parent=sp<k>.<id>`),
+   * instead of the veths: needs 8021q (the full-kernel VM, vlan-vm.ts).
+   */
+  vlanId?: number;
 }
 
 /** One measuring point: what the curves and the chart are made of. */
 export interface ScalePoint {
   networks: number;
+  /** The networks' parents: 'veth', or 'vlan <id>' on a veth (made by lanplug). */
+  parent: string;
   alive: number;
   attach: { p50: number; p99: number };
   detach: { p50: number; p99: number };
@@ -55,6 +64,11 @@ export interface ScalePoint {
   kernel: { createP50: number; createP99: number };
   /** Endpoints made per second while filling up to this level. */
   fillPerSecond: number;
+  /**
+   * The daemon's CPU time (user + system) while nothing is asked of it, ms per 2 s: its periodic
+   * work, of which the LAN sync (every 2 s) grows with the links beside it.
+   */
+  idleCpuMsPer2s: number;
   /** Attach again, the same cycles' addresses, with no detach between them (so no removal in the kernel meanwhile). */
   attachAlone: { p50: number; p99: number };
   /**
@@ -71,6 +85,13 @@ export interface TailShare {
   daemonOnCpuMs: number;
   daemonRunnableMs: number;
   benchRunnableMs: number;
+}
+
+/** CPU time (user + system, ms) of every thread of process `pid` so far (/proc/PID/stat; USER_HZ 100). */
+function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /** The main thread of `pid`: ms on a CPU and ms runnable but waiting for one (/proc/PID/schedstat). */
@@ -132,6 +153,10 @@ export interface ScaleCurves {
   fleet: FleetPoint[];
   /** DHCP beside the CNI reference (dhcp-reference.ts), when run. */
   dhcp: DhcpBeside[];
+  /** A veth parent and a VLAN parent at a small count in the full-kernel VM (vlan-vm.ts), when run. */
+  vlan: ScalePoint[];
+  /** Why the VLAN rows are missing, when they were asked for. */
+  vlanNotRun?: string;
 }
 
 const WARM_UP_CYCLES = 300;
@@ -198,11 +223,15 @@ export class ScaleDaemon {
   private child: ChildProcess | null = null;
   private runs = 0;
 
-  /** `extraArgs`: more daemon flags (the fleet's --store and --host-id). */
+  /**
+   * `extraArgs`: more daemon flags (the fleet's --store and --host-id). `loopProbe: false`: without
+   * the bench's probe, whose 1 ms tick costs CPU time (the DHCP bench reads the daemon's).
+   */
   constructor(
     readonly ns: string,
     labDir: string,
     private readonly extraArgs: readonly string[] = [],
+    private readonly options: { loopProbe?: boolean } = {},
   ) {
     this.dir = mkdtempSync(join(labDir, 'daemon-'));
     this.stateDir = join(this.dir, 'state');
@@ -234,8 +263,9 @@ export class ScaleDaemon {
         ...DAEMON_NODE_FLAGS,
         // BENCH_NODE_FLAGS='--cpu-prof --cpu-prof-dir=/some/dir': see where a start or a level spends its time.
         ...(process.env['BENCH_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== ''),
-        '--require',
-        join(repoRoot(), 'dist', 'test', 'bench', 'loop-probe.js'),
+        ...(this.options.loopProbe === false
+          ? []
+          : ['--require', join(repoRoot(), 'dist', 'test', 'bench', 'loop-probe.js')]),
         join(repoRoot(), 'bin', 'lanplug'),
         'daemon',
         '--state-dir',
@@ -391,11 +421,11 @@ class Endpoints {
 }
 
 /** The kernel's time for one macvlan made and read back beside everything already there (the bench's own socket). */
-function kernelCreate(ns: string, samples: number): { createP50: number; createP99: number } {
+function kernelCreate(ns: string, samples: number, parentName: string): { createP50: number; createP99: number } {
   const rtnl = openRtnl({ netns: `/run/netns/${ns}` });
   try {
-    const parent = rtnl.getLink('sp0');
-    if (parent === null) throw new Error('bench: no sp0 in the scale namespace');
+    const parent = rtnl.getLink(parentName);
+    if (parent === null) throw new Error(`bench: no ${parentName} in the scale namespace`);
     const create: number[] = [];
     for (let i = 0; i < samples; i++) {
       const start = process.hrtime.bigint();
@@ -429,6 +459,7 @@ async function oneNetworkCount(
   const top = Math.max(...options.levels);
   const layout = new Layout(n, top, options.cycles);
   const ns = lab.addNamespace(`scale${n}`);
+  const parentOf = (k: number): string => (options.vlanId === undefined ? `sp${k}` : `sp${k}.${options.vlanId}`);
   let daemon: ScaleDaemon | undefined;
   let floor: Floor | undefined;
   try {
@@ -442,7 +473,7 @@ async function oneNetworkCount(
       await daemon.call('/NetworkDriver.CreateNetwork', {
         NetworkID: id,
         // The driver's own cost, as in the 1,000-endpoint rows: without asking the LAN.
-        Options: { 'com.docker.network.generic': { parent: `sp${k}`, 'lanplug.conflict': 'off' } },
+        Options: { 'com.docker.network.generic': { parent: parentOf(k), 'lanplug.conflict': 'off' } },
         IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: layout.subnet(k), Gateway: layout.gateway(k) }],
         IPv6Data: [],
       });
@@ -468,6 +499,10 @@ async function oneNetworkCount(
       }
       const fillPerSecond = filled === 0 ? NaN : filled / (sinceMs(fillStart) / 1000);
       await sleep(500); // the reaper's last batch and the fill's garbage
+      const idleWindowMs = options.idleWindowMs ?? 6_000;
+      const cpuBefore = processCpuMs(daemon.pid);
+      await sleep(idleWindowMs);
+      const idleCpuMsPer2s = ((processCpuMs(daemon.pid) - cpuBefore) * 2000) / idleWindowMs;
       await daemon.probe(); // the window starts with the cycles
       await floor.read();
       const attachCalls: TimedCall[] = [];
@@ -499,6 +534,7 @@ async function oneNetworkCount(
       results.figure(`${section}: daemon RSS with ${level} endpoints alive`, rss, 'MB');
       curves.points.push({
         networks: n,
+        parent: options.vlanId === undefined ? 'veth' : `vlan ${options.vlanId}`,
         alive: level,
         attach: { p50: a.p50, p99: a.p99 },
         detach: { p50: d.p50, p99: d.p99 },
@@ -506,8 +542,9 @@ async function oneNetworkCount(
         loopDelay: seen.loopDelay,
         floorDelay: machine.loopDelay,
         gc: seen.gc,
-        kernel: kernelCreate(ns, 50),
+        kernel: kernelCreate(ns, 50, parentOf(0)),
         fillPerSecond,
+        idleCpuMsPer2s,
         tail: { attach: tailShare(attachCalls), detach: tailShare(detachCalls) },
         attachAlone: {
           p50: quantile(
@@ -561,7 +598,7 @@ async function oneNetworkCount(
  * bench lab, which an interrupted run (Ctrl-C, SIGTERM) removes too.
  */
 export async function scaleCurves(results: Results, options: ScaleOptions): Promise<ScaleCurves> {
-  const curves: ScaleCurves = { points: [], starts: [], fleet: [], dhcp: [] };
+  const curves: ScaleCurves = { points: [], starts: [], fleet: [], dhcp: [], vlan: [] };
   const lab = BenchLab.create();
   try {
     for (const n of options.networks) await oneNetworkCount(results, curves, n, options, lab);

@@ -25,7 +25,7 @@ import { Results } from '../bench/stats';
 test('the scale bench runs at tiny counts: every point measured, the restart and gc done, nothing left', async () => {
   assert.equal(process.getuid?.(), 0, 'the daemon lane needs root');
   const results = new Results();
-  const curves = await scaleCurves(results, { networks: [3], levels: [0, 12], cycles: 5 });
+  const curves = await scaleCurves(results, { networks: [3], levels: [0, 12], cycles: 5, idleWindowMs: 1_000 });
 
   assert.deepEqual(
     curves.points.map((p) => [p.networks, p.alive]),
@@ -38,6 +38,7 @@ test('the scale bench runs at tiny counts: every point measured, the restart and
     for (const v of [p.attach.p50, p.attach.p99, p.detach.p50, p.detach.p99, p.rssMB, p.kernel.createP50])
       assert.ok(Number.isFinite(v) && v > 0, `a figure at ${p.networks}/${p.alive} is ${v}`);
     assert.ok(p.loopDelay.samples > 0, 'the probe in the daemon saw its event loop');
+    assert.ok(Number.isFinite(p.idleCpuMsPer2s) && p.idleCpuMsPer2s >= 0, 'the idle CPU time read');
     assert.ok(Number.isFinite(p.floorDelay.p99), 'the idle process saw its event loop');
   }
   assert.deepEqual(
@@ -68,9 +69,9 @@ test('the fleet bench runs at tiny counts: two daemons on one etcd, every addres
   assertNothingLeft();
 });
 
-test('the DHCP bench runs at tiny counts: the reference and lanplug each acquire from one dnsmasq, one by one and at once', async () => {
+test('the DHCP bench runs at tiny counts: the reference and lanplug each acquire from one dnsmasq, one by one and at once, and renew', async () => {
   const results = new Results();
-  const beside = await dhcpBesideReference(results, { cycles: 1, burst: 2 });
+  const beside = await dhcpBesideReference(results, { cycles: 1, burst: 2, t1Seconds: 3, holdPastT1Ms: 1_500 });
   assert.deepEqual(
     beside.map((d) => [d.kind, d.burst.n, d.burst.failed]),
     [
@@ -79,6 +80,19 @@ test('the DHCP bench runs at tiny counts: the reference and lanplug each acquire
     ],
   );
   for (const d of beside) assert.ok(d.add.p50 > 0 && d.del.p50 > 0 && d.burst.wallMs > 0);
+  assert.deepEqual(
+    beside.map((d) => [d.kind, d.renewal.held, d.renewal.renewed, d.renewal.failed]),
+    [
+      ['reference', 2, 2, 0],
+      ['lanplug', 2, 2, 0],
+    ],
+    'each held lease renewed once past its T1, as the LAN saw it',
+  );
+  for (const d of beside)
+    assert.ok(
+      Number.isFinite(d.renewal.t1ToAck.p50) && d.renewal.requestToAck.p50 >= 0 && d.renewal.daemonCpuMs >= 0,
+      `${d.kind}: the renewal's latency and the holder's CPU time measured`,
+    );
   assert.equal(results.rows.filter((r) => r.section === 'DHCP (dnsmasq on the LAN)').length, 2, 'probe on and off');
   assertNothingLeft();
 });

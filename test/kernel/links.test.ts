@@ -359,3 +359,29 @@ test('addresses and lanplug routes on a real link: added once however often aske
   }
   assert.equal(ip('-n', NS, '-6', 'route', 'show', 'proto', '76'), '', 'the v6 route went with its link');
 });
+
+test("listOwnLinks gives only this group's links of the kind and name asked, whatever else the namespace holds", () => {
+  const own = 0x51a7e;
+  const mine = openRtnl({ netns: NS_PATH, group: own });
+  const made = ['lpeab-1', 'lp-c1', 'lpe-other', 'lpe-br'];
+  try {
+    const eye = mine.createMacvlan({ name: 'lpeab-1', parentIndex: parent.index, mode: 'bridge' });
+    mine.createMacvlan({ name: 'lp-c1', parentIndex: parent.index, mode: 'bridge' }); // a container's, not an eye
+    ns().createMacvlan({ name: 'lpe-other', parentIndex: parent.index, mode: 'bridge' }); // the default group
+    mine.createBridge({ name: 'lpe-br' }); // this group, another kind
+    assert.deepEqual(
+      mine.listOwnLinks('macvlan', 'lpe').map((l) => [l.name, l.index, l.kind, l.group, l.parentIndex]),
+      [['lpeab-1', eye.index, 'macvlan', own, parent.index]],
+    );
+    assert.deepEqual(
+      mine.listOwnLinks('bridge', 'lpe').map((l) => l.name),
+      ['lpe-br'],
+    );
+  } finally {
+    for (const name of made) {
+      const link = ns().getLink(name);
+      if (link !== null) ns().deleteLink(link);
+    }
+    mine.close();
+  }
+});

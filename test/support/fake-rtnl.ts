@@ -25,6 +25,8 @@ export class FakeRtnl implements Rtnl {
   readonly links = new Map<number, LinkInfo>();
   private nextIndex = 1;
   readonly calls: string[] = [];
+  /** Links handed out by the link listings (what a real dump would have had decoded). */
+  linksRead = 0;
   private readonly faults = new Map<string, number>();
   readonly addresses: AddressInfo[] = [];
   readonly routes: RouteInfo[] = [];
@@ -74,7 +76,16 @@ export class FakeRtnl implements Rtnl {
     return this.links.get(index) ?? null;
   }
   listLinks(): LinkInfo[] {
-    return [...this.links.values()];
+    const all = [...this.links.values()];
+    this.linksRead += all.length;
+    return all;
+  }
+  listOwnLinks(kind: string, namePrefix: string): LinkInfo[] {
+    const own = [...this.links.values()].filter(
+      (l) => l.group === this.ownGroup && l.kind === kind && l.name.startsWith(namePrefix),
+    );
+    this.linksRead += own.length;
+    return own;
   }
   createMacvlan(req: Parameters<Rtnl['createMacvlan']>[0]): LinkInfo {
     this.calls.push(`macvlan ${req.name} ${req.mode}`);

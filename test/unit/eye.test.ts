@@ -78,3 +78,31 @@ test("finding unused eyes reads each network's parent once, not once per link: 5
     'unused once no network is on sp0',
   );
 });
+
+test("the sync's look for unused eyes reads this daemon's eyes only: 10,000 container links and the host's own links beside them are not read", () => {
+  const rtnl = new FakeRtnl(undefined, GROUP);
+  const parent = rtnl.add({ name: 'sp0', kind: 'veth', mtu: 1500, mac: null, up: true, parentIndex: null });
+  for (let i = 0; i < 10_000; i++)
+    rtnl.add({
+      name: `lp-${i}`,
+      kind: 'macvlan',
+      mtu: 1500,
+      mac: null,
+      up: true,
+      parentIndex: parent.index,
+      group: GROUP,
+    });
+  for (let i = 0; i < 100; i++)
+    rtnl.add({ name: `veth${i}`, kind: 'veth', mtu: 1500, mac: null, up: true, parentIndex: null });
+  // another daemon's eye on the same parent: never this one's to read or remove
+  rtnl.add({ name: 'lpezzz-2', kind: 'macvlan', mtu: 1500, mac: null, up: true, parentIndex: parent.index, group: 7 });
+  const eye = ensureEye(rtnl, parent);
+  const network = { spec: { parent: { kind: 'existing', name: 'sp0' } } } as Parameters<typeof unusedEyes>[1][number];
+  rtnl.linksRead = 0;
+  assert.deepEqual(unusedEyes(rtnl, [network]), []);
+  assert.deepEqual(
+    unusedEyes(rtnl, []).map((l) => l.name),
+    [eye.name],
+  );
+  assert.ok(rtnl.linksRead <= 2, `${rtnl.linksRead} links read by two looks for unused eyes (this daemon has one eye)`);
+});
