@@ -20,6 +20,7 @@ import {
   TYPE_ANY,
   type MdnsMessage,
 } from '../../src/mdns/message';
+import { MdnsResponder } from '../../src/mdns/responder';
 import { parseAddress } from '../../src/net/address';
 
 const bytes = (...parts: (number | string | number[] | Buffer)[]): Buffer =>
@@ -179,4 +180,30 @@ test('a legacy unicast answer (RFC 6762 §6.7) repeats only the questions it ans
     ['cam1.local'],
   );
   assert.ok(encodeMdns(reply).length < 100);
+});
+
+test('a LAN link the responder cannot listen on is said once, not at every sync (every 2 s for as long as it lasts)', async () => {
+  const warnings: string[] = [];
+  const log = {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (m: string) => void warnings.push(m),
+    error: () => undefined,
+  };
+  const responder = new MdnsResponder(log);
+  const name = {
+    name: 'cam1.local',
+    addresses: [CAM1],
+    mac: '02:00:00:00:00:09',
+    // No such link: the packet socket cannot bind to it.
+    link: { index: 0x7ffffff0, name: 'gone0', mac: '02:00:00:00:00:01', listenAll: false },
+    networkId: 'n'.repeat(64),
+    endpointId: 'e'.repeat(64),
+  };
+  try {
+    for (let i = 0; i < 3; i++) responder.sync([name]);
+    assert.deepEqual(warnings, ['mdns: cannot listen on the LAN link; names there are not answered']);
+  } finally {
+    await responder.close();
+  }
 });
