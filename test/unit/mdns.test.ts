@@ -1,8 +1,9 @@
 /**
  * The mDNS packet codec (src/mdns/message.ts): names and compression as RFC
  * 1035 §4.1.4 lays them out, queries, probes (RFC 6762 §8.1), answers and
- * goodbyes byte for byte, and the tiebreak of two probes (§8.2). The
- * responder on the wire is the e2e lane's (lan-names.test.ts).
+ * goodbyes byte for byte, the tiebreak of two probes (§8.2), and what a
+ * malformed packet costs. The responder on the wire is the e2e lane's
+ * (lan-names.test.ts); here only its handling of a link it cannot listen on.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
