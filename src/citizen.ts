@@ -294,9 +294,11 @@ export class LanCitizen {
         // A single label: `web1.local`; a dotted identity is a name in a DNS domain already, not one for .local.
         const host = e.identity === undefined ? null : hostnameFromIdentity(e.identity);
         if (host === null || host.includes('.')) continue;
+        // Only addresses the container holds still: a name never points a LAN host at an address now someone else's.
+        const addresses = addressesOf(e).filter((a) => this.stillHolds(e, a));
         names.push({
           name: `${host}.local`,
-          addresses: addressesOf(e),
+          addresses,
           mac: e.mac ?? link.mac,
           link,
           networkId: e.networkId,
@@ -323,19 +325,23 @@ export class LanCitizen {
     }
     // Only a container behind the link the frame came in on: two VLANs may carry one subnet.
     const endpoint = this.holders.get(address.text)?.find((e) => this.linkOfNetwork.get(e.networkId) === link.index);
-    // An address another host reclaimed while this one was away, and holds now, is not defended.
-    if (endpoint === undefined || this.store.isAddressLost(endpoint.networkId, address.text)) return null;
+    if (endpoint === undefined || !this.stillHolds(endpoint, address)) return null;
+    // ipvlan containers answer with the parent's MAC, the watched link's.
+    return { address, mac: endpoint.mac ?? link.mac, networkId: endpoint.networkId };
+  }
+
+  /** Whether `endpoint` holds `address` still: neither defended nor answered for by name once it does not. */
+  private stillHolds(endpoint: EndpointRecord, address: IpAddress): boolean {
+    // An address another host reclaimed while this one was away, and holds now.
+    if (this.store.isAddressLost(endpoint.networkId, address.text)) return false;
     const network = this.store.getNetwork(endpoint.networkId);
     // On a DHCP network an endpoint holds its address while lanplug holds the lease: once given back (its
     // container vanished without a Leave, or Docker released the address) the server may lease it to anyone.
-    if (
-      network !== null &&
-      network.spec.dhcp !== null &&
-      !this.leaseHolds(endpoint.networkId, endpoint.endpointId, address)
-    )
-      return null;
-    // ipvlan containers answer with the parent's MAC, the watched link's.
-    return { address, mac: endpoint.mac ?? link.mac, networkId: endpoint.networkId };
+    return (
+      network === null ||
+      network.spec.dhcp === null ||
+      this.leaseHolds(endpoint.networkId, endpoint.endpointId, address)
+    );
   }
 
   private leaseHolds(networkId: string, endpointId: string, address: IpAddress): boolean {

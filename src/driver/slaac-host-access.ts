@@ -191,7 +191,14 @@ export class SlaacHostRoutes implements SlaacWatch {
         this.cancel(endpoint.endpointId);
         return;
       }
-      const whyNot = this.sync(followed, learned, what);
+      let whyNot: string | null;
+      try {
+        whyNot = this.sync(followed, learned, what);
+      } catch (err) {
+        // The kernel refused a route (the shim went down or away under it): said like any other reason,
+        // and tried again at the next read. Thrown out of this timer, it would end the daemon.
+        whyNot = err instanceof Error ? err.message : String(err);
+      }
       // Said once, when two reads in a row found it: a shim made a moment ago is past DAD by the next.
       if (whyNot !== null && whyNot === lastWhyNot && whyNot !== saidWhyNot) {
         this.log.warn("host access: no route to the container's IPv6 address from the router advertisement", {

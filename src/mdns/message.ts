@@ -28,6 +28,8 @@ export const HOST_RECORD_TTL = 120;
 const LEGACY_TTL_MAX = 10;
 /** RFC 1035 §4.1.4: a name is at most this many compression jumps deep before it is taken as a loop. */
 const MAX_POINTERS = 32;
+/** RFC 1035 §3.1: a name is at most 255 bytes on the wire (its labels' lengths and bytes, and the root's 0). */
+const NAME_WIRE_MAX = 255;
 
 export interface Question {
   name: string;
@@ -149,10 +151,15 @@ export function decodeMdns(b: Buffer): MdnsMessage | null {
   }
 }
 
-/** A name at `off`, following compression pointers (RFC 1035 §4.1.4); `end`: where the name's bytes end at `off`. */
+/**
+ * A name at `off`, following compression pointers (RFC 1035 §4.1.4); `end`: where the name's bytes end at `off`.
+ * A pointer must point back, to a name met before, and the name must fit RFC 1035's 255 bytes: a LAN
+ * device's packet then costs at most 255 bytes of reading per name, however its pointers are laid out.
+ */
 function readName(b: Buffer, off: number): { text: string; end: number } {
   const labels: string[] = [];
   let end: number | null = null;
+  let wire = 1; // the root label
   for (let jumps = 0; ;) {
     const length = b.readUInt8(off);
     if (length === 0) {
@@ -162,11 +169,15 @@ function readName(b: Buffer, off: number): { text: string; end: number } {
     if ((length & 0xc0) === 0xc0) {
       if (++jumps > MAX_POINTERS) throw new RangeError('a compression loop');
       end ??= off + 2;
-      off = ((length & 0x3f) << 8) | b.readUInt8(off + 1);
+      const target = ((length & 0x3f) << 8) | b.readUInt8(off + 1);
+      if (target >= off) throw new RangeError('a compression pointer that does not point back');
+      off = target;
       continue;
     }
     if ((length & 0xc0) !== 0) throw new RangeError('a label type RFC 1035 does not define');
     if (off + 1 + length > b.length) throw new RangeError('a label past the end');
+    wire += 1 + length;
+    if (wire > NAME_WIRE_MAX) throw new RangeError('a name longer than 255 bytes');
     labels.push(b.toString('latin1', off + 1, off + 1 + length));
     off += 1 + length;
   }
@@ -226,15 +237,17 @@ export function responseMessage(records: readonly ResourceRecord[]): MdnsMessage
 
 /**
  * §6.7: the answer to a legacy unicast query (one not from port 5353): the
- * query's id and questions repeated, short TTLs, no cache-flush bit (a plain
- * resolver would not know it).
+ * query's id and the questions it answers repeated, short TTLs, no
+ * cache-flush bit (a plain resolver would not know it). Only the questions
+ * answered: a query of many names (its source address may be forged) gets
+ * an answer no larger than the records.
  */
 export function legacyResponse(query: MdnsMessage, records: readonly ResourceRecord[]): MdnsMessage {
   return {
     id: query.id,
     response: true,
     authoritative: true,
-    questions: query.questions,
+    questions: query.questions.filter((q) => records.some((r) => asks(q, r))),
     answers: records.map((r) => ({ ...r, cacheFlush: false, ttl: Math.min(r.ttl, LEGACY_TTL_MAX) })),
     authorities: [],
     additionals: [],

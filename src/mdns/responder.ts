@@ -91,6 +91,8 @@ export class MdnsResponder {
   /** By link index, then by lower-cased name. */
   private readonly entries = new Map<number, Map<string, Entry>>();
   private readonly sockets = new Map<number, Listening>();
+  /** Links lanplug could not listen on, said once: sync tries again every 2 s, and would say it each time. */
+  private readonly deaf = new Set<number>();
 
   constructor(private readonly log: Logger) {}
 
@@ -114,6 +116,7 @@ export class MdnsResponder {
       for (const [key, host] of names) if (this.entries.get(index)?.get(key) === undefined) this.add(index, key, host);
     }
     for (const index of [...this.sockets.keys()]) if ((this.entries.get(index)?.size ?? 0) === 0) this.unlisten(index);
+    for (const index of [...this.deaf]) if (!byLink.has(index)) this.deaf.delete(index);
   }
 
   /** Goodbyes for every name answered, then the sockets close (daemon shutdown). */
@@ -187,12 +190,15 @@ export class MdnsResponder {
       const socket = PacketSocket.open(link.index, ETH_P_IP, link.name);
       socket.listen((frame) => this.onFrame(link.index, frame));
       this.sockets.set(link.index, { link, socket });
+      this.deaf.delete(link.index);
       return true;
     } catch (err) {
-      this.log.warn('mdns: cannot listen on the LAN link; names there are not answered', {
-        link: link.name,
-        error: String(err),
-      });
+      if (!this.deaf.has(link.index))
+        this.log.warn('mdns: cannot listen on the LAN link; names there are not answered', {
+          link: link.name,
+          error: String(err),
+        });
+      this.deaf.add(link.index);
       return false;
     }
   }

@@ -97,7 +97,8 @@ export class NetlinkEvents {
 
   /**
    * The notifications the kernel sent since the last call, read whole (those too long for the buffer,
-   * and a queue that overflowed, are dropped: a caller that needs every one must also read the state).
+   * and a queue that overflowed, are dropped: a caller that needs every one must also read the state);
+   * a datagram another process sent is dropped too.
    */
   messages(): NlMsg[] {
     if (this.fd < 0) throw new LanplugError('Internal', 'netlink notification socket is closed');
@@ -108,7 +109,10 @@ export class NetlinkEvents {
       this.senderLength.writeUInt32LE(SOCKADDR_NL_LEN, 0);
       const n = c.recvfrom(this.fd, buffer, buffer.length, MSG_DONTWAIT | MSG_TRUNC, this.sender, this.senderLength);
       if (n >= 0) {
-        if (n <= buffer.length) out.push(...parseMessages(Buffer.from(buffer.subarray(0, n))));
+        // The kernel's only (port id 0): any process of the namespace (a container's, for a socket opened
+        // in it) may send a datagram to this socket, and a malformed one would throw out of parseMessages.
+        const fromKernel = this.senderLength.readUInt32LE(0) >= 8 && this.sender.readUInt32LE(4) === 0;
+        if (fromKernel && n <= buffer.length) out.push(...parseMessages(Buffer.from(buffer.subarray(0, n))));
         continue;
       }
       const errno = c.errno();

@@ -1,8 +1,9 @@
 /**
  * The mDNS packet codec (src/mdns/message.ts): names and compression as RFC
  * 1035 §4.1.4 lays them out, queries, probes (RFC 6762 §8.1), answers and
- * goodbyes byte for byte, and the tiebreak of two probes (§8.2). The
- * responder on the wire is the e2e lane's (lan-names.test.ts).
+ * goodbyes byte for byte, the tiebreak of two probes (§8.2), and what a
+ * malformed packet costs. The responder on the wire is the e2e lane's
+ * (lan-names.test.ts); here only its handling of a link it cannot listen on.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,7 @@ import {
   TYPE_ANY,
   type MdnsMessage,
 } from '../../src/mdns/message';
+import { MdnsResponder } from '../../src/mdns/responder';
 import { parseAddress } from '../../src/net/address';
 
 const bytes = (...parts: (number | string | number[] | Buffer)[]): Buffer =>
@@ -131,4 +133,78 @@ test('simultaneous probes (RFC 6762 §8.2): the lexicographically later record d
   assert.ok(compareProbes(ours, theirs) > 0);
   assert.ok(compareProbes(theirs, ours) < 0);
   assert.equal(compareProbes(ours, ours), 0);
+});
+
+test('a name longer than RFC 1035 allows (255 bytes), or a pointer that does not point back, is malformed: no packet costs more than its own bytes to read', () => {
+  // 400 one-letter labels, then a pointer back to the first: without the bounds, 32 jumps of 400 labels.
+  const chain = Buffer.concat([...Array.from({ length: 400 }, () => bytes(1, 'a')), bytes(0xc0, 12)]);
+  const looped = bytes([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0], chain, [0, 1, 0, 1]);
+  assert.equal(decodeMdns(looped), null);
+  // 130 two-byte labels: 261 bytes of name, no pointer at all.
+  const long = Buffer.concat([...Array.from({ length: 130 }, () => bytes(1, 'a')), bytes(0)]);
+  assert.equal(decodeMdns(bytes([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0], long, [0, 1, 0, 1])), null);
+  // A pointer forward, to a name later in the message.
+  const forward = bytes([0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0], [0xc0, 18], [0, 1, 0, 1], NAME);
+  assert.equal(decodeMdns(forward), null);
+  // Many questions, each a pointer to one 250-byte name: read once each, quickly.
+  const name250 = Buffer.concat([...Array.from({ length: 25 }, () => bytes(9, 'abcdefghi')), bytes(0)]);
+  const many = Buffer.concat([
+    bytes([0, 0, 0, 0, 0, 200, 0, 0, 0, 0, 0, 0], name250, [0, 1, 0, 1]),
+    ...Array.from({ length: 199 }, () => bytes([0xc0, 12, 0, 1, 0, 1])),
+  ]);
+  assert.equal(decodeMdns(many)?.questions.length, 200);
+});
+
+test('a legacy unicast answer (RFC 6762 §6.7) repeats only the questions it answers: a query of many names gets no larger answer', () => {
+  const cam1 = addressRecord('cam1.local', CAM1);
+  const questions = [
+    { name: 'cam1.local', type: TYPE_A, qclass: 1, unicastResponse: false },
+    ...Array.from({ length: 50 }, (_, i) => ({
+      name: `x${i}.${'a'.repeat(60)}.local`,
+      type: TYPE_A,
+      qclass: 1,
+      unicastResponse: false,
+    })),
+  ];
+  const query: MdnsMessage = {
+    id: 7,
+    response: false,
+    authoritative: false,
+    questions,
+    answers: [],
+    authorities: [],
+    additionals: [],
+  };
+  const reply = legacyResponse(query, [cam1]);
+  assert.deepEqual(
+    reply.questions.map((q) => q.name),
+    ['cam1.local'],
+  );
+  assert.ok(encodeMdns(reply).length < 100);
+});
+
+test('a LAN link the responder cannot listen on is said once, not at every sync (every 2 s for as long as it lasts)', async () => {
+  const warnings: string[] = [];
+  const log = {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (m: string) => void warnings.push(m),
+    error: () => undefined,
+  };
+  const responder = new MdnsResponder(log);
+  const name = {
+    name: 'cam1.local',
+    addresses: [CAM1],
+    mac: '02:00:00:00:00:09',
+    // No such link: the packet socket cannot bind to it.
+    link: { index: 0x7ffffff0, name: 'gone0', mac: '02:00:00:00:00:01', listenAll: false },
+    networkId: 'n'.repeat(64),
+    endpointId: 'e'.repeat(64),
+  };
+  try {
+    for (let i = 0; i < 3; i++) responder.sync([name]);
+    assert.deepEqual(warnings, ['mdns: cannot listen on the LAN link; names there are not answered']);
+  } finally {
+    await responder.close();
+  }
 });

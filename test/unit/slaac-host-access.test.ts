@@ -6,7 +6,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { learntRoutes } from '../../src/driver/slaac-host-access';
+import { learntRoutes, SlaacHostRoutes } from '../../src/driver/slaac-host-access';
+import { shimLinkName } from '../../src/driver/names';
+import { createLogger } from '../../src/log';
+import type { EndpointRecord } from '../../src/model/network';
+import { ENETDOWN } from '../../src/netlink/errno';
+import { macvlanNetwork } from '../support/store-fixtures';
 import type { LearnedAddress } from '../../src/driver/slaac';
 import { formatPrefix, parsePrefix } from '../../src/net/address';
 import { IFA_F_TENTATIVE, RT_SCOPE_LINK } from '../../src/netlink/codec';
@@ -62,4 +67,60 @@ test('a shim whose link-local address is still tentative: no route yet, and why'
   });
   // Nothing learnt: nothing to say.
   assert.deepEqual(learntRoutes(rtnl, shim, []), { routes: [] });
+});
+
+test('a route the kernel refuses (ENETDOWN) is a warning and a retry at the next read, never an exception out of the timer (it would end the daemon)', async () => {
+  const rtnl = new FakeRtnl();
+  const networkId = 'a'.repeat(64);
+  const shim = rtnl.add({
+    name: shimLinkName(networkId),
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: '02:00:00:00:00:09',
+    up: true,
+    parentIndex: 2,
+  });
+  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  rtnl.fail('create', 'route 2001:db8:1::c/128', ENETDOWN);
+  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  const endpoint: EndpointRecord = {
+    networkId,
+    endpointId: 'e'.repeat(64),
+    linkName: 'dm-1',
+    mac: null,
+    ipv4: null,
+    ipv6: null,
+  };
+  let reads = 0;
+  const follower = new SlaacHostRoutes(
+    rtnl,
+    createLogger('error', () => undefined),
+    {
+      timing: { firstReadMs: 5, waitMaxMs: 5, followMs: 5, sandboxWaitMs: 1_000 },
+      read: () => {
+        reads++;
+        return [learnt('2001:db8:1::c')];
+      },
+    },
+  );
+  const uncaught: unknown[] = [];
+  const onUncaught = (err: unknown): void => void uncaught.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    follower.watch(spec, endpoint, '/run/netns/none');
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(uncaught, []);
+    assert.ok(reads >= 2, `read ${reads} times`);
+    assert.equal(rtnl.routes.length, 0);
+    // The kernel takes it again: the next read adds the route.
+    rtnl.heal();
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(
+      rtnl.routes.map((r) => formatPrefix(r.destination)),
+      ['2001:db8:1::c/128'],
+    );
+  } finally {
+    follower.close();
+    process.off('uncaughtException', onUncaught);
+  }
 });
