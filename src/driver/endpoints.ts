@@ -13,9 +13,11 @@ import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
 import {
   addressesOf,
+  mergeLearnedDns,
   shortId,
   type DriverKind,
   type EndpointRecord,
+  type LearnedDns,
   type NetworkSpec,
   type Stamped,
 } from '../model/network';
@@ -304,6 +306,13 @@ export function moveEndpointAddress(
   const endpoint = ctx.store.getEndpoint(networkId, endpointId);
   if (endpoint === null) return;
   ctx.store.putEndpoint(address.address.family === 4 ? { ...endpoint, ipv4: address } : { ...endpoint, ipv6: address });
+}
+
+/** DNS the LAN offered an `-o ipv6=slaac` endpoint's container, added to what its start learnt so far (`lanplug ls`). */
+export function noteLearnedDns(ctx: DriverContext, networkId: string, endpointId: string, dns: LearnedDns): void {
+  const endpoint = ctx.store.getEndpoint(networkId, endpointId);
+  if (endpoint === null) return;
+  ctx.store.putEndpoint({ ...endpoint, learnedDns: mergeLearnedDns(endpoint.learnedDns, dns) });
 }
 
 /** A route that will not go is only logged: reconcile compares the routes with the endpoints. */

@@ -4,8 +4,12 @@
  * IPv6 off on that interface. So lanplug watches the sandbox, in the background and bounded in time:
  * once the link is up under Docker's name, it turns IPv6 on with router advertisements (slaac.ts); for
  * a while after, it turns it on again should Docker have written after it; then it waits for the
- * address the kernel forms from the router's prefix and reports it (log line, `slaac.address` event),
- * or reports DAD failing for it (`slaac.dad-failed`). Nothing of this holds up Join's answer.
+ * router's advertisement. What the advertisement says is followed as a host would (netlink/
+ * router-adverts.ts reads it from the container's kernel): its M and O flags go to the follow-up
+ * (DHCPv6 for an address, or for other configuration: endpoint/slaac-dhcp6.ts), its RDNSS/DNSSL are
+ * recorded, and when a prefix has the A flag the watch waits for the address the kernel forms from it
+ * and reports it (log line, `slaac.address` event), or reports DAD failing for it (`slaac.dad-failed`).
+ * Nothing of this holds up Join's answer.
  *
  * Each poll enters the container's namespace synchronously on the daemon's event loop, so the cost is
  * bounded: the gaps between polls grow in each phase (20 ms doubling up to 250 ms), at most
@@ -16,7 +20,8 @@ import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
-import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import { shortId, type EndpointRecord, type LearnedDns, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import { AdvertListener, readAdvertFlags, type AdvertFlags, type AdvertNotes } from '../netlink/router-adverts';
 import {
   containerLinkOf,
   enableSlaac,
@@ -69,12 +74,24 @@ interface QueuedWatch {
   start: () => void;
 }
 
-/** The container's namespace as the watch reaches it (slaac.ts); each call enters the namespace once. */
+/** Notifications of the advertisements' options, from a socket in the container's namespace. */
+export interface AdvertNotesSource {
+  drain(index: number): AdvertNotes;
+  close(): void;
+}
+
+/**
+ * The container's namespace as the watch reaches it (slaac.ts, netlink/router-adverts.ts); each call
+ * enters the namespace once. Without `listen` and `advertFlags` (fakes of the cost tests) the watch
+ * knows nothing of the advertisement but the address the kernel formed from it.
+ */
 export interface SandboxAccess {
   containerLink(netns: string, endpoint: EndpointRecord, owns: (link: LinkInfo) => boolean): LinkInfo | null;
   ipv6Disabled(netns: string, ifname: string): boolean | null;
   enable(netns: string, ifname: string, secret: string, policy: SlaacPolicy): void;
   learnedAddresses(netns: string, index: number): LearnedAddress[];
+  listen?(netns: string): AdvertNotesSource;
+  advertFlags?(netns: string, index: number): AdvertFlags | null;
 }
 
 const REAL_SANDBOX: SandboxAccess = {
@@ -82,7 +99,22 @@ const REAL_SANDBOX: SandboxAccess = {
   ipv6Disabled,
   enable: enableSlaac,
   learnedAddresses,
+  listen: (netns) => AdvertListener.open(netns),
+  advertFlags: readAdvertFlags,
 };
+
+/**
+ * What the advertisement asks of lanplug beyond the kernel's own SLAAC: the floor above implements it
+ * (endpoint/slaac-dhcp6.ts, with the lease keeper); none in unit tests of the watch.
+ */
+export interface AdvertFollowUp {
+  /** The flags of the advertisement once heard: M asks DHCPv6 for an address, O (without M) for other configuration. */
+  flags(spec: NetworkSpec, endpoint: EndpointRecord, netns: string, link: LinkInfo, flags: AdvertFlags): void;
+  /** DNS servers and search list heard in advertisements (RDNSS, DNSSL): recorded where users see them. */
+  dns(endpoint: EndpointRecord, dns: LearnedDns): void;
+  /** Leave, DeleteEndpoint: what runs for the endpoint stops (a lease it was taking goes back). */
+  cancel(endpointId: string): void;
+}
 
 /** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
 export interface WatchClock {
@@ -111,9 +143,29 @@ type Phase =
   | { kind: 'guard'; link: LinkInfo; until: number; rewrites: number }
   | { kind: 'address'; link: LinkInfo };
 
+/** What one watch has heard of the router's advertisements so far. */
+interface Heard {
+  /** The notification socket; null where it could not be opened (the watch then waits for an address only). */
+  listener: AdvertNotesSource | null;
+  /** When a poll first saw that an advertisement came; the flags are read at the next poll (see heardAdvert). */
+  firstAt: number | null;
+  /** The flags went to the follow-up. */
+  followed: boolean;
+  /** A prefix with the A flag was advertised: an address is coming. */
+  autoconf: boolean;
+  prefixes: number;
+  servers: string[];
+  search: string[];
+  /** The address was reported (or its DAD failure). */
+  addressDone: boolean;
+}
+
 export class SandboxSlaacWatcher implements SlaacWatch {
   /** The running watches: what cancels each one's next poll. */
   private readonly active = new Map<string, () => void>();
+  /** What each running watch holds open in its container (the notification socket). */
+  private readonly held = new Map<string, () => void>();
+  private followUp: AdvertFollowUp | null = null;
   private readonly queue: QueuedWatch[] = [];
   private readonly timing: SlaacTiming;
   private readonly sandbox: SandboxAccess;
@@ -130,13 +182,18 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.clock = seams.clock ?? REAL_CLOCK;
   }
 
+  /** The daemon's follow-up of the advertisements' flags and options (made after the watcher: it needs the lease keeper). */
+  followWith(followUp: AdvertFollowUp): void {
+    this.followUp = followUp;
+  }
+
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
     const slaac = spec.slaac ?? null;
     if (slaac === null) return;
     this.cancel(endpoint.endpointId);
     const joinedAt = this.clock.now();
     const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
-    const start = (): void => this.run(slaac, endpoint, netns, joinedAt, what);
+    const start = (): void => this.run(spec, slaac, endpoint, netns, joinedAt, what);
     if (this.active.size < MAX_ACTIVE_WATCHES) {
       start();
       return;
@@ -150,6 +207,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   }
 
   private run(
+    spec: NetworkSpec,
     slaac: SlaacPolicy,
     endpoint: EndpointRecord,
     netns: string,
@@ -158,6 +216,16 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   ): void {
     const id = endpoint.endpointId;
     let phase: Phase = { kind: 'link' };
+    const heard: Heard = {
+      listener: null,
+      firstAt: null,
+      followed: false,
+      autoconf: false,
+      prefixes: 0,
+      servers: [],
+      search: [],
+      addressDone: false,
+    };
     let gap = this.timing.firstPollMs;
     const enter = (next: Phase): void => {
       phase = next;
@@ -175,6 +243,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           const link = this.sandbox.containerLink(netns, endpoint, this.owns);
           if (link !== null && link.up && link.name !== endpoint.linkName) {
             const dockerTurnedOff = this.sandbox.ipv6Disabled(netns, link.name);
+            // Listening before IPv6 comes on: the answer to the kernel's first solicitation is heard too.
+            heard.listener = this.listen(netns, id, what);
             this.sandbox.enable(netns, link.name, endpointSlaacSecret(endpoint), slaac);
             this.log.info('IPv6 from router advertisements turned on in the container', {
               ...what,
@@ -207,15 +277,27 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           }
           if (now >= phase.until) enter({ kind: 'address', link: phase.link });
         }
-        if (phase.kind !== 'link' && this.reportAddress(netns, phase.link, what, ms)) {
-          this.finish(id);
-          return;
+        if (phase.kind !== 'link') {
+          const link = phase.link;
+          const addresses = this.sandbox.learnedAddresses(netns, link.index);
+          this.hearAdvert(spec, endpoint, netns, link, heard, addresses.length > 0, now, what);
+          if (!heard.addressDone) heard.addressDone = this.reportAddress(addresses, link, what, ms);
+          // Done once the flags were followed and the address reported, or none is coming (no prefix had the A flag).
+          const noAddressComing = heard.listener !== null && heard.followed && !heard.autoconf;
+          if (heard.addressDone || noAddressComing) {
+            if (heard.followed || heard.listener === null) {
+              this.finish(id);
+              return;
+            }
+          }
         }
         if (phase.kind === 'address' && ms > this.timing.addressWaitMs) {
-          this.log.info('no IPv6 address from a router advertisement yet; lanplug ls shows it once there is', {
-            ...what,
-            waitedMs: ms,
-          });
+          this.log.info(
+            heard.firstAt === null && heard.listener !== null
+              ? 'no router advertisement heard in the container yet; lanplug ls shows what comes later'
+              : 'no IPv6 address from a router advertisement yet; lanplug ls shows it once there is',
+            { ...what, waitedMs: ms },
+          );
           this.finish(id);
           return;
         }
@@ -236,9 +318,88 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.active.set(id, this.clock.after(0, step));
   }
 
+  /** The notification socket of a watch, held until it ends; null where it cannot be opened (logged). */
+  private listen(netns: string, endpointId: string, what: Record<string, string>): AdvertNotesSource | null {
+    if (this.sandbox.listen === undefined) return null;
+    try {
+      const listener = this.sandbox.listen(netns);
+      this.held.set(endpointId, () => listener.close());
+      return listener;
+    } catch (err) {
+      this.log.warn(
+        'cannot listen for router advertisement options in the container; their flags and DNS not followed',
+        {
+          ...what,
+          error: String(err),
+        },
+      );
+      return null;
+    }
+  }
+
+  /**
+   * What the advertisements said since the last poll. Heard is: the kernel's flag that one came after its
+   * solicitation, or M or O set, or a prefix or option notified, or an address formed. The flags go to the
+   * follow-up at the poll after the one that first heard (20 ms or more later): the kernel takes in an
+   * advertisement's flags, prefixes and options in one pass, which a poll on another core may see half done.
+   */
+  private hearAdvert(
+    spec: NetworkSpec,
+    endpoint: EndpointRecord,
+    netns: string,
+    link: LinkInfo,
+    heard: Heard,
+    addressFormed: boolean,
+    now: number,
+    what: Record<string, string>,
+  ): void {
+    if (heard.listener === null) return;
+    const notes = heard.listener.drain(link.index);
+    heard.prefixes += notes.prefixes;
+    heard.autoconf ||= notes.autoconf;
+    const servers = notes.servers.filter((s) => !heard.servers.includes(s));
+    const search = notes.search.filter((s) => !heard.search.includes(s));
+    if (servers.length + search.length > 0) {
+      heard.servers.push(...new Set(servers));
+      heard.search.push(...new Set(search));
+      const dns: LearnedDns = { servers: [...heard.servers], search: [...heard.search], from: ['ra'] };
+      this.log.info('DNS servers from the router advertisement (RDNSS/DNSSL)', {
+        ...what,
+        servers: dns.servers.join(' '),
+        search: dns.search.join(' '),
+      });
+      recordEvent('slaac.dns', { ...what, servers: dns.servers.join(' '), search: dns.search.join(' '), from: 'ra' });
+      this.followUp?.dns(endpoint, dns);
+    }
+    if (heard.followed) return;
+    const flags = this.sandbox.advertFlags?.(netns, link.index) ?? null;
+    const came =
+      (flags !== null && (flags.heard || flags.managed || flags.other)) ||
+      heard.prefixes > 0 ||
+      heard.servers.length > 0 ||
+      addressFormed;
+    if (!came) return;
+    if (heard.firstAt === null) {
+      heard.firstAt = now;
+      return;
+    }
+    heard.followed = true;
+    const managed = flags?.managed ?? false;
+    const other = flags?.other ?? false;
+    this.log.info('router advertisement heard in the container', {
+      ...what,
+      managed: String(managed),
+      other: String(other),
+      autoconf: String(heard.autoconf),
+    });
+    this.followUp?.flags(spec, endpoint, netns, link, { heard: true, managed, other });
+  }
+
   /** A watch ended: its place goes to the longest waiting, unless that one waited past its own time. */
   private finish(endpointId: string): void {
     this.active.delete(endpointId);
+    this.held.get(endpointId)?.();
+    this.held.delete(endpointId);
     while (this.active.size < MAX_ACTIVE_WATCHES) {
       const next = this.queue.shift();
       if (next === undefined) return;
@@ -257,8 +418,12 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   }
 
   /** True once there is something final to say: an address in use, or one DAD failed for. */
-  private reportAddress(netns: string, link: LinkInfo, what: Record<string, string>, ms: number): boolean {
-    const addresses = this.sandbox.learnedAddresses(netns, link.index);
+  private reportAddress(
+    addresses: readonly LearnedAddress[],
+    link: LinkInfo,
+    what: Record<string, string>,
+    ms: number,
+  ): boolean {
     const failed = addresses.find((a) => a.state === 'dadfailed');
     if (failed !== undefined) {
       // Another device on the LAN answered for the address: the kernel keeps it off, as lanplug's probe would.
@@ -282,6 +447,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   }
 
   cancel(endpointId: string): void {
+    this.followUp?.cancel(endpointId);
     const pollCancel = this.active.get(endpointId);
     if (pollCancel !== undefined) {
       pollCancel();
@@ -297,5 +463,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.queue.length = 0;
     for (const pollCancel of this.active.values()) pollCancel();
     this.active.clear();
+    for (const close of this.held.values()) close();
+    this.held.clear();
   }
 }
