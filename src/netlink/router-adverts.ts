@@ -33,6 +33,7 @@ import {
   readU32,
   RTM_GETLINK,
   RTM_NEWLINK,
+  type NlMsg,
 } from './codec';
 import { EAGAIN, EINTR, ENOBUFS } from './errno';
 import { inNetworkNamespace, syscallError } from './netns';
@@ -48,8 +49,8 @@ const IF_RA_RCVD = 0x20;
 
 const RTNLGRP_IPV6_PREFIX = 18;
 const RTNLGRP_ND_USEROPT = 20;
-const RTM_NEWPREFIX = 52;
-const RTM_NEWNDUSEROPT = 68;
+export const RTM_NEWPREFIX = 52;
+export const RTM_NEWNDUSEROPT = 68;
 /** struct prefixmsg: family, pad, pad, ifindex, type, len, flags, pad. */
 const PREFIXMSG_LEN = 12;
 /**
@@ -148,10 +149,7 @@ export class AdvertListener {
         if (errno === EAGAIN) return notes;
         throw syscallError('recv from the advertisement notification socket', errno);
       }
-      for (const msg of parseMessages(this.buffer.subarray(0, n))) {
-        if (msg.type === RTM_NEWPREFIX) notePrefix(msg.payload, index, notes);
-        if (msg.type === RTM_NEWNDUSEROPT) noteUserOption(msg.payload, index, notes);
-      }
+      addNotes(notes, parseMessages(this.buffer.subarray(0, n)), index);
     }
   }
 
@@ -160,6 +158,15 @@ export class AdvertListener {
     libc().close(this.fd);
     this.fd = -1;
   }
+}
+
+/** What `messages` (prefix and ND user option notifications) say about link `index`, added to `notes`. */
+export function addNotes(notes: AdvertNotes, messages: readonly NlMsg[], index: number): AdvertNotes {
+  for (const msg of messages) {
+    if (msg.type === RTM_NEWPREFIX) notePrefix(msg.payload, index, notes);
+    if (msg.type === RTM_NEWNDUSEROPT) noteUserOption(msg.payload, index, notes);
+  }
+  return notes;
 }
 
 function notePrefix(payload: Buffer, index: number, notes: AdvertNotes): void {
