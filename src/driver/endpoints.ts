@@ -304,7 +304,9 @@ export function moveEndpointAddress(
   address: IpPrefix,
 ): void {
   const endpoint = ctx.store.getEndpoint(networkId, endpointId);
-  if (endpoint === null) return;
+  // A DHCPv6 address `-o ipv6=slaac` took for the router's M flag was never the endpoint's (Docker's): its lease shows it.
+  const held = address.address.family === 4 ? endpoint?.ipv4 : endpoint?.ipv6;
+  if (endpoint === null || held === null || held === undefined) return;
   ctx.store.putEndpoint(address.address.family === 4 ? { ...endpoint, ipv4: address } : { ...endpoint, ipv6: address });
 }
 

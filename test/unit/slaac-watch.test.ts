@@ -13,11 +13,17 @@ import { LanplugError } from '../../src/errors';
 import type { LinkInfo } from '../../src/link/link';
 import type { Fields, Logger } from '../../src/log';
 import { events } from '../../src/metrics/events';
-import type { EndpointRecord, NetworkSpec } from '../../src/model/network';
+import type { EndpointRecord, LearnedDns, NetworkSpec } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { NetworkDriver } from '../../src/driver/network-driver';
 import type { LearnedAddress } from '../../src/driver/slaac';
-import { SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
+import {
+  SandboxSlaacWatcher,
+  type AdvertNotesSource,
+  type SandboxAccess,
+  type WatchClock,
+} from '../../src/driver/slaac-watch';
+import type { AdvertFlags, AdvertNotes } from '../../src/netlink/router-adverts';
 import { SqliteStore } from '../../src/state/sqlite';
 import { FakeRtnl } from '../support/fake-rtnl';
 
@@ -297,4 +303,87 @@ test('one container on Docker 20.10 (sandbox after 850 ms): the address is repor
     Number(line.fields['afterJoinMs']) <= 850 + 1_000 + 500,
     `reported at ${String(line.fields['afterJoinMs'])} ms`,
   );
+});
+
+/** The fake namespace with a router heard in it: its flags from `heardAt` after IPv6 is on, its notes once. */
+class AdvertisingSandboxes extends FakeSandboxes {
+  readonly closed: string[] = [];
+  private readonly enabled = new Map<string, number>();
+
+  constructor(
+    private readonly fakeClock: FakeClock,
+    timeline: (netns: string) => Timeline,
+    private readonly advert: { heardAt: number; flags: AdvertFlags; notes: AdvertNotes },
+  ) {
+    super(fakeClock, timeline);
+  }
+
+  override enable(netns: string): void {
+    super.enable(netns);
+    this.enabled.set(netns, this.fakeClock.now());
+  }
+
+  listen(netns: string): AdvertNotesSource {
+    let told = false;
+    return {
+      drain: () => {
+        const on = this.enabled.get(netns);
+        if (told || on === undefined || this.fakeClock.now() < on + this.advert.heardAt)
+          return { autoconf: false, prefixes: 0, servers: [], search: [] };
+        told = true;
+        return this.advert.notes;
+      },
+      close: () => this.closed.push(netns),
+    };
+  }
+
+  advertFlags(netns: string): AdvertFlags | null {
+    const on = this.enabled.get(netns);
+    const heard = on !== undefined && this.fakeClock.now() >= on + this.advert.heardAt;
+    return heard ? this.advert.flags : { heard: false, managed: false, other: false };
+  }
+}
+
+test('an advertisement with M and without a prefix to autoconfigure: the flags go to the follow-up once, its DNS is recorded, and the watch ends without waiting for a SLAAC address; its socket is closed', () => {
+  const clock = new FakeClock();
+  const sandboxes = new AdvertisingSandboxes(clock, () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: NEVER }), {
+    heardAt: 500,
+    flags: { heard: true, managed: true, other: true },
+    notes: { autoconf: false, prefixes: 1, servers: ['2001:db8::53'], search: ['lan.example'] },
+  });
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes });
+  const followed: AdvertFlags[] = [];
+  const dns: LearnedDns[] = [];
+  watcher.followWith({
+    flags: (_spec, _endpoint, _netns, _link, flags) => followed.push(flags),
+    dns: (_endpoint, learnt) => dns.push(learnt),
+    cancel: () => undefined,
+  });
+  watcher.watch(SPEC, endpointNo(1), sandboxOf(1));
+  clock.advance(5_000);
+  assert.deepEqual(followed, [{ heard: true, managed: true, other: true }]);
+  assert.deepEqual(dns, [{ servers: ['2001:db8::53'], search: ['lan.example'], from: ['ra'] }]);
+  assert.equal(clock.pending, 0, 'the watch ended');
+  assert.deepEqual(sandboxes.closed, [sandboxOf(1)]);
+  assert.ok(!lines.some((l) => l.msg.startsWith('no IPv6 address')), 'no wait for an address that is not coming');
+});
+
+test('an advertisement with a prefix to autoconfigure: the watch waits for its address, and Leave closes the socket of a watch still waiting', () => {
+  const clock = new FakeClock();
+  const sandboxes = new AdvertisingSandboxes(clock, () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: NEVER }), {
+    heardAt: 500,
+    flags: { heard: true, managed: false, other: false },
+    notes: { autoconf: true, prefixes: 1, servers: [], search: [] },
+  });
+  const watcher = new SandboxSlaacWatcher(capturingLogger().log, () => true, { clock, sandbox: sandboxes });
+  const cancelled: string[] = [];
+  watcher.followWith({ flags: () => undefined, dns: () => undefined, cancel: (id) => cancelled.push(id) });
+  watcher.watch(SPEC, endpointNo(1), sandboxOf(1));
+  clock.advance(5_000);
+  assert.ok(clock.pending > 0, 'still waiting for the address');
+  watcher.cancel(endpointNo(1).endpointId);
+  assert.equal(clock.pending, 0);
+  assert.deepEqual(sandboxes.closed, [sandboxOf(1)]);
+  assert.ok(cancelled.includes(endpointNo(1).endpointId), 'what the follow-up runs for it stops too');
 });
