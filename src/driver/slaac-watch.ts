@@ -282,13 +282,13 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           const addresses = this.sandbox.learnedAddresses(netns, link.index);
           this.hearAdvert(spec, endpoint, netns, link, heard, addresses.length > 0, now, what);
           if (!heard.addressDone) heard.addressDone = this.reportAddress(addresses, link, what, ms);
-          // Done once the flags were followed and the address reported, or none is coming (no prefix had the A flag).
-          const noAddressComing = heard.listener !== null && heard.followed && !heard.autoconf;
-          if (heard.addressDone || noAddressComing) {
-            if (heard.followed || heard.listener === null) {
-              this.finish(id);
-              return;
-            }
+          // Done once the flags were followed and the address reported, or none is coming (no prefix had the A
+          // flag); knowing nothing of the advertisement (no listener), once the address is reported.
+          const done =
+            heard.listener === null ? heard.addressDone : heard.followed && (heard.addressDone || !heard.autoconf);
+          if (done) {
+            this.finish(id);
+            return;
           }
         }
         if (phase.kind === 'address' && ms > this.timing.addressWaitMs) {
