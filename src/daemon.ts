@@ -49,6 +49,7 @@ import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
 import { SandboxSlaacWatcher } from './driver/slaac-watch';
 import { bothWatches, SlaacHostRoutes } from './driver/slaac-host-access';
+import { SlaacDhcp6 } from './endpoint/slaac-dhcp6';
 import { HostAddresses } from './lan/host-addresses';
 import type { Logger } from './log';
 import { events } from './metrics/events';
@@ -155,6 +156,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const citizen = new LanCitizen(driver, store, log, host);
     const keeper = closers.add(new LeaseKeeper(store, log, leaseNetworks(driver, citizen)), (k) => k.stop());
     const dhcp = new DhcpEndpoints(driver, keeper, log);
+    slaac.followWith(new SlaacDhcp6(driver, keeper, log));
     const askingLinks = new AskingLinks(rtnl, log);
     const choice = options.addressStore ?? { kind: 'sqlite' };
     const etcd = choice.kind === 'etcd' ? new EtcdClient(choice.etcd) : null;

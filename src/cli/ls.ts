@@ -72,7 +72,13 @@ export function formatEndpoints(listing: Listing): string {
     containerOf(e),
     e.identity ?? '-',
     e.mac ?? '-',
-    [e.ipv4, e.ipv6, ...(e.slaac ?? []).filter((a) => a.state === 'preferred').map((a) => `${a.address}(ra)`)]
+    [
+      e.ipv4,
+      e.ipv6,
+      ...(e.slaac ?? []).filter((a) => a.state === 'preferred').map((a) => `${a.address}(ra)`),
+      // `-o ipv6=slaac` with the router's M flag: the DHCPv6 address lanplug put on the container (Docker's has none).
+      ...(e.slaac === null ? [] : e.leases.filter((l) => l.family === 6).map((l) => `${l.address}(dhcp6)`)),
+    ]
       .filter((a) => a !== null)
       .join(',') || '-',
     e.source,
@@ -94,7 +100,19 @@ export function formatEndpoints(listing: Listing): string {
     'LAST CONFLICT',
   ];
   const body = rows.length === 0 ? 'no lanplug endpoints\n' : table([header, ...rows]);
-  return body + dockerNote(listing);
+  return body + learntDnsNote(listing) + dockerNote(listing);
+}
+
+/** `-o ipv6=slaac`: the DNS the LAN offered each container, which its resolver (Docker's) does not use. */
+function learntDnsNote(listing: Listing): string {
+  return listing.endpoints
+    .filter((e) => e.slaacDns !== null && e.slaacDns.servers.length + e.slaacDns.search.length > 0)
+    .map((e) => {
+      const dns = e.slaacDns ?? { servers: [], search: [], from: [] };
+      const search = dns.search.length === 0 ? '' : ` search ${dns.search.join(' ')}`;
+      return `dns offered to ${containerOf(e)} (${dns.from.join(', ')}; not in its resolv.conf): ${dns.servers.join(' ') || '-'}${search}\n`;
+    })
+    .join('');
 }
 
 export function formatLanDevices(listing: Listing): string {

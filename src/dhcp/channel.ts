@@ -6,12 +6,18 @@
 import { decodeUdp6Frame, decodeUdpFrame, ETH_P_IP, ETH_P_IPV6, type UdpDatagram } from '../l2/udp-frames';
 import { LanplugError } from '../errors';
 import { PacketSocket } from '../l2/packet-socket';
-import type { Family } from '../net/address';
+import type { Family, IpAddress } from '../net/address';
 import { inNetworkNamespace } from '../netlink/netns';
 
 export interface DhcpChannel {
   /** The link's name, for messages. */
   readonly where: string;
+  /**
+   * DHCPv6: the link-local address the client sends from, as the link holds it in its namespace; absent:
+   * the one the MAC gives (EUI-64), which a link has unless its namespace makes addresses otherwise
+   * (`-o ipv6=slaac`'s stable privacy). A server answers that address: it must be the link's own.
+   */
+  readonly source6?: IpAddress;
   send(frame: Buffer): void;
   /** The first datagram `accept` takes, received from now until `deadline` (ms since the epoch), or null. */
   next(accept: (datagram: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null>;
@@ -29,18 +35,22 @@ export interface ChannelOptions {
   port: number;
   /** A namespace file (Docker's SandboxKey) to open the socket in; default: the daemon's. */
   netns?: string;
+  /** DHCPv6: the link's own link-local address (DhcpChannel.source6). */
+  source6?: IpAddress;
 }
 
 export class PacketChannel implements DhcpChannel {
   private readonly waiters = new Set<Waiter>();
   /** Set at close(): nothing more goes out, even while the socket waits for its last receive to end. */
   private closed = false;
+  readonly source6?: IpAddress;
 
   private constructor(
     private readonly socket: PacketSocket,
     readonly where: string,
     private readonly options: ChannelOptions,
   ) {
+    if (options.source6 !== undefined) this.source6 = options.source6;
     socket.listen((frame) => this.onFrame(frame));
   }
 

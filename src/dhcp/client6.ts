@@ -12,6 +12,7 @@ import { silentLogger, type Fields, type Logger } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
 import { isHostName } from '../net/dns-name';
+import { decodeDnsNames } from '../net/dns-names';
 import type { DhcpChannel } from './channel';
 import { onceEach, type OfferCheck, type RenewOutcome } from './outcomes';
 import {
@@ -184,6 +185,32 @@ export async function renew6(
   };
 }
 
+/** What an Information-request's Reply gives: DNS servers and the search list (RFC 3646). */
+export interface OtherConfig {
+  dns: IpAddress[];
+  search: string[];
+}
+
+/**
+ * Stateless DHCPv6 (RFC 8415 §18.2.6): an Information-request for other configuration, no address, what
+ * a host does for a router advertisement with the O flag and without M. Null when no server answered by
+ * `deadline`.
+ */
+export async function informationRequest(
+  channel: DhcpChannel,
+  identity: DhcpIdentity,
+  deadline: number,
+): Promise<OtherConfig | null> {
+  const xid = randomInt(0, 2 ** 24);
+  const sent = message6(identity, 'information-request', xid, Date.now(), []);
+  const { reply } = await exchange6(channel, identity, sent, xid, 'reply', deadline, () => null);
+  if (reply === null) return null;
+  return {
+    dns: dnsServersOf(reply.message),
+    search: decodeDnsNames(option(reply.message, OPT6.domainList) ?? Buffer.alloc(0)),
+  };
+}
+
 /** Release: the binding goes back to the server (no answer awaited). */
 export function release6Frame(identity: DhcpIdentity, lease: Lease): Buffer {
   const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
@@ -232,20 +259,22 @@ function message6(
   if (type !== 'release') options.push({ code: OPT6.elapsedTime, value: elapsed });
   // A Decline, like a Release, asks for no configuration: no option request, no name.
   if (type !== 'release' && type !== 'decline') {
-    const oro = Buffer.alloc(2);
+    const oro = Buffer.alloc(type === 'information-request' ? 4 : 2);
     oro.writeUInt16BE(OPT6.dnsServers, 0);
+    // The search list only where it is all that is asked (no address is bound that a name could follow).
+    if (type === 'information-request') oro.writeUInt16BE(OPT6.domainList, 2);
     options.push({ code: OPT6.oro, value: oro });
-    if (identity.hostname !== null && isHostName(identity.hostname))
+    if (identity.hostname !== null && type !== 'information-request' && isHostName(identity.hostname))
       options.push({ code: OPT6.clientFqdn, value: fqdnOption(identity.hostname) });
   }
   return { type, xid, options };
 }
 
-function frame(identity: DhcpIdentity, m: Dhcp6Message): Buffer {
+function frame(identity: DhcpIdentity, m: Dhcp6Message, source: IpAddress = linkLocalOf(identity.mac)): Buffer {
   return encodeUdp6Frame({
     sourceMac: identity.mac,
     destinationMac: ALL_SERVERS_MAC,
-    source: linkLocalOf(identity.mac),
+    source,
     destination: ALL_SERVERS,
     sourcePort: DHCP6_CLIENT_PORT,
     destinationPort: DHCP6_SERVER_PORT,
@@ -272,7 +301,7 @@ async function exchange6(
     const client = m === null ? null : option(m, OPT6.clientId);
     return m !== null && m.xid === xid && m.type === type && client?.toString('hex') === identity.duid ? m : null;
   };
-  const bytes = frame(identity, sent);
+  const bytes = frame(identity, sent, channel.source6);
   let last: string | null = null;
   for (let attempt = 0; Date.now() < deadline; attempt++) {
     channel.send(bytes);
@@ -324,9 +353,7 @@ function leaseFrom(reply: Reply6, prefixLength: number, note: (msg: string, fiel
   const serverId = option(reply.message, OPT6.serverId);
   if (address === undefined || reply.ia === null || (reply.ia.status ?? STATUS6.success) !== STATUS6.success)
     return null;
-  const dns = option(reply.message, OPT6.dnsServers) ?? Buffer.alloc(0);
-  const servers: IpAddress[] = [];
-  for (let off = 0; off + 16 <= dns.length; off += 16) servers.push(addressFromBytes(dns.subarray(off, off + 16)));
+  const servers = dnsServersOf(reply.message);
   // Bounded as DHCPv4 lease times are, for the timers: a valid lifetime of 1 s would have the keeper start over
   // at every timer, 136 years would never be renewed (and the server never heard again). The expiry is the
   // server's when shorter than a minute: a lease counted past it would be an address lanplug believes it
@@ -364,6 +391,14 @@ function leaseFrom(reply: Reply6, prefixLength: number, note: (msg: string, fiel
     boundAt: Date.now(),
     state: 'bound',
   };
+}
+
+/** Option 23 (RFC 3646): DNS servers, 16 bytes each. */
+function dnsServersOf(message: Dhcp6Message): IpAddress[] {
+  const dns = option(message, OPT6.dnsServers) ?? Buffer.alloc(0);
+  const servers: IpAddress[] = [];
+  for (let off = 0; off + 16 <= dns.length; off += 16) servers.push(addressFromBytes(dns.subarray(off, off + 16)));
+  return servers;
 }
 
 function replyProblem(reply: Reply6): string {

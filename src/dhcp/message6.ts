@@ -18,6 +18,7 @@ export const MESSAGE6_TYPES = {
   reply: 7,
   release: 8,
   decline: 9,
+  'information-request': 11,
 } as const;
 export type Message6Type = keyof typeof MESSAGE6_TYPES;
 
@@ -31,6 +32,7 @@ export const OPT6 = {
   elapsedTime: 8,
   statusCode: 13,
   dnsServers: 23,
+  domainList: 24,
   clientFqdn: 39,
 } as const;
 

@@ -13,9 +13,11 @@ import { macFromIpv4, randomMac } from '../ipam/mac';
 import type { LinkInfo } from '../link/link';
 import {
   addressesOf,
+  mergeLearnedDns,
   shortId,
   type DriverKind,
   type EndpointRecord,
+  type LearnedDns,
   type NetworkSpec,
   type Stamped,
 } from '../model/network';
@@ -345,8 +347,17 @@ export function moveEndpointAddress(
   address: IpPrefix,
 ): void {
   const endpoint = ctx.store.getEndpoint(networkId, endpointId);
-  if (endpoint === null) return;
+  // A DHCPv6 address `-o ipv6=slaac` took for the router's M flag was never the endpoint's (Docker's): its lease shows it.
+  const held = address.address.family === 4 ? endpoint?.ipv4 : endpoint?.ipv6;
+  if (endpoint === null || held === null || held === undefined) return;
   ctx.store.putEndpoint(address.address.family === 4 ? { ...endpoint, ipv4: address } : { ...endpoint, ipv6: address });
+}
+
+/** DNS the LAN offered an `-o ipv6=slaac` endpoint's container, added to what its start learnt so far (`lanplug ls`). */
+export function noteLearnedDns(ctx: DriverContext, networkId: string, endpointId: string, dns: LearnedDns): void {
+  const endpoint = ctx.store.getEndpoint(networkId, endpointId);
+  if (endpoint === null) return;
+  ctx.store.putEndpoint({ ...endpoint, learnedDns: mergeLearnedDns(endpoint.learnedDns, dns) });
 }
 
 /** A route that will not go is only logged: reconcile compares the routes with the endpoints. */

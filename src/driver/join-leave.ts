@@ -97,7 +97,9 @@ export function join(
  */
 function rememberSandbox(ctx: DriverContext, endpoint: EndpointRecord, sandboxKey: string | null): EndpointRecord {
   if (sandboxKey === null || endpoint.dockerSandboxKey === sandboxKey) return endpoint;
-  const updated = { ...endpoint, dockerSandboxKey: sandboxKey };
+  // What an earlier start learnt of the LAN's DNS (`-o ipv6=slaac`) is learnt anew in this one.
+  const { learnedDns: _earlier, ...rest } = endpoint;
+  const updated = { ...rest, dockerSandboxKey: sandboxKey };
   try {
     ctx.store.putEndpoint(updated);
   } catch (err) {

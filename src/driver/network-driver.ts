@@ -31,7 +31,7 @@ import type { Logger } from '../log';
 import type { Announcer } from '../lan/announce';
 import type { AddressCheck } from '../lan/conflicts';
 import type { ProbeLink } from '../lan/probe';
-import type { DriverKind, EndpointRecord, NetworkRecord, NetworkSpec, Stamped } from '../model/network';
+import type { DriverKind, EndpointRecord, LearnedDns, NetworkRecord, NetworkSpec, Stamped } from '../model/network';
 import type { IpAddress, IpPrefix } from '../net/address';
 import type { Store } from '../state/store';
 import { checkIds, DEFAULT_FORGOTTEN_GRACE_MS, requireNetwork, type DriverContext } from './driver-context';
@@ -148,6 +148,10 @@ export class NetworkDriver {
   /** A DHCP server moved the container: the endpoint's address follows. */
   moveEndpointAddress(networkId: string, endpointId: string, address: IpPrefix): void {
     endpoints.moveEndpointAddress(this.ctx, networkId, endpointId, address);
+  }
+
+  noteLearnedDns(networkId: string, endpointId: string, dns: LearnedDns): void {
+    endpoints.noteLearnedDns(this.ctx, networkId, endpointId, dns);
   }
 
   // ---- join and leave (join-leave.ts) ----

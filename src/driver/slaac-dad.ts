@@ -5,32 +5,22 @@
  * at once (RFC 7217's DAD counter, up to net.ipv6.conf.*.idgen_retries, 3 by default). A read of the
  * container's addresses can miss the failed one altogether (it is tentative for as little as the
  * first solicitation's random delay), so the watch hears the kernel instead: the notification of the
- * deletion (RTM_DELADDR) carries the dadfailed flag. The socket is opened in the container's namespace
- * before IPv6 comes on there, and closed when the watch ends (an open socket keeps a namespace alive).
+ * deletion (RTM_DELADDR) carries the dadfailed flag. The watch's notification socket in the container
+ * (slaac-notes.ts) brings those notifications here.
  */
 import type { LearnedAddress } from './slaac';
 import { decodeAddress } from '../link/ip';
-import { IFA_F_DADFAILED, RTM_DELADDR } from '../netlink/codec';
-import { NetlinkEvents, RTNLGRP_IPV6_IFADDR } from '../netlink/events';
+import { IFA_F_DADFAILED, RTM_DELADDR, type NlMsg } from '../netlink/codec';
 
-export interface DadFailures {
-  /** The global addresses of the link whose DAD failed since the last call (each once). */
-  failed(): Pick<LearnedAddress, 'address' | 'prefixLength'>[];
-  close(): void;
-}
+export type FailedAddress = Pick<LearnedAddress, 'address' | 'prefixLength'>;
 
-/** Listens in `netns` for the kernel dropping an address of link `index` because DAD failed for it. */
-export function listenForDadFailures(netns: string, index: number): DadFailures {
-  const events = NetlinkEvents.open([RTNLGRP_IPV6_IFADDR], { netns });
-  return {
-    failed: () =>
-      events.messages().flatMap((message) => {
-        if (message.type !== RTM_DELADDR) return [];
-        const gone = decodeAddress(message);
-        if (gone === null || gone.index !== index || gone.scope !== 0) return [];
-        if (((gone.flags ?? 0) & IFA_F_DADFAILED) === 0) return [];
-        return [{ address: gone.prefix.address.text, prefixLength: gone.prefix.prefixLength }];
-      }),
-    close: () => events.close(),
-  };
+/** The global addresses of link `index` that `messages` say the kernel dropped because DAD failed for them. */
+export function dadFailuresIn(messages: readonly NlMsg[], index: number): FailedAddress[] {
+  return messages.flatMap((message) => {
+    if (message.type !== RTM_DELADDR) return [];
+    const gone = decodeAddress(message);
+    if (gone === null || gone.index !== index || gone.scope !== 0) return [];
+    if (((gone.flags ?? 0) & IFA_F_DADFAILED) === 0) return [];
+    return [{ address: gone.prefix.address.text, prefixLength: gone.prefix.prefixLength }];
+  });
 }

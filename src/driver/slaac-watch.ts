@@ -4,9 +4,12 @@
  * IPv6 off on that interface. So lanplug watches the sandbox, in the background and bounded in time:
  * once the link is up under Docker's name, it turns IPv6 on with router advertisements (slaac.ts); for
  * a while after, it turns it on again should Docker have written after it; then it waits for the
- * address the kernel forms from the router's prefix and reports it (log line, `slaac.address` event),
- * after reporting each one DAD failed for (`slaac.dad-failed`, slaac-dad.ts). Nothing of this holds up
- * Join's answer.
+ * router's advertisement. What the advertisement says is followed as a host would (netlink/
+ * router-adverts.ts reads it from the container's kernel): its M and O flags go to the follow-up
+ * (DHCPv6 for an address, or for other configuration: endpoint/slaac-dhcp6.ts), its RDNSS/DNSSL are
+ * recorded, and when a prefix has the A flag the watch waits for the address the kernel forms from it
+ * and reports it (log line, `slaac.address` event), after reporting each one DAD failed for
+ * (`slaac.dad-failed`, slaac-dad.ts). Nothing of this holds up Join's answer.
  *
  * Each poll enters the container's namespace synchronously on the daemon's event loop, so the cost is
  * bounded: the gaps between polls grow in each phase (20 ms doubling up to 250 ms), at most
@@ -17,8 +20,10 @@ import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
-import { listenForDadFailures, type DadFailures } from './slaac-dad';
-import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import { shortId, type EndpointRecord, type LearnedDns, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import { readAdvertFlags, type AdvertFlags } from '../netlink/router-adverts';
+import type { FailedAddress } from './slaac-dad';
+import { listenInContainer, type ContainerNotes, type ContainerNotesSource } from './slaac-notes';
 import {
   containerLinkOf,
   enableSlaac,
@@ -71,14 +76,20 @@ interface QueuedWatch {
   start: () => void;
 }
 
-/** The container's namespace as the watch reaches it (slaac.ts); each call enters the namespace once. */
+/**
+ * The container's namespace as the watch reaches it (slaac.ts, netlink/router-adverts.ts,
+ * slaac-notes.ts); each call enters the namespace once. Without `listen` and `advertFlags` (fakes of
+ * the cost tests) the watch knows nothing of the advertisement but the address the kernel formed from
+ * it, and of DAD failures only an address the kernel keeps flagged.
+ */
 export interface SandboxAccess {
   containerLink(netns: string, endpoint: EndpointRecord, owns: (link: LinkInfo) => boolean): LinkInfo | null;
   ipv6Disabled(netns: string, ifname: string): boolean | null;
   enable(netns: string, ifname: string, secret: string, policy: SlaacPolicy): void;
   learnedAddresses(netns: string, index: number): LearnedAddress[];
-  /** What the kernel says of DAD failures on the link; none where absent (unit tests). */
-  listenForDadFailures?(netns: string, index: number): DadFailures;
+  /** The watch's notification socket in the container (prefixes, RA options, DAD failures). */
+  listen?(netns: string): ContainerNotesSource;
+  advertFlags?(netns: string, index: number): AdvertFlags | null;
 }
 
 const REAL_SANDBOX: SandboxAccess = {
@@ -86,8 +97,22 @@ const REAL_SANDBOX: SandboxAccess = {
   ipv6Disabled,
   enable: enableSlaac,
   learnedAddresses,
-  listenForDadFailures,
+  listen: listenInContainer,
+  advertFlags: readAdvertFlags,
 };
+
+/**
+ * What the advertisement asks of lanplug beyond the kernel's own SLAAC: the floor above implements it
+ * (endpoint/slaac-dhcp6.ts, with the lease keeper); none in unit tests of the watch.
+ */
+export interface AdvertFollowUp {
+  /** The flags of the advertisement once heard: M asks DHCPv6 for an address, O (without M) for other configuration. */
+  flags(spec: NetworkSpec, endpoint: EndpointRecord, netns: string, link: LinkInfo, flags: AdvertFlags): void;
+  /** DNS servers and search list heard in advertisements (RDNSS, DNSSL): recorded where users see them. */
+  dns(endpoint: EndpointRecord, dns: LearnedDns): void;
+  /** Leave, DeleteEndpoint: what runs for the endpoint stops (a lease it was taking goes back). */
+  cancel(endpointId: string): void;
+}
 
 /** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
 export interface WatchClock {
@@ -116,12 +141,30 @@ type Phase =
   | { kind: 'guard'; link: LinkInfo; until: number; rewrites: number }
   | { kind: 'address'; link: LinkInfo };
 
+/** What one watch has heard of the router's advertisements so far. */
+interface Heard {
+  /** The notification socket; null where it could not be opened (the watch then waits for an address only). */
+  listener: ContainerNotesSource | null;
+  /** When a poll first saw that an advertisement came; the flags are read at the next poll (see heardAdvert). */
+  firstAt: number | null;
+  /** The flags went to the follow-up. */
+  followed: boolean;
+  /** A prefix with the A flag was advertised (or an address formed from one failed DAD): an address is coming. */
+  autoconf: boolean;
+  prefixes: number;
+  servers: string[];
+  search: string[];
+  /** The address in use was reported (or one the kernel keeps flagged dadfailed). */
+  addressDone: boolean;
+}
+
 export class SandboxSlaacWatcher implements SlaacWatch {
   /** The running watches: what cancels each one's next poll. */
   private readonly active = new Map<string, () => void>();
+  /** What each running watch holds open in its container (the notification socket). */
+  private readonly held = new Map<string, () => void>();
+  private followUp: AdvertFollowUp | null = null;
   private readonly queue: QueuedWatch[] = [];
-  /** Each running watch's ear for the kernel's DAD failures, from its writes on (closed as it ends). */
-  private readonly dadFailures = new Map<string, DadFailures>();
   private readonly timing: SlaacTiming;
   private readonly sandbox: SandboxAccess;
   private readonly clock: WatchClock;
@@ -137,13 +180,18 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.clock = seams.clock ?? REAL_CLOCK;
   }
 
+  /** The daemon's follow-up of the advertisements' flags and options (made after the watcher: it needs the lease keeper). */
+  followWith(followUp: AdvertFollowUp): void {
+    this.followUp = followUp;
+  }
+
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
     const slaac = spec.slaac ?? null;
     if (slaac === null) return;
     this.cancel(endpoint.endpointId);
     const joinedAt = this.clock.now();
     const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
-    const start = (): void => this.run(slaac, endpoint, netns, joinedAt, what);
+    const start = (): void => this.run(spec, slaac, endpoint, netns, joinedAt, what);
     if (this.active.size < MAX_ACTIVE_WATCHES) {
       start();
       return;
@@ -157,6 +205,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   }
 
   private run(
+    spec: NetworkSpec,
     slaac: SlaacPolicy,
     endpoint: EndpointRecord,
     netns: string,
@@ -165,6 +214,16 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   ): void {
     const id = endpoint.endpointId;
     let phase: Phase = { kind: 'link' };
+    const heard: Heard = {
+      listener: null,
+      firstAt: null,
+      followed: false,
+      autoconf: false,
+      prefixes: 0,
+      servers: [],
+      search: [],
+      addressDone: false,
+    };
     let gap = this.timing.firstPollMs;
     const enter = (next: Phase): void => {
       phase = next;
@@ -182,8 +241,9 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           const link = this.sandbox.containerLink(netns, endpoint, this.owns);
           if (link !== null && link.up && link.name !== endpoint.linkName) {
             const dockerTurnedOff = this.sandbox.ipv6Disabled(netns, link.name);
-            const ear = this.sandbox.listenForDadFailures?.(netns, link.index);
-            if (ear !== undefined) this.dadFailures.set(id, ear);
+            // Listening before IPv6 comes on: the answer to the kernel's first solicitation is heard too,
+            // and a DAD failure of the first address formed.
+            heard.listener = this.listen(netns, id, what);
             this.sandbox.enable(netns, link.name, endpointSlaacSecret(endpoint), slaac);
             this.log.info('IPv6 from router advertisements turned on in the container', {
               ...what,
@@ -216,15 +276,32 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           }
           if (now >= phase.until) enter({ kind: 'address', link: phase.link });
         }
-        if (phase.kind !== 'link' && this.reportAddress(id, netns, phase.link, what, ms)) {
-          this.finish(id);
-          return;
+        if (phase.kind !== 'link') {
+          const link = phase.link;
+          const addresses = this.sandbox.learnedAddresses(netns, link.index);
+          const notes = heard.listener?.drain(link.index) ?? null;
+          this.hearAdvert(spec, endpoint, netns, link, heard, notes, addresses.length > 0, now, what);
+          // An address the kernel keeps flagged is final (reportAddress): said once, as the watch is about to end.
+          const flagged = heard.addressDone ? [] : addresses.filter((a) => a.state === 'dadfailed');
+          this.reportDadFailures([...(notes?.dadFailed ?? []), ...flagged], what);
+          if (!heard.addressDone) heard.addressDone = this.reportAddress(addresses, link, what, ms);
+          // Done once the flags were followed and the address reported, or none is coming (no prefix had the A
+          // flag, and no address formed that DAD failed for); knowing nothing of the advertisement (no
+          // listener), once the address is reported.
+          const done =
+            heard.listener === null ? heard.addressDone : heard.followed && (heard.addressDone || !heard.autoconf);
+          if (done) {
+            this.finish(id);
+            return;
+          }
         }
         if (phase.kind === 'address' && ms > this.timing.addressWaitMs) {
-          this.log.info('no IPv6 address from a router advertisement yet; lanplug ls shows it once there is', {
-            ...what,
-            waitedMs: ms,
-          });
+          this.log.info(
+            heard.firstAt === null && heard.listener !== null
+              ? 'no router advertisement heard in the container yet; lanplug ls shows what comes later'
+              : 'no IPv6 address from a router advertisement yet; lanplug ls shows it once there is',
+            { ...what, waitedMs: ms },
+          );
           this.finish(id);
           return;
         }
@@ -245,11 +322,93 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.active.set(id, this.clock.after(0, step));
   }
 
+  /** The notification socket of a watch, held until it ends; null where it cannot be opened (logged). */
+  private listen(netns: string, endpointId: string, what: Record<string, string>): ContainerNotesSource | null {
+    if (this.sandbox.listen === undefined) return null;
+    // A poll that opened one and then failed to turn IPv6 on (the sandbox not there yet) is retried: one socket.
+    this.held.get(endpointId)?.();
+    this.held.delete(endpointId);
+    try {
+      const listener = this.sandbox.listen(netns);
+      this.held.set(endpointId, () => listener.close());
+      return listener;
+    } catch (err) {
+      this.log.warn(
+        'cannot listen for router advertisement options in the container; their flags and DNS not followed, DAD failures only seen if flagged',
+        {
+          ...what,
+          error: String(err),
+        },
+      );
+      return null;
+    }
+  }
+
+  /**
+   * What the advertisements said since the last poll. Heard is: the kernel's flag that one came after its
+   * solicitation, or M or O set, or a prefix or option notified, or an address formed. The flags go to the
+   * follow-up at the poll after the one that first heard (20 ms or more later): the kernel takes in an
+   * advertisement's flags, prefixes and options in one pass, which a poll on another core may see half done.
+   */
+  private hearAdvert(
+    spec: NetworkSpec,
+    endpoint: EndpointRecord,
+    netns: string,
+    link: LinkInfo,
+    heard: Heard,
+    notes: ContainerNotes | null,
+    addressFormed: boolean,
+    now: number,
+    what: Record<string, string>,
+  ): void {
+    if (notes === null) return;
+    heard.prefixes += notes.prefixes;
+    // A DAD failure too says an address is coming (its replacement), should the prefix's note have been lost.
+    heard.autoconf ||= notes.autoconf || notes.dadFailed.length > 0;
+    const servers = notes.servers.filter((s) => !heard.servers.includes(s));
+    const search = notes.search.filter((s) => !heard.search.includes(s));
+    if (servers.length + search.length > 0) {
+      heard.servers.push(...new Set(servers));
+      heard.search.push(...new Set(search));
+      const dns: LearnedDns = { servers: [...heard.servers], search: [...heard.search], from: ['ra'] };
+      this.log.info('DNS servers from the router advertisement (RDNSS/DNSSL)', {
+        ...what,
+        servers: dns.servers.join(' '),
+        search: dns.search.join(' '),
+      });
+      recordEvent('slaac.dns', { ...what, servers: dns.servers.join(' '), search: dns.search.join(' '), from: 'ra' });
+      this.followUp?.dns(endpoint, dns);
+    }
+    if (heard.followed) return;
+    const flags = this.sandbox.advertFlags?.(netns, link.index) ?? null;
+    const came =
+      (flags !== null && (flags.heard || flags.managed || flags.other)) ||
+      heard.prefixes > 0 ||
+      heard.servers.length > 0 ||
+      notes.dadFailed.length > 0 ||
+      addressFormed;
+    if (!came) return;
+    if (heard.firstAt === null) {
+      heard.firstAt = now;
+      return;
+    }
+    heard.followed = true;
+    const managed = flags?.managed ?? false;
+    const other = flags?.other ?? false;
+    this.log.info('router advertisement heard in the container', {
+      ...what,
+      managed: String(managed),
+      other: String(other),
+      autoconf: String(heard.autoconf),
+    });
+    this.followUp?.flags(spec, endpoint, netns, link, { heard: true, managed, other });
+  }
+
   /** A watch ended: its place goes to the longest waiting, unless that one waited past its own time. */
   private finish(endpointId: string): void {
     this.active.delete(endpointId);
-    this.dadFailures.get(endpointId)?.close();
-    this.dadFailures.delete(endpointId);
+    this.held.get(endpointId)?.();
+    this.held.delete(endpointId);
     while (this.active.size < MAX_ACTIVE_WATCHES) {
       const next = this.queue.shift();
       if (next === undefined) return;
@@ -267,14 +426,9 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     }
   }
 
-  /**
-   * True once there is an address in use to report. Each one DAD failed for is reported as the kernel
-   * drops it; the watch goes on for the next one the kernel forms (or ends with none at addressWaitMs).
-   */
-  private reportAddress(id: string, netns: string, link: LinkInfo, what: Record<string, string>, ms: number): boolean {
-    const addresses = this.sandbox.learnedAddresses(netns, link.index);
-    const flagged = addresses.filter((a) => a.state === 'dadfailed');
-    for (const failed of [...(this.dadFailures.get(id)?.failed() ?? []), ...flagged]) {
+  /** Each address DAD failed for, said once as the kernel drops it (or flags it). */
+  private reportDadFailures(failures: readonly FailedAddress[], what: Record<string, string>): void {
+    for (const failed of failures) {
       // Another device on the LAN answered for the address: the kernel keeps it off, as lanplug's probe would.
       const address = `${failed.address}/${failed.prefixLength}`;
       this.log.warn('the IPv6 address from the router advertisement is in use on the LAN (DAD failed); not used', {
@@ -283,7 +437,20 @@ export class SandboxSlaacWatcher implements SlaacWatch {
       });
       recordEvent('slaac.dad-failed', { ...what, address });
     }
-    if (flagged.length > 0) return true;
+  }
+
+  /**
+   * True once there is something final to say: an address in use, or one the kernel keeps flagged
+   * dadfailed. One it drops after DAD failed (reportDadFailures) is not final: the watch goes on for the
+   * next one the kernel forms (or ends with none at addressWaitMs).
+   */
+  private reportAddress(
+    addresses: readonly LearnedAddress[],
+    link: LinkInfo,
+    what: Record<string, string>,
+    ms: number,
+  ): boolean {
+    if (addresses.some((a) => a.state === 'dadfailed')) return true;
     const usable = addresses.find((a) => a.state === 'preferred');
     if (usable === undefined) return false;
     this.log.info('IPv6 address from the router advertisement', {
@@ -297,6 +464,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   }
 
   cancel(endpointId: string): void {
+    this.followUp?.cancel(endpointId);
     const pollCancel = this.active.get(endpointId);
     if (pollCancel !== undefined) {
       pollCancel();
@@ -310,9 +478,9 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   /** Daemon shutdown: the watches stop (the containers keep what they have). */
   close(): void {
     this.queue.length = 0;
-    for (const ear of this.dadFailures.values()) ear.close();
-    this.dadFailures.clear();
     for (const pollCancel of this.active.values()) pollCancel();
     this.active.clear();
+    for (const close of this.held.values()) close();
+    this.held.clear();
   }
 }

@@ -236,8 +236,9 @@ export class DhcpEndpoints {
       throw notFound(
         `endpoint ${shortId(endpointId)} of network ${shortId(networkId)} holds no DHCP lease any more (released before its container joined); start the container again`,
       );
-    // An --internal network gets no gateway, from Docker's IPAM or from a DHCP server.
-    if (record === null || spec.internal) return answer;
+    // An --internal network gets no gateway, from Docker's IPAM or from a DHCP server; nor does a network whose
+    // only lease is a DHCPv6 one `-o ipv6=slaac` took after a Join (its gateways are Docker's IPAM's).
+    if (record === null || spec.internal || spec.dhcp === null) return answer;
     // DHCPv6 names no router (the LAN's routers announce themselves to the container); an IPv6 gateway is
     // the user's --gateway, never the pool's own address that lanplug-dhcp answers Docker's gateway request with.
     const gatewayIpv6 =

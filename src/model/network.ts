@@ -140,6 +140,28 @@ export interface EndpointRecord {
   dockerSandboxKey?: string;
   /** `--driver-opt lanplug.identity` (or `lanplug.dhcp.id`): the name the endpoint's MAC and DHCP ids follow. */
   identity?: string;
+  /** `-o ipv6=slaac`: the DNS servers and search list the LAN offered the container (reported, not configured). */
+  learnedDns?: LearnedDns;
+}
+
+/**
+ * DNS configuration a container's LAN offered it: RDNSS/DNSSL options of the router's advertisements
+ * (RFC 8106), a DHCPv6 server's answer (the `O` or `M` flag). lanplug reports it; the container's
+ * resolver stays Docker's (docs/slaac.md says why).
+ */
+export interface LearnedDns {
+  servers: string[];
+  search: string[];
+  /** Where they were learnt, in the order first heard. */
+  from: ('ra' | 'dhcpv6')[];
+}
+
+/** `a` with what `b` adds, nothing twice: servers and search lists as a resolver reads them, first heard first. */
+export function mergeLearnedDns(a: LearnedDns | undefined, b: LearnedDns): LearnedDns {
+  const union = <T>(x: readonly T[], y: readonly T[]): T[] => [...new Set([...x, ...y])];
+  return a === undefined
+    ? b
+    : { servers: union(a.servers, b.servers), search: union(a.search, b.search), from: union(a.from, b.from) };
 }
 
 /** The addresses an endpoint holds (or a request gives it), IPv4 first. */

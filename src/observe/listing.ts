@@ -9,7 +9,7 @@
 import { stateAt } from '../dhcp/lease-state';
 import { INFINITE_SECONDS, leaseExpiresAt, type LeaseRecord, type LeaseState } from '../model/lease';
 import type { LearnedAddress } from '../driver/slaac';
-import type { EndpointRecord, NetworkRecord } from '../model/network';
+import type { EndpointRecord, LearnedDns, NetworkRecord } from '../model/network';
 import { formatPrefix, type IpAddress } from '../net/address';
 import type { IdentityReservation } from '../state/identity-store';
 import type { LanSighting } from '../state/store';
@@ -56,6 +56,11 @@ export interface EndpointRow {
    * namespace could not be read.
    */
   slaac: { address: string; state: LearnedAddress['state'] }[] | null;
+  /**
+   * `-o ipv6=slaac`: the DNS servers and search list the container's LAN offered it (the router's
+   * RDNSS/DNSSL, a DHCPv6 server's); null on other networks and before any was heard.
+   */
+  slaacDns: LearnedDns | null;
   /** The last LAN device seen using one of this endpoint's addresses. */
   lastConflict: { address: string; mac: string; how: string; at: string } | null;
 }
@@ -221,6 +226,7 @@ function endpointRow(
             address: `${a.address}/${a.prefixLength}`,
             state: a.state,
           })) ?? null),
+    slaacDns: (spec.slaac ?? null) === null ? null : (ep.learnedDns ?? null),
     lastConflict:
       seen === undefined ? null : { address: seen.address, mac: seen.mac, how: seen.how, at: iso(seen.lastSeen) },
   };

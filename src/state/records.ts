@@ -11,6 +11,7 @@ import type {
   ConflictPolicy,
   DhcpPolicy,
   EndpointRecord,
+  LearnedDns,
   HostAccess,
   Leftover,
   LinkMode,
@@ -77,6 +78,7 @@ export function encodeEndpoint(record: EndpointRecord): string {
     ...(record.dockerSandboxKey === undefined ? {} : { dockerSandboxKey: record.dockerSandboxKey }),
     ...(record.sandbox === undefined ? {} : { sandbox: record.sandbox }),
     ...(record.identity === undefined ? {} : { identity: record.identity }),
+    ...(record.learnedDns === undefined ? {} : { learnedDns: record.learnedDns }),
   });
 }
 
@@ -168,7 +170,19 @@ export function decodeEndpoint(text: string): EndpointRecord {
     ...(o['sandbox'] === undefined ? {} : { sandbox: decodeSandbox(o['sandbox']) }),
     ...(o['dockerSandboxKey'] === undefined ? {} : { dockerSandboxKey: str(o, 'dockerSandboxKey') }),
     ...(o['identity'] === undefined ? {} : { identity: str(o, 'identity') }),
+    ...(o['learnedDns'] === undefined ? {} : { learnedDns: decodeLearnedDns(o['learnedDns']) }),
   };
+}
+
+function decodeLearnedDns(value: unknown): LearnedDns {
+  const o = object(value, 'learnedDns');
+  const strings = (key: string): string[] =>
+    array(o, key).map((v) => {
+      if (typeof v !== 'string') throw new RecordDecodeError(`field '${key}' holds a non-string`);
+      return v;
+    });
+  const from = strings('from').filter((f): f is 'ra' | 'dhcpv6' => f === 'ra' || f === 'dhcpv6');
+  return { servers: strings('servers'), search: strings('search'), from };
 }
 
 function decodeSandbox(value: unknown): Sandbox {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { labEngine } from '../lab/engine';
-import { RouterAdverts } from '../lab/router-adverts';
+import { RouterAdverts, type AdvertFlags } from '../lab/router-adverts';
 import { join } from 'node:path';
 import { BUSYBOX } from '../lab/image';
 import { runOk } from '../lab/proc';
@@ -665,5 +665,94 @@ test('-o ipv6=slaac with -o host_access=true: the Docker host reaches the contai
     router.stop();
   }
   lab.host.dockerOk(['network', 'rm', 'slaacha']);
+  assertNoLanplugLinks(lab.host);
+});
+
+/** The router's DNS server and search list, in its advertisements (RDNSS, DNSSL) and from its DHCPv6 server. */
+const LAN_DNS = { server: '2001:db8:abc8::53', search: 'lan.example' };
+
+test("-o ipv6=slaac does what a host does with the router's flags: a DHCPv6 address only when M is set, a SLAAC one only when A is, the DNS servers of RDNSS and DHCPv6 shown; the DHCPv6 lease released at docker rm", async (t) => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=192.168.216.0/24',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'ipv6=slaac',
+    'slaacmo',
+  ]);
+  const mixes: { flags: AdvertFlags; a: boolean; m: boolean; o: boolean }[] = [
+    { flags: 'ra-only', a: true, m: false, o: false },
+    { flags: 'ra-stateless', a: true, m: false, o: true },
+    { flags: 'slaac', a: true, m: true, o: true },
+    { flags: 'managed', a: false, m: true, o: true },
+  ];
+  try {
+    for (const mix of mixes) {
+      const began = Date.now();
+      const router = new RouterAdverts(lab.lan, '2001:db8:abc8::', mix.flags, LAN_DNS);
+      await router.start();
+      try {
+        lab.host.dockerOk(['run', '-d', '--name', 'mo', '--network', 'slaacmo', 'alpine:latest', 'sleep', '300']);
+        // What the user sees once the container has what the advertisement calls for.
+        const row = await eventually(() => {
+          const found = (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[]).find(
+            (e) => e.containerName === 'mo',
+          );
+          assert.ok(found !== undefined, 'mo is not listed');
+          if (mix.a)
+            assert.ok(
+              found.slaac?.some((a) => a.state === 'preferred'),
+              `${mix.flags}: no SLAAC address yet`,
+            );
+          if (mix.m)
+            assert.ok(
+              found.leases.some((l) => l.family === 6),
+              `${mix.flags}: no DHCPv6 lease yet`,
+            );
+          assert.deepEqual(found.slaacDns?.servers, [LAN_DNS.server], `${mix.flags}: DNS servers`);
+          assert.deepEqual(found.slaacDns?.search, [LAN_DNS.search], `${mix.flags}: search list`);
+          if (mix.o) assert.ok(found.slaacDns?.from.includes('dhcpv6'), `${mix.flags}: DNS from DHCPv6 yet`);
+          return found;
+        }, 20_000);
+        const shown = lab.host.dockerOk(['exec', 'mo', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']);
+        const leased = row.leases.find((l) => l.family === 6)?.address;
+        t.diagnostic(`${mix.flags}: ${Date.now() - began} ms; ${shown.replace(/\s+/g, ' ')}`);
+        // The DHCPv6 address (from the server's range) in the container exactly when M is set.
+        assert.equal(/inet6 2001:db8:abc8::1[0-9a-f]{3}\/128 scope global/.test(shown), mix.m, shown);
+        assert.equal(leased !== undefined, mix.m);
+        if (leased !== undefined) assert.match(shown, new RegExp(`inet6 ${leased} scope global`));
+        // The SLAAC address (from the prefix, kernel-made: dynamic) exactly when A is set.
+        assert.equal(/inet6 2001:db8:abc8:0:[0-9a-f:]+\/64 scope global dynamic/.test(shown), mix.a, shown);
+        assert.equal((row.slaac ?? []).length > 0, mix.a);
+        // The server heard an Information-request (O without M), a Solicit (M), nothing (neither).
+        const log = router.log();
+        assert.equal(log.includes('DHCPINFORMATION-REQUEST'), mix.o && !mix.m, `${mix.flags}: information-request`);
+        assert.equal(log.includes('DHCPSOLICIT'), mix.m, `${mix.flags}: solicit`);
+        lab.host.dockerOk(['rm', '-f', 'mo']);
+        if (leased !== undefined) {
+          const address = leased.split('/')[0] ?? '';
+          await eventually(() => assert.ok(router.log().includes('DHCPRELEASE'), 'a DHCPv6 Release at docker rm'));
+          await eventually(() =>
+            assert.deepEqual(
+              router.leased().filter((a) => a === address),
+              [],
+            ),
+          );
+        }
+      } finally {
+        router.stop();
+        lab.host.docker(['rm', '-f', 'mo']);
+      }
+    }
+  } finally {
+    // What the daemon said of each advertisement and exchange, with its times.
+    for (const line of lab.plugin.stderr().split('\n'))
+      if (/router advertisement heard|DHCPv6|dhcp lease/.test(line)) t.diagnostic(line);
+  }
+  lab.host.dockerOk(['network', 'rm', 'slaacmo']);
   assertNoLanplugLinks(lab.host);
 });

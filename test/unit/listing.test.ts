@@ -258,3 +258,35 @@ test('-o ipv6=slaac: the addresses the container learned are its row’s (null e
   assert.match(formatEndpoints(both), / 172\.16\.86\.10\/24,2001:db8:1::5\/64\(ra\) /);
   assert.equal(listing(null).endpoints[0]?.slaac, null);
 });
+
+test('-o ipv6=slaac: the DNS the LAN offered is the row’s (slaacDns) and a line under the table; a DHCPv6 address taken for the M flag is marked (dhcp6)', () => {
+  const slaac = macvlanNetwork(id('a'), { slaac: { rtInfoMaxPlen: 0 } });
+  const ep: EndpointRecord = {
+    ...endpoint(id('a'), id('1'), '02:00:00:00:00:01', '172.16.86.10/24'),
+    learnedDns: { servers: ['2001:db8::53'], search: ['lan.example'], from: ['ra', 'dhcpv6'] },
+  };
+  const v4 = DHCP_LEASE.leases[0];
+  assert.ok(v4 !== undefined);
+  const lease: LeaseRecord = {
+    ...DHCP_LEASE,
+    networkId: id('a'),
+    endpointId: id('1'),
+    leases: [{ ...v4, family: 6, address: parsePrefix('2001:db8::1017/128'), router: null }],
+  };
+  const listing = buildListing({
+    networks: [slaac],
+    endpoints: [ep],
+    leases: [lease],
+    sightings: [],
+    views: new Map([[id('a'), view('lan', 'default', [[id('1'), id('9'), 'mo']])]]),
+    sharedPools: false,
+    inLocalPool: () => false,
+    dockerError: null,
+    now: NOW,
+    learnedIpv6: () => [{ address: '2001:db8::5', prefixLength: 64, state: 'preferred' }],
+  });
+  assert.deepEqual(listing.endpoints[0]?.slaacDns, ep.learnedDns);
+  const shown = formatEndpoints(listing);
+  assert.match(shown, / 172\.16\.86\.10\/24,2001:db8::5\/64\(ra\),2001:db8::1017\/128\(dhcp6\) /);
+  assert.match(shown, /^dns offered to mo \(ra, dhcpv6; not in its resolv\.conf\): 2001:db8::53 search lan\.example$/m);
+});

@@ -13,11 +13,14 @@ import { LanplugError } from '../../src/errors';
 import type { LinkInfo } from '../../src/link/link';
 import type { Fields, Logger } from '../../src/log';
 import { events } from '../../src/metrics/events';
-import type { EndpointRecord, NetworkSpec } from '../../src/model/network';
+import type { EndpointRecord, LearnedDns, NetworkSpec } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { NetworkDriver } from '../../src/driver/network-driver';
 import type { LearnedAddress } from '../../src/driver/slaac';
+import type { FailedAddress } from '../../src/driver/slaac-dad';
+import type { ContainerNotesSource } from '../../src/driver/slaac-notes';
 import { SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
+import type { AdvertFlags, AdvertNotes } from '../../src/netlink/router-adverts';
 import { SqliteStore } from '../../src/state/sqlite';
 import { FakeRtnl } from '../support/fake-rtnl';
 
@@ -297,4 +300,118 @@ test('one container on Docker 20.10 (sandbox after 850 ms): the address is repor
     Number(line.fields['afterJoinMs']) <= 850 + 1_000 + 500,
     `reported at ${String(line.fields['afterJoinMs'])} ms`,
   );
+});
+
+/** The fake namespace with a router heard in it: its flags from `heardAt` after IPv6 is on, its notes once. */
+class AdvertisingSandboxes extends FakeSandboxes {
+  readonly closed: string[] = [];
+  private readonly enabled = new Map<string, number>();
+
+  constructor(
+    private readonly fakeClock: FakeClock,
+    timeline: (netns: string) => Timeline,
+    private readonly advert: { heardAt: number; flags: AdvertFlags; notes: AdvertNotes; dadFailed?: FailedAddress[] },
+  ) {
+    super(fakeClock, timeline);
+  }
+
+  override enable(netns: string): void {
+    super.enable(netns);
+    this.enabled.set(netns, this.fakeClock.now());
+  }
+
+  listen(netns: string): ContainerNotesSource {
+    let told = false;
+    return {
+      drain: () => {
+        const on = this.enabled.get(netns);
+        if (told || on === undefined || this.fakeClock.now() < on + this.advert.heardAt)
+          return { autoconf: false, prefixes: 0, servers: [], search: [], dadFailed: [] };
+        told = true;
+        return { ...this.advert.notes, dadFailed: this.advert.dadFailed ?? [] };
+      },
+      close: () => this.closed.push(netns),
+    };
+  }
+
+  advertFlags(netns: string): AdvertFlags | null {
+    const on = this.enabled.get(netns);
+    const heard = on !== undefined && this.fakeClock.now() >= on + this.advert.heardAt;
+    return heard ? this.advert.flags : { heard: false, managed: false, other: false };
+  }
+}
+
+test('an advertisement with M and without a prefix to autoconfigure: the flags go to the follow-up once, its DNS is recorded, and the watch ends without waiting for a SLAAC address; its socket is closed', () => {
+  const clock = new FakeClock();
+  const sandboxes = new AdvertisingSandboxes(clock, () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: NEVER }), {
+    heardAt: 500,
+    flags: { heard: true, managed: true, other: true },
+    notes: { autoconf: false, prefixes: 1, servers: ['2001:db8::53'], search: ['lan.example'] },
+  });
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes });
+  const followed: AdvertFlags[] = [];
+  const dns: LearnedDns[] = [];
+  watcher.followWith({
+    flags: (_spec, _endpoint, _netns, _link, flags) => followed.push(flags),
+    dns: (_endpoint, learnt) => dns.push(learnt),
+    cancel: () => undefined,
+  });
+  watcher.watch(SPEC, endpointNo(1), sandboxOf(1));
+  clock.advance(5_000);
+  assert.deepEqual(followed, [{ heard: true, managed: true, other: true }]);
+  assert.deepEqual(dns, [{ servers: ['2001:db8::53'], search: ['lan.example'], from: ['ra'] }]);
+  assert.equal(clock.pending, 0, 'the watch ended');
+  assert.deepEqual(sandboxes.closed, [sandboxOf(1)]);
+  assert.ok(!lines.some((l) => l.msg.startsWith('no IPv6 address')), 'no wait for an address that is not coming');
+});
+
+test('an advertisement with a prefix to autoconfigure: the watch waits for its address, and Leave closes the socket of a watch still waiting', () => {
+  const clock = new FakeClock();
+  const sandboxes = new AdvertisingSandboxes(clock, () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: NEVER }), {
+    heardAt: 500,
+    flags: { heard: true, managed: false, other: false },
+    notes: { autoconf: true, prefixes: 1, servers: [], search: [] },
+  });
+  const watcher = new SandboxSlaacWatcher(capturingLogger().log, () => true, { clock, sandbox: sandboxes });
+  const cancelled: string[] = [];
+  watcher.followWith({ flags: () => undefined, dns: () => undefined, cancel: (id) => cancelled.push(id) });
+  watcher.watch(SPEC, endpointNo(1), sandboxOf(1));
+  clock.advance(5_000);
+  assert.ok(clock.pending > 0, 'still waiting for the address');
+  watcher.cancel(endpointNo(1).endpointId);
+  assert.equal(clock.pending, 0);
+  assert.deepEqual(sandboxes.closed, [sandboxOf(1)]);
+  assert.ok(cancelled.includes(endpointNo(1).endpointId), 'what the follow-up runs for it stops too');
+});
+
+test("a DAD failure the container's kernel tells: warned and an event naming the address, and the watch waits for the next address, even with the prefix's note lost", () => {
+  const clock = new FakeClock();
+  const sandboxes = new AdvertisingSandboxes(clock, () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: 2_000 }), {
+    heardAt: 500,
+    flags: { heard: true, managed: false, other: false },
+    // The prefix's RTM_NEWPREFIX lost (a queue that overflowed): only the deletion of the address is heard.
+    notes: { autoconf: false, prefixes: 0, servers: [], search: [] },
+    dadFailed: [{ address: '2001:db8:abc8::66', prefixLength: 64 }],
+  });
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes });
+  watcher.followWith({ flags: () => undefined, dns: () => undefined, cancel: () => undefined });
+  const from = Date.now();
+  watcher.watch(SPEC, endpointNo(1), sandboxOf(1));
+  clock.advance(10_000);
+  const warned = lines.filter((l) => l.level === 'warn' && /DAD failed/.test(l.msg));
+  assert.deepEqual(
+    warned.map((l) => l.fields['address']),
+    ['2001:db8:abc8::66/64'],
+  );
+  assert.ok(
+    events.since(from).some((e) => e.kind === 'slaac.dad-failed' && e.fields['address'] === '2001:db8:abc8::66/64'),
+    'no slaac.dad-failed event',
+  );
+  const reported = lines.find((l) => l.msg === ADDRESS_LINE);
+  assert.ok(reported !== undefined, 'the next address was not reported: the watch ended before it');
+  assert.equal(reported.fields['address'], '2001:db8:abc8::42/64');
+  assert.equal(clock.pending, 0, 'the watch ended');
+  assert.deepEqual(sandboxes.closed, [sandboxOf(1)]);
 });
