@@ -11,8 +11,7 @@ import { encodeUdp6Frame, linkLocalOf, type UdpDatagram } from '../l2/udp-frames
 import { silentLogger, type Fields, type Logger } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
-import { isHostName } from '../net/dns-name';
-import { decodeDnsNames } from '../net/dns-names';
+import { decodeDnsNames, isHostName } from '../net/dns-name';
 import type { DhcpChannel } from './channel';
 import { onceEach, type OfferCheck, type RenewOutcome } from './outcomes';
 import {

@@ -3,7 +3,10 @@
  * bytes, each on the wire as its length then its bytes; a fully qualified
  * name ends with the root's empty label, a partial one (a DHCP client's
  * single label, RFC 4702 §2.3 / RFC 4704 §4.2, which the server completes
- * with its domain) does not. Used by the DHCP client FQDN options and mDNS.
+ * with its domain) does not. Used by the DHCP client FQDN options and mDNS
+ * (encoding), and by DHCPv6's domain list (option 24, RFC 3646) and router
+ * advertisements' DNSSL (RFC 8106), decoded here: a run of uncompressed names
+ * padded with zero bytes.
  */
 
 /** Letters, digits and '-' (RFC 1123 §2.1), as every DHCP server and resolver takes a host name's label. */
@@ -33,4 +36,29 @@ export function encodeDnsName(name: string, qualified: boolean): Buffer {
  */
 export function encodeClientName(name: string): Buffer {
   return encodeDnsName(name, name.includes('.'));
+}
+
+/**
+ * The names in `b`, each as dotted text without the trailing dot. What cannot be a name (a label
+ * running past the end, a compression pointer, a byte outside printable ASCII) ends the list there:
+ * the names before it are kept, nothing of it.
+ */
+export function decodeDnsNames(b: Uint8Array): string[] {
+  const names: string[] = [];
+  let labels: string[] = [];
+  for (let off = 0; off < b.length;) {
+    const length = b[off] ?? 0;
+    off += 1;
+    if (length === 0) {
+      if (labels.length > 0) names.push(labels.join('.'));
+      labels = [];
+      continue;
+    }
+    if (length > 63 || off + length > b.length) break;
+    const label = Buffer.from(b.subarray(off, off + length)).toString('latin1');
+    if (!/^[\x21-\x7e]+$/.test(label) || label.includes('.')) break;
+    labels.push(label);
+    off += length;
+  }
+  return names;
 }

@@ -19,7 +19,7 @@
  * kernel itself.
  */
 import { addressFromBytes } from '../net/address';
-import { decodeDnsNames } from '../net/dns-names';
+import { decodeDnsNames } from '../net/dns-name';
 import {
   AF_INET6,
   attrMap,

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { addressBytes, parseAddress } from '../../src/net/address';
-import { decodeDnsNames } from '../../src/net/dns-names';
+import { decodeDnsNames } from '../../src/net/dns-name';
 import { addNotes, RTM_NEWNDUSEROPT, RTM_NEWPREFIX, type AdvertNotes } from '../../src/netlink/router-adverts';
 
 const empty = (): AdvertNotes => ({ autoconf: false, prefixes: 0, servers: [], search: [] });
