@@ -7,7 +7,9 @@
  * (also after the namespace is gone), by `lanplug gc` for a pod that went
  * without a DEL and by a restarted daemon for one that went while it was down,
  * never for a live one; an absent host's silent pod address is reclaimed by
- * the other host, its live one kept.
+ * the other host, its live one kept. A Docker network's pool (its IPAM calls
+ * over the plugin socket) beside a CNI network keeps the host in the pool
+ * whichever goes first; a give-back etcd did not take is made once it is back.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
