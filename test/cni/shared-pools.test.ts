@@ -300,7 +300,7 @@ function cutFromEtcd(on: boolean): void {
   ]);
 }
 
-test('etcd out of reach at a DEL: the give-back is owed, and made once etcd is back within the retry interval', async (t) => {
+test('etcd out of reach at a DEL: the give-back is owed, kept across a restart, and made once etcd is back within the retry interval', async (t) => {
   // A second pod keeps the network, and so the host's place in the pool: only the give-back can free the claim.
   const [anchor, pod] = [newSandbox(), newSandbox()];
   assert.equal((await cni(nodeA(), 'ADD', anchor)).code, 0);
@@ -314,11 +314,15 @@ test('etcd out of reach at a DEL: the give-back is owed, and made once etcd is b
     assert.equal((await cni(nodeA(), 'DEL', pod)).code, 0, 'DEL is done all the same');
     const delMs = Date.now() - started;
     assert.equal(claims().get(address), 'a', 'etcd did not hear the give-back');
+    // The debt outlives the daemon: restarted while still cut off, it makes it once etcd is back.
+    await stopDaemon(nodeA());
+    nodeA().running = await nodeA().daemon.start({}, daemonArgs('a'));
     cutFromEtcd(false);
     cut = false;
     const back = Date.now();
     while (claims().has(address) && Date.now() - back < 15_000) await sleep(250);
     assert.equal(claims().has(address), false, `the owed give-back of ${address} is made once etcd is back`);
+    assert.match(daemonLog(nodeA()), /made a give-back etcd had not taken/, 'by the restarted daemon, from its record');
     t.diagnostic(`DEL with etcd cut off: ${delMs} ms; claim gone ${Date.now() - back} ms after etcd was back`);
   } finally {
     if (cut) cutFromEtcd(false);
