@@ -162,7 +162,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const etcd = choice.kind === 'etcd' ? new EtcdClient(choice.etcd) : null;
     const book = addressBookFor(choice, etcd, store, log);
     const allocator = new IpamAllocator(book, log, citizen.allocationFilter(), store);
-    const sharedAttachments = new SharedAttachmentPools(book, allocator, store, log);
+    const sharedAttachments = closers.add(new SharedAttachmentPools(book, allocator, store, log), (s) => s.stop());
     const cni = cniServices(driver, rtnl, store, log, {
       lan: citizen.conflicts,
       idleMs: options.cniIdleMs,
@@ -227,7 +227,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       closers.add(await MetricsListener.listen(options.metricsListen, controlPages(views), log), (m) => m.close());
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
-      ipam: ipamRoutes(new LanplugIpam(allocator, citizen)),
+      ipam: ipamRoutes(new LanplugIpam(allocator, citizen, Date.now, sharedAttachments)),
       dhcpIpam: dhcpIpamRoutes(new DhcpIpam(new DhcpAddresses(driver, keeper, askingLinks))),
     });
     for (const server of await servePluginSockets(sockets, passed, log)) {

@@ -201,8 +201,13 @@ function parseWhole(key: string, value: string | undefined, min: number, max: nu
   return n;
 }
 
-function checkKeys(driver: DriverKind, options: Readonly<Record<string, string>>): void {
-  const accepted = ACCEPTED_KEYS[driver];
+/** Refuses an option the driver does not know; `alsoAccepted`: a front end's own (named in the message too). */
+export function checkKeys(
+  driver: DriverKind,
+  options: Readonly<Record<string, string>>,
+  alsoAccepted: readonly string[] = [],
+): void {
+  const accepted = [...ACCEPTED_KEYS[driver], ...alsoAccepted];
   for (const key of Object.keys(options)) {
     if (accepted.includes(key) || key.startsWith(DOCKER_NAMESPACE)) continue;
     throw invalidArgument(`unknown option '${key}' for lanplug-${driver}; accepted options: ${accepted.join(', ')}`);

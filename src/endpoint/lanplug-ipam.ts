@@ -48,6 +48,12 @@ const MAX_ANSWERED_PER_ALLOCATION = 256;
  */
 const WALK_BUDGET_MS = 10_000;
 
+/**
+ * Where Docker's pool requests go when CNI networks may use the same shared pool on this host
+ * (endpoint/shared-attachments.ts): the host stays in the pool while either uses it.
+ */
+export type SharedPoolUse = Pick<IpamAllocator, 'requestPool' | 'releasePool'>;
+
 export class LanplugIpam {
   constructor(
     private readonly allocator: IpamAllocator,
@@ -55,6 +61,8 @@ export class LanplugIpam {
     private readonly lan: IpamLan | null = null,
     /** The clock the walk's budget is measured on (tests of a slow LAN). */
     private readonly now: () => number = Date.now,
+    /** Pools: the allocator's, or, with CNI beside Docker, counted with CNI's use of them. */
+    private readonly pools: SharedPoolUse = allocator,
   ) {}
 
   /** Whether pools are shared with other hosts (then Docker must send each endpoint's MAC). */
@@ -63,11 +71,11 @@ export class LanplugIpam {
   }
 
   requestPool(request: PoolRequest): Promise<PoolRecord> {
-    return this.allocator.requestPool(request);
+    return this.pools.requestPool(request);
   }
 
   releasePool(poolId: string): Promise<void> {
-    return this.allocator.releasePool(poolId);
+    return this.pools.releasePool(poolId);
   }
 
   /**

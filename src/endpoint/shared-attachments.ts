@@ -16,29 +16,50 @@
  * address space `cni-shared:<name>` holding no claims, so that after a
  * restart the reconcile still knows whose claims to give back, and the
  * network's removal which pools to leave.
+ *
+ * One host, several users of a pool: Docker's networks (the lanplug IPAM
+ * driver's RequestPool, recorded as a pool of the address space
+ * `docker-shared`) and CNI or Podman networks. The host joins the pool in
+ * etcd with its first user and leaves it with its last, whichever that is:
+ * the last host to leave takes the pool's claims with it, a live pod's too.
+ * A give-back etcd did not take (no quorum at DEL) is owed, recorded as a
+ * pool of the address space `shared-owed:<address>` (so a restart keeps it),
+ * and made again every RETRY_MS until etcd takes it.
  */
 import { invalidArgument, LanplugError } from '../errors';
 import type { AttachNetwork, AttachRequest, SharedClaims } from '../driver/attachments';
-import { LOCAL_ADDRESS_SPACE, poolIdOf, type IpamAllocator } from '../ipam/allocator';
+import { LOCAL_ADDRESS_SPACE, poolIdOf, type IpamAllocator, type PoolRequest } from '../ipam/allocator';
 import { sharedPoolOf, type RangeAllocation } from '../ipam/ranges';
 import type { Logger } from '../log';
 import type { AddressRange, PoolRecord } from '../model/ipam';
-import { formatPrefix, prefixContains, type IpAddress } from '../net/address';
+import { addressesOf } from '../model/network';
+import { formatPrefix, networkOf, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import type { AddressBook } from '../state/address-book';
 import type { IpamStore } from '../state/ipam-store';
 import type { Store } from '../state/store';
 
-const markSpace = (networkName: string): string => `cni-shared:${networkName}`;
+const CNI_SPACE = 'cni-shared:';
+const markSpace = (networkName: string): string => `${CNI_SPACE}${networkName}`;
+const DOCKER_SPACE = 'docker-shared';
+const OWED_SPACE = 'shared-owed:';
+/** How often owed give-backs are asked of etcd again. */
+export const GIVE_BACK_RETRY_MS = 5_000;
 
 export class SharedAttachmentPools implements SharedClaims {
   private readonly pending = new Set<Promise<void>>();
+  /** Per shared pool, its joins and leaves here, one after the other. */
+  private readonly poolWork = new Map<string, Promise<void>>();
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retrying = false;
 
   constructor(
     private readonly book: AddressBook,
     private readonly allocator: IpamAllocator,
     private readonly store: Store & IpamStore,
     private readonly log: Logger,
-  ) {}
+  ) {
+    if (this.owedGiveBacks().length > 0) this.scheduleRetry();
+  }
 
   /** A shared network on a daemon whose pools are its own (no `--store etcd`) is refused in one line. */
   check(network: AttachNetwork): void {
@@ -51,10 +72,12 @@ export class SharedAttachmentPools implements SharedClaims {
   /**
    * One address of each range set's shared pool, the pool joined first (with its gateway and the
    * host-access addresses, as a Docker network records them); all or none. `mac` is claimed with the
-   * first address, as a Docker endpoint's.
+   * first address, as a Docker endpoint's. Pools an earlier configuration of the network joined, which
+   * no attachment here uses, are left first.
    */
   async claim(request: AttachRequest, mac: string | null): Promise<RangeAllocation[]> {
     this.check(request);
+    await this.leaveStalePools(request);
     const done: RangeAllocation[] = [];
     try {
       for (const set of request.rangeSets) {
@@ -69,6 +92,8 @@ export class SharedAttachmentPools implements SharedClaims {
           mac: done.length === 0 ? mac : null,
           endpoint: true,
         });
+        // Claimed again (etcd had taken an owed give-back after all): the claim is this pod's now.
+        this.store.deletePool(owedId(pool.poolId, address.address));
         done.push({ poolId: pool.poolId, address, gateway: range.gateway });
       }
       return done;
@@ -84,7 +109,7 @@ export class SharedAttachmentPools implements SharedClaims {
   }
 
   freed(networkName: string, addresses: readonly IpAddress[]): void {
-    const pools = this.store.listPools().filter((p) => p.addressSpace === markSpace(networkName));
+    const pools = this.marksOf(markSpace(networkName));
     const claims = addresses.flatMap((address) =>
       pools.filter((p) => prefixContains(p.pool, address)).map((p) => ({ poolId: sharedIdOf(p), address })),
     );
@@ -93,44 +118,218 @@ export class SharedAttachmentPools implements SharedClaims {
   }
 
   networkDropped(networkName: string): void {
-    const marks = this.store.listPools().filter((p) => p.addressSpace === markSpace(networkName));
+    const marks = this.marksOf(markSpace(networkName));
     for (const mark of marks) this.store.deletePool(mark.poolId);
-    // A Docker network here on the same subnet uses the pool still: this host stays in it.
-    const inUse = (mark: PoolRecord): boolean =>
-      this.store
-        .listNetworks()
-        .some(({ spec }) => [...spec.ipv4, ...spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(mark.pool)));
-    for (const mark of marks)
-      if (!inUse(mark))
-        this.track(
-          this.allocator.releasePool(sharedIdOf(mark)).catch((err: unknown) =>
-            this.log.warn('shared pool: could not leave the pool of a removed CNI network', {
-              network: networkName,
-              pool: sharedIdOf(mark),
-              error: String(err),
-            }),
-          ),
-        );
+    for (const mark of marks) this.track(this.leaveIfUnused(sharedIdOf(mark), mark.pool, networkName));
+  }
+
+  /**
+   * Docker's RequestPool on a shared pool: joined in etcd, or, when a CNI network here uses it
+   * already (this host is listed), taken as it is; Docker's use is recorded either way.
+   */
+  requestPool(request: PoolRequest): Promise<PoolRecord> {
+    if (this.book.hostId === null || request.pool === null) return this.allocator.requestPool(request);
+    const range = request.range === null ? null : networkOf(request.range);
+    const poolId = poolIdOf(request.addressSpace, networkOf(request.pool), range);
+    return this.onePoolAtATime(poolId, async () => {
+      let record: PoolRecord;
+      try {
+        record = await this.allocator.requestPool(request);
+      } catch (err) {
+        const cniHere = this.usersHere(poolId).some((m) => m.addressSpace.startsWith(CNI_SPACE));
+        if (!(err instanceof LanplugError && err.code === 'Conflict' && cniHere && (await this.listedIn(poolId))))
+          throw err;
+        record = { poolId, addressSpace: request.addressSpace, pool: networkOf(request.pool as IpPrefix), range };
+        this.log.info('Docker network uses a shared pool a CNI network here uses', { pool: poolId });
+      }
+      this.record({ ...record, poolId: `${DOCKER_SPACE}/${poolId}`, addressSpace: DOCKER_SPACE });
+      return record;
+    });
+  }
+
+  /** Docker's ReleasePool: this host leaves the pool unless a CNI or Podman network here still uses it. */
+  releasePool(poolId: string): Promise<void> {
+    if (this.book.hostId === null) return this.allocator.releasePool(poolId);
+    return this.onePoolAtATime(poolId, async () => {
+      this.store.deletePool(`${DOCKER_SPACE}/${poolId}`);
+      const users = this.usersHere(poolId);
+      if (users.length > 0) {
+        this.log.info('Docker network gone; this host stays in the shared pool: a CNI network here uses it', {
+          pool: poolId,
+          users: users.map((m) => m.addressSpace),
+        });
+        return;
+      }
+      await this.allocator.releasePool(poolId);
+    });
   }
 
   async settled(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending]);
   }
 
+  /** The owed give-backs' retries stop (the daemon stops; a restart takes them up again). */
+  stop(): void {
+    if (this.retryTimer !== null) clearInterval(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  /** Owed give-backs, made now: the ones etcd takes go; at its first failure the rest wait for the next round. */
+  async retryGiveBacks(): Promise<void> {
+    if (this.retrying) return; // the last round is still waiting for etcd
+    this.retrying = true;
+    try {
+      for (const owed of this.owedGiveBacks()) {
+        const address = owed.pool.address;
+        // Claimed again meanwhile (see claim): the claim is a pod's now.
+        if (this.store.getPool(owed.poolId) === null) continue;
+        // An attachment here holds the address again: its claim (etcd had taken the give-back after all).
+        const held = this.store.listAllEndpoints().some((e) => addressesOf(e).some((a) => a.text === address.text));
+        if (!held)
+          try {
+            await this.allocator.releaseAddress(sharedIdOf(owed), address);
+          } catch (err) {
+            this.log.debug('shared pool: an owed give-back still not taken', {
+              pool: sharedIdOf(owed),
+              address: address.text,
+              error: String(err),
+            });
+            return;
+          }
+        this.store.deletePool(owed.poolId);
+        this.log.info('shared pool: made a give-back etcd had not taken', {
+          pool: sharedIdOf(owed),
+          address: address.text,
+        });
+      }
+      if (this.owedGiveBacks().length === 0) this.stop();
+    } finally {
+      this.retrying = false;
+    }
+  }
+
   private async giveBack(claims: readonly { poolId: string; address: IpAddress }[]): Promise<void> {
     for (const claim of claims)
-      await this.allocator.releaseAddress(claim.poolId, claim.address).catch((err: unknown) =>
-        this.log.warn('shared pool: could not give back an address; the periodic check frees it', {
+      await this.allocator.releaseAddress(claim.poolId, claim.address).catch((err: unknown) => {
+        this.log.warn('shared pool: etcd did not take an address given back; owed, and asked again', {
           pool: claim.poolId,
           address: claim.address.text,
           error: String(err),
-        }),
-      );
+        });
+        this.oweGiveBack(claim.poolId, claim.address);
+      });
+  }
+
+  private oweGiveBack(poolId: string, address: IpAddress): void {
+    const pool: IpPrefix = { address, prefixLength: address.family === 4 ? 32 : 128 };
+    this.record({ poolId: owedId(poolId, address), addressSpace: `${OWED_SPACE}${address.text}`, pool, range: null });
+    this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer !== null) return;
+    this.retryTimer = setInterval(() => this.track(this.retryGiveBacks()), GIVE_BACK_RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  private owedGiveBacks(): PoolRecord[] {
+    return this.store.listPools().filter((p) => p.addressSpace.startsWith(OWED_SPACE));
   }
 
   private track(work: Promise<void>): void {
     const settled = work.finally(() => this.pending.delete(settled));
     this.pending.add(settled);
+  }
+
+  /** Marks of one address space. */
+  private marksOf(space: string): PoolRecord[] {
+    return this.store.listPools().filter((p) => p.addressSpace === space);
+  }
+
+  /** The networks here (Docker's, CNI's, Podman's) recorded as users of the shared pool. */
+  private usersHere(poolId: string): PoolRecord[] {
+    return this.store
+      .listPools()
+      .filter(
+        (p) => (p.addressSpace === DOCKER_SPACE || p.addressSpace.startsWith(CNI_SPACE)) && sharedIdOf(p) === poolId,
+      );
+  }
+
+  /** Whether etcd lists this host among the pool's users. */
+  private async listedIn(poolId: string): Promise<boolean> {
+    const known = await this.book.getPool(poolId);
+    return known !== null && this.book.hostId !== null && known.users.includes(this.book.hostId);
+  }
+
+  /**
+   * This host leaves the pool, unless something here still uses it: a network recorded as its user,
+   * a Docker network on its subnet (recorded before Docker's use was), or an attachment holding one
+   * of its addresses. A failed leave is owed by the pool membership itself.
+   */
+  private leaveIfUnused(poolId: string, pool: IpPrefix, networkName: string): Promise<void> {
+    return this.onePoolAtATime(poolId, async () => {
+      const dockerNetwork = this.store
+        .listNetworks()
+        .some(
+          (n) =>
+            n.cniName === undefined &&
+            [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(pool)),
+        );
+      const attached = this.store.listAllEndpoints().some((e) => addressesOf(e).some((a) => prefixContains(pool, a)));
+      if (this.usersHere(poolId).length > 0 || dockerNetwork || attached) return;
+      await this.allocator.releasePool(poolId).catch((err: unknown) =>
+        this.log.warn('shared pool: could not leave the pool of a removed CNI network', {
+          network: networkName,
+          pool: poolId,
+          error: String(err),
+        }),
+      );
+    });
+  }
+
+  /** Pools of the network's earlier configuration that no attachment here uses: their marks go, the host leaves them. */
+  private async leaveStalePools(request: AttachRequest): Promise<void> {
+    const wanted = new Set(
+      request.rangeSets.flatMap(([range]) => {
+        if (range === undefined) return [];
+        const shared = sharedPoolOf(range);
+        return [poolIdOf(LOCAL_ADDRESS_SPACE, shared.pool, shared.range)];
+      }),
+    );
+    const endpoints = this.store.listAllEndpoints();
+    for (const mark of this.marksOf(markSpace(request.networkName))) {
+      if (wanted.has(sharedIdOf(mark))) continue;
+      if (endpoints.some((e) => addressesOf(e).some((a) => prefixContains(mark.pool, a)))) continue;
+      this.store.deletePool(mark.poolId);
+      this.log.info('CNI network configuration changed: the pool of the earlier one is left', {
+        network: request.networkName,
+        pool: sharedIdOf(mark),
+      });
+      await this.leaveIfUnused(sharedIdOf(mark), mark.pool, request.networkName);
+    }
+  }
+
+  private record(mark: PoolRecord): void {
+    try {
+      this.store.insertPool(mark);
+    } catch (err) {
+      // Recorded already (another request of the same network, or a give-back owed twice).
+      if (!(err instanceof LanplugError && err.code === 'Conflict')) throw err;
+    }
+  }
+
+  /** Joins and leaves of one shared pool here happen one after the other. */
+  private onePoolAtATime<T>(poolId: string, work: () => Promise<T>): Promise<T> {
+    const next = (this.poolWork.get(poolId) ?? Promise.resolve()).then(work);
+    const settled = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.poolWork.set(poolId, settled);
+    void settled.then(() => {
+      if (this.poolWork.get(poolId) === settled) this.poolWork.delete(poolId);
+    });
+    return next;
   }
 
   /**
@@ -149,31 +348,33 @@ export class SharedAttachmentPools implements SharedClaims {
       range: ipRange,
     };
     if (this.store.getPool(mark.poolId) !== null) return { ...mark, poolId };
-    try {
-      await this.allocator.requestPool({
-        addressSpace: LOCAL_ADDRESS_SPACE,
-        pool,
-        range: ipRange,
-        v6: pool.address.family === 6,
-      });
-    } catch (err) {
-      const known = await this.book.getPool(poolId);
-      const usedHere = known !== null && this.book.hostId !== null && known.users.includes(this.book.hostId);
-      if (!(err instanceof LanplugError && err.code === 'Conflict' && usedHere)) throw err;
-    }
-    await this.allocator.requestAddress({ poolId, preferred: range.gateway, gateway: true, mac: null });
-    for (const aux of request.auxAddresses.values())
-      if (prefixContains(pool, aux))
-        await this.allocator.requestAddress({ poolId, preferred: aux, gateway: false, mac: null });
-    try {
-      this.store.insertPool(mark);
-    } catch (err) {
-      // Another ADD of the network joined it meanwhile.
-      if (!(err instanceof LanplugError && err.code === 'Conflict')) throw err;
-    }
+    // One at a time with Docker's RequestPool and ReleasePool of it: its removal meanwhile would not see this network.
+    await this.onePoolAtATime(poolId, async () => {
+      try {
+        await this.allocator.requestPool({
+          addressSpace: LOCAL_ADDRESS_SPACE,
+          pool,
+          range: ipRange,
+          v6: pool.address.family === 6,
+        });
+      } catch (err) {
+        if (!(err instanceof LanplugError && err.code === 'Conflict' && (await this.listedIn(poolId)))) throw err;
+      }
+      await this.allocator.requestAddress({ poolId, preferred: range.gateway, gateway: true, mac: null });
+      for (const aux of request.auxAddresses.values())
+        if (prefixContains(pool, aux))
+          await this.allocator.requestAddress({ poolId, preferred: aux, gateway: false, mac: null });
+      // Another ADD of the network may have recorded it meanwhile.
+      this.record(mark);
+    });
     this.log.info('CNI network uses a shared pool', { network: request.networkName, pool: poolId });
     return { ...mark, poolId };
   }
+}
+
+/** The record of a give-back of `address` in the shared pool etcd did not take. */
+function owedId(poolId: string, address: IpAddress): string {
+  return `${OWED_SPACE}${address.text}/${poolId}`;
 }
 
 /** The shared pool a mark stands for. */

@@ -7,11 +7,14 @@
  * (also after the namespace is gone), by `lanplug gc` for a pod that went
  * without a DEL and by a restarted daemon for one that went while it was down,
  * never for a live one; an absent host's silent pod address is reclaimed by
- * the other host, its live one kept.
+ * the other host, its live one kept. A Docker network's pool (its IPAM calls
+ * over the plugin socket) beside a CNI network keeps the host in the pool
+ * whichever goes first; a give-back etcd did not take is made once it is back.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
 import { createLan, type Lan, type LanHost } from '../lab/lan';
@@ -19,6 +22,7 @@ import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
 import { cleanEnv, sleep } from '../lab/proc';
 import { DaemonLab, type DaemonProcess } from '../support/daemon';
+import { post } from '../support/plugin-http';
 import { buildPlugin, CNI_DAEMON_ARGS, CNI_LAB_GATEWAY, runPlugin, type CniOutcome } from '../support/cni';
 
 const ETCD_ADDRESS = '172.16.86.250';
@@ -131,6 +135,42 @@ function claims(): Map<string, string> {
   return found;
 }
 
+/** The pool's record in etcd: which hosts use it (none: the pool is gone). */
+function poolUsers(): string[] {
+  const out = etcdctl(['get', '--print-value-only', `/lanplug/v1/pools/${encodeURIComponent(POOL_ID)}`]).trim();
+  return out === '' ? [] : (JSON.parse(out) as { users: string[] }).users;
+}
+
+/** A call of the lanplug IPAM driver as dockerd makes it, over the node's plugin socket; its error, if any. */
+async function dockerIpam(node: Node, method: string, body: unknown): Promise<Record<string, unknown>> {
+  const out = await post(join(node.daemon.pluginDir, 'lanplug.sock'), `/IpamDriver.${method}`, JSON.stringify(body));
+  assert.equal(out.status, 200, `${method}: ${JSON.stringify(out.json)}`);
+  return out.json;
+}
+
+/** `docker network create --ipam-driver lanplug --subnet 172.16.86.0/24 --ip-range 172.16.86.64/26` as the IPAM driver sees it. */
+async function dockerPool(node: Node): Promise<void> {
+  const pool = await dockerIpam(node, 'RequestPool', {
+    AddressSpace: 'LocalDefault',
+    Pool: '172.16.86.0/24',
+    SubPool: '172.16.86.64/26',
+    Options: {},
+    V6: false,
+  });
+  assert.equal(pool['PoolID'], POOL_ID);
+  await dockerIpam(node, 'RequestAddress', {
+    PoolID: POOL_ID,
+    Address: CNI_LAB_GATEWAY,
+    Options: { RequestAddressType: 'com.docker.network.gateway' },
+  });
+}
+
+/** `docker network rm` as the IPAM driver sees it. */
+async function dockerPoolGone(node: Node): Promise<void> {
+  await dockerIpam(node, 'ReleaseAddress', { PoolID: POOL_ID, Address: CNI_LAB_GATEWAY });
+  await dockerIpam(node, 'ReleasePool', { PoolID: POOL_ID });
+}
+
 before(async () => {
   lan = createLan();
   etcdHost = lan.addLanHost('etcd', `${ETCD_ADDRESS}/24`);
@@ -194,6 +234,101 @@ test('a CNI ADD on each of two hosts sharing a pool on etcd: addresses of the ra
   assert.equal((await cni(nodeB(), 'DEL', podC)).code, 0);
   assert.deepEqual([...claims()], [], 'DEL gives the addresses back to the shared pool');
   for (const sb of [podA, podB, podC]) dropSandbox(sb.ns);
+});
+
+test("a Docker network and a CNI network on one shared pool on one host: the host stays in the pool while either uses it, whichever goes first; a live pod's claim stays", async () => {
+  const pod = newSandbox();
+  await dockerPool(nodeA());
+  const out = await cni(nodeA(), 'ADD', pod);
+  assert.equal(out.code, 0, out.stdout);
+  const address = addressOf(out);
+  await dockerPoolGone(nodeA());
+  assert.equal(claims().get(address), 'a', "the live pod's claim stays when the Docker network goes");
+  assert.ok(poolUsers().includes('a'), 'host a stays in the pool: its CNI network uses it');
+  // The other way round: Docker's network made again beside the CNI network, which goes first.
+  await dockerPool(nodeA());
+  assert.equal((await cni(nodeA(), 'DEL', pod)).code, 0);
+  dropSandbox(pod.ns);
+  await sleep(1_500); // the CNI network's idle removal (--cni-network-idle 1)
+  assert.equal(claims().has(address), false, 'DEL gives the address back');
+  assert.ok(poolUsers().includes('a'), 'host a stays in the pool: its Docker network uses it');
+  await dockerPoolGone(nodeA());
+  assert.ok(!poolUsers().includes('a'), 'the last user here gone, host a leaves the pool');
+});
+
+/** Every log line of a node's daemon runs so far. */
+function daemonLog(node: Node): string {
+  return readdirSync(node.daemon.dir)
+    .filter((f) => /^daemon-\d+\.log$/.test(f))
+    .map((f) => readFileSync(join(node.daemon.dir, f), 'utf8'))
+    .join('');
+}
+
+test("a CNI network's configuration changed while it was unused: the host leaves the earlier configuration's pool", async () => {
+  const pod = newSandbox();
+  const removals = (): number => daemonLog(nodeA()).split('CNI network removed').length;
+  assert.equal((await cni(nodeA(), 'ADD', pod)).code, 0);
+  const before = removals();
+  assert.equal((await cni(nodeA(), 'DEL', pod)).code, 0);
+  // Within the network's idle second: it is still there, unused, when the new range comes.
+  const other = conf({ rangeStart: '172.16.86.128', rangeEnd: '172.16.86.191' });
+  const again = await cni(nodeA(), 'ADD', pod, other);
+  assert.equal(removals(), before, 'the network was not removed in between');
+  assert.equal(again.code, 0, again.stdout);
+  assert.match(addressOf(again), /^172\.16\.86\.(12[89]|1[3-8]\d|19[01])$/, 'from the new range');
+  assert.ok(!poolUsers().includes('a'), "host a is no user of the earlier configuration's pool");
+  assert.equal((await cni(nodeA(), 'DEL', pod, other)).code, 0);
+  dropSandbox(pod.ns);
+});
+
+/** Host a's own traffic to etcd's client ports refused (a reset: the DEL does not wait out a timeout per try). */
+function cutFromEtcd(on: boolean): void {
+  nodeA().host.execOk([
+    'iptables',
+    on ? '-I' : '-D',
+    'OUTPUT',
+    '-d',
+    ETCD_ADDRESS,
+    '-p',
+    'tcp',
+    '--dport',
+    '2371:2373',
+    '-j',
+    'REJECT',
+    '--reject-with',
+    'tcp-reset',
+  ]);
+}
+
+test('etcd out of reach at a DEL: the give-back is owed, kept across a restart, and made once etcd is back within the retry interval', async (t) => {
+  // A second pod keeps the network, and so the host's place in the pool: only the give-back can free the claim.
+  const [anchor, pod] = [newSandbox(), newSandbox()];
+  assert.equal((await cni(nodeA(), 'ADD', anchor)).code, 0);
+  const out = await cni(nodeA(), 'ADD', pod);
+  assert.equal(out.code, 0, out.stdout);
+  const address = addressOf(out);
+  cutFromEtcd(true);
+  let cut = true;
+  try {
+    const started = Date.now();
+    assert.equal((await cni(nodeA(), 'DEL', pod)).code, 0, 'DEL is done all the same');
+    const delMs = Date.now() - started;
+    assert.equal(claims().get(address), 'a', 'etcd did not hear the give-back');
+    // The debt outlives the daemon: restarted while still cut off, it makes it once etcd is back.
+    await stopDaemon(nodeA());
+    nodeA().running = await nodeA().daemon.start({}, daemonArgs('a'));
+    cutFromEtcd(false);
+    cut = false;
+    const back = Date.now();
+    while (claims().has(address) && Date.now() - back < 15_000) await sleep(250);
+    assert.equal(claims().has(address), false, `the owed give-back of ${address} is made once etcd is back`);
+    assert.match(daemonLog(nodeA()), /made a give-back etcd had not taken/, 'by the restarted daemon, from its record');
+    t.diagnostic(`DEL with etcd cut off: ${delMs} ms; claim gone ${Date.now() - back} ms after etcd was back`);
+  } finally {
+    if (cut) cutFromEtcd(false);
+  }
+  assert.equal((await cni(nodeA(), 'DEL', anchor)).code, 0);
+  for (const sb of [anchor, pod]) dropSandbox(sb.ns);
 });
 
 test('a DEL after the namespace is gone frees the etcd claim; lanplug gc frees the claim of a pod gone without a DEL, never a live one', async () => {

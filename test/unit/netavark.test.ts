@@ -144,7 +144,10 @@ test("create: Podman's own option names become lanplug's; a missing gateway is t
 
 test('create: bad input is refused in one line that names it, and nothing is asked of the daemon', async () => {
   const cases: [JsonObject, RegExp][] = [
-    [{ options: { parent: 'eth0', macvlan_mod: 'private' } }, /unknown option 'macvlan_mod'|macvlan_mod/],
+    [
+      { options: { parent: 'eth0', macvlan_mod: 'private' } },
+      /unknown option 'macvlan_mod' for lanplug-macvlan; accepted options: .*\blanplug\.shared\b/,
+    ],
     [{ options: { parent: 'eth0', mode: 'sideways' } }, /sideways/],
     [{ options: {} }, /-o parent=.* is required/],
     [{ subnets: [] }, /needs --subnet/],

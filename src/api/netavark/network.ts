@@ -23,6 +23,7 @@ import {
   OPT_MACVLAN_MODE,
   OPT_MTU,
   OPT_PARENT,
+  checkKeys,
   parseNetworkOptions,
 } from '../../driver/options';
 import type { SandboxRoute } from '../../driver/sandbox';
@@ -99,6 +100,8 @@ export function parsePodmanNetwork(value: Json): PodmanNetwork {
   const dhcp = ipamIsDhcp(network, options);
   if (dhcp) options[OPT_DHCP] = 'true';
   const auxAddresses = hostAddresses(options);
+  // An unknown option's message lists lanplug.shared too, though sharedOption took it out.
+  checkKeys(driver, options, [OPT_SHARED]);
   const shared = sharedOption(options, dhcp);
   // Every option checked now with the Docker driver's own parser and messages.
   parseNetworkOptions(driver, options);
