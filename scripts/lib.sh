@@ -58,8 +58,9 @@ ensure_built() {
   fi
 }
 
-# The Docker engine the lab runs: Debian's docker.io (dockerd 20.10 and its own client).
-LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux)
+# The Docker engine the lab runs: Debian's docker.io (dockerd 20.10 and its own client); debootstrap for
+# the sid root whose docker-compose (compose v2) the e2e lane runs too (test/lab/compose.ts).
+LAB_PACKAGES=(/usr/sbin/dockerd:docker.io /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux debootstrap:debootstrap)
 # `lanplug install` is checked with systemd's own tools (no systemd as PID 1 needed).
 SERVICE_PACKAGES=(systemd-analyze:systemd systemd-socket-activate:systemd)
 # The DHCP tests' server on the lab LAN: Debian's dnsmasq (the binary only, no service).
