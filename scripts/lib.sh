@@ -69,6 +69,9 @@ CAPTURE_PACKAGES=(python3:python3)
 # The Docker 28 lane: sid's docker.io runs in a Debian sid root the tests build once with
 # debootstrap into <repo>/.lab/docker28 (test/lab/sid-root.ts); the lab's other tools are the machine's.
 DOCKER28_PACKAGES=(debootstrap:debootstrap /bin/busybox:busybox-static ip:iproute2 nsenter:util-linux)
+# The e2e lane runs `docker compose` too: sid's compose v2 from the Docker 28 lane's sid root, which
+# it builds with debootstrap if missing (test/lab/compose.ts).
+COMPOSE_PACKAGES=(debootstrap:debootstrap)
 # The chaos test cuts a Docker host off etcd with a DROP rule in that host's namespace.
 CHAOS_PACKAGES=(iptables:iptables)
 # Shared pools: Debian's etcd 3.4 and etcdctl (the tests start their own 3-member cluster; the service is not used).

@@ -9,6 +9,9 @@
  */
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { composeOk } from '../lab/compose';
 import { dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startLanplug } from '../lab/lanplug';
 import { runOk, sleep } from '../lab/proc';
@@ -135,6 +138,72 @@ test('dual stack from the LAN server: both addresses leased at docker run; inspe
   const again = containerNetwork(lab.host, 'both', 'lan');
   assert.deepEqual([again.IPAddress, again.GlobalIPv6Address], [net.IPAddress, net.GlobalIPv6Address]);
   assert.deepEqual(addressesInContainer('both'), { v4: net.IPAddress, v6: net.GlobalIPv6Address });
+});
+
+test('docker compose up --force-recreate of a service with mac_address keeps its MAC and both leases, across a lanplug restart too: the server sees one client per family', async () => {
+  dualStackNetwork();
+  const mac = '02:00:00:00:06:0c';
+  const dir = join(lab.host.dir, 'compose-dual');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, 'compose.yaml'),
+    [
+      'services:',
+      '  web:',
+      '    image: alpine:latest',
+      '    command: ["sleep", "3600"]',
+      `    mac_address: "${mac}"`,
+      '    networks: [lan]',
+      'networks:',
+      '  lan:',
+      '    external: true',
+      '',
+    ].join('\n'),
+  );
+  const container = 'dual-web-1';
+  const ids: string[] = [];
+  const upRecreated = (): void => {
+    composeOk(lab.host, dir, 'dual', ['up', '-d', '--force-recreate', '-t', '1']);
+    ids.push(lab.host.dockerOk(['container', 'inspect', '-f', '{{.Id}}', container]).trim());
+  };
+  upRecreated();
+  const first = containerNetwork(lab.host, container, 'lan');
+  assert.equal(first.MacAddress, mac, "compose's mac_address reached the endpoint");
+  assert.ok(
+    in4Range(first.IPAddress) && in6Range(first.GlobalIPv6Address),
+    `${first.IPAddress} ${first.GlobalIPv6Address}`,
+  );
+  const same = (when: string): void => {
+    const now = containerNetwork(lab.host, container, 'lan');
+    assert.deepEqual(
+      [now.MacAddress, now.IPAddress, now.GlobalIPv6Address],
+      [mac, first.IPAddress, first.GlobalIPv6Address],
+      `same MAC and addresses after ${when}`,
+    );
+    assert.deepEqual(addressesInContainer(container), { v4: first.IPAddress, v6: first.GlobalIPv6Address }, when);
+    // One client per family: one IPv4 lease line for the MAC, one IPv6 line for its DUID, on the same addresses.
+    const v4 = server.leases().filter((l) => l.mac === mac && !l.address.includes(':'));
+    const v6 = server.leases().filter((l) => l.clientId === duidOf(mac));
+    assert.deepEqual(
+      v4.map((l) => l.address),
+      [first.IPAddress],
+      `one IPv4 lease, the same, after ${when}`,
+    );
+    assert.deepEqual(
+      v6.map((l) => l.address),
+      [first.GlobalIPv6Address],
+      `one IPv6 lease, the same, after ${when}`,
+    );
+  };
+  same('the first up');
+  upRecreated();
+  same('up --force-recreate');
+  await lab.plugin.stop();
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  upRecreated();
+  same('a lanplug restart, then up --force-recreate');
+  assert.equal(new Set(ids).size, ids.length, `each up made a new container: ${ids.join(', ')}`);
+  composeOk(lab.host, dir, 'dual', ['down', '-t', '1']);
 });
 
 test('daemon kill -9 and start: both leases renew on, no new Solicit; reservations by MAC and by DUID are honoured', async () => {

@@ -8,6 +8,7 @@
 import { after, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeDhcp, encodeDhcp, OPT } from '../../src/dhcp/message';
+import { composeOk } from '../lab/compose';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { labEngine } from '../lab/engine';
 import { restrictLanplugTo, startLanplug } from '../lab/lanplug';
@@ -23,10 +24,12 @@ import {
   useLab,
 } from './helpers';
 import { SERVICE_CAPABILITIES } from '../../src/install/units';
+import { clientIdFromIdentity, macFromIdentity } from '../../src/driver/identity';
 import type { EndpointRow } from '../../src/observe/listing';
 import { repoRoot } from '../support/repo';
 import { unixHttp } from '../../src/api/unix-http';
 import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 
 // The daemon holds only what the service's unit gives it: this file proves that is enough.
@@ -216,6 +219,78 @@ test('a container with an identity keeps its MAC, lease and address across docke
     assert.notEqual(net.IPAddress, first.IPAddress, `${name} has an address of its own`);
   }
   same('two other containers started');
+});
+
+test("docker compose up --force-recreate, with lanplug.identity in the service's network driver_opts, keeps the MAC, address and lease, across a lanplug restart too: the server sees one client", async () => {
+  dhcpNetwork();
+  const dir = join(lab.host.dir, 'compose-identity');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, 'compose.yaml'),
+    [
+      'services:',
+      '  web:',
+      '    image: alpine:latest',
+      '    command: ["sleep", "3600"]',
+      '    networks:',
+      '      lan:',
+      '        driver_opts:',
+      '          lanplug.identity: compose-web',
+      'networks:',
+      '  lan:',
+      '    external: true',
+      '',
+    ].join('\n'),
+  );
+  const container = 'idc-web-1';
+  const upRecreated = (): string => {
+    composeOk(lab.host, dir, 'idc', ['up', '-d', '--force-recreate', '-t', '1']);
+    return lab.host.dockerOk(['container', 'inspect', '-f', '{{.Id}}', container]).trim();
+  };
+  const ids = [upRecreated()];
+  const first = containerNetwork(lab.host, container, 'lan');
+  // compose's driver_opts reached CreateEndpoint: the MAC is the name's.
+  assert.equal(first.MacAddress, macFromIdentity('compose-web'), 'the MAC lanplug.identity=compose-web gives');
+  assert.ok(inRange(first.IPAddress), `address ${first.IPAddress} is from the server's range`);
+  const clientId = clientIdFromIdentity('compose-web').replace(/(..)(?!$)/g, '$1:');
+  const same = (when: string): void => {
+    const now = containerNetwork(lab.host, container, 'lan');
+    assert.equal(now.MacAddress, first.MacAddress, `same MAC after ${when}`);
+    assert.equal(now.IPAddress, first.IPAddress, `same address after ${when}`);
+    const link = lab.host.dockerOk(['exec', container, 'ip', '-o', 'link', 'show', 'eth0']);
+    assert.ok(
+      link.includes(`link/ether ${first.MacAddress} `),
+      `the container's eth0 has the MAC after ${when}: ${link}`,
+    );
+    assert.equal(addressInContainer(container), first.IPAddress, `the container has the address after ${when}`);
+    // One client to the server: one lease line for the MAC and for the client id, on the same address.
+    assert.equal(leaseOf(first.MacAddress).address, first.IPAddress, `one lease, the same, after ${when}`);
+    const byClientId = server.leases().filter((l) => l.clientId === clientId);
+    assert.equal(byClientId.length, 1, `one lease line for client id ${clientId} after ${when}`);
+    // Every lease the server gave this client was the same address.
+    const acked = server
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('DHCPACK(') && l.includes(first.MacAddress))
+      .map((l) => /DHCPACK\(\S+\) (\S+)/.exec(l)?.[1]);
+    assert.deepEqual(new Set(acked), new Set([first.IPAddress]), `no other lease for the client after ${when}`);
+  };
+  same('the first up');
+
+  ids.push(upRecreated());
+  same('up --force-recreate');
+
+  await lab.plugin.stop();
+  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+  ids.push(upRecreated());
+  same('a lanplug restart, then up --force-recreate');
+  ids.push(upRecreated());
+  same('another up --force-recreate');
+  assert.equal(new Set(ids).size, ids.length, `each up made a new container: ${ids.join(', ')}`);
+  composeOk(lab.host, dir, 'idc', ['down', '-t', '1']);
+  await eventually(() =>
+    assert.equal(server.leases().filter((l) => l.mac === first.MacAddress).length, 0, 'released at down'),
+  );
 });
 
 test('renewed at T1 without a new DISCOVER; released at docker stop; the same address after docker restart [engine:dhcp-network]', async () => {

@@ -1,7 +1,7 @@
 // The Debian sid roots that Docker 28 and Podman run chrooted in. The sid root: `debootstrap
 // --variant=minbase sid`, then sid's docker.io (dockerd 28.5, containerd 2.1, runc 1.3), docker-cli,
-// podman 5.8 and netavark 1.17 installed inside with sid's own apt. The experimental root: a copy of
-// it with experimental's podman 6.1 and netavark 2.0 installed over those. Built once into
+// docker-compose (compose v2, 2.40: compose.ts), podman 5.8 and netavark 1.17 installed inside with
+// sid's own apt. The experimental root: a copy of it with experimental's podman 6.1 and netavark 2.0 installed over those. Built once into
 // <repo>/.lab/docker28/{root,experimental} (gitignored) and reused while their stamps name the same
 // recipe; each built in a directory of its own and renamed into place, so a crashed build is never
 // mistaken for a root. Why a chroot: sid's dockerd, containerd, runc, podman and netavark need sid's
@@ -12,7 +12,7 @@ import { repoRoot } from '../support/repo';
 import { isAlive, run, runOk } from './proc';
 
 /** What the root holds besides minbase; a change of this list rebuilds the root. */
-export const SID_PACKAGES = ['docker.io', 'docker-cli', 'podman', 'netavark'] as const;
+export const SID_PACKAGES = ['docker.io', 'docker-cli', 'docker-compose', 'podman', 'netavark'] as const;
 /**
  * The directory in the root where the machine's tree stays mounted once a Docker host's mount
  * namespace has pivoted into the root (docker-host.ts).
@@ -21,7 +21,7 @@ export const HOST_TREE = 'lab-host';
 /** The first line of the stamp: the recipe the root was built from. */
 const RECIPE = `debootstrap --variant=minbase sid; apt-get install --no-install-recommends ${SID_PACKAGES.join(' ')}; mkdir /${HOST_TREE}`;
 /** Packages whose versions the stamp records (what a lane proves is said by these). */
-const RECORDED = ['docker.io', 'docker-cli', 'containerd', 'runc', 'podman', 'netavark'] as const;
+const RECORDED = ['docker.io', 'docker-cli', 'docker-compose', 'containerd', 'runc', 'podman', 'netavark'] as const;
 const STAMP = 'lanplug-lab.stamp';
 /** What the experimental root installs over the sid root's (ensureExperimentalRoot). */
 export const EXPERIMENTAL_PACKAGES = ['podman', 'netavark'] as const;
