@@ -24,7 +24,7 @@ import {
   type IpAddress,
   type IpPrefix,
 } from '../net/address';
-import type { AddressBook, BookPool } from '../state/address-book';
+import type { AddressBook, BookPool, SharedBook } from '../state/address-book';
 import type { IdentityStore } from '../state/identity-store';
 import { firstFree, isUsable, spreadStart } from './pool';
 import { isKeptClaim, keepClaim, keptAddressFor } from './reservations';
@@ -129,7 +129,7 @@ export class IpamAllocator {
     const kind = kindOf(request, this.shared);
     // On a shared pool the gateway is whatever the first host recorded (a second host's default must not differ).
     const preferred = kind === 'gateway' && request.preferred === null ? pool.gateway : request.preferred;
-    const reserved = this.reservedFor(request);
+    const reserved = await this.reservedFor(request);
     if (reserved !== null) {
       this.log.info('address given back to its identity', {
         pool: pool.poolId,
@@ -200,10 +200,21 @@ export class IpamAllocator {
   }
 
   /** Docker 29 names the container: an automatic request for a name with a reserved address gets it back. */
-  private reservedFor(request: AddressRequest): IpAddress | null {
+  private async reservedFor(request: AddressRequest): Promise<IpAddress | null> {
     const name = request.name ?? null;
     if (this.reservations === null || name === null || request.gateway || request.preferred !== null) return null;
-    return keptAddressFor(this.reservations, request.poolId, name);
+    const kept = keptAddressFor(this.reservations, request.poolId, name);
+    return kept !== null && (await this.stillClaimedHere(request.poolId, kept)) ? kept : null;
+  }
+
+  /**
+   * A kept claim is this host's on a single host (nothing else frees it); on a shared pool another host
+   * may have reclaimed it while this host was away (ipam/reclaim.ts) and handed it out since: then it is
+   * no longer the reservation's to give.
+   */
+  private async stillClaimedHere(poolId: string, address: IpAddress): Promise<boolean> {
+    if (!isSharedBook(this.book)) return true;
+    return (await this.book.holderOf(poolId, address)) === this.book.hostId;
   }
 
   private async requirePool(poolId: string): Promise<BookPool> {
@@ -218,7 +229,12 @@ export class IpamAllocator {
     }
     if (!(await this.book.claim(pool.poolId, address, kind, mac))) {
       // Kept for an identity: let through, CreateEndpoint checks the container's identity against it.
-      if (kind !== 'gateway' && this.reservations !== null && isKeptClaim(this.reservations, pool.poolId, address))
+      if (
+        kind !== 'gateway' &&
+        this.reservations !== null &&
+        isKeptClaim(this.reservations, pool.poolId, address) &&
+        (await this.stillClaimedHere(pool.poolId, address))
+      )
         return address;
       throw new LanplugError('Conflict', 'Address already in use');
     }
@@ -296,4 +312,8 @@ function sharedMismatch(other: BookPool, wanted: PoolRecord): string {
   const describe = (p: PoolRecord): string =>
     `--subnet ${formatPrefix(p.pool)}${p.range === null ? '' : ` --ip-range ${formatPrefix(p.range)}`}`;
   return `shared pool ${formatPrefix(other.pool)} was defined by host ${other.definedBy ?? '?'} with ${describe(other)}, not ${describe(wanted)}: give the same --subnet and --ip-range on every host`;
+}
+
+function isSharedBook(book: AddressBook): book is SharedBook {
+  return book.hostId !== null && 'holderOf' in book;
 }
