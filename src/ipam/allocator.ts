@@ -25,9 +25,8 @@ import {
   type IpPrefix,
 } from '../net/address';
 import type { AddressBook, BookPool, SharedBook } from '../state/address-book';
-import type { IdentityStore } from '../state/identity-store';
 import { firstFree, isUsable, spreadStart } from './pool';
-import { isKeptClaim, keepClaim, keptAddressFor } from './reservations';
+import { isKeptClaim, keepClaim, keptAddressFor, type ReservationStore } from './reservations';
 
 export const LOCAL_ADDRESS_SPACE = 'LocalDefault';
 export const GLOBAL_ADDRESS_SPACE = 'GlobalDefault';
@@ -74,7 +73,7 @@ export class IpamAllocator {
     private readonly log: Logger,
     private readonly lan: AddressFilter = NOTHING_TAKEN,
     /** Reservations by identity (ipam/reservations.ts): their addresses stay claimed while no container holds them. */
-    private readonly reservations: IdentityStore | null = null,
+    private readonly reservations: ReservationStore | null = null,
   ) {}
 
   /** Whether pools are shared with other hosts (then Docker must send each endpoint's MAC). */

@@ -87,12 +87,19 @@ export function releaseHolder(store: IdentityStore, networkId: string, endpointI
       store.putReservation({ ...r, endpointId: null, lastSeen: now });
 }
 
+/** The reservations, and whether an endpoint is still recorded (a reservation it holds is not idle). */
+export type ReservationStore = IdentityStore & { getEndpoint(networkId: string, endpointId: string): unknown };
+
 /**
  * The IPAM, when Docker gives an address back: true when a reservation names it, which then keeps
- * the claim (recorded with its pool, to be freed by `lanplug forget` or expiry).
+ * the claim (recorded with its pool, to be freed by `lanplug forget` or expiry). Docker gives it back
+ * after the endpoint's DeleteEndpoint: a reservation a live endpoint still holds is another network's
+ * with the same address (overlapping subnets, one on Docker's own IPAM), whose claim this is not.
  */
-export function keepClaim(store: IdentityStore, poolId: string, address: IpAddress): boolean {
-  const reservations = store.reservationsOfAddress(address.text);
+export function keepClaim(store: ReservationStore, poolId: string, address: IpAddress): boolean {
+  const reservations = store
+    .reservationsOfAddress(address.text)
+    .filter((r) => r.endpointId === null || store.getEndpoint(r.networkId, r.endpointId) === null);
   for (const r of reservations)
     if (!r.kept.some((k) => k.poolId === poolId && k.address === address.text))
       store.putReservation({ ...r, kept: [...r.kept, { poolId, address: address.text }] });

@@ -66,7 +66,10 @@ async function lab(): Promise<Lab> {
     Address: '172.16.86.1',
     Options: { RequestAddressType: 'com.docker.network.gateway' },
   });
-  const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger);
+  const rtnl = new FakeRtnl();
+  // A second parent, for a second network with the same subnet (another VLAN, another IPAM).
+  rtnl.add({ name: 'eth1', kind: 'veth', mtu: 1500, mac: '02:00:00:00:00:02', up: true, parentIndex: null });
+  const driver = new NetworkDriver(rtnl, store, silentLogger);
   driver.createNetwork({
     networkId: NET,
     driver: 'macvlan',
@@ -252,4 +255,34 @@ test('docker network rm drops the reservations of its identities with it', async
   assert.notEqual(store.getReservation(NET, 'web'), null);
   l.driver.deleteNetwork(NET);
   assert.deepEqual(store.listReservations(), []);
+});
+
+test("the same address released in another network's pool (overlapping subnets, one on Docker's default IPAM) is not kept for a reservation a live container holds there", async () => {
+  const l = await lab();
+  // Network 2: the lanplug driver on Docker's own IPAM, the same subnet on another parent; its container
+  // "cam" holds 172.16.86.9 with an identity, so its reservation names that address.
+  const NET2 = 'b'.repeat(64);
+  l.driver.createNetwork({
+    networkId: NET2,
+    driver: 'macvlan',
+    options: { parent: 'eth1' },
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  });
+  l.driver.createEndpoint('macvlan', {
+    networkId: NET2,
+    endpointId: EP(2),
+    ipv4: parsePrefix('172.16.86.9/24'),
+    ipv6: null,
+    mac: null,
+    endpointOptions: { 'lanplug.identity': 'cam' },
+  });
+  // On the lanplug IPAM's network, a container without an identity has 172.16.86.9, then goes.
+  const address = await requestAddress(l, { ip: '172.16.86.9' });
+  createEndpoint(l, EP(3), address, null);
+  await remove(l, EP(3), address);
+  assert.deepEqual(store.getReservation(NET2, 'cam')?.kept, []);
+  assert.equal(await requestAddress(l, { ip: '172.16.86.9' }), '172.16.86.9/24');
 });
