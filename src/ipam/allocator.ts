@@ -26,7 +26,7 @@ import {
 } from '../net/address';
 import type { AddressBook, BookPool, SharedBook } from '../state/address-book';
 import { firstFree, isUsable, spreadStart } from './pool';
-import { isKeptClaim, keepClaim, keptAddressFor, type ReservationStore } from './reservations';
+import { isKeptClaim, keepClaim, keptAddressFor, releasePoolReservations, type ReservationStore } from './reservations';
 
 export const LOCAL_ADDRESS_SPACE = 'LocalDefault';
 export const GLOBAL_ADDRESS_SPACE = 'GlobalDefault';
@@ -118,6 +118,7 @@ export class IpamAllocator {
 
   /** Idempotent: a pool that is gone is released. */
   async releasePool(poolId: string): Promise<void> {
+    if (this.reservations !== null) await releasePoolReservations(this.reservations, this.book, poolId, this.log);
     await this.book.releasePool(poolId);
     this.log.info('pool released', { pool: poolId });
   }

@@ -865,3 +865,23 @@ test("a reservation's kept claim another host took meanwhile (reclaimed while th
   const byName = await a.requestAddress({ poolId: id, preferred: null, gateway: false, mac: mac(1, 1), name: 'web' });
   assert.notEqual(byName.address.text, address, `host A handed out ${address}, host B's`);
 });
+
+test("docker network rm on a host with a reservation's kept claim in a shared pool other hosts still use: the claim goes with the network (was: this host's forever, the address lost to the fleet)", async () => {
+  const stateA = newStateDir();
+  const bookA = book('dh-a', stateA);
+  const storeA = stores[stores.length - 1] as SqliteStore;
+  const a = new IpamAllocator(bookA, silentLogger, undefined, storeA);
+  const b = allocatorOn('dh-b');
+  const id = await pool(a, '10.73.0.0/24', '10.73.0.0/29');
+  await pool(b, '10.73.0.0/24', '10.73.0.0/29');
+  const address = (await take(a, id, null, false, mac(1, 1))).split('/')[0] ?? '';
+  const network = 'e'.repeat(64);
+  const held = { networkId: network, endpointId: 'f'.repeat(64), name: 'web', mac: mac(1, 1), ipv6: null };
+  recordHeld(storeA, { ...held, ipv4: address, clientId: '00776562', duid: '0004' }, Date.now());
+  releaseHolder(storeA, network, held.endpointId, Date.now());
+  await a.releaseAddress(id, parseAddress(address));
+  // Docker's order: the driver's DeleteNetwork (the reservations go with the network), then ReleasePool.
+  storeA.deleteNetwork(network);
+  await a.releasePool(id);
+  assert.equal(await take(b, id, address, false, mac(2, 1)), `${address}/24`);
+});

@@ -247,13 +247,21 @@ test('expiry: a reservation idle for --identity-expire goes with its kept claim;
   assert.equal(await requestAddress(l), a, 'its address free again');
 });
 
-test('docker network rm drops the reservations of its identities with it', async () => {
+test('docker network rm drops the reservations of its identities with it: those keeping a claim at the ReleasePool that follows, the claim freed', async () => {
   const l = await lab();
   const a = await requestAddress(l);
   createEndpoint(l, EP(1), a, 'web');
   await remove(l, EP(1), a);
+  createEndpoint(l, EP(2), await requestAddress(l), 'cam');
+  l.driver.deleteEndpoint(NET, EP(2));
   assert.notEqual(store.getReservation(NET, 'web'), null);
+  // Docker's order: the driver's DeleteNetwork, then the IPAM's ReleasePool.
   l.driver.deleteNetwork(NET);
+  assert.deepEqual(
+    store.listReservations().map((r) => r.name),
+    ['web'],
+  );
+  await l.call('/IpamDriver.ReleasePool', { PoolID: l.poolId });
   assert.deepEqual(store.listReservations(), []);
 });
 
