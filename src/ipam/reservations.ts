@@ -14,7 +14,7 @@
  * reserved address is the way (the IPAM lets it through, CreateEndpoint
  * checks that the name is the reservation's).
  */
-import { conflict, notFound } from '../errors';
+import { conflict, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
 import { parseAddress, type IpAddress } from '../net/address';
@@ -174,13 +174,24 @@ export async function expireReservations(
   return report;
 }
 
-/** `lanplug forget NETWORK NAME`: refused in one line while a container holds it. */
+/** What driver/options.ts parseEndpointLabel lets through as an identity (ipam/ may not import driver/). */
+const IDENTITY_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/;
+
+/**
+ * `lanplug forget NETWORK NAME`: refused in one line while a container holds it. A name no identity
+ * can have is refused before anything, shown escaped: it comes from the command line, and the
+ * refusal goes to a terminal and the log.
+ */
 export async function forgetReservation(
   store: IdentityStore & { getEndpoint(networkId: string, endpointId: string): unknown },
   book: AddressBook | null,
   networkId: string,
   name: string,
 ): Promise<IdentityReservation> {
+  if (!IDENTITY_NAME.test(name))
+    throw invalidArgument(
+      `${JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name)} is no lanplug.identity name (1-63 letters, digits, '.', '_', ':' or '-'); lanplug ls --identities lists the reservations`,
+    );
   const r = store.getReservation(networkId, name);
   if (r === null)
     throw notFound(

@@ -294,3 +294,18 @@ test("the same address released in another network's pool (overlapping subnets, 
   assert.deepEqual(store.getReservation(NET2, 'cam')?.kept, []);
   assert.equal(await requestAddress(l, { ip: '172.16.86.9' }), '172.16.86.9/24');
 });
+
+test('lanplug forget of a name no identity can have (terminal escapes, 10,000 characters): a one-line refusal that shows it escaped and short', async () => {
+  await lab();
+  for (const name of ['\u001b]0;owned\u0007\u001b[2J', 'x'.repeat(10_000), 'two\nlines']) {
+    await assert.rejects(forgetReservation(store, null, NET, name), (err: Error) => {
+      assert.ok(err instanceof LanplugError && err.code === 'InvalidArgument', String(err));
+      assert.ok(
+        [...err.message].every((c) => c >= ' ' && c !== '\u007f'),
+        `control characters in ${JSON.stringify(err.message)}`,
+      );
+      assert.ok(err.message.length < 300, `${err.message.length} characters`);
+      return true;
+    });
+  }
+});
