@@ -272,10 +272,25 @@ export class IpamAllocator {
     const skip = gateway ? () => false : this.skipIn(pool);
     for (;;) {
       const candidate = firstFree(pool.pool, range, used, skip, start);
-      if (candidate === null) throw new LanplugError('Conflict', 'No available addresses on this pool');
+      if (candidate === null)
+        throw new LanplugError('Conflict', `No available addresses on this pool${this.keptNote(pool.poolId)}`);
       if (await this.book.claim(pool.poolId, candidate, kind, mac)) return candidate;
       used.add(candidate.value); // claimed meanwhile (another host, on a shared book): the next one
     }
+  }
+
+  /**
+   * A pool full of identities' reservations looks, months on, like a pool full of nothing (`docker ps`
+   * shows few containers): the refusal says how many addresses they keep and where to see them.
+   */
+  private keptNote(poolId: string): string {
+    if (this.reservations === null) return '';
+    const kept = this.reservations
+      .listReservations()
+      .filter((r) => r.endpointId === null && r.kept.some((k) => k.poolId === poolId)).length;
+    return kept === 0
+      ? ''
+      : ` (${kept} of its addresses kept for lanplug.identity reservations no container holds: lanplug ls --identities lists them, lanplug forget NETWORK NAME frees one, --identity-expire ends them)`;
   }
 
   /**

@@ -309,3 +309,15 @@ test('lanplug forget of a name no identity can have (terminal escapes, 10,000 ch
     });
   }
 });
+
+test('a pool whose free addresses reservations keep: the refusal says how many they keep and where to see them', async () => {
+  const l = await lab();
+  const first = await requestAddress(l);
+  createEndpoint(l, EP(1), first, 'web');
+  await remove(l, EP(1), first);
+  for (let n = 3; n <= 254; n++) assert.equal(await requestAddress(l), `172.16.86.${n}/24`);
+  await assert.rejects(
+    requestAddress(l),
+    /^LanplugError: No available addresses on this pool \(1 of its addresses kept for lanplug\.identity reservations no container holds: lanplug ls --identities lists them/,
+  );
+});
