@@ -88,10 +88,7 @@ export function releaseHolder(store: IdentityStore, networkId: string, endpointI
 }
 
 /** The reservations, and whether an endpoint is still recorded (a reservation it holds is not idle). */
-export type ReservationStore = IdentityStore & {
-  getEndpoint(networkId: string, endpointId: string): unknown;
-  getNetwork(networkId: string): unknown;
-};
+export type ReservationStore = IdentityStore & { getEndpoint(networkId: string, endpointId: string): unknown };
 
 /**
  * The IPAM, when Docker gives an address back: true when a reservation names it, which then keeps
@@ -207,22 +204,23 @@ export async function forgetReservation(
 }
 
 /**
- * The IPAM's ReleasePool, which Docker sends after the network's DeleteNetwork: the reservations of a
- * removed network that keep claims in the pool go now, their claims freed. A shared pool other hosts
- * still use keeps this host's claims when it leaves, and nothing else would free them (the orphan
- * check looks at the pools of networks here); a single host's pool takes its claims with it, and a
- * network made again on the subnet makes a pool of the same id, which the old claims must not reach.
+ * The IPAM's ReleasePool: the network is being removed (Docker sends it beside the driver's
+ * DeleteNetwork, which drops the reservations keeping no claim), and the reservations keeping claims
+ * in the pool go now, their claims freed. A shared pool other hosts still use keeps this host's claims
+ * when it leaves, and nothing else would free them (the orphan check looks at the pools of networks
+ * here); a single host's pool takes its claims with it, and a network made again on the subnet makes
+ * a pool of the same id, which the old claims must not reach.
  */
 export async function releasePoolReservations(
-  store: ReservationStore,
+  store: IdentityStore,
   book: AddressBook,
   poolId: string,
   log: Logger,
 ): Promise<void> {
   for (const r of store.listReservations()) {
-    if (!r.kept.some((k) => k.poolId === poolId) || store.getNetwork(r.networkId) !== null) continue;
+    if (!r.kept.some((k) => k.poolId === poolId)) continue;
     await dropReservation(store, book, r);
-    log.info('identity reservation dropped with its network', { network: shortNetwork(r.networkId), identity: r.name });
+    log.info('identity reservation dropped with its pool', { network: shortNetwork(r.networkId), identity: r.name });
   }
 }
 

@@ -265,6 +265,16 @@ test('docker network rm drops the reservations of its identities with it: those 
   assert.deepEqual(store.listReservations(), []);
 });
 
+test('the IPAM ReleasePool before the driver DeleteNetwork: the reservation keeping a claim in the pool goes all the same', async () => {
+  const l = await lab();
+  const a = await requestAddress(l);
+  createEndpoint(l, EP(1), a, 'web');
+  await remove(l, EP(1), a);
+  await l.call('/IpamDriver.ReleasePool', { PoolID: l.poolId });
+  l.driver.deleteNetwork(NET);
+  assert.deepEqual(store.listReservations(), []);
+});
+
 test("the same address released in another network's pool (overlapping subnets, one on Docker's default IPAM) is not kept for a reservation a live container holds there", async () => {
   const l = await lab();
   // Network 2: the lanplug driver on Docker's own IPAM, the same subnet on another parent; its container
