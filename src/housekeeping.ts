@@ -224,7 +224,9 @@ export class Housekeeping implements ControlActions {
       const view = await this.parts.engine.network(id).catch(() => null);
       if (view?.name === wanted) return id;
     }
-    throw notFound(`no lanplug network is named ${wanted} (lanplug ls --identities lists the reservations)`);
+    // Shown escaped and short: it is the command line's, on its way to a terminal.
+    const shown = JSON.stringify(wanted.length > 80 ? `${wanted.slice(0, 80)}…` : wanted);
+    throw notFound(`no lanplug network is named ${shown} (lanplug ls --identities lists the reservations)`);
   }
 
   private async passNow(options: PassOptions): Promise<GcResult> {

@@ -24,10 +24,9 @@ import {
   type IpAddress,
   type IpPrefix,
 } from '../net/address';
-import type { AddressBook, BookPool } from '../state/address-book';
-import type { IdentityStore } from '../state/identity-store';
+import type { AddressBook, BookPool, SharedBook } from '../state/address-book';
 import { firstFree, isUsable, spreadStart } from './pool';
-import { isKeptClaim, keepClaim, keptAddressFor } from './reservations';
+import { isKeptClaim, keepClaim, keptAddressFor, releasePoolReservations, type ReservationStore } from './reservations';
 
 export const LOCAL_ADDRESS_SPACE = 'LocalDefault';
 export const GLOBAL_ADDRESS_SPACE = 'GlobalDefault';
@@ -74,7 +73,7 @@ export class IpamAllocator {
     private readonly log: Logger,
     private readonly lan: AddressFilter = NOTHING_TAKEN,
     /** Reservations by identity (ipam/reservations.ts): their addresses stay claimed while no container holds them. */
-    private readonly reservations: IdentityStore | null = null,
+    private readonly reservations: ReservationStore | null = null,
   ) {}
 
   /** Whether pools are shared with other hosts (then Docker must send each endpoint's MAC). */
@@ -119,6 +118,7 @@ export class IpamAllocator {
 
   /** Idempotent: a pool that is gone is released. */
   async releasePool(poolId: string): Promise<void> {
+    if (this.reservations !== null) await releasePoolReservations(this.reservations, this.book, poolId, this.log);
     await this.book.releasePool(poolId);
     this.log.info('pool released', { pool: poolId });
   }
@@ -129,7 +129,7 @@ export class IpamAllocator {
     const kind = kindOf(request, this.shared);
     // On a shared pool the gateway is whatever the first host recorded (a second host's default must not differ).
     const preferred = kind === 'gateway' && request.preferred === null ? pool.gateway : request.preferred;
-    const reserved = this.reservedFor(request);
+    const reserved = await this.reservedFor(request);
     if (reserved !== null) {
       this.log.info('address given back to its identity', {
         pool: pool.poolId,
@@ -200,10 +200,21 @@ export class IpamAllocator {
   }
 
   /** Docker 29 names the container: an automatic request for a name with a reserved address gets it back. */
-  private reservedFor(request: AddressRequest): IpAddress | null {
+  private async reservedFor(request: AddressRequest): Promise<IpAddress | null> {
     const name = request.name ?? null;
     if (this.reservations === null || name === null || request.gateway || request.preferred !== null) return null;
-    return keptAddressFor(this.reservations, request.poolId, name);
+    const kept = keptAddressFor(this.reservations, request.poolId, name);
+    return kept !== null && (await this.stillClaimedHere(request.poolId, kept)) ? kept : null;
+  }
+
+  /**
+   * A kept claim is this host's on a single host (nothing else frees it); on a shared pool another host
+   * may have reclaimed it while this host was away (ipam/reclaim.ts) and handed it out since: then it is
+   * no longer the reservation's to give.
+   */
+  private async stillClaimedHere(poolId: string, address: IpAddress): Promise<boolean> {
+    if (!isSharedBook(this.book)) return true;
+    return (await this.book.holderOf(poolId, address)) === this.book.hostId;
   }
 
   private async requirePool(poolId: string): Promise<BookPool> {
@@ -218,7 +229,12 @@ export class IpamAllocator {
     }
     if (!(await this.book.claim(pool.poolId, address, kind, mac))) {
       // Kept for an identity: let through, CreateEndpoint checks the container's identity against it.
-      if (kind !== 'gateway' && this.reservations !== null && isKeptClaim(this.reservations, pool.poolId, address))
+      if (
+        kind !== 'gateway' &&
+        this.reservations !== null &&
+        isKeptClaim(this.reservations, pool.poolId, address) &&
+        (await this.stillClaimedHere(pool.poolId, address))
+      )
         return address;
       throw new LanplugError('Conflict', 'Address already in use');
     }
@@ -256,10 +272,25 @@ export class IpamAllocator {
     const skip = gateway ? () => false : this.skipIn(pool);
     for (;;) {
       const candidate = firstFree(pool.pool, range, used, skip, start);
-      if (candidate === null) throw new LanplugError('Conflict', 'No available addresses on this pool');
+      if (candidate === null)
+        throw new LanplugError('Conflict', `No available addresses on this pool${this.keptNote(pool.poolId)}`);
       if (await this.book.claim(pool.poolId, candidate, kind, mac)) return candidate;
       used.add(candidate.value); // claimed meanwhile (another host, on a shared book): the next one
     }
+  }
+
+  /**
+   * A pool full of identities' reservations looks, months on, like a pool full of nothing (`docker ps`
+   * shows few containers): the refusal says how many addresses they keep and where to see them.
+   */
+  private keptNote(poolId: string): string {
+    if (this.reservations === null) return '';
+    const kept = this.reservations
+      .listReservations()
+      .filter((r) => r.endpointId === null && r.kept.some((k) => k.poolId === poolId)).length;
+    return kept === 0
+      ? ''
+      : ` (${kept} of its addresses kept for lanplug.identity reservations no container holds: lanplug ls --identities lists them, lanplug forget NETWORK NAME frees one, --identity-expire ends them)`;
   }
 
   /**
@@ -296,4 +327,8 @@ function sharedMismatch(other: BookPool, wanted: PoolRecord): string {
   const describe = (p: PoolRecord): string =>
     `--subnet ${formatPrefix(p.pool)}${p.range === null ? '' : ` --ip-range ${formatPrefix(p.range)}`}`;
   return `shared pool ${formatPrefix(other.pool)} was defined by host ${other.definedBy ?? '?'} with ${describe(other)}, not ${describe(wanted)}: give the same --subnet and --ip-range on every host`;
+}
+
+function isSharedBook(book: AddressBook): book is SharedBook {
+  return book.hostId !== null && 'holderOf' in book;
 }

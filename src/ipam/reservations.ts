@@ -14,7 +14,7 @@
  * reserved address is the way (the IPAM lets it through, CreateEndpoint
  * checks that the name is the reservation's).
  */
-import { conflict, notFound } from '../errors';
+import { conflict, invalidArgument, notFound } from '../errors';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
 import { parseAddress, type IpAddress } from '../net/address';
@@ -87,12 +87,19 @@ export function releaseHolder(store: IdentityStore, networkId: string, endpointI
       store.putReservation({ ...r, endpointId: null, lastSeen: now });
 }
 
+/** The reservations, and whether an endpoint is still recorded (a reservation it holds is not idle). */
+export type ReservationStore = IdentityStore & { getEndpoint(networkId: string, endpointId: string): unknown };
+
 /**
  * The IPAM, when Docker gives an address back: true when a reservation names it, which then keeps
- * the claim (recorded with its pool, to be freed by `lanplug forget` or expiry).
+ * the claim (recorded with its pool, to be freed by `lanplug forget` or expiry). Docker gives it back
+ * after the endpoint's DeleteEndpoint: a reservation a live endpoint still holds is another network's
+ * with the same address (overlapping subnets, one on Docker's own IPAM), whose claim this is not.
  */
-export function keepClaim(store: IdentityStore, poolId: string, address: IpAddress): boolean {
-  const reservations = store.reservationsOfAddress(address.text);
+export function keepClaim(store: ReservationStore, poolId: string, address: IpAddress): boolean {
+  const reservations = store
+    .reservationsOfAddress(address.text)
+    .filter((r) => r.endpointId === null || store.getEndpoint(r.networkId, r.endpointId) === null);
   for (const r of reservations)
     if (!r.kept.some((k) => k.poolId === poolId && k.address === address.text))
       store.putReservation({ ...r, kept: [...r.kept, { poolId, address: address.text }] });
@@ -164,13 +171,24 @@ export async function expireReservations(
   return report;
 }
 
-/** `lanplug forget NETWORK NAME`: refused in one line while a container holds it. */
+/** What driver/options.ts parseEndpointLabel lets through as an identity (ipam/ may not import driver/). */
+const IDENTITY_NAME = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/;
+
+/**
+ * `lanplug forget NETWORK NAME`: refused in one line while a container holds it. A name no identity
+ * can have is refused before anything, shown escaped: it comes from the command line, and the
+ * refusal goes to a terminal and the log.
+ */
 export async function forgetReservation(
   store: IdentityStore & { getEndpoint(networkId: string, endpointId: string): unknown },
   book: AddressBook | null,
   networkId: string,
   name: string,
 ): Promise<IdentityReservation> {
+  if (!IDENTITY_NAME.test(name))
+    throw invalidArgument(
+      `${JSON.stringify(name.length > 80 ? `${name.slice(0, 80)}…` : name)} is no lanplug.identity name (1-63 letters, digits, '.', '_', ':' or '-'); lanplug ls --identities lists the reservations`,
+    );
   const r = store.getReservation(networkId, name);
   if (r === null)
     throw notFound(
@@ -183,6 +201,27 @@ export async function forgetReservation(
   await dropReservation(store, book, r);
   recordEvent('identity.forgotten', { network: shortNetwork(networkId), identity: name });
   return r;
+}
+
+/**
+ * The IPAM's ReleasePool: the network is being removed (Docker sends it beside the driver's
+ * DeleteNetwork, which drops the reservations keeping no claim), and the reservations keeping claims
+ * in the pool go now, their claims freed. A shared pool other hosts still use keeps this host's claims
+ * when it leaves, and nothing else would free them (the orphan check looks at the pools of networks
+ * here); a single host's pool takes its claims with it, and a network made again on the subnet makes
+ * a pool of the same id, which the old claims must not reach.
+ */
+export async function releasePoolReservations(
+  store: IdentityStore,
+  book: AddressBook,
+  poolId: string,
+  log: Logger,
+): Promise<void> {
+  for (const r of store.listReservations()) {
+    if (!r.kept.some((k) => k.poolId === poolId)) continue;
+    await dropReservation(store, book, r);
+    log.info('identity reservation dropped with its pool', { network: shortNetwork(r.networkId), identity: r.name });
+  }
 }
 
 /** The claims first, then the row: a failure to free a claim leaves the reservation to try again. */

@@ -104,7 +104,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   insertNetwork(record: NetworkRecord): void {
     this.networks.insertNetwork(record);
   }
-  /** With its endpoints, and the reservations of its identities (their pool went with the network). */
+  /** With its endpoints and its identities' reservations; one keeping an IPAM claim waits for the pool's release. */
   deleteNetwork(networkId: string): void {
     this.c.transaction(() => {
       this.networks.deleteNetwork(networkId);

@@ -27,7 +27,7 @@ export interface Store extends IdentityStore {
   listNetworks(): (NetworkRecord & Stamped)[];
   /** Inserts; throws Conflict if a network with that id exists. */
   insertNetwork(record: NetworkRecord): void;
-  /** Deletes the network, its endpoints and its identities' reservations. */
+  /** Deletes the network, its endpoints and its identities' reservations (those keeping IPAM claims: at ReleasePool). */
   deleteNetwork(networkId: string): void;
 
   getEndpoint(networkId: string, endpointId: string): (EndpointRecord & Stamped) | null;

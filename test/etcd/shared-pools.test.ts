@@ -843,3 +843,45 @@ test("an identity's reservation on a shared pool: its address stays claimed in e
   await forgetReservation(storeA, bookA, network, 'web');
   assert.equal(await take(b, id, address, false, mac(2, 10)), `${address}/24`);
 });
+
+test("a reservation's kept claim another host took meanwhile (reclaimed while this host was away): neither --ip of it nor Docker 29's request by name gets it here", async () => {
+  const stateA = newStateDir();
+  const bookA = book('dh-a', stateA);
+  const storeA = stores[stores.length - 1] as SqliteStore;
+  const a = new IpamAllocator(bookA, silentLogger, undefined, storeA);
+  const b = allocatorOn('dh-b');
+  const id = await pool(a, '10.72.0.0/24', '10.72.0.0/29');
+  await pool(b, '10.72.0.0/24', '10.72.0.0/29');
+  const address = (await take(a, id, null, false, mac(1, 1))).split('/')[0] ?? '';
+  const network = 'd'.repeat(64);
+  const held = { networkId: network, endpointId: 'f'.repeat(64), name: 'web', mac: mac(1, 1), ipv6: null };
+  recordHeld(storeA, { ...held, ipv4: address, clientId: '00776562', duid: '0004' }, Date.now());
+  releaseHolder(storeA, network, held.endpointId, Date.now());
+  await a.releaseAddress(id, parseAddress(address));
+  // What a reclaim of host A's silent claims does (ipam/reclaim.ts), then host B's container takes it.
+  assert.equal(await bookA.release(id, parseAddress(address)), true);
+  assert.equal(await take(b, id, address, false, mac(2, 1)), `${address}/24`);
+  assert.equal(await refusal(() => take(a, id, address, false, mac(1, 1))), 'Address already in use');
+  const byName = await a.requestAddress({ poolId: id, preferred: null, gateway: false, mac: mac(1, 1), name: 'web' });
+  assert.notEqual(byName.address.text, address, `host A handed out ${address}, host B's`);
+});
+
+test("docker network rm on a host with a reservation's kept claim in a shared pool other hosts still use: the claim goes with the network (was: this host's forever, the address lost to the fleet)", async () => {
+  const stateA = newStateDir();
+  const bookA = book('dh-a', stateA);
+  const storeA = stores[stores.length - 1] as SqliteStore;
+  const a = new IpamAllocator(bookA, silentLogger, undefined, storeA);
+  const b = allocatorOn('dh-b');
+  const id = await pool(a, '10.73.0.0/24', '10.73.0.0/29');
+  await pool(b, '10.73.0.0/24', '10.73.0.0/29');
+  const address = (await take(a, id, null, false, mac(1, 1))).split('/')[0] ?? '';
+  const network = 'e'.repeat(64);
+  const held = { networkId: network, endpointId: 'f'.repeat(64), name: 'web', mac: mac(1, 1), ipv6: null };
+  recordHeld(storeA, { ...held, ipv4: address, clientId: '00776562', duid: '0004' }, Date.now());
+  releaseHolder(storeA, network, held.endpointId, Date.now());
+  await a.releaseAddress(id, parseAddress(address));
+  // Docker's order: the driver's DeleteNetwork (the reservations go with the network), then ReleasePool.
+  storeA.deleteNetwork(network);
+  await a.releasePool(id);
+  assert.equal(await take(b, id, address, false, mac(2, 1)), `${address}/24`);
+});

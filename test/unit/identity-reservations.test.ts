@@ -66,7 +66,10 @@ async function lab(): Promise<Lab> {
     Address: '172.16.86.1',
     Options: { RequestAddressType: 'com.docker.network.gateway' },
   });
-  const driver = new NetworkDriver(new FakeRtnl(), store, silentLogger);
+  const rtnl = new FakeRtnl();
+  // A second parent, for a second network with the same subnet (another VLAN, another IPAM).
+  rtnl.add({ name: 'eth1', kind: 'veth', mtu: 1500, mac: '02:00:00:00:00:02', up: true, parentIndex: null });
+  const driver = new NetworkDriver(rtnl, store, silentLogger);
   driver.createNetwork({
     networkId: NET,
     driver: 'macvlan',
@@ -244,12 +247,87 @@ test('expiry: a reservation idle for --identity-expire goes with its kept claim;
   assert.equal(await requestAddress(l), a, 'its address free again');
 });
 
-test('docker network rm drops the reservations of its identities with it', async () => {
+test('docker network rm drops the reservations of its identities with it: those keeping a claim at the ReleasePool that follows, the claim freed', async () => {
   const l = await lab();
   const a = await requestAddress(l);
   createEndpoint(l, EP(1), a, 'web');
   await remove(l, EP(1), a);
+  createEndpoint(l, EP(2), await requestAddress(l), 'cam');
+  l.driver.deleteEndpoint(NET, EP(2));
   assert.notEqual(store.getReservation(NET, 'web'), null);
+  // Docker's order: the driver's DeleteNetwork, then the IPAM's ReleasePool.
+  l.driver.deleteNetwork(NET);
+  assert.deepEqual(
+    store.listReservations().map((r) => r.name),
+    ['web'],
+  );
+  await l.call('/IpamDriver.ReleasePool', { PoolID: l.poolId });
+  assert.deepEqual(store.listReservations(), []);
+});
+
+test('the IPAM ReleasePool before the driver DeleteNetwork: the reservation keeping a claim in the pool goes all the same', async () => {
+  const l = await lab();
+  const a = await requestAddress(l);
+  createEndpoint(l, EP(1), a, 'web');
+  await remove(l, EP(1), a);
+  await l.call('/IpamDriver.ReleasePool', { PoolID: l.poolId });
   l.driver.deleteNetwork(NET);
   assert.deepEqual(store.listReservations(), []);
+});
+
+test("the same address released in another network's pool (overlapping subnets, one on Docker's default IPAM) is not kept for a reservation a live container holds there", async () => {
+  const l = await lab();
+  // Network 2: the lanplug driver on Docker's own IPAM, the same subnet on another parent; its container
+  // "cam" holds 172.16.86.9 with an identity, so its reservation names that address.
+  const NET2 = 'b'.repeat(64);
+  l.driver.createNetwork({
+    networkId: NET2,
+    driver: 'macvlan',
+    options: { parent: 'eth1' },
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  });
+  l.driver.createEndpoint('macvlan', {
+    networkId: NET2,
+    endpointId: EP(2),
+    ipv4: parsePrefix('172.16.86.9/24'),
+    ipv6: null,
+    mac: null,
+    endpointOptions: { 'lanplug.identity': 'cam' },
+  });
+  // On the lanplug IPAM's network, a container without an identity has 172.16.86.9, then goes.
+  const address = await requestAddress(l, { ip: '172.16.86.9' });
+  createEndpoint(l, EP(3), address, null);
+  await remove(l, EP(3), address);
+  assert.deepEqual(store.getReservation(NET2, 'cam')?.kept, []);
+  assert.equal(await requestAddress(l, { ip: '172.16.86.9' }), '172.16.86.9/24');
+});
+
+test('lanplug forget of a name no identity can have (terminal escapes, 10,000 characters): a one-line refusal that shows it escaped and short', async () => {
+  await lab();
+  for (const name of ['\u001b]0;owned\u0007\u001b[2J', 'x'.repeat(10_000), 'two\nlines']) {
+    await assert.rejects(forgetReservation(store, null, NET, name), (err: Error) => {
+      assert.ok(err instanceof LanplugError && err.code === 'InvalidArgument', String(err));
+      assert.ok(
+        [...err.message].every((c) => c >= ' ' && c !== '\u007f'),
+        `control characters in ${JSON.stringify(err.message)}`,
+      );
+      assert.ok(err.message.length < 300, `${err.message.length} characters`);
+      return true;
+    });
+  }
+});
+
+test('a pool whose free addresses reservations keep: the refusal says how many they keep and where to see them', async () => {
+  const l = await lab();
+  const first = await requestAddress(l);
+  createEndpoint(l, EP(1), first, 'web');
+  await remove(l, EP(1), first);
+  for (let n = 3; n <= 254; n++) assert.equal(await requestAddress(l), `172.16.86.${n}/24`);
+  await assert.rejects(
+    requestAddress(l),
+    /^LanplugError: No available addresses on this pool \(1 of its addresses kept for lanplug\.identity reservations no container holds: lanplug ls --identities lists them/,
+  );
 });

@@ -70,8 +70,9 @@ export class IdentityTables {
     return this.c.write('DELETE FROM identities WHERE network_id = ? AND name = ?', networkId, name).changes === 1;
   }
 
+  /** Those keeping no IPAM claim: the others go at the IPAM's ReleasePool, their claims freed then. */
   deleteNetworkReservations(networkId: string): void {
-    this.c.write('DELETE FROM identities WHERE network_id = ?', networkId);
+    this.c.write("DELETE FROM identities WHERE network_id = ? AND kept = '[]'", networkId);
   }
 
   /** A row whose kept claims do not read is an error naming it, never a reservation silently without them. */
