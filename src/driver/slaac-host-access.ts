@@ -34,6 +34,7 @@ import { shortId, type EndpointRecord, type NetworkSpec } from '../model/network
 import { hostPrefix, parseAddress, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { RTPROT_LANPLUG } from '../link/ip';
 import { IFA_F_DADFAILED, IFA_F_TENTATIVE, RT_SCOPE_LINK } from '../netlink/codec';
+import type { LeaseStore } from '../state/lease-store';
 import type { Store } from '../state/store';
 import { routeKey, type Route } from './host-access';
 import { shimLinkName } from './names';
@@ -127,8 +128,29 @@ export function readLearned(
 }
 
 /**
+ * The IPv6 addresses lanplug leased an endpoint from the LAN's DHCPv6 server (the router's M flag:
+ * endpoint/slaac-dhcp6.ts). The container holds each as a permanent /128, which learnedAddresses leaves
+ * out (a permanent address there is anyone's); the lease is lanplug's own record, so it is routed from it.
+ */
+export type LeasedAddresses = (networkId: string, endpointId: string) => string[];
+
+/** LeasedAddresses from the lease records (the daemon's store). */
+export function leasedIn(leases: Pick<LeaseStore, 'getLease'>): LeasedAddresses {
+  return (networkId, endpointId) =>
+    (leases.getLease(networkId, endpointId)?.leases ?? [])
+      .filter((l) => l.family === 6)
+      .map((l) => l.address.address.text);
+}
+
+/** A learnt address and the leased ones, as one list for learntRoutes (a lease is past DAD: lanplug checked it). */
+function withLeased(learned: readonly LearnedAddress[], leased: readonly string[]): LearnedAddress[] {
+  return [...learned, ...leased.map((address) => ({ address, prefixLength: 128, state: 'preferred' as const }))];
+}
+
+/**
  * For reconcile: the routes a SLAAC network's endpoints want through `shim`, read in their running
- * containers; each endpoint none can be had for is said (`whyNot`), its routes left to go.
+ * containers, and their DHCPv6 leases (`leased`); each endpoint whose container cannot be read is said
+ * (`whyNot`), its learnt addresses' routes left to go.
  */
 export function slaacRoutesOf(
   rtnl: Rtnl,
@@ -136,6 +158,7 @@ export function slaacRoutesOf(
   endpoints: readonly EndpointRecord[],
   shim: LinkRef,
   whyNot: (endpoint: EndpointRecord, why: string) => void,
+  leased: LeasedAddresses = () => [],
 ): Route[] {
   if (!followsSlaac(spec)) return [];
   const each = endpoints.map((endpoint): Route[] => {
@@ -149,9 +172,9 @@ export function slaacRoutesOf(
         endpoint,
         `its container's addresses cannot be read (${err instanceof Error ? err.message : String(err)})`,
       );
-      return [];
+      learned = [];
     }
-    const found = learntRoutes(rtnl, shim, learned);
+    const found = learntRoutes(rtnl, shim, withLeased(learned, leased(spec.networkId, endpoint.endpointId)));
     if ('whyNot' in found) {
       whyNot(endpoint, found.whyNot);
       return [];
@@ -188,6 +211,8 @@ interface Followed {
 export interface FollowSeams {
   timing?: FollowTiming;
   read?: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
+  /** The endpoint's DHCPv6 leases (the daemon's store); none without. */
+  leased?: LeasedAddresses;
 }
 
 /**
@@ -198,6 +223,7 @@ export class SlaacHostRoutes implements SlaacWatch {
   private readonly followed = new Map<string, Followed>();
   private readonly timing: FollowTiming;
   private readonly read: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
+  private readonly leased: LeasedAddresses;
 
   constructor(
     private readonly rtnl: Rtnl,
@@ -206,6 +232,7 @@ export class SlaacHostRoutes implements SlaacWatch {
   ) {
     this.timing = seams.timing ?? TIMING;
     this.read = seams.read ?? ((netns, endpoint) => readLearned(netns, endpoint, (l) => rtnl.owns(l)));
+    this.leased = seams.leased ?? (() => []);
   }
 
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
@@ -226,7 +253,7 @@ export class SlaacHostRoutes implements SlaacWatch {
     const step = (): void => {
       let learned: LearnedAddress[];
       try {
-        learned = this.read(netns, endpoint);
+        learned = withLeased(this.read(netns, endpoint), this.leased(spec.networkId, endpoint.endpointId));
         seen = true;
       } catch (err) {
         const gone = err instanceof LanplugError && err.code === 'NotFound';

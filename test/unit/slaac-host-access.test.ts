@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { learntRoutes, SlaacHostRoutes } from '../../src/driver/slaac-host-access';
+import { learntRoutes, slaacRoutesOf, SlaacHostRoutes } from '../../src/driver/slaac-host-access';
 import { shimLinkName } from '../../src/driver/names';
 import { createLogger } from '../../src/log';
 import type { EndpointRecord } from '../../src/model/network';
@@ -185,4 +185,63 @@ test('a route the kernel refuses (ENETDOWN) is a warning and a retry at the next
     follower.close();
     process.off('uncaughtException', onUncaught);
   }
+});
+
+test("the M-flag DHCPv6 address (lanplug's own lease, a permanent /128 the container's read leaves out) gets its host route too, and reconcile wants it", async () => {
+  const rtnl = new FakeRtnl();
+  const networkId = 'b'.repeat(64);
+  const shim = rtnl.add({
+    name: shimLinkName(networkId),
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: '02:00:00:00:00:09',
+    up: true,
+    parentIndex: 2,
+  });
+  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  rtnl.routes.push({
+    destination: parsePrefix('2001:db8:1::/64'),
+    oifIndex: 2,
+    gateway: null,
+    preferredSource: null,
+    protocol: RTPROT_RA,
+    table: 254,
+  });
+  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  const endpoint: EndpointRecord = {
+    networkId,
+    endpointId: 'f'.repeat(64),
+    linkName: 'dm-2',
+    mac: null,
+    ipv4: null,
+    ipv6: null,
+    dockerSandboxKey: '/run/netns/none',
+  };
+  const leased = (n: string, e: string): string[] =>
+    n === networkId && e === endpoint.endpointId ? ['2001:db8:1::1234'] : [];
+  const follower = new SlaacHostRoutes(
+    rtnl,
+    createLogger('error', () => undefined),
+    {
+      timing: { firstReadMs: 5, waitMaxMs: 5, followMs: 5, sandboxWaitMs: 1_000 },
+      read: () => [],
+      leased,
+    },
+  );
+  try {
+    follower.watch(spec, endpoint, '/run/netns/none');
+    await new Promise((r) => setTimeout(r, 40));
+    assert.deepEqual(
+      rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination)),
+      ['2001:db8:1::1234/128'],
+    );
+  } finally {
+    follower.close();
+  }
+  // Reconcile (no container to read here: the lease alone) wants the same route, so it does not take it away.
+  const wanted = slaacRoutesOf(rtnl, spec, [endpoint], shim, () => undefined, leased);
+  assert.deepEqual(
+    wanted.map((r) => formatPrefix(r.destination)),
+    ['2001:db8:1::1234/128'],
+  );
 });
