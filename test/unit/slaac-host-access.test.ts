@@ -245,3 +245,66 @@ test("the M-flag DHCPv6 address (lanplug's own lease, a permanent /128 the conta
     ['2001:db8:1::1234/128'],
   );
 });
+
+test('an address a second container adds after another container has it routed: the route stays to the first, none to the second', async () => {
+  const rtnl = new FakeRtnl();
+  const networkId = 'c'.repeat(64);
+  const shim = rtnl.add({
+    name: shimLinkName(networkId),
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: '02:00:00:00:00:09',
+    up: true,
+    parentIndex: 2,
+  });
+  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  rtnl.routes.push({
+    destination: parsePrefix('2001:db8:1::/64'),
+    oifIndex: 2,
+    gateway: null,
+    preferredSource: null,
+    protocol: RTPROT_RA,
+    table: 254,
+  });
+  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  const endpointOf = (c: string): EndpointRecord => ({
+    networkId,
+    endpointId: c.repeat(64),
+    linkName: `dm-${c}`,
+    mac: null,
+    ipv4: null,
+    ipv6: null,
+  });
+  const follower = new SlaacHostRoutes(
+    rtnl,
+    createLogger('error', () => undefined),
+    {
+      timing: { firstReadMs: 5, waitMaxMs: 5, followMs: 5, sandboxWaitMs: 1_000 },
+      read: (_netns, endpoint) =>
+        endpoint.endpointId.startsWith('1')
+          ? [learnt('2001:db8:1::c')]
+          : [learnt('2001:db8:1::c'), learnt('2001:db8:1::e')],
+    },
+  );
+  try {
+    follower.watch(spec, endpointOf('1'), '/run/netns/one');
+    await new Promise((r) => setTimeout(r, 30));
+    follower.watch(spec, endpointOf('2'), '/run/netns/two');
+    await new Promise((r) => setTimeout(r, 40));
+    assert.deepEqual(
+      rtnl.routes
+        .filter((r) => r.protocol === RTPROT_LANPLUG)
+        .map((r) => formatPrefix(r.destination))
+        .sort(),
+      ['2001:db8:1::c/128', '2001:db8:1::e/128'],
+    );
+    // The second container leaves: the first one's route stays.
+    follower.cancel(endpointOf('2').endpointId);
+    assert.deepEqual(
+      rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination)),
+      ['2001:db8:1::c/128'],
+    );
+  } finally {
+    follower.close();
+  }
+});
