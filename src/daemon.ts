@@ -48,7 +48,7 @@ import { Housekeeping } from './housekeeping';
 import { IpamAllocator } from './ipam/allocator';
 import { PacketAnnouncer } from './lan/announce';
 import { SandboxSlaacWatcher } from './driver/slaac-watch';
-import { bothWatches, SlaacHostRoutes } from './driver/slaac-host-access';
+import { bothWatches, leasedIn, SlaacHostRoutes } from './driver/slaac-host-access';
 import { SlaacDhcp6 } from './endpoint/slaac-dhcp6';
 import { HostAddresses } from './lan/host-addresses';
 import type { Logger } from './log';
@@ -142,7 +142,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
     const announcer = closers.add(new PacketAnnouncer(log), (a) => a.close());
     const slaac = closers.add(new SandboxSlaacWatcher(log, (link) => rtnl.owns(link)), (w) => w.close());
-    const slaacHostRoutes = closers.add(new SlaacHostRoutes(rtnl, log), (f) => f.close());
+    const slaacHostRoutes = closers.add(new SlaacHostRoutes(rtnl, log, { leased: leasedIn(store) }), (f) => f.close());
     const driver = new NetworkDriver(rtnl, store, log, {
       announcer,
       remover: reaper,

@@ -124,7 +124,7 @@ export class Housekeeping implements ControlActions {
    */
   resume(): void {
     const { rtnl, store, log } = this.parts;
-    reconcile(rtnl, store, log);
+    reconcile(rtnl, store, log, { leases: store });
     this.parts.dhcp?.resume();
     this.parts.attachments.collectVanished(false);
   }
@@ -246,6 +246,7 @@ export class Housekeeping implements ControlActions {
       Vanished: vanished,
       Reconcile: reconcile(rtnl, store, log, {
         dryRun,
+        leases: store,
         ...(this.parts.askingLinks === undefined ? {} : { askingLinksInUse: this.parts.askingLinks.inUse }),
       }),
     };

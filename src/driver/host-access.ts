@@ -16,6 +16,7 @@
  */
 import { LanplugError } from '../errors';
 import type { LinkInfo, LinkRef } from '../link/link';
+import { writeFileSync } from 'node:fs';
 import { RTPROT_LANPLUG } from '../link/ip';
 import type { Rtnl } from '../link/rtnl';
 import type { EndpointRecord, NetworkSpec } from '../model/network';
@@ -41,11 +42,29 @@ export function ensureShim(rtnl: Rtnl, spec: NetworkSpec, parent: LinkInfo): Lin
     shim = null;
   }
   if (shim === null) shim = createShim(rtnl, spec, name, parent);
+  ignoreRouterAdverts(shim);
   // Also on a shim an earlier lanplug made: see createShim.
   if (spec.mode.kind === 'macvlan') rtnl.answerArpForOwnAddressesOnly(shim);
   for (const address of [access.ipv4, access.ipv6]) if (address !== null) rtnl.addAddress(shim, hostPrefix(address));
   if (!shim.up) rtnl.setUp(shim);
   return shim;
+}
+
+/**
+ * The shim takes no router advertisement (before it is up, where it is new): autoconfigured from the LAN's
+ * prefix it would get an address and the prefix's on-link route, and the host's LAN traffic could leave by
+ * it rather than the parent (seen in the lab: `ip -6 route get` of a LAN address through lh-…). Its
+ * link-local address stays (SLAAC host access answers from it). Read-only /proc/sys (a managed plugin):
+ * left as the kernel has it.
+ */
+function ignoreRouterAdverts(shim: LinkInfo): void {
+  for (const key of ['accept_ra', 'autoconf'])
+    try {
+      writeFileSync(`/proc/sys/net/ipv6/conf/${shim.name}/${key}`, '0');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'EROFS' && code !== 'EACCES') throw err;
+    }
 }
 
 function createShim(rtnl: Rtnl, spec: NetworkSpec, name: string, parent: LinkInfo): LinkInfo {

@@ -23,10 +23,11 @@ import type { LinkInfo } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { shortId, type EndpointRecord, type Leftover, type NetworkRecord } from '../model/network';
+import type { LeaseStore } from '../state/lease-store';
 import type { Store } from '../state/store';
 import { unusedEyes } from '../lan/eye';
 import { addRoutes, ensureShim, routeKey, routesThrough, wantedRoutes } from './host-access';
-import { slaacRoutesOf } from './slaac-host-access';
+import { leasedIn, slaacRoutesOf } from './slaac-host-access';
 import { ASKING_LINK_PREFIX, ENDPOINT_LINK_PREFIX, PROBE_LINK_PREFIX, SHIM_LINK_PREFIX, shimLinkName } from './names';
 import { ensureParent, isStillOurs, ownedParent, releaseParent } from './parent';
 import { countReconcileAction } from '../metrics/registry';
@@ -57,6 +58,8 @@ export interface ReconcileOptions {
   dryRun?: boolean;
   /** DHCP asking links an exchange is using now (a running daemon's): not leftovers. */
   askingLinksInUse?: ReadonlySet<string>;
+  /** The DHCPv6 leases of `-o ipv6=slaac` endpoints (M flag): their host-access routes are wanted too. */
+  leases?: Pick<LeaseStore, 'getLease'>;
 }
 
 export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: ReconcileOptions = {}): ReconcileReport {
@@ -142,7 +145,7 @@ export function reconcile(rtnl: Rtnl, store: Store, log: Logger, options: Reconc
 
   for (const network of networks) {
     if (network.spec.hostAccess !== null)
-      reconcileHostAccess(rtnl, network, store.listEndpoints(network.spec.networkId), act, log);
+      reconcileHostAccess(rtnl, network, store.listEndpoints(network.spec.networkId), act, log, options.leases);
   }
 
   for (const a of actions)
@@ -231,6 +234,7 @@ function reconcileHostAccess(
   endpoints: readonly EndpointRecord[],
   act: (action: ReconcileAction['action'], target: string, why: string, fn: () => void) => void,
   log: Logger,
+  leases: Pick<LeaseStore, 'getLease'> | undefined,
 ): void {
   const spec = network.spec;
   const parent = rtnl.getLink(spec.parent.name);
@@ -249,12 +253,18 @@ function reconcileHostAccess(
   const wanted = [
     ...wantedRoutes(spec, endpoints),
     // The addresses containers formed from the router's advertisements, read in their namespaces.
-    ...slaacRoutesOf(rtnl, spec, endpoints, link, (endpoint, why) =>
-      log.info('reconcile', {
-        action: 'wait',
-        target: `endpoint ${shortId(endpoint.endpointId)}`,
-        why: `no host-access route to its addresses from router advertisements: ${why}`,
-      }),
+    ...slaacRoutesOf(
+      rtnl,
+      spec,
+      endpoints,
+      link,
+      (endpoint, why) =>
+        log.info('reconcile', {
+          action: 'wait',
+          target: `endpoint ${shortId(endpoint.endpointId)}`,
+          why: `no host-access route to its addresses from router advertisements: ${why}`,
+        }),
+      leases === undefined ? undefined : leasedIn(leases),
     ),
   ];
   const present = new Set(routesThrough(rtnl, link).map(routeKey));

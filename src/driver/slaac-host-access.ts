@@ -14,6 +14,14 @@
  * container's address as /128, from the shim's link-local address: the container answers it on its
  * own link, and reaches the host at it (`fe80::…%eth0`). Never a route to an address the host holds.
  *
+ * What the container says it holds is not trusted: a process with NET_ADMIN there can add any address
+ * (a public resolver's, the LAN router's) with a lifetime, and a host route to it would send the host's
+ * own traffic for it into the container. So an address gets a route only when (advertisedPrefixes,
+ * routable) it lies in a prefix the host's own kernel has on-link on the parent from the LAN (the host
+ * hears the same router; a route of the host's table the container cannot write), was not added
+ * `nodad` (the kernel's SLAAC addresses always go through DAD), is not the host's, and is not claimed
+ * by another endpoint or known to the host as a LAN neighbour's (heldElsewhere).
+ *
  * Each read enters the container's namespace (~0.2 ms): every 4 s per followed container once its
  * address is there, growing from 250 ms to 1 s until then.
  */
@@ -23,8 +31,10 @@ import type { LinkInfo, LinkRef } from '../link/link';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { shortId, type EndpointRecord, type NetworkSpec } from '../model/network';
-import { hostPrefix, parseAddress, type IpAddress } from '../net/address';
+import { hostPrefix, parseAddress, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
+import { RTPROT_LANPLUG } from '../link/ip';
 import { IFA_F_DADFAILED, IFA_F_TENTATIVE, RT_SCOPE_LINK } from '../netlink/codec';
+import type { LeaseStore } from '../state/lease-store';
 import type { Store } from '../state/store';
 import { routeKey, type Route } from './host-access';
 import { shimLinkName } from './names';
@@ -53,20 +63,57 @@ export function shimLinkLocal(rtnl: Rtnl, shim: LinkRef): IpAddress | null {
 export type LearntRoutes = { routes: Route[] } | { whyNot: string };
 
 /**
- * The routes to a container's learnt addresses: the usable ones (not tentative), as /128 from the
- * shim's link-local address, leaving out any the host holds itself (a LAN that let two devices form
- * one address; the host's own address must stay its own).
+ * The LAN's prefixes as the host's own kernel has them: on-link routes (no gateway) on the shim's parent,
+ * not lanplug's, neither a default route nor a host route nor link-local or multicast. The host hears the
+ * router's advertisements on the parent (it forms its own address there), so this follows a prefix change.
  */
-export function learntRoutes(rtnl: Rtnl, shim: LinkRef, learned: readonly LearnedAddress[]): LearntRoutes {
-  const usable = learned.filter((a) => a.state === 'preferred');
+export function advertisedPrefixes(rtnl: Rtnl, shim: LinkRef): IpPrefix[] {
+  const parentIndex = rtnl.getLinkByIndex(shim.index)?.parentIndex ?? null;
+  if (parentIndex === null) return [];
+  return rtnl
+    .listRoutes(6)
+    .filter(
+      (r) =>
+        r.oifIndex === parentIndex &&
+        r.gateway === null &&
+        r.protocol !== RTPROT_LANPLUG &&
+        r.destination.prefixLength > 0 &&
+        r.destination.prefixLength < 128 &&
+        !/^f[ef]/i.test(r.destination.address.text),
+    )
+    .map((r) => r.destination);
+}
+
+export interface RouteChecks {
+  /** Whether another endpoint or a LAN neighbour the host knows of holds the address (text form). */
+  heldElsewhere?: (address: string) => boolean;
+}
+
+/**
+ * The routes to a container's learnt addresses: the usable ones (not tentative), as /128 from the
+ * shim's link-local address, and only those the kernel could have formed from the LAN router's
+ * advertisement (see the header): inside a prefix the host has on-link on the parent, not `nodad`,
+ * not the host's own (a LAN that let two devices form one address; the host's must stay its own), not
+ * held elsewhere.
+ */
+export function learntRoutes(
+  rtnl: Rtnl,
+  shim: LinkRef,
+  learned: readonly LearnedAddress[],
+  checks: RouteChecks = {},
+): LearntRoutes {
+  const usable = learned.filter((a) => a.state === 'preferred' && a.nodad !== true);
   if (usable.length === 0) return { routes: [] };
   const source = shimLinkLocal(rtnl, shim);
   if (source === null) return { whyNot: `the shim ${shim.name} has no IPv6 link-local address (yet)` };
   const own = new Set(rtnl.listAddresses(6).map((a) => a.prefix.address.text));
+  const prefixes = advertisedPrefixes(rtnl, shim);
+  const heldElsewhere = checks.heldElsewhere ?? (() => false);
   return {
     routes: usable
-      .filter((a) => !own.has(parseAddress(a.address).text))
-      .map((a) => ({ destination: hostPrefix(parseAddress(a.address)), source })),
+      .map((a) => parseAddress(a.address))
+      .filter((a) => !own.has(a.text) && !heldElsewhere(a.text) && prefixes.some((p) => prefixContains(p, a)))
+      .map((a) => ({ destination: hostPrefix(a), source })),
   };
 }
 
@@ -81,8 +128,29 @@ export function readLearned(
 }
 
 /**
+ * The IPv6 addresses lanplug leased an endpoint from the LAN's DHCPv6 server (the router's M flag:
+ * endpoint/slaac-dhcp6.ts). The container holds each as a permanent /128, which learnedAddresses leaves
+ * out (a permanent address there is anyone's); the lease is lanplug's own record, so it is routed from it.
+ */
+export type LeasedAddresses = (networkId: string, endpointId: string) => string[];
+
+/** LeasedAddresses from the lease records (the daemon's store). */
+export function leasedIn(leases: Pick<LeaseStore, 'getLease'>): LeasedAddresses {
+  return (networkId, endpointId) =>
+    (leases.getLease(networkId, endpointId)?.leases ?? [])
+      .filter((l) => l.family === 6)
+      .map((l) => l.address.address.text);
+}
+
+/** A learnt address and the leased ones, as one list for learntRoutes (a lease is past DAD: lanplug checked it). */
+function withLeased(learned: readonly LearnedAddress[], leased: readonly string[]): LearnedAddress[] {
+  return [...learned, ...leased.map((address) => ({ address, prefixLength: 128, state: 'preferred' as const }))];
+}
+
+/**
  * For reconcile: the routes a SLAAC network's endpoints want through `shim`, read in their running
- * containers; each endpoint none can be had for is said (`whyNot`), its routes left to go.
+ * containers, and their DHCPv6 leases (`leased`); each endpoint whose container cannot be read is said
+ * (`whyNot`), its learnt addresses' routes left to go.
  */
 export function slaacRoutesOf(
   rtnl: Rtnl,
@@ -90,9 +158,10 @@ export function slaacRoutesOf(
   endpoints: readonly EndpointRecord[],
   shim: LinkRef,
   whyNot: (endpoint: EndpointRecord, why: string) => void,
+  leased: LeasedAddresses = () => [],
 ): Route[] {
   if (!followsSlaac(spec)) return [];
-  return endpoints.flatMap((endpoint) => {
+  const each = endpoints.map((endpoint): Route[] => {
     const netns = endpoint.dockerSandboxKey;
     if (netns === undefined) return [];
     let learned: LearnedAddress[];
@@ -103,15 +172,20 @@ export function slaacRoutesOf(
         endpoint,
         `its container's addresses cannot be read (${err instanceof Error ? err.message : String(err)})`,
       );
-      return [];
+      learned = [];
     }
-    const found = learntRoutes(rtnl, shim, learned);
+    const found = learntRoutes(rtnl, shim, withLeased(learned, leased(spec.networkId, endpoint.endpointId)));
     if ('whyNot' in found) {
       whyNot(endpoint, found.whyNot);
       return [];
     }
     return found.routes;
   });
+  // An address two endpoints claim (one container added another's) is routed to neither.
+  const claims = new Map<string, number>();
+  for (const route of each.flat())
+    claims.set(routeKey(route.destination), (claims.get(routeKey(route.destination)) ?? 0) + 1);
+  return each.flat().filter((route) => claims.get(routeKey(route.destination)) === 1);
 }
 
 export interface FollowTiming {
@@ -137,6 +211,8 @@ interface Followed {
 export interface FollowSeams {
   timing?: FollowTiming;
   read?: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
+  /** The endpoint's DHCPv6 leases (the daemon's store); none without. */
+  leased?: LeasedAddresses;
 }
 
 /**
@@ -147,6 +223,7 @@ export class SlaacHostRoutes implements SlaacWatch {
   private readonly followed = new Map<string, Followed>();
   private readonly timing: FollowTiming;
   private readonly read: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
+  private readonly leased: LeasedAddresses;
 
   constructor(
     private readonly rtnl: Rtnl,
@@ -155,6 +232,7 @@ export class SlaacHostRoutes implements SlaacWatch {
   ) {
     this.timing = seams.timing ?? TIMING;
     this.read = seams.read ?? ((netns, endpoint) => readLearned(netns, endpoint, (l) => rtnl.owns(l)));
+    this.leased = seams.leased ?? (() => []);
   }
 
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
@@ -175,7 +253,7 @@ export class SlaacHostRoutes implements SlaacWatch {
     const step = (): void => {
       let learned: LearnedAddress[];
       try {
-        learned = this.read(netns, endpoint);
+        learned = withLeased(this.read(netns, endpoint), this.leased(spec.networkId, endpoint.endpointId));
         seen = true;
       } catch (err) {
         const gone = err instanceof LanplugError && err.code === 'NotFound';
@@ -221,7 +299,12 @@ export class SlaacHostRoutes implements SlaacWatch {
   private sync(followed: Followed, learned: readonly LearnedAddress[], what: Record<string, string>): string | null {
     const shim = this.rtnl.getLink(shimLinkName(followed.networkId));
     if (shim === null) return 'the network has no shim (its parent is gone?)';
-    const found = learntRoutes(this.rtnl, shim, learned);
+    // Another followed container already routed there holds it: this one added it (NET_ADMIN), not the kernel.
+    const heldElsewhere = (address: string): boolean => {
+      const key = routeKey(hostPrefix(parseAddress(address)));
+      return [...this.followed.values()].some((other) => other !== followed && other.routes.has(key));
+    };
+    const found = learntRoutes(this.rtnl, shim, learned, { heldElsewhere });
     if ('whyNot' in found) return found.whyNot;
     const wanted = new Map(found.routes.map((r) => [routeKey(r.destination), r]));
     for (const [key, route] of wanted) {

@@ -224,6 +224,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
       search: [],
       addressDone: false,
     };
+    // The kernel forms the same failed address again at each advertisement (same prefix, same secret): said once.
+    const saidDadFailed = new Set<string>();
     let gap = this.timing.firstPollMs;
     const enter = (next: Phase): void => {
       phase = next;
@@ -283,7 +285,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
           this.hearAdvert(spec, endpoint, netns, link, heard, notes, addresses.length > 0, now, what);
           // An address the kernel keeps flagged is final (reportAddress): said once, as the watch is about to end.
           const flagged = heard.addressDone ? [] : addresses.filter((a) => a.state === 'dadfailed');
-          this.reportDadFailures([...(notes?.dadFailed ?? []), ...flagged], what);
+          this.reportDadFailures([...(notes?.dadFailed ?? []), ...flagged], saidDadFailed, what);
           if (!heard.addressDone) heard.addressDone = this.reportAddress(addresses, link, what, ms);
           // Done once the flags were followed and the address reported, or none is coming (no prefix had the A
           // flag, and no address formed that DAD failed for); knowing nothing of the advertisement (no
@@ -426,11 +428,13 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     }
   }
 
-  /** Each address DAD failed for, said once as the kernel drops it (or flags it). */
-  private reportDadFailures(failures: readonly FailedAddress[], what: Record<string, string>): void {
+  /** Each address DAD failed for, said once per watch (`said`) as the kernel drops it (or flags it). */
+  private reportDadFailures(failures: readonly FailedAddress[], said: Set<string>, what: Record<string, string>): void {
     for (const failed of failures) {
       // Another device on the LAN answered for the address: the kernel keeps it off, as lanplug's probe would.
       const address = `${failed.address}/${failed.prefixLength}`;
+      if (said.has(address)) continue;
+      said.add(address);
       this.log.warn('the IPv6 address from the router advertisement is in use on the LAN (DAD failed); not used', {
         ...what,
         address,

@@ -11,7 +11,7 @@ import type { LinkInfo } from '../link/link';
 import { openRtnl } from '../link/rtnl';
 import type { EndpointRecord, SlaacPolicy } from '../model/network';
 import { sameAddress } from '../net/address';
-import { IFA_F_DADFAILED, IFA_F_PERMANENT, IFA_F_TENTATIVE } from '../netlink/codec';
+import { IFA_F_DADFAILED, IFA_F_NODAD, IFA_F_PERMANENT, IFA_F_TENTATIVE } from '../netlink/codec';
 import { readSandboxSysctl, writeSandboxSysctl } from './sandbox';
 
 /** net.ipv6.conf.<if>.addr_gen_mode: addresses from the prefix and stable_secret (RFC 7217), not the MAC. */
@@ -91,6 +91,8 @@ export interface LearnedAddress {
   address: string;
   prefixLength: number;
   state: 'tentative' | 'dadfailed' | 'preferred';
+  /** Added without DAD (`nodad`): never the kernel's own from an advertisement, so never given a host route. */
+  nodad?: boolean;
 }
 
 /** The global IPv6 addresses the kernel configured itself on `index` (not permanent: from an advertisement). */
@@ -110,5 +112,10 @@ function learned(a: AddressInfo): LearnedAddress {
   const flags = a.flags ?? 0;
   const state =
     (flags & IFA_F_DADFAILED) !== 0 ? 'dadfailed' : (flags & IFA_F_TENTATIVE) !== 0 ? 'tentative' : 'preferred';
-  return { address: a.prefix.address.text, prefixLength: a.prefix.prefixLength, state };
+  return {
+    address: a.prefix.address.text,
+    prefixLength: a.prefix.prefixLength,
+    state,
+    nodad: (flags & IFA_F_NODAD) !== 0,
+  };
 }

@@ -603,6 +603,8 @@ test('-o ipv6=slaac with -o host_access=true: the Docker host reaches the contai
       '-d',
       '--name',
       'ha',
+      '--cap-add',
+      'NET_ADMIN',
       '--network',
       'name=slaacha,driver-opt=lanplug.dhcp.id=ha',
       'alpine:latest',
@@ -633,6 +635,51 @@ test('-o ipv6=slaac with -o host_access=true: the Docker host reaches the contai
     )?.[1];
     assert.ok(shimLinkLocal !== undefined, `${shim} has no link-local address`);
     lab.host.dockerOk(['exec', 'ha', 'ping', '-6', '-c', '1', '-W', '2', `${shimLinkLocal}%eth0`]);
+
+    // The container's root (NET_ADMIN) adds addresses the router never gave it: one outside its prefix, one in
+    // it without DAD. The host routes neither into the container (its traffic to them stays its own).
+    const forged = ['2001:db8:ffff::1', '2001:db8:abc8::99'];
+    lab.host.dockerOk([
+      'exec',
+      'ha',
+      'ip',
+      '-6',
+      'addr',
+      'add',
+      `${forged[0]}/128`,
+      'dev',
+      'eth0',
+      'valid_lft',
+      '300',
+      'preferred_lft',
+      '300',
+    ]);
+    // Busybox's ip has no nodad: the host's iproute2 in the container's namespace does what its root could.
+    const pid = lab.host.dockerOk(['inspect', '-f', '{{.State.Pid}}', 'ha']).trim();
+    lab.host.execOk([
+      'nsenter',
+      '-t',
+      pid,
+      '-n',
+      'ip',
+      '-6',
+      'addr',
+      'add',
+      `${forged[1]}/128`,
+      'dev',
+      'eth0',
+      'nodad',
+      'valid_lft',
+      '300',
+      'preferred_lft',
+      '300',
+    ]);
+    // Past two of the follower's reads (every 4 s).
+    await new Promise((r) => setTimeout(r, 9_000));
+    for (const address of forged)
+      assert.ok(!hostRoutes6().some((r) => r.startsWith(`${address} `)), hostRoutes6().join('; '));
+    lab.host.dockerOk(['exec', 'ha', 'ip', '-6', 'addr', 'del', `${forged[0]}/128`, 'dev', 'eth0']);
+    lab.host.dockerOk(['exec', 'ha', 'ip', '-6', 'addr', 'del', `${forged[1]}/128`, 'dev', 'eth0']);
 
     // A daemon killed, its route lost meanwhile: the restarted daemon puts it back.
     process.kill(lab.plugin.pid, 'SIGKILL');

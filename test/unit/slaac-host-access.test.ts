@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { learntRoutes, SlaacHostRoutes } from '../../src/driver/slaac-host-access';
+import { learntRoutes, slaacRoutesOf, SlaacHostRoutes } from '../../src/driver/slaac-host-access';
 import { shimLinkName } from '../../src/driver/names';
 import { createLogger } from '../../src/log';
 import type { EndpointRecord } from '../../src/model/network';
@@ -16,6 +16,7 @@ import type { LearnedAddress } from '../../src/driver/slaac';
 import { formatPrefix, parsePrefix } from '../../src/net/address';
 import { IFA_F_TENTATIVE, RT_SCOPE_LINK } from '../../src/netlink/codec';
 import { FakeRtnl } from '../support/fake-rtnl';
+import { RTPROT_LANPLUG } from '../../src/link/ip';
 
 function kernel(): { rtnl: FakeRtnl; shim: { index: number; name: string } } {
   const rtnl = new FakeRtnl();
@@ -29,13 +30,25 @@ function kernel(): { rtnl: FakeRtnl; shim: { index: number; name: string } } {
   });
   // The host's own LAN address, formed on its own interface from the same router.
   rtnl.addresses.push({ index: 2, prefix: parsePrefix('2001:db8:1::5/64'), scope: 0 });
+  // And the on-link route of the router's prefix the host's kernel made from the advertisement.
+  rtnl.routes.push({
+    destination: parsePrefix('2001:db8:1::/64'),
+    oifIndex: 2,
+    gateway: null,
+    preferredSource: null,
+    protocol: RTPROT_RA,
+    table: 254,
+  });
   return { rtnl, shim };
 }
 
-const learnt = (address: string, state: LearnedAddress['state'] = 'preferred'): LearnedAddress => ({
+const RTPROT_RA = 9;
+
+const learnt = (address: string, state: LearnedAddress['state'] = 'preferred', nodad = false): LearnedAddress => ({
   address,
   prefixLength: 64,
   state,
+  nodad,
 });
 
 test("routes to the learnt addresses: /128 each, from the link-local address of the shim, none to a tentative one or the host's own", () => {
@@ -43,14 +56,56 @@ test("routes to the learnt addresses: /128 each, from the link-local address of 
   rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
   const found = learntRoutes(rtnl, shim, [
     learnt('2001:db8:1::c'),
-    learnt('2001:db8:2::c'),
+    learnt('2001:db8:1::e'),
     learnt('2001:db8:1::d', 'tentative'),
     learnt('2001:db8:1::5'),
   ]);
   assert.ok('routes' in found);
   assert.deepEqual(
     found.routes.map((r) => `${formatPrefix(r.destination)} src ${r.source.text}`),
-    ['2001:db8:1::c/128 src fe80::9', '2001:db8:2::c/128 src fe80::9'],
+    ['2001:db8:1::c/128 src fe80::9', '2001:db8:1::e/128 src fe80::9'],
+  );
+});
+
+test("a container with NET_ADMIN cannot take the host's traffic: no route to an address outside the router's advertised prefix (a public resolver's), nor to one added with nodad, nor to one another endpoint or a LAN neighbour holds", () => {
+  const { rtnl, shim } = kernel();
+  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  // Only lanplug's own routes or a default route on the parent: neither says what the router advertised.
+  rtnl.routes.push(
+    {
+      destination: parsePrefix('::/0'),
+      oifIndex: 2,
+      gateway: null,
+      preferredSource: null,
+      protocol: RTPROT_RA,
+      table: 254,
+    },
+    {
+      destination: parsePrefix('2001:db8:7::/64'),
+      oifIndex: 2,
+      gateway: null,
+      preferredSource: null,
+      protocol: RTPROT_LANPLUG,
+      table: 254,
+    },
+  );
+  const found = learntRoutes(
+    rtnl,
+    shim,
+    [
+      learnt('2001:db8:1::c'),
+      learnt('2001:4860:4860::8888'),
+      learnt('2001:db8:7::1'),
+      learnt('2001:db8:1::1', 'preferred', true),
+      learnt('2001:db8:1::f'),
+      learnt('2001:db8:1::a'),
+    ],
+    { heldElsewhere: (a) => a === '2001:db8:1::f' || a === '2001:db8:1::a' },
+  );
+  assert.ok('routes' in found);
+  assert.deepEqual(
+    found.routes.map((r) => formatPrefix(r.destination)),
+    ['2001:db8:1::c/128'],
   );
 });
 
@@ -81,6 +136,14 @@ test('a route the kernel refuses (ENETDOWN) is a warning and a retry at the next
     parentIndex: 2,
   });
   rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  rtnl.routes.push({
+    destination: parsePrefix('2001:db8:1::/64'),
+    oifIndex: 2,
+    gateway: null,
+    preferredSource: null,
+    protocol: RTPROT_RA,
+    table: 254,
+  });
   rtnl.fail('create', 'route 2001:db8:1::c/128', ENETDOWN);
   const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
   const endpoint: EndpointRecord = {
@@ -111,16 +174,137 @@ test('a route the kernel refuses (ENETDOWN) is a warning and a retry at the next
     await new Promise((r) => setTimeout(r, 60));
     assert.deepEqual(uncaught, []);
     assert.ok(reads >= 2, `read ${reads} times`);
-    assert.equal(rtnl.routes.length, 0);
+    const lanplugs = (): string[] =>
+      rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination));
+    assert.deepEqual(lanplugs(), []);
     // The kernel takes it again: the next read adds the route.
     rtnl.heal();
     await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(lanplugs(), ['2001:db8:1::c/128']);
+  } finally {
+    follower.close();
+    process.off('uncaughtException', onUncaught);
+  }
+});
+
+test("the M-flag DHCPv6 address (lanplug's own lease, a permanent /128 the container's read leaves out) gets its host route too, and reconcile wants it", async () => {
+  const rtnl = new FakeRtnl();
+  const networkId = 'b'.repeat(64);
+  const shim = rtnl.add({
+    name: shimLinkName(networkId),
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: '02:00:00:00:00:09',
+    up: true,
+    parentIndex: 2,
+  });
+  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  rtnl.routes.push({
+    destination: parsePrefix('2001:db8:1::/64'),
+    oifIndex: 2,
+    gateway: null,
+    preferredSource: null,
+    protocol: RTPROT_RA,
+    table: 254,
+  });
+  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  const endpoint: EndpointRecord = {
+    networkId,
+    endpointId: 'f'.repeat(64),
+    linkName: 'dm-2',
+    mac: null,
+    ipv4: null,
+    ipv6: null,
+    dockerSandboxKey: '/run/netns/none',
+  };
+  const leased = (n: string, e: string): string[] =>
+    n === networkId && e === endpoint.endpointId ? ['2001:db8:1::1234'] : [];
+  const follower = new SlaacHostRoutes(
+    rtnl,
+    createLogger('error', () => undefined),
+    {
+      timing: { firstReadMs: 5, waitMaxMs: 5, followMs: 5, sandboxWaitMs: 1_000 },
+      read: () => [],
+      leased,
+    },
+  );
+  try {
+    follower.watch(spec, endpoint, '/run/netns/none');
+    await new Promise((r) => setTimeout(r, 40));
     assert.deepEqual(
-      rtnl.routes.map((r) => formatPrefix(r.destination)),
+      rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination)),
+      ['2001:db8:1::1234/128'],
+    );
+  } finally {
+    follower.close();
+  }
+  // Reconcile (no container to read here: the lease alone) wants the same route, so it does not take it away.
+  const wanted = slaacRoutesOf(rtnl, spec, [endpoint], shim, () => undefined, leased);
+  assert.deepEqual(
+    wanted.map((r) => formatPrefix(r.destination)),
+    ['2001:db8:1::1234/128'],
+  );
+});
+
+test('an address a second container adds after another container has it routed: the route stays to the first, none to the second', async () => {
+  const rtnl = new FakeRtnl();
+  const networkId = 'c'.repeat(64);
+  const shim = rtnl.add({
+    name: shimLinkName(networkId),
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: '02:00:00:00:00:09',
+    up: true,
+    parentIndex: 2,
+  });
+  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  rtnl.routes.push({
+    destination: parsePrefix('2001:db8:1::/64'),
+    oifIndex: 2,
+    gateway: null,
+    preferredSource: null,
+    protocol: RTPROT_RA,
+    table: 254,
+  });
+  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  const endpointOf = (c: string): EndpointRecord => ({
+    networkId,
+    endpointId: c.repeat(64),
+    linkName: `dm-${c}`,
+    mac: null,
+    ipv4: null,
+    ipv6: null,
+  });
+  const follower = new SlaacHostRoutes(
+    rtnl,
+    createLogger('error', () => undefined),
+    {
+      timing: { firstReadMs: 5, waitMaxMs: 5, followMs: 5, sandboxWaitMs: 1_000 },
+      read: (_netns, endpoint) =>
+        endpoint.endpointId.startsWith('1')
+          ? [learnt('2001:db8:1::c')]
+          : [learnt('2001:db8:1::c'), learnt('2001:db8:1::e')],
+    },
+  );
+  try {
+    follower.watch(spec, endpointOf('1'), '/run/netns/one');
+    await new Promise((r) => setTimeout(r, 30));
+    follower.watch(spec, endpointOf('2'), '/run/netns/two');
+    await new Promise((r) => setTimeout(r, 40));
+    assert.deepEqual(
+      rtnl.routes
+        .filter((r) => r.protocol === RTPROT_LANPLUG)
+        .map((r) => formatPrefix(r.destination))
+        .sort(),
+      ['2001:db8:1::c/128', '2001:db8:1::e/128'],
+    );
+    // The second container leaves: the first one's route stays.
+    follower.cancel(endpointOf('2').endpointId);
+    assert.deepEqual(
+      rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination)),
       ['2001:db8:1::c/128'],
     );
   } finally {
     follower.close();
-    process.off('uncaughtException', onUncaught);
   }
 });

@@ -310,7 +310,14 @@ class AdvertisingSandboxes extends FakeSandboxes {
   constructor(
     private readonly fakeClock: FakeClock,
     timeline: (netns: string) => Timeline,
-    private readonly advert: { heardAt: number; flags: AdvertFlags; notes: AdvertNotes; dadFailed?: FailedAddress[] },
+    private readonly advert: {
+      heardAt: number;
+      flags: AdvertFlags;
+      notes: AdvertNotes;
+      dadFailed?: FailedAddress[];
+      /** Told again at each drain: the kernel re-forms the address at each advertisement, and DAD fails again. */
+      again?: boolean;
+    },
   ) {
     super(fakeClock, timeline);
   }
@@ -327,7 +334,7 @@ class AdvertisingSandboxes extends FakeSandboxes {
         const on = this.enabled.get(netns);
         if (told || on === undefined || this.fakeClock.now() < on + this.advert.heardAt)
           return { autoconf: false, prefixes: 0, servers: [], search: [], dadFailed: [] };
-        told = true;
+        told = this.advert.again !== true;
         return { ...this.advert.notes, dadFailed: this.advert.dadFailed ?? [] };
       },
       close: () => this.closed.push(netns),
@@ -414,4 +421,28 @@ test("a DAD failure the container's kernel tells: warned and an event naming the
   assert.equal(reported.fields['address'], '2001:db8:abc8::42/64');
   assert.equal(clock.pending, 0, 'the watch ended');
   assert.deepEqual(sandboxes.closed, [sandboxOf(1)]);
+});
+
+test('the same address failing DAD at each advertisement (the kernel re-forms it) is warned once per watch', () => {
+  const clock = new FakeClock();
+  const sandboxes = new AdvertisingSandboxes(clock, () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: NEVER }), {
+    heardAt: 500,
+    flags: { heard: true, managed: false, other: false },
+    notes: { autoconf: true, prefixes: 1, servers: [], search: [] },
+    dadFailed: [{ address: '2001:db8:abc8::66', prefixLength: 64 }],
+    again: true,
+  });
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes });
+  watcher.followWith({ flags: () => undefined, dns: () => undefined, cancel: () => undefined });
+  const from = Date.now();
+  watcher.watch(SPEC, endpointNo(2), sandboxOf(2));
+  clock.advance(10_000);
+  const warned = lines.filter((l) => l.level === 'warn' && /DAD failed/.test(l.msg));
+  assert.deepEqual(
+    warned.map((l) => l.fields['address']),
+    ['2001:db8:abc8::66/64'],
+  );
+  assert.equal(events.since(from).filter((e) => e.kind === 'slaac.dad-failed').length, 1, 'one slaac.dad-failed event');
+  watcher.close();
 });

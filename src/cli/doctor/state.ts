@@ -7,7 +7,7 @@
 import { lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { routesThrough, wantedRoutes } from '../../driver/host-access';
-import { slaacRoutesOf } from '../../driver/slaac-host-access';
+import { leasedIn, slaacRoutesOf } from '../../driver/slaac-host-access';
 import { recordedLinkGroups } from '../../driver/link-ownership';
 import { shortId } from '../../model/network';
 import { shimLinkName } from '../../driver/names';
@@ -116,7 +116,7 @@ function recordChecks(store: SqliteStore, add: Add): void {
   // As the daemon sees the links: its own carry the state directory's link group.
   const rtnl = openRtnl({ group: recordedLinkGroups(store)?.live ?? 0 });
   try {
-    const report = reconcile(rtnl, store, silentLogger, { dryRun: true });
+    const report = reconcile(rtnl, store, silentLogger, { dryRun: true, leases: store });
     add(
       'state database',
       'ok',
@@ -216,7 +216,8 @@ function hostAccessChecks(rtnl: Rtnl, store: SqliteStore, add: Add): void {
     const endpoints = store.listEndpoints(spec.networkId);
     // `-o ipv6=slaac`: also the addresses the containers formed (read in their namespaces).
     const wanted =
-      wantedRoutes(spec, endpoints).length + slaacRoutesOf(rtnl, spec, endpoints, shim, () => undefined).length;
+      wantedRoutes(spec, endpoints).length +
+      slaacRoutesOf(rtnl, spec, endpoints, shim, () => undefined, leasedIn(store)).length;
     add(
       what,
       shim.up && routes.length === wanted ? 'ok' : 'fail',
