@@ -469,6 +469,9 @@ async function main(): Promise<void> {
     step("server, which registers its clients' names, answers scanner.lan to any host of the LAN:");
     await lanCommand(peer, [BUSYBOX, 'nslookup', 'scanner.lan', '172.16.86.1'], /172\.16\.86\.1[0-5]\d/);
     show(host, ['rm', '-f', 'scanner']);
+    step('lanplug keeps what the name had (MAC, addresses, DHCP ids) while no container holds it, for');
+    step('--identity-expire (30 days); lanplug forget NETWORK NAME drops it sooner:');
+    hostCommand(host, [process.execPath, LANPLUG, 'ls', '--identities', '--state-dir', plugin.stateDir]);
 
     step('mDNS: with -o lanplug.mdns=true, lanplug answers <name>.local for the named containers of a network');
     step("from its own link on the LAN (never the host's), after probing that no device of the LAN already");
