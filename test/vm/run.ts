@@ -2,14 +2,15 @@
 // <repo>/.lab/vm/runs (the script with its prelude, the files passed in, the tmpfs list), boots
 // Debian's kernel with the cached initramfs (kernel.ts, initramfs.ts) under qemu (qemu.ts), and
 // brings back the script's exit status and output — or throws VmError (with the console tail)
-// when the VM did not boot, timed out or left no status. Never a silent pass.
+// when the VM did not boot, timed out or left no status. Never a silent pass. A guest whose
+// kernel reports a CPU stuck (an emulator hang) is booted once more within the same deadline.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { repoRoot } from '../support/repo';
 import { buildInitramfs } from './initramfs';
 import { extractVmlinux, findKernel, vmCacheDir } from './kernel';
-import { qemuArgs, runQemu } from './qemu';
+import { qemuArgs, runQemu, STALL_KILL_SECONDS } from './qemu';
 
 /** Directories of the read-only host root that get a fresh tmpfs in the VM (must exist on the host). */
 export const DEFAULT_TMPFS_DIRS = [
@@ -30,8 +31,17 @@ export const VM_IO_DIR = '/run/vm-io';
 export interface VmOptions {
   /** Bash source, run as `bash -euo pipefail` in a chroot of the host root, cwd = repo root. */
   script: string;
-  /** Whole-run limit (boot, script, power-off). The VM is killed and runInVm throws past it. */
+  /**
+   * Whole-call limit (boot, script, power-off; a second boot too, see stallRetries). The VM is
+   * killed and runInVm throws past it.
+   */
   timeoutMs: number;
+  /**
+   * Boots again, with what is left of timeoutMs, when the guest kernel reported a CPU stuck (an
+   * emulator hang: qemu.ts STALL_KILL_SECONDS). Default 1; the script must not rely on a previous
+   * boot (every boot starts from fresh tmpfs directories and a fresh exchange directory).
+   */
+  stallRetries?: number;
   memoryMb?: number;
   cpus?: number;
   /** Files copied into $VM_IO before boot: name (no slash) -> host path. */
@@ -94,6 +104,8 @@ function checkOptions(opts: VmOptions): void {
   }
   if (opts.cpus !== undefined && (!Number.isInteger(opts.cpus) || opts.cpus < 1))
     throw new Error('vm: cpus must be a positive integer');
+  if (opts.stallRetries !== undefined && (!Number.isInteger(opts.stallRetries) || opts.stallRetries < 0))
+    throw new Error('vm: stallRetries must be a non-negative integer');
   for (const name of Object.keys(opts.files ?? {})) {
     if (
       name === '' ||
@@ -121,6 +133,21 @@ function checkOptions(opts: VmOptions): void {
  */
 export async function runInVm(opts: VmOptions): Promise<VmResult> {
   checkOptions(opts);
+  const deadline = Date.now() + opts.timeoutMs;
+  const retries = opts.stallRetries ?? 1;
+  for (let attempt = 0; ; attempt++) {
+    const outcome = await bootOnce(opts, deadline - Date.now(), attempt < retries);
+    if (outcome !== 'stalled') return outcome;
+    // Said on stderr so a run that needed a second boot is visible in CI's log.
+    process.stderr.write(
+      `vm: the guest kernel reported a CPU stuck for ${STALL_KILL_SECONDS} s or more (an emulator hang, ` +
+        `not the script's); booting again with ${Math.round((deadline - Date.now()) / 1000)} s left\n`,
+    );
+  }
+}
+
+/** One boot. Returns 'stalled' (run dir kept) when the guest hung and another boot may follow. */
+async function bootOnce(opts: VmOptions, timeoutMs: number, mayRetry: boolean): Promise<VmResult | 'stalled'> {
   const repo = repoRoot();
   const kernel = findKernel();
   const initrd = buildInitramfs(kernel);
@@ -139,13 +166,15 @@ export async function runInVm(opts: VmOptions): Promise<VmResult> {
 
   const consoleLog = path.join(runDir, 'console.log');
   const args = qemuArgs({ kernelImage, initrd, ioDir, repo, memoryMb: opts.memoryMb ?? 2048, cpus: opts.cpus ?? 2 });
-  const q = await runQemu(args, consoleLog, opts.timeoutMs);
+  const q = await runQemu(args, consoleLog, Math.max(1, timeoutMs));
 
   const output = readOrUndefined(path.join(ioDir, 'output'));
   const fail = (why: string): never => {
     const outTail = output === undefined ? '(no output file)' : output.slice(-8 * 1024);
     throw new VmError(`vm: ${why}\n--- script output (tail) ---\n${outTail}`, q.consoleTail.slice(-16 * 1024), runDir);
   };
+  if (q.stalled && mayRetry) return 'stalled';
+  if (q.stalled) fail(`the guest kernel reported a CPU stuck for ${STALL_KILL_SECONDS} s or more (killed)`);
   if (q.timedOut) fail(`timed out after ${opts.timeoutMs} ms (killed)`);
   if (q.bootMs < 0) fail(`did not boot (qemu exit status ${String(q.status)}, signal ${String(q.signal)})`);
   const codeText = readOrUndefined(path.join(ioDir, 'exit-code'));
