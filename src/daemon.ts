@@ -135,7 +135,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     (lock) => lock.release(),
   );
   try {
-    const store = closers.add(SqliteStore.open(options.stateDir), (s) => s.close());
+    const store = closers.add(SqliteStore.open(options.stateDir, log), (s) => s.close());
     closers.add(registerStoreMetrics(registry, store), (unregister) => unregister());
     if (store.foundVersion !== 0 && store.foundVersion < SCHEMA_VERSION)
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });

@@ -35,8 +35,8 @@ export async function runGc(stateDir: string, dockerSocket: string, options: Pas
   }
   const lock = StateLock.acquire(stateDir, { kind: 'gc' });
   try {
-    const store = SqliteStore.open(stateDir);
     const log = createLogger('error');
+    const store = SqliteStore.open(stateDir, log);
     let held: { release(): Promise<void> } | null = null;
     try {
       // A dry run changes nothing, also not the link groups; a run acts for them as the daemon would.

@@ -12,10 +12,12 @@
  * Durability, chosen per record (WAL, synchronous=NORMAL, and an fsync of
  * the WAL after writes that must outlive the machine): networks and pools,
  * which describe what the user configured, are on disk before Docker hears
- * "created"; endpoints, addresses and leftovers, which describe links and
- * containers a power loss takes with it, survive any crash of the daemon
- * but may lose their last changes to a power loss (see sqlite/networks.ts).
+ * "created" (unless the disk fails that fsync: see sqlite/connection.ts);
+ * endpoints, addresses and leftovers, which describe links and containers a
+ * power loss takes with it, survive any crash of the daemon but may lose
+ * their last changes to a power loss (see sqlite/networks.ts).
  */
+import type { Logger } from '../log';
 import type { AddressKind, PoolRecord } from '../model/ipam';
 import type { LeaseRecord } from '../model/lease';
 import type { EndpointRecord, Leftover, NetworkRecord, Stamped } from '../model/network';
@@ -57,9 +59,12 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
     this.identities = new IdentityTables(c);
   }
 
-  /** Opens `<stateDir>/lanplug.db` for the daemon, made 0700 when missing, its schema brought forward. */
-  static open(stateDir: string): SqliteStore {
-    return new SqliteStore(SqliteConnection.open(stateDir));
+  /**
+   * Opens `<stateDir>/lanplug.db` for the daemon, made 0700 when missing, its schema brought forward;
+   * `log` gets the writes its disk did not confirm (sqlite/connection.ts).
+   */
+  static open(stateDir: string, log?: Logger): SqliteStore {
+    return new SqliteStore(SqliteConnection.open(stateDir, log));
   }
 
   /** Opens an existing database without creating or migrating anything (status, doctor). */

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, rmSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -507,5 +507,145 @@ test('a periodic pass that outlasts --recheck-interval (dockerd slow to answer):
   } finally {
     dockerd.closeAllConnections();
     dockerd.close();
+  }
+});
+
+/** Runs `mount`, `umount`, `losetup` and the like: this file's root lane may, on what it made under its lab's directory. */
+function sh(command: string, ...args: string[]): string {
+  return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+test('a state directory whose file system has no inode (or no space) left: doctor says so in one line, and the daemon refuses to start in one line saying what to free', async () => {
+  const l = freshLab();
+  mkdirSync(l.stateDir, { mode: 0o700 });
+  sh('mount', '-t', 'tmpfs', '-o', 'size=4m,nr_inodes=64,mode=0700', 'lanplug-inodes', l.stateDir);
+  try {
+    const proc = await l.start();
+    assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+    // A clean stop removes the database's -wal and -shm files: the next start makes them again.
+    await stop(proc);
+    // Something else in that file system took every inode left (empty files: the space is still there).
+    for (let i = 0; ; i++) {
+      try {
+        writeFileSync(join(l.stateDir, `f${i}`), '');
+      } catch (err) {
+        assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+        break;
+      }
+    }
+    const doctor = await l.cli([
+      'doctor',
+      '--json',
+      '--state-dir',
+      l.stateDir,
+      '--plugin-dir',
+      l.pluginDir,
+      '--docker-host',
+      `unix://${l.dir}/no-dockerd.sock`,
+    ]);
+    const stateLines = (JSON.parse(doctor.stdout) as { check: string; status: string; detail: string; fix?: string }[])
+      .filter((c) => c.check === 'state directory')
+      .map((c) => `${c.status}: ${c.detail} — fix: ${c.fix ?? ''}`);
+    assert.deepEqual(stateLines, [
+      `fail: ${l.stateDir}: its file system has 0 free inodes; the daemon cannot open its database at its next start (SQLite makes its -wal and -shm files there) until there are more — fix: remove files on it (df -i ${l.stateDir})`,
+    ]);
+    const refused = spawnDaemon(
+      NS,
+      ['daemon', '--state-dir', l.stateDir, '--plugin-dir', l.pluginDir, '--recheck-interval', '0'],
+      `${l.dir}/no-inodes.log`,
+    );
+    assert.equal((await refused.exited).code, 1);
+    assert.equal(
+      refused.stderr().trim().split('\n').pop(),
+      `lanplug: ${l.stateDir}/lanplug.db cannot be opened (unable to open database file): its file system has no free inode left, and SQLite makes its -wal and -shm files beside it; remove files there to free some (df -i ${l.stateDir}), then try again`,
+    );
+    // Inodes freed, but no space left: the same, in words for space.
+    for (const i of [0, 1, 2, 3, 4, 5, 6, 7]) rmSync(join(l.stateDir, `f${i}`));
+    try {
+      sh('dd', 'if=/dev/zero', `of=${join(l.stateDir, 'filler')}`, 'bs=4k');
+    } catch {
+      // dd stops at "No space left on device".
+    }
+    const full = spawnDaemon(
+      NS,
+      ['daemon', '--state-dir', l.stateDir, '--plugin-dir', l.pluginDir, '--recheck-interval', '0'],
+      `${l.dir}/no-space.log`,
+    );
+    assert.equal((await full.exited).code, 1);
+    assert.equal(
+      full.stderr().trim().split('\n').pop(),
+      `lanplug: ${l.stateDir}/lanplug.db cannot be opened (disk I/O error): its file system is full, and SQLite makes its -wal and -shm files beside it; free space there (df ${l.stateDir}), then try again`,
+    );
+    // Room again: it starts, with the network it had.
+    rmSync(join(l.stateDir, 'filler'));
+    const again = await l.start();
+    assert.match((await l.cli(['status', '--state-dir', l.stateDir])).stdout, new RegExp(NET.slice(0, 12)));
+    assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+    await stop(again);
+  } finally {
+    sh('umount', l.stateDir);
+  }
+});
+
+test('a write whose fsync fails after SQLite committed it (a failing disk under the state directory): the answer agrees with the database, and one error line says the disk did not confirm it', async (t) => {
+  const l = freshLab();
+  // A thin-provisioned disk: an ext2 file system of 64 MB on a loop device whose backing file lives in a
+  // tmpfs of 8 MB. Once that tmpfs is full, every block not written before fails as the kernel writes it
+  // back (the fsync's error: ENOSPC here, EIO on a dying disk; the same path for SQLite and lanplug).
+  const backing = join(l.dir, 'backing');
+  mkdirSync(backing);
+  mkdirSync(l.stateDir, { mode: 0o700 });
+  sh('mount', '-t', 'tmpfs', '-o', 'size=8m', 'lanplug-thin', backing);
+  let loop: string | null = null;
+  let mounted = false;
+  let proc: Awaited<ReturnType<DaemonLab['start']>> | null = null;
+  try {
+    sh('truncate', '-s', '64M', join(backing, 'disk.img'));
+    sh('mkfs.ext2', '-q', '-b', '4096', '-E', 'lazy_itable_init=0', join(backing, 'disk.img'));
+    loop = sh('losetup', '-f', '--show', join(backing, 'disk.img')).trim();
+    sh('mount', '-o', 'errors=continue', loop, l.stateDir);
+    mounted = true;
+    sh('chmod', '0700', l.stateDir);
+    proc = await l.start();
+    try {
+      sh('dd', 'if=/dev/zero', `of=${join(backing, 'fill')}`, 'bs=4k');
+    } catch {
+      // dd stops at "No space left on device": the backing store is full.
+    }
+    const unconfirmed = () =>
+      proc?.stderr().match(/"msg":"the state directory's disk did not confirm a write/g)?.length ?? 0;
+    const recorded = () =>
+      sh(
+        'sqlite3',
+        '-readonly',
+        join(l.stateDir, 'lanplug.db'),
+        `SELECT count(*) FROM networks WHERE id = '${NET}'`,
+      ).trim() === '1';
+    // Each create and delete records the network durably (an fsync after the commit); the first few may still
+    // land on blocks written before. Every answer must say what the database says.
+    const answers: string[] = [];
+    for (let round = 0; round < 10 && unconfirmed() === 0; round++) {
+      const created = await l.call('/NetworkDriver.CreateNetwork', createNetwork());
+      answers.push(`create ${created.status}${created.status === 200 ? '' : ` ${String(created.json['Err'])}`}`);
+      assert.equal(created.status === 200, recorded(), `the answers (${answers.join('; ')}) against the database`);
+      const deleted = await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET });
+      answers.push(`delete ${deleted.status}${deleted.status === 200 ? '' : ` ${String(deleted.json['Err'])}`}`);
+      assert.equal(deleted.status === 200, !recorded(), `the answers (${answers.join('; ')}) against the database`);
+    }
+    assert.ok(unconfirmed() > 0, `no fsync failed (answers: ${answers.join('; ')})`);
+    t.diagnostic(`answers until an fsync failed: ${answers.join('; ')}`);
+    assert.match(
+      proc.stderr(),
+      /"level":"error","msg":"the state directory's disk did not confirm a write: lanplug keeps it \(the database has it\) and answered as done, but a power loss may take it; check the disk \(dmesg\)","path":"[^"]+lanplug\.db","error":"(ENOSPC|EIO)[^"]*fsync"/,
+    );
+    await stop(proc);
+  } finally {
+    if (proc !== null && proc.child.exitCode === null && proc.child.signalCode === null) {
+      proc.child.kill('SIGKILL');
+      await proc.exited;
+    }
+    if (mounted) sh('umount', l.stateDir);
+    if (loop !== null) sh('losetup', '-d', loop);
+    sh('umount', backing);
   }
 });

@@ -59,15 +59,18 @@ let audits: ReturnType<typeof chaosAudit>;
 /** Host 0's state directory, a tmpfs mounted in its dockerd's mount namespace (where its lanplug runs). */
 let tmpfsStateDir = '';
 
-/** A fast pace for the lab: checks every 2 s, 3 s of grace, an unregistered host reclaimable after 5 s. */
-function daemonArgs(index: number): string[] {
+/**
+ * A fast pace for the lab: checks every 2 s, 3 s of grace, an unregistered host reclaimable after 5 s.
+ * `periodicCheck` false: no periodic check (the full-disk row proves the owed removals without it).
+ */
+function daemonArgs(index: number, periodicCheck = true): string[] {
   return [
     '--store',
     cluster.storeUrl,
     '--host-id',
     `h${index}`,
     '--recheck-interval',
-    '2',
+    periodicCheck ? '2' : '0',
     '--grace-seconds',
     '3',
     '--reclaim-after',
@@ -206,6 +209,9 @@ function lateNetworkArgs(name: string, subnet: string): string[] {
 
 test('the state directory on a full file system: requests that must write fail in one clear line, the daemon keeps answering and renewing, the database stays whole, and all is normal as soon as there is room', async (t) => {
   const host = hosts[0] as DockerHost;
+  // Without its periodic check until there is room again: only the owed removals can free what Docker
+  // removed meanwhile (the check, which asks dockerd, would drop those rows too, a few seconds later).
+  await restartPlugin(0, 'SIGTERM', false);
   host.dockerOk(ownNetworkArgs(0, 'own'));
   for (const h of hosts) h.dockerOk(sharedNetworkArgs('shared'));
   host.dockerOk(lateNetworkArgs('spare', '10.98.0.0/24'));
@@ -216,13 +222,11 @@ test('the state directory on a full file system: requests that must write fail i
   host.dockerOk(runArgs('dh', 'd0'));
   const removedAddress = (
     JSON.parse(host.dockerOk(['network', 'inspect', 'own'])) as {
-      Containers: Record<string, { Name: string; IPv4Address: string }>;
+      Containers: Record<string, { Name: string; EndpointID: string; IPv4Address: string }>;
     }[]
   )[0]?.Containers;
-  const o0Address =
-    Object.values(removedAddress ?? {})
-      .find((c) => c.Name === 'o0')
-      ?.IPv4Address.split('/')[0] ?? '?';
+  const o0 = Object.values(removedAddress ?? {}).find((c) => c.Name === 'o0');
+  const o0Address = o0?.IPv4Address.split('/')[0] ?? '?';
   const filler = join(tmpfsStateDir, 'filler');
   // dd stops at "No space left on device": the file system is full to the last block.
   host.exec(['dd', 'if=/dev/zero', `of=${filler}`, 'bs=4096']);
@@ -253,9 +257,15 @@ test('the state directory on a full file system: requests that must write fail i
   } finally {
     host.execOk(['rm', '-f', filler]);
   }
-  // Room again, and at once (no periodic check in between) what failed works as a user retries it: the
-  // address and MAC of the container removed meanwhile are free for the next one.
+  // Room again, and at once what failed works as a user retries it: the address and MAC of the container
+  // removed meanwhile are free for the next one (made free by the owed removal: no periodic check runs).
   host.dockerOk(runArgs('own', 'reuse', ['--ip', o0Address]));
+  assert.match(
+    (plugins[0] as Lanplug).stderr(),
+    new RegExp(`"msg":"owed removal made","removal":"endpoint [0-9a-f]{64}/${o0?.EndpointID ?? '?'}"`),
+  );
+  // The rest of the row, and of the file, with the periodic check.
+  await restartPlugin(0, 'SIGTERM');
   const retried = audits.startCreated(0);
   assert.equal(retried.halfMade + retried.givenTwice + retried.orphanHeld, 0, audits.describeRestarted(retried));
   if (host.docker(['network', 'inspect', 'late']).status !== 0) host.dockerOk(lateNetworkArgs('late', '10.99.0.0/24'));
@@ -482,13 +492,16 @@ test('a host cut off from etcd by a firewall rule during a burst, for longer tha
   );
 });
 
-async function restartPlugin(index: number, how: 'SIGTERM' | 'SIGKILL'): Promise<void> {
+async function restartPlugin(index: number, how: 'SIGTERM' | 'SIGKILL', periodicCheck = true): Promise<void> {
   const old = plugins[index] as Lanplug;
   if (how === 'SIGKILL') signal(old.daemonPid ?? old.pid, 'SIGKILL');
   const stopping = Date.now();
   const code = await old.stop();
   const stopMs = Date.now() - stopping;
-  plugins[index] = await startLanplug(hosts[index] as DockerHost, { stateDir: old.stateDir, args: daemonArgs(index) });
+  plugins[index] = await startLanplug(hosts[index] as DockerHost, {
+    stateDir: old.stateDir,
+    args: daemonArgs(index, periodicCheck),
+  });
   if (how === 'SIGTERM')
     assert.equal(
       code,

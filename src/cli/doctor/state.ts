@@ -1,5 +1,5 @@
 /**
- * `lanplug doctor`'s state checks: the state directory (and the room left on its file system),
+ * `lanplug doctor`'s state checks: the state directory (and the room and inodes left on its file system),
  * the daemon holding it, the database (every row readable), what `lanplug gc` would change in the
  * kernel, and what the records say of the host and the LAN: host-access shims, addresses seen on
  * the LAN, addresses lost to another host, DHCP leases.
@@ -44,11 +44,20 @@ export function stateChecks(options: DoctorOptions, add: Add): void {
 /** Below this much room in the state directory's file system the daemon's next writes may fail (each adds WAL pages). */
 const STATE_ROOM_BYTES = 1 << 20;
 
-/** The bytes root may still write in the file system holding `dir` (its reserved blocks included); null: unknown. */
-function freeBytes(dir: string): number | null {
+/**
+ * Below this many free inodes the daemon's next start may fail: SQLite makes the database's -wal
+ * and -shm files when it opens it, and the daemon its sockets in the directory.
+ */
+const STATE_INODES = 16;
+
+/**
+ * What root may still make in the file system holding `dir`: bytes (its reserved blocks included)
+ * and inodes (null: the file system does not count them, as btrfs); null: unknown.
+ */
+function freeRoom(dir: string): { bytes: number; inodes: number | null } | null {
   try {
     const fs = statfsSync(dir);
-    return fs.bfree * fs.bsize;
+    return { bytes: fs.bfree * fs.bsize, inodes: fs.files > 0 ? fs.ffree : null };
   } catch {
     return null;
   }
@@ -76,15 +85,25 @@ function stateDirChecks(dir: string, add: Add): boolean {
     );
     return false;
   }
-  const free = freeBytes(dir);
-  if (free !== null && free < STATE_ROOM_BYTES)
+  const free = freeRoom(dir);
+  const noSpace = free !== null && free.bytes < STATE_ROOM_BYTES;
+  const inodes = free?.inodes ?? null;
+  const noInodes = inodes !== null && inodes < STATE_INODES;
+  if (noSpace)
     add(
       'state directory',
       'fail',
-      `${dir}: its file system has ${free} bytes free; every request that records something fails until there is room`,
+      `${dir}: its file system has ${free.bytes} bytes free; every request that records something fails until there is room`,
       `free space on it (df ${dir})`,
     );
-  else add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
+  if (noInodes)
+    add(
+      'state directory',
+      'fail',
+      `${dir}: its file system has ${inodes} free inodes; the daemon cannot open its database at its next start (SQLite makes its -wal and -shm files there) until there are more`,
+      `remove files on it (df -i ${dir})`,
+    );
+  if (!noSpace && !noInodes) add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
   if (isLocked(dir)) {
     const holder = lockHolder(dir);
     // A plugin's pid is in its own pid namespace: it is named instead.

@@ -7,13 +7,17 @@
  *
  * Opening moves the schema forward (schema.ts); a file that is newer,
  * foreign or damaged stops the daemon with one line naming it, and is never
- * rewritten. A write its file system has no room for is one line that names
- * the state directory (isNoRoom); nothing of it is recorded.
+ * rewritten; one its file system has no inode or no room left to open is
+ * one line saying what to free. A write its file system has no room for is
+ * one line that names the state directory (isNoRoom); nothing of it is
+ * recorded. A write SQLite committed is done, even when the fsync lanplug
+ * adds after it fails (syncCommitted).
  */
 import Database from 'better-sqlite3';
-import { closeSync, fsyncSync, openSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { LanplugError, NO_ROOM_ERRNO } from '../../errors';
+import { createLogger, type Logger } from '../../log';
 import { shortId, type Stamped } from '../../model/network';
 import { checkMigratable, migrate, SCHEMA_VERSION, schemaVersion } from '../schema';
 import { checkStateDir, prepareStateDir } from '../state-dir';
@@ -41,14 +45,15 @@ export class SqliteConnection {
     readonly path: string,
     /** The schema version the file had before it was opened (0: new). */
     readonly foundVersion: number,
+    private readonly log: Logger,
   ) {}
 
   /**
    * Opens `<stateDir>/lanplug.db` for the daemon: the directory is created
    * 0700 when missing and refused when others could write to it; the schema
-   * is brought to the current version.
+   * is brought to the current version. `log`: where a commit the disk did not confirm is reported.
    */
-  static open(stateDir: string): SqliteConnection {
+  static open(stateDir: string, log: Logger = createLogger('error')): SqliteConnection {
     prepareStateDir(stateDir);
     const path = join(stateDir, DATABASE_FILE);
     const db = openFile(path, {});
@@ -59,7 +64,7 @@ export class SqliteConnection {
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       const found = migrate(db);
-      return new SqliteConnection(db, path, found);
+      return new SqliteConnection(db, path, found, log);
     } catch (err) {
       db.close();
       throw explainOpenFailure(path, err);
@@ -81,7 +86,7 @@ export class SqliteConnection {
             : `has schema version ${version}; the lanplug daemon brings it to version ${SCHEMA_VERSION} when it starts`,
         );
       }
-      return new SqliteConnection(db, path, version);
+      return new SqliteConnection(db, path, version, createLogger('error'));
     } catch (err) {
       db.close();
       throw explainOpenFailure(path, err);
@@ -123,7 +128,7 @@ export class SqliteConnection {
   /** The write just made must be on disk before the caller answers (at commit, inside a transaction). */
   durable(): void {
     if (this.db.inTransaction) this.syncOnCommit = true;
-    else this.syncWal();
+    else this.syncCommitted();
   }
 
   /** A row that does not decode is an error that names it: never an invisible network. */
@@ -147,10 +152,11 @@ export class SqliteConnection {
 
   transaction<T>(fn: () => T): T {
     const outermost = !this.db.inTransaction;
+    let result: T;
+    let sync = false;
     try {
-      const result = this.db.transaction(fn)();
-      if (outermost && this.syncOnCommit) this.syncWal();
-      return result;
+      result = this.db.transaction(fn)();
+      sync = outermost && this.syncOnCommit;
     } catch (err) {
       if (outermost) for (const forget of this.rollbackHooks) forget();
       // The commit itself can meet a full file system too.
@@ -158,6 +164,9 @@ export class SqliteConnection {
     } finally {
       if (outermost) this.syncOnCommit = false;
     }
+    // Committed: from here on, nothing undoes it (syncCommitted).
+    if (sync) this.syncCommitted();
+    return result;
   }
 
   close(): void {
@@ -166,14 +175,37 @@ export class SqliteConnection {
     if (this.db.open) this.db.close();
   }
 
-  /** What synchronous=FULL does at each commit, for the commits that need it: fsync the WAL. */
-  private syncWal(): void {
+  /**
+   * What synchronous=FULL does at each commit, for the commits that need it: fsync the WAL; but
+   * after the commit, not inside it. When that fsync fails (EIO from a failing disk; ENOSPC from a
+   * thin-provisioned one that ran out), the write is done all the same and the request is answered
+   * as done, with one error line for the operator. SQLite committed it before lanplug's fsync:
+   * every read from now on sees it (this connection's, `lanplug status`'s), and a crash of the
+   * daemon keeps it (the WAL's pages stay in the kernel's cache); a power loss may take it.
+   * Answered as failed, it would be undone nowhere: Docker forgets an endpoint or network whose
+   * create failed while lanplug kept its row (the periodic check dropped it minutes later, and
+   * meanwhile its address and MAC were refused to the next container), and a DHCP endpoint gave
+   * its lease back to the server while its lease row stayed, to be renewed after a restart.
+   * Trying the fsync again would prove nothing: Linux reports a writeback error to each open file
+   * once, and the next fsync succeeds without the pages it lost.
+   * (synchronous=FULL would move the doubt, not remove it: its commit fails at SQLite's own fsync,
+   * SQLITE_IOERR_FSYNC, with the frames already written to the WAL, and after an I/O error SQLite
+   * says a transaction may or may not have been rolled back. Here it is certain: committed, then
+   * synced. SQLite's other fsyncs: a WAL started anew syncs its header inside the commit, which
+   * then fails as a whole (nothing recorded, the request fails: they agree); an automatic
+   * checkpoint's failure is ignored by SQLite after the commit.)
+   */
+  private syncCommitted(): void {
     this.syncOnCommit = false;
     try {
       this.walFd ??= openSync(`${this.path}-wal`, 'r');
       fsyncSync(this.walFd);
     } catch (err) {
-      throw explainWriteFailure(this.path, err);
+      const error = err instanceof Error ? err.message : String(err);
+      this.log.error(
+        "the state directory's disk did not confirm a write: lanplug keeps it (the database has it) and answered as done, but a power loss may take it; check the disk (dmesg)",
+        { path: this.path, error },
+      );
     }
   }
 }
@@ -211,6 +243,12 @@ function explainOpenFailure(path: string, err: unknown): LanplugError {
   if (err instanceof LanplugError && err.message.startsWith(path)) return err;
   const code = (err as { code?: unknown }).code;
   const message = err instanceof Error ? err.message : String(err);
+  const noRoom = typeof code === 'string' && /^SQLITE_(CANTOPEN|IOERR|FULL)/.test(code) ? noRoomToOpen(path) : null;
+  if (noRoom !== null)
+    return new LanplugError('Environment', `${path} cannot be opened (${message}): ${noRoom}`, {
+      errno: NO_ROOM_ERRNO,
+      cause: err,
+    });
   if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
     return new LanplugError(
       'Internal',
@@ -233,4 +271,28 @@ function explainOpenFailure(path: string, err: unknown): LanplugError {
     );
   }
   return new LanplugError('Internal', `${path}: ${message}`, { cause: err });
+}
+
+/** Below this much room, an open that failed is put down to it (the -shm file alone takes 32 KiB). */
+const OPEN_ROOM_BYTES = 256 << 10;
+
+/**
+ * What the database's file system lacks to open it, as advice, or null. SQLite makes its -wal and
+ * -shm files beside the database when it opens it (the daemon's clean stop removed them): with no
+ * inode left that fails as "unable to open database file", with no room as "disk I/O error".
+ */
+function noRoomToOpen(path: string): string | null {
+  const dir = dirname(path);
+  let fs;
+  try {
+    fs = statfsSync(dir);
+  } catch {
+    return null;
+  }
+  // files 0: a file system that does not count inodes (btrfs).
+  if (fs.files > 0 && fs.ffree === 0)
+    return `its file system has no free inode left, and SQLite makes its -wal and -shm files beside it; remove files there to free some (df -i ${dir}), then try again`;
+  if (fs.bfree * fs.bsize < OPEN_ROOM_BYTES)
+    return `its file system is full, and SQLite makes its -wal and -shm files beside it; free space there (df ${dir}), then try again`;
+  return null;
 }
