@@ -72,8 +72,9 @@ DOCKER28_PACKAGES=(debootstrap:debootstrap /bin/busybox:busybox-static ip:iprout
 # The e2e lane runs `docker compose` too: sid's compose v2 from the Docker 28 lane's sid root, which
 # it builds with debootstrap if missing (test/lab/compose.ts).
 COMPOSE_PACKAGES=(debootstrap:debootstrap)
-# The chaos test cuts a Docker host off etcd with a DROP rule in that host's namespace.
-CHAOS_PACKAGES=(iptables:iptables)
+# The chaos test cuts a Docker host off etcd with a DROP rule in that host's namespace, and checks the
+# state database of a host whose disk filled with the sqlite3 shell.
+CHAOS_PACKAGES=(iptables:iptables sqlite3:sqlite3)
 # Shared pools: Debian's etcd 3.4 and etcdctl (the tests start their own 3-member cluster; the service is not used).
 ETCD_PACKAGES=(/usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client)
 # The CNI lane: a C compiler for the CNI executable, the reference plugins (the bench's peer), Podman.
