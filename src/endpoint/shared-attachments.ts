@@ -292,21 +292,25 @@ export class SharedAttachmentPools implements SharedClaims {
   }
 
   /**
-   * This host leaves the pool, unless something here still uses it: a network recorded as its user,
-   * a Docker network on its subnet (recorded before Docker's use was), or an attachment holding one
-   * of its addresses. A failed leave is owed by the pool membership itself.
+   * Whether something here uses the pool: a network recorded as its user, a Docker network on its
+   * subnet (recorded before Docker's use was), or an attachment holding one of its addresses.
    */
+  private usedHere(poolId: string, pool: IpPrefix): boolean {
+    const dockerNetwork = this.store
+      .listNetworks()
+      .some(
+        (n) =>
+          n.cniName === undefined &&
+          [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(pool)),
+      );
+    const attached = this.store.listAllEndpoints().some((e) => addressesOf(e).some((a) => prefixContains(pool, a)));
+    return this.usersHere(poolId).length > 0 || dockerNetwork || attached;
+  }
+
+  /** This host leaves the pool, unless something here still uses it. A failed leave is owed by the pool membership itself. */
   private leaveIfUnused(poolId: string, pool: IpPrefix, networkName: string): Promise<void> {
     return this.onePoolAtATime(poolId, async () => {
-      const dockerNetwork = this.store
-        .listNetworks()
-        .some(
-          (n) =>
-            n.cniName === undefined &&
-            [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(pool)),
-        );
-      const attached = this.store.listAllEndpoints().some((e) => addressesOf(e).some((a) => prefixContains(pool, a)));
-      if (this.usersHere(poolId).length > 0 || dockerNetwork || attached) return;
+      if (this.usedHere(poolId, pool)) return;
       await this.allocator.releasePool(poolId).catch((err: unknown) =>
         this.log.warn('shared pool: could not leave the pool of a removed CNI network', {
           network: networkName,
@@ -378,8 +382,9 @@ export class SharedAttachmentPools implements SharedClaims {
    * here; a pool this host uses already (its daemon restarted, or its Docker network on the same
    * pool) is taken as it is. Its gateway and host-access addresses are recorded in it, as a Docker
    * network's are: a different gateway than the fleet's is refused in one line. Refused, a join
-   * leaves the pool again (the pool goes whole when this host was its only user): etcd would
-   * otherwise list this host as its user, and with no record of it here, nothing would ever leave it.
+   * leaves the pool again unless something here uses it (the pool goes whole when this host was its
+   * only user): etcd would otherwise list this host as its user with no record of it here, and
+   * nothing would ever leave it.
    */
   private async join(request: AttachRequest, range: AddressRange): Promise<PoolRecord> {
     const { pool, range: ipRange } = sharedPoolOf(range);
@@ -393,7 +398,6 @@ export class SharedAttachmentPools implements SharedClaims {
     if (this.store.getPool(mark.poolId) !== null) return { ...mark, poolId };
     // One at a time with Docker's RequestPool and ReleasePool of it: its removal meanwhile would not see this network.
     await this.onePoolAtATime(poolId, async () => {
-      let joinedNow = true;
       try {
         await this.allocator.requestPool({
           addressSpace: LOCAL_ADDRESS_SPACE,
@@ -403,7 +407,6 @@ export class SharedAttachmentPools implements SharedClaims {
         });
       } catch (err) {
         if (!(err instanceof LanplugError && err.code === 'Conflict' && (await this.listedIn(poolId)))) throw err;
-        joinedNow = false; // a network here uses it already
       }
       try {
         await this.allocator.requestAddress({ poolId, preferred: range.gateway, gateway: true, mac: null });
@@ -411,7 +414,7 @@ export class SharedAttachmentPools implements SharedClaims {
           if (prefixContains(pool, aux))
             await this.allocator.requestAddress({ poolId, preferred: aux, gateway: false, mac: null });
       } catch (err) {
-        if (joinedNow) await this.leaveRefusedJoin(poolId, request.networkName);
+        if (!this.usedHere(poolId, pool)) await this.leaveRefusedJoin(poolId, request.networkName);
         throw err;
       }
       // Another ADD of the network may have recorded it meanwhile.
