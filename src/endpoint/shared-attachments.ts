@@ -22,9 +22,12 @@
  * `docker-shared`) and CNI or Podman networks. The host joins the pool in
  * etcd with its first user and leaves it with its last, whichever that is:
  * the last host to leave takes the pool's claims with it, a live pod's too.
- * A give-back etcd did not take (no quorum at DEL) is owed, recorded as a
- * pool of the address space `shared-owed:<address>` (so a restart keeps it),
- * and made again every RETRY_MS until etcd takes it.
+ * A give-back etcd did not take (no quorum at DEL, or its answer lost) is
+ * owed, recorded as a pool of the address space `shared-owed:<address>#<claim
+ * identity>` (so a restart keeps it), and made again every RETRY_MS until etcd
+ * takes it. The claim's identity is read before the give-back is sent, and the
+ * give-back made again frees only the claim that has it: etcd may have taken
+ * the first one after all, and the address may since be another container's.
  */
 import { invalidArgument, LanplugError } from '../errors';
 import type { AttachNetwork, AttachRequest, SharedClaims } from '../driver/attachments';
@@ -93,7 +96,7 @@ export class SharedAttachmentPools implements SharedClaims {
           endpoint: true,
         });
         // Claimed again (etcd had taken an owed give-back after all): the claim is this pod's now.
-        this.store.deletePool(owedId(pool.poolId, address.address));
+        this.forgetOwed(pool.poolId, address.address);
         done.push({ poolId: pool.poolId, address, gateway: range.gateway });
       }
       return done;
@@ -185,18 +188,16 @@ export class SharedAttachmentPools implements SharedClaims {
         if (this.store.getPool(owed.poolId) === null) continue;
         // An attachment here holds the address again: its claim (etcd had taken the give-back after all).
         const held = this.store.listAllEndpoints().some((e) => addressesOf(e).some((a) => a.text === address.text));
-        if (!held)
-          try {
-            await this.allocator.releaseAddress(sharedIdOf(owed), address);
-          } catch (err) {
-            this.log.debug('shared pool: an owed give-back still not taken', {
-              pool: sharedIdOf(owed),
-              address: address.text,
-              error: String(err),
-            });
-            return;
-          }
-        this.store.deletePool(owed.poolId);
+        const failed = held ? null : await this.giveBackOne(sharedIdOf(owed), address, claimOf(owed));
+        if (failed !== null) {
+          this.log.debug('shared pool: an owed give-back still not taken', {
+            pool: sharedIdOf(owed),
+            address: address.text,
+            error: failed,
+          });
+          return;
+        }
+        this.forgetOwed(sharedIdOf(owed), address);
         this.log.info('shared pool: made a give-back etcd had not taken', {
           pool: sharedIdOf(owed),
           address: address.text,
@@ -209,21 +210,50 @@ export class SharedAttachmentPools implements SharedClaims {
   }
 
   private async giveBack(claims: readonly { poolId: string; address: IpAddress }[]): Promise<void> {
-    for (const claim of claims)
-      await this.allocator.releaseAddress(claim.poolId, claim.address).catch((err: unknown) => {
+    for (const claim of claims) {
+      const failed = await this.giveBackOne(claim.poolId, claim.address, null);
+      if (failed !== null)
         this.log.warn('shared pool: etcd did not take an address given back; owed, and asked again', {
           pool: claim.poolId,
           address: claim.address.text,
-          error: String(err),
+          error: failed,
         });
-        this.oweGiveBack(claim.poolId, claim.address);
-      });
+    }
   }
 
-  private oweGiveBack(poolId: string, address: IpAddress): void {
-    const pool: IpPrefix = { address, prefixLength: address.family === 4 ? 32 : 128 };
-    this.record({ poolId: owedId(poolId, address), addressSpace: `${OWED_SPACE}${address.text}`, pool, range: null });
+  /**
+   * Frees this host's claim of `address`: the one whose identity is `known`, or, not known yet (no
+   * give-back of it was sent), the one etcd holds now. What etcd did not take is owed, with the
+   * identity once read. Null when it went (or was gone), else why etcd did not take it.
+   */
+  private async giveBackOne(poolId: string, address: IpAddress, known: string | null): Promise<string | null> {
+    let claim = known;
+    try {
+      claim ??= await this.book.claimIdentity(poolId, address);
+      if (claim !== null) await this.allocator.releaseAddress(poolId, address, claim);
+      return null;
+    } catch (err) {
+      this.oweGiveBack(poolId, address, claim);
+      return err instanceof Error ? err.message : String(err);
+    }
+  }
+
+  private oweGiveBack(poolId: string, address: IpAddress, claim: string | null): void {
+    const addressSpace = `${OWED_SPACE}${address.text}${claim === null ? '' : `#${claim}`}`;
+    const owed = this.owedGiveBacks().find((p) => p.addressSpace === addressSpace && sharedIdOf(p) === poolId);
+    if (owed === undefined) {
+      // Owed already without the claim's identity (etcd did not answer its reading): known now.
+      this.forgetOwed(poolId, address);
+      const pool: IpPrefix = { address, prefixLength: address.family === 4 ? 32 : 128 };
+      this.record({ poolId: `${addressSpace}/${poolId}`, addressSpace, pool, range: null });
+    }
     this.scheduleRetry();
+  }
+
+  /** The owed give-backs of `address` in the shared pool go (made, or the address claimed here again). */
+  private forgetOwed(poolId: string, address: IpAddress): void {
+    for (const owed of this.owedGiveBacks())
+      if (sharedIdOf(owed) === poolId && owed.pool.address.value === address.value) this.store.deletePool(owed.poolId);
   }
 
   private scheduleRetry(): void {
@@ -262,21 +292,25 @@ export class SharedAttachmentPools implements SharedClaims {
   }
 
   /**
-   * This host leaves the pool, unless something here still uses it: a network recorded as its user,
-   * a Docker network on its subnet (recorded before Docker's use was), or an attachment holding one
-   * of its addresses. A failed leave is owed by the pool membership itself.
+   * Whether something here uses the pool: a network recorded as its user, a Docker network on its
+   * subnet (recorded before Docker's use was), or an attachment holding one of its addresses.
    */
+  private usedHere(poolId: string, pool: IpPrefix): boolean {
+    const dockerNetwork = this.store
+      .listNetworks()
+      .some(
+        (n) =>
+          n.cniName === undefined &&
+          [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(pool)),
+      );
+    const attached = this.store.listAllEndpoints().some((e) => addressesOf(e).some((a) => prefixContains(pool, a)));
+    return this.usersHere(poolId).length > 0 || dockerNetwork || attached;
+  }
+
+  /** This host leaves the pool, unless something here still uses it. A failed leave is owed by the pool membership itself. */
   private leaveIfUnused(poolId: string, pool: IpPrefix, networkName: string): Promise<void> {
     return this.onePoolAtATime(poolId, async () => {
-      const dockerNetwork = this.store
-        .listNetworks()
-        .some(
-          (n) =>
-            n.cniName === undefined &&
-            [...n.spec.ipv4, ...n.spec.ipv6].some((s) => formatPrefix(s.pool) === formatPrefix(pool)),
-        );
-      const attached = this.store.listAllEndpoints().some((e) => addressesOf(e).some((a) => prefixContains(pool, a)));
-      if (this.usersHere(poolId).length > 0 || dockerNetwork || attached) return;
+      if (this.usedHere(poolId, pool)) return;
       await this.allocator.releasePool(poolId).catch((err: unknown) =>
         this.log.warn('shared pool: could not leave the pool of a removed CNI network', {
           network: networkName,
@@ -285,6 +319,17 @@ export class SharedAttachmentPools implements SharedClaims {
         }),
       );
     });
+  }
+
+  /** A join refused after this host was listed: it leaves the pool (etcd's failure: owed by the pool membership). */
+  private async leaveRefusedJoin(poolId: string, networkName: string): Promise<void> {
+    await this.allocator.releasePool(poolId).catch((err: unknown) =>
+      this.log.warn('shared pool: could not leave a pool whose join was refused; the periodic check leaves it', {
+        network: networkName,
+        pool: poolId,
+        error: String(err),
+      }),
+    );
   }
 
   /** Pools of the network's earlier configuration that no attachment here uses: their marks go, the host leaves them. */
@@ -336,7 +381,10 @@ export class SharedAttachmentPools implements SharedClaims {
    * The range's pool, joined by this host (or created) at the network's first claim, and recorded
    * here; a pool this host uses already (its daemon restarted, or its Docker network on the same
    * pool) is taken as it is. Its gateway and host-access addresses are recorded in it, as a Docker
-   * network's are: a different gateway than the fleet's is refused in one line.
+   * network's are: a different gateway than the fleet's is refused in one line. Refused, a join
+   * leaves the pool again unless something here uses it (the pool goes whole when this host was its
+   * only user): etcd would otherwise list this host as its user with no record of it here, and
+   * nothing would ever leave it.
    */
   private async join(request: AttachRequest, range: AddressRange): Promise<PoolRecord> {
     const { pool, range: ipRange } = sharedPoolOf(range);
@@ -360,10 +408,15 @@ export class SharedAttachmentPools implements SharedClaims {
       } catch (err) {
         if (!(err instanceof LanplugError && err.code === 'Conflict' && (await this.listedIn(poolId)))) throw err;
       }
-      await this.allocator.requestAddress({ poolId, preferred: range.gateway, gateway: true, mac: null });
-      for (const aux of request.auxAddresses.values())
-        if (prefixContains(pool, aux))
-          await this.allocator.requestAddress({ poolId, preferred: aux, gateway: false, mac: null });
+      try {
+        await this.allocator.requestAddress({ poolId, preferred: range.gateway, gateway: true, mac: null });
+        for (const aux of request.auxAddresses.values())
+          if (prefixContains(pool, aux))
+            await this.allocator.requestAddress({ poolId, preferred: aux, gateway: false, mac: null });
+      } catch (err) {
+        if (!this.usedHere(poolId, pool)) await this.leaveRefusedJoin(poolId, request.networkName);
+        throw err;
+      }
       // Another ADD of the network may have recorded it meanwhile.
       this.record(mark);
     });
@@ -372,9 +425,10 @@ export class SharedAttachmentPools implements SharedClaims {
   }
 }
 
-/** The record of a give-back of `address` in the shared pool etcd did not take. */
-function owedId(poolId: string, address: IpAddress): string {
-  return `${OWED_SPACE}${address.text}/${poolId}`;
+/** The identity of the claim an owed give-back is for; null when etcd did not answer its reading (nothing sent). */
+function claimOf(owed: PoolRecord): string | null {
+  const hash = owed.addressSpace.indexOf('#');
+  return hash < 0 ? null : owed.addressSpace.slice(hash + 1);
 }
 
 /** The shared pool a mark stands for. */

@@ -193,10 +193,13 @@ export class IpamAllocator {
     return this.book.listPools();
   }
 
-  /** Idempotent: releasing an address that is free is success. An identity's reserved address stays claimed. */
-  async releaseAddress(poolId: string, address: IpAddress): Promise<void> {
+  /**
+   * Idempotent: releasing an address that is free is success. An identity's reserved address stays
+   * claimed. `claim` (AddressBook.claimIdentity's): only that claim of the address is freed.
+   */
+  async releaseAddress(poolId: string, address: IpAddress, claim?: string): Promise<void> {
     if (this.reservations !== null && keepClaim(this.reservations, poolId, address)) return;
-    await this.book.release(poolId, address);
+    await this.book.release(poolId, address, claim);
   }
 
   /** Docker 29 names the container: an automatic request for a name with a reserved address gets it back. */

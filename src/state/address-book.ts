@@ -50,8 +50,16 @@ export interface AddressBook {
    * also claims the MAC on the LAN (Conflict when another endpoint has it).
    */
   claim(poolId: string, address: IpAddress, kind: AddressKind, mac: string | null): Promise<boolean>;
-  /** False when it was not claimed (or, shared, is the pool's or another host's: left as it is). */
-  release(poolId: string, address: IpAddress): Promise<boolean>;
+  /**
+   * False when it was not claimed (or, shared, is the pool's or another host's: left as it is).
+   * `identity` (claimIdentity's): only that claim is freed, not a later claim of the address.
+   */
+  release(poolId: string, address: IpAddress, identity?: string): Promise<boolean>;
+  /**
+   * What tells this host's claim of `address` from a later claim of it (OwnClaim.identity); null when
+   * this host holds no claim of it. A give-back made again after its answer was lost gives it to release.
+   */
+  claimIdentity(poolId: string, address: IpAddress): Promise<string | null>;
   claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]>;
   /** This host's endpoint claims (not gateways, aux entries or a CNI attachment's). */
   ownEndpointClaims(): Promise<OwnClaim[]>;
@@ -87,8 +95,14 @@ export class LocalAddressBook implements AddressBook {
     return Promise.resolve(this.store.claimAddress(poolId, address, kind === 'aux' ? 'requested' : kind));
   }
 
+  /** `identity` is not needed here: the store's writes never lose their answer, nothing asks again. */
   release(poolId: string, address: IpAddress): Promise<boolean> {
     return Promise.resolve(this.store.releaseAddress(poolId, address));
+  }
+
+  claimIdentity(poolId: string, address: IpAddress): Promise<string | null> {
+    const held = this.store.claimedAddresses(poolId).some((a) => a.address.value === address.value);
+    return Promise.resolve(held ? 'local' : null);
   }
 
   claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]> {

@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { LanplugError } from '../../src/errors';
+import { SharedAttachmentPools } from '../../src/endpoint/shared-attachments';
 import { IpamAllocator } from '../../src/ipam/allocator';
 import { OrphanClaims } from '../../src/ipam/orphans';
 import { reclaimAbsentHosts, type LanHearing } from '../../src/ipam/reclaim';
@@ -516,8 +517,14 @@ test('a pool release etcd did not take (no quorum at docker network rm) is kept 
  */
 class LosingAnswers extends EtcdClient {
   lose: 'asks-again' | 'gives-up' | 'no-quorum' | null = null;
+  /** Transactions let through before the one that fails. */
+  passing = 0;
 
   override async txn(...args: Parameters<EtcdClient['txn']>): ReturnType<EtcdClient['txn']> {
+    if (this.lose !== null && this.passing > 0) {
+      this.passing--;
+      return super.txn(...args);
+    }
     if (this.lose === 'no-quorum') {
       this.lose = null;
       throw new LanplugError(
@@ -884,4 +891,110 @@ test("docker network rm on a host with a reservation's kept claim in a shared po
   storeA.deleteNetwork(network);
   await a.releasePool(id);
   assert.equal(await take(b, id, address, false, mac(2, 1)), `${address}/24`);
+});
+
+/** What SharedAttachmentPools.claim is asked (driver/attachments.ts's AttachRequest). */
+type SharedAdd = Parameters<SharedAttachmentPools['claim']>[0];
+
+/** A CNI ADD's request for one address of `<net>.0/24` (gateway `<net>.<gateway>`), as the endpoint service hands it on. */
+function sharedAdd(networkName: string, net: string, aux: Record<string, string> = {}, gateway = 1): SharedAdd {
+  const range = {
+    subnet: parsePrefix(`${net}.0/24`),
+    start: parseAddress(`${net}.1`),
+    end: parseAddress(`${net}.254`),
+    gateway: parseAddress(`${net}.${gateway}`),
+  };
+  return {
+    networkName,
+    driver: 'macvlan',
+    options: {},
+    auxAddresses: new Map(Object.entries(aux).map(([name, a]) => [name, parseAddress(a)])),
+    rangeSets: [[range]],
+    dhcp: false,
+    dhcp6: false,
+    shared: true,
+    routes: [],
+    mac: null,
+    requestedIps: [],
+    sandbox: { containerId: 'c'.repeat(64), netns: '/run/netns/none', ifname: 'eth0' },
+  };
+}
+
+test('a give-back whose answer was lost, owed and made again after a restart, frees only its own claim: a container here that took the address meanwhile keeps it (was: the retry freed the new claim)', async () => {
+  const etcd = new LosingAnswers({ endpoints: cluster.clientUrls });
+  const stateDir = newStateDir();
+  const bookA = book('dh-a', stateDir, etcd);
+  const storeA = stores[stores.length - 1] as SqliteStore;
+  const a = new IpamAllocator(bookA, silentLogger);
+  const shared = new SharedAttachmentPools(bookA, a, storeA, silentLogger);
+  const id = await pool(a, '10.81.0.0/24');
+  const address = parseAddress('10.81.0.20');
+  await take(a, id, address.text, false, mac(1, 1));
+  // The pod's DEL: etcd frees the claim, and its answer never comes back: the give-back is owed.
+  etcd.lose = 'gives-up';
+  await shared.release([{ poolId: id, address: { address, prefixLength: 24 }, gateway: parseAddress('10.81.0.1') }]);
+  shared.stop();
+  assert.equal(await bookA.holderOf(id, address), null, 'etcd took the first give-back');
+  // Another container here takes the address: Docker's RequestAddress, before its endpoint is recorded.
+  await take(a, id, address.text, false, mac(1, 2));
+  // The daemon restarts on its state directory and makes the owed give-back again.
+  bookA.presence.stop();
+  const restarted = book('dh-a', stateDir);
+  const storeAgain = stores[stores.length - 1] as SqliteStore;
+  const again = new SharedAttachmentPools(
+    restarted,
+    new IpamAllocator(restarted, silentLogger),
+    storeAgain,
+    silentLogger,
+  );
+  await again.retryGiveBacks();
+  again.stop();
+  const [claim] = await client().range(`${KEY_PREFIX}ip/${encodeURIComponent(id)}/${address.text}`, {
+    deadlineMs: 5_000,
+  });
+  assert.equal(claim === undefined ? 'freed' : (JSON.parse(claim.value) as { mac: string }).mac, mac(1, 2));
+  assert.equal(
+    storeAgain.listPools().filter((p) => p.addressSpace.startsWith('shared-owed:')).length,
+    0,
+    'owed no more',
+  );
+});
+
+test("a shared-pool join refused (an aux address another endpoint holds, a gateway other than the fleet's, an aux address out of range) changes nothing in etcd: this host is not left listed as a user of the pool", async () => {
+  const a = book('dh-a');
+  const storeA = stores[stores.length - 1] as SqliteStore;
+  const shared = new SharedAttachmentPools(a, new IpamAllocator(a, silentLogger), storeA, silentLogger);
+  const allocB = allocatorOn('dh-b');
+  const id = await pool(allocB, '10.82.0.0/24');
+  await take(allocB, id, '10.82.0.1', true);
+  await take(allocB, id, '10.82.0.30', false, mac(2, 1));
+  const keys = await bookKeys();
+  await assert.rejects(
+    shared.claim(sharedAdd('pods', '10.82.0', { printer: '10.82.0.30' }), null),
+    /Address already in use/,
+  );
+  assert.deepEqual(await poolUsers(id), ['dh-b'], 'host A is not listed');
+  await assert.rejects(shared.claim(sharedAdd('pods', '10.82.0', {}, 254), null), /has gateway 10\.82\.0\.1/);
+  assert.deepEqual(await poolUsers(id), ['dh-b'], 'host A is not listed');
+  // etcd fails the aux address's claim, after the join's own write.
+  const etcd = new LosingAnswers({ endpoints: cluster.clientUrls });
+  const c = book('dh-c', newStateDir(), etcd);
+  const sharedC = new SharedAttachmentPools(
+    c,
+    new IpamAllocator(c, silentLogger),
+    stores.at(-1) as SqliteStore,
+    silentLogger,
+  );
+  await c.presence.fence(5_000);
+  [etcd.lose, etcd.passing] = ['no-quorum', 1];
+  await assert.rejects(
+    sharedC.claim(sharedAdd('pods', '10.82.0', { host: '10.82.0.40' }), null),
+    /etcd did not answer/,
+  );
+  assert.deepEqual(await poolUsers(id), ['dh-b'], 'host C is not listed');
+  sharedC.stop();
+  // A pool host A creates for the network goes again whole, its gateway claim with it.
+  await assert.rejects(shared.claim(sharedAdd('solo', '10.83.0', { printer: '10.83.0.0' }), null), /out of range/);
+  assert.deepEqual(await bookKeys(), keys, 'etcd as it was');
+  shared.stop();
 });

@@ -175,7 +175,11 @@ export class EtcdAddressBook implements SharedBook {
     throw busy(poolId);
   }
 
-  async release(poolId: string, address: IpAddress): Promise<boolean> {
+  /**
+   * With `identity`, only the claim that has it goes: a give-back made again after etcd took it (its
+   * answer lost) finds a later claim of the address (another container's here) and leaves it.
+   */
+  async release(poolId: string, address: IpAddress, identity?: string): Promise<boolean> {
     const deadline = Date.now() + OPERATION_BUDGET_MS;
     const key = claimKey(poolId, address);
     const [kv] = await this.client.range(key, { deadlineMs: deadline - Date.now() });
@@ -189,9 +193,23 @@ export class EtcdAddressBook implements SharedBook {
       });
       return false;
     }
+    if (identity !== undefined && holder.token !== identity) {
+      this.log.info('shared pool: the claim given back is gone already; a later claim of the address stays', {
+        pool: poolId,
+        address: address.text,
+      });
+      return false;
+    }
     // The gateway and aux entries stay as long as the pool (other hosts' networks use them).
     if (!isEndpointKind(holder.kind)) return false;
     return this.removeClaim(kv, holder, deadline);
+  }
+
+  async claimIdentity(poolId: string, address: IpAddress): Promise<string | null> {
+    const [kv] = await this.client.range(claimKey(poolId, address), { deadlineMs: OPERATION_BUDGET_MS });
+    if (kv === undefined) return null;
+    const holder = parseClaim(kv);
+    return holder.host === this.hostId ? holder.token : null;
   }
 
   async claimed(poolId: string): Promise<{ address: IpAddress; kind: AddressKind }[]> {
