@@ -16,6 +16,7 @@ import type { LearnedAddress } from '../../src/driver/slaac';
 import { formatPrefix, parsePrefix } from '../../src/net/address';
 import { IFA_F_TENTATIVE, RT_SCOPE_LINK } from '../../src/netlink/codec';
 import { FakeRtnl } from '../support/fake-rtnl';
+import { until } from '../support/until';
 import { RTPROT_LANPLUG } from '../../src/link/ip';
 
 function kernel(): { rtnl: FakeRtnl; shim: { index: number; name: string } } {
@@ -171,15 +172,15 @@ test('a route the kernel refuses (ENETDOWN) is a warning and a retry at the next
   process.on('uncaughtException', onUncaught);
   try {
     follower.watch(spec, endpoint, '/run/netns/none');
-    await new Promise((r) => setTimeout(r, 60));
+    // A second read after the refused route proves the timer lived through it.
+    await until(() => reads >= 2, 'read twice');
     assert.deepEqual(uncaught, []);
-    assert.ok(reads >= 2, `read ${reads} times`);
     const lanplugs = (): string[] =>
       rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination));
     assert.deepEqual(lanplugs(), []);
     // The kernel takes it again: the next read adds the route.
     rtnl.heal();
-    await new Promise((r) => setTimeout(r, 60));
+    await until(() => lanplugs().length > 0, 'routed once the kernel takes it');
     assert.deepEqual(lanplugs(), ['2001:db8:1::c/128']);
   } finally {
     follower.close();
@@ -230,11 +231,10 @@ test("the M-flag DHCPv6 address (lanplug's own lease, a permanent /128 the conta
   );
   try {
     follower.watch(spec, endpoint, '/run/netns/none');
-    await new Promise((r) => setTimeout(r, 40));
-    assert.deepEqual(
-      rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination)),
-      ['2001:db8:1::1234/128'],
-    );
+    const routed = (): string[] =>
+      rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination));
+    await until(() => routed().length > 0, 'routed');
+    assert.deepEqual(routed(), ['2001:db8:1::1234/128']);
   } finally {
     follower.close();
   }
@@ -287,10 +287,11 @@ test('an address a second container adds after another container has it routed: 
     },
   );
   try {
+    const routed = (): number => rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).length;
     follower.watch(spec, endpointOf('1'), '/run/netns/one');
-    await new Promise((r) => setTimeout(r, 30));
+    await until(() => routed() === 1, "the first container's address routed");
     follower.watch(spec, endpointOf('2'), '/run/netns/two');
-    await new Promise((r) => setTimeout(r, 40));
+    await until(() => routed() >= 2, "the second container's own address routed");
     assert.deepEqual(
       rtnl.routes
         .filter((r) => r.protocol === RTPROT_LANPLUG)
