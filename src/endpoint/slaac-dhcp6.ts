@@ -15,7 +15,7 @@
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { informationRequest } from '../dhcp/client6';
 import { linkLocalIn, openChannel } from '../dhcp/lease-networks';
-import type { AdvertFollowUp } from '../driver/slaac-watch';
+import type { AdvertFollowUp } from '../driver/slaac-advert';
 import type { NetworkDriver } from '../driver/network-driver';
 import { clientIdFromIdentity, duidFromIdentity, hostnameFromIdentity } from '../driver/identity';
 import type { LinkInfo } from '../link/link';
