@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { labEngine } from '../lab/engine';
 import { RouterAdverts, type AdvertFlags } from '../lab/router-adverts';
 import { join } from 'node:path';
+import { dhcpNetworkArgs, startDhcpServer } from '../lab/dhcp-server';
 import { BUSYBOX } from '../lab/image';
 import { runOk } from '../lab/proc';
 import { ROUTE_INFO_ROUTER, sendRouteInformation } from '../lab/route-info-advert';
@@ -801,5 +802,90 @@ test("-o ipv6=slaac does what a host does with the router's flags: a DHCPv6 addr
       if (/router advertisement heard|DHCPv6|dhcp lease/.test(line)) t.diagnostic(line);
   }
   lab.host.dockerOk(['network', 'rm', 'slaacmo']);
+  assertNoLanplugLinks(lab.host);
+});
+
+test("-o dhcp=true beside -o ipv6=slaac: IPv4 from the LAN's DHCP server, IPv6 by SLAAC and (M) DHCPv6 in one lease record; inspect, the container and the leases agree; docker rm gives both back", async (t) => {
+  const server = await startDhcpServer(lab.lan, {
+    range: ['192.168.216.100', '192.168.216.150'],
+    router: '192.168.216.1',
+    dns: '192.168.216.53',
+  });
+  const router = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'slaac');
+  const mac = '02:00:00:00:d8:35';
+  try {
+    await router.start();
+    lab.host.dockerOk(dhcpNetworkArgs('slaacdhcp', ['-o', 'ipv6=slaac']));
+    const began = Date.now();
+    lab.host.dockerOk([
+      'run',
+      '-d',
+      '--name',
+      'both',
+      '--network',
+      'slaacdhcp',
+      '--mac-address',
+      mac,
+      'alpine:latest',
+      'sleep',
+      '300',
+    ]);
+    const net = containerNetwork(lab.host, 'both', 'slaacdhcp');
+    const last = Number(net.IPAddress.split('.')[3]);
+    assert.ok(net.IPAddress.startsWith('192.168.216.') && last >= 100 && last <= 150, net.IPAddress);
+    assert.equal(net.Gateway, '192.168.216.1');
+    assert.match(
+      lab.host.dockerOk(['exec', 'both', 'ip', '-4', 'addr', 'show', 'dev', 'eth0']),
+      new RegExp(`inet ${net.IPAddress.replace(/\./g, '\\.')}/24 `),
+    );
+    assert.deepEqual(
+      server
+        .leases()
+        .filter((l) => l.mac === mac)
+        .map((l) => l.address),
+      [net.IPAddress],
+    );
+    const slaac = await slaacAddress('both', '2001:db8:abc8:0:');
+    // One endpoint, one record: the IPv4 lease and the DHCPv6 one beside it; the SLAAC address listed too.
+    const row = await eventually(() => {
+      const found = (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[]).find((e) => e.containerName === 'both');
+      assert.ok(found !== undefined, 'both is not listed');
+      assert.deepEqual(found.leases.map((l) => l.family).sort(), [4, 6], JSON.stringify(found.leases));
+      return found;
+    }, 20_000);
+    t.diagnostic(`both families ${Date.now() - began} ms after docker run began`);
+    assert.equal(row.leases.find((l) => l.family === 4)?.address, `${net.IPAddress}/24`);
+    assert.deepEqual(
+      (row.slaac ?? []).map((a) => a.address),
+      [`${slaac}/64`],
+    );
+    const leased6 = row.leases.find((l) => l.family === 6)?.address ?? '';
+    assert.match(
+      lab.host.dockerOk(['exec', 'both', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']),
+      new RegExp(`inet6 ${leased6} scope global`),
+    );
+    const address6 = leased6.split('/')[0] ?? '';
+    assert.ok(router.leased().includes(address6), router.leased().join(' '));
+    lab.lan.execOk([BUSYBOX, 'ping', '-c', '1', '-W', '2', net.IPAddress]);
+    lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', slaac]);
+
+    lab.host.dockerOk(['rm', '-f', 'both']);
+    await eventually(() => {
+      assert.deepEqual(
+        server.leases().filter((l) => l.mac === mac),
+        [],
+      );
+      assert.ok(!router.leased().includes(address6), router.leased().join(' '));
+    });
+    assert.deepEqual(
+      (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[]).filter((e) => e.network === 'slaacdhcp'),
+      [],
+    );
+  } finally {
+    router.stop();
+    server.stop();
+    lab.host.docker(['rm', '-f', 'both']);
+  }
+  lab.host.dockerOk(['network', 'rm', 'slaacdhcp']);
   assertNoLanplugLinks(lab.host);
 });
