@@ -3,8 +3,8 @@
  * the notes its socket in the container drains (slaac-notes.ts: prefixes, RDNSS/DNSSL) and the M and O
  * flags the container's kernel keeps (netlink/router-adverts.ts). The DNS servers and search list are
  * logged, recorded as a `slaac.dns` event and handed to the follow-up as they come; the flags once, at
- * the poll after the one that first heard an advertisement. The follow-up (endpoint/slaac-dhcp6.ts) acts
- * on them. The watch keeps its phases and the address; this module keeps what the advertisements said.
+ * the poll after the one that first heard an advertisement, and from then on their changes are followed
+ * by slaac-flags.ts. The follow-up (endpoint/slaac-dhcp6.ts) acts on them. The watch keeps its phases and the address; this module keeps what the advertisements said.
  */
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
@@ -18,8 +18,19 @@ import type { ContainerNotes } from './slaac-notes';
  * (endpoint/slaac-dhcp6.ts, with the lease keeper); none in unit tests of the watch.
  */
 export interface AdvertFollowUp {
-  /** The flags of the advertisement once heard: M asks DHCPv6 for an address, O (without M) for other configuration. */
-  flags(spec: NetworkSpec, endpoint: EndpointRecord, netns: string, link: LinkInfo, flags: AdvertFlags): void;
+  /**
+   * The flags of the advertisement once heard (`before` null), and again each time a later one changes
+   * them (slaac-flags.ts; `before`: what was followed until then): M asks DHCPv6 for an address, O
+   * (without M) for other configuration.
+   */
+  flags(
+    spec: NetworkSpec,
+    endpoint: EndpointRecord,
+    netns: string,
+    link: LinkInfo,
+    flags: AdvertFlags,
+    before: AdvertFlags | null,
+  ): void;
   /** DNS servers and search list heard in advertisements (RDNSS, DNSSL): recorded where users see them. */
   dns(endpoint: EndpointRecord, dns: LearnedDns): void;
   /** Leave, DeleteEndpoint: what runs for the endpoint stops (a lease it was taking goes back). */
@@ -36,6 +47,8 @@ export interface HearingContext {
   followUp: AdvertFollowUp | null;
   /** The kernel's flags of the link (RTM_GETLINK in the container); absent in the cost tests' fakes. */
   readFlags: ((netns: string, index: number) => AdvertFlags | null) | undefined;
+  /** The flags went to the follow-up: what follows their later changes starts from them. */
+  followed(link: LinkInfo, flags: AdvertFlags): void;
 }
 
 /** What one watch has heard of the router's advertisements so far. */
@@ -112,6 +125,8 @@ export class AdvertHearing {
       other: String(other),
       autoconf: String(this.autoconfSeen),
     });
-    followUp?.flags(this.ctx.spec, endpoint, netns, link, { heard: true, managed, other });
+    const followed: AdvertFlags = { heard: true, managed, other };
+    followUp?.flags(this.ctx.spec, endpoint, netns, link, followed, null);
+    this.ctx.followed(link, followed);
   }
 }

@@ -19,8 +19,9 @@ import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
 import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
-import { readAdvertFlags, type AdvertFlags } from '../netlink/router-adverts';
+import { listenForFlagChanges, readAdvertFlags, type AdvertFlags, type FlagChanges } from '../netlink/router-adverts';
 import { AdvertHearing, type AdvertFollowUp } from './slaac-advert';
+import { AdvertFlagsFollower } from './slaac-flags';
 import type { FailedAddress } from './slaac-dad';
 import { listenInContainer, type ContainerNotesSource } from './slaac-notes';
 import {
@@ -89,6 +90,8 @@ export interface SandboxAccess {
   /** The watch's notification socket in the container (prefixes, RA options, DAD failures). */
   listen?(netns: string): ContainerNotesSource;
   advertFlags?(netns: string, index: number): AdvertFlags | null;
+  /** What tells a later change of the flags, held from the first flags followed until Leave (slaac-flags.ts). */
+  listenFlags?(netns: string): FlagChanges;
 }
 
 const REAL_SANDBOX: SandboxAccess = {
@@ -98,6 +101,7 @@ const REAL_SANDBOX: SandboxAccess = {
   learnedAddresses,
   listen: listenInContainer,
   advertFlags: readAdvertFlags,
+  listenFlags: listenForFlagChanges,
 };
 
 /** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
@@ -122,6 +126,9 @@ export interface SlaacWatchSeams {
   clock?: WatchClock;
 }
 
+/** Never reached (the follower exists only where the sandbox can listen): what says nothing changed. */
+const noFlagChanges: FlagChanges = { changed: () => false, close: () => undefined };
+
 type Phase =
   | { kind: 'link' }
   | { kind: 'guard'; link: LinkInfo; until: number; rewrites: number }
@@ -137,6 +144,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   private readonly timing: SlaacTiming;
   private readonly sandbox: SandboxAccess;
   private readonly clock: WatchClock;
+  /** After the watch: the later changes of the flags it followed; null where the sandbox cannot tell them. */
+  private readonly flagsFollower: AdvertFlagsFollower | null;
 
   constructor(
     private readonly log: Logger,
@@ -147,6 +156,19 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.timing = seams.timing ?? TIMING;
     this.sandbox = seams.sandbox ?? REAL_SANDBOX;
     this.clock = seams.clock ?? REAL_CLOCK;
+    const sandbox = this.sandbox;
+    this.flagsFollower =
+      sandbox.listenFlags === undefined || sandbox.advertFlags === undefined
+        ? null
+        : new AdvertFlagsFollower(
+            log,
+            {
+              listenFlags: (netns) => sandbox.listenFlags?.(netns) ?? noFlagChanges,
+              advertFlags: (netns, index) => sandbox.advertFlags?.(netns, index) ?? null,
+              after: (ms, run) => this.clock.after(ms, run),
+            },
+            () => this.followUp,
+          );
   }
 
   /** The daemon's follow-up of the advertisements' flags and options (made after the watcher: it needs the lease keeper). */
@@ -193,6 +215,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
       log: this.log,
       followUp: this.followUp,
       readFlags: this.sandbox.advertFlags?.bind(this.sandbox),
+      followed: (link, flags) => this.flagsFollower?.follow(spec, endpoint, netns, link, flags, what),
     });
     /** The address in use was reported (or one the kernel keeps flagged dadfailed). */
     let addressDone = false;
@@ -380,6 +403,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
 
   cancel(endpointId: string): void {
     this.followUp?.cancel(endpointId);
+    this.flagsFollower?.cancel(endpointId);
     const pollCancel = this.active.get(endpointId);
     if (pollCancel !== undefined) {
       pollCancel();
@@ -397,5 +421,6 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.active.clear();
     for (const close of this.held.values()) close();
     this.held.clear();
+    this.flagsFollower?.close();
   }
 }
