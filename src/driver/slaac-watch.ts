@@ -4,12 +4,10 @@
  * IPv6 off on that interface. So lanplug watches the sandbox, in the background and bounded in time:
  * once the link is up under Docker's name, it turns IPv6 on with router advertisements (slaac.ts); for
  * a while after, it turns it on again should Docker have written after it; then it waits for the
- * router's advertisement. What the advertisement says is followed as a host would (netlink/
- * router-adverts.ts reads it from the container's kernel): its M and O flags go to the follow-up
- * (DHCPv6 for an address, or for other configuration: endpoint/slaac-dhcp6.ts), its RDNSS/DNSSL are
- * recorded, and when a prefix has the A flag the watch waits for the address the kernel forms from it
- * and reports it (log line, `slaac.address` event), after reporting each one DAD failed for
- * (`slaac.dad-failed`, slaac-dad.ts). Nothing of this holds up Join's answer.
+ * router's advertisement. What the advertisement says (its M and O flags, its RDNSS/DNSSL) goes to
+ * slaac-advert.ts, which hands it to the follow-up; when a prefix has the A flag the watch waits for the
+ * address the kernel forms from it and reports it (log line, `slaac.address` event), after reporting
+ * each one DAD failed for (`slaac.dad-failed`, slaac-dad.ts). Nothing of this holds up Join's answer.
  *
  * Each poll enters the container's namespace synchronously on the daemon's event loop, so the cost is
  * bounded: the gaps between polls grow in each phase (20 ms doubling up to 250 ms), at most
@@ -20,10 +18,12 @@ import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
-import { shortId, type EndpointRecord, type LearnedDns, type NetworkSpec, type SlaacPolicy } from '../model/network';
-import { readAdvertFlags, type AdvertFlags } from '../netlink/router-adverts';
+import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import { listenForFlagChanges, readAdvertFlags, type AdvertFlags, type FlagChanges } from '../netlink/router-adverts';
+import { AdvertHearing, type AdvertFollowUp } from './slaac-advert';
+import { AdvertFlagsFollower } from './slaac-flags';
 import type { FailedAddress } from './slaac-dad';
-import { listenInContainer, type ContainerNotes, type ContainerNotesSource } from './slaac-notes';
+import { listenInContainer, type ContainerNotesSource } from './slaac-notes';
 import {
   containerLinkOf,
   enableSlaac,
@@ -90,6 +90,8 @@ export interface SandboxAccess {
   /** The watch's notification socket in the container (prefixes, RA options, DAD failures). */
   listen?(netns: string): ContainerNotesSource;
   advertFlags?(netns: string, index: number): AdvertFlags | null;
+  /** What tells a later change of the flags, held from the first flags followed until Leave (slaac-flags.ts). */
+  listenFlags?(netns: string): FlagChanges;
 }
 
 const REAL_SANDBOX: SandboxAccess = {
@@ -99,20 +101,8 @@ const REAL_SANDBOX: SandboxAccess = {
   learnedAddresses,
   listen: listenInContainer,
   advertFlags: readAdvertFlags,
+  listenFlags: listenForFlagChanges,
 };
-
-/**
- * What the advertisement asks of lanplug beyond the kernel's own SLAAC: the floor above implements it
- * (endpoint/slaac-dhcp6.ts, with the lease keeper); none in unit tests of the watch.
- */
-export interface AdvertFollowUp {
-  /** The flags of the advertisement once heard: M asks DHCPv6 for an address, O (without M) for other configuration. */
-  flags(spec: NetworkSpec, endpoint: EndpointRecord, netns: string, link: LinkInfo, flags: AdvertFlags): void;
-  /** DNS servers and search list heard in advertisements (RDNSS, DNSSL): recorded where users see them. */
-  dns(endpoint: EndpointRecord, dns: LearnedDns): void;
-  /** Leave, DeleteEndpoint: what runs for the endpoint stops (a lease it was taking goes back). */
-  cancel(endpointId: string): void;
-}
 
 /** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
 export interface WatchClock {
@@ -136,27 +126,13 @@ export interface SlaacWatchSeams {
   clock?: WatchClock;
 }
 
+/** Never reached (the follower exists only where the sandbox can listen): what says nothing changed. */
+const noFlagChanges: FlagChanges = { changed: () => false, close: () => undefined };
+
 type Phase =
   | { kind: 'link' }
   | { kind: 'guard'; link: LinkInfo; until: number; rewrites: number }
   | { kind: 'address'; link: LinkInfo };
-
-/** What one watch has heard of the router's advertisements so far. */
-interface Heard {
-  /** The notification socket; null where it could not be opened (the watch then waits for an address only). */
-  listener: ContainerNotesSource | null;
-  /** When a poll first saw that an advertisement came; the flags are read at the next poll (see heardAdvert). */
-  firstAt: number | null;
-  /** The flags went to the follow-up. */
-  followed: boolean;
-  /** A prefix with the A flag was advertised (or an address formed from one failed DAD): an address is coming. */
-  autoconf: boolean;
-  prefixes: number;
-  servers: string[];
-  search: string[];
-  /** The address in use was reported (or one the kernel keeps flagged dadfailed). */
-  addressDone: boolean;
-}
 
 export class SandboxSlaacWatcher implements SlaacWatch {
   /** The running watches: what cancels each one's next poll. */
@@ -168,6 +144,8 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   private readonly timing: SlaacTiming;
   private readonly sandbox: SandboxAccess;
   private readonly clock: WatchClock;
+  /** After the watch: the later changes of the flags it followed; null where the sandbox cannot tell them. */
+  private readonly flagsFollower: AdvertFlagsFollower | null;
 
   constructor(
     private readonly log: Logger,
@@ -178,6 +156,19 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.timing = seams.timing ?? TIMING;
     this.sandbox = seams.sandbox ?? REAL_SANDBOX;
     this.clock = seams.clock ?? REAL_CLOCK;
+    const sandbox = this.sandbox;
+    this.flagsFollower =
+      sandbox.listenFlags === undefined || sandbox.advertFlags === undefined
+        ? null
+        : new AdvertFlagsFollower(
+            log,
+            {
+              listenFlags: (netns) => sandbox.listenFlags?.(netns) ?? noFlagChanges,
+              advertFlags: (netns, index) => sandbox.advertFlags?.(netns, index) ?? null,
+              after: (ms, run) => this.clock.after(ms, run),
+            },
+            () => this.followUp,
+          );
   }
 
   /** The daemon's follow-up of the advertisements' flags and options (made after the watcher: it needs the lease keeper). */
@@ -214,16 +205,20 @@ export class SandboxSlaacWatcher implements SlaacWatch {
   ): void {
     const id = endpoint.endpointId;
     let phase: Phase = { kind: 'link' };
-    const heard: Heard = {
-      listener: null,
-      firstAt: null,
-      followed: false,
-      autoconf: false,
-      prefixes: 0,
-      servers: [],
-      search: [],
-      addressDone: false,
-    };
+    /** The notification socket; null where it could not be opened (the watch then waits for an address only). */
+    let listener: ContainerNotesSource | null = null;
+    const heard = new AdvertHearing({
+      spec,
+      endpoint,
+      netns,
+      what,
+      log: this.log,
+      followUp: this.followUp,
+      readFlags: this.sandbox.advertFlags?.bind(this.sandbox),
+      followed: (link, flags) => this.flagsFollower?.follow(spec, endpoint, netns, link, flags, what),
+    });
+    /** The address in use was reported (or one the kernel keeps flagged dadfailed). */
+    let addressDone = false;
     // The kernel forms the same failed address again at each advertisement (same prefix, same secret): said once.
     const saidDadFailed = new Set<string>();
     let gap = this.timing.firstPollMs;
@@ -245,7 +240,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
             const dockerTurnedOff = this.sandbox.ipv6Disabled(netns, link.name);
             // Listening before IPv6 comes on: the answer to the kernel's first solicitation is heard too,
             // and a DAD failure of the first address formed.
-            heard.listener = this.listen(netns, id, what);
+            listener = this.listen(netns, id, what);
             this.sandbox.enable(netns, link.name, endpointSlaacSecret(endpoint), slaac);
             this.log.info('IPv6 from router advertisements turned on in the container', {
               ...what,
@@ -281,17 +276,16 @@ export class SandboxSlaacWatcher implements SlaacWatch {
         if (phase.kind !== 'link') {
           const link = phase.link;
           const addresses = this.sandbox.learnedAddresses(netns, link.index);
-          const notes = heard.listener?.drain(link.index) ?? null;
-          this.hearAdvert(spec, endpoint, netns, link, heard, notes, addresses.length > 0, now, what);
+          const notes = listener?.drain(link.index) ?? null;
+          if (notes !== null) heard.hear(link, notes, addresses.length > 0, now);
           // An address the kernel keeps flagged is final (reportAddress): said once, as the watch is about to end.
-          const flagged = heard.addressDone ? [] : addresses.filter((a) => a.state === 'dadfailed');
+          const flagged = addressDone ? [] : addresses.filter((a) => a.state === 'dadfailed');
           this.reportDadFailures([...(notes?.dadFailed ?? []), ...flagged], saidDadFailed, what);
-          if (!heard.addressDone) heard.addressDone = this.reportAddress(addresses, link, what, ms);
+          if (!addressDone) addressDone = this.reportAddress(addresses, link, what, ms);
           // Done once the flags were followed and the address reported, or none is coming (no prefix had the A
           // flag, and no address formed that DAD failed for); knowing nothing of the advertisement (no
           // listener), once the address is reported.
-          const done =
-            heard.listener === null ? heard.addressDone : heard.followed && (heard.addressDone || !heard.autoconf);
+          const done = listener === null ? addressDone : heard.followed && (addressDone || !heard.autoconf);
           if (done) {
             this.finish(id);
             return;
@@ -299,7 +293,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
         }
         if (phase.kind === 'address' && ms > this.timing.addressWaitMs) {
           this.log.info(
-            heard.firstAt === null && heard.listener !== null
+            !heard.heardAny && listener !== null
               ? 'no router advertisement heard in the container yet; lanplug ls shows what comes later'
               : 'no IPv6 address from a router advertisement yet; lanplug ls shows it once there is',
             { ...what, waitedMs: ms },
@@ -344,66 +338,6 @@ export class SandboxSlaacWatcher implements SlaacWatch {
       );
       return null;
     }
-  }
-
-  /**
-   * What the advertisements said since the last poll. Heard is: the kernel's flag that one came after its
-   * solicitation, or M or O set, or a prefix or option notified, or an address formed. The flags go to the
-   * follow-up at the poll after the one that first heard (20 ms or more later): the kernel takes in an
-   * advertisement's flags, prefixes and options in one pass, which a poll on another core may see half done.
-   */
-  private hearAdvert(
-    spec: NetworkSpec,
-    endpoint: EndpointRecord,
-    netns: string,
-    link: LinkInfo,
-    heard: Heard,
-    notes: ContainerNotes | null,
-    addressFormed: boolean,
-    now: number,
-    what: Record<string, string>,
-  ): void {
-    if (notes === null) return;
-    heard.prefixes += notes.prefixes;
-    // A DAD failure too says an address is coming (its replacement), should the prefix's note have been lost.
-    heard.autoconf ||= notes.autoconf || notes.dadFailed.length > 0;
-    const servers = notes.servers.filter((s) => !heard.servers.includes(s));
-    const search = notes.search.filter((s) => !heard.search.includes(s));
-    if (servers.length + search.length > 0) {
-      heard.servers.push(...new Set(servers));
-      heard.search.push(...new Set(search));
-      const dns: LearnedDns = { servers: [...heard.servers], search: [...heard.search], from: ['ra'] };
-      this.log.info('DNS servers from the router advertisement (RDNSS/DNSSL)', {
-        ...what,
-        servers: dns.servers.join(' '),
-        search: dns.search.join(' '),
-      });
-      recordEvent('slaac.dns', { ...what, servers: dns.servers.join(' '), search: dns.search.join(' '), from: 'ra' });
-      this.followUp?.dns(endpoint, dns);
-    }
-    if (heard.followed) return;
-    const flags = this.sandbox.advertFlags?.(netns, link.index) ?? null;
-    const came =
-      (flags !== null && (flags.heard || flags.managed || flags.other)) ||
-      heard.prefixes > 0 ||
-      heard.servers.length > 0 ||
-      notes.dadFailed.length > 0 ||
-      addressFormed;
-    if (!came) return;
-    if (heard.firstAt === null) {
-      heard.firstAt = now;
-      return;
-    }
-    heard.followed = true;
-    const managed = flags?.managed ?? false;
-    const other = flags?.other ?? false;
-    this.log.info('router advertisement heard in the container', {
-      ...what,
-      managed: String(managed),
-      other: String(other),
-      autoconf: String(heard.autoconf),
-    });
-    this.followUp?.flags(spec, endpoint, netns, link, { heard: true, managed, other });
   }
 
   /** A watch ended: its place goes to the longest waiting, unless that one waited past its own time. */
@@ -469,6 +403,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
 
   cancel(endpointId: string): void {
     this.followUp?.cancel(endpointId);
+    this.flagsFollower?.cancel(endpointId);
     const pollCancel = this.active.get(endpointId);
     if (pollCancel !== undefined) {
       pollCancel();
@@ -486,5 +421,6 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.active.clear();
     for (const close of this.held.values()) close();
     this.held.clear();
+    this.flagsFollower?.close();
   }
 }

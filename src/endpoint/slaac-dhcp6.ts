@@ -8,6 +8,8 @@
  *   the lease keeper: renewed in the container, released at Leave like any lease;
  * - O (other configuration) without M: an Information-request, for DNS servers and the search list;
  * - M and O both unset: nothing is asked.
+ * A later advertisement that turns M or O on asks then (driver/slaac-flags.ts hears it); one that turns
+ * them off stops nothing (asksDhcp6).
  * The DNS servers learnt (the advertisement's RDNSS/DNSSL, DHCPv6's) are recorded on the endpoint for
  * `lanplug ls`, logged, and a `slaac.dns` event; they are not written into the container, whose
  * resolver is Docker's (docs/slaac.md says why).
@@ -15,7 +17,7 @@
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { informationRequest } from '../dhcp/client6';
 import { linkLocalIn, openChannel } from '../dhcp/lease-networks';
-import type { AdvertFollowUp } from '../driver/slaac-watch';
+import type { AdvertFollowUp } from '../driver/slaac-advert';
 import type { NetworkDriver } from '../driver/network-driver';
 import { clientIdFromIdentity, duidFromIdentity, hostnameFromIdentity } from '../driver/identity';
 import type { LinkInfo } from '../link/link';
@@ -44,9 +46,18 @@ export class SlaacDhcp6 implements AdvertFollowUp {
     private readonly log: Logger,
   ) {}
 
-  flags(spec: NetworkSpec, endpoint: EndpointRecord, netns: string, link: LinkInfo, flags: AdvertFlags): void {
-    if (!flags.managed && !flags.other) return;
+  flags(
+    spec: NetworkSpec,
+    endpoint: EndpointRecord,
+    netns: string,
+    link: LinkInfo,
+    flags: AdvertFlags,
+    before: AdvertFlags | null,
+  ): void {
+    if (!asksDhcp6(flags, before)) return;
     const id = endpoint.endpointId;
+    // A later advertisement never asks again while an exchange runs or a DHCPv6 lease is held (RFC 2462 §5.5.3).
+    if (before !== null && (this.running.has(id) || this.holdsLease6(spec.networkId, id))) return;
     const token = Symbol(id);
     this.running.set(id, token);
     const what = { endpoint: shortId(id), network: shortId(spec.networkId), ifname: link.name };
@@ -85,6 +96,10 @@ export class SlaacDhcp6 implements AdvertFollowUp {
 
   cancel(endpointId: string): void {
     this.running.delete(endpointId);
+  }
+
+  private holdsLease6(networkId: string, endpointId: string): boolean {
+    return this.keeper.get(networkId, endpointId)?.leases.some((l) => l.family === 6) ?? false;
   }
 
   /** M: an address from the server, on the container's interface, held by the keeper as the endpoint's lease. */
@@ -164,6 +179,19 @@ export class SlaacDhcp6 implements AdvertFollowUp {
     recordEvent('slaac.dns', { ...what, servers: dns.servers.join(' '), search: dns.search.join(' '), from: 'dhcpv6' });
     this.dns(endpoint, dns);
   }
+}
+
+/**
+ * Whether the advertisement's flags ask for a DHCPv6 exchange: at the first one heard (`before` null), M
+ * or O set; at a later change, a flag turned on (M: an address; O without M: other configuration). A
+ * flag turned off asks nothing, and stops nothing: the lease taken stays, renewed, until its server or
+ * its lifetime ends it (RFC 2462 §5.5.3, whose rules RFC 4862 dropped from the text without deprecating
+ * them; RFC 4861 §4.2).
+ */
+export function asksDhcp6(flags: AdvertFlags, before: AdvertFlags | null): boolean {
+  if (before === null) return flags.managed || flags.other;
+  if (flags.managed) return !before.managed;
+  return flags.other && !before.other;
 }
 
 /**

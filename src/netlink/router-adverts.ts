@@ -16,7 +16,9 @@
  * turned on there, so the answer to the kernel's first router solicitation is already heard.
  *
  * With several routers on a LAN, the flags are those of the last advertisement heard, as for the
- * kernel itself.
+ * kernel itself. When an advertisement changes them, the kernel says so: an RTM_NEWLINK of family
+ * AF_INET6 to the RTNLGRP_IPV6_IFINFO group (ndisc_router_discovery, only when M or O differ from the
+ * last ones), which listenForFlagChanges hears without entering the namespace again.
  */
 import { addressFromBytes } from '../net/address';
 import { decodeDnsNames } from '../net/dns-name';
@@ -32,6 +34,7 @@ import {
   RTM_NEWLINK,
   type NlMsg,
 } from './codec';
+import { NetlinkEvents } from './events';
 import { NetlinkSocket } from './socket';
 
 /** Inside IFLA_AF_SPEC's AF_INET6 part: the interface's IPv6 flags (struct inet6_dev's if_flags). */
@@ -42,6 +45,8 @@ const IF_RA_MANAGED = 0x40;
 /** An advertisement came after the kernel's own solicitation (set only once one was sent). */
 const IF_RA_RCVD = 0x20;
 
+/** The interfaces' IPv6 state: the kernel notifies here when an advertisement changes M or O. */
+const RTNLGRP_IPV6_IFINFO = 12;
 /** The groups of those notifications (the watch's socket joins them: driver/slaac-notes.ts). */
 export const RTNLGRP_IPV6_PREFIX = 18;
 export const RTNLGRP_ND_USEROPT = 20;
@@ -84,6 +89,22 @@ export function readAdvertFlags(netns: string, index: number): AdvertFlags | nul
   } finally {
     sock.close();
   }
+}
+
+/** What tells that the flags of an interface in the namespace may have changed since the last call. */
+export interface FlagChanges {
+  /** True when the kernel notified anything since the last call (or lost notifications): read the flags again. */
+  changed(): boolean;
+  close(): void;
+}
+
+/**
+ * A socket in `netns` joined to the group the kernel tells changes of the advertisement flags to; its
+ * checks read what is queued without waiting and without entering the namespace (a notification says
+ * only that some interface's IPv6 state changed: the flags are read again with readAdvertFlags).
+ */
+export function listenForFlagChanges(netns: string): FlagChanges {
+  return NetlinkEvents.open([RTNLGRP_IPV6_IFINFO], { netns });
 }
 
 /** What one batch of notifications said about an interface. */

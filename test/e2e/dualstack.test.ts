@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { labEngine } from '../lab/engine';
 import { RouterAdverts, type AdvertFlags } from '../lab/router-adverts';
 import { join } from 'node:path';
+import { dhcpNetworkArgs, startDhcpServer } from '../lab/dhcp-server';
 import { BUSYBOX } from '../lab/image';
 import { runOk } from '../lab/proc';
 import { ROUTE_INFO_ROUTER, sendRouteInformation } from '../lab/route-info-advert';
@@ -801,5 +802,169 @@ test("-o ipv6=slaac does what a host does with the router's flags: a DHCPv6 addr
       if (/router advertisement heard|DHCPv6|dhcp lease/.test(line)) t.diagnostic(line);
   }
   lab.host.dockerOk(['network', 'rm', 'slaacmo']);
+  assertNoLanplugLinks(lab.host);
+});
+
+test('-o ipv6=slaac follows a router that turns M on while the container runs: a DHCPv6 address then, said once in the log; M turned off keeps the lease; M on again asks nothing more; docker rm releases it', async (t) => {
+  lab.host.dockerOk([
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '--subnet=192.168.216.0/24',
+    '-o',
+    'parent=eth0',
+    '-o',
+    'ipv6=slaac',
+    'slaaclate',
+  ]);
+  const slaacOnly = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'ra-only');
+  const managed = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'slaac');
+  const changes = (): string[] => lines(lab.plugin.stderr()).filter((l) => /flags changed/.test(l));
+  // The router's log goes on from an earlier test's with the same prefix and flags: what this one adds counts.
+  const logged = (what: string): number =>
+    managed
+      .log()
+      .split('\n')
+      .filter((l) => l.includes(what)).length;
+  const before = { solicits: logged('DHCPSOLICIT'), releases: logged('DHCPRELEASE') };
+  const lease6 = (): string | undefined =>
+    (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[])
+      .find((e) => e.containerName === 'late')
+      ?.leases.find((l) => l.family === 6)?.address;
+  try {
+    await slaacOnly.start();
+    lab.host.dockerOk(['run', '-d', '--name', 'late', '--network', 'slaaclate', 'alpine:latest', 'sleep', '300']);
+    await slaacAddress('late', '2001:db8:abc8:0:');
+    assert.equal(lease6(), undefined, 'no DHCPv6 address while the router does not advertise M');
+    // The router turns DHCPv6 on: the next advertisement has M (and O).
+    slaacOnly.stop();
+    const switched = Date.now();
+    await managed.start();
+    const leased = await eventually(() => {
+      const found = lease6();
+      assert.ok(found !== undefined, 'no DHCPv6 lease yet');
+      return found;
+    }, 20_000);
+    t.diagnostic(`DHCPv6 address ${leased} ${Date.now() - switched} ms after the router turned M on`);
+    assert.match(
+      lab.host.dockerOk(['exec', 'late', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']),
+      new RegExp(`inet6 ${leased} scope global`),
+    );
+    assert.equal(changes().length, 1, changes().join('\n'));
+    assert.match(changes()[0] ?? '', /managed.*true/);
+    // M turned off again: the lease stays (RFC 2462 §5.5.3: a flag turned off stops nothing).
+    managed.stop();
+    await slaacOnly.start();
+    await eventually(() => assert.equal(changes().length, 2, changes().join('\n')), 20_000);
+    assert.equal(lease6(), leased);
+    // M on again: the lease is held, nothing is asked anew.
+    slaacOnly.stop();
+    await managed.start();
+    await eventually(() => assert.equal(changes().length, 3, changes().join('\n')), 20_000);
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.equal(logged('DHCPSOLICIT') - before.solicits, 1, 'one Solicit');
+    assert.equal(lease6(), leased);
+    lab.host.dockerOk(['rm', '-f', 'late']);
+    const address = leased.split('/')[0] ?? '';
+    await eventually(() => assert.equal(logged('DHCPRELEASE') - before.releases, 1, 'a DHCPv6 Release at docker rm'));
+    await eventually(() =>
+      assert.deepEqual(
+        managed.leased().filter((a) => a === address),
+        [],
+      ),
+    );
+  } finally {
+    slaacOnly.stop();
+    managed.stop();
+    lab.host.docker(['rm', '-f', 'late']);
+    for (const line of changes()) t.diagnostic(line);
+  }
+  lab.host.dockerOk(['network', 'rm', 'slaaclate']);
+  assertNoLanplugLinks(lab.host);
+});
+
+test("-o dhcp=true beside -o ipv6=slaac: IPv4 from the LAN's DHCP server, IPv6 by SLAAC and (M) DHCPv6 in one lease record; inspect, the container and the leases agree; docker rm gives both back", async (t) => {
+  const server = await startDhcpServer(lab.lan, {
+    range: ['192.168.216.100', '192.168.216.150'],
+    router: '192.168.216.1',
+    dns: '192.168.216.53',
+  });
+  const router = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'slaac');
+  const mac = '02:00:00:00:d8:35';
+  try {
+    await router.start();
+    lab.host.dockerOk(dhcpNetworkArgs('slaacdhcp', ['-o', 'ipv6=slaac']));
+    const began = Date.now();
+    lab.host.dockerOk([
+      'run',
+      '-d',
+      '--name',
+      'both',
+      '--network',
+      'slaacdhcp',
+      '--mac-address',
+      mac,
+      'alpine:latest',
+      'sleep',
+      '300',
+    ]);
+    const net = containerNetwork(lab.host, 'both', 'slaacdhcp');
+    const last = Number(net.IPAddress.split('.')[3]);
+    assert.ok(net.IPAddress.startsWith('192.168.216.') && last >= 100 && last <= 150, net.IPAddress);
+    assert.equal(net.Gateway, '192.168.216.1');
+    assert.match(
+      lab.host.dockerOk(['exec', 'both', 'ip', '-4', 'addr', 'show', 'dev', 'eth0']),
+      new RegExp(`inet ${net.IPAddress.replace(/\./g, '\\.')}/24 `),
+    );
+    assert.deepEqual(
+      server
+        .leases()
+        .filter((l) => l.mac === mac)
+        .map((l) => l.address),
+      [net.IPAddress],
+    );
+    const slaac = await slaacAddress('both', '2001:db8:abc8:0:');
+    // One endpoint, one record: the IPv4 lease and the DHCPv6 one beside it; the SLAAC address listed too.
+    const row = await eventually(() => {
+      const found = (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[]).find((e) => e.containerName === 'both');
+      assert.ok(found !== undefined, 'both is not listed');
+      assert.deepEqual(found.leases.map((l) => l.family).sort(), [4, 6], JSON.stringify(found.leases));
+      return found;
+    }, 20_000);
+    t.diagnostic(`both families ${Date.now() - began} ms after docker run began`);
+    assert.equal(row.leases.find((l) => l.family === 4)?.address, `${net.IPAddress}/24`);
+    assert.deepEqual(
+      (row.slaac ?? []).map((a) => a.address),
+      [`${slaac}/64`],
+    );
+    const leased6 = row.leases.find((l) => l.family === 6)?.address ?? '';
+    assert.match(
+      lab.host.dockerOk(['exec', 'both', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']),
+      new RegExp(`inet6 ${leased6} scope global`),
+    );
+    const address6 = leased6.split('/')[0] ?? '';
+    assert.ok(router.leased().includes(address6), router.leased().join(' '));
+    lab.lan.execOk([BUSYBOX, 'ping', '-c', '1', '-W', '2', net.IPAddress]);
+    lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', slaac]);
+
+    lab.host.dockerOk(['rm', '-f', 'both']);
+    await eventually(() => {
+      assert.deepEqual(
+        server.leases().filter((l) => l.mac === mac),
+        [],
+      );
+      assert.ok(!router.leased().includes(address6), router.leased().join(' '));
+    });
+    assert.deepEqual(
+      (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[]).filter((e) => e.network === 'slaacdhcp'),
+      [],
+    );
+  } finally {
+    router.stop();
+    server.stop();
+    lab.host.docker(['rm', '-f', 'both']);
+  }
+  lab.host.dockerOk(['network', 'rm', 'slaacdhcp']);
   assertNoLanplugLinks(lab.host);
 });

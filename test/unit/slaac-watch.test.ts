@@ -19,8 +19,10 @@ import { NetworkDriver } from '../../src/driver/network-driver';
 import type { LearnedAddress } from '../../src/driver/slaac';
 import type { FailedAddress } from '../../src/driver/slaac-dad';
 import type { ContainerNotesSource } from '../../src/driver/slaac-notes';
+import { FLAGS_CHECK_MS } from '../../src/driver/slaac-flags';
 import { SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
-import type { AdvertFlags, AdvertNotes } from '../../src/netlink/router-adverts';
+import { asksDhcp6 } from '../../src/endpoint/slaac-dhcp6';
+import type { AdvertFlags, AdvertNotes, FlagChanges } from '../../src/netlink/router-adverts';
 import { SqliteStore } from '../../src/state/sqlite';
 import { FakeRtnl } from '../support/fake-rtnl';
 
@@ -445,4 +447,113 @@ test('the same address failing DAD at each advertisement (the kernel re-forms it
   );
   assert.equal(events.since(from).filter((e) => e.kind === 'slaac.dad-failed').length, 1, 'one slaac.dad-failed event');
   watcher.close();
+});
+
+/** A router whose flags change while the container runs: what the kernel keeps, and its notifications. */
+class ChangingRouterSandboxes extends AdvertisingSandboxes {
+  current: AdvertFlags = { heard: true, managed: false, other: false };
+  readonly flagSockets: { netns: string; queued: boolean; closed: boolean }[] = [];
+  flagReads = 0;
+
+  /** An advertisement with other flags: the kernel keeps them and notifies each socket. */
+  advertise(flags: Omit<AdvertFlags, 'heard'>): void {
+    const changed = flags.managed !== this.current.managed || flags.other !== this.current.other;
+    this.current = { heard: true, ...flags };
+    if (changed) for (const s of this.flagSockets) s.queued = true;
+  }
+
+  override advertFlags(netns: string): AdvertFlags | null {
+    const first = super.advertFlags(netns);
+    this.flagReads += 1;
+    return first?.heard === true ? this.current : first;
+  }
+
+  listenFlags(netns: string): FlagChanges {
+    const socket = { netns, queued: false, closed: false };
+    this.flagSockets.push(socket);
+    return {
+      changed: () => {
+        const was = socket.queued;
+        socket.queued = false;
+        return was;
+      },
+      close: () => {
+        socket.closed = true;
+      },
+    };
+  }
+}
+
+test("a router that turns M on, then off, while the container runs: each change goes to the follow-up once with the flags before it, logged once and an event; the check enters the container only after a notification; Leave closes the flags' socket", () => {
+  const clock = new FakeClock();
+  const sandboxes = new ChangingRouterSandboxes(
+    clock,
+    () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: 1_000 }),
+    {
+      heardAt: 500,
+      flags: { heard: true, managed: false, other: false },
+      notes: { autoconf: true, prefixes: 1, servers: [], search: [] },
+    },
+  );
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes });
+  const followed: { flags: AdvertFlags; before: AdvertFlags | null }[] = [];
+  watcher.followWith({
+    flags: (_spec, _endpoint, _netns, _link, flags, before) => followed.push({ flags, before }),
+    dns: () => undefined,
+    cancel: () => undefined,
+  });
+  const from = Date.now();
+  watcher.watch(SPEC, endpointNo(1), sandboxOf(1));
+  clock.advance(10_000);
+  const off = { heard: true, managed: false, other: false };
+  assert.deepEqual(followed, [{ flags: off, before: null }], 'the first advertisement, followed by the watch');
+  assert.equal(sandboxes.flagSockets.length, 1);
+  // Quiet router: the follower's checks enter no namespace.
+  const reads = sandboxes.flagReads;
+  clock.advance(60_000);
+  assert.equal(sandboxes.flagReads, reads, 'the flags were read again without a notification');
+
+  sandboxes.advertise({ managed: true, other: true });
+  clock.advance(FLAGS_CHECK_MS);
+  const on = { heard: true, managed: true, other: true };
+  assert.deepEqual(followed.slice(1), [{ flags: on, before: off }]);
+  // The same flags again (the router's next advertisements): nothing more.
+  sandboxes.advertise({ managed: true, other: true });
+  clock.advance(30_000);
+  sandboxes.advertise({ managed: false, other: false });
+  clock.advance(FLAGS_CHECK_MS);
+  assert.deepEqual(followed.slice(1), [
+    { flags: on, before: off },
+    { flags: off, before: on },
+  ]);
+  const changed = lines.filter((l) => /flags changed/.test(l.msg));
+  assert.deepEqual(
+    changed.map((l) => [l.fields['managed'], l.fields['wasManaged']]),
+    [
+      ['true', 'false'],
+      ['false', 'true'],
+    ],
+  );
+  assert.equal(events.since(from).filter((e) => e.kind === 'slaac.flags').length, 2);
+
+  watcher.cancel(endpointNo(1).endpointId);
+  assert.ok(sandboxes.flagSockets[0]?.closed, "Leave closes the flags' socket");
+  assert.equal(clock.pending, 0, 'nothing polls after Leave');
+});
+
+test('asksDhcp6: the first flags heard ask when M or O is set; a later change asks only for a flag turned on, and a flag turned off stops nothing', () => {
+  const f = (managed: boolean, other: boolean): AdvertFlags => ({ heard: true, managed, other });
+  assert.equal(asksDhcp6(f(false, false), null), false);
+  assert.equal(asksDhcp6(f(false, true), null), true);
+  assert.equal(asksDhcp6(f(true, true), null), true);
+  // M turned on (after nothing, after O alone): an address.
+  assert.equal(asksDhcp6(f(true, false), f(false, false)), true);
+  assert.equal(asksDhcp6(f(true, true), f(false, true)), true);
+  // O turned on without M: other configuration.
+  assert.equal(asksDhcp6(f(false, true), f(false, false)), true);
+  // Turned off, or M dropped with O kept: the exchange under way (a lease) goes on; nothing new.
+  assert.equal(asksDhcp6(f(false, false), f(true, true)), false);
+  assert.equal(asksDhcp6(f(false, true), f(true, true)), false);
+  assert.equal(asksDhcp6(f(false, false), f(false, true)), false);
 });

@@ -1,0 +1,146 @@
+/**
+ * Later advertisements of a running `-o ipv6=slaac` container: the router's M and O flags may change
+ * while it runs (DHCPv6 turned on at the router), and a host follows them (RFC 4861 §4.2). The watch
+ * (slaac-watch.ts) follows the first advertisement's and ends; from then on this follower holds, until
+ * Leave or DeleteEndpoint, one socket in the container joined to the group the kernel notifies when an
+ * advertisement changes the flags it keeps (netlink/router-adverts.ts). One timer checks every held
+ * socket each CHECK_MS: a receive that never waits and enters no namespace (microseconds each), and only
+ * for a socket that has something are the flags read again in the container (RTM_GETLINK). A change
+ * is logged once, recorded as a `slaac.flags` event, and goes to the follow-up with the flags followed
+ * before it (endpoint/slaac-dhcp6.ts decides what it asks, as RFC 2462 §5.5.3 put it: a flag turned on
+ * starts DHCPv6, a flag turned off stops nothing).
+ *
+ * The cost is one file descriptor per running SLAAC endpoint (the socket also keeps its namespace
+ * alive, which Leave ends); a restarted daemon does not follow the containers that were running.
+ */
+import type { LinkInfo } from '../link/link';
+import type { Logger } from '../log';
+import { recordEvent } from '../metrics/events';
+import type { EndpointRecord, NetworkSpec } from '../model/network';
+import type { AdvertFlags, FlagChanges } from '../netlink/router-adverts';
+import type { AdvertFollowUp } from './slaac-advert';
+
+/**
+ * Between two checks of the sockets: a router advertises every few minutes (RFC 4861's
+ * MaxRtrAdvInterval, 600 s by default), so a change is followed seconds after the advertisement that
+ * made it; 1,000 containers cost 500 receives a second.
+ */
+export const FLAGS_CHECK_MS = 2_000;
+
+/** What the follower reaches in the container, and when. */
+export interface FlagsAccess {
+  listenFlags(netns: string): FlagChanges;
+  advertFlags(netns: string, index: number): AdvertFlags | null;
+  after(ms: number, run: () => void): () => void;
+}
+
+interface Followed {
+  spec: NetworkSpec;
+  endpoint: EndpointRecord;
+  netns: string;
+  link: LinkInfo;
+  /** What the follow-up was last given. */
+  flags: AdvertFlags;
+  changes: FlagChanges;
+  /** Read the flags at the next check whatever the socket says: they may have changed before it was open. */
+  readAnyway: boolean;
+  what: Record<string, string>;
+}
+
+export class AdvertFlagsFollower {
+  private readonly followed = new Map<string, Followed>();
+  private stopTimer: (() => void) | null = null;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly access: FlagsAccess,
+    private readonly followUp: () => AdvertFollowUp | null,
+  ) {}
+
+  /** From the flags the watch followed: their later changes go to the follow-up until cancel(). */
+  follow(
+    spec: NetworkSpec,
+    endpoint: EndpointRecord,
+    netns: string,
+    link: LinkInfo,
+    flags: AdvertFlags,
+    what: Record<string, string>,
+  ): void {
+    this.cancel(endpoint.endpointId);
+    let changes: FlagChanges;
+    try {
+      changes = this.access.listenFlags(netns);
+    } catch (err) {
+      this.log.warn(
+        "cannot listen for changes of the router advertisement's flags in the container; followed at its next start",
+        { ...what, error: String(err) },
+      );
+      return;
+    }
+    this.followed.set(endpoint.endpointId, {
+      spec,
+      endpoint,
+      netns,
+      link,
+      flags,
+      changes,
+      readAnyway: true,
+      what,
+    });
+    this.stopTimer ??= this.access.after(FLAGS_CHECK_MS, () => this.check());
+  }
+
+  cancel(endpointId: string): void {
+    const followed = this.followed.get(endpointId);
+    if (followed === undefined) return;
+    followed.changes.close();
+    this.followed.delete(endpointId);
+    if (this.followed.size === 0) this.stopChecks();
+  }
+
+  /** Daemon shutdown. */
+  close(): void {
+    for (const id of [...this.followed.keys()]) this.cancel(id);
+  }
+
+  get following(): number {
+    return this.followed.size;
+  }
+
+  private stopChecks(): void {
+    this.stopTimer?.();
+    this.stopTimer = null;
+  }
+
+  private check(): void {
+    this.stopTimer = null;
+    for (const [id, f] of [...this.followed]) {
+      try {
+        // Both run: the socket is drained even when the flags are read anyway.
+        if (!f.changes.changed() && !f.readAnyway) continue;
+        f.readAnyway = false;
+        const now = this.access.advertFlags(f.netns, f.link.index);
+        if (now === null || (now.managed === f.flags.managed && now.other === f.flags.other)) continue;
+        const before = f.flags;
+        f.flags = { heard: true, managed: now.managed, other: now.other };
+        this.log.info("the router advertisement's flags changed in the container", {
+          ...f.what,
+          managed: String(now.managed),
+          other: String(now.other),
+          wasManaged: String(before.managed),
+          wasOther: String(before.other),
+        });
+        recordEvent('slaac.flags', { ...f.what, managed: String(now.managed), other: String(now.other) });
+        this.followUp()?.flags(f.spec, f.endpoint, f.netns, f.link, f.flags, before);
+      } catch (err) {
+        // The container stopped or went meanwhile (its Leave follows): nothing left to follow there.
+        this.log.debug("the follow of the router advertisement's flags in the container ended", {
+          ...f.what,
+          error: String(err),
+        });
+        this.cancel(id);
+      }
+    }
+    if (this.followed.size > 0) this.stopTimer = this.access.after(FLAGS_CHECK_MS, () => this.check());
+  }
+}
