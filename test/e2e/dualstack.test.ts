@@ -805,84 +805,93 @@ test("-o ipv6=slaac does what a host does with the router's flags: a DHCPv6 addr
   assertNoLanplugLinks(lab.host);
 });
 
-test('-o ipv6=slaac follows a router that turns M on while the container runs: a DHCPv6 address then, said once in the log; M turned off keeps the lease; M on again asks nothing more; docker rm releases it', async (t) => {
-  lab.host.dockerOk([
-    'network',
-    'create',
-    '-d',
-    'lanplug-macvlan',
-    '--subnet=192.168.216.0/24',
-    '-o',
-    'parent=eth0',
-    '-o',
-    'ipv6=slaac',
-    'slaaclate',
-  ]);
-  const slaacOnly = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'ra-only');
-  const managed = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'slaac');
-  const changes = (): string[] => lines(lab.plugin.stderr()).filter((l) => /flags changed/.test(l));
-  // The router's log goes on from an earlier test's with the same prefix and flags: what this one adds counts.
-  const logged = (what: string): number =>
-    managed
-      .log()
-      .split('\n')
-      .filter((l) => l.includes(what)).length;
-  const before = { solicits: logged('DHCPSOLICIT'), releases: logged('DHCPRELEASE') };
-  const lease6 = (): string | undefined =>
-    (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[])
-      .find((e) => e.containerName === 'late')
-      ?.leases.find((l) => l.family === 6)?.address;
-  try {
-    await slaacOnly.start();
-    lab.host.dockerOk(['run', '-d', '--name', 'late', '--network', 'slaaclate', 'alpine:latest', 'sleep', '300']);
-    await slaacAddress('late', '2001:db8:abc8:0:');
-    assert.equal(lease6(), undefined, 'no DHCPv6 address while the router does not advertise M');
-    // The router turns DHCPv6 on: the next advertisement has M (and O).
-    slaacOnly.stop();
-    const switched = Date.now();
-    await managed.start();
-    const leased = await eventually(() => {
-      const found = lease6();
-      assert.ok(found !== undefined, 'no DHCPv6 lease yet');
-      return found;
-    }, 20_000);
-    t.diagnostic(`DHCPv6 address ${leased} ${Date.now() - switched} ms after the router turned M on`);
-    assert.match(
-      lab.host.dockerOk(['exec', 'late', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']),
-      new RegExp(`inet6 ${leased} scope global`),
-    );
-    assert.equal(changes().length, 1, changes().join('\n'));
-    assert.match(changes()[0] ?? '', /managed.*true/);
-    // M turned off again: the lease stays (RFC 2462 §5.5.3: a flag turned off stops nothing).
-    managed.stop();
-    await slaacOnly.start();
-    await eventually(() => assert.equal(changes().length, 2, changes().join('\n')), 20_000);
-    assert.equal(lease6(), leased);
-    // M on again: the lease is held, nothing is asked anew.
-    slaacOnly.stop();
-    await managed.start();
-    await eventually(() => assert.equal(changes().length, 3, changes().join('\n')), 20_000);
-    await new Promise((r) => setTimeout(r, 2_000));
-    assert.equal(logged('DHCPSOLICIT') - before.solicits, 1, 'one Solicit');
-    assert.equal(lease6(), leased);
-    lab.host.dockerOk(['rm', '-f', 'late']);
-    const address = leased.split('/')[0] ?? '';
-    await eventually(() => assert.equal(logged('DHCPRELEASE') - before.releases, 1, 'a DHCPv6 Release at docker rm'));
-    await eventually(() =>
-      assert.deepEqual(
-        managed.leased().filter((a) => a === address),
-        [],
-      ),
-    );
-  } finally {
-    slaacOnly.stop();
-    managed.stop();
-    lab.host.docker(['rm', '-f', 'late']);
-    for (const line of changes()) t.diagnostic(line);
-  }
-  lab.host.dockerOk(['network', 'rm', 'slaaclate']);
-  assertNoLanplugLinks(lab.host);
-});
+// What the container's kernel and lanplug's DHCPv6 client do when the router changes its mind: nothing
+// of it is Docker's, so the Docker 28 lane, which runs this file again, leaves it to the 20.10 run.
+const ENGINE_INDEPENDENT_ONCE =
+  labEngine() === 'docker20' ? {} : { skip: 'engine-independent: run on Docker 20.10 only' };
+
+test(
+  '-o ipv6=slaac follows a router that turns M on while the container runs: a DHCPv6 address then, said once in the log; M turned off keeps the lease; M on again asks nothing more; docker rm releases it',
+  ENGINE_INDEPENDENT_ONCE,
+  async (t) => {
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet=192.168.216.0/24',
+      '-o',
+      'parent=eth0',
+      '-o',
+      'ipv6=slaac',
+      'slaaclate',
+    ]);
+    const slaacOnly = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'ra-only');
+    const managed = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'slaac');
+    const changes = (): string[] => lines(lab.plugin.stderr()).filter((l) => /flags changed/.test(l));
+    // The router's log goes on from an earlier test's with the same prefix and flags: what this one adds counts.
+    const logged = (what: string): number =>
+      managed
+        .log()
+        .split('\n')
+        .filter((l) => l.includes(what)).length;
+    const before = { solicits: logged('DHCPSOLICIT'), releases: logged('DHCPRELEASE') };
+    const lease6 = (): string | undefined =>
+      (JSON.parse(lanplugCli('ls', ['--json'])) as EndpointRow[])
+        .find((e) => e.containerName === 'late')
+        ?.leases.find((l) => l.family === 6)?.address;
+    try {
+      await slaacOnly.start();
+      lab.host.dockerOk(['run', '-d', '--name', 'late', '--network', 'slaaclate', 'alpine:latest', 'sleep', '300']);
+      await slaacAddress('late', '2001:db8:abc8:0:');
+      assert.equal(lease6(), undefined, 'no DHCPv6 address while the router does not advertise M');
+      // The router turns DHCPv6 on: the next advertisement has M (and O).
+      slaacOnly.stop();
+      const switched = Date.now();
+      await managed.start();
+      const leased = await eventually(() => {
+        const found = lease6();
+        assert.ok(found !== undefined, 'no DHCPv6 lease yet');
+        return found;
+      }, 20_000);
+      t.diagnostic(`DHCPv6 address ${leased} ${Date.now() - switched} ms after the router turned M on`);
+      assert.match(
+        lab.host.dockerOk(['exec', 'late', 'ip', '-6', 'addr', 'show', 'dev', 'eth0']),
+        new RegExp(`inet6 ${leased} scope global`),
+      );
+      assert.equal(changes().length, 1, changes().join('\n'));
+      assert.match(changes()[0] ?? '', /managed.*true/);
+      // M turned off again: the lease stays (RFC 2462 §5.5.3: a flag turned off stops nothing).
+      managed.stop();
+      await slaacOnly.start();
+      await eventually(() => assert.equal(changes().length, 2, changes().join('\n')), 20_000);
+      assert.equal(lease6(), leased);
+      // M on again: the lease is held, nothing is asked anew.
+      slaacOnly.stop();
+      await managed.start();
+      await eventually(() => assert.equal(changes().length, 3, changes().join('\n')), 20_000);
+      await new Promise((r) => setTimeout(r, 2_000));
+      assert.equal(logged('DHCPSOLICIT') - before.solicits, 1, 'one Solicit');
+      assert.equal(lease6(), leased);
+      lab.host.dockerOk(['rm', '-f', 'late']);
+      const address = leased.split('/')[0] ?? '';
+      await eventually(() => assert.equal(logged('DHCPRELEASE') - before.releases, 1, 'a DHCPv6 Release at docker rm'));
+      await eventually(() =>
+        assert.deepEqual(
+          managed.leased().filter((a) => a === address),
+          [],
+        ),
+      );
+    } finally {
+      slaacOnly.stop();
+      managed.stop();
+      lab.host.docker(['rm', '-f', 'late']);
+      for (const line of changes()) t.diagnostic(line);
+    }
+    lab.host.dockerOk(['network', 'rm', 'slaaclate']);
+    assertNoLanplugLinks(lab.host);
+  },
+);
 
 test("-o dhcp=true beside -o ipv6=slaac: IPv4 from the LAN's DHCP server, IPv6 by SLAAC and (M) DHCPv6 in one lease record; inspect, the container and the leases agree; docker rm gives both back", async (t) => {
   const server = await startDhcpServer(lab.lan, {
