@@ -20,20 +20,12 @@
  * leased address and router configured there), between which the endpoint
  * service runs the exchange (src/endpoint/dhcp-attachments.ts).
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../errors';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import type { AddressRange } from '../model/ipam';
-import {
-  addressesOf,
-  shortId,
-  type DriverKind,
-  type EndpointRecord,
-  type Sandbox,
-  type Subnet,
-} from '../model/network';
+import { addressesOf, shortId, type EndpointRecord, type Sandbox, type Subnet } from '../model/network';
 import { parsePrefix, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { CniIpam } from '../ipam/cni-ipam';
 import { macFromKey, randomMac } from '../ipam/mac';
@@ -54,75 +46,10 @@ import type { NetworkDriver } from './network-driver';
 import type { CreateNetworkRequest } from './requests';
 import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
+import type { AttachNetwork, AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
+import { attachmentId, cniNetworkId } from './attachment-ids';
 
 const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
-
-/** The network half of an ADD: what the lanplug network of an attachment is made from. */
-export interface AttachNetwork {
-  /** The CNI network configuration's `name` (a Podman network's: `podman:<name>`). */
-  networkName: string;
-  driver: DriverKind;
-  /** The configuration in `-o` vocabulary; without a parent the host's default-route link is used. */
-  options: Readonly<Record<string, string>>;
-  /** As `--aux-address`: never handed out; `host`/`host6` are the host's own with host access. */
-  auxAddresses: ReadonlyMap<string, IpAddress>;
-  /** One address from each set; none with `dhcp`. */
-  rangeSets: readonly (readonly AddressRange[])[];
-  /** The address comes from the LAN's DHCP server (the options carry `dhcp=true`). */
-  dhcp: boolean;
-  /** With `dhcp`: an IPv6 address from the LAN's DHCPv6 server too. */
-  dhcp6: boolean;
-  /**
-   * The addresses come from the shared pools on etcd (`--store etcd://…`), each range set one pool as
-   * the Docker IPAM driver names it (`--subnet`, `--ip-range`): claimed by the endpoint service before
-   * `prepare` (endpoint/shared-attachments.ts), given back through SharedClaims.
-   */
-  shared: boolean;
-}
-
-export interface AttachRequest extends AttachNetwork {
-  /** Routes in the container; a null gateway is the gateway of the address of the same family. */
-  routes: readonly SandboxRoute[];
-  mac: string | null;
-  requestedIps: readonly IpAddress[];
-  sandbox: Sandbox;
-}
-
-/** An attachment between its two halves (SandboxAttachments.prepare and complete). */
-export interface PreparedAttachment {
-  request: AttachRequest;
-  networkId: string;
-  endpointId: string;
-  claims: RangeAllocation[];
-  assignedMac: string | null;
-}
-
-export interface Attached {
-  ifname: string;
-  mac: string;
-  netns: string;
-  /** The gateway is null where a DHCP server named no router. */
-  addresses: { address: IpPrefix; gateway: IpAddress | null }[];
-  routes: SandboxRoute[];
-  /** DNS servers a DHCP server named; none for addresses from ranges. */
-  nameservers: IpAddress[];
-}
-
-/** A DHCP attachment between its halves: recorded without an address, its link up in the namespace. */
-export interface PreparedLease extends PreparedAttachment {
-  /** The link in the container's namespace, as the DHCP client asks on it. */
-  link: { index: number; name: string; mac: string };
-}
-
-/** The lanplug network id of a CNI network: stable, so every ADD of one configuration finds it. */
-export function cniNetworkId(networkName: string): string {
-  return createHash('sha256').update(`lanplug-cni\0${networkName}`).digest('hex');
-}
-
-/** One attachment per (network, container, interface), as CNI keys them. */
-export function attachmentId(networkName: string, containerId: string, ifname: string): string {
-  return createHash('sha256').update(`${networkName}\0${containerId}\0${ifname}`).digest('hex');
-}
 
 /**
  * The MAC of a macvlan attachment the configuration gives none. On a DHCP network it follows the

@@ -23,13 +23,8 @@ import { crashPoint } from '../crash-points';
 import { notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { stateAt } from '../dhcp/lease-state';
-import {
-  isMacHeld,
-  type Attached,
-  type AttachRequest,
-  type PreparedLease,
-  type SandboxAttachments,
-} from '../driver/attachments';
+import type { Attached, AttachRequest, PreparedLease } from '../driver/attach-request';
+import { isMacHeld, type SandboxAttachments } from '../driver/attachments';
 import type { NetworkDriver } from '../driver/network-driver';
 import type { Logger } from '../log';
 import { leaseOf, type DhcpIdentity, type Lease } from '../model/lease';

@@ -34,14 +34,9 @@ import {
   type LanCheck,
   type LanConflicts,
 } from '../lan/conflicts';
-import {
-  attachmentId,
-  cniNetworkId,
-  type AttachNetwork,
-  type AttachRequest,
-  type Attached,
-  type SandboxAttachments,
-} from '../driver/attachments';
+import type { AttachNetwork, AttachRequest, Attached } from '../driver/attach-request';
+import { attachmentId, cniNetworkId } from '../driver/attachment-ids';
+import type { SandboxAttachments } from '../driver/attachments';
 import { isNoRoom, LanplugError } from '../errors';
 import { randomMac } from '../ipam/mac';
 import type { RangeAllocation } from '../ipam/ranges';

@@ -27,7 +27,8 @@
  * and made again every RETRY_MS until etcd takes it.
  */
 import { invalidArgument, LanplugError } from '../errors';
-import type { AttachNetwork, AttachRequest, SharedClaims } from '../driver/attachments';
+import type { AttachNetwork, AttachRequest } from '../driver/attach-request';
+import type { SharedClaims } from '../driver/attachments';
 import { LOCAL_ADDRESS_SPACE, poolIdOf, type IpamAllocator, type PoolRequest } from '../ipam/allocator';
 import { sharedPoolOf, type RangeAllocation } from '../ipam/ranges';
 import type { Logger } from '../log';

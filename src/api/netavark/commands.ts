@@ -10,7 +10,7 @@
  * the command and the namespace path arrive as NETAVARK_COMMAND and
  * NETAVARK_NETNS, the JSON as stdin.
  */
-import type { AttachNetwork, AttachRequest, Attached } from '../../driver/attachments';
+import type { AttachNetwork, AttachRequest, Attached } from '../../driver/attach-request';
 import { checkInterfaceName } from '../../driver/names';
 import { invalidArgument } from '../../errors';
 import type { Logger } from '../../log';

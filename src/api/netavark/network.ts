@@ -14,7 +14,7 @@
  * Docker driver refuses them.
  */
 import { invalidArgument } from '../../errors';
-import type { AttachNetwork } from '../../driver/attachments';
+import type { AttachNetwork } from '../../driver/attach-request';
 import {
   DHCP_IPAM_NAME,
   OPT_DHCP,
