@@ -48,6 +48,7 @@ import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
 import type { AttachNetwork, AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
 import { attachmentId, cniNetworkId } from './attachment-ids';
+import type { AttachmentLeases, KnownTaken, SharedClaims } from './attachment-hooks';
 
 const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
 
@@ -628,31 +629,6 @@ function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddre
     const device = lan?.knownHolder(null, address) ?? null;
     return device !== null ? inUseMessage(address, device, ADVICE_EXPLICIT) : null;
   };
-}
-
-/** What this host holds and the LAN is known to use (the daemon's LAN side); none for an offline `lanplug gc`. */
-export interface KnownTaken {
-  /** `link` null: on any LAN (a CNI allocation does not probe from a link of its own). */
-  knownHolder(link: null, address: IpAddress): { mac: string; how: string } | null;
-  hostHolder(address: IpAddress): string | null;
-}
-
-/**
- * Where a shared network's addresses and pools go back (endpoint/shared-attachments.ts): called
- * synchronously where the rows go, it gives them back to etcd in the background.
- */
-export interface SharedClaims {
-  /** A removed attachment of `networkName` held these: their shared-pool claims go (none: nothing). */
-  freed(networkName: string, addresses: readonly IpAddress[]): void;
-  /** The network went: this host's use of its shared pools ends. */
-  networkDropped(networkName: string): void;
-  /** Resolves once what was given back so far has gone (failures are logged). */
-  settled(): Promise<void>;
-}
-
-/** What gives a removed attachment's DHCP lease back to its server: the daemon's lease keeper. Idempotent. */
-export interface AttachmentLeases {
-  release(networkId: string, endpointId: string, why: string): void;
 }
 
 /** The CNI front end's operations over a driver and store, allocating around everything in use. */

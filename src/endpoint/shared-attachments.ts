@@ -28,7 +28,7 @@
  */
 import { invalidArgument, LanplugError } from '../errors';
 import type { AttachNetwork, AttachRequest } from '../driver/attach-request';
-import type { SharedClaims } from '../driver/attachments';
+import type { SharedClaims } from '../driver/attachment-hooks';
 import { LOCAL_ADDRESS_SPACE, poolIdOf, type IpamAllocator, type PoolRequest } from '../ipam/allocator';
 import { sharedPoolOf, type RangeAllocation } from '../ipam/ranges';
 import type { Logger } from '../log';
