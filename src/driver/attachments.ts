@@ -24,20 +24,11 @@ import { existsSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../errors';
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
-import type { AddressRange } from '../model/ipam';
 import { addressesOf, shortId, type EndpointRecord, type Sandbox, type Subnet } from '../model/network';
 import { parsePrefix, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { CniIpam } from '../ipam/cni-ipam';
 import { macFromKey, randomMac } from '../ipam/mac';
-import { ADVICE_EXPLICIT, inUseMessage } from '../lan/conflicts';
-import { hostAddressMessage } from '../lan/host-addresses';
-import {
-  checkRequestedUsed,
-  cniAddressSpace,
-  RangeAllocator,
-  sharedPoolOf,
-  type RangeAllocation,
-} from '../ipam/ranges';
+import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
 import { EADDRINUSE } from '../netlink/errno';
@@ -49,6 +40,7 @@ import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type S
 import type { AttachNetwork, AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
 import { attachmentId, cniNetworkId } from './attachment-ids';
 import type { AttachmentLeases, KnownTaken, SharedClaims } from './attachment-hooks';
+import { addressesInUse, checkRangeSets, gatewayOfFamily } from './attachment-ranges';
 
 const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
 
@@ -581,54 +573,6 @@ export class SandboxAttachments {
     for (const failure of teardown.failed)
       this.log.error('could not undo a failed CNI ADD', { network: networkName, error: failure.message });
   }
-}
-
-/**
- * The store keeps one IPv4 and one IPv6 address per endpoint, as Docker's endpoints have; a shared
- * network's range set is one range that names a pool (ipam/ranges.ts sharedPoolOf).
- */
-function checkRangeSets(request: AttachNetwork): void {
-  const sets: readonly (readonly AddressRange[])[] = request.rangeSets;
-  for (const family of [4, 6] as const) {
-    const count = sets.filter((set) => set[0]?.subnet.address.family === family).length;
-    if (count > 1)
-      throw invalidArgument(`ipam has ${count} IPv${family} range sets; lanplug gives one address per family`);
-  }
-  if (!request.shared) return;
-  if (request.dhcp) throw invalidArgument('a shared pool is for addresses from ranges; with DHCP the server chooses');
-  if (sets.length === 0) throw invalidArgument('a shared pool needs a subnet');
-  for (const set of sets) {
-    const [range] = set;
-    if (range === undefined || set.length > 1)
-      throw invalidArgument('a shared pool is one range per family (one subnet, one --ip-range)');
-    sharedPoolOf(range);
-  }
-}
-
-function gatewayOfFamily(claims: readonly RangeAllocation[], family: 4 | 6): IpAddress | null {
-  return claims.find((c) => c.address.address.family === family)?.gateway ?? null;
-}
-
-/**
- * Addresses lanplug knows to be in use beside the pools' claims, with why: every
- * endpoint's (Docker's default IPAM hands those out), every network's gateway and
- * host-access address, this host's own, and what the LAN was seen using. Read once per
- * CNI allocation.
- */
-function addressesInUse(store: Store, lan: KnownTaken | null): (address: IpAddress) => string | null {
-  const held = new Set<string>();
-  for (const endpoint of store.listAllEndpoints()) for (const address of addressesOf(endpoint)) held.add(address.text);
-  for (const { spec } of store.listNetworks()) {
-    for (const subnet of [...spec.ipv4, ...spec.ipv6]) if (subnet.gateway !== null) held.add(subnet.gateway.text);
-    for (const own of [spec.hostAccess?.ipv4, spec.hostAccess?.ipv6]) if (own) held.add(own.text);
-  }
-  return (address) => {
-    if (held.has(address.text)) return `Address already in use: ${address.text}`;
-    const link = lan?.hostHolder(address) ?? null;
-    if (link !== null) return hostAddressMessage(address, link, 'ask for another address');
-    const device = lan?.knownHolder(null, address) ?? null;
-    return device !== null ? inUseMessage(address, device, ADVICE_EXPLICIT) : null;
-  };
 }
 
 /** The CNI front end's operations over a driver and store, allocating around everything in use. */
