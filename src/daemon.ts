@@ -33,7 +33,7 @@ import { claimPluginSockets, pluginSockets, servePluginSockets, type ManagedRole
 import { LanCitizen } from './citizen';
 import { LeaseKeeper } from './dhcp/keeper';
 import { AskingLinks } from './driver/asking-links';
-import { cniServices } from './driver/attachments';
+import { cniServices } from './driver/cni-services';
 import { holdOwnLinks } from './driver/link-ownership';
 import { NetworkDriver } from './driver/network-driver';
 import { DhcpAddresses } from './endpoint/dhcp-addresses';

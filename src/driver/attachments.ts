@@ -26,9 +26,8 @@ import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { addressesOf, shortId, type EndpointRecord, type Sandbox, type Subnet } from '../model/network';
 import { parsePrefix, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
-import { CniIpam } from '../ipam/cni-ipam';
 import { macFromKey, randomMac } from '../ipam/mac';
-import { checkRequestedUsed, cniAddressSpace, RangeAllocator, type RangeAllocation } from '../ipam/ranges';
+import { checkRequestedUsed, cniAddressSpace, type RangeAllocation, type RangeAllocator } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
 import { EADDRINUSE } from '../netlink/errno';
@@ -39,8 +38,8 @@ import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
 import type { AttachNetwork, AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
 import { attachmentId, cniNetworkId } from './attachment-ids';
-import type { AttachmentLeases, KnownTaken, SharedClaims } from './attachment-hooks';
-import { addressesInUse, checkRangeSets, gatewayOfFamily } from './attachment-ranges';
+import type { AttachmentLeases, SharedClaims } from './attachment-hooks';
+import { checkRangeSets, gatewayOfFamily } from './attachment-ranges';
 
 const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
 
@@ -573,28 +572,4 @@ export class SandboxAttachments {
     for (const failure of teardown.failed)
       this.log.error('could not undo a failed CNI ADD', { network: networkName, error: failure.message });
   }
-}
-
-/** The CNI front end's operations over a driver and store, allocating around everything in use. */
-export function cniServices(
-  driver: NetworkDriver,
-  rtnl: Rtnl,
-  store: Store & IpamStore,
-  log: Logger,
-  options: { lan?: KnownTaken; idleMs?: number; leases?: AttachmentLeases; shared?: SharedClaims } = {},
-): { attachments: SandboxAttachments; ipam: CniIpam } {
-  const allocator = new RangeAllocator(store, () => addressesInUse(store, options.lan ?? null));
-  return {
-    attachments: new SandboxAttachments(
-      driver,
-      rtnl,
-      store,
-      allocator,
-      log,
-      options.idleMs ?? 0,
-      options.leases ?? null,
-      options.shared ?? null,
-    ),
-    ipam: new CniIpam(store, allocator, log),
-  };
 }
