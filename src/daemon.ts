@@ -201,7 +201,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       citizen.conflicts,
       dhcp,
       cni.attachments,
-      new DhcpAttachments(cni.attachments, driver, keeper, log),
+      new DhcpAttachments(cni.leased, driver, keeper, log),
       sharedAttachments,
     );
     // The sockets /healthz connects to, as they come up.

@@ -25,23 +25,20 @@ import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../
 import type { Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { addressesOf, shortId, type EndpointRecord, type Sandbox, type Subnet } from '../model/network';
-import { parsePrefix, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
+import { sameAddress, type IpAddress } from '../net/address';
 import { macFromKey, randomMac } from '../ipam/mac';
 import { checkRequestedUsed, cniAddressSpace, type RangeAllocation, type RangeAllocator } from '../ipam/ranges';
 import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
-import { EADDRINUSE } from '../netlink/errno';
 import { endpointLinkName } from './names';
 import type { NetworkDriver } from './network-driver';
 import type { CreateNetworkRequest } from './requests';
 import { OPT_PARENT } from './options';
-import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
-import type { AttachNetwork, AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
+import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd } from './sandbox';
+import type { AttachNetwork, AttachRequest, Attached, PreparedAttachment } from './attach-request';
 import { attachmentId, cniNetworkId } from './attachment-ids';
 import type { AttachmentLeases, SharedClaims } from './attachment-hooks';
 import { checkRangeSets, gatewayOfFamily } from './attachment-ranges';
-
-const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
 
 /**
  * The MAC of a macvlan attachment the configuration gives none. On a DHCP network it follows the
@@ -53,11 +50,6 @@ const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
  */
 function unconfiguredMac(request: AttachRequest, endpointId: string): string {
   return request.dhcp ? macFromKey(endpointId) : randomMac();
-}
-
-/** The kernel's answer to a macvlan brought up with a MAC another link on the parent has. */
-export function isMacHeld(err: unknown): boolean {
-  return err instanceof LanplugError && err.errno === EADDRINUSE;
 }
 
 export class SandboxAttachments {
@@ -207,94 +199,10 @@ export class SandboxAttachments {
   }
 
   /**
-   * The first half of a DHCP ADD: the attachment recorded without an address, its link made in the
-   * namespace under its name and up there (no address: the client asks on it from inside). Undone
-   * whole on a failure; after it, `abandonLeased` undoes it. `randomMacIfHeld`: when the container's
-   * own MAC is still up on the parent (its last namespace went without a DEL and the kernel is not done
-   * with the link yet, or, once in 2^46, another link has it), this start takes a random MAC; the server
-   * knows the container by its client id, so the address comes back all the same. Without it, that
-   * case throws (EADDRINUSE), for the caller to try again a moment later first.
+   * A recorded attachment whose link was made in the namespace and that holds no claims (a DHCP ADD
+   * that failed after its first half, leased-attachments.ts): its link, row and (unused) network go.
    */
-  prepareLeased(request: AttachRequest, randomMacIfHeld = true): PreparedLease {
-    try {
-      return this.prepareLeasedAs(request);
-    } catch (err) {
-      if (!randomMacIfHeld || !isMacHeld(err) || request.mac !== null) throw err;
-      const mac = randomMac();
-      this.log.warn("the container's own MAC is held on the parent; starting with a random one", {
-        network: request.networkName,
-        container: shortId(request.sandbox.containerId),
-        ifname: request.sandbox.ifname,
-        mac,
-      });
-      return this.prepareLeasedAs({ ...request, mac });
-    }
-  }
-
-  private prepareLeasedAs(request: AttachRequest): PreparedLease {
-    const prepared = this.prepare(request);
-    const { networkId, endpointId } = prepared;
-    const { sandbox, driver } = request;
-    try {
-      const madeAs = endpointLinkName(endpointId);
-      withNamespaceFd(sandbox.netns, (namespaceFd) =>
-        this.driver.join(driver, networkId, endpointId, { namespaceFd, name: madeAs }),
-      );
-      const link = configureSandbox(sandbox.netns, madeAs, sandbox.ifname, [], []);
-      if (link.mac === null) throw new LanplugError('Internal', `${sandbox.ifname} in ${sandbox.netns} has no MAC`);
-      return { ...prepared, link: { index: link.index, name: sandbox.ifname, mac: link.mac } };
-    } catch (err) {
-      this.abandonLeased(prepared);
-      throw err;
-    }
-  }
-
-  /**
-   * The second half: the leased addresses (IPv4, and IPv6 when asked) and the DHCPv4 server's router
-   * (as default route; IPv6 routers announce themselves) configured in the namespace, the addresses
-   * recorded on the attachment and announced. A failure undoes nothing: the caller gives the leases
-   * back and calls `abandonLeased`.
-   */
-  completeLeased(
-    prepared: PreparedLease,
-    address: IpPrefix,
-    router: IpAddress | null,
-    address6: IpPrefix | null,
-  ): Attached {
-    const { request, networkId, endpointId, link } = prepared;
-    const { sandbox, networkName } = request;
-    const routes: SandboxRoute[] = router === null ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }];
-    inSandbox(sandbox.netns, (rtnl) => {
-      const inside = rtnl.getLink(sandbox.ifname);
-      if (inside === null || inside.index !== link.index)
-        throw notFound(`interface ${sandbox.ifname} is gone from ${sandbox.netns}`);
-      rtnl.addAddress(inside, address);
-      if (address6 !== null) rtnl.addAddress(inside, address6);
-      for (const route of routes) rtnl.replaceRoute(route.destination, inside, null, route.gateway);
-    });
-    const endpoint = this.store.getEndpoint(networkId, endpointId);
-    if (endpoint === null) throw notFound(`attachment ${shortId(endpointId)} of network ${networkName} is gone`);
-    this.store.putEndpoint({ ...endpoint, ipv4: address, ipv6: address6 });
-    this.driver.announce(networkId, endpointId);
-    this.log.info('attachment created', {
-      network: networkName,
-      container: shortId(sandbox.containerId),
-      ifname: sandbox.ifname,
-      addresses: [address, address6].flatMap((a) => (a === null ? [] : [a.address.text])).join(','),
-      from: 'dhcp',
-    });
-    return {
-      ifname: sandbox.ifname,
-      mac: link.mac,
-      netns: sandbox.netns,
-      addresses: [{ address, gateway: router }, ...(address6 === null ? [] : [{ address: address6, gateway: null }])],
-      routes,
-      nameservers: [],
-    };
-  }
-
-  /** A DHCP ADD that failed after its first half: its link, row and (unused) network go. */
-  abandonLeased(prepared: PreparedAttachment): void {
+  abandonWithLink(prepared: PreparedAttachment): void {
     const { request, networkId, endpointId } = prepared;
     this.undoAttach(networkId, request.networkName, endpointId, request.sandbox, {
       claims: [],

@@ -15,6 +15,7 @@ import type { NetworkDriver } from './network-driver';
 import type { AttachmentLeases, KnownTaken, SharedClaims } from './attachment-hooks';
 import { addressesInUse } from './attachment-ranges';
 import { SandboxAttachments } from './attachments';
+import { LeasedAttachments } from './leased-attachments';
 
 /** The CNI front end's operations over a driver and store, allocating around everything in use. */
 export function cniServices(
@@ -23,19 +24,21 @@ export function cniServices(
   store: Store & IpamStore,
   log: Logger,
   options: { lan?: KnownTaken; idleMs?: number; leases?: AttachmentLeases; shared?: SharedClaims } = {},
-): { attachments: SandboxAttachments; ipam: CniIpam } {
+): { attachments: SandboxAttachments; leased: LeasedAttachments; ipam: CniIpam } {
   const allocator = new RangeAllocator(store, () => addressesInUse(store, options.lan ?? null));
+  const attachments = new SandboxAttachments(
+    driver,
+    rtnl,
+    store,
+    allocator,
+    log,
+    options.idleMs ?? 0,
+    options.leases ?? null,
+    options.shared ?? null,
+  );
   return {
-    attachments: new SandboxAttachments(
-      driver,
-      rtnl,
-      store,
-      allocator,
-      log,
-      options.idleMs ?? 0,
-      options.leases ?? null,
-      options.shared ?? null,
-    ),
+    attachments,
+    leased: new LeasedAttachments(attachments, driver, store, log),
     ipam: new CniIpam(store, allocator, log),
   };
 }
