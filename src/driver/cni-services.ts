@@ -14,7 +14,7 @@ import type { IpamStore } from '../state/ipam-store';
 import type { NetworkDriver } from './network-driver';
 import type { AttachmentLeases, KnownTaken, SharedClaims } from './attachment-hooks';
 import { addressesInUse } from './attachment-ranges';
-import { SandboxAttachments } from './attachments';
+import { SandboxAttachments } from './sandbox-attachments';
 import { LeasedAttachments } from './leased-attachments';
 
 /** The CNI front end's operations over a driver and store, allocating around everything in use. */

@@ -19,7 +19,7 @@ import { endpointLinkName } from './names';
 import type { NetworkDriver } from './network-driver';
 import { configureSandbox, inSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
 import type { AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
-import type { SandboxAttachments } from './attachments';
+import type { SandboxAttachments } from './sandbox-attachments';
 
 const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
 

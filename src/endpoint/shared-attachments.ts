@@ -8,7 +8,7 @@
  * with it), so that no host hands one out twice, to a pod or a container.
  *
  * The attachment's row is the host's store's, and synchronous
- * (driver/attachments.ts); its etcd claims are made here before the row
+ * (driver/sandbox-attachments.ts); its etcd claims are made here before the row
  * (`claim`) and given back after the row goes (SharedClaims: at DEL, GC, a
  * namespace gone at the reconcile), in the background, each give-back
  * awaited by the request that caused it (`settled`). Which pools a CNI

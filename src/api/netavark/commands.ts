@@ -113,7 +113,7 @@ async function dispatch(
     }
     case 'teardown': {
       const call = parseExec(invocation);
-      // Idempotent (driver/attachments.ts detach): no record, no namespace or no link left is success.
+      // Idempotent (driver/sandbox-attachments.ts detach): no record, no namespace or no link left is success.
       await endpoints.detach(podmanNetworkName(call.network.name), call.containerId, call.ifname, call.netns);
       recordEvent('attachment.removed', {
         via: 'netavark',

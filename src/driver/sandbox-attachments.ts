@@ -15,10 +15,12 @@
  * the namespace), between which the endpoint service asks the LAN about the
  * addresses (src/endpoint/service.ts). The claim comes first, so no address can
  * be handed out twice while the LAN is asked. An ADD whose address comes from
- * the LAN's DHCP server has other halves (prepareLeased: recorded without an
- * address, the link made and up in the namespace to ask on; completeLeased: the
- * leased address and router configured there), between which the endpoint
- * service runs the exchange (src/endpoint/dhcp-attachments.ts).
+ * the LAN's DHCP server has halves of its own (leased-attachments.ts) over this
+ * record and undo; DEL, CHECK and GC are the same for both.
+ *
+ * Around this file: the request's words (attach-request.ts), the store ids
+ * (attachment-ids.ts), the range rules (attachment-ranges.ts), the daemon's
+ * hooks (attachment-hooks.ts), the wiring (cni-services.ts).
  */
 import { existsSync } from 'node:fs';
 import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../errors';
