@@ -14,6 +14,7 @@ import type { IpamStore } from '../state/ipam-store';
 import type { NetworkDriver } from './network-driver';
 import type { AttachmentLeases, KnownTaken, SharedClaims } from './attachment-hooks';
 import { addressesInUse } from './attachment-ranges';
+import { CniNetworks } from './cni-networks';
 import { SandboxAttachments } from './sandbox-attachments';
 import { LeasedAttachments } from './leased-attachments';
 
@@ -26,16 +27,9 @@ export function cniServices(
   options: { lan?: KnownTaken; idleMs?: number; leases?: AttachmentLeases; shared?: SharedClaims } = {},
 ): { attachments: SandboxAttachments; leased: LeasedAttachments; ipam: CniIpam } {
   const allocator = new RangeAllocator(store, () => addressesInUse(store, options.lan ?? null));
-  const attachments = new SandboxAttachments(
-    driver,
-    rtnl,
-    store,
-    allocator,
-    log,
-    options.idleMs ?? 0,
-    options.leases ?? null,
-    options.shared ?? null,
-  );
+  const shared = options.shared ?? null;
+  const networks = new CniNetworks(driver, rtnl, store, allocator, log, options.idleMs ?? 0, shared);
+  const attachments = new SandboxAttachments(driver, store, allocator, networks, log, options.leases ?? null, shared);
   return {
     attachments,
     leased: new LeasedAttachments(attachments, driver, store, log),

@@ -4,11 +4,8 @@
  * network driver's own operations. What Docker does itself after Join —
  * moving the link into the container and configuring it — is done here.
  *
- * A CNI network has no create or remove of its own: it is made (as a lanplug
- * network with the configuration's `name`) at its first ADD, and removed once
- * it has had no attachment for `idleMs`, taking any parent lanplug made for it
- * along. The wait keeps a runtime that starts and stops one container after
- * another from paying for the network (its LAN eye, its parent) every time.
+ * The lanplug network behind a configuration is made at its first ADD and
+ * removed once idle (cni-networks.ts).
  *
  * Every operation is synchronous, as the driver's are; an ADD comes in two
  * halves (prepare: addresses claimed and recorded; complete: the link made in
@@ -19,14 +16,14 @@
  * record and undo; DEL, CHECK and GC are the same for both.
  *
  * Around this file: the request's words (attach-request.ts), the store ids
- * (attachment-ids.ts), the range rules (attachment-ranges.ts), the daemon's
- * hooks (attachment-hooks.ts), the wiring (cni-services.ts).
+ * (attachment-ids.ts), the range rules (attachment-ranges.ts), the networks
+ * (cni-networks.ts), the daemon's hooks (attachment-hooks.ts), the wiring
+ * (cni-services.ts).
  */
 import { existsSync } from 'node:fs';
-import { conflict, invalidArgument, LanplugError, notFound, Teardown } from '../errors';
-import type { Rtnl } from '../link/rtnl';
+import { conflict, notFound, Teardown } from '../errors';
 import type { Logger } from '../log';
-import { addressesOf, shortId, type EndpointRecord, type Sandbox, type Subnet } from '../model/network';
+import { addressesOf, shortId, type EndpointRecord, type Sandbox } from '../model/network';
 import { sameAddress, type IpAddress } from '../net/address';
 import { macFromKey, randomMac } from '../ipam/mac';
 import { checkRequestedUsed, cniAddressSpace, type RangeAllocation, type RangeAllocator } from '../ipam/ranges';
@@ -34,13 +31,12 @@ import type { Store } from '../state/store';
 import type { IpamStore } from '../state/ipam-store';
 import { endpointLinkName } from './names';
 import type { NetworkDriver } from './network-driver';
-import type { CreateNetworkRequest } from './requests';
-import { OPT_PARENT } from './options';
 import { configureSandbox, inSandbox, removeFromSandbox, withNamespaceFd } from './sandbox';
 import type { AttachNetwork, AttachRequest, Attached, PreparedAttachment } from './attach-request';
 import { attachmentId, cniNetworkId } from './attachment-ids';
 import type { AttachmentLeases, SharedClaims } from './attachment-hooks';
 import { checkRangeSets, gatewayOfFamily } from './attachment-ranges';
+import type { CniNetworks } from './cni-networks';
 
 /**
  * The MAC of a macvlan attachment the configuration gives none. On a DHCP network it follows the
@@ -55,17 +51,13 @@ function unconfiguredMac(request: AttachRequest, endpointId: string): string {
 }
 
 export class SandboxAttachments {
-  /** Networks without attachments, by id: the timer that removes them. */
-  private readonly idle = new Map<string, NodeJS.Timeout>();
-
   constructor(
     private readonly driver: NetworkDriver,
-    private readonly rtnl: Rtnl,
     private readonly store: Store & IpamStore,
     private readonly allocator: RangeAllocator,
+    /** The lanplug network behind each configuration: made at the first ADD, removed once idle. */
+    private readonly networks: CniNetworks,
     private readonly log: Logger,
-    /** How long a CNI network stays without attachments; 0 removes it with the last DEL. */
-    private readonly idleMs = 0,
     /** Gives a removed attachment's DHCP lease back; null where no lease keeper runs (an offline `lanplug gc`). */
     private readonly leases: AttachmentLeases | null = null,
     /** Gives a removed attachment's shared-pool addresses back; null where pools are not shared. */
@@ -74,7 +66,7 @@ export class SandboxAttachments {
 
   /** The network is about to be used (a shared-pool claim is made before `prepare`): its idle removal is off. */
   hold(networkName: string): void {
-    this.keepNetwork(cniNetworkId(networkName));
+    this.networks.keep(cniNetworkId(networkName));
   }
 
   /** Once every shared-pool address and pool given back so far has gone back (or failed, logged). */
@@ -84,8 +76,7 @@ export class SandboxAttachments {
 
   /** Pending removals are dropped: the networks stay recorded, and the reconcile removes them later. */
   stop(): void {
-    for (const timer of this.idle.values()) clearTimeout(timer);
-    this.idle.clear();
+    this.networks.stop();
   }
 
   /**
@@ -102,7 +93,7 @@ export class SandboxAttachments {
     checkRangeSets(request);
     const taken = inSandbox(sandbox.netns, (rtnl) => rtnl.getLink(sandbox.ifname) !== null);
     if (taken) throw conflict(`interface ${sandbox.ifname} already exists in ${sandbox.netns}`);
-    this.keepNetwork(networkId);
+    this.networks.keep(networkId);
     const known = this.store.getEndpoint(networkId, endpointId);
     if (known !== null) {
       // A runtime reuses a container id after a reboot: an attachment whose namespace is gone is stale.
@@ -115,7 +106,7 @@ export class SandboxAttachments {
       this.removeEndpoint(teardown, networkName, known, null, 'namespace gone, container id used again');
       teardown.throwIfFailed();
     }
-    this.ensureNetwork(request, networkId);
+    this.networks.ensure(request, networkId);
     const claimed: RangeAllocation[] = [];
     try {
       const created = this.store.transaction(() => {
@@ -234,12 +225,12 @@ export class SandboxAttachments {
     const networkId = cniNetworkId(networkName);
     const endpoint = this.store.getEndpoint(networkId, attachmentId(networkName, containerId, ifname));
     if (endpoint === null) {
-      this.removeWhenIdle(networkId, networkName);
+      this.networks.removeWhenIdle(networkId, networkName);
       return;
     }
     const teardown = new Teardown();
     this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null, 'CNI DEL');
-    teardown.step('remove the network when idle', () => this.removeWhenIdle(networkId, networkName));
+    teardown.step('remove the network when idle', () => this.networks.removeWhenIdle(networkId, networkName));
     teardown.throwIfFailed();
   }
 
@@ -273,7 +264,7 @@ export class SandboxAttachments {
       this.removeEndpoint(teardown, networkName, endpoint, endpoint.sandbox?.netns ?? null, 'CNI GC');
       removed++;
     }
-    teardown.step('remove the network', () => this.dropNetworkIfUnused(networkId, networkName));
+    teardown.step('remove the network', () => this.networks.dropIfUnused(networkId, networkName));
     for (const failure of teardown.failed)
       this.log.warn('gc could not remove everything', { network: networkName, error: failure.message });
     this.log.info('attachments collected', { network: networkName, removed, kept: kept.size });
@@ -299,7 +290,7 @@ export class SandboxAttachments {
         if (!dryRun) this.removeEndpoint(teardown, name, endpoint, null, 'namespace gone without a DEL');
       }
       // An empty network goes now too (its timer died with an earlier daemon, or is still running).
-      if (!dryRun) teardown.step('remove the network', () => this.dropNetworkIfUnused(network.spec.networkId, name));
+      if (!dryRun) teardown.step('remove the network', () => this.networks.dropIfUnused(network.spec.networkId, name));
       for (const failure of teardown.failed)
         this.log.warn('could not remove an attachment whose namespace is gone', {
           network: name,
@@ -312,17 +303,8 @@ export class SandboxAttachments {
 
   /** STATUS: ready for an ADD when the parent is there and up. */
   ready(options: Readonly<Record<string, string>>): void {
-    const parent = this.parentName(options);
-    // An 802.1Q parent (`eth0.10`) is made at the first ADD: its base is what must be there.
-    const dot = parent.lastIndexOf('.');
-    const vlanBase = dot > 0 && /^\d+$/.test(parent.slice(dot + 1)) ? parent.slice(0, dot) : null;
-    const name = this.rtnl.getLink(parent) === null && vlanBase !== null ? vlanBase : parent;
-    const link = this.rtnl.getLink(name);
-    if (link === null) throw new LanplugError('Unavailable', `parent ${name} does not exist`);
-    if (!link.up) throw new LanplugError('Unavailable', `parent ${name} is down`);
+    this.networks.ready(options);
   }
-
-  // ---- helpers ----
 
   /**
    * What the first ADD of this network would refuse (options, parent, sharing, kernel), refused now
@@ -330,56 +312,10 @@ export class SandboxAttachments {
    */
   checkNetwork(request: AttachNetwork): void {
     checkRangeSets(request);
-    this.driver.checkNetwork(this.networkRequest(request, cniNetworkId(request.networkName)));
+    this.networks.check(request);
   }
 
-  private networkRequest(request: AttachNetwork, networkId: string): CreateNetworkRequest {
-    const options = { ...request.options, [OPT_PARENT]: this.parentName(request.options) };
-    const subnets = request.rangeSets.map((set): Subnet => {
-      const first = set[0];
-      if (first === undefined) throw invalidArgument('an ipam range set is empty');
-      return { pool: first.subnet, gateway: first.gateway };
-    });
-    return {
-      networkId,
-      driver: request.driver,
-      options,
-      ipv4: subnets.filter((s) => s.pool.address.family === 4),
-      ipv6: subnets.filter((s) => s.pool.address.family === 6),
-      internal: false,
-      auxAddresses: request.auxAddresses,
-      cniName: request.networkName,
-    };
-  }
-
-  /** The lanplug network for a configuration: made at the first ADD, made again if the configuration changed while unused. */
-  private ensureNetwork(request: AttachRequest, networkId: string): void {
-    const networkRequest = this.networkRequest(request, networkId);
-    const create = (): void => this.driver.createNetwork(networkRequest);
-    try {
-      create();
-    } catch (err) {
-      if (!(err instanceof LanplugError && err.code === 'Conflict')) throw err;
-      if (this.store.listEndpoints(networkId).length > 0)
-        throw conflict(`network ${request.networkName} is attached with another configuration: ${err.message}`);
-      this.log.info('CNI network configuration changed; made again', { network: request.networkName });
-      this.driver.deleteNetwork(networkId);
-      this.allocator.dropPools(request.networkName);
-      create();
-    }
-  }
-
-  /** `master`, or (as the reference plugins do) the link of the host's IPv4 default route. */
-  private parentName(options: Readonly<Record<string, string>>): string {
-    const given = options[OPT_PARENT];
-    if (given !== undefined) return given;
-    const route = this.rtnl.listRoutes(4).find((r) => r.destination.prefixLength === 0 && r.oifIndex !== null);
-    const index = route?.oifIndex ?? null;
-    const link = index === null ? null : this.rtnl.getLinkByIndex(index);
-    if (link === null)
-      throw invalidArgument('master is not set and the host has no IPv4 default route to take it from');
-    return link.name;
-  }
+  // ---- helpers ----
 
   /**
    * The link first: while it cannot be removed (other than with its
@@ -423,43 +359,6 @@ export class SandboxAttachments {
         if (poolId.startsWith(space)) this.allocator.release(poolId, address);
   }
 
-  /** The network is in use again: its removal is off. */
-  private keepNetwork(networkId: string): void {
-    clearTimeout(this.idle.get(networkId));
-    this.idle.delete(networkId);
-  }
-
-  /** Once the network has had no attachment for idleMs, it goes (now when idleMs is 0). */
-  private removeWhenIdle(networkId: string, networkName: string): void {
-    if (this.idleMs === 0) {
-      this.dropNetworkIfUnused(networkId, networkName);
-      return;
-    }
-    if (this.idle.has(networkId) || this.store.listEndpoints(networkId).length > 0) return;
-    const timer = setTimeout(() => {
-      this.idle.delete(networkId);
-      try {
-        this.dropNetworkIfUnused(networkId, networkName);
-      } catch (err) {
-        this.log.warn('could not remove an idle CNI network; the reconcile retries', {
-          network: networkName,
-          error: String(err),
-        });
-      }
-    }, this.idleMs);
-    timer.unref();
-    this.idle.set(networkId, timer);
-  }
-
-  private dropNetworkIfUnused(networkId: string, networkName: string): void {
-    this.keepNetwork(networkId);
-    if (this.driver.network(networkId) === null || this.store.listEndpoints(networkId).length > 0) return;
-    this.driver.deleteNetwork(networkId);
-    this.allocator.dropPools(networkName);
-    this.shared?.networkDropped(networkName);
-    this.log.info('CNI network removed: no attachment left', { network: networkName });
-  }
-
   /** Undo of a failed ADD, in reverse; a failure here is logged, the ADD's own error is what the runtime sees. */
   private undoAttach(
     networkId: string,
@@ -478,7 +377,7 @@ export class SandboxAttachments {
     teardown.step('release addresses', () => {
       for (const claim of done.claims) this.allocator.release(claim.poolId, claim.address.address);
     });
-    teardown.step('remove the network when idle', () => this.removeWhenIdle(networkId, networkName));
+    teardown.step('remove the network when idle', () => this.networks.removeWhenIdle(networkId, networkName));
     for (const failure of teardown.failed)
       this.log.error('could not undo a failed CNI ADD', { network: networkName, error: failure.message });
   }
