@@ -33,7 +33,7 @@ import { claimPluginSockets, pluginSockets, servePluginSockets, type ManagedRole
 import { LanCitizen } from './citizen';
 import { LeaseKeeper } from './dhcp/keeper';
 import { AskingLinks } from './driver/asking-links';
-import { cniServices } from './driver/attachments';
+import { cniServices } from './driver/cni-services';
 import { holdOwnLinks } from './driver/link-ownership';
 import { NetworkDriver } from './driver/network-driver';
 import { DhcpAddresses } from './endpoint/dhcp-addresses';
@@ -201,7 +201,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       citizen.conflicts,
       dhcp,
       cni.attachments,
-      new DhcpAttachments(cni.attachments, driver, keeper, log),
+      new DhcpAttachments(cni.leased, driver, keeper, log),
       sharedAttachments,
     );
     // The sockets /healthz connects to, as they come up.

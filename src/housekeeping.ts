@@ -26,7 +26,7 @@ import { dropForgottenRows, type ForgottenReport } from './api/docker/forgotten'
 import type { ControlActions } from './api/control';
 import type { LanCitizen } from './citizen';
 import type { AskingLinks } from './driver/asking-links';
-import type { SandboxAttachments } from './driver/attachments';
+import type { SandboxAttachments } from './driver/sandbox-attachments';
 import type { NetworkDriver } from './driver/network-driver';
 import { reconcile, type ReconcileReport } from './driver/reconcile';
 import type { DhcpEndpoints } from './endpoint/dhcp-endpoints';

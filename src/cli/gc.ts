@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CONTROL_SOCKET_NAME } from '../api/control';
 import { DockerEngine } from '../api/docker/engine';
 import { unixHttp } from '../api/unix-http';
-import { cniServices } from '../driver/attachments';
+import { cniServices } from '../driver/cni-services';
 import { NetworkDriver } from '../driver/network-driver';
 import { LanplugError } from '../errors';
 import { holdLinkGroup, linkGroupsOf, openOwnRtnl } from '../driver/link-ownership';

@@ -2,7 +2,7 @@
  * CNI attachments whose address comes from the LAN's DHCP server (`"ipam":
  * {"type": "lanplug-dhcp"}`): what a Docker `-o dhcp=true` endpoint gets,
  * for a pod. The attachment's two halves are the driver's
- * (SandboxAttachments.prepareLeased / completeLeased); between them the lease
+ * (LeasedAttachments.prepare / complete); between them the lease
  * keeper asks the server from inside the pod's namespace, on the pod's own
  * link, and checks the acknowledged address on the LAN (declined and asked
  * again when a device answers for it). From then on the lease is the
@@ -23,13 +23,8 @@ import { crashPoint } from '../crash-points';
 import { notFound, withContext } from '../errors';
 import type { LeaseKeeper } from '../dhcp/keeper';
 import { stateAt } from '../dhcp/lease-state';
-import {
-  isMacHeld,
-  type Attached,
-  type AttachRequest,
-  type PreparedLease,
-  type SandboxAttachments,
-} from '../driver/attachments';
+import type { Attached, AttachRequest, PreparedLease } from '../driver/attach-request';
+import { isMacHeld, type LeasedAttachments } from '../driver/leased-attachments';
 import type { NetworkDriver } from '../driver/network-driver';
 import type { Logger } from '../log';
 import { leaseOf, type DhcpIdentity, type Lease } from '../model/lease';
@@ -47,7 +42,7 @@ const MAC_FREE_WAIT_MS = 100;
 
 export class DhcpAttachments {
   constructor(
-    private readonly attachments: SandboxAttachments,
+    private readonly leased: LeasedAttachments,
     private readonly driver: NetworkDriver,
     private readonly keeper: LeaseKeeper,
     private readonly log: Logger,
@@ -62,13 +57,13 @@ export class DhcpAttachments {
   private async prepareWhenMacFree(request: AttachRequest): Promise<PreparedLease> {
     for (let tries = 0; tries < MAC_FREE_TRIES; tries++) {
       try {
-        return this.attachments.prepareLeased(request, false);
+        return this.leased.prepare(request, false);
       } catch (err) {
         if (!isMacHeld(err) || request.mac !== null) throw err;
       }
       await new Promise((resolve) => setTimeout(resolve, MAC_FREE_WAIT_MS));
     }
-    return this.attachments.prepareLeased(request, true);
+    return this.leased.prepare(request, true);
   }
 
   /** An ADD: the link in the namespace, a lease asked on it, the address configured; undone whole on a failure. */
@@ -116,7 +111,7 @@ export class DhcpAttachments {
       });
       held = true;
       crashPoint('cni-add:lease-recorded');
-      const attached = this.attachments.completeLeased(prepared, lease.address, lease.router, lease6?.address ?? null);
+      const attached = this.leased.complete(prepared, lease.address, lease.router, lease6?.address ?? null);
       // Renewals run inside the pod's namespace from now on.
       this.keeper.joined(networkId, endpointId, sandbox.netns);
       return { ...attached, nameservers: uniqueAddresses([...lease.dns, ...(lease6?.dns ?? [])]) };
@@ -124,7 +119,7 @@ export class DhcpAttachments {
       // Nothing stays behind a failed ADD: no lease (on the server or here), no link, no row.
       if (held) this.keeper.release(networkId, endpointId, 'CNI ADD failed');
       else this.keeper.giveBack(networkId, identity, leases);
-      this.attachments.abandonLeased(prepared);
+      this.leased.abandon(prepared);
       throw withContext(`network cni:${request.networkName} on parent ${spec.parent.name}`, err);
     }
   }

@@ -34,14 +34,9 @@ import {
   type LanCheck,
   type LanConflicts,
 } from '../lan/conflicts';
-import {
-  attachmentId,
-  cniNetworkId,
-  type AttachNetwork,
-  type AttachRequest,
-  type Attached,
-  type SandboxAttachments,
-} from '../driver/attachments';
+import type { AttachNetwork, AttachRequest, Attached } from '../driver/attach-request';
+import { attachmentId, cniNetworkId } from '../driver/attachment-ids';
+import type { SandboxAttachments } from '../driver/sandbox-attachments';
 import { isNoRoom, LanplugError } from '../errors';
 import { randomMac } from '../ipam/mac';
 import type { RangeAllocation } from '../ipam/ranges';
@@ -290,7 +285,7 @@ export class EndpointService {
     });
   }
 
-  /** A CNI DEL: idempotent, best effort (driver/attachments.ts); a DHCP lease goes back to its server. */
+  /** A CNI DEL: idempotent, best effort (driver/sandbox-attachments.ts); a DHCP lease goes back to its server. */
   detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<void> {
     const attachments = this.requireAttachments();
     return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () => {

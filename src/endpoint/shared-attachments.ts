@@ -8,7 +8,7 @@
  * with it), so that no host hands one out twice, to a pod or a container.
  *
  * The attachment's row is the host's store's, and synchronous
- * (driver/attachments.ts); its etcd claims are made here before the row
+ * (driver/sandbox-attachments.ts); its etcd claims are made here before the row
  * (`claim`) and given back after the row goes (SharedClaims: at DEL, GC, a
  * namespace gone at the reconcile), in the background, each give-back
  * awaited by the request that caused it (`settled`). Which pools a CNI
@@ -30,7 +30,8 @@
  * the first one after all, and the address may since be another container's.
  */
 import { invalidArgument, LanplugError } from '../errors';
-import type { AttachNetwork, AttachRequest, SharedClaims } from '../driver/attachments';
+import type { AttachNetwork, AttachRequest } from '../driver/attach-request';
+import type { SharedClaims } from '../driver/attachment-hooks';
 import { LOCAL_ADDRESS_SPACE, poolIdOf, type IpamAllocator, type PoolRequest } from '../ipam/allocator';
 import { sharedPoolOf, type RangeAllocation } from '../ipam/ranges';
 import type { Logger } from '../log';

@@ -18,7 +18,7 @@ import { addNetns, delNetns } from '../lab/ns';
 import { lanHostNs } from '../lab/names';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { repoRoot } from '../support/repo';
-import { attachmentId } from '../../src/driver/attachments';
+import { attachmentId } from '../../src/driver/attachment-ids';
 import { macFromKey } from '../../src/ipam/mac';
 import type { DaemonLab } from '../support/daemon';
 import {

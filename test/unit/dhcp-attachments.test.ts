@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SandboxAttachments } from '../../src/driver/attachments';
+import type { LeasedAttachments } from '../../src/driver/leased-attachments';
 import type { NetworkDriver } from '../../src/driver/network-driver';
 import type { LeaseKeeper } from '../../src/dhcp/keeper';
 import { DhcpAttachments } from '../../src/endpoint/dhcp-attachments';
@@ -35,7 +35,7 @@ function record(state: LeaseState, boundAt: number): LeaseRecord {
 function attachmentsWith(held: LeaseRecord | null): DhcpAttachments {
   const driver = { network: () => ({ spec: { dhcp: { timeoutMs: 10_000 } } }) } as unknown as NetworkDriver;
   const keeper = { get: () => held } as unknown as LeaseKeeper;
-  return new DhcpAttachments({} as SandboxAttachments, driver, keeper, silentLogger);
+  return new DhcpAttachments({} as LeasedAttachments, driver, keeper, silentLogger);
 }
 
 test('CNI CHECK on a lanplug-dhcp attachment: passes while the lease is bound or renewing, fails once it expired, was refused by the server, or is gone', () => {

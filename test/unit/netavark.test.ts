@@ -18,7 +18,7 @@ import { decodeInvocation, encodeInvocation, type CniInvocation } from '../../sr
 import { runNetavark, type NetavarkEndpoints } from '../../src/api/netavark/commands';
 import { parsePodmanNetwork } from '../../src/api/netavark/network';
 import type { JsonObject } from '../../src/api/json';
-import type { AttachNetwork, AttachRequest, Attached } from '../../src/driver/attachments';
+import type { AttachNetwork, AttachRequest, Attached } from '../../src/driver/attach-request';
 import { buildCniExecutable } from '../../src/install/cni';
 import { silentLogger } from '../../src/log';
 import { parseAddress, parsePrefix } from '../../src/net/address';

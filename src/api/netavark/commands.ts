@@ -10,7 +10,7 @@
  * the command and the namespace path arrive as NETAVARK_COMMAND and
  * NETAVARK_NETNS, the JSON as stdin.
  */
-import type { AttachNetwork, AttachRequest, Attached } from '../../driver/attachments';
+import type { AttachNetwork, AttachRequest, Attached } from '../../driver/attach-request';
 import { checkInterfaceName } from '../../driver/names';
 import { invalidArgument } from '../../errors';
 import type { Logger } from '../../log';
@@ -113,7 +113,7 @@ async function dispatch(
     }
     case 'teardown': {
       const call = parseExec(invocation);
-      // Idempotent (driver/attachments.ts detach): no record, no namespace or no link left is success.
+      // Idempotent (driver/sandbox-attachments.ts detach): no record, no namespace or no link left is success.
       await endpoints.detach(podmanNetworkName(call.network.name), call.containerId, call.ifname, call.netns);
       recordEvent('attachment.removed', {
         via: 'netavark',

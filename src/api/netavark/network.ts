@@ -1,7 +1,7 @@
 /**
  * A Podman network at netavark's plugin edge: the network JSON Podman keeps
  * (netavark's `types::Network`) decoded into the attachment vocabulary the
- * CNI front end uses (driver/attachments.ts), or refused in one line that
+ * CNI front end uses (driver/attach-request.ts), or refused in one line that
  * names the field. The same decoding serves `create` (where the refusal
  * reaches `podman network create`) and `setup` (the network as Podman stored
  * it after create), so a network create accepted is a network setup can use.
@@ -14,7 +14,7 @@
  * Docker driver refuses them.
  */
 import { invalidArgument } from '../../errors';
-import type { AttachNetwork } from '../../driver/attachments';
+import type { AttachNetwork } from '../../driver/attach-request';
 import {
   DHCP_IPAM_NAME,
   OPT_DHCP,

@@ -1,0 +1,125 @@
+/**
+ * CNI and Podman attachments whose address comes from the LAN's DHCP server
+ * (`lanplug-dhcp`, `-o dhcp=true`). Their ADD has halves of its own: the
+ * attachment recorded without an address, its link made and up in the
+ * namespace to ask on (prepare); the leased address and router configured
+ * there (complete). Between them the endpoint service runs the exchange
+ * (endpoint/dhcp-attachments.ts). Apart from sandbox-attachments.ts, whose
+ * record, DEL and undo they use, because nothing else there waits for a server
+ * or changes the MAC an attachment starts with.
+ */
+import { LanplugError, notFound } from '../errors';
+import type { Logger } from '../log';
+import { shortId } from '../model/network';
+import { parsePrefix, type IpAddress, type IpPrefix } from '../net/address';
+import { randomMac } from '../ipam/mac';
+import type { Store } from '../state/store';
+import { EADDRINUSE } from '../netlink/errno';
+import { endpointLinkName } from './names';
+import type { NetworkDriver } from './network-driver';
+import { configureSandbox, inSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
+import type { AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
+import type { SandboxAttachments } from './sandbox-attachments';
+
+const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
+
+/** The kernel's answer to a macvlan brought up with a MAC another link on the parent has. */
+export function isMacHeld(err: unknown): boolean {
+  return err instanceof LanplugError && err.errno === EADDRINUSE;
+}
+
+export class LeasedAttachments {
+  constructor(
+    private readonly attachments: SandboxAttachments,
+    private readonly driver: NetworkDriver,
+    private readonly store: Store,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * The first half of a DHCP ADD: the attachment recorded without an address, its link made in the
+   * namespace under its name and up there (no address: the client asks on it from inside). Undone
+   * whole on a failure; after it, `abandon` undoes it. `randomMacIfHeld`: when the container's
+   * own MAC is still up on the parent (its last namespace went without a DEL and the kernel is not done
+   * with the link yet, or, once in 2^46, another link has it), this start takes a random MAC; the server
+   * knows the container by its client id, so the address comes back all the same. Without it, that
+   * case throws (EADDRINUSE), for the caller to try again a moment later first.
+   */
+  prepare(request: AttachRequest, randomMacIfHeld = true): PreparedLease {
+    try {
+      return this.prepareAs(request);
+    } catch (err) {
+      if (!randomMacIfHeld || !isMacHeld(err) || request.mac !== null) throw err;
+      const mac = randomMac();
+      this.log.warn("the container's own MAC is held on the parent; starting with a random one", {
+        network: request.networkName,
+        container: shortId(request.sandbox.containerId),
+        ifname: request.sandbox.ifname,
+        mac,
+      });
+      return this.prepareAs({ ...request, mac });
+    }
+  }
+
+  private prepareAs(request: AttachRequest): PreparedLease {
+    const prepared = this.attachments.prepare(request);
+    const { networkId, endpointId } = prepared;
+    const { sandbox, driver } = request;
+    try {
+      const madeAs = endpointLinkName(endpointId);
+      withNamespaceFd(sandbox.netns, (namespaceFd) =>
+        this.driver.join(driver, networkId, endpointId, { namespaceFd, name: madeAs }),
+      );
+      const link = configureSandbox(sandbox.netns, madeAs, sandbox.ifname, [], []);
+      if (link.mac === null) throw new LanplugError('Internal', `${sandbox.ifname} in ${sandbox.netns} has no MAC`);
+      return { ...prepared, link: { index: link.index, name: sandbox.ifname, mac: link.mac } };
+    } catch (err) {
+      this.abandon(prepared);
+      throw err;
+    }
+  }
+
+  /**
+   * The second half: the leased addresses (IPv4, and IPv6 when asked) and the DHCPv4 server's router
+   * (as default route; IPv6 routers announce themselves) configured in the namespace, the addresses
+   * recorded on the attachment and announced. A failure undoes nothing: the caller gives the leases
+   * back and calls `abandon`.
+   */
+  complete(prepared: PreparedLease, address: IpPrefix, router: IpAddress | null, address6: IpPrefix | null): Attached {
+    const { request, networkId, endpointId, link } = prepared;
+    const { sandbox, networkName } = request;
+    const routes: SandboxRoute[] = router === null ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }];
+    inSandbox(sandbox.netns, (rtnl) => {
+      const inside = rtnl.getLink(sandbox.ifname);
+      if (inside === null || inside.index !== link.index)
+        throw notFound(`interface ${sandbox.ifname} is gone from ${sandbox.netns}`);
+      rtnl.addAddress(inside, address);
+      if (address6 !== null) rtnl.addAddress(inside, address6);
+      for (const route of routes) rtnl.replaceRoute(route.destination, inside, null, route.gateway);
+    });
+    const endpoint = this.store.getEndpoint(networkId, endpointId);
+    if (endpoint === null) throw notFound(`attachment ${shortId(endpointId)} of network ${networkName} is gone`);
+    this.store.putEndpoint({ ...endpoint, ipv4: address, ipv6: address6 });
+    this.driver.announce(networkId, endpointId);
+    this.log.info('attachment created', {
+      network: networkName,
+      container: shortId(sandbox.containerId),
+      ifname: sandbox.ifname,
+      addresses: [address, address6].flatMap((a) => (a === null ? [] : [a.address.text])).join(','),
+      from: 'dhcp',
+    });
+    return {
+      ifname: sandbox.ifname,
+      mac: link.mac,
+      netns: sandbox.netns,
+      addresses: [{ address, gateway: router }, ...(address6 === null ? [] : [{ address: address6, gateway: null }])],
+      routes,
+      nameservers: [],
+    };
+  }
+
+  /** A DHCP ADD that failed after its first half: its link, row and (unused) network go. */
+  abandon(prepared: PreparedAttachment): void {
+    this.attachments.abandonWithLink(prepared);
+  }
+}
