@@ -54,8 +54,8 @@ export class LanCitizen {
     private readonly store: Store & IpamStore & LanSightings & LeaseStore & Pick<SharedPoolState, 'isAddressLost'>,
     private readonly log: Logger,
     host: HostAddresses,
-    /** What tells the sync a link changed (RTNLGRP_LINK, netlink/events.ts); absent: it reads the links every time. */
-    linkChanges: ChangeSignal | null = null,
+    /** What tells the sync a link changed (RTNLGRP_LINK, netlink/events.ts; the caller's to close); absent: it reads the links every time. */
+    linkChanges: Pick<ChangeSignal, 'changed'> | null = null,
   ) {
     const ownAnswer = (link: ProbeLink, address: IpAddress, mac: string): boolean =>
       this.holding(link, address)?.mac.toLowerCase() === mac.toLowerCase();
@@ -240,7 +240,6 @@ export class LanCitizen {
     await this.warmer?.stop();
     await this.watch.close();
     await this.mdns.close();
-    this.eyeSweep.close();
   }
 
   /**

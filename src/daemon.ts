@@ -153,8 +153,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       new HostAddresses(rtnl, NetlinkEvents.open([RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR])),
       (h) => h.close(),
     );
-    // Closed by citizen.stop(); the sync reads the links only after one changed.
-    const citizen = new LanCitizen(driver, store, log, host, NetlinkEvents.open([RTNLGRP_LINK]));
+    // What tells the LAN sync a link changed: it reads the links only then (lan/eye-sweep.ts).
+    const linkChanges = closers.add(NetlinkEvents.open([RTNLGRP_LINK]), (e) => e.close());
+    const citizen = new LanCitizen(driver, store, log, host, linkChanges);
     const keeper = closers.add(new LeaseKeeper(store, log, leaseNetworks(driver, citizen)), (k) => k.stop());
     const dhcp = new DhcpEndpoints(driver, keeper, log);
     slaac.followWith(new SlaacDhcp6(driver, keeper, log));

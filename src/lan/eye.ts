@@ -72,8 +72,9 @@ export function ensureEye(rtnl: Rtnl, parent: LinkInfo): LinkInfo {
 
 /**
  * This daemon's eyes whose parent none of its networks uses any more (or that sit on the wrong
- * parent). Only this daemon's eyes are read, and each one's parent: the sync runs this every 2 s,
- * and a dump of every link of the namespace beside 10,000 others cost ~140 ms of CPU each time.
+ * parent). Only this daemon's eyes are read, and each one's parent: the sync runs this after any
+ * link changed (eye-sweep.ts), and a dump of every link of the namespace beside 10,000 others cost
+ * ~140 ms of CPU each time.
  */
 export function unusedEyes(rtnl: Rtnl, networks: readonly NetworkRecord[]): LinkInfo[] {
   const used = usedParentNames(networks);

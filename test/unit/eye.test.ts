@@ -116,7 +116,6 @@ class LinkNews {
     this.pending = false;
     return was;
   }
-  close(): void {}
 }
 
 test("the sync looks for unused eyes only after a link or the networks' parents changed, a failed look is made again, and one look every 15 periods whatever", () => {
