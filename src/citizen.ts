@@ -15,7 +15,9 @@ import { hearAddress } from './lan/hearing';
 import { nextCandidates } from './lan/candidates';
 import { LanConflicts, ONE_DEVICE_SAMPLES, type LanCheck } from './lan/conflicts';
 import { LanGuard } from './lan/guard';
-import type { HostAddresses } from './lan/host-addresses';
+import { usedParentNames } from './lan/eye';
+import { UnusedEyeSweep } from './lan/eye-sweep';
+import type { ChangeSignal, HostAddresses } from './lan/host-addresses';
 import { probe, type ProbeLink } from './lan/probe';
 import { CandidateWarmer, type WarmTarget } from './lan/warmer';
 import { LanWatch, type Holding } from './lan/watch';
@@ -37,6 +39,7 @@ export class LanCitizen {
   readonly conflicts: LanConflicts;
   private readonly watch: LanWatch;
   private readonly mdns: MdnsResponder;
+  private readonly eyeSweep: UnusedEyeSweep;
   private warmer: CandidateWarmer | null = null;
   private timer: NodeJS.Timeout | null = null;
   private warmTimer: NodeJS.Timeout | null = null;
@@ -51,6 +54,8 @@ export class LanCitizen {
     private readonly store: Store & IpamStore & LanSightings & LeaseStore & Pick<SharedPoolState, 'isAddressLost'>,
     private readonly log: Logger,
     host: HostAddresses,
+    /** What tells the sync a link changed (RTNLGRP_LINK, netlink/events.ts; the caller's to close); absent: it reads the links every time. */
+    linkChanges: Pick<ChangeSignal, 'changed'> | null = null,
   ) {
     const ownAnswer = (link: ProbeLink, address: IpAddress, mac: string): boolean =>
       this.holding(link, address)?.mac.toLowerCase() === mac.toLowerCase();
@@ -59,6 +64,7 @@ export class LanCitizen {
     );
     this.watch = new LanWatch((link, address) => this.holding(link, address), store, log);
     this.mdns = new MdnsResponder(log);
+    this.eyeSweep = new UnusedEyeSweep(() => this.driver.removeUnusedEyes(), linkChanges);
   }
 
   /** Where and how to ask the LAN for a network; null when its policy is off or it has no LAN. */
@@ -268,7 +274,8 @@ export class LanCitizen {
     }
     try {
       // Whatever made an eye outlive its last network (a removal that failed, a caller that raced it): gone now.
-      this.driver.removeUnusedEyes();
+      // Looked for only when a link or the networks' parents changed (eye-sweep.ts).
+      this.eyeSweep.run(usedParentNames(this.store.listNetworks()));
     } catch (err) {
       this.log.warn('could not remove a LAN eye no network needs; reconcile retries', { error: String(err) });
     }

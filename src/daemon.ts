@@ -54,7 +54,7 @@ import { HostAddresses } from './lan/host-addresses';
 import type { Logger } from './log';
 import { events } from './metrics/events';
 import { registry } from './metrics/registry';
-import { NetlinkEvents, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR } from './netlink/events';
+import { NetlinkEvents, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_LINK } from './netlink/events';
 import { registerStoreMetrics } from './observe/store-metrics';
 import { LocalAddressBook, type AddressBook } from './state/address-book';
 import { EtcdAddressBook } from './state/etcd/address-book';
@@ -153,7 +153,9 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       new HostAddresses(rtnl, NetlinkEvents.open([RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR])),
       (h) => h.close(),
     );
-    const citizen = new LanCitizen(driver, store, log, host);
+    // What tells the LAN sync a link changed: it reads the links only then (lan/eye-sweep.ts).
+    const linkChanges = closers.add(NetlinkEvents.open([RTNLGRP_LINK]), (e) => e.close());
+    const citizen = new LanCitizen(driver, store, log, host, linkChanges);
     const keeper = closers.add(new LeaseKeeper(store, log, leaseNetworks(driver, citizen)), (k) => k.stop());
     const dhcp = new DhcpEndpoints(driver, keeper, log);
     slaac.followWith(new SlaacDhcp6(driver, keeper, log));

@@ -72,16 +72,22 @@ export function ensureEye(rtnl: Rtnl, parent: LinkInfo): LinkInfo {
 
 /**
  * This daemon's eyes whose parent none of its networks uses any more (or that sit on the wrong
- * parent). Only this daemon's eyes are read, and each one's parent: the sync runs this every 2 s,
- * and a dump of every link of the namespace beside 10,000 others cost ~140 ms of CPU each time.
+ * parent). Only this daemon's eyes are read, and each one's parent: the sync runs this after any
+ * link changed (eye-sweep.ts), and a dump of every link of the namespace beside 10,000 others cost
+ * ~140 ms of CPU each time.
  */
 export function unusedEyes(rtnl: Rtnl, networks: readonly NetworkRecord[]): LinkInfo[] {
-  const usedParentNames = new Set(networks.map((n) => n.spec.parent.name));
+  const used = usedParentNames(networks);
   return rtnl.listOwnLinks('macvlan', EYE_LINK_PREFIX).filter((eye) => {
     if (eye.parentIndex === null || !eyeNames(rtnl, eye.parentIndex).includes(eye.name)) return true;
     const parent = rtnl.getLinkByIndex(eye.parentIndex);
-    return parent === null || !usedParentNames.has(parent.name);
+    return parent === null || !used.has(parent.name);
   });
+}
+
+/** The parents whose eyes `networks` need: all that unusedEyes reads of the networks. */
+export function usedParentNames(networks: readonly NetworkRecord[]): Set<string> {
+  return new Set(networks.map((n) => n.spec.parent.name));
 }
 
 export function removeUnusedEyes(rtnl: Rtnl, networks: readonly NetworkRecord[]): void {

@@ -2,11 +2,12 @@
  * The daemon's Prometheus metrics (prom-client writes the exposition format):
  * one registry per process, and the counters and histograms the floors move
  * as they act: requests by method and outcome, probes, conflicts,
- * announcements, renewal failures, reconcile actions, etcd round trips. The
- * figures read from the store at each scrape (pools, endpoints, leases) are
- * observe/store-metrics.ts's; Node's own (memory, CPU, event loop) are
- * prom-client's default metrics. Names follow Prometheus's conventions:
- * `lanplug_` first, `_total` for counters, `_seconds` for durations.
+ * announcements, renewal failures, reconcile actions, the LAN sync's link
+ * reads, etcd round trips. The figures read from the store at each scrape
+ * (pools, endpoints, leases) are observe/store-metrics.ts's; Node's own
+ * (memory, CPU, event loop) are prom-client's default metrics. Names follow
+ * Prometheus's conventions: `lanplug_` first, `_total` for counters,
+ * `_seconds` for durations.
  */
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 
@@ -96,6 +97,16 @@ const reconcileActions = new Counter({
 
 export function countReconcileAction(action: string, outcome: 'done' | 'failed'): void {
   reconcileActions.inc({ action, outcome });
+}
+
+const lanSyncDumps = new Counter({
+  name: 'lanplug_lan_sync_dumps_total',
+  help: "Reads of this daemon's links by the LAN sync (every 2 s) looking for LAN eyes no network needs: made when a link changed, and every 30 s",
+  registers: [registry],
+});
+
+export function countLanSyncDump(): void {
+  lanSyncDumps.inc();
 }
 
 const etcdRequests = new Counter({

@@ -30,6 +30,9 @@ import type { ProbeWindow } from './loop-probe';
 import { rssMB } from './driver-api';
 import { quantile, sinceMs, sleep, type Results } from './stats';
 
+/** After a fill, before the idle window: one period of the LAN sync (2 s) and a margin. */
+const SETTLE_AFTER_FILL_MS = 2_500;
+
 export interface ScaleOptions {
   /** Networks to spread the endpoints over, one run each (e.g. [1, 100, 500]). */
   networks: readonly number[];
@@ -498,7 +501,9 @@ async function oneNetworkCount(
         alive++;
       }
       const fillPerSecond = filled === 0 ? NaN : filled / (sinceMs(fillStart) / 1000);
-      await sleep(500); // the reaper's last batch and the fill's garbage
+      // The reaper's last batch, the fill's garbage, and the LAN sync's read of the links the fill changed
+      // (it reads them only after a change: that read is the fill's cost, not what the daemon does idle).
+      await sleep(SETTLE_AFTER_FILL_MS);
       const idleWindowMs = options.idleWindowMs ?? 6_000;
       const cpuBefore = processCpuMs(daemon.pid);
       await sleep(idleWindowMs);

@@ -13,6 +13,7 @@ import { existsSync, lstatSync, mkdirSync, rmSync, statSync, writeFileSync } fro
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
+import { unixHttp } from '../../src/api/unix-http';
 import { sleep } from '../lab/proc';
 import { DaemonLab, spawnDaemon } from '../support/daemon';
 
@@ -464,6 +465,55 @@ test('a LAN eye lives exactly as long as a network of its daemon needs it: acros
   while (eyes().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(eyes(), [], 'removed within seconds by the daemon that owns it');
   await stop(proc);
+});
+
+test("the LAN sync reads this daemon's links only after a link changed (and every 30 s): idle, no read; an eye deleted behind its back and a parent renamed under one are still acted on within seconds", async () => {
+  const l = freshLab();
+  const proc = await l.start();
+  const eyes = (): string[] => linkNames().filter((n) => n.startsWith('lpe'));
+  const reads = async (): Promise<number> => {
+    const page = await unixHttp(join(l.stateDir, 'control.sock'), 'GET', '/metrics');
+    const line = page.body.split('\n').find((s) => s.startsWith('lanplug_lan_sync_dumps_total '));
+    assert.ok(line !== undefined, 'the daemon counts the link reads of its LAN sync');
+    return Number(line.split(' ').pop());
+  };
+  const until = async (what: string, done: () => boolean): Promise<void> => {
+    // The sync runs every 2 s: what it notices is done by the next one (5 s: a loaded machine's timers lag).
+    const deadline = Date.now() + 5_000;
+    while (!done()) {
+      assert.ok(Date.now() < deadline, `${what}: not within 5 s`);
+      await sleep(100);
+    }
+  };
+  try {
+    assert.equal((await l.call('/NetworkDriver.CreateNetwork', createNetwork())).status, 200);
+    await until('the sync makes the network its eye', () => eyes().length === 1);
+    const [eye] = eyes();
+    await sleep(2_500); // the read that follows the eye's own making
+    const idleFrom = await reads();
+    await sleep(5_000);
+    const idle = (await reads()) - idleFrom;
+    // Two or three syncs in 5 s, each of which read the links before; one may be the 30 s safety read.
+    assert.ok(idle <= 1, `${idle} link reads in 5 s with no link changed`);
+
+    const beforeDelete = await reads();
+    ip('link', 'del', String(eye));
+    await until('an eye deleted behind its back made again', () => eyes().length === 1);
+    assert.ok((await reads()) > beforeDelete, 'the deletion made the sync read the links');
+
+    // Only the read finds an eye whose parent no network names any more: its parent renamed.
+    ip('link', 'set', 'eth0', 'down');
+    ip('link', 'set', 'eth0', 'name', 'eth0x');
+    await until("the eye of a renamed parent removed (no network's parent now)", () => eyes().length === 0);
+    ip('link', 'set', 'eth0x', 'name', 'eth0');
+    ip('link', 'set', 'eth0', 'up');
+    await until('the eye made again once the parent is back', () => eyes().length === 1);
+    assert.equal((await l.call('/NetworkDriver.DeleteNetwork', { NetworkID: NET })).status, 200);
+  } finally {
+    if (hasLink('eth0x')) ip('link', 'set', 'eth0x', 'name', 'eth0');
+    ip('link', 'set', 'eth0', 'up');
+    await stop(proc);
+  }
 });
 
 test('a daemon on a copy of a running daemon’s state directory is refused in one line: it would take the other’s links for its own', async () => {

@@ -18,6 +18,7 @@ import { LanplugError } from '../../src/errors';
 import { EEXIST, EINVAL, ENOENT, EOPNOTSUPP } from '../../src/netlink/errno';
 import type { LinkInfo } from '../../src/link/link';
 import { openRtnl, type Rtnl } from '../../src/link/rtnl';
+import { NetlinkEvents, RTNLGRP_LINK } from '../../src/netlink/events';
 import { formatPrefix, parsePrefix } from '../../src/net/address';
 
 const NS = `lp-k-${randomBytes(4).toString('hex')}`;
@@ -383,5 +384,44 @@ test("listOwnLinks gives only this group's links of the kind and name asked, wha
       if (link !== null) ns().deleteLink(link);
     }
     mine.close();
+  }
+});
+
+/** Notifications the kernel could not queue for the socket on `fd` (Drops in NS's /proc/net/netlink, found by inode). */
+function netlinkDrops(fd: number): number {
+  const inode = /socket:\[(\d+)\]/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1];
+  const row = ip('netns', 'exec', NS, 'cat', '/proc/net/netlink')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .find((cols) => cols[9] === inode);
+  assert.ok(row !== undefined, `no netlink socket with inode ${inode} in ${NS}`);
+  return Number(row[8]);
+}
+
+test("the LAN sync's link notifications: a link made reads as one change, nothing changed as none, and a queue that overflowed (notifications lost, ENOBUFS) as a change", () => {
+  const events = NetlinkEvents.open([RTNLGRP_LINK], { netns: NS_PATH });
+  const fd = (events as unknown as { fd: number }).fd;
+  let link: LinkInfo | null = null;
+  try {
+    assert.equal(events.changed(), false, 'nothing changed yet');
+    link = ns().createMacvlan({ name: 'lp-note', parentIndex: parent.index, mode: 'bridge' });
+    assert.equal(events.changed(), true, 'a link made');
+    assert.equal(events.changed(), false, 'told once');
+    // Changes nobody reads until the kernel drops some: the socket's queue overflowed. (Up and down:
+    // the kernel tells every flag change, where a down link's new group, say, it tells no one.)
+    for (let i = 1; netlinkDrops(fd) === 0; i++) {
+      assert.ok(i <= 100, 'the queue never overflowed');
+      for (let j = 0; j < 25; j++) {
+        ns().setUp(link);
+        ns().parkLink(link, 0x5ee);
+      }
+    }
+    assert.equal(events.changed(), true, 'notifications lost read as a change');
+    assert.equal(events.changed(), false);
+    ns().setUp(link);
+    assert.equal(events.changed(), true, 'the socket still tells after an overflow');
+  } finally {
+    if (link !== null) ns().deleteLink(link);
+    events.close();
   }
 });

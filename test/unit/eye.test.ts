@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ensureEye, eyeNames, unusedEyes } from '../../src/lan/eye';
+import { SAFETY_PERIODS, UnusedEyeSweep } from '../../src/lan/eye-sweep';
 import { FakeRtnl } from '../support/fake-rtnl';
 
 const GROUP = 0x2a3b4c5d;
@@ -105,4 +106,55 @@ test("the sync's look for unused eyes reads this daemon's eyes only: 10,000 cont
     [eye.name],
   );
   assert.ok(rtnl.linksRead <= 2, `${rtnl.linksRead} links read by two looks for unused eyes (this daemon has one eye)`);
+});
+
+/** A ChangeSignal whose answers the test sets: what RTNLGRP_LINK would say (netlink/events.ts; the daemon lane's is real). */
+class LinkNews {
+  pending = false;
+  changed(): boolean {
+    const was = this.pending;
+    this.pending = false;
+    return was;
+  }
+}
+
+test("the sync looks for unused eyes only after a link or the networks' parents changed, a failed look is made again, and one look every 15 periods whatever", () => {
+  const news = new LinkNews();
+  let looks = 0;
+  let failing = false;
+  const sweep = new UnusedEyeSweep(() => {
+    looks++;
+    if (failing) throw new Error('delete link lpe-3: EBUSY');
+  }, news);
+  const eth0 = new Set(['eth0']);
+  const period = (parents: ReadonlySet<string> = eth0): boolean => sweep.run(parents);
+
+  assert.equal(period(), true, 'the first period looks');
+  assert.deepEqual([period(), period(), period()], [false, false, false], 'no change: no look');
+  news.pending = true;
+  assert.equal(period(), true, 'a link changed (or the queue overflowed): a look');
+  assert.equal(period(), false);
+  assert.equal(period(new Set(['eth0', 'eth1'])), true, 'a network on another parent: a look');
+  assert.equal(period(new Set(['eth1', 'eth0'])), false, 'the same parents in another order: none');
+  assert.equal(period(eth0), true, 'a parent no network uses any more: a look');
+
+  failing = true;
+  news.pending = true;
+  assert.throws(() => period(), /EBUSY/);
+  failing = false;
+  assert.equal(period(), true, 'the look failed: the next period looks again, with no news');
+  assert.equal(period(), false);
+
+  looks = 0;
+  const runs = Array.from({ length: 2 * SAFETY_PERIODS }, () => period());
+  assert.equal(looks, 2, `a lost notification costs at most ${SAFETY_PERIODS} periods: ${runs.join(' ')}`);
+  // One period went by since the last look before these: the 15th after it is the 14th of these.
+  assert.equal(runs.indexOf(true), SAFETY_PERIODS - 2, 'the 15th period after the last look');
+
+  const always = new UnusedEyeSweep(() => looks++, null);
+  assert.deepEqual(
+    [always.run(eth0), always.run(eth0)],
+    [true, true],
+    'without notifications: every period, as before',
+  );
 });
