@@ -26,6 +26,7 @@ import {
   parseJsonObject,
   pingFrom as ping,
   pluginExecInput,
+  routesIn,
   type NetavarkOutcome as Outcome,
   type StatusInterface,
 } from '../support/netavark';
@@ -210,6 +211,33 @@ test('setup: the container gets its address on the LAN, reaches the gateway; the
     console.log(
       `# lanplug netavark plugin: setup median ${median(setups).toFixed(1)} ms, teardown median ${median(teardowns).toFixed(1)} ms (${setups.length} rounds, exec included)`,
     );
+  } finally {
+    dropContainer(c.ns);
+  }
+});
+
+test("netavark 2.0's --route types: blackhole, unreachable and prohibit routes are made in the container beside one via a gateway; teardown removes them (they belong to no link), as netavark's own drivers do", async () => {
+  const c = newContainer();
+  const net = network({
+    routes: [
+      { destination: '10.99.0.0/16', route_type: 'blackhole' },
+      { destination: '10.98.0.0/16', route_type: 'unreachable' },
+      { destination: 'fd99::/48', route_type: 'prohibit' },
+      { destination: '10.96.0.0/16', gateway: GATEWAY, route_type: 'unicast' },
+    ],
+  });
+  try {
+    const out = await setup(c, net);
+    assert.equal(out.code, 0, out.stdout);
+    const routes = routesIn(c.ns, 4);
+    assert.match(routes, /^blackhole 10\.99\.0\.0\/16 proto 76/m, routes);
+    assert.match(routes, /^unreachable 10\.98\.0\.0\/16 proto 76/m);
+    assert.match(routes, new RegExp(`^10\\.96\\.0\\.0/16 via ${GATEWAY} dev eth0 proto 76`, 'm'));
+    assert.match(routesIn(c.ns, 6), /^prohibit fd99::\/48 dev lo proto 76/m);
+    assert.equal((await teardown(c, net)).code, 0);
+    assert.equal(routesIn(c.ns, 4), '', 'no route left');
+    assert.doesNotMatch(routesIn(c.ns, 6), /fd99::/);
+    assert.equal((await teardown(c, net)).code, 0, 'a second teardown has nothing to do: success');
   } finally {
     dropContainer(c.ns);
   }

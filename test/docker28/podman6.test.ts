@@ -30,7 +30,7 @@ import {
   pluginExecInput,
   type StatusInterface,
 } from '../support/netavark';
-import { GATEWAY, podmanUserCases, startPodmanLane, type PodmanLane } from './podman-lane';
+import { GATEWAY, IMAGE, RUN, podmanUserCases, startPodmanLane, type PodmanLane } from './podman-lane';
 
 /** Where Debian's netavark package puts it (Podman's helper directory). */
 const NETAVARK = '/usr/lib/podman/netavark';
@@ -88,7 +88,7 @@ test("the plugin's info, as Podman 6 execs it in the root: its version and API v
   assert.match(String(info?.['version']), /^\d+\.\d+\.\d+/);
 });
 
-test('netavark 2.0 create: the plugin validates the network and netavark keeps its answer (name, id, driver, labels, lanplug IPAM); a bad option and a blackhole route are refused in one line', async () => {
+test('netavark 2.0 create: the plugin validates the network and netavark keeps its answer (name, id, driver, labels, lanplug IPAM, a blackhole route); a bad option and a blackhole route with a gateway are refused in one line', async () => {
   const out = await netavark(['create'], createInput());
   assert.equal(out.code, 0, `${out.stdout} ${out.stderr}`);
   const network = out.json ?? {};
@@ -104,12 +104,16 @@ test('netavark 2.0 create: the plugin validates the network and netavark keeps i
     errorOf(await netavark(['create'], createInput({ options: { parent: 'eth0', macvlan_mod: 'private' } }))),
     /unknown option 'macvlan_mod' for lanplug-macvlan/,
   );
-  // 2.0's routes may have no gateway: a blackhole, unreachable or prohibit route
-  const blackhole = await netavark(
-    ['create'],
-    createInput({ routes: [{ destination: '10.99.0.0/16', route_type: 'blackhole' }] }),
+  // 2.0's routes may have no gateway: a blackhole, unreachable or prohibit route, passed to the plugin
+  const blackhole = { destination: '10.99.0.0/16', route_type: 'blackhole' };
+  const routed = await netavark(['create'], createInput({ routes: [blackhole] }));
+  assert.equal(routed.code, 0, `${routed.stdout} ${routed.stderr}`);
+  assert.deepEqual(routed.json?.['routes'], [{ ...blackhole, metric: null }]);
+  const withGateway = await netavark(['create'], createInput({ routes: [{ ...blackhole, gateway: '172.16.86.254' }] }));
+  assert.match(
+    errorOf(withGateway),
+    /--route 10\.99\.0\.0\/16 of type blackhole drops what it matches: give it no gateway/,
   );
-  assert.match(errorOf(blackhole), /--route 10\.99\.0\.0\/16 of type blackhole is not available with lanplug/);
   assert.equal(lane.lab.host.execOk(['ip', '-o', 'link', 'show', 'type', 'macvlan']), '', 'nothing made');
 });
 
@@ -194,3 +198,51 @@ test('netavark 2.0 setup: the container gets its address on the LAN and reaches 
 });
 
 podmanUserCases(() => lane);
+
+test('podman network create --route of each of netavark 2.0’s types: the container gets a blackhole, an unreachable and a prohibit route beside the one via a gateway, and its traffic there is dropped', () => {
+  const { podmanOk } = lane;
+  podmanOk(
+    'network',
+    'create',
+    '-d',
+    'lanplug-macvlan',
+    '-o',
+    'parent=eth0',
+    '--subnet',
+    '172.16.86.0/24',
+    '--gateway',
+    GATEWAY,
+    '--ip-range',
+    '172.16.86.184/29',
+    '--route',
+    '10.99.0.0/16,blackhole',
+    '--route',
+    '10.98.0.0/16,unreachable',
+    '--route',
+    '10.97.0.0/16,prohibit',
+    '--route',
+    `10.96.0.0/16,${GATEWAY}`,
+    'lanroutes',
+  );
+  try {
+    const out = podmanOk(
+      ...RUN,
+      '--network',
+      'lanroutes',
+      IMAGE,
+      'sh',
+      '-c',
+      `ip route; ping -c 1 -W 1 10.99.0.1 2>&1; ping -c 1 -W 1 ${GATEWAY}`,
+    );
+    assert.match(out.stdout, /^blackhole 10\.99\.0\.0\/16\b/m, out.stdout);
+    assert.match(out.stdout, /^unreachable 10\.98\.0\.0\/16\b/m);
+    assert.match(out.stdout, /^prohibit 10\.97\.0\.0\/16\b/m);
+    assert.match(out.stdout, new RegExp(`^10\\.96\\.0\\.0/16 via ${GATEWAY} dev eth0`, 'm'));
+    assert.match(out.stdout, new RegExp(`^default via ${GATEWAY} dev eth0`, 'm'));
+    assert.match(out.stdout, /ping: sendto: Invalid argument/, 'the blackhole route drops');
+    assert.match(out.stdout, /1 packets received/, 'the gateway still answers');
+    assert.doesNotMatch(lane.macvlanLinksOfHost(), /: lp-[0-9a-f]{12}[@:]/, 'no endpoint link left by --rm');
+  } finally {
+    podmanOk('network', 'rm', 'lanroutes');
+  }
+});
