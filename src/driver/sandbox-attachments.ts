@@ -154,10 +154,14 @@ export class SandboxAttachments {
       withNamespaceFd(sandbox.netns, (namespaceFd) =>
         this.driver.join(driver, networkId, endpointId, { namespaceFd, name: madeAs }),
       );
-      const routes = request.routes.map((route) => ({
-        destination: route.destination,
-        gateway: route.gateway ?? gatewayOfFamily(claims, route.destination.address.family),
-      }));
+      const routes = request.routes.map((route) =>
+        route.drop !== undefined
+          ? route
+          : {
+              destination: route.destination,
+              gateway: route.gateway ?? gatewayOfFamily(claims, route.destination.address.family),
+            },
+      );
       const inside = configureSandbox(
         sandbox.netns,
         madeAs,

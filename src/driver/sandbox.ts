@@ -8,6 +8,7 @@
 import { closeSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { LanplugError, withContext } from '../errors';
 import type { LinkInfo } from '../link/link';
+import type { DropRouteType } from '../link/ip';
 import { openRtnl, type Rtnl } from '../link/rtnl';
 import { sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import { inNetworkNamespace } from '../netlink/netns';
@@ -15,6 +16,8 @@ import { inNetworkNamespace } from '../netlink/netns';
 export interface SandboxRoute {
   destination: IpPrefix;
   gateway: IpAddress | null;
+  /** A route that drops what it matches (netavark 2.0's `--route <destination>,blackhole`): no gateway, no link. */
+  drop?: DropRouteType;
 }
 
 /** Runs `fn` with a netlink socket in `netns`; NotFound when the namespace file is gone. */
@@ -63,7 +66,9 @@ export function configureSandbox(
     const link = { ...made, name: ifname };
     for (const address of addresses) rtnl.addAddress(link, address);
     rtnl.setUp(link);
-    for (const route of routes) rtnl.replaceRoute(route.destination, link, null, route.gateway);
+    for (const route of routes)
+      if (route.drop === undefined) rtnl.replaceRoute(route.destination, link, null, route.gateway);
+      else rtnl.replaceDropRoute(route.destination, route.drop);
     return rtnl.getLink(ifname) ?? link;
   });
   // Gratuitous ARP / unsolicited NA whenever the link comes up or its MAC changes, from inside.
@@ -133,6 +138,28 @@ export function removeFromSandbox(netns: string, names: readonly string[], mac: 
       const link = rtnl.getLink(name);
       if (link !== null && (mac === null || link.mac === mac)) rtnl.deleteLink(link);
     }
+  } finally {
+    rtnl.close();
+  }
+}
+
+/**
+ * The routes that drop (SandboxRoute.drop) a network put in a sandbox, removed at its teardown as
+ * netavark's own drivers remove theirs: they belong to no link, so the link's removal leaves them.
+ * A namespace that is gone, or a route already gone, is success.
+ */
+export function removeDropRoutes(netns: string, routes: readonly SandboxRoute[]): void {
+  const drops = routes.filter((r) => r.drop !== undefined);
+  if (drops.length === 0) return;
+  let rtnl: Rtnl;
+  try {
+    rtnl = openRtnl({ netns });
+  } catch (err) {
+    if (err instanceof LanplugError && err.code === 'NotFound') return;
+    throw err;
+  }
+  try {
+    for (const route of drops) if (route.drop !== undefined) rtnl.deleteDropRoute(route.destination, route.drop);
   } finally {
     rtnl.close();
   }

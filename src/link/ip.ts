@@ -29,7 +29,10 @@ import {
   RTA_OIF,
   RTA_PREFSRC,
   RTA_TABLE,
+  RTN_BLACKHOLE,
+  RTN_PROHIBIT,
   RTN_UNICAST,
+  RTN_UNREACHABLE,
   type NlMsg,
 } from '../netlink/codec';
 import { addressBytes, addressFromBytes, type Family, type IpAddress, type IpPrefix } from '../net/address';
@@ -115,6 +118,31 @@ export function encodeRoute(
     nlaU32(RTA_OIF, oifIndex),
     ...(source === null ? [] : [nla(RTA_PREFSRC, addressBytes(source))]),
     ...(gateway === null ? [] : [nla(RTA_GATEWAY, addressBytes(gateway))]),
+  ];
+}
+
+/** The route types that drop what they match, as `ip route` and netavark 2.0's `route_type` name them. */
+export const DROP_ROUTE_TYPES = ['blackhole', 'unreachable', 'prohibit'] as const;
+export type DropRouteType = (typeof DROP_ROUTE_TYPES)[number];
+
+const DROP_ROUTE_KERNEL_TYPE: Readonly<Record<DropRouteType, number>> = {
+  blackhole: RTN_BLACKHOLE,
+  unreachable: RTN_UNREACHABLE,
+  prohibit: RTN_PROHIBIT,
+};
+
+/** A route to `destination` that drops what it matches (no link, no gateway), in the main table, marked lanplug's. */
+export function encodeDropRoute(destination: IpPrefix, type: DropRouteType): Buffer[] {
+  return [
+    encodeRtMsg({
+      family: familyNumber(destination.address.family),
+      dstLength: destination.prefixLength,
+      table: RT_TABLE_MAIN,
+      protocol: RTPROT_LANPLUG,
+      scope: RT_SCOPE_UNIVERSE,
+      type: DROP_ROUTE_KERNEL_TYPE[type],
+    }),
+    nla(RTA_DST, addressBytes(destination.address)),
   ];
 }
 

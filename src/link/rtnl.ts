@@ -54,10 +54,12 @@ import {
   decodeAddress,
   decodeRoute,
   encodeAddress,
+  encodeDropRoute,
   encodeRoute,
   encodeRouteSelector,
   familyNumber,
   type AddressInfo,
+  type DropRouteType,
   type RouteInfo,
 } from './ip';
 import { encodeIpvlanData, type IpvlanFlag, type IpvlanMode } from './ipvlan';
@@ -148,6 +150,10 @@ export interface Rtnl {
   listAddresses(family: Family): AddressInfo[];
   /** Adds or replaces the route to `destination` out of `link` (on-link, or via `gateway`), marked as lanplug's. */
   replaceRoute(destination: IpPrefix, link: LinkRef, source: IpAddress | null, gateway?: IpAddress | null): void;
+  /** Adds or replaces a route to `destination` that drops what it matches (blackhole, unreachable, prohibit), marked as lanplug's. */
+  replaceDropRoute(destination: IpPrefix, type: DropRouteType): void;
+  /** Removes lanplug's route of that type to `destination`; false when there is none. */
+  deleteDropRoute(destination: IpPrefix, type: DropRouteType): boolean;
   /** Returns false when there is no such route. */
   deleteRoute(destination: IpPrefix, link: LinkRef): boolean;
   /** Routes of one family in the main table. */
@@ -442,6 +448,25 @@ class RtnlSocket implements Rtnl {
       );
     } catch (err) {
       throw withContext(`add route to ${formatPrefixText(destination)} via ${link.name}`, err);
+    }
+  }
+
+  replaceDropRoute(destination: IpPrefix, type: DropRouteType): void {
+    try {
+      this.sock.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, encodeDropRoute(destination, type));
+    } catch (err) {
+      throw withContext(`add ${type} route to ${formatPrefixText(destination)}`, err);
+    }
+  }
+
+  deleteDropRoute(destination: IpPrefix, type: DropRouteType): boolean {
+    try {
+      // the kernel deletes only a route of this type and protocol (lanplug's)
+      this.sock.request(RTM_DELROUTE, 0, encodeDropRoute(destination, type));
+      return true;
+    } catch (err) {
+      if (isErrno(err, ESRCH)) return false;
+      throw withContext(`delete ${type} route to ${formatPrefixText(destination)}`, err);
     }
   }
 

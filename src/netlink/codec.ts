@@ -95,6 +95,10 @@ export const RT_SCOPE_UNIVERSE = 0;
 export const RT_SCOPE_LINK = 253;
 export const RT_SCOPE_NOWHERE = 255;
 export const RTN_UNICAST = 1;
+/** Routes that drop what they match: silently, with ICMP host unreachable, with ICMP administratively prohibited. */
+export const RTN_BLACKHOLE = 6;
+export const RTN_UNREACHABLE = 7;
+export const RTN_PROHIBIT = 8;
 /** if.h: the interface is administratively up. */
 export const IFF_UP = 0x1;
 /** No ARP on the link: its stack neither answers nor sends ARP (a packet socket on it still can). */

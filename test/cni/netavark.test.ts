@@ -11,15 +11,25 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Lan } from '../lab/lan';
-import { BUSYBOX } from '../lab/image';
-import { addNetns, delNetns } from '../lab/ns';
 import { sleep } from '../lab/proc';
-import { lanHostNs } from '../lab/names';
 import { startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import type { DaemonLab, DaemonProcess } from '../support/daemon';
 import { CNI_LAB_GATEWAY, runPlugin, startCniLab, type CniLab } from '../support/cni';
+import {
+  ContainerNamespaces,
+  errorOf as netavarkErrorOf,
+  lanNetwork,
+  linkIn,
+  median,
+  parseJsonObject,
+  pingFrom as ping,
+  pluginExecInput,
+  routesIn,
+  type NetavarkOutcome as Outcome,
+  type StatusInterface,
+} from '../support/netavark';
 
 const GATEWAY = CNI_LAB_GATEWAY;
 const GATEWAY6 = 'fd86::1';
@@ -31,36 +41,11 @@ let running: DaemonProcess;
 let plugin: string;
 let socket: string;
 let dhcpServer: DhcpServer;
-const made = new Set<string>();
-let nextNs = 0;
+let containers: ContainerNamespaces;
 
 /** The network JSON `podman network create -d lanplug-macvlan -o parent=eth0 --subnet … --gateway … --ip-range …` hands the plugin. */
 function network(extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    name: 'lan',
-    id: NETWORK_ID,
-    driver: 'lanplug-macvlan',
-    subnets: [
-      {
-        subnet: '172.16.86.0/24',
-        gateway: GATEWAY,
-        lease_range: { start_ip: '172.16.86.100', end_ip: '172.16.86.149' },
-      },
-    ],
-    ipv6_enabled: false,
-    internal: false,
-    dns_enabled: true,
-    ipam_options: { driver: 'host-local' },
-    options: { parent: 'eth0' },
-    ...extra,
-  };
-}
-
-interface Outcome {
-  code: number;
-  stdout: string;
-  json: Record<string, unknown> | null;
-  ms: number;
+  return lanNetwork({ id: NETWORK_ID, leaseRange: ['172.16.86.100', '172.16.86.149'] }, extra);
 }
 
 /** One call of the executable, as netavark makes it (stdin written whole, then closed; stdout read to the end). */
@@ -74,15 +59,14 @@ function nv(args: string[], input: unknown, env: NodeJS.ProcessEnv = {}): Promis
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => {
-      let json: Record<string, unknown> | null = null;
-      try {
-        json = JSON.parse(stdout) as Record<string, unknown>;
-      } catch {
-        json = null;
-      }
-      resolve({ code: code ?? -1, stdout, json, ms: Number(process.hrtime.bigint() - started) / 1e6 });
-    });
+    child.on('close', (code) =>
+      resolve({
+        code: code ?? -1,
+        stdout,
+        json: parseJsonObject(stdout),
+        ms: Number(process.hrtime.bigint() - started) / 1e6,
+      }),
+    );
     // `info` (and a setup with the daemon down) may exit before reading stdin, as netavark allows:
     // the write's EPIPE is not the executable's failure (its exit code and stdout say that).
     child.stdin.on('error', (err: NodeJS.ErrnoException) => {
@@ -94,74 +78,30 @@ function nv(args: string[], input: unknown, env: NodeJS.ProcessEnv = {}): Promis
 
 /** A container namespace as Podman makes one (`/run/netns/netns-…`), and the id Podman gives the container. */
 function newContainer(): { ns: string; path: string; id: string } {
-  const ns = lanHostNs(lan.id, `p${++nextNs}`);
-  addNetns(ns);
-  made.add(ns);
-  return { ns, path: `/run/netns/${ns}`, id: `${nextNs}`.padStart(64, 'a') };
+  return containers.create();
 }
 
 function dropContainer(ns: string): void {
-  delNetns(ns);
-  made.delete(ns);
+  containers.drop(ns);
 }
 
-function exec(
-  c: { id: string },
-  net: Record<string, unknown> = network(),
-  options: Record<string, unknown> = {},
-): Record<string, unknown> {
-  return {
-    container_id: c.id,
-    container_name: `ctr-${c.id.slice(-4)}`,
-    port_mappings: [],
-    network: net,
-    network_options: { interface_name: 'eth0', ...options },
-  };
+function setup(c: { id: string; path: string }, net = network(), options?: Record<string, unknown>) {
+  return nv(['setup', c.path], pluginExecInput(c, net, options));
 }
 
-function setup(c: { id: string; path: string }, net?: Record<string, unknown>, options?: Record<string, unknown>) {
-  return nv(['setup', c.path], exec(c, net, options));
+function teardown(c: { id: string; path: string }, net = network(), options?: Record<string, unknown>) {
+  return nv(['teardown', c.path], pluginExecInput(c, net, options));
 }
 
-function teardown(c: { id: string; path: string }, net?: Record<string, unknown>, options?: Record<string, unknown>) {
-  return nv(['teardown', c.path], exec(c, net, options));
-}
-
-interface StatusInterface {
-  mac_address: string;
-  subnets: { ipnet: string; gateway?: string }[];
-}
-
-interface IpAddr {
-  ifname: string;
-  address: string;
-  addr_info: { family: string; local: string; prefixlen: number }[];
-}
-
-function linkIn(ns: string, ifname: string): IpAddr | null {
-  const all = JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'addr', 'show'], { encoding: 'utf8' })) as IpAddr[];
-  return all.find((l) => l.ifname === ifname) ?? null;
-}
-
-function ping(path: string, target: string): void {
-  execFileSync('nsenter', [`--net=${path}`, BUSYBOX, 'ping', '-c', '1', '-W', '2', target], { stdio: 'ignore' });
-}
-
+/** The plugin's refusal: exit code 1 and its one-line `{"error": …}`. */
 function errorOf(out: Outcome): string {
-  assert.equal(out.code, 1, out.stdout);
-  assert.equal(out.stdout.trim().split('\n').length, 1, 'one line');
-  assert.ok(out.json !== null && typeof out.json['error'] === 'string', out.stdout);
-  return out.json['error'];
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? NaN;
+  return netavarkErrorOf(out, { exact: true });
 }
 
 before(async () => {
   lab = await startCniLab();
   ({ lan, daemon, socket, plugin } = lab);
+  containers = new ContainerNamespaces(lan.id, 'p', 'a');
   running = lab.daemonProcess;
   // DHCPv6 too: dnsmasq serves addresses of a prefix br0 holds.
   lan.addAddress(`${GATEWAY6}/64`);
@@ -177,7 +117,7 @@ before(async () => {
 
 after(() => {
   dhcpServer?.stop();
-  for (const ns of made) delNetns(ns);
+  containers?.dropAll();
   lab?.close();
 });
 
@@ -218,10 +158,7 @@ test('create: the network comes back as Podman keeps it (name, id, driver unchan
     /asks for a shared pool, and this daemon keeps its pools in its own store: start it with --store etcd/,
   );
   // Nothing was made for any of them.
-  assert.equal(
-    execFileSync('ip', ['-n', lab.host.ns, '-o', 'link', 'show', 'type', 'macvlan'], { encoding: 'utf8' }),
-    '',
-  );
+  assert.equal(lab.host.execOk(['ip', '-o', 'link', 'show', 'type', 'macvlan']), '');
 });
 
 test('setup: the container gets its address on the LAN, reaches the gateway; the status block says what Podman shows; teardown removes the link, twice', async () => {
@@ -274,6 +211,33 @@ test('setup: the container gets its address on the LAN, reaches the gateway; the
     console.log(
       `# lanplug netavark plugin: setup median ${median(setups).toFixed(1)} ms, teardown median ${median(teardowns).toFixed(1)} ms (${setups.length} rounds, exec included)`,
     );
+  } finally {
+    dropContainer(c.ns);
+  }
+});
+
+test("netavark 2.0's --route types: blackhole, unreachable and prohibit routes are made in the container beside one via a gateway; teardown removes them (they belong to no link), as netavark's own drivers do", async () => {
+  const c = newContainer();
+  const net = network({
+    routes: [
+      { destination: '10.99.0.0/16', route_type: 'blackhole' },
+      { destination: '10.98.0.0/16', route_type: 'unreachable' },
+      { destination: 'fd99::/48', route_type: 'prohibit' },
+      { destination: '10.96.0.0/16', gateway: GATEWAY, route_type: 'unicast' },
+    ],
+  });
+  try {
+    const out = await setup(c, net);
+    assert.equal(out.code, 0, out.stdout);
+    const routes = routesIn(c.ns, 4);
+    assert.match(routes, /^blackhole 10\.99\.0\.0\/16 proto 76/m, routes);
+    assert.match(routes, /^unreachable 10\.98\.0\.0\/16 proto 76/m);
+    assert.match(routes, new RegExp(`^10\\.96\\.0\\.0/16 via ${GATEWAY} dev eth0 proto 76`, 'm'));
+    assert.match(routesIn(c.ns, 6), /^prohibit fd99::\/48 dev lo proto 76/m);
+    assert.equal((await teardown(c, net)).code, 0);
+    assert.equal(routesIn(c.ns, 4), '', 'no route left');
+    assert.doesNotMatch(routesIn(c.ns, 6), /fd99::/);
+    assert.equal((await teardown(c, net)).code, 0, 'a second teardown has nothing to do: success');
   } finally {
     dropContainer(c.ns);
   }
@@ -426,7 +390,7 @@ test('teardown succeeds with nothing left to do: never set up, namespace gone, d
     dropContainer(c.ns);
     assert.equal((await teardown(c)).code, 0, 'the namespace took the link with it');
   } finally {
-    if (made.has(c.ns)) dropContainer(c.ns);
+    if (containers.has(c.ns)) dropContainer(c.ns);
   }
 });
 

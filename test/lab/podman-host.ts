@@ -18,6 +18,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { busyboxRootfsTar } from './image';
 import { podmanHostCgroup } from './names';
 import { delNetns } from './ns';
 import { isAlive, sleepSync, terminateSync } from './proc';
@@ -109,6 +110,38 @@ function isCgroup2(dir: string): boolean {
   return spawnSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).stdout.trim() === 'cgroup2fs';
 }
 
+/**
+ * containers.conf of a lab Podman host: netavark, with its networks under `dir` and, given
+ * `plugins`, lanplug's plugins there. runc and cgroupfs: crun fails on this machine's cgroup v1
+ * layout (DESIGN: "Newer engines, run here"). With `cgroupV2` (cgroupTree), `pids_limit = 0`: the
+ * cgroup v2 hierarchy here has no controllers, and runc fails writing pids.max otherwise.
+ */
+export function labContainersConf(opts: { dir: string; plugins?: string; cgroupV2?: boolean }): string {
+  return [
+    '[network]',
+    'network_backend = "netavark"',
+    `network_config_dir = "${path.join(opts.dir, 'networks')}"`,
+    ...(opts.plugins === undefined ? [] : [`netavark_plugin_dirs = ["${opts.plugins}"]`]),
+    '[engine]',
+    'runtime = "runc"',
+    'cgroup_manager = "cgroupfs"',
+    'events_logger = "file"',
+    '[containers]',
+    'log_driver = "k8s-file"',
+    ...(opts.cgroupV2 === true ? ['pids_limit = 0'] : []),
+    '',
+  ].join('\n');
+}
+
+export interface LanplugPodmanHostOptions extends Omit<PodmanHostOptions, 'socketDir'> {
+  /** lanplug's executable, built for the daemon's CNI socket: installed as both of its netavark plugins. */
+  plugin: string;
+  /** The daemon's CNI socket (its directory is bound in). */
+  socket: string;
+  /** The busybox image is imported under this name. */
+  image: string;
+}
+
 export class PodmanHost {
   private holderPid = 0;
   private closed = false;
@@ -175,6 +208,38 @@ export class PodmanHost {
       sleepSync(20);
     }
     return host;
+  }
+
+  /**
+   * The Podman host a lanplug lane runs: `dir` made (under the lab's directory: a crashed run's is
+   * removed by the lab's sweep) with lanplug's executable as lanplug-macvlan and lanplug-ipvlan in
+   * dir/plugins (netavark finds a plugin by the driver's name) and labContainersConf, the host
+   * started, and busybox imported as `image`.
+   */
+  static startWithLanplug(opts: LanplugPodmanHostOptions): PodmanHost {
+    const { dir, plugin, socket, image } = opts;
+    fs.mkdirSync(dir);
+    const plugins = path.join(dir, 'plugins');
+    fs.mkdirSync(plugins);
+    for (const name of ['lanplug-macvlan', 'lanplug-ipvlan']) fs.copyFileSync(plugin, path.join(plugins, name));
+    fs.writeFileSync(
+      path.join(dir, 'containers.conf'),
+      labContainersConf({ dir, plugins, cgroupV2: opts.cgroupV2 === true }),
+    );
+    const host = PodmanHost.start({ ...opts, socketDir: path.dirname(socket) });
+    const tar = path.join(dir, 'busybox.tar');
+    fs.copyFileSync(busyboxRootfsTar(), tar);
+    const imported = host.podman('import', tar, image);
+    if (imported.code !== 0) {
+      host.destroy();
+      throw new Error(`lab: podman import of busybox failed: ${imported.stderr}`);
+    }
+    return host;
+  }
+
+  /** Where startWithLanplug put lanplug's plugins. */
+  get plugins(): string {
+    return path.join(this.dir, 'plugins');
   }
 
   /** nsenter's arguments for one command in the root: the lab host's network namespace, the held mount namespace, the root. */

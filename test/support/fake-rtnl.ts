@@ -7,7 +7,7 @@
  * 'lp-1', EBUSY)`), with the same message shape as the real layer.
  */
 import { LanplugError } from '../../src/errors';
-import { RTPROT_LANPLUG, type AddressInfo, type RouteInfo } from '../../src/link/ip';
+import { RTPROT_LANPLUG, type AddressInfo, type DropRouteType, type RouteInfo } from '../../src/link/ip';
 import type { LinkInfo, LinkRef } from '../../src/link/link';
 import { formatPrefix, type Family, type IpAddress, type IpPrefix } from '../../src/net/address';
 import type { Rtnl } from '../../src/link/rtnl';
@@ -236,6 +236,29 @@ export class FakeRtnl implements Rtnl {
       protocol: RTPROT_LANPLUG,
       table: 254,
     });
+  }
+  replaceDropRoute(destination: IpPrefix, type: DropRouteType): void {
+    this.injected('create', `route ${formatPrefix(destination)}`, `add ${type} route to ${formatPrefix(destination)}`);
+    const at = this.routes.findIndex(
+      (r) => r.oifIndex === null && formatPrefix(r.destination) === formatPrefix(destination),
+    );
+    if (at >= 0) this.routes.splice(at, 1);
+    this.routes.push({
+      destination,
+      oifIndex: null,
+      gateway: null,
+      preferredSource: null,
+      protocol: RTPROT_LANPLUG,
+      table: 254,
+    });
+  }
+  deleteDropRoute(destination: IpPrefix): boolean {
+    const at = this.routes.findIndex(
+      (r) => r.oifIndex === null && formatPrefix(r.destination) === formatPrefix(destination),
+    );
+    if (at < 0) return false;
+    this.routes.splice(at, 1);
+    return true;
   }
   deleteRoute(destination: IpPrefix, ref: LinkRef): boolean {
     const at = this.routes.findIndex(

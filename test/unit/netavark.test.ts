@@ -108,7 +108,7 @@ test('create: the network comes back with lanplug IPAM named, DNS off and name, 
   assert.deepEqual(endpoints.checked[0]?.options, { parent: 'eth0' });
 });
 
-test("create: Podman's own option names become lanplug's; a missing gateway is the first address, --ip-range the range; a --route of netavark 2.0's route_type unicast is a route", () => {
+test("create: Podman's own option names become lanplug's; a missing gateway is the first address, --ip-range the range; netavark 2.0's --route types: unicast via its gateway, blackhole, unreachable and prohibit without one", () => {
   const network = parsePodmanNetwork(
     podmanNetwork({
       driver: 'lanplug-ipvlan',
@@ -116,7 +116,12 @@ test("create: Podman's own option names become lanplug's; a missing gateway is t
       network_interface: 'eth1',
       subnets: [{ subnet: '10.9.0.0/16', lease_range: { start_ip: '10.9.5.0', end_ip: '10.9.5.255' } }],
       ipam_options: null,
-      routes: [{ destination: '10.99.0.0/16', gateway: '10.9.0.254', route_type: 'unicast' }],
+      routes: [
+        { destination: '10.99.0.0/16', gateway: '10.9.0.254', route_type: 'unicast' },
+        { destination: '10.98.0.0/16', route_type: 'blackhole' },
+        { destination: '10.97.0.0/16', route_type: 'unreachable' },
+        { destination: '10.96.0.0/16', route_type: 'prohibit' },
+      ],
     }),
   );
   assert.equal(network.driver, 'ipvlan');
@@ -133,12 +138,15 @@ test("create: Podman's own option names become lanplug's; a missing gateway is t
     { subnet: '10.9.0.0/16', lease_range: { start_ip: '10.9.5.0', end_ip: '10.9.5.255' }, gateway: '10.9.0.1' },
   ]);
   assert.deepEqual(
-    network.routes.map((r) => [r.destination.address.text, r.gateway?.text]),
+    network.routes.map((r) => [r.destination.address.text, r.gateway?.text, r.drop]),
     [
-      ['0.0.0.0', '10.9.0.1'],
-      ['10.99.0.0', '10.9.0.254'],
+      ['0.0.0.0', '10.9.0.1', undefined],
+      ['10.99.0.0', '10.9.0.254', undefined],
+      ['10.98.0.0', undefined, 'blackhole'],
+      ['10.97.0.0', undefined, 'unreachable'],
+      ['10.96.0.0', undefined, 'prohibit'],
     ],
-    'a default route via the gateway, as netavark gives its own macvlan containers, then the --route',
+    'a default route via the gateway, as netavark gives its own macvlan containers, then the --routes',
   );
 });
 
@@ -162,10 +170,14 @@ test('create: bad input is refused in one line that names it, and nothing is ask
     [{ driver: 'macvlan' }, /driver 'macvlan' is not lanplug's/],
     [{ internal: true }, /--internal is not available/],
     [{ ipam_options: { driver: 'none' } }, /--ipam-driver none is not available/],
-    // netavark 2.0's routes: a type, and no gateway for the types that drop (lanplug makes unicast routes only)
+    // netavark 2.0's routes: a type, and no gateway for the types that drop
     [
-      { routes: [{ destination: '10.99.0.0/16', route_type: 'blackhole' }] },
-      /^--route 10\.99\.0\.0\/16 of type blackhole is not available with lanplug's drivers/,
+      { routes: [{ destination: '10.99.0.0/16', gateway: '192.168.50.1', route_type: 'blackhole' }] },
+      /^--route 10\.99\.0\.0\/16 of type blackhole drops what it matches: give it no gateway \(192\.168\.50\.1\)/,
+    ],
+    [
+      { routes: [{ destination: '10.99.0.0/16', route_type: 'throw' }] },
+      /^--route 10\.99\.0\.0\/16 of type throw: the types are unicast, blackhole, unreachable, prohibit/,
     ],
     [{ routes: [{ destination: '10.99.0.0/16' }] }, /^--route 10\.99\.0\.0\/16 needs a gateway/],
     // Said as it is on a DHCP network, not as a missing -o host_address (which would not help).

@@ -12,6 +12,7 @@
  */
 import type { AttachNetwork, AttachRequest, Attached } from '../../driver/attach-request';
 import { checkInterfaceName } from '../../driver/names';
+import { removeDropRoutes } from '../../driver/sandbox';
 import { invalidArgument } from '../../errors';
 import type { Logger } from '../../log';
 import { recordEvent } from '../../metrics/events';
@@ -115,6 +116,7 @@ async function dispatch(
       const call = parseExec(invocation);
       // Idempotent (driver/sandbox-attachments.ts detach): no record, no namespace or no link left is success.
       await endpoints.detach(podmanNetworkName(call.network.name), call.containerId, call.ifname, call.netns);
+      removeDropRoutes(call.netns, call.network.routes);
       recordEvent('attachment.removed', {
         via: 'netavark',
         network: call.network.name,

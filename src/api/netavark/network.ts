@@ -27,6 +27,7 @@ import {
   parseNetworkOptions,
 } from '../../driver/options';
 import type { SandboxRoute } from '../../driver/sandbox';
+import { DROP_ROUTE_TYPES } from '../../link/ip';
 import { hostAccessWithDhcp } from '../../driver/validate';
 import type { AddressRange } from '../../model/ipam';
 import type { DriverKind } from '../../model/network';
@@ -52,7 +53,7 @@ export const IPAM_DHCP = DHCP_IPAM_NAME;
 /** What Podman writes when the user named no IPAM driver, or netavark's own DHCP: both mean lanplug's here. */
 const PODMAN_HOST_LOCAL = 'host-local';
 const PODMAN_DHCP = 'dhcp';
-/** The one route type of netavark 2.0's (`route_type`, unicast when absent) lanplug makes. */
+/** netavark 2.0's `route_type` of a route via a gateway (also when absent); the others drop (DROP_ROUTE_TYPES). */
 const UNICAST = 'unicast';
 /** Podman's own network ids: 64 hex digits. */
 const NETWORK_ID = /^[0-9a-f]{64}$/;
@@ -270,9 +271,10 @@ function withGateways(network: JsonObject, ranges: readonly AddressRange[]): Jso
 }
 
 /**
- * `--route destination,gateway[,metric]`: the metric is the kernel default here. netavark 2.0's
- * `route_type` (blackhole, unreachable, prohibit: routes without a gateway) is refused: lanplug
- * makes unicast routes only.
+ * `--route destination,gateway[,metric]`, and netavark 2.0's `--route destination,type[,metric]`
+ * whose `route_type` blackhole, unreachable or prohibit makes a route in the container that drops
+ * what it matches (no gateway: netavark passes these to a plugin at create and at setup, and makes
+ * them itself for its own drivers). The metric is the kernel default here.
  */
 function parseRoutes(network: JsonObject): SandboxRoute[] {
   const list = network['routes'];
@@ -281,14 +283,22 @@ function parseRoutes(network: JsonObject): SandboxRoute[] {
   return list.map((entry, i) => {
     const o = asObject(entry, `routes[${i}]`);
     const destination = networkOf(parsePrefix(requiredString(o, 'destination', `routes[${i}]`), '--route destination'));
-    const type = optionalString(o, 'route_type');
-    if (type !== null && type !== UNICAST)
-      throw invalidArgument(
-        `--route ${formatPrefix(destination)} of type ${type.slice(0, 20)} is not available with lanplug's drivers; they make ${UNICAST} routes, each via a gateway`,
-      );
+    const type = optionalString(o, 'route_type') ?? UNICAST;
     const gateway = optionalString(o, 'gateway');
-    if (gateway === null) throw invalidArgument(`--route ${formatPrefix(destination)} needs a gateway`);
-    return { destination, gateway: parseAddress(gateway, '--route gateway') };
+    if (type === UNICAST) {
+      if (gateway === null) throw invalidArgument(`--route ${formatPrefix(destination)} needs a gateway`);
+      return { destination, gateway: parseAddress(gateway, '--route gateway') };
+    }
+    const drop = DROP_ROUTE_TYPES.find((t) => t === type);
+    if (drop === undefined)
+      throw invalidArgument(
+        `--route ${formatPrefix(destination)} of type ${type.slice(0, 20)}: the types are ${[UNICAST, ...DROP_ROUTE_TYPES].join(', ')}`,
+      );
+    if (gateway !== null)
+      throw invalidArgument(
+        `--route ${formatPrefix(destination)} of type ${drop} drops what it matches: give it no gateway (${gateway.slice(0, 40)})`,
+      );
+    return { destination, gateway: null, drop };
   });
 }
 
