@@ -62,7 +62,7 @@ export interface Sample {
 
 export interface SoakRun {
   samples: Sample[];
-  /** The counts once the run had stopped and everything in flight had ended (at most SETTLE_MS after). */
+  /** Each count's least value once the run had stopped (sampled for at most SETTLE_MS); bytes: the last. */
   settled: Record<string, number>;
   /** DHCP renewals the residents made (REQUESTs dnsmasq logged after their first). */
   renewals: number;
@@ -426,16 +426,25 @@ export class SoakLab {
     };
   }
 
-  /** Waits until every count is back where it was after the warm-up's last round (or SETTLE_MS), then reads them. */
+  /**
+   * Each count's least value once the run has stopped: samples until every count has been back where
+   * it was after the warm-up's last round at least once, or SETTLE_MS. Each count is read at a quiet
+   * moment of its own: what is in flight (a resident's renewal, the warmer's probes, a client's
+   * keep-alive timeout) comes and goes, and a moment when every count is quiet at once may not come
+   * within the wait; a leaked object is in every reading. Bytes: the last sample.
+   */
   private async settle(): Promise<Record<string, number>> {
     const warmUp = this.samples[Math.max(0, Math.ceil(this.samples.length * 0.2) - 1)];
     const deadline = Date.now() + SETTLE_MS;
+    const least: Record<string, number> = {};
     for (;;) {
       const now = (await this.sample(0)).values;
+      for (const [key, value] of Object.entries(now))
+        least[key] = key.endsWith('Bytes') ? value : Math.min(least[key] ?? Infinity, value);
       const back =
         warmUp === undefined ||
-        Object.keys(now).every((k) => k.endsWith('Bytes') || (now[k] ?? 0) <= (warmUp.values[k] ?? 0));
-      if (back || Date.now() > deadline) return now;
+        Object.keys(least).every((k) => k.endsWith('Bytes') || (least[k] ?? 0) <= (warmUp.values[k] ?? 0));
+      if (back || Date.now() > deadline) return least;
       await sleep(500);
     }
   }
