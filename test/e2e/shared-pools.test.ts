@@ -522,6 +522,9 @@ test('docker network rm while etcd has no quorum: lanplug keeps the pool release
   } finally {
     for (const i of [0, 1]) cluster.resume(i);
   }
+  // etcd is back once it has elected a leader again (seconds under load; etcdctl meanwhile fails): from
+  // then on lanplug's periodic check (every 2 s) makes the release.
+  await cluster.untilHealthy([0, 1, 2]);
   await until('etcd no longer lists the pool', () => etcdKeys('pools/').length === 0, 30_000);
   assert.equal(doctor(0).get(`shared pool ${poolId}`), undefined);
   hosts[0]?.dockerOk(['network', 'create', ...flags, 'lan']);

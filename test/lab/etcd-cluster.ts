@@ -60,6 +60,14 @@ export class EtcdCluster {
     if (pid !== undefined) process.kill(pid, 'SIGCONT');
   }
 
+  /**
+   * Waits until these members answer /health (a leader, and a quorum read made). After a pause of a
+   * majority, etcd first elects a leader again: seconds under load, during which every read fails.
+   */
+  async untilHealthy(indexes: readonly number[]): Promise<void> {
+    await this.waitHealthy(indexes);
+  }
+
   kill(index: number): void {
     const child = this.children[index];
     if (child?.pid !== undefined && isAlive(child.pid)) {

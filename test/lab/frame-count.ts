@@ -14,13 +14,17 @@ export interface FrameCount {
   na: number;
 }
 
-/** Binds to the link argv[3], says "ready", counts for `seconds`, prints "<arp> <na>". */
+/**
+ * Binds to the link argv[3], says "ready", counts for `seconds`, prints "<arp> <na>". argv[4], when
+ * given: the ARP sender addresses to count (comma-separated); ARP frames from others are left out.
+ */
 const COUNTER = `
 import socket, struct, sys, time
 mac = bytes.fromhex(sys.argv[1].replace(':', ''))
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((sys.argv[3], 0))
 s.settimeout(0.1)
+senders = {socket.inet_aton(a) for a in sys.argv[4].split(',')} if len(sys.argv) > 4 else None
 print('ready', flush=True)
 end = time.time() + float(sys.argv[2])
 arp = na = 0
@@ -33,7 +37,8 @@ while time.time() < end:
         continue
     kind = struct.unpack('!H', f[12:14])[0]
     if kind == 0x0806:
-        arp += 1
+        if senders is None or (len(f) >= 32 and f[28:32] in senders):
+            arp += 1
     elif kind == 0x86dd and len(f) > 54 and f[20] == 58 and f[54] == 136:
         na += 1
 print(arp, na, flush=True)
@@ -44,15 +49,18 @@ print(arp, na, flush=True)
  * socket is bound (start the thing to watch after that) and `result` with the counts. On the
  * LAN's bridge it hears what reaches the bridge itself (broadcasts; a unicast frame the bridge
  * forwards from port to port it never sees): `at` counts on a LAN host's eth0 instead, which
- * sees everything that host sends.
+ * sees everything that host sends. `only.arpSenders`: count only the ARP frames that speak for
+ * these addresses (a device's answers about them, not about others lanplug asks meanwhile).
  */
 export function countFramesFrom(
   lan: Lan,
   mac: string,
   seconds: number,
   at: { ns: string; link: string } = { ns: lan.ns, link: lan.bridge },
+  only: { arpSenders?: readonly string[] } = {},
 ): { ready: Promise<void>; result: Promise<FrameCount> } {
-  const argv = nsExecArgv(at.ns, ['python3', '-c', COUNTER, mac, String(seconds), at.link]);
+  const senders = only.arpSenders === undefined ? [] : [only.arpSenders.join(',')];
+  const argv = nsExecArgv(at.ns, ['python3', '-c', COUNTER, mac, String(seconds), at.link, ...senders]);
   const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv({}) });
   let out = '';
   let err = '';
