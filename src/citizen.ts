@@ -62,7 +62,12 @@ export class LanCitizen {
     this.conflicts = new LanConflicts(new LanGuard(log, probe, Date.now, ownAnswer), store, log, host, () =>
       this.warmSoon(),
     );
-    this.watch = new LanWatch((link, address) => this.holding(link, address), store, log);
+    // An address still being asked about is no container's yet: a device answering is the refusal, not a claim.
+    this.watch = new LanWatch(
+      (link, address) => (this.conflicts.isUnconfirmed(address) ? null : this.holding(link, address)),
+      store,
+      log,
+    );
     this.mdns = new MdnsResponder(log);
     this.eyeSweep = new UnusedEyeSweep(() => this.driver.removeUnusedEyes(), linkChanges);
   }

@@ -246,6 +246,8 @@ export class EndpointService {
           this.lan === null
             ? null
             : this.driver.addressCheckOf(request.driver, networkId, attachments.claimedAddresses(prepared));
+        // Recorded before the LAN is asked: until made or undone, the LAN watch must not defend these addresses.
+        const confirmed = this.lan?.confirming(attachments.claimedAddresses(prepared)) ?? ((): void => undefined);
         try {
           if (this.lan !== null && check !== null)
             await this.lan
@@ -253,8 +255,10 @@ export class EndpointService {
               .catch((err: unknown) => {
                 throw this.driver.explainLanCheckFailure(networkId, err);
               });
+          confirmed();
         } catch (err) {
           attachments.abandon(prepared);
+          confirmed();
           await giveBack();
           const chosen = request.requestedIps.length === 0;
           if (!chosen || !(err instanceof LanplugError) || err.code !== 'Conflict') throw err;

@@ -94,6 +94,12 @@ export class LanConflicts {
   private readonly streaks = new Map<string, { mac: string; addresses: string[] }>();
   /** Per network, link and family: the device seen answering for every address, if any. */
   private readonly everything = new Map<string, AnsweringEverything>();
+  /**
+   * Addresses recorded for an attachment that is still asking the LAN about them (a CNI ADD records
+   * its claims before it asks): by address, how many such attachments. A device answering then is the
+   * refusal, not a claim on a container's address: the LAN watch never defends these.
+   */
+  private readonly unconfirmed = new Map<string, number>();
 
   /** `afterUse` runs whenever an address is handed out after a check or a network appears: the warmer refills. */
   constructor(
@@ -104,6 +110,29 @@ export class LanConflicts {
     private readonly host: HostAddresses | null,
     private readonly afterUse: () => void = () => undefined,
   ) {}
+
+  /**
+   * Marks `addresses` as recorded but not yet confirmed free on the LAN, until the returned function
+   * runs (once the attachment is either made or undone): see isUnconfirmed.
+   */
+  confirming(addresses: readonly IpAddress[]): () => void {
+    for (const a of addresses) this.unconfirmed.set(a.text, (this.unconfirmed.get(a.text) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      for (const a of addresses) {
+        const left = (this.unconfirmed.get(a.text) ?? 1) - 1;
+        if (left > 0) this.unconfirmed.set(a.text, left);
+        else this.unconfirmed.delete(a.text);
+      }
+    };
+  }
+
+  /** Whether an attachment recorded with `address` is still asking the LAN about it (no container uses it yet). */
+  isUnconfirmed(address: IpAddress): boolean {
+    return this.unconfirmed.has(address.text);
+  }
 
   /** An address was handed out: time to make sure the next ones are known. */
   used(): void {

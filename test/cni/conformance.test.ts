@@ -125,6 +125,14 @@ async function eventsOf(containerId: string, from: number): Promise<string[]> {
     .map((e) => e.kind);
 }
 
+/** The daemon's log lines that defended `address` on the LAN (a gratuitous ARP each). */
+function defences(address: string): number {
+  return lab.daemonProcess
+    .stderr()
+    .split('\n')
+    .filter((l) => l.includes('defending it once') && l.includes(`"${address}"`)).length;
+}
+
 before(async () => {
   lab = await startCniLab();
   ({ lan, host, daemon, socket, plugin } = lab);
@@ -192,6 +200,28 @@ test('ADD asks the LAN first, as a Docker endpoint does: an address a LAN device
     const out = await add(sb, stdin());
     assert.equal(out.code, 0, out.stdout);
     assert.equal(resultAddress(out), '172.16.86.161/24', "the range's first address answered: skipped");
+    // The network's LAN watch is on once it defends the running pod's address against a device that claims it.
+    const rogue = lan.addLanHost('rogue', '172.16.86.161/24');
+    try {
+      await eventually('the watch defends the pod', async () => {
+        rogue.execOk(['/bin/busybox', 'arping', '-U', '-c', '1', '-I', 'eth0', '172.16.86.161']);
+        return defences('172.16.86.161') > 0;
+      });
+    } finally {
+      rogue.destroy();
+    }
+    // An ADD asking for an address a device took a moment ago (not known yet) records it, then asks the LAN:
+    // the device's answer is the refusal, never a claim to defend against (a gratuitous ARP would point the
+    // LAN at a pod that never runs).
+    const newcomer = lan.addLanHost('newcomer', '172.16.86.169/24');
+    try {
+      const late = await add(newSandbox(), stdin({ runtimeConfig: { ips: ['172.16.86.169/24'] } }));
+      assert.notEqual(late.code, 0, 'the newcomer answered');
+      assert.match(String(late.json?.['msg']), /address 172\.16\.86\.169 is in use on the LAN/);
+      assert.equal(defences('172.16.86.169'), 0, "the newcomer's address was never defended against it");
+    } finally {
+      newcomer.destroy();
+    }
     const refused = await add(other, stdin({ runtimeConfig: { ips: ['172.16.86.160/24'] } }));
     assert.notEqual(refused.code, 0);
     assert.match(
@@ -201,6 +231,7 @@ test('ADD asks the LAN first, as a Docker endpoint does: an address a LAN device
       ),
     );
     assert.equal(linkIn(other.ns, 'eth0'), null, 'nothing was made in the refused one');
+    assert.equal(defences('172.16.86.160'), 0, "the squatter's own address was never defended against it");
     assert.equal((await del(sb, stdin())).code, 0);
   } finally {
     squatter.destroy();
