@@ -6,7 +6,7 @@
  * advertisement changes the flags it keeps (netlink/router-adverts.ts). One timer checks every held
  * socket each CHECK_MS: a receive that never waits and enters no namespace (microseconds each), and only
  * for a socket that has something are the flags read again in the container (RTM_GETLINK). A change
- * is logged once, recorded as a `slaac.flags` event, and goes to the follow-up with the flags followed
+ * is logged once, recorded as a `slaac.flags` event (at most one per FLAGS_HOLD_MS per container), and goes to the follow-up with the flags followed
  * before it (endpoint/slaac-dhcp6.ts decides what it asks, as RFC 2462 §5.5.3 put it: a flag turned on
  * starts DHCPv6, a flag turned off stops nothing).
  *
@@ -27,10 +27,20 @@ import type { AdvertFollowUp } from './slaac-advert';
  */
 export const FLAGS_CHECK_MS = 2_000;
 
+/**
+ * After a change is followed, the next is followed no sooner than this: the flags are read again when
+ * it ends, and only what the router settled on counts. A router changes them when its operator does;
+ * flags that flap at each advertisement (a broken or hostile router, or a container with NET_ADMIN
+ * sending advertisements, which every container on the parent hears) would otherwise cost each
+ * container a read, a log line, an event and a DHCPv6 exchange every other check.
+ */
+export const FLAGS_HOLD_MS = 15_000;
+
 /** What the follower reaches in the container, and when. */
 export interface FlagsAccess {
   listenFlags(netns: string): FlagChanges;
   advertFlags(netns: string, index: number): AdvertFlags | null;
+  now(): number;
   after(ms: number, run: () => void): () => void;
 }
 
@@ -44,6 +54,8 @@ interface Followed {
   changes: FlagChanges;
   /** Read the flags at the next check whatever the socket says: they may have changed before it was open. */
   readAnyway: boolean;
+  /** No change is followed before this time (FLAGS_HOLD_MS after the last one). */
+  holdUntil: number;
   what: Record<string, string>;
 }
 
@@ -85,6 +97,7 @@ export class AdvertFlagsFollower {
       flags,
       changes,
       readAnyway: true,
+      holdUntil: 0,
       what,
     });
     this.stopTimer ??= this.access.after(FLAGS_CHECK_MS, () => this.check());
@@ -118,9 +131,12 @@ export class AdvertFlagsFollower {
       try {
         // Both run: the socket is drained even when the flags are read anyway.
         if (!f.changes.changed() && !f.readAnyway) continue;
-        f.readAnyway = false;
+        // Held: read once the hold ends, whatever the socket says then.
+        f.readAnyway = this.access.now() < f.holdUntil;
+        if (f.readAnyway) continue;
         const now = this.access.advertFlags(f.netns, f.link.index);
         if (now === null || (now.managed === f.flags.managed && now.other === f.flags.other)) continue;
+        f.holdUntil = this.access.now() + FLAGS_HOLD_MS;
         const before = f.flags;
         f.flags = { heard: true, managed: now.managed, other: now.other };
         this.log.info("the router advertisement's flags changed in the container", {

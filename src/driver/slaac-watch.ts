@@ -165,6 +165,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
             {
               listenFlags: (netns) => sandbox.listenFlags?.(netns) ?? noFlagChanges,
               advertFlags: (netns, index) => sandbox.advertFlags?.(netns, index) ?? null,
+              now: () => this.clock.now(),
               after: (ms, run) => this.clock.after(ms, run),
             },
             () => this.followUp,

@@ -8,7 +8,9 @@
  * notification inside the very call that made the change, so a change made
  * before `changed()` runs is always seen by it, and a dump is needed only
  * then. A receive queue that overflowed (ENOBUFS: notifications were lost)
- * counts as a change too.
+ * counts as a change too. Only the kernel's datagrams count, and a call reads
+ * a bounded number: a socket held in a container's namespace is one its
+ * processes can send to.
  */
 import { LanplugError } from '../errors';
 import { libc, type Libc } from '../sys/libc';
@@ -28,6 +30,9 @@ const SOCKADDR_NL_LEN = 12;
 export const RTNLGRP_LINK = 1;
 export const RTNLGRP_IPV4_IFADDR = 5;
 export const RTNLGRP_IPV6_IFADDR = 9;
+
+/** At most this many datagrams are read by one call of changed() (a kernel's burst is a few). */
+export const MAX_DRAINED = 64;
 
 export class NetlinkEvents {
   private fd: number;
@@ -64,12 +69,18 @@ export class NetlinkEvents {
     return new NetlinkEvents(fd);
   }
 
-  /** True when the kernel sent anything since the last call (or lost some): whatever was cached is stale. */
+  /**
+   * True when the kernel sent anything since the last call (or lost some): whatever was cached is stale.
+   * A datagram another process sent does not count (a container's process with NET_ADMIN may send any
+   * to a socket in its namespace), and one call reads at most MAX_DRAINED of them: a sender that keeps
+   * the queue full must not hold the daemon here. With more queued than that, it says true: reading
+   * the state again once is cheap, and the rest is read at the next calls.
+   */
   changed(): boolean {
     if (this.fd < 0) throw new LanplugError('Internal', 'netlink notification socket is closed');
     const c = libc();
     let any = false;
-    for (;;) {
+    for (let read = 0; read < MAX_DRAINED; read++) {
       this.senderLength.writeUInt32LE(SOCKADDR_NL_LEN, 0);
       // MSG_TRUNC: the datagram is consumed whole even though only its first bytes are copied.
       const n = c.recvfrom(
@@ -81,7 +92,7 @@ export class NetlinkEvents {
         this.senderLength,
       );
       if (n >= 0) {
-        any = true;
+        if (this.fromKernel()) any = true;
         continue;
       }
       const errno = c.errno();
@@ -93,26 +104,32 @@ export class NetlinkEvents {
       }
       throw syscallError('recv from the netlink notification socket', errno);
     }
+    return true;
+  }
+
+  /** The datagram just received is the kernel's (port id 0), not another process's. */
+  private fromKernel(): boolean {
+    return this.senderLength.readUInt32LE(0) >= 8 && this.sender.readUInt32LE(4) === 0;
   }
 
   /**
    * The notifications the kernel sent since the last call, read whole (those too long for the buffer,
    * and a queue that overflowed, are dropped: a caller that needs every one must also read the state);
-   * a datagram another process sent is dropped too.
+   * a datagram another process sent is dropped too. At most MAX_DRAINED datagrams a call, as changed():
+   * what is left is read at the next call.
    */
   messages(): NlMsg[] {
     if (this.fd < 0) throw new LanplugError('Internal', 'netlink notification socket is closed');
     const c = libc();
     const buffer = Buffer.alloc(8192);
     const out: NlMsg[] = [];
-    for (;;) {
+    for (let read = 0; read < MAX_DRAINED; read++) {
       this.senderLength.writeUInt32LE(SOCKADDR_NL_LEN, 0);
       const n = c.recvfrom(this.fd, buffer, buffer.length, MSG_DONTWAIT | MSG_TRUNC, this.sender, this.senderLength);
       if (n >= 0) {
         // The kernel's only (port id 0): any process of the namespace (a container's, for a socket opened
         // in it) may send a datagram to this socket, and a malformed one would throw out of parseMessages.
-        const fromKernel = this.senderLength.readUInt32LE(0) >= 8 && this.sender.readUInt32LE(4) === 0;
-        if (fromKernel && n <= buffer.length) out.push(...parseMessages(Buffer.from(buffer.subarray(0, n))));
+        if (this.fromKernel() && n <= buffer.length) out.push(...parseMessages(Buffer.from(buffer.subarray(0, n))));
         continue;
       }
       const errno = c.errno();
@@ -120,6 +137,7 @@ export class NetlinkEvents {
       if (errno === EAGAIN) return out;
       throw syscallError('recv from the netlink notification socket', errno);
     }
+    return out;
   }
 
   close(): void {

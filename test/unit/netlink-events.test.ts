@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { NetlinkEvents, RTNLGRP_IPV6_IFADDR } from '../../src/netlink/events';
+import { MAX_DRAINED, NetlinkEvents, RTNLGRP_IPV6_IFADDR } from '../../src/netlink/events';
 import { IFA_ADDRESS, IFA_F_DADFAILED, RTM_DELADDR } from '../../src/netlink/codec';
 import { libc } from '../../src/sys/libc';
 
@@ -62,6 +62,81 @@ test('a notification another process sends to the socket (not the kernel) is dro
     );
   } finally {
     c.close(sender);
+    events.close();
+  }
+});
+
+/** The socket's receive queue in bytes (/proc/self/net/netlink's Rmem), by its inode. */
+function queuedBytes(fd: number): number {
+  const inode = /socket:\[(\d+)\]/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`))?.[1];
+  const row = fs
+    .readFileSync('/proc/self/net/netlink', 'utf8')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .find((cols) => cols[cols.length - 1] === inode);
+  assert.ok(row !== undefined, `no netlink socket with inode ${inode}`);
+  return Number(row[4]);
+}
+
+/** A socket that sends datagrams to `events`'s port id, as a process with NET_ADMIN in its namespace can. */
+function senderTo(events: NetlinkEvents): { send(n: number): void; close(): void } {
+  const c = libc();
+  const sender = c.socket(AF_NETLINK, SOCK_RAW, 0);
+  assert.ok(sender >= 0);
+  const to = Buffer.alloc(12);
+  to.writeUInt16LE(AF_NETLINK, 0);
+  to.writeUInt32LE(portIdOf((events as unknown as { fd: number }).fd), 4);
+  const forged = forgedDelAddr(7);
+  return {
+    send(n) {
+      for (let i = 0; i < n; i++)
+        assert.equal(c.sendto(sender, forged, forged.length, 0, to, to.length), forged.length);
+    },
+    close: () => c.close(sender),
+  };
+}
+
+test("changed() does not count a datagram another process sends (a container's process cannot make the daemon read its flags again at will)", () => {
+  const events = NetlinkEvents.open([RTNLGRP_IPV6_IFADDR]);
+  const sender = senderTo(events);
+  try {
+    sender.send(1);
+    assert.equal(events.changed(), false);
+  } finally {
+    sender.close();
+    events.close();
+  }
+});
+
+test('changed() reads a bounded number of datagrams per call: a sender that keeps the queue full cannot hold the daemon in it', () => {
+  const events = NetlinkEvents.open([RTNLGRP_IPV6_IFADDR]);
+  const fd = (events as unknown as { fd: number }).fd;
+  const sender = senderTo(events);
+  try {
+    sender.send(MAX_DRAINED + 40);
+    events.changed();
+    assert.ok(queuedBytes(fd) > 0, 'the call returned with datagrams still queued');
+    // What is left goes at the next calls.
+    events.changed();
+    assert.equal(queuedBytes(fd), 0);
+  } finally {
+    sender.close();
+    events.close();
+  }
+});
+
+test('messages() too reads a bounded number of datagrams per call, the rest at the next calls', () => {
+  const events = NetlinkEvents.open([RTNLGRP_IPV6_IFADDR]);
+  const fd = (events as unknown as { fd: number }).fd;
+  const sender = senderTo(events);
+  try {
+    sender.send(MAX_DRAINED + 40);
+    events.messages();
+    assert.ok(queuedBytes(fd) > 0, 'the call returned with datagrams still queued');
+    events.messages();
+    assert.equal(queuedBytes(fd), 0);
+  } finally {
+    sender.close();
     events.close();
   }
 });

@@ -19,7 +19,7 @@ import { NetworkDriver } from '../../src/driver/network-driver';
 import type { LearnedAddress } from '../../src/driver/slaac';
 import type { FailedAddress } from '../../src/driver/slaac-dad';
 import type { ContainerNotesSource } from '../../src/driver/slaac-notes';
-import { FLAGS_CHECK_MS } from '../../src/driver/slaac-flags';
+import { FLAGS_CHECK_MS, FLAGS_HOLD_MS } from '../../src/driver/slaac-flags';
 import { SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
 import { asksDhcp6 } from '../../src/endpoint/slaac-dhcp6';
 import type { AdvertFlags, AdvertNotes, FlagChanges } from '../../src/netlink/router-adverts';
@@ -556,4 +556,42 @@ test('asksDhcp6: the first flags heard ask when M or O is set; a later change as
   assert.equal(asksDhcp6(f(false, false), f(true, true)), false);
   assert.equal(asksDhcp6(f(false, true), f(true, true)), false);
   assert.equal(asksDhcp6(f(false, false), f(false, true)), false);
+});
+
+test('a router (or a container sending advertisements) flapping M and O at every check: a change is followed at most once per FLAGS_HOLD_MS per container, and the flags the router settles on are followed after the hold', () => {
+  const clock = new FakeClock();
+  const sandboxes = new ChangingRouterSandboxes(
+    clock,
+    () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: 1_000 }),
+    {
+      heardAt: 500,
+      flags: { heard: true, managed: false, other: false },
+      notes: { autoconf: true, prefixes: 1, servers: [], search: [] },
+    },
+  );
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes });
+  const followed: { flags: AdvertFlags; before: AdvertFlags | null }[] = [];
+  watcher.followWith({
+    flags: (_spec, _endpoint, _netns, _link, flags, before) => followed.push({ flags, before }),
+    dns: () => undefined,
+    cancel: () => undefined,
+  });
+  watcher.watch(SPEC, endpointNo(1), sandboxOf(1));
+  clock.advance(10_000);
+  assert.equal(followed.length, 1, 'the first advertisement, followed by the watch');
+  // Two minutes of O turned on and off at every check: each turn on would be a DHCPv6 exchange.
+  const flaps = (2 * 60_000) / FLAGS_CHECK_MS;
+  for (let i = 0; i < flaps; i++) {
+    sandboxes.advertise({ managed: false, other: i % 2 === 0 });
+    clock.advance(FLAGS_CHECK_MS);
+  }
+  const later = followed.length - 1;
+  assert.ok(later <= Math.ceil((2 * 60_000) / FLAGS_HOLD_MS) + 1, `${later} changes followed in two minutes`);
+  assert.ok(lines.filter((l) => /flags changed/.test(l.msg)).length <= later, 'no more lines than changes followed');
+  // The router settles on O: followed once the hold ends.
+  sandboxes.advertise({ managed: false, other: true });
+  clock.advance(FLAGS_HOLD_MS + FLAGS_CHECK_MS);
+  assert.deepEqual(followed[followed.length - 1]?.flags, { heard: true, managed: false, other: true });
+  watcher.close();
 });
