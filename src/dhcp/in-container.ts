@@ -7,9 +7,10 @@ import { environment } from '../errors';
 import type { LinkInfo } from '../link/link';
 import { openRtnl } from '../link/rtnl';
 import type { Lease, LeaseRecord } from '../model/lease';
-import { parsePrefix, sameAddress } from '../net/address';
+import { sameAddress, type IpAddress } from '../net/address';
 
-const DEFAULT_ROUTE = parsePrefix('0.0.0.0/0');
+/** The rtnetlink protocol of the routes the kernel makes itself (an address's subnet route). */
+const RTPROT_KERNEL = 2;
 
 /** The container's link in its namespace: the one with the lease's MAC (ipvlan: and its address). */
 export function containerLink(sandboxKey: string, record: LeaseRecord, lease: Lease): LinkInfo {
@@ -33,18 +34,23 @@ export function containerLink(sandboxKey: string, record: LeaseRecord, lease: Le
 /**
  * The old address goes first: a new one in the same subnet would be its
  * secondary, and the kernel removes secondaries with their primary. Removing
- * the last IPv4 address also removes the routes through the link, so the
- * default route is put back after.
+ * the last IPv4 address also removes the routes through the link, so they are
+ * put back after: the default route, and those a network's configuration
+ * added (a CNI `routes`, a Podman `--route`), each via the new router where it
+ * went via the old one (a route without a gateway in the configuration took
+ * the router). What cannot be put back is reported, the rest is put back.
  */
 export function applyInContainer(sandboxKey: string, record: LeaseRecord, old: Lease, next: Lease): void {
   const link = containerLink(sandboxKey, record, old);
   const rtnl = openRtnl({ netns: sandboxKey });
   try {
-    // Only a default route that already leaves by this link is lanplug's to move: an --internal network has
-    // none, and on a container with several networks Docker gave the default route to one of them.
-    const defaultHere =
-      next.family === 4 &&
-      rtnl.listRoutes(4).some((r) => r.destination.prefixLength === 0 && r.oifIndex === link.index);
+    // Only routes that already leave by this link are lanplug's to move: an --internal network has no
+    // default route, and on a container with several networks Docker gave the default route to one of
+    // them. The kernel's own (the subnet's) come back with the address.
+    const routes =
+      next.family === 4
+        ? rtnl.listRoutes(4).filter((r) => r.oifIndex === link.index && r.protocol !== RTPROT_KERNEL)
+        : [];
     if (!sameAddress(next.address.address, old.address.address)) {
       rtnl.deleteAddress(link, old.address);
       try {
@@ -55,8 +61,25 @@ export function applyInContainer(sandboxKey: string, record: LeaseRecord, old: L
         throw err;
       }
     }
-    if (defaultHere && next.router !== null) rtnl.replaceRoute(DEFAULT_ROUTE, link, null, next.router);
+    const failures: string[] = [];
+    for (const route of routes) {
+      // The default route goes via the router the server names now, whatever it went via (as it always did).
+      const gateway =
+        route.destination.prefixLength === 0 ? (next.router ?? route.gateway) : followed(route.gateway, old, next);
+      try {
+        rtnl.replaceRoute(route.destination, link, null, gateway);
+      } catch (err) {
+        failures.push(err instanceof Error ? err.message : String(err));
+      }
+    }
+    if (failures.length > 0) throw environment(failures.join('; '));
   } finally {
     rtnl.close();
   }
+}
+
+/** A route's gateway after a renewal: the new router where it was the old one, else as it was. */
+function followed(gateway: IpAddress | null, old: Lease, next: Lease): IpAddress | null {
+  if (gateway === null || old.router === null || next.router === null) return gateway;
+  return sameAddress(gateway, old.router) ? next.router : gateway;
 }

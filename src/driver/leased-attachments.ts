@@ -3,25 +3,55 @@
  * (`lanplug-dhcp`, `-o dhcp=true`). Their ADD has halves of its own: the
  * attachment recorded without an address, its link made and up in the
  * namespace to ask on (prepare); the leased address and router configured
- * there (complete). Between them the endpoint service runs the exchange
+ * there with the configuration's routes (complete). Between them the endpoint service runs the exchange
  * (endpoint/dhcp-attachments.ts). Apart from sandbox-attachments.ts, whose
  * record, DEL and undo they use, because nothing else there waits for a server
  * or changes the MAC an attachment starts with.
  */
-import { LanplugError, notFound } from '../errors';
+import { invalidArgument, LanplugError, notFound } from '../errors';
 import type { Logger } from '../log';
 import { shortId } from '../model/network';
-import { parsePrefix, type IpAddress, type IpPrefix } from '../net/address';
+import { formatPrefix, parsePrefix, type IpAddress, type IpPrefix } from '../net/address';
 import { randomMac } from '../ipam/mac';
 import type { Store } from '../state/store';
 import { EADDRINUSE } from '../netlink/errno';
 import { endpointLinkName } from './names';
 import type { NetworkDriver } from './network-driver';
-import { configureSandbox, inSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
+import { addSandboxRoutes, configureSandbox, inSandbox, withNamespaceFd, type SandboxRoute } from './sandbox';
 import type { AttachRequest, Attached, PreparedAttachment, PreparedLease } from './attach-request';
 import type { SandboxAttachments } from './sandbox-attachments';
 
 const DEFAULT_ROUTE4 = parsePrefix('0.0.0.0/0');
+
+/**
+ * Routes of the configuration that cannot be made on a DHCP attachment whatever the server says: one
+ * without a gateway takes the DHCPv4 server's router, as on a range it takes the range's gateway, and
+ * DHCPv6 names no router. Refused before anything is made or asked.
+ */
+export function checkLeaseRoutes(routes: readonly SandboxRoute[]): void {
+  for (const route of routes)
+    if (route.drop === undefined && route.gateway === null && route.destination.address.family === 6)
+      throw invalidArgument(
+        `route ${formatPrefix(route.destination)} has no gateway, and with addresses from DHCP it would take the server's router: DHCPv6 names none (IPv6 routers announce themselves); give it a gateway`,
+      );
+}
+
+/**
+ * The routes a DHCP attachment gets: a default route via the DHCPv4 server's router (when it named one),
+ * then the configuration's, those without a gateway via that router, drop routes as they are.
+ */
+export function leaseRoutes(routes: readonly SandboxRoute[], router: IpAddress | null): SandboxRoute[] {
+  checkLeaseRoutes(routes);
+  const configured = routes.map((route): SandboxRoute => {
+    if (route.drop !== undefined || route.gateway !== null) return route;
+    if (router === null)
+      throw invalidArgument(
+        `route ${formatPrefix(route.destination)} has no gateway, and the DHCP server named no router to take for it; give it a gateway`,
+      );
+    return { destination: route.destination, gateway: router };
+  });
+  return [...(router === null ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }]), ...configured];
+}
 
 /** The kernel's answer to a macvlan brought up with a MAC another link on the parent has. */
 export function isMacHeld(err: unknown): boolean {
@@ -62,6 +92,7 @@ export class LeasedAttachments {
   }
 
   private prepareAs(request: AttachRequest): PreparedLease {
+    checkLeaseRoutes(request.routes);
     const prepared = this.attachments.prepare(request);
     const { networkId, endpointId } = prepared;
     const { sandbox, driver } = request;
@@ -80,22 +111,22 @@ export class LeasedAttachments {
   }
 
   /**
-   * The second half: the leased addresses (IPv4, and IPv6 when asked) and the DHCPv4 server's router
-   * (as default route; IPv6 routers announce themselves) configured in the namespace, the addresses
-   * recorded on the attachment and announced. A failure undoes nothing: the caller gives the leases
-   * back and calls `abandon`.
+   * The second half: the leased addresses (IPv4, and IPv6 when asked), the DHCPv4 server's router (as
+   * default route; IPv6 routers announce themselves) and the configuration's routes (leaseRoutes)
+   * configured in the namespace, the addresses recorded on the attachment and announced. A failure
+   * undoes nothing: the caller gives the leases back and calls `abandon`.
    */
   complete(prepared: PreparedLease, address: IpPrefix, router: IpAddress | null, address6: IpPrefix | null): Attached {
     const { request, networkId, endpointId, link } = prepared;
     const { sandbox, networkName } = request;
-    const routes: SandboxRoute[] = router === null ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }];
+    const routes = leaseRoutes(request.routes, router);
     inSandbox(sandbox.netns, (rtnl) => {
       const inside = rtnl.getLink(sandbox.ifname);
       if (inside === null || inside.index !== link.index)
         throw notFound(`interface ${sandbox.ifname} is gone from ${sandbox.netns}`);
       rtnl.addAddress(inside, address);
       if (address6 !== null) rtnl.addAddress(inside, address6);
-      for (const route of routes) rtnl.replaceRoute(route.destination, inside, null, route.gateway);
+      addSandboxRoutes(rtnl, inside, routes);
     });
     const endpoint = this.store.getEndpoint(networkId, endpointId);
     if (endpoint === null) throw notFound(`attachment ${shortId(endpointId)} of network ${networkName} is gone`);

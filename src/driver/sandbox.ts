@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { LanplugError, withContext } from '../errors';
-import type { LinkInfo } from '../link/link';
+import type { LinkInfo, LinkRef } from '../link/link';
 import type { DropRouteType } from '../link/ip';
 import { openRtnl, type Rtnl } from '../link/rtnl';
 import { sameAddress, type IpAddress, type IpPrefix } from '../net/address';
@@ -66,15 +66,20 @@ export function configureSandbox(
     const link = { ...made, name: ifname };
     for (const address of addresses) rtnl.addAddress(link, address);
     rtnl.setUp(link);
-    for (const route of routes)
-      if (route.drop === undefined) rtnl.replaceRoute(route.destination, link, null, route.gateway);
-      else rtnl.replaceDropRoute(route.destination, route.drop);
+    addSandboxRoutes(rtnl, link, routes);
     return rtnl.getLink(ifname) ?? link;
   });
   // Gratuitous ARP / unsolicited NA whenever the link comes up or its MAC changes, from inside.
   writeSandboxSysctl(netns, `/proc/sys/net/ipv4/conf/${ifname}/arp_notify`, '1');
   writeSandboxSysctl(netns, `/proc/sys/net/ipv6/conf/${ifname}/ndisc_notify`, '1', true);
   return link;
+}
+
+/** The routes of a network in a sandbox: through `link` (via its gateway, if any), or dropping what they match. */
+export function addSandboxRoutes(rtnl: Rtnl, link: LinkRef, routes: readonly SandboxRoute[]): void {
+  for (const route of routes)
+    if (route.drop === undefined) rtnl.replaceRoute(route.destination, link, null, route.gateway);
+    else rtnl.replaceDropRoute(route.destination, route.drop);
 }
 
 /** A /proc/sys/net file binds to the namespace of the thread that opens it: opened inside, written outside. */

@@ -266,8 +266,16 @@ test('--ip and --mac-address are honoured; an address a LAN device holds is refu
   }
 });
 
-test("-o dhcp=true: the address, router and resolver come from the LAN's DHCP server", async () => {
-  const net = network({ name: 'dhcplan', subnets: [], options: { parent: 'eth0', dhcp: 'true' } });
+test("-o dhcp=true: the address, router and resolver come from the LAN's DHCP server; --route (via a gateway, and netavark 2.0's drop types) is made beside the server's default route and removed at teardown", async () => {
+  const net = network({
+    name: 'dhcplan',
+    subnets: [],
+    options: { parent: 'eth0', dhcp: 'true' },
+    routes: [
+      { destination: '10.96.0.0/16', gateway: GATEWAY, route_type: 'unicast' },
+      { destination: '10.99.0.0/16', route_type: 'blackhole' },
+    ],
+  });
   const created = await nv(['create'], net);
   assert.equal(created.code, 0, created.stdout);
   const c = newContainer();
@@ -278,8 +286,13 @@ test("-o dhcp=true: the address, router and resolver come from the LAN's DHCP se
     assert.match(iface?.subnets[0]?.ipnet ?? '', /^172\.16\.86\.2[0-3]\d\/24$/);
     assert.equal(iface?.subnets[0]?.gateway, GATEWAY);
     assert.deepEqual(out.json?.['dns_server_ips'], ['172.16.86.53'], "the server's resolver, for resolv.conf");
+    const routes = routesIn(c.ns, 4);
+    assert.match(routes, new RegExp(`^default via ${GATEWAY} dev eth0`, 'm'), routes);
+    assert.match(routes, new RegExp(`^10\\.96\\.0\\.0/16 via ${GATEWAY} dev eth0 proto 76`, 'm'), routes);
+    assert.match(routes, /^blackhole 10\.99\.0\.0\/16 proto 76/m, routes);
     ping(c.path, GATEWAY);
     assert.equal((await teardown(c, created.json ?? {})).code, 0);
+    assert.equal(routesIn(c.ns, 4), '', 'no route left: the blackhole went with the teardown');
   } finally {
     dropContainer(c.ns);
   }
@@ -321,11 +334,22 @@ test('CNI\'s lanplug-dhcp with "ipv6": true: the pod gets an IPv6 address from t
     name: 'cnidhcp6',
     type: 'lanplug-macvlan',
     master: 'eth0',
-    ipam: { type: 'lanplug-dhcp', ipv6: true },
+    // host-local's routes: one without gw takes the DHCP server's router, as it takes a range's gateway
+    ipam: {
+      type: 'lanplug-dhcp',
+      ipv6: true,
+      routes: [{ dst: '10.96.0.0/16' }, { dst: '10.97.0.0/16', gw: GATEWAY }],
+    },
   });
   const c = newContainer();
   const call = { containerId: c.id.slice(-16), netns: c.path, ifname: 'eth0', env: { LANPLUG_CNI_SOCKET: socket } };
   try {
+    const noRouter6 = JSON.parse(conf) as { ipam: { routes: unknown[] } };
+    noRouter6.ipam.routes.push({ dst: 'fd99::/48' });
+    const refused = await runPlugin(plugin, { command: 'ADD', ...call }, JSON.stringify(noRouter6));
+    assert.equal(refused.json?.['code'], 7, refused.stdout);
+    assert.match(String(refused.json?.['msg']), /^route fd99::\/48 has no gateway, .*DHCPv6 names none/);
+    assert.equal(linkIn(c.ns, 'eth0'), null, 'refused before anything was made or asked');
     const out = await runPlugin(plugin, { command: 'ADD', ...call }, conf);
     assert.equal(out.code, 0, out.stdout);
     const ips = (out.json?.['ips'] as { address: string }[] | undefined)?.map((ip) => ip.address) ?? [];
@@ -335,6 +359,14 @@ test('CNI\'s lanplug-dhcp with "ipv6": true: the pod gets an IPv6 address from t
     const inside = linkIn(c.ns, 'eth0')?.addr_info.find((a) => a.family === 'inet6' && a.local.startsWith('fd86:'));
     assert.equal(`${inside?.local}/${inside?.prefixlen}`, ipv6, 'configured in the pod as the result says');
     ping(c.path, GATEWAY6);
+    assert.deepEqual(out.json?.['routes'], [
+      { dst: '0.0.0.0/0', gw: GATEWAY },
+      { dst: '10.96.0.0/16', gw: GATEWAY },
+      { dst: '10.97.0.0/16', gw: GATEWAY },
+    ]);
+    const routes = routesIn(c.ns, 4);
+    for (const dst of ['10.96.0.0/16', '10.97.0.0/16'])
+      assert.match(routes, new RegExp(`^${dst.replace(/\./g, '\\.')} via ${GATEWAY} dev eth0`, 'm'), routes);
     const address6 = ipv6.replace(/\/64$/, '');
     assert.deepEqual(dhcpServer.stillLeased([address6]), [address6]);
     assert.equal((await runPlugin(plugin, { command: 'DEL', ...call }, conf)).code, 0);

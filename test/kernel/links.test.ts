@@ -19,7 +19,11 @@ import { EEXIST, EINVAL, ENOENT, EOPNOTSUPP } from '../../src/netlink/errno';
 import type { LinkInfo } from '../../src/link/link';
 import { openRtnl, type Rtnl } from '../../src/link/rtnl';
 import { NetlinkEvents, RTNLGRP_LINK } from '../../src/netlink/events';
-import { formatPrefix, parsePrefix } from '../../src/net/address';
+import { formatPrefix, parseAddress, parsePrefix } from '../../src/net/address';
+import { applyInContainer } from '../../src/dhcp/in-container';
+import { leaseRoutes } from '../../src/driver/leased-attachments';
+import { addSandboxRoutes } from '../../src/driver/sandbox';
+import type { Lease, LeaseRecord } from '../../src/model/lease';
 
 const NS = `lp-k-${randomBytes(4).toString('hex')}`;
 const NS_PATH = `/run/netns/${NS}`;
@@ -359,6 +363,71 @@ test('addresses and lanplug routes on a real link: added once however often aske
     ns().deleteLink(shim);
   }
   assert.equal(ip('-n', NS, '-6', 'route', 'show', 'proto', '76'), '', 'the v6 route went with its link');
+});
+
+test("a DHCP lease moved at a renewal: the routes a network's configuration added follow the container onto its new address, via the new router where they went via the old one; the drop routes stay", () => {
+  const mac = '02:00:0a:05:00:0a';
+  const link = ns().createMacvlan({ name: 'lp-dhcp-t', parentIndex: parent.index, mode: 'bridge', mac });
+  const lease = (address: string, router: string): Lease => ({
+    family: 4,
+    address: parsePrefix(address),
+    router: parseAddress(router),
+    dns: [],
+    serverId: parseAddress('10.5.0.1'),
+    serverMac: '02:00:00:00:00:01',
+    serverDuid: null,
+    leaseSeconds: 120,
+    renewSeconds: 60,
+    rebindSeconds: 105,
+    boundAt: 0,
+    state: 'bound',
+  });
+  const record = { networkId: 'n', endpointId: 'e', identity: { mac } } as unknown as LeaseRecord;
+  const routes = (): string[] =>
+    ip('-n', NS, '-4', 'route', 'show')
+      .split('\n')
+      .filter((line) => line.includes('lp-dhcp-t') || line.startsWith('blackhole'))
+      .map((line) => line.replace(/ proto \S+| scope \S+| src \S+| linkdown/g, '').trim());
+  try {
+    ns().setUp(link);
+    const first = lease('10.5.0.10/24', '10.5.0.1');
+    ns().addAddress(link, first.address);
+    // As a DHCP ADD makes them (driver/leased-attachments.ts): the router's default route, a route that
+    // took the router (no gateway configured), one via a gateway of its own, one that drops.
+    addSandboxRoutes(
+      ns(),
+      link,
+      leaseRoutes(
+        [
+          { destination: parsePrefix('10.96.0.0/16'), gateway: null },
+          { destination: parsePrefix('10.97.0.0/16'), gateway: parseAddress('10.5.0.9') },
+          { destination: parsePrefix('10.99.0.0/16'), gateway: null, drop: 'blackhole' },
+        ],
+        first.router,
+      ),
+    );
+    const moved = lease('10.5.0.20/24', '10.5.0.2');
+    applyInContainer(NS_PATH, record, first, moved);
+    assert.deepEqual(routes().sort(), [
+      '10.5.0.0/24 dev lp-dhcp-t',
+      '10.96.0.0/16 via 10.5.0.2 dev lp-dhcp-t',
+      '10.97.0.0/16 via 10.5.0.9 dev lp-dhcp-t',
+      'blackhole 10.99.0.0/16',
+      'default via 10.5.0.2 dev lp-dhcp-t',
+    ]);
+    // The same address, another router: the routes that took the router follow it.
+    applyInContainer(NS_PATH, record, moved, lease('10.5.0.20/24', '10.5.0.3'));
+    assert.deepEqual(routes().sort(), [
+      '10.5.0.0/24 dev lp-dhcp-t',
+      '10.96.0.0/16 via 10.5.0.3 dev lp-dhcp-t',
+      '10.97.0.0/16 via 10.5.0.9 dev lp-dhcp-t',
+      'blackhole 10.99.0.0/16',
+      'default via 10.5.0.3 dev lp-dhcp-t',
+    ]);
+  } finally {
+    ns().deleteLink(link);
+    ip('-n', NS, 'route', 'del', 'blackhole', '10.99.0.0/16');
+  }
 });
 
 test("listOwnLinks gives only this group's links of the kind and name asked, whatever else the namespace holds", () => {

@@ -19,6 +19,8 @@ import {
   type CniNetworkConfig,
 } from '../../src/api/cni/config';
 import { attachmentIdentity } from '../../src/endpoint/dhcp-attachments';
+import { checkLeaseRoutes, leaseRoutes } from '../../src/driver/leased-attachments';
+import type { SandboxRoute } from '../../src/driver/sandbox';
 import { CniError } from '../../src/api/cni/errors';
 import { decodeAnswer, decodeInvocation, encodeAnswer, encodeInvocation } from '../../src/api/cni/protocol';
 import { encodeResult } from '../../src/api/cni/result';
@@ -410,6 +412,41 @@ test("the IPAM plugin on its own: an owner is matched whole, so eth1's DEL leave
   // A network whose name starts like another's is another network too.
   assert.equal(ipam.collect('la', []), 0, "GC of network 'la' releases nothing of network 'lan'");
   ipam.check('lan', 'c1', 'eth10');
+});
+
+test("lanplug-dhcp and -o dhcp=true routes: host-local's routes are read; one without gw takes the DHCPv4 server's router, beside its default route; drop routes pass; without a router to take, refused in one line", () => {
+  const dhcp = config(
+    { ipam: { type: 'lanplug-dhcp', routes: [{ dst: '10.96.0.0/16' }, { dst: '10.97.0.0/16', gw: '172.16.86.9' }] } },
+    null,
+  );
+  assert.deepEqual(
+    dhcp.routes.map((r) => `${r.destination.address.text}/${r.destination.prefixLength} ${r.gateway?.text ?? '-'}`),
+    ['10.96.0.0/16 -', '10.97.0.0/16 172.16.86.9'],
+  );
+  assert.equal(config().routes.length, 0);
+  const router = parseAddress('172.16.86.1');
+  const shown = (routes: SandboxRoute[]): string[] =>
+    routes.map(
+      (r) => `${r.destination.address.text}/${r.destination.prefixLength} ${r.drop ?? r.gateway?.text ?? '-'}`,
+    );
+  const asked: SandboxRoute[] = [
+    ...dhcp.routes,
+    { destination: parsePrefix('10.99.0.0/16'), gateway: null, drop: 'blackhole' },
+  ];
+  assert.deepEqual(shown(leaseRoutes(asked, router)), [
+    '0.0.0.0/0 172.16.86.1',
+    '10.96.0.0/16 172.16.86.1',
+    '10.97.0.0/16 172.16.86.9',
+    '10.99.0.0/16 blackhole',
+  ]);
+  assert.deepEqual(shown(leaseRoutes(asked.slice(1), null)), ['10.97.0.0/16 172.16.86.9', '10.99.0.0/16 blackhole']);
+  assert.throws(
+    () => leaseRoutes(asked, null),
+    /^LanplugError: route 10\.96\.0\.0\/16 has no gateway, and the DHCP server named no router to take for it; give it a gateway$/,
+  );
+  const six: SandboxRoute[] = [{ destination: parsePrefix('fd99::/48'), gateway: null }];
+  assert.throws(() => checkLeaseRoutes(six), /route fd99::\/48 has no gateway.*DHCPv6 names none.*give it a gateway$/);
+  checkLeaseRoutes([{ destination: parsePrefix('fd99::/48'), gateway: parseAddress('fd86::1') }]);
 });
 
 test('configuration: lanplug-dhcp "ipv6": true asks DHCPv6 too; not a boolean, refused', () => {

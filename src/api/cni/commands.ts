@@ -158,7 +158,7 @@ async function add(
     dhcp: config.dhcp,
     dhcp6: config.dhcp6,
     shared: config.ipam?.shared ?? false,
-    routes: config.ipam?.routes ?? [],
+    routes: config.routes,
     mac: config.mac,
     requestedIps: config.requestedIps,
     sandbox: { containerId: sandboxId(env), netns: netnsOf(env), ifname: ifnameOf(env) },

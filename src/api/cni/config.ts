@@ -102,6 +102,8 @@ export interface CniNetworkConfig {
   mac: string | null;
   /** host-local's ranges; null without them (`dhcp`, or no ipam section). */
   ipam: CniIpam | null;
+  /** The ipam section's `routes`, of either ipam type (with `dhcp`, a route without `gw` takes the server's router). */
+  routes: CniRoute[];
   /** `"ipam": {"type": "lanplug-dhcp"}`: the address is the LAN's DHCP server's (options carry `dhcp=true`). */
   dhcp: boolean;
   /** With `dhcp`, `"ipv6": true`: an IPv6 address from the LAN's DHCPv6 server too. */
@@ -121,7 +123,7 @@ const PLUGIN_KEYS: Record<DriverKind, readonly string[]> = {
   macvlan: ['master', 'mode', 'mtu', 'mac', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
   ipvlan: ['master', 'mode', 'flag', 'mtu', 'ipam', 'dns', 'host_access', 'aux_addresses', 'linkInContainer'],
 };
-const DHCP_IPAM_KEYS = ['type', 'timeout', 'ipv6'];
+const DHCP_IPAM_KEYS = ['type', 'timeout', 'ipv6', 'routes'];
 const IPAM_KEYS = ['type', 'subnet', 'rangeStart', 'rangeEnd', 'gateway', 'ranges', 'routes', 'dataDir', 'shared'];
 const RANGE_KEYS = ['subnet', 'rangeStart', 'rangeEnd', 'gateway'];
 /** CNI's container ids: letters, digits, '_', '.', '-' (SPEC.md "Parameters"). */
@@ -262,6 +264,7 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
       );
   }
 
+  const ipam = dhcp === null ? parseIpam(conf['ipam']) : null;
   return {
     cniVersion,
     name,
@@ -269,7 +272,8 @@ export function parseNetworkConfig(conf: JsonObject, env: CniEnvironment): CniNe
     options,
     auxAddresses,
     mac,
-    ipam: dhcp === null ? parseIpam(conf['ipam']) : null,
+    ipam,
+    routes: dhcp?.routes ?? ipam?.routes ?? [],
     dhcp: dhcp !== null,
     dhcp6: dhcp?.ipv6 ?? false,
     dns: conf['dns'] === undefined || conf['dns'] === null ? null : asConfigObject(conf['dns'], 'dns'),
@@ -339,13 +343,30 @@ export function parseIpamConfig(conf: JsonObject, env: CniEnvironment): CniIpamC
   };
 }
 
-/** `"ipam": {"type": "lanplug-dhcp", "timeout": "10s", "ipv6": true}`; null for any other ipam section. */
-function parseDhcpIpam(value: Json | undefined): { timeout: string | null; ipv6: boolean } | null {
+/** `"ipam": {"type": "lanplug-dhcp", "timeout": "10s", "ipv6": true, "routes": […]}`; null for any other ipam section. */
+function parseDhcpIpam(value: Json | undefined): { timeout: string | null; ipv6: boolean; routes: CniRoute[] } | null {
   if (value === undefined || value === null) return null;
   const ipam = asConfigObject(value, 'ipam');
   if (ipam['type'] !== DHCP_IPAM_TYPE) return null;
   checkKeys(ipam, DHCP_IPAM_KEYS, 'ipam');
-  return { timeout: optionalString(ipam, 'timeout', 'ipam'), ipv6: optionalBoolean(ipam, 'ipv6', 'ipam') };
+  return {
+    timeout: optionalString(ipam, 'timeout', 'ipam'),
+    ipv6: optionalBoolean(ipam, 'ipv6', 'ipam'),
+    routes: parseRoutes(ipam),
+  };
+}
+
+/** host-local's `routes`: `{"dst": …, "gw": …}`, `gw` optional. */
+function parseRoutes(ipam: JsonObject): CniRoute[] {
+  return (ipam['routes'] === undefined ? [] : arrayField(ipam, 'routes', 'ipam')).map((r, i) => {
+    const route = asConfigObject(r, `ipam routes[${i}]`);
+    checkKeys(route, ['dst', 'gw'], `ipam routes[${i}]`);
+    const gw = optionalString(route, 'gw', `ipam routes[${i}]`);
+    return {
+      destination: networkOf(asConfig(() => parsePrefix(stringField(route, 'dst', `ipam routes[${i}]`), 'route dst'))),
+      gateway: gw === null ? null : asConfig(() => parseAddress(gw, 'route gw')),
+    };
+  });
 }
 
 function parseIpam(value: Json | undefined): CniIpam | null {
@@ -376,16 +397,7 @@ function parseIpam(value: Json | undefined): CniIpam | null {
     });
   }
   if (sets.length === 0) throw badConfig('ipam needs a subnet, or ranges');
-  const routes = (ipam['routes'] === undefined ? [] : arrayField(ipam, 'routes', 'ipam')).map((r, i) => {
-    const route = asConfigObject(r, `ipam routes[${i}]`);
-    checkKeys(route, ['dst', 'gw'], `ipam routes[${i}]`);
-    const gw = optionalString(route, 'gw', `ipam routes[${i}]`);
-    return {
-      destination: networkOf(asConfig(() => parsePrefix(stringField(route, 'dst', `ipam routes[${i}]`), 'route dst'))),
-      gateway: gw === null ? null : asConfig(() => parseAddress(gw, 'route gw')),
-    };
-  });
-  return { rangeSets: sets, routes, shared: optionalBoolean(ipam, 'shared', 'ipam') };
+  return { rangeSets: sets, routes: parseRoutes(ipam), shared: optionalBoolean(ipam, 'shared', 'ipam') };
 }
 
 /** host-local's defaults: the whole subnet but its network (and IPv4 broadcast) address; gateway the first. */
