@@ -141,7 +141,12 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       log.info('state database migrated', { path: store.path, from: store.foundVersion, to: SCHEMA_VERSION });
     const { rtnl, reaper } = closers.add(await holdOwnLinks(store, options.stateDir, log), (l) => l.release());
     const announcer = closers.add(new PacketAnnouncer(log), (a) => a.close());
-    const slaac = closers.add(new SandboxSlaacWatcher(log, (link) => rtnl.owns(link)), (w) => w.close());
+    const slaac = closers.add(
+      new SandboxSlaacWatcher(log, (link) => rtnl.owns(link), {
+        recorded: (e) => store.getEndpoint(e.networkId, e.endpointId) !== null,
+      }),
+      (w) => w.close(),
+    );
     const slaacHostRoutes = closers.add(new SlaacHostRoutes(rtnl, log, { leased: leasedIn(store) }), (f) => f.close());
     const driver = new NetworkDriver(rtnl, store, log, {
       announcer,
@@ -190,6 +195,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
     });
     housekeeping.resume();
     slaacHostRoutes.resume(store);
+    slaac.resume(store);
     keeper.start(DHCP_WATCH_MS);
     engineVersion.learnSoon(engine);
     if (book instanceof EtcdAddressBook) {

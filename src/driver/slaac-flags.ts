@@ -11,7 +11,10 @@
  * starts DHCPv6, a flag turned off stops nothing).
  *
  * The cost is one file descriptor per running SLAAC endpoint (the socket also keeps its namespace
- * alive, which Leave ends); a restarted daemon does not follow the containers that were running.
+ * alive, which Leave ends). A restarted daemon follows the containers that were running again, from
+ * what its store shows was followed (slaac-watch.ts resume). Should Leave and DeleteEndpoint never
+ * reach lanplug, a gone namespace tells nothing: every SWEEP_CHECKS checks, the follow of an endpoint
+ * whose sandbox file is gone, or whose row the store no longer has, ends and its socket is closed.
  */
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
@@ -36,10 +39,18 @@ export const FLAGS_CHECK_MS = 2_000;
  */
 export const FLAGS_HOLD_MS = 15_000;
 
+/**
+ * Every this many checks (a minute), each follow is checked against what says its container still runs:
+ * a stat and a store read per endpoint, cheap beside the socket it may free.
+ */
+export const SWEEP_CHECKS = 30;
+
 /** What the follower reaches in the container, and when. */
 export interface FlagsAccess {
   listenFlags(netns: string): FlagChanges;
   advertFlags(netns: string, index: number): AdvertFlags | null;
+  /** The endpoint's sandbox file is there and the store still has the endpoint. */
+  stillThere(endpoint: EndpointRecord, netns: string): boolean;
   now(): number;
   after(ms: number, run: () => void): () => void;
 }
@@ -56,12 +67,16 @@ interface Followed {
   readAnyway: boolean;
   /** No change is followed before this time (FLAGS_HOLD_MS after the last one). */
   holdUntil: number;
+  /** Followed again after a daemon start: `flags` is what the store shows the daemon before followed. */
+  resumed: boolean;
   what: Record<string, string>;
 }
 
 export class AdvertFlagsFollower {
   private readonly followed = new Map<string, Followed>();
   private stopTimer: (() => void) | null = null;
+  /** Checks since the last sweep (SWEEP_CHECKS). */
+  private checksUnswept = 0;
 
   constructor(
     private readonly log: Logger,
@@ -69,7 +84,10 @@ export class AdvertFlagsFollower {
     private readonly followUp: () => AdvertFollowUp | null,
   ) {}
 
-  /** From the flags the watch followed: their later changes go to the follow-up until cancel(). */
+  /**
+   * From the flags the watch followed (`resumed`: those a daemon before this one followed): their later
+   * changes go to the follow-up until cancel(). False when no socket could be opened (warned).
+   */
   follow(
     spec: NetworkSpec,
     endpoint: EndpointRecord,
@@ -77,7 +95,8 @@ export class AdvertFlagsFollower {
     link: LinkInfo,
     flags: AdvertFlags,
     what: Record<string, string>,
-  ): void {
+    resumed = false,
+  ): boolean {
     this.cancel(endpoint.endpointId);
     let changes: FlagChanges;
     try {
@@ -87,7 +106,7 @@ export class AdvertFlagsFollower {
         "cannot listen for changes of the router advertisement's flags in the container; followed at its next start",
         { ...what, error: String(err) },
       );
-      return;
+      return false;
     }
     this.followed.set(endpoint.endpointId, {
       spec,
@@ -98,9 +117,11 @@ export class AdvertFlagsFollower {
       changes,
       readAnyway: true,
       holdUntil: 0,
+      resumed,
       what,
     });
     this.stopTimer ??= this.access.after(FLAGS_CHECK_MS, () => this.check());
+    return true;
   }
 
   cancel(endpointId: string): void {
@@ -127,14 +148,27 @@ export class AdvertFlagsFollower {
 
   private check(): void {
     this.stopTimer = null;
+    const sweep = ++this.checksUnswept >= SWEEP_CHECKS;
+    if (sweep) this.checksUnswept = 0;
     for (const [id, f] of [...this.followed]) {
       try {
+        if (sweep && !this.access.stillThere(f.endpoint, f.netns)) {
+          // Leave and DeleteEndpoint never came (or failed): the socket alone keeps the namespace alive.
+          this.log.info("the container is gone without a Leave; the follow of its router advertisement's flags ended", {
+            ...f.what,
+            sandbox: f.netns,
+          });
+          this.cancel(id);
+          continue;
+        }
         // Both run: the socket is drained even when the flags are read anyway.
         if (!f.changes.changed() && !f.readAnyway) continue;
         // Held: read once the hold ends, whatever the socket says then.
         f.readAnyway = this.access.now() < f.holdUntil;
         if (f.readAnyway) continue;
         const now = this.access.advertFlags(f.netns, f.link.index);
+        const resumed = f.resumed;
+        f.resumed = false;
         if (now === null || (now.managed === f.flags.managed && now.other === f.flags.other)) continue;
         f.holdUntil = this.access.now() + FLAGS_HOLD_MS;
         const before = f.flags;
@@ -145,6 +179,8 @@ export class AdvertFlagsFollower {
           other: String(now.other),
           wasManaged: String(before.managed),
           wasOther: String(before.other),
+          // The change may have come while no daemon ran: `was` is what the daemon before this one followed.
+          ...(resumed ? { sinceDaemonStart: 'true' } : {}),
         });
         recordEvent('slaac.flags', { ...f.what, managed: String(now.managed), other: String(now.other) });
         this.followUp()?.flags(f.spec, f.endpoint, f.netns, f.link, f.flags, before);

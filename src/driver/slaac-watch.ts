@@ -14,11 +14,14 @@
  * MAX_ACTIVE_WATCHES watches poll at a time (the others wait their turn, first come first served), and
  * Leave and DeleteEndpoint end their endpoint's watch.
  */
+import fs from 'node:fs';
 import { LanplugError } from '../errors';
 import type { LinkInfo } from '../link/link';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
 import { shortId, type EndpointRecord, type NetworkSpec, type SlaacPolicy } from '../model/network';
+import type { LeaseStore } from '../state/lease-store';
+import type { Store } from '../state/store';
 import { listenForFlagChanges, readAdvertFlags, type AdvertFlags, type FlagChanges } from '../netlink/router-adverts';
 import { AdvertHearing, type AdvertFollowUp } from './slaac-advert';
 import { AdvertFlagsFollower } from './slaac-flags';
@@ -92,6 +95,8 @@ export interface SandboxAccess {
   advertFlags?(netns: string, index: number): AdvertFlags | null;
   /** What tells a later change of the flags, held from the first flags followed until Leave (slaac-flags.ts). */
   listenFlags?(netns: string): FlagChanges;
+  /** The sandbox file is there: Docker removes it when the container stops, Leave or not. */
+  present(netns: string): boolean;
 }
 
 const REAL_SANDBOX: SandboxAccess = {
@@ -102,6 +107,7 @@ const REAL_SANDBOX: SandboxAccess = {
   listen: listenInContainer,
   advertFlags: readAdvertFlags,
   listenFlags: listenForFlagChanges,
+  present: (netns) => fs.existsSync(netns),
 };
 
 /** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
@@ -124,6 +130,8 @@ export interface SlaacWatchSeams {
   timing?: SlaacTiming;
   sandbox?: SandboxAccess;
   clock?: WatchClock;
+  /** Whether the store still has the endpoint (the daemon's store); absent: only the sandbox file is checked. */
+  recorded?: (endpoint: EndpointRecord) => boolean;
 }
 
 /** Never reached (the follower exists only where the sandbox can listen): what says nothing changed. */
@@ -165,6 +173,7 @@ export class SandboxSlaacWatcher implements SlaacWatch {
             {
               listenFlags: (netns) => sandbox.listenFlags?.(netns) ?? noFlagChanges,
               advertFlags: (netns, index) => sandbox.advertFlags?.(netns, index) ?? null,
+              stillThere: (endpoint, netns) => sandbox.present(netns) && (seams.recorded?.(endpoint) ?? true),
               now: () => this.clock.now(),
               after: (ms, run) => this.clock.after(ms, run),
             },
@@ -415,6 +424,42 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     if (queued >= 0) this.queue.splice(queued, 1);
   }
 
+  /**
+   * After a daemon start: the flags of the endpoints whose containers run (their sandbox file is there)
+   * are followed again, from what the store shows the daemon before followed (lastFollowed). A container
+   * whose namespace or link cannot be read is left (it stopped meanwhile, or its watch never got that
+   * far: its next start watches it). Each costs one namespace entry now and its socket; the first check
+   * reads the flags, so a change made while no daemon ran is followed then.
+   */
+  resume(store: Pick<Store, 'listNetworks' | 'listEndpoints'> & Pick<LeaseStore, 'getLease'>): void {
+    const follower = this.flagsFollower;
+    if (follower === null) return;
+    let resumed = 0;
+    for (const network of store.listNetworks()) {
+      const spec = network.spec;
+      if ((spec.slaac ?? null) === null) continue;
+      for (const endpoint of store.listEndpoints(spec.networkId)) {
+        const netns = endpoint.dockerSandboxKey;
+        if (netns === undefined || !this.sandbox.present(netns)) continue;
+        const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
+        let link: LinkInfo | null;
+        try {
+          link = this.sandbox.containerLink(netns, endpoint, this.owns);
+        } catch (err) {
+          this.log.debug("the container's flags are not followed again: its namespace cannot be read", {
+            ...what,
+            error: String(err),
+          });
+          continue;
+        }
+        if (link === null) continue;
+        if (follower.follow(spec, endpoint, netns, link, lastFollowed(store, endpoint), what, true)) resumed += 1;
+      }
+    }
+    if (resumed > 0)
+      this.log.info("the router advertisements' flags of running containers followed again", { containers: resumed });
+  }
+
   /** Daemon shutdown: the watches stop (the containers keep what they have). */
   close(): void {
     this.queue.length = 0;
@@ -424,4 +469,15 @@ export class SandboxSlaacWatcher implements SlaacWatch {
     this.held.clear();
     this.flagsFollower?.close();
   }
+}
+
+/**
+ * The flags a daemon before this one followed for the endpoint, as its store shows them: M if it holds a
+ * DHCPv6 lease, O if it does or DNS came from DHCPv6 in this start of the container. What it asked and
+ * did not get (no server answered) shows as unset, and is asked again if the router still says so.
+ */
+function lastFollowed(store: Pick<LeaseStore, 'getLease'>, endpoint: EndpointRecord): AdvertFlags {
+  const managed = (store.getLease(endpoint.networkId, endpoint.endpointId)?.leases ?? []).some((l) => l.family === 6);
+  const other = managed || (endpoint.learnedDns?.from.includes('dhcpv6') ?? false);
+  return { heard: true, managed, other };
 }

@@ -102,6 +102,15 @@ export const SOCKET_UNITS = [
   { unit: 'lanplug-dhcp.socket', plugin: 'lanplug-dhcp', what: 'lanplug-dhcp Docker IPAM driver' },
 ] as const;
 
+/**
+ * The daemon's open files, soft and hard: one socket per running `-o ipv6=slaac` container (its flags
+ * followed, driver/slaac-flags.ts), one per SLAAC watch under way (64 at most), a few packet sockets per network,
+ * dockerd's connections and the database. At the 10,000 endpoints docs/performance.md measures that is
+ * about 10,000 plus a few thousand; this leaves six times that, and stays below every kernel's default
+ * fs.nr_open (1,048,576), above which systemd could not set it.
+ */
+export const OPEN_FILES = 65_536;
+
 export function unitFiles(settings: UnitSettings): UnitFile[] {
   checkUnitSettings(settings);
   const sockets = SOCKET_UNITS.map((s) => s.unit);
@@ -126,6 +135,7 @@ ExecStart=${exec}
 Restart=on-failure
 RestartSec=1s
 TimeoutStopSec=20s
+LimitNOFILE=${OPEN_FILES}
 ${sandbox(settings)}
 [Install]
 WantedBy=multi-user.target

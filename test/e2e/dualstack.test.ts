@@ -13,7 +13,7 @@ import { runOk } from '../lab/proc';
 import { ROUTE_INFO_ROUTER, sendRouteInformation } from '../lab/route-info-advert';
 import { repoRoot } from '../support/repo';
 import type { EndpointRow } from '../../src/observe/listing';
-import { FLAGS_HOLD_MS } from '../../src/driver/slaac-flags';
+import { FLAGS_CHECK_MS, FLAGS_HOLD_MS } from '../../src/driver/slaac-flags';
 import { startLanplug } from '../lab/lanplug';
 import { assertNoLanplugLinks, containerNetwork, eventually, lines, useLab } from './helpers';
 
@@ -812,7 +812,7 @@ const ENGINE_INDEPENDENT_ONCE =
   labEngine() === 'docker20' ? {} : { skip: 'engine-independent: run on Docker 20.10 only' };
 
 test(
-  '-o ipv6=slaac follows a router that turns M on while the container runs: a DHCPv6 address then, said once in the log; M turned off keeps the lease; M on again asks nothing more; docker rm releases it',
+  '-o ipv6=slaac follows a router that turns M on while the container runs, after a daemon restart too: a DHCPv6 address then, said once in the log; M turned off keeps the lease; M on again asks nothing more; docker rm releases it',
   ENGINE_INDEPENDENT_ONCE,
   async (t) => {
     lab.host.dockerOk([
@@ -846,6 +846,16 @@ test(
       lab.host.dockerOk(['run', '-d', '--name', 'late', '--network', 'slaaclate', 'alpine:latest', 'sleep', '300']);
       await slaacAddress('late', '2001:db8:abc8:0:');
       assert.equal(lease6(), undefined, 'no DHCPv6 address while the router does not advertise M');
+      // The daemon restarts (an upgrade, `systemctl restart lanplug`) while the container runs: the new one
+      // follows its flags again (driver/slaac-watch.ts resume).
+      await lab.plugin.stop();
+      lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+      assert.ok(
+        lines(lab.plugin.stderr()).some((l) => /flags of running containers followed again/.test(l)),
+        lab.plugin.stderr(),
+      );
+      // Past its first read of the flags (FLAGS_CHECK_MS after the start): the change below comes by the socket.
+      await new Promise((r) => setTimeout(r, FLAGS_CHECK_MS + 1_000));
       // The router turns DHCPv6 on: the next advertisement has M (and O).
       slaacOnly.stop();
       const switched = Date.now();

@@ -243,6 +243,8 @@ test("install with every daemon flag: systemd reads the service's command line b
     // The sandbox: what it may write (the state and plugin directories, the CNI socket's), its capabilities.
     assert.match(service, /^\s+ReadWritePaths: -\/srv\/lan plug\/\$HOME\/%h -\/run\/plug ins\/100% -\/run\/lanplug$/m);
     assert.match(service, /^\s+CapabilityBoundingSet: cap_net_admin cap_net_raw cap_sys_admin$/m);
+    // One socket per running SLAAC container (docs/operations.md): soft and hard alike.
+    assert.match(service, /^\s+LimitNOFILE: 65536\n\s+LimitNOFILESoft: 65536$/m);
     assert.doesNotMatch(service, /IPAddressDeny/, 'a daemon that talks to etcd keeps its IP traffic');
   } finally {
     rmSync(root, { recursive: true, force: true });

@@ -219,4 +219,6 @@ test("the service's command line reads back word for word as systemd reads it: q
     ...args,
   ]);
   assert.equal(serviceArguments('[Service]\nType=simple\n'), null);
+  // One socket per running SLAAC container, with room for the 10,000 endpoints docs/performance.md measures.
+  assert.match(service?.text ?? '', /^\[Service\]\n(?:.+\n)*LimitNOFILE=65536\n/m);
 });

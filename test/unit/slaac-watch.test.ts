@@ -19,7 +19,7 @@ import { NetworkDriver } from '../../src/driver/network-driver';
 import type { LearnedAddress } from '../../src/driver/slaac';
 import type { FailedAddress } from '../../src/driver/slaac-dad';
 import type { ContainerNotesSource } from '../../src/driver/slaac-notes';
-import { FLAGS_CHECK_MS, FLAGS_HOLD_MS } from '../../src/driver/slaac-flags';
+import { FLAGS_CHECK_MS, FLAGS_HOLD_MS, SWEEP_CHECKS } from '../../src/driver/slaac-flags';
 import { SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
 import { asksDhcp6 } from '../../src/endpoint/slaac-dhcp6';
 import type { AdvertFlags, AdvertNotes, FlagChanges } from '../../src/netlink/router-adverts';
@@ -73,6 +73,8 @@ interface Timeline {
 /** Containers' namespaces as the watch enters them; every entry counted, with its time. */
 class FakeSandboxes implements SandboxAccess {
   readonly entries: { netns: string; at: number }[] = [];
+  /** Sandbox files Docker removed (the container stopped), whether lanplug heard a Leave or not. */
+  readonly gone = new Set<string>();
   private readonly enabledAt = new Map<string, number>();
 
   constructor(
@@ -104,6 +106,10 @@ class FakeSandboxes implements SandboxAccess {
   enable(netns: string): void {
     this.enter(netns);
     this.enabledAt.set(netns, this.clock.now());
+  }
+
+  present(netns: string): boolean {
+    return !this.gone.has(netns);
   }
 
   learnedAddresses(netns: string): LearnedAddress[] {
@@ -593,5 +599,190 @@ test('a router (or a container sending advertisements) flapping M and O at every
   sandboxes.advertise({ managed: false, other: true });
   clock.advance(FLAGS_HOLD_MS + FLAGS_CHECK_MS);
   assert.deepEqual(followed[followed.length - 1]?.flags, { heard: true, managed: false, other: true });
+  watcher.close();
+});
+
+/** A SLAAC network in the test's store, its endpoints joined through the driver (their sandbox keys recorded). */
+function slaacDriver(watcher: SandboxSlaacWatcher): { driver: NetworkDriver; join: (n: number) => EndpointRecord } {
+  const driver = new NetworkDriver(new FakeRtnl(), store, capturingLogger().log, { slaac: watcher });
+  driver.createNetwork({
+    networkId: NET_A,
+    driver: 'macvlan',
+    options: { parent: 'eth0', ipv6: 'slaac' },
+    ipv4: [{ pool: parsePrefix('172.16.86.0/24'), gateway: parseAddress('172.16.86.1') }],
+    ipv6: [],
+    internal: false,
+    auxAddresses: new Map(),
+  });
+  return {
+    driver,
+    join: (n) => {
+      const endpointId = endpointNo(n).endpointId;
+      driver.createEndpoint('macvlan', {
+        networkId: NET_A,
+        endpointId,
+        ipv4: parsePrefix(`172.16.86.${n + 1}/24`),
+        ipv6: null,
+        mac: null,
+      });
+      driver.join('macvlan', NET_A, endpointId, { sandboxKey: sandboxOf(n) });
+      const recorded = store.getEndpoint(NET_A, endpointId);
+      assert.ok(recorded !== null);
+      return recorded;
+    },
+  };
+}
+
+function changingRouter(clock: FakeClock): ChangingRouterSandboxes {
+  return new ChangingRouterSandboxes(clock, () => ({ fileAt: 0, linkAt: 100, addressAfterEnableMs: 1_000 }), {
+    heardAt: 500,
+    flags: { heard: true, managed: false, other: false },
+    notes: { autoconf: true, prefixes: 1, servers: [], search: [] },
+  });
+}
+
+function followingInto(
+  watcher: SandboxSlaacWatcher,
+): { endpoint: string; flags: AdvertFlags; before: AdvertFlags | null }[] {
+  const followed: { endpoint: string; flags: AdvertFlags; before: AdvertFlags | null }[] = [];
+  watcher.followWith({
+    flags: (_spec, endpoint, _netns, _link, flags, before) =>
+      followed.push({ endpoint: endpoint.endpointId, flags, before }),
+    dns: () => undefined,
+    cancel: () => undefined,
+  });
+  return followed;
+}
+
+test('a restarted daemon follows the flags of the containers that run, from what its store shows was followed (a DHCPv6 lease: M): a change while no daemon ran is followed at the first check, a later one as before; a container whose sandbox is gone is skipped', () => {
+  const clock = new FakeClock();
+  const sandboxes = changingRouter(clock);
+  const recorded = (e: EndpointRecord): boolean => store.getEndpoint(e.networkId, e.endpointId) !== null;
+  const first = new SandboxSlaacWatcher(capturingLogger().log, () => true, { clock, sandbox: sandboxes, recorded });
+  followingInto(first);
+  const { join } = slaacDriver(first);
+  const endpoints = [1, 2, 3].map(join);
+  clock.advance(10_000);
+  assert.equal(sandboxes.flagSockets.length, 3, 'each container followed by the first daemon');
+  // Container 2 took a DHCPv6 address when the router said M before (its lease is in the store).
+  const two = endpoints[1];
+  assert.ok(two !== undefined);
+  store.putLease(
+    {
+      networkId: NET_A,
+      endpointId: two.endpointId,
+      identity: {
+        mac: '02:42:ac:10:56:02',
+        duid: '00030001',
+        iaid: 1,
+        stable: false,
+        clientId: '01',
+        hostname: null,
+        broadcast: false,
+      },
+      leases: [
+        {
+          family: 6,
+          address: parsePrefix('2001:db8:abc8::1234/128'),
+          router: null,
+          dns: [],
+          serverId: parseAddress('fe80::1'),
+          serverMac: '02:42:ac:10:56:01',
+          serverDuid: '00030001020000000001',
+          leaseSeconds: 3600,
+          renewSeconds: 1800,
+          rebindSeconds: 2880,
+          boundAt: 0,
+          state: 'bound',
+        },
+      ],
+      dockerAddresses: [],
+      sandboxKey: sandboxOf(2),
+      renewedAt: null,
+      failures: 0,
+      lastError: null,
+    },
+    true,
+  );
+  first.close();
+  assert.ok(
+    sandboxes.flagSockets.every((s) => s.closed),
+    'the stopped daemon holds no socket',
+  );
+
+  // Container 3 stopped while no daemon ran (its sandbox file went; no Leave reached lanplug).
+  sandboxes.gone.add(sandboxOf(3));
+  const { log, lines } = capturingLogger();
+  const second = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes, recorded });
+  const followed = followingInto(second);
+  second.resume(store);
+  const open = sandboxes.flagSockets.filter((s) => !s.closed).map((s) => s.netns);
+  assert.deepEqual(open.sort(), [sandboxOf(1), sandboxOf(2)]);
+  const off = { heard: true, managed: false, other: false };
+  const on = { heard: true, managed: true, other: true };
+  const [one] = endpoints;
+  assert.ok(one !== undefined);
+  // The router dropped M while no daemon ran: container 2's lease says M was followed; the change is followed
+  // at the first check (it asks nothing), container 1's flags did not change.
+  clock.advance(FLAGS_CHECK_MS);
+  assert.deepEqual(followed, [{ endpoint: two.endpointId, flags: off, before: on }]);
+  const said = (): Line[] => lines.filter((l) => /flags changed/.test(l.msg));
+  assert.equal(said().at(-1)?.fields['sinceDaemonStart'], 'true');
+  clock.advance(FLAGS_HOLD_MS);
+
+  // The router turns M on while the restarted daemon runs: followed for both.
+  sandboxes.advertise({ managed: true, other: true });
+  clock.advance(FLAGS_CHECK_MS);
+  assert.deepEqual(followed.slice(1), [
+    { endpoint: one.endpointId, flags: on, before: off },
+    { endpoint: two.endpointId, flags: on, before: off },
+  ]);
+  assert.equal(said().length, 3);
+  assert.equal(said().at(-1)?.fields['sinceDaemonStart'], undefined);
+  second.close();
+
+  // Restarted again with M still on: container 1 took no lease (the fake follow-up asks nothing), so M is
+  // followed for it at the first check; container 2's lease says M was followed: nothing.
+  const third = new SandboxSlaacWatcher(log, () => true, { clock, sandbox: sandboxes, recorded });
+  const followedThird = followingInto(third);
+  third.resume(store);
+  clock.advance(FLAGS_CHECK_MS);
+  assert.deepEqual(followedThird, [{ endpoint: one.endpointId, flags: on, before: off }]);
+  third.close();
+});
+
+test('a follow whose container went without a Leave or DeleteEndpoint reaching lanplug (its sandbox file gone, or its row dropped with its network) ends within a sweep: its socket is closed', () => {
+  const clock = new FakeClock();
+  const sandboxes = changingRouter(clock);
+  const { log, lines } = capturingLogger();
+  const watcher = new SandboxSlaacWatcher(log, () => true, {
+    clock,
+    sandbox: sandboxes,
+    recorded: (e) => store.getEndpoint(e.networkId, e.endpointId) !== null,
+  });
+  followingInto(watcher);
+  const { driver, join } = slaacDriver(watcher);
+  join(1);
+  join(2);
+  clock.advance(10_000);
+  assert.equal(sandboxes.flagSockets.filter((s) => !s.closed).length, 2);
+
+  // Docker removed container 1's sandbox; its Leave and DeleteEndpoint never came.
+  sandboxes.gone.add(sandboxOf(1));
+  clock.advance(SWEEP_CHECKS * FLAGS_CHECK_MS);
+  assert.deepEqual(
+    sandboxes.flagSockets.filter((s) => !s.closed).map((s) => s.netns),
+    [sandboxOf(2)],
+  );
+  assert.ok(lines.some((l) => /gone without a Leave/.test(l.msg) && l.fields['sandbox'] === sandboxOf(1)));
+
+  // The network's row went (a forgotten network dropped) without a DeleteEndpoint: container 2's follow ends too.
+  driver.deleteNetwork(NET_A);
+  clock.advance(SWEEP_CHECKS * FLAGS_CHECK_MS);
+  assert.ok(
+    sandboxes.flagSockets.every((s) => s.closed),
+    'a socket outlived its endpoint',
+  );
+  assert.equal(clock.pending, 0, 'nothing checks once nothing is followed');
   watcher.close();
 });
