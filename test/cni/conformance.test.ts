@@ -203,9 +203,9 @@ test('ADD asks the LAN first, as a Docker endpoint does: an address a LAN device
     // The network's LAN watch is on once it defends the running pod's address against a device that claims it.
     const rogue = lan.addLanHost('rogue', '172.16.86.161/24');
     try {
-      await eventually('the watch defends the pod', async () => {
+      await eventually('the watch defends the pod', () => {
         rogue.execOk(['/bin/busybox', 'arping', '-U', '-c', '1', '-I', 'eth0', '172.16.86.161']);
-        return defences('172.16.86.161') > 0;
+        return Promise.resolve(defences('172.16.86.161') > 0);
       });
     } finally {
       rogue.destroy();
