@@ -131,7 +131,7 @@ test("announcements on attach: the LAN hears lanplug's 3 ARP and 3 NA on 20.10, 
   sleeper('loud', ['--network', 'lan']);
   const heard = await counting.result;
   const senders = lab.host.engine.name === 'docker28' ? 2 : 1;
-  assert.deepEqual(heard, { arp: 3 * senders, na: 3 * senders });
+  assert.deepEqual({ arp: heard.arp, na: heard.na }, { arp: 3 * senders, na: 3 * senders });
   lab.host.dockerOk(['rm', '-f', 'loud']);
   lab.host.dockerOk(['network', 'rm', 'lan']);
 });

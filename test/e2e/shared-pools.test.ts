@@ -17,6 +17,7 @@ import { nsExecArgv } from '../lab/ns';
 import { cleanEnv, terminateSync } from '../lab/proc';
 import { spreadStart } from '../../src/ipam/pool';
 import { parsePrefix } from '../../src/net/address';
+import { OPERATION_BUDGET_MS } from '../../src/state/etcd/keys';
 import { repoRoot } from '../support/repo';
 import {
   containerNetwork,
@@ -300,6 +301,16 @@ test('a pool given other flags on the second host is refused, naming the host th
   assert.deepEqual(lines(hosts[1]?.dockerOk(['network', 'ls', '--filter', 'name=lan', '-q']) ?? ''), []);
 });
 
+/**
+ * A refused start's deadline: lanplug's (one etcd operation's budget, OPERATION_BUDGET_MS, plus
+ * FAIL_CLOSED_ALLOWANCE_MS for its timers firing late on a loaded machine: docs/shared-pools.md's
+ * "fails within 10 s"; measured 1-8 ms past the budget in test/etcd) and docker run's own part of a
+ * run refused at its network attach (create, start, clean-up, the client's round trips: the whole run
+ * measured 65-190 ms past the budget, under load; DOCKER_REFUSED_RUN_MS allows ten times that).
+ */
+const FAIL_CLOSED_ALLOWANCE_MS = 1_000;
+const DOCKER_REFUSED_RUN_MS = 2_000;
+
 test('one etcd member stopped mid-burst: every start succeeds; two stopped: starts fail closed within 10 s, running containers keep working, starts work again after recovery', async () => {
   createNetworkEverywhere('lan');
   const burst = runMany(
@@ -319,7 +330,11 @@ test('one etcd member stopped mid-burst: every start succeeds; two stopped: star
   const tookMs = Date.now() - started;
   assert.notEqual(refused?.code, 0);
   assert.match(refused?.stderr ?? '', /etcd did not answer within 9 s \(no member reachable, or no quorum\)/);
-  assert.ok(tookMs < 12_000, `docker run failed after ${tookMs} ms (lanplug's part: under 10 s)`);
+  assert.ok(
+    tookMs < OPERATION_BUDGET_MS + FAIL_CLOSED_ALLOWANCE_MS + DOCKER_REFUSED_RUN_MS,
+    `docker run failed after ${tookMs} ms (lanplug's budget: ${OPERATION_BUDGET_MS} ms)`,
+  );
+  process.stdout.write(`# docker run failed after ${tookMs} ms (lanplug's budget: ${OPERATION_BUDGET_MS} ms)\n`);
   const peer = containerNetwork(hosts[1] as DockerHost, 'b1', 'lan').IPAddress;
   hosts[0]?.dockerOk(['exec', 'b0', 'ping', '-c', '1', '-W', '2', peer]);
   assert.match(doctor(0).get('etcd quorum') ?? '', /^fail: 1 of 3 members answer/);

@@ -28,6 +28,7 @@ import { parseAddress, parsePrefix } from '../../src/net/address';
 import { EtcdAddressBook, hostKey, KEY_PREFIX } from '../../src/state/etcd/address-book';
 import { EtcdClient } from '../../src/state/etcd/client';
 import { parseStoreChoice } from '../../src/state/etcd/store-option';
+import { OPERATION_BUDGET_MS } from '../../src/state/etcd/keys';
 import type { ThisMachine } from '../../src/state/etcd/presence';
 import type { LostAddress } from '../../src/state/shared-state';
 import { SqliteStore } from '../../src/state/sqlite';
@@ -204,6 +205,15 @@ test('hosts start apart: the first automatic address differs between two host id
   assert.notEqual(first, '10.63.0.1/16', 'not the lowest free address');
 });
 
+/**
+ * How far past an etcd operation's budget (OPERATION_BUDGET_MS) a request may fail. The budget is kept
+ * by timers in lanplug's own process (each member's try, the pause between rounds: all cut at the
+ * deadline, whatever the members do), so what comes after it is those timers firing late and the
+ * error's way back on a machine the rest of CI loads: measured 1-8 ms. 1 s is the second of
+ * docs/shared-pools.md's "fails within 10 s"; a request that spent two budgets in a row (18 s) fails it.
+ */
+const FAIL_CLOSED_ALLOWANCE_MS = 1_000;
+
 test('one etcd member down: every allocation succeeds; two down: allocation fails closed within 10 s, and works again once they are back', async () => {
   const a = allocatorOn('dh-a');
   const id = await pool(a, '10.64.0.0/24');
@@ -220,7 +230,12 @@ test('one etcd member down: every allocation succeeds; two down: allocation fail
   const error = await refusal(() => take(a, id, null, false, mac(1, 99)));
   const tookMs = Date.now() - started;
   assert.match(error, /^etcd did not answer within 9 s \(no member reachable, or no quorum\)/);
-  assert.ok(tookMs < 10_000, `failed closed in ${tookMs} ms`);
+  // lanplug's deadline is one operation's budget; past it, only the allowance for a loaded machine.
+  assert.ok(
+    tookMs < OPERATION_BUDGET_MS + FAIL_CLOSED_ALLOWANCE_MS,
+    `failed closed in ${tookMs} ms (budget ${OPERATION_BUDGET_MS} ms)`,
+  );
+  process.stdout.write(`# failed closed in ${tookMs} ms (budget ${OPERATION_BUDGET_MS} ms)\n`);
   // lanplug events: each client (this test has one per book) tells when etcd stops answering, once, not per retry.
   assert.deepEqual([...new Set(etcdEvents())], ['etcd.unreachable']);
   const unreachable = etcdEvents().length;

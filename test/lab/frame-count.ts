@@ -10,38 +10,54 @@ import { cleanEnv } from './proc';
 
 export interface FrameCount {
   arp: number;
+  /** The counted ARP frames by the address they speak for (their sender IP): a device's answers, address by address. */
+  arpBySender: ReadonlyMap<string, number>;
   /** ICMPv6 neighbour advertisements. */
   na: number;
 }
 
 /**
- * Binds to the link argv[3], says "ready", counts for `seconds`, prints "<arp> <na>". argv[4], when
- * given: the ARP sender addresses to count (comma-separated); ARP frames from others are left out.
+ * Binds to the link argv[3], says "ready", counts for `seconds` or until its stdin closes (the
+ * caller's stop()), reads what is still queued, prints "<arp> <na>" and then the ARP frames by
+ * sender address as JSON. argv[4], when given: the ARP sender addresses to count
+ * (comma-separated); ARP frames from others are left out.
  */
 const COUNTER = `
-import socket, struct, sys, time
+import json, os, select, socket, struct, sys, time
 mac = bytes.fromhex(sys.argv[1].replace(':', ''))
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
 s.bind((sys.argv[3], 0))
-s.settimeout(0.1)
 senders = {socket.inet_aton(a) for a in sys.argv[4].split(',')} if len(sys.argv) > 4 else None
 print('ready', flush=True)
 end = time.time() + float(sys.argv[2])
 arp = na = 0
-while time.time() < end:
-    try:
-        f = s.recv(2048)
-    except socket.timeout:
-        continue
+by_sender = {}
+def count(f):
+    global arp, na
     if f[6:12] != mac or len(f) < 14:
-        continue
+        return
     kind = struct.unpack('!H', f[12:14])[0]
-    if kind == 0x0806:
-        if senders is None or (len(f) >= 32 and f[28:32] in senders):
+    if kind == 0x0806 and len(f) >= 32:
+        if senders is None or f[28:32] in senders:
             arp += 1
+            sender = socket.inet_ntoa(f[28:32])
+            by_sender[sender] = by_sender.get(sender, 0) + 1
     elif kind == 0x86dd and len(f) > 54 and f[20] == 58 and f[54] == 136:
         na += 1
+while time.time() < end:
+    ready = select.select([s, sys.stdin], [], [], 0.1)[0]
+    if s in ready:
+        count(s.recv(2048))
+    if sys.stdin in ready and os.read(sys.stdin.fileno(), 64) == b'':
+        break
+s.setblocking(False)
+while True:
+    try:
+        count(s.recv(2048))
+    except BlockingIOError:
+        break
 print(arp, na, flush=True)
+print(json.dumps(by_sender), flush=True)
 `;
 
 /**
@@ -58,10 +74,10 @@ export function countFramesFrom(
   seconds: number,
   at: { ns: string; link: string } = { ns: lan.ns, link: lan.bridge },
   only: { arpSenders?: readonly string[] } = {},
-): { ready: Promise<void>; result: Promise<FrameCount> } {
+): { ready: Promise<void>; result: Promise<FrameCount>; stop: () => void } {
   const senders = only.arpSenders === undefined ? [] : [only.arpSenders.join(',')];
   const argv = nsExecArgv(at.ns, ['python3', '-c', COUNTER, mac, String(seconds), at.link, ...senders]);
-  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: cleanEnv({}) });
+  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: cleanEnv({}) });
   let out = '';
   let err = '';
   let onReady: () => void = () => undefined;
@@ -74,15 +90,17 @@ export function countFramesFrom(
   const result = new Promise<FrameCount>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code) => {
-      const m = /^ready\n(\d+) (\d+)\n$/.exec(out);
+      const m = /^ready\n(\d+) (\d+)\n(\{.*\})\n$/.exec(out);
       if (code !== 0 || m === null) {
         reject(new Error(`lab: the frame counter failed (exit ${String(code)}): ${err.trim() || out.trim()}`));
         return;
       }
-      resolve({ arp: Number(m[1]), na: Number(m[2]) });
+      const bySender = JSON.parse(m[3] as string) as Record<string, number>;
+      resolve({ arp: Number(m[1]), na: Number(m[2]), arpBySender: new Map(Object.entries(bySender)) });
     });
   });
   // a counter that dies before it is ready must not leave the caller waiting on `ready`
   result.catch(() => onReady());
-  return { ready, result };
+  // Its stdin closing ends the count early: what was heard until then is counted.
+  return { ready, result, stop: () => child.stdin.end() };
 }
