@@ -247,7 +247,8 @@ export class EndpointService {
             ? null
             : this.driver.addressCheckOf(request.driver, networkId, attachments.claimedAddresses(prepared));
         // Recorded before the LAN is asked: until made or undone, the LAN watch must not defend these addresses.
-        const confirmed = this.lan?.confirming(attachments.claimedAddresses(prepared)) ?? ((): void => undefined);
+        const confirmed =
+          this.lan?.confirming(networkId, attachments.claimedAddresses(prepared)) ?? ((): void => undefined);
         try {
           if (this.lan !== null && check !== null)
             await this.lan
