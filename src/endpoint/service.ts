@@ -258,8 +258,12 @@ export class EndpointService {
               });
           confirmed();
         } catch (err) {
-          attachments.abandon(prepared);
-          confirmed();
+          // Both synchronous: no frame is heard between the row going and the mark ending, even if the undo throws.
+          try {
+            attachments.abandon(prepared);
+          } finally {
+            confirmed();
+          }
           await giveBack();
           const chosen = request.requestedIps.length === 0;
           if (!chosen || !(err instanceof LanplugError) || err.code !== 'Conflict') throw err;
