@@ -63,11 +63,7 @@ export class LanCitizen {
       this.warmSoon(),
     );
     // An address still being asked about is no container's yet: a device answering is the refusal, not a claim.
-    this.watch = new LanWatch(
-      (link, address) => (this.conflicts.isUnconfirmed(address) ? null : this.holding(link, address)),
-      store,
-      log,
-    );
+    this.watch = new LanWatch((link, address) => this.conflicts.defensible(this.holding(link, address)), store, log);
     this.mdns = new MdnsResponder(log);
     this.eyeSweep = new UnusedEyeSweep(() => this.driver.removeUnusedEyes(), linkChanges);
   }

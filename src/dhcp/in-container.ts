@@ -4,6 +4,7 @@
  * Each call opens a netlink socket there and closes it again.
  */
 import { environment } from '../errors';
+import type { RouteInfo } from '../link/ip';
 import type { LinkInfo } from '../link/link';
 import { openRtnl } from '../link/rtnl';
 import type { Lease, LeaseRecord } from '../model/lease';
@@ -38,7 +39,8 @@ export function containerLink(sandboxKey: string, record: LeaseRecord, lease: Le
  * put back after: the default route, and those a network's configuration
  * added (a CNI `routes`, a Podman `--route`), each via the new router where it
  * went via the old one (a route without a gateway in the configuration took
- * the router). What cannot be put back is reported, the rest is put back.
+ * the router; gatewayAfterRenewal). What cannot be put back is reported, the
+ * rest is put back.
  */
 export function applyInContainer(sandboxKey: string, record: LeaseRecord, old: Lease, next: Lease): void {
   const link = containerLink(sandboxKey, record, old);
@@ -63,11 +65,8 @@ export function applyInContainer(sandboxKey: string, record: LeaseRecord, old: L
     }
     const failures: string[] = [];
     for (const route of routes) {
-      // The default route goes via the router the server names now, whatever it went via (as it always did).
-      const gateway =
-        route.destination.prefixLength === 0 ? (next.router ?? route.gateway) : followed(route.gateway, old, next);
       try {
-        rtnl.replaceRoute(route.destination, link, null, gateway);
+        rtnl.replaceRoute(route.destination, link, null, gatewayAfterRenewal(route, old, next));
       } catch (err) {
         failures.push(err instanceof Error ? err.message : String(err));
       }
@@ -76,6 +75,22 @@ export function applyInContainer(sandboxKey: string, record: LeaseRecord, old: L
   } finally {
     rtnl.close();
   }
+}
+
+/**
+ * A route's gateway after a renewal moved the lease. A route via the old router goes via the new one
+ * (Docker's default route, and a configured route that took the router); one via a gateway of its own
+ * stays, the default route too (a CNI `routes` or Podman `--route` 0.0.0.0/0 chose it over the
+ * server's router: a server answering a rebind, which any server on the LAN may, does not take the
+ * container's traffic). A default route without a gateway goes via the new router.
+ */
+export function gatewayAfterRenewal(
+  route: Pick<RouteInfo, 'destination' | 'gateway'>,
+  old: Lease,
+  next: Lease,
+): IpAddress | null {
+  if (route.destination.prefixLength === 0 && route.gateway === null) return next.router;
+  return followed(route.gateway, old, next);
 }
 
 /** A route's gateway after a renewal: the new router where it was the old one, else as it was. */

@@ -37,7 +37,8 @@ export function checkLeaseRoutes(routes: readonly SandboxRoute[]): void {
 }
 
 /**
- * The routes a DHCP attachment gets: a default route via the DHCPv4 server's router (when it named one),
+ * The routes a DHCP attachment gets: a default route via the DHCPv4 server's router (when it named one
+ * and the configuration has no IPv4 default route of its own: the runtime is told of the one made),
  * then the configuration's, those without a gateway via that router, drop routes as they are.
  */
 export function leaseRoutes(routes: readonly SandboxRoute[], router: IpAddress | null): SandboxRoute[] {
@@ -50,7 +51,8 @@ export function leaseRoutes(routes: readonly SandboxRoute[], router: IpAddress |
       );
     return { destination: route.destination, gateway: router };
   });
-  return [...(router === null ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }]), ...configured];
+  const ownDefault = routes.some((r) => r.destination.address.family === 4 && r.destination.prefixLength === 0);
+  return [...(router === null || ownDefault ? [] : [{ destination: DEFAULT_ROUTE4, gateway: router }]), ...configured];
 }
 
 /** The kernel's answer to a macvlan brought up with a MAC another link on the parent has. */

@@ -247,7 +247,8 @@ export class EndpointService {
             ? null
             : this.driver.addressCheckOf(request.driver, networkId, attachments.claimedAddresses(prepared));
         // Recorded before the LAN is asked: until made or undone, the LAN watch must not defend these addresses.
-        const confirmed = this.lan?.confirming(attachments.claimedAddresses(prepared)) ?? ((): void => undefined);
+        const confirmed =
+          this.lan?.confirming(networkId, attachments.claimedAddresses(prepared)) ?? ((): void => undefined);
         try {
           if (this.lan !== null && check !== null)
             await this.lan
@@ -257,8 +258,12 @@ export class EndpointService {
               });
           confirmed();
         } catch (err) {
-          attachments.abandon(prepared);
-          confirmed();
+          // Both synchronous: no frame is heard between the row going and the mark ending, even if the undo throws.
+          try {
+            attachments.abandon(prepared);
+          } finally {
+            confirmed();
+          }
           await giveBack();
           const chosen = request.requestedIps.length === 0;
           if (!chosen || !(err instanceof LanplugError) || err.code !== 'Conflict') throw err;

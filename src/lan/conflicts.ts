@@ -14,6 +14,7 @@ import type { LanSightings } from '../state/store';
 import type { AskOptions, LanGuard } from './guard';
 import { hostAddressMessage, type HostAddresses } from './host-addresses';
 import type { ProbeLink, ProbeVerdict } from './probe';
+import type { Holding } from './watch';
 import { countConflict } from '../metrics/registry';
 import { recordEvent } from '../metrics/events';
 
@@ -96,8 +97,9 @@ export class LanConflicts {
   private readonly everything = new Map<string, AnsweringEverything>();
   /**
    * Addresses recorded for an attachment that is still asking the LAN about them (a CNI ADD records
-   * its claims before it asks): by address, how many such attachments. A device answering then is the
-   * refusal, not a claim on a container's address: the LAN watch never defends these.
+   * its claims before it asks): by network and address, how many such attachments. A device answering
+   * then is the refusal, not a claim on a container's address: the LAN watch never defends these. By
+   * network: two VLANs may carry one subnet, and the other's container keeps its address defended.
    */
   private readonly unconfirmed = new Map<string, number>();
 
@@ -112,26 +114,31 @@ export class LanConflicts {
   ) {}
 
   /**
-   * Marks `addresses` as recorded but not yet confirmed free on the LAN, until the returned function
-   * runs (once the attachment is either made or undone): see isUnconfirmed.
+   * Marks `addresses` of network `networkId` as recorded but not yet confirmed free on the LAN, until
+   * the returned function runs (once the attachment is either made or undone): see defensible.
    */
-  confirming(addresses: readonly IpAddress[]): () => void {
-    for (const a of addresses) this.unconfirmed.set(a.text, (this.unconfirmed.get(a.text) ?? 0) + 1);
+  confirming(networkId: string, addresses: readonly IpAddress[]): () => void {
+    const keys = addresses.map((a) => `${networkId}/${a.text}`);
+    for (const k of keys) this.unconfirmed.set(k, (this.unconfirmed.get(k) ?? 0) + 1);
     let done = false;
     return () => {
       if (done) return;
       done = true;
-      for (const a of addresses) {
-        const left = (this.unconfirmed.get(a.text) ?? 1) - 1;
-        if (left > 0) this.unconfirmed.set(a.text, left);
-        else this.unconfirmed.delete(a.text);
+      for (const k of keys) {
+        const left = (this.unconfirmed.get(k) ?? 1) - 1;
+        if (left > 0) this.unconfirmed.set(k, left);
+        else this.unconfirmed.delete(k);
       }
     };
   }
 
-  /** Whether an attachment recorded with `address` is still asking the LAN about it (no container uses it yet). */
-  isUnconfirmed(address: IpAddress): boolean {
-    return this.unconfirmed.has(address.text);
+  /**
+   * What the LAN watch defends: the container holding an address, unless an attachment of its network
+   * recorded with that address is still asking the LAN about it (no container uses it yet).
+   */
+  defensible(holding: Holding | null): Holding | null {
+    if (holding === null) return null;
+    return this.unconfirmed.has(`${holding.networkId}/${holding.address.text}`) ? null : holding;
   }
 
   /** An address was handed out: time to make sure the next ones are known. */

@@ -447,6 +447,15 @@ test("lanplug-dhcp and -o dhcp=true routes: host-local's routes are read; one wi
   const six: SandboxRoute[] = [{ destination: parsePrefix('fd99::/48'), gateway: null }];
   assert.throws(() => checkLeaseRoutes(six), /route fd99::\/48 has no gateway.*DHCPv6 names none.*give it a gateway$/);
   checkLeaseRoutes([{ destination: parsePrefix('fd99::/48'), gateway: parseAddress('fd86::1') }]);
+  // A default route of the configuration's own is the one made and the one the runtime is told of.
+  const ownDefault: SandboxRoute[] = [
+    { destination: parsePrefix('0.0.0.0/0'), gateway: parseAddress('172.16.86.254') },
+  ];
+  assert.deepEqual(shown(leaseRoutes([...ownDefault, ...asked.slice(1)], router)), [
+    '0.0.0.0/0 172.16.86.254',
+    '10.97.0.0/16 172.16.86.9',
+    '10.99.0.0/16 blackhole',
+  ]);
 });
 
 test('configuration: lanplug-dhcp "ipv6": true asks DHCPv6 too; not a boolean, refused', () => {

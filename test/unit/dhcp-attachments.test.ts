@@ -1,7 +1,9 @@
 /**
  * A CNI CHECK on a `lanplug-dhcp` attachment (endpoint/dhcp-attachments.ts
  * requireHeld): it passes only while the pod's lease is one the server still
- * counts as the pod's. The driver and keeper are stand-ins here: the CNI lane
+ * counts as the pod's. Which gateway each route of a DHCP attachment takes when
+ * a renewal moves the lease (dhcp/in-container.ts gatewayAfterRenewal; the
+ * kernel lane's links.test.ts puts them in a namespace). The driver and keeper are stand-ins here: the CNI lane
  * (test/cni/conformance.test.ts) runs the real ones against dnsmasq.
  */
 import { test } from 'node:test';
@@ -9,6 +11,7 @@ import assert from 'node:assert/strict';
 import type { LeasedAttachments } from '../../src/driver/leased-attachments';
 import type { NetworkDriver } from '../../src/driver/network-driver';
 import type { LeaseKeeper } from '../../src/dhcp/keeper';
+import { gatewayAfterRenewal } from '../../src/dhcp/in-container';
 import { DhcpAttachments } from '../../src/endpoint/dhcp-attachments';
 import { silentLogger } from '../../src/log';
 import type { Lease, LeaseRecord, LeaseState } from '../../src/model/lease';
@@ -46,4 +49,23 @@ test('CNI CHECK on a lanplug-dhcp attachment: passes while the lease is bound or
   assert.throws(() => check(record('bound', now - 200_000)), /expired without an answer/);
   assert.throws(() => check(record('refused', now)), /the DHCP server refused the lease of 172\.16\.86\.200/);
   assert.throws(() => check(null), /holds no DHCP lease any more/);
+});
+
+test("a renewal naming a new router moves the routes that went via the old one, and leaves a default route the network's configuration set via a gateway of its own (`routes: [{dst: 0.0.0.0/0, gw}]`) where it was", () => {
+  const old = record('bound', 0).leases[0];
+  assert.ok(old !== undefined);
+  // A server answering the REBIND (broadcast: any server on the LAN may) names another router.
+  const next: Lease = { ...old, router: parseAddress('172.16.86.66') };
+  const via = (dst: string, gw: string | null): string =>
+    gatewayAfterRenewal({ destination: parsePrefix(dst), gateway: gw === null ? null : parseAddress(gw) }, old, next)
+      ?.text ?? 'none';
+  assert.equal(via('0.0.0.0/0', '172.16.86.1'), '172.16.86.66', 'the default route via the old router follows it');
+  assert.equal(via('10.96.0.0/16', '172.16.86.1'), '172.16.86.66', 'so does a route the server router took');
+  assert.equal(via('10.97.0.0/16', '172.16.86.254'), '172.16.86.254', 'a route via a gateway of its own stays');
+  assert.equal(
+    via('0.0.0.0/0', '172.16.86.254'),
+    '172.16.86.254',
+    "the configuration's default route via its own gateway stays: the server's word does not take the pod's traffic",
+  );
+  assert.equal(via('0.0.0.0/0', null), '172.16.86.66', 'a default route without a gateway takes the router');
 });

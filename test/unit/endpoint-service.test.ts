@@ -8,7 +8,8 @@
  * two endpoints both pass (one DHCP client id for two containers) is refused
  * for the second. On the in-memory link table, with the DHCP exchange itself
  * replaced by a delay (the Docker lane's DHCP files run the real one against
- * dnsmasq).
+ * dnsmasq). And a CNI ADD's hold on the LAN defence of its addresses ending
+ * whatever its undo does (stand-ins for the attachments; the CNI lane runs them).
  */
 import { afterEach, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,6 +27,11 @@ import { createLogger, silentLogger } from '../../src/log';
 import type { Lease } from '../../src/model/lease';
 import { parseAddress, parsePrefix } from '../../src/net/address';
 import { SqliteStore } from '../../src/state/sqlite';
+import { cniNetworkId } from '../../src/driver/attachment-ids';
+import type { AttachRequest } from '../../src/driver/attach-request';
+import type { SandboxAttachments } from '../../src/driver/sandbox-attachments';
+import { LanConflicts } from '../../src/lan/conflicts';
+import { LanGuard } from '../../src/lan/guard';
 import { FakeRtnl } from '../support/fake-rtnl';
 
 const NET_A = 'a'.repeat(64);
@@ -259,4 +265,47 @@ test('a removal the state directory had no room to record is logged when owed an
     [['info', 'owed removal made', `endpoint ${NET_A}/${EP_1}`]],
   );
   assert.equal(store.getEndpoint(NET_A, EP_1), null);
+});
+
+test("a CNI ADD refused because a LAN device answers for its address, whose undo then fails: the address is a container's to defend again once the ADD is over (not left undefended until a restart)", async () => {
+  const address = parseAddress('172.16.86.50');
+  const link = { index: 7, name: 'eth0', mac: '02:00:00:00:00:aa', listenAll: false };
+  const lan = new LanConflicts(
+    new LanGuard(silentLogger, () =>
+      Promise.resolve({ inUse: true, mac: '02:00:00:00:00:66', how: 'it answered an ARP probe on eth0' }),
+    ),
+    { recordSighting: () => undefined, listSightings: () => [] },
+    silentLogger,
+    null,
+  );
+  const networkId = cniNetworkId('office');
+  // The driver and attachments stand in for the CNI lane's real ones (test/cni/conformance.test.ts).
+  const driver = {
+    addressCheckOf: () => ({ addresses: [address], lan: { link, policy: 'refuse', networkId } }),
+    explainLanCheckFailure: (_network: string, err: unknown) => err,
+  } as unknown as NetworkDriver;
+  const attachments = {
+    prepare: () => ({}),
+    claimedAddresses: () => [address],
+    abandon: () => {
+      throw new Error('database or disk is full');
+    },
+  } as unknown as SandboxAttachments;
+  const endpoints = new EndpointService(driver, silentLogger, lan, null, attachments);
+  const request = {
+    networkName: 'office',
+    driver: 'macvlan',
+    shared: false,
+    dhcp: false,
+    mac: null,
+    requestedIps: [address],
+    routes: [],
+    sandbox: { containerId: 'c1', netns: '/run/netns/c1', ifname: 'eth0' },
+  } as unknown as AttachRequest;
+  await assert.rejects(endpoints.attach(request), /database or disk is full/);
+  assert.notEqual(
+    lan.defensible({ address, mac: '02:42:ac:10:56:32', networkId }),
+    null,
+    'a later container with the address is defended again',
+  );
 });

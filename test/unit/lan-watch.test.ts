@@ -10,6 +10,9 @@ import assert from 'node:assert/strict';
 import { LanWatch, type Holding } from '../../src/lan/watch';
 import { events } from '../../src/metrics/events';
 import { parseAddress, type IpAddress } from '../../src/net/address';
+import { LanConflicts } from '../../src/lan/conflicts';
+import { LanGuard } from '../../src/lan/guard';
+import { silentLogger } from '../../src/log';
 
 const CONTAINER_MAC = '02:42:ac:10:56:02';
 const LINK = { index: 7, name: 'eth0', mac: '02:00:00:00:00:aa', listenAll: false };
@@ -58,4 +61,43 @@ test('a device claiming container addresses at line rate: the store hears it onc
   for (let round = 0; round < 6; round++, now += 10_000)
     for (let i = 3; i < 203; i++) claim(`172.16.86.${i}`, '02:00:00:00:00:66');
   assert.equal(defended(), 2 + 200);
+});
+
+test("an ADD still asking the LAN about its address on one VLAN leaves a running container's same address on another VLAN defended (two VLANs may carry one subnet); on its own network it is not defended", () => {
+  const sent: Buffer[] = [];
+  const conflicts = new LanConflicts(
+    new LanGuard(silentLogger, () => Promise.resolve({ inUse: false })),
+    { recordSighting: () => undefined, listSightings: () => [] },
+    silentLogger,
+    null,
+  );
+  // The container behind each VLAN's link holds 192.168.1.50: network n10 on link 10, n20 on link 20.
+  const holders = new Map([
+    [10, 'n10'],
+    [20, 'n20'],
+  ]);
+  const watch = new LanWatch(
+    (link, address) =>
+      conflicts.defensible({ address, mac: CONTAINER_MAC, networkId: holders.get(link.index) ?? 'none' }),
+    { recordSighting: () => undefined, listSightings: () => [] },
+    silentLogger,
+    () => now,
+  );
+  let now = 1_000_000;
+  const claimOn = (index: number): void =>
+    (watch as unknown as { check(w: unknown, a: IpAddress, mac: string, how: string): void }).check(
+      { link: { ...LINK, index }, sockets: [{ send: (frame: Buffer) => sent.push(frame) }] },
+      parseAddress('192.168.1.50'),
+      '02:00:00:00:00:66',
+      'it sent an ARP reply for it',
+    );
+  const confirmed = conflicts.confirming('n10', [parseAddress('192.168.1.50')]);
+  claimOn(10);
+  assert.equal(sent.length, 0, "the device answering the ADD's probe on n10 is its refusal, not defended against");
+  claimOn(20);
+  assert.equal(sent.length, 1, "n20's running container keeps its address defended meanwhile");
+  confirmed();
+  now += 10_000; // one defence per 10 s per address
+  claimOn(10);
+  assert.equal(sent.length, 2, 'once the ADD is done, an address of n10 is defended again');
 });
