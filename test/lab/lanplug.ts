@@ -81,6 +81,10 @@ export class Lanplug implements HostDaemon {
         signal(this.pid, 'SIGKILL');
         await this.waitExit(KILLED_EXIT_MS);
       }
+    } else if (this.exitCode === null && this.exitSignal === null) {
+      // Gone already, but its exit event (which carries the code a caller reports) may be on its way:
+      // once, CI read "exited (code null, signal null)" for a stand-in that exited 3.
+      await this.waitExit(2_000);
     }
     // The process the lab spawned is not always the daemon itself (nsenter may fork): the daemon
     // wrote its own pid into its lock file. Wait for that one too, so that the next start finds
