@@ -92,7 +92,11 @@ export function resetDocker(host: DockerHost): void {
  */
 export async function resetDockerForNextTest(host: DockerHost): Promise<void> {
   resetDocker(host);
-  if (userNetworks(host).length > 0) {
+  const survivors = userNetworks(host);
+  if (survivors.length > 0) {
+    // Said on stderr: a network that outlives its removal is worth reading about when a later test fails.
+    const held = survivors.map((n) => `${n} (endpoints listed: ${staleEndpoints(host, n).length})`);
+    process.stderr.write(`dockerd restarted: network(s) ${held.join(', ')} survived docker network rm\n`);
     await restartDockerd(host);
     resetDocker(host);
   }
