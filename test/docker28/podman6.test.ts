@@ -197,6 +197,65 @@ test('netavark 2.0 setup: the container gets its address on the LAN and reaches 
   }
 });
 
+/**
+ * What netavark 2.0 hands its own macvlan driver for `podman network create -d macvlan -o parent=eth0
+ * --subnet … --gateway …` (Podman's own IPAM: the address comes in setup's static_ips).
+ */
+function ownMacvlanInput(): Record<string, unknown> {
+  return netavarkCreateInput({
+    name: 'nvmac',
+    id: 'e'.repeat(64),
+    driver: 'macvlan',
+    network_interface: 'eth0',
+    subnets: [{ subnet: '172.16.86.0/24', gateway: GATEWAY }],
+    ipv6_enabled: false,
+    internal: false,
+    dns_enabled: false,
+    ipam_options: { driver: 'host-local' },
+  });
+}
+
+test("netavark 2.0's own macvlan driver and lanplug's plugin, round by round in one run: both give the container its --ip on the LAN and teardown leaves no link; their setup and teardown times side by side", async (t) => {
+  const created = await netavark(['create'], createInput());
+  assert.equal(created.code, 0, `${created.stdout} ${created.stderr}`);
+  const own = await netavark(['create'], ownMacvlanInput());
+  assert.equal(own.code, 0, `${own.stdout} ${own.stderr}`);
+  const drivers = [
+    { label: 'lanplug-macvlan (plugin)', network: created.json ?? {}, ip: '172.16.86.157' },
+    { label: "netavark's macvlan", network: own.json ?? {}, ip: '172.16.86.141' },
+  ];
+  const times = drivers.map(() => ({ setup: [] as number[], teardown: [] as number[] }));
+  const c = containers.create();
+  try {
+    // Alternating rounds: what the machine is doing meanwhile weighs on both alike.
+    for (let round = 0; round < 5; round++) {
+      for (const [i, d] of drivers.entries()) {
+        const up = await netavark(['setup', c.path], options(c, d.network, 'list', { static_ips: [d.ip] }));
+        assert.equal(up.code, 0, `${d.label}: ${up.stdout} ${up.stderr}`);
+        assert.ok(
+          linkIn(c.ns, 'eth0')?.addr_info.some((a) => a.local === d.ip),
+          `${d.label}: ${d.ip} in the container`,
+        );
+        if (round === 0) ping(c.path, GATEWAY);
+        const down = await netavark(['teardown', c.path], options(c, d.network, 'list', { static_ips: [d.ip] }));
+        assert.equal(down.code, 0, `${d.label}: ${down.stdout} ${down.stderr}`);
+        assert.equal(linkIn(c.ns, 'eth0'), null, `${d.label}: teardown removes the link`);
+        times[i]?.setup.push(up.ms);
+        times[i]?.teardown.push(down.ms);
+      }
+    }
+  } finally {
+    if (containers.has(c.ns)) containers.drop(c.ns);
+  }
+  t.diagnostic("| netavark 2.0, median of 5 (netavark's exec included) | setup ms | teardown ms |");
+  t.diagnostic('|---|---|---|');
+  for (const [i, d] of drivers.entries()) {
+    const m = times[i];
+    if (m !== undefined)
+      t.diagnostic(`| ${d.label} | ${median(m.setup).toFixed(0)} | ${median(m.teardown).toFixed(0)} |`);
+  }
+});
+
 podmanUserCases(() => lane);
 
 test('podman network create --route of each of netavark 2.0’s types: the container gets a blackhole, an unreachable and a prohibit route beside the one via a gateway, and its traffic there is dropped', () => {

@@ -95,8 +95,11 @@ export async function resetDockerForNextTest(host: DockerHost): Promise<void> {
   const survivors = userNetworks(host);
   if (survivors.length > 0) {
     // Said on stderr: a network that outlives its removal is worth reading about when a later test fails.
-    const held = survivors.map((n) => `${n} (endpoints listed: ${staleEndpoints(host, n).length})`);
-    process.stderr.write(`dockerd restarted: network(s) ${held.join(', ')} survived docker network rm\n`);
+    const held = survivors.map((n) => {
+      const refusal = host.docker(['network', 'rm', n]).stderr.trim();
+      return `${n} (endpoints listed: ${staleEndpoints(host, n).length}; ${refusal})`;
+    });
+    process.stderr.write(`${host.ns}: dockerd restarted: network(s) ${held.join(', ')} survived docker network rm\n`);
     await restartDockerd(host);
     resetDocker(host);
   }
