@@ -18,7 +18,7 @@ import { daemonHealthChecks } from './doctor/daemon-health';
 import { dockerChecks, socketChecks } from './doctor/docker';
 import { kernelChecks } from './doctor/kernel';
 import { netavarkChecks } from './doctor/netavark';
-import { stateChecks } from './doctor/state';
+import { askSyncFailure, stateChecks } from './doctor/state';
 import { askSharedPools, sharedPoolChecks } from './shared-pools';
 
 export type { Check, CheckStatus, DoctorOptions } from './doctor/check';
@@ -41,7 +41,7 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   await daemonHealthChecks(options, add);
   await cniChecks(options, add);
   await netavarkChecks(options, add);
-  stateChecks(options, add);
+  stateChecks(options, add, await askSyncFailure(options.stateDir));
   await sharedChecks(options, add);
   return checks;
 }

@@ -51,6 +51,7 @@ export interface FlagsAccess {
   advertFlags(netns: string, index: number): AdvertFlags | null;
   /** The endpoint's sandbox file is there and the store still has the endpoint. */
   stillThere(endpoint: EndpointRecord, netns: string): boolean;
+  /** Monotonic ms (the watch's clock): the hold must not end or stretch when the wall clock steps. */
   now(): number;
   after(ms: number, run: () => void): () => void;
 }

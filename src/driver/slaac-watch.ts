@@ -110,14 +110,20 @@ const REAL_SANDBOX: SandboxAccess = {
   present: (netns) => fs.existsSync(netns),
 };
 
-/** Time as the watch reads and waits on it; `after` returns what cancels the wait. */
+/**
+ * Time as the watch reads and waits on it; `after` returns what cancels the wait. `now` is in ms and
+ * only ever compared with itself (waits, guards, the flags' hold): any origin will do.
+ */
 export interface WatchClock {
   now(): number;
   after(ms: number, run: () => void): () => void;
 }
 
-const REAL_CLOCK: WatchClock = {
-  now: () => Date.now(),
+/** Exported for its unit test only. */
+export const REAL_CLOCK: WatchClock = {
+  // Monotonic, not the wall clock: a step of the wall clock (NTP, an operator's `date -s`) would
+  // otherwise end a hold or a guard at once, or stretch it for hours (the flags' FLAGS_HOLD_MS above all).
+  now: () => performance.now(),
   after(ms, run) {
     // Unref'd: a watch never keeps the daemon alive.
     const timer = setTimeout(run, ms).unref();

@@ -3,7 +3,8 @@
  * lanplug's container addresses. lanplug listens for ARP and neighbour
  * advertisements on each LAN link it uses; a claim on a container's address
  * from another MAC is logged, remembered for `lanplug doctor`, and defended
- * with one gratuitous ARP (unsolicited NA) at most every DEFEND_INTERVAL_MS.
+ * with one gratuitous ARP (unsolicited NA) at most every DEFEND_INTERVAL_MS per
+ * address and link.
  * The container is never torn down: the user decides who keeps the address.
  */
 import type { Logger } from '../log';
@@ -51,8 +52,17 @@ interface Watched {
   sockets: PacketSocket[];
 }
 
+/** The link by its index (what `watched` keys it by: a name may be reused by another link). */
+function defenceKey(link: ProbeLink, address: IpAddress): string {
+  return `${link.index} ${address.text}`;
+}
+
 export class LanWatch {
   private readonly watched = new Map<number, Watched>();
+  /**
+   * By link and address (defenceKey): the same address on two VLANs is two LANs' business, and a
+   * storm on one must not mute the defence on the other.
+   */
   private readonly lastDefence = new Map<string, number>();
   private readonly lastRecorded = new Map<string, number>();
   /** By address: the MAC last reported defended against, and when. */
@@ -126,10 +136,13 @@ export class LanWatch {
       this.lastRecorded.set(address.text, at);
       this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
     }
-    const last = this.lastDefence.get(address.text) ?? -Infinity;
+    const key = defenceKey(w.link, address);
+    const last = this.lastDefence.get(key) ?? -Infinity;
     if (at - last < DEFEND_INTERVAL_MS) return;
-    this.lastDefence.set(address.text, at);
-    // Said every time (at most once per 10 s per address); one event per device per 10 minutes, so
+    // Links come and go (a re-made VLAN has a new index): capped like the others, a clear costs one early defence.
+    if (this.lastDefence.size >= RECORDED_MAX) this.lastDefence.clear();
+    this.lastDefence.set(key, at);
+    // Said every time (at most once per 10 s per address and link); one event per device per 10 minutes, so
     // that one device claiming many addresses does not push everything else out of the events ring.
     this.log.warn("a device on the LAN claims a container's address; defending it once", {
       address: address.text,

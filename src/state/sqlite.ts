@@ -26,7 +26,7 @@ import type { IdentityReservation } from './identity-store';
 import type { IpamStore } from './ipam-store';
 import type { LeaseStore } from './lease-store';
 import type { LostAddress, PendingPoolRelease, SharedPoolState } from './shared-state';
-import { SqliteConnection } from './sqlite/connection';
+import { SqliteConnection, type Fsync, type SyncFailure } from './sqlite/connection';
 import { storeFigures, type StoreFigures } from './sqlite/figures';
 import { IdentityTables } from './sqlite/identities';
 import { IpamTables } from './sqlite/ipam';
@@ -37,7 +37,7 @@ import { NetworkTables } from './sqlite/networks';
 import { SharedPoolTables } from './sqlite/shared-pools';
 import type { LanSighting, LanSightings, Store } from './store';
 
-export { DATABASE_FILE } from './sqlite/connection';
+export { DATABASE_FILE, type Fsync, type SyncFailure } from './sqlite/connection';
 export type { StoreFigures } from './sqlite/figures';
 
 export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, SharedPoolState {
@@ -61,10 +61,10 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
 
   /**
    * Opens `<stateDir>/lanplug.db` for the daemon, made 0700 when missing, its schema brought forward;
-   * `log` gets the writes its disk did not confirm (sqlite/connection.ts).
+   * `log` gets the writes its disk did not confirm (sqlite/connection.ts); `fsync`: tests make it fail.
    */
-  static open(stateDir: string, log?: Logger): SqliteStore {
-    return new SqliteStore(SqliteConnection.open(stateDir, log));
+  static open(stateDir: string, log?: Logger, fsync?: Fsync): SqliteStore {
+    return new SqliteStore(SqliteConnection.open(stateDir, log, fsync));
   }
 
   /** Opens an existing database without creating or migrating anything (status, doctor). */
@@ -80,6 +80,11 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
   /** For messages: the database file. */
   get path(): string {
     return this.c.path;
+  }
+
+  /** The last fsync after a commit that failed, unless one succeeded since (sqlite/connection.ts). */
+  get syncFailure(): SyncFailure | null {
+    return this.c.syncFailure;
   }
 
   /** The schema version the file had before it was opened (0: new). */

@@ -1,6 +1,6 @@
 /**
  * The LAN watch's answer to a device claiming a container's address, frame after frame: one defence
- * per 10 s per address, the claim recorded at most once a second per device (a device claiming at
+ * per 10 s per address and link, the claim recorded at most once a second per device (a device claiming at
  * line rate would otherwise have every frame written to the store), and one event per device per 10
  * minutes (one device claiming many addresses cannot push everything else out of the events ring).
  * The frames themselves come over real packet sockets in the Docker lane (lan-citizen.test.ts).
@@ -100,4 +100,41 @@ test("an ADD still asking the LAN about its address on one VLAN leaves a running
   now += 10_000; // one defence per 10 s per address
   claimOn(10);
   assert.equal(sent.length, 2, 'once the ADD is done, an address of n10 is defended again');
+});
+
+test('the same address on two VLANs (eth0.10 and eth0.20, two LANs): a storm of claims on one does not mute the defence on the other, each link has its own one defence per 10 s', () => {
+  let now = 1_000_000;
+  const sent: string[] = [];
+  const watch = new LanWatch(
+    (_link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: 'n' }),
+    { recordSighting: () => undefined, listSightings: () => [] },
+    silentLogger,
+    () => now,
+  );
+  const vlan = (index: number, name: string) => ({
+    link: { ...LINK, index, name },
+    sockets: [{ send: () => sent.push(name) }],
+  });
+  const vlan10 = vlan(10, 'eth0.10');
+  const vlan20 = vlan(20, 'eth0.20');
+  const claimOn = (watched: ReturnType<typeof vlan>, mac: string): void =>
+    (watch as unknown as { check(w: unknown, a: IpAddress, mac: string, how: string): void }).check(
+      watched,
+      parseAddress('192.168.1.50'),
+      mac,
+      `it sent an ARP reply for it on ${watched.link.name}`,
+    );
+  // A second of line rate on eth0.10, and one device on eth0.20 claiming the same address meanwhile.
+  for (let ms = 0; ms < 1_000; ms++, now++) {
+    claimOn(vlan10, '02:00:00:00:00:66');
+    if (ms === 500) claimOn(vlan20, '02:00:00:00:00:99');
+  }
+  assert.deepEqual(sent, ['eth0.10', 'eth0.20'], "eth0.20's claim defended despite eth0.10's storm");
+  // Each link still has its own limit.
+  claimOn(vlan20, '02:00:00:00:00:99');
+  assert.deepEqual(sent, ['eth0.10', 'eth0.20']);
+  now += 10_000;
+  claimOn(vlan20, '02:00:00:00:00:99');
+  claimOn(vlan10, '02:00:00:00:00:66');
+  assert.deepEqual(sent, ['eth0.10', 'eth0.20', 'eth0.20', 'eth0.10']);
 });

@@ -4,7 +4,7 @@
  * watch still ends with something said. The namespace and the clock are fakes here; the e2e dualstack
  * test runs the watch against a real container on Docker 20.10.
  */
-import { test, beforeEach, afterEach } from 'node:test';
+import { test, beforeEach, afterEach, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,8 +19,8 @@ import { NetworkDriver } from '../../src/driver/network-driver';
 import type { LearnedAddress } from '../../src/driver/slaac';
 import type { FailedAddress } from '../../src/driver/slaac-dad';
 import type { ContainerNotesSource } from '../../src/driver/slaac-notes';
-import { FLAGS_CHECK_MS, FLAGS_HOLD_MS, SWEEP_CHECKS } from '../../src/driver/slaac-flags';
-import { SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
+import { AdvertFlagsFollower, FLAGS_CHECK_MS, FLAGS_HOLD_MS, SWEEP_CHECKS } from '../../src/driver/slaac-flags';
+import { REAL_CLOCK, SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
 import { asksDhcp6 } from '../../src/endpoint/slaac-dhcp6';
 import type { AdvertFlags, AdvertNotes, FlagChanges } from '../../src/netlink/router-adverts';
 import { SqliteStore } from '../../src/state/sqlite';
@@ -785,4 +785,65 @@ test('a follow whose container went without a Leave or DeleteEndpoint reaching l
   );
   assert.equal(clock.pending, 0, 'nothing checks once nothing is followed');
   watcher.close();
+});
+
+test("the hold of a change of the flags lasts FLAGS_HOLD_MS on the daemon's own clock whatever the wall clock does: a step of an hour forward neither ends it, nor one back stretches it", () => {
+  // Both clocks under the test's hand: the wall clock (NTP, `date -s`) and the monotonic one.
+  let wall = Date.UTC(2026, 11, 5, 12);
+  let mono = 1_000_000;
+  mock.method(Date, 'now', () => wall);
+  mock.method(performance, 'now', () => mono);
+  try {
+    let router: AdvertFlags = { heard: true, managed: false, other: false };
+    let next: (() => void) | null = null;
+    const check = (): void => {
+      const run = next;
+      next = null;
+      assert.ok(run !== null, 'no check scheduled');
+      run();
+    };
+    const followed: AdvertFlags[] = [];
+    const follower = new AdvertFlagsFollower(
+      capturingLogger().log,
+      {
+        listenFlags: () => ({ changed: () => true, close: () => undefined }),
+        advertFlags: () => router,
+        stillThere: () => true,
+        // What the watch gives its follower by default (SandboxSlaacWatcher without a clock seam).
+        now: () => REAL_CLOCK.now(),
+        after: (_ms, run) => {
+          next = run;
+          return () => (next = null);
+        },
+      },
+      () => ({ flags: (_s, _e, _n, _l, flags) => followed.push(flags), dns: () => undefined, cancel: () => undefined }),
+    );
+    const link = { index: 2, name: 'eth0' } as LinkInfo;
+    follower.follow(SPEC, endpointNo(1), sandboxOf(1), link, { ...router }, {});
+    check();
+    assert.equal(followed.length, 0, 'nothing changed yet');
+
+    router = { heard: true, managed: false, other: true };
+    mono += FLAGS_CHECK_MS;
+    wall += FLAGS_CHECK_MS;
+    check();
+    assert.equal(followed.length, 1, 'the change is followed');
+
+    // The wall clock steps an hour forward; two seconds pass on the monotonic clock: still held.
+    router = { heard: true, managed: false, other: false };
+    mono += FLAGS_CHECK_MS;
+    wall += 3_600_000;
+    check();
+    assert.equal(followed.length, 1, 'a wall-clock step ended the hold');
+
+    // It steps two hours back (an hour before the change); the hold's time passes: followed now.
+    mono += FLAGS_HOLD_MS;
+    wall -= 7_200_000;
+    check();
+    assert.equal(followed.length, 2, 'a wall-clock step stretched the hold');
+    assert.deepEqual(followed[1], router);
+    follower.close();
+  } finally {
+    mock.restoreAll();
+  }
 });

@@ -1,7 +1,9 @@
 /**
  * The SQLite store's file handling: schema versions and migrations from every
  * earlier schema, files it must refuse and leave untouched (newer, foreign,
- * damaged), rows that cannot be read, and the state directory's checks.
+ * damaged), rows that cannot be read, the state directory's checks, and a
+ * commit whose fsync failed (kept, and remembered for doctor until a later
+ * fsync succeeds).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +19,11 @@ import { parseAddress, parsePrefix } from '../../src/net/address';
 import { LeaseKeeper, REMEMBER_ADDRESS_MS } from '../../src/dhcp/keeper';
 import { NO_LEASE_NETWORKS } from '../../src/dhcp/lease-networks';
 import { silentLogger } from '../../src/log';
+import type { Check } from '../../src/cli/doctor/check';
+import { askSyncFailure, stateChecks } from '../../src/cli/doctor/state';
+import { controlEndpoint } from '../../src/api/control';
+import { PluginServer } from '../../src/api/docker/server';
+import { StateLock } from '../../src/state/lock';
 
 function withDir(fn: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'lanplug-store-'));
@@ -339,4 +346,103 @@ test("the lease keeper's sweep forgets last addresses remembered more than a mon
     assert.equal(store.lastAddress('01new')?.text, '172.16.86.61', 'a row of this month stays');
     store.close();
   });
+});
+
+test('a commit whose fsync fails (EIO) is kept and remembered where the store shows it (its figures, for doctor) until a later fsync succeeds', () => {
+  withDir((dir) => {
+    let failWith: string | null = null;
+    const fsync = (): void => {
+      if (failWith !== null) throw Object.assign(new Error(`${failWith}: i/o error, fsync`), { code: failWith });
+    };
+    const store = SqliteStore.open(dir, silentLogger, fsync);
+    // Read afresh each time (asserting on the getter itself would narrow its type for the rest of the test).
+    const syncFailure = () => store.syncFailure;
+    try {
+      store.setMeta('first', '1');
+      assert.ok(!syncFailure(), 'a confirmed write leaves nothing');
+      failWith = 'EIO';
+      const before = Date.now();
+      store.setMeta('second', '2');
+      assert.equal(store.getMeta('second'), '2', 'the write is kept: SQLite committed it');
+      const failure = syncFailure();
+      assert.ok(failure, 'the failed fsync is remembered');
+      assert.equal(failure.code, 'EIO');
+      assert.equal(failure.path, join(dir, `${DATABASE_FILE}-wal`));
+      assert.ok(failure.at >= before && failure.at <= Date.now());
+      assert.deepEqual(store.figures().syncFailure, failure, "in the figures Lanplug.Stats answers (doctor's source)");
+      // Inside a transaction: the fsync after its commit counts the same, the latest failure replacing the first.
+      failWith = 'ENOSPC';
+      store.transaction(() => store.setMeta('third', '3'));
+      assert.equal(syncFailure()?.code, 'ENOSPC');
+      // The disk confirms writes again: the latest outcome is a success.
+      failWith = null;
+      store.setMeta('fourth', '4');
+      assert.equal(syncFailure(), null);
+      assert.equal(store.figures().syncFailure, null);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+test("doctor's state directory check warns, naming errno, file and time, while the daemon's last fsync failed; ok again once one succeeded", () => {
+  withDir((dir) => {
+    const run = (failure: Parameters<typeof stateChecks>[2]): Check[] => {
+      const checks: Check[] = [];
+      stateChecks(
+        { stateDir: dir, pluginDir: dir, dockerSocket: join(dir, 'docker.sock'), cniSocket: null },
+        (check, status, detail, fix) => checks.push({ check, status, detail, ...(fix === undefined ? {} : { fix }) }),
+        failure,
+      );
+      return checks.filter((c) => c.check === 'state directory');
+    };
+    const wal = join(dir, `${DATABASE_FILE}-wal`);
+    const [warned, ...more] = run({ at: Date.UTC(2026, 11, 5, 21, 30), code: 'EIO', path: wal });
+    assert.equal(more.length, 0, 'one state directory line');
+    assert.equal(warned?.status, 'warn');
+    assert.equal(
+      warned?.detail,
+      `${dir}: its disk did not confirm the daemon's last write (fsync of ${wal} failed with EIO at 2026-12-05T21:30:00.000Z); the database has the write, but a power loss may take it, and none has been confirmed since`,
+    );
+    assert.match(warned?.fix ?? '', /dmesg/);
+    assert.deepEqual(
+      run(null).map((c) => c.status),
+      ['ok'],
+    );
+  });
+});
+
+test("doctor learns the running daemon's failed fsync over the control socket (Lanplug.Stats), and that a later one succeeded", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-store-'));
+  const lock = StateLock.acquire(dir, { kind: 'daemon' });
+  let failWith: string | null = 'ENOSPC';
+  const store = SqliteStore.open(dir, silentLogger, () => {
+    if (failWith !== null)
+      throw Object.assign(new Error(`${failWith}: no space left on device, fsync`), { code: failWith });
+  });
+  const reject = (): Promise<never> => Promise.reject(new Error('not asked'));
+  const server = await PluginServer.listen(
+    dir,
+    controlEndpoint(
+      { gc: reject, sharedPools: reject, forget: reject },
+      () => ({ process: {} as never, store: store.figures() }),
+      { listing: reject, health: reject },
+    ),
+    silentLogger,
+  );
+  try {
+    store.setMeta('k', 'v');
+    // What runDoctor hands its state directory check (whose text the test above reads).
+    const told = await askSyncFailure(dir);
+    assert.equal(told?.code, 'ENOSPC');
+    assert.equal(told?.path, join(dir, `${DATABASE_FILE}-wal`));
+    failWith = null;
+    store.setMeta('k', 'w');
+    assert.equal(await askSyncFailure(dir), null, 'a later fsync that succeeded clears it');
+  } finally {
+    await server.close();
+    store.close();
+    lock.release();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

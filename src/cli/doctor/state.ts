@@ -6,6 +6,8 @@
  */
 import { lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
+import { CONTROL_SOCKET_NAME } from '../../api/control';
+import { unixHttp } from '../../api/unix-http';
 import { routesThrough, wantedRoutes } from '../../driver/host-access';
 import { leasedIn, slaacRoutesOf } from '../../driver/slaac-host-access';
 import { recordedLinkGroups } from '../../driver/link-ownership';
@@ -17,14 +19,15 @@ import { silentLogger } from '../../log';
 import { leaseExpiresAt } from '../../model/lease';
 import { formatPrefix } from '../../net/address';
 import { describeHolder, isLocked, lockHolder } from '../../state/lock';
-import { DATABASE_FILE, SqliteStore } from '../../state/sqlite';
+import { DATABASE_FILE, SqliteStore, type SyncFailure } from '../../state/sqlite';
 import { stateDirProblem } from '../../state/state-dir';
 import { describeLease } from '../status';
 import type { Add, DoctorOptions } from './check';
 
-export function stateChecks(options: DoctorOptions, add: Add): void {
+/** `syncFailure`: what the running daemon's store says of its last fsync (askSyncFailure). */
+export function stateChecks(options: DoctorOptions, add: Add, syncFailure: SyncFailure | null = null): void {
   const dir = options.stateDir;
-  if (!stateDirChecks(dir, add)) return;
+  if (!stateDirChecks(dir, add, syncFailure)) return;
   const store = openStore(dir, add);
   if (store === null) return;
   try {
@@ -63,8 +66,25 @@ function freeRoom(dir: string): { bytes: number; inodes: number | null } | null 
   }
 }
 
+/**
+ * The running daemon's last fsync after a commit that failed, unless one succeeded since (its store
+ * figures, Lanplug.Stats): only the daemon knows, doctor's read-only store never fsyncs. Null when no
+ * daemon runs, when it is older than the figure, or when it cannot be asked (daemon health says why).
+ */
+export async function askSyncFailure(stateDir: string): Promise<SyncFailure | null> {
+  if (!isLocked(stateDir)) return null;
+  try {
+    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.Stats', '{}');
+    if (answer.status !== 200) return null;
+    const failure = (JSON.parse(answer.body) as { store?: { syncFailure?: SyncFailure | null } }).store?.syncFailure;
+    return failure !== undefined && failure !== null && typeof failure.code === 'string' ? failure : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The state directory (root's, closed to others, with room to write) and the daemon holding it; false when there is none to read. */
-function stateDirChecks(dir: string, add: Add): boolean {
+function stateDirChecks(dir: string, add: Add, syncFailure: SyncFailure | null): boolean {
   try {
     const problem = stateDirProblem(lstatSync(dir));
     if (problem !== null) {
@@ -103,7 +123,15 @@ function stateDirChecks(dir: string, add: Add): boolean {
       `${dir}: its file system has ${inodes} free inodes; the daemon cannot open its database at its next start (SQLite makes its -wal and -shm files there) until there are more`,
       `remove files on it (df -i ${dir})`,
     );
-  if (!noSpace && !noInodes) add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
+  // A failed fsync is no fault doctor can see in the directory: it is what the disk last told the daemon.
+  if (!noSpace && !noInodes && syncFailure !== null)
+    add(
+      'state directory',
+      'warn',
+      `${dir}: its disk did not confirm the daemon's last write (fsync of ${syncFailure.path} failed with ${syncFailure.code} at ${new Date(syncFailure.at).toISOString()}); the database has the write, but a power loss may take it, and none has been confirmed since`,
+      'check the disk (dmesg, smartctl; df for a thin-provisioned one)',
+    );
+  else if (!noSpace && !noInodes) add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
   if (isLocked(dir)) {
     const holder = lockHolder(dir);
     // A plugin's pid is in its own pid namespace: it is named instead.

@@ -24,6 +24,23 @@ import { checkStateDir, prepareStateDir } from '../state-dir';
 
 export const DATABASE_FILE = 'lanplug.db';
 
+/**
+ * The last fsync after a commit that failed (syncCommitted), while it is the latest outcome: a later
+ * fsync that succeeds clears it. Kept for `lanplug doctor` (through Lanplug.Stats' store figures),
+ * since the one error line is easily missed and the disk is what the operator must look at.
+ */
+export interface SyncFailure {
+  /** When it failed (ms since the epoch: for the operator, compared with nothing). */
+  at: number;
+  /** The errno's name (EIO, ENOSPC, ...), or the message when there is none. */
+  code: string;
+  /** The file whose fsync failed: the database's write-ahead log. */
+  path: string;
+}
+
+/** What the connection fsyncs with: the real fsync but where a test makes the disk fail. */
+export type Fsync = (fd: number) => void;
+
 /** A row of a table that keeps each record as JSON, with its id and creation time. */
 export interface Row {
   id: string;
@@ -38,6 +55,7 @@ export class SqliteConnection {
   private walFd: number | null = null;
   /** What a table cached from reads inside a transaction that rolled back must forget. */
   private readonly rollbackHooks: (() => void)[] = [];
+  private lastSyncFailure: SyncFailure | null = null;
 
   private constructor(
     private readonly db: Database.Database,
@@ -46,14 +64,16 @@ export class SqliteConnection {
     /** The schema version the file had before it was opened (0: new). */
     readonly foundVersion: number,
     private readonly log: Logger,
+    private readonly fsync: Fsync = fsyncSync,
   ) {}
 
   /**
    * Opens `<stateDir>/lanplug.db` for the daemon: the directory is created
    * 0700 when missing and refused when others could write to it; the schema
-   * is brought to the current version. `log`: where a commit the disk did not confirm is reported.
+   * is brought to the current version. `log`: where a commit the disk did not confirm is reported;
+   * `fsync`: what confirms it (tests make it fail).
    */
-  static open(stateDir: string, log: Logger = createLogger('error')): SqliteConnection {
+  static open(stateDir: string, log: Logger = createLogger('error'), fsync: Fsync = fsyncSync): SqliteConnection {
     prepareStateDir(stateDir);
     const path = join(stateDir, DATABASE_FILE);
     const db = openFile(path, {});
@@ -64,7 +84,7 @@ export class SqliteConnection {
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
       const found = migrate(db);
-      return new SqliteConnection(db, path, found, log);
+      return new SqliteConnection(db, path, found, log, fsync);
     } catch (err) {
       db.close();
       throw explainOpenFailure(path, err);
@@ -91,6 +111,11 @@ export class SqliteConnection {
       db.close();
       throw explainOpenFailure(path, err);
     }
+  }
+
+  /** The last fsync after a commit that failed, unless one succeeded since (syncCommitted). */
+  get syncFailure(): SyncFailure | null {
+    return this.lastSyncFailure;
   }
 
   get inTransaction(): boolean {
@@ -197,11 +222,16 @@ export class SqliteConnection {
    */
   private syncCommitted(): void {
     this.syncOnCommit = false;
+    const wal = `${this.path}-wal`;
     try {
-      this.walFd ??= openSync(`${this.path}-wal`, 'r');
-      fsyncSync(this.walFd);
+      this.walFd ??= openSync(wal, 'r');
+      this.fsync(this.walFd);
+      // The disk confirms writes again: what doctor says follows the latest outcome.
+      this.lastSyncFailure = null;
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
+      const code = (err as { code?: unknown } | null)?.code;
+      this.lastSyncFailure = { at: Date.now(), code: typeof code === 'string' ? code : error, path: wal };
       this.log.error(
         "the state directory's disk did not confirm a write: lanplug keeps it (the database has it) and answered as done, but a power loss may take it; check the disk (dmesg)",
         { path: this.path, error },

@@ -1,10 +1,11 @@
 /**
  * The database's size on disk (the file and its write-ahead log), the
  * prepared statements kept and the rows of each table: what the soak watches
- * for growth (Lanplug.Stats).
+ * for growth (Lanplug.Stats); and whether the disk still confirms writes
+ * (`lanplug doctor`).
  */
 import { statSync } from 'node:fs';
-import type { SqliteConnection } from './connection';
+import type { SqliteConnection, SyncFailure } from './connection';
 
 export interface StoreFigures {
   databaseBytes: number;
@@ -13,6 +14,8 @@ export interface StoreFigures {
   /** Prepared statements the connection keeps (one per distinct query). */
   statements: number;
   rows: Record<string, number>;
+  /** The last fsync after a commit that failed, while no later one succeeded (doctor's state directory check). */
+  syncFailure: SyncFailure | null;
 }
 
 export function storeFigures(c: SqliteConnection): StoreFigures {
@@ -28,6 +31,7 @@ export function storeFigures(c: SqliteConnection): StoreFigures {
     walBytes: sizeOf(`${c.path}-wal`),
     statements: c.statementCount,
     rows,
+    syncFailure: c.syncFailure,
   };
 }
 
