@@ -382,7 +382,8 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
     "Error response from daemon: NetworkDriver.CreateNetwork: -o ipv6=slaac takes IPv6 from the LAN router's advertisements; create the network without --ipv6 and without an IPv6 --subnet (got 2001:db8:abc8::/64)",
   );
   assert.doesNotMatch(lab.host.dockerOk(['network', 'ls']), /slaac6/);
-  const router = new RouterAdverts(lab.lan, '2001:db8:abc8::');
+  // The router advertises an MTU below the link's 1500: the container's IPv6 takes it.
+  const router = new RouterAdverts(lab.lan, '2001:db8:abc8::', 'ra-only', null, 1400);
   await router.start();
   try {
     lab.host.dockerOk([
@@ -426,6 +427,10 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
       new RegExp(`^default via ${routerLinkLocal} dev eth0`, 'm'),
     );
     lab.lan.execOk([BUSYBOX, 'ping', '-6', '-c', '1', '-W', '2', address]);
+    // The advertisement's MTU option: the container's IPv6 MTU (the link's stays 1500, for IPv4).
+    await eventually(() =>
+      assert.equal(lab.host.dockerOk(['exec', 'web', 'cat', '/proc/sys/net/ipv6/conf/eth0/mtu']).trim(), '1400'),
+    );
     // Docker cannot show the address (it did not give it): lanplug's events do.
     await eventually(() =>
       assert.ok(

@@ -35,6 +35,8 @@ export class RouterAdverts {
     readonly prefix: string,
     private readonly flags: AdvertFlags = 'ra-only',
     private readonly dns: AdvertDns | null = null,
+    /** The MTU option of its advertisements (none by default: hosts keep their link's). */
+    private readonly mtu: number | null = null,
   ) {
     const name = `radv-${prefix.replace(/:/g, '_')}-${flags}`;
     this.logFile = path.join(lan.dir, `${name}.log`);
@@ -73,7 +75,7 @@ export class RouterAdverts {
           ]),
       ...(this.flags === 'ra-only' ? [] : ['--log-dhcp', `--dhcp-leasefile=${this.leaseFile}`]),
       // an advertisement every 4 s (the least dnsmasq sends), a router lifetime of 600 s
-      `--ra-param=${this.lan.bridge},4,600`,
+      `--ra-param=${this.lan.bridge},${this.mtu === null ? '' : `mtu:${this.mtu},`}4,600`,
       `--log-facility=${this.logFile}`,
     ];
     const [cmd, ...args] = nsExecArgv(this.lan.ns, argv);
