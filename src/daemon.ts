@@ -218,6 +218,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       listing: () =>
         gatherListing(store, engine, choice.kind === 'etcd', options.identityExpireMs ?? DEFAULT_IDENTITY_EXPIRE_MS),
       health: daemonHealth({ stateDir: options.stateDir, sockets: () => served, etcd }),
+      syncFailure: () => store.syncFailure,
     };
     // The control socket first: whoever sees the plugin sockets (dockerd, a test, an operator's gc) may use it at once.
     const control = closers.add(

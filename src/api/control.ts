@@ -13,7 +13,7 @@ import { events, type DaemonEvent } from '../metrics/events';
 import { exposition } from '../metrics/registry';
 import type { Health } from '../observe/health';
 import type { Listing } from '../observe/listing';
-import type { StoreFigures } from '../state/sqlite';
+import type { StoreFigures, SyncFailure } from '../state/sqlite';
 import type { ProcessFigures } from '../sys/process-stats';
 import { requiredString, type JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
@@ -40,6 +40,11 @@ export interface ControlViews {
   listing(): Promise<Listing>;
   /** Whether the store, the sockets and etcd (when configured) answer now. */
   health(): Promise<Health>;
+  /**
+   * The store's last fsync that failed since the daemon started (doctor's state directory check):
+   * its own route, since Lanplug.Stats walks /proc and the heap, which doctor must not make the daemon do.
+   */
+  syncFailure(): SyncFailure | null;
 }
 
 /** What Lanplug.Stats answers: the daemon's figures now. */
@@ -124,6 +129,7 @@ export function controlRoutes(
     ],
     ['/Lanplug.Stats', () => asJson(stats())],
     ['/Lanplug.List', async () => asJson(await views.listing())],
+    ['/Lanplug.SyncFailure', () => asJson({ SyncFailure: views.syncFailure() })],
   ]);
 }
 

@@ -225,17 +225,19 @@ export class SandboxAttachments {
    * namespace already gone is success; what cannot be removed stays with the
    * reconciler (the driver keeps a leftover) and is reported.
    */
-  detach(networkName: string, containerId: string, ifname: string, netns: string | null): void {
+  /** Whether there was an attachment to remove: a DEL with nothing left to do succeeds too (runtimes repeat DELs). */
+  detach(networkName: string, containerId: string, ifname: string, netns: string | null): boolean {
     const networkId = cniNetworkId(networkName);
     const endpoint = this.store.getEndpoint(networkId, attachmentId(networkName, containerId, ifname));
     if (endpoint === null) {
       this.networks.removeWhenIdle(networkId, networkName);
-      return;
+      return false;
     }
     const teardown = new Teardown();
     this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null, 'CNI DEL');
     teardown.step('remove the network when idle', () => this.networks.removeWhenIdle(networkId, networkName));
     teardown.throwIfFailed();
+    return true;
   }
 
   /** CHECK: the attachment is recorded and its link is in the namespace with its MAC and addresses. */

@@ -123,7 +123,8 @@ export interface WatchClock {
 export const REAL_CLOCK: WatchClock = {
   // Monotonic, not the wall clock: a step of the wall clock (NTP, an operator's `date -s`) would
   // otherwise end a hold or a guard at once, or stretch it for hours (the flags' FLAGS_HOLD_MS above all).
-  now: () => performance.now(),
+  // Whole milliseconds: the waits it measures are logged and put in events.
+  now: () => Math.round(performance.now()),
   after(ms, run) {
     // Unref'd: a watch never keeps the daemon alive.
     const timer = setTimeout(run, ms).unref();

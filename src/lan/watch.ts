@@ -57,15 +57,26 @@ function defenceKey(link: ProbeLink, address: IpAddress): string {
   return `${link.index} ${address.text}`;
 }
 
+/**
+ * Whether a rate-limit map has room for one more key: at RECORDED_MAX, the entries older than
+ * `interval` (which limit nothing any more) go first. False while every entry still limits: the new
+ * key waits, and no clear ever lets a storm on thousands of addresses through at once.
+ */
+function roomFor<V>(map: Map<string, V>, at: number, interval: number, when: (value: V) => number): boolean {
+  if (map.size < RECORDED_MAX) return true;
+  for (const [key, value] of map) if (at - when(value) >= interval) map.delete(key);
+  return map.size < RECORDED_MAX;
+}
+
 export class LanWatch {
   private readonly watched = new Map<number, Watched>();
-  /**
-   * By link and address (defenceKey): the same address on two VLANs is two LANs' business, and a
-   * storm on one must not mute the defence on the other.
+  /*
+   * All three by link and address (defenceKey): the same address on two VLANs is two LANs' business,
+   * and a storm on one must not mute the defence, the sighting or the event of the other.
    */
   private readonly lastDefence = new Map<string, number>();
   private readonly lastRecorded = new Map<string, number>();
-  /** By address: the MAC last reported defended against, and when. */
+  /** The MAC last reported defended against, and when. */
   private readonly lastReported = new Map<string, { mac: string; at: number }>();
 
   /**
@@ -130,17 +141,19 @@ export class LanWatch {
     if (holding === null || mac === holding.mac) return;
     const at = this.now();
     countConflict('claim');
-    // By address alone: the MAC is the sender's to write, and a new one per frame must not buy a write.
-    if (at - (this.lastRecorded.get(address.text) ?? -Infinity) >= RECORD_INTERVAL_MS) {
-      if (this.lastRecorded.size >= RECORDED_MAX) this.lastRecorded.clear();
-      this.lastRecorded.set(address.text, at);
+    const key = defenceKey(w.link, address);
+    // Not by MAC: the MAC is the sender's to write, and a new one per frame must not buy a write.
+    if (
+      at - (this.lastRecorded.get(key) ?? -Infinity) >= RECORD_INTERVAL_MS &&
+      roomFor(this.lastRecorded, at, RECORD_INTERVAL_MS, (t) => t)
+    ) {
+      this.lastRecorded.set(key, at);
       this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
     }
-    const key = defenceKey(w.link, address);
     const last = this.lastDefence.get(key) ?? -Infinity;
     if (at - last < DEFEND_INTERVAL_MS) return;
-    // Links come and go (a re-made VLAN has a new index): capped like the others, a clear costs one early defence.
-    if (this.lastDefence.size >= RECORDED_MAX) this.lastDefence.clear();
+    // Links come and go (a re-made VLAN has a new index): the map is capped like the others.
+    if (!roomFor(this.lastDefence, at, DEFEND_INTERVAL_MS, (t) => t)) return;
     this.lastDefence.set(key, at);
     // Said every time (at most once per 10 s per address and link); one event per device per 10 minutes, so
     // that one device claiming many addresses does not push everything else out of the events ring.
@@ -149,11 +162,13 @@ export class LanWatch {
       mac,
       how,
     });
-    const reported = this.lastReported.get(address.text);
+    const reported = this.lastReported.get(key);
     const since = reported === undefined ? Infinity : at - reported.at;
-    if (since >= EVENT_INTERVAL_MS || (reported?.mac !== mac && since >= NEW_DEVICE_EVENT_INTERVAL_MS)) {
-      if (this.lastReported.size >= RECORDED_MAX) this.lastReported.clear();
-      this.lastReported.set(address.text, { mac, at });
+    if (
+      (since >= EVENT_INTERVAL_MS || (reported?.mac !== mac && since >= NEW_DEVICE_EVENT_INTERVAL_MS)) &&
+      roomFor(this.lastReported, at, EVENT_INTERVAL_MS, (r) => r.at)
+    ) {
+      this.lastReported.set(key, { mac, at });
       recordEvent('conflict.defended', { address: address.text, mac, how });
     }
     const frame =

@@ -27,7 +27,7 @@
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { join } from 'node:path';
-import { after, before, beforeEach, test, type TestContext } from 'node:test';
+import { after, afterEach, before, test, type TestContext } from 'node:test';
 import { createDockerHost, type DockerHost } from '../lab/docker-host';
 import { dhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
@@ -115,10 +115,11 @@ after(async () => {
   lan?.destroy();
 });
 
-// A network dockerd still counts endpoints on after a burst (moby#42119) is removed by a dockerd restart,
-// so that the next test's `network create` on the same subnet is not refused "Pool overlaps".
-beforeEach(async () => {
-  for (const host of hosts) await resetDockerForNextTest(host);
+// After each test, so that what it left fails that test: a network dockerd still counts endpoints on
+// after a burst (moby#42119) is removed by a dockerd restart, and the next test's `network create` on
+// the same subnet is not refused "Pool overlaps".
+afterEach(async () => {
+  for (const host of hosts) await resetDockerForNextTest(host, { strict: true });
 });
 
 function runArgs(network: string, name: string, extra: string[] = []): string[] {

@@ -431,6 +431,7 @@ test('-o ipv6=slaac: a container on a network without --ipv6 takes a stable-priv
     await eventually(() =>
       assert.equal(lab.host.dockerOk(['exec', 'web', 'cat', '/proc/sys/net/ipv6/conf/eth0/mtu']).trim(), '1400'),
     );
+    assert.match(lab.host.dockerOk(['exec', 'web', 'ip', 'link', 'show', 'eth0']), / mtu 1500 /);
     // Docker cannot show the address (it did not give it): lanplug's events do.
     await eventually(() =>
       assert.ok(

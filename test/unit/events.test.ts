@@ -52,6 +52,7 @@ test('over the control socket: the kept events, then with follow each new one as
     controlEndpoint({ gc: reject, sharedPools: reject, forget: reject }, () => ({}) as never, {
       listing: reject,
       health: reject,
+      syncFailure: () => null,
     }),
     silentLogger,
   );

@@ -102,12 +102,14 @@ test("an ADD still asking the LAN about its address on one VLAN leaves a running
   assert.equal(sent.length, 2, 'once the ADD is done, an address of n10 is defended again');
 });
 
-test('the same address on two VLANs (eth0.10 and eth0.20, two LANs): a storm of claims on one does not mute the defence on the other, each link has its own one defence per 10 s', () => {
+test('the same address on two VLANs (eth0.10 and eth0.20, two LANs): a storm of claims on one does not mute the defence, the sighting or the event of the other, each link has its own one defence per 10 s', () => {
   let now = 1_000_000;
   const sent: string[] = [];
+  const recorded: string[] = [];
+  const from = Date.now();
   const watch = new LanWatch(
-    (_link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: 'n' }),
-    { recordSighting: () => undefined, listSightings: () => [] },
+    (link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: `n${link.index}` }),
+    { recordSighting: (s) => recorded.push(`${s.networkId} ${s.mac}`), listSightings: () => [] },
     silentLogger,
     () => now,
   );
@@ -130,6 +132,15 @@ test('the same address on two VLANs (eth0.10 and eth0.20, two LANs): a storm of 
     if (ms === 500) claimOn(vlan20, '02:00:00:00:00:99');
   }
   assert.deepEqual(sent, ['eth0.10', 'eth0.20'], "eth0.20's claim defended despite eth0.10's storm");
+  assert.ok(recorded.includes('n20 02:00:00:00:00:99'), `eth0.20's claim recorded for doctor: ${recorded.join(', ')}`);
+  assert.deepEqual(
+    events
+      .since(from)
+      .filter((e) => e.kind === 'conflict.defended' && / on eth0\.[12]0$/.test(String(e.fields['how'])))
+      .map((e) => e.fields['mac']),
+    ['02:00:00:00:00:66', '02:00:00:00:00:99'],
+    'an event for each VLAN',
+  );
   // Each link still has its own limit.
   claimOn(vlan20, '02:00:00:00:00:99');
   assert.deepEqual(sent, ['eth0.10', 'eth0.20']);
@@ -137,4 +148,33 @@ test('the same address on two VLANs (eth0.10 and eth0.20, two LANs): a storm of 
   claimOn(vlan20, '02:00:00:00:00:99');
   claimOn(vlan10, '02:00:00:00:00:66');
   assert.deepEqual(sent, ['eth0.10', 'eth0.20', 'eth0.20', 'eth0.10']);
+});
+
+test('more addresses under claim than the limits keep (4,096): a new one waits until an entry is older than its interval, and the ones kept are never let through early (no storm of defences when the map is full)', () => {
+  let now = 1_000_000;
+  let sent = 0;
+  const watch = new LanWatch(
+    (_link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: 'n' }),
+    { recordSighting: () => undefined, listSightings: () => [] },
+    silentLogger,
+    () => now,
+  );
+  const watched = { link: LINK, sockets: [{ send: () => sent++ }] };
+  const claim = (i: number): void =>
+    (watch as unknown as { check(w: unknown, a: IpAddress, mac: string, how: string): void }).check(
+      watched,
+      parseAddress(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`),
+      '02:00:00:00:00:66',
+      'it sent an ARP reply for it',
+    );
+  for (let i = 0; i < 4_096; i++) claim(i);
+  assert.equal(sent, 4_096, 'each address defended once');
+  now += 1_000;
+  claim(5_000);
+  assert.equal(sent, 4_096, 'a new address waits while every kept one still limits');
+  for (let i = 0; i < 4_096; i++) claim(i);
+  assert.equal(sent, 4_096, 'the kept ones are not defended again within 10 s');
+  now += 9_000;
+  claim(5_000);
+  assert.equal(sent, 4_097, 'once the kept ones are 10 s old, the new address is defended');
 });

@@ -117,6 +117,7 @@ test('GET /metrics on the control socket answers the exposition; the plugin API 
     controlEndpoint({ gc: reject, sharedPools: reject, forget: reject }, () => ({}) as never, {
       listing: reject,
       health: reject,
+      syncFailure: () => null,
     }),
     silentLogger,
   );

@@ -72,9 +72,9 @@ class Recorder implements NetavarkEndpoints {
       nameservers: [parseAddress('192.168.50.53')],
     });
   }
-  detach(...args: unknown[]): Promise<void> {
+  detach(...args: unknown[]): Promise<boolean> {
     this.detached.push(args);
-    return Promise.resolve();
+    return Promise.resolve(true);
   }
 }
 

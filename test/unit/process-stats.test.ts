@@ -122,7 +122,11 @@ test('Lanplug.Stats on the control socket answers the figures as JSON', async ()
         forget: () => Promise.reject(new Error('not asked')),
       },
       () => stats,
-      { listing: () => Promise.reject(new Error('not asked')), health: () => Promise.reject(new Error('not asked')) },
+      {
+        listing: () => Promise.reject(new Error('not asked')),
+        health: () => Promise.reject(new Error('not asked')),
+        syncFailure: () => null,
+      },
     );
     const handler = routes.get('/Lanplug.Stats');
     assert.ok(handler !== undefined);

@@ -78,13 +78,14 @@ async function dispatch(invocation: CniInvocation, services: CniServices): Promi
     case 'ADD':
       return add(env, config, endpoints);
     case 'DEL':
-      await endpoints.detach(config.name, sandboxId(env), ifnameOf(env), env.netns);
-      recordEvent('attachment.removed', {
-        via: 'cni',
-        network: config.name,
-        container: sandboxId(env).slice(0, 12),
-        ifname: ifnameOf(env),
-      });
+      // An event for what was removed only: runtimes repeat DELs, which then have nothing to do.
+      if (await endpoints.detach(config.name, sandboxId(env), ifnameOf(env), env.netns))
+        recordEvent('attachment.removed', {
+          via: 'cni',
+          network: config.name,
+          container: sandboxId(env).slice(0, 12),
+          ifname: ifnameOf(env),
+        });
       return null;
     case 'CHECK':
       if (config.prevResult === null) throw new CniError(CNI_ERROR.invalidConfig, 'CHECK needs prevResult');

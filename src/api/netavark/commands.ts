@@ -36,7 +36,8 @@ const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 export interface NetavarkEndpoints {
   checkAttachmentNetwork(network: AttachNetwork): Promise<void>;
   attach(request: AttachRequest): Promise<Attached>;
-  detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<void>;
+  /** Whether there was an attachment to remove. */
+  detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<boolean>;
 }
 
 /** True for a call of the executable as a netavark plugin (CNI calls carry CNI_COMMAND instead). */
@@ -115,14 +116,21 @@ async function dispatch(
     case 'teardown': {
       const call = parseExec(invocation);
       // Idempotent (driver/sandbox-attachments.ts detach): no record, no namespace or no link left is success.
-      await endpoints.detach(podmanNetworkName(call.network.name), call.containerId, call.ifname, call.netns);
+      const removed = await endpoints.detach(
+        podmanNetworkName(call.network.name),
+        call.containerId,
+        call.ifname,
+        call.netns,
+      );
       removeDropRoutes(call.netns, call.network.routes);
-      recordEvent('attachment.removed', {
-        via: 'netavark',
-        network: call.network.name,
-        container: call.containerId.slice(0, 12),
-        ifname: call.ifname,
-      });
+      // An event for what was removed only: a repeated teardown is no second removal.
+      if (removed)
+        recordEvent('attachment.removed', {
+          via: 'netavark',
+          network: call.network.name,
+          container: call.containerId.slice(0, 12),
+          ifname: call.ifname,
+        });
       return null;
     }
   }

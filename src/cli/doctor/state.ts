@@ -67,20 +67,28 @@ function freeRoom(dir: string): { bytes: number; inodes: number | null } | null 
 }
 
 /**
- * The running daemon's last fsync after a commit that failed, unless one succeeded since (its store
- * figures, Lanplug.Stats): only the daemon knows, doctor's read-only store never fsyncs. Null when no
- * daemon runs, when it is older than the figure, or when it cannot be asked (daemon health says why).
+ * The running daemon's last fsync after a commit that failed since it started (Lanplug.SyncFailure):
+ * only the daemon knows, doctor's read-only store never fsyncs. Null when no daemon runs, when it is
+ * older than the route, or when it cannot be asked (the daemon health check says why).
  */
 export async function askSyncFailure(stateDir: string): Promise<SyncFailure | null> {
   if (!isLocked(stateDir)) return null;
   try {
-    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.Stats', '{}');
+    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.SyncFailure', '{}');
     if (answer.status !== 200) return null;
-    const failure = (JSON.parse(answer.body) as { store?: { syncFailure?: SyncFailure | null } }).store?.syncFailure;
-    return failure !== undefined && failure !== null && typeof failure.code === 'string' ? failure : null;
+    return parseSyncFailure((JSON.parse(answer.body) as { SyncFailure?: unknown }).SyncFailure);
   } catch {
     return null;
   }
+}
+
+/** The daemon's answer, taken only whole: doctor prints its fields. */
+function parseSyncFailure(value: unknown): SyncFailure | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const { at, code, path } = value as Record<string, unknown>;
+  if (typeof at !== 'number' || !Number.isFinite(at) || typeof code !== 'string' || typeof path !== 'string')
+    return null;
+  return { at, code, path };
 }
 
 /** The state directory (root's, closed to others, with room to write) and the daemon holding it; false when there is none to read. */
@@ -123,13 +131,14 @@ function stateDirChecks(dir: string, add: Add, syncFailure: SyncFailure | null):
       `${dir}: its file system has ${inodes} free inodes; the daemon cannot open its database at its next start (SQLite makes its -wal and -shm files there) until there are more`,
       `remove files on it (df -i ${dir})`,
     );
-  // A failed fsync is no fault doctor can see in the directory: it is what the disk last told the daemon.
-  if (!noSpace && !noInodes && syncFailure !== null)
+  // A failed fsync is no fault doctor can see in the directory: it is what the disk told the daemon,
+  // said beside a full file system too (a dying disk and a full one are two things to look at).
+  if (syncFailure !== null)
     add(
       'state directory',
       'warn',
-      `${dir}: its disk did not confirm the daemon's last write (fsync of ${syncFailure.path} failed with ${syncFailure.code} at ${new Date(syncFailure.at).toISOString()}); the database has the write, but a power loss may take it, and none has been confirmed since`,
-      'check the disk (dmesg, smartctl; df for a thin-provisioned one)',
+      `${dir}: its disk failed to confirm a write of the daemon (fsync of ${syncFailure.path} failed with ${syncFailure.code} at ${new Date(syncFailure.at).toISOString()}, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`,
+      'check the disk (dmesg, smartctl; df for a thin-provisioned one); the warning stays until the daemon restarts',
     );
   else if (!noSpace && !noInodes) add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
   if (isLocked(dir)) {

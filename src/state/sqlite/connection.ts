@@ -25,9 +25,10 @@ import { checkStateDir, prepareStateDir } from '../state-dir';
 export const DATABASE_FILE = 'lanplug.db';
 
 /**
- * The last fsync after a commit that failed (syncCommitted), while it is the latest outcome: a later
- * fsync that succeeds clears it. Kept for `lanplug doctor` (through Lanplug.Stats' store figures),
- * since the one error line is easily missed and the disk is what the operator must look at.
+ * The last fsync after a commit that failed (syncCommitted), kept until the daemon stops: a later
+ * fsync that succeeds proves nothing for the pages the failed one lost (Linux reports a writeback
+ * error once). Kept for `lanplug doctor` (the control socket's Lanplug.SyncFailure), since the one
+ * error line is easily missed and the disk is what the operator must look at.
  */
 export interface SyncFailure {
   /** When it failed (ms since the epoch: for the operator, compared with nothing). */
@@ -113,7 +114,7 @@ export class SqliteConnection {
     }
   }
 
-  /** The last fsync after a commit that failed, unless one succeeded since (syncCommitted). */
+  /** The last fsync after a commit that failed since the daemon opened the store (syncCommitted). */
   get syncFailure(): SyncFailure | null {
     return this.lastSyncFailure;
   }
@@ -225,9 +226,8 @@ export class SqliteConnection {
     const wal = `${this.path}-wal`;
     try {
       this.walFd ??= openSync(wal, 'r');
+      // A success after a failure clears nothing (see SyncFailure): the warning lasts until a restart.
       this.fsync(this.walFd);
-      // The disk confirms writes again: what doctor says follows the latest outcome.
-      this.lastSyncFailure = null;
     } catch (err) {
       const error = err instanceof Error ? err.message : String(err);
       const code = (err as { code?: unknown } | null)?.code;
