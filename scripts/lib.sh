@@ -78,7 +78,7 @@ CHAOS_PACKAGES=(iptables:iptables sqlite3:sqlite3)
 # Shared pools: Debian's etcd 3.4 and etcdctl (the tests start their own 3-member cluster; the service is not used).
 ETCD_PACKAGES=(/usr/bin/etcd:etcd-server /usr/bin/etcdctl:etcd-client)
 # The CNI lane: a C compiler for the CNI executable, the reference plugins (the bench's peer), Podman.
-CNI_PACKAGES=(cc:gcc /usr/include/stdio.h:libc6-dev /usr/lib/cni/macvlan:containernetworking-plugins podman:podman)
+CNI_PACKAGES=(cc:gcc /usr/include/stdio.h:libc6-dev /usr/lib/cni/macvlan:containernetworking-plugins podman:podman runc:runc)
 # The full-kernel lane: qemu, and xz to unpack Debian's kernel (linux-image-amd64, checked apart).
 VM_PACKAGES=(qemu-system-x86_64:qemu-system-x86 xz:xz-utils)
 

@@ -91,6 +91,10 @@ before(async () => {
       `network_config_dir = "${netDir}"`,
       `cni_plugin_dirs = ["${dirname(plugin)}", "/usr/lib/cni"]`,
       '[engine]',
+      // runc, not Podman's default crun: crun refuses every container on a hybrid cgroup layout whose
+      // v2 root offers a controller (hugetlb on machines whose v1 mounts leave it out), as the lab's
+      // Podman 5/6 hosts do (podman-host.ts).
+      'runtime = "runc"',
       'cgroup_manager = "cgroupfs"',
       'events_logger = "file"',
       `events_logfile_path = "${join(dir, 'events.log')}"`,

@@ -97,13 +97,22 @@ export interface PodmanHostOptions {
 /**
  * The cgroup tree a Podman host sees as /sys/fs/cgroup: the machine's, or for `v2` its cgroup v2
  * hierarchy: the whole tree on a cgroup v2 machine, the `unified` mount of systemd's hybrid layout on
- * a cgroup v1 one (as here: it has no controllers, so the containers must ask for none, such as
- * Podman's default pids limit). Throws where there is none.
+ * a cgroup v1 one (as here: it has no controllers but what no v1 hierarchy took, hugetlb here, so
+ * the containers must ask for none, such as Podman's default pids limit). Throws where there is none.
  */
 export function cgroupTree(v2: boolean): string {
   if (!v2 || isCgroup2('/sys/fs/cgroup')) return '/sys/fs/cgroup';
   if (isCgroup2('/sys/fs/cgroup/unified')) return '/sys/fs/cgroup/unified';
   throw new Error('lab: this machine has no cgroup v2 hierarchy (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified)');
+}
+
+/** The controllers a cgroup v2 directory hands its children (`cgroup.subtree_control`). */
+function subtreeControllers(dir: string): string[] {
+  try {
+    return fs.readFileSync(path.join(dir, 'cgroup.subtree_control'), 'utf8').split(/\s+/).filter(Boolean);
+  } catch {
+    return [];
+  }
 }
 
 function isCgroup2(dir: string): boolean {
@@ -145,6 +154,13 @@ export interface LanplugPodmanHostOptions extends Omit<PodmanHostOptions, 'socke
 export class PodmanHost {
   private holderPid = 0;
   private closed = false;
+  /**
+   * The hybrid layout's v2 root and the controllers it handed down before this host ran (null: the
+   * machine's own tree, left alone). runc, making a container's cgroup on v2, turns on every
+   * controller the root has (here hugetlb, which no v1 hierarchy took); left on, the machine's own
+   * Podman 4 (crun) refuses every container after ("cgroups in hybrid mode not supported").
+   */
+  private hybridRoot: { dir: string; before: string[] } | null = null;
   readonly root: string;
   readonly dir: string;
   readonly netns: string;
@@ -183,6 +199,8 @@ export class PodmanHost {
   static start(opts: PodmanHostOptions): PodmanHost {
     const host = new PodmanHost(opts);
     const { root, dir, netns, socketDir } = opts;
+    const tree = cgroupTree(opts.cgroupV2 === true);
+    if (tree !== '/sys/fs/cgroup') host.hybridRoot = { dir: tree, before: subtreeControllers(tree) };
     // torn down on exit and SIGINT/SIGTERM too (the LAN's teardown ends the holder and conmons, not containers)
     registerLab(host);
     const log = fs.openSync(path.join(dir, 'holder.log'), 'a');
@@ -338,17 +356,39 @@ export class PodmanHost {
       sweepProcesses({ netIds: new Set(), mntIds: new Set(), cgroup: ours, dirs: [] });
       for (const ns of namespaces) delNetns(ns);
       for (const cg of findCgroupDirs(ours)) rmdirTree(cg);
+      this.restoreHybridRoot();
     } finally {
       unregisterLab(this);
     }
   }
 
+  /** The hybrid v2 root's controllers as they were (hybridRoot): what runc turned on goes off again. */
+  private restoreHybridRoot(): void {
+    if (this.hybridRoot === null) return;
+    const { dir, before } = this.hybridRoot;
+    for (const controller of subtreeControllers(dir).filter((c) => !before.includes(c))) {
+      try {
+        fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), `-${controller}`);
+      } catch (err) {
+        // Busy: another cgroup below still uses it (another lab's, a crashed run's until its sweep).
+        process.stderr.write(`lab: could not turn ${controller} off again in ${dir}: ${String(err)}\n`);
+      }
+    }
+  }
+
   /**
-   * destroy(), then the proof that the host's mounts never reached this mount namespace: throws
-   * naming any mount under the root or the host's directory here (after unmounting it).
+   * destroy(), then the proof that the host left the machine as it found it: throws naming a
+   * controller it left on in the hybrid v2 root, or any mount under the root or the host's directory
+   * here (after unmounting it).
    */
   close(): void {
     this.destroy();
+    if (this.hybridRoot !== null) {
+      const { dir, before } = this.hybridRoot;
+      const added = subtreeControllers(dir).filter((c) => !before.includes(c));
+      if (added.length > 0)
+        throw new Error(`lab: the Podman host left ${added.join(' ')} on in ${dir}/cgroup.subtree_control`);
+    }
     const left = [...mountPointsUnder(this.root), ...mountPointsUnder(this.dir)];
     if (left.length > 0) {
       umountUnder(this.root);
