@@ -223,9 +223,9 @@ export class SandboxAttachments {
   /**
    * Idempotent, and best effort as CNI's DEL must be: an attachment, link or
    * namespace already gone is success; what cannot be removed stays with the
-   * reconciler (the driver keeps a leftover) and is reported.
+   * reconciler (the driver keeps a leftover) and is reported. Returns whether there was an
+   * attachment to remove (runtimes repeat DELs: the repeats find none, and succeed).
    */
-  /** Whether there was an attachment to remove: a DEL with nothing left to do succeeds too (runtimes repeat DELs). */
   detach(networkName: string, containerId: string, ifname: string, netns: string | null): boolean {
     const networkId = cniNetworkId(networkName);
     const endpoint = this.store.getEndpoint(networkId, attachmentId(networkName, containerId, ifname));

@@ -294,8 +294,10 @@ export class EndpointService {
     });
   }
 
-  /** A CNI DEL: idempotent, best effort (driver/sandbox-attachments.ts); a DHCP lease goes back to its server. */
-  /** Resolves whether there was an attachment to remove (a repeated DEL finds none, and succeeds). */
+  /**
+   * A CNI DEL: idempotent, best effort (driver/sandbox-attachments.ts); a DHCP lease goes back to its
+   * server. Resolves whether there was an attachment to remove (a repeated DEL finds none, and succeeds).
+   */
   detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<boolean> {
     const attachments = this.requireAttachments();
     return this.queue.forEndpoint(
