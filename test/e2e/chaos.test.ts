@@ -119,7 +119,11 @@ after(async () => {
 // after a burst (moby#42119) is removed by a dockerd restart, and the next test's `network create` on
 // the same subnet is not refused "Pool overlaps".
 afterEach(async () => {
-  for (const host of hosts) await resetDockerForNextTest(host, { strict: true });
+  // Every host reset, whatever one of them says; then what any said fails the test.
+  const said: unknown[] = [];
+  for (const host of hosts)
+    await resetDockerForNextTest(host, { strict: true }).catch((err: unknown) => said.push(err));
+  if (said.length > 0) throw said[0];
 });
 
 function runArgs(network: string, name: string, extra: string[] = []): string[] {

@@ -370,7 +370,7 @@ export class PodmanHost {
       try {
         fs.writeFileSync(path.join(dir, 'cgroup.subtree_control'), `-${controller}`);
       } catch (err) {
-        // Busy: another cgroup below still uses it (another lab's, a crashed run's until its sweep).
+        // Busy: a cgroup below still uses it (this host's if it outlived destroy(): close() names it).
         process.stderr.write(`lab: could not turn ${controller} off again in ${dir}: ${String(err)}\n`);
       }
     }
@@ -383,19 +383,25 @@ export class PodmanHost {
    */
   close(): void {
     this.destroy();
-    if (this.hybridRoot !== null) {
-      const { dir, before } = this.hybridRoot;
-      const added = subtreeControllers(dir).filter((c) => !before.includes(c));
-      if (added.length > 0)
-        throw new Error(`lab: the Podman host left ${added.join(' ')} on in ${dir}/cgroup.subtree_control`);
-    }
+    const problems: string[] = [];
     const left = [...mountPointsUnder(this.root), ...mountPointsUnder(this.dir)];
     if (left.length > 0) {
       umountUnder(this.root);
       umountUnder(this.dir);
-      throw new Error(
-        `lab: ${left.length} mount(s) of the Podman host reached this mount namespace (unmounted now): ${left.slice(0, 8).join(', ')}`,
+      problems.push(
+        `${left.length} mount(s) of the Podman host reached this mount namespace (unmounted now): ${left.slice(0, 8).join(', ')}`,
       );
     }
+    if (this.hybridRoot !== null) {
+      const { dir, before } = this.hybridRoot;
+      const added = subtreeControllers(dir).filter((c) => !before.includes(c));
+      // Named with what still uses it: a cgroup of this host's that outlived destroy().
+      const ours = findCgroupDirs((name) => name === this.cgroup).filter((cg) => cg.startsWith(`${dir}/`));
+      if (added.length > 0)
+        problems.push(
+          `the Podman host left ${added.join(' ')} on in ${dir}/cgroup.subtree_control${ours.length > 0 ? ` (still there: ${ours.join(' ')})` : ''}`,
+        );
+    }
+    if (problems.length > 0) throw new Error(`lab: ${problems.join('; ')}`);
   }
 }
