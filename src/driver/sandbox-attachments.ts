@@ -223,21 +223,28 @@ export class SandboxAttachments {
   /**
    * Idempotent, and best effort as CNI's DEL must be: an attachment, link or
    * namespace already gone is success; what cannot be removed stays with the
-   * reconciler (the driver keeps a leftover) and is reported. Returns whether there was an
-   * attachment to remove (runtimes repeat DELs: the repeats find none, and succeed).
+   * reconciler (the driver keeps a leftover) and is reported. A DEL with nothing left to do succeeds
+   * too (runtimes repeat DELs). `onRemoved` is called once the attachment's record is gone, even when a
+   * later step fails: a repeated DEL finds nothing to tell.
    */
-  detach(networkName: string, containerId: string, ifname: string, netns: string | null): boolean {
+  detach(
+    networkName: string,
+    containerId: string,
+    ifname: string,
+    netns: string | null,
+    onRemoved: () => void = () => undefined,
+  ): void {
     const networkId = cniNetworkId(networkName);
     const endpoint = this.store.getEndpoint(networkId, attachmentId(networkName, containerId, ifname));
     if (endpoint === null) {
       this.networks.removeWhenIdle(networkId, networkName);
-      return false;
+      return;
     }
     const teardown = new Teardown();
     this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null, 'CNI DEL');
+    if (this.store.getEndpoint(networkId, endpoint.endpointId) === null) onRemoved();
     teardown.step('remove the network when idle', () => this.networks.removeWhenIdle(networkId, networkName));
     teardown.throwIfFailed();
-    return true;
   }
 
   /** CHECK: the attachment is recorded and its link is in the namespace with its MAC and addresses. */

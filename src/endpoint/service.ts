@@ -296,20 +296,21 @@ export class EndpointService {
 
   /**
    * A CNI DEL: idempotent, best effort (driver/sandbox-attachments.ts); a DHCP lease goes back to its
-   * server. Resolves whether there was an attachment to remove (a repeated DEL finds none, and succeeds).
+   * server. `onRemoved` is told once the attachment's record is gone (a repeated DEL finds none).
    */
-  detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<boolean> {
+  detach(
+    networkName: string,
+    containerId: string,
+    ifname: string,
+    netns: string | null,
+    onRemoved?: () => void,
+  ): Promise<void> {
     const attachments = this.requireAttachments();
-    return this.queue.forEndpoint(
-      cniNetworkId(networkName),
-      attachmentId(networkName, containerId, ifname),
-      async () => {
-        const removed = attachments.detach(networkName, containerId, ifname, netns);
-        // A shared-pool address is back in etcd before the runtime hears the DEL is done.
-        await attachments.settled();
-        return removed;
-      },
-    );
+    return this.queue.forEndpoint(cniNetworkId(networkName), attachmentId(networkName, containerId, ifname), () => {
+      attachments.detach(networkName, containerId, ifname, netns, onRemoved);
+      // A shared-pool address is back in etcd before the runtime hears the DEL is done.
+      return attachments.settled();
+    });
   }
 
   /** A CNI CHECK: the link as ADD made it, and on a DHCP network the lease held. */

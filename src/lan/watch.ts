@@ -23,18 +23,18 @@ import type { LanSightings } from '../state/store';
 import type { ProbeLink } from './probe';
 import { countConflict } from '../metrics/registry';
 import { recordEvent } from '../metrics/events';
+import { PassTimes } from './pass-times';
 
 const DEFEND_INTERVAL_MS = 10_000;
 /**
- * A claim is recorded (lan_seen's last-seen time) at most this often per address and MAC: a device
- * claiming at line rate would otherwise have every frame written to the store, on the event loop.
+ * A claim is recorded (lan_seen's last-seen time) at most this often per link and address, whatever
+ * the MAC: a device claiming at line rate would otherwise have every frame written to the store, on
+ * the event loop.
  */
 const RECORD_INTERVAL_MS = 1_000;
-/** Past this many addresses the record times are forgotten (the map stays small whatever is claimed). */
-const RECORDED_MAX = 4_096;
 /**
- * The same device defended against on the same address is one event per this long; another device
- * on it is news, but at most once a minute per address (a sender rotating its MAC buys nothing).
+ * The same device defended against on the same address and link is one event per this long; another
+ * device on it is news, but at most once a minute (a sender rotating its MAC buys nothing).
  */
 const NEW_DEVICE_EVENT_INTERVAL_MS = 60_000;
 /** The same device defended against on the same address is one event per this long. */
@@ -58,15 +58,15 @@ function defenceKey(link: ProbeLink, address: IpAddress): string {
 }
 
 /**
- * Whether a rate-limit map has room for one more key: at RECORDED_MAX, the entries older than
- * `interval` (which limit nothing any more) go first. False while every entry still limits: the new
- * key waits, and no clear ever lets a storm on thousands of addresses through at once.
+ * The watch's two clocks: the limits run on a monotonic one (a wall clock set back would mute the
+ * defence for as long, one set forward would let a storm through at once); what the store records of a
+ * sighting is the wall time an operator reads.
  */
-function roomFor<V>(map: Map<string, V>, at: number, interval: number, when: (value: V) => number): boolean {
-  if (map.size < RECORDED_MAX) return true;
-  for (const [key, value] of map) if (at - when(value) >= interval) map.delete(key);
-  return map.size < RECORDED_MAX;
+export interface WatchClock {
+  monotonic(): number;
+  wall(): number;
 }
+const SYSTEM_CLOCK: WatchClock = { monotonic: () => performance.now(), wall: () => Date.now() };
 
 export class LanWatch {
   private readonly watched = new Map<number, Watched>();
@@ -74,10 +74,10 @@ export class LanWatch {
    * All three by link and address (defenceKey): the same address on two VLANs is two LANs' business,
    * and a storm on one must not mute the defence, the sighting or the event of the other.
    */
-  private readonly lastDefence = new Map<string, number>();
-  private readonly lastRecorded = new Map<string, number>();
+  private readonly lastDefence = new PassTimes<number>(DEFEND_INTERVAL_MS, (t) => t);
+  private readonly lastRecorded = new PassTimes<number>(RECORD_INTERVAL_MS, (t) => t);
   /** The MAC last reported defended against, and when. */
-  private readonly lastReported = new Map<string, { mac: string; at: number }>();
+  private readonly lastReported = new PassTimes<{ mac: string; at: number }>(EVENT_INTERVAL_MS, (r) => r.at);
 
   /**
    * `holding` answers, at the moment a frame arrives, which container behind
@@ -89,7 +89,7 @@ export class LanWatch {
     private readonly holding: (link: ProbeLink, address: IpAddress) => Holding | null,
     private readonly sightings: LanSightings,
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly clock: WatchClock = SYSTEM_CLOCK,
   ) {}
 
   /** Opens sockets for new links and closes those of links no longer used. */
@@ -139,22 +139,21 @@ export class LanWatch {
     if (mac === w.link.mac) return;
     const holding = this.holding(w.link, address);
     if (holding === null || mac === holding.mac) return;
-    const at = this.now();
+    const at = this.clock.monotonic();
     countConflict('claim');
     const key = defenceKey(w.link, address);
     // Not by MAC: the MAC is the sender's to write, and a new one per frame must not buy a write.
-    if (
-      at - (this.lastRecorded.get(key) ?? -Infinity) >= RECORD_INTERVAL_MS &&
-      roomFor(this.lastRecorded, at, RECORD_INTERVAL_MS, (t) => t)
-    ) {
-      this.lastRecorded.set(key, at);
-      this.sightings.recordSighting({ address: address.text, mac, how, networkId: holding.networkId }, at);
+    if (at - (this.lastRecorded.get(key) ?? -Infinity) >= RECORD_INTERVAL_MS) {
+      this.lastRecorded.pass(key, at, at);
+      this.sightings.recordSighting(
+        { address: address.text, mac, how, networkId: holding.networkId },
+        this.clock.wall(),
+      );
     }
     const last = this.lastDefence.get(key) ?? -Infinity;
     if (at - last < DEFEND_INTERVAL_MS) return;
-    // Links come and go (a re-made VLAN has a new index): the map is capped like the others.
-    if (!roomFor(this.lastDefence, at, DEFEND_INTERVAL_MS, (t) => t)) return;
-    this.lastDefence.set(key, at);
+    // Links come and go (a re-made VLAN has a new index): a gone link's keys age out like the rest.
+    this.lastDefence.pass(key, at, at);
     // Said every time (at most once per 10 s per address and link); one event per device per 10 minutes, so
     // that one device claiming many addresses does not push everything else out of the events ring.
     this.log.warn("a device on the LAN claims a container's address; defending it once", {
@@ -164,11 +163,8 @@ export class LanWatch {
     });
     const reported = this.lastReported.get(key);
     const since = reported === undefined ? Infinity : at - reported.at;
-    if (
-      (since >= EVENT_INTERVAL_MS || (reported?.mac !== mac && since >= NEW_DEVICE_EVENT_INTERVAL_MS)) &&
-      roomFor(this.lastReported, at, EVENT_INTERVAL_MS, (r) => r.at)
-    ) {
-      this.lastReported.set(key, { mac, at });
+    if (since >= EVENT_INTERVAL_MS || (reported?.mac !== mac && since >= NEW_DEVICE_EVENT_INTERVAL_MS)) {
+      this.lastReported.pass(key, { mac, at }, at);
       recordEvent('conflict.defended', { address: address.text, mac, how });
     }
     const frame =

@@ -26,7 +26,7 @@ test('a device claiming container addresses at line rate: the store hears it onc
     (_link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: 'n1' }),
     { recordSighting: (s) => recorded.push(`${s.address} ${s.mac}`), listSightings: () => [] },
     { debug() {}, info() {}, error() {}, warn: (msg: string) => warned.push(msg) },
-    () => now,
+    { monotonic: () => now, wall: () => now },
   );
   const watched = { link: LINK, sockets: [{ send: (frame: Buffer) => sent.push(frame) }] };
   const claim = (address: string, mac: string): void =>
@@ -81,7 +81,7 @@ test("an ADD still asking the LAN about its address on one VLAN leaves a running
       conflicts.defensible({ address, mac: CONTAINER_MAC, networkId: holders.get(link.index) ?? 'none' }),
     { recordSighting: () => undefined, listSightings: () => [] },
     silentLogger,
-    () => now,
+    { monotonic: () => now, wall: () => now },
   );
   let now = 1_000_000;
   const claimOn = (index: number): void =>
@@ -111,7 +111,7 @@ test('the same address on two VLANs (eth0.10 and eth0.20, two LANs): a storm of 
     (link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: `n${link.index}` }),
     { recordSighting: (s) => recorded.push(`${s.networkId} ${s.mac}`), listSightings: () => [] },
     silentLogger,
-    () => now,
+    { monotonic: () => now, wall: () => now },
   );
   const vlan = (index: number, name: string) => ({
     link: { ...LINK, index, name },
@@ -150,14 +150,14 @@ test('the same address on two VLANs (eth0.10 and eth0.20, two LANs): a storm of 
   assert.deepEqual(sent, ['eth0.10', 'eth0.20', 'eth0.20', 'eth0.10']);
 });
 
-test('more addresses under claim than the limits keep (4,096): a new one waits until an entry is older than its interval, and the ones kept are never let through early (no storm of defences when the map is full)', () => {
+test('more addresses under claim than any fixed table would keep (5,000): each gets its own defence, none is refused or let through early, and the limits keep only the addresses of the last interval', () => {
   let now = 1_000_000;
   let sent = 0;
   const watch = new LanWatch(
     (_link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: 'n' }),
     { recordSighting: () => undefined, listSightings: () => [] },
     silentLogger,
-    () => now,
+    { monotonic: () => now, wall: () => now },
   );
   const watched = { link: LINK, sockets: [{ send: () => sent++ }] };
   const claim = (i: number): void =>
@@ -167,14 +167,48 @@ test('more addresses under claim than the limits keep (4,096): a new one waits u
       '02:00:00:00:00:66',
       'it sent an ARP reply for it',
     );
-  for (let i = 0; i < 4_096; i++) claim(i);
-  assert.equal(sent, 4_096, 'each address defended once');
+  const kept = (): number => (watch as unknown as { lastDefence: { size: number } }).lastDefence.size;
+  for (let i = 0; i < 5_000; i++) claim(i);
+  assert.equal(sent, 5_000, 'each address defended once');
   now += 1_000;
-  claim(5_000);
-  assert.equal(sent, 4_096, 'a new address waits while every kept one still limits');
-  for (let i = 0; i < 4_096; i++) claim(i);
-  assert.equal(sent, 4_096, 'the kept ones are not defended again within 10 s');
+  for (let i = 0; i < 5_000; i++) claim(i);
+  assert.equal(sent, 5_000, 'none again within 10 s');
   now += 9_000;
-  claim(5_000);
-  assert.equal(sent, 4_097, 'once the kept ones are 10 s old, the new address is defended');
+  claim(7);
+  assert.equal(sent, 5_001, 'defended again once its 10 s are over');
+  assert.equal(kept(), 1, "the others' times went as they stopped limiting");
+  for (let i = 0; i < 5_000; i++) claim(i);
+  assert.equal(sent, 10_000, 'every other address defended again too');
+});
+
+test('the wall clock set back an hour or forward a day neither mutes the defence nor lets a storm through: the limits run on the monotonic clock, the store hears the wall time', () => {
+  let mono = 5_000;
+  let wall = Date.UTC(2026, 11, 6);
+  let sent = 0;
+  const recordedAt: number[] = [];
+  const watch = new LanWatch(
+    (_link, address): Holding => ({ address, mac: CONTAINER_MAC, networkId: 'n' }),
+    { recordSighting: (_s, at) => recordedAt.push(at), listSightings: () => [] },
+    silentLogger,
+    { monotonic: () => mono, wall: () => wall },
+  );
+  const watched = { link: LINK, sockets: [{ send: () => sent++ }] };
+  const claim = (): void =>
+    (watch as unknown as { check(w: unknown, a: IpAddress, mac: string, how: string): void }).check(
+      watched,
+      parseAddress('172.16.86.9'),
+      '02:00:00:00:00:66',
+      'it sent an ARP reply for it on eth0',
+    );
+  claim();
+  assert.deepEqual([sent, recordedAt], [1, [wall]]);
+  wall += 24 * 3_600_000; // set forward a day: still within 10 s of the last defence
+  mono += 500;
+  claim();
+  assert.equal(sent, 1, 'a clock set forward lets nothing through early');
+  wall -= 25 * 3_600_000; // set back: 10 s later the claim is defended again
+  mono += 10_000;
+  claim();
+  assert.equal(sent, 2, 'a clock set back mutes nothing');
+  assert.equal(recordedAt.at(-1), wall, 'the sighting carries the wall time');
 });

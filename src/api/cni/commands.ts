@@ -78,14 +78,16 @@ async function dispatch(invocation: CniInvocation, services: CniServices): Promi
     case 'ADD':
       return add(env, config, endpoints);
     case 'DEL':
-      // An event for what was removed only: runtimes repeat DELs, which then have nothing to do.
-      if (await endpoints.detach(config.name, sandboxId(env), ifnameOf(env), env.netns))
+      // An event for what was removed only: runtimes repeat DELs, which then have nothing to do; a DEL
+      // that failed after the record went is told (its retry finds nothing).
+      await endpoints.detach(config.name, sandboxId(env), ifnameOf(env), env.netns, () =>
         recordEvent('attachment.removed', {
           via: 'cni',
           network: config.name,
           container: sandboxId(env).slice(0, 12),
           ifname: ifnameOf(env),
-        });
+        }),
+      );
       return null;
     case 'CHECK':
       if (config.prevResult === null) throw new CniError(CNI_ERROR.invalidConfig, 'CHECK needs prevResult');

@@ -36,8 +36,14 @@ const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$/;
 export interface NetavarkEndpoints {
   checkAttachmentNetwork(network: AttachNetwork): Promise<void>;
   attach(request: AttachRequest): Promise<Attached>;
-  /** Whether there was an attachment to remove. */
-  detach(networkName: string, containerId: string, ifname: string, netns: string | null): Promise<boolean>;
+  /** `onRemoved`: told once there was an attachment and its record is gone. */
+  detach(
+    networkName: string,
+    containerId: string,
+    ifname: string,
+    netns: string | null,
+    onRemoved?: () => void,
+  ): Promise<void>;
 }
 
 /** True for a call of the executable as a netavark plugin (CNI calls carry CNI_COMMAND instead). */
@@ -116,21 +122,17 @@ async function dispatch(
     case 'teardown': {
       const call = parseExec(invocation);
       // Idempotent (driver/sandbox-attachments.ts detach): no record, no namespace or no link left is success.
-      const removed = await endpoints.detach(
-        podmanNetworkName(call.network.name),
-        call.containerId,
-        call.ifname,
-        call.netns,
-      );
-      removeDropRoutes(call.netns, call.network.routes);
-      // An event for what was removed only: a repeated teardown is no second removal.
-      if (removed)
+      // An event for what was removed only: a repeated teardown is no second removal; one that failed
+      // after the record went is (its retry finds nothing to tell).
+      await endpoints.detach(podmanNetworkName(call.network.name), call.containerId, call.ifname, call.netns, () =>
         recordEvent('attachment.removed', {
           via: 'netavark',
           network: call.network.name,
           container: call.containerId.slice(0, 12),
           ifname: call.ifname,
-        });
+        }),
+      );
+      removeDropRoutes(call.netns, call.network.routes);
       return null;
     }
   }

@@ -86,8 +86,9 @@ export async function askSyncFailure(stateDir: string): Promise<SyncFailure | nu
 function parseSyncFailure(value: unknown): SyncFailure | null {
   if (typeof value !== 'object' || value === null) return null;
   const { at, code, path } = value as Record<string, unknown>;
-  if (typeof at !== 'number' || !Number.isFinite(at) || typeof code !== 'string' || typeof path !== 'string')
-    return null;
+  // A time a Date can print (toISOString throws outside ±8.64e15 ms).
+  const printable = typeof at === 'number' && Number.isFinite(new Date(at).getTime());
+  if (!printable || typeof code !== 'string' || typeof path !== 'string') return null;
   return { at, code, path };
 }
 
