@@ -13,6 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { composeOk } from '../lab/compose';
 import { dualStackDhcpNetworkArgs, startDhcpServer, type DhcpServer } from '../lab/dhcp-server';
+import { labEngine } from '../lab/engine';
 import { startLanplug } from '../lab/lanplug';
 import { runOk, sleep } from '../lab/proc';
 import {
@@ -37,6 +38,12 @@ after(() => server?.stop());
 beforeEach(async () => {
   await server.restart({ range: RANGE, range6: RANGE6, hosts: [] });
 });
+
+// What lanplug's DHCPv6 client and the server do once the container runs (renewals at dnsmasq's T1 of
+// 60 s): nothing of it is Docker's, so the Docker 28 lane, which runs this file again, leaves it to the
+// 20.10 run.
+const DOCKER20 = labEngine() === 'docker20';
+const ENGINE_INDEPENDENT_ONCE = DOCKER20 ? {} : { skip: 'engine-independent: run on Docker 20.10 only' };
 
 function dualStackNetwork(name = 'lan', extra: readonly string[] = []): void {
   lab.host.dockerOk(dualStackDhcpNetworkArgs(name, extra));
@@ -118,10 +125,11 @@ test('dual stack from the LAN server: both addresses leased at docker run; inspe
   await eventually(() => lab.host.dockerOk(['exec', 'both', 'ping', '-6', '-c', '1', '-W', '1', 'fd77::1']), 10_000);
   assertNoAskingLinks();
 
-  // DHCPv4 T1 is 3 s here; dnsmasq's DHCPv6 T1 is half its 120 s floor: one Renew within 75 s, no new Solicit.
-  await eventually(() => assert.ok(count6('DHCPRENEW', mac) >= 1, 'a DHCPv6 Renew'), 75_000);
+  // DHCPv4 T1 is 3 s here; dnsmasq's DHCPv6 T1 is half its 120 s floor: one Renew within 75 s, no new Solicit
+  // (engine-independent: the minute is waited on Docker 20.10 only).
+  if (DOCKER20) await eventually(() => assert.ok(count6('DHCPRENEW', mac) >= 1, 'a DHCPv6 Renew'), 75_000);
   assert.equal(count6('DHCPSOLICIT', mac), 1, 'renewals never start over');
-  assert.ok(server.count('DHCPREQUEST', mac) >= 3, 'DHCPv4 renewals too');
+  await eventually(() => assert.ok(server.count('DHCPREQUEST', mac) >= 3, 'DHCPv4 renewals too'), 15_000);
   assert.match(lanplugStatus(lab.plugin), /fd77::1[0-9a-f]{2}\/64/);
 
   lab.host.dockerOk(['stop', '-t', '1', 'both']);
@@ -206,23 +214,27 @@ test('docker compose up --force-recreate of a service with mac_address keeps its
   composeOk(lab.host, dir, 'dual', ['down', '-t', '1']);
 });
 
-test('daemon kill -9 and start: both leases renew on, no new Solicit; reservations by MAC and by DUID are honoured', async () => {
-  const reservedMac = '02:00:00:00:06:09';
-  await server.restart({ hosts: [`${reservedMac},172.16.86.140`, `id:${duidOf(reservedMac)},[fd77::140]`] });
-  dualStackNetwork();
-  runWithMac('reserved', reservedMac);
-  const net = containerNetwork(lab.host, 'reserved', 'lan');
-  assert.deepEqual([net.IPAddress, net.GlobalIPv6Address], ['172.16.86.140', 'fd77::140']);
+test(
+  'daemon kill -9 and start: both leases renew on, no new Solicit; reservations by MAC and by DUID are honoured',
+  ENGINE_INDEPENDENT_ONCE,
+  async () => {
+    const reservedMac = '02:00:00:00:06:09';
+    await server.restart({ hosts: [`${reservedMac},172.16.86.140`, `id:${duidOf(reservedMac)},[fd77::140]`] });
+    dualStackNetwork();
+    runWithMac('reserved', reservedMac);
+    const net = containerNetwork(lab.host, 'reserved', 'lan');
+    assert.deepEqual([net.IPAddress, net.GlobalIPv6Address], ['172.16.86.140', 'fd77::140']);
 
-  process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
-  await lab.plugin.stop();
-  const before4 = server.count('DHCPREQUEST', reservedMac);
-  lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
-  await eventually(() => assert.ok(server.count('DHCPREQUEST', reservedMac) > before4, 'renewing again'), 10_000);
-  await eventually(() => assert.ok(count6('DHCPRENEW', reservedMac) >= 1, 'the DHCPv6 lease renewed'), 75_000);
-  assert.equal(count6('DHCPSOLICIT', reservedMac), 1, 'no new Solicit after the daemon restart');
-  assert.deepEqual(addressesInContainer('reserved'), { v4: '172.16.86.140', v6: 'fd77::140' });
-});
+    process.kill(lab.plugin.daemonPid ?? lab.plugin.pid, 'SIGKILL');
+    await lab.plugin.stop();
+    const before4 = server.count('DHCPREQUEST', reservedMac);
+    lab.plugin = await startLanplug(lab.host, { stateDir: lab.plugin.stateDir });
+    await eventually(() => assert.ok(server.count('DHCPREQUEST', reservedMac) > before4, 'renewing again'), 10_000);
+    await eventually(() => assert.ok(count6('DHCPRENEW', reservedMac) >= 1, 'the DHCPv6 lease renewed'), 75_000);
+    assert.equal(count6('DHCPSOLICIT', reservedMac), 1, 'no new Solicit after the daemon restart');
+    assert.deepEqual(addressesInContainer('reserved'), { v4: '172.16.86.140', v6: 'fd77::140' });
+  },
+);
 
 test("a DHCPv6 offer of this host's own IPv6 address, or of one a LAN device answers duplicate address detection for, is declined: the server hears a Decline, the container gets another address", async () => {
   const mac = '02:00:00:00:06:0e';
@@ -264,27 +276,34 @@ test("a DHCPv6 offer of this host's own IPv6 address, or of one a LAN device ans
   }
 });
 
-test('a server that lost its bindings and serves another range: the Renew meets NoBinding, the new address is applied in the container and logged', async () => {
-  dualStackNetwork();
-  const mac = '02:00:00:00:06:0d';
-  runWithMac('moved6', mac);
-  const first = addressesInContainer('moved6').v6;
-  assert.ok(in6Range(first), first);
-  // dnsmasq renews a binding it holds whatever its range says now: only one it does not know makes it refuse.
-  await server.restart({ range6: ['fd77::300', 'fd77::30f'] }, { forgetLeases: true });
-  // dnsmasq's DHCPv6 T1 is 60 s: the Renew that learns of it comes within 75 s.
-  const moved = await eventually(() => {
-    const now = addressesInContainer('moved6').v6;
-    assert.match(now, /^fd77::30[0-9a-f]$/, `moved from ${first} to the new range`);
-    return now;
-  }, 75_000);
-  await eventually(() => lab.host.dockerOk(['exec', 'moved6', 'ping', '-6', '-c', '1', '-W', '1', 'fd77::1']), 10_000);
-  assert.match(
-    lab.plugin.stderr(),
-    new RegExp(`"dhcp lease moved the container[^\\n]*"from":"${first}/64","to":"${moved}/64"`),
-  );
-  assert.equal(lease6(mac)?.address, moved, "the server's lease file agrees");
-});
+test(
+  'a server that lost its bindings and serves another range: the Renew meets NoBinding, the new address is applied in the container and logged',
+  ENGINE_INDEPENDENT_ONCE,
+  async () => {
+    dualStackNetwork();
+    const mac = '02:00:00:00:06:0d';
+    runWithMac('moved6', mac);
+    const first = addressesInContainer('moved6').v6;
+    assert.ok(in6Range(first), first);
+    // dnsmasq renews a binding it holds whatever its range says now: only one it does not know makes it refuse.
+    await server.restart({ range6: ['fd77::300', 'fd77::30f'] }, { forgetLeases: true });
+    // dnsmasq's DHCPv6 T1 is 60 s: the Renew that learns of it comes within 75 s.
+    const moved = await eventually(() => {
+      const now = addressesInContainer('moved6').v6;
+      assert.match(now, /^fd77::30[0-9a-f]$/, `moved from ${first} to the new range`);
+      return now;
+    }, 75_000);
+    await eventually(
+      () => lab.host.dockerOk(['exec', 'moved6', 'ping', '-6', '-c', '1', '-W', '1', 'fd77::1']),
+      10_000,
+    );
+    assert.match(
+      lab.plugin.stderr(),
+      new RegExp(`"dhcp lease moved the container[^\\n]*"from":"${first}/64","to":"${moved}/64"`),
+    );
+    assert.equal(lease6(mac)?.address, moved, "the server's lease file agrees");
+  },
+);
 
 test("Docker's ReleaseAddress for a container the server moved ends none of another container's leases, not even of the address it was given", async () => {
   dualStackNetwork();
