@@ -430,6 +430,53 @@ test("a DHCP lease moved at a renewal: the routes a network's configuration adde
   }
 });
 
+test("a DHCPv6 lease moved at a renewal, within its prefix and to another: the IPv6 routes through the link (a configured one via a gateway, the default via the router's link-local address) stay, the kernel's prefix route follows the address", () => {
+  const mac = '02:00:0a:05:00:0b';
+  const link = ns().createMacvlan({ name: 'lp-dhcp6-t', parentIndex: parent.index, mode: 'bridge', mac });
+  const lease = (address: string): Lease => ({
+    family: 6,
+    address: parsePrefix(address),
+    router: null, // DHCPv6 names no router: routers advertise themselves
+    dns: [],
+    serverId: parseAddress('fd77::1'),
+    serverMac: '02:00:00:00:00:01',
+    serverDuid: '00030001020000000001',
+    leaseSeconds: 120,
+    renewSeconds: 60,
+    rebindSeconds: 105,
+    boundAt: 0,
+    state: 'bound',
+  });
+  const record = { networkId: 'n', endpointId: 'e', identity: { mac } } as unknown as LeaseRecord;
+  const routes = (): string[] =>
+    ip('-n', NS, '-6', 'route', 'show', 'dev', 'lp-dhcp6-t')
+      .split('\n')
+      .filter((line) => line !== '' && !line.startsWith('fe80::/64'))
+      .map((line) => line.replace(/ proto \S+| metric \S+| pref \S+| linkdown/g, '').trim());
+  try {
+    ns().setUp(link);
+    const first = lease('fd77::100/64');
+    ns().addAddress(link, first.address);
+    ip('-n', NS, 'route', 'add', '2001:db8:96::/48', 'via', 'fd77::9', 'dev', 'lp-dhcp6-t');
+    ip('-n', NS, 'route', 'add', 'default', 'via', 'fe80::1', 'dev', 'lp-dhcp6-t');
+    const moved = lease('fd77::300/64');
+    applyInContainer(NS_PATH, record, first, moved);
+    assert.deepEqual(routes().sort(), ['2001:db8:96::/48 via fd77::9', 'default via fe80::1', 'fd77::/64']);
+    const elsewhere = lease('fd78::300/64');
+    applyInContainer(NS_PATH, record, moved, elsewhere);
+    assert.deepEqual(routes().sort(), ['2001:db8:96::/48 via fd77::9', 'default via fe80::1', 'fd78::/64']);
+    assert.deepEqual(
+      ns()
+        .listAddresses(6)
+        .filter((a) => a.index === link.index && !a.prefix.address.text.startsWith('fe80'))
+        .map((a) => formatPrefix(a.prefix)),
+      ['fd78::300/64'],
+    );
+  } finally {
+    ns().deleteLink(link);
+  }
+});
+
 test("listOwnLinks gives only this group's links of the kind and name asked, whatever else the namespace holds", () => {
   const own = 0x51a7e;
   const mine = openRtnl({ netns: NS_PATH, group: own });
