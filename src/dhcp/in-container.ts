@@ -48,7 +48,8 @@ export function applyInContainer(sandboxKey: string, record: LeaseRecord, old: L
   try {
     // Only routes that already leave by this link are lanplug's to move: an --internal network has no
     // default route, and on a container with several networks Docker gave the default route to one of
-    // them. The kernel's own (the subnet's) come back with the address.
+    // them. The kernel's own (the subnet's) come back with the address. IPv6 routes are not the kernel's to
+    // remove with an address (only its prefix route goes): they stay as they are (kernel lane, links.test.ts).
     const routes =
       next.family === 4
         ? rtnl.listRoutes(4).filter((r) => r.oifIndex === link.index && r.protocol !== RTPROT_KERNEL)
