@@ -157,6 +157,7 @@ export interface LanplugRows {
 export interface LeftSandbox {
   file: string;
   links: string[];
+  macs: string[];
   /** A process still lives in it: a container's task dockerd lost track of when it was killed (containerd kept it). */
   lived: boolean;
 }
@@ -263,6 +264,28 @@ export function chaosAudit(lab: ChaosLab, table: ChaosTable) {
       .filter((n) => /^lp-[0-9a-f]{12}$|^lpd-/.test(n));
   }
 
+  /** A process's network namespace ("net:[ino]"), or '' when it is gone. */
+  function netOf(pid: number): string {
+    try {
+      return fs.readlinkSync(`/proc/${pid}/ns/net`);
+    } catch {
+      return '';
+    }
+  }
+
+  /** The macvlan and ipvlan links in a network namespace (a file or /proc/<pid>/ns/net; null: the host's own), with their MACs; null if it cannot be entered. */
+  function lanLinksIn(host: DockerHost, netns: string | null): { name: string; mac: string }[] | null {
+    const show = ['ip', '-d', '-o', 'link', 'show'];
+    const r = host.exec(netns === null ? show : ['nsenter', `--net=${netns}`, ...show]);
+    if (r.status !== 0) return null;
+    return lines(r.stdout)
+      .filter((l) => / (macvlan|ipvlan) /.test(l))
+      .map((l) => ({
+        name: /^\d+: ([^:@]+)/.exec(l)?.[1] ?? l,
+        mac: /link\/ether ([0-9a-f:]{17})/.exec(l)?.[1] ?? '',
+      }));
+  }
+
   /**
    * What a dockerd killed while its containers ran leaves under its exec-root: their network namespaces,
    * with lanplug's link still inside, its MAC (or, ipvlan, its address) busy on the parent. Without a
@@ -285,14 +308,10 @@ export function chaosAudit(lab: ChaosLab, table: ChaosTable) {
     return files
       .filter((f) => !held.has(f))
       .flatMap((file) => {
-        const r = host.exec(['nsenter', `--net=${file}`, 'ip', '-d', '-o', 'link', 'show']);
-        if (r.status !== 0) return []; // a file no namespace is mounted on any more
-        const links = lines(r.stdout)
-          .filter((l) => / (macvlan|ipvlan) /.test(l))
-          .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? l);
-        if (links.length === 0) return [];
+        const links = lanLinksIn(host, file); // null: a file no namespace is mounted on any more
+        if (links === null || links.length === 0) return [];
         const lived = inUse.has(host.exec(['stat', '-L', '-c', '%d %i', file]).stdout.trim());
-        return [{ file, links, lived }];
+        return [{ file, links: links.map((l) => l.name), macs: links.map((l) => l.mac), lived }];
       });
   }
 
@@ -301,33 +320,76 @@ export function chaosAudit(lab: ChaosLab, table: ChaosTable) {
    * tasks containerd kept after dockerd was killed, in network namespaces whose file dockerd may already
    * have removed. Those whose namespace holds a macvlan or ipvlan link, with the links.
    */
-  function orphanTasks(index: number): { pid: number; links: string[] }[] {
+  function orphanTasks(index: number): { pid: number; links: string[]; macs: string[] }[] {
     const host = lab.hosts[index] as DockerHost;
-    const netOf = (pid: number): string => {
-      try {
-        return fs.readlinkSync(`/proc/${pid}/ns/net`);
-      } catch {
-        return '';
-      }
-    };
-    const running = lines(host.dockerOk(['ps', '-q']));
-    const owned = new Set(
-      running.length === 0
-        ? []
-        : lines(host.dockerOk(['inspect', '-f', '{{.State.Pid}}', ...running])).map((p) => netOf(Number(p))),
-    );
+    const running = runningNamespaces(index);
     const seen = new Set<string>();
     return allPids().flatMap((pid) => {
       if (!inCgroup(pid, (n) => n === host.cgroupParent)) return [];
       const net = netOf(pid);
-      if (net === '' || owned.has(net) || seen.has(net)) return [];
+      if (net === '' || running.has(net) || seen.has(net)) return [];
       seen.add(net);
-      const r = host.exec(['nsenter', `--net=/proc/${pid}/ns/net`, 'ip', '-d', '-o', 'link', 'show']);
-      const links = lines(r.stdout)
-        .filter((l) => / (macvlan|ipvlan) /.test(l))
-        .map((l) => /^\d+: ([^:@]+)/.exec(l)?.[1] ?? l);
-      return r.status === 0 && links.length > 0 ? [{ pid, links }] : [];
+      const links = lanLinksIn(host, `/proc/${pid}/ns/net`) ?? [];
+      return links.length > 0 ? [{ pid, links: links.map((l) => l.name), macs: links.map((l) => l.mac) }] : [];
     });
+  }
+
+  /** The network namespace ("net:[ino]") of each running container of the host, by its name. */
+  function runningNamespaces(index: number): Map<string, string> {
+    const host = lab.hosts[index] as DockerHost;
+    const running = lines(host.dockerOk(['ps', '-q']));
+    const out =
+      running.length === 0 ? [] : lines(host.dockerOk(['inspect', '-f', '{{.State.Pid}} {{.Name}}', ...running]));
+    return new Map(
+      out.map((l) => {
+        const [pid, name] = l.split(' ');
+        return [netOf(Number(pid)), (name ?? '').replace(/^\//, '')];
+      }),
+    );
+  }
+
+  /**
+   * The MAC lanplug gave the endpoint whose link (lp-<12 hex>) the kernel refused to set up: its
+   * CreateEndpoint in the daemon's request log (--log-level debug), Docker's MAC or lanplug's answer.
+   */
+  function macOfRefusedLink(index: number, stderr: string): string | null {
+    const id = /failed to add interface lp-([0-9a-f]{12})/.exec(stderr)?.[1];
+    if (id === undefined) return null;
+    for (const line of lines((lab.plugins[index] as Lanplug).stderr()).reverse()) {
+      if (!line.includes('CreateEndpoint') || !line.includes(`${id}`)) continue;
+      try {
+        const entry = JSON.parse(line) as {
+          path?: string;
+          request?: string;
+          response?: { Interface?: { MacAddress?: string } };
+        };
+        if (entry.path !== '/NetworkDriver.CreateEndpoint' || entry.request === undefined) continue;
+        const request = JSON.parse(entry.request) as { EndpointID?: string; Interface?: { MacAddress?: string } };
+        if (!request.EndpointID?.startsWith(id)) continue;
+        return entry.response?.Interface?.MacAddress ?? request.Interface?.MacAddress ?? null;
+      } catch {
+        continue;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * Who holds `mac` on the host's parent: a running container (lanplug let an address be used twice),
+   * the host's own namespace (a link lanplug left), a namespace Docker left or a task of a container
+   * that outlived dockerd (Docker's leftover), or nobody any more (a namespace the kernel is taking down).
+   */
+  function holderOf(index: number, mac: string): string | null {
+    const host = lab.hosts[index] as DockerHost;
+    for (const [net, name] of runningNamespaces(index)) {
+      const pid = allPids().find((p) => netOf(p) === net);
+      if (pid !== undefined && lanLinksIn(host, `/proc/${pid}/ns/net`)?.some((l) => l.mac === mac))
+        return `running container ${name}`;
+    }
+    if (lanLinksIn(host, null)?.some((l) => l.mac === mac)) return "the host's own namespace";
+    if (leftSandboxes(index).some((l) => l.macs.includes(mac))) return 'left sandbox';
+    if (orphanTasks(index).some((t) => t.macs.includes(mac))) return 'orphan task';
+    return null;
   }
 
   /** etcd's endpoint claims (allocated or requested): address -> the host holding it. */
@@ -482,33 +544,37 @@ export function chaosAudit(lab: ChaosLab, table: ChaosTable) {
       )
         counts.givenTwice++;
       else if (/failed to set link up: address already in use/.test(r.stderr)) {
-        // The kernel refused the link: another on the parent has its MAC (ipvlan: its address). Counted as
-        // Docker's leftover only with the evidence, a namespace it left with a link inside (a task that
-        // outlived dockerd lives in it, or only its mount keeps it) or such a task whose namespace file
-        // dockerd already removed; else tried again, as a user would.
-        const held = (): boolean => leftSandboxes(index).length > 0 || orphanTasks(index).length > 0;
-        if (held()) counts.orphanHeld++;
-        else {
-          // Its last task gone, a namespace is taken down by the kernel's cleanup work queue, links and
-          // all, later: seconds on a loaded machine (seen > 2 s in CI). Again every second for 20 s.
-          let again = r;
-          const deadline = Date.now() + 20_000;
-          while (again.status !== 0 && /address already in use/.test(again.stderr) && Date.now() < deadline) {
-            sleepSync(1_000);
-            if (held()) break;
-            again = host.docker(['start', name]);
-          }
-          if (again.status === 0) {
-            counts.started++;
-            counts.startedLater++;
-            continue;
-          }
-          if (!held())
-            assert.fail(
-              `docker start ${name}: ${r.stderr}\nstill refused after 20 s, and no namespace Docker left holds a link; last: ${again.stderr}\nthe host's links:\n${host.exec(['ip', '-d', '-o', 'link', 'show']).stdout}`,
-            );
-          counts.orphanHeld++;
+        // The kernel refused the link: another on the parent has its MAC. Who holds it decides: a running
+        // container or the host's namespace is lanplug's fault; a namespace Docker left, or a task that
+        // outlived dockerd, is Docker's leftover; nobody any more is a namespace the kernel is still taking
+        // down (its cleanup work queue, seconds on a loaded machine: seen > 2 s in CI), tried again each
+        // second for 20 s as a user would.
+        let again = r;
+        let holder: string | null = null;
+        const deadline = Date.now() + 20_000;
+        for (;;) {
+          const mac = macOfRefusedLink(index, again.stderr);
+          assert.ok(
+            mac !== null,
+            `docker start ${name}: no CreateEndpoint of its link in lanplug's log: ${again.stderr}`,
+          );
+          holder = holderOf(index, mac);
+          if (holder !== null || Date.now() >= deadline) break;
+          sleepSync(1_000);
+          again = host.docker(['start', name]);
+          if (again.status === 0 || !/address already in use/.test(again.stderr)) break;
         }
+        if (again.status === 0) {
+          counts.started++;
+          counts.startedLater++;
+          continue;
+        }
+        if (!/address already in use/.test(again.stderr)) assert.fail(`docker start ${name} again: ${again.stderr}`);
+        assert.ok(
+          holder === 'left sandbox' || holder === 'orphan task',
+          `docker start ${name}: ${again.stderr}\nits MAC is held by ${holder ?? 'nobody that can be found, after 20 s'}`,
+        );
+        counts.orphanHeld++;
       } else assert.fail(`docker start ${name}: ${r.stderr}`);
       if (r.status !== 0) host.dockerOk(['rm', '-f', name]);
     }

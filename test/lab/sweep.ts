@@ -69,7 +69,6 @@ export function sweepProcesses(m: SweepMarkers): number[] {
 }
 
 /** Whether a path component of one of the process's cgroups (any hierarchy) matches. */
-/** Whether any of the process's cgroup paths (v1 or v2) has a component that matches. */
 export function inCgroup(pid: number, match: (name: string) => boolean): boolean {
   for (const line of readOr(`/proc/${pid}/cgroup`, '').split('\n')) {
     const cg = line.slice(line.indexOf(':', line.indexOf(':') + 1) + 1);
