@@ -225,7 +225,8 @@ export class SandboxAttachments {
    * namespace already gone is success; what cannot be removed stays with the
    * reconciler (the driver keeps a leftover) and is reported. A DEL with nothing left to do succeeds
    * too (runtimes repeat DELs). `onRemoved` is called once the attachment's record is gone, even when a
-   * later step fails: a repeated DEL finds nothing to tell.
+   * later step fails: a repeated DEL finds nothing to tell. It is a step as the others: when it throws,
+   * the network's idle removal still runs and its failure is reported with theirs.
    */
   detach(
     networkName: string,
@@ -242,7 +243,7 @@ export class SandboxAttachments {
     }
     const teardown = new Teardown();
     this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null, 'CNI DEL');
-    if (this.store.getEndpoint(networkId, endpoint.endpointId) === null) onRemoved();
+    if (this.store.getEndpoint(networkId, endpoint.endpointId) === null) teardown.step('tell the removal', onRemoved);
     teardown.step('remove the network when idle', () => this.networks.removeWhenIdle(networkId, networkName));
     teardown.throwIfFailed();
   }
