@@ -4,8 +4,7 @@
  * line per probe that failed. Nothing when no daemon runs here (the socket
  * checks say so).
  */
-import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../../api/control';
+import { controlSocketPath } from '../../api/control';
 import { unixHttp } from '../../api/unix-http';
 import type { Health } from '../../observe/health';
 import { isLocked } from '../../state/lock';
@@ -15,7 +14,7 @@ export async function daemonHealthChecks(options: DoctorOptions, add: Add): Prom
   if (!isLocked(options.stateDir)) return;
   let health: Health;
   try {
-    const answer = await unixHttp(join(options.stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'GET', '/healthz');
+    const answer = await unixHttp(controlSocketPath(options.stateDir), 'GET', '/healthz');
     if (answer.status === 404 || answer.status === 405) {
       add('daemon health', 'warn', 'the running daemon is older than /healthz', 'restart it with this version');
       return;

@@ -6,7 +6,7 @@
  */
 import { lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../../api/control';
+import { controlSocketPath } from '../../api/control';
 import { unixHttp } from '../../api/unix-http';
 import { routesThrough, wantedRoutes } from '../../driver/host-access';
 import { leasedIn, slaacRoutesOf } from '../../driver/slaac-host-access';
@@ -74,7 +74,7 @@ function freeRoom(dir: string): { bytes: number; inodes: number | null } | null 
 export async function askSyncFailure(stateDir: string): Promise<SyncFailure | null> {
   if (!isLocked(stateDir)) return null;
   try {
-    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.SyncFailure', '{}');
+    const answer = await unixHttp(controlSocketPath(stateDir), 'POST', '/Lanplug.SyncFailure', '{}');
     if (answer.status !== 200) return null;
     return parseSyncFailure((JSON.parse(answer.body) as { SyncFailure?: unknown }).SyncFailure);
   } catch {
