@@ -20,6 +20,7 @@ import { LeaseKeeper, REMEMBER_ADDRESS_MS } from '../../src/dhcp/keeper';
 import { NO_LEASE_NETWORKS } from '../../src/dhcp/lease-networks';
 import { silentLogger } from '../../src/log';
 import type { Check } from '../../src/cli/doctor/check';
+import { ControlClient } from '../../src/cli/control-client';
 import { askSyncFailure, stateChecks } from '../../src/cli/doctor/state';
 import { controlEndpoint } from '../../src/api/control';
 import { PluginServer } from '../../src/api/docker/server';
@@ -436,12 +437,17 @@ test("doctor learns the running daemon's failed fsync over the control socket (L
   try {
     store.setMeta('k', 'v');
     // What runDoctor hands its state directory check (whose text the test above reads).
-    const told = await askSyncFailure(dir);
+    const told = await askSyncFailure(new ControlClient(dir));
+    assert.ok(told !== null && !('unasked' in told));
     assert.equal(told?.code, 'ENOSPC');
     assert.equal(told?.path, join(dir, `${DATABASE_FILE}-wal`));
     failWith = null;
     store.setMeta('k', 'w');
-    assert.equal((await askSyncFailure(dir))?.code, 'ENOSPC', 'a later fsync that succeeded does not clear it');
+    assert.deepEqual(
+      await askSyncFailure(new ControlClient(dir)),
+      told,
+      'a later fsync that succeeded does not clear it',
+    );
   } finally {
     await server.close();
     store.close();
