@@ -47,8 +47,9 @@ export interface ControlViews {
   /** Whether the store, the sockets and etcd (when configured) answer now. */
   health(): Promise<Health>;
   /**
-   * The store's last fsync that failed since the daemon started (doctor's state directory check):
-   * its own route, since Lanplug.Stats walks /proc and the heap, which doctor must not make the daemon do.
+   * The store's fsyncs that failed since the daemon started: since when, how many, and the last
+   * (doctor's state directory check). Its own route, since Lanplug.Stats walks /proc and the heap,
+   * which doctor must not make the daemon do.
    */
   syncFailure(): SyncFailure | null;
 }

@@ -25,12 +25,18 @@ import { describeLease } from '../status';
 import type { Add, DoctorOptions } from './check';
 
 /**
- * What doctor learned of the running daemon's failed fsyncs: the failure, none (or nothing to
+ * The daemon's failed fsyncs as doctor takes them: `since` and `count` null from a daemon older
+ * than them (it told only its last failure).
+ */
+export type ToldSyncFailure = Omit<SyncFailure, 'since' | 'count'> & { since: number | null; count: number | null };
+
+/**
+ * What doctor learned of the running daemon's failed fsyncs: the failures, none (or nothing to
  * learn: no daemon, an older one), or why it does not know (`unasked`: the daemon did not answer).
  */
-export type SyncFailureAnswer = SyncFailure | null | { unasked: string };
+export type SyncFailureAnswer = ToldSyncFailure | null | { unasked: string };
 
-/** `syncFailure`: what the running daemon's store says of its last fsync (askSyncFailure). */
+/** `syncFailure`: what the running daemon's store says of its failed fsyncs (askSyncFailure). */
 export function stateChecks(options: DoctorOptions, add: Add, syncFailure: SyncFailureAnswer = null): void {
   const dir = options.stateDir;
   if (!stateDirChecks(dir, add, syncFailure)) return;
@@ -73,7 +79,7 @@ function freeRoom(dir: string): { bytes: number; inodes: number | null } | null 
 }
 
 /**
- * The running daemon's last fsync after a commit that failed since it started (Lanplug.SyncFailure):
+ * The running daemon's fsyncs after a commit that failed since it started (Lanplug.SyncFailure):
  * only the daemon knows, doctor's read-only store never fsyncs. Null when no daemon runs, when it is
  * older than the route, or when it cannot be asked (the daemon health check says why); `unasked`
  * when it took the ask and did not answer, or did not answer an earlier one (then it is not asked).
@@ -91,14 +97,31 @@ export async function askSyncFailure(control: ControlClient): Promise<SyncFailur
   }
 }
 
-/** The daemon's answer, taken only whole: doctor prints its fields. */
-function parseSyncFailure(value: unknown): SyncFailure | null {
+/** A time a Date can print (toISOString throws outside ±8.64e15 ms). */
+function printableTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(new Date(value).getTime());
+}
+
+/**
+ * The daemon's answer, taken only whole: doctor prints its fields. `since` and `count` both, or
+ * neither (a daemon older than them: the last failure alone).
+ */
+export function parseSyncFailure(value: unknown): ToldSyncFailure | null {
   if (typeof value !== 'object' || value === null) return null;
-  const { at, code, path } = value as Record<string, unknown>;
-  // A time a Date can print (toISOString throws outside ±8.64e15 ms).
-  const printable = typeof at === 'number' && Number.isFinite(new Date(at).getTime());
-  if (!printable || typeof code !== 'string' || typeof path !== 'string') return null;
-  return { at, code, path };
+  const { since, count, at, code, path } = value as Record<string, unknown>;
+  if (!printableTime(at) || typeof code !== 'string' || typeof path !== 'string') return null;
+  if (since === undefined && count === undefined) return { since: null, count: null, at, code, path };
+  if (!printableTime(since) || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) return null;
+  return { since, count, at, code, path };
+}
+
+/** The state directory line's words for the daemon's failed fsyncs. */
+function describeSyncFailure(dir: string, f: ToldSyncFailure): string {
+  const last = new Date(f.at).toISOString();
+  if (f.since === null || f.count === null)
+    return `${dir}: its disk failed to confirm a write of the daemon (fsync of ${f.path} failed with ${f.code} at ${last}, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`;
+  const one = f.count === 1;
+  return `${dir}: its disk failed to confirm ${one ? 'a write' : 'writes'} of the daemon: fsync failing since ${new Date(f.since).toISOString()} (${one ? '1 time' : `${f.count} times`} since the daemon started, last: ${f.code} on ${f.path} at ${last}); the database has ${one ? 'it' : 'them'}, but a power loss may take ${one ? 'it' : 'them'}, and no later fsync can confirm ${one ? 'it' : 'them'}`;
 }
 
 /** The state directory (root's, closed to others, with room to write) and the daemon holding it; false when there is none to read. */
@@ -148,7 +171,7 @@ function stateDirChecks(dir: string, add: Add, syncFailure: SyncFailureAnswer): 
     add(
       'state directory',
       'warn',
-      `${dir}: its disk failed to confirm a write of the daemon (fsync of ${syncFailure.path} failed with ${syncFailure.code} at ${new Date(syncFailure.at).toISOString()}, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`,
+      describeSyncFailure(dir, syncFailure),
       'check the disk (dmesg, smartctl; df for a thin-provisioned one); the warning stays until the daemon restarts',
     );
   else if (!noSpace && !noInodes)
