@@ -9,6 +9,7 @@
  * the Prometheus metrics (/metrics, metrics/registry.ts) and the daemon's
  * health (/healthz, observe/health.ts).
  */
+import { join } from 'node:path';
 import { events, type DaemonEvent } from '../metrics/events';
 import { exposition } from '../metrics/registry';
 import type { Health } from '../observe/health';
@@ -19,7 +20,12 @@ import { requiredString, type JsonObject } from './docker/decode';
 import type { Handler } from './docker/routes';
 import type { PageHandler, PluginEndpoint } from './docker/server';
 
-export const CONTROL_SOCKET_NAME = 'control';
+const CONTROL_SOCKET_NAME = 'control';
+
+/** Where the daemon serves its control socket: `<stateDir>/control.sock` (PluginServer.listen binds `<dir>/<name>.sock`). */
+export function controlSocketPath(stateDir: string): string {
+  return join(stateDir, `${CONTROL_SOCKET_NAME}.sock`);
+}
 
 /** What the control socket asks of the daemon (the daemon's housekeeping answers: housekeeping.ts). */
 export interface ControlActions {
@@ -41,8 +47,9 @@ export interface ControlViews {
   /** Whether the store, the sockets and etcd (when configured) answer now. */
   health(): Promise<Health>;
   /**
-   * The store's last fsync that failed since the daemon started (doctor's state directory check):
-   * its own route, since Lanplug.Stats walks /proc and the heap, which doctor must not make the daemon do.
+   * The store's fsyncs that failed since the daemon started: since when, how many, and the last
+   * (doctor's state directory check). Its own route, since Lanplug.Stats walks /proc and the heap,
+   * which doctor must not make the daemon do.
    */
   syncFailure(): SyncFailure | null;
 }

@@ -2,6 +2,9 @@
 import { request } from 'node:http';
 import type { Readable } from 'node:stream';
 
+/** The peer took the connection (or the request) and did not answer within the timeout. */
+export class NoAnswerError extends Error {}
+
 export interface HttpAnswer {
   status: number;
   body: string;
@@ -23,7 +26,7 @@ export function unixHttp(
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
       res.on('error', reject);
     });
-    req.on('timeout', () => req.destroy(new Error(`${socketPath} did not answer within ${timeoutMs} ms`)));
+    req.on('timeout', () => req.destroy(new NoAnswerError(`${socketPath} did not answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     req.end(body);
   });
@@ -47,7 +50,7 @@ export function unixHttpStream(
         res.on('error', reject);
       },
     );
-    req.on('timeout', () => req.destroy(new Error(`${socketPath} did not answer within ${timeoutMs} ms`)));
+    req.on('timeout', () => req.destroy(new NoAnswerError(`${socketPath} did not answer within ${timeoutMs} ms`)));
     req.on('error', reject);
     body.on('error', (err) => req.destroy(err));
     body.pipe(req);

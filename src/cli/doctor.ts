@@ -12,6 +12,7 @@
  * (the directory, the database, and what its records say of the host and the
  * LAN); shared pools are cli/shared-pools.ts.
  */
+import { ControlClient, NotAskedError } from './control-client';
 import type { Add, Check, CheckStatus, DoctorOptions } from './doctor/check';
 import { cniChecks } from './doctor/cni';
 import { daemonHealthChecks } from './doctor/daemon-health';
@@ -23,7 +24,14 @@ import { askSharedPools, sharedPoolChecks } from './shared-pools';
 
 export type { Check, CheckStatus, DoctorOptions } from './doctor/check';
 
-export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
+/**
+ * `control`: how the daemon's control socket is asked, one client for the whole run (a daemon that
+ * did not answer one ask is not asked the others: a hung one costs one timeout, not one per ask).
+ */
+export async function runDoctor(
+  options: DoctorOptions,
+  control = new ControlClient(options.stateDir),
+): Promise<Check[]> {
   const checks: Check[] = [];
   const add = (check: string, status: CheckStatus, detail: string, fix?: string): void => {
     checks.push({ check, status, detail, ...(fix === undefined ? {} : { fix }) });
@@ -38,21 +46,22 @@ export async function runDoctor(options: DoctorOptions): Promise<Check[]> {
   kernelChecks(add);
   await dockerChecks(options, add);
   await socketChecks(options, add);
-  await daemonHealthChecks(options, add);
+  await daemonHealthChecks(options, add, control);
   await cniChecks(options, add);
   await netavarkChecks(options, add);
-  stateChecks(options, add, await askSyncFailure(options.stateDir));
-  await sharedChecks(options, add);
+  stateChecks(options, add, await askSyncFailure(control));
+  await sharedChecks(control, add);
   return checks;
 }
 
 /** Only where the daemon runs with --store etcd://...: etcd and this host's part of the shared pools. */
-async function sharedChecks(options: DoctorOptions, add: Add): Promise<void> {
+async function sharedChecks(control: ControlClient, add: Add): Promise<void> {
   try {
-    const report = await askSharedPools(options.stateDir);
+    const report = await askSharedPools(control);
     if (report !== null) sharedPoolChecks(report, add);
   } catch (err) {
-    add('shared pools', 'fail', err instanceof Error ? err.message : String(err));
+    if (err instanceof NotAskedError) add('shared pools', 'warn', err.message);
+    else add('shared pools', 'fail', err instanceof Error ? err.message : String(err));
   }
 }
 

@@ -5,8 +5,7 @@
  * stops or the user does (Ctrl-C). Lines for people, or the NDJSON itself.
  */
 import { request } from 'node:http';
-import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../api/control';
+import { controlSocketPath } from '../api/control';
 import type { DaemonEvent } from '../metrics/events';
 import { isLocked } from '../state/lock';
 import { UsageError } from './flags';
@@ -42,7 +41,7 @@ export function streamEvents(
   const since = options.sinceMs === null ? 0 : Date.now() - options.sinceMs;
   const path = `/events?since=${since}${options.follow ? '&follow=1' : ''}`;
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), path, method: 'GET' }, (res) => {
+    const req = request({ socketPath: controlSocketPath(stateDir), path, method: 'GET' }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
         reject(

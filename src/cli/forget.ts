@@ -4,8 +4,7 @@
  * daemon owns the store and, on shared pools, the etcd session the kept
  * claims are freed in.
  */
-import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../api/control';
+import { controlSocketPath } from '../api/control';
 import { unixHttp } from '../api/unix-http';
 import { isLocked } from '../state/lock';
 
@@ -16,7 +15,7 @@ export async function askForget(stateDir: string, network: string, name: string)
       `no lanplug daemon runs on ${stateDir}: lanplug forget asks the running daemon (see lanplug status)`,
     );
   const answer = await unixHttp(
-    join(stateDir, `${CONTROL_SOCKET_NAME}.sock`),
+    controlSocketPath(stateDir),
     'POST',
     '/Lanplug.Forget',
     JSON.stringify({ Network: network, Name: name }),

@@ -3,8 +3,7 @@
  * it is asked over its control socket; with no daemon, gc takes the lock and
  * does the same work itself.
  */
-import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../api/control';
+import { controlSocketPath } from '../api/control';
 import { DockerEngine } from '../api/docker/engine';
 import { unixHttp } from '../api/unix-http';
 import { cniServices } from '../driver/cni-services';
@@ -22,7 +21,7 @@ export async function runGc(stateDir: string, dockerSocket: string, options: Pas
   checkStateDir(stateDir);
   if (isLocked(stateDir)) {
     const answer = await unixHttp(
-      join(stateDir, `${CONTROL_SOCKET_NAME}.sock`),
+      controlSocketPath(stateDir),
       'POST',
       '/Lanplug.Gc',
       JSON.stringify({ DryRun: options.dryRun, GraceMs: options.graceMs, AcceptEngine: options.acceptEngine }),

@@ -17,6 +17,7 @@ import {
   readDaemonFlags,
   seconds,
 } from './daemon-flags';
+import { ControlClient } from './control-client';
 import { formatChecks, runDoctor } from './doctor';
 import { doctorCniSocket, installedServiceCommand } from './doctor/cni-socket';
 import { parseSince, streamEvents } from './events';
@@ -123,7 +124,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'status': {
         const stateDir = parseFlags('status', rest, { values: STATE }).value('--state-dir');
         process.stdout.write(formatStatus(stateDir));
-        const shared = await askSharedPools(stateDir);
+        const shared = await askSharedPools(new ControlClient(stateDir));
         if (shared !== null) process.stdout.write(formatSharedPools(shared));
         return 0;
       }

@@ -3,22 +3,14 @@
  * doctor`: the running daemon holds the etcd connection and its settings, so
  * both ask it over the control socket (api/control.ts) and show its report.
  */
-import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../api/control';
-import { unixHttp } from '../api/unix-http';
 import type { SharedPoolsReport } from '../ipam/shared-report';
 import { isLocked } from '../state/lock';
+import type { ControlClient } from './control-client';
 
 /** The running daemon's report; null when no daemon runs here or its pools are not shared. */
-export async function askSharedPools(stateDir: string): Promise<SharedPoolsReport | null> {
-  if (!isLocked(stateDir)) return null;
-  const answer = await unixHttp(
-    join(stateDir, `${CONTROL_SOCKET_NAME}.sock`),
-    'POST',
-    '/Lanplug.SharedPools',
-    '{}',
-    15_000,
-  );
+export async function askSharedPools(control: ControlClient): Promise<SharedPoolsReport | null> {
+  if (!isLocked(control.stateDir)) return null;
+  const answer = await control.ask('POST', '/Lanplug.SharedPools', '{}', 15_000);
   if (answer.status === 404) return null; // a daemon from before shared pools
   const parsed = JSON.parse(answer.body) as { Shared?: unknown; Report?: unknown; Err?: unknown };
   if (answer.status !== 200)

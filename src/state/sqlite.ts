@@ -82,7 +82,7 @@ export class SqliteStore implements Store, IpamStore, LanSightings, LeaseStore, 
     return this.c.path;
   }
 
-  /** The last fsync after a commit that failed since the store was opened (sqlite/connection.ts). */
+  /** The fsyncs after a commit that failed since the store was opened (sqlite/connection.ts). */
   get syncFailure(): SyncFailure | null {
     return this.c.syncFailure;
   }

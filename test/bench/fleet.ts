@@ -11,7 +11,7 @@
  */
 import { Agent } from 'node:http';
 import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../../src/api/control';
+import { controlSocketPath } from '../../src/api/control';
 import { unixHttp } from '../../src/api/unix-http';
 import { createLan, type Lan } from '../lab/lan';
 import { startEtcdCluster, type EtcdCluster } from '../lab/etcd-cluster';
@@ -45,7 +45,7 @@ export interface FleetPoint {
 
 /** A daemon's etcd counters, from its /metrics on the control socket. */
 async function etcdCounters(daemon: ScaleDaemon): Promise<{ trips: number; seconds: number }> {
-  const answer = await unixHttp(join(daemon.stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'GET', '/metrics');
+  const answer = await unixHttp(controlSocketPath(daemon.stateDir), 'GET', '/metrics');
   const sum = (re: RegExp): number =>
     answer.body
       .split('\n')

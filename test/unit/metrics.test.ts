@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { controlEndpoint } from '../../src/api/control';
+import { controlEndpoint, controlSocketPath } from '../../src/api/control';
 import { PluginServer } from '../../src/api/docker/server';
 import { MetricsListener, parseListenAddress } from '../../src/api/metrics-listener';
 import { unixHttp } from '../../src/api/unix-http';
@@ -122,6 +122,9 @@ test('GET /metrics on the control socket answers the exposition; the plugin API 
     silentLogger,
   );
   try {
+    // Where the daemon binds it is where every client (gc, ls, doctor, ...) asks: <stateDir>/control.sock.
+    assert.equal(server.socketPath, join(dir, 'control.sock'));
+    assert.equal(controlSocketPath(dir), server.socketPath);
     const page = await unixHttp(join(dir, 'control.sock'), 'GET', '/metrics');
     assert.equal(page.status, 200);
     assert.match(page.body, /^# TYPE lanplug_requests_total counter$/m);

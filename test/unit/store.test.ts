@@ -8,7 +8,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -20,7 +31,8 @@ import { LeaseKeeper, REMEMBER_ADDRESS_MS } from '../../src/dhcp/keeper';
 import { NO_LEASE_NETWORKS } from '../../src/dhcp/lease-networks';
 import { silentLogger } from '../../src/log';
 import type { Check } from '../../src/cli/doctor/check';
-import { askSyncFailure, stateChecks } from '../../src/cli/doctor/state';
+import { ControlClient } from '../../src/cli/control-client';
+import { askSyncFailure, parseSyncFailure, stateChecks } from '../../src/cli/doctor/state';
 import { controlEndpoint } from '../../src/api/control';
 import { PluginServer } from '../../src/api/docker/server';
 import { StateLock } from '../../src/state/lock';
@@ -348,7 +360,7 @@ test("the lease keeper's sweep forgets last addresses remembered more than a mon
   });
 });
 
-test('a commit whose fsync fails (EIO) is kept and remembered where the store shows it (its figures, for doctor) until the store is closed: a later fsync that succeeds does not clear it', () => {
+test("a commit whose fsync fails (EIO) is kept and remembered where the store shows it (its figures, for doctor) until the store is closed, the first failure's time and the count with the last: a later fsync that succeeds does not clear it", () => {
   withDir((dir) => {
     let failWith: string | null = null;
     const fsync = (): void => {
@@ -369,24 +381,34 @@ test('a commit whose fsync fails (EIO) is kept and remembered where the store sh
       assert.equal(failure.code, 'EIO');
       assert.equal(failure.path, join(dir, `${DATABASE_FILE}-wal`));
       assert.ok(failure.at >= before && failure.at <= Date.now());
+      assert.equal(failure.since, failure.at, 'the first is the last');
+      assert.equal(failure.count, 1);
       assert.deepEqual(store.figures().syncFailure, failure, "in the figures Lanplug.Stats answers (doctor's source)");
-      // Inside a transaction: the fsync after its commit counts the same, the latest failure replacing the first.
+      // A later millisecond: the second failure's time differs from the first's.
+      while (Date.now() <= failure.at);
+      // Inside a transaction: the fsync after its commit counts the same; the first's time is kept, the last's code taken.
       failWith = 'ENOSPC';
       store.transaction(() => store.setMeta('third', '3'));
-      assert.equal(syncFailure()?.code, 'ENOSPC');
+      const second = syncFailure();
+      assert.ok(second);
+      assert.deepEqual(
+        { since: second.since, count: second.count, code: second.code, path: second.path },
+        { since: failure.at, count: 2, code: 'ENOSPC', path: failure.path },
+      );
+      assert.ok(second.at > failure.at, 'the last failure is the second');
       // A later fsync that succeeds proves nothing for the pages the failed one lost (Linux reports a
-      // writeback error once): the failure stays.
+      // writeback error once): the failure stays, and is not counted.
       failWith = null;
       store.setMeta('fourth', '4');
-      assert.equal(syncFailure()?.code, 'ENOSPC');
-      assert.equal(store.figures().syncFailure?.code, 'ENOSPC');
+      assert.deepEqual(syncFailure(), second);
+      assert.deepEqual(store.figures().syncFailure, second);
     } finally {
       store.close();
     }
   });
 });
 
-test("doctor's state directory check warns, naming errno, file and time, when the daemon's fsync failed since it started; ok without one", () => {
+test("doctor's state directory check warns, naming since when, how often, and the last errno and file, when the daemon's fsync failed since it started; ok without one", () => {
   withDir((dir) => {
     const run = (failure: Parameters<typeof stateChecks>[2]): Check[] => {
       const checks: Check[] = [];
@@ -398,18 +420,87 @@ test("doctor's state directory check warns, naming errno, file and time, when th
       return checks.filter((c) => c.check === 'state directory');
     };
     const wal = join(dir, `${DATABASE_FILE}-wal`);
-    const [warned, ...more] = run({ at: Date.UTC(2026, 11, 5, 21, 30), code: 'EIO', path: wal });
+    const since = Date.UTC(2026, 11, 5, 21, 30);
+    const at = Date.UTC(2026, 11, 6, 8, 15, 2);
+    const [warned, ...more] = run({ since, count: 2, at, code: 'EIO', path: wal });
     assert.equal(more.length, 0, 'one state directory line');
     assert.equal(warned?.status, 'warn');
     assert.equal(
       warned?.detail,
-      `${dir}: its disk failed to confirm a write of the daemon (fsync of ${wal} failed with EIO at 2026-12-05T21:30:00.000Z, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`,
+      `${dir}: its disk failed to confirm writes of the daemon: fsync failing since 2026-12-05T21:30:00.000Z (2 times since the daemon started, last: EIO on ${wal} at 2026-12-06T08:15:02.000Z); the database has them, but a power loss may take them, and no later fsync can confirm them`,
     );
     assert.match(warned?.fix ?? '', /dmesg.*until the daemon restarts/);
+    assert.equal(
+      run({ since, count: 1, at: since, code: 'ENOSPC', path: wal })[0]?.detail,
+      `${dir}: its disk failed to confirm a write of the daemon: fsync failing since 2026-12-05T21:30:00.000Z (1 time since the daemon started, last: ENOSPC on ${wal} at 2026-12-05T21:30:00.000Z); the database has it, but a power loss may take it, and no later fsync can confirm it`,
+    );
+    // A daemon older than the count told its last failure alone: said as it was.
+    assert.equal(
+      run({ since: null, count: null, at, code: 'EIO', path: wal })[0]?.detail,
+      `${dir}: its disk failed to confirm a write of the daemon (fsync of ${wal} failed with EIO at 2026-12-06T08:15:02.000Z, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`,
+    );
     assert.deepEqual(
       run(null).map((c) => c.status),
       ['ok'],
     );
+  });
+});
+
+test("doctor takes the daemon's failed fsyncs only well typed: since and count both (a time it can print, a count of at least 1) or neither (an older daemon)", () => {
+  const last = { at: Date.UTC(2026, 11, 6), code: 'EIO', path: '/var/lib/lanplug/lanplug.db-wal' };
+  const since = Date.UTC(2026, 11, 5);
+  assert.deepEqual(parseSyncFailure({ ...last, since, count: 3 }), { ...last, since, count: 3 });
+  assert.deepEqual(parseSyncFailure(last), { ...last, since: null, count: null }, "an older daemon's answer");
+  for (const bad of [
+    { ...last, since },
+    { ...last, count: 3 },
+    { ...last, since: String(since), count: 3 },
+    { ...last, since: 8.7e15, count: 3 },
+    { ...last, since: Number.NaN, count: 3 },
+    { ...last, since, count: 0 },
+    { ...last, since, count: 2.5 },
+    { ...last, since, count: '3' },
+    { ...last, since, count: Number.POSITIVE_INFINITY },
+    { ...last, at: undefined, since, count: 3 },
+    { ...last, code: 5, since, count: 3 },
+    { ...last, path: null, since, count: 3 },
+    null,
+    'EIO',
+  ])
+    assert.equal(parseSyncFailure(bad), null, JSON.stringify(bad));
+});
+
+test('an out-of-descriptors open of the write-ahead log (EMFILE) is said as such, not kept as a failed fsync of the disk; the next write confirms', () => {
+  withDir((dir) => {
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (msg: string) => errors.push(msg) };
+    // The log is opened for its first fsync, at the first durable write after the store opened.
+    const store = SqliteStore.open(dir, log);
+    const held: number[] = [];
+    try {
+      // Every descriptor this process may still open taken (synchronously: nothing else runs meanwhile).
+      try {
+        for (;;) held.push(openSync('/dev/null', 'r'));
+      } catch (err) {
+        assert.equal((err as { code?: unknown }).code, 'EMFILE');
+      }
+      store.setMeta('k', 'v');
+      for (const fd of held.splice(0)) closeSync(fd);
+      assert.equal(store.getMeta('k'), 'v', 'committed all the same');
+      assert.equal(store.syncFailure, null, 'no disk failure for doctor');
+      assert.equal(errors.length, 1, errors.join('\n'));
+      assert.match(
+        errors[0] ?? '',
+        /^lanplug is out of file descriptors \(EMFILE\): it could not open the database's write-ahead log/,
+      );
+      assert.doesNotMatch(errors[0] ?? '', /disk/);
+      store.setMeta('k', 'w');
+      assert.equal(store.syncFailure, null);
+      assert.equal(errors.length, 1, 'the next write opened the log and confirmed');
+    } finally {
+      for (const fd of held) closeSync(fd);
+      store.close();
+    }
   });
 });
 
@@ -436,12 +527,17 @@ test("doctor learns the running daemon's failed fsync over the control socket (L
   try {
     store.setMeta('k', 'v');
     // What runDoctor hands its state directory check (whose text the test above reads).
-    const told = await askSyncFailure(dir);
+    const told = await askSyncFailure(new ControlClient(dir));
+    assert.ok(told !== null && !('unasked' in told));
     assert.equal(told?.code, 'ENOSPC');
     assert.equal(told?.path, join(dir, `${DATABASE_FILE}-wal`));
     failWith = null;
     store.setMeta('k', 'w');
-    assert.equal((await askSyncFailure(dir))?.code, 'ENOSPC', 'a later fsync that succeeded does not clear it');
+    assert.deepEqual(
+      await askSyncFailure(new ControlClient(dir)),
+      told,
+      'a later fsync that succeeded does not clear it',
+    );
   } finally {
     await server.close();
     store.close();

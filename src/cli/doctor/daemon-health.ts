@@ -4,18 +4,16 @@
  * line per probe that failed. Nothing when no daemon runs here (the socket
  * checks say so).
  */
-import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../../api/control';
-import { unixHttp } from '../../api/unix-http';
 import type { Health } from '../../observe/health';
 import { isLocked } from '../../state/lock';
+import { NotAskedError, type ControlClient } from '../control-client';
 import type { Add, DoctorOptions } from './check';
 
-export async function daemonHealthChecks(options: DoctorOptions, add: Add): Promise<void> {
+export async function daemonHealthChecks(options: DoctorOptions, add: Add, control: ControlClient): Promise<void> {
   if (!isLocked(options.stateDir)) return;
   let health: Health;
   try {
-    const answer = await unixHttp(join(options.stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'GET', '/healthz');
+    const answer = await control.ask('GET', '/healthz');
     if (answer.status === 404 || answer.status === 405) {
       add('daemon health', 'warn', 'the running daemon is older than /healthz', 'restart it with this version');
       return;
@@ -23,6 +21,10 @@ export async function daemonHealthChecks(options: DoctorOptions, add: Add): Prom
     health = JSON.parse(answer.body) as Health;
     if (!Array.isArray(health.checks)) throw new Error(`an answer lanplug does not understand: ${answer.body}`);
   } catch (err) {
+    if (err instanceof NotAskedError) {
+      add('daemon health', 'warn', err.message);
+      return;
+    }
     add(
       'daemon health',
       'fail',

@@ -6,8 +6,7 @@
  */
 import { lstatSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CONTROL_SOCKET_NAME } from '../../api/control';
-import { unixHttp } from '../../api/unix-http';
+import { NoAnswerError } from '../../api/unix-http';
 import { routesThrough, wantedRoutes } from '../../driver/host-access';
 import { leasedIn, slaacRoutesOf } from '../../driver/slaac-host-access';
 import { recordedLinkGroups } from '../../driver/link-ownership';
@@ -21,11 +20,24 @@ import { formatPrefix } from '../../net/address';
 import { describeHolder, isLocked, lockHolder } from '../../state/lock';
 import { DATABASE_FILE, SqliteStore, type SyncFailure } from '../../state/sqlite';
 import { stateDirProblem } from '../../state/state-dir';
+import { NotAskedError, type ControlClient } from '../control-client';
 import { describeLease } from '../status';
 import type { Add, DoctorOptions } from './check';
 
-/** `syncFailure`: what the running daemon's store says of its last fsync (askSyncFailure). */
-export function stateChecks(options: DoctorOptions, add: Add, syncFailure: SyncFailure | null = null): void {
+/**
+ * The daemon's failed fsyncs as doctor takes them: `since` and `count` null from a daemon older
+ * than them (it told only its last failure).
+ */
+export type ToldSyncFailure = Omit<SyncFailure, 'since' | 'count'> & { since: number | null; count: number | null };
+
+/**
+ * What doctor learned of the running daemon's failed fsyncs: the failures, none (or nothing to
+ * learn: no daemon, an older one), or why it does not know (`unasked`: the daemon did not answer).
+ */
+export type SyncFailureAnswer = ToldSyncFailure | null | { unasked: string };
+
+/** `syncFailure`: what the running daemon's store says of its failed fsyncs (askSyncFailure). */
+export function stateChecks(options: DoctorOptions, add: Add, syncFailure: SyncFailureAnswer = null): void {
   const dir = options.stateDir;
   if (!stateDirChecks(dir, add, syncFailure)) return;
   const store = openStore(dir, add);
@@ -67,33 +79,53 @@ function freeRoom(dir: string): { bytes: number; inodes: number | null } | null 
 }
 
 /**
- * The running daemon's last fsync after a commit that failed since it started (Lanplug.SyncFailure):
+ * The running daemon's fsyncs after a commit that failed since it started (Lanplug.SyncFailure):
  * only the daemon knows, doctor's read-only store never fsyncs. Null when no daemon runs, when it is
- * older than the route, or when it cannot be asked (the daemon health check says why).
+ * older than the route, or when it cannot be asked (the daemon health check says why); `unasked`
+ * when it took the ask and did not answer, or did not answer an earlier one (then it is not asked).
  */
-export async function askSyncFailure(stateDir: string): Promise<SyncFailure | null> {
-  if (!isLocked(stateDir)) return null;
+export async function askSyncFailure(control: ControlClient): Promise<SyncFailureAnswer> {
+  if (!isLocked(control.stateDir)) return null;
   try {
-    const answer = await unixHttp(join(stateDir, `${CONTROL_SOCKET_NAME}.sock`), 'POST', '/Lanplug.SyncFailure', '{}');
+    const answer = await control.ask('POST', '/Lanplug.SyncFailure', '{}');
     if (answer.status !== 200) return null;
     return parseSyncFailure((JSON.parse(answer.body) as { SyncFailure?: unknown }).SyncFailure);
-  } catch {
+  } catch (err) {
+    if (err instanceof NotAskedError) return { unasked: err.message };
+    if (err instanceof NoAnswerError) return { unasked: `the daemon did not answer (${err.message})` };
     return null;
   }
 }
 
-/** The daemon's answer, taken only whole: doctor prints its fields. */
-function parseSyncFailure(value: unknown): SyncFailure | null {
+/** A time a Date can print (toISOString throws outside ±8.64e15 ms). */
+function printableTime(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(new Date(value).getTime());
+}
+
+/**
+ * The daemon's answer, taken only whole: doctor prints its fields. `since` and `count` both, or
+ * neither (a daemon older than them: the last failure alone).
+ */
+export function parseSyncFailure(value: unknown): ToldSyncFailure | null {
   if (typeof value !== 'object' || value === null) return null;
-  const { at, code, path } = value as Record<string, unknown>;
-  // A time a Date can print (toISOString throws outside ±8.64e15 ms).
-  const printable = typeof at === 'number' && Number.isFinite(new Date(at).getTime());
-  if (!printable || typeof code !== 'string' || typeof path !== 'string') return null;
-  return { at, code, path };
+  const { since, count, at, code, path } = value as Record<string, unknown>;
+  if (!printableTime(at) || typeof code !== 'string' || typeof path !== 'string') return null;
+  if (since === undefined && count === undefined) return { since: null, count: null, at, code, path };
+  if (!printableTime(since) || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) return null;
+  return { since, count, at, code, path };
+}
+
+/** The state directory line's words for the daemon's failed fsyncs. */
+function describeSyncFailure(dir: string, f: ToldSyncFailure): string {
+  const last = new Date(f.at).toISOString();
+  if (f.since === null || f.count === null)
+    return `${dir}: its disk failed to confirm a write of the daemon (fsync of ${f.path} failed with ${f.code} at ${last}, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`;
+  const one = f.count === 1;
+  return `${dir}: its disk failed to confirm ${one ? 'a write' : 'writes'} of the daemon: fsync failing since ${new Date(f.since).toISOString()} (${one ? '1 time' : `${f.count} times`} since the daemon started, last: ${f.code} on ${f.path} at ${last}); the database has ${one ? 'it' : 'them'}, but a power loss may take ${one ? 'it' : 'them'}, and no later fsync can confirm ${one ? 'it' : 'them'}`;
 }
 
 /** The state directory (root's, closed to others, with room to write) and the daemon holding it; false when there is none to read. */
-function stateDirChecks(dir: string, add: Add, syncFailure: SyncFailure | null): boolean {
+function stateDirChecks(dir: string, add: Add, syncFailure: SyncFailureAnswer): boolean {
   try {
     const problem = stateDirProblem(lstatSync(dir));
     if (problem !== null) {
@@ -134,14 +166,21 @@ function stateDirChecks(dir: string, add: Add, syncFailure: SyncFailure | null):
     );
   // A failed fsync is no fault doctor can see in the directory: it is what the disk told the daemon,
   // said beside a full file system too (a dying disk and a full one are two things to look at).
-  if (syncFailure !== null)
+  const unasked = syncFailure !== null && 'unasked' in syncFailure ? syncFailure.unasked : null;
+  if (syncFailure !== null && !('unasked' in syncFailure))
     add(
       'state directory',
       'warn',
-      `${dir}: its disk failed to confirm a write of the daemon (fsync of ${syncFailure.path} failed with ${syncFailure.code} at ${new Date(syncFailure.at).toISOString()}, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`,
+      describeSyncFailure(dir, syncFailure),
       'check the disk (dmesg, smartctl; df for a thin-provisioned one); the warning stays until the daemon restarts',
     );
-  else if (!noSpace && !noInodes) add('state directory', 'ok', `${dir} (owner root, no group or world write)`);
+  else if (!noSpace && !noInodes)
+    add(
+      'state directory',
+      unasked === null ? 'ok' : 'warn',
+      `${dir} (owner root, no group or world write)${unasked === null ? '' : `; the daemon's failed fsyncs: ${unasked}`}`,
+    );
+  else if (unasked !== null) add('state directory', 'warn', `${dir}: the daemon's failed fsyncs: ${unasked}`);
   if (isLocked(dir)) {
     const holder = lockHolder(dir);
     // A plugin's pid is in its own pid namespace: it is named instead.

@@ -25,19 +25,28 @@ import { checkStateDir, prepareStateDir } from '../state-dir';
 export const DATABASE_FILE = 'lanplug.db';
 
 /**
- * The last fsync after a commit that failed (syncCommitted), kept until the daemon stops: a later
+ * The fsyncs after a commit that failed (syncCommitted), kept until the daemon stops: a later
  * fsync that succeeds proves nothing for the pages the failed one lost (Linux reports a writeback
  * error once). Kept for `lanplug doctor` (the control socket's Lanplug.SyncFailure), since the one
- * error line is easily missed and the disk is what the operator must look at.
+ * error line is easily missed and the disk is what the operator must look at: since when it has
+ * been failing, how often, and the last failure. Times are ms since the epoch (for the operator,
+ * compared with nothing).
  */
 export interface SyncFailure {
-  /** When it failed (ms since the epoch: for the operator, compared with nothing). */
+  /** When the first failed: since when the disk has been failing. */
+  since: number;
+  /** How many failed since the daemon started, the first included. */
+  count: number;
+  /** When the last failed (the field older daemons answered alone). */
   at: number;
-  /** The errno's name (EIO, ENOSPC, ...), or the message when there is none. */
+  /** The last one's errno name (EIO, ENOSPC, ...), or its message when there is none. */
   code: string;
-  /** The file whose fsync failed: the database's write-ahead log. */
+  /** The file whose last failed fsync was: the database's write-ahead log. */
   path: string;
 }
+
+/** The kernel's words for a process (EMFILE) or the system (ENFILE) out of file descriptors. */
+const NO_DESCRIPTOR_CODES = new Set(['EMFILE', 'ENFILE']);
 
 /** What the connection fsyncs with: the real fsync but where a test makes the disk fail. */
 export type Fsync = (fd: number) => void;
@@ -56,7 +65,7 @@ export class SqliteConnection {
   private walFd: number | null = null;
   /** What a table cached from reads inside a transaction that rolled back must forget. */
   private readonly rollbackHooks: (() => void)[] = [];
-  private lastSyncFailure: SyncFailure | null = null;
+  private failedSyncs: SyncFailure | null = null;
 
   private constructor(
     private readonly db: Database.Database,
@@ -114,9 +123,9 @@ export class SqliteConnection {
     }
   }
 
-  /** The last fsync after a commit that failed since the daemon opened the store (syncCommitted). */
+  /** The fsyncs after a commit that failed since the daemon opened the store (syncCommitted). */
   get syncFailure(): SyncFailure | null {
-    return this.lastSyncFailure;
+    return this.failedSyncs;
   }
 
   get inTransaction(): boolean {
@@ -220,23 +229,52 @@ export class SqliteConnection {
    * synced. SQLite's other fsyncs: a WAL started anew syncs its header inside the commit, which
    * then fails as a whole (nothing recorded, the request fails: they agree); an automatic
    * checkpoint's failure is ignored by SQLite after the commit.)
+   * A daemon out of file descriptors cannot open the WAL to fsync it: that is no disk failure (the
+   * pages wait in the kernel's cache, and the next fsync that opens the file confirms them), and
+   * is said as what it is, not recorded as a SyncFailure.
    */
   private syncCommitted(): void {
     this.syncOnCommit = false;
     const wal = `${this.path}-wal`;
     try {
       this.walFd ??= openSync(wal, 'r');
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      const error = err instanceof Error ? err.message : String(err);
+      if (typeof code === 'string' && NO_DESCRIPTOR_CODES.has(code)) {
+        this.log.error(
+          `lanplug is out of file descriptors (${code}): it could not open the database's write-ahead log to confirm a write; the database has it and the next confirmed write confirms it too, but until then a power loss may take it; raise the daemon's descriptor limit (LimitNOFILE=) or find what holds its descriptors (ls -l /proc/<the daemon's pid>/fd)`,
+          { path: wal, error },
+        );
+        return;
+      }
+      this.recordSyncFailure(wal, err);
+      return;
+    }
+    try {
       // A success after a failure clears nothing (see SyncFailure): the warning lasts until a restart.
       this.fsync(this.walFd);
     } catch (err) {
-      const error = err instanceof Error ? err.message : String(err);
-      const code = (err as { code?: unknown } | null)?.code;
-      this.lastSyncFailure = { at: Date.now(), code: typeof code === 'string' ? code : error, path: wal };
-      this.log.error(
-        "the state directory's disk did not confirm a write: lanplug keeps it (the database has it) and answered as done, but a power loss may take it; check the disk (dmesg)",
-        { path: this.path, error },
-      );
+      this.recordSyncFailure(wal, err);
     }
+  }
+
+  /** A failed fsync after a commit (or open of the file to fsync): counted, kept (the first's time too), and logged. */
+  private recordSyncFailure(wal: string, err: unknown): void {
+    const error = err instanceof Error ? err.message : String(err);
+    const code = (err as { code?: unknown } | null)?.code;
+    const at = Date.now();
+    this.failedSyncs = {
+      since: this.failedSyncs?.since ?? at,
+      count: (this.failedSyncs?.count ?? 0) + 1,
+      at,
+      code: typeof code === 'string' ? code : error,
+      path: wal,
+    };
+    this.log.error(
+      "the state directory's disk did not confirm a write: lanplug keeps it (the database has it) and answered as done, but a power loss may take it; check the disk (dmesg)",
+      { path: this.path, error },
+    );
   }
 }
 

@@ -14,7 +14,7 @@ export interface StoreFigures {
   /** Prepared statements the connection keeps (one per distinct query). */
   statements: number;
   rows: Record<string, number>;
-  /** The last fsync after a commit that failed since the daemon started (doctor's state directory check). */
+  /** The fsyncs after a commit that failed since the daemon started (doctor's state directory check). */
   syncFailure: SyncFailure | null;
 }
 
