@@ -4,8 +4,10 @@
  * further ask would wait its own timeout on a daemon that is hung (`lanplug doctor` asks it
  * several things), so it fails at once with NotAskedError, whose message says why.
  */
+import { lstatSync } from 'node:fs';
 import { controlSocketPath } from '../api/control';
 import { NoAnswerError, unixHttp, type HttpAnswer } from '../api/unix-http';
+import { stateDirProblem } from '../state/state-dir';
 
 /** An ask skipped because the daemon did not answer an earlier one of the same command. */
 export class NotAskedError extends Error {}
@@ -28,11 +30,22 @@ export class ControlClient {
    */
   async ask(method: 'GET' | 'POST', path: string, body?: string, timeoutMs = this.timeoutMs): Promise<HttpAnswer> {
     if (this.unanswered !== null) throw new NotAskedError(`not asked: the daemon did not answer ${this.unanswered}`);
+    // A socket in a directory another user can write may be theirs, and its answers too: not asked.
+    const problem = dirProblem(this.stateDir);
+    if (problem !== null) throw new NotAskedError(`not asked: the state directory ${this.stateDir} ${problem}`);
     try {
       return await unixHttp(controlSocketPath(this.stateDir), method, path, body, timeoutMs);
     } catch (err) {
       if (err instanceof NoAnswerError) this.unanswered = path;
       throw err;
     }
+  }
+}
+
+function dirProblem(dir: string): string | null {
+  try {
+    return stateDirProblem(lstatSync(dir));
+  } catch (err) {
+    return `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
   }
 }

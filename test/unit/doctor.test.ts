@@ -5,13 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { controlSocketPath } from '../../src/api/control';
-import { ControlClient } from '../../src/cli/control-client';
+import { NoAnswerError } from '../../src/api/unix-http';
+import { ControlClient, NotAskedError } from '../../src/cli/control-client';
 import { formatChecks, runDoctor, type Check } from '../../src/cli/doctor';
 import { StateLock } from '../../src/state/lock';
 
@@ -114,4 +115,44 @@ test('doctor on a daemon that answers /healthz and hangs on Lanplug.SyncFailure:
     assert.equal(only(checks, 'shared pools').detail, 'not asked: the daemon did not answer /Lanplug.SyncFailure');
     assert.equal(text.split(controlSocketPath(dir)).length - 1, 1, `the socket named once:\n${text}`);
   });
+});
+
+test('a control socket in a state directory another user can write is not asked: its answers may be theirs', async () => {
+  await withHungDaemon(true, async ({ dir, asked }) => {
+    chmodSync(dir, 0o777);
+    try {
+      await assert.rejects(
+        new ControlClient(dir, TIMEOUT_MS).ask('GET', '/healthz'),
+        (err: unknown) =>
+          err instanceof NotAskedError &&
+          /^not asked: the state directory \S+ is writable by everyone/.test(err.message),
+      );
+      assert.deepEqual(asked, [], 'nothing was sent');
+    } finally {
+      chmodSync(dir, 0o700);
+    }
+  });
+});
+
+test('an answer trickled a byte at a time (the socket never idle for the timeout) ends at twice the timeout', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-doctor-'));
+  const timers: NodeJS.Timeout[] = [];
+  const server = createServer((socket) => {
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n');
+      timers.push(setInterval(() => socket.write(' '), TIMEOUT_MS / 5));
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(controlSocketPath(dir), resolve));
+  try {
+    const started = performance.now();
+    await assert.rejects(new ControlClient(dir, TIMEOUT_MS).ask('GET', '/healthz'), NoAnswerError);
+    const ms = performance.now() - started;
+    assert.ok(ms >= 2 * TIMEOUT_MS && ms < 3 * TIMEOUT_MS, `ended after ${Math.round(ms)} ms`);
+  } finally {
+    for (const t of timers) clearInterval(t);
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -458,6 +458,9 @@ test("doctor takes the daemon's failed fsyncs only well typed: since and count b
     { ...last, since: 8.7e15, count: 3 },
     { ...last, since: Number.NaN, count: 3 },
     { ...last, since, count: 0 },
+    { ...last, code: 'EIO\u001b[2J' }, // a terminal's escape in what doctor prints
+    { ...last, path: `/var/lib/${'x'.repeat(5_000)}` },
+    { ...last, code: '' },
     { ...last, since, count: 2.5 },
     { ...last, since, count: '3' },
     { ...last, since, count: Number.POSITIVE_INFINITY },

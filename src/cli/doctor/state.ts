@@ -102,6 +102,15 @@ function printableTime(value: unknown): value is number {
   return typeof value === 'number' && Number.isFinite(new Date(value).getTime());
 }
 
+/** Text doctor may print: no control characters (a terminal's escapes), and not longer than `max`. */
+function printableText(value: unknown, max: number): value is string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > max) return false;
+  return [...value].every((c) => {
+    const code = c.codePointAt(0) ?? 0;
+    return code >= 0x20 && (code < 0x7f || code > 0x9f);
+  });
+}
+
 /**
  * The daemon's answer, taken only whole: doctor prints its fields. `since` and `count` both, or
  * neither (a daemon older than them: the last failure alone).
@@ -109,7 +118,7 @@ function printableTime(value: unknown): value is number {
 export function parseSyncFailure(value: unknown): ToldSyncFailure | null {
   if (typeof value !== 'object' || value === null) return null;
   const { since, count, at, code, path } = value as Record<string, unknown>;
-  if (!printableTime(at) || typeof code !== 'string' || typeof path !== 'string') return null;
+  if (!printableTime(at) || !printableText(code, 200) || !printableText(path, 4_096)) return null;
   if (since === undefined && count === undefined) return { since: null, count: null, at, code, path };
   if (!printableTime(since) || typeof count !== 'number' || !Number.isSafeInteger(count) || count < 1) return null;
   return { since, count, at, code, path };
