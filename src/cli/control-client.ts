@@ -30,16 +30,24 @@ export class ControlClient {
    */
   async ask(method: 'GET' | 'POST', path: string, body?: string, timeoutMs = this.timeoutMs): Promise<HttpAnswer> {
     if (this.unanswered !== null) throw new NotAskedError(`not asked: the daemon did not answer ${this.unanswered}`);
-    // A socket in a directory another user can write may be theirs, and its answers too: not asked.
-    const problem = dirProblem(this.stateDir);
-    if (problem !== null) throw new NotAskedError(`not asked: the state directory ${this.stateDir} ${problem}`);
+    const socket = checkedControlSocket(this.stateDir);
     try {
-      return await unixHttp(controlSocketPath(this.stateDir), method, path, body, timeoutMs);
+      return await unixHttp(socket, method, path, body, timeoutMs);
     } catch (err) {
       if (err instanceof NoAnswerError) this.unanswered = path;
       throw err;
     }
   }
+}
+
+/**
+ * The control socket of `stateDir`, for a command to ask; NotAskedError when another user can write
+ * the directory (the daemon refuses such a one, so a socket there, and its answers, could be theirs).
+ */
+export function checkedControlSocket(stateDir: string): string {
+  const problem = dirProblem(stateDir);
+  if (problem !== null) throw new NotAskedError(`not asked: the state directory ${stateDir} ${problem}`);
+  return controlSocketPath(stateDir);
 }
 
 function dirProblem(dir: string): string | null {

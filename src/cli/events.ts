@@ -4,8 +4,8 @@
  * ago), then with `--follow` each new one as it comes, until the daemon
  * stops or the user does (Ctrl-C). Lines for people, or the NDJSON itself.
  */
+import { checkedControlSocket } from './control-client';
 import { request } from 'node:http';
-import { controlSocketPath } from '../api/control';
 import type { DaemonEvent } from '../metrics/events';
 import { isLocked } from '../state/lock';
 import { UsageError } from './flags';
@@ -41,7 +41,7 @@ export function streamEvents(
   const since = options.sinceMs === null ? 0 : Date.now() - options.sinceMs;
   const path = `/events?since=${since}${options.follow ? '&follow=1' : ''}`;
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: controlSocketPath(stateDir), path, method: 'GET' }, (res) => {
+    const req = request({ socketPath: checkedControlSocket(stateDir), path, method: 'GET' }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
         reject(

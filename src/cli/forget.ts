@@ -4,7 +4,7 @@
  * daemon owns the store and, on shared pools, the etcd session the kept
  * claims are freed in.
  */
-import { controlSocketPath } from '../api/control';
+import { checkedControlSocket } from './control-client';
 import { unixHttp } from '../api/unix-http';
 import { isLocked } from '../state/lock';
 
@@ -15,7 +15,7 @@ export async function askForget(stateDir: string, network: string, name: string)
       `no lanplug daemon runs on ${stateDir}: lanplug forget asks the running daemon (see lanplug status)`,
     );
   const answer = await unixHttp(
-    controlSocketPath(stateDir),
+    checkedControlSocket(stateDir),
     'POST',
     '/Lanplug.Forget',
     JSON.stringify({ Network: network, Name: name }),

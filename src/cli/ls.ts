@@ -3,7 +3,7 @@
  * socket, observe/listing.ts) as a table for people or JSON for scripts,
  * filtered by network and container here.
  */
-import { controlSocketPath } from '../api/control';
+import { checkedControlSocket } from './control-client';
 import { unixHttp } from '../api/unix-http';
 import { shortId } from '../model/network';
 import type { EndpointRow, IdentityRow, LanDeviceRow, Listing } from '../observe/listing';
@@ -20,7 +20,7 @@ export interface ListingFilter {
 export async function askListing(stateDir: string): Promise<Listing> {
   if (!isLocked(stateDir))
     throw new Error(`no lanplug daemon runs on ${stateDir}: lanplug ls asks the running daemon (see lanplug status)`);
-  const answer = await unixHttp(controlSocketPath(stateDir), 'POST', '/Lanplug.List', '{}', 15_000);
+  const answer = await unixHttp(checkedControlSocket(stateDir), 'POST', '/Lanplug.List', '{}', 15_000);
   if (answer.status === 404)
     throw new Error('the running daemon is older than lanplug ls: restart it with this version');
   const parsed = JSON.parse(answer.body) as Partial<Listing> & { Err?: unknown };

@@ -10,7 +10,7 @@ import { managedPeerSocket } from '../../api/docker/sockets';
 import { unixHttp } from '../../api/unix-http';
 import { DRIVER_KINDS } from '../../model/network';
 import { isLocked, lockHolder } from '../../state/lock';
-import type { Add, DoctorOptions } from './check';
+import type { Add, CheckStatus, DoctorOptions } from './check';
 
 /** Where dockerd 20.10 looks for legacy plugin sockets: a constant in moby's pkg/plugins. */
 const DOCKER_PLUGIN_DIR = '/run/docker/plugins';
@@ -72,47 +72,42 @@ function socketsToCheck(options: DoctorOptions): { name: string; path: string; k
   ].map((s) => ({ ...s, path: join(options.pluginDir, `${s.name}.sock`), restart }));
 }
 
+/** The plugin sockets, asked at once (a hung daemon costs one timeout, not one per socket), told in order. */
 export async function socketChecks(options: DoctorOptions, add: Add): Promise<void> {
-  for (const { name, path, kind, restart } of socketsToCheck(options)) {
-    let mode: number;
-    try {
-      const st = lstatSync(path);
-      if (!st.isSocket()) {
-        add(`socket ${name}`, 'fail', `${path} is not a socket`, `rm ${path} && systemctl restart lanplug`);
-        continue;
-      }
-      mode = st.mode & 0o777;
-      if (st.uid !== 0 || mode !== 0o600) {
-        add(
-          `socket ${name}`,
-          'fail',
-          `${path} is mode ${mode.toString(8)} owned by uid ${st.uid}; it must be 600 and root's`,
-          restart,
-        );
-        continue;
-      }
-    } catch {
-      add(
-        `socket ${name}`,
+  const told = await Promise.all(socketsToCheck(options).map(checkSocket));
+  for (const [check, status, detail, fix] of told) add(check, status, detail, fix);
+}
+
+type Told = [check: string, status: CheckStatus, detail: string, fix?: string];
+
+async function checkSocket({ name, path, kind, restart }: ReturnType<typeof socketsToCheck>[number]): Promise<Told> {
+  const check = `socket ${name}`;
+  try {
+    const st = lstatSync(path);
+    if (!st.isSocket()) return [check, 'fail', `${path} is not a socket`, `rm ${path} && systemctl restart lanplug`];
+    const mode = st.mode & 0o777;
+    if (st.uid !== 0 || mode !== 0o600)
+      return [
+        check,
         'fail',
-        `${path} does not exist: Docker cannot find the ${name} driver`,
-        'lanplug install (or: lanplug daemon)',
-      );
-      continue;
-    }
-    try {
-      const answer = await unixHttp(path, 'POST', '/Plugin.Activate', '{}', 3_000);
-      const implemented = (JSON.parse(answer.body) as { Implements?: unknown }).Implements;
-      if (answer.status === 200 && Array.isArray(implemented) && implemented.includes(kind))
-        add(`socket ${name}`, 'ok', `${path} answers`);
-      else add(`socket ${name}`, 'fail', `${path} answered ${answer.status} ${answer.body.slice(0, 100)}`, restart);
-    } catch (err) {
-      add(
-        `socket ${name}`,
-        'fail',
-        `${path} does not answer (${err instanceof Error ? err.message : String(err)})`,
+        `${path} is mode ${mode.toString(8)} owned by uid ${st.uid}; it must be 600 and root's`,
         restart,
-      );
-    }
+      ];
+  } catch {
+    return [
+      check,
+      'fail',
+      `${path} does not exist: Docker cannot find the ${name} driver`,
+      'lanplug install (or: lanplug daemon)',
+    ];
+  }
+  try {
+    const answer = await unixHttp(path, 'POST', '/Plugin.Activate', '{}', 3_000);
+    const implemented = (JSON.parse(answer.body) as { Implements?: unknown }).Implements;
+    if (answer.status === 200 && Array.isArray(implemented) && implemented.includes(kind))
+      return [check, 'ok', `${path} answers`];
+    return [check, 'fail', `${path} answered ${answer.status} ${answer.body.slice(0, 100)}`, restart];
+  } catch (err) {
+    return [check, 'fail', `${path} does not answer (${err instanceof Error ? err.message : String(err)})`, restart];
   }
 }
