@@ -15,6 +15,7 @@
  * resolver is Docker's (docs/slaac.md says why).
  */
 import type { LeaseKeeper } from '../dhcp/keeper';
+import { exchangeDeadline } from '../dhcp/channel';
 import { informationRequest } from '../dhcp/client6';
 import { linkLocalIn, openChannel } from '../dhcp/lease-networks';
 import type { AdvertFollowUp } from '../driver/slaac-advert';
@@ -188,7 +189,7 @@ export class SlaacDhcp6 implements AdvertFollowUp {
     const channel = openChannel(link, link.name, 6, netns);
     let got;
     try {
-      got = await informationRequest(channel, identity, Date.now() + (spec.dhcp?.timeoutMs ?? DEFAULT_TIMEOUT_MS));
+      got = await informationRequest(channel, identity, exchangeDeadline(spec.dhcp?.timeoutMs ?? DEFAULT_TIMEOUT_MS));
     } finally {
       void channel.close();
     }
