@@ -59,8 +59,12 @@ export class LanCitizen {
   ) {
     const ownAnswer = (link: ProbeLink, address: IpAddress, mac: string): boolean =>
       this.holding(link, address)?.mac.toLowerCase() === mac.toLowerCase();
-    this.conflicts = new LanConflicts(new LanGuard(log, probe, Date.now, ownAnswer), store, log, host, () =>
-      this.warmSoon(),
+    this.conflicts = new LanConflicts(
+      new LanGuard(log, probe, () => performance.now(), ownAnswer),
+      store,
+      log,
+      host,
+      () => this.warmSoon(),
     );
     // An address still being asked about is no container's yet: a device answering is the refusal, not a claim.
     this.watch = new LanWatch((link, address) => this.conflicts.defensible(this.holding(link, address)), store, log);

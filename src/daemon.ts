@@ -236,7 +236,7 @@ export async function startDaemon(options: DaemonOptions): Promise<RunningDaemon
       closers.add(await MetricsListener.listen(options.metricsListen, controlPages(views), log), (m) => m.close());
     const sockets = pluginSockets(options, managed, {
       driver: (kind) => networkDriverRoutes(endpoints, kind, engineVersion),
-      ipam: ipamRoutes(new LanplugIpam(allocator, citizen, Date.now, sharedAttachments)),
+      ipam: ipamRoutes(new LanplugIpam(allocator, citizen, () => performance.now(), sharedAttachments)),
       dhcpIpam: dhcpIpamRoutes(new DhcpIpam(new DhcpAddresses(driver, keeper, askingLinks))),
     });
     for (const server of await servePluginSockets(sockets, passed, log)) {

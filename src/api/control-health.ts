@@ -24,13 +24,20 @@ export interface HealthParts {
  */
 const SHARED_FOR_MS = 1_000;
 
-export function daemonHealth(parts: HealthParts): () => Promise<Health> {
+/**
+ * `monotonic`: what the second is measured on. On the wall clock, one set back an hour had /healthz
+ * answer the same check for the hour (a daemon broken since said healthy).
+ */
+export function daemonHealth(
+  parts: HealthParts,
+  monotonic: () => number = () => performance.now(),
+): () => Promise<Health> {
   let last: { health: Promise<Health>; settledAt: number | null } | null = null;
   return () => {
     const settledAt = last?.settledAt;
-    if (last !== null && (settledAt === null || Date.now() - (settledAt ?? 0) < SHARED_FOR_MS)) return last.health;
+    if (last !== null && (settledAt === null || monotonic() - (settledAt ?? 0) < SHARED_FOR_MS)) return last.health;
     const check = { health: checkHealth(probes(parts)), settledAt: null as number | null };
-    void check.health.finally(() => (check.settledAt = Date.now())).catch(() => undefined);
+    void check.health.finally(() => (check.settledAt = monotonic())).catch(() => undefined);
     last = check;
     return check.health;
   };

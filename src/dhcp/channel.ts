@@ -9,6 +9,21 @@ import { PacketSocket } from '../l2/packet-socket';
 import type { Family, IpAddress } from '../net/address';
 import { inNetworkNamespace } from '../netlink/netns';
 
+/**
+ * The clock of a DHCP exchange: its deadlines (DhcpChannel.next, acquire, renew, informationRequest) and
+ * the elapsed time its messages carry. Monotonic ms, of any origin: only ever compared with itself. On
+ * the wall clock, one set forward (an NTP step, `date -s`) ended an exchange at once ("no DHCP server
+ * answered") and one set back an hour kept it resending for the hour.
+ */
+export function exchangeNow(): number {
+  return performance.now();
+}
+
+/** The deadline `ms` from now, on exchangeNow's clock. */
+export function exchangeDeadline(ms: number): number {
+  return exchangeNow() + ms;
+}
+
 export interface DhcpChannel {
   /** The link's name, for messages. */
   readonly where: string;
@@ -19,7 +34,7 @@ export interface DhcpChannel {
    */
   readonly source6?: IpAddress;
   send(frame: Buffer): void;
-  /** The first datagram `accept` takes, received from now until `deadline` (ms since the epoch), or null. */
+  /** The first datagram `accept` takes, received from now until `deadline` (exchangeNow's clock), or null. */
   next(accept: (datagram: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null>;
   close(): Promise<void>;
 }
@@ -88,7 +103,7 @@ export class PacketChannel implements DhcpChannel {
           this.socket.deliverPending();
           if (this.waiters.has(waiter)) waiter.done(null);
         },
-        Math.max(0, deadline - Date.now()),
+        Math.max(0, deadline - exchangeNow()),
       );
       this.waiters.add(waiter);
     });

@@ -15,7 +15,7 @@ import { silentLogger, type Fields, type Logger } from '../log';
 import type { DhcpIdentity, Lease } from '../model/lease';
 import { formatPrefix, networkOf, prefixContains, sameAddress, type IpAddress, type IpPrefix } from '../net/address';
 import type { UdpDatagram } from '../l2/udp-frames';
-import type { DhcpChannel } from './channel';
+import { exchangeNow, type DhcpChannel } from './channel';
 import { BROADCAST_MAC, decline, exchange, fromZero, leaseFrom, message, nakText, prefixLengthFor } from './exchange';
 import { onceEach, type MalformedReport, type OfferCheck, type RenewOutcome } from './outcomes';
 import { BROADCAST_V4, DHCP_CLIENT_PORT, DHCP_SERVER_PORT, encodeDhcp, ipv4Option, OPT, readAddress } from './message';
@@ -59,7 +59,7 @@ export async function acquire(
     malformed?: MalformedReport | undefined;
   },
 ): Promise<Lease> {
-  const started = Date.now();
+  const started = exchangeNow();
   const note = onceEach(options.log ?? silentLogger);
   const report = options.malformed ?? ((fields: Fields) => note('ignoring a malformed DHCP answer', fields));
   let lastNak: { server: string; address: string; text: string } | null = null;
@@ -74,7 +74,7 @@ export async function acquire(
   // A server offering a refused address again (a rogue one does) is not asked about, nor logged, twice.
   const refusals = new Map<string, string | null>();
   let wait = 0;
-  while (Date.now() < options.deadline && declined.length < MAX_DECLINES && naks < MAX_NAKS) {
+  while (exchangeNow() < options.deadline && declined.length < MAX_DECLINES && naks < MAX_NAKS) {
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const xid = randomInt(0, 2 ** 32);
     // After a DECLINE, no address is asked for: a server gives a requested address that is free in its
@@ -209,7 +209,7 @@ export async function renew(
   malformed?: MalformedReport,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 32);
-  const started = Date.now();
+  const started = exchangeNow();
   const note = onceEach(log);
   const request = message(identity, 'request', xid, started, { broadcast: false, ciaddr: lease.address.address });
   const toServer = how === 'renew';
@@ -293,7 +293,7 @@ function keepRouterOnPrefix(next: Lease, held: Lease, note: (msg: string, fields
 
 /** DHCPRELEASE, unicast from the leased address (dnsmasq ignores one from 0.0.0.0). Nothing answers a release. */
 export function release(send: (frame: Buffer) => void, identity: DhcpIdentity, lease: Lease): void {
-  const m = message(identity, 'release', randomInt(0, 2 ** 32), Date.now(), {
+  const m = message(identity, 'release', randomInt(0, 2 ** 32), exchangeNow(), {
     broadcast: false,
     // RFC 2131 table 5: flags are 0 in a DHCPRELEASE, whatever the network.
     noBroadcastFlag: true,

@@ -12,7 +12,7 @@ import { silentLogger, type Fields, type Logger } from '../log';
 import { boundedLeaseSeconds, leaseTimes, type DhcpIdentity, type Lease } from '../model/lease';
 import { addressFromBytes, parseAddress, type IpAddress } from '../net/address';
 import { decodeDnsNames, isHostName } from '../net/dns-name';
-import type { DhcpChannel } from './channel';
+import { exchangeNow, type DhcpChannel } from './channel';
 import { onceEach, type OfferCheck, type RenewOutcome } from './outcomes';
 import {
   DHCP6_CLIENT_PORT,
@@ -69,14 +69,14 @@ export async function acquire6(
     log?: Logger | undefined;
   },
 ): Promise<Lease> {
-  const started = Date.now();
+  const started = exchangeNow();
   const note = onceEach(options.log ?? silentLogger);
   let refused: string | null = null;
   const declined: string[] = [];
   let hint = options.hint;
   let wait = 0;
-  while (Date.now() < options.deadline && declined.length < MAX_DECLINES) {
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(wait, options.deadline - Date.now())));
+  while (exchangeNow() < options.deadline && declined.length < MAX_DECLINES) {
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(wait, options.deadline - exchangeNow())));
     const xid = randomInt(0, 2 ** 24);
     const solicit = message6(identity, 'solicit', xid, started, [{ code: OPT6.iaNa, value: iaNa(identity, hint) }]);
     // RFC 8415 §18.2.9: an Advertise without an address is ignored (another server may offer one).
@@ -147,7 +147,7 @@ export async function renew6(
   log: Logger = silentLogger,
 ): Promise<RenewOutcome> {
   const xid = randomInt(0, 2 ** 24);
-  const started = Date.now();
+  const started = exchangeNow();
   const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
   if (how === 'renew' && lease.serverDuid !== null)
     extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
@@ -201,7 +201,7 @@ export async function informationRequest(
   deadline: number,
 ): Promise<OtherConfig | null> {
   const xid = randomInt(0, 2 ** 24);
-  const sent = message6(identity, 'information-request', xid, Date.now(), []);
+  const sent = message6(identity, 'information-request', xid, exchangeNow(), []);
   const { reply } = await exchange6(channel, identity, sent, xid, 'reply', deadline, () => null);
   if (reply === null) return null;
   return {
@@ -214,7 +214,7 @@ export async function informationRequest(
 export function release6Frame(identity: DhcpIdentity, lease: Lease): Buffer {
   const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
   if (lease.serverDuid !== null) extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
-  return frame(identity, message6(identity, 'release', randomInt(0, 2 ** 24), Date.now(), extra));
+  return frame(identity, message6(identity, 'release', randomInt(0, 2 ** 24), exchangeNow(), extra));
 }
 
 /**
@@ -232,7 +232,15 @@ async function decline6(
   const extra: Dhcp6Option[] = [{ code: OPT6.iaNa, value: iaNa(identity, lease.address.address) }];
   if (lease.serverDuid !== null) extra.unshift({ code: OPT6.serverId, value: Buffer.from(lease.serverDuid, 'hex') });
   const sent = message6(identity, 'decline', xid, started, extra);
-  await exchange6(channel, identity, sent, xid, 'reply', Math.min(deadline, Date.now() + DECLINE_REPLY_MS), () => null);
+  await exchange6(
+    channel,
+    identity,
+    sent,
+    xid,
+    'reply',
+    Math.min(deadline, exchangeNow() + DECLINE_REPLY_MS),
+    () => null,
+  );
 }
 
 function iaNa(identity: DhcpIdentity, address: IpAddress | null): Buffer {
@@ -253,7 +261,7 @@ function message6(
   extra: Dhcp6Option[],
 ): Dhcp6Message {
   const elapsed = Buffer.alloc(2);
-  elapsed.writeUInt16BE(Math.min(0xffff, Math.floor((Date.now() - started) / 10)), 0);
+  elapsed.writeUInt16BE(Math.min(0xffff, Math.floor((exchangeNow() - started) / 10)), 0);
   const options: Dhcp6Option[] = [{ code: OPT6.clientId, value: Buffer.from(identity.duid, 'hex') }, ...extra];
   if (type !== 'release') options.push({ code: OPT6.elapsedTime, value: elapsed });
   // A Decline, like a Release, asks for no configuration: no option request, no name.
@@ -302,10 +310,10 @@ async function exchange6(
   };
   const bytes = frame(identity, sent, channel.source6);
   let last: string | null = null;
-  for (let attempt = 0; Date.now() < deadline; attempt++) {
+  for (let attempt = 0; exchangeNow() < deadline; attempt++) {
     channel.send(bytes);
     const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
-    const resendAt = Math.min(deadline, Date.now() + gap);
+    const resendAt = Math.min(deadline, exchangeNow() + gap);
     for (;;) {
       const datagram = await channel.next((d) => answer(d) !== null, resendAt);
       const message = datagram === null ? null : answer(datagram);
@@ -316,6 +324,9 @@ async function exchange6(
       if (reason === null) return { reply, notYet: last };
       last = reason;
     }
+    // The wait ran to the deadline: the exchange is over, even when its timer ended a hair before it by
+    // this clock (Node's timers count on the event loop's time, read at the start of its turn).
+    if (resendAt === deadline) break;
   }
   return { reply: null, notYet: last };
 }

@@ -13,7 +13,7 @@ import { isHostName } from '../net/dns-name';
 import { formatPrefix, prefixContains, type IpAddress, type IpPrefix } from '../net/address';
 import { usableDnsServer, usableRouter } from './offer-rules';
 import type { UdpDatagram } from '../l2/udp-frames';
-import type { DhcpChannel } from './channel';
+import { exchangeNow, type DhcpChannel } from './channel';
 import {
   BROADCAST_V4,
   clientFqdnOption,
@@ -90,13 +90,17 @@ export async function exchange(
     }
     return m.reply && m.xid === xid && m.chaddr === sent.chaddr && types.includes(m.type) ? m : null;
   };
-  for (let attempt = 0; Date.now() < deadline; attempt++) {
+  for (let attempt = 0; exchangeNow() < deadline; attempt++) {
     channel.send(frame);
     const gap = RETRANSMIT_MS[Math.min(attempt, RETRANSMIT_MS.length - 1)] ?? 8_000;
+    const resendAt = Math.min(deadline, exchangeNow() + gap);
     // Answers that arrive after a resend still count: a slow server (dnsmasq pings an address first) is not a lost one.
-    const datagram = await channel.next((d) => answer(d) !== null, Math.min(deadline, Date.now() + gap));
+    const datagram = await channel.next((d) => answer(d) !== null, resendAt);
     const message = datagram === null ? null : parseDhcp(datagram.payload);
     if (datagram !== null && message !== null && typeof message !== 'string') return { message, datagram };
+    // The wait ran to the deadline: the exchange is over, even when its timer ended a hair before it by
+    // this clock (Node's timers count on the event loop's time, read at the start of its turn).
+    if (resendAt === deadline) break;
   }
   return null;
 }
@@ -125,7 +129,7 @@ export function message(
   return {
     reply: false,
     xid,
-    secs: Math.floor((Date.now() - started) / 1000),
+    secs: Math.floor((exchangeNow() - started) / 1000),
     broadcast: opts.noBroadcastFlag === true ? false : opts.broadcast || identity.broadcast,
     ciaddr: opts.ciaddr ?? ZERO_V4,
     yiaddr: ZERO_V4,

@@ -24,6 +24,7 @@ import type { Logger } from '../log';
 import { leaseOf, type DhcpIdentity, type Lease, type LeaseRecord } from '../model/lease';
 import { formatPrefix, type Family, type IpAddress, type IpPrefix } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
+import { exchangeDeadline } from './channel';
 import { acquire, release } from './client';
 import { acquire6, release6Frame } from './client6';
 import { openChannel, type LeaseNetworks, type SendLink } from './lease-networks';
@@ -77,7 +78,7 @@ export class LeaseKeeper {
   private readonly renewals: Renewals;
   /** Malformed answers are logged per network at most a line a minute: any LAN device may send them. */
   private readonly malformed: MalformedAnswers;
-  /** Addresses Docker knew released leases by, by text, and when they went (see releasedLately). */
+  /** Addresses Docker knew released leases by, by text, and when they went on `monotonic` (see releasedLately). */
   private readonly released = new Map<string, number>();
   private watchdog: NodeJS.Timeout | null = null;
   /** "network/endpoint" of leases given a name at hand-over that no server has heard yet (in memory: else at T1). */
@@ -87,6 +88,13 @@ export class LeaseKeeper {
     private readonly store: LeaseStore,
     private readonly log: Logger,
     private readonly networks: LeaseNetworks,
+    /**
+     * What releasedLately's minute is measured on: monotonic ms. On the wall clock, one set forward
+     * forgot a release at once (Docker's ReleaseAddress after the Leave could end the lease another
+     * container took on the address since), one set back an hour kept it for the hour (a ReleaseAddress
+     * of a start that failed was ignored, its lease left bound until it expired).
+     */
+    private readonly monotonic: () => number = () => performance.now(),
   ) {
     this.malformed = new MalformedAnswers(log);
     this.renewals = new Renewals(store, log, networks, {
@@ -110,7 +118,7 @@ export class LeaseKeeper {
     plan: AcquirePlan,
     timeoutMs: number,
   ): Promise<Lease[]> {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = exchangeDeadline(timeoutMs);
     const families: Family[] = [...(plan.ipv4 ? [4 as const] : []), ...(plan.ipv6 ? [6 as const] : [])];
     const settled = await Promise.allSettled(
       families.map(async (family) => {
@@ -281,7 +289,7 @@ export class LeaseKeeper {
    * lease it must not end.
    */
   releasedLately(address: IpAddress): boolean {
-    const now = Date.now();
+    const now = this.monotonic();
     for (const [text, at] of this.released) if (now - at > RELEASED_MEMORY_MS) this.released.delete(text);
     return this.released.has(address.text);
   }
@@ -337,7 +345,7 @@ export class LeaseKeeper {
 
   /** `addresses`: those Docker knew the endpoint by (a moved lease's are not the ones it will name). */
   private noteReleased(addresses: readonly IpAddress[]): void {
-    for (const address of addresses) this.released.set(address.text, Date.now());
+    for (const address of addresses) this.released.set(address.text, this.monotonic());
   }
 
   /** Sends DHCPRELEASE / a DHCPv6 Release for `leases` from the network's LAN link; false when it could not. */

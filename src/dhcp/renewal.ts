@@ -23,7 +23,7 @@ import {
 } from '../model/lease';
 import { formatPrefix, sameAddress, type Family } from '../net/address';
 import type { LeaseStore } from '../state/lease-store';
-import type { DhcpChannel } from './channel';
+import { exchangeDeadline, type DhcpChannel } from './channel';
 import { acquire, renew } from './client';
 import type { MalformedReport } from './outcomes';
 import { acquire6, renew6 } from './client6';
@@ -202,7 +202,7 @@ export class Renewals {
       try {
         const exchange = exchangeFor(due);
         if (exchange.kind !== 'ask-anew') {
-          const deadline = now + EXCHANGE_MS;
+          const deadline = exchangeDeadline(EXCHANGE_MS);
           const outcome =
             family === 4
               ? await renew(channel, record.identity, lease, exchange.kind, deadline, check, this.log, malformed)
@@ -224,7 +224,7 @@ export class Renewals {
           });
         }
         const hint = state === 'expired' ? lease.address.address : null;
-        const deadline = Date.now() + EXCHANGE_MS;
+        const deadline = exchangeDeadline(EXCHANGE_MS);
         const fresh =
           family === 4
             ? await acquire(channel, record.identity, {

@@ -39,7 +39,7 @@ import type { Store } from '../state/store';
 import { routeKey, type Route } from './host-access';
 import { shimLinkName } from './names';
 import { containerLinkOf, learnedAddresses, type LearnedAddress } from './slaac';
-import type { SlaacWatch } from './slaac-watch';
+import { REAL_CLOCK, type SlaacWatch, type WatchClock } from './slaac-watch';
 
 /** Whether host access covers the network's SLAAC addresses: it has both. */
 export function followsSlaac(spec: NetworkSpec): boolean {
@@ -213,6 +213,13 @@ export interface FollowSeams {
   read?: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
   /** The endpoint's DHCPv6 leases (the daemon's store); none without. */
   leased?: LeasedAddresses;
+  /**
+   * What the gaps between reads and the sandbox's wait are measured and waited on: the watch's monotonic
+   * clock. The wall clock would end the wait at once when set forward (a container whose sandbox came
+   * late never got its routes) and stretch it for as long when set back (a sandbox that never came read
+   * every second for an hour).
+   */
+  clock?: WatchClock;
 }
 
 /**
@@ -224,6 +231,7 @@ export class SlaacHostRoutes implements SlaacWatch {
   private readonly timing: FollowTiming;
   private readonly read: (netns: string, endpoint: EndpointRecord) => LearnedAddress[];
   private readonly leased: LeasedAddresses;
+  private readonly clock: WatchClock;
 
   constructor(
     private readonly rtnl: Rtnl,
@@ -233,6 +241,7 @@ export class SlaacHostRoutes implements SlaacWatch {
     this.timing = seams.timing ?? TIMING;
     this.read = seams.read ?? ((netns, endpoint) => readLearned(netns, endpoint, (l) => rtnl.owns(l)));
     this.leased = seams.leased ?? (() => []);
+    this.clock = seams.clock ?? REAL_CLOCK;
   }
 
   watch(spec: NetworkSpec, endpoint: EndpointRecord, netns: string): void {
@@ -241,14 +250,13 @@ export class SlaacHostRoutes implements SlaacWatch {
     const followed: Followed = { networkId: spec.networkId, stop: () => undefined, routes: new Map() };
     this.followed.set(endpoint.endpointId, followed);
     const what = { endpoint: shortId(endpoint.endpointId), network: shortId(spec.networkId) };
-    const startedAt = Date.now();
+    const startedAt = this.clock.now();
     let seen = false;
     let gap = this.timing.firstReadMs;
     let lastWhyNot: string | null = null;
     let saidWhyNot: string | null = null;
     const next = (ms: number): void => {
-      const timer = setTimeout(step, ms).unref();
-      followed.stop = () => clearTimeout(timer);
+      followed.stop = this.clock.after(ms, step);
     };
     const step = (): void => {
       let learned: LearnedAddress[];
@@ -257,7 +265,7 @@ export class SlaacHostRoutes implements SlaacWatch {
         seen = true;
       } catch (err) {
         const gone = err instanceof LanplugError && err.code === 'NotFound';
-        if (gone && !seen && Date.now() - startedAt <= this.timing.sandboxWaitMs) {
+        if (gone && !seen && this.clock.now() - startedAt <= this.timing.sandboxWaitMs) {
           next(gap);
           return;
         }

@@ -119,7 +119,7 @@ export interface WatchClock {
   after(ms: number, run: () => void): () => void;
 }
 
-/** Exported for its unit test only. */
+/** The daemon's clock for the watch, and for host access and DHCPv6 beside it (slaac-host-access.ts, endpoint/slaac-dhcp6.ts). */
 export const REAL_CLOCK: WatchClock = {
   // Monotonic, not the wall clock: a step of the wall clock (NTP, an operator's `date -s`) would
   // otherwise end a hold or a guard at once, or stretch it for hours (the flags' FLAGS_HOLD_MS above all).

@@ -59,8 +59,11 @@ export class LanplugIpam {
     private readonly allocator: IpamAllocator,
     /** The LAN side; null: addresses are claimed without asking anyone (tests of the API edge). */
     private readonly lan: IpamLan | null = null,
-    /** The clock the walk's budget is measured on (tests of a slow LAN). */
-    private readonly now: () => number = Date.now,
+    /**
+     * The clock the walk's budget is measured on (tests of a slow LAN): monotonic ms. On the wall clock,
+     * one set forward mid-walk ended it at once ("stopped looking after 86400.0 s").
+     */
+    private readonly now: () => number = () => performance.now(),
     /** Pools: the allocator's, or, with CNI beside Docker, counted with CNI's use of them. */
     private readonly pools: SharedPoolUse = allocator,
   ) {}

@@ -15,18 +15,20 @@
  * resolver is Docker's (docs/slaac.md says why).
  */
 import type { LeaseKeeper } from '../dhcp/keeper';
+import { exchangeDeadline } from '../dhcp/channel';
 import { informationRequest } from '../dhcp/client6';
 import { linkLocalIn, openChannel } from '../dhcp/lease-networks';
 import type { AdvertFollowUp } from '../driver/slaac-advert';
 import type { NetworkDriver } from '../driver/network-driver';
+import { REAL_CLOCK, type WatchClock } from '../driver/slaac-watch';
 import { clientIdFromIdentity, duidFromIdentity, hostnameFromIdentity } from '../driver/identity';
 import type { LinkInfo } from '../link/link';
-import { openRtnl } from '../link/rtnl';
+import { openRtnl, type Rtnl } from '../link/rtnl';
 import type { Logger } from '../log';
 import { recordEvent } from '../metrics/events';
 import { duidFromMac, type DhcpIdentity, type Lease, type LeaseRecord } from '../model/lease';
 import { shortId, type EndpointRecord, type LearnedDns, type NetworkSpec } from '../model/network';
-import { formatPrefix } from '../net/address';
+import { formatPrefix, type IpAddress } from '../net/address';
 import type { AdvertFlags } from '../netlink/router-adverts';
 
 /** A DHCPv6 address is the client's alone (RFC 8415 §6.3): the on-link prefix comes from the router. */
@@ -36,15 +38,37 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 /** DAD of a link-local address takes a second (one probe, RetransTimer 1 s); a few more under load. */
 const LINK_LOCAL_WAIT_MS = 5_000;
 
+/** What unit tests replace: the clock, and the container's kernel as the exchange reads and writes it. */
+export interface SlaacDhcp6Seams {
+  /**
+   * The watch's monotonic clock: the wait for the link-local address and the time an exchange took are
+   * measured on it. On the wall clock, one set forward a day ended the wait at once (no DHCPv6 for the
+   * container), one set back an hour had it polled ten times a second for the hour.
+   */
+  clock?: WatchClock;
+  /** The link's link-local address past DAD in the container's namespace (what the client sends from), or null. */
+  linkLocal?: (netns: string, index: number) => IpAddress | null;
+  /** The container's kernel, where the leased address goes. */
+  openRtnl?: (netns: string) => Rtnl;
+}
+
 export class SlaacDhcp6 implements AdvertFollowUp {
   /** The exchange under way per endpoint; cancel() drops it, and what it brings back then goes back. */
   private readonly running = new Map<string, symbol>();
+  private readonly clock: WatchClock;
+  private readonly linkLocal: (netns: string, index: number) => IpAddress | null;
+  private readonly openRtnl: (netns: string) => Rtnl;
 
   constructor(
     private readonly driver: NetworkDriver,
     private readonly keeper: LeaseKeeper,
     private readonly log: Logger,
-  ) {}
+    seams: SlaacDhcp6Seams = {},
+  ) {
+    this.clock = seams.clock ?? REAL_CLOCK;
+    this.linkLocal = seams.linkLocal ?? linkLocalIn;
+    this.openRtnl = seams.openRtnl ?? ((netns) => openRtnl({ netns }));
+  }
 
   flags(
     spec: NetworkSpec,
@@ -65,7 +89,7 @@ export class SlaacDhcp6 implements AdvertFollowUp {
       flags.managed
         ? this.lease(spec, endpoint, netns, link, token, what)
         : this.otherConfig(spec, endpoint, netns, link, token, what);
-    const work = linkLocalReady(netns, link).then(exchange);
+    const work = this.linkLocalReady(netns, link).then(exchange);
     void work
       .catch((err: unknown) => {
         if (this.running.get(id) !== token) return;
@@ -115,7 +139,7 @@ export class SlaacDhcp6 implements AdvertFollowUp {
     const id = endpoint.endpointId;
     // `-o dhcp=true` beside: the endpoint's IPv4 lease has its identity already; the server sees one client.
     const identity = this.keeper.get(networkId, id)?.identity ?? identityOf(endpoint, link);
-    const began = Date.now();
+    const began = this.clock.now();
     const [lease] = await this.keeper.acquire(
       { index: link.index, name: link.name },
       link.name,
@@ -130,7 +154,7 @@ export class SlaacDhcp6 implements AdvertFollowUp {
       return;
     }
     try {
-      const rtnl = openRtnl({ netns });
+      const rtnl = this.openRtnl(netns);
       try {
         rtnl.addAddress(link, lease.address);
       } finally {
@@ -145,7 +169,7 @@ export class SlaacDhcp6 implements AdvertFollowUp {
     this.log.info('IPv6 address from DHCPv6 (the router advertises M) put on the container', {
       ...what,
       address: formatPrefix(lease.address),
-      afterAdvertMs: Date.now() - began,
+      afterAdvertMs: this.clock.now() - began,
     });
     recordEvent('slaac.dhcp6-address', { ...what, address: formatPrefix(lease.address) });
     if (lease.dns.length > 0)
@@ -165,13 +189,26 @@ export class SlaacDhcp6 implements AdvertFollowUp {
     const channel = openChannel(link, link.name, 6, netns);
     let got;
     try {
-      got = await informationRequest(channel, identity, Date.now() + (spec.dhcp?.timeoutMs ?? DEFAULT_TIMEOUT_MS));
+      got = await informationRequest(channel, identity, exchangeDeadline(spec.dhcp?.timeoutMs ?? DEFAULT_TIMEOUT_MS));
     } finally {
       void channel.close();
     }
     if (this.running.get(endpoint.endpointId) !== token) return;
     if (got === null) throw new Error(`no DHCPv6 server answered the Information-request on ${link.name}`);
     this.learnt(endpoint, { servers: got.dns.map((a) => a.text), search: got.search, from: ['dhcpv6'] }, what);
+  }
+
+  /**
+   * Waits (up to LINK_LOCAL_WAIT_MS) for the link's link-local address to be past DAD: the server answers
+   * the address the client sends from, and an advertisement the router sent on its own may come while the
+   * kernel still checks it (the client would send from the MAC's EUI-64 address, which the link has not).
+   */
+  private async linkLocalReady(netns: string, link: LinkInfo): Promise<void> {
+    const deadline = this.clock.now() + LINK_LOCAL_WAIT_MS;
+    while (this.linkLocal(netns, link.index) === null) {
+      if (this.clock.now() > deadline) throw new Error(`${link.name} has no usable link-local address to ask from`);
+      await new Promise<void>((resolve) => this.clock.after(100, resolve));
+    }
   }
 
   private learnt(endpoint: EndpointRecord, dns: LearnedDns, what: Record<string, string>): void {
@@ -192,19 +229,6 @@ export function asksDhcp6(flags: AdvertFlags, before: AdvertFlags | null): boole
   if (before === null) return flags.managed || flags.other;
   if (flags.managed) return !before.managed;
   return flags.other && !before.other;
-}
-
-/**
- * Waits (up to LINK_LOCAL_WAIT_MS) for the link's link-local address to be past DAD: the server answers
- * the address the client sends from, and an advertisement the router sent on its own may come while the
- * kernel still checks it (the client would send from the MAC's EUI-64 address, which the link has not).
- */
-async function linkLocalReady(netns: string, link: LinkInfo): Promise<void> {
-  const deadline = Date.now() + LINK_LOCAL_WAIT_MS;
-  while (linkLocalIn(netns, link.index) === null) {
-    if (Date.now() > deadline) throw new Error(`${link.name} has no usable link-local address to ask from`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
 }
 
 /**

@@ -93,8 +93,11 @@ export class LanConflicts {
    * subnet, must not break the count.
    */
   private readonly streaks = new Map<string, { mac: string; addresses: string[] }>();
-  /** Per network, link and family: the device seen answering for every address, if any. */
-  private readonly everything = new Map<string, AnsweringEverything>();
+  /**
+   * Per network, link and family: the device seen answering for every address, if any, and when on
+   * `monotonic` (its `at` is the wall time, for people).
+   */
+  private readonly everything = new Map<string, { device: AnsweringEverything; seenAt: number }>();
   /**
    * Addresses recorded for an attachment that is still asking the LAN about them (a CNI ADD records
    * its claims before it asks): by network and address, how many such attachments. A device answering
@@ -111,6 +114,11 @@ export class LanConflicts {
     /** This host's own addresses; null only where no host is involved (unit tests of the LAN side). */
     private readonly host: HostAddresses | null,
     private readonly afterUse: () => void = () => undefined,
+    /**
+     * What ONE_DEVICE_MEMORY_MS is measured on: monotonic ms. On the wall clock, one set back an hour
+     * kept a network's allocations stopped for the hour after the device was last seen answering everything.
+     */
+    private readonly monotonic: () => number = () => performance.now(),
   ) {}
 
   /**
@@ -173,9 +181,9 @@ export class LanConflicts {
    */
   answeringEverything(check: LanCheck, family: Family): AnsweringEverything | null {
     const key = keyOf(check, family);
-    const device = this.everything.get(key);
-    if (device === undefined) return null;
-    if (Date.now() - device.at <= ONE_DEVICE_MEMORY_MS) return device;
+    const seen = this.everything.get(key);
+    if (seen === undefined) return null;
+    if (this.monotonic() - seen.seenAt <= ONE_DEVICE_MEMORY_MS) return seen.device;
     this.everything.delete(key);
     // Else the next answer of that device would re-arm it at once, on a streak that old.
     this.streaks.delete(key);
@@ -250,7 +258,7 @@ export class LanConflicts {
       addresses: [...suspect.addresses],
       at: Date.now(),
     };
-    this.everything.set(key, device);
+    this.everything.set(key, { device, seenAt: this.monotonic() });
     this.log.warn('one device answers for every address on the LAN: allocation there stops, background probes pause', {
       network: shortId(check.networkId),
       link: check.link.name,

@@ -28,6 +28,7 @@ const TAKEN_FRESH_MS = 10 * 60_000;
 
 interface Known {
   verdict: ProbeVerdict;
+  /** When it was answered, on the guard's monotonic clock. */
   at: number;
   address: IpAddress;
   /** The name of the parent the answer came through (for messages). */
@@ -69,7 +70,12 @@ export class LanGuard {
   constructor(
     private readonly log: Logger,
     private readonly prober: Prober = probe,
-    private readonly now: () => number = Date.now,
+    /**
+     * What an answer's freshness is measured on: monotonic ms. On the wall clock, one set back an hour
+     * kept a "free" answer for the hour (an address a device took since was handed out unasked), and
+     * an "in use" one as long.
+     */
+    private readonly now: () => number = () => performance.now(),
     private readonly ownAnswer: OwnAnswer = () => false,
   ) {}
 
@@ -141,11 +147,16 @@ export class LanGuard {
     for (const key of [...this.known.keys()]) if (this.fresh(key) === null) this.known.delete(key);
   }
 
-  /** Addresses the LAN was seen using, with who and on which parent: for `lanplug doctor` and the logs. */
+  /**
+   * Addresses the LAN was seen using, with who and on which parent: for `lanplug doctor` and the logs.
+   * `at`: wall-clock ms, as long ago as the answer is by the monotonic clock.
+   */
   taken(): { address: string; link: string; mac: string; how: string; at: number }[] {
+    const now = this.now();
+    const wall = Date.now();
     return [...this.known.values()].flatMap((k) =>
       k.verdict.inUse
-        ? [{ address: k.address.text, link: k.link, mac: k.verdict.mac, how: k.verdict.how, at: k.at }]
+        ? [{ address: k.address.text, link: k.link, mac: k.verdict.mac, how: k.verdict.how, at: wall - (now - k.at) }]
         : [],
     );
   }

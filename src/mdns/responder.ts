@@ -79,6 +79,7 @@ interface Entry {
   records: ResourceRecord[];
   state: State;
   timer: NodeJS.Timeout | null;
+  /** When a response was last multicast, on the responder's monotonic clock. */
   lastMulticast: number;
 }
 
@@ -94,7 +95,14 @@ export class MdnsResponder {
   /** Links lanplug could not listen on, said once: sync tries again every 2 s, and would say it each time. */
   private readonly deaf = new Set<number>();
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    /**
+     * What §6's gaps between multicast responses are measured on: monotonic ms. On the wall clock, one
+     * set back an hour muted the name's answers for the hour.
+     */
+    private readonly monotonic: () => number = () => performance.now(),
+  ) {}
 
   /** The names to answer from now: new ones are probed, gone ones say goodbye, changed ones start over. */
   sync(wanted: readonly MdnsName[]): void {
@@ -136,7 +144,7 @@ export class MdnsResponder {
       records: host.addresses.map((a) => addressRecord(host.name, a)),
       state: 'probing',
       timer: null,
-      lastMulticast: 0,
+      lastMulticast: -Infinity,
     };
     const entries = this.entries.get(index) ?? new Map<string, Entry>();
     entries.set(key, entry);
@@ -262,7 +270,7 @@ export class MdnsResponder {
       return;
     }
     const probing = query.authorities.length > 0;
-    const gap = Date.now() - entry.lastMulticast;
+    const gap = this.monotonic() - entry.lastMulticast;
     if (gap < (probing ? PROBE_DEFENCE_MIN_GAP_MS : MULTICAST_MIN_GAP_MS)) return;
     this.multicast(entry, responseMessage(records));
   }
@@ -296,7 +304,7 @@ export class MdnsResponder {
   }
 
   private multicast(entry: Entry, message: MdnsMessage): void {
-    if (message.response) entry.lastMulticast = Date.now();
+    if (message.response) entry.lastMulticast = this.monotonic();
     this.send(entry, message, { mac: MDNS_MAC_V4, address: GROUP, port: MDNS_PORT });
   }
 

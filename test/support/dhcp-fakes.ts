@@ -3,7 +3,7 @@
 // The e2e lane runs the same client against dnsmasq on a real LAN.
 
 import assert from 'node:assert/strict';
-import type { DhcpChannel } from '../../src/dhcp/channel';
+import { exchangeNow, type DhcpChannel } from '../../src/dhcp/channel';
 import {
   decodeDhcp,
   encodeDhcp,
@@ -60,10 +60,44 @@ export class ScriptedChannel implements DhcpChannel {
   async next(accept: (d: UdpDatagram) => boolean, deadline: number): Promise<UdpDatagram | null> {
     const i = this.pending.findIndex(accept);
     if (i >= 0) return this.pending.splice(i, 1)[0] ?? null;
-    await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline - exchangeNow())));
     return null;
   }
   async close(): Promise<void> {}
+}
+
+/** A channel no server answers: it counts the frames sent (calling `onSend` after each), and sends none once closed. */
+export class SilentChannel implements DhcpChannel {
+  readonly where = 'eth0';
+  sends = 0;
+  private closed = false;
+  constructor(private readonly onSend: () => void = () => undefined) {}
+  send(): void {
+    if (this.closed) throw new Error('the channel is closed');
+    this.sends++;
+    this.onSend();
+  }
+  async next(_accept: (d: UdpDatagram) => boolean, deadline: number): Promise<null> {
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline - exchangeNow())));
+    return null;
+  }
+  close(): Promise<void> {
+    this.closed = true;
+    return Promise.resolve();
+  }
+}
+
+/** What `work` came to within `ms` of real time: its value, its error's message, or `timedOut`. */
+export async function within<T>(ms: number, work: Promise<T>, timedOut: string): Promise<T | string> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work.catch((err: unknown) => (err instanceof Error ? err.message : String(err))),
+      new Promise<string>((resolve) => (timer = setTimeout(() => resolve(timedOut), ms))),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function answerWith(type: DhcpMessage['type'], to: DhcpMessage, address: string): DhcpMessage {
@@ -184,7 +218,7 @@ export async function fakeServer6(
     async next(accept, deadline) {
       const i = pending.findIndex(accept);
       if (i >= 0) return pending.splice(i, 1)[0] ?? null;
-      await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
+      await new Promise((r) => setTimeout(r, Math.max(0, deadline - exchangeNow())));
       return null;
     },
     async close() {},
@@ -246,7 +280,7 @@ export class FloodedChannel implements DhcpChannel {
       const d = this.pending.shift();
       if (d !== undefined && accept(d)) return d;
     }
-    await new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())));
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline - exchangeNow())));
     return null;
   }
   async close(): Promise<void> {}

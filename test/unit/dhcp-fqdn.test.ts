@@ -11,6 +11,7 @@ import { fqdnOption } from '../../src/dhcp/message6';
 import { hostnameFromIdentity } from '../../src/driver/identity';
 import { encodeDnsName, isHostName } from '../../src/net/dns-name';
 import { identity, ScriptedChannel, answerWith } from '../support/dhcp-fakes';
+import { exchangeDeadline } from '../../src/dhcp/channel';
 
 const bytes = (...parts: (number | string)[]): Buffer =>
   Buffer.concat(parts.map((p) => (typeof p === 'number' ? Buffer.from([p]) : Buffer.from(p))));
@@ -43,7 +44,7 @@ test('DISCOVER and REQUEST carry option 81 beside option 12; a name that is no h
     const channel = new ScriptedChannel((m) =>
       m.type === 'discover' ? answerWith('offer', m, '172.16.86.120') : answerWith('ack', m, '172.16.86.120'),
     );
-    await acquire(channel, { ...identity, hostname }, { hint: null, deadline: Date.now() + 5000 });
+    await acquire(channel, { ...identity, hostname }, { hint: null, deadline: exchangeDeadline(5000) });
     assert.equal(channel.sent.length, 2);
     for (const sent of channel.sent) {
       assert.equal(sent.options.get(OPT.hostname)?.toString(), hostname);

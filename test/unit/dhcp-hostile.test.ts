@@ -12,6 +12,7 @@ import { INFINITE_SECONDS, leaseExpiresAt } from '../../src/model/lease';
 import { refuseOffered, usableRouter, type NetworkFacts } from '../../src/dhcp/offer-rules';
 import { formatPrefix, parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
 import { identity, ScriptedChannel, answerWith, fakeServer6, warnings, FloodedChannel } from '../support/dhcp-fakes';
+import { exchangeDeadline } from '../../src/dhcp/channel';
 
 test('the offered prefix itself: its network and broadcast address are refused whatever the host knows; a mask broader than /8 is refused', () => {
   const none: NetworkFacts = { subnets: [], routers: [], heldBy: () => null };
@@ -51,7 +52,7 @@ test('acquire: an ACK with mask 0.0.0.0 goes to the offer check with its prefix,
   const facts = { subnets: [], routers: [], heldBy: () => null };
   const lease = await acquire(channel, identity, {
     hint: null,
-    deadline: Date.now() + 10_000,
+    deadline: exchangeDeadline(10_000),
     check: (address, _mac, by) => Promise.resolve(refuseOffered(address, by, facts)?.why ?? null),
   });
   const decline = channel.sent.find((m) => m.type === 'decline');
@@ -75,7 +76,7 @@ test('acquire: a router outside the leased prefix (or the leased address itself)
       );
       return answer;
     });
-  const outside = await acquire(ackWith('10.9.9.1'), identity, { hint: null, deadline: Date.now() + 5000, log });
+  const outside = await acquire(ackWith('10.9.9.1'), identity, { hint: null, deadline: exchangeDeadline(5000), log });
   assert.equal(outside.router, null);
   assert.deepEqual(
     outside.dns.map((a) => a.text),
@@ -90,9 +91,9 @@ test('acquire: a router outside the leased prefix (or the leased address itself)
     lines.join('\n'),
     /"server":"172\.16\.86\.1","router":"10\.9\.9\.1","why":"outside the leased prefix 172\.16\.86\.0\/24"/,
   );
-  const itself = await acquire(ackWith('172.16.86.120'), identity, { hint: null, deadline: Date.now() + 5000 });
+  const itself = await acquire(ackWith('172.16.86.120'), identity, { hint: null, deadline: exchangeDeadline(5000) });
   assert.equal(itself.router, null);
-  const inside = await acquire(ackWith('172.16.86.254'), identity, { hint: null, deadline: Date.now() + 5000 });
+  const inside = await acquire(ackWith('172.16.86.254'), identity, { hint: null, deadline: exchangeDeadline(5000) });
   assert.equal(inside.router?.text, '172.16.86.254');
 });
 
@@ -121,7 +122,7 @@ test('acquire6: a valid lifetime under a minute keeps its expiry (lanplug never 
       { address: parseAddress('2001:db8:86::150'), preferredSeconds, validSeconds },
     ]);
     // A variable, not a literal: the options acquire6 reads, its log among them.
-    const options = { hint: null, deadline: Date.now() + 3000, prefixLength: 64, log };
+    const options = { hint: null, deadline: exchangeDeadline(3000), prefixLength: 64, log };
     const lease = await acquire6(channel, identity, options);
     return {
       times: [lease.leaseSeconds, lease.renewSeconds, lease.rebindSeconds],
@@ -164,7 +165,7 @@ test('renew: an ACK of the address held with a new mask or router goes through t
   const held = await acquire(
     new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.125')),
     identity,
-    { hint: null, deadline: Date.now() + 5000 },
+    { hint: null, deadline: exchangeDeadline(5000) },
   );
   const facts = { subnets: [], routers: [], heldBy: () => null };
   const checked: string[] = [];
@@ -183,7 +184,7 @@ test('renew: an ACK of the address held with a new mask or router goes through t
 
   const everything = reshaped('00000000', '172.16.86.1');
   const refusedShape = warnings();
-  const wide = await renew(everything, identity, held, 'renew', Date.now() + 5000, check, refusedShape.log);
+  const wide = await renew(everything, identity, held, 'renew', exchangeDeadline(5000), check, refusedShape.log);
   assert.equal(wide.kind, 'ack');
   assert.equal(wide.kind === 'ack' ? formatPrefix(wide.lease.address) : null, '172.16.86.125/24', 'the mask held');
   assert.equal(wide.kind === 'ack' ? wide.lease.router?.text : null, '172.16.86.1');
@@ -205,7 +206,7 @@ test('renew: an ACK of the address held with a new mask or router goes through t
     identity,
     held,
     'renew',
-    Date.now() + 5000,
+    exchangeDeadline(5000),
     check,
     log,
   );
@@ -217,12 +218,26 @@ test('renew: an ACK of the address held with a new mask or router goes through t
     /ignoring the router a DHCP server named.*"router":"172\.16\.200\.1","why":"outside the prefix held 172\.16\.86\.0\/24"/,
   );
 
-  const moved = await renew(reshaped('ffffff00', '172.16.86.254'), identity, held, 'renew', Date.now() + 5000, check);
+  const moved = await renew(
+    reshaped('ffffff00', '172.16.86.254'),
+    identity,
+    held,
+    'renew',
+    exchangeDeadline(5000),
+    check,
+  );
   assert.equal(moved.kind === 'ack' ? moved.lease.router?.text : moved.kind, '172.16.86.254');
   assert.deepEqual(checked.slice(2), ['172.16.86.125/24 via 172.16.86.254'], 'a new router is checked too');
 
   const single = { ...held, address: parsePrefix('172.16.86.125/32'), router: parseAddress('10.128.0.1') };
-  const cloud = await renew(reshaped('ffffffff', '10.128.0.9'), identity, single, 'renew', Date.now() + 5000, check);
+  const cloud = await renew(
+    reshaped('ffffffff', '10.128.0.9'),
+    identity,
+    single,
+    'renew',
+    exchangeDeadline(5000),
+    check,
+  );
   assert.equal(cloud.kind === 'ack' ? cloud.lease.router?.text : cloud.kind, '10.128.0.9');
 });
 
@@ -234,7 +249,7 @@ test('malformed answers at line rate: one line for the first on a network, then 
   try {
     const lease = await acquire(new FloodedChannel(200), identity, {
       hint: null,
-      deadline: Date.now() + 5000,
+      deadline: exchangeDeadline(5000),
       log,
       malformed: reports.on('net-a'),
     });
@@ -244,7 +259,7 @@ test('malformed answers at line rate: one line for the first on a network, then 
       identity,
       lease,
       'renew',
-      Date.now() + 5000,
+      exchangeDeadline(5000),
       undefined,
       log,
       reports.on('net-a'),
@@ -252,7 +267,7 @@ test('malformed answers at line rate: one line for the first on a network, then 
     assert.equal(renewed.kind, 'ack');
     await acquire(new FloodedChannel(3), identity, {
       hint: null,
-      deadline: Date.now() + 5000,
+      deadline: exchangeDeadline(5000),
       log,
       malformed: reports.on('net-b'),
     });
@@ -275,7 +290,7 @@ test('malformed answers at line rate: one line for the first on a network, then 
     assert.equal(malformed().length, 4, 'a quiet minute says nothing');
     await acquire(new FloodedChannel(1), identity, {
       hint: null,
-      deadline: Date.now() + 5000,
+      deadline: exchangeDeadline(5000),
       log,
       malformed: reports.on('net-a'),
     });

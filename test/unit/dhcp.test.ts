@@ -22,7 +22,16 @@ import { decodeUdpFrame, encodeUdpFrame, internetChecksum } from '../../src/l2/u
 import { boundedLeaseSeconds, INFINITE_SECONDS, leaseTimes } from '../../src/model/lease';
 import { refuseOffered } from '../../src/dhcp/offer-rules';
 import { parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
-import { identity, SERVER_MAC, ScriptedChannel, answerWith, emptyRequest } from '../support/dhcp-fakes';
+import {
+  identity,
+  SERVER_MAC,
+  ScriptedChannel,
+  SilentChannel,
+  answerWith,
+  emptyRequest,
+  within,
+} from '../support/dhcp-fakes';
+import { exchangeDeadline } from '../../src/dhcp/channel';
 
 test('a DHCP message: fixed fields where RFC 2131 puts them, options after the magic cookie, read back the same', () => {
   const m: DhcpMessage = {
@@ -82,7 +91,10 @@ test('acquire: DISCOVER with the hint, REQUEST of the offer to its server, the A
   const channel = new ScriptedChannel((m) =>
     m.type === 'discover' ? answerWith('offer', m, '172.16.86.120') : answerWith('ack', m, '172.16.86.120'),
   );
-  const lease = await acquire(channel, identity, { hint: parseAddress('172.16.86.120'), deadline: Date.now() + 5000 });
+  const lease = await acquire(channel, identity, {
+    hint: parseAddress('172.16.86.120'),
+    deadline: exchangeDeadline(5000),
+  });
   const [discover, request] = channel.sent;
   assert.equal(discover?.type, 'discover');
   assert.equal(discover?.broadcast, true, 'no address yet: answers broadcast');
@@ -107,7 +119,7 @@ test('acquire: a NAK starts over with a new DISCOVER; no server at all is a one-
     if (m.type === 'discover') return answerWith('offer', m, '172.16.86.121');
     return naks-- > 0 ? answerWith('nak', m, '0.0.0.0') : answerWith('ack', m, '172.16.86.121');
   });
-  await acquire(channel, identity, { hint: null, deadline: Date.now() + 5000 });
+  await acquire(channel, identity, { hint: null, deadline: exchangeDeadline(5000) });
   assert.deepEqual(
     channel.sent.map((m) => m.type),
     ['discover', 'request', 'discover', 'request'],
@@ -115,7 +127,7 @@ test('acquire: a NAK starts over with a new DISCOVER; no server at all is a one-
   const silent = new ScriptedChannel(() => null);
   // The message names the budget rounded to a second: 2000 ms, not 1500, so a
   // millisecond between here and acquire's start cannot round it down to 1 s.
-  await assert.rejects(acquire(silent, identity, { hint: null, deadline: Date.now() + 2000 }), {
+  await assert.rejects(acquire(silent, identity, { hint: null, deadline: exchangeDeadline(2000) }), {
     message: 'no DHCP server answered on eth0 within 2 s',
   });
   assert.ok(silent.sent.length >= 2, 'DISCOVER sent again within the budget');
@@ -131,7 +143,7 @@ test('acquire: an acknowledged address the LAN check finds in use is declined (b
   const checked: string[] = [];
   const lease = await acquire(channel, identity, {
     hint: parseAddress('172.16.86.130'),
-    deadline: Date.now() + 5000,
+    deadline: exchangeDeadline(5000),
     check: (address) => {
       checked.push(address.text);
       return Promise.resolve(
@@ -163,7 +175,7 @@ test('acquire: an acknowledged address the LAN check finds in use is declined (b
   await assert.rejects(
     acquire(squatted, identity, {
       hint: null,
-      deadline: Date.now() + 10_000,
+      deadline: exchangeDeadline(10_000),
       check: () => Promise.resolve('in use by 02:aa:00:00:00:02 (it answered an ARP probe on eth0)'),
     }),
     {
@@ -178,9 +190,9 @@ test('renew: unicast REQUEST with the address as ciaddr and no server id; rebind
   const held = await acquire(
     new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.122')),
     identity,
-    { hint: null, deadline: Date.now() + 5000 },
+    { hint: null, deadline: exchangeDeadline(5000) },
   );
-  const outcome = await renew(channel, identity, held, 'renew', Date.now() + 5000);
+  const outcome = await renew(channel, identity, held, 'renew', exchangeDeadline(5000));
   assert.equal(outcome.kind, 'ack');
   const [request] = channel.sent;
   assert.equal(request?.ciaddr.text, '172.16.86.122');
@@ -192,7 +204,7 @@ test('renew: an ACK that moves the lease onto another address goes through the o
   const held = await acquire(
     new ScriptedChannel((m) => answerWith(m.type === 'discover' ? 'offer' : 'ack', m, '172.16.86.123')),
     identity,
-    { hint: null, deadline: Date.now() + 5000 },
+    { hint: null, deadline: exchangeDeadline(5000) },
   );
   const checked: string[] = [];
   const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
@@ -206,7 +218,7 @@ test('renew: an ACK that moves the lease onto another address goes through the o
     identity,
     held,
     'renew',
-    Date.now() + 5000,
+    exchangeDeadline(5000),
     hostOnly,
   );
   assert.equal(same.kind === 'ack' ? same.lease.address.address.text : same.kind, '172.16.86.123');
@@ -214,7 +226,7 @@ test('renew: an ACK that moves the lease onto another address goes through the o
 
   // A rebind is broadcast: whoever answers it first may name this host's address.
   const rogue = new ScriptedChannel((m) => (m.type === 'request' ? answerWith('ack', m, '172.16.86.5') : null));
-  const onHost = await renew(rogue, identity, held, 'rebind', Date.now() + 5000, hostOnly);
+  const onHost = await renew(rogue, identity, held, 'rebind', exchangeDeadline(5000), hostOnly);
   assert.deepEqual(onHost, {
     kind: 'declined',
     message: 'declined 172.16.86.5, in use by this host (it holds the address on eth0)',
@@ -235,7 +247,7 @@ test('renew: an ACK that moves the lease onto another address goes through the o
     identity,
     held,
     'renew',
-    Date.now() + 5000,
+    exchangeDeadline(5000),
     hostOnly,
   );
   assert.equal(elsewhere.kind === 'ack' ? elsewhere.lease.address.address.text : elsewhere.kind, '172.16.86.124');
@@ -251,7 +263,7 @@ test('an ACK without a subnet mask: the prefix of the network’s subnet that ho
   const take = (address: string, subnets: string[]): Promise<import('../../src/model/lease').Lease> =>
     acquire(new ScriptedChannel((m) => maskless(m.type === 'discover' ? 'offer' : 'ack', m, address)), identity, {
       hint: null,
-      deadline: Date.now() + 5000,
+      deadline: exchangeDeadline(5000),
       subnets: subnets.map((t) => parsePrefix(t)),
     });
   const prefix = (l: import('../../src/model/lease').Lease): string =>
@@ -268,7 +280,7 @@ test('an ACK without a subnet mask: the prefix of the network’s subnet that ho
     identity,
     held,
     'renew',
-    Date.now() + 5000,
+    exchangeDeadline(5000),
   );
   assert.equal(renewed.kind === 'ack' ? prefix(renewed.lease) : renewed.kind, '172.16.86.122/20');
 });
@@ -333,7 +345,7 @@ test('acquire: a server that NAKs what it offered is given up on after three NAK
     return nak;
   });
   const started = Date.now();
-  await assert.rejects(acquire(channel, identity, { hint: null, deadline: Date.now() + 20_000 }), {
+  await assert.rejects(acquire(channel, identity, { hint: null, deadline: exchangeDeadline(20_000) }), {
     message: 'the DHCP server 172.16.86.1 refused the address it offered (172.16.86.126) 3 times on eth0 (DHCPNAK: no)',
   });
   assert.equal(channel.sent.filter((m) => m.type === 'request').length, 3);
@@ -366,4 +378,25 @@ test('what a network knows refuses an address whatever its policy: no host addre
   const unknown = { ...facts, subnets: [] };
   assert.equal(why('10.99.0.5', unknown), null);
   assert.equal(why('172.16.86.1', unknown), "the network's router");
+});
+
+test('a DHCPv4 exchange runs to its deadline on the monotonic clock: a wall clock set forward a day does not end it at its first DISCOVER, one set back an hour does not keep it resending for the hour', async (t) => {
+  let wall = Date.UTC(2026, 11, 6);
+  t.mock.method(Date, 'now', () => wall);
+  for (const step of [24 * 3_600_000, -3_600_000]) {
+    const channel = new SilentChannel(() => {
+      if (channel.sends === 1) wall += step;
+    });
+    const began = performance.now();
+    const outcome = await within(
+      5_000,
+      acquire(channel, identity, { hint: null, deadline: exchangeDeadline(1_200) }),
+      'still resending 5 s later',
+    );
+    const took = performance.now() - began;
+    await channel.close();
+    assert.equal(outcome, 'no DHCP server answered on eth0 within 1 s', `wall clock stepped by ${step} ms`);
+    assert.equal(channel.sends, 2, `DISCOVERs sent (at 0 and 1 s), wall clock stepped by ${step} ms`);
+    assert.ok(took >= 1_150, `ended after ${Math.round(took)} ms, wall clock stepped by ${step} ms`);
+  }
 });

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { internetChecksum } from '../../src/l2/udp-frames';
 import { parseAddress, type IpAddress } from '../../src/net/address';
-import { identity, namedIn, RFC8415, type FakeStatus, fakeServer6 } from '../support/dhcp-fakes';
+import { identity, namedIn, RFC8415, SilentChannel, type FakeStatus, fakeServer6, within } from '../support/dhcp-fakes';
+import { exchangeDeadline } from '../../src/dhcp/channel';
 
 test('a DHCPv6 message and its IA_NA read back the same; a UDP-over-IPv6 checksum verifies; EUI-64 link-local', async () => {
   const { decodeDhcp6, encodeDhcp6, encodeIaNa, decodeIaNa, OPT6 } = await import('../../src/dhcp/message6');
@@ -47,7 +48,7 @@ test('acquire6: Solicit with the client DUID and an IA_NA, Request to the advert
   const { channel, sent, serverDuid, m6 } = await fakeServer6(() => [
     { address: parseAddress('2001:db8:86::150'), preferredSeconds: 3600, validSeconds: 7200 },
   ]);
-  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  const lease = await acquire6(channel, identity, { hint: null, deadline: exchangeDeadline(3000), prefixLength: 64 });
   assert.deepEqual(
     sent.map((m) => m.type),
     ['solicit', 'request'],
@@ -72,12 +73,12 @@ test('renew6: an address the server withdraws (valid lifetime 0) is never the le
           ...(replacement ? [{ address: moved, preferredSeconds: 3600, validSeconds: 7200 }] : []),
         ],
   );
-  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  const lease = await acquire6(channel, identity, { hint: null, deadline: exchangeDeadline(3000), prefixLength: 64 });
   renewing = true;
-  const next = await renew6(channel, identity, lease, 'renew', Date.now() + 3000);
+  const next = await renew6(channel, identity, lease, 'renew', exchangeDeadline(3000));
   assert.equal(next.kind === 'ack' ? next.lease.address.address.text : next.kind, '2001:db8:86::300');
   replacement = false;
-  const refused = await renew6(channel, identity, lease, 'renew', Date.now() + 3000);
+  const refused = await renew6(channel, identity, lease, 'renew', exchangeDeadline(3000));
   assert.deepEqual(refused, {
     kind: 'nak',
     message: 'no address bound (the server withdrew the one asked for)',
@@ -103,7 +104,7 @@ test('acquire6: a bound address the offer check refuses (this host’s own) is d
   };
   const lease = await acquire6(channel, identity, {
     hint: own,
-    deadline: Date.now() + 5000,
+    deadline: exchangeDeadline(5000),
     prefixLength: 64,
     check: hostOnly,
   });
@@ -131,7 +132,7 @@ test('acquire6: a bound address the offer check refuses (this host’s own) is d
   await assert.rejects(
     acquire6(squatted.channel, identity, {
       hint: null,
-      deadline: Date.now() + 10_000,
+      deadline: exchangeDeadline(10_000),
       prefixLength: 64,
       check: hostOnly,
     }),
@@ -158,18 +159,18 @@ test('renew6: a Reply that moves the lease onto another address goes through the
             { address: moveTo, preferredSeconds: 3600, validSeconds: 7200 },
           ],
   );
-  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  const lease = await acquire6(channel, identity, { hint: null, deadline: exchangeDeadline(3000), prefixLength: 64 });
   const checked: string[] = [];
   const hostOnly = (address: IpAddress, ownMac: string): Promise<string | null> => {
     checked.push(`${address.text} ${ownMac}`);
     return Promise.resolve(address.text === own.text ? 'in use by this host (it holds the address on eth0)' : null);
   };
-  const same = await renew6(channel, identity, lease, 'renew', Date.now() + 3000, hostOnly);
+  const same = await renew6(channel, identity, lease, 'renew', exchangeDeadline(3000), hostOnly);
   assert.equal(same.kind, 'ack');
   assert.deepEqual(checked, [], 'the address held needs no check');
 
   moveTo = own;
-  const onHost = await renew6(channel, identity, lease, 'rebind', Date.now() + 3000, hostOnly);
+  const onHost = await renew6(channel, identity, lease, 'rebind', exchangeDeadline(3000), hostOnly);
   assert.deepEqual(onHost, {
     kind: 'declined',
     message: 'declined 2001:db8:86::5, in use by this host (it holds the address on eth0)',
@@ -182,7 +183,7 @@ test('renew6: a Reply that moves the lease onto another address goes through the
   assert.deepEqual(await namedIn(m6.option(decline, m6.OPT6.iaNa)), [own.text]);
 
   moveTo = parseAddress('2001:db8:86::300');
-  const moved = await renew6(channel, identity, lease, 'renew', Date.now() + 3000, hostOnly);
+  const moved = await renew6(channel, identity, lease, 'renew', exchangeDeadline(3000), hostOnly);
   assert.equal(moved.kind === 'ack' ? moved.lease.address.address.text : moved.kind, '2001:db8:86::300');
 });
 
@@ -195,30 +196,30 @@ test('renew6 follows RFC 8415’s status codes: UseMulticast is sent again and t
     (_m, said) => (said !== null ? [] : [{ address, preferredSeconds: 3600, validSeconds: 7200 }]),
     (m) => (m.type === 'renew' ? answer(renewals++) : null),
   );
-  const lease = await acquire6(channel, identity, { hint: null, deadline: Date.now() + 3000, prefixLength: 64 });
+  const lease = await acquire6(channel, identity, { hint: null, deadline: exchangeDeadline(3000), prefixLength: 64 });
   const renewsSent = (): number => sent.filter((m) => m.type === 'renew').length;
 
   answer = (n) => (n === 0 ? { code: RFC8415.useMulticast, text: 'multicast please', inIa: false } : null);
-  const afterMulticast = await renew6(channel, identity, lease, 'renew', Date.now() + 3000);
+  const afterMulticast = await renew6(channel, identity, lease, 'renew', exchangeDeadline(3000));
   assert.equal(afterMulticast.kind, 'ack', 'answered once sent again');
   assert.equal(renewsSent(), 2);
 
   renewals = 0;
   answer = () => ({ code: RFC8415.unspecFail, text: 'busy', inIa: false });
   const started = Date.now();
-  const failing = await renew6(channel, identity, lease, 'renew', Date.now() + 2500);
+  const failing = await renew6(channel, identity, lease, 'renew', exchangeDeadline(2500));
   assert.deepEqual(failing, { kind: 'silent', message: 'the server answered UnspecFail: busy' });
   const tries = sentAt.slice(-renewals);
   assert.equal(renewals, 2, 'sent again at the next gap (1 s), not at once');
   assert.ok((tries[1] ?? 0) - (tries[0] ?? 0) >= 900 && (tries[0] ?? 0) - started < 100, tries.join(' '));
 
   answer = () => ({ code: RFC8415.noAddrsAvail, text: 'full', inIa: true });
-  assert.deepEqual(await renew6(channel, identity, lease, 'renew', Date.now() + 1500), {
+  assert.deepEqual(await renew6(channel, identity, lease, 'renew', exchangeDeadline(1500)), {
     kind: 'silent',
     message: 'the server answered NoAddrsAvail',
   });
   answer = () => ({ code: RFC8415.noBinding, text: 'unknown lease', inIa: true });
-  assert.deepEqual(await renew6(channel, identity, lease, 'renew', Date.now() + 1500), {
+  assert.deepEqual(await renew6(channel, identity, lease, 'renew', exchangeDeadline(1500)), {
     kind: 'nak',
     message: 'NoBinding',
   });
@@ -233,7 +234,7 @@ test('acquire6: an Advertise without an address is ignored, not answered with a 
   );
   const refused: unknown = await acquire6(full.channel, identity, {
     hint: null,
-    deadline: Date.now() + 2500,
+    deadline: exchangeDeadline(2500),
     prefixLength: 64,
   }).catch((err: unknown) => err);
   assert.equal(full.sent.length, 2, 'a Solicit, and again after 1 s');
@@ -252,7 +253,7 @@ test('acquire6: an Advertise without an address is ignored, not answered with a 
     (m) =>
       m.type === 'request' && requests++ === 0 ? { code: RFC8415.notOnLink, text: 'wrong link', inIa: true } : null,
   );
-  const lease = await acquire6(moved.channel, identity, { hint, deadline: Date.now() + 5000, prefixLength: 64 });
+  const lease = await acquire6(moved.channel, identity, { hint, deadline: exchangeDeadline(5000), prefixLength: 64 });
   assert.equal(lease.address.address.text, good.text);
   assert.deepEqual(
     moved.sent.map((m) => m.type),
@@ -274,4 +275,26 @@ test('T1 and T2 a client can act on: the server’s when sane, else 50 % and 87.
     renewSeconds: INFINITE_SECONDS,
     rebindSeconds: INFINITE_SECONDS,
   });
+});
+
+test("the Information-request of a router advertisement's O flag runs to its deadline on the monotonic clock: a wall clock set forward a day does not end it at its first message, one set back an hour does not keep it resending for the hour", async (t) => {
+  const { informationRequest } = await import('../../src/dhcp/client6');
+  let wall = Date.UTC(2026, 11, 6);
+  t.mock.method(Date, 'now', () => wall);
+  for (const step of [24 * 3_600_000, -3_600_000]) {
+    const channel = new SilentChannel(() => {
+      if (channel.sends === 1) wall += step;
+    });
+    const began = performance.now();
+    const outcome = await within(
+      5_000,
+      informationRequest(channel, identity, exchangeDeadline(1_200)),
+      'still resending 5 s later',
+    );
+    const took = performance.now() - began;
+    await channel.close();
+    assert.equal(outcome, null, `wall clock stepped by ${step} ms`);
+    assert.equal(channel.sends, 2, `Information-requests sent (at 0 and 1 s), wall clock stepped by ${step} ms`);
+    assert.ok(took >= 1_150, `ended after ${Math.round(took)} ms, wall clock stepped by ${step} ms`);
+  }
 });

@@ -198,3 +198,31 @@ test('answers are kept per link: a device on one VLAN says nothing about the sam
     [['192.168.1.5', 'eth0']],
   );
 });
+
+test('answers stay fresh on the monotonic clock by default (the daemon\'s): a wall clock set forward a day does not make a fresh answer stale, one set back an hour does not keep a "free" one for the hour', async (t) => {
+  let wall = Date.UTC(2026, 11, 6);
+  let monotonic = 5_000;
+  t.mock.method(Date, 'now', () => wall);
+  t.mock.method(performance, 'now', () => monotonic);
+  const prober: Prober = (_link, candidate) =>
+    Promise.resolve(
+      candidate.text === '172.16.86.2'
+        ? { inUse: true, mac: '06:85:e9:52:4e:de', how: 'it answered an ARP probe on eth0' }
+        : { inUse: false },
+    );
+  const guard = new LanGuard(silentLogger, prober);
+  const free = parseAddress('172.16.86.3');
+  await guard.ask(LINK, free);
+  await guard.ask(LINK, parseAddress('172.16.86.2'));
+  assert.deepEqual(
+    guard.taken().map((k) => k.at),
+    [wall],
+    'a sighting carries the wall time',
+  );
+  wall += 24 * 3_600_000; // set forward a day, 10 s after the answer
+  monotonic += 10_000;
+  assert.equal(guard.isKnownFree(LINK, free), true, 'a clock set forward made a fresh answer stale');
+  wall -= 25 * 3_600_000; // set back: 35 s after the answer
+  monotonic += 25_000;
+  assert.equal(guard.isKnownFree(LINK, free), false, 'a clock set back kept a "free" answer past its 30 s');
+});

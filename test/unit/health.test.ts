@@ -95,3 +95,27 @@ test('a probe that hangs fails at the deadline; one that throws fails with its m
     ],
   });
 });
+
+test('a health check is shared for a second on the monotonic clock: a wall clock set back an hour does not have /healthz repeat it for the hour, one set forward a day does not end the sharing at once', async (t) => {
+  let wall = Date.UTC(2026, 11, 6);
+  t.mock.method(Date, 'now', () => wall);
+  let monotonic = 5_000;
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-health-clock-'));
+  try {
+    SqliteStore.open(dir).close();
+    const health = daemonHealth({ stateDir: dir, sockets: () => [], etcd: null }, () => monotonic);
+    const first = health();
+    await first;
+    await new Promise((resolve) => setImmediate(resolve));
+    wall += 24 * 3_600_000; // set forward a day, 200 ms after the check: still shared
+    monotonic += 200;
+    assert.equal(health(), first, 'a clock set forward ended the sharing at once');
+    wall -= 25 * 3_600_000; // set back: a second after the check, a new one
+    monotonic += 1_000;
+    const second = health();
+    assert.notEqual(second, first, 'a clock set back had the check repeated');
+    await second;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

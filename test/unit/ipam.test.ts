@@ -200,7 +200,8 @@ test('automatic allocation where one device answers every probe (proxy ARP): ref
 });
 
 /** A LAN link, a LanConflicts asking `answer` for each probe, and RequestAddress of a lanplug IPAM on it. */
-function lanIpam(answer: (address: IpAddress) => ProbeVerdict, now: () => number = Date.now) {
+/** `now`: the walk's clock; absent, LanplugIpam's own (the daemon's). */
+function lanIpam(answer: (address: IpAddress) => ProbeVerdict, now?: () => number) {
   const link: ProbeLink = { index: 9, name: 'eth0', mac: '02:00:00:00:00:09', listenAll: false };
   const probed: string[] = [];
   const prober: Prober = (_link, candidate) => {
@@ -284,4 +285,44 @@ test('a device that answers 16 probes in a row in a pool with no fresh address l
     null,
     'an empty list of addresses elsewhere confirms nothing',
   );
+});
+
+test("the LAN side's memories and budgets run on the monotonic clock by default (the daemon's): a wall clock set forward a day neither ends a walk nor forgets a device answering everything, one set back an hour does not keep the device's stop for the hour", async (t) => {
+  let wall = Date.UTC(2026, 11, 6);
+  let monotonic = 5_000;
+  t.mock.method(Date, 'now', () => wall);
+  t.mock.method(performance, 'now', () => monotonic);
+
+  // A walk past five addresses in use, each answered 190 ms later and a day later by the wall clock.
+  let answers = 0;
+  const { allocator, requestAddress } = lanIpam((address) => {
+    if (address.text === '172.26.0.6') return { inUse: false };
+    monotonic += 190;
+    wall += 24 * 3_600_000;
+    answers++;
+    return { inUse: true, mac: `06:00:00:00:02:${answers.toString(16).padStart(2, '0')}`, how: 'test' };
+  });
+  const poolId = await pool(allocator, '172.26.0.0/16');
+  assert.deepEqual(
+    await requestAddress({ PoolID: poolId }),
+    { Address: '172.26.0.6/16', Data: {} },
+    'a clock set forward ended the walk',
+  );
+
+  // A device answering everything: allocation stops on its network for ten minutes after it was seen.
+  const link: ProbeLink = { index: 11, name: 'eth0', mac: '02:00:00:00:00:0b', listenAll: false };
+  const prober: Prober = () => Promise.resolve({ inUse: true, mac: '06:00:00:00:00:0e', how: 'test' });
+  const sightings: LanSightings = { recordSighting: () => undefined, listSightings: () => [] };
+  const conflicts = new LanConflicts(new LanGuard(silentLogger, prober), sightings, silentLogger, null);
+  const check = { link, policy: 'refuse', networkId: 'n11' } as const;
+  for (let host = 1; host <= ONE_DEVICE_STREAK; host++)
+    await conflicts.verdict(check, parseAddress(`172.27.0.${host}`));
+  const elsewhere = Array.from({ length: ONE_DEVICE_SAMPLES }, (_, i) => parseAddress(`172.27.${i + 1}.1`));
+  assert.notEqual(await conflicts.confirmAnsweringEverything(check, 4, elsewhere), null);
+  wall += 24 * 3_600_000; // set forward a day, a minute later
+  monotonic += 60_000;
+  assert.notEqual(conflicts.answeringEverything(check, 4), null, 'a clock set forward forgot the device at once');
+  wall -= 25 * 3_600_000; // set back: ten minutes and a minute after it was seen
+  monotonic += 10 * 60_000;
+  assert.equal(conflicts.answeringEverything(check, 4), null, 'a clock set back kept the stop past its 10 minutes');
 });

@@ -208,3 +208,63 @@ test('a LAN link the responder cannot listen on is said once, not at every sync 
     await responder.close();
   }
 });
+
+test("a name's answers are rate-limited on the monotonic clock (RFC 6762 §6: a multicast response at most once a second): a wall clock set back an hour does not mute them, one set forward a day lets none through early", (t) => {
+  let wall = Date.UTC(2026, 11, 6);
+  t.mock.method(Date, 'now', () => wall);
+  let monotonic = 5_000;
+  const responder = new MdnsResponder(
+    { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    () => monotonic,
+  );
+  const link = { index: 7, name: 'lm-aaaaaaaaaaaa', mac: '02:00:00:00:00:01', listenAll: false };
+  let multicast = 0;
+  const inside = responder as unknown as {
+    sockets: Map<number, { link: typeof link; socket: { send: () => void; close: () => Promise<void> } }>;
+    answer(entry: unknown, query: MdnsMessage, from: unknown): void;
+  };
+  inside.sockets.set(link.index, { link, socket: { send: () => void multicast++, close: () => Promise.resolve() } });
+  const entry = {
+    host: {
+      name: 'cam1.local',
+      addresses: [CAM1],
+      mac: '02:00:00:00:00:09',
+      link,
+      networkId: 'n'.repeat(64),
+      endpointId: 'e'.repeat(64),
+    },
+    source: CAM1,
+    records: [addressRecord('cam1.local', CAM1)],
+    state: 'answering',
+    timer: null,
+    lastMulticast: -Infinity,
+  };
+  const query: MdnsMessage = {
+    id: 0,
+    response: false,
+    authoritative: false,
+    questions: [{ name: 'cam1.local', type: TYPE_A, qclass: 1, unicastResponse: false }],
+    answers: [],
+    authorities: [],
+    additionals: [],
+  };
+  const from = {
+    sourceMac: '02:00:00:00:00:77',
+    destinationMac: '01:00:5e:00:00:fb',
+    source: parseAddress('172.16.86.77'),
+    destination: parseAddress('224.0.0.251'),
+    sourcePort: 5353,
+    destinationPort: 5353,
+    payload: Buffer.alloc(0),
+  };
+  inside.answer(entry, query, from);
+  assert.equal(multicast, 1);
+  wall += 24 * 3_600_000; // set forward a day, 200 ms later: still within the second
+  monotonic += 200;
+  inside.answer(entry, query, from);
+  assert.equal(multicast, 1, 'a clock set forward let an answer through early');
+  wall -= 25 * 3_600_000; // set back: a second after the last answer, the next is due
+  monotonic += 1_000;
+  inside.answer(entry, query, from);
+  assert.equal(multicast, 2, 'a clock set back muted the answer');
+});

@@ -18,6 +18,8 @@ import { IFA_F_TENTATIVE, RT_SCOPE_LINK } from '../../src/netlink/codec';
 import { FakeRtnl } from '../support/fake-rtnl';
 import { until } from '../support/until';
 import { RTPROT_LANPLUG } from '../../src/link/ip';
+import { LanplugError } from '../../src/errors';
+import { FakeClock } from '../support/fake-clock';
 
 function kernel(): { rtnl: FakeRtnl; shim: { index: number; name: string } } {
   const rtnl = new FakeRtnl();
@@ -307,5 +309,104 @@ test('an address a second container adds after another container has it routed: 
     );
   } finally {
     follower.close();
+  }
+});
+
+/** A network with host access whose shim is past DAD and whose parent has the router's prefix on-link. */
+function followedNetwork(networkId: string): { rtnl: FakeRtnl; spec: ReturnType<typeof macvlanNetwork>['spec'] } {
+  const rtnl = new FakeRtnl();
+  const shim = rtnl.add({
+    name: shimLinkName(networkId),
+    kind: 'macvlan',
+    mtu: 1500,
+    mac: '02:00:00:00:00:09',
+    up: true,
+    parentIndex: 2,
+  });
+  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
+  rtnl.routes.push({
+    destination: parsePrefix('2001:db8:1::/64'),
+    oifIndex: 2,
+    gateway: null,
+    preferredSource: null,
+    protocol: RTPROT_RA,
+    table: 254,
+  });
+  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  return { rtnl, spec };
+}
+
+test("the sandbox's wait runs on the monotonic clock: a wall clock set forward a day does not end it (the late container still gets its route), one set back an hour does not stretch it", (t) => {
+  let wall = Date.UTC(2026, 11, 6);
+  t.mock.method(Date, 'now', () => wall);
+  const timing = { firstReadMs: 250, waitMaxMs: 1_000, followMs: 4_000, sandboxWaitMs: 30_000 };
+  const routed = (rtnl: FakeRtnl): string[] =>
+    rtnl.routes.filter((r) => r.protocol === RTPROT_LANPLUG).map((r) => formatPrefix(r.destination));
+  const endpoint = (networkId: string): EndpointRecord => ({
+    networkId,
+    endpointId: 'e'.repeat(64),
+    linkName: 'dm-1',
+    mac: null,
+    ipv4: null,
+    ipv6: null,
+  });
+
+  // Set forward a day while Docker still makes the sandbox, which comes 5 s after Join.
+  {
+    const clock = new FakeClock();
+    const { rtnl, spec } = followedNetwork('d'.repeat(64));
+    const follower = new SlaacHostRoutes(
+      rtnl,
+      createLogger('error', () => undefined),
+      {
+        timing,
+        clock,
+        read: () => {
+          if (clock.now() < 5_000) throw new LanplugError('NotFound', 'no sandbox /run/netns/late');
+          return [learnt('2001:db8:1::c')];
+        },
+      },
+    );
+    try {
+      follower.watch(spec, endpoint(spec.networkId), '/run/netns/late');
+      clock.advance(1_000);
+      wall += 24 * 3_600_000;
+      clock.advance(9_000);
+      assert.deepEqual(routed(rtnl), ['2001:db8:1::c/128'], 'the container whose sandbox came late was left unrouted');
+      assert.equal(clock.pending, 1, 'still followed');
+    } finally {
+      follower.close();
+    }
+  }
+
+  // Set back an hour while waiting for a sandbox that never comes (the container failed to start).
+  {
+    const clock = new FakeClock();
+    const { rtnl, spec } = followedNetwork('f'.repeat(64));
+    let reads = 0;
+    const follower = new SlaacHostRoutes(
+      rtnl,
+      createLogger('error', () => undefined),
+      {
+        timing,
+        clock,
+        read: () => {
+          reads++;
+          throw new LanplugError('NotFound', 'no sandbox /run/netns/never');
+        },
+      },
+    );
+    try {
+      follower.watch(spec, endpoint(spec.networkId), '/run/netns/never');
+      clock.advance(1_000);
+      wall -= 3_600_000;
+      clock.advance(30_000);
+      assert.equal(clock.pending, 0, 'still reading a sandbox that never came, 31 s after Join');
+      const after = reads;
+      clock.advance(3_600_000);
+      assert.equal(reads, after, 'read again after the wait ended');
+    } finally {
+      follower.close();
+    }
   }
 });

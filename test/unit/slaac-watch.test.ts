@@ -20,48 +20,14 @@ import type { LearnedAddress } from '../../src/driver/slaac';
 import type { FailedAddress } from '../../src/driver/slaac-dad';
 import type { ContainerNotesSource } from '../../src/driver/slaac-notes';
 import { AdvertFlagsFollower, FLAGS_CHECK_MS, FLAGS_HOLD_MS, SWEEP_CHECKS } from '../../src/driver/slaac-flags';
-import { REAL_CLOCK, SandboxSlaacWatcher, type SandboxAccess, type WatchClock } from '../../src/driver/slaac-watch';
+import { REAL_CLOCK, SandboxSlaacWatcher, type SandboxAccess } from '../../src/driver/slaac-watch';
 import { asksDhcp6 } from '../../src/endpoint/slaac-dhcp6';
 import type { AdvertFlags, AdvertNotes, FlagChanges } from '../../src/netlink/router-adverts';
 import { SqliteStore } from '../../src/state/sqlite';
+import { FakeClock } from '../support/fake-clock';
 import { FakeRtnl } from '../support/fake-rtnl';
 
 const NET_A = 'a'.repeat(64);
-
-/** Time that moves only when the test says; waits run in time order (then in the order they were asked). */
-class FakeClock implements WatchClock {
-  private t = 0;
-  private seq = 0;
-  private readonly waits = new Map<number, { at: number; run: () => void }>();
-
-  now(): number {
-    return this.t;
-  }
-
-  after(ms: number, run: () => void): () => void {
-    const id = ++this.seq;
-    this.waits.set(id, { at: this.t + ms, run });
-    return () => this.waits.delete(id);
-  }
-
-  get pending(): number {
-    return this.waits.size;
-  }
-
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let next: [number, { at: number; run: () => void }] | undefined;
-      for (const entry of this.waits)
-        if (entry[1].at <= end && (next === undefined || entry[1].at < next[1].at)) next = entry;
-      if (next === undefined) break;
-      this.waits.delete(next[0]);
-      this.t = next[1].at;
-      next[1].run();
-    }
-    this.t = end;
-  }
-}
 
 /** When things happen in one container (fake ms): its sandbox file, its link up under Docker's name, its address. */
 interface Timeline {

@@ -343,6 +343,59 @@ test("the state directory's instance id (in a shared-pool host's etcd registrati
   });
 });
 
+test('the lease keeper remembers an address it released for a minute on the monotonic clock: a wall clock set forward a day does not forget it at once, one set back an hour does not keep it for the hour', (t) => {
+  let wall = Date.UTC(2026, 11, 6);
+  t.mock.method(Date, 'now', () => wall);
+  withDir((dir) => {
+    const store = SqliteStore.open(dir);
+    let monotonic = 10_000;
+    const keeper = new LeaseKeeper(store, silentLogger, NO_LEASE_NETWORKS, () => monotonic);
+    const address = parseAddress('172.16.86.120');
+    keeper.hold({
+      networkId: 'n'.repeat(64),
+      endpointId: 'e'.repeat(64),
+      identity: {
+        mac: '02:00:00:00:06:01',
+        clientId: '01020000000601',
+        duid: '00030001020000000601',
+        iaid: 1,
+        stable: false,
+        hostname: null,
+        broadcast: false,
+      },
+      leases: [
+        {
+          family: 4,
+          address: parsePrefix('172.16.86.120/24'),
+          router: null,
+          dns: [],
+          serverId: parseAddress('172.16.86.1'),
+          serverMac: '02:00:00:00:00:01',
+          serverDuid: null,
+          leaseSeconds: 120,
+          renewSeconds: 60,
+          rebindSeconds: 105,
+          boundAt: wall,
+          state: 'bound',
+        },
+      ],
+      dockerAddresses: [address],
+      sandboxKey: '/run/netns/none',
+      renewedAt: null,
+      failures: 0,
+      lastError: null,
+    });
+    keeper.release('n'.repeat(64), 'e'.repeat(64), 'leave');
+    wall += 24 * 3_600_000;
+    monotonic += 1_000;
+    assert.equal(keeper.releasedLately(address), true, 'forgotten a second after the release');
+    wall -= 25 * 3_600_000;
+    monotonic += 60_000;
+    assert.equal(keeper.releasedLately(address), false, 'still remembered a minute after the release');
+    store.close();
+  });
+});
+
 test("the lease keeper's sweep forgets last addresses remembered more than a month ago, and keeps the month's", () => {
   withDir((dir) => {
     const store = SqliteStore.open(dir);
