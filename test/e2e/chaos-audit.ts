@@ -366,7 +366,10 @@ export function chaosAudit(lab: ChaosLab, table: ChaosTable) {
         if (entry.path !== '/NetworkDriver.CreateEndpoint' || entry.request === undefined) continue;
         const request = JSON.parse(entry.request) as { EndpointID?: string; Interface?: { MacAddress?: string } };
         if (!request.EndpointID?.startsWith(id)) continue;
-        return entry.response?.Interface?.MacAddress ?? request.Interface?.MacAddress ?? null;
+        const mac = [entry.response?.Interface?.MacAddress, request.Interface?.MacAddress].find(
+          (m) => (m ?? '') !== '',
+        );
+        return mac?.toLowerCase() ?? null;
       } catch {
         continue;
       }

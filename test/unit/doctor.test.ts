@@ -14,6 +14,7 @@ import { controlSocketPath } from '../../src/api/control';
 import { NoAnswerError } from '../../src/api/unix-http';
 import { ControlClient, NotAskedError } from '../../src/cli/control-client';
 import { formatChecks, runDoctor, type Check } from '../../src/cli/doctor';
+import { askSyncFailure } from '../../src/cli/doctor/state';
 import { StateLock } from '../../src/state/lock';
 
 const TIMEOUT_MS = 1_000;
@@ -154,5 +155,34 @@ test('an answer trickled a byte at a time (the socket never idle for the timeout
     for (const t of timers) clearInterval(t);
     server.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a daemon's fsync answer doctor cannot take whole is said as not understood, not taken for no failure", async () => {
+  for (const [body, expected] of [
+    ['{"SyncFailure":null}', null],
+    [
+      '{"SyncFailure":{"at":"yesterday","code":"EIO","path":"/x"}}',
+      { unasked: "the daemon's answer was not understood" },
+    ],
+    ['{"SyncFailure":', { unasked: "the daemon's answer was not understood" }],
+  ] as const) {
+    const dir = mkdtempSync(join(tmpdir(), 'lanplug-doctor-'));
+    const lock = StateLock.acquire(dir, { kind: 'daemon' });
+    const server = createServer((socket) => {
+      socket.once('data', () =>
+        socket.end(
+          `HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        ),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(controlSocketPath(dir), resolve));
+    try {
+      assert.deepEqual(await askSyncFailure(new ControlClient(dir, TIMEOUT_MS)), expected, body);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      lock.release();
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 });

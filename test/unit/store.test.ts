@@ -480,12 +480,12 @@ test("doctor's state directory check warns, naming since when, how often, and th
     assert.equal(warned?.status, 'warn');
     assert.equal(
       warned?.detail,
-      `${dir}: its disk failed to confirm writes of the daemon: fsync failing since 2026-12-05T21:30:00.000Z (2 times since the daemon started, last: EIO on ${wal} at 2026-12-06T08:15:02.000Z); the database has them, but a power loss may take them, and no later fsync can confirm them`,
+      `${dir}: its disk failed to confirm writes of the daemon: fsync failed 2 times since the daemon started, first at 2026-12-05T21:30:00.000Z, last at 2026-12-06T08:15:02.000Z (EIO on ${wal}); the database has them, but a power loss may take them, and no later fsync can confirm them`,
     );
     assert.match(warned?.fix ?? '', /dmesg.*until the daemon restarts/);
     assert.equal(
       run({ since, count: 1, at: since, code: 'ENOSPC', path: wal })[0]?.detail,
-      `${dir}: its disk failed to confirm a write of the daemon: fsync failing since 2026-12-05T21:30:00.000Z (1 time since the daemon started, last: ENOSPC on ${wal} at 2026-12-05T21:30:00.000Z); the database has it, but a power loss may take it, and no later fsync can confirm it`,
+      `${dir}: its disk failed to confirm a write of the daemon (fsync of ${wal} failed with ENOSPC at 2026-12-05T21:30:00.000Z); the database has it, but a power loss may take it, and no later fsync can confirm it`,
     );
     // A daemon older than the count told its last failure alone: said as it was.
     assert.equal(

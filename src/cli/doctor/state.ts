@@ -88,11 +88,15 @@ export async function askSyncFailure(control: ControlClient): Promise<SyncFailur
   if (!isLocked(control.stateDir)) return null;
   try {
     const answer = await control.ask('POST', '/Lanplug.SyncFailure', '{}');
-    if (answer.status !== 200) return null;
-    return parseSyncFailure((JSON.parse(answer.body) as { SyncFailure?: unknown }).SyncFailure);
+    if (answer.status !== 200) return null; // a daemon older than the route
+    const told = (JSON.parse(answer.body) as { SyncFailure?: unknown } | null)?.SyncFailure;
+    if (told === null) return null;
+    // An answer doctor cannot take whole is said, not taken for "no failure".
+    return parseSyncFailure(told) ?? { unasked: "the daemon's answer was not understood" };
   } catch (err) {
     if (err instanceof NotAskedError) return { unasked: err.message };
     if (err instanceof NoAnswerError) return { unasked: `the daemon did not answer (${err.message})` };
+    if (err instanceof SyntaxError) return { unasked: "the daemon's answer was not understood" };
     return null;
   }
 }
@@ -129,8 +133,9 @@ function describeSyncFailure(dir: string, f: ToldSyncFailure): string {
   const last = new Date(f.at).toISOString();
   if (f.since === null || f.count === null)
     return `${dir}: its disk failed to confirm a write of the daemon (fsync of ${f.path} failed with ${f.code} at ${last}, the last such failure since the daemon started); the database has the write, but a power loss may take it, and no later fsync can confirm it`;
-  const one = f.count === 1;
-  return `${dir}: its disk failed to confirm ${one ? 'a write' : 'writes'} of the daemon: fsync failing since ${new Date(f.since).toISOString()} (${one ? '1 time' : `${f.count} times`} since the daemon started, last: ${f.code} on ${f.path} at ${last}); the database has ${one ? 'it' : 'them'}, but a power loss may take ${one ? 'it' : 'them'}, and no later fsync can confirm ${one ? 'it' : 'them'}`;
+  if (f.count === 1)
+    return `${dir}: its disk failed to confirm a write of the daemon (fsync of ${f.path} failed with ${f.code} at ${last}); the database has it, but a power loss may take it, and no later fsync can confirm it`;
+  return `${dir}: its disk failed to confirm writes of the daemon: fsync failed ${f.count} times since the daemon started, first at ${new Date(f.since).toISOString()}, last at ${last} (${f.code} on ${f.path}); the database has them, but a power loss may take them, and no later fsync can confirm them`;
 }
 
 /** The state directory (root's, closed to others, with room to write) and the daemon holding it; false when there is none to read. */
