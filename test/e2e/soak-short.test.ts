@@ -48,7 +48,11 @@ test('a short soak: every count is flat after the warm-up and back to where it w
     const baseline = run.samples[1];
     assert.ok(baseline !== undefined);
     for (const j of judgements) {
-      assert.ok(j.flat, `${j.metric.what} grows\n${report}`);
+      // Timers come and go with in-flight work for seconds (an announcement's rounds, a renewal's exchange,
+      // a client's request): over a minute, three such at the last sample made a slope (CI, 17 -> 20, settled
+      // 17). The short run judges them by where they settle (below: a leaked timer is in every reading); the
+      // full soak's span judges their slope too.
+      if (j.metric.key !== 'timers') assert.ok(j.flat, `${j.metric.what} grows\n${report}`);
       // Back where it was: an object of a round still alive after it (a link, a socket, a row, a timer) is
       // a leak. `settled` is each count's least once the run stopped (soak-run.ts, settle): what is in
       // flight then (a renewal's exchange, the warmer's probes, a keep-alive timeout) is not counted.
