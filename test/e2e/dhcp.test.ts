@@ -1006,91 +1006,99 @@ async function metricsPage(): Promise<string> {
   return page.body;
 }
 
-test('metrics: 3 docker runs move the attach and create counters by 3 and the pool-used gauge reads 3, on the control socket and on --metrics-listen; promtool check metrics passes; 3 removals bring it back to 0', async () => {
-  lab.host.dockerOk([
-    'network',
-    'create',
-    '-d',
-    'lanplug-macvlan',
-    '--subnet',
-    '172.16.86.0/24',
-    '-o',
-    'parent=eth0',
-    'counted',
-  ]);
-  const network = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'counted']).trim().slice(0, 12);
-  const JOIN = 'lanplug_requests_total{method="NetworkDriver.Join",outcome="ok"}';
-  const CREATE = 'lanplug_requests_total{method="NetworkDriver.CreateEndpoint",outcome="ok"}';
-  const LEAVE = 'lanplug_requests_total{method="NetworkDriver.Leave",outcome="ok"}';
-  const USED = `lanplug_pool_used_addresses{network="${network}",subnet="172.16.86.0/24"}`;
-  const before = await metricsPage();
-  const names = ['m1', 'm2', 'm3'];
-  for (const n of names)
-    lab.host.dockerOk(['run', '-d', '--network', 'counted', '--name', n, 'alpine:latest', 'sleep', '3600']);
-  const after = await metricsPage();
-  assert.equal(metric(after, JOIN) - metric(before, JOIN), 3);
-  assert.equal(metric(after, CREATE) - metric(before, CREATE), 3);
-  assert.equal(metric(after, USED), 3);
-  assert.equal(metric(after, `lanplug_pool_size_addresses{network="${network}",subnet="172.16.86.0/24"}`), 254);
-  assert.equal(metric(after, `lanplug_endpoints{network="${network}",driver="lanplug-macvlan"}`), 3);
-  assert.ok(metric(after, 'lanplug_request_duration_seconds_count{method="NetworkDriver.Join"}') >= 3);
-  assert.ok(metric(after, 'lanplug_probes_total{family="4",result="free"}') >= 3, 'each address was probed');
-  // Prometheus's own check of the page: format and naming conventions (the e2e lane takes promtool out of
-  // Debian's prometheus package into .lab/bin).
-  const checked = spawnSync(join(repoRoot(), '.lab', 'bin', 'promtool'), ['check', 'metrics'], {
-    input: after,
-    encoding: 'utf8',
-  });
-  assert.equal(
-    checked.status,
-    0,
-    `promtool check metrics: ${checked.stdout}${checked.stderr}${String(checked.error ?? '')}`,
-  );
-  // The same page over TCP, where a Prometheus scrapes it.
-  const overTcp = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/metrics`]);
-  assert.equal(metric(overTcp, JOIN), metric(after, JOIN));
-  assert.equal(metric(overTcp, USED), 3);
-  lab.host.dockerOk(['rm', '-f', ...names]);
-  const gone = await metricsPage();
-  assert.equal(metric(gone, LEAVE) - metric(before, LEAVE), 3);
-  assert.equal(metric(gone, USED), 0);
-  lab.host.dockerOk(['network', 'rm', 'counted']);
-});
-
-test('/healthz: the running daemon passes its store, socket and no etcd probes (control socket and TCP); lanplug doctor shows it in one line', async () => {
-  const page = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/healthz`]);
-  const onSocket = await unixHttp(join(lab.plugin.stateDir, 'control.sock'), 'GET', '/healthz');
-  assert.equal(onSocket.status, 200);
-  assert.equal((JSON.parse(onSocket.body) as { ok: boolean }).ok, true);
-  const health = JSON.parse(page) as { ok: boolean; checks: { check: string; ok: boolean }[] };
-  assert.equal(health.ok, true, page);
-  // Over TCP, pass or fail per check only: no path of this host to whoever reaches the address.
-  assert.doesNotMatch(page, /\//, 'no paths over TCP');
-  const names = (JSON.parse(onSocket.body) as { checks: { check: string }[] }).checks.map((c) => c.check);
-  assert.deepEqual(
-    health.checks.map((c) => c.check),
-    names.map((n) => (n.startsWith('socket ') ? 'socket' : n)),
-  );
-  assert.equal(names[0], 'store');
-  for (const socket of ['control.sock', 'lanplug-macvlan.sock', 'lanplug-dhcp.sock', 'cni.sock'])
-    assert.ok(
-      names.some((n) => n.startsWith('socket ') && n.endsWith(`/${socket}`)),
-      `${socket} is probed: ${names.join(', ')}`,
+test(
+  'metrics: 3 docker runs move the attach and create counters by 3 and the pool-used gauge reads 3, on the control socket and on --metrics-listen; promtool check metrics passes; 3 removals bring it back to 0',
+  ENGINE_INDEPENDENT_ONCE,
+  async () => {
+    lab.host.dockerOk([
+      'network',
+      'create',
+      '-d',
+      'lanplug-macvlan',
+      '--subnet',
+      '172.16.86.0/24',
+      '-o',
+      'parent=eth0',
+      'counted',
+    ]);
+    const network = lab.host.dockerOk(['network', 'inspect', '-f', '{{.Id}}', 'counted']).trim().slice(0, 12);
+    const JOIN = 'lanplug_requests_total{method="NetworkDriver.Join",outcome="ok"}';
+    const CREATE = 'lanplug_requests_total{method="NetworkDriver.CreateEndpoint",outcome="ok"}';
+    const LEAVE = 'lanplug_requests_total{method="NetworkDriver.Leave",outcome="ok"}';
+    const USED = `lanplug_pool_used_addresses{network="${network}",subnet="172.16.86.0/24"}`;
+    const before = await metricsPage();
+    const names = ['m1', 'm2', 'm3'];
+    for (const n of names)
+      lab.host.dockerOk(['run', '-d', '--network', 'counted', '--name', n, 'alpine:latest', 'sleep', '3600']);
+    const after = await metricsPage();
+    assert.equal(metric(after, JOIN) - metric(before, JOIN), 3);
+    assert.equal(metric(after, CREATE) - metric(before, CREATE), 3);
+    assert.equal(metric(after, USED), 3);
+    assert.equal(metric(after, `lanplug_pool_size_addresses{network="${network}",subnet="172.16.86.0/24"}`), 254);
+    assert.equal(metric(after, `lanplug_endpoints{network="${network}",driver="lanplug-macvlan"}`), 3);
+    assert.ok(metric(after, 'lanplug_request_duration_seconds_count{method="NetworkDriver.Join"}') >= 3);
+    assert.ok(metric(after, 'lanplug_probes_total{family="4",result="free"}') >= 3, 'each address was probed');
+    // Prometheus's own check of the page: format and naming conventions (the e2e lane takes promtool out of
+    // Debian's prometheus package into .lab/bin).
+    const checked = spawnSync(join(repoRoot(), '.lab', 'bin', 'promtool'), ['check', 'metrics'], {
+      input: after,
+      encoding: 'utf8',
+    });
+    assert.equal(
+      checked.status,
+      0,
+      `promtool check metrics: ${checked.stdout}${checked.stderr}${String(checked.error ?? '')}`,
     );
-  assert.ok(!names.includes('etcd'), 'no etcd probe on a single host');
-  const doctor = run([
-    process.execPath,
-    join(repoRoot(), 'bin', 'lanplug'),
-    'doctor',
-    '--state-dir',
-    lab.plugin.stateDir,
-    '--plugin-dir',
-    lab.plugin.pluginDir,
-    '--docker-host',
-    `unix://${lab.host.sock}`,
-  ]).stdout;
-  assert.match(doctor, new RegExp(`^✔ daemon health: all ${names.length} probes pass: store, socket `, 'm'), doctor);
-});
+    // The same page over TCP, where a Prometheus scrapes it.
+    const overTcp = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/metrics`]);
+    assert.equal(metric(overTcp, JOIN), metric(after, JOIN));
+    assert.equal(metric(overTcp, USED), 3);
+    lab.host.dockerOk(['rm', '-f', ...names]);
+    const gone = await metricsPage();
+    assert.equal(metric(gone, LEAVE) - metric(before, LEAVE), 3);
+    assert.equal(metric(gone, USED), 0);
+    lab.host.dockerOk(['network', 'rm', 'counted']);
+  },
+);
+
+test(
+  '/healthz: the running daemon passes its store, socket and no etcd probes (control socket and TCP); lanplug doctor shows it in one line',
+  ENGINE_INDEPENDENT_ONCE,
+  async () => {
+    const page = lab.host.execOk(['/bin/busybox', 'wget', '-q', '-O', '-', `http://${METRICS_AT}/healthz`]);
+    const onSocket = await unixHttp(join(lab.plugin.stateDir, 'control.sock'), 'GET', '/healthz');
+    assert.equal(onSocket.status, 200);
+    assert.equal((JSON.parse(onSocket.body) as { ok: boolean }).ok, true);
+    const health = JSON.parse(page) as { ok: boolean; checks: { check: string; ok: boolean }[] };
+    assert.equal(health.ok, true, page);
+    // Over TCP, pass or fail per check only: no path of this host to whoever reaches the address.
+    assert.doesNotMatch(page, /\//, 'no paths over TCP');
+    const names = (JSON.parse(onSocket.body) as { checks: { check: string }[] }).checks.map((c) => c.check);
+    assert.deepEqual(
+      health.checks.map((c) => c.check),
+      names.map((n) => (n.startsWith('socket ') ? 'socket' : n)),
+    );
+    assert.equal(names[0], 'store');
+    for (const socket of ['control.sock', 'lanplug-macvlan.sock', 'lanplug-dhcp.sock', 'cni.sock'])
+      assert.ok(
+        names.some((n) => n.startsWith('socket ') && n.endsWith(`/${socket}`)),
+        `${socket} is probed: ${names.join(', ')}`,
+      );
+    assert.ok(!names.includes('etcd'), 'no etcd probe on a single host');
+    const doctor = run([
+      process.execPath,
+      join(repoRoot(), 'bin', 'lanplug'),
+      'doctor',
+      '--state-dir',
+      lab.plugin.stateDir,
+      '--plugin-dir',
+      lab.plugin.pluginDir,
+      '--docker-host',
+      `unix://${lab.host.sock}`,
+    ]).stdout;
+    assert.match(doctor, new RegExp(`^✔ daemon health: all ${names.length} probes pass: store, socket `, 'm'), doctor);
+  },
+);
 
 test('lanplug events --json: a DHCP container run, its lease renewed at T1, and its removal, in order; the lines for people too', async () => {
   const since = Date.now();
