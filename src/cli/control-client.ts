@@ -2,7 +2,8 @@
  * The running daemon's control socket (api/control.ts) as one CLI command asks it. A daemon
  * that took an ask and did not answer it in time is not asked again by the same command: each
  * further ask would wait its own timeout on a daemon that is hung (`lanplug doctor` asks it
- * several things), so it fails at once with NotAskedError, whose message says why.
+ * several things), so it fails at once with NotAskedError, whose message says why. Nor is a
+ * socket asked in a state directory another user can write (checkedControlSocket).
  */
 import { lstatSync } from 'node:fs';
 import { controlSocketPath } from '../api/control';
