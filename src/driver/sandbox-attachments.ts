@@ -225,8 +225,8 @@ export class SandboxAttachments {
    * namespace already gone is success; what cannot be removed stays with the
    * reconciler (the driver keeps a leftover) and is reported. A DEL with nothing left to do succeeds
    * too (runtimes repeat DELs). `onRemoved` is called once the attachment's record is gone, even when a
-   * later step fails: a repeated DEL finds nothing to tell. It is a step as the others: when it throws,
-   * the network's idle removal still runs and its failure is reported with theirs.
+   * later step fails: a repeated DEL finds nothing to tell. When it throws, the DEL goes on and its
+   * result is the removal's (a warning says the telling failed).
    */
   detach(
     networkName: string,
@@ -243,7 +243,14 @@ export class SandboxAttachments {
     }
     const teardown = new Teardown();
     this.removeEndpoint(teardown, networkName, endpoint, netns ?? endpoint.sandbox?.netns ?? null, 'CNI DEL');
-    if (this.store.getEndpoint(networkId, endpoint.endpointId) === null) teardown.step('tell the removal', onRemoved);
+    // Telling is no part of the removal: a DEL that removed everything succeeds even when telling fails.
+    if (this.store.getEndpoint(networkId, endpoint.endpointId) === null) {
+      try {
+        onRemoved();
+      } catch (err) {
+        this.log.warn('an attachment was removed, but telling it failed', { network: networkName, error: String(err) });
+      }
+    }
     teardown.step('remove the network when idle', () => this.networks.removeWhenIdle(networkId, networkName));
     teardown.throwIfFailed();
   }

@@ -223,18 +223,15 @@ test('a DEL that cannot remove the link from the container keeps the record and 
   assert.equal(driver.network(cniNetworkId('link-stays')), null);
 });
 
-test("a DEL whose removal's telling fails: the network's idle removal still runs, and the DEL fails naming it", () => {
+test("a DEL whose removal's telling fails: the removal is whole, the network's idle removal runs, and the DEL succeeds (telling is no part of it)", () => {
   const { attachments, networks } = attachmentsWith();
   const container = 'a4'.repeat(32);
   attach(attachments, 'telling-fails', container);
   let told = 0;
-  const err = failure(() =>
-    attachments.detach('telling-fails', container, IFNAME, `/run/netns/${pod}`, () => {
-      told++;
-      throw new Error('the event log is full');
-    }),
-  );
-  assert.match(err.message, /tell the removal: .*the event log is full/);
+  attachments.detach('telling-fails', container, IFNAME, `/run/netns/${pod}`, () => {
+    told++;
+    throw new Error('the event log is full');
+  });
   assert.equal(told, 1);
   assert.equal(recorded('telling-fails', container), false);
   assert.equal(networks.removals, 1, "the network's idle removal ran after the failed telling");
