@@ -186,3 +186,30 @@ test("a daemon's fsync answer doctor cannot take whole is said as not understood
     }
   }
 });
+
+test('an answer past 64 MiB is refused, not held in memory: a peer sending without end cannot take the client', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'lanplug-doctor-'));
+  const server = createServer((socket) => {
+    socket.once('data', () => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ${80 * 1024 * 1024}\r\n\r\n`);
+      const mib = Buffer.alloc(1024 * 1024, 0x20);
+      let sent = 0;
+      const more = (): void => {
+        while (sent < 80 && socket.write(mib)) sent++;
+        if (sent < 80) socket.once('drain', more);
+      };
+      more();
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(controlSocketPath(dir), resolve));
+  try {
+    await assert.rejects(
+      new ControlClient(dir, 10_000).ask('GET', '/healthz'),
+      (err: unknown) => err instanceof Error && /answered more than 67108864 bytes/.test(err.message),
+    );
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
