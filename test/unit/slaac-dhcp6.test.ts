@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import type { LeaseKeeper } from '../../src/dhcp/keeper';
 import type { NetworkDriver } from '../../src/driver/network-driver';
 import { SlaacDhcp6 } from '../../src/endpoint/slaac-dhcp6';
-import type { Fields, Logger } from '../../src/log';
+import { capturingLogger } from '../support/capturing-logger';
 import type { Lease } from '../../src/model/lease';
 import type { EndpointRecord, NetworkSpec } from '../../src/model/network';
 import { parseAddress, parsePrefix, type IpAddress } from '../../src/net/address';
@@ -27,22 +27,6 @@ const ENDPOINT: EndpointRecord = {
   ipv6: null,
 };
 const MANAGED = { heard: true, managed: true, other: false };
-
-interface Line {
-  level: string;
-  msg: string;
-  fields: Fields;
-}
-
-function capturingLogger(): { log: Logger; lines: Line[] } {
-  const lines: Line[] = [];
-  const at =
-    (level: string) =>
-    (msg: string, fields: Fields = {}): void => {
-      lines.push({ level, msg, fields });
-    };
-  return { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
-}
 
 /** A keeper that holds nothing yet; `acquire` is the test's. */
 function fakeKeeper(acquire: () => Promise<Lease[]>): { keeper: LeaseKeeper; asked: () => number } {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LanplugError } from '../../src/errors';
 import type { LinkInfo } from '../../src/link/link';
-import type { Fields, Logger } from '../../src/log';
+import { capturingLogger, type Line } from '../support/capturing-logger';
 import { events } from '../../src/metrics/events';
 import type { EndpointRecord, LearnedDns, NetworkSpec } from '../../src/model/network';
 import { parseAddress, parsePrefix } from '../../src/net/address';
@@ -109,22 +109,6 @@ class FakeSandboxes implements SandboxAccess {
     this.entries.push({ netns, at: this.clock.now() });
     return this.timeline(netns);
   }
-}
-
-interface Line {
-  level: string;
-  msg: string;
-  fields: Fields;
-}
-
-function capturingLogger(): { log: Logger; lines: Line[] } {
-  const lines: Line[] = [];
-  const at =
-    (level: string) =>
-    (msg: string, fields: Fields = {}): void => {
-      lines.push({ level, msg, fields });
-    };
-  return { log: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }, lines };
 }
 
 const SPEC = { networkId: NET_A, slaac: { rtInfoMaxPlen: 0 } } as unknown as NetworkSpec;
