@@ -3,7 +3,8 @@
 // The e2e lane runs the same client against dnsmasq on a real LAN.
 
 import assert from 'node:assert/strict';
-import { exchangeNow, type DhcpChannel } from '../../src/dhcp/channel';
+import type { TestContext } from 'node:test';
+import { exchangeDeadline, exchangeNow, type DhcpChannel } from '../../src/dhcp/channel';
 import {
   decodeDhcp,
   encodeDhcp,
@@ -98,6 +99,38 @@ export async function within<T>(ms: number, work: Promise<T>, timedOut: string):
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A silent exchange's run under a wall-clock step (exchangeOnSteppedClocks). */
+export interface SteppedRun<T> {
+  step: number;
+  outcome: T | string;
+  sends: number;
+  tookMs: number;
+}
+
+/**
+ * Runs `exchange` against a server that never answers, with a deadline 1.2 s away, twice: the wall
+ * clock (Date.now, mocked through `t`) set forward a day at its first message, then back an hour. An
+ * exchange on the monotonic clock sends twice (at 0 and 1 s) and ends after about 1.2 s both times.
+ */
+export async function exchangeOnSteppedClocks<T>(
+  t: TestContext,
+  exchange: (channel: SilentChannel, deadline: number) => Promise<T>,
+): Promise<SteppedRun<T>[]> {
+  let wall = Date.UTC(2026, 11, 6);
+  t.mock.method(Date, 'now', () => wall);
+  const runs: SteppedRun<T>[] = [];
+  for (const step of [24 * 3_600_000, -3_600_000]) {
+    const channel = new SilentChannel(() => {
+      if (channel.sends === 1) wall += step;
+    });
+    const began = performance.now();
+    const outcome = await within(5_000, exchange(channel, exchangeDeadline(1_200)), 'still resending 5 s later');
+    runs.push({ step, outcome, sends: channel.sends, tookMs: performance.now() - began });
+    await channel.close();
+  }
+  return runs;
 }
 
 export function answerWith(type: DhcpMessage['type'], to: DhcpMessage, address: string): DhcpMessage {
