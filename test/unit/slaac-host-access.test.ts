@@ -191,26 +191,8 @@ test('a route the kernel refuses (ENETDOWN) is a warning and a retry at the next
 });
 
 test("the M-flag DHCPv6 address (lanplug's own lease, a permanent /128 the container's read leaves out) gets its host route too, and reconcile wants it", async () => {
-  const rtnl = new FakeRtnl();
   const networkId = 'b'.repeat(64);
-  const shim = rtnl.add({
-    name: shimLinkName(networkId),
-    kind: 'macvlan',
-    mtu: 1500,
-    mac: '02:00:00:00:00:09',
-    up: true,
-    parentIndex: 2,
-  });
-  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
-  rtnl.routes.push({
-    destination: parsePrefix('2001:db8:1::/64'),
-    oifIndex: 2,
-    gateway: null,
-    preferredSource: null,
-    protocol: RTPROT_RA,
-    table: 254,
-  });
-  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  const { rtnl, shim, spec } = followedNetwork(networkId);
   const endpoint: EndpointRecord = {
     networkId,
     endpointId: 'f'.repeat(64),
@@ -249,26 +231,8 @@ test("the M-flag DHCPv6 address (lanplug's own lease, a permanent /128 the conta
 });
 
 test('an address a second container adds after another container has it routed: the route stays to the first, none to the second', async () => {
-  const rtnl = new FakeRtnl();
   const networkId = 'c'.repeat(64);
-  const shim = rtnl.add({
-    name: shimLinkName(networkId),
-    kind: 'macvlan',
-    mtu: 1500,
-    mac: '02:00:00:00:00:09',
-    up: true,
-    parentIndex: 2,
-  });
-  rtnl.addresses.push({ index: shim.index, prefix: parsePrefix('fe80::9/64'), scope: RT_SCOPE_LINK });
-  rtnl.routes.push({
-    destination: parsePrefix('2001:db8:1::/64'),
-    oifIndex: 2,
-    gateway: null,
-    preferredSource: null,
-    protocol: RTPROT_RA,
-    table: 254,
-  });
-  const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
+  const { rtnl, spec } = followedNetwork(networkId);
   const endpointOf = (c: string): EndpointRecord => ({
     networkId,
     endpointId: c.repeat(64),
@@ -313,7 +277,11 @@ test('an address a second container adds after another container has it routed: 
 });
 
 /** A network with host access whose shim is past DAD and whose parent has the router's prefix on-link. */
-function followedNetwork(networkId: string): { rtnl: FakeRtnl; spec: ReturnType<typeof macvlanNetwork>['spec'] } {
+function followedNetwork(networkId: string): {
+  rtnl: FakeRtnl;
+  shim: ReturnType<FakeRtnl['add']>;
+  spec: ReturnType<typeof macvlanNetwork>['spec'];
+} {
   const rtnl = new FakeRtnl();
   const shim = rtnl.add({
     name: shimLinkName(networkId),
@@ -333,7 +301,7 @@ function followedNetwork(networkId: string): { rtnl: FakeRtnl; spec: ReturnType<
     table: 254,
   });
   const spec = macvlanNetwork(networkId, { hostAccess: { ipv4: null, ipv6: null }, slaac: { rtInfoMaxPlen: 0 } }).spec;
-  return { rtnl, spec };
+  return { rtnl, shim, spec };
 }
 
 test("the sandbox's wait runs on the monotonic clock: a wall clock set forward a day does not end it (the late container still gets its route), one set back an hour does not stretch it", (t) => {
